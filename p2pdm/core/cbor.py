@@ -1,0 +1,223 @@
+"""Strict CBOR: canonical encoding, and decoding that refuses what we never send.
+
+How this works: before cbor2 sees a byte, :func:`scan` walks the document
+once, in time linear in its size, and refuses anything outside the subset
+p2pdm uses: unsigned/negative integers, byte strings, text strings, arrays,
+maps with *text* keys, and the simple values false/true/null. No tags (so no
+sets, decimals, dates or shared references), no floats, no indefinite
+lengths, no trailing bytes, bounded depth and item count. Text keys hash with
+Python's randomised string hash, so the hash-collision attack on integer keys
+that cbor2 is open to cannot happen. Only then does a fresh cbor2 decoder
+build Python objects.
+
+:class:`Fields` reads a decoded map against a schema and raises
+:class:`~p2pdm.errors.SchemaError` naming the field that is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+
+from p2pdm.errors import FrameTooLarge, MalformedCBOR, SchemaError
+from p2pdm.limits import MAX_CBOR_DEPTH, MAX_CBOR_ITEMS
+
+__all__ = ["Fields", "decode", "decode_map", "encode", "scan"]
+
+_MAJOR_UINT, _MAJOR_NINT, _MAJOR_BYTES, _MAJOR_TEXT = 0, 1, 2, 3
+_MAJOR_ARRAY, _MAJOR_MAP, _MAJOR_TAG, _MAJOR_SIMPLE = 4, 5, 6, 7
+_SIMPLE_ALLOWED = frozenset({20, 21, 22})  # false, true, null
+_ARG_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
+def encode(value: Any) -> bytes:
+    """Encode ``value`` as canonical CBOR (RFC 8949 §4.2.1 core deterministic)."""
+    return cbor2.dumps(value, canonical=True)
+
+
+def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR_DEPTH) -> None:
+    """Check that ``data`` is exactly one CBOR item of the allowed subset.
+
+    Raises :class:`MalformedCBOR` otherwise. Runs in O(len(data)) and stops
+    after ``max_items`` items.
+    """
+    n = len(data)
+    pos = 0
+    items = 0
+    # Stack of [remaining items, is_map]; for maps, remaining counts keys and
+    # values, and an even remaining count means the next item is a key.
+    stack: list[list[int]] = []
+    while True:
+        if pos >= n:
+            raise MalformedCBOR("CBOR data ends in the middle of an item")
+        items += 1
+        if items > max_items:
+            raise MalformedCBOR(f"CBOR document has more than {max_items} items")
+        initial = data[pos]
+        pos += 1
+        major, info = initial >> 5, initial & 0x1F
+        is_key = bool(stack) and stack[-1][1] == 1 and stack[-1][0] % 2 == 0
+        if is_key and major != _MAJOR_TEXT:
+            raise MalformedCBOR("CBOR map keys must be text strings")
+        if major == _MAJOR_SIMPLE:
+            if info not in _SIMPLE_ALLOWED:
+                raise MalformedCBOR("CBOR floats and simple values other than bool/null are refused")
+            arg = 0
+        elif info < 24:
+            arg = info
+        elif info in _ARG_BYTES:
+            width = _ARG_BYTES[info]
+            if pos + width > n:
+                raise MalformedCBOR("CBOR data ends inside a length")
+            arg = int.from_bytes(data[pos : pos + width], "big")
+            pos += width
+        elif info == 31:
+            raise MalformedCBOR("indefinite-length CBOR items are refused")
+        else:
+            raise MalformedCBOR("reserved CBOR additional information")
+
+        if major in (_MAJOR_BYTES, _MAJOR_TEXT):
+            if arg > n - pos:
+                raise MalformedCBOR("CBOR string is longer than the data")
+            pos += arg
+        elif major == _MAJOR_TAG:
+            raise MalformedCBOR("CBOR tags are refused")
+        elif major in (_MAJOR_ARRAY, _MAJOR_MAP):
+            count = arg * 2 if major == _MAJOR_MAP else arg
+            if count > max_items:
+                raise MalformedCBOR("CBOR container claims more items than allowed")
+            if count:
+                if len(stack) >= max_depth:
+                    raise MalformedCBOR(f"CBOR nesting deeper than {max_depth}")
+                stack.append([count, 1 if major == _MAJOR_MAP else 0])
+                continue
+        # One item finished: pop finished containers.
+        while stack:
+            stack[-1][0] -= 1
+            if stack[-1][0]:
+                break
+            stack.pop()
+        if not stack:
+            break
+    if pos != n:
+        raise MalformedCBOR("trailing bytes after the CBOR item")
+
+
+def decode(data: bytes, max_bytes: int) -> Any:
+    """Decode one CBOR item of at most ``max_bytes`` bytes from the allowed subset.
+
+    Raises :class:`FrameTooLarge` before reading anything if the data is too
+    big, :class:`MalformedCBOR` if it is not allowed CBOR.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedCBOR("expected bytes")
+    if len(data) > max_bytes:
+        raise FrameTooLarge(f"{len(data)} bytes is over the {max_bytes}-byte limit")
+    data = bytes(data)
+    scan(data)
+    try:
+        # cbor2.loads makes a fresh decoder each call: no state shared between
+        # messages (CVE-2025-68131 was about reused decoders).
+        return cbor2.loads(data)
+    except (cbor2.CBORDecodeError, ValueError, UnicodeDecodeError) as exc:
+        raise MalformedCBOR(f"invalid CBOR: {exc}") from None
+
+
+def decode_map(data: bytes, max_bytes: int, what: str) -> Fields:
+    """Decode ``data`` as a CBOR map and wrap it in :class:`Fields` for reading."""
+    value = decode(data, max_bytes)
+    if not isinstance(value, dict):
+        raise SchemaError(f"{what}: expected a CBOR map")
+    return Fields(value, what)
+
+
+class Fields:
+    """Typed, checked access to the fields of a decoded CBOR map.
+
+    Each getter raises :class:`SchemaError` naming the field. Call
+    :meth:`done` last: it refuses fields nobody asked for.
+    """
+
+    __slots__ = ("_map", "_seen", "what")
+
+    def __init__(self, mapping: dict[str, Any], what: str) -> None:
+        self._map = mapping
+        self._seen: set[str] = set()
+        self.what = what
+
+    def _get(self, key: str, optional: bool = False) -> Any:
+        self._seen.add(key)
+        if key not in self._map:
+            if optional:
+                return None
+            raise SchemaError(f"{self.what}: missing field {key!r}")
+        return self._map[key]
+
+    def _fail(self, key: str, expected: str) -> SchemaError:
+        return SchemaError(f"{self.what}: field {key!r} must be {expected}")
+
+    def has(self, key: str) -> bool:
+        return key in self._map
+
+    def int(self, key: str, lo: int, hi: int) -> int:
+        value = self._get(key)
+        if type(value) is not int or not lo <= value <= hi:
+            raise self._fail(key, f"an integer in [{lo}, {hi}]")
+        return value
+
+    def bool(self, key: str) -> bool:
+        value = self._get(key)
+        if type(value) is not bool:
+            raise self._fail(key, "a boolean")
+        return value
+
+    def bytes(self, key: str, size: int | None = None, max_size: int | None = None) -> bytes:
+        value = self._get(key)
+        if type(value) is not bytes:
+            raise self._fail(key, "a byte string")
+        if size is not None and len(value) != size:
+            raise self._fail(key, f"exactly {size} bytes")
+        if max_size is not None and len(value) > max_size:
+            raise self._fail(key, f"at most {max_size} bytes")
+        return value
+
+    def opt_bytes(self, key: str, size: int | None = None, max_size: int | None = None) -> bytes | None:
+        if self._get(key, optional=True) is None:
+            return None
+        return self.bytes(key, size, max_size)
+
+    def text(self, key: str, max_bytes: int, min_chars: int = 0) -> str:
+        value = self._get(key)
+        if type(value) is not str or len(value) < min_chars:
+            raise self._fail(key, "a text string" + (" that is not empty" if min_chars else ""))
+        if len(value.encode("utf-8", "surrogatepass")) > max_bytes:
+            raise self._fail(key, f"at most {max_bytes} bytes of UTF-8")
+        return value
+
+    def list(self, key: str, max_len: int) -> list[Any]:
+        value = self._get(key)
+        if type(value) is not list or len(value) > max_len:
+            raise self._fail(key, f"an array of at most {max_len} items")
+        return value
+
+    def map(self, key: str) -> Fields:
+        value = self._get(key)
+        if type(value) is not dict:
+            raise self._fail(key, "a map")
+        return Fields(value, f"{self.what}.{key}")
+
+    def opt_map(self, key: str) -> Fields | None:
+        if self._get(key, optional=True) is None:
+            return None
+        return self.map(key)
+
+    def raw(self) -> dict[str, Any]:
+        """The underlying map, for opaque bodies; marks every field as read."""
+        self._seen.update(self._map)
+        return self._map
+
+    def done(self) -> None:
+        extra = set(self._map) - self._seen
+        if extra:
+            raise SchemaError(f"{self.what}: unknown field(s) {sorted(extra)!r}")

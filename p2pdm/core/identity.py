@@ -1,0 +1,167 @@
+"""Node identity: one Ed25519 key pair, its libp2p PeerID, and signatures.
+
+How this works: a 32-byte seed is the whole secret. The Ed25519 key made
+from it signs p2pdm data and is also the libp2p host key, so a contact's
+address (PeerID ``12D3KooW…``) and the key that signs its messages are one.
+A PeerID here is the identity multihash of the protobuf-encoded Ed25519
+public key, exactly as libp2p builds it, so a signature can be checked
+knowing only a PeerID. Every signature is domain-separated: the signed bytes
+start with ``p2pdm/<domain>\\0``, so a signature made for one purpose can
+never be replayed as another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Final
+
+import base58
+import nacl.bindings
+import nacl.exceptions
+import nacl.signing
+
+from p2pdm.errors import IdentityError, SchemaError, SignatureError
+
+__all__ = [
+    "SEED_BYTES",
+    "SIGNATURE_BYTES",
+    "Identity",
+    "PeerId",
+    "safety_number",
+    "verify",
+]
+
+SEED_BYTES: Final = 32
+PUBLIC_KEY_BYTES: Final = 32
+SIGNATURE_BYTES: Final = 64
+# protobuf PublicKey{Type: Ed25519 (1), Data: <32 bytes>} as libp2p encodes it.
+_PROTO_ED25519_PREFIX: Final = b"\x08\x01\x12\x20"
+# multihash "identity" (0x00) of the 36-byte protobuf key.
+_MULTIHASH_PREFIX: Final = b"\x00\x24"
+PEER_ID_BYTES: Final = len(_MULTIHASH_PREFIX) + len(_PROTO_ED25519_PREFIX) + PUBLIC_KEY_BYTES
+_PEER_ID_MAX_CHARS: Final = 64
+# Signal's numeric fingerprint (version 0): 5200 rounds of SHA-512.
+_FINGERPRINT_ROUNDS: Final = 5200
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PeerId:
+    """A libp2p PeerID of an Ed25519 key; ``str()`` gives the ``12D3KooW…`` form."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        if (
+            len(self.raw) != PEER_ID_BYTES
+            or not self.raw.startswith(_MULTIHASH_PREFIX + _PROTO_ED25519_PREFIX)
+        ):
+            raise SchemaError("not the PeerID of an Ed25519 key")
+
+    @classmethod
+    def from_public_key(cls, public_key: bytes) -> PeerId:
+        if len(public_key) != PUBLIC_KEY_BYTES:
+            raise SchemaError("an Ed25519 public key is 32 bytes")
+        return cls(_MULTIHASH_PREFIX + _PROTO_ED25519_PREFIX + public_key)
+
+    @classmethod
+    def parse(cls, text: str) -> PeerId:
+        """Parse the base58 form; raises :class:`SchemaError` if it is not an Ed25519 PeerID."""
+        if not isinstance(text, str) or not 0 < len(text) <= _PEER_ID_MAX_CHARS:
+            raise SchemaError("not a PeerID")
+        try:
+            raw = base58.b58decode(text.strip())
+        except ValueError:
+            raise SchemaError(f"not a PeerID: {text[:20]!r}") from None
+        return cls(raw)
+
+    @property
+    def public_key(self) -> bytes:
+        """The Ed25519 public key this PeerID names."""
+        return self.raw[-PUBLIC_KEY_BYTES:]
+
+    @property
+    def x25519_public_key(self) -> bytes:
+        """The X25519 form of the key, for key agreement."""
+        try:
+            return bytes(nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(self.public_key))
+        except nacl.exceptions.RuntimeError:
+            raise SchemaError("PeerID key is not a valid Ed25519 point") from None
+
+    def __str__(self) -> str:
+        return base58.b58encode(self.raw).decode("ascii")
+
+    def __repr__(self) -> str:
+        return f"PeerId({self})"
+
+    def short(self) -> str:
+        """The last 8 characters, for logs and narrow tables."""
+        return str(self)[-8:]
+
+
+def _signed_bytes(domain: str, data: bytes) -> bytes:
+    return b"p2pdm/" + domain.encode("ascii") + b"\x00" + data
+
+
+def verify(peer: PeerId, domain: str, data: bytes, signature: bytes) -> None:
+    """Check ``signature`` by ``peer`` over ``data`` in ``domain``; raises :class:`SignatureError`."""
+    if len(signature) != SIGNATURE_BYTES:
+        raise SignatureError("a signature is 64 bytes")
+    try:
+        nacl.signing.VerifyKey(peer.public_key).verify(_signed_bytes(domain, data), signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
+        raise SignatureError(f"bad {domain} signature from {peer.short()}") from None
+
+
+class Identity:
+    """The node's key pair. Holds the secret seed; never logged or repr'd."""
+
+    __slots__ = ("_signing_key", "peer_id", "seed")
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != SEED_BYTES:
+            raise IdentityError("an identity seed is 32 bytes")
+        self.seed = bytes(seed)
+        self._signing_key = nacl.signing.SigningKey(self.seed)
+        self.peer_id = PeerId.from_public_key(bytes(self._signing_key.verify_key))
+
+    @classmethod
+    def generate(cls, random_bytes: bytes) -> Identity:
+        """Make an identity from 32 bytes of fresh randomness supplied by the caller."""
+        return cls(random_bytes)
+
+    @property
+    def public_key(self) -> bytes:
+        return self.peer_id.public_key
+
+    @property
+    def x25519_private_key(self) -> bytes:
+        """The X25519 form of the secret key (libsodium's ed25519→curve25519)."""
+        return bytes(self._signing_key.to_curve25519_private_key())
+
+    def sign(self, domain: str, data: bytes) -> bytes:
+        """Sign ``data`` for ``domain`` (e.g. ``"msg/v1"``); returns the 64-byte signature."""
+        return self._signing_key.sign(_signed_bytes(domain, data)).signature
+
+    def __repr__(self) -> str:
+        return f"Identity({self.peer_id})"
+
+
+def _fingerprint_digits(peer: PeerId) -> str:
+    key = peer.public_key
+    digest = hashlib.sha512(b"\x00\x00" + key + peer.raw).digest()
+    for _ in range(_FINGERPRINT_ROUNDS):
+        digest = hashlib.sha512(digest + key).digest()
+    return "".join(
+        f"{int.from_bytes(digest[i : i + 5], 'big') % 100_000:05d}" for i in range(0, 30, 5)
+    )
+
+
+def safety_number(a: PeerId, b: PeerId) -> str:
+    """The 60-digit safety number of two identities, the same on both sides.
+
+    Signal's numeric fingerprint: 30 digits per party, the lower one first,
+    shown as twelve groups of five.
+    """
+    digits = "".join(sorted((_fingerprint_digits(a), _fingerprint_digits(b))))
+    return " ".join(digits[i : i + 5] for i in range(0, 60, 5))

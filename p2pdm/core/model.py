@@ -1,0 +1,143 @@
+"""What the node keeps: contacts, conversations, messages and their delivery state.
+
+Plain frozen records shared by the store, the node and the API. Times are
+integer milliseconds since the Unix epoch (``*_ms``); the caller supplies
+them, nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from p2pdm.core.identity import PeerId
+
+__all__ = [
+    "Contact",
+    "Conversation",
+    "DeliveryStatus",
+    "Direction",
+    "MessagePage",
+    "OutboxItem",
+    "StatusChange",
+    "StoredMessage",
+    "direct_conversation_id",
+]
+
+CONVERSATION_ID_BYTES = 16
+MESSAGE_ID_BYTES = 16
+
+
+class DeliveryStatus(StrEnum):
+    """Where an outgoing message is. Incoming messages are ``delivered`` or ``read``."""
+
+    QUEUED = "queued"  # in the outbox, not yet on the wire
+    SENT = "sent"  # written to the recipient's stream, no ack yet
+    DEPOSITED = "deposited"  # held by one or more mailboxes for the recipient
+    DELIVERED = "delivered"  # the recipient acknowledged it is stored
+    READ = "read"  # the recipient sent a read receipt
+    FAILED = "failed"  # will not be retried; see the status detail
+    EXPIRED = "expired"  # outlived its envelope expiry undelivered
+
+
+#: Order of progress: a status never moves back to an earlier one.
+STATUS_RANK = {
+    DeliveryStatus.QUEUED: 0,
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.DEPOSITED: 2,
+    DeliveryStatus.DELIVERED: 3,
+    DeliveryStatus.READ: 4,
+    DeliveryStatus.FAILED: 5,
+    DeliveryStatus.EXPIRED: 5,
+}
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+def direct_conversation_id(a: PeerId, b: PeerId) -> bytes:
+    """The id of the one-to-one conversation of two peers, the same on both sides."""
+    low, high = sorted((a.raw, b.raw))
+    return hashlib.blake2b(
+        low + high, digest_size=CONVERSATION_ID_BYTES, person=b"p2pdm-conv-1to1"
+    ).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    peer_id: PeerId
+    name: str
+    added_at_ms: int
+    #: The contact's prekey bundle as received (encoded ``PrekeyBundle``), if any.
+    bundle: bytes | None = None
+    #: Last known listen addresses (multiaddr strings), newest first.
+    addrs: tuple[str, ...] = ()
+    last_seen_ms: int | None = None
+    verified: bool = False
+    blocked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: bytes
+    conversation_id: bytes
+    #: The other party: recipient of an outgoing message, sender of an incoming one.
+    peer: PeerId
+    direction: Direction
+    kind: str
+    #: The message body as canonical CBOR (see ``p2pdm.core.wire``).
+    body: bytes
+    #: The sender's timestamp.
+    sent_at_ms: int
+    #: When this node stored it.
+    stored_at_ms: int
+    status: DeliveryStatus
+    #: True for an incoming message from someone who is not a contact (a message request).
+    request: bool = False
+    #: Local insertion order; assigned by the store, used as the paging cursor.
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    message_id: bytes
+    status: DeliveryStatus
+    at_ms: int
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: bytes
+    peer: PeerId
+    last_message_at_ms: int
+    unread: int
+    #: True while every message in it is a message request.
+    request: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """Messages newest first; pass ``next_before`` as ``before`` for the next page."""
+
+    messages: tuple[StoredMessage, ...]
+    next_before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """An envelope waiting for an acknowledgement from its recipient."""
+
+    envelope_id: bytes
+    message_id: bytes
+    recipient: PeerId
+    envelope: bytes
+    created_at_ms: int
+    expires_at_ms: int
+    next_attempt_at_ms: int
+    attempts: int = 0
+    #: Free-form delivery notes (last error), for the API.
+    last_error: str = field(default="")

@@ -1,0 +1,146 @@
+"""One error tree for the whole project.
+
+Every error says whose fault it is: ``Remote*`` errors come from what a peer
+sent us (log it, drop the input, keep serving), the others come from local
+use (tell the user in one line). The docstring of each class is written for
+the person who sees it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DecryptError",
+    "FrameTooLarge",
+    "MalformedCBOR",
+    "SchemaError",
+    "UnsupportedVersion",
+    "HomeError",
+    "IdentityError",
+    "InviteError",
+    "InviteExpired",
+    "InviteFormatError",
+    "InviteSignatureError",
+    "NodeNotRunning",
+    "NotFound",
+    "P2PDMError",
+    "PassphraseError",
+    "PeerUnreachable",
+    "PrekeyError",
+    "ProtocolViolation",
+    "ReplayError",
+    "SessionError",
+    "SignatureError",
+    "StoreError",
+    "WireError",
+    "WrongRecipient",
+]
+
+
+class P2PDMError(Exception):
+    """Base of every error p2pdm raises on purpose."""
+
+
+# --- what a peer sent us --------------------------------------------------
+
+
+class WireError(P2PDMError):
+    """Bytes from a peer (or a file) do not decode as the expected p2pdm type.
+
+    The input is dropped; nothing was stored. Subclasses say which check failed.
+    """
+
+
+class FrameTooLarge(WireError):
+    """A frame is larger than the cap for its type; it was refused unread."""
+
+
+class MalformedCBOR(WireError):
+    """The bytes are not CBOR of the shapes p2pdm allows."""
+
+
+class SchemaError(WireError):
+    """The CBOR decoded, but a field is missing, unknown, or of the wrong type or size."""
+
+
+class UnsupportedVersion(WireError):
+    """The data carries a format version this node does not know; upgrade p2pdm."""
+
+
+class SignatureError(P2PDMError):
+    """A signature does not verify: the data was forged or damaged, and was dropped."""
+
+
+class ReplayError(P2PDMError):
+    """A message or envelope id that was already accepted arrived again; dropped."""
+
+
+class WrongRecipient(P2PDMError):
+    """A message names another recipient than this node; dropped."""
+
+
+class DecryptError(P2PDMError):
+    """A ciphertext could not be decrypted or authenticated; dropped."""
+
+
+class ProtocolViolation(P2PDMError):
+    """A peer broke the protocol (limits, order of frames); it gets disconnected."""
+
+
+# --- local use ------------------------------------------------------------
+
+
+class SessionError(P2PDMError):
+    """An end-to-end session could not be set up or used."""
+
+
+class PrekeyError(SessionError):
+    """A key agreement names a prekey this node does not have (expired or already used)."""
+
+
+class IdentityError(P2PDMError):
+    """The node identity is missing or unusable. Run `p2pdm init` first."""
+
+
+class PassphraseError(IdentityError):
+    """The identity file is encrypted and the passphrase (P2PDM_PASSPHRASE) is missing or wrong."""
+
+
+class HomeError(P2PDMError):
+    """The node home directory cannot be used (permissions, missing files)."""
+
+
+class ConfigError(P2PDMError):
+    """A configuration value or command-line option is invalid."""
+
+
+class InviteError(P2PDMError):
+    """An invite could not be used."""
+
+
+class InviteFormatError(InviteError, WireError):
+    """The text is not a p2pdm invite, or it is truncated or damaged."""
+
+
+class InviteSignatureError(InviteError, SignatureError):
+    """The invite's signature does not match its content: it was tampered with."""
+
+
+class InviteExpired(InviteError):
+    """The invite has expired; ask the contact for a fresh one (`p2pdm id`)."""
+
+
+class StoreError(P2PDMError):
+    """The message store failed or refused an operation."""
+
+
+class NotFound(StoreError):
+    """The contact, conversation or message asked for does not exist."""
+
+
+class PeerUnreachable(P2PDMError):
+    """The peer could not be reached at any known address."""
+
+
+class NodeNotRunning(P2PDMError):
+    """No p2pdm node is running for this home. Start one with `p2pdm run`."""

@@ -1,0 +1,87 @@
+"""Every limit p2pdm enforces, with the reason for its value.
+
+One place, so that a reviewer can see at a glance what a hostile peer can
+make a node spend. Values are in bytes, counts or seconds unless named
+otherwise.
+"""
+
+from __future__ import annotations
+
+# --- frames and decoding -------------------------------------------------
+
+#: Largest data frame (an envelope) a peer may send. Big enough for a photo
+#: or voice note chunk plus headers; small enough that a node never buffers
+#: more than this per stream before it decides to refuse.
+MAX_FRAME_BYTES = 1 << 20
+
+#: Largest control frame (acks, challenges, mailbox requests). These carry
+#: ids and signatures only.
+MAX_CONTROL_FRAME_BYTES = 16 << 10
+
+#: Deepest nesting accepted in any CBOR item. Our schemas nest at most four
+#: levels; cbor2's own limit (400) is far above what we need.
+MAX_CBOR_DEPTH = 16
+
+#: Most data items (map entries count twice) in one CBOR document. Bounds the
+#: Python objects a single frame can make us allocate.
+MAX_CBOR_ITEMS = 20_000
+
+#: Longest text message body, in UTF-8 bytes (a long DM, not a file).
+MAX_TEXT_BYTES = 64 << 10
+
+#: Most message ids one receipt may acknowledge.
+MAX_RECEIPT_IDS = 256
+
+#: Largest body of a message kind this version does not know (kept opaque).
+MAX_UNKNOWN_BODY_BYTES = 256 << 10
+
+#: Largest display name, in UTF-8 bytes.
+MAX_NAME_BYTES = 128
+
+#: Most addresses in an invite or address record, and the longest one.
+MAX_ADDRS = 16
+MAX_ADDR_BYTES = 256
+
+#: Largest invite string accepted from a user, in characters.
+MAX_INVITE_CHARS = 8 << 10
+
+# --- identity and sessions ---------------------------------------------
+
+#: Skipped message keys kept per session for late or reordered messages
+#: (Signal keeps 2000). Older ones are dropped first.
+MAX_SKIPPED_MESSAGE_KEYS = 1000
+
+#: Most message keys derived in one step to catch up a gap. A larger jump is
+#: refused rather than spending CPU on a peer's say-so.
+MAX_SKIP_PER_MESSAGE = 1000
+
+#: How often the signed prekey is replaced (Signal rotates weekly-monthly).
+SIGNED_PREKEY_ROTATION_SECONDS = 7 * 24 * 3600
+
+#: How long a replaced signed prekey still accepts first messages, so
+#: messages sent from an older bundle (cached invite, mailbox) still open.
+SIGNED_PREKEY_GRACE_SECONDS = 14 * 24 * 3600
+
+#: One-time prekeys kept on hand, and how many an invite carries.
+ONE_TIME_PREKEYS_TARGET = 20
+ONE_TIME_PREKEYS_PER_BUNDLE = 5
+
+#: Default lifetime of an invite.
+INVITE_TTL_SECONDS = 30 * 24 * 3600
+
+#: Allowed clock skew when checking expiries and timestamps from peers.
+MAX_CLOCK_SKEW_SECONDS = 10 * 60
+
+# --- store ---------------------------------------------------------------
+
+#: Largest page of messages one query returns.
+MAX_PAGE_SIZE = 500
+
+#: How long accepted message ids are remembered for replay protection. Past
+#: this, envelopes have expired anyway (see ENVELOPE_TTL_SECONDS).
+SEEN_ID_RETENTION_SECONDS = 30 * 24 * 3600
+
+# --- delivery ------------------------------------------------------------
+
+#: Default lifetime of an envelope: a mailbox keeps it at most this long.
+ENVELOPE_TTL_SECONDS = 14 * 24 * 3600

@@ -1,0 +1,116 @@
+"""The store contract: what the node asks of its message store.
+
+Two implementations pass one contract test suite (``tests/test_store_contract.py``):
+:class:`~p2pdm.store.sqlite.SQLiteStore` (the real one, a file in the node
+home) and :class:`~p2pdm.store.memory.MemoryStore` (for tests).
+
+Every write outside ``with store.transaction():`` commits by itself. Inside
+one, all writes commit together or not at all (an exception rolls back), so
+a received message and the session state after decrypting it land together.
+Transactions do not nest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import (
+    Contact,
+    Conversation,
+    DeliveryStatus,
+    MessagePage,
+    OutboxItem,
+    StatusChange,
+    StoredMessage,
+)
+
+__all__ = ["Store"]
+
+
+class Store(Protocol):
+    # --- lifecycle ---
+    def close(self) -> None: ...
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    # --- settings (JSON-able values) ---
+    def get_setting(self, key: str, default: object = None) -> object: ...
+    def set_setting(self, key: str, value: object) -> None: ...
+    def settings(self) -> dict[str, object]: ...
+
+    # --- contacts ---
+    def put_contact(self, contact: Contact) -> None: ...  # insert or replace
+    def get_contact(self, peer: PeerId) -> Contact | None: ...
+    def find_contact_by_name(self, name: str) -> Contact | None: ...  # case-insensitive
+    def list_contacts(self) -> list[Contact]: ...
+    def delete_contact(self, peer: PeerId) -> bool: ...
+
+    # --- messages ---
+    def add_message(self, message: StoredMessage) -> StoredMessage:
+        """Insert; returns it with ``seq`` set. Raises StoreError if the id exists."""
+        ...
+
+    def get_message(self, message_id: bytes) -> StoredMessage | None: ...
+    def set_status(
+        self, message_id: bytes, status: DeliveryStatus, at_ms: int, detail: str = ""
+    ) -> bool:
+        """Record a status change; refuses to move back (see ``STATUS_RANK``).
+
+        Returns True if the status changed. Raises NotFound for an unknown id.
+        """
+        ...
+
+    def status_history(self, message_id: bytes) -> list[StatusChange]: ...
+    def messages(
+        self, conversation_id: bytes, limit: int, before: int | None = None
+    ) -> MessagePage:
+        """Newest first, at most ``limit`` (capped at MAX_PAGE_SIZE), with ``seq < before``."""
+        ...
+
+    def list_conversations(self) -> list[Conversation]: ...  # most recent first
+    def mark_conversation_read(self, conversation_id: bytes, at_ms: int) -> list[bytes]:
+        """Mark incoming messages read; returns the ids that changed, oldest first."""
+        ...
+
+    def accept_request(self, peer: PeerId) -> int:
+        """Turn a peer's message requests into normal messages; returns how many."""
+        ...
+
+    # --- replay protection ---
+    def has_seen(self, message_id: bytes) -> bool: ...
+    def mark_seen(self, message_id: bytes, at_ms: int) -> None: ...
+    def purge_seen(self, before_ms: int) -> int: ...
+
+    # --- sessions and own prekeys (opaque serialised state) ---
+    def get_session(self, peer: PeerId) -> bytes | None: ...
+    def put_session(self, peer: PeerId, state: bytes, at_ms: int) -> None: ...
+    def delete_session(self, peer: PeerId) -> None: ...
+    def get_prekeys(self) -> bytes | None: ...
+    def put_prekeys(self, state: bytes) -> None: ...
+
+    # --- outbox ---
+    def add_outbox(self, item: OutboxItem) -> None: ...
+    def get_outbox(self, envelope_id: bytes) -> OutboxItem | None: ...
+    def outbox_due(self, now_ms: int, limit: int) -> list[OutboxItem]:
+        """Items with ``next_attempt_at_ms <= now_ms``, earliest first."""
+        ...
+
+    def outbox_for(self, recipient: PeerId) -> list[OutboxItem]: ...
+    def reschedule_outbox(
+        self, envelope_id: bytes, next_attempt_at_ms: int, attempts: int, last_error: str = ""
+    ) -> None: ...
+    def remove_outbox(self, envelope_id: bytes) -> bool: ...
+    def outbox_count(self) -> int: ...
+
+    # --- counts for the API ---
+    def counts(self) -> dict[str, int]:
+        """``contacts``, ``messages``, ``unread``, ``requests``, ``outbox``."""
+        ...
+
+
+def iter_chunks(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
+    """Split for SQL ``IN (…)`` lists, which SQLite caps at 32766 parameters."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
