@@ -11,16 +11,15 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DecryptError",
+    "EnvelopeExpired",
     "FrameTooLarge",
-    "MalformedCBOR",
-    "SchemaError",
-    "UnsupportedVersion",
     "HomeError",
     "IdentityError",
     "InviteError",
     "InviteExpired",
     "InviteFormatError",
     "InviteSignatureError",
+    "MalformedCBOR",
     "NodeNotRunning",
     "NotFound",
     "P2PDMError",
@@ -29,9 +28,11 @@ __all__ = [
     "PrekeyError",
     "ProtocolViolation",
     "ReplayError",
+    "SchemaError",
     "SessionError",
     "SignatureError",
     "StoreError",
+    "UnsupportedVersion",
     "WireError",
     "WrongRecipient",
 ]
@@ -81,6 +82,10 @@ class WrongRecipient(P2PDMError):
 
 class DecryptError(P2PDMError):
     """A ciphertext could not be decrypted or authenticated; dropped."""
+
+
+class EnvelopeExpired(P2PDMError):
+    """An envelope arrived after its expiry time; dropped unread."""
 
 
 class ProtocolViolation(P2PDMError):

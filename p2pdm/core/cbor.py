@@ -62,7 +62,9 @@ def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR
             raise MalformedCBOR("CBOR map keys must be text strings")
         if major == _MAJOR_SIMPLE:
             if info not in _SIMPLE_ALLOWED:
-                raise MalformedCBOR("CBOR floats and simple values other than bool/null are refused")
+                raise MalformedCBOR(
+                    "CBOR floats and simple values other than bool/null are refused"
+                )
             arg = 0
         elif info < 24:
             arg = info
@@ -160,19 +162,19 @@ class Fields:
     def has(self, key: str) -> bool:
         return key in self._map
 
-    def int(self, key: str, lo: int, hi: int) -> int:
+    def integer(self, key: str, lo: int, hi: int) -> int:
         value = self._get(key)
         if type(value) is not int or not lo <= value <= hi:
             raise self._fail(key, f"an integer in [{lo}, {hi}]")
         return value
 
-    def bool(self, key: str) -> bool:
+    def boolean(self, key: str) -> bool:
         value = self._get(key)
         if type(value) is not bool:
             raise self._fail(key, "a boolean")
         return value
 
-    def bytes(self, key: str, size: int | None = None, max_size: int | None = None) -> bytes:
+    def blob(self, key: str, size: int | None = None, max_size: int | None = None) -> bytes:
         value = self._get(key)
         if type(value) is not bytes:
             raise self._fail(key, "a byte string")
@@ -182,10 +184,12 @@ class Fields:
             raise self._fail(key, f"at most {max_size} bytes")
         return value
 
-    def opt_bytes(self, key: str, size: int | None = None, max_size: int | None = None) -> bytes | None:
+    def opt_blob(
+        self, key: str, size: int | None = None, max_size: int | None = None
+    ) -> bytes | None:
         if self._get(key, optional=True) is None:
             return None
-        return self.bytes(key, size, max_size)
+        return self.blob(key, size, max_size)
 
     def text(self, key: str, max_bytes: int, min_chars: int = 0) -> str:
         value = self._get(key)
@@ -195,22 +199,22 @@ class Fields:
             raise self._fail(key, f"at most {max_bytes} bytes of UTF-8")
         return value
 
-    def list(self, key: str, max_len: int) -> list[Any]:
+    def array(self, key: str, max_len: int) -> list[Any]:
         value = self._get(key)
         if type(value) is not list or len(value) > max_len:
             raise self._fail(key, f"an array of at most {max_len} items")
         return value
 
-    def map(self, key: str) -> Fields:
+    def submap(self, key: str) -> Fields:
         value = self._get(key)
         if type(value) is not dict:
             raise self._fail(key, "a map")
         return Fields(value, f"{self.what}.{key}")
 
-    def opt_map(self, key: str) -> Fields | None:
+    def opt_submap(self, key: str) -> Fields | None:
         if self._get(key, optional=True) is None:
             return None
-        return self.map(key)
+        return self.submap(key)
 
     def raw(self) -> dict[str, Any]:
         """The underlying map, for opaque bodies; marks every field as read."""

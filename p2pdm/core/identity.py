@@ -52,9 +52,8 @@ class PeerId:
     raw: bytes
 
     def __post_init__(self) -> None:
-        if (
-            len(self.raw) != PEER_ID_BYTES
-            or not self.raw.startswith(_MULTIHASH_PREFIX + _PROTO_ED25519_PREFIX)
+        if len(self.raw) != PEER_ID_BYTES or not self.raw.startswith(
+            _MULTIHASH_PREFIX + _PROTO_ED25519_PREFIX
         ):
             raise SchemaError("not the PeerID of an Ed25519 key")
 
@@ -104,7 +103,7 @@ def _signed_bytes(domain: str, data: bytes) -> bytes:
 
 
 def verify(peer: PeerId, domain: str, data: bytes, signature: bytes) -> None:
-    """Check ``signature`` by ``peer`` over ``data`` in ``domain``; raises :class:`SignatureError`."""
+    """Check ``peer``'s ``signature`` over ``data`` in ``domain``; raises SignatureError."""
     if len(signature) != SIGNATURE_BYTES:
         raise SignatureError("a signature is 64 bytes")
     try:

@@ -1,0 +1,393 @@
+"""p2pdm wire types: what crosses the network, and their strict decoders.
+
+How this works: three layers, so that only the recipient learns who sent a
+message (normative spec: ``docs/protocol.md``).
+
+1. :class:`InnerMessage` — the plaintext a person sends: id, sender,
+   recipient, conversation, timestamp, kind and body, signed by the sender's
+   identity key over the canonical CBOR of every other field.
+2. :class:`SessionMessage` — the inner message encrypted by the Double
+   Ratchet session with the recipient, plus the X3DH header while the session
+   is new, plus the sender's PeerID. It is sealed (anonymous public-key
+   encryption to the recipient's X25519 key), so relays never see it.
+3. :class:`Envelope` — what travels and what a mailbox holds: version,
+   recipient, envelope id, expiry and the sealed bytes. No sender field.
+
+Each type decodes through one function that checks the size cap first, then
+every field's type and length, and raises a :class:`~p2pdm.errors.WireError`
+subclass for anything else. Message kinds this version does not know decode
+as :class:`UnknownBody`, so later kinds (reaction, edit, media, group…) need
+no format change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from p2pdm.core import cbor
+from p2pdm.core.cbor import Fields
+from p2pdm.core.identity import SIGNATURE_BYTES, Identity, PeerId, verify
+from p2pdm.errors import SchemaError, UnsupportedVersion
+from p2pdm.limits import (
+    MAX_CONTROL_FRAME_BYTES,
+    MAX_FRAME_BYTES,
+    MAX_RECEIPT_IDS,
+    MAX_TEXT_BYTES,
+    MAX_UNKNOWN_BODY_BYTES,
+)
+
+__all__ = [
+    "KEY_BYTES",
+    "WIRE_VERSION",
+    "Body",
+    "Envelope",
+    "InnerMessage",
+    "PrekeyBundle",
+    "ReceiptBody",
+    "SessionMessage",
+    "TextBody",
+    "UnknownBody",
+    "X3DHHeader",
+    "decode_body",
+    "encode_body",
+]
+
+WIRE_VERSION: Final = 1
+ID_BYTES: Final = 16
+KEY_BYTES: Final = 32
+MAX_KIND_BYTES: Final = 32
+#: A bundle carries at most this many one-time prekeys.
+MAX_BUNDLE_ONE_TIME_PREKEYS: Final = 16
+#: Largest sealed payload an envelope may carry: the frame cap minus headers.
+MAX_SEALED_BYTES: Final = MAX_FRAME_BYTES - 512
+_U64: Final = (1 << 64) - 1
+_MSG_DOMAIN: Final = "msg/v1"
+
+
+def _peer(fields: Fields, key: str) -> PeerId:
+    raw = fields.blob(key, max_size=64)
+    try:
+        return PeerId(raw)
+    except SchemaError:
+        raise SchemaError(f"{fields.what}: field {key!r} is not an Ed25519 PeerID") from None
+
+
+def _check_version(fields: Fields) -> None:
+    if not fields.has("v"):
+        raise SchemaError(f"{fields.what}: missing field 'v'")
+    version = fields.integer("v", 0, _U64)
+    if version != WIRE_VERSION:
+        raise UnsupportedVersion(
+            f"{fields.what}: version {version} (this node speaks {WIRE_VERSION})"
+        )
+
+
+# --- bodies ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextBody:
+    text: str
+    reply_to: bytes | None = None
+    kind: Literal["text"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptBody:
+    status: Literal["delivered", "read"]
+    ids: tuple[bytes, ...]
+    kind: Literal["receipt"] = "receipt"
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownBody:
+    """A kind this version does not understand, kept as decoded CBOR."""
+
+    kind: str
+    fields: dict[str, Any]
+
+
+Body = TextBody | ReceiptBody | UnknownBody
+
+
+def encode_body(body: Body) -> dict[str, Any]:
+    """The CBOR map of a body (without its kind)."""
+    if isinstance(body, TextBody):
+        out: dict[str, Any] = {"text": body.text}
+        if body.reply_to is not None:
+            out["reply_to"] = body.reply_to
+        return out
+    if isinstance(body, ReceiptBody):
+        return {"status": body.status, "ids": list(body.ids)}
+    return dict(body.fields)
+
+
+def decode_body(kind: str, fields: Fields) -> Body:
+    """Check a body map against the schema of ``kind``; raises SchemaError."""
+    if kind == "text":
+        text = fields.text("text", MAX_TEXT_BYTES)
+        reply_to = fields.opt_blob("reply_to", size=ID_BYTES)
+        fields.done()
+        return TextBody(text, reply_to)
+    if kind == "receipt":
+        status = fields.text("status", 16)
+        if status not in ("delivered", "read"):
+            raise SchemaError(f"{fields.what}: unknown receipt status {status!r}")
+        ids = fields.array("ids", MAX_RECEIPT_IDS)
+        if not ids or any(type(i) is not bytes or len(i) != ID_BYTES for i in ids):
+            raise SchemaError(f"{fields.what}: 'ids' must be 1..{MAX_RECEIPT_IDS} 16-byte ids")
+        fields.done()
+        return ReceiptBody("delivered" if status == "delivered" else "read", tuple(ids))
+    raw = fields.raw()
+    if len(cbor.encode(raw)) > MAX_UNKNOWN_BODY_BYTES:
+        raise SchemaError(f"{fields.what}: body of unknown kind {kind!r} is too large")
+    return UnknownBody(kind, raw)
+
+
+def _body_kind(body: Body) -> str:
+    return body.kind
+
+
+# --- inner message -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InnerMessage:
+    """A signed message from one person to another (layer 1)."""
+
+    id: bytes
+    sender: PeerId
+    recipient: PeerId
+    conversation: bytes
+    sent_at_ms: int
+    body: Body
+    signature: bytes
+
+    @property
+    def kind(self) -> str:
+        return _body_kind(self.body)
+
+    @staticmethod
+    def _signed_map(
+        id: bytes,
+        sender: PeerId,
+        recipient: PeerId,
+        conversation: bytes,
+        sent_at_ms: int,
+        body: Body,
+    ) -> dict[str, Any]:
+        return {
+            "v": WIRE_VERSION,
+            "id": id,
+            "from": sender.raw,
+            "to": recipient.raw,
+            "conv": conversation,
+            "ts": sent_at_ms,
+            "kind": _body_kind(body),
+            "body": encode_body(body),
+        }
+
+    @classmethod
+    def create(
+        cls,
+        identity: Identity,
+        *,
+        id: bytes,
+        recipient: PeerId,
+        conversation: bytes,
+        sent_at_ms: int,
+        body: Body,
+    ) -> InnerMessage:
+        """Build and sign a message from ``identity``."""
+        if len(id) != ID_BYTES or len(conversation) != ID_BYTES:
+            raise SchemaError("message and conversation ids are 16 bytes")
+        signed = cls._signed_map(id, identity.peer_id, recipient, conversation, sent_at_ms, body)
+        signature = identity.sign(_MSG_DOMAIN, cbor.encode(signed))
+        return cls(id, identity.peer_id, recipient, conversation, sent_at_ms, body, signature)
+
+    def body_bytes(self) -> bytes:
+        """The body as canonical CBOR, as the store keeps it."""
+        return cbor.encode(encode_body(self.body))
+
+    def encode(self) -> bytes:
+        signed = self._signed_map(
+            self.id, self.sender, self.recipient, self.conversation, self.sent_at_ms, self.body
+        )
+        signed["sig"] = self.signature
+        return cbor.encode(signed)
+
+    @classmethod
+    def decode(cls, data: bytes) -> InnerMessage:
+        """Decode and verify the sender's signature.
+
+        Raises WireError subclasses for bad bytes and SignatureError for a bad signature.
+        """
+        f = cbor.decode_map(data, MAX_FRAME_BYTES, "message")
+        _check_version(f)
+        msg_id = f.blob("id", size=ID_BYTES)
+        sender = _peer(f, "from")
+        recipient = _peer(f, "to")
+        conversation = f.blob("conv", size=ID_BYTES)
+        sent_at_ms = f.integer("ts", 0, _U64)
+        kind = f.text("kind", MAX_KIND_BYTES, min_chars=1)
+        body = decode_body(kind, f.submap("body"))
+        signature = f.blob("sig", size=SIGNATURE_BYTES)
+        f.done()
+        msg = cls(msg_id, sender, recipient, conversation, sent_at_ms, body, signature)
+        signed = cls._signed_map(msg_id, sender, recipient, conversation, sent_at_ms, body)
+        verify(sender, _MSG_DOMAIN, cbor.encode(signed), signature)
+        return msg
+
+
+# --- prekey bundle ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PrekeyBundle:
+    """The public keys another node needs to start a session with ``peer`` while it is offline.
+
+    ``signed_prekey_sig`` is the identity key's signature over the signed
+    prekey (checked by :mod:`p2pdm.core.session`).
+    """
+
+    peer: PeerId
+    signed_prekey: bytes
+    signed_prekey_sig: bytes
+    one_time_prekeys: tuple[bytes, ...]
+    created_at_s: int
+
+    def to_map(self) -> dict[str, Any]:
+        return {
+            "v": WIRE_VERSION,
+            "peer": self.peer.raw,
+            "spk": self.signed_prekey,
+            "spk_sig": self.signed_prekey_sig,
+            "opks": list(self.one_time_prekeys),
+            "ts": self.created_at_s,
+        }
+
+    def encode(self) -> bytes:
+        return cbor.encode(self.to_map())
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> PrekeyBundle:
+        _check_version(f)
+        peer = _peer(f, "peer")
+        spk = f.blob("spk", size=KEY_BYTES)
+        sig = f.blob("spk_sig", size=SIGNATURE_BYTES)
+        opks = f.array("opks", MAX_BUNDLE_ONE_TIME_PREKEYS)
+        if any(type(k) is not bytes or len(k) != KEY_BYTES for k in opks):
+            raise SchemaError(f"{f.what}: one-time prekeys are 32 bytes each")
+        if len(set(opks)) != len(opks):
+            raise SchemaError(f"{f.what}: repeated one-time prekey")
+        created = f.integer("ts", 0, _U64)
+        f.done()
+        return cls(peer, spk, sig, tuple(opks), created)
+
+    @classmethod
+    def decode(cls, data: bytes) -> PrekeyBundle:
+        return cls.from_fields(cbor.decode_map(data, MAX_CONTROL_FRAME_BYTES, "prekey bundle"))
+
+
+# --- session message -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class X3DHHeader:
+    """Sent with every message until the recipient has answered on the session."""
+
+    ephemeral_key: bytes
+    signed_prekey: bytes
+    one_time_prekey: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMessage:
+    """A Double Ratchet ciphertext of an encoded :class:`InnerMessage` (layer 2)."""
+
+    sender: PeerId
+    x3dh: X3DHHeader | None
+    ratchet_key: bytes
+    previous_chain_length: int
+    index: int
+    ciphertext: bytes
+
+    def encode(self) -> bytes:
+        out: dict[str, Any] = {
+            "v": WIRE_VERSION,
+            "from": self.sender.raw,
+            "dh": self.ratchet_key,
+            "pn": self.previous_chain_length,
+            "n": self.index,
+            "ct": self.ciphertext,
+        }
+        if self.x3dh is not None:
+            out["x3dh"] = {
+                "ek": self.x3dh.ephemeral_key,
+                "spk": self.x3dh.signed_prekey,
+                "opk": self.x3dh.one_time_prekey,
+            }
+        return cbor.encode(out)
+
+    @classmethod
+    def decode(cls, data: bytes) -> SessionMessage:
+        f = cbor.decode_map(data, MAX_SEALED_BYTES, "session message")
+        _check_version(f)
+        sender = _peer(f, "from")
+        header = None
+        h = f.opt_submap("x3dh")
+        if h is not None:
+            header = X3DHHeader(
+                h.blob("ek", size=KEY_BYTES),
+                h.blob("spk", size=KEY_BYTES),
+                h.opt_blob("opk", size=KEY_BYTES),
+            )
+            h.done()
+        msg = cls(
+            sender,
+            header,
+            f.blob("dh", size=KEY_BYTES),
+            f.integer("pn", 0, _U64),
+            f.integer("n", 0, _U64),
+            f.blob("ct", max_size=MAX_SEALED_BYTES),
+        )
+        f.done()
+        return msg
+
+
+# --- envelope --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What travels between nodes and what a mailbox holds (layer 3). No sender."""
+
+    recipient: PeerId
+    id: bytes
+    expires_at_s: int
+    sealed: bytes
+
+    def encode(self) -> bytes:
+        return cbor.encode(
+            {
+                "v": WIRE_VERSION,
+                "to": self.recipient.raw,
+                "id": self.id,
+                "exp": self.expires_at_s,
+                "box": self.sealed,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Envelope:
+        f = cbor.decode_map(data, MAX_FRAME_BYTES, "envelope")
+        _check_version(f)
+        env = cls(
+            _peer(f, "to"),
+            f.blob("id", size=ID_BYTES),
+            f.integer("exp", 0, _U64),
+            f.blob("box", max_size=MAX_SEALED_BYTES),
+        )
+        f.done()
+        return env

@@ -1,0 +1,323 @@
+"""The messenger: turns what a person does into stored state and envelopes.
+
+How this works: :class:`Messenger` sits between the store and the network,
+with no network code of its own. Sending a message signs it, encrypts it on
+the peer's session, seals it into an envelope and commits — in one store
+transaction — the message (``queued``), the advanced session state and the
+outbox entry. Receiving does the reverse and commits the message, the
+session state after decrypting it, the seen ids (replay protection) and any
+used one-time prekey together. A crash can therefore neither lose a message
+nor reuse a message key.
+
+Time and randomness are injected, so tests control both.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.model import (
+    MESSAGE_ID_BYTES,
+    Contact,
+    DeliveryStatus,
+    Direction,
+    OutboxItem,
+    StoredMessage,
+    direct_conversation_id,
+)
+from p2pdm.core.sealing import check_inner, open_envelope, seal
+from p2pdm.core.session import OwnPrekeys, PeerSessions
+from p2pdm.core.wire import Body, Envelope, InnerMessage, PrekeyBundle, ReceiptBody, TextBody
+from p2pdm.errors import (
+    EnvelopeExpired,
+    NotFound,
+    ReplayError,
+    SchemaError,
+    SessionError,
+)
+from p2pdm.limits import (
+    ENVELOPE_TTL_SECONDS,
+    MAX_CLOCK_SKEW_SECONDS,
+    MAX_RECEIPT_IDS,
+    MAX_TEXT_BYTES,
+)
+from p2pdm.store.base import Store
+
+__all__ = ["Messenger", "Outgoing", "Received"]
+
+#: Setting that turns read receipts on or off (default on, like Signal).
+READ_RECEIPTS_SETTING: Final = "read_receipts"
+#: Kinds shown in conversations; receipts only update delivery state.
+_CONVERSATION_KINDS: Final = frozenset({"text"})
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message accepted for sending: stored, and its envelope in the outbox."""
+
+    message: StoredMessage | None
+    outbox: OutboxItem
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What an accepted envelope turned out to be."""
+
+    sender: PeerId
+    inner: InnerMessage
+    #: The stored message, for kinds shown in conversations.
+    message: StoredMessage | None
+    #: Outgoing message ids whose status a receipt moved forward.
+    status_changes: tuple[tuple[bytes, DeliveryStatus], ...] = ()
+    outcome: Literal["stored", "request", "receipt", "blocked", "other"] = "stored"
+
+
+class Messenger:
+    """Sends and receives messages for one identity over one store."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        store: Store,
+        *,
+        now_ms: Callable[[], int] = _wall_ms,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.identity = identity
+        self.store = store
+        self.now_ms = now_ms
+        self.random_bytes = random_bytes
+        self.own = self._load_prekeys()
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.identity.peer_id
+
+    def _load_prekeys(self) -> OwnPrekeys:
+        data = self.store.get_prekeys()
+        if data is not None:
+            return OwnPrekeys.from_bytes(self.identity, data)
+        own = OwnPrekeys.create(self.identity, self.now_ms() // 1000)
+        self.store.put_prekeys(own.to_bytes())
+        return own
+
+    def bundle(self) -> PrekeyBundle:
+        """This node's current prekey bundle, for invites and the DHT."""
+        return self.own.bundle()
+
+    def rotate_prekeys(self) -> bool:
+        """Rotate the signed prekey when due; returns True if the bundle changed."""
+        if not self.own.maybe_rotate(self.now_ms() // 1000):
+            return False
+        self.store.put_prekeys(self.own.to_bytes())
+        return True
+
+    # --- sending ------------------------------------------------------------
+
+    def send_text(self, to: PeerId, text: str, reply_to: bytes | None = None) -> Outgoing:
+        """Store a text message for ``to`` and queue its envelope.
+
+        Raises SchemaError for an empty or over-long text, SessionError when
+        there is no session and no prekey bundle for ``to``.
+        """
+        if not text.strip():
+            raise SchemaError("a message needs some text")
+        if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+            raise SchemaError(f"a message is at most {MAX_TEXT_BYTES} bytes of text")
+        return self._send(to, TextBody(text, reply_to))
+
+    def send_receipt(
+        self, to: PeerId, status: Literal["delivered", "read"], ids: list[bytes]
+    ) -> list[Outgoing]:
+        """Queue receipts for ``ids`` (split to the per-receipt cap)."""
+        return [
+            self._send(to, ReceiptBody(status, tuple(ids[i : i + MAX_RECEIPT_IDS])))
+            for i in range(0, len(ids), MAX_RECEIPT_IDS)
+        ]
+
+    def _send(self, to: PeerId, body: Body) -> Outgoing:
+        if to == self.peer_id:
+            raise SessionError("cannot send a message to yourself")
+        now = self.now_ms()
+        contact = self.store.get_contact(to)
+        sessions = PeerSessions.from_bytes(to, self.store.get_session(to))
+        bundle = None
+        if not sessions.established:
+            if contact is None or contact.bundle is None:
+                raise SessionError(
+                    f"no prekey bundle for {to}: add the contact from an invite first"
+                )
+            bundle = PrekeyBundle.decode(contact.bundle)
+        conversation = direct_conversation_id(self.peer_id, to)
+        inner = InnerMessage.create(
+            self.identity,
+            id=self.random_bytes(MESSAGE_ID_BYTES),
+            recipient=to,
+            conversation=conversation,
+            sent_at_ms=now,
+            body=body,
+        )
+        session_message = sessions.encrypt(self.own, inner.encode(), bundle)
+        expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
+        envelope = seal(to, session_message, self.random_bytes(16), expires_s)
+        item = OutboxItem(
+            envelope_id=envelope.id,
+            message_id=inner.id,
+            recipient=to,
+            envelope=envelope.encode(),
+            created_at_ms=now,
+            expires_at_ms=expires_s * 1000,
+            next_attempt_at_ms=now,
+        )
+        stored = None
+        with self.store.transaction():
+            if inner.kind in _CONVERSATION_KINDS:
+                stored = self.store.add_message(
+                    StoredMessage(
+                        id=inner.id,
+                        conversation_id=conversation,
+                        peer=to,
+                        direction=Direction.OUT,
+                        kind=inner.kind,
+                        body=inner.body_bytes(),
+                        sent_at_ms=now,
+                        stored_at_ms=now,
+                        status=DeliveryStatus.QUEUED,
+                    )
+                )
+            self.store.put_session(to, sessions.to_bytes(), now)
+            self.store.add_outbox(item)
+        return Outgoing(stored, item)
+
+    # --- receiving ----------------------------------------------------------
+
+    def receive(self, data: bytes) -> Received:
+        """Accept one encoded envelope addressed to this node.
+
+        Raises a WireError subclass, WrongRecipient, EnvelopeExpired,
+        DecryptError, PrekeyError, SignatureError or ReplayError; on any of
+        them nothing is stored. ReplayError means it was accepted before
+        (the sender may be retrying after a lost ack).
+        """
+        envelope = Envelope.decode(data)
+        now = self.now_ms()
+        if envelope.expires_at_s + MAX_CLOCK_SKEW_SECONDS < now // 1000:
+            raise EnvelopeExpired("envelope expired before it arrived")
+        if self.store.has_seen(envelope.id):
+            raise ReplayError("envelope was already accepted")
+        outer = open_envelope(self.identity, envelope)
+        sender = outer.sender
+        if sender == self.peer_id:
+            raise SessionError("envelope claims to come from this node")
+        sessions = PeerSessions.from_bytes(sender, self.store.get_session(sender))
+        try:
+            plaintext = sessions.decrypt(self.own, outer)
+            inner = check_inner(self.identity, outer, plaintext)
+            if self.store.has_seen(inner.id):
+                raise ReplayError(f"message {inner.id.hex()} was already accepted")
+        except Exception:
+            self.own = self._load_prekeys()  # drop any in-memory change
+            raise
+        with self.store.transaction():
+            self.store.mark_seen(envelope.id, now)
+            self.store.mark_seen(inner.id, now)
+            self.store.put_session(sender, sessions.to_bytes(), now)
+            if outer.x3dh is not None:  # a first message may have used a one-time prekey
+                self.store.put_prekeys(self.own.to_bytes())
+            return self._file(inner, now)
+
+    def _file(self, inner: InnerMessage, now: int) -> Received:
+        sender = inner.sender
+        contact = self.store.get_contact(sender)
+        if contact is not None and contact.blocked:
+            return Received(sender, inner, None, outcome="blocked")
+        if isinstance(inner.body, ReceiptBody):
+            status = (
+                DeliveryStatus.READ if inner.body.status == "read" else DeliveryStatus.DELIVERED
+            )
+            changes = []
+            for message_id in inner.body.ids:
+                mine = self.store.get_message(message_id)
+                # A peer may only confirm messages that were sent to it.
+                if mine is None or mine.peer != sender or mine.direction is not Direction.OUT:
+                    continue
+                if self.store.set_status(message_id, status, now, f"receipt from {sender.short()}"):
+                    changes.append((message_id, status))
+            return Received(sender, inner, None, tuple(changes), outcome="receipt")
+        if inner.kind not in _CONVERSATION_KINDS:
+            return Received(sender, inner, None, outcome="other")
+        request = contact is None
+        stored = self.store.add_message(
+            StoredMessage(
+                id=inner.id,
+                conversation_id=direct_conversation_id(self.peer_id, sender),
+                peer=sender,
+                direction=Direction.IN,
+                kind=inner.kind,
+                body=inner.body_bytes(),
+                sent_at_ms=inner.sent_at_ms,
+                stored_at_ms=now,
+                status=DeliveryStatus.DELIVERED,
+                request=request,
+            )
+        )
+        return Received(sender, inner, stored, outcome="request" if request else "stored")
+
+    # --- reading ------------------------------------------------------------
+
+    def mark_read(self, peer: PeerId) -> list[Outgoing]:
+        """Mark the conversation with ``peer`` read; queue read receipts if enabled."""
+        conversation = direct_conversation_id(self.peer_id, peer)
+        ids = self.store.mark_conversation_read(conversation, self.now_ms())
+        contact = self.store.get_contact(peer)
+        if not ids or contact is None or not self.read_receipts_enabled():
+            return []
+        return self.send_receipt(peer, "read", ids)
+
+    def read_receipts_enabled(self) -> bool:
+        return bool(self.store.get_setting(READ_RECEIPTS_SETTING, True))
+
+    # --- contacts -----------------------------------------------------------
+
+    def add_contact(
+        self,
+        peer: PeerId,
+        name: str,
+        bundle: PrekeyBundle | None = None,
+        addrs: tuple[str, ...] = (),
+    ) -> Contact:
+        """Add or update a contact; accepts any pending message requests from it."""
+        if peer == self.peer_id:
+            raise SchemaError("you cannot add yourself as a contact")
+        if bundle is not None and bundle.peer != peer:
+            raise SchemaError("the prekey bundle belongs to another peer")
+        old = self.store.get_contact(peer)
+        contact = Contact(
+            peer_id=peer,
+            name=name,
+            added_at_ms=old.added_at_ms if old else self.now_ms(),
+            bundle=bundle.encode() if bundle else (old.bundle if old else None),
+            addrs=addrs or (old.addrs if old else ()),
+            last_seen_ms=old.last_seen_ms if old else None,
+            verified=old.verified if old else False,
+            blocked=old.blocked if old else False,
+        )
+        with self.store.transaction():
+            self.store.put_contact(contact)
+            self.store.accept_request(peer)
+        return contact
+
+    def message(self, message_id: bytes) -> StoredMessage:
+        found = self.store.get_message(message_id)
+        if found is None:
+            raise NotFound(f"no message {message_id.hex()}")
+        return found
