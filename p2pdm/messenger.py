@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -52,6 +54,9 @@ __all__ = ["Messenger", "Outgoing", "Received"]
 
 #: Setting that turns read receipts on or off (default on, like Signal).
 READ_RECEIPTS_SETTING: Final = "read_receipts"
+#: Peers whose decoded session state stays in memory (the store keeps all of
+#: them); saves parsing the ratchet state on every message of a busy chat.
+MAX_CACHED_SESSIONS: Final = 256
 #: Kinds shown in conversations; receipts only update delivery state.
 _CONVERSATION_KINDS: Final = frozenset({"text"})
 
@@ -97,6 +102,7 @@ class Messenger:
         self.now_ms = now_ms
         self.random_bytes = random_bytes
         self.own = self._load_prekeys()
+        self._sessions: OrderedDict[PeerId, PeerSessions] = OrderedDict()
 
     @property
     def peer_id(self) -> PeerId:
@@ -109,6 +115,19 @@ class Messenger:
         own = OwnPrekeys.create(self.identity, self.now_ms() // 1000)
         self.store.put_prekeys(own.to_bytes())
         return own
+
+    def _session(self, peer: PeerId) -> PeerSessions:
+        cached = self._sessions.pop(peer, None)
+        if cached is None:
+            cached = PeerSessions.from_bytes(peer, self.store.get_session(peer))
+        self._sessions[peer] = cached
+        while len(self._sessions) > MAX_CACHED_SESSIONS:
+            self._sessions.popitem(last=False)
+        return cached
+
+    def _forget_session(self, peer: PeerId) -> None:
+        """Drop the cached state after a failure: the store is the truth."""
+        self._sessions.pop(peer, None)
 
     def bundle(self) -> PrekeyBundle:
         """This node's current prekey bundle, for invites and the DHT."""
@@ -149,7 +168,7 @@ class Messenger:
             raise SessionError("cannot send a message to yourself")
         now = self.now_ms()
         contact = self.store.get_contact(to)
-        sessions = PeerSessions.from_bytes(to, self.store.get_session(to))
+        sessions = self._session(to)
         bundle = None
         if not sessions.established:
             if contact is None or contact.bundle is None:
@@ -166,7 +185,11 @@ class Messenger:
             sent_at_ms=now,
             body=body,
         )
-        session_message = sessions.encrypt(self.own, inner.encode(), bundle)
+        try:
+            session_message = sessions.encrypt(self.own, inner.encode(), bundle)
+        except Exception:
+            self._forget_session(to)
+            raise
         expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
         envelope = seal(to, session_message, self.random_bytes(16), expires_s)
         item = OutboxItem(
@@ -179,7 +202,7 @@ class Messenger:
             next_attempt_at_ms=now,
         )
         stored = None
-        with self.store.transaction():
+        with self._committing(to), self.store.transaction():
             if inner.kind in _CONVERSATION_KINDS:
                 stored = self.store.add_message(
                     StoredMessage(
@@ -218,22 +241,36 @@ class Messenger:
         sender = outer.sender
         if sender == self.peer_id:
             raise SessionError("envelope claims to come from this node")
-        sessions = PeerSessions.from_bytes(sender, self.store.get_session(sender))
+        sessions = self._session(sender)
+        prekeys_version = self.own.version
         try:
             plaintext = sessions.decrypt(self.own, outer)
             inner = check_inner(self.identity, outer, plaintext)
             if self.store.has_seen(inner.id):
                 raise ReplayError(f"message {inner.id.hex()} was already accepted")
         except Exception:
-            self.own = self._load_prekeys()  # drop any in-memory change
+            # Drop in-memory changes: the store is the truth.
+            self._forget_session(sender)
+            if self.own.version != prekeys_version:
+                self.own = self._load_prekeys()
             raise
-        with self.store.transaction():
+        with self._committing(sender), self.store.transaction():
             self.store.mark_seen(envelope.id, now)
             self.store.mark_seen(inner.id, now)
             self.store.put_session(sender, sessions.to_bytes(), now)
-            if outer.x3dh is not None:  # a first message may have used a one-time prekey
+            if self.own.version != prekeys_version:  # a one-time prekey was used
                 self.store.put_prekeys(self.own.to_bytes())
             return self._file(inner, now)
+
+    @contextmanager
+    def _committing(self, peer: PeerId) -> Iterator[None]:
+        """If the commit fails, forget in-memory session and prekey changes."""
+        try:
+            yield
+        except BaseException:
+            self._forget_session(peer)
+            self.own = self._load_prekeys()
+            raise
 
     def _file(self, inner: InnerMessage, now: int) -> Received:
         sender = inner.sender

@@ -165,6 +165,8 @@ class OwnPrekeys:
         self.identity = identity
         self._state = state
         self.rotated_at_s = rotated_at_s
+        #: Bumped on every change, so callers persist only when it moved.
+        self.version = 0
 
     @classmethod
     def create(cls, identity: Identity, now_s: int) -> OwnPrekeys:
@@ -229,6 +231,7 @@ class OwnPrekeys:
             return False
         self._state.rotate_signed_pre_key()
         self.rotated_at_s = now_s
+        self.version += 1
         return True
 
     def _refill(self) -> None:
@@ -262,6 +265,7 @@ class OwnPrekeys:
         if one_time_prekey is not None:
             self._state.delete_pre_key(one_time_prekey)
             self._refill()
+            self.version += 1
 
 
 @dataclass(slots=True)

@@ -1,0 +1,276 @@
+"""Messenger: messages and session state committed together; every rejection stores nothing."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from p2pdm.core import cbor
+from p2pdm.core.identity import Identity
+from p2pdm.core.model import DeliveryStatus, direct_conversation_id
+from p2pdm.core.sealing import seal
+from p2pdm.core.wire import Envelope, InnerMessage, TextBody
+from p2pdm.errors import (
+    DecryptError,
+    EnvelopeExpired,
+    ReplayError,
+    SchemaError,
+    SessionError,
+    SignatureError,
+    StoreError,
+    WireError,
+    WrongRecipient,
+)
+from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_CLOCK_SKEW_SECONDS
+from p2pdm.messenger import Messenger
+from p2pdm.store.memory import MemoryStore
+from p2pdm.store.sqlite import SQLiteStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = 1_700_000_000_000
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    counter = itertools.count()
+
+    def make() -> MemoryStore | SQLiteStore:
+        if request.param == "memory":
+            return MemoryStore()
+        return SQLiteStore(tmp_path / f"s{next(counter)}.sqlite")
+
+    yield make
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def pair(make_store, clock):  # type: ignore[no-untyped-def]
+    alice = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    bob = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    alice.add_contact(bob.peer_id, "bob", bob.bundle())
+    bob.add_contact(alice.peer_id, "alice", alice.bundle())
+    return alice, bob
+
+
+def snapshot(m: Messenger) -> tuple[object, ...]:
+    s = m.store
+    return (s.counts(), s.get_session(s.list_contacts()[0].peer_id), s.get_prekeys())
+
+
+def test_send_commits_message_session_and_outbox(pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    out = alice.send_text(bob.peer_id, "hello bob")
+    assert out.message is not None and out.message.status is DeliveryStatus.QUEUED
+    assert alice.store.get_outbox(out.outbox.envelope_id) is not None
+    assert alice.store.get_session(bob.peer_id) is not None
+    got = bob.receive(out.outbox.envelope)
+    assert got.outcome == "stored" and got.message is not None
+    assert got.inner.body == TextBody("hello bob")
+    conv = direct_conversation_id(alice.peer_id, bob.peer_id)
+    assert got.message.conversation_id == conv == out.message.conversation_id
+    page = bob.store.messages(conv, 10)
+    assert [m.id for m in page.messages] == [out.message.id]
+
+
+def test_message_from_stranger_is_a_request(make_store, clock) -> None:  # type: ignore[no-untyped-def]
+    alice = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    bob = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    alice.add_contact(bob.peer_id, "bob", bob.bundle())
+    got = bob.receive(alice.send_text(bob.peer_id, "hi, we met yesterday").outbox.envelope)
+    assert got.outcome == "request" and got.message is not None and got.message.request
+    assert bob.store.counts()["requests"] == 1
+    bob.add_contact(alice.peer_id, "alice")
+    assert bob.store.counts()["requests"] == 0
+
+
+def test_blocked_contact_is_dropped(pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    c = bob.store.get_contact(alice.peer_id)
+    assert c is not None
+    from dataclasses import replace
+
+    bob.store.put_contact(replace(c, blocked=True))
+    got = bob.receive(alice.send_text(bob.peer_id, "spam").outbox.envelope)
+    assert got.outcome == "blocked" and bob.store.counts()["messages"] == 0
+
+
+def test_receipts_move_status_forward_only_for_own_messages(pair, clock) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    out = alice.send_text(bob.peer_id, "read me")
+    bob.receive(out.outbox.envelope)
+    clock.ms += 1000
+    receipts = bob.mark_read(alice.peer_id)
+    assert len(receipts) == 1
+    got = alice.receive(receipts[0].outbox.envelope)
+    assert got.outcome == "receipt"
+    assert got.status_changes == ((out.outbox.message_id, DeliveryStatus.READ),)
+    assert alice.message(out.outbox.message_id).status is DeliveryStatus.READ
+    history = [c.status for c in alice.store.status_history(out.outbox.message_id)]
+    assert history[-1] is DeliveryStatus.READ
+
+
+def test_read_receipts_can_be_turned_off(pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    bob.receive(alice.send_text(bob.peer_id, "x").outbox.envelope)
+    bob.store.set_setting("read_receipts", False)
+    assert bob.mark_read(alice.peer_id) == []
+    assert bob.store.counts()["unread"] == 0
+
+
+def test_receipt_for_someone_elses_message_is_ignored(make_store, clock) -> None:  # type: ignore[no-untyped-def]
+    alice, bob, carol = (
+        Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock) for _ in range(3)
+    )
+    for a, b in itertools.permutations((alice, bob, carol), 2):
+        a.add_contact(b.peer_id, "x", b.bundle())
+    to_bob = alice.send_text(bob.peer_id, "for bob")
+    # Carol claims to have read Alice's message to Bob.
+    fake = carol.send_receipt(alice.peer_id, "read", [to_bob.outbox.message_id])[0]
+    got = alice.receive(fake.outbox.envelope)
+    assert got.status_changes == ()
+    assert alice.message(to_bob.outbox.message_id).status is DeliveryStatus.QUEUED
+
+
+def test_replayed_envelope_refused_and_not_stored_twice(pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    env = alice.send_text(bob.peer_id, "once").outbox.envelope
+    bob.receive(env)
+    before = snapshot(bob)
+    with pytest.raises(ReplayError):
+        bob.receive(env)
+    assert snapshot(bob) == before
+
+
+def test_wrong_recipient_refused(pair, make_store, clock) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    carol = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    env = alice.send_text(bob.peer_id, "for bob").outbox.envelope
+    with pytest.raises(WrongRecipient):
+        carol.receive(env)
+    assert carol.store.counts()["messages"] == 0
+
+
+def test_envelope_readdressed_to_another_node_cannot_be_opened(pair, make_store, clock) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    carol = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    env = Envelope.decode(alice.send_text(bob.peer_id, "for bob").outbox.envelope)
+    readdressed = Envelope(carol.peer_id, env.id, env.expires_at_s, env.sealed)
+    with pytest.raises(DecryptError):
+        carol.receive(readdressed.encode())
+
+
+def test_bad_signature_refused_and_nothing_stored(pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    sessions = alice._session(bob.peer_id)
+    inner = InnerMessage.create(
+        alice.identity,
+        id=os.urandom(16),
+        recipient=bob.peer_id,
+        conversation=direct_conversation_id(alice.peer_id, bob.peer_id),
+        sent_at_ms=alice.now_ms(),
+        body=TextBody("genuine"),
+    )
+    forged = cbor.decode(inner.encode(), 1 << 20)
+    forged["body"]["text"] = "forged"
+    session_message = sessions.encrypt(alice.own, cbor.encode(forged), bob.bundle())
+    env = seal(bob.peer_id, session_message, os.urandom(16), 2_000_000_000)
+    before = bob.store.counts()
+    with pytest.raises(SignatureError):
+        bob.receive(env.encode())
+    assert bob.store.counts() == before
+    assert bob.store.get_session(alice.peer_id) is None
+
+
+def test_replayed_message_id_in_new_envelope_refused(pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    out = alice.send_text(bob.peer_id, "first")
+    bob.receive(out.outbox.envelope)
+    # Alice's node re-encrypts the very same signed message in a new envelope.
+    inner = InnerMessage.create(
+        alice.identity,
+        id=out.outbox.message_id,
+        recipient=bob.peer_id,
+        conversation=direct_conversation_id(alice.peer_id, bob.peer_id),
+        sent_at_ms=alice.now_ms(),
+        body=TextBody("first"),
+    )
+    session_message = alice._session(bob.peer_id).encrypt(alice.own, inner.encode())
+    env = seal(bob.peer_id, session_message, os.urandom(16), 2_000_000_000)
+    with pytest.raises(ReplayError):
+        bob.receive(env.encode())
+    assert bob.store.counts()["messages"] == 1
+
+
+def test_expired_envelope_refused(pair, clock) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    env = alice.send_text(bob.peer_id, "old news").outbox.envelope
+    clock.ms += (ENVELOPE_TTL_SECONDS + MAX_CLOCK_SKEW_SECONDS + 1) * 1000
+    with pytest.raises(EnvelopeExpired):
+        bob.receive(env)
+
+
+def test_garbage_refused_with_wire_errors(pair) -> None:  # type: ignore[no-untyped-def]
+    _, bob = pair
+    for junk in (b"", b"\x00", os.urandom(300), cbor.encode({"v": 1}), b"\xff" * (2 << 20)):
+        with pytest.raises(WireError):
+            bob.receive(junk)
+    assert bob.store.counts()["messages"] == 0
+
+
+def test_failed_commit_leaves_no_trace_and_session_still_works(pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    first = alice.send_text(bob.peer_id, "one")
+    second = alice.send_text(bob.peer_id, "two")
+    real_add = bob.store.add_message
+
+    def failing_add(message):  # type: ignore[no-untyped-def]
+        raise StoreError("disk full")
+
+    bob.store.add_message = failing_add  # type: ignore[method-assign]
+    with pytest.raises(StoreError):
+        bob.receive(first.outbox.envelope)
+    bob.store.add_message = real_add  # type: ignore[method-assign]
+    assert bob.store.get_session(alice.peer_id) is None
+    assert not bob.store.has_seen(first.outbox.message_id)
+    # The sender retries: both messages still open.
+    assert bob.receive(second.outbox.envelope).message is not None
+    assert bob.receive(first.outbox.envelope).message is not None
+
+
+def test_restart_resumes_sessions(make_store, clock, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    a_store, b_store = make_store(), make_store()
+    a_id, b_id = Identity(os.urandom(32)), Identity(os.urandom(32))
+    alice, bob = Messenger(a_id, a_store, now_ms=clock), Messenger(b_id, b_store, now_ms=clock)
+    alice.add_contact(b_id.peer_id, "bob", bob.bundle())
+    bob.add_contact(a_id.peer_id, "alice", alice.bundle())
+    bob.receive(alice.send_text(b_id.peer_id, "before restart").outbox.envelope)
+    alice, bob = Messenger(a_id, a_store, now_ms=clock), Messenger(b_id, b_store, now_ms=clock)
+    alice.receive(bob.send_text(a_id.peer_id, "after restart").outbox.envelope)
+    bob.receive(alice.send_text(b_id.peer_id, "and again").outbox.envelope)
+    assert bob.store.counts()["messages"] == 3
+
+
+def test_input_checks(pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    with pytest.raises(SchemaError):
+        alice.send_text(bob.peer_id, "   ")
+    with pytest.raises(SchemaError):
+        alice.send_text(bob.peer_id, "x" * (65 << 10))
+    with pytest.raises(SessionError):
+        alice.send_text(alice.peer_id, "me")
+    stranger = Identity(os.urandom(32)).peer_id
+    with pytest.raises(SessionError):
+        alice.send_text(stranger, "who are you")
