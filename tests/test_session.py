@@ -61,13 +61,13 @@ def test_header_repeated_until_answered_then_dropped() -> None:
 
 
 def test_no_session_and_no_bundle() -> None:
-    a, oa, b, _ = pair()
+    _a, oa, b, _ = pair()
     with pytest.raises(SessionError):
         PeerSessions(b.peer_id).encrypt(oa, b"x")
 
 
 def test_bundle_with_bad_signature_refused() -> None:
-    a, oa, b, ob = pair()
+    _a, oa, b, ob = pair()
     good = ob.bundle()
     forged = PrekeyBundle(
         good.peer, os.urandom(32), good.signed_prekey_sig, good.one_time_prekeys, 0
@@ -169,7 +169,7 @@ def test_gap_beyond_skip_limit_refused() -> None:
 
 
 def test_state_round_trip_and_damage() -> None:
-    a, oa, b, ob = pair()
+    a, _oa, b, ob = pair()
     again = OwnPrekeys.from_bytes(b, ob.to_bytes())
     assert again.bundle() == ob.bundle()
     with pytest.raises(SessionError):
