@@ -311,14 +311,18 @@ class Messenger:
 
     # --- reading ------------------------------------------------------------
 
-    def mark_read(self, peer: PeerId) -> list[Outgoing]:
-        """Mark the conversation with ``peer`` read; queue read receipts if enabled."""
+    def mark_read(self, peer: PeerId) -> tuple[list[bytes], list[Outgoing]]:
+        """Mark the conversation with ``peer`` read; queue read receipts if enabled.
+
+        Returns the ids marked read and the receipts queued. Message requests
+        get no receipts: the sender learns nothing until they are accepted.
+        """
         conversation = direct_conversation_id(self.peer_id, peer)
         ids = self.store.mark_conversation_read(conversation, self.now_ms())
         contact = self.store.get_contact(peer)
         if not ids or contact is None or not self.read_receipts_enabled():
-            return []
-        return self.send_receipt(peer, "read", ids)
+            return ids, []
+        return ids, self.send_receipt(peer, "read", ids)
 
     def read_receipts_enabled(self) -> bool:
         return bool(self.store.get_setting(READ_RECEIPTS_SETTING, True))

@@ -112,8 +112,8 @@ def test_receipts_move_status_forward_only_for_own_messages(pair, clock) -> None
     out = alice.send_text(bob.peer_id, "read me")
     bob.receive(out.outbox.envelope)
     clock.ms += 1000
-    receipts = bob.mark_read(alice.peer_id)
-    assert len(receipts) == 1
+    ids, receipts = bob.mark_read(alice.peer_id)
+    assert ids == [out.outbox.message_id] and len(receipts) == 1
     got = alice.receive(receipts[0].outbox.envelope)
     assert got.outcome == "receipt"
     assert got.status_changes == ((out.outbox.message_id, DeliveryStatus.READ),)
@@ -126,7 +126,7 @@ def test_read_receipts_can_be_turned_off(pair) -> None:  # type: ignore[no-untyp
     alice, bob = pair
     bob.receive(alice.send_text(bob.peer_id, "x").outbox.envelope)
     bob.store.set_setting("read_receipts", False)
-    assert bob.mark_read(alice.peer_id) == []
+    assert bob.mark_read(alice.peer_id)[1] == []
     assert bob.store.counts()["unread"] == 0
 
 

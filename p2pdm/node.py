@@ -1,0 +1,222 @@
+"""The node: the one place that wires identity, store, messenger, network and API.
+
+How this works: :class:`Node` owns the :class:`~p2pdm.messenger.Messenger`
+(everything about messages that needs no network) and, while running, the
+libp2p host, the delivery service and the local API server, all in one trio
+nursery. The methods below are what the local API and the CLI call; they
+resolve names, check input and report failures as :class:`P2PDMError`
+subclasses with one clear sentence each.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Final
+
+from p2pdm import __version__
+from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.invite import make_invite, parse_invite
+from p2pdm.core.model import (
+    Contact,
+    Conversation,
+    MessagePage,
+    StatusChange,
+    StoredMessage,
+    direct_conversation_id,
+)
+from p2pdm.errors import ConfigError, NotFound, SchemaError
+from p2pdm.limits import INVITE_TTL_SECONDS, MAX_NAME_BYTES, MAX_PAGE_SIZE
+from p2pdm.messenger import READ_RECEIPTS_SETTING, Messenger
+from p2pdm.store.base import Store
+
+__all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "Node"]
+
+#: Default libp2p listen address: all interfaces, a fixed port so contacts'
+#: address books stay valid across restarts.
+DEFAULT_LISTEN: Final = ("/ip4/0.0.0.0/tcp/4701",)
+#: Default local API port (on 127.0.0.1).
+DEFAULT_API_PORT: Final = 4780
+
+#: Settings the API may read and change, with their type and default.
+SETTINGS: Final[dict[str, tuple[type, object]]] = {
+    READ_RECEIPTS_SETTING: (bool, True),
+    "name": (str, ""),
+}
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Node:
+    """One p2pdm node: local operations now, network services while :meth:`run` runs."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        store: Store,
+        *,
+        now_ms: Callable[[], int] = _wall_ms,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.identity = identity
+        self.store = store
+        self.now_ms = now_ms
+        self.messenger = Messenger(identity, store, now_ms=now_ms, random_bytes=random_bytes)
+        #: Multiaddrs we listen on, once running (full, with /p2p/<id>).
+        self.addrs: list[str] = []
+        #: Called after anything is queued, so the delivery loop wakes up.
+        self.on_outbox: Callable[[PeerId], None] = lambda peer: None
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.identity.peer_id
+
+    @property
+    def name(self) -> str:
+        name = self.store.get_setting("name", "")
+        return name if isinstance(name, str) else ""
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "peer_id": str(self.peer_id),
+            "name": self.name,
+            "addrs": list(self.addrs),
+            "version": __version__,
+            "counts": self.store.counts(),
+        }
+
+    def invite(self, ttl_s: int = INVITE_TTL_SECONDS) -> str:
+        return make_invite(
+            self.identity,
+            self.name,
+            self.addrs,
+            self.messenger.bundle(),
+            self.now_ms() // 1000,
+            ttl_s,
+        )
+
+    # --- contacts -------------------------------------------------------------
+
+    def contacts(self) -> list[Contact]:
+        return self.store.list_contacts()
+
+    def add_contact_from_invite(self, invite: str, name: str | None = None) -> Contact:
+        """Add a contact from a ``p2pdm:`` invite; raises InviteError subclasses."""
+        parsed = parse_invite(invite, self.now_ms() // 1000)
+        return self.messenger.add_contact(
+            parsed.peer_id, _check_name(name or parsed.name), parsed.bundle, parsed.addrs
+        )
+
+    def add_contact_by_peer_id(self, peer_id: str, name: str | None = None) -> Contact:
+        """Add a contact knowing only its PeerID; its prekey bundle is fetched when needed."""
+        peer = parse_peer(peer_id)
+        return self.messenger.add_contact(peer, _check_name(name or peer.short()))
+
+    def delete_contact(self, peer_id: str) -> None:
+        peer = parse_peer(peer_id)
+        if not self.store.delete_contact(peer):
+            raise NotFound(f"no contact {peer}")
+
+    def resolve(self, who: str) -> PeerId:
+        """A contact by PeerID or name; raises NotFound."""
+        contact = self.store.find_contact_by_name(who)
+        if contact is not None:
+            return contact.peer_id
+        try:
+            peer = PeerId.parse(who)
+        except SchemaError:
+            raise NotFound(f"no contact named {who!r}") from None
+        return peer
+
+    def set_contact_addrs(self, peer: PeerId, addrs: list[str]) -> None:
+        """Remember a contact's latest addresses and when it was last seen."""
+        contact = self.store.get_contact(peer)
+        if contact is not None:
+            self.store.put_contact(
+                replace(contact, addrs=tuple(addrs) or contact.addrs, last_seen_ms=self.now_ms())
+            )
+
+    # --- messages -------------------------------------------------------------
+
+    def send_text(self, to: str, text: str) -> StoredMessage:
+        """Queue a text message to a contact (name or PeerID); returns it ``queued``."""
+        peer = self.resolve(to)
+        out = self.messenger.send_text(peer, text)
+        self.on_outbox(peer)
+        assert out.message is not None
+        return out.message
+
+    def message(self, message_id: str) -> tuple[StoredMessage, list[StatusChange]]:
+        mid = parse_message_id(message_id)
+        found = self.messenger.message(mid)
+        return found, self.store.status_history(mid)
+
+    def conversations(self) -> list[Conversation]:
+        return self.store.list_conversations()
+
+    def messages(self, who: str, limit: int = 50, before: int | None = None) -> MessagePage:
+        peer = self.resolve(who)
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise SchemaError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+        return self.store.messages(direct_conversation_id(self.peer_id, peer), limit, before)
+
+    def mark_read(self, who: str) -> list[bytes]:
+        """Mark a conversation read and queue read receipts (if enabled); returns the ids."""
+        peer = self.resolve(who)
+        ids, receipts = self.messenger.mark_read(peer)
+        if receipts:
+            self.on_outbox(peer)
+        return ids
+
+    def mark_message_read(self, message_id: str) -> StoredMessage:
+        found, _ = self.message(message_id)
+        self.mark_read(str(found.peer))
+        return self.messenger.message(found.id)
+
+    # --- settings -------------------------------------------------------------
+
+    def settings(self) -> dict[str, object]:
+        stored = self.store.settings()
+        return {key: stored.get(key, default) for key, (_, default) in SETTINGS.items()}
+
+    def update_settings(self, patch: dict[str, object]) -> dict[str, object]:
+        for key, value in patch.items():
+            if key not in SETTINGS:
+                raise ConfigError(f"unknown setting {key!r}; known: {', '.join(sorted(SETTINGS))}")
+            kind, _ = SETTINGS[key]
+            if type(value) is not kind:
+                raise ConfigError(f"setting {key!r} must be a {kind.__name__}")
+            if key == "name":
+                _check_name(str(value))
+        with self.store.transaction():
+            for key, value in patch.items():
+                self.store.set_setting(key, value)
+        return self.settings()
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name.encode()) > MAX_NAME_BYTES:
+        raise SchemaError(f"a name is 1 to {MAX_NAME_BYTES} bytes")
+    return name
+
+
+def parse_peer(text: str) -> PeerId:
+    try:
+        return PeerId.parse(text)
+    except SchemaError:
+        raise SchemaError(f"not a PeerID: {text[:60]!r}") from None
+
+
+def parse_message_id(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 16:
+        raise SchemaError("a message id is 32 hex characters")
+    return raw
