@@ -1,0 +1,559 @@
+"""The node home: the one directory that holds a node's identity, store and settings.
+
+How this works: :class:`Home` resolves the directory (``--home`` beats the
+``P2PDM_HOME`` environment variable, which beats the platform's user data
+directory) and names every file in it. The identity file is a small CBOR map
+with a format version and either the 32-byte seed (no passphrase) or the seed
+sealed with a key derived from ``P2PDM_PASSPHRASE`` by argon2id (salt and
+cost parameters stored beside it, so they can be raised later without
+breaking old files). Secret files are written atomically and privately: a
+0600 temporary file in the same directory, fsync, rename, fsync of the
+directory, so a crash leaves either the old file or the new one, never half
+of one.
+
+Permission policy: a secret file (identity, API token) that other users may
+read is *refused*, as OpenSSH refuses an unprotected private key: the secret
+may already have been copied, and a warning scrolls past unread. The error
+says which ``chmod`` fixes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import getpass
+import os
+import stat
+import tempfile
+import time
+import tomllib
+import unicodedata
+from collections.abc import Callable, Mapping
+from contextlib import closing, suppress
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Final
+
+import nacl.exceptions
+import nacl.pwhash.argon2id as argon2id
+import nacl.secret
+import platformdirs
+
+from p2pdm.core import cbor
+from p2pdm.core.identity import SEED_BYTES, Identity
+from p2pdm.core.session import OwnPrekeys
+from p2pdm.errors import (
+    ConfigError,
+    HomeError,
+    IdentityError,
+    PassphraseError,
+    UnsupportedVersion,
+    WireError,
+)
+from p2pdm.limits import MAX_NAME_BYTES
+from p2pdm.store.sqlite import SQLiteStore
+
+__all__ = [
+    "DEFAULT_KDF_LIMITS",
+    "ENV_HOME",
+    "ENV_PASSPHRASE",
+    "Config",
+    "Home",
+    "KdfLimits",
+    "NewIdentity",
+    "check_display_name",
+    "decode_identity_file",
+    "default_display_name",
+    "encode_identity_file",
+    "write_private_file",
+]
+
+ENV_HOME: Final = "P2PDM_HOME"
+ENV_PASSPHRASE: Final = "P2PDM_PASSPHRASE"
+APP_NAME: Final = "p2pdm"
+
+IDENTITY_FILE: Final = "identity.cbor"
+STORE_FILE: Final = "store.sqlite"
+# SQLite keeps these beside the database; they belong to it when it moves.
+STORE_COMPANION_SUFFIXES: Final = ("-wal", "-shm", "-journal")
+API_TOKEN_FILE: Final = "api_token"
+CONFIG_FILE: Final = "config.toml"
+LOG_DIR: Final = "logs"
+REPLACED_DIR_PREFIX: Final = "replaced-"
+
+HOME_DIR_MODE: Final = 0o700
+PRIVATE_FILE_MODE: Final = 0o600
+# Any permission bit for group or others on a secret file makes us refuse it.
+_GROUP_OTHER_BITS: Final = 0o077
+
+IDENTITY_FILE_VERSION: Final = 1
+# A v1 identity file is under 200 bytes; refuse to parse anything much larger.
+MAX_IDENTITY_FILE_BYTES: Final = 4096
+KDF_NAME: Final = "argon2id"
+SALT_BYTES: Final = argon2id.SALTBYTES
+SEALED_SEED_BYTES: Final = (
+    nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES + SEED_BYTES
+)
+
+API_TOKEN_BYTES: Final = 32  # 256 bits: not guessable by any local process
+MAX_API_TOKEN_CHARS: Final = 1024
+MAX_CONFIG_BYTES: Final = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class KdfLimits:
+    """argon2id cost: passes over memory and bytes of memory."""
+
+    opslimit: int
+    memlimit: int
+
+
+#: libsodium's "moderate" argon2id cost (3 passes, 256 MiB, about 0.5 s).
+#: The identity file is at rest on disk, so a thief can guess passphrases
+#: offline for as long as they like: each guess should cost far more than an
+#: online login would ("interactive", 64 MiB). The identity is unlocked only
+#: when a command starts (init, id, run), so half a second is acceptable there.
+DEFAULT_KDF_LIMITS: Final = KdfLimits(argon2id.OPSLIMIT_MODERATE, argon2id.MEMLIMIT_MODERATE)
+#: Bounds on the cost read back from a file: below the minimum libsodium
+#: refuses; above "sensitive" (1 GiB) a damaged or hostile file could make
+#: every command allocate without limit.
+_KDF_OPS_RANGE: Final = (argon2id.OPSLIMIT_MIN, argon2id.OPSLIMIT_SENSITIVE)
+_KDF_MEM_RANGE: Final = (argon2id.MEMLIMIT_MIN, argon2id.MEMLIMIT_SENSITIVE)
+
+RandomBytes = Callable[[int], bytes]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Settings read from ``<home>/config.toml``.
+
+    Each setting is a field here; a key in the file that is not a field is
+    refused by name, so a typo never silently does nothing. Features that
+    add settings add fields (and their type checks in :meth:`Home.config`).
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class NewIdentity:
+    """What :meth:`Home.create_identity` made."""
+
+    identity: Identity
+    encrypted: bool
+    #: Where the previous identity and store were moved, if there were any.
+    replaced_dir: Path | None
+
+
+# --- the identity file format --------------------------------------------
+
+
+def _passphrase_key(passphrase: str, salt: bytes, limits: KdfLimits) -> bytes:
+    # NFC, so the same passphrase typed on systems that compose accents
+    # differently derives the same key.
+    secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    return argon2id.kdf(
+        nacl.secret.SecretBox.KEY_SIZE,
+        secret,
+        salt,
+        opslimit=limits.opslimit,
+        memlimit=limits.memlimit,
+    )
+
+
+def encode_identity_file(
+    seed: bytes,
+    passphrase: str | None,
+    random_bytes: RandomBytes,
+    limits: KdfLimits = DEFAULT_KDF_LIMITS,
+) -> bytes:
+    """The identity file for ``seed``: plain, or sealed with ``passphrase`` if given."""
+    if len(seed) != SEED_BYTES:
+        raise IdentityError("an identity seed is 32 bytes")
+    if not passphrase:
+        return cbor.encode({"version": IDENTITY_FILE_VERSION, "seed": seed})
+    salt = random_bytes(SALT_BYTES)
+    nonce = random_bytes(nacl.secret.SecretBox.NONCE_SIZE)
+    box = nacl.secret.SecretBox(_passphrase_key(passphrase, salt, limits))
+    return cbor.encode(
+        {
+            "version": IDENTITY_FILE_VERSION,
+            "kdf": KDF_NAME,
+            "opslimit": limits.opslimit,
+            "memlimit": limits.memlimit,
+            "salt": salt,
+            "sealed_seed": bytes(box.encrypt(seed, nonce)),
+        }
+    )
+
+
+def decode_identity_file(data: bytes, passphrase: str | None, where: str) -> tuple[bytes, bool]:
+    """Return ``(seed, encrypted)`` from an identity file's bytes.
+
+    Raises :class:`PassphraseError` if the file is encrypted and the
+    passphrase is missing or wrong, :class:`IdentityError` if it is damaged
+    or of an unknown version. ``where`` names the file in messages.
+    """
+    try:
+        f = cbor.decode_map(data, MAX_IDENTITY_FILE_BYTES, "identity file")
+        version = f.integer("version", 0, 2**32)
+        if version != IDENTITY_FILE_VERSION:
+            raise UnsupportedVersion(str(version))
+        if f.has("seed"):
+            seed = f.blob("seed", size=SEED_BYTES)
+            f.done()
+            return seed, False
+        kdf = f.text("kdf", max_bytes=32)
+        limits = KdfLimits(
+            f.integer("opslimit", *_KDF_OPS_RANGE), f.integer("memlimit", *_KDF_MEM_RANGE)
+        )
+        salt = f.blob("salt", size=SALT_BYTES)
+        sealed = f.blob("sealed_seed", size=SEALED_SEED_BYTES)
+        f.done()
+    except UnsupportedVersion as exc:
+        raise IdentityError(
+            f"{where} has format version {exc}, this p2pdm reads version "
+            f"{IDENTITY_FILE_VERSION}; upgrade p2pdm"
+        ) from None
+    except WireError as exc:
+        raise IdentityError(f"{where} is damaged ({exc})") from None
+    if kdf != KDF_NAME:
+        raise IdentityError(f"{where} uses an unknown key derivation {kdf!r}; upgrade p2pdm")
+    if not passphrase:
+        raise PassphraseError(f"{where} is encrypted; set {ENV_PASSPHRASE} to its passphrase")
+    box = nacl.secret.SecretBox(_passphrase_key(passphrase, salt, limits))
+    try:
+        return bytes(box.decrypt(sealed)), True
+    except nacl.exceptions.CryptoError:
+        raise PassphraseError(f"wrong passphrase for {where} (check {ENV_PASSPHRASE})") from None
+
+
+# --- private files ---------------------------------------------------------
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; Windows has no directory fsync)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_private_file(path: Path, data: bytes, *, replace: bool) -> None:
+    """Write ``data`` to ``path`` atomically, mode 0600.
+
+    With ``replace=False`` an existing file is left alone and
+    :class:`FileExistsError` is raised, even if another process creates it
+    meanwhile. On any failure the temporary file is removed.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as tmp_file:
+            if hasattr(os, "fchmod"):
+                os.fchmod(tmp_file.fileno(), PRIVATE_FILE_MODE)  # mkstemp's 0600, made explicit
+            tmp_file.write(data)
+            tmp_file.flush()
+            os.fsync(tmp_file.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(tmp, path)
+            tmp.unlink()
+    except BaseException:
+        with suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _link_no_clobber(tmp: Path, path: Path) -> None:
+    # A hard link fails if the target exists: an atomic "create if absent".
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        # A file system without hard links: check, then rename (a small race).
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(tmp, path)
+
+
+def _read_private_file(path: Path, max_bytes: int, what: str) -> bytes:
+    """Read a secret file, refusing one that other users may read.
+
+    Raises :class:`FileNotFoundError` if it is absent, :class:`HomeError`
+    if it is exposed, not a file, or too large.
+    """
+    try:
+        file = open(path, "rb")  # noqa: SIM115 -- closed below; errors mapped first
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise HomeError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    with file:
+        st = os.fstat(file.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise HomeError(f"{path} is not a regular file")
+        if os.name == "posix" and st.st_mode & _GROUP_OTHER_BITS:
+            raise HomeError(
+                f"{what} {path} is accessible by other users "
+                f"(mode {stat.S_IMODE(st.st_mode):o}); run `chmod 600 {path}`"
+            )
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise HomeError(f"{what} {path} is larger than {max_bytes} bytes; it is not p2pdm's")
+    return data
+
+
+# --- display names --------------------------------------------------------
+
+
+def check_display_name(name: str) -> str:
+    """Return ``name`` trimmed; raises :class:`ConfigError` if it cannot be a display name."""
+    name = name.strip()
+    if not name:
+        raise ConfigError("the display name is empty")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise ConfigError(f"the display name is longer than {MAX_NAME_BYTES} bytes")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in name):
+        raise ConfigError("the display name contains control characters")
+    return name
+
+
+#: Used when the login name cannot be found (no passwd entry, no USER variable).
+FALLBACK_DISPLAY_NAME: Final = "me"
+
+
+def default_display_name() -> str:
+    """The login user name, or :data:`FALLBACK_DISPLAY_NAME`."""
+    try:
+        return check_display_name(getpass.getuser())
+    except (OSError, KeyError, ConfigError):
+        return FALLBACK_DISPLAY_NAME
+
+
+# --- the home --------------------------------------------------------------
+
+
+def _resolve_home(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
+    if path is not None:
+        chosen = os.fspath(path)
+        if not chosen:
+            raise HomeError("--home is empty; give a directory")
+    elif env.get(ENV_HOME):
+        chosen = env[ENV_HOME]
+    else:
+        chosen = platformdirs.user_data_dir(APP_NAME, appauthor=False)
+    return Path(chosen).expanduser().absolute()
+
+
+class Home:
+    """One node's directory and the files in it.
+
+    Nothing is created until asked: :meth:`create_identity` makes the
+    directory (0700), the identity file and the store; the readers raise a
+    clear :class:`IdentityError` or :class:`HomeError` when something is
+    missing. ``env``, ``random_bytes``, ``clock`` and ``kdf_limits`` are
+    there for tests.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        random_bytes: RandomBytes = os.urandom,
+        clock: Clock = time.time,
+        kdf_limits: KdfLimits = DEFAULT_KDF_LIMITS,
+    ) -> None:
+        self._env: Mapping[str, str] = os.environ if env is None else env
+        self.path = _resolve_home(path, self._env)
+        self.random_bytes = random_bytes
+        self.clock = clock
+        self.kdf_limits = kdf_limits
+
+    def __repr__(self) -> str:
+        return f"Home({str(self.path)!r})"
+
+    # --- paths ---
+    @property
+    def identity_path(self) -> Path:
+        return self.path / IDENTITY_FILE
+
+    @property
+    def store_path(self) -> Path:
+        return self.path / STORE_FILE
+
+    @property
+    def api_token_path(self) -> Path:
+        return self.path / API_TOKEN_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def log_dir(self) -> Path:
+        return self.path / LOG_DIR
+
+    @property
+    def passphrase(self) -> str | None:
+        """``P2PDM_PASSPHRASE``; an empty value counts as none."""
+        return self._env.get(ENV_PASSPHRASE) or None
+
+    # --- the directory ---
+    def ensure(self) -> None:
+        """Create the home (mode 0700) if it does not exist; raises :class:`HomeError`."""
+        if self.path.is_dir():
+            return
+        try:
+            self.path.mkdir(mode=HOME_DIR_MODE, parents=True)
+            self.path.chmod(HOME_DIR_MODE)  # mkdir's mode is reduced by the umask
+        except FileExistsError:
+            if not self.path.is_dir():
+                raise HomeError(
+                    f"cannot use {self.path} as the node home: not a directory"
+                ) from None
+        except OSError as exc:
+            raise HomeError(
+                f"cannot create the node home {self.path}: {exc.strerror or exc}"
+            ) from None
+
+    def _require_dir(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise HomeError(f"cannot use {self.path} as the node home: not a directory")
+
+    # --- settings ---
+    def config(self) -> Config:
+        """Read ``config.toml`` (absent means defaults); raises :class:`ConfigError`."""
+        self._require_dir()
+        try:
+            with open(self.config_path, "rb") as file:
+                raw = file.read(MAX_CONFIG_BYTES + 1)
+        except FileNotFoundError:
+            return Config()
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{self.config_path} is larger than {MAX_CONFIG_BYTES} bytes")
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{self.config_path} is not valid TOML: {exc}") from None
+        known = {f.name for f in fields(Config)}
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"{self.config_path}: unknown setting {key!r}")
+        return Config(**data)
+
+    # --- identity ---
+    def has_identity(self) -> bool:
+        return self.identity_path.is_file()
+
+    def load_identity(self) -> Identity:
+        """Read and unlock the identity.
+
+        Raises :class:`IdentityError` if there is none or it is damaged,
+        :class:`PassphraseError` for a missing or wrong passphrase,
+        :class:`HomeError` if the file is readable by other users.
+        """
+        self._require_dir()
+        try:
+            data = _read_private_file(
+                self.identity_path, MAX_IDENTITY_FILE_BYTES, "the identity file"
+            )
+        except FileNotFoundError:
+            raise IdentityError(f"no identity in {self.path}; run `p2pdm init`") from None
+        seed, _ = decode_identity_file(data, self.passphrase, str(self.identity_path))
+        return Identity(seed)
+
+    def create_identity(self, name: str, force: bool = False) -> NewIdentity:
+        """Make a new identity and a fresh store for it, with display name ``name``.
+
+        Refuses (:class:`IdentityError`) if an identity exists, unless
+        ``force``; then the old identity file and store are moved, not
+        deleted, into a ``replaced-<time>`` directory in the home. A store
+        left without an identity is moved there too: its prekeys and
+        sessions belong to a key that is gone. The identity file is written
+        last, so its presence means the home is complete.
+        """
+        name = check_display_name(name)
+        self.ensure()
+        if self.has_identity() and not force:
+            raise IdentityError(
+                f"an identity already exists in {self.path}; "
+                "use `p2pdm init --force` to replace it (the old one is kept aside)"
+            )
+        identity = Identity.generate(self.random_bytes(SEED_BYTES))
+        encrypted = self.passphrase is not None
+        file_bytes = encode_identity_file(
+            identity.seed, self.passphrase, self.random_bytes, self.kdf_limits
+        )
+        replaced_dir = self._move_aside_previous()
+        with closing(SQLiteStore(self.store_path)) as store:
+            store.set_setting("name", name)
+            store.put_prekeys(OwnPrekeys.create(identity, int(self.clock())).to_bytes())
+        try:
+            write_private_file(self.identity_path, file_bytes, replace=False)
+        except FileExistsError:
+            raise IdentityError(
+                f"another process created an identity in {self.path} at the same time"
+            ) from None
+        return NewIdentity(identity, encrypted, replaced_dir)
+
+    def _move_aside_previous(self) -> Path | None:
+        previous = [self.identity_path, self.store_path] + [
+            self.path / (STORE_FILE + suffix) for suffix in STORE_COMPANION_SUFFIXES
+        ]
+        present = [p for p in previous if p.exists()]
+        if not present:
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
+        target = self.path / f"{REPLACED_DIR_PREFIX}{stamp}"
+        suffix = 1
+        while target.exists():
+            suffix += 1
+            target = self.path / f"{REPLACED_DIR_PREFIX}{stamp}-{suffix}"
+        target.mkdir(mode=HOME_DIR_MODE)
+        target.chmod(HOME_DIR_MODE)
+        for file in present:
+            os.replace(file, target / file.name)
+        _fsync_dir(self.path)
+        return target
+
+    # --- store ---
+    def open_store(self) -> SQLiteStore:
+        """Open the existing store; raises :class:`HomeError` if there is none."""
+        self._require_dir()
+        if not self.store_path.is_file():
+            raise HomeError(f"no message store in {self.path}; run `p2pdm init`")
+        return SQLiteStore(self.store_path)
+
+    # --- local API token ---
+    def api_token(self) -> str:
+        """The local API's bearer token, created (0600) on first use.
+
+        Raises :class:`HomeError` if the token file is exposed or empty.
+        """
+        self.ensure()
+        try:
+            return self._read_api_token()
+        except FileNotFoundError:
+            pass
+        token = base64.urlsafe_b64encode(self.random_bytes(API_TOKEN_BYTES)).rstrip(b"=")
+        try:
+            write_private_file(self.api_token_path, token + b"\n", replace=False)
+        except FileExistsError:
+            return self._read_api_token()  # another process made it first: use theirs
+        return token.decode("ascii")
+
+    def _read_api_token(self) -> str:
+        raw = _read_private_file(self.api_token_path, MAX_API_TOKEN_CHARS, "the API token file")
+        token = raw.decode("ascii", "replace").strip()
+        if not token:
+            raise HomeError(f"the API token file {self.api_token_path} is empty; delete it")
+        return token
