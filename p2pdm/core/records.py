@@ -1,0 +1,107 @@
+"""Signed p2pdm records in the DHT: how a node publishes its prekey bundle.
+
+How this works: a node puts one record under ``/p2pdm/<PeerID>``: its
+prekey bundle (later also the mailboxes that hold its messages), a sequence
+number that only grows, and its identity key's signature (domain
+``record/v1``). Every p2pdm node registers :func:`validate` and
+:func:`select` for the ``p2pdm`` namespace, so a DHT holder refuses records
+not signed by the PeerID in their key, and keeps the newest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from p2pdm.core import cbor
+from p2pdm.core.identity import SIGNATURE_BYTES, Identity, PeerId, verify
+from p2pdm.core.session import verify_bundle
+from p2pdm.core.wire import WIRE_VERSION, PrekeyBundle
+from p2pdm.errors import SchemaError, SignatureError, UnsupportedVersion, WireError
+from p2pdm.limits import MAX_ADDR_BYTES, MAX_ADDRS, MAX_CONTROL_FRAME_BYTES
+
+__all__ = ["RECORD_NAMESPACE", "NodeRecord", "record_key", "select", "validate"]
+
+RECORD_NAMESPACE: Final = "p2pdm"
+_DOMAIN: Final = "record/v1"
+_U63: Final = (1 << 63) - 1
+
+
+def record_key(peer: PeerId) -> str:
+    """The DHT key of ``peer``'s record."""
+    return f"/{RECORD_NAMESPACE}/{peer}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    peer: PeerId
+    seq: int
+    bundle: PrekeyBundle
+    #: Mailbox nodes that hold this node's envelopes (multiaddrs), newest first.
+    mailboxes: tuple[str, ...] = ()
+
+    def _signed_map(self) -> dict[str, Any]:
+        return {
+            "v": WIRE_VERSION,
+            "peer": self.peer.raw,
+            "seq": self.seq,
+            "bundle": self.bundle.to_map(),
+            "mailboxes": list(self.mailboxes),
+        }
+
+    def sign(self, identity: Identity) -> bytes:
+        """Encode and sign; ``identity`` must be the record's peer."""
+        if identity.peer_id != self.peer:
+            raise ValueError("a record is signed by the peer it names")
+        signed = self._signed_map()
+        return cbor.encode({**signed, "sig": identity.sign(_DOMAIN, cbor.encode(signed))})
+
+    @classmethod
+    def decode(cls, data: bytes) -> NodeRecord:
+        """Decode and verify; raises WireError or SignatureError subclasses."""
+        f = cbor.decode_map(data, MAX_CONTROL_FRAME_BYTES, "node record")
+        version = f.integer("v", 0, _U63)
+        if version != WIRE_VERSION:
+            raise UnsupportedVersion(f"node record version {version}")
+        peer = PeerId(f.blob("peer", max_size=64))
+        seq = f.integer("seq", 0, _U63)
+        bundle = PrekeyBundle.from_fields(f.submap("bundle"))
+        mailboxes = f.array("mailboxes", MAX_ADDRS)
+        if any(type(m) is not str or len(m.encode()) > MAX_ADDR_BYTES for m in mailboxes):
+            raise SchemaError("node record: mailboxes must be short multiaddr strings")
+        signature = f.blob("sig", size=SIGNATURE_BYTES)
+        f.done()
+        record = cls(peer, seq, bundle, tuple(mailboxes))
+        verify(peer, _DOMAIN, cbor.encode(record._signed_map()), signature)
+        if bundle.peer != peer:
+            raise SignatureError("node record carries another peer's bundle")
+        verify_bundle(bundle)
+        return record
+
+
+def validate(key: str, value: bytes) -> NodeRecord:
+    """Check a record found under ``key``; raises WireError or SignatureError."""
+    prefix = f"/{RECORD_NAMESPACE}/"
+    if not key.startswith(prefix):
+        raise SchemaError(f"not a p2pdm record key: {key[:80]!r}")
+    named = PeerId.parse(key[len(prefix) :])
+    record = NodeRecord.decode(value)
+    if record.peer != named:
+        raise SignatureError("record is signed by another peer than its key names")
+    return record
+
+
+def select(key: str, values: Sequence[bytes]) -> int:
+    """Index of the newest valid record among ``values`` (highest seq); raises if none is valid."""
+    best, best_seq = -1, -1
+    for i, value in enumerate(values):
+        try:
+            seq = validate(key, value).seq
+        except (WireError, SignatureError):
+            continue
+        if seq > best_seq:
+            best, best_seq = i, seq
+    if best < 0:
+        raise SchemaError("no valid record")
+    return best
