@@ -494,21 +494,37 @@ class Home:
             identity.seed, self.passphrase, self.random_bytes, self.kdf_limits
         )
         replaced_dir = self._move_aside_previous()
-        with closing(SQLiteStore(self.store_path)) as store:
-            store.set_setting("name", name)
-            store.put_prekeys(OwnPrekeys.create(identity, int(self.clock())).to_bytes())
         try:
+            with closing(SQLiteStore(self.store_path)) as store:
+                store.set_setting("name", name)
+                store.put_prekeys(OwnPrekeys.create(identity, int(self.clock())).to_bytes())
             write_private_file(self.identity_path, file_bytes, replace=False)
         except FileExistsError:
             raise IdentityError(
                 f"another process created an identity in {self.path} at the same time"
             ) from None
+        except BaseException:
+            self._undo_create(replaced_dir)
+            raise
         return NewIdentity(identity, encrypted, replaced_dir)
 
-    def _move_aside_previous(self) -> Path | None:
-        previous = [self.identity_path, self.store_path] + [
-            self.path / (STORE_FILE + suffix) for suffix in STORE_COMPANION_SUFFIXES
+    def _store_files(self, directory: Path) -> list[Path]:
+        return [directory / STORE_FILE] + [
+            directory / (STORE_FILE + suffix) for suffix in STORE_COMPANION_SUFFIXES
         ]
+
+    def _undo_create(self, replaced_dir: Path | None) -> None:
+        """After a failed init: drop the half-made store, put the previous files back."""
+        for file in self._store_files(self.path):
+            with suppress(FileNotFoundError):
+                file.unlink()
+        if replaced_dir is not None:
+            for file in replaced_dir.iterdir():
+                os.replace(file, self.path / file.name)
+            replaced_dir.rmdir()
+
+    def _move_aside_previous(self) -> Path | None:
+        previous = [self.identity_path, *self._store_files(self.path)]
         present = [p for p in previous if p.exists()]
         if not present:
             return None

@@ -249,6 +249,28 @@ def test_force_replaces_and_keeps_the_old_identity_aside(make_home: Callable[...
     assert third.replaced_dir is not None and third.replaced_dir != second.replaced_dir
 
 
+def test_failed_init_puts_the_previous_identity_back(
+    make_home: Callable[..., Home], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = make_home()
+    first = home.create_identity("alice").identity.peer_id
+    before = sorted(p.name for p in home.path.iterdir())
+
+    def disk_full(path: Path, data: bytes, *, replace: bool) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("p2pdm.home.write_private_file", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        home.create_identity("bob", force=True)
+    assert sorted(p.name for p in home.path.iterdir()) == before
+    assert home.load_identity().peer_id == first
+    store = home.open_store()
+    try:
+        assert store.get_setting("name") == "alice"
+    finally:
+        store.close()
+
+
 def test_store_without_identity_is_moved_aside(make_home: Callable[..., Home]) -> None:
     home = make_home()
     home.create_identity("alice")
