@@ -67,7 +67,10 @@ def _init(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         protection = f"encrypted with the passphrase in {ENV_PASSPHRASE}"
     else:
         protection = f"not encrypted; set {ENV_PASSPHRASE} before `p2pdm init` to encrypt it"
-    print(f"Created the identity of {name} ({created.identity.peer_id}) in {home.path}", file=out)
+    print(
+        f"Created the identity of {created.name} ({created.identity.peer_id}) in {home.path}",
+        file=out,
+    )
     print(f"The identity file is {protection}.", file=out)
     if created.replaced_dir is not None:
         print(f"The previous identity and store were moved to {created.replaced_dir}", file=out)

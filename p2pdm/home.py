@@ -139,6 +139,7 @@ class NewIdentity:
     """What :meth:`Home.create_identity` made."""
 
     identity: Identity
+    name: str
     encrypted: bool
     #: Where the previous identity and store were moved, if there were any.
     replaced_dir: Path | None
@@ -506,7 +507,7 @@ class Home:
         except BaseException:
             self._undo_create(replaced_dir)
             raise
-        return NewIdentity(identity, encrypted, replaced_dir)
+        return NewIdentity(identity, name, encrypted, replaced_dir)
 
     def _store_files(self, directory: Path) -> list[Path]:
         return [directory / STORE_FILE] + [

@@ -57,7 +57,7 @@ def test_init_creates_private_identity_and_store(
     home = tmp_path / "node"
     out = init(capsys, home)
     peer_id = Home(home).load_identity().peer_id
-    assert str(peer_id) in out
+    assert f"Created the identity of alice ({peer_id})" in out
     assert f"not encrypted; set {ENV_PASSPHRASE}" in out
     assert home.joinpath("store.sqlite").is_file()
     if os.name == "posix":
