@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Final
 
@@ -27,9 +27,10 @@ from p2pdm.core.model import (
     StoredMessage,
     direct_conversation_id,
 )
-from p2pdm.errors import ConfigError, NotFound, SchemaError
+from p2pdm.core.wire import PrekeyBundle
+from p2pdm.errors import ConfigError, NotFound, SchemaError, SessionError
 from p2pdm.limits import INVITE_TTL_SECONDS, MAX_NAME_BYTES, MAX_PAGE_SIZE
-from p2pdm.messenger import READ_RECEIPTS_SETTING, Messenger
+from p2pdm.messenger import READ_RECEIPTS_SETTING, Messenger, Received
 from p2pdm.store.base import Store
 
 __all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "Node"]
@@ -70,6 +71,10 @@ class Node:
         self.addrs: list[str] = []
         #: Called after anything is queued, so the delivery loop wakes up.
         self.on_outbox: Callable[[PeerId], None] = lambda peer: None
+        #: Called after an envelope was accepted and committed.
+        self.on_received: Callable[[Received], None] = lambda received: None
+        #: Looks up a peer's prekey bundle in the DHT (set while running).
+        self.fetch_bundle: Callable[[PeerId], Awaitable[PrekeyBundle | None]] | None = None
 
     @property
     def peer_id(self) -> PeerId:
@@ -149,6 +154,25 @@ class Node:
         self.on_outbox(peer)
         assert out.message is not None
         return out.message
+
+    async def send(self, to: str, text: str) -> StoredMessage:
+        """Like :meth:`send_text`, first fetching the contact's prekey bundle from
+        the DHT when there is no session yet and no bundle from an invite."""
+        peer = self.resolve(to)
+        contact = self.store.get_contact(peer)
+        needs_bundle = self.store.get_session(peer) is None and (
+            contact is None or contact.bundle is None
+        )
+        if needs_bundle and self.fetch_bundle is not None:
+            bundle = await self.fetch_bundle(peer)
+            if bundle is None:
+                raise SessionError(
+                    f"cannot find {peer} in the network to start a session; "
+                    "add the contact from an invite instead"
+                )
+            name = contact.name if contact else peer.short()
+            self.messenger.add_contact(peer, name, bundle)
+        return self.send_text(str(peer), text)
 
     def message(self, message_id: str) -> tuple[StoredMessage, list[StatusChange]]:
         mid = parse_message_id(message_id)

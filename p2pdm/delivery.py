@@ -1,0 +1,370 @@
+"""Direct delivery: the outbox loop and the ``/p2pdm/dm/1.0.0`` stream handler.
+
+How this works. Sending: a scheduler wakes when something is queued or a
+retry falls due, groups due outbox entries by recipient and runs one sender
+task per recipient (at most ``MAX_ACTIVE_SENDERS``). A sender opens one
+stream to the peer — dialling its last known addresses, then asking the DHT
+— and pipelines up to ``DM_WINDOW`` envelopes while a reader takes the acks.
+An ``ok`` ack removes the envelope from the outbox and marks the message
+``delivered``; ``rejected`` marks it ``failed``; anything else (no route,
+timeout, ``retry``) reschedules it with exponential backoff and jitter until
+it expires. The stream stays open for ``STREAM_IDLE_SECONDS`` in case more
+is queued.
+
+Receiving: the handler reads deliver frames under a deadline, enforces the
+per-peer limits (streams, rate, frame size), commits each envelope through
+the messenger and acks it. A peer that breaks a limit or sends a frame that
+is not a deliver frame is disconnected; everyone else is unaffected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import trio
+
+from p2pdm.core.dm import (
+    DM_PROTOCOL,
+    DM_WINDOW,
+    Ack,
+    AckResult,
+    Deliver,
+    decode_ack,
+    decode_deliver,
+)
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import DeliveryStatus, OutboxItem
+from p2pdm.errors import (
+    DecryptError,
+    EnvelopeExpired,
+    NotFound,
+    P2PDMError,
+    PeerUnreachable,
+    ProtocolViolation,
+    ReplayError,
+    SessionError,
+    SignatureError,
+    StoreError,
+    WireError,
+    WrongRecipient,
+)
+from p2pdm.limits import MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES
+from p2pdm.net.stream import Stream
+
+if TYPE_CHECKING:
+    from p2pdm.node import Node
+
+__all__ = ["Delivery", "Network"]
+
+log = logging.getLogger("p2pdm.delivery")
+
+#: Sender tasks running at once (one per recipient); more recipients wait.
+MAX_ACTIVE_SENDERS: Final = 32
+#: Due outbox entries read per scheduler pass.
+MAX_DUE_BATCH: Final = 512
+#: Longest the scheduler sleeps without a wake-up (clock drift, missed events).
+SCHEDULER_MAX_SLEEP: Final = 5.0
+#: First retry delay and cap; doubled per attempt, with ±50 % jitter.
+RETRY_BASE_SECONDS: Final = 1.0
+RETRY_MAX_SECONDS: Final = 300.0
+#: How long an idle outgoing stream is kept for more messages.
+STREAM_IDLE_SECONDS: Final = 30.0
+#: Deadlines for one frame on the wire and for an ack to come back.
+WRITE_TIMEOUT: Final = 10.0
+ACK_TIMEOUT: Final = 15.0
+#: Dialling a peer, and looking it up in the DHT when its addresses fail.
+DIAL_TIMEOUT: Final = 5.0
+FIND_PEER_TIMEOUT: Final = 10.0
+#: A receiving stream with nothing on it for this long is closed.
+RECEIVE_IDLE_SECONDS: Final = 120.0
+#: Concurrent incoming dm streams one peer may hold.
+MAX_STREAMS_PER_PEER: Final = 2
+#: Sustained envelopes per second one peer may deliver, and the burst above it.
+MAX_RATE_PER_PEER: Final = 2000.0
+RATE_BURST_PER_PEER: Final = 4000.0
+#: Deliver frames carry an envelope plus a few bytes of framing.
+_DELIVER_FRAME_BYTES: Final = MAX_FRAME_BYTES + 64
+
+
+class Network(Protocol):
+    """What delivery needs from the libp2p host (see ``p2pdm.net``)."""
+
+    def set_handler(self, protocol: str, handler: Callable[[Stream], Awaitable[None]]) -> None: ...
+    async def open_stream(
+        self, peer: PeerId, protocol: str, addrs: Sequence[str] = ()
+    ) -> Stream: ...
+    async def find_peer(self, peer: PeerId, timeout: float) -> list[str]: ...  # noqa: ASYNC109
+    async def disconnect(self, peer: PeerId) -> None: ...
+
+
+@dataclass
+class _TokenBucket:
+    rate: float
+    burst: float
+    tokens: float = field(default=0.0)
+    at: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def backoff_ms(attempts: int, rng: random.Random) -> int:
+    """Delay before attempt ``attempts + 1``: exponential, capped, jittered."""
+    delay = min(RETRY_BASE_SECONDS * (2 ** min(attempts, 30)), RETRY_MAX_SECONDS)
+    return int(delay * rng.uniform(0.5, 1.5) * 1000)
+
+
+class Delivery:
+    """Moves envelopes from the outbox to their recipients, and accepts envelopes for us."""
+
+    def __init__(self, node: Node, network: Network, *, rng: random.Random | None = None) -> None:
+        self.node = node
+        self.network = network
+        self.rng = rng or random.Random()
+        self._wake = trio.Event()
+        self._senders: dict[PeerId, trio.Event] = {}
+        self._incoming: defaultdict[PeerId, int] = defaultdict(int)
+        self._buckets: dict[PeerId, _TokenBucket] = {}
+        network.set_handler(DM_PROTOCOL, self.handle_stream)
+
+    # --- sending ----------------------------------------------------------------
+
+    def wake(self, peer: PeerId | None = None) -> None:
+        """Something was queued: run the scheduler (and the peer's sender) now."""
+        if peer is not None and peer in self._senders:
+            self._senders[peer].set()
+        self._wake.set()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                self._wake = trio.Event()
+                self._expire()
+                now = self.node.now_ms()
+                due = self.node.store.outbox_due(now, MAX_DUE_BATCH)
+                for peer in dict.fromkeys(item.recipient for item in due):
+                    if peer in self._senders:
+                        self._senders[peer].set()
+                    elif len(self._senders) < MAX_ACTIVE_SENDERS:
+                        self._senders[peer] = trio.Event()
+                        nursery.start_soon(self._sender, peer)
+                with trio.move_on_after(SCHEDULER_MAX_SLEEP):
+                    await self._wake.wait()
+
+    def _expire(self) -> None:
+        now = self.node.now_ms()
+        for item in self.node.store.outbox_due(now, MAX_DUE_BATCH):
+            if item.expires_at_ms <= now:
+                with self.node.store.transaction():
+                    self.node.store.remove_outbox(item.envelope_id)
+                    self._set_status(item, DeliveryStatus.EXPIRED, "not delivered before expiry")
+
+    def _set_status(self, item: OutboxItem, status: DeliveryStatus, detail: str = "") -> None:
+        with contextlib.suppress(NotFound):  # receipts have no stored message
+            self.node.store.set_status(item.message_id, status, self.node.now_ms(), detail)
+
+    def _reschedule(self, item: OutboxItem, error: str) -> None:
+        attempts = item.attempts + 1
+        next_at = self.node.now_ms() + backoff_ms(item.attempts, self.rng)
+        self.node.store.reschedule_outbox(item.envelope_id, next_at, attempts, error)
+
+    async def _sender(self, peer: PeerId) -> None:
+        try:
+            await self._send_all(peer)
+        except Exception:
+            log.exception("sender for %s failed", peer.short())
+        finally:
+            self._senders.pop(peer, None)
+            self._wake.set()
+
+    async def _open(self, peer: PeerId) -> Stream:
+        contact = self.node.store.get_contact(peer)
+        addrs = list(contact.addrs) if contact else []
+        try:
+            with trio.fail_after(DIAL_TIMEOUT):
+                return await self.network.open_stream(peer, DM_PROTOCOL, addrs)
+        except (PeerUnreachable, trio.TooSlowError):
+            pass
+        found = await self.network.find_peer(peer, FIND_PEER_TIMEOUT)
+        self.node.set_contact_addrs(peer, found)
+        try:
+            with trio.fail_after(DIAL_TIMEOUT):
+                return await self.network.open_stream(peer, DM_PROTOCOL, found)
+        except trio.TooSlowError:
+            raise PeerUnreachable(f"{peer.short()} did not answer in time") from None
+
+    async def _send_all(self, peer: PeerId) -> None:
+        due = self._due_for(peer)
+        if not due:
+            return
+        try:
+            stream = await self._open(peer)
+        except (PeerUnreachable, P2PDMError) as exc:
+            for item in due:
+                self._reschedule(item, str(exc))
+            return
+        in_flight: dict[int, OutboxItem] = {}
+        window = trio.Semaphore(DM_WINDOW)
+        seq = 0
+        async with stream, trio.open_nursery() as nursery:
+            acks_done = trio.Event()
+            nursery.start_soon(self._read_acks, stream, in_flight, window, acks_done)
+            try:
+                while True:
+                    sent_any = False
+                    for item in self._due_for(peer):
+                        if any(i.envelope_id == item.envelope_id for i in in_flight.values()):
+                            continue
+                        await window.acquire()
+                        seq += 1
+                        in_flight[seq] = item
+                        await stream.write_frame(
+                            Deliver(seq, item.envelope).encode(), WRITE_TIMEOUT
+                        )
+                        self._set_status(item, DeliveryStatus.SENT)
+                        sent_any = True
+                    if acks_done.is_set():
+                        break
+                    if not sent_any and not in_flight:
+                        event = self._senders.setdefault(peer, trio.Event())
+                        with trio.move_on_after(STREAM_IDLE_SECONDS) as idle:
+                            await event.wait()
+                        self._senders[peer] = trio.Event()
+                        if idle.cancelled_caught:
+                            break
+                    elif not sent_any:
+                        with trio.move_on_after(0.05):
+                            await acks_done.wait()
+            except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                log.info("stream to %s broke: %s", peer.short(), exc)
+            finally:
+                for item in in_flight.values():
+                    self._reschedule(item, "no acknowledgement")
+                in_flight.clear()
+                nursery.cancel_scope.cancel()
+
+    def _due_for(self, peer: PeerId) -> list[OutboxItem]:
+        now = self.node.now_ms()
+        return [
+            i
+            for i in self.node.store.outbox_for(peer)
+            if i.next_attempt_at_ms <= now and i.expires_at_ms > now
+        ]
+
+    async def _read_acks(
+        self,
+        stream: Stream,
+        in_flight: dict[int, OutboxItem],
+        window: trio.Semaphore,
+        done: trio.Event,
+    ) -> None:
+        try:
+            while True:
+                if not in_flight:
+                    frame = await stream.read_frame(
+                        MAX_CONTROL_FRAME_BYTES, STREAM_IDLE_SECONDS * 2
+                    )
+                else:
+                    frame = await stream.read_frame(MAX_CONTROL_FRAME_BYTES, ACK_TIMEOUT)
+                if frame is None:
+                    return
+                ack = decode_ack(frame)
+                item = in_flight.pop(ack.seq, None)
+                if item is None:
+                    raise ProtocolViolation(f"ack for unknown frame {ack.seq}")
+                window.release()
+                self._on_ack(item, ack)
+        except (P2PDMError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
+            log.info("acks from %s stopped", stream.remote_peer.short())
+        finally:
+            done.set()
+
+    def _on_ack(self, item: OutboxItem, ack: Ack) -> None:
+        store = self.node.store
+        if ack.result == "ok":
+            with store.transaction():
+                store.remove_outbox(item.envelope_id)
+                self._set_status(item, DeliveryStatus.DELIVERED)
+        elif ack.result == "rejected":
+            with store.transaction():
+                store.remove_outbox(item.envelope_id)
+                self._set_status(item, DeliveryStatus.FAILED, f"refused by recipient: {ack.detail}")
+        else:
+            self._reschedule(item, f"recipient asked to retry: {ack.detail}")
+
+    # --- receiving --------------------------------------------------------------
+
+    async def handle_stream(self, stream: Stream) -> None:
+        peer = stream.remote_peer
+        if self._incoming[peer] >= MAX_STREAMS_PER_PEER:
+            log.warning("%s opened too many dm streams; refused", peer.short())
+            await stream.reset()
+            return
+        self._incoming[peer] += 1
+        bucket = self._buckets.setdefault(
+            peer, _TokenBucket(MAX_RATE_PER_PEER, RATE_BURST_PER_PEER, at=trio.current_time())
+        )
+        try:
+            await self._serve(stream, bucket)
+        except (ProtocolViolation, WireError) as exc:
+            log.warning("disconnecting %s: %s", peer.short(), exc)
+            await self.network.disconnect(peer)
+            await stream.reset()
+        except (P2PDMError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.reset()
+        finally:
+            self._incoming[peer] -= 1
+            if not self._incoming[peer]:
+                del self._incoming[peer]
+                if len(self._buckets) > MAX_ACTIVE_SENDERS * 4:
+                    self._buckets.pop(peer, None)
+
+    async def _serve(self, stream: Stream, bucket: _TokenBucket) -> None:
+        peer = stream.remote_peer
+        while True:
+            frame = await stream.read_frame(_DELIVER_FRAME_BYTES, RECEIVE_IDLE_SECONDS)
+            if frame is None:
+                await stream.close()
+                return
+            deliver = decode_deliver(frame)
+            if not bucket.take(trio.current_time()):
+                raise ProtocolViolation("sending faster than the per-peer rate limit")
+            result, detail = self.accept(deliver.envelope, peer)
+            await stream.write_frame(Ack(deliver.seq, result, detail).encode(), WRITE_TIMEOUT)
+
+    def accept(self, envelope: bytes, via: PeerId | None = None) -> tuple[AckResult, str]:
+        """Commit one envelope; returns the ack result and a short reason."""
+        try:
+            received = self.node.messenger.receive(envelope)
+        except ReplayError:
+            return "ok", "already stored"
+        except (
+            WireError,
+            WrongRecipient,
+            DecryptError,
+            SignatureError,
+            EnvelopeExpired,
+            SessionError,
+        ) as exc:
+            log.info("refused envelope via %s: %s", via.short() if via else "?", exc)
+            return "rejected", type(exc).__name__
+        except StoreError as exc:
+            log.error("could not store an envelope: %s", exc)
+            return "retry", "store unavailable"
+        self.node.on_received(received)
+        return "ok", ""

@@ -1,0 +1,86 @@
+"""An in-memory network of nodes for fast delivery tests: no sockets, no libp2p.
+
+Streams are trio memory stream pairs wrapped in the real
+:class:`p2pdm.net.stream.Stream`, so framing, deadlines and limits are the
+production code's. Taking a node offline makes dials to it fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+import trio
+import trio.testing
+
+from p2pdm.core.identity import PeerId
+from p2pdm.errors import PeerUnreachable
+from p2pdm.net.stream import Stream
+
+Handler = Callable[[Stream], Awaitable[None]]
+
+
+class _Raw:
+    def __init__(self, stream: trio.testing.MemoryStream | trio.StapledStream) -> None:  # type: ignore[type-arg]
+        self._s = stream
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        return bytes(await self._s.receive_some(max_bytes))
+
+    async def send_all(self, data: bytes) -> None:
+        await self._s.send_all(data)
+
+    async def close_write(self) -> None:
+        await self._s.send_eof()
+
+    async def reset(self) -> None:
+        await self._s.aclose()
+
+    async def close(self) -> None:
+        await self._s.aclose()
+
+
+class FakeNetwork:
+    """Holds every fake host; each host runs its handlers in the network's nursery."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self.hosts: dict[PeerId, FakeHost] = {}
+
+    def host(self, peer: PeerId) -> FakeHost:
+        h = FakeHost(self, peer)
+        self.hosts[peer] = h
+        return h
+
+
+class FakeHost:
+    def __init__(self, net: FakeNetwork, peer: PeerId) -> None:
+        self.net = net
+        self.peer_id = peer
+        self.handlers: dict[str, Handler] = {}
+        self.online = True
+        self.disconnected: list[PeerId] = []
+        self.dials = 0
+
+    def set_handler(self, protocol: str, handler: Handler) -> None:
+        self.handlers[protocol] = handler
+
+    async def open_stream(self, peer: PeerId, protocol: str, addrs: Sequence[str] = ()) -> Stream:
+        self.dials += 1
+        target = self.net.hosts.get(peer)
+        if target is None or not target.online or not self.online:
+            raise PeerUnreachable(f"{peer.short()} is offline")
+        handler = target.handlers.get(protocol)
+        if handler is None:
+            raise PeerUnreachable(f"{peer.short()} does not speak {protocol}")
+        ours, theirs = trio.testing.memory_stream_pair()
+        self.net.nursery.start_soon(handler, Stream(_Raw(theirs), self.peer_id, protocol))
+        return Stream(_Raw(ours), peer, protocol)
+
+    async def find_peer(self, peer: PeerId, timeout: float) -> list[str]:  # noqa: ASYNC109
+        target = self.net.hosts.get(peer)
+        if target is None or not target.online:
+            raise PeerUnreachable(f"{peer.short()} not found")
+        return [f"/memory/{peer}"]
+
+    async def disconnect(self, peer: PeerId) -> None:
+        self.disconnected.append(peer)

@@ -1,0 +1,130 @@
+"""Direct delivery over an in-memory network: acks, retries, read receipts, hostile peers."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+from p2pdm.core.dm import DM_PROTOCOL, Deliver, decode_ack
+from p2pdm.core.identity import Identity
+from p2pdm.core.model import DeliveryStatus
+from p2pdm.delivery import RETRY_MAX_SECONDS, Delivery, backoff_ms
+from p2pdm.node import Node
+from p2pdm.store.memory import MemoryStore
+from tests.fakenet import FakeHost, FakeNetwork
+
+
+class Peer:
+    def __init__(self, net: FakeNetwork, name: str) -> None:
+        self.node = Node(
+            Identity(os.urandom(32)), MemoryStore(), now_ms=lambda: int(trio.current_time() * 1000)
+        )
+        self.node.store.set_setting("name", name)
+        self.host: FakeHost = net.host(self.node.peer_id)
+        self.delivery = Delivery(self.node, self.host, rng=random.Random(1))
+        self.node.on_outbox = self.delivery.wake
+
+
+@pytest.fixture
+async def world(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeNetwork, Peer, Peer]]:
+    net = FakeNetwork(nursery)
+    alice, bob = Peer(net, "alice"), Peer(net, "bob")
+    alice.node.add_contact_from_invite(bob.node.invite())
+    bob.node.add_contact_from_invite(alice.node.invite())
+    for p in (alice, bob):
+        await nursery.start(p.delivery.run)
+    yield net, alice, bob
+
+
+async def wait_status(
+    node: Node, message_id: str, status: DeliveryStatus, limit: float = 30
+) -> None:
+    with trio.fail_after(limit):
+        while node.message(message_id)[0].status is not status:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+async def test_delivered_then_read(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob = world
+    sent = await alice.node.send("bob", "hi bob")
+    await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DELIVERED)
+    page = bob.node.messages("alice")
+    assert [m.id for m in page.messages] == [sent.id]
+    bob.node.mark_read("alice")
+    await wait_status(alice.node, sent.id.hex(), DeliveryStatus.READ)
+    history = [c.status for c in alice.node.message(sent.id.hex())[1]]
+    assert history[:1] == [DeliveryStatus.QUEUED] and history[-1] is DeliveryStatus.READ
+    assert alice.node.store.outbox_count() == 0
+
+
+async def test_offline_recipient_gets_it_when_back(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob = world
+    bob.host.online = False
+    sent = [await alice.node.send("bob", f"msg {i}") for i in range(5)]
+    await trio.sleep(60)
+    assert alice.node.store.outbox_count() == 5
+    item = alice.node.store.outbox_for(bob.node.peer_id)[0]
+    assert item.attempts >= 2 and item.last_error
+    bob.host.online = True
+    for m in sent:
+        await wait_status(
+            alice.node, m.id.hex(), DeliveryStatus.DELIVERED, limit=RETRY_MAX_SECONDS * 2
+        )
+    assert bob.node.store.counts()["messages"] == 5
+
+
+async def test_many_messages_pipelined_exactly_once(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob = world
+    sent = [await alice.node.send("bob", f"n{i}") for i in range(150)]
+    await wait_status(alice.node, sent[-1].id.hex(), DeliveryStatus.DELIVERED)
+    for m in sent:
+        await wait_status(alice.node, m.id.hex(), DeliveryStatus.DELIVERED)
+    got = bob.node.messages("alice", limit=500).messages
+    assert len(got) == 150 and len({m.id for m in got}) == 150
+
+
+async def test_garbage_frame_disconnects_peer_but_node_keeps_serving(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob = world
+    mallory = net.host(Identity(os.urandom(32)).peer_id)
+    stream = await mallory.open_stream(bob.node.peer_id, DM_PROTOCOL)
+    await stream.write_frame(b"\xff\x00garbage", 5)
+    with trio.fail_after(5):
+        assert await _read_until_closed(stream)
+    await trio.sleep(0.1)
+    assert mallory.peer_id in bob.host.disconnected
+    # A forged envelope gets a 'rejected' ack, not a crash.
+    stream = await mallory.open_stream(bob.node.peer_id, DM_PROTOCOL)
+    await stream.write_frame(Deliver(1, b"\xa0").encode(), 5)
+    ack = decode_ack(await stream.read_frame(1 << 14, 5) or b"")
+    assert ack.result == "rejected"
+    sent = await alice.node.send("bob", "still there?")
+    await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DELIVERED)
+
+
+async def test_stream_limit_per_peer(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    net, _, bob = world
+    mallory = net.host(Identity(os.urandom(32)).peer_id)
+    streams = [await mallory.open_stream(bob.node.peer_id, DM_PROTOCOL) for _ in range(3)]
+    await trio.sleep(1)
+    with trio.fail_after(5):
+        assert await _read_until_closed(streams[-1])
+
+
+async def _read_until_closed(stream) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        while await stream.read_frame(1 << 14, 5) is not None:
+            pass
+    except Exception:
+        return True
+    return True
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    rng = random.Random(0)
+    delays = [backoff_ms(n, rng) for n in range(20)]
+    assert delays[0] <= 1500 and delays[5] > delays[0]
+    assert max(delays) <= RETRY_MAX_SECONDS * 1.5 * 1000
