@@ -1,0 +1,152 @@
+"""The wall in front of the local API: loopback Host, bearer token, body size.
+
+How this works: :class:`LocalGuard` is a plain ASGI middleware that sees every
+HTTP request (and WebSocket handshake) before any route does, in this order:
+
+1. The ``Host`` header must name the loopback interface (``localhost``,
+   ``127.0.0.1`` or ``[::1]``, any port), else 403. A web page can point a
+   DNS name it controls at 127.0.0.1 ("DNS rebinding") and so reach this
+   port from the browser; the browser still sends that name as the Host.
+2. ``Authorization: Bearer <token>`` must match the node's token, compared in
+   constant time, else 401. Browsers never attach it on their own.
+3. A declared ``Content-Length`` over :data:`MAX_API_BODY_BYTES` gets 413
+   before the body is read; a body sent in chunks is counted as it arrives
+   and reading it raises :class:`RequestError` (413) at the cap.
+
+No CORS headers are ever sent, so a browser refuses to hand any response to
+another origin's script, and pre-flight requests fail at step 2.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Final
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from p2pdm.api.payload import RequestError
+
+__all__ = ["LOOPBACK_HOST_NAMES", "MAX_API_BODY_BYTES", "LocalGuard", "host_is_loopback"]
+
+#: Largest request body. The largest legitimate one is a text message of
+#: ``MAX_TEXT_BYTES`` (64 KiB of UTF-8); JSON with ``\\uXXXX`` escapes (what
+#: ``json.dumps`` writes by default) takes up to 3 bytes per UTF-8 byte for
+#: emoji, so 192 KiB plus the other fields. Invites are at most 8 K characters.
+MAX_API_BODY_BYTES: Final = 256 << 10
+
+#: Host names (without port) a request may be addressed to.
+LOOPBACK_HOST_NAMES: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+#: WebSocket close code for a refused handshake (RFC 6455 "policy violation").
+WS_POLICY_VIOLATION: Final = 1008
+
+
+def host_is_loopback(host: str) -> bool:
+    """True if a Host header value names the loopback interface (any port)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        name, bracket, port = host.partition("]")
+        name += bracket
+        if port and not port.startswith(":"):
+            return False
+        port = port[1:]
+    else:
+        name, _, port = host.partition(":")
+    if port and not (port.isascii() and port.isdigit()):
+        return False
+    return name in LOOPBACK_HOST_NAMES
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The one value of a header; None if absent or repeated (ambiguous)."""
+    values = [value for key, value in scope.get("headers", ()) if key.lower() == name]
+    if len(values) != 1:
+        return None
+    return bytes(values[0]).decode("latin-1")
+
+
+def _token_matches(header: str | None, token: bytes) -> bool:
+    if header is None:
+        return False
+    scheme, _, given = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode("latin-1"), token)
+
+
+class _BodyCap:
+    """Wraps ``receive`` and refuses the body once it passes the cap."""
+
+    def __init__(self, receive: Receive, cap: int) -> None:
+        self._receive = receive
+        self._cap = cap
+        self._seen = 0
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._seen += len(message.get("body", b""))
+            if self._seen > self._cap:
+                raise too_large(self._cap)
+        return message
+
+
+def too_large(cap: int) -> RequestError:
+    # The rest of the body is never read, so the connection cannot carry another
+    # request: say so, or a client reusing it would see it drop.
+    return RequestError(
+        413,
+        "body_too_large",
+        f"the request body is over {cap} bytes",
+        {"Connection": "close"},
+    )
+
+
+class LocalGuard:
+    """ASGI middleware: loopback Host, bearer token, body cap (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, token: str, max_body_bytes: int = MAX_API_BODY_BYTES) -> None:
+        if not token:
+            raise ValueError("the API token is empty")
+        self.app = app
+        self._token = token.encode("latin-1")
+        self._max_body = max_body_bytes
+
+    def _refusal(self, scope: Scope) -> RequestError | None:
+        host = _header(scope, b"host")
+        if host is None or not host_is_loopback(host):
+            return RequestError(
+                403,
+                "forbidden_host",
+                "the local API only answers requests addressed to localhost, 127.0.0.1 or [::1]",
+            )
+        if not _token_matches(_header(scope, b"authorization"), self._token):
+            return RequestError(
+                401,
+                "unauthorized",
+                "send the node's API token as 'Authorization: Bearer <token>' "
+                "(it is in <home>/api_token)",
+                {"WWW-Authenticate": 'Bearer realm="p2pdm"'},
+            )
+        if scope["type"] == "http":
+            length = _header(scope, b"content-length")
+            if length is not None:
+                if not (length.isascii() and length.isdigit()):
+                    return RequestError(400, "bad_request", "invalid Content-Length")
+                if int(length) > self._max_body:
+                    return too_large(self._max_body)
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)  # lifespan
+            return
+        refusal = self._refusal(scope)
+        if refusal is None:
+            if scope["type"] == "http":
+                receive = _BodyCap(receive, self._max_body)
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http":
+            await refusal.response()(scope, receive, send)
+        else:
+            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})

@@ -1,0 +1,408 @@
+"""The OpenAPI 3.1 description of the local API, served at ``/v1/openapi.json``.
+
+How this works: the document is written out here by hand, path by path, so
+that it reads like the reference it is; the parts that code already defines
+(status values, settings and their types, limits) are taken from that code.
+Tests check that every route of the app is documented with its method, and
+that real responses match the schemas below.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Final
+
+from p2pdm import __version__
+from p2pdm.api.guard import MAX_API_BODY_BYTES
+from p2pdm.api.payload import DEFAULT_PAGE_SIZE, JSON_MEDIA_TYPE, MAX_CURSOR
+from p2pdm.core.model import DeliveryStatus, Direction
+from p2pdm.limits import MAX_PAGE_SIZE
+from p2pdm.node import DEFAULT_API_PORT, SETTINGS
+
+__all__ = ["OPENAPI_VERSION", "openapi_document"]
+
+OPENAPI_VERSION: Final = "3.1.0"
+
+Schema = dict[str, Any]
+
+_JSON_TYPES: Final[dict[type, str]] = {bool: "boolean", str: "string", int: "integer"}
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(properties: dict[str, Schema], optional: tuple[str, ...] = ()) -> Schema:
+    """A closed object schema whose properties are required unless named optional."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [key for key in properties if key not in optional],
+        "additionalProperties": False,
+    }
+
+
+_STRING: Final[Schema] = {"type": "string"}
+_INT: Final[Schema] = {"type": "integer"}
+_BOOL: Final[Schema] = {"type": "boolean"}
+_MS: Final[Schema] = {"type": "integer", "description": "milliseconds since the Unix epoch"}
+_PEER_ID: Final[Schema] = {
+    "type": "string",
+    "description": "a libp2p PeerID of an Ed25519 key (12D3KooW…)",
+}
+_HEX_ID: Final[Schema] = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+
+_MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
+    "id": _HEX_ID,
+    "conversation_id": _HEX_ID,
+    "peer": {**_PEER_ID, "description": "the other party: recipient or sender"},
+    "direction": {"type": "string", "enum": [d.value for d in Direction]},
+    "kind": {"type": "string", "description": "'text'; later versions add kinds"},
+    "text": {"type": ["string", "null"], "description": "the text of a 'text' message"},
+    "sent_at_ms": {**_MS, "description": "the sender's clock"},
+    "stored_at_ms": {**_MS, "description": "when this node stored it"},
+    "status": {"type": "string", "enum": [s.value for s in DeliveryStatus]},
+    "request": {
+        "type": "boolean",
+        "description": "an incoming message from someone who is not a contact",
+    },
+}
+
+
+def _schemas() -> dict[str, Schema]:
+    setting_types = {
+        key: {"type": _JSON_TYPES[kind], "default": default}
+        for key, (kind, default) in SETTINGS.items()
+    }
+    return {
+        "Error": _obj(
+            {
+                "error": _obj(
+                    {
+                        "code": {
+                            "type": "string",
+                            "description": "stable, for programs: not_found, invalid, …",
+                        },
+                        "message": {"type": "string", "description": "one sentence, for people"},
+                    }
+                )
+            }
+        ),
+        "Node": _obj(
+            {
+                "peer_id": _PEER_ID,
+                "name": _STRING,
+                "addrs": {"type": "array", "items": _STRING},
+                "version": _STRING,
+                "counts": {
+                    "type": "object",
+                    "additionalProperties": _INT,
+                    "description": "contacts, messages, unread, requests, outbox",
+                },
+                "invite": {"type": "string", "description": "a fresh p2pdm: invite"},
+            }
+        ),
+        "Contact": _obj(
+            {
+                "peer_id": _PEER_ID,
+                "name": _STRING,
+                "added_at_ms": _MS,
+                "addrs": {"type": "array", "items": _STRING},
+                "last_seen_ms": {"type": ["integer", "null"]},
+                "verified": _BOOL,
+                "blocked": _BOOL,
+                "has_prekeys": {
+                    "type": "boolean",
+                    "description": "whether a first message can be encrypted right away",
+                },
+            }
+        ),
+        "ContactList": _obj({"contacts": {"type": "array", "items": _ref("Contact")}}),
+        "NewContact": {
+            "oneOf": [
+                _obj({"invite": _STRING, "name": _STRING}, optional=("name",)),
+                _obj({"peer_id": _PEER_ID, "name": _STRING}, optional=("name",)),
+            ],
+            "description": "an invite (preferred: it carries keys and addresses) or a PeerID",
+        },
+        "SendMessage": _obj(
+            {
+                "to": {"type": "string", "description": "a contact's name or PeerID"},
+                "text": _STRING,
+            }
+        ),
+        "Message": _obj(_MESSAGE_PROPERTIES),
+        "StatusChange": _obj(
+            {"status": _MESSAGE_PROPERTIES["status"], "at_ms": _MS, "detail": _STRING}
+        ),
+        "MessageWithHistory": _obj(
+            {
+                **_MESSAGE_PROPERTIES,
+                "history": {"type": "array", "items": _ref("StatusChange")},
+            }
+        ),
+        "MessagePage": _obj(
+            {
+                "messages": {"type": "array", "items": _ref("Message")},
+                "next_before": {
+                    "type": ["integer", "null"],
+                    "description": "pass as 'before' for the next (older) page; null at the end",
+                },
+            }
+        ),
+        "Conversation": _obj(
+            {
+                "id": _HEX_ID,
+                "peer": _PEER_ID,
+                "name": {"type": ["string", "null"], "description": "the contact's name"},
+                "last_message_at_ms": _MS,
+                "unread": _INT,
+                "request": {
+                    "type": "boolean",
+                    "description": "every message in it is a message request",
+                },
+            }
+        ),
+        "ConversationList": _obj(
+            {"conversations": {"type": "array", "items": _ref("Conversation")}}
+        ),
+        "ReadResult": _obj(
+            {"read": {"type": "array", "items": _HEX_ID, "description": "ids marked read"}}
+        ),
+        "Settings": _obj(setting_types),
+        "SettingsPatch": _obj(setting_types, optional=tuple(setting_types)),
+    }
+
+
+def _json_body(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {JSON_MEDIA_TYPE: {"schema": schema}}}
+
+
+def _error(description: str) -> Schema:
+    return _json_body(_ref("Error"), description)
+
+
+#: Responses every operation can give.
+_COMMON_ERRORS: Final[dict[str, Schema]] = {
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "403": {"$ref": "#/components/responses/ForbiddenHost"},
+    "500": {"$ref": "#/components/responses/InternalError"},
+}
+#: Responses of operations that take a JSON body.
+_BODY_ERRORS: Final[dict[str, Schema]] = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
+    "413": {"$ref": "#/components/responses/TooLarge"},
+    "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
+}
+_NOT_FOUND: Final[dict[str, Schema]] = {"404": {"$ref": "#/components/responses/NotFound"}}
+_BAD_INPUT: Final[dict[str, Schema]] = {"400": {"$ref": "#/components/responses/BadRequest"}}
+
+
+def _op(
+    operation_id: str,
+    summary: str,
+    ok: tuple[str, Schema],
+    errors: dict[str, Schema],
+    *,
+    body: Schema | None = None,
+    parameters: list[Schema] | None = None,
+) -> Schema:
+    op: Schema = {
+        "operationId": operation_id,
+        "summary": summary,
+        "responses": {ok[0]: ok[1], **errors, **_COMMON_ERRORS},
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {JSON_MEDIA_TYPE: {"schema": body}}}
+    if parameters:
+        op["parameters"] = parameters
+    return op
+
+
+def _path_param(name: str, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": _STRING,
+    }
+
+
+_PEER_PARAM: Final = _path_param("peer", "the contact's name or PeerID")
+_MESSAGE_ID_PARAM: Final = _path_param("message_id", "the message id (32 hex characters)")
+
+
+def _paths() -> dict[str, Schema]:
+    return {
+        "/v1/node": {
+            "get": _op(
+                "getNode",
+                "This node: PeerID, name, addresses, version, counts and a fresh invite",
+                ("200", _json_body(_ref("Node"), "the node")),
+                _BAD_INPUT,
+            )
+        },
+        "/v1/contacts": {
+            "get": _op(
+                "listContacts",
+                "All contacts, by name",
+                ("200", _json_body(_ref("ContactList"), "the contacts")),
+                _BAD_INPUT,
+            ),
+            "post": _op(
+                "addContact",
+                "Add or rename a contact from an invite or a PeerID; accepts its message requests",
+                ("201", _json_body(_ref("Contact"), "the contact as stored")),
+                {
+                    **_BODY_ERRORS,
+                    "422": _error("the invite has expired, or the contact cannot be added"),
+                },
+                body=_ref("NewContact"),
+            ),
+        },
+        "/v1/contacts/{peer_id}": {
+            "delete": _op(
+                "deleteContact",
+                "Forget a contact (its conversation stays)",
+                ("204", {"description": "deleted"}),
+                {**_BAD_INPUT, **_NOT_FOUND},
+                parameters=[_path_param("peer_id", "the contact's PeerID")],
+            )
+        },
+        "/v1/messages": {
+            "post": _op(
+                "sendMessage",
+                "Queue a text message; the node delivers it when it can",
+                ("201", _json_body(_ref("Message"), "the message, status 'queued'")),
+                {
+                    **_BODY_ERRORS,
+                    **_NOT_FOUND,
+                    "422": _error("no session and no prekeys for the recipient yet"),
+                },
+                body=_ref("SendMessage"),
+            )
+        },
+        "/v1/messages/{message_id}": {
+            "get": _op(
+                "getMessage",
+                "One message with its delivery status history",
+                ("200", _json_body(_ref("MessageWithHistory"), "the message")),
+                {**_BAD_INPUT, **_NOT_FOUND},
+                parameters=[_MESSAGE_ID_PARAM],
+            )
+        },
+        "/v1/messages/{message_id}/read": {
+            "post": _op(
+                "readMessage",
+                "Mark the message's conversation read up to now (sends read receipts if on)",
+                ("200", _json_body(_ref("Message"), "the message after marking")),
+                {**_BAD_INPUT, **_NOT_FOUND},
+                parameters=[_MESSAGE_ID_PARAM],
+            )
+        },
+        "/v1/conversations": {
+            "get": _op(
+                "listConversations",
+                "Conversations, most recent first, with unread counts",
+                ("200", _json_body(_ref("ConversationList"), "the conversations")),
+                _BAD_INPUT,
+            )
+        },
+        "/v1/conversations/{peer}/messages": {
+            "get": _op(
+                "listMessages",
+                "A page of a conversation's messages, newest first",
+                ("200", _json_body(_ref("MessagePage"), "the page")),
+                {**_BAD_INPUT, **_NOT_FOUND},
+                parameters=[
+                    _PEER_PARAM,
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_PAGE_SIZE,
+                            "default": DEFAULT_PAGE_SIZE,
+                        },
+                    },
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "required": False,
+                        "description": "the next_before of the previous page",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR},
+                    },
+                ],
+            )
+        },
+        "/v1/conversations/{peer}/read": {
+            "post": _op(
+                "readConversation",
+                "Mark every message in the conversation read (sends read receipts if on)",
+                ("200", _json_body(_ref("ReadResult"), "the ids newly marked read")),
+                {**_BAD_INPUT, **_NOT_FOUND},
+                parameters=[_PEER_PARAM],
+            )
+        },
+        "/v1/settings": {
+            "get": _op(
+                "getSettings",
+                "The node's settings",
+                ("200", _json_body(_ref("Settings"), "every setting")),
+                _BAD_INPUT,
+            ),
+            "patch": _op(
+                "updateSettings",
+                "Change some settings; an unknown key or a wrong type changes nothing",
+                ("200", _json_body(_ref("Settings"), "every setting, after the change")),
+                _BODY_ERRORS,
+                body=_ref("SettingsPatch"),
+            ),
+        },
+        "/v1/openapi.json": {
+            "get": _op(
+                "getOpenAPI",
+                "This document",
+                ("200", _json_body({"type": "object"}, "the OpenAPI document")),
+                {},
+            )
+        },
+    }
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document (built once; treat it as read-only)."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "p2pdm local API",
+            "version": __version__,
+            "description": (
+                "The API of one running p2pdm node, on the loopback interface only. "
+                "Every request needs 'Authorization: Bearer <token>' (the token is in "
+                "<home>/api_token) and a Host of localhost, 127.0.0.1 or [::1]. "
+                f"Request bodies are JSON, at most {MAX_API_BODY_BYTES} bytes. "
+                'Errors are {"error": {"code": …, "message": …}}.'
+            ),
+        },
+        "servers": [{"url": f"http://127.0.0.1:{DEFAULT_API_PORT}"}],
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": _schemas(),
+            "responses": {
+                "BadRequest": _error("the request is malformed or a value is invalid"),
+                "Unauthorized": _error("missing or wrong bearer token"),
+                "ForbiddenHost": _error("the Host header is not a loopback name"),
+                "NotFound": _error("no such contact, conversation or message"),
+                "TooLarge": _error(f"the body is over {MAX_API_BODY_BYTES} bytes"),
+                "UnsupportedMediaType": _error(f"the body is not {JSON_MEDIA_TYPE}"),
+                "InternalError": _error("a bug or a store failure in the node; see its log"),
+            },
+        },
+    }

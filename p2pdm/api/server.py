@@ -1,0 +1,127 @@
+"""Serving the local API with hypercorn inside the node's own trio loop.
+
+How this works: :func:`serve_api` binds the listening socket itself, then
+hands it to hypercorn's trio worker. Binding first means a busy port or a
+bad address is one clear :class:`ConfigError` (hypercorn would raise it in
+nested exception groups and leave its socket unclosed), port 0 gives the
+real port straight from the socket, and the socket is closed by whoever
+opened it. ``hypercorn.trio.serve`` is this same worker without the option
+of passing sockets in.
+
+The API binds to loopback addresses only: the Host check in
+:mod:`p2pdm.api.guard` would refuse every request addressed to any other
+name anyway, so a public bind could only expose the port, never serve it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+from functools import partial
+from typing import Any, Final, cast
+
+import trio
+from hypercorn.config import Config, Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.typing import ASGIFramework
+from hypercorn.utils import wrap_app
+
+from p2pdm.api.app import create_app
+from p2pdm.errors import ConfigError
+from p2pdm.node import Node
+
+__all__ = ["serve_api"]
+
+log = logging.getLogger("p2pdm.api")
+
+#: Pending connections the kernel queues for the API (a few local clients).
+LISTEN_BACKLOG: Final = 64
+#: An idle keep-alive connection is closed after this long; clients reconnect.
+KEEP_ALIVE_TIMEOUT_S: Final = 5.0
+#: On shutdown, requests in flight get this long to finish.
+GRACEFUL_TIMEOUT_S: Final = 2.0
+
+
+def _hypercorn_config() -> Config:
+    config = Config()
+    config.accesslog = None  # the node's log is for events, not every local poll
+    config.errorlog = log
+    config.include_server_header = False
+    config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT_S
+    config.graceful_timeout = GRACEFUL_TIMEOUT_S
+    return config
+
+
+async def _loopback_address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int]]:
+    """Resolve ``host`` to one loopback address; raises :class:`ConfigError`."""
+    try:
+        infos = await trio.socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"cannot resolve the API host {host!r}: {exc}") from None
+    for family, _, _, _, sockaddr in infos:
+        address = str(sockaddr[0])
+        if ipaddress.ip_address(address.split("%", 1)[0]).is_loopback:
+            return family, (address, port)
+    raise ConfigError(
+        f"the local API listens on loopback addresses only (127.0.0.1, ::1, localhost), "
+        f"not {host!r}"
+    )
+
+
+def _listen(family: socket.AddressFamily, address: tuple[str, int]) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name == "posix":
+            # Rebind at once after a restart; on Windows this flag would let
+            # another process share the port, so it stays off there.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot serve the local API on {_shown(address[0])}:{address[1]}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    return sock
+
+
+async def serve_api(
+    node: Node,
+    token: str,
+    host: str,
+    port: int,
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,  # trio.TaskStatus[tuple[str, int]]
+) -> None:
+    """Serve the local API for ``node`` until cancelled.
+
+    Reports the bound ``(host, port)`` through ``task_status`` once it
+    accepts connections (``port=0`` picks a free port). Raises
+    :class:`ConfigError` if ``host`` is not a loopback address or the port
+    cannot be bound.
+    """
+    family, address = await _loopback_address(host, port)
+    sock = _listen(family, address)
+    try:
+        bound_host, bound_port = sock.getsockname()[:2]
+        # Starlette and hypercorn type the same ASGI callable differently.
+        asgi = cast(ASGIFramework, create_app(node, token))
+        app = wrap_app(asgi, 0, "asgi")  # 0: the WSGI body cap, unused for ASGI
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(worker_serve, app, _hypercorn_config(), sockets=Sockets([], [sock], []))
+            )
+            log.info("local API on http://%s:%d/v1/", _shown(bound_host), bound_port)
+            task_status.started((bound_host, bound_port))
+    finally:
+        sock.close()
+
+
+def _shown(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
