@@ -23,7 +23,7 @@ from typing import Final, TextIO
 
 import segno
 
-from p2pdm import __version__
+from p2pdm import __version__, cli_chat
 from p2pdm.core.invite import make_invite
 from p2pdm.core.session import OwnPrekeys
 from p2pdm.errors import HomeError, P2PDMError
@@ -138,6 +138,21 @@ def _draw_qr(text: str, out: TextIO) -> None:
 COMMANDS: Final[dict[str, Command]] = {
     "init": Command("create the identity and the message store", _init_arguments, _init),
     "id": Command("show your PeerID, name and invite", _id_arguments, _id),
+    # Chat commands: clients of the running node's local API (p2pdm/cli_chat.py).
+    "contacts": Command(
+        "add, list or remove contacts", cli_chat.contacts_arguments, cli_chat.contacts
+    ),
+    "send": Command(
+        "send a message through the running node", cli_chat.send_arguments, cli_chat.send
+    ),
+    "inbox": Command(
+        "conversations, unread counts, message requests", cli_chat.inbox_arguments, cli_chat.inbox
+    ),
+    "read": Command(
+        "show a conversation with delivery status and mark it read",
+        cli_chat.read_arguments,
+        cli_chat.read,
+    ),
 }
 
 

@@ -1,0 +1,271 @@
+"""The chat commands of the command line: contacts, send, inbox, read.
+
+How this works: each command is a client of the running node's local API
+(:class:`~p2pdm.client.Client`), as ``ipfs`` commands are of their daemon,
+so they work while ``p2pdm run`` holds the store. With no node running the
+client raises :class:`~p2pdm.errors.NodeNotRunning`, which ``p2pdm.cli``
+prints as one line. Output is plain text in aligned columns (``--json`` gives
+the API's own JSON). Names and message texts come from other people, so
+control characters in them are replaced before they reach the terminal: an
+escape sequence in a message must not be able to rewrite the screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import unicodedata
+from collections.abc import Sequence
+from typing import Any, Final, TextIO
+
+from rich.cells import cell_len
+
+from p2pdm.client import Client
+from p2pdm.home import Home
+from p2pdm.limits import MAX_PAGE_SIZE
+
+__all__ = [
+    "contacts",
+    "contacts_arguments",
+    "inbox",
+    "inbox_arguments",
+    "read",
+    "read_arguments",
+    "send",
+    "send_arguments",
+]
+
+EXIT_OK: Final = 0
+#: Messages `p2pdm read` shows unless told otherwise (about a screenful).
+DEFAULT_READ_LIMIT: Final = 20
+#: Characters of a PeerID shown where a contact has no name.
+SHORT_PEER_CHARS: Final = 8
+#: Shown in place of a character that could act on the terminal.
+REPLACEMENT: Final = "\N{REPLACEMENT CHARACTER}"
+#: Bidirectional overrides and isolates: they can make text read backwards.
+_BIDI_CONTROLS: Final = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+TIME_FORMAT: Final = "%Y-%m-%d %H:%M"
+
+
+# --- output helpers ------------------------------------------------------------
+
+
+def safe_text(text: str, *, multiline: bool = False) -> str:
+    """``text`` with control characters (and bidi overrides) replaced."""
+    out = []
+    for ch in text:
+        if multiline and ch == "\n":
+            out.append(ch)
+        elif ch == "\t":
+            out.append(" ")
+        elif unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS:
+            out.append(REPLACEMENT)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return time.strftime(TIME_FORMAT, time.localtime(ms / 1000))
+
+
+def _short(peer_id: str) -> str:
+    return peer_id[-SHORT_PEER_CHARS:]
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """Plain columns, padded by the terminal width of each cell (wide and emoji characters)."""
+    widths = [cell_len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, cell_len(cell)) for w, cell in zip(widths, row, strict=True)]
+    for row in [headers, *rows]:
+        cells = [cell + " " * (w - cell_len(cell)) for cell, w in zip(row, widths, strict=True)]
+        print("  ".join(cells).rstrip(), file=out)
+
+
+def _print_json(value: Any, out: TextIO) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2), file=out)
+
+
+# --- contacts ---------------------------------------------------------------------
+
+
+def contacts_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser(
+        "add",
+        help="add a contact from their invite (or PeerID)",
+        description="Add a contact from the p2pdm: invite they gave you (from `p2pdm id`), "
+        "or from their PeerID alone. Their pending message requests are accepted.",
+    )
+    add.add_argument("who", metavar="INVITE|PEERID")
+    add.add_argument("--name", help="what to call them (default: the name in the invite)")
+    listing = actions.add_parser("list", help="list your contacts")
+    listing.add_argument("--json", action="store_true", help="print the API's JSON")
+    remove = actions.add_parser("remove", help="forget a contact (the conversation stays)")
+    remove.add_argument("contact", metavar="CONTACT", help="name or PeerID")
+
+
+def contacts(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    with Client.for_home(home) as node:
+        if args.action == "add":
+            added = node.add_contact(args.who, args.name)
+            print(f"Added {safe_text(added['name'])} ({added['peer_id']}).", file=out)
+            if not added["has_prekeys"]:
+                print(
+                    "Their keys are not known yet: an invite carries them; "
+                    "with a PeerID alone they are looked up when you first write.",
+                    file=out,
+                )
+        elif args.action == "list":
+            _list_contacts(node.contacts(), args.json, out)
+        else:
+            peer_id, name = _find_contact(node, args.contact)
+            node.delete_contact(peer_id)
+            print(f"Removed {safe_text(name)} ({peer_id}).", file=out)
+    return EXIT_OK
+
+
+def _list_contacts(found: list[dict[str, Any]], as_json: bool, out: TextIO) -> None:
+    if as_json:
+        _print_json(found, out)
+        return
+    if not found:
+        print("No contacts yet. Add one with `p2pdm contacts add INVITE`.", file=out)
+        return
+    rows = [
+        [safe_text(c["name"]), c["peer_id"], _when(c["added_at_ms"]), _when(c["last_seen_ms"])]
+        for c in found
+    ]
+    print_table(["NAME", "PEER ID", "ADDED", "LAST SEEN"], rows, out)
+
+
+def _find_contact(node: Client, who: str) -> tuple[str, str]:
+    """``(peer_id, display name)`` of a contact by name (any case) or PeerID.
+
+    Anyone not in the contacts is passed on as typed, and the node decides
+    (a PeerID of a stranger is fine for reading their message requests).
+    """
+    for contact in node.contacts():
+        if who.casefold() in (contact["name"].casefold(), contact["peer_id"].casefold()):
+            return contact["peer_id"], contact["name"]
+    return who, _short(who)
+
+
+# --- send ----------------------------------------------------------------------------
+
+
+def send_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("contact", metavar="CONTACT", help="name or PeerID")
+    parser.add_argument("text", metavar="TEXT", nargs="+", help="the message (words are joined)")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def send(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    with Client.for_home(home) as node:
+        message = node.send(args.contact, " ".join(args.text))
+    if args.json:
+        _print_json(message, out)
+    else:
+        print(
+            f"Message {message['id']} to {safe_text(args.contact)}: {message['status']}. "
+            f"`p2pdm read {args.contact}` shows its delivery.",
+            file=out,
+        )
+    return EXIT_OK
+
+
+# --- inbox ------------------------------------------------------------------------------
+
+
+def inbox_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    with Client.for_home(home) as node:
+        conversations = node.conversations()
+    if args.json:
+        _print_json(conversations, out)
+        return EXIT_OK
+    if not conversations:
+        print("No conversations yet.", file=out)
+        return EXIT_OK
+    rows = []
+    for c in conversations:
+        who = safe_text(c["name"]) if c["name"] is not None else _short(c["peer"])
+        rows.append(
+            [
+                who + (" (request)" if c["request"] else ""),
+                str(c["unread"]) if c["unread"] else "",
+                _when(c["last_message_at_ms"]),
+                c["peer"],
+            ]
+        )
+    print_table(["CONTACT", "UNREAD", "LAST ACTIVITY", "PEER ID"], rows, out)
+    if any(c["request"] for c in conversations):
+        print(
+            "\n(request): a message from someone who is not your contact; "
+            "`p2pdm read PEERID` shows it, `p2pdm contacts add PEERID` accepts them.",
+            file=out,
+        )
+    return EXIT_OK
+
+
+# --- read ---------------------------------------------------------------------------------
+
+
+def _page_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"give a number from 1 to {MAX_PAGE_SIZE}")
+    return value
+
+
+def read_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("contact", metavar="CONTACT", help="name or PeerID")
+    parser.add_argument(
+        "-n",
+        "--limit",
+        type=_page_size,
+        default=DEFAULT_READ_LIMIT,
+        metavar="N",
+        help=f"how many recent messages (default {DEFAULT_READ_LIMIT}, at most {MAX_PAGE_SIZE})",
+    )
+    parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    with Client.for_home(home) as node:
+        peer_id, name = _find_contact(node, args.contact)
+        page = node.messages(peer_id, limit=args.limit)
+        node.mark_read(peer_id)
+    if args.json:
+        _print_json(page, out)
+        return EXIT_OK
+    messages = list(reversed(page["messages"]))  # oldest first, like a chat
+    if not messages:
+        print(f"No messages with {safe_text(name)} yet.", file=out)
+        return EXIT_OK
+    if page["next_before"] is not None:
+        print(f"(older messages not shown; use --limit up to {MAX_PAGE_SIZE})", file=out)
+    who_width = max(cell_len("you"), cell_len(safe_text(name)))
+    for m in messages:
+        outgoing = m["direction"] == "out"
+        who = "you" if outgoing else safe_text(name)
+        status = f"  [{m['status']}]" if outgoing else ""
+        text = m["text"] if m["text"] is not None else f"<{m['kind']} message>"
+        first, *rest = safe_text(text, multiline=True).split("\n")
+        prefix = f"{_when(m['sent_at_ms'])}  {who}{' ' * (who_width - cell_len(who))}  "
+        print(f"{prefix}{first}{status}", file=out)
+        for line in rest:  # continuation lines line up under the text
+            print(" " * cell_len(prefix) + line, file=out)
+    return EXIT_OK

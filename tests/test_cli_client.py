@@ -1,0 +1,297 @@
+"""The chat commands (contacts, send, inbox, read) against a node serving its real API.
+
+The node runs in the test's trio loop (hypercorn on 127.0.0.1, SQLite store in
+the home); the command line runs in a worker thread, as a separate program
+would, and talks to it over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+
+from p2pdm.api import serve_api
+from p2pdm.cli import main
+from p2pdm.client import (
+    API_ADDR_FILE,
+    APIError,
+    Client,
+    parse_api_addr,
+    read_api_addr,
+    write_api_addr,
+)
+from p2pdm.errors import HomeError, NodeNotRunning
+from p2pdm.home import ENV_HOME, ENV_PASSPHRASE, Home
+from p2pdm.node import DEFAULT_API_PORT, Node
+
+P2PDM_BIN = Path(sys.executable).parent / "p2pdm"
+#: Bound on every wait: a command or server that hangs fails the test.
+WAIT_S = 10.0
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_HOME, raising=False)
+    monkeypatch.delenv(ENV_PASSPHRASE, raising=False)
+
+
+@dataclass
+class Running:
+    home: Home
+    node: Node
+    port: int
+
+
+def make_home(path: Path, name: str) -> Home:
+    home = Home(path, env={})
+    home.create_identity(name)
+    return home
+
+
+@asynccontextmanager
+async def running_node(path: Path, name: str, token: str | None = None) -> AsyncIterator[Running]:
+    home = make_home(path, name)
+    with closing(home.open_store()) as store:
+        node = Node(home.load_identity(), store)
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(WAIT_S):
+                host, port = await nursery.start(
+                    serve_api, node, token or home.api_token(), "127.0.0.1", 0
+                )
+            write_api_addr(home, host, port)
+            yield Running(home, node, port)
+            nursery.cancel_scope.cancel()
+
+
+async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the command line in a thread while the node keeps serving in this loop."""
+    with trio.fail_after(WAIT_S):
+        code = await trio.to_thread.run_sync(main, list(argv), abandon_on_cancel=True)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error_line(err: str, *needles: str) -> None:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("p2pdm: error: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def deliver(sender: Node, recipient: Node) -> None:
+    """Hand the sender's queued envelopes to the recipient, as the delivery service would."""
+    for item in sender.store.outbox_for(recipient.peer_id):
+        recipient.messenger.receive(item.envelope)
+        sender.store.remove_outbox(item.envelope_id)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_chat_between_two_nodes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    async with (
+        running_node(tmp_path / "alice", "alice") as alice,
+        running_node(tmp_path / "bob", "bob") as bob,
+    ):
+        a = ("--home", str(alice.home.path))
+        b = ("--home", str(bob.home.path))
+        alice_id, bob_id = str(alice.node.peer_id), str(bob.node.peer_id)
+
+        code, out, err = await cli(capsys, *a, "contacts", "list")
+        assert (code, err) == (0, "")
+        assert "No contacts yet" in out
+
+        code, out, err = await cli(capsys, *a, "contacts", "add", bob.node.invite())
+        assert (code, err) == (0, "")
+        assert out.strip() == f"Added bob ({bob_id})."
+
+        code, out, err = await cli(capsys, *a, "contacts", "list")
+        header, row = out.splitlines()
+        assert header.split() == ["NAME", "PEER", "ID", "ADDED", "LAST", "SEEN"]
+        assert row.split()[:2] == ["bob", bob_id]
+
+        code, out, err = await cli(capsys, *a, "send", "Bob", "hello", "there")
+        assert (code, err) == (0, "")
+        assert out.startswith("Message ") and "to Bob: queued." in out
+        message_id = out.split()[1]
+        assert alice.node.message(message_id)[0].status == "queued"
+
+        code, out, err = await cli(capsys, *a, "read", "bob")
+        assert (code, err) == (0, "")
+        [line] = out.splitlines()
+        assert line.endswith("you  hello there  [queued]")
+
+        # Bob's side: a message request from a stranger, then read.
+        deliver(alice.node, bob.node)
+        code, out, err = await cli(capsys, *b, "inbox")
+        assert (code, err) == (0, "")
+        lines = out.splitlines()
+        assert lines[0].split() == ["CONTACT", "UNREAD", "LAST", "ACTIVITY", "PEER", "ID"]
+        assert lines[1].split()[:3] == [alice_id[-8:], "(request)", "1"]
+        assert lines[1].split()[-1] == alice_id
+        assert "contacts add PEERID" in out
+
+        code, out, err = await cli(capsys, *b, "read", alice_id)
+        assert (code, err) == (0, "")
+        [line] = out.splitlines()
+        assert line.endswith(f"{alice_id[-8:]}  hello there")
+        assert bob.node.conversations()[0].unread == 0
+
+        code, out, err = await cli(capsys, *b, "inbox", "--json")
+        [conversation] = json.loads(out)
+        assert (conversation["peer"], conversation["unread"]) == (alice_id, 0)
+
+        code, out, err = await cli(capsys, *b, "contacts", "add", alice_id, "--name", "Alice A.")
+        assert (code, err) == (0, "")
+        assert "Added Alice A." in out
+        code, out, err = await cli(capsys, *b, "inbox")
+        assert out.splitlines()[1].split()[:2] == ["Alice", "A."]
+        assert "(request)" not in out
+
+        code, out, err = await cli(capsys, *a, "contacts", "remove", "bob")
+        assert (code, err) == (0, "") and out.strip() == f"Removed bob ({bob_id})."
+        assert alice.node.contacts() == []
+
+
+async def test_refusals_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    async with running_node(tmp_path / "alice", "alice") as alice:
+        a = ("--home", str(alice.home.path))
+        code, out, err = await cli(capsys, *a, "send", "nobody", "hi")
+        assert (code, out) == (1, "")
+        assert_one_error_line(err, "no contact named 'nobody'")
+
+        code, out, err = await cli(capsys, *a, "contacts", "add", "p2pdm:not-an-invite")
+        assert (code, out) == (1, "")
+        assert_one_error_line(err)
+
+        code, out, err = await cli(capsys, *a, "read", "nobody")
+        assert (code, out) == (1, "")
+        assert_one_error_line(err, "nobody")
+
+        code, out, err = await cli(capsys, *a, "read", "x", "--limit", "0")
+        assert code == 2 and "from 1 to 500" in err
+
+
+async def test_a_node_with_another_token_is_reported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with running_node(tmp_path / "alice", "alice", token="someone-elses") as alice:
+        assert alice.home.api_token() != "someone-elses"
+        code, out, err = await cli(capsys, "--home", str(alice.home.path), "inbox")
+        assert (code, out) == (1, "")
+        assert_one_error_line(err, "did not accept", "api_token")
+
+
+async def test_control_characters_never_reach_the_terminal(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with (
+        running_node(tmp_path / "alice", "alice") as alice,
+        running_node(tmp_path / "bob", "bob") as bob,
+    ):
+        alice.node.add_contact_from_invite(bob.node.invite(), "bob")
+        bob.node.add_contact_from_invite(alice.node.invite(), "alice\x1b]0;owned\x07")
+        bob.node.send_text(str(alice.node.peer_id), "hi\x1b[2J\u202eevil\nsecond line")
+        deliver(bob.node, alice.node)
+        code, out, err = await cli(capsys, "--home", str(alice.home.path), "read", "bob")
+        assert (code, err) == (0, "")
+        assert "\x1b" not in out and "\u202e" not in out
+        first, second = out.splitlines()
+        assert first.endswith("bob  hi\ufffd[2J\ufffdevil")
+        assert second.strip() == "second line"
+        assert second.index("second") == first.index("hi")
+        code, out, err = await cli(capsys, "--home", str(bob.home.path), "contacts", "list")
+        assert "\x1b" not in out and "\x07" not in out
+
+
+# --- no node running ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["inbox"], ["send", "bob", "hi"], ["contacts", "list"]])
+def test_no_node_running_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    home = make_home(tmp_path, "alice")
+    for _ in range(2):  # never ran (no token), then ran and stopped (stale address)
+        code = main(["--home", str(tmp_path), *command])
+        out, err = capsys.readouterr()
+        assert (code, out) == (1, "")
+        assert err == (
+            f"p2pdm: error: no p2pdm node is running for {home.path}; start one with p2pdm run\n"
+        )
+        home.api_token()
+        write_api_addr(home, "127.0.0.1", free_port())
+
+
+def test_no_node_running_from_the_real_program(tmp_path: Path) -> None:
+    make_home(tmp_path, "alice")
+    done = subprocess.run(
+        [str(P2PDM_BIN), "--home", str(tmp_path), "inbox"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S * 3,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert_one_error_line(done.stderr, "no p2pdm node is running", "start one with p2pdm run")
+
+
+# --- the client on its own --------------------------------------------------------------
+
+
+def test_api_address_file(tmp_path: Path) -> None:
+    home = make_home(tmp_path, "alice")
+    assert read_api_addr(home) == ("127.0.0.1", DEFAULT_API_PORT)
+    write_api_addr(home, "::1", 4781)
+    assert (tmp_path / API_ADDR_FILE).read_text() == "[::1]:4781\n"
+    assert read_api_addr(home) == ("::1", 4781)
+    assert parse_api_addr("localhost:1") == ("localhost", 1)
+    for bad in ["", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "example.com:80", "[::]:1"]:
+        with pytest.raises(HomeError):
+            parse_api_addr(bad)
+    (tmp_path / API_ADDR_FILE).write_text("evil.example:80\n")
+    home.api_token()
+    with pytest.raises(HomeError, match="not a loopback"):
+        Client.for_home(home)
+
+
+async def test_client_calls_and_errors(tmp_path: Path) -> None:
+    async with running_node(tmp_path / "alice", "alice") as alice:
+
+        def calls() -> None:
+            with Client.for_home(alice.home) as client:
+                assert client.node()["peer_id"] == str(alice.node.peer_id)
+                assert client.settings()["name"] == "alice"
+                assert client.update_settings({"read_receipts": False})["read_receipts"] is False
+                with pytest.raises(APIError) as caught:
+                    client.send("nobody", "hi")
+                assert (caught.value.status, caught.value.code) == (404, "not_found")
+                assert str(caught.value) == "no contact named 'nobody'"
+                with pytest.raises(APIError, match="unknown setting 'colour'"):
+                    client.update_settings({"colour": "red"})
+                # A name is one path segment, whatever characters it holds.
+                with pytest.raises(
+                    APIError, match=re.escape("no contact named 'a name?odd#chars%'")
+                ):
+                    client.messages("a name?odd#chars%", 1)
+
+        with trio.fail_after(WAIT_S):
+            await trio.to_thread.run_sync(calls, abandon_on_cancel=True)
+
+    with pytest.raises(NodeNotRunning, match="start one with p2pdm run"):
+        Client.for_home(alice.home).node()
