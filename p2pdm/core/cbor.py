@@ -5,10 +5,10 @@ once, in time linear in its size, and refuses anything outside the subset
 p2pdm uses: unsigned/negative integers, byte strings, text strings, arrays,
 maps with *text* keys, and the simple values false/true/null. No tags (so no
 sets, decimals, dates or shared references), no floats, no indefinite
-lengths, no trailing bytes, bounded depth and item count. Text keys hash with
-Python's randomised string hash, so the hash-collision attack on integer keys
-that cbor2 is open to cannot happen. Only then does a fresh cbor2 decoder
-build Python objects.
+lengths, no repeated map keys, no trailing bytes, bounded depth and item
+count. Text keys hash with Python's randomised string hash, so the
+hash-collision attack on integer keys that cbor2 is open to cannot happen.
+Only then does a fresh cbor2 decoder build Python objects.
 
 :class:`Fields` reads a decoded map against a schema and raises
 :class:`~p2pdm.errors.SchemaError` naming the field that is wrong.
@@ -48,6 +48,9 @@ def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR
     # Stack of [remaining items, is_map]; for maps, remaining counts keys and
     # values, and an even remaining count means the next item is a key.
     stack: list[list[int]] = []
+    # Keys already seen in each open container (unused for arrays). A repeated
+    # key is refused, so no two decoders can disagree on which value counts.
+    keys: list[set[bytes]] = []
     while True:
         if pos >= n:
             raise MalformedCBOR("CBOR data ends in the middle of an item")
@@ -82,6 +85,11 @@ def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR
         if major in (_MAJOR_BYTES, _MAJOR_TEXT):
             if arg > n - pos:
                 raise MalformedCBOR("CBOR string is longer than the data")
+            if is_key:
+                key = data[pos : pos + arg]
+                if key in keys[-1]:
+                    raise MalformedCBOR("CBOR map has a repeated key")
+                keys[-1].add(key)
             pos += arg
         elif major == _MAJOR_TAG:
             raise MalformedCBOR("CBOR tags are refused")
@@ -93,6 +101,7 @@ def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR
                 if len(stack) >= max_depth:
                     raise MalformedCBOR(f"CBOR nesting deeper than {max_depth}")
                 stack.append([count, 1 if major == _MAJOR_MAP else 0])
+                keys.append(set())
                 continue
         # One item finished: pop finished containers.
         while stack:
@@ -100,6 +109,7 @@ def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR
             if stack[-1][0]:
                 break
             stack.pop()
+            keys.pop()
         if not stack:
             break
     if pos != n:

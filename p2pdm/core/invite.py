@@ -73,10 +73,17 @@ def make_invite(
     now_s: int,
     ttl_s: int = INVITE_TTL_SECONDS,
 ) -> str:
-    """A ``p2pdm:`` invite for ``identity``, valid for ``ttl_s`` seconds."""
+    """A ``p2pdm:`` invite for ``identity``, valid for ``ttl_s`` seconds.
+
+    Addresses too long for :func:`parse_invite` are left out, and only the
+    first ``MAX_ADDRS`` kept. Raises ValueError for a foreign bundle or a
+    name longer than ``MAX_NAME_BYTES``.
+    """
     if bundle.peer != identity.peer_id:
         raise ValueError("the bundle is not this identity's")
-    addrs = list(addrs)[:MAX_ADDRS]
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise ValueError(f"the name is longer than {MAX_NAME_BYTES} bytes")
+    addrs = [a for a in addrs if len(a.encode()) <= MAX_ADDR_BYTES][:MAX_ADDRS]
     signed = _signed_map(identity.peer_id, name, addrs, bundle, now_s + ttl_s)
     signature = identity.sign(_DOMAIN, cbor.encode(signed))
     raw = cbor.encode({**signed, "sig": signature})
