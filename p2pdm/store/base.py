@@ -12,20 +12,26 @@ Transactions do not nest.
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
+    STATUS_RANK,
     Contact,
     Conversation,
     DeliveryStatus,
+    Direction,
     MessagePage,
     OutboxItem,
     StatusChange,
     StoredMessage,
 )
+from p2pdm.errors import StoreError
+from p2pdm.limits import MAX_PAGE_SIZE
 
 __all__ = ["Store"]
 
@@ -114,3 +120,54 @@ def iter_chunks(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
     """Split for SQL ``IN (…)`` lists, which SQLite caps at 32766 parameters."""
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+# --- rules both stores share ---------------------------------------------
+# One definition each, so the SQLite and in-memory stores cannot drift apart.
+
+
+def contact_name_key(name: str) -> str:
+    """The form contact names are compared in: NFKC-normalised and case-folded."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def encode_setting(key: str, value: object) -> str:
+    """JSON text of a setting value; raises StoreError if it is not plain JSON."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"setting {key!r} is not JSON-serialisable: {exc}") from None
+
+
+def decode_setting(text: str) -> object:
+    """The value of a setting stored by :func:`encode_setting`."""
+    return json.loads(text)
+
+
+def page_limit(limit: int) -> int:
+    """``limit`` capped at MAX_PAGE_SIZE; raises StoreError if it is not positive."""
+    if limit < 1:
+        raise StoreError(f"a page holds at least one item, not {limit}")
+    return min(limit, MAX_PAGE_SIZE)
+
+
+def status_moves(old: DeliveryStatus, new: DeliveryStatus) -> bool:
+    """True if a message may go from ``old`` to ``new``: strictly forward in STATUS_RANK.
+
+    Statuses of equal rank (``failed``, ``expired``) are both final, so
+    neither replaces the other.
+    """
+    return STATUS_RANK[new] > STATUS_RANK[old]
+
+
+#: Statuses of an incoming message that has not been read yet: everything
+#: ranked before ``read``. Counted in ``Conversation.unread``; a final status
+#: (failed, expired) is not unread.
+UNREAD_STATUSES = frozenset(
+    status for status, rank in STATUS_RANK.items() if rank < STATUS_RANK[DeliveryStatus.READ]
+)
+
+
+def is_unread(message: StoredMessage) -> bool:
+    """True for an incoming message that counts towards its conversation's unread."""
+    return message.direction == Direction.IN and message.status in UNREAD_STATUSES

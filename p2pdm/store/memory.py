@@ -1,0 +1,365 @@
+"""The message store in plain dicts, for tests: same behaviour as the SQLite store.
+
+How this works: all state is one :class:`_State`; every method checks its
+preconditions before it changes anything, so a call that raises leaves no
+trace. :meth:`MemoryStore.transaction` snapshots the state with
+``copy.deepcopy`` and restores it if the block raises. Settings are kept as
+JSON text, so a value comes back exactly as it would from SQLite (tuples as
+lists, a fresh object each time). The contract suite runs every test against
+both stores and a state machine checks they always answer alike.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import (
+    Contact,
+    Conversation,
+    DeliveryStatus,
+    MessagePage,
+    OutboxItem,
+    StatusChange,
+    StoredMessage,
+)
+from p2pdm.errors import NotFound, StoreError
+from p2pdm.store.base import (
+    UNREAD_STATUSES,
+    contact_name_key,
+    decode_setting,
+    encode_setting,
+    is_unread,
+    page_limit,
+    status_moves,
+)
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass(slots=True)
+class _Conversation:
+    peer: PeerId
+    last_message_at_ms: int
+    last_seq: int
+    unread: int
+    request: bool
+
+    def public(self, conversation_id: bytes) -> Conversation:
+        return Conversation(
+            conversation_id, self.peer, self.last_message_at_ms, self.unread, self.request
+        )
+
+
+@dataclass(slots=True)
+class _State:
+    settings: dict[str, str] = field(default_factory=dict)
+    contacts: dict[PeerId, Contact] = field(default_factory=dict)
+    #: Messages by seq, and the seq of each id.
+    messages: dict[int, StoredMessage] = field(default_factory=dict)
+    seq_of: dict[bytes, int] = field(default_factory=dict)
+    #: Seqs of each conversation's messages, ascending.
+    conversation_seqs: dict[bytes, list[int]] = field(default_factory=dict)
+    conversations: dict[bytes, _Conversation] = field(default_factory=dict)
+    history: dict[bytes, list[StatusChange]] = field(default_factory=dict)
+    seen: dict[bytes, int] = field(default_factory=dict)
+    sessions: dict[PeerId, bytes] = field(default_factory=dict)
+    prekeys: bytes | None = None
+    outbox: dict[bytes, OutboxItem] = field(default_factory=dict)
+    last_seq: int = 0
+
+
+class MemoryStore:
+    """A :class:`~p2pdm.store.base.Store` that lives and dies with the process."""
+
+    def __init__(self) -> None:
+        self._state = _State()
+        self._closed = False
+        self._in_transaction = False
+
+    def _live(self) -> _State:
+        if self._closed:
+            raise StoreError("message store (in memory) is closed")
+        return self._state
+
+    # --- lifecycle -------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store; an open transaction is rolled back. Closing twice is harmless."""
+        self._closed = True
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together, or none if the block raises.
+
+        Raises StoreError when nested.
+        """
+        if self._in_transaction:
+            raise StoreError("store transactions do not nest")
+        snapshot = copy.deepcopy(self._live())
+        self._in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self._state = snapshot
+            raise
+        finally:
+            self._in_transaction = False
+        self._live()  # a store closed inside the block cannot commit
+
+    # --- settings --------------------------------------------------------
+
+    def get_setting(self, key: str, default: object = None) -> object:
+        text = self._live().settings.get(key)
+        return default if text is None else decode_setting(text)
+
+    def set_setting(self, key: str, value: object) -> None:
+        """Store a JSON-able value; raises StoreError for anything else."""
+        state = self._live()
+        state.settings[key] = encode_setting(key, value)
+
+    def settings(self) -> dict[str, object]:
+        state = self._live()
+        return {key: decode_setting(state.settings[key]) for key in sorted(state.settings)}
+
+    # --- contacts --------------------------------------------------------
+
+    def put_contact(self, contact: Contact) -> None:
+        self._live().contacts[contact.peer_id] = replace(contact, addrs=tuple(contact.addrs))
+
+    def get_contact(self, peer: PeerId) -> Contact | None:
+        return self._live().contacts.get(peer)
+
+    def find_contact_by_name(self, name: str) -> Contact | None:
+        """The contact of that name, ignoring case; the earliest added if several share it."""
+        key = contact_name_key(name)
+        matches = [c for c in self._live().contacts.values() if contact_name_key(c.name) == key]
+        return min(matches, key=lambda c: (c.added_at_ms, c.peer_id.raw), default=None)
+
+    def list_contacts(self) -> list[Contact]:
+        """Every contact, by name."""
+        contacts = self._live().contacts.values()
+        return sorted(contacts, key=lambda c: (contact_name_key(c.name), c.peer_id.raw))
+
+    def delete_contact(self, peer: PeerId) -> bool:
+        return self._live().contacts.pop(peer, None) is not None
+
+    # --- messages --------------------------------------------------------
+
+    def add_message(self, message: StoredMessage) -> StoredMessage:
+        """Insert; returns it with ``seq`` set. Raises StoreError if the id exists.
+
+        Updates its conversation exactly as :meth:`SQLiteStore.add_message` does.
+        """
+        state = self._live()
+        if message.id in state.seq_of:
+            raise StoreError(f"message {message.id.hex()} is already stored")
+        state.last_seq += 1
+        stored = replace(message, seq=state.last_seq)
+        state.messages[stored.seq] = stored
+        state.seq_of[stored.id] = stored.seq
+        state.conversation_seqs.setdefault(stored.conversation_id, []).append(stored.seq)
+        state.history[stored.id] = [StatusChange(stored.id, stored.status, stored.stored_at_ms)]
+        conversation = state.conversations.get(stored.conversation_id)
+        if conversation is None:
+            state.conversations[stored.conversation_id] = _Conversation(
+                stored.peer, stored.stored_at_ms, stored.seq, int(is_unread(stored)), stored.request
+            )
+        else:
+            conversation.last_message_at_ms = max(
+                conversation.last_message_at_ms, stored.stored_at_ms
+            )
+            conversation.last_seq = stored.seq
+            conversation.unread += int(is_unread(stored))
+            conversation.request = conversation.request and stored.request
+        return stored
+
+    def get_message(self, message_id: bytes) -> StoredMessage | None:
+        state = self._live()
+        seq = state.seq_of.get(message_id)
+        return None if seq is None else state.messages[seq]
+
+    def set_status(
+        self, message_id: bytes, status: DeliveryStatus, at_ms: int, detail: str = ""
+    ) -> bool:
+        """Record a status change; refuses to move back (see ``STATUS_RANK``).
+
+        Returns True if the status changed. Raises NotFound for an unknown id.
+        """
+        state = self._live()
+        seq = state.seq_of.get(message_id)
+        if seq is None:
+            raise NotFound(f"no message {message_id.hex()} in the store")
+        old = state.messages[seq]
+        if not status_moves(old.status, status):
+            return False
+        state.messages[seq] = replace(old, status=status)
+        state.history[message_id].append(StatusChange(message_id, status, at_ms, detail))
+        if is_unread(old) and status not in UNREAD_STATUSES:
+            conversation = state.conversations[old.conversation_id]
+            conversation.unread = max(0, conversation.unread - 1)
+        return True
+
+    def status_history(self, message_id: bytes) -> list[StatusChange]:
+        """Every status the message had, oldest first, starting with the one it was stored with."""
+        return list(self._live().history.get(message_id, ()))
+
+    def messages(
+        self, conversation_id: bytes, limit: int, before: int | None = None
+    ) -> MessagePage:
+        """Newest first, at most ``limit`` (capped at MAX_PAGE_SIZE), with ``seq < before``.
+
+        Raises StoreError if ``limit`` is below 1.
+        """
+        size = page_limit(limit)
+        state = self._live()
+        seqs = state.conversation_seqs.get(conversation_id, [])
+        end = len(seqs) if before is None else bisect.bisect_left(seqs, before)
+        start = max(0, end - size)
+        page = tuple(state.messages[seq] for seq in reversed(seqs[start:end]))
+        return MessagePage(page, page[-1].seq if start > 0 else None)
+
+    def list_conversations(self) -> list[Conversation]:
+        """Most recent first (by ``last_message_at_ms``, then by newest message)."""
+        items = sorted(
+            self._live().conversations.items(),
+            key=lambda item: (item[1].last_message_at_ms, item[1].last_seq),
+            reverse=True,
+        )
+        return [conversation.public(cid) for cid, conversation in items]
+
+    def mark_conversation_read(self, conversation_id: bytes, at_ms: int) -> list[bytes]:
+        """Mark incoming messages read; returns the ids that changed, oldest first."""
+        state = self._live()
+        changed: list[bytes] = []
+        for seq in state.conversation_seqs.get(conversation_id, []):
+            message = state.messages[seq]
+            if is_unread(message):
+                state.messages[seq] = replace(message, status=DeliveryStatus.READ)
+                state.history[message.id].append(
+                    StatusChange(message.id, DeliveryStatus.READ, at_ms)
+                )
+                changed.append(message.id)
+        conversation = state.conversations.get(conversation_id)
+        if conversation is not None:
+            conversation.unread = 0
+        return changed
+
+    def accept_request(self, peer: PeerId) -> int:
+        """Turn a peer's message requests into normal messages; returns how many."""
+        state = self._live()
+        accepted = 0
+        for seq, message in state.messages.items():
+            if message.peer == peer and message.request:
+                state.messages[seq] = replace(message, request=False)
+                state.conversations[message.conversation_id].request = False
+                accepted += 1
+        for conversation in state.conversations.values():
+            if conversation.peer == peer:
+                conversation.request = False
+        return accepted
+
+    # --- replay protection -----------------------------------------------
+
+    def has_seen(self, message_id: bytes) -> bool:
+        return message_id in self._live().seen
+
+    def mark_seen(self, message_id: bytes, at_ms: int) -> None:
+        """Remember an accepted id; seeing it again extends how long it is remembered."""
+        seen = self._live().seen
+        seen[message_id] = max(at_ms, seen.get(message_id, at_ms))
+
+    def purge_seen(self, before_ms: int) -> int:
+        """Forget ids last seen before ``before_ms``; returns how many."""
+        seen = self._live().seen
+        old = [message_id for message_id, at in seen.items() if at < before_ms]
+        for message_id in old:
+            del seen[message_id]
+        return len(old)
+
+    # --- sessions and own prekeys ----------------------------------------
+
+    def get_session(self, peer: PeerId) -> bytes | None:
+        return self._live().sessions.get(peer)
+
+    def put_session(self, peer: PeerId, state: bytes, at_ms: int) -> None:
+        self._live().sessions[peer] = bytes(state)
+
+    def delete_session(self, peer: PeerId) -> None:
+        self._live().sessions.pop(peer, None)
+
+    def get_prekeys(self) -> bytes | None:
+        return self._live().prekeys
+
+    def put_prekeys(self, state: bytes) -> None:
+        self._live().prekeys = bytes(state)
+
+    # --- outbox ----------------------------------------------------------
+
+    def add_outbox(self, item: OutboxItem) -> None:
+        """Queue an envelope; raises StoreError if its envelope id is already queued."""
+        outbox = self._live().outbox
+        if item.envelope_id in outbox:
+            raise StoreError(f"envelope {item.envelope_id.hex()} is already in the outbox")
+        outbox[item.envelope_id] = item
+
+    def get_outbox(self, envelope_id: bytes) -> OutboxItem | None:
+        return self._live().outbox.get(envelope_id)
+
+    def outbox_due(self, now_ms: int, limit: int) -> list[OutboxItem]:
+        """Items with ``next_attempt_at_ms <= now_ms``, earliest first, at most ``limit``.
+
+        ``limit`` is capped at MAX_PAGE_SIZE; raises StoreError if it is below 1.
+        """
+        size = page_limit(limit)
+        due = [i for i in self._live().outbox.values() if i.next_attempt_at_ms <= now_ms]
+        due.sort(key=lambda i: (i.next_attempt_at_ms, i.created_at_ms, i.envelope_id))
+        return due[:size]
+
+    def outbox_for(self, recipient: PeerId) -> list[OutboxItem]:
+        """Every queued envelope for ``recipient``, oldest first."""
+        items = [i for i in self._live().outbox.values() if i.recipient == recipient]
+        return sorted(items, key=lambda i: (i.created_at_ms, i.envelope_id))
+
+    def reschedule_outbox(
+        self, envelope_id: bytes, next_attempt_at_ms: int, attempts: int, last_error: str = ""
+    ) -> None:
+        """Set when to try again; raises NotFound if the envelope is not queued."""
+        outbox = self._live().outbox
+        item = outbox.get(envelope_id)
+        if item is None:
+            raise NotFound(f"no envelope {envelope_id.hex()} in the outbox")
+        outbox[envelope_id] = replace(
+            item, next_attempt_at_ms=next_attempt_at_ms, attempts=attempts, last_error=last_error
+        )
+
+    def remove_outbox(self, envelope_id: bytes) -> bool:
+        return self._live().outbox.pop(envelope_id, None) is not None
+
+    def outbox_count(self) -> int:
+        return len(self._live().outbox)
+
+    # --- counts ----------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """``contacts``, ``messages``, ``unread`` (not counting requests), ``requests``
+        (request messages), ``outbox``."""
+        state = self._live()
+        messages = state.messages.values()
+        return {
+            "contacts": len(state.contacts),
+            "messages": len(messages),
+            "unread": sum(1 for m in messages if is_unread(m) and not m.request),
+            "requests": sum(1 for m in messages if m.request),
+            "outbox": len(state.outbox),
+        }

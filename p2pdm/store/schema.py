@@ -1,0 +1,193 @@
+"""The SQLite schema of the message store, as numbered migrations.
+
+How this works: ``MIGRATIONS[n - 1]`` is the SQL script that takes a store
+from schema version ``n - 1`` to ``n``. Each one runs in its own
+``BEGIN IMMEDIATE`` transaction together with the row that records it in
+``schema_version``, so a crash mid-migration leaves the previous version
+intact. A script, once released, never changes: new needs get a new
+migration appended to the list. A store whose recorded version is newer
+than this code knows is refused, never downgraded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Final
+
+from p2pdm.errors import StoreError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "split_statements"]
+
+#: The SQL condition selecting unread incoming messages. It must match the
+#: ``WHERE`` of the ``messages_unread`` partial index word for word, or
+#: SQLite will not use that index; ``base.UNREAD_STATUSES`` holds the same set.
+UNREAD_CONDITION: Final = (
+    "direction = 'in' AND status IN ('queued', 'sent', 'deposited', 'delivered')"
+)
+
+_MIGRATION_1: Final = """
+CREATE TABLE schema_version (
+    version INTEGER PRIMARY KEY,
+    applied_at_ms INTEGER NOT NULL
+);
+
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL -- JSON
+);
+
+CREATE TABLE contacts (
+    peer_id BLOB PRIMARY KEY,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL, -- NFKC + casefold of name, for case-insensitive lookup
+    added_at_ms INTEGER NOT NULL,
+    bundle BLOB,
+    addrs TEXT NOT NULL DEFAULT '[]', -- JSON list of multiaddr strings, newest first
+    last_seen_ms INTEGER,
+    verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
+    blocked INTEGER NOT NULL DEFAULT 0 CHECK (blocked IN (0, 1))
+);
+CREATE INDEX contacts_by_name ON contacts (name_key, added_at_ms, peer_id);
+
+CREATE TABLE conversations (
+    id BLOB PRIMARY KEY,
+    peer BLOB NOT NULL,
+    last_message_at_ms INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL, -- seq of the newest message, to order equal times
+    unread INTEGER NOT NULL DEFAULT 0 CHECK (unread >= 0),
+    request INTEGER NOT NULL DEFAULT 0 CHECK (request IN (0, 1))
+);
+CREATE INDEX conversations_by_recency ON conversations (last_message_at_ms DESC, last_seq DESC);
+CREATE INDEX conversations_by_peer ON conversations (peer);
+
+CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, -- the paging cursor; never reused
+    id BLOB NOT NULL UNIQUE,
+    conversation_id BLOB NOT NULL REFERENCES conversations (id),
+    peer BLOB NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    sent_at_ms INTEGER NOT NULL,
+    stored_at_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    request INTEGER NOT NULL DEFAULT 0 CHECK (request IN (0, 1))
+);
+-- "The last N messages of a conversation, newest first, with seq < before."
+CREATE INDEX messages_by_conversation ON messages (conversation_id, seq);
+CREATE INDEX messages_unread ON messages (conversation_id)
+    WHERE direction = 'in' AND status IN ('queued', 'sent', 'deposited', 'delivered');
+CREATE INDEX messages_requests ON messages (peer) WHERE request = 1;
+
+CREATE TABLE status_history (
+    n INTEGER PRIMARY KEY,
+    message_id BLOB NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    status TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX status_history_by_message ON status_history (message_id, n);
+
+-- Replay protection: ids of accepted messages, forgotten after a retention time.
+CREATE TABLE seen_ids (
+    id BLOB PRIMARY KEY,
+    seen_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX seen_ids_by_time ON seen_ids (seen_at_ms);
+
+CREATE TABLE sessions (
+    peer BLOB PRIMARY KEY,
+    state BLOB NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+
+CREATE TABLE prekeys (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+    state BLOB NOT NULL
+);
+
+CREATE TABLE outbox (
+    envelope_id BLOB PRIMARY KEY,
+    message_id BLOB NOT NULL,
+    recipient BLOB NOT NULL,
+    envelope BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    next_attempt_at_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX outbox_by_next_attempt ON outbox (next_attempt_at_ms, created_at_ms, envelope_id);
+CREATE INDEX outbox_by_recipient ON outbox (recipient, created_at_ms, envelope_id);
+"""
+
+#: Every migration, oldest first. Append only.
+MIGRATIONS: Final[tuple[str, ...]] = (_MIGRATION_1,)
+
+#: The schema version this code writes.
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (semicolons in strings and triggers kept)."""
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\r\n;"):
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \t\r\n;"):
+        raise StoreError(f"incomplete SQL statement in migration: {pending[:60]!r}")
+    return statements
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """The schema version recorded in ``db``; 0 for a new, empty database."""
+    found = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if found is None:
+        return 0
+    (version,) = db.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    return int(version)
+
+
+def _refuse_newer(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the message store has schema version {version}, but this p2pdm only knows "
+            f"versions up to {SCHEMA_VERSION}: it was written by a newer p2pdm; upgrade p2pdm"
+        )
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring ``db`` (in autocommit mode) up to SCHEMA_VERSION; returns the version.
+
+    Raises StoreError if the store is newer than this code; sqlite3 errors
+    propagate for the caller to map.
+    """
+    current = schema_version(db)
+    _refuse_newer(current)
+    while current < SCHEMA_VERSION:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Read again under the write lock: another process may have migrated.
+            current = schema_version(db)
+            _refuse_newer(current)
+            if current < SCHEMA_VERSION:
+                for statement in split_statements(MIGRATIONS[current]):
+                    db.execute(statement)
+                current += 1
+                db.execute(
+                    "INSERT INTO schema_version (version, applied_at_ms) VALUES (?, ?)",
+                    (current, int(time.time() * 1000)),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    return current

@@ -1,0 +1,692 @@
+"""The message store in one SQLite file in the node home.
+
+How this works: one connection in autocommit mode (``isolation_level=None``);
+this module issues every ``BEGIN``/``COMMIT`` itself. Each public write runs
+atomically: in a ``BEGIN IMMEDIATE`` transaction of its own, or, inside
+:meth:`SQLiteStore.transaction`, in a savepoint, so a failed call never leaves
+half its rows behind. WAL mode lets readers run beside the writer;
+``synchronous=FULL`` makes a commit survive power loss, because the node acks
+a message to its sender as soon as it is stored. The file and its ``-wal`` and
+``-shm`` companions are created mode 0600: they hold session keys. Every
+``sqlite3`` error leaves this module as :class:`~p2pdm.errors.StoreError`
+naming what failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Final
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import (
+    Contact,
+    Conversation,
+    DeliveryStatus,
+    Direction,
+    MessagePage,
+    OutboxItem,
+    StatusChange,
+    StoredMessage,
+)
+from p2pdm.errors import NotFound, StoreError
+from p2pdm.store.base import (
+    UNREAD_STATUSES,
+    contact_name_key,
+    decode_setting,
+    encode_setting,
+    is_unread,
+    page_limit,
+    status_moves,
+)
+from p2pdm.store.schema import UNREAD_CONDITION, migrate, schema_version
+
+__all__ = ["BUSY_TIMEOUT_MS", "SQLiteStore"]
+
+#: How long a write waits for another connection (a second process on the
+#: same home, a backup tool) to release the file before it fails.
+BUSY_TIMEOUT_MS: Final = 5_000
+
+#: Mode of the database file and its -wal/-shm files: owner only.
+FILE_MODE: Final = 0o600
+
+#: Larger than any seq, for a first page with no ``before``.
+_NO_CURSOR: Final = (1 << 63) - 1
+
+_IN_MEMORY: Final = ":memory:"
+
+_CONTACT_COLUMNS: Final = (
+    "peer_id, name, added_at_ms, bundle, addrs, last_seen_ms, verified, blocked"
+)
+_MESSAGE_COLUMNS: Final = (
+    "seq, id, conversation_id, peer, direction, kind, body, sent_at_ms, stored_at_ms, "
+    "status, request"
+)
+_OUTBOX_COLUMNS: Final = (
+    "envelope_id, message_id, recipient, envelope, created_at_ms, expires_at_ms, "
+    "next_attempt_at_ms, attempts, last_error"
+)
+
+
+def _contact(row: Any) -> Contact:
+    peer, name, added, bundle, addrs, last_seen, verified, blocked = row
+    return Contact(
+        peer_id=PeerId(peer),
+        name=name,
+        added_at_ms=added,
+        bundle=bundle,
+        addrs=tuple(json.loads(addrs)),
+        last_seen_ms=last_seen,
+        verified=bool(verified),
+        blocked=bool(blocked),
+    )
+
+
+def _message(row: Any) -> StoredMessage:
+    seq, mid, conv, peer, direction, kind, body, sent, stored, status, request = row
+    return StoredMessage(
+        id=mid,
+        conversation_id=conv,
+        peer=PeerId(peer),
+        direction=Direction(direction),
+        kind=kind,
+        body=body,
+        sent_at_ms=sent,
+        stored_at_ms=stored,
+        status=DeliveryStatus(status),
+        request=bool(request),
+        seq=seq,
+    )
+
+
+def _outbox_item(row: Any) -> OutboxItem:
+    eid, mid, recipient, envelope, created, expires, next_at, attempts, error = row
+    return OutboxItem(
+        envelope_id=eid,
+        message_id=mid,
+        recipient=PeerId(recipient),
+        envelope=envelope,
+        created_at_ms=created,
+        expires_at_ms=expires,
+        next_attempt_at_ms=next_at,
+        attempts=attempts,
+        last_error=error,
+    )
+
+
+def _make_private(path: Path) -> None:
+    """Create ``path`` mode 0600 if missing; tighten it to 0600 if it is wider."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        os.close(fd)
+        if stat.S_IMODE(path.stat().st_mode) & ~FILE_MODE:
+            path.chmod(FILE_MODE)
+    except OSError as exc:
+        raise StoreError(f"cannot create message store {path}: {exc.strerror}") from exc
+
+
+def _rollback_quietly(db: sqlite3.Connection, savepoint: str | None = None) -> None:
+    """Undo after a failure without hiding it; SQLite may have rolled back already."""
+    with contextlib.suppress(sqlite3.Error):
+        if not db.in_transaction:
+            return
+        if savepoint is None:
+            db.execute("ROLLBACK")
+        else:
+            db.execute(f"ROLLBACK TO {savepoint}")
+            db.execute(f"RELEASE {savepoint}")
+
+
+class SQLiteStore:
+    """The :class:`~p2pdm.store.base.Store` of a node: one SQLite file.
+
+    Raises StoreError if the file cannot be opened, is not a p2pdm store, or
+    was written by a newer p2pdm. ``":memory:"`` gives a throwaway store.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = str(path)
+        self._lock = threading.RLock()
+        self._in_transaction = False
+        self._db: sqlite3.Connection | None = None
+        in_memory = self._path == _IN_MEMORY
+        if not in_memory:
+            _make_private(Path(path))
+        try:
+            db = sqlite3.connect(
+                self._path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open message store {self._path}: {exc}") from exc
+        try:
+            self._configure(db, in_memory)
+            migrate(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(
+                f"cannot open message store {self._path}: {exc} "
+                "(is it a p2pdm store, and is the disk writable?)"
+            ) from exc
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+
+    @classmethod
+    def open(cls, path: str | Path) -> SQLiteStore:
+        """Open (creating and migrating as needed) the store at ``path``."""
+        return cls(path)
+
+    def _configure(self, db: sqlite3.Connection, in_memory: bool) -> None:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        db.execute("PRAGMA foreign_keys = ON")
+        # Reads the header: a file that is not a database fails here, before
+        # anything is written to it.
+        schema_version(db)
+        (mode,) = db.execute("PRAGMA journal_mode = WAL").fetchone()
+        if not in_memory and str(mode).lower() != "wal":
+            raise StoreError(f"message store {self._path}: cannot switch to WAL mode ({mode})")
+        db.execute("PRAGMA synchronous = FULL")
+        if not in_memory:
+            for suffix in ("-wal", "-shm"):
+                companion = Path(self._path + suffix)
+                if companion.exists() and stat.S_IMODE(companion.stat().st_mode) & ~FILE_MODE:
+                    companion.chmod(FILE_MODE)
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    # --- lifecycle -------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the file; an open transaction is rolled back. Closing twice is harmless."""
+        with self._lock:
+            if self._db is None:
+                return
+            db, self._db = self._db, None
+            self._in_transaction = False
+            _rollback_quietly(db)
+            try:
+                db.close()
+            except sqlite3.Error as exc:
+                raise StoreError(f"closing message store {self._path} failed: {exc}") from exc
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"message store {self._path} is closed")
+        return self._db
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together, or none if the block raises.
+
+        Raises StoreError when nested or when the commit fails.
+        """
+        with self._lock:
+            if self._in_transaction:
+                raise StoreError("store transactions do not nest")
+            db = self._connection()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"starting a store transaction failed: {exc}") from exc
+            self._in_transaction = True
+            try:
+                yield
+            except BaseException:
+                self._in_transaction = False
+                _rollback_quietly(db)
+                raise
+            self._in_transaction = False
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback_quietly(db)
+                raise StoreError(f"committing a store transaction failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._connection()
+            try:
+                yield db
+            except sqlite3.Error as exc:
+                raise StoreError(f"{what} failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One atomic write: its own transaction, or a savepoint inside :meth:`transaction`."""
+        with self._lock:
+            db = self._connection()
+            savepoint = "store_op" if self._in_transaction else None
+            try:
+                db.execute("BEGIN IMMEDIATE" if savepoint is None else f"SAVEPOINT {savepoint}")
+                try:
+                    yield db
+                except BaseException:
+                    _rollback_quietly(db, savepoint)
+                    raise
+                try:
+                    db.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
+                except sqlite3.Error:
+                    _rollback_quietly(db, savepoint)
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"{what} failed: {exc}") from exc
+
+    # --- settings --------------------------------------------------------
+
+    def get_setting(self, key: str, default: object = None) -> object:
+        with self._reading(f"reading setting {key!r}") as db:
+            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return default if row is None else decode_setting(row[0])
+
+    def set_setting(self, key: str, value: object) -> None:
+        """Store a JSON-able value; raises StoreError for anything else."""
+        text = encode_setting(key, value)
+        with self._writing(f"saving setting {key!r}") as db:
+            db.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, text),
+            )
+
+    def settings(self) -> dict[str, object]:
+        with self._reading("reading settings") as db:
+            rows = db.execute("SELECT key, value FROM settings ORDER BY key").fetchall()
+        return {key: decode_setting(value) for key, value in rows}
+
+    # --- contacts --------------------------------------------------------
+
+    def put_contact(self, contact: Contact) -> None:
+        with self._writing(f"saving contact {contact.peer_id.short()}") as db:
+            db.execute(
+                f"INSERT INTO contacts ({_CONTACT_COLUMNS}, name_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name, "
+                "name_key = excluded.name_key, added_at_ms = excluded.added_at_ms, "
+                "bundle = excluded.bundle, addrs = excluded.addrs, "
+                "last_seen_ms = excluded.last_seen_ms, verified = excluded.verified, "
+                "blocked = excluded.blocked",
+                (
+                    contact.peer_id.raw,
+                    contact.name,
+                    contact.added_at_ms,
+                    contact.bundle,
+                    json.dumps(list(contact.addrs)),
+                    contact.last_seen_ms,
+                    int(contact.verified),
+                    int(contact.blocked),
+                    contact_name_key(contact.name),
+                ),
+            )
+
+    def get_contact(self, peer: PeerId) -> Contact | None:
+        with self._reading(f"reading contact {peer.short()}") as db:
+            row = db.execute(
+                f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE peer_id = ?", (peer.raw,)
+            ).fetchone()
+        return None if row is None else _contact(row)
+
+    def find_contact_by_name(self, name: str) -> Contact | None:
+        """The contact of that name, ignoring case; the earliest added if several share it."""
+        with self._reading("looking up a contact by name") as db:
+            row = db.execute(
+                f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE name_key = ? "
+                "ORDER BY added_at_ms, peer_id LIMIT 1",
+                (contact_name_key(name),),
+            ).fetchone()
+        return None if row is None else _contact(row)
+
+    def list_contacts(self) -> list[Contact]:
+        """Every contact, by name."""
+        with self._reading("listing contacts") as db:
+            rows = db.execute(
+                f"SELECT {_CONTACT_COLUMNS} FROM contacts ORDER BY name_key, peer_id"
+            ).fetchall()
+        return [_contact(row) for row in rows]
+
+    def delete_contact(self, peer: PeerId) -> bool:
+        with self._writing(f"deleting contact {peer.short()}") as db:
+            cursor = db.execute("DELETE FROM contacts WHERE peer_id = ?", (peer.raw,))
+        return cursor.rowcount > 0
+
+    # --- messages --------------------------------------------------------
+
+    def add_message(self, message: StoredMessage) -> StoredMessage:
+        """Insert; returns it with ``seq`` set. Raises StoreError if the id exists.
+
+        Creates or updates its conversation: ``last_message_at_ms`` is the
+        latest ``stored_at_ms`` (this node's clock, which a peer cannot push
+        into the future), unread counts incoming unread messages, and the
+        conversation stays a request while every message in it is one.
+        """
+        with self._writing(f"storing message {message.id.hex()}") as db:
+            if db.execute("SELECT 1 FROM messages WHERE id = ?", (message.id,)).fetchone():
+                raise StoreError(f"message {message.id.hex()} is already stored")
+            db.execute(
+                "INSERT INTO conversations "
+                "(id, peer, last_message_at_ms, last_seq, unread, request) "
+                "VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "last_message_at_ms = max(last_message_at_ms, excluded.last_message_at_ms), "
+                "unread = unread + excluded.unread, request = request AND excluded.request",
+                (
+                    message.conversation_id,
+                    message.peer.raw,
+                    message.stored_at_ms,
+                    int(is_unread(message)),
+                    int(message.request),
+                ),
+            )
+            cursor = db.execute(
+                "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
+                "sent_at_ms, stored_at_ms, status, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message.id,
+                    message.conversation_id,
+                    message.peer.raw,
+                    str(message.direction),
+                    message.kind,
+                    message.body,
+                    message.sent_at_ms,
+                    message.stored_at_ms,
+                    str(message.status),
+                    int(message.request),
+                ),
+            )
+            seq = cursor.lastrowid
+            if seq is None:
+                raise StoreError(f"storing message {message.id.hex()}: no seq assigned")
+            db.execute(
+                "UPDATE conversations SET last_seq = ? WHERE id = ?", (seq, message.conversation_id)
+            )
+            db.execute(
+                "INSERT INTO status_history (message_id, status, at_ms) VALUES (?, ?, ?)",
+                (message.id, str(message.status), message.stored_at_ms),
+            )
+        return replace(message, seq=seq)
+
+    def get_message(self, message_id: bytes) -> StoredMessage | None:
+        with self._reading(f"reading message {message_id.hex()}") as db:
+            row = db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+        return None if row is None else _message(row)
+
+    def set_status(
+        self, message_id: bytes, status: DeliveryStatus, at_ms: int, detail: str = ""
+    ) -> bool:
+        """Record a status change; refuses to move back (see ``STATUS_RANK``).
+
+        Returns True if the status changed. Raises NotFound for an unknown id.
+        """
+        with self._writing(f"setting status of message {message_id.hex()}") as db:
+            row = db.execute(
+                "SELECT status, direction, conversation_id FROM messages WHERE id = ?",
+                (message_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message {message_id.hex()} in the store")
+            old = DeliveryStatus(row[0])
+            if not status_moves(old, status):
+                return False
+            db.execute("UPDATE messages SET status = ? WHERE id = ?", (str(status), message_id))
+            db.execute(
+                "INSERT INTO status_history (message_id, status, at_ms, detail) "
+                "VALUES (?, ?, ?, ?)",
+                (message_id, str(status), at_ms, detail),
+            )
+            if row[1] == Direction.IN and old in UNREAD_STATUSES and status not in UNREAD_STATUSES:
+                db.execute(
+                    "UPDATE conversations SET unread = unread - 1 WHERE id = ? AND unread > 0",
+                    (row[2],),
+                )
+        return True
+
+    def status_history(self, message_id: bytes) -> list[StatusChange]:
+        """Every status the message had, oldest first, starting with the one it was stored with."""
+        with self._reading(f"reading status history of {message_id.hex()}") as db:
+            rows = db.execute(
+                "SELECT status, at_ms, detail FROM status_history WHERE message_id = ? ORDER BY n",
+                (message_id,),
+            ).fetchall()
+        return [StatusChange(message_id, DeliveryStatus(s), at, detail) for s, at, detail in rows]
+
+    def messages(
+        self, conversation_id: bytes, limit: int, before: int | None = None
+    ) -> MessagePage:
+        """Newest first, at most ``limit`` (capped at MAX_PAGE_SIZE), with ``seq < before``.
+
+        Raises StoreError if ``limit`` is below 1.
+        """
+        size = page_limit(limit)
+        cursor = _NO_CURSOR if before is None else before
+        with self._reading("reading messages") as db:
+            rows = db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages "
+                "WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                (conversation_id, cursor, size + 1),
+            ).fetchall()
+        page = tuple(_message(row) for row in rows[:size])
+        return MessagePage(page, page[-1].seq if len(rows) > size else None)
+
+    def list_conversations(self) -> list[Conversation]:
+        """Most recent first (by ``last_message_at_ms``, then by newest message)."""
+        with self._reading("listing conversations") as db:
+            rows = db.execute(
+                "SELECT id, peer, last_message_at_ms, unread, request FROM conversations "
+                "ORDER BY last_message_at_ms DESC, last_seq DESC"
+            ).fetchall()
+        return [
+            Conversation(cid, PeerId(peer), last, unread, bool(request))
+            for cid, peer, last, unread, request in rows
+        ]
+
+    def mark_conversation_read(self, conversation_id: bytes, at_ms: int) -> list[bytes]:
+        """Mark incoming messages read; returns the ids that changed, oldest first."""
+        with self._writing("marking a conversation read") as db:
+            ids = [
+                mid
+                for (mid,) in db.execute(
+                    f"SELECT id FROM messages WHERE conversation_id = ? AND {UNREAD_CONDITION} "
+                    "ORDER BY seq",
+                    (conversation_id,),
+                )
+            ]
+            db.execute(
+                "INSERT INTO status_history (message_id, status, at_ms) "
+                f"SELECT id, ?, ? FROM messages WHERE conversation_id = ? AND {UNREAD_CONDITION} "
+                "ORDER BY seq",
+                (str(DeliveryStatus.READ), at_ms, conversation_id),
+            )
+            db.execute(
+                f"UPDATE messages SET status = ? WHERE conversation_id = ? AND {UNREAD_CONDITION}",
+                (str(DeliveryStatus.READ), conversation_id),
+            )
+            db.execute("UPDATE conversations SET unread = 0 WHERE id = ?", (conversation_id,))
+        return ids
+
+    def accept_request(self, peer: PeerId) -> int:
+        """Turn a peer's message requests into normal messages; returns how many."""
+        with self._writing(f"accepting requests of {peer.short()}") as db:
+            db.execute(
+                "UPDATE conversations SET request = 0 WHERE request = 1 AND (peer = ? OR id IN "
+                "(SELECT conversation_id FROM messages WHERE peer = ? AND request = 1))",
+                (peer.raw, peer.raw),
+            )
+            cursor = db.execute(
+                "UPDATE messages SET request = 0 WHERE peer = ? AND request = 1", (peer.raw,)
+            )
+        return cursor.rowcount
+
+    # --- replay protection -----------------------------------------------
+
+    def has_seen(self, message_id: bytes) -> bool:
+        with self._reading("checking a seen message id") as db:
+            row = db.execute("SELECT 1 FROM seen_ids WHERE id = ?", (message_id,)).fetchone()
+        return row is not None
+
+    def mark_seen(self, message_id: bytes, at_ms: int) -> None:
+        """Remember an accepted id; seeing it again extends how long it is remembered."""
+        with self._writing("recording a seen message id") as db:
+            db.execute(
+                "INSERT INTO seen_ids (id, seen_at_ms) VALUES (?, ?) ON CONFLICT (id) "
+                "DO UPDATE SET seen_at_ms = max(seen_at_ms, excluded.seen_at_ms)",
+                (message_id, at_ms),
+            )
+
+    def purge_seen(self, before_ms: int) -> int:
+        """Forget ids last seen before ``before_ms``; returns how many."""
+        with self._writing("purging seen message ids") as db:
+            cursor = db.execute("DELETE FROM seen_ids WHERE seen_at_ms < ?", (before_ms,))
+        return cursor.rowcount
+
+    # --- sessions and own prekeys ----------------------------------------
+
+    def get_session(self, peer: PeerId) -> bytes | None:
+        with self._reading(f"reading session with {peer.short()}") as db:
+            row = db.execute("SELECT state FROM sessions WHERE peer = ?", (peer.raw,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_session(self, peer: PeerId, state: bytes, at_ms: int) -> None:
+        with self._writing(f"saving session with {peer.short()}") as db:
+            db.execute(
+                "INSERT INTO sessions (peer, state, updated_at_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (peer) DO UPDATE SET state = excluded.state, "
+                "updated_at_ms = excluded.updated_at_ms",
+                (peer.raw, state, at_ms),
+            )
+
+    def delete_session(self, peer: PeerId) -> None:
+        with self._writing(f"deleting session with {peer.short()}") as db:
+            db.execute("DELETE FROM sessions WHERE peer = ?", (peer.raw,))
+
+    def get_prekeys(self) -> bytes | None:
+        with self._reading("reading own prekeys") as db:
+            row = db.execute("SELECT state FROM prekeys WHERE only_row = 1").fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_prekeys(self, state: bytes) -> None:
+        with self._writing("saving own prekeys") as db:
+            db.execute(
+                "INSERT INTO prekeys (only_row, state) VALUES (1, ?) "
+                "ON CONFLICT (only_row) DO UPDATE SET state = excluded.state",
+                (state,),
+            )
+
+    # --- outbox ----------------------------------------------------------
+
+    def add_outbox(self, item: OutboxItem) -> None:
+        """Queue an envelope; raises StoreError if its envelope id is already queued."""
+        with self._writing(f"queueing envelope {item.envelope_id.hex()}") as db:
+            found = db.execute(
+                "SELECT 1 FROM outbox WHERE envelope_id = ?", (item.envelope_id,)
+            ).fetchone()
+            if found:
+                raise StoreError(f"envelope {item.envelope_id.hex()} is already in the outbox")
+            db.execute(
+                f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item.envelope_id,
+                    item.message_id,
+                    item.recipient.raw,
+                    item.envelope,
+                    item.created_at_ms,
+                    item.expires_at_ms,
+                    item.next_attempt_at_ms,
+                    item.attempts,
+                    item.last_error,
+                ),
+            )
+
+    def get_outbox(self, envelope_id: bytes) -> OutboxItem | None:
+        with self._reading(f"reading envelope {envelope_id.hex()}") as db:
+            row = db.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE envelope_id = ?", (envelope_id,)
+            ).fetchone()
+        return None if row is None else _outbox_item(row)
+
+    def outbox_due(self, now_ms: int, limit: int) -> list[OutboxItem]:
+        """Items with ``next_attempt_at_ms <= now_ms``, earliest first, at most ``limit``.
+
+        ``limit`` is capped at MAX_PAGE_SIZE; raises StoreError if it is below 1.
+        """
+        size = page_limit(limit)
+        with self._reading("reading due envelopes") as db:
+            rows = db.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE next_attempt_at_ms <= ? "
+                "ORDER BY next_attempt_at_ms, created_at_ms, envelope_id LIMIT ?",
+                (now_ms, size),
+            ).fetchall()
+        return [_outbox_item(row) for row in rows]
+
+    def outbox_for(self, recipient: PeerId) -> list[OutboxItem]:
+        """Every queued envelope for ``recipient``, oldest first."""
+        with self._reading(f"reading envelopes for {recipient.short()}") as db:
+            rows = db.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE recipient = ? "
+                "ORDER BY created_at_ms, envelope_id",
+                (recipient.raw,),
+            ).fetchall()
+        return [_outbox_item(row) for row in rows]
+
+    def reschedule_outbox(
+        self, envelope_id: bytes, next_attempt_at_ms: int, attempts: int, last_error: str = ""
+    ) -> None:
+        """Set when to try again; raises NotFound if the envelope is not queued."""
+        with self._writing(f"rescheduling envelope {envelope_id.hex()}") as db:
+            cursor = db.execute(
+                "UPDATE outbox SET next_attempt_at_ms = ?, attempts = ?, last_error = ? "
+                "WHERE envelope_id = ?",
+                (next_attempt_at_ms, attempts, last_error, envelope_id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"no envelope {envelope_id.hex()} in the outbox")
+
+    def remove_outbox(self, envelope_id: bytes) -> bool:
+        with self._writing(f"removing envelope {envelope_id.hex()}") as db:
+            cursor = db.execute("DELETE FROM outbox WHERE envelope_id = ?", (envelope_id,))
+        return cursor.rowcount > 0
+
+    def outbox_count(self) -> int:
+        with self._reading("counting the outbox") as db:
+            (count,) = db.execute("SELECT count(*) FROM outbox").fetchone()
+        return int(count)
+
+    # --- counts ----------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """``contacts``, ``messages``, ``unread`` (not counting requests), ``requests``
+        (request messages), ``outbox``; read in one snapshot."""
+        with self._reading("counting the store") as db:
+            row = db.execute(
+                "SELECT (SELECT count(*) FROM contacts), (SELECT count(*) FROM messages), "
+                f"(SELECT count(*) FROM messages WHERE {UNREAD_CONDITION} AND request = 0), "
+                "(SELECT count(*) FROM messages WHERE request = 1), "
+                "(SELECT count(*) FROM outbox)"
+            ).fetchone()
+        contacts, messages, unread, requests, outbox = (int(n) for n in row)
+        return {
+            "contacts": contacts,
+            "messages": messages,
+            "unread": unread,
+            "requests": requests,
+            "outbox": outbox,
+        }

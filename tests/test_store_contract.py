@@ -1,0 +1,694 @@
+"""The store contract: every test runs against MemoryStore and SQLiteStore alike.
+
+A rule-based state machine at the end drives both stores side by side with
+random operations and checks that they always give the same answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from operator import methodcaller
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import (
+    Contact,
+    DeliveryStatus,
+    Direction,
+    OutboxItem,
+    StatusChange,
+    StoredMessage,
+    direct_conversation_id,
+)
+from p2pdm.errors import NotFound, StoreError
+from p2pdm.limits import MAX_PAGE_SIZE
+from p2pdm.store import MemoryStore, SQLiteStore, Store
+
+ME = PeerId.from_public_key(b"\x01" * 32)
+ALICE = PeerId.from_public_key(b"\x02" * 32)
+BOB = PeerId.from_public_key(b"\x03" * 32)
+CAROL = PeerId.from_public_key(b"\x04" * 32)
+WITH_ALICE = direct_conversation_id(ME, ALICE)
+WITH_BOB = direct_conversation_id(ME, BOB)
+WITH_CAROL = direct_conversation_id(ME, CAROL)
+CONVERSATION_OF = {ALICE: WITH_ALICE, BOB: WITH_BOB, CAROL: WITH_CAROL}
+
+
+def mid(n: int) -> bytes:
+    """A 16-byte message (or envelope) id."""
+    return n.to_bytes(16, "big")
+
+
+def msg(
+    n: int,
+    peer: PeerId = ALICE,
+    *,
+    direction: Direction = Direction.IN,
+    status: DeliveryStatus | None = None,
+    request: bool = False,
+    at_ms: int = 1_000,
+) -> StoredMessage:
+    if status is None:
+        status = DeliveryStatus.DELIVERED if direction == Direction.IN else DeliveryStatus.QUEUED
+    return StoredMessage(
+        id=mid(n),
+        conversation_id=CONVERSATION_OF[peer],
+        peer=peer,
+        direction=direction,
+        kind="text",
+        body=b"\xa1dtext" + n.to_bytes(4, "big"),
+        sent_at_ms=at_ms - 5,
+        stored_at_ms=at_ms,
+        status=status,
+        request=request,
+    )
+
+
+def outbox_item(
+    n: int, recipient: PeerId = ALICE, *, created: int = 0, next_at: int = 0
+) -> OutboxItem:
+    return OutboxItem(
+        envelope_id=mid(1000 + n),
+        message_id=mid(n),
+        recipient=recipient,
+        envelope=b"sealed" + bytes([n]),
+        created_at_ms=created,
+        expires_at_ms=created + 14 * 24 * 3600 * 1000,
+        next_attempt_at_ms=next_at,
+    )
+
+
+def contact(peer: PeerId, name: str, added_at_ms: int = 1) -> Contact:
+    return Contact(peer_id=peer, name=name, added_at_ms=added_at_ms)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Store]:
+    opened: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    yield opened
+    opened.close()
+
+
+# --- settings ------------------------------------------------------------
+
+
+def test_settings_round_trip_as_json(store: Store) -> None:
+    assert store.get_setting("theme") is None
+    assert store.get_setting("theme", "light") == "light"
+    store.set_setting("theme", "dark")
+    store.set_setting("limits", {"mailboxes": 3, "relays": ("a", "b")})
+    store.set_setting("theme", "solarized")
+    assert store.get_setting("theme") == "solarized"
+    assert store.get_setting("limits") == {"mailboxes": 3, "relays": ["a", "b"]}
+    assert store.settings() == {
+        "limits": {"mailboxes": 3, "relays": ["a", "b"]},
+        "theme": "solarized",
+    }
+
+
+def test_settings_refuse_values_json_cannot_hold(store: Store) -> None:
+    with pytest.raises(StoreError, match="not JSON"):
+        store.set_setting("bad", b"bytes")
+    with pytest.raises(StoreError, match="not JSON"):
+        store.set_setting("bad", float("nan"))
+    assert store.settings() == {}
+
+
+# --- contacts ------------------------------------------------------------
+
+
+def test_contacts_crud(store: Store) -> None:
+    full = Contact(
+        peer_id=ALICE,
+        name="Alice",
+        added_at_ms=5,
+        bundle=b"bundle",
+        addrs=("/ip4/10.0.0.1/tcp/4001", "/ip4/1.2.3.4/tcp/4001"),
+        last_seen_ms=99,
+        verified=True,
+        blocked=False,
+    )
+    store.put_contact(full)
+    store.put_contact(contact(BOB, "bob"))
+    assert store.get_contact(ALICE) == full
+    assert store.get_contact(CAROL) is None
+    renamed = replace(full, name="Alice W.", addrs=(), bundle=None, blocked=True)
+    store.put_contact(renamed)
+    assert store.get_contact(ALICE) == renamed
+    assert [c.peer_id for c in store.list_contacts()] == [ALICE, BOB]
+    assert store.delete_contact(ALICE) is True
+    assert store.delete_contact(ALICE) is False
+    assert store.list_contacts() == [contact(BOB, "bob")]
+
+
+def test_contacts_listed_by_name_ignoring_case(store: Store) -> None:
+    store.put_contact(contact(ALICE, "zoe"))
+    store.put_contact(contact(BOB, "Adam"))
+    store.put_contact(contact(CAROL, "bea"))
+    assert [c.name for c in store.list_contacts()] == ["Adam", "bea", "zoe"]
+
+
+def test_find_contact_by_name_ignores_case(store: Store) -> None:
+    store.put_contact(contact(ALICE, "Ärger Alice"))
+    store.put_contact(contact(BOB, "STRASSE"))
+    assert store.find_contact_by_name("ärger alice") == contact(ALICE, "Ärger Alice")
+    assert store.find_contact_by_name("ÄRGER ALICE") == contact(ALICE, "Ärger Alice")
+    assert store.find_contact_by_name("straße") == contact(BOB, "STRASSE")
+    assert store.find_contact_by_name("ärger") is None
+
+
+def test_find_contact_by_shared_name_gives_the_earliest(store: Store) -> None:
+    store.put_contact(contact(BOB, "sam", added_at_ms=20))
+    store.put_contact(contact(ALICE, "Sam", added_at_ms=10))
+    found = store.find_contact_by_name("SAM")
+    assert found is not None and found.peer_id == ALICE
+
+
+# --- messages ------------------------------------------------------------
+
+
+def test_add_and_get_message(store: Store) -> None:
+    first = store.add_message(msg(1))
+    second = store.add_message(msg(2, direction=Direction.OUT))
+    assert first.seq > 0 and second.seq > first.seq
+    assert first == replace(msg(1), seq=first.seq)
+    assert store.get_message(mid(1)) == first
+    assert store.get_message(mid(2)) == second
+    assert store.get_message(mid(3)) is None
+
+
+def test_duplicate_message_id_refused_and_changes_nothing(store: Store) -> None:
+    store.add_message(msg(1))
+    before = (store.counts(), store.list_conversations())
+    with pytest.raises(StoreError, match="already stored"):
+        store.add_message(msg(1, BOB, at_ms=5_000))
+    assert (store.counts(), store.list_conversations()) == before
+    assert store.get_message(mid(1)) == replace(msg(1), seq=1)
+
+
+def test_messages_page_newest_first_until_next_before_is_none(store: Store) -> None:
+    for n in range(12):
+        store.add_message(msg(n, at_ms=1_000 + n))
+        store.add_message(msg(100 + n, BOB))
+    seen: list[bytes] = []
+    before = None
+    pages = 0
+    while True:
+        page = store.messages(WITH_ALICE, 5, before)
+        pages += 1
+        assert [m.seq for m in page.messages] == sorted(
+            (m.seq for m in page.messages), reverse=True
+        )
+        seen.extend(m.id for m in page.messages)
+        if page.next_before is None:
+            break
+        assert page.next_before == page.messages[-1].seq
+        before = page.next_before
+    assert pages == 3
+    assert seen == [mid(n) for n in reversed(range(12))]
+
+
+def test_messages_page_of_exact_multiple_ends_without_empty_page(store: Store) -> None:
+    for n in range(4):
+        store.add_message(msg(n))
+    first = store.messages(WITH_ALICE, 2)
+    second = store.messages(WITH_ALICE, 2, first.next_before)
+    assert [m.id for m in second.messages] == [mid(1), mid(0)]
+    assert second.next_before is None
+    assert store.messages(WITH_BOB, 10).messages == ()
+    assert store.messages(WITH_ALICE, 10, before=1).messages == ()
+
+
+def test_messages_limit_capped_at_max_page_size(store: Store) -> None:
+    with store.transaction():
+        for n in range(MAX_PAGE_SIZE + 3):
+            store.add_message(msg(n))
+    page = store.messages(WITH_ALICE, MAX_PAGE_SIZE * 10)
+    assert len(page.messages) == MAX_PAGE_SIZE
+    assert page.next_before is not None
+    rest = store.messages(WITH_ALICE, MAX_PAGE_SIZE * 10, page.next_before)
+    assert [m.id for m in rest.messages] == [mid(2), mid(1), mid(0)]
+    assert rest.next_before is None
+
+
+def test_messages_limit_below_one_refused(store: Store) -> None:
+    with pytest.raises(StoreError):
+        store.messages(WITH_ALICE, 0)
+
+
+# --- conversations -------------------------------------------------------
+
+
+def test_conversations_by_recency_with_unread_counts(store: Store) -> None:
+    store.add_message(msg(1, ALICE, at_ms=100))
+    store.add_message(msg(2, BOB, at_ms=200))
+    store.add_message(msg(3, ALICE, at_ms=300))
+    store.add_message(msg(4, ALICE, direction=Direction.OUT, at_ms=250))  # late, older time
+    store.add_message(msg(5, CAROL, at_ms=200))  # same time as Bob's, stored later
+    store.add_message(msg(6, CAROL, status=DeliveryStatus.READ, at_ms=150))
+    conversations = store.list_conversations()
+    assert [(c.id, c.peer, c.last_message_at_ms, c.unread) for c in conversations] == [
+        (WITH_ALICE, ALICE, 300, 2),
+        (WITH_CAROL, CAROL, 200, 1),
+        (WITH_BOB, BOB, 200, 1),
+    ]
+    assert not any(c.request for c in conversations)
+
+
+def test_status_moves_only_forward_and_keeps_history(store: Store) -> None:
+    store.add_message(msg(1, direction=Direction.OUT, at_ms=10))
+    assert store.set_status(mid(1), DeliveryStatus.SENT, 20) is True
+    assert store.set_status(mid(1), DeliveryStatus.SENT, 21) is False
+    assert store.set_status(mid(1), DeliveryStatus.QUEUED, 22) is False
+    assert store.set_status(mid(1), DeliveryStatus.DELIVERED, 30, "ack") is True
+    assert store.set_status(mid(1), DeliveryStatus.DEPOSITED, 31) is False
+    assert store.set_status(mid(1), DeliveryStatus.FAILED, 40, "gave up") is True
+    assert store.set_status(mid(1), DeliveryStatus.EXPIRED, 50) is False
+    message = store.get_message(mid(1))
+    assert message is not None and message.status == DeliveryStatus.FAILED
+    assert store.status_history(mid(1)) == [
+        StatusChange(mid(1), DeliveryStatus.QUEUED, 10),
+        StatusChange(mid(1), DeliveryStatus.SENT, 20),
+        StatusChange(mid(1), DeliveryStatus.DELIVERED, 30, "ack"),
+        StatusChange(mid(1), DeliveryStatus.FAILED, 40, "gave up"),
+    ]
+    assert store.status_history(mid(9)) == []
+
+
+def test_set_status_of_unknown_message_raises_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.set_status(mid(1), DeliveryStatus.SENT, 1)
+
+
+def test_reading_one_incoming_message_lowers_unread(store: Store) -> None:
+    store.add_message(msg(1))
+    store.add_message(msg(2))
+    assert store.set_status(mid(1), DeliveryStatus.READ, 5)
+    assert store.list_conversations()[0].unread == 1
+    assert store.counts()["unread"] == 1
+
+
+def test_mark_conversation_read(store: Store) -> None:
+    store.add_message(msg(1, at_ms=10))
+    store.add_message(msg(2, direction=Direction.OUT, at_ms=11))
+    store.add_message(msg(3, at_ms=12))
+    store.add_message(msg(4, status=DeliveryStatus.READ, at_ms=13))
+    store.add_message(msg(5, BOB))
+    assert store.mark_conversation_read(WITH_ALICE, 50) == [mid(1), mid(3)]
+    assert store.mark_conversation_read(WITH_ALICE, 60) == []
+    assert store.mark_conversation_read(b"\x00" * 16, 60) == []
+    statuses = {m.id: m.status for m in store.messages(WITH_ALICE, 10).messages}
+    assert statuses == {
+        mid(1): DeliveryStatus.READ,
+        mid(2): DeliveryStatus.QUEUED,
+        mid(3): DeliveryStatus.READ,
+        mid(4): DeliveryStatus.READ,
+    }
+    assert store.status_history(mid(3))[-1] == StatusChange(mid(3), DeliveryStatus.READ, 50)
+    unread = {c.peer: c.unread for c in store.list_conversations()}
+    assert unread == {ALICE: 0, BOB: 1}
+
+
+# --- message requests ----------------------------------------------------
+
+
+def test_requests_counted_apart_until_accepted(store: Store) -> None:
+    store.add_message(msg(1, ALICE))
+    store.add_message(msg(2, BOB, request=True))
+    store.add_message(msg(3, BOB, request=True))
+    store.add_message(msg(4, CAROL, request=True))
+    by_peer = {c.peer: c for c in store.list_conversations()}
+    assert (by_peer[ALICE].request, by_peer[BOB].request, by_peer[CAROL].request) == (
+        False,
+        True,
+        True,
+    )
+    assert by_peer[BOB].unread == 2
+    counts = store.counts()
+    assert (counts["unread"], counts["requests"]) == (1, 3)
+
+    assert store.accept_request(BOB) == 2
+    assert store.accept_request(BOB) == 0
+    by_peer = {c.peer: c for c in store.list_conversations()}
+    assert by_peer[BOB].request is False and by_peer[CAROL].request is True
+    message = store.get_message(mid(2))
+    assert message is not None and message.request is False
+    counts = store.counts()
+    assert (counts["unread"], counts["requests"]) == (3, 1)
+
+
+def test_a_normal_message_ends_a_request_conversation(store: Store) -> None:
+    store.add_message(msg(1, BOB, request=True))
+    store.add_message(msg(2, BOB, direction=Direction.OUT))
+    assert store.list_conversations()[0].request is False
+    assert store.counts()["requests"] == 1  # the incoming request itself stays one
+
+
+# --- replay protection ---------------------------------------------------
+
+
+def test_seen_ids_and_purge(store: Store) -> None:
+    store.mark_seen(mid(1), 100)
+    store.mark_seen(mid(2), 200)
+    store.mark_seen(mid(3), 300)
+    store.mark_seen(mid(1), 250)  # seen again: remembered longer
+    store.mark_seen(mid(3), 50)  # an older sighting does not shorten it
+    assert store.has_seen(mid(1)) and not store.has_seen(mid(4))
+    assert store.purge_seen(260) == 2
+    assert [store.has_seen(mid(n)) for n in (1, 2, 3)] == [False, False, True]
+    assert store.purge_seen(260) == 0
+
+
+# --- sessions and prekeys ------------------------------------------------
+
+
+def test_sessions_and_prekeys_round_trip(store: Store) -> None:
+    assert store.get_session(ALICE) is None
+    store.put_session(ALICE, b"ratchet-1", 10)
+    store.put_session(BOB, b"ratchet-bob", 10)
+    store.put_session(ALICE, b"ratchet-2", 20)
+    assert store.get_session(ALICE) == b"ratchet-2"
+    store.delete_session(ALICE)
+    store.delete_session(ALICE)
+    assert store.get_session(ALICE) is None
+    assert store.get_session(BOB) == b"ratchet-bob"
+    assert store.get_prekeys() is None
+    store.put_prekeys(b"prekeys-1")
+    store.put_prekeys(b"prekeys-2")
+    assert store.get_prekeys() == b"prekeys-2"
+
+
+# --- outbox --------------------------------------------------------------
+
+
+def test_outbox_due_earliest_first(store: Store) -> None:
+    store.add_outbox(outbox_item(1, created=5, next_at=30))
+    store.add_outbox(outbox_item(2, created=2, next_at=10))
+    store.add_outbox(outbox_item(3, BOB, created=1, next_at=10))
+    store.add_outbox(outbox_item(4, created=0, next_at=99))
+    assert [i.envelope_id for i in store.outbox_due(30, 10)] == [mid(1003), mid(1002), mid(1001)]
+    assert [i.envelope_id for i in store.outbox_due(30, 1)] == [mid(1003)]
+    assert store.outbox_due(9, 10) == []
+    assert store.get_outbox(mid(1001)) == outbox_item(1, created=5, next_at=30)
+    assert store.get_outbox(mid(1999)) is None
+    assert store.outbox_count() == 4
+
+
+def test_outbox_duplicate_envelope_refused(store: Store) -> None:
+    store.add_outbox(outbox_item(1))
+    with pytest.raises(StoreError, match="already in the outbox"):
+        store.add_outbox(outbox_item(1, created=9))
+    assert store.outbox_count() == 1
+
+
+def test_outbox_reschedule_remove_and_per_recipient(store: Store) -> None:
+    store.add_outbox(outbox_item(1, created=1, next_at=10))
+    store.add_outbox(outbox_item(2, BOB, created=2, next_at=10))
+    store.add_outbox(outbox_item(3, created=3, next_at=10))
+    store.reschedule_outbox(mid(1001), 500, 1, "connection refused")
+    assert [i.envelope_id for i in store.outbox_due(100, 10)] == [mid(1002), mid(1003)]
+    item = store.get_outbox(mid(1001))
+    assert item is not None
+    assert (item.next_attempt_at_ms, item.attempts, item.last_error) == (
+        500,
+        1,
+        "connection refused",
+    )
+    with pytest.raises(NotFound):
+        store.reschedule_outbox(mid(1999), 1, 1)
+    assert [i.envelope_id for i in store.outbox_for(ALICE)] == [mid(1001), mid(1003)]
+    assert store.outbox_for(CAROL) == []
+    assert store.remove_outbox(mid(1001)) is True
+    assert store.remove_outbox(mid(1001)) is False
+    assert store.outbox_count() == 2
+
+
+# --- counts --------------------------------------------------------------
+
+
+def test_counts(store: Store) -> None:
+    assert store.counts() == {"contacts": 0, "messages": 0, "unread": 0, "requests": 0, "outbox": 0}
+    store.put_contact(contact(ALICE, "alice"))
+    store.add_message(msg(1))
+    store.add_message(msg(2, direction=Direction.OUT))
+    store.add_message(msg(3, BOB, request=True))
+    store.add_outbox(outbox_item(2))
+    assert store.counts() == {"contacts": 1, "messages": 3, "unread": 1, "requests": 1, "outbox": 1}
+
+
+# --- transactions --------------------------------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+def test_transaction_rolls_back_message_and_session_together(store: Store) -> None:
+    store.put_session(ALICE, b"before", 1)
+    with pytest.raises(Boom), store.transaction():
+        store.add_message(msg(1))
+        store.put_session(ALICE, b"after", 2)
+        store.mark_seen(mid(1), 2)
+        raise Boom
+    assert store.get_message(mid(1)) is None
+    assert store.get_session(ALICE) == b"before"
+    assert not store.has_seen(mid(1))
+    assert store.list_conversations() == []
+    # and the seq is free again: the next message gets the same one as a fresh store
+    assert store.add_message(msg(2)).seq == 1
+
+
+def test_transaction_commits_everything_together(store: Store) -> None:
+    with store.transaction():
+        store.add_message(msg(1))
+        store.put_session(ALICE, b"after", 2)
+    assert store.get_message(mid(1)) is not None
+    assert store.get_session(ALICE) == b"after"
+
+
+def test_failed_call_inside_transaction_leaves_no_trace_but_others_commit(store: Store) -> None:
+    store.add_message(msg(1))
+    with store.transaction():
+        store.add_message(msg(2))
+        with pytest.raises(StoreError):
+            store.add_message(msg(1, BOB))
+        store.put_session(ALICE, b"s", 1)
+    assert store.counts()["messages"] == 2
+    assert [c.peer for c in store.list_conversations()] == [ALICE]
+    assert store.get_session(ALICE) == b"s"
+
+
+def test_nested_transaction_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="do not nest"), store.transaction():
+        store.add_message(msg(1))
+        with store.transaction():
+            store.add_message(msg(2))
+    assert store.get_message(mid(1)) is None
+    with store.transaction():  # the store is usable afterwards
+        store.add_message(msg(3))
+    assert store.get_message(mid(3)) is not None
+
+
+def test_closed_store_refuses_use(store: Store) -> None:
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.counts()
+    with pytest.raises(StoreError, match="closed"):
+        store.add_message(msg(1))
+
+
+# --- both stores, side by side -------------------------------------------
+
+_PEERS = (ALICE, BOB, CAROL)
+_peers = st.sampled_from(_PEERS)
+_ids = st.integers(0, 5).map(mid)
+_envelope_numbers = st.integers(0, 4)
+_times = st.integers(0, 12)  # small, so that equal times (ties) are common
+_statuses = st.sampled_from(DeliveryStatus)
+_names = st.sampled_from(["alice", "Alice", "ÄLICE", "älice", "bob", "Straße", "STRASSE"])
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=5,
+)
+_messages = st.builds(
+    lambda n, peer, direction, status, request, at: replace(
+        msg(0, peer, direction=direction, status=status, request=request, at_ms=at), id=n
+    ),
+    _ids,
+    _peers,
+    st.sampled_from(Direction),
+    _statuses,
+    st.booleans(),
+    _times,
+)
+_outbox_items = st.builds(
+    lambda n, peer, created, next_at: outbox_item(n, peer, created=created, next_at=next_at),
+    _envelope_numbers,
+    _peers,
+    _times,
+    _times,
+)
+
+#: Writes a transaction may run: (name, function applying it to a store).
+_Write = tuple[str, Callable[[Store], object]]
+_writes: st.SearchStrategy[_Write] = st.one_of(
+    _messages.map(lambda m: ("add_message", lambda s: s.add_message(m))),
+    st.tuples(_ids, _statuses, _times).map(
+        lambda a: ("set_status", lambda s: s.set_status(a[0], a[1], a[2]))
+    ),
+    st.tuples(_peers, st.binary(max_size=4)).map(
+        lambda a: ("put_session", lambda s: s.put_session(a[0], a[1], 0))
+    ),
+    st.tuples(_ids, _times).map(lambda a: ("mark_seen", lambda s: s.mark_seen(a[0], a[1]))),
+    _outbox_items.map(lambda i: ("add_outbox", lambda s: s.add_outbox(i))),
+    _peers.map(lambda p: ("accept_request", lambda s: s.accept_request(p))),
+)
+
+
+class StoresAgree(RuleBasedStateMachine):
+    """MemoryStore and SQLiteStore, given the same calls, give the same answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stores: tuple[Store, Store] = (MemoryStore(), SQLiteStore(":memory:"))
+
+    def teardown(self) -> None:
+        for store in self.stores:
+            store.close()
+
+    def both(self, call: Callable[[Store], object]) -> object:
+        answers = []
+        for store in self.stores:
+            try:
+                answers.append(("ok", call(store)))
+            except StoreError as exc:
+                answers.append(("raised", type(exc)))
+        assert answers[0] == answers[1]
+        return answers[0]
+
+    @rule(peer=_peers, name=_names, added=_times, seen=st.none() | _times)
+    def put_contact(self, peer: PeerId, name: str, added: int, seen: int | None) -> None:
+        addrs = (f"/ip4/10.0.0.{added}/tcp/4001",)
+        c = Contact(peer, name, added, addrs=addrs, last_seen_ms=seen, verified=added % 2 == 0)
+        self.both(lambda s: s.put_contact(c))
+
+    @rule(peer=_peers)
+    def delete_contact(self, peer: PeerId) -> None:
+        self.both(lambda s: s.delete_contact(peer))
+
+    @rule(name=_names)
+    def find_contact(self, name: str) -> None:
+        self.both(lambda s: s.find_contact_by_name(name))
+
+    @initialize(messages=st.lists(_messages, max_size=6))
+    def add_first_messages(self, messages: list[StoredMessage]) -> None:
+        for message in messages:
+            self.both(methodcaller("add_message", message))
+
+    @rule(messages=st.lists(_messages, min_size=1, max_size=3))
+    def add_messages(self, messages: list[StoredMessage]) -> None:
+        for message in messages:
+            self.both(methodcaller("add_message", message))
+
+    @rule(message_id=_ids, status=_statuses, at=_times, detail=st.sampled_from(["", "ack"]))
+    def set_status(self, message_id: bytes, status: DeliveryStatus, at: int, detail: str) -> None:
+        self.both(lambda s: s.set_status(message_id, status, at, detail))
+
+    @rule(peer=_peers)
+    def accept_request(self, peer: PeerId) -> None:
+        self.both(lambda s: s.accept_request(peer))
+
+    @rule(message_id=_ids, at=_times)
+    def mark_seen(self, message_id: bytes, at: int) -> None:
+        self.both(lambda s: s.mark_seen(message_id, at))
+
+    @rule(peer=_peers, state=st.binary(max_size=4), at=_times)
+    def put_session(self, peer: PeerId, state: bytes, at: int) -> None:
+        self.both(lambda s: s.put_session(peer, state, at))
+
+    @rule(item=_outbox_items)
+    def add_outbox(self, item: OutboxItem) -> None:
+        self.both(lambda s: s.add_outbox(item))
+
+    @rule(peer=_peers, limit=st.integers(1, 4), before=st.none() | st.integers(0, 12))
+    def page(self, peer: PeerId, limit: int, before: int | None) -> None:
+        self.both(lambda s: s.messages(CONVERSATION_OF[peer], limit, before))
+
+    @rule(peer=_peers, at=_times)
+    def mark_read(self, peer: PeerId, at: int) -> None:
+        self.both(lambda s: s.mark_conversation_read(CONVERSATION_OF[peer], at))
+
+    @rule(before=_times)
+    def purge_seen(self, before: int) -> None:
+        self.both(lambda s: s.purge_seen(before))
+
+    @rule(peer=_peers)
+    def delete_session(self, peer: PeerId) -> None:
+        self.both(lambda s: s.delete_session(peer))
+
+    @rule(state=st.binary(max_size=4))
+    def put_prekeys(self, state: bytes) -> None:
+        self.both(lambda s: s.put_prekeys(state))
+
+    @rule(
+        n=_envelope_numbers, next_at=_times, attempts=st.integers(0, 5), error=st.text(max_size=3)
+    )
+    def reschedule(self, n: int, next_at: int, attempts: int, error: str) -> None:
+        self.both(lambda s: s.reschedule_outbox(mid(1000 + n), next_at, attempts, error))
+
+    @rule(n=_envelope_numbers)
+    def remove_outbox(self, n: int) -> None:
+        self.both(lambda s: s.remove_outbox(mid(1000 + n)))
+
+    @rule(now=_times, limit=st.integers(1, 4))
+    def outbox_due(self, now: int, limit: int) -> None:
+        self.both(lambda s: s.outbox_due(now, limit))
+
+    @rule(key=st.sampled_from(["a", "b"]), value=_json)
+    def set_setting(self, key: str, value: object) -> None:
+        self.both(lambda s: s.set_setting(key, value))
+
+    @rule(writes=st.lists(_writes, max_size=4), fail=st.booleans())
+    def transaction(self, writes: list[_Write], fail: bool) -> None:
+        def run(store: Store) -> list[object]:
+            answers: list[object] = []
+            try:
+                with store.transaction():
+                    for _, apply in writes:
+                        try:
+                            answers.append(apply(store))
+                        except StoreError as exc:
+                            answers.append(type(exc))
+                    if fail:
+                        raise Boom
+            except Boom:
+                answers.append("rolled back")
+            return answers
+
+        self.both(run)
+
+    @invariant()
+    def same_state(self) -> None:
+        self.both(lambda s: s.counts())
+        self.both(lambda s: s.list_conversations())
+        self.both(lambda s: s.list_contacts())
+        self.both(lambda s: s.settings())
+        self.both(lambda s: s.get_prekeys())
+        self.both(lambda s: [s.outbox_for(peer) for peer in _PEERS])
+        self.both(lambda s: [s.get_session(peer) for peer in _PEERS])
+        for n in range(6):
+            self.both(methodcaller("get_message", mid(n)))
+            self.both(methodcaller("status_history", mid(n)))
+            self.both(methodcaller("has_seen", mid(n)))
+
+
+StoresAgree.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+TestStoresAgree = StoresAgree.TestCase
