@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 import unicodedata
 from collections.abc import Sequence
@@ -174,7 +175,7 @@ def send(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     else:
         print(
             f"Message {message['id']} to {safe_text(args.contact)}: {message['status']}. "
-            f"`p2pdm read {args.contact}` shows its delivery.",
+            f"`p2pdm read {shlex.quote(safe_text(args.contact))}` shows its delivery.",
             file=out,
         )
     return EXIT_OK
