@@ -54,41 +54,51 @@ def _hypercorn_config() -> Config:
     return config
 
 
-async def _loopback_address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int]]:
-    """Resolve ``host`` to one loopback address; raises :class:`ConfigError`."""
+Address = tuple[socket.AddressFamily, tuple[str, int]]
+
+
+async def _loopback_addresses(host: str, port: int) -> list[Address]:
+    """The loopback addresses ``host`` names, in resolver order; raises :class:`ConfigError`."""
     try:
         infos = await trio.socket.getaddrinfo(
             host.strip("[]"), port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
         )
     except (OSError, UnicodeError) as exc:
         raise ConfigError(f"cannot resolve the API host {host!r}: {exc}") from None
+    found: list[Address] = []
     for family, _, _, _, sockaddr in infos:
-        address = str(sockaddr[0])
-        if ipaddress.ip_address(address.split("%", 1)[0]).is_loopback:
-            return family, (address, port)
-    raise ConfigError(
-        f"the local API listens on loopback addresses only (127.0.0.1, ::1, localhost), "
-        f"not {host!r}"
-    )
-
-
-def _listen(family: socket.AddressFamily, address: tuple[str, int]) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        if os.name == "posix":
-            # Rebind at once after a restart; on Windows this flag would let
-            # another process share the port, so it stays off there.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
+        candidate = (family, (str(sockaddr[0]), port))
+        loopback = ipaddress.ip_address(candidate[1][0].split("%", 1)[0]).is_loopback
+        if loopback and candidate not in found:
+            found.append(candidate)
+    if not found:
         raise ConfigError(
-            f"cannot serve the local API on {_shown(address[0])}:{address[1]}: "
-            f"{exc.strerror or exc}"
-        ) from None
-    return sock
+            "the local API listens on loopback addresses only (127.0.0.1, ::1, localhost), "
+            f"not {host!r}"
+        )
+    return found
+
+
+def _listen(addresses: list[Address]) -> socket.socket:
+    """A listening socket on the first address that can be bound (``localhost``
+    may name ::1 on a host without IPv6); raises :class:`ConfigError`."""
+    failures = []
+    for family, address in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if os.name == "posix":
+                # Rebind at once after a restart; on Windows this flag would let
+                # another process share the port, so it stays off there.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            failures.append(f"{_shown(address[0])}:{address[1]}: {exc.strerror or exc}")
+            continue
+        return sock
+    raise ConfigError(f"cannot serve the local API on {'; '.join(failures)}")
 
 
 async def serve_api(
@@ -106,8 +116,7 @@ async def serve_api(
     :class:`ConfigError` if ``host`` is not a loopback address or the port
     cannot be bound.
     """
-    family, address = await _loopback_address(host, port)
-    sock = _listen(family, address)
+    sock = _listen(await _loopback_addresses(host, port))
     try:
         bound_host, bound_port = sock.getsockname()[:2]
         # Starlette and hypercorn type the same ASGI callable differently.
