@@ -1,26 +1,18 @@
-"""The message store in one SQLite file in the node home.
+"""The message store in one SQLite file in the node home: the queries.
 
-How this works: one connection in autocommit mode (``isolation_level=None``);
-this module issues every ``BEGIN``/``COMMIT`` itself. Each public write runs
-atomically: in a ``BEGIN IMMEDIATE`` transaction of its own, or, inside
-:meth:`SQLiteStore.transaction`, in a savepoint, so a failed call never leaves
-half its rows behind. WAL mode lets readers run beside the writer;
-``synchronous=FULL`` makes a commit survive power loss, because the node acks
-a message to its sender as soon as it is stored. The file and its ``-wal`` and
-``-shm`` companions are created mode 0600: they hold session keys. Every
-``sqlite3`` error leaves this module as :class:`~p2pdm.errors.StoreError`
-naming what failed.
+How this works: :class:`~p2pdm.store.database.Database` opens the file (WAL,
+mode 0600, migrations, durability level) and makes every call below atomic,
+with its errors as :class:`~p2pdm.errors.StoreError`; this module maps the
+contract of :class:`~p2pdm.store.base.Store` onto the tables of ``schema.py``.
+The ``seq`` column (``INTEGER PRIMARY KEY AUTOINCREMENT``) is the paging
+cursor, and ``(conversation_id, seq)`` is indexed so a page is one index
+range scan.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sqlite3
-import stat
-import threading
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
@@ -46,21 +38,13 @@ from p2pdm.store.base import (
     page_limit,
     status_moves,
 )
-from p2pdm.store.schema import UNREAD_CONDITION, migrate, schema_version
+from p2pdm.store.database import Database
+from p2pdm.store.schema import UNREAD_CONDITION
 
-__all__ = ["BUSY_TIMEOUT_MS", "SQLiteStore"]
-
-#: How long a write waits for another connection (a second process on the
-#: same home, a backup tool) to release the file before it fails.
-BUSY_TIMEOUT_MS: Final = 5_000
-
-#: Mode of the database file and its -wal/-shm files: owner only.
-FILE_MODE: Final = 0o600
+__all__ = ["SQLiteStore"]
 
 #: Larger than any seq, for a first page with no ``before``.
 _NO_CURSOR: Final = (1 << 63) - 1
-
-_IN_MEMORY: Final = ":memory:"
 
 _CONTACT_COLUMNS: Final = (
     "peer_id, name, added_at_ms, bundle, addrs, last_seen_ms, verified, blocked"
@@ -121,29 +105,6 @@ def _outbox_item(row: Any) -> OutboxItem:
     )
 
 
-def _make_private(path: Path) -> None:
-    """Create ``path`` mode 0600 if missing; tighten it to 0600 if it is wider."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-        os.close(fd)
-        if stat.S_IMODE(path.stat().st_mode) & ~FILE_MODE:
-            path.chmod(FILE_MODE)
-    except OSError as exc:
-        raise StoreError(f"cannot create message store {path}: {exc.strerror}") from exc
-
-
-def _rollback_quietly(db: sqlite3.Connection, savepoint: str | None = None) -> None:
-    """Undo after a failure without hiding it; SQLite may have rolled back already."""
-    with contextlib.suppress(sqlite3.Error):
-        if not db.in_transaction:
-            return
-        if savepoint is None:
-            db.execute("ROLLBACK")
-        else:
-            db.execute(f"ROLLBACK TO {savepoint}")
-            db.execute(f"RELEASE {savepoint}")
-
-
 class SQLiteStore:
     """The :class:`~p2pdm.store.base.Store` of a node: one SQLite file.
 
@@ -151,76 +112,25 @@ class SQLiteStore:
     was written by a newer p2pdm. ``":memory:"`` gives a throwaway store.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self._path = str(path)
-        self._lock = threading.RLock()
-        self._in_transaction = False
-        self._db: sqlite3.Connection | None = None
-        in_memory = self._path == _IN_MEMORY
-        if not in_memory:
-            _make_private(Path(path))
-        try:
-            db = sqlite3.connect(
-                self._path,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open message store {self._path}: {exc}") from exc
-        try:
-            self._configure(db, in_memory)
-            migrate(db)
-        except sqlite3.Error as exc:
-            db.close()
-            raise StoreError(
-                f"cannot open message store {self._path}: {exc} "
-                "(is it a p2pdm store, and is the disk writable?)"
-            ) from exc
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        self._db = Database(path, synchronous=synchronous)
+        self._reading = self._db.reading
+        self._writing = self._db.writing
 
     @classmethod
-    def open(cls, path: str | Path) -> SQLiteStore:
+    def open(cls, path: str | Path, *, synchronous: str = "FULL") -> SQLiteStore:
         """Open (creating and migrating as needed) the store at ``path``."""
-        return cls(path)
-
-    def _configure(self, db: sqlite3.Connection, in_memory: bool) -> None:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-        db.execute("PRAGMA foreign_keys = ON")
-        # Reads the header: a file that is not a database fails here, before
-        # anything is written to it.
-        schema_version(db)
-        (mode,) = db.execute("PRAGMA journal_mode = WAL").fetchone()
-        if not in_memory and str(mode).lower() != "wal":
-            raise StoreError(f"message store {self._path}: cannot switch to WAL mode ({mode})")
-        db.execute("PRAGMA synchronous = FULL")
-        if not in_memory:
-            for suffix in ("-wal", "-shm"):
-                companion = Path(self._path + suffix)
-                if companion.exists() and stat.S_IMODE(companion.stat().st_mode) & ~FILE_MODE:
-                    companion.chmod(FILE_MODE)
+        return cls(path, synchronous=synchronous)
 
     @property
     def path(self) -> str:
-        return self._path
+        return self._db.path
 
     # --- lifecycle -------------------------------------------------------
 
     def close(self) -> None:
         """Close the file; an open transaction is rolled back. Closing twice is harmless."""
-        with self._lock:
-            if self._db is None:
-                return
-            db, self._db = self._db, None
-            self._in_transaction = False
-            _rollback_quietly(db)
-            try:
-                db.close()
-            except sqlite3.Error as exc:
-                raise StoreError(f"closing message store {self._path} failed: {exc}") from exc
+        self._db.close()
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -228,68 +138,12 @@ class SQLiteStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise StoreError(f"message store {self._path} is closed")
-        return self._db
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """All writes inside commit together, or none if the block raises.
 
         Raises StoreError when nested or when the commit fails.
         """
-        with self._lock:
-            if self._in_transaction:
-                raise StoreError("store transactions do not nest")
-            db = self._connection()
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"starting a store transaction failed: {exc}") from exc
-            self._in_transaction = True
-            try:
-                yield
-            except BaseException:
-                self._in_transaction = False
-                _rollback_quietly(db)
-                raise
-            self._in_transaction = False
-            try:
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _rollback_quietly(db)
-                raise StoreError(f"committing a store transaction failed: {exc}") from exc
-
-    @contextlib.contextmanager
-    def _reading(self, what: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._connection()
-            try:
-                yield db
-            except sqlite3.Error as exc:
-                raise StoreError(f"{what} failed: {exc}") from exc
-
-    @contextlib.contextmanager
-    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One atomic write: its own transaction, or a savepoint inside :meth:`transaction`."""
-        with self._lock:
-            db = self._connection()
-            savepoint = "store_op" if self._in_transaction else None
-            try:
-                db.execute("BEGIN IMMEDIATE" if savepoint is None else f"SAVEPOINT {savepoint}")
-                try:
-                    yield db
-                except BaseException:
-                    _rollback_quietly(db, savepoint)
-                    raise
-                try:
-                    db.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
-                except sqlite3.Error:
-                    _rollback_quietly(db, savepoint)
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"{what} failed: {exc}") from exc
+        return self._db.transaction()
 
     # --- settings --------------------------------------------------------
 
