@@ -47,8 +47,8 @@ def init(capsys: pytest.CaptureFixture[str], home: Path, *extra: str) -> str:
     return out
 
 
-def test_only_working_commands_are_registered() -> None:
-    assert set(COMMANDS) == {"init", "id"}
+def test_init_and_id_are_registered() -> None:
+    assert {"init", "id"} <= set(COMMANDS)
 
 
 def test_init_creates_private_identity_and_store(
