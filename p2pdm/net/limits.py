@@ -1,0 +1,140 @@
+"""Every limit and timeout of the network layer, with the reason for its value.
+
+Frame and address caps shared with the wire format live in :mod:`p2pdm.limits`;
+these are the ones only the libp2p host needs. Figures quoted are loopback
+measurements from NOTES-libp2p.md (py-libp2p 0.8.1, 2 cores).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from p2pdm.limits import MAX_FRAME_BYTES
+
+# --- dialing and handshakes ----------------------------------------------
+
+#: Longest wait for one connection (TCP + Noise + Yamux). A loopback connect
+#: takes ~6 ms and a WAN one well under a second; past this the address is
+#: dead for a user staring at "sending…", and the outbox retries later.
+DIAL_TIMEOUT_SECONDS: Final = 5.0
+
+#: Longest Noise + Yamux upgrade of one connection, either direction.
+#: libp2p's 10 s default lets a stalling peer hold an inbound slot twice as long.
+HANDSHAKE_TIMEOUT_SECONDS: Final = 5.0
+
+#: Longest multistream-select negotiation of one stream. libp2p truncates
+#: this to whole seconds, hence an int.
+STREAM_NEGOTIATION_TIMEOUT_SECONDS: Final = 5
+
+#: Longest :meth:`Host.open_stream`, dial included.
+OPEN_STREAM_TIMEOUT_SECONDS: Final = DIAL_TIMEOUT_SECONDS + STREAM_NEGOTIATION_TIMEOUT_SECONDS
+
+#: How long addresses handed to :meth:`Host.connect` stay in libp2p's
+#: peerstore. p2pdm keeps its own address book (NOTES pitfall 8), so this
+#: only needs to outlive one delivery attempt and its stream reopenings.
+PEERSTORE_ADDR_TTL_SECONDS: Final = 10 * 60
+
+# --- connection budget ------------------------------------------------------
+
+#: Hard cap on open connections. Each costs a socket, Noise state and a few
+#: tasks; a messaging node talks to tens of contacts plus ~20 DHT neighbours.
+MAX_CONNECTIONS: Final = 256
+
+#: Above this many connections libp2p's pruner trims the oldest unprotected
+#: ones (outside their 20 s grace period) down to the low watermark.
+CONNECTIONS_HIGH_WATERMARK: Final = 192
+CONNECTIONS_LOW_WATERMARK: Final = 128
+
+#: Most inbound connections alive at once. Leaves room under MAX_CONNECTIONS
+#: for our own dials, so a flood of inbound peers cannot stop us sending.
+MAX_INBOUND_CONNECTIONS: Final = 192
+
+#: A connection with no stream open for this long is closed. DHT lookups
+#: leave connections behind (NOTES pitfall 11: 100 nodes drift to a full
+#: mesh); an active conversation keeps its long-lived stream open and is
+#: never idle; reopening costs ~6 ms.
+IDLE_CONNECTION_TIMEOUT_SECONDS: Final = 120.0
+
+#: Period of the host's maintenance loop (idle connections, bootstrap
+#: reconnection, routing-table hygiene). Short enough that an idle connection
+#: lives at most ~10 % past its timeout.
+MAINTENANCE_INTERVAL_SECONDS: Final = 10.0
+
+#: Our bounded stand-in for libp2p's auto-connector (which aims at the
+#: midpoint of the watermarks and would dial ~160 peers): when fewer than this
+#: many peers are connected, re-dial the configured bootstrap peers.
+MIN_CONNECTED_PEERS: Final = 2
+
+#: Least time between two rounds of bootstrap re-dialing, so a node that is
+#: offline does not spin on dead addresses.
+BOOTSTRAP_RETRY_INTERVAL_SECONDS: Final = 60.0
+
+#: Most bootstrap addresses used (the same cap as addresses in an invite).
+MAX_BOOTSTRAP_PEERS: Final = 16
+
+# --- streams --------------------------------------------------------------
+
+#: Most streams of one protocol handled at once; more are reset at once.
+#: Bounds the tasks (and frame buffers) a peer can make us hold.
+MAX_CONCURRENT_HANDLERS: Final = 64
+
+#: Largest single read from a stream: Yamux's own frame payload cap, so one
+#: read never holds more than one muxer frame beyond the frame being decoded.
+READ_CHUNK_BYTES: Final = 64 << 10
+
+#: Largest frame :meth:`Stream.write_frame` sends. Protocol frames wrap an
+#: envelope of up to MAX_FRAME_BYTES in a few bytes of headers, and the
+#: reader's cap is the real limit; this only stops a bug from queueing an
+#: unbounded write.
+MAX_WRITE_FRAME_BYTES: Final = 2 * MAX_FRAME_BYTES
+
+#: Longest wait for a ping reply before the peer counts as unreachable.
+PING_TIMEOUT_SECONDS: Final = 10.0
+
+# --- shutdown -------------------------------------------------------------
+
+#: Longest shutdown of a host. Connections are closed concurrently; libp2p
+#: spends ~0.2 s on each (two fixed 0.1 s sleeps), so this is ample.
+SHUTDOWN_TIMEOUT_SECONDS: Final = 2.0
+
+# --- DHT ------------------------------------------------------------------
+
+#: Period of our routing-table refresh. The Kademlia spec's default is 10
+#: min; p2pdm nodes are laptops and phones that come and go, and peer routing
+#: is how a contact's new address is found, so refresh twice as often.
+DHT_REFRESH_INTERVAL_SECONDS: Final = 5 * 60.0
+
+#: Longest one routing-table refresh may take (100 nodes: lookups 4.5 s median).
+DHT_REFRESH_TIMEOUT_SECONDS: Final = 60.0
+
+#: Longest wait for the first refresh after joining through bootstrap peers.
+BOOTSTRAP_REFRESH_TIMEOUT_SECONDS: Final = 10.0
+
+#: Longest :meth:`Host.put_record`; the record is stored locally first, so a
+#: slow network only delays replication.
+RECORD_PUT_TIMEOUT_SECONDS: Final = 30.0
+
+#: Valid copies of a record to collect before choosing the newest. One is
+#: not enough: a single stale holder would win (NOTES: quorum 3 returned the
+#: new value, median 137 ms).
+RECORD_QUORUM: Final = 3
+
+#: Largest DHT record accepted into a p2pdm namespace. Records hold a prekey
+#: bundle or a mailbox list plus a signature: a few KiB.
+MAX_RECORD_BYTES: Final = 64 << 10
+
+#: Longest record key, in UTF-8 bytes ("/<namespace>/" + a PeerID and a tag).
+MAX_RECORD_KEY_BYTES: Final = 256
+
+#: Longest provider key: the DHT's ADD_PROVIDER handler refuses longer ones.
+MAX_PROVIDER_KEY_BYTES: Final = 80
+
+#: Most providers returned by one :meth:`Host.find_providers` (one k-bucket).
+MAX_PROVIDERS: Final = 20
+
+# --- logging --------------------------------------------------------------
+
+#: Level of the ``libp2p`` logger unless LIBP2P_DEBUG is set: py-libp2p logs
+#: ordinary disconnects at ERROR (NOTES pitfall 13), so only CRITICAL passes.
+LIBP2P_LOG_LEVEL: Final = logging.CRITICAL
