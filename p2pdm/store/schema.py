@@ -130,17 +130,22 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
 def split_statements(script: str) -> list[str]:
-    """Split an SQL script into complete statements (semicolons in strings and triggers kept)."""
+    """Split an SQL script into statements, each ending in ``;``.
+
+    Semicolons inside strings, comments and trigger bodies do not split.
+    Raises StoreError if the script ends inside a statement.
+    """
     statements: list[str] = []
     pending = ""
-    for piece in script.split(";"):
+    *pieces, tail = script.split(";")
+    for piece in pieces:
         pending += piece + ";"
         if sqlite3.complete_statement(pending):
             if pending.strip(" \t\r\n;"):
                 statements.append(pending.strip())
             pending = ""
-    if pending.strip(" \t\r\n;"):
-        raise StoreError(f"incomplete SQL statement in migration: {pending[:60]!r}")
+    if (pending + tail).strip():
+        raise StoreError(f"incomplete SQL statement in migration: {(pending + tail)[:60]!r}")
     return statements
 
 

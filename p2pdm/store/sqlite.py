@@ -110,6 +110,8 @@ class SQLiteStore:
 
     Raises StoreError if the file cannot be opened, is not a p2pdm store, or
     was written by a newer p2pdm. ``":memory:"`` gives a throwaway store.
+    ``synchronous`` is ``"FULL"`` (survives power loss; the node's choice) or
+    ``"NORMAL"`` (survives a process crash only; for benchmarks and tests).
     """
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:

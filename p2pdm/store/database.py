@@ -1,0 +1,206 @@
+"""One SQLite file: opening it safely, and transactions done by hand.
+
+How this works: the connection is in autocommit mode (``isolation_level=None``)
+and this module issues every ``BEGIN``/``COMMIT`` itself, so nothing happens
+behind the caller's back. :meth:`Database.writing` makes one store call
+atomic: a ``BEGIN IMMEDIATE`` transaction of its own, or, inside
+:meth:`Database.transaction`, a savepoint, so a failed call never leaves half
+its rows behind and never breaks the caller's transaction. WAL mode lets
+readers run beside the writer; ``synchronous=FULL`` (the default) makes a
+commit survive power loss, because the node acks a message to its sender as
+soon as it is stored; ``NORMAL`` survives a crash of the process but not of
+the machine, and commits several times faster (no fsync per commit). The
+file and its ``-wal``/``-shm`` companions are mode 0600: they hold session
+keys. Every ``sqlite3`` error leaves as :class:`~p2pdm.errors.StoreError`
+naming what failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from p2pdm.errors import StoreError
+from p2pdm.store.schema import migrate, schema_version
+
+__all__ = ["BUSY_TIMEOUT_MS", "FILE_MODE", "IN_MEMORY", "SYNCHRONOUS_MODES", "Database"]
+
+#: How long a write waits for another connection (a second process on the
+#: same home, a backup tool) to release the file before it fails.
+BUSY_TIMEOUT_MS: Final = 5_000
+
+#: Mode of the database file and its -wal/-shm files: owner only.
+FILE_MODE: Final = 0o600
+
+#: The path that gives a throwaway database in memory (no file, no WAL).
+IN_MEMORY: Final = ":memory:"
+
+#: SQLite durability levels a store may use (see the module docstring).
+SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
+
+_SAVEPOINT: Final = "store_call"
+
+
+def _make_private(path: Path) -> None:
+    """Create ``path`` mode 0600 if missing; tighten it to 0600 if it is wider."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        os.close(fd)
+        if stat.S_IMODE(path.stat().st_mode) & ~FILE_MODE:
+            path.chmod(FILE_MODE)
+    except OSError as exc:
+        raise StoreError(f"cannot create message store {path}: {exc.strerror}") from exc
+
+
+def _rollback_quietly(db: sqlite3.Connection, savepoint: str | None = None) -> None:
+    """Undo after a failure without hiding it; SQLite may have rolled back already."""
+    with contextlib.suppress(sqlite3.Error):
+        if not db.in_transaction:
+            return
+        if savepoint is None:
+            db.execute("ROLLBACK")
+        else:
+            db.execute(f"ROLLBACK TO {savepoint}")
+            db.execute(f"RELEASE {savepoint}")
+
+
+class Database:
+    """An open, migrated SQLite store file. Raises StoreError if it cannot be opened.
+
+    One connection, shared by threads under a lock; a transaction holds the
+    lock until it ends.
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise StoreError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        self._synchronous = synchronous.upper()
+        self.path = str(path)
+        self._lock = threading.RLock()
+        self._in_transaction = False
+        self._db: sqlite3.Connection | None = None
+        in_memory = self.path == IN_MEMORY
+        if not in_memory:
+            _make_private(Path(path))
+        try:
+            db = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open message store {self.path}: {exc}") from exc
+        try:
+            self._configure(db, in_memory)
+            migrate(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(
+                f"cannot open message store {self.path}: {exc} "
+                "(is it a p2pdm store, and is the disk writable?)"
+            ) from exc
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+
+    def _configure(self, db: sqlite3.Connection, in_memory: bool) -> None:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        db.execute("PRAGMA foreign_keys = ON")
+        # Reads the header: a file that is not a database fails here, before
+        # anything is written to it.
+        schema_version(db)
+        (mode,) = db.execute("PRAGMA journal_mode = WAL").fetchone()
+        if not in_memory and str(mode).lower() != "wal":
+            raise StoreError(f"message store {self.path}: cannot switch to WAL mode ({mode})")
+        db.execute(f"PRAGMA synchronous = {self._synchronous}")
+        if not in_memory:
+            # SQLite gives them the database file's mode; tighten any left by others.
+            for suffix in ("-wal", "-shm"):
+                companion = Path(self.path + suffix)
+                if companion.exists() and stat.S_IMODE(companion.stat().st_mode) & ~FILE_MODE:
+                    companion.chmod(FILE_MODE)
+
+    def close(self) -> None:
+        """Close the file; an open transaction is rolled back. Closing twice is harmless."""
+        with self._lock:
+            if self._db is None:
+                return
+            db, self._db = self._db, None
+            self._in_transaction = False
+            _rollback_quietly(db)
+            try:
+                db.close()
+            except sqlite3.Error as exc:
+                raise StoreError(f"closing message store {self.path} failed: {exc}") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"message store {self.path} is closed")
+        return self._db
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together, or none if the block raises.
+
+        Raises StoreError when nested or when the commit fails.
+        """
+        with self._lock:
+            if self._in_transaction:
+                raise StoreError("store transactions do not nest")
+            db = self._connection()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"starting a store transaction failed: {exc}") from exc
+            self._in_transaction = True
+            try:
+                yield
+            except BaseException:
+                self._in_transaction = False
+                _rollback_quietly(db)
+                raise
+            self._in_transaction = False
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback_quietly(db)
+                raise StoreError(f"committing a store transaction failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def reading(self, what: str) -> Iterator[sqlite3.Connection]:
+        """The connection, for queries; sqlite3 errors become StoreError("<what> failed")."""
+        with self._lock:
+            db = self._connection()
+            try:
+                yield db
+            except sqlite3.Error as exc:
+                raise StoreError(f"{what} failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def writing(self, what: str) -> Iterator[sqlite3.Connection]:
+        """The connection, for one atomic write: all of it or, if the block raises, none."""
+        with self._lock:
+            db = self._connection()
+            savepoint = _SAVEPOINT if self._in_transaction else None
+            try:
+                db.execute("BEGIN IMMEDIATE" if savepoint is None else f"SAVEPOINT {savepoint}")
+                try:
+                    yield db
+                except BaseException:
+                    _rollback_quietly(db, savepoint)
+                    raise
+                try:
+                    db.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
+                except sqlite3.Error:
+                    _rollback_quietly(db, savepoint)
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"{what} failed: {exc}") from exc

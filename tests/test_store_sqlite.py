@@ -1,0 +1,299 @@
+"""What only the SQLite store has: a file, its modes, WAL, migrations, query plans."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from operator import methodcaller
+from pathlib import Path
+
+import pytest
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import Contact, DeliveryStatus, Direction, OutboxItem, StoredMessage
+from p2pdm.errors import StoreError
+from p2pdm.store import SQLiteStore, schema
+from p2pdm.store.base import UNREAD_STATUSES
+from p2pdm.store.schema import MIGRATIONS, SCHEMA_VERSION, UNREAD_CONDITION, split_statements
+
+ALICE = PeerId.from_public_key(b"\x02" * 32)
+BOB = PeerId.from_public_key(b"\x03" * 32)
+CONVERSATION = b"\x07" * 16
+
+
+def message(n: int, conversation: bytes = CONVERSATION) -> StoredMessage:
+    return StoredMessage(
+        id=n.to_bytes(16, "big"),
+        conversation_id=conversation,
+        peer=ALICE,
+        direction=Direction.IN,
+        kind="text",
+        body=b"hello",
+        sent_at_ms=n,
+        stored_at_ms=n,
+        status=DeliveryStatus.DELIVERED,
+    )
+
+
+def outbox_item(n: int) -> OutboxItem:
+    return OutboxItem(
+        envelope_id=n.to_bytes(16, "big"),
+        message_id=n.to_bytes(16, "big"),
+        recipient=BOB,
+        envelope=b"sealed",
+        created_at_ms=n,
+        expires_at_ms=n + 1_000,
+        next_attempt_at_ms=n,
+    )
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "store.sqlite"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[SQLiteStore]:
+    opened = SQLiteStore(path)
+    yield opened
+    opened.close()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@contextmanager
+def umask(value: int) -> Iterator[None]:
+    old = os.umask(value)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+# --- the file ------------------------------------------------------------
+
+
+def test_file_and_wal_companions_are_owner_only_whatever_the_umask(path: Path) -> None:
+    with umask(0), SQLiteStore(path) as store:
+        store.add_message(message(1))
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            assert name.exists(), name
+            assert mode(name) == 0o600, name
+
+
+def test_existing_file_with_wider_mode_is_tightened(path: Path) -> None:
+    SQLiteStore(path).close()
+    path.chmod(0o644)
+    with SQLiteStore(path):
+        assert mode(path) == 0o600
+
+
+def test_wal_mode_foreign_keys_and_durability(path: Path) -> None:
+    with SQLiteStore(path) as store:
+        store.put_session(ALICE, b"s", 1)
+        db = store._db._connection()  # the store's own settings are per connection
+        assert db.execute("PRAGMA foreign_keys").fetchone() == (1,)
+        assert db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+        assert db.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+    with closing(sqlite3.connect(path)) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_normal_durability_on_request(path: Path) -> None:
+    with SQLiteStore(path, synchronous="NORMAL") as store:
+        assert store._db._connection().execute("PRAGMA synchronous").fetchone() == (1,)
+    with pytest.raises(StoreError, match="synchronous"):
+        SQLiteStore(path, synchronous="OFF")
+
+
+def test_reopen_keeps_everything(path: Path) -> None:
+    with SQLiteStore.open(path) as store:
+        store.set_setting("name", "me")
+        store.put_contact(Contact(ALICE, "Alice", 1, addrs=("/ip4/1.2.3.4/tcp/1",)))
+        stored = store.add_message(message(1))
+        store.set_status(stored.id, DeliveryStatus.READ, 5)
+        store.put_session(ALICE, b"ratchet", 2)
+        store.put_prekeys(b"prekeys")
+        store.mark_seen(stored.id, 3)
+        store.add_outbox(outbox_item(1))
+        before = (
+            store.settings(),
+            store.list_contacts(),
+            store.messages(CONVERSATION, 10),
+            store.status_history(stored.id),
+            store.list_conversations(),
+            store.counts(),
+        )
+    with SQLiteStore.open(path) as store:
+        after = (
+            store.settings(),
+            store.list_contacts(),
+            store.messages(CONVERSATION, 10),
+            store.status_history(stored.id),
+            store.list_conversations(),
+            store.counts(),
+        )
+        assert after == before
+        assert store.get_session(ALICE) == b"ratchet"
+        assert store.get_prekeys() == b"prekeys"
+        assert store.has_seen(stored.id)
+        assert store.get_outbox(outbox_item(1).envelope_id) == outbox_item(1)
+        assert store.add_message(message(2)).seq == stored.seq + 1
+
+
+# --- migrations ----------------------------------------------------------
+
+
+def test_migrations_recorded_once(path: Path) -> None:
+    SQLiteStore(path).close()
+    SQLiteStore(path).close()
+    with closing(sqlite3.connect(path)) as db, db:
+        rows = db.execute("SELECT version, applied_at_ms FROM schema_version").fetchall()
+    assert [version for version, _ in rows] == list(range(1, SCHEMA_VERSION + 1))
+    assert all(applied > 0 for _, applied in rows)
+
+
+def test_store_from_a_newer_schema_refused_untouched(path: Path) -> None:
+    SQLiteStore(path).close()
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("INSERT INTO schema_version VALUES (?, 0)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreError, match=r"newer p2pdm; upgrade"):
+        SQLiteStore(path)
+    with closing(sqlite3.connect(path)) as db, db:
+        (version,) = db.execute("SELECT max(version) FROM schema_version").fetchone()
+    assert version == SCHEMA_VERSION + 1
+
+
+def test_a_failing_migration_leaves_the_previous_version(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SQLiteStore(path).close()
+    broken = "CREATE TABLE half_done (a INTEGER); CREATE TABLE broken (;"
+    monkeypatch.setattr(schema, "MIGRATIONS", (*MIGRATIONS, broken))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError, match="cannot open message store"):
+        SQLiteStore(path)
+    with closing(sqlite3.connect(path)) as db, db:
+        assert schema.schema_version(db) == SCHEMA_VERSION
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchone()
+    assert found is None
+
+
+def test_split_statements_keeps_trigger_bodies_whole() -> None:
+    script = """
+    CREATE TABLE t (a TEXT);
+    CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN
+        UPDATE t SET a = 'x;y' WHERE rowid = new.rowid;
+    END;
+    """
+    statements = split_statements(script)
+    assert len(statements) == 2
+    assert statements[1].startswith("CREATE TRIGGER") and statements[1].endswith("END;")
+    for unfinished in ("CREATE TABLE t (a", "CREATE TABLE t (a); INSERT INTO t VALUES ('x;"):
+        with pytest.raises(StoreError, match="incomplete"):
+            split_statements(unfinished)
+
+
+def test_unread_condition_matches_unread_statuses() -> None:
+    listed = UNREAD_CONDITION.split("IN (")[1].rstrip(")")
+    assert {s.strip(" '") for s in listed.split(",")} == set(UNREAD_STATUSES)
+    assert UNREAD_CONDITION in MIGRATIONS[0]  # the partial index has the very same text
+
+
+# --- damaged or unusable files -------------------------------------------
+
+
+def test_not_a_database_gives_store_error(path: Path) -> None:
+    path.write_bytes(b"this is not an SQLite file, just some text " * 100)
+    with pytest.raises(StoreError, match="cannot open message store") as caught:
+        SQLiteStore(path)
+    assert not isinstance(caught.value, sqlite3.Error)
+
+
+def test_damaged_header_gives_store_error(path: Path) -> None:
+    with SQLiteStore(path) as store:
+        store.add_message(message(1))
+    data = bytearray(path.read_bytes())
+    data[16:24] = b"\xff" * 8  # page size and format bytes
+    path.write_bytes(bytes(data))
+    for companion in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        companion.unlink(missing_ok=True)
+    with pytest.raises(StoreError):
+        SQLiteStore(path)
+
+
+def test_unusable_paths_give_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        SQLiteStore(tmp_path / "missing-dir" / "store.sqlite")
+    with pytest.raises(StoreError):
+        SQLiteStore(tmp_path)
+
+
+# --- query plans ---------------------------------------------------------
+
+
+_FULL_SCAN = re.compile(r"^SCAN \w+$")  # a table scan without any index
+
+
+def plans_of(store: SQLiteStore, call: Callable[[SQLiteStore], object]) -> list[str]:
+    """The query plan of every statement that ``call`` runs, one string per statement."""
+    db = store._db._connection()
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)  # gets the SQL with its values filled in
+    try:
+        call(store)
+    finally:
+        db.set_trace_callback(None)
+    plans = []
+    for sql in statements:
+        if sql.split()[0].upper() in {"SELECT", "INSERT", "UPDATE", "DELETE"}:
+            steps = [row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + sql)]
+            assert not any(_FULL_SCAN.match(step) for step in steps), (sql, steps)
+            assert not any("TEMP B-TREE" in step for step in steps), (sql, steps)
+            plans.append(" | ".join(steps))
+    return plans
+
+
+@pytest.fixture
+def busy_store(store: SQLiteStore) -> SQLiteStore:
+    with store.transaction():
+        for n in range(300):
+            store.add_message(message(n, conversation=bytes([n % 5]) * 16))
+            store.add_outbox(outbox_item(n))
+            store.put_contact(Contact(PeerId.from_public_key(n.to_bytes(32, "big")), f"c{n}", n))
+    return store
+
+
+def test_message_page_is_an_index_range_scan(busy_store: SQLiteStore) -> None:
+    conversation = bytes([3]) * 16
+    first = busy_store.messages(conversation, 10)
+    for before in (None, first.next_before):
+        (plan,) = plans_of(busy_store, methodcaller("messages", conversation, 10, before))
+        assert plan == (
+            "SEARCH messages USING INDEX messages_by_conversation (conversation_id=? AND seq<?)"
+        )
+
+
+@pytest.mark.parametrize(
+    ("call", "index"),
+    [
+        (lambda s: s.outbox_due(100, 10), "outbox_by_next_attempt"),
+        (lambda s: s.outbox_for(BOB), "outbox_by_recipient"),
+        (lambda s: s.find_contact_by_name("C7"), "contacts_by_name"),
+        (lambda s: s.mark_conversation_read(bytes([2]) * 16, 1), "messages_unread"),
+        (lambda s: s.accept_request(ALICE), "messages_requests"),
+        (lambda s: s.purge_seen(5), "seen_ids_by_time"),
+        (lambda s: s.counts(), "messages_unread"),
+    ],
+)
+def test_other_lookups_use_their_index(
+    busy_store: SQLiteStore, call: Callable[[SQLiteStore], object], index: str
+) -> None:
+    plans = plans_of(busy_store, call)
+    assert any(index in plan for plan in plans), plans
