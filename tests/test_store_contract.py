@@ -225,6 +225,12 @@ def test_messages_page_of_exact_multiple_ends_without_empty_page(store: Store) -
     assert store.messages(WITH_ALICE, 10, before=1).messages == ()
 
 
+def test_messages_cursor_out_of_range_is_harmless(store: Store) -> None:
+    store.add_message(msg(1))
+    assert [m.id for m in store.messages(WITH_ALICE, 5, before=2**70).messages] == [mid(1)]
+    assert store.messages(WITH_ALICE, 5, before=-(2**70)).messages == ()
+
+
 def test_messages_limit_capped_at_max_page_size(store: Store) -> None:
     with store.transaction():
         for n in range(MAX_PAGE_SIZE + 3):

@@ -6,6 +6,7 @@ import os
 import re
 import sqlite3
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from operator import methodcaller
@@ -297,3 +298,30 @@ def test_other_lookups_use_their_index(
 ) -> None:
     plans = plans_of(busy_store, call)
     assert any(index in plan for plan in plans), plans
+
+
+def test_numbers_beyond_64_bits_give_store_error(store: SQLiteStore) -> None:
+    with pytest.raises(StoreError, match="64 bits"):
+        store.mark_seen(b"x" * 16, 2**64)
+    with pytest.raises(StoreError, match="64 bits"):
+        store.outbox_due(2**64, 1)
+    with pytest.raises(StoreError, match="not valid Unicode"):
+        store.put_contact(Contact(ALICE, "lone \ud800 surrogate", 1))
+
+
+def test_another_thread_waits_for_an_open_transaction(store: SQLiteStore) -> None:
+    done: list[bytes | None] = []
+
+    def other_thread() -> None:
+        store.put_session(BOB, b"from another thread", 1)
+        done.append(store.get_session(ALICE))
+
+    with store.transaction():
+        store.put_session(ALICE, b"mine", 1)
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join(timeout=0.05)
+        assert worker.is_alive() and not done  # it cannot slip into our transaction
+    worker.join(timeout=5)
+    assert done == [b"mine"]
+    assert store.get_session(BOB) == b"from another thread"

@@ -183,6 +183,12 @@ class Database:
                 yield db
             except sqlite3.Error as exc:
                 raise StoreError(f"{what} failed: {exc}") from exc
+            except OverflowError as exc:
+                raise StoreError(f"{what} failed: a number is beyond 64 bits") from exc
+            except UnicodeEncodeError as exc:
+                raise StoreError(
+                    f"{what} failed: text is not valid Unicode ({exc.reason})"
+                ) from exc
 
     @contextlib.contextmanager
     def writing(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -204,3 +210,9 @@ class Database:
                     raise
             except sqlite3.Error as exc:
                 raise StoreError(f"{what} failed: {exc}") from exc
+            except OverflowError as exc:
+                raise StoreError(f"{what} failed: a number is beyond 64 bits") from exc
+            except UnicodeEncodeError as exc:
+                raise StoreError(
+                    f"{what} failed: text is not valid Unicode ({exc.reason})"
+                ) from exc

@@ -89,7 +89,7 @@ class MemoryStore:
     # --- lifecycle -------------------------------------------------------
 
     def close(self) -> None:
-        """Close the store; an open transaction is rolled back. Closing twice is harmless."""
+        """Close the store: later calls raise StoreError. Closing twice is harmless."""
         self._closed = True
 
     def __enter__(self) -> MemoryStore:

@@ -43,7 +43,8 @@ from p2pdm.store.schema import UNREAD_CONDITION
 
 __all__ = ["SQLiteStore"]
 
-#: Larger than any seq, for a first page with no ``before``.
+#: The largest seq SQLite can hold (a signed 64-bit integer): the cursor of a
+#: first page, and the ceiling for a ``before`` given from outside.
 _NO_CURSOR: Final = (1 << 63) - 1
 
 _CONTACT_COLUMNS: Final = (
@@ -333,7 +334,7 @@ class SQLiteStore:
         Raises StoreError if ``limit`` is below 1.
         """
         size = page_limit(limit)
-        cursor = _NO_CURSOR if before is None else before
+        cursor = _NO_CURSOR if before is None else max(0, min(before, _NO_CURSOR))
         with self._reading("reading messages") as db:
             rows = db.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages "
