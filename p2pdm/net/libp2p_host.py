@@ -1,0 +1,881 @@
+"""The libp2p host: the one module of p2pdm that imports libp2p.
+
+How this works: :func:`open_host` builds a py-libp2p 0.8.1 host from the node
+seed (TCP + Noise, the only security transport + Yamux), a Kademlia DHT
+(server or client mode) and a maintenance loop, all inside one nursery, and
+hands out a :class:`Host`. Everything that crosses this module's edge is a
+p2pdm type: :class:`~p2pdm.core.identity.PeerId`, multiaddr strings,
+:class:`~p2pdm.net.stream.Stream`, and p2pdm errors (libp2p's are mapped at
+the edge, like httpcore's ``map_exceptions``).
+
+Addresses: anything handed in may carry a trailing ``/p2p/<peerid>`` (it
+must then name the peer in question); everything handed out carries it.
+
+The library's measured pitfalls (NOTES-libp2p.md) and what this module does:
+
+1. plaintext accepted by default → ``sec_opt`` holds Noise only;
+2. 250 ms per connect → one connection per peer (``max_connections_per_peer=1``);
+3./4. leaving ``run()`` closes nothing, ``close()`` is sequential → on exit
+   the listeners and all connections are closed concurrently, inside ``run()``;
+5. a raising stream handler kills the host → every handler is wrapped;
+6. reads have no deadline → :class:`Stream` reads under ``trio.fail_after``;
+10. dial retries to dead peers → ``RetryConfig(max_retries=0)``;
+11. DHT lookups leave a full mesh → idle connections are closed;
+    libp2p's auto-connector (it aims at ~160 connections) is stopped and a
+    bounded bootstrap re-dial takes its place;
+12. client-mode peers enter server routing tables → removed once identify
+    shows they do not serve the DHT;
+13. disconnects logged at ERROR on stderr → the ``libp2p`` logger is tamed;
+16. (found here) every inbound connection ever accepted keeps an inbound slot
+    and a task until the host stops, so after 250 inbound connections the
+    host refuses all others → inbound handling waits for the connection to
+    close instead;
+records: ``get_value`` answers from a stale local copy → :meth:`Host.get_record`
+drops it and asks the network with a quorum, then keeps the newest.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
+from typing import Literal, cast
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, INetConn, INetStream
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as create_noise_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.host.ping import ID as PING_PROTOCOL_ID
+from libp2p.host.ping import PING_LENGTH
+from libp2p.io.abc import ReadWriteCloser
+from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL_ID
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.kad_dht.pb.kademlia_pb2 import Record
+from libp2p.network.config import ConnectionConfig, RetryConfig
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.network.swarm import Swarm
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.peer.peerstore import PeerStoreError
+from libp2p.records.validator import Validator
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+
+from p2pdm.core.identity import Identity, PeerId
+from p2pdm.errors import (
+    ConfigError,
+    P2PDMError,
+    PeerUnreachable,
+    ProtocolViolation,
+    SchemaError,
+)
+from p2pdm.limits import MAX_ADDR_BYTES, MAX_ADDRS
+from p2pdm.net.idle import IdleTracker
+from p2pdm.net.limits import (
+    BOOTSTRAP_REFRESH_TIMEOUT_SECONDS,
+    BOOTSTRAP_RETRY_INTERVAL_SECONDS,
+    CONNECTIONS_HIGH_WATERMARK,
+    CONNECTIONS_LOW_WATERMARK,
+    DHT_REFRESH_INTERVAL_SECONDS,
+    DHT_REFRESH_TIMEOUT_SECONDS,
+    DIAL_TIMEOUT_SECONDS,
+    HANDSHAKE_TIMEOUT_SECONDS,
+    IDLE_CONNECTION_TIMEOUT_SECONDS,
+    LIBP2P_LOG_LEVEL,
+    MAINTENANCE_INTERVAL_SECONDS,
+    MAX_BOOTSTRAP_PEERS,
+    MAX_CONCURRENT_HANDLERS,
+    MAX_CONNECTIONS,
+    MAX_INBOUND_CONNECTIONS,
+    MAX_PROVIDER_KEY_BYTES,
+    MAX_PROVIDERS,
+    MAX_RECORD_BYTES,
+    MAX_RECORD_KEY_BYTES,
+    MIN_CONNECTED_PEERS,
+    OPEN_STREAM_TIMEOUT_SECONDS,
+    PEERSTORE_ADDR_TTL_SECONDS,
+    PING_TIMEOUT_SECONDS,
+    RECORD_PUT_TIMEOUT_SECONDS,
+    RECORD_QUORUM,
+    SHUTDOWN_TIMEOUT_SECONDS,
+    STREAM_NEGOTIATION_TIMEOUT_SECONDS,
+)
+from p2pdm.net.stream import Stream
+
+__all__ = [
+    "DEFAULT_LISTEN",
+    "Host",
+    "RecordSelector",
+    "RecordValidator",
+    "StreamHandler",
+    "configure_libp2p_logging",
+    "open_host",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Loopback only unless the caller says otherwise: a node is not exposed to
+#: the network by accident.
+DEFAULT_LISTEN: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+
+StreamHandler = Callable[[Stream], Awaitable[None]]
+#: ``validate(key, value)`` raises (a P2PDMError, ideally) if the record is bad.
+RecordValidator = Callable[[bytes, bytes], None]
+#: ``select(key, values)`` returns the index of the best (newest) value.
+RecordSelector = Callable[[bytes, list[bytes]], int]
+
+# Everything the network can throw at us: libp2p's own errors, and the
+# socket and trio errors that leak through it.
+_NETWORK_ERRORS = (BaseLibp2pError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class _ToRoot(logging.Handler):
+    """Passes libp2p's records on to the application's handlers (root logger)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger().handle(record)
+
+
+def configure_libp2p_logging(level: int = LIBP2P_LOG_LEVEL) -> None:
+    """Stop py-libp2p printing ordinary disconnects to stderr (NOTES pitfall 13).
+
+    Records of ``level`` and above reach the application's handlers. Some
+    libp2p modules pin their own logger to INFO, so a level on the parent
+    is not enough: the ``libp2p`` logger stops propagation and forwards
+    through a handler that filters by level. Left alone when LIBP2P_DEBUG is
+    set: then libp2p's own log setup applies.
+    """
+    if os.environ.get("LIBP2P_DEBUG"):
+        return
+    libp2p_logger = logging.getLogger("libp2p")
+    libp2p_logger.setLevel(level)
+    libp2p_logger.propagate = False
+    for handler in list(libp2p_logger.handlers):
+        if isinstance(handler, _ToRoot):
+            libp2p_logger.removeHandler(handler)
+    libp2p_logger.addHandler(_ToRoot(level))
+
+
+@contextmanager
+def _unreachable(what: str) -> Iterator[None]:
+    """Map the network's exceptions to PeerUnreachable."""
+    try:
+        yield
+    except _NETWORK_ERRORS as exc:
+        raise PeerUnreachable(f"{what}: {exc or type(exc).__name__}") from exc
+
+
+async def _quietly(action: Callable[[], Awaitable[object]], what: str) -> None:
+    try:
+        await action()
+    except Exception as exc:
+        logger.debug("%s failed: %r", what, exc)
+
+
+# --- identities and addresses ----------------------------------------------
+
+
+def _to_id(peer: PeerId) -> ID:
+    return ID(peer.raw)
+
+
+def _from_id(peer_id: ID) -> PeerId | None:
+    """Our PeerId for a libp2p ID; None if its key is not Ed25519 (p2pdm speaks to no others)."""
+    try:
+        return PeerId(peer_id.to_bytes())
+    except SchemaError:
+        return None
+
+
+def _transport_addr(text: str, peer: PeerId | None) -> multiaddr.Multiaddr:
+    """The multiaddr without its ``/p2p`` part. Raises SchemaError if bad or of another peer."""
+    if not isinstance(text, str) or not 0 < len(text.encode()) <= MAX_ADDR_BYTES:
+        raise SchemaError("not a multiaddr")
+    try:
+        addr = multiaddr.Multiaddr(text)
+    except (ValueError, multiaddr.exceptions.Error) as exc:
+        raise SchemaError(f"not a multiaddr: {text!r}") from exc
+    try:
+        named = addr.value_for_protocol("p2p")
+    except multiaddr.exceptions.Error:
+        return addr
+    if peer is not None and named != str(peer):
+        raise SchemaError(f"address {text!r} belongs to another peer than {peer.short()}")
+    return addr.decapsulate(multiaddr.Multiaddr(f"/p2p/{named}"))
+
+
+def _full_addr(addr: multiaddr.Multiaddr, peer: PeerId) -> str:
+    """``addr`` with exactly one trailing ``/p2p/<peer>``."""
+    text = str(addr)
+    suffix = f"/p2p/{peer}"
+    return text if text.endswith(suffix) else text + suffix
+
+
+def _refuse_taken_port(addr: multiaddr.Multiaddr) -> None:
+    """Raise ConfigError if something already listens on ``addr``'s TCP port.
+
+    py-libp2p listens with SO_REUSEPORT (for hole punching), so a second node
+    on a taken port does not fail: the kernel splits incoming connections
+    between the two. A probe bind without SO_REUSEPORT still fails then.
+    """
+    try:
+        port = int(addr.value_for_protocol("tcp"))
+    except (multiaddr.exceptions.Error, TypeError, ValueError):
+        return
+    for family, proto in ((socket.AF_INET, "ip4"), (socket.AF_INET6, "ip6")):
+        try:
+            ip = addr.value_for_protocol(proto)
+        except multiaddr.exceptions.Error:
+            continue
+        if port == 0 or not ip:
+            return
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((ip, port))
+            except OSError as exc:
+                raise ConfigError(f"cannot listen on {addr}: {exc.strerror}") from None
+
+
+def _parse_bootstrap(text: str) -> tuple[PeerId, multiaddr.Multiaddr]:
+    """A bootstrap address must name its peer: ``/ip4/…/tcp/…/p2p/12D3KooW…``."""
+    try:
+        named = multiaddr.Multiaddr(text).value_for_protocol("p2p")
+        peer = PeerId.parse(named)
+        return peer, _transport_addr(text, peer)
+    except (ValueError, multiaddr.exceptions.Error, SchemaError) as exc:
+        raise ConfigError(f"bootstrap address must end in /p2p/<PeerID>: {text!r}") from exc
+
+
+# --- the byte stream under p2pdm.net.stream.Stream ----------------------------
+
+
+class _Libp2pRawStream:
+    """A libp2p stream as a :class:`p2pdm.net.stream.RawStream`."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: INetStream) -> None:
+        self._stream = stream
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        try:
+            return await self._stream.read(max_bytes)
+        except StreamEOF:
+            # Yamux forgets a stream when the peer resets it, so a reset reads
+            # as a plain EOF; only the muxed stream remembers the difference.
+            muxed = getattr(self._stream, "muxed_stream", None)
+            if getattr(muxed, "reset_received", False):
+                raise PeerUnreachable("stream reset by the peer or connection lost") from None
+            return b""
+        except _NETWORK_ERRORS as exc:
+            raise PeerUnreachable("stream reset by the peer or connection lost") from exc
+
+    async def send_all(self, data: bytes) -> None:
+        with _unreachable("stream reset or connection lost"):
+            await self._stream.write(data)
+
+    async def close_write(self) -> None:
+        # NetStream has close_write; the INetStream interface does not promise it.
+        close_write = getattr(self._stream, "close_write", self._stream.close)
+        with _unreachable("stream reset or connection lost"):
+            await close_write()
+
+    async def reset(self) -> None:
+        with suppress(*_NETWORK_ERRORS):
+            await self._stream.reset()
+
+    async def close(self) -> None:
+        with suppress(*_NETWORK_ERRORS):
+            await self._stream.close()
+
+
+# --- DHT records -----------------------------------------------------------
+
+
+class _NamespaceValidator(Validator):
+    """Adapts p2pdm's validate/select callables to libp2p's Validator."""
+
+    def __init__(self, validate: RecordValidator, select: RecordSelector) -> None:
+        self._validate = validate
+        self._select = select
+
+    def validate(self, key: str, value: bytes) -> None:
+        if len(value) > MAX_RECORD_BYTES:
+            raise SchemaError(f"record of {len(value)} bytes, cap {MAX_RECORD_BYTES}")
+        self._validate(key.encode(), value)
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        index = self._select(key.encode(), list(values))
+        if not 0 <= index < len(values):
+            raise SchemaError(f"record selector returned index {index} of {len(values)}")
+        return index
+
+
+# --- connection management ---------------------------------------------------
+
+
+def _connection_config() -> ConnectionConfig:
+    return ConnectionConfig(
+        # One connection per peer: besides being all a messaging node needs,
+        # it ends the dial's 250 ms happy-eyeballs wait (NOTES pitfall 2).
+        max_connections_per_peer=1,
+        max_connections=MAX_CONNECTIONS,
+        min_connections=0,
+        low_watermark=CONNECTIONS_LOW_WATERMARK,
+        high_watermark=CONNECTIONS_HIGH_WATERMARK,
+        dial_timeout=DIAL_TIMEOUT_SECONDS,
+        inbound_upgrade_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+        outbound_upgrade_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+        inbound_stream_protocol_negotiation_timeout=STREAM_NEGOTIATION_TIMEOUT_SECONDS,
+        outbound_stream_protocol_negotiation_timeout=STREAM_NEGOTIATION_TIMEOUT_SECONDS,
+    )
+
+
+def _hold_inbound_slot_only_while_connected(swarm: Swarm) -> None:
+    """Work around py-libp2p 0.8.1 keeping every inbound connection's slot forever.
+
+    ``Swarm._do_handle_inbound_connection`` waits for the *swarm* to stop
+    after upgrading, so the inbound-limiter token and the handler task of
+    every inbound connection ever accepted stay taken after it closes; once
+    ``max_connections - min_connections`` connections have come in, all later
+    ones are refused (measured: 3 of 3, then nothing). This stand-in upgrades
+    the same way and then waits for *that connection* to close. TCP only,
+    which is all p2pdm listens on.
+    """
+
+    async def handle_inbound(
+        read_write_closer: ReadWriteCloser, maddr: multiaddr.Multiaddr, failure_event: object
+    ) -> None:
+        remote = swarm._build_remote_multiaddr(read_write_closer)
+        if remote is not None and not await swarm.connection_gate.is_allowed(remote):
+            await _quietly(read_write_closer.close, "closing a gated inbound connection")
+            return
+        raw_conn = RawConnection(read_write_closer, False)
+        try:
+            muxed_conn = await swarm.upgrade_inbound_raw_conn(raw_conn, maddr)
+        except Exception as exc:
+            logger.debug("inbound connection failed before it was up: %r", exc)
+            await _quietly(raw_conn.close, "closing a failed inbound connection")
+            return
+        closed = getattr(muxed_conn, "event_closed", None)
+        if isinstance(closed, trio.Event):
+            await closed.wait()
+        else:  # not Yamux: keep libp2p's behaviour
+            await swarm.manager.wait_finished()
+
+    swarm._do_handle_inbound_connection = handle_inbound  # type: ignore[method-assign]
+    swarm._inbound_limiter = trio.CapacityLimiter(MAX_INBOUND_CONNECTIONS)
+
+
+class Host:
+    """A running libp2p host as p2pdm sees it. Made by :func:`open_host` only."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        lp_host: IHost,
+        dht: KadDHT,
+        bootstrap: Sequence[tuple[PeerId, multiaddr.Multiaddr]],
+        idle_timeout: float,
+        dht_refresh_interval: float,
+    ) -> None:
+        self.peer_id: PeerId = identity.peer_id
+        self._host = lp_host
+        self._swarm = cast("Swarm", lp_host.get_network())
+        self._dht = dht
+        self._bootstrap = list(bootstrap)
+        self._bootstrap_ids = {_to_id(peer) for peer, _ in self._bootstrap}
+        self._idle: IdleTracker[INetConn] = IdleTracker(idle_timeout)
+        self._dht_refresh_interval = dht_refresh_interval
+        self._last_bootstrap_round = -math.inf
+        self._handler_limits: dict[str, trio.CapacityLimiter] = {}
+        self._namespaces: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Host({self.peer_id})"
+
+    # --- addresses and peers -------------------------------------------------
+
+    def listen_addrs(self) -> list[str]:
+        """Our dialable addresses, each ending in ``/p2p/<our PeerID>``."""
+        return [_full_addr(addr, self.peer_id) for addr in self._host.get_addrs()]
+
+    def connected_peers(self) -> list[PeerId]:
+        """Peers with an open connection (Ed25519 peers only)."""
+        peers = (_from_id(pid) for pid, conns in self._swarm.connections.items() if conns)
+        return [peer for peer in peers if peer is not None]
+
+    def is_connected(self, peer: PeerId) -> bool:
+        return any(not conn.is_closed for conn in self._swarm.get_connections(_to_id(peer)))
+
+    def peer_protocols(self, peer: PeerId) -> set[str]:
+        """Protocols the peer announced through identify; empty until identify has run."""
+        try:
+            return set(self._host.get_peerstore().get_protocols(_to_id(peer)))
+        except PeerStoreError:
+            return set()
+
+    def dht_peers(self) -> list[PeerId]:
+        """Peers in our DHT routing table."""
+        peers = (_from_id(pid) for pid in self._dht.routing_table.get_peer_ids())
+        return [peer for peer in peers if peer is not None]
+
+    # --- connections -----------------------------------------------------------
+
+    async def connect(self, peer: PeerId, addrs: Sequence[str] = ()) -> None:
+        """Make sure a connection to ``peer`` is open, dialing ``addrs`` in order.
+
+        Without ``addrs``, the addresses libp2p already knows (from the DHT or an
+        earlier connect) are used. Raises PeerUnreachable (also after
+        DIAL_TIMEOUT_SECONDS), SchemaError for an address of another peer.
+        """
+        if peer == self.peer_id:
+            raise ValueError("a host does not dial itself")
+        if self.is_connected(peer):
+            return
+        pid = _to_id(peer)
+        peerstore = self._host.get_peerstore()
+        targets = [_transport_addr(text, peer) for text in addrs[:MAX_ADDRS]]
+        if targets:
+            peerstore.add_addrs(pid, targets, PEERSTORE_ADDR_TTL_SECONDS)
+        else:
+            with suppress(PeerStoreError):
+                targets = peerstore.addrs(pid)[:MAX_ADDRS]
+        if not targets:
+            raise PeerUnreachable(f"no known address for {peer.short()}")
+        # The caller decided to try now: lift libp2p's 60 s "recently failed" block.
+        self._swarm.unblock_peer(pid)
+        failures: list[str] = []
+        with trio.move_on_after(DIAL_TIMEOUT_SECONDS):
+            for addr in targets:
+                try:
+                    await self._swarm.dial_addr(addr, pid)
+                except _NETWORK_ERRORS as exc:
+                    failures.append(f"{addr}: {exc}")
+                    continue
+                return
+        if not failures:
+            failures.append(f"timed out after {DIAL_TIMEOUT_SECONDS:g} s")
+        raise PeerUnreachable(f"cannot connect to {peer.short()}: " + "; ".join(failures))
+
+    async def disconnect(self, peer: PeerId) -> None:
+        """Close every connection to ``peer`` (its streams are reset)."""
+        with suppress(*_NETWORK_ERRORS):
+            await self._swarm.close_peer(_to_id(peer))
+
+    async def _open_libp2p_stream(
+        self, peer: PeerId, protocol: str, addrs: Sequence[str]
+    ) -> INetStream:
+        try:
+            with trio.fail_after(OPEN_STREAM_TIMEOUT_SECONDS):
+                await self.connect(peer, addrs)
+                with _unreachable(f"{peer.short()} refused a {protocol} stream"):
+                    return await self._host.new_stream(_to_id(peer), [TProtocol(protocol)])
+        except trio.TooSlowError:
+            raise PeerUnreachable(
+                f"no {protocol} stream to {peer.short()} within {OPEN_STREAM_TIMEOUT_SECONDS:g} s"
+            ) from None
+
+    async def open_stream(self, peer: PeerId, protocol: str, addrs: Sequence[str] = ()) -> Stream:
+        """A new stream to ``peer`` speaking ``protocol``, connecting first if needed.
+
+        Raises PeerUnreachable if the peer cannot be reached or does not
+        speak ``protocol``.
+        """
+        raw = await self._open_libp2p_stream(peer, protocol, addrs)
+        return Stream(_Libp2pRawStream(raw), peer, protocol)
+
+    async def ping(self, peer: PeerId) -> float:
+        """Round-trip time to ``peer`` in seconds (libp2p ping). Raises PeerUnreachable."""
+        stream = await self._open_libp2p_stream(peer, PING_PROTOCOL_ID, ())
+        payload = secrets.token_bytes(PING_LENGTH)
+        echo = b""
+        try:
+            with trio.fail_after(PING_TIMEOUT_SECONDS), _unreachable("ping failed"):
+                start = trio.current_time()
+                await stream.write(payload)
+                while len(echo) < PING_LENGTH:  # each read returns >= 1 byte or raises
+                    echo += await stream.read(PING_LENGTH - len(echo))
+                rtt = trio.current_time() - start
+        except trio.TooSlowError:
+            raise PeerUnreachable(f"no ping reply within {PING_TIMEOUT_SECONDS:g} s") from None
+        finally:
+            await _quietly(stream.close, "closing a ping stream")
+        if echo != payload:
+            raise ProtocolViolation(f"{peer.short()} answered a ping with other bytes")
+        return rtt
+
+    def set_handler(self, protocol: str, handler: StreamHandler) -> None:
+        """Serve ``protocol`` with ``handler``, replacing any earlier one.
+
+        Whatever the handler raises is logged and the stream reset; the host
+        serves on. At most MAX_CONCURRENT_HANDLERS streams of one protocol
+        are handled at once; more are reset. The stream is closed when the
+        handler returns.
+        """
+        if not protocol.startswith("/"):
+            raise ValueError(f"protocol ids start with '/': {protocol!r}")
+        limiter = self._handler_limits.setdefault(
+            protocol, trio.CapacityLimiter(MAX_CONCURRENT_HANDLERS)
+        )
+
+        async def serve(raw: INetStream) -> None:
+            remote = _from_id(raw.muxed_conn.peer_id)
+            if remote is None:
+                logger.info("reset a %s stream from a non-Ed25519 peer", protocol)
+                await _Libp2pRawStream(raw).reset()
+                return
+            stream = Stream(_Libp2pRawStream(raw), remote, protocol)
+            try:
+                await handler(stream)
+            except P2PDMError as exc:
+                logger.info("%s with %s ended: %s", protocol, remote.short(), exc)
+                await stream.reset()
+            else:
+                await stream.close()
+
+        self._host.set_stream_handler(TProtocol(protocol), self._guarded(protocol, serve, limiter))
+
+    def _guarded(
+        self,
+        protocol: str,
+        handler: Callable[[INetStream], Awaitable[None]],
+        limiter: trio.CapacityLimiter,
+    ) -> Callable[[INetStream], Awaitable[None]]:
+        """``handler`` made harmless: bounded concurrency, and no exception escapes."""
+
+        async def guarded(raw: INetStream) -> None:
+            try:
+                limiter.acquire_nowait()
+            except trio.WouldBlock:
+                logger.info("too many %s streams at once; reset one", protocol)
+                await _Libp2pRawStream(raw).reset()
+                return
+            try:
+                await handler(raw)
+            except Exception:
+                logger.exception("%s handler failed; stream reset", protocol)
+                await _Libp2pRawStream(raw).reset()
+            finally:
+                limiter.release()
+
+        return guarded
+
+    # --- DHT: peer routing -----------------------------------------------------
+
+    async def find_peer(self, peer: PeerId, timeout: float) -> list[str]:  # noqa: ASYNC109
+        """Addresses of ``peer`` through DHT peer routing. Raises PeerUnreachable if not found."""
+        info = None
+        with trio.move_on_after(timeout), _unreachable("peer lookup failed"):
+            info = await self._dht.find_peer(_to_id(peer))
+        if info is None or not info.addrs:
+            raise PeerUnreachable(f"{peer.short()} not found in the DHT within {timeout:g} s")
+        return [_full_addr(addr, peer) for addr in info.addrs[:MAX_ADDRS]]
+
+    # --- DHT: records --------------------------------------------------------
+
+    def register_record_namespace(
+        self, namespace: str, validate: RecordValidator, select: RecordSelector
+    ) -> None:
+        """Accept records under ``/<namespace>/…``, checked by ``validate``, newest by ``select``.
+
+        ``validate(key, value)`` gets the UTF-8 key and must raise on a bad
+        record; ``select(key, values)`` returns the index of the best one.
+        Every node must register the same namespace, or it will not store
+        (and so not serve) such records.
+        """
+        if not namespace or "/" in namespace or not namespace.isascii():
+            raise ValueError(f"a namespace is one path segment: {namespace!r}")
+        if namespace in ("pk", "ipns"):
+            raise ValueError(f"namespace {namespace!r} belongs to libp2p")
+        self._dht.register_validator(namespace, _NamespaceValidator(validate, select))
+        self._namespaces.add(namespace)
+
+    def _check_record_key(self, key: str) -> bytes:
+        parts = key.split("/", 2)
+        if len(parts) < 3 or parts[0] or parts[1] not in self._namespaces:
+            raise ValueError(f"record keys are /<registered namespace>/…: {key[:40]!r}")
+        key_bytes = key.encode()
+        if len(key_bytes) > MAX_RECORD_KEY_BYTES:
+            raise ValueError(f"record key over {MAX_RECORD_KEY_BYTES} bytes")
+        return key_bytes
+
+    async def put_record(self, key: str, value: bytes) -> None:
+        """Store a record locally and at the peers closest to ``key``.
+
+        Raises whatever the namespace's ``validate`` raises for a bad record,
+        and P2PDMError if a newer record is already stored here. Replication
+        is best effort: it stops after RECORD_PUT_TIMEOUT_SECONDS.
+        """
+        self._check_record_key(key)
+        try:
+            with trio.move_on_after(RECORD_PUT_TIMEOUT_SECONDS) as scope:
+                await self._dht.put_value(key, value)
+        except ValueError as exc:  # libp2p: "Refusing to replace newer value"
+            raise P2PDMError(f"a newer record is already stored under {key[:40]!r}") from exc
+        if scope.cancelled_caught:
+            logger.info(
+                "replication of %s stopped after %g s", key[:40], RECORD_PUT_TIMEOUT_SECONDS
+            )
+
+    async def get_record(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
+        """The newest valid record under ``key``, or None if there is none.
+
+        libp2p answers from the local copy first, which may be stale: the
+        local copy is set aside, RECORD_QUORUM holders are asked, and the
+        newest of their answer and the local copy wins (and is kept locally).
+        """
+        key_bytes = self._check_record_key(key)
+        store = self._dht.value_store
+        local = store.get(key_bytes)
+        if local is not None:
+            store.remove(key_bytes)
+        try:
+            with trio.move_on_after(timeout), suppress(*_NETWORK_ERRORS):
+                await self._dht.get_value(key, quorum=RECORD_QUORUM)
+        finally:
+            best = self._keep_newest(key, key_bytes, local)
+        return None if best is None else bytes(best.value)
+
+    def _keep_newest(self, key: str, key_bytes: bytes, local: Record | None) -> Record | None:
+        """Store and return the newer of ``local`` and what the store holds now."""
+        store = self._dht.value_store
+        current = store.get(key_bytes)  # the network's answer, or a PUT that came in meanwhile
+        if current is None or local is None:
+            best = current or local
+        else:
+            try:
+                validator = self._dht.validator
+                index = validator.select(key, [current.value, local.value]) if validator else 0
+            except Exception as exc:
+                logger.warning("record selector failed for %s: %r", key[:40], exc)
+                index = 0
+            best = (current, local)[index]
+        if best is not None and best is not current:
+            store.put_record(key_bytes, best)
+        return best
+
+    # --- DHT: providers --------------------------------------------------------
+
+    async def provide(self, key: bytes) -> None:
+        """Announce that we provide ``key`` (1..80 bytes); PeerUnreachable if nobody took it."""
+        if not 0 < len(key) <= MAX_PROVIDER_KEY_BYTES:
+            raise ValueError(f"provider keys are 1..{MAX_PROVIDER_KEY_BYTES} bytes")
+        announced = False
+        with trio.move_on_after(RECORD_PUT_TIMEOUT_SECONDS), _unreachable("provide failed"):
+            announced = await self._dht.provider_store.provide(key)
+        if not announced:
+            raise PeerUnreachable("no DHT peer took the provider record")
+
+    async def find_providers(
+        self,
+        key: bytes,
+        timeout: float,  # noqa: ASYNC109
+    ) -> list[tuple[PeerId, list[str]]]:
+        """Up to MAX_PROVIDERS peers providing ``key``, with their addresses; [] if none found."""
+        if not 0 < len(key) <= MAX_PROVIDER_KEY_BYTES:
+            raise ValueError(f"provider keys are 1..{MAX_PROVIDER_KEY_BYTES} bytes")
+        infos: list[PeerInfo] = []
+        with trio.move_on_after(timeout), suppress(*_NETWORK_ERRORS):
+            infos = await self._dht.provider_store.find_providers(key, MAX_PROVIDERS)
+        found: dict[PeerId, list[str]] = {}
+        for info in infos:
+            peer = _from_id(info.peer_id)
+            if peer is not None and peer not in found:
+                found[peer] = [_full_addr(addr, peer) for addr in info.addrs[:MAX_ADDRS]]
+        return list(found.items())
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def _join(self) -> int:
+        """Dial the bootstrap peers we are not connected to; add them to the routing table."""
+        joined = 0
+
+        async def join_one(peer: PeerId, addr: multiaddr.Multiaddr) -> None:
+            nonlocal joined
+            try:
+                await self.connect(peer, [str(addr)])
+            except PeerUnreachable as exc:
+                logger.info("bootstrap peer %s unreachable: %s", peer.short(), exc)
+                return
+            pid = _to_id(peer)
+            self._swarm.protect(pid, "p2pdm-bootstrap")
+            await self._dht.add_peer(pid, skip_server_mode_check=True)
+            joined += 1
+
+        async with trio.open_nursery() as nursery:
+            for peer, addr in self._bootstrap:
+                if not self.is_connected(peer):
+                    nursery.start_soon(join_one, peer, addr)
+        return joined
+
+    async def _start(self) -> None:
+        # Our bounded bootstrap re-dial replaces libp2p's auto-connector.
+        await self._swarm.auto_connector.stop()
+        if self._dht.mode == DHTMode.SERVER:
+            self._host.set_stream_handler(
+                KAD_PROTOCOL_ID,
+                self._guarded(
+                    KAD_PROTOCOL_ID, self._dht.handle_stream, trio.CapacityLimiter(math.inf)
+                ),
+            )
+        if self._bootstrap:
+            self._last_bootstrap_round = trio.current_time()
+            if await self._join():
+                with trio.move_on_after(BOOTSTRAP_REFRESH_TIMEOUT_SECONDS):
+                    await self._dht.refresh_routing_table()
+
+    async def _maintain(self) -> None:
+        """Background upkeep, forever; a failing step is logged and retried next round."""
+        interval = min(MAINTENANCE_INTERVAL_SECONDS, self._idle.idle_timeout / 2)
+        next_refresh = trio.current_time() + self._dht_refresh_interval
+        while True:
+            await trio.sleep(interval)
+            for step in (self._close_idle_connections, self._redial_bootstrap):
+                try:
+                    await step()
+                except Exception:
+                    logger.exception("network maintenance: %s failed", step.__name__)
+            self._forget_client_peers()
+            if trio.current_time() >= next_refresh:
+                next_refresh = trio.current_time() + self._dht_refresh_interval
+                try:
+                    with trio.move_on_after(DHT_REFRESH_TIMEOUT_SECONDS):
+                        await self._dht.refresh_routing_table()
+                except Exception:
+                    logger.exception("network maintenance: DHT refresh failed")
+
+    async def _close_idle_connections(self) -> None:
+        busy = {
+            conn: bool(conn.get_streams())
+            for conn in self._swarm.get_connections()
+            if not conn.is_closed and conn.muxed_conn.peer_id not in self._bootstrap_ids
+        }
+        idle = self._idle.observe(trio.current_time(), busy)
+        if idle:
+            logger.debug("closing %d idle connections", len(idle))
+            async with trio.open_nursery() as nursery:
+                for conn in idle:
+                    nursery.start_soon(_quietly, conn.close, "closing an idle connection")
+
+    async def _redial_bootstrap(self) -> None:
+        if not self._bootstrap or len(self.connected_peers()) >= MIN_CONNECTED_PEERS:
+            return
+        if trio.current_time() - self._last_bootstrap_round < BOOTSTRAP_RETRY_INTERVAL_SECONDS:
+            return
+        self._last_bootstrap_round = trio.current_time()
+        await self._join()
+
+    def _forget_client_peers(self) -> None:
+        """Drop routing-table peers whose identify shows no DHT server (NOTES pitfall 12)."""
+        peerstore = self._host.get_peerstore()
+        table = self._dht.routing_table
+        for pid in table.get_peer_ids():
+            try:
+                protocols = peerstore.get_protocols(pid)
+            except PeerStoreError:
+                continue
+            if protocols and KAD_PROTOCOL_ID not in protocols:
+                table.remove_peer(pid)
+
+    async def _shutdown(self) -> None:
+        """Close the listeners and every connection concurrently, then the host."""
+        with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_TIMEOUT_SECONDS):
+            swarm = self._swarm
+            async with trio.open_nursery() as nursery:
+                for listener in list(swarm.listeners.values()):
+                    nursery.start_soon(_quietly, listener.close, "closing a listener")
+                for conn in swarm.get_connections():
+                    nursery.start_soon(_quietly, conn.close, "closing a connection")
+            await _quietly(self._host.close, "closing the libp2p host")
+
+
+@asynccontextmanager
+async def open_host(
+    seed: bytes,
+    listen: Sequence[str] = DEFAULT_LISTEN,
+    *,
+    bootstrap: Sequence[str] = (),
+    dht_mode: Literal["server", "client"] = "server",
+    idle_timeout: float = IDLE_CONNECTION_TIMEOUT_SECONDS,
+    dht_refresh_interval: float = DHT_REFRESH_INTERVAL_SECONDS,
+) -> AsyncIterator[Host]:
+    """Run a libp2p host with the identity of ``seed`` for the duration of the block.
+
+    ``listen``: multiaddrs to listen on (port 0 picks a free port).
+    ``bootstrap``: ``…/p2p/<PeerID>`` addresses of DHT peers to join through;
+    unreachable ones are logged and re-dialed later, never fatal.
+    ``dht_mode``: "server" for reachable nodes (serves DHT queries), "client"
+    for nodes behind NAT. On exit, listeners and connections are closed
+    before this returns. Raises IdentityError for a bad seed, ConfigError for
+    bad addresses or when nothing can be listened on.
+    """
+    configure_libp2p_logging()
+    identity = Identity(seed)
+    if dht_mode not in ("server", "client"):
+        raise ConfigError(f"dht_mode is 'server' or 'client', not {dht_mode!r}")
+    try:
+        listen_addrs = [_transport_addr(text, identity.peer_id) for text in listen]
+    except SchemaError as exc:
+        raise ConfigError(f"bad listen address: {exc}") from None
+    if not listen_addrs:
+        raise ConfigError("a host needs at least one listen address")
+    for addr in listen_addrs:
+        _refuse_taken_port(addr)
+    bootstrap_peers = [_parse_bootstrap(text) for text in bootstrap[:MAX_BOOTSTRAP_PEERS]]
+    bootstrap_peers = [(peer, addr) for peer, addr in bootstrap_peers if peer != identity.peer_id]
+
+    key_pair = create_new_key_pair(identity.seed)
+    noise = NoiseTransport(key_pair, noise_privkey=create_noise_key_pair().private_key)
+    lp_host = new_host(
+        key_pair=key_pair,
+        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        listen_addrs=listen_addrs,
+        connection_config=_connection_config(),
+        negotiate_timeout=STREAM_NEGOTIATION_TIMEOUT_SECONDS,
+    )
+    swarm = cast("Swarm", lp_host.get_network())
+    swarm.retry_config = RetryConfig(max_retries=0)  # NOTES pitfall 10
+    _hold_inbound_slot_only_while_connected(swarm)
+    mode = DHTMode.SERVER if dht_mode == "server" else DHTMode.CLIENT
+    dht = KadDHT(lp_host, mode, strict_validation=True)
+    host = Host(identity, lp_host, dht, bootstrap_peers, idle_timeout, dht_refresh_interval)
+
+    # Errors are kept and raised once libp2p's nurseries are behind us, so the
+    # caller sees its own exception, not one wrapped in ExceptionGroups.
+    error: BaseException | None = None
+    async with lp_host.run(listen_addrs):
+        try:
+            if not swarm.listeners:
+                raise ConfigError(f"cannot listen on {', '.join(listen)}")
+            async with background_trio_service(dht), trio.open_nursery() as nursery:
+                await host._start()
+                nursery.start_soon(host._maintain)
+                try:
+                    yield host
+                except (trio.Cancelled, GeneratorExit):
+                    raise
+                except BaseException as exc:  # also pytest's Failed, KeyboardInterrupt
+                    error = exc
+                finally:
+                    nursery.cancel_scope.cancel()
+        except Exception as exc:
+            error = error or exc
+        finally:
+            await host._shutdown()
+    if error is not None:
+        raise error

@@ -1,0 +1,72 @@
+"""Several real hosts in one process, for tests and simulations.
+
+:func:`open_hosts` starts N hosts on 127.0.0.1 with deterministic identities;
+by default host 0 is the bootstrap peer of all the others, so they share one
+DHT. Each host runs in its own task, so leaving the block shuts all of them
+down concurrently (~0.2 s in all, instead of ~0.2 s per connected host).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import trio
+
+from p2pdm.net.libp2p_host import Host, open_host
+
+__all__ = ["host_seed", "open_hosts"]
+
+DhtMode = Literal["server", "client"]
+
+
+def host_seed(index: int) -> bytes:
+    """The identity seed of test host ``index``: the same on every run."""
+    return hashlib.sha256(b"p2pdm test host %d" % index).digest()
+
+
+@asynccontextmanager
+async def open_hosts(
+    count: int,
+    *,
+    join: bool = True,
+    dht_modes: Sequence[DhtMode] = (),
+    first_index: int = 0,
+    **host_options: Any,
+) -> AsyncIterator[list[Host]]:
+    """``count`` running hosts; with ``join``, hosts 1.. bootstrap from host 0.
+
+    ``dht_modes[i]`` sets host i's DHT mode (default "server");
+    ``first_index`` shifts the seeds so two groups get distinct identities;
+    other keyword arguments go to :func:`open_host`. Hosts start one after
+    the other, so each joins a DHT the earlier ones already form.
+    """
+    hosts: list[Host] = []
+    stop = trio.Event()
+    error: BaseException | None = None
+
+    async def run_host(
+        index: int, bootstrap: list[str], *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        mode: DhtMode = dht_modes[index] if index < len(dht_modes) else "server"
+        seed = host_seed(first_index + index)
+        async with open_host(seed, bootstrap=bootstrap, dht_mode=mode, **host_options) as host:
+            task_status.started(host)
+            await stop.wait()
+
+    async with trio.open_nursery() as nursery:
+        try:
+            for index in range(count):
+                bootstrap = hosts[0].listen_addrs() if join and hosts else []
+                hosts.append(await nursery.start(run_host, index, bootstrap))
+            yield hosts
+        except (trio.Cancelled, GeneratorExit):
+            raise
+        except BaseException as exc:  # raised below, not wrapped in an ExceptionGroup
+            error = exc
+        finally:
+            stop.set()
+    if error is not None:
+        raise error

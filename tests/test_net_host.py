@@ -1,0 +1,302 @@
+"""Real libp2p hosts on 127.0.0.1: security, streams, failure handling, shutdown."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import multiaddr
+import pytest
+import trio
+
+# Tests may build raw libp2p hosts (an attacker, a permissive control host);
+# p2pdm itself imports libp2p only in p2pdm.net.libp2p_host.
+from libp2p import new_host
+from libp2p.abc import IHost, INetStream
+from libp2p.crypto.ed25519 import Ed25519PrivateKey, create_new_key_pair
+from libp2p.crypto.keys import KeyPair, PublicKey
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from p2pdm.core.identity import Identity, PeerId
+from p2pdm.errors import ConfigError, PeerUnreachable
+from p2pdm.net import Host, Stream, open_host
+from p2pdm.net.testing import host_seed, open_hosts
+
+pytestmark = pytest.mark.net
+
+ECHO = "/p2pdm/test/echo/1.0.0"
+CAP = 1 << 16
+
+
+async def echo(stream: Stream) -> None:
+    while (frame := await stream.read_frame(CAP, 5)) is not None:
+        await stream.write_frame(frame, 5)
+
+
+def tcp_port(host: Host) -> int:
+    return int(multiaddr.Multiaddr(host.listen_addrs()[0]).value_for_protocol("tcp"))
+
+
+async def wait_until(predicate: Callable[[], bool], deadline: float = 3.0) -> None:
+    """Poll ``predicate``: the state lives inside libp2p, which has no event for it."""
+    with trio.fail_after(deadline):
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(0.02)
+
+
+# --- streams ------------------------------------------------------------------
+
+
+async def test_connect_and_framed_round_trip() -> None:
+    seen: list[PeerId] = []
+
+    async def who_am_i(stream: Stream) -> None:
+        seen.append(stream.remote_peer)
+        await echo(stream)
+
+    async with open_hosts(2, join=False) as (a, b):
+        b.set_handler(ECHO, who_am_i)
+        stream = await a.open_stream(b.peer_id, ECHO, b.listen_addrs())
+        assert stream.remote_peer == b.peer_id
+        for payload in (b"hello", b"", b"x" * 60_000):
+            await stream.write_frame(payload, 5)
+            assert await stream.read_frame(CAP, 5) == payload
+        await stream.close_write()
+        assert await stream.read_frame(CAP, 5) is None
+        await stream.close()
+        assert seen == [a.peer_id]  # the handler sees the Noise-authenticated dialer
+        assert a.is_connected(b.peer_id) and b.is_connected(a.peer_id)
+        assert a.connected_peers() == [b.peer_id]
+        assert all(addr.endswith(f"/p2p/{b.peer_id}") for addr in b.listen_addrs())
+
+
+async def test_connect_has_no_fixed_delay() -> None:
+    async with open_hosts(2, join=False) as (a, b):
+        durations = []
+        for _ in range(3):
+            start = time.perf_counter()
+            await a.connect(b.peer_id, b.listen_addrs())
+            durations.append(time.perf_counter() - start)
+            await a.disconnect(b.peer_id)
+        # libp2p's default config waits 250 ms on every dial; loopback takes ~6-10 ms.
+        assert min(durations) < 0.15, durations
+
+
+async def test_ping_and_identify() -> None:
+    async with open_hosts(2, join=False) as (a, b):
+        b.set_handler(ECHO, echo)
+        await a.connect(b.peer_id, b.listen_addrs())
+        rtt = await a.ping(b.peer_id)
+        assert 0 < rtt < 1.0
+        await wait_until(lambda: ECHO in a.peer_protocols(b.peer_id))
+        assert "/ipfs/kad/1.0.0" in a.peer_protocols(b.peer_id)
+
+
+async def test_unknown_protocol_is_unreachable() -> None:
+    async with open_hosts(2, join=False) as (a, b):
+        with pytest.raises(PeerUnreachable, match="refused"):
+            await a.open_stream(b.peer_id, "/p2pdm/nothing/1.0.0", b.listen_addrs())
+        assert a.is_connected(b.peer_id)  # the connection itself is fine
+
+
+async def test_raising_handler_does_not_take_the_host_down() -> None:
+    calls = 0
+
+    async def flaky(stream: Stream) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await stream.read_frame(CAP, 5)
+            raise RuntimeError("bug in a handler")
+        await echo(stream)
+
+    async with open_hosts(2, join=False) as (a, b):
+        b.set_handler(ECHO, flaky)
+        first = await a.open_stream(b.peer_id, ECHO, b.listen_addrs())
+        await first.write_frame(b"trigger", 5)
+        with pytest.raises(PeerUnreachable):  # the failed handler's stream was reset
+            while await first.read_frame(CAP, 5) is not None:
+                pass
+        second = await a.open_stream(b.peer_id, ECHO)
+        await second.write_frame(b"still serving", 5)
+        assert await second.read_frame(CAP, 5) == b"still serving"
+        assert calls == 2
+
+
+async def test_dead_peer_fails_fast_and_is_not_retried() -> None:
+    async with open_hosts(1, join=False, first_index=50) as (gone,):
+        gone_id, gone_addrs = gone.peer_id, gone.listen_addrs()
+    async with open_hosts(1, join=False) as (a,):
+        for _ in range(2):  # the second try is not blocked by libp2p's failure cache
+            start = time.perf_counter()
+            with pytest.raises(PeerUnreachable, match="cannot connect"):
+                await a.connect(gone_id, gone_addrs)
+            # libp2p's default retry policy spends ~0.7 s per dead address.
+            assert time.perf_counter() - start < 0.3
+        with pytest.raises(PeerUnreachable, match="no known address"):
+            await a.connect(PeerId.from_public_key(b"\x01" * 32))
+
+
+async def test_address_of_another_peer_is_refused() -> None:
+    async with open_hosts(2, join=False) as (a, b):
+        wrong = Identity(b"\x09" * 32).peer_id
+        with pytest.raises(PeerUnreachable):
+            # b's address, but we expect another key: Noise proves who answered.
+            await a.connect(wrong, [b.listen_addrs()[0].rsplit("/p2p/", 1)[0]])
+        assert not a.is_connected(wrong)
+
+
+# --- only Noise ------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def raw_libp2p_host(key_pair: KeyPair, plaintext_only: bool = True) -> AsyncIterator[IHost]:
+    """A bare py-libp2p host; ``plaintext_only``: it offers /plaintext/2.0.0 and nothing else."""
+    sec_opt = {PLAINTEXT_PROTOCOL_ID: InsecureTransport(key_pair)} if plaintext_only else None
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt=sec_opt,
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        connection_config=ConnectionConfig(max_connections_per_peer=1),
+    )
+    async with host.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+        yield host
+        await host.close()
+
+
+async def dial(attacker: IHost, target_id: ID, addr: str) -> None:
+    transport = multiaddr.Multiaddr(addr.rsplit("/p2p/", 1)[0])
+    with trio.fail_after(5):
+        await attacker.connect(PeerInfo(target_id, [transport]))
+
+
+class _ForgedKey(Ed25519PrivateKey):
+    """Our own private key, but it claims somebody else's public key."""
+
+    claimed: PublicKey
+
+    def get_public_key(self) -> PublicKey:
+        return self.claimed
+
+
+def forged_key_pair(victim_seed: bytes) -> KeyPair:
+    victim_public = create_new_key_pair(victim_seed).public_key
+    forged = _ForgedKey.new(b"\x66" * 32)
+    forged.claimed = victim_public
+    return KeyPair(forged, victim_public)
+
+
+async def test_plaintext_only_peer_is_refused() -> None:
+    async with (
+        open_hosts(1, join=False) as (ours,),
+        raw_libp2p_host(create_new_key_pair(b"\x55" * 32)) as plain,
+    ):
+        with pytest.raises(Exception, match=r"unable to connect|upgrade|negotiate"):
+            await dial(plain, ID(ours.peer_id.raw), ours.listen_addrs()[0])
+        assert ours.connected_peers() == []
+
+
+async def test_forged_identity_over_plaintext_is_refused() -> None:
+    victim_seed = host_seed(7)
+    victim = Identity(victim_seed).peer_id
+    seen: list[ID] = []
+
+    async def record_peer(stream: INetStream) -> None:
+        seen.append(stream.muxed_conn.peer_id)
+        await stream.close()
+
+    # Control: a host that accepts plaintext (libp2p's default) believes the forgery.
+    async with (
+        raw_libp2p_host(create_new_key_pair(b"\x44" * 32), plaintext_only=False) as permissive,
+        raw_libp2p_host(forged_key_pair(victim_seed)) as mallory,
+    ):
+        permissive.set_stream_handler(TProtocol(ECHO), record_peer)
+        addr = f"{permissive.get_addrs()[0]}"
+        await dial(mallory, permissive.get_id(), addr)
+        stream = await mallory.new_stream(permissive.get_id(), [TProtocol(ECHO)])
+        await stream.close()
+        await wait_until(lambda: bool(seen))
+        assert seen == [ID(victim.raw)]  # the permissive host sees the victim's PeerID
+
+    # Ours offers Noise only: the same forgery never gets a connection.
+    handled: list[PeerId] = []
+
+    async def should_not_run(stream: Stream) -> None:
+        handled.append(stream.remote_peer)
+
+    async with (
+        open_hosts(1, join=False) as (ours,),
+        raw_libp2p_host(forged_key_pair(victim_seed)) as mallory,
+    ):
+        ours.set_handler(ECHO, should_not_run)
+        with pytest.raises(Exception, match=r"unable to connect|upgrade|negotiate"):
+            await dial(mallory, ID(ours.peer_id.raw), ours.listen_addrs()[0])
+        assert not ours.is_connected(victim)
+        assert handled == []
+
+
+# --- lifecycle --------------------------------------------------------------------
+
+
+async def test_shutdown_closes_listener_and_all_connections_quickly() -> None:
+    async with open_hosts(4, join=False, first_index=10) as peers:
+        for peer in peers:
+            peer.set_handler(ECHO, echo)
+        async with open_host(host_seed(0)) as a:
+            a.set_handler(ECHO, echo)
+            for peer in peers:
+                await peer.connect(a.peer_id, a.listen_addrs())
+            busy = await peers[0].open_stream(a.peer_id, ECHO)  # a stream in use
+            await busy.write_frame(b"x", 5)
+            assert await busy.read_frame(CAP, 5) == b"x"
+            port = tcp_port(a)
+            start = time.perf_counter()
+        elapsed = time.perf_counter() - start
+        assert elapsed < 1.0, f"shutdown took {elapsed:.2f} s"
+        # Every peer sees its connection gone, without waiting for a timeout.
+        await wait_until(lambda: not any(p.is_connected(a.peer_id) for p in peers), 1.0)
+        with pytest.raises((PeerUnreachable, trio.ClosedResourceError)):
+            await busy.write_frame(b"y", 1)
+            await busy.read_frame(CAP, 1)
+        # The port is closed: nothing listens any more.
+        with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+            probe.connect(("127.0.0.1", port))
+
+
+async def test_idle_connections_are_closed() -> None:
+    async with open_hosts(2, join=False, idle_timeout=0.6) as (a, b):
+        b.set_handler(ECHO, echo)
+        stream = await a.open_stream(b.peer_id, ECHO, b.listen_addrs())
+        await trio.sleep(1.2)  # two idle timeouts, but a stream is open
+        assert a.is_connected(b.peer_id)
+        await stream.write_frame(b"still here", 5)
+        assert await stream.read_frame(CAP, 5) == b"still here"
+        await stream.close_write()
+        assert await stream.read_frame(CAP, 5) is None
+        await stream.close()
+        await wait_until(lambda: not a.is_connected(b.peer_id) and not b.is_connected(a.peer_id))
+
+
+async def test_caller_exception_comes_out_unwrapped() -> None:
+    with pytest.raises(KeyError, match="mine"):
+        async with open_host(host_seed(30)):
+            raise KeyError("mine")
+
+
+async def test_bad_listen_addresses_are_config_errors() -> None:
+    with pytest.raises(ConfigError):
+        async with open_host(host_seed(31), ["not a multiaddr"]):
+            pass
+    async with open_host(host_seed(32)) as first:
+        taken = f"/ip4/127.0.0.1/tcp/{tcp_port(first)}"
+        with pytest.raises(ConfigError, match="cannot listen"):
+            async with open_host(host_seed(33), [taken]):
+                pass
