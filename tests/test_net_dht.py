@@ -1,0 +1,163 @@
+"""The Kademlia DHT through Host: peer routing, signed records, providers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import trio
+
+from p2pdm.core.identity import Identity, PeerId, verify
+from p2pdm.errors import P2PDMError, PeerUnreachable, SchemaError, SignatureError
+from p2pdm.net import Host, Stream, open_host
+from p2pdm.net.testing import host_seed, open_hosts
+
+pytestmark = pytest.mark.net
+
+NAMESPACE = "p2pdmtest"
+ECHO = "/p2pdm/test/echo/1.0.0"
+TIMEOUT = 5.0
+
+
+# A record signed by the peer its key names: seq (8 bytes) | signature | payload.
+def record_key(peer: PeerId) -> str:
+    return f"/{NAMESPACE}/{peer}"
+
+
+def make_record(identity: Identity, seq: int, payload: bytes) -> bytes:
+    key = record_key(identity.peer_id).encode()
+    seq_bytes = seq.to_bytes(8, "big")
+    return seq_bytes + identity.sign("test-record", key + seq_bytes + payload) + payload
+
+
+def validate(key: bytes, value: bytes) -> None:
+    if len(value) < 72:
+        raise SchemaError("record too short")
+    peer = PeerId.parse(key.decode().split("/")[2])
+    verify(peer, "test-record", key + value[:8] + value[72:], value[8:72])
+
+
+def select(key: bytes, values: list[bytes]) -> int:
+    return max(range(len(values)), key=lambda i: int.from_bytes(values[i][:8], "big"))
+
+
+def register(hosts: list[Host], check: Callable[[bytes, bytes], None] = validate) -> None:
+    for host in hosts:
+        host.register_record_namespace(NAMESPACE, check, select)
+
+
+async def echo(stream: Stream) -> None:
+    while (frame := await stream.read_frame(1024, 5)) is not None:
+        await stream.write_frame(frame, 5)
+
+
+async def wait_until(predicate: Callable[[], bool], deadline: float = 3.0) -> None:
+    """Poll ``predicate``: the state lives inside libp2p, which has no event for it."""
+    with trio.fail_after(deadline):
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(0.02)
+
+
+async def test_peer_routing_finds_a_peer_known_only_to_a_neighbour() -> None:
+    async with open_hosts(3, join=False) as (b, a, c):
+        # a and c each know only b; neither has heard of the other.
+        await a.connect(b.peer_id, b.listen_addrs())
+        await c.connect(b.peer_id, b.listen_addrs())
+        c.set_handler(ECHO, echo)
+        assert not a.is_connected(c.peer_id)
+        addrs = await a.find_peer(c.peer_id, TIMEOUT)
+        assert c.listen_addrs()[0] in addrs
+        assert all(addr.endswith(f"/p2p/{c.peer_id}") for addr in addrs)
+        stream = await a.open_stream(c.peer_id, ECHO, addrs)
+        await stream.write_frame(b"found you", 5)
+        assert await stream.read_frame(1024, 5) == b"found you"
+        await stream.close()
+
+
+async def test_joining_through_bootstrap_fills_routing_tables() -> None:
+    async with (
+        open_hosts(3) as (b, a, c),  # a and c join through b
+        open_host(host_seed(3), bootstrap=b.listen_addrs()) as d,
+    ):
+        assert {a.peer_id, c.peer_id} <= set(b.dht_peers())
+        assert b.peer_id in d.dht_peers()
+        # d's first refresh already found the others through b.
+        assert {a.peer_id, c.peer_id} <= set(d.dht_peers())
+        addrs = await d.find_peer(c.peer_id, TIMEOUT)
+        assert c.listen_addrs()[0] in addrs
+
+
+async def test_unknown_peer_is_unreachable() -> None:
+    async with open_hosts(3) as (_, a, _c):
+        nobody = Identity(b"\x42" * 32).peer_id
+        with pytest.raises(PeerUnreachable, match="not found"):
+            await a.find_peer(nobody, 2.0)
+
+
+async def test_every_reader_gets_the_newest_record_not_a_cached_one() -> None:
+    async with (
+        open_hosts(4) as servers,
+        # A client-mode reader: it caches what it reads, and as it serves no
+        # DHT, no PUT ever refreshes that cache.
+        open_host(host_seed(9), bootstrap=servers[0].listen_addrs(), dht_mode="client") as reader,
+    ):
+        register([*servers, reader])
+        writer = servers[1]
+        identity = Identity(host_seed(1))
+        key = record_key(writer.peer_id)
+        v1, v2 = make_record(identity, 1, b"bundle v1"), make_record(identity, 2, b"bundle v2")
+
+        await writer.put_record(key, v1)
+        assert await reader.get_record(key, TIMEOUT) == v1
+        assert await servers[2].get_record(key, TIMEOUT) == v1
+
+        await writer.put_record(key, v2)
+        for host in [reader, *servers]:
+            assert await host.get_record(key, TIMEOUT) == v2, host
+        # The older record cannot be put back over the newer one.
+        with pytest.raises(P2PDMError, match="newer record"):
+            await writer.put_record(key, v1)
+
+
+async def test_forged_and_unsigned_records_are_rejected() -> None:
+    async with open_hosts(3) as (b, honest, mallory):
+        register([b, honest])
+        # mallory runs a node that stores anything, and writes in honest's name.
+        mallory.register_record_namespace(NAMESPACE, lambda key, value: None, select)
+        key = record_key(honest.peer_id)
+        forged = (7).to_bytes(8, "big") + b"\x00" * 64 + b"forged bundle"
+
+        with pytest.raises(SignatureError):
+            await honest.put_record(key, forged)
+        with pytest.raises(SchemaError):
+            await honest.put_record(key, b"unsigned")
+        await mallory.put_record(key, forged)
+        # Honest nodes refused to store it, and discard it when mallory serves it.
+        assert await b.get_record(key, TIMEOUT) is None
+        assert await honest.get_record(key, TIMEOUT) is None
+        with pytest.raises(ValueError, match="namespace"):
+            await honest.get_record("/unregistered/key", TIMEOUT)
+
+
+async def test_providers() -> None:
+    async with open_hosts(3) as (_, a, c):
+        key = b"p2pdm-mailbox:" + bytes(16)
+        await a.provide(key)
+        found = dict(await c.find_providers(key, TIMEOUT))
+        assert a.listen_addrs()[0] in found[a.peer_id]
+        assert await c.find_providers(b"nobody provides this", 2.0) == []
+
+
+async def test_client_peers_are_dropped_from_server_routing_tables() -> None:
+    async with (
+        open_hosts(2) as (b, a),
+        open_host(host_seed(5), bootstrap=b.listen_addrs(), dht_mode="client") as client,
+    ):
+        # py-libp2p adds any peer that sends it a DHT query, clients included.
+        assert client.peer_id in b.dht_peers()
+        await wait_until(lambda: bool(b.peer_protocols(client.peer_id)))  # identify done
+        b._forget_client_peers()  # the maintenance loop's step, run now
+        assert client.peer_id not in b.dht_peers()
+        assert a.peer_id in b.dht_peers()
+        # The client still uses the DHT as before.
+        assert a.listen_addrs()[0] in await client.find_peer(a.peer_id, TIMEOUT)
