@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import pytest
 import trio
+from libp2p.kad_dht.kad_dht import KadDHT  # only to count refreshes
 
 from p2pdm.core.identity import Identity, PeerId, verify
 from p2pdm.errors import P2PDMError, PeerUnreachable, SchemaError, SignatureError
-from p2pdm.net import Host, Stream, open_host
+from p2pdm.net import Host, Stream, Upkeep, open_host
 from p2pdm.net.testing import host_seed, open_hosts
 
 pytestmark = pytest.mark.net
@@ -161,3 +162,20 @@ async def test_client_peers_are_dropped_from_server_routing_tables() -> None:
         assert a.peer_id in b.dht_peers()
         # The client still uses the DHT as before.
         assert a.listen_addrs()[0] in await client.find_peer(a.peer_id, TIMEOUT)
+
+
+async def test_routing_table_is_refreshed_periodically(monkeypatch: pytest.MonkeyPatch) -> None:
+    refreshes: list[float] = []
+    original = KadDHT.refresh_routing_table
+
+    async def counting(self: KadDHT) -> None:
+        refreshes.append(trio.current_time())
+        await original(self)
+
+    monkeypatch.setattr(KadDHT, "refresh_routing_table", counting)
+    upkeep = Upkeep(interval=0.05, dht_refresh_interval=0.25)
+    async with open_hosts(2, upkeep=upkeep) as (b, a):
+        joined = len(refreshes)  # libp2p refreshes at start, and a after joining b
+        await trio.sleep(1.0)
+        assert len(refreshes) - joined >= 2 * 3  # both hosts, every 0.25 s
+        assert a.dht_peers() == [b.peer_id]

@@ -27,7 +27,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.errors import ConfigError, PeerUnreachable
-from p2pdm.net import Host, Stream, open_host
+from p2pdm.net import Host, Stream, Upkeep, libp2p_host, open_host
 from p2pdm.net.testing import host_seed, open_hosts
 
 pytestmark = pytest.mark.net
@@ -272,7 +272,7 @@ async def test_shutdown_closes_listener_and_all_connections_quickly() -> None:
 
 
 async def test_idle_connections_are_closed() -> None:
-    async with open_hosts(2, join=False, idle_timeout=0.6) as (a, b):
+    async with open_hosts(2, join=False, upkeep=Upkeep(interval=0.2, idle_timeout=0.6)) as (a, b):
         b.set_handler(ECHO, echo)
         stream = await a.open_stream(b.peer_id, ECHO, b.listen_addrs())
         await trio.sleep(1.2)  # two idle timeouts, but a stream is open
@@ -300,3 +300,50 @@ async def test_bad_listen_addresses_are_config_errors() -> None:
         with pytest.raises(ConfigError, match="cannot listen"):
             async with open_host(host_seed(33), [taken]):
                 pass
+
+
+async def test_cancelled_host_still_shuts_down_cleanly() -> None:
+    async with open_hosts(1, join=False, first_index=20) as (peer,):
+        with trio.move_on_after(0.5):
+            async with open_host(host_seed(21)) as a:
+                await peer.connect(a.peer_id, a.listen_addrs())
+                port = tcp_port(a)
+                await trio.sleep_forever()
+        await wait_until(lambda: not peer.is_connected(a.peer_id), 1.0)
+        with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+            probe.connect(("127.0.0.1", port))
+
+
+async def test_inbound_slots_are_freed_when_connections_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # py-libp2p 0.8.1 keeps every inbound connection's slot until the host
+    # stops; with 2 slots it would refuse the third connection ever made.
+    monkeypatch.setattr(libp2p_host, "MAX_INBOUND_CONNECTIONS", 2)
+    async with (
+        open_host(host_seed(40)) as server,
+        open_hosts(3, join=False, first_index=41) as clients,
+    ):
+        addrs = server.listen_addrs()
+        await clients[0].connect(server.peer_id, addrs)
+        await clients[1].connect(server.peer_id, addrs)
+        with pytest.raises(PeerUnreachable):  # both slots in use
+            await clients[2].connect(server.peer_id, addrs)
+        for leaving, joining in [(0, 2), (1, 0), (2, 1)]:
+            await clients[leaving].disconnect(server.peer_id)
+            await wait_until(lambda: len(server.connected_peers()) == 1)
+            await clients[joining].connect(server.peer_id, addrs)
+            assert server.is_connected(clients[joining].peer_id)
+
+
+async def test_bootstrap_peer_is_redialed_and_nobody_else() -> None:
+    fast = Upkeep(interval=0.1, bootstrap_retry_interval=0.3)
+    async with open_hosts(3, upkeep=fast) as (b, a, c):  # a and c joined through b
+        await a.connect(c.peer_id)  # a learned c's address from the DHT
+        await a.disconnect(b.peer_id)
+        await a.disconnect(c.peer_id)
+        assert a.connected_peers() == []
+        # Our bounded stand-in for libp2p's auto-connector dials bootstrap peers only.
+        await wait_until(lambda: a.is_connected(b.peer_id))
+        await trio.sleep(0.5)
+        assert a.connected_peers() == [b.peer_id]

@@ -11,13 +11,15 @@ from p2pdm.net.libp2p_host import (
     RecordSelector,
     RecordValidator,
     StreamHandler,
-    configure_libp2p_logging,
     open_host,
 )
+from p2pdm.net.logs import configure_libp2p_logging
 from p2pdm.net.stream import RawStream, Stream
+from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 
 __all__ = [
     "DEFAULT_LISTEN",
+    "DEFAULT_UPKEEP",
     "FrameDecoder",
     "Host",
     "RawStream",
@@ -25,6 +27,7 @@ __all__ = [
     "RecordValidator",
     "Stream",
     "StreamHandler",
+    "Upkeep",
     "configure_libp2p_logging",
     "encode_frame",
     "open_host",

@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import secrets
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Literal, cast
@@ -81,20 +79,15 @@ from p2pdm.errors import (
     ProtocolViolation,
     SchemaError,
 )
-from p2pdm.limits import MAX_ADDR_BYTES, MAX_ADDRS
-from p2pdm.net.idle import IdleTracker
+from p2pdm.limits import MAX_ADDRS
+from p2pdm.net.addrs import full_addr, parse_bootstrap, refuse_taken_port, transport_addr
 from p2pdm.net.limits import (
     BOOTSTRAP_REFRESH_TIMEOUT_SECONDS,
-    BOOTSTRAP_RETRY_INTERVAL_SECONDS,
     CONNECTIONS_HIGH_WATERMARK,
     CONNECTIONS_LOW_WATERMARK,
-    DHT_REFRESH_INTERVAL_SECONDS,
     DHT_REFRESH_TIMEOUT_SECONDS,
     DIAL_TIMEOUT_SECONDS,
     HANDSHAKE_TIMEOUT_SECONDS,
-    IDLE_CONNECTION_TIMEOUT_SECONDS,
-    LIBP2P_LOG_LEVEL,
-    MAINTENANCE_INTERVAL_SECONDS,
     MAX_BOOTSTRAP_PEERS,
     MAX_CONCURRENT_HANDLERS,
     MAX_CONNECTIONS,
@@ -112,7 +105,9 @@ from p2pdm.net.limits import (
     SHUTDOWN_TIMEOUT_SECONDS,
     STREAM_NEGOTIATION_TIMEOUT_SECONDS,
 )
+from p2pdm.net.logs import configure_libp2p_logging
 from p2pdm.net.stream import Stream
+from p2pdm.net.upkeep import DEFAULT_UPKEEP, IdleTracker, Upkeep
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -120,7 +115,6 @@ __all__ = [
     "RecordSelector",
     "RecordValidator",
     "StreamHandler",
-    "configure_libp2p_logging",
     "open_host",
 ]
 
@@ -139,33 +133,6 @@ RecordSelector = Callable[[bytes, list[bytes]], int]
 # Everything the network can throw at us: libp2p's own errors, and the
 # socket and trio errors that leak through it.
 _NETWORK_ERRORS = (BaseLibp2pError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
-
-
-class _ToRoot(logging.Handler):
-    """Passes libp2p's records on to the application's handlers (root logger)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        logging.getLogger().handle(record)
-
-
-def configure_libp2p_logging(level: int = LIBP2P_LOG_LEVEL) -> None:
-    """Stop py-libp2p printing ordinary disconnects to stderr (NOTES pitfall 13).
-
-    Records of ``level`` and above reach the application's handlers. Some
-    libp2p modules pin their own logger to INFO, so a level on the parent
-    is not enough: the ``libp2p`` logger stops propagation and forwards
-    through a handler that filters by level. Left alone when LIBP2P_DEBUG is
-    set: then libp2p's own log setup applies.
-    """
-    if os.environ.get("LIBP2P_DEBUG"):
-        return
-    libp2p_logger = logging.getLogger("libp2p")
-    libp2p_logger.setLevel(level)
-    libp2p_logger.propagate = False
-    for handler in list(libp2p_logger.handlers):
-        if isinstance(handler, _ToRoot):
-            libp2p_logger.removeHandler(handler)
-    libp2p_logger.addHandler(_ToRoot(level))
 
 
 @contextmanager
@@ -197,66 +164,6 @@ def _from_id(peer_id: ID) -> PeerId | None:
         return PeerId(peer_id.to_bytes())
     except SchemaError:
         return None
-
-
-def _transport_addr(text: str, peer: PeerId | None) -> multiaddr.Multiaddr:
-    """The multiaddr without its ``/p2p`` part. Raises SchemaError if bad or of another peer."""
-    if not isinstance(text, str) or not 0 < len(text.encode()) <= MAX_ADDR_BYTES:
-        raise SchemaError("not a multiaddr")
-    try:
-        addr = multiaddr.Multiaddr(text)
-    except (ValueError, multiaddr.exceptions.Error) as exc:
-        raise SchemaError(f"not a multiaddr: {text!r}") from exc
-    try:
-        named = addr.value_for_protocol("p2p")
-    except multiaddr.exceptions.Error:
-        return addr
-    if peer is not None and named != str(peer):
-        raise SchemaError(f"address {text!r} belongs to another peer than {peer.short()}")
-    return addr.decapsulate(multiaddr.Multiaddr(f"/p2p/{named}"))
-
-
-def _full_addr(addr: multiaddr.Multiaddr, peer: PeerId) -> str:
-    """``addr`` with exactly one trailing ``/p2p/<peer>``."""
-    text = str(addr)
-    suffix = f"/p2p/{peer}"
-    return text if text.endswith(suffix) else text + suffix
-
-
-def _refuse_taken_port(addr: multiaddr.Multiaddr) -> None:
-    """Raise ConfigError if something already listens on ``addr``'s TCP port.
-
-    py-libp2p listens with SO_REUSEPORT (for hole punching), so a second node
-    on a taken port does not fail: the kernel splits incoming connections
-    between the two. A probe bind without SO_REUSEPORT still fails then.
-    """
-    try:
-        port = int(addr.value_for_protocol("tcp"))
-    except (multiaddr.exceptions.Error, TypeError, ValueError):
-        return
-    for family, proto in ((socket.AF_INET, "ip4"), (socket.AF_INET6, "ip6")):
-        try:
-            ip = addr.value_for_protocol(proto)
-        except multiaddr.exceptions.Error:
-            continue
-        if port == 0 or not ip:
-            return
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((ip, port))
-            except OSError as exc:
-                raise ConfigError(f"cannot listen on {addr}: {exc.strerror}") from None
-
-
-def _parse_bootstrap(text: str) -> tuple[PeerId, multiaddr.Multiaddr]:
-    """A bootstrap address must name its peer: ``/ip4/…/tcp/…/p2p/12D3KooW…``."""
-    try:
-        named = multiaddr.Multiaddr(text).value_for_protocol("p2p")
-        peer = PeerId.parse(named)
-        return peer, _transport_addr(text, peer)
-    except (ValueError, multiaddr.exceptions.Error, SchemaError) as exc:
-        raise ConfigError(f"bootstrap address must end in /p2p/<PeerID>: {text!r}") from exc
 
 
 # --- the byte stream under p2pdm.net.stream.Stream ----------------------------
@@ -389,8 +296,7 @@ class Host:
         lp_host: IHost,
         dht: KadDHT,
         bootstrap: Sequence[tuple[PeerId, multiaddr.Multiaddr]],
-        idle_timeout: float,
-        dht_refresh_interval: float,
+        upkeep: Upkeep,
     ) -> None:
         self.peer_id: PeerId = identity.peer_id
         self._host = lp_host
@@ -398,9 +304,10 @@ class Host:
         self._dht = dht
         self._bootstrap = list(bootstrap)
         self._bootstrap_ids = {_to_id(peer) for peer, _ in self._bootstrap}
-        self._idle: IdleTracker[INetConn] = IdleTracker(idle_timeout)
-        self._dht_refresh_interval = dht_refresh_interval
+        self._upkeep = upkeep
+        self._idle: IdleTracker[INetConn] = IdleTracker(upkeep.idle_timeout)
         self._last_bootstrap_round = -math.inf
+        self._dials: dict[PeerId, trio.Event] = {}
         self._handler_limits: dict[str, trio.CapacityLimiter] = {}
         self._namespaces: set[str] = set()
 
@@ -411,7 +318,7 @@ class Host:
 
     def listen_addrs(self) -> list[str]:
         """Our dialable addresses, each ending in ``/p2p/<our PeerID>``."""
-        return [_full_addr(addr, self.peer_id) for addr in self._host.get_addrs()]
+        return [full_addr(addr, self.peer_id) for addr in self._host.get_addrs()]
 
     def connected_peers(self) -> list[PeerId]:
         """Peers with an open connection (Ed25519 peers only)."""
@@ -448,7 +355,7 @@ class Host:
             return
         pid = _to_id(peer)
         peerstore = self._host.get_peerstore()
-        targets = [_transport_addr(text, peer) for text in addrs[:MAX_ADDRS]]
+        targets = [transport_addr(text, peer) for text in addrs[:MAX_ADDRS]]
         if targets:
             peerstore.add_addrs(pid, targets, PEERSTORE_ADDR_TTL_SECONDS)
         else:
@@ -456,6 +363,21 @@ class Host:
                 targets = peerstore.addrs(pid)[:MAX_ADDRS]
         if not targets:
             raise PeerUnreachable(f"no known address for {peer.short()}")
+        pending = self._dials.get(peer)
+        if pending is not None:  # another task is dialing: share its connection
+            with trio.move_on_after(DIAL_TIMEOUT_SECONDS):
+                await pending.wait()
+            if self.is_connected(peer):
+                return
+        done = self._dials[peer] = trio.Event()
+        try:
+            await self._dial(peer, pid, targets)
+        finally:
+            done.set()
+            if self._dials.get(peer) is done:
+                del self._dials[peer]
+
+    async def _dial(self, peer: PeerId, pid: ID, targets: list[multiaddr.Multiaddr]) -> None:
         # The caller decided to try now: lift libp2p's 60 s "recently failed" block.
         self._swarm.unblock_peer(pid)
         failures: list[str] = []
@@ -583,7 +505,7 @@ class Host:
             info = await self._dht.find_peer(_to_id(peer))
         if info is None or not info.addrs:
             raise PeerUnreachable(f"{peer.short()} not found in the DHT within {timeout:g} s")
-        return [_full_addr(addr, peer) for addr in info.addrs[:MAX_ADDRS]]
+        return [full_addr(addr, peer) for addr in info.addrs[:MAX_ADDRS]]
 
     # --- DHT: records --------------------------------------------------------
 
@@ -695,7 +617,7 @@ class Host:
         for info in infos:
             peer = _from_id(info.peer_id)
             if peer is not None and peer not in found:
-                found[peer] = [_full_addr(addr, peer) for addr in info.addrs[:MAX_ADDRS]]
+                found[peer] = [full_addr(addr, peer) for addr in info.addrs[:MAX_ADDRS]]
         return list(found.items())
 
     # --- lifecycle -------------------------------------------------------------
@@ -740,10 +662,10 @@ class Host:
 
     async def _maintain(self) -> None:
         """Background upkeep, forever; a failing step is logged and retried next round."""
-        interval = min(MAINTENANCE_INTERVAL_SECONDS, self._idle.idle_timeout / 2)
-        next_refresh = trio.current_time() + self._dht_refresh_interval
+        upkeep = self._upkeep
+        next_refresh = trio.current_time() + upkeep.dht_refresh_interval
         while True:
-            await trio.sleep(interval)
+            await trio.sleep(upkeep.interval)
             for step in (self._close_idle_connections, self._redial_bootstrap):
                 try:
                     await step()
@@ -751,7 +673,7 @@ class Host:
                     logger.exception("network maintenance: %s failed", step.__name__)
             self._forget_client_peers()
             if trio.current_time() >= next_refresh:
-                next_refresh = trio.current_time() + self._dht_refresh_interval
+                next_refresh = trio.current_time() + upkeep.dht_refresh_interval
                 try:
                     with trio.move_on_after(DHT_REFRESH_TIMEOUT_SECONDS):
                         await self._dht.refresh_routing_table()
@@ -774,7 +696,8 @@ class Host:
     async def _redial_bootstrap(self) -> None:
         if not self._bootstrap or len(self.connected_peers()) >= MIN_CONNECTED_PEERS:
             return
-        if trio.current_time() - self._last_bootstrap_round < BOOTSTRAP_RETRY_INTERVAL_SECONDS:
+        since = trio.current_time() - self._last_bootstrap_round
+        if since < self._upkeep.bootstrap_retry_interval:
             return
         self._last_bootstrap_round = trio.current_time()
         await self._join()
@@ -810,8 +733,7 @@ async def open_host(
     *,
     bootstrap: Sequence[str] = (),
     dht_mode: Literal["server", "client"] = "server",
-    idle_timeout: float = IDLE_CONNECTION_TIMEOUT_SECONDS,
-    dht_refresh_interval: float = DHT_REFRESH_INTERVAL_SECONDS,
+    upkeep: Upkeep = DEFAULT_UPKEEP,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host with the identity of ``seed`` for the duration of the block.
 
@@ -828,14 +750,14 @@ async def open_host(
     if dht_mode not in ("server", "client"):
         raise ConfigError(f"dht_mode is 'server' or 'client', not {dht_mode!r}")
     try:
-        listen_addrs = [_transport_addr(text, identity.peer_id) for text in listen]
+        listen_addrs = [transport_addr(text, identity.peer_id) for text in listen]
     except SchemaError as exc:
         raise ConfigError(f"bad listen address: {exc}") from None
     if not listen_addrs:
         raise ConfigError("a host needs at least one listen address")
     for addr in listen_addrs:
-        _refuse_taken_port(addr)
-    bootstrap_peers = [_parse_bootstrap(text) for text in bootstrap[:MAX_BOOTSTRAP_PEERS]]
+        refuse_taken_port(addr)
+    bootstrap_peers = [parse_bootstrap(text) for text in bootstrap[:MAX_BOOTSTRAP_PEERS]]
     bootstrap_peers = [(peer, addr) for peer, addr in bootstrap_peers if peer != identity.peer_id]
 
     key_pair = create_new_key_pair(identity.seed)
@@ -853,7 +775,7 @@ async def open_host(
     _hold_inbound_slot_only_while_connected(swarm)
     mode = DHTMode.SERVER if dht_mode == "server" else DHTMode.CLIENT
     dht = KadDHT(lp_host, mode, strict_validation=True)
-    host = Host(identity, lp_host, dht, bootstrap_peers, idle_timeout, dht_refresh_interval)
+    host = Host(identity, lp_host, dht, bootstrap_peers, upkeep)
 
     # Errors are kept and raised once libp2p's nurseries are behind us, so the
     # caller sees its own exception, not one wrapped in ExceptionGroups.
