@@ -543,6 +543,8 @@ class Host:
         is best effort: it stops after RECORD_PUT_TIMEOUT_SECONDS.
         """
         self._check_record_key(key)
+        if self._dht.validator is not None:  # raise the namespace's own error, unchanged
+            self._dht.validator.validate(key, value)
         try:
             with trio.move_on_after(RECORD_PUT_TIMEOUT_SECONDS) as scope:
                 await self._dht.put_value(key, value)
@@ -635,7 +637,8 @@ class Host:
                 return
             pid = _to_id(peer)
             self._swarm.protect(pid, "p2pdm-bootstrap")
-            await self._dht.add_peer(pid, skip_server_mode_check=True)
+            with suppress(*_NETWORK_ERRORS):
+                await self._dht.add_peer(pid, skip_server_mode_check=True)
             joined += 1
 
         async with trio.open_nursery() as nursery:
@@ -671,7 +674,10 @@ class Host:
                     await step()
                 except Exception:
                     logger.exception("network maintenance: %s failed", step.__name__)
-            self._forget_client_peers()
+            try:
+                self._forget_client_peers()
+            except Exception:
+                logger.exception("network maintenance: routing-table hygiene failed")
             if trio.current_time() >= next_refresh:
                 next_refresh = trio.current_time() + upkeep.dht_refresh_interval
                 try:
@@ -741,8 +747,13 @@ async def open_host(
     ``bootstrap``: ``…/p2p/<PeerID>`` addresses of DHT peers to join through;
     unreachable ones are logged and re-dialed later, never fatal.
     ``dht_mode``: "server" for reachable nodes (serves DHT queries), "client"
-    for nodes behind NAT. On exit, listeners and connections are closed
-    before this returns. Raises IdentityError for a bad seed, ConfigError for
+    for nodes behind NAT. ``upkeep``: periods of the background maintenance
+    (idle connections, bootstrap re-dial, DHT refresh).
+
+    Entering joins the DHT first: with bootstrap peers it can take up to
+    DIAL_TIMEOUT_SECONDS + BOOTSTRAP_REFRESH_TIMEOUT_SECONDS. On exit,
+    listeners and connections are closed before this returns, also when the
+    block is cancelled. Raises IdentityError for a bad seed, ConfigError for
     bad addresses or when nothing can be listened on.
     """
     configure_libp2p_logging()
