@@ -337,12 +337,13 @@ async def test_inbound_slots_are_freed_when_connections_close(
 
 
 async def test_bootstrap_peer_is_redialed_and_nobody_else() -> None:
-    fast = Upkeep(interval=0.1, bootstrap_retry_interval=0.3)
+    fast = Upkeep(interval=0.1, bootstrap_retry_interval=1.0)
     async with open_hosts(3, upkeep=fast) as (b, a, c):  # a and c joined through b
         await a.connect(c.peer_id)  # a learned c's address from the DHT
-        await a.disconnect(b.peer_id)
-        await a.disconnect(c.peer_id)
-        assert a.connected_peers() == []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(a.disconnect, b.peer_id)
+            nursery.start_soon(a.disconnect, c.peer_id)
+        assert a.connected_peers() == []  # the next re-dial round is ~1 s after joining
         # Our bounded stand-in for libp2p's auto-connector dials bootstrap peers only.
         await wait_until(lambda: a.is_connected(b.peer_id))
         await trio.sleep(0.5)
