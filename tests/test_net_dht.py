@@ -10,13 +10,13 @@ from libp2p.kad_dht.kad_dht import KadDHT  # only to count refreshes
 
 from p2pdm.core.identity import Identity, PeerId, verify
 from p2pdm.errors import P2PDMError, PeerUnreachable, SchemaError, SignatureError
-from p2pdm.net import Host, Stream, Upkeep, open_host
-from p2pdm.net.testing import host_seed, open_hosts
+from p2pdm.net import Host, Upkeep, open_host
+from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
+from p2pdm.net.testing import echo, host_seed, open_hosts, wait_until
 
 pytestmark = pytest.mark.net
 
 NAMESPACE = "p2pdmtest"
-ECHO = "/p2pdm/test/echo/1.0.0"
 TIMEOUT = 5.0
 
 
@@ -45,18 +45,6 @@ def select(key: bytes, values: list[bytes]) -> int:
 def register(hosts: list[Host], check: Callable[[bytes, bytes], None] = validate) -> None:
     for host in hosts:
         host.register_record_namespace(NAMESPACE, check, select)
-
-
-async def echo(stream: Stream) -> None:
-    while (frame := await stream.read_frame(1024, 5)) is not None:
-        await stream.write_frame(frame, 5)
-
-
-async def wait_until(predicate: Callable[[], bool], deadline: float = 3.0) -> None:
-    """Poll ``predicate``: the state lives inside libp2p, which has no event for it."""
-    with trio.fail_after(deadline):
-        while not predicate():  # noqa: ASYNC110
-            await trio.sleep(0.02)
 
 
 async def test_peer_routing_finds_a_peer_known_only_to_a_neighbour() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import multiaddr
@@ -28,28 +28,16 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.errors import ConfigError, PeerUnreachable
 from p2pdm.net import Host, Stream, Upkeep, libp2p_host, open_host
-from p2pdm.net.testing import host_seed, open_hosts
+from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
+from p2pdm.net.testing import echo, host_seed, open_hosts, wait_until
 
 pytestmark = pytest.mark.net
 
-ECHO = "/p2pdm/test/echo/1.0.0"
 CAP = 1 << 16
-
-
-async def echo(stream: Stream) -> None:
-    while (frame := await stream.read_frame(CAP, 5)) is not None:
-        await stream.write_frame(frame, 5)
 
 
 def tcp_port(host: Host) -> int:
     return int(multiaddr.Multiaddr(host.listen_addrs()[0]).value_for_protocol("tcp"))
-
-
-async def wait_until(predicate: Callable[[], bool], deadline: float = 3.0) -> None:
-    """Poll ``predicate``: the state lives inside libp2p, which has no event for it."""
-    with trio.fail_after(deadline):
-        while not predicate():  # noqa: ASYNC110
-            await trio.sleep(0.02)
 
 
 # --- streams ------------------------------------------------------------------

@@ -53,18 +53,14 @@ DISCONNECTS = textwrap.dedent(
     """
     import trio
     from p2pdm.net import open_host
-    from p2pdm.net.testing import host_seed
-
-    async def echo(stream):
-        while (frame := await stream.read_frame(1024, 5)) is not None:
-            await stream.write_frame(frame, 5)
+    from p2pdm.net.testing import ECHO_PROTOCOL, echo, host_seed
 
     async def main():
         async with open_host(host_seed(1)) as b:
-            b.set_handler("/echo", echo)
+            b.set_handler(ECHO_PROTOCOL, echo)
             for _ in range(3):  # a connects, streams, and goes away mid-conversation
                 async with open_host(host_seed(2)) as a:
-                    stream = await a.open_stream(b.peer_id, "/echo", b.listen_addrs())
+                    stream = await a.open_stream(b.peer_id, ECHO_PROTOCOL, b.listen_addrs())
                     await stream.write_frame(b"x", 5)
                     await stream.read_frame(1024, 5)
                 await trio.sleep(0.2)

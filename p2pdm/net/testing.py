@@ -4,22 +4,49 @@
 by default host 0 is the bootstrap peer of all the others, so they share one
 DHT. Each host runs in its own task, so leaving the block shuts all of them
 down concurrently (~0.2 s in all, instead of ~0.2 s per connected host).
+:func:`echo` is a handler to talk to; :func:`wait_until` waits for state that
+lives inside libp2p.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import trio
 
 from p2pdm.net.libp2p_host import Host, open_host
+from p2pdm.net.stream import Stream
 
-__all__ = ["host_seed", "open_hosts"]
+__all__ = ["ECHO_PROTOCOL", "echo", "host_seed", "open_hosts", "wait_until"]
+
+ECHO_PROTOCOL = "/p2pdm/test/echo/1.0.0"
+#: Largest frame echoed, and the longest wait for one.
+ECHO_MAX_BYTES = 1 << 20
+ECHO_TIMEOUT_SECONDS = 5.0
+#: How often :func:`wait_until` looks again.
+POLL_SECONDS = 0.02
 
 DhtMode = Literal["server", "client"]
+
+
+async def echo(stream: Stream) -> None:
+    """A stream handler that sends every frame back until the peer closes its side."""
+    while (frame := await stream.read_frame(ECHO_MAX_BYTES, ECHO_TIMEOUT_SECONDS)) is not None:
+        await stream.write_frame(frame, ECHO_TIMEOUT_SECONDS)
+
+
+async def wait_until(predicate: Callable[[], bool], deadline: float = 3.0) -> None:
+    """Poll ``predicate`` until true; trio.TooSlowError after ``deadline`` seconds.
+
+    For state inside libp2p (connections, identify results), which offers no
+    event to wait on.
+    """
+    with trio.fail_after(deadline):
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(POLL_SECONDS)
 
 
 def host_seed(index: int) -> bytes:
