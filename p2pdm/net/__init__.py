@@ -1,7 +1,14 @@
 """The network layer: libp2p hosts, framed streams, DHT routing and records.
 
 Only :mod:`p2pdm.net.libp2p_host` imports libp2p; nothing outside this
-package sees a libp2p type. Start with :func:`open_host`.
+package sees a libp2p type. Start with :func:`open_host`; tests and
+simulations get N hosts at once from :func:`p2pdm.net.testing.open_hosts`.
+
+- :mod:`~p2pdm.net.frames`: varint-length-prefixed frames (sans-I/O);
+- :mod:`~p2pdm.net.stream`: :class:`Stream`, frames under deadlines over any byte stream;
+- :mod:`~p2pdm.net.libp2p_host`: :func:`open_host` and :class:`Host`;
+- :mod:`~p2pdm.net.upkeep`: background timings and idle-connection bookkeeping;
+- :mod:`~p2pdm.net.limits`: every limit and timeout, with its reason.
 """
 
 from p2pdm.net.frames import FrameDecoder, encode_frame

@@ -26,10 +26,15 @@ The library's measured pitfalls (NOTES-libp2p.md) and what this module does:
 12. client-mode peers enter server routing tables → removed once identify
     shows they do not serve the DHT;
 13. disconnects logged at ERROR on stderr → the ``libp2p`` logger is tamed;
-16. (found here) every inbound connection ever accepted keeps an inbound slot
-    and a task until the host stops, so after 250 inbound connections the
-    host refuses all others → inbound handling waits for the connection to
-    close instead;
+found here, not in the notes:
+16. every inbound connection ever accepted keeps an inbound slot and a task
+    until the host stops, so after 250 inbound connections the host refuses
+    all others → inbound handling waits for *its* connection to close;
+17. a stream the peer resets reads as a clean EOF (Yamux forgets it) → the
+    raw stream checks ``reset_received`` and raises PeerUnreachable;
+18. listeners use SO_REUSEPORT, so a second node on a taken port shares it
+    silently → :func:`p2pdm.net.addrs.refuse_taken_port` probes first;
+19. some libp2p loggers pin themselves to INFO → see :mod:`p2pdm.net.logs`;
 records: ``get_value`` answers from a stale local copy → :meth:`Host.get_record`
 drops it and asks the network with a quorum, then keeps the newest.
 """
