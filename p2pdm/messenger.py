@@ -61,7 +61,8 @@ MAX_CACHED_SESSIONS: Final = 256
 _CONVERSATION_KINDS: Final = frozenset({"text"})
 
 
-def _wall_ms() -> int:
+def wall_ms() -> int:
+    """Wall-clock time in integer milliseconds, the unit of every stored time."""
     return time.time_ns() // 1_000_000
 
 
@@ -94,7 +95,7 @@ class Messenger:
         identity: Identity,
         store: Store,
         *,
-        now_ms: Callable[[], int] = _wall_ms,
+        now_ms: Callable[[], int] = wall_ms,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.identity = identity

@@ -11,7 +11,6 @@ subclasses with one clear sentence each.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Final
@@ -30,7 +29,7 @@ from p2pdm.core.model import (
 from p2pdm.core.wire import PrekeyBundle
 from p2pdm.errors import ConfigError, NotFound, SchemaError, SessionError
 from p2pdm.limits import INVITE_TTL_SECONDS, MAX_NAME_BYTES, MAX_PAGE_SIZE
-from p2pdm.messenger import READ_RECEIPTS_SETTING, Messenger, Received
+from p2pdm.messenger import READ_RECEIPTS_SETTING, Messenger, Received, wall_ms
 from p2pdm.store.base import Store
 
 __all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "Node"]
@@ -48,10 +47,6 @@ SETTINGS: Final[dict[str, tuple[type, object]]] = {
 }
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class Node:
     """One p2pdm node: local operations now, network services while :meth:`run` runs."""
 
@@ -60,7 +55,7 @@ class Node:
         identity: Identity,
         store: Store,
         *,
-        now_ms: Callable[[], int] = _wall_ms,
+        now_ms: Callable[[], int] = wall_ms,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.identity = identity
