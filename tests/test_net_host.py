@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -336,3 +338,18 @@ async def test_bootstrap_peer_is_redialed_and_nobody_else() -> None:
         await wait_until(lambda: a.is_connected(b.peer_id))
         await trio.sleep(0.5)
         assert a.connected_peers() == [b.peer_id]
+
+
+async def test_cancelling_a_host_closes_its_sockets() -> None:
+    """A host left by cancellation (SIGINT on `p2pdm run`) closes every socket,
+    also those of connections libp2p had begun to close."""
+    async with open_host(host_seed(1)) as b:
+        with trio.CancelScope() as scope:
+            async with open_host(host_seed(2), bootstrap=b.listen_addrs()) as a:
+                await wait_until(lambda: a.is_connected(b.peer_id))
+                scope.cancel()
+                await trio.sleep(1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

@@ -15,7 +15,19 @@ from p2pdm.core.identity import PeerId
 from p2pdm.errors import ConfigError, SchemaError
 from p2pdm.limits import MAX_ADDR_BYTES
 
-__all__ = ["full_addr", "parse_bootstrap", "refuse_taken_port", "transport_addr"]
+__all__ = [
+    "dialable_addrs",
+    "full_addr",
+    "parse_bootstrap",
+    "refuse_taken_port",
+    "transport_addr",
+]
+
+#: Wildcard listen addresses and the address family of each.
+_WILDCARDS = {"/ip4/0.0.0.0/": socket.AF_INET, "/ip6/::/": socket.AF_INET6}
+#: Any address outside this host works for the routing-table probe below: it
+#: is never sent to (UDP connect only picks the route and source address).
+_PROBE_TARGETS = {socket.AF_INET: "192.0.2.1", socket.AF_INET6: "2001:db8::1"}
 
 
 def transport_addr(text: str, peer: PeerId | None) -> multiaddr.Multiaddr:
@@ -76,3 +88,33 @@ def parse_bootstrap(text: str) -> tuple[PeerId, multiaddr.Multiaddr]:
         return peer, transport_addr(text, peer)
     except (ValueError, multiaddr.exceptions.Error, SchemaError) as exc:
         raise ConfigError(f"bootstrap address must end in /p2p/<PeerID>: {text!r}") from exc
+
+
+def _host_ips(family: socket.AddressFamily) -> list[str]:
+    """This machine's loopback address and the source address of its default route."""
+    ips = ["127.0.0.1" if family == socket.AF_INET else "::1"]
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((_PROBE_TARGETS[family], 9))
+            ip = str(probe.getsockname()[0])
+        except OSError:  # no route: loopback only
+            return ips
+    if ip not in ips:
+        ips.append(ip)
+    return ips
+
+
+def dialable_addrs(addrs: list[str]) -> list[str]:
+    """``addrs`` with each wildcard (0.0.0.0, ::) replaced by addresses a peer can dial:
+    loopback and the address of the default route."""
+    out: list[str] = []
+    for addr in addrs:
+        prefix = next((p for p in _WILDCARDS if addr.startswith(p)), None)
+        if prefix is None:
+            out.append(addr)
+            continue
+        family = _WILDCARDS[prefix]
+        proto = "ip4" if family == socket.AF_INET else "ip6"
+        rest = addr[len(prefix) :]
+        out.extend(f"/{proto}/{ip}/{rest}" for ip in _host_ips(family))
+    return list(dict.fromkeys(out))

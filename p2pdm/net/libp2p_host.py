@@ -35,6 +35,12 @@ found here, not in the notes:
 18. listeners use SO_REUSEPORT, so a second node on a taken port shares it
     silently → :func:`p2pdm.net.addrs.refuse_taken_port` probes first;
 19. some libp2p loggers pin themselves to INFO → see :mod:`p2pdm.net.logs`;
+20. a wildcard listen address (0.0.0.0) is announced as is, which no peer
+    can dial → an ``addrs_factory`` announces loopback and the default-route
+    address instead (:func:`p2pdm.net.addrs.dialable_addrs`);
+21. a connection close cancelled midway (the host's block cancelled while
+    libp2p closes a connection) leaves it marked closed with its socket open,
+    and a second ``close()`` returns at once → shutdown closes the muxer too;
 records: ``get_value`` answers from a stale local copy → :meth:`Host.get_record`
 drops it and asks the network with a quorum, then keeps the newest.
 """
@@ -85,7 +91,13 @@ from p2pdm.errors import (
     SchemaError,
 )
 from p2pdm.limits import MAX_ADDRS
-from p2pdm.net.addrs import full_addr, parse_bootstrap, refuse_taken_port, transport_addr
+from p2pdm.net.addrs import (
+    dialable_addrs,
+    full_addr,
+    parse_bootstrap,
+    refuse_taken_port,
+    transport_addr,
+)
 from p2pdm.net.limits import (
     BOOTSTRAP_REFRESH_TIMEOUT_SECONDS,
     CONNECTIONS_HIGH_WATERMARK,
@@ -239,6 +251,12 @@ class _NamespaceValidator(Validator):
 # --- connection management ---------------------------------------------------
 
 
+def _advertised(candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
+    """What identify and the DHT announce: wildcard listen addresses (0.0.0.0,
+    ::) replaced by addresses peers can dial."""
+    return [multiaddr.Multiaddr(text) for text in dialable_addrs([str(c) for c in candidates])]
+
+
 def _connection_config() -> ConnectionConfig:
     return ConnectionConfig(
         # One connection per peer: besides being all a messaging node needs,
@@ -339,6 +357,14 @@ class Host:
             return set(self._host.get_peerstore().get_protocols(_to_id(peer)))
         except PeerStoreError:
             return set()
+
+    def peer_addrs(self, peer: PeerId) -> list[str]:
+        """Addresses libp2p knows for ``peer`` (identify, DHT, dials); [] if none."""
+        try:
+            addrs = self._host.get_peerstore().addrs(_to_id(peer))
+        except PeerStoreError:
+            return []
+        return [full_addr(addr, peer) for addr in addrs[:MAX_ADDRS]]
 
     def dht_peers(self) -> list[PeerId]:
         """Peers in our DHT routing table."""
@@ -733,8 +759,17 @@ class Host:
                 for listener in list(swarm.listeners.values()):
                     nursery.start_soon(_quietly, listener.close, "closing a listener")
                 for conn in swarm.get_connections():
-                    nursery.start_soon(_quietly, conn.close, "closing a connection")
+                    nursery.start_soon(_close_connection, conn)
             await _quietly(self._host.close, "closing the libp2p host")
+
+
+async def _close_connection(conn: INetConn) -> None:
+    """Close ``conn`` and its socket. A close that an earlier, cancelled task
+    began has marked the connection closed without closing the socket (pitfall
+    21), and a second ``close()`` returns at once: close the muxer then."""
+    await _quietly(conn.close, "closing a connection")
+    if not conn.muxed_conn.is_closed:
+        await _quietly(conn.muxed_conn.close, "closing a half-closed connection")
 
 
 @asynccontextmanager
@@ -785,6 +820,7 @@ async def open_host(
         listen_addrs=listen_addrs,
         connection_config=_connection_config(),
         negotiate_timeout=STREAM_NEGOTIATION_TIMEOUT_SECONDS,
+        addrs_factory=_advertised,
     )
     swarm = cast("Swarm", lp_host.get_network())
     swarm.retry_config = RetryConfig(max_retries=0)  # NOTES pitfall 10
