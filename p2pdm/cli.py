@@ -23,7 +23,7 @@ from typing import Final, TextIO
 
 import segno
 
-from p2pdm import __version__, cli_chat
+from p2pdm import __version__, cli_chat, cli_run
 from p2pdm.core.invite import make_invite
 from p2pdm.core.session import OwnPrekeys
 from p2pdm.errors import HomeError, P2PDMError
@@ -137,6 +137,11 @@ def _draw_qr(text: str, out: TextIO) -> None:
 #: that work are registered here.
 COMMANDS: Final[dict[str, Command]] = {
     "init": Command("create the identity and the message store", _init_arguments, _init),
+    "run": Command(
+        "run the node in the foreground (network, delivery, local API)",
+        cli_run.run_arguments,
+        cli_run.run,
+    ),
     "id": Command("show your PeerID, name and invite", _id_arguments, _id),
     # Chat commands: clients of the running node's local API (p2pdm/cli_chat.py).
     "contacts": Command(

@@ -66,12 +66,17 @@ def format_api_addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def parse_api_addr(text: str, where: str = "the API address") -> tuple[str, int]:
-    """Parse ``host:port``; raises :class:`HomeError` unless it is a loopback address."""
+def parse_api_addr(
+    text: str, where: str = "the API address", *, any_port: bool = False
+) -> tuple[str, int]:
+    """Parse ``host:port``; raises :class:`HomeError` unless it is a loopback address.
+
+    ``any_port`` also accepts port 0 (listen on a free port)."""
     text = text.strip()
     host, sep, port_text = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]").lower()
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 2**16:
+    lowest = 0 if any_port else 1
+    if not sep or not port_text.isdigit() or not lowest <= int(port_text) < 2**16:
         raise HomeError(f"{where} is not host:port: {text[:60]!r}")
     if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
         raise HomeError(f"{where} names {host!r}, not a loopback address; delete it")

@@ -100,6 +100,7 @@ class Network(Protocol):
         self, peer: PeerId, protocol: str, addrs: Sequence[str] = ()
     ) -> Stream: ...
     async def find_peer(self, peer: PeerId, timeout: float) -> list[str]: ...  # noqa: ASYNC109
+    def peer_addrs(self, peer: PeerId) -> list[str]: ...
     async def disconnect(self, peer: PeerId) -> None: ...
 
 
@@ -197,16 +198,20 @@ class Delivery:
         addrs = list(contact.addrs) if contact else []
         try:
             with trio.fail_after(DIAL_TIMEOUT):
-                return await self.network.open_stream(peer, DM_PROTOCOL, addrs)
+                stream = await self.network.open_stream(peer, DM_PROTOCOL, addrs)
         except (PeerUnreachable, trio.TooSlowError):
-            pass
-        found = await self.network.find_peer(peer, FIND_PEER_TIMEOUT)
-        self.node.set_contact_addrs(peer, found)
-        try:
-            with trio.fail_after(DIAL_TIMEOUT):
-                return await self.network.open_stream(peer, DM_PROTOCOL, found)
-        except trio.TooSlowError:
-            raise PeerUnreachable(f"{peer.short()} did not answer in time") from None
+            found = await self.network.find_peer(peer, FIND_PEER_TIMEOUT)
+            try:
+                with trio.fail_after(DIAL_TIMEOUT):
+                    stream = await self.network.open_stream(peer, DM_PROTOCOL, found)
+            except trio.TooSlowError:
+                raise PeerUnreachable(f"{peer.short()} did not answer in time") from None
+        self._seen(peer)
+        return stream
+
+    def _seen(self, peer: PeerId) -> None:
+        """A contact is reachable: keep its addresses and the time in the address book."""
+        self.node.set_contact_addrs(peer, self.network.peer_addrs(peer))
 
     async def _send_all(self, peer: PeerId) -> None:
         due = self._due_for(peer)
@@ -316,6 +321,7 @@ class Delivery:
             await stream.reset()
             return
         self._incoming[peer] += 1
+        self._seen(peer)
         bucket = self._buckets.setdefault(
             peer, _TokenBucket(MAX_RATE_PER_PEER, RATE_BURST_PER_PEER, at=trio.current_time())
         )

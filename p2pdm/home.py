@@ -51,6 +51,7 @@ from p2pdm.errors import (
     WireError,
 )
 from p2pdm.limits import MAX_NAME_BYTES
+from p2pdm.lockfile import HomeLock
 from p2pdm.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -98,6 +99,8 @@ SEALED_SEED_BYTES: Final = (
 API_TOKEN_BYTES: Final = 32  # 256 bits: not guessable by any local process
 MAX_API_TOKEN_CHARS: Final = 1024
 MAX_CONFIG_BYTES: Final = 1 << 20
+#: Longest list a setting may hold (addresses): more is a mistake, not a config.
+MAX_CONFIG_LIST_ITEMS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +133,16 @@ class Config:
 
     Each setting is a field here; a key in the file that is not a field is
     refused by name, so a typo never silently does nothing. Features that
-    add settings add fields (and their type checks in :meth:`Home.config`).
+    add settings add fields; :meth:`Home.config` checks each value against
+    the type of its field's default (a list of strings for tuples).
     """
+
+    #: Multiaddrs the node listens on; ``run --listen`` replaces them.
+    listen: tuple[str, ...] = ()
+    #: The local API's ``host:port``; ``run --api`` replaces it.
+    api: str = ""
+    #: Bootstrap multiaddrs (``…/p2p/<PeerID>``); ``run --bootstrap`` adds to them.
+    bootstrap: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +365,23 @@ def _resolve_home(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -
     return Path(chosen).expanduser().absolute()
 
 
+def _config_value(path: Path, key: str, value: object, default: object) -> object:
+    """``value`` checked against the type of ``default``; raises :class:`ConfigError`."""
+    if isinstance(default, tuple):
+        if (
+            not isinstance(value, list)
+            or len(value) > MAX_CONFIG_LIST_ITEMS
+            or not all(isinstance(item, str) for item in value)
+        ):
+            raise ConfigError(
+                f"{path}: {key} must be a list of at most {MAX_CONFIG_LIST_ITEMS} strings"
+            )
+        return tuple(value)
+    if type(value) is not type(default):
+        raise ConfigError(f"{path}: {key} must be a {type(default).__name__}")
+    return value
+
+
 class Home:
     """One node's directory and the files in it.
 
@@ -445,11 +473,13 @@ class Home:
             data = tomllib.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{self.config_path} is not valid TOML: {exc}") from None
-        known = {f.name for f in fields(Config)}
-        for key in data:
-            if key not in known:
+        defaults = {f.name: f.default for f in fields(Config)}
+        values: dict[str, object] = {}
+        for key, value in data.items():
+            if key not in defaults:
                 raise ConfigError(f"{self.config_path}: unknown setting {key!r}")
-        return Config(**data)
+            values[key] = _config_value(self.config_path, key, value, defaults[key])
+        return Config(**values)  # type: ignore[arg-type]
 
     # --- identity ---
     def has_identity(self) -> bool:
@@ -484,6 +514,10 @@ class Home:
         """
         name = check_display_name(name)
         self.ensure()
+        with HomeLock(self.path, "change its identity"):
+            return self._create_identity(name, force)
+
+    def _create_identity(self, name: str, force: bool) -> NewIdentity:
         if self.has_identity() and not force:
             raise IdentityError(
                 f"an identity already exists in {self.path}; "
@@ -541,6 +575,10 @@ class Home:
             os.replace(file, target / file.name)
         _fsync_dir(self.path)
         return target
+
+    def lock(self) -> HomeLock:
+        """The lock a running node holds on this home (see :mod:`p2pdm.lockfile`)."""
+        return HomeLock(self.path)
 
     # --- store ---
     def open_store(self) -> SQLiteStore:

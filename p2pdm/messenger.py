@@ -47,6 +47,7 @@ from p2pdm.limits import (
     MAX_CLOCK_SKEW_SECONDS,
     MAX_RECEIPT_IDS,
     MAX_TEXT_BYTES,
+    ONE_TIME_PREKEYS_PER_BUNDLE,
 )
 from p2pdm.store.base import Store
 
@@ -130,9 +131,11 @@ class Messenger:
         """Drop the cached state after a failure: the store is the truth."""
         self._sessions.pop(peer, None)
 
-    def bundle(self) -> PrekeyBundle:
-        """This node's current prekey bundle, for invites and the DHT."""
-        return self.own.bundle()
+    def bundle(self, one_time: int = ONE_TIME_PREKEYS_PER_BUNDLE) -> PrekeyBundle:
+        """This node's current prekey bundle with up to ``one_time`` one-time
+        prekeys: some for an invite (one reader), none for the DHT record
+        (anyone may read it, so its one-time keys would not stay one-time)."""
+        return self.own.bundle(one_time)
 
     def rotate_prekeys(self) -> bool:
         """Rotate the signed prekey when due; returns True if the bundle changed."""

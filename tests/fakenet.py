@@ -82,5 +82,8 @@ class FakeHost:
             raise PeerUnreachable(f"{peer.short()} not found")
         return [f"/memory/{peer}"]
 
+    def peer_addrs(self, peer: PeerId) -> list[str]:
+        return [f"/memory/{peer}"] if peer in self.net.hosts else []
+
     async def disconnect(self, peer: PeerId) -> None:
         self.disconnected.append(peer)

@@ -127,7 +127,7 @@ async def send_message(request: Request, node: Node) -> Response:
     to = body.text("to")
     text = body.text("text")
     body.done()
-    message = node.send_text(to, text)
+    message = await node.send(to, text)
     return JSONResponse(
         message_json(message),
         status_code=201,

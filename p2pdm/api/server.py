@@ -44,10 +44,16 @@ KEEP_ALIVE_TIMEOUT_S: Final = 5.0
 GRACEFUL_TIMEOUT_S: Final = 2.0
 
 
+#: hypercorn's own log: its "Running on …" banner would repeat the node's
+#: start-up line, so only its warnings and errors are shown.
+_server_log = logging.getLogger("p2pdm.api.server")
+_server_log.setLevel(logging.WARNING)
+
+
 def _hypercorn_config() -> Config:
     config = Config()
     config.accesslog = None  # the node's log is for events, not every local poll
-    config.errorlog = log
+    config.errorlog = _server_log
     config.include_server_header = False
     config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT_S
     config.graceful_timeout = GRACEFUL_TIMEOUT_S
@@ -126,7 +132,7 @@ async def serve_api(
             await nursery.start(
                 partial(worker_serve, app, _hypercorn_config(), sockets=Sockets([], [sock], []))
             )
-            log.info("local API on http://%s:%d/v1/", _shown(bound_host), bound_port)
+            log.debug("local API on http://%s:%d/v1/", _shown(bound_host), bound_port)
             task_status.started((bound_host, bound_port))
     finally:
         sock.close()

@@ -1,0 +1,7 @@
+"""``python -m p2pdm``: the same as the ``p2pdm`` command."""
+
+import sys
+
+from p2pdm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,243 @@
+"""``p2pdm run``: one node with its network services, in one trio process.
+
+How this works: :func:`run_node` locks the home (one node per home), opens
+the store and the libp2p host, and then runs side by side in one nursery:
+
+- the delivery service (outbox loop and the ``/p2pdm/dm/1.0.0`` handler);
+- the record publisher: the node's signed record (its prekey bundle) under
+  ``/p2pdm/<PeerID>`` in the DHT, with a sequence number that only grows,
+  republished well inside libp2p's 24 h record expiry, after a prekey
+  rotation, and soon again when no DHT peer was there to take it;
+- the peer watcher: when a contact connects, its addresses and last-seen
+  time go into the address book and anything queued for it is sent at once
+  rather than at its next backoff;
+- the local HTTP API, whose address is written to ``<home>/api_addr``.
+
+Leaving (cancellation: the CLI cancels on SIGINT/SIGTERM) closes the API,
+then the host with all its connections, then the store. Every change is
+committed when it is made, so the outbox survives any stop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import closing, suppress
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final, Literal
+
+import trio
+
+from p2pdm.api.server import serve_api
+from p2pdm.client import api_addr_path, format_api_addr, parse_api_addr, write_api_addr
+from p2pdm.core import records
+from p2pdm.core.identity import PeerId
+from p2pdm.core.wire import PrekeyBundle
+from p2pdm.delivery import Delivery
+from p2pdm.errors import ConfigError, HomeError, P2PDMError, SignatureError, WireError
+from p2pdm.home import Home
+from p2pdm.net import Host, open_host
+from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
+from p2pdm.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
+
+__all__ = ["RunOptions", "Running", "fetch_bundle", "publish_record", "run_node"]
+
+log = logging.getLogger("p2pdm.node")
+
+#: libp2p forgets records after 24 h; republishing every 6 h leaves three
+#: more chances before a record can lapse.
+RECORD_REPUBLISH_SECONDS: Final = 6 * 3600.0
+#: A record published while no DHT peer was connected is only stored here:
+#: publish again this soon.
+RECORD_RETRY_SECONDS: Final = 30.0
+#: How often the signed prekey's age is checked (it rotates weekly).
+PREKEY_CHECK_SECONDS: Final = 3600.0
+#: How long a send waits for a contact's record when starting a session by PeerID.
+BUNDLE_FETCH_TIMEOUT_SECONDS: Final = 15.0
+#: How often the connected peers are compared with the address book.
+PEER_WATCH_SECONDS: Final = 2.0
+#: Store setting holding the last published record's sequence number.
+RECORD_SEQ_SETTING: Final = "record_seq"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How to run; :meth:`resolve` merges the command line with ``config.toml``."""
+
+    listen: tuple[str, ...] = DEFAULT_LISTEN
+    api: tuple[str, int] = ("127.0.0.1", DEFAULT_API_PORT)
+    bootstrap: tuple[str, ...] = ()
+    dht_mode: Literal["server", "client"] = "server"
+    upkeep: Upkeep = field(default=DEFAULT_UPKEEP)
+
+    @classmethod
+    def resolve(
+        cls,
+        home: Home,
+        *,
+        listen: Sequence[str] = (),
+        api: str | None = None,
+        bootstrap: Sequence[str] = (),
+        dht_mode: Literal["server", "client"] = "server",
+    ) -> RunOptions:
+        """Command-line values win over the config file; bootstrap lists are joined."""
+        config = home.config()
+        api_text = api or config.api or format_api_addr("127.0.0.1", DEFAULT_API_PORT)
+        try:
+            api_addr = parse_api_addr(api_text, "the API address", any_port=True)
+        except HomeError as exc:
+            raise ConfigError(str(exc)) from None
+        return cls(
+            listen=tuple(listen) or config.listen or DEFAULT_LISTEN,
+            api=api_addr,
+            bootstrap=tuple(dict.fromkeys([*bootstrap, *config.bootstrap])),
+            dht_mode=dht_mode,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What :func:`run_node` reports once the node serves."""
+
+    node: Node
+    host: Host
+    delivery: Delivery
+    api: tuple[str, int]
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{format_api_addr(*self.api)}/v1/"
+
+
+def _validate(key: bytes, value: bytes) -> None:
+    records.validate(key.decode(), value)
+
+
+def _select(key: bytes, values: list[bytes]) -> int:
+    return records.select(key.decode(), values)
+
+
+async def fetch_bundle(host: Host, peer: PeerId) -> PrekeyBundle | None:
+    """``peer``'s prekey bundle from its newest DHT record, or None if none is found."""
+    key = records.record_key(peer)
+    value = await host.get_record(key, BUNDLE_FETCH_TIMEOUT_SECONDS)
+    if value is None:
+        return None
+    try:
+        return records.validate(key, value).bundle
+    except (WireError, SignatureError) as exc:  # holders validate, but trust no one
+        log.warning("record of %s is invalid: %s", peer.short(), exc)
+        return None
+
+
+async def publish_record(node: Node, host: Host) -> bool:
+    """Sign and put the node's record; True if a DHT peer was there to take it."""
+    stored = node.store.get_setting(RECORD_SEQ_SETTING, 0)
+    # Milliseconds keep the sequence growing even if the setting were lost.
+    seq = max(stored + 1 if isinstance(stored, int) else 0, node.now_ms())
+    node.store.set_setting(RECORD_SEQ_SETTING, seq)
+    record = records.NodeRecord(node.peer_id, seq, node.messenger.bundle(one_time=0))
+    try:
+        await host.put_record(records.record_key(node.peer_id), record.sign(node.identity))
+    except P2PDMError as exc:
+        log.warning("publishing our record failed: %s", exc)
+        return False
+    return bool(host.dht_peers())
+
+
+async def _publish_records(node: Node, host: Host) -> None:
+    next_due = -1.0
+    while True:
+        rotated = node.messenger.rotate_prekeys()
+        if rotated or trio.current_time() >= next_due:
+            reached = await publish_record(node, host)
+            pause = RECORD_REPUBLISH_SECONDS if reached else RECORD_RETRY_SECONDS
+            next_due = trio.current_time() + pause
+        await trio.sleep(min(PREKEY_CHECK_SECONDS, max(0.0, next_due - trio.current_time())))
+
+
+class _PeerWatch:
+    """Notices contacts connecting and disconnecting."""
+
+    def __init__(self, node: Node, host: Host, delivery: Delivery) -> None:
+        self.node = node
+        self.host = host
+        self.delivery = delivery
+        self.online: set[PeerId] = set()
+
+    def check(self) -> None:
+        connected = set(self.host.connected_peers())
+        for peer in connected - self.online:
+            if self.node.store.get_contact(peer) is not None:
+                self._came_online(peer)
+        self.online &= connected
+
+    def _came_online(self, peer: PeerId) -> None:
+        self.online.add(peer)
+        self.node.set_contact_addrs(peer, self.host.peer_addrs(peer))
+        now = self.node.now_ms()
+        with self.node.store.transaction():
+            for item in self.node.store.outbox_for(peer):
+                if item.next_attempt_at_ms > now:
+                    self.node.store.reschedule_outbox(
+                        item.envelope_id, now, item.attempts, item.last_error
+                    )
+        self.delivery.wake(peer)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.check()
+            except P2PDMError as exc:
+                log.warning("peer watch: %s", exc)
+            await trio.sleep(PEER_WATCH_SECONDS)
+
+
+async def run_node(
+    home: Home,
+    options: RunOptions,
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,  # trio.TaskStatus[Running]
+) -> None:
+    """Run the node of ``home`` until cancelled; reports :class:`Running` once serving.
+
+    Raises HomeError if another node runs from this home, IdentityError or
+    PassphraseError if the identity cannot be unlocked, ConfigError for bad
+    addresses or a taken port.
+    """
+    identity = home.load_identity()
+    token = home.api_token()
+    with home.lock(), closing(home.open_store()) as store:
+        node = Node(identity, store)
+        async with open_host(
+            identity.seed,
+            options.listen,
+            bootstrap=options.bootstrap,
+            dht_mode=options.dht_mode,
+            upkeep=options.upkeep,
+        ) as host:
+            host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
+            node.addrs = host.listen_addrs()
+            delivery = Delivery(node, host)
+            node.on_outbox = delivery.wake
+            node.fetch_bundle = partial(fetch_bundle, host)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(delivery.run)
+                nursery.start_soon(_publish_records, node, host)
+                nursery.start_soon(_PeerWatch(node, host, delivery).run)
+                api = await nursery.start(serve_api, node, token, *options.api)
+                write_api_addr(home, *api)
+                try:
+                    running = Running(node, host, delivery, api)
+                    log.info(
+                        "node %s listening on %s; local API %s",
+                        node.peer_id,
+                        ", ".join(node.addrs),
+                        running.api_url,
+                    )
+                    task_status.started(running)
+                    await trio.sleep_forever()
+                finally:
+                    with suppress(OSError):
+                        api_addr_path(home).unlink()

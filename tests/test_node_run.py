@@ -1,0 +1,218 @@
+"""Whole nodes (`run_node`: host, DHT, records, delivery, API) on loopback, in one process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from p2pdm.client import api_addr_path
+from p2pdm.core import records
+from p2pdm.core.dm import DM_PROTOCOL, Deliver
+from p2pdm.core.model import Direction
+from p2pdm.errors import HomeError, IdentityError
+from p2pdm.home import Home
+from p2pdm.net import open_host
+from p2pdm.net.testing import host_seed
+from p2pdm.net.upkeep import Upkeep
+from p2pdm.runner import RECORD_SEQ_SETTING, Running, RunOptions, publish_record, run_node
+
+pytestmark = pytest.mark.net
+
+LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
+#: Short upkeep periods so bootstrap re-dials and refreshes happen within a test.
+UPKEEP = Upkeep(
+    interval=0.5, idle_timeout=30.0, dht_refresh_interval=5.0, bootstrap_retry_interval=1.0
+)
+
+
+@dataclass
+class Peer:
+    running: Running
+    home: Home
+    http: httpx.AsyncClient
+    scope: trio.CancelScope
+
+    @property
+    def id(self) -> str:
+        return str(self.running.node.peer_id)
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.http.request(method, path, **kwargs)
+        assert response.status_code < 300, response.text
+        return response.json() if response.content else None
+
+
+def make_home(tmp_path: Path, name: str) -> Home:
+    home = Home(tmp_path / name, env={})
+    if not home.has_identity():
+        home.create_identity(name)
+    return home
+
+
+@asynccontextmanager
+async def node(tmp_path: Path, name: str, *bootstrap: Running) -> AsyncIterator[Peer]:
+    """A running node; leaving the block (or cancelling ``scope``) stops it."""
+    home = make_home(tmp_path, name)
+    options = RunOptions(
+        listen=LOOPBACK,
+        api=("127.0.0.1", 0),
+        bootstrap=tuple(r.node.addrs[0] for r in bootstrap),
+        upkeep=UPKEEP,
+    )
+    async with trio.open_nursery() as nursery:
+        running: Running = await nursery.start(run_node, home, options)
+        host, port = running.api
+        async with httpx.AsyncClient(
+            base_url=f"http://{host}:{port}",
+            headers={"Authorization": f"Bearer {home.api_token()}"},
+        ) as http:
+            yield Peer(running, home, http, nursery.cancel_scope)
+        nursery.cancel_scope.cancel()
+
+
+async def status_of(peer: Peer, message_id: str) -> str:
+    status: str = (await peer.call("GET", f"/v1/messages/{message_id}"))["status"]
+    return status
+
+
+async def wait_for_status(peer: Peer, message_id: str, wanted: str, deadline: float) -> None:
+    with trio.fail_after(deadline):
+        while await status_of(peer, message_id) != wanted:  # noqa: ASYNC110 - polls the API
+            await trio.sleep(0.05)
+
+
+async def test_a_finds_c_by_peer_id_alone_through_b(tmp_path: Path) -> None:
+    """A and C know only B; A adds C by PeerID, fetches its bundle from the DHT, sends;
+    C decrypts and verifies; A sees delivered, then read."""
+    async with (
+        node(tmp_path, "bob") as b,
+        node(tmp_path, "alice", b.running) as a,
+        node(tmp_path, "carol", b.running) as c,
+    ):
+        assert a.running.node.store.get_contact(c.running.node.peer_id) is None
+        # Neither has the other's addresses or bundle: only a PeerID.
+        await a.call("POST", "/v1/contacts", json={"peer_id": c.id, "name": "carol"})
+        sent = await a.call("POST", "/v1/messages", json={"to": "carol", "text": "hi carol"})
+        await wait_for_status(a, sent["id"], "delivered", 20)
+
+        page = await c.call("GET", f"/v1/conversations/{a.id}/messages")
+        [got] = page["messages"]
+        assert got["text"] == "hi carol" and got["direction"] == "in"
+        # Alice is not Carol's contact: the message is a request, not in the inbox.
+        [conversation] = (await c.call("GET", "/v1/conversations"))["conversations"]
+        assert conversation["request"] is True
+
+        # Carol accepts Alice (a request gets no read receipts), then reads.
+        await c.call("POST", "/v1/contacts", json={"peer_id": a.id, "name": "alice"})
+        await c.call("POST", f"/v1/messages/{got['id']}/read")
+        await wait_for_status(a, sent["id"], "read", 20)
+        history = (await a.call("GET", f"/v1/messages/{sent['id']}"))["history"]
+        assert [h["status"] for h in history][-3:] == ["sent", "delivered", "read"]
+        # Alice's address book learnt where Carol is.
+        contact = a.running.node.store.get_contact(c.running.node.peer_id)
+        assert contact is not None and contact.addrs
+
+
+async def test_sending_to_a_peer_id_nobody_published_is_a_clear_4xx(tmp_path: Path) -> None:
+    async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
+        stranger = records.PeerId.parse("12D3KooWGjssTSMGSG4tCMJCc5ju1r33TjS8GXjjaNVe3zGHAKcB")
+        await a.call("POST", "/v1/contacts", json={"peer_id": str(stranger), "name": "x"})
+        response = await a.http.post("/v1/messages", json={"to": "x", "text": "hello?"})
+        assert response.status_code == 422
+        assert "cannot find" in response.json()["error"]["message"]
+        assert a.running.node.store.counts()["messages"] == 0
+
+
+async def test_records_are_republished_with_a_growing_sequence(tmp_path: Path) -> None:
+    async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
+        key = records.record_key(a.running.node.peer_id)
+        first = a.running.node.store.get_setting(RECORD_SEQ_SETTING)
+        assert isinstance(first, int)
+        assert await publish_record(a.running.node, a.running.host)
+        second = a.running.node.store.get_setting(RECORD_SEQ_SETTING)
+        assert isinstance(second, int) and second > first
+        value = await b.running.host.get_record(key, 5)
+        assert value is not None and records.validate(key, value).seq == second
+        # The record carries no one-time prekeys: anyone can read it.
+        assert records.validate(key, value).bundle.one_time_prekeys == ()
+
+
+async def test_a_second_node_on_the_same_home_is_refused(tmp_path: Path) -> None:
+    async with node(tmp_path, "alice") as a:
+        with pytest.raises(HomeError, match="a node is running from"):
+            await run_node(a.home, RunOptions(listen=LOOPBACK, api=("127.0.0.1", 0)))
+        with pytest.raises(HomeError, match="a node is running from"):
+            a.home.create_identity("other", force=True)
+        assert api_addr_path(a.home).is_file()
+    assert not api_addr_path(a.home).exists()
+    with pytest.raises(IdentityError, match="already exists"):
+        a.home.create_identity("other")
+
+
+async def test_a_hostile_peer_on_the_real_stack_does_not_stop_delivery(tmp_path: Path) -> None:
+    """Garbage, an oversized frame, a forged envelope, a replay and a stream flood
+    from one peer; the victim keeps receiving from others."""
+    async with (
+        node(tmp_path, "bob") as b,
+        node(tmp_path, "alice", b.running) as a,
+        open_host(host_seed(66), LOOPBACK) as mallory,
+    ):
+        victim = b.running.node.peer_id
+        first = await a.call("POST", "/v1/contacts", json={"invite": b.running.node.invite()})
+        assert first["peer_id"] == b.id
+        sent = await a.call("POST", "/v1/messages", json={"to": b.id, "text": "one"})
+        await wait_for_status(a, sent["id"], "delivered", 10)
+        [item] = b.running.node.store.messages(
+            b.running.node.store.list_conversations()[0].id, 10, None
+        ).messages
+        assert item.direction == Direction.IN
+
+        attacks: list[bytes] = [
+            b"\x05garbage-not-cbor",
+            (2 << 20).to_bytes(4, "big"),  # a length prefix far over the cap
+        ]
+        for payload in attacks:
+            stream = await mallory.open_stream(victim, DM_PROTOCOL, b.running.node.addrs)
+            await stream._raw.send_all(payload)  # raw bytes, not a well-formed frame
+            await trio.sleep(0.2)
+        # A forged envelope (random bytes inside a valid deliver frame) is refused.
+        stream = await mallory.open_stream(victim, DM_PROTOCOL, b.running.node.addrs)
+        await stream.write_frame(Deliver(1, b"\x00" * 200).encode(), 5)
+        ack = await stream.read_frame(1024, 5)
+        assert ack is not None and b"rejected" in ack
+        # A flood of streams: beyond the per-peer limit they are reset.
+        for _ in range(10):
+            try:
+                await mallory.open_stream(victim, DM_PROTOCOL, b.running.node.addrs)
+            except Exception:
+                break
+        # The victim still takes Alice's messages.
+        again = await a.call("POST", "/v1/messages", json={"to": b.id, "text": "two"})
+        await wait_for_status(a, again["id"], "delivered", 10)
+        assert b.running.node.store.counts()["messages"] == 2
+
+
+async def test_outbox_survives_a_restart_of_the_sender(tmp_path: Path) -> None:
+    """Messages queued while the recipient is away are delivered after the
+    sender itself restarts: the outbox is in the store."""
+    async with node(tmp_path, "bob") as b:
+        async with node(tmp_path, "alice", b.running) as a:
+            async with node(tmp_path, "carol", b.running) as c:
+                invite = c.running.node.invite()
+            await a.call("POST", "/v1/contacts", json={"invite": invite})
+            ids = [
+                (await a.call("POST", "/v1/messages", json={"to": "carol", "text": f"m{i}"}))["id"]
+                for i in range(5)
+            ]
+        # Alice stopped with five messages queued; Carol comes back, then Alice.
+        async with node(tmp_path, "carol", b.running) as c, node(tmp_path, "alice", b.running) as a:
+            for message_id in ids:
+                await wait_for_status(a, message_id, "delivered", 30)
+            assert c.running.node.store.counts()["messages"] == 5
