@@ -24,6 +24,7 @@ from typing import Final, TextIO
 import segno
 
 from p2pdm import __version__, cli_chat, cli_run
+from p2pdm.client import Client
 from p2pdm.core.invite import make_invite
 from p2pdm.core.session import OwnPrekeys
 from p2pdm.errors import HomeError, P2PDMError
@@ -98,7 +99,7 @@ def _id(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         )
     bundle = OwnPrekeys.from_bytes(identity, prekeys).bundle()
     now_s = int(home.clock())
-    addrs: list[str] = []  # listen and relay addresses come with `p2pdm run`
+    addrs = _running_node_addrs(home)
     invite = make_invite(identity, name, addrs, bundle, now_s, INVITE_TTL_SECONDS)
     if args.json:
         record = {
@@ -117,6 +118,16 @@ def _id(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         _draw_qr(invite, out)
     print(f"Invite  {invite}", file=out)
     return EXIT_OK
+
+
+def _running_node_addrs(home: Home) -> list[str]:
+    """The addresses of the home's running node, for the invite; [] if none runs."""
+    try:
+        with Client.for_home(home) as client:
+            addrs = client.node().get("addrs", [])
+    except P2PDMError:
+        return []
+    return [a for a in addrs if isinstance(a, str)] if isinstance(addrs, list) else []
 
 
 def _draw_qr(text: str, out: TextIO) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -110,6 +111,15 @@ def test_run_starts_logs_one_line_and_stops_cleanly_on_sigterm(tmp_path: Path) -
     )
     info = proc.client.node()
     assert info["addrs"] and info["addrs"][0].startswith("/ip4/127.0.0.1/tcp/")
+    shown = subprocess.run(
+        [sys.executable, "-m", "p2pdm", "--home", str(home), "id", "--json"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=30,
+        check=True,
+    )
+    assert json.loads(shown.stdout)["addrs"] == info["addrs"]  # the invite says where to dial
     assert proc.stop(signal.SIGTERM) == 0
     log = (tmp_path / "alice.log").read_text()
     [line] = [line for line in log.splitlines() if "listening on" in line]
