@@ -147,7 +147,8 @@ class Delivery:
     def wake(self, peer: PeerId | None = None) -> None:
         """Something was queued: run the scheduler (and the peer's sender) now."""
         if peer is not None and peer in self._senders:
-            self._senders[peer].set()
+            self._senders[peer].set()  # its sender reads the outbox itself
+            return
         self._wake.set()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -155,10 +156,11 @@ class Delivery:
             task_status.started()
             while True:
                 self._wake = trio.Event()
-                self._expire()
                 now = self.node.now_ms()
                 due = self.node.store.outbox_due(now, MAX_DUE_BATCH)
-                for peer in dict.fromkeys(item.recipient for item in due):
+                self._expire([item for item in due if item.expires_at_ms <= now])
+                live = (item.recipient for item in due if item.expires_at_ms > now)
+                for peer in dict.fromkeys(live):
                     if peer in self._senders:
                         self._senders[peer].set()
                     elif len(self._senders) < MAX_ACTIVE_SENDERS:
@@ -167,13 +169,13 @@ class Delivery:
                 with trio.move_on_after(SCHEDULER_MAX_SLEEP):
                     await self._wake.wait()
 
-    def _expire(self) -> None:
-        now = self.node.now_ms()
-        for item in self.node.store.outbox_due(now, MAX_DUE_BATCH):
-            if item.expires_at_ms <= now:
-                with self.node.store.transaction():
-                    self.node.store.remove_outbox(item.envelope_id)
-                    self._set_status(item, DeliveryStatus.EXPIRED, "not delivered before expiry")
+    def _expire(self, items: list[OutboxItem]) -> None:
+        if not items:
+            return
+        with self.node.store.transaction():
+            for item in items:
+                self.node.store.remove_outbox(item.envelope_id)
+                self._set_status(item, DeliveryStatus.EXPIRED, "not delivered before expiry")
 
     def _set_status(self, item: OutboxItem, status: DeliveryStatus, detail: str = "") -> None:
         with contextlib.suppress(NotFound):  # receipts have no stored message
@@ -230,31 +232,34 @@ class Delivery:
             acks_done = trio.Event()
             nursery.start_soon(self._read_acks, stream, in_flight, window, acks_done)
             try:
-                while True:
-                    sent_any = False
-                    for item in self._due_for(peer):
-                        if any(i.envelope_id == item.envelope_id for i in in_flight.values()):
-                            continue
-                        await window.acquire()
-                        seq += 1
-                        in_flight[seq] = item
-                        await stream.write_frame(
-                            Deliver(seq, item.envelope).encode(), WRITE_TIMEOUT
-                        )
-                        self._set_status(item, DeliveryStatus.SENT)
-                        sent_any = True
-                    if acks_done.is_set():
+                while not acks_done.is_set():
+                    # Armed before reading the outbox: a wake-up from here on
+                    # (new message, retry due, the ack reader stopping) is kept.
+                    wake = self._senders[peer] = trio.Event()
+                    sending = {item.envelope_id for item in in_flight.values()}
+                    written: list[OutboxItem] = []
+                    try:
+                        for item in self._due_for(peer):
+                            if item.envelope_id in sending:
+                                continue
+                            await window.acquire()
+                            seq += 1
+                            in_flight[seq] = item
+                            await stream.write_frame(
+                                Deliver(seq, item.envelope).encode(), WRITE_TIMEOUT
+                            )
+                            written.append(item)
+                    finally:
+                        self._mark_sent(written)
+                    if written:
+                        continue
+                    if in_flight:
+                        await wake.wait()
+                        continue
+                    with trio.move_on_after(STREAM_IDLE_SECONDS) as idle:
+                        await wake.wait()
+                    if idle.cancelled_caught:
                         break
-                    if not sent_any and not in_flight:
-                        event = self._senders.setdefault(peer, trio.Event())
-                        with trio.move_on_after(STREAM_IDLE_SECONDS) as idle:
-                            await event.wait()
-                        self._senders[peer] = trio.Event()
-                        if idle.cancelled_caught:
-                            break
-                    elif not sent_any:
-                        with trio.move_on_after(0.05):
-                            await acks_done.wait()
             except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 log.info("stream to %s broke: %s", peer.short(), exc)
             finally:
@@ -264,12 +269,19 @@ class Delivery:
                 nursery.cancel_scope.cancel()
 
     def _due_for(self, peer: PeerId) -> list[OutboxItem]:
-        now = self.node.now_ms()
-        return [
-            i
-            for i in self.node.store.outbox_for(peer)
-            if i.next_attempt_at_ms <= now and i.expires_at_ms > now
-        ]
+        return self.node.store.outbox_for(peer, due_at_ms=self.node.now_ms(), limit=DM_WINDOW)
+
+    def _mark_sent(self, items: list[OutboxItem]) -> None:
+        """``sent``, in one transaction; and not due again until the ack is late."""
+        if not items:
+            return
+        retry_at = self.node.now_ms() + int(ACK_TIMEOUT * 1000)
+        with self.node.store.transaction():
+            for item in items:
+                self._set_status(item, DeliveryStatus.SENT)
+                self.node.store.reschedule_outbox(
+                    item.envelope_id, retry_at, item.attempts, item.last_error
+                )
 
     async def _read_acks(
         self,
@@ -286,31 +298,42 @@ class Delivery:
                     )
                 else:
                     frame = await stream.read_frame(MAX_CONTROL_FRAME_BYTES, ACK_TIMEOUT)
-                if frame is None:
+                acked: list[tuple[OutboxItem, Ack]] = []
+                try:
+                    while frame is not None:  # this ack and any that arrived with it
+                        ack = decode_ack(frame)
+                        item = in_flight.pop(ack.seq, None)
+                        if item is None:
+                            raise ProtocolViolation(f"ack for unknown frame {ack.seq}")
+                        window.release()
+                        acked.append((item, ack))
+                        frame = stream.buffered_frame(MAX_CONTROL_FRAME_BYTES)
+                finally:
+                    self._on_acks(acked)
+                if not acked:
                     return
-                ack = decode_ack(frame)
-                item = in_flight.pop(ack.seq, None)
-                if item is None:
-                    raise ProtocolViolation(f"ack for unknown frame {ack.seq}")
-                window.release()
-                self._on_ack(item, ack)
         except (P2PDMError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
             log.info("acks from %s stopped", stream.remote_peer.short())
         finally:
             done.set()
+            self.wake(stream.remote_peer)  # the sender may be waiting for work
 
-    def _on_ack(self, item: OutboxItem, ack: Ack) -> None:
+    def _on_acks(self, acked: list[tuple[OutboxItem, Ack]]) -> None:
+        """Apply a burst of acks in one transaction."""
+        if not acked:
+            return
         store = self.node.store
-        if ack.result == "ok":
-            with store.transaction():
-                store.remove_outbox(item.envelope_id)
-                self._set_status(item, DeliveryStatus.DELIVERED)
-        elif ack.result == "rejected":
-            with store.transaction():
-                store.remove_outbox(item.envelope_id)
-                self._set_status(item, DeliveryStatus.FAILED, f"refused by recipient: {ack.detail}")
-        else:
-            self._reschedule(item, f"recipient asked to retry: {ack.detail}")
+        with store.transaction():
+            for item, ack in acked:
+                if ack.result == "ok":
+                    store.remove_outbox(item.envelope_id)
+                    self._set_status(item, DeliveryStatus.DELIVERED)
+                elif ack.result == "rejected":
+                    store.remove_outbox(item.envelope_id)
+                    detail = f"refused by recipient: {ack.detail}"
+                    self._set_status(item, DeliveryStatus.FAILED, detail)
+                else:
+                    self._reschedule(item, f"recipient asked to retry: {ack.detail}")
 
     # --- receiving --------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 import trio
@@ -12,7 +13,13 @@ import trio
 from p2pdm.core.dm import DM_PROTOCOL, Deliver, decode_ack
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus
-from p2pdm.delivery import MAX_STREAMS_PER_PEER, RETRY_MAX_SECONDS, Delivery, backoff_ms
+from p2pdm.delivery import (
+    MAX_STREAMS_PER_PEER,
+    RETRY_MAX_SECONDS,
+    SCHEDULER_MAX_SLEEP,
+    Delivery,
+    backoff_ms,
+)
 from p2pdm.node import Node
 from p2pdm.store.memory import MemoryStore
 from tests.fakenet import FakeHost, FakeNetwork
@@ -129,3 +136,18 @@ def test_backoff_grows_and_is_capped() -> None:
     delays = [backoff_ms(n, rng) for n in range(20)]
     assert delays[0] <= 1500 and delays[5] > delays[0]
     assert max(delays) <= RETRY_MAX_SECONDS * 1.5 * 1000
+
+
+async def test_a_message_never_delivered_expires(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob = world
+    bob.host.online = False
+    sent = await alice.node.send("bob", "you will never see this")
+    [item] = alice.node.store.outbox_for(bob.node.peer_id)
+    # Shorten its life: 14 days of retries would be many scheduler rounds.
+    alice.node.store.remove_outbox(item.envelope_id)
+    alice.node.store.add_outbox(replace(item, expires_at_ms=alice.node.now_ms() + 30_000))
+    await trio.sleep(30 + SCHEDULER_MAX_SLEEP * 2)
+    message, history = alice.node.message(sent.id.hex())
+    assert message.status is DeliveryStatus.EXPIRED
+    assert history[-1].detail == "not delivered before expiry"
+    assert alice.node.store.outbox_count() == 0

@@ -430,6 +430,14 @@ def test_outbox_reschedule_remove_and_per_recipient(store: Store) -> None:
         store.reschedule_outbox(mid(1999), 1, 1)
     assert [i.envelope_id for i in store.outbox_for(ALICE)] == [mid(1001), mid(1003)]
     assert store.outbox_for(CAROL) == []
+    # Due now (not rescheduled, not expired), oldest first, capped.
+    assert [i.envelope_id for i in store.outbox_for(ALICE, due_at_ms=100)] == [mid(1003)]
+    assert [i.envelope_id for i in store.outbox_for(ALICE, due_at_ms=500)] == [
+        mid(1001),
+        mid(1003),
+    ]
+    assert [i.envelope_id for i in store.outbox_for(ALICE, due_at_ms=500, limit=1)] == [mid(1001)]
+    assert store.outbox_for(ALICE, due_at_ms=10**12) == []  # all expired by then
     assert store.remove_outbox(mid(1001)) is True
     assert store.remove_outbox(mid(1001)) is False
     assert store.outbox_count() == 2
@@ -689,6 +697,7 @@ class StoresAgree(RuleBasedStateMachine):
         self.both(lambda s: s.settings())
         self.both(lambda s: s.get_prekeys())
         self.both(lambda s: [s.outbox_for(peer) for peer in _PEERS])
+        self.both(lambda s: [s.outbox_for(peer, due_at_ms=1500, limit=2) for peer in _PEERS])
         self.both(lambda s: [s.get_session(peer) for peer in _PEERS])
         for n in range(6):
             self.both(methodcaller("get_message", mid(n)))

@@ -123,6 +123,16 @@ class Stream:
                 raise
             return frame
 
+    def buffered_frame(self, max_bytes: int) -> bytes | None:
+        """The next frame if it has fully arrived already, else None; never waits.
+
+        Lets a reader take a burst of frames (acks) and handle them together.
+        Raises like :meth:`read_frame` for a bad prefix.
+        """
+        if self._closed or self._read_eof or self._read_lock.locked():
+            return None
+        return self._decoder.next_frame(max_bytes=max_bytes)
+
     async def write_frame(self, payload: bytes, timeout: float) -> None:  # noqa: ASYNC109
         """Send one frame. Raises PeerUnreachable on reset or after ``timeout`` seconds.
 

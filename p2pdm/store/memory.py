@@ -326,10 +326,19 @@ class MemoryStore:
         due.sort(key=lambda i: (i.next_attempt_at_ms, i.created_at_ms, i.envelope_id))
         return due[:size]
 
-    def outbox_for(self, recipient: PeerId) -> list[OutboxItem]:
-        """Every queued envelope for ``recipient``, oldest first."""
-        items = [i for i in self._live().outbox.values() if i.recipient == recipient]
-        return sorted(items, key=lambda i: (i.created_at_ms, i.envelope_id))
+    def outbox_for(
+        self, recipient: PeerId, due_at_ms: int | None = None, limit: int | None = None
+    ) -> list[OutboxItem]:
+        """Queued envelopes for ``recipient``, oldest first: all of them, or those
+        due at ``due_at_ms`` and not expired; at most ``limit``."""
+        items = [
+            i
+            for i in self._live().outbox.values()
+            if i.recipient == recipient
+            and (due_at_ms is None or i.next_attempt_at_ms <= due_at_ms < i.expires_at_ms)
+        ]
+        items.sort(key=lambda i: (i.created_at_ms, i.envelope_id))
+        return items if limit is None else items[:limit]
 
     def reschedule_outbox(
         self, envelope_id: bytes, next_attempt_at_ms: int, attempts: int, last_error: str = ""

@@ -494,13 +494,21 @@ class SQLiteStore:
             ).fetchall()
         return [_outbox_item(row) for row in rows]
 
-    def outbox_for(self, recipient: PeerId) -> list[OutboxItem]:
-        """Every queued envelope for ``recipient``, oldest first."""
+    def outbox_for(
+        self, recipient: PeerId, due_at_ms: int | None = None, limit: int | None = None
+    ) -> list[OutboxItem]:
+        """Queued envelopes for ``recipient``, oldest first: all of them, or those
+        due at ``due_at_ms`` and not expired; at most ``limit``."""
+        where = "recipient = ?"
+        params: list[object] = [recipient.raw]
+        if due_at_ms is not None:
+            where += " AND next_attempt_at_ms <= ? AND expires_at_ms > ?"
+            params += [due_at_ms, due_at_ms]
         with self._reading(f"reading envelopes for {recipient.short()}") as db:
             rows = db.execute(
-                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE recipient = ? "
-                "ORDER BY created_at_ms, envelope_id",
-                (recipient.raw,),
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE {where} "
+                "ORDER BY created_at_ms, envelope_id LIMIT ?",
+                (*params, -1 if limit is None else limit),
             ).fetchall()
         return [_outbox_item(row) for row in rows]
 
