@@ -201,8 +201,11 @@ class Delivery:
         try:
             failed = await self._send_all(peer)
             await self._deposit(peer, failed)
-        except Exception:
+        except Exception as exc:
             log.exception("sender for %s failed", peer.short())
+            with contextlib.suppress(P2PDMError):  # never spin on an item that keeps failing
+                for item in self._due_for(peer):
+                    self._reschedule(item, f"internal error: {type(exc).__name__}")
         finally:
             self._senders.pop(peer, None)
             self._wake.set()
@@ -223,18 +226,40 @@ class Delivery:
         except trio.TooSlowError:
             raise PeerUnreachable(f"{peer.short()} did not answer in time") from None
 
+    async def _open_or_deposit(self, peer: PeerId, due: list[OutboxItem]) -> Stream:
+        """Open a stream to ``peer``; past REACH_TIMEOUT, deposit ``due`` meanwhile.
+
+        The lookup goes on (the peer may just be slow to find); a deposit cut
+        short when it answers is harmless: mailboxes dedupe repeated deposits.
+        """
+
+        async def deposit_when_slow() -> None:
+            await trio.sleep(REACH_TIMEOUT)
+            await self._deposit(peer, due)
+
+        stream: Stream | None = None
+        error: P2PDMError = PeerUnreachable(f"{peer.short()} not reachable")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(deposit_when_slow)
+            try:
+                stream = await self._open(peer)
+            except P2PDMError as exc:  # raised here, not wrapped in an ExceptionGroup
+                error = exc
+            nursery.cancel_scope.cancel()
+        if stream is None:
+            raise error
+        return stream
+
     async def _send_all(self, peer: PeerId) -> list[OutboxItem]:
         """Deliver what is due for ``peer``; returns the items that could not be delivered."""
         due = self._due_for(peer)
         if not due:
             return []
         try:
-            with trio.fail_after(REACH_TIMEOUT):
-                stream = await self._open(peer)
-        except (PeerUnreachable, P2PDMError, trio.TooSlowError) as exc:
-            error = str(exc) or f"{peer.short()} not reachable within {REACH_TIMEOUT:g} s"
+            stream = await self._open_or_deposit(peer, due)
+        except (PeerUnreachable, P2PDMError) as exc:
             for item in due:
-                self._reschedule(item, error)
+                self._reschedule(item, str(exc))
             return due
         failed: list[OutboxItem] = []
         in_flight: dict[int, OutboxItem] = {}

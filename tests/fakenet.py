@@ -64,6 +64,8 @@ class FakeHost:
         self.peer_id = peer
         self.handlers: dict[str, Handler] = {}
         self.online = True
+        #: Dials to a hanging host never finish (a peer behind a black hole).
+        self.hanging = False
         self.disconnected: list[PeerId] = []
         self.dials = 0
 
@@ -73,6 +75,8 @@ class FakeHost:
     async def open_stream(self, peer: PeerId, protocol: str, addrs: Sequence[str] = ()) -> Stream:
         self.dials += 1
         target = self.net.hosts.get(peer)
+        if target is not None and target.hanging:
+            await trio.sleep_forever()
         if target is None or not target.online or not self.online:
             raise PeerUnreachable(f"{peer.short()} is offline")
         handler = target.handlers.get(protocol)
