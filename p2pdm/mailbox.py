@@ -99,6 +99,14 @@ MAILBOX_PROVIDE_INTERVAL_SECONDS: Final = 3600.0
 MAILBOX_PROVIDE_RETRY_SECONDS: Final = 60.0
 
 
+class _Refused(Exception):
+    """A deposit over a quota; raised inside the transaction to undo the add."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 @dataclass
 class _Session:
     """What one stream has proved so far."""
@@ -265,22 +273,31 @@ class MailboxService:
         store = self.store
         try:
             with store.transaction():
-                code = self._room_for(item, now)
-                if code != mb.OK:
-                    return mb.Result(code, "quota used up; try another mailbox")
+                # Add first, so that a repeated deposit is "already held" even at quota.
                 held, new = store.mailbox_add(item)
+                if new and (code := self._room_for(item, now)) != mb.OK:
+                    raise _Refused(code)  # rolls the add back
+        except _Refused as refused:
+            return mb.Result(refused.code, "quota used up; try another mailbox")
         except StoreError as exc:
             log.error("mailbox store failed: %s", exc)
             return mb.Result(mb.UNAVAILABLE, "store unavailable")
         return mb.Result(mb.OK, "" if new else "already held", until_s=held.expires_at_ms // 1000)
 
     def _room_for(self, item: mb.StoredEnvelope, now: int) -> str:
-        """Quota check inside the deposit's transaction; purges once before refusing."""
+        """Quota check of a just-added ``item``, in its transaction; purges once before refusing."""
         store = self.store
 
         def check() -> str:
-            usage = store.mailbox_usage(item.recipient)
-            return mb.check_deposit(self.limits, item.size, usage, store.mailbox_usage())
+            # Usage without the item itself: the rule asks whether it fits.
+            count, used = store.mailbox_usage(item.recipient)
+            total_count, total_used = store.mailbox_usage()
+            return mb.check_deposit(
+                self.limits,
+                item.size,
+                (count - 1, used - item.size),
+                (total_count - 1, total_used - item.size),
+            )
 
         code = check()
         if code != mb.OK and store.mailbox_purge(now):

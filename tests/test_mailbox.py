@@ -334,6 +334,8 @@ async def test_deposit_refusals(world, autojump_clock) -> None:  # type: ignore[
     assert box.service.deposit(await deposit_for_bob(alice, bob, "2")).ok
     assert box.service.deposit(await deposit_for_bob(alice, bob, "3")).code == mb.FULL
     assert box.held == 2
+    # A sender retrying after a lost reply is told it is held, full or not.
+    assert box.service.deposit(envelope).code == mb.OK
 
 
 async def test_expired_envelopes_are_not_served_and_get_purged(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
@@ -435,3 +437,22 @@ def test_reply_frames_stay_within_their_cap() -> None:
     )
     assert len(page.encode()) <= mb.MAX_REPLY_FRAME_BYTES
     assert cbor.decode(page.encode(), mb.MAX_REPLY_FRAME_BYTES)
+
+
+async def test_a_hostile_mailbox_cannot_stop_delivery(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, boxes = world
+    liar = net.host(Identity(os.urandom(32)).peer_id)
+
+    async def garbage(stream: Stream) -> None:
+        while await stream.read_frame(mb.MAX_REQUEST_FRAME_BYTES, 5) is not None:
+            await stream.write_frame(b"\xa1at\xf9\x00\x00", 5)  # a map holding a float
+
+    liar.set_handler(mb.MAILBOX_PROTOCOL, garbage)
+    await liar.provide(mb.MAILBOX_SERVICE_KEY)
+    for box in boxes[:2]:
+        box.host.online = False  # so the liar is surely among those tried
+    sent = await send_while_away(alice, bob, "past the liar")
+    assert sum(b.held for b in boxes) >= 1
+    alice.host.online, bob.host.online = False, True
+    assert await bob.delivery.fetch_mailboxes() == 1
+    assert [m.id for m in bob.node.messages("alice").messages] == [sent.id]
