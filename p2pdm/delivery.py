@@ -24,7 +24,7 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
@@ -39,7 +39,9 @@ from p2pdm.core.dm import (
     decode_deliver,
 )
 from p2pdm.core.identity import PeerId
+from p2pdm.core.mailbox import FetchedEnvelope
 from p2pdm.core.model import DeliveryStatus, OutboxItem
+from p2pdm.core.wire import ReceiptBody
 from p2pdm.errors import (
     DecryptError,
     EnvelopeExpired,
@@ -55,7 +57,10 @@ from p2pdm.errors import (
     WrongRecipient,
 )
 from p2pdm.limits import MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES
+from p2pdm.mailbox_client import MAILBOX_COPIES, MailboxClient, MailboxDirectory
+from p2pdm.messenger import Received
 from p2pdm.net.stream import Stream
+from p2pdm.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from p2pdm.node import Node
@@ -81,6 +86,13 @@ ACK_TIMEOUT: Final = 15.0
 #: Dialling a peer, and looking it up in the DHT when its addresses fail.
 DIAL_TIMEOUT: Final = 5.0
 FIND_PEER_TIMEOUT: Final = 10.0
+#: A contact not reachable within this long is treated as offline: its
+#: envelopes go to mailboxes while direct delivery keeps being retried.
+REACH_TIMEOUT: Final = 8.0
+#: How often a node fetches from its mailboxes without being asked to.
+FETCH_INTERVAL_SECONDS: Final = 300.0
+#: Mailboxes fetched from at once.
+MAX_CONCURRENT_FETCHES: Final = 4
 #: A receiving stream with nothing on it for this long is closed.
 RECEIVE_IDLE_SECONDS: Final = 120.0
 #: Concurrent incoming dm streams one peer may hold.
@@ -103,24 +115,15 @@ class Network(Protocol):
     def peer_addrs(self, peer: PeerId) -> list[str]: ...
     async def disconnect(self, peer: PeerId) -> None: ...
 
-
-@dataclass
-class _TokenBucket:
-    rate: float
-    burst: float
-    tokens: float = field(default=0.0)
-    at: float = field(default=0.0)
-
-    def __post_init__(self) -> None:
-        self.tokens = self.burst
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
+    # The DHT, for mailboxes (issue 4): signed records and provider records.
+    async def get_record(self, key: str, timeout: float) -> bytes | None: ...  # noqa: ASYNC109
+    async def put_record(self, key: str, value: bytes) -> None: ...
+    async def provide(self, key: bytes) -> None: ...
+    async def find_providers(
+        self,
+        key: bytes,
+        timeout: float,  # noqa: ASYNC109
+    ) -> list[tuple[PeerId, list[str]]]: ...
 
 
 def backoff_ms(attempts: int, rng: random.Random) -> int:
@@ -132,14 +135,25 @@ def backoff_ms(attempts: int, rng: random.Random) -> int:
 class Delivery:
     """Moves envelopes from the outbox to their recipients, and accepts envelopes for us."""
 
-    def __init__(self, node: Node, network: Network, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        network: Network,
+        *,
+        rng: random.Random | None = None,
+        mailboxes: MailboxDirectory | None = None,
+    ) -> None:
         self.node = node
         self.network = network
         self.rng = rng or random.Random()
+        #: Where to deposit and fetch; None: direct delivery only.
+        self.mailboxes = mailboxes
+        self.mailbox_client = MailboxClient(node.identity, network)
+        self._fetch_wake = trio.Event()
         self._wake = trio.Event()
         self._senders: dict[PeerId, trio.Event] = {}
         self._incoming: defaultdict[PeerId, int] = defaultdict(int)
-        self._buckets: dict[PeerId, _TokenBucket] = {}
+        self._buckets: dict[PeerId, TokenBucket] = {}
         network.set_handler(DM_PROTOCOL, self.handle_stream)
 
     # --- sending ----------------------------------------------------------------
@@ -188,9 +202,13 @@ class Delivery:
 
     async def _sender(self, peer: PeerId) -> None:
         try:
-            await self._send_all(peer)
-        except Exception:
+            failed = await self._send_all(peer)
+            await self._deposit(peer, failed)
+        except Exception as exc:
             log.exception("sender for %s failed", peer.short())
+            with contextlib.suppress(P2PDMError):  # never spin on an item that keeps failing
+                for item in self._due_for(peer):
+                    self._reschedule(item, f"internal error: {type(exc).__name__}")
         finally:
             self._senders.pop(peer, None)
             self._wake.set()
@@ -215,16 +233,42 @@ class Delivery:
         """A contact is reachable: keep its addresses and the time in the address book."""
         self.node.set_contact_addrs(peer, self.network.peer_addrs(peer))
 
-    async def _send_all(self, peer: PeerId) -> None:
+    async def _open_or_deposit(self, peer: PeerId, due: list[OutboxItem]) -> Stream:
+        """Open a stream to ``peer``; past REACH_TIMEOUT, deposit ``due`` meanwhile.
+
+        The lookup goes on (the peer may just be slow to find); a deposit cut
+        short when it answers is harmless: mailboxes dedupe repeated deposits.
+        """
+
+        async def deposit_when_slow() -> None:
+            await trio.sleep(REACH_TIMEOUT)
+            await self._deposit(peer, due)
+
+        stream: Stream | None = None
+        error: P2PDMError = PeerUnreachable(f"{peer.short()} not reachable")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(deposit_when_slow)
+            try:
+                stream = await self._open(peer)
+            except P2PDMError as exc:  # raised here, not wrapped in an ExceptionGroup
+                error = exc
+            nursery.cancel_scope.cancel()
+        if stream is None:
+            raise error
+        return stream
+
+    async def _send_all(self, peer: PeerId) -> list[OutboxItem]:
+        """Deliver what is due for ``peer``; returns the items that could not be delivered."""
         due = self._due_for(peer)
         if not due:
-            return
+            return []
         try:
-            stream = await self._open(peer)
+            stream = await self._open_or_deposit(peer, due)
         except (PeerUnreachable, P2PDMError) as exc:
             for item in due:
                 self._reschedule(item, str(exc))
-            return
+            return due
+        failed: list[OutboxItem] = []
         in_flight: dict[int, OutboxItem] = {}
         window = trio.Semaphore(DM_WINDOW)
         seq = 0
@@ -265,8 +309,10 @@ class Delivery:
             finally:
                 for item in in_flight.values():
                     self._reschedule(item, "no acknowledgement")
+                failed.extend(in_flight.values())
                 in_flight.clear()
                 nursery.cancel_scope.cancel()
+        return failed
 
     def _due_for(self, peer: PeerId) -> list[OutboxItem]:
         return self.node.store.outbox_for(peer, due_at_ms=self.node.now_ms(), limit=DM_WINDOW)
@@ -335,6 +381,138 @@ class Delivery:
                 else:
                     self._reschedule(item, f"recipient asked to retry: {ack.detail}")
 
+    # --- mailboxes: depositing for offline recipients -------------------------
+
+    async def _deposit(self, peer: PeerId, failed: list[OutboxItem]) -> None:
+        """Leave undelivered envelopes at up to MAILBOX_COPIES mailboxes for ``peer``.
+
+        They stay in the outbox: direct delivery goes on being retried. A
+        mailbox's refusal (over quota, too large, …) is recorded as the item's
+        last error; reaching at least one mailbox marks the message ``deposited``.
+        """
+        if self.mailboxes is None or not failed:
+            return
+        store = self.node.store
+        now = self.node.now_ms()
+        held: dict[bytes, set[PeerId]] = {}
+        items: dict[bytes, OutboxItem] = {}
+        for item in failed:
+            if store.get_outbox(item.envelope_id) is None:
+                continue  # delivered or confirmed meanwhile
+            holders = {m for m, until in store.deposits(item.envelope_id) if until > now}
+            if len(holders) < MAILBOX_COPIES:
+                held[item.envelope_id], items[item.envelope_id] = holders, item
+        if not items:
+            return
+        refusals: defaultdict[bytes, list[str]] = defaultdict(list)
+        reached = False
+        for mailbox, addrs in await self.mailboxes.for_recipient(peer):
+            todo = [
+                items[eid]
+                for eid, holders in held.items()
+                if len(holders) < MAILBOX_COPIES and mailbox not in holders
+            ]
+            if not todo:
+                break
+            try:
+                results = await self.mailbox_client.deposit(
+                    mailbox, addrs, [item.envelope for item in todo]
+                )
+            except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                log.info("mailbox %s unusable: %s", mailbox.short(), exc)
+                continue
+            reached = True
+            for item, result in zip(todo, results, strict=True):
+                if result.ok:
+                    until = min(result.until_s * 1000, item.expires_at_ms)
+                    store.add_deposit(item.envelope_id, mailbox, until)
+                    held[item.envelope_id].add(mailbox)
+                else:
+                    refusals[item.envelope_id].append(f"{mailbox.short()} {result.code}")
+        if not reached:
+            self.mailboxes.forget()  # look them up afresh next time
+        for eid, item in items.items():
+            self._note_deposits(item, refusals[eid])
+
+    def _note_deposits(self, item: OutboxItem, refusals: list[str]) -> None:
+        store = self.node.store
+        now = self.node.now_ms()
+        holders = [until for _, until in store.deposits(item.envelope_id) if until > now]
+        if holders:
+            until = datetime.fromtimestamp(max(holders) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            detail = f"held by {len(holders)} mailbox(es) until {until} UTC"
+            self._set_status(item, DeliveryStatus.DEPOSITED, detail)
+        current = store.get_outbox(item.envelope_id)
+        if refusals and current is not None:
+            error = f"{current.last_error}; mailboxes refused: {', '.join(refusals)}"
+            store.reschedule_outbox(
+                item.envelope_id, current.next_attempt_at_ms, current.attempts, error[:500]
+            )
+
+    # --- mailboxes: fetching our own ---------------------------------------------
+
+    def fetch_now(self) -> None:
+        """Fetch from our mailboxes now (start-up, reconnect, on demand)."""
+        self._fetch_wake.set()
+
+    async def run_fetcher(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Fetch from our mailboxes at once, then every FETCH_INTERVAL_SECONDS or when asked."""
+        task_status.started()
+        while True:
+            self._fetch_wake = trio.Event()
+            try:
+                await self.fetch_mailboxes()
+            except Exception:
+                log.exception("fetching from mailboxes failed")
+            with trio.move_on_after(FETCH_INTERVAL_SECONDS):
+                await self._fetch_wake.wait()
+
+    async def fetch_mailboxes(self) -> int:
+        """One round: commit what our mailboxes hold for us, delete it there, queue receipts.
+
+        Returns how many envelopes were newly accepted.
+        """
+        if self.mailboxes is None:
+            return 0
+        confirm: defaultdict[PeerId, list[bytes]] = defaultdict(list)
+        accepted = 0
+
+        def handle(via: PeerId, page: list[FetchedEnvelope]) -> list[int]:
+            nonlocal accepted
+            done = []
+            for item in page:
+                result, _, received = self._accept(item.envelope, via)
+                if result != "retry":  # stored now or before, or never storable
+                    done.append(item.seq)
+                if received is not None:
+                    accepted += 1
+                    if received.message is not None:
+                        confirm[received.sender].append(received.inner.id)
+            return done
+
+        limiter = trio.Semaphore(MAX_CONCURRENT_FETCHES)
+
+        async def fetch_one(mailbox: PeerId, addrs: list[str]) -> None:
+            async with limiter:
+                try:
+                    await self.mailbox_client.fetch(
+                        mailbox, addrs, lambda page: handle(mailbox, page)
+                    )
+                except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    log.info("fetching from mailbox %s failed: %s", mailbox.short(), exc)
+
+        async with trio.open_nursery() as nursery:
+            for mailbox, addrs in await self.mailboxes.own():
+                nursery.start_soon(fetch_one, mailbox, addrs)
+        for sender, ids in confirm.items():
+            try:
+                self.node.messenger.send_receipt(sender, "delivered", ids)
+            except P2PDMError as exc:
+                log.info("no delivery receipt for %s: %s", sender.short(), exc)
+                continue
+            self.node.on_outbox(sender)
+        return accepted
+
     # --- receiving --------------------------------------------------------------
 
     async def handle_stream(self, stream: Stream) -> None:
@@ -346,7 +524,7 @@ class Delivery:
         self._incoming[peer] += 1
         self._seen(peer)
         bucket = self._buckets.setdefault(
-            peer, _TokenBucket(MAX_RATE_PER_PEER, RATE_BURST_PER_PEER, at=trio.current_time())
+            peer, TokenBucket(MAX_RATE_PER_PEER, RATE_BURST_PER_PEER, at=trio.current_time())
         )
         try:
             await self._serve(stream, bucket)
@@ -363,7 +541,7 @@ class Delivery:
                 if len(self._buckets) > MAX_ACTIVE_SENDERS * 4:
                     self._buckets.pop(peer, None)
 
-    async def _serve(self, stream: Stream, bucket: _TokenBucket) -> None:
+    async def _serve(self, stream: Stream, bucket: TokenBucket) -> None:
         peer = stream.remote_peer
         while True:
             frame = await stream.read_frame(_DELIVER_FRAME_BYTES, RECEIVE_IDLE_SECONDS)
@@ -378,10 +556,16 @@ class Delivery:
 
     def accept(self, envelope: bytes, via: PeerId | None = None) -> tuple[AckResult, str]:
         """Commit one envelope; returns the ack result and a short reason."""
+        result, detail, _ = self._accept(envelope, via)
+        return result, detail
+
+    def _accept(
+        self, envelope: bytes, via: PeerId | None
+    ) -> tuple[AckResult, str, Received | None]:
         try:
             received = self.node.messenger.receive(envelope)
         except ReplayError:
-            return "ok", "already stored"
+            return "ok", "already stored", None
         except (
             WireError,
             WrongRecipient,
@@ -391,9 +575,19 @@ class Delivery:
             SessionError,
         ) as exc:
             log.info("refused envelope via %s: %s", via.short() if via else "?", exc)
-            return "rejected", type(exc).__name__
+            return "rejected", type(exc).__name__, None
         except StoreError as exc:
             log.error("could not store an envelope: %s", exc)
-            return "retry", "store unavailable"
+            return "retry", "store unavailable", None
+        if isinstance(received.inner.body, ReceiptBody):
+            self._confirmed(received.sender, received.inner.body.ids)
         self.node.on_received(received)
-        return "ok", ""
+        return "ok", "", received
+
+    def _confirmed(self, peer: PeerId, message_ids: Sequence[bytes]) -> None:
+        """A receipt from ``peer`` confirms these messages: stop sending them."""
+        ids = set(message_ids)
+        store = self.node.store
+        for item in store.outbox_for(peer):
+            if item.message_id in ids:
+                store.remove_outbox(item.envelope_id)

@@ -2,7 +2,10 @@
 
 Streams are trio memory stream pairs wrapped in the real
 :class:`p2pdm.net.stream.Stream`, so framing, deadlines and limits are the
-production code's. Taking a node offline makes dials to it fail.
+production code's. Taking a node offline makes dials to it fail. The DHT is
+one shared table of records (checked and kept newest-first with the real
+``p2pdm.core.records`` rules) and one of providers; like the real DHT, a
+provider record outlives its provider going offline.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import trio
 import trio.testing
 
+from p2pdm.core import records
 from p2pdm.core.identity import PeerId
 from p2pdm.errors import PeerUnreachable
 from p2pdm.net.stream import Stream
@@ -45,6 +49,8 @@ class FakeNetwork:
     def __init__(self, nursery: trio.Nursery) -> None:
         self.nursery = nursery
         self.hosts: dict[PeerId, FakeHost] = {}
+        self.records: dict[str, bytes] = {}
+        self.providers: dict[bytes, dict[PeerId, None]] = {}
 
     def host(self, peer: PeerId) -> FakeHost:
         h = FakeHost(self, peer)
@@ -58,6 +64,8 @@ class FakeHost:
         self.peer_id = peer
         self.handlers: dict[str, Handler] = {}
         self.online = True
+        #: Dials to a hanging host never finish (a peer behind a black hole).
+        self.hanging = False
         self.disconnected: list[PeerId] = []
         self.dials = 0
 
@@ -67,6 +75,8 @@ class FakeHost:
     async def open_stream(self, peer: PeerId, protocol: str, addrs: Sequence[str] = ()) -> Stream:
         self.dials += 1
         target = self.net.hosts.get(peer)
+        if target is not None and target.hanging:
+            await trio.sleep_forever()
         if target is None or not target.online or not self.online:
             raise PeerUnreachable(f"{peer.short()} is offline")
         handler = target.handlers.get(protocol)
@@ -87,3 +97,30 @@ class FakeHost:
 
     async def disconnect(self, peer: PeerId) -> None:
         self.disconnected.append(peer)
+
+    def _check_online(self) -> None:
+        if not self.online:
+            raise PeerUnreachable("this host is offline")
+
+    async def get_record(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
+        self._check_online()
+        return self.net.records.get(key)
+
+    async def put_record(self, key: str, value: bytes) -> None:
+        self._check_online()
+        records.validate(key, value)
+        old = self.net.records.get(key)
+        if old is None or records.select(key, [old, value]) == 1:
+            self.net.records[key] = value
+
+    async def provide(self, key: bytes) -> None:
+        self._check_online()
+        self.net.providers.setdefault(key, {})[self.peer_id] = None
+
+    async def find_providers(
+        self,
+        key: bytes,
+        timeout: float,  # noqa: ASYNC109
+    ) -> list[tuple[PeerId, list[str]]]:
+        self._check_online()
+        return [(p, [f"/memory/{p}"]) for p in self.net.providers.get(key, {})]

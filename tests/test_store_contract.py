@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from p2pdm.core.identity import PeerId
+from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import (
     Contact,
     DeliveryStatus,
@@ -518,6 +519,76 @@ def test_closed_store_refuses_use(store: Store) -> None:
         store.add_message(msg(1))
 
 
+# --- deposits and the mailbox --------------------------------------------
+
+
+def held(
+    n: int, recipient: PeerId = ALICE, *, expires: int = 10_000, size: int = 10
+) -> StoredEnvelope:
+    """An envelope held for ``recipient``; its bytes depend on ``n`` and ``size``."""
+    body = n.to_bytes(4, "big") * (size // 4 + 1)
+    return StoredEnvelope(recipient, mid(n), body[:size], 100, expires)
+
+
+def test_deposits_keep_the_latest_time_and_go_with_the_outbox_item(store: Store) -> None:
+    item = outbox_item(1)
+    store.add_outbox(item)
+    store.add_deposit(item.envelope_id, BOB, 500)
+    store.add_deposit(item.envelope_id, CAROL, 700)
+    store.add_deposit(item.envelope_id, BOB, 400)  # an older answer does not shorten it
+    assert sorted(store.deposits(item.envelope_id)) == sorted([(BOB, 500), (CAROL, 700)])
+    assert store.deposits(mid(9)) == []
+    store.remove_outbox(item.envelope_id)
+    assert store.deposits(item.envelope_id) == []
+
+
+def test_mailbox_add_fetch_in_order_and_dedupe_by_content(store: Store) -> None:
+    first, new = store.mailbox_add(held(1))
+    assert new and first.seq > 0
+    second, _ = store.mailbox_add(held(2))
+    store.mailbox_add(held(3, BOB))
+    again, new = store.mailbox_add(held(1))
+    assert not new and again == first
+    # Same envelope id, other bytes: both kept (ids are chosen by depositors).
+    other, new = store.mailbox_add(replace(held(9), envelope_id=mid(1)))
+    assert new and other.seq > second.seq
+    fetched = store.mailbox_fetch(ALICE, 0, 0, 10)
+    assert [e.seq for e in fetched] == [first.seq, second.seq, other.seq]
+    assert fetched[0] == first and fetched[0].envelope == held(1).envelope
+    assert store.mailbox_fetch(ALICE, first.seq, 0, 1) == [second]
+    assert [e.recipient for e in store.mailbox_fetch(BOB, 0, 0, 10)] == [BOB]
+    assert store.mailbox_usage(ALICE) == (3, 30) and store.mailbox_usage() == (4, 40)
+
+
+def test_mailbox_delete_touches_only_the_recipients_own(store: Store) -> None:
+    a, _ = store.mailbox_add(held(1))
+    b, _ = store.mailbox_add(held(2, BOB))
+    assert store.mailbox_delete(ALICE, [b.seq, 999]) == 0
+    assert store.mailbox_usage(BOB) == (1, 10)
+    assert store.mailbox_delete(ALICE, [a.seq, a.seq]) == 1
+    assert store.mailbox_fetch(ALICE, 0, 0, 10) == []
+    # Deleted content may be deposited again.
+    _, new = store.mailbox_add(held(1))
+    assert new
+
+
+def test_mailbox_expiry_hides_then_purge_drops(store: Store) -> None:
+    store.mailbox_add(held(1, expires=500))
+    store.mailbox_add(held(2, expires=900))
+    assert len(store.mailbox_fetch(ALICE, 0, 499, 10)) == 2
+    assert [e.envelope_id for e in store.mailbox_fetch(ALICE, 0, 500, 10)] == [mid(2)]
+    assert store.mailbox_purge(500) == 1
+    assert store.mailbox_usage() == (1, 10)
+    assert store.mailbox_purge(10_000) == 1 and store.mailbox_usage() == (0, 0)
+
+
+def test_mailbox_add_rolls_back_with_its_transaction(store: Store) -> None:
+    with pytest.raises(Boom), store.transaction():
+        store.mailbox_add(held(1))
+        raise Boom
+    assert store.mailbox_usage() == (0, 0)
+
+
 # --- both stores, side by side -------------------------------------------
 
 _PEERS = (ALICE, BOB, CAROL)
@@ -564,6 +635,9 @@ _writes: st.SearchStrategy[_Write] = st.one_of(
     st.tuples(_ids, _times).map(lambda a: ("mark_seen", lambda s: s.mark_seen(a[0], a[1]))),
     _outbox_items.map(lambda i: ("add_outbox", lambda s: s.add_outbox(i))),
     _peers.map(lambda p: ("accept_request", lambda s: s.accept_request(p))),
+    st.tuples(st.integers(0, 4), _peers).map(
+        lambda a: ("mailbox_add", lambda s: s.mailbox_add(held(a[0], a[1])))
+    ),
 )
 
 
@@ -666,6 +740,26 @@ class StoresAgree(RuleBasedStateMachine):
     def outbox_due(self, now: int, limit: int) -> None:
         self.both(lambda s: s.outbox_due(now, limit))
 
+    @rule(n=st.integers(0, 4), peer=_peers, expires=_times, size=st.integers(0, 9))
+    def mailbox_add(self, n: int, peer: PeerId, expires: int, size: int) -> None:
+        self.both(lambda s: s.mailbox_add(held(n, peer, expires=expires, size=size)))
+
+    @rule(peer=_peers, after=st.integers(0, 6), now=_times, limit=st.integers(1, 4))
+    def mailbox_fetch(self, peer: PeerId, after: int, now: int, limit: int) -> None:
+        self.both(lambda s: s.mailbox_fetch(peer, after, now, limit))
+
+    @rule(peer=_peers, seqs=st.lists(st.integers(1, 8), max_size=4))
+    def mailbox_delete(self, peer: PeerId, seqs: list[int]) -> None:
+        self.both(lambda s: s.mailbox_delete(peer, seqs))
+
+    @rule(now=_times)
+    def mailbox_purge(self, now: int) -> None:
+        self.both(lambda s: s.mailbox_purge(now))
+
+    @rule(n=_envelope_numbers, peer=_peers, until=_times)
+    def add_deposit(self, n: int, peer: PeerId, until: int) -> None:
+        self.both(lambda s: s.add_deposit(mid(1000 + n), peer, until))
+
     @rule(key=st.sampled_from(["a", "b"]), value=_json)
     def set_setting(self, key: str, value: object) -> None:
         self.both(lambda s: s.set_setting(key, value))
@@ -699,6 +793,9 @@ class StoresAgree(RuleBasedStateMachine):
         self.both(lambda s: [s.outbox_for(peer) for peer in _PEERS])
         self.both(lambda s: [s.outbox_for(peer, due_at_ms=1500, limit=2) for peer in _PEERS])
         self.both(lambda s: [s.get_session(peer) for peer in _PEERS])
+        self.both(lambda s: [s.mailbox_usage(peer) for peer in (*_PEERS, None)])
+        self.both(lambda s: [s.mailbox_fetch(peer, 0, 0, 50) for peer in _PEERS])
+        self.both(lambda s: [s.deposits(mid(1000 + n)) for n in range(5)])
         for n in range(6):
             self.both(methodcaller("get_message", mid(n)))
             self.both(methodcaller("status_history", mid(n)))

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from p2pdm.core.identity import PeerId
+from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import Contact, DeliveryStatus, Direction, OutboxItem, StoredMessage
 from p2pdm.errors import StoreError
 from p2pdm.store import SQLiteStore, schema
@@ -148,6 +149,19 @@ def test_reopen_keeps_everything(path: Path) -> None:
         assert store.add_message(message(2)).seq == stored.seq + 1
 
 
+def test_reopen_keeps_mailbox_envelopes_and_deposits(path: Path) -> None:
+    """A mailbox node that restarts still holds what it was given."""
+    with SQLiteStore.open(path) as store:
+        held, _ = store.mailbox_add(StoredEnvelope(ALICE, b"i" * 16, b"sealed", 10, 9_000))
+        store.add_outbox(outbox_item(1))
+        store.add_deposit(outbox_item(1).envelope_id, BOB, 7_000)
+    with SQLiteStore.open(path) as store:
+        assert store.mailbox_fetch(ALICE, 0, 0, 10) == [held]
+        assert store.deposits(outbox_item(1).envelope_id) == [(BOB, 7_000)]
+        again, new = store.mailbox_add(StoredEnvelope(ALICE, b"j" * 16, b"other", 10, 9_000))
+        assert new and again.seq == held.seq + 1
+
+
 # --- migrations ----------------------------------------------------------
 
 
@@ -268,7 +282,13 @@ def busy_store(store: SQLiteStore) -> SQLiteStore:
             store.add_message(message(n, conversation=bytes([n % 5]) * 16))
             store.add_outbox(outbox_item(n))
             store.put_contact(Contact(PeerId.from_public_key(n.to_bytes(32, "big")), f"c{n}", n))
+            recipient = ALICE if n % 2 else BOB
+            store.mailbox_add(StoredEnvelope(recipient, mid16(n), bytes([n % 256]) * n, n, 50 + n))
     return store
+
+
+def mid16(n: int) -> bytes:
+    return n.to_bytes(16, "big")
 
 
 def test_message_page_is_an_index_range_scan(busy_store: SQLiteStore) -> None:
@@ -291,6 +311,10 @@ def test_message_page_is_an_index_range_scan(busy_store: SQLiteStore) -> None:
         (lambda s: s.accept_request(ALICE), "messages_requests"),
         (lambda s: s.purge_seen(5), "seen_ids_by_time"),
         (lambda s: s.counts(), "messages_unread"),
+        (lambda s: s.mailbox_fetch(ALICE, 7, 100, 10), "mailbox_by_recipient"),
+        (lambda s: s.mailbox_delete(ALICE, [1, 3]), "mailbox_by_recipient"),
+        (lambda s: s.mailbox_usage(ALICE), "mailbox_by_recipient"),
+        (lambda s: s.mailbox_purge(100), "mailbox_by_expiry"),
     ],
 )
 def test_other_lookups_use_their_index(

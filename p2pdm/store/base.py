@@ -12,13 +12,15 @@ Transactions do not nest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from p2pdm.core.identity import PeerId
+from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import (
     STATUS_RANK,
     Contact,
@@ -34,6 +36,8 @@ from p2pdm.errors import StoreError
 from p2pdm.limits import MAX_PAGE_SIZE
 
 __all__ = ["Store"]
+
+_T = TypeVar("_T")
 
 
 class Store(Protocol):
@@ -112,13 +116,57 @@ class Store(Protocol):
     def remove_outbox(self, envelope_id: bytes) -> bool: ...
     def outbox_count(self) -> int: ...
 
+    # --- deposits: which mailboxes hold our outgoing envelopes ---
+    def add_deposit(self, envelope_id: bytes, mailbox: PeerId, until_ms: int) -> None:
+        """Record that ``mailbox`` holds the envelope until ``until_ms`` (a later time wins)."""
+        ...
+
+    def deposits(self, envelope_id: bytes) -> list[tuple[PeerId, int]]:
+        """Mailboxes holding the envelope and until when, by mailbox PeerID.
+
+        ``remove_outbox`` forgets them with the envelope.
+        """
+        ...
+
+    # --- mailbox: envelopes this node holds for others ---
+    def mailbox_add(self, item: StoredEnvelope) -> tuple[StoredEnvelope, bool]:
+        """Hold an envelope; returns it with ``seq`` set and True.
+
+        The same bytes for the same recipient again change nothing: the held
+        one and False are returned.
+        """
+        ...
+
+    def mailbox_fetch(
+        self, recipient: PeerId, after_seq: int, now_ms: int, limit: int
+    ) -> list[StoredEnvelope]:
+        """Unexpired envelopes for ``recipient`` with ``seq > after_seq``, oldest first."""
+        ...
+
+    def mailbox_delete(self, recipient: PeerId, seqs: Sequence[int]) -> int:
+        """Remove ``recipient``'s envelopes with these seqs (others' are untouched); how many."""
+        ...
+
+    def mailbox_usage(self, recipient: PeerId | None = None) -> tuple[int, int]:
+        """(envelopes, bytes) held for ``recipient``, or for everyone if None."""
+        ...
+
+    def mailbox_purge(self, now_ms: int) -> int:
+        """Drop envelopes with ``expires_at_ms <= now_ms``; returns how many."""
+        ...
+
     # --- counts for the API ---
     def counts(self) -> dict[str, int]:
         """``contacts``, ``messages``, ``unread``, ``requests``, ``outbox``."""
         ...
 
 
-def iter_chunks(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
+def envelope_digest(envelope: bytes) -> bytes:
+    """What makes two deposits the same: SHA-256 of the envelope bytes."""
+    return hashlib.sha256(envelope).digest()
+
+
+def iter_chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     """Split for SQL ``IN (…)`` lists, which SQLite caps at 32766 parameters."""
     for i in range(0, len(items), size):
         yield items[i : i + size]

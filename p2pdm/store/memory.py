@@ -14,10 +14,11 @@ from __future__ import annotations
 import bisect
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from p2pdm.core.identity import PeerId
+from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import (
     Contact,
     Conversation,
@@ -33,6 +34,7 @@ from p2pdm.store.base import (
     contact_name_key,
     decode_setting,
     encode_setting,
+    envelope_digest,
     is_unread,
     page_limit,
     status_moves,
@@ -71,6 +73,12 @@ class _State:
     prekeys: bytes | None = None
     outbox: dict[bytes, OutboxItem] = field(default_factory=dict)
     last_seq: int = 0
+    #: Mailboxes holding our envelopes: envelope id -> mailbox -> until_ms.
+    deposits: dict[bytes, dict[PeerId, int]] = field(default_factory=dict)
+    #: Envelopes held for others, by seq (insertion order is seq order).
+    mailbox: dict[int, StoredEnvelope] = field(default_factory=dict)
+    mailbox_digests: dict[tuple[PeerId, bytes], int] = field(default_factory=dict)
+    mailbox_seq: int = 0
 
 
 class MemoryStore:
@@ -353,10 +361,72 @@ class MemoryStore:
         )
 
     def remove_outbox(self, envelope_id: bytes) -> bool:
-        return self._live().outbox.pop(envelope_id, None) is not None
+        state = self._live()
+        state.deposits.pop(envelope_id, None)
+        return state.outbox.pop(envelope_id, None) is not None
 
     def outbox_count(self) -> int:
         return len(self._live().outbox)
+
+    # --- deposits of our own envelopes -------------------------------------
+
+    def add_deposit(self, envelope_id: bytes, mailbox: PeerId, until_ms: int) -> None:
+        held = self._live().deposits.setdefault(envelope_id, {})
+        held[mailbox] = max(until_ms, held.get(mailbox, until_ms))
+
+    def deposits(self, envelope_id: bytes) -> list[tuple[PeerId, int]]:
+        held = self._live().deposits.get(envelope_id, {})
+        return sorted(held.items(), key=lambda item: item[0].raw)
+
+    # --- mailbox: envelopes held for others -----------------------------------
+
+    def mailbox_add(self, item: StoredEnvelope) -> tuple[StoredEnvelope, bool]:
+        state = self._live()
+        key = (item.recipient, envelope_digest(item.envelope))
+        held = state.mailbox_digests.get(key)
+        if held is not None:
+            return state.mailbox[held], False
+        state.mailbox_seq += 1
+        stored = replace(item, seq=state.mailbox_seq)
+        state.mailbox[stored.seq] = stored
+        state.mailbox_digests[key] = stored.seq
+        return stored, True
+
+    def mailbox_fetch(
+        self, recipient: PeerId, after_seq: int, now_ms: int, limit: int
+    ) -> list[StoredEnvelope]:
+        size = page_limit(limit)
+        found = [
+            e
+            for e in self._live().mailbox.values()
+            if e.recipient == recipient and e.seq > after_seq and e.expires_at_ms > now_ms
+        ]
+        return found[:size]
+
+    def _mailbox_drop(self, state: _State, seqs: list[int]) -> int:
+        for seq in seqs:
+            item = state.mailbox.pop(seq)
+            del state.mailbox_digests[(item.recipient, envelope_digest(item.envelope))]
+        return len(seqs)
+
+    def mailbox_delete(self, recipient: PeerId, seqs: Sequence[int]) -> int:
+        state = self._live()
+        held = state.mailbox
+        mine = {seq for seq in seqs if seq in held and held[seq].recipient == recipient}
+        return self._mailbox_drop(state, sorted(mine))
+
+    def mailbox_usage(self, recipient: PeerId | None = None) -> tuple[int, int]:
+        held = [
+            e.size
+            for e in self._live().mailbox.values()
+            if recipient is None or e.recipient == recipient
+        ]
+        return len(held), sum(held)
+
+    def mailbox_purge(self, now_ms: int) -> int:
+        state = self._live()
+        old = [seq for seq, e in state.mailbox.items() if e.expires_at_ms <= now_ms]
+        return self._mailbox_drop(state, old)
 
     # --- counts ----------------------------------------------------------
 

@@ -122,8 +122,36 @@ CREATE INDEX outbox_by_next_attempt ON outbox (next_attempt_at_ms, created_at_ms
 CREATE INDEX outbox_by_recipient ON outbox (recipient, created_at_ms, envelope_id);
 """
 
+#: Store-and-forward (issue 4). ``mailbox``: envelopes this node holds as a
+#: mailbox for others (recipient, size and times only: envelopes carry no
+#: sender); ``seq`` is the fetch cursor, ``digest`` (SHA-256 of the envelope)
+#: makes a repeated deposit a no-op without trusting sender-chosen ids.
+#: ``deposits``: which mailboxes hold our own outgoing envelopes, until when.
+_MIGRATION_MAILBOX: Final = """
+CREATE TABLE mailbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    recipient BLOB NOT NULL,
+    envelope_id BLOB NOT NULL,
+    digest BLOB NOT NULL,
+    envelope BLOB NOT NULL,
+    size INTEGER NOT NULL CHECK (size >= 0),
+    deposited_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    UNIQUE (recipient, digest)
+);
+CREATE INDEX mailbox_by_recipient ON mailbox (recipient, seq);
+CREATE INDEX mailbox_by_expiry ON mailbox (expires_at_ms);
+
+CREATE TABLE deposits (
+    envelope_id BLOB NOT NULL,
+    mailbox BLOB NOT NULL,
+    until_ms INTEGER NOT NULL,
+    PRIMARY KEY (envelope_id, mailbox)
+) WITHOUT ROWID;
+"""
+
 #: Every migration, oldest first. Append only.
-MIGRATIONS: Final[tuple[str, ...]] = (_MIGRATION_1,)
+MIGRATIONS: Final[tuple[str, ...]] = (_MIGRATION_1, _MIGRATION_MAILBOX)
 
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)

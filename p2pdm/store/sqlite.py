@@ -12,12 +12,14 @@ range scan.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
 from p2pdm.core.identity import PeerId
+from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import (
     Contact,
     Conversation,
@@ -34,7 +36,9 @@ from p2pdm.store.base import (
     contact_name_key,
     decode_setting,
     encode_setting,
+    envelope_digest,
     is_unread,
+    iter_chunks,
     page_limit,
     status_moves,
 )
@@ -58,6 +62,16 @@ _OUTBOX_COLUMNS: Final = (
     "envelope_id, message_id, recipient, envelope, created_at_ms, expires_at_ms, "
     "next_attempt_at_ms, attempts, last_error"
 )
+
+
+_MAILBOX_COLUMNS: Final = "seq, recipient, envelope_id, envelope, deposited_at_ms, expires_at_ms"
+#: Seqs per ``IN (…)`` list, well under SQLite's parameter cap.
+_IN_CHUNK: Final = 500
+
+
+def _stored_envelope(row: Any) -> StoredEnvelope:
+    seq, recipient, eid, envelope, deposited, expires = row
+    return StoredEnvelope(PeerId(recipient), eid, envelope, deposited, expires, seq)
 
 
 def _contact(row: Any) -> Contact:
@@ -528,12 +542,99 @@ class SQLiteStore:
     def remove_outbox(self, envelope_id: bytes) -> bool:
         with self._writing(f"removing envelope {envelope_id.hex()}") as db:
             cursor = db.execute("DELETE FROM outbox WHERE envelope_id = ?", (envelope_id,))
+            db.execute("DELETE FROM deposits WHERE envelope_id = ?", (envelope_id,))
         return cursor.rowcount > 0
 
     def outbox_count(self) -> int:
         with self._reading("counting the outbox") as db:
             (count,) = db.execute("SELECT count(*) FROM outbox").fetchone()
         return int(count)
+
+    # --- deposits of our own envelopes -------------------------------------
+
+    def add_deposit(self, envelope_id: bytes, mailbox: PeerId, until_ms: int) -> None:
+        with self._writing("recording a mailbox deposit") as db:
+            db.execute(
+                "INSERT INTO deposits (envelope_id, mailbox, until_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (envelope_id, mailbox) "
+                "DO UPDATE SET until_ms = max(until_ms, excluded.until_ms)",
+                (envelope_id, mailbox.raw, until_ms),
+            )
+
+    def deposits(self, envelope_id: bytes) -> list[tuple[PeerId, int]]:
+        with self._reading("reading mailbox deposits") as db:
+            rows = db.execute(
+                "SELECT mailbox, until_ms FROM deposits WHERE envelope_id = ? ORDER BY mailbox",
+                (envelope_id,),
+            ).fetchall()
+        return [(PeerId(mailbox), until) for mailbox, until in rows]
+
+    # --- mailbox: envelopes held for others -----------------------------------
+
+    def mailbox_add(self, item: StoredEnvelope) -> tuple[StoredEnvelope, bool]:
+        digest = envelope_digest(item.envelope)
+        with self._writing("holding an envelope in the mailbox") as db:
+            row = db.execute(
+                f"SELECT {_MAILBOX_COLUMNS} FROM mailbox WHERE recipient = ? AND digest = ?",
+                (item.recipient.raw, digest),
+            ).fetchone()
+            if row is not None:
+                return _stored_envelope(row), False
+            cursor = db.execute(
+                "INSERT INTO mailbox (recipient, envelope_id, digest, envelope, size, "
+                "deposited_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item.recipient.raw,
+                    item.envelope_id,
+                    digest,
+                    item.envelope,
+                    item.size,
+                    item.deposited_at_ms,
+                    item.expires_at_ms,
+                ),
+            )
+        return replace(item, seq=int(cursor.lastrowid or 0)), True
+
+    def mailbox_fetch(
+        self, recipient: PeerId, after_seq: int, now_ms: int, limit: int
+    ) -> list[StoredEnvelope]:
+        size = page_limit(limit)
+        with self._reading("fetching mailbox envelopes") as db:
+            rows = db.execute(
+                f"SELECT {_MAILBOX_COLUMNS} FROM mailbox WHERE recipient = ? AND seq > ? "
+                "AND expires_at_ms > ? ORDER BY seq LIMIT ?",
+                (recipient.raw, min(after_seq, _NO_CURSOR), now_ms, size),
+            ).fetchall()
+        return [_stored_envelope(row) for row in rows]
+
+    def mailbox_delete(self, recipient: PeerId, seqs: Sequence[int]) -> int:
+        deleted = 0
+        with self._writing("deleting mailbox envelopes") as db:
+            for chunk in iter_chunks([min(s, _NO_CURSOR) for s in seqs], _IN_CHUNK):
+                marks = ", ".join("?" * len(chunk))
+                cursor = db.execute(
+                    f"DELETE FROM mailbox WHERE recipient = ? AND seq IN ({marks})",
+                    (recipient.raw, *chunk),
+                )
+                deleted += cursor.rowcount
+        return deleted
+
+    def mailbox_usage(self, recipient: PeerId | None = None) -> tuple[int, int]:
+        with self._reading("measuring the mailbox") as db:
+            if recipient is None:
+                row = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM mailbox")
+            else:
+                row = db.execute(
+                    "SELECT count(*), coalesce(sum(size), 0) FROM mailbox WHERE recipient = ?",
+                    (recipient.raw,),
+                )
+            count, used = row.fetchone()
+        return int(count), int(used)
+
+    def mailbox_purge(self, now_ms: int) -> int:
+        with self._writing("purging expired mailbox envelopes") as db:
+            cursor = db.execute("DELETE FROM mailbox WHERE expires_at_ms <= ?", (now_ms,))
+        return cursor.rowcount
 
     # --- counts ----------------------------------------------------------
 

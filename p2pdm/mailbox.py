@@ -1,0 +1,317 @@
+"""The mailbox service: holding envelopes for recipients that are offline.
+
+How this works: a node run with ``--mailbox`` serves ``/p2pdm/mailbox/1.0.0``
+(frames in :mod:`p2pdm.core.mailbox`) and announces itself as a provider of
+``MAILBOX_SERVICE_KEY`` in the DHT. Registering the stream handler is also
+what makes identify list the protocol. Each stream is a sequence of
+request/reply pairs:
+
+* a deposit is checked (size, strict envelope decoding, expiry, quotas) and
+  committed in one store transaction, so quotas hold under any interleaving;
+* fetch and delete need a good answer to a challenge issued on the same
+  stream; they only ever see the authenticated recipient's rows.
+
+Everything a hostile peer can make us spend is bounded: concurrent streams
+(global and per peer), requests per second per peer, frame size, idle time,
+failed challenge answers. A peer that breaks a limit or sends a frame that is
+not a mailbox request is disconnected; the others are not affected. What a
+mailbox keeps is recipient, envelope, size and times — never who deposited it.
+Expired envelopes are purged periodically and before a deposit is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from p2pdm.core import mailbox as mb
+from p2pdm.core.identity import PeerId
+from p2pdm.core.wire import Envelope
+from p2pdm.errors import (
+    P2PDMError,
+    PeerUnreachable,
+    ProtocolViolation,
+    SchemaError,
+    SignatureError,
+    StoreError,
+    WireError,
+)
+from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_FRAME_BYTES
+from p2pdm.net.stream import Stream
+from p2pdm.ratelimit import TokenBucket
+from p2pdm.store.base import Store
+
+if TYPE_CHECKING:
+    from p2pdm.delivery import Network
+
+__all__ = ["DEFAULT_LIMITS", "MailboxService"]
+
+log = logging.getLogger("p2pdm.mailbox")
+
+#: How long a mailbox keeps an envelope at most: an envelope lives this long
+#: by default anyway (ENVELOPE_TTL_SECONDS), so a longer hold is useless.
+MAILBOX_RETENTION_SECONDS: Final = ENVELOPE_TTL_SECONDS
+#: Largest envelope a mailbox takes. A text message (64 KiB) or an unknown
+#: kind's body (256 KiB) sealed fits; bigger media must be chunked.
+MAILBOX_MAX_ENVELOPE_BYTES: Final = 384 << 10
+#: Per recipient: enough for two weeks of a busy chat; a flood aimed at one
+#: recipient stops here instead of eating the whole mailbox.
+MAILBOX_MAX_ENVELOPES_PER_RECIPIENT: Final = 2000
+MAILBOX_MAX_BYTES_PER_RECIPIENT: Final = 64 << 20
+#: The whole mailbox: what a volunteer node gives to others on disk.
+MAILBOX_MAX_ENVELOPES: Final = 200_000
+MAILBOX_MAX_BYTES: Final = 2 << 30
+DEFAULT_LIMITS: Final = mb.MailboxLimits(
+    retention_s=MAILBOX_RETENTION_SECONDS,
+    max_envelope_bytes=MAILBOX_MAX_ENVELOPE_BYTES,
+    per_recipient_count=MAILBOX_MAX_ENVELOPES_PER_RECIPIENT,
+    per_recipient_bytes=MAILBOX_MAX_BYTES_PER_RECIPIENT,
+    total_count=MAILBOX_MAX_ENVELOPES,
+    total_bytes=MAILBOX_MAX_BYTES,
+)
+#: Mailbox streams served at once, and per peer. Each may hold one request
+#: frame of up to 1 MiB in memory, so this bounds the buffering to 64 MiB.
+MAILBOX_MAX_STREAMS: Final = 64
+MAILBOX_MAX_STREAMS_PER_PEER: Final = 2
+#: Requests per second one peer may make, and the burst above it: a sender
+#: flushing its outbox deposits a few hundred at once; a flood is cut off.
+MAILBOX_RATE_PER_PEER: Final = 50.0
+MAILBOX_BURST_PER_PEER: Final = 500.0
+#: Per-peer buckets kept for peers with no open stream (oldest dropped).
+MAILBOX_MAX_BUCKETS: Final = 1024
+#: A stream with no request for this long is closed; a reply must be taken this fast.
+MAILBOX_IDLE_SECONDS: Final = 30.0
+MAILBOX_WRITE_TIMEOUT: Final = 10.0
+#: Wrong challenge answers on one stream before the peer is disconnected.
+MAILBOX_MAX_AUTH_FAILURES: Final = 3
+#: How often expired envelopes are purged.
+MAILBOX_PURGE_INTERVAL_SECONDS: Final = 600.0
+#: How often the provider record is renewed: libp2p drops provider records
+#: after 24 h, and nodes holding ours may leave; hourly repairs both soon.
+MAILBOX_PROVIDE_INTERVAL_SECONDS: Final = 3600.0
+#: Sooner retry when nobody took the provider record (still joining the DHT).
+MAILBOX_PROVIDE_RETRY_SECONDS: Final = 60.0
+
+
+class _Refused(Exception):
+    """A deposit over a quota; raised inside the transaction to undo the add."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class _Session:
+    """What one stream has proved so far."""
+
+    nonce: bytes | None = None
+    recipient: PeerId | None = None
+    auth_failures: int = 0
+
+
+class MailboxService:
+    """Serves ``/p2pdm/mailbox/1.0.0`` from ``store`` for everyone who asks."""
+
+    def __init__(
+        self,
+        store: Store,
+        peer_id: PeerId,
+        network: Network,
+        *,
+        now_ms: Callable[[], int],
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        limits: mb.MailboxLimits = DEFAULT_LIMITS,
+    ) -> None:
+        self.store = store
+        self.peer_id = peer_id
+        self.network = network
+        self.now_ms = now_ms
+        self.random_bytes = random_bytes
+        self.limits = limits
+        self._streams = 0
+        self._per_peer: defaultdict[PeerId, int] = defaultdict(int)
+        self._buckets: dict[PeerId, TokenBucket] = {}
+        network.set_handler(mb.MAILBOX_PROTOCOL, self.handle_stream)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Purge expired envelopes and keep the provider record fresh, forever."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._purge_loop)
+            nursery.start_soon(self._provide_loop)
+            task_status.started()
+
+    async def _purge_loop(self) -> None:
+        while True:
+            try:
+                purged = self.store.mailbox_purge(self.now_ms())
+                if purged:
+                    log.info("purged %d expired envelopes", purged)
+            except StoreError as exc:
+                log.error("mailbox purge failed: %s", exc)
+            await trio.sleep(MAILBOX_PURGE_INTERVAL_SECONDS)
+
+    async def _provide_loop(self) -> None:
+        while True:
+            try:
+                await self.network.provide(mb.MAILBOX_SERVICE_KEY)
+                delay = MAILBOX_PROVIDE_INTERVAL_SECONDS
+            except (PeerUnreachable, P2PDMError) as exc:
+                log.info("announcing the mailbox service failed: %s", exc)
+                delay = MAILBOX_PROVIDE_RETRY_SECONDS
+            await trio.sleep(delay)
+
+    # --- the stream handler -----------------------------------------------------
+
+    async def handle_stream(self, stream: Stream) -> None:
+        peer = stream.remote_peer
+        if self._streams >= MAILBOX_MAX_STREAMS or self._per_peer[peer] >= (
+            MAILBOX_MAX_STREAMS_PER_PEER
+        ):
+            log.info("mailbox stream from %s refused: too many streams", peer.short())
+            self._drop_idle(peer)
+            await stream.reset()
+            return
+        self._streams += 1
+        self._per_peer[peer] += 1
+        try:
+            await self._serve(stream, self._bucket(peer))
+        except (ProtocolViolation, WireError) as exc:
+            log.info("disconnecting %s from the mailbox: %s", peer.short(), exc)
+            await stream.reset()
+            await self.network.disconnect(peer)
+        except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.reset()
+        finally:
+            self._streams -= 1
+            self._per_peer[peer] -= 1
+            self._drop_idle(peer)
+
+    def _bucket(self, peer: PeerId) -> TokenBucket:
+        bucket = self._buckets.pop(peer, None)
+        if bucket is None:
+            now = trio.current_time()
+            bucket = TokenBucket(MAILBOX_RATE_PER_PEER, MAILBOX_BURST_PER_PEER, at=now)
+        self._buckets[peer] = bucket  # most recently used last
+        while len(self._buckets) > MAILBOX_MAX_BUCKETS:
+            del self._buckets[next(iter(self._buckets))]
+        return bucket
+
+    def _drop_idle(self, peer: PeerId) -> None:
+        if not self._per_peer.get(peer):
+            self._per_peer.pop(peer, None)
+
+    async def _serve(self, stream: Stream, bucket: TokenBucket) -> None:
+        session = _Session()
+        while True:
+            frame = await stream.read_frame(mb.MAX_REQUEST_FRAME_BYTES, MAILBOX_IDLE_SECONDS)
+            if frame is None:
+                await stream.close()
+                return
+            if not bucket.take(trio.current_time()):
+                raise ProtocolViolation("more mailbox requests than the per-peer rate limit")
+            reply = self.answer(session, mb.decode_request(frame))
+            await stream.write_frame(reply.encode(), MAILBOX_WRITE_TIMEOUT)
+
+    def answer(self, session: _Session, request: mb.Request) -> mb.Reply:
+        """The reply to one request on a stream whose state is ``session``.
+
+        Raises ProtocolViolation after too many wrong challenge answers.
+        """
+        if isinstance(request, mb.Deposit):
+            return self.deposit(request.envelope)
+        if isinstance(request, mb.ChallengeRequest):
+            session.nonce = self.random_bytes(mb.NONCE_BYTES)
+            return mb.ChallengeReply(session.nonce)
+        if isinstance(request, mb.Auth):
+            nonce, session.nonce = session.nonce, None  # one answer per challenge
+            try:
+                if nonce is None:
+                    raise SignatureError("no challenge was asked for on this stream")
+                mb.verify_auth(self.peer_id, nonce, request.peer, request.signature)
+            except SignatureError as exc:
+                session.auth_failures += 1
+                if session.auth_failures >= MAILBOX_MAX_AUTH_FAILURES:
+                    raise ProtocolViolation("too many wrong challenge answers") from None
+                return mb.Result(mb.UNAUTHORIZED, str(exc))
+            session.recipient = request.peer
+            return mb.Result(mb.OK)
+        if session.recipient is None:
+            return mb.Result(mb.UNAUTHORIZED, "answer a challenge first")
+        try:
+            if isinstance(request, mb.Fetch):
+                return self.fetch(session.recipient, request.after)
+            deleted = self.store.mailbox_delete(session.recipient, request.seqs)
+        except StoreError as exc:
+            log.error("mailbox store failed: %s", exc)
+            return mb.Result(mb.UNAVAILABLE, "store unavailable")
+        return mb.Result(mb.OK, count=deleted)
+
+    # --- what the requests do -------------------------------------------------
+
+    def deposit(self, data: bytes) -> mb.Result:
+        """Hold one envelope for its recipient, or say why not."""
+        limits = self.limits
+        if len(data) > limits.max_envelope_bytes:
+            return mb.Result(mb.TOO_LARGE, f"envelopes are at most {limits.max_envelope_bytes} B")
+        try:
+            envelope = Envelope.decode(data)
+            envelope.recipient.x25519_public_key  # noqa: B018 - raises if it cannot receive
+        except (WireError, SchemaError) as exc:
+            return mb.Result(mb.BAD_ENVELOPE, str(exc))
+        now = self.now_ms()
+        if envelope.expires_at_s * 1000 <= now:
+            return mb.Result(mb.EXPIRED, "the envelope has expired")
+        until_ms = min(envelope.expires_at_s * 1000, now + limits.retention_s * 1000)
+        item = mb.StoredEnvelope(envelope.recipient, envelope.id, data, now, until_ms)
+        store = self.store
+        try:
+            with store.transaction():
+                # Add first, so that a repeated deposit is "already held" even at quota.
+                held, new = store.mailbox_add(item)
+                if new and (code := self._room_for(item, now)) != mb.OK:
+                    raise _Refused(code)  # rolls the add back
+        except _Refused as refused:
+            return mb.Result(refused.code, "quota used up; try another mailbox")
+        except StoreError as exc:
+            log.error("mailbox store failed: %s", exc)
+            return mb.Result(mb.UNAVAILABLE, "store unavailable")
+        return mb.Result(mb.OK, "" if new else "already held", until_s=held.expires_at_ms // 1000)
+
+    def _room_for(self, item: mb.StoredEnvelope, now: int) -> str:
+        """Quota check of a just-added ``item``, in its transaction; purges once before refusing."""
+        store = self.store
+
+        def check() -> str:
+            # Usage without the item itself: the rule asks whether it fits.
+            count, used = store.mailbox_usage(item.recipient)
+            total_count, total_used = store.mailbox_usage()
+            return mb.check_deposit(
+                self.limits,
+                item.size,
+                (count - 1, used - item.size),
+                (total_count - 1, total_used - item.size),
+            )
+
+        code = check()
+        if code != mb.OK and store.mailbox_purge(now):
+            code = check()
+        return code
+
+    def fetch(self, recipient: PeerId, after: int) -> mb.Envelopes:
+        """One page of ``recipient``'s envelopes after ``after``, within one reply frame."""
+        page = self.store.mailbox_fetch(recipient, after, self.now_ms(), mb.MAX_FETCH_ITEMS)
+        items: list[mb.FetchedEnvelope] = []
+        used = 0
+        for held in page:
+            if items and used + held.size > MAX_FRAME_BYTES:
+                return mb.Envelopes(tuple(items), more=True)
+            items.append(mb.FetchedEnvelope(held.seq, held.envelope))
+            used += held.size
+        return mb.Envelopes(tuple(items), more=len(page) == mb.MAX_FETCH_ITEMS)

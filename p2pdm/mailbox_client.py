@@ -1,0 +1,274 @@
+"""Using other nodes' mailboxes: finding them, depositing, fetching our own.
+
+How this works: :class:`MailboxClient` speaks ``/p2pdm/mailbox/1.0.0`` to one
+mailbox at a time (deposit a batch; or challenge, answer, then fetch and
+delete page by page). :class:`MailboxDirectory` decides which mailboxes:
+
+* for a recipient, first the mailboxes it names in its signed DHT record
+  (``NodeRecord.mailboxes``), then the nodes that provide the mailbox service,
+  closest first by XOR distance to the recipient's mailbox key;
+* for ourselves, our preferred mailboxes (``--mailbox-peer``) and the same
+  closest providers a sender would pick for us, with some slack.
+
+Both ends compute "closest" the same way from the same provider list, so a
+sender and a returning recipient meet at the same nodes without talking.
+Lookups are cached for a while and every cache is bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from p2pdm.core import mailbox as mb
+from p2pdm.core import records
+from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.wire import PrekeyBundle
+from p2pdm.errors import ConfigError, P2PDMError, PeerUnreachable, ProtocolViolation, SchemaError
+from p2pdm.limits import MAX_ADDR_BYTES, MAX_ADDRS
+from p2pdm.net.stream import Stream
+
+if TYPE_CHECKING:
+    from p2pdm.delivery import Network
+
+__all__ = [
+    "MAILBOX_COPIES",
+    "MailboxClient",
+    "MailboxDirectory",
+    "parse_mailbox_addr",
+]
+
+log = logging.getLogger("p2pdm.mailbox")
+
+#: Mailboxes each undelivered envelope is deposited at (R): two may vanish
+#: and the message still gets through.
+MAILBOX_COPIES: Final = 3
+#: Mailboxes a recipient fetches from beyond its preferred ones: the R a
+#: sender picks plus slack for senders that skipped a full or dead one.
+MAILBOX_FETCH_FANOUT: Final = 2 * MAILBOX_COPIES
+#: Candidates a sender tries per recipient before giving up for this round.
+MAILBOX_MAX_CANDIDATES: Final = 12
+#: Dialling a mailbox plus one request/reply.
+MAILBOX_REQUEST_TIMEOUT: Final = 15.0
+#: One DHT lookup (record or providers).
+MAILBOX_LOOKUP_TIMEOUT: Final = 10.0
+#: How long the provider list and a recipient's record are reused.
+MAILBOX_CACHE_SECONDS: Final = 300.0
+#: Recipients whose candidate lists are cached.
+MAILBOX_MAX_CACHED_RECIPIENTS: Final = 256
+#: Fetch pages read from one mailbox per round; the next round goes on.
+MAILBOX_MAX_PAGES_PER_ROUND: Final = 64
+
+Candidate = tuple[PeerId, list[str]]
+
+
+def parse_mailbox_addr(text: str) -> Candidate:
+    """A mailbox multiaddr names its peer (``/ip4/…/tcp/…/p2p/12D3KooW…``); raises ConfigError."""
+    text = text.strip()
+    head, sep, named = text.rpartition("/p2p/")
+    try:
+        if not sep or not head or len(text.encode()) > MAX_ADDR_BYTES:
+            raise SchemaError("no /p2p/ part")
+        return PeerId.parse(named), [text]
+    except SchemaError:
+        raise ConfigError(f"a mailbox address must end in /p2p/<PeerID>: {text[:80]!r}") from None
+
+
+class MailboxClient:
+    """Deposit at, and fetch from, one mailbox at a time."""
+
+    def __init__(self, identity: Identity, network: Network) -> None:
+        self.identity = identity
+        self.network = network
+
+    async def deposit(
+        self, mailbox: PeerId, addrs: Sequence[str], envelopes: Sequence[bytes]
+    ) -> list[mb.Result]:
+        """Deposit each envelope; one result per envelope, in order.
+
+        Raises PeerUnreachable (or another P2PDMError) if the mailbox cannot
+        be reached or breaks the protocol.
+        """
+        results = []
+        stream = await self._open(mailbox, addrs)
+        async with stream:
+            for envelope in envelopes:
+                reply = await _ask(stream, mb.Deposit(envelope).encode())
+                results.append(_result(reply))
+        return results
+
+    async def fetch(
+        self,
+        mailbox: PeerId,
+        addrs: Sequence[str],
+        handle: Callable[[list[mb.FetchedEnvelope]], list[int]],
+    ) -> int:
+        """Fetch our envelopes page by page; ``handle`` returns the seqs to delete.
+
+        Returns how many envelopes were handled. Raises PeerUnreachable, a
+        WireError for a bad reply, P2PDMError if the mailbox refuses us.
+        """
+        stream = await self._open(mailbox, addrs)
+        handled = 0
+        async with stream:
+            challenge = await _ask(stream, mb.ChallengeRequest().encode())
+            if not isinstance(challenge, mb.ChallengeReply):
+                raise ProtocolViolation(f"mailbox {mailbox.short()} sent no challenge")
+            signature = mb.auth_signature(self.identity, mailbox, challenge.nonce)
+            auth = _result(await _ask(stream, mb.Auth(self.identity.peer_id, signature).encode()))
+            if not auth.ok:
+                raise P2PDMError(f"mailbox {mailbox.short()} refused our key: {auth.code}")
+            after = 0
+            for _ in range(MAILBOX_MAX_PAGES_PER_ROUND):
+                page = await _ask(stream, mb.Fetch(after).encode())
+                if not isinstance(page, mb.Envelopes):
+                    raise P2PDMError(f"mailbox {mailbox.short()} refused to fetch: {page}")
+                if not page.items:
+                    break
+                if any(item.seq <= after for item in page.items):
+                    raise ProtocolViolation(f"mailbox {mailbox.short()} went backwards")
+                after = page.items[-1].seq
+                done = handle(list(page.items))
+                handled += len(page.items)
+                if done:
+                    await _ask(stream, mb.Delete(tuple(done)).encode())
+                if not page.more:
+                    break
+        return handled
+
+    async def _open(self, mailbox: PeerId, addrs: Sequence[str]) -> Stream:
+        try:
+            with trio.fail_after(MAILBOX_REQUEST_TIMEOUT):
+                return await self.network.open_stream(mailbox, mb.MAILBOX_PROTOCOL, addrs)
+        except trio.TooSlowError:
+            raise PeerUnreachable(f"mailbox {mailbox.short()} did not answer in time") from None
+
+
+async def _ask(stream: Stream, frame: bytes) -> mb.Reply:
+    """Send one request and read its reply; raises PeerUnreachable or WireError."""
+    await stream.write_frame(frame, MAILBOX_REQUEST_TIMEOUT)
+    reply = await stream.read_frame(mb.MAX_REPLY_FRAME_BYTES, MAILBOX_REQUEST_TIMEOUT)
+    if reply is None:
+        raise PeerUnreachable(f"mailbox {stream.remote_peer.short()} closed the stream")
+    return mb.decode_reply(reply)
+
+
+def _result(reply: mb.Reply) -> mb.Result:
+    if not isinstance(reply, mb.Result):
+        raise ProtocolViolation("mailbox answered with the wrong kind of frame")
+    return reply
+
+
+class MailboxDirectory:
+    """Which mailboxes to deposit at for a recipient, and which to fetch ours from."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        network: Network,
+        *,
+        preferred: Sequence[str] = (),
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        if len(preferred) > MAX_ADDRS:
+            raise ConfigError(f"at most {MAX_ADDRS} preferred mailboxes")
+        self.identity = identity
+        self.network = network
+        self.clock = clock
+        #: Our preferred mailboxes (``--mailbox-peer``), published in our record.
+        self.preferred: list[Candidate] = [parse_mailbox_addr(a) for a in preferred]
+        self._providers: tuple[float, list[Candidate]] | None = None
+        self._named: OrderedDict[PeerId, tuple[float, list[Candidate]]] = OrderedDict()
+
+    @property
+    def preferred_addrs(self) -> tuple[str, ...]:
+        return tuple(addrs[0] for _, addrs in self.preferred)
+
+    async def publish_record(self, bundle: PrekeyBundle, seq: int) -> None:
+        """Put our signed record (prekey bundle, preferred mailboxes) in the DHT.
+
+        ``seq`` must grow with every publication (the wall clock in ms does).
+        """
+        record = records.NodeRecord(self.identity.peer_id, seq, bundle, self.preferred_addrs)
+        await self.network.put_record(
+            records.record_key(self.identity.peer_id), record.sign(self.identity)
+        )
+
+    def forget(self) -> None:
+        """Drop cached lookups (e.g. after every candidate failed)."""
+        self._providers = None
+        self._named.clear()
+
+    async def providers(self) -> list[Candidate]:
+        """Nodes that announce the mailbox service (cached)."""
+        now = self.clock()
+        if self._providers is not None and now - self._providers[0] < MAILBOX_CACHE_SECONDS:
+            return self._providers[1]
+        try:
+            found = await self.network.find_providers(
+                mb.MAILBOX_SERVICE_KEY, MAILBOX_LOOKUP_TIMEOUT
+            )
+        except P2PDMError as exc:
+            log.info("finding mailbox providers failed: %s", exc)
+            found = []
+        if found:
+            self._providers = (now, found)
+        return found
+
+    async def named_by(self, recipient: PeerId) -> list[Candidate]:
+        """The mailboxes ``recipient`` names in its signed DHT record (cached)."""
+        now = self.clock()
+        cached = self._named.get(recipient)
+        if cached is not None and now - cached[0] < MAILBOX_CACHE_SECONDS:
+            return cached[1]
+        named: list[Candidate] = []
+        key = records.record_key(recipient)
+        try:
+            value = await self.network.get_record(key, MAILBOX_LOOKUP_TIMEOUT)
+            if value is not None:
+                for addr in records.validate(key, value).mailboxes:
+                    try:
+                        named.append(parse_mailbox_addr(addr))
+                    except ConfigError:
+                        continue
+        except (P2PDMError, ValueError) as exc:
+            log.info("no usable record for %s: %s", recipient.short(), exc)
+        self._named[recipient] = (now, named)
+        self._named.move_to_end(recipient)
+        while len(self._named) > MAILBOX_MAX_CACHED_RECIPIENTS:
+            self._named.popitem(last=False)
+        return named
+
+    async def for_recipient(self, recipient: PeerId) -> list[Candidate]:
+        """Where to deposit for ``recipient``, best first."""
+        chosen = _merge(await self.named_by(recipient), [], MAILBOX_MAX_CANDIDATES)
+        return self._closest(recipient, chosen, MAILBOX_MAX_CANDIDATES, await self.providers())
+
+    async def own(self) -> list[Candidate]:
+        """Where to fetch our own envelopes from: preferred, then the closest providers."""
+        chosen = _merge(self.preferred, [], MAILBOX_MAX_CANDIDATES)
+        limit = len(chosen) + MAILBOX_FETCH_FANOUT
+        return self._closest(self.identity.peer_id, chosen, limit, await self.providers())
+
+    def _closest(
+        self, target: PeerId, chosen: list[Candidate], limit: int, providers: list[Candidate]
+    ) -> list[Candidate]:
+        skip = {self.identity.peer_id, target}
+        addrs = dict(providers)
+        others = [p for p in addrs if p not in skip]
+        nearest = mb.closest(mb.mailbox_key(target), others, limit)
+        merged = _merge(chosen, [(p, addrs[p]) for p in nearest], limit)
+        return [(p, a) for p, a in merged if p not in skip]
+
+
+def _merge(first: list[Candidate], then: list[Candidate], limit: int) -> list[Candidate]:
+    """``first`` then ``then``, each peer once, at most ``limit``."""
+    out: dict[PeerId, list[str]] = {}
+    for peer, addrs in [*first, *then]:
+        if peer not in out and len(out) < limit:
+            out[peer] = list(addrs)
+    return list(out.items())

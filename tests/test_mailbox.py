@@ -1,0 +1,458 @@
+"""Store-and-forward end to end over the in-memory network: deposit, fetch, receipts, abuse."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from p2pdm.core import cbor
+from p2pdm.core import mailbox as mb
+from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.model import DeliveryStatus, StoredMessage
+from p2pdm.core.wire import Envelope
+from p2pdm.delivery import REACH_TIMEOUT, Delivery
+from p2pdm.errors import ConfigError, PeerUnreachable, ProtocolViolation, WireError
+from p2pdm.mailbox import (
+    DEFAULT_LIMITS,
+    MAILBOX_BURST_PER_PEER,
+    MAILBOX_MAX_AUTH_FAILURES,
+    MAILBOX_PURGE_INTERVAL_SECONDS,
+    MailboxService,
+)
+from p2pdm.mailbox_client import MAILBOX_COPIES, MailboxDirectory, parse_mailbox_addr
+from p2pdm.net.stream import Stream
+from p2pdm.node import Node
+from p2pdm.store import MemoryStore, SQLiteStore, Store
+from tests.fakenet import FakeHost, FakeNetwork
+from tests.test_delivery import wait_status
+
+DAY_S = 24 * 3600
+#: What a client sees when the mailbox resets its stream.
+BROKEN = (
+    WireError,
+    PeerUnreachable,
+    ProtocolViolation,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
+
+
+def clock_ms() -> int:
+    return int(trio.current_time() * 1000)
+
+
+class Peer:
+    """A messaging node that uses mailboxes."""
+
+    def __init__(self, net: FakeNetwork, name: str, preferred: tuple[str, ...] = ()) -> None:
+        self.node = Node(Identity(os.urandom(32)), MemoryStore(), now_ms=clock_ms)
+        self.node.store.set_setting("name", name)
+        self.host: FakeHost = net.host(self.node.peer_id)
+        self.directory = MailboxDirectory(self.node.identity, self.host, preferred=preferred)
+        self.delivery = Delivery(
+            self.node, self.host, rng=random.Random(1), mailboxes=self.directory
+        )
+        self.node.on_outbox = self.delivery.wake
+
+
+class Box:
+    """A mailbox node: a store, a host and the service."""
+
+    def __init__(
+        self,
+        net: FakeNetwork,
+        store: Store | None = None,
+        identity: Identity | None = None,
+        limits: mb.MailboxLimits = DEFAULT_LIMITS,
+    ) -> None:
+        self.identity = identity or Identity(os.urandom(32))
+        self.store = store or MemoryStore()
+        self.host = net.host(self.identity.peer_id)
+        self.service = MailboxService(
+            self.store, self.identity.peer_id, self.host, now_ms=clock_ms, limits=limits
+        )
+
+    @property
+    def held(self) -> int:
+        return self.store.mailbox_usage()[0]
+
+
+async def start_box(nursery: trio.Nursery, box: Box) -> Box:
+    await nursery.start(box.service.run)
+    return box
+
+
+@pytest.fixture
+async def world(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeNetwork, Peer, Peer, list[Box]]]:
+    net = FakeNetwork(nursery)
+    alice, bob = Peer(net, "alice"), Peer(net, "bob")
+    alice.node.add_contact_from_invite(bob.node.invite())
+    bob.node.add_contact_from_invite(alice.node.invite())
+    boxes = [await start_box(nursery, Box(net)) for _ in range(4)]
+    for p in (alice, bob):
+        await nursery.start(p.delivery.run)
+    yield net, alice, bob, boxes
+
+
+async def send_while_away(alice: Peer, bob: Peer, text: str) -> StoredMessage:
+    """Bob goes offline; alice sends ``text`` and waits until mailboxes hold it."""
+    bob.host.online = False
+    sent = await alice.node.send("bob", text)
+    await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DEPOSITED)
+    return sent
+
+
+def status_detail(node: Node, message_id: bytes, status: DeliveryStatus) -> str:
+    return next(c.detail for c in node.message(message_id.hex())[1] if c.status is status)
+
+
+async def test_offline_recipient_gets_it_from_mailboxes_and_sender_sees_delivered(
+    world, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, boxes = world
+    sent = await send_while_away(alice, bob, "while you were out")
+    assert sum(b.held for b in boxes) == MAILBOX_COPIES
+    assert "held by 3 mailbox(es) until" in status_detail(
+        alice.node, sent.id, DeliveryStatus.DEPOSITED
+    )
+    assert alice.node.store.outbox_count() == 1  # direct delivery goes on being tried
+    # The mailboxes learn recipient, size and time: nothing names alice.
+    for box in boxes:
+        for held in box.store.mailbox_fetch(bob.node.peer_id, 0, clock_ms(), 10):
+            assert alice.node.peer_id.raw not in held.envelope
+            assert Envelope.decode(held.envelope).recipient == bob.node.peer_id
+
+    alice.host.online = False
+    bob.host.online = True
+    assert await bob.delivery.fetch_mailboxes() == 1
+    assert [m.id for m in bob.node.messages("alice").messages] == [sent.id]
+    assert sum(b.held for b in boxes) == 0  # committed, so deleted everywhere
+    # Alice is away: bob's delivery receipt goes to her mailboxes.
+    with trio.fail_after(60):
+        while sum(b.held for b in boxes) == 0:  # noqa: ASYNC110
+            await trio.sleep(0.5)
+
+    alice.host.online = True
+    await alice.delivery.fetch_mailboxes()
+    await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DELIVERED)
+    assert alice.node.store.outbox_count() == 0
+    assert "receipt from" in status_detail(alice.node, sent.id, DeliveryStatus.DELIVERED)
+
+
+async def test_unreachable_within_the_short_timeout_means_deposit(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, _ = world
+    bob.host.hanging = True  # dials neither succeed nor fail
+    sent = await alice.node.send("bob", "are you there?")
+    with trio.fail_after(REACH_TIMEOUT + 1):
+        await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DEPOSITED)
+    assert alice.node.store.outbox_count() == 1
+
+
+async def test_two_of_three_mailboxes_gone_still_delivered(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, boxes = world
+    sent = await send_while_away(alice, bob, "one copy is enough")
+    holders = [b for b in boxes if b.held]
+    assert len(holders) == MAILBOX_COPIES
+    for box in holders[:2]:
+        box.host.online = False
+    alice.host.online = False
+    bob.host.online = True
+    assert await bob.delivery.fetch_mailboxes() == 1
+    assert [m.id for m in bob.node.messages("alice").messages] == [sent.id]
+
+
+async def test_message_arriving_directly_and_from_mailboxes_appears_once(
+    world, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, boxes = world
+    sent = await send_while_away(alice, bob, "twice on the wire, once in the inbox")
+    bob.host.online = True
+    await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DELIVERED, limit=600)
+    assert await bob.delivery.fetch_mailboxes() == 0  # all replays
+    assert [m.id for m in bob.node.messages("alice").messages] == [sent.id]
+    assert bob.node.store.counts()["messages"] == 1
+    assert sum(b.held for b in boxes) == 0  # the duplicates were deleted too
+
+
+async def test_fetch_loop_runs_at_start_and_on_demand(world, autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, _ = world
+    await send_while_away(alice, bob, "before bob starts")
+    alice.host.online = False
+    bob.host.online = True
+    await nursery.start(bob.delivery.run_fetcher)
+    with trio.fail_after(5):
+        while not bob.node.messages("alice").messages:  # noqa: ASYNC110
+            await trio.sleep(0.1)
+    # Another one arrives in the mailboxes; asking for a fetch picks it up at once.
+    alice.host.online, bob.host.online = True, False
+    second = await alice.node.send("bob", "and one more")
+    await wait_status(alice.node, second.id.hex(), DeliveryStatus.DEPOSITED)
+    alice.host.online, bob.host.online = False, True
+    bob.delivery.fetch_now()
+    with trio.fail_after(5):
+        while len(bob.node.messages("alice").messages) < 2:  # noqa: ASYNC110
+            await trio.sleep(0.1)
+
+
+async def test_preferred_mailboxes_from_the_record_come_first(nursery, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    net = FakeNetwork(nursery)
+    boxes = [await start_box(nursery, Box(net)) for _ in range(4)]
+    # bob's own mailbox is not a provider: only his record tells senders about it.
+    own = Box(net)
+    own_addr = f"/memory/box/p2p/{own.identity.peer_id}"
+    alice, bob = Peer(net, "alice"), Peer(net, "bob", preferred=(own_addr,))
+    alice.node.add_contact_from_invite(bob.node.invite())
+    bob.node.add_contact_from_invite(alice.node.invite())
+    await bob.directory.publish_record(bob.node.messenger.bundle(), clock_ms() + 1)
+    await nursery.start(alice.delivery.run)
+    await send_while_away(alice, bob, "to your own mailbox")
+    assert own.held == 1 and sum(b.held for b in boxes) == MAILBOX_COPIES - 1
+    assert (await bob.directory.own())[0][0] == own.identity.peer_id
+
+
+def test_mailbox_addresses_must_name_their_peer() -> None:
+    peer = Identity(b"\x05" * 32).peer_id
+    assert parse_mailbox_addr(f" /ip4/1.2.3.4/tcp/4701/p2p/{peer} ")[0] == peer
+    for bad in ("/ip4/1.2.3.4/tcp/4701", "/p2p/nonsense/x", f"/p2p/{peer}", "x" * 300):
+        with pytest.raises(ConfigError, match="/p2p/<PeerID>"):
+            parse_mailbox_addr(bad)
+
+
+# --- the mailbox's own rules ---------------------------------------------------
+
+
+async def ask(stream: Stream, request: mb.Request) -> mb.Reply:
+    await stream.write_frame(request.encode(), 5)
+    return mb.decode_reply(await stream.read_frame(mb.MAX_REPLY_FRAME_BYTES, 5) or b"")
+
+
+async def authenticate(stream: Stream, mailbox: PeerId, who: Identity) -> mb.Result:
+    challenge = await ask(stream, mb.ChallengeRequest())
+    assert isinstance(challenge, mb.ChallengeReply)
+    reply = await ask(
+        stream, mb.Auth(who.peer_id, mb.auth_signature(who, mailbox, challenge.nonce))
+    )
+    assert isinstance(reply, mb.Result)
+    return reply
+
+
+async def deposit_for_bob(alice: Peer, bob: Peer, text: str = "hello") -> bytes:
+    """An envelope alice's messenger made for bob (not queued for delivery)."""
+    return alice.node.messenger.send_text(bob.node.peer_id, text).outbox.envelope
+
+
+async def test_nobody_else_can_list_read_or_delete(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, boxes = world
+    box = boxes[0]
+    mailbox = box.identity.peer_id
+    assert box.service.deposit(await deposit_for_bob(alice, bob)).ok
+    mallory = Identity(os.urandom(32))
+    stream = await net.host(mallory.peer_id).open_stream(mailbox, mb.MAILBOX_PROTOCOL)
+    # Before any challenge: refused.
+    assert (await ask(stream, mb.Fetch())) == mb.Result(mb.UNAUTHORIZED, "answer a challenge first")
+    assert (await ask(stream, mb.Delete((1,)))).code == mb.UNAUTHORIZED  # type: ignore[union-attr]
+    # Claiming to be bob with mallory's signature: refused.
+    challenge = await ask(stream, mb.ChallengeRequest())
+    assert isinstance(challenge, mb.ChallengeReply)
+    forged = mb.Auth(bob.node.peer_id, mb.auth_signature(mallory, mailbox, challenge.nonce))
+    assert (await ask(stream, forged)).code == mb.UNAUTHORIZED  # type: ignore[union-attr]
+    # Replaying an answer to a used challenge: refused.
+    assert (await ask(stream, forged)).code == mb.UNAUTHORIZED  # type: ignore[union-attr]
+    assert (await ask(stream, mb.Fetch())).code == mb.UNAUTHORIZED  # type: ignore[union-attr]
+    # As herself she sees nothing of bob's and deletes nothing of his.
+    stream = await net.host(mallory.peer_id).open_stream(mailbox, mb.MAILBOX_PROTOCOL)
+    assert (await authenticate(stream, mailbox, mallory)).ok
+    assert await ask(stream, mb.Fetch()) == mb.Envelopes((), more=False)
+    deleted = await ask(stream, mb.Delete(tuple(range(1, 50))))
+    assert isinstance(deleted, mb.Result) and deleted.count == 0
+    assert box.held == 1
+    # Bob, proving his key, gets it.
+    stream = await bob.host.open_stream(mailbox, mb.MAILBOX_PROTOCOL)
+    assert (await authenticate(stream, mailbox, bob.node.identity)).ok
+    page = await ask(stream, mb.Fetch())
+    assert isinstance(page, mb.Envelopes) and len(page.items) == 1
+
+
+async def test_too_many_wrong_answers_disconnect(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    net, _, bob, boxes = world
+    mailbox = boxes[0].identity.peer_id
+    mallory = net.host(Identity(os.urandom(32)).peer_id)
+    stream = await mallory.open_stream(mailbox, mb.MAILBOX_PROTOCOL)
+    with pytest.raises(BROKEN):  # the stream is reset under us
+        for _ in range(MAILBOX_MAX_AUTH_FAILURES + 1):
+            await ask(stream, mb.Auth(bob.node.peer_id, bytes(64)))
+    await trio.sleep(0.1)
+    assert mallory.peer_id in boxes[0].host.disconnected
+
+
+async def test_quota_exceeded_is_refused_and_recorded_by_the_sender(
+    nursery, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    net = FakeNetwork(nursery)
+    tight = mb.MailboxLimits(DAY_S, 100_000, 2, 1 << 20, 100, 1 << 30)
+    box = await start_box(nursery, Box(net, limits=tight))
+    alice, bob = Peer(net, "alice"), Peer(net, "bob")
+    alice.node.add_contact_from_invite(bob.node.invite())
+    await nursery.start(alice.delivery.run)
+    bob.host.online = False
+    sent = [await alice.node.send("bob", f"n{i}") for i in range(3)]
+    with trio.fail_after(30):
+        while not any("over_quota" in _last_error(alice, m.id) for m in sent):  # noqa: ASYNC110
+            await trio.sleep(0.1)
+    statuses = sorted(alice.node.message(m.id.hex())[0].status for m in sent)
+    assert statuses.count(DeliveryStatus.DEPOSITED) == 2
+    refused = [m for m in sent if "over_quota" in _last_error(alice, m.id)]
+    assert len(refused) == 1
+    assert alice.node.message(refused[0].id.hex())[0].status is not DeliveryStatus.DEPOSITED
+    assert box.held == 2
+
+
+def _last_error(peer: Peer, message_id: bytes) -> str:
+    items = [i for i in peer.node.store.outbox_due(1 << 62, 100) if i.message_id == message_id]
+    return items[0].last_error if items else ""
+
+
+async def test_deposit_refusals(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, _ = world
+    tight = mb.MailboxLimits(DAY_S, 2_000, 100, 1 << 20, 2, 1 << 30)
+    box = Box(net, limits=tight)
+    envelope = await deposit_for_bob(alice, bob)
+    assert box.service.deposit(b"\xa0").code == mb.BAD_ENVELOPE
+    assert box.service.deposit(os.urandom(300)).code == mb.BAD_ENVELOPE
+    assert box.service.deposit(bytes(2_001)).code == mb.TOO_LARGE
+    old = Envelope.decode(envelope)
+    stale = Envelope(old.recipient, old.id, clock_ms() // 1000, old.sealed).encode()
+    assert box.service.deposit(stale).code == mb.EXPIRED
+    first = box.service.deposit(envelope)
+    assert first.ok and first.until_s <= clock_ms() // 1000 + DAY_S
+    assert box.service.deposit(envelope) == mb.Result(mb.OK, "already held", first.until_s)
+    assert box.service.deposit(await deposit_for_bob(alice, bob, "2")).ok
+    assert box.service.deposit(await deposit_for_bob(alice, bob, "3")).code == mb.FULL
+    assert box.held == 2
+    # A sender retrying after a lost reply is told it is held, full or not.
+    assert box.service.deposit(envelope).code == mb.OK
+
+
+async def test_expired_envelopes_are_not_served_and_get_purged(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, _ = world
+    short = mb.MailboxLimits(60, 100_000, 100, 1 << 20, 100, 1 << 30)
+    box = await start_box(net.nursery, Box(net, limits=short))
+    assert box.service.deposit(await deposit_for_bob(alice, bob)).ok
+    await trio.sleep(61)
+    assert box.service.fetch(bob.node.peer_id, 0).items == ()
+    assert box.held == 1
+    await trio.sleep(MAILBOX_PURGE_INTERVAL_SECONDS)
+    assert box.held == 0
+
+
+async def test_a_mailbox_restart_keeps_its_envelopes(world, autojump_clock, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, boxes = world
+    for box in boxes:
+        box.host.online = False  # only the one below is up
+    path = tmp_path / "mailbox.sqlite"
+    box = await start_box(net.nursery, Box(net, SQLiteStore(path)))
+    sent = await send_while_away(alice, bob, "kept on disk")
+    box.store.close()
+    box.host.online = False
+    restarted = await start_box(net.nursery, Box(net, SQLiteStore(path), identity=box.identity))
+    assert restarted.held == 1
+    alice.host.online, bob.host.online = False, True
+    assert await bob.delivery.fetch_mailboxes() == 1
+    assert [m.id for m in bob.node.messages("alice").messages] == [sent.id]
+    assert restarted.held == 0
+
+
+async def test_hostile_depositor_cannot_stop_the_mailbox_serving_others(
+    world, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, boxes = world
+    for other in boxes:
+        other.host.online = False
+    # SQLite: MemoryStore copies its whole state per transaction, too slow for a flood.
+    box = await start_box(net.nursery, Box(net, SQLiteStore(":memory:", synchronous="NORMAL")))
+    mailbox = box.identity.peer_id
+    mallory = net.host(Identity(os.urandom(32)).peer_id)
+    # Oversized (but within the protocol's frame cap): a clear refusal.
+    stream = await mallory.open_stream(mailbox, mb.MAILBOX_PROTOCOL)
+    big = await ask(stream, mb.Deposit(bytes(DEFAULT_LIMITS.max_envelope_bytes + 1)))
+    assert isinstance(big, mb.Result) and big.code == mb.TOO_LARGE
+    # Garbage: disconnected.
+    await stream.write_frame(b"\xff garbage", 5)
+    await _until_reset(stream)
+    assert mallory.peer_id in box.host.disconnected
+    # A frame over the protocol's cap: reset unread.
+    stream = await mallory.open_stream(mailbox, mb.MAILBOX_PROTOCOL)
+    await stream.write_frame(bytes(mb.MAX_REQUEST_FRAME_BYTES + 1), 5)
+    await _until_reset(stream)
+    # A flood of deposits for random recipients: cut off at the rate limit.
+    stream = await mallory.open_stream(mailbox, mb.MAILBOX_PROTOCOL)
+    flood = [
+        _envelope_for(Identity(os.urandom(32)).peer_id) for _ in range(int(MAILBOX_BURST_PER_PEER))
+    ]
+    with pytest.raises(BROKEN):  # the stream is reset under us
+        for envelope in [*flood, *flood]:
+            await ask(stream, mb.Deposit(envelope))
+    assert box.held <= MAILBOX_BURST_PER_PEER + 1
+    # Filling one recipient's quota leaves everyone else served.
+    tight = mb.MailboxLimits(DAY_S, 100_000, 5, 1 << 20, 1000, 1 << 30)
+    box.service.limits = tight
+    carol = Identity(os.urandom(32)).peer_id
+    for _ in range(5):
+        assert box.service.deposit(_envelope_for(carol)).ok
+    assert box.service.deposit(_envelope_for(carol)).code == mb.OVER_QUOTA
+    # And alice's envelope for bob still goes in and comes out.
+    stream = await alice.host.open_stream(mailbox, mb.MAILBOX_PROTOCOL)
+    reply = await ask(stream, mb.Deposit(await deposit_for_bob(alice, bob)))
+    assert isinstance(reply, mb.Result) and reply.ok
+    alice.host.online = False
+    assert await bob.delivery.fetch_mailboxes() == 1
+
+
+def _envelope_for(peer: PeerId) -> bytes:
+    return Envelope(peer, os.urandom(16), clock_ms() // 1000 + DAY_S, os.urandom(100)).encode()
+
+
+async def _until_reset(stream: Stream) -> None:
+    with trio.fail_after(5):
+        try:
+            while await stream.read_frame(1 << 20, 5) is not None:
+                pass
+        except BROKEN:  # reset is what we wait for
+            return
+
+
+def test_reply_frames_stay_within_their_cap() -> None:
+    box_limits = DEFAULT_LIMITS
+    page = mb.Envelopes(
+        tuple(
+            mb.FetchedEnvelope(n + 1, bytes(box_limits.max_envelope_bytes))
+            for n in range(2)  # what fetch() packs at most into 1 MiB
+        ),
+        more=True,
+    )
+    assert len(page.encode()) <= mb.MAX_REPLY_FRAME_BYTES
+    assert cbor.decode(page.encode(), mb.MAX_REPLY_FRAME_BYTES)
+
+
+async def test_a_hostile_mailbox_cannot_stop_delivery(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    net, alice, bob, boxes = world
+    liar = net.host(Identity(os.urandom(32)).peer_id)
+
+    async def garbage(stream: Stream) -> None:
+        while await stream.read_frame(mb.MAX_REQUEST_FRAME_BYTES, 5) is not None:
+            await stream.write_frame(b"\xa1at\xf9\x00\x00", 5)  # a map holding a float
+
+    liar.set_handler(mb.MAILBOX_PROTOCOL, garbage)
+    await liar.provide(mb.MAILBOX_SERVICE_KEY)
+    for box in boxes[:2]:
+        box.host.online = False  # so the liar is surely among those tried
+    sent = await send_while_away(alice, bob, "past the liar")
+    assert sum(b.held for b in boxes) >= 1
+    alice.host.online, bob.host.online = False, True
+    assert await bob.delivery.fetch_mailboxes() == 1
+    assert [m.id for m in bob.node.messages("alice").messages] == [sent.id]
