@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import SCOPE_RANK, ApiToken, TokenScope
@@ -42,6 +42,7 @@ __all__ = [
     "create_token",
     "hash_token",
     "revoke_token",
+    "token_json",
 ]
 
 #: Name of the owner's token (``<home>/api_token``); no stored token may take it.
@@ -163,3 +164,13 @@ def revoke_token(store: Store, name: str) -> None:
         )
     if not store.delete_token(name):
         raise NotFound(f"no API token named {name[:64]!r}")
+
+
+def token_json(token: ApiToken) -> dict[str, Any]:
+    """A token as the API and ``p2pdm token list --json`` show it (never a secret)."""
+    return {
+        "name": token.name,
+        "scope": token.scope.value,
+        "contacts": [str(peer) for peer in token.contacts],
+        "created_at_ms": token.created_at_ms,
+    }

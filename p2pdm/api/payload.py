@@ -20,7 +20,6 @@ from starlette.responses import JSONResponse, Response
 
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
-    ApiToken,
     Contact,
     Conversation,
     Event,
@@ -41,6 +40,7 @@ from p2pdm.errors import (
 )
 from p2pdm.events import TooManyListeners
 from p2pdm.messenger import message_text
+from p2pdm.tokens import token_json
 
 if TYPE_CHECKING:
     from p2pdm.node import Node
@@ -59,6 +59,7 @@ __all__ = [
     "message_json",
     "p2pdm_error_response",
     "status_json",
+    "token_json",
 ]
 
 #: Media type of every request and response body. A body of another type is
@@ -313,15 +314,6 @@ def event_json(event: Event, message: StoredMessage | None) -> dict[str, Any]:
         "status": None if event.status is None else event.status.value,
         "detail": event.detail,
         "message": None if message is None else message_json(message),
-    }
-
-
-def token_json(token: ApiToken) -> dict[str, Any]:
-    return {
-        "name": token.name,
-        "scope": token.scope.value,
-        "contacts": [str(peer) for peer in token.contacts],
-        "created_at_ms": token.created_at_ms,
     }
 
 
