@@ -312,14 +312,26 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    # Starlette tries every route: a known path with another method is a 405.
+    """One Starlette route per path, so that a 405 lists every method of the path in Allow."""
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for path, method, handler, scope in ROUTES:
+        by_path.setdefault(path, {})[method] = _endpoint(handler, scope)
     routes: list[BaseRoute] = [
-        Route(path, _endpoint(handler, scope), methods=[method])
-        for path, method, handler, scope in ROUTES
+        Route(path, _by_method(methods), methods=list(methods)) for path, methods in by_path.items()
     ]
     # The same path over WebSocket (Starlette matches routes by scope type).
     routes.append(WebSocketRoute("/v1/events", websocket_events))
     return routes
+
+
+def _by_method(
+    endpoints: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)
+
+    return dispatch
 
 
 def create_app(node: Node, token: str) -> Starlette:

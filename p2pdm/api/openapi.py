@@ -148,7 +148,7 @@ def _schemas() -> dict[str, Schema]:
                 "to": {"type": "string", "description": "a contact's name or PeerID"},
                 "text": _STRING,
                 "idempotency_key": {
-                    "type": "string",
+                    "type": ["string", "null"],
                     "minLength": 1,
                     "maxLength": 255,
                     "description": "a retry with the same key (per token, kept for a day) "
@@ -237,9 +237,9 @@ def _schemas() -> dict[str, Schema]:
         "NewToken": _obj(
             {
                 "scope": _SCOPE,
-                "name": _TOKEN_PROPERTIES["name"],
+                "name": {**_TOKEN_PROPERTIES["name"], "type": ["string", "null"]},
                 "contacts": {
-                    "type": "array",
+                    "type": ["array", "null"],
                     "items": {"type": "string", "description": "a contact's name or PeerID"},
                     "maxItems": MAX_LIST_ITEMS,
                 },
