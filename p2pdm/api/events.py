@@ -22,7 +22,8 @@ slots; when they are all taken the answer is 503 (WebSocket: close 1013).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncGenerator, Collection
+from contextlib import aclosing
 from typing import Any, Final
 
 import trio
@@ -127,7 +128,7 @@ async def _follow(
     types: Collection[EventType] | None,
     peers: Collection[PeerId] | None,
     idle_s: float,
-) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
+) -> AsyncGenerator[tuple[list[dict[str, Any]], bool], None]:
     """Batches of events after ``cursor``, forever; an empty batch after ``idle_s``
     without any. The second value is the page's ``gap``."""
     while True:
@@ -142,17 +143,19 @@ async def _follow(
 class _EventStream(StreamingResponse):
     """An SSE response that gives its listener slot back however it ends."""
 
-    def __init__(self, body: AsyncIterator[str], slot: Listener) -> None:
+    def __init__(self, body: AsyncGenerator[str, None], slot: Listener) -> None:
         super().__init__(
             body,
             media_type=SSE_MEDIA_TYPE,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
         self._slot = slot
+        self._body = body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         with self._slot:
-            await super().__call__(scope, receive, send)
+            async with aclosing(self._body):  # closed now, not whenever it is collected
+                await super().__call__(scope, receive, send)
 
 
 async def stream_events(request: Request, node: Node) -> Response:
@@ -169,16 +172,17 @@ async def stream_events(request: Request, node: Node) -> Response:
     types, peers = _filters(request)
     slot = node.events.listener()
 
-    async def body() -> AsyncIterator[str]:
+    async def body() -> AsyncGenerator[str, None]:
         yield f"retry: {int(SSE_KEEPALIVE_S * 1000)}\n\n"
-        async for events, gap in _follow(node, cursor, types, peers, SSE_KEEPALIVE_S):
-            if gap:
-                yield "event: gap\ndata: {}\n\n"
-            if not events:
-                yield ": keep-alive\n\n"
-            for event in events:
-                data = json.dumps(event, separators=(",", ":"))
-                yield f"id: {event['id']}\nevent: {event['type']}\ndata: {data}\n\n"
+        async with aclosing(_follow(node, cursor, types, peers, SSE_KEEPALIVE_S)) as batches:
+            async for events, gap in batches:
+                if gap:
+                    yield "event: gap\ndata: {}\n\n"
+                if not events:
+                    yield ": keep-alive\n\n"
+                for event in events:
+                    data = json.dumps(event, separators=(",", ":"))
+                    yield f"id: {event['id']}\nevent: {event['type']}\ndata: {data}\n\n"
 
     return _EventStream(body(), slot)
 
@@ -200,12 +204,14 @@ async def websocket_events(websocket: WebSocket) -> None:
         await websocket.accept()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_until_closed, websocket, nursery.cancel_scope)
+            batches = _follow(node, cursor, types, peers, SSE_KEEPALIVE_S)
             try:
-                async for events, gap in _follow(node, cursor, types, peers, SSE_KEEPALIVE_S):
-                    if gap:
-                        await websocket.send_json({"type": "gap"})
-                    for event in events:
-                        await websocket.send_json(event)
+                async with aclosing(batches):
+                    async for events, gap in batches:
+                        if gap:
+                            await websocket.send_json({"type": "gap"})
+                        for event in events:
+                            await websocket.send_json(event)
             except (WebSocketDisconnect, P2PDMError):
                 nursery.cancel_scope.cancel()
 
