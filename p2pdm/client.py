@@ -269,11 +269,28 @@ def _create_token(scope: str, contacts: Iterable[str], name: str | None) -> _Cal
 class _Base:
     """What both clients share: the address, the token, and reading answers."""
 
-    def __init__(self, host: str, port: int, token: str, home: Path | None) -> None:
+    def __init__(
+        self, host: str, port: int, token: str, home: Path | None, timeout_s: float
+    ) -> None:
         self.address = format_api_addr(host, port)
         self.home = home
-        self._base_url = f"http://{self.address}"
-        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self._timeout_s = timeout_s
+        self._options: dict[str, Any] = {
+            "base_url": f"http://{self.address}",
+            "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            "timeout": timeout_s,
+            "trust_env": False,  # never send the token through an HTTP proxy
+        }
+
+    def _request(self, call: _Call[Any]) -> dict[str, Any]:
+        """The arguments of httpx's ``request`` for ``call``."""
+        return {
+            "method": call.method,
+            "url": call.path,
+            "json": call.json,
+            "params": call.params,
+            "timeout": self._timeout_s + call.wait_s,
+        }
 
     @classmethod
     def for_home(
@@ -281,12 +298,15 @@ class _Base:
     ) -> Self:
         """A client for the node running on ``home`` (with ``token``, else the owner's).
 
-        Raises :class:`NodeNotRunning` if the home has no API token file.
+        Raises :class:`NodeNotRunning` if no token is given and the home has
+        no API token file.
         """
-        if not home.api_token_path.is_file():
-            raise _not_running(home.path)
+        if token is None:
+            if not home.api_token_path.is_file():
+                raise _not_running(home.path)
+            token = home.api_token()
         host, port = read_api_addr(home)
-        return cls(host, port, token or home.api_token(), home=home.path, timeout_s=timeout_s)  # type: ignore[call-arg]
+        return cls(host, port, token, home=home.path, timeout_s=timeout_s)
 
     def _transport_error(self, exc: httpx.HTTPError) -> P2PDMError:
         if isinstance(exc, httpx.ConnectError):
@@ -376,15 +396,8 @@ class AsyncClient(_Base):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(host, port, token, home)
-        self._timeout_s = timeout_s
-        self._http = httpx.AsyncClient(
-            base_url=self._base_url,
-            headers=self._headers,
-            timeout=timeout_s,
-            transport=transport,
-            trust_env=False,  # never send the token through an HTTP proxy
-        )
+        super().__init__(host, port, token, home, timeout_s)
+        self._http = httpx.AsyncClient(transport=transport, **self._options)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -403,13 +416,7 @@ class AsyncClient(_Base):
     async def call(self, call: _Call[T]) -> T:
         """Send one prepared call; returns its result."""
         try:
-            response = await self._http.request(
-                call.method,
-                call.path,
-                json=call.json,
-                params=call.params,
-                timeout=self._timeout_s + call.wait_s,
-            )
+            response = await self._http.request(**self._request(call))
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         return self._answer(call, response)
@@ -550,15 +557,8 @@ class Client(_Base):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        super().__init__(host, port, token, home)
-        self._timeout_s = timeout_s
-        self._http = httpx.Client(
-            base_url=self._base_url,
-            headers=self._headers,
-            timeout=timeout_s,
-            transport=transport,
-            trust_env=False,  # never send the token through an HTTP proxy
-        )
+        super().__init__(host, port, token, home, timeout_s)
+        self._http = httpx.Client(transport=transport, **self._options)
 
     def close(self) -> None:
         self._http.close()
@@ -577,13 +577,7 @@ class Client(_Base):
     def call(self, call: _Call[T]) -> T:
         """Send one prepared call; returns its result."""
         try:
-            response = self._http.request(
-                call.method,
-                call.path,
-                json=call.json,
-                params=call.params,
-                timeout=self._timeout_s + call.wait_s,
-            )
+            response = self._http.request(**self._request(call))
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         return self._answer(call, response)

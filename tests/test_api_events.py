@@ -21,21 +21,20 @@ from p2pdm.core.model import DeliveryStatus, EventType
 from p2pdm.net.testing import wait_until
 from p2pdm.node import Node
 from p2pdm.store import MemoryStore, SQLiteStore
-from tests.test_api import TOKEN, WAIT_S, Api, assert_error, check_documented, make_node, serving
+from tests.test_api import (  # alice and bob: the fixtures
+    TOKEN,
+    WAIT_S,
+    Api,
+    alice,
+    assert_error,
+    bob,
+    check_documented,
+    serving,
+)
+
+__all__ = ["alice", "bob"]
 
 OTHER = Identity.generate(b"\x07" * 32).peer_id
-
-
-@pytest.fixture
-async def alice() -> AsyncIterator[Api]:
-    async with serving(make_node("alice")) as api:
-        yield api
-
-
-@pytest.fixture
-async def bob() -> AsyncIterator[Api]:
-    async with serving(make_node("bob")) as api:
-        yield api
 
 
 def introduce(alice: Node, bob: Node) -> str:
