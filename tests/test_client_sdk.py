@@ -210,3 +210,52 @@ def test_event_type_lists_parse_or_are_refused_with_a_400(text: str) -> None:
 @given(st.sets(st.sampled_from(EventType), min_size=1))
 def test_event_type_lists_round_trip(types: set[EventType]) -> None:
     assert parse_event_types(",".join(t.value for t in types)) == types
+
+
+# --- docs/api.md, "Your first bot" -----------------------------------------------------
+
+
+async def echo_bot(node: AsyncClient, cursor_file: Any, stop_after: int) -> None:
+    """The echo bot of docs/api.md, stopping after ``stop_after`` events."""
+    since = int(cursor_file.read_text()) if cursor_file.exists() else 0
+    events = node.events(since=since, types=["message.received"])
+    handled = 0
+    async for event in events:
+        message = event["message"]
+        if message and message["text"]:
+            await node.send(
+                message["peer"],
+                f"you said: {message['text']}",
+                idempotency_key=f"echo-{event['id']}",
+            )
+        cursor_file.write_text(str(events.cursor))
+        handled += 1
+        if handled == stop_after:
+            return
+
+
+async def test_the_first_bot_answers_each_message_once(tmp_path: Any) -> None:
+    alice, bob = make_node("alice"), make_node("bob")
+    alice.add_contact_from_invite(bob.invite())
+    bob.add_contact_from_invite(alice.invite())
+
+    def bob_says(text: str) -> None:
+        bob.send_text("alice", text)
+        for item in bob.store.outbox_for(alice.peer_id):
+            bob.store.remove_outbox(item.envelope_id)
+            alice.messenger.receive(item.envelope)
+
+    cursor = tmp_path / "echo-bot.cursor"
+    async with serving(alice) as api, sdk(api) as owner:
+        made = await owner.create_token("send", ["bob"], name="echo-bot")
+        bob_says("one")
+        async with sdk(api, made["token"]) as node:
+            with trio.fail_after(WAIT_S):
+                await echo_bot(node, cursor, 1)
+                # The bot crashes after sending but before saving its cursor:
+                cursor.write_text("0")
+                bob_says("two")
+                await echo_bot(node, cursor, 2)  # sees "one" again, then "two"
+        page = await owner.messages("bob")
+    replies = [m["text"] for m in page["messages"] if m["direction"] == "out"]
+    assert replies == ["you said: two", "you said: one"]  # newest first, each once
