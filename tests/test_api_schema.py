@@ -48,7 +48,13 @@ def base_url() -> Iterator[str]:
     suppress_health_check=list(HealthCheck),
 )
 def test_the_api_matches_its_document(case: schemathesis.Case, base_url: str) -> None:
-    timeout = (case.query or {}).get("timeout")
+    query = case.query or {}
+    if any(value in ([], {}) for value in query.values()):
+        # A negative case that adds an unknown parameter holding an empty array
+        # or object sends no parameter at all: what reaches the server is a
+        # correct request, yet schemathesis would expect it refused.
+        return
+    timeout = query.get("timeout")
     if isinstance(timeout, int) and timeout > MAX_TEST_POLL_S:  # a valid, long wait
         case.query["timeout"] = MAX_TEST_POLL_S
     case.call_and_validate(
