@@ -23,7 +23,7 @@ from typing import Final, TextIO
 
 import segno
 
-from p2pdm import __version__, cli_chat, cli_run
+from p2pdm import __version__, cli_chat, cli_run, cli_token
 from p2pdm.client import Client
 from p2pdm.core.invite import make_invite
 from p2pdm.core.session import OwnPrekeys
@@ -168,6 +168,12 @@ COMMANDS: Final[dict[str, Command]] = {
         "show a conversation with delivery status and mark it read",
         cli_chat.read_arguments,
         cli_chat.read,
+    ),
+    # Works on the store file directly, with or without a running node.
+    "token": Command(
+        "create, list or revoke scoped API tokens for bots",
+        cli_token.token_arguments,
+        cli_token.token,
     ),
 }
 

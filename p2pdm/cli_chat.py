@@ -17,7 +17,7 @@ import json
 import shlex
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, TextIO
 
 from rich.cells import cell_len
@@ -132,7 +132,7 @@ def contacts(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _list_contacts(found: list[dict[str, Any]], as_json: bool, out: TextIO) -> None:
+def _list_contacts(found: Sequence[Mapping[str, Any]], as_json: bool, out: TextIO) -> None:
     if as_json:
         _print_json(found, out)
         return

@@ -14,6 +14,7 @@ __all__ = [
     "EnvelopeExpired",
     "FrameTooLarge",
     "HomeError",
+    "IdempotencyConflict",
     "IdentityError",
     "InviteError",
     "InviteExpired",
@@ -32,6 +33,7 @@ __all__ = [
     "SessionError",
     "SignatureError",
     "StoreError",
+    "TokenError",
     "UnsupportedVersion",
     "WireError",
     "WrongRecipient",
@@ -141,6 +143,14 @@ class StoreError(P2PDMError):
 
 class NotFound(StoreError):
     """The contact, conversation or message asked for does not exist."""
+
+
+class IdempotencyConflict(P2PDMError):
+    """This idempotency key was already used for another message; use a new key for a new one."""
+
+
+class TokenError(P2PDMError):
+    """An API token could not be made: its name is taken, or there are too many; revoke one."""
 
 
 class PeerUnreachable(P2PDMError):

@@ -81,6 +81,20 @@ MAX_PAGE_SIZE = 500
 #: this, envelopes have expired anyway (see ENVELOPE_TTL_SECONDS).
 SEEN_ID_RETENTION_SECONDS = 30 * 24 * 3600
 
+#: Events kept in the event log for bots to catch up on (``/v1/events``).
+#: About a busy day of chat; older ones are dropped first, and a client whose
+#: cursor fell behind them is told so (``gap``).
+MAX_STORED_EVENTS = 10_000
+
+#: How long an idempotency key of ``POST /v1/messages`` is remembered, and
+#: how many at most (oldest dropped first). A client retries within minutes;
+#: Stripe keeps keys for a day.
+IDEMPOTENCY_RETENTION_SECONDS = 24 * 3600
+MAX_IDEMPOTENCY_KEYS = 10_000
+
+#: Most named API tokens (a handful of bots; each is checked on every request).
+MAX_API_TOKENS = 64
+
 # --- delivery ------------------------------------------------------------
 
 #: Default lifetime of an envelope: a mailbox keeps it at most this long.

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from p2pdm.core import cbor
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import (
     MESSAGE_ID_BYTES,
@@ -41,17 +42,19 @@ from p2pdm.errors import (
     ReplayError,
     SchemaError,
     SessionError,
+    WireError,
 )
 from p2pdm.limits import (
     ENVELOPE_TTL_SECONDS,
     MAX_CLOCK_SKEW_SECONDS,
+    MAX_FRAME_BYTES,
     MAX_RECEIPT_IDS,
     MAX_TEXT_BYTES,
     ONE_TIME_PREKEYS_PER_BUNDLE,
 )
 from p2pdm.store.base import Store
 
-__all__ = ["Messenger", "Outgoing", "Received"]
+__all__ = ["Messenger", "Outgoing", "Received", "message_text"]
 
 #: Setting that turns read receipts on or off (default on, like Signal).
 READ_RECEIPTS_SETTING: Final = "read_receipts"
@@ -65,6 +68,18 @@ _CONVERSATION_KINDS: Final = frozenset({"text"})
 def wall_ms() -> int:
     """Wall-clock time in integer milliseconds, the unit of every stored time."""
     return time.time_ns() // 1_000_000
+
+
+def message_text(message: StoredMessage) -> str | None:
+    """The text of a text message; None for other kinds or an undecodable body."""
+    if message.kind != "text":
+        return None
+    try:
+        body = cbor.decode(message.body, MAX_FRAME_BYTES)
+    except WireError:
+        return None
+    text = body.get("text") if isinstance(body, dict) else None
+    return text if isinstance(text, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,17 +161,26 @@ class Messenger:
 
     # --- sending ------------------------------------------------------------
 
-    def send_text(self, to: PeerId, text: str, reply_to: bytes | None = None) -> Outgoing:
+    def send_text(
+        self,
+        to: PeerId,
+        text: str,
+        reply_to: bytes | None = None,
+        *,
+        idempotency: tuple[str, str] | None = None,
+    ) -> Outgoing:
         """Store a text message for ``to`` and queue its envelope.
 
-        Raises SchemaError for an empty or over-long text, SessionError when
-        there is no session and no prekey bundle for ``to``.
+        ``idempotency`` is ``(scope, key)``, recorded with the message in the
+        same transaction. Raises SchemaError for an empty or over-long text,
+        SessionError when there is no session and no prekey bundle for
+        ``to``, StoreError if the idempotency key is taken.
         """
         if not text.strip():
             raise SchemaError("a message needs some text")
         if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
             raise SchemaError(f"a message is at most {MAX_TEXT_BYTES} bytes of text")
-        return self._send(to, TextBody(text, reply_to))
+        return self._send(to, TextBody(text, reply_to), idempotency)
 
     def send_receipt(
         self, to: PeerId, status: Literal["delivered", "read"], ids: list[bytes]
@@ -167,7 +191,7 @@ class Messenger:
             for i in range(0, len(ids), MAX_RECEIPT_IDS)
         ]
 
-    def _send(self, to: PeerId, body: Body) -> Outgoing:
+    def _send(self, to: PeerId, body: Body, idempotency: tuple[str, str] | None = None) -> Outgoing:
         if to == self.peer_id:
             raise SessionError("cannot send a message to yourself")
         now = self.now_ms()
@@ -223,6 +247,8 @@ class Messenger:
                 )
             self.store.put_session(to, sessions.to_bytes(), now)
             self.store.add_outbox(item)
+            if idempotency is not None:
+                self.store.remember_send(*idempotency, inner.id, now)
         return Outgoing(stored, item)
 
     # --- receiving ----------------------------------------------------------

@@ -11,8 +11,8 @@ subclasses with one clear sentence each.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from p2pdm import __version__
@@ -21,18 +21,21 @@ from p2pdm.core.invite import make_invite, parse_invite
 from p2pdm.core.model import (
     Contact,
     Conversation,
+    Event,
+    EventType,
     MessagePage,
     StatusChange,
     StoredMessage,
     direct_conversation_id,
 )
 from p2pdm.core.wire import PrekeyBundle
-from p2pdm.errors import ConfigError, NotFound, SchemaError, SessionError
+from p2pdm.errors import ConfigError, IdempotencyConflict, NotFound, SchemaError, SessionError
+from p2pdm.events import EventBus
 from p2pdm.limits import INVITE_TTL_SECONDS, MAX_NAME_BYTES, MAX_PAGE_SIZE
-from p2pdm.messenger import READ_RECEIPTS_SETTING, Messenger, Received, wall_ms
+from p2pdm.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.store.base import Store
 
-__all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "Node"]
+__all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "EventPage", "Node"]
 
 #: Default libp2p listen address: all interfaces, a fixed port so contacts'
 #: address books stay valid across restarts.
@@ -45,6 +48,18 @@ SETTINGS: Final[dict[str, tuple[type, object]]] = {
     READ_RECEIPTS_SETTING: (bool, True),
     "name": (str, ""),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """Events after a cursor, oldest first, and the cursor to ask from next."""
+
+    events: tuple[Event, ...]
+    #: Pass as ``since`` next time: past every event looked at, shown or not.
+    cursor: int
+    #: True if events after the given cursor were dropped (log retention, or
+    #: a cursor from before the store was replaced); the client missed some.
+    gap: bool
 
 
 class Node:
@@ -70,6 +85,11 @@ class Node:
         self.on_received: Callable[[Received], None] = lambda received: None
         #: Looks up a peer's prekey bundle in the DHT (set while running).
         self.fetch_bundle: Callable[[PeerId], Awaitable[PrekeyBundle | None]] | None = None
+        #: Wakes API clients waiting for events; the store calls it after adding any.
+        self.events = EventBus()
+        store.set_event_listener(self.events.notify)
+        #: Peers with a live connection, as reported by :meth:`peer_online`.
+        self.online: set[PeerId] = set()
 
     @property
     def peer_id(self) -> PeerId:
@@ -142,15 +162,44 @@ class Node:
 
     # --- messages -------------------------------------------------------------
 
-    def send_text(self, to: str, text: str) -> StoredMessage:
-        """Queue a text message to a contact (name or PeerID); returns it ``queued``."""
+    def send_text(
+        self, to: str, text: str, *, idempotency: tuple[str, str] | None = None
+    ) -> StoredMessage:
+        """Queue a text message to a contact (name or PeerID); returns it ``queued``.
+
+        With ``idempotency`` (``(scope, key)``), a key used before returns the
+        message it made instead of sending again; raises IdempotencyConflict
+        if that message went to someone else or said something else.
+        """
         peer = self.resolve(to)
-        out = self.messenger.send_text(peer, text)
+        earlier = self.sent_with(idempotency, peer, text)
+        if earlier is not None:
+            return earlier
+        out = self.messenger.send_text(peer, text, idempotency=idempotency)
         self.on_outbox(peer)
         assert out.message is not None
         return out.message
 
-    async def send(self, to: str, text: str) -> StoredMessage:
+    def sent_with(
+        self, idempotency: tuple[str, str] | None, peer: PeerId, text: str
+    ) -> StoredMessage | None:
+        """The message an idempotency key already made, if any; raises IdempotencyConflict."""
+        if idempotency is None:
+            return None
+        message_id = self.store.sent_with(*idempotency)
+        if message_id is None:
+            return None
+        earlier = self.store.get_message(message_id)
+        if earlier is None or earlier.peer != peer or message_text(earlier) != text:
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency[1][:60]!r} was used for another message; "
+                "use a new key for a new message"
+            )
+        return earlier
+
+    async def send(
+        self, to: str, text: str, *, idempotency: tuple[str, str] | None = None
+    ) -> StoredMessage:
         """Like :meth:`send_text`, first fetching the contact's prekey bundle from
         the DHT when there is no session yet and no bundle from an invite."""
         peer = self.resolve(to)
@@ -167,7 +216,7 @@ class Node:
                 )
             name = contact.name if contact else peer.short()
             self.messenger.add_contact(peer, name, bundle)
-        return self.send_text(str(peer), text)
+        return self.send_text(str(peer), text, idempotency=idempotency)
 
     def message(self, message_id: str) -> tuple[StoredMessage, list[StatusChange]]:
         mid = parse_message_id(message_id)
@@ -195,6 +244,35 @@ class Node:
         found, _ = self.message(message_id)
         self.mark_read(str(found.peer))
         return self.messenger.message(found.id)
+
+    # --- events -----------------------------------------------------------------
+
+    def event_page(
+        self,
+        since: int,
+        limit: int,
+        types: Collection[EventType] | None = None,
+        peers: Collection[PeerId] | None = None,
+    ) -> EventPage:
+        """Events with ``id > since``, oldest first (see :class:`EventPage`)."""
+        oldest, newest = self.store.event_bounds()
+        if since > newest:  # a cursor from a store since replaced: start again
+            return EventPage((), newest, True)
+        events = tuple(self.store.events(since, limit, types, peers))
+        cursor = events[-1].id if len(events) == limit else newest
+        return EventPage(events, cursor, oldest > since + 1)
+
+    def peer_online(self, peer: PeerId) -> None:
+        """Record that a connection to ``peer`` came up (``peer.online``, once)."""
+        if peer not in self.online:
+            self.online.add(peer)
+            self.store.add_event(EventType.PEER_ONLINE, self.now_ms(), peer)
+
+    def peer_offline(self, peer: PeerId) -> None:
+        """Record that the last connection to ``peer`` went down (``peer.offline``, once)."""
+        if peer in self.online:
+            self.online.discard(peer)
+            self.store.add_event(EventType.PEER_OFFLINE, self.now_ms(), peer)
 
     # --- settings -------------------------------------------------------------
 

@@ -19,16 +19,19 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import (
+    ApiToken,
     Contact,
     DeliveryStatus,
     Direction,
+    EventType,
     OutboxItem,
     StatusChange,
     StoredMessage,
+    TokenScope,
     direct_conversation_id,
 )
 from p2pdm.errors import NotFound, StoreError
-from p2pdm.limits import MAX_PAGE_SIZE
+from p2pdm.limits import IDEMPOTENCY_RETENTION_SECONDS, MAX_API_TOKENS, MAX_PAGE_SIZE
 from p2pdm.store import MemoryStore, SQLiteStore, Store
 
 ME = PeerId.from_public_key(b"\x01" * 32)
@@ -589,6 +592,178 @@ def test_mailbox_add_rolls_back_with_its_transaction(store: Store) -> None:
     assert store.mailbox_usage() == (0, 0)
 
 
+# --- the event log -----------------------------------------------------------
+
+
+def kinds(store: Store, after: int = 0) -> list[tuple[EventType, PeerId | None, bytes | None]]:
+    return [(e.type, e.peer, e.message_id) for e in store.events(after, MAX_PAGE_SIZE)]
+
+
+def test_incoming_messages_and_first_requests_are_events(store: Store) -> None:
+    assert store.event_bounds() == (0, 0)
+    store.add_message(msg(1, ALICE))
+    store.add_message(msg(2, BOB, direction=Direction.OUT))  # outgoing: no event
+    store.add_message(msg(3, CAROL, request=True))
+    store.add_message(msg(4, CAROL, request=True))  # not the first request: no contact.request
+    assert kinds(store) == [
+        (EventType.MESSAGE_RECEIVED, ALICE, mid(1)),
+        (EventType.CONTACT_REQUEST, CAROL, mid(3)),
+        (EventType.MESSAGE_RECEIVED, CAROL, mid(3)),
+        (EventType.MESSAGE_RECEIVED, CAROL, mid(4)),
+    ]
+    events = store.events(0, 10)
+    assert [e.id for e in events] == [1, 2, 3, 4]
+    assert events[0].at_ms == 1_000
+    assert store.event_bounds() == (1, 4)
+    store.accept_request(CAROL)
+    store.add_message(msg(5, CAROL, request=True))  # pending requests were accepted: first again
+    assert kinds(store, 4)[0] == (EventType.CONTACT_REQUEST, CAROL, mid(5))
+
+
+def test_status_changes_and_reads_are_events(store: Store) -> None:
+    store.add_message(msg(1, BOB, direction=Direction.OUT))
+    store.add_message(msg(2, ALICE))
+    store.add_message(msg(3, ALICE))
+    assert store.set_status(mid(1), DeliveryStatus.SENT, 2_000, "on the wire")
+    assert not store.set_status(mid(1), DeliveryStatus.QUEUED, 2_001)  # refused: no event
+    assert store.mark_conversation_read(WITH_ALICE, 3_000) == [mid(2), mid(3)]
+    assert store.mark_conversation_read(WITH_ALICE, 3_001) == []
+    [sent, read2, read3] = store.events(2, 10)
+    assert (sent.type, sent.peer, sent.message_id) == (EventType.MESSAGE_STATUS, BOB, mid(1))
+    assert (sent.status, sent.detail, sent.at_ms) == (DeliveryStatus.SENT, "on the wire", 2_000)
+    assert [(e.message_id, e.status, e.peer) for e in (read2, read3)] == [
+        (mid(2), DeliveryStatus.READ, ALICE),
+        (mid(3), DeliveryStatus.READ, ALICE),
+    ]
+
+
+def test_a_new_contact_is_an_event_a_rename_is_not(store: Store) -> None:
+    store.put_contact(contact(ALICE, "alice", 7))
+    store.put_contact(contact(ALICE, "Alice B.", 7))
+    assert [(e.type, e.peer, e.at_ms) for e in store.events(0, 10)] == [
+        (EventType.CONTACT_ADDED, ALICE, 7)
+    ]
+
+
+def test_events_filter_by_type_and_peer_and_page(store: Store) -> None:
+    for n in range(1, 7):
+        store.add_event(EventType.PEER_ONLINE if n % 2 else EventType.PEER_OFFLINE, n, ALICE)
+    store.add_event(EventType.PEER_ONLINE, 7, BOB)
+    store.add_event(EventType.PEER_ONLINE, 8)  # about no peer
+    assert [e.id for e in store.events(0, 3)] == [1, 2, 3]
+    assert [e.id for e in store.events(3, 3)] == [4, 5, 6]
+    assert [e.id for e in store.events(0, 10, types={EventType.PEER_OFFLINE})] == [2, 4, 6]
+    assert [e.id for e in store.events(0, 10, peers={BOB})] == [7]
+    assert store.events(0, 10, peers=set()) == []
+    assert store.events(0, 10, types=set()) == []
+    online = {EventType.PEER_ONLINE}
+    assert [e.id for e in store.events(2, 2, types=online, peers={ALICE, BOB})] == [3, 5]
+    assert [e.peer for e in store.events(7, 10)] == [None]
+    assert store.events(8, 10) == [] and store.events(2**63 - 1, 10) == []
+    with pytest.raises(StoreError):
+        store.events(0, 0)
+
+
+def test_events_roll_back_with_their_transaction(store: Store) -> None:
+    store.add_message(msg(1, BOB, direction=Direction.OUT))
+    with pytest.raises(Boom), store.transaction():
+        store.set_status(mid(1), DeliveryStatus.SENT, 5)
+        store.put_contact(contact(BOB, "bob"))
+        raise Boom
+    assert store.events(0, 10) == [] and store.event_bounds() == (0, 0)
+    with store.transaction():
+        store.set_status(mid(1), DeliveryStatus.SENT, 5)
+    assert [e.id for e in store.events(0, 10)] == [1]  # the id of the rolled back one is reused
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_the_event_log_keeps_the_newest_max_events(kind: str, tmp_path: Any) -> None:
+    small: Store = (
+        MemoryStore(max_events=3)
+        if kind == "memory"
+        else SQLiteStore(tmp_path / "s.db", max_events=3)
+    )
+    woken: list[int] = []
+    small.set_event_listener(lambda: woken.append(1))
+    for n in range(5):
+        small.add_event(EventType.PEER_ONLINE, n, ALICE)
+    assert [e.id for e in small.events(0, 10)] == [3, 4, 5]
+    assert small.event_bounds() == (3, 5)
+    assert len(woken) == 5
+    small.set_event_listener(None)
+    small.add_event(EventType.PEER_OFFLINE, 9)
+    assert len(woken) == 5
+    small.close()
+
+
+def test_listener_is_called_for_events_from_every_path(store: Store) -> None:
+    woken: list[int] = []
+    store.set_event_listener(lambda: woken.append(store.event_bounds()[1]))
+    store.add_message(msg(1, BOB, direction=Direction.OUT))
+    assert woken == []
+    store.set_status(mid(1), DeliveryStatus.SENT, 5)
+    store.add_message(msg(2, ALICE))
+    store.mark_conversation_read(WITH_ALICE, 6)
+    store.put_contact(contact(CAROL, "carol"))
+    assert woken and woken[-1] == store.event_bounds()[1] == 4
+
+
+# --- idempotency keys and API tokens ----------------------------------------------
+
+
+def test_idempotency_keys_remember_the_message_per_scope(store: Store) -> None:
+    assert store.sent_with("bot", "k1") is None
+    store.remember_send("bot", "k1", mid(1), 1_000)
+    store.remember_send("other-bot", "k1", mid(2), 1_000)
+    assert store.sent_with("bot", "k1") == mid(1)
+    assert store.sent_with("other-bot", "k1") == mid(2)
+    with pytest.raises(StoreError, match="already used"):
+        store.remember_send("bot", "k1", mid(3), 1_001)
+    assert store.sent_with("bot", "k1") == mid(1)
+    later = 1_000 + IDEMPOTENCY_RETENTION_SECONDS * 1000 + 1
+    store.remember_send("bot", "k2", mid(4), later)  # forgets the expired ones
+    assert store.sent_with("bot", "k1") is None
+    assert store.sent_with("bot", "k2") == mid(4)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_idempotency_keys_are_capped_oldest_first(kind: str, tmp_path: Any) -> None:
+    small: Store = (
+        MemoryStore(max_idempotency_keys=2)
+        if kind == "memory"
+        else SQLiteStore(tmp_path / "s.db", max_idempotency_keys=2)
+    )
+    for n in range(3):
+        small.remember_send("bot", f"k{n}", mid(n), 1_000)
+    assert [small.sent_with("bot", f"k{n}") for n in range(3)] == [None, mid(1), mid(2)]
+    small.close()
+
+
+def token(name: str, n: int, scope: TokenScope = TokenScope.READ, *peers: PeerId) -> ApiToken:
+    return ApiToken(name, bytes([n]) * 32, scope, tuple(peers), created_at_ms=n)
+
+
+def test_api_tokens_crud(store: Store) -> None:
+    assert store.list_tokens() == []
+    store.put_token(token("zed", 1, TokenScope.SEND, ALICE, BOB))
+    store.put_token(token("amy", 2))
+    assert store.list_tokens() == [token("amy", 2), token("zed", 1, TokenScope.SEND, ALICE, BOB)]
+    with pytest.raises(StoreError, match="exists"):
+        store.put_token(token("amy", 3))
+    with pytest.raises(StoreError, match="exists"):
+        store.put_token(token("bea", 1))  # same secret hash
+    assert store.delete_token("amy") and not store.delete_token("amy")
+    assert [t.name for t in store.list_tokens()] == ["zed"]
+
+
+def test_api_tokens_are_capped(store: Store) -> None:
+    for n in range(MAX_API_TOKENS):
+        store.put_token(token(f"t{n:03d}", n))
+    with pytest.raises(StoreError, match="revoke one"):
+        store.put_token(token("one-more", 255))
+    assert len(store.list_tokens()) == MAX_API_TOKENS
+
+
 # --- both stores, side by side -------------------------------------------
 
 _PEERS = (ALICE, BOB, CAROL)
@@ -790,6 +965,8 @@ class StoresAgree(RuleBasedStateMachine):
         self.both(lambda s: s.list_contacts())
         self.both(lambda s: s.settings())
         self.both(lambda s: s.get_prekeys())
+        self.both(lambda s: s.events(0, MAX_PAGE_SIZE))
+        self.both(lambda s: s.event_bounds())
         self.both(lambda s: [s.outbox_for(peer) for peer in _PEERS])
         self.both(lambda s: [s.outbox_for(peer, due_at_ms=1500, limit=2) for peer in _PEERS])
         self.both(lambda s: [s.get_session(peer) for peer in _PEERS])

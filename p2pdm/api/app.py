@@ -2,7 +2,10 @@
 
 How this works: :func:`create_app` builds a Starlette app from :data:`ROUTES`,
 behind :class:`~p2pdm.api.guard.LocalGuard` (loopback Host, bearer token,
-body cap). Each handler takes the request and the node, checks its input
+body cap). Each route names the scope it needs (read, send, admin); a token
+without it gets 403 before the handler runs, and a token limited to some
+contacts sees only their contacts, conversations, messages and events (the
+handlers ask :func:`grant_of`). Each handler takes the request and the node, checks its input
 through :mod:`p2pdm.api.payload` and calls one node method. The node's
 methods are synchronous and quick (one SQLite transaction at most); they run
 on the event loop itself, which is also what keeps the store single-threaded.
@@ -25,13 +28,15 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from p2pdm.api.guard import LocalGuard
+from p2pdm.api.events import poll_events, stream_events, websocket_events
+from p2pdm.api.guard import LocalGuard, grant_of
 from p2pdm.api.openapi import openapi_document
 from p2pdm.api.payload import (
     DEFAULT_PAGE_SIZE,
     MAX_CURSOR,
+    Handler,
     JSONObject,
     RequestError,
     bad_request,
@@ -44,25 +49,38 @@ from p2pdm.api.payload import (
     p2pdm_error_status,
     query_int,
     status_json,
+    token_json,
 )
-from p2pdm.errors import P2PDMError
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import TokenScope
+from p2pdm.errors import NotFound, P2PDMError
 from p2pdm.limits import MAX_PAGE_SIZE
 from p2pdm.node import Node
+from p2pdm.tokens import create_token, revoke_token
 
 __all__ = ["ROUTES", "create_app"]
 
 log = logging.getLogger("p2pdm.api")
 
-Handler = Callable[[Request, Node], Awaitable[Response]]
+#: Largest ``idempotency_key``: room for a UUID or a hash, not for payloads.
+MAX_IDEMPOTENCY_KEY_CHARS: Final = 255
 
 
-def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Give ``handler`` the node and map every failure to a JSON error."""
+def _endpoint(handler: Handler, scope: TokenScope) -> Callable[[Request], Awaitable[Response]]:
+    """Give ``handler`` the node, refuse tokens without ``scope``, map failures to JSON."""
 
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
         node: Node = request.app.state.node
         try:
+            grant = grant_of(request.scope)
+            if not grant.allows(scope):
+                raise RequestError(
+                    403,
+                    "forbidden_scope",
+                    f"this needs a token with scope {scope.value!r}; "
+                    f"token {grant.name!r} has {grant.scope.value!r}",
+                )
             return await handler(request, node)
         except RequestError as exc:
             return exc.response()
@@ -93,9 +111,26 @@ async def get_node(request: Request, node: Node) -> Response:
 # --- contacts --------------------------------------------------------------------
 
 
+def _visible(request: Request, peer: PeerId) -> PeerId:
+    """``peer``, if the request's token may see it; else RequestError 403."""
+    grant = grant_of(request.scope)
+    if not grant.sees(peer):
+        raise RequestError(
+            403, "forbidden_contact", f"token {grant.name!r} is not allowed to use {peer}"
+        )
+    return peer
+
+
+def _visible_peer(request: Request, node: Node, who: str) -> str:
+    """The PeerID of the contact ``who`` names, if the token may see it."""
+    return str(_visible(request, node.resolve(who)))
+
+
 async def list_contacts(request: Request, node: Node) -> Response:
     check_query(request, frozenset())
-    return JSONResponse({"contacts": [contact_json(c) for c in node.contacts()]})
+    grant = grant_of(request.scope)
+    contacts = [contact_json(c) for c in node.contacts() if grant.sees(c.peer_id)]
+    return JSONResponse({"contacts": contacts})
 
 
 async def add_contact(request: Request, node: Node) -> Response:
@@ -122,12 +157,26 @@ async def delete_contact(request: Request, node: Node) -> Response:
 # --- messages --------------------------------------------------------------------
 
 
+def _idempotency(request: Request, key: str | None) -> tuple[str, str] | None:
+    """``(token name, key)``: each token has its own keys."""
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        raise bad_request(f"'idempotency_key' is 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters")
+    return grant_of(request.scope).name, key
+
+
 async def send_message(request: Request, node: Node) -> Response:
     body = await JSONObject.read(request)
     to = body.text("to")
     text = body.text("text")
+    idempotency = _idempotency(request, body.opt_text("idempotency_key"))
     body.done()
-    message = await node.send(to, text)
+    to = _visible_peer(request, node, to)
+    earlier = node.sent_with(idempotency, PeerId.parse(to), text)
+    if earlier is not None:  # a retry: the same message, not a second one
+        return JSONResponse(message_json(earlier), headers={"Idempotent-Replayed": "true"})
+    message = await node.send(to, text, idempotency=idempotency)
     return JSONResponse(
         message_json(message),
         status_code=201,
@@ -135,13 +184,22 @@ async def send_message(request: Request, node: Node) -> Response:
     )
 
 
+def _message_id(request: Request, node: Node) -> str:
+    """The path's message id, if the token may see that message (else 404, as if absent)."""
+    text = str(request.path_params["message_id"])
+    message, _ = node.message(text)
+    if not grant_of(request.scope).sees(message.peer):
+        raise NotFound(f"no message {message.id.hex()}")
+    return text
+
+
 async def get_message(request: Request, node: Node) -> Response:
-    message, history = node.message(request.path_params["message_id"])
+    message, history = node.message(_message_id(request, node))
     return JSONResponse({**message_json(message), "history": [status_json(c) for c in history]})
 
 
 async def read_message(request: Request, node: Node) -> Response:
-    message = node.mark_message_read(request.path_params["message_id"])
+    message = node.mark_message_read(_message_id(request, node))
     return JSONResponse(message_json(message))
 
 
@@ -150,10 +208,10 @@ async def read_message(request: Request, node: Node) -> Response:
 
 async def list_conversations(request: Request, node: Node) -> Response:
     check_query(request, frozenset())
+    grant = grant_of(request.scope)
     names = {c.peer_id: c.name for c in node.contacts()}
-    return JSONResponse(
-        {"conversations": [conversation_json(c, names) for c in node.conversations()]}
-    )
+    found = [conversation_json(c, names) for c in node.conversations() if grant.sees(c.peer)]
+    return JSONResponse({"conversations": found})
 
 
 async def conversation_messages(request: Request, node: Node) -> Response:
@@ -161,14 +219,14 @@ async def conversation_messages(request: Request, node: Node) -> Response:
     limit = query_int(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     before = query_int(request, "before", None, 0, MAX_CURSOR)
     assert limit is not None
-    page = node.messages(request.path_params["peer"], limit, before)
+    page = node.messages(_visible_peer(request, node, request.path_params["peer"]), limit, before)
     return JSONResponse(
         {"messages": [message_json(m) for m in page.messages], "next_before": page.next_before}
     )
 
 
 async def read_conversation(request: Request, node: Node) -> Response:
-    ids = node.mark_read(request.path_params["peer"])
+    ids = node.mark_read(_visible_peer(request, node, request.path_params["peer"]))
     return JSONResponse({"read": [i.hex() for i in ids]})
 
 
@@ -185,6 +243,29 @@ async def patch_settings(request: Request, node: Node) -> Response:
     return JSONResponse(node.update_settings(body.rest()))
 
 
+# --- tokens ----------------------------------------------------------------------
+
+
+async def list_tokens(request: Request, node: Node) -> Response:
+    check_query(request, frozenset())
+    return JSONResponse({"tokens": [token_json(t) for t in node.store.list_tokens()]})
+
+
+async def add_token(request: Request, node: Node) -> Response:
+    body = await JSONObject.read(request)
+    scope = body.text("scope")
+    name = body.opt_text("name")
+    contacts = body.opt_text_list("contacts")
+    body.done()
+    token, secret = create_token(node.store, scope, contacts, name, now_ms=node.now_ms())
+    return JSONResponse({**token_json(token), "token": secret}, status_code=201)
+
+
+async def delete_token(request: Request, node: Node) -> Response:
+    revoke_token(node.store, request.path_params["name"])
+    return Response(status_code=204)
+
+
 # --- the description -------------------------------------------------------------
 
 
@@ -192,21 +273,29 @@ async def get_openapi(request: Request, node: Node) -> Response:
     return JSONResponse(openapi_document())
 
 
-#: Every route: (path, method, handler). ``openapi.py`` documents each one.
-ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
-    ("/v1/node", "GET", get_node),
-    ("/v1/contacts", "GET", list_contacts),
-    ("/v1/contacts", "POST", add_contact),
-    ("/v1/contacts/{peer_id}", "DELETE", delete_contact),
-    ("/v1/messages", "POST", send_message),
-    ("/v1/messages/{message_id}", "GET", get_message),
-    ("/v1/messages/{message_id}/read", "POST", read_message),
-    ("/v1/conversations", "GET", list_conversations),
-    ("/v1/conversations/{peer}/messages", "GET", conversation_messages),
-    ("/v1/conversations/{peer}/read", "POST", read_conversation),
-    ("/v1/settings", "GET", get_settings),
-    ("/v1/settings", "PATCH", patch_settings),
-    ("/v1/openapi.json", "GET", get_openapi),
+_READ, _SEND, _ADMIN = TokenScope.READ, TokenScope.SEND, TokenScope.ADMIN
+
+#: Every route: (path, method, handler, scope it needs). ``openapi.py``
+#: documents each one. Marking read is ``send``: it sends read receipts.
+ROUTES: Final[tuple[tuple[str, str, Handler, TokenScope], ...]] = (
+    ("/v1/node", "GET", get_node, _READ),
+    ("/v1/contacts", "GET", list_contacts, _READ),
+    ("/v1/contacts", "POST", add_contact, _ADMIN),
+    ("/v1/contacts/{peer_id}", "DELETE", delete_contact, _ADMIN),
+    ("/v1/messages", "POST", send_message, _SEND),
+    ("/v1/messages/{message_id}", "GET", get_message, _READ),
+    ("/v1/messages/{message_id}/read", "POST", read_message, _SEND),
+    ("/v1/conversations", "GET", list_conversations, _READ),
+    ("/v1/conversations/{peer}/messages", "GET", conversation_messages, _READ),
+    ("/v1/conversations/{peer}/read", "POST", read_conversation, _SEND),
+    ("/v1/events", "GET", stream_events, _READ),
+    ("/v1/events/poll", "GET", poll_events, _READ),
+    ("/v1/settings", "GET", get_settings, _READ),
+    ("/v1/settings", "PATCH", patch_settings, _ADMIN),
+    ("/v1/tokens", "GET", list_tokens, _ADMIN),
+    ("/v1/tokens", "POST", add_token, _ADMIN),
+    ("/v1/tokens/{name}", "DELETE", delete_token, _ADMIN),
+    ("/v1/openapi.json", "GET", get_openapi, _READ),
 )
 
 
@@ -222,16 +311,34 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
     return _internal_error()
 
 
-def _routes() -> list[Route]:
-    # Starlette tries every route: a known path with another method is a 405.
-    return [Route(path, _endpoint(handler), methods=[method]) for path, method, handler in ROUTES]
+def _routes() -> list[BaseRoute]:
+    """One Starlette route per path, so that a 405 lists every method of the path in Allow."""
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for path, method, handler, scope in ROUTES:
+        by_path.setdefault(path, {})[method] = _endpoint(handler, scope)
+    routes: list[BaseRoute] = [
+        Route(path, _by_method(methods), methods=list(methods)) for path, methods in by_path.items()
+    ]
+    # The same path over WebSocket (Starlette matches routes by scope type).
+    routes.append(WebSocketRoute("/v1/events", websocket_events))
+    return routes
+
+
+def _by_method(
+    endpoints: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)
+
+    return dispatch
 
 
 def create_app(node: Node, token: str) -> Starlette:
-    """The local API for ``node``; every request must carry ``token`` (see :mod:`guard`)."""
+    """The local API for ``node``: ``token`` is the owner's, named tokens are in its store."""
     app = Starlette(
         routes=_routes(),
-        middleware=[Middleware(LocalGuard, token=token)],
+        middleware=[Middleware(LocalGuard, token=token, tokens=node.store.list_tokens)],
         exception_handlers={HTTPException: _http_error, Exception: _unhandled},
     )
     app.state.node = node

@@ -7,8 +7,10 @@ HTTP request (and WebSocket handshake) before any route does, in this order:
    ``127.0.0.1`` or ``[::1]``, any port), else 403. A web page can point a
    DNS name it controls at 127.0.0.1 ("DNS rebinding") and so reach this
    port from the browser; the browser still sends that name as the Host.
-2. ``Authorization: Bearer <token>`` must match the node's token, compared in
-   constant time, else 401. Browsers never attach it on their own.
+2. ``Authorization: Bearer <token>`` must be the owner's token or a named
+   token in the store (:mod:`p2pdm.tokens`), compared in constant time, else
+   401. Browsers never attach it on their own. What the token may do (its
+   :class:`~p2pdm.tokens.Grant`) goes to the routes in ``scope["state"]``.
 3. A declared ``Content-Length`` over :data:`MAX_API_BODY_BYTES` gets 413
    before the body is read; a body sent in chunks is counted as it arrives
    and reading it raises :class:`RequestError` (413) at the cap.
@@ -19,14 +21,23 @@ another origin's script, and pre-flight requests fail at step 2.
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from p2pdm.api.payload import RequestError
+from p2pdm.core.model import ApiToken
+from p2pdm.tokens import Grant, authenticate
 
-__all__ = ["LOOPBACK_HOST_NAMES", "MAX_API_BODY_BYTES", "LocalGuard", "host_is_loopback"]
+__all__ = [
+    "GRANT_KEY",
+    "LOOPBACK_HOST_NAMES",
+    "MAX_API_BODY_BYTES",
+    "LocalGuard",
+    "grant_of",
+    "host_is_loopback",
+]
 
 #: Largest request body. The largest legitimate one is a text message of
 #: ``MAX_TEXT_BYTES`` (64 KiB of UTF-8); JSON with ``\\uXXXX`` escapes (what
@@ -39,6 +50,9 @@ LOOPBACK_HOST_NAMES: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 #: WebSocket close code for a refused handshake (RFC 6455 "policy violation").
 WS_POLICY_VIOLATION: Final = 1008
+
+#: Where the request's :class:`~p2pdm.tokens.Grant` is kept in ``scope["state"]``.
+GRANT_KEY: Final = "p2pdm_grant"
 
 
 def host_is_loopback(host: str) -> bool:
@@ -65,13 +79,21 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return bytes(values[0]).decode("latin-1")
 
 
-def _token_matches(header: str | None, token: bytes) -> bool:
+def grant_of(scope: Scope) -> Grant:
+    """What the request's token may do (set by :class:`LocalGuard`)."""
+    grant = scope.get("state", {}).get(GRANT_KEY)
+    if not isinstance(grant, Grant):
+        raise RuntimeError("no grant: the app must run behind LocalGuard")
+    return grant
+
+
+def _bearer(header: str | None) -> str | None:
     if header is None:
-        return False
+        return None
     scheme, _, given = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode("latin-1"), token)
+    if scheme.lower() != "bearer" or not given.strip():
+        return None
+    return given.strip()
 
 
 class _BodyCap:
@@ -105,12 +127,23 @@ def too_large(cap: int) -> RequestError:
 class LocalGuard:
     """ASGI middleware: loopback Host, bearer token, body cap (see the module doc)."""
 
-    def __init__(self, app: ASGIApp, token: str, max_body_bytes: int = MAX_API_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        tokens: Callable[[], Iterable[ApiToken]] = tuple,
+        max_body_bytes: int = MAX_API_BODY_BYTES,
+    ) -> None:
         if not token:
             raise ValueError("the API token is empty")
         self.app = app
-        self._token = token.encode("latin-1")
+        self._token = token
+        self._tokens = tokens  # read on every request: a revoked token stops at once
         self._max_body = max_body_bytes
+
+    def _grant(self, scope: Scope) -> Grant | None:
+        given = _bearer(_header(scope, b"authorization"))
+        return None if given is None else authenticate(given, self._token, self._tokens())
 
     def _refusal(self, scope: Scope) -> RequestError | None:
         host = _header(scope, b"host")
@@ -120,14 +153,16 @@ class LocalGuard:
                 "forbidden_host",
                 "the local API only answers requests addressed to localhost, 127.0.0.1 or [::1]",
             )
-        if not _token_matches(_header(scope, b"authorization"), self._token):
+        grant = self._grant(scope)
+        if grant is None:
             return RequestError(
                 401,
                 "unauthorized",
-                "send the node's API token as 'Authorization: Bearer <token>' "
-                "(it is in <home>/api_token)",
+                "send an API token as 'Authorization: Bearer <token>' "
+                "(the owner's is in <home>/api_token; `p2pdm token create` makes scoped ones)",
                 {"WWW-Authenticate": 'Bearer realm="p2pdm"'},
             )
+        scope.setdefault("state", {})[GRANT_KEY] = grant
         if scope["type"] == "http":
             length = _header(scope, b"content-length")
             if length is not None:

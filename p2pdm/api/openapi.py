@@ -13,11 +13,14 @@ import functools
 from typing import Any, Final
 
 from p2pdm import __version__
+from p2pdm.api.events import DEFAULT_EVENTS_PAGE, MAX_POLL_TIMEOUT_S
 from p2pdm.api.guard import MAX_API_BODY_BYTES
-from p2pdm.api.payload import DEFAULT_PAGE_SIZE, JSON_MEDIA_TYPE, MAX_CURSOR
-from p2pdm.core.model import DeliveryStatus, Direction
-from p2pdm.limits import MAX_PAGE_SIZE
+from p2pdm.api.payload import DEFAULT_PAGE_SIZE, JSON_MEDIA_TYPE, MAX_CURSOR, MAX_LIST_ITEMS
+from p2pdm.core.model import DeliveryStatus, Direction, EventType, TokenScope
+from p2pdm.events import MAX_EVENT_LISTENERS
+from p2pdm.limits import MAX_PAGE_SIZE, MAX_STORED_EVENTS
 from p2pdm.node import DEFAULT_API_PORT, SETTINGS
+from p2pdm.tokens import TOKEN_NAME_PATTERN
 
 __all__ = ["OPENAPI_VERSION", "openapi_document"]
 
@@ -51,6 +54,21 @@ _PEER_ID: Final[Schema] = {
     "description": "a libp2p PeerID of an Ed25519 key (12D3KooW…)",
 }
 _HEX_ID: Final[Schema] = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+_SCOPE: Final[Schema] = {
+    "type": "string",
+    "enum": [s.value for s in TokenScope],
+    "description": "read < send < admin; each includes the ones before it",
+}
+_TOKEN_PROPERTIES: Final[dict[str, Schema]] = {
+    "name": {"type": "string", "pattern": f"^{TOKEN_NAME_PATTERN.pattern}$"},
+    "scope": _SCOPE,
+    "contacts": {
+        "type": "array",
+        "items": _PEER_ID,
+        "description": "the contacts it is limited to; empty: every contact",
+    },
+    "created_at_ms": _MS,
+}
 
 _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "id": _HEX_ID,
@@ -129,7 +147,15 @@ def _schemas() -> dict[str, Schema]:
             {
                 "to": {"type": "string", "description": "a contact's name or PeerID"},
                 "text": _STRING,
-            }
+                "idempotency_key": {
+                    "type": ["string", "null"],
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "description": "a retry with the same key (per token, kept for a day) "
+                    "returns the message the first request made instead of sending again",
+                },
+            },
+            optional=("idempotency_key",),
         ),
         "Message": _obj(_MESSAGE_PROPERTIES),
         "StatusChange": _obj(
@@ -169,6 +195,63 @@ def _schemas() -> dict[str, Schema]:
         "ReadResult": _obj(
             {"read": {"type": "array", "items": _HEX_ID, "description": "ids marked read"}}
         ),
+        "Event": _obj(
+            {
+                "id": {"type": "integer", "description": "increasing; the cursor to resume from"},
+                "type": {
+                    "type": "string",
+                    "description": "one of "
+                    + ", ".join(t.value for t in EventType)
+                    + "; later versions add types, which clients must ignore",
+                },
+                "at_ms": _MS,
+                "peer": {"type": ["string", "null"], "description": "the other party"},
+                "message_id": {"type": ["string", "null"], "pattern": "^[0-9a-f]{32}$"},
+                "status": {
+                    "type": ["string", "null"],
+                    "description": "message.status: the new status",
+                },
+                "detail": _STRING,
+                "message": {
+                    "oneOf": [_ref("Message"), {"type": "null"}],
+                    "description": "message.received: the message as stored now",
+                },
+            }
+        ),
+        "EventPage": _obj(
+            {
+                "events": {"type": "array", "items": _ref("Event")},
+                "cursor": {
+                    "type": "integer",
+                    "description": "pass as 'since' next time (past every event looked at)",
+                },
+                "gap": {
+                    "type": "boolean",
+                    "description": "events after 'since' were dropped before you read them "
+                    f"(the log keeps the newest {MAX_STORED_EVENTS})",
+                },
+            }
+        ),
+        "Token": _obj(_TOKEN_PROPERTIES),
+        "TokenList": _obj({"tokens": {"type": "array", "items": _ref("Token")}}),
+        "NewToken": _obj(
+            {
+                "scope": _SCOPE,
+                "name": {**_TOKEN_PROPERTIES["name"], "type": ["string", "null"]},
+                "contacts": {
+                    "type": ["array", "null"],
+                    "items": {"type": "string", "description": "a contact's name or PeerID"},
+                    "maxItems": MAX_LIST_ITEMS,
+                },
+            },
+            optional=("name", "contacts"),
+        ),
+        "CreatedToken": _obj(
+            {
+                **_TOKEN_PROPERTIES,
+                "token": {"type": "string", "description": "the secret; shown only this once"},
+            }
+        ),
         "Settings": _obj(setting_types),
         "SettingsPatch": _obj(setting_types, optional=tuple(setting_types)),
     }
@@ -195,6 +278,7 @@ _BODY_ERRORS: Final[dict[str, Schema]] = {
     "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
 }
 _NOT_FOUND: Final[dict[str, Schema]] = {"404": {"$ref": "#/components/responses/NotFound"}}
+_BUSY: Final[dict[str, Schema]] = {"503": {"$ref": "#/components/responses/TooManyListeners"}}
 _BAD_INPUT: Final[dict[str, Schema]] = {"400": {"$ref": "#/components/responses/BadRequest"}}
 
 
@@ -231,6 +315,97 @@ def _path_param(name: str, description: str) -> Schema:
 
 _PEER_PARAM: Final = _path_param("peer", "the contact's name or PeerID")
 _MESSAGE_ID_PARAM: Final = _path_param("message_id", "the message id (32 hex characters)")
+
+
+def _query_int(name: str, description: str, lo: int, hi: int, default: int | None) -> Schema:
+    schema: Schema = {"type": "integer", "minimum": lo, "maximum": hi}
+    if default is not None:
+        schema["default"] = default
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _event_parameters() -> list[Schema]:
+    return [
+        _query_int("since", "the cursor: events with a larger id", 0, MAX_CURSOR, 0),
+        {
+            "name": "types",
+            "in": "query",
+            "required": False,
+            "description": "comma-separated event types to get (default: all)",
+            "schema": {"type": "string"},
+        },
+    ]
+
+
+def _events_paths() -> dict[str, Schema]:
+    stream = _op(
+        "streamEvents",
+        "Events as Server-Sent Events (send 'Accept: text/event-stream'); the same path "
+        "over WebSocket sends each event as a JSON text frame",
+        (
+            "200",
+            {
+                "description": "an endless text/event-stream: 'id', 'event' (the type) and "
+                "'data' (the Event as JSON) per event; 'Last-Event-ID' resumes",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+        ),
+        {
+            **_BAD_INPUT,
+            "406": _error("the request does not accept text/event-stream"),
+            **_BUSY,
+        },
+        parameters=_event_parameters(),
+    )
+    poll = _op(
+        "pollEvents",
+        "Events after 'since', oldest first; waits up to 'timeout' seconds for the first",
+        ("200", _json_body(_ref("EventPage"), "the events (maybe none) and the next cursor")),
+        {**_BAD_INPUT, **_BUSY},
+        parameters=[
+            *_event_parameters(),
+            _query_int(
+                "timeout", "seconds to wait when there is nothing", 0, MAX_POLL_TIMEOUT_S, 0
+            ),
+            _query_int("limit", "most events to return", 1, MAX_PAGE_SIZE, DEFAULT_EVENTS_PAGE),
+        ],
+    )
+    return {"/v1/events": {"get": stream}, "/v1/events/poll": {"get": poll}}
+
+
+def _token_paths() -> dict[str, Schema]:
+    return {
+        "/v1/tokens": {
+            "get": _op(
+                "listTokens",
+                "The named API tokens (never their secrets)",
+                ("200", _json_body(_ref("TokenList"), "the tokens, by name")),
+                _BAD_INPUT,
+            ),
+            "post": _op(
+                "createToken",
+                "Make a scoped token, maybe limited to some contacts; the secret is shown once",
+                ("201", _json_body(_ref("CreatedToken"), "the token and its secret")),
+                {**_BODY_ERRORS, **_NOT_FOUND, "422": _error("the name is taken, or too many")},
+                body=_ref("NewToken"),
+            ),
+        },
+        "/v1/tokens/{name}": {
+            "delete": _op(
+                "revokeToken",
+                "Revoke a named token: it stops working at once",
+                ("204", {"description": "revoked"}),
+                {**_BAD_INPUT, **_NOT_FOUND},
+                parameters=[_path_param("name", "the token's name")],
+            )
+        },
+    }
 
 
 def _paths() -> dict[str, Schema]:
@@ -276,9 +451,16 @@ def _paths() -> dict[str, Schema]:
                 "Queue a text message; the node delivers it when it can",
                 ("201", _json_body(_ref("Message"), "the message, status 'queued'")),
                 {
+                    "200": _json_body(
+                        _ref("Message"),
+                        "a retry with a known idempotency_key: the message it made",
+                    ),
                     **_BODY_ERRORS,
                     **_NOT_FOUND,
-                    "422": _error("no session and no prekeys for the recipient yet"),
+                    "422": _error(
+                        "no session and no prekeys for the recipient yet, or the "
+                        "idempotency_key was used for another message"
+                    ),
                 },
                 body=_ref("SendMessage"),
             )
@@ -362,6 +544,8 @@ def _paths() -> dict[str, Schema]:
                 body=_ref("SettingsPatch"),
             ),
         },
+        **_events_paths(),
+        **_token_paths(),
         "/v1/openapi.json": {
             "get": _op(
                 "getOpenAPI",
@@ -385,6 +569,8 @@ def openapi_document() -> dict[str, Any]:
                 "The API of one running p2pdm node, on the loopback interface only. "
                 "Every request needs 'Authorization: Bearer <token>' (the token is in "
                 "<home>/api_token) and a Host of localhost, 127.0.0.1 or [::1]. "
+                "A token made with `p2pdm token create` may be limited to a scope "
+                "(read, send, admin) and to some contacts. "
                 f"Request bodies are JSON, at most {MAX_API_BODY_BYTES} bytes. "
                 'Errors are {"error": {"code": …, "message": …}}.'
             ),
@@ -398,7 +584,14 @@ def openapi_document() -> dict[str, Any]:
             "responses": {
                 "BadRequest": _error("the request is malformed or a value is invalid"),
                 "Unauthorized": _error("missing or wrong bearer token"),
-                "ForbiddenHost": _error("the Host header is not a loopback name"),
+                "ForbiddenHost": _error(
+                    "the Host header is not a loopback name (forbidden_host), the token's "
+                    "scope is too low (forbidden_scope), or it may not use that contact "
+                    "(forbidden_contact)"
+                ),
+                "TooManyListeners": _error(
+                    f"{MAX_EVENT_LISTENERS} clients are already waiting for events; retry"
+                ),
                 "NotFound": _error("no such contact, conversation or message"),
                 "TooLarge": _error(f"the body is over {MAX_API_BODY_BYTES} bytes"),
                 "UnsupportedMediaType": _error(f"the body is not {JSON_MEDIA_TYPE}"),

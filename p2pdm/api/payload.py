@@ -12,17 +12,24 @@ the API returns has the body ``{"error": {"code": "...", "message": "..."}}``;
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
 
-from p2pdm.core import cbor
 from p2pdm.core.identity import PeerId
-from p2pdm.core.model import Contact, Conversation, StatusChange, StoredMessage
+from p2pdm.core.model import (
+    Contact,
+    Conversation,
+    Event,
+    EventType,
+    StatusChange,
+    StoredMessage,
+)
 from p2pdm.errors import (
     ConfigError,
+    IdempotencyConflict,
     InviteError,
     InviteExpired,
     NotFound,
@@ -31,13 +38,19 @@ from p2pdm.errors import (
     StoreError,
     WireError,
 )
-from p2pdm.limits import MAX_FRAME_BYTES
+from p2pdm.events import TooManyListeners
+from p2pdm.messenger import message_text
+from p2pdm.tokens import token_json
+
+if TYPE_CHECKING:
+    from p2pdm.node import Node
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "ERROR_STATUS",
     "JSON_MEDIA_TYPE",
     "MAX_CURSOR",
+    "Handler",
     "JSONObject",
     "RequestError",
     "contact_json",
@@ -46,6 +59,7 @@ __all__ = [
     "message_json",
     "p2pdm_error_response",
     "status_json",
+    "token_json",
 ]
 
 #: Media type of every request and response body. A body of another type is
@@ -68,9 +82,18 @@ ERROR_STATUS: Final[tuple[tuple[type[P2PDMError], int, str], ...]] = (
     (WireError, 400, "invalid"),
     (ConfigError, 400, "invalid_setting"),
     (SessionError, 422, "no_session"),
+    (IdempotencyConflict, 422, "idempotency_key_reused"),
+    (TooManyListeners, 503, "too_many_listeners"),
     (StoreError, 500, "store_error"),
     (P2PDMError, 422, "rejected"),
 )
+
+
+#: A route's handler: the request and the node in, a response out.
+Handler = Callable[[Request, "Node"], Awaitable[Response]]
+
+#: Most items in a list field of a request body (token contacts).
+MAX_LIST_ITEMS: Final = 256
 
 
 class RequestError(Exception):
@@ -189,6 +212,17 @@ class JSONObject:
             return value
         raise bad_request(f"field {key!r} must be a string, not {_json_type(value)}")
 
+    def opt_text_list(self, key: str) -> list[str]:
+        """An optional list of strings (absent or null gives []), at most MAX_LIST_ITEMS."""
+        value = self._get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad_request(f"field {key!r} must be an array of strings")
+        if len(value) > MAX_LIST_ITEMS:
+            raise bad_request(f"field {key!r} holds at most {MAX_LIST_ITEMS} items")
+        return value
+
     def rest(self) -> dict[str, Any]:
         """Every field, for bodies whose keys the node checks itself (settings)."""
         self._used.update(self.data)
@@ -200,7 +234,9 @@ class JSONObject:
             raise bad_request(f"unknown field {unknown[0]!r}")
 
 
-def query_int(request: Request, key: str, default: int | None, lo: int, hi: int) -> int | None:
+def query_int(
+    request: HTTPConnection, key: str, default: int | None, lo: int, hi: int
+) -> int | None:
     """An integer query parameter in ``[lo, hi]``; raises :class:`RequestError`."""
     raw = request.query_params.get(key)
     if raw is None or raw == "":
@@ -214,7 +250,7 @@ def query_int(request: Request, key: str, default: int | None, lo: int, hi: int)
     return value
 
 
-def check_query(request: Request, known: frozenset[str]) -> None:
+def check_query(request: HTTPConnection, known: frozenset[str]) -> None:
     """Refuse unknown query parameters, so a typo does not silently do nothing."""
     for key in request.query_params:
         if key not in known:
@@ -237,18 +273,6 @@ def contact_json(contact: Contact) -> dict[str, Any]:
     }
 
 
-def _message_text(message: StoredMessage) -> str | None:
-    """The text of a text message; None for other kinds or an undecodable body."""
-    if message.kind != "text":
-        return None
-    try:
-        body = cbor.decode(message.body, MAX_FRAME_BYTES)
-    except WireError:
-        return None
-    text = body.get("text") if isinstance(body, dict) else None
-    return text if isinstance(text, str) else None
-
-
 def message_json(message: StoredMessage) -> dict[str, Any]:
     return {
         "id": message.id.hex(),
@@ -256,7 +280,7 @@ def message_json(message: StoredMessage) -> dict[str, Any]:
         "peer": str(message.peer),
         "direction": message.direction.value,
         "kind": message.kind,
-        "text": _message_text(message),
+        "text": message_text(message),
         "sent_at_ms": message.sent_at_ms,
         "stored_at_ms": message.stored_at_ms,
         "status": message.status.value,
@@ -277,3 +301,31 @@ def conversation_json(conversation: Conversation, names: Mapping[PeerId, str]) -
         "unread": conversation.unread,
         "request": conversation.request,
     }
+
+
+def event_json(event: Event, message: StoredMessage | None) -> dict[str, Any]:
+    """An event; ``message`` is the message of a ``message.received`` event, as stored now."""
+    return {
+        "id": event.id,
+        "type": event.type.value,
+        "at_ms": event.at_ms,
+        "peer": None if event.peer is None else str(event.peer),
+        "message_id": None if event.message_id is None else event.message_id.hex(),
+        "status": None if event.status is None else event.status.value,
+        "detail": event.detail,
+        "message": None if message is None else message_json(message),
+    }
+
+
+def parse_event_types(text: str | None) -> frozenset[EventType] | None:
+    """``types=a,b``: a comma-separated list of known event types; raises RequestError."""
+    if text is None or text == "":
+        return None
+    types = set()
+    for name in text.split(","):
+        try:
+            types.add(EventType(name.strip()))
+        except ValueError:
+            known = ", ".join(t.value for t in EventType)
+            raise bad_request(f"unknown event type {name.strip()[:40]!r}; known: {known}") from None
+    return frozenset(types)

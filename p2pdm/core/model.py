@@ -14,14 +14,18 @@ from enum import StrEnum
 from p2pdm.core.identity import PeerId
 
 __all__ = [
+    "ApiToken",
     "Contact",
     "Conversation",
     "DeliveryStatus",
     "Direction",
+    "Event",
+    "EventType",
     "MessagePage",
     "OutboxItem",
     "StatusChange",
     "StoredMessage",
+    "TokenScope",
     "direct_conversation_id",
 ]
 
@@ -141,3 +145,54 @@ class OutboxItem:
     attempts: int = 0
     #: Free-form delivery notes (last error), for the API.
     last_error: str = field(default="")
+
+
+class EventType(StrEnum):
+    """What an event in the node's event log reports. Later versions add types."""
+
+    MESSAGE_RECEIVED = "message.received"  # an incoming message was stored
+    MESSAGE_STATUS = "message.status"  # a message's delivery status moved forward
+    CONTACT_REQUEST = "contact.request"  # a stranger's first message request
+    CONTACT_ADDED = "contact.added"  # a new contact (not a rename)
+    PEER_ONLINE = "peer.online"  # a connection to the peer came up
+    PEER_OFFLINE = "peer.offline"  # the last connection to the peer went down
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the event log; ``id`` increases and is never reused."""
+
+    id: int
+    type: EventType
+    at_ms: int
+    #: The other party the event is about (None for node-wide events).
+    peer: PeerId | None = None
+    #: The message it is about (``message.*`` events).
+    message_id: bytes | None = None
+    #: The new status (``message.status``).
+    status: DeliveryStatus | None = None
+    detail: str = ""
+
+
+class TokenScope(StrEnum):
+    """What an API token may do; each scope includes the ones before it."""
+
+    READ = "read"  # read contacts, conversations, messages, events
+    SEND = "send"  # also send messages and mark them read (which sends receipts)
+    ADMIN = "admin"  # also change contacts, settings and tokens
+
+
+#: Order of power: a token may do what its scope or any lower one allows.
+SCOPE_RANK = {TokenScope.READ: 0, TokenScope.SEND: 1, TokenScope.ADMIN: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A named API token as stored: only the SHA-256 of the secret is kept."""
+
+    name: str
+    secret_hash: bytes
+    scope: TokenScope
+    #: The contacts it is limited to; empty means every contact.
+    contacts: tuple[PeerId, ...] = ()
+    created_at_ms: int = 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
@@ -23,17 +23,20 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import (
     STATUS_RANK,
+    ApiToken,
     Contact,
     Conversation,
     DeliveryStatus,
     Direction,
+    Event,
+    EventType,
     MessagePage,
     OutboxItem,
     StatusChange,
     StoredMessage,
 )
 from p2pdm.errors import StoreError
-from p2pdm.limits import MAX_PAGE_SIZE
+from p2pdm.limits import IDEMPOTENCY_RETENTION_SECONDS, MAX_PAGE_SIZE
 
 __all__ = ["Store"]
 
@@ -155,6 +158,61 @@ class Store(Protocol):
         """Drop envelopes with ``expires_at_ms <= now_ms``; returns how many."""
         ...
 
+    # --- the event log (see docs/api.md, "Events") ---
+    # add_message, set_status, mark_conversation_read and put_contact write
+    # their events themselves, in the same transaction as the change.
+    def add_event(
+        self,
+        type: EventType,
+        at_ms: int,
+        peer: PeerId | None = None,
+        message_id: bytes | None = None,
+        status: DeliveryStatus | None = None,
+        detail: str = "",
+    ) -> int:
+        """Append an event; returns its id. Keeps only the newest ``max_events``."""
+        ...
+
+    def events(
+        self,
+        after: int,
+        limit: int,
+        types: Collection[EventType] | None = None,
+        peers: Collection[PeerId] | None = None,
+    ) -> list[Event]:
+        """Events with ``id > after``, oldest first, at most ``limit`` (capped at
+        MAX_PAGE_SIZE); only of ``types`` and about ``peers`` when given."""
+        ...
+
+    def event_bounds(self) -> tuple[int, int]:
+        """``(oldest kept id, newest id ever)``; ``(0, 0)`` before the first event."""
+        ...
+
+    def set_event_listener(self, listener: Callable[[], None] | None) -> None:
+        """Call ``listener`` after every write that added an event (None: stop)."""
+        ...
+
+    # --- idempotency keys of sends ---
+    def remember_send(self, scope: str, key: str, message_id: bytes, at_ms: int) -> None:
+        """Record which message ``key`` made; raises StoreError if the key is taken.
+
+        Forgets keys older than IDEMPOTENCY_RETENTION_SECONDS and, past
+        ``max_idempotency_keys``, the oldest.
+        """
+        ...
+
+    def sent_with(self, scope: str, key: str) -> bytes | None:
+        """The id of the message ``key`` made, if it is still remembered."""
+        ...
+
+    # --- named API tokens ---
+    def put_token(self, token: ApiToken) -> None:
+        """Add a token; raises StoreError for a taken name or hash, or past MAX_API_TOKENS."""
+        ...
+
+    def list_tokens(self) -> list[ApiToken]: ...  # by name
+    def delete_token(self, name: str) -> bool: ...
+
     # --- counts for the API ---
     def counts(self) -> dict[str, int]:
         """``contacts``, ``messages``, ``unread``, ``requests``, ``outbox``."""
@@ -221,3 +279,22 @@ UNREAD_STATUSES = frozenset(
 def is_unread(message: StoredMessage) -> bool:
     """True for an incoming message that counts towards its conversation's unread."""
     return message.direction == Direction.IN and message.status in UNREAD_STATUSES
+
+
+def received_events(message: StoredMessage, first_request: bool) -> list[EventType]:
+    """The events that storing ``message`` makes, in order.
+
+    An incoming message is ``message.received``; the first pending request
+    from a stranger is also ``contact.request``. Outgoing messages make none
+    (their status changes do).
+    """
+    if message.direction != Direction.IN:
+        return []
+    if message.request and first_request:
+        return [EventType.CONTACT_REQUEST, EventType.MESSAGE_RECEIVED]
+    return [EventType.MESSAGE_RECEIVED]
+
+
+def idempotency_cutoff_ms(now_ms: int) -> int:
+    """Keys made before this time are forgotten."""
+    return now_ms - IDEMPOTENCY_RETENTION_SECONDS * 1000

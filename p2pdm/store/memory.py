@@ -14,29 +14,35 @@ from __future__ import annotations
 import bisect
 import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import (
+    ApiToken,
     Contact,
     Conversation,
     DeliveryStatus,
+    Event,
+    EventType,
     MessagePage,
     OutboxItem,
     StatusChange,
     StoredMessage,
 )
 from p2pdm.errors import NotFound, StoreError
+from p2pdm.limits import MAX_API_TOKENS, MAX_IDEMPOTENCY_KEYS, MAX_STORED_EVENTS
 from p2pdm.store.base import (
     UNREAD_STATUSES,
     contact_name_key,
     decode_setting,
     encode_setting,
     envelope_digest,
+    idempotency_cutoff_ms,
     is_unread,
     page_limit,
+    received_events,
     status_moves,
 )
 
@@ -79,15 +85,29 @@ class _State:
     mailbox: dict[int, StoredEnvelope] = field(default_factory=dict)
     mailbox_digests: dict[tuple[PeerId, bytes], int] = field(default_factory=dict)
     mailbox_seq: int = 0
+    #: The event log, oldest first, and the last id ever given.
+    events: list[Event] = field(default_factory=list)
+    last_event_id: int = 0
+    #: Idempotency keys: (scope, key) -> (message id, created at), oldest first.
+    sends: dict[tuple[str, str], tuple[bytes, int]] = field(default_factory=dict)
+    tokens: dict[str, ApiToken] = field(default_factory=dict)
 
 
 class MemoryStore:
     """A :class:`~p2pdm.store.base.Store` that lives and dies with the process."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        max_events: int = MAX_STORED_EVENTS,
+        max_idempotency_keys: int = MAX_IDEMPOTENCY_KEYS,
+    ) -> None:
         self._state = _State()
         self._closed = False
         self._in_transaction = False
+        self._max_events = max_events
+        self._max_keys = max_idempotency_keys
+        self._listener: Callable[[], None] | None = None
 
     def _live(self) -> _State:
         if self._closed:
@@ -143,7 +163,12 @@ class MemoryStore:
     # --- contacts --------------------------------------------------------
 
     def put_contact(self, contact: Contact) -> None:
-        self._live().contacts[contact.peer_id] = replace(contact, addrs=tuple(contact.addrs))
+        """Insert or replace; a new contact makes a ``contact.added`` event."""
+        state = self._live()
+        new = contact.peer_id not in state.contacts
+        state.contacts[contact.peer_id] = replace(contact, addrs=tuple(contact.addrs))
+        if new:
+            self.add_event(EventType.CONTACT_ADDED, contact.added_at_ms, contact.peer_id)
 
     def get_contact(self, peer: PeerId) -> Contact | None:
         return self._live().contacts.get(peer)
@@ -172,6 +197,9 @@ class MemoryStore:
         state = self._live()
         if message.id in state.seq_of:
             raise StoreError(f"message {message.id.hex()} is already stored")
+        first_request = not any(
+            m.request and m.peer == message.peer for m in state.messages.values()
+        )
         state.last_seq += 1
         stored = replace(message, seq=state.last_seq)
         state.messages[stored.seq] = stored
@@ -190,6 +218,8 @@ class MemoryStore:
             conversation.last_seq = stored.seq
             conversation.unread += int(is_unread(stored))
             conversation.request = conversation.request and stored.request
+        for kind in received_events(stored, first_request):
+            self.add_event(kind, stored.stored_at_ms, stored.peer, stored.id)
         return stored
 
     def get_message(self, message_id: bytes) -> StoredMessage | None:
@@ -216,6 +246,7 @@ class MemoryStore:
         if is_unread(old) and status not in UNREAD_STATUSES:
             conversation = state.conversations[old.conversation_id]
             conversation.unread = max(0, conversation.unread - 1)
+        self.add_event(EventType.MESSAGE_STATUS, at_ms, old.peer, message_id, status, detail)
         return True
 
     def status_history(self, message_id: bytes) -> list[StatusChange]:
@@ -256,6 +287,9 @@ class MemoryStore:
                 state.messages[seq] = replace(message, status=DeliveryStatus.READ)
                 state.history[message.id].append(
                     StatusChange(message.id, DeliveryStatus.READ, at_ms)
+                )
+                self.add_event(
+                    EventType.MESSAGE_STATUS, at_ms, message.peer, message.id, DeliveryStatus.READ
                 )
                 changed.append(message.id)
         conversation = state.conversations.get(conversation_id)
@@ -427,6 +461,95 @@ class MemoryStore:
         state = self._live()
         old = [seq for seq, e in state.mailbox.items() if e.expires_at_ms <= now_ms]
         return self._mailbox_drop(state, old)
+
+    # --- the event log -------------------------------------------------------
+
+    def set_event_listener(self, listener: Callable[[], None] | None) -> None:
+        """Call ``listener`` after every write that added an event (None: stop)."""
+        self._listener = listener
+
+    def add_event(
+        self,
+        type: EventType,
+        at_ms: int,
+        peer: PeerId | None = None,
+        message_id: bytes | None = None,
+        status: DeliveryStatus | None = None,
+        detail: str = "",
+    ) -> int:
+        """Append an event; returns its id. Keeps only the newest ``max_events``."""
+        state = self._live()
+        state.last_event_id += 1
+        state.events.append(
+            Event(state.last_event_id, type, at_ms, peer, message_id, status, detail)
+        )
+        del state.events[: max(0, len(state.events) - self._max_events)]
+        if self._listener is not None:
+            self._listener()
+        return state.last_event_id
+
+    def events(
+        self,
+        after: int,
+        limit: int,
+        types: Collection[EventType] | None = None,
+        peers: Collection[PeerId] | None = None,
+    ) -> list[Event]:
+        """Events with ``id > after``, oldest first, at most ``limit`` (capped at
+        MAX_PAGE_SIZE); only of ``types`` and about ``peers`` when given."""
+        size = page_limit(limit)
+        log = self._live().events
+        start = bisect.bisect_right(log, after, key=lambda e: e.id)
+        found: list[Event] = []
+        for event in log[start:]:
+            if len(found) == size:
+                break
+            if (types is None or event.type in types) and (peers is None or event.peer in peers):
+                found.append(event)
+        return found
+
+    def event_bounds(self) -> tuple[int, int]:
+        """``(oldest kept id, newest id ever)``; ``(0, 0)`` before the first event."""
+        state = self._live()
+        return (state.events[0].id if state.events else 0), state.last_event_id
+
+    # --- idempotency keys --------------------------------------------------
+
+    def remember_send(self, scope: str, key: str, message_id: bytes, at_ms: int) -> None:
+        """Record which message ``key`` made; raises StoreError if the key is taken."""
+        sends = self._live().sends
+        cutoff = idempotency_cutoff_ms(at_ms)
+        for old in [k for k, (_, made) in sends.items() if made < cutoff]:
+            del sends[old]
+        if (scope, key) in sends:
+            raise StoreError(f"idempotency key {key!r} is already used")
+        sends[scope, key] = (message_id, at_ms)
+        while len(sends) > self._max_keys:
+            del sends[next(iter(sends))]
+
+    def sent_with(self, scope: str, key: str) -> bytes | None:
+        """The id of the message ``key`` made, if it is still remembered."""
+        found = self._live().sends.get((scope, key))
+        return None if found is None else found[0]
+
+    # --- named API tokens ----------------------------------------------------
+
+    def put_token(self, token: ApiToken) -> None:
+        """Add a token; raises StoreError for a taken name or hash, or past MAX_API_TOKENS."""
+        tokens = self._live().tokens
+        if len(tokens) >= MAX_API_TOKENS:
+            raise StoreError(f"there are already {MAX_API_TOKENS} API tokens; revoke one")
+        if token.name in tokens or any(t.secret_hash == token.secret_hash for t in tokens.values()):
+            raise StoreError(f"an API token named {token.name!r} exists")
+        tokens[token.name] = token
+
+    def list_tokens(self) -> list[ApiToken]:
+        """Every named token, by name."""
+        tokens = self._live().tokens
+        return [tokens[name] for name in sorted(tokens)]
+
+    def delete_token(self, name: str) -> bool:
+        return self._live().tokens.pop(name, None) is not None
 
     # --- counts ----------------------------------------------------------
 

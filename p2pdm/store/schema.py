@@ -150,8 +150,45 @@ CREATE TABLE deposits (
 ) WITHOUT ROWID;
 """
 
+#: The local API for bots: the event log, idempotency keys of sends, named tokens.
+_MIGRATION_API: Final = """
+-- Events for /v1/events, written in the same transaction as the change they
+-- report; ids increase and are never reused (AUTOINCREMENT), so they are
+-- the cursor a bot resumes from. Trimmed to the newest MAX_STORED_EVENTS.
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    peer BLOB,
+    message_id BLOB,
+    status TEXT,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX events_by_peer ON events (peer, id);
+
+-- POST /v1/messages with an idempotency_key: the message the key made.
+CREATE TABLE idempotency_keys (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, -- insertion order, for the count cap
+    scope TEXT NOT NULL, -- the token's name: two bots' keys never collide
+    key TEXT NOT NULL,
+    message_id BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    UNIQUE (scope, key)
+);
+CREATE INDEX idempotency_keys_by_time ON idempotency_keys (created_at_ms);
+
+-- Named API tokens; only the SHA-256 of each secret is kept.
+CREATE TABLE api_tokens (
+    name TEXT PRIMARY KEY,
+    secret_hash BLOB NOT NULL UNIQUE,
+    scope TEXT NOT NULL CHECK (scope IN ('read', 'send', 'admin')),
+    contacts TEXT NOT NULL DEFAULT '[]', -- JSON list of PeerIDs; empty: all
+    created_at_ms INTEGER NOT NULL
+);
+"""
+
 #: Every migration, oldest first. Append only.
-MIGRATIONS: Final[tuple[str, ...]] = (_MIGRATION_1, _MIGRATION_MAILBOX)
+MIGRATIONS: Final[tuple[str, ...]] = (_MIGRATION_1, _MIGRATION_MAILBOX, _MIGRATION_API)
 
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)

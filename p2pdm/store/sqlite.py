@@ -12,7 +12,7 @@ range scan.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -25,12 +25,14 @@ from p2pdm.core.model import (
     Conversation,
     DeliveryStatus,
     Direction,
+    EventType,
     MessagePage,
     OutboxItem,
     StatusChange,
     StoredMessage,
 )
 from p2pdm.errors import NotFound, StoreError
+from p2pdm.limits import MAX_IDEMPOTENCY_KEYS, MAX_STORED_EVENTS
 from p2pdm.store.base import (
     UNREAD_STATUSES,
     contact_name_key,
@@ -40,10 +42,12 @@ from p2pdm.store.base import (
     is_unread,
     iter_chunks,
     page_limit,
+    received_events,
     status_moves,
 )
 from p2pdm.store.database import Database
 from p2pdm.store.schema import UNREAD_CONDITION
+from p2pdm.store.sqlite_api import APITables, insert_event
 
 __all__ = ["SQLiteStore"]
 
@@ -120,19 +124,31 @@ def _outbox_item(row: Any) -> OutboxItem:
     )
 
 
-class SQLiteStore:
+class SQLiteStore(APITables):
     """The :class:`~p2pdm.store.base.Store` of a node: one SQLite file.
 
     Raises StoreError if the file cannot be opened, is not a p2pdm store, or
     was written by a newer p2pdm. ``":memory:"`` gives a throwaway store.
     ``synchronous`` is ``"FULL"`` (survives power loss; the node's choice) or
     ``"NORMAL"`` (survives a process crash only; for benchmarks and tests).
+    ``max_events`` and ``max_idempotency_keys`` bound the event log and the
+    idempotency keys (smaller values let tests reach the bounds quickly).
     """
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        max_events: int = MAX_STORED_EVENTS,
+        max_idempotency_keys: int = MAX_IDEMPOTENCY_KEYS,
+    ) -> None:
         self._db = Database(path, synchronous=synchronous)
         self._reading = self._db.reading
         self._writing = self._db.writing
+        self._max_events = max_events
+        self._max_keys = max_idempotency_keys
+        self._listener: Callable[[], None] | None = None
 
     @classmethod
     def open(cls, path: str | Path, *, synchronous: str = "FULL") -> SQLiteStore:
@@ -187,7 +203,11 @@ class SQLiteStore:
     # --- contacts --------------------------------------------------------
 
     def put_contact(self, contact: Contact) -> None:
+        """Insert or replace; a new contact makes a ``contact.added`` event."""
         with self._writing(f"saving contact {contact.peer_id.short()}") as db:
+            new = not db.execute(
+                "SELECT 1 FROM contacts WHERE peer_id = ?", (contact.peer_id.raw,)
+            ).fetchone()
             db.execute(
                 f"INSERT INTO contacts ({_CONTACT_COLUMNS}, name_key) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -208,6 +228,16 @@ class SQLiteStore:
                     contact_name_key(contact.name),
                 ),
             )
+            if new:
+                insert_event(
+                    db,
+                    self._max_events,
+                    EventType.CONTACT_ADDED,
+                    contact.added_at_ms,
+                    contact.peer_id,
+                )
+        if new:
+            self._notify()
 
     def get_contact(self, peer: PeerId) -> Contact | None:
         with self._reading(f"reading contact {peer.short()}") as db:
@@ -252,6 +282,10 @@ class SQLiteStore:
         with self._writing(f"storing message {message.id.hex()}") as db:
             if db.execute("SELECT 1 FROM messages WHERE id = ?", (message.id,)).fetchone():
                 raise StoreError(f"message {message.id.hex()} is already stored")
+            first_request = not db.execute(
+                "SELECT 1 FROM messages WHERE peer = ? AND request = 1", (message.peer.raw,)
+            ).fetchone()
+            events = received_events(message, first_request)
             db.execute(
                 "INSERT INTO conversations "
                 "(id, peer, last_message_at_ms, last_seq, unread, request) "
@@ -292,6 +326,12 @@ class SQLiteStore:
                 "INSERT INTO status_history (message_id, status, at_ms) VALUES (?, ?, ?)",
                 (message.id, str(message.status), message.stored_at_ms),
             )
+            for kind in events:
+                insert_event(
+                    db, self._max_events, kind, message.stored_at_ms, message.peer, message.id
+                )
+        if events:
+            self._notify()
         return replace(message, seq=seq)
 
     def get_message(self, message_id: bytes) -> StoredMessage | None:
@@ -310,7 +350,7 @@ class SQLiteStore:
         """
         with self._writing(f"setting status of message {message_id.hex()}") as db:
             row = db.execute(
-                "SELECT status, direction, conversation_id FROM messages WHERE id = ?",
+                "SELECT status, direction, conversation_id, peer FROM messages WHERE id = ?",
                 (message_id,),
             ).fetchone()
             if row is None:
@@ -329,6 +369,17 @@ class SQLiteStore:
                     "UPDATE conversations SET unread = unread - 1 WHERE id = ? AND unread > 0",
                     (row[2],),
                 )
+            insert_event(
+                db,
+                self._max_events,
+                EventType.MESSAGE_STATUS,
+                at_ms,
+                PeerId(row[3]),
+                message_id,
+                status,
+                detail,
+            )
+        self._notify()
         return True
 
     def status_history(self, message_id: bytes) -> list[StatusChange]:
@@ -373,14 +424,11 @@ class SQLiteStore:
     def mark_conversation_read(self, conversation_id: bytes, at_ms: int) -> list[bytes]:
         """Mark incoming messages read; returns the ids that changed, oldest first."""
         with self._writing("marking a conversation read") as db:
-            ids = [
-                mid
-                for (mid,) in db.execute(
-                    f"SELECT id FROM messages WHERE conversation_id = ? AND {UNREAD_CONDITION} "
-                    "ORDER BY seq",
-                    (conversation_id,),
-                )
-            ]
+            rows = db.execute(
+                f"SELECT id, peer FROM messages WHERE conversation_id = ? AND {UNREAD_CONDITION} "
+                "ORDER BY seq",
+                (conversation_id,),
+            ).fetchall()
             db.execute(
                 "INSERT INTO status_history (message_id, status, at_ms) "
                 f"SELECT id, ?, ? FROM messages WHERE conversation_id = ? AND {UNREAD_CONDITION} "
@@ -392,7 +440,19 @@ class SQLiteStore:
                 (str(DeliveryStatus.READ), conversation_id),
             )
             db.execute("UPDATE conversations SET unread = 0 WHERE id = ?", (conversation_id,))
-        return ids
+            for mid, peer in rows:
+                insert_event(
+                    db,
+                    self._max_events,
+                    EventType.MESSAGE_STATUS,
+                    at_ms,
+                    PeerId(peer),
+                    mid,
+                    DeliveryStatus.READ,
+                )
+        if rows:
+            self._notify()
+        return [mid for mid, _ in rows]
 
     def accept_request(self, peer: PeerId) -> int:
         """Turn a peer's message requests into normal messages; returns how many."""

@@ -1,0 +1,227 @@
+"""``/v1/events``: the node's event log as a long poll, Server-Sent Events or a WebSocket.
+
+How this works: all three read the same log from the store
+(:meth:`Node.event_page`) after a cursor, the id of the last event the client
+has, and wait on the node's :class:`~p2pdm.events.EventBus` while there is
+nothing new. A client that saves the cursor resumes after its own restart or
+the node's, missing nothing the log still holds (``gap`` says when it fell
+behind the log's retention). A token limited to some contacts gets only the
+events about them. Every waiting client holds one of the bus's bounded
+slots; when they are all taken the answer is 503 (WebSocket: close 1013).
+
+- ``GET /v1/events/poll?since=&timeout=&limit=&types=``: JSON, at once if
+  there are events, else after the first one or ``timeout`` seconds.
+- ``GET /v1/events?since=&types=`` with ``Accept: text/event-stream``: one
+  SSE message per event (``id`` = event id, so a browser ``EventSource``
+  resumes by itself with ``Last-Event-ID``), and a comment line every
+  :data:`SSE_KEEPALIVE_S` so proxies and clients see the stream is alive.
+- ``/v1/events?since=&types=`` over WebSocket: one JSON text frame per
+  event; whatever the client sends is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Collection
+from contextlib import aclosing
+from typing import Any, Final
+
+import trio
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from p2pdm.api.guard import grant_of
+from p2pdm.api.payload import (
+    MAX_CURSOR,
+    RequestError,
+    bad_request,
+    check_query,
+    event_json,
+    parse_event_types,
+    query_int,
+)
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import EventType
+from p2pdm.errors import P2PDMError
+from p2pdm.events import Listener, TooManyListeners
+from p2pdm.limits import MAX_PAGE_SIZE
+from p2pdm.node import EventPage, Node
+
+__all__ = [
+    "DEFAULT_EVENTS_PAGE",
+    "MAX_POLL_TIMEOUT_S",
+    "SSE_KEEPALIVE_S",
+    "poll_events",
+    "stream_events",
+    "websocket_events",
+]
+
+#: Events per long-poll answer unless the client says (Telegram's default).
+DEFAULT_EVENTS_PAGE: Final = 100
+#: Longest long poll, in seconds: under the usual 60 s idle timeouts of HTTP
+#: clients and proxies, so the answer (maybe empty) always gets through.
+MAX_POLL_TIMEOUT_S: Final = 50
+#: Seconds between SSE keep-alive comments on an idle stream.
+SSE_KEEPALIVE_S: Final = 15.0
+#: Events sent per store read on a stream; one read stays quick.
+STREAM_BATCH: Final = 100
+#: WebSocket close code when every listener slot is taken ("try again later").
+WS_TRY_AGAIN_LATER: Final = 1013
+#: WebSocket close code for bad query parameters (RFC 6455 "policy violation").
+WS_POLICY_VIOLATION: Final = 1008
+SSE_MEDIA_TYPE: Final = "text/event-stream"
+
+
+def _events_json(node: Node, page: EventPage) -> list[dict[str, Any]]:
+    out = []
+    for event in page.events:
+        message = None
+        if event.type is EventType.MESSAGE_RECEIVED and event.message_id is not None:
+            message = node.store.get_message(event.message_id)
+        out.append(event_json(event, message))
+    return out
+
+
+def _filters(
+    request: HTTPConnection,
+) -> tuple[frozenset[EventType] | None, frozenset[PeerId] | None]:
+    """The event types the client asked for, and the contacts its token may see."""
+    types = parse_event_types(request.query_params.get("types"))
+    return types, grant_of(request.scope).contacts
+
+
+async def poll_events(request: Request, node: Node) -> Response:
+    check_query(request, frozenset({"since", "timeout", "limit", "types"}))
+    since = query_int(request, "since", 0, 0, MAX_CURSOR)
+    timeout = query_int(request, "timeout", 0, 0, MAX_POLL_TIMEOUT_S)
+    limit = query_int(request, "limit", DEFAULT_EVENTS_PAGE, 1, MAX_PAGE_SIZE)
+    assert since is not None and timeout is not None and limit is not None
+    types, peers = _filters(request)
+    page = node.event_page(since, limit, types, peers)
+    if not page.events and not page.gap and timeout > 0:
+        with node.events.listener(), trio.move_on_after(timeout):
+            while not page.events:
+                await node.events.wait(timeout)
+                page = node.event_page(since, limit, types, peers)
+    return JSONResponse(
+        {"events": _events_json(node, page), "cursor": page.cursor, "gap": page.gap}
+    )
+
+
+def _stream_cursor(request: HTTPConnection) -> int:
+    """``Last-Event-ID`` (an SSE client resuming) wins over ``since``."""
+    last = request.headers.get("last-event-id")
+    if last is not None:
+        if not (last.isascii() and last.isdigit() and int(last) <= MAX_CURSOR):
+            raise bad_request("Last-Event-ID must be an event id")
+        return int(last)
+    since = query_int(request, "since", 0, 0, MAX_CURSOR)
+    assert since is not None
+    return since
+
+
+async def _follow(
+    node: Node,
+    cursor: int,
+    types: Collection[EventType] | None,
+    peers: Collection[PeerId] | None,
+    idle_s: float,
+) -> AsyncGenerator[tuple[list[dict[str, Any]], bool], None]:
+    """Batches of events after ``cursor``, forever; an empty batch after ``idle_s``
+    without any. The second value is the page's ``gap``."""
+    while True:
+        page = node.event_page(cursor, STREAM_BATCH, types, peers)
+        cursor = page.cursor
+        if page.events or page.gap:
+            yield _events_json(node, page), page.gap
+        elif not await node.events.wait(idle_s):
+            yield [], False
+
+
+class _EventStream(StreamingResponse):
+    """An SSE response that gives its listener slot back however it ends."""
+
+    def __init__(self, body: AsyncGenerator[str, None], slot: Listener) -> None:
+        super().__init__(
+            body,
+            media_type=SSE_MEDIA_TYPE,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+        self._slot = slot
+        self._body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self._slot:
+            async with aclosing(self._body):  # closed now, not whenever it is collected
+                await super().__call__(scope, receive, send)
+
+
+async def stream_events(request: Request, node: Node) -> Response:
+    check_query(request, frozenset({"since", "types"}))
+    accept = request.headers.get("accept", "")
+    if SSE_MEDIA_TYPE not in accept:
+        raise RequestError(
+            406,
+            "not_acceptable",
+            f"GET /v1/events is a stream: send 'Accept: {SSE_MEDIA_TYPE}', "
+            "connect over WebSocket, or use /v1/events/poll",
+        )
+    cursor = _stream_cursor(request)
+    types, peers = _filters(request)
+    slot = node.events.listener()
+
+    async def body() -> AsyncGenerator[str, None]:
+        yield f"retry: {int(SSE_KEEPALIVE_S * 1000)}\n\n"
+        async with aclosing(_follow(node, cursor, types, peers, SSE_KEEPALIVE_S)) as batches:
+            async for events, gap in batches:
+                if gap:
+                    yield "event: gap\ndata: {}\n\n"
+                if not events:
+                    yield ": keep-alive\n\n"
+                for event in events:
+                    data = json.dumps(event, separators=(",", ":"))
+                    yield f"id: {event['id']}\nevent: {event['type']}\ndata: {data}\n\n"
+
+    return _EventStream(body(), slot)
+
+
+async def websocket_events(websocket: WebSocket) -> None:
+    node: Node = websocket.app.state.node
+    try:
+        check_query(websocket, frozenset({"since", "types"}))
+        cursor = _stream_cursor(websocket)
+        types, peers = _filters(websocket)
+        slot = node.events.listener()
+    except RequestError as exc:
+        await websocket.close(WS_POLICY_VIOLATION, exc.message[:120])
+        return
+    except TooManyListeners as exc:
+        await websocket.close(WS_TRY_AGAIN_LATER, str(exc)[:120])
+        return
+    with slot:
+        await websocket.accept()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_until_closed, websocket, nursery.cancel_scope)
+            batches = _follow(node, cursor, types, peers, SSE_KEEPALIVE_S)
+            try:
+                async with aclosing(batches):
+                    async for events, gap in batches:
+                        if gap:
+                            await websocket.send_json({"type": "gap"})
+                        for event in events:
+                            await websocket.send_json(event)
+            except (WebSocketDisconnect, P2PDMError):
+                nursery.cancel_scope.cancel()
+
+
+async def _until_closed(websocket: WebSocket, scope: trio.CancelScope) -> None:
+    """Read and drop what the client sends; stop everything when it closes."""
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+    finally:
+        scope.cancel()
