@@ -42,11 +42,15 @@ found here, not in the notes:
     libp2p closes a connection) leaves it marked closed with its socket open,
     and a second ``close()`` returns at once → shutdown closes the muxer too;
 records: ``get_value`` answers from a stale local copy → :meth:`Host.get_record`
-drops it and asks the network with a quorum, then keeps the newest.
+drops it and asks the network with a quorum, then keeps the newest;
+providers: standard Kademlia nodes (js-libp2p, go-libp2p) drop provider
+records whose key is not a multihash, without an error → provider keys go
+on the wire as the SHA-256 multihash of p2pdm's key (:func:`_provider_key`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import secrets
@@ -227,6 +231,19 @@ class _Libp2pRawStream:
 
 
 # --- DHT records -----------------------------------------------------------
+
+#: Multihash header of a SHA-256 digest: code 0x12, length 32.
+_SHA256_MULTIHASH = b"\x12\x20"
+
+
+def _provider_key(key: bytes) -> bytes:
+    """The DHT key of provider records for ``key``: its SHA-256 multihash.
+
+    Other Kademlia implementations read a provider key as a CID and silently
+    drop records under anything else (js-libp2p 2.8: "Invalid CID"), so a
+    plain key would only ever be stored on p2pdm nodes.
+    """
+    return _SHA256_MULTIHASH + hashlib.sha256(key).digest()
 
 
 class _NamespaceValidator(Validator):
@@ -626,12 +643,15 @@ class Host:
     # --- DHT: providers --------------------------------------------------------
 
     async def provide(self, key: bytes) -> None:
-        """Announce that we provide ``key`` (1..80 bytes); PeerUnreachable if nobody took it."""
+        """Announce that we provide ``key`` (1..80 bytes); PeerUnreachable if nobody took it.
+
+        On the wire the key is its SHA-256 multihash (:func:`_provider_key`).
+        """
         if not 0 < len(key) <= MAX_PROVIDER_KEY_BYTES:
             raise ValueError(f"provider keys are 1..{MAX_PROVIDER_KEY_BYTES} bytes")
         announced = False
         with trio.move_on_after(RECORD_PUT_TIMEOUT_SECONDS), _unreachable("provide failed"):
-            announced = await self._dht.provider_store.provide(key)
+            announced = await self._dht.provider_store.provide(_provider_key(key))
         if not announced:
             raise PeerUnreachable("no DHT peer took the provider record")
 
@@ -645,7 +665,7 @@ class Host:
             raise ValueError(f"provider keys are 1..{MAX_PROVIDER_KEY_BYTES} bytes")
         infos: list[PeerInfo] = []
         with trio.move_on_after(timeout), suppress(*_NETWORK_ERRORS):
-            infos = await self._dht.provider_store.find_providers(key, MAX_PROVIDERS)
+            infos = await self._dht.provider_store.find_providers(_provider_key(key), MAX_PROVIDERS)
         found: dict[PeerId, list[str]] = {}
         for info in infos:
             peer = _from_id(info.peer_id)
