@@ -41,6 +41,9 @@ found here, not in the notes:
 21. a connection close cancelled midway (the host's block cancelled while
     libp2p closes a connection) leaves it marked closed with its socket open,
     and a second ``close()`` returns at once → shutdown closes the muxer too;
+22. identify runs once, when a connection opens, so peers met while joining
+    never learn of handlers set afterwards → :meth:`Host.announce_protocols`
+    pushes identify to the connected peers that take it;
 records: ``get_value`` answers from a stale local copy → :meth:`Host.get_record`
 drops it and asks the network with a quorum, then keeps the newest;
 providers: standard Kademlia nodes (js-libp2p, go-libp2p) drop provider
@@ -68,6 +71,8 @@ from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.host.ping import ID as PING_PROTOCOL_ID
 from libp2p.host.ping import PING_LENGTH
+from libp2p.identity.identify_push.identify_push import ID_PUSH as IDENTIFY_PUSH_PROTOCOL_ID
+from libp2p.identity.identify_push.identify_push import push_identify_to_peers
 from libp2p.io.abc import ReadWriteCloser
 from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL_ID
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
@@ -109,6 +114,7 @@ from p2pdm.net.limits import (
     DHT_REFRESH_TIMEOUT_SECONDS,
     DIAL_TIMEOUT_SECONDS,
     HANDSHAKE_TIMEOUT_SECONDS,
+    IDENTIFY_PUSH_TIMEOUT_SECONDS,
     MAX_BOOTSTRAP_PEERS,
     MAX_CONCURRENT_HANDLERS,
     MAX_CONNECTIONS,
@@ -519,6 +525,25 @@ class Host:
 
         self._host.set_stream_handler(TProtocol(protocol), self._guarded(protocol, serve, limiter))
 
+    async def announce_protocols(self) -> None:
+        """Tell connected peers, by identify push, which protocols we serve now.
+
+        Identify runs once, when a connection opens: peers that connected
+        before a :meth:`set_handler` (those met while joining the DHT, which
+        :func:`open_host` does first) would not know of the new protocol.
+        Only peers that take identify push are told; best effort, at most
+        IDENTIFY_PUSH_TIMEOUT_SECONDS.
+        """
+        peerstore = self._host.get_peerstore()
+        peers: set[ID] = set()
+        for pid in self._host.get_connected_peers():
+            with suppress(PeerStoreError):
+                if IDENTIFY_PUSH_PROTOCOL_ID in peerstore.get_protocols(pid):
+                    peers.add(pid)
+        if peers:
+            with trio.move_on_after(IDENTIFY_PUSH_TIMEOUT_SECONDS):
+                await _quietly(lambda: push_identify_to_peers(self._host, peers), "identify push")
+
     def _guarded(
         self,
         protocol: str,
@@ -670,7 +695,9 @@ class Host:
         for info in infos:
             peer = _from_id(info.peer_id)
             if peer is not None and peer not in found:
-                found[peer] = [full_addr(addr, peer) for addr in info.addrs[:MAX_ADDRS]]
+                # Some peers list an address twice (js-libp2p 2.8 does).
+                addrs = dict.fromkeys(full_addr(addr, peer) for addr in info.addrs)
+                found[peer] = list(addrs)[:MAX_ADDRS]
         return list(found.items())
 
     # --- lifecycle -------------------------------------------------------------
