@@ -19,6 +19,7 @@ from p2pdm.core.dm import DM_PROTOCOL
 from p2pdm.core.identity import PeerId
 from p2pdm.net import Host, Stream, open_host
 from p2pdm.net.testing import host_seed, wait_until
+from p2pdm.runner import publish_record, record_holders
 from tests.interop import JsKadNode, js_kad_node
 from tests.test_node_run import node, wait_for_status
 
@@ -81,10 +82,10 @@ async def test_a_js_node_keeps_provider_records(js: JsKadNode) -> None:
     key = b"/p2pdm/test-service/1"
     async with open_host(host_seed(1), bootstrap=[js.addr]) as a:
         await a.provide(key)
-        provider = (a.peer_id, a.listen_addrs())
+        provider, [addr] = a.peer_id, a.listen_addrs()
     async with open_host(host_seed(2)) as c:
         await c.connect(js.peer_id, [js.addr])
-        assert await c.find_providers(key, TIMEOUT) == [provider]
+        assert await c.find_providers(key, TIMEOUT) == [(provider, [addr])]
 
 
 async def test_full_nodes_send_by_peer_id_through_a_js_bootstrap(
@@ -96,6 +97,10 @@ async def test_full_nodes_send_by_peer_id_through_a_js_bootstrap(
     message. The js node never becomes a contact nor a dm recipient."""
     async with node(tmp_path, "carol", js.addr) as c:
         assert c.running.host.dht_peers() == [js.peer_id]
+        # The js node routes but keeps no p2pdm record: not a holder, so the
+        # record is put again soon rather than in six hours.
+        assert record_holders(c.running.host) == []
+        assert not await publish_record(c.running.node, c.running.host)
         async with node(tmp_path, "alice", js.addr) as a:
             await a.call("POST", "/v1/contacts", json={"peer_id": c.id, "name": "carol"})
             sent = await a.call("POST", "/v1/messages", json={"to": "carol", "text": "hi carol"})
@@ -111,6 +116,9 @@ async def test_full_nodes_send_by_peer_id_through_a_js_bootstrap(
             assert "cannot find" in response.json()["error"]["message"]
 
             a_peer, c_peer = a.running.node.peer_id, c.running.node.peer_id
+            # Alice joined the DHT before serving p2pdm; her identify push told Carol.
+            assert record_holders(c.running.host) == [a_peer]
+            assert await publish_record(c.running.node, c.running.host)
             assert [ct.peer_id for ct in c.running.node.store.list_contacts()] == []
             assert a.running.node.store.outbox_for(js.peer_id) == []
     dm_streams = [(src, dst) for src, dst, protocol in streams_opened if protocol == DM_PROTOCOL]
