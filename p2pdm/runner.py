@@ -7,7 +7,8 @@ the store and the libp2p host, and then runs side by side in one nursery:
 - the record publisher: the node's signed record (its prekey bundle) under
   ``/p2pdm/<PeerID>`` in the DHT, with a sequence number that only grows,
   republished well inside libp2p's 24 h record expiry, after a prekey
-  rotation, and soon again when no DHT peer was there to take it;
+  rotation, and soon again when no p2pdm DHT peer was there to take it
+  (other Kademlia nodes route for us but drop p2pdm records);
 - the peer watcher: when a contact connects, its addresses and last-seen
   time go into the address book and anything queued for it is sent at once
   rather than at its next backoff;
@@ -32,6 +33,7 @@ import trio
 from p2pdm.api.server import serve_api
 from p2pdm.client import api_addr_path, format_api_addr, parse_api_addr, write_api_addr
 from p2pdm.core import records
+from p2pdm.core.dm import DM_PROTOCOL
 from p2pdm.core.identity import PeerId
 from p2pdm.core.wire import PrekeyBundle
 from p2pdm.delivery import Delivery
@@ -41,15 +43,22 @@ from p2pdm.net import Host, open_host
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 
-__all__ = ["RunOptions", "Running", "fetch_bundle", "publish_record", "run_node"]
+__all__ = [
+    "RunOptions",
+    "Running",
+    "fetch_bundle",
+    "publish_record",
+    "record_holders",
+    "run_node",
+]
 
 log = logging.getLogger("p2pdm.node")
 
 #: libp2p forgets records after 24 h; republishing every 6 h leaves three
 #: more chances before a record can lapse.
 RECORD_REPUBLISH_SECONDS: Final = 6 * 3600.0
-#: A record published while no DHT peer was connected is only stored here:
-#: publish again this soon.
+#: A record published while no p2pdm DHT peer was connected is only stored
+#: here (other Kademlia nodes drop it): publish again this soon.
 RECORD_RETRY_SECONDS: Final = 30.0
 #: How often the signed prekey's age is checked (it rotates weekly).
 PREKEY_CHECK_SECONDS: Final = 3600.0
@@ -131,8 +140,17 @@ async def fetch_bundle(host: Host, peer: PeerId) -> PrekeyBundle | None:
         return None
 
 
+def record_holders(host: Host) -> list[PeerId]:
+    """DHT peers that keep p2pdm records: p2pdm nodes, known by their dm protocol.
+
+    Other Kademlia nodes (js-libp2p, IPFS) route for us but drop ``/p2pdm/``
+    records, having no validator for them; they never count as holders.
+    """
+    return [peer for peer in host.dht_peers() if DM_PROTOCOL in host.peer_protocols(peer)]
+
+
 async def publish_record(node: Node, host: Host) -> bool:
-    """Sign and put the node's record; True if a DHT peer was there to take it."""
+    """Sign and put the node's record; True if a p2pdm DHT peer was there to take it."""
     stored = node.store.get_setting(RECORD_SEQ_SETTING, 0)
     # Milliseconds keep the sequence growing even if the setting were lost.
     seq = max(stored + 1 if isinstance(stored, int) else 0, node.now_ms())
@@ -143,7 +161,7 @@ async def publish_record(node: Node, host: Host) -> bool:
     except P2PDMError as exc:
         log.warning("publishing our record failed: %s", exc)
         return False
-    return bool(host.dht_peers())
+    return bool(record_holders(host))
 
 
 async def _publish_records(node: Node, host: Host) -> None:
@@ -222,6 +240,8 @@ async def run_node(
             delivery = Delivery(node, host)
             node.on_outbox = delivery.wake
             node.fetch_bundle = partial(fetch_bundle, host)
+            # Peers met while joining the DHT learn that we speak p2pdm now.
+            await host.announce_protocols()
             async with trio.open_nursery() as nursery:
                 await nursery.start(delivery.run)
                 nursery.start_soon(_publish_records, node, host)

@@ -90,6 +90,16 @@ async def test_ping_and_identify() -> None:
         assert "/ipfs/kad/1.0.0" in a.peer_protocols(b.peer_id)
 
 
+async def test_protocols_set_after_connecting_are_announced() -> None:
+    async with open_hosts(2, join=False) as (a, b):
+        await a.connect(b.peer_id, b.listen_addrs())
+        await wait_until(lambda: "/ipfs/kad/1.0.0" in a.peer_protocols(b.peer_id))
+        b.set_handler(ECHO, echo)
+        assert ECHO not in a.peer_protocols(b.peer_id)  # identify ran once, at connect
+        await b.announce_protocols()
+        await wait_until(lambda: ECHO in a.peer_protocols(b.peer_id))
+
+
 async def test_unknown_protocol_is_unreachable() -> None:
     async with open_hosts(2, join=False) as (a, b):
         with pytest.raises(PeerUnreachable, match="refused"):

@@ -57,13 +57,16 @@ def make_home(tmp_path: Path, name: str) -> Home:
 
 
 @asynccontextmanager
-async def node(tmp_path: Path, name: str, *bootstrap: Running) -> AsyncIterator[Peer]:
-    """A running node; leaving the block (or cancelling ``scope``) stops it."""
+async def node(tmp_path: Path, name: str, *bootstrap: Running | str) -> AsyncIterator[Peer]:
+    """A running node; leaving the block (or cancelling ``scope``) stops it.
+
+    ``bootstrap``: running nodes, or full addresses of other peers.
+    """
     home = make_home(tmp_path, name)
     options = RunOptions(
         listen=LOOPBACK,
         api=("127.0.0.1", 0),
-        bootstrap=tuple(r.node.addrs[0] for r in bootstrap),
+        bootstrap=tuple(b if isinstance(b, str) else b.node.addrs[0] for b in bootstrap),
         upkeep=UPKEEP,
     )
     async with trio.open_nursery() as nursery:

@@ -41,12 +41,19 @@ found here, not in the notes:
 21. a connection close cancelled midway (the host's block cancelled while
     libp2p closes a connection) leaves it marked closed with its socket open,
     and a second ``close()`` returns at once → shutdown closes the muxer too;
+22. identify runs once, when a connection opens, so peers met while joining
+    never learn of handlers set afterwards → :meth:`Host.announce_protocols`
+    pushes identify to the connected peers that take it;
 records: ``get_value`` answers from a stale local copy → :meth:`Host.get_record`
-drops it and asks the network with a quorum, then keeps the newest.
+drops it and asks the network with a quorum, then keeps the newest;
+providers: standard Kademlia nodes (js-libp2p, go-libp2p) drop provider
+records whose key is not a multihash, without an error → provider keys go
+on the wire as the SHA-256 multihash of p2pdm's key (:func:`_provider_key`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import secrets
@@ -64,6 +71,8 @@ from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.host.ping import ID as PING_PROTOCOL_ID
 from libp2p.host.ping import PING_LENGTH
+from libp2p.identity.identify_push.identify_push import ID_PUSH as IDENTIFY_PUSH_PROTOCOL_ID
+from libp2p.identity.identify_push.identify_push import push_identify_to_peers
 from libp2p.io.abc import ReadWriteCloser
 from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL_ID
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
@@ -105,6 +114,7 @@ from p2pdm.net.limits import (
     DHT_REFRESH_TIMEOUT_SECONDS,
     DIAL_TIMEOUT_SECONDS,
     HANDSHAKE_TIMEOUT_SECONDS,
+    IDENTIFY_PUSH_TIMEOUT_SECONDS,
     MAX_BOOTSTRAP_PEERS,
     MAX_CONCURRENT_HANDLERS,
     MAX_CONNECTIONS,
@@ -227,6 +237,19 @@ class _Libp2pRawStream:
 
 
 # --- DHT records -----------------------------------------------------------
+
+#: Multihash header of a SHA-256 digest: code 0x12, length 32.
+_SHA256_MULTIHASH = b"\x12\x20"
+
+
+def _provider_key(key: bytes) -> bytes:
+    """The DHT key of provider records for ``key``: its SHA-256 multihash.
+
+    Other Kademlia implementations read a provider key as a CID and silently
+    drop records under anything else (js-libp2p 2.8: "Invalid CID"), so a
+    plain key would only ever be stored on p2pdm nodes.
+    """
+    return _SHA256_MULTIHASH + hashlib.sha256(key).digest()
 
 
 class _NamespaceValidator(Validator):
@@ -502,6 +525,25 @@ class Host:
 
         self._host.set_stream_handler(TProtocol(protocol), self._guarded(protocol, serve, limiter))
 
+    async def announce_protocols(self) -> None:
+        """Tell connected peers, by identify push, which protocols we serve now.
+
+        Identify runs once, when a connection opens: peers that connected
+        before a :meth:`set_handler` (those met while joining the DHT, which
+        :func:`open_host` does first) would not know of the new protocol.
+        Only peers that take identify push are told; best effort, at most
+        IDENTIFY_PUSH_TIMEOUT_SECONDS.
+        """
+        peerstore = self._host.get_peerstore()
+        peers: set[ID] = set()
+        for pid in self._host.get_connected_peers():
+            with suppress(PeerStoreError):
+                if IDENTIFY_PUSH_PROTOCOL_ID in peerstore.get_protocols(pid):
+                    peers.add(pid)
+        if peers:
+            with trio.move_on_after(IDENTIFY_PUSH_TIMEOUT_SECONDS):
+                await _quietly(lambda: push_identify_to_peers(self._host, peers), "identify push")
+
     def _guarded(
         self,
         protocol: str,
@@ -626,12 +668,15 @@ class Host:
     # --- DHT: providers --------------------------------------------------------
 
     async def provide(self, key: bytes) -> None:
-        """Announce that we provide ``key`` (1..80 bytes); PeerUnreachable if nobody took it."""
+        """Announce that we provide ``key`` (1..80 bytes); PeerUnreachable if nobody took it.
+
+        On the wire the key is its SHA-256 multihash (:func:`_provider_key`).
+        """
         if not 0 < len(key) <= MAX_PROVIDER_KEY_BYTES:
             raise ValueError(f"provider keys are 1..{MAX_PROVIDER_KEY_BYTES} bytes")
         announced = False
         with trio.move_on_after(RECORD_PUT_TIMEOUT_SECONDS), _unreachable("provide failed"):
-            announced = await self._dht.provider_store.provide(key)
+            announced = await self._dht.provider_store.provide(_provider_key(key))
         if not announced:
             raise PeerUnreachable("no DHT peer took the provider record")
 
@@ -645,12 +690,14 @@ class Host:
             raise ValueError(f"provider keys are 1..{MAX_PROVIDER_KEY_BYTES} bytes")
         infos: list[PeerInfo] = []
         with trio.move_on_after(timeout), suppress(*_NETWORK_ERRORS):
-            infos = await self._dht.provider_store.find_providers(key, MAX_PROVIDERS)
+            infos = await self._dht.provider_store.find_providers(_provider_key(key), MAX_PROVIDERS)
         found: dict[PeerId, list[str]] = {}
         for info in infos:
             peer = _from_id(info.peer_id)
             if peer is not None and peer not in found:
-                found[peer] = [full_addr(addr, peer) for addr in info.addrs[:MAX_ADDRS]]
+                # Some peers list an address twice (js-libp2p 2.8 does).
+                addrs = dict.fromkeys(full_addr(addr, peer) for addr in info.addrs)
+                found[peer] = list(addrs)[:MAX_ADDRS]
         return list(found.items())
 
     # --- lifecycle -------------------------------------------------------------

@@ -98,6 +98,11 @@ PING_TIMEOUT_SECONDS: Final = 10.0
 #: spends ~0.2 s on each (two fixed 0.1 s sleeps), so this is ample.
 SHUTDOWN_TIMEOUT_SECONDS: Final = 2.0
 
+#: Longest :meth:`Host.announce_protocols`: one small identify push per
+#: connected peer, concurrently; a peer that does not take it in time learns
+#: our protocols at its next connection.
+IDENTIFY_PUSH_TIMEOUT_SECONDS: Final = 5.0
+
 # --- DHT ------------------------------------------------------------------
 
 #: Period of our routing-table refresh. The Kademlia spec's default is 10
