@@ -54,6 +54,18 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
         default="server",
         help="server: answer DHT queries (reachable nodes); client: behind NAT (default server)",
     )
+    parser.add_argument(
+        "--mailbox",
+        action="store_true",
+        help="offer the mailbox service: hold envelopes for nodes that are offline",
+    )
+    parser.add_argument(
+        "--mailbox-peer",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="a mailbox you prefer for your messages (…/p2p/<PeerID>), repeatable",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
 
 
@@ -64,6 +76,8 @@ def run(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         api=args.api,
         bootstrap=args.bootstrap,
         dht_mode=args.dht_mode,
+        mailbox=args.mailbox,
+        mailbox_peers=args.mailbox_peer,
     )
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     try:

@@ -154,6 +154,9 @@ class Delivery:
         self._senders: dict[PeerId, trio.Event] = {}
         self._incoming: defaultdict[PeerId, int] = defaultdict(int)
         self._buckets: dict[PeerId, TokenBucket] = {}
+        #: Peers a dial just failed for, and the trio time to try them again:
+        #: a new message for them waits for that, not a dial per message.
+        self._unreachable_until: dict[PeerId, float] = {}
         network.set_handler(DM_PROTOCOL, self.handle_stream)
 
     # --- sending ----------------------------------------------------------------
@@ -174,7 +177,13 @@ class Delivery:
                 due = self.node.store.outbox_due(now, MAX_DUE_BATCH)
                 self._expire([item for item in due if item.expires_at_ms <= now])
                 live = (item.recipient for item in due if item.expires_at_ms > now)
+                clock = trio.current_time()
+                self._unreachable_until = {
+                    p: t for p, t in self._unreachable_until.items() if t > clock
+                }
                 for peer in dict.fromkeys(live):
+                    if peer in self._unreachable_until:
+                        continue
                     if peer in self._senders:
                         self._senders[peer].set()
                     elif len(self._senders) < MAX_ACTIVE_SENDERS:
@@ -195,10 +204,32 @@ class Delivery:
         with contextlib.suppress(NotFound):  # receipts have no stored message
             self.node.store.set_status(item.message_id, status, self.node.now_ms(), detail)
 
-    def _reschedule(self, item: OutboxItem, error: str) -> None:
-        attempts = item.attempts + 1
-        next_at = self.node.now_ms() + backoff_ms(item.attempts, self.rng)
-        self.node.store.reschedule_outbox(item.envelope_id, next_at, attempts, error)
+    def _reschedule(self, item: OutboxItem, error: str) -> int:
+        """Back ``item`` off; returns the delay in ms."""
+        delay = backoff_ms(item.attempts, self.rng)
+        next_at = self.node.now_ms() + delay
+        self.node.store.reschedule_outbox(item.envelope_id, next_at, item.attempts + 1, error)
+        return delay
+
+    def _reschedule_all(self, items: Sequence[OutboxItem], error: str) -> int:
+        """Back every item off in one transaction; returns the shortest delay in ms."""
+        if not items:
+            return 0
+        with self.node.store.transaction():
+            return min(self._reschedule(item, error) for item in items)
+
+    def retry_now(self, peer: PeerId) -> None:
+        """``peer`` is reachable again (it connected): send what waits for it now."""
+        self._unreachable_until.pop(peer, None)
+        now = self.node.now_ms()
+        waiting = [i for i in self.node.store.outbox_for(peer) if i.next_attempt_at_ms > now]
+        if waiting:
+            with self.node.store.transaction():
+                for item in waiting:
+                    self.node.store.reschedule_outbox(
+                        item.envelope_id, now, item.attempts, item.last_error
+                    )
+        self.wake(peer)
 
     async def _sender(self, peer: PeerId) -> None:
         try:
@@ -207,8 +238,7 @@ class Delivery:
         except Exception as exc:
             log.exception("sender for %s failed", peer.short())
             with contextlib.suppress(P2PDMError):  # never spin on an item that keeps failing
-                for item in self._due_for(peer):
-                    self._reschedule(item, f"internal error: {type(exc).__name__}")
+                self._reschedule_all(self._due_for(peer), f"internal error: {type(exc).__name__}")
         finally:
             self._senders.pop(peer, None)
             self._wake.set()
@@ -265,9 +295,10 @@ class Delivery:
         try:
             stream = await self._open_or_deposit(peer, due)
         except (PeerUnreachable, P2PDMError) as exc:
-            for item in due:
-                self._reschedule(item, str(exc))
+            delay_ms = self._reschedule_all(due, str(exc))
+            self._unreachable_until[peer] = trio.current_time() + delay_ms / 1000
             return due
+        self._unreachable_until.pop(peer, None)
         failed: list[OutboxItem] = []
         in_flight: dict[int, OutboxItem] = {}
         window = trio.Semaphore(DM_WINDOW)
@@ -307,8 +338,7 @@ class Delivery:
             except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 log.info("stream to %s broke: %s", peer.short(), exc)
             finally:
-                for item in in_flight.values():
-                    self._reschedule(item, "no acknowledgement")
+                self._reschedule_all(list(in_flight.values()), "no acknowledgement")
                 failed.extend(in_flight.values())
                 in_flight.clear()
                 nursery.cancel_scope.cancel()

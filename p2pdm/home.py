@@ -143,6 +143,10 @@ class Config:
     api: str = ""
     #: Bootstrap multiaddrs (``…/p2p/<PeerID>``); ``run --bootstrap`` adds to them.
     bootstrap: tuple[str, ...] = ()
+    #: Offer the mailbox service; ``run --mailbox`` turns it on too.
+    mailbox: bool = False
+    #: Preferred mailboxes (``…/p2p/<PeerID>``); ``run --mailbox-peer`` adds to them.
+    mailbox_peers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

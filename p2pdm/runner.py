@@ -39,6 +39,8 @@ from p2pdm.core.wire import PrekeyBundle
 from p2pdm.delivery import Delivery
 from p2pdm.errors import ConfigError, HomeError, P2PDMError, SignatureError, WireError
 from p2pdm.home import Home
+from p2pdm.mailbox import MailboxService
+from p2pdm.mailbox_client import MailboxDirectory
 from p2pdm.net import Host, open_host
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
@@ -78,6 +80,10 @@ class RunOptions:
     api: tuple[str, int] = ("127.0.0.1", DEFAULT_API_PORT)
     bootstrap: tuple[str, ...] = ()
     dht_mode: Literal["server", "client"] = "server"
+    #: Offer the mailbox service (hold envelopes for offline nodes).
+    mailbox: bool = False
+    #: Mailboxes we prefer for our own envelopes, named in our DHT record.
+    mailbox_peers: tuple[str, ...] = ()
     upkeep: Upkeep = field(default=DEFAULT_UPKEEP)
 
     @classmethod
@@ -89,8 +95,10 @@ class RunOptions:
         api: str | None = None,
         bootstrap: Sequence[str] = (),
         dht_mode: Literal["server", "client"] = "server",
+        mailbox: bool = False,
+        mailbox_peers: Sequence[str] = (),
     ) -> RunOptions:
-        """Command-line values win over the config file; bootstrap lists are joined."""
+        """Command-line values win over the config file; address lists are joined."""
         config = home.config()
         api_text = api or config.api or format_api_addr("127.0.0.1", DEFAULT_API_PORT)
         try:
@@ -102,6 +110,8 @@ class RunOptions:
             api=api_addr,
             bootstrap=tuple(dict.fromkeys([*bootstrap, *config.bootstrap])),
             dht_mode=dht_mode,
+            mailbox=mailbox or config.mailbox,
+            mailbox_peers=tuple(dict.fromkeys([*mailbox_peers, *config.mailbox_peers])),
         )
 
 
@@ -149,59 +159,60 @@ def record_holders(host: Host) -> list[PeerId]:
     return [peer for peer in host.dht_peers() if DM_PROTOCOL in host.peer_protocols(peer)]
 
 
-async def publish_record(node: Node, host: Host) -> bool:
-    """Sign and put the node's record; True if a p2pdm DHT peer was there to take it."""
+async def publish_record(node: Node, host: Host, directory: MailboxDirectory | None = None) -> bool:
+    """Sign and put the node's record (bundle, preferred mailboxes); True if a
+    p2pdm DHT peer was there to take it."""
     stored = node.store.get_setting(RECORD_SEQ_SETTING, 0)
     # Milliseconds keep the sequence growing even if the setting were lost.
     seq = max(stored + 1 if isinstance(stored, int) else 0, node.now_ms())
     node.store.set_setting(RECORD_SEQ_SETTING, seq)
-    record = records.NodeRecord(node.peer_id, seq, node.messenger.bundle(one_time=0))
+    directory = directory or MailboxDirectory(node.identity, host)
     try:
-        await host.put_record(records.record_key(node.peer_id), record.sign(node.identity))
+        await directory.publish_record(node.messenger.bundle(one_time=0), seq)
     except P2PDMError as exc:
         log.warning("publishing our record failed: %s", exc)
         return False
     return bool(record_holders(host))
 
 
-async def _publish_records(node: Node, host: Host) -> None:
+async def _publish_records(node: Node, host: Host, directory: MailboxDirectory) -> None:
     next_due = -1.0
     while True:
         rotated = node.messenger.rotate_prekeys()
         if rotated or trio.current_time() >= next_due:
-            reached = await publish_record(node, host)
+            reached = await publish_record(node, host, directory)
             pause = RECORD_REPUBLISH_SECONDS if reached else RECORD_RETRY_SECONDS
             next_due = trio.current_time() + pause
         await trio.sleep(min(PREKEY_CHECK_SECONDS, max(0.0, next_due - trio.current_time())))
 
 
 class _PeerWatch:
-    """Notices contacts connecting and disconnecting."""
+    """Notices contacts connecting and disconnecting, and the node coming back online.
+
+    A contact connecting: ``peer.online`` event, its addresses into the
+    address book, and what waits for it is sent now. The last connection to
+    a contact going: ``peer.offline``. Having had no connection at all and
+    now one again (network back, laptop awake): fetch from our mailboxes.
+    """
 
     def __init__(self, node: Node, host: Host, delivery: Delivery) -> None:
         self.node = node
         self.host = host
         self.delivery = delivery
-        self.online: set[PeerId] = set()
+        self.connected_any = True  # start-up fetches anyway
 
     def check(self) -> None:
         connected = set(self.host.connected_peers())
-        for peer in connected - self.online:
+        if connected and not self.connected_any:
+            self.delivery.fetch_now()
+        self.connected_any = bool(connected)
+        for peer in connected - self.node.online:
             if self.node.store.get_contact(peer) is not None:
-                self._came_online(peer)
-        self.online &= connected
-
-    def _came_online(self, peer: PeerId) -> None:
-        self.online.add(peer)
-        self.node.set_contact_addrs(peer, self.host.peer_addrs(peer))
-        now = self.node.now_ms()
-        with self.node.store.transaction():
-            for item in self.node.store.outbox_for(peer):
-                if item.next_attempt_at_ms > now:
-                    self.node.store.reschedule_outbox(
-                        item.envelope_id, now, item.attempts, item.last_error
-                    )
-        self.delivery.wake(peer)
+                self.node.peer_online(peer)
+                self.node.set_contact_addrs(peer, self.host.peer_addrs(peer))
+                self.delivery.retry_now(peer)
+        for peer in self.node.online - connected:
+            self.node.peer_offline(peer)
 
     async def run(self) -> None:
         while True:
@@ -237,14 +248,19 @@ async def run_node(
         ) as host:
             host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
             node.addrs = host.listen_addrs()
-            delivery = Delivery(node, host)
+            directory = MailboxDirectory(identity, host, preferred=options.mailbox_peers)
+            delivery = Delivery(node, host, mailboxes=directory)
             node.on_outbox = delivery.wake
             node.fetch_bundle = partial(fetch_bundle, host)
             # Peers met while joining the DHT learn that we speak p2pdm now.
             await host.announce_protocols()
             async with trio.open_nursery() as nursery:
+                if options.mailbox:
+                    service = MailboxService(store, node.peer_id, host, now_ms=node.now_ms)
+                    await nursery.start(service.run)
                 await nursery.start(delivery.run)
-                nursery.start_soon(_publish_records, node, host)
+                await nursery.start(delivery.run_fetcher)
+                nursery.start_soon(_publish_records, node, host, directory)
                 nursery.start_soon(_PeerWatch(node, host, delivery).run)
                 api = await nursery.start(serve_api, node, token, *options.api)
                 write_api_addr(home, *api)

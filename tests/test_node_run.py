@@ -57,7 +57,9 @@ def make_home(tmp_path: Path, name: str) -> Home:
 
 
 @asynccontextmanager
-async def node(tmp_path: Path, name: str, *bootstrap: Running | str) -> AsyncIterator[Peer]:
+async def node(
+    tmp_path: Path, name: str, *bootstrap: Running | str, mailbox: bool = False
+) -> AsyncIterator[Peer]:
     """A running node; leaving the block (or cancelling ``scope``) stops it.
 
     ``bootstrap``: running nodes, or full addresses of other peers.
@@ -67,6 +69,7 @@ async def node(tmp_path: Path, name: str, *bootstrap: Running | str) -> AsyncIte
         listen=LOOPBACK,
         api=("127.0.0.1", 0),
         bootstrap=tuple(b if isinstance(b, str) else b.node.addrs[0] for b in bootstrap),
+        mailbox=mailbox,
         upkeep=UPKEEP,
     )
     async with trio.open_nursery() as nursery:
@@ -219,3 +222,31 @@ async def test_outbox_survives_a_restart_of_the_sender(tmp_path: Path) -> None:
             for message_id in ids:
                 await wait_for_status(a, message_id, "delivered", 30)
             assert c.running.node.store.counts()["messages"] == 5
+
+
+async def test_offline_both_ways_through_a_mailbox(tmp_path: Path) -> None:
+    """Carol is offline: Alice deposits at the mailbox node and goes offline too;
+    Carol comes back and gets the message; Alice comes back and sees delivered."""
+    async with node(tmp_path, "mailbox", mailbox=True) as m:
+        async with node(tmp_path, "carol", m.running) as c:
+            carol_invite = c.running.node.invite()
+        async with node(tmp_path, "alice", m.running) as a:
+            alice_invite = a.running.node.invite()
+            await a.call("POST", "/v1/contacts", json={"invite": carol_invite})
+            sent = await a.call("POST", "/v1/messages", json={"to": "carol", "text": "while away"})
+            await wait_for_status(a, sent["id"], "deposited", 30)
+            assert a.running.node.store.outbox_count() == 1  # still tried directly
+        async with node(tmp_path, "carol", m.running) as c:
+            await c.call("POST", "/v1/contacts", json={"invite": alice_invite})
+            with trio.fail_after(30):
+                while not c.running.node.store.counts()["messages"]:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            [got] = (await c.call("GET", f"/v1/conversations/{a.id}/messages"))["messages"]
+            assert got["text"] == "while away"
+            # Carol's delivery receipt waits in Alice's mailboxes.
+            with trio.fail_after(30):
+                while not m.running.node.store.mailbox_usage()[0]:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+        async with node(tmp_path, "alice", m.running) as a:
+            await wait_for_status(a, sent["id"], "delivered", 30)
+        assert m.running.node.store.mailbox_usage() == (0, 0)  # fetched and deleted
