@@ -355,9 +355,11 @@ class Delivery:
         with self.node.store.transaction():
             for item in items:
                 self._set_status(item, DeliveryStatus.SENT)
-                self.node.store.reschedule_outbox(
-                    item.envelope_id, retry_at, item.attempts, item.last_error
-                )
+                # Its ack may have come (and removed it) while the batch was written.
+                with contextlib.suppress(NotFound):
+                    self.node.store.reschedule_outbox(
+                        item.envelope_id, retry_at, item.attempts, item.last_error
+                    )
 
     async def _read_acks(
         self,

@@ -94,6 +94,17 @@ async def test_many_messages_pipelined_exactly_once(world, autojump_clock) -> No
     assert len(got) == 150 and len({m.id for m in got}) == 150
 
 
+async def test_a_burst_goes_over_one_stream_without_retries(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    """Acks that arrive while the rest of a window is still being written must
+    not break the stream (they once did: the early ones were already gone)."""
+    _, alice, bob = world
+    sent = [alice.node.send_text("bob", f"b{i}") for i in range(300)]
+    for m in sent:
+        await wait_status(alice.node, m.id.hex(), DeliveryStatus.DELIVERED)
+    assert alice.host.dials == 1
+    assert bob.node.store.counts()["messages"] == 300
+
+
 async def test_garbage_frame_disconnects_peer_but_node_keeps_serving(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     net, alice, bob = world
     mallory = net.host(Identity(os.urandom(32)).peer_id)
