@@ -1,0 +1,1 @@
+"""Example bots on the local API (``scripts/echo-bot``, ``scripts/support-bot``)."""

@@ -1,0 +1,93 @@
+"""The example bots against real nodes on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from p2pdm.client import AsyncClient
+from p2pdm.examples.common import BotState
+from p2pdm.examples.echo_bot import echo
+from p2pdm.examples.support_bot import DEFAULT_FAQ, HANDOVER_REPLY, answer_for, support
+from tests.test_node_run import Peer, node
+
+pytestmark = pytest.mark.net
+
+
+async def texts_from(peer: Peer, other: Peer) -> list[str]:
+    page = await peer.call("GET", f"/v1/conversations/{other.id}/messages")
+    return [m["text"] for m in reversed(page["messages"]) if m["direction"] == "in"]
+
+
+async def wait_for_texts(peer: Peer, other: Peer, count: int, deadline: float = 20) -> list[str]:
+    with trio.fail_after(deadline):
+        while len(found := await texts_from(peer, other)) < count:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+    return found
+
+
+async def befriend(a: Peer, b: Peer) -> None:
+    await a.call("POST", "/v1/contacts", json={"invite": b.running.node.invite()})
+    await b.call("POST", "/v1/contacts", json={"invite": a.running.node.invite()})
+
+
+async def test_echo_bot_answers_and_resumes_without_repeating(tmp_path: Path) -> None:
+    async with node(tmp_path, "bot") as bot, node(tmp_path, "ann", bot.running) as ann:
+        await befriend(bot, ann)
+        state_path = tmp_path / "echo.json"
+        async with AsyncClient.for_home(bot.home) as client, trio.open_nursery() as nursery:
+            nursery.start_soon(echo, client, BotState.load(state_path))
+            await ann.call("POST", "/v1/messages", json={"to": "bot", "text": "ping"})
+            assert await wait_for_texts(ann, bot, 1) == ["you said: ping"]
+            nursery.cancel_scope.cancel()
+        # Restarted from its saved cursor, it answers only what is new.
+        async with AsyncClient.for_home(bot.home) as client, trio.open_nursery() as nursery:
+            nursery.start_soon(echo, client, BotState.load(state_path))
+            await ann.call("POST", "/v1/messages", json={"to": "bot", "text": "again"})
+            assert await wait_for_texts(ann, bot, 2) == ["you said: ping", "you said: again"]
+            await trio.sleep(0.5)
+            assert len(await texts_from(ann, bot)) == 2
+            nursery.cancel_scope.cancel()
+
+
+def test_faq_matching_is_by_whole_words() -> None:
+    assert answer_for("What are your opening HOURS?", DEFAULT_FAQ) == DEFAULT_FAQ[0].answer
+    assert answer_for("can I get a refund", DEFAULT_FAQ) == DEFAULT_FAQ[2].answer
+    assert answer_for("reopened", DEFAULT_FAQ) is None
+    assert answer_for("my parcel arrived broken", DEFAULT_FAQ) is None
+
+
+async def test_support_bot_answers_faq_and_hands_the_rest_to_a_person(tmp_path: Path) -> None:
+    async with (
+        node(tmp_path, "shop") as shop,
+        node(tmp_path, "ann", shop.running) as ann,
+    ):
+        await befriend(shop, ann)
+        state_path = tmp_path / "support.json"
+        async with AsyncClient.for_home(shop.home) as client, trio.open_nursery() as nursery:
+            nursery.start_soon(support, client, BotState.load(state_path), DEFAULT_FAQ)
+            asked = await ann.call(
+                "POST", "/v1/messages", json={"to": "shop", "text": "when are you open?"}
+            )
+            assert await wait_for_texts(ann, shop, 1) == [DEFAULT_FAQ[0].answer]
+            # The bot read it: Ann sees `read`.
+            with trio.fail_after(20):
+                while (await ann.call("GET", f"/v1/messages/{asked['id']}"))[  # noqa: ASYNC110
+                    "status"
+                ] != "read":
+                    await trio.sleep(0.05)
+
+            await ann.call("POST", "/v1/messages", json={"to": "shop", "text": "my parcel broke"})
+            assert (await wait_for_texts(ann, shop, 2))[-1] == HANDOVER_REPLY
+            await ann.call("POST", "/v1/messages", json={"to": "shop", "text": "hello??"})
+            with trio.fail_after(20):
+                while shop.running.node.store.counts()["unread"] < 2:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            await trio.sleep(0.5)
+            nursery.cancel_scope.cancel()
+        # Set aside: no answer to the follow-up, both left unread for a person.
+        assert len(await texts_from(ann, shop)) == 2
+        assert shop.running.node.store.counts()["unread"] == 2
+        assert BotState.load(state_path).notes["set_aside"] == [ann.id]
