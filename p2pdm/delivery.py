@@ -100,6 +100,8 @@ MAX_STREAMS_PER_PEER: Final = 2
 #: Sustained envelopes per second one peer may deliver, and the burst above it.
 MAX_RATE_PER_PEER: Final = 2000.0
 RATE_BURST_PER_PEER: Final = 4000.0
+#: Deliver frames that arrived together and are committed together, at most.
+MAX_COMMIT_GROUP: Final = DM_WINDOW
 #: Deliver frames carry an envelope plus a few bytes of framing.
 _DELIVER_FRAME_BYTES: Final = MAX_FRAME_BYTES + 64
 
@@ -580,11 +582,39 @@ class Delivery:
             if frame is None:
                 await stream.close()
                 return
-            deliver = decode_deliver(frame)
-            if not bucket.take(trio.current_time()):
-                raise ProtocolViolation("sending faster than the per-peer rate limit")
-            result, detail = self.accept(deliver.envelope, peer)
-            await stream.write_frame(Ack(deliver.seq, result, detail).encode(), WRITE_TIMEOUT)
+            delivers = [decode_deliver(frame)]
+            # Frames that came with it are committed with it: one fsync a burst.
+            while len(delivers) < MAX_COMMIT_GROUP and (
+                more := stream.buffered_frame(_DELIVER_FRAME_BYTES)
+            ):
+                delivers.append(decode_deliver(more))
+            for _ in delivers:
+                if not bucket.take(trio.current_time()):
+                    raise ProtocolViolation("sending faster than the per-peer rate limit")
+            results = self.accept_group([d.envelope for d in delivers], peer)
+            for deliver, (result, detail) in zip(delivers, results, strict=True):
+                await stream.write_frame(Ack(deliver.seq, result, detail).encode(), WRITE_TIMEOUT)
+
+    def accept_group(
+        self, envelopes: Sequence[bytes], via: PeerId | None = None
+    ) -> list[tuple[AckResult, str]]:
+        """Commit several envelopes with one store commit; an ack result each.
+
+        Each envelope is still accepted or refused alone. If the common
+        commit fails, none is stored and each is answered ``retry``.
+        """
+        accepted: list[tuple[AckResult, str, Received | None]] = []
+        try:
+            with self.node.store.group():
+                accepted = [self._accept(e, via, notify=False) for e in envelopes]
+        except StoreError as exc:
+            log.error("could not store %d envelopes: %s", len(envelopes), exc)
+            self.node.messenger.reload()
+            return [("retry", "store unavailable")] * len(envelopes)
+        for _, _, received in accepted:
+            if received is not None:
+                self.node.on_received(received)
+        return [(result, detail) for result, detail, _ in accepted]
 
     def accept(self, envelope: bytes, via: PeerId | None = None) -> tuple[AckResult, str]:
         """Commit one envelope; returns the ack result and a short reason."""
@@ -592,7 +622,7 @@ class Delivery:
         return result, detail
 
     def _accept(
-        self, envelope: bytes, via: PeerId | None
+        self, envelope: bytes, via: PeerId | None, *, notify: bool = True
     ) -> tuple[AckResult, str, Received | None]:
         try:
             received = self.node.messenger.receive(envelope)
@@ -613,7 +643,8 @@ class Delivery:
             return "retry", "store unavailable", None
         if isinstance(received.inner.body, ReceiptBody):
             self._confirmed(received.sender, received.inner.body.ids)
-        self.node.on_received(received)
+        if notify:
+            self.node.on_received(received)
         return "ok", "", received
 
     def _confirmed(self, peer: PeerId, message_ids: Sequence[bytes]) -> None:

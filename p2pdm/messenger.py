@@ -142,6 +142,12 @@ class Messenger:
             self._sessions.popitem(last=False)
         return cached
 
+    def reload(self) -> None:
+        """Drop every in-memory session and prekey change (after a failed
+        group commit): the store is the truth."""
+        self._sessions.clear()
+        self.own = self._load_prekeys()
+
     def _forget_session(self, peer: PeerId) -> None:
         """Drop the cached state after a failure: the store is the truth."""
         self._sessions.pop(peer, None)

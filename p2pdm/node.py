@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from p2pdm import __version__
+from p2pdm.batching import CommitBatcher
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.invite import make_invite, parse_invite
 from p2pdm.core.model import (
@@ -77,6 +78,8 @@ class Node:
         self.store = store
         self.now_ms = now_ms
         self.messenger = Messenger(identity, store, now_ms=now_ms, random_bytes=random_bytes)
+        #: Group commit for concurrent sends (its task runs while the node runs).
+        self.batcher = CommitBatcher(store, self.messenger.reload)
         #: Multiaddrs we listen on, once running (full, with /p2p/<id>).
         self.addrs: list[str] = []
         #: Called after anything is queued, so the delivery loop wakes up.
@@ -216,7 +219,9 @@ class Node:
                 )
             name = contact.name if contact else peer.short()
             self.messenger.add_contact(peer, name, bundle)
-        return self.send_text(str(peer), text, idempotency=idempotency)
+        return await self.batcher.submit(
+            lambda: self.send_text(str(peer), text, idempotency=idempotency)
+        )
 
     def message(self, message_id: str) -> tuple[StoredMessage, list[StatusChange]]:
         mid = parse_message_id(message_id)

@@ -258,6 +258,7 @@ async def run_node(
                 if options.mailbox:
                     service = MailboxService(store, node.peer_id, host, now_ms=node.now_ms)
                     await nursery.start(service.run)
+                await nursery.start(node.batcher.run)
                 await nursery.start(delivery.run)
                 await nursery.start(delivery.run_fetcher)
                 nursery.start_soon(_publish_records, node, host, directory)

@@ -244,8 +244,9 @@ async def test_offline_both_ways_through_a_mailbox(tmp_path: Path) -> None:
             [got] = (await c.call("GET", f"/v1/conversations/{a.id}/messages"))["messages"]
             assert got["text"] == "while away"
             # Carol's delivery receipt waits in Alice's mailboxes.
+            alice = a.running.node.peer_id
             with trio.fail_after(30):
-                while not m.running.node.store.mailbox_usage()[0]:  # noqa: ASYNC110
+                while not m.running.node.store.mailbox_usage(alice)[0]:  # noqa: ASYNC110
                     await trio.sleep(0.05)
         async with node(tmp_path, "alice", m.running) as a:
             await wait_for_status(a, sent["id"], "delivered", 30)

@@ -981,3 +981,33 @@ class StoresAgree(RuleBasedStateMachine):
 
 StoresAgree.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 TestStoresAgree = StoresAgree.TestCase
+
+
+# --- groups: one commit for many transactions -------------------------------------
+
+
+def test_a_group_keeps_what_succeeded_and_drops_what_failed(store: Store) -> None:
+    with store.group():
+        with store.transaction():
+            store.set_setting("a", 1)
+        with pytest.raises(RuntimeError), store.transaction():
+            store.set_setting("b", 2)
+            raise RuntimeError("this one fails alone")
+        with store.transaction():
+            store.set_setting("c", 3)
+    assert store.settings() == {"a": 1, "c": 3}
+
+
+def test_a_failing_group_keeps_nothing(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.group():
+        with store.transaction():
+            store.set_setting("a", 1)
+        raise RuntimeError("the group fails")
+    assert store.get_setting("a") is None
+
+
+def test_groups_do_not_nest_or_start_in_a_transaction(store: Store) -> None:
+    with pytest.raises(StoreError, match="cannot be nested"), store.group(), store.group():
+        pass
+    with pytest.raises(StoreError, match="cannot be nested"), store.transaction(), store.group():
+        pass

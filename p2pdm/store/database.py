@@ -45,6 +45,8 @@ IN_MEMORY: Final = ":memory:"
 SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
 
 _SAVEPOINT: Final = "store_call"
+#: The savepoint of a transaction inside a group (see Database.group).
+_GROUPED: Final = "grouped_transaction"
 
 
 def _make_private(path: Path) -> None:
@@ -84,6 +86,7 @@ class Database:
         self.path = str(path)
         self._lock = threading.RLock()
         self._in_transaction = False
+        self._in_group = False
         self._db: sqlite3.Connection | None = None
         in_memory = self.path == IN_MEMORY
         if not in_memory:
@@ -150,14 +153,20 @@ class Database:
     def transaction(self) -> Iterator[None]:
         """All writes inside commit together, or none if the block raises.
 
+        Inside :meth:`group` it is a savepoint, committed with the group.
         Raises StoreError when nested or when the commit fails.
         """
         with self._lock:
             if self._in_transaction:
                 raise StoreError("store transactions do not nest")
             db = self._connection()
+            begin, commit = ("BEGIN IMMEDIATE", "COMMIT")
+            savepoint = None
+            if self._in_group:
+                savepoint = _GROUPED
+                begin, commit = f"SAVEPOINT {_GROUPED}", f"RELEASE {_GROUPED}"
             try:
-                db.execute("BEGIN IMMEDIATE")
+                db.execute(begin)
             except sqlite3.Error as exc:
                 raise StoreError(f"starting a store transaction failed: {exc}") from exc
             self._in_transaction = True
@@ -165,14 +174,45 @@ class Database:
                 yield
             except BaseException:
                 self._in_transaction = False
-                _rollback_quietly(db)
+                _rollback_quietly(db, savepoint)
                 raise
             self._in_transaction = False
+            try:
+                db.execute(commit)
+            except sqlite3.Error as exc:
+                _rollback_quietly(db, savepoint)
+                raise StoreError(f"committing a store transaction failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def group(self) -> Iterator[None]:
+        """Commit the transactions inside as one: a single fsync for a burst.
+
+        Each transaction inside still succeeds or fails alone (a savepoint);
+        all of them become durable together when the group ends. If the
+        group's commit fails, none of them is stored and StoreError is raised.
+        Groups do not nest and cannot be opened inside a transaction.
+        """
+        with self._lock:
+            if self._in_group or self._in_transaction:
+                raise StoreError("a store group cannot be nested or opened in a transaction")
+            db = self._connection()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"starting a store group failed: {exc}") from exc
+            self._in_group = True
+            try:
+                yield
+            except BaseException:
+                self._in_group = False
+                _rollback_quietly(db)
+                raise
+            self._in_group = False
             try:
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 _rollback_quietly(db)
-                raise StoreError(f"committing a store transaction failed: {exc}") from exc
+                raise StoreError(f"committing a store group failed: {exc}") from exc
 
     @contextlib.contextmanager
     def reading(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -195,7 +235,7 @@ class Database:
         """The connection, for one atomic write: all of it or, if the block raises, none."""
         with self._lock:
             db = self._connection()
-            savepoint = _SAVEPOINT if self._in_transaction else None
+            savepoint = _SAVEPOINT if self._in_transaction or self._in_group else None
             try:
                 db.execute("BEGIN IMMEDIATE" if savepoint is None else f"SAVEPOINT {savepoint}")
                 try:

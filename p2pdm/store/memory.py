@@ -105,6 +105,7 @@ class MemoryStore:
         self._state = _State()
         self._closed = False
         self._in_transaction = False
+        self._in_group = False
         self._max_events = max_events
         self._max_keys = max_idempotency_keys
         self._listener: Callable[[], None] | None = None
@@ -125,6 +126,21 @@ class MemoryStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @contextlib.contextmanager
+    def group(self) -> Iterator[None]:
+        """The transactions inside are kept together, or none if the block raises."""
+        if self._in_group or self._in_transaction:
+            raise StoreError("a store group cannot be nested or opened in a transaction")
+        snapshot = copy.deepcopy(self._live())
+        self._in_group = True
+        try:
+            yield
+        except BaseException:
+            self._state = snapshot
+            raise
+        finally:
+            self._in_group = False
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -178,6 +178,13 @@ class SQLiteStore(APITables):
         """
         return self._db.transaction()
 
+    def group(self) -> AbstractContextManager[None]:
+        """Commit the transactions inside as one (one fsync for a burst).
+
+        Raises StoreError when nested, inside a transaction, or when the commit fails.
+        """
+        return self._db.group()
+
     # --- settings --------------------------------------------------------
 
     def get_setting(self, key: str, default: object = None) -> object:

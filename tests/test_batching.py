@@ -1,0 +1,96 @@
+"""Group commit of concurrent store work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from p2pdm.batching import CommitBatcher
+from p2pdm.errors import SchemaError, StoreError
+from p2pdm.store.sqlite import SQLiteStore
+
+
+class CountingStore(SQLiteStore):
+    groups = 0
+    fail_commit = False
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        self.groups += 1
+        with super().group():
+            yield
+            if self.fail_commit:
+                raise StoreError("disk full")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[CountingStore]:
+    s = CountingStore(tmp_path / "s.sqlite")
+    yield s
+    s.close()
+
+
+async def test_concurrent_work_is_committed_in_one_group(store: CountingStore) -> None:
+    failures: list[bool] = []
+    batcher = CommitBatcher(store, lambda: failures.append(True))
+    results: dict[int, object] = {}
+
+    async def one(n: int) -> None:
+        def work() -> int:
+            with store.transaction():
+                store.set_setting(f"k{n}", n)
+            if n == 3:
+                raise SchemaError("this one is refused")
+            return n
+
+        try:
+            results[n] = await batcher.submit(work)
+        except SchemaError as exc:
+            results[n] = exc
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        async with trio.open_nursery() as callers:
+            for n in range(10):
+                callers.start_soon(one, n)
+        nursery.cancel_scope.cancel()
+    assert store.groups == 1
+    assert isinstance(results.pop(3), SchemaError)
+    assert results == {n: n for n in range(10) if n != 3}
+    assert store.get_setting("k9") == 9 and not failures
+
+
+async def test_a_failed_group_commit_fails_every_caller(store: CountingStore) -> None:
+    failures: list[bool] = []
+    batcher = CommitBatcher(store, lambda: failures.append(True))
+    store.fail_commit = True
+    errors: list[BaseException] = []
+
+    async def one(n: int) -> None:
+        def work() -> None:
+            with store.transaction():
+                store.set_setting(f"k{n}", n)
+
+        try:
+            await batcher.submit(work)
+        except StoreError as exc:
+            errors.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        async with trio.open_nursery() as callers:
+            for n in range(4):
+                callers.start_soon(one, n)
+        nursery.cancel_scope.cancel()
+    assert len(errors) == 4 and failures == [True]
+    assert store.settings() == {}  # nothing was kept
+
+
+async def test_without_its_task_work_runs_at_once(store: CountingStore) -> None:
+    batcher = CommitBatcher(store, lambda: None)
+    assert await batcher.submit(lambda: 7) == 7
+    assert store.groups == 0
