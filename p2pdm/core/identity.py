@@ -12,6 +12,7 @@ never be replayed as another.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Final
@@ -41,6 +42,9 @@ _PROTO_ED25519_PREFIX: Final = b"\x08\x01\x12\x20"
 _MULTIHASH_PREFIX: Final = b"\x00\x24"
 PEER_ID_BYTES: Final = len(_MULTIHASH_PREFIX) + len(_PROTO_ED25519_PREFIX) + PUBLIC_KEY_BYTES
 _PEER_ID_MAX_CHARS: Final = 64
+#: PeerIDs whose text form is kept: a node talks to a bounded set of peers,
+#: and every log line and store call would otherwise redo the base58.
+_TEXT_CACHE_SIZE: Final = 4096
 # Signal's numeric fingerprint (version 0): 5200 rounds of SHA-512.
 _FINGERPRINT_ROUNDS: Final = 5200
 
@@ -88,7 +92,7 @@ class PeerId:
             raise SchemaError("PeerID key is not a valid Ed25519 point") from None
 
     def __str__(self) -> str:
-        return base58.b58encode(self.raw).decode("ascii")
+        return _base58(self.raw)
 
     def __repr__(self) -> str:
         return f"PeerId({self})"
@@ -96,6 +100,11 @@ class PeerId:
     def short(self) -> str:
         """The last 8 characters, for logs and narrow tables."""
         return str(self)[-8:]
+
+
+@functools.lru_cache(maxsize=_TEXT_CACHE_SIZE)
+def _base58(raw: bytes) -> str:
+    return base58.b58encode(raw).decode("ascii")
 
 
 def _signed_bytes(domain: str, data: bytes) -> bytes:
