@@ -1,7 +1,8 @@
-"""The libp2p host: the one module of p2pdm that imports libp2p.
+"""The libp2p host: with :mod:`p2pdm.net.memory_transport`, the only modules that import libp2p.
 
 How this works: :func:`open_host` builds a py-libp2p 0.8.1 host from the node
-seed (TCP + Noise, the only security transport + Yamux), a Kademlia DHT
+seed (TCP, or a :class:`~p2pdm.net.memory_transport.MemoryNetwork`'s
+in-memory transport + Noise, the only security transport + Yamux), a Kademlia DHT
 (server or client mode) and a maintenance loop, all inside one nursery, and
 hands out a :class:`Host`. Everything that crosses this module's edge is a
 p2pdm type: :class:`~p2pdm.core.identity.PeerId`, multiaddr strings,
@@ -111,6 +112,7 @@ from p2pdm.net.limits import (
     STREAM_NEGOTIATION_TIMEOUT_SECONDS,
 )
 from p2pdm.net.logs import configure_libp2p_logging
+from p2pdm.net.memory_transport import MemoryNetwork
 from p2pdm.net.stream import Stream
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, IdleTracker, Upkeep
 
@@ -745,10 +747,13 @@ async def open_host(
     bootstrap: Sequence[str] = (),
     dht_mode: Literal["server", "client"] = "server",
     upkeep: Upkeep = DEFAULT_UPKEEP,
+    network: MemoryNetwork | None = None,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host with the identity of ``seed`` for the duration of the block.
 
     ``listen``: multiaddrs to listen on (port 0 picks a free port).
+    ``network``: run over this in-memory network instead of TCP (for tests
+    and simulations); ``listen`` then defaults to a fresh address of it.
     ``bootstrap``: ``…/p2p/<PeerID>`` addresses of DHT peers to join through;
     unreachable ones are logged and re-dialed later, never fatal.
     ``dht_mode``: "server" for reachable nodes (serves DHT queries), "client"
@@ -765,14 +770,20 @@ async def open_host(
     identity = Identity(seed)
     if dht_mode not in ("server", "client"):
         raise ConfigError(f"dht_mode is 'server' or 'client', not {dht_mode!r}")
+    if network is not None and listen == DEFAULT_LISTEN:
+        listen = [network.new_listen_addr()]
     try:
         listen_addrs = [transport_addr(text, identity.peer_id) for text in listen]
     except SchemaError as exc:
         raise ConfigError(f"bad listen address: {exc}") from None
     if not listen_addrs:
         raise ConfigError("a host needs at least one listen address")
-    for addr in listen_addrs:
-        refuse_taken_port(addr)
+    if network is None:
+        for addr in listen_addrs:
+            refuse_taken_port(addr)
+        transports = None  # libp2p picks TCP for /ip4/…/tcp/… addresses
+    else:
+        transports = [network.transport(str(listen_addrs[0]))]
     bootstrap_peers = [parse_bootstrap(text) for text in bootstrap[:MAX_BOOTSTRAP_PEERS]]
     bootstrap_peers = [(peer, addr) for peer, addr in bootstrap_peers if peer != identity.peer_id]
 
@@ -783,6 +794,7 @@ async def open_host(
         sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         listen_addrs=listen_addrs,
+        transports=transports,
         connection_config=_connection_config(),
         negotiate_timeout=STREAM_NEGOTIATION_TIMEOUT_SECONDS,
     )
