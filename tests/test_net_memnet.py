@@ -128,7 +128,8 @@ async def test_dial_to_nobody_is_refused_after_one_round_trip(autojump_clock: Mo
         with pytest.raises(PeerUnreachable):
             await a.connect(nobody, [f"{net.new_listen_addr()}/p2p/{nobody}"])
         assert trio.current_time() - start == pytest.approx(0.2)
-        assert net.stats["refused"] == 1
+        # libp2p sometimes dials the address twice at once: refused both times.
+        assert net.stats["refused"] >= 1 and net.stats["accepted"] == 0
 
 
 async def test_memory_addresses_touch_no_real_socket(autojump_clock: MockClock) -> None:
