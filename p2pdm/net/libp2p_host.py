@@ -36,6 +36,10 @@ found here, not in the notes:
 18. listeners use SO_REUSEPORT, so a second node on a taken port shares it
     silently → :func:`p2pdm.net.addrs.refuse_taken_port` probes first;
 19. some libp2p loggers pin themselves to INFO → see :mod:`p2pdm.net.logs`;
+20. a DHT server puts a querier in its routing table only if identify gave it
+    the querier's addresses, and joining with libp2p's full refresh costs
+    twice the queries of Kademlia's self-lookup → the join looks itself up
+    once the bootstrap peer has fetched our identify (docs/simulation.md);
 records: ``get_value`` answers from a stale local copy → :meth:`Host.get_record`
 drops it and asks the network with a quorum, then keeps the newest.
 """
@@ -698,8 +702,9 @@ class Host:
         """Kademlia's join: find the peers closest to us and put them in the routing table.
 
         Not libp2p's full refresh (one more lookup per non-empty bucket): in
-        a 40-node simulation that doubled the DHT queries and cost 43 % more
-        CPU per join; the far buckets fill at the first periodic refresh.
+        a 40-node simulation that doubled the DHT queries and cost 54 % more
+        CPU to form the network; the far buckets fill at the first periodic
+        refresh.
         Run once the bootstrap peers have our identify: a server adds a
         querier to its routing table only if it knows the querier's addresses.
         """
@@ -807,7 +812,7 @@ async def open_host(
     (idle connections, bootstrap re-dial, DHT refresh).
 
     Entering joins the DHT first: with bootstrap peers it can take up to
-    DIAL_TIMEOUT_SECONDS + JOIN_LOOKUP_TIMEOUT_SECONDS. On exit,
+    DIAL_TIMEOUT_SECONDS + IDENTIFY_WAIT_SECONDS + JOIN_LOOKUP_TIMEOUT_SECONDS. On exit,
     listeners and connections are closed before this returns, also when the
     block is cancelled. Raises IdentityError for a bad seed, ConfigError for
     bad addresses or when nothing can be listened on.
