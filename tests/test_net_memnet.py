@@ -155,6 +155,27 @@ async def test_one_memory_address_serves_one_host(autojump_clock: MockClock) -> 
         net.partition([["/dns4/example.org/tcp/1"]])
 
 
+async def test_hosts_join_through_several_bootstrap_hosts(autojump_clock: MockClock) -> None:
+    net = MemoryNetwork(LinkFaults(latency=0.01), trace=True)
+    async with open_hosts(5, bootstraps=2, network=net) as hosts:
+        ips = [host.listen_addrs()[0].split("/")[2] for host in hosts]
+
+        def first_dial(index: int) -> str:
+            dials = (e for e in net.events or () if e.kind == "dial")
+            return next(e.dst for e in dials if e.src.startswith(ips[index] + ":"))
+
+        # Host 1 joins through host 0, then 2 → 0, 3 → 1, 4 → 0.
+        assert [first_dial(i).split(":")[0] for i in (1, 2, 3, 4)] == [
+            ips[0],
+            ips[0],
+            ips[1],
+            ips[0],
+        ]
+    with pytest.raises(ValueError):
+        async with open_hosts(2, bootstraps=0, network=net):
+            pass
+
+
 def test_link_faults_are_checked() -> None:
     with pytest.raises(ValueError):
         LinkFaults(loss=1.0)

@@ -5,10 +5,11 @@ virtual seconds are what the network experienced, the CPU seconds are what
 this machine's CPU paid for them. ``scripts/bench_memnet 50 100 200`` runs one
 process per size and prints one Markdown table row each (docs/simulation.md).
 
-Measured per size: forming the network (hosts join one after another through
-host 0, as :func:`p2pdm.net.testing.open_hosts` does), then a quiet spell of
-``hold`` virtual seconds (background upkeep only), then one more host joins
-and looks up ``lookups`` random peers with find_peer (as NOTES-libp2p.md's
+Measured per size: forming the network (hosts join one after another, each
+through one of the first BOOTSTRAP_HOSTS hosts, by
+:func:`p2pdm.net.testing.open_hosts`), then a quiet spell of ``hold``
+virtual seconds (background upkeep only), then one more host joins and
+looks up ``lookups`` random peers with find_peer (as NOTES-libp2p.md's
 "find_peer from a new joiner"). CPU seconds are this process's; on a shared
 machine they are the figure to compare, wall seconds drift with the load.
 """
@@ -33,6 +34,10 @@ from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 
 __all__ = ["FormReport", "measure_formation"]
 
+#: Hosts the others join through, in turn: each keeps an inbound connection
+#: from every host that joined through it, and a host takes at most
+#: MAX_INBOUND_CONNECTIONS (192), so 200 hosts cannot all join through one.
+BOOTSTRAP_HOSTS = 4
 #: Longest virtual wait for one benchmark lookup.
 LOOKUP_TIMEOUT_SECONDS = 30.0
 #: Page size for reading the resident set from /proc/self/statm.
@@ -88,7 +93,7 @@ async def measure_formation(
     wall, cpu = time.perf_counter(), time.process_time()
     start = trio.current_time()
     upkeep = upkeep or DEFAULT_UPKEEP
-    async with open_hosts(nodes, network=net, upkeep=upkeep) as hosts:
+    async with open_hosts(nodes, bootstraps=BOOTSTRAP_HOSTS, network=net, upkeep=upkeep) as hosts:
         form_virtual = trio.current_time() - start
         form_wall = time.perf_counter() - wall
         form_cpu = time.process_time() - cpu
@@ -152,12 +157,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, default=120.0, help="quiet virtual seconds")
     parser.add_argument("--lookups", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_UPKEEP.idle_timeout,
+        help="close connections idle this long (seconds); upkeep runs every quarter of it",
+    )
     parser.add_argument("--header", action="store_true", help="print the table header first")
     args = parser.parse_args(argv)
     faults = LinkFaults(latency=args.latency, loss=args.loss)
+    upkeep = DEFAULT_UPKEEP
+    if args.idle_timeout != DEFAULT_UPKEEP.idle_timeout:
+        upkeep = Upkeep(
+            interval=min(DEFAULT_UPKEEP.interval, args.idle_timeout / 4),
+            idle_timeout=args.idle_timeout,
+        )
     report = trio.run(
         lambda: measure_formation(
-            args.nodes, faults=faults, seed=args.seed, hold=args.hold, lookups=args.lookups
+            args.nodes,
+            faults=faults,
+            upkeep=upkeep,
+            seed=args.seed,
+            hold=args.hold,
+            lookups=args.lookups,
         ),
         clock=trio.testing.MockClock(autojump_threshold=0),
     )
