@@ -164,14 +164,19 @@ def main(argv: list[str] | None = None) -> int:
         help="close connections idle this long (seconds); upkeep runs every quarter of it",
     )
     parser.add_argument("--header", action="store_true", help="print the table header first")
+    parser.add_argument(
+        "--dht-refresh",
+        type=float,
+        default=DEFAULT_UPKEEP.dht_refresh_interval,
+        help="seconds between a host's DHT routing-table refreshes",
+    )
     args = parser.parse_args(argv)
     faults = LinkFaults(latency=args.latency, loss=args.loss)
-    upkeep = DEFAULT_UPKEEP
-    if args.idle_timeout != DEFAULT_UPKEEP.idle_timeout:
-        upkeep = Upkeep(
-            interval=min(DEFAULT_UPKEEP.interval, args.idle_timeout / 4),
-            idle_timeout=args.idle_timeout,
-        )
+    upkeep = Upkeep(
+        interval=min(DEFAULT_UPKEEP.interval, args.idle_timeout / 4),
+        idle_timeout=args.idle_timeout,
+        dht_refresh_interval=args.dht_refresh,
+    )
     report = trio.run(
         lambda: measure_formation(
             args.nodes,
