@@ -9,17 +9,21 @@ time jumps to the next deadline, so latency and timeouts cost no wall time.
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
+from libp2p.abc import IRawConnection
 from libp2p.io.abc import ReadWriteCloser
+from libp2p.io.exceptions import ConnectionClosedError
 from multiaddr import Multiaddr
 from trio.testing import MockClock
 
 from p2pdm.core.identity import Identity
 from p2pdm.errors import ConfigError, PeerUnreachable
 from p2pdm.net import Host, open_host
-from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
+from p2pdm.net.memory_transport import PIPE_BUFFER_BYTES, LinkFaults, MemoryNetwork
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, host_seed, open_hosts
 from tests.test_net_dht import make_record, record_key, register
@@ -184,28 +188,63 @@ def test_link_faults_are_checked() -> None:
     assert LinkFaults(latency=0.001).rto() == 0.2  # Linux's RTO floor
 
 
+@asynccontextmanager
+async def raw_connection(
+    net: MemoryNetwork, serve: Callable[[ReadWriteCloser], Awaitable[None]]
+) -> AsyncIterator[IRawConnection]:
+    """A raw memory connection from a fresh node to one whose listener runs ``serve``."""
+    addr_a, addr_b = net.new_listen_addr(), net.new_listen_addr()
+    async with trio.open_nursery() as nursery:
+        listener = net.transport(addr_b).create_listener(serve)
+        listener.background_nursery = nursery  # type: ignore[attr-defined]
+        await listener.listen(Multiaddr(addr_b))
+        yield await net.transport(addr_a).dial(Multiaddr(addr_b))
+        await listener.close()
+        nursery.cancel_scope.cancel()
+
+
 async def arrival_times(seed: int, faults: LinkFaults) -> list[tuple[float, bytes]]:
     """Send 50 numbered writes over one raw memory connection; when and what arrived."""
-    net = MemoryNetwork(faults, seed=seed)
-    addr_a, addr_b = net.new_listen_addr(), net.new_listen_addr()
     arrived: list[tuple[float, bytes]] = []
+    done = trio.Event()
 
     async def receive(conn: ReadWriteCloser) -> None:
         start = trio.current_time()
         while data := await conn.read(1):
             arrived.append((round(trio.current_time() - start, 9), data))  # float noise
+        done.set()
 
-    async with trio.open_nursery() as nursery:
-        listener = net.transport(addr_b).create_listener(receive)
-        listener.background_nursery = nursery  # type: ignore[attr-defined]
-        await listener.listen(Multiaddr(addr_b))
-        conn = await net.transport(addr_a).dial(Multiaddr(addr_b))
+    async with raw_connection(MemoryNetwork(faults, seed=seed), receive) as conn:
         for index in range(50):
             await conn.write(bytes([index]))
             await trio.sleep(0.001)
         await conn.close()
-        await listener.close()
+        await done.wait()
     return arrived
+
+
+async def test_a_reader_that_does_not_read_stalls_its_writer(autojump_clock: MockClock) -> None:
+    accepted: list[ReadWriteCloser] = []
+
+    async def hold(conn: ReadWriteCloser) -> None:
+        accepted.append(conn)
+        await trio.sleep_forever()
+
+    chunk = bytes(64 << 10)
+    async with raw_connection(MemoryNetwork(), hold) as conn:
+        sent = 0
+        with trio.move_on_after(10):
+            while True:
+                await conn.write(chunk)
+                sent += len(chunk)
+        assert PIPE_BUFFER_BYTES <= sent < PIPE_BUFFER_BYTES + len(chunk)
+        (server,) = accepted
+        assert len(await server.read(1 << 20)) == len(chunk)  # one Yamux frame's worth
+        with trio.fail_after(1):
+            await conn.write(chunk)  # room again
+        await server.close()
+        with pytest.raises(ConnectionClosedError):
+            await conn.write(chunk)
 
 
 async def test_same_seed_gives_the_same_faults(autojump_clock: MockClock) -> None:
