@@ -1,12 +1,17 @@
 """The network layer: libp2p hosts, framed streams, DHT routing and records.
 
-Only :mod:`p2pdm.net.libp2p_host` imports libp2p; nothing outside this
-package sees a libp2p type. Start with :func:`open_host`; tests and
-simulations get N hosts at once from :func:`p2pdm.net.testing.open_hosts`.
+Only :mod:`p2pdm.net.libp2p_host` and :mod:`p2pdm.net.memory_transport`
+import libp2p; nothing outside this package sees a libp2p type. Start with
+:func:`open_host`; tests and simulations get N hosts at once from
+:func:`p2pdm.net.testing.open_hosts`, over TCP or, with
+``network=MemoryNetwork(…)``, over memory in virtual time.
 
 - :mod:`~p2pdm.net.frames`: varint-length-prefixed frames (sans-I/O);
 - :mod:`~p2pdm.net.stream`: :class:`Stream`, frames under deadlines over any byte stream;
 - :mod:`~p2pdm.net.libp2p_host`: :func:`open_host` and :class:`Host`;
+- :mod:`~p2pdm.net.memory_transport`: :class:`MemoryNetwork`, an in-memory
+  transport with latency, loss and partitions, for simulations;
+- :mod:`~p2pdm.net.memnet_bench`: forming N-host DHTs over it, measured;
 - :mod:`~p2pdm.net.upkeep`: background timings and idle-connection bookkeeping;
 - :mod:`~p2pdm.net.limits`: every limit and timeout, with its reason.
 """
@@ -21,6 +26,7 @@ from p2pdm.net.libp2p_host import (
     open_host,
 )
 from p2pdm.net.logs import configure_libp2p_logging
+from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.stream import RawStream, Stream
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 
@@ -29,6 +35,8 @@ __all__ = [
     "DEFAULT_UPKEEP",
     "FrameDecoder",
     "Host",
+    "LinkFaults",
+    "MemoryNetwork",
     "RawStream",
     "RecordSelector",
     "RecordValidator",

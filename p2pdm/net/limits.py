@@ -113,8 +113,13 @@ DHT_REFRESH_INTERVAL_SECONDS: Final = 5 * 60.0
 #: Longest one routing-table refresh may take (100 nodes: lookups 4.5 s median).
 DHT_REFRESH_TIMEOUT_SECONDS: Final = 60.0
 
-#: Longest wait for the first refresh after joining through bootstrap peers.
-BOOTSTRAP_REFRESH_TIMEOUT_SECONDS: Final = 10.0
+#: Longest wait, after connecting to a bootstrap peer, for it to fetch our
+#: identify (two round trips after the handshake). Past it we look ourselves
+#: up anyway; the peer then learns of us at our next refresh.
+IDENTIFY_WAIT_SECONDS: Final = 5.0
+
+#: Longest wait for the lookup of our own ID after joining through bootstrap peers.
+JOIN_LOOKUP_TIMEOUT_SECONDS: Final = 10.0
 
 #: Longest :meth:`Host.put_record`; the record is stored locally first, so a
 #: slow network only delays replication.

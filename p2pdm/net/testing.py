@@ -59,17 +59,24 @@ async def open_hosts(
     count: int,
     *,
     join: bool = True,
+    bootstraps: int = 1,
     dht_modes: Sequence[DhtMode] = (),
     first_index: int = 0,
     **host_options: Any,
 ) -> AsyncIterator[list[Host]]:
     """``count`` running hosts; with ``join``, hosts 1.. bootstrap from host 0.
 
-    ``dht_modes[i]`` sets host i's DHT mode (default "server");
+    ``bootstraps``: hosts join through the first ``bootstraps`` hosts in
+    turn (host i through host i % bootstraps, host 1.. through host 0 for
+    those among the first). A joiner keeps its bootstrap connection, and a
+    host holds at most MAX_INBOUND_CONNECTIONS, so more than ~190 hosts need
+    more than one. ``dht_modes[i]`` sets host i's DHT mode (default "server");
     ``first_index`` shifts the seeds so two groups get distinct identities;
     other keyword arguments go to :func:`open_host`. Hosts start one after
     the other, so each joins a DHT the earlier ones already form.
     """
+    if bootstraps < 1:
+        raise ValueError("bootstraps must be at least 1")
     hosts: list[Host] = []
     stop = trio.Event()
     error: BaseException | None = None
@@ -86,7 +93,8 @@ async def open_hosts(
     async with trio.open_nursery() as nursery:
         try:
             for index in range(count):
-                bootstrap = hosts[0].listen_addrs() if join and hosts else []
+                first = index % bootstraps if index >= bootstraps else 0
+                bootstrap = hosts[first].listen_addrs() if join and hosts else []
                 hosts.append(await nursery.start(run_host, index, bootstrap))
             yield hosts
         except (trio.Cancelled, GeneratorExit):

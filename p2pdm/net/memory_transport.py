@@ -1,0 +1,542 @@
+"""An in-memory transport for libp2p hosts, with latency, loss and partitions.
+
+How this works: a :class:`MemoryNetwork` is a registry of listeners keyed by
+``(ip, port)``. Hosts opened with ``open_host(…, network=net)`` get a
+:class:`MemoryTransport` in place of TCP, bound to one fake IPv4 address from
+127.64.0.0/10 (loopback, so an address that leaks into a real TCP host can
+only ever reach this machine; not globally routable, so libp2p's k-bucket
+subnet-diversity rule leaves it alone). Identify, the DHT and the connection
+gate see ordinary ``/ip4/…/tcp/…`` addresses and need no change; Noise and
+Yamux run unchanged over the byte pipes.
+
+A connection is two one-way :class:`_Pipe` s. A write is queued with the time
+it may be read (``now + latency``, never before the previous write: bytes stay
+in order, as TCP keeps them), and at most PIPE_BUFFER_BYTES wait in a pipe
+before the writer blocks (a socket buffer's worth of flow control). All
+waiting is ``trio`` waiting, so under ``trio.testing.MockClock`` latency costs
+no wall time.
+
+Faults, chosen for a *reliable stream* transport:
+
+- **loss** ``p`` is per-packet loss that TCP hides: each write is lost with
+  probability ``p`` and then delivered one retransmission timeout later
+  (RTO doubling on each further loss, as TCP backs off), holding up every byte
+  behind it. After MAX_RETRANSMITS losses in a row the connection breaks. A
+  dial's SYN is lost with probability ``p`` too and retried after
+  SYN_RTO_SECONDS, doubling, MAX_SYN_RETRIES times. So loss shows up as delay
+  and, rarely, a broken connection, never as missing bytes.
+- **partition** into groups of nodes: existing connections across groups
+  break at once (both ends see a reset, as after a keepalive timeout), and
+  dials across are black-holed like SYNs into a netsplit: the dial fails only
+  after its SYN retries, so callers' own timeouts fire first, as they would.
+  Nodes listed in no group form one more group together.
+- a dial to an address nobody listens on is refused after one round trip.
+
+Randomness (loss and jitter) comes from one ``random.Random(seed)``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+from collections import deque
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import multiaddr
+import trio
+from libp2p.abc import IListener, IRawConnection, ITransport
+from libp2p.custom_types import THandler
+from libp2p.io.abc import ReadWriteCloser
+from libp2p.io.exceptions import ConnectionClosedError
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.transport.exceptions import OpenConnectionError
+
+from p2pdm.errors import ConfigError
+
+__all__ = ["LinkFaults", "MemoryNetwork", "MemoryTransport", "NetworkEvent"]
+
+logger = logging.getLogger(__name__)
+
+# --- limits -----------------------------------------------------------------
+
+#: Fake node addresses come from this loopback block: never routed off this
+#: machine, and not "global" (libp2p's k-buckets cap peers per global /16).
+ADDRESS_BLOCK: Final = ipaddress.IPv4Network("127.64.0.0/10")
+#: Every node listens on this port unless it asks for another; the IP alone
+#: tells nodes apart.
+DEFAULT_PORT: Final = 4701
+#: Ephemeral ports for the dialing side, as Linux's default range.
+EPHEMERAL_PORTS: Final = range(32768, 61000)
+#: Bytes a pipe holds before its writer blocks: a socket send + receive
+#: buffer's worth, so a stalled reader stalls its writer as TCP would.
+PIPE_BUFFER_BYTES: Final = 256 << 10
+#: Largest single read handed out: Yamux's frame payload cap.
+MAX_READ_BYTES: Final = 64 << 10
+#: Linux's floor for a retransmission timeout (TCP_RTO_MIN).
+MIN_RTO_SECONDS: Final = 0.2
+#: Backed-off RTOs stop growing here (TCP_RTO_MAX).
+MAX_RTO_SECONDS: Final = 120.0
+#: Consecutive losses of one write before the connection breaks. Linux's
+#: tcp_retries2 is 15 (~15 min); at any loss rate a simulation sets, 8 in a
+#: row is already a dead link, and it keeps a lossy run's worst case short.
+MAX_RETRANSMITS: Final = 8
+#: A lost SYN is retried after 1 s, doubling (Linux TCP_TIMEOUT_INIT) ...
+SYN_RTO_SECONDS: Final = 1.0
+#: ... this many times (tcp_syn_retries), ~127 s in all; p2pdm's own dial
+#: timeout fires long before.
+MAX_SYN_RETRIES: Final = 6
+#: Most events kept by the network's trace (oldest dropped first).
+MAX_TRACE_EVENTS: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class LinkFaults:
+    """What every link of a :class:`MemoryNetwork` does to the bytes on it."""
+
+    #: One-way delay of every write, in seconds.
+    latency: float = 0.0
+    #: Extra one-way delay, uniform in [0, jitter) per write (order is kept).
+    jitter: float = 0.0
+    #: Probability that a packet (a write, or a dial's SYN) is lost and resent.
+    loss: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.latency < 0 or self.jitter < 0:
+            raise ValueError("latency and jitter must not be negative")
+        if not 0 <= self.loss < 1:
+            raise ValueError("loss is a probability in [0, 1)")
+
+    def rto(self) -> float:
+        """The first retransmission timeout: two round trips, at least MIN_RTO_SECONDS."""
+        return max(MIN_RTO_SECONDS, 4 * (self.latency + self.jitter))
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkEvent:
+    """One thing that happened on a :class:`MemoryNetwork`, for traces and tests."""
+
+    time: float
+    #: "listen", "dial", "accept", "refused", "blackholed", "syn-lost",
+    #: "break", "close", "partition" or "heal".
+    kind: str
+    src: str = ""
+    dst: str = ""
+
+
+# --- pipes and connections --------------------------------------------------------
+
+
+class _Pipe:
+    """One direction of a connection: bytes with their delivery times, bounded."""
+
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_last_delivery",
+        "_readable",
+        "_writable",
+        "broken",
+        "eof",
+        "reader_gone",
+    )
+
+    def __init__(self) -> None:
+        self._chunks: deque[tuple[float, bytes]] = deque()
+        self._buffered = 0
+        self._last_delivery = -float("inf")
+        self._readable = trio.lowlevel.ParkingLot()
+        self._writable = trio.lowlevel.ParkingLot()
+        self.eof = False  # the writer closed: read what is queued, then b""
+        self.reader_gone = False  # the reader closed: further writes fail
+        self.broken = False  # reset: both ends fail at once
+
+    def break_(self) -> None:
+        self.broken = True
+        self._chunks.clear()
+        self._buffered = 0
+        self._readable.unpark_all()
+        self._writable.unpark_all()
+
+    def close_write(self) -> None:
+        self.eof = True
+        self._readable.unpark_all()
+
+    def close_read(self) -> None:
+        self.reader_gone = True
+        self._chunks.clear()
+        self._buffered = 0
+        self._writable.unpark_all()
+
+    async def write(self, data: bytes, delay: float) -> None:
+        """Queue ``data`` for delivery ``delay`` seconds from now (never before earlier data)."""
+        while self._buffered >= PIPE_BUFFER_BYTES and not (self.broken or self.reader_gone):
+            await self._writable.park()
+        if self.broken or self.reader_gone:
+            raise ConnectionClosedError("connection reset by peer", transport="memory")
+        at = max(trio.current_time() + delay, self._last_delivery)
+        self._last_delivery = at
+        self._chunks.append((at, data))
+        self._buffered += len(data)
+        self._readable.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+    async def read(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` delivered bytes; b"" once the writer closed and all is read."""
+        while True:
+            if self.broken:
+                raise ConnectionClosedError("connection reset by peer", transport="memory")
+            if self._chunks:
+                at = self._chunks[0][0]
+                if at <= trio.current_time():
+                    data = self._take(max_bytes)
+                    await trio.lowlevel.checkpoint()
+                    return data
+                with trio.move_on_at(at):
+                    await self._readable.park()  # woken early only by a reset
+            elif self.eof:
+                await trio.lowlevel.checkpoint()
+                return b""
+            else:
+                await self._readable.park()
+
+    def _take(self, max_bytes: int) -> bytes:
+        now = trio.current_time()
+        parts: list[bytes] = []
+        size = 0
+        while self._chunks and self._chunks[0][0] <= now and size < max_bytes:
+            at, data = self._chunks.popleft()
+            room = max_bytes - size
+            if len(data) > room:
+                self._chunks.appendleft((at, data[room:]))
+                data = data[:room]
+            parts.append(data)
+            size += len(data)
+        self._buffered -= size
+        self._writable.unpark_all()
+        return b"".join(parts)
+
+
+class _MemoryConn(ReadWriteCloser):
+    """One end of an in-memory connection, as libp2p's raw byte stream."""
+
+    def __init__(
+        self,
+        network: MemoryNetwork,
+        link: _Link,
+        incoming: _Pipe,
+        outgoing: _Pipe,
+        remote: tuple[str, int],
+    ) -> None:
+        self._network = network
+        self._link = link
+        self._in = incoming
+        self._out = outgoing
+        self._remote = remote
+        self._closed = False
+
+    async def read(self, n: int | None = None) -> bytes:
+        if n == 0 or self._closed:
+            await trio.lowlevel.checkpoint()
+            return b""  # as libp2p's TCP stream reads a locally closed socket
+        return await self._in.read(min(n or MAX_READ_BYTES, MAX_READ_BYTES))
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:  # libp2p's TCP stream ignores writes after a local close
+            await trio.lowlevel.checkpoint()
+            return
+        await self._out.write(bytes(data), self._network._write_delay(self._link))
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._out.close_write()
+            self._in.close_read()
+            self._link.ends_open -= 1
+            if self._link.ends_open == 0:
+                self._network._forget(self._link, "close")
+        await trio.lowlevel.checkpoint()
+
+    def get_remote_address(self) -> tuple[str, int] | None:
+        return self._remote
+
+
+class _Link:
+    """Both directions of one connection, known to the network so it can break them."""
+
+    __slots__ = ("a_to_b", "b_to_a", "dialer", "ends_open", "listener")
+
+    def __init__(self, dialer: tuple[str, int], listener: tuple[str, int]) -> None:
+        self.dialer = dialer
+        self.listener = listener
+        self.a_to_b = _Pipe()
+        self.b_to_a = _Pipe()
+        self.ends_open = 2
+
+    def break_(self) -> None:
+        self.a_to_b.break_()
+        self.b_to_a.break_()
+
+
+# --- the network --------------------------------------------------------------------
+
+
+def _endpoint(maddr: multiaddr.Multiaddr) -> tuple[str, int]:
+    try:
+        ip = maddr.value_for_protocol("ip4")
+        port = int(maddr.value_for_protocol("tcp"))
+    except (multiaddr.exceptions.Error, TypeError, ValueError) as exc:
+        raise OpenConnectionError(f"not an /ip4/…/tcp/… address: {maddr}") from exc
+    return str(ip), port
+
+
+def _node_ip(addr: str) -> str:
+    """The IP of a node address given by a caller; ConfigError if it has none."""
+    try:
+        return _endpoint(multiaddr.Multiaddr(addr))[0]
+    except (OpenConnectionError, ValueError, multiaddr.exceptions.Error) as exc:
+        raise ConfigError(f"memory network addresses are /ip4/…/tcp/…: {addr!r}") from exc
+
+
+class MemoryNetwork:
+    """Fake IPs, listeners and links between in-process libp2p hosts.
+
+    ``faults`` apply to every link; :meth:`partition` and :meth:`heal` split
+    and rejoin the network. ``seed`` fixes the loss and jitter draws. With
+    ``trace``, events are kept in :attr:`events` (the last MAX_TRACE_EVENTS).
+    """
+
+    def __init__(
+        self, faults: LinkFaults | None = None, *, seed: int = 0, trace: bool = False
+    ) -> None:
+        self.faults = faults or LinkFaults()
+        self._random = random.Random(seed)
+        self._next_ip = 1
+        self._listeners: dict[tuple[str, int], _MemoryListener] = {}
+        self._links: dict[_Link, None] = {}  # insertion-ordered set
+        self._groups: dict[str, int] | None = None
+        self._next_port: dict[str, int] = {}
+        self.events: deque[NetworkEvent] | None = deque(maxlen=MAX_TRACE_EVENTS) if trace else None
+        #: Counters for benchmarks: dials, accepted, refused, blackholed, breaks, lost.
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("dials", "accepted", "refused", "blackholed", "breaks", "lost"), 0
+        )
+
+    def __repr__(self) -> str:
+        return f"MemoryNetwork({len(self._listeners)} listeners, {len(self._links)} links)"
+
+    # --- addresses ---------------------------------------------------------------
+
+    def new_listen_addr(self) -> str:
+        """A fresh node address, ``/ip4/127.64.x.y/tcp/4701``, distinct from all before."""
+        if self._next_ip >= ADDRESS_BLOCK.num_addresses - 1:
+            raise OverflowError(f"the memory network has no address left in {ADDRESS_BLOCK}")
+        ip = ADDRESS_BLOCK.network_address + self._next_ip
+        self._next_ip += 1
+        return f"/ip4/{ip}/tcp/{DEFAULT_PORT}"
+
+    def transport(self, listen_addr: str) -> MemoryTransport:
+        """The transport of the node whose (first) listen address is ``listen_addr``."""
+        return MemoryTransport(self, _node_ip(listen_addr))
+
+    def is_listening(self, addr: str) -> bool:
+        try:
+            return _endpoint(multiaddr.Multiaddr(addr)) in self._listeners
+        except (OpenConnectionError, ValueError, multiaddr.exceptions.Error):
+            return False
+
+    def link_count(self) -> int:
+        """Connections currently open (either end)."""
+        return len(self._links)
+
+    # --- faults ----------------------------------------------------------------------
+
+    def partition(self, groups: Sequence[Collection[str]]) -> None:
+        """Split the network: nodes (by any address of theirs) in different groups lose touch.
+
+        Connections across groups break now; dials across are black-holed
+        until :meth:`heal`. Nodes in no group form one more group.
+        """
+        self._groups = {}
+        for index, group in enumerate(groups):
+            for addr in group:
+                self._groups[_node_ip(addr)] = index
+        self._record("partition", "", f"{len(groups)} groups")
+        for link in list(self._links):
+            if not self.reachable(link.dialer[0], link.listener[0]):
+                link.break_()
+                self.stats["breaks"] += 1
+                self._forget(link, "break")
+
+    def heal(self) -> None:
+        """End the partition: every node can reach every other again."""
+        self._groups = None
+        self._record("heal")
+
+    def reachable(self, ip_a: str, ip_b: str) -> bool:
+        if self._groups is None:
+            return True
+        return self._groups.get(ip_a, -1) == self._groups.get(ip_b, -1)
+
+    def _write_delay(self, link: _Link) -> float:
+        faults = self.faults
+        delay = faults.latency
+        if faults.jitter:
+            delay += self._random.random() * faults.jitter
+        if faults.loss:
+            rto = faults.rto()
+            losses = 0
+            while self._random.random() < faults.loss:
+                losses += 1
+                self.stats["lost"] += 1
+                if losses > MAX_RETRANSMITS:
+                    link.break_()
+                    self.stats["breaks"] += 1
+                    self._forget(link, "break")
+                    break
+                delay += rto
+                rto = min(2 * rto, MAX_RTO_SECONDS)
+        return delay
+
+    # --- connections -------------------------------------------------------------------
+
+    def _register(self, addr: tuple[str, int], listener: _MemoryListener) -> None:
+        if addr in self._listeners:
+            raise OpenConnectionError(f"address in use: {addr[0]}:{addr[1]}")
+        self._listeners[addr] = listener
+        self._record("listen", f"{addr[0]}:{addr[1]}")
+
+    def _unregister(self, addr: tuple[str, int], listener: _MemoryListener) -> None:
+        if self._listeners.get(addr) is listener:
+            del self._listeners[addr]
+
+    def _ephemeral_port(self, ip: str) -> int:
+        port = self._next_port.get(ip, EPHEMERAL_PORTS.start)
+        self._next_port[ip] = port + 1 if port + 1 < EPHEMERAL_PORTS.stop else EPHEMERAL_PORTS.start
+        return port
+
+    async def _dial(self, src_ip: str, dst: tuple[str, int]) -> _MemoryConn:
+        self.stats["dials"] += 1
+        src = (src_ip, self._ephemeral_port(src_ip))
+        names = (f"{src[0]}:{src[1]}", f"{dst[0]}:{dst[1]}")
+        self._record("dial", *names)
+        faults = self.faults
+        round_trip = 2 * faults.latency
+        syn_rto = SYN_RTO_SECONDS
+        for _attempt in range(MAX_SYN_RETRIES + 1):
+            if not self.reachable(src_ip, dst[0]):
+                self._record("blackholed", *names)
+            elif faults.loss and self._random.random() < faults.loss:
+                self.stats["lost"] += 1
+                self._record("syn-lost", *names)
+            else:
+                await trio.sleep(round_trip)
+                listener = self._listeners.get(dst)
+                if listener is None or not self.reachable(src_ip, dst[0]):
+                    self.stats["refused"] += 1
+                    self._record("refused", *names)
+                    raise OpenConnectionError(f"connection refused: {names[1]}")
+                return self._connect(src, dst, listener, names)
+            await trio.sleep(syn_rto)
+            syn_rto *= 2
+        self.stats["blackholed"] += 1
+        raise OpenConnectionError(f"connection to {names[1]} timed out")
+
+    def _connect(
+        self,
+        src: tuple[str, int],
+        dst: tuple[str, int],
+        listener: _MemoryListener,
+        names: tuple[str, str],
+    ) -> _MemoryConn:
+        link = _Link(src, dst)
+        self._links[link] = None
+        dialer_end = _MemoryConn(self, link, link.b_to_a, link.a_to_b, dst)
+        listener_end = _MemoryConn(self, link, link.a_to_b, link.b_to_a, src)
+        self.stats["accepted"] += 1
+        self._record("accept", *names)
+        listener.accept(listener_end)
+        return dialer_end
+
+    def _forget(self, link: _Link, why: str) -> None:
+        if link in self._links:
+            del self._links[link]
+            self._record(why, f"{link.dialer[0]}:{link.dialer[1]}", f"{link.listener[0]}")
+
+    def _record(self, kind: str, src: str = "", dst: str = "") -> None:
+        if self.events is not None:
+            self.events.append(NetworkEvent(trio.current_time(), kind, src, dst))
+
+
+# --- libp2p's side: transport and listener ------------------------------------------------
+
+
+class _MemoryListener(IListener):
+    """Accepts connections for one node; each runs its handler in the swarm's nursery."""
+
+    def __init__(self, network: MemoryNetwork, ip: str, handler: THandler) -> None:
+        self._network = network
+        self._ip = ip
+        self._handler = handler
+        self._addrs: list[tuple[str, int]] = []
+        #: Set by py-libp2p 0.8.1's Swarm.listen before listen() is called.
+        self.background_nursery: trio.Nursery | None = None
+
+    async def listen(self, maddr: multiaddr.Multiaddr) -> None:
+        ip, port = _endpoint(maddr)
+        if ip != self._ip:
+            raise OpenConnectionError(f"this node's memory address is {self._ip}, not {ip}")
+        if port == 0:
+            port = DEFAULT_PORT
+        if self.background_nursery is None:
+            raise OpenConnectionError("the memory listener needs the swarm's nursery")
+        self._network._register((ip, port), self)
+        self._addrs.append((ip, port))
+        await trio.lowlevel.checkpoint()
+
+    def accept(self, conn: _MemoryConn) -> None:
+        if self.background_nursery is None:
+            raise OpenConnectionError("listener not started")
+        self.background_nursery.start_soon(self._serve, conn)
+
+    async def _serve(self, conn: _MemoryConn) -> None:
+        try:
+            await self._handler(conn)
+        except Exception as exc:  # as libp2p's TCP listener: a failed connection is dropped
+            logger.debug("inbound memory connection failed: %r", exc)
+            await conn.close()
+
+    def get_addrs(self) -> tuple[multiaddr.Multiaddr, ...]:
+        return tuple(multiaddr.Multiaddr(f"/ip4/{ip}/tcp/{port}") for ip, port in self._addrs)
+
+    async def close(self) -> None:
+        for addr in self._addrs:
+            self._network._unregister(addr, self)
+        await trio.lowlevel.checkpoint()
+
+
+class MemoryTransport(ITransport):
+    """libp2p's transport interface over a :class:`MemoryNetwork`, for the node at ``ip``."""
+
+    def __init__(self, network: MemoryNetwork, ip: str) -> None:
+        self._network = network
+        self._ip = ip
+
+    async def dial(self, maddr: multiaddr.Multiaddr) -> IRawConnection:
+        conn = await self._network._dial(self._ip, _endpoint(maddr))
+        return RawConnection(conn, True)
+
+    def create_listener(self, handler_function: THandler) -> IListener:
+        return _MemoryListener(self._network, self._ip, handler_function)
+
+    def can_dial(self, maddr: multiaddr.Multiaddr) -> bool:
+        names = {p.name for p in maddr.protocols()}
+        return {"ip4", "tcp"} <= names and not names & {"ws", "wss", "quic", "quic-v1"}
+
+    def can_listen(self, maddr: multiaddr.Multiaddr) -> bool:
+        return self.can_dial(maddr)
+
+    def protocols(self) -> list[str]:
+        return ["tcp"]

@@ -1,0 +1,256 @@
+"""Hosts joined by the in-memory transport, in virtual time (trio's MockClock).
+
+The same p2pdm host code runs as over TCP; only the transport differs. Every
+async test takes pytest-trio's ``autojump_clock`` (a fixture argument is
+the only way pytest-trio hands a clock to trio.run): whenever all tasks wait,
+time jumps to the next deadline, so latency and timeouts cost no wall time.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+from libp2p.abc import IRawConnection
+from libp2p.io.abc import ReadWriteCloser
+from libp2p.io.exceptions import ConnectionClosedError
+from multiaddr import Multiaddr
+from trio.testing import MockClock
+
+from p2pdm.core.identity import Identity
+from p2pdm.errors import ConfigError, PeerUnreachable
+from p2pdm.net import Host, open_host
+from p2pdm.net.memory_transport import PIPE_BUFFER_BYTES, LinkFaults, MemoryNetwork
+from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
+from p2pdm.net.testing import echo, host_seed, open_hosts
+from tests.test_net_dht import make_record, record_key, register
+
+CAP = 1 << 16
+TIMEOUT = 30.0
+LATENCY = 0.05
+
+
+async def round_trip(payloads: list[bytes], host_a: Host, host_b: Host) -> float:
+    """Echo each payload through a fresh stream from a to b; the virtual time it took."""
+    stream = await host_a.open_stream(host_b.peer_id, ECHO, host_b.listen_addrs())
+    start = trio.current_time()
+    for payload in payloads:
+        await stream.write_frame(payload, TIMEOUT)
+        assert await stream.read_frame(CAP, TIMEOUT) == payload
+    elapsed = trio.current_time() - start
+    await stream.close()
+    return elapsed
+
+
+async def test_two_hosts_exchange_frames_with_latency_in_virtual_time(
+    autojump_clock: MockClock,
+) -> None:
+    net = MemoryNetwork(LinkFaults(latency=LATENCY))
+    async with open_hosts(2, join=False, network=net) as (a, b):
+        assert a.listen_addrs()[0].startswith("/ip4/127.64.0.1/tcp/4701/p2p/")
+        b.set_handler(ECHO, echo)
+        start = trio.current_time()
+        await a.connect(b.peer_id, b.listen_addrs())
+        # TCP, multistream, Noise and Yamux handshakes: several round trips.
+        assert trio.current_time() - start >= 4 * LATENCY
+        assert a.is_connected(b.peer_id) and b.is_connected(a.peer_id)
+        # On an open connection each echoed frame costs one round trip.
+        payloads = [b"hello", b"", b"x" * 60_000]
+        elapsed = await round_trip(payloads, a, b)
+        assert elapsed == pytest.approx(len(payloads) * 2 * LATENCY, abs=1e-6)
+    assert net.link_count() == 0  # leaving the hosts closed every connection
+
+
+@pytest.mark.slow
+async def test_twenty_hosts_form_a_dht_that_routes_and_stores(autojump_clock: MockClock) -> None:
+    net = MemoryNetwork(LinkFaults(latency=0.02), seed=1)
+    async with open_hosts(20, network=net) as hosts:
+        register(hosts)
+        first, last = hosts[1], hosts[-1]
+        last.set_handler(ECHO, echo)
+        await first.disconnect(last.peer_id)
+        addrs = await first.find_peer(last.peer_id, TIMEOUT)
+        assert last.listen_addrs()[0] in addrs
+        assert await round_trip([b"found you"], first, last) == pytest.approx(0.04)
+
+        writer = hosts[5]
+        key = record_key(writer.peer_id)
+        record = make_record(Identity(host_seed(5)), 1, b"prekey bundle")
+        await writer.put_record(key, record)
+        for reader in (hosts[0], hosts[12], last):
+            assert await reader.get_record(key, TIMEOUT) == record
+
+
+async def test_partition_breaks_connections_and_blackholes_dials_until_healed(
+    autojump_clock: MockClock,
+) -> None:
+    net = MemoryNetwork(LinkFaults(latency=0.01), trace=True)
+    async with open_hosts(3, join=False, network=net) as (a, b, c):
+        b.set_handler(ECHO, echo)
+        stream = await a.open_stream(b.peer_id, ECHO, b.listen_addrs())
+        await c.connect(b.peer_id, b.listen_addrs())
+
+        net.partition([a.listen_addrs(), [*b.listen_addrs(), *c.listen_addrs()]])
+        with pytest.raises(PeerUnreachable):
+            await stream.write_frame(b"across", TIMEOUT)
+            await stream.read_frame(CAP, TIMEOUT)
+        assert c.is_connected(b.peer_id)  # same side: untouched
+        start = trio.current_time()
+        with pytest.raises(PeerUnreachable):
+            await a.connect(b.peer_id, b.listen_addrs())
+        # Black-holed, not refused: the dial waited for its own timeout.
+        assert trio.current_time() - start >= 1.0
+        assert any(event.kind == "blackholed" for event in net.events or ())
+
+        net.heal()
+        assert await round_trip([b"healed"], a, b) == pytest.approx(0.02)
+
+
+async def test_lossy_links_deliver_every_byte_in_order_but_later(autojump_clock: MockClock) -> None:
+    payloads = [bytes([i]) * (100 * i) for i in range(40)]
+
+    async def echo_time(loss: float) -> tuple[float, int]:
+        net = MemoryNetwork(LinkFaults(latency=0.01, loss=loss), seed=7)
+        async with open_hosts(2, join=False, network=net) as (a, b):
+            b.set_handler(ECHO, echo)
+            return await round_trip(payloads, a, b), net.stats["lost"]
+
+    clean, none_lost = await echo_time(0.0)
+    lossy, lost = await echo_time(0.2)
+    assert none_lost == 0 and lost > 0
+    assert lossy > clean + 0.2  # at least one retransmission timeout
+
+
+async def test_dial_to_nobody_is_refused_after_one_round_trip(autojump_clock: MockClock) -> None:
+    net = MemoryNetwork(LinkFaults(latency=0.1))
+    async with open_hosts(1, network=net) as (a,):
+        nobody = Identity(b"\x42" * 32).peer_id
+        start = trio.current_time()
+        with pytest.raises(PeerUnreachable):
+            await a.connect(nobody, [f"{net.new_listen_addr()}/p2p/{nobody}"])
+        assert trio.current_time() - start == pytest.approx(0.2)
+        # libp2p sometimes dials the address twice at once: refused both times.
+        assert net.stats["refused"] >= 1 and net.stats["accepted"] == 0
+
+
+async def test_memory_addresses_touch_no_real_socket(autojump_clock: MockClock) -> None:
+    net = MemoryNetwork()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # A real TCP host refuses the taken port; a memory host does not probe it.
+        async with open_host(host_seed(0), [f"/ip4/127.0.0.1/tcp/{port}"], network=net) as host:
+            assert net.is_listening(host.listen_addrs()[0])
+    assert not net.is_listening(f"/ip4/127.0.0.1/tcp/{port}")
+
+
+async def test_one_memory_address_serves_one_host(autojump_clock: MockClock) -> None:
+    net = MemoryNetwork()
+    addr = net.new_listen_addr()
+    async with open_host(host_seed(0), [addr], network=net):
+        with pytest.raises(ConfigError, match="cannot listen"):
+            async with open_host(host_seed(1), [addr], network=net):
+                pass
+    with pytest.raises(ConfigError):
+        net.partition([["/dns4/example.org/tcp/1"]])
+
+
+async def test_hosts_join_through_several_bootstrap_hosts(autojump_clock: MockClock) -> None:
+    net = MemoryNetwork(LinkFaults(latency=0.01), trace=True)
+    async with open_hosts(5, bootstraps=2, network=net) as hosts:
+        ips = [host.listen_addrs()[0].split("/")[2] for host in hosts]
+
+        def first_dial(index: int) -> str:
+            dials = (e for e in net.events or () if e.kind == "dial")
+            return next(e.dst for e in dials if e.src.startswith(ips[index] + ":"))
+
+        # Host 1 joins through host 0, then 2 → 0, 3 → 1, 4 → 0.
+        assert [first_dial(i).split(":")[0] for i in (1, 2, 3, 4)] == [
+            ips[0],
+            ips[0],
+            ips[1],
+            ips[0],
+        ]
+    with pytest.raises(ValueError):
+        async with open_hosts(2, bootstraps=0, network=net):
+            pass
+
+
+def test_link_faults_are_checked() -> None:
+    with pytest.raises(ValueError):
+        LinkFaults(loss=1.0)
+    with pytest.raises(ValueError):
+        LinkFaults(latency=-1)
+    assert LinkFaults(latency=0.001).rto() == 0.2  # Linux's RTO floor
+
+
+@asynccontextmanager
+async def raw_connection(
+    net: MemoryNetwork, serve: Callable[[ReadWriteCloser], Awaitable[None]]
+) -> AsyncIterator[IRawConnection]:
+    """A raw memory connection from a fresh node to one whose listener runs ``serve``."""
+    addr_a, addr_b = net.new_listen_addr(), net.new_listen_addr()
+    async with trio.open_nursery() as nursery:
+        listener = net.transport(addr_b).create_listener(serve)
+        listener.background_nursery = nursery  # type: ignore[attr-defined]
+        await listener.listen(Multiaddr(addr_b))
+        yield await net.transport(addr_a).dial(Multiaddr(addr_b))
+        await listener.close()
+        nursery.cancel_scope.cancel()
+
+
+async def arrival_times(seed: int, faults: LinkFaults) -> list[tuple[float, bytes]]:
+    """Send 50 numbered writes over one raw memory connection; when and what arrived."""
+    arrived: list[tuple[float, bytes]] = []
+    done = trio.Event()
+
+    async def receive(conn: ReadWriteCloser) -> None:
+        start = trio.current_time()
+        while data := await conn.read(1):
+            arrived.append((round(trio.current_time() - start, 9), data))  # float noise
+        done.set()
+
+    async with raw_connection(MemoryNetwork(faults, seed=seed), receive) as conn:
+        for index in range(50):
+            await conn.write(bytes([index]))
+            await trio.sleep(0.001)
+        await conn.close()
+        await done.wait()
+    return arrived
+
+
+async def test_a_reader_that_does_not_read_stalls_its_writer(autojump_clock: MockClock) -> None:
+    accepted: list[ReadWriteCloser] = []
+
+    async def hold(conn: ReadWriteCloser) -> None:
+        accepted.append(conn)
+        await trio.sleep_forever()
+
+    chunk = bytes(64 << 10)
+    async with raw_connection(MemoryNetwork(), hold) as conn:
+        sent = 0
+        with trio.move_on_after(10):
+            while True:
+                await conn.write(chunk)
+                sent += len(chunk)
+        assert PIPE_BUFFER_BYTES <= sent < PIPE_BUFFER_BYTES + len(chunk)
+        (server,) = accepted
+        assert len(await server.read(1 << 20)) == len(chunk)  # one Yamux frame's worth
+        with trio.fail_after(1):
+            await conn.write(chunk)  # room again
+        await server.close()
+        with pytest.raises(ConnectionClosedError):
+            await conn.write(chunk)
+
+
+async def test_same_seed_gives_the_same_faults(autojump_clock: MockClock) -> None:
+    faults = LinkFaults(latency=0.01, jitter=0.005, loss=0.2)
+    first = await arrival_times(3, faults)
+    # Reliable and in order, whatever was lost and resent on the way.
+    assert [data for _, data in first] == [bytes([i]) for i in range(50)]
+    assert first == await arrival_times(3, faults)
+    assert first != await arrival_times(4, faults)
