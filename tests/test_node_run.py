@@ -15,9 +15,11 @@ import trio
 from p2pdm.client import api_addr_path
 from p2pdm.core import records
 from p2pdm.core.dm import DM_PROTOCOL, Deliver
+from p2pdm.core.mailbox import FetchedEnvelope
 from p2pdm.core.model import Direction
 from p2pdm.errors import HomeError, IdentityError
 from p2pdm.home import Home
+from p2pdm.mailbox_client import MailboxClient
 from p2pdm.net import open_host
 from p2pdm.net.testing import host_seed
 from p2pdm.net.upkeep import Upkeep
@@ -251,3 +253,55 @@ async def test_offline_both_ways_through_a_mailbox(tmp_path: Path) -> None:
         async with node(tmp_path, "alice", m.running) as a:
             await wait_for_status(a, sent["id"], "delivered", 30)
         assert m.running.node.store.mailbox_usage() == (0, 0)  # fetched and deleted
+
+
+async def test_two_of_three_mailboxes_gone_still_delivered(tmp_path: Path) -> None:
+    """Real libp2p: the message sits at three mailboxes; two of them stop
+    before Carol comes back; she gets it from the third."""
+    async with (
+        node(tmp_path, "m1", mailbox=True) as m1,
+        node(tmp_path, "m2", m1.running, mailbox=True) as m2,
+        node(tmp_path, "m3", m1.running, mailbox=True) as m3,
+    ):
+        async with node(tmp_path, "carol", m1.running) as c:
+            carol_invite = c.running.node.invite()
+        async with node(tmp_path, "alice", m1.running) as a:
+            await a.call("POST", "/v1/contacts", json={"invite": carol_invite})
+            sent = await a.call("POST", "/v1/messages", json={"to": "carol", "text": "kept"})
+            await wait_for_status(a, sent["id"], "deposited", 30)
+            [item] = a.running.node.store.outbox_for(c.running.node.peer_id)
+            with trio.fail_after(30):
+                while len(a.running.node.store.deposits(item.envelope_id)) < 3:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+        held = [m.running.node.store.mailbox_usage()[0] for m in (m1, m2, m3)]
+        assert held == [1, 1, 1]
+        m1.scope.cancel()
+        m2.scope.cancel()
+        async with node(tmp_path, "carol", m3.running) as c:
+            with trio.fail_after(30):
+                while not c.running.node.store.counts()["messages"]:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            assert m3.running.node.store.mailbox_usage() == (0, 0)  # fetched, then deleted
+
+
+async def test_nobody_else_can_fetch_or_delete_over_libp2p(tmp_path: Path) -> None:
+    async with node(tmp_path, "mailbox", mailbox=True) as m:
+        async with node(tmp_path, "carol", m.running) as c:
+            carol_invite = c.running.node.invite()
+            carol = c.running.node.peer_id
+        async with node(tmp_path, "alice", m.running) as a:
+            await a.call("POST", "/v1/contacts", json={"invite": carol_invite})
+            sent = await a.call("POST", "/v1/messages", json={"to": "carol", "text": "private"})
+            await wait_for_status(a, sent["id"], "deposited", 30)
+        assert m.running.node.store.mailbox_usage(carol)[0] == 1
+        async with node(tmp_path, "mallory", m.running) as x:
+            client = MailboxClient(x.running.node.identity, x.running.host)
+            seen: list[int] = []
+
+            def take_all(page: list[FetchedEnvelope]) -> list[int]:
+                seen.extend(item.seq for item in page)
+                return [item.seq for item in page]
+
+            fetched = await client.fetch(m.running.node.peer_id, m.running.node.addrs, take_all)
+            assert fetched == 0 and seen == []  # she proves her own key: none are hers
+        assert m.running.node.store.mailbox_usage(carol)[0] == 1  # nothing read or deleted
