@@ -262,7 +262,8 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     for m in messages:
         outgoing = m["direction"] == "out"
         who = "you" if outgoing else safe_text(name)
-        status = f"  [{m['status']}]" if outgoing else ""
+        detail = f": {safe_text(m['status_detail'])}" if m["status_detail"] else ""
+        status = f"  [{m['status']}{detail}]" if outgoing else ""
         text = m["text"] if m["text"] is not None else f"<{m['kind']} message>"
         first, *rest = safe_text(text, multiline=True).split("\n")
         prefix = f"{_when(m['sent_at_ms'])}  {who}{' ' * (who_width - cell_len(who))}  "

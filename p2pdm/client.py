@@ -111,6 +111,9 @@ class Message(TypedDict):
     sent_at_ms: int
     stored_at_ms: int
     status: str
+    #: For ``deposited``: how many mailboxes hold it and until when; for
+    #: ``failed``/``expired``: why. Empty otherwise.
+    status_detail: str
     request: bool
 
 

@@ -22,6 +22,7 @@ from p2pdm.core.invite import make_invite, parse_invite
 from p2pdm.core.model import (
     Contact,
     Conversation,
+    DeliveryStatus,
     Event,
     EventType,
     MessagePage,
@@ -43,6 +44,11 @@ __all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "EventPage", "Node"
 DEFAULT_LISTEN: Final = ("/ip4/0.0.0.0/tcp/4701",)
 #: Default local API port (on 127.0.0.1).
 DEFAULT_API_PORT: Final = 4780
+
+#: Statuses whose latest note is shown with the message.
+_DETAILED_STATUSES: Final = frozenset(
+    {DeliveryStatus.DEPOSITED, DeliveryStatus.FAILED, DeliveryStatus.EXPIRED}
+)
 
 #: Settings the API may read and change, with their type and default.
 SETTINGS: Final[dict[str, tuple[type, object]]] = {
@@ -222,6 +228,14 @@ class Node:
         return await self.batcher.submit(
             lambda: self.send_text(str(peer), text, idempotency=idempotency)
         )
+
+    def status_detail(self, message: StoredMessage) -> str:
+        """The note of the message's latest status where it says something: how
+        many mailboxes hold it (``deposited``), why it failed or expired."""
+        if message.status not in _DETAILED_STATUSES:
+            return ""
+        history = self.store.status_history(message.id)
+        return history[-1].detail if history else ""
 
     def message(self, message_id: str) -> tuple[StoredMessage, list[StatusChange]]:
         mid = parse_message_id(message_id)

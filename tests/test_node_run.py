@@ -237,6 +237,8 @@ async def test_offline_both_ways_through_a_mailbox(tmp_path: Path) -> None:
             await a.call("POST", "/v1/contacts", json={"invite": carol_invite})
             sent = await a.call("POST", "/v1/messages", json={"to": "carol", "text": "while away"})
             await wait_for_status(a, sent["id"], "deposited", 30)
+            detail = (await a.call("GET", f"/v1/messages/{sent['id']}"))["status_detail"]
+            assert detail.startswith("held by 1 mailbox") and "until" in detail
             assert a.running.node.store.outbox_count() == 1  # still tried directly
         async with node(tmp_path, "carol", m.running) as c:
             await c.call("POST", "/v1/contacts", json={"invite": alice_invite})

@@ -195,12 +195,13 @@ def _message_id(request: Request, node: Node) -> str:
 
 async def get_message(request: Request, node: Node) -> Response:
     message, history = node.message(_message_id(request, node))
-    return JSONResponse({**message_json(message), "history": [status_json(c) for c in history]})
+    body = message_json(message, node.status_detail(message))
+    return JSONResponse({**body, "history": [status_json(c) for c in history]})
 
 
 async def read_message(request: Request, node: Node) -> Response:
     message = node.mark_message_read(_message_id(request, node))
-    return JSONResponse(message_json(message))
+    return JSONResponse(message_json(message, node.status_detail(message)))
 
 
 # --- conversations ---------------------------------------------------------------
@@ -221,7 +222,10 @@ async def conversation_messages(request: Request, node: Node) -> Response:
     assert limit is not None
     page = node.messages(_visible_peer(request, node, request.path_params["peer"]), limit, before)
     return JSONResponse(
-        {"messages": [message_json(m) for m in page.messages], "next_before": page.next_before}
+        {
+            "messages": [message_json(m, node.status_detail(m)) for m in page.messages],
+            "next_before": page.next_before,
+        }
     )
 
 

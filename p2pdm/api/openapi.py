@@ -80,6 +80,11 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "sent_at_ms": {**_MS, "description": "the sender's clock"},
     "stored_at_ms": {**_MS, "description": "when this node stored it"},
     "status": {"type": "string", "enum": [s.value for s in DeliveryStatus]},
+    "status_detail": {
+        "type": "string",
+        "description": "for 'deposited': how many mailboxes hold it and until when; "
+        "for 'failed'/'expired': why; else empty",
+    },
     "request": {
         "type": "boolean",
         "description": "an incoming message from someone who is not a contact",

@@ -273,7 +273,8 @@ def contact_json(contact: Contact) -> dict[str, Any]:
     }
 
 
-def message_json(message: StoredMessage) -> dict[str, Any]:
+def message_json(message: StoredMessage, detail: str = "") -> dict[str, Any]:
+    """``detail``: the note of the message's latest status (see Node.status_detail)."""
     return {
         "id": message.id.hex(),
         "conversation_id": message.conversation_id.hex(),
@@ -284,6 +285,7 @@ def message_json(message: StoredMessage) -> dict[str, Any]:
         "sent_at_ms": message.sent_at_ms,
         "stored_at_ms": message.stored_at_ms,
         "status": message.status.value,
+        "status_detail": detail,
         "request": message.request,
     }
 
