@@ -89,6 +89,10 @@ FIND_PEER_TIMEOUT: Final = 10.0
 #: A contact not reachable within this long is treated as offline: its
 #: envelopes go to mailboxes while direct delivery keeps being retried.
 REACH_TIMEOUT: Final = 8.0
+#: Envelopes for one unreachable peer deposited in one go, oldest first:
+#: everything queued for it, not just the window a sender tried, yet well
+#: inside a mailbox's per-peer burst (MAILBOX_BURST_PER_PEER, 500).
+MAX_DEPOSIT_BATCH: Final = 256
 #: How often a node fetches from its mailboxes without being asked to.
 FETCH_INTERVAL_SECONDS: Final = 300.0
 #: Mailboxes fetched from at once.
@@ -265,8 +269,8 @@ class Delivery:
         """A contact is reachable: keep its addresses and the time in the address book."""
         self.node.set_contact_addrs(peer, self.network.peer_addrs(peer))
 
-    async def _open_or_deposit(self, peer: PeerId, due: list[OutboxItem]) -> Stream:
-        """Open a stream to ``peer``; past REACH_TIMEOUT, deposit ``due`` meanwhile.
+    async def _open_or_deposit(self, peer: PeerId) -> Stream:
+        """Open a stream to ``peer``; past REACH_TIMEOUT, deposit what waits for it meanwhile.
 
         The lookup goes on (the peer may just be slow to find); a deposit cut
         short when it answers is harmless: mailboxes dedupe repeated deposits.
@@ -274,7 +278,7 @@ class Delivery:
 
         async def deposit_when_slow() -> None:
             await trio.sleep(REACH_TIMEOUT)
-            await self._deposit(peer, due)
+            await self._deposit(peer, self._undelivered(peer))
 
         stream: Stream | None = None
         error: P2PDMError = PeerUnreachable(f"{peer.short()} not reachable")
@@ -290,16 +294,17 @@ class Delivery:
         return stream
 
     async def _send_all(self, peer: PeerId) -> list[OutboxItem]:
-        """Deliver what is due for ``peer``; returns the items that could not be delivered."""
+        """Deliver what is due for ``peer``; returns the items that could not be delivered
+        (if ``peer`` is unreachable: everything queued for it, up to MAX_DEPOSIT_BATCH)."""
         due = self._due_for(peer)
         if not due:
             return []
         try:
-            stream = await self._open_or_deposit(peer, due)
+            stream = await self._open_or_deposit(peer)
         except (PeerUnreachable, P2PDMError) as exc:
             delay_ms = self._reschedule_all(due, str(exc))
             self._unreachable_until[peer] = trio.current_time() + delay_ms / 1000
-            return due
+            return self._undelivered(peer)
         self._unreachable_until.pop(peer, None)
         failed: list[OutboxItem] = []
         in_flight: dict[int, OutboxItem] = {}
@@ -348,6 +353,12 @@ class Delivery:
 
     def _due_for(self, peer: PeerId) -> list[OutboxItem]:
         return self.node.store.outbox_for(peer, due_at_ms=self.node.now_ms(), limit=DM_WINDOW)
+
+    def _undelivered(self, peer: PeerId) -> list[OutboxItem]:
+        """What is queued for ``peer`` and not expired, due or not, oldest first."""
+        now = self.node.now_ms()
+        queued = self.node.store.outbox_for(peer, limit=MAX_DEPOSIT_BATCH)
+        return [item for item in queued if item.expires_at_ms > now]
 
     def _mark_sent(self, items: list[OutboxItem]) -> None:
         """``sent``, in one transaction; and not due again until the ack is late."""
@@ -456,17 +467,19 @@ class Delivery:
                 log.info("mailbox %s unusable: %s", mailbox.short(), exc)
                 continue
             reached = True
-            for item, result in zip(todo, results, strict=True):
-                if result.ok:
-                    until = min(result.until_s * 1000, item.expires_at_ms)
-                    store.add_deposit(item.envelope_id, mailbox, until)
-                    held[item.envelope_id].add(mailbox)
-                else:
-                    refusals[item.envelope_id].append(f"{mailbox.short()} {result.code}")
+            with store.transaction():  # one commit per mailbox, not per envelope
+                for item, result in zip(todo, results, strict=True):
+                    if result.ok:
+                        until = min(result.until_s * 1000, item.expires_at_ms)
+                        store.add_deposit(item.envelope_id, mailbox, until)
+                        held[item.envelope_id].add(mailbox)
+                    else:
+                        refusals[item.envelope_id].append(f"{mailbox.short()} {result.code}")
         if not reached:
             self.mailboxes.forget()  # look them up afresh next time
-        for eid, item in items.items():
-            self._note_deposits(item, refusals[eid])
+        with store.transaction():
+            for eid, item in items.items():
+                self._note_deposits(item, refusals[eid])
 
     def _note_deposits(self, item: OutboxItem, refusals: list[str]) -> None:
         store = self.node.store
@@ -514,8 +527,8 @@ class Delivery:
         def handle(via: PeerId, page: list[FetchedEnvelope]) -> list[int]:
             nonlocal accepted
             done = []
-            for item in page:
-                result, _, received = self._accept(item.envelope, via)
+            outcomes = self._accept_all([item.envelope for item in page], via)
+            for item, (result, _, received) in zip(page, outcomes, strict=True):
                 if result != "retry":  # stored now or before, or never storable
                     done.append(item.seq)
                 if received is not None:
@@ -603,6 +616,12 @@ class Delivery:
         Each envelope is still accepted or refused alone. If the common
         commit fails, none is stored and each is answered ``retry``.
         """
+        return [(result, detail) for result, detail, _ in self._accept_all(envelopes, via)]
+
+    def _accept_all(
+        self, envelopes: Sequence[bytes], via: PeerId | None
+    ) -> list[tuple[AckResult, str, Received | None]]:
+        """:meth:`accept_group`, also returning what was received."""
         accepted: list[tuple[AckResult, str, Received | None]] = []
         try:
             with self.node.store.group():
@@ -610,11 +629,11 @@ class Delivery:
         except StoreError as exc:
             log.error("could not store %d envelopes: %s", len(envelopes), exc)
             self.node.messenger.reload()
-            return [("retry", "store unavailable")] * len(envelopes)
+            return [("retry", "store unavailable", None)] * len(envelopes)
         for _, _, received in accepted:
             if received is not None:
                 self.node.on_received(received)
-        return [(result, detail) for result, detail, _ in accepted]
+        return accepted
 
     def accept(self, envelope: bytes, via: PeerId | None = None) -> tuple[AckResult, str]:
         """Commit one envelope; returns the ack result and a short reason."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,12 @@ import trio
 
 from p2pdm.core import cbor
 from p2pdm.core import mailbox as mb
+from p2pdm.core.dm import DM_WINDOW
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import DeliveryStatus, StoredMessage
 from p2pdm.core.wire import Envelope
-from p2pdm.delivery import REACH_TIMEOUT, Delivery
-from p2pdm.errors import ConfigError, PeerUnreachable, ProtocolViolation, WireError
+from p2pdm.delivery import REACH_TIMEOUT, RETRY_BASE_SECONDS, Delivery
+from p2pdm.errors import ConfigError, PeerUnreachable, ProtocolViolation, StoreError, WireError
 from p2pdm.mailbox import (
     DEFAULT_LIMITS,
     MAILBOX_BURST_PER_PEER,
@@ -153,6 +155,23 @@ async def test_unreachable_within_the_short_timeout_means_deposit(world, autojum
     assert alice.node.store.outbox_count() == 1
 
 
+async def test_a_burst_for_an_offline_recipient_is_deposited_in_one_go(
+    world, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    """More than a window of messages for an offline peer: all reach mailboxes after
+    the first failed dial, not one window per backoff period."""
+    _, alice, bob, boxes = world
+    bob.host.online = False
+    count = 3 * DM_WINDOW + 5
+    sent = [await alice.node.send("bob", f"m{i}") for i in range(count)]
+    # The shortest retry backoff is half of RETRY_BASE_SECONDS: no second dial fits.
+    with trio.fail_after(RETRY_BASE_SECONDS / 2):
+        for message in sent:
+            await wait_status(alice.node, message.id.hex(), DeliveryStatus.DEPOSITED)
+    assert sum(b.held for b in boxes) == count * MAILBOX_COPIES
+    assert alice.node.store.outbox_count() == count  # direct delivery goes on being tried
+
+
 async def test_two_of_three_mailboxes_gone_still_delivered(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     _, alice, bob, boxes = world
     sent = await send_while_away(alice, bob, "one copy is enough")
@@ -177,6 +196,37 @@ async def test_message_arriving_directly_and_from_mailboxes_appears_once(
     assert [m.id for m in bob.node.messages("alice").messages] == [sent.id]
     assert bob.node.store.counts()["messages"] == 1
     assert sum(b.held for b in boxes) == 0  # the duplicates were deleted too
+
+
+async def test_a_fetched_page_is_committed_as_one_group(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    """Envelopes fetched together are committed together (one fsync a page, not one
+    an envelope); a page that cannot be committed stays at the mailboxes."""
+    _, alice, bob, boxes = world
+    sent = [await send_while_away(alice, bob, f"m{i}") for i in range(3)]
+    alice.host.online = False
+    bob.host.online = True
+    store = bob.node.store
+    real_group = store.group
+    groups: list[int] = []
+    failing = True
+
+    @contextlib.contextmanager
+    def group() -> Iterator[None]:
+        groups.append(1)
+        with real_group():
+            yield
+            if failing:
+                raise StoreError("disk full")
+
+    store.group = group  # type: ignore[method-assign]
+    assert await bob.delivery.fetch_mailboxes() == 0
+    assert sum(b.held for b in boxes) == 3 * MAILBOX_COPIES  # nothing deleted
+    assert not bob.node.messages("alice").messages
+    failing, groups[:] = False, []
+    assert await bob.delivery.fetch_mailboxes() == 3
+    assert len(groups) == MAILBOX_COPIES  # one page from each mailbox that held them
+    assert {m.id for m in bob.node.messages("alice").messages} == {m.id for m in sent}
+    assert sum(b.held for b in boxes) == 0
 
 
 async def test_fetch_loop_runs_at_start_and_on_demand(world, autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
