@@ -62,9 +62,14 @@ SIGNED_PREKEY_ROTATION_SECONDS = 7 * 24 * 3600
 #: messages sent from an older bundle (cached invite, mailbox) still open.
 SIGNED_PREKEY_GRACE_SECONDS = 14 * 24 * 3600
 
-#: One-time prekeys kept on hand, and how many an invite carries.
+#: One-time prekeys kept on hand for bundles handed to a single reader.
 ONE_TIME_PREKEYS_TARGET = 20
-ONE_TIME_PREKEYS_PER_BUNDLE = 5
+#: One-time prekeys in the bundles p2pdm publishes: none. An invite, like the
+#: DHT record, may be read by several people, and the second first message
+#: made with an already used one-time prekey could never be opened. Sessions
+#: start with X3DH's signed prekey alone, which X3DH allows; the first
+#: message's forward secrecy then rests on the weekly signed-prekey rotation.
+ONE_TIME_PREKEYS_PER_BUNDLE = 0
 
 #: Default lifetime of an invite.
 INVITE_TTL_SECONDS = 30 * 24 * 3600

@@ -274,3 +274,16 @@ def test_input_checks(pair) -> None:  # type: ignore[no-untyped-def]
     stranger = Identity(os.urandom(32)).peer_id
     with pytest.raises(SessionError):
         alice.send_text(stranger, "who are you")
+
+
+def test_many_readers_of_one_invite_bundle_all_get_through(make_store, clock) -> None:  # type: ignore[no-untyped-def]
+    """Several people start sessions from the same invite: every first message
+    opens. (With a one-time prekey in the invite, the second one could not.)"""
+    bob = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    bundle = bob.bundle()
+    assert bundle.one_time_prekeys == ()
+    for bundle_used in (bundle, bundle, bundle):
+        sender = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+        sender.add_contact(bob.peer_id, "bob", bundle_used)
+        got = bob.receive(sender.send_text(bob.peer_id, "hello").outbox.envelope)
+        assert got.outcome == "request" and got.inner.body == TextBody("hello")
