@@ -26,7 +26,7 @@ committed when it is made, so the outbox survives any stop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -246,6 +246,7 @@ async def serve_node(
     options: RunOptions,
     *,
     network: MemoryNetwork | None = None,
+    on_delivery: Callable[[Delivery], None] | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,  # trio.TaskStatus[Serving]
 ) -> None:
     """Run ``node``'s network services until cancelled; reports :class:`Serving`.
@@ -256,6 +257,8 @@ async def serve_node(
     watch and, with ``options.mailbox``, the mailbox service. ``network``:
     run over this in-memory network (simulations) instead of TCP; the host
     then listens on a fresh address of it and ``options.listen`` is unused.
+    ``on_delivery`` sees the delivery service before it accepts anything
+    (simulations wrap it to tell direct deliveries from mailbox fetches).
     Cancelling stops the services, then closes the host; the store stays
     open (it is the caller's). Raises ConfigError for bad addresses or a
     taken port.
@@ -273,6 +276,8 @@ async def serve_node(
         node.addrs = host.listen_addrs()
         directory = MailboxDirectory(node.identity, host, preferred=options.mailbox_peers)
         delivery = Delivery(node, host, mailboxes=directory)
+        if on_delivery is not None:
+            on_delivery(delivery)
         node.on_outbox = delivery.wake
         node.fetch_bundle = partial(fetch_bundle, host)
         # Peers met while joining the DHT learn that we speak p2pdm now.
