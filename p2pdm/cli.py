@@ -23,7 +23,7 @@ from typing import Final, TextIO
 
 import segno
 
-from p2pdm import __version__, cli_chat, cli_run, cli_token
+from p2pdm import __version__, cli_chat, cli_run, cli_sim, cli_token
 from p2pdm.client import Client
 from p2pdm.core.invite import make_invite
 from p2pdm.core.session import OwnPrekeys
@@ -174,6 +174,10 @@ COMMANDS: Final[dict[str, Command]] = {
         "create, list or revoke scoped API tokens for bots",
         cli_token.token_arguments,
         cli_token.token,
+    ),
+    # Many nodes in one process, with faults and a delivery report (p2pdm/sim/).
+    "sim": Command(
+        "run a simulated network and report delivery figures", cli_sim.sim_arguments, cli_sim.sim
     ),
 }
 

@@ -1,7 +1,10 @@
 """``p2pdm run``: one node with its network services, in one trio process.
 
 How this works: :func:`run_node` locks the home (one node per home), opens
-the store and the libp2p host, and then runs side by side in one nursery:
+the store, runs the node's network services with :func:`serve_node` (the
+composition ``p2pdm sim`` runs too, over TCP or an in-memory network) and
+the local API beside them. :func:`serve_node` opens the libp2p host and runs
+side by side in one nursery:
 
 - the delivery service (outbox loop and the ``/p2pdm/dm/1.0.0`` handler);
 - the record publisher: the node's signed record (its prekey bundle) under
@@ -12,17 +15,18 @@ the store and the libp2p host, and then runs side by side in one nursery:
 - the peer watcher: when a contact connects, its addresses and last-seen
   time go into the address book and anything queued for it is sent at once
   rather than at its next backoff;
-- the local HTTP API, whose address is written to ``<home>/api_addr``.
+- the mailbox service, if the node offers one.
 
-Leaving (cancellation: the CLI cancels on SIGINT/SIGTERM) closes the API,
-then the host with all its connections, then the store. Every change is
+The local HTTP API's address is written to ``<home>/api_addr``. Leaving
+(cancellation: the CLI cancels on SIGINT/SIGTERM) closes the API and the
+network services, then the host with all its connections, then the store. Every change is
 committed when it is made, so the outbox survives any stop.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,17 +45,19 @@ from p2pdm.errors import ConfigError, HomeError, P2PDMError, SignatureError, Wir
 from p2pdm.home import Home
 from p2pdm.mailbox import MailboxService
 from p2pdm.mailbox_client import MailboxDirectory
-from p2pdm.net import Host, open_host
+from p2pdm.net import Host, MemoryNetwork, open_host
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 
 __all__ = [
     "RunOptions",
     "Running",
+    "Serving",
     "fetch_bundle",
     "publish_record",
     "record_holders",
     "run_node",
+    "serve_node",
 ]
 
 log = logging.getLogger("p2pdm.node")
@@ -223,6 +229,73 @@ class _PeerWatch:
             await trio.sleep(PEER_WATCH_SECONDS)
 
 
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """What :func:`serve_node` reports once the node's network services run."""
+
+    node: Node
+    host: Host
+    delivery: Delivery
+    directory: MailboxDirectory
+    #: The mailbox service, if this node offers one.
+    mailbox: MailboxService | None
+
+
+async def serve_node(
+    node: Node,
+    options: RunOptions,
+    *,
+    network: MemoryNetwork | None = None,
+    on_delivery: Callable[[Delivery], None] | None = None,
+    task_status: Any = trio.TASK_STATUS_IGNORED,  # trio.TaskStatus[Serving]
+) -> None:
+    """Run ``node``'s network services until cancelled; reports :class:`Serving`.
+
+    The composition every p2pdm node shares, whether ``p2pdm run`` or one of
+    ``p2pdm sim``'s nodes: the libp2p host, the record namespace, delivery
+    and its mailbox fetcher, group commit, the record publisher, the peer
+    watch and, with ``options.mailbox``, the mailbox service. ``network``:
+    run over this in-memory network (simulations) instead of TCP; the host
+    then listens on a fresh address of it and ``options.listen`` is unused.
+    ``on_delivery`` sees the delivery service before it accepts anything
+    (simulations wrap it to tell direct deliveries from mailbox fetches).
+    Cancelling stops the services, then closes the host; the store stays
+    open (it is the caller's). Raises ConfigError for bad addresses or a
+    taken port.
+    """
+    listen = options.listen if network is None else (network.new_listen_addr(),)
+    async with open_host(
+        node.identity.seed,
+        listen,
+        bootstrap=options.bootstrap,
+        dht_mode=options.dht_mode,
+        upkeep=options.upkeep,
+        network=network,
+    ) as host:
+        host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
+        node.addrs = host.listen_addrs()
+        directory = MailboxDirectory(node.identity, host, preferred=options.mailbox_peers)
+        delivery = Delivery(node, host, mailboxes=directory)
+        if on_delivery is not None:
+            on_delivery(delivery)
+        node.on_outbox = delivery.wake
+        node.fetch_bundle = partial(fetch_bundle, host)
+        # Peers met while joining the DHT learn that we speak p2pdm now.
+        await host.announce_protocols()
+        async with trio.open_nursery() as nursery:
+            service = None
+            if options.mailbox:
+                service = MailboxService(node.store, node.peer_id, host, now_ms=node.now_ms)
+                await nursery.start(service.run)
+            await nursery.start(node.batcher.run)
+            await nursery.start(delivery.run)
+            await nursery.start(delivery.run_fetcher)
+            nursery.start_soon(_publish_records, node, host, directory)
+            nursery.start_soon(_PeerWatch(node, host, delivery).run)
+            task_status.started(Serving(node, host, delivery, directory, service))
+            await trio.sleep_forever()
+
+
 async def run_node(
     home: Home,
     options: RunOptions,
@@ -239,42 +312,20 @@ async def run_node(
     token = home.api_token()
     with home.lock(), closing(home.open_store()) as store:
         node = Node(identity, store)
-        async with open_host(
-            identity.seed,
-            options.listen,
-            bootstrap=options.bootstrap,
-            dht_mode=options.dht_mode,
-            upkeep=options.upkeep,
-        ) as host:
-            host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
-            node.addrs = host.listen_addrs()
-            directory = MailboxDirectory(identity, host, preferred=options.mailbox_peers)
-            delivery = Delivery(node, host, mailboxes=directory)
-            node.on_outbox = delivery.wake
-            node.fetch_bundle = partial(fetch_bundle, host)
-            # Peers met while joining the DHT learn that we speak p2pdm now.
-            await host.announce_protocols()
-            async with trio.open_nursery() as nursery:
-                if options.mailbox:
-                    service = MailboxService(store, node.peer_id, host, now_ms=node.now_ms)
-                    await nursery.start(service.run)
-                await nursery.start(node.batcher.run)
-                await nursery.start(delivery.run)
-                await nursery.start(delivery.run_fetcher)
-                nursery.start_soon(_publish_records, node, host, directory)
-                nursery.start_soon(_PeerWatch(node, host, delivery).run)
-                api = await nursery.start(serve_api, node, token, *options.api)
-                write_api_addr(home, *api)
-                try:
-                    running = Running(node, host, delivery, api)
-                    log.info(
-                        "node %s listening on %s; local API %s",
-                        node.peer_id,
-                        ", ".join(node.addrs),
-                        running.api_url,
-                    )
-                    task_status.started(running)
-                    await trio.sleep_forever()
-                finally:
-                    with suppress(OSError):
-                        api_addr_path(home).unlink()
+        async with trio.open_nursery() as nursery:
+            serving: Serving = await nursery.start(serve_node, node, options)
+            api = await nursery.start(serve_api, node, token, *options.api)
+            write_api_addr(home, *api)
+            try:
+                running = Running(node, serving.host, serving.delivery, api)
+                log.info(
+                    "node %s listening on %s; local API %s",
+                    node.peer_id,
+                    ", ".join(node.addrs),
+                    running.api_url,
+                )
+                task_status.started(running)
+                await trio.sleep_forever()
+            finally:
+                with suppress(OSError):
+                    api_addr_path(home).unlink()

@@ -1,0 +1,202 @@
+"""``p2pdm sim``: run a simulated network and write its report.
+
+How this works: the options become a :class:`~p2pdm.sim.SimOptions`;
+:func:`p2pdm.sim.simulate` runs under ``trio.run`` — with trio's
+``MockClock(autojump_threshold=0)`` for ``--clock virtual`` — while a
+``rich`` progress bar shows simulated time, messages sent and delivered. The
+report goes to ``--out``. Exit status 0 when the invariants hold (delivery
+rate is a figure, not a failure), 1 when one is broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Final, TextIO
+
+import trio
+import trio.testing
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from p2pdm.errors import ConfigError
+from p2pdm.home import Home
+from p2pdm.sim import Progress as SimProgress
+from p2pdm.sim import SimOptions, invariants_hold, simulate, write_report
+
+__all__ = ["sim", "sim_arguments"]
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+
+def _partition(text: str) -> tuple[float, float]:
+    start, sep, end = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return float(start), float(end)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected START:END in seconds, e.g. 60:120") from None
+
+
+def sim_arguments(parser: argparse.ArgumentParser) -> None:
+    d = SimOptions()
+    add = parser.add_argument
+    add("--nodes", type=int, default=d.nodes, metavar="N", help=f"nodes (default {d.nodes})")
+    add(
+        "--duration",
+        type=float,
+        default=d.duration,
+        metavar="S",
+        help=f"seconds of traffic (default {d.duration:g})",
+    )
+    add(
+        "--rate",
+        type=float,
+        default=d.rate,
+        metavar="R",
+        help=f"messages per second across the network (default {d.rate:g})",
+    )
+    add(
+        "--offline",
+        type=float,
+        default=d.offline,
+        metavar="FRACTION",
+        help="fraction of messages whose recipient is taken offline when sent, back 20-90 s later",
+    )
+    add(
+        "--churn",
+        type=float,
+        default=d.churn,
+        metavar="PER_MIN",
+        help="nodes leaving (and rejoining 10-120 s later) per minute",
+    )
+    add(
+        "--mailboxes",
+        type=int,
+        default=d.mailboxes,
+        metavar="K",
+        help=f"nodes offering the mailbox service (default {d.mailboxes})",
+    )
+    add(
+        "--contacts",
+        type=int,
+        default=d.contacts,
+        metavar="C",
+        help=f"random contacts each node picks, mutual (default {d.contacts})",
+    )
+    add(
+        "--loss",
+        type=float,
+        default=d.loss,
+        metavar="P",
+        help="per-packet loss probability (virtual clock only)",
+    )
+    add(
+        "--latency",
+        type=float,
+        default=d.latency,
+        metavar="S",
+        help="one-way link latency in seconds (virtual clock only)",
+    )
+    add(
+        "--partition",
+        type=_partition,
+        metavar="START:END",
+        help="split the network in two halves from START to END seconds (virtual clock only)",
+    )
+    add(
+        "--no-one-time-prekeys",
+        dest="one_time_prekeys",
+        action="store_false",
+        help="contacts' invites without one-time prekeys (every invite of a node names the "
+        "same ones until used, so a second contact's first message fails)",
+    )
+    add(
+        "--drain",
+        type=float,
+        default=d.drain,
+        metavar="S",
+        help=f"after the traffic, wait at most this long for deliveries (default {d.drain:g})",
+    )
+    add("--seed", type=int, default=d.seed, help="seed of identities, traffic and faults")
+    add(
+        "--clock",
+        choices=("real", "virtual"),
+        default=d.clock,
+        help="real: TCP on 127.0.0.1 in real time; virtual: in-memory network, virtual time",
+    )
+    add(
+        "--store",
+        choices=("sqlite", "memory"),
+        default="sqlite",
+        help="node stores: SQLite files under --out/stores (default) or memory",
+    )
+    add("--out", type=Path, metavar="DIR", help="report directory (default: a new temp dir)")
+    add("--log-level", choices=LOG_LEVELS, default="error")
+
+
+def sim(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    del home  # a simulation makes its own identities
+    out_dir: Path = args.out or Path(tempfile.mkdtemp(prefix="p2pdm-sim-"))
+    options = SimOptions(
+        nodes=args.nodes,
+        duration=args.duration,
+        rate=args.rate,
+        offline=args.offline,
+        churn=args.churn,
+        mailboxes=args.mailboxes,
+        loss=args.loss,
+        latency=args.latency,
+        partition=args.partition,
+        seed=args.seed,
+        clock=args.clock,
+        drain=args.drain,
+        contacts=args.contacts,
+        one_time_prekeys=args.one_time_prekeys,
+        store_dir=out_dir / "stores" if args.store == "sqlite" else None,
+    )
+    options.check()
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    console = Console(file=sys.stderr)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+        TimeElapsedColumn(),
+    )
+    total = options.duration + options.drain
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("forming", total=total)
+
+        def show(p: SimProgress) -> None:
+            done = p.elapsed_s if p.phase != "done" else total
+            bar.update(
+                task,
+                completed=min(done, total),
+                description=f"{p.phase:<8} {p.online:>4} online  "
+                f"sent {p.sent}  delivered {p.delivered}",
+            )
+
+        clock = trio.testing.MockClock(autojump_threshold=0) if args.clock == "virtual" else None
+        try:
+            outcome = trio.run(simulate, options, show, clock=clock)
+        except BaseExceptionGroup as group:
+            leaves = group.exceptions
+            raise (leaves[0] if len(leaves) == 1 else group) from None
+    summary, notes = write_report(outcome, out_dir)
+    for note in notes:
+        print(f"note: {note}", file=out)
+    rate = summary["delivery_rate"]
+    print(
+        f"sent {summary['sent']}, delivered {summary['delivered']}"
+        f" ({'-' if rate is None else f'{rate:.2%}'}), duplicates {summary['duplicates']};"
+        f" report in {out_dir}/report.md",
+        file=out,
+    )
+    if not invariants_hold(summary):
+        raise ConfigError(f"an invariant was broken; see {out_dir}/report.md")
+    return 0

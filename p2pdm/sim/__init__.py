@@ -1,0 +1,27 @@
+"""``p2pdm sim``: many whole p2pdm nodes in one process, with faults and measurements.
+
+- :mod:`~p2pdm.sim.network`: :func:`open_sim_network`, N running nodes
+  (``serve_node``, as ``p2pdm run``) with contacts, over TCP or memory;
+- :mod:`~p2pdm.sim.scenario`: :func:`simulate`, traffic, offline recipients,
+  churn and partitions, then a drain;
+- :mod:`~p2pdm.sim.metrics`: per-message records and invariants;
+- :mod:`~p2pdm.sim.report`: ``report.json``, ``report.md``, plots.
+"""
+
+from p2pdm.sim.network import SIM_UPKEEP, SimNetwork, SimNode, open_sim_network
+from p2pdm.sim.report import invariants_hold, summarize, write_report
+from p2pdm.sim.scenario import Outcome, Progress, SimOptions, simulate
+
+__all__ = [
+    "SIM_UPKEEP",
+    "Outcome",
+    "Progress",
+    "SimNetwork",
+    "SimNode",
+    "SimOptions",
+    "invariants_hold",
+    "open_sim_network",
+    "simulate",
+    "summarize",
+    "write_report",
+]

@@ -1,0 +1,160 @@
+"""What a simulation measures: every message's fate, refusals, and the invariants.
+
+How this works: :class:`Recorder` is the simulation's :class:`~p2pdm.sim.network.Probe`.
+It sets each new node's ``on_received`` hook and wraps its messenger's
+``receive`` (to count refusals by error) and its delivery service's
+``accept_group`` (the direct path: envelopes arriving on a dm stream; every
+other accepted envelope came from a mailbox fetch). The traffic generator
+calls :meth:`Recorder.sent`. Times are seconds since the simulation started,
+on the simulation's clock (virtual or real).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from p2pdm.core.identity import PeerId
+from p2pdm.errors import P2PDMError
+
+if TYPE_CHECKING:
+    from p2pdm.delivery import Delivery
+    from p2pdm.messenger import Received
+    from p2pdm.node import Node
+    from p2pdm.sim.network import SimNode
+
+__all__ = ["MessageRecord", "Recorder", "latency_summary", "percentile"]
+
+Path = Literal["direct", "mailbox"]
+
+#: Errors that mean an envelope reached a node that cannot or must not read it.
+MISDELIVERY_ERRORS: Final = frozenset({"WrongRecipient", "DecryptError"})
+
+
+@dataclass(slots=True)
+class MessageRecord:
+    """One message the simulation sent, and what became of it."""
+
+    id: bytes
+    sender: int
+    recipient: int
+    sent_s: float
+    #: The recipient was offline (taken away for this message) when it was sent.
+    recipient_offline: bool = False
+    delivered_s: float | None = None
+    path: Path | None = None
+    #: Times the recipient committed it (more than 1 is a duplicate).
+    copies: int = 0
+
+    @property
+    def latency_s(self) -> float | None:
+        return None if self.delivered_s is None else self.delivered_s - self.sent_s
+
+
+@dataclass
+class Recorder:
+    """Collects per-message records and refusals from every node."""
+
+    clock: Callable[[], float]
+    messages: dict[bytes, MessageRecord] = field(default_factory=dict)
+    #: Nodes (by index) that stored each sent message.
+    stored_at: dict[bytes, set[int]] = field(default_factory=dict)
+    #: Envelopes refused by a node, by error name.
+    refusals: Counter[str] = field(default_factory=Counter)
+    #: Deliveries over time: (seconds, path), in order.
+    deliveries: list[tuple[float, Path]] = field(default_factory=list)
+    _direct: set[int] = field(default_factory=set)
+
+    # --- the probe -------------------------------------------------------------
+
+    def node_created(self, sim_node: SimNode, node: Node) -> None:
+        index = sim_node.index
+        node.on_received = lambda received: self.received(index, received)
+        receive = node.messenger.receive
+
+        def counting_receive(data: bytes) -> Received:
+            try:
+                return receive(data)
+            except P2PDMError as exc:
+                self.refusals[type(exc).__name__] += 1
+                raise
+
+        node.messenger.receive = counting_receive  # type: ignore[method-assign]
+
+    def delivery_created(self, sim_node: SimNode, delivery: Delivery) -> None:
+        index = sim_node.index
+        accept_group = delivery.accept_group
+
+        def direct_accept_group(
+            envelopes: Sequence[bytes], via: PeerId | None = None
+        ) -> list[tuple[Any, str]]:
+            self._direct.add(index)
+            try:
+                return accept_group(envelopes, via)
+            finally:
+                self._direct.discard(index)
+
+        delivery.accept_group = direct_accept_group  # type: ignore[method-assign]
+
+    # --- events ------------------------------------------------------------------
+
+    def sent(self, message_id: bytes, sender: int, recipient: int, *, offline: bool) -> None:
+        record = MessageRecord(message_id, sender, recipient, self.clock(), offline)
+        self.messages[message_id] = record
+
+    def received(self, index: int, received: Received) -> None:
+        record = self.messages.get(received.inner.id)
+        if record is None or received.message is None:
+            return  # receipts, or nothing the simulation sent
+        self.stored_at.setdefault(record.id, set()).add(index)
+        if index != record.recipient:
+            return  # an invariant breach, reported from stored_at
+        record.copies += 1
+        if record.copies == 1:
+            path: Path = "direct" if index in self._direct else "mailbox"
+            record.delivered_s = self.clock()
+            record.path = path
+            self.deliveries.append((record.delivered_s, path))
+
+    # --- figures -------------------------------------------------------------------
+
+    @property
+    def delivered(self) -> int:
+        return sum(1 for r in self.messages.values() if r.delivered_s is not None)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.copies - 1 for r in self.messages.values() if r.copies > 1)
+
+    def misdelivered(self) -> list[bytes]:
+        """Messages stored by a node other than their recipient (must be none)."""
+        return [
+            mid for mid, nodes in self.stored_at.items() if nodes - {self.messages[mid].recipient}
+        ]
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile of ascending values; NaN if there are none."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def latency_summary(latencies: Sequence[float]) -> dict[str, float | int | None]:
+    """Count, p50, p95, p99 and max of latencies in seconds (None when empty)."""
+    values = sorted(latencies)
+
+    def value(x: float) -> float | None:
+        return None if math.isnan(x) else round(x, 3)
+
+    return {
+        "count": len(values),
+        "p50": value(percentile(values, 0.50)),
+        "p95": value(percentile(values, 0.95)),
+        "p99": value(percentile(values, 0.99)),
+        "max": value(values[-1]) if values else None,
+    }

@@ -1,0 +1,308 @@
+"""A network of whole p2pdm nodes in one process, for simulations and tests.
+
+How this works: :func:`open_sim_network` makes ``count`` identities from one
+seeded RNG, gives each a store (SQLite under ``store_dir``, else memory) and
+runs each with :func:`p2pdm.runner.serve_node` — the same composition
+``p2pdm run`` uses — over TCP on 127.0.0.1 or over a
+:class:`~p2pdm.net.MemoryNetwork`. Nodes start one after another, each
+joining the DHT through one of the first few ("bootstrap") nodes; the first
+``mailboxes`` nodes offer the mailbox service. Those "fixed" nodes never
+leave; any other node can be stopped (its store is kept, as when a laptop
+closes) and started again as a fresh :class:`~p2pdm.node.Node` on that store.
+Then every node gets a few random contacts, both ways, from invites, so
+senders hold their recipients' prekey bundles.
+
+A :class:`Probe` sees every new node and delivery service before they serve
+anything; the simulation's metrics use it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import trio
+
+from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.wire import PrekeyBundle
+from p2pdm.delivery import Delivery
+from p2pdm.messenger import wall_ms
+from p2pdm.net import MemoryNetwork, Upkeep
+from p2pdm.node import Node
+from p2pdm.runner import RunOptions, Serving, serve_node
+from p2pdm.store import MemoryStore, SQLiteStore, Store
+
+__all__ = ["SIM_UPKEEP", "Probe", "SimNetwork", "SimNode", "open_sim_network"]
+
+#: Hosts joining through one bootstrap node: a host accepts at most
+#: MAX_INBOUND_CONNECTIONS (192) and every joiner keeps its bootstrap link,
+#: so one bootstrap node per 50 nodes, at most this many.
+MAX_BOOTSTRAPS: Final = 4
+NODES_PER_BOOTSTRAP: Final = 50
+#: Contacts each node picks (each pick is mutual, so most nodes have more).
+DEFAULT_CONTACTS: Final = 4
+#: Longest a node may take to start (DHT join included) or to stop.
+NODE_START_TIMEOUT_SECONDS: Final = 120.0
+NODE_STOP_TIMEOUT_SECONDS: Final = 30.0
+#: Upkeep for simulations (docs/simulation.md, measurements): idle
+#: connections closed after 20 s and a DHT refresh every 600 s keep a
+#: 200-node network's quiet spells cheap in memory and CPU.
+SIM_UPKEEP: Final = Upkeep(interval=5.0, idle_timeout=20.0, dht_refresh_interval=600.0)
+#: Where real-clock nodes listen: loopback, a free port each.
+LOOPBACK: Final = ("/ip4/127.0.0.1/tcp/0",)
+
+
+class Probe(Protocol):
+    """Sees each node's parts before they serve anything (for measurements)."""
+
+    def node_created(self, sim_node: SimNode, node: Node) -> None: ...
+    def delivery_created(self, sim_node: SimNode, delivery: Delivery) -> None: ...
+
+
+class SimNode:
+    """One simulated node: an identity and a store that outlive its runs."""
+
+    def __init__(self, index: int, seed: bytes, store: Store, *, mailbox: bool, fixed: bool):
+        self.index = index
+        self.identity = Identity(seed)
+        self.store = store
+        #: Offers the mailbox service.
+        self.offers_mailbox = mailbox
+        #: A bootstrap or mailbox node: never stopped by the simulation.
+        self.fixed = fixed
+        #: The node of the current run; the last one while stopped.
+        self.node: Node | None = None
+        self.serving: Serving | None = None
+        self.starts = 0
+        self._scope: trio.CancelScope | None = None
+        self._done = trio.Event()
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.identity.peer_id
+
+    @property
+    def online(self) -> bool:
+        return self.serving is not None
+
+    @property
+    def running(self) -> Serving:
+        """The running services; raises RuntimeError while stopped."""
+        if self.serving is None:
+            raise RuntimeError(f"sim node {self.index} is not running")
+        return self.serving
+
+
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    network: MemoryNetwork | None
+    upkeep: Upkeep
+    now_ms: Callable[[], int]
+    bootstraps: int
+    probe: Probe | None
+    one_time_prekeys: bool
+
+
+class SimNetwork:
+    """Running simulated nodes: start, stop, contacts, partitions."""
+
+    def __init__(self, nursery: trio.Nursery, nodes: list[SimNode], setup: _Setup) -> None:
+        self.nodes = nodes
+        self.network = setup.network
+        #: Each node's contacts, by index.
+        self.contacts: dict[int, list[int]] = {node.index: [] for node in nodes}
+        self._nursery = nursery
+        self._setup = setup
+        self._groups: list[set[int]] | None = None
+
+    def __getitem__(self, index: int) -> SimNode:
+        return self.nodes[index]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def _bootstrap_for(self, sim_node: SimNode) -> tuple[str, ...]:
+        if sim_node.index == 0:
+            return ()
+        count = self._setup.bootstraps
+        through = self.nodes[sim_node.index % count if sim_node.index >= count else 0]
+        return (through.running.host.listen_addrs()[0],)
+
+    async def start(self, sim_node: SimNode) -> Serving:
+        """Run ``sim_node`` (a fresh Node on its store); returns once it serves."""
+        if sim_node.online:
+            return sim_node.running
+        sim_node._done = trio.Event()
+        with trio.fail_after(NODE_START_TIMEOUT_SECONDS):
+            serving: Serving = await self._nursery.start(self._serve, sim_node)
+        sim_node.serving = serving
+        sim_node.starts += 1
+        if self._groups is not None:  # a restarted node listens on a new address
+            self._apply_partition()
+        return serving
+
+    async def _serve(
+        self, sim_node: SimNode, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        setup = self._setup
+        node = Node(sim_node.identity, sim_node.store, now_ms=setup.now_ms)
+        sim_node.node = node
+        probe = setup.probe
+        if probe is not None:
+            probe.node_created(sim_node, node)
+        options = RunOptions(
+            listen=LOOPBACK,
+            bootstrap=self._bootstrap_for(sim_node),
+            mailbox=sim_node.offers_mailbox,
+            upkeep=setup.upkeep,
+        )
+        on_delivery = None if probe is None else partial(probe.delivery_created, sim_node)
+        try:
+            with trio.CancelScope() as sim_node._scope:
+                await serve_node(
+                    node,
+                    options,
+                    network=setup.network,
+                    on_delivery=on_delivery,
+                    task_status=task_status,
+                )
+        finally:
+            sim_node.serving = None
+            sim_node._scope = None
+            sim_node._done.set()
+
+    async def stop(self, sim_node: SimNode) -> None:
+        """Stop ``sim_node``'s services and host; its store stays."""
+        if sim_node._scope is None:
+            return
+        sim_node._scope.cancel()
+        with trio.fail_after(NODE_STOP_TIMEOUT_SECONDS):
+            await sim_node._done.wait()
+
+    def add_contacts(self, rng: random.Random, per_node: int = DEFAULT_CONTACTS) -> int:
+        """Give every node ``per_node`` random contacts, both ways; returns the pairs made."""
+        pairs: set[tuple[int, int]] = set()
+        count = len(self.nodes)
+        for index in range(count):
+            others = [i for i in range(count) if i != index]
+            for other in rng.sample(others, min(per_node, len(others))):
+                pairs.add((min(index, other), max(index, other)))
+        for a, b in sorted(pairs):
+            self.befriend(a, b)
+        return len(pairs)
+
+    def befriend(self, a: int, b: int) -> None:
+        """Make nodes ``a`` and ``b`` contacts of each other, from fresh invites."""
+        node_a, node_b = self.nodes[a].running.node, self.nodes[b].running.node
+        for node, other, name in ((node_a, node_b, f"n{b}"), (node_b, node_a, f"n{a}")):
+            contact = node.add_contact_from_invite(other.invite(), name=name)
+            if not self._setup.one_time_prekeys and contact.bundle is not None:
+                # Every invite of a node names the same one-time prekeys until
+                # one is used, so a second contact's first message fails
+                # (PrekeyError); without them X3DH runs on the signed prekey.
+                bundle = replace(PrekeyBundle.decode(contact.bundle), one_time_prekeys=())
+                node.messenger.add_contact(other.peer_id, name, bundle, contact.addrs)
+        self.contacts[a].append(b)
+        self.contacts[b].append(a)
+
+    def partition(self, groups: Sequence[Collection[int]]) -> None:
+        """Split the memory network between these groups of node indices, until :meth:`heal`."""
+        if self.network is None:
+            raise RuntimeError("partitions need the memory network (--clock virtual)")
+        self._groups = [set(group) for group in groups]
+        self._apply_partition()
+
+    def heal(self) -> None:
+        if self.network is not None:
+            self.network.heal()
+        self._groups = None
+
+    @property
+    def partitioned(self) -> bool:
+        return self._groups is not None
+
+    def _apply_partition(self) -> None:
+        assert self.network is not None and self._groups is not None
+        self.network.partition(
+            [
+                [addr for i in group if self.nodes[i].online for addr in self.nodes[i].node.addrs]  # type: ignore[union-attr]
+                for group in self._groups
+            ]
+        )
+
+
+def _store(store_dir: Path | None, index: int) -> Store:
+    if store_dir is None:
+        return MemoryStore()
+    store_dir.mkdir(parents=True, exist_ok=True)
+    path = store_dir / f"node{index:04d}.db"
+    with suppress(FileNotFoundError):
+        path.unlink()  # a new identity each run: never reuse an old store
+    # A simulation need not survive power loss: fewer fsyncs (WAL).
+    return SQLiteStore(path, synchronous="NORMAL")
+
+
+@asynccontextmanager
+async def open_sim_network(
+    count: int,
+    *,
+    seed: int = 0,
+    network: MemoryNetwork | None = None,
+    store_dir: Path | None = None,
+    mailboxes: int = 1,
+    contacts: int = DEFAULT_CONTACTS,
+    upkeep: Upkeep = SIM_UPKEEP,
+    now_ms: Callable[[], int] = wall_ms,
+    probe: Probe | None = None,
+    one_time_prekeys: bool = True,
+) -> AsyncIterator[SimNetwork]:
+    """``count`` running nodes with contacts; leaving the block stops them all.
+
+    ``network``: a MemoryNetwork (virtual time, faults), else TCP on
+    127.0.0.1. ``store_dir``: SQLite stores there (else in memory).
+    ``mailboxes``: how many nodes offer the mailbox service. ``now_ms``:
+    the nodes' wall clock (virtual time in a simulation).
+    ``one_time_prekeys``: False drops the one-time prekeys from the invites'
+    bundles (see :meth:`SimNetwork.befriend`).
+    """
+    if count < 2:
+        raise ValueError("a simulated network needs at least 2 nodes")
+    rng = random.Random(seed)
+    bootstraps = min(MAX_BOOTSTRAPS, count // NODES_PER_BOOTSTRAP + 1)
+    fixed = max(bootstraps, mailboxes)
+    nodes = [
+        SimNode(
+            index,
+            rng.randbytes(32),
+            _store(store_dir, index),
+            mailbox=index < mailboxes,
+            fixed=index < fixed,
+        )
+        for index in range(count)
+    ]
+    setup = _Setup(network, upkeep, now_ms, bootstraps, probe, one_time_prekeys)
+    error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            sim = SimNetwork(nursery, nodes, setup)
+            try:
+                for sim_node in nodes:
+                    await sim.start(sim_node)
+                sim.add_contacts(rng, contacts)
+                yield sim
+            except (trio.Cancelled, GeneratorExit):
+                raise
+            except BaseException as exc:  # raised below, not wrapped in an ExceptionGroup
+                error = exc
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        for sim_node in nodes:
+            sim_node.store.close()
+    if error is not None:
+        raise error

@@ -1,0 +1,87 @@
+"""`p2pdm sim`: whole nodes in one process, virtual and real time, and the command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import trio
+
+from p2pdm.cli import main
+from p2pdm.sim import SimOptions, invariants_hold, open_sim_network, simulate, summarize
+from p2pdm.sim.metrics import Recorder
+
+
+@pytest.mark.slow
+async def test_virtual_ten_nodes_offline_and_partition(autojump_clock: trio.abc.Clock) -> None:
+    options = SimOptions(
+        nodes=10,
+        duration=90,
+        rate=1,
+        offline=0.3,
+        latency=0.02,
+        partition=(20, 50),
+        clock="virtual",
+        one_time_prekeys=False,
+        seed=3,
+    )
+    outcome = await simulate(options)
+    summary = summarize(outcome)
+    assert summary["sent"] > 50
+    assert summary["sent_while_recipient_offline"] > 0
+    assert summary["paths"]["mailbox"] > 0
+    assert summary["delivery_rate"] == 1.0, summary["undelivered"]
+    assert summary["duplicates"] == 0
+    assert invariants_hold(summary)
+    assert outcome.network_stats["breaks"] > 0  # the partition broke links
+
+
+@pytest.mark.slow
+@pytest.mark.net
+async def test_real_clock_loopback_delivers_everything() -> None:
+    # one_time_prekeys=False: see SimNetwork.befriend (shared one-time prekeys).
+    options = SimOptions(
+        nodes=5, duration=10, rate=2, mailboxes=1, clock="real", drain=30, one_time_prekeys=False
+    )
+    outcome = await simulate(options)
+    summary = summarize(outcome)
+    assert summary["sent"] > 5
+    assert summary["delivery_rate"] == 1.0, summary["undelivered"]
+    assert summary["duplicates"] == 0
+    assert invariants_hold(summary)
+
+
+def test_cli_sim_writes_reports(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(
+        ["sim", "--clock", "virtual", "--nodes", "5", "--duration", "30", "--out", str(out)]
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["sent"] > 0
+    assert report["invariants"]["exactly_once"]
+    assert "delivery rate" in (out / "report.md").read_text()
+    assert (out / "messages.csv").read_text().count("\n") == report["sent"] + 1
+
+
+def test_cli_sim_refuses_faults_in_real_time(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--clock", "real", "--partition", "1:2"]) == 1
+    assert "--clock virtual" in capsys.readouterr().err
+
+
+async def test_sim_network_fixture_sends_between_contacts(autojump_clock: trio.abc.Clock) -> None:
+    from p2pdm.net import MemoryNetwork
+
+    recorder = Recorder(clock=trio.current_time)
+    async with open_sim_network(4, network=MemoryNetwork(), probe=recorder) as sim:
+        a = sim[0]
+        b = sim[sim.contacts[0][0]]
+        message = a.running.node.send_text(str(b.peer_id), "hello")
+        recorder.sent(message.id, a.index, b.index, offline=False)
+        with trio.fail_after(30):
+            while recorder.delivered < 1:  # noqa: ASYNC110
+                await trio.sleep(0.1)
+        record = recorder.messages[message.id]
+        assert record.path == "direct"
+        assert recorder.stored_at[message.id] == {b.index}
