@@ -109,13 +109,6 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         help="split the network in two halves from START to END seconds (virtual clock only)",
     )
     add(
-        "--no-one-time-prekeys",
-        dest="one_time_prekeys",
-        action="store_false",
-        help="contacts' invites without one-time prekeys (every invite of a node names the "
-        "same ones until used, so a second contact's first message fails)",
-    )
-    add(
         "--drain",
         type=float,
         default=d.drain,
@@ -156,7 +149,6 @@ def sim(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         clock=args.clock,
         drain=args.drain,
         contacts=args.contacts,
-        one_time_prekeys=args.one_time_prekeys,
         store_dir=out_dir / "stores" if args.store == "sqlite" else None,
     )
     options.check()

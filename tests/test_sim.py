@@ -23,7 +23,6 @@ async def test_virtual_ten_nodes_offline_and_partition(autojump_clock: trio.abc.
         latency=0.02,
         partition=(20, 50),
         clock="virtual",
-        one_time_prekeys=False,
         seed=3,
     )
     outcome = await simulate(options)
@@ -40,10 +39,7 @@ async def test_virtual_ten_nodes_offline_and_partition(autojump_clock: trio.abc.
 @pytest.mark.slow
 @pytest.mark.net
 async def test_real_clock_loopback_delivers_everything() -> None:
-    # one_time_prekeys=False: see SimNetwork.befriend (shared one-time prekeys).
-    options = SimOptions(
-        nodes=5, duration=10, rate=2, mailboxes=1, clock="real", drain=30, one_time_prekeys=False
-    )
+    options = SimOptions(nodes=5, duration=10, rate=2, mailboxes=1, clock="real", drain=30)
     outcome = await simulate(options)
     summary = summarize(outcome)
     assert summary["sent"] > 5

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -29,7 +29,6 @@ from typing import Any, Final, Protocol
 import trio
 
 from p2pdm.core.identity import Identity, PeerId
-from p2pdm.core.wire import PrekeyBundle
 from p2pdm.delivery import Delivery
 from p2pdm.messenger import wall_ms
 from p2pdm.net import MemoryNetwork, Upkeep
@@ -105,7 +104,6 @@ class _Setup:
     now_ms: Callable[[], int]
     bootstraps: int
     probe: Probe | None
-    one_time_prekeys: bool
 
 
 class SimNetwork:
@@ -200,13 +198,7 @@ class SimNetwork:
         """Make nodes ``a`` and ``b`` contacts of each other, from fresh invites."""
         node_a, node_b = self.nodes[a].running.node, self.nodes[b].running.node
         for node, other, name in ((node_a, node_b, f"n{b}"), (node_b, node_a, f"n{a}")):
-            contact = node.add_contact_from_invite(other.invite(), name=name)
-            if not self._setup.one_time_prekeys and contact.bundle is not None:
-                # Every invite of a node names the same one-time prekeys until
-                # one is used, so a second contact's first message fails
-                # (PrekeyError); without them X3DH runs on the signed prekey.
-                bundle = replace(PrekeyBundle.decode(contact.bundle), one_time_prekeys=())
-                node.messenger.add_contact(other.peer_id, name, bundle, contact.addrs)
+            node.add_contact_from_invite(other.invite(), name=name)
         self.contacts[a].append(b)
         self.contacts[b].append(a)
 
@@ -259,7 +251,6 @@ async def open_sim_network(
     upkeep: Upkeep = SIM_UPKEEP,
     now_ms: Callable[[], int] = wall_ms,
     probe: Probe | None = None,
-    one_time_prekeys: bool = True,
 ) -> AsyncIterator[SimNetwork]:
     """``count`` running nodes with contacts; leaving the block stops them all.
 
@@ -267,8 +258,6 @@ async def open_sim_network(
     127.0.0.1. ``store_dir``: SQLite stores there (else in memory).
     ``mailboxes``: how many nodes offer the mailbox service. ``now_ms``:
     the nodes' wall clock (virtual time in a simulation).
-    ``one_time_prekeys``: False drops the one-time prekeys from the invites'
-    bundles (see :meth:`SimNetwork.befriend`).
     """
     if count < 2:
         raise ValueError("a simulated network needs at least 2 nodes")
@@ -285,7 +274,7 @@ async def open_sim_network(
         )
         for index in range(count)
     ]
-    setup = _Setup(network, upkeep, now_ms, bootstraps, probe, one_time_prekeys)
+    setup = _Setup(network, upkeep, now_ms, bootstraps, probe)
     error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:

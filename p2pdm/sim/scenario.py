@@ -75,7 +75,6 @@ class SimOptions:
     contacts: int = DEFAULT_CONTACTS
     #: False: invites' bundles without one-time prekeys (works around
     #: one-time prekeys shared by every invite until used; see the docs).
-    one_time_prekeys: bool = True
     #: Directory for SQLite stores; None keeps the stores in memory.
     store_dir: Path | None = None
 
@@ -250,7 +249,6 @@ async def simulate(
         contacts=options.contacts,
         now_ms=now_ms,
         probe=recorder,
-        one_time_prekeys=options.one_time_prekeys,
     ) as sim:
         outcome.form_s = trio.current_time() - t0
         outcome.rss_mb["formed"] = rss_mb()
