@@ -45,6 +45,7 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
             "simulated": round(outcome.sim_s, 3),
             "wall": round(outcome.wall_s, 3),
         },
+        "plan": outcome.plan_counts,
         "sent": sent,
         "delivered": delivered,
         "delivery_rate": round(delivered / sent, 6) if sent else None,
@@ -54,6 +55,13 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
             "mailbox": sum(1 for r in records if r.path == "mailbox"),
         },
         "latency_seconds": {name: latency_summary(v) for name, v in latencies.items()},
+        "dht_lookups": {
+            name: {
+                **latency_summary([seconds for seconds, _ in calls]),
+                "found": sum(1 for _, found in calls if found),
+            }
+            for name, calls in recorder.lookups.items()
+        },
         "duplicates": recorder.duplicates,
         "undelivered": outcome.undelivered,
         "refusals": dict(sorted(recorder.refusals.items())),
@@ -100,7 +108,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"{o['nodes']} nodes, {o['clock']} clock, {o['duration']} s of traffic at "
         f"{o['rate']}/s, seed {o['seed']}; offline {o['offline']}, churn {o['churn']}/min, "
         f"{o['mailboxes']} mailboxes, loss {o['loss']}, latency {o['latency']} s, "
-        f"partition {_fmt(o['partition'])}.",
+        f"partition {_fmt(o['partition'])}; scripted: {summary['plan']['scripted']}.",
         "",
         f"Forming took {summary['seconds']['forming']} s, the whole run "
         f"{summary['seconds']['simulated']} simulated s in {summary['seconds']['wall']} s "
@@ -126,6 +134,16 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for name, s in summary["latency_seconds"].items():
         cells = " | ".join(_fmt(s[k]) for k in ("p50", "p95", "p99", "max"))
         lines.append(f"| {name} | {s['count']} | {cells} |")
+    lines += [
+        "",
+        "## DHT lookups made by the nodes (seconds)",
+        "",
+        "| call | count | found | p50 | p95 | max |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in summary["dht_lookups"].items():
+        cells = " | ".join(_fmt(s[k]) for k in ("p50", "p95", "max"))
+        lines.append(f"| {name} | {s['count']} | {s['found']} | {cells} |")
     lines += ["", "## Invariants", ""]
     checks = summary["invariants"]
     lines += [
