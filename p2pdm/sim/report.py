@@ -13,12 +13,28 @@ import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from p2pdm.sim.metrics import MISDELIVERY_ERRORS, latency_summary
 from p2pdm.sim.scenario import Outcome
 
-__all__ = ["invariants_hold", "summarize", "write_report"]
+__all__ = ["REPRODUCIBLE", "invariants_hold", "reproducible", "summarize", "write_report"]
+
+#: Report fields that are the same in every virtual-clock run with one seed
+#: (docs/simulation.md, Determinism): they follow from the seeded plan and
+#: from every message being delivered exactly once. The rest (paths, latency
+#: quantiles, refusals, DHT lookups, network counters) depend on the order in
+#: which trio runs tasks that are ready at the same virtual instant.
+REPRODUCIBLE: Final = (
+    "plan",
+    "sent",
+    "sent_while_recipient_offline",
+    "delivered",
+    "delivery_rate",
+    "duplicates",
+    "undelivered",
+    "restarts",
+)
 
 
 def summarize(outcome: Outcome) -> dict[str, Any]:
@@ -84,6 +100,11 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         },
         "network": outcome.network_stats,
     }
+
+
+def reproducible(summary: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`REPRODUCIBLE` fields of a summary."""
+    return {key: summary[key] for key in REPRODUCIBLE}
 
 
 def invariants_hold(summary: dict[str, Any]) -> bool:
