@@ -81,7 +81,11 @@ def test_parse_errors_are_one_line(text: str, error: str) -> None:
         (Timeline(offline=(Offline(5, 1, 200),)), "time 200 is outside the traffic phase"),
         (
             Timeline(offline=(Offline(5, 1, 20), Offline(5, 10, 30))),
-            "node 5 has overlapping absences",
+            "node 5's absences overlap",
+        ),
+        (
+            Timeline(offline=(Offline(5, 1, 20), Offline(5, 30, 40))),
+            "less than 15 s apart",
         ),
         (Timeline(partitions=(Partition(((0, 1), (1, 2)), 1, 2),)), "node 1 in two groups"),
         (Timeline(partitions=(Partition(((0,), (12,)), 1, 2),)), "node 12 out of range"),

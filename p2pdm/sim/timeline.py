@@ -136,8 +136,11 @@ class Timeline:
                 )
         spans = sorted((o.node, o.start, o.end) for o in self.offline)
         for (a, _, a_end), (b, b_start, _) in itertools.pairwise(spans):
-            if a == b and b_start < a_end:
-                raise ConfigError(f"[[absence]]: node {a} has overlapping absences")
+            if a == b and b_start < a_end + MIN_ONLINE_GAP_SECONDS:
+                raise ConfigError(
+                    f"[[absence]]: node {a}'s absences overlap or are less than"
+                    f" {MIN_ONLINE_GAP_SECONDS:g} s apart (a restart takes a few seconds)"
+                )
         for i, part in enumerate(self.partitions):
             when("split", i, part.start, part.end)
             seen: set[int] = set()
