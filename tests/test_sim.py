@@ -102,3 +102,16 @@ async def test_same_seed_same_counts(autojump_clock: trio.abc.Clock) -> None:
     assert first["sent"] > 30 and first["plan"]["absences"] > 2
     assert first["delivery_rate"] == 1.0, first["undelivered"]
     assert reproducible(first) == reproducible(second)
+
+
+@pytest.mark.slow
+async def test_fifty_nodes_deliver_everything(autojump_clock: trio.abc.Clock) -> None:
+    # The largest size that runs in about 2 minutes here (docs/simulation.md,
+    # Scale: 200 nodes take ~10 min of CPU, too long for the test suite).
+    options = SimOptions(
+        nodes=50, duration=60, rate=1, offline=0.2, latency=0.02, clock="virtual", seed=2
+    )
+    summary = summarize(await simulate(options))
+    assert summary["sent"] > 40 and summary["sent_while_recipient_offline"] > 0
+    assert summary["delivery_rate"] == 1.0, summary["undelivered"]
+    assert invariants_hold(summary)
