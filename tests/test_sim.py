@@ -115,3 +115,14 @@ async def test_fifty_nodes_deliver_everything(autojump_clock: trio.abc.Clock) ->
     assert summary["sent"] > 40 and summary["sent_while_recipient_offline"] > 0
     assert summary["delivery_rate"] == 1.0, summary["undelivered"]
     assert invariants_hold(summary)
+
+
+@pytest.mark.slow
+async def test_two_hundred_nodes_deliver_everything(autojump_clock: trio.abc.Clock) -> None:
+    # `p2pdm sim --clock virtual --nodes 200 --duration 120` (memory stores):
+    # ~8 min of CPU, most of it forming the DHT (docs/simulation.md, Scale).
+    options = SimOptions(nodes=200, duration=120, clock="virtual")
+    summary = summarize(await simulate(options))
+    assert summary["sent"] > 80
+    assert summary["delivery_rate"] == 1.0, summary["undelivered"]
+    assert invariants_hold(summary)
