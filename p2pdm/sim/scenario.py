@@ -2,16 +2,22 @@
 
 How this works: :func:`simulate` opens a :class:`~p2pdm.sim.network.SimNetwork`
 (TCP on loopback with the real clock, or a MemoryNetwork with latency and
-loss under trio's MockClock), then for ``duration`` seconds runs side by side:
+loss under trio's MockClock), then makes the run's plan
+(:func:`p2pdm.sim.timeline.make_plan`, from the seed, the options, the
+scenario's timeline and the contacts alone) and carries it out for
+``duration`` seconds:
 
-- traffic: messages at ``rate`` per second (exponential gaps, seeded) from a
-  random running node to one of its contacts; with probability ``offline``
-  the recipient is first taken offline (if it may leave) for
-  OFFLINE_SECONDS, its store kept;
+- traffic: messages at ``rate`` per second (exponential gaps) plus the
+  timeline's bursts, from a node the plan has online to one of its contacts;
+  with probability ``offline`` the recipient is first taken offline (if it
+  may leave) for OFFLINE_SECONDS, its store kept;
 - churn: ``churn`` times a minute a random node leaves and rejoins later;
-- a partition: two random halves lose touch from START to END.
+- scripted absences, splits (partitions) and link changes at their times;
+  ``--partition`` splits two random halves from START to END.
 
-Then every node comes back and the run drains until every message is
+At one instant, nodes leave first, then splits and link changes, then sends;
+restarts run in the background and a sender still restarting sends once it
+serves. Then every node comes back and the run drains until every message is
 delivered or ``drain`` seconds pass. :func:`simulate` returns the
 :class:`Outcome`; :mod:`p2pdm.sim.report` turns it into report files.
 """
