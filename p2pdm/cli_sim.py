@@ -15,7 +15,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 import trio
 import trio.testing
@@ -26,8 +26,9 @@ from p2pdm.errors import ConfigError
 from p2pdm.home import Home
 from p2pdm.sim import Progress as SimProgress
 from p2pdm.sim import SimOptions, invariants_hold, simulate, write_report
+from p2pdm.sim.timeline import OPTION_KEYS, Timeline, load_scenario
 
-__all__ = ["sim", "sim_arguments"]
+__all__ = ["sim", "sim_arguments", "sim_options"]
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
@@ -45,60 +46,60 @@ def _partition(text: str) -> tuple[float, float]:
 def sim_arguments(parser: argparse.ArgumentParser) -> None:
     d = SimOptions()
     add = parser.add_argument
-    add("--nodes", type=int, default=d.nodes, metavar="N", help=f"nodes (default {d.nodes})")
+    add("--nodes", type=int, default=None, metavar="N", help=f"nodes (default {d.nodes})")
     add(
         "--duration",
         type=float,
-        default=d.duration,
+        default=None,
         metavar="S",
         help=f"seconds of traffic (default {d.duration:g})",
     )
     add(
         "--rate",
         type=float,
-        default=d.rate,
+        default=None,
         metavar="R",
         help=f"messages per second across the network (default {d.rate:g})",
     )
     add(
         "--offline",
         type=float,
-        default=d.offline,
+        default=None,
         metavar="FRACTION",
         help="fraction of messages whose recipient is taken offline when sent, back 20-90 s later",
     )
     add(
         "--churn",
         type=float,
-        default=d.churn,
+        default=None,
         metavar="PER_MIN",
         help="nodes leaving (and rejoining 10-120 s later) per minute",
     )
     add(
         "--mailboxes",
         type=int,
-        default=d.mailboxes,
+        default=None,
         metavar="K",
         help=f"nodes offering the mailbox service (default {d.mailboxes})",
     )
     add(
         "--contacts",
         type=int,
-        default=d.contacts,
+        default=None,
         metavar="C",
         help=f"random contacts each node picks, mutual (default {d.contacts})",
     )
     add(
         "--loss",
         type=float,
-        default=d.loss,
+        default=None,
         metavar="P",
         help="per-packet loss probability (virtual clock only)",
     )
     add(
         "--latency",
         type=float,
-        default=d.latency,
+        default=None,
         metavar="S",
         help="one-way link latency in seconds (virtual clock only)",
     )
@@ -111,16 +112,22 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--drain",
         type=float,
-        default=d.drain,
+        default=None,
         metavar="S",
         help=f"after the traffic, wait at most this long for deliveries (default {d.drain:g})",
     )
-    add("--seed", type=int, default=d.seed, help="seed of identities, traffic and faults")
+    add(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"seed of identities, traffic and faults (default {d.seed})",
+    )
     add(
         "--clock",
         choices=("real", "virtual"),
-        default=d.clock,
-        help="real: TCP on 127.0.0.1 in real time; virtual: in-memory network, virtual time",
+        default=None,
+        help="real: TCP on 127.0.0.1 in real time (default); virtual: in-memory network, "
+        "virtual time",
     )
     add(
         "--store",
@@ -128,30 +135,41 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         default="sqlite",
         help="node stores: SQLite files under --out/stores (default) or memory",
     )
+    add(
+        "--scenario",
+        type=Path,
+        metavar="FILE",
+        help="TOML scenario: these options and a timeline (docs/simulation.md);"
+        " options given here override the file's",
+    )
     add("--out", type=Path, metavar="DIR", help="report directory (default: a new temp dir)")
     add("--log-level", choices=LOG_LEVELS, default="error")
+
+
+def sim_options(args: argparse.Namespace, *, store_dir: Path | None) -> SimOptions:
+    """The options: SimOptions' defaults, then the scenario file, then the command line."""
+    chosen: dict[str, Any] = {}
+    timeline = Timeline()
+    if args.scenario is not None:
+        chosen, timeline = load_scenario(args.scenario)
+    for key in OPTION_KEYS:
+        value = getattr(args, key)
+        if value is not None:
+            chosen[key] = value
+    options = SimOptions(**chosen, timeline=timeline, store_dir=store_dir)
+    try:
+        options.check()
+    except ConfigError as exc:
+        if args.scenario is None:
+            raise
+        raise ConfigError(f"{args.scenario}: {exc}") from None
+    return options
 
 
 def sim(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     del home  # a simulation makes its own identities
     out_dir: Path = args.out or Path(tempfile.mkdtemp(prefix="p2pdm-sim-"))
-    options = SimOptions(
-        nodes=args.nodes,
-        duration=args.duration,
-        rate=args.rate,
-        offline=args.offline,
-        churn=args.churn,
-        mailboxes=args.mailboxes,
-        loss=args.loss,
-        latency=args.latency,
-        partition=args.partition,
-        seed=args.seed,
-        clock=args.clock,
-        drain=args.drain,
-        contacts=args.contacts,
-        store_dir=out_dir / "stores" if args.store == "sqlite" else None,
-    )
-    options.check()
+    options = sim_options(args, store_dir=out_dir / "stores" if args.store == "sqlite" else None)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     console = Console(file=sys.stderr)
     columns = (
@@ -173,7 +191,8 @@ def sim(args: argparse.Namespace, home: Home, out: TextIO) -> int:
                 f"sent {p.sent}  delivered {p.delivered}",
             )
 
-        clock = trio.testing.MockClock(autojump_threshold=0) if args.clock == "virtual" else None
+        virtual = options.clock == "virtual"
+        clock = trio.testing.MockClock(autojump_threshold=0) if virtual else None
         try:
             outcome = trio.run(simulate, options, show, clock=clock)
         except BaseExceptionGroup as group:

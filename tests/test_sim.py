@@ -11,6 +11,7 @@ import trio
 from p2pdm.cli import main
 from p2pdm.sim import SimOptions, invariants_hold, open_sim_network, simulate, summarize
 from p2pdm.sim.metrics import Recorder
+from p2pdm.sim.report import reproducible
 
 
 @pytest.mark.slow
@@ -81,3 +82,47 @@ async def test_sim_network_fixture_sends_between_contacts(autojump_clock: trio.a
         record = recorder.messages[message.id]
         assert record.path == "direct"
         assert recorder.stored_at[message.id] == {b.index}
+
+
+@pytest.mark.slow
+async def test_same_seed_same_counts(autojump_clock: trio.abc.Clock) -> None:
+    options = SimOptions(
+        nodes=8,
+        duration=60,
+        rate=1,
+        offline=0.3,
+        churn=3,
+        latency=0.02,
+        partition=(10, 30),
+        clock="virtual",
+        seed=5,
+    )
+    first = summarize(await simulate(options))
+    second = summarize(await simulate(options))
+    assert first["sent"] > 30 and first["plan"]["absences"] > 2
+    assert first["delivery_rate"] == 1.0, first["undelivered"]
+    assert reproducible(first) == reproducible(second)
+
+
+@pytest.mark.slow
+async def test_fifty_nodes_deliver_everything(autojump_clock: trio.abc.Clock) -> None:
+    # The largest size that runs in about 2 minutes here (docs/simulation.md,
+    # Scale: 200 nodes take ~10 min of CPU, too long for the test suite).
+    options = SimOptions(
+        nodes=50, duration=60, rate=1, offline=0.2, latency=0.02, clock="virtual", seed=2
+    )
+    summary = summarize(await simulate(options))
+    assert summary["sent"] > 40 and summary["sent_while_recipient_offline"] > 0
+    assert summary["delivery_rate"] == 1.0, summary["undelivered"]
+    assert invariants_hold(summary)
+
+
+@pytest.mark.slow
+async def test_two_hundred_nodes_deliver_everything(autojump_clock: trio.abc.Clock) -> None:
+    # `p2pdm sim --clock virtual --nodes 200 --duration 120` (memory stores):
+    # ~8 min of CPU, most of it forming the DHT (docs/simulation.md, Scale).
+    options = SimOptions(nodes=200, duration=120, clock="virtual")
+    summary = summarize(await simulate(options))
+    assert summary["sent"] > 80
+    assert summary["delivery_rate"] == 1.0, summary["undelivered"]
+    assert invariants_hold(summary)

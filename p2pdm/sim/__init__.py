@@ -4,6 +4,7 @@
   (``serve_node``, as ``p2pdm run``) with contacts, over TCP or memory;
 - :mod:`~p2pdm.sim.scenario`: :func:`simulate`, traffic, offline recipients,
   churn and partitions, then a drain;
+- :mod:`~p2pdm.sim.timeline`: scenario files and the seeded plan of a run;
 - :mod:`~p2pdm.sim.metrics`: per-message records and invariants;
 - :mod:`~p2pdm.sim.report`: ``report.json``, ``report.md``, plots.
 """
@@ -11,6 +12,7 @@
 from p2pdm.sim.network import SIM_UPKEEP, SimNetwork, SimNode, open_sim_network
 from p2pdm.sim.report import invariants_hold, summarize, write_report
 from p2pdm.sim.scenario import Outcome, Progress, SimOptions, simulate
+from p2pdm.sim.timeline import Timeline, load_scenario
 
 __all__ = [
     "SIM_UPKEEP",
@@ -19,7 +21,9 @@ __all__ = [
     "SimNetwork",
     "SimNode",
     "SimOptions",
+    "Timeline",
     "invariants_hold",
+    "load_scenario",
     "open_sim_network",
     "simulate",
     "summarize",

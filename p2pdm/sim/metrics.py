@@ -30,6 +30,8 @@ __all__ = ["MessageRecord", "Recorder", "latency_summary", "percentile"]
 
 Path = Literal["direct", "mailbox"]
 
+#: The host calls that are DHT lookups, timed for the report.
+LOOKUP_CALLS: Final = ("find_peer", "get_record")
 #: Errors that mean an envelope reached a node that cannot or must not read it.
 MISDELIVERY_ERRORS: Final = frozenset({"WrongRecipient", "DecryptError"})
 
@@ -66,6 +68,10 @@ class Recorder:
     refusals: Counter[str] = field(default_factory=Counter)
     #: Deliveries over time: (seconds, path), in order.
     deliveries: list[tuple[float, Path]] = field(default_factory=list)
+    #: DHT lookups the nodes made: (seconds taken, found), by call name.
+    lookups: dict[str, list[tuple[float, bool]]] = field(
+        default_factory=lambda: {name: [] for name in LOOKUP_CALLS}
+    )
     _direct: set[int] = field(default_factory=set)
 
     # --- the probe -------------------------------------------------------------
@@ -98,6 +104,24 @@ class Recorder:
                 self._direct.discard(index)
 
         delivery.accept_group = direct_accept_group  # type: ignore[method-assign]
+        self._time_lookups(delivery.network)
+
+    def _time_lookups(self, host: Any) -> None:
+        """Wrap the host's DHT lookups (one host object serves delivery and mailboxes)."""
+        for name in LOOKUP_CALLS:
+            call = getattr(host, name)
+
+            async def timed(key: Any, timeout: float, call: Any = call, name: str = name) -> Any:  # noqa: ASYNC109
+                start = self.clock()
+                found = False
+                try:
+                    result = await call(key, timeout)
+                    found = bool(result)
+                    return result
+                finally:
+                    self.lookups[name].append((self.clock() - start, found))
+
+            setattr(host, name, timed)
 
     # --- events ------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from p2pdm.node import Node
 from p2pdm.runner import RunOptions, Serving, serve_node
 from p2pdm.store import MemoryStore, SQLiteStore, Store
 
-__all__ = ["SIM_UPKEEP", "Probe", "SimNetwork", "SimNode", "open_sim_network"]
+__all__ = ["SIM_UPKEEP", "Probe", "SimNetwork", "SimNode", "fixed_count", "open_sim_network"]
 
 #: Hosts joining through one bootstrap node: a host accepts at most
 #: MAX_INBOUND_CONNECTIONS (192) and every joiner keeps its bootstrap link,
@@ -54,6 +54,16 @@ NODE_STOP_TIMEOUT_SECONDS: Final = 30.0
 SIM_UPKEEP: Final = Upkeep(interval=5.0, idle_timeout=20.0, dht_refresh_interval=600.0)
 #: Where real-clock nodes listen: loopback, a free port each.
 LOOPBACK: Final = ("/ip4/127.0.0.1/tcp/0",)
+
+
+def bootstrap_count(nodes: int) -> int:
+    """How many of ``nodes`` are bootstrap nodes (the first ones)."""
+    return min(MAX_BOOTSTRAPS, nodes // NODES_PER_BOOTSTRAP + 1)
+
+
+def fixed_count(nodes: int, mailboxes: int) -> int:
+    """How many nodes (the first ones) never leave: bootstrap and mailbox nodes."""
+    return max(bootstrap_count(nodes), mailboxes)
 
 
 class Probe(Protocol):
@@ -262,8 +272,8 @@ async def open_sim_network(
     if count < 2:
         raise ValueError("a simulated network needs at least 2 nodes")
     rng = random.Random(seed)
-    bootstraps = min(MAX_BOOTSTRAPS, count // NODES_PER_BOOTSTRAP + 1)
-    fixed = max(bootstraps, mailboxes)
+    bootstraps = bootstrap_count(count)
+    fixed = fixed_count(count, mailboxes)
     nodes = [
         SimNode(
             index,

@@ -13,12 +13,28 @@ import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from p2pdm.sim.metrics import MISDELIVERY_ERRORS, latency_summary
 from p2pdm.sim.scenario import Outcome
 
-__all__ = ["invariants_hold", "summarize", "write_report"]
+__all__ = ["REPRODUCIBLE", "invariants_hold", "reproducible", "summarize", "write_report"]
+
+#: Report fields that are the same in every virtual-clock run with one seed
+#: (docs/simulation.md, Determinism): they follow from the seeded plan and
+#: from every message being delivered exactly once. The rest (paths, latency
+#: quantiles, refusals, DHT lookups, network counters) depend on the order in
+#: which trio runs tasks that are ready at the same virtual instant.
+REPRODUCIBLE: Final = (
+    "plan",
+    "sent",
+    "sent_while_recipient_offline",
+    "delivered",
+    "delivery_rate",
+    "duplicates",
+    "undelivered",
+    "restarts",
+)
 
 
 def summarize(outcome: Outcome) -> dict[str, Any]:
@@ -45,6 +61,7 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
             "simulated": round(outcome.sim_s, 3),
             "wall": round(outcome.wall_s, 3),
         },
+        "plan": outcome.plan_counts,
         "sent": sent,
         "delivered": delivered,
         "delivery_rate": round(delivered / sent, 6) if sent else None,
@@ -54,6 +71,13 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
             "mailbox": sum(1 for r in records if r.path == "mailbox"),
         },
         "latency_seconds": {name: latency_summary(v) for name, v in latencies.items()},
+        "dht_lookups": {
+            name: {
+                **latency_summary([seconds for seconds, _ in calls]),
+                "found": sum(1 for _, found in calls if found),
+            }
+            for name, calls in recorder.lookups.items()
+        },
         "duplicates": recorder.duplicates,
         "undelivered": outcome.undelivered,
         "refusals": dict(sorted(recorder.refusals.items())),
@@ -78,6 +102,11 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+def reproducible(summary: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`REPRODUCIBLE` fields of a summary."""
+    return {key: summary[key] for key in REPRODUCIBLE}
+
+
 def invariants_hold(summary: dict[str, Any]) -> bool:
     checks = summary["invariants"]
     return bool(
@@ -100,7 +129,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"{o['nodes']} nodes, {o['clock']} clock, {o['duration']} s of traffic at "
         f"{o['rate']}/s, seed {o['seed']}; offline {o['offline']}, churn {o['churn']}/min, "
         f"{o['mailboxes']} mailboxes, loss {o['loss']}, latency {o['latency']} s, "
-        f"partition {_fmt(o['partition'])}.",
+        f"partition {_fmt(o['partition'])}; scripted: {summary['plan']['scripted']}.",
         "",
         f"Forming took {summary['seconds']['forming']} s, the whole run "
         f"{summary['seconds']['simulated']} simulated s in {summary['seconds']['wall']} s "
@@ -126,6 +155,16 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for name, s in summary["latency_seconds"].items():
         cells = " | ".join(_fmt(s[k]) for k in ("p50", "p95", "p99", "max"))
         lines.append(f"| {name} | {s['count']} | {cells} |")
+    lines += [
+        "",
+        "## DHT lookups made by the nodes (seconds)",
+        "",
+        "| call | count | found | p50 | p95 | max |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in summary["dht_lookups"].items():
+        cells = " | ".join(_fmt(s[k]) for k in ("p50", "p95", "max"))
+        lines.append(f"| {name} | {s['count']} | {s['found']} | {cells} |")
     lines += ["", "## Invariants", ""]
     checks = summary["invariants"]
     lines += [

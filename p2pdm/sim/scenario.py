@@ -2,16 +2,22 @@
 
 How this works: :func:`simulate` opens a :class:`~p2pdm.sim.network.SimNetwork`
 (TCP on loopback with the real clock, or a MemoryNetwork with latency and
-loss under trio's MockClock), then for ``duration`` seconds runs side by side:
+loss under trio's MockClock), then makes the run's plan
+(:func:`p2pdm.sim.timeline.make_plan`, from the seed, the options, the
+scenario's timeline and the contacts alone) and carries it out for
+``duration`` seconds:
 
-- traffic: messages at ``rate`` per second (exponential gaps, seeded) from a
-  random running node to one of its contacts; with probability ``offline``
-  the recipient is first taken offline (if it may leave) for
-  OFFLINE_SECONDS, its store kept;
+- traffic: messages at ``rate`` per second (exponential gaps) plus the
+  timeline's bursts, from a node the plan has online to one of its contacts;
+  with probability ``offline`` the recipient is first taken offline (if it
+  may leave) for OFFLINE_SECONDS, its store kept;
 - churn: ``churn`` times a minute a random node leaves and rejoins later;
-- a partition: two random halves lose touch from START to END.
+- scripted absences, splits (partitions) and link changes at their times;
+  ``--partition`` splits two random halves from START to END.
 
-Then every node comes back and the run drains until every message is
+At one instant, nodes leave first, then splits and link changes, then sends;
+restarts run in the background and a sender still restarting sends once it
+serves. Then every node comes back and the run drains until every message is
 delivered or ``drain`` seconds pass. :func:`simulate` returns the
 :class:`Outcome`; :mod:`p2pdm.sim.report` turns it into report files.
 """
@@ -19,10 +25,10 @@ delivered or ``drain`` seconds pass. :func:`simulate` returns the
 from __future__ import annotations
 
 import os
-import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Final, Literal
 
@@ -34,7 +40,15 @@ from p2pdm.mailbox import MAILBOX_PURGE_INTERVAL_SECONDS
 from p2pdm.messenger import wall_ms
 from p2pdm.net import LinkFaults, MemoryNetwork
 from p2pdm.sim.metrics import Recorder
-from p2pdm.sim.network import DEFAULT_CONTACTS, SimNetwork, SimNode, open_sim_network
+from p2pdm.sim.network import (
+    DEFAULT_CONTACTS,
+    NODE_START_TIMEOUT_SECONDS,
+    SimNetwork,
+    SimNode,
+    fixed_count,
+    open_sim_network,
+)
+from p2pdm.sim.timeline import LinkChange, Send, Timeline, make_plan
 
 __all__ = ["Outcome", "Progress", "SimOptions", "simulate"]
 
@@ -73,8 +87,8 @@ class SimOptions:
     clock: Clock = "real"
     drain: float = 300.0
     contacts: int = DEFAULT_CONTACTS
-    #: False: invites' bundles without one-time prekeys (works around
-    #: one-time prekeys shared by every invite until used; see the docs).
+    #: Scripted events (``--scenario FILE``).
+    timeline: Timeline = field(default_factory=Timeline)
     #: Directory for SQLite stores; None keeps the stores in memory.
     store_dir: Path | None = None
 
@@ -96,10 +110,13 @@ class SimOptions:
             start, end = self.partition
             if not 0 <= start < end:
                 raise ConfigError("--partition is START:END seconds with START < END")
-        if self.clock == "real" and (self.loss or self.latency or self.partition):
+        memory_only = self.timeline.partitions or self.timeline.links
+        if self.clock == "real" and (self.loss or self.latency or self.partition or memory_only):
             raise ConfigError(
-                "--loss, --latency and --partition need the memory network: use --clock virtual"
+                "--loss, --latency and --partition (and a scenario's [[split]] and [[link]])"
+                " need the memory network: use --clock virtual"
             )
+        self.timeline.check(self.nodes, fixed_count(self.nodes, self.mailboxes), self.duration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +145,8 @@ class Outcome:
     sim_s: float = 0.0
     wall_s: float = 0.0
     rss_mb: dict[str, float] = field(default_factory=dict)
+    #: What the seeded plan held (the same for every run with this seed).
+    plan_counts: dict[str, int] = field(default_factory=dict)
 
 
 def rss_mb() -> float:
@@ -140,68 +159,96 @@ def rss_mb() -> float:
 
 
 class _Run:
+    """Carries out a :class:`~p2pdm.sim.timeline.Plan` against running nodes."""
+
     def __init__(self, options: SimOptions, sim: SimNetwork, recorder: Recorder) -> None:
         self.options = options
         self.sim = sim
         self.recorder = recorder
-        self.rng = random.Random(options.seed + 1)
-        self.away: set[int] = set()  # nodes taken away (stopping, stopped, starting)
+        self.plan = make_plan(
+            seed=options.seed,
+            duration=options.duration,
+            rate=options.rate,
+            offline=options.offline,
+            churn=options.churn,
+            partition=options.partition,
+            timeline=options.timeline,
+            contacts=sim.contacts,
+            fixed=fixed_count(options.nodes, options.mailboxes),
+            offline_seconds=OFFLINE_SECONDS,
+            churn_away_seconds=CHURN_AWAY_SECONDS,
+        )
+        #: Nodes restarting, by index: set once the node serves again.
+        self.starting: dict[int, trio.Event] = {}
+        self.counter = 0
 
-    def movable(self) -> list[SimNode]:
-        return [n for n in self.sim.nodes if not n.fixed and n.index not in self.away]
+    async def _settled(self, sim_node: SimNode) -> None:
+        """Wait (bounded) until ``sim_node`` is not in the middle of a restart."""
+        event = self.starting.get(sim_node.index)
+        if event is not None:
+            with trio.fail_after(NODE_START_TIMEOUT_SECONDS):
+                await event.wait()
 
-    async def absence(self, sim_node: SimNode, seconds: float) -> None:
-        self.away.add(sim_node.index)
+    async def _restart(self, sim_node: SimNode) -> None:
+        event = self.starting[sim_node.index] = trio.Event()
         try:
-            await self.sim.stop(sim_node)
-            await trio.sleep(seconds)
             await self.sim.start(sim_node)
         finally:
-            self.away.discard(sim_node.index)
+            del self.starting[sim_node.index]
+            event.set()
 
-    async def traffic(self, nursery: trio.Nursery, until: float) -> None:
-        options, rng = self.options, self.rng
-        counter = 0
-        while (now := trio.current_time()) < until:
-            await trio.sleep(min(rng.expovariate(options.rate), until - now))
-            senders = [n for n in self.sim.nodes if n.online and n.index not in self.away]
-            senders = [n for n in senders if self.sim.contacts[n.index]]
-            if not senders or trio.current_time() >= until:
-                continue
-            sender = rng.choice(senders)
-            recipient = self.sim[rng.choice(self.sim.contacts[sender.index])]
-            offline = recipient.index in self.away
-            chosen = options.offline and rng.random() < options.offline
-            if chosen and not offline and not recipient.fixed:
-                offline = True
-                away = rng.uniform(*OFFLINE_SECONDS)
-                self.away.add(recipient.index)  # before the send, not when the task runs
-                nursery.start_soon(self.absence, recipient, away)
-            counter += 1
-            node = sender.running.node
-            message = node.send_text(str(recipient.peer_id), f"sim message {counter}")
-            self.recorder.sent(message.id, sender.index, recipient.index, offline=offline)
+    def _send_now(self, send: Send) -> None:
+        self.counter += 1
+        node = self.sim[send.sender].running.node
+        text = f"sim message {self.counter}"
+        message = node.send_text(str(self.sim[send.recipient].peer_id), text)
+        self.recorder.sent(message.id, send.sender, send.recipient, offline=send.recipient_offline)
 
-    async def churn(self, nursery: trio.Nursery, until: float) -> None:
-        rng = self.rng
-        while (now := trio.current_time()) < until:
-            await trio.sleep(min(rng.expovariate(self.options.churn / 60.0), until - now))
-            candidates = [n for n in self.movable() if n.online]
-            if candidates and trio.current_time() < until:
-                leaving = rng.choice(candidates)
-                self.away.add(leaving.index)
-                nursery.start_soon(self.absence, leaving, rng.uniform(*CHURN_AWAY_SECONDS))
+    async def _send_later(self, send: Send) -> None:
+        """The sender is still restarting (slower than planned): send once it serves."""
+        await self._settled(self.sim[send.sender])
+        self._send_now(send)
 
-    async def partition(self, t0: float) -> None:
-        assert self.options.partition is not None
-        start, end = self.options.partition
-        await trio.sleep_until(t0 + start)
-        indices = list(range(len(self.sim)))
-        self.rng.shuffle(indices)
-        half = len(indices) // 2
-        self.sim.partition([indices[:half], indices[half:]])
-        await trio.sleep_until(t0 + end)
-        self.sim.heal()
+    async def run(self, nursery: trio.Nursery, t0: float) -> None:
+        """Every planned event at its time; restarts and late sends go to ``nursery``."""
+        events: list[tuple[float, int, Callable[[], Awaitable[None] | None]]] = []
+        for absence in self.plan.absences:
+            sim_node = self.sim[absence.node]
+            events.append((absence.start, 0, partial(self._leave, sim_node)))
+            events.append((absence.end, 3, partial(nursery.start_soon, self._restart, sim_node)))
+        for part in self.plan.partitions:
+            events.append((part.start, 1, partial(self.sim.partition, part.groups)))
+            events.append((part.end, 1, self.sim.heal))
+        for link in self.plan.links:
+            events.append((link.at, 1, partial(self._link, link)))
+        for send in self.plan.sends:
+            events.append((send.at, 2, partial(self._send, nursery, send)))
+        events.sort(key=lambda e: (e[0], e[1]))
+        for at, _, action in events:
+            await trio.sleep_until(t0 + at)
+            result = action()
+            if result is not None:
+                await result
+
+    async def _leave(self, sim_node: SimNode) -> None:
+        await self._settled(sim_node)
+        await self.sim.stop(sim_node)
+
+    def _send(self, nursery: trio.Nursery, send: Send) -> None:
+        if self.sim[send.sender].online:
+            self._send_now(send)
+        else:
+            nursery.start_soon(self._send_later, send)
+
+    def _link(self, link: LinkChange) -> None:
+        network = self.sim.network
+        assert network is not None  # checked: link changes need --clock virtual
+        faults = network.faults
+        network.faults = LinkFaults(
+            latency=faults.latency if link.latency is None else link.latency,
+            jitter=faults.jitter,
+            loss=faults.loss if link.loss is None else link.loss,
+        )
 
 
 async def simulate(
@@ -253,6 +300,18 @@ async def simulate(
         outcome.form_s = trio.current_time() - t0
         outcome.rss_mb["formed"] = rss_mb()
         run = _Run(options, sim, recorder)
+        plan, timeline = run.plan, options.timeline
+        outcome.plan_counts = {
+            "sends": len(plan.sends),
+            "sends_to_absent": sum(1 for send in plan.sends if send.recipient_offline),
+            "absences": len(plan.absences),
+            "partitions": len(plan.partitions),
+            "link_changes": len(plan.links),
+            "scripted": len(timeline.offline)
+            + len(timeline.partitions)
+            + len(timeline.bursts)
+            + len(timeline.links),
+        }
         traffic_start = trio.current_time()
         until = traffic_start + options.duration
         phase[0] = "traffic"
@@ -265,11 +324,8 @@ async def simulate(
 
             nursery.start_soon(tick)
             async with trio.open_nursery() as faults:
-                faults.start_soon(run.traffic, faults, until)
-                if options.churn:
-                    faults.start_soon(run.churn, faults, until)
-                if options.partition is not None:
-                    faults.start_soon(run.partition, traffic_start)
+                await run.run(faults, traffic_start)
+                await trio.sleep_until(until)
             # Every absence has ended (the nursery waited for them): drain.
             if sim.partitioned:
                 sim.heal()
