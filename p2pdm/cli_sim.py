@@ -142,6 +142,14 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         help="TOML scenario: these options and a timeline (docs/simulation.md);"
         " options given here override the file's",
     )
+    add(
+        "--bootstrap",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="join a simulation running on another machine (or any libp2p Kademlia node)"
+        " through this peer; real clock only, repeatable",
+    )
     add("--out", type=Path, metavar="DIR", help="report directory (default: a new temp dir)")
     add("--log-level", choices=LOG_LEVELS, default="error")
 
@@ -156,7 +164,9 @@ def sim_options(args: argparse.Namespace, *, store_dir: Path | None) -> SimOptio
         value = getattr(args, key)
         if value is not None:
             chosen[key] = value
-    options = SimOptions(**chosen, timeline=timeline, store_dir=store_dir)
+    options = SimOptions(
+        **chosen, timeline=timeline, store_dir=store_dir, bootstrap=tuple(args.bootstrap)
+    )
     try:
         options.check()
     except ConfigError as exc:

@@ -9,6 +9,9 @@ import pytest
 import trio
 
 from p2pdm.cli import main
+from p2pdm.core.identity import PeerId
+from p2pdm.net import open_host
+from p2pdm.net.testing import host_seed
 from p2pdm.sim import SimOptions, invariants_hold, open_sim_network, simulate, summarize
 from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.report import reproducible
@@ -47,6 +50,36 @@ async def test_real_clock_loopback_delivers_everything() -> None:
     assert summary["delivery_rate"] == 1.0, summary["undelivered"]
     assert summary["duplicates"] == 0
     assert invariants_hold(summary)
+
+
+@pytest.mark.slow
+@pytest.mark.net
+async def test_a_simulation_joins_peers_outside_it() -> None:
+    """`--bootstrap`: the first node joins through a peer outside the simulation
+    (here a plain host; in use, another machine's `p2pdm sim`), so both DHTs
+    become one; the report says where others join this one."""
+    async with open_host(host_seed(77), ["/ip4/127.0.0.1/tcp/0"]) as outside:
+        options = SimOptions(
+            nodes=3,
+            duration=3,
+            rate=1,
+            mailboxes=1,
+            clock="real",
+            drain=20,
+            bootstrap=(outside.listen_addrs()[0],),
+        )
+        outcome = await simulate(options)
+        summary = summarize(outcome)
+        first = PeerId.parse(outcome.join_addrs[0].rsplit("/p2p/", 1)[1])
+        assert first in outside.dht_peers()
+        assert summary["join_addrs"] == outcome.join_addrs
+        assert summary["delivery_rate"] == 1.0 and invariants_hold(summary)
+
+
+def test_bootstrap_needs_the_real_clock(capsys: pytest.CaptureFixture[str]) -> None:
+    addr = "/ip4/10.0.0.1/tcp/4701/p2p/12D3KooWGjssTSMGSG4tCMJCc5ju1r33TjS8GXjjaNVe3zGHAKcB"
+    assert main(["sim", "--clock", "virtual", "--bootstrap", addr]) == 1
+    assert "--clock real" in capsys.readouterr().err
 
 
 def test_cli_sim_writes_reports(tmp_path: Path) -> None:

@@ -54,6 +54,8 @@ NODE_STOP_TIMEOUT_SECONDS: Final = 30.0
 SIM_UPKEEP: Final = Upkeep(interval=5.0, idle_timeout=20.0, dht_refresh_interval=600.0)
 #: Where real-clock nodes listen: loopback, a free port each.
 LOOPBACK: Final = ("/ip4/127.0.0.1/tcp/0",)
+#: Every interface, any port: for a simulation that other machines join.
+OPEN_LISTEN: Final = ("/ip4/0.0.0.0/tcp/0",)
 
 
 def bootstrap_count(nodes: int) -> int:
@@ -114,6 +116,8 @@ class _Setup:
     now_ms: Callable[[], int]
     bootstraps: int
     probe: Probe | None
+    #: Peers outside the simulation that node 0 joins through.
+    external: tuple[str, ...] = ()
 
 
 class SimNetwork:
@@ -136,7 +140,7 @@ class SimNetwork:
 
     def _bootstrap_for(self, sim_node: SimNode) -> tuple[str, ...]:
         if sim_node.index == 0:
-            return ()
+            return self._setup.external
         count = self._setup.bootstraps
         through = self.nodes[sim_node.index % count if sim_node.index >= count else 0]
         return (through.running.host.listen_addrs()[0],)
@@ -164,7 +168,8 @@ class SimNetwork:
         if probe is not None:
             probe.node_created(sim_node, node)
         options = RunOptions(
-            listen=LOOPBACK,
+            # Reachable from other machines when the simulation spans several.
+            listen=OPEN_LISTEN if setup.external else LOOPBACK,
             bootstrap=self._bootstrap_for(sim_node),
             mailbox=sim_node.offers_mailbox,
             upkeep=setup.upkeep,
@@ -261,14 +266,19 @@ async def open_sim_network(
     upkeep: Upkeep = SIM_UPKEEP,
     now_ms: Callable[[], int] = wall_ms,
     probe: Probe | None = None,
+    external: Sequence[str] = (),
 ) -> AsyncIterator[SimNetwork]:
     """``count`` running nodes with contacts; leaving the block stops them all.
 
     ``network``: a MemoryNetwork (virtual time, faults), else TCP on
     127.0.0.1. ``store_dir``: SQLite stores there (else in memory).
     ``mailboxes``: how many nodes offer the mailbox service. ``now_ms``:
-    the nodes' wall clock (virtual time in a simulation).
+    the nodes' wall clock (virtual time in a simulation). ``external``:
+    peers outside the simulation for node 0 to join through (TCP only);
+    the nodes then listen on every interface, not just loopback.
     """
+    if external and network is not None:
+        raise ValueError("external bootstrap peers need TCP, not the memory network")
     if count < 2:
         raise ValueError("a simulated network needs at least 2 nodes")
     rng = random.Random(seed)
@@ -284,7 +294,7 @@ async def open_sim_network(
         )
         for index in range(count)
     ]
-    setup = _Setup(network, upkeep, now_ms, bootstraps, probe)
+    setup = _Setup(network, upkeep, now_ms, bootstraps, probe, tuple(external))
     error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:

@@ -62,6 +62,7 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
             "wall": round(outcome.wall_s, 3),
         },
         "plan": outcome.plan_counts,
+        "join_addrs": outcome.join_addrs,
         "sent": sent,
         "delivered": delivered,
         "delivery_rate": round(delivered / sent, 6) if sent else None,

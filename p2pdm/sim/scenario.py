@@ -25,6 +25,7 @@ delivered or ``drain`` seconds pass. :func:`simulate` returns the
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -91,6 +92,9 @@ class SimOptions:
     timeline: Timeline = field(default_factory=Timeline)
     #: Directory for SQLite stores; None keeps the stores in memory.
     store_dir: Path | None = None
+    #: Peers outside this simulation (another machine's ``p2pdm sim``, any
+    #: libp2p Kademlia node) that the first node joins through (real clock).
+    bootstrap: tuple[str, ...] = ()
 
     def check(self) -> None:
         """Raise ConfigError for a scenario that cannot run."""
@@ -110,6 +114,8 @@ class SimOptions:
             start, end = self.partition
             if not 0 <= start < end:
                 raise ConfigError("--partition is START:END seconds with START < END")
+        if self.bootstrap and self.clock != "real":
+            raise ConfigError("--bootstrap joins other machines over TCP: use --clock real")
         memory_only = self.timeline.partitions or self.timeline.links
         if self.clock == "real" and (self.loss or self.latency or self.partition or memory_only):
             raise ConfigError(
@@ -147,6 +153,17 @@ class Outcome:
     rss_mb: dict[str, float] = field(default_factory=dict)
     #: What the seeded plan held (the same for every run with this seed).
     plan_counts: dict[str, int] = field(default_factory=dict)
+    #: Where other machines join this simulation (real clock): node 0's addresses.
+    join_addrs: list[str] = field(default_factory=list)
+
+
+def announce_join(addrs: list[str]) -> None:
+    """Tell the tester, on stderr, how another machine joins this simulation."""
+    if addrs:
+        print(
+            f"other machines join this simulation with: p2pdm sim --bootstrap {addrs[-1]}",
+            file=sys.stderr,
+        )
 
 
 def rss_mb() -> float:
@@ -296,8 +313,12 @@ async def simulate(
         contacts=options.contacts,
         now_ms=now_ms,
         probe=recorder,
+        external=options.bootstrap,
     ) as sim:
         outcome.form_s = trio.current_time() - t0
+        if options.clock == "real":
+            outcome.join_addrs = sim[0].running.host.listen_addrs()
+            announce_join(outcome.join_addrs)
         outcome.rss_mb["formed"] = rss_mb()
         run = _Run(options, sim, recorder)
         plan, timeline = run.plan, options.timeline
