@@ -159,29 +159,9 @@ class Database:
         with self._lock:
             if self._in_transaction:
                 raise StoreError("store transactions do not nest")
-            db = self._connection()
-            begin, commit = ("BEGIN IMMEDIATE", "COMMIT")
-            savepoint = None
-            if self._in_group:
-                savepoint = _GROUPED
-                begin, commit = f"SAVEPOINT {_GROUPED}", f"RELEASE {_GROUPED}"
-            try:
-                db.execute(begin)
-            except sqlite3.Error as exc:
-                raise StoreError(f"starting a store transaction failed: {exc}") from exc
-            self._in_transaction = True
-            try:
+            savepoint = _GROUPED if self._in_group else None
+            with self._atomic("_in_transaction", savepoint, "a store transaction"):
                 yield
-            except BaseException:
-                self._in_transaction = False
-                _rollback_quietly(db, savepoint)
-                raise
-            self._in_transaction = False
-            try:
-                db.execute(commit)
-            except sqlite3.Error as exc:
-                _rollback_quietly(db, savepoint)
-                raise StoreError(f"committing a store transaction failed: {exc}") from exc
 
     @contextlib.contextmanager
     def group(self) -> Iterator[None]:
@@ -195,24 +175,34 @@ class Database:
         with self._lock:
             if self._in_group or self._in_transaction:
                 raise StoreError("a store group cannot be nested or opened in a transaction")
-            db = self._connection()
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"starting a store group failed: {exc}") from exc
-            self._in_group = True
-            try:
+            with self._atomic("_in_group", None, "a store group"):
                 yield
-            except BaseException:
-                self._in_group = False
-                _rollback_quietly(db)
-                raise
-            self._in_group = False
-            try:
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _rollback_quietly(db)
-                raise StoreError(f"committing a store group failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _atomic(self, flag: str, savepoint: str | None, what: str) -> Iterator[None]:
+        """Begin (a transaction, or ``savepoint`` inside one), run the block with
+        the attribute ``flag`` set, then commit, or roll back if it raises."""
+        db = self._connection()
+        begin, commit = ("BEGIN IMMEDIATE", "COMMIT")
+        if savepoint is not None:
+            begin, commit = f"SAVEPOINT {savepoint}", f"RELEASE {savepoint}"
+        try:
+            db.execute(begin)
+        except sqlite3.Error as exc:
+            raise StoreError(f"starting {what} failed: {exc}") from exc
+        setattr(self, flag, True)
+        try:
+            yield
+        except BaseException:
+            setattr(self, flag, False)
+            _rollback_quietly(db, savepoint)
+            raise
+        setattr(self, flag, False)
+        try:
+            db.execute(commit)
+        except sqlite3.Error as exc:
+            _rollback_quietly(db, savepoint)
+            raise StoreError(f"committing {what} failed: {exc}") from exc
 
     @contextlib.contextmanager
     def reading(self, what: str) -> Iterator[sqlite3.Connection]:
