@@ -30,7 +30,14 @@ from p2pdm.net import open_host
 from p2pdm.net.testing import host_seed
 from p2pdm.net.upkeep import Upkeep
 from p2pdm.pytest_plugin import SimNetworkFactory
-from p2pdm.runner import RECORD_SEQ_SETTING, Running, RunOptions, publish_record, run_node
+from p2pdm.runner import (
+    RECORD_SEQ_SETTING,
+    Running,
+    RunOptions,
+    fetch_bundle,
+    publish_record,
+    run_node,
+)
 from p2pdm.sim.network import wait_until
 
 pytestmark = pytest.mark.net
@@ -110,6 +117,10 @@ async def test_a_finds_c_by_peer_id_alone_through_b(sim_network: SimNetworkFacto
     async with sim_network(3, clock="real", contacts=0, mailboxes=0, upkeep=UPKEEP) as net:
         a, c = net[1].running.node, net[2].running.node  # both joined through B (node 0)
         assert a.store.get_contact(c.peer_id) is None
+        # C's publisher puts its record into the DHT soon after C serves.
+        with trio.fail_after(20):
+            while await fetch_bundle(net[1].running.host, c.peer_id) is None:  # noqa: ASYNC110
+                await trio.sleep(0.1)
         # Neither has the other's addresses or bundle: only a PeerID.
         a.add_contact_by_peer_id(str(c.peer_id), "carol")
         sent = await a.send("carol", "hi carol")
@@ -148,6 +159,8 @@ async def test_records_are_republished_with_a_growing_sequence(
     async with sim_network(2, clock="real", contacts=0, mailboxes=0, upkeep=UPKEEP) as net:
         a, b = net[1].running, net[0].running
         key = records.record_key(a.node.peer_id)
+        # The publisher's first round, soon after the node serves.
+        await wait_until(lambda: a.node.store.get_setting(RECORD_SEQ_SETTING) is not None, 10)
         first = a.node.store.get_setting(RECORD_SEQ_SETTING)
         assert isinstance(first, int)
         assert await publish_record(a.node, a.host)
