@@ -119,7 +119,7 @@ def _check(
     latency: float,
     loss: float,
 ) -> list[tuple[int, int]] | None:
-    """The contact pairs to make (None: all, or random); raises ValueError."""
+    """The contact pairs to make (None: every pair; [] for none or random); raises ValueError."""
     if not 2 <= count <= MAX_TEST_NODES:
         raise ValueError(f"sim_network: count must be 2..{MAX_TEST_NODES}, not {count}")
     if clock not in ("virtual", "real"):

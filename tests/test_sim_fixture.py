@@ -57,17 +57,12 @@ async def test_contacts_as_pairs_or_none(
 
 
 async def test_stop_and_start_keep_the_store(
-    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock, tmp_path: Path
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
 ) -> None:
     async with sim_network(3, store="sqlite") as net:
-        files = sorted(p.name for p in tmp_path.rglob("*.db"))  # noqa: ASYNC240 - a few names
-        assert files == [
-            "node0000.db",
-            "node0001.db",
-            "node0002.db",
-        ]
         first = await net.send(1, 2, "before")
         await net.wait_received(2, first)
+        old_node, store = net[2].running.node, net[2].store
         await net.stop(net[2])
         assert not net[2].online
         with pytest.raises(RuntimeError, match="not running"):
@@ -76,10 +71,20 @@ async def test_stop_and_start_keep_the_store(
         await net.wait_status(1, second, "deposited")  # held by node 0's mailbox
         await net.start(net[2])
         assert net[2].online and net[2].starts == 2
+        assert net[2].running.node is not old_node and net[2].running.node.store is store
         await net.wait_received(2, second)
         await net.wait_delivered(1, second)
-        texts = [m.id for m in net[2].running.node.messages(str(net[1].peer_id)).messages]
-        assert sorted(texts) == sorted([first.id, second.id])  # the first one was kept
+        ids = [m.id for m in net[2].running.node.messages(str(net[1].peer_id)).messages]
+        assert sorted(ids) == sorted([first.id, second.id])  # the first one was kept
+
+
+async def test_sqlite_stores_go_under_the_tests_tmp_path(
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock, request: pytest.FixtureRequest
+) -> None:
+    async with sim_network(2, store="sqlite"), sim_network(2, store="sqlite"):
+        tmp_path = request.getfixturevalue("tmp_path")  # the one the fixture used
+        files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.db"))
+    assert files == ["sim1/node0000.db", "sim1/node0001.db", "sim2/node0000.db", "sim2/node0001.db"]
 
 
 async def test_a_wait_that_times_out_says_what_it_saw(
@@ -182,6 +187,23 @@ async def test_virtual_network_opens_no_socket(
         await net.wait_delivered(0, await net.send(0, 2, "x"))
         assert _fds() - before == set()
     gc.collect()
+
+
+def test_the_plugin_imports_neither_trio_nor_libp2p() -> None:
+    """pytest loads the plugin in every project that installs p2pdm: it must cost
+    nothing there until a test enters a network."""
+    code = (
+        "import sys, p2pdm.pytest_plugin; "
+        "print(sorted(m for m in ('trio', 'libp2p', 'p2pdm.sim', 'p2pdm.net') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def _docs_example() -> str:
