@@ -1,4 +1,9 @@
-"""Store-and-forward end to end over the in-memory network: deposit, fetch, receipts, abuse."""
+"""Store-and-forward: deposit, fetch, receipts, abuse.
+
+Most tests join delivery services and mailboxes by ``tests.fakenet`` (hosts
+switched on and off at will, stores looked into between steps); the first runs
+whole nodes from the ``sim_network`` fixture over libp2p in virtual time.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ from p2pdm.mailbox import (
 from p2pdm.mailbox_client import MAILBOX_COPIES, MailboxDirectory, parse_mailbox_addr
 from p2pdm.net.stream import Stream
 from p2pdm.node import Node
+from p2pdm.pytest_plugin import SimNetworkFactory
+from p2pdm.sim.network import wait_until
 from p2pdm.store import MemoryStore, SQLiteStore, Store
 from tests.fakenet import FakeHost, FakeNetwork
 from tests.test_delivery import wait_status
@@ -114,36 +121,44 @@ def status_detail(node: Node, message_id: bytes, status: DeliveryStatus) -> str:
 
 
 async def test_offline_recipient_gets_it_from_mailboxes_and_sender_sees_delivered(
-    world, autojump_clock
-) -> None:  # type: ignore[no-untyped-def]
-    _, alice, bob, boxes = world
-    sent = await send_while_away(alice, bob, "while you were out")
-    assert sum(b.held for b in boxes) == MAILBOX_COPIES
-    assert "held by 3 mailbox(es) until" in status_detail(
-        alice.node, sent.id, DeliveryStatus.DEPOSITED
-    )
-    assert alice.node.store.outbox_count() == 1  # direct delivery goes on being tried
-    # The mailboxes learn recipient, size and time: nothing names alice.
-    for box in boxes:
-        for held in box.store.mailbox_fetch(bob.node.peer_id, 0, clock_ms(), 10):
-            assert alice.node.peer_id.raw not in held.envelope
-            assert Envelope.decode(held.envelope).recipient == bob.node.peer_id
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    """Whole nodes (libp2p over the memory network, virtual time): four mailbox
+    nodes, alice and bob; bob is away, then alice, and each gets what waited."""
+    async with sim_network(6, mailboxes=4, contacts=[(4, 5)]) as net:
+        boxes, alice, bob = net.nodes[:4], net[4], net[5]
 
-    alice.host.online = False
-    bob.host.online = True
-    assert await bob.delivery.fetch_mailboxes() == 1
-    assert [m.id for m in bob.node.messages("alice").messages] == [sent.id]
-    assert sum(b.held for b in boxes) == 0  # committed, so deleted everywhere
-    # Alice is away: bob's delivery receipt goes to her mailboxes.
-    with trio.fail_after(60):
-        while sum(b.held for b in boxes) == 0:  # noqa: ASYNC110
-            await trio.sleep(0.5)
+        def held(peer: PeerId) -> int:
+            return sum(box.store.mailbox_usage(peer)[0] for box in boxes)
 
-    alice.host.online = True
-    await alice.delivery.fetch_mailboxes()
-    await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DELIVERED)
-    assert alice.node.store.outbox_count() == 0
-    assert "receipt from" in status_detail(alice.node, sent.id, DeliveryStatus.DELIVERED)
+        await net.stop(bob)
+        sent = await net.send(alice.index, bob.index, "while you were out")
+        deposited = await net.wait_status(alice.index, sent, DeliveryStatus.DEPOSITED)
+        assert held(bob.peer_id) == MAILBOX_COPIES
+        assert "held by 3 mailbox(es) until" in alice.running.node.status_detail(deposited)
+        assert alice.store.outbox_count() == 1  # direct delivery goes on being tried
+        # The mailboxes learn recipient, size and time: nothing names alice.
+        for box in boxes:
+            now = box.running.node.now_ms()
+            for item in box.store.mailbox_fetch(bob.peer_id, 0, now, 10):
+                assert alice.peer_id.raw not in item.envelope
+                assert Envelope.decode(item.envelope).recipient == bob.peer_id
+
+        await net.stop(alice)
+        await net.start(bob)  # fetches from its mailboxes at start
+        await net.wait_received(bob.index, sent)
+        assert [m.id for m in bob.running.node.messages(str(alice.peer_id)).messages] == [sent.id]
+        # Committed, so deleted everywhere; alice is away: bob's delivery
+        # receipt goes to her mailboxes.
+        await wait_until(lambda: held(bob.peer_id) == 0 and held(alice.peer_id) > 0)
+
+        # Bob leaves again, so only that receipt can tell alice (a direct retry
+        # reaching bob would confirm it too).
+        await net.stop(bob)
+        await net.start(alice)
+        delivered = await net.wait_delivered(alice.index, sent)
+        assert alice.store.outbox_count() == 0
+        assert "receipt from" in status_detail(alice.running.node, delivered.id, delivered.status)
 
 
 async def test_unreachable_within_the_short_timeout_means_deposit(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,9 @@
-"""Whole nodes (`run_node`: host, DHT, records, delivery, API) on loopback, in one process."""
+"""Whole nodes on loopback, in one process.
+
+Tests of the network between nodes take them from the ``sim_network`` fixture
+(``serve_node``, the composition ``run_node`` shares); those that need a home,
+the local API or a hand-built hostile host make them with :func:`node`.
+"""
 
 from __future__ import annotations
 
@@ -16,14 +21,24 @@ from p2pdm.client import api_addr_path
 from p2pdm.core import records
 from p2pdm.core.dm import DM_PROTOCOL, Deliver
 from p2pdm.core.mailbox import FetchedEnvelope
-from p2pdm.core.model import Direction
+from p2pdm.core.model import DeliveryStatus, Direction
 from p2pdm.errors import HomeError, IdentityError
 from p2pdm.home import Home
 from p2pdm.mailbox_client import MailboxClient
+from p2pdm.messenger import message_text
 from p2pdm.net import open_host
 from p2pdm.net.testing import host_seed
 from p2pdm.net.upkeep import Upkeep
-from p2pdm.runner import RECORD_SEQ_SETTING, Running, RunOptions, publish_record, run_node
+from p2pdm.pytest_plugin import SimNetworkFactory
+from p2pdm.runner import (
+    RECORD_SEQ_SETTING,
+    Running,
+    RunOptions,
+    fetch_bundle,
+    publish_record,
+    run_node,
+)
+from p2pdm.sim.network import wait_until
 
 pytestmark = pytest.mark.net
 
@@ -96,35 +111,35 @@ async def wait_for_status(peer: Peer, message_id: str, wanted: str, deadline: fl
             await trio.sleep(0.05)
 
 
-async def test_a_finds_c_by_peer_id_alone_through_b(tmp_path: Path) -> None:
+async def test_a_finds_c_by_peer_id_alone_through_b(sim_network: SimNetworkFactory) -> None:
     """A and C know only B; A adds C by PeerID, fetches its bundle from the DHT, sends;
     C decrypts and verifies; A sees delivered, then read."""
-    async with (
-        node(tmp_path, "bob") as b,
-        node(tmp_path, "alice", b.running) as a,
-        node(tmp_path, "carol", b.running) as c,
-    ):
-        assert a.running.node.store.get_contact(c.running.node.peer_id) is None
+    async with sim_network(3, clock="real", contacts=0, mailboxes=0, upkeep=UPKEEP) as net:
+        a, c = net[1].running.node, net[2].running.node  # both joined through B (node 0)
+        assert a.store.get_contact(c.peer_id) is None
+        # C's publisher puts its record into the DHT soon after C serves.
+        with trio.fail_after(20):
+            while await fetch_bundle(net[1].running.host, c.peer_id) is None:  # noqa: ASYNC110
+                await trio.sleep(0.1)
         # Neither has the other's addresses or bundle: only a PeerID.
-        await a.call("POST", "/v1/contacts", json={"peer_id": c.id, "name": "carol"})
-        sent = await a.call("POST", "/v1/messages", json={"to": "carol", "text": "hi carol"})
-        await wait_for_status(a, sent["id"], "delivered", 20)
+        a.add_contact_by_peer_id(str(c.peer_id), "carol")
+        sent = await a.send("carol", "hi carol")
+        await net.wait_delivered(1, sent, 20)
 
-        page = await c.call("GET", f"/v1/conversations/{a.id}/messages")
-        [got] = page["messages"]
-        assert got["text"] == "hi carol" and got["direction"] == "in"
+        [got] = c.messages(str(a.peer_id)).messages
+        assert message_text(got) == "hi carol" and got.direction is Direction.IN
         # Alice is not Carol's contact: the message is a request, not in the inbox.
-        [conversation] = (await c.call("GET", "/v1/conversations"))["conversations"]
-        assert conversation["request"] is True
+        [conversation] = c.conversations()
+        assert conversation.request is True
 
         # Carol accepts Alice (a request gets no read receipts), then reads.
-        await c.call("POST", "/v1/contacts", json={"peer_id": a.id, "name": "alice"})
-        await c.call("POST", f"/v1/messages/{got['id']}/read")
-        await wait_for_status(a, sent["id"], "read", 20)
-        history = (await a.call("GET", f"/v1/messages/{sent['id']}"))["history"]
-        assert [h["status"] for h in history][-3:] == ["sent", "delivered", "read"]
+        c.add_contact_by_peer_id(str(a.peer_id), "alice")
+        c.mark_message_read(got.id.hex())
+        await net.wait_status(1, sent, DeliveryStatus.READ, 20)
+        history = [change.status for change in a.message(sent.id.hex())[1]]
+        assert history[-3:] == [DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ]
         # Alice's address book learnt where Carol is.
-        contact = a.running.node.store.get_contact(c.running.node.peer_id)
+        contact = a.store.get_contact(c.peer_id)
         assert contact is not None and contact.addrs
 
 
@@ -138,15 +153,20 @@ async def test_sending_to_a_peer_id_nobody_published_is_a_clear_4xx(tmp_path: Pa
         assert a.running.node.store.counts()["messages"] == 0
 
 
-async def test_records_are_republished_with_a_growing_sequence(tmp_path: Path) -> None:
-    async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
-        key = records.record_key(a.running.node.peer_id)
-        first = a.running.node.store.get_setting(RECORD_SEQ_SETTING)
+async def test_records_are_republished_with_a_growing_sequence(
+    sim_network: SimNetworkFactory,
+) -> None:
+    async with sim_network(2, clock="real", contacts=0, mailboxes=0, upkeep=UPKEEP) as net:
+        a, b = net[1].running, net[0].running
+        key = records.record_key(a.node.peer_id)
+        # The publisher's first round, soon after the node serves.
+        await wait_until(lambda: a.node.store.get_setting(RECORD_SEQ_SETTING) is not None, 10)
+        first = a.node.store.get_setting(RECORD_SEQ_SETTING)
         assert isinstance(first, int)
-        assert await publish_record(a.running.node, a.running.host)
-        second = a.running.node.store.get_setting(RECORD_SEQ_SETTING)
+        assert await publish_record(a.node, a.host)
+        second = a.node.store.get_setting(RECORD_SEQ_SETTING)
         assert isinstance(second, int) and second > first
-        value = await b.running.host.get_record(key, 5)
+        value = await b.host.get_record(key, 5)
         assert value is not None and records.validate(key, value).seq == second
         # The record carries no one-time prekeys: anyone can read it.
         assert records.validate(key, value).bundle.one_time_prekeys == ()
@@ -226,84 +246,69 @@ async def test_outbox_survives_a_restart_of_the_sender(tmp_path: Path) -> None:
             assert c.running.node.store.counts()["messages"] == 5
 
 
-async def test_offline_both_ways_through_a_mailbox(tmp_path: Path) -> None:
+async def test_offline_both_ways_through_a_mailbox(sim_network: SimNetworkFactory) -> None:
     """Carol is offline: Alice deposits at the mailbox node and goes offline too;
     Carol comes back and gets the message; Alice comes back and sees delivered."""
-    async with node(tmp_path, "mailbox", mailbox=True) as m:
-        async with node(tmp_path, "carol", m.running) as c:
-            carol_invite = c.running.node.invite()
-        async with node(tmp_path, "alice", m.running) as a:
-            alice_invite = a.running.node.invite()
-            await a.call("POST", "/v1/contacts", json={"invite": carol_invite})
-            sent = await a.call("POST", "/v1/messages", json={"to": "carol", "text": "while away"})
-            await wait_for_status(a, sent["id"], "deposited", 30)
-            detail = (await a.call("GET", f"/v1/messages/{sent['id']}"))["status_detail"]
-            assert detail.startswith("held by 1 mailbox") and "until" in detail
-            assert a.running.node.store.outbox_count() == 1  # still tried directly
-        async with node(tmp_path, "carol", m.running) as c:
-            await c.call("POST", "/v1/contacts", json={"invite": alice_invite})
-            with trio.fail_after(30):
-                while not c.running.node.store.counts()["messages"]:  # noqa: ASYNC110
-                    await trio.sleep(0.05)
-            [got] = (await c.call("GET", f"/v1/conversations/{a.id}/messages"))["messages"]
-            assert got["text"] == "while away"
-            # Carol's delivery receipt waits in Alice's mailboxes.
-            alice = a.running.node.peer_id
-            with trio.fail_after(30):
-                while not m.running.node.store.mailbox_usage(alice)[0]:  # noqa: ASYNC110
-                    await trio.sleep(0.05)
-        async with node(tmp_path, "alice", m.running) as a:
-            await wait_for_status(a, sent["id"], "delivered", 30)
-        assert m.running.node.store.mailbox_usage() == (0, 0)  # fetched and deleted
+    async with sim_network(3, clock="real", contacts=[(1, 2)], upkeep=UPKEEP) as net:
+        m, carol, alice = net[0], net[1], net[2]  # node 0 offers the mailbox
+        await net.stop(carol)
+        sent = await net.send(2, 1, "while away")
+        deposited = await net.wait_status(2, sent, DeliveryStatus.DEPOSITED, 30)
+        detail = alice.running.node.status_detail(deposited)
+        assert detail.startswith("held by 1 mailbox") and "until" in detail
+        assert alice.store.outbox_count() == 1  # still tried directly
+        await net.stop(alice)
+
+        await net.start(carol)
+        await net.wait_received(1, sent, 30)
+        [got] = carol.running.node.messages(str(alice.peer_id)).messages
+        assert message_text(got) == "while away"
+        # Carol's delivery receipt waits in Alice's mailboxes.
+        await wait_until(lambda: m.store.mailbox_usage(alice.peer_id)[0] > 0, 30)
+        await net.stop(carol)
+
+        await net.start(alice)
+        await net.wait_delivered(2, sent, 30)
+        # Fetched and deleted.
+        await wait_until(lambda: m.store.mailbox_usage() == (0, 0), 30)
 
 
-async def test_two_of_three_mailboxes_gone_still_delivered(tmp_path: Path) -> None:
+async def test_two_of_three_mailboxes_gone_still_delivered(sim_network: SimNetworkFactory) -> None:
     """Real libp2p: the message sits at three mailboxes; two of them stop
     before Carol comes back; she gets it from the third."""
-    async with (
-        node(tmp_path, "m1", mailbox=True) as m1,
-        node(tmp_path, "m2", m1.running, mailbox=True) as m2,
-        node(tmp_path, "m3", m1.running, mailbox=True) as m3,
-    ):
-        async with node(tmp_path, "carol", m1.running) as c:
-            carol_invite = c.running.node.invite()
-        async with node(tmp_path, "alice", m1.running) as a:
-            await a.call("POST", "/v1/contacts", json={"invite": carol_invite})
-            sent = await a.call("POST", "/v1/messages", json={"to": "carol", "text": "kept"})
-            await wait_for_status(a, sent["id"], "deposited", 30)
-            [item] = a.running.node.store.outbox_for(c.running.node.peer_id)
-            with trio.fail_after(30):
-                while len(a.running.node.store.deposits(item.envelope_id)) < 3:  # noqa: ASYNC110
-                    await trio.sleep(0.05)
-        held = [m.running.node.store.mailbox_usage()[0] for m in (m1, m2, m3)]
-        assert held == [1, 1, 1]
-        m1.scope.cancel()
-        m2.scope.cancel()
-        async with node(tmp_path, "carol", m3.running) as c:
-            with trio.fail_after(30):
-                while not c.running.node.store.counts()["messages"]:  # noqa: ASYNC110
-                    await trio.sleep(0.05)
-            assert m3.running.node.store.mailbox_usage() == (0, 0)  # fetched, then deleted
+    async with sim_network(5, clock="real", contacts=[(3, 4)], mailboxes=3, upkeep=UPKEEP) as net:
+        mailboxes, carol, alice = net.nodes[:3], net[3], net[4]
+        await net.stop(carol)
+        sent = await net.send(4, 3, "kept")
+        await net.wait_status(4, sent, DeliveryStatus.DEPOSITED, 30)
+        [item] = alice.store.outbox_for(carol.peer_id)
+        await wait_until(lambda: len(alice.store.deposits(item.envelope_id)) >= 3, 30)
+        await net.stop(alice)
+        assert [m.store.mailbox_usage()[0] for m in mailboxes] == [1, 1, 1]
+        await net.stop(mailboxes[1])
+        await net.stop(mailboxes[2])
+        await net.start(carol)  # joins through the one left
+        await net.wait_received(3, sent, 30)
+        # Fetched, then deleted.
+        await wait_until(lambda: mailboxes[0].store.mailbox_usage() == (0, 0), 30)
 
 
-async def test_nobody_else_can_fetch_or_delete_over_libp2p(tmp_path: Path) -> None:
-    async with node(tmp_path, "mailbox", mailbox=True) as m:
-        async with node(tmp_path, "carol", m.running) as c:
-            carol_invite = c.running.node.invite()
-            carol = c.running.node.peer_id
-        async with node(tmp_path, "alice", m.running) as a:
-            await a.call("POST", "/v1/contacts", json={"invite": carol_invite})
-            sent = await a.call("POST", "/v1/messages", json={"to": "carol", "text": "private"})
-            await wait_for_status(a, sent["id"], "deposited", 30)
-        assert m.running.node.store.mailbox_usage(carol)[0] == 1
-        async with node(tmp_path, "mallory", m.running) as x:
-            client = MailboxClient(x.running.node.identity, x.running.host)
-            seen: list[int] = []
+async def test_nobody_else_can_fetch_or_delete_over_libp2p(sim_network: SimNetworkFactory) -> None:
+    async with sim_network(4, clock="real", contacts=[(1, 2)], upkeep=UPKEEP) as net:
+        m, carol, mallory = net[0], net[1], net[3]  # node 2 is Alice
+        await net.stop(carol)
+        sent = await net.send(2, 1, "private")
+        await net.wait_status(2, sent, DeliveryStatus.DEPOSITED, 30)
+        await net.stop(net[2])
+        assert m.store.mailbox_usage(carol.peer_id)[0] == 1
+        x = mallory.running
+        client = MailboxClient(x.node.identity, x.host)
+        seen: list[int] = []
 
-            def take_all(page: list[FetchedEnvelope]) -> list[int]:
-                seen.extend(item.seq for item in page)
-                return [item.seq for item in page]
+        def take_all(page: list[FetchedEnvelope]) -> list[int]:
+            seen.extend(item.seq for item in page)
+            return [item.seq for item in page]
 
-            fetched = await client.fetch(m.running.node.peer_id, m.running.node.addrs, take_all)
-            assert fetched == 0 and seen == []  # she proves her own key: none are hers
-        assert m.running.node.store.mailbox_usage(carol)[0] == 1  # nothing read or deleted
+        fetched = await client.fetch(m.peer_id, m.running.node.addrs, take_all)
+        assert fetched == 0 and seen == []  # she proves her own key: none are hers
+        assert m.store.mailbox_usage(carol.peer_id)[0] == 1  # nothing read or deleted

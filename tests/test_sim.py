@@ -12,8 +12,10 @@ from p2pdm.cli import main
 from p2pdm.core.identity import PeerId
 from p2pdm.net import open_host
 from p2pdm.net.testing import host_seed
-from p2pdm.sim import SimOptions, invariants_hold, open_sim_network, simulate, summarize
+from p2pdm.pytest_plugin import SimNetworkFactory
+from p2pdm.sim import SimOptions, invariants_hold, simulate, summarize
 from p2pdm.sim.metrics import Recorder
+from p2pdm.sim.network import wait_until
 from p2pdm.sim.report import reproducible
 
 
@@ -100,18 +102,17 @@ def test_cli_sim_refuses_faults_in_real_time(capsys: pytest.CaptureFixture[str])
     assert "--clock virtual" in capsys.readouterr().err
 
 
-async def test_sim_network_fixture_sends_between_contacts(autojump_clock: trio.abc.Clock) -> None:
-    from p2pdm.net import MemoryNetwork
-
+async def test_sim_network_fixture_sends_between_contacts(
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
+) -> None:
     recorder = Recorder(clock=trio.current_time)
-    async with open_sim_network(4, network=MemoryNetwork(), probe=recorder) as sim:
+    async with sim_network(4, contacts=4, probe=recorder) as sim:
         a = sim[0]
         b = sim[sim.contacts[0][0]]
+        # Queued and recorded with no checkpoint between: it cannot arrive unrecorded.
         message = a.running.node.send_text(str(b.peer_id), "hello")
         recorder.sent(message.id, a.index, b.index, offline=False)
-        with trio.fail_after(30):
-            while recorder.delivered < 1:  # noqa: ASYNC110
-                await trio.sleep(0.1)
+        await wait_until(lambda: recorder.delivered >= 1, 30)
         record = recorder.messages[message.id]
         assert record.path == "direct"
         assert recorder.stored_at[message.id] == {b.index}

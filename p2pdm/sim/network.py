@@ -14,6 +14,11 @@ senders hold their recipients' prekey bundles.
 
 A :class:`Probe` sees every new node and delivery service before they serve
 anything; the simulation's metrics use it.
+
+Tests drive a network with :meth:`SimNetwork.send`, the bounded waits
+:meth:`~SimNetwork.wait_status`, :meth:`~SimNetwork.wait_delivered`,
+:meth:`~SimNetwork.wait_received` and :func:`wait_until`; the ``sim_network``
+pytest fixture (:mod:`p2pdm.pytest_plugin`) opens a network for a test.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any, Final, Protocol
 import trio
 
 from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.model import DeliveryStatus, StoredMessage
 from p2pdm.delivery import Delivery
 from p2pdm.messenger import wall_ms
 from p2pdm.net import MemoryNetwork, Upkeep
@@ -36,7 +42,16 @@ from p2pdm.node import Node
 from p2pdm.runner import RunOptions, Serving, serve_node
 from p2pdm.store import MemoryStore, SQLiteStore, Store
 
-__all__ = ["SIM_UPKEEP", "Probe", "SimNetwork", "SimNode", "fixed_count", "open_sim_network"]
+__all__ = [
+    "SIM_UPKEEP",
+    "Probe",
+    "SimNetwork",
+    "SimNode",
+    "fixed_count",
+    "open_sim_network",
+    "virtual_wall_ms",
+    "wait_until",
+]
 
 #: Hosts joining through one bootstrap node: a host accepts at most
 #: MAX_INBOUND_CONNECTIONS (192) and every joiner keeps its bootstrap link,
@@ -56,6 +71,13 @@ SIM_UPKEEP: Final = Upkeep(interval=5.0, idle_timeout=20.0, dht_refresh_interval
 LOOPBACK: Final = ("/ip4/127.0.0.1/tcp/0",)
 #: Every interface, any port: for a simulation that other machines join.
 OPEN_LISTEN: Final = ("/ip4/0.0.0.0/tcp/0",)
+#: Longest :meth:`SimNetwork.wait_status` and friends wait by default: a
+#: message to an online contact is delivered in well under a second of
+#: virtual time, a mailbox round trip in a few; real time on a loaded
+#: machine needs more.
+WAIT_TIMEOUT_SECONDS: Final = 60.0
+#: How often those waits look again (virtual or real seconds).
+WAIT_POLL_SECONDS: Final = 0.05
 
 
 def bootstrap_count(nodes: int) -> int:
@@ -241,6 +263,99 @@ class SimNetwork:
                 for group in self._groups
             ]
         )
+
+    # --- for tests ----------------------------------------------------------------
+
+    async def send(self, sender: int, recipient: int, text: str) -> StoredMessage:
+        """Node ``sender`` sends ``text`` to node ``recipient``; returns the message, queued.
+
+        ``recipient`` need not be a contact: its prekey bundle is then fetched
+        from the DHT (and it becomes one). Raises SessionError if it cannot be found.
+        """
+        node = self.nodes[sender].running.node
+        return await node.send(str(self.nodes[recipient].peer_id), text)
+
+    async def wait_status(
+        self,
+        sender: int,
+        message: StoredMessage,
+        status: DeliveryStatus | str,
+        timeout: float = WAIT_TIMEOUT_SECONDS,  # noqa: ASYNC109 - a bound, not a deadline API
+    ) -> StoredMessage:
+        """Wait until ``sender``'s copy of ``message`` has ``status`` (online or not).
+
+        Raises trio.TooSlowError naming the status it has after ``timeout`` seconds.
+        """
+        wanted = DeliveryStatus(status)
+        store = self.nodes[sender].store
+
+        def current() -> StoredMessage:
+            found = store.get_message(message.id)
+            if found is None:
+                raise LookupError(f"node {sender} has no message {message.id.hex()}")
+            return found
+
+        await wait_until(
+            lambda: current().status is wanted,
+            timeout,
+            lambda: (
+                f"message {message.id.hex()} from node {sender} is {current().status}, "
+                f"not {wanted}, after {timeout} s"
+            ),
+        )
+        return current()
+
+    async def wait_delivered(
+        self,
+        sender: int,
+        message: StoredMessage,
+        timeout: float = WAIT_TIMEOUT_SECONDS,  # noqa: ASYNC109 - a bound, not a deadline API
+    ) -> StoredMessage:
+        """:meth:`wait_status` for ``delivered``."""
+        return await self.wait_status(sender, message, DeliveryStatus.DELIVERED, timeout)
+
+    async def wait_received(
+        self,
+        recipient: int,
+        message: StoredMessage,
+        timeout: float = WAIT_TIMEOUT_SECONDS,  # noqa: ASYNC109 - a bound, not a deadline API
+    ) -> StoredMessage:
+        """Wait until ``recipient``'s store holds ``message``; returns its copy.
+
+        Raises trio.TooSlowError after ``timeout`` seconds.
+        """
+        store = self.nodes[recipient].store
+        await wait_until(
+            lambda: store.get_message(message.id) is not None,
+            timeout,
+            lambda: f"node {recipient} has not received {message.id.hex()} after {timeout} s",
+        )
+        received = store.get_message(message.id)
+        assert received is not None
+        return received
+
+
+async def wait_until(
+    condition: Callable[[], bool],
+    timeout: float = WAIT_TIMEOUT_SECONDS,  # noqa: ASYNC109 - a bound, not a deadline API
+    describe: Callable[[], str] | None = None,
+) -> None:
+    """Look at ``condition`` every WAIT_POLL_SECONDS until it holds.
+
+    Raises trio.TooSlowError after ``timeout`` seconds, with ``describe()``
+    as its message (what the test waited for, what it saw instead).
+    """
+    with trio.move_on_after(timeout):
+        while not condition():  # noqa: ASYNC110 - polls state other tasks change
+            await trio.sleep(WAIT_POLL_SECONDS)
+        return
+    raise trio.TooSlowError(describe() if describe else f"not done after {timeout} s")
+
+
+def virtual_wall_ms() -> Callable[[], int]:
+    """A wall clock (ms) that starts now and then follows trio's clock (virtual time)."""
+    start_ms, t0 = wall_ms(), trio.current_time()
+    return lambda: start_ms + int((trio.current_time() - t0) * 1000)
 
 
 def _store(store_dir: Path | None, index: int) -> Store:
