@@ -11,7 +11,7 @@ import pytest
 
 from p2pdm.errors import ConfigError
 from p2pdm.net import addrs
-from p2pdm.net.addrs import MAX_INTERFACE_ADDRS, dialable_addrs, port_range
+from p2pdm.net.addrs import MAX_INTERFACE_ADDRS, dialable_addrs, is_loopback, port_range
 
 
 def _adapter(name: str, *ips: str | tuple[str, int, int]) -> ifaddr.Adapter:
@@ -107,3 +107,12 @@ def test_port_range() -> None:
 def test_port_range_refuses(template: str, error: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(error)):
         port_range(template, 3)
+
+
+def test_is_loopback() -> None:
+    assert is_loopback(
+        "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWGjssTSMGSG4tCMJCc5ju1r33TjS8GXjjaNVe3zGHAKcB"
+    )
+    assert is_loopback("/ip6/::1/tcp/1")
+    assert not is_loopback("/ip4/10.77.0.1/tcp/1")
+    assert not is_loopback("/ip6/::10/tcp/1")

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_PORT",
     "dialable_addrs",
     "full_addr",
+    "is_loopback",
     "parse_bootstrap",
     "port_range",
     "refuse_taken_port",
@@ -94,6 +95,11 @@ def refuse_taken_port(addr: multiaddr.Multiaddr) -> None:
                 probe.bind((ip, port))
             except OSError as exc:
                 raise ConfigError(f"cannot listen on {addr}: {exc.strerror}") from None
+
+
+def is_loopback(addr: str) -> bool:
+    """Whether ``addr`` (a multiaddr string) reaches only this machine."""
+    return addr.startswith(("/ip4/127.", "/ip6/::1/"))
 
 
 def port_range(template: str, count: int) -> list[str]:

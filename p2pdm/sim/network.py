@@ -34,7 +34,7 @@ from p2pdm.delivery import Delivery
 from p2pdm.errors import ConfigError
 from p2pdm.messenger import wall_ms
 from p2pdm.net import MemoryNetwork, Upkeep
-from p2pdm.net.addrs import parse_bootstrap, port_range
+from p2pdm.net.addrs import is_loopback, parse_bootstrap, port_range
 from p2pdm.node import Node
 from p2pdm.runner import RunOptions, Serving, serve_node
 from p2pdm.store import MemoryStore, SQLiteStore, Store
@@ -170,7 +170,7 @@ class SimNetwork:
         """Where peers outside the simulation join it: node 0's addresses,
         reachable from other machines first, loopback last."""
         addrs = self.nodes[0].running.host.listen_addrs()
-        return sorted(addrs, key=_is_loopback)
+        return sorted(addrs, key=is_loopback)
 
     def outside_peers(self) -> dict[str, int]:
         """Peers outside this simulation that its running nodes know of: in
@@ -317,10 +317,6 @@ def refuse_own_peers(external: Sequence[str], seed: int, count: int) -> None:
             "--bootstrap names a node of this very simulation: the simulation being joined"
             " runs with the same --seed (the seed makes the identities); choose another --seed"
         )
-
-
-def _is_loopback(addr: str) -> bool:
-    return addr.startswith(("/ip4/127.", "/ip6/::1/"))
 
 
 def _store(store_dir: Path | None, index: int) -> Store:

@@ -40,6 +40,7 @@ from p2pdm.errors import ConfigError, P2PDMError
 from p2pdm.mailbox import MAILBOX_PURGE_INTERVAL_SECONDS
 from p2pdm.messenger import wall_ms
 from p2pdm.net import LinkFaults, MemoryNetwork
+from p2pdm.net.addrs import is_loopback
 from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.network import (
     DEFAULT_CONTACTS,
@@ -177,7 +178,7 @@ def announce_join(addrs: list[str], seed: int) -> None:
             f" --seed {seed + 1}  (any seed but {seed}: the seed makes the identities)",
             file=sys.stderr,
         )
-        if addrs[0].startswith(("/ip4/127.", "/ip6/::1/")):
+        if is_loopback(addrs[0]):
             print(
                 "(that is loopback: for other machines, listen on their network too,"
                 " e.g. --listen /ip4/0.0.0.0/tcp/0)",
