@@ -48,11 +48,6 @@ COMMAND_TIMEOUT_SECONDS: Final = 20.0
 JOIN_LINE_TIMEOUT_SECONDS: Final = 180.0
 #: Longest either simulation may take in all (forming, traffic, drain, report).
 SIM_TIMEOUT_SECONDS: Final = 600.0
-#: A's traffic phase: long enough that A still runs while B forms, sends and
-#: drains (B: 10 s of traffic); if A ends first, B still delivers among its
-#: own nodes, and its routing tables still hold A's peers.
-A_DURATION_SECONDS: Final = 60
-B_DURATION_SECONDS: Final = 10
 JOIN_LINE: Final = re.compile(r"join this simulation with: p2pdm sim --bootstrap (\S+)")
 
 pytestmark = [pytest.mark.netns, pytest.mark.net, pytest.mark.slow]
@@ -139,8 +134,8 @@ def two_machines() -> Iterator[tuple[Namespace, Namespace]]:
         try:
             # Made inside A with its peer end straight in B: it never exists
             # in the test's own namespace, and goes when they go.
-            a.run("ip", "link", "add", "sim0", "type", "veth", "peer", "name", "sim0",
-                  "netns", str(b.pid))  # fmt: skip
+            veth = ["ip", "link", "add", "sim0", "type", "veth", "peer", "name", "sim0"]
+            a.run(*veth, "netns", str(b.pid))
         except (OSError, subprocess.SubprocessError) as exc:
             _skip("ip link add type veth", exc)
         for ns, addr in ((a, ADDR_A), (b, ADDR_B)):
@@ -187,17 +182,19 @@ def _report(out: Path, process: subprocess.Popen[bytes]) -> dict[str, Any]:
 
 
 def test_two_simulations_on_two_machines_form_one_dht(tmp_path: Path) -> None:
+    """A sends for 60 s: long enough that A still runs while B forms, sends
+    for 10 s and drains (if A ended first, B would still deliver among its
+    own nodes, and its routing tables would still hold A's peers)."""
     out_a, out_b = tmp_path / "a", tmp_path / "b"
     with two_machines() as (a, b):
-        sim_a = _sim(a, out_a, "--listen", f"/ip4/0.0.0.0/tcp/{FIRST_PORT}", "--seed", "1",
-                     "--duration", str(A_DURATION_SECONDS))  # fmt: skip
+        listen = f"/ip4/0.0.0.0/tcp/{FIRST_PORT}"
+        sim_a = _sim(a, out_a, "--listen", listen, "--seed", "1", "--duration", "60")
         sim_b = None
         try:
             join = _join_addr(out_a.with_suffix(".stderr"), sim_a)
             # B could not dial A's loopback: the join address is A's link address.
             assert join.startswith(f"/ip4/{ADDR_A}/tcp/{FIRST_PORT}/p2p/"), join
-            sim_b = _sim(b, out_b, "--bootstrap", join, "--seed", "2",
-                         "--duration", str(B_DURATION_SECONDS))  # fmt: skip
+            sim_b = _sim(b, out_b, "--bootstrap", join, "--seed", "2", "--duration", "10")
             report_b = _report(out_b, sim_b)
             report_a = _report(out_a, sim_a)
         finally:
