@@ -150,6 +150,13 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         help="join a simulation running on another machine (or any libp2p Kademlia node)"
         " through this peer; real clock only, repeatable",
     )
+    add(
+        "--listen",
+        metavar="MULTIADDR",
+        help="where the nodes listen, real clock only: /ip4/0.0.0.0/tcp/0 lets other machines"
+        " join (a free port each), /ip4/0.0.0.0/tcp/P gives node i port P+i"
+        " (default: 127.0.0.1; every interface with --bootstrap)",
+    )
     add("--out", type=Path, metavar="DIR", help="report directory (default: a new temp dir)")
     add("--log-level", choices=LOG_LEVELS, default="error")
 
@@ -165,7 +172,11 @@ def sim_options(args: argparse.Namespace, *, store_dir: Path | None) -> SimOptio
         if value is not None:
             chosen[key] = value
     options = SimOptions(
-        **chosen, timeline=timeline, store_dir=store_dir, bootstrap=tuple(args.bootstrap)
+        **chosen,
+        timeline=timeline,
+        store_dir=store_dir,
+        bootstrap=tuple(args.bootstrap),
+        listen=args.listen,
     )
     try:
         options.check()

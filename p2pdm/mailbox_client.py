@@ -219,6 +219,10 @@ class MailboxDirectory:
             self._providers = (now, found)
         return found
 
+    def known_providers(self) -> list[PeerId]:
+        """The mailbox providers the last successful lookup found; looks nothing up."""
+        return [] if self._providers is None else [peer for peer, _ in self._providers[1]]
+
     async def named_by(self, recipient: PeerId) -> list[Candidate]:
         """The mailboxes ``recipient`` names in its signed DHT record (cached)."""
         now = self.clock()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 import trio
 
 from p2pdm.cli import main
-from p2pdm.core.identity import PeerId
+from p2pdm.core.identity import Identity, PeerId
 from p2pdm.net import open_host
 from p2pdm.net.testing import host_seed
 from p2pdm.pytest_plugin import SimNetworkFactory
@@ -52,6 +53,7 @@ async def test_real_clock_loopback_delivers_everything() -> None:
     assert summary["delivery_rate"] == 1.0, summary["undelivered"]
     assert summary["duplicates"] == 0
     assert invariants_hold(summary)
+    assert summary["outside_peers"] == {"in_routing_tables": 0, "mailbox_providers": 0}
 
 
 @pytest.mark.slow
@@ -76,12 +78,39 @@ async def test_a_simulation_joins_peers_outside_it() -> None:
         assert first in outside.dht_peers()
         assert summary["join_addrs"] == outcome.join_addrs
         assert summary["delivery_rate"] == 1.0 and invariants_hold(summary)
+        # The one peer outside, seen from inside: the DHTs are one.
+        assert summary["outside_peers"]["in_routing_tables"] == 1
 
 
 def test_bootstrap_needs_the_real_clock(capsys: pytest.CaptureFixture[str]) -> None:
     addr = "/ip4/10.0.0.1/tcp/4701/p2p/12D3KooWGjssTSMGSG4tCMJCc5ju1r33TjS8GXjjaNVe3zGHAKcB"
     assert main(["sim", "--clock", "virtual", "--bootstrap", addr]) == 1
     assert "--clock real" in capsys.readouterr().err
+
+
+def test_listen_needs_the_real_clock_and_a_tcp_address(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = ["--out", str(tmp_path)]
+    assert main(["sim", "--clock", "virtual", "--listen", "/ip4/0.0.0.0/tcp/0", *out]) == 1
+    assert "--clock real" in capsys.readouterr().err
+    assert main(["sim", "--clock", "real", "--listen", "0.0.0.0:4001", *out]) == 1
+    err = capsys.readouterr().err
+    assert "--listen: a listen address is /ip4/ADDR/tcp/PORT" in err
+    assert len(err.strip().splitlines()) == 1
+    assert main(["sim", "--nodes", "10", "--listen", "/ip4/0.0.0.0/tcp/65530", *out]) == 1
+    assert "ports 65530 to 65539 pass 65535" in capsys.readouterr().err
+
+
+def test_joining_a_simulation_with_the_same_seed_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Same seed, same identities: every node would meet its twin."""
+    node0 = Identity(random.Random(4).randbytes(32)).peer_id  # node 0 of seed 4
+    addr = f"/ip4/10.0.0.1/tcp/4701/p2p/{node0}"
+    assert main(["sim", "--seed", "4", "--bootstrap", addr, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "same --seed" in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_sim_writes_reports(tmp_path: Path) -> None:

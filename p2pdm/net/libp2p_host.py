@@ -37,8 +37,9 @@ found here, not in the notes:
     silently → :func:`p2pdm.net.addrs.refuse_taken_port` probes first;
 19. some libp2p loggers pin themselves to INFO → see :mod:`p2pdm.net.logs`;
 20. a wildcard listen address (0.0.0.0) is announced as is, which no peer
-    can dial → an ``addrs_factory`` announces loopback and the default-route
-    address instead (:func:`p2pdm.net.addrs.dialable_addrs`);
+    can dial → an ``addrs_factory`` announces the interface addresses (the
+    default route's first) and loopback instead
+    (:func:`p2pdm.net.addrs.dialable_addrs`);
 21. a connection close cancelled midway (the host's block cancelled while
     libp2p closes a connection) leaves it marked closed with its socket open,
     and a second ``close()`` returns at once → shutdown closes the muxer too;

@@ -3,7 +3,8 @@
 How this works: :func:`open_sim_network` makes ``count`` identities from one
 seeded RNG, gives each a store (SQLite under ``store_dir``, else memory) and
 runs each with :func:`p2pdm.runner.serve_node` — the same composition
-``p2pdm run`` uses — over TCP on 127.0.0.1 or over a
+``p2pdm run`` uses — over TCP (on 127.0.0.1 unless told to listen
+elsewhere, for other machines to join) or over a
 :class:`~p2pdm.net.MemoryNetwork`. Nodes start one after another, each
 joining the DHT through one of the first few ("bootstrap") nodes; the first
 ``mailboxes`` nodes offer the mailbox service. Those "fixed" nodes never
@@ -36,8 +37,10 @@ import trio
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import DeliveryStatus, StoredMessage
 from p2pdm.delivery import Delivery
+from p2pdm.errors import ConfigError
 from p2pdm.messenger import wall_ms
 from p2pdm.net import MemoryNetwork, Upkeep
+from p2pdm.net.addrs import is_loopback, parse_bootstrap, port_range
 from p2pdm.node import Node
 from p2pdm.runner import RunOptions, Serving, serve_node
 from p2pdm.store import MemoryStore, SQLiteStore, Store
@@ -48,7 +51,9 @@ __all__ = [
     "SimNetwork",
     "SimNode",
     "fixed_count",
+    "listen_addrs",
     "open_sim_network",
+    "refuse_own_peers",
     "virtual_wall_ms",
     "wait_until",
 ]
@@ -78,6 +83,19 @@ OPEN_LISTEN: Final = ("/ip4/0.0.0.0/tcp/0",)
 WAIT_TIMEOUT_SECONDS: Final = 60.0
 #: How often those waits look again (virtual or real seconds).
 WAIT_POLL_SECONDS: Final = 0.05
+
+
+def listen_addrs(template: str, nodes: int) -> list[str]:
+    """Each node's listen address from ``--listen``; raises ConfigError.
+
+    ``/ip4/ADDR/tcp/0``: every node on ADDR, a free port each;
+    ``/ip4/ADDR/tcp/P``: node i on port P + i, so a firewall opens the
+    range P to P + nodes - 1.
+    """
+    try:
+        return port_range(template, nodes)
+    except ConfigError as exc:
+        raise ConfigError(f"--listen: {exc}") from None
 
 
 def bootstrap_count(nodes: int) -> int:
@@ -140,6 +158,9 @@ class _Setup:
     probe: Probe | None
     #: Peers outside the simulation that node 0 joins through.
     external: tuple[str, ...] = ()
+    #: Each node's listen address (TCP), by index; None: loopback, or every
+    #: interface when joining ``external`` peers.
+    listen: tuple[str, ...] | None = None
 
 
 class SimNetwork:
@@ -159,6 +180,35 @@ class SimNetwork:
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    def join_addrs(self) -> list[str]:
+        """Where peers outside the simulation join it: node 0's addresses,
+        reachable from other machines first, loopback last."""
+        addrs = self.nodes[0].running.host.listen_addrs()
+        return sorted(addrs, key=is_loopback)
+
+    def outside_peers(self) -> dict[str, int]:
+        """Peers outside this simulation that its running nodes know of: in
+        their DHT routing tables, and among the mailbox providers they found."""
+        ours = {sim_node.peer_id for sim_node in self.nodes}
+        in_tables: set[PeerId] = set()
+        mailboxes: set[PeerId] = set()
+        for sim_node in self.nodes:
+            if sim_node.serving is None:
+                continue
+            in_tables.update(sim_node.serving.host.dht_peers())
+            mailboxes.update(sim_node.serving.directory.known_providers())
+        return {
+            "in_routing_tables": len(in_tables - ours),
+            "mailbox_providers": len(mailboxes - ours),
+        }
+
+    def _listen_for(self, sim_node: SimNode) -> tuple[str, ...]:
+        listen = self._setup.listen
+        if listen is not None:
+            return (listen[sim_node.index],)
+        # Reachable from other machines when the simulation spans several.
+        return OPEN_LISTEN if self._setup.external else LOOPBACK
 
     def _bootstrap_for(self, sim_node: SimNode) -> tuple[str, ...]:
         if sim_node.index == 0:
@@ -190,8 +240,7 @@ class SimNetwork:
         if probe is not None:
             probe.node_created(sim_node, node)
         options = RunOptions(
-            # Reachable from other machines when the simulation spans several.
-            listen=OPEN_LISTEN if setup.external else LOOPBACK,
+            listen=self._listen_for(sim_node),
             bootstrap=self._bootstrap_for(sim_node),
             mailbox=sim_node.offers_mailbox,
             upkeep=setup.upkeep,
@@ -358,6 +407,26 @@ def virtual_wall_ms() -> Callable[[], int]:
     return lambda: start_ms + int((trio.current_time() - t0) * 1000)
 
 
+def _identity_seeds(rng: random.Random, count: int) -> list[bytes]:
+    """The nodes' identity seeds: the first draws of the simulation's RNG."""
+    return [rng.randbytes(32) for _ in range(count)]
+
+
+def refuse_own_peers(external: Sequence[str], seed: int, count: int) -> None:
+    """Raise ConfigError for a bad outside peer address, or one that is a node
+    of this simulation: the simulation being joined runs with the same seed,
+    so each node would meet its twin."""
+    outside = {parse_bootstrap(addr)[0] for addr in external}
+    if not outside:
+        return
+    ours = {Identity(s).peer_id for s in _identity_seeds(random.Random(seed), count)}
+    if outside & ours:
+        raise ConfigError(
+            "--bootstrap names a node of this very simulation: the simulation being joined"
+            " runs with the same --seed (the seed makes the identities); choose another --seed"
+        )
+
+
 def _store(store_dir: Path | None, index: int) -> Store:
     if store_dir is None:
         return MemoryStore()
@@ -382,6 +451,7 @@ async def open_sim_network(
     now_ms: Callable[[], int] = wall_ms,
     probe: Probe | None = None,
     external: Sequence[str] = (),
+    listen: str | None = None,
 ) -> AsyncIterator[SimNetwork]:
     """``count`` running nodes with contacts; leaving the block stops them all.
 
@@ -391,25 +461,31 @@ async def open_sim_network(
     the nodes' wall clock (virtual time in a simulation). ``external``:
     peers outside the simulation for node 0 to join through (TCP only);
     the nodes then listen on every interface, not just loopback.
+    ``listen``: where the nodes listen instead (TCP only; see
+    :func:`listen_addrs`), e.g. ``/ip4/0.0.0.0/tcp/0`` for a simulation that
+    other machines join.
     """
-    if external and network is not None:
-        raise ValueError("external bootstrap peers need TCP, not the memory network")
+    if (external or listen) and network is not None:
+        raise ValueError("external peers and listen addresses need TCP, not the memory network")
     if count < 2:
         raise ValueError("a simulated network needs at least 2 nodes")
+    refuse_own_peers(external, seed, count)
     rng = random.Random(seed)
+    seeds = _identity_seeds(rng, count)
     bootstraps = bootstrap_count(count)
     fixed = fixed_count(count, mailboxes)
     nodes = [
         SimNode(
             index,
-            rng.randbytes(32),
+            seeds[index],
             _store(store_dir, index),
             mailbox=index < mailboxes,
             fixed=index < fixed,
         )
         for index in range(count)
     ]
-    setup = _Setup(network, upkeep, now_ms, bootstraps, probe, tuple(external))
+    per_node = None if listen is None else tuple(listen_addrs(listen, count))
+    setup = _Setup(network, upkeep, now_ms, bootstraps, probe, tuple(external), per_node)
     error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:

@@ -63,6 +63,7 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         },
         "plan": outcome.plan_counts,
         "join_addrs": outcome.join_addrs,
+        "outside_peers": outcome.outside_peers,
         "sent": sent,
         "delivered": delivered,
         "delivery_rate": round(delivered / sent, 6) if sent else None,
@@ -147,6 +148,14 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"| duplicates | {summary['duplicates']} |",
         f"| node restarts | {summary['restarts']} |",
         f"| memory per node (RSS growth while forming) | {summary['memory_mb']['per_node']} MB |",
+    ]
+    outside = summary["outside_peers"]
+    if outside:
+        lines.append(
+            f"| peers outside this simulation seen: in routing tables / mailboxes found"
+            f" | {outside['in_routing_tables']} / {outside['mailbox_providers']} |"
+        )
+    lines += [
         "",
         "## Latency (seconds, send to the recipient's commit)",
         "",

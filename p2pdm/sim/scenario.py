@@ -40,6 +40,7 @@ from p2pdm.errors import ConfigError, P2PDMError
 from p2pdm.mailbox import MAILBOX_PURGE_INTERVAL_SECONDS
 from p2pdm.messenger import wall_ms
 from p2pdm.net import LinkFaults, MemoryNetwork
+from p2pdm.net.addrs import is_loopback
 from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.network import (
     DEFAULT_CONTACTS,
@@ -47,7 +48,9 @@ from p2pdm.sim.network import (
     SimNetwork,
     SimNode,
     fixed_count,
+    listen_addrs,
     open_sim_network,
+    refuse_own_peers,
 )
 from p2pdm.sim.timeline import LinkChange, Send, Timeline, make_plan
 
@@ -95,6 +98,9 @@ class SimOptions:
     #: Peers outside this simulation (another machine's ``p2pdm sim``, any
     #: libp2p Kademlia node) that the first node joins through (real clock).
     bootstrap: tuple[str, ...] = ()
+    #: Where the nodes listen (real clock; ``p2pdm.sim.network.listen_addrs``):
+    #: None is loopback, or every interface with ``bootstrap``.
+    listen: str | None = None
 
     def check(self) -> None:
         """Raise ConfigError for a scenario that cannot run."""
@@ -116,6 +122,11 @@ class SimOptions:
                 raise ConfigError("--partition is START:END seconds with START < END")
         if self.bootstrap and self.clock != "real":
             raise ConfigError("--bootstrap joins other machines over TCP: use --clock real")
+        refuse_own_peers(self.bootstrap, self.seed, self.nodes)
+        if self.listen is not None:
+            if self.clock != "real":
+                raise ConfigError("--listen is for TCP: use --clock real")
+            listen_addrs(self.listen, self.nodes)
         memory_only = self.timeline.partitions or self.timeline.links
         if self.clock == "real" and (self.loss or self.latency or self.partition or memory_only):
             raise ConfigError(
@@ -155,15 +166,24 @@ class Outcome:
     plan_counts: dict[str, int] = field(default_factory=dict)
     #: Where other machines join this simulation (real clock): node 0's addresses.
     join_addrs: list[str] = field(default_factory=list)
+    #: Peers outside this simulation its nodes knew of at the end (real clock).
+    outside_peers: dict[str, int] = field(default_factory=dict)
 
 
-def announce_join(addrs: list[str]) -> None:
+def announce_join(addrs: list[str], seed: int) -> None:
     """Tell the tester, on stderr, how another machine joins this simulation."""
     if addrs:
         print(
-            f"other machines join this simulation with: p2pdm sim --bootstrap {addrs[-1]}",
+            f"other machines join this simulation with: p2pdm sim --bootstrap {addrs[0]}"
+            f" --seed {seed + 1}  (any seed but {seed}: the seed makes the identities)",
             file=sys.stderr,
         )
+        if is_loopback(addrs[0]):
+            print(
+                "(that is loopback: for other machines, listen on their network too,"
+                " e.g. --listen /ip4/0.0.0.0/tcp/0)",
+                file=sys.stderr,
+            )
 
 
 def rss_mb() -> float:
@@ -314,11 +334,12 @@ async def simulate(
         now_ms=now_ms,
         probe=recorder,
         external=options.bootstrap,
+        listen=options.listen,
     ) as sim:
         outcome.form_s = trio.current_time() - t0
         if options.clock == "real":
-            outcome.join_addrs = sim[0].running.host.listen_addrs()
-            announce_join(outcome.join_addrs)
+            outcome.join_addrs = sim.join_addrs()
+            announce_join(outcome.join_addrs, options.seed)
         outcome.rss_mb["formed"] = rss_mb()
         run = _Run(options, sim, recorder)
         plan, timeline = run.plan, options.timeline
@@ -398,5 +419,7 @@ def _collect(outcome: Outcome, sim: SimNetwork, now: int) -> None:
                 1 for item in page if item.expires_at_ms + grace_ms < now
             )
     outcome.restarts = sum(n.starts - 1 for n in sim.nodes)
+    if sim.network is None:
+        outcome.outside_peers = sim.outside_peers()
     if sim.network is not None:
         outcome.network_stats = dict(sim.network.stats)
