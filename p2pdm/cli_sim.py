@@ -107,7 +107,7 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         "--partition",
         type=_partition,
         metavar="START:END",
-        help="split the network in two halves from START to END seconds (virtual clock only)",
+        help="split the network in two halves from START to END seconds",
     )
     add(
         "--drain",

@@ -20,6 +20,7 @@ from p2pdm.net.frames import FrameDecoder, encode_frame
 from p2pdm.net.libp2p_host import (
     DEFAULT_LISTEN,
     Host,
+    PeerFilter,
     RecordSelector,
     RecordValidator,
     StreamHandler,
@@ -37,6 +38,7 @@ __all__ = [
     "Host",
     "LinkFaults",
     "MemoryNetwork",
+    "PeerFilter",
     "RawStream",
     "RecordSelector",
     "RecordValidator",

@@ -116,10 +116,9 @@ class SimOptions:
                 raise ConfigError("--partition is START:END seconds with START < END")
         if self.bootstrap and self.clock != "real":
             raise ConfigError("--bootstrap joins other machines over TCP: use --clock real")
-        memory_only = self.timeline.partitions or self.timeline.links
-        if self.clock == "real" and (self.loss or self.latency or self.partition or memory_only):
+        if self.clock == "real" and (self.loss or self.latency or self.timeline.links):
             raise ConfigError(
-                "--loss, --latency and --partition (and a scenario's [[split]] and [[link]])"
+                "--loss and --latency (and a scenario's [[link]])"
                 " need the memory network: use --clock virtual"
             )
         self.timeline.check(self.nodes, fixed_count(self.nodes, self.mailboxes), self.duration)
