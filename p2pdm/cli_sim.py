@@ -94,14 +94,14 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="P",
-        help="per-packet loss probability (virtual clock only)",
+        help="per-packet loss probability (delay, not lost bytes)",
     )
     add(
         "--latency",
         type=float,
         default=None,
         metavar="S",
-        help="one-way link latency in seconds (virtual clock only)",
+        help="one-way link latency in seconds",
     )
     add(
         "--partition",

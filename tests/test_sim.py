@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from p2pdm.sim import (
 )
 from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.report import reproducible
+from p2pdm.sim.timeline import LinkChange, Timeline
 
 
 def ten_nodes_offline_and_split(**options: Any) -> SimOptions:
@@ -66,9 +68,10 @@ async def test_real_clock_loopback_delivers_everything() -> None:
 @pytest.mark.slow
 @pytest.mark.net
 async def test_real_clock_ten_nodes_offline_and_partition(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The virtual test above over TCP on loopback: the partition is made of
-    peer filters. Seed 34 plans an absence that ends at 26 s (absences last
-    20-90 s and the traffic phase waits for them), so the run stays short."""
+    """The virtual test above over TCP on loopback: peer filters make the
+    partition, TcpFaults the latency. Seed 34 plans an absence that ends at
+    26 s (absences last 20-90 s and the traffic phase waits for them), so
+    the run stays short."""
     splits: list[tuple[float, list[set[int]]]] = []
     heals: list[float] = []
     partition, heal = SimNetwork.partition, SimNetwork.heal
@@ -84,13 +87,14 @@ async def test_real_clock_ten_nodes_offline_and_partition(monkeypatch: pytest.Mo
     monkeypatch.setattr(SimNetwork, "partition", spy_partition)
     monkeypatch.setattr(SimNetwork, "heal", spy_heal)
     options = ten_nodes_offline_and_split(
-        duration=20, partition=(4, 12), clock="real", seed=34, drain=90
+        duration=20, latency=0.02, partition=(4, 12), clock="real", seed=34, drain=90
     )
     outcome = await simulate(options)
     summary = summarize(outcome)
     assert summary["sent"] > 10
     assert summary["sent_while_recipient_offline"] > 0
     assert summary["plan"]["partitions"] == 1
+    assert outcome.network_stats["dials"] > 0  # over the faulty transport
     delivered_exactly_once(summary)
     # The split held: what crossed it while it lasted arrived only after the heal.
     [(split_at, groups)] = splits
@@ -150,21 +154,33 @@ def test_cli_sim_writes_reports(tmp_path: Path) -> None:
     assert (out / "messages.csv").read_text().count("\n") == report["sent"] + 1
 
 
-def test_cli_sim_refuses_faults_in_real_time(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["sim", "--clock", "real", "--loss", "0.1"]) == 1
-    assert "--clock virtual" in capsys.readouterr().err
-
-
 @pytest.mark.slow
 @pytest.mark.net
-def test_cli_sim_splits_the_network_in_real_time(tmp_path: Path) -> None:
+def test_cli_sim_splits_and_slows_the_network_in_real_time(tmp_path: Path) -> None:
     out = tmp_path / "out"
     argv = ["sim", "--clock", "real", "--nodes", "4", "--duration", "4", "--rate", "2"]
-    argv += ["--partition", "1:3", "--mailboxes", "1", "--drain", "30", "--out", str(out)]
+    argv += ["--partition", "1:3", "--latency", "0.01", "--loss", "0.01"]
+    argv += ["--mailboxes", "1", "--drain", "30", "--out", str(out)]
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["plan"]["partitions"] == 1
     assert report["delivered"] == report["sent"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.net
+async def test_real_clock_link_changes_apply_to_tcp() -> None:
+    """Latency and loss over TCP, and a [[link]] change midway, as in virtual time."""
+    change = LinkChange(at=4, loss=0.05, latency=0.03)
+    options = SimOptions(nodes=4, duration=8, rate=2, mailboxes=1, latency=0.01, clock="real")
+    options = replace(options, drain=40, seed=1, timeline=Timeline(links=(change,)))
+    outcome = await simulate(options)
+    summary = summarize(outcome)
+    assert summary["plan"]["link_changes"] == 1
+    delivered_exactly_once(summary)
+    stats = outcome.network_stats
+    assert stats["dials"] > 0 and stats["accepted"] > 0
+    assert stats["lost"] > 0  # only the change brought loss
 
 
 async def test_sim_network_fixture_sends_between_contacts(autojump_clock: trio.abc.Clock) -> None:

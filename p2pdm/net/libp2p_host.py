@@ -1,4 +1,6 @@
-"""The libp2p host: with :mod:`p2pdm.net.memory_transport`, the only modules that import libp2p.
+"""The libp2p host: with the transports beside it, the only modules that import libp2p.
+
+(The transports: :mod:`p2pdm.net.memory_transport` and :mod:`p2pdm.net.tcp_faults`.)
 
 How this works: :func:`open_host` builds a py-libp2p 0.8.1 host from the node
 seed (TCP, or a :class:`~p2pdm.net.memory_transport.MemoryNetwork`'s
@@ -66,13 +68,19 @@ import logging
 import math
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import (
+    AbstractAsyncContextManager,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+    suppress,
+)
 from typing import Literal, cast
 
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, INetConn, INetStream, IRawConnection, ISecureConn
+from libp2p.abc import IHost, INetConn, INetStream, IRawConnection, ISecureConn, ITransport
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_noise_key_pair
 from libp2p.custom_types import TProtocol
@@ -147,6 +155,7 @@ from p2pdm.net.limits import (
 from p2pdm.net.logs import configure_libp2p_logging
 from p2pdm.net.memory_transport import MemoryNetwork
 from p2pdm.net.stream import Stream
+from p2pdm.net.tcp_faults import TcpFaults
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, IdleTracker, Upkeep
 
 __all__ = [
@@ -1013,6 +1022,7 @@ async def open_host(
     upkeep: Upkeep = DEFAULT_UPKEEP,
     network: MemoryNetwork | None = None,
     peer_filter: PeerFilter | None = None,
+    faults: TcpFaults | None = None,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host with the identity of ``seed`` for the duration of the block.
 
@@ -1025,6 +1035,8 @@ async def open_host(
     for nodes behind NAT. ``upkeep``: periods of the background maintenance
     (idle connections, bootstrap re-dial, DHT refresh). ``peer_filter``: a
     :meth:`Host.set_peer_filter` in force from the start, before joining.
+    ``faults``: latency and loss on every TCP connection (simulations in
+    real time); the memory network has its own.
 
     Entering joins the DHT first: with bootstrap peers it can take up to
     DIAL_TIMEOUT_SECONDS + IDENTIFY_WAIT_SECONDS + JOIN_LOOKUP_TIMEOUT_SECONDS. On exit,
@@ -1044,10 +1056,16 @@ async def open_host(
         raise ConfigError(f"bad listen address: {exc}") from None
     if not listen_addrs:
         raise ConfigError("a host needs at least one listen address")
+    tcp_faults = None
+    transports: list[ITransport] | None
     if network is None:
         for addr in listen_addrs:
             refuse_taken_port(addr)
-        transports = None  # libp2p picks TCP for /ip4/…/tcp/… addresses
+        tcp_faults = faults.transport() if faults is not None else None
+        # Without faults, libp2p picks TCP for /ip4/…/tcp/… addresses.
+        transports = [tcp_faults] if tcp_faults is not None else None
+    elif faults is not None:
+        raise ConfigError("TCP faults need TCP; the memory network has faults of its own")
     else:
         transports = [network.transport(str(listen_addrs[0]))]
     bootstrap_peers = [parse_bootstrap(text) for text in bootstrap[:MAX_BOOTSTRAP_PEERS]]
@@ -1077,7 +1095,10 @@ async def open_host(
     # Errors are kept and raised once libp2p's nurseries are behind us, so the
     # caller sees its own exception, not one wrapped in ExceptionGroups.
     error: BaseException | None = None
-    async with lp_host.run(listen_addrs):
+    faulty: AbstractAsyncContextManager[object] = (
+        tcp_faults.running() if tcp_faults is not None else nullcontext()
+    )
+    async with faulty, lp_host.run(listen_addrs):
         try:
             if not swarm.listeners:
                 raise ConfigError(f"cannot listen on {', '.join(listen)}")

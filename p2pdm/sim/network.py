@@ -37,7 +37,7 @@ import trio
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.delivery import Delivery
 from p2pdm.messenger import wall_ms
-from p2pdm.net import MemoryNetwork, PeerFilter, Upkeep
+from p2pdm.net import MemoryNetwork, PeerFilter, TcpFaults, Upkeep
 from p2pdm.node import Node
 from p2pdm.runner import RunOptions, Serving, serve_node
 from p2pdm.store import MemoryStore, SQLiteStore, Store
@@ -124,6 +124,8 @@ class _Setup:
     probe: Probe | None
     #: Peers outside the simulation that node 0 joins through.
     external: tuple[str, ...] = ()
+    #: Latency and loss on TCP (the memory network has its own).
+    faults: TcpFaults | None = None
 
 
 class SimNetwork:
@@ -132,6 +134,8 @@ class SimNetwork:
     def __init__(self, nursery: trio.Nursery, nodes: list[SimNode], setup: _Setup) -> None:
         self.nodes = nodes
         self.network = setup.network
+        #: Over TCP with latency or loss: their setting, shared by every node.
+        self.faults = setup.faults
         #: Each node's contacts, by index.
         self.contacts: dict[int, list[int]] = {node.index: [] for node in nodes}
         self._nursery = nursery
@@ -192,6 +196,7 @@ class SimNetwork:
                     options,
                     network=setup.network,
                     peer_filter=self._peer_filter(sim_node),
+                    faults=setup.faults,
                     on_delivery=on_delivery,
                     task_status=task_status,
                 )
@@ -306,6 +311,7 @@ async def open_sim_network(
     now_ms: Callable[[], int] = wall_ms,
     probe: Probe | None = None,
     external: Sequence[str] = (),
+    faults: TcpFaults | None = None,
 ) -> AsyncIterator[SimNetwork]:
     """``count`` running nodes with contacts; leaving the block stops them all.
 
@@ -314,10 +320,13 @@ async def open_sim_network(
     ``mailboxes``: how many nodes offer the mailbox service. ``now_ms``:
     the nodes' wall clock (virtual time in a simulation). ``external``:
     peers outside the simulation for node 0 to join through (TCP only);
-    the nodes then listen on every interface, not just loopback.
+    the nodes then listen on every interface, not just loopback. ``faults``:
+    latency and loss on every TCP connection (without ``network``).
     """
     if external and network is not None:
         raise ValueError("external bootstrap peers need TCP, not the memory network")
+    if faults is not None and network is not None:
+        raise ValueError("the memory network has faults of its own")
     if count < 2:
         raise ValueError("a simulated network needs at least 2 nodes")
     rng = random.Random(seed)
@@ -333,7 +342,7 @@ async def open_sim_network(
         )
         for index in range(count)
     ]
-    setup = _Setup(network, upkeep, now_ms, bootstraps, probe, tuple(external))
+    setup = _Setup(network, upkeep, now_ms, bootstraps, probe, tuple(external), faults)
     error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
