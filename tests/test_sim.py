@@ -13,6 +13,7 @@ import trio
 
 from p2pdm.cli import main
 from p2pdm.core.identity import PeerId
+from p2pdm.errors import PeerUnreachable
 from p2pdm.net import open_host
 from p2pdm.net.testing import host_seed
 from p2pdm.sim import (
@@ -181,6 +182,21 @@ async def test_real_clock_link_changes_apply_to_tcp() -> None:
     stats = outcome.network_stats
     assert stats["dials"] > 0 and stats["accepted"] > 0
     assert stats["lost"] > 0  # only the change brought loss
+
+
+@pytest.mark.net
+async def test_tcp_partition_holds_for_a_node_restarted_during_it() -> None:
+    async with open_sim_network(4, mailboxes=1) as sim:
+        sim.partition([[0, 1]])  # 2 and 3 are in no group: one more group
+        await sim.stop(sim[3])
+        await sim.start(sim[3])  # joins through node 0, across the split
+        host = sim[3].running.host
+        with pytest.raises(PeerUnreachable):
+            await host.connect(sim[0].peer_id, sim[0].running.host.listen_addrs())
+        await host.connect(sim[2].peer_id, sim[2].running.host.listen_addrs())
+        assert not host.is_connected(sim[0].peer_id)
+        sim.heal()
+        await host.connect(sim[0].peer_id, sim[0].running.host.listen_addrs())
 
 
 async def test_sim_network_fixture_sends_between_contacts(autojump_clock: trio.abc.Clock) -> None:
