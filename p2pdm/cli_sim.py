@@ -94,20 +94,20 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="P",
-        help="per-packet loss probability (virtual clock only)",
+        help="per-packet loss probability (delay, not lost bytes)",
     )
     add(
         "--latency",
         type=float,
         default=None,
         metavar="S",
-        help="one-way link latency in seconds (virtual clock only)",
+        help="one-way link latency in seconds",
     )
     add(
         "--partition",
         type=_partition,
         metavar="START:END",
-        help="split the network in two halves from START to END seconds (virtual clock only)",
+        help="split the network in two halves from START to END seconds",
     )
     add(
         "--drain",

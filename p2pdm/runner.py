@@ -45,7 +45,7 @@ from p2pdm.errors import ConfigError, HomeError, P2PDMError, SignatureError, Wir
 from p2pdm.home import Home
 from p2pdm.mailbox import MailboxService
 from p2pdm.mailbox_client import MailboxDirectory
-from p2pdm.net import Host, MemoryNetwork, open_host
+from p2pdm.net import Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 
@@ -246,6 +246,8 @@ async def serve_node(
     options: RunOptions,
     *,
     network: MemoryNetwork | None = None,
+    peer_filter: PeerFilter | None = None,
+    faults: TcpFaults | None = None,
     on_delivery: Callable[[Delivery], None] | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,  # trio.TaskStatus[Serving]
 ) -> None:
@@ -257,8 +259,11 @@ async def serve_node(
     watch and, with ``options.mailbox``, the mailbox service. ``network``:
     run over this in-memory network (simulations) instead of TCP; the host
     then listens on a fresh address of it and ``options.listen`` is unused.
-    ``on_delivery`` sees the delivery service before it accepts anything
-    (simulations wrap it to tell direct deliveries from mailbox fetches).
+    ``peer_filter``: the host's peer filter from the start (a simulated
+    partition, :meth:`~p2pdm.net.Host.set_peer_filter`); ``faults``:
+    latency and loss on its TCP connections. ``on_delivery``
+    sees the delivery service before it accepts anything (simulations wrap
+    it to tell direct deliveries from mailbox fetches).
     Cancelling stops the services, then closes the host; the store stays
     open (it is the caller's). Raises ConfigError for bad addresses or a
     taken port.
@@ -271,6 +276,8 @@ async def serve_node(
         dht_mode=options.dht_mode,
         upkeep=options.upkeep,
         network=network,
+        peer_filter=peer_filter,
+        faults=faults,
     ) as host:
         host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
         node.addrs = host.listen_addrs()

@@ -1,7 +1,8 @@
 """The network layer: libp2p hosts, framed streams, DHT routing and records.
 
-Only :mod:`p2pdm.net.libp2p_host` and :mod:`p2pdm.net.memory_transport`
-import libp2p; nothing outside this package sees a libp2p type. Start with
+Only :mod:`p2pdm.net.libp2p_host` and the transports
+(:mod:`p2pdm.net.memory_transport`, :mod:`p2pdm.net.tcp_faults`) import
+libp2p; nothing outside this package sees a libp2p type. Start with
 :func:`open_host`; tests and simulations get N hosts at once from
 :func:`p2pdm.net.testing.open_hosts`, over TCP or, with
 ``network=MemoryNetwork(…)``, over memory in virtual time.
@@ -11,6 +12,8 @@ import libp2p; nothing outside this package sees a libp2p type. Start with
 - :mod:`~p2pdm.net.libp2p_host`: :func:`open_host` and :class:`Host`;
 - :mod:`~p2pdm.net.memory_transport`: :class:`MemoryNetwork`, an in-memory
   transport with latency, loss and partitions, for simulations;
+- :mod:`~p2pdm.net.tcp_faults`: :class:`TcpFaults`, the same latency and
+  loss on real TCP connections, for simulations in real time;
 - :mod:`~p2pdm.net.memnet_bench`: forming N-host DHTs over it, measured;
 - :mod:`~p2pdm.net.upkeep`: background timings and idle-connection bookkeeping;
 - :mod:`~p2pdm.net.limits`: every limit and timeout, with its reason.
@@ -20,6 +23,7 @@ from p2pdm.net.frames import FrameDecoder, encode_frame
 from p2pdm.net.libp2p_host import (
     DEFAULT_LISTEN,
     Host,
+    PeerFilter,
     RecordSelector,
     RecordValidator,
     StreamHandler,
@@ -28,6 +32,7 @@ from p2pdm.net.libp2p_host import (
 from p2pdm.net.logs import configure_libp2p_logging
 from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.stream import RawStream, Stream
+from p2pdm.net.tcp_faults import TcpFaults
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 
 __all__ = [
@@ -37,11 +42,13 @@ __all__ = [
     "Host",
     "LinkFaults",
     "MemoryNetwork",
+    "PeerFilter",
     "RawStream",
     "RecordSelector",
     "RecordValidator",
     "Stream",
     "StreamHandler",
+    "TcpFaults",
     "Upkeep",
     "configure_libp2p_logging",
     "encode_frame",

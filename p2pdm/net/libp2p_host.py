@@ -1,4 +1,6 @@
-"""The libp2p host: with :mod:`p2pdm.net.memory_transport`, the only modules that import libp2p.
+"""The libp2p host: with the transports beside it, the only modules that import libp2p.
+
+(The transports: :mod:`p2pdm.net.memory_transport` and :mod:`p2pdm.net.tcp_faults`.)
 
 How this works: :func:`open_host` builds a py-libp2p 0.8.1 host from the node
 seed (TCP, or a :class:`~p2pdm.net.memory_transport.MemoryNetwork`'s
@@ -50,6 +52,9 @@ found here, not in the notes:
     the querier's addresses, and joining with libp2p's full refresh costs
     twice the queries of Kademlia's self-lookup → the join looks itself up
     once the bootstrap peer has fetched our identify (docs/simulation.md);
+24. nothing in libp2p refuses a peer by its ID → :meth:`Host.set_peer_filter`
+    guards the swarm's dials, new streams and security upgrade
+    (:func:`_refuse_filtered_peers`);
 records: ``get_value`` answers from a stale local copy → :meth:`Host.get_record`
 drops it and asks the network with a quorum, then keeps the newest;
 providers: standard Kademlia nodes (js-libp2p, go-libp2p) drop provider
@@ -64,13 +69,19 @@ import logging
 import math
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import (
+    AbstractAsyncContextManager,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+    suppress,
+)
 from typing import Literal, cast
 
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, INetConn, INetStream
+from libp2p.abc import IHost, INetConn, INetStream, IRawConnection, ISecureConn, ITransport
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_noise_key_pair
 from libp2p.custom_types import TProtocol
@@ -86,6 +97,7 @@ from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.kad_dht.pb.kademlia_pb2 import Record
 from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
@@ -97,6 +109,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.transport.exceptions import SecurityUpgradeFailure
 
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.errors import (
@@ -143,11 +156,13 @@ from p2pdm.net.limits import (
 from p2pdm.net.logs import configure_libp2p_logging
 from p2pdm.net.memory_transport import MemoryNetwork
 from p2pdm.net.stream import Stream
+from p2pdm.net.tcp_faults import TcpFaults
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, IdleTracker, Upkeep
 
 __all__ = [
     "DEFAULT_LISTEN",
     "Host",
+    "PeerFilter",
     "RecordSelector",
     "RecordValidator",
     "StreamHandler",
@@ -165,6 +180,8 @@ StreamHandler = Callable[[Stream], Awaitable[None]]
 RecordValidator = Callable[[bytes, bytes], None]
 #: ``select(key, values)`` returns the index of the best (newest) value.
 RecordSelector = Callable[[bytes, list[bytes]], int]
+#: ``allowed(peer)``: whether the host may talk to ``peer`` (:meth:`Host.set_peer_filter`).
+PeerFilter = Callable[[PeerId], bool]
 
 # Everything the network can throw at us: libp2p's own errors, and the
 # socket and trio errors that leak through it.
@@ -342,6 +359,54 @@ def _hold_inbound_slot_only_while_connected(swarm: Swarm) -> None:
     swarm._inbound_limiter = trio.CapacityLimiter(MAX_INBOUND_CONNECTIONS)
 
 
+def _refuse_filtered_peers(swarm: Swarm, permits: Callable[[ID], bool]) -> None:
+    """Make ``swarm`` refuse, both ways, every peer that ``permits`` refuses.
+
+    Dials and new streams to such a peer fail at once, before any packet is
+    sent, with the SwarmException of an unreachable peer. A connection from
+    (or to) one fails its security upgrade as soon as the Noise handshake has
+    authenticated the peer, before a muxer or anything above runs on it; the
+    other end's upgrade then fails too.
+    """
+    dial_peer, dial_addr, new_stream = swarm.dial_peer, swarm.dial_addr, swarm.new_stream
+    upgrader = swarm.upgrader
+    upgrade_security = upgrader.upgrade_security
+
+    async def refuse_if_filtered(peer_id: ID) -> None:
+        if not permits(peer_id):
+            await trio.lowlevel.checkpoint()
+            raise SwarmException(f"peer {peer_id} is filtered out")
+
+    async def guarded_dial_peer(peer_id: ID) -> list[INetConn]:
+        await refuse_if_filtered(peer_id)
+        return await dial_peer(peer_id)
+
+    async def guarded_dial_addr(
+        addr: multiaddr.Multiaddr, peer_id: ID, source: tuple[str, int] | None = None
+    ) -> INetConn:
+        await refuse_if_filtered(peer_id)
+        return await dial_addr(addr, peer_id, source)
+
+    async def guarded_new_stream(peer_id: ID) -> INetStream:
+        await refuse_if_filtered(peer_id)
+        return await new_stream(peer_id)
+
+    async def guarded_upgrade_security(
+        raw_conn: IRawConnection, is_initiator: bool, peer_id: ID | None = None
+    ) -> ISecureConn:
+        secured = await upgrade_security(raw_conn, is_initiator, peer_id)
+        remote = secured.get_remote_peer()
+        if not permits(remote):
+            await _quietly(secured.close, "closing a connection of a filtered peer")
+            raise SecurityUpgradeFailure(f"peer {remote} is filtered out")
+        return secured
+
+    swarm.dial_peer = guarded_dial_peer  # type: ignore[method-assign]
+    swarm.dial_addr = guarded_dial_addr  # type: ignore[method-assign]
+    swarm.new_stream = guarded_new_stream  # type: ignore[method-assign]
+    upgrader.upgrade_security = guarded_upgrade_security  # type: ignore[method-assign]
+
+
 class Host:
     """A running libp2p host as p2pdm sees it. Made by :func:`open_host` only."""
 
@@ -368,6 +433,9 @@ class Host:
         # Set once a bootstrap peer has fetched our identify (so it knows our
         # addresses and will put us in its routing table when we query it).
         self._identified_by = {pid: trio.Event() for pid in self._bootstrap_ids}
+        self._allowed: PeerFilter | None = None
+        #: The host's background tasks (open_host sets it before handing the host out).
+        self._tasks: trio.Nursery | None = None
 
     def __repr__(self) -> str:
         return f"Host({self.peer_id})"
@@ -417,6 +485,9 @@ class Host:
         """
         if peer == self.peer_id:
             raise ValueError("a host does not dial itself")
+        if not self._permits_peer(peer):
+            await trio.lowlevel.checkpoint()
+            raise PeerUnreachable(f"cannot connect to {peer.short()}: filtered out")
         if self.is_connected(peer):
             return
         pid = _to_id(peer)
@@ -463,6 +534,50 @@ class Host:
         """Close every connection to ``peer`` (its streams are reset)."""
         with suppress(*_NETWORK_ERRORS):
             await self._swarm.close_peer(_to_id(peer))
+
+    # --- peer filter -----------------------------------------------------------
+
+    def set_peer_filter(self, allowed: PeerFilter | None) -> None:
+        """Talk only to peers for which ``allowed(peer)`` is true; None lifts the filter.
+
+        While a filter is set, a refused peer is unreachable both ways, as if
+        it were offline: dials and new streams to it raise PeerUnreachable at
+        once (so delivery falls back to mailboxes), its connections to us are
+        dropped right after the handshake, and connections to it open now are
+        closed (in the background; their streams are reset). DHT lookups find
+        refused peers unreachable and libp2p drops them from the routing
+        table; when a bootstrap peer is allowed again, the host rejoins the
+        DHT through it in the background. ``allowed`` runs for every dial,
+        connection and new stream: keep it cheap; if it raises, the peer is
+        refused.
+        """
+        before = self._allowed
+        self._allowed = allowed
+        tasks = self._tasks
+        if tasks is None:
+            return
+        refused = [
+            conn
+            for conn in self._swarm.get_connections()
+            if not self._permits(conn.muxed_conn.peer_id)
+        ]
+        if refused:
+            tasks.start_soon(_close_connections, refused)
+        regained = before is not None and any(
+            not _asks(before, peer) and self._permits_peer(peer) for peer, _ in self._bootstrap
+        )
+        if regained:
+            tasks.start_soon(self._rejoin)
+
+    def _permits_peer(self, peer: PeerId) -> bool:
+        return self._allowed is None or _asks(self._allowed, peer)
+
+    def _permits(self, pid: ID) -> bool:
+        """The filter on a libp2p ID (peers without an Ed25519 key are refused while it is set)."""
+        if self._allowed is None:
+            return True
+        peer = _from_id(pid)
+        return peer is not None and _asks(self._allowed, peer)
 
     async def _open_libp2p_stream(
         self, peer: PeerId, protocol: str, addrs: Sequence[str]
@@ -565,6 +680,9 @@ class Host:
         """``handler`` made harmless: bounded concurrency, and no exception escapes."""
 
         async def guarded(raw: INetStream) -> None:
+            if not self._permits(raw.muxed_conn.peer_id):  # its connection is closing
+                await _Libp2pRawStream(raw).reset()
+                return
             try:
                 limiter.acquire_nowait()
             except trio.WouldBlock:
@@ -739,6 +857,12 @@ class Host:
                     nursery.start_soon(join_one, peer, addr)
         return joined
 
+    async def _rejoin(self) -> None:
+        """Join the DHT again through bootstrap peers the filter let go of (a healed partition)."""
+        if await self._join():
+            with trio.move_on_after(JOIN_LOOKUP_TIMEOUT_SECONDS):
+                await self._look_up_ourselves()
+
     def _note_identify_requests(self) -> None:
         """Wrap libp2p's identify handler to set ``_identified_by`` events."""
         serve_identify = self._host.get_mux().handlers.get(IDENTIFY_PROTOCOL_ID)
@@ -859,9 +983,25 @@ class Host:
             async with trio.open_nursery() as nursery:
                 for listener in list(swarm.listeners.values()):
                     nursery.start_soon(_quietly, listener.close, "closing a listener")
-                for conn in swarm.get_connections():
-                    nursery.start_soon(_close_connection, conn)
+                nursery.start_soon(_close_connections, swarm.get_connections())
             await _quietly(self._host.close, "closing the libp2p host")
+
+
+def _asks(allowed: PeerFilter, peer: PeerId) -> bool:
+    """``allowed(peer)``; False (logged) if the filter raises."""
+    try:
+        return allowed(peer)
+    except Exception:
+        logger.exception("the peer filter failed on %s; peer refused", peer.short())
+        return False
+
+
+async def _close_connections(conns: Sequence[INetConn]) -> None:
+    """Close ``conns`` concurrently (one at a time costs ~0.2 s each, NOTES pitfall 4)."""
+    with trio.move_on_after(SHUTDOWN_TIMEOUT_SECONDS):
+        async with trio.open_nursery() as nursery:
+            for conn in conns:
+                nursery.start_soon(_close_connection, conn)
 
 
 async def _close_connection(conn: INetConn) -> None:
@@ -882,6 +1022,8 @@ async def open_host(
     dht_mode: Literal["server", "client"] = "server",
     upkeep: Upkeep = DEFAULT_UPKEEP,
     network: MemoryNetwork | None = None,
+    peer_filter: PeerFilter | None = None,
+    faults: TcpFaults | None = None,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host with the identity of ``seed`` for the duration of the block.
 
@@ -892,7 +1034,10 @@ async def open_host(
     unreachable ones are logged and re-dialed later, never fatal.
     ``dht_mode``: "server" for reachable nodes (serves DHT queries), "client"
     for nodes behind NAT. ``upkeep``: periods of the background maintenance
-    (idle connections, bootstrap re-dial, DHT refresh).
+    (idle connections, bootstrap re-dial, DHT refresh). ``peer_filter``: a
+    :meth:`Host.set_peer_filter` in force from the start, before joining.
+    ``faults``: latency and loss on every TCP connection (simulations in
+    real time); the memory network has its own.
 
     Entering joins the DHT first: with bootstrap peers it can take up to
     DIAL_TIMEOUT_SECONDS + IDENTIFY_WAIT_SECONDS + JOIN_LOOKUP_TIMEOUT_SECONDS. On exit,
@@ -912,10 +1057,16 @@ async def open_host(
         raise ConfigError(f"bad listen address: {exc}") from None
     if not listen_addrs:
         raise ConfigError("a host needs at least one listen address")
+    tcp_faults = None
+    transports: list[ITransport] | None
     if network is None:
         for addr in listen_addrs:
             refuse_taken_port(addr)
-        transports = None  # libp2p picks TCP for /ip4/…/tcp/… addresses
+        tcp_faults = faults.transport() if faults is not None else None
+        # Without faults, libp2p picks TCP for /ip4/…/tcp/… addresses.
+        transports = [tcp_faults] if tcp_faults is not None else None
+    elif faults is not None:
+        raise ConfigError("TCP faults need TCP; the memory network has faults of its own")
     else:
         transports = [network.transport(str(listen_addrs[0]))]
     bootstrap_peers = [parse_bootstrap(text) for text in bootstrap[:MAX_BOOTSTRAP_PEERS]]
@@ -939,15 +1090,21 @@ async def open_host(
     mode = DHTMode.SERVER if dht_mode == "server" else DHTMode.CLIENT
     dht = KadDHT(lp_host, mode, strict_validation=True)
     host = Host(identity, lp_host, dht, bootstrap_peers, upkeep)
+    host._allowed = peer_filter
+    _refuse_filtered_peers(swarm, host._permits)
 
     # Errors are kept and raised once libp2p's nurseries are behind us, so the
     # caller sees its own exception, not one wrapped in ExceptionGroups.
     error: BaseException | None = None
-    async with lp_host.run(listen_addrs):
+    faulty: AbstractAsyncContextManager[object] = (
+        tcp_faults.running() if tcp_faults is not None else nullcontext()
+    )
+    async with faulty, lp_host.run(listen_addrs):
         try:
             if not swarm.listeners:
                 raise ConfigError(f"cannot listen on {', '.join(listen)}")
             async with background_trio_service(dht), trio.open_nursery() as nursery:
+                host._tasks = nursery
                 await host._start()
                 nursery.start_soon(host._maintain)
                 try:

@@ -33,6 +33,8 @@ Faults, chosen for a *reliable stream* transport:
 - a dial to an address nobody listens on is refused after one round trip.
 
 Randomness (loss and jitter) comes from one ``random.Random(seed)``.
+:mod:`p2pdm.net.tcp_faults` puts the same faults (these pipes and
+:meth:`LinkFaults.write_delay`) on real TCP connections.
 """
 
 from __future__ import annotations
@@ -112,6 +114,35 @@ class LinkFaults:
     def rto(self) -> float:
         """The first retransmission timeout: two round trips, at least MIN_RTO_SECONDS."""
         return max(MIN_RTO_SECONDS, 4 * (self.latency + self.jitter))
+
+    def write_delay(self, rng: random.Random) -> tuple[float, int]:
+        """One write's delay and how many times it was lost on the way.
+
+        Each loss adds a retransmission timeout, doubling; more than
+        MAX_RETRANSMITS losses mean the connection breaks.
+        """
+        delay = self.latency
+        if self.jitter:
+            delay += rng.random() * self.jitter
+        losses = 0
+        if self.loss:
+            rto = self.rto()
+            while rng.random() < self.loss:
+                losses += 1
+                if losses > MAX_RETRANSMITS:
+                    break
+                delay += rto
+                rto = min(2 * rto, MAX_RTO_SECONDS)
+        return delay, losses
+
+    def syn_lost(self, rng: random.Random) -> bool:
+        """Whether a dial's SYN is lost (it is then resent, see :func:`syn_timeouts`)."""
+        return bool(self.loss) and rng.random() < self.loss
+
+
+def syn_timeouts() -> list[float]:
+    """A dial's wait after each lost SYN: SYN_RTO_SECONDS, doubling, for every attempt."""
+    return [SYN_RTO_SECONDS * 2**attempt for attempt in range(MAX_SYN_RETRIES + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,23 +412,12 @@ class MemoryNetwork:
         return self._groups.get(ip_a, -1) == self._groups.get(ip_b, -1)
 
     def _write_delay(self, link: _Link) -> float:
-        faults = self.faults
-        delay = faults.latency
-        if faults.jitter:
-            delay += self._random.random() * faults.jitter
-        if faults.loss:
-            rto = faults.rto()
-            losses = 0
-            while self._random.random() < faults.loss:
-                losses += 1
-                self.stats["lost"] += 1
-                if losses > MAX_RETRANSMITS:
-                    link.break_()
-                    self.stats["breaks"] += 1
-                    self._forget(link, "break")
-                    break
-                delay += rto
-                rto = min(2 * rto, MAX_RTO_SECONDS)
+        delay, losses = self.faults.write_delay(self._random)
+        self.stats["lost"] += losses
+        if losses > MAX_RETRANSMITS:
+            link.break_()
+            self.stats["breaks"] += 1
+            self._forget(link, "break")
         return delay
 
     # --- connections -------------------------------------------------------------------
@@ -422,17 +442,14 @@ class MemoryNetwork:
         src = (src_ip, self._ephemeral_port(src_ip))
         names = (f"{src[0]}:{src[1]}", f"{dst[0]}:{dst[1]}")
         self._record("dial", *names)
-        faults = self.faults
-        round_trip = 2 * faults.latency
-        syn_rto = SYN_RTO_SECONDS
-        for _attempt in range(MAX_SYN_RETRIES + 1):
+        for syn_rto in syn_timeouts():
             if not self.reachable(src_ip, dst[0]):
                 self._record("blackholed", *names)
-            elif faults.loss and self._random.random() < faults.loss:
+            elif self.faults.syn_lost(self._random):
                 self.stats["lost"] += 1
                 self._record("syn-lost", *names)
             else:
-                await trio.sleep(round_trip)
+                await trio.sleep(2 * self.faults.latency)  # SYN, SYN-ACK
                 listener = self._listeners.get(dst)
                 if listener is None or not self.reachable(src_ip, dst[0]):
                     self.stats["refused"] += 1
@@ -440,7 +457,6 @@ class MemoryNetwork:
                     raise OpenConnectionError(f"connection refused: {names[1]}")
                 return self._connect(src, dst, listener, names)
             await trio.sleep(syn_rto)
-            syn_rto *= 2
         self.stats["blackholed"] += 1
         raise OpenConnectionError(f"connection to {names[1]} timed out")
 

@@ -13,6 +13,12 @@ closes) and started again as a fresh :class:`~p2pdm.node.Node` on that store.
 Then every node gets a few random contacts, both ways, from invites, so
 senders hold their recipients' prekey bundles.
 
+Partitions: over the memory network, by the nodes' addresses
+(:meth:`MemoryNetwork.partition`); over TCP, by peer filters
+(:meth:`~p2pdm.net.Host.set_peer_filter`) computed from the groups and the
+peer IDs of all nodes alone, so nodes run elsewhere (another process) would
+get the same ones.
+
 A :class:`Probe` sees every new node and delivery service before they serve
 anything; the simulation's metrics use it.
 
@@ -39,7 +45,7 @@ from p2pdm.core.model import DeliveryStatus, StoredMessage
 from p2pdm.delivery import Delivery
 from p2pdm.errors import ConfigError
 from p2pdm.messenger import wall_ms
-from p2pdm.net import MemoryNetwork, Upkeep
+from p2pdm.net import MemoryNetwork, PeerFilter, TcpFaults, Upkeep
 from p2pdm.net.addrs import is_loopback, parse_bootstrap, port_range
 from p2pdm.node import Node
 from p2pdm.runner import RunOptions, Serving, serve_node
@@ -161,6 +167,8 @@ class _Setup:
     #: Each node's listen address (TCP), by index; None: loopback, or every
     #: interface when joining ``external`` peers.
     listen: tuple[str, ...] | None = None
+    #: Latency and loss on TCP (the memory network has its own).
+    faults: TcpFaults | None = None
 
 
 class SimNetwork:
@@ -169,11 +177,15 @@ class SimNetwork:
     def __init__(self, nursery: trio.Nursery, nodes: list[SimNode], setup: _Setup) -> None:
         self.nodes = nodes
         self.network = setup.network
+        #: Over TCP with latency or loss: their setting, shared by every node.
+        self.faults = setup.faults
         #: Each node's contacts, by index.
         self.contacts: dict[int, list[int]] = {node.index: [] for node in nodes}
         self._nursery = nursery
         self._setup = setup
         self._groups: list[set[int]] | None = None
+        #: During a TCP partition: the group of every node's peer ID.
+        self._group_of: dict[PeerId, int] = {}
 
     def __getitem__(self, index: int) -> SimNode:
         return self.nodes[index]
@@ -226,8 +238,10 @@ class SimNetwork:
             serving: Serving = await self._nursery.start(self._serve, sim_node)
         sim_node.serving = serving
         sim_node.starts += 1
-        if self._groups is not None:  # a restarted node listens on a new address
-            self._apply_partition()
+        if self.network is not None and self._groups is not None:
+            self._apply_partition()  # a restarted node listens on a new address
+        elif self.network is None:  # a split or heal while it was starting
+            serving.host.set_peer_filter(self._peer_filter(sim_node))
         return serving
 
     async def _serve(
@@ -252,6 +266,8 @@ class SimNetwork:
                     node,
                     options,
                     network=setup.network,
+                    peer_filter=self._peer_filter(sim_node),
+                    faults=setup.faults,
                     on_delivery=on_delivery,
                     task_status=task_status,
                 )
@@ -289,23 +305,51 @@ class SimNetwork:
         self.contacts[b].append(a)
 
     def partition(self, groups: Sequence[Collection[int]]) -> None:
-        """Split the memory network between these groups of node indices, until :meth:`heal`."""
-        if self.network is None:
-            raise RuntimeError("partitions need the memory network (--clock virtual)")
+        """Split the nodes into these groups of node indices, until :meth:`heal`.
+
+        Nodes in no group form one more group. Over the memory network the
+        links break and dials are black-holed; over TCP every node gets a
+        peer filter, so peers across groups are unreachable both ways.
+        """
         self._groups = [set(group) for group in groups]
+        other = len(self._groups)
+        self._group_of = {node.peer_id: other for node in self.nodes}
+        for index, group in enumerate(self._groups):
+            for i in group:
+                self._group_of[self.nodes[i].peer_id] = index
         self._apply_partition()
 
     def heal(self) -> None:
+        """End the partition: every node can reach every other again."""
+        self._groups = None
+        self._group_of = {}
         if self.network is not None:
             self.network.heal()
-        self._groups = None
+        else:
+            self._apply_partition()
 
     @property
     def partitioned(self) -> bool:
         return self._groups is not None
 
+    def _peer_filter(self, sim_node: SimNode) -> PeerFilter | None:
+        """Over TCP during a partition: the peers of ``sim_node``'s group (and
+        peers outside the simulation if it is in no group); else None."""
+        if self.network is not None or self._groups is None:
+            return None
+        group_of = self._group_of
+        other = len(self._groups)
+        mine = group_of[sim_node.peer_id]
+        return lambda peer: group_of.get(peer, other) == mine
+
     def _apply_partition(self) -> None:
-        assert self.network is not None and self._groups is not None
+        if self.network is None:
+            for sim_node in self.nodes:
+                if sim_node.online:
+                    sim_node.running.host.set_peer_filter(self._peer_filter(sim_node))
+            return
+        if self._groups is None:
+            return
         self.network.partition(
             [
                 [addr for i in group if self.nodes[i].online for addr in self.nodes[i].node.addrs]  # type: ignore[union-attr]
@@ -452,6 +496,7 @@ async def open_sim_network(
     probe: Probe | None = None,
     external: Sequence[str] = (),
     listen: str | None = None,
+    faults: TcpFaults | None = None,
 ) -> AsyncIterator[SimNetwork]:
     """``count`` running nodes with contacts; leaving the block stops them all.
 
@@ -464,9 +509,12 @@ async def open_sim_network(
     ``listen``: where the nodes listen instead (TCP only; see
     :func:`listen_addrs`), e.g. ``/ip4/0.0.0.0/tcp/0`` for a simulation that
     other machines join.
+    ``faults``: latency and loss on every TCP connection (without ``network``).
     """
     if (external or listen) and network is not None:
         raise ValueError("external peers and listen addresses need TCP, not the memory network")
+    if faults is not None and network is not None:
+        raise ValueError("the memory network has faults of its own")
     if count < 2:
         raise ValueError("a simulated network needs at least 2 nodes")
     refuse_own_peers(external, seed, count)
@@ -485,7 +533,7 @@ async def open_sim_network(
         for index in range(count)
     ]
     per_node = None if listen is None else tuple(listen_addrs(listen, count))
-    setup = _Setup(network, upkeep, now_ms, bootstraps, probe, tuple(external), per_node)
+    setup = _Setup(network, upkeep, now_ms, bootstraps, probe, tuple(external), per_node, faults)
     error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:

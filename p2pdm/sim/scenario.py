@@ -1,8 +1,8 @@
 """One simulation run: form the network, send traffic with faults, drain, measure.
 
 How this works: :func:`simulate` opens a :class:`~p2pdm.sim.network.SimNetwork`
-(TCP on loopback with the real clock, or a MemoryNetwork with latency and
-loss under trio's MockClock), then makes the run's plan
+(TCP on loopback with the real clock, or a MemoryNetwork under trio's
+MockClock; latency and loss on either), then makes the run's plan
 (:func:`p2pdm.sim.timeline.make_plan`, from the seed, the options, the
 scenario's timeline and the contacts alone) and carries it out for
 ``duration`` seconds:
@@ -39,7 +39,7 @@ from p2pdm.core.model import DeliveryStatus
 from p2pdm.errors import ConfigError, P2PDMError
 from p2pdm.mailbox import MAILBOX_PURGE_INTERVAL_SECONDS
 from p2pdm.messenger import wall_ms
-from p2pdm.net import LinkFaults, MemoryNetwork
+from p2pdm.net import LinkFaults, MemoryNetwork, TcpFaults
 from p2pdm.net.addrs import is_loopback
 from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.network import (
@@ -127,12 +127,6 @@ class SimOptions:
             if self.clock != "real":
                 raise ConfigError("--listen is for TCP: use --clock real")
             listen_addrs(self.listen, self.nodes)
-        memory_only = self.timeline.partitions or self.timeline.links
-        if self.clock == "real" and (self.loss or self.latency or self.partition or memory_only):
-            raise ConfigError(
-                "--loss, --latency and --partition (and a scenario's [[split]] and [[link]])"
-                " need the memory network: use --clock virtual"
-            )
         self.timeline.check(self.nodes, fixed_count(self.nodes, self.mailboxes), self.duration)
 
 
@@ -278,10 +272,10 @@ class _Run:
             nursery.start_soon(self._send_later, send)
 
     def _link(self, link: LinkChange) -> None:
-        network = self.sim.network
-        assert network is not None  # checked: link changes need --clock virtual
-        faults = network.faults
-        network.faults = LinkFaults(
+        links = self.sim.network or self.sim.faults
+        assert links is not None  # simulate() gives TCP faults to a run with link changes
+        faults = links.faults
+        links.faults = LinkFaults(
             latency=faults.latency if link.latency is None else link.latency,
             jitter=faults.jitter,
             loss=faults.loss if link.loss is None else link.loss,
@@ -298,11 +292,12 @@ async def simulate(
     recorder = Recorder(clock=lambda: trio.current_time() - t0)
     outcome = Outcome(options, recorder)
     wall0 = time.monotonic()
-    network = None
+    network = tcp_faults = None
+    link_faults = LinkFaults(latency=options.latency, loss=options.loss)
     if options.clock == "virtual":
-        network = MemoryNetwork(
-            LinkFaults(latency=options.latency, loss=options.loss), seed=options.seed
-        )
+        network = MemoryNetwork(link_faults, seed=options.seed)
+    elif options.loss or options.latency or options.timeline.links:
+        tcp_faults = TcpFaults(link_faults, seed=options.seed)
 
     def now_ms() -> int:
         return start_ms + int((trio.current_time() - t0) * 1000)
@@ -335,6 +330,7 @@ async def simulate(
         probe=recorder,
         external=options.bootstrap,
         listen=options.listen,
+        faults=tcp_faults,
     ) as sim:
         outcome.form_s = trio.current_time() - t0
         if options.clock == "real":
@@ -421,5 +417,6 @@ def _collect(outcome: Outcome, sim: SimNetwork, now: int) -> None:
     outcome.restarts = sum(n.starts - 1 for n in sim.nodes)
     if sim.network is None:
         outcome.outside_peers = sim.outside_peers()
-    if sim.network is not None:
-        outcome.network_stats = dict(sim.network.stats)
+    links = sim.network or sim.faults
+    if links is not None:
+        outcome.network_stats = dict(links.stats)
