@@ -58,6 +58,10 @@ MAILBOX_REQUEST_TIMEOUT: Final = 15.0
 MAILBOX_LOOKUP_TIMEOUT: Final = 10.0
 #: How long the provider list and a recipient's record are reused.
 MAILBOX_CACHE_SECONDS: Final = 300.0
+#: How long a provider list with fewer than MAILBOX_COPIES mailboxes is
+#: reused: found while the network was forming (or mailboxes were away), it
+#: would otherwise keep deposits below R for MAILBOX_CACHE_SECONDS.
+MAILBOX_SHORT_CACHE_SECONDS: Final = 10.0
 #: Recipients whose candidate lists are cached.
 MAILBOX_MAX_CACHED_RECIPIENTS: Final = 256
 #: Fetch pages read from one mailbox per round; the next round goes on.
@@ -181,7 +185,8 @@ class MailboxDirectory:
         self.clock = clock
         #: Our preferred mailboxes (``--mailbox-peer``), published in our record.
         self.preferred: list[Candidate] = [parse_mailbox_addr(a) for a in preferred]
-        self._providers: tuple[float, list[Candidate]] | None = None
+        #: (looked up at, reuse for seconds, providers).
+        self._providers: tuple[float, float, list[Candidate]] | None = None
         self._named: OrderedDict[PeerId, tuple[float, list[Candidate]]] = OrderedDict()
 
     @property
@@ -206,8 +211,8 @@ class MailboxDirectory:
     async def providers(self) -> list[Candidate]:
         """Nodes that announce the mailbox service (cached)."""
         now = self.clock()
-        if self._providers is not None and now - self._providers[0] < MAILBOX_CACHE_SECONDS:
-            return self._providers[1]
+        if self._providers is not None and now - self._providers[0] < self._providers[1]:
+            return self._providers[2]
         try:
             found = await self.network.find_providers(
                 mb.MAILBOX_SERVICE_KEY, MAILBOX_LOOKUP_TIMEOUT
@@ -216,12 +221,14 @@ class MailboxDirectory:
             log.info("finding mailbox providers failed: %s", exc)
             found = []
         if found:
-            self._providers = (now, found)
+            enough = len(found) >= MAILBOX_COPIES
+            ttl = MAILBOX_CACHE_SECONDS if enough else MAILBOX_SHORT_CACHE_SECONDS
+            self._providers = (now, ttl, found)
         return found
 
     def known_providers(self) -> list[PeerId]:
         """The mailbox providers the last successful lookup found; looks nothing up."""
-        return [] if self._providers is None else [peer for peer, _ in self._providers[1]]
+        return [] if self._providers is None else [peer for peer, _ in self._providers[2]]
 
     async def named_by(self, recipient: PeerId) -> list[Candidate]:
         """The mailboxes ``recipient`` names in its signed DHT record (cached)."""

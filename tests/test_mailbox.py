@@ -31,7 +31,13 @@ from p2pdm.mailbox import (
     MAILBOX_PURGE_INTERVAL_SECONDS,
     MailboxService,
 )
-from p2pdm.mailbox_client import MAILBOX_COPIES, MailboxDirectory, parse_mailbox_addr
+from p2pdm.mailbox_client import (
+    MAILBOX_CACHE_SECONDS,
+    MAILBOX_COPIES,
+    MAILBOX_SHORT_CACHE_SECONDS,
+    MailboxDirectory,
+    parse_mailbox_addr,
+)
 from p2pdm.net.stream import Stream
 from p2pdm.node import Node
 from p2pdm.pytest_plugin import SimNetworkFactory
@@ -278,6 +284,31 @@ async def test_preferred_mailboxes_from_the_record_come_first(nursery, autojump_
     await send_while_away(alice, bob, "to your own mailbox")
     assert own.held == 1 and sum(b.held for b in boxes) == MAILBOX_COPIES - 1
     assert (await bob.directory.own())[0][0] == own.identity.peer_id
+
+
+async def test_a_short_provider_list_is_looked_up_again_soon(autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    """Found while mailboxes were still announcing themselves, a list below
+    R is reused only briefly; a full one for the whole cache time."""
+    found: list[list[tuple[PeerId, list[str]]]] = []
+    peers = [(Identity(bytes([i]) * 32).peer_id, [f"/memory/{i}"]) for i in range(1, 5)]
+
+    class Network:
+        async def find_providers(
+            self,
+            key: bytes,
+            timeout: float,  # noqa: ASYNC109
+        ) -> list[tuple[PeerId, list[str]]]:
+            found.append(peers[: 1 if not found else MAILBOX_COPIES])
+            return found[-1]
+
+    directory = MailboxDirectory(Identity(b"\x09" * 32), Network())  # type: ignore[arg-type]
+    assert len(await directory.providers()) == 1
+    assert len(await directory.providers()) == 1 and len(found) == 1  # cached
+    await trio.sleep(MAILBOX_SHORT_CACHE_SECONDS)
+    assert len(await directory.providers()) == MAILBOX_COPIES and len(found) == 2
+    await trio.sleep(MAILBOX_CACHE_SECONDS - 1)
+    await directory.providers()
+    assert len(found) == 2  # enough: kept for the whole cache time
 
 
 def test_mailbox_addresses_must_name_their_peer() -> None:
