@@ -33,7 +33,9 @@ fixes each, for the duration of one simulation only:
    it pick the first (the older).
 
 Everything is restored on exit, so a node's normal run (``p2pdm run``) and
-real-clock simulations never see these patches. What stays outside reach is
+real-clock simulations never see these patches. While one is in force,
+every libp2p host in the process sees it: run nothing else with libp2p
+beside a virtual-time simulation. What stays outside reach is
 content, never order: Noise and X3DH ephemeral keys come from the OS (so
 ciphertexts differ between runs, never their lengths), and string hashing
 differs between processes unless ``PYTHONHASHSEED`` is fixed (``p2pdm sim``
