@@ -212,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    # This process's own command line (the `p2pdm` command), not a call from
+    # Python: a command may then run itself again (`p2pdm sim`, for replay).
+    args.own_process = argv is None
     try:
         home = Home(args.home)
         home.config()  # a bad config.toml is reported before any work is done

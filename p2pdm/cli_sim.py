@@ -6,12 +6,19 @@ How this works: the options become a :class:`~p2pdm.sim.SimOptions`;
 ``rich`` progress bar shows simulated time, messages sent and delivered. The
 report goes to ``--out``. Exit status 0 when the invariants hold (delivery
 rate is a figure, not a failure), 1 when one is broken.
+
+A virtual-time run replays exactly from its seed within one process
+(:mod:`p2pdm.sim.determinism`); across processes the order of sets of
+strings and bytes must match too, so the ``p2pdm sim`` command first runs
+itself again with ``PYTHONHASHSEED`` fixed to SIM_HASH_SEED unless it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +38,10 @@ from p2pdm.sim.timeline import OPTION_KEYS, Timeline, load_scenario
 __all__ = ["sim", "sim_arguments", "sim_options"]
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+#: Python's string hash seed for virtual-time runs: set iteration order
+#: (libp2p's peer sets, ours) then matches between processes, so two
+#: ``p2pdm sim`` runs with one ``--seed`` write the same report.
+SIM_HASH_SEED: Final = "0"
 
 
 def _partition(text: str) -> tuple[float, float]:
@@ -187,10 +198,35 @@ def sim_options(args: argparse.Namespace, *, store_dir: Path | None) -> SimOptio
     return options
 
 
+def _run_again_with_fixed_hash_seed() -> None:
+    """Replace this process by the same command with PYTHONHASHSEED=SIM_HASH_SEED.
+
+    Returns only if it is set already, or (with a note) if this platform
+    cannot re-execute.
+    """
+    if os.environ.get("PYTHONHASHSEED") == SIM_HASH_SEED:
+        return
+    env = {**os.environ, "PYTHONHASHSEED": SIM_HASH_SEED}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, sys.orig_argv, env)
+    except OSError as exc:
+        print(
+            f"note: cannot run again with PYTHONHASHSEED={SIM_HASH_SEED} ({exc.strerror});"
+            " this run's report may differ from another process's with the same seed",
+            file=sys.stderr,
+        )
+
+
 def sim(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     del home  # a simulation makes its own identities
+    options = sim_options(args, store_dir=None)
+    if options.clock == "virtual" and getattr(args, "own_process", False):
+        _run_again_with_fixed_hash_seed()
     out_dir: Path = args.out or Path(tempfile.mkdtemp(prefix="p2pdm-sim-"))
-    options = sim_options(args, store_dir=out_dir / "stores" if args.store == "sqlite" else None)
+    if args.store == "sqlite":
+        options = dataclasses.replace(options, store_dir=out_dir / "stores")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     console = Console(file=sys.stderr)
     columns = (

@@ -83,6 +83,8 @@ class Node:
         self.identity = identity
         self.store = store
         self.now_ms = now_ms
+        #: The node's randomness (ids, nonces, retry jitter); seeded in simulations.
+        self.random_bytes = random_bytes
         self.messenger = Messenger(identity, store, now_ms=now_ms, random_bytes=random_bytes)
         #: Group commit for concurrent sends (its task runs while the node runs).
         self.batcher = CommitBatcher(store, self.messenger.reload)

@@ -26,6 +26,7 @@ committed when it is made, so the outbox survives any stop.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ PREKEY_CHECK_SECONDS: Final = 3600.0
 BUNDLE_FETCH_TIMEOUT_SECONDS: Final = 15.0
 #: How often the connected peers are compared with the address book.
 PEER_WATCH_SECONDS: Final = 2.0
+#: Bytes of the node's randomness that seed its delivery retry jitter.
+JITTER_SEED_BYTES: Final = 16
 #: Store setting holding the last published record's sequence number.
 RECORD_SEQ_SETTING: Final = "record_seq"
 
@@ -282,7 +285,9 @@ async def serve_node(
         host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
         node.addrs = host.listen_addrs()
         directory = MailboxDirectory(node.identity, host, preferred=options.mailbox_peers)
-        delivery = Delivery(node, host, mailboxes=directory)
+        # Retry jitter from the node's own randomness (seeded in simulations).
+        jitter = random.Random(node.random_bytes(JITTER_SEED_BYTES))
+        delivery = Delivery(node, host, rng=jitter, mailboxes=directory)
         if on_delivery is not None:
             on_delivery(delivery)
         node.on_outbox = delivery.wake
@@ -292,7 +297,13 @@ async def serve_node(
         async with trio.open_nursery() as nursery:
             service = None
             if options.mailbox:
-                service = MailboxService(node.store, node.peer_id, host, now_ms=node.now_ms)
+                service = MailboxService(
+                    node.store,
+                    node.peer_id,
+                    host,
+                    now_ms=node.now_ms,
+                    random_bytes=node.random_bytes,
+                )
                 await nursery.start(service.run)
             await nursery.start(node.batcher.run)
             await nursery.start(delivery.run)

@@ -6,7 +6,8 @@
   churn and partitions, then a drain;
 - :mod:`~p2pdm.sim.timeline`: scenario files and the seeded plan of a run;
 - :mod:`~p2pdm.sim.metrics`: per-message records and invariants;
-- :mod:`~p2pdm.sim.report`: ``report.json``, ``report.md``, plots.
+- :mod:`~p2pdm.sim.report`: ``report.json``, ``report.md``, plots;
+- :mod:`~p2pdm.sim.determinism`: exact replay of virtual-time runs.
 """
 
 from p2pdm.sim.network import SIM_UPKEEP, SimNetwork, SimNode, open_sim_network

@@ -78,6 +78,8 @@ NODE_STOP_TIMEOUT_SECONDS: Final = 30.0
 #: connections closed after 20 s and a DHT refresh every 600 s keep a
 #: 200-node network's quiet spells cheap in memory and CPU.
 SIM_UPKEEP: Final = Upkeep(interval=5.0, idle_timeout=20.0, dht_refresh_interval=600.0)
+#: Told apart from the identity seed it is joined to, it seeds a node's randomness.
+RANDOM_SEED_PREFIX: Final = b"p2pdm-sim-random"
 #: Where real-clock nodes listen: loopback, a free port each.
 LOOPBACK: Final = ("/ip4/127.0.0.1/tcp/0",)
 #: Every interface, any port: for a simulation that other machines join.
@@ -128,6 +130,8 @@ class SimNode:
         self.index = index
         self.identity = Identity(seed)
         self.store = store
+        #: The node's randomness (message ids, nonces, jitter): seeded, kept across restarts.
+        self.random = random.Random(RANDOM_SEED_PREFIX + seed)
         #: Offers the mailbox service.
         self.offers_mailbox = mailbox
         #: A bootstrap or mailbox node: never stopped by the simulation.
@@ -248,7 +252,12 @@ class SimNetwork:
         self, sim_node: SimNode, *, task_status: Any = trio.TASK_STATUS_IGNORED
     ) -> None:
         setup = self._setup
-        node = Node(sim_node.identity, sim_node.store, now_ms=setup.now_ms)
+        node = Node(
+            sim_node.identity,
+            sim_node.store,
+            now_ms=setup.now_ms,
+            random_bytes=sim_node.random.randbytes,
+        )
         sim_node.node = node
         probe = setup.probe
         if probe is not None:

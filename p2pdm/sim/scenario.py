@@ -41,6 +41,7 @@ from p2pdm.mailbox import MAILBOX_PURGE_INTERVAL_SECONDS
 from p2pdm.messenger import wall_ms
 from p2pdm.net import LinkFaults, MemoryNetwork, TcpFaults
 from p2pdm.net.addrs import is_loopback
+from p2pdm.sim.determinism import SIM_EPOCH_MS, deterministic
 from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.network import (
     DEFAULT_CONTACTS,
@@ -285,10 +286,22 @@ class _Run:
 async def simulate(
     options: SimOptions, progress: Callable[[Progress], None] | None = None
 ) -> Outcome:
-    """Run the scenario; raises ConfigError for a bad one."""
+    """Run the scenario; raises ConfigError for a bad one.
+
+    With the virtual clock (under trio's MockClock) the run is replayed
+    exactly by the same seed (:mod:`p2pdm.sim.determinism`).
+    """
     options.check()
+    if options.clock != "virtual":
+        return await _simulate(options, progress, wall_ms())
+    with deterministic(options.seed):
+        return await _simulate(options, progress, SIM_EPOCH_MS)
+
+
+async def _simulate(
+    options: SimOptions, progress: Callable[[Progress], None] | None, start_ms: int
+) -> Outcome:
     t0 = trio.current_time()
-    start_ms = wall_ms()
     recorder = Recorder(clock=lambda: trio.current_time() - t0)
     outcome = Outcome(options, recorder)
     wall0 = time.monotonic()
