@@ -2,7 +2,8 @@
 
 How this works: the options become a :class:`~p2pdm.sim.SimOptions`;
 :func:`p2pdm.sim.simulate` runs under ``trio.run`` — with trio's
-``MockClock(autojump_threshold=0)`` for ``--clock virtual`` — while a
+``MockClock(autojump_threshold=0)`` for ``--clock virtual``; with ``--clock
+real`` the nodes run in ``--workers`` processes, one per core by default — while a
 ``rich`` progress bar shows simulated time, messages sent and delivered. The
 report goes to ``--out``. Exit status 0 when the invariants hold (delivery
 rate is a figure, not a failure), 1 when one is broken.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +28,7 @@ from p2pdm.errors import ConfigError
 from p2pdm.home import Home
 from p2pdm.sim import Progress as SimProgress
 from p2pdm.sim import SimOptions, invariants_hold, simulate, write_report
+from p2pdm.sim.scenario import MAX_WORKERS
 from p2pdm.sim.timeline import OPTION_KEYS, Timeline, load_scenario
 
 __all__ = ["sim", "sim_arguments", "sim_options"]
@@ -130,6 +133,14 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         "virtual time",
     )
     add(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes running the nodes with --clock real (default: one per core);"
+        " 1 runs them all in this process; --clock virtual always uses 1",
+    )
+    add(
         "--store",
         choices=("sqlite", "memory"),
         default="sqlite",
@@ -164,8 +175,18 @@ def sim_options(args: argparse.Namespace, *, store_dir: Path | None) -> SimOptio
         value = getattr(args, key)
         if value is not None:
             chosen[key] = value
+    workers = args.workers
+    if workers is None:  # one per core for real time, never more than there are nodes
+        defaults = SimOptions()
+        real = chosen.get("clock", defaults.clock) == "real"
+        nodes = chosen.get("nodes", defaults.nodes)
+        workers = min(os.cpu_count() or 1, MAX_WORKERS, max(nodes, 1)) if real else 1
     options = SimOptions(
-        **chosen, timeline=timeline, store_dir=store_dir, bootstrap=tuple(args.bootstrap)
+        **chosen,
+        timeline=timeline,
+        store_dir=store_dir,
+        bootstrap=tuple(args.bootstrap),
+        workers=workers,
     )
     try:
         options.check()

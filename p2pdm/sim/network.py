@@ -19,9 +19,10 @@ anything; the simulation's metrics use it.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -29,7 +30,10 @@ from typing import Any, Final, Protocol
 import trio
 
 from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.model import DeliveryStatus
 from p2pdm.delivery import Delivery
+from p2pdm.errors import P2PDMError
+from p2pdm.mailbox import MAILBOX_PURGE_INTERVAL_SECONDS
 from p2pdm.messenger import wall_ms
 from p2pdm.net import MemoryNetwork, Upkeep
 from p2pdm.node import Node
@@ -52,6 +56,8 @@ NODE_STOP_TIMEOUT_SECONDS: Final = 30.0
 #: connections closed after 20 s and a DHT refresh every 600 s keep a
 #: 200-node network's quiet spells cheap in memory and CPU.
 SIM_UPKEEP: Final = Upkeep(interval=5.0, idle_timeout=20.0, dht_refresh_interval=600.0)
+#: Mailbox envelopes kept per recipient and page when checking expiry.
+MAILBOX_CHECK_PAGE: Final = 500
 #: Where real-clock nodes listen: loopback, a free port each.
 LOOPBACK: Final = ("/ip4/127.0.0.1/tcp/0",)
 #: Every interface, any port: for a simulation that other machines join.
@@ -61,6 +67,21 @@ OPEN_LISTEN: Final = ("/ip4/0.0.0.0/tcp/0",)
 def bootstrap_count(nodes: int) -> int:
     """How many of ``nodes`` are bootstrap nodes (the first ones)."""
     return min(MAX_BOOTSTRAPS, nodes // NODES_PER_BOOTSTRAP + 1)
+
+
+def bootstrap_of(index: int, bootstraps: int) -> int:
+    """The node that node ``index`` (not 0) joins the DHT through."""
+    return index % bootstraps if index >= bootstraps else 0
+
+
+def contact_pairs(rng: random.Random, count: int, per_node: int) -> list[tuple[int, int]]:
+    """``per_node`` random contacts for each of ``count`` nodes, as sorted mutual pairs."""
+    pairs: set[tuple[int, int]] = set()
+    for index in range(count):
+        others = [i for i in range(count) if i != index]
+        for other in rng.sample(others, min(per_node, len(others))):
+            pairs.add((min(index, other), max(index, other)))
+    return sorted(pairs)
 
 
 def fixed_count(nodes: int, mailboxes: int) -> int:
@@ -75,13 +96,30 @@ class Probe(Protocol):
     def delivery_created(self, sim_node: SimNode, delivery: Delivery) -> None: ...
 
 
+@dataclass
+class Collected:
+    """What the nodes' stores say at the end of a run (added up over processes)."""
+
+    undelivered: Counter[str] = field(default_factory=Counter)
+    held_in_mailboxes: int = 0
+    expired_in_mailboxes: int = 0
+    restarts: int = 0
+
+    def add(self, other: Collected) -> None:
+        self.undelivered.update(other.undelivered)
+        self.held_in_mailboxes += other.held_in_mailboxes
+        self.expired_in_mailboxes += other.expired_in_mailboxes
+        self.restarts += other.restarts
+
+
 class SimNode:
     """One simulated node: an identity and a store that outlive its runs."""
 
-    def __init__(self, index: int, seed: bytes, store: Store, *, mailbox: bool, fixed: bool):
+    def __init__(self, index: int, seed: bytes, store: Store | None, *, mailbox: bool, fixed: bool):
         self.index = index
         self.identity = Identity(seed)
-        self.store = store
+        #: None: the node runs in another worker process (``--workers``).
+        self._store = store
         #: Offers the mailbox service.
         self.offers_mailbox = mailbox
         #: A bootstrap or mailbox node: never stopped by the simulation.
@@ -96,6 +134,18 @@ class SimNode:
     @property
     def peer_id(self) -> PeerId:
         return self.identity.peer_id
+
+    @property
+    def local(self) -> bool:
+        """Whether this process runs the node (else only its identity is known here)."""
+        return self._store is not None
+
+    @property
+    def store(self) -> Store:
+        """The node's store; raises RuntimeError for a node run by another process."""
+        if self._store is None:
+            raise RuntimeError(f"sim node {self.index} runs in another worker process")
+        return self._store
 
     @property
     def online(self) -> bool:
@@ -141,17 +191,20 @@ class SimNetwork:
     def _bootstrap_for(self, sim_node: SimNode) -> tuple[str, ...]:
         if sim_node.index == 0:
             return self._setup.external
-        count = self._setup.bootstraps
-        through = self.nodes[sim_node.index % count if sim_node.index >= count else 0]
+        through = self.nodes[bootstrap_of(sim_node.index, self._setup.bootstraps)]
         return (through.running.host.listen_addrs()[0],)
 
-    async def start(self, sim_node: SimNode) -> Serving:
-        """Run ``sim_node`` (a fresh Node on its store); returns once it serves."""
+    async def start(self, sim_node: SimNode, bootstrap: Sequence[str] | None = None) -> Serving:
+        """Run ``sim_node`` (a fresh Node on its store); returns once it serves.
+
+        ``bootstrap``: the peers it joins through, when they run in other
+        worker processes (default: its bootstrap node here).
+        """
         if sim_node.online:
             return sim_node.running
         sim_node._done = trio.Event()
         with trio.fail_after(NODE_START_TIMEOUT_SECONDS):
-            serving: Serving = await self._nursery.start(self._serve, sim_node)
+            serving: Serving = await self._nursery.start(self._serve, sim_node, bootstrap)
         sim_node.serving = serving
         sim_node.starts += 1
         if self._groups is not None:  # a restarted node listens on a new address
@@ -159,7 +212,11 @@ class SimNetwork:
         return serving
 
     async def _serve(
-        self, sim_node: SimNode, *, task_status: Any = trio.TASK_STATUS_IGNORED
+        self,
+        sim_node: SimNode,
+        bootstrap: Sequence[str] | None,
+        *,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
     ) -> None:
         setup = self._setup
         node = Node(sim_node.identity, sim_node.store, now_ms=setup.now_ms)
@@ -170,7 +227,7 @@ class SimNetwork:
         options = RunOptions(
             # Reachable from other machines when the simulation spans several.
             listen=OPEN_LISTEN if setup.external else LOOPBACK,
-            bootstrap=self._bootstrap_for(sim_node),
+            bootstrap=self._bootstrap_for(sim_node) if bootstrap is None else tuple(bootstrap),
             mailbox=sim_node.offers_mailbox,
             upkeep=setup.upkeep,
         )
@@ -199,13 +256,8 @@ class SimNetwork:
 
     def add_contacts(self, rng: random.Random, per_node: int = DEFAULT_CONTACTS) -> int:
         """Give every node ``per_node`` random contacts, both ways; returns the pairs made."""
-        pairs: set[tuple[int, int]] = set()
-        count = len(self.nodes)
-        for index in range(count):
-            others = [i for i in range(count) if i != index]
-            for other in rng.sample(others, min(per_node, len(others))):
-                pairs.add((min(index, other), max(index, other)))
-        for a, b in sorted(pairs):
+        pairs = contact_pairs(rng, len(self.nodes), per_node)
+        for a, b in pairs:
             self.befriend(a, b)
         return len(pairs)
 
@@ -233,6 +285,52 @@ class SimNetwork:
     def partitioned(self) -> bool:
         return self._groups is not None
 
+    def collect(
+        self, undelivered: Iterable[tuple[bytes, int, int]], now_ms: int, *, mailboxes: bool = True
+    ) -> Collected:
+        """What this process's stores say at the end of a run.
+
+        ``undelivered``: (message id, sender, recipient) of messages never
+        committed, each explained by its sender's last status. With
+        ``mailboxes``: also envelopes the mailbox nodes still hold, those
+        held past expiry, and restarts.
+        """
+        collected = Collected()
+        for message_id, sender, recipient in undelivered:
+            store = self.nodes[sender].store
+            try:
+                message = store.get_message(message_id)
+                history = store.status_history(message_id)
+            except P2PDMError:
+                message, history = None, []
+            status = message.status if message is not None else DeliveryStatus.FAILED
+            detail = history[-1].detail if history else ""
+            outbox = [
+                i
+                for i in store.outbox_for(self.nodes[recipient].peer_id)
+                if i.message_id == message_id
+            ]
+            last_error = outbox[0].last_error if outbox else ""
+            reason = f"{status.value}: {detail or last_error or 'no detail'}"[:160]
+            collected.undelivered[reason] += 1
+        if not mailboxes:
+            return collected
+        grace_ms = int(MAILBOX_PURGE_INTERVAL_SECONDS * 1000)
+        local = [n for n in self.nodes if n.local]
+        for sim_node in local:
+            if not sim_node.offers_mailbox:
+                continue
+            held, _ = sim_node.store.mailbox_usage()
+            collected.held_in_mailboxes += held
+            for other in self.nodes:
+                page = sim_node.store.mailbox_fetch(other.peer_id, 0, 0, MAILBOX_CHECK_PAGE)
+                # Purged every MAILBOX_PURGE_INTERVAL_SECONDS: expired past that is a breach.
+                collected.expired_in_mailboxes += sum(
+                    1 for item in page if item.expires_at_ms + grace_ms < now_ms
+                )
+        collected.restarts = sum(n.starts - 1 for n in local if n.starts)
+        return collected
+
     def _apply_partition(self) -> None:
         assert self.network is not None and self._groups is not None
         self.network.partition(
@@ -252,6 +350,65 @@ def _store(store_dir: Path | None, index: int) -> Store:
         path.unlink()  # a new identity each run: never reuse an old store
     # A simulation need not survive power loss: fewer fsyncs (WAL).
     return SQLiteStore(path, synchronous="NORMAL")
+
+
+def make_sim_nodes(
+    count: int,
+    rng: random.Random,
+    *,
+    store_dir: Path | None,
+    mailboxes: int,
+    local: Callable[[int], bool] = lambda index: True,
+) -> list[SimNode]:
+    """``count`` nodes with identities drawn from ``rng``, in order; a store
+    only for those ``local`` says this process runs."""
+    fixed = fixed_count(count, mailboxes)
+    nodes = []
+    for index in range(count):
+        seed = rng.randbytes(32)  # drawn for every node: the same identities everywhere
+        nodes.append(
+            SimNode(
+                index,
+                seed,
+                _store(store_dir, index) if local(index) else None,
+                mailbox=index < mailboxes,
+                fixed=index < fixed,
+            )
+        )
+    return nodes
+
+
+@asynccontextmanager
+async def serve_sim_nodes(
+    nodes: list[SimNode],
+    *,
+    network: MemoryNetwork | None = None,
+    upkeep: Upkeep = SIM_UPKEEP,
+    now_ms: Callable[[], int] = wall_ms,
+    probe: Probe | None = None,
+    external: Sequence[str] = (),
+) -> AsyncIterator[SimNetwork]:
+    """A SimNetwork of ``nodes``, none started yet; leaving stops them and closes their stores."""
+    if external and network is not None:
+        raise ValueError("external bootstrap peers need TCP, not the memory network")
+    setup = _Setup(network, upkeep, now_ms, bootstrap_count(len(nodes)), probe, tuple(external))
+    error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                yield SimNetwork(nursery, nodes, setup)
+            except (trio.Cancelled, GeneratorExit):
+                raise
+            except BaseException as exc:  # raised below, not wrapped in an ExceptionGroup
+                error = exc
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        for sim_node in nodes:
+            if sim_node.local:
+                sim_node.store.close()
+    if error is not None:
+        raise error
 
 
 @asynccontextmanager
@@ -277,41 +434,14 @@ async def open_sim_network(
     peers outside the simulation for node 0 to join through (TCP only);
     the nodes then listen on every interface, not just loopback.
     """
-    if external and network is not None:
-        raise ValueError("external bootstrap peers need TCP, not the memory network")
     if count < 2:
         raise ValueError("a simulated network needs at least 2 nodes")
     rng = random.Random(seed)
-    bootstraps = bootstrap_count(count)
-    fixed = fixed_count(count, mailboxes)
-    nodes = [
-        SimNode(
-            index,
-            rng.randbytes(32),
-            _store(store_dir, index),
-            mailbox=index < mailboxes,
-            fixed=index < fixed,
-        )
-        for index in range(count)
-    ]
-    setup = _Setup(network, upkeep, now_ms, bootstraps, probe, tuple(external))
-    error: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            sim = SimNetwork(nursery, nodes, setup)
-            try:
-                for sim_node in nodes:
-                    await sim.start(sim_node)
-                sim.add_contacts(rng, contacts)
-                yield sim
-            except (trio.Cancelled, GeneratorExit):
-                raise
-            except BaseException as exc:  # raised below, not wrapped in an ExceptionGroup
-                error = exc
-            finally:
-                nursery.cancel_scope.cancel()
-    finally:
+    nodes = make_sim_nodes(count, rng, store_dir=store_dir, mailboxes=mailboxes)
+    async with serve_sim_nodes(
+        nodes, network=network, upkeep=upkeep, now_ms=now_ms, probe=probe, external=external
+    ) as sim:
         for sim_node in nodes:
-            sim_node.store.close()
-    if error is not None:
-        raise error
+            await sim.start(sim_node)
+        sim.add_contacts(rng, contacts)
+        yield sim
