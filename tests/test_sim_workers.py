@@ -165,17 +165,12 @@ def test_cli_checks_workers(argv: list[str], says: str, capsys: pytest.CaptureFi
 def worker_pids() -> set[int]:
     """This process's children running a sim worker."""
     pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in children(os.getpid()):
         try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
+            if b"p2pdm.sim.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.add(pid)
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and b"p2pdm.sim.worker" in cmdline:
-            pids.add(int(entry.name))
     return pids
 
 
@@ -225,3 +220,46 @@ async def test_a_killed_worker_stops_the_run_with_one_clear_error() -> None:
     assert f"pid {killed[0]}" in message and "killed by signal 9" in message
     assert "\n" not in message
     assert worker_pids() == set()
+
+
+def children(pid: int) -> set[int]:
+    """Live (not zombie) processes whose parent is ``pid``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.net
+async def test_workers_stop_when_the_coordinator_is_killed(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "p2pdm", "sim", "--clock", "real", "--nodes", "4"]
+    argv += ["--workers", "2", "--duration", "60", "--out", str(tmp_path)]
+    process = await trio.lowlevel.open_process(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        with trio.fail_after(60):
+            while len(workers := children(process.pid)) < 2:  # noqa: ASYNC110
+                await trio.sleep(0.2)
+    finally:
+        process.kill()
+        await process.wait()
+    # Their stdin closed with the coordinator: each stops its nodes and exits.
+    with trio.fail_after(60):
+        while any(alive(pid) for pid in workers):  # noqa: ASYNC110
+            await trio.sleep(0.2)
