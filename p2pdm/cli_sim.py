@@ -24,10 +24,11 @@ import trio.testing
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from p2pdm.errors import ConfigError
+from p2pdm.errors import ConfigError, P2PDMError
 from p2pdm.home import Home
 from p2pdm.sim import Progress as SimProgress
 from p2pdm.sim import SimOptions, invariants_hold, simulate, write_report
+from p2pdm.sim.nodes import first_error
 from p2pdm.sim.scenario import MAX_WORKERS
 from p2pdm.sim.timeline import OPTION_KEYS, Timeline, load_scenario
 
@@ -227,8 +228,11 @@ def sim(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         try:
             outcome = trio.run(simulate, options, show, clock=clock)
         except BaseExceptionGroup as group:
-            leaves = group.exceptions
-            raise (leaves[0] if len(leaves) == 1 else group) from None
+            # Ctrl-C or a one-line error, however deep in nested nurseries.
+            error = first_error(group, (KeyboardInterrupt, P2PDMError))
+            if error is group and len(group.exceptions) == 1:
+                error = group.exceptions[0]
+            raise error from None
     summary, notes = write_report(outcome, out_dir)
     for note in notes:
         print(f"note: {note}", file=out)

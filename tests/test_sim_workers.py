@@ -263,3 +263,32 @@ async def test_workers_stop_when_the_coordinator_is_killed(tmp_path: Path) -> No
     with trio.fail_after(60):
         while any(alive(pid) for pid in workers):  # noqa: ASYNC110
             await trio.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.net
+async def test_ctrl_c_stops_the_coordinator_and_its_workers(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal reaches the whole process group: no traceback, no
+    worker left, the interrupted exit status."""
+    argv = [sys.executable, "-m", "p2pdm", "sim", "--clock", "real", "--nodes", "4"]
+    argv += ["--workers", "2", "--duration", "60", "--out", str(tmp_path)]
+    errors = tmp_path / "stderr"
+    with errors.open("wb") as stderr:
+        process = await trio.lowlevel.open_process(
+            argv, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+        )
+    try:
+        with trio.fail_after(60):
+            while len(workers := children(process.pid)) < 2:  # noqa: ASYNC110
+                await trio.sleep(0.2)
+            await trio.sleep(3)  # forming
+        os.killpg(process.pid, signal.SIGINT)
+        with trio.fail_after(60):
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 130, errors.read_text()
+    assert "Traceback" not in errors.read_text()
+    assert not any(alive(pid) for pid in workers)
