@@ -292,3 +292,29 @@ async def test_ctrl_c_stops_the_coordinator_and_its_workers(tmp_path: Path) -> N
     assert code == 130, errors.read_text()
     assert "Traceback" not in errors.read_text()
     assert not any(alive(pid) for pid in workers)
+
+
+@pytest.mark.slow
+@pytest.mark.net
+async def test_partitions_reach_each_workers_sim_network() -> None:
+    """The coordinator passes splits on to every worker's SimNetwork, which over
+    TCP still refuses them (as in one process) — the refusal comes back."""
+    from p2pdm.sim.metrics import Recorder
+    from p2pdm.sim.remote import open_worker_network
+
+    recorder = Recorder(clock=trio.current_time)
+    with pytest.raises(SimWorkerError, match=r"partition failed: .*memory network"):
+        async with open_worker_network(
+            nodes=3,
+            workers=2,
+            seed=1,
+            mailboxes=1,
+            contacts=1,
+            store_dir=None,
+            external=(),
+            recorder=recorder,
+            zero_ns=0,
+        ) as nodes:
+            assert nodes.online_count() == 3 and nodes.contacts[0]
+            await nodes.partition([[0], [1, 2]])
+    assert worker_pids() == set()

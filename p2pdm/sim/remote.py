@@ -310,9 +310,13 @@ class RemoteNodes:
         return reply["id"], self._seconds(reply["at_ns"])
 
     async def _everywhere(self, op: str, args: dict[str, Any]) -> None:
-        async with trio.open_nursery() as nursery:
-            for worker in self.workers:
-                nursery.start_soon(worker.request, op, args)
+        """Ask every worker at once; raises the first SimWorkerError."""
+        try:
+            async with trio.open_nursery() as nursery:
+                for worker in self.workers:
+                    nursery.start_soon(worker.request, op, args)
+        except BaseExceptionGroup as group:
+            raise first_error(group, SimWorkerError) from None
 
     async def partition(self, groups: Sequence[Collection[int]]) -> None:
         await self._everywhere("partition", {"groups": [sorted(g) for g in groups]})

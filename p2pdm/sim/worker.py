@@ -89,7 +89,7 @@ class _Worker:
         try:
             ok = await getattr(self, f"_op_{request.op}")(**request.args)
         except Exception as exc:  # answered: the coordinator stops the run with it
-            if not isinstance(exc, P2PDMError | trio.TooSlowError):
+            if not isinstance(exc, P2PDMError | RuntimeError | ValueError | trio.TooSlowError):
                 log.exception("sim worker: %s failed", request.op)
             await self.write(encode_reply(request.id, None, f"{type(exc).__name__}: {exc}"))
         else:
