@@ -122,6 +122,20 @@ def test_pipe_refuses_floats_and_ill_typed_events() -> None:
         PipeDecoder("worker").feed(encode_request(1, "ping", {}))
 
 
+def test_a_commit_that_overtakes_its_send_is_kept() -> None:
+    """A worker's commit event can arrive before another worker's answer to the send."""
+    from p2pdm.sim.metrics import Recorder
+
+    recorder = Recorder(clock=lambda: 9.0)
+    recorder.stored(2, b"m1", "direct", at=1.5)
+    recorder.stored(2, b"m1", "mailbox", at=1.7)
+    assert recorder.delivered == 0
+    recorder.sent(b"m1", 0, 2, offline=False, at=1.2)
+    record = recorder.messages[b"m1"]
+    assert (record.delivered_s, record.path, record.copies) == (1.5, "direct", 2)
+    assert recorder.duplicates == 1 and recorder.stored_at[b"m1"] == {2}
+
+
 @given(st.binary(max_size=512))
 def test_arbitrary_bytes_decode_or_raise_wire_error(data: bytes) -> None:
     for side in ("worker", "coordinator"):

@@ -14,6 +14,13 @@ senders hold their recipients' prekey bundles.
 
 A :class:`Probe` sees every new node and delivery service before they serve
 anything; the simulation's metrics use it.
+
+In a worker process (``p2pdm sim --workers``, :mod:`p2pdm.sim.worker`) a
+SimNetwork holds every node's identity (:func:`make_sim_nodes` draws them
+all, in order) but a store only for the nodes that process runs
+(:attr:`SimNode.local`); they join through addresses the coordinator gives
+(``start(…, bootstrap=…)``), and :meth:`SimNetwork.collect` reads only its
+own stores.
 """
 
 from __future__ import annotations
