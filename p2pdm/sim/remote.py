@@ -26,7 +26,7 @@ import random
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +152,7 @@ class _Worker:
         except WireError as exc:
             raise self.fail(f"answered {op!r} wrongly: {exc}") from None
 
-    async def read(self, on_event: Any) -> None:
+    async def read(self, on_event: Callable[[Event], None]) -> None:
         """Dispatch answers and events until the worker's stdout closes."""
         assert self.process.stdout is not None
         decoder = PipeDecoder("coordinator")
