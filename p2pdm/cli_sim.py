@@ -2,7 +2,8 @@
 
 How this works: the options become a :class:`~p2pdm.sim.SimOptions`;
 :func:`p2pdm.sim.simulate` runs under ``trio.run`` — with trio's
-``MockClock(autojump_threshold=0)`` for ``--clock virtual`` — while a
+``MockClock(autojump_threshold=0)`` for ``--clock virtual``; with ``--clock
+real`` the nodes run in ``--workers`` processes, one per core by default — while a
 ``rich`` progress bar shows simulated time, messages sent and delivered. The
 report goes to ``--out``. Exit status 0 when the invariants hold (delivery
 rate is a figure, not a failure), 1 when one is broken.
@@ -29,10 +30,12 @@ import trio.testing
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from p2pdm.errors import ConfigError
+from p2pdm.errors import ConfigError, P2PDMError
 from p2pdm.home import Home
 from p2pdm.sim import Progress as SimProgress
 from p2pdm.sim import SimOptions, invariants_hold, simulate, write_report
+from p2pdm.sim.nodes import first_error
+from p2pdm.sim.scenario import MAX_WORKERS
 from p2pdm.sim.timeline import OPTION_KEYS, Timeline, load_scenario
 
 __all__ = ["sim", "sim_arguments", "sim_options"]
@@ -141,6 +144,14 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         "virtual time",
     )
     add(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes running the nodes with --clock real (default: one per core);"
+        " 1 runs them all in this process; --clock virtual always uses 1",
+    )
+    add(
         "--store",
         choices=("sqlite", "memory"),
         default="sqlite",
@@ -182,12 +193,19 @@ def sim_options(args: argparse.Namespace, *, store_dir: Path | None) -> SimOptio
         value = getattr(args, key)
         if value is not None:
             chosen[key] = value
+    workers = args.workers
+    if workers is None:  # one per core for real time, never more than there are nodes
+        defaults = SimOptions()
+        real = chosen.get("clock", defaults.clock) == "real"
+        nodes = chosen.get("nodes", defaults.nodes)
+        workers = min(os.cpu_count() or 1, MAX_WORKERS, max(nodes, 1)) if real else 1
     options = SimOptions(
         **chosen,
         timeline=timeline,
         store_dir=store_dir,
         bootstrap=tuple(args.bootstrap),
         listen=args.listen,
+        workers=workers,
     )
     try:
         options.check()
@@ -253,8 +271,11 @@ def sim(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         try:
             outcome = trio.run(simulate, options, show, clock=clock)
         except BaseExceptionGroup as group:
-            leaves = group.exceptions
-            raise (leaves[0] if len(leaves) == 1 else group) from None
+            # Ctrl-C or a one-line error, however deep in nested nurseries.
+            error = first_error(group, (KeyboardInterrupt, P2PDMError))
+            if error is group and len(group.exceptions) == 1:
+                error = group.exceptions[0]
+            raise error from None
     summary, notes = write_report(outcome, out_dir)
     for note in notes:
         print(f"note: {note}", file=out)

@@ -32,6 +32,7 @@ __all__ = [
     "SchemaError",
     "SessionError",
     "SignatureError",
+    "SimWorkerError",
     "StoreError",
     "TokenError",
     "UnsupportedVersion",
@@ -159,3 +160,8 @@ class PeerUnreachable(P2PDMError):
 
 class NodeNotRunning(P2PDMError):
     """No p2pdm node is running for this home. Start one with `p2pdm run`."""
+
+
+class SimWorkerError(P2PDMError):
+    """A `p2pdm sim` worker process died, hung or broke its pipe; the simulation was
+    stopped. Its last stderr line says why; `--workers 1` runs the nodes in one process."""

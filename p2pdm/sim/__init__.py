@@ -1,7 +1,10 @@
-"""``p2pdm sim``: many whole p2pdm nodes in one process, with faults and measurements.
+"""``p2pdm sim``: many whole p2pdm nodes, with faults and measurements.
 
 - :mod:`~p2pdm.sim.network`: :func:`open_sim_network`, N running nodes
   (``serve_node``, as ``p2pdm run``) with contacts, over TCP or memory;
+- :mod:`~p2pdm.sim.nodes`: what a run drives, nodes in this process;
+  :mod:`~p2pdm.sim.remote`, :mod:`~p2pdm.sim.worker` and
+  :mod:`~p2pdm.sim.pipe`: real-clock nodes spread over worker processes;
 - :mod:`~p2pdm.sim.scenario`: :func:`simulate`, traffic, offline recipients,
   churn and partitions, then a drain;
 - :mod:`~p2pdm.sim.timeline`: scenario files and the seeded plan of a run;

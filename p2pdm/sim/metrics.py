@@ -1,12 +1,15 @@
 """What a simulation measures: every message's fate, refusals, and the invariants.
 
-How this works: :class:`Recorder` is the simulation's :class:`~p2pdm.sim.network.Probe`.
-It sets each new node's ``on_received`` hook and wraps its messenger's
-``receive`` (to count refusals by error) and its delivery service's
+How this works: a :class:`Tap` is a :class:`~p2pdm.sim.network.Probe`. It
+sets each new node's ``on_received`` hook and wraps its messenger's
+``receive`` (to count refusals by error), its delivery service's
 ``accept_group`` (the direct path: envelopes arriving on a dm stream; every
-other accepted envelope came from a mailbox fetch). The traffic generator
-calls :meth:`Recorder.sent`. Times are seconds since the simulation started,
-on the simulation's clock (virtual or real).
+other accepted envelope came from a mailbox fetch) and its host's DHT
+lookups, and tells a :class:`Sink` what it saw. The :class:`Recorder` is the
+sink that keeps the figures: nodes in this process reach it through its own
+Tap, nodes in worker processes through their Tap's events on the pipe. The
+traffic generator calls :meth:`Recorder.sent`. Times are seconds since the
+simulation started, on the simulation's clock (virtual or real).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from p2pdm.core.identity import PeerId
 from p2pdm.errors import P2PDMError
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     from p2pdm.node import Node
     from p2pdm.sim.network import SimNode
 
-__all__ = ["MessageRecord", "Recorder", "latency_summary", "percentile"]
+__all__ = ["MessageRecord", "Recorder", "Sink", "Tap", "latency_summary", "percentile"]
 
 Path = Literal["direct", "mailbox"]
 
@@ -34,6 +37,9 @@ Path = Literal["direct", "mailbox"]
 LOOKUP_CALLS: Final = ("find_peer", "get_record")
 #: Errors that mean an envelope reached a node that cannot or must not read it.
 MISDELIVERY_ERRORS: Final = frozenset({"WrongRecipient", "DecryptError"})
+#: Messages not yet recorded as sent whose commits are kept: a send's reply
+#: is at most a moment late, so a few per node; more are not a simulation's.
+MAX_EARLY_COMMITS: Final = 10_000
 
 
 @dataclass(slots=True)
@@ -56,25 +62,26 @@ class MessageRecord:
         return None if self.delivered_s is None else self.delivered_s - self.sent_s
 
 
-@dataclass
-class Recorder:
-    """Collects per-message records and refusals from every node."""
+class Sink(Protocol):
+    """Where a :class:`Tap` reports what the nodes do."""
 
-    clock: Callable[[], float]
-    messages: dict[bytes, MessageRecord] = field(default_factory=dict)
-    #: Nodes (by index) that stored each sent message.
-    stored_at: dict[bytes, set[int]] = field(default_factory=dict)
-    #: Envelopes refused by a node, by error name.
-    refusals: Counter[str] = field(default_factory=Counter)
-    #: Deliveries over time: (seconds, path), in order.
-    deliveries: list[tuple[float, Path]] = field(default_factory=list)
-    #: DHT lookups the nodes made: (seconds taken, found), by call name.
-    lookups: dict[str, list[tuple[float, bool]]] = field(
-        default_factory=lambda: {name: [] for name in LOOKUP_CALLS}
-    )
-    _direct: set[int] = field(default_factory=set)
+    def stored(self, index: int, message_id: bytes, path: Path) -> None: ...
+    def refused(self, error: str) -> None: ...
+    def looked_up(self, call: str, seconds: float, found: bool) -> None: ...
 
-    # --- the probe -------------------------------------------------------------
+
+class Tap:
+    """A :class:`~p2pdm.sim.network.Probe` that hooks each node and tells a :class:`Sink`.
+
+    ``clock`` times DHT lookups. The Recorder uses one in ``p2pdm sim``'s own
+    process; a worker process uses one that streams to the Recorder.
+    """
+
+    def __init__(self, sink: Sink, clock: Callable[[], float]) -> None:
+        self.sink = sink
+        self.clock = clock
+        #: Nodes (by index) accepting envelopes from a dm stream right now.
+        self._direct: set[int] = set()
 
     def node_created(self, sim_node: SimNode, node: Node) -> None:
         index = sim_node.index
@@ -85,7 +92,7 @@ class Recorder:
             try:
                 return receive(data)
             except P2PDMError as exc:
-                self.refusals[type(exc).__name__] += 1
+                self.sink.refused(type(exc).__name__)
                 raise
 
         node.messenger.receive = counting_receive  # type: ignore[method-assign]
@@ -119,29 +126,96 @@ class Recorder:
                     found = bool(result)
                     return result
                 finally:
-                    self.lookups[name].append((self.clock() - start, found))
+                    self.sink.looked_up(name, self.clock() - start, found)
 
             setattr(host, name, timed)
 
+    def received(self, index: int, received: Received) -> None:
+        if received.message is not None:  # not a receipt
+            path: Path = "direct" if index in self._direct else "mailbox"
+            self.sink.stored(index, received.inner.id, path)
+
+
+@dataclass
+class Recorder:
+    """Collects per-message records and refusals from every node.
+
+    It is the probe of nodes in this process (through its :class:`Tap`);
+    nodes in worker processes reach it through :meth:`stored`,
+    :meth:`refused` and :meth:`looked_up` with the time they saw.
+    """
+
+    clock: Callable[[], float]
+    messages: dict[bytes, MessageRecord] = field(default_factory=dict)
+    #: Nodes (by index) that stored each sent message.
+    stored_at: dict[bytes, set[int]] = field(default_factory=dict)
+    #: Envelopes refused by a node, by error name.
+    refusals: Counter[str] = field(default_factory=Counter)
+    #: Deliveries over time: (seconds, path), in order.
+    deliveries: list[tuple[float, Path]] = field(default_factory=list)
+    #: DHT lookups the nodes made: (seconds taken, found), by call name.
+    lookups: dict[str, list[tuple[float, bool]]] = field(
+        default_factory=lambda: {name: [] for name in LOOKUP_CALLS}
+    )
+    #: Commits of messages whose send is not recorded yet (a worker's
+    #: delivery can overtake another worker's reply to the send).
+    _early: dict[bytes, list[tuple[int, Path, float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._tap = Tap(self, self.clock)
+
+    # --- the probe -------------------------------------------------------------
+
+    def node_created(self, sim_node: SimNode, node: Node) -> None:
+        self._tap.node_created(sim_node, node)
+
+    def delivery_created(self, sim_node: SimNode, delivery: Delivery) -> None:
+        self._tap.delivery_created(sim_node, delivery)
+
     # --- events ------------------------------------------------------------------
 
-    def sent(self, message_id: bytes, sender: int, recipient: int, *, offline: bool) -> None:
-        record = MessageRecord(message_id, sender, recipient, self.clock(), offline)
+    def sent(
+        self,
+        message_id: bytes,
+        sender: int,
+        recipient: int,
+        *,
+        offline: bool,
+        at: float | None = None,
+    ) -> None:
+        """A message was sent (at ``at`` simulation seconds; default now)."""
+        sent_s = self.clock() if at is None else at
+        record = MessageRecord(message_id, sender, recipient, sent_s, offline)
         self.messages[message_id] = record
+        for index, path, stored_s in self._early.pop(message_id, []):
+            self.stored(index, message_id, path, at=stored_s)
 
     def received(self, index: int, received: Received) -> None:
-        record = self.messages.get(received.inner.id)
-        if record is None or received.message is None:
-            return  # receipts, or nothing the simulation sent
+        self._tap.received(index, received)
+
+    def stored(self, index: int, message_id: bytes, path: Path, at: float | None = None) -> None:
+        """Node ``index`` committed a message (at ``at`` simulation seconds; default now)."""
+        at = self.clock() if at is None else at
+        record = self.messages.get(message_id)
+        if record is None:
+            if message_id in self._early or len(self._early) < MAX_EARLY_COMMITS:
+                self._early.setdefault(message_id, []).append((index, path, at))
+            return  # else: nothing the simulation sent
         self.stored_at.setdefault(record.id, set()).add(index)
         if index != record.recipient:
             return  # an invariant breach, reported from stored_at
         record.copies += 1
         if record.copies == 1:
-            path: Path = "direct" if index in self._direct else "mailbox"
-            record.delivered_s = self.clock()
+            record.delivered_s = at
             record.path = path
-            self.deliveries.append((record.delivered_s, path))
+            self.deliveries.append((at, path))
+
+    def refused(self, error: str) -> None:
+        self.refusals[error] += 1
+
+    def looked_up(self, call: str, seconds: float, found: bool) -> None:
+        if call in self.lookups:
+            self.lookups[call].append((seconds, found))
 
     # --- figures -------------------------------------------------------------------
 

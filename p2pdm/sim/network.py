@@ -26,14 +26,22 @@ Tests drive a network with :meth:`SimNetwork.send`, the bounded waits
 :meth:`~SimNetwork.wait_status`, :meth:`~SimNetwork.wait_delivered`,
 :meth:`~SimNetwork.wait_received` and :func:`wait_until`; the ``sim_network``
 pytest fixture (:mod:`p2pdm.pytest_plugin`) opens a network for a test.
+
+In a worker process (``p2pdm sim --workers``, :mod:`p2pdm.sim.worker`) a
+SimNetwork holds every node's identity (:func:`make_sim_nodes` draws them
+all, in order) but a store only for the nodes that process runs
+(:attr:`SimNode.local`); they join through addresses the coordinator gives
+(``start(…, bootstrap=…)``), and :meth:`SimNetwork.collect` reads only its
+own stores.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -43,7 +51,8 @@ import trio
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import DeliveryStatus, StoredMessage
 from p2pdm.delivery import Delivery
-from p2pdm.errors import ConfigError
+from p2pdm.errors import ConfigError, P2PDMError
+from p2pdm.mailbox import MAILBOX_PURGE_INTERVAL_SECONDS
 from p2pdm.messenger import wall_ms
 from p2pdm.net import MemoryNetwork, PeerFilter, TcpFaults, Upkeep
 from p2pdm.net.addrs import is_loopback, parse_bootstrap, port_range
@@ -80,6 +89,8 @@ NODE_STOP_TIMEOUT_SECONDS: Final = 30.0
 SIM_UPKEEP: Final = Upkeep(interval=5.0, idle_timeout=20.0, dht_refresh_interval=600.0)
 #: Told apart from the identity seed it is joined to, it seeds a node's randomness.
 RANDOM_SEED_PREFIX: Final = b"p2pdm-sim-random"
+#: Mailbox envelopes kept per recipient and page when checking expiry.
+MAILBOX_CHECK_PAGE: Final = 500
 #: Where real-clock nodes listen: loopback, a free port each.
 LOOPBACK: Final = ("/ip4/127.0.0.1/tcp/0",)
 #: Every interface, any port: for a simulation that other machines join.
@@ -111,6 +122,21 @@ def bootstrap_count(nodes: int) -> int:
     return min(MAX_BOOTSTRAPS, nodes // NODES_PER_BOOTSTRAP + 1)
 
 
+def bootstrap_of(index: int, bootstraps: int) -> int:
+    """The node that node ``index`` (not 0) joins the DHT through."""
+    return index % bootstraps if index >= bootstraps else 0
+
+
+def contact_pairs(rng: random.Random, count: int, per_node: int) -> list[tuple[int, int]]:
+    """``per_node`` random contacts for each of ``count`` nodes, as sorted mutual pairs."""
+    pairs: set[tuple[int, int]] = set()
+    for index in range(count):
+        others = [i for i in range(count) if i != index]
+        for other in rng.sample(others, min(per_node, len(others))):
+            pairs.add((min(index, other), max(index, other)))
+    return sorted(pairs)
+
+
 def fixed_count(nodes: int, mailboxes: int) -> int:
     """How many nodes (the first ones) never leave: bootstrap and mailbox nodes."""
     return max(bootstrap_count(nodes), mailboxes)
@@ -123,13 +149,30 @@ class Probe(Protocol):
     def delivery_created(self, sim_node: SimNode, delivery: Delivery) -> None: ...
 
 
+@dataclass
+class Collected:
+    """What the nodes' stores say at the end of a run (added up over processes)."""
+
+    undelivered: Counter[str] = field(default_factory=Counter)
+    held_in_mailboxes: int = 0
+    expired_in_mailboxes: int = 0
+    restarts: int = 0
+
+    def add(self, other: Collected) -> None:
+        self.undelivered.update(other.undelivered)
+        self.held_in_mailboxes += other.held_in_mailboxes
+        self.expired_in_mailboxes += other.expired_in_mailboxes
+        self.restarts += other.restarts
+
+
 class SimNode:
     """One simulated node: an identity and a store that outlive its runs."""
 
-    def __init__(self, index: int, seed: bytes, store: Store, *, mailbox: bool, fixed: bool):
+    def __init__(self, index: int, seed: bytes, store: Store | None, *, mailbox: bool, fixed: bool):
         self.index = index
         self.identity = Identity(seed)
-        self.store = store
+        #: None: the node runs in another worker process (``--workers``).
+        self._store = store
         #: The node's randomness (message ids, nonces, jitter): seeded, kept across restarts.
         self.random = random.Random(RANDOM_SEED_PREFIX + seed)
         #: Offers the mailbox service.
@@ -146,6 +189,18 @@ class SimNode:
     @property
     def peer_id(self) -> PeerId:
         return self.identity.peer_id
+
+    @property
+    def local(self) -> bool:
+        """Whether this process runs the node (else only its identity is known here)."""
+        return self._store is not None
+
+    @property
+    def store(self) -> Store:
+        """The node's store; raises RuntimeError for a node run by another process."""
+        if self._store is None:
+            raise RuntimeError(f"sim node {self.index} runs in another worker process")
+        return self._store
 
     @property
     def online(self) -> bool:
@@ -203,8 +258,8 @@ class SimNetwork:
         addrs = self.nodes[0].running.host.listen_addrs()
         return sorted(addrs, key=is_loopback)
 
-    def outside_peers(self) -> dict[str, int]:
-        """Peers outside this simulation that its running nodes know of: in
+    def outside_peer_ids(self) -> dict[str, set[str]]:
+        """Peers outside this simulation that the nodes running here know of: in
         their DHT routing tables, and among the mailbox providers they found."""
         ours = {sim_node.peer_id for sim_node in self.nodes}
         in_tables: set[PeerId] = set()
@@ -215,9 +270,13 @@ class SimNetwork:
             in_tables.update(sim_node.serving.host.dht_peers())
             mailboxes.update(sim_node.serving.directory.known_providers())
         return {
-            "in_routing_tables": len(in_tables - ours),
-            "mailbox_providers": len(mailboxes - ours),
+            "in_routing_tables": {str(peer) for peer in in_tables - ours},
+            "mailbox_providers": {str(peer) for peer in mailboxes - ours},
         }
+
+    def outside_peers(self) -> dict[str, int]:
+        """How many peers :meth:`outside_peer_ids` finds, by kind."""
+        return {kind: len(peers) for kind, peers in self.outside_peer_ids().items()}
 
     def _listen_for(self, sim_node: SimNode) -> tuple[str, ...]:
         listen = self._setup.listen
@@ -229,17 +288,20 @@ class SimNetwork:
     def _bootstrap_for(self, sim_node: SimNode) -> tuple[str, ...]:
         if sim_node.index == 0:
             return self._setup.external
-        count = self._setup.bootstraps
-        through = self.nodes[sim_node.index % count if sim_node.index >= count else 0]
+        through = self.nodes[bootstrap_of(sim_node.index, self._setup.bootstraps)]
         return (through.running.host.listen_addrs()[0],)
 
-    async def start(self, sim_node: SimNode) -> Serving:
-        """Run ``sim_node`` (a fresh Node on its store); returns once it serves."""
+    async def start(self, sim_node: SimNode, bootstrap: Sequence[str] | None = None) -> Serving:
+        """Run ``sim_node`` (a fresh Node on its store); returns once it serves.
+
+        ``bootstrap``: the peers it joins through, when they run in other
+        worker processes (default: its bootstrap node here).
+        """
         if sim_node.online:
             return sim_node.running
         sim_node._done = trio.Event()
         with trio.fail_after(NODE_START_TIMEOUT_SECONDS):
-            serving: Serving = await self._nursery.start(self._serve, sim_node)
+            serving: Serving = await self._nursery.start(self._serve, sim_node, bootstrap)
         sim_node.serving = serving
         sim_node.starts += 1
         if self.network is not None and self._groups is not None:
@@ -249,7 +311,11 @@ class SimNetwork:
         return serving
 
     async def _serve(
-        self, sim_node: SimNode, *, task_status: Any = trio.TASK_STATUS_IGNORED
+        self,
+        sim_node: SimNode,
+        bootstrap: Sequence[str] | None,
+        *,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
     ) -> None:
         setup = self._setup
         node = Node(
@@ -264,7 +330,7 @@ class SimNetwork:
             probe.node_created(sim_node, node)
         options = RunOptions(
             listen=self._listen_for(sim_node),
-            bootstrap=self._bootstrap_for(sim_node),
+            bootstrap=self._bootstrap_for(sim_node) if bootstrap is None else tuple(bootstrap),
             mailbox=sim_node.offers_mailbox,
             upkeep=setup.upkeep,
         )
@@ -295,13 +361,8 @@ class SimNetwork:
 
     def add_contacts(self, rng: random.Random, per_node: int = DEFAULT_CONTACTS) -> int:
         """Give every node ``per_node`` random contacts, both ways; returns the pairs made."""
-        pairs: set[tuple[int, int]] = set()
-        count = len(self.nodes)
-        for index in range(count):
-            others = [i for i in range(count) if i != index]
-            for other in rng.sample(others, min(per_node, len(others))):
-                pairs.add((min(index, other), max(index, other)))
-        for a, b in sorted(pairs):
+        pairs = contact_pairs(rng, len(self.nodes), per_node)
+        for a, b in pairs:
             self.befriend(a, b)
         return len(pairs)
 
@@ -350,6 +411,52 @@ class SimNetwork:
         other = len(self._groups)
         mine = group_of[sim_node.peer_id]
         return lambda peer: group_of.get(peer, other) == mine
+
+    def collect(
+        self, undelivered: Iterable[tuple[bytes, int, int]], now_ms: int, *, mailboxes: bool = True
+    ) -> Collected:
+        """What this process's stores say at the end of a run.
+
+        ``undelivered``: (message id, sender, recipient) of messages never
+        committed, each explained by its sender's last status. With
+        ``mailboxes``: also envelopes the mailbox nodes still hold, those
+        held past expiry, and restarts.
+        """
+        collected = Collected()
+        for message_id, sender, recipient in undelivered:
+            store = self.nodes[sender].store
+            try:
+                message = store.get_message(message_id)
+                history = store.status_history(message_id)
+            except P2PDMError:
+                message, history = None, []
+            status = message.status if message is not None else DeliveryStatus.FAILED
+            detail = history[-1].detail if history else ""
+            outbox = [
+                i
+                for i in store.outbox_for(self.nodes[recipient].peer_id)
+                if i.message_id == message_id
+            ]
+            last_error = outbox[0].last_error if outbox else ""
+            reason = f"{status.value}: {detail or last_error or 'no detail'}"[:160]
+            collected.undelivered[reason] += 1
+        if not mailboxes:
+            return collected
+        grace_ms = int(MAILBOX_PURGE_INTERVAL_SECONDS * 1000)
+        local = [n for n in self.nodes if n.local]
+        for sim_node in local:
+            if not sim_node.offers_mailbox:
+                continue
+            held, _ = sim_node.store.mailbox_usage()
+            collected.held_in_mailboxes += held
+            for other in self.nodes:
+                page = sim_node.store.mailbox_fetch(other.peer_id, 0, 0, MAILBOX_CHECK_PAGE)
+                # Purged every MAILBOX_PURGE_INTERVAL_SECONDS: expired past that is a breach.
+                collected.expired_in_mailboxes += sum(
+                    1 for item in page if item.expires_at_ms + grace_ms < now_ms
+                )
+        collected.restarts = sum(n.starts - 1 for n in local if n.starts)
+        return collected
 
     def _apply_partition(self) -> None:
         if self.network is None:
@@ -491,6 +598,75 @@ def _store(store_dir: Path | None, index: int) -> Store:
     return SQLiteStore(path, synchronous="NORMAL")
 
 
+def make_sim_nodes(
+    count: int,
+    rng: random.Random,
+    *,
+    store_dir: Path | None,
+    mailboxes: int,
+    local: Callable[[int], bool] = lambda index: True,
+) -> list[SimNode]:
+    """``count`` nodes with identities drawn from ``rng``, in order; a store
+    only for those ``local`` says this process runs."""
+    fixed = fixed_count(count, mailboxes)
+    # Drawn for every node: the same identities in every process.
+    seeds = _identity_seeds(rng, count)
+    return [
+        SimNode(
+            index,
+            seeds[index],
+            _store(store_dir, index) if local(index) else None,
+            mailbox=index < mailboxes,
+            fixed=index < fixed,
+        )
+        for index in range(count)
+    ]
+
+
+@asynccontextmanager
+async def serve_sim_nodes(
+    nodes: list[SimNode],
+    *,
+    network: MemoryNetwork | None = None,
+    upkeep: Upkeep = SIM_UPKEEP,
+    now_ms: Callable[[], int] = wall_ms,
+    probe: Probe | None = None,
+    external: Sequence[str] = (),
+    listen: str | None = None,
+    faults: TcpFaults | None = None,
+) -> AsyncIterator[SimNetwork]:
+    """A SimNetwork of ``nodes``, none started yet; leaving stops them and closes their stores.
+
+    The keywords are :func:`open_sim_network`'s.
+    """
+    if (external or listen) and network is not None:
+        raise ValueError("external peers and listen addresses need TCP, not the memory network")
+    if faults is not None and network is not None:
+        raise ValueError("the memory network has faults of its own")
+    count = len(nodes)
+    per_node = None if listen is None else tuple(listen_addrs(listen, count))
+    setup = _Setup(
+        network, upkeep, now_ms, bootstrap_count(count), probe, tuple(external), per_node, faults
+    )
+    error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                yield SimNetwork(nursery, nodes, setup)
+            except (trio.Cancelled, GeneratorExit):
+                raise
+            except BaseException as exc:  # raised below, not wrapped in an ExceptionGroup
+                error = exc
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        for sim_node in nodes:
+            if sim_node.local:
+                sim_node.store.close()
+    if error is not None:
+        raise error
+
+
 @asynccontextmanager
 async def open_sim_network(
     count: int,
@@ -520,46 +696,22 @@ async def open_sim_network(
     other machines join.
     ``faults``: latency and loss on every TCP connection (without ``network``).
     """
-    if (external or listen) and network is not None:
-        raise ValueError("external peers and listen addresses need TCP, not the memory network")
-    if faults is not None and network is not None:
-        raise ValueError("the memory network has faults of its own")
     if count < 2:
         raise ValueError("a simulated network needs at least 2 nodes")
     refuse_own_peers(external, seed, count)
     rng = random.Random(seed)
-    seeds = _identity_seeds(rng, count)
-    bootstraps = bootstrap_count(count)
-    fixed = fixed_count(count, mailboxes)
-    nodes = [
-        SimNode(
-            index,
-            seeds[index],
-            _store(store_dir, index),
-            mailbox=index < mailboxes,
-            fixed=index < fixed,
-        )
-        for index in range(count)
-    ]
-    per_node = None if listen is None else tuple(listen_addrs(listen, count))
-    setup = _Setup(network, upkeep, now_ms, bootstraps, probe, tuple(external), per_node, faults)
-    error: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            sim = SimNetwork(nursery, nodes, setup)
-            try:
-                for sim_node in nodes:
-                    await sim.start(sim_node)
-                sim.add_contacts(rng, contacts)
-                yield sim
-            except (trio.Cancelled, GeneratorExit):
-                raise
-            except BaseException as exc:  # raised below, not wrapped in an ExceptionGroup
-                error = exc
-            finally:
-                nursery.cancel_scope.cancel()
-    finally:
+    nodes = make_sim_nodes(count, rng, store_dir=store_dir, mailboxes=mailboxes)
+    async with serve_sim_nodes(
+        nodes,
+        network=network,
+        upkeep=upkeep,
+        now_ms=now_ms,
+        probe=probe,
+        external=external,
+        listen=listen,
+        faults=faults,
+    ) as sim:
         for sim_node in nodes:
-            sim_node.store.close()
-    if error is not None:
-        raise error
+            await sim.start(sim_node)
+        sim.add_contacts(rng, contacts)
+        yield sim

@@ -1,8 +1,11 @@
 """One simulation run: form the network, send traffic with faults, drain, measure.
 
-How this works: :func:`simulate` opens a :class:`~p2pdm.sim.network.SimNetwork`
-(TCP on loopback with the real clock, or a MemoryNetwork under trio's
-MockClock; latency and loss on either), then makes the run's plan
+How this works: :func:`simulate` opens the nodes — a
+:class:`~p2pdm.sim.network.SimNetwork` in this process (TCP on loopback with
+the real clock, or a MemoryNetwork under trio's MockClock; latency and loss on
+either), or with the real clock and ``workers`` > 1 worker processes
+(:mod:`p2pdm.sim.remote`), both driven through one
+:class:`~p2pdm.sim.nodes.Nodes` interface — then makes the run's plan
 (:func:`p2pdm.sim.timeline.make_plan`, from the seed, the options, the
 scenario's timeline and the contacts alone) and carries it out for
 ``duration`` seconds:
@@ -24,10 +27,10 @@ delivered or ``drain`` seconds pass. :func:`simulate` returns the
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -35,9 +38,7 @@ from typing import Final, Literal
 
 import trio
 
-from p2pdm.core.model import DeliveryStatus
-from p2pdm.errors import ConfigError, P2PDMError
-from p2pdm.mailbox import MAILBOX_PURGE_INTERVAL_SECONDS
+from p2pdm.errors import ConfigError
 from p2pdm.messenger import wall_ms
 from p2pdm.net import LinkFaults, MemoryNetwork, TcpFaults
 from p2pdm.net.addrs import is_loopback
@@ -46,13 +47,13 @@ from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.network import (
     DEFAULT_CONTACTS,
     NODE_START_TIMEOUT_SECONDS,
-    SimNetwork,
-    SimNode,
     fixed_count,
     listen_addrs,
     open_sim_network,
     refuse_own_peers,
 )
+from p2pdm.sim.nodes import LocalNodes, Nodes, rss_mb
+from p2pdm.sim.remote import open_worker_network
 from p2pdm.sim.timeline import LinkChange, Send, Timeline, make_plan
 
 __all__ = ["Outcome", "Progress", "SimOptions", "simulate"]
@@ -65,12 +66,13 @@ CHURN_AWAY_SECONDS: Final = (10.0, 120.0)
 MAX_NODES: Final = 1000
 #: Longest traffic phase and drain, in (virtual or real) seconds: one day.
 MAX_SECONDS: Final = 86_400.0
+#: Most worker processes (``--workers``): one per core is the point; this
+#: many pipes and processes stay cheap for the coordinator.
+MAX_WORKERS: Final = 64
 #: Highest message rate, per second across the network.
 MAX_RATE: Final = 1000.0
 #: How often the progress callback hears from the run, in simulation seconds.
 PROGRESS_SECONDS: Final = 1.0
-#: Mailbox envelopes kept per recipient and page when checking expiry.
-MAILBOX_CHECK_PAGE: Final = 500
 
 Clock = Literal["real", "virtual"]
 
@@ -102,6 +104,9 @@ class SimOptions:
     #: Where the nodes listen (real clock; ``p2pdm.sim.network.listen_addrs``):
     #: None is loopback, or every interface with ``bootstrap``.
     listen: str | None = None
+    #: Processes running the nodes (real clock): 1 runs them all in this
+    #: process; more start ``python -m p2pdm.sim.worker`` processes.
+    workers: int = 1
 
     def check(self) -> None:
         """Raise ConfigError for a scenario that cannot run."""
@@ -121,6 +126,13 @@ class SimOptions:
             start, end = self.partition
             if not 0 <= start < end:
                 raise ConfigError("--partition is START:END seconds with START < END")
+        if not 1 <= self.workers <= min(MAX_WORKERS, self.nodes):
+            raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS}, and at most --nodes")
+        if self.workers > 1 and self.clock != "real":
+            raise ConfigError(
+                "--workers spreads real-clock nodes over processes; --clock virtual runs"
+                " in one process (use --workers 1)"
+            )
         if self.bootstrap and self.clock != "real":
             raise ConfigError("--bootstrap joins other machines over TCP: use --clock real")
         refuse_own_peers(self.bootstrap, self.seed, self.nodes)
@@ -181,19 +193,10 @@ def announce_join(addrs: list[str], seed: int) -> None:
             )
 
 
-def rss_mb() -> float:
-    """This process's resident set in MB (0.0 where /proc is missing)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0.0
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
 class _Run:
     """Carries out a :class:`~p2pdm.sim.timeline.Plan` against running nodes."""
 
-    def __init__(self, options: SimOptions, sim: SimNetwork, recorder: Recorder) -> None:
+    def __init__(self, options: SimOptions, sim: Nodes, recorder: Recorder) -> None:
         self.options = options
         self.sim = sim
         self.recorder = recorder
@@ -214,40 +217,42 @@ class _Run:
         self.starting: dict[int, trio.Event] = {}
         self.counter = 0
 
-    async def _settled(self, sim_node: SimNode) -> None:
-        """Wait (bounded) until ``sim_node`` is not in the middle of a restart."""
-        event = self.starting.get(sim_node.index)
+    async def _settled(self, index: int) -> None:
+        """Wait (bounded) until node ``index`` is not in the middle of a restart."""
+        event = self.starting.get(index)
         if event is not None:
             with trio.fail_after(NODE_START_TIMEOUT_SECONDS):
                 await event.wait()
 
-    async def _restart(self, sim_node: SimNode) -> None:
-        event = self.starting[sim_node.index] = trio.Event()
+    async def _restart(self, index: int) -> None:
+        event = self.starting[index] = trio.Event()
         try:
-            await self.sim.start(sim_node)
+            await self.sim.start(index)
         finally:
-            del self.starting[sim_node.index]
+            del self.starting[index]
             event.set()
 
-    def _send_now(self, send: Send) -> None:
+    async def _send_now(self, send: Send) -> None:
         self.counter += 1
-        node = self.sim[send.sender].running.node
         text = f"sim message {self.counter}"
-        message = node.send_text(str(self.sim[send.recipient].peer_id), text)
-        self.recorder.sent(message.id, send.sender, send.recipient, offline=send.recipient_offline)
+        message_id, at = await self.sim.send(send.sender, send.recipient, text)
+        self.recorder.sent(
+            message_id, send.sender, send.recipient, offline=send.recipient_offline, at=at
+        )
 
     async def _send_later(self, send: Send) -> None:
         """The sender is still restarting (slower than planned): send once it serves."""
-        await self._settled(self.sim[send.sender])
-        self._send_now(send)
+        await self._settled(send.sender)
+        await self._send_now(send)
 
     async def run(self, nursery: trio.Nursery, t0: float) -> None:
         """Every planned event at its time; restarts and late sends go to ``nursery``."""
         events: list[tuple[float, int, Callable[[], Awaitable[None] | None]]] = []
         for absence in self.plan.absences:
-            sim_node = self.sim[absence.node]
-            events.append((absence.start, 0, partial(self._leave, sim_node)))
-            events.append((absence.end, 3, partial(nursery.start_soon, self._restart, sim_node)))
+            events.append((absence.start, 0, partial(self._leave, absence.node)))
+            events.append(
+                (absence.end, 3, partial(nursery.start_soon, self._restart, absence.node))
+            )
         for part in self.plan.partitions:
             events.append((part.start, 1, partial(self.sim.partition, part.groups)))
             events.append((part.end, 1, self.sim.heal))
@@ -262,31 +267,72 @@ class _Run:
             if result is not None:
                 await result
 
-    async def _leave(self, sim_node: SimNode) -> None:
-        await self._settled(sim_node)
-        await self.sim.stop(sim_node)
+    async def _leave(self, index: int) -> None:
+        await self._settled(index)
+        await self.sim.stop(index)
 
-    def _send(self, nursery: trio.Nursery, send: Send) -> None:
-        if self.sim[send.sender].online:
-            self._send_now(send)
+    async def _send(self, nursery: trio.Nursery, send: Send) -> None:
+        if self.sim.online(send.sender):
+            await self._send_now(send)
         else:
             nursery.start_soon(self._send_later, send)
 
-    def _link(self, link: LinkChange) -> None:
-        links = self.sim.network or self.sim.faults
-        assert links is not None  # simulate() gives TCP faults to a run with link changes
-        faults = links.faults
-        links.faults = LinkFaults(
-            latency=faults.latency if link.latency is None else link.latency,
-            jitter=faults.jitter,
-            loss=faults.loss if link.loss is None else link.loss,
-        )
+    async def _link(self, link: LinkChange) -> None:
+        await self.sim.change_links(link)
+
+
+@asynccontextmanager
+async def _open_nodes(
+    options: SimOptions,
+    recorder: Recorder,
+    now_ms: Callable[[], int],
+    zero_ns: int,
+) -> AsyncIterator[Nodes]:
+    """The run's nodes, formed: in worker processes, or in this one."""
+    link_faults = LinkFaults(latency=options.latency, loss=options.loss)
+    faulty_tcp = bool(options.loss or options.latency or options.timeline.links)
+    if options.workers > 1:
+        async with open_worker_network(
+            nodes=options.nodes,
+            workers=options.workers,
+            seed=options.seed,
+            mailboxes=options.mailboxes,
+            contacts=options.contacts,
+            store_dir=options.store_dir,
+            external=options.bootstrap,
+            listen=options.listen,
+            faults=link_faults if faulty_tcp else None,
+            recorder=recorder,
+            zero_ns=zero_ns,
+        ) as nodes:
+            yield nodes
+        return
+    network = tcp_faults = None
+    if options.clock == "virtual":
+        network = MemoryNetwork(link_faults, seed=options.seed)
+    elif faulty_tcp:
+        tcp_faults = TcpFaults(link_faults, seed=options.seed)
+    async with open_sim_network(
+        options.nodes,
+        seed=options.seed,
+        network=network,
+        store_dir=options.store_dir,
+        mailboxes=options.mailboxes,
+        contacts=options.contacts,
+        now_ms=now_ms,
+        probe=recorder,
+        external=options.bootstrap,
+        listen=options.listen,
+        faults=tcp_faults,
+    ) as sim:
+        yield LocalNodes(sim)
 
 
 async def simulate(
     options: SimOptions, progress: Callable[[Progress], None] | None = None
 ) -> Outcome:
-    """Run the scenario; raises ConfigError for a bad one.
+    """Run the scenario; raises ConfigError for a bad one, SimWorkerError if a
+    worker process fails.
 
     With the virtual clock (under trio's MockClock) the run is replayed
     exactly by the same seed (:mod:`p2pdm.sim.determinism`).
@@ -302,54 +348,42 @@ async def _simulate(
     options: SimOptions, progress: Callable[[Progress], None] | None, start_ms: int
 ) -> Outcome:
     t0 = trio.current_time()
-    recorder = Recorder(clock=lambda: trio.current_time() - t0)
+    zero_ns = time.monotonic_ns()
+    if options.workers > 1:
+        # Workers time events with the system-wide monotonic clock.
+        recorder = Recorder(clock=lambda: (time.monotonic_ns() - zero_ns) / 1e9)
+    else:
+        recorder = Recorder(clock=lambda: trio.current_time() - t0)
     outcome = Outcome(options, recorder)
     wall0 = time.monotonic()
-    network = tcp_faults = None
-    link_faults = LinkFaults(latency=options.latency, loss=options.loss)
-    if options.clock == "virtual":
-        network = MemoryNetwork(link_faults, seed=options.seed)
-    elif options.loss or options.latency or options.timeline.links:
-        tcp_faults = TcpFaults(link_faults, seed=options.seed)
 
     def now_ms() -> int:
         return start_ms + int((trio.current_time() - t0) * 1000)
 
     phase: list[str] = ["forming"]
 
-    def report(sim: SimNetwork | None) -> None:
+    def report(sim: Nodes | None) -> None:
         if progress is not None:
-            online = sum(1 for n in sim.nodes if n.online) if sim else 0
             progress(
                 Progress(
                     trio.current_time() - t0,
                     phase[0],  # type: ignore[arg-type]
                     len(recorder.messages),
                     recorder.delivered,
-                    online,
+                    sim.online_count() if sim else 0,
                 )
             )
 
     outcome.rss_mb["start"] = rss_mb()
     report(None)
-    async with open_sim_network(
-        options.nodes,
-        seed=options.seed,
-        network=network,
-        store_dir=options.store_dir,
-        mailboxes=options.mailboxes,
-        contacts=options.contacts,
-        now_ms=now_ms,
-        probe=recorder,
-        external=options.bootstrap,
-        listen=options.listen,
-        faults=tcp_faults,
-    ) as sim:
+    async with _open_nodes(options, recorder, now_ms, zero_ns) as sim:
         outcome.form_s = trio.current_time() - t0
         if options.clock == "real":
             outcome.join_addrs = sim.join_addrs()
             announce_join(outcome.join_addrs, options.seed)
-        outcome.rss_mb["formed"] = rss_mb()
+        if sim.baseline_rss_mb is not None:
+            outcome.rss_mb["start"] = sim.baseline_rss_mb
+        outcome.rss_mb["formed"] = await sim.rss_mb()
         run = _Run(options, sim, recorder)
         plan, timeline = run.plan, options.timeline
         outcome.plan_counts = {
@@ -379,7 +413,7 @@ async def _simulate(
                 await trio.sleep_until(until)
             # Every absence has ended (the nursery waited for them): drain.
             if sim.partitioned:
-                sim.heal()
+                await sim.heal()
             phase[0] = "draining"
             with trio.move_on_after(options.drain):
                 while recorder.delivered < len(recorder.messages):  # noqa: ASYNC110
@@ -388,48 +422,19 @@ async def _simulate(
             report(sim)
             nursery.cancel_scope.cancel()
         outcome.sim_s = trio.current_time() - t0
-        outcome.rss_mb["end"] = rss_mb()
-        _collect(outcome, sim, now_ms())
+        outcome.rss_mb["end"] = await sim.rss_mb()
+        undelivered = [
+            (r.id, r.sender, r.recipient)
+            for r in recorder.messages.values()
+            if r.delivered_s is None
+        ]
+        collected = await sim.collect(undelivered, now_ms())
+        outcome.undelivered = dict(sorted(collected.undelivered.items(), key=lambda kv: -kv[1]))
+        outcome.held_in_mailboxes = collected.held_in_mailboxes
+        outcome.expired_in_mailboxes = collected.expired_in_mailboxes
+        outcome.restarts = collected.restarts
+        if options.clock == "real":
+            outcome.outside_peers = await sim.outside_peers()
+        outcome.network_stats = await sim.link_stats()
     outcome.wall_s = time.monotonic() - wall0
     return outcome
-
-
-def _collect(outcome: Outcome, sim: SimNetwork, now: int) -> None:
-    """Undelivered messages by reason, mailbox expiry, restarts, network counters."""
-    reasons: dict[str, int] = {}
-    for record in outcome.recorder.messages.values():
-        if record.delivered_s is not None:
-            continue
-        store = sim[record.sender].store
-        try:
-            message = store.get_message(record.id)
-            history = store.status_history(record.id)
-        except P2PDMError:
-            message, history = None, []
-        status = message.status if message is not None else DeliveryStatus.FAILED
-        detail = history[-1].detail if history else ""
-        outbox = [
-            i for i in store.outbox_for(sim[record.recipient].peer_id) if i.message_id == record.id
-        ]
-        last_error = outbox[0].last_error if outbox else ""
-        reason = f"{status.value}: {detail or last_error or 'no detail'}"[:160]
-        reasons[reason] = reasons.get(reason, 0) + 1
-    outcome.undelivered = dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
-    grace_ms = int(MAILBOX_PURGE_INTERVAL_SECONDS * 1000)
-    for sim_node in sim.nodes:
-        if not sim_node.offers_mailbox:
-            continue
-        held, _ = sim_node.store.mailbox_usage()
-        outcome.held_in_mailboxes += held
-        for other in sim.nodes:
-            page = sim_node.store.mailbox_fetch(other.peer_id, 0, 0, MAILBOX_CHECK_PAGE)
-            # Purged every MAILBOX_PURGE_INTERVAL_SECONDS: expired past that is a breach.
-            outcome.expired_in_mailboxes += sum(
-                1 for item in page if item.expires_at_ms + grace_ms < now
-            )
-    outcome.restarts = sum(n.starts - 1 for n in sim.nodes)
-    if sim.network is None:
-        outcome.outside_peers = sim.outside_peers()
-    links = sim.network or sim.faults
-    if links is not None:
-        outcome.network_stats = dict(links.stats)
