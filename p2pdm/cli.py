@@ -23,7 +23,7 @@ from typing import Final, TextIO
 
 import segno
 
-from p2pdm import __version__, cli_chat, cli_run, cli_sim, cli_token
+from p2pdm import __version__, cli_chat, cli_run, cli_sim, cli_token, hints
 from p2pdm.client import Client
 from p2pdm.core.invite import make_invite
 from p2pdm.core.session import OwnPrekeys
@@ -75,7 +75,7 @@ def _init(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     print(f"The identity file is {protection}.", file=out)
     if created.replaced_dir is not None:
         print(f"The previous identity and store were moved to {created.replaced_dir}", file=out)
-    print("Run `p2pdm id` to see your invite.", file=out)
+    print(f"Run `{hints.command(home.path, 'id')}` to see your invite.", file=out)
     return EXIT_OK
 
 
@@ -95,7 +95,8 @@ def _id(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         prekeys = store.get_prekeys()
     if not isinstance(name, str) or prekeys is None:
         raise HomeError(
-            f"the store in {home.path} is incomplete; run `p2pdm init --force` to start over"
+            f"the store in {home.path} is incomplete; "
+            f"run `{hints.command(home.path, 'init', '--force')}` to start over"
         )
     bundle = OwnPrekeys.from_bytes(identity, prekeys).bundle()
     now_s = int(home.clock())

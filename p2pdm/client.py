@@ -39,6 +39,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 
+from p2pdm import hints
 from p2pdm.errors import HomeError, NodeNotRunning, P2PDMError
 from p2pdm.home import Home, write_private_file
 from p2pdm.node import DEFAULT_API_PORT
@@ -350,7 +351,8 @@ class _Base:
 
 def _not_running(home: Path | None) -> NodeNotRunning:
     where = f" for {home}" if home is not None else ""
-    return NodeNotRunning(f"no p2pdm node is running{where}; start one with p2pdm run")
+    start = hints.command(home, "run")
+    return NodeNotRunning(f"no p2pdm node is running{where}; start one with `{start}`")
 
 
 class _Cursor:

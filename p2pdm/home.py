@@ -37,8 +37,8 @@ from typing import Final
 import nacl.exceptions
 import nacl.pwhash.argon2id as argon2id
 import nacl.secret
-import platformdirs
 
+from p2pdm import hints
 from p2pdm.core import cbor
 from p2pdm.core.identity import SEED_BYTES, Identity
 from p2pdm.core.session import OwnPrekeys
@@ -71,7 +71,6 @@ __all__ = [
 
 ENV_HOME: Final = "P2PDM_HOME"
 ENV_PASSPHRASE: Final = "P2PDM_PASSPHRASE"
-APP_NAME: Final = "p2pdm"
 
 IDENTITY_FILE: Final = "identity.cbor"
 STORE_FILE: Final = "store.sqlite"
@@ -365,7 +364,7 @@ def _resolve_home(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -
     elif env.get(ENV_HOME):
         chosen = env[ENV_HOME]
     else:
-        chosen = platformdirs.user_data_dir(APP_NAME, appauthor=False)
+        return hints.default_home()
     return Path(chosen).expanduser().absolute()
 
 
@@ -502,7 +501,9 @@ class Home:
                 self.identity_path, MAX_IDENTITY_FILE_BYTES, "the identity file"
             )
         except FileNotFoundError:
-            raise IdentityError(f"no identity in {self.path}; run `p2pdm init`") from None
+            raise IdentityError(
+                f"no identity in {self.path}; run `{hints.command(self.path, 'init')}`"
+            ) from None
         seed, _ = decode_identity_file(data, self.passphrase, str(self.identity_path))
         return Identity(seed)
 
@@ -589,7 +590,9 @@ class Home:
         """Open the existing store; raises :class:`HomeError` if there is none."""
         self._require_dir()
         if not self.store_path.is_file():
-            raise HomeError(f"no message store in {self.path}; run `p2pdm init`")
+            raise HomeError(
+                f"no message store in {self.path}; run `{hints.command(self.path, 'init')}`"
+            )
         return SQLiteStore(self.store_path)
 
     # --- local API token ---

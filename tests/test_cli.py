@@ -183,7 +183,7 @@ def test_missing_home_is_a_clear_error(capsys: pytest.CaptureFixture[str], tmp_p
     missing = tmp_path / "does" / "not" / "exist"
     code, out, err = run(capsys, "--home", str(missing), "id")
     assert code == 1 and out == ""
-    assert_one_error_line(err, f"no identity in {missing}", "run `p2pdm init`")
+    assert_one_error_line(err, f"no identity in {missing}", f"run `p2pdm --home {missing} init`")
     assert not missing.exists()
 
 
@@ -232,7 +232,7 @@ def test_real_program_init_and_id(tmp_path: Path) -> None:
 
     missing = p2pdm("id")
     assert missing.returncode == 1
-    assert_one_error_line(missing.stderr, "run `p2pdm init`")
+    assert_one_error_line(missing.stderr, "run `p2pdm --home", " init`")
 
     created = p2pdm("init", "--name", "frank")
     assert created.returncode == 0, created.stderr

@@ -232,7 +232,8 @@ def test_no_node_running_is_one_line(
         out, err = capsys.readouterr()
         assert (code, out) == (1, "")
         assert err == (
-            f"p2pdm: error: no p2pdm node is running for {home.path}; start one with p2pdm run\n"
+            f"p2pdm: error: no p2pdm node is running for {home.path}; "
+            f"start one with `p2pdm --home {home.path} run`\n"
         )
         home.api_token()
         write_api_addr(home, "127.0.0.1", free_port())
@@ -248,7 +249,9 @@ def test_no_node_running_from_the_real_program(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin"},
     )
     assert (done.returncode, done.stdout) == (1, "")
-    assert_one_error_line(done.stderr, "no p2pdm node is running", "start one with p2pdm run")
+    assert_one_error_line(
+        done.stderr, "no p2pdm node is running", f"start one with `p2pdm --home {tmp_path} run`"
+    )
 
 
 # --- the client on its own --------------------------------------------------------------
@@ -293,5 +296,5 @@ async def test_client_calls_and_errors(tmp_path: Path) -> None:
         with trio.fail_after(WAIT_S):
             await trio.to_thread.run_sync(calls, abandon_on_cancel=True)
 
-    with pytest.raises(NodeNotRunning, match="start one with p2pdm run"):
+    with pytest.raises(NodeNotRunning, match="start one with `p2pdm --home .* run`"):
         Client.for_home(alice.home).node()

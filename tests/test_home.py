@@ -292,7 +292,7 @@ def test_encrypted_identity_round_trip(make_home: Callable[..., Home]) -> None:
 
 def test_missing_identity_says_run_init(make_home: Callable[..., Home]) -> None:
     home = make_home()
-    with pytest.raises(IdentityError, match=r"no identity in .*home; run `p2pdm init`"):
+    with pytest.raises(IdentityError, match=r"no identity in .*home; run `p2pdm --home .*home init`"):
         home.load_identity()
     assert not home.path.exists()  # reading never creates the home
 
@@ -324,7 +324,7 @@ def test_home_that_is_a_file(tmp_path: Path) -> None:
 
 
 def test_open_store_without_init(make_home: Callable[..., Home]) -> None:
-    with pytest.raises(HomeError, match=r"no message store.*p2pdm init"):
+    with pytest.raises(HomeError, match=r"no message store.*p2pdm --home .* init"):
         make_home().open_store()
 
 
