@@ -292,7 +292,9 @@ def test_encrypted_identity_round_trip(make_home: Callable[..., Home]) -> None:
 
 def test_missing_identity_says_run_init(make_home: Callable[..., Home]) -> None:
     home = make_home()
-    with pytest.raises(IdentityError, match=r"no identity in .*home; run `p2pdm --home .*home init`"):
+    with pytest.raises(
+        IdentityError, match=r"no identity in .*home; run `p2pdm --home .*home init`"
+    ):
         home.load_identity()
     assert not home.path.exists()  # reading never creates the home
 
