@@ -296,5 +296,5 @@ async def test_client_calls_and_errors(tmp_path: Path) -> None:
         with trio.fail_after(WAIT_S):
             await trio.to_thread.run_sync(calls, abandon_on_cancel=True)
 
-    with pytest.raises(NodeNotRunning, match="start one with `p2pdm --home .* run`"):
+    with pytest.raises(NodeNotRunning, match=r"start one with `p2pdm --home .* run`"):
         Client.for_home(alice.home).node()
