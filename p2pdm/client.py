@@ -183,7 +183,14 @@ def parse_api_addr(
     if not sep or not port_text.isdigit() or not lowest <= int(port_text) < 2**16:
         raise HomeError(f"{where} is not host:port: {text[:60]!r}")
     if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
-        raise HomeError(f"{where} names {host!r}, not a loopback address; delete it")
+        if any_port:  # the address to listen on, as the user gave it
+            fix = (
+                f"use 127.0.0.1:{port_text}; the local API serves this machine only "
+                "(from another machine, forward the port with `ssh -L`)"
+            )
+        else:  # a file the node wrote: someone else did
+            fix = "delete it"
+        raise HomeError(f"{where} names {host!r}, not a loopback address; {fix}")
     return host, int(port_text)
 
 

@@ -269,8 +269,15 @@ def test_api_address_file(tmp_path: Path) -> None:
             parse_api_addr(bad)
     (tmp_path / API_ADDR_FILE).write_text("evil.example:80\n")
     home.api_token()
-    with pytest.raises(HomeError, match="not a loopback"):
+    with pytest.raises(HomeError, match="not a loopback address; delete it"):
         Client.for_home(home)
+
+
+def test_a_public_api_address_says_what_to_use_instead() -> None:
+    with pytest.raises(
+        HomeError, match=r"'0\.0\.0\.0', not a loopback address; use 127\.0\.0\.1:4780"
+    ):
+        parse_api_addr("0.0.0.0:4780", "the API address", any_port=True)
 
 
 async def test_client_calls_and_errors(tmp_path: Path) -> None:
