@@ -81,7 +81,7 @@ def test_mistakes_are_one_line(
 def test_without_init_it_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--home", str(tmp_path / "none"), "token", "list")
     assert code == 1
-    assert_one_error_line(err, "p2pdm init")
+    assert_one_error_line(err, "p2pdm --home", " init")
 
 
 async def test_a_running_node_honours_new_and_revoked_tokens_at_once(
