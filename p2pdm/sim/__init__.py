@@ -13,10 +13,34 @@
 - :mod:`~p2pdm.sim.determinism`: exact replay of virtual-time runs.
 """
 
-from p2pdm.sim.network import SIM_UPKEEP, SimNetwork, SimNode, open_sim_network
-from p2pdm.sim.report import invariants_hold, summarize, write_report
-from p2pdm.sim.scenario import Outcome, Progress, SimOptions, simulate
-from p2pdm.sim.timeline import Timeline, load_scenario
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from p2pdm.sim.network import SIM_UPKEEP, SimNetwork, SimNode, open_sim_network
+    from p2pdm.sim.report import invariants_hold, summarize, write_report
+    from p2pdm.sim.scenario import Outcome, Progress, SimOptions, simulate
+    from p2pdm.sim.timeline import Timeline, load_scenario
+
+# Loaded on first use, so that importing a light module of this package (the
+# pytest plugin) does not pull in trio, libp2p and the node.
+_WHERE = {
+    "SIM_UPKEEP": "network",
+    "SimNetwork": "network",
+    "SimNode": "network",
+    "open_sim_network": "network",
+    "invariants_hold": "report",
+    "summarize": "report",
+    "write_report": "report",
+    "Outcome": "scenario",
+    "Progress": "scenario",
+    "SimOptions": "scenario",
+    "simulate": "scenario",
+    "Timeline": "timeline",
+    "load_scenario": "timeline",
+}
 
 __all__ = [
     "SIM_UPKEEP",
@@ -33,3 +57,9 @@ __all__ = [
     "summarize",
     "write_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
