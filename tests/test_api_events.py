@@ -40,7 +40,7 @@ OTHER = Identity.generate(b"\x07" * 32).peer_id
 def introduce(alice: Node, bob: Node) -> str:
     """Alice adds Bob from his invite, sends him a message, Bob receives it; returns its id."""
     alice.add_contact_from_invite(bob.invite())
-    sent = alice.send_text("bob", "hello Bob")
+    sent = alice.send_text(bob.peer_id, "hello Bob")
     [item] = alice.store.outbox_for(bob.peer_id)
     bob.messenger.receive(item.envelope)
     return sent.id.hex()

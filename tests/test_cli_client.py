@@ -206,7 +206,7 @@ async def test_control_characters_never_reach_the_terminal(
     ):
         alice.node.add_contact_from_invite(bob.node.invite(), "bob")
         bob.node.add_contact_from_invite(alice.node.invite(), "alice\x1b]0;owned\x07")
-        bob.node.send_text(str(alice.node.peer_id), "hi\x1b[2J\u202eevil\nsecond line")
+        bob.node.send_text(alice.node.peer_id, "hi\x1b[2J\u202eevil\nsecond line")
         deliver(bob.node, alice.node)
         code, out, err = await cli(capsys, "--home", str(alice.home.path), "read", "bob")
         assert (code, err) == (0, "")
