@@ -117,7 +117,7 @@ def contacts(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         if args.action == "add":
             added = node.add_contact(args.who, args.name)
-            print(f"Added {_shown_name(added)} ({added['peer_id']}).", file=out)
+            print(f"Added {safe_text(added['name'])} ({added['peer_id']}).", file=out)
             if added["renamed_from"] is not None:
                 print(
                     f"Their invite calls them {safe_text(added['renamed_from'])!r}, which is a "

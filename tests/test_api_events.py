@@ -267,17 +267,16 @@ async def test_sse_needs_the_accept_header_and_a_good_cursor(alice: Api) -> None
 
 
 @asynccontextmanager
-async def websocket(api: Api, target: str, token: str = TOKEN) -> AsyncIterator[WS]:
+async def websocket(
+    api: Api, target: str, token: str = TOKEN, origin: str | None = None
+) -> AsyncIterator[WS]:
     stream = await trio.open_tcp_stream("127.0.0.1", api.port)
     async with stream:
         client = WS(stream, wsproto.WSConnection(wsproto.ConnectionType.CLIENT))
-        await client.send(
-            ws.Request(
-                host="127.0.0.1",
-                target=target,
-                extra_headers=[(b"authorization", f"Bearer {token}".encode())],
-            )
-        )
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+        if origin is not None:
+            headers.append((b"origin", origin.encode()))
+        await client.send(ws.Request(host="127.0.0.1", target=target, extra_headers=headers))
         yield client
 
 
