@@ -233,6 +233,7 @@ class Node:
         message it made instead of sending again; raises IdempotencyConflict
         if that message went to someone else or said something else.
         """
+        _check_peer(peer)
         earlier = self.sent_with(idempotency, peer, text)
         if earlier is not None:
             return earlier
@@ -263,6 +264,7 @@ class Node:
     ) -> StoredMessage:
         """Like :meth:`send_text`, first fetching the contact's prekey bundle from
         the DHT when there is no session yet and no bundle from an invite."""
+        _check_peer(peer)
         contact = self.store.get_contact(peer)
         needs_bundle = self.store.get_session(peer) is None and (
             contact is None or contact.bundle is None
@@ -301,12 +303,14 @@ class Node:
         return self.store.list_conversations()
 
     def messages(self, peer: PeerId, limit: int = 50, before: int | None = None) -> MessagePage:
+        _check_peer(peer)
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise SchemaError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
         return self.store.messages(direct_conversation_id(self.peer_id, peer), limit, before)
 
     def mark_read(self, peer: PeerId) -> list[bytes]:
         """Mark a conversation read and queue read receipts (if enabled); returns the ids."""
+        _check_peer(peer)
         ids, receipts = self.messenger.mark_read(peer)
         if receipts:
             self.on_outbox(peer)
@@ -365,6 +369,12 @@ class Node:
             for key, value in patch.items():
                 self.store.set_setting(key, value)
         return self.settings()
+
+
+def _check_peer(peer: object) -> None:
+    """Refuse a name where a PeerId belongs: names are resolved once, at the edge."""
+    if not isinstance(peer, PeerId):
+        raise TypeError(f"expected a PeerId, not {type(peer).__name__}; Node.resolve gives one")
 
 
 def parse_peer(text: str) -> PeerId:

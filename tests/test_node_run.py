@@ -123,7 +123,7 @@ async def test_a_finds_c_by_peer_id_alone_through_b(sim_network: SimNetworkFacto
                 await trio.sleep(0.1)
         # Neither has the other's addresses or bundle: only a PeerID.
         a.add_contact_by_peer_id(str(c.peer_id), "carol")
-        sent = await a.send("carol", "hi carol")
+        sent = await a.send(c.peer_id, "hi carol")
         await net.wait_delivered(1, sent, 20)
 
         [got] = c.messages(a.peer_id).messages
