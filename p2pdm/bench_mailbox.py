@@ -224,19 +224,19 @@ async def _restart_to_inbox(tmp: Path, k: int, rounds: int) -> RestartResult:
         await a.start()
         await c.start()
         # Contacts both ways and a session each way, as between people who talk.
-        a.node.add_contact_from_invite(c.node.invite(), "carol")
-        c.node.add_contact_from_invite(a.node.invite(), "alice")
+        carol = a.node.add_contact_from_invite(c.node.invite(), "carol").contact.peer_id
+        alice = c.node.add_contact_from_invite(a.node.invite(), "alice").contact.peer_id
         inbox = _Inbox(homes["carol"].store_path)
         try:
-            hello = a.node.send_text("carol", "hello").id
+            hello = a.node.send_text(carol, "hello").id
             await inbox.committed({hello}, time.perf_counter(), [])
-            c.node.send_text("alice", "hi")
+            c.node.send_text(alice, "hi")
             await _until(lambda: c.node.store.outbox_count() == 0, "carol's reply")
             await _until(lambda: a.node.store.outbox_count() == 0, "alice's queue")
 
             for _ in range(rounds):
                 await c.stop()
-                ids = [a.node.send_text("carol", TEXT).id for _ in range(k)]
+                ids = [a.node.send_text(carol, TEXT).id for _ in range(k)]
                 store = a.node.store
                 await _until(partial(_all_deposited, store, ids), "deposits")
                 await a.stop()  # from now on C can only get them from M
@@ -256,7 +256,7 @@ async def _restart_to_inbox(tmp: Path, k: int, rounds: int) -> RestartResult:
             # Baseline: the same k messages to an online C.
             direct: list[float] = []
             t0 = time.perf_counter()
-            ids = [a.node.send_text("carol", TEXT).id for _ in range(k)]
+            ids = [a.node.send_text(carol, TEXT).id for _ in range(k)]
             await inbox.committed(set(ids), t0, direct)
         finally:
             inbox.close()

@@ -25,6 +25,7 @@ from rich.cells import cell_len
 from p2pdm.client import Client
 from p2pdm.home import Home
 from p2pdm.limits import MAX_PAGE_SIZE
+from p2pdm.store.base import contact_name_key
 
 __all__ = [
     "contacts",
@@ -117,6 +118,14 @@ def contacts(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         if args.action == "add":
             added = node.add_contact(args.who, args.name)
             print(f"Added {safe_text(added['name'])} ({added['peer_id']}).", file=out)
+            if added["renamed_from"] is not None:
+                print(
+                    f"Their invite calls them {safe_text(added['renamed_from'])!r}, which is a "
+                    "PeerID or another contact's name, so they are saved as "
+                    f"{safe_text(added['name'])!r}; `p2pdm contacts add PEERID --name NAME` "
+                    "renames them.",
+                    file=out,
+                )
             if not added["has_prekeys"]:
                 print(
                     "Their keys are not known yet: an invite carries them; "
@@ -140,20 +149,36 @@ def _list_contacts(found: Sequence[Mapping[str, Any]], as_json: bool, out: TextI
         print("No contacts yet. Add one with `p2pdm contacts add INVITE`.", file=out)
         return
     rows = [
-        [safe_text(c["name"]), c["peer_id"], _when(c["added_at_ms"]), _when(c["last_seen_ms"])]
+        [_shown_name(c), c["peer_id"], _when(c["added_at_ms"]), _when(c["last_seen_ms"])]
         for c in found
     ]
     print_table(["NAME", "PEER ID", "ADDED", "LAST SEEN"], rows, out)
+    if any(c["name_from_invite"] for c in found):
+        print("\n~FINGERPRINT: a name they gave themselves, not one you chose.", file=out)
+
+
+def _shown_name(contact: Mapping[str, Any]) -> str:
+    """The contact's name; with ``~fingerprint`` if the name came from their invite."""
+    name = safe_text(contact["name"])
+    if contact["name_from_invite"]:
+        return f"{name} ~{contact['fingerprint']}"
+    return name
 
 
 def _find_contact(node: Client, who: str) -> tuple[str, str]:
-    """``(peer_id, display name)`` of a contact by name (any case) or PeerID.
+    """``(peer_id, display name)`` of a contact by PeerID (exactly) or else by name.
 
-    Anyone not in the contacts is passed on as typed, and the node decides
-    (a PeerID of a stranger is fine for reading their message requests).
+    A PeerID is always that PeerID, never a name (contact names cannot be
+    PeerIDs). Anyone not in the contacts is passed on as typed, and the node
+    decides (a PeerID of a stranger is fine for reading their message requests).
     """
-    for contact in node.contacts():
-        if who.casefold() in (contact["name"].casefold(), contact["peer_id"].casefold()):
+    found = node.contacts()
+    for contact in found:
+        if who.strip() == contact["peer_id"]:
+            return contact["peer_id"], contact["name"]
+    key = contact_name_key(who)
+    for contact in found:
+        if contact_name_key(contact["name"]) == key:
             return contact["peer_id"], contact["name"]
     return who, _short(who)
 

@@ -16,6 +16,7 @@ from contextlib import closing
 from typing import Final, TextIO
 
 from p2pdm.cli_chat import print_table, safe_text
+from p2pdm.contact_names import resolve_contact
 from p2pdm.core.model import TokenScope
 from p2pdm.home import Home
 from p2pdm.messenger import wall_ms
@@ -55,9 +56,8 @@ def token_arguments(parser: argparse.ArgumentParser) -> None:
 def token(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with closing(home.open_store()) as store:
         if args.action == "create":
-            made, secret = create_token(
-                store, args.scope, args.contact, args.name, now_ms=wall_ms()
-            )
+            peers = [resolve_contact(store, who) for who in args.contact]
+            made, secret = create_token(store, args.scope, peers, args.name, now_ms=wall_ms())
             if args.json:
                 print(json.dumps(token_json(made) | {"token": secret}), file=out)
             else:

@@ -48,6 +48,7 @@ __all__ = [
     "API_ADDR_FILE",
     "DEFAULT_TIMEOUT_S",
     "APIError",
+    "AddedContact",
     "AsyncClient",
     "Client",
     "Contact",
@@ -127,6 +128,14 @@ class Contact(TypedDict):
     verified: bool
     blocked: bool
     has_prekeys: bool
+    #: The name is the contact's own (from its invite): show ``fingerprint`` beside it.
+    name_from_invite: bool
+    fingerprint: str
+
+
+class AddedContact(Contact):
+    #: The invite's name when it was a PeerID or taken, and so was changed.
+    renamed_from: str | None
 
 
 class Conversation(TypedDict):
@@ -251,7 +260,7 @@ def _send(to: str, text: str, idempotency_key: str | None) -> _Call[Message]:
     return _Call("POST", "/v1/messages", json=body)
 
 
-def _add_contact(invite_or_peer_id: str, name: str | None) -> _Call[Contact]:
+def _add_contact(invite_or_peer_id: str, name: str | None) -> _Call[AddedContact]:
     key = "invite" if invite_or_peer_id.strip().lower().startswith("p2pdm:") else "peer_id"
     body: dict[str, Any] = {key: invite_or_peer_id.strip()}
     if name is not None:
@@ -450,7 +459,7 @@ class AsyncClient(_Base):
     async def contacts(self) -> list[Contact]:
         return await self.call(_Call[list[Contact]]("GET", "/v1/contacts", pick="contacts"))
 
-    async def add_contact(self, invite_or_peer_id: str, name: str | None = None) -> Contact:
+    async def add_contact(self, invite_or_peer_id: str, name: str | None = None) -> AddedContact:
         """Add a contact from a ``p2pdm:`` invite, or else a PeerID."""
         return await self.call(_add_contact(invite_or_peer_id, name))
 
@@ -611,7 +620,7 @@ class Client(_Base):
     def contacts(self) -> list[Contact]:
         return self.call(_Call[list[Contact]]("GET", "/v1/contacts", pick="contacts"))
 
-    def add_contact(self, invite_or_peer_id: str, name: str | None = None) -> Contact:
+    def add_contact(self, invite_or_peer_id: str, name: str | None = None) -> AddedContact:
         """Add a contact from a ``p2pdm:`` invite, or else a PeerID."""
         return self.call(_add_contact(invite_or_peer_id, name))
 

@@ -21,6 +21,7 @@ __all__ = [
     "InviteFormatError",
     "InviteSignatureError",
     "MalformedCBOR",
+    "NameRefused",
     "NodeNotRunning",
     "NotFound",
     "P2PDMError",
@@ -144,6 +145,10 @@ class StoreError(P2PDMError):
 
 class NotFound(StoreError):
     """The contact, conversation or message asked for does not exist."""
+
+
+class NameRefused(P2PDMError):
+    """That contact name is refused: it is a PeerID or another contact's name; choose another."""
 
 
 class IdempotencyConflict(P2PDMError):

@@ -371,8 +371,13 @@ class Messenger:
         name: str,
         bundle: PrekeyBundle | None = None,
         addrs: tuple[str, ...] = (),
+        *,
+        name_from_invite: bool = False,
     ) -> Contact:
-        """Add or update a contact; accepts any pending message requests from it."""
+        """Add or update a contact; accepts any pending message requests from it.
+
+        ``name`` must already be checked (:mod:`p2pdm.contact_names`).
+        """
         if peer == self.peer_id:
             raise SchemaError("you cannot add yourself as a contact")
         if bundle is not None and bundle.peer != peer:
@@ -387,6 +392,7 @@ class Messenger:
             last_seen_ms=old.last_seen_ms if old else None,
             verified=old.verified if old else False,
             blocked=old.blocked if old else False,
+            name_from_invite=name_from_invite,
         )
         with self.store.transaction():
             self.store.put_contact(contact)

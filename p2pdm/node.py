@@ -4,12 +4,15 @@ How this works: :class:`Node` owns the :class:`~p2pdm.messenger.Messenger`
 (everything about messages that needs no network) and, while running, the
 libp2p host, the delivery service and the local API server, all in one trio
 nursery. The methods below are what the local API and the CLI call; they
-resolve names, check input and report failures as :class:`P2PDMError`
-subclasses with one clear sentence each.
+check input and report failures as :class:`P2PDMError` subclasses with one
+clear sentence each. They take contacts as :class:`PeerId`: the caller
+resolves what the user typed once, with :meth:`Node.resolve`
+(:mod:`p2pdm.contact_names`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
@@ -17,6 +20,13 @@ from typing import Any, Final
 
 from p2pdm import __version__
 from p2pdm.batching import CommitBatcher
+from p2pdm.contact_names import (
+    check_name,
+    choose_name,
+    fix_contact_names,
+    name_from_invite,
+    resolve_contact,
+)
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.invite import make_invite, parse_invite
 from p2pdm.core.model import (
@@ -33,11 +43,13 @@ from p2pdm.core.model import (
 from p2pdm.core.wire import PrekeyBundle
 from p2pdm.errors import ConfigError, IdempotencyConflict, NotFound, SchemaError, SessionError
 from p2pdm.events import EventBus
-from p2pdm.limits import INVITE_TTL_SECONDS, MAX_NAME_BYTES, MAX_PAGE_SIZE
+from p2pdm.limits import INVITE_TTL_SECONDS, MAX_PAGE_SIZE
 from p2pdm.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.store.base import Store
 
-__all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "EventPage", "Node"]
+__all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "AddedContact", "EventPage", "Node"]
+
+log = logging.getLogger("p2pdm.node")
 
 #: Default libp2p listen address: all interfaces, a fixed port so contacts'
 #: address books stay valid across restarts.
@@ -67,6 +79,16 @@ class EventPage:
     #: True if events after the given cursor were dropped (log retention, or
     #: a cursor from before the store was replaced); the client missed some.
     gap: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AddedContact:
+    """A contact just added, and the name its invite gave if that had to change."""
+
+    contact: Contact
+    #: The invite's name when it was a PeerID or another contact's name
+    #: (see :mod:`p2pdm.contact_names`); None when saved as given.
+    renamed_from: str | None = None
 
 
 class Node:
@@ -101,6 +123,15 @@ class Node:
         store.set_event_listener(self.events.notify)
         #: Peers with a live connection, as reported by :meth:`peer_online`.
         self.online: set[PeerId] = set()
+        with store.transaction():
+            renamed = fix_contact_names(store)
+        for old, new in renamed:
+            log.warning(
+                "contact %s was called %r, a PeerID or another contact's name; renamed to %r",
+                old.peer_id,
+                old.name,
+                new,
+            )
 
     @property
     def peer_id(self) -> PeerId:
@@ -135,17 +166,43 @@ class Node:
     def contacts(self) -> list[Contact]:
         return self.store.list_contacts()
 
-    def add_contact_from_invite(self, invite: str, name: str | None = None) -> Contact:
-        """Add a contact from a ``p2pdm:`` invite; raises InviteError subclasses."""
-        parsed = parse_invite(invite, self.now_ms() // 1000)
-        return self.messenger.add_contact(
-            parsed.peer_id, _check_name(name or parsed.name), parsed.bundle, parsed.addrs
-        )
+    def add_contact_from_invite(self, invite: str, name: str | None = None) -> AddedContact:
+        """Add a contact from a ``p2pdm:`` invite, named ``name`` or else as the invite
+        says (changed if that is a PeerID or taken, see :mod:`p2pdm.contact_names`).
 
-    def add_contact_by_peer_id(self, peer_id: str, name: str | None = None) -> Contact:
-        """Add a contact knowing only its PeerID; its prekey bundle is fetched when needed."""
+        Raises InviteError subclasses, NameRefused for a ``name`` that is a
+        PeerID or another contact's.
+        """
+        parsed = parse_invite(invite, self.now_ms() // 1000)
+        peer = parsed.peer_id
+        old = self.store.get_contact(peer)
+        if name is not None:
+            chosen, from_invite = choose_name(self.store, peer, name), False
+        elif old is not None and not old.name_from_invite:
+            chosen, from_invite = old.name, False  # the user's name for them wins
+        else:
+            chosen, from_invite = name_from_invite(self.store, peer, parsed.name), True
+        contact = self.messenger.add_contact(
+            peer, chosen, parsed.bundle, parsed.addrs, name_from_invite=from_invite
+        )
+        renamed = parsed.name if from_invite and chosen != parsed.name.strip() else None
+        return AddedContact(contact, renamed)
+
+    def add_contact_by_peer_id(self, peer_id: str, name: str | None = None) -> AddedContact:
+        """Add a contact knowing only its PeerID; its prekey bundle is fetched when needed.
+
+        Raises SchemaError for a bad PeerID, NameRefused as above.
+        """
         peer = parse_peer(peer_id)
-        return self.messenger.add_contact(peer, _check_name(name or peer.short()))
+        old = self.store.get_contact(peer)
+        if name is not None:
+            chosen = choose_name(self.store, peer, name)
+        elif old is not None:
+            chosen = old.name
+        else:
+            chosen = name_from_invite(self.store, peer, "")  # the fingerprint
+        from_invite = name is None and old is not None and old.name_from_invite
+        return AddedContact(self.messenger.add_contact(peer, chosen, name_from_invite=from_invite))
 
     def delete_contact(self, peer_id: str) -> None:
         peer = parse_peer(peer_id)
@@ -153,15 +210,9 @@ class Node:
             raise NotFound(f"no contact {peer}")
 
     def resolve(self, who: str) -> PeerId:
-        """A contact by PeerID or name; raises NotFound."""
-        contact = self.store.find_contact_by_name(who)
-        if contact is not None:
-            return contact.peer_id
-        try:
-            peer = PeerId.parse(who)
-        except SchemaError:
-            raise NotFound(f"no contact named {who!r}") from None
-        return peer
+        """What the user typed, as a PeerId: a PeerID is always itself, else a
+        contact's name (ignoring case); raises NotFound. Call it once, at the edge."""
+        return resolve_contact(self.store, who)
 
     def set_contact_addrs(self, peer: PeerId, addrs: list[str]) -> None:
         """Remember a contact's latest addresses and when it was last seen."""
@@ -174,15 +225,15 @@ class Node:
     # --- messages -------------------------------------------------------------
 
     def send_text(
-        self, to: str, text: str, *, idempotency: tuple[str, str] | None = None
+        self, peer: PeerId, text: str, *, idempotency: tuple[str, str] | None = None
     ) -> StoredMessage:
-        """Queue a text message to a contact (name or PeerID); returns it ``queued``.
+        """Queue a text message to ``peer``; returns it ``queued``.
 
         With ``idempotency`` (``(scope, key)``), a key used before returns the
         message it made instead of sending again; raises IdempotencyConflict
         if that message went to someone else or said something else.
         """
-        peer = self.resolve(to)
+        _check_peer(peer)
         earlier = self.sent_with(idempotency, peer, text)
         if earlier is not None:
             return earlier
@@ -209,11 +260,11 @@ class Node:
         return earlier
 
     async def send(
-        self, to: str, text: str, *, idempotency: tuple[str, str] | None = None
+        self, peer: PeerId, text: str, *, idempotency: tuple[str, str] | None = None
     ) -> StoredMessage:
         """Like :meth:`send_text`, first fetching the contact's prekey bundle from
         the DHT when there is no session yet and no bundle from an invite."""
-        peer = self.resolve(to)
+        _check_peer(peer)
         contact = self.store.get_contact(peer)
         needs_bundle = self.store.get_session(peer) is None and (
             contact is None or contact.bundle is None
@@ -225,10 +276,14 @@ class Node:
                     f"cannot find {peer} in the network to start a session; "
                     "add the contact from an invite instead"
                 )
-            name = contact.name if contact else peer.short()
-            self.messenger.add_contact(peer, name, bundle)
+            if contact is None:
+                self.messenger.add_contact(peer, name_from_invite(self.store, peer, ""), bundle)
+            else:
+                self.messenger.add_contact(
+                    peer, contact.name, bundle, name_from_invite=contact.name_from_invite
+                )
         return await self.batcher.submit(
-            lambda: self.send_text(str(peer), text, idempotency=idempotency)
+            lambda: self.send_text(peer, text, idempotency=idempotency)
         )
 
     def status_detail(self, message: StoredMessage) -> str:
@@ -247,15 +302,15 @@ class Node:
     def conversations(self) -> list[Conversation]:
         return self.store.list_conversations()
 
-    def messages(self, who: str, limit: int = 50, before: int | None = None) -> MessagePage:
-        peer = self.resolve(who)
+    def messages(self, peer: PeerId, limit: int = 50, before: int | None = None) -> MessagePage:
+        _check_peer(peer)
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise SchemaError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
         return self.store.messages(direct_conversation_id(self.peer_id, peer), limit, before)
 
-    def mark_read(self, who: str) -> list[bytes]:
+    def mark_read(self, peer: PeerId) -> list[bytes]:
         """Mark a conversation read and queue read receipts (if enabled); returns the ids."""
-        peer = self.resolve(who)
+        _check_peer(peer)
         ids, receipts = self.messenger.mark_read(peer)
         if receipts:
             self.on_outbox(peer)
@@ -263,7 +318,7 @@ class Node:
 
     def mark_message_read(self, message_id: str) -> StoredMessage:
         found, _ = self.message(message_id)
-        self.mark_read(str(found.peer))
+        self.mark_read(found.peer)
         return self.messenger.message(found.id)
 
     # --- events -----------------------------------------------------------------
@@ -309,18 +364,17 @@ class Node:
             if type(value) is not kind:
                 raise ConfigError(f"setting {key!r} must be a {kind.__name__}")
             if key == "name":
-                _check_name(str(value))
+                check_name(str(value))
         with self.store.transaction():
             for key, value in patch.items():
                 self.store.set_setting(key, value)
         return self.settings()
 
 
-def _check_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name.encode()) > MAX_NAME_BYTES:
-        raise SchemaError(f"a name is 1 to {MAX_NAME_BYTES} bytes")
-    return name
+def _check_peer(peer: object) -> None:
+    """Refuse a name where a PeerId belongs: names are resolved once, at the edge."""
+    if not isinstance(peer, PeerId):
+        raise TypeError(f"expected a PeerId, not {type(peer).__name__}; Node.resolve gives one")
 
 
 def parse_peer(text: str) -> PeerId:

@@ -109,20 +109,10 @@ def parse_scope(text: str) -> TokenScope:
         raise SchemaError(f"unknown scope {text[:20]!r}; use one of {known}") from None
 
 
-def _resolve_contact(store: Store, who: str) -> PeerId:
-    contact = store.find_contact_by_name(who)
-    if contact is not None:
-        return contact.peer_id
-    try:
-        return PeerId.parse(who)
-    except SchemaError:
-        raise NotFound(f"no contact named {who[:60]!r}") from None
-
-
 def create_token(
     store: Store,
     scope: str,
-    contacts: Iterable[str] = (),
+    contacts: Iterable[PeerId] = (),
     name: str | None = None,
     *,
     now_ms: int,
@@ -130,12 +120,14 @@ def create_token(
 ) -> tuple[ApiToken, str]:
     """Store a new token; returns it and its secret (shown once).
 
-    ``contacts`` are names or PeerIDs. Raises SchemaError for a bad name,
-    scope or an admin token limited to contacts, NotFound for an unknown
-    contact name, TokenError for a taken name or too many tokens.
+    ``contacts`` are PeerIDs, resolved by the caller from what the user typed
+    (:func:`p2pdm.contact_names.resolve_contact`), so the token is bound to
+    those keys whatever the contacts are called later. Raises SchemaError for
+    a bad name, scope or an admin token limited to contacts, TokenError for a
+    taken name or too many tokens.
     """
     kind = parse_scope(scope)
-    peers = tuple(dict.fromkeys(_resolve_contact(store, who) for who in contacts))
+    peers = tuple(dict.fromkeys(contacts))
     if peers and kind is TokenScope.ADMIN:
         raise SchemaError("an admin token cannot be limited to contacts (it can change tokens)")
     if len(peers) > MAX_TOKEN_CONTACTS:

@@ -40,7 +40,7 @@ OTHER = Identity.generate(b"\x07" * 32).peer_id
 def introduce(alice: Node, bob: Node) -> str:
     """Alice adds Bob from his invite, sends him a message, Bob receives it; returns its id."""
     alice.add_contact_from_invite(bob.invite())
-    sent = alice.send_text("bob", "hello Bob")
+    sent = alice.send_text(bob.peer_id, "hello Bob")
     [item] = alice.store.outbox_for(bob.peer_id)
     bob.messenger.receive(item.envelope)
     return sent.id.hex()
@@ -267,17 +267,16 @@ async def test_sse_needs_the_accept_header_and_a_good_cursor(alice: Api) -> None
 
 
 @asynccontextmanager
-async def websocket(api: Api, target: str, token: str = TOKEN) -> AsyncIterator[WS]:
+async def websocket(
+    api: Api, target: str, token: str = TOKEN, origin: str | None = None
+) -> AsyncIterator[WS]:
     stream = await trio.open_tcp_stream("127.0.0.1", api.port)
     async with stream:
         client = WS(stream, wsproto.WSConnection(wsproto.ConnectionType.CLIENT))
-        await client.send(
-            ws.Request(
-                host="127.0.0.1",
-                target=target,
-                extra_headers=[(b"authorization", f"Bearer {token}".encode())],
-            )
-        )
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+        if origin is not None:
+            headers.append((b"origin", origin.encode()))
+        await client.send(ws.Request(host="127.0.0.1", target=target, extra_headers=headers))
         yield client
 
 

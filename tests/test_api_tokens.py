@@ -121,7 +121,7 @@ async def test_scopes_are_enforced(alice: Api) -> None:
 async def test_a_token_limited_to_a_contact_sees_only_that_conversation(alice: Api) -> None:
     node = alice.node
     bob, carol = node.resolve("bob"), node.resolve("carol")
-    to_bob = node.send_text("bob", "for Bob")
+    to_bob = node.send_text(bob, "for Bob")
     node.store.add_message(_incoming(node, carol, b"\x05" * 16))  # Carol wrote to Alice
     node.peer_online(carol)
     secret, _ = await make_token(alice, scope="send", contacts=["bob"])

@@ -121,9 +121,11 @@ async def test_chat_between_two_nodes(capsys: pytest.CaptureFixture[str], tmp_pa
         assert out.strip() == f"Added bob ({bob_id})."
 
         code, out, err = await cli(capsys, *a, "contacts", "list")
-        header, row = out.splitlines()
+        header, row, _, legend = out.splitlines()
+        assert legend.startswith("~FINGERPRINT: a name they gave themselves")
         assert header.split() == ["NAME", "PEER", "ID", "ADDED", "LAST", "SEEN"]
-        assert row.split()[:2] == ["bob", bob_id]
+        # A name from an invite is shown with the contact's fingerprint.
+        assert row.split()[:3] == ["bob", f"~{bob_id[-8:]}", bob_id]
 
         code, out, err = await cli(capsys, *a, "send", "Bob", "hello", "there")
         assert (code, err) == (0, "")
@@ -187,6 +189,48 @@ async def test_refusals_are_one_line(capsys: pytest.CaptureFixture[str], tmp_pat
         assert code == 2 and "from 1 to 500" in err
 
 
+async def test_names_that_would_be_ambiguous(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with (
+        running_node(tmp_path / "alice", "alice") as alice,
+        running_node(tmp_path / "bob", "bob") as bob,
+        running_node(tmp_path / "x", "x") as x,
+    ):
+        a = ("--home", str(alice.home.path))
+        bob_id, x_id = str(bob.node.peer_id), str(x.node.peer_id)
+        code, out, err = await cli(capsys, *a, "contacts", "add", bob.node.invite())
+        assert (code, err) == (0, "")
+        # A chosen name that is taken or a PeerID: one line, nothing added.
+        for name in ("BOB", bob_id):
+            code, out, err = await cli(capsys, *a, "contacts", "add", x_id, "--name", name)
+            assert (code, out) == (1, "")
+            assert_one_error_line(err, "choose another")
+        assert [c.peer_id for c in alice.node.contacts()] == [bob.node.peer_id]
+        # X's invite calls X by Bob's PeerID: saved under X's fingerprint, and said so.
+        x.node.update_settings({"name": bob_id})
+        code, out, err = await cli(capsys, *a, "contacts", "add", x.node.invite())
+        assert (code, err) == (0, "")
+        assert out.splitlines()[0] == f"Added {x_id[-8:]} ({x_id})."
+        assert f"Their invite calls them {bob_id!r}" in out
+        for who in ("bob", bob_id):
+            code, out, err = await cli(capsys, *a, "send", who, "for Bob")
+            assert (code, err) == (0, "")
+            assert alice.node.message(out.split()[1])[0].peer == bob.node.peer_id
+            code, out, err = await cli(capsys, *a, "read", who)
+            assert (code, err) == (0, "")
+            assert len(out.splitlines()) >= 1 and all(
+                "for Bob" in line for line in out.splitlines()
+            )
+        assert alice.node.store.outbox_for(x.node.peer_id) == []
+        code, out, err = await cli(capsys, *a, "send", "bobby", "hi")
+        assert (code, out) == (1, "")
+        assert_one_error_line(err, "no contact named 'bobby'")
+        code, out, err = await cli(capsys, *a, "read", "bobby")
+        assert (code, out) == (1, "")
+        assert_one_error_line(err, "bobby")
+
+
 async def test_a_node_with_another_token_is_reported(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -206,7 +250,7 @@ async def test_control_characters_never_reach_the_terminal(
     ):
         alice.node.add_contact_from_invite(bob.node.invite(), "bob")
         bob.node.add_contact_from_invite(alice.node.invite(), "alice\x1b]0;owned\x07")
-        bob.node.send_text(str(alice.node.peer_id), "hi\x1b[2J\u202eevil\nsecond line")
+        bob.node.send_text(alice.node.peer_id, "hi\x1b[2J\u202eevil\nsecond line")
         deliver(bob.node, alice.node)
         code, out, err = await cli(capsys, "--home", str(alice.home.path), "read", "bob")
         assert (code, err) == (0, "")

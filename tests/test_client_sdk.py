@@ -240,7 +240,7 @@ async def test_the_first_bot_answers_each_message_once(tmp_path: Any) -> None:
     bob.add_contact_from_invite(alice.invite())
 
     def bob_says(text: str) -> None:
-        bob.send_text("alice", text)
+        bob.send_text(alice.peer_id, text)
         for item in bob.store.outbox_for(alice.peer_id):
             bob.store.remove_outbox(item.envelope_id)
             alice.messenger.receive(item.envelope)

@@ -57,11 +57,11 @@ async def wait_status(
 
 async def test_delivered_then_read(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     _, alice, bob = world
-    sent = await alice.node.send("bob", "hi bob")
+    sent = await alice.node.send(bob.node.peer_id, "hi bob")
     await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DELIVERED)
-    page = bob.node.messages("alice")
+    page = bob.node.messages(alice.node.peer_id)
     assert [m.id for m in page.messages] == [sent.id]
-    bob.node.mark_read("alice")
+    bob.node.mark_read(alice.node.peer_id)
     await wait_status(alice.node, sent.id.hex(), DeliveryStatus.READ)
     history = [c.status for c in alice.node.message(sent.id.hex())[1]]
     assert history[:1] == [DeliveryStatus.QUEUED] and history[-1] is DeliveryStatus.READ
@@ -71,7 +71,7 @@ async def test_delivered_then_read(world, autojump_clock) -> None:  # type: igno
 async def test_offline_recipient_gets_it_when_back(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     _, alice, bob = world
     bob.host.online = False
-    sent = [await alice.node.send("bob", f"msg {i}") for i in range(5)]
+    sent = [await alice.node.send(bob.node.peer_id, f"msg {i}") for i in range(5)]
     await trio.sleep(60)
     assert alice.node.store.outbox_count() == 5
     item = alice.node.store.outbox_for(bob.node.peer_id)[0]
@@ -86,11 +86,11 @@ async def test_offline_recipient_gets_it_when_back(world, autojump_clock) -> Non
 
 async def test_many_messages_pipelined_exactly_once(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     _, alice, bob = world
-    sent = [await alice.node.send("bob", f"n{i}") for i in range(150)]
+    sent = [await alice.node.send(bob.node.peer_id, f"n{i}") for i in range(150)]
     await wait_status(alice.node, sent[-1].id.hex(), DeliveryStatus.DELIVERED)
     for m in sent:
         await wait_status(alice.node, m.id.hex(), DeliveryStatus.DELIVERED)
-    got = bob.node.messages("alice", limit=500).messages
+    got = bob.node.messages(alice.node.peer_id, limit=500).messages
     assert len(got) == 150 and len({m.id for m in got}) == 150
 
 
@@ -98,7 +98,7 @@ async def test_a_burst_goes_over_one_stream_without_retries(world, autojump_cloc
     """Acks that arrive while the rest of a window is still being written must
     not break the stream (they once did: the early ones were already gone)."""
     _, alice, bob = world
-    sent = [alice.node.send_text("bob", f"b{i}") for i in range(300)]
+    sent = [alice.node.send_text(bob.node.peer_id, f"b{i}") for i in range(300)]
     for m in sent:
         await wait_status(alice.node, m.id.hex(), DeliveryStatus.DELIVERED)
     assert alice.host.dials == 1
@@ -119,7 +119,7 @@ async def test_garbage_frame_disconnects_peer_but_node_keeps_serving(world, auto
     await stream.write_frame(Deliver(1, b"\xa0").encode(), 5)
     ack = decode_ack(await stream.read_frame(1 << 14, 5) or b"")
     assert ack.result == "rejected"
-    sent = await alice.node.send("bob", "still there?")
+    sent = await alice.node.send(bob.node.peer_id, "still there?")
     await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DELIVERED)
 
 
@@ -152,7 +152,7 @@ def test_backoff_grows_and_is_capped() -> None:
 async def test_a_message_never_delivered_expires(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     _, alice, bob = world
     bob.host.online = False
-    sent = await alice.node.send("bob", "you will never see this")
+    sent = await alice.node.send(bob.node.peer_id, "you will never see this")
     [item] = alice.node.store.outbox_for(bob.node.peer_id)
     # Shorten its life: 14 days of retries would be many scheduler rounds.
     alice.node.store.remove_outbox(item.envelope_id)

@@ -117,7 +117,7 @@ async def world(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeNetwork, Peer,
 async def send_while_away(alice: Peer, bob: Peer, text: str) -> StoredMessage:
     """Bob goes offline; alice sends ``text`` and waits until mailboxes hold it."""
     bob.host.online = False
-    sent = await alice.node.send("bob", text)
+    sent = await alice.node.send(bob.node.peer_id, text)
     await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DEPOSITED)
     return sent
 
@@ -153,7 +153,7 @@ async def test_offline_recipient_gets_it_from_mailboxes_and_sender_sees_delivere
         await net.stop(alice)
         await net.start(bob)  # fetches from its mailboxes at start
         await net.wait_received(bob.index, sent)
-        assert [m.id for m in bob.running.node.messages(str(alice.peer_id)).messages] == [sent.id]
+        assert [m.id for m in bob.running.node.messages(alice.peer_id).messages] == [sent.id]
         # Committed, so deleted everywhere; alice is away: bob's delivery
         # receipt goes to her mailboxes.
         await wait_until(lambda: held(bob.peer_id) == 0 and held(alice.peer_id) > 0)
@@ -170,7 +170,7 @@ async def test_offline_recipient_gets_it_from_mailboxes_and_sender_sees_delivere
 async def test_unreachable_within_the_short_timeout_means_deposit(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     _, alice, bob, _ = world
     bob.host.hanging = True  # dials neither succeed nor fail
-    sent = await alice.node.send("bob", "are you there?")
+    sent = await alice.node.send(bob.node.peer_id, "are you there?")
     with trio.fail_after(REACH_TIMEOUT + 1):
         await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DEPOSITED)
     assert alice.node.store.outbox_count() == 1
@@ -184,7 +184,7 @@ async def test_a_burst_for_an_offline_recipient_is_deposited_in_one_go(
     _, alice, bob, boxes = world
     bob.host.online = False
     count = 3 * DM_WINDOW + 5
-    sent = [await alice.node.send("bob", f"m{i}") for i in range(count)]
+    sent = [await alice.node.send(bob.node.peer_id, f"m{i}") for i in range(count)]
     # The shortest retry backoff is half of RETRY_BASE_SECONDS: no second dial fits.
     with trio.fail_after(RETRY_BASE_SECONDS / 2):
         for message in sent:
@@ -203,7 +203,7 @@ async def test_two_of_three_mailboxes_gone_still_delivered(world, autojump_clock
     alice.host.online = False
     bob.host.online = True
     assert await bob.delivery.fetch_mailboxes() == 1
-    assert [m.id for m in bob.node.messages("alice").messages] == [sent.id]
+    assert [m.id for m in bob.node.messages(alice.node.peer_id).messages] == [sent.id]
 
 
 async def test_message_arriving_directly_and_from_mailboxes_appears_once(
@@ -214,7 +214,7 @@ async def test_message_arriving_directly_and_from_mailboxes_appears_once(
     bob.host.online = True
     await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DELIVERED, limit=600)
     assert await bob.delivery.fetch_mailboxes() == 0  # all replays
-    assert [m.id for m in bob.node.messages("alice").messages] == [sent.id]
+    assert [m.id for m in bob.node.messages(alice.node.peer_id).messages] == [sent.id]
     assert bob.node.store.counts()["messages"] == 1
     assert sum(b.held for b in boxes) == 0  # the duplicates were deleted too
 
@@ -242,11 +242,11 @@ async def test_a_fetched_page_is_committed_as_one_group(world, autojump_clock) -
     store.group = group  # type: ignore[method-assign]
     assert await bob.delivery.fetch_mailboxes() == 0
     assert sum(b.held for b in boxes) == 3 * MAILBOX_COPIES  # nothing deleted
-    assert not bob.node.messages("alice").messages
+    assert not bob.node.messages(alice.node.peer_id).messages
     failing, groups[:] = False, []
     assert await bob.delivery.fetch_mailboxes() == 3
     assert len(groups) == MAILBOX_COPIES  # one page from each mailbox that held them
-    assert {m.id for m in bob.node.messages("alice").messages} == {m.id for m in sent}
+    assert {m.id for m in bob.node.messages(alice.node.peer_id).messages} == {m.id for m in sent}
     assert sum(b.held for b in boxes) == 0
 
 
@@ -257,16 +257,16 @@ async def test_fetch_loop_runs_at_start_and_on_demand(world, autojump_clock, nur
     bob.host.online = True
     await nursery.start(bob.delivery.run_fetcher)
     with trio.fail_after(5):
-        while not bob.node.messages("alice").messages:  # noqa: ASYNC110
+        while not bob.node.messages(alice.node.peer_id).messages:  # noqa: ASYNC110
             await trio.sleep(0.1)
     # Another one arrives in the mailboxes; asking for a fetch picks it up at once.
     alice.host.online, bob.host.online = True, False
-    second = await alice.node.send("bob", "and one more")
+    second = await alice.node.send(bob.node.peer_id, "and one more")
     await wait_status(alice.node, second.id.hex(), DeliveryStatus.DEPOSITED)
     alice.host.online, bob.host.online = False, True
     bob.delivery.fetch_now()
     with trio.fail_after(5):
-        while len(bob.node.messages("alice").messages) < 2:  # noqa: ASYNC110
+        while len(bob.node.messages(alice.node.peer_id).messages) < 2:  # noqa: ASYNC110
             await trio.sleep(0.1)
 
 
@@ -396,7 +396,7 @@ async def test_quota_exceeded_is_refused_and_recorded_by_the_sender(
     alice.node.add_contact_from_invite(bob.node.invite())
     await nursery.start(alice.delivery.run)
     bob.host.online = False
-    sent = [await alice.node.send("bob", f"n{i}") for i in range(3)]
+    sent = [await alice.node.send(bob.node.peer_id, f"n{i}") for i in range(3)]
     with trio.fail_after(30):
         while not any("over_quota" in _last_error(alice, m.id) for m in sent):  # noqa: ASYNC110
             await trio.sleep(0.1)
@@ -459,7 +459,7 @@ async def test_a_mailbox_restart_keeps_its_envelopes(world, autojump_clock, tmp_
     assert restarted.held == 1
     alice.host.online, bob.host.online = False, True
     assert await bob.delivery.fetch_mailboxes() == 1
-    assert [m.id for m in bob.node.messages("alice").messages] == [sent.id]
+    assert [m.id for m in bob.node.messages(alice.node.peer_id).messages] == [sent.id]
     assert restarted.held == 0
 
 
@@ -551,4 +551,4 @@ async def test_a_hostile_mailbox_cannot_stop_delivery(world, autojump_clock) -> 
     assert sum(b.held for b in boxes) >= 1
     alice.host.online, bob.host.online = False, True
     assert await bob.delivery.fetch_mailboxes() == 1
-    assert [m.id for m in bob.node.messages("alice").messages] == [sent.id]
+    assert [m.id for m in bob.node.messages(alice.node.peer_id).messages] == [sent.id]

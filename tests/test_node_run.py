@@ -123,10 +123,10 @@ async def test_a_finds_c_by_peer_id_alone_through_b(sim_network: SimNetworkFacto
                 await trio.sleep(0.1)
         # Neither has the other's addresses or bundle: only a PeerID.
         a.add_contact_by_peer_id(str(c.peer_id), "carol")
-        sent = await a.send("carol", "hi carol")
+        sent = await a.send(c.peer_id, "hi carol")
         await net.wait_delivered(1, sent, 20)
 
-        [got] = c.messages(str(a.peer_id)).messages
+        [got] = c.messages(a.peer_id).messages
         assert message_text(got) == "hi carol" and got.direction is Direction.IN
         # Alice is not Carol's contact: the message is a request, not in the inbox.
         [conversation] = c.conversations()
@@ -261,7 +261,7 @@ async def test_offline_both_ways_through_a_mailbox(sim_network: SimNetworkFactor
 
         await net.start(carol)
         await net.wait_received(1, sent, 30)
-        [got] = carol.running.node.messages(str(alice.peer_id)).messages
+        [got] = carol.running.node.messages(alice.peer_id).messages
         assert message_text(got) == "while away"
         # Carol's delivery receipt waits in Alice's mailboxes.
         await wait_until(lambda: m.store.mailbox_usage(alice.peer_id)[0] > 0, 30)

@@ -237,7 +237,7 @@ async def test_sim_network_fixture_sends_between_contacts(
         a = sim[0]
         b = sim[sim.contacts[0][0]]
         # Queued and recorded with no checkpoint between: it cannot arrive unrecorded.
-        message = a.running.node.send_text(str(b.peer_id), "hello")
+        message = a.running.node.send_text(b.peer_id, "hello")
         recorder.sent(message.id, a.index, b.index, offline=False)
         await wait_until(lambda: recorder.delivered >= 1, 30)
         record = recorder.messages[message.id]

@@ -37,7 +37,7 @@ async def test_nodes_run_with_contacts_and_deliver(
         assert delivered.id == sent.id and delivered.status is DeliveryStatus.DELIVERED
         got = await net.wait_received(3, sent)
         assert got.direction is Direction.IN and got.peer == net[1].peer_id
-        assert net[3].running.node.messages(str(net[1].peer_id)).messages[0].id == sent.id
+        assert net[3].running.node.messages(net[1].peer_id).messages[0].id == sent.id
         # Virtual wall clock: message times follow trio's clock, not the machine's.
         assert got.sent_at_ms <= net[3].running.node.now_ms()
 
@@ -74,7 +74,7 @@ async def test_stop_and_start_keep_the_store(
         assert net[2].running.node is not old_node and net[2].running.node.store is store
         await net.wait_received(2, second)
         await net.wait_delivered(1, second)
-        ids = [m.id for m in net[2].running.node.messages(str(net[1].peer_id)).messages]
+        ids = [m.id for m in net[2].running.node.messages(net[1].peer_id).messages]
         assert sorted(ids) == sorted([first.id, second.id])  # the first one was kept
 
 

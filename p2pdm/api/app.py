@@ -10,8 +10,9 @@ through :mod:`p2pdm.api.payload` and calls one node method. The node's
 methods are synchronous and quick (one SQLite transaction at most); they run
 on the event loop itself, which is also what keeps the store single-threaded.
 :func:`_endpoint` turns every failure into the API's JSON error shape:
-refused input is a 4xx with the node's own sentence, and anything else is a
-logged 500 (a bug, never the client's fault).
+refused input is a 4xx with the node's own sentence, a client that hangs up
+mid-request is noted at debug level, and anything else is a logged 500 (a
+bug, never the client's fault).
 
 ``openapi.py`` describes these routes; a test checks that the two agree.
 """
@@ -26,7 +27,7 @@ from typing import Final
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
@@ -84,6 +85,11 @@ def _endpoint(handler: Handler, scope: TokenScope) -> Callable[[Request], Awaita
             return await handler(request, node)
         except RequestError as exc:
             return exc.response()
+        except ClientDisconnect:
+            # The client went away mid-body: nothing was done and nobody is
+            # left to answer. Its fault, not a bug: no traceback.
+            log.debug("%s %s: the client disconnected", request.method, request.url.path)
+            return _client_gone()
         except P2PDMError as exc:
             status, _ = p2pdm_error_status(exc)
             if status >= 500:
@@ -94,6 +100,11 @@ def _endpoint(handler: Handler, scope: TokenScope) -> Callable[[Request], Awaita
             return _internal_error()
 
     return endpoint
+
+
+def _client_gone() -> JSONResponse:
+    """The answer to a request whose client disconnected (hypercorn drops it unsent)."""
+    return error_response(400, "client_disconnected", "the client disconnected mid-request")
 
 
 def _internal_error() -> JSONResponse:
@@ -121,9 +132,9 @@ def _visible(request: Request, peer: PeerId) -> PeerId:
     return peer
 
 
-def _visible_peer(request: Request, node: Node, who: str) -> str:
-    """The PeerID of the contact ``who`` names, if the token may see it."""
-    return str(_visible(request, node.resolve(who)))
+def _visible_peer(request: Request, node: Node, who: str) -> PeerId:
+    """The PeerID ``who`` is or names (resolved here, once), if the token may see it."""
+    return _visible(request, node.resolve(who))
 
 
 async def list_contacts(request: Request, node: Node) -> Response:
@@ -142,11 +153,12 @@ async def add_contact(request: Request, node: Node) -> Response:
     if (invite is None) == (peer_id is None):
         raise bad_request("give exactly one of 'invite' and 'peer_id'")
     if invite is not None:
-        contact = node.add_contact_from_invite(invite, name)
+        added = node.add_contact_from_invite(invite, name)
     else:
         assert peer_id is not None
-        contact = node.add_contact_by_peer_id(peer_id, name)
-    return JSONResponse(contact_json(contact), status_code=201)
+        added = node.add_contact_by_peer_id(peer_id, name)
+    shown = {**contact_json(added.contact), "renamed_from": added.renamed_from}
+    return JSONResponse(shown, status_code=201)
 
 
 async def delete_contact(request: Request, node: Node) -> Response:
@@ -172,11 +184,11 @@ async def send_message(request: Request, node: Node) -> Response:
     text = body.text("text")
     idempotency = _idempotency(request, body.opt_text("idempotency_key"))
     body.done()
-    to = _visible_peer(request, node, to)
-    earlier = node.sent_with(idempotency, PeerId.parse(to), text)
+    peer = _visible_peer(request, node, to)
+    earlier = node.sent_with(idempotency, peer, text)
     if earlier is not None:  # a retry: the same message, not a second one
         return JSONResponse(message_json(earlier), headers={"Idempotent-Replayed": "true"})
-    message = await node.send(to, text, idempotency=idempotency)
+    message = await node.send(peer, text, idempotency=idempotency)
     return JSONResponse(
         message_json(message),
         status_code=201,
@@ -261,7 +273,8 @@ async def add_token(request: Request, node: Node) -> Response:
     name = body.opt_text("name")
     contacts = body.opt_text_list("contacts")
     body.done()
-    token, secret = create_token(node.store, scope, contacts, name, now_ms=node.now_ms())
+    peers = [node.resolve(who) for who in contacts]
+    token, secret = create_token(node.store, scope, peers, name, now_ms=node.now_ms())
     return JSONResponse({**token_json(token), "token": secret}, status_code=201)
 
 

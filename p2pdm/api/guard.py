@@ -7,11 +7,18 @@ HTTP request (and WebSocket handshake) before any route does, in this order:
    ``127.0.0.1`` or ``[::1]``, any port), else 403. A web page can point a
    DNS name it controls at 127.0.0.1 ("DNS rebinding") and so reach this
    port from the browser; the browser still sends that name as the Host.
-2. ``Authorization: Bearer <token>`` must be the owner's token or a named
+2. An ``Origin`` header, if there is one, must be the API's own origin:
+   ``http://`` with a loopback name and the port the API listens on, else
+   403. Browsers send it on WebSocket handshakes, ``EventSource`` streams
+   and cross-origin requests, and nothing they send can hide it; bots send
+   none. So a page of another origin can't open ``/v1/events`` (or anything
+   else) even once the web app, served from the API's own origin, signs in
+   with a cookie.
+3. ``Authorization: Bearer <token>`` must be the owner's token or a named
    token in the store (:mod:`p2pdm.tokens`), compared in constant time, else
    401. Browsers never attach it on their own. What the token may do (its
    :class:`~p2pdm.tokens.Grant`) goes to the routes in ``scope["state"]``.
-3. A declared ``Content-Length`` over :data:`MAX_API_BODY_BYTES` gets 413
+4. A declared ``Content-Length`` over :data:`MAX_API_BODY_BYTES` gets 413
    before the body is read; a body sent in chunks is counted as it arrives
    and reading it raises :class:`RequestError` (413) at the cap.
 
@@ -37,6 +44,7 @@ __all__ = [
     "LocalGuard",
     "grant_of",
     "host_is_loopback",
+    "is_own_origin",
 ]
 
 #: Largest request body. The largest legitimate one is a text message of
@@ -71,12 +79,43 @@ def host_is_loopback(host: str) -> bool:
     return name in LOOPBACK_HOST_NAMES
 
 
+def _headers(scope: Scope, name: bytes) -> list[str]:
+    return [
+        bytes(value).decode("latin-1")
+        for key, value in scope.get("headers", ())
+        if bytes(key).lower() == name
+    ]
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     """The one value of a header; None if absent or repeated (ambiguous)."""
-    values = [value for key, value in scope.get("headers", ()) if key.lower() == name]
-    if len(values) != 1:
+    values = _headers(scope, name)
+    return values[0] if len(values) == 1 else None
+
+
+def is_own_origin(origin: str, server: tuple[str, int] | None) -> bool:
+    """True if ``origin`` is the API's own: ``http://``, a loopback name, its port."""
+    scheme, sep, authority = origin.strip().lower().partition("://")
+    if scheme != "http" or not sep or server is None or not host_is_loopback(authority):
+        return False
+    port = authority.rpartition("]")[2] if authority.startswith("[") else authority
+    _, colon, digits = port.partition(":")
+    if colon and not digits:
+        return False
+    return (int(digits) if colon else 80) == server[1]
+
+
+def _origin_refusal(scope: Scope) -> RequestError | None:
+    origins = _headers(scope, b"origin")
+    server = scope.get("server")
+    if not origins or (len(origins) == 1 and is_own_origin(origins[0], server)):
         return None
-    return bytes(values[0]).decode("latin-1")
+    return RequestError(
+        403,
+        "forbidden_origin",
+        "the local API only answers pages of its own origin "
+        "(http://127.0.0.1 or localhost at its own port); other origins are refused",
+    )
 
 
 def grant_of(scope: Scope) -> Grant:
@@ -125,7 +164,7 @@ def too_large(cap: int) -> RequestError:
 
 
 class LocalGuard:
-    """ASGI middleware: loopback Host, bearer token, body cap (see the module doc)."""
+    """ASGI middleware: loopback Host, own Origin, bearer token, body cap (see the module doc)."""
 
     def __init__(
         self,
@@ -153,6 +192,9 @@ class LocalGuard:
                 "forbidden_host",
                 "the local API only answers requests addressed to localhost, 127.0.0.1 or [::1]",
             )
+        refused = _origin_refusal(scope)
+        if refused is not None:
+            return refused
         grant = self._grant(scope)
         if grant is None:
             return RequestError(

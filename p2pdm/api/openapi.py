@@ -92,6 +92,33 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
 }
 
 
+_CONTACT_PROPERTIES: Final[dict[str, Schema]] = {
+    "peer_id": _PEER_ID,
+    "name": {
+        "type": "string",
+        "description": "unique among the contacts ignoring case, and never a PeerID",
+    },
+    "added_at_ms": _MS,
+    "addrs": {"type": "array", "items": _STRING},
+    "last_seen_ms": {"type": ["integer", "null"]},
+    "verified": _BOOL,
+    "blocked": _BOOL,
+    "has_prekeys": {
+        "type": "boolean",
+        "description": "whether a first message can be encrypted right away",
+    },
+    "name_from_invite": {
+        "type": "boolean",
+        "description": "the name is the one the contact gave itself (in its invite), not "
+        "one you chose: show 'fingerprint' next to it",
+    },
+    "fingerprint": {
+        "type": "string",
+        "description": "the contact's short fingerprint (the last 8 characters of its PeerID)",
+    },
+}
+
+
 def _schemas() -> dict[str, Schema]:
     setting_types = {
         key: {"type": _JSON_TYPES[kind], "default": default}
@@ -125,22 +152,24 @@ def _schemas() -> dict[str, Schema]:
                 "invite": {"type": "string", "description": "a fresh p2pdm: invite"},
             }
         ),
-        "Contact": _obj(
+        "Contact": _obj(_CONTACT_PROPERTIES),
+        "AddedContact": _obj(
             {
-                "peer_id": _PEER_ID,
-                "name": _STRING,
-                "added_at_ms": _MS,
-                "addrs": {"type": "array", "items": _STRING},
-                "last_seen_ms": {"type": ["integer", "null"]},
-                "verified": _BOOL,
-                "blocked": _BOOL,
-                "has_prekeys": {
-                    "type": "boolean",
-                    "description": "whether a first message can be encrypted right away",
+                **_CONTACT_PROPERTIES,
+                "renamed_from": {
+                    "type": ["string", "null"],
+                    "description": "the name in the invite, when it was a PeerID or another "
+                    "contact's name and so was changed (the fingerprint appended, or the "
+                    "fingerprint alone); null when saved as given",
                 },
             }
         ),
         "ContactList": _obj({"contacts": {"type": "array", "items": _ref("Contact")}}),
+        "added_at_ms": _MS,
+        "addrs": {"type": "array", "items": _STRING},
+        "last_seen_ms": {"type": ["integer", "null"]},
+        "verified": _BOOL,
+        "blocked": _BOOL,
         "NewContact": {
             "oneOf": [
                 _obj({"invite": _STRING, "name": _STRING}, optional=("name",)),
@@ -150,7 +179,11 @@ def _schemas() -> dict[str, Schema]:
         },
         "SendMessage": _obj(
             {
-                "to": {"type": "string", "description": "a contact's name or PeerID"},
+                "to": {
+                    "type": "string",
+                    "description": "a PeerID, or a contact's name (ignoring case); "
+                    "text that is a PeerID always means that PeerID",
+                },
                 "text": _STRING,
                 "idempotency_key": {
                     "type": ["string", "null"],
@@ -433,9 +466,10 @@ def _paths() -> dict[str, Schema]:
             "post": _op(
                 "addContact",
                 "Add or rename a contact from an invite or a PeerID; accepts its message requests",
-                ("201", _json_body(_ref("Contact"), "the contact as stored")),
+                ("201", _json_body(_ref("AddedContact"), "the contact as stored")),
                 {
                     **_BODY_ERRORS,
+                    "409": _error("the chosen name is a PeerID or another contact's name"),
                     "422": _error("the invite has expired, or the contact cannot be added"),
                 },
                 body=_ref("NewContact"),
@@ -590,8 +624,9 @@ def openapi_document() -> dict[str, Any]:
                 "BadRequest": _error("the request is malformed or a value is invalid"),
                 "Unauthorized": _error("missing or wrong bearer token"),
                 "ForbiddenHost": _error(
-                    "the Host header is not a loopback name (forbidden_host), the token's "
-                    "scope is too low (forbidden_scope), or it may not use that contact "
+                    "the Host header is not a loopback name (forbidden_host), an Origin "
+                    "header names another origin than the API's own (forbidden_origin), the "
+                    "token's scope is too low (forbidden_scope), or it may not use that contact "
                     "(forbidden_contact)"
                 ),
                 "TooManyListeners": _error(

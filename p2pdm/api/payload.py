@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
+from p2pdm.contact_names import fingerprint
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Contact,
@@ -32,6 +33,7 @@ from p2pdm.errors import (
     IdempotencyConflict,
     InviteError,
     InviteExpired,
+    NameRefused,
     NotFound,
     P2PDMError,
     SessionError,
@@ -83,6 +85,7 @@ ERROR_STATUS: Final[tuple[tuple[type[P2PDMError], int, str], ...]] = (
     (ConfigError, 400, "invalid_setting"),
     (SessionError, 422, "no_session"),
     (IdempotencyConflict, 422, "idempotency_key_reused"),
+    (NameRefused, 409, "name_refused"),
     (TooManyListeners, 503, "too_many_listeners"),
     (StoreError, 500, "store_error"),
     (P2PDMError, 422, "rejected"),
@@ -270,6 +273,8 @@ def contact_json(contact: Contact) -> dict[str, Any]:
         "verified": contact.verified,
         "blocked": contact.blocked,
         "has_prekeys": contact.bundle is not None,
+        "name_from_invite": contact.name_from_invite,
+        "fingerprint": fingerprint(contact.peer_id),
     }
 
 

@@ -82,6 +82,9 @@ class Contact:
     last_seen_ms: int | None = None
     verified: bool = False
     blocked: bool = False
+    #: True if ``name`` is the one the contact gave itself (in its invite), not
+    #: one the user chose: it is shown with the contact's fingerprint.
+    name_from_invite: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -482,7 +482,7 @@ class SimNetwork:
         from the DHT (and it becomes one). Raises SessionError if it cannot be found.
         """
         node = self.nodes[sender].running.node
-        return await node.send(str(self.nodes[recipient].peer_id), text)
+        return await node.send(self.nodes[recipient].peer_id, text)
 
     async def wait_status(
         self,

@@ -166,7 +166,7 @@ class LocalNodes:
 
     async def send(self, sender: int, recipient: int, text: str) -> tuple[bytes, float | None]:
         node = self.sim[sender].running.node
-        return node.send_text(str(self.sim[recipient].peer_id), text).id, None
+        return node.send_text(self.sim[recipient].peer_id, text).id, None
 
     async def partition(self, groups: Sequence[Collection[int]]) -> None:
         self.sim.partition(groups)

@@ -123,7 +123,7 @@ class _Worker:
     async def _op_send(self, sender: int, recipient: int, text: str) -> dict[str, Any]:
         at_ns = time.monotonic_ns()
         node = self.sim[sender].running.node
-        message = node.send_text(str(self.sim[recipient].peer_id), text)
+        message = node.send_text(self.sim[recipient].peer_id, text)
         return {"id": message.id, "at_ns": at_ns}
 
     async def _op_partition(self, groups: list[list[int]]) -> dict[str, Any]:

@@ -187,8 +187,21 @@ CREATE TABLE api_tokens (
 );
 """
 
+#: Contact names a contact gave itself (in its invite) are shown with its
+#: fingerprint. Contacts added before this was recorded count as such: showing
+#: a fingerprint the user did not need is harmless, hiding one is not.
+_MIGRATION_NAME_ORIGIN: Final = """
+ALTER TABLE contacts ADD COLUMN name_from_invite INTEGER NOT NULL DEFAULT 1
+    CHECK (name_from_invite IN (0, 1));
+"""
+
 #: Every migration, oldest first. Append only.
-MIGRATIONS: Final[tuple[str, ...]] = (_MIGRATION_1, _MIGRATION_MAILBOX, _MIGRATION_API)
+MIGRATIONS: Final[tuple[str, ...]] = (
+    _MIGRATION_1,
+    _MIGRATION_MAILBOX,
+    _MIGRATION_API,
+    _MIGRATION_NAME_ORIGIN,
+)
 
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -56,7 +56,7 @@ __all__ = ["SQLiteStore"]
 _NO_CURSOR: Final = (1 << 63) - 1
 
 _CONTACT_COLUMNS: Final = (
-    "peer_id, name, added_at_ms, bundle, addrs, last_seen_ms, verified, blocked"
+    "peer_id, name, added_at_ms, bundle, addrs, last_seen_ms, verified, blocked, name_from_invite"
 )
 _MESSAGE_COLUMNS: Final = (
     "seq, id, conversation_id, peer, direction, kind, body, sent_at_ms, stored_at_ms, "
@@ -79,7 +79,7 @@ def _stored_envelope(row: Any) -> StoredEnvelope:
 
 
 def _contact(row: Any) -> Contact:
-    peer, name, added, bundle, addrs, last_seen, verified, blocked = row
+    peer, name, added, bundle, addrs, last_seen, verified, blocked, from_invite = row
     return Contact(
         peer_id=PeerId(peer),
         name=name,
@@ -89,6 +89,7 @@ def _contact(row: Any) -> Contact:
         last_seen_ms=last_seen,
         verified=bool(verified),
         blocked=bool(blocked),
+        name_from_invite=bool(from_invite),
     )
 
 
@@ -217,12 +218,12 @@ class SQLiteStore(APITables):
             ).fetchone()
             db.execute(
                 f"INSERT INTO contacts ({_CONTACT_COLUMNS}, name_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name, "
                 "name_key = excluded.name_key, added_at_ms = excluded.added_at_ms, "
                 "bundle = excluded.bundle, addrs = excluded.addrs, "
                 "last_seen_ms = excluded.last_seen_ms, verified = excluded.verified, "
-                "blocked = excluded.blocked",
+                "blocked = excluded.blocked, name_from_invite = excluded.name_from_invite",
                 (
                     contact.peer_id.raw,
                     contact.name,
@@ -232,6 +233,7 @@ class SQLiteStore(APITables):
                     contact.last_seen_ms,
                     int(contact.verified),
                     int(contact.blocked),
+                    int(contact.name_from_invite),
                     contact_name_key(contact.name),
                 ),
             )
