@@ -169,6 +169,7 @@ class EventPage(TypedDict):
     events: list[Event]
     cursor: int
     gap: bool
+    requests_gap: bool
 
 
 # --- the address file ----------------------------------------------------------

@@ -49,6 +49,7 @@ from p2pdm.errors import (
     P2PDMError,
     PeerUnreachable,
     ProtocolViolation,
+    RateLimited,
     ReplayError,
     SessionError,
     SignatureError,
@@ -647,6 +648,8 @@ class Delivery:
             received = self.node.messenger.receive(envelope)
         except ReplayError:
             return "ok", "already stored", None
+        except RateLimited:  # a stranger over the requests' rate: its node tries later
+            return "retry", "rate limited", None
         except (
             WireError,
             WrongRecipient,

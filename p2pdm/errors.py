@@ -29,6 +29,7 @@ __all__ = [
     "PeerUnreachable",
     "PrekeyError",
     "ProtocolViolation",
+    "RateLimited",
     "ReplayError",
     "SchemaError",
     "SessionError",
@@ -90,6 +91,14 @@ class DecryptError(P2PDMError):
 
 class EnvelopeExpired(P2PDMError):
     """An envelope arrived after its expiry time; dropped unread."""
+
+
+class RateLimited(P2PDMError):
+    """A stranger (not a contact) sends faster than this node accepts requests.
+
+    Nothing was stored; the envelope is answered ``retry``, so its sender
+    keeps it and tries again later.
+    """
 
 
 class ProtocolViolation(P2PDMError):

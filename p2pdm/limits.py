@@ -104,3 +104,48 @@ MAX_API_TOKENS = 64
 
 #: Default lifetime of an envelope: a mailbox keeps it at most this long.
 ENVELOPE_TTL_SECONDS = 14 * 24 * 3600
+
+# --- message requests (messages from peers who are not contacts) ---------
+# Anyone who knows a PeerID can make a fresh identity and write to it, so
+# what strangers may make a node store and process is bounded on its own,
+# far below what contacts may (MAX_RATE_PER_PEER in delivery.py: 2,000
+# envelopes a second per peer). See docs/protocol.md §11.
+
+#: Pending request messages kept per stranger, and their body bytes. A person
+#: writing to someone new sends a few lines and waits to be accepted; 50
+#: messages and 256 KiB (four maximal texts) is far more than that, and one
+#: maximal text (MAX_TEXT_BYTES) always fits. Past either, the stranger's
+#: oldest pending messages are dropped first.
+MAX_REQUEST_MESSAGES_PER_PEER = 50
+MAX_REQUEST_BYTES_PER_PEER = 256 << 10
+
+#: Pending request messages kept from all strangers together, and their body
+#: bytes: a full inbox of requests (20 strangers at their per-peer cap) in
+#: 8 MiB, whatever number of identities an attacker makes. Past either, the
+#: oldest pending request messages of anyone are dropped first.
+MAX_REQUEST_MESSAGES = 1000
+MAX_REQUEST_BYTES = 8 << 20
+
+#: Envelopes a second one stranger may have accepted, and the burst above it
+#: (a short first conversation goes through at once; a flood is refused with
+#: ``retry`` and costs its sender the retries).
+STRANGER_RATE_PER_PEER = 0.2
+STRANGER_BURST_PER_PEER = 10.0
+
+#: Envelopes a second all strangers together may have accepted, and the
+#: burst: fresh identities cost nothing, so this bounds what any number of
+#: them can make the node decrypt, verify and store (3 a second: 260,000 a
+#: day, all held to the caps above).
+STRANGER_RATE = 3.0
+STRANGER_BURST = 60.0
+
+#: Strangers whose rate is tracked at once (least recently seen forgotten
+#: first); a forgotten one starts again at the per-peer burst, still under
+#: the global bucket.
+MAX_TRACKED_STRANGERS = 4096
+
+#: Events about message requests (``contact.request``, ``message.received``
+#: of a request, their status changes) kept apart from the main event log,
+#: pruned on their own: strangers' traffic never pushes contacts' events out
+#: of MAX_STORED_EVENTS. Enough to list every pending request twice over.
+MAX_STORED_REQUEST_EVENTS = 2000

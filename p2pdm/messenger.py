@@ -14,6 +14,7 @@ Time and randomness are injected, so tests control both.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import OrderedDict
@@ -39,6 +40,7 @@ from p2pdm.core.wire import Body, Envelope, InnerMessage, PrekeyBundle, ReceiptB
 from p2pdm.errors import (
     EnvelopeExpired,
     NotFound,
+    RateLimited,
     ReplayError,
     SchemaError,
     SessionError,
@@ -53,8 +55,11 @@ from p2pdm.limits import (
     ONE_TIME_PREKEYS_PER_BUNDLE,
 )
 from p2pdm.store.base import Store
+from p2pdm.strangers import StrangerGate
 
 __all__ = ["Messenger", "Outgoing", "Received", "message_text"]
+
+log = logging.getLogger("p2pdm.messenger")
 
 #: Setting that turns read receipts on or off (default on, like Signal).
 READ_RECEIPTS_SETTING: Final = "read_receipts"
@@ -63,6 +68,9 @@ READ_RECEIPTS_SETTING: Final = "read_receipts"
 MAX_CACHED_SESSIONS: Final = 256
 #: Kinds shown in conversations; receipts only update delivery state.
 _CONVERSATION_KINDS: Final = frozenset({"text"})
+#: Strangers' refused envelopes and dropped requests are logged in one line
+#: at most this often (milliseconds), never one line per message.
+REQUEST_LOG_INTERVAL_MS: Final = 60_000
 
 
 def wall_ms() -> int:
@@ -113,11 +121,16 @@ class Messenger:
         *,
         now_ms: Callable[[], int] = wall_ms,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        strangers: StrangerGate | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
         self.now_ms = now_ms
         self.random_bytes = random_bytes
+        #: The acceptance rate of envelopes from peers who are not contacts.
+        self.strangers = strangers or StrangerGate()
+        #: When requests were last logged, and how many had been dropped by then.
+        self._request_log: tuple[int, int] | None = None
         self.own = self._load_prekeys()
         self._sessions: OrderedDict[PeerId, PeerSessions] = OrderedDict()
 
@@ -277,6 +290,11 @@ class Messenger:
         sender = outer.sender
         if sender == self.peer_id:
             raise SessionError("envelope claims to come from this node")
+        # The sender is claimed, not proven yet: only look at its budget here.
+        stranger = self.store.get_contact(sender) is None
+        if stranger and not self.strangers.admits(sender, now / 1000):
+            self._log_requests(now)
+            raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
         sessions = self._session(sender)
         prekeys_version = self.own.version
         try:
@@ -284,6 +302,9 @@ class Messenger:
             inner = check_inner(self.identity, outer, plaintext)
             if self.store.has_seen(inner.id):
                 raise ReplayError(f"message {inner.id.hex()} was already accepted")
+            # The signature proved the sender: spend its budget.
+            if stranger and not self.strangers.take(sender, now / 1000):
+                raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
         except Exception:
             # Drop in-memory changes: the store is the truth.
             self._forget_session(sender)
@@ -296,7 +317,26 @@ class Messenger:
             self.store.put_session(sender, sessions.to_bytes(), now)
             if self.own.version != prekeys_version:  # a one-time prekey was used
                 self.store.put_prekeys(self.own.to_bytes())
-            return self._file(inner, now)
+            received = self._file(inner, now)
+        if stranger:
+            self._log_requests(now)
+        return received
+
+    def _log_requests(self, now: int) -> None:
+        """One line, at most every REQUEST_LOG_INTERVAL_MS, on what strangers were refused."""
+        if self._request_log is not None and now - self._request_log[0] < REQUEST_LOG_INTERVAL_MS:
+            return
+        dropped = self.store.counts()["requests_dropped"]
+        last_dropped = dropped if self._request_log is None else self._request_log[1]
+        refused, self.strangers.refused = self.strangers.refused, 0
+        self._request_log = (now, dropped)
+        if refused or dropped > last_dropped:
+            log.warning(
+                "message requests: %d envelopes from strangers refused over their rate, "
+                "%d pending request messages dropped over the caps, since the last report",
+                refused,
+                dropped - last_dropped,
+            )
 
     @contextmanager
     def _committing(self, peer: PeerId) -> Iterator[None]:

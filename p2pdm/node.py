@@ -46,6 +46,7 @@ from p2pdm.events import EventBus
 from p2pdm.limits import INVITE_TTL_SECONDS, MAX_PAGE_SIZE
 from p2pdm.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.store.base import Store
+from p2pdm.strangers import StrangerGate
 
 __all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "AddedContact", "EventPage", "Node"]
 
@@ -78,7 +79,11 @@ class EventPage:
     cursor: int
     #: True if events after the given cursor were dropped (log retention, or
     #: a cursor from before the store was replaced); the client missed some.
+    #: Request events, pruned on their own, never set it.
     gap: bool
+    #: True if request events (about strangers' message requests) after the
+    #: cursor were pruned; a reader that lists requests should reload them.
+    requests_gap: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +106,16 @@ class Node:
         *,
         now_ms: Callable[[], int] = wall_ms,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        strangers: StrangerGate | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
         self.now_ms = now_ms
         #: The node's randomness (ids, nonces, retry jitter); seeded in simulations.
         self.random_bytes = random_bytes
-        self.messenger = Messenger(identity, store, now_ms=now_ms, random_bytes=random_bytes)
+        self.messenger = Messenger(
+            identity, store, now_ms=now_ms, random_bytes=random_bytes, strangers=strangers
+        )
         #: Group commit for concurrent sends (its task runs while the node runs).
         self.batcher = CommitBatcher(store, self.messenger.reload)
         #: Multiaddrs we listen on, once running (full, with /p2p/<id>).
@@ -331,12 +339,13 @@ class Node:
         peers: Collection[PeerId] | None = None,
     ) -> EventPage:
         """Events with ``id > since``, oldest first (see :class:`EventPage`)."""
-        oldest, newest = self.store.event_bounds()
+        _, newest = self.store.event_bounds()
         if since > newest:  # a cursor from a store since replaced: start again
-            return EventPage((), newest, True)
+            return EventPage((), newest, True, True)
+        pruned, requests_pruned = self.store.events_pruned()
         events = tuple(self.store.events(since, limit, types, peers))
         cursor = events[-1].id if len(events) == limit else newest
-        return EventPage(events, cursor, oldest > since + 1)
+        return EventPage(events, cursor, pruned > since, requests_pruned > since)
 
     def peer_online(self, peer: PeerId) -> None:
         """Record that a connection to ``peer`` came up (``peer.online``, once)."""

@@ -19,6 +19,10 @@ class TokenBucket:
     def __post_init__(self) -> None:
         self.tokens = self.burst
 
+    def ready(self, now: float) -> bool:
+        """True if :meth:`take` at ``now`` would succeed; spends nothing."""
+        return min(self.burst, self.tokens + (now - self.at) * self.rate) >= 1
+
     def take(self, now: float) -> bool:
         """Spend one token at time ``now``; False if there is none."""
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)

@@ -69,6 +69,7 @@ async def test_poll_gives_events_in_order_with_a_cursor(alice: Api, bob: Api) ->
         "events": [],
         "cursor": page["cursor"],
         "gap": False,
+        "requests_gap": False,
     }
     # Alice's side: Bob became a contact; her message only makes status events.
     [added] = (await poll(alice))["events"]
@@ -101,7 +102,12 @@ async def test_poll_filters_types_and_pages_with_limit(alice: Api) -> None:
     assert [e["type"] for e in page["events"]] == ["peer.offline"]
     assert page["cursor"] == 6
     # Nothing of these types yet: the cursor still moves past what was looked at.
-    assert await poll(alice, types="contact.added") == {"events": [], "cursor": 6, "gap": False}
+    assert await poll(alice, types="contact.added") == {
+        "events": [],
+        "cursor": 6,
+        "gap": False,
+        "requests_gap": False,
+    }
     response = await alice.call("GET", "/v1/events/poll", params={"types": "message.recieved"})
     assert "message.received" in assert_error(response, 400, "bad_request")
     for params in ({"since": -1}, {"timeout": 51}, {"limit": 0}, {"limit": 501}, {"x": 1}):
@@ -143,7 +149,7 @@ async def test_a_long_poll_ends_empty_after_its_timeout(alice: Api) -> None:
     with trio.fail_after(WAIT_S):
         page = await poll(alice, timeout=1, types="peer.offline")
     assert trio.current_time() - start > 0.9
-    assert page == {"events": [], "cursor": 0, "gap": False}
+    assert page == {"events": [], "cursor": 0, "gap": False, "requests_gap": False}
 
 
 async def test_waiting_clients_are_bounded(alice: Api) -> None:
@@ -187,7 +193,12 @@ async def test_a_client_behind_the_retention_is_told_of_the_gap() -> None:
         assert page["gap"] is True and [e["id"] for e in page["events"]] == [3, 4, 5]
         assert (await poll(api, since=2))["gap"] is False
         # A cursor from a store that was replaced: told, and given the newest id.
-        assert await poll(api, since=99, timeout=5) == {"events": [], "cursor": 5, "gap": True}
+        assert await poll(api, since=99, timeout=5) == {
+            "events": [],
+            "cursor": 5,
+            "gap": True,
+            "requests_gap": True,
+        }
 
 
 # --- Server-Sent Events --------------------------------------------------------------

@@ -13,10 +13,11 @@ from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus, direct_conversation_id
 from p2pdm.core.sealing import seal
-from p2pdm.core.wire import Envelope, InnerMessage, TextBody
+from p2pdm.core.wire import Envelope, InnerMessage, SessionMessage, TextBody
 from p2pdm.errors import (
     DecryptError,
     EnvelopeExpired,
+    RateLimited,
     ReplayError,
     SchemaError,
     SessionError,
@@ -29,6 +30,7 @@ from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_CLOCK_SKEW_SECONDS
 from p2pdm.messenger import Messenger
 from p2pdm.store.memory import MemoryStore
 from p2pdm.store.sqlite import SQLiteStore
+from p2pdm.strangers import StrangerGate
 
 
 class Clock:
@@ -287,3 +289,56 @@ def test_many_readers_of_one_invite_bundle_all_get_through(make_store, clock) ->
         sender.add_contact(bob.peer_id, "bob", bundle_used)
         got = bob.receive(sender.send_text(bob.peer_id, "hello").outbox.envelope)
         assert got.outcome == "request" and got.inner.body == TextBody("hello")
+
+
+# --- strangers' rate ----------------------------------------------------------
+
+
+def _strangers(make_store, clock, gate: StrangerGate):  # type: ignore[no-untyped-def]
+    """Alice knows Bob's bundle; Bob does not know her: she is a stranger to him."""
+    alice = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    bob = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock, strangers=gate)
+    alice.add_contact(bob.peer_id, "bob", bob.bundle())
+    return alice, bob
+
+
+def test_a_stranger_over_its_rate_is_refused_and_gets_in_later(make_store, clock) -> None:  # type: ignore[no-untyped-def]
+    gate = StrangerGate(rate_per_peer=0.1, burst_per_peer=2, rate=100, burst=100)
+    alice, bob = _strangers(make_store, clock, gate)
+    envelopes = [alice.send_text(bob.peer_id, f"hello {n}").outbox.envelope for n in range(3)]
+    assert [bob.receive(e).outcome for e in envelopes[:2]] == ["request", "request"]
+    before = bob.store.counts()
+    with pytest.raises(RateLimited):
+        bob.receive(envelopes[2])
+    assert bob.store.counts() == before  # nothing kept; the sender is told to retry
+    clock.ms += 10_000  # one token back
+    assert bob.receive(envelopes[2]).outcome == "request"  # the session was not disturbed
+    assert bob.store.counts()["requests"] == 3
+
+
+def test_all_strangers_share_one_budget_and_contacts_have_none(make_store, clock) -> None:  # type: ignore[no-untyped-def]
+    gate = StrangerGate(rate_per_peer=10, burst_per_peer=10, rate=0.01, burst=2)
+    alice, bob = _strangers(make_store, clock, gate)
+    carol = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    carol.add_contact(bob.peer_id, "bob", bob.bundle())
+    bob.receive(alice.send_text(bob.peer_id, "one").outbox.envelope)
+    bob.receive(carol.send_text(bob.peer_id, "two").outbox.envelope)
+    with pytest.raises(RateLimited):  # a fresh identity does not bring a fresh budget
+        bob.receive(carol.send_text(bob.peer_id, "three").outbox.envelope)
+    bob.add_contact(carol.peer_id, "carol")
+    for n in range(20):
+        assert bob.receive(carol.send_text(bob.peer_id, f"n{n}").outbox.envelope).outcome == (
+            "stored"
+        )
+
+
+def test_forged_claims_do_not_spend_a_strangers_budget(make_store, clock) -> None:  # type: ignore[no-untyped-def]
+    gate = StrangerGate(rate_per_peer=0.001, burst_per_peer=1, rate=100, burst=100)
+    alice, bob = _strangers(make_store, clock, gate)
+    for n in range(5):  # anyone can write Alice's PeerID as the sender; it proves nothing
+        forged = SessionMessage(alice.peer_id, None, os.urandom(32), 0, n, os.urandom(64))
+        envelope = seal(bob.peer_id, forged, os.urandom(16), clock.ms // 1000 + 60)
+        with pytest.raises(DecryptError):
+            bob.receive(envelope.encode())
+    out = alice.send_text(bob.peer_id, "the real one")
+    assert bob.receive(out.outbox.envelope).outcome == "request"

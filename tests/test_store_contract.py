@@ -33,6 +33,7 @@ from p2pdm.core.model import (
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import IDEMPOTENCY_RETENTION_SECONDS, MAX_API_TOKENS, MAX_PAGE_SIZE
 from p2pdm.store import MemoryStore, SQLiteStore, Store
+from p2pdm.store.base import RequestCaps, RequestUsage
 
 ME = PeerId.from_public_key(b"\x01" * 32)
 ALICE = PeerId.from_public_key(b"\x02" * 32)
@@ -360,6 +361,94 @@ def test_a_normal_message_ends_a_request_conversation(store: Store) -> None:
     assert store.counts()["requests"] == 1  # the incoming request itself stays one
 
 
+def capped(kind: str, tmp_path: Any, caps: RequestCaps, **bounds: int) -> Store:
+    if kind == "memory":
+        return MemoryStore(request_caps=caps, **bounds)
+    return SQLiteStore(tmp_path / "capped.db", request_caps=caps, **bounds)
+
+
+def sized(n: int, peer: PeerId, size: int) -> StoredMessage:
+    return replace(msg(n, peer, request=True, at_ms=1_000 + n), body=bytes(size))
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_strangers_pending_requests_are_capped_oldest_dropped_first(
+    kind: str, tmp_path: Any
+) -> None:
+    store = capped(kind, tmp_path, RequestCaps(3, 100, 50, 10_000))
+    for n in range(1, 6):  # five from Bob: the oldest two go
+        store.add_message(sized(n, BOB, 10))
+    assert [m.id for m in store.messages(WITH_BOB, 10).messages] == [mid(5), mid(4), mid(3)]
+    assert store.get_message(mid(1)) is None and store.status_history(mid(1)) == []
+    assert store.request_usage() == RequestUsage(3, 30, 2, 20)
+    assert store.counts()["requests"] == 3 and store.counts()["requests_dropped"] == 2
+    [conversation] = store.list_conversations()
+    assert (conversation.peer, conversation.unread, conversation.request) == (BOB, 3, True)
+    store.add_message(sized(6, BOB, 95))  # over Bob's 100 bytes: all his older ones go
+    assert [m.id for m in store.messages(WITH_BOB, 10).messages] == [mid(6)]
+    assert store.request_usage() == RequestUsage(1, 95, 5, 50)
+    store.add_message(sized(7, CAROL, 10))  # someone else's are untouched
+    assert store.request_usage().messages == 2
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_all_pending_requests_together_are_capped(kind: str, tmp_path: Any) -> None:
+    store = capped(kind, tmp_path, RequestCaps(10, 1_000, 4, 45))
+    store.add_message(msg(100, ALICE))  # a contact's message is never dropped
+    for n, peer in enumerate([BOB, CAROL, BOB, CAROL, BOB], start=1):
+        store.add_message(sized(n, peer, 10))
+    usage = store.request_usage()
+    assert (usage.messages, usage.bytes, usage.dropped) == (4, 40, 1)
+    assert store.get_message(mid(1)) is None and store.get_message(mid(100)) is not None
+    store.add_message(sized(6, ALICE, 20))  # bytes: 60 > 45, the two oldest go
+    assert [n for n in range(1, 7) if store.get_message(mid(n))] == [4, 5, 6]
+    assert store.request_usage() == RequestUsage(3, 40, 3, 30)
+    store.accept_request(CAROL)  # accepted messages no longer count
+    assert store.request_usage().messages == 2
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_dropping_requests_rolls_back_with_the_insert(kind: str, tmp_path: Any) -> None:
+    store = capped(kind, tmp_path, RequestCaps(1, 100, 10, 1_000))
+    store.add_message(sized(1, BOB, 10))
+    with pytest.raises(Boom), store.transaction():
+        store.add_message(sized(2, BOB, 10))
+        assert store.get_message(mid(1)) is None
+        raise Boom
+    assert store.get_message(mid(1)) is not None
+    assert store.request_usage() == RequestUsage(1, 10, 0, 0)
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_request_events_are_pruned_apart_from_contacts_events(kind: str, tmp_path: Any) -> None:
+    store = capped(kind, tmp_path, RequestCaps(), max_events=3, max_request_events=2)
+    store.add_message(msg(1, ALICE))  # event 1
+    store.add_message(msg(2, ALICE))  # event 2
+    for n in range(3, 13):  # a flood: contact.request + 10 message.received
+        store.add_message(msg(n, BOB, request=True))
+    store.set_status(mid(12), DeliveryStatus.READ, 2_000)  # about a request: a request event
+    ids = [(e.type, e.message_id) for e in store.events(0, 50)]
+    assert ids[:2] == [(EventType.MESSAGE_RECEIVED, mid(1)), (EventType.MESSAGE_RECEIVED, mid(2))]
+    assert ids[2:] == [
+        (EventType.MESSAGE_RECEIVED, mid(12)),
+        (EventType.MESSAGE_STATUS, mid(12)),
+    ]
+    assert store.events_pruned() == (0, 12)  # nothing of the main log was pruned
+    assert store.event_bounds() == (1, 14)
+    store.add_message(msg(13, ALICE))
+    store.add_message(msg(14, ALICE))  # the main log's own cap still holds
+    assert [e.message_id for e in store.events(0, 50) if e.peer == ALICE] == [
+        mid(2),
+        mid(13),
+        mid(14),
+    ]
+    assert store.events_pruned() == (1, 12)
+    store.close()
+
+
 # --- replay protection ---------------------------------------------------
 
 
@@ -451,13 +540,27 @@ def test_outbox_reschedule_remove_and_per_recipient(store: Store) -> None:
 
 
 def test_counts(store: Store) -> None:
-    assert store.counts() == {"contacts": 0, "messages": 0, "unread": 0, "requests": 0, "outbox": 0}
+    assert store.counts() == {
+        "contacts": 0,
+        "messages": 0,
+        "unread": 0,
+        "requests": 0,
+        "outbox": 0,
+        "requests_dropped": 0,
+    }
     store.put_contact(contact(ALICE, "alice"))
     store.add_message(msg(1))
     store.add_message(msg(2, direction=Direction.OUT))
     store.add_message(msg(3, BOB, request=True))
     store.add_outbox(outbox_item(2))
-    assert store.counts() == {"contacts": 1, "messages": 3, "unread": 1, "requests": 1, "outbox": 1}
+    assert store.counts() == {
+        "contacts": 1,
+        "messages": 3,
+        "unread": 1,
+        "requests": 1,
+        "outbox": 1,
+        "requests_dropped": 0,
+    }
 
 
 # --- transactions --------------------------------------------------------
@@ -821,7 +924,16 @@ class StoresAgree(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stores: tuple[Store, Store] = (MemoryStore(), SQLiteStore(":memory:"))
+        # Small caps, so that dropped requests and pruned events happen often.
+        bounds: dict[str, Any] = {
+            "request_caps": RequestCaps(3, 25, 4, 35),
+            "max_events": 8,
+            "max_request_events": 4,
+        }
+        self.stores: tuple[Store, Store] = (
+            MemoryStore(**bounds),
+            SQLiteStore(":memory:", **bounds),
+        )
 
     def teardown(self) -> None:
         for store in self.stores:
@@ -967,6 +1079,8 @@ class StoresAgree(RuleBasedStateMachine):
         self.both(lambda s: s.get_prekeys())
         self.both(lambda s: s.events(0, MAX_PAGE_SIZE))
         self.both(lambda s: s.event_bounds())
+        self.both(lambda s: s.events_pruned())
+        self.both(lambda s: s.request_usage())
         self.both(lambda s: [s.outbox_for(peer) for peer in _PEERS])
         self.both(lambda s: [s.outbox_for(peer, due_at_ms=1500, limit=2) for peer in _PEERS])
         self.both(lambda s: [s.get_session(peer) for peer in _PEERS])

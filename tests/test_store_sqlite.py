@@ -9,6 +9,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from operator import methodcaller
 from pathlib import Path
 
@@ -349,3 +350,39 @@ def test_another_thread_waits_for_an_open_transaction(store: SQLiteStore) -> Non
     worker.join(timeout=5)
     assert done == [b"mine"]
     assert store.get_session(BOB) == b"from another thread"
+
+
+def test_the_request_caps_migration_keeps_the_event_log_and_its_gap(path: Path) -> None:
+    """A store from before request events were kept apart: its request events
+    move to their own part, and what the old log had pruned still counts."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        for version, script in enumerate(MIGRATIONS[:3], start=1):
+            for statement in split_statements(script):
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+        db.execute(
+            "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
+            "sent_at_ms, stored_at_ms, status, request) VALUES (?, ?, ?, 'in', 'text', ?, 1, 1, "
+            "'delivered', 1)",
+            (b"r" * 16, CONVERSATION, BOB.raw, b"hi"),
+        )
+        for n, (kind, mid) in enumerate(
+            [
+                ("peer.online", None),  # id 1: pruned below
+                ("message.received", b"m" * 16),
+                ("contact.request", b"r" * 16),
+                ("message.received", b"r" * 16),
+            ],
+            start=1,
+        ):
+            db.execute(
+                "INSERT INTO events (id, type, at_ms, message_id) VALUES (?, ?, 0, ?)",
+                (n, kind, mid),
+            )
+        db.execute("DELETE FROM events WHERE id = 1")
+    with closing(SQLiteStore(path, max_request_events=2)) as store:
+        assert store.events_pruned() == (1, 0)
+        assert [e.id for e in store.events(0, 10)] == [2, 3, 4]
+        store.add_message(replace(message(5), peer=BOB, request=True))  # the oldest goes
+        assert [e.id for e in store.events(0, 10)] == [2, 4, 5]
+        assert store.events_pruned() == (1, 3)

@@ -5,9 +5,11 @@ How this works: all three read the same log from the store
 has, and wait on the node's :class:`~p2pdm.events.EventBus` while there is
 nothing new. A client that saves the cursor resumes after its own restart or
 the node's, missing nothing the log still holds (``gap`` says when it fell
-behind the log's retention). A token limited to some contacts gets only the
-events about them. Every waiting client holds one of the bus's bounded
-slots; when they are all taken the answer is 503 (WebSocket: close 1013).
+behind the log's retention; ``requests_gap`` says the same of the request
+events, kept and pruned apart so that strangers never cause a ``gap``). A
+token limited to some contacts gets only the events about them. Every
+waiting client holds one of the bus's bounded slots; when they are all
+taken the answer is 503 (WebSocket: close 1013).
 
 - ``GET /v1/events/poll?since=&timeout=&limit=&types=``: JSON, at once if
   there are events, else after the first one or ``timeout`` seconds.
@@ -106,7 +108,12 @@ async def poll_events(request: Request, node: Node) -> Response:
                 await node.events.wait(timeout)
                 page = node.event_page(since, limit, types, peers)
     return JSONResponse(
-        {"events": _events_json(node, page), "cursor": page.cursor, "gap": page.gap}
+        {
+            "events": _events_json(node, page),
+            "cursor": page.cursor,
+            "gap": page.gap,
+            "requests_gap": page.requests_gap,
+        }
     )
 
 
@@ -128,16 +135,17 @@ async def _follow(
     types: Collection[EventType] | None,
     peers: Collection[PeerId] | None,
     idle_s: float,
-) -> AsyncGenerator[tuple[list[dict[str, Any]], bool], None]:
+) -> AsyncGenerator[tuple[list[dict[str, Any]], list[str]], None]:
     """Batches of events after ``cursor``, forever; an empty batch after ``idle_s``
-    without any. The second value is the page's ``gap``."""
+    without any. The second value names the page's gaps (``gap``, ``requests_gap``)."""
     while True:
         page = node.event_page(cursor, STREAM_BATCH, types, peers)
         cursor = page.cursor
-        if page.events or page.gap:
-            yield _events_json(node, page), page.gap
+        gaps = ["gap"] * page.gap + ["requests_gap"] * page.requests_gap
+        if page.events or gaps:
+            yield _events_json(node, page), gaps
         elif not await node.events.wait(idle_s):
-            yield [], False
+            yield [], []
 
 
 class _EventStream(StreamingResponse):
@@ -175,9 +183,9 @@ async def stream_events(request: Request, node: Node) -> Response:
     async def body() -> AsyncGenerator[str, None]:
         yield f"retry: {int(SSE_KEEPALIVE_S * 1000)}\n\n"
         async with aclosing(_follow(node, cursor, types, peers, SSE_KEEPALIVE_S)) as batches:
-            async for events, gap in batches:
-                if gap:
-                    yield "event: gap\ndata: {}\n\n"
+            async for events, gaps in batches:
+                for gap in gaps:
+                    yield f"event: {gap}\ndata: {{}}\n\n"
                 if not events:
                     yield ": keep-alive\n\n"
                 for event in events:
@@ -207,9 +215,9 @@ async def websocket_events(websocket: WebSocket) -> None:
             batches = _follow(node, cursor, types, peers, SSE_KEEPALIVE_S)
             try:
                 async with aclosing(batches):
-                    async for events, gap in batches:
-                        if gap:
-                            await websocket.send_json({"type": "gap"})
+                    async for events, gaps in batches:
+                        for gap in gaps:
+                            await websocket.send_json({"type": gap})
                         for event in events:
                             await websocket.send_json(event)
             except (WebSocketDisconnect, P2PDMError):

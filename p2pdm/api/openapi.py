@@ -18,7 +18,7 @@ from p2pdm.api.guard import MAX_API_BODY_BYTES
 from p2pdm.api.payload import DEFAULT_PAGE_SIZE, JSON_MEDIA_TYPE, MAX_CURSOR, MAX_LIST_ITEMS
 from p2pdm.core.model import DeliveryStatus, Direction, EventType, TokenScope
 from p2pdm.events import MAX_EVENT_LISTENERS
-from p2pdm.limits import MAX_PAGE_SIZE, MAX_STORED_EVENTS
+from p2pdm.limits import MAX_PAGE_SIZE, MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
 from p2pdm.node import DEFAULT_API_PORT, SETTINGS
 from p2pdm.tokens import TOKEN_NAME_PATTERN
 
@@ -147,7 +147,8 @@ def _schemas() -> dict[str, Schema]:
                 "counts": {
                     "type": "object",
                     "additionalProperties": _INT,
-                    "description": "contacts, messages, unread, requests, outbox",
+                    "description": "contacts, messages, unread, requests, outbox, "
+                    "requests_dropped (pending requests dropped over the caps, ever)",
                 },
                 "invite": {"type": "string", "description": "a fresh p2pdm: invite"},
             }
@@ -266,7 +267,13 @@ def _schemas() -> dict[str, Schema]:
                 "gap": {
                     "type": "boolean",
                     "description": "events after 'since' were dropped before you read them "
-                    f"(the log keeps the newest {MAX_STORED_EVENTS})",
+                    f"(the log keeps the newest {MAX_STORED_EVENTS}; request events do not "
+                    "count and never set it)",
+                },
+                "requests_gap": {
+                    "type": "boolean",
+                    "description": "events about message requests after 'since' were pruned "
+                    f"(kept apart: the newest {MAX_STORED_REQUEST_EVENTS}); reload the requests",
                 },
             }
         ),

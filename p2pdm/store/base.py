@@ -17,6 +17,7 @@ import json
 import unicodedata
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from p2pdm.core.identity import PeerId
@@ -36,11 +37,42 @@ from p2pdm.core.model import (
     StoredMessage,
 )
 from p2pdm.errors import StoreError
-from p2pdm.limits import IDEMPOTENCY_RETENTION_SECONDS, MAX_PAGE_SIZE
+from p2pdm.limits import (
+    IDEMPOTENCY_RETENTION_SECONDS,
+    MAX_PAGE_SIZE,
+    MAX_REQUEST_BYTES,
+    MAX_REQUEST_BYTES_PER_PEER,
+    MAX_REQUEST_MESSAGES,
+    MAX_REQUEST_MESSAGES_PER_PEER,
+)
 
-__all__ = ["Store"]
+__all__ = ["RequestCaps", "RequestUsage", "Store"]
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCaps:
+    """How much pending message requests a store keeps (see ``limits.py``).
+
+    Bytes are those of the message bodies. Smaller values let tests reach
+    the caps quickly.
+    """
+
+    messages_per_peer: int = MAX_REQUEST_MESSAGES_PER_PEER
+    bytes_per_peer: int = MAX_REQUEST_BYTES_PER_PEER
+    messages: int = MAX_REQUEST_MESSAGES
+    bytes: int = MAX_REQUEST_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class RequestUsage:
+    """Pending request messages and their body bytes; and how many were dropped, ever."""
+
+    messages: int
+    bytes: int
+    dropped: int
+    dropped_bytes: int
 
 
 class Store(Protocol):
@@ -65,7 +97,12 @@ class Store(Protocol):
 
     # --- messages ---
     def add_message(self, message: StoredMessage) -> StoredMessage:
-        """Insert; returns it with ``seq`` set. Raises StoreError if the id exists."""
+        """Insert; returns it with ``seq`` set. Raises StoreError if the id exists.
+
+        Storing a message request first drops, oldest first, the pending
+        requests over the store's :class:`RequestCaps` (the sender's own,
+        then everyone's), in the same write: the store never holds more.
+        """
         ...
 
     def get_message(self, message_id: bytes) -> StoredMessage | None: ...
@@ -93,6 +130,8 @@ class Store(Protocol):
     def accept_request(self, peer: PeerId) -> int:
         """Turn a peer's message requests into normal messages; returns how many."""
         ...
+
+    def request_usage(self) -> RequestUsage: ...
 
     # --- replay protection ---
     def has_seen(self, message_id: bytes) -> bool: ...
@@ -172,8 +211,15 @@ class Store(Protocol):
         message_id: bytes | None = None,
         status: DeliveryStatus | None = None,
         detail: str = "",
+        *,
+        request: bool = False,
     ) -> int:
-        """Append an event; returns its id. Keeps only the newest ``max_events``."""
+        """Append an event; returns its id.
+
+        ``request`` events (about a stranger's message requests) are kept
+        apart: the newest ``max_request_events`` of them, and the newest
+        ``max_events`` of all others, each pruned on its own.
+        """
         ...
 
     def events(
@@ -189,6 +235,12 @@ class Store(Protocol):
 
     def event_bounds(self) -> tuple[int, int]:
         """``(oldest kept id, newest id ever)``; ``(0, 0)`` before the first event."""
+        ...
+
+    def events_pruned(self) -> tuple[int, int]:
+        """The highest event id pruned so far from the main log, and from the
+        request events; 0 while none was. An event after a cursor was lost
+        to retention if and only if that id is above the cursor."""
         ...
 
     def set_event_listener(self, listener: Callable[[], None] | None) -> None:
@@ -218,7 +270,8 @@ class Store(Protocol):
 
     # --- counts for the API ---
     def counts(self) -> dict[str, int]:
-        """``contacts``, ``messages``, ``unread``, ``requests``, ``outbox``."""
+        """``contacts``, ``messages``, ``unread``, ``requests``, ``outbox``,
+        ``requests_dropped`` (request messages dropped over the caps, ever)."""
         ...
 
 
@@ -296,6 +349,22 @@ def received_events(message: StoredMessage, first_request: bool) -> list[EventTy
     if message.request and first_request:
         return [EventType.CONTACT_REQUEST, EventType.MESSAGE_RECEIVED]
     return [EventType.MESSAGE_RECEIVED]
+
+
+def requests_over_caps(
+    pending: Sequence[tuple[int, int]], cap_messages: int, cap_bytes: int
+) -> list[int]:
+    """Which of the ``(seq, bytes)`` pending requests, oldest first, to drop
+    (oldest first) so the rest fit in ``cap_messages`` and ``cap_bytes``."""
+    count, total = len(pending), sum(size for _, size in pending)
+    drop = []
+    for seq, size in pending:
+        if count <= cap_messages and total <= cap_bytes:
+            break
+        drop.append(seq)
+        count -= 1
+        total -= size
+    return drop
 
 
 def idempotency_cutoff_ms(now_ms: int) -> int:

@@ -32,9 +32,16 @@ from p2pdm.core.model import (
     StoredMessage,
 )
 from p2pdm.errors import NotFound, StoreError
-from p2pdm.limits import MAX_API_TOKENS, MAX_IDEMPOTENCY_KEYS, MAX_STORED_EVENTS
+from p2pdm.limits import (
+    MAX_API_TOKENS,
+    MAX_IDEMPOTENCY_KEYS,
+    MAX_STORED_EVENTS,
+    MAX_STORED_REQUEST_EVENTS,
+)
 from p2pdm.store.base import (
     UNREAD_STATUSES,
+    RequestCaps,
+    RequestUsage,
     contact_name_key,
     decode_setting,
     encode_setting,
@@ -43,8 +50,10 @@ from p2pdm.store.base import (
     is_unread,
     page_limit,
     received_events,
+    requests_over_caps,
     status_moves,
 )
+from p2pdm.store.memory_log import EventLog
 
 __all__ = ["MemoryStore"]
 
@@ -85,9 +94,9 @@ class _State:
     mailbox: dict[int, StoredEnvelope] = field(default_factory=dict)
     mailbox_digests: dict[tuple[PeerId, bytes], int] = field(default_factory=dict)
     mailbox_seq: int = 0
-    #: The event log, oldest first, and the last id ever given.
-    events: list[Event] = field(default_factory=list)
-    last_event_id: int = 0
+    events: EventLog = field(default_factory=EventLog)
+    #: Pending request messages dropped over the caps, ever: (messages, bytes).
+    requests_dropped: tuple[int, int] = (0, 0)
     #: Idempotency keys: (scope, key) -> (message id, created at), oldest first.
     sends: dict[tuple[str, str], tuple[bytes, int]] = field(default_factory=dict)
     tokens: dict[str, ApiToken] = field(default_factory=dict)
@@ -100,13 +109,16 @@ class MemoryStore:
         self,
         *,
         max_events: int = MAX_STORED_EVENTS,
+        max_request_events: int = MAX_STORED_REQUEST_EVENTS,
         max_idempotency_keys: int = MAX_IDEMPOTENCY_KEYS,
+        request_caps: RequestCaps = RequestCaps(),  # noqa: B008 (frozen)
     ) -> None:
         self._state = _State()
         self._closed = False
         self._in_transaction = False
         self._in_group = False
-        self._max_events = max_events
+        self._event_caps = (max_events, max_request_events)
+        self._request_caps = request_caps
         self._max_keys = max_idempotency_keys
         self._listener: Callable[[], None] | None = None
 
@@ -235,8 +247,43 @@ class MemoryStore:
             conversation.unread += int(is_unread(stored))
             conversation.request = conversation.request and stored.request
         for kind in received_events(stored, first_request):
-            self.add_event(kind, stored.stored_at_ms, stored.peer, stored.id)
+            self.add_event(
+                kind, stored.stored_at_ms, stored.peer, stored.id, request=stored.request
+            )
+        if stored.request:
+            self._trim_requests(state, stored.peer)
         return stored
+
+    def _trim_requests(self, state: _State, peer: PeerId) -> None:
+        """Drop pending requests over the caps, ``peer``'s first (as SQLite's trim_requests)."""
+        caps = self._request_caps
+        own = [(s, len(m.body)) for s, m in state.messages.items() if m.request and m.peer == peer]
+        self._drop(state, requests_over_caps(own, caps.messages_per_peer, caps.bytes_per_peer))
+        everyone = [(s, len(m.body)) for s, m in state.messages.items() if m.request]
+        self._drop(state, requests_over_caps(everyone, caps.messages, caps.bytes))
+
+    def _drop(self, state: _State, seqs: list[int]) -> None:
+        for seq in seqs:
+            message = state.messages.pop(seq)
+            del state.seq_of[message.id]
+            del state.history[message.id]
+            count, size = state.requests_dropped
+            state.requests_dropped = (count + 1, size + len(message.body))
+            cid = message.conversation_id
+            state.conversation_seqs[cid].remove(seq)
+            if not state.conversation_seqs[cid]:
+                del state.conversation_seqs[cid]
+                del state.conversations[cid]
+                continue
+            conversation = state.conversations[cid]
+            conversation.last_seq = state.conversation_seqs[cid][-1]
+            conversation.unread -= int(is_unread(message))
+
+    def request_usage(self) -> RequestUsage:
+        """Pending request messages and bytes, and how many were dropped over the caps."""
+        state = self._live()
+        pending = [len(m.body) for m in state.messages.values() if m.request]
+        return RequestUsage(len(pending), sum(pending), *state.requests_dropped)
 
     def get_message(self, message_id: bytes) -> StoredMessage | None:
         state = self._live()
@@ -262,7 +309,15 @@ class MemoryStore:
         if is_unread(old) and status not in UNREAD_STATUSES:
             conversation = state.conversations[old.conversation_id]
             conversation.unread = max(0, conversation.unread - 1)
-        self.add_event(EventType.MESSAGE_STATUS, at_ms, old.peer, message_id, status, detail)
+        self.add_event(
+            EventType.MESSAGE_STATUS,
+            at_ms,
+            old.peer,
+            message_id,
+            status,
+            detail,
+            request=old.request,
+        )
         return True
 
     def status_history(self, message_id: bytes) -> list[StatusChange]:
@@ -305,7 +360,12 @@ class MemoryStore:
                     StatusChange(message.id, DeliveryStatus.READ, at_ms)
                 )
                 self.add_event(
-                    EventType.MESSAGE_STATUS, at_ms, message.peer, message.id, DeliveryStatus.READ
+                    EventType.MESSAGE_STATUS,
+                    at_ms,
+                    message.peer,
+                    message.id,
+                    DeliveryStatus.READ,
+                    request=message.request,
                 )
                 changed.append(message.id)
         conversation = state.conversations.get(conversation_id)
@@ -492,17 +552,17 @@ class MemoryStore:
         message_id: bytes | None = None,
         status: DeliveryStatus | None = None,
         detail: str = "",
+        *,
+        request: bool = False,
     ) -> int:
-        """Append an event; returns its id. Keeps only the newest ``max_events``."""
-        state = self._live()
-        state.last_event_id += 1
-        state.events.append(
-            Event(state.last_event_id, type, at_ms, peer, message_id, status, detail)
-        )
-        del state.events[: max(0, len(state.events) - self._max_events)]
+        """Append an event; returns its id. Each part of the log keeps its newest."""
+        log = self._live().events
+        log.last_id += 1
+        event = Event(log.last_id, type, at_ms, peer, message_id, status, detail)
+        log.add(event, self._event_caps[1] if request else self._event_caps[0], request=request)
         if self._listener is not None:
             self._listener()
-        return state.last_event_id
+        return log.last_id
 
     def events(
         self,
@@ -513,21 +573,17 @@ class MemoryStore:
     ) -> list[Event]:
         """Events with ``id > after``, oldest first, at most ``limit`` (capped at
         MAX_PAGE_SIZE); only of ``types`` and about ``peers`` when given."""
-        size = page_limit(limit)
-        log = self._live().events
-        start = bisect.bisect_right(log, after, key=lambda e: e.id)
-        found: list[Event] = []
-        for event in log[start:]:
-            if len(found) == size:
-                break
-            if (types is None or event.type in types) and (peers is None or event.peer in peers):
-                found.append(event)
-        return found
+        return self._live().events.after(after, page_limit(limit), types, peers)
 
     def event_bounds(self) -> tuple[int, int]:
         """``(oldest kept id, newest id ever)``; ``(0, 0)`` before the first event."""
-        state = self._live()
-        return (state.events[0].id if state.events else 0), state.last_event_id
+        log = self._live().events
+        return log.oldest(), log.last_id
+
+    def events_pruned(self) -> tuple[int, int]:
+        """Highest event id pruned from the main log, and from the request events."""
+        pruned = self._live().events.pruned
+        return pruned[0], pruned[1]
 
     # --- idempotency keys --------------------------------------------------
 
@@ -571,7 +627,7 @@ class MemoryStore:
 
     def counts(self) -> dict[str, int]:
         """``contacts``, ``messages``, ``unread`` (not counting requests), ``requests``
-        (request messages), ``outbox``."""
+        (request messages), ``outbox``, ``requests_dropped``."""
         state = self._live()
         messages = state.messages.values()
         return {
@@ -580,4 +636,5 @@ class MemoryStore:
             "unread": sum(1 for m in messages if is_unread(m) and not m.request),
             "requests": sum(1 for m in messages if m.request),
             "outbox": len(state.outbox),
+            "requests_dropped": state.requests_dropped[0],
         }

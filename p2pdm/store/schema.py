@@ -195,12 +195,41 @@ ALTER TABLE contacts ADD COLUMN name_from_invite INTEGER NOT NULL DEFAULT 1
     CHECK (name_from_invite IN (0, 1));
 """
 
+#: Message requests are bounded: their events are kept apart from the main
+#: event log (``request`` = 1, pruned on their own by ``lane_seq``, the
+#: position within their part of the log), and ``counters`` remembers what
+#: retention pruned (the highest event id of each part, for ``gap``) and how
+#: many pending request messages were dropped over the caps.
+_MIGRATION_REQUEST_CAPS: Final = """
+ALTER TABLE events ADD COLUMN request INTEGER NOT NULL DEFAULT 0 CHECK (request IN (0, 1));
+ALTER TABLE events ADD COLUMN lane_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE events SET request = 1 WHERE type = 'contact.request'
+    OR message_id IN (SELECT id FROM messages WHERE request = 1);
+UPDATE events SET lane_seq = id;
+CREATE INDEX events_by_lane ON events (request, lane_seq);
+
+CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO counters (name, value) SELECT 'events_pruned',
+    coalesce((SELECT min(id) - 1 FROM events),
+             (SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0);
+INSERT INTO counters (name, value) SELECT 'events_lane_seq', coalesce(max(id), 0) FROM events;
+INSERT INTO counters (name, value)
+    SELECT 'request_events_lane_seq', coalesce(max(id), 0) FROM events;
+INSERT INTO counters (name, value) VALUES ('request_events_pruned', 0);
+INSERT INTO counters (name, value) VALUES ('requests_dropped', 0);
+INSERT INTO counters (name, value) VALUES ('requests_dropped_bytes', 0);
+"""
+
 #: Every migration, oldest first. Append only.
 MIGRATIONS: Final[tuple[str, ...]] = (
     _MIGRATION_1,
     _MIGRATION_MAILBOX,
     _MIGRATION_API,
     _MIGRATION_NAME_ORIGIN,
+    _MIGRATION_REQUEST_CAPS,
 )
 
 #: The schema version this code writes.

@@ -32,9 +32,11 @@ from p2pdm.core.model import (
     StoredMessage,
 )
 from p2pdm.errors import NotFound, StoreError
-from p2pdm.limits import MAX_IDEMPOTENCY_KEYS, MAX_STORED_EVENTS
+from p2pdm.limits import MAX_IDEMPOTENCY_KEYS, MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
 from p2pdm.store.base import (
     UNREAD_STATUSES,
+    RequestCaps,
+    RequestUsage,
     contact_name_key,
     decode_setting,
     encode_setting,
@@ -47,7 +49,8 @@ from p2pdm.store.base import (
 )
 from p2pdm.store.database import Database
 from p2pdm.store.schema import UNREAD_CONDITION
-from p2pdm.store.sqlite_api import APITables, insert_event
+from p2pdm.store.sqlite_api import APITables, counter, insert_event
+from p2pdm.store.sqlite_requests import request_usage, trim_requests
 
 __all__ = ["SQLiteStore"]
 
@@ -132,8 +135,10 @@ class SQLiteStore(APITables):
     was written by a newer p2pdm. ``":memory:"`` gives a throwaway store.
     ``synchronous`` is ``"FULL"`` (survives power loss; the node's choice) or
     ``"NORMAL"`` (survives a process crash only; for benchmarks and tests).
-    ``max_events`` and ``max_idempotency_keys`` bound the event log and the
-    idempotency keys (smaller values let tests reach the bounds quickly).
+    ``max_events``, ``max_request_events``, ``max_idempotency_keys`` and
+    ``request_caps`` bound the event log (its main part and the request
+    events), the idempotency keys and the pending message requests (smaller
+    values let tests reach the bounds quickly).
     """
 
     def __init__(
@@ -142,12 +147,15 @@ class SQLiteStore(APITables):
         *,
         synchronous: str = "FULL",
         max_events: int = MAX_STORED_EVENTS,
+        max_request_events: int = MAX_STORED_REQUEST_EVENTS,
         max_idempotency_keys: int = MAX_IDEMPOTENCY_KEYS,
+        request_caps: RequestCaps = RequestCaps(),  # noqa: B008 (frozen)
     ) -> None:
         self._db = Database(path, synchronous=synchronous)
         self._reading = self._db.reading
         self._writing = self._db.writing
-        self._max_events = max_events
+        self._event_caps = (max_events, max_request_events)
+        self._request_caps = request_caps
         self._max_keys = max_idempotency_keys
         self._listener: Callable[[], None] | None = None
 
@@ -240,7 +248,7 @@ class SQLiteStore(APITables):
             if new:
                 insert_event(
                     db,
-                    self._max_events,
+                    self._event_caps,
                     EventType.CONTACT_ADDED,
                     contact.added_at_ms,
                     contact.peer_id,
@@ -337,8 +345,16 @@ class SQLiteStore(APITables):
             )
             for kind in events:
                 insert_event(
-                    db, self._max_events, kind, message.stored_at_ms, message.peer, message.id
+                    db,
+                    self._event_caps,
+                    kind,
+                    message.stored_at_ms,
+                    message.peer,
+                    message.id,
+                    request=message.request,
                 )
+            if message.request:
+                trim_requests(db, message.peer, self._request_caps)
         if events:
             self._notify()
         return replace(message, seq=seq)
@@ -359,7 +375,8 @@ class SQLiteStore(APITables):
         """
         with self._writing(f"setting status of message {message_id.hex()}") as db:
             row = db.execute(
-                "SELECT status, direction, conversation_id, peer FROM messages WHERE id = ?",
+                "SELECT status, direction, conversation_id, peer, request FROM messages "
+                "WHERE id = ?",
                 (message_id,),
             ).fetchone()
             if row is None:
@@ -380,13 +397,14 @@ class SQLiteStore(APITables):
                 )
             insert_event(
                 db,
-                self._max_events,
+                self._event_caps,
                 EventType.MESSAGE_STATUS,
                 at_ms,
                 PeerId(row[3]),
                 message_id,
                 status,
                 detail,
+                request=bool(row[4]),
             )
         self._notify()
         return True
@@ -434,8 +452,8 @@ class SQLiteStore(APITables):
         """Mark incoming messages read; returns the ids that changed, oldest first."""
         with self._writing("marking a conversation read") as db:
             rows = db.execute(
-                f"SELECT id, peer FROM messages WHERE conversation_id = ? AND {UNREAD_CONDITION} "
-                "ORDER BY seq",
+                f"SELECT id, peer, request FROM messages WHERE conversation_id = ? "
+                f"AND {UNREAD_CONDITION} ORDER BY seq",
                 (conversation_id,),
             ).fetchall()
             db.execute(
@@ -449,19 +467,20 @@ class SQLiteStore(APITables):
                 (str(DeliveryStatus.READ), conversation_id),
             )
             db.execute("UPDATE conversations SET unread = 0 WHERE id = ?", (conversation_id,))
-            for mid, peer in rows:
+            for mid, peer, request in rows:
                 insert_event(
                     db,
-                    self._max_events,
+                    self._event_caps,
                     EventType.MESSAGE_STATUS,
                     at_ms,
                     PeerId(peer),
                     mid,
                     DeliveryStatus.READ,
+                    request=bool(request),
                 )
         if rows:
             self._notify()
-        return [mid for mid, _ in rows]
+        return [mid for mid, _, _ in rows]
 
     def accept_request(self, peer: PeerId) -> int:
         """Turn a peer's message requests into normal messages; returns how many."""
@@ -475,6 +494,11 @@ class SQLiteStore(APITables):
                 "UPDATE messages SET request = 0 WHERE peer = ? AND request = 1", (peer.raw,)
             )
         return cursor.rowcount
+
+    def request_usage(self) -> RequestUsage:
+        """Pending request messages and bytes, and how many were dropped over the caps."""
+        with self._reading("measuring message requests") as db:
+            return request_usage(db)
 
     # --- replay protection -----------------------------------------------
 
@@ -709,7 +733,7 @@ class SQLiteStore(APITables):
 
     def counts(self) -> dict[str, int]:
         """``contacts``, ``messages``, ``unread`` (not counting requests), ``requests``
-        (request messages), ``outbox``; read in one snapshot."""
+        (request messages), ``outbox``, ``requests_dropped``; read in one snapshot."""
         with self._reading("counting the store") as db:
             row = db.execute(
                 "SELECT (SELECT count(*) FROM contacts), (SELECT count(*) FROM messages), "
@@ -717,6 +741,7 @@ class SQLiteStore(APITables):
                 "(SELECT count(*) FROM messages WHERE request = 1), "
                 "(SELECT count(*) FROM outbox)"
             ).fetchone()
+            dropped = counter(db, "requests_dropped")
         contacts, messages, unread, requests, outbox = (int(n) for n in row)
         return {
             "contacts": contacts,
@@ -724,4 +749,5 @@ class SQLiteStore(APITables):
             "unread": unread,
             "requests": requests,
             "outbox": outbox,
+            "requests_dropped": dropped,
         }

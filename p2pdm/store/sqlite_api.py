@@ -21,7 +21,7 @@ from p2pdm.errors import StoreError
 from p2pdm.limits import MAX_API_TOKENS
 from p2pdm.store.base import idempotency_cutoff_ms, page_limit
 
-__all__ = ["APITables", "insert_event"]
+__all__ = ["APITables", "add_to_counter", "counter", "insert_event"]
 
 _EVENT_COLUMNS: Final = "id, type, at_ms, peer, message_id, status, detail"
 _TOKEN_COLUMNS: Final = "name, secret_hash, scope, contacts, created_at_ms"
@@ -53,19 +53,41 @@ def _token(row: Any) -> ApiToken:
     )
 
 
+def counter(db: Any, name: str) -> int:
+    """The value of one row of ``counters``."""
+    row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def add_to_counter(db: Any, name: str, delta: int) -> int:
+    """Add ``delta`` to a row of ``counters``; returns the new value."""
+    value = counter(db, name) + delta
+    db.execute(
+        "INSERT INTO counters (name, value) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (name, value),
+    )
+    return value
+
+
 def insert_event(
     db: Any,
-    max_events: int,
+    caps: tuple[int, int],
     kind: EventType,
     at_ms: int,
     peer: PeerId | None = None,
     message_id: bytes | None = None,
     status: DeliveryStatus | None = None,
     detail: str = "",
+    *,
+    request: bool = False,
 ) -> int:
+    """Append an event; prune its part of the log (``caps``: main, requests) to size."""
+    lane = "request_events" if request else "events"
+    lane_seq = add_to_counter(db, f"{lane}_lane_seq", 1)
     cursor = db.execute(
-        "INSERT INTO events (type, at_ms, peer, message_id, status, detail) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (type, at_ms, peer, message_id, status, detail, request, lane_seq) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             str(kind),
             at_ms,
@@ -73,10 +95,20 @@ def insert_event(
             message_id,
             None if status is None else str(status),
             detail,
+            int(request),
+            lane_seq,
         ),
     )
     event_id = int(cursor.lastrowid or 0)
-    db.execute("DELETE FROM events WHERE id <= ?", (event_id - max_events,))
+    pruned = db.execute(
+        "DELETE FROM events WHERE request = ? AND lane_seq <= ? RETURNING id",
+        (int(request), lane_seq - (caps[1] if request else caps[0])),
+    ).fetchall()
+    if pruned:
+        db.execute(
+            "UPDATE counters SET value = max(value, ?) WHERE name = ?",
+            (max(row[0] for row in pruned), f"{lane}_pruned"),
+        )
     return event_id
 
 
@@ -85,7 +117,7 @@ class APITables:
 
     _reading: Callable[[str], AbstractContextManager[sqlite3.Connection]]
     _writing: Callable[[str], AbstractContextManager[sqlite3.Connection]]
-    _max_events: int
+    _event_caps: tuple[int, int]
     _max_keys: int
     _listener: Callable[[], None] | None
 
@@ -107,11 +139,13 @@ class APITables:
         message_id: bytes | None = None,
         status: DeliveryStatus | None = None,
         detail: str = "",
+        *,
+        request: bool = False,
     ) -> int:
-        """Append an event; returns its id. Keeps only the newest ``max_events``."""
+        """Append an event; returns its id. Each part of the log keeps its newest."""
         with self._writing(f"recording a {type} event") as db:
             event_id = insert_event(
-                db, self._max_events, type, at_ms, peer, message_id, status, detail
+                db, self._event_caps, type, at_ms, peer, message_id, status, detail, request=request
             )
         self._notify()
         return event_id
@@ -148,6 +182,11 @@ class APITables:
             (oldest,) = db.execute("SELECT coalesce(min(id), 0) FROM events").fetchone()
             row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return int(oldest), int(row[0]) if row else 0
+
+    def events_pruned(self) -> tuple[int, int]:
+        """Highest event id pruned from the main log, and from the request events."""
+        with self._reading("reading the event log retention") as db:
+            return counter(db, "events_pruned"), counter(db, "request_events_pruned")
 
     # --- idempotency keys --------------------------------------------------
 
