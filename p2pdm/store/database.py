@@ -117,6 +117,9 @@ class Database:
     def _configure(self, db: sqlite3.Connection, in_memory: bool) -> None:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
         db.execute("PRAGMA foreign_keys = ON")
+        # Deleted rows (old ratchet states, read messages) are zeroed, not left
+        # in free pages; some SQLite builds have this off by default.
+        db.execute("PRAGMA secure_delete = ON")
         # Reads the header: a file that is not a database fails here, before
         # anything is written to it.
         schema_version(db)
