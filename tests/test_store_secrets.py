@@ -30,6 +30,7 @@ from p2pdm.limits import SIGNED_PREKEY_ROTATION_SECONDS
 from p2pdm.messenger import Messenger
 from p2pdm.runner import Running, RunOptions, run_node
 from p2pdm.store import schema
+from p2pdm.store.sqlite import SQLiteStore
 
 FAST_KDF = KdfLimits(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
 PASSPHRASE = "correct horse battery staple"
@@ -200,14 +201,23 @@ def _legacy_prekeys(identity: Identity) -> bytes:
     )
 
 
-def test_an_old_store_is_migrated_and_the_seed_is_gone_from_every_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("opened_by", ["home", "plain SQLiteStore"])
+def test_an_old_store_is_migrated_and_the_seed_is_gone_from_every_file(
+    tmp_path: Path, opened_by: str
+) -> None:
+    """The home encrypts the old plain store, then migrates it; opened as a
+    plain store (no passphrase), migration 4 alone must wipe the seed."""
     home = passphrase_home(tmp_path, "alice")
     identity = home.load_identity()
     legacy = _legacy_prekeys(identity)
     assert leaks(tmp_path, [identity]) == []
-    # The store as the previous version left it: schema 3, the seed in its
-    # prekeys row, and old copies of that row in free pages and the WAL.
+    # The store as the previous version left it: plain, schema 3, the seed in
+    # its prekeys row, and old copies of that row in free pages and the WAL.
+    for old in home.path.glob("store.sqlite*"):
+        old.unlink()
+    SQLiteStore(home.store_path).close()
     with closing(sqlite3.connect(home.store_path, isolation_level=None)) as db:
+        db.execute("INSERT INTO prekeys (only_row, state) VALUES (1, ?)", (legacy,))
         db.execute("PRAGMA wal_autocheckpoint = 0")  # keep the old frames in the -wal
         db.execute("PRAGMA secure_delete = OFF")  # as some SQLite builds ship
         for _ in range(5):
@@ -229,8 +239,9 @@ def test_an_old_store_is_migrated_and_the_seed_is_gone_from_every_file(tmp_path:
     assert (home.path / "store.sqlite-wal").stat().st_size > 0
     assert leaks(tmp_path, [identity]) != []
 
-    with closing(home.open_store()) as store:
-        with closing(sqlite3.connect(home.store_path)) as db:
+    opened = home.open_store() if opened_by == "home" else SQLiteStore(home.store_path)
+    with closing(opened) as store:
+        with store._db.reading("schema version") as db:
             assert schema.schema_version(db) == schema.SCHEMA_VERSION
         messenger = Messenger(identity, store)
         assert messenger.bundle() == OwnPrekeys.from_bytes(identity, legacy).bundle()

@@ -133,6 +133,7 @@ class SQLiteStore(APITables):
     ``"NORMAL"`` (survives a process crash only; for benchmarks and tests).
     ``max_events`` and ``max_idempotency_keys`` bound the event log and the
     idempotency keys (smaller values let tests reach the bounds quickly).
+    ``key`` (32 bytes) makes it an encrypted store (SQLCipher).
     """
 
     def __init__(
@@ -140,10 +141,11 @@ class SQLiteStore(APITables):
         path: str | Path,
         *,
         synchronous: str = "FULL",
+        key: bytes | None = None,
         max_events: int = MAX_STORED_EVENTS,
         max_idempotency_keys: int = MAX_IDEMPOTENCY_KEYS,
     ) -> None:
-        self._db = Database(path, synchronous=synchronous)
+        self._db = Database(path, synchronous=synchronous, key=key)
         self._reading = self._db.reading
         self._writing = self._db.writing
         self._max_events = max_events
