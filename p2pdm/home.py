@@ -6,7 +6,9 @@ directory) and names every file in it. The identity file is a small CBOR map
 with a format version and either the 32-byte seed (no passphrase) or the seed
 sealed with a key derived from ``P2PDM_PASSPHRASE`` by argon2id (salt and
 cost parameters stored beside it, so they can be raised later without
-breaking old files). Secret files are written atomically and privately: a
+breaking old files). With a passphrase the store is encrypted too
+(SQLCipher), under a key derived from the same argon2id output, so unlocking
+costs one argon2id run. Secret files are written atomically and privately: a
 0600 temporary file in the same directory, fsync, rename, fsync of the
 directory, so a crash leaves either the old file or the new one, never half
 of one.
@@ -34,7 +36,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Final
 
+import nacl.encoding
 import nacl.exceptions
+import nacl.hash
 import nacl.pwhash.argon2id as argon2id
 import nacl.secret
 
@@ -52,6 +56,7 @@ from p2pdm.errors import (
 )
 from p2pdm.limits import MAX_NAME_BYTES
 from p2pdm.lockfile import HomeLock
+from p2pdm.store.cipher import KEY_BYTES
 from p2pdm.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -66,6 +71,7 @@ __all__ = [
     "decode_identity_file",
     "default_display_name",
     "encode_identity_file",
+    "unlock_identity_file",
     "write_private_file",
 ]
 
@@ -90,6 +96,9 @@ IDENTITY_FILE_VERSION: Final = 1
 # A v1 identity file is under 200 bytes; refuse to parse anything much larger.
 MAX_IDENTITY_FILE_BYTES: Final = 4096
 KDF_NAME: Final = "argon2id"
+#: BLAKE2b personalisation of the store key, derived from the identity file's
+#: argon2id key: the two keys differ, yet one argon2id run gives both.
+STORE_KEY_PERSON: Final = b"p2pdm/store-key"
 SALT_BYTES: Final = argon2id.SALTBYTES
 SEALED_SEED_BYTES: Final = (
     nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES + SEED_BYTES
@@ -175,21 +184,29 @@ def _passphrase_key(passphrase: str, salt: bytes, limits: KdfLimits) -> bytes:
     )
 
 
-def encode_identity_file(
-    seed: bytes,
-    passphrase: str | None,
-    random_bytes: RandomBytes,
-    limits: KdfLimits = DEFAULT_KDF_LIMITS,
-) -> bytes:
-    """The identity file for ``seed``: plain, or sealed with ``passphrase`` if given."""
+def _store_key(passphrase_key: bytes) -> bytes:
+    return nacl.hash.blake2b(
+        b"",
+        digest_size=KEY_BYTES,
+        key=passphrase_key,
+        person=STORE_KEY_PERSON,
+        encoder=nacl.encoding.RawEncoder,
+    )
+
+
+def _seal_identity(
+    seed: bytes, passphrase: str | None, random_bytes: RandomBytes, limits: KdfLimits
+) -> tuple[bytes, bytes | None]:
+    """``(identity file bytes, store key or None without a passphrase)``."""
     if len(seed) != SEED_BYTES:
         raise IdentityError("an identity seed is 32 bytes")
     if not passphrase:
-        return cbor.encode({"version": IDENTITY_FILE_VERSION, "seed": seed})
+        return cbor.encode({"version": IDENTITY_FILE_VERSION, "seed": seed}), None
     salt = random_bytes(SALT_BYTES)
     nonce = random_bytes(nacl.secret.SecretBox.NONCE_SIZE)
-    box = nacl.secret.SecretBox(_passphrase_key(passphrase, salt, limits))
-    return cbor.encode(
+    key = _passphrase_key(passphrase, salt, limits)
+    box = nacl.secret.SecretBox(key)
+    file_bytes = cbor.encode(
         {
             "version": IDENTITY_FILE_VERSION,
             "kdf": KDF_NAME,
@@ -199,11 +216,31 @@ def encode_identity_file(
             "sealed_seed": bytes(box.encrypt(seed, nonce)),
         }
     )
+    return file_bytes, _store_key(key)
+
+
+def encode_identity_file(
+    seed: bytes,
+    passphrase: str | None,
+    random_bytes: RandomBytes,
+    limits: KdfLimits = DEFAULT_KDF_LIMITS,
+) -> bytes:
+    """The identity file for ``seed``: plain, or sealed with ``passphrase`` if given."""
+    return _seal_identity(seed, passphrase, random_bytes, limits)[0]
 
 
 def decode_identity_file(data: bytes, passphrase: str | None, where: str) -> tuple[bytes, bool]:
-    """Return ``(seed, encrypted)`` from an identity file's bytes.
+    """``(seed, encrypted)`` of an identity file; see :func:`unlock_identity_file`."""
+    seed, store_key = unlock_identity_file(data, passphrase, where)
+    return seed, store_key is not None
 
+
+def unlock_identity_file(
+    data: bytes, passphrase: str | None, where: str
+) -> tuple[bytes, bytes | None]:
+    """Return ``(seed, store key)`` from an identity file's bytes.
+
+    The store key is None for a plain file (the store is plain too).
     Raises :class:`PassphraseError` if the file is encrypted and the
     passphrase is missing or wrong, :class:`IdentityError` if it is damaged
     or of an unknown version. ``where`` names the file in messages.
@@ -216,7 +253,7 @@ def decode_identity_file(data: bytes, passphrase: str | None, where: str) -> tup
         if f.has("seed"):
             seed = f.blob("seed", size=SEED_BYTES)
             f.done()
-            return seed, False
+            return seed, None
         kdf = f.text("kdf", max_bytes=32)
         limits = KdfLimits(
             f.integer("opslimit", *_KDF_OPS_RANGE), f.integer("memlimit", *_KDF_MEM_RANGE)
@@ -235,9 +272,9 @@ def decode_identity_file(data: bytes, passphrase: str | None, where: str) -> tup
         raise IdentityError(f"{where} uses an unknown key derivation {kdf!r}; upgrade p2pdm")
     if not passphrase:
         raise PassphraseError(f"{where} is encrypted; set {ENV_PASSPHRASE} to its passphrase")
-    box = nacl.secret.SecretBox(_passphrase_key(passphrase, salt, limits))
+    key = _passphrase_key(passphrase, salt, limits)
     try:
-        return bytes(box.decrypt(sealed)), True
+        return bytes(nacl.secret.SecretBox(key).decrypt(sealed)), _store_key(key)
     except nacl.exceptions.CryptoError:
         raise PassphraseError(f"wrong passphrase for {where} (check {ENV_PASSPHRASE})") from None
 
@@ -409,6 +446,9 @@ class Home:
         self.random_bytes = random_bytes
         self.clock = clock
         self.kdf_limits = kdf_limits
+        #: The store key found when the identity was last unlocked (None: plain).
+        self._store_key: bytes | None = None
+        self._unlocked = False
 
     def __repr__(self) -> str:
         return f"Home({str(self.path)!r})"
@@ -504,7 +544,8 @@ class Home:
             raise IdentityError(
                 f"no identity in {self.path}; run `{hints.command(self.path, 'init')}`"
             ) from None
-        seed, _ = decode_identity_file(data, self.passphrase, str(self.identity_path))
+        seed, self._store_key = unlock_identity_file(data, self.passphrase, str(self.identity_path))
+        self._unlocked = True
         return Identity(seed)
 
     def create_identity(self, name: str, force: bool = False) -> NewIdentity:
@@ -530,12 +571,12 @@ class Home:
             )
         identity = Identity.generate(self.random_bytes(SEED_BYTES))
         encrypted = self.passphrase is not None
-        file_bytes = encode_identity_file(
+        file_bytes, store_key = _seal_identity(
             identity.seed, self.passphrase, self.random_bytes, self.kdf_limits
         )
         replaced_dir = self._move_aside_previous()
         try:
-            with closing(SQLiteStore(self.store_path)) as store:
+            with closing(SQLiteStore(self.store_path, key=store_key)) as store:
                 store.set_setting("name", name)
                 store.put_prekeys(OwnPrekeys.create(identity, int(self.clock())).to_bytes())
             write_private_file(self.identity_path, file_bytes, replace=False)
@@ -546,6 +587,7 @@ class Home:
         except BaseException:
             self._undo_create(replaced_dir)
             raise
+        self._store_key, self._unlocked = store_key, True
         return NewIdentity(identity, name, encrypted, replaced_dir)
 
     def _store_files(self, directory: Path) -> list[Path]:
@@ -587,13 +629,20 @@ class Home:
 
     # --- store ---
     def open_store(self) -> SQLiteStore:
-        """Open the existing store; raises :class:`HomeError` if there is none."""
+        """Open the existing store, encrypted if the identity file is.
+
+        Unlocks the identity first if that was not done yet (raising what
+        :meth:`load_identity` raises). Raises :class:`HomeError` if there is
+        no store, :class:`~p2pdm.errors.StoreError` if it cannot be opened.
+        """
         self._require_dir()
         if not self.store_path.is_file():
             raise HomeError(
                 f"no message store in {self.path}; run `{hints.command(self.path, 'init')}`"
             )
-        return SQLiteStore(self.store_path)
+        if not self._unlocked and self.has_identity():
+            self.load_identity()
+        return SQLiteStore(self.store_path, key=self._store_key)
 
     # --- local API token ---
     def api_token(self) -> str:

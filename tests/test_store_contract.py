@@ -93,9 +93,15 @@ def contact(peer: PeerId, name: str, added_at_ms: int = 1) -> Contact:
     return Contact(peer_id=peer, name=name, added_at_ms=added_at_ms)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "sqlcipher"])
 def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Store]:
-    opened: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    opened: Store = (
+        MemoryStore()
+        if request.param == "memory"
+        else SQLiteStore(
+            tmp_path / "s.db", key=bytes(range(32)) if request.param == "sqlcipher" else None
+        )
+    )
     yield opened
     opened.close()
 

@@ -8,7 +8,9 @@ them to p2pdm's identity and wire types and makes their state bytes.
 * :class:`OwnPrekeys` — this node's X3DH state: the identity key (the same
   Ed25519 seed as the node key), a signed prekey rotated on a schedule (the
   previous one still accepted for one more period) and one-time prekeys that
-  are deleted once used.
+  are deleted once used. Its saved bytes never hold the identity seed: only
+  the identity file does (encrypted when there is a passphrase); the seed is
+  taken out before saving and put back from the loaded identity on restore.
 * :class:`PeerSessions` — everything this node holds for one peer: up to
   ``MAX_SESSIONS_PER_PEER`` ratchets, newest first. Both sides may start a
   session at the same moment; keeping a few and promoting whichever last
@@ -25,7 +27,7 @@ comes from the libraries (the OS CSPRNG); time is passed in.
 from __future__ import annotations
 
 import json
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -61,11 +63,23 @@ from p2pdm.limits import (
     SIGNED_PREKEY_ROTATION_SECONDS,
 )
 
-__all__ = ["MAX_SESSIONS_PER_PEER", "OwnPrekeys", "PeerSessions", "verify_bundle"]
+__all__ = [
+    "MAX_SESSIONS_PER_PEER",
+    "OwnPrekeys",
+    "PeerSessions",
+    "strip_identity_secret",
+    "verify_bundle",
+]
 
 #: Ratchets kept per peer (simultaneous starts, re-installs). Oldest dropped.
 MAX_SESSIONS_PER_PEER: Final = 4
 _STATE_VERSION: Final = 1
+#: Own prekeys: version 1 held the identity seed inside the x3dh state (only
+#: read, to migrate it); version 2 holds the identity's public key instead.
+_LEGACY_PREKEYS_VERSION: Final = 1
+_PREKEYS_VERSION: Final = 2
+#: Where the x3dh library keeps the identity key pair in its JSON state.
+_IDENTITY_FIELD: Final = "identity_key"
 _X3DH_INFO: Final = b"p2pdm/x3dh/v1"
 _MAX_STATE_BYTES: Final = 4 << 20
 
@@ -158,6 +172,66 @@ def _state_fields(data: bytes, what: str) -> cbor.Fields:
     return f
 
 
+def _identity_json(seed: bytes) -> dict[str, Any]:
+    """The x3dh library's JSON form of an identity key pair given by its seed."""
+    pair = x3dh.identity_key_pair.IdentityKeyPairSeed(seed)
+    return json.loads(pair.model.model_dump_json())  # type: ignore[no-any-return]
+
+
+def _decode_prekeys(data: bytes) -> tuple[int, dict[str, Any], int, bytes | None]:
+    """``(version, x3dh JSON, rotated_at, identity public key or None)``; raises SessionError."""
+    f = cbor.decode_map(data, _MAX_STATE_BYTES, "own prekeys")
+    version = f.integer("v", 0, 1 << 32)
+    if version not in (_LEGACY_PREKEYS_VERSION, _PREKEYS_VERSION):
+        raise SessionError("own prekeys: unknown state version")
+    try:
+        x3dh_json = json.loads(f.blob("x3dh", max_size=_MAX_STATE_BYTES))
+    except ValueError as exc:
+        raise SessionError(f"own prekeys are damaged: {exc}") from None
+    if not isinstance(x3dh_json, dict):
+        raise SessionError("own prekeys are damaged: the x3dh state is not a map")
+    rotated = f.integer("rotated_at", 0, 1 << 63)
+    public_key = None
+    if version == _PREKEYS_VERSION:
+        public_key = f.blob("ik", size=32)
+        if _IDENTITY_FIELD in x3dh_json:
+            raise SessionError("own prekeys are damaged: they hold an identity key")
+    f.done()
+    return version, x3dh_json, rotated, public_key
+
+
+def _encode_prekeys(x3dh_json: Mapping[str, Any], rotated_at_s: int, public_key: bytes) -> bytes:
+    without_secret = {k: v for k, v in x3dh_json.items() if k != _IDENTITY_FIELD}
+    return cbor.encode(
+        {
+            "v": _PREKEYS_VERSION,
+            "x3dh": json.dumps(without_secret).encode(),
+            "rotated_at": rotated_at_s,
+            "ik": public_key,
+        }
+    )
+
+
+def strip_identity_secret(data: bytes) -> bytes:
+    """Saved own prekeys rewritten without the identity seed (version 2).
+
+    Version 2 bytes come back unchanged. For the store's migration of
+    states written before the seed was kept out. Raises SessionError if
+    ``data`` is not own prekeys.
+    """
+    version, x3dh_json, rotated, _ = _decode_prekeys(data)
+    if version == _PREKEYS_VERSION:
+        return data
+    try:
+        pair = x3dh.identity_key_pair.IdentityKeyPair.from_json(x3dh_json[_IDENTITY_FIELD])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SessionError(f"own prekeys are damaged: {exc}") from None
+    if not isinstance(pair, x3dh.identity_key_pair.IdentityKeyPairSeed):
+        raise SessionError("own prekeys are damaged: the identity key is not a seed")
+    public_key = bytes(nacl.signing.SigningKey(pair.seed).verify_key)
+    return _encode_prekeys(x3dh_json, rotated, public_key)
+
+
 class OwnPrekeys:
     """This node's X3DH keys. Persist :meth:`to_bytes` after every change."""
 
@@ -182,31 +256,28 @@ class OwnPrekeys:
     @classmethod
     def from_bytes(cls, identity: Identity, data: bytes) -> OwnPrekeys:
         """Restore; raises SessionError if the state is damaged or not this identity's."""
-        f = _state_fields(data, "own prekeys")
+        version, x3dh_json, rotated, public_key = _decode_prekeys(data)
+        if version == _PREKEYS_VERSION:
+            if public_key != identity.public_key:
+                raise SessionError("own prekeys belong to another identity")
+            x3dh_json[_IDENTITY_FIELD] = _identity_json(identity.seed)
         try:
             state, _ = _X3DHState.from_json(
-                json.loads(f.blob("x3dh", max_size=_MAX_STATE_BYTES)),
+                x3dh_json,
                 x3dh.IdentityKeyFormat.ED_25519,
                 x3dh.HashFunction.SHA_256,
                 _X3DH_INFO,
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise SessionError(f"own prekeys are damaged: {exc}") from None
-        rotated = f.integer("rotated_at", 0, 1 << 63)
-        f.done()
         own = cls(identity, state, rotated)
         if state.bundle.identity_key != identity.public_key:
             raise SessionError("own prekeys belong to another identity")
         return own
 
     def to_bytes(self) -> bytes:
-        return cbor.encode(
-            {
-                "v": _STATE_VERSION,
-                "x3dh": json.dumps(self._state.json).encode(),
-                "rotated_at": self.rotated_at_s,
-            }
-        )
+        """The state to persist: everything but the identity seed."""
+        return _encode_prekeys(self._state.json, self.rotated_at_s, self.identity.public_key)
 
     def bundle(self, one_time: int = ONE_TIME_PREKEYS_PER_BUNDLE) -> PrekeyBundle:
         b = self._state.bundle

@@ -11,8 +11,10 @@ commit survive power loss, because the node acks a message to its sender as
 soon as it is stored; ``NORMAL`` survives a crash of the process but not of
 the machine, and commits several times faster (no fsync per commit). The
 file and its ``-wal``/``-shm`` companions are mode 0600: they hold session
-keys. Every ``sqlite3`` error leaves as :class:`~p2pdm.errors.StoreError`
-naming what failed.
+keys. Given a key, the file is a SQLCipher database, encrypted at rest
+(:mod:`p2pdm.store.cipher`); a plain one found there is encrypted first.
+Every database error leaves as :class:`~p2pdm.errors.StoreError` naming what
+failed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Final
 
 from p2pdm.errors import StoreError
+from p2pdm.store.cipher import DB_ERRORS, connect_encrypted, encrypt_plain_store, is_plain_store
 from p2pdm.store.schema import migrate, schema_version
 
 __all__ = ["BUSY_TIMEOUT_MS", "FILE_MODE", "IN_MEMORY", "SYNCHRONOUS_MODES", "Database"]
@@ -62,7 +65,7 @@ def _make_private(path: Path) -> None:
 
 def _rollback_quietly(db: sqlite3.Connection, savepoint: str | None = None) -> None:
     """Undo after a failure without hiding it; SQLite may have rolled back already."""
-    with contextlib.suppress(sqlite3.Error):
+    with contextlib.suppress(*DB_ERRORS):
         if not db.in_transaction:
             return
         if savepoint is None:
@@ -76,10 +79,12 @@ class Database:
     """An open, migrated SQLite store file. Raises StoreError if it cannot be opened.
 
     One connection, shared by threads under a lock; a transaction holds the
-    lock until it ends.
+    lock until it ends. With ``key`` (32 bytes) the file is encrypted.
     """
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "FULL", key: bytes | None = None
+    ) -> None:
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise StoreError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self._synchronous = synchronous.upper()
@@ -90,25 +95,30 @@ class Database:
         self._db: sqlite3.Connection | None = None
         in_memory = self.path == IN_MEMORY
         if not in_memory:
+            if key is not None and is_plain_store(Path(path)):
+                encrypt_plain_store(Path(path), key)
             _make_private(Path(path))
         try:
-            db = sqlite3.connect(
-                self.path,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-            )
-        except sqlite3.Error as exc:
+            if key is None:
+                db = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                )
+            else:
+                db = connect_encrypted(self.path, key, BUSY_TIMEOUT_MS / 1000)
+        except DB_ERRORS as exc:
             raise StoreError(f"cannot open message store {self.path}: {exc}") from exc
         try:
             self._configure(db, in_memory)
             migrate(db)
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             db.close()
-            raise StoreError(
-                f"cannot open message store {self.path}: {exc} "
-                "(is it a p2pdm store, and is the disk writable?)"
-            ) from exc
+            hint = "is it a p2pdm store, and is the disk writable?"
+            if key is not None:
+                hint = "wrong key: it belongs to another identity or passphrase, or is damaged"
+            raise StoreError(f"cannot open message store {self.path}: {exc} ({hint})") from exc
         except BaseException:
             db.close()
             raise
@@ -117,6 +127,9 @@ class Database:
     def _configure(self, db: sqlite3.Connection, in_memory: bool) -> None:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
         db.execute("PRAGMA foreign_keys = ON")
+        # Deleted rows (old ratchet states, read messages) are zeroed, not left
+        # in free pages; some SQLite builds have this off by default.
+        db.execute("PRAGMA secure_delete = ON")
         # Reads the header: a file that is not a database fails here, before
         # anything is written to it.
         schema_version(db)
@@ -141,7 +154,7 @@ class Database:
             _rollback_quietly(db)
             try:
                 db.close()
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 raise StoreError(f"closing message store {self.path} failed: {exc}") from exc
 
     def _connection(self) -> sqlite3.Connection:
@@ -188,7 +201,7 @@ class Database:
             begin, commit = f"SAVEPOINT {savepoint}", f"RELEASE {savepoint}"
         try:
             db.execute(begin)
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             raise StoreError(f"starting {what} failed: {exc}") from exc
         setattr(self, flag, True)
         try:
@@ -200,7 +213,7 @@ class Database:
         setattr(self, flag, False)
         try:
             db.execute(commit)
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             _rollback_quietly(db, savepoint)
             raise StoreError(f"committing {what} failed: {exc}") from exc
 
@@ -211,7 +224,7 @@ class Database:
             db = self._connection()
             try:
                 yield db
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 raise StoreError(f"{what} failed: {exc}") from exc
             except OverflowError as exc:
                 raise StoreError(f"{what} failed: a number is beyond 64 bits") from exc
@@ -235,10 +248,10 @@ class Database:
                     raise
                 try:
                     db.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
-                except sqlite3.Error:
+                except DB_ERRORS:
                     _rollback_quietly(db, savepoint)
                     raise
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 raise StoreError(f"{what} failed: {exc}") from exc
             except OverflowError as exc:
                 raise StoreError(f"{what} failed: a number is beyond 64 bits") from exc

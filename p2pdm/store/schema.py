@@ -1,7 +1,11 @@
 """The SQLite schema of the message store, as numbered migrations.
 
-How this works: ``MIGRATIONS[n - 1]`` is the SQL script that takes a store
-from schema version ``n - 1`` to ``n``. Each one runs in its own
+How this works: ``MIGRATIONS[n - 1]`` takes a store from schema version
+``n - 1`` to ``n``: an SQL script, or a function given the connection for
+a rewrite SQL alone cannot do. A function that removed secrets returns
+True: once every migration is done the file is then rebuilt (``VACUUM``)
+and its write-ahead log emptied, so the old bytes leave the file and the
+log instead of lingering in free pages. Each migration runs in its own
 ``BEGIN IMMEDIATE`` transaction together with the row that records it in
 ``schema_version``, so a crash mid-migration leaves the previous version
 intact. A script, once released, never changes: new needs get a new
@@ -13,9 +17,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Final
 
-from p2pdm.errors import StoreError
+from p2pdm.core.session import strip_identity_secret
+from p2pdm.errors import SessionError, StoreError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "split_statements"]
 
@@ -223,13 +229,36 @@ INSERT INTO counters (name, value) VALUES ('requests_dropped', 0);
 INSERT INTO counters (name, value) VALUES ('requests_dropped_bytes', 0);
 """
 
+def _migration_forget_identity_secret(db: sqlite3.Connection) -> bool:
+    """Own prekeys saved before the identity seed was kept out of the store lose it.
+
+    The seed lives only in the identity file, which a passphrase encrypts; a
+    copy of the store (a backup, a ``replaced-*`` folder) must not give it away.
+    """
+    row = db.execute("SELECT state FROM prekeys WHERE only_row = 1").fetchone()
+    if row is None:
+        return False
+    try:
+        stripped = strip_identity_secret(bytes(row[0]))
+    except SessionError as exc:
+        raise StoreError(f"cannot migrate the store's own prekeys: {exc}") from None
+    if stripped == bytes(row[0]):
+        return False
+    db.execute("UPDATE prekeys SET state = ? WHERE only_row = 1", (stripped,))
+    return True
+
+
+#: An SQL script, or a function that returns True when it removed secrets.
+Migration = str | Callable[[sqlite3.Connection], bool]
+
 #: Every migration, oldest first. Append only.
-MIGRATIONS: Final[tuple[str, ...]] = (
+MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_1,
     _MIGRATION_MAILBOX,
     _MIGRATION_API,
     _MIGRATION_NAME_ORIGIN,
     _MIGRATION_REQUEST_CAPS,
+    _migration_forget_identity_secret,
 )
 
 #: The schema version this code writes.
@@ -283,6 +312,7 @@ def migrate(db: sqlite3.Connection) -> int:
     """
     current = schema_version(db)
     _refuse_newer(current)
+    scrub = False
     while current < SCHEMA_VERSION:
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -290,8 +320,7 @@ def migrate(db: sqlite3.Connection) -> int:
             current = schema_version(db)
             _refuse_newer(current)
             if current < SCHEMA_VERSION:
-                for statement in split_statements(MIGRATIONS[current]):
-                    db.execute(statement)
+                scrub = _apply(db, MIGRATIONS[current]) or scrub
                 current += 1
                 db.execute(
                     "INSERT INTO schema_version (version, applied_at_ms) VALUES (?, ?)",
@@ -302,4 +331,23 @@ def migrate(db: sqlite3.Connection) -> int:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+    if scrub:
+        forget_free_pages(db)
     return current
+
+
+def _apply(db: sqlite3.Connection, migration: Migration) -> bool:
+    if callable(migration):
+        return migration(db)
+    for statement in split_statements(migration):
+        db.execute(statement)
+    return False
+
+
+def forget_free_pages(db: sqlite3.Connection) -> None:
+    """Rebuild the file and empty its write-ahead log, so deleted bytes are gone.
+
+    ``db`` must be in autocommit mode with no transaction open.
+    """
+    db.execute("VACUUM")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -139,6 +139,7 @@ class SQLiteStore(APITables):
     ``request_caps`` bound the event log (its main part and the request
     events), the idempotency keys and the pending message requests (smaller
     values let tests reach the bounds quickly).
+    ``key`` (32 bytes) makes it an encrypted store (SQLCipher).
     """
 
     def __init__(
@@ -146,12 +147,13 @@ class SQLiteStore(APITables):
         path: str | Path,
         *,
         synchronous: str = "FULL",
+        key: bytes | None = None,
         max_events: int = MAX_STORED_EVENTS,
         max_request_events: int = MAX_STORED_REQUEST_EVENTS,
         max_idempotency_keys: int = MAX_IDEMPOTENCY_KEYS,
         request_caps: RequestCaps = RequestCaps(),  # noqa: B008 (frozen)
     ) -> None:
-        self._db = Database(path, synchronous=synchronous)
+        self._db = Database(path, synchronous=synchronous, key=key)
         self._reading = self._db.reading
         self._writing = self._db.writing
         self._event_caps = (max_events, max_request_events)
