@@ -229,6 +229,7 @@ INSERT INTO counters (name, value) VALUES ('requests_dropped', 0);
 INSERT INTO counters (name, value) VALUES ('requests_dropped_bytes', 0);
 """
 
+
 def _migration_forget_identity_secret(db: sqlite3.Connection) -> bool:
     """Own prekeys saved before the identity seed was kept out of the store lose it.
 
