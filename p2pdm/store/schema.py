@@ -187,8 +187,21 @@ CREATE TABLE api_tokens (
 );
 """
 
+#: Fair mailbox quotas: who deposited an envelope, as a tag keyed by a secret
+#: the running mailbox keeps in memory only (a copy of the store does not tell
+#: who sent to whom). Rows from before carry the empty tag.
+_MIGRATION_DEPOSITOR: Final = """
+ALTER TABLE mailbox ADD COLUMN depositor BLOB NOT NULL DEFAULT x'';
+CREATE INDEX mailbox_by_depositor ON mailbox (recipient, depositor);
+"""
+
 #: Every migration, oldest first. Append only.
-MIGRATIONS: Final[tuple[str, ...]] = (_MIGRATION_1, _MIGRATION_MAILBOX, _MIGRATION_API)
+MIGRATIONS: Final[tuple[str, ...]] = (
+    _MIGRATION_1,
+    _MIGRATION_MAILBOX,
+    _MIGRATION_API,
+    _MIGRATION_DEPOSITOR,
+)
 
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
