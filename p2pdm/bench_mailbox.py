@@ -63,9 +63,11 @@ PHASE_DEADLINE_S: Final = 60.0
 WARMUP_DEPOSITS: Final = 20
 #: Recipients the deposited envelopes are addressed to, round robin.
 RECIPIENTS: Final = 4
-#: Timed deposits per client: with the warm-up, within the mailbox's per-peer
-#: burst (MAILBOX_BURST_PER_PEER, 500); beyond it a peer is held to 50/s.
-DEPOSITS_PER_CLIENT: Final = 400
+#: Timed deposits per client: with the warm-up, within the mailbox's
+#: per-depositor deposit burst (MAILBOX_DEPOSIT_BURST_PER_PEER, 300); beyond
+#: it a depositor is held to 5/s. Spread over RECIPIENTS, each stays within a
+#: depositor's share and below the fill level that asks for stamps.
+DEPOSITS_PER_CLIENT: Final = 260
 #: Clients (peers, one stream each) depositing at once in the concurrent run.
 DEPOSIT_CLIENTS: Final = 4
 

@@ -58,7 +58,12 @@ from p2pdm.errors import (
     WrongRecipient,
 )
 from p2pdm.limits import MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES
-from p2pdm.mailbox_client import MAILBOX_COPIES, MailboxClient, MailboxDirectory
+from p2pdm.mailbox_client import (
+    MAILBOX_COPIES,
+    MailboxClient,
+    MailboxDirectory,
+    describe_refusal,
+)
 from p2pdm.messenger import Received
 from p2pdm.net.stream import Stream
 from p2pdm.ratelimit import TokenBucket
@@ -107,6 +112,8 @@ MAX_RATE_PER_PEER: Final = 2000.0
 RATE_BURST_PER_PEER: Final = 4000.0
 #: Deliver frames that arrived together and are committed together, at most.
 MAX_COMMIT_GROUP: Final = DM_WINDOW
+#: Longest status note (mailbox refusals and errors of one round), in characters.
+MAX_NOTE: Final = 500
 #: Deliver frames carry an envelope plus a few bytes of framing.
 _DELIVER_FRAME_BYTES: Final = MAX_FRAME_BYTES + 64
 
@@ -155,7 +162,7 @@ class Delivery:
         self.rng = rng or random.Random()
         #: Where to deposit and fetch; None: direct delivery only.
         self.mailboxes = mailboxes
-        self.mailbox_client = MailboxClient(node.identity, network)
+        self.mailbox_client = MailboxClient(node.identity, network, now_ms=node.now_ms)
         self._fetch_wake = trio.Event()
         self._wake = trio.Event()
         self._senders: dict[PeerId, trio.Event] = {}
@@ -207,9 +214,16 @@ class Delivery:
                 self.node.store.remove_outbox(item.envelope_id)
                 self._set_status(item, DeliveryStatus.EXPIRED, "not delivered before expiry")
 
-    def _set_status(self, item: OutboxItem, status: DeliveryStatus, detail: str = "") -> None:
+    def _set_status(self, item: OutboxItem, status: DeliveryStatus, detail: str = "") -> bool:
+        """Move the message on; False if it did not move (or is a receipt, not stored)."""
         with contextlib.suppress(NotFound):  # receipts have no stored message
-            self.node.store.set_status(item.message_id, status, self.node.now_ms(), detail)
+            return self.node.store.set_status(item.message_id, status, self.node.now_ms(), detail)
+        return False
+
+    def _note(self, item: OutboxItem, detail: str) -> None:
+        """Tell the sender why the message is not delivered yet (status detail, history, event)."""
+        with contextlib.suppress(NotFound):
+            self.node.store.note_status(item.message_id, self.node.now_ms(), detail[:MAX_NOTE])
 
     def _reschedule(self, item: OutboxItem, error: str) -> int:
         """Back ``item`` off; returns the delay in ms."""
@@ -426,18 +440,30 @@ class Delivery:
                     self._set_status(item, DeliveryStatus.FAILED, detail)
                 else:
                     self._reschedule(item, f"recipient asked to retry: {ack.detail}")
+                    self._note(item, f"recipient asked to retry: {ack.detail}; retrying")
 
     # --- mailboxes: depositing for offline recipients -------------------------
 
     async def _deposit(self, peer: PeerId, failed: list[OutboxItem]) -> None:
         """Leave undelivered envelopes at up to MAILBOX_COPIES mailboxes for ``peer``.
 
-        They stay in the outbox: direct delivery goes on being retried. A
-        mailbox's refusal (over quota, too large, …) is recorded as the item's
-        last error; reaching at least one mailbox marks the message ``deposited``.
+        They stay in the outbox: direct delivery goes on being retried. Each
+        mailbox's refusal (over quota, too large, …) or error, and why direct
+        delivery failed, is noted with the message (status detail, history,
+        event); reaching at least one mailbox marks the message ``deposited``.
         """
-        if self.mailboxes is None or not failed:
+        if not failed:
             return
+        refusals = await self._deposit_at_mailboxes(peer, failed) if self.mailboxes else {}
+        with self.node.store.transaction():
+            for item in failed:
+                self._note_round(item, refusals.get(item.envelope_id, []))
+
+    async def _deposit_at_mailboxes(
+        self, peer: PeerId, failed: list[OutboxItem]
+    ) -> dict[bytes, list[str]]:
+        """Deposit what needs more copies; returns each envelope's refusals and errors."""
+        assert self.mailboxes is not None
         store = self.node.store
         now = self.node.now_ms()
         held: dict[bytes, set[PeerId]] = {}
@@ -448,9 +474,9 @@ class Delivery:
             holders = {m for m, until in store.deposits(item.envelope_id) if until > now}
             if len(holders) < MAILBOX_COPIES:
                 held[item.envelope_id], items[item.envelope_id] = holders, item
-        if not items:
-            return
         refusals: defaultdict[bytes, list[str]] = defaultdict(list)
+        if not items:
+            return refusals
         reached = False
         for mailbox, addrs in await self.mailboxes.for_recipient(peer):
             todo = [
@@ -466,6 +492,8 @@ class Delivery:
                 )
             except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 log.info("mailbox %s unusable: %s", mailbox.short(), exc)
+                for item in todo:
+                    refusals[item.envelope_id].append(f"mailbox {mailbox.short()} unreachable")
                 continue
             reached = True
             with store.transaction():  # one commit per mailbox, not per envelope
@@ -475,27 +503,31 @@ class Delivery:
                         store.add_deposit(item.envelope_id, mailbox, until)
                         held[item.envelope_id].add(mailbox)
                     else:
-                        refusals[item.envelope_id].append(f"{mailbox.short()} {result.code}")
+                        refusals[item.envelope_id].append(
+                            f"mailbox {mailbox.short()} refused: {describe_refusal(result)}"
+                        )
         if not reached:
             self.mailboxes.forget()  # look them up afresh next time
-        with store.transaction():
-            for eid, item in items.items():
-                self._note_deposits(item, refusals[eid])
+        return refusals
 
-    def _note_deposits(self, item: OutboxItem, refusals: list[str]) -> None:
+    def _note_round(self, item: OutboxItem, refusals: list[str]) -> None:
+        """Record how this round went for ``item``: ``deposited``, or a note saying why not."""
         store = self.node.store
+        current = store.get_outbox(item.envelope_id)
+        if current is None:
+            return  # delivered (or confirmed) meanwhile
         now = self.node.now_ms()
         holders = [until for _, until in store.deposits(item.envelope_id) if until > now]
+        parts = list(refusals)
+        if current.last_error:
+            parts.append(f"direct delivery: {current.last_error}")
         if holders:
             until = datetime.fromtimestamp(max(holders) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-            detail = f"held by {len(holders)} mailbox(es) until {until} UTC"
-            self._set_status(item, DeliveryStatus.DEPOSITED, detail)
-        current = store.get_outbox(item.envelope_id)
-        if refusals and current is not None:
-            error = f"{current.last_error}; mailboxes refused: {', '.join(refusals)}"
-            store.reschedule_outbox(
-                item.envelope_id, current.next_attempt_at_ms, current.attempts, error[:500]
-            )
+            detail = "; ".join([f"held by {len(holders)} mailbox(es) until {until} UTC", *parts])
+            if not self._set_status(item, DeliveryStatus.DEPOSITED, detail[:MAX_NOTE]):
+                self._note(item, detail)
+        elif parts:
+            self._note(item, "; ".join([*parts, "retrying"]))
 
     # --- mailboxes: fetching our own ---------------------------------------------
 

@@ -97,6 +97,12 @@ MAX_STORED_EVENTS = 10_000
 IDEMPOTENCY_RETENTION_SECONDS = 24 * 3600
 MAX_IDEMPOTENCY_KEYS = 10_000
 
+#: Status history entries kept per message. Each delivery round may add a
+#: note (a mailbox's refusal, why direct delivery failed) when it differs
+#: from the last; past this, the newest note replaces the last entry and no
+#: event is sent, so a message retried for two weeks stays a few rows.
+MAX_STATUS_HISTORY = 24
+
 #: Most named API tokens (a handful of bots; each is checked on every request).
 MAX_API_TOKENS = 64
 

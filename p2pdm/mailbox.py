@@ -6,8 +6,12 @@ How this works: a node run with ``--mailbox`` serves ``/p2pdm/mailbox/1.0.0``
 what makes identify list the protocol. Each stream is a sequence of
 request/reply pairs:
 
-* a deposit is checked (size, strict envelope decoding, expiry, quotas) and
-  committed in one store transaction, so quotas hold under any interleaving;
+* a deposit is checked (size, strict envelope decoding, expiry, the
+  depositor's rate, quotas) and committed in one store transaction, so
+  quotas hold under any interleaving. Quotas are fair across depositors
+  (the authenticated PeerID of the connection): one holds at most a share of
+  a recipient's quota, and past a fill level every deposit for that
+  recipient costs a proof-of-work stamp, so fresh identities stop being free;
 * fetch and delete need a good answer to a challenge issued on the same
   stream; they only ever see the authenticated recipient's rows.
 
@@ -15,12 +19,15 @@ Everything a hostile peer can make us spend is bounded: concurrent streams
 (global and per peer), requests per second per peer, frame size, idle time,
 failed challenge answers. A peer that breaks a limit or sends a frame that is
 not a mailbox request is disconnected; the others are not affected. What a
-mailbox keeps is recipient, envelope, size and times — never who deposited it.
+mailbox keeps is recipient, envelope, size and times, and of the depositor
+only a tag keyed by a secret that lives in memory: a copy of the store does
+not tell who deposited what (after a restart old tags match nobody).
 Expired envelopes are purged periodically and before a deposit is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections import defaultdict
@@ -67,6 +74,19 @@ MAILBOX_MAX_BYTES_PER_RECIPIENT: Final = 64 << 20
 #: The whole mailbox: what a volunteer node gives to others on disk.
 MAILBOX_MAX_ENVELOPES: Final = 200_000
 MAILBOX_MAX_BYTES: Final = 2 << 30
+#: One depositor (PeerID) holds at most 1/8 of a recipient's quota (250
+#: envelopes, 8 MiB): a busy sender's two weeks for an offline friend, while
+#: a flooder needs 8 identities to fill the quota.
+MAILBOX_DEPOSITOR_SHARE: Final = 8
+#: Past half of a recipient's quota, every deposit for it needs a stamp: a
+#: flooder's first identities get in free, the rest costs CPU per envelope.
+MAILBOX_STAMP_FILL_PERCENT: Final = 50
+#: Stamp difficulty: 2**16 BLAKE2b hashes on average, 0.34 s of one core
+#: for the reference client on the development machine (pure Python). An
+#: honest sender pays it once per envelope and mailbox, and only while that
+#: recipient's quota is half used; filling the other half (1,000 envelopes)
+#: costs a flooder about 6 minutes of one core per recipient and mailbox.
+MAILBOX_STAMP_BITS: Final = 16
 DEFAULT_LIMITS: Final = mb.MailboxLimits(
     retention_s=MAILBOX_RETENTION_SECONDS,
     max_envelope_bytes=MAILBOX_MAX_ENVELOPE_BYTES,
@@ -74,6 +94,9 @@ DEFAULT_LIMITS: Final = mb.MailboxLimits(
     per_recipient_bytes=MAILBOX_MAX_BYTES_PER_RECIPIENT,
     total_count=MAILBOX_MAX_ENVELOPES,
     total_bytes=MAILBOX_MAX_BYTES,
+    depositor_share=MAILBOX_DEPOSITOR_SHARE,
+    stamp_fill_percent=MAILBOX_STAMP_FILL_PERCENT,
+    stamp_bits=MAILBOX_STAMP_BITS,
 )
 #: Mailbox streams served at once, and per peer. Each may hold one request
 #: frame of up to 1 MiB in memory, so this bounds the buffering to 64 MiB.
@@ -83,8 +106,16 @@ MAILBOX_MAX_STREAMS_PER_PEER: Final = 2
 #: flushing its outbox deposits a few hundred at once; a flood is cut off.
 MAILBOX_RATE_PER_PEER: Final = 50.0
 MAILBOX_BURST_PER_PEER: Final = 500.0
+#: Deposits per second one depositor may make across all recipients, and the
+#: burst above it: a whole outbox flush (MAX_DEPOSIT_BATCH, 256) goes in at
+#: once; then 5 a second, which no person types. Over it: ``rate_limited``.
+MAILBOX_DEPOSIT_RATE_PER_PEER: Final = 5.0
+MAILBOX_DEPOSIT_BURST_PER_PEER: Final = 300.0
 #: Per-peer buckets kept for peers with no open stream (oldest dropped).
 MAILBOX_MAX_BUCKETS: Final = 1024
+#: The key of the depositor tags; random per run, never stored.
+_TAG_KEY_BYTES: Final = 32
+_TAG_BYTES: Final = 16
 #: A stream with no request for this long is closed; a reply must be taken this fast.
 MAILBOX_IDLE_SECONDS: Final = 30.0
 MAILBOX_WRITE_TIMEOUT: Final = 10.0
@@ -111,6 +142,8 @@ class _Refused(Exception):
 class _Session:
     """What one stream has proved so far."""
 
+    #: The authenticated PeerID of the connection: the depositor.
+    peer: PeerId | None = None
     nonce: bytes | None = None
     recipient: PeerId | None = None
     auth_failures: int = 0
@@ -138,6 +171,8 @@ class MailboxService:
         self._streams = 0
         self._per_peer: defaultdict[PeerId, int] = defaultdict(int)
         self._buckets: dict[PeerId, TokenBucket] = {}
+        self._deposit_buckets: dict[PeerId, TokenBucket] = {}
+        self._tag_key = random_bytes(_TAG_KEY_BYTES)
         network.set_handler(mb.MAILBOX_PROTOCOL, self.handle_stream)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -194,21 +229,14 @@ class MailboxService:
             self._drop_idle(peer)
 
     def _bucket(self, peer: PeerId) -> TokenBucket:
-        bucket = self._buckets.pop(peer, None)
-        if bucket is None:
-            now = trio.current_time()
-            bucket = TokenBucket(MAILBOX_RATE_PER_PEER, MAILBOX_BURST_PER_PEER, at=now)
-        self._buckets[peer] = bucket  # most recently used last
-        while len(self._buckets) > MAILBOX_MAX_BUCKETS:
-            del self._buckets[next(iter(self._buckets))]
-        return bucket
+        return _bucket_of(self._buckets, peer, MAILBOX_RATE_PER_PEER, MAILBOX_BURST_PER_PEER)
 
     def _drop_idle(self, peer: PeerId) -> None:
         if not self._per_peer.get(peer):
             self._per_peer.pop(peer, None)
 
     async def _serve(self, stream: Stream, bucket: TokenBucket) -> None:
-        session = _Session()
+        session = _Session(peer=stream.remote_peer)
         while True:
             frame = await stream.read_frame(mb.MAX_REQUEST_FRAME_BYTES, MAILBOX_IDLE_SECONDS)
             if frame is None:
@@ -225,7 +253,7 @@ class MailboxService:
         Raises ProtocolViolation after too many wrong challenge answers.
         """
         if isinstance(request, mb.Deposit):
-            return self.deposit(request.envelope)
+            return self.deposit(request.envelope, session.peer, request.stamp)
         if isinstance(request, mb.ChallengeRequest):
             session.nonce = self.random_bytes(mb.NONCE_BYTES)
             return mb.ChallengeReply(session.nonce)
@@ -255,9 +283,22 @@ class MailboxService:
 
     # --- what the requests do -------------------------------------------------
 
-    def deposit(self, data: bytes) -> mb.Result:
-        """Hold one envelope for its recipient, or say why not."""
+    def deposit(
+        self, data: bytes, depositor: PeerId | None = None, stamp: bytes | None = None
+    ) -> mb.Result:
+        """Hold one envelope for its recipient, or say why not.
+
+        ``depositor``: the PeerID of the connection (None: a local deposit,
+        not rate-limited); ``stamp``: its proof of work, if it sent one.
+        """
         limits = self.limits
+        if depositor is not None and not _bucket_of(
+            self._deposit_buckets,
+            depositor,
+            MAILBOX_DEPOSIT_RATE_PER_PEER,
+            MAILBOX_DEPOSIT_BURST_PER_PEER,
+        ).take(trio.current_time()):
+            return mb.Result(mb.RATE_LIMITED, "too many deposits from you; try again later")
         if len(data) > limits.max_envelope_bytes:
             return mb.Result(mb.TOO_LARGE, f"envelopes are at most {limits.max_envelope_bytes} B")
         try:
@@ -269,34 +310,49 @@ class MailboxService:
         if envelope.expires_at_s * 1000 <= now:
             return mb.Result(mb.EXPIRED, "the envelope has expired")
         until_ms = min(envelope.expires_at_s * 1000, now + limits.retention_s * 1000)
-        item = mb.StoredEnvelope(envelope.recipient, envelope.id, data, now, until_ms)
+        tag = self._tag(depositor)
+        item = mb.StoredEnvelope(envelope.recipient, envelope.id, data, now, until_ms, 0, tag)
+        stamped = stamp is not None and mb.verify_stamp(
+            self.peer_id, envelope.recipient, data, now, stamp, limits.stamp_bits
+        )
         store = self.store
         try:
             with store.transaction():
                 # Add first, so that a repeated deposit is "already held" even at quota.
                 held, new = store.mailbox_add(item)
-                if new and (code := self._room_for(item, now)) != mb.OK:
+                if new and (code := self._room_for(item, now, stamped)) != mb.OK:
                     raise _Refused(code)  # rolls the add back
         except _Refused as refused:
-            return mb.Result(refused.code, "quota used up; try another mailbox")
+            return _refusal(refused.code, limits.stamp_bits)
         except StoreError as exc:
             log.error("mailbox store failed: %s", exc)
             return mb.Result(mb.UNAVAILABLE, "store unavailable")
         return mb.Result(mb.OK, "" if new else "already held", until_s=held.expires_at_ms // 1000)
 
-    def _room_for(self, item: mb.StoredEnvelope, now: int) -> str:
+    def _tag(self, depositor: PeerId | None) -> bytes:
+        """The depositor's tag: keyed by a per-run secret, so the store alone cannot name it."""
+        if depositor is None:
+            return b""
+        return hashlib.blake2b(
+            depositor.raw, key=self._tag_key, digest_size=_TAG_BYTES, person=b"p2pdm-depositor"
+        ).digest()
+
+    def _room_for(self, item: mb.StoredEnvelope, now: int, stamped: bool) -> str:
         """Quota check of a just-added ``item``, in its transaction; purges once before refusing."""
         store = self.store
 
         def check() -> str:
             # Usage without the item itself: the rule asks whether it fits.
-            count, used = store.mailbox_usage(item.recipient)
-            total_count, total_used = store.mailbox_usage()
+            def without_item(usage: tuple[int, int]) -> tuple[int, int]:
+                return usage[0] - 1, usage[1] - item.size
+
             return mb.check_deposit(
                 self.limits,
                 item.size,
-                (count - 1, used - item.size),
-                (total_count - 1, total_used - item.size),
+                without_item(store.mailbox_usage(item.recipient)),
+                without_item(store.mailbox_usage()),
+                without_item(store.mailbox_usage(item.recipient, item.depositor)),
+                stamped=stamped,
             )
 
         code = check()
@@ -315,3 +371,30 @@ class MailboxService:
             items.append(mb.FetchedEnvelope(held.seq, held.envelope))
             used += held.size
         return mb.Envelopes(tuple(items), more=len(page) == mb.MAX_FETCH_ITEMS)
+
+
+#: What each refusal tells the depositor (the client shows it to its user).
+_REFUSAL_DETAILS: Final = {
+    mb.FULL: "the mailbox is full; try another mailbox",
+    mb.OVER_QUOTA: "quota for this recipient used up; try another mailbox",
+    mb.OVER_SHARE: "your share of this recipient's quota is used up; try another mailbox",
+    mb.STAMP_REQUIRED: "this recipient's quota is half used: deposit with a stamp",
+}
+
+
+def _refusal(code: str, bits: int) -> mb.Result:
+    detail = _REFUSAL_DETAILS.get(code, "refused")
+    return mb.Result(code, detail, bits=bits if code == mb.STAMP_REQUIRED else 0)
+
+
+def _bucket_of(
+    table: dict[PeerId, TokenBucket], peer: PeerId, rate: float, burst: float
+) -> TokenBucket:
+    """``peer``'s bucket in ``table`` (made full if new); keeps the table at MAILBOX_MAX_BUCKETS."""
+    bucket = table.pop(peer, None)
+    if bucket is None:
+        bucket = TokenBucket(rate, burst, at=trio.current_time())
+    table[peer] = bucket  # most recently used last
+    while len(table) > MAILBOX_MAX_BUCKETS:
+        del table[next(iter(table))]
+    return bucket

@@ -10,6 +10,10 @@ delete page by page). :class:`MailboxDirectory` decides which mailboxes:
 * for ourselves, our preferred mailboxes (``--mailbox-peer``) and the same
   closest providers a sender would pick for us, with some slack.
 
+A mailbox that answers ``stamp_required`` gets the same envelope again with
+a proof-of-work stamp (minted in a worker thread), a few per batch; a
+refusal is returned to the caller, who records it with the message.
+
 Both ends compute "closest" the same way from the same provider list, so a
 sender and a returning recipient meet at the same nodes without talking.
 Lookups are cached for a while and every cache is bounded.
@@ -18,8 +22,10 @@ Lookups are cached for a while and every cache is bounded.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -27,7 +33,7 @@ import trio
 from p2pdm.core import mailbox as mb
 from p2pdm.core import records
 from p2pdm.core.identity import Identity, PeerId
-from p2pdm.core.wire import PrekeyBundle
+from p2pdm.core.wire import Envelope, PrekeyBundle
 from p2pdm.errors import ConfigError, P2PDMError, PeerUnreachable, ProtocolViolation, SchemaError
 from p2pdm.limits import MAX_ADDR_BYTES, MAX_ADDRS
 from p2pdm.net.stream import Stream
@@ -39,6 +45,7 @@ __all__ = [
     "MAILBOX_COPIES",
     "MailboxClient",
     "MailboxDirectory",
+    "describe_refusal",
     "parse_mailbox_addr",
 ]
 
@@ -66,6 +73,28 @@ MAILBOX_SHORT_CACHE_SECONDS: Final = 10.0
 MAILBOX_MAX_CACHED_RECIPIENTS: Final = 256
 #: Fetch pages read from one mailbox per round; the next round goes on.
 MAILBOX_MAX_PAGES_PER_ROUND: Final = 64
+#: Most stamp bits we mint when a mailbox asks (20 bits: ~5 s of a core);
+#: a mailbox asking more is treated as refusing, not obeyed.
+MAILBOX_MAX_STAMP_BITS: Final = 20
+#: Stamps minted per deposit batch at one mailbox; the rest wait for the
+#: next round, so a mailbox under attack costs us seconds, not minutes.
+MAILBOX_MAX_STAMPS_PER_BATCH: Final = 8
+#: Up to this difficulty (~5 ms) a stamp is minted in the event loop; above
+#: it in a worker thread, so the node stays responsive.
+MAILBOX_INLINE_STAMP_BITS: Final = 10
+
+#: What a refusal code means, in words for the sender's status detail.
+REFUSALS: Final = {
+    mb.OVER_QUOTA: "over quota for this recipient",
+    mb.OVER_SHARE: "our share of this recipient's quota is used up",
+    mb.FULL: "mailbox full",
+    mb.TOO_LARGE: "envelope too large",
+    mb.EXPIRED: "envelope expired",
+    mb.BAD_ENVELOPE: "bad envelope",
+    mb.STAMP_REQUIRED: "proof-of-work stamp required",
+    mb.RATE_LIMITED: "too many deposits, rate-limited",
+    mb.UNAVAILABLE: "mailbox store unavailable",
+}
 
 Candidate = tuple[PeerId, list[str]]
 
@@ -82,12 +111,23 @@ def parse_mailbox_addr(text: str) -> Candidate:
         raise ConfigError(f"a mailbox address must end in /p2p/<PeerID>: {text[:80]!r}") from None
 
 
+def describe_refusal(result: mb.Result) -> str:
+    """A mailbox's refusal in words (its code if unknown: mailboxes may add codes)."""
+    text = REFUSALS.get(result.code, result.code)
+    if result.code == mb.STAMP_REQUIRED and result.bits > MAILBOX_MAX_STAMP_BITS:
+        return f"{text} ({result.bits} bits, more than we mint)"
+    return text
+
+
 class MailboxClient:
     """Deposit at, and fetch from, one mailbox at a time."""
 
-    def __init__(self, identity: Identity, network: Network) -> None:
+    def __init__(
+        self, identity: Identity, network: Network, *, now_ms: Callable[[], int] | None = None
+    ) -> None:
         self.identity = identity
         self.network = network
+        self.now_ms = now_ms or (lambda: int(time.time() * 1000))
 
     async def deposit(
         self, mailbox: PeerId, addrs: Sequence[str], envelopes: Sequence[bytes]
@@ -98,12 +138,26 @@ class MailboxClient:
         be reached or breaks the protocol.
         """
         results = []
+        stamps = MAILBOX_MAX_STAMPS_PER_BATCH
         stream = await self._open(mailbox, addrs)
         async with stream:
             for envelope in envelopes:
-                reply = await _ask(stream, mb.Deposit(envelope).encode())
-                results.append(_result(reply))
+                result = _result(await _ask(stream, mb.Deposit(envelope).encode()))
+                asked = result.bits if result.code == mb.STAMP_REQUIRED else 0
+                if stamps and 0 < asked <= MAILBOX_MAX_STAMP_BITS:
+                    stamps -= 1
+                    token = await self._mint(mailbox, envelope, asked)
+                    result = _result(await _ask(stream, mb.Deposit(envelope, token).encode()))
+                results.append(result)
         return results
+
+    async def _mint(self, mailbox: PeerId, envelope: bytes, bits: int) -> bytes:
+        """A stamp for depositing ``envelope`` at ``mailbox``; raises WireError for a bad one."""
+        recipient = Envelope.decode(envelope).recipient
+        mint = partial(mb.mint_stamp, mailbox, recipient, envelope, self.now_ms(), bits)
+        if bits <= MAILBOX_INLINE_STAMP_BITS:
+            return mint()
+        return await trio.to_thread.run_sync(mint)
 
     async def fetch(
         self,

@@ -60,7 +60,13 @@ DEFAULT_API_PORT: Final = 4780
 
 #: Statuses whose latest note is shown with the message.
 _DETAILED_STATUSES: Final = frozenset(
-    {DeliveryStatus.DEPOSITED, DeliveryStatus.FAILED, DeliveryStatus.EXPIRED}
+    {
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.SENT,
+        DeliveryStatus.DEPOSITED,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.EXPIRED,
+    }
 )
 
 #: Settings the API may read and change, with their type and default.
@@ -296,7 +302,8 @@ class Node:
 
     def status_detail(self, message: StoredMessage) -> str:
         """The note of the message's latest status where it says something: how
-        many mailboxes hold it (``deposited``), why it failed or expired."""
+        many mailboxes hold it (``deposited``), which mailbox refused it and why
+        direct delivery failed (while not delivered), why it failed or expired."""
         if message.status not in _DETAILED_STATUSES:
             return ""
         history = self.store.status_history(message.id)

@@ -390,7 +390,9 @@ async def test_quota_exceeded_is_refused_and_recorded_by_the_sender(
     nursery, autojump_clock
 ) -> None:  # type: ignore[no-untyped-def]
     net = FakeNetwork(nursery)
-    tight = mb.MailboxLimits(DAY_S, 100_000, 2, 1 << 20, 100, 1 << 30)
+    tight = mb.MailboxLimits(
+        DAY_S, 100_000, 2, 1 << 20, 100, 1 << 30, depositor_share=1, stamp_fill_percent=100
+    )
     box = await start_box(nursery, Box(net, limits=tight))
     alice, bob = Peer(net, "alice"), Peer(net, "bob")
     alice.node.add_contact_from_invite(bob.node.invite())
@@ -398,24 +400,26 @@ async def test_quota_exceeded_is_refused_and_recorded_by_the_sender(
     bob.host.online = False
     sent = [await alice.node.send(bob.node.peer_id, f"n{i}") for i in range(3)]
     with trio.fail_after(30):
-        while not any("over_quota" in _last_error(alice, m.id) for m in sent):  # noqa: ASYNC110
+        while not any("over quota" in _detail(alice, m.id) for m in sent):  # noqa: ASYNC110
             await trio.sleep(0.1)
     statuses = sorted(alice.node.message(m.id.hex())[0].status for m in sent)
     assert statuses.count(DeliveryStatus.DEPOSITED) == 2
-    refused = [m for m in sent if "over_quota" in _last_error(alice, m.id)]
+    refused = [m for m in sent if "over quota" in _detail(alice, m.id)]
     assert len(refused) == 1
     assert alice.node.message(refused[0].id.hex())[0].status is not DeliveryStatus.DEPOSITED
+    assert f"mailbox {box.identity.peer_id.short()} refused: over quota for this recipient" in (
+        _detail(alice, refused[0].id)
+    )
     assert box.held == 2
 
 
-def _last_error(peer: Peer, message_id: bytes) -> str:
-    items = [i for i in peer.node.store.outbox_due(1 << 62, 100) if i.message_id == message_id]
-    return items[0].last_error if items else ""
+def _detail(peer: Peer, message_id: bytes) -> str:
+    return peer.node.status_detail(peer.node.message(message_id.hex())[0])
 
 
 async def test_deposit_refusals(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     net, alice, bob, _ = world
-    tight = mb.MailboxLimits(DAY_S, 2_000, 100, 1 << 20, 2, 1 << 30)
+    tight = mb.MailboxLimits(DAY_S, 2_000, 100, 1 << 20, 2, 1 << 30, depositor_share=1)
     box = Box(net, limits=tight)
     envelope = await deposit_for_bob(alice, bob)
     assert box.service.deposit(b"\xa0").code == mb.BAD_ENVELOPE
@@ -495,7 +499,9 @@ async def test_hostile_depositor_cannot_stop_the_mailbox_serving_others(
             await ask(stream, mb.Deposit(envelope))
     assert box.held <= MAILBOX_BURST_PER_PEER + 1
     # Filling one recipient's quota leaves everyone else served.
-    tight = mb.MailboxLimits(DAY_S, 100_000, 5, 1 << 20, 1000, 1 << 30)
+    tight = mb.MailboxLimits(
+        DAY_S, 100_000, 5, 1 << 20, 1000, 1 << 30, depositor_share=1, stamp_fill_percent=100
+    )
     box.service.limits = tight
     carol = Identity(os.urandom(32)).peer_id
     for _ in range(5):

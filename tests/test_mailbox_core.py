@@ -191,4 +191,50 @@ def test_mailbox_key_is_per_peer_and_closest_orders_by_xor_distance() -> None:
 def test_check_deposit(
     size: int, recipient: tuple[int, int], total: tuple[int, int], code: str
 ) -> None:
-    assert mb.check_deposit(LIMITS, size, recipient, total) == code
+    assert mb.check_deposit(LIMITS, size, recipient, total, stamped=True) == code
+
+
+def test_a_depositor_holds_only_its_share_and_pays_once_the_quota_is_half_used() -> None:
+    limits = mb.MailboxLimits(100, 1000, 40, 40_000, 1000, 1 << 20, depositor_share=8)
+    assert limits.depositor_quota() == (5, 5000)
+    # Its share used up: refused, whatever the recipient's quota says.
+    assert mb.check_deposit(limits, 10, (5, 50), (5, 50), (5, 50)) == mb.OVER_SHARE
+    assert mb.check_deposit(limits, 1000, (4, 4100), (4, 4100), (4, 4100)) == mb.OVER_SHARE
+    assert mb.check_deposit(limits, 10, (4, 40), (4, 40), (4, 40)) == mb.OK
+    # Half the recipient's count or bytes used: a stamp is needed, and enough.
+    for usage in [(20, 200), (1, 20_000)]:
+        assert mb.check_deposit(limits, 10, usage, usage) == mb.STAMP_REQUIRED
+        assert mb.check_deposit(limits, 10, usage, usage, stamped=True) == mb.OK
+    assert mb.check_deposit(limits, 10, (19, 19_999), (19, 19_999)) == mb.OK
+    # Tiny quotas still leave every depositor one envelope.
+    assert mb.MailboxLimits(100, 1000, 2, 2000, 10, 10_000).depositor_quota() == (1, 1000)
+
+
+def test_deposit_stamps_bind_mailbox_recipient_envelope_and_day() -> None:
+    day_ms = 86_400_000
+    now = 20_000 * day_ms + 5
+    envelope = b"sealed bytes"
+    token = mb.mint_stamp(MAILBOX, BOB.peer_id, envelope, now, 8)
+    assert len(token) == mb.STAMP_BYTES
+    assert mb.verify_stamp(MAILBOX, BOB.peer_id, envelope, now, token, 8)
+    # The next day (clock skew) still; two days on, another mailbox, recipient or envelope: no.
+    assert mb.verify_stamp(MAILBOX, BOB.peer_id, envelope, now + day_ms, token, 8)
+    assert not mb.verify_stamp(MAILBOX, BOB.peer_id, envelope, now + 2 * day_ms, token, 8)
+    assert not mb.verify_stamp(OTHER_MAILBOX, BOB.peer_id, envelope, now, token, 8)
+    assert not mb.verify_stamp(MAILBOX, ALICE.peer_id, envelope, now, token, 8)
+    assert not mb.verify_stamp(MAILBOX, BOB.peer_id, envelope + b"!", now, token, 8)
+    assert not mb.verify_stamp(MAILBOX, BOB.peer_id, envelope, now, token[:-1], 8)
+
+
+def test_stamps_and_asked_bits_round_trip_on_the_wire() -> None:
+    deposit = mb.Deposit(b"env", bytes(mb.STAMP_BYTES))
+    assert mb.decode_request(deposit.encode()) == deposit
+    assert mb.decode_request(mb.Deposit(b"env").encode()) == mb.Deposit(b"env")
+    with pytest.raises(SchemaError):
+        mb.decode_request(cbor.encode({"t": "deposit", "env": b"e", "stamp": b"short"}))
+    asked = mb.Result(mb.STAMP_REQUIRED, "quota half used", bits=16)
+    assert mb.decode_reply(asked.encode()) == asked
+    # A result without a stamp request encodes as before: older clients decode it.
+    assert b"bits" not in mb.Result(mb.OK).encode()
+    with pytest.raises(SchemaError):
+        mb.decode_reply(cbor.encode({**cbor.decode(asked.encode(), 1000), "bits": 99}))

@@ -684,6 +684,18 @@ def test_mailbox_delete_touches_only_the_recipients_own(store: Store) -> None:
     assert new
 
 
+def test_mailbox_usage_per_depositor(store: Store) -> None:
+    store.mailbox_add(replace(held(1), depositor=b"mallory"))
+    store.mailbox_add(replace(held(2), depositor=b"mallory"))
+    store.mailbox_add(replace(held(3), depositor=b"alice"))
+    store.mailbox_add(replace(held(4, BOB), depositor=b"mallory"))
+    assert store.mailbox_usage(ALICE, b"mallory") == (2, 20)
+    assert store.mailbox_usage(ALICE, b"alice") == (1, 10)
+    assert store.mailbox_usage(ALICE, b"nobody") == (0, 0)
+    assert store.mailbox_usage(ALICE) == (3, 30)
+    assert [e.depositor for e in store.mailbox_fetch(BOB, 0, 0, 10)] == [b"mallory"]
+
+
 def test_mailbox_expiry_hides_then_purge_drops(store: Store) -> None:
     store.mailbox_add(held(1, expires=500))
     store.mailbox_add(held(2, expires=900))

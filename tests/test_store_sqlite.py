@@ -314,7 +314,8 @@ def test_message_page_is_an_index_range_scan(busy_store: SQLiteStore) -> None:
         (lambda s: s.counts(), "messages_unread"),
         (lambda s: s.mailbox_fetch(ALICE, 7, 100, 10), "mailbox_by_recipient"),
         (lambda s: s.mailbox_delete(ALICE, [1, 3]), "mailbox_by_recipient"),
-        (lambda s: s.mailbox_usage(ALICE), "mailbox_by_recipient"),
+        (lambda s: s.mailbox_usage(ALICE), "mailbox_by_depositor"),
+        (lambda s: s.mailbox_usage(ALICE, b"tag"), "mailbox_by_depositor"),
         (lambda s: s.mailbox_purge(100), "mailbox_by_expiry"),
     ],
 )

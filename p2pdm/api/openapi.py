@@ -83,6 +83,7 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "status_detail": {
         "type": "string",
         "description": "for 'deposited': how many mailboxes hold it and until when; "
+        "while not delivered: which mailboxes refused it and why direct delivery failed; "
         "for 'failed'/'expired': why; else empty",
     },
     "request": {

@@ -8,6 +8,11 @@ frames, one at a time; the mailbox answers each with exactly one reply frame.
   own expiry or its retention limit, whichever is sooner, and answers with a
   ``result`` (``ok`` with the time it holds it until, or a refusal code).
   Anyone may deposit; the mailbox never learns the sender (it is sealed).
+  Quotas are fair across depositors (the PeerID of the connection): one
+  holds at most a share of a recipient's quota, and once a recipient's
+  quota is half used a deposit must carry a proof-of-work ``stamp``
+  (:mod:`p2pdm.core.stamp`) over (mailbox, recipient, envelope digest, day);
+  a deposit without one is refused ``stamp_required`` with the bits asked.
 * ``challenge`` asks for a fresh random nonce. ``auth`` answers it with the
   recipient's PeerID and a signature by that PeerID's identity key over
   (mailbox PeerID, nonce, recipient PeerID), domain ``mailbox-auth/v1``.
@@ -25,11 +30,12 @@ the challenge, derives mailbox keys and decides quotas. No I/O.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from p2pdm.core import cbor
+from p2pdm.core import cbor, stamp
 from p2pdm.core.identity import SIGNATURE_BYTES, Identity, PeerId, verify
 from p2pdm.errors import SchemaError
 from p2pdm.limits import MAX_FRAME_BYTES
@@ -44,6 +50,8 @@ __all__ = [
     "MAX_REPLY_FRAME_BYTES",
     "MAX_REQUEST_FRAME_BYTES",
     "NONCE_BYTES",
+    "STAMP_BYTES",
+    "STAMP_DOMAIN",
     "Auth",
     "ChallengeReply",
     "ChallengeRequest",
@@ -63,8 +71,12 @@ __all__ = [
     "decode_reply",
     "decode_request",
     "mailbox_key",
+    "mint_stamp",
     "peer_key",
+    "stamp_day",
+    "stamp_resource",
     "verify_auth",
+    "verify_stamp",
 ]
 
 MAILBOX_PROTOCOL: Final = "/p2pdm/mailbox/1.0.0"
@@ -82,6 +94,14 @@ MAX_DELETE_ITEMS: Final = 256
 MAX_REQUEST_FRAME_BYTES: Final = MAX_FRAME_BYTES + 64
 #: A fetch reply packs envelopes up to MAX_FRAME_BYTES in total, plus per-item framing.
 MAX_REPLY_FRAME_BYTES: Final = MAX_FRAME_BYTES + 16 * MAX_FETCH_ITEMS + 64
+#: A deposit stamp: the UTC day it was made for (4 bytes, big-endian) and its nonce.
+STAMP_BYTES: Final = 4 + stamp.NONCE_BYTES
+STAMP_DOMAIN: Final = b"p2pdm/mailbox-stamp/v1\x00"
+#: Days a stamp is good for on either side of the mailbox's own day: clocks
+#: differ and a deposit may straddle midnight; older stamps are refused, so
+#: work cannot be banked for long.
+STAMP_DAYS_SKEW: Final = 1
+_DAY_MS: Final = 86_400_000
 _MAX_DETAIL_BYTES: Final = 200
 _MAX_CODE_BYTES: Final = 32
 _U63: Final = (1 << 63) - 1
@@ -95,8 +115,23 @@ EXPIRED: Final = "expired"  # the envelope's expiry has passed
 BAD_ENVELOPE: Final = "bad_envelope"  # not an envelope, or its recipient cannot receive
 UNAUTHORIZED: Final = "unauthorized"  # fetch/delete before a good auth; a bad auth
 UNAVAILABLE: Final = "unavailable"  # the mailbox's store failed; try later
+OVER_SHARE: Final = "over_share"  # this depositor holds its share of the recipient's quota
+STAMP_REQUIRED: Final = "stamp_required"  # deposit again with a stamp of ``bits`` bits
+RATE_LIMITED: Final = "rate_limited"  # this depositor deposits too fast; try later
 CODES: Final = frozenset(
-    {OK, OVER_QUOTA, FULL, TOO_LARGE, EXPIRED, BAD_ENVELOPE, UNAUTHORIZED, UNAVAILABLE}
+    {
+        OK,
+        OVER_QUOTA,
+        FULL,
+        TOO_LARGE,
+        EXPIRED,
+        BAD_ENVELOPE,
+        UNAUTHORIZED,
+        UNAVAILABLE,
+        OVER_SHARE,
+        STAMP_REQUIRED,
+        RATE_LIMITED,
+    }
 )
 
 
@@ -139,6 +174,52 @@ def verify_auth(mailbox: PeerId, nonce: bytes, recipient: PeerId, signature: byt
     verify(recipient, AUTH_DOMAIN, _auth_data(mailbox, nonce, recipient), signature)
 
 
+# --- deposit stamps --------------------------------------------------------------
+
+
+def stamp_day(now_ms: int) -> int:
+    """The UTC day number (days since the epoch) a stamp made at ``now_ms`` names."""
+    return now_ms // _DAY_MS
+
+
+def stamp_resource(mailbox: PeerId, recipient: PeerId, envelope: bytes, day: int) -> bytes:
+    """What a deposit stamp pays for: this envelope, for this recipient, at this mailbox, today."""
+    digest = hashlib.sha256(envelope).digest()
+    return b"".join(
+        (STAMP_DOMAIN, _sized(mailbox.raw), _sized(recipient.raw), digest, day.to_bytes(4, "big"))
+    )
+
+
+def _sized(raw: bytes) -> bytes:
+    return len(raw).to_bytes(1, "big") + raw
+
+
+def mint_stamp(
+    mailbox: PeerId, recipient: PeerId, envelope: bytes, now_ms: int, difficulty: int
+) -> bytes:
+    """A ``STAMP_BYTES`` stamp for depositing ``envelope`` at ``mailbox`` (CPU-bound).
+
+    Raises ValueError for a difficulty outside 0..stamp.MAX_DIFFICULTY.
+    """
+    day = stamp_day(now_ms)
+    nonce = stamp.mint(stamp_resource(mailbox, recipient, envelope, day), difficulty)
+    assert nonce is not None  # unbounded tries always end
+    return day.to_bytes(4, "big") + nonce
+
+
+def verify_stamp(
+    mailbox: PeerId, recipient: PeerId, envelope: bytes, now_ms: int, token: bytes, difficulty: int
+) -> bool:
+    """True if ``token`` is a fresh stamp of ``difficulty`` bits for this deposit."""
+    if len(token) != STAMP_BYTES:
+        return False
+    day = int.from_bytes(token[:4], "big")
+    if abs(day - stamp_day(now_ms)) > STAMP_DAYS_SKEW:
+        return False
+    resource = stamp_resource(mailbox, recipient, envelope, day)
+    return stamp.verify(resource, token[4:], difficulty)
+
+
 # --- what a mailbox keeps and allows --------------------------------------------
 
 
@@ -153,6 +234,9 @@ class StoredEnvelope:
     expires_at_ms: int
     #: The mailbox's own sequence number, assigned by the store; the fetch cursor.
     seq: int = 0
+    #: Who deposited it, as a keyed tag only the running mailbox can compute
+    #: (for the per-depositor share); empty for envelopes held before tags.
+    depositor: bytes = b""
 
     @property
     def size(self) -> int:
@@ -169,6 +253,28 @@ class MailboxLimits:
     per_recipient_bytes: int
     total_count: int
     total_bytes: int
+    #: One depositor holds at most 1/depositor_share of a recipient's quota
+    #: (count and bytes, at least one envelope); 1: no share limit.
+    depositor_share: int = 8
+    #: Deposits need a stamp once the recipient's quota is this full (percent).
+    stamp_fill_percent: int = 50
+    #: The stamp's difficulty in bits (see p2pdm.mailbox for its cost).
+    stamp_bits: int = 16
+
+    def depositor_quota(self) -> tuple[int, int]:
+        """(count, bytes) one depositor may hold for one recipient."""
+        share = max(1, self.depositor_share)
+        count = max(1, math.ceil(self.per_recipient_count / share))
+        return count, max(self.max_envelope_bytes, math.ceil(self.per_recipient_bytes / share))
+
+    def needs_stamp(self, recipient_usage: tuple[int, int]) -> bool:
+        """True if a deposit for a recipient with this (count, bytes) usage needs a stamp."""
+        count, used = recipient_usage
+        percent = self.stamp_fill_percent
+        return (
+            count * 100 >= self.per_recipient_count * percent
+            or used * 100 >= self.per_recipient_bytes * percent
+        )
 
 
 def check_deposit(
@@ -176,16 +282,28 @@ def check_deposit(
     size: int,
     recipient_usage: tuple[int, int],
     total_usage: tuple[int, int],
+    depositor_usage: tuple[int, int] = (0, 0),
+    *,
+    stamped: bool = False,
 ) -> str:
-    """The result code for a deposit of ``size`` bytes given current (count, bytes) usage."""
+    """The result code for a deposit of ``size`` bytes given current (count, bytes) usage.
+
+    ``depositor_usage`` is what the same depositor holds for the same
+    recipient; ``stamped``: the deposit carries a good stamp.
+    """
     if size > limits.max_envelope_bytes:
         return TOO_LARGE
-    count, used = recipient_usage
-    if count + 1 > limits.per_recipient_count or used + size > limits.per_recipient_bytes:
-        return OVER_QUOTA
     total_count, total_used = total_usage
     if total_count + 1 > limits.total_count or total_used + size > limits.total_bytes:
         return FULL
+    count, used = recipient_usage
+    if count + 1 > limits.per_recipient_count or used + size > limits.per_recipient_bytes:
+        return OVER_QUOTA
+    share_count, share_bytes = limits.depositor_quota()
+    if depositor_usage[0] + 1 > share_count or depositor_usage[1] + size > share_bytes:
+        return OVER_SHARE
+    if not stamped and limits.needs_stamp(recipient_usage):
+        return STAMP_REQUIRED
     return OK
 
 
@@ -195,9 +313,14 @@ def check_deposit(
 @dataclass(frozen=True, slots=True)
 class Deposit:
     envelope: bytes
+    #: A proof-of-work stamp (STAMP_BYTES), sent only when a mailbox asked for one.
+    stamp: bytes | None = None
 
     def encode(self) -> bytes:
-        return cbor.encode({"t": "deposit", "env": self.envelope})
+        fields: dict[str, object] = {"t": "deposit", "env": self.envelope}
+        if self.stamp is not None:
+            fields["stamp"] = self.stamp
+        return cbor.encode(fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +364,9 @@ def decode_request(data: bytes) -> Request:
     kind = f.text("t", 16)
     request: Request
     if kind == "deposit":
-        request = Deposit(f.blob("env", max_size=MAX_FRAME_BYTES))
+        envelope = f.blob("env", max_size=MAX_FRAME_BYTES)
+        token = f.blob("stamp", size=STAMP_BYTES) if f.has("stamp") else None
+        request = Deposit(envelope, token)
     elif kind == "challenge":
         request = ChallengeRequest()
     elif kind == "auth":
@@ -280,21 +405,25 @@ class Result:
     until_s: int = 0
     #: For a delete: how many envelopes were removed; otherwise 0.
     count: int = 0
+    #: For ``stamp_required``: the stamp difficulty asked for; otherwise 0
+    #: (and absent on the wire, which older clients decode).
+    bits: int = 0
 
     @property
     def ok(self) -> bool:
         return self.code == OK
 
     def encode(self) -> bytes:
-        return cbor.encode(
-            {
-                "t": "result",
-                "code": self.code,
-                "detail": self.detail[:_MAX_DETAIL_BYTES],
-                "until": self.until_s,
-                "n": self.count,
-            }
-        )
+        fields: dict[str, object] = {
+            "t": "result",
+            "code": self.code,
+            "detail": self.detail[:_MAX_DETAIL_BYTES],
+            "until": self.until_s,
+            "n": self.count,
+        }
+        if self.bits:
+            fields["bits"] = self.bits
+        return cbor.encode(fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +457,9 @@ def decode_reply(data: bytes) -> Reply:
     elif kind == "result":
         code = f.text("code", _MAX_CODE_BYTES, min_chars=1)
         detail = f.text("detail", _MAX_DETAIL_BYTES)
-        reply = Result(code, detail, f.integer("until", 0, _U63), f.integer("n", 0, _U63))
+        until, count = f.integer("until", 0, _U63), f.integer("n", 0, _U63)
+        bits = f.integer("bits", 1, stamp.MAX_DIFFICULTY) if f.has("bits") else 0
+        reply = Result(code, detail, until, count, bits)
     elif kind == "envelopes":
         items = []
         for i, raw in enumerate(f.array("items", MAX_FETCH_ITEMS)):

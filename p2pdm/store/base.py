@@ -116,6 +116,17 @@ class Store(Protocol):
         ...
 
     def status_history(self, message_id: bytes) -> list[StatusChange]: ...
+    def note_status(self, message_id: bytes, at_ms: int, detail: str) -> bool:
+        """Record a note on an outgoing message's current status (a refusal, an error).
+
+        It is a history entry with the same status, and a status event; a
+        note equal to the latest detail, or on a message already delivered
+        (or final), is not recorded. Past MAX_STATUS_HISTORY entries the
+        newest note replaces the last, without an event. Returns True if
+        recorded. Raises NotFound for an unknown id.
+        """
+        ...
+
     def messages(
         self, conversation_id: bytes, limit: int, before: int | None = None
     ) -> MessagePage:
@@ -192,8 +203,11 @@ class Store(Protocol):
         """Remove ``recipient``'s envelopes with these seqs (others' are untouched); how many."""
         ...
 
-    def mailbox_usage(self, recipient: PeerId | None = None) -> tuple[int, int]:
-        """(envelopes, bytes) held for ``recipient``, or for everyone if None."""
+    def mailbox_usage(
+        self, recipient: PeerId | None = None, depositor: bytes | None = None
+    ) -> tuple[int, int]:
+        """(envelopes, bytes) held for ``recipient`` (everyone if None), and of those
+        the ones ``depositor`` (a tag, see ``StoredEnvelope.depositor``) left if given."""
         ...
 
     def mailbox_purge(self, now_ms: int) -> int:
@@ -327,6 +341,22 @@ def status_moves(old: DeliveryStatus, new: DeliveryStatus) -> bool:
 #: Statuses of an incoming message that has not been read yet: everything
 #: ranked before ``read``. Counted in ``Conversation.unread``; a final status
 #: (failed, expired) is not unread.
+#: Statuses of an outgoing message that a note (see ``Store.note_status``)
+#: may be added to: those before ``delivered``.
+NOTED_STATUSES = frozenset(
+    status for status, rank in STATUS_RANK.items() if rank < STATUS_RANK[DeliveryStatus.DELIVERED]
+)
+
+
+def notable(
+    direction: Direction, status: DeliveryStatus, latest: Sequence[StatusChange], detail: str
+) -> bool:
+    """True if ``detail`` is worth a note on a message in this state (see ``Store.note_status``)."""
+    if direction != Direction.OUT or status not in NOTED_STATUSES or not detail:
+        return False
+    return not latest or latest[-1].detail != detail
+
+
 UNREAD_STATUSES = frozenset(
     status for status, rank in STATUS_RANK.items() if rank < STATUS_RANK[DeliveryStatus.READ]
 )

@@ -35,6 +35,7 @@ from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import (
     MAX_API_TOKENS,
     MAX_IDEMPOTENCY_KEYS,
+    MAX_STATUS_HISTORY,
     MAX_STORED_EVENTS,
     MAX_STORED_REQUEST_EVENTS,
 )
@@ -48,6 +49,7 @@ from p2pdm.store.base import (
     envelope_digest,
     idempotency_cutoff_ms,
     is_unread,
+    notable,
     page_limit,
     received_events,
     requests_over_caps,
@@ -324,6 +326,26 @@ class MemoryStore:
         """Every status the message had, oldest first, starting with the one it was stored with."""
         return list(self._live().history.get(message_id, ()))
 
+    def note_status(self, message_id: bytes, at_ms: int, detail: str) -> bool:
+        """Record a note on an outgoing message's current status; see ``Store.note_status``."""
+        state = self._live()
+        seq = state.seq_of.get(message_id)
+        if seq is None:
+            raise NotFound(f"no message {message_id.hex()} in the store")
+        message = state.messages[seq]
+        history = state.history[message_id]
+        if not notable(message.direction, message.status, history[-1:], detail):
+            return False
+        note = StatusChange(message_id, message.status, at_ms, detail)
+        if len(history) >= MAX_STATUS_HISTORY:
+            history[-1] = note
+            return True
+        history.append(note)
+        self.add_event(
+            EventType.MESSAGE_STATUS, at_ms, message.peer, message_id, message.status, detail
+        )
+        return True
+
     def messages(
         self, conversation_id: bytes, limit: int, before: int | None = None
     ) -> MessagePage:
@@ -525,11 +547,14 @@ class MemoryStore:
         mine = {seq for seq in seqs if seq in held and held[seq].recipient == recipient}
         return self._mailbox_drop(state, sorted(mine))
 
-    def mailbox_usage(self, recipient: PeerId | None = None) -> tuple[int, int]:
+    def mailbox_usage(
+        self, recipient: PeerId | None = None, depositor: bytes | None = None
+    ) -> tuple[int, int]:
         held = [
             e.size
             for e in self._live().mailbox.values()
-            if recipient is None or e.recipient == recipient
+            if (recipient is None or e.recipient == recipient)
+            and (recipient is None or depositor is None or e.depositor == depositor)
         ]
         return len(held), sum(held)
 

@@ -249,6 +249,14 @@ def _migration_forget_identity_secret(db: sqlite3.Connection) -> bool:
     return True
 
 
+#: Fair mailbox quotas: who deposited an envelope, as a tag keyed by a secret
+#: the running mailbox keeps in memory only (a copy of the store does not tell
+#: who sent to whom). Rows from before carry the empty tag.
+_MIGRATION_DEPOSITOR: Final = """
+ALTER TABLE mailbox ADD COLUMN depositor BLOB NOT NULL DEFAULT x'';
+CREATE INDEX mailbox_by_depositor ON mailbox (recipient, depositor);
+"""
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -259,6 +267,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_API,
     _MIGRATION_NAME_ORIGIN,
     _MIGRATION_REQUEST_CAPS,
+    _MIGRATION_DEPOSITOR,
     _migration_forget_identity_secret,
 )
 

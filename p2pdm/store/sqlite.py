@@ -32,7 +32,12 @@ from p2pdm.core.model import (
     StoredMessage,
 )
 from p2pdm.errors import NotFound, StoreError
-from p2pdm.limits import MAX_IDEMPOTENCY_KEYS, MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
+from p2pdm.limits import (
+    MAX_IDEMPOTENCY_KEYS,
+    MAX_STATUS_HISTORY,
+    MAX_STORED_EVENTS,
+    MAX_STORED_REQUEST_EVENTS,
+)
 from p2pdm.store.base import (
     UNREAD_STATUSES,
     RequestCaps,
@@ -43,6 +48,7 @@ from p2pdm.store.base import (
     envelope_digest,
     is_unread,
     iter_chunks,
+    notable,
     page_limit,
     received_events,
     status_moves,
@@ -71,14 +77,16 @@ _OUTBOX_COLUMNS: Final = (
 )
 
 
-_MAILBOX_COLUMNS: Final = "seq, recipient, envelope_id, envelope, deposited_at_ms, expires_at_ms"
+_MAILBOX_COLUMNS: Final = (
+    "seq, recipient, envelope_id, envelope, deposited_at_ms, expires_at_ms, depositor"
+)
 #: Seqs per ``IN (…)`` list, well under SQLite's parameter cap.
 _IN_CHUNK: Final = 500
 
 
 def _stored_envelope(row: Any) -> StoredEnvelope:
-    seq, recipient, eid, envelope, deposited, expires = row
-    return StoredEnvelope(PeerId(recipient), eid, envelope, deposited, expires, seq)
+    seq, recipient, eid, envelope, deposited, expires, depositor = row
+    return StoredEnvelope(PeerId(recipient), eid, envelope, deposited, expires, seq, depositor)
 
 
 def _contact(row: Any) -> Contact:
@@ -420,6 +428,50 @@ class SQLiteStore(APITables):
             ).fetchall()
         return [StatusChange(message_id, DeliveryStatus(s), at, detail) for s, at, detail in rows]
 
+    def note_status(self, message_id: bytes, at_ms: int, detail: str) -> bool:
+        """Record a note on an outgoing message's current status; see ``Store.note_status``."""
+        with self._writing(f"noting the status of message {message_id.hex()}") as db:
+            row = db.execute(
+                "SELECT status, direction, peer FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message {message_id.hex()} in the store")
+            status = DeliveryStatus(row[0])
+            last = db.execute(
+                "SELECT n, status, at_ms, detail FROM status_history WHERE message_id = ? "
+                "ORDER BY n DESC LIMIT 1",
+                (message_id,),
+            ).fetchall()
+            latest = [StatusChange(message_id, DeliveryStatus(s), a, d) for _, s, a, d in last]
+            if not notable(Direction(row[1]), status, latest, detail):
+                return False
+            (entries,) = db.execute(
+                "SELECT count(*) FROM status_history WHERE message_id = ?", (message_id,)
+            ).fetchone()
+            if entries >= MAX_STATUS_HISTORY:
+                db.execute(
+                    "UPDATE status_history SET status = ?, at_ms = ?, detail = ? WHERE n = ?",
+                    (str(status), at_ms, detail, last[0][0]),
+                )
+                return True
+            db.execute(
+                "INSERT INTO status_history (message_id, status, at_ms, detail) "
+                "VALUES (?, ?, ?, ?)",
+                (message_id, str(status), at_ms, detail),
+            )
+            insert_event(
+                db,
+                self._event_caps,
+                EventType.MESSAGE_STATUS,
+                at_ms,
+                PeerId(row[2]),
+                message_id,
+                status,
+                detail,
+            )
+        self._notify()
+        return True
+
     def messages(
         self, conversation_id: bytes, limit: int, before: int | None = None
     ) -> MessagePage:
@@ -677,7 +729,7 @@ class SQLiteStore(APITables):
                 return _stored_envelope(row), False
             cursor = db.execute(
                 "INSERT INTO mailbox (recipient, envelope_id, digest, envelope, size, "
-                "deposited_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "deposited_at_ms, expires_at_ms, depositor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     item.recipient.raw,
                     item.envelope_id,
@@ -686,6 +738,7 @@ class SQLiteStore(APITables):
                     item.size,
                     item.deposited_at_ms,
                     item.expires_at_ms,
+                    item.depositor,
                 ),
             )
         return replace(item, seq=int(cursor.lastrowid or 0)), True
@@ -714,14 +767,18 @@ class SQLiteStore(APITables):
                 deleted += cursor.rowcount
         return deleted
 
-    def mailbox_usage(self, recipient: PeerId | None = None) -> tuple[int, int]:
+    def mailbox_usage(
+        self, recipient: PeerId | None = None, depositor: bytes | None = None
+    ) -> tuple[int, int]:
+        usage = "SELECT count(*), coalesce(sum(size), 0) FROM mailbox"
         with self._reading("measuring the mailbox") as db:
             if recipient is None:
-                row = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM mailbox")
+                row = db.execute(usage)
+            elif depositor is None:
+                row = db.execute(f"{usage} WHERE recipient = ?", (recipient.raw,))
             else:
                 row = db.execute(
-                    "SELECT count(*), coalesce(sum(size), 0) FROM mailbox WHERE recipient = ?",
-                    (recipient.raw,),
+                    f"{usage} WHERE recipient = ? AND depositor = ?", (recipient.raw, depositor)
                 )
             count, used = row.fetchone()
         return int(count), int(used)
