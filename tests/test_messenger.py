@@ -167,7 +167,7 @@ def test_envelope_readdressed_to_another_node_cannot_be_opened(pair, make_store,
     alice, bob = pair
     carol = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
     env = Envelope.decode(alice.send_text(bob.peer_id, "for bob").outbox.envelope)
-    readdressed = Envelope(carol.peer_id, env.id, env.expires_at_s, env.sealed)
+    readdressed = Envelope.create(carol.peer_id, env.expires_at_s, env.sealed)
     with pytest.raises(DecryptError):
         carol.receive(readdressed.encode())
 
@@ -186,7 +186,7 @@ def test_bad_signature_refused_and_nothing_stored(pair) -> None:  # type: ignore
     forged = cbor.decode(inner.encode(), 1 << 20)
     forged["body"]["text"] = "forged"
     session_message = sessions.encrypt(alice.own, cbor.encode(forged), bob.bundle())
-    env = seal(bob.peer_id, session_message, os.urandom(16), 2_000_000_000)
+    env = seal(bob.peer_id, session_message, 2_000_000_000)
     before = bob.store.counts()
     with pytest.raises(SignatureError):
         bob.receive(env.encode())
@@ -208,7 +208,7 @@ def test_replayed_message_id_in_new_envelope_refused(pair) -> None:  # type: ign
         body=TextBody("first"),
     )
     session_message = alice._session(bob.peer_id).encrypt(alice.own, inner.encode())
-    env = seal(bob.peer_id, session_message, os.urandom(16), 2_000_000_000)
+    env = seal(bob.peer_id, session_message, 2_000_000_000)
     with pytest.raises(ReplayError):
         bob.receive(env.encode())
     assert bob.store.counts()["messages"] == 1

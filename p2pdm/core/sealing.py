@@ -23,12 +23,10 @@ from p2pdm.errors import DecryptError, SignatureError, WrongRecipient
 __all__ = ["check_inner", "open_envelope", "seal"]
 
 
-def seal(
-    recipient: PeerId, message: SessionMessage, envelope_id: bytes, expires_at_s: int
-) -> Envelope:
-    """Seal ``message`` for ``recipient`` into an envelope."""
+def seal(recipient: PeerId, message: SessionMessage, expires_at_s: int) -> Envelope:
+    """Seal ``message`` for ``recipient`` into an envelope (its id is the hash of the box)."""
     box = nacl.public.SealedBox(nacl.public.PublicKey(recipient.x25519_public_key))
-    return Envelope(recipient, envelope_id, expires_at_s, bytes(box.encrypt(message.encode())))
+    return Envelope.create(recipient, expires_at_s, bytes(box.encrypt(message.encode())))
 
 
 def open_envelope(identity: Identity, envelope: Envelope) -> SessionMessage:
