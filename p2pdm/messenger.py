@@ -40,7 +40,7 @@ from p2pdm.core.replay import (
     seen_envelope_key,
     seen_message_key,
 )
-from p2pdm.core.sealing import check_inner, open_envelope, seal
+from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, check_inner, open_envelope, seal
 from p2pdm.core.session import OwnPrekeys, PeerSessions
 from p2pdm.core.wire import Body, Envelope, InnerMessage, PrekeyBundle, ReceiptBody, TextBody
 from p2pdm.errors import (
@@ -256,7 +256,7 @@ class Messenger:
             self._forget_session(to)
             raise
         expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
-        envelope = seal(to, session_message, expires_s)
+        envelope = seal(to, session_message, expires_s, self.random_bytes(EPHEMERAL_SECRET_BYTES))
         item = OutboxItem(
             envelope_id=envelope.id,
             message_id=inner.id,

@@ -672,3 +672,15 @@ def test_check_inner_refuses_tampered_plaintext() -> None:
     data[data.index(b"yo")] = ord("Y")
     with pytest.raises(SignatureError):
         check_inner(BOB, session_message(), bytes(data))
+
+
+def test_sealing_with_the_callers_ephemeral_key_is_a_libsodium_sealed_box() -> None:
+    """The caller's randomness decides the box, and so the envelope id (seeded runs)."""
+    secret = bytes(range(32))
+    env = seal(BOB.peer_id, session_message(), 1, secret)
+    assert seal(BOB.peer_id, session_message(), 1, secret) == env
+    assert seal(BOB.peer_id, session_message(), 1, bytes(31) + b"\x01").id != env.id
+    box = nacl.public.SealedBox(nacl.public.PrivateKey(BOB.x25519_private_key))
+    assert SessionMessage.decode(box.decrypt(env.sealed)) == session_message()
+    assert len(env.sealed) == len(session_message().encode()) + 48
+    env.check_id()
