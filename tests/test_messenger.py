@@ -17,6 +17,7 @@ from p2pdm.core.wire import Envelope, InnerMessage, TextBody
 from p2pdm.errors import (
     DecryptError,
     EnvelopeExpired,
+    MessageIdConflict,
     ReplayError,
     SchemaError,
     SessionError,
@@ -287,3 +288,38 @@ def test_many_readers_of_one_invite_bundle_all_get_through(make_store, clock) ->
         sender.add_contact(bob.peer_id, "bob", bundle_used)
         got = bob.receive(sender.send_text(bob.peer_id, "hello").outbox.envelope)
         assert got.outcome == "request" and got.inner.body == TextBody("hello")
+
+
+def _text_with_id(sender: Messenger, to: Messenger, message_id: bytes, text: str) -> bytes:
+    """An envelope from ``sender`` whose signed message reuses ``message_id``."""
+    inner = InnerMessage.create(
+        sender.identity,
+        id=message_id,
+        recipient=to.peer_id,
+        conversation=direct_conversation_id(sender.peer_id, to.peer_id),
+        sent_at_ms=sender.now_ms(),
+        body=TextBody(text),
+    )
+    bundle = None if sender._session(to.peer_id).established else to.bundle()
+    session_message = sender._session(to.peer_id).encrypt(sender.own, inner.encode(), bundle)
+    return seal(to.peer_id, session_message, 2_000_000_000).encode()
+
+
+def test_another_senders_message_under_a_taken_id_is_not_a_replay(pair, make_store, clock) -> None:  # type: ignore[no-untyped-def]
+    """Replays are judged on (sender, message id): Carol reusing the id of Alice's
+    message, or of Bob's own, is refused, never acked as already stored."""
+    alice, bob = pair
+    carol = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    bob.add_contact(carol.peer_id, "carol", carol.bundle())
+    out = alice.send_text(bob.peer_id, "from alice")
+    bob.receive(out.outbox.envelope)
+    alices = out.outbox.message_id
+    bobs_own = bob.send_text(alice.peer_id, "from bob").outbox.message_id
+    before = bob.store.counts()
+    for taken in (alices, bobs_own):
+        with pytest.raises(MessageIdConflict):
+            bob.receive(_text_with_id(carol, bob, taken, "squatting"))
+    assert bob.store.counts() == before
+    # A fresh id from Carol is fine, and her first message is then stored once.
+    bob.receive(_text_with_id(carol, bob, os.urandom(16), "hello"))
+    assert bob.store.counts()["messages"] == before["messages"] + 1
