@@ -45,6 +45,7 @@ from p2pdm.core.wire import ReceiptBody
 from p2pdm.errors import (
     DecryptError,
     EnvelopeExpired,
+    MessageIdConflict,
     NotFound,
     P2PDMError,
     PeerUnreachable,
@@ -66,7 +67,7 @@ from p2pdm.mailbox_client import (
 )
 from p2pdm.messenger import Received
 from p2pdm.net.stream import Stream
-from p2pdm.ratelimit import TokenBucket
+from p2pdm.ratelimit import FailureLog, TokenBucket
 
 if TYPE_CHECKING:
     from p2pdm.node import Node
@@ -171,6 +172,9 @@ class Delivery:
         #: Peers a dial just failed for, and the trio time to try them again:
         #: a new message for them waits for that, not a dial per message.
         self._unreachable_until: dict[PeerId, float] = {}
+        #: Per-peer throttles of failure logs: a flood costs a few lines, not one each.
+        self.refusals = FailureLog(log, "refused envelopes")
+        self.stream_failures = FailureLog(log, "dm stream failures", level=logging.WARNING)
         network.set_handler(DM_PROTOCOL, self.handle_stream)
 
     # --- sending ----------------------------------------------------------------
@@ -203,6 +207,8 @@ class Delivery:
                     elif len(self._senders) < MAX_ACTIVE_SENDERS:
                         self._senders[peer] = trio.Event()
                         nursery.start_soon(self._sender, peer)
+                self.refusals.flush(clock)
+                self.stream_failures.flush(clock)
                 with trio.move_on_after(SCHEDULER_MAX_SLEEP):
                     await self._wake.wait()
 
@@ -598,7 +604,9 @@ class Delivery:
     async def handle_stream(self, stream: Stream) -> None:
         peer = stream.remote_peer
         if self._incoming[peer] >= MAX_STREAMS_PER_PEER:
-            log.warning("%s opened too many dm streams; refused", peer.short())
+            self.stream_failures.note(
+                trio.current_time(), peer, "%s opened too many dm streams; refused", peer.short()
+            )
             await stream.reset()
             return
         self._incoming[peer] += 1
@@ -609,7 +617,9 @@ class Delivery:
         try:
             await self._serve(stream, bucket)
         except (ProtocolViolation, WireError) as exc:
-            log.warning("disconnecting %s: %s", peer.short(), exc)
+            self.stream_failures.note(
+                trio.current_time(), peer, "disconnecting %s: %s", peer.short(), exc
+            )
             await self.network.disconnect(peer)
             await stream.reset()
         except (P2PDMError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -679,6 +689,8 @@ class Delivery:
         try:
             received = self.node.messenger.receive(envelope)
         except ReplayError:
+            # This very message was accepted before (same bytes, or the same
+            # sender's same message id): never another sender's envelope.
             return "ok", "already stored", None
         except RateLimited:  # a stranger over the requests' rate: its node tries later
             return "retry", "rate limited", None
@@ -689,8 +701,15 @@ class Delivery:
             SignatureError,
             EnvelopeExpired,
             SessionError,
+            MessageIdConflict,
         ) as exc:
-            log.info("refused envelope via %s: %s", via.short() if via else "?", exc)
+            self.refusals.note(
+                trio.current_time(),
+                via,
+                "refused envelope via %s: %s",
+                via.short() if via else "?",
+                exc,
+            )
             return "rejected", type(exc).__name__, None
         except StoreError as exc:
             log.error("could not store an envelope: %s", exc)

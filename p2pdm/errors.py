@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "DecryptError",
     "EnvelopeExpired",
+    "EnvelopeIdMismatch",
     "FrameTooLarge",
     "HomeError",
     "IdempotencyConflict",
@@ -21,6 +22,7 @@ __all__ = [
     "InviteFormatError",
     "InviteSignatureError",
     "MalformedCBOR",
+    "MessageIdConflict",
     "NameRefused",
     "NodeNotRunning",
     "NotFound",
@@ -73,12 +75,22 @@ class UnsupportedVersion(WireError):
     """The data carries a format version this node does not know; upgrade p2pdm."""
 
 
+class EnvelopeIdMismatch(WireError):
+    """An envelope's id is not the hash of its content (protocol §9): it was forged,
+    damaged, or made by a p2pdm from before ids were bound to content; dropped."""
+
+
 class SignatureError(P2PDMError):
     """A signature does not verify: the data was forged or damaged, and was dropped."""
 
 
 class ReplayError(P2PDMError):
     """A message or envelope id that was already accepted arrived again; dropped."""
+
+
+class MessageIdConflict(P2PDMError):
+    """A message arrived under an id this node already uses for another peer's (or its own)
+    message; it was dropped. Only a forged or broken sender does this."""
 
 
 class WrongRecipient(P2PDMError):

@@ -6,9 +6,9 @@ How this works: a node run with ``--mailbox`` serves ``/p2pdm/mailbox/1.0.0``
 what makes identify list the protocol. Each stream is a sequence of
 request/reply pairs:
 
-* a deposit is checked (size, strict envelope decoding, expiry, the
-  depositor's rate, quotas) and committed in one store transaction, so
-  quotas hold under any interleaving. Quotas are fair across depositors
+* a deposit is checked (size, strict envelope decoding, its id against its
+  content, expiry, the depositor's rate, quotas) and committed in one store
+  transaction, so quotas hold under any interleaving. Quotas are fair across depositors
   (the authenticated PeerID of the connection): one holds at most a share of
   a recipient's quota, and past a fill level every deposit for that
   recipient costs a proof-of-work stamp, so fresh identities stop being free;
@@ -41,6 +41,7 @@ from p2pdm.core import mailbox as mb
 from p2pdm.core.identity import PeerId
 from p2pdm.core.wire import Envelope
 from p2pdm.errors import (
+    EnvelopeIdMismatch,
     P2PDMError,
     PeerUnreachable,
     ProtocolViolation,
@@ -51,7 +52,7 @@ from p2pdm.errors import (
 )
 from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_FRAME_BYTES
 from p2pdm.net.stream import Stream
-from p2pdm.ratelimit import TokenBucket
+from p2pdm.ratelimit import FailureLog, TokenBucket
 from p2pdm.store.base import Store
 
 if TYPE_CHECKING:
@@ -173,6 +174,8 @@ class MailboxService:
         self._buckets: dict[PeerId, TokenBucket] = {}
         self._deposit_buckets: dict[PeerId, TokenBucket] = {}
         self._tag_key = random_bytes(_TAG_KEY_BYTES)
+        #: Per-peer throttle of failure logs: a flood costs a few lines, not one each.
+        self.failures = FailureLog(log, "mailbox stream failures")
         network.set_handler(mb.MAILBOX_PROTOCOL, self.handle_stream)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -209,7 +212,12 @@ class MailboxService:
         if self._streams >= MAILBOX_MAX_STREAMS or self._per_peer[peer] >= (
             MAILBOX_MAX_STREAMS_PER_PEER
         ):
-            log.info("mailbox stream from %s refused: too many streams", peer.short())
+            self.failures.note(
+                trio.current_time(),
+                peer,
+                "mailbox stream from %s refused: too many streams",
+                peer.short(),
+            )
             self._drop_idle(peer)
             await stream.reset()
             return
@@ -218,7 +226,13 @@ class MailboxService:
         try:
             await self._serve(stream, self._bucket(peer))
         except (ProtocolViolation, WireError) as exc:
-            log.info("disconnecting %s from the mailbox: %s", peer.short(), exc)
+            self.failures.note(
+                trio.current_time(),
+                peer,
+                "disconnecting %s from the mailbox: %s",
+                peer.short(),
+                exc,
+            )
             await stream.reset()
             await self.network.disconnect(peer)
         except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -227,6 +241,7 @@ class MailboxService:
             self._streams -= 1
             self._per_peer[peer] -= 1
             self._drop_idle(peer)
+            self.failures.flush(trio.current_time())
 
     def _bucket(self, peer: PeerId) -> TokenBucket:
         return _bucket_of(self._buckets, peer, MAILBOX_RATE_PER_PEER, MAILBOX_BURST_PER_PEER)
@@ -306,6 +321,10 @@ class MailboxService:
             envelope.recipient.x25519_public_key  # noqa: B018 - raises if it cannot receive
         except (WireError, SchemaError) as exc:
             return mb.Result(mb.BAD_ENVELOPE, str(exc))
+        try:
+            envelope.check_id()
+        except EnvelopeIdMismatch as exc:  # another envelope's id, or an old p2pdm's
+            return mb.Result(mb.BAD_ID, str(exc))
         now = self.now_ms()
         if envelope.expires_at_s * 1000 <= now:
             return mb.Result(mb.EXPIRED, "the envelope has expired")

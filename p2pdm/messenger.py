@@ -34,11 +34,19 @@ from p2pdm.core.model import (
     StoredMessage,
     direct_conversation_id,
 )
-from p2pdm.core.sealing import check_inner, open_envelope, seal
+from p2pdm.core.replay import (
+    ENVELOPE_IDS_BOUND,
+    ENVELOPE_IDS_SETTING,
+    rekeyed,
+    seen_envelope_key,
+    seen_message_key,
+)
+from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, check_inner, open_envelope, seal
 from p2pdm.core.session import OwnPrekeys, PeerSessions
 from p2pdm.core.wire import Body, Envelope, InnerMessage, PrekeyBundle, ReceiptBody, TextBody
 from p2pdm.errors import (
     EnvelopeExpired,
+    MessageIdConflict,
     NotFound,
     RateLimited,
     ReplayError,
@@ -50,6 +58,7 @@ from p2pdm.limits import (
     ENVELOPE_TTL_SECONDS,
     MAX_CLOCK_SKEW_SECONDS,
     MAX_FRAME_BYTES,
+    MAX_PAGE_SIZE,
     MAX_RECEIPT_IDS,
     MAX_TEXT_BYTES,
     ONE_TIME_PREKEYS_PER_BUNDLE,
@@ -133,6 +142,7 @@ class Messenger:
         self._request_log: tuple[int, int] | None = None
         self.own = self._load_prekeys()
         self._sessions: OrderedDict[PeerId, PeerSessions] = OrderedDict()
+        self._rekey_outbox()
 
     @property
     def peer_id(self) -> PeerId:
@@ -145,6 +155,27 @@ class Messenger:
         own = OwnPrekeys.create(self.identity, self.now_ms() // 1000)
         self.store.put_prekeys(own.to_bytes())
         return own
+
+    def _rekey_outbox(self) -> None:
+        """Once per store: give envelopes an older p2pdm queued content-bound ids
+        (docs/protocol.md §9). Their deposits are forgotten with the old ids:
+        receivers refuse those copies, so the envelopes are deposited again."""
+        if self.store.get_setting(ENVELOPE_IDS_SETTING) == ENVELOPE_IDS_BOUND:
+            return
+        with self.store.transaction():
+            after = b""
+            # A re-keyed entry may come up again further on; it is left as it is then.
+            while page := self.store.outbox_page(after, MAX_PAGE_SIZE):
+                after = page[-1].envelope_id
+                for item in page:
+                    try:
+                        fresh = rekeyed(item)
+                    except WireError:
+                        continue  # undecodable: refused everywhere, it expires as before
+                    if fresh is not None:
+                        self.store.remove_outbox(item.envelope_id)
+                        self.store.add_outbox(fresh)
+            self.store.set_setting(ENVELOPE_IDS_SETTING, ENVELOPE_IDS_BOUND)
 
     def _session(self, peer: PeerId) -> PeerSessions:
         cached = self._sessions.pop(peer, None)
@@ -238,7 +269,7 @@ class Messenger:
             self._forget_session(to)
             raise
         expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
-        envelope = seal(to, session_message, self.random_bytes(16), expires_s)
+        envelope = seal(to, session_message, expires_s, self.random_bytes(EPHEMERAL_SECRET_BYTES))
         item = OutboxItem(
             envelope_id=envelope.id,
             message_id=inner.id,
@@ -273,18 +304,24 @@ class Messenger:
     # --- receiving ----------------------------------------------------------
 
     def receive(self, data: bytes) -> Received:
-        """Accept one encoded envelope addressed to this node.
+        """Accept one encoded envelope addressed to this node (docs/protocol.md §11).
 
-        Raises a WireError subclass, WrongRecipient, EnvelopeExpired,
-        DecryptError, PrekeyError, SignatureError or ReplayError; on any of
-        them nothing is stored. ReplayError means it was accepted before
-        (the sender may be retrying after a lost ack).
+        Raises a WireError subclass (EnvelopeIdMismatch for an id that is not
+        the hash of the content), WrongRecipient, EnvelopeExpired,
+        DecryptError, PrekeyError, SignatureError, MessageIdConflict or
+        ReplayError; on any of them nothing is stored. ReplayError means this
+        very message was accepted before (the sender may be retrying after a
+        lost ack): the same envelope bytes, or the same message id signed by
+        the same sender.
         """
         envelope = Envelope.decode(data)
         now = self.now_ms()
         if envelope.expires_at_s + MAX_CLOCK_SKEW_SECONDS < now // 1000:
             raise EnvelopeExpired("envelope expired before it arrived")
-        if self.store.has_seen(envelope.id):
+        envelope.check_id()
+        # A cheap pre-filter: the id is the hash of the bytes, so a seen id
+        # means these very bytes were accepted, whoever relays them.
+        if self.store.has_seen(seen_envelope_key(envelope.id)):
             raise ReplayError("envelope was already accepted")
         outer = open_envelope(self.identity, envelope)
         sender = outer.sender
@@ -300,8 +337,7 @@ class Messenger:
         try:
             plaintext = sessions.decrypt(self.own, outer)
             inner = check_inner(self.identity, outer, plaintext)
-            if self.store.has_seen(inner.id):
-                raise ReplayError(f"message {inner.id.hex()} was already accepted")
+            self._check_new(inner)
             # The signature proved the sender: spend its budget.
             if stranger and not self.strangers.take(sender, now / 1000):
                 raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
@@ -312,8 +348,8 @@ class Messenger:
                 self.own = self._load_prekeys()
             raise
         with self._committing(sender), self.store.transaction():
-            self.store.mark_seen(envelope.id, now)
-            self.store.mark_seen(inner.id, now)
+            self.store.mark_seen(seen_envelope_key(envelope.id), now)
+            self.store.mark_seen(seen_message_key(sender, inner.id), now)
             self.store.put_session(sender, sessions.to_bytes(), now)
             if self.own.version != prekeys_version:  # a one-time prekey was used
                 self.store.put_prekeys(self.own.to_bytes())
@@ -337,6 +373,23 @@ class Messenger:
                 refused,
                 dropped - last_dropped,
             )
+
+    def _check_new(self, inner: InnerMessage) -> None:
+        """The authoritative replay check, on the authenticated (sender, message id).
+
+        Raises ReplayError if this sender's message with this id was accepted
+        before, MessageIdConflict if the id is taken by another message.
+        """
+        if self.store.has_seen(seen_message_key(inner.sender, inner.id)):
+            raise ReplayError(f"message {inner.id.hex()} was already accepted")
+        if inner.kind not in _CONVERSATION_KINDS:
+            return  # only conversation messages are stored under their id
+        taken = self.store.get_message(inner.id)
+        if taken is None:
+            return
+        if taken.peer == inner.sender and taken.direction is Direction.IN:
+            raise ReplayError(f"message {inner.id.hex()} is already stored")
+        raise MessageIdConflict(f"message id {inner.id.hex()} is taken by another message")
 
     @contextmanager
     def _committing(self, peer: PeerId) -> Iterator[None]:

@@ -426,7 +426,7 @@ async def test_deposit_refusals(world, autojump_clock) -> None:  # type: ignore[
     assert box.service.deposit(os.urandom(300)).code == mb.BAD_ENVELOPE
     assert box.service.deposit(bytes(2_001)).code == mb.TOO_LARGE
     old = Envelope.decode(envelope)
-    stale = Envelope(old.recipient, old.id, clock_ms() // 1000, old.sealed).encode()
+    stale = Envelope.create(old.recipient, clock_ms() // 1000, old.sealed).encode()
     assert box.service.deposit(stale).code == mb.EXPIRED
     first = box.service.deposit(envelope)
     assert first.ok and first.until_s <= clock_ms() // 1000 + DAY_S
@@ -516,7 +516,7 @@ async def test_hostile_depositor_cannot_stop_the_mailbox_serving_others(
 
 
 def _envelope_for(peer: PeerId) -> bytes:
-    return Envelope(peer, os.urandom(16), clock_ms() // 1000 + DAY_S, os.urandom(100)).encode()
+    return Envelope.create(peer, clock_ms() // 1000 + DAY_S, os.urandom(100)).encode()
 
 
 async def _until_reset(stream: Stream) -> None:

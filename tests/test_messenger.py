@@ -17,6 +17,7 @@ from p2pdm.core.wire import Envelope, InnerMessage, SessionMessage, TextBody
 from p2pdm.errors import (
     DecryptError,
     EnvelopeExpired,
+    MessageIdConflict,
     RateLimited,
     ReplayError,
     SchemaError,
@@ -169,7 +170,7 @@ def test_envelope_readdressed_to_another_node_cannot_be_opened(pair, make_store,
     alice, bob = pair
     carol = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
     env = Envelope.decode(alice.send_text(bob.peer_id, "for bob").outbox.envelope)
-    readdressed = Envelope(carol.peer_id, env.id, env.expires_at_s, env.sealed)
+    readdressed = Envelope.create(carol.peer_id, env.expires_at_s, env.sealed)
     with pytest.raises(DecryptError):
         carol.receive(readdressed.encode())
 
@@ -188,7 +189,7 @@ def test_bad_signature_refused_and_nothing_stored(pair) -> None:  # type: ignore
     forged = cbor.decode(inner.encode(), 1 << 20)
     forged["body"]["text"] = "forged"
     session_message = sessions.encrypt(alice.own, cbor.encode(forged), bob.bundle())
-    env = seal(bob.peer_id, session_message, os.urandom(16), 2_000_000_000)
+    env = seal(bob.peer_id, session_message, 2_000_000_000)
     before = bob.store.counts()
     with pytest.raises(SignatureError):
         bob.receive(env.encode())
@@ -210,7 +211,7 @@ def test_replayed_message_id_in_new_envelope_refused(pair) -> None:  # type: ign
         body=TextBody("first"),
     )
     session_message = alice._session(bob.peer_id).encrypt(alice.own, inner.encode())
-    env = seal(bob.peer_id, session_message, os.urandom(16), 2_000_000_000)
+    env = seal(bob.peer_id, session_message, 2_000_000_000)
     with pytest.raises(ReplayError):
         bob.receive(env.encode())
     assert bob.store.counts()["messages"] == 1
@@ -337,8 +338,43 @@ def test_forged_claims_do_not_spend_a_strangers_budget(make_store, clock) -> Non
     alice, bob = _strangers(make_store, clock, gate)
     for n in range(5):  # anyone can write Alice's PeerID as the sender; it proves nothing
         forged = SessionMessage(alice.peer_id, None, os.urandom(32), 0, n, os.urandom(64))
-        envelope = seal(bob.peer_id, forged, os.urandom(16), clock.ms // 1000 + 60)
+        envelope = seal(bob.peer_id, forged, clock.ms // 1000 + 60)
         with pytest.raises(DecryptError):
             bob.receive(envelope.encode())
     out = alice.send_text(bob.peer_id, "the real one")
     assert bob.receive(out.outbox.envelope).outcome == "request"
+
+
+def _text_with_id(sender: Messenger, to: Messenger, message_id: bytes, text: str) -> bytes:
+    """An envelope from ``sender`` whose signed message reuses ``message_id``."""
+    inner = InnerMessage.create(
+        sender.identity,
+        id=message_id,
+        recipient=to.peer_id,
+        conversation=direct_conversation_id(sender.peer_id, to.peer_id),
+        sent_at_ms=sender.now_ms(),
+        body=TextBody(text),
+    )
+    bundle = None if sender._session(to.peer_id).established else to.bundle()
+    session_message = sender._session(to.peer_id).encrypt(sender.own, inner.encode(), bundle)
+    return seal(to.peer_id, session_message, 2_000_000_000).encode()
+
+
+def test_another_senders_message_under_a_taken_id_is_not_a_replay(pair, make_store, clock) -> None:  # type: ignore[no-untyped-def]
+    """Replays are judged on (sender, message id): Carol reusing the id of Alice's
+    message, or of Bob's own, is refused, never acked as already stored."""
+    alice, bob = pair
+    carol = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    bob.add_contact(carol.peer_id, "carol", carol.bundle())
+    out = alice.send_text(bob.peer_id, "from alice")
+    bob.receive(out.outbox.envelope)
+    alices = out.outbox.message_id
+    bobs_own = bob.send_text(alice.peer_id, "from bob").outbox.message_id
+    before = bob.store.counts()
+    for taken in (alices, bobs_own):
+        with pytest.raises(MessageIdConflict):
+            bob.receive(_text_with_id(carol, bob, taken, "squatting"))
+    assert bob.store.counts() == before
+    # A fresh id from Carol is fine, and her first message is then stored once.
+    bob.receive(_text_with_id(carol, bob, os.urandom(16), "hello"))
+    assert bob.store.counts()["messages"] == before["messages"] + 1

@@ -87,7 +87,7 @@ async def test_a_request_flood_is_capped_and_never_costs_contacts_their_events(
     bob_and_alice: tuple[FakeNetwork, Peer, Peer], nursery: trio.Nursery, autojump_clock: object
 ) -> None:
     net, bob, alice = bob_and_alice
-    first = alice.node.send_text("bob", "hi bob, before the flood")
+    first = alice.node.send_text(bob.node.peer_id, "hi bob, before the flood")
     await delivered(alice.node, first.id.hex(), 30)
     # A bot's cursor, taken before the flood: everything up to here read.
     cursor = bob.node.event_page(0, 500).cursor
@@ -99,7 +99,7 @@ async def test_a_request_flood_is_capped_and_never_costs_contacts_their_events(
         usage_seen.append(usage)
         assert usage.messages <= CAPS.messages and usage.bytes <= CAPS.bytes
         if received.outcome == "request":
-            pending = bob.node.messages(str(received.sender)).messages
+            pending = bob.node.messages(received.sender).messages
             assert len(pending) <= CAPS.messages_per_peer
             assert sum(len(m.body) for m in pending) <= CAPS.bytes_per_peer
 
@@ -111,12 +111,12 @@ async def test_a_request_flood_is_capped_and_never_costs_contacts_their_events(
         await nursery.start(mallory.delivery.run)
         strangers.append(mallory)
     flood = [
-        (m, m.node.send_text("bob", f"{TEXT} {i}").id.hex())
+        (m, m.node.send_text(bob.node.peer_id, f"{TEXT} {i}").id.hex())
         for i in range(FLOOD)
         for m in strangers
     ]
     await trio.sleep(1)  # the flood is under way
-    during = alice.node.send_text("bob", "still there, bob?")
+    during = alice.node.send_text(bob.node.peer_id, "still there, bob?")
     await delivered(alice.node, during.id.hex(), 5)  # a contact is never held back
     assert bob.node.messenger.strangers.refused > 0  # strangers were told to retry
     for m, message_id in flood:  # nothing refused is lost: each got through in the end
@@ -128,7 +128,7 @@ async def test_a_request_flood_is_capped_and_never_costs_contacts_their_events(
     assert bob.node.store.counts()["requests_dropped"] == usage.dropped
     assert all(u.messages <= CAPS.messages and u.bytes <= CAPS.bytes for u in usage_seen)
     for m in strangers:
-        mine = bob.node.messages(str(m.node.peer_id)).messages
+        mine = bob.node.messages(m.node.peer_id).messages
         assert len(mine) <= CAPS.messages_per_peer
         assert sum(len(x.body) for x in mine) <= CAPS.bytes_per_peer
 

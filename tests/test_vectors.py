@@ -17,7 +17,8 @@ import pytest
 from p2pdm import errors
 from p2pdm.core.identity import Identity, PeerId, safety_number
 from p2pdm.core.invite import parse_invite
-from p2pdm.core.model import direct_conversation_id
+from p2pdm.core.model import OutboxItem, direct_conversation_id
+from p2pdm.core.replay import rekeyed
 from p2pdm.core.sealing import open_envelope
 from p2pdm.core.session import verify_bundle
 from p2pdm.core.wire import (
@@ -208,3 +209,25 @@ def test_refused_vectors_stay_refused(name: str) -> None:
 def test_peer_ids_in_the_file_parse() -> None:
     for ident in DOC["identities"].values():
         assert str(PeerId.parse(ident["peer_id"])) == ident["peer_id"]
+
+
+def test_a_frozen_envelope_predates_bound_ids_and_can_be_rekeyed() -> None:
+    """v1 envelopes made before ids were bound to content still decode; their id
+    fails the check (receivers and mailboxes refuse them), and the sender's
+    re-keying keeps the sealed bytes, so the recipient opens the same message."""
+    vector = VECTORS["envelope"]
+    envelope = Envelope.decode(bytes.fromhex(vector["hex"]))
+    with pytest.raises(errors.EnvelopeIdMismatch):
+        envelope.check_id()
+    item = OutboxItem(envelope.id, bytes(16), envelope.recipient, envelope.encode(), 0, 1, 0)
+    fresh = rekeyed(item)
+    assert fresh is not None and rekeyed(fresh) is None
+    again = Envelope.decode(fresh.envelope)
+    again.check_id()
+    assert (again.recipient, again.expires_at_s, again.sealed) == (
+        envelope.recipient,
+        envelope.expires_at_s,
+        envelope.sealed,
+    )
+    opened = open_envelope(IDENTITIES[vector["opens_with"]], again)
+    assert opened.encode() == bytes.fromhex(VECTORS[vector["contains"]]["hex"])

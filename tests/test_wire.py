@@ -24,6 +24,7 @@ from p2pdm.core.wire import (
     TextBody,
     UnknownBody,
     X3DHHeader,
+    envelope_id,
 )
 from p2pdm.errors import (
     DecryptError,
@@ -598,29 +599,30 @@ def session_message(sender: PeerId = ALICE.peer_id, ct: bytes = b"ct") -> Sessio
 
 def test_seal_and_open() -> None:
     sm = session_message()
-    env = seal(BOB.peer_id, sm, ID, 1234)
-    assert (env.recipient, env.id, env.expires_at_s) == (BOB.peer_id, ID, 1234)
+    env = seal(BOB.peer_id, sm, 1234)
+    assert (env.recipient, env.expires_at_s) == (BOB.peer_id, 1234)
+    assert env.id == envelope_id(BOB.peer_id, 1234, env.sealed)
     assert sm.encode() not in env.sealed and ALICE.peer_id.raw not in env.sealed
     assert open_envelope(BOB, Envelope.decode(env.encode())) == sm
 
 
 def test_sealing_is_libsodium_sealed_box() -> None:
-    env = seal(BOB.peer_id, session_message(), ID, 1)
+    env = seal(BOB.peer_id, session_message(), 1)
     box = nacl.public.SealedBox(nacl.public.PrivateKey(BOB.x25519_private_key))
     assert SessionMessage.decode(box.decrypt(env.sealed)) == session_message()
     # Fresh ephemeral key each time.
-    assert seal(BOB.peer_id, session_message(), ID, 1).sealed != env.sealed
+    assert seal(BOB.peer_id, session_message(), 1).sealed != env.sealed
 
 
 def test_envelope_for_someone_else_is_wrong_recipient() -> None:
-    env = seal(BOB.peer_id, session_message(), ID, 1)
+    env = seal(BOB.peer_id, session_message(), 1)
     with pytest.raises(WrongRecipient):
         open_envelope(CAROL, env)
 
 
 def test_opening_with_another_identity_fails_to_decrypt() -> None:
     # Addressed to Carol, but sealed to Bob's key.
-    sealed_to_bob = seal(BOB.peer_id, session_message(), ID, 1).sealed
+    sealed_to_bob = seal(BOB.peer_id, session_message(), 1).sealed
     with pytest.raises(DecryptError):
         open_envelope(CAROL, Envelope(CAROL.peer_id, ID, 1, sealed_to_bob))
 
@@ -632,7 +634,7 @@ def test_garbage_box_fails_to_decrypt(box: bytes) -> None:
 
 
 def test_damaged_box_fails_to_decrypt() -> None:
-    env = seal(BOB.peer_id, session_message(), ID, 1)
+    env = seal(BOB.peer_id, session_message(), 1)
     for i in (0, 40, len(env.sealed) - 1):
         damaged = bytearray(env.sealed)
         damaged[i] ^= 0x80
@@ -670,3 +672,15 @@ def test_check_inner_refuses_tampered_plaintext() -> None:
     data[data.index(b"yo")] = ord("Y")
     with pytest.raises(SignatureError):
         check_inner(BOB, session_message(), bytes(data))
+
+
+def test_sealing_with_the_callers_ephemeral_key_is_a_libsodium_sealed_box() -> None:
+    """The caller's randomness decides the box, and so the envelope id (seeded runs)."""
+    secret = bytes(range(32))
+    env = seal(BOB.peer_id, session_message(), 1, secret)
+    assert seal(BOB.peer_id, session_message(), 1, secret) == env
+    assert seal(BOB.peer_id, session_message(), 1, bytes(31) + b"\x01").id != env.id
+    box = nacl.public.SealedBox(nacl.public.PrivateKey(BOB.x25519_private_key))
+    assert SessionMessage.decode(box.decrypt(env.sealed)) == session_message()
+    assert len(env.sealed) == len(session_message().encode()) + 48
+    env.check_id()

@@ -113,6 +113,7 @@ FULL: Final = "full"  # the mailbox's global quota is used up
 TOO_LARGE: Final = "too_large"  # the envelope is over this mailbox's size limit
 EXPIRED: Final = "expired"  # the envelope's expiry has passed
 BAD_ENVELOPE: Final = "bad_envelope"  # not an envelope, or its recipient cannot receive
+BAD_ID: Final = "bad_id"  # the envelope id is not the hash of its content (§9)
 UNAUTHORIZED: Final = "unauthorized"  # fetch/delete before a good auth; a bad auth
 UNAVAILABLE: Final = "unavailable"  # the mailbox's store failed; try later
 OVER_SHARE: Final = "over_share"  # this depositor holds its share of the recipient's quota
@@ -126,6 +127,7 @@ CODES: Final = frozenset(
         TOO_LARGE,
         EXPIRED,
         BAD_ENVELOPE,
+        BAD_ID,
         UNAUTHORIZED,
         UNAVAILABLE,
         OVER_SHARE,

@@ -13,6 +13,10 @@ checks to the decrypted inner message.
 
 from __future__ import annotations
 
+import hashlib
+from typing import Final
+
+import nacl.bindings
 import nacl.exceptions
 import nacl.public
 
@@ -20,15 +24,36 @@ from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.wire import Envelope, InnerMessage, SessionMessage
 from p2pdm.errors import DecryptError, SignatureError, WrongRecipient
 
-__all__ = ["check_inner", "open_envelope", "seal"]
+__all__ = ["EPHEMERAL_SECRET_BYTES", "check_inner", "open_envelope", "seal"]
+
+#: The sealed box's one-time X25519 secret key, and its nonce.
+EPHEMERAL_SECRET_BYTES: Final = 32
+SEAL_NONCE_BYTES: Final = 24
 
 
 def seal(
-    recipient: PeerId, message: SessionMessage, envelope_id: bytes, expires_at_s: int
+    recipient: PeerId,
+    message: SessionMessage,
+    expires_at_s: int,
+    ephemeral_secret: bytes | None = None,
 ) -> Envelope:
-    """Seal ``message`` for ``recipient`` into an envelope."""
-    box = nacl.public.SealedBox(nacl.public.PublicKey(recipient.x25519_public_key))
-    return Envelope(recipient, envelope_id, expires_at_s, bytes(box.encrypt(message.encode())))
+    """Seal ``message`` for ``recipient`` into an envelope (its id is the hash of the box).
+
+    ``ephemeral_secret`` (32 random bytes) is the sealed box's one-time X25519
+    key, so that the caller's randomness decides the bytes, and the envelope
+    id with them (seeded in simulations); None lets libsodium draw it.
+    """
+    recipient_key = recipient.x25519_public_key
+    plain = message.encode()
+    if ephemeral_secret is None:
+        box = bytes(nacl.public.SealedBox(nacl.public.PublicKey(recipient_key)).encrypt(plain))
+    else:
+        # crypto_box_seal, spelled out: epk || crypto_box(m, nonce, recipient, esk)
+        # with nonce = BLAKE2b-192(epk || recipient), as libsodium does.
+        epk = nacl.bindings.crypto_scalarmult_base(ephemeral_secret)
+        nonce = hashlib.blake2b(epk + recipient_key, digest_size=SEAL_NONCE_BYTES).digest()
+        box = epk + nacl.bindings.crypto_box(plain, nonce, recipient_key, ephemeral_secret)
+    return Envelope.create(recipient, expires_at_s, box)
 
 
 def open_envelope(identity: Identity, envelope: Envelope) -> SessionMessage:

@@ -12,6 +12,10 @@ message (normative spec: ``docs/protocol.md``).
    encryption to the recipient's X25519 key), so relays never see it.
 3. :class:`Envelope` — what travels and what a mailbox holds: version,
    recipient, envelope id, expiry and the sealed bytes. No sender field.
+   The envelope id is a hash of the other three (:func:`envelope_id`), so
+   nobody can pass other bytes off under an id they have seen; decoding
+   does not check it (old envelopes keep decoding), :meth:`Envelope.check_id`
+   does.
 
 Each type decodes through one function that checks the size cap first, then
 every field's type and length, and raises a :class:`~p2pdm.errors.WireError`
@@ -22,13 +26,14 @@ no format change.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from p2pdm.core import cbor
 from p2pdm.core.cbor import Fields
 from p2pdm.core.identity import SIGNATURE_BYTES, Identity, PeerId, verify
-from p2pdm.errors import SchemaError, UnsupportedVersion
+from p2pdm.errors import EnvelopeIdMismatch, SchemaError, UnsupportedVersion
 from p2pdm.limits import (
     MAX_CONTROL_FRAME_BYTES,
     MAX_FRAME_BYTES,
@@ -51,6 +56,7 @@ __all__ = [
     "X3DHHeader",
     "decode_body",
     "encode_body",
+    "envelope_id",
 ]
 
 WIRE_VERSION: Final = 1
@@ -63,6 +69,8 @@ MAX_BUNDLE_ONE_TIME_PREKEYS: Final = 16
 MAX_SEALED_BYTES: Final = MAX_FRAME_BYTES - 512
 _U64: Final = (1 << 64) - 1
 _MSG_DOMAIN: Final = "msg/v1"
+#: BLAKE2b personalisation of envelope ids (15 ASCII bytes, zero-padded to 16).
+_ENVELOPE_ID_PERSON: Final = b"p2pdm-env-id-v1"
 
 
 def _peer(fields: Fields, key: str) -> PeerId:
@@ -359,6 +367,22 @@ class SessionMessage:
 # --- envelope --------------------------------------------------------------------
 
 
+def envelope_id(recipient: PeerId, expires_at_s: int, sealed: bytes) -> bytes:
+    """The id an envelope with this content must carry (docs/protocol.md §9).
+
+    BLAKE2b-128, personalised ``p2pdm-env-id-v1``, of
+    ``u8(len(to)) || to || u64be(exp) || box``: the box is last, so the
+    input splits one way only. Raises SchemaError for an expiry over 64 bits.
+    """
+    if not 0 <= expires_at_s <= _U64:
+        raise SchemaError("envelope expiry must fit in 64 bits")
+    digest = hashlib.blake2b(digest_size=ID_BYTES, person=_ENVELOPE_ID_PERSON)
+    digest.update(bytes([len(recipient.raw)]) + recipient.raw)
+    digest.update(expires_at_s.to_bytes(8, "big"))
+    digest.update(sealed)
+    return digest.digest()
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """What travels between nodes and what a mailbox holds (layer 3). No sender."""
@@ -367,6 +391,19 @@ class Envelope:
     id: bytes
     expires_at_s: int
     sealed: bytes
+
+    @classmethod
+    def create(cls, recipient: PeerId, expires_at_s: int, sealed: bytes) -> Envelope:
+        """An envelope with its content-bound id."""
+        return cls(recipient, envelope_id(recipient, expires_at_s, sealed), expires_at_s, sealed)
+
+    def check_id(self) -> None:
+        """Raise EnvelopeIdMismatch unless ``id`` is the hash of the content."""
+        if self.id != envelope_id(self.recipient, self.expires_at_s, self.sealed):
+            raise EnvelopeIdMismatch(
+                "envelope id does not match its content (forged, damaged, or made by an "
+                "older p2pdm)"
+            )
 
     def encode(self) -> bytes:
         return cbor.encode(

@@ -166,6 +166,11 @@ class Store(Protocol):
     def outbox_for(
         self, recipient: PeerId, due_at_ms: int | None = None, limit: int | None = None
     ) -> list[OutboxItem]: ...
+    def outbox_page(self, after: bytes, limit: int) -> list[OutboxItem]:
+        """Items with ``envelope_id > after`` in id order, at most ``limit`` (capped at
+        MAX_PAGE_SIZE): a walk through the whole outbox."""
+        ...
+
     def reschedule_outbox(
         self, envelope_id: bytes, next_attempt_at_ms: int, attempts: int, last_error: str = ""
     ) -> None: ...

@@ -480,6 +480,14 @@ class MemoryStore:
         items.sort(key=lambda i: (i.created_at_ms, i.envelope_id))
         return items if limit is None else items[:limit]
 
+    def outbox_page(self, after: bytes, limit: int) -> list[OutboxItem]:
+        size = page_limit(limit)
+        items = sorted(
+            (i for i in self._live().outbox.values() if i.envelope_id > after),
+            key=lambda i: i.envelope_id,
+        )
+        return items[:size]
+
     def reschedule_outbox(
         self, envelope_id: bytes, next_attempt_at_ms: int, attempts: int, last_error: str = ""
     ) -> None:

@@ -673,6 +673,16 @@ class SQLiteStore(APITables):
             ).fetchall()
         return [_outbox_item(row) for row in rows]
 
+    def outbox_page(self, after: bytes, limit: int) -> list[OutboxItem]:
+        size = page_limit(limit)
+        with self._reading("reading the outbox") as db:
+            rows = db.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE envelope_id > ? "
+                "ORDER BY envelope_id LIMIT ?",
+                (after, size),
+            ).fetchall()
+        return [_outbox_item(row) for row in rows]
+
     def reschedule_outbox(
         self, envelope_id: bytes, next_attempt_at_ms: int, attempts: int, last_error: str = ""
     ) -> None:
