@@ -242,7 +242,7 @@ def query_int(
 ) -> int | None:
     """An integer query parameter in ``[lo, hi]``; raises :class:`RequestError`."""
     raw = request.query_params.get(key)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw, 10)
