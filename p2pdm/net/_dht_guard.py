@@ -52,6 +52,7 @@ from p2pdm.net.limits import (
     MAX_DHT_RECORDS_PER_PEER,
     MAX_DHT_REFUSED_PEERS_COUNTED,
 )
+from p2pdm.ratelimit import TokenBucket
 
 __all__ = [
     "DEFAULT_DHT_LIMITS",
@@ -145,20 +146,18 @@ class WriteRates:
         self.rate = rate
         self.burst = burst
         self.max_peers = max_peers
-        self._buckets: OrderedDict[Owner, tuple[float, float]] = OrderedDict()
+        self._buckets: OrderedDict[Owner, TokenBucket] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._buckets)
 
     def take(self, peer: Owner, now: float) -> bool:
         """Spend one of ``peer``'s tokens at ``now``; False if it has none."""
-        tokens, last = self._buckets.pop(peer, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + max(0.0, now - last) * self.rate)
-        allowed = tokens >= 1.0
-        self._buckets[peer] = (tokens - 1.0 if allowed else tokens, now)
+        bucket = self._buckets.pop(peer, None) or TokenBucket(self.rate, self.burst, at=now)
+        self._buckets[peer] = bucket
         while len(self._buckets) > self.max_peers:
             self._buckets.popitem(last=False)
-        return allowed
+        return bucket.take(now)
 
 
 class Ledger(Generic[Item]):
