@@ -16,9 +16,12 @@ libp2p; nothing outside this package sees a libp2p type. Start with
   loss on real TCP connections, for simulations in real time;
 - :mod:`~p2pdm.net.memnet_bench`: forming N-host DHTs over it, measured;
 - :mod:`~p2pdm.net.upkeep`: background timings and idle-connection bookkeeping;
+- :mod:`~p2pdm.net._dht_guard`: :class:`DhtLimits`, what other peers may
+  make our DHT store (write rates, caps, eviction), and its counters;
 - :mod:`~p2pdm.net.limits`: every limit and timeout, with its reason.
 """
 
+from p2pdm.net._dht_guard import DEFAULT_DHT_LIMITS, DhtLimits, DhtStoreStats, StoreCaps
 from p2pdm.net.frames import FrameDecoder, encode_frame
 from p2pdm.net.libp2p_host import (
     DEFAULT_LISTEN,
@@ -36,8 +39,11 @@ from p2pdm.net.tcp_faults import TcpFaults
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 
 __all__ = [
+    "DEFAULT_DHT_LIMITS",
     "DEFAULT_LISTEN",
     "DEFAULT_UPKEEP",
+    "DhtLimits",
+    "DhtStoreStats",
     "FrameDecoder",
     "Host",
     "LinkFaults",
@@ -46,6 +52,7 @@ __all__ = [
     "RawStream",
     "RecordSelector",
     "RecordValidator",
+    "StoreCaps",
     "Stream",
     "StreamHandler",
     "TcpFaults",

@@ -57,6 +57,11 @@ found here, not in the notes:
     (:func:`_refuse_filtered_peers`);
 records: ``get_value`` answers from a stale local copy → :meth:`Host.get_record`
 drops it and asks the network with a quorum, then keeps the newest;
+floods: KadDHT stores any valid record any peer sends (up to 50,000, then
+evicts the *oldest* with a 70 ms scan) → writes are rate-limited per peer,
+capped per peer and in all, and a full store evicts a flooder's newest
+records, never a peer's only one (:mod:`p2pdm.net._dht_guard`, wired by
+:func:`_guard_dht`);
 providers: standard Kademlia nodes (js-libp2p, go-libp2p) drop provider
 records whose key is not a multihash, without an error → provider keys go
 on the wire as the SHA-256 multihash of p2pdm's key (:func:`_provider_key`).
@@ -76,6 +81,7 @@ from contextlib import (
     nullcontext,
     suppress,
 )
+from contextvars import ContextVar
 from typing import Literal, cast
 
 import multiaddr
@@ -95,6 +101,7 @@ from libp2p.io.abc import ReadWriteCloser
 from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL_ID
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.kad_dht.pb.kademlia_pb2 import Record
+from libp2p.kad_dht.provider_store import ProviderRecord
 from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.network.exceptions import SwarmException
@@ -103,7 +110,8 @@ from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError
-from libp2p.records.validator import Validator
+from libp2p.records.pubkey import PublicKeyValidator
+from libp2p.records.validator import NamespacedValidator, Validator
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -120,6 +128,7 @@ from p2pdm.errors import (
     SchemaError,
 )
 from p2pdm.limits import MAX_ADDRS
+from p2pdm.net._dht_guard import DEFAULT_DHT_LIMITS, DhtGuard, DhtLimits, DhtStoreStats
 from p2pdm.net.addrs import (
     dialable_addrs,
     full_addr,
@@ -297,6 +306,72 @@ class _NamespaceValidator(Validator):
         return index
 
 
+#: The peer whose inbound DHT stream this task is handling (raw PeerID bytes);
+#: None in every other task, so records we store ourselves are ours.
+_dht_writer: ContextVar[bytes | None] = ContextVar("p2pdm_dht_writer", default=None)
+
+
+class _GuardedValidator(NamespacedValidator):
+    """libp2p's validator (strict; pk, ipns and the namespaces we register),
+    charging each inbound PUT_VALUE to its sender's write rate first and
+    refusing records over MAX_RECORD_BYTES in every namespace."""
+
+    def __init__(self, guard: DhtGuard) -> None:
+        super().__init__({"pk": PublicKeyValidator()}, strict_validation=True)
+        self._guard = guard
+
+    def validate(self, key: str, value: bytes) -> None:
+        writer = _dht_writer.get()
+        if writer is not None:  # the inbound PUT_VALUE handler: validation comes first
+            self._guard.charge(writer)
+            if len(value) > MAX_RECORD_BYTES:
+                self._guard.refuse("too_large", writer)
+        super().validate(key, value)
+
+
+def _record_bytes(entry: tuple[Record, float]) -> int:
+    return entry[0].ByteSize()
+
+
+def _provider_bytes(key: bytes, record: ProviderRecord) -> int:
+    addrs = sum(len(addr.to_bytes()) for addr in record.addresses)
+    return len(key) + len(record.peer_id.to_bytes()) + addrs
+
+
+def _guard_dht(dht: KadDHT, guard: DhtGuard) -> None:
+    """Bound what other peers can make ``dht`` store (:mod:`p2pdm.net._dht_guard`).
+
+    libp2p's stores keep their records in plain dicts; these are swapped for
+    the guard's mappings while still empty, so every path that stores or
+    drops a record is accounted. ADD_PROVIDER's rate check (libp2p's own:
+    a window per peer in a table that grows without bound) is the guard's
+    token bucket; PUT_VALUE's is in :class:`_GuardedValidator`.
+    """
+    values, providers = dht.value_store, dht.provider_store
+    if values.store or providers.providers:
+        raise RuntimeError("the DHT guard must be installed before anything is stored")
+    values.store = guard.record_store(_dht_writer.get, _record_bytes)  # type: ignore[assignment]
+    providers.providers = guard.provider_index(  # type: ignore[assignment]
+        str(dht.local_peer_id), _provider_bytes
+    )
+    dht._check_provider_rate_limit = lambda peer_id: guard.allows(peer_id.to_bytes())  # type: ignore[method-assign]
+
+
+def _attributed(
+    handle: Callable[[INetStream], Awaitable[None]],
+) -> Callable[[INetStream], Awaitable[None]]:
+    """``handle`` with :data:`_dht_writer` naming the stream's peer while it runs."""
+
+    async def attributed(stream: INetStream) -> None:
+        token = _dht_writer.set(stream.muxed_conn.peer_id.to_bytes())
+        try:
+            await handle(stream)
+        finally:
+            _dht_writer.reset(token)
+
+    return attributed
+
+
 # --- connection management ---------------------------------------------------
 
 
@@ -417,11 +492,13 @@ class Host:
         dht: KadDHT,
         bootstrap: Sequence[tuple[PeerId, multiaddr.Multiaddr]],
         upkeep: Upkeep,
+        dht_guard: DhtGuard,
     ) -> None:
         self.peer_id: PeerId = identity.peer_id
         self._host = lp_host
         self._swarm = cast("Swarm", lp_host.get_network())
         self._dht = dht
+        self._dht_guard = dht_guard
         self._bootstrap = list(bootstrap)
         self._bootstrap_ids = {_to_id(peer) for peer, _ in self._bootstrap}
         self._upkeep = upkeep
@@ -468,6 +545,10 @@ class Host:
         except PeerStoreError:
             return []
         return [full_addr(addr, peer) for addr in addrs[:MAX_ADDRS]]
+
+    def dht_store_stats(self) -> DhtStoreStats:
+        """What our DHT holds for other peers, and the writes it refused or evicted."""
+        return self._dht_guard.stats()
 
     def dht_peers(self) -> list[PeerId]:
         """Peers in our DHT routing table."""
@@ -887,7 +968,9 @@ class Host:
             self._host.set_stream_handler(
                 KAD_PROTOCOL_ID,
                 self._guarded(
-                    KAD_PROTOCOL_ID, self._dht.handle_stream, trio.CapacityLimiter(math.inf)
+                    KAD_PROTOCOL_ID,
+                    _attributed(self._dht.handle_stream),
+                    trio.CapacityLimiter(math.inf),
                 ),
             )
         if self._bootstrap:
@@ -934,6 +1017,9 @@ class Host:
                 self._forget_client_peers()
             except Exception:
                 logger.exception("network maintenance: routing-table hygiene failed")
+            summary = self._dht_guard.summary()
+            if summary is not None:
+                logger.info("%s", summary)
             if trio.current_time() >= next_refresh:
                 next_refresh = trio.current_time() + upkeep.dht_refresh_interval
                 try:
@@ -1024,6 +1110,7 @@ async def open_host(
     network: MemoryNetwork | None = None,
     peer_filter: PeerFilter | None = None,
     faults: TcpFaults | None = None,
+    dht_limits: DhtLimits = DEFAULT_DHT_LIMITS,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host with the identity of ``seed`` for the duration of the block.
 
@@ -1037,7 +1124,8 @@ async def open_host(
     (idle connections, bootstrap re-dial, DHT refresh). ``peer_filter``: a
     :meth:`Host.set_peer_filter` in force from the start, before joining.
     ``faults``: latency and loss on every TCP connection (simulations in
-    real time); the memory network has its own.
+    real time); the memory network has its own. ``dht_limits``: what other
+    peers may make our DHT store, and how fast (tests lower them).
 
     Entering joins the DHT first: with bootstrap peers it can take up to
     DIAL_TIMEOUT_SECONDS + IDENTIFY_WAIT_SECONDS + JOIN_LOOKUP_TIMEOUT_SECONDS. On exit,
@@ -1088,8 +1176,10 @@ async def open_host(
     swarm.retry_config = RetryConfig(max_retries=0)  # NOTES pitfall 10
     _hold_inbound_slot_only_while_connected(swarm)
     mode = DHTMode.SERVER if dht_mode == "server" else DHTMode.CLIENT
-    dht = KadDHT(lp_host, mode, strict_validation=True)
-    host = Host(identity, lp_host, dht, bootstrap_peers, upkeep)
+    dht_guard = DhtGuard(dht_limits, trio.current_time)
+    dht = KadDHT(lp_host, mode, validator=_GuardedValidator(dht_guard), strict_validation=True)
+    _guard_dht(dht, dht_guard)
+    host = Host(identity, lp_host, dht, bootstrap_peers, upkeep, dht_guard)
     host._allowed = peer_filter
     _refuse_filtered_peers(swarm, host._permits)
 

@@ -143,6 +143,60 @@ MAX_PROVIDER_KEY_BYTES: Final = 80
 #: Most providers returned by one :meth:`Host.find_providers` (one k-bucket).
 MAX_PROVIDERS: Final = 20
 
+# --- DHT writes from other peers --------------------------------------------
+# libp2p's KadDHT stores whatever valid record any peer sends, up to 50,000,
+# then evicts the oldest with a full scan (70 ms each): one peer flooding
+# fresh self-signed records (measured: 363 records/s, +21 MiB for 3,640)
+# pushed genuine records out. These bound what a peer can make us hold.
+
+#: Sustained inbound PUT_VALUE + ADD_PROVIDER messages per second from one
+#: peer. A p2pdm node republishes its record every 6 h, a mailbox its
+#: provider record daily, and a reader corrects a few stale holders per
+#: lookup: well under one a second. More is refused (the stream is reset).
+DHT_WRITE_RATE_PER_SECOND: Final = 1.0
+
+#: Writes one peer may send at once before the rate applies: a node that
+#: joins, rotates its prekey and looks up a few contacts in a minute.
+DHT_WRITE_BURST: Final = 20
+
+#: Peers whose write rate is remembered. The least recently seen is forgotten
+#: first; its bucket had refilled after DHT_WRITE_BURST / rate seconds unless
+#: thousands of peers wrote within that time, and the store caps below still
+#: hold then.
+DHT_RATE_TABLE_PEERS: Final = 4096
+
+#: Value records held for other peers. Kademlia places each record on the
+#: ~20 nodes closest to its key, so a node holds ~20 records on average
+#: whatever the network's size; this is 200 times that.
+MAX_DHT_RECORDS: Final = 4096
+
+#: Bytes of value records held for other peers (a p2pdm record is a few
+#: hundred bytes, at most 16 KiB).
+MAX_DHT_RECORD_STORE_BYTES: Final = 16 << 20
+
+#: Records one peer may have stored here: its own record plus the copies it
+#: pushes to stale holders when it reads others' records.
+MAX_DHT_RECORDS_PER_PEER: Final = 64
+
+#: Bytes of records one peer may have stored here (64 records of 16 KiB).
+MAX_DHT_RECORD_BYTES_PER_PEER: Final = 1 << 20
+
+#: Provider records held (key, provider) for other peers. p2pdm provides
+#: one key (the mailbox service); a libp2p peer a few.
+MAX_DHT_PROVIDER_RECORDS: Final = 8192
+
+#: Bytes of provider records held (key and addresses).
+MAX_DHT_PROVIDER_STORE_BYTES: Final = 4 << 20
+
+#: Keys one peer may be stored as a provider of.
+MAX_DHT_PROVIDER_KEYS_PER_PEER: Final = 32
+
+#: Bytes of provider records of one peer (32 keys with 16 addresses each).
+MAX_DHT_PROVIDER_BYTES_PER_PEER: Final = 64 << 10
+
+#: Most distinct peers named in one aggregate log line about refused writes.
+MAX_DHT_REFUSED_PEERS_COUNTED: Final = 1000
+
 # --- logging --------------------------------------------------------------
 
 #: Level of the ``libp2p`` logger unless LIBP2P_DEBUG is set: py-libp2p logs

@@ -1,0 +1,216 @@
+"""Flooding a node's DHT with valid records, through real hosts on loopback.
+
+An attacker sends the victim PUT_VALUE messages with valid p2pdm records,
+each signed by a fresh identity, and ADD_PROVIDER messages for fresh keys,
+as fast as one stream per message goes (~200-300/s here). The victim must
+refuse writes beyond each peer's rate, keep what it holds bounded, keep a
+genuine record it held before the flood, and keep serving other peers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+import trio
+
+# The attacker drives its own libp2p DHT directly, message by message.
+from libp2p.peer.id import ID
+
+from p2pdm.core import records
+from p2pdm.core.identity import Identity
+from p2pdm.core.session import OwnPrekeys
+from p2pdm.net import DhtLimits, Host, StoreCaps, Upkeep
+from p2pdm.net.libp2p_host import _provider_key
+from p2pdm.net.testing import open_hosts, wait_until
+
+pytestmark = pytest.mark.net
+
+TIMEOUT = 5.0
+MIB = 1 << 20
+
+
+def _validate(key: bytes, value: bytes) -> None:
+    records.validate(key.decode(), value)
+
+
+def _select(key: bytes, values: list[bytes]) -> int:
+    return records.select(key.decode(), values)
+
+
+def register(hosts: list[Host]) -> None:
+    for host in hosts:
+        host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
+
+
+def node_record(identity: Identity, seq: int = 1) -> tuple[str, bytes]:
+    """A valid p2pdm record of ``identity``: its key and signed value."""
+    bundle = OwnPrekeys.create(identity, 0).bundle(0)
+    value = records.NodeRecord(identity.peer_id, seq, bundle).sign(identity)
+    return records.record_key(identity.peer_id), value
+
+
+def fresh_records(count: int, tag: int) -> list[tuple[str, bytes]]:
+    return [
+        node_record(Identity(bytes([tag, i % 256, i // 256]) + bytes(29))) for i in range(count)
+    ]
+
+
+async def flood_records(attacker: Host, victim: Host, batch: list[tuple[str, bytes]]) -> int:
+    """Send each record to ``victim`` in its own PUT_VALUE; how many it acknowledged."""
+    await attacker.connect(victim.peer_id, victim.listen_addrs())
+    store = attacker._dht.value_store
+    target = ID(victim.peer_id.raw)
+    stored = 0
+    for key, value in batch:
+        stored += await store._store_at_peer(target, key.encode(), value)
+    return stored
+
+
+def held(host: Host, key: str) -> bytes | None:
+    record = host._dht.value_store.get(key.encode())
+    return None if record is None else bytes(record.value)
+
+
+async def served_by(reader: Host, holder: Host, key: str) -> bytes | None:
+    """What ``holder`` answers ``reader``'s GET_VALUE for ``key`` with."""
+    answer = await reader._dht.value_store._get_from_peer(ID(holder.peer_id.raw), key.encode())
+    assert answer is None or isinstance(answer, bytes)
+    return answer
+
+
+async def test_a_record_flood_is_refused_beyond_the_rate_while_others_are_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="p2pdm")
+    limits = DhtLimits(write_rate=2.0, write_burst=10)
+    batch = fresh_records(60, tag=1)
+    upkeep = Upkeep(interval=0.2)  # the round that logs refusals
+    async with open_hosts(4, dht_limits=limits, upkeep=upkeep) as (victim, attacker, bob, carol):
+        register([victim, attacker, bob, carol])
+        bob_key, bob_value = node_record(Identity(b"\x02" * 32))
+        await bob.put_record(bob_key, bob_value)
+        assert held(victim, bob_key) == bob_value
+        carol_key, carol_value = node_record(Identity(b"\x03" * 32))
+        during: dict[str, object] = {}
+
+        async def genuine_traffic() -> None:
+            await trio.sleep(0.1)  # the flood is under way
+            start = trio.current_time()
+            during["get"] = await served_by(carol, victim, bob_key)
+            await carol.put_record(carol_key, carol_value)
+            during["seconds"] = trio.current_time() - start
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(genuine_traffic)
+            start = trio.current_time()
+            stored = await flood_records(attacker, victim, batch)
+            elapsed = trio.current_time() - start
+
+        assert elapsed < 1.5  # a flood: ~60 messages in well under a second
+        # The victim took the burst and what the rate refilled, no more.
+        assert 10 <= stored <= 10 + 2.0 * elapsed + 1, (stored, elapsed)
+        stats = victim.dht_store_stats()
+        assert stats.refused.get("rate") == len(batch) - stored
+        flooded = sum(held(victim, key) is not None for key, _ in batch)
+        assert flooded == stored
+        # Genuine peers were answered during the flood, and quickly.
+        assert during["get"] == bob_value
+        assert held(victim, carol_key) == carol_value
+        assert isinstance(during["seconds"], float) and during["seconds"] < 2.0
+        # Bob's record is still held and served.
+        assert await served_by(carol, victim, bob_key) == bob_value
+
+        # Refusals are logged in aggregate by the maintenance loop, not per record.
+        def refusal_lines() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+
+        def refusals_logged() -> int:
+            return sum(int(re.findall(r"refused: (\d+)", line)[0]) for line in refusal_lines())
+
+        await wait_until(lambda: refusals_logged() == len(batch) - stored, deadline=1.0)
+        # One line per maintenance round at most, not one per record.
+        assert len(refusal_lines()) <= elapsed / upkeep.interval + 3
+
+
+async def test_a_flood_from_many_peers_stays_bounded_and_keeps_the_genuine_record() -> None:
+    # No rate limit to speak of: the caps alone must hold.
+    limits = DhtLimits(
+        write_rate=1000.0,
+        write_burst=1000,
+        records=StoreCaps(records=12, bytes=MIB, per_peer_records=5, per_peer_bytes=MIB),
+    )
+    async with open_hosts(6, dht_limits=limits) as hosts:
+        victim, bob, carol, *attackers = hosts
+        register(hosts)
+        bob_key, bob_value = node_record(Identity(b"\x02" * 32))
+        await bob.put_record(bob_key, bob_value)
+        assert held(victim, bob_key) == bob_value
+
+        stored = [
+            await flood_records(attacker, victim, fresh_records(10, tag=10 + i))
+            for i, attacker in enumerate(attackers)
+        ]
+        # The first two stop at their cap (5); the store is then full (Bob + 10
+        # + 1), and the third gets in only by evicting the newest records of
+        # those holding two more than it, until the shares are even (3, 4, 4).
+        assert stored == [5, 5, 3]
+        stats = victim.dht_store_stats()
+        assert stats.refused == {"peer_cap": 2 * 5, "store_full": 10 - 3}
+        assert stats.evicted == 2
+        assert stats.records == 12
+        assert held(victim, bob_key) == bob_value
+        assert await served_by(carol, victim, bob_key) == bob_value
+
+        # A newcomer's record still gets in, at the flooders' expense, not Bob's.
+        carol_key, carol_value = node_record(Identity(b"\x03" * 32))
+        await carol.put_record(carol_key, carol_value)
+        assert held(victim, carol_key) == carol_value
+        assert held(victim, bob_key) == bob_value
+        assert victim.dht_store_stats().records == 12
+        assert victim.dht_store_stats().evicted == 3
+
+
+async def test_a_provider_flood_is_rate_limited_and_capped() -> None:
+    limits = DhtLimits(
+        write_rate=2.0,
+        write_burst=10,
+        providers=StoreCaps(records=8, bytes=MIB, per_peer_records=4, per_peer_bytes=MIB),
+    )
+    service_key = b"/p2pdm/mailbox-service/1"
+    async with open_hosts(4, dht_limits=limits) as (victim, attacker, bob, carol):
+        store = victim._dht.provider_store
+
+        def bob_provides() -> bool:
+            providers = store.get_providers(_provider_key(service_key))
+            return bob.peer_id.raw in {info.peer_id.to_bytes() for info in providers}
+
+        await bob.provide(service_key)
+        await wait_until(bob_provides, deadline=TIMEOUT)  # ADD_PROVIDER is fire-and-forget
+
+        await attacker.connect(victim.peer_id, victim.listen_addrs())
+        target = ID(victim.peer_id.raw)
+        sender = attacker._dht.provider_store
+        start = trio.current_time()
+        for i in range(60):
+            await sender._send_add_provider(target, _provider_key(b"junk %d" % i))
+        elapsed = trio.current_time() - start
+
+        def settled() -> bool:
+            stats = victim.dht_store_stats()
+            refusals = sum(stats.refused.values())
+            return refusals + len(store.get_provided_keys(ID(attacker.peer_id.raw))) >= 60
+
+        # Wait for the victim to handle all 60.
+        await wait_until(settled, deadline=TIMEOUT)
+        stats = victim.dht_store_stats()
+        allowed = 60 - stats.refused["rate"]
+        assert allowed <= 10 + 2.0 * elapsed + 1, (allowed, elapsed)
+        assert len(store.get_provided_keys(ID(attacker.peer_id.raw))) == 4
+        assert stats.refused["peer_cap"] == allowed - 4
+        assert stats.providers <= 8
+        # Bob is still a provider, and the victim tells carol so.
+        assert bob_provides()
+        found = dict(await carol.find_providers(service_key, TIMEOUT))
+        assert bob.peer_id in found
