@@ -3,10 +3,11 @@
 How this works: the options become a :class:`~p2pdm.sim.SimOptions`;
 :func:`p2pdm.sim.simulate` runs under ``trio.run`` — with trio's
 ``MockClock(autojump_threshold=0)`` for ``--clock virtual``; with ``--clock
-real`` the nodes run in ``--workers`` processes, one per core by default — while a
-``rich`` progress bar shows simulated time, messages sent and delivered. The
-report goes to ``--out``. Exit status 0 when the invariants hold (delivery
-rate is a figure, not a failure), 1 when one is broken.
+real`` the nodes run in ``--workers`` processes, one per core by default — while
+``rich`` progress bars (:class:`PhaseBars`, one per phase) show how far the run
+is, nodes online, messages sent and delivered. The report goes to ``--out``.
+Exit status 0 when the invariants hold (delivery rate is a figure, not a
+failure), 1 when one is broken.
 
 A virtual-time run replays exactly from its seed within one process
 (:mod:`p2pdm.sim.determinism`); across processes the order of sets of
@@ -86,7 +87,7 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="R",
-        help=f"messages per second across the network (default {d.rate:g})",
+        help=f"mean messages per second across the network, Poisson arrivals (default {d.rate:g})",
     )
     add(
         "--offline",

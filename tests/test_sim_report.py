@@ -20,8 +20,9 @@ from rich.progress import Progress as RichProgress
 
 from p2pdm.cli import main
 from p2pdm.cli_sim import PhaseBars
-from p2pdm.sim import Progress, SimOptions, simulate, write_report
+from p2pdm.sim import Progress, SimOptions, simulate, summarize, write_report
 from p2pdm.sim.plots import NO_MATPLOTLIB
+from p2pdm.sim.report import reproducible
 from p2pdm.sim.scenario import (
     DEFAULT_VIRTUAL_JITTER_SECONDS,
     DEFAULT_VIRTUAL_LATENCY_SECONDS,
@@ -192,3 +193,12 @@ def test_importing_the_node_and_cli_loads_no_matplotlib() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_default_jittery_links_replay_exactly(run: Run) -> None:
+    """The default jitter is drawn from the seed: a second run is the same run."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    again = trio.run(simulate, OPTIONS, clock=clock)
+    assert reproducible(summarize(again)) == reproducible(run.summary)
+    times = [(r.sent_s, r.delivered_s) for r in run.outcome.recorder.messages.values()]
+    assert [(r.sent_s, r.delivered_s) for r in again.recorder.messages.values()] == times
