@@ -3,10 +3,11 @@
 How this works: the options become a :class:`~p2pdm.sim.SimOptions`;
 :func:`p2pdm.sim.simulate` runs under ``trio.run`` — with trio's
 ``MockClock(autojump_threshold=0)`` for ``--clock virtual``; with ``--clock
-real`` the nodes run in ``--workers`` processes, one per core by default — while a
-``rich`` progress bar shows simulated time, messages sent and delivered. The
-report goes to ``--out``. Exit status 0 when the invariants hold (delivery
-rate is a figure, not a failure), 1 when one is broken.
+real`` the nodes run in ``--workers`` processes, one per core by default — while
+``rich`` progress bars (:class:`PhaseBars`, one per phase) show how far the run
+is, nodes online, messages sent and delivered. The report goes to ``--out``.
+Exit status 0 when the invariants hold (delivery rate is a figure, not a
+failure), 1 when one is broken.
 
 A virtual-time run replays exactly from its seed within one process
 (:mod:`p2pdm.sim.determinism`); across processes the order of sets of
@@ -28,23 +29,36 @@ from typing import Any, Final, TextIO
 import trio
 import trio.testing
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    TaskID,
+    TextColumn,
+)
 
 from p2pdm.errors import ConfigError, P2PDMError
 from p2pdm.home import Home
 from p2pdm.sim import Progress as SimProgress
 from p2pdm.sim import SimOptions, invariants_hold, simulate, write_report
 from p2pdm.sim.nodes import first_error
-from p2pdm.sim.scenario import MAX_WORKERS
+from p2pdm.sim.scenario import (
+    DEFAULT_VIRTUAL_JITTER_SECONDS,
+    DEFAULT_VIRTUAL_LATENCY_SECONDS,
+    MAX_WORKERS,
+)
 from p2pdm.sim.timeline import OPTION_KEYS, Timeline, load_scenario
 
-__all__ = ["sim", "sim_arguments", "sim_options"]
+__all__ = ["PhaseBars", "sim", "sim_arguments", "sim_options"]
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 #: Python's string hash seed for virtual-time runs: set iteration order
 #: (libp2p's peer sets, ours) then matches between processes, so two
 #: ``p2pdm sim`` runs with one ``--seed`` write the same report.
 SIM_HASH_SEED: Final = "0"
+#: Characters of each phase's progress bar: the figures beside it must fit
+#: an 80-column terminal.
+BAR_WIDTH: Final = 16
 
 
 def _partition(text: str) -> tuple[float, float]:
@@ -73,7 +87,7 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="R",
-        help=f"messages per second across the network (default {d.rate:g})",
+        help=f"mean messages per second across the network, Poisson arrivals (default {d.rate:g})",
     )
     add(
         "--offline",
@@ -115,7 +129,17 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="S",
-        help="one-way link latency in seconds",
+        help="one-way link latency in seconds (default: virtual clock"
+        f" {DEFAULT_VIRTUAL_LATENCY_SECONDS:g} s plus up to {DEFAULT_VIRTUAL_JITTER_SECONDS:g} s"
+        " of jitter; real clock 0, loopback as it is)",
+    )
+    add(
+        "--jitter",
+        type=float,
+        default=None,
+        metavar="S",
+        help="extra one-way delay, uniform from 0 to S seconds, per write"
+        " (default: with the default latency its jitter, else 0)",
     )
     add(
         "--partition",
@@ -237,6 +261,81 @@ def _run_again_with_fixed_hash_seed() -> None:
         )
 
 
+class PhaseBars:
+    """One progress bar per phase of a run, each with that phase's own total.
+
+    Forming has no known length (it ends when the nodes have joined);
+    traffic counts to ``--duration`` seconds; "returning" (nodes the plan
+    took away coming back after the traffic) to the plan's last return;
+    draining counts delivered messages to the number sent, and ends early
+    when they are all delivered (``--drain`` caps its seconds). When a phase
+    ends, its bar stops and shows the seconds it really took.
+    """
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.last: SimProgress | None = None
+        self.task: TaskID | None = None
+
+    @staticmethod
+    def columns() -> tuple[ProgressColumn, ...]:
+        return (
+            TextColumn("{task.description:<9}"),
+            BarColumn(bar_width=BAR_WIDTH),
+            TextColumn("{task.fields[count]}"),
+            TextColumn("{task.fields[nodes]}"),
+        )
+
+    def show(self, p: SimProgress) -> None:
+        if self.last is None or p.phase != self.last.phase:
+            self._end_phase()
+            if p.phase == "done":
+                self.task = None
+            else:
+                self.task = self.bar.add_task(p.phase, count="", nodes="")
+        self.last = p
+        if self.task is not None:
+            self.bar.update(self.task, **self._state(p))
+
+    @staticmethod
+    def _state(p: SimProgress) -> dict[str, Any]:
+        if p.phase == "draining":
+            limit = "" if p.phase_limit_s is None else f" of at most {p.phase_limit_s:g}"
+            return {
+                "total": max(p.sent, 1),
+                "completed": p.delivered if p.sent else 1,
+                "count": f"{p.delivered}/{p.sent} delivered",
+                "nodes": f"{p.phase_s:.0f} s{limit}",
+            }
+        nodes = f"{p.online} online"
+        if p.phase != "forming":
+            nodes += f", {p.sent} sent, {p.delivered} delivered"
+        if p.phase_limit_s is None:
+            return {"total": None, "completed": 0, "count": f"{p.phase_s:.0f} s", "nodes": nodes}
+        return {
+            "total": p.phase_limit_s,
+            "completed": min(p.phase_s, p.phase_limit_s),
+            "count": f"{p.phase_s:.0f}/{p.phase_limit_s:g} s",
+            "nodes": nodes,
+        }
+
+    def _end_phase(self) -> None:
+        """Stop the current bar at what its phase really took."""
+        if self.task is None or self.last is None:
+            return
+        p = self.last
+        if p.phase != "draining":
+            # A phase in seconds ends full, at its true length: a restart
+            # after the traffic may take a little longer than planned.
+            self.bar.update(
+                self.task,
+                total=max(p.phase_s, 1e-9),
+                completed=p.phase_s,
+                count=f"{p.phase_s:.0f} s",
+            )
+        self.bar.stop_task(self.task)
+
+
 def sim(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     del home  # a simulation makes its own identities
     options = sim_options(args, store_dir=None)
@@ -247,25 +346,8 @@ def sim(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         options = dataclasses.replace(options, store_dir=out_dir / "stores")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     console = Console(file=sys.stderr)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
-        TimeElapsedColumn(),
-    )
-    total = options.duration + options.drain
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("forming", total=total)
-
-        def show(p: SimProgress) -> None:
-            done = p.elapsed_s if p.phase != "done" else total
-            bar.update(
-                task,
-                completed=min(done, total),
-                description=f"{p.phase:<8} {p.online:>4} online  "
-                f"sent {p.sent}  delivered {p.delivered}",
-            )
-
+    with Progress(*PhaseBars.columns(), console=console, transient=False) as bar:
+        show = PhaseBars(bar).show
         virtual = options.clock == "virtual"
         clock = trio.testing.MockClock(autojump_threshold=0) if virtual else None
         try:

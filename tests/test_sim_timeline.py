@@ -154,7 +154,7 @@ def test_parse_round_trips_valid_documents(
 def test_parse_refuses_unknown_keys(key: str, value: int) -> None:
     known = {"nodes", "duration", "rate", "offline", "churn", "mailboxes", "contacts", "loss"}
     known |= {"latency", "partition", "drain", "seed", "clock", "absence", "split", "burst"}
-    known |= {"link"}
+    known |= {"link", "jitter"}
     if key in known:
         return
     with pytest.raises(ConfigError, match="unknown key"):

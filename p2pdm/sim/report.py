@@ -2,9 +2,10 @@
 
 How this works: :func:`summarize` turns an :class:`~p2pdm.sim.scenario.Outcome`
 into one JSON-ready dict (figures and invariant checks); :func:`write_report`
-writes it, a Markdown rendering, ``messages.csv`` (one row per message) and,
-when matplotlib is installed (``pip install 'p2pdm[sim]'``), a latency CDF
-and deliveries over time as PNG files.
+writes it, ``messages.csv`` (one row per message), when matplotlib is
+installed (``pip install 'p2pdm[sim]'``; :mod:`p2pdm.sim.plots`) a latency
+CDF and deliveries over time as PNG files, and a Markdown rendering that
+shows those plots or says why there are none.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
 
 from p2pdm.sim.metrics import MISDELIVERY_ERRORS, latency_summary
+from p2pdm.sim.plots import Plot, draw_plots
 from p2pdm.sim.scenario import Outcome
 
 __all__ = ["MAY_DIFFER", "invariants_hold", "reproducible", "summarize", "write_report"]
@@ -46,10 +49,15 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
     options = asdict(outcome.options)
     options["store_dir"] = str(options["store_dir"]) if options["store_dir"] else None
     nodes = outcome.options.nodes
+    faults = outcome.options.link_faults()
     return {
         "options": options,
+        # Every link, the clock's defaults filled in (the options say None
+        # where the default was taken).
+        "links": {"latency": faults.latency, "jitter": faults.jitter, "loss": faults.loss},
         "seconds": {
             "forming": round(outcome.form_s, 3),
+            "phases": {name: round(s, 3) for name, s in outcome.phase_s.items()},
             "simulated": round(outcome.sim_s, 3),
             "wall": round(outcome.wall_s, 3),
         },
@@ -120,20 +128,80 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def render_markdown(summary: dict[str, Any]) -> str:
+def _traffic_text(summary: dict[str, Any]) -> str:
+    """What was sent, in words that add up to the count sent."""
+    o, plan = summary["options"], summary["plan"]
+    expected = o["rate"] * o["duration"]
+    parts = [
+        f"{plan['sends_at_rate']} at random times at a mean rate of {o['rate']:g}/s"
+        f" ({expected:g} expected: Poisson arrivals, so the count varies by about"
+        f" ±{math.sqrt(expected):.0f})"
+    ]
+    bursts = [b["messages"] for b in o["timeline"]["bursts"]]
+    if plan["sends_in_bursts"]:
+        sizes = " + ".join(str(n) for n in bursts)
+        parts.append(
+            f"{plan['sends_in_bursts']} in {len(bursts)} scripted burst"
+            f"{'s' if len(bursts) > 1 else ''} ({sizes})"
+        )
+    text = f"{summary['sent']} messages sent in {o['duration']:g} s of traffic: "
+    text += " plus ".join(parts)
+    if summary["sent"] != plan["sends"]:
+        text += f"; the plan held {plan['sends']}"
+    if plan["sends_dropped"]:
+        text += f"; {plan['sends_dropped']} send times dropped (no sender was online)"
+    return text + "."
+
+
+def _links_text(summary: dict[str, Any]) -> str:
+    links, o = summary["links"], summary["options"]
+    if not links["latency"] and not links["jitter"]:
+        text = "no added latency"
+        if o["clock"] == "real":
+            text += " (loopback TCP: the machine's own delays)"
+    else:
+        text = f"{links['latency'] * 1000:g} ms one way"
+        if links["jitter"]:
+            text += f" plus 0-{links['jitter'] * 1000:g} ms of jitter"
+        if o["latency"] is None:
+            text += " (the virtual clock's default: home broadband in one region; --latency"
+            text += " and --jitter change it)"
+    return f"Links: {text}, loss {links['loss']:g}."
+
+
+def _phases_text(summary: dict[str, Any]) -> str:
+    seconds = summary["seconds"]
+    phases = ", ".join(f"{name} {s:g} s" for name, s in seconds["phases"].items())
+    return (
+        f"Phases: {phases}; the whole run {seconds['simulated']} simulated s in"
+        f" {seconds['wall']} s of wall time."
+    )
+
+
+def _plots_section(plots: list[Plot], notes: list[str]) -> list[str]:
+    lines = ["", "## Plots", ""]
+    for plot in plots:
+        lines += [f"![{plot.caption}]({plot.file})", ""]
+    lines += [f"{note[0].upper()}{note[1:]}." for note in notes]
+    return lines
+
+
+def render_markdown(
+    summary: dict[str, Any], plots: list[Plot] | None = None, notes: list[str] | None = None
+) -> str:
+    """The report as Markdown; ``plots`` are shown, ``notes`` say what was not drawn."""
     o = summary["options"]
     rate = summary["delivery_rate"]
     lines = [
         "# p2pdm simulation report",
         "",
-        f"{o['nodes']} nodes, {o['clock']} clock, {o['duration']} s of traffic at "
-        f"{o['rate']}/s, seed {o['seed']}; offline {o['offline']}, churn {o['churn']}/min, "
-        f"{o['mailboxes']} mailboxes, loss {o['loss']}, latency {o['latency']} s, "
-        f"partition {_fmt(o['partition'])}; scripted: {summary['plan']['scripted']}.",
+        f"{o['nodes']} nodes, {o['clock']} clock, seed {o['seed']}. {_traffic_text(summary)}",
         "",
-        f"Forming took {summary['seconds']['forming']} s, the whole run "
-        f"{summary['seconds']['simulated']} simulated s in {summary['seconds']['wall']} s "
-        "of wall time.",
+        f"{_links_text(summary)} Faults: offline {o['offline']}, churn {o['churn']}/min,"
+        f" partition {_fmt(o['partition'])}; scripted events: {summary['plan']['scripted']};"
+        f" {o['mailboxes']} mailboxes.",
+        "",
+        _phases_text(summary),
         "",
         "| figure | value |",
         "|---|---|",
@@ -195,6 +263,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     if summary["refusals"]:
         lines += ["", "## Envelopes refused by receivers", ""]
         lines += [f"- {name}: {count}" for name, count in summary["refusals"].items()]
+    lines += _plots_section(plots or [], notes or [])
     return "\n".join(lines) + "\n"
 
 
@@ -203,7 +272,6 @@ def write_report(outcome: Outcome, out: Path) -> tuple[dict[str, Any], list[str]
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(outcome)
     (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "report.md").write_text(render_markdown(summary))
     with (out / "messages.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["id", "sender", "recipient", "sent_s", "delivered_s", "path", "copies"])
@@ -220,45 +288,6 @@ def write_report(outcome: Outcome, out: Path) -> tuple[dict[str, Any], list[str]
                     r.copies,
                 ]
             )
-    return summary, _plots(outcome, out)
-
-
-def _plots(outcome: Outcome, out: Path) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return ["no plots: matplotlib is not installed (pip install 'p2pdm[sim]')"]
-    records = outcome.recorder.messages.values()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for path in ("direct", "mailbox", None):
-        values = sorted(
-            r.latency_s
-            for r in records
-            if r.latency_s is not None and (path is None or r.path == path)
-        )
-        if values:
-            ys = [(i + 1) / len(values) for i in range(len(values))]
-            ax.step(values, ys, where="post", label=path or "all")
-    ax.set_xlabel("latency (s)")
-    ax.set_ylabel("fraction delivered")
-    ax.set_title("Delivery latency CDF")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "latency_cdf.png")
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sent = sorted(r.sent_s for r in records)
-    delivered = sorted(t for t, _ in outcome.recorder.deliveries)
-    ax.step(sent, range(1, len(sent) + 1), where="post", label="sent")
-    ax.step(delivered, range(1, len(delivered) + 1), where="post", label="delivered")
-    ax.set_xlabel("simulation time (s)")
-    ax.set_ylabel("messages")
-    ax.set_title("Messages over time")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "deliveries.png")
-    plt.close(fig)
-    return []
+    plots, notes = draw_plots(outcome, out)
+    (out / "report.md").write_text(render_markdown(summary, plots, notes))
+    return summary, notes

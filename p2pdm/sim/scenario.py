@@ -73,6 +73,16 @@ MAX_WORKERS: Final = 64
 MAX_RATE: Final = 1000.0
 #: How often the progress callback hears from the run, in simulation seconds.
 PROGRESS_SECONDS: Final = 1.0
+#: One-way delay of every link in a virtual-time run unless ``--latency`` says
+#: otherwise: two people's nodes on home broadband in one region are some
+#: 20-50 ms apart one way. Without it every latency of a virtual run is 0 s
+#: (the memory network moves bytes instantly) and its figures say nothing.
+DEFAULT_VIRTUAL_LATENCY_SECONDS: Final = 0.03
+#: Extra one-way delay, uniform in [0, this), on top of the default latency:
+#: links vary, and a fixed delay would make every direct delivery take the
+#: same time. Real-clock runs add neither: loopback plus the machine's own
+#: load is their link, unless ``--latency``/``--jitter`` are given.
+DEFAULT_VIRTUAL_JITTER_SECONDS: Final = 0.02
 
 Clock = Literal["real", "virtual"]
 
@@ -88,7 +98,12 @@ class SimOptions:
     churn: float = 0.0
     mailboxes: int = 3
     loss: float = 0.0
-    latency: float = 0.0
+    #: One-way link latency in seconds; None: DEFAULT_VIRTUAL_LATENCY_SECONDS
+    #: with the virtual clock, 0 with the real one (see :meth:`link_faults`).
+    latency: float | None = None
+    #: Extra one-way delay, uniform in [0, jitter); None: the default jitter
+    #: when the latency is the default too, else 0.
+    jitter: float | None = None
     partition: tuple[float, float] | None = None
     seed: int = 0
     clock: Clock = "real"
@@ -120,8 +135,10 @@ class SimOptions:
             raise ConfigError("--offline is a fraction between 0 and 1")
         if self.churn < 0 or self.mailboxes < 0 or self.contacts < 1:
             raise ConfigError("--churn and --mailboxes must not be negative, --contacts >= 1")
-        if not (0 <= self.loss < 1 and self.latency >= 0):
-            raise ConfigError("--loss is a probability below 1; --latency must not be negative")
+        if not (0 <= self.loss < 1 and (self.latency or 0) >= 0 and (self.jitter or 0) >= 0):
+            raise ConfigError(
+                "--loss is a probability below 1; --latency and --jitter must not be negative"
+            )
         if self.partition is not None:
             start, end = self.partition
             if not 0 <= start < end:
@@ -142,16 +159,36 @@ class SimOptions:
             listen_addrs(self.listen, self.nodes)
         self.timeline.check(self.nodes, fixed_count(self.nodes, self.mailboxes), self.duration)
 
+    def link_faults(self) -> LinkFaults:
+        """Every link's latency, jitter and loss, the clock's defaults filled in."""
+        virtual = self.clock == "virtual"
+        latency, jitter = self.latency, self.jitter
+        if latency is None:
+            latency = DEFAULT_VIRTUAL_LATENCY_SECONDS if virtual else 0.0
+            if jitter is None:
+                jitter = DEFAULT_VIRTUAL_JITTER_SECONDS if virtual else 0.0
+        return LinkFaults(latency=latency, jitter=jitter or 0.0, loss=self.loss)
+
 
 @dataclass(frozen=True, slots=True)
 class Progress:
     """A glance at a running simulation."""
 
     elapsed_s: float
-    phase: Literal["forming", "traffic", "draining", "done"]
+    #: "returning": the traffic is over; nodes the plan took away are still
+    #: to come back (their absences end after the traffic).
+    phase: Literal["forming", "traffic", "returning", "draining", "done"]
     sent: int
     delivered: int
     online: int
+    #: Seconds since the current phase began.
+    phase_s: float = 0.0
+    #: How long the phase lasts, in seconds: the traffic's duration; the
+    #: plan's last return for "returning" (a restart may take a little
+    #: longer); the ``drain`` cap for "draining", which ends as soon as every
+    #: message is delivered. None while forming (it ends when the nodes
+    #: have joined) and when done.
+    phase_limit_s: float | None = None
 
 
 @dataclass
@@ -166,6 +203,9 @@ class Outcome:
     restarts: int = 0
     network_stats: dict[str, int] = field(default_factory=dict)
     form_s: float = 0.0
+    #: How long each phase took (forming, traffic, returning, draining), in
+    #: simulation seconds.
+    phase_s: dict[str, float] = field(default_factory=dict)
     sim_s: float = 0.0
     wall_s: float = 0.0
     rss_mb: dict[str, float] = field(default_factory=dict)
@@ -245,8 +285,14 @@ class _Run:
         await self._settled(send.sender)
         await self._send_now(send)
 
-    async def run(self, nursery: trio.Nursery, t0: float) -> None:
-        """Every planned event at its time; restarts and late sends go to ``nursery``."""
+    async def run(self, nursery: trio.Nursery, t0: float, traffic_over: Callable[[], None]) -> None:
+        """Every planned event at its time; restarts and late sends go to ``nursery``.
+
+        Calls ``traffic_over`` at ``duration``, before the returns planned
+        after it.
+        """
+        duration = self.options.duration
+        over = False
         events: list[tuple[float, int, Callable[[], Awaitable[None] | None]]] = []
         for absence in self.plan.absences:
             events.append((absence.start, 0, partial(self._leave, absence.node)))
@@ -262,10 +308,17 @@ class _Run:
             events.append((send.at, 2, partial(self._send, nursery, send)))
         events.sort(key=lambda e: (e[0], e[1]))
         for at, _, action in events:
+            if not over and at > duration:
+                await trio.sleep_until(t0 + duration)
+                traffic_over()
+                over = True
             await trio.sleep_until(t0 + at)
             result = action()
             if result is not None:
                 await result
+        if not over:
+            await trio.sleep_until(t0 + duration)
+            traffic_over()
 
     async def _leave(self, index: int) -> None:
         await self._settled(index)
@@ -289,8 +342,10 @@ async def _open_nodes(
     zero_ns: int,
 ) -> AsyncIterator[Nodes]:
     """The run's nodes, formed: in worker processes, or in this one."""
-    link_faults = LinkFaults(latency=options.latency, loss=options.loss)
-    faulty_tcp = bool(options.loss or options.latency or options.timeline.links)
+    link_faults = options.link_faults()
+    faulty_tcp = bool(
+        link_faults.loss or link_faults.latency or link_faults.jitter or options.timeline.links
+    )
     if options.workers > 1:
         async with open_worker_network(
             nodes=options.nodes,
@@ -361,18 +416,31 @@ async def _simulate(
         return start_ms + int((trio.current_time() - t0) * 1000)
 
     phase: list[str] = ["forming"]
+    phase_start: list[float] = [t0]
+    phase_limit: list[float | None] = [None]
 
     def report(sim: Nodes | None) -> None:
         if progress is not None:
+            now = trio.current_time()
             progress(
                 Progress(
-                    trio.current_time() - t0,
+                    now - t0,
                     phase[0],  # type: ignore[arg-type]
                     len(recorder.messages),
                     recorder.delivered,
                     sim.online_count() if sim else 0,
+                    now - phase_start[0],
+                    phase_limit[0],
                 )
             )
+
+    def enter(name: str, limit: float | None, sim: Nodes) -> None:
+        """End the current phase (its last report, its length kept) and start ``name``."""
+        report(sim)
+        now = trio.current_time()
+        outcome.phase_s[phase[0]] = now - phase_start[0]
+        phase[0], phase_start[0], phase_limit[0] = name, now, limit
+        report(sim)
 
     outcome.rss_mb["start"] = rss_mb()
     report(None)
@@ -387,19 +455,21 @@ async def _simulate(
         run = _Run(options, sim, recorder)
         plan, timeline = run.plan, options.timeline
         outcome.plan_counts = {
-            "sends": len(plan.sends),
-            "sends_to_absent": sum(1 for send in plan.sends if send.recipient_offline),
-            "absences": len(plan.absences),
-            "partitions": len(plan.partitions),
-            "link_changes": len(plan.links),
+            **plan.counts(),
             "scripted": len(timeline.offline)
             + len(timeline.partitions)
             + len(timeline.bursts)
             + len(timeline.links),
         }
         traffic_start = trio.current_time()
-        until = traffic_start + options.duration
-        phase[0] = "traffic"
+        enter("traffic", options.duration, sim)
+        # Absences may end after the traffic: the run waits for those nodes.
+        last_return = max((a.end for a in plan.absences), default=0.0)
+
+        def returning(sim: Nodes) -> None:
+            if last_return > options.duration:
+                enter("returning", last_return - options.duration, sim)
+
         async with trio.open_nursery() as nursery:
 
             async def tick() -> None:
@@ -409,17 +479,16 @@ async def _simulate(
 
             nursery.start_soon(tick)
             async with trio.open_nursery() as faults:
-                await run.run(faults, traffic_start)
-                await trio.sleep_until(until)
+                # Then nodes whose absences end after the traffic come back.
+                await run.run(faults, traffic_start, partial(returning, sim))
             # Every absence has ended (the nursery waited for them): drain.
             if sim.partitioned:
                 await sim.heal()
-            phase[0] = "draining"
+            enter("draining", options.drain, sim)
             with trio.move_on_after(options.drain):
                 while recorder.delivered < len(recorder.messages):  # noqa: ASYNC110
                     await trio.sleep(PROGRESS_SECONDS)
-            phase[0] = "done"
-            report(sim)
+            enter("done", None, sim)
             nursery.cancel_scope.cancel()
         outcome.sim_s = trio.current_time() - t0
         outcome.rss_mb["end"] = await sim.rss_mb()

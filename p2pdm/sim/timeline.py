@@ -64,6 +64,7 @@ OPTION_KEYS: Final = frozenset(
         "contacts",
         "loss",
         "latency",
+        "jitter",
         "partition",
         "drain",
         "seed",
@@ -306,6 +307,8 @@ class Send:
     recipient: int
     #: The recipient is away (per the plan) when the message is sent.
     recipient_offline: bool
+    #: One of a scripted ``[[burst]]``'s messages, not of the ``rate`` traffic.
+    burst: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +327,22 @@ class Plan:
     absences: list[Absence] = field(default_factory=list)
     partitions: list[Partition] = field(default_factory=list)
     links: list[LinkChange] = field(default_factory=list)
+    #: Send times dropped because every node with contacts was away then.
+    unsent: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """How many sends of each origin the plan holds, for the report."""
+        bursts = sum(1 for send in self.sends if send.burst)
+        return {
+            "sends": len(self.sends),
+            "sends_at_rate": len(self.sends) - bursts,
+            "sends_in_bursts": bursts,
+            "sends_dropped": self.unsent,
+            "sends_to_absent": sum(1 for send in self.sends if send.recipient_offline),
+            "absences": len(self.absences),
+            "partitions": len(self.partitions),
+            "link_changes": len(self.links),
+        }
 
     def away(self, node: int, t: float, grace: float = 0.0) -> bool:
         """Whether ``node`` is away at ``t`` (or came back less than ``grace`` s before)."""
@@ -373,23 +392,25 @@ def make_plan(
             if free:
                 plan.absences.append(Absence(rng.choice(free), t, t + away, "churn"))
             t += rng.expovariate(churn / 60.0)
-    times: list[float] = []
+    # Poisson arrivals at ``rate``: their count varies around rate x duration.
+    times: list[tuple[float, bool]] = []
     t = rng.expovariate(rate)
     while t < duration:
-        times.append(t)
+        times.append((t, False))
         t += rng.expovariate(rate)
     for burst in timeline.bursts:
-        times += [burst.at] * burst.messages
+        times += [(burst.at, True)] * burst.messages
     times.sort()
     senders_with_contacts = [i for i in range(nodes) if contacts[i]]
     # Nodes in a send at this instant (a burst): they may not leave at it too,
     # since the run stops leaving nodes before it sends anything at that time.
     busy_at: tuple[float, set[int]] = (-1.0, set())
-    for t in times:
+    for t, in_burst in times:
         if busy_at[0] != t:
             busy_at = (t, set())
         senders = [i for i in senders_with_contacts if not plan.away(i, t, MIN_ONLINE_GAP_SECONDS)]
         if not senders:
+            plan.unsent += 1
             continue
         sender = rng.choice(senders)
         recipient = rng.choice(list(contacts[sender]))
@@ -400,7 +421,7 @@ def make_plan(
                 plan.absences.append(Absence(recipient, t, t + away, "message"))
                 recipient_offline = True
         busy_at[1].update((sender, recipient))
-        plan.sends.append(Send(t, sender, recipient, recipient_offline))
+        plan.sends.append(Send(t, sender, recipient, recipient_offline, in_burst))
     plan.absences.sort(key=lambda a: (a.start, a.node))
     plan.partitions.sort(key=lambda p: p.start)
     return plan
