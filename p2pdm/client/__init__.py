@@ -46,15 +46,10 @@ or just the home's directory.
 from __future__ import annotations
 
 from p2pdm.client._async import AsyncClient
-from p2pdm.client._events import (
-    EVENTS_POLL_S,
-    RETRY_MAX_S,
-    RETRY_MIN_S,
-    EventStream,
-    _Cursor,
-    _retry_delays,
-)
-from p2pdm.client._http import DEFAULT_TIMEOUT_S, APIError, _Call
+from p2pdm.client._events import EVENTS_POLL_S, RETRY_MAX_S, RETRY_MIN_S, EventStream
+from p2pdm.client._events import _Cursor as _Cursor  # not public; tests drive it without I/O
+from p2pdm.client._http import DEFAULT_TIMEOUT_S, APIError
+from p2pdm.client._http import _Call as _Call  # not public; the type of Client.call's argument
 from p2pdm.client._records import (
     Contact,
     Conversation,
@@ -97,6 +92,3 @@ __all__ = [
     "read_api_addr",
     "write_api_addr",
 ]
-
-# Importable as before, though not public: tests drive the cursor without I/O.
-_PRIVATE = (_Call, _Cursor, _retry_delays)
