@@ -8,25 +8,25 @@ sealed with a key derived from ``P2PDM_PASSPHRASE`` by argon2id (salt and
 cost parameters stored beside it, so they can be raised later without
 breaking old files). With a passphrase the store is encrypted too
 (SQLCipher), under a key derived from the same argon2id output, so unlocking
-costs one argon2id run. Secret files are written atomically and privately: a
-0600 temporary file in the same directory, fsync, rename, fsync of the
-directory, so a crash leaves either the old file or the new one, never half
-of one.
+costs one argon2id run. Secret files are written atomically and privately
+(:func:`~p2pdm.homefiles.write_private_file`), so a crash leaves either the
+old file or the new one, never half of one.
 
 Permission policy: a secret file (identity, API token) that other users may
 read is *refused*, as OpenSSH refuses an unprotected private key: the secret
 may already have been copied, and a warning scrolls past unread. The error
 says which ``chmod`` fixes it.
+
+What the SDK reads too (where the home is, the API address and token files,
+the private-file primitives) lives in the light :mod:`p2pdm.homefiles`, so
+that importing :mod:`p2pdm.client` loads neither PyNaCl nor SQLite.
 """
 
 from __future__ import annotations
 
 import base64
-import errno
 import getpass
 import os
-import stat
-import tempfile
 import time
 import tomllib
 import unicodedata
@@ -54,6 +54,15 @@ from p2pdm.errors import (
     UnsupportedVersion,
     WireError,
 )
+from p2pdm.homefiles import (
+    API_TOKEN_FILE,
+    ENV_HOME,
+    fsync_dir,
+    read_api_token,
+    read_private_file,
+    resolve_home,
+    write_private_file,
+)
 from p2pdm.limits import MAX_NAME_BYTES
 from p2pdm.lockfile import HomeLock
 from p2pdm.store.cipher import KEY_BYTES
@@ -75,22 +84,17 @@ __all__ = [
     "write_private_file",
 ]
 
-ENV_HOME: Final = "P2PDM_HOME"
 ENV_PASSPHRASE: Final = "P2PDM_PASSPHRASE"
 
 IDENTITY_FILE: Final = "identity.cbor"
 STORE_FILE: Final = "store.sqlite"
 # SQLite keeps these beside the database; they belong to it when it moves.
 STORE_COMPANION_SUFFIXES: Final = ("-wal", "-shm", "-journal")
-API_TOKEN_FILE: Final = "api_token"
 CONFIG_FILE: Final = "config.toml"
 LOG_DIR: Final = "logs"
 REPLACED_DIR_PREFIX: Final = "replaced-"
 
 HOME_DIR_MODE: Final = 0o700
-PRIVATE_FILE_MODE: Final = 0o600
-# Any permission bit for group or others on a secret file makes us refuse it.
-_GROUP_OTHER_BITS: Final = 0o077
 
 IDENTITY_FILE_VERSION: Final = 1
 # A v1 identity file is under 200 bytes; refuse to parse anything much larger.
@@ -105,7 +109,6 @@ SEALED_SEED_BYTES: Final = (
 )
 
 API_TOKEN_BYTES: Final = 32  # 256 bits: not guessable by any local process
-MAX_API_TOKEN_CHARS: Final = 1024
 MAX_CONFIG_BYTES: Final = 1 << 20
 #: Longest list a setting may hold (addresses): more is a mistake, not a config.
 MAX_CONFIG_LIST_ITEMS: Final = 64
@@ -279,90 +282,6 @@ def unlock_identity_file(
         raise PassphraseError(f"wrong passphrase for {where} (check {ENV_PASSPHRASE})") from None
 
 
-# --- private files ---------------------------------------------------------
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX; Windows has no directory fsync)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_private_file(path: Path, data: bytes, *, replace: bool) -> None:
-    """Write ``data`` to ``path`` atomically, mode 0600.
-
-    With ``replace=False`` an existing file is left alone and
-    :class:`FileExistsError` is raised, even if another process creates it
-    meanwhile. On any failure the temporary file is removed.
-    """
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as tmp_file:
-            if hasattr(os, "fchmod"):
-                os.fchmod(tmp_file.fileno(), PRIVATE_FILE_MODE)  # mkstemp's 0600, made explicit
-            tmp_file.write(data)
-            tmp_file.flush()
-            os.fsync(tmp_file.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            _link_no_clobber(tmp, path)
-            tmp.unlink()
-    except BaseException:
-        with suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _link_no_clobber(tmp: Path, path: Path) -> None:
-    # A hard link fails if the target exists: an atomic "create if absent".
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-            raise
-        # A file system without hard links: check, then rename (a small race).
-        if path.exists():
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
-        os.replace(tmp, path)
-
-
-def _read_private_file(path: Path, max_bytes: int, what: str) -> bytes:
-    """Read a secret file, refusing one that other users may read.
-
-    Raises :class:`FileNotFoundError` if it is absent, :class:`HomeError`
-    if it is exposed, not a file, or too large.
-    """
-    try:
-        file = open(path, "rb")  # noqa: SIM115 -- closed below; errors mapped first
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise HomeError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    with file:
-        st = os.fstat(file.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise HomeError(f"{path} is not a regular file")
-        if os.name == "posix" and st.st_mode & _GROUP_OTHER_BITS:
-            raise HomeError(
-                f"{what} {path} is accessible by other users "
-                f"(mode {stat.S_IMODE(st.st_mode):o}); run `chmod 600 {path}`"
-            )
-        data = file.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise HomeError(f"{what} {path} is larger than {max_bytes} bytes; it is not p2pdm's")
-    return data
-
-
 # --- display names --------------------------------------------------------
 
 
@@ -391,18 +310,6 @@ def default_display_name() -> str:
 
 
 # --- the home --------------------------------------------------------------
-
-
-def _resolve_home(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
-    if path is not None:
-        chosen = os.fspath(path)
-        if not chosen:
-            raise HomeError("--home is empty; give a directory")
-    elif env.get(ENV_HOME):
-        chosen = env[ENV_HOME]
-    else:
-        return hints.default_home()
-    return Path(chosen).expanduser().absolute()
 
 
 def _config_value(path: Path, key: str, value: object, default: object) -> object:
@@ -442,7 +349,7 @@ class Home:
         kdf_limits: KdfLimits = DEFAULT_KDF_LIMITS,
     ) -> None:
         self._env: Mapping[str, str] = os.environ if env is None else env
-        self.path = _resolve_home(path, self._env)
+        self.path = resolve_home(path, self._env)
         self.random_bytes = random_bytes
         self.clock = clock
         self.kdf_limits = kdf_limits
@@ -537,7 +444,7 @@ class Home:
         """
         self._require_dir()
         try:
-            data = _read_private_file(
+            data = read_private_file(
                 self.identity_path, MAX_IDENTITY_FILE_BYTES, "the identity file"
             )
         except FileNotFoundError:
@@ -620,7 +527,7 @@ class Home:
         target.chmod(HOME_DIR_MODE)
         for file in present:
             os.replace(file, target / file.name)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         return target
 
     def lock(self) -> HomeLock:
@@ -663,8 +570,4 @@ class Home:
         return token.decode("ascii")
 
     def _read_api_token(self) -> str:
-        raw = _read_private_file(self.api_token_path, MAX_API_TOKEN_CHARS, "the API token file")
-        token = raw.decode("ascii", "replace").strip()
-        if not token:
-            raise HomeError(f"the API token file {self.api_token_path} is empty; delete it")
-        return token
+        return read_api_token(self.api_token_path)

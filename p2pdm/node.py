@@ -43,6 +43,7 @@ from p2pdm.core.model import (
 from p2pdm.core.wire import PrekeyBundle
 from p2pdm.errors import ConfigError, IdempotencyConflict, NotFound, SchemaError, SessionError
 from p2pdm.events import EventBus
+from p2pdm.homefiles import DEFAULT_API_PORT  # re-exported: the port is the SDK's default too
 from p2pdm.limits import INVITE_TTL_SECONDS, MAX_PAGE_SIZE
 from p2pdm.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.store.base import Store
@@ -55,8 +56,6 @@ log = logging.getLogger("p2pdm.node")
 #: Default libp2p listen address: all interfaces, a fixed port so contacts'
 #: address books stay valid across restarts.
 DEFAULT_LISTEN: Final = ("/ip4/0.0.0.0/tcp/4701",)
-#: Default local API port (on 127.0.0.1).
-DEFAULT_API_PORT: Final = 4780
 
 #: Statuses whose latest note is shown with the message.
 _DETAILED_STATUSES: Final = frozenset(

@@ -1,0 +1,163 @@
+"""What both clients share but the I/O: finding the node, one request, reading its answer.
+
+A :class:`_Call` is one API request and which field of the answer is the
+result; :class:`_BaseClient` turns it into httpx's ``request`` arguments and
+the answer into the result or an :class:`APIError`. The two clients only
+send.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Generic, Self, TypeVar, cast
+
+import httpx
+
+from p2pdm import hints
+from p2pdm.errors import NodeNotRunning, P2PDMError
+from p2pdm.homefiles import (
+    API_TOKEN_FILE,
+    HomeDir,
+    HomeLike,
+    format_api_addr,
+    read_api_addr,
+    read_api_token,
+    resolve_home,
+)
+
+__all__ = ["DEFAULT_TIMEOUT_S", "APIError"]
+
+#: A node answers local calls from its store in milliseconds; this long
+#: without an answer means it is stuck, and the CLI should say so, not hang.
+DEFAULT_TIMEOUT_S: Final = 10.0
+
+T = TypeVar("T")
+
+
+class APIError(P2PDMError):
+    """The node refused a request; the message is the node's own explanation.
+
+    ``status`` is the HTTP status (0 if the node never answered), ``code`` the
+    API's error code (``not_found``, ``forbidden_scope``, …).
+    """
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        """True for failures worth retrying later: no answer, or the node busy."""
+        return self.status in (0, 503)
+
+
+@dataclass(frozen=True)  # no slots: ``_Call[X](...)`` sets __orig_class__
+class _Call(Generic[T]):
+    """One API request, and which field of the answer is the result."""
+
+    method: str
+    path: str
+    json: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+    #: The answer's field that holds the result; None: the whole body.
+    pick: str | None = None
+    #: Extra seconds to allow for the answer (a long poll waits on purpose).
+    wait_s: float = 0.0
+
+    def result(self, body: Any) -> T:
+        return cast(T, body if self.pick is None or body is None else body[self.pick])
+
+
+def _not_running(home: Path | None) -> NodeNotRunning:
+    where = f" for {home}" if home is not None else ""
+    start = hints.command(home, "run")
+    return NodeNotRunning(f"no p2pdm node is running{where}; start one with `{start}`")
+
+
+class _BaseClient:
+    """What both clients share: the address, the token, and reading answers."""
+
+    def __init__(
+        self, host: str, port: int, token: str, home: Path | None, timeout_s: float
+    ) -> None:
+        self.address = format_api_addr(host, port)
+        self.home = home
+        self._timeout_s = timeout_s
+        self._options: dict[str, Any] = {
+            "base_url": f"http://{self.address}",
+            "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            "timeout": timeout_s,
+            "trust_env": False,  # never send the token through an HTTP proxy
+        }
+
+    def _request(self, call: _Call[Any]) -> dict[str, Any]:
+        """The arguments of httpx's ``request`` for ``call``."""
+        return {
+            "method": call.method,
+            "url": call.path,
+            "json": call.json,
+            "params": call.params,
+            "timeout": self._timeout_s + call.wait_s,
+        }
+
+    @classmethod
+    def for_home(
+        cls,
+        home: HomeLike | str | os.PathLike[str],
+        *,
+        token: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> Self:
+        """A client for the node running on ``home`` (with ``token``, else the owner's).
+
+        ``home`` is a :class:`~p2pdm.home.Home` or the home's directory.
+        Raises :class:`NodeNotRunning` if no token is given and the home has
+        no API token file.
+        """
+        if isinstance(home, str | os.PathLike):
+            home = HomeDir(resolve_home(home, os.environ))
+        if token is None:
+            token_path = home.path / API_TOKEN_FILE
+            if not token_path.is_file():
+                raise _not_running(home.path)
+            try:
+                token = read_api_token(token_path)
+            except FileNotFoundError:  # removed since: the node is gone
+                raise _not_running(home.path) from None
+        host, port = read_api_addr(home)
+        return cls(host, port, token, home=home.path, timeout_s=timeout_s)
+
+    def _transport_error(self, exc: httpx.HTTPError) -> P2PDMError:
+        if isinstance(exc, httpx.ConnectError):
+            return _not_running(self.home)
+        if isinstance(exc, httpx.TimeoutException):
+            return APIError(0, "timeout", f"the node at {self.address} did not answer in time")
+        return APIError(0, "transport", f"the node at {self.address} failed: {exc}")
+
+    def _answer(self, call: _Call[T], response: httpx.Response) -> T:
+        if not response.is_success:
+            raise self._error(response)
+        if response.status_code == 204:
+            return call.result(None)
+        try:
+            body = response.json()
+        except ValueError:
+            raise APIError(
+                response.status_code, "bad_response", f"{self.address} did not answer in JSON"
+            ) from None
+        return call.result(body)
+
+    def _error(self, response: httpx.Response) -> APIError:
+        try:
+            error = response.json()["error"]
+            code, message = str(error["code"]), str(error["message"])
+        except (ValueError, KeyError, TypeError):
+            code, message = "http_error", f"HTTP {response.status_code} from {self.address}"
+        if response.status_code == 401:
+            token = f"{self.home}/api_token" if self.home else "its token"
+            message = f"the node at {self.address} did not accept {token}: {message}"
+        return APIError(response.status_code, code, message)

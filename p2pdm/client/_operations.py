@@ -1,0 +1,246 @@
+"""Every API operation of the SDK, once, as a table; both clients' methods are made from it.
+
+How this works: each row of :class:`Operations` is a function whose
+signature *is* the method's (names, types, defaults, keyword-only marks and
+docstring), decorated with what the node needs to know::
+
+    @operation[Message]("POST", "/v1/messages")
+    def send(to: str, text: str, *, idempotency_key: str | None = None) -> None:
+        \"\"\"Queue a text message; ...\"\"\"
+
+``operation[Result](method, path, pick=..., wait=...)`` reads: the HTTP
+method; the path template, whose ``{name}`` parts are parameters sent as one
+quoted URL segment each; ``pick``, the field of the answer that is the
+result (none: the whole body); ``wait``, the parameter that holds the extra
+seconds a long poll may take. The other parameters are the request's fields,
+the query of a GET or DELETE and the JSON body otherwise, and one that is
+None is left out. A row whose fields are not simply its parameters (a
+renamed or computed field, a body that is one parameter) returns the fields
+itself, and they are sent as they are.
+
+The decorator makes an :class:`Endpoint`, a descriptor: read on a
+:class:`~p2pdm.client.Client` it is a method that sends and returns the
+result; read on an :class:`~p2pdm.client.AsyncClient`, a coroutine method.
+Its ``__get__`` overloads tell mypy the same, from the row's own signature
+(a ``ParamSpec``) and ``Result``, so callers are type-checked against the
+very signature that runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import string
+import types
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, get_args, overload
+from urllib.parse import quote
+
+from p2pdm.client._http import _Call
+from p2pdm.client._records import (
+    AddedContact,
+    Contact,
+    Conversation,
+    EventPage,
+    Message,
+    MessagePage,
+)
+
+if TYPE_CHECKING:
+    from p2pdm.client._async import AsyncClient
+    from p2pdm.client._sync import Client
+
+__all__ = ["Endpoint", "Operations", "operation"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: A request's fields: its query for GET and DELETE, else its JSON body.
+Fields = dict[str, Any]
+
+#: Methods whose fields go in the query string (they carry no body).
+_QUERY_METHODS: Final = frozenset({"GET", "DELETE"})
+
+
+class operation(Generic[T]):  # lower case: a decorator, read as one
+    """``@operation[Result](method, path, pick=None, wait=None)``: one row of the table."""
+
+    def __init__(
+        self, method: str, path: str, *, pick: str | None = None, wait: str | None = None
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.pick = pick
+        self.wait = wait
+
+    def __call__(self, build: Callable[P, Fields | None]) -> Endpoint[P, T]:
+        # ``operation[X](...)`` records X here once __init__ has returned.
+        result = get_args(getattr(self, "__orig_class__", None))
+        return Endpoint(self, build, result[0] if result else inspect.Signature.empty)
+
+
+class Endpoint(Generic[P, T]):
+    """One operation, as a method of both clients (see the module's docstring)."""
+
+    def __init__(self, spec: operation[T], build: Callable[P, Fields | None], result: Any) -> None:
+        self.method = spec.method
+        self.path = spec.path
+        self.pick = spec.pick
+        self.wait = spec.wait
+        self.name = build.__name__
+        self._build = build
+        self._signature = inspect.signature(build)
+        self._result = result
+        self._path_params = tuple(
+            name for _, name, _, _ in string.Formatter().parse(self.path) if name
+        )
+        for name in (*self._path_params, *([self.wait] if self.wait else [])):
+            if name not in self._signature.parameters:
+                raise TypeError(f"{self.name}: {name!r} is not one of its parameters")
+        self._methods: dict[bool, Callable[..., Any]] = {}
+
+    def request(self, *args: P.args, **kwargs: P.kwargs) -> _Call[T]:
+        """The request for these arguments; raises TypeError as a call with them would."""
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        path = self.path.format_map(
+            {name: quote(values.pop(name), safe="") for name in self._path_params}
+        )
+        wait_s = float(values[self.wait]) if self.wait else 0.0
+        fields = self._build(*args, **kwargs)
+        if fields is None:
+            fields = {name: value for name, value in values.items() if value is not None}
+            if self.method not in _QUERY_METHODS and not fields:
+                fields = None  # no body at all, rather than "{}"
+        if self.method in _QUERY_METHODS:
+            return _Call(self.method, path, params=fields or {}, pick=self.pick, wait_s=wait_s)
+        return _Call(self.method, path, json=fields, pick=self.pick, wait_s=wait_s)
+
+    def _method(self, awaits: bool) -> Callable[..., Any]:
+        """The plain function that a client's method binds: sync, or a coroutine function."""
+        if awaits in self._methods:
+            return self._methods[awaits]
+        method = _coroutine_function(self) if awaits else _function(self)
+        this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        method.__module__ = "p2pdm.client"
+        method.__name__ = self.name
+        method.__qualname__ = f"{'AsyncClient' if awaits else 'Client'}.{self.name}"
+        method.__doc__ = self._build.__doc__
+        method.__signature__ = self._signature.replace(  # type: ignore[attr-defined]
+            parameters=[this, *self._signature.parameters.values()],
+            return_annotation=self._result,
+        )
+        self._methods[awaits] = method
+        return method
+
+    @overload
+    def __get__(self, client: None, owner: type) -> Callable[..., Any]: ...
+    @overload
+    def __get__(self, client: Client, owner: type) -> Callable[P, T]: ...
+    @overload
+    def __get__(self, client: AsyncClient, owner: type) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    def __get__(self, client: object, owner: type) -> Any:
+        method = self._method(getattr(owner, "_awaits", False))
+        return method if client is None else types.MethodType(method, client)
+
+
+def _function(endpoint: Endpoint[..., Any]) -> Callable[..., Any]:
+    def method(client: Any, *args: Any, **kwargs: Any) -> Any:
+        return client.call(endpoint.request(*args, **kwargs))
+
+    return method
+
+
+def _coroutine_function(endpoint: Endpoint[..., Any]) -> Callable[..., Any]:
+    async def method(client: Any, *args: Any, **kwargs: Any) -> Any:
+        return await client.call(endpoint.request(*args, **kwargs))
+
+    return method
+
+
+# --- the table ---------------------------------------------------------------------
+
+
+def _present(**fields: Any) -> Fields:
+    """``fields`` without those that are None (optional fields left out)."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+class Operations:
+    """The API operations of both clients, one row each (see the module's docstring)."""
+
+    @operation[dict[str, Any]]("GET", "/v1/node")
+    def node() -> None:
+        """The node: PeerID, name, addresses, version, counts and a fresh invite."""
+
+    @operation[list[Contact]]("GET", "/v1/contacts", pick="contacts")
+    def contacts() -> None:
+        """Every contact."""
+
+    @operation[AddedContact]("POST", "/v1/contacts")
+    def add_contact(invite_or_peer_id: str, name: str | None = None) -> Fields:
+        """Add a contact from a ``p2pdm:`` invite, or else a PeerID."""
+        value = invite_or_peer_id.strip()
+        key = "invite" if value.lower().startswith("p2pdm:") else "peer_id"
+        return _present(**{key: value}, name=name)
+
+    @operation[None]("DELETE", "/v1/contacts/{peer_id}")
+    def delete_contact(peer_id: str) -> None:
+        """Delete a contact; its conversation stays."""
+
+    @operation[Message]("POST", "/v1/messages")
+    def send(to: str, text: str, *, idempotency_key: str | None = None) -> None:
+        """Queue a text message; with ``idempotency_key``, a retry never sends twice."""
+
+    @operation[dict[str, Any]]("GET", "/v1/messages/{message_id}")
+    def message(message_id: str) -> None:
+        """One message and its status history."""
+
+    @operation[list[Conversation]]("GET", "/v1/conversations", pick="conversations")
+    def conversations() -> None:
+        """Conversations, most recent first."""
+
+    @operation[MessagePage]("GET", "/v1/conversations/{who}/messages")
+    def messages(who: str, limit: int | None = None, before: int | None = None) -> None:
+        """A page of a conversation, newest first."""
+
+    @operation[list[str]]("POST", "/v1/conversations/{who}/read", pick="read")
+    def mark_read(who: str) -> None:
+        """Mark a conversation read (sends read receipts if on); returns the ids marked."""
+
+    @operation[Message]("POST", "/v1/messages/{message_id}/read")
+    def mark_message_read(message_id: str) -> None:
+        """Mark a message's conversation read up to now; returns the message."""
+
+    @operation[dict[str, Any]]("GET", "/v1/settings")
+    def settings() -> None:
+        """The node's settings."""
+
+    @operation[dict[str, Any]]("PATCH", "/v1/settings")
+    def update_settings(patch: dict[str, Any]) -> Fields:
+        """Change some settings; returns them all."""
+        return patch
+
+    @operation[EventPage]("GET", "/v1/events/poll", wait="timeout_s")
+    def poll_events(
+        since: int = 0,
+        timeout_s: int = 0,
+        limit: int | None = None,
+        types: Iterable[str] | None = None,
+    ) -> Fields:
+        """One long poll: events after ``since``, waiting up to ``timeout_s`` for the first."""
+        kinds = None if types is None else ",".join(types)
+        return _present(since=since, timeout=timeout_s, limit=limit, types=kinds)
+
+    @operation[dict[str, Any]]("POST", "/v1/tokens")
+    def create_token(scope: str, contacts: Iterable[str] = (), name: str | None = None) -> Fields:
+        """Make a scoped token (admin tokens only); the answer's ``token`` is the secret."""
+        return _present(scope=scope, contacts=list(contacts), name=name)
+
+    @operation[list[dict[str, Any]]]("GET", "/v1/tokens", pick="tokens")
+    def tokens() -> None:
+        """Every scoped token (admin tokens only), without secrets."""
+
+    @operation[None]("DELETE", "/v1/tokens/{name}")
+    def revoke_token(name: str) -> None:
+        """Revoke a scoped token by name (admin tokens only); it stops working at once."""

@@ -1,0 +1,87 @@
+"""The records the API answers with, as typed dicts (see docs/api.md, "Records").
+
+They are plain ``dict`` at run time: a field a later node adds is simply there.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+__all__ = [
+    "AddedContact",
+    "Contact",
+    "Conversation",
+    "Event",
+    "EventPage",
+    "Message",
+    "MessagePage",
+]
+
+
+class Message(TypedDict):
+    id: str
+    conversation_id: str
+    peer: str
+    direction: str
+    kind: str
+    text: str | None
+    sent_at_ms: int
+    stored_at_ms: int
+    status: str
+    #: For ``deposited``: how many mailboxes hold it and until when; for
+    #: ``failed``/``expired``: why. Empty otherwise.
+    status_detail: str
+    request: bool
+
+
+class Contact(TypedDict):
+    peer_id: str
+    name: str
+    added_at_ms: int
+    addrs: list[str]
+    last_seen_ms: int | None
+    verified: bool
+    blocked: bool
+    has_prekeys: bool
+    #: The name is the contact's own (from its invite): show ``fingerprint`` beside it.
+    name_from_invite: bool
+    fingerprint: str
+
+
+class AddedContact(Contact):
+    #: The invite's name when it was a PeerID or taken, and so was changed.
+    renamed_from: str | None
+
+
+class Conversation(TypedDict):
+    id: str
+    peer: str
+    name: str | None
+    last_message_at_ms: int
+    unread: int
+    request: bool
+
+
+class MessagePage(TypedDict):
+    messages: list[Message]
+    next_before: int | None
+
+
+class Event(TypedDict):
+    """One event; ignore types you do not know (later versions add some)."""
+
+    id: int
+    type: str
+    at_ms: int
+    peer: str | None
+    message_id: str | None
+    status: str | None
+    detail: str
+    message: Message | None
+
+
+class EventPage(TypedDict):
+    events: list[Event]
+    cursor: int
+    gap: bool
+    requests_gap: bool
