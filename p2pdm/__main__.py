@@ -2,6 +2,6 @@
 
 import sys
 
-from p2pdm.cli import main
+from p2pdm.cli.main import main
 
 sys.exit(main())

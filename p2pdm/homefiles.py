@@ -5,7 +5,7 @@ two files in its home, ``api_addr`` (``host:port``, written by the running
 node) and ``api_token`` (the owner's bearer token). This module names those
 files, resolves where the home is (``--home`` beats ``P2PDM_HOME``, which
 beats the platform's user data directory), reads and writes them, and holds
-the private-file primitives :mod:`p2pdm.home` builds on. Light on purpose: it
+the private-file primitives :mod:`p2pdm.daemon.home` builds on. Light on purpose: it
 imports the standard library, platformdirs (through :mod:`p2pdm.hints`) and
 :mod:`p2pdm.errors` only, so a bot importing the SDK loads no libp2p, no
 session libraries, no PyNaCl and no SQLite.
@@ -71,7 +71,7 @@ _LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class HomeLike(Protocol):
-    """Anything with the home's directory as ``path``, such as :class:`p2pdm.home.Home`."""
+    """Anything with the home's directory as ``path``, such as :class:`p2pdm.daemon.home.Home`."""
 
     @property
     def path(self) -> Path: ...

@@ -21,7 +21,7 @@ from p2pdm.api.guard import host_is_loopback
 from p2pdm.core.identity import Identity
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MAX_TEXT_BYTES
-from p2pdm.node import Node
+from p2pdm.node.node import Node
 from p2pdm.store.memory import MemoryStore
 
 TOKEN = "test-token-" + "x" * 32

@@ -19,7 +19,7 @@ import wsproto.events as ws
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import DeliveryStatus, EventType
 from p2pdm.net.testing import wait_until
-from p2pdm.node import Node
+from p2pdm.node.node import Node
 from p2pdm.store import MemoryStore, SQLiteStore
 from tests.test_api import (  # alice and bob: the fixtures
     TOKEN,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from p2pdm.batching import CommitBatcher
 from p2pdm.errors import SchemaError, StoreError
+from p2pdm.node.batching import CommitBatcher
 from p2pdm.store.sqlite import SQLiteStore
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from p2pdm.cli import COMMANDS, main
+from p2pdm.cli.main import COMMANDS, main
 from p2pdm.core.invite import parse_invite
-from p2pdm.home import ENV_HOME, ENV_PASSPHRASE, Home
+from p2pdm.daemon.home import ENV_HOME, ENV_PASSPHRASE, Home
 
 P2PDM_BIN = Path(sys.executable).parent / "p2pdm"
 QR_BLOCKS = set("█▀▄")

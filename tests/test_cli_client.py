@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from p2pdm.api import serve_api
-from p2pdm.cli import main
+from p2pdm.cli.main import main
 from p2pdm.client import (
     API_ADDR_FILE,
     APIError,
@@ -30,9 +30,9 @@ from p2pdm.client import (
     read_api_addr,
     write_api_addr,
 )
+from p2pdm.daemon.home import ENV_HOME, ENV_PASSPHRASE, Home
 from p2pdm.errors import HomeError, NodeNotRunning
-from p2pdm.home import ENV_HOME, ENV_PASSPHRASE, Home
-from p2pdm.node import DEFAULT_API_PORT, Node
+from p2pdm.node.node import DEFAULT_API_PORT, Node
 
 P2PDM_BIN = Path(sys.executable).parent / "p2pdm"
 #: Bound on every wait: a command or server that hangs fails the test.

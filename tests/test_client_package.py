@@ -27,10 +27,10 @@ HEAVY_MODULES = (
     "x3dh",
     "nacl",
     "sqlite3",
-    "p2pdm.home",
-    "p2pdm.node",
-    "p2pdm.runner",
-    "p2pdm.messenger",
+    "p2pdm.daemon.home",
+    "p2pdm.node.node",
+    "p2pdm.daemon.runner",
+    "p2pdm.node.messenger",
     "p2pdm.store",
     "p2pdm.net",
     "p2pdm.core",
@@ -68,7 +68,7 @@ def test_importing_the_sdk_and_finding_a_node_loads_no_node_code(tmp_path: Path)
 
 
 def test_for_home_takes_a_directory_or_a_home(tmp_path: Path) -> None:
-    from p2pdm.home import Home
+    from p2pdm.daemon.home import Home
 
     home = _home_with_a_node(tmp_path / "home", port=4781)
     for given in (home, str(home), Home(home)):

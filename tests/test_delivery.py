@@ -13,14 +13,14 @@ import trio
 from p2pdm.core.dm import DM_PROTOCOL, Deliver, decode_ack
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus
-from p2pdm.delivery import (
+from p2pdm.node.node import Node
+from p2pdm.services.dm import (
     MAX_STREAMS_PER_PEER,
     RETRY_MAX_SECONDS,
     SCHEDULER_MAX_SLEEP,
     Delivery,
     backoff_ms,
 )
-from p2pdm.node import Node
 from p2pdm.store.memory import MemoryStore
 from tests.fakenet import FakeHost, FakeNetwork
 

@@ -23,14 +23,14 @@ from p2pdm.core.dm import DM_PROTOCOL, Ack, Deliver, decode_ack
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import DeliveryStatus
+from p2pdm.core.ratelimit import FAILURE_LOG_FIRST, FAILURE_LOG_WINDOW_SECONDS
 from p2pdm.core.replay import ENVELOPE_IDS_BOUND, ENVELOPE_IDS_SETTING
 from p2pdm.core.wire import Envelope
-from p2pdm.delivery import SCHEDULER_MAX_SLEEP, Delivery
 from p2pdm.limits import MAX_CONTROL_FRAME_BYTES
-from p2pdm.messenger import Messenger
 from p2pdm.net.stream import Stream
-from p2pdm.node import Node
-from p2pdm.ratelimit import FAILURE_LOG_FIRST, FAILURE_LOG_WINDOW_SECONDS
+from p2pdm.node.messenger import Messenger
+from p2pdm.node.node import Node
+from p2pdm.services.dm import SCHEDULER_MAX_SLEEP, Delivery
 from p2pdm.store import SQLiteStore
 from tests.fakenet import FakeNetwork
 from tests.test_delivery import wait_status
@@ -188,7 +188,7 @@ async def test_undecryptable_envelopes_from_one_peer_cost_a_few_log_lines(
     bob_id = bob.node.peer_id
     flood = 4_000
     junk = [Envelope.create(bob_id, 2_000_000_000, os.urandom(120)).encode() for _ in range(flood)]
-    caplog.set_level(logging.INFO, logger="p2pdm.delivery")
+    caplog.set_level(logging.INFO, logger="p2pdm.services.dm")
     results = []
     async with await stranger.host.open_stream(bob_id, DM_PROTOCOL) as stream:
         for start in range(0, flood, 64):
@@ -197,7 +197,7 @@ async def test_undecryptable_envelopes_from_one_peer_cost_a_few_log_lines(
     assert results == ["rejected"] * flood
     # The scheduler closes the window once it is over and logs the count.
     await trio.sleep(FAILURE_LOG_WINDOW_SECONDS + SCHEDULER_MAX_SLEEP)
-    lines = [r.getMessage() for r in caplog.records if r.name == "p2pdm.delivery"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "p2pdm.services.dm"]
     assert len(lines) == FAILURE_LOG_FIRST + 1, lines
     assert all("DecryptError" in line or "could not be opened" in line for line in lines[:-1])
     more = f"{flood - FAILURE_LOG_FIRST:,}"

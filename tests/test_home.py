@@ -13,8 +13,7 @@ import pytest
 
 from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
-from p2pdm.errors import ConfigError, HomeError, IdentityError, PassphraseError
-from p2pdm.home import (
+from p2pdm.daemon.home import (
     ENV_HOME,
     ENV_PASSPHRASE,
     FALLBACK_DISPLAY_NAME,
@@ -27,6 +26,7 @@ from p2pdm.home import (
     encode_identity_file,
     write_private_file,
 )
+from p2pdm.errors import ConfigError, HomeError, IdentityError, PassphraseError
 
 # The cheapest argon2id cost libsodium allows: the format is the same, the
 # tests stay fast. DEFAULT_KDF_LIMITS is exercised by the CLI tests.
@@ -259,7 +259,7 @@ def test_failed_init_puts_the_previous_identity_back(
     def disk_full(path: Path, data: bytes, *, replace: bool) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("p2pdm.home.write_private_file", disk_full)
+    monkeypatch.setattr("p2pdm.daemon.home.write_private_file", disk_full)
     with pytest.raises(OSError, match="No space"):
         home.create_identity("bob", force=True)
     assert sorted(p.name for p in home.path.iterdir()) == before

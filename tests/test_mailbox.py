@@ -22,26 +22,26 @@ from p2pdm.core.dm import DM_WINDOW
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import DeliveryStatus, StoredMessage
 from p2pdm.core.wire import Envelope
-from p2pdm.delivery import REACH_TIMEOUT, RETRY_BASE_SECONDS, Delivery
 from p2pdm.errors import ConfigError, PeerUnreachable, ProtocolViolation, StoreError, WireError
-from p2pdm.mailbox import (
-    DEFAULT_LIMITS,
-    MAILBOX_BURST_PER_PEER,
-    MAILBOX_MAX_AUTH_FAILURES,
-    MAILBOX_PURGE_INTERVAL_SECONDS,
-    MailboxService,
-)
-from p2pdm.mailbox_client import (
+from p2pdm.net.stream import Stream
+from p2pdm.node.node import Node
+from p2pdm.services.dm import REACH_TIMEOUT, RETRY_BASE_SECONDS, Delivery
+from p2pdm.services.mailbox_client import (
     MAILBOX_CACHE_SECONDS,
     MAILBOX_COPIES,
     MAILBOX_SHORT_CACHE_SECONDS,
     MailboxDirectory,
     parse_mailbox_addr,
 )
-from p2pdm.net.stream import Stream
-from p2pdm.node import Node
-from p2pdm.pytest_plugin import SimNetworkFactory
+from p2pdm.services.mailbox_server import (
+    DEFAULT_LIMITS,
+    MAILBOX_BURST_PER_PEER,
+    MAILBOX_MAX_AUTH_FAILURES,
+    MAILBOX_PURGE_INTERVAL_SECONDS,
+    MailboxService,
+)
 from p2pdm.sim.network import wait_until
+from p2pdm.sim.pytest_plugin import SimNetworkFactory
 from p2pdm.store import MemoryStore, SQLiteStore, Store
 from tests.fakenet import FakeHost, FakeNetwork
 from tests.test_delivery import wait_status

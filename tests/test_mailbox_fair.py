@@ -17,7 +17,7 @@ from p2pdm.core import mailbox as mb
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import DeliveryStatus, EventType, StoredMessage
 from p2pdm.limits import MAX_STATUS_HISTORY
-from p2pdm.mailbox import MAILBOX_DEPOSIT_BURST_PER_PEER
+from p2pdm.services.mailbox_server import MAILBOX_DEPOSIT_BURST_PER_PEER
 from p2pdm.store import SQLiteStore
 from tests.fakenet import FakeNetwork
 from tests.test_delivery import wait_status

@@ -13,6 +13,7 @@ from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus, direct_conversation_id
 from p2pdm.core.sealing import seal
+from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import Envelope, InnerMessage, SessionMessage, TextBody
 from p2pdm.errors import (
     DecryptError,
@@ -28,10 +29,9 @@ from p2pdm.errors import (
     WrongRecipient,
 )
 from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_CLOCK_SKEW_SECONDS
-from p2pdm.messenger import Messenger
+from p2pdm.node.messenger import Messenger
 from p2pdm.store.memory import MemoryStore
 from p2pdm.store.sqlite import SQLiteStore
-from p2pdm.strangers import StrangerGate
 
 
 class Clock:

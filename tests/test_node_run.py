@@ -22,15 +22,8 @@ from p2pdm.core import records
 from p2pdm.core.dm import DM_PROTOCOL, Deliver
 from p2pdm.core.mailbox import FetchedEnvelope
 from p2pdm.core.model import DeliveryStatus, Direction
-from p2pdm.errors import HomeError, IdentityError
-from p2pdm.home import Home
-from p2pdm.mailbox_client import MailboxClient
-from p2pdm.messenger import message_text
-from p2pdm.net import open_host
-from p2pdm.net.testing import host_seed
-from p2pdm.net.upkeep import Upkeep
-from p2pdm.pytest_plugin import SimNetworkFactory
-from p2pdm.runner import (
+from p2pdm.daemon.home import Home
+from p2pdm.daemon.runner import (
     RECORD_SEQ_SETTING,
     Running,
     RunOptions,
@@ -38,7 +31,14 @@ from p2pdm.runner import (
     publish_record,
     run_node,
 )
+from p2pdm.errors import HomeError, IdentityError
+from p2pdm.net import open_host
+from p2pdm.net.testing import host_seed
+from p2pdm.net.upkeep import Upkeep
+from p2pdm.node.messenger import message_text
+from p2pdm.services.mailbox_client import MailboxClient
 from p2pdm.sim.network import wait_until
+from p2pdm.sim.pytest_plugin import SimNetworkFactory
 
 pytestmark = pytest.mark.net
 

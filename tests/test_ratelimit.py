@@ -8,7 +8,7 @@ import os
 import pytest
 
 from p2pdm.core.identity import Identity
-from p2pdm.ratelimit import FailureLog
+from p2pdm.core.ratelimit import FailureLog
 
 log = logging.getLogger("p2pdm.test-throttle")
 

@@ -18,12 +18,12 @@ import trio
 
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus, EventType
-from p2pdm.delivery import Delivery
-from p2pdm.messenger import Received
-from p2pdm.node import Node
+from p2pdm.core.strangers import StrangerGate
+from p2pdm.node.messenger import Received
+from p2pdm.node.node import Node
+from p2pdm.services.dm import Delivery
 from p2pdm.store import MemoryStore, SQLiteStore, Store
 from p2pdm.store.base import RequestCaps
-from p2pdm.strangers import StrangerGate
 from tests.fakenet import FakeNetwork
 
 CAPS = RequestCaps(messages_per_peer=6, bytes_per_peer=2_000, messages=10, bytes=2_500)

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from p2pdm.client import Client, api_addr_path
+from p2pdm.daemon.home import Home
 from p2pdm.errors import NodeNotRunning
-from p2pdm.home import Home
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from p2pdm.daemon.home import Home
+from p2pdm.daemon.runner import RunOptions
 from p2pdm.errors import ConfigError
-from p2pdm.home import Home
-from p2pdm.node import DEFAULT_API_PORT, DEFAULT_LISTEN
-from p2pdm.runner import RunOptions
+from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN
 
 BOOT_A = "/ip4/10.0.0.1/tcp/4701/p2p/12D3KooWGjssTSMGSG4tCMJCc5ju1r33TjS8GXjjaNVe3zGHAKcB"
 BOOT_B = "/ip4/10.0.0.2/tcp/4701/p2p/12D3KooWHvMNA1YPq9Cc8dWGuVpvfPCKc5o9pK9pqLLpKPCja1fG"

@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 import trio
 
-from p2pdm.cli import main
+from p2pdm.cli.main import main
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.errors import PeerUnreachable
 from p2pdm.net import open_host
 from p2pdm.net.testing import host_seed
-from p2pdm.pytest_plugin import SimNetworkFactory
 from p2pdm.sim import (
     SimNetwork,
     SimOptions,
@@ -28,6 +27,7 @@ from p2pdm.sim import (
 )
 from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.network import wait_until
+from p2pdm.sim.pytest_plugin import SimNetworkFactory
 from p2pdm.sim.timeline import LinkChange, Timeline
 
 

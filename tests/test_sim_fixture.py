@@ -1,4 +1,4 @@
-"""The ``sim_network`` pytest fixture (p2pdm.pytest_plugin) and SimNetwork's test helpers."""
+"""The ``sim_network`` pytest fixture (p2pdm.sim.pytest_plugin) and SimNetwork's test helpers."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import trio
 
 from p2pdm.core.model import DeliveryStatus, Direction
-from p2pdm.pytest_plugin import MAX_TEST_NODES, SimNetworkFactory
 from p2pdm.sim.network import wait_until
+from p2pdm.sim.pytest_plugin import MAX_TEST_NODES, SimNetworkFactory
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "simulation.md"
 
@@ -193,8 +193,9 @@ def test_the_plugin_imports_neither_trio_nor_libp2p() -> None:
     """pytest loads the plugin in every project that installs p2pdm: it must cost
     nothing there until a test enters a network."""
     code = (
-        "import sys, p2pdm.pytest_plugin; "
-        "print(sorted(m for m in ('trio', 'libp2p', 'p2pdm.sim', 'p2pdm.net') if m in sys.modules))"
+        "import sys, p2pdm.sim.pytest_plugin; "
+        "heavy = ('trio', 'libp2p', 'p2pdm.sim.network', 'p2pdm.net'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", code],

@@ -18,8 +18,8 @@ import trio.testing
 from rich.console import Console
 from rich.progress import Progress as RichProgress
 
-from p2pdm.cli import main
-from p2pdm.cli_sim import PhaseBars
+from p2pdm.cli.main import main
+from p2pdm.cli.sim import PhaseBars
 from p2pdm.sim import Progress, SimOptions, simulate, summarize, write_report
 from p2pdm.sim.plots import NO_MATPLOTLIB
 from p2pdm.sim.report import reproducible
@@ -188,7 +188,7 @@ def test_the_command_ends_with_how_to_get_plots(
 @pytest.mark.slow  # a fresh interpreter importing libp2p: ~5 s on a busy machine
 def test_importing_the_node_and_cli_loads_no_matplotlib() -> None:
     code = (
-        "import sys, p2pdm, p2pdm.cli, p2pdm.cli_sim, p2pdm.sim, p2pdm.runner\n"
+        "import sys, p2pdm, p2pdm.cli.main, p2pdm.cli.sim, p2pdm.sim, p2pdm.daemon.runner\n"
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -11,7 +11,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2pdm.cli import main
+from p2pdm.cli.main import main
 from p2pdm.errors import ConfigError
 from p2pdm.sim import SimOptions, invariants_hold, simulate, summarize
 from p2pdm.sim.timeline import (

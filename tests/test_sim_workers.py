@@ -15,7 +15,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2pdm.cli import main
+from p2pdm.cli.main import main
 from p2pdm.core import cbor
 from p2pdm.errors import FrameTooLarge, SimWorkerError, WireError
 from p2pdm.net.frames import encode_frame, encode_varint

@@ -11,9 +11,9 @@ import nacl.pwhash.argon2id as argon2id
 import pytest
 
 from p2pdm.core.identity import Identity
+from p2pdm.daemon.home import ENV_PASSPHRASE, Home, KdfLimits
 from p2pdm.errors import PassphraseError, StoreError
-from p2pdm.home import ENV_PASSPHRASE, Home, KdfLimits
-from p2pdm.messenger import Messenger
+from p2pdm.node.messenger import Messenger
 from p2pdm.store.cipher import PLAIN_HEADER
 from p2pdm.store.sqlite import SQLiteStore
 

@@ -25,10 +25,10 @@ import trio
 from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
 from p2pdm.core.session import OwnPrekeys
-from p2pdm.home import ENV_PASSPHRASE, Home, KdfLimits
+from p2pdm.daemon.home import ENV_PASSPHRASE, Home, KdfLimits
+from p2pdm.daemon.runner import Running, RunOptions, run_node
 from p2pdm.limits import SIGNED_PREKEY_ROTATION_SECONDS
-from p2pdm.messenger import Messenger
-from p2pdm.runner import Running, RunOptions, run_node
+from p2pdm.node.messenger import Messenger
 from p2pdm.store import schema
 from p2pdm.store.sqlite import SQLiteStore
 

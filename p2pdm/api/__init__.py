@@ -1,6 +1,6 @@
 """The node's local API: JSON over HTTP on the loopback interface.
 
-:func:`create_app` builds the ASGI app for one :class:`~p2pdm.node.Node`;
+:func:`create_app` builds the ASGI app for one :class:`~p2pdm.node.node.Node`;
 :func:`serve_api` serves it with hypercorn inside the node's trio loop. See
 ``docs/api.md`` for the endpoints and ``/v1/openapi.json`` for the schema.
 """

@@ -56,8 +56,8 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.model import TokenScope
 from p2pdm.errors import NotFound, P2PDMError
 from p2pdm.limits import MAX_PAGE_SIZE
-from p2pdm.node import Node
-from p2pdm.tokens import create_token, revoke_token
+from p2pdm.node.node import Node
+from p2pdm.node.tokens import create_token, revoke_token
 
 __all__ = ["ROUTES", "create_app"]
 

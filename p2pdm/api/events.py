@@ -2,7 +2,7 @@
 
 How this works: all three read the same log from the store
 (:meth:`Node.event_page`) after a cursor, the id of the last event the client
-has, and wait on the node's :class:`~p2pdm.events.EventBus` while there is
+has, and wait on the node's :class:`~p2pdm.node.events.EventBus` while there is
 nothing new. A client that saves the cursor resumes after its own restart or
 the node's, missing nothing the log still holds (``gap`` says when it fell
 behind the log's retention; ``requests_gap`` says the same of the request
@@ -47,9 +47,9 @@ from p2pdm.api.payload import (
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import EventType
 from p2pdm.errors import P2PDMError
-from p2pdm.events import Listener, TooManyListeners
 from p2pdm.limits import MAX_PAGE_SIZE
-from p2pdm.node import EventPage, Node
+from p2pdm.node.events import Listener, TooManyListeners
+from p2pdm.node.node import EventPage, Node
 
 __all__ = [
     "DEFAULT_EVENTS_PAGE",

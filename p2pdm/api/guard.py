@@ -15,9 +15,9 @@ HTTP request (and WebSocket handshake) before any route does, in this order:
    else) even once the web app, served from the API's own origin, signs in
    with a cookie.
 3. ``Authorization: Bearer <token>`` must be the owner's token or a named
-   token in the store (:mod:`p2pdm.tokens`), compared in constant time, else
+   token in the store (:mod:`p2pdm.node.tokens`), compared in constant time, else
    401. Browsers never attach it on their own. What the token may do (its
-   :class:`~p2pdm.tokens.Grant`) goes to the routes in ``scope["state"]``.
+   :class:`~p2pdm.node.tokens.Grant`) goes to the routes in ``scope["state"]``.
 4. A declared ``Content-Length`` over :data:`MAX_API_BODY_BYTES` gets 413
    before the body is read; a body sent in chunks is counted as it arrives
    and reading it raises :class:`RequestError` (413) at the cap.
@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from p2pdm.api.payload import RequestError
 from p2pdm.core.model import ApiToken
-from p2pdm.tokens import Grant, authenticate
+from p2pdm.node.tokens import Grant, authenticate
 
 __all__ = [
     "GRANT_KEY",
@@ -59,7 +59,7 @@ LOOPBACK_HOST_NAMES: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
 #: WebSocket close code for a refused handshake (RFC 6455 "policy violation").
 WS_POLICY_VIOLATION: Final = 1008
 
-#: Where the request's :class:`~p2pdm.tokens.Grant` is kept in ``scope["state"]``.
+#: Where the request's :class:`~p2pdm.node.tokens.Grant` is kept in ``scope["state"]``.
 GRANT_KEY: Final = "p2pdm_grant"
 
 

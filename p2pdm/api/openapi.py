@@ -17,10 +17,10 @@ from p2pdm.api.events import DEFAULT_EVENTS_PAGE, MAX_POLL_TIMEOUT_S
 from p2pdm.api.guard import MAX_API_BODY_BYTES
 from p2pdm.api.payload import DEFAULT_PAGE_SIZE, JSON_MEDIA_TYPE, MAX_CURSOR, MAX_LIST_ITEMS
 from p2pdm.core.model import DeliveryStatus, Direction, EventType, TokenScope
-from p2pdm.events import MAX_EVENT_LISTENERS
 from p2pdm.limits import MAX_PAGE_SIZE, MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
-from p2pdm.node import DEFAULT_API_PORT, SETTINGS
-from p2pdm.tokens import TOKEN_NAME_PATTERN
+from p2pdm.node.events import MAX_EVENT_LISTENERS
+from p2pdm.node.node import DEFAULT_API_PORT, SETTINGS
+from p2pdm.node.tokens import TOKEN_NAME_PATTERN
 
 __all__ = ["OPENAPI_VERSION", "openapi_document"]
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Final
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from p2pdm.contact_names import fingerprint
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Contact,
@@ -40,12 +39,13 @@ from p2pdm.errors import (
     StoreError,
     WireError,
 )
-from p2pdm.events import TooManyListeners
-from p2pdm.messenger import message_text
-from p2pdm.tokens import token_json
+from p2pdm.node.contact_names import fingerprint
+from p2pdm.node.events import TooManyListeners
+from p2pdm.node.messenger import message_text
+from p2pdm.node.tokens import token_json
 
 if TYPE_CHECKING:
-    from p2pdm.node import Node
+    from p2pdm.node.node import Node
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",

@@ -30,7 +30,7 @@ from hypercorn.utils import wrap_app
 
 from p2pdm.api.app import create_app
 from p2pdm.errors import ConfigError
-from p2pdm.node import Node
+from p2pdm.node.node import Node
 
 __all__ = ["serve_api"]
 

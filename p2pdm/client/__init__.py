@@ -39,7 +39,7 @@ that runs: there are no stubs or protocol to drift from it.
 Light: this package imports httpx, anyio and the light
 :mod:`p2pdm.homefiles`, :mod:`p2pdm.hints` and :mod:`p2pdm.errors`; never
 libp2p, the session libraries, PyNaCl, SQLite or the node. A
-:class:`~p2pdm.home.Home` (which loads those) may be passed to ``for_home``,
+:class:`~p2pdm.daemon.home.Home` (which loads those) may be passed to ``for_home``,
 or just the home's directory.
 """
 
@@ -78,9 +78,9 @@ __all__ = [
     "RETRY_MAX_S",
     "RETRY_MIN_S",
     "APIError",
+    "AddedContact",
     "AsyncClient",
     "Client",
-    "AddedContact",
     "Contact",
     "Conversation",
     "Event",

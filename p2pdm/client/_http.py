@@ -114,7 +114,7 @@ class _BaseClient:
     ) -> Self:
         """A client for the node running on ``home`` (with ``token``, else the owner's).
 
-        ``home`` is a :class:`~p2pdm.home.Home` or the home's directory.
+        ``home`` is a :class:`~p2pdm.daemon.home.Home` or the home's directory.
         Raises :class:`NodeNotRunning` if no token is given and the home has
         no API token file.
         """

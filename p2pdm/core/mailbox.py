@@ -247,7 +247,10 @@ class StoredEnvelope:
 
 @dataclass(frozen=True, slots=True)
 class MailboxLimits:
-    """What one mailbox node accepts; see ``p2pdm.mailbox`` for the defaults and reasons."""
+    """What one mailbox node accepts.
+
+    See ``p2pdm.services.mailbox_server`` for the defaults and their reasons.
+    """
 
     retention_s: int
     max_envelope_bytes: int
@@ -260,7 +263,7 @@ class MailboxLimits:
     depositor_share: int = 8
     #: Deposits need a stamp once the recipient's quota is this full (percent).
     stamp_fill_percent: int = 50
-    #: The stamp's difficulty in bits (see p2pdm.mailbox for its cost).
+    #: The stamp's difficulty in bits (see p2pdm.services.mailbox_server for its cost).
     stamp_bits: int = 16
 
     def depositor_quota(self) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from p2pdm.client import AsyncClient
-from p2pdm.home import Home
+from p2pdm.daemon.home import Home
 
 __all__ = ["BotState", "add_common_arguments", "connect"]
 

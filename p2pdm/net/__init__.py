@@ -14,7 +14,7 @@ libp2p; nothing outside this package sees a libp2p type. Start with
   transport with latency, loss and partitions, for simulations;
 - :mod:`~p2pdm.net.tcp_faults`: :class:`TcpFaults`, the same latency and
   loss on real TCP connections, for simulations in real time;
-- :mod:`~p2pdm.net.memnet_bench`: forming N-host DHTs over it, measured;
+- :mod:`~p2pdm.bench.memnet`: forming N-host DHTs over it, measured;
 - :mod:`~p2pdm.net.upkeep`: background timings and idle-connection bookkeeping;
 - :mod:`~p2pdm.net._dht_guard`: :class:`DhtLimits`, what other peers may
   make our DHT store (write rates, caps, eviction), and its counters;

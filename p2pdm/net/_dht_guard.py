@@ -38,6 +38,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, MutableMappin
 from dataclasses import dataclass, field
 from typing import Generic, Literal, NoReturn, TypeVar
 
+from p2pdm.core.ratelimit import TokenBucket
 from p2pdm.net.limits import (
     DHT_RATE_TABLE_PEERS,
     DHT_WRITE_BURST,
@@ -52,7 +53,6 @@ from p2pdm.net.limits import (
     MAX_DHT_RECORDS_PER_PEER,
     MAX_DHT_REFUSED_PEERS_COUNTED,
 )
-from p2pdm.ratelimit import TokenBucket
 
 __all__ = [
     "DEFAULT_DHT_LIMITS",

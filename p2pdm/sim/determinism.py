@@ -39,7 +39,7 @@ beside a virtual-time simulation. What stays outside reach is
 content, never order: Noise and X3DH ephemeral keys come from the OS (so
 ciphertexts differ between runs, never their lengths), and string hashing
 differs between processes unless ``PYTHONHASHSEED`` is fixed (``p2pdm sim``
-re-executes itself with it set, see :mod:`p2pdm.cli_sim`).
+re-executes itself with it set, see :mod:`p2pdm.cli.sim`).
 """
 
 from __future__ import annotations

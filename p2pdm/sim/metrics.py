@@ -24,9 +24,9 @@ from p2pdm.core.identity import PeerId
 from p2pdm.errors import P2PDMError
 
 if TYPE_CHECKING:
-    from p2pdm.delivery import Delivery
-    from p2pdm.messenger import Received
-    from p2pdm.node import Node
+    from p2pdm.node.messenger import Received
+    from p2pdm.node.node import Node
+    from p2pdm.services.dm import Delivery
     from p2pdm.sim.network import SimNode
 
 __all__ = ["MessageRecord", "Recorder", "Sink", "Tap", "latency_summary", "percentile"]

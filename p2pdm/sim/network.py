@@ -2,14 +2,14 @@
 
 How this works: :func:`open_sim_network` makes ``count`` identities from one
 seeded RNG, gives each a store (SQLite under ``store_dir``, else memory) and
-runs each with :func:`p2pdm.runner.serve_node` — the same composition
+runs each with :func:`p2pdm.daemon.runner.serve_node` — the same composition
 ``p2pdm run`` uses — over TCP (on 127.0.0.1 unless told to listen
 elsewhere, for other machines to join) or over a
 :class:`~p2pdm.net.MemoryNetwork`. Nodes start one after another, each
 joining the DHT through one of the first few ("bootstrap") nodes; the first
 ``mailboxes`` nodes offer the mailbox service. Those "fixed" nodes never
 leave; any other node can be stopped (its store is kept, as when a laptop
-closes) and started again as a fresh :class:`~p2pdm.node.Node` on that store.
+closes) and started again as a fresh :class:`~p2pdm.node.node.Node` on that store.
 Then every node gets a few random contacts, both ways, from invites, so
 senders hold their recipients' prekey bundles.
 
@@ -25,7 +25,7 @@ anything; the simulation's metrics use it.
 Tests drive a network with :meth:`SimNetwork.send`, the bounded waits
 :meth:`~SimNetwork.wait_status`, :meth:`~SimNetwork.wait_delivered`,
 :meth:`~SimNetwork.wait_received` and :func:`wait_until`; the ``sim_network``
-pytest fixture (:mod:`p2pdm.pytest_plugin`) opens a network for a test.
+pytest fixture (:mod:`p2pdm.sim.pytest_plugin`) opens a network for a test.
 
 In a worker process (``p2pdm sim --workers``, :mod:`p2pdm.sim.worker`) a
 SimNetwork holds every node's identity (:func:`make_sim_nodes` draws them
@@ -50,14 +50,14 @@ import trio
 
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import DeliveryStatus, StoredMessage
-from p2pdm.delivery import Delivery
+from p2pdm.daemon.runner import RunOptions, Serving, serve_node
 from p2pdm.errors import ConfigError, P2PDMError
-from p2pdm.mailbox import MAILBOX_PURGE_INTERVAL_SECONDS
-from p2pdm.messenger import wall_ms
 from p2pdm.net import MemoryNetwork, PeerFilter, TcpFaults, Upkeep
 from p2pdm.net.addrs import is_loopback, parse_bootstrap, port_range
-from p2pdm.node import Node
-from p2pdm.runner import RunOptions, Serving, serve_node
+from p2pdm.node.messenger import wall_ms
+from p2pdm.node.node import Node
+from p2pdm.services.dm import Delivery
+from p2pdm.services.mailbox_server import MAILBOX_PURGE_INTERVAL_SECONDS
 from p2pdm.store import MemoryStore, SQLiteStore, Store
 
 __all__ = [

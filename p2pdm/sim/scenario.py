@@ -39,9 +39,9 @@ from typing import Final, Literal
 import trio
 
 from p2pdm.errors import ConfigError
-from p2pdm.messenger import wall_ms
 from p2pdm.net import LinkFaults, MemoryNetwork, TcpFaults
 from p2pdm.net.addrs import is_loopback
+from p2pdm.node.messenger import wall_ms
 from p2pdm.sim.determinism import SIM_EPOCH_MS, deterministic
 from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.network import (

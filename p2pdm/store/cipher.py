@@ -5,7 +5,7 @@ twin of ``sqlite3``) encrypts every page of the database and of its
 write-ahead log with AES-256 and authenticates it with HMAC-SHA512, as
 Signal Desktop does. The 32-byte key is given raw (``PRAGMA key =
 "x'…'"``), so SQLCipher's own PBKDF2 does not run again: the home derives
-it with argon2id from the passphrase (see :mod:`p2pdm.home`). A plain store
+it with argon2id from the passphrase (see :mod:`p2pdm.daemon.home`). A plain store
 found where an encrypted one belongs (a home from before) is exported into
 a new encrypted file that then replaces it atomically; its ``-wal`` and
 ``-shm`` files go with it.

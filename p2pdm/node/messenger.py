@@ -43,6 +43,7 @@ from p2pdm.core.replay import (
 )
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, check_inner, open_envelope, seal
 from p2pdm.core.session import OwnPrekeys, PeerSessions
+from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import Body, Envelope, InnerMessage, PrekeyBundle, ReceiptBody, TextBody
 from p2pdm.errors import (
     EnvelopeExpired,
@@ -64,11 +65,10 @@ from p2pdm.limits import (
     ONE_TIME_PREKEYS_PER_BUNDLE,
 )
 from p2pdm.store.base import Store
-from p2pdm.strangers import StrangerGate
 
 __all__ = ["Messenger", "Outgoing", "Received", "message_text"]
 
-log = logging.getLogger("p2pdm.messenger")
+log = logging.getLogger("p2pdm.node.messenger")
 
 #: Setting that turns read receipts on or off (default on, like Signal).
 READ_RECEIPTS_SETTING: Final = "read_receipts"
@@ -469,7 +469,7 @@ class Messenger:
     ) -> Contact:
         """Add or update a contact; accepts any pending message requests from it.
 
-        ``name`` must already be checked (:mod:`p2pdm.contact_names`).
+        ``name`` must already be checked (:mod:`p2pdm.node.contact_names`).
         """
         if peer == self.peer_id:
             raise SchemaError("you cannot add yourself as a contact")

@@ -2,7 +2,7 @@
 
 How this works: the command resolves its options (command line over
 ``config.toml``), sets up logging to stderr and calls :func:`trio.run` on
-:func:`p2pdm.runner.run_node` inside a signal receiver. The first SIGINT or
+:func:`p2pdm.daemon.runner.run_node` inside a signal receiver. The first SIGINT or
 SIGTERM cancels the node, which then closes the API, the host and the store
 in order (libp2p needs that path: leaving its host any other way leaves
 connections open). Exit status 0 after a signal.
@@ -18,12 +18,12 @@ from typing import Final, TextIO
 
 import trio
 
-from p2pdm.home import Home
-from p2pdm.runner import RunOptions, run_node
+from p2pdm.daemon.home import Home
+from p2pdm.daemon.runner import RunOptions, run_node
 
 __all__ = ["run", "run_arguments"]
 
-log = logging.getLogger("p2pdm.node")
+log = logging.getLogger("p2pdm.node.node")
 
 LOG_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")

@@ -205,8 +205,8 @@ async def _open(
     probe: Probe | None,
 ) -> AsyncIterator[SimNetwork]:
     _check_clock(clock)
-    from p2pdm.messenger import wall_ms
     from p2pdm.net import LinkFaults, MemoryNetwork
+    from p2pdm.node.messenger import wall_ms
     from p2pdm.sim.network import SIM_UPKEEP, open_sim_network, virtual_wall_ms
 
     virtual = clock == "virtual"

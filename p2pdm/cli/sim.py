@@ -37,8 +37,8 @@ from rich.progress import (
     TextColumn,
 )
 
+from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError, P2PDMError
-from p2pdm.home import Home
 from p2pdm.sim import Progress as SimProgress
 from p2pdm.sim import SimOptions, invariants_hold, simulate, write_report
 from p2pdm.sim.nodes import first_error

@@ -15,12 +15,12 @@ import time
 from contextlib import closing
 from typing import Final, TextIO
 
-from p2pdm.cli_chat import print_table, safe_text
-from p2pdm.contact_names import resolve_contact
+from p2pdm.cli.chat import print_table, safe_text
 from p2pdm.core.model import TokenScope
-from p2pdm.home import Home
-from p2pdm.messenger import wall_ms
-from p2pdm.tokens import create_token, revoke_token, token_json
+from p2pdm.daemon.home import Home
+from p2pdm.node.contact_names import resolve_contact
+from p2pdm.node.messenger import wall_ms
+from p2pdm.node.tokens import create_token, revoke_token, token_json
 
 __all__ = ["token", "token_arguments"]
 

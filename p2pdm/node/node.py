@@ -1,13 +1,13 @@
 """The node: the one place that wires identity, store, messenger, network and API.
 
-How this works: :class:`Node` owns the :class:`~p2pdm.messenger.Messenger`
+How this works: :class:`Node` owns the :class:`~p2pdm.node.messenger.Messenger`
 (everything about messages that needs no network) and, while running, the
 libp2p host, the delivery service and the local API server, all in one trio
 nursery. The methods below are what the local API and the CLI call; they
 check input and report failures as :class:`P2PDMError` subclasses with one
 clear sentence each. They take contacts as :class:`PeerId`: the caller
 resolves what the user typed once, with :meth:`Node.resolve`
-(:mod:`p2pdm.contact_names`).
+(:mod:`p2pdm.node.contact_names`).
 """
 
 from __future__ import annotations
@@ -19,14 +19,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from p2pdm import __version__
-from p2pdm.batching import CommitBatcher
-from p2pdm.contact_names import (
-    check_name,
-    choose_name,
-    fix_contact_names,
-    name_from_invite,
-    resolve_contact,
-)
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.invite import make_invite, parse_invite
 from p2pdm.core.model import (
@@ -40,18 +32,26 @@ from p2pdm.core.model import (
     StoredMessage,
     direct_conversation_id,
 )
+from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import PrekeyBundle
 from p2pdm.errors import ConfigError, IdempotencyConflict, NotFound, SchemaError, SessionError
-from p2pdm.events import EventBus
 from p2pdm.homefiles import DEFAULT_API_PORT  # re-exported: the port is the SDK's default too
 from p2pdm.limits import INVITE_TTL_SECONDS, MAX_PAGE_SIZE
-from p2pdm.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
+from p2pdm.node.batching import CommitBatcher
+from p2pdm.node.contact_names import (
+    check_name,
+    choose_name,
+    fix_contact_names,
+    name_from_invite,
+    resolve_contact,
+)
+from p2pdm.node.events import EventBus
+from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.store.base import Store
-from p2pdm.strangers import StrangerGate
 
 __all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "AddedContact", "EventPage", "Node"]
 
-log = logging.getLogger("p2pdm.node")
+log = logging.getLogger("p2pdm.node.node")
 
 #: Default libp2p listen address: all interfaces, a fixed port so contacts'
 #: address books stay valid across restarts.
@@ -97,7 +97,7 @@ class AddedContact:
 
     contact: Contact
     #: The invite's name when it was a PeerID or another contact's name
-    #: (see :mod:`p2pdm.contact_names`); None when saved as given.
+    #: (see :mod:`p2pdm.node.contact_names`); None when saved as given.
     renamed_from: str | None = None
 
 
@@ -181,7 +181,7 @@ class Node:
 
     def add_contact_from_invite(self, invite: str, name: str | None = None) -> AddedContact:
         """Add a contact from a ``p2pdm:`` invite, named ``name`` or else as the invite
-        says (changed if that is a PeerID or taken, see :mod:`p2pdm.contact_names`).
+        says (changed if that is a PeerID or taken, see :mod:`p2pdm.node.contact_names`).
 
         Raises InviteError subclasses, NameRefused for a ``name`` that is a
         PeerID or another contact's.

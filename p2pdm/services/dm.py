@@ -41,6 +41,7 @@ from p2pdm.core.dm import (
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import FetchedEnvelope
 from p2pdm.core.model import DeliveryStatus, OutboxItem
+from p2pdm.core.ratelimit import FailureLog, TokenBucket
 from p2pdm.core.wire import ReceiptBody
 from p2pdm.errors import (
     DecryptError,
@@ -59,22 +60,21 @@ from p2pdm.errors import (
     WrongRecipient,
 )
 from p2pdm.limits import MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES
-from p2pdm.mailbox_client import (
+from p2pdm.net.stream import Stream
+from p2pdm.node.messenger import Received
+from p2pdm.services.mailbox_client import (
     MAILBOX_COPIES,
     MailboxClient,
     MailboxDirectory,
     describe_refusal,
 )
-from p2pdm.messenger import Received
-from p2pdm.net.stream import Stream
-from p2pdm.ratelimit import FailureLog, TokenBucket
 
 if TYPE_CHECKING:
-    from p2pdm.node import Node
+    from p2pdm.node.node import Node
 
 __all__ = ["Delivery", "Network"]
 
-log = logging.getLogger("p2pdm.delivery")
+log = logging.getLogger("p2pdm.services.dm")
 
 #: Sender tasks running at once (one per recipient); more recipients wait.
 MAX_ACTIVE_SENDERS: Final = 32

@@ -39,6 +39,7 @@ import trio
 
 from p2pdm.core import mailbox as mb
 from p2pdm.core.identity import PeerId
+from p2pdm.core.ratelimit import FailureLog, TokenBucket
 from p2pdm.core.wire import Envelope
 from p2pdm.errors import (
     EnvelopeIdMismatch,
@@ -52,15 +53,14 @@ from p2pdm.errors import (
 )
 from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_FRAME_BYTES
 from p2pdm.net.stream import Stream
-from p2pdm.ratelimit import FailureLog, TokenBucket
 from p2pdm.store.base import Store
 
 if TYPE_CHECKING:
-    from p2pdm.delivery import Network
+    from p2pdm.services.dm import Network
 
 __all__ = ["DEFAULT_LIMITS", "MailboxService"]
 
-log = logging.getLogger("p2pdm.mailbox")
+log = logging.getLogger("p2pdm.services.mailbox_server")
 
 #: How long a mailbox keeps an envelope at most: an envelope lives this long
 #: by default anyway (ENVELOPE_TTL_SECONDS), so a longer hold is useless.

@@ -1,6 +1,6 @@
 """Benchmarks that report ratios against a baseline measured in the same run.
 
-``scripts/bench`` (or ``python -m p2pdm.bench``) runs them and rewrites its
+``scripts/bench`` (or ``python -m p2pdm.bench.pipeline``) runs them and rewrites its
 section of ``docs/benchmarks.md``. Absolute figures on a shared machine drift;
 the ratio to the baseline is the figure to compare across runs.
 
@@ -12,9 +12,9 @@ Baseline: a PyNaCl ``Box`` encrypt + one SQLite insert + decrypt per message,
 the floor any Python node pays. The pipeline also runs on encrypted stores
 (SQLCipher, as with a passphrase) and reports their ratio to the plain ones.
 
-``net``: two nodes in two processes (:mod:`p2pdm.bench_net`). ``mailbox``:
+``net``: two nodes in two processes (:mod:`p2pdm.bench.net`). ``mailbox``:
 a recipient's restart to its inbox through a mailbox, and deposits per second
-into one mailbox (:mod:`p2pdm.bench_mailbox`).
+into one mailbox (:mod:`p2pdm.bench.mailbox`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from pathlib import Path
 
 import nacl.public
 
-from p2pdm.bench_mailbox import RECIPIENTS, MailboxResult, Spread, bench_mailbox
-from p2pdm.bench_net import NetResult, bench_net
+from p2pdm.bench.mailbox import RECIPIENTS, MailboxResult, Spread, bench_mailbox
+from p2pdm.bench.net import NetResult, bench_net
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus
-from p2pdm.messenger import Messenger
+from p2pdm.node.messenger import Messenger
 from p2pdm.store.sqlite import SQLiteStore
 
 _TEXT = "x" * 200  # a typical DM is well under 200 characters

@@ -121,7 +121,7 @@ def create_token(
     """Store a new token; returns it and its secret (shown once).
 
     ``contacts`` are PeerIDs, resolved by the caller from what the user typed
-    (:func:`p2pdm.contact_names.resolve_contact`), so the token is bound to
+    (:func:`p2pdm.node.contact_names.resolve_contact`), so the token is bound to
     those keys whatever the contacts are called later. Raises SchemaError for
     a bad name, scope or an admin token limited to contacts, TokenError for a
     taken name or too many tokens.

@@ -23,12 +23,16 @@ from typing import Final, TextIO
 
 import segno
 
-from p2pdm import __version__, cli_chat, cli_run, cli_sim, cli_token, hints
+from p2pdm import __version__, hints
+from p2pdm.cli import chat as cli_chat
+from p2pdm.cli import run as cli_run
+from p2pdm.cli import sim as cli_sim
+from p2pdm.cli import token as cli_token
 from p2pdm.client import Client
 from p2pdm.core.invite import make_invite
 from p2pdm.core.session import OwnPrekeys
+from p2pdm.daemon.home import ENV_HOME, ENV_PASSPHRASE, Home, default_display_name
 from p2pdm.errors import HomeError, P2PDMError
-from p2pdm.home import ENV_HOME, ENV_PASSPHRASE, Home, default_display_name
 from p2pdm.limits import INVITE_TTL_SECONDS
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
@@ -155,7 +159,7 @@ COMMANDS: Final[dict[str, Command]] = {
         cli_run.run,
     ),
     "id": Command("show your PeerID, name and invite", _id_arguments, _id),
-    # Chat commands: clients of the running node's local API (p2pdm/cli_chat.py).
+    # Chat commands: clients of the running node's local API (p2pdm/cli/chat.py).
     "contacts": Command(
         "add, list or remove contacts", cli_chat.contacts_arguments, cli_chat.contacts
     ),

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from p2pdm.core.identity import PeerId
+from p2pdm.core.ratelimit import TokenBucket
 from p2pdm.limits import (
     MAX_TRACKED_STRANGERS,
     STRANGER_BURST,
@@ -27,7 +28,6 @@ from p2pdm.limits import (
     STRANGER_RATE,
     STRANGER_RATE_PER_PEER,
 )
-from p2pdm.ratelimit import TokenBucket
 
 __all__ = ["StrangerGate"]
 

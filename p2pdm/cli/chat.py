@@ -3,7 +3,7 @@
 How this works: each command is a client of the running node's local API
 (:class:`~p2pdm.client.Client`), as ``ipfs`` commands are of their daemon,
 so they work while ``p2pdm run`` holds the store. With no node running the
-client raises :class:`~p2pdm.errors.NodeNotRunning`, which ``p2pdm.cli``
+client raises :class:`~p2pdm.errors.NodeNotRunning`, which ``p2pdm.cli.main``
 prints as one line. Output is plain text in aligned columns (``--json`` gives
 the API's own JSON). Names and message texts come from other people, so
 control characters in them are replaced before they reach the terminal: an
@@ -23,7 +23,7 @@ from typing import Any, Final, TextIO
 from rich.cells import cell_len
 
 from p2pdm.client import Client
-from p2pdm.home import Home
+from p2pdm.daemon.home import Home
 from p2pdm.limits import MAX_PAGE_SIZE
 from p2pdm.store.base import contact_name_key
 

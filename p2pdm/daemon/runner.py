@@ -41,14 +41,14 @@ from p2pdm.core import records
 from p2pdm.core.dm import DM_PROTOCOL
 from p2pdm.core.identity import PeerId
 from p2pdm.core.wire import PrekeyBundle
-from p2pdm.delivery import Delivery
+from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError, HomeError, P2PDMError, SignatureError, WireError
-from p2pdm.home import Home
-from p2pdm.mailbox import MailboxService
-from p2pdm.mailbox_client import MailboxDirectory
 from p2pdm.net import Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
-from p2pdm.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
+from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
+from p2pdm.services.dm import Delivery
+from p2pdm.services.mailbox_client import MailboxDirectory
+from p2pdm.services.mailbox_server import MailboxService
 
 __all__ = [
     "RunOptions",
@@ -61,7 +61,7 @@ __all__ = [
     "serve_node",
 ]
 
-log = logging.getLogger("p2pdm.node")
+log = logging.getLogger("p2pdm.node.node")
 
 #: libp2p forgets records after 24 h; republishing every 6 h leaves three
 #: more chances before a record can lapse.

@@ -46,6 +46,7 @@ from p2pdm import hints
 from p2pdm.core import cbor
 from p2pdm.core.identity import SEED_BYTES, Identity
 from p2pdm.core.session import OwnPrekeys
+from p2pdm.daemon.lockfile import HomeLock
 from p2pdm.errors import (
     ConfigError,
     HomeError,
@@ -64,7 +65,6 @@ from p2pdm.homefiles import (
     write_private_file,
 )
 from p2pdm.limits import MAX_NAME_BYTES
-from p2pdm.lockfile import HomeLock
 from p2pdm.store.cipher import KEY_BYTES
 from p2pdm.store.sqlite import SQLiteStore
 
@@ -531,7 +531,7 @@ class Home:
         return target
 
     def lock(self) -> HomeLock:
-        """The lock a running node holds on this home (see :mod:`p2pdm.lockfile`)."""
+        """The lock a running node holds on this home (see :mod:`p2pdm.daemon.lockfile`)."""
         return HomeLock(self.path)
 
     # --- store ---

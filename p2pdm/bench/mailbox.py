@@ -1,11 +1,11 @@
 """Store-and-forward through a mailbox (issue 4), on real nodes on loopback.
 
-``python -m p2pdm.bench --suite mailbox`` (part of ``scripts/bench``) runs
+``python -m p2pdm.bench.pipeline --suite mailbox`` (part of ``scripts/bench``) runs
 two measurements, all in this one process (one trio loop, so the nodes share
 one core: a conservative setting):
 
 - **restart to inbox**: a mailbox node M, a sender A and a recipient C, each
-  the real :func:`p2pdm.runner.run_node` with real libp2p and SQLite. While C
+  the real :func:`p2pdm.daemon.runner.run_node` with real libp2p and SQLite. While C
   is stopped, A sends ``k`` messages and they are deposited at M; A stops
   (so nothing reaches C but through M); then C is started again and each
   message's time is taken from the call of ``run_node`` to the moment the
@@ -37,18 +37,18 @@ from typing import Any, Final
 
 import trio
 
-from p2pdm.bench_net import LOOPBACK, TEXT
+from p2pdm.bench.net import LOOPBACK, TEXT
 from p2pdm.core import mailbox as mb
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus
-from p2pdm.home import Home
-from p2pdm.mailbox import MailboxService
-from p2pdm.mailbox_client import MailboxClient
-from p2pdm.messenger import Messenger, wall_ms
+from p2pdm.daemon.home import Home
+from p2pdm.daemon.runner import Running, RunOptions, run_node
 from p2pdm.net import Host, open_host
 from p2pdm.net.testing import ECHO_PROTOCOL, echo, host_seed
-from p2pdm.node import Node
-from p2pdm.runner import Running, RunOptions, run_node
+from p2pdm.node.messenger import Messenger, wall_ms
+from p2pdm.node.node import Node
+from p2pdm.services.mailbox_client import MailboxClient
+from p2pdm.services.mailbox_server import MailboxService
 from p2pdm.store.base import Store
 from p2pdm.store.memory import MemoryStore
 from p2pdm.store.sqlite import SQLiteStore

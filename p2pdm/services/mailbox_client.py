@@ -39,7 +39,7 @@ from p2pdm.limits import MAX_ADDR_BYTES, MAX_ADDRS
 from p2pdm.net.stream import Stream
 
 if TYPE_CHECKING:
-    from p2pdm.delivery import Network
+    from p2pdm.services.dm import Network
 
 __all__ = [
     "MAILBOX_COPIES",
@@ -49,7 +49,7 @@ __all__ = [
     "parse_mailbox_addr",
 ]
 
-log = logging.getLogger("p2pdm.mailbox")
+log = logging.getLogger("p2pdm.services.mailbox_server")
 
 #: Mailboxes each undelivered envelope is deposited at (R): two may vanish
 #: and the message still gets through.

@@ -1,7 +1,7 @@
 """Two nodes in two processes on loopback: the local API to the receiver's store.
 
-``python -m p2pdm.bench --suite net`` (part of ``scripts/bench``) starts a
-receiver node (the real :func:`p2pdm.runner.run_node`, in this module's
+``python -m p2pdm.bench.pipeline --suite net`` (part of ``scripts/bench``) starts a
+receiver node (the real :func:`p2pdm.daemon.runner.run_node`, in this module's
 ``_receiver`` mode, which notes when each message is committed) and a sender
 node (``p2pdm run``) in their own processes, then drives the sender's local
 API from this process:
@@ -37,10 +37,10 @@ import trio
 
 from p2pdm.client import Client
 from p2pdm.core.identity import PeerId
-from p2pdm.home import Home
+from p2pdm.daemon.home import Home
+from p2pdm.daemon.runner import Running, RunOptions, run_node
 from p2pdm.net import Stream, open_host
 from p2pdm.net.testing import host_seed
-from p2pdm.runner import Running, RunOptions, run_node
 
 __all__ = ["NetResult", "bench_net"]
 
@@ -116,9 +116,9 @@ async def _echo() -> None:
 
 
 def _child(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """Start ``python -m p2pdm.bench_net ARGS`` and read its ready line."""
+    """Start ``python -m p2pdm.bench.net ARGS`` and read its ready line."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "p2pdm.bench_net", *args],
+        [sys.executable, "-m", "p2pdm.bench.net", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -307,7 +307,7 @@ def main() -> None:
     elif mode == "_echo":
         trio.run(_echo)  # runs until the benchmark's SIGTERM ends the process
     else:
-        raise SystemExit("run `python -m p2pdm.bench --suite net`")
+        raise SystemExit("run `python -m p2pdm.bench.pipeline --suite net`")
 
 
 if __name__ == "__main__":

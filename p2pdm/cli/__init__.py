@@ -1,0 +1,7 @@
+"""The ``p2pdm`` command: ``main`` parses and dispatches; one module per
+group of subcommands (chat, run, sim, token).
+"""
+
+from p2pdm.cli.main import main
+
+__all__ = ["main"]
