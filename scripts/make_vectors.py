@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Write p2pdm's frozen wire vectors to tests/vectors/wire-v1.json, once.
+"""Write p2pdm's frozen wire vectors to tests/core/vectors/wire-v1.json, once.
 
 Every input is fixed (seeds, ids, times, prekeys, the sealed box's ephemeral
 key) and Ed25519 signatures are deterministic, so this script always makes
 the same bytes. The file is written ONCE; after that it is only read:
-``tests/test_vectors.py`` checks that today's decoders still accept the old
+``tests/core/test_vectors.py`` checks that today's decoders still accept the old
 bytes and read the same fields from them.
 
     python scripts/make_vectors.py           # write the file if it does not exist
@@ -42,7 +42,7 @@ from p2pdm.core.wire import (
     X3DHHeader,
 )
 
-OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "wire-v1.json"
+OUT = Path(__file__).resolve().parent.parent / "tests" / "core" / "vectors" / "wire-v1.json"
 
 NOW_S = 1_767_225_600  # 2026-01-01T00:00:00Z
 NOW_MS = NOW_S * 1000

@@ -1,6 +1,6 @@
 """The store contract: what the node asks of its message store.
 
-Two implementations pass one contract test suite (``tests/test_store_contract.py``):
+Two implementations pass one contract test suite (``tests/store/test_contract.py``):
 :class:`~p2pdm.store.sqlite.SQLiteStore` (the real one, a file in the node
 home) and :class:`~p2pdm.store.memory.MemoryStore` (for tests).
 

@@ -20,7 +20,7 @@ from p2pdm.core.identity import Identity
 from p2pdm.core.model import EventType
 from p2pdm.errors import NodeNotRunning
 from p2pdm.node.node import Node
-from tests.test_api import TOKEN, WAIT_S, Api, make_node, serving
+from tests.api.test_api import TOKEN, WAIT_S, Api, make_node, serving
 
 OTHER = Identity.generate(b"\x08" * 32).peer_id
 

@@ -1,6 +1,6 @@
 """Frozen wire vectors: bytes written by an earlier p2pdm must keep decoding the same way.
 
-The vectors in ``tests/vectors/wire-v1.json`` were written once by
+The vectors in ``tests/core/vectors/wire-v1.json`` were written once by
 ``scripts/make_vectors.py``. These tests only read them; they never make new
 ones. If a test here fails, the change broke compatibility with data already
 on the network or in mailboxes: fix the code, not the vector.

@@ -13,8 +13,8 @@ import trio
 from wsproto import events as ws
 
 from p2pdm.api.guard import is_own_origin
-from tests.test_api import TOKEN, WAIT_S, Api, alice, assert_error, check_documented
-from tests.test_api_events import websocket
+from tests.api.test_api import TOKEN, WAIT_S, Api, alice, assert_error, check_documented
+from tests.api.test_events import websocket
 
 __all__ = ["alice"]  # the fixture
 

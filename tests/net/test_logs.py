@@ -79,7 +79,7 @@ def test_ordinary_disconnects_print_nothing_on_stderr() -> None:
         text=True,
         timeout=60,
         env=env,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
         check=False,
     )
     assert done.returncode == 0, done.stderr

@@ -16,7 +16,7 @@ from p2pdm.core.model import DeliveryStatus, Direction
 from p2pdm.sim.network import wait_until
 from p2pdm.sim.pytest_plugin import MAX_TEST_NODES, SimNetworkFactory
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "simulation.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "simulation.md"
 
 
 async def test_nodes_run_with_contacts_and_deliver(

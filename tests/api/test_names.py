@@ -19,8 +19,8 @@ from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import Contact
 from p2pdm.node.node import Node
 from p2pdm.store.sqlite import SQLiteStore
-from tests.test_api import Api, assert_error, check_documented, make_node, serving
-from tests.test_api_tokens import as_token, make_token
+from tests.api.test_api import Api, assert_error, check_documented, make_node, serving
+from tests.api.test_tokens import as_token, make_token
 
 
 @pytest.fixture

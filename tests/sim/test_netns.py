@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import pytest
 
-ROOT: Final = Path(__file__).resolve().parent.parent
+ROOT: Final = Path(__file__).resolve().parents[2]
 #: The private link between the two "machines".
 ADDR_A: Final = "10.77.0.1"
 ADDR_B: Final = "10.77.0.2"

@@ -16,7 +16,7 @@ from p2pdm.core.model import Contact
 from p2pdm.daemon.home import Home
 from p2pdm.node.node import Node
 from p2pdm.node.tokens import hash_token
-from tests.test_cli import assert_one_error_line, clean_env, init, run
+from tests.cli.test_cli import assert_one_error_line, clean_env, init, run
 
 __all__ = ["clean_env"]  # the autouse fixture, imported so that it applies here
 

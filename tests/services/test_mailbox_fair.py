@@ -20,8 +20,8 @@ from p2pdm.limits import MAX_STATUS_HISTORY
 from p2pdm.services.mailbox_server import MAILBOX_DEPOSIT_BURST_PER_PEER
 from p2pdm.store import SQLiteStore
 from tests.fakenet import FakeNetwork
-from tests.test_delivery import wait_status
-from tests.test_mailbox import DAY_S, Box, Peer, _envelope_for, ask, start_box
+from tests.services.test_dm import wait_status
+from tests.services.test_mailbox import DAY_S, Box, Peer, _envelope_for, ask, start_box
 
 #: Bob's quota lowered to 40 envelopes: a stranger holds at most 5 of them,
 #: and stamps (8 bits, cheap in a test) are asked from 20 on.

@@ -13,7 +13,7 @@ from p2pdm.core.model import DeliveryStatus, Direction, StoredMessage, direct_co
 from p2pdm.limits import MAX_API_TOKENS
 from p2pdm.node.node import Node
 from p2pdm.node.tokens import authenticate, create_token, hash_token
-from tests.test_api import Api, assert_error, check_documented, make_node, serving
+from tests.api.test_api import Api, assert_error, check_documented, make_node, serving
 
 CAROL = str(Identity.generate(b"\x09" * 32).peer_id)
 

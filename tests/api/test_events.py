@@ -21,7 +21,7 @@ from p2pdm.core.model import DeliveryStatus, EventType
 from p2pdm.net.testing import wait_until
 from p2pdm.node.node import Node
 from p2pdm.store import MemoryStore, SQLiteStore
-from tests.test_api import (  # alice and bob: the fixtures
+from tests.api.test_api import (  # alice and bob: the fixtures
     TOKEN,
     WAIT_S,
     Api,

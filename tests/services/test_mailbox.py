@@ -44,7 +44,7 @@ from p2pdm.sim.network import wait_until
 from p2pdm.sim.pytest_plugin import SimNetworkFactory
 from p2pdm.store import MemoryStore, SQLiteStore, Store
 from tests.fakenet import FakeHost, FakeNetwork
-from tests.test_delivery import wait_status
+from tests.services.test_dm import wait_status
 
 DAY_S = 24 * 3600
 #: What a client sees when the mailbox resets its stream.

@@ -33,8 +33,8 @@ from p2pdm.node.node import Node
 from p2pdm.services.dm import SCHEDULER_MAX_SLEEP, Delivery
 from p2pdm.store import SQLiteStore
 from tests.fakenet import FakeNetwork
-from tests.test_delivery import wait_status
-from tests.test_mailbox import Box, Peer, clock_ms, world  # noqa: F401 - the fixture
+from tests.services.test_dm import wait_status
+from tests.services.test_mailbox import Box, Peer, clock_ms, world  # noqa: F401 - the fixture
 
 
 def held_for(boxes: list[Box], peer: PeerId) -> list[tuple[Box, StoredEnvelope]]:

@@ -25,7 +25,7 @@ from p2pdm.sim.timeline import (
     parse_scenario,
 )
 
-EXAMPLE = Path(__file__).parent.parent / "scripts" / "scenarios" / "example.toml"
+EXAMPLE = Path(__file__).parents[2] / "scripts" / "scenarios" / "example.toml"
 
 
 def test_example_scenario_parses_and_fits() -> None:

@@ -26,7 +26,7 @@ from p2pdm.net import Host, open_host
 from p2pdm.net.memory_transport import PIPE_BUFFER_BYTES, LinkFaults, MemoryNetwork
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, host_seed, open_hosts
-from tests.test_net_dht import make_record, record_key, register
+from tests.net.test_dht import make_record, record_key, register
 
 CAP = 1 << 16
 TIMEOUT = 30.0
