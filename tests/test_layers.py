@@ -70,10 +70,7 @@ def test_no_module_imports_above_its_layer() -> None:
     wrong = []
     for path in sorted(PACKAGE.rglob("*.py")):
         part = _part(path)
-        if part in SHARED:
-            allowed = SHARED
-        else:
-            allowed = ALLOWED[part] | SHARED | {part}
+        allowed = SHARED if part in SHARED else ALLOWED[part] | SHARED | {part}
         for imported in sorted(_imported_parts(path) - allowed):
             wrong.append(f"{path.relative_to(PACKAGE.parent)} imports p2pdm.{imported}")
     assert wrong == []

@@ -26,6 +26,7 @@ import segno
 from p2pdm import __version__, hints
 from p2pdm.cli import chat as cli_chat
 from p2pdm.cli import run as cli_run
+from p2pdm.cli import settings as cli_settings
 from p2pdm.cli import sim as cli_sim
 from p2pdm.cli import token as cli_token
 from p2pdm.client import Client
@@ -173,6 +174,11 @@ COMMANDS: Final[dict[str, Command]] = {
         "show a conversation with delivery status and mark it read",
         cli_chat.read_arguments,
         cli_chat.read,
+    ),
+    "settings": Command(
+        "show or change the node's settings (e.g. read receipts)",
+        cli_settings.settings_arguments,
+        cli_settings.settings,
     ),
     # Works on the store file directly, with or without a running node.
     "token": Command(
