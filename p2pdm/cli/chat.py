@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 import time
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -22,9 +23,11 @@ from typing import Any, Final, TextIO
 
 from rich.cells import cell_len
 
+from p2pdm import hints
 from p2pdm.client import Client
 from p2pdm.daemon.home import Home
-from p2pdm.limits import MAX_PAGE_SIZE
+from p2pdm.errors import ConfigError
+from p2pdm.limits import MAX_PAGE_SIZE, MAX_TEXT_BYTES
 from p2pdm.store.base import contact_name_key
 
 __all__ = [
@@ -188,19 +191,43 @@ def _find_contact(node: Client, who: str) -> tuple[str, str]:
 
 def send_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("contact", metavar="CONTACT", help="name or PeerID")
-    parser.add_argument("text", metavar="TEXT", nargs="+", help="the message (words are joined)")
+    parser.add_argument(
+        "text",
+        metavar="TEXT",
+        nargs="+",
+        help="the message (words are joined); `-` reads it from standard input",
+    )
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
+def message_text(words: Sequence[str], stdin: TextIO) -> str:
+    """The text to send: the words joined, or standard input for a lone ``-``.
+
+    Raises ConfigError for input that is empty or longer than a message may be,
+    before anything is sent.
+    """
+    if list(words) != ["-"]:
+        return " ".join(words)
+    text = stdin.read(MAX_TEXT_BYTES + 1)
+    if len(text.encode("utf-8", "surrogateescape")) > MAX_TEXT_BYTES:
+        raise ConfigError(f"the message on standard input is over {MAX_TEXT_BYTES} bytes")
+    text = text.removesuffix("\n")
+    if not text.strip():
+        raise ConfigError("standard input held no message")
+    return text
+
+
 def send(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    text = message_text(args.text, sys.stdin)
     with Client.for_home(home) as node:
-        message = node.send(args.contact, " ".join(args.text))
+        message = node.send(args.contact, text)
     if args.json:
         _print_json(message, out)
     else:
+        read = hints.command(home.path, "read", shlex.quote(safe_text(args.contact)))
         print(
             f"Message {message['id']} to {safe_text(args.contact)}: {message['status']}. "
-            f"`p2pdm read {shlex.quote(safe_text(args.contact))}` shows its delivery.",
+            f"`{read}` shows its delivery.",
             file=out,
         )
     return EXIT_OK
