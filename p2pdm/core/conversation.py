@@ -160,7 +160,11 @@ class Effects:
     #: True if it is shown as an "unsupported message" (an unknown kind).
     unsupported: bool = False
     status_moves: tuple[StatusMove, ...] = ()
+    #: Receipts due (read receipts, from :func:`on_read`). The ``delivered``
+    #: receipt of a stored message is sent only for envelopes fetched from a
+    #: mailbox, by the fetcher: a direct delivery is confirmed by its ack.
     receipts: tuple[ReceiptDue, ...] = ()
+    #: The event types the store records with these changes.
     events: tuple[EventType, ...] = ()
 
 
@@ -234,7 +238,7 @@ def _status_moves(inner: InnerMessage, state: LocalState) -> tuple[StatusMove, .
         mine = state.targets.get(message_id)
         # A peer may only confirm messages that were sent to it, and a status
         # never moves back (the store checks again, as the authority).
-        if mine is None or mine.id != message_id or mine.peer != inner.sender:
+        if mine is None or mine.peer != inner.sender:
             continue
         if mine.direction is not Direction.OUT:
             continue

@@ -7,7 +7,9 @@ transaction — the message (``queued``), the advanced session state and the
 outbox entry. Receiving does the reverse and commits the message, the
 session state after decrypting it, the seen ids (replay protection) and any
 used one-time prekey together. A crash can therefore neither lose a message
-nor reuse a message key.
+nor reuse a message key. What an accepted message does (store it, show it,
+move statuses) is decided by the pure machine in ``p2pdm.core.conversation``;
+the messenger looks up the state it needs and applies its effects.
 
 Time and randomness are injected, so tests control both.
 """
