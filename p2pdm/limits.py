@@ -32,8 +32,21 @@ MAX_TEXT_BYTES = 64 << 10
 #: Most message ids one receipt may acknowledge.
 MAX_RECEIPT_IDS = 256
 
-#: Largest body of a message kind this version does not know (kept opaque).
+#: Largest body of a message kind this version does not know. Such a body is
+#: stored as received (so a later version can show it), so this also bounds
+#: what one unsupported message keeps: room for any inline kind the design
+#: names (an edit of a maximal text, a reaction, a location, a thumbnail),
+#: and a stranger's pending requests (MAX_REQUEST_BYTES_PER_PEER) still hold one.
 MAX_UNKNOWN_BODY_BYTES = 256 << 10
+
+#: Extension fields a newer version may add to a known kind's body, in its
+#: ``ext`` map (docs/protocol.md §6): at most this many fields, keys of at
+#: most MAX_EXT_KEY_BYTES, the whole map at most MAX_EXT_BYTES of canonical
+#: CBOR. Enough for a quote, mentions or formatting spans beside a text; a
+#: maximal text with a maximal ext still fits a stranger's request budget.
+MAX_EXT_FIELDS = 32
+MAX_EXT_KEY_BYTES = 32
+MAX_EXT_BYTES = 16 << 10
 
 #: Largest display name, in UTF-8 bytes.
 MAX_NAME_BYTES = 128

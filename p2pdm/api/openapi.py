@@ -75,8 +75,16 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "conversation_id": _HEX_ID,
     "peer": {**_PEER_ID, "description": "the other party: recipient or sender"},
     "direction": {"type": "string", "enum": [d.value for d in Direction]},
-    "kind": {"type": "string", "description": "'text'; later versions add kinds"},
+    "kind": {
+        "type": "string",
+        "description": "'text'; later versions add kinds (see 'unsupported')",
+    },
     "text": {"type": ["string", "null"], "description": "the text of a 'text' message"},
+    "unsupported": {
+        "type": "boolean",
+        "description": "a message of a kind this version cannot show (sent by a newer "
+        "version): shown as an unsupported message; kept, so a later version can show it",
+    },
     "sent_at_ms": {**_MS, "description": "the sender's clock"},
     "stored_at_ms": {**_MS, "description": "when this node stored it"},
     "status": {"type": "string", "enum": [s.value for s in DeliveryStatus]},

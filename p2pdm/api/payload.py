@@ -41,7 +41,7 @@ from p2pdm.errors import (
 )
 from p2pdm.node.contact_names import fingerprint
 from p2pdm.node.events import TooManyListeners
-from p2pdm.node.messenger import message_text
+from p2pdm.node.messenger import is_unsupported, message_text
 from p2pdm.node.tokens import token_json
 
 if TYPE_CHECKING:
@@ -287,6 +287,7 @@ def message_json(message: StoredMessage, detail: str = "") -> dict[str, Any]:
         "direction": message.direction.value,
         "kind": message.kind,
         "text": message_text(message),
+        "unsupported": is_unsupported(message),
         "sent_at_ms": message.sent_at_ms,
         "stored_at_ms": message.stored_at_ms,
         "status": message.status.value,

@@ -316,7 +316,10 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         who = "you" if outgoing else safe_text(name)
         detail = f": {safe_text(m['status_detail'])}" if m["status_detail"] else ""
         status = f"  [{m['status']}{detail}]" if outgoing else ""
-        text = m["text"] if m["text"] is not None else f"<{m['kind']} message>"
+        if m.get("unsupported"):
+            text = f"[unsupported message: {safe_text(m['kind'])}]"  # one line, whatever it says
+        else:
+            text = m["text"] if m["text"] is not None else f"<{m['kind']} message>"
         first, *rest = safe_text(text, multiline=True).split("\n")
         prefix = f"{_when(m['sent_at_ms'])}  {who}{' ' * (who_width - cell_len(who))}  "
         print(f"{prefix}{first}{status}", file=out)

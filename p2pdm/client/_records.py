@@ -25,6 +25,8 @@ class Message(TypedDict):
     direction: str
     kind: str
     text: str | None
+    #: A kind this node's version cannot show: display "unsupported message".
+    unsupported: bool
     sent_at_ms: int
     stored_at_ms: int
     status: str

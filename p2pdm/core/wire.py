@@ -19,31 +19,36 @@ message (normative spec: ``docs/protocol.md``).
 
 Each type decodes through one function that checks the size cap first, then
 every field's type and length, and raises a :class:`~p2pdm.errors.WireError`
-subclass for anything else. Message kinds this version does not know decode
-as :class:`UnknownBody`, so later kinds (reaction, edit, media, group…) need
-no format change.
+subclass for anything else. Bodies decode through the registry of message
+kinds (:mod:`p2pdm.core.kinds`); kinds this version does not know decode as
+:class:`UnknownBody`, so later kinds (reaction, edit, media, group…) need no
+format change.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.cbor import Fields
 from p2pdm.core.identity import SIGNATURE_BYTES, Identity, PeerId, verify
-from p2pdm.errors import EnvelopeIdMismatch, SchemaError, UnsupportedVersion
-from p2pdm.limits import (
-    MAX_CONTROL_FRAME_BYTES,
-    MAX_FRAME_BYTES,
-    MAX_RECEIPT_IDS,
-    MAX_TEXT_BYTES,
-    MAX_UNKNOWN_BODY_BYTES,
+from p2pdm.core.kinds import (
+    MAX_KIND_BYTES,
+    Body,
+    ReceiptBody,
+    TextBody,
+    UnknownBody,
+    decode_body,
+    encode_body,
 )
+from p2pdm.errors import EnvelopeIdMismatch, SchemaError, UnsupportedVersion
+from p2pdm.limits import MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES
 
 __all__ = [
     "KEY_BYTES",
+    "MAX_KIND_BYTES",
     "WIRE_VERSION",
     "Body",
     "Envelope",
@@ -62,7 +67,6 @@ __all__ = [
 WIRE_VERSION: Final = 1
 ID_BYTES: Final = 16
 KEY_BYTES: Final = 32
-MAX_KIND_BYTES: Final = 32
 #: A bundle carries at most this many one-time prekeys.
 MAX_BUNDLE_ONE_TIME_PREKEYS: Final = 16
 #: Largest sealed payload an envelope may carry: the frame cap minus headers.
@@ -92,65 +96,8 @@ def _check_version(fields: Fields) -> None:
 
 
 # --- bodies ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TextBody:
-    text: str
-    reply_to: bytes | None = None
-    kind: Literal["text"] = "text"
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptBody:
-    status: Literal["delivered", "read"]
-    ids: tuple[bytes, ...]
-    kind: Literal["receipt"] = "receipt"
-
-
-@dataclass(frozen=True, slots=True)
-class UnknownBody:
-    """A kind this version does not understand, kept as decoded CBOR."""
-
-    kind: str
-    fields: dict[str, Any]
-
-
-Body = TextBody | ReceiptBody | UnknownBody
-
-
-def encode_body(body: Body) -> dict[str, Any]:
-    """The CBOR map of a body (without its kind)."""
-    if isinstance(body, TextBody):
-        out: dict[str, Any] = {"text": body.text}
-        if body.reply_to is not None:
-            out["reply_to"] = body.reply_to
-        return out
-    if isinstance(body, ReceiptBody):
-        return {"status": body.status, "ids": list(body.ids)}
-    return dict(body.fields)
-
-
-def decode_body(kind: str, fields: Fields) -> Body:
-    """Check a body map against the schema of ``kind``; raises SchemaError."""
-    if kind == "text":
-        text = fields.text("text", MAX_TEXT_BYTES)
-        reply_to = fields.opt_blob("reply_to", size=ID_BYTES)
-        fields.done()
-        return TextBody(text, reply_to)
-    if kind == "receipt":
-        status = fields.text("status", 16)
-        if status not in ("delivered", "read"):
-            raise SchemaError(f"{fields.what}: unknown receipt status {status!r}")
-        ids = fields.array("ids", MAX_RECEIPT_IDS)
-        if not ids or any(type(i) is not bytes or len(i) != ID_BYTES for i in ids):
-            raise SchemaError(f"{fields.what}: 'ids' must be 1..{MAX_RECEIPT_IDS} 16-byte ids")
-        fields.done()
-        return ReceiptBody("delivered" if status == "delivered" else "read", tuple(ids))
-    raw = fields.raw()
-    if len(cbor.encode(raw)) > MAX_UNKNOWN_BODY_BYTES:
-        raise SchemaError(f"{fields.what}: body of unknown kind {kind!r} is too large")
-    return UnknownBody(kind, raw)
+# Each kind's body, decoder and encoder live in p2pdm.core.kinds; this module
+# only dispatches through its registry.
 
 
 def _body_kind(body: Body) -> str:

@@ -7,7 +7,9 @@ transaction — the message (``queued``), the advanced session state and the
 outbox entry. Receiving does the reverse and commits the message, the
 session state after decrypting it, the seen ids (replay protection) and any
 used one-time prekey together. A crash can therefore neither lose a message
-nor reuse a message key.
+nor reuse a message key. What an accepted message does (store it, show it,
+move statuses) is decided by the pure machine in ``p2pdm.core.conversation``;
+the messenger looks up the state it needs and applies its effects.
 
 Time and randomness are injected, so tests control both.
 """
@@ -23,8 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from p2pdm.core import cbor
+from p2pdm.core import conversation
+from p2pdm.core.conversation import Effects, LocalState, Outcome
 from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.kinds import Body, ReceiptBody, TextBody, decode_stored, spec_for
 from p2pdm.core.model import (
     MESSAGE_ID_BYTES,
     Contact,
@@ -44,7 +48,7 @@ from p2pdm.core.replay import (
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, check_inner, open_envelope, seal
 from p2pdm.core.session import OwnPrekeys, PeerSessions
 from p2pdm.core.strangers import StrangerGate
-from p2pdm.core.wire import Body, Envelope, InnerMessage, PrekeyBundle, ReceiptBody, TextBody
+from p2pdm.core.wire import Envelope, InnerMessage, PrekeyBundle
 from p2pdm.errors import (
     EnvelopeExpired,
     MessageIdConflict,
@@ -58,7 +62,6 @@ from p2pdm.errors import (
 from p2pdm.limits import (
     ENVELOPE_TTL_SECONDS,
     MAX_CLOCK_SKEW_SECONDS,
-    MAX_FRAME_BYTES,
     MAX_PAGE_SIZE,
     MAX_RECEIPT_IDS,
     MAX_TEXT_BYTES,
@@ -66,7 +69,7 @@ from p2pdm.limits import (
 )
 from p2pdm.store.base import Store
 
-__all__ = ["Messenger", "Outgoing", "Received", "message_text"]
+__all__ = ["Messenger", "Outgoing", "Received", "is_unsupported", "message_text"]
 
 log = logging.getLogger("p2pdm.node.messenger")
 
@@ -75,8 +78,6 @@ READ_RECEIPTS_SETTING: Final = "read_receipts"
 #: Peers whose decoded session state stays in memory (the store keeps all of
 #: them); saves parsing the ratchet state on every message of a busy chat.
 MAX_CACHED_SESSIONS: Final = 256
-#: Kinds shown in conversations; receipts only update delivery state.
-_CONVERSATION_KINDS: Final = frozenset({"text"})
 #: Strangers' refused envelopes and dropped requests are logged in one line
 #: at most this often (milliseconds), never one line per message.
 REQUEST_LOG_INTERVAL_MS: Final = 60_000
@@ -89,14 +90,13 @@ def wall_ms() -> int:
 
 def message_text(message: StoredMessage) -> str | None:
     """The text of a text message; None for other kinds or an undecodable body."""
-    if message.kind != "text":
-        return None
-    try:
-        body = cbor.decode(message.body, MAX_FRAME_BYTES)
-    except WireError:
-        return None
-    text = body.get("text") if isinstance(body, dict) else None
-    return text if isinstance(text, str) else None
+    body = decode_stored(message.kind, message.body)
+    return body.text if isinstance(body, TextBody) else None
+
+
+def is_unsupported(message: StoredMessage) -> bool:
+    """True for a stored message of a kind this version does not know."""
+    return spec_for(message.kind) is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,9 @@ class Received:
     message: StoredMessage | None
     #: Outgoing message ids whose status a receipt moved forward.
     status_changes: tuple[tuple[bytes, DeliveryStatus], ...] = ()
-    outcome: Literal["stored", "request", "receipt", "blocked", "other"] = "stored"
+    outcome: Outcome = "stored"
+    #: What the conversation machine decided (core/conversation.py).
+    effects: Effects | None = None
 
 
 class Messenger:
@@ -241,6 +243,19 @@ class Messenger:
             for i in range(0, len(ids), MAX_RECEIPT_IDS)
         ]
 
+    def send(
+        self, to: PeerId, body: Body, *, idempotency: tuple[str, str] | None = None
+    ) -> Outgoing:
+        """Store (if its kind is stored) and queue a message of any registered kind.
+
+        Raises SchemaError for a body whose kind is not registered, and what
+        :meth:`send_text` raises.
+        """
+        spec = spec_for(body.kind)
+        if spec is None or not isinstance(body, spec.body_type):
+            raise SchemaError(f"{body.kind!r} is not a message kind this version can send")
+        return self._send(to, body, idempotency)
+
     def _send(self, to: PeerId, body: Body, idempotency: tuple[str, str] | None = None) -> Outgoing:
         if to == self.peer_id:
             raise SessionError("cannot send a message to yourself")
@@ -254,12 +269,11 @@ class Messenger:
                     f"no prekey bundle for {to}: add the contact from an invite first"
                 )
             bundle = PrekeyBundle.decode(contact.bundle)
-        conversation = direct_conversation_id(self.peer_id, to)
         inner = InnerMessage.create(
             self.identity,
             id=self.random_bytes(MESSAGE_ID_BYTES),
             recipient=to,
-            conversation=conversation,
+            conversation=direct_conversation_id(self.peer_id, to),
             sent_at_ms=now,
             body=body,
         )
@@ -280,21 +294,10 @@ class Messenger:
             next_attempt_at_ms=now,
         )
         stored = None
+        effects = conversation.on_send(inner, now)
         with self._committing(to), self.store.transaction():
-            if inner.kind in _CONVERSATION_KINDS:
-                stored = self.store.add_message(
-                    StoredMessage(
-                        id=inner.id,
-                        conversation_id=conversation,
-                        peer=to,
-                        direction=Direction.OUT,
-                        kind=inner.kind,
-                        body=inner.body_bytes(),
-                        sent_at_ms=now,
-                        stored_at_ms=now,
-                        status=DeliveryStatus.QUEUED,
-                    )
-                )
+            if effects.store is not None:
+                stored = self.store.add_message(effects.store)
             self.store.put_session(to, sessions.to_bytes(), now)
             self.store.add_outbox(item)
             if idempotency is not None:
@@ -382,8 +385,8 @@ class Messenger:
         """
         if self.store.has_seen(seen_message_key(inner.sender, inner.id)):
             raise ReplayError(f"message {inner.id.hex()} was already accepted")
-        if inner.kind not in _CONVERSATION_KINDS:
-            return  # only conversation messages are stored under their id
+        if not conversation.is_stored(inner.kind):
+            return  # only stored kinds are kept under their id
         taken = self.store.get_message(inner.id)
         if taken is None:
             return
@@ -402,41 +405,28 @@ class Messenger:
             raise
 
     def _file(self, inner: InnerMessage, now: int) -> Received:
+        """Apply what the conversation machine decides for ``inner`` (inside
+        the caller's transaction)."""
         sender = inner.sender
         contact = self.store.get_contact(sender)
-        if contact is not None and contact.blocked:
-            return Received(sender, inner, None, outcome="blocked")
-        if isinstance(inner.body, ReceiptBody):
-            status = (
-                DeliveryStatus.READ if inner.body.status == "read" else DeliveryStatus.DELIVERED
-            )
-            changes = []
-            for message_id in inner.body.ids:
-                mine = self.store.get_message(message_id)
-                # A peer may only confirm messages that were sent to it.
-                if mine is None or mine.peer != sender or mine.direction is not Direction.OUT:
-                    continue
-                if self.store.set_status(message_id, status, now, f"receipt from {sender.short()}"):
-                    changes.append((message_id, status))
-            return Received(sender, inner, None, tuple(changes), outcome="receipt")
-        if inner.kind not in _CONVERSATION_KINDS:
-            return Received(sender, inner, None, outcome="other")
-        request = contact is None
-        stored = self.store.add_message(
-            StoredMessage(
-                id=inner.id,
-                conversation_id=direct_conversation_id(self.peer_id, sender),
-                peer=sender,
-                direction=Direction.IN,
-                kind=inner.kind,
-                body=inner.body_bytes(),
-                sent_at_ms=inner.sent_at_ms,
-                stored_at_ms=now,
-                status=DeliveryStatus.DELIVERED,
-                request=request,
-            )
+        targets = {}
+        for message_id in conversation.targets_of(inner):
+            if (mine := self.store.get_message(message_id)) is not None:
+                targets[message_id] = mine
+        state = LocalState(
+            me=self.peer_id,
+            contact=contact is not None,
+            blocked=contact is not None and contact.blocked,
+            targets=targets,
         )
-        return Received(sender, inner, stored, outcome="request" if request else "stored")
+        effects = conversation.on_message(inner, state, now)
+        stored = self.store.add_message(effects.store) if effects.store is not None else None
+        changes = tuple(
+            (move.message_id, move.status)
+            for move in effects.status_moves
+            if self.store.set_status(move.message_id, move.status, now, move.detail)
+        )
+        return Received(sender, inner, stored, changes, effects.outcome, effects)
 
     # --- reading ------------------------------------------------------------
 
@@ -446,12 +436,22 @@ class Messenger:
         Returns the ids marked read and the receipts queued. Message requests
         get no receipts: the sender learns nothing until they are accepted.
         """
-        conversation = direct_conversation_id(self.peer_id, peer)
-        ids = self.store.mark_conversation_read(conversation, self.now_ms())
+        conversation_id = direct_conversation_id(self.peer_id, peer)
+        ids = self.store.mark_conversation_read(conversation_id, self.now_ms())
         contact = self.store.get_contact(peer)
-        if not ids or contact is None or not self.read_receipts_enabled():
-            return ids, []
-        return ids, self.send_receipt(peer, "read", ids)
+        state = LocalState(
+            me=self.peer_id,
+            contact=contact is not None,
+            blocked=contact is not None and contact.blocked,
+            read_receipts=self.read_receipts_enabled(),
+        )
+        effects = conversation.on_read(peer, tuple(ids), state)
+        receipts = [
+            out
+            for due in effects.receipts
+            for out in self.send_receipt(due.to, due.status, list(due.ids))
+        ]
+        return ids, receipts
 
     def read_receipts_enabled(self) -> bool:
         return bool(self.store.get_setting(READ_RECEIPTS_SETTING, True))

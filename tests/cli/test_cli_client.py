@@ -30,6 +30,7 @@ from p2pdm.client import (
     read_api_addr,
     write_api_addr,
 )
+from p2pdm.core.kinds import UnknownBody
 from p2pdm.daemon.home import ENV_HOME, ENV_PASSPHRASE, Home
 from p2pdm.errors import HomeError, NodeNotRunning
 from p2pdm.node.node import DEFAULT_API_PORT, Node
@@ -261,6 +262,26 @@ async def test_control_characters_never_reach_the_terminal(
         assert second.index("second") == first.index("hi")
         code, out, err = await cli(capsys, "--home", str(bob.home.path), "contacts", "list")
         assert "\x1b" not in out and "\x07" not in out
+
+
+async def test_a_message_of_an_unknown_kind_reads_as_unsupported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with (
+        running_node(tmp_path / "alice", "alice") as alice,
+        running_node(tmp_path / "bob", "bob") as bob,
+    ):
+        alice.node.add_contact_from_invite(bob.node.invite(), "bob")
+        bob.node.add_contact_from_invite(alice.node.invite(), "alice")
+        # What a newer version sends: a kind this one has no module for.
+        bob.node.messenger._send(alice.node.peer_id, UnknownBody("re\naction", {"e": "x"}))
+        bob.node.send_text(alice.node.peer_id, "and a text")
+        deliver(bob.node, alice.node)
+        code, out, err = await cli(capsys, "--home", str(alice.home.path), "read", "bob")
+        assert (code, err) == (0, "")
+        first, second = out.splitlines()
+        assert first.endswith("bob  [unsupported message: re\ufffdaction]")
+        assert second.endswith("bob  and a text")
 
 
 # --- no node running ---------------------------------------------------------------

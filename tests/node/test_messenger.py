@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -30,42 +28,6 @@ from p2pdm.errors import (
 )
 from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_CLOCK_SKEW_SECONDS
 from p2pdm.node.messenger import Messenger
-from p2pdm.store.memory import MemoryStore
-from p2pdm.store.sqlite import SQLiteStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.ms = 1_700_000_000_000
-
-    def __call__(self) -> int:
-        return self.ms
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
-    counter = itertools.count()
-
-    def make() -> MemoryStore | SQLiteStore:
-        if request.param == "memory":
-            return MemoryStore()
-        return SQLiteStore(tmp_path / f"s{next(counter)}.sqlite")
-
-    yield make
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def pair(make_store, clock):  # type: ignore[no-untyped-def]
-    alice = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
-    bob = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
-    alice.add_contact(bob.peer_id, "bob", bob.bundle())
-    bob.add_contact(alice.peer_id, "alice", alice.bundle())
-    return alice, bob
 
 
 def snapshot(m: Messenger) -> tuple[object, ...]:

@@ -1,0 +1,275 @@
+"""What an accepted message does to its conversation: a pure machine.
+
+How this works (h11-style): the caller — the messenger — has already
+decrypted, verified and replay-checked an inner message. It gives
+:func:`on_message` that message and the little local state the decision
+needs (:class:`LocalState`: is the sender a contact, blocked, which of the
+messages it targets are stored). The machine answers with a frozen
+:class:`Effects`: what to store, whether it is shown (and as an
+unsupported message), which delivery statuses move, which receipts are due,
+which events the change makes, and an outcome for the node's observers. The
+caller applies the effects in its one store transaction. Nothing here does
+I/O, reads a clock or touches the store.
+
+The decision is the table :data:`TRANSITIONS` below: the sender's standing
+and how the message's kind is handled (from its flags in
+:mod:`p2pdm.core.kinds`) give the outcome. A kind with an effect on the
+messages it targets has its effect in :data:`STATUS_EFFECTS`.
+
+The event log itself is written by the store, in the same transaction as
+the message or status it reports (``message.received``, ``contact.request``
+for a stranger's first request, ``message.status``); ``Effects.events``
+names the types the change makes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Final, Literal
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.kinds import KindSpec, ReceiptBody, UnknownBody, spec_for
+from p2pdm.core.model import (
+    STATUS_RANK,
+    DeliveryStatus,
+    Direction,
+    EventType,
+    StoredMessage,
+    direct_conversation_id,
+)
+from p2pdm.core.wire import InnerMessage
+
+__all__ = [
+    "STATUS_EFFECTS",
+    "TRANSITIONS",
+    "Effects",
+    "Handling",
+    "LocalState",
+    "Outcome",
+    "ReceiptDue",
+    "Standing",
+    "StatusMove",
+    "handling",
+    "is_stored",
+    "on_message",
+    "on_read",
+    "on_send",
+    "targets_of",
+]
+
+Outcome = Literal["stored", "request", "receipt", "blocked", "other"]
+
+
+class Standing(Enum):
+    """Who the sender is to this node."""
+
+    CONTACT = "contact"
+    STRANGER = "stranger"  # not a contact: what it sends is a message request
+    BLOCKED = "blocked"  # a contact the user blocked: accepted, never kept
+
+
+class Handling(Enum):
+    """What the message's kind asks of the conversation."""
+
+    SHOW = "show"  # a known kind that is stored and shown
+    STATUS = "status"  # moves the delivery status of messages it targets
+    UNSUPPORTED = "unsupported"  # a kind this version does not know: kept, shown as such
+    PASS = "pass"  # nothing to keep (or a kind strangers may not send)
+
+
+#: (standing, handling) → outcome. "stored" and "request" store the message
+#: (a request is a stranger's, kept apart until the user accepts it).
+TRANSITIONS: Final[Mapping[tuple[Standing, Handling], Outcome]] = {
+    (Standing.CONTACT, Handling.SHOW): "stored",
+    (Standing.CONTACT, Handling.UNSUPPORTED): "stored",
+    (Standing.CONTACT, Handling.STATUS): "receipt",
+    (Standing.CONTACT, Handling.PASS): "other",
+    (Standing.STRANGER, Handling.SHOW): "request",
+    (Standing.STRANGER, Handling.UNSUPPORTED): "request",
+    (Standing.STRANGER, Handling.STATUS): "receipt",
+    (Standing.STRANGER, Handling.PASS): "other",
+    (Standing.BLOCKED, Handling.SHOW): "blocked",
+    (Standing.BLOCKED, Handling.UNSUPPORTED): "blocked",
+    (Standing.BLOCKED, Handling.STATUS): "blocked",
+    (Standing.BLOCKED, Handling.PASS): "blocked",
+}
+
+
+def _receipt_status(body: Any) -> DeliveryStatus | None:
+    if not isinstance(body, ReceiptBody):
+        return None
+    return DeliveryStatus.READ if body.status == "read" else DeliveryStatus.DELIVERED
+
+
+#: Kinds that move the delivery status of the messages they target, and the
+#: status a body moves them to.
+STATUS_EFFECTS: Final[Mapping[str, Callable[[Any], DeliveryStatus | None]]] = {
+    "receipt": _receipt_status,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LocalState:
+    """What the machine needs to know about the conversation and the sender."""
+
+    #: This node.
+    me: PeerId
+    contact: bool = False
+    blocked: bool = False
+    #: The stored messages the incoming message targets, by id (those found).
+    targets: Mapping[bytes, StoredMessage] = field(default_factory=dict)
+    #: The user's read-receipt setting.
+    read_receipts: bool = True
+
+    @property
+    def standing(self) -> Standing:
+        if self.blocked:
+            return Standing.BLOCKED
+        return Standing.CONTACT if self.contact else Standing.STRANGER
+
+
+@dataclass(frozen=True, slots=True)
+class StatusMove:
+    """Move one of this node's messages forward to ``status``."""
+
+    message_id: bytes
+    status: DeliveryStatus
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptDue:
+    """A receipt this node should send."""
+
+    to: PeerId
+    status: Literal["delivered", "read"]
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What accepting a message (or reading a conversation) changes."""
+
+    outcome: Outcome
+    #: The message to store, if any.
+    store: StoredMessage | None = None
+    #: True if the stored message appears in the conversation.
+    show: bool = False
+    #: True if it is shown as an "unsupported message" (an unknown kind).
+    unsupported: bool = False
+    status_moves: tuple[StatusMove, ...] = ()
+    #: Receipts due (read receipts, from :func:`on_read`). The ``delivered``
+    #: receipt of a stored message is sent only for envelopes fetched from a
+    #: mailbox, by the fetcher: a direct delivery is confirmed by its ack.
+    receipts: tuple[ReceiptDue, ...] = ()
+    #: The event types the store records with these changes.
+    events: tuple[EventType, ...] = ()
+
+
+def is_stored(kind: str) -> bool:
+    """True if messages of ``kind`` are kept under their id (unknown kinds are)."""
+    spec = spec_for(kind)
+    return spec is None or spec.stored
+
+
+def targets_of(inner: InnerMessage) -> tuple[bytes, ...]:
+    """The ids of the earlier messages ``inner`` targets, for the caller to look up."""
+    spec = spec_for(inner.kind)
+    if spec is None or not spec.targets or isinstance(inner.body, UnknownBody):
+        return ()
+    return tuple(dict.fromkeys(spec.target_ids(inner.body)))
+
+
+def handling(spec: KindSpec[Any] | None, standing: Standing) -> Handling:
+    """How a message of a kind with ``spec`` (None: unknown) is handled."""
+    if spec is None:
+        return Handling.UNSUPPORTED
+    if standing is Standing.STRANGER and not spec.from_strangers:
+        return Handling.PASS
+    if spec.targets and spec.name in STATUS_EFFECTS:
+        return Handling.STATUS
+    if spec.stored:
+        return Handling.SHOW
+    return Handling.PASS
+
+
+def on_message(inner: InnerMessage, state: LocalState, now_ms: int) -> Effects:
+    """The effects of an accepted incoming message; never raises on a decoded message."""
+    spec = spec_for(inner.kind)
+    if isinstance(inner.body, UnknownBody):
+        spec = None  # decoded before its kind was registered: keep it opaque
+    how = handling(spec, state.standing)
+    outcome = TRANSITIONS[(state.standing, how)]
+    if outcome in ("stored", "request"):
+        stored = StoredMessage(
+            id=inner.id,
+            conversation_id=direct_conversation_id(state.me, inner.sender),
+            peer=inner.sender,
+            direction=Direction.IN,
+            kind=inner.kind,
+            body=inner.body_bytes(),
+            sent_at_ms=inner.sent_at_ms,
+            stored_at_ms=now_ms,
+            status=DeliveryStatus.DELIVERED,
+            request=outcome == "request",
+        )
+        return Effects(
+            outcome,
+            store=stored,
+            show=True,
+            unsupported=how is Handling.UNSUPPORTED,
+            events=(EventType.MESSAGE_RECEIVED,),
+        )
+    if outcome == "receipt":
+        moves = _status_moves(inner, state)
+        events = (EventType.MESSAGE_STATUS,) * len(moves)
+        return Effects(outcome, status_moves=moves, events=events)
+    return Effects(outcome)
+
+
+def _status_moves(inner: InnerMessage, state: LocalState) -> tuple[StatusMove, ...]:
+    status = STATUS_EFFECTS[inner.kind](inner.body)
+    if status is None:
+        return ()
+    moves = []
+    for message_id in targets_of(inner):
+        mine = state.targets.get(message_id)
+        # A peer may only confirm messages that were sent to it, and a status
+        # never moves back (the store checks again, as the authority).
+        if mine is None or mine.peer != inner.sender:
+            continue
+        if mine.direction is not Direction.OUT:
+            continue
+        if STATUS_RANK[mine.status] >= STATUS_RANK[status]:
+            continue
+        moves.append(StatusMove(message_id, status, f"receipt from {inner.sender.short()}"))
+    return tuple(moves)
+
+
+def on_send(inner: InnerMessage, now_ms: int) -> Effects:
+    """The effects of a message this node sends: a stored kind is kept as queued."""
+    if not is_stored(inner.kind):
+        return Effects("other")
+    stored = StoredMessage(
+        id=inner.id,
+        conversation_id=inner.conversation,
+        peer=inner.recipient,
+        direction=Direction.OUT,
+        kind=inner.kind,
+        body=inner.body_bytes(),
+        sent_at_ms=inner.sent_at_ms,
+        stored_at_ms=now_ms,
+        status=DeliveryStatus.QUEUED,
+    )
+    return Effects("stored", store=stored, show=True)
+
+
+def on_read(peer: PeerId, read_ids: tuple[bytes, ...], state: LocalState) -> Effects:
+    """The effects of the user reading ``read_ids`` from ``peer``: a read
+    receipt when the peer is a contact and read receipts are on (message
+    requests get none: the sender learns nothing until accepted)."""
+    if not read_ids or not state.contact or not state.read_receipts:
+        return Effects("other")
+    return Effects("other", receipts=(ReceiptDue(peer, "read", read_ids),))
