@@ -47,6 +47,7 @@ from p2pdm.node.contact_names import (
 )
 from p2pdm.node.events import EventBus
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
+from p2pdm.node.observer import NO_OBSERVER, NodeObserver
 from p2pdm.store.base import Store
 
 __all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "AddedContact", "EventPage", "Node"]
@@ -112,6 +113,7 @@ class Node:
         now_ms: Callable[[], int] = wall_ms,
         random_bytes: Callable[[int], bytes] = os.urandom,
         strangers: StrangerGate | None = None,
+        observer: NodeObserver = NO_OBSERVER,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -129,6 +131,8 @@ class Node:
         self.on_outbox: Callable[[PeerId], None] = lambda peer: None
         #: Called after an envelope was accepted and committed.
         self.on_received: Callable[[Received], None] = lambda received: None
+        #: Told how each envelope that reached us fared (measurements; see NodeObserver).
+        self.observer = observer
         #: Looks up a peer's prekey bundle in the DHT (set while running).
         self.fetch_bundle: Callable[[PeerId], Awaitable[PrekeyBundle | None]] | None = None
         #: Wakes API clients waiting for events; the store calls it after adding any.
