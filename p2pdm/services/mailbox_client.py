@@ -54,7 +54,18 @@ from p2pdm.services.limits import (  # re-exported: tests use them here
 from p2pdm.services.ports import Network
 
 __all__ = [
+    "MAILBOX_CACHE_SECONDS",
     "MAILBOX_COPIES",
+    "MAILBOX_FETCH_FANOUT",
+    "MAILBOX_INLINE_STAMP_BITS",
+    "MAILBOX_LOOKUP_TIMEOUT",
+    "MAILBOX_MAX_CACHED_RECIPIENTS",
+    "MAILBOX_MAX_CANDIDATES",
+    "MAILBOX_MAX_PAGES_PER_ROUND",
+    "MAILBOX_MAX_STAMPS_PER_BATCH",
+    "MAILBOX_MAX_STAMP_BITS",
+    "MAILBOX_REQUEST_TIMEOUT",
+    "MAILBOX_SHORT_CACHE_SECONDS",
     "MailboxClient",
     "MailboxDirectory",
     "describe_refusal",

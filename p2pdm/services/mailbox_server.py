@@ -80,7 +80,33 @@ from p2pdm.services.limits import (  # re-exported: tests and the simulator use 
 from p2pdm.services.ports import Network
 from p2pdm.store.base import Store
 
-__all__ = ["DEFAULT_LIMITS", "INBOUND_LIMITS", "MailboxService"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "INBOUND_LIMITS",
+    "MAILBOX_BURST_PER_PEER",
+    "MAILBOX_DEPOSITOR_SHARE",
+    "MAILBOX_DEPOSIT_BURST_PER_PEER",
+    "MAILBOX_DEPOSIT_RATE_PER_PEER",
+    "MAILBOX_IDLE_SECONDS",
+    "MAILBOX_MAX_AUTH_FAILURES",
+    "MAILBOX_MAX_BUCKETS",
+    "MAILBOX_MAX_BYTES",
+    "MAILBOX_MAX_BYTES_PER_RECIPIENT",
+    "MAILBOX_MAX_ENVELOPES",
+    "MAILBOX_MAX_ENVELOPES_PER_RECIPIENT",
+    "MAILBOX_MAX_ENVELOPE_BYTES",
+    "MAILBOX_MAX_STREAMS",
+    "MAILBOX_MAX_STREAMS_PER_PEER",
+    "MAILBOX_PROVIDE_INTERVAL_SECONDS",
+    "MAILBOX_PROVIDE_RETRY_SECONDS",
+    "MAILBOX_PURGE_INTERVAL_SECONDS",
+    "MAILBOX_RATE_PER_PEER",
+    "MAILBOX_RETENTION_SECONDS",
+    "MAILBOX_STAMP_BITS",
+    "MAILBOX_STAMP_FILL_PERCENT",
+    "MAILBOX_WRITE_TIMEOUT",
+    "MailboxService",
+]
 
 log = logging.getLogger("p2pdm.services.mailbox_server")
 
