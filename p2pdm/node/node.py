@@ -50,7 +50,15 @@ from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, mes
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
 from p2pdm.store.base import Store
 
-__all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "AddedContact", "EventPage", "Node"]
+__all__ = [
+    "DEFAULT_API_PORT",
+    "DEFAULT_LISTEN",
+    "SETTINGS",
+    "AddedContact",
+    "EventPage",
+    "Node",
+    "Sent",
+]
 
 log = logging.getLogger("p2pdm.node.node")
 
@@ -90,6 +98,15 @@ class EventPage:
     #: True if request events (about strangers' message requests) after the
     #: cursor were pruned; a reader that lists requests should reload them.
     requests_gap: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A send's result: the message, and whether an earlier send with the same
+    idempotency key had made it (then nothing was sent now)."""
+
+    message: StoredMessage
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,16 +267,21 @@ class Node:
         message it made instead of sending again; raises IdempotencyConflict
         if that message went to someone else or said something else.
         """
+        return self._send_once(peer, text, idempotency).message
+
+    def _send_once(self, peer: PeerId, text: str, idempotency: tuple[str, str] | None) -> Sent:
+        """:meth:`send_text`, saying whether the idempotency key had made the message
+        before. The one place a send's idempotency key is checked."""
         _check_peer(peer)
-        earlier = self.sent_with(idempotency, peer, text)
+        earlier = self._sent_with(idempotency, peer, text)
         if earlier is not None:
-            return earlier
+            return Sent(earlier, replayed=True)
         out = self.messenger.send_text(peer, text, idempotency=idempotency)
         self.on_outbox(peer)
         assert out.message is not None
-        return out.message
+        return Sent(out.message)
 
-    def sent_with(
+    def _sent_with(
         self, idempotency: tuple[str, str] | None, peer: PeerId, text: str
     ) -> StoredMessage | None:
         """The message an idempotency key already made, if any; raises IdempotencyConflict."""
@@ -281,6 +303,13 @@ class Node:
     ) -> StoredMessage:
         """Like :meth:`send_text`, first fetching the contact's prekey bundle from
         the DHT when there is no session yet and no bundle from an invite."""
+        return (await self.submit(peer, text, idempotency=idempotency)).message
+
+    async def submit(
+        self, peer: PeerId, text: str, *, idempotency: tuple[str, str] | None = None
+    ) -> Sent:
+        """:meth:`send`, saying whether the idempotency key had made the message before
+        (the API answers a replayed send differently from a new one)."""
         _check_peer(peer)
         contact = self.store.get_contact(peer)
         needs_bundle = self.store.get_session(peer) is None and (
@@ -299,9 +328,7 @@ class Node:
                 self.messenger.add_contact(
                     peer, contact.name, bundle, name_from_invite=contact.name_from_invite
                 )
-        return await self.batcher.submit(
-            lambda: self.send_text(peer, text, idempotency=idempotency)
-        )
+        return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency))
 
     def status_detail(self, message: StoredMessage) -> str:
         """The note of the message's latest status where it says something: how
