@@ -1,9 +1,12 @@
-"""The node: the one place that wires identity, store, messenger, network and API.
+"""The node: what a person can do with p2pdm, over one identity and one store.
 
 How this works: :class:`Node` owns the :class:`~p2pdm.node.messenger.Messenger`
-(everything about messages that needs no network) and, while running, the
-libp2p host, the delivery service and the local API server, all in one trio
-nursery. The methods below are what the local API and the CLI call; they
+(everything about messages that needs no network), the commit batcher and
+the event bus, and offers hooks the network services use (``on_outbox``,
+``on_received``, ``fetch_bundle``, ``observer``). It runs nothing itself:
+the composition root, :mod:`p2pdm.daemon.runner`, starts the libp2p host,
+the protocol services (:mod:`p2pdm.services`) and the local API around it
+in one trio nursery. The methods below are what the local API and the CLI call; they
 check input and report failures as :class:`P2PDMError` subclasses with one
 clear sentence each. They take contacts as :class:`PeerId`: the caller
 resolves what the user typed once, with :meth:`Node.resolve`
@@ -120,7 +123,7 @@ class AddedContact:
 
 
 class Node:
-    """One p2pdm node: local operations now, network services while :meth:`run` runs."""
+    """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(
         self,
