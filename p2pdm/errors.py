@@ -1,9 +1,13 @@
 """One error tree for the whole project.
 
-Every error says whose fault it is: ``Remote*`` errors come from what a peer
-sent us (log it, drop the input, keep serving), the others come from local
-use (tell the user in one line). The docstring of each class is written for
-the person who sees it.
+Every error says whose fault it is. The first group below comes from what a
+peer sent us (``WireError`` and its subclasses, ``SignatureError``,
+``ReplayError``, ``WrongRecipient``, ``DecryptError``, ``EnvelopeExpired``,
+``MessageIdConflict``, ``RateLimited``, ``ProtocolViolation``): the services
+log it, drop the input (answering the peer where the protocol says so) and
+keep serving. The second group comes from local use (configuration, the
+home, the store, the API): tell the user in one line. The docstring of each
+class is written for the person who sees it.
 """
 
 from __future__ import annotations

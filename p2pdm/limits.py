@@ -1,8 +1,16 @@
-"""Every limit p2pdm enforces, with the reason for its value.
+"""The limits shared across layers and those of the node and its API, with the reason
+for each value.
 
-One place, so that a reviewer can see at a glance what a hostile peer can
-make a node spend. Values are in bytes, counts or seconds unless named
-otherwise.
+Here: frame, CBOR, text and address caps that the wire format, the network
+and the services share; the node's store and API limits (pages, events,
+idempotency keys, tokens); message requests from strangers. Every other
+limit lives in one place per layer, each with its reason:
+:mod:`p2pdm.net.limits` (the libp2p host: dialling, connections, the DHT),
+:mod:`p2pdm.services.limits` (direct delivery, the mailbox service and its
+client), and the pure rules in :mod:`p2pdm.core` beside the code they bound
+(``DM_WINDOW`` in ``core/dm.py``, the mailbox frames in ``core/mailbox.py``,
+the replay and rate-limit tables). Values are in bytes, counts or seconds
+unless named otherwise.
 """
 
 from __future__ import annotations
@@ -127,7 +135,7 @@ ENVELOPE_TTL_SECONDS = 14 * 24 * 3600
 # --- message requests (messages from peers who are not contacts) ---------
 # Anyone who knows a PeerID can make a fresh identity and write to it, so
 # what strangers may make a node store and process is bounded on its own,
-# far below what contacts may (MAX_RATE_PER_PEER in delivery.py: 2,000
+# far below what contacts may (MAX_RATE_PER_PEER in services/limits.py: 2,000
 # envelopes a second per peer). See docs/protocol.md §11.
 
 #: Pending request messages kept per stranger, and their body bytes. A person

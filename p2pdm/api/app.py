@@ -185,10 +185,10 @@ async def send_message(request: Request, node: Node) -> Response:
     idempotency = _idempotency(request, body.opt_text("idempotency_key"))
     body.done()
     peer = _visible_peer(request, node, to)
-    earlier = node.sent_with(idempotency, peer, text)
-    if earlier is not None:  # a retry: the same message, not a second one
-        return JSONResponse(message_json(earlier), headers={"Idempotent-Replayed": "true"})
-    message = await node.send(peer, text, idempotency=idempotency)
+    sent = await node.submit(peer, text, idempotency=idempotency)
+    message = sent.message
+    if sent.replayed:  # a retry: the same message, not a second one
+        return JSONResponse(message_json(message), headers={"Idempotent-Replayed": "true"})
     return JSONResponse(
         message_json(message),
         status_code=201,

@@ -265,8 +265,9 @@ async def serve_node(
     ``peer_filter``: the host's peer filter from the start (a simulated
     partition, :meth:`~p2pdm.net.Host.set_peer_filter`); ``faults``:
     latency and loss on its TCP connections. ``on_delivery``
-    sees the delivery service before it accepts anything (simulations wrap
-    it to tell direct deliveries from mailbox fetches).
+    sees the delivery service before it accepts anything (simulations time
+    the DHT lookups of its network; what the node accepts they learn from
+    the node's observer).
     Cancelling stops the services, then closes the host; the store stays
     open (it is the caller's). Raises ConfigError for bad addresses or a
     taken port.

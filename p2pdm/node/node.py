@@ -1,9 +1,12 @@
-"""The node: the one place that wires identity, store, messenger, network and API.
+"""The node: what a person can do with p2pdm, over one identity and one store.
 
 How this works: :class:`Node` owns the :class:`~p2pdm.node.messenger.Messenger`
-(everything about messages that needs no network) and, while running, the
-libp2p host, the delivery service and the local API server, all in one trio
-nursery. The methods below are what the local API and the CLI call; they
+(everything about messages that needs no network), the commit batcher and
+the event bus, and offers hooks the network services use (``on_outbox``,
+``on_received``, ``fetch_bundle``, ``observer``). It runs nothing itself:
+the composition root, :mod:`p2pdm.daemon.runner`, starts the libp2p host,
+the protocol services (:mod:`p2pdm.services`) and the local API around it
+in one trio nursery. The methods below are what the local API and the CLI call; they
 check input and report failures as :class:`P2PDMError` subclasses with one
 clear sentence each. They take contacts as :class:`PeerId`: the caller
 resolves what the user typed once, with :meth:`Node.resolve`
@@ -47,9 +50,18 @@ from p2pdm.node.contact_names import (
 )
 from p2pdm.node.events import EventBus
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
+from p2pdm.node.observer import NO_OBSERVER, NodeObserver
 from p2pdm.store.base import Store
 
-__all__ = ["DEFAULT_API_PORT", "DEFAULT_LISTEN", "SETTINGS", "AddedContact", "EventPage", "Node"]
+__all__ = [
+    "DEFAULT_API_PORT",
+    "DEFAULT_LISTEN",
+    "SETTINGS",
+    "AddedContact",
+    "EventPage",
+    "Node",
+    "Sent",
+]
 
 log = logging.getLogger("p2pdm.node.node")
 
@@ -92,6 +104,15 @@ class EventPage:
 
 
 @dataclass(frozen=True, slots=True)
+class Sent:
+    """A send's result: the message, and whether an earlier send with the same
+    idempotency key had made it (then nothing was sent now)."""
+
+    message: StoredMessage
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class AddedContact:
     """A contact just added, and the name its invite gave if that had to change."""
 
@@ -102,7 +123,7 @@ class AddedContact:
 
 
 class Node:
-    """One p2pdm node: local operations now, network services while :meth:`run` runs."""
+    """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(
         self,
@@ -112,6 +133,7 @@ class Node:
         now_ms: Callable[[], int] = wall_ms,
         random_bytes: Callable[[int], bytes] = os.urandom,
         strangers: StrangerGate | None = None,
+        observer: NodeObserver = NO_OBSERVER,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -129,6 +151,8 @@ class Node:
         self.on_outbox: Callable[[PeerId], None] = lambda peer: None
         #: Called after an envelope was accepted and committed.
         self.on_received: Callable[[Received], None] = lambda received: None
+        #: Told how each envelope that reached us fared (measurements; see NodeObserver).
+        self.observer = observer
         #: Looks up a peer's prekey bundle in the DHT (set while running).
         self.fetch_bundle: Callable[[PeerId], Awaitable[PrekeyBundle | None]] | None = None
         #: Wakes API clients waiting for events; the store calls it after adding any.
@@ -246,16 +270,21 @@ class Node:
         message it made instead of sending again; raises IdempotencyConflict
         if that message went to someone else or said something else.
         """
+        return self._send_once(peer, text, idempotency).message
+
+    def _send_once(self, peer: PeerId, text: str, idempotency: tuple[str, str] | None) -> Sent:
+        """:meth:`send_text`, saying whether the idempotency key had made the message
+        before. The one place a send's idempotency key is checked."""
         _check_peer(peer)
-        earlier = self.sent_with(idempotency, peer, text)
+        earlier = self._sent_with(idempotency, peer, text)
         if earlier is not None:
-            return earlier
+            return Sent(earlier, replayed=True)
         out = self.messenger.send_text(peer, text, idempotency=idempotency)
         self.on_outbox(peer)
         assert out.message is not None
-        return out.message
+        return Sent(out.message)
 
-    def sent_with(
+    def _sent_with(
         self, idempotency: tuple[str, str] | None, peer: PeerId, text: str
     ) -> StoredMessage | None:
         """The message an idempotency key already made, if any; raises IdempotencyConflict."""
@@ -277,6 +306,13 @@ class Node:
     ) -> StoredMessage:
         """Like :meth:`send_text`, first fetching the contact's prekey bundle from
         the DHT when there is no session yet and no bundle from an invite."""
+        return (await self.submit(peer, text, idempotency=idempotency)).message
+
+    async def submit(
+        self, peer: PeerId, text: str, *, idempotency: tuple[str, str] | None = None
+    ) -> Sent:
+        """:meth:`send`, saying whether the idempotency key had made the message before
+        (the API answers a replayed send differently from a new one)."""
         _check_peer(peer)
         contact = self.store.get_contact(peer)
         needs_bundle = self.store.get_session(peer) is None and (
@@ -295,9 +331,7 @@ class Node:
                 self.messenger.add_contact(
                     peer, contact.name, bundle, name_from_invite=contact.name_from_invite
                 )
-        return await self.batcher.submit(
-            lambda: self.send_text(peer, text, idempotency=idempotency)
-        )
+        return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency))
 
     def status_detail(self, message: StoredMessage) -> str:
         """The note of the message's latest status where it says something: how

@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import trio
 
@@ -37,51 +37,42 @@ from p2pdm.core.wire import Envelope, PrekeyBundle
 from p2pdm.errors import ConfigError, P2PDMError, PeerUnreachable, ProtocolViolation, SchemaError
 from p2pdm.limits import MAX_ADDR_BYTES, MAX_ADDRS
 from p2pdm.net.stream import Stream
-
-if TYPE_CHECKING:
-    from p2pdm.services.dm import Network
+from p2pdm.services.limits import (  # re-exported: tests use them here
+    MAILBOX_CACHE_SECONDS,
+    MAILBOX_COPIES,
+    MAILBOX_FETCH_FANOUT,
+    MAILBOX_INLINE_STAMP_BITS,
+    MAILBOX_LOOKUP_TIMEOUT,
+    MAILBOX_MAX_CACHED_RECIPIENTS,
+    MAILBOX_MAX_CANDIDATES,
+    MAILBOX_MAX_PAGES_PER_ROUND,
+    MAILBOX_MAX_STAMP_BITS,
+    MAILBOX_MAX_STAMPS_PER_BATCH,
+    MAILBOX_REQUEST_TIMEOUT,
+    MAILBOX_SHORT_CACHE_SECONDS,
+)
+from p2pdm.services.ports import Network
 
 __all__ = [
+    "MAILBOX_CACHE_SECONDS",
     "MAILBOX_COPIES",
+    "MAILBOX_FETCH_FANOUT",
+    "MAILBOX_INLINE_STAMP_BITS",
+    "MAILBOX_LOOKUP_TIMEOUT",
+    "MAILBOX_MAX_CACHED_RECIPIENTS",
+    "MAILBOX_MAX_CANDIDATES",
+    "MAILBOX_MAX_PAGES_PER_ROUND",
+    "MAILBOX_MAX_STAMPS_PER_BATCH",
+    "MAILBOX_MAX_STAMP_BITS",
+    "MAILBOX_REQUEST_TIMEOUT",
+    "MAILBOX_SHORT_CACHE_SECONDS",
     "MailboxClient",
     "MailboxDirectory",
     "describe_refusal",
     "parse_mailbox_addr",
 ]
 
-log = logging.getLogger("p2pdm.services.mailbox_server")
-
-#: Mailboxes each undelivered envelope is deposited at (R): two may vanish
-#: and the message still gets through.
-MAILBOX_COPIES: Final = 3
-#: Mailboxes a recipient fetches from beyond its preferred ones: the R a
-#: sender picks plus slack for senders that skipped a full or dead one.
-MAILBOX_FETCH_FANOUT: Final = 2 * MAILBOX_COPIES
-#: Candidates a sender tries per recipient before giving up for this round.
-MAILBOX_MAX_CANDIDATES: Final = 12
-#: Dialling a mailbox plus one request/reply.
-MAILBOX_REQUEST_TIMEOUT: Final = 15.0
-#: One DHT lookup (record or providers).
-MAILBOX_LOOKUP_TIMEOUT: Final = 10.0
-#: How long the provider list and a recipient's record are reused.
-MAILBOX_CACHE_SECONDS: Final = 300.0
-#: How long a provider list with fewer than MAILBOX_COPIES mailboxes is
-#: reused: found while the network was forming (or mailboxes were away), it
-#: would otherwise keep deposits below R for MAILBOX_CACHE_SECONDS.
-MAILBOX_SHORT_CACHE_SECONDS: Final = 10.0
-#: Recipients whose candidate lists are cached.
-MAILBOX_MAX_CACHED_RECIPIENTS: Final = 256
-#: Fetch pages read from one mailbox per round; the next round goes on.
-MAILBOX_MAX_PAGES_PER_ROUND: Final = 64
-#: Most stamp bits we mint when a mailbox asks (20 bits: ~5 s of a core);
-#: a mailbox asking more is treated as refusing, not obeyed.
-MAILBOX_MAX_STAMP_BITS: Final = 20
-#: Stamps minted per deposit batch at one mailbox; the rest wait for the
-#: next round, so a mailbox under attack costs us seconds, not minutes.
-MAILBOX_MAX_STAMPS_PER_BATCH: Final = 8
-#: Up to this difficulty (~5 ms) a stamp is minted in the event loop; above
-#: it in a worker thread, so the node stays responsive.
-MAILBOX_INLINE_STAMP_BITS: Final = 10
+log = logging.getLogger("p2pdm.services.mailbox_client")
 
 #: What a refusal code means, in words for the sender's status detail.
 REFUSALS: Final = {

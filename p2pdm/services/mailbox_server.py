@@ -30,10 +30,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import trio
 
@@ -51,43 +50,66 @@ from p2pdm.errors import (
     StoreError,
     WireError,
 )
-from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_FRAME_BYTES
+from p2pdm.limits import MAX_FRAME_BYTES
 from p2pdm.net.stream import Stream
+from p2pdm.services.inbound import InboundGuard, InboundLimits, bucket_of
+from p2pdm.services.limits import (  # re-exported: tests and the simulator use them here
+    MAILBOX_BURST_PER_PEER,
+    MAILBOX_DEPOSIT_BURST_PER_PEER,
+    MAILBOX_DEPOSIT_RATE_PER_PEER,
+    MAILBOX_DEPOSITOR_SHARE,
+    MAILBOX_IDLE_SECONDS,
+    MAILBOX_MAX_AUTH_FAILURES,
+    MAILBOX_MAX_BUCKETS,
+    MAILBOX_MAX_BYTES,
+    MAILBOX_MAX_BYTES_PER_RECIPIENT,
+    MAILBOX_MAX_ENVELOPE_BYTES,
+    MAILBOX_MAX_ENVELOPES,
+    MAILBOX_MAX_ENVELOPES_PER_RECIPIENT,
+    MAILBOX_MAX_STREAMS,
+    MAILBOX_MAX_STREAMS_PER_PEER,
+    MAILBOX_PROVIDE_INTERVAL_SECONDS,
+    MAILBOX_PROVIDE_RETRY_SECONDS,
+    MAILBOX_PURGE_INTERVAL_SECONDS,
+    MAILBOX_RATE_PER_PEER,
+    MAILBOX_RETENTION_SECONDS,
+    MAILBOX_STAMP_BITS,
+    MAILBOX_STAMP_FILL_PERCENT,
+    MAILBOX_WRITE_TIMEOUT,
+)
+from p2pdm.services.ports import Network
 from p2pdm.store.base import Store
 
-if TYPE_CHECKING:
-    from p2pdm.services.dm import Network
-
-__all__ = ["DEFAULT_LIMITS", "MailboxService"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "INBOUND_LIMITS",
+    "MAILBOX_BURST_PER_PEER",
+    "MAILBOX_DEPOSITOR_SHARE",
+    "MAILBOX_DEPOSIT_BURST_PER_PEER",
+    "MAILBOX_DEPOSIT_RATE_PER_PEER",
+    "MAILBOX_IDLE_SECONDS",
+    "MAILBOX_MAX_AUTH_FAILURES",
+    "MAILBOX_MAX_BUCKETS",
+    "MAILBOX_MAX_BYTES",
+    "MAILBOX_MAX_BYTES_PER_RECIPIENT",
+    "MAILBOX_MAX_ENVELOPES",
+    "MAILBOX_MAX_ENVELOPES_PER_RECIPIENT",
+    "MAILBOX_MAX_ENVELOPE_BYTES",
+    "MAILBOX_MAX_STREAMS",
+    "MAILBOX_MAX_STREAMS_PER_PEER",
+    "MAILBOX_PROVIDE_INTERVAL_SECONDS",
+    "MAILBOX_PROVIDE_RETRY_SECONDS",
+    "MAILBOX_PURGE_INTERVAL_SECONDS",
+    "MAILBOX_RATE_PER_PEER",
+    "MAILBOX_RETENTION_SECONDS",
+    "MAILBOX_STAMP_BITS",
+    "MAILBOX_STAMP_FILL_PERCENT",
+    "MAILBOX_WRITE_TIMEOUT",
+    "MailboxService",
+]
 
 log = logging.getLogger("p2pdm.services.mailbox_server")
 
-#: How long a mailbox keeps an envelope at most: an envelope lives this long
-#: by default anyway (ENVELOPE_TTL_SECONDS), so a longer hold is useless.
-MAILBOX_RETENTION_SECONDS: Final = ENVELOPE_TTL_SECONDS
-#: Largest envelope a mailbox takes. A text message (64 KiB) or an unknown
-#: kind's body (256 KiB) sealed fits; bigger media must be chunked.
-MAILBOX_MAX_ENVELOPE_BYTES: Final = 384 << 10
-#: Per recipient: enough for two weeks of a busy chat; a flood aimed at one
-#: recipient stops here instead of eating the whole mailbox.
-MAILBOX_MAX_ENVELOPES_PER_RECIPIENT: Final = 2000
-MAILBOX_MAX_BYTES_PER_RECIPIENT: Final = 64 << 20
-#: The whole mailbox: what a volunteer node gives to others on disk.
-MAILBOX_MAX_ENVELOPES: Final = 200_000
-MAILBOX_MAX_BYTES: Final = 2 << 30
-#: One depositor (PeerID) holds at most 1/8 of a recipient's quota (250
-#: envelopes, 8 MiB): a busy sender's two weeks for an offline friend, while
-#: a flooder needs 8 identities to fill the quota.
-MAILBOX_DEPOSITOR_SHARE: Final = 8
-#: Past half of a recipient's quota, every deposit for it needs a stamp: a
-#: flooder's first identities get in free, the rest costs CPU per envelope.
-MAILBOX_STAMP_FILL_PERCENT: Final = 50
-#: Stamp difficulty: 2**16 BLAKE2b hashes on average, 0.34 s of one core
-#: for the reference client on the development machine (pure Python). An
-#: honest sender pays it once per envelope and mailbox, and only while that
-#: recipient's quota is half used; filling the other half (1,000 envelopes)
-#: costs a flooder about 6 minutes of one core per recipient and mailbox.
-MAILBOX_STAMP_BITS: Final = 16
 DEFAULT_LIMITS: Final = mb.MailboxLimits(
     retention_s=MAILBOX_RETENTION_SECONDS,
     max_envelope_bytes=MAILBOX_MAX_ENVELOPE_BYTES,
@@ -99,36 +121,17 @@ DEFAULT_LIMITS: Final = mb.MailboxLimits(
     stamp_fill_percent=MAILBOX_STAMP_FILL_PERCENT,
     stamp_bits=MAILBOX_STAMP_BITS,
 )
-#: Mailbox streams served at once, and per peer. Each may hold one request
-#: frame of up to 1 MiB in memory, so this bounds the buffering to 64 MiB.
-MAILBOX_MAX_STREAMS: Final = 64
-MAILBOX_MAX_STREAMS_PER_PEER: Final = 2
-#: Requests per second one peer may make, and the burst above it: a sender
-#: flushing its outbox deposits a few hundred at once; a flood is cut off.
-MAILBOX_RATE_PER_PEER: Final = 50.0
-MAILBOX_BURST_PER_PEER: Final = 500.0
-#: Deposits per second one depositor may make across all recipients, and the
-#: burst above it: a whole outbox flush (MAX_DEPOSIT_BATCH, 256) goes in at
-#: once; then 5 a second, which no person types. Over it: ``rate_limited``.
-MAILBOX_DEPOSIT_RATE_PER_PEER: Final = 5.0
-MAILBOX_DEPOSIT_BURST_PER_PEER: Final = 300.0
-#: Per-peer buckets kept for peers with no open stream (oldest dropped).
-MAILBOX_MAX_BUCKETS: Final = 1024
+#: Who may open how many mailbox streams, and how fast they may ask.
+INBOUND_LIMITS: Final = InboundLimits(
+    streams_per_peer=MAILBOX_MAX_STREAMS_PER_PEER,
+    rate=MAILBOX_RATE_PER_PEER,
+    burst=MAILBOX_BURST_PER_PEER,
+    max_buckets=MAILBOX_MAX_BUCKETS,
+    streams=MAILBOX_MAX_STREAMS,
+)
 #: The key of the depositor tags; random per run, never stored.
 _TAG_KEY_BYTES: Final = 32
 _TAG_BYTES: Final = 16
-#: A stream with no request for this long is closed; a reply must be taken this fast.
-MAILBOX_IDLE_SECONDS: Final = 30.0
-MAILBOX_WRITE_TIMEOUT: Final = 10.0
-#: Wrong challenge answers on one stream before the peer is disconnected.
-MAILBOX_MAX_AUTH_FAILURES: Final = 3
-#: How often expired envelopes are purged.
-MAILBOX_PURGE_INTERVAL_SECONDS: Final = 600.0
-#: How often the provider record is renewed: libp2p drops provider records
-#: after 24 h, and nodes holding ours may leave; hourly repairs both soon.
-MAILBOX_PROVIDE_INTERVAL_SECONDS: Final = 3600.0
-#: Sooner retry when nobody took the provider record (still joining the DHT).
-MAILBOX_PROVIDE_RETRY_SECONDS: Final = 60.0
 
 
 class _Refused(Exception):
@@ -169,13 +172,11 @@ class MailboxService:
         self.now_ms = now_ms
         self.random_bytes = random_bytes
         self.limits = limits
-        self._streams = 0
-        self._per_peer: defaultdict[PeerId, int] = defaultdict(int)
-        self._buckets: dict[PeerId, TokenBucket] = {}
         self._deposit_buckets: dict[PeerId, TokenBucket] = {}
         self._tag_key = random_bytes(_TAG_KEY_BYTES)
         #: Per-peer throttle of failure logs: a flood costs a few lines, not one each.
         self.failures = FailureLog(log, "mailbox stream failures")
+        self.inbound = InboundGuard("mailbox", network, INBOUND_LIMITS, self.failures)
         network.set_handler(mb.MAILBOX_PROTOCOL, self.handle_stream)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -208,47 +209,7 @@ class MailboxService:
     # --- the stream handler -----------------------------------------------------
 
     async def handle_stream(self, stream: Stream) -> None:
-        peer = stream.remote_peer
-        if self._streams >= MAILBOX_MAX_STREAMS or self._per_peer[peer] >= (
-            MAILBOX_MAX_STREAMS_PER_PEER
-        ):
-            self.failures.note(
-                trio.current_time(),
-                peer,
-                "mailbox stream from %s refused: too many streams",
-                peer.short(),
-            )
-            self._drop_idle(peer)
-            await stream.reset()
-            return
-        self._streams += 1
-        self._per_peer[peer] += 1
-        try:
-            await self._serve(stream, self._bucket(peer))
-        except (ProtocolViolation, WireError) as exc:
-            self.failures.note(
-                trio.current_time(),
-                peer,
-                "disconnecting %s from the mailbox: %s",
-                peer.short(),
-                exc,
-            )
-            await stream.reset()
-            await self.network.disconnect(peer)
-        except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError):
-            await stream.reset()
-        finally:
-            self._streams -= 1
-            self._per_peer[peer] -= 1
-            self._drop_idle(peer)
-            self.failures.flush(trio.current_time())
-
-    def _bucket(self, peer: PeerId) -> TokenBucket:
-        return _bucket_of(self._buckets, peer, MAILBOX_RATE_PER_PEER, MAILBOX_BURST_PER_PEER)
-
-    def _drop_idle(self, peer: PeerId) -> None:
-        if not self._per_peer.get(peer):
-            self._per_peer.pop(peer, None)
+        await self.inbound.serve(stream, self._serve)
 
     async def _serve(self, stream: Stream, bucket: TokenBucket) -> None:
         session = _Session(peer=stream.remote_peer)
@@ -307,11 +268,12 @@ class MailboxService:
         not rate-limited); ``stamp``: its proof of work, if it sent one.
         """
         limits = self.limits
-        if depositor is not None and not _bucket_of(
+        if depositor is not None and not bucket_of(
             self._deposit_buckets,
             depositor,
             MAILBOX_DEPOSIT_RATE_PER_PEER,
             MAILBOX_DEPOSIT_BURST_PER_PEER,
+            MAILBOX_MAX_BUCKETS,
         ).take(trio.current_time()):
             return mb.Result(mb.RATE_LIMITED, "too many deposits from you; try again later")
         if len(data) > limits.max_envelope_bytes:
@@ -404,16 +366,3 @@ _REFUSAL_DETAILS: Final = {
 def _refusal(code: str, bits: int) -> mb.Result:
     detail = _REFUSAL_DETAILS.get(code, "refused")
     return mb.Result(code, detail, bits=bits if code == mb.STAMP_REQUIRED else 0)
-
-
-def _bucket_of(
-    table: dict[PeerId, TokenBucket], peer: PeerId, rate: float, burst: float
-) -> TokenBucket:
-    """``peer``'s bucket in ``table`` (made full if new); keeps the table at MAILBOX_MAX_BUCKETS."""
-    bucket = table.pop(peer, None)
-    if bucket is None:
-        bucket = TokenBucket(rate, burst, at=trio.current_time())
-    table[peer] = bucket  # most recently used last
-    while len(table) > MAILBOX_MAX_BUCKETS:
-        del table[next(iter(table))]
-    return bucket

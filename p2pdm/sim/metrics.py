@@ -1,11 +1,11 @@
 """What a simulation measures: every message's fate, refusals, and the invariants.
 
 How this works: a :class:`Tap` is a :class:`~p2pdm.sim.network.Probe`. It
-sets each new node's ``on_received`` hook and wraps its messenger's
-``receive`` (to count refusals by error), its delivery service's
-``accept_group`` (the direct path: envelopes arriving on a dm stream; every
-other accepted envelope came from a mailbox fetch) and its host's DHT
-lookups, and tells a :class:`Sink` what it saw. The :class:`Recorder` is the
+gives each new node a :class:`~p2pdm.node.observer.NodeObserver` at
+construction, which the node's services call for every envelope accepted
+(with its path: a dm stream, or a mailbox fetch) or refused (by error),
+wraps its host's DHT lookups to time them, and tells a :class:`Sink` what
+it saw. The :class:`Recorder` is the
 sink that keeps the figures: nodes in this process reach it through its own
 Tap, nodes in worker processes through their Tap's events on the pipe. The
 traffic generator calls :meth:`Recorder.sent`. Times are seconds since the
@@ -18,20 +18,18 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from p2pdm.core.identity import PeerId
 from p2pdm.errors import P2PDMError
+from p2pdm.node.observer import NodeObserver, Path
 
 if TYPE_CHECKING:
     from p2pdm.node.messenger import Received
-    from p2pdm.node.node import Node
     from p2pdm.services.dm import Delivery
     from p2pdm.sim.network import SimNode
 
-__all__ = ["MessageRecord", "Recorder", "Sink", "Tap", "latency_summary", "percentile"]
+__all__ = ["MessageRecord", "Path", "Recorder", "Sink", "Tap", "latency_summary", "percentile"]
 
-Path = Literal["direct", "mailbox"]
 
 #: The host calls that are DHT lookups, timed for the report.
 LOOKUP_CALLS: Final = ("find_peer", "get_record")
@@ -80,37 +78,12 @@ class Tap:
     def __init__(self, sink: Sink, clock: Callable[[], float]) -> None:
         self.sink = sink
         self.clock = clock
-        #: Nodes (by index) accepting envelopes from a dm stream right now.
-        self._direct: set[int] = set()
 
-    def node_created(self, sim_node: SimNode, node: Node) -> None:
-        index = sim_node.index
-        node.on_received = lambda received: self.received(index, received)
-        receive = node.messenger.receive
-
-        def counting_receive(data: bytes) -> Received:
-            try:
-                return receive(data)
-            except P2PDMError as exc:
-                self.sink.refused(type(exc).__name__)
-                raise
-
-        node.messenger.receive = counting_receive  # type: ignore[method-assign]
+    def observer(self, sim_node: SimNode) -> NodeObserver:
+        """What node ``sim_node`` tells this tap (given to its Node at construction)."""
+        return _Observer(self, sim_node.index)
 
     def delivery_created(self, sim_node: SimNode, delivery: Delivery) -> None:
-        index = sim_node.index
-        accept_group = delivery.accept_group
-
-        def direct_accept_group(
-            envelopes: Sequence[bytes], via: PeerId | None = None
-        ) -> list[tuple[Any, str]]:
-            self._direct.add(index)
-            try:
-                return accept_group(envelopes, via)
-            finally:
-                self._direct.discard(index)
-
-        delivery.accept_group = direct_accept_group  # type: ignore[method-assign]
         self._time_lookups(delivery.network)
 
     def _time_lookups(self, host: Any) -> None:
@@ -130,10 +103,20 @@ class Tap:
 
             setattr(host, name, timed)
 
-    def received(self, index: int, received: Received) -> None:
+
+@dataclass(frozen=True, slots=True)
+class _Observer:
+    """One node's observer: tells the tap's sink about stored messages and refusals."""
+
+    tap: Tap
+    index: int
+
+    def envelope_accepted(self, received: Received, path: Path) -> None:
         if received.message is not None:  # not a receipt
-            path: Path = "direct" if index in self._direct else "mailbox"
-            self.sink.stored(index, received.inner.id, path)
+            self.tap.sink.stored(self.index, received.inner.id, path)
+
+    def envelope_refused(self, error: P2PDMError) -> None:
+        self.tap.sink.refused(type(error).__name__)
 
 
 @dataclass
@@ -166,8 +149,8 @@ class Recorder:
 
     # --- the probe -------------------------------------------------------------
 
-    def node_created(self, sim_node: SimNode, node: Node) -> None:
-        self._tap.node_created(sim_node, node)
+    def observer(self, sim_node: SimNode) -> NodeObserver:
+        return self._tap.observer(sim_node)
 
     def delivery_created(self, sim_node: SimNode, delivery: Delivery) -> None:
         self._tap.delivery_created(sim_node, delivery)
@@ -189,9 +172,6 @@ class Recorder:
         self.messages[message_id] = record
         for index, path, stored_s in self._early.pop(message_id, []):
             self.stored(index, message_id, path, at=stored_s)
-
-    def received(self, index: int, received: Received) -> None:
-        self._tap.received(index, received)
 
     def stored(self, index: int, message_id: bytes, path: Path, at: float | None = None) -> None:
         """Node ``index`` committed a message (at ``at`` simulation seconds; default now)."""

@@ -56,6 +56,7 @@ from p2pdm.net import MemoryNetwork, PeerFilter, TcpFaults, Upkeep
 from p2pdm.net.addrs import is_loopback, parse_bootstrap, port_range
 from p2pdm.node.messenger import wall_ms
 from p2pdm.node.node import Node
+from p2pdm.node.observer import NO_OBSERVER, NodeObserver
 from p2pdm.services.dm import Delivery
 from p2pdm.services.mailbox_server import MAILBOX_PURGE_INTERVAL_SECONDS
 from p2pdm.store import MemoryStore, SQLiteStore, Store
@@ -145,7 +146,7 @@ def fixed_count(nodes: int, mailboxes: int) -> int:
 class Probe(Protocol):
     """Sees each node's parts before they serve anything (for measurements)."""
 
-    def node_created(self, sim_node: SimNode, node: Node) -> None: ...
+    def observer(self, sim_node: SimNode) -> NodeObserver: ...
     def delivery_created(self, sim_node: SimNode, delivery: Delivery) -> None: ...
 
 
@@ -323,11 +324,10 @@ class SimNetwork:
             sim_node.store,
             now_ms=setup.now_ms,
             random_bytes=sim_node.random.randbytes,
+            observer=NO_OBSERVER if setup.probe is None else setup.probe.observer(sim_node),
         )
         sim_node.node = node
         probe = setup.probe
-        if probe is not None:
-            probe.node_created(sim_node, node)
         options = RunOptions(
             listen=self._listen_for(sim_node),
             bootstrap=self._bootstrap_for(sim_node) if bootstrap is None else tuple(bootstrap),

@@ -130,7 +130,7 @@ async def test_stream_limit_per_peer(world, autojump_clock) -> None:  # type: ig
         await mallory.open_stream(bob.node.peer_id, DM_PROTOCOL)
     await trio.sleep(1)
     # The extra streams were reset at once; only the allowed ones are served.
-    assert bob.delivery._incoming[mallory.peer_id] == MAX_STREAMS_PER_PEER
+    assert bob.delivery.receiver.inbound.streams_of(mallory.peer_id) == MAX_STREAMS_PER_PEER
 
 
 async def _read_until_closed(stream) -> bool:  # type: ignore[no-untyped-def]

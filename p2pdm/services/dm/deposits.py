@@ -1,0 +1,125 @@
+"""Depositing undelivered envelopes at mailboxes, for recipients that are offline.
+
+How this works: when direct delivery to a peer fails (or takes longer than
+``REACH_TIMEOUT``), :class:`Depositor` leaves what is queued for it at up to
+``MAILBOX_COPIES`` mailboxes, chosen by the
+:class:`~p2pdm.services.mailbox_client.MailboxDirectory`. The envelopes stay
+in the outbox: direct delivery goes on being retried. Each mailbox's
+refusal or error, and why direct delivery failed, is noted with the
+message; reaching at least one mailbox marks it ``deposited``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import trio
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import DeliveryStatus, OutboxItem
+from p2pdm.errors import P2PDMError
+from p2pdm.services.dm.outbox import OutboxBook
+from p2pdm.services.limits import MAILBOX_COPIES, MAX_NOTE
+from p2pdm.services.mailbox_client import MailboxClient, MailboxDirectory, describe_refusal
+
+__all__ = ["Depositor"]
+
+log = logging.getLogger("p2pdm.services.dm")
+
+
+class Depositor:
+    """Leaves envelopes for offline peers at their mailboxes (``mailboxes`` None: nowhere)."""
+
+    def __init__(
+        self, book: OutboxBook, client: MailboxClient, mailboxes: MailboxDirectory | None
+    ) -> None:
+        self.book = book
+        self.client = client
+        self.mailboxes = mailboxes
+
+    async def deposit(self, peer: PeerId, failed: list[OutboxItem]) -> None:
+        """Leave undelivered envelopes at up to MAILBOX_COPIES mailboxes for ``peer``.
+
+        They stay in the outbox: direct delivery goes on being retried. Each
+        mailbox's refusal (over quota, too large, …) or error, and why direct
+        delivery failed, is noted with the message (status detail, history,
+        event); reaching at least one mailbox marks the message ``deposited``.
+        """
+        if not failed:
+            return
+        refusals = await self._deposit_at_mailboxes(peer, failed) if self.mailboxes else {}
+        with self.book.store.transaction():
+            for item in failed:
+                self._note_round(item, refusals.get(item.envelope_id, []))
+
+    async def _deposit_at_mailboxes(
+        self, peer: PeerId, failed: list[OutboxItem]
+    ) -> dict[bytes, list[str]]:
+        """Deposit what needs more copies; returns each envelope's refusals and errors."""
+        assert self.mailboxes is not None
+        store = self.book.store
+        now = self.book.now_ms()
+        held: dict[bytes, set[PeerId]] = {}
+        items: dict[bytes, OutboxItem] = {}
+        for item in failed:
+            if store.get_outbox(item.envelope_id) is None:
+                continue  # delivered or confirmed meanwhile
+            holders = {m for m, until in store.deposits(item.envelope_id) if until > now}
+            if len(holders) < MAILBOX_COPIES:
+                held[item.envelope_id], items[item.envelope_id] = holders, item
+        refusals: defaultdict[bytes, list[str]] = defaultdict(list)
+        if not items:
+            return refusals
+        reached = False
+        for mailbox, addrs in await self.mailboxes.for_recipient(peer):
+            todo = [
+                items[eid]
+                for eid, holders in held.items()
+                if len(holders) < MAILBOX_COPIES and mailbox not in holders
+            ]
+            if not todo:
+                break
+            try:
+                results = await self.client.deposit(
+                    mailbox, addrs, [item.envelope for item in todo]
+                )
+            except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                log.info("mailbox %s unusable: %s", mailbox.short(), exc)
+                for item in todo:
+                    refusals[item.envelope_id].append(f"mailbox {mailbox.short()} unreachable")
+                continue
+            reached = True
+            with store.transaction():  # one commit per mailbox, not per envelope
+                for item, result in zip(todo, results, strict=True):
+                    if result.ok:
+                        until = min(result.until_s * 1000, item.expires_at_ms)
+                        store.add_deposit(item.envelope_id, mailbox, until)
+                        held[item.envelope_id].add(mailbox)
+                    else:
+                        refusals[item.envelope_id].append(
+                            f"mailbox {mailbox.short()} refused: {describe_refusal(result)}"
+                        )
+        if not reached:
+            self.mailboxes.forget()  # look them up afresh next time
+        return refusals
+
+    def _note_round(self, item: OutboxItem, refusals: list[str]) -> None:
+        """Record how this round went for ``item``: ``deposited``, or a note saying why not."""
+        store = self.book.store
+        current = store.get_outbox(item.envelope_id)
+        if current is None:
+            return  # delivered (or confirmed) meanwhile
+        now = self.book.now_ms()
+        holders = [until for _, until in store.deposits(item.envelope_id) if until > now]
+        parts = list(refusals)
+        if current.last_error:
+            parts.append(f"direct delivery: {current.last_error}")
+        if holders:
+            until = datetime.fromtimestamp(max(holders) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            detail = "; ".join([f"held by {len(holders)} mailbox(es) until {until} UTC", *parts])
+            if not self.book.set_status(item, DeliveryStatus.DEPOSITED, detail[:MAX_NOTE]):
+                self.book.note(item, detail)
+        elif parts:
+            self.book.note(item, "; ".join([*parts, "retrying"]))

@@ -1,0 +1,108 @@
+"""Fetching our own envelopes from our mailboxes.
+
+How this works: :class:`Fetcher` runs one round at start-up, then every
+``FETCH_INTERVAL_SECONDS`` or when asked (reconnect, on demand). A round
+reads every mailbox of ours (at most ``MAX_CONCURRENT_FETCHES`` at once)
+page by page, commits each page through the same path as envelopes from a
+dm stream, deletes from the mailbox what is stored (or can never be), and
+queues ``delivered`` receipts to the senders, one per sender and round.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.mailbox import FetchedEnvelope
+from p2pdm.errors import P2PDMError
+from p2pdm.services.dm.receiver import Receiver
+from p2pdm.services.limits import FETCH_INTERVAL_SECONDS, MAX_CONCURRENT_FETCHES
+from p2pdm.services.mailbox_client import MailboxClient, MailboxDirectory
+
+if TYPE_CHECKING:
+    from p2pdm.node.node import Node
+
+__all__ = ["Fetcher"]
+
+log = logging.getLogger("p2pdm.services.dm")
+
+
+class Fetcher:
+    """Brings in what our mailboxes hold for ``node`` (``mailboxes`` None: nothing)."""
+
+    def __init__(
+        self,
+        node: Node,
+        receiver: Receiver,
+        client: MailboxClient,
+        mailboxes: MailboxDirectory | None,
+    ) -> None:
+        self.node = node
+        self.receiver = receiver
+        self.client = client
+        self.mailboxes = mailboxes
+        self._wake = trio.Event()
+
+    def fetch_now(self) -> None:
+        """Fetch from our mailboxes now (start-up, reconnect, on demand)."""
+        self._wake.set()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Fetch from our mailboxes at once, then every FETCH_INTERVAL_SECONDS or when asked."""
+        task_status.started()
+        while True:
+            self._wake = trio.Event()
+            try:
+                await self.fetch_mailboxes()
+            except Exception:
+                log.exception("fetching from mailboxes failed")
+            with trio.move_on_after(FETCH_INTERVAL_SECONDS):
+                await self._wake.wait()
+
+    async def fetch_mailboxes(self) -> int:
+        """One round: commit what our mailboxes hold for us, delete it there, queue receipts.
+
+        Returns how many envelopes were newly accepted.
+        """
+        if self.mailboxes is None:
+            return 0
+        confirm: defaultdict[PeerId, list[bytes]] = defaultdict(list)
+        accepted = 0
+
+        def handle(via: PeerId, page: list[FetchedEnvelope]) -> list[int]:
+            nonlocal accepted
+            done = []
+            outcomes = self.receiver.accept_all([item.envelope for item in page], via, "mailbox")
+            for item, (result, _, received) in zip(page, outcomes, strict=True):
+                if result != "retry":  # stored now or before, or never storable
+                    done.append(item.seq)
+                if received is not None:
+                    accepted += 1
+                    if received.message is not None:
+                        confirm[received.sender].append(received.inner.id)
+            return done
+
+        limiter = trio.Semaphore(MAX_CONCURRENT_FETCHES)
+
+        async def fetch_one(mailbox: PeerId, addrs: list[str]) -> None:
+            async with limiter:
+                try:
+                    await self.client.fetch(mailbox, addrs, lambda page: handle(mailbox, page))
+                except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    log.info("fetching from mailbox %s failed: %s", mailbox.short(), exc)
+
+        async with trio.open_nursery() as nursery:
+            for mailbox, addrs in await self.mailboxes.own():
+                nursery.start_soon(fetch_one, mailbox, addrs)
+        for sender, ids in confirm.items():
+            try:
+                self.node.messenger.send_receipt(sender, "delivered", ids)
+            except P2PDMError as exc:
+                log.info("no delivery receipt for %s: %s", sender.short(), exc)
+                continue
+            self.node.on_outbox(sender)
+        return accepted

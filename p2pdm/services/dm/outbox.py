@@ -1,0 +1,147 @@
+"""What direct delivery records in the store about the messages it moves.
+
+How this works: :class:`OutboxBook` is the one place the dm service changes
+the outbox and delivery statuses: which entries are due, backing an entry
+off after a failure (exponential, capped, jittered), ``sent`` when written,
+``delivered``/``failed``/retry when acked, ``expired`` past expiry, and the
+notes that tell the user why a message is not delivered yet. Each batch is
+one store transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Sequence
+from typing import Protocol
+
+from p2pdm.core.dm import Ack
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import DeliveryStatus, OutboxItem
+from p2pdm.errors import NotFound
+from p2pdm.services.limits import (
+    ACK_TIMEOUT,
+    MAX_DEPOSIT_BATCH,
+    MAX_NOTE,
+    RETRY_BASE_SECONDS,
+    RETRY_MAX_SECONDS,
+)
+from p2pdm.store.base import Store
+
+__all__ = ["Clocked", "OutboxBook", "backoff_ms"]
+
+
+class Clocked(Protocol):
+    """The node as the dm service sees it: a store and a clock."""
+
+    @property
+    def store(self) -> Store: ...
+    def now_ms(self) -> int: ...
+
+
+def backoff_ms(attempts: int, rng: random.Random) -> int:
+    """Delay before attempt ``attempts + 1``: exponential, capped, jittered."""
+    delay = min(RETRY_BASE_SECONDS * (2 ** min(attempts, 30)), RETRY_MAX_SECONDS)
+    return int(delay * rng.uniform(0.5, 1.5) * 1000)
+
+
+class OutboxBook:
+    """The outbox and delivery statuses of ``node``'s store, as delivery moves them."""
+
+    def __init__(self, node: Clocked, rng: random.Random, window: int) -> None:
+        self.node = node
+        self.rng = rng
+        #: Entries read for one peer at a time (the send window).
+        self.window = window
+
+    @property
+    def store(self) -> Store:
+        return self.node.store
+
+    def now_ms(self) -> int:
+        return self.node.now_ms()
+
+    def due_for(self, peer: PeerId) -> list[OutboxItem]:
+        return self.store.outbox_for(peer, due_at_ms=self.now_ms(), limit=self.window)
+
+    def undelivered(self, peer: PeerId) -> list[OutboxItem]:
+        """What is queued for ``peer`` and not expired, due or not, oldest first."""
+        now = self.now_ms()
+        queued = self.store.outbox_for(peer, limit=MAX_DEPOSIT_BATCH)
+        return [item for item in queued if item.expires_at_ms > now]
+
+    def expire(self, items: list[OutboxItem]) -> None:
+        if not items:
+            return
+        with self.store.transaction():
+            for item in items:
+                self.store.remove_outbox(item.envelope_id)
+                self.set_status(item, DeliveryStatus.EXPIRED, "not delivered before expiry")
+
+    def set_status(self, item: OutboxItem, status: DeliveryStatus, detail: str = "") -> bool:
+        """Move the message on; False if it did not move (or is a receipt, not stored)."""
+        with contextlib.suppress(NotFound):  # receipts have no stored message
+            return self.store.set_status(item.message_id, status, self.now_ms(), detail)
+        return False
+
+    def note(self, item: OutboxItem, detail: str) -> None:
+        """Tell the sender why the message is not delivered yet (status detail, history, event)."""
+        with contextlib.suppress(NotFound):
+            self.store.note_status(item.message_id, self.now_ms(), detail[:MAX_NOTE])
+
+    def reschedule(self, item: OutboxItem, error: str) -> int:
+        """Back ``item`` off; returns the delay in ms."""
+        delay = backoff_ms(item.attempts, self.rng)
+        next_at = self.now_ms() + delay
+        self.store.reschedule_outbox(item.envelope_id, next_at, item.attempts + 1, error)
+        return delay
+
+    def reschedule_all(self, items: Sequence[OutboxItem], error: str) -> int:
+        """Back every item off in one transaction; returns the shortest delay in ms."""
+        if not items:
+            return 0
+        with self.store.transaction():
+            return min(self.reschedule(item, error) for item in items)
+
+    def due_now(self, peer: PeerId) -> None:
+        """Make everything waiting for ``peer`` due now (it became reachable)."""
+        now = self.now_ms()
+        waiting = [i for i in self.store.outbox_for(peer) if i.next_attempt_at_ms > now]
+        if waiting:
+            with self.store.transaction():
+                for item in waiting:
+                    self.store.reschedule_outbox(
+                        item.envelope_id, now, item.attempts, item.last_error
+                    )
+
+    def mark_sent(self, items: list[OutboxItem]) -> None:
+        """``sent``, in one transaction; and not due again until the ack is late."""
+        if not items:
+            return
+        retry_at = self.now_ms() + int(ACK_TIMEOUT * 1000)
+        with self.store.transaction():
+            for item in items:
+                self.set_status(item, DeliveryStatus.SENT)
+                # Its ack may have come (and removed it) while the batch was written.
+                with contextlib.suppress(NotFound):
+                    self.store.reschedule_outbox(
+                        item.envelope_id, retry_at, item.attempts, item.last_error
+                    )
+
+    def acked(self, acked: list[tuple[OutboxItem, Ack]]) -> None:
+        """Apply a burst of acks in one transaction."""
+        if not acked:
+            return
+        store = self.store
+        with store.transaction():
+            for item, ack in acked:
+                if ack.result == "ok":
+                    store.remove_outbox(item.envelope_id)
+                    self.set_status(item, DeliveryStatus.DELIVERED)
+                elif ack.result == "rejected":
+                    store.remove_outbox(item.envelope_id)
+                    detail = f"refused by recipient: {ack.detail}"
+                    self.set_status(item, DeliveryStatus.FAILED, detail)
+                else:
+                    self.reschedule(item, f"recipient asked to retry: {ack.detail}")
+                    self.note(item, f"recipient asked to retry: {ack.detail}; retrying")

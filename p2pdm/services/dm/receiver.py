@@ -1,0 +1,205 @@
+"""Accepting envelopes: the ``/p2pdm/dm/1.0.0`` stream handler and the commit path.
+
+How this works: the handler admits a stream through the dm
+:class:`~p2pdm.services.inbound.InboundGuard` (streams per peer, rate,
+disconnect on a protocol breach), reads deliver frames under a deadline,
+commits each burst of envelopes that arrived together in one store commit
+through the messenger, and acks each one: ``ok`` (stored now or before),
+``rejected`` (can never be stored) or ``retry`` (a local problem, or a
+stranger over its rate). Envelopes fetched from mailboxes take the same
+commit path (:meth:`Receiver.accept_all`). A receipt stops the outbox
+resending what it confirms. The node's observer hears of each envelope.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import trio
+
+from p2pdm.core.dm import DM_PROTOCOL, Ack, AckResult, decode_deliver
+from p2pdm.core.identity import PeerId
+from p2pdm.core.ratelimit import FailureLog, TokenBucket
+from p2pdm.core.wire import ReceiptBody
+from p2pdm.errors import (
+    DecryptError,
+    EnvelopeExpired,
+    MessageIdConflict,
+    P2PDMError,
+    ProtocolViolation,
+    RateLimited,
+    ReplayError,
+    SessionError,
+    SignatureError,
+    StoreError,
+    WireError,
+    WrongRecipient,
+)
+from p2pdm.net.stream import Stream
+from p2pdm.node.messenger import Received
+from p2pdm.node.observer import Path
+from p2pdm.services.inbound import InboundGuard, InboundLimits
+from p2pdm.services.limits import (
+    DELIVER_FRAME_BYTES,
+    MAX_COMMIT_GROUP,
+    MAX_RATE_BUCKETS,
+    MAX_RATE_PER_PEER,
+    MAX_STREAMS_PER_PEER,
+    RATE_BURST_PER_PEER,
+    RECEIVE_IDLE_SECONDS,
+    WRITE_TIMEOUT,
+)
+from p2pdm.services.ports import Network
+
+if TYPE_CHECKING:
+    from p2pdm.node.node import Node
+
+__all__ = ["INBOUND_LIMITS", "Accepted", "Receiver"]
+
+log = logging.getLogger("p2pdm.services.dm")
+
+#: Who may open how many dm streams, and how fast they may deliver.
+INBOUND_LIMITS = InboundLimits(
+    streams_per_peer=MAX_STREAMS_PER_PEER,
+    rate=MAX_RATE_PER_PEER,
+    burst=RATE_BURST_PER_PEER,
+    max_buckets=MAX_RATE_BUCKETS,
+)
+
+#: One envelope's ack result, a short reason, and what it was if accepted now.
+Accepted = tuple[AckResult, str, Received | None]
+
+
+class Receiver:
+    """Serves ``/p2pdm/dm/1.0.0`` for ``node`` and commits what arrives."""
+
+    def __init__(self, node: Node, network: Network) -> None:
+        self.node = node
+        self.network = network
+        #: Per-peer throttles of failure logs: a flood costs a few lines, not one each.
+        self.refusals = FailureLog(log, "refused envelopes")
+        self.stream_failures = FailureLog(log, "dm stream failures", level=logging.WARNING)
+        self.inbound = InboundGuard("dm", network, INBOUND_LIMITS, self.stream_failures)
+        network.set_handler(DM_PROTOCOL, self.handle_stream)
+
+    def seen(self, peer: PeerId) -> None:
+        """A contact is reachable: keep its addresses and the time in the address book."""
+        self.node.set_contact_addrs(peer, self.network.peer_addrs(peer))
+
+    async def handle_stream(self, stream: Stream) -> None:
+        await self.inbound.serve(stream, self._serve)
+
+    async def _serve(self, stream: Stream, bucket: TokenBucket) -> None:
+        peer = stream.remote_peer
+        self.seen(peer)
+        while True:
+            frame = await stream.read_frame(DELIVER_FRAME_BYTES, RECEIVE_IDLE_SECONDS)
+            if frame is None:
+                await stream.close()
+                return
+            delivers = [decode_deliver(frame)]
+            # Frames that came with it are committed with it: one fsync a burst.
+            while len(delivers) < MAX_COMMIT_GROUP and (
+                more := stream.buffered_frame(DELIVER_FRAME_BYTES)
+            ):
+                delivers.append(decode_deliver(more))
+            for _ in delivers:
+                if not bucket.take(trio.current_time()):
+                    raise ProtocolViolation("sending faster than the per-peer rate limit")
+            results = self.accept_group([d.envelope for d in delivers], peer)
+            for deliver, (result, detail) in zip(delivers, results, strict=True):
+                await stream.write_frame(Ack(deliver.seq, result, detail).encode(), WRITE_TIMEOUT)
+
+    def accept_group(
+        self, envelopes: Sequence[bytes], via: PeerId | None = None
+    ) -> list[tuple[AckResult, str]]:
+        """Commit several envelopes that came on a dm stream with one store commit; an ack
+        result each.
+
+        Each envelope is still accepted or refused alone. If the common
+        commit fails, none is stored and each is answered ``retry``.
+        """
+        accepted = self.accept_all(envelopes, via, "direct")
+        return [(result, detail) for result, detail, _ in accepted]
+
+    def accept_all(
+        self, envelopes: Sequence[bytes], via: PeerId | None, path: Path
+    ) -> list[Accepted]:
+        """:meth:`accept_group` for envelopes that came by ``path``, also returning what
+        was received."""
+        accepted: list[Accepted] = []
+        try:
+            with self.node.store.group():
+                accepted = [self._accept(e, via) for e in envelopes]
+        except StoreError as exc:
+            log.error("could not store %d envelopes: %s", len(envelopes), exc)
+            self.node.messenger.reload()
+            return [("retry", "store unavailable", None)] * len(envelopes)
+        for _, _, received in accepted:
+            if received is not None:
+                self._notify(received, path)
+        return accepted
+
+    def accept(
+        self, envelope: bytes, via: PeerId | None = None, path: Path = "mailbox"
+    ) -> tuple[AckResult, str]:
+        """Commit one envelope; returns the ack result and a short reason."""
+        result, detail, received = self._accept(envelope, via)
+        if received is not None:
+            self._notify(received, path)
+        return result, detail
+
+    def _notify(self, received: Received, path: Path) -> None:
+        self.node.on_received(received)
+        self.node.observer.envelope_accepted(received, path)
+
+    def _receive(self, envelope: bytes) -> Received:
+        """The messenger's verdict on ``envelope``; the observer hears of a refusal."""
+        try:
+            return self.node.messenger.receive(envelope)
+        except P2PDMError as exc:
+            self.node.observer.envelope_refused(exc)
+            raise
+
+    def _accept(self, envelope: bytes, via: PeerId | None) -> Accepted:
+        try:
+            received = self._receive(envelope)
+        except ReplayError:
+            # This very message was accepted before (same bytes, or the same
+            # sender's same message id): never another sender's envelope.
+            return "ok", "already stored", None
+        except RateLimited:  # a stranger over the requests' rate: its node tries later
+            return "retry", "rate limited", None
+        except (
+            WireError,
+            WrongRecipient,
+            DecryptError,
+            SignatureError,
+            EnvelopeExpired,
+            SessionError,
+            MessageIdConflict,
+        ) as exc:
+            self.refusals.note(
+                trio.current_time(),
+                via,
+                "refused envelope via %s: %s",
+                via.short() if via else "?",
+                exc,
+            )
+            return "rejected", type(exc).__name__, None
+        except StoreError as exc:
+            log.error("could not store an envelope: %s", exc)
+            return "retry", "store unavailable", None
+        if isinstance(received.inner.body, ReceiptBody):
+            self._confirmed(received.sender, received.inner.body.ids)
+        return "ok", "", received
+
+    def _confirmed(self, peer: PeerId, message_ids: Sequence[bytes]) -> None:
+        """A receipt from ``peer`` confirms these messages: stop sending them."""
+        ids = set(message_ids)
+        store = self.node.store
+        for item in store.outbox_for(peer):
+            if item.message_id in ids:
+                store.remove_outbox(item.envelope_id)

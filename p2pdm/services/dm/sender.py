@@ -1,0 +1,213 @@
+"""The sender: one recipient, one stream, a window of envelopes in flight.
+
+How this works: :class:`Sender` opens one stream to the peer — dialling its
+last known addresses, then asking the DHT — and, while that takes longer
+than ``REACH_TIMEOUT``, deposits what waits for the peer at mailboxes. On
+the stream it writes up to ``DM_WINDOW`` deliver frames while a reader task
+takes the acks; which frame is which is a
+:class:`~p2pdm.core.sendwindow.SendWindow`'s business. An ``ok`` ack
+removes the envelope from the outbox and marks the message ``delivered``;
+``rejected`` marks it ``failed``; anything else (no route, timeout,
+``retry``) reschedules it with backoff until it expires. The stream stays
+open for ``STREAM_IDLE_SECONDS`` in case more is queued. What could not be
+delivered goes to mailboxes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+
+import trio
+
+from p2pdm.core.dm import DM_PROTOCOL, Ack, Deliver, decode_ack
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import OutboxItem
+from p2pdm.core.sendwindow import SendWindow
+from p2pdm.errors import P2PDMError, PeerUnreachable
+from p2pdm.limits import MAX_CONTROL_FRAME_BYTES
+from p2pdm.net.stream import Stream
+from p2pdm.services.dm.deposits import Depositor
+from p2pdm.services.dm.outbox import OutboxBook
+from p2pdm.services.dm.scheduler import Scheduler
+from p2pdm.services.limits import (
+    ACK_TIMEOUT,
+    DIAL_TIMEOUT,
+    FIND_PEER_TIMEOUT,
+    REACH_TIMEOUT,
+    STREAM_IDLE_SECONDS,
+    WRITE_TIMEOUT,
+)
+from p2pdm.services.ports import Network
+
+__all__ = ["Sender"]
+
+log = logging.getLogger("p2pdm.services.dm")
+
+
+class Sender:
+    """Delivers what is due for one peer at a time (the scheduler runs one task per peer).
+
+    ``seen(peer)``: called when a peer answered (keeps its addresses).
+    """
+
+    def __init__(
+        self,
+        book: OutboxBook,
+        network: Network,
+        scheduler: Scheduler,
+        depositor: Depositor,
+        seen: Callable[[PeerId], None],
+    ) -> None:
+        self.book = book
+        self.network = network
+        self.scheduler = scheduler
+        self.depositor = depositor
+        self.seen = seen
+
+    async def run_for(self, peer: PeerId) -> None:
+        """Deliver what is due for ``peer``, then deposit what could not be delivered."""
+        try:
+            failed = await self.send_all(peer)
+            await self.depositor.deposit(peer, failed)
+        except Exception as exc:
+            log.exception("sender for %s failed", peer.short())
+            with contextlib.suppress(P2PDMError):  # never spin on an item that keeps failing
+                self.book.reschedule_all(
+                    self.book.due_for(peer), f"internal error: {type(exc).__name__}"
+                )
+
+    async def _open(self, peer: PeerId) -> Stream:
+        contact = self.book.store.get_contact(peer)
+        addrs = list(contact.addrs) if contact else []
+        try:
+            with trio.fail_after(DIAL_TIMEOUT):
+                stream = await self.network.open_stream(peer, DM_PROTOCOL, addrs)
+        except (PeerUnreachable, trio.TooSlowError):
+            found = await self.network.find_peer(peer, FIND_PEER_TIMEOUT)
+            try:
+                with trio.fail_after(DIAL_TIMEOUT):
+                    stream = await self.network.open_stream(peer, DM_PROTOCOL, found)
+            except trio.TooSlowError:
+                raise PeerUnreachable(f"{peer.short()} did not answer in time") from None
+        self.seen(peer)
+        return stream
+
+    async def _open_or_deposit(self, peer: PeerId) -> Stream:
+        """Open a stream to ``peer``; past REACH_TIMEOUT, deposit what waits for it meanwhile.
+
+        The lookup goes on (the peer may just be slow to find); a deposit cut
+        short when it answers is harmless: mailboxes dedupe repeated deposits.
+        """
+
+        async def deposit_when_slow() -> None:
+            await trio.sleep(REACH_TIMEOUT)
+            await self.depositor.deposit(peer, self.book.undelivered(peer))
+
+        stream: Stream | None = None
+        error: P2PDMError = PeerUnreachable(f"{peer.short()} not reachable")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(deposit_when_slow)
+            try:
+                stream = await self._open(peer)
+            except P2PDMError as exc:  # raised here, not wrapped in an ExceptionGroup
+                error = exc
+            nursery.cancel_scope.cancel()
+        if stream is None:
+            raise error
+        return stream
+
+    async def send_all(self, peer: PeerId) -> list[OutboxItem]:
+        """Deliver what is due for ``peer``; returns the items that could not be delivered
+        (if ``peer`` is unreachable: everything queued for it, up to MAX_DEPOSIT_BATCH)."""
+        book = self.book
+        due = book.due_for(peer)
+        if not due:
+            return []
+        try:
+            stream = await self._open_or_deposit(peer)
+        except (PeerUnreachable, P2PDMError) as exc:
+            delay_ms = book.reschedule_all(due, str(exc))
+            self.scheduler.unreachable(peer, delay_ms / 1000)
+            return book.undelivered(peer)
+        self.scheduler.reachable(peer)
+        failed: list[OutboxItem] = []
+        window: SendWindow[OutboxItem] = SendWindow(book.window)
+        #: Where the writer waits for room in the window (the ack reader wakes it).
+        room = trio.lowlevel.ParkingLot()
+        async with stream, trio.open_nursery() as nursery:
+            acks_done = trio.Event()
+            nursery.start_soon(self._read_acks, stream, window, room, acks_done)
+            try:
+                while not acks_done.is_set():
+                    # Armed before reading the outbox: a wake-up from here on
+                    # (new message, retry due, the ack reader stopping) is kept.
+                    wake = self.scheduler.arm(peer)
+                    sending = {item.envelope_id for item in window}
+                    written: list[OutboxItem] = []
+                    try:
+                        for item in book.due_for(peer):
+                            if item.envelope_id in sending:
+                                continue
+                            while window.full and not acks_done.is_set():
+                                await room.park()
+                            if acks_done.is_set():
+                                break
+                            seq = window.send(item)
+                            await stream.write_frame(
+                                Deliver(seq, item.envelope).encode(), WRITE_TIMEOUT
+                            )
+                            written.append(item)
+                    finally:
+                        book.mark_sent(written)
+                    if written:
+                        continue
+                    if len(window):
+                        await wake.wait()
+                        continue
+                    with trio.move_on_after(STREAM_IDLE_SECONDS) as idle:
+                        await wake.wait()
+                    if idle.cancelled_caught:
+                        break
+            except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                log.info("stream to %s broke: %s", peer.short(), exc)
+            finally:
+                unacked = window.reset()
+                book.reschedule_all(unacked, "no acknowledgement")
+                failed.extend(unacked)
+                nursery.cancel_scope.cancel()
+        return failed
+
+    async def _read_acks(
+        self,
+        stream: Stream,
+        window: SendWindow[OutboxItem],
+        room: trio.lowlevel.ParkingLot,
+        done: trio.Event,
+    ) -> None:
+        try:
+            while True:
+                if not len(window):
+                    frame = await stream.read_frame(
+                        MAX_CONTROL_FRAME_BYTES, STREAM_IDLE_SECONDS * 2
+                    )
+                else:
+                    frame = await stream.read_frame(MAX_CONTROL_FRAME_BYTES, ACK_TIMEOUT)
+                acked: list[tuple[OutboxItem, Ack]] = []
+                try:
+                    while frame is not None:  # this ack and any that arrived with it
+                        ack = decode_ack(frame)
+                        acked.append((window.ack(ack.seq), ack))
+                        frame = stream.buffered_frame(MAX_CONTROL_FRAME_BYTES)
+                finally:
+                    self.book.acked(acked)
+                    room.unpark_all()
+                if not acked:
+                    return
+        except (P2PDMError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
+            log.info("acks from %s stopped", stream.remote_peer.short())
+        finally:
+            done.set()
+            room.unpark_all()  # a writer waiting for room must see that no ack will come
+            self.scheduler.wake(stream.remote_peer)  # the sender may be waiting for work

@@ -1,0 +1,154 @@
+"""Every limit and timeout of the protocol services, with the reason for its value.
+
+Direct delivery (:mod:`p2pdm.services.dm`), the mailbox service
+(:mod:`p2pdm.services.mailbox_server`) and its client
+(:mod:`p2pdm.services.mailbox_client`) take their limits from here; those
+modules re-export the names they use, so either import works. Frame and
+text caps shared with the wire format live in :mod:`p2pdm.limits`, the
+network layer's in :mod:`p2pdm.net.limits`, the pure rules' beside them in
+:mod:`p2pdm.core` (e.g. ``DM_WINDOW``, ``MAX_FETCH_ITEMS``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from p2pdm.core.dm import DM_WINDOW
+from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_FRAME_BYTES
+
+# --- direct delivery (/p2pdm/dm/1.0.0) ---------------------------------------
+
+#: Sender tasks running at once (one per recipient); more recipients wait.
+MAX_ACTIVE_SENDERS: Final = 32
+#: Due outbox entries read per scheduler pass.
+MAX_DUE_BATCH: Final = 512
+#: Longest the scheduler sleeps without a wake-up (clock drift, missed events).
+SCHEDULER_MAX_SLEEP: Final = 5.0
+#: First retry delay and cap; doubled per attempt, with ±50 % jitter.
+RETRY_BASE_SECONDS: Final = 1.0
+RETRY_MAX_SECONDS: Final = 300.0
+#: How long an idle outgoing stream is kept for more messages.
+STREAM_IDLE_SECONDS: Final = 30.0
+#: Deadlines for one frame on the wire and for an ack to come back.
+WRITE_TIMEOUT: Final = 10.0
+ACK_TIMEOUT: Final = 15.0
+#: Dialling a peer, and looking it up in the DHT when its addresses fail.
+DIAL_TIMEOUT: Final = 5.0
+FIND_PEER_TIMEOUT: Final = 10.0
+#: A contact not reachable within this long is treated as offline: its
+#: envelopes go to mailboxes while direct delivery keeps being retried.
+REACH_TIMEOUT: Final = 8.0
+#: Envelopes for one unreachable peer deposited in one go, oldest first:
+#: everything queued for it, not just the window a sender tried, yet well
+#: inside a mailbox's per-peer burst (MAILBOX_BURST_PER_PEER, 500).
+MAX_DEPOSIT_BATCH: Final = 256
+#: How often a node fetches from its mailboxes without being asked to.
+FETCH_INTERVAL_SECONDS: Final = 300.0
+#: Mailboxes fetched from at once.
+MAX_CONCURRENT_FETCHES: Final = 4
+#: A receiving stream with nothing on it for this long is closed.
+RECEIVE_IDLE_SECONDS: Final = 120.0
+#: Concurrent incoming dm streams one peer may hold.
+MAX_STREAMS_PER_PEER: Final = 2
+#: Sustained envelopes per second one peer may deliver, and the burst above it.
+MAX_RATE_PER_PEER: Final = 2000.0
+RATE_BURST_PER_PEER: Final = 4000.0
+#: Per-peer rate buckets kept for peers with no open dm stream (least
+#: recently used dropped first): four for every sender slot.
+MAX_RATE_BUCKETS: Final = MAX_ACTIVE_SENDERS * 4
+#: Deliver frames that arrived together and are committed together, at most.
+MAX_COMMIT_GROUP: Final = DM_WINDOW
+#: Longest status note (mailbox refusals and errors of one round), in characters.
+MAX_NOTE: Final = 500
+#: Deliver frames carry an envelope plus a few bytes of framing.
+DELIVER_FRAME_BYTES: Final = MAX_FRAME_BYTES + 64
+
+# --- the mailbox service (/p2pdm/mailbox/1.0.0, serving) --------------------
+
+#: How long a mailbox keeps an envelope at most: an envelope lives this long
+#: by default anyway (ENVELOPE_TTL_SECONDS), so a longer hold is useless.
+MAILBOX_RETENTION_SECONDS: Final = ENVELOPE_TTL_SECONDS
+#: Largest envelope a mailbox takes. A text message (64 KiB) or an unknown
+#: kind's body (256 KiB) sealed fits; bigger media must be chunked.
+MAILBOX_MAX_ENVELOPE_BYTES: Final = 384 << 10
+#: Per recipient: enough for two weeks of a busy chat; a flood aimed at one
+#: recipient stops here instead of eating the whole mailbox.
+MAILBOX_MAX_ENVELOPES_PER_RECIPIENT: Final = 2000
+MAILBOX_MAX_BYTES_PER_RECIPIENT: Final = 64 << 20
+#: The whole mailbox: what a volunteer node gives to others on disk.
+MAILBOX_MAX_ENVELOPES: Final = 200_000
+MAILBOX_MAX_BYTES: Final = 2 << 30
+#: One depositor (PeerID) holds at most 1/8 of a recipient's quota (250
+#: envelopes, 8 MiB): a busy sender's two weeks for an offline friend, while
+#: a flooder needs 8 identities to fill the quota.
+MAILBOX_DEPOSITOR_SHARE: Final = 8
+#: Past half of a recipient's quota, every deposit for it needs a stamp: a
+#: flooder's first identities get in free, the rest costs CPU per envelope.
+MAILBOX_STAMP_FILL_PERCENT: Final = 50
+#: Stamp difficulty: 2**16 BLAKE2b hashes on average, 0.34 s of one core
+#: for the reference client on the development machine (pure Python). An
+#: honest sender pays it once per envelope and mailbox, and only while that
+#: recipient's quota is half used; filling the other half (1,000 envelopes)
+#: costs a flooder about 6 minutes of one core per recipient and mailbox.
+MAILBOX_STAMP_BITS: Final = 16
+#: Mailbox streams served at once, and per peer. Each may hold one request
+#: frame of up to 1 MiB in memory, so this bounds the buffering to 64 MiB.
+MAILBOX_MAX_STREAMS: Final = 64
+MAILBOX_MAX_STREAMS_PER_PEER: Final = 2
+#: Requests per second one peer may make, and the burst above it: a sender
+#: flushing its outbox deposits a few hundred at once; a flood is cut off.
+MAILBOX_RATE_PER_PEER: Final = 50.0
+MAILBOX_BURST_PER_PEER: Final = 500.0
+#: Deposits per second one depositor may make across all recipients, and the
+#: burst above it: a whole outbox flush (MAX_DEPOSIT_BATCH, 256) goes in at
+#: once; then 5 a second, which no person types. Over it: ``rate_limited``.
+MAILBOX_DEPOSIT_RATE_PER_PEER: Final = 5.0
+MAILBOX_DEPOSIT_BURST_PER_PEER: Final = 300.0
+#: Per-peer buckets kept for peers with no open stream (oldest dropped).
+MAILBOX_MAX_BUCKETS: Final = 1024
+#: A stream with no request for this long is closed; a reply must be taken this fast.
+MAILBOX_IDLE_SECONDS: Final = 30.0
+MAILBOX_WRITE_TIMEOUT: Final = 10.0
+#: Wrong challenge answers on one stream before the peer is disconnected.
+MAILBOX_MAX_AUTH_FAILURES: Final = 3
+#: How often expired envelopes are purged.
+MAILBOX_PURGE_INTERVAL_SECONDS: Final = 600.0
+#: How often the provider record is renewed: libp2p drops provider records
+#: after 24 h, and nodes holding ours may leave; hourly repairs both soon.
+MAILBOX_PROVIDE_INTERVAL_SECONDS: Final = 3600.0
+#: Sooner retry when nobody took the provider record (still joining the DHT).
+MAILBOX_PROVIDE_RETRY_SECONDS: Final = 60.0
+
+# --- using mailboxes (depositing, fetching) -----------------------------------
+
+#: Mailboxes each undelivered envelope is deposited at (R): two may vanish
+#: and the message still gets through.
+MAILBOX_COPIES: Final = 3
+#: Mailboxes a recipient fetches from beyond its preferred ones: the R a
+#: sender picks plus slack for senders that skipped a full or dead one.
+MAILBOX_FETCH_FANOUT: Final = 2 * MAILBOX_COPIES
+#: Candidates a sender tries per recipient before giving up for this round.
+MAILBOX_MAX_CANDIDATES: Final = 12
+#: Dialling a mailbox plus one request/reply.
+MAILBOX_REQUEST_TIMEOUT: Final = 15.0
+#: One DHT lookup (record or providers).
+MAILBOX_LOOKUP_TIMEOUT: Final = 10.0
+#: How long the provider list and a recipient's record are reused.
+MAILBOX_CACHE_SECONDS: Final = 300.0
+#: How long a provider list with fewer than MAILBOX_COPIES mailboxes is
+#: reused: found while the network was forming (or mailboxes were away), it
+#: would otherwise keep deposits below R for MAILBOX_CACHE_SECONDS.
+MAILBOX_SHORT_CACHE_SECONDS: Final = 10.0
+#: Recipients whose candidate lists are cached.
+MAILBOX_MAX_CACHED_RECIPIENTS: Final = 256
+#: Fetch pages read from one mailbox per round; the next round goes on.
+MAILBOX_MAX_PAGES_PER_ROUND: Final = 64
+#: Most stamp bits we mint when a mailbox asks (20 bits: ~5 s of a core);
+#: a mailbox asking more is treated as refusing, not obeyed.
+MAILBOX_MAX_STAMP_BITS: Final = 20
+#: Stamps minted per deposit batch at one mailbox; the rest wait for the
+#: next round, so a mailbox under attack costs us seconds, not minutes.
+MAILBOX_MAX_STAMPS_PER_BATCH: Final = 8
+#: Up to this difficulty (~5 ms) a stamp is minted in the event loop; above
+#: it in a worker thread, so the node stays responsive.
+MAILBOX_INLINE_STAMP_BITS: Final = 10

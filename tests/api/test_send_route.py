@@ -1,0 +1,53 @@
+"""One route from the API to the messenger: a send resolves its contact and checks its
+idempotency key once each, over real HTTP."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+from p2pdm.core.identity import Identity, PeerId
+from p2pdm.node.node import Node
+from p2pdm.store.memory import MemoryStore
+from tests.api.test_api import make_node, serving
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts idempotency-key lookups."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+
+    def sent_with(self, scope: str, key: str) -> bytes | None:
+        self.calls["sent_with"] += 1
+        return super().sent_with(scope, key)
+
+
+class CountingNode(Node):
+    """A node that counts how often what the user typed is resolved to a contact."""
+
+    resolved = 0
+
+    def resolve(self, who: str) -> PeerId:
+        self.resolved += 1
+        return super().resolve(who)
+
+
+async def test_a_send_resolves_and_checks_its_key_once() -> None:
+    store = CountingStore()
+    node = CountingNode(Identity.generate(os.urandom(32)), store)
+    node.add_contact_from_invite(make_node("bob").invite())
+    body = {"to": "bob", "text": "once", "idempotency_key": "k"}
+    async with serving(node) as api:
+        first = await api.call("POST", "/v1/messages", json=body)
+        assert first.status_code == 201, first.text
+        assert (node.resolved, store.calls["sent_with"]) == (1, 1)
+        again = await api.call("POST", "/v1/messages", json=body)
+        assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"]
+        assert (node.resolved, store.calls["sent_with"]) == (2, 2)
+        plain = await api.call("POST", "/v1/messages", json={"to": "bob", "text": "no key"})
+        assert plain.status_code == 201
+        assert (node.resolved, store.calls["sent_with"]) == (3, 2)
+    assert len(store.outbox_for(node.resolve("bob"))) == 2
