@@ -53,7 +53,7 @@ from p2pdm.errors import (
 )
 from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_FRAME_BYTES
 from p2pdm.net.stream import Stream
-from p2pdm.store.base import Store
+from p2pdm.store.roles import MailboxStore
 
 if TYPE_CHECKING:
     from p2pdm.services.dm import Network
@@ -155,7 +155,7 @@ class MailboxService:
 
     def __init__(
         self,
-        store: Store,
+        store: MailboxStore,
         peer_id: PeerId,
         network: Network,
         *,
