@@ -56,7 +56,7 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.model import TokenScope
 from p2pdm.errors import NotFound, P2PDMError
 from p2pdm.limits import MAX_PAGE_SIZE
-from p2pdm.node.node import Node
+from p2pdm.node.node import Node, parse_conversation_id
 from p2pdm.node.tokens import create_token, revoke_token
 
 __all__ = ["ROUTES", "create_app"]
@@ -130,6 +130,17 @@ def _visible(request: Request, peer: PeerId) -> PeerId:
             403, "forbidden_contact", f"token {grant.name!r} is not allowed to use {peer}"
         )
     return peer
+
+
+def _visible_conversation(request: Request, node: Node) -> bytes:
+    """The id of the conversation the path names (an id, or a contact's name or
+    PeerID as an alias of the one-to-one conversation), if the token may see it."""
+    ref = str(request.path_params["conversation"])
+    conversation_id, peer = node.find_conversation(ref)
+    if parse_conversation_id(ref) is not None and not grant_of(request.scope).sees(peer):
+        raise NotFound(f"no conversation {ref}")  # as if absent, like a message
+    _visible(request, peer)
+    return conversation_id
 
 
 def _visible_peer(request: Request, node: Node, who: str) -> PeerId:
@@ -232,7 +243,7 @@ async def conversation_messages(request: Request, node: Node) -> Response:
     limit = query_int(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     before = query_int(request, "before", None, 0, MAX_CURSOR)
     assert limit is not None
-    page = node.messages(_visible_peer(request, node, request.path_params["peer"]), limit, before)
+    page = node.messages(_visible_conversation(request, node), limit, before)
     return JSONResponse(
         {
             "messages": [message_json(m, node.status_detail(m)) for m in page.messages],
@@ -242,7 +253,7 @@ async def conversation_messages(request: Request, node: Node) -> Response:
 
 
 async def read_conversation(request: Request, node: Node) -> Response:
-    ids = node.mark_read(_visible_peer(request, node, request.path_params["peer"]))
+    ids = node.mark_read(_visible_conversation(request, node))
     return JSONResponse({"read": [i.hex() for i in ids]})
 
 
@@ -303,8 +314,8 @@ ROUTES: Final[tuple[tuple[str, str, Handler, TokenScope], ...]] = (
     ("/v1/messages/{message_id}", "GET", get_message, _READ),
     ("/v1/messages/{message_id}/read", "POST", read_message, _SEND),
     ("/v1/conversations", "GET", list_conversations, _READ),
-    ("/v1/conversations/{peer}/messages", "GET", conversation_messages, _READ),
-    ("/v1/conversations/{peer}/read", "POST", read_conversation, _SEND),
+    ("/v1/conversations/{conversation}/messages", "GET", conversation_messages, _READ),
+    ("/v1/conversations/{conversation}/read", "POST", read_conversation, _SEND),
     ("/v1/events", "GET", stream_events, _READ),
     ("/v1/events/poll", "GET", poll_events, _READ),
     ("/v1/settings", "GET", get_settings, _READ),

@@ -98,6 +98,12 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
         "type": "boolean",
         "description": "an incoming message from someone who is not a contact",
     },
+    "recipients": {
+        "type": "array",
+        "items": _ref("Recipient"),
+        "description": "an outgoing message's status per recipient (one for a one-to-one "
+        "message); 'status' is the least advanced of theirs. Empty for incoming messages",
+    },
 }
 
 
@@ -206,6 +212,13 @@ def _schemas() -> dict[str, Schema]:
             optional=("idempotency_key",),
         ),
         "Message": _obj(_MESSAGE_PROPERTIES),
+        "Recipient": _obj(
+            {
+                "peer": _PEER_ID,
+                "status": _MESSAGE_PROPERTIES["status"],
+                "at_ms": {**_MS, "description": "when it reached this status"},
+            }
+        ),
         "StatusChange": _obj(
             {"status": _MESSAGE_PROPERTIES["status"], "at_ms": _MS, "detail": _STRING}
         ),
@@ -260,6 +273,11 @@ def _schemas() -> dict[str, Schema]:
                     "description": "message.status: the new status",
                 },
                 "detail": _STRING,
+                "conversation_id": {
+                    **_HEX_ID,
+                    "type": ["string", "null"],
+                    "description": "message.*: the message's conversation",
+                },
                 "message": {
                     "oneOf": [_ref("Message"), {"type": "null"}],
                     "description": "message.received: the message as stored now",
@@ -367,7 +385,11 @@ def _path_param(name: str, description: str) -> Schema:
     }
 
 
-_PEER_PARAM: Final = _path_param("peer", "the contact's name or PeerID")
+_CONVERSATION_PARAM: Final = _path_param(
+    "conversation",
+    "the conversation id (32 hex characters); or, for the one-to-one conversation, "
+    "the contact's name or PeerID",
+)
 _MESSAGE_ID_PARAM: Final = _path_param("message_id", "the message id (32 hex characters)")
 
 
@@ -546,14 +568,14 @@ def _paths() -> dict[str, Schema]:
                 _BAD_INPUT,
             )
         },
-        "/v1/conversations/{peer}/messages": {
+        "/v1/conversations/{conversation}/messages": {
             "get": _op(
                 "listMessages",
                 "A page of a conversation's messages, newest first",
                 ("200", _json_body(_ref("MessagePage"), "the page")),
                 {**_BAD_INPUT, **_NOT_FOUND},
                 parameters=[
-                    _PEER_PARAM,
+                    _CONVERSATION_PARAM,
                     {
                         "name": "limit",
                         "in": "query",
@@ -575,13 +597,13 @@ def _paths() -> dict[str, Schema]:
                 ],
             )
         },
-        "/v1/conversations/{peer}/read": {
+        "/v1/conversations/{conversation}/read": {
             "post": _op(
                 "readConversation",
                 "Mark every message in the conversation read (sends read receipts if on)",
                 ("200", _json_body(_ref("ReadResult"), "the ids newly marked read")),
                 {**_BAD_INPUT, **_NOT_FOUND},
-                parameters=[_PEER_PARAM],
+                parameters=[_CONVERSATION_PARAM],
             )
         },
         "/v1/settings": {

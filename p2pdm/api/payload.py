@@ -24,6 +24,7 @@ from p2pdm.core.model import (
     Conversation,
     Event,
     EventType,
+    Recipient,
     StatusChange,
     StoredMessage,
 )
@@ -293,6 +294,15 @@ def message_json(message: StoredMessage, detail: str = "") -> dict[str, Any]:
         "status": message.status.value,
         "status_detail": detail,
         "request": message.request,
+        "recipients": [recipient_json(r) for r in message.recipients],
+    }
+
+
+def recipient_json(recipient: Recipient) -> dict[str, Any]:
+    return {
+        "peer": str(recipient.peer),
+        "status": recipient.status.value,
+        "at_ms": recipient.at_ms,
     }
 
 
@@ -321,6 +331,7 @@ def event_json(event: Event, message: StoredMessage | None) -> dict[str, Any]:
         "message_id": None if event.message_id is None else event.message_id.hex(),
         "status": None if event.status is None else event.status.value,
         "detail": event.detail,
+        "conversation_id": None if event.conversation_id is None else event.conversation_id.hex(),
         "message": None if message is None else message_json(message),
     }
 

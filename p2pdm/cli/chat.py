@@ -284,7 +284,9 @@ def _page_size(text: str) -> int:
 
 
 def read_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("contact", metavar="CONTACT", help="name or PeerID")
+    parser.add_argument(
+        "contact", metavar="CONTACT", help="name, PeerID or conversation id (32 hex characters)"
+    )
     parser.add_argument(
         "-n",
         "--limit",
@@ -296,11 +298,20 @@ def read_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
+def _find_conversation(node: Client, who: str) -> tuple[str, str]:
+    """``(conversation, display name)``: a conversation by its id, else a contact's
+    (see :func:`_find_contact`), whose PeerID names its one-to-one conversation."""
+    for conversation in node.conversations():
+        if who.strip() == conversation["id"]:
+            return conversation["id"], conversation["name"] or _short(conversation["peer"])
+    return _find_contact(node, who)
+
+
 def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
-        peer_id, name = _find_contact(node, args.contact)
-        page = node.messages(peer_id, limit=args.limit)
-        node.mark_read(peer_id)
+        conversation, name = _find_conversation(node, args.contact)
+        page = node.messages(conversation, limit=args.limit)
+        node.mark_read(conversation)
     if args.json:
         _print_json(page, out)
         return EXIT_OK

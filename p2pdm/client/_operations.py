@@ -202,11 +202,13 @@ class Operations:
 
     @operation[MessagePage]("GET", "/v1/conversations/{who}/messages")
     def messages(who: str, limit: int | None = None, before: int | None = None) -> None:
-        """A page of a conversation, newest first."""
+        """A page of a conversation, newest first; ``who``: its id, or (one-to-one)
+        the contact's name or PeerID."""
 
     @operation[list[str]]("POST", "/v1/conversations/{who}/read", pick="read")
     def mark_read(who: str) -> None:
-        """Mark a conversation read (sends read receipts if on); returns the ids marked."""
+        """Mark a conversation (its id, or the contact's name or PeerID) read (sends
+        read receipts if on); returns the ids marked."""
 
     @operation[Message]("POST", "/v1/messages/{message_id}/read")
     def mark_message_read(message_id: str) -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "EventPage",
     "Message",
     "MessagePage",
+    "Recipient",
 ]
 
 
@@ -34,6 +35,14 @@ class Message(TypedDict):
     #: ``failed``/``expired``: why. Empty otherwise.
     status_detail: str
     request: bool
+    #: An outgoing message's status per recipient; ``status`` is the least advanced.
+    recipients: list[Recipient]
+
+
+class Recipient(TypedDict):
+    peer: str
+    status: str
+    at_ms: int
 
 
 class Contact(TypedDict):
@@ -79,6 +88,8 @@ class Event(TypedDict):
     message_id: str | None
     status: str | None
     detail: str
+    #: The conversation of the message a ``message.*`` event is about.
+    conversation_id: str | None
     message: Message | None
 
 

@@ -23,10 +23,12 @@ __all__ = [
     "EventType",
     "MessagePage",
     "OutboxItem",
+    "Recipient",
     "StatusChange",
     "StoredMessage",
     "TokenScope",
     "direct_conversation_id",
+    "overall_status",
 ]
 
 CONVERSATION_ID_BYTES = 16
@@ -88,6 +90,22 @@ class Contact:
 
 
 @dataclass(frozen=True, slots=True)
+class Recipient:
+    """Where an outgoing message is for one of its recipients."""
+
+    peer: PeerId
+    status: DeliveryStatus
+    #: When it reached this status.
+    at_ms: int
+    detail: str = ""
+
+
+def overall_status(recipients: tuple[Recipient, ...]) -> DeliveryStatus:
+    """A message's status from its recipients': the least advanced (see STATUS_RANK)."""
+    return min((r.status for r in recipients), key=STATUS_RANK.__getitem__)
+
+
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     id: bytes
     conversation_id: bytes
@@ -106,6 +124,11 @@ class StoredMessage:
     request: bool = False
     #: Local insertion order; assigned by the store, used as the paging cursor.
     seq: int = 0
+    #: Each recipient of an outgoing message and its status (one today; one per
+    #: member in a group); ``status`` is the least advanced of theirs. The store
+    #: fills it: an outgoing message stored without any gets ``peer`` alone.
+    #: Empty for incoming messages.
+    recipients: tuple[Recipient, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +141,9 @@ class StatusChange:
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
+    """A conversation, keyed by ``id``: for a one-to-one conversation
+    :func:`direct_conversation_id` of both peers, and ``peer`` the other one."""
+
     id: bytes
     peer: PeerId
     last_message_at_ms: int
@@ -175,6 +201,8 @@ class Event:
     #: The new status (``message.status``).
     status: DeliveryStatus | None = None
     detail: str = ""
+    #: The conversation of the message it is about (``message.*`` events).
+    conversation_id: bytes | None = None
 
 
 class TokenScope(StrEnum):

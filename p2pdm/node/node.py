@@ -25,6 +25,7 @@ from p2pdm import __version__
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.invite import make_invite, parse_invite
 from p2pdm.core.model import (
+    CONVERSATION_ID_BYTES,
     Contact,
     Conversation,
     DeliveryStatus,
@@ -350,15 +351,50 @@ class Node:
     def conversations(self) -> list[Conversation]:
         return self.store.list_conversations()
 
-    def messages(self, peer: PeerId, limit: int = 50, before: int | None = None) -> MessagePage:
-        _check_peer(peer)
+    def find_conversation(self, ref: str) -> tuple[bytes, PeerId]:
+        """The conversation ``ref`` names, and its peer: a conversation id (32 hex
+        characters) of a conversation this node has, else, as an alias of the
+        one-to-one conversation, a PeerID or a contact's name. Raises NotFound.
+        Call it once, at the edge."""
+        conversation_id = parse_conversation_id(ref)
+        if conversation_id is not None:
+            found = self.store.get_conversation(conversation_id)
+            if found is not None:
+                return found.id, found.peer
+        try:
+            peer = self.resolve(ref)
+        except NotFound:
+            if conversation_id is None:
+                raise
+            raise NotFound(f"no conversation {ref}") from None
+        return direct_conversation_id(self.peer_id, peer), peer
+
+    def _conversation_id(self, conversation: PeerId | bytes) -> bytes:
+        """A conversation id, or the id of the one-to-one conversation with a peer."""
+        if isinstance(conversation, bytes) and len(conversation) == CONVERSATION_ID_BYTES:
+            return conversation
+        _check_peer(conversation)
+        assert isinstance(conversation, PeerId)
+        return direct_conversation_id(self.peer_id, conversation)
+
+    def messages(
+        self, conversation: PeerId | bytes, limit: int = 50, before: int | None = None
+    ) -> MessagePage:
+        """A page of a conversation (its id, or the peer of a one-to-one one), newest first."""
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise SchemaError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
-        return self.store.messages(direct_conversation_id(self.peer_id, peer), limit, before)
+        return self.store.messages(self._conversation_id(conversation), limit, before)
 
-    def mark_read(self, peer: PeerId) -> list[bytes]:
-        """Mark a conversation read and queue read receipts (if enabled); returns the ids."""
-        _check_peer(peer)
+    def mark_read(self, conversation: PeerId | bytes) -> list[bytes]:
+        """Mark a conversation (its id, or the peer of a one-to-one one) read and
+        queue read receipts (if enabled); returns the ids."""
+        if isinstance(conversation, PeerId):
+            peer = conversation
+        else:
+            found = self.store.get_conversation(self._conversation_id(conversation))
+            if found is None:
+                return []  # nothing in it to mark
+            peer = found.peer
         ids, receipts = self.messenger.mark_read(peer)
         if receipts:
             self.on_outbox(peer)
@@ -431,6 +467,13 @@ def parse_peer(text: str) -> PeerId:
         return PeerId.parse(text)
     except SchemaError:
         raise SchemaError(f"not a PeerID: {text[:60]!r}") from None
+
+
+def parse_conversation_id(text: str) -> bytes | None:
+    """The conversation id ``text`` spells (32 lowercase hex characters), else None."""
+    if len(text) != 2 * CONVERSATION_ID_BYTES or text.strip("0123456789abcdef"):
+        return None
+    return bytes.fromhex(text)
 
 
 def parse_message_id(text: str) -> bytes:

@@ -78,7 +78,7 @@ from p2pdm.services.limits import (  # re-exported: tests and the simulator use 
     MAILBOX_WRITE_TIMEOUT,
 )
 from p2pdm.services.ports import Network
-from p2pdm.store.base import Store
+from p2pdm.store.roles import MailboxStore
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -158,7 +158,7 @@ class MailboxService:
 
     def __init__(
         self,
-        store: Store,
+        store: MailboxStore,
         peer_id: PeerId,
         network: Network,
         *,

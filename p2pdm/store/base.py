@@ -33,10 +33,12 @@ from p2pdm.core.model import (
     EventType,
     MessagePage,
     OutboxItem,
+    Recipient,
     StatusChange,
     StoredMessage,
+    overall_status,
 )
-from p2pdm.errors import StoreError
+from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import (
     IDEMPOTENCY_RETENTION_SECONDS,
     MAX_PAGE_SIZE,
@@ -107,11 +109,21 @@ class Store(Protocol):
 
     def get_message(self, message_id: bytes) -> StoredMessage | None: ...
     def set_status(
-        self, message_id: bytes, status: DeliveryStatus, at_ms: int, detail: str = ""
+        self,
+        message_id: bytes,
+        status: DeliveryStatus,
+        at_ms: int,
+        detail: str = "",
+        *,
+        recipient: PeerId | None = None,
     ) -> bool:
         """Record a status change; refuses to move back (see ``STATUS_RANK``).
 
-        Returns True if the status changed. Raises NotFound for an unknown id.
+        For an outgoing message the change is that of ``recipient`` (every
+        recipient if None), and the message's own status becomes the least
+        advanced of its recipients' (with its history entry and event when it
+        moves). Returns True if a status changed. Raises NotFound for an
+        unknown id or a peer that is not one of its recipients.
         """
         ...
 
@@ -134,6 +146,7 @@ class Store(Protocol):
         ...
 
     def list_conversations(self) -> list[Conversation]: ...  # most recent first
+    def get_conversation(self, conversation_id: bytes) -> Conversation | None: ...
     def mark_conversation_read(self, conversation_id: bytes, at_ms: int) -> list[bytes]:
         """Mark incoming messages read; returns the ids that changed, oldest first."""
         ...
@@ -232,6 +245,7 @@ class Store(Protocol):
         detail: str = "",
         *,
         request: bool = False,
+        conversation_id: bytes | None = None,
     ) -> int:
         """Append an event; returns its id.
 
@@ -365,6 +379,40 @@ def notable(
 UNREAD_STATUSES = frozenset(
     status for status, rank in STATUS_RANK.items() if rank < STATUS_RANK[DeliveryStatus.READ]
 )
+
+
+def first_recipients(message: StoredMessage) -> tuple[Recipient, ...]:
+    """The recipients an outgoing message is stored with: its own, else ``peer``
+    alone; by PeerID bytes, the order the stores give them back in."""
+    if message.direction != Direction.OUT:
+        return ()
+    given = message.recipients or (Recipient(message.peer, message.status, message.stored_at_ms),)
+    return tuple(sorted(given, key=lambda r: r.peer.raw))
+
+
+def advance_recipients(
+    recipients: tuple[Recipient, ...],
+    status: DeliveryStatus,
+    at_ms: int,
+    detail: str,
+    recipient: PeerId | None,
+) -> tuple[tuple[Recipient, ...], list[Recipient]]:
+    """``recipients`` after ``recipient`` (every one if None) reached ``status``,
+    and the ones that moved. Raises NotFound if ``recipient`` is not among them."""
+    if recipient is not None and all(r.peer != recipient for r in recipients):
+        raise NotFound(f"{recipient.short()} is not a recipient of this message")
+    moved = [
+        Recipient(r.peer, status, at_ms, detail)
+        for r in recipients
+        if (recipient is None or r.peer == recipient) and status_moves(r.status, status)
+    ]
+    by_peer = {r.peer: r for r in moved}
+    return tuple(by_peer.get(r.peer, r) for r in recipients), moved
+
+
+def message_status(message: StoredMessage, recipients: tuple[Recipient, ...]) -> DeliveryStatus:
+    """What a message's own status is now: its recipients' least advanced, if it has any."""
+    return overall_status(recipients) if recipients else message.status
 
 
 def is_unread(message: StoredMessage) -> bool:

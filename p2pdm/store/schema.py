@@ -257,6 +257,33 @@ ALTER TABLE mailbox ADD COLUMN depositor BLOB NOT NULL DEFAULT x'';
 CREATE INDEX mailbox_by_depositor ON mailbox (recipient, depositor);
 """
 
+#: Conversations keyed by id, delivery state per recipient. ``message_recipients``
+#: holds, for every outgoing message, each recipient's status (one row for a
+#: one-to-one message; a message's own status is the least advanced of its
+#: rows); rows for messages sent before are made from their current status.
+#: Events about a message carry its conversation.
+_MIGRATION_RECIPIENTS: Final = """
+CREATE TABLE message_recipients (
+    message_id BLOB NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    peer BLOB NOT NULL,
+    status TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (message_id, peer)
+) WITHOUT ROWID;
+INSERT INTO message_recipients (message_id, peer, status, at_ms, detail)
+    SELECT m.id, m.peer, m.status,
+        coalesce((SELECT max(h.at_ms) FROM status_history h
+                  WHERE h.message_id = m.id AND h.status = m.status), m.stored_at_ms),
+        coalesce((SELECT h.detail FROM status_history h
+                  WHERE h.message_id = m.id AND h.status = m.status ORDER BY h.n LIMIT 1), '')
+    FROM messages m WHERE m.direction = 'out';
+ALTER TABLE events ADD COLUMN conversation_id BLOB;
+UPDATE events SET conversation_id =
+    (SELECT conversation_id FROM messages WHERE messages.id = events.message_id)
+    WHERE message_id IS NOT NULL;
+"""
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -269,6 +296,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_REQUEST_CAPS,
     _MIGRATION_DEPOSITOR,
     _migration_forget_identity_secret,
+    _MIGRATION_RECIPIENTS,
 )
 
 #: The schema version this code writes.

@@ -10,9 +10,7 @@ writes, inside their own savepoint, so an event commits with its change.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Collection
-from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from p2pdm.core.identity import PeerId
@@ -20,17 +18,18 @@ from p2pdm.core.model import ApiToken, DeliveryStatus, Event, EventType, TokenSc
 from p2pdm.errors import StoreError
 from p2pdm.limits import MAX_API_TOKENS
 from p2pdm.store.base import idempotency_cutoff_ms, page_limit
+from p2pdm.store.sqlite_tables import Tables
 
 __all__ = ["APITables", "add_to_counter", "counter", "insert_event"]
 
-_EVENT_COLUMNS: Final = "id, type, at_ms, peer, message_id, status, detail"
+_EVENT_COLUMNS: Final = "id, type, at_ms, peer, message_id, status, detail, conversation_id"
 _TOKEN_COLUMNS: Final = "name, secret_hash, scope, contacts, created_at_ms"
 #: The largest event id SQLite can hold; caps a cursor given from outside.
 _MAX_ID: Final = (1 << 63) - 1
 
 
 def _event(row: Any) -> Event:
-    eid, kind, at, peer, mid, status, detail = row
+    eid, kind, at, peer, mid, status, detail, conversation = row
     return Event(
         id=eid,
         type=EventType(kind),
@@ -39,6 +38,7 @@ def _event(row: Any) -> Event:
         message_id=mid,
         status=None if status is None else DeliveryStatus(status),
         detail=detail,
+        conversation_id=conversation,
     )
 
 
@@ -81,13 +81,14 @@ def insert_event(
     detail: str = "",
     *,
     request: bool = False,
+    conversation_id: bytes | None = None,
 ) -> int:
     """Append an event; prune its part of the log (``caps``: main, requests) to size."""
     lane = "request_events" if request else "events"
     lane_seq = add_to_counter(db, f"{lane}_lane_seq", 1)
     cursor = db.execute(
-        "INSERT INTO events (type, at_ms, peer, message_id, status, detail, request, lane_seq) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (type, at_ms, peer, message_id, status, detail, request, lane_seq, "
+        "conversation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             str(kind),
             at_ms,
@@ -97,6 +98,7 @@ def insert_event(
             detail,
             int(request),
             lane_seq,
+            conversation_id,
         ),
     )
     event_id = int(cursor.lastrowid or 0)
@@ -112,20 +114,10 @@ def insert_event(
     return event_id
 
 
-class APITables:
+class APITables(Tables):
     """Event log, idempotency keys and API tokens of a :class:`SQLiteStore`."""
 
-    _reading: Callable[[str], AbstractContextManager[sqlite3.Connection]]
-    _writing: Callable[[str], AbstractContextManager[sqlite3.Connection]]
-    _event_caps: tuple[int, int]
-    _max_keys: int
-    _listener: Callable[[], None] | None
-
     # --- the event log -------------------------------------------------------
-
-    def _notify(self) -> None:
-        if self._listener is not None:
-            self._listener()
 
     def set_event_listener(self, listener: Callable[[], None] | None) -> None:
         """Call ``listener`` after every write that added an event (None: stop)."""
@@ -141,11 +133,21 @@ class APITables:
         detail: str = "",
         *,
         request: bool = False,
+        conversation_id: bytes | None = None,
     ) -> int:
         """Append an event; returns its id. Each part of the log keeps its newest."""
         with self._writing(f"recording a {type} event") as db:
             event_id = insert_event(
-                db, self._event_caps, type, at_ms, peer, message_id, status, detail, request=request
+                db,
+                self._event_caps,
+                type,
+                at_ms,
+                peer,
+                message_id,
+                status,
+                detail,
+                request=request,
+                conversation_id=conversation_id,
             )
         self._notify()
         return event_id

@@ -18,11 +18,9 @@ from p2pdm.core.identity import PeerId
 from p2pdm.store.base import RequestCaps, RequestUsage, iter_chunks, requests_over_caps
 from p2pdm.store.schema import UNREAD_CONDITION
 from p2pdm.store.sqlite_api import add_to_counter, counter
+from p2pdm.store.sqlite_tables import IN_CHUNK
 
 __all__ = ["request_usage", "trim_requests"]
-
-#: Seqs per ``IN (…)`` list, well under SQLite's parameter cap.
-_IN_CHUNK = 500
 
 
 def _pending(db: Any, where: str, args: tuple[Any, ...]) -> list[tuple[int, int]]:
@@ -37,7 +35,7 @@ def _pending(db: Any, where: str, args: tuple[Any, ...]) -> list[tuple[int, int]
 
 def _drop(db: Any, seqs: list[int], sizes: dict[int, int]) -> None:
     conversations: set[bytes] = set()
-    for chunk in iter_chunks(seqs, _IN_CHUNK):
+    for chunk in iter_chunks(seqs, IN_CHUNK):
         marks = ", ".join("?" * len(chunk))
         rows = db.execute(
             f"SELECT DISTINCT conversation_id FROM messages WHERE seq IN ({marks})", chunk

@@ -333,6 +333,12 @@ async def test_unknown_contacts_and_messages_are_404(alice: Api) -> None:
     assert "nobody" in message
     assert_error(await alice.call("GET", "/v1/conversations/nobody/messages"), 404, "not_found")
     assert_error(await alice.call("POST", "/v1/conversations/nobody/read"), 404, "not_found")
+    unknown = "ab" * 16  # a conversation id this node does not have
+    message = assert_error(
+        await alice.call("GET", f"/v1/conversations/{unknown}/messages"), 404, "not_found"
+    )
+    assert unknown in message
+    assert_error(await alice.call("POST", f"/v1/conversations/{unknown}/read"), 404, "not_found")
     assert_error(await alice.call("DELETE", f"/v1/contacts/{PEER_ID}"), 404, "not_found")
     assert_error(await alice.call("GET", "/v1/messages/" + "00" * 16), 404, "not_found")
     assert_error(await alice.call("POST", "/v1/messages/" + "00" * 16 + "/read"), 404)
@@ -413,9 +419,18 @@ async def test_two_nodes_add_send_read_and_settings(alice: Api, bob: Api) -> Non
     assert conversation["name"] == "bob"
     assert conversation["unread"] == 0
 
-    response = await alice.call("GET", "/v1/conversations/bob/messages?limit=10")
-    await check_documented(alice, response, "GET", "/v1/conversations/{peer}/messages")
-    assert [m["id"] for m in response.json()["messages"]] == [sent["id"]]
+    assert sent["conversation_id"] == conversation["id"]
+    assert sent["recipients"] == [
+        {"peer": bob_info["peer_id"], "status": "queued", "at_ms": sent["stored_at_ms"]}
+    ]
+
+    # The conversation by its id; its contact's name and PeerID are aliases of it.
+    by_id = await alice.call("GET", f"/v1/conversations/{conversation['id']}/messages?limit=10")
+    await check_documented(alice, by_id, "GET", "/v1/conversations/{conversation}/messages")
+    assert [m["id"] for m in by_id.json()["messages"]] == [sent["id"]]
+    for alias in ("bob", "BOB", bob_info["peer_id"]):
+        response = await alice.call("GET", f"/v1/conversations/{alias}/messages?limit=10")
+        assert response.json() == by_id.json()
 
     # Bob receives the envelope (as the delivery service would hand it over):
     # a message request, since Alice is not his contact.
@@ -432,8 +447,14 @@ async def test_two_nodes_add_send_read_and_settings(alice: Api, bob: Api) -> Non
     assert (received["direction"], received["request"]) == ("in", True)
     assert received["text"] == "hi Bob 👋"
 
-    response = await bob.call("POST", f"/v1/conversations/{alice.node.peer_id}/read")
-    await check_documented(bob, response, "POST", "/v1/conversations/{peer}/read")
+    assert received["conversation_id"] == conversation["id"] == sent["conversation_id"]
+    assert received["recipients"] == []
+    response = await bob.call("GET", "/v1/events/poll?types=message.received")
+    [event] = response.json()["events"]
+    assert event["conversation_id"] == conversation["id"]
+
+    response = await bob.call("POST", f"/v1/conversations/{conversation['id']}/read")
+    await check_documented(bob, response, "POST", "/v1/conversations/{conversation}/read")
     assert response.json() == {"read": [sent["id"]]}
     response = await bob.call("POST", f"/v1/messages/{sent['id']}/read")
     await check_documented(bob, response, "POST", "/v1/messages/{message_id}/read")

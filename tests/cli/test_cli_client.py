@@ -138,6 +138,12 @@ async def test_chat_between_two_nodes(capsys: pytest.CaptureFixture[str], tmp_pa
         assert (code, err) == (0, "")
         [line] = out.splitlines()
         assert line.endswith("you  hello there  [queued]")
+        # The same conversation by its id.
+        [conversation] = alice.node.conversations()
+        code, out, err = await cli(capsys, *a, "read", conversation.id.hex())
+        assert (code, err) == (0, "")
+        [line] = out.splitlines()
+        assert line.endswith("you  hello there  [queued]")
 
         # Bob's side: a message request from a stranger, then read.
         deliver(alice.node, bob.node)

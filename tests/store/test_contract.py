@@ -25,6 +25,7 @@ from p2pdm.core.model import (
     Direction,
     EventType,
     OutboxItem,
+    Recipient,
     StatusChange,
     StoredMessage,
     TokenScope,
@@ -296,6 +297,71 @@ def test_status_moves_only_forward_and_keeps_history(store: Store) -> None:
         StatusChange(mid(1), DeliveryStatus.FAILED, 40, "gave up"),
     ]
     assert store.status_history(mid(9)) == []
+
+
+def test_an_outgoing_message_has_its_recipient_status(store: Store) -> None:
+    store.add_message(msg(1, direction=Direction.OUT, at_ms=10))
+    store.add_message(msg(2, at_ms=11))
+    first = store.get_message(mid(1))
+    assert first is not None and first.recipients == (Recipient(ALICE, DeliveryStatus.QUEUED, 10),)
+    assert store.set_status(mid(1), DeliveryStatus.SENT, 20, "on the wire")
+    assert store.set_status(mid(1), DeliveryStatus.DELIVERED, 30, recipient=ALICE)
+    page = store.messages(WITH_ALICE, 10).messages
+    assert [(m.id, m.status, m.recipients) for m in page] == [
+        (mid(2), DeliveryStatus.DELIVERED, ()),  # incoming: no recipients
+        (mid(1), DeliveryStatus.DELIVERED, (Recipient(ALICE, DeliveryStatus.DELIVERED, 30),)),
+    ]
+    with pytest.raises(NotFound, match="not a recipient"):
+        store.set_status(mid(1), DeliveryStatus.READ, 40, recipient=BOB)
+    assert store.get_message(mid(1)) == page[1]
+
+
+def test_a_message_to_several_is_as_far_as_its_least_advanced_recipient(store: Store) -> None:
+    everyone = tuple(Recipient(p, DeliveryStatus.QUEUED, 10) for p in (CAROL, ALICE, BOB))
+    stored = store.add_message(
+        replace(msg(1, direction=Direction.OUT, at_ms=10), recipients=everyone)
+    )
+    assert [r.peer for r in stored.recipients] == sorted((ALICE, BOB, CAROL), key=lambda p: p.raw)
+    after = store.event_bounds()[1]
+    # One recipient ahead of the others: its own row moves, the message does not.
+    assert store.set_status(mid(1), DeliveryStatus.DELIVERED, 20, "ack", recipient=BOB) is True
+    assert store.set_status(mid(1), DeliveryStatus.DELIVERED, 21, recipient=BOB) is False
+    message = store.get_message(mid(1))
+    assert message is not None and message.status == DeliveryStatus.QUEUED
+    assert store.events(after, 10) == []
+    # Everyone on the wire: the message is "sent", BOB stays delivered.
+    assert store.set_status(mid(1), DeliveryStatus.SENT, 30) is True
+    message = store.get_message(mid(1))
+    assert message is not None and message.status == DeliveryStatus.SENT
+    statuses = {r.peer: (r.status, r.at_ms) for r in message.recipients}
+    assert statuses == {
+        ALICE: (DeliveryStatus.SENT, 30),
+        BOB: (DeliveryStatus.DELIVERED, 20),
+        CAROL: (DeliveryStatus.SENT, 30),
+    }
+    delivered = sum(r.status == DeliveryStatus.DELIVERED for r in message.recipients)
+    assert (delivered, len(message.recipients)) == (1, 3)  # "delivered to 1 of 3"
+    for peer, at in ((ALICE, 40), (CAROL, 50)):
+        assert store.set_status(mid(1), DeliveryStatus.DELIVERED, at, recipient=peer)
+    assert [(c.status, c.at_ms) for c in store.status_history(mid(1))] == [
+        (DeliveryStatus.QUEUED, 10),
+        (DeliveryStatus.SENT, 30),
+        (DeliveryStatus.DELIVERED, 50),
+    ]
+    assert [(e.status, e.at_ms) for e in store.events(after, 10)] == [
+        (DeliveryStatus.SENT, 30),
+        (DeliveryStatus.DELIVERED, 50),
+    ]
+
+
+def test_a_conversation_by_its_id(store: Store) -> None:
+    store.add_message(msg(1, ALICE, at_ms=10))
+    store.add_message(msg(2, BOB, direction=Direction.OUT, at_ms=20))
+    for found in store.list_conversations():
+        assert store.get_conversation(found.id) == found
+    conversation = store.get_conversation(WITH_BOB)
+    assert conversation is not None and conversation.peer == BOB
+    assert store.get_conversation(WITH_CAROL) is None
 
 
 def test_set_status_of_unknown_message_raises_not_found(store: Store) -> None:
@@ -755,6 +821,15 @@ def test_status_changes_and_reads_are_events(store: Store) -> None:
     assert [(e.message_id, e.status, e.peer) for e in (read2, read3)] == [
         (mid(2), DeliveryStatus.READ, ALICE),
         (mid(3), DeliveryStatus.READ, ALICE),
+    ]
+    # Events about a message carry its conversation.
+    assert sent.conversation_id == WITH_BOB
+    assert [e.conversation_id for e in store.events(0, 10)] == [
+        WITH_ALICE,  # message.received
+        WITH_ALICE,
+        WITH_BOB,
+        WITH_ALICE,
+        WITH_ALICE,
     ]
 
 

@@ -17,7 +17,14 @@ import pytest
 
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import StoredEnvelope
-from p2pdm.core.model import Contact, DeliveryStatus, Direction, OutboxItem, StoredMessage
+from p2pdm.core.model import (
+    Contact,
+    DeliveryStatus,
+    Direction,
+    OutboxItem,
+    Recipient,
+    StoredMessage,
+)
 from p2pdm.errors import StoreError
 from p2pdm.store import SQLiteStore, schema
 from p2pdm.store.base import UNREAD_STATUSES
@@ -387,3 +394,52 @@ def test_the_request_caps_migration_keeps_the_event_log_and_its_gap(path: Path) 
         store.add_message(replace(message(5), peer=BOB, request=True))  # the oldest goes
         assert [e.id for e in store.events(0, 10)] == [2, 4, 5]
         assert store.events_pruned() == (1, 3)
+
+
+def test_the_recipients_migration_keeps_statuses_of_a_store_written_before(path: Path) -> None:
+    """A store of the schema before per-recipient status: each outgoing message
+    gets its recipient's row as it stood, and message events their conversation."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA foreign_keys = ON")
+        for version, migration in enumerate(MIGRATIONS[:-1], start=1):
+            schema._apply(db, migration)
+            db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+        db.execute(
+            "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq) "
+            "VALUES (?, ?, 1, 2)",
+            (CONVERSATION, ALICE.raw),
+        )
+        for n, direction, status in ((1, "out", "deposited"), (2, "in", "delivered")):
+            db.execute(
+                "INSERT INTO messages (seq, id, conversation_id, peer, direction, kind, body, "
+                "sent_at_ms, stored_at_ms, status) VALUES (?, ?, ?, ?, ?, 'text', x'a0', 1, 1, ?)",
+                (n, message(n).id, CONVERSATION, ALICE.raw, direction, status),
+            )
+        db.executemany(
+            "INSERT INTO status_history (message_id, status, at_ms, detail) VALUES (?, ?, ?, ?)",
+            [
+                (message(1).id, "queued", 1, ""),
+                (message(1).id, "sent", 5, ""),
+                (message(1).id, "deposited", 7, "held by 2 mailboxes"),
+                (message(2).id, "delivered", 1, ""),
+            ],
+        )
+        db.execute(
+            "INSERT INTO events (type, at_ms, peer, message_id) VALUES ('message.status', 7, ?, ?)",
+            (ALICE.raw, message(1).id),
+        )
+        db.execute(
+            "INSERT INTO events (type, at_ms, peer) VALUES ('peer.online', 8, ?)", (ALICE.raw,)
+        )
+    with closing(SQLiteStore(path)) as store:
+        out, incoming = store.get_message(message(1).id), store.get_message(message(2).id)
+        assert out is not None and incoming is not None
+        assert out.recipients == (
+            Recipient(ALICE, DeliveryStatus.DEPOSITED, 7, "held by 2 mailboxes"),
+        )
+        assert incoming.recipients == ()
+        assert [e.conversation_id for e in store.events(0, 10)] == [CONVERSATION, None]
+        assert store.set_status(message(1).id, DeliveryStatus.DELIVERED, 9, recipient=ALICE)
+        moved = store.get_message(message(1).id)
+        assert moved is not None and moved.status == DeliveryStatus.DELIVERED
+        assert moved.recipients == (Recipient(ALICE, DeliveryStatus.DELIVERED, 9),)

@@ -1,0 +1,93 @@
+"""The in-memory store's outbox of our envelopes and the mailboxes that hold them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import (
+    OutboxItem,
+)
+from p2pdm.errors import NotFound, StoreError
+from p2pdm.store.base import (
+    page_limit,
+)
+from p2pdm.store.memory_state import Dicts
+
+__all__ = ["OutboxDicts"]
+
+
+class OutboxDicts(Dicts):
+    """Outbox and deposits of a :class:`~p2pdm.store.memory.MemoryStore`."""
+
+    def add_outbox(self, item: OutboxItem) -> None:
+        """Queue an envelope; raises StoreError if its envelope id is already queued."""
+        outbox = self._live().outbox
+        if item.envelope_id in outbox:
+            raise StoreError(f"envelope {item.envelope_id.hex()} is already in the outbox")
+        outbox[item.envelope_id] = item
+
+    def get_outbox(self, envelope_id: bytes) -> OutboxItem | None:
+        return self._live().outbox.get(envelope_id)
+
+    def outbox_due(self, now_ms: int, limit: int) -> list[OutboxItem]:
+        """Items with ``next_attempt_at_ms <= now_ms``, earliest first, at most ``limit``.
+
+        ``limit`` is capped at MAX_PAGE_SIZE; raises StoreError if it is below 1.
+        """
+        size = page_limit(limit)
+        due = [i for i in self._live().outbox.values() if i.next_attempt_at_ms <= now_ms]
+        due.sort(key=lambda i: (i.next_attempt_at_ms, i.created_at_ms, i.envelope_id))
+        return due[:size]
+
+    def outbox_for(
+        self, recipient: PeerId, due_at_ms: int | None = None, limit: int | None = None
+    ) -> list[OutboxItem]:
+        """Queued envelopes for ``recipient``, oldest first: all of them, or those
+        due at ``due_at_ms`` and not expired; at most ``limit``."""
+        items = [
+            i
+            for i in self._live().outbox.values()
+            if i.recipient == recipient
+            and (due_at_ms is None or i.next_attempt_at_ms <= due_at_ms < i.expires_at_ms)
+        ]
+        items.sort(key=lambda i: (i.created_at_ms, i.envelope_id))
+        return items if limit is None else items[:limit]
+
+    def outbox_page(self, after: bytes, limit: int) -> list[OutboxItem]:
+        size = page_limit(limit)
+        items = sorted(
+            (i for i in self._live().outbox.values() if i.envelope_id > after),
+            key=lambda i: i.envelope_id,
+        )
+        return items[:size]
+
+    def reschedule_outbox(
+        self, envelope_id: bytes, next_attempt_at_ms: int, attempts: int, last_error: str = ""
+    ) -> None:
+        """Set when to try again; raises NotFound if the envelope is not queued."""
+        outbox = self._live().outbox
+        item = outbox.get(envelope_id)
+        if item is None:
+            raise NotFound(f"no envelope {envelope_id.hex()} in the outbox")
+        outbox[envelope_id] = replace(
+            item, next_attempt_at_ms=next_attempt_at_ms, attempts=attempts, last_error=last_error
+        )
+
+    def remove_outbox(self, envelope_id: bytes) -> bool:
+        state = self._live()
+        state.deposits.pop(envelope_id, None)
+        return state.outbox.pop(envelope_id, None) is not None
+
+    def outbox_count(self) -> int:
+        return len(self._live().outbox)
+
+    # --- deposits of our own envelopes -------------------------------------
+
+    def add_deposit(self, envelope_id: bytes, mailbox: PeerId, until_ms: int) -> None:
+        held = self._live().deposits.setdefault(envelope_id, {})
+        held[mailbox] = max(until_ms, held.get(mailbox, until_ms))
+
+    def deposits(self, envelope_id: bytes) -> list[tuple[PeerId, int]]:
+        held = self._live().deposits.get(envelope_id, {})
+        return sorted(held.items(), key=lambda item: item[0].raw)

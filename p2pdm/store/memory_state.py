@@ -1,0 +1,114 @@
+"""What every part of the in-memory store shares: its state and the event hook.
+
+How this works: :class:`~p2pdm.store.memory.MemoryStore` is assembled from one
+mixin per aggregate (contacts, messages, outbox, mailbox, the API tables), each
+a subclass of :class:`Dicts`; all state is one :class:`MemoryState`, so a
+transaction snapshots and restores it whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.mailbox import StoredEnvelope
+from p2pdm.core.model import (
+    ApiToken,
+    Contact,
+    Conversation,
+    DeliveryStatus,
+    Event,
+    EventType,
+    OutboxItem,
+    StatusChange,
+    StoredMessage,
+)
+from p2pdm.errors import StoreError
+from p2pdm.store.base import (
+    RequestCaps,
+)
+from p2pdm.store.memory_log import EventLog
+
+__all__ = ["ConversationState", "Dicts", "MemoryState"]
+
+
+@dataclass(slots=True)
+class ConversationState:
+    peer: PeerId
+    last_message_at_ms: int
+    last_seq: int
+    unread: int
+    request: bool
+
+    def public(self, conversation_id: bytes) -> Conversation:
+        return Conversation(
+            conversation_id, self.peer, self.last_message_at_ms, self.unread, self.request
+        )
+
+
+@dataclass(slots=True)
+class MemoryState:
+    settings: dict[str, str] = field(default_factory=dict)
+    contacts: dict[PeerId, Contact] = field(default_factory=dict)
+    #: Messages by seq, and the seq of each id.
+    messages: dict[int, StoredMessage] = field(default_factory=dict)
+    seq_of: dict[bytes, int] = field(default_factory=dict)
+    #: Seqs of each conversation's messages, ascending.
+    conversation_seqs: dict[bytes, list[int]] = field(default_factory=dict)
+    conversations: dict[bytes, ConversationState] = field(default_factory=dict)
+    history: dict[bytes, list[StatusChange]] = field(default_factory=dict)
+    seen: dict[bytes, int] = field(default_factory=dict)
+    sessions: dict[PeerId, bytes] = field(default_factory=dict)
+    prekeys: bytes | None = None
+    outbox: dict[bytes, OutboxItem] = field(default_factory=dict)
+    last_seq: int = 0
+    #: Mailboxes holding our envelopes: envelope id -> mailbox -> until_ms.
+    deposits: dict[bytes, dict[PeerId, int]] = field(default_factory=dict)
+    #: Envelopes held for others, by seq (insertion order is seq order).
+    mailbox: dict[int, StoredEnvelope] = field(default_factory=dict)
+    mailbox_digests: dict[tuple[PeerId, bytes], int] = field(default_factory=dict)
+    mailbox_seq: int = 0
+    events: EventLog = field(default_factory=EventLog)
+    #: Pending request messages dropped over the caps, ever: (messages, bytes).
+    requests_dropped: tuple[int, int] = (0, 0)
+    #: Idempotency keys: (scope, key) -> (message id, created at), oldest first.
+    sends: dict[tuple[str, str], tuple[bytes, int]] = field(default_factory=dict)
+    tokens: dict[str, ApiToken] = field(default_factory=dict)
+
+
+class Dicts:
+    """The store's state and bounds, as the mixins see them."""
+
+    _state: MemoryState
+    _closed: bool
+    _event_caps: tuple[int, int]
+    _request_caps: RequestCaps
+    _max_keys: int
+    _listener: Callable[[], None] | None
+
+    def _live(self) -> MemoryState:
+        if self._closed:
+            raise StoreError("message store (in memory) is closed")
+        return self._state
+
+    def add_event(
+        self,
+        type: EventType,
+        at_ms: int,
+        peer: PeerId | None = None,
+        message_id: bytes | None = None,
+        status: DeliveryStatus | None = None,
+        detail: str = "",
+        *,
+        request: bool = False,
+        conversation_id: bytes | None = None,
+    ) -> int:
+        """Append an event; returns its id. Each part of the log keeps its newest."""
+        log = self._live().events
+        log.last_id += 1
+        event = Event(log.last_id, type, at_ms, peer, message_id, status, detail, conversation_id)
+        log.add(event, self._event_caps[1] if request else self._event_caps[0], request=request)
+        if self._listener is not None:
+            self._listener()
+        return log.last_id

@@ -1,0 +1,90 @@
+"""The SQLite store's settings, replay protection, sessions and own prekeys."""
+
+from __future__ import annotations
+
+from p2pdm.core.identity import PeerId
+from p2pdm.store.base import decode_setting, encode_setting
+from p2pdm.store.sqlite_tables import Tables
+
+__all__ = ["KeyTables"]
+
+
+class KeyTables(Tables):
+    """Settings, seen ids, sessions and prekeys of a :class:`~p2pdm.store.sqlite.SQLiteStore`."""
+
+    # --- settings --------------------------------------------------------
+
+    def get_setting(self, key: str, default: object = None) -> object:
+        with self._reading(f"reading setting {key!r}") as db:
+            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return default if row is None else decode_setting(row[0])
+
+    def set_setting(self, key: str, value: object) -> None:
+        """Store a JSON-able value; raises StoreError for anything else."""
+        text = encode_setting(key, value)
+        with self._writing(f"saving setting {key!r}") as db:
+            db.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, text),
+            )
+
+    def settings(self) -> dict[str, object]:
+        with self._reading("reading settings") as db:
+            rows = db.execute("SELECT key, value FROM settings ORDER BY key").fetchall()
+        return {key: decode_setting(value) for key, value in rows}
+
+    # --- replay protection -----------------------------------------------
+
+    def has_seen(self, message_id: bytes) -> bool:
+        with self._reading("checking a seen message id") as db:
+            row = db.execute("SELECT 1 FROM seen_ids WHERE id = ?", (message_id,)).fetchone()
+        return row is not None
+
+    def mark_seen(self, message_id: bytes, at_ms: int) -> None:
+        """Remember an accepted id; seeing it again extends how long it is remembered."""
+        with self._writing("recording a seen message id") as db:
+            db.execute(
+                "INSERT INTO seen_ids (id, seen_at_ms) VALUES (?, ?) ON CONFLICT (id) "
+                "DO UPDATE SET seen_at_ms = max(seen_at_ms, excluded.seen_at_ms)",
+                (message_id, at_ms),
+            )
+
+    def purge_seen(self, before_ms: int) -> int:
+        """Forget ids last seen before ``before_ms``; returns how many."""
+        with self._writing("purging seen message ids") as db:
+            cursor = db.execute("DELETE FROM seen_ids WHERE seen_at_ms < ?", (before_ms,))
+        return cursor.rowcount
+
+    # --- sessions and own prekeys ----------------------------------------
+
+    def get_session(self, peer: PeerId) -> bytes | None:
+        with self._reading(f"reading session with {peer.short()}") as db:
+            row = db.execute("SELECT state FROM sessions WHERE peer = ?", (peer.raw,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_session(self, peer: PeerId, state: bytes, at_ms: int) -> None:
+        with self._writing(f"saving session with {peer.short()}") as db:
+            db.execute(
+                "INSERT INTO sessions (peer, state, updated_at_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (peer) DO UPDATE SET state = excluded.state, "
+                "updated_at_ms = excluded.updated_at_ms",
+                (peer.raw, state, at_ms),
+            )
+
+    def delete_session(self, peer: PeerId) -> None:
+        with self._writing(f"deleting session with {peer.short()}") as db:
+            db.execute("DELETE FROM sessions WHERE peer = ?", (peer.raw,))
+
+    def get_prekeys(self) -> bytes | None:
+        with self._reading("reading own prekeys") as db:
+            row = db.execute("SELECT state FROM prekeys WHERE only_row = 1").fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_prekeys(self, state: bytes) -> None:
+        with self._writing("saving own prekeys") as db:
+            db.execute(
+                "INSERT INTO prekeys (only_row, state) VALUES (1, ?) "
+                "ON CONFLICT (only_row) DO UPDATE SET state = excluded.state",
+                (state,),
+            )

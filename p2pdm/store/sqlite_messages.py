@@ -1,0 +1,407 @@
+"""The SQLite store's conversations and messages, with their delivery state.
+
+How this works: ``messages`` holds every message, ``conversations`` one row
+per conversation id (recency, unread count, request), ``status_history``
+each message's statuses, and ``message_recipients`` each recipient's status
+of an outgoing message; a message's own ``status`` is the least advanced of
+its recipients' (see :func:`~p2pdm.store.base.advance_recipients`). The
+``seq`` column is the paging cursor, and ``(conversation_id, seq)`` is
+indexed so a page is one index range scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, Final
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import (
+    Conversation,
+    DeliveryStatus,
+    Direction,
+    EventType,
+    MessagePage,
+    Recipient,
+    StatusChange,
+    StoredMessage,
+)
+from p2pdm.errors import NotFound, StoreError
+from p2pdm.limits import MAX_STATUS_HISTORY
+from p2pdm.store.base import (
+    UNREAD_STATUSES,
+    RequestUsage,
+    advance_recipients,
+    first_recipients,
+    is_unread,
+    iter_chunks,
+    message_status,
+    notable,
+    page_limit,
+    received_events,
+    status_moves,
+)
+from p2pdm.store.schema import UNREAD_CONDITION
+from p2pdm.store.sqlite_api import counter, insert_event
+from p2pdm.store.sqlite_requests import request_usage, trim_requests
+from p2pdm.store.sqlite_tables import IN_CHUNK, NO_CURSOR, Tables
+
+__all__ = ["MessageTables"]
+
+_MESSAGE_COLUMNS: Final = (
+    "seq, id, conversation_id, peer, direction, kind, body, sent_at_ms, stored_at_ms, "
+    "status, request"
+)
+
+
+_CONVERSATION_COLUMNS: Final = "id, peer, last_message_at_ms, unread, request"
+
+
+def _conversation(row: Any) -> Conversation:
+    cid, peer, last, unread, request = row
+    return Conversation(cid, PeerId(peer), last, unread, bool(request))
+
+
+def _message(row: Any) -> StoredMessage:
+    seq, mid, conv, peer, direction, kind, body, sent, stored, status, request = row
+    return StoredMessage(
+        id=mid,
+        conversation_id=conv,
+        peer=PeerId(peer),
+        direction=Direction(direction),
+        kind=kind,
+        body=body,
+        sent_at_ms=sent,
+        stored_at_ms=stored,
+        status=DeliveryStatus(status),
+        request=bool(request),
+        seq=seq,
+    )
+
+
+def _recipients(db: Any, messages: Sequence[StoredMessage]) -> list[StoredMessage]:
+    """``messages`` with the recipients of the outgoing ones read from ``message_recipients``."""
+    ids = [m.id for m in messages if m.direction == Direction.OUT]
+    found: dict[bytes, list[Recipient]] = {}
+    for chunk in iter_chunks(ids, IN_CHUNK):
+        marks = ", ".join("?" * len(chunk))
+        for mid, peer, status, at, detail in db.execute(
+            "SELECT message_id, peer, status, at_ms, detail FROM message_recipients "
+            f"WHERE message_id IN ({marks}) ORDER BY message_id, peer",
+            chunk,
+        ):
+            found.setdefault(bytes(mid), []).append(
+                Recipient(PeerId(peer), DeliveryStatus(status), at, detail)
+            )
+    return [replace(m, recipients=tuple(found.get(m.id, ()))) for m in messages]
+
+
+class MessageTables(Tables):
+    """Conversations and messages of a :class:`~p2pdm.store.sqlite.SQLiteStore`."""
+
+    def add_message(self, message: StoredMessage) -> StoredMessage:
+        """Insert; returns it with ``seq`` set. Raises StoreError if the id exists.
+
+        Creates or updates its conversation: ``last_message_at_ms`` is the
+        latest ``stored_at_ms`` (this node's clock, which a peer cannot push
+        into the future), unread counts incoming unread messages, and the
+        conversation stays a request while every message in it is one.
+        """
+        recipients = first_recipients(message)
+        message = replace(
+            message, recipients=recipients, status=message_status(message, recipients)
+        )
+        with self._writing(f"storing message {message.id.hex()}") as db:
+            if db.execute("SELECT 1 FROM messages WHERE id = ?", (message.id,)).fetchone():
+                raise StoreError(f"message {message.id.hex()} is already stored")
+            first_request = not db.execute(
+                "SELECT 1 FROM messages WHERE peer = ? AND request = 1", (message.peer.raw,)
+            ).fetchone()
+            events = received_events(message, first_request)
+            db.execute(
+                "INSERT INTO conversations "
+                "(id, peer, last_message_at_ms, last_seq, unread, request) "
+                "VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "last_message_at_ms = max(last_message_at_ms, excluded.last_message_at_ms), "
+                "unread = unread + excluded.unread, request = request AND excluded.request",
+                (
+                    message.conversation_id,
+                    message.peer.raw,
+                    message.stored_at_ms,
+                    int(is_unread(message)),
+                    int(message.request),
+                ),
+            )
+            cursor = db.execute(
+                "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
+                "sent_at_ms, stored_at_ms, status, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message.id,
+                    message.conversation_id,
+                    message.peer.raw,
+                    str(message.direction),
+                    message.kind,
+                    message.body,
+                    message.sent_at_ms,
+                    message.stored_at_ms,
+                    str(message.status),
+                    int(message.request),
+                ),
+            )
+            seq = cursor.lastrowid
+            if seq is None:
+                raise StoreError(f"storing message {message.id.hex()}: no seq assigned")
+            db.execute(
+                "UPDATE conversations SET last_seq = ? WHERE id = ?", (seq, message.conversation_id)
+            )
+            db.execute(
+                "INSERT INTO status_history (message_id, status, at_ms) VALUES (?, ?, ?)",
+                (message.id, str(message.status), message.stored_at_ms),
+            )
+            db.executemany(
+                "INSERT INTO message_recipients (message_id, peer, status, at_ms, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(message.id, r.peer.raw, str(r.status), r.at_ms, r.detail) for r in recipients],
+            )
+            for kind in events:
+                insert_event(
+                    db,
+                    self._event_caps,
+                    kind,
+                    message.stored_at_ms,
+                    message.peer,
+                    message.id,
+                    request=message.request,
+                    conversation_id=message.conversation_id,
+                )
+            if message.request:
+                trim_requests(db, message.peer, self._request_caps)
+        if events:
+            self._notify()
+        return replace(message, seq=seq)
+
+    def get_message(self, message_id: bytes) -> StoredMessage | None:
+        with self._reading(f"reading message {message_id.hex()}") as db:
+            row = db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            return None if row is None else _recipients(db, [_message(row)])[0]
+
+    def set_status(
+        self,
+        message_id: bytes,
+        status: DeliveryStatus,
+        at_ms: int,
+        detail: str = "",
+        *,
+        recipient: PeerId | None = None,
+    ) -> bool:
+        """Record a status change, of ``recipient``'s (every recipient's if None)
+        for an outgoing message; see ``Store.set_status``."""
+        with self._writing(f"setting status of message {message_id.hex()}") as db:
+            row = db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message {message_id.hex()} in the store")
+            [old] = _recipients(db, [_message(row)])
+            recipients, moved = advance_recipients(old.recipients, status, at_ms, detail, recipient)
+            db.executemany(
+                "UPDATE message_recipients SET status = ?, at_ms = ?, detail = ? "
+                "WHERE message_id = ? AND peer = ?",
+                [(str(r.status), r.at_ms, r.detail, message_id, r.peer.raw) for r in moved],
+            )
+            new = status if not old.recipients else message_status(old, recipients)
+            if not status_moves(old.status, new):
+                return bool(moved)
+            db.execute("UPDATE messages SET status = ? WHERE id = ?", (str(new), message_id))
+            db.execute(
+                "INSERT INTO status_history (message_id, status, at_ms, detail) "
+                "VALUES (?, ?, ?, ?)",
+                (message_id, str(new), at_ms, detail),
+            )
+            if is_unread(old) and new not in UNREAD_STATUSES:
+                db.execute(
+                    "UPDATE conversations SET unread = unread - 1 WHERE id = ? AND unread > 0",
+                    (old.conversation_id,),
+                )
+            insert_event(
+                db,
+                self._event_caps,
+                EventType.MESSAGE_STATUS,
+                at_ms,
+                old.peer,
+                message_id,
+                new,
+                detail,
+                request=old.request,
+                conversation_id=old.conversation_id,
+            )
+        self._notify()
+        return True
+
+    def status_history(self, message_id: bytes) -> list[StatusChange]:
+        """Every status the message had, oldest first, starting with the one it was stored with."""
+        with self._reading(f"reading status history of {message_id.hex()}") as db:
+            rows = db.execute(
+                "SELECT status, at_ms, detail FROM status_history WHERE message_id = ? ORDER BY n",
+                (message_id,),
+            ).fetchall()
+        return [StatusChange(message_id, DeliveryStatus(s), at, detail) for s, at, detail in rows]
+
+    def note_status(self, message_id: bytes, at_ms: int, detail: str) -> bool:
+        """Record a note on an outgoing message's current status; see ``Store.note_status``."""
+        with self._writing(f"noting the status of message {message_id.hex()}") as db:
+            row = db.execute(
+                "SELECT status, direction, peer, conversation_id FROM messages WHERE id = ?",
+                (message_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message {message_id.hex()} in the store")
+            status = DeliveryStatus(row[0])
+            last = db.execute(
+                "SELECT n, status, at_ms, detail FROM status_history WHERE message_id = ? "
+                "ORDER BY n DESC LIMIT 1",
+                (message_id,),
+            ).fetchall()
+            latest = [StatusChange(message_id, DeliveryStatus(s), a, d) for _, s, a, d in last]
+            if not notable(Direction(row[1]), status, latest, detail):
+                return False
+            (entries,) = db.execute(
+                "SELECT count(*) FROM status_history WHERE message_id = ?", (message_id,)
+            ).fetchone()
+            if entries >= MAX_STATUS_HISTORY:
+                db.execute(
+                    "UPDATE status_history SET status = ?, at_ms = ?, detail = ? WHERE n = ?",
+                    (str(status), at_ms, detail, last[0][0]),
+                )
+                return True
+            db.execute(
+                "INSERT INTO status_history (message_id, status, at_ms, detail) "
+                "VALUES (?, ?, ?, ?)",
+                (message_id, str(status), at_ms, detail),
+            )
+            insert_event(
+                db,
+                self._event_caps,
+                EventType.MESSAGE_STATUS,
+                at_ms,
+                PeerId(row[2]),
+                message_id,
+                status,
+                detail,
+                conversation_id=row[3],
+            )
+        self._notify()
+        return True
+
+    def messages(
+        self, conversation_id: bytes, limit: int, before: int | None = None
+    ) -> MessagePage:
+        """Newest first, at most ``limit`` (capped at MAX_PAGE_SIZE), with ``seq < before``.
+
+        Raises StoreError if ``limit`` is below 1.
+        """
+        size = page_limit(limit)
+        cursor = NO_CURSOR if before is None else max(0, min(before, NO_CURSOR))
+        with self._reading("reading messages") as db:
+            rows = db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages "
+                "WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                (conversation_id, cursor, size + 1),
+            ).fetchall()
+            page = tuple(_recipients(db, [_message(row) for row in rows[:size]]))
+        return MessagePage(page, page[-1].seq if len(rows) > size else None)
+
+    def list_conversations(self) -> list[Conversation]:
+        """Most recent first (by ``last_message_at_ms``, then by newest message)."""
+        with self._reading("listing conversations") as db:
+            rows = db.execute(
+                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations "
+                "ORDER BY last_message_at_ms DESC, last_seq DESC"
+            ).fetchall()
+        return [_conversation(row) for row in rows]
+
+    def get_conversation(self, conversation_id: bytes) -> Conversation | None:
+        with self._reading("reading a conversation") as db:
+            row = db.execute(
+                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
+                (conversation_id,),
+            ).fetchone()
+        return None if row is None else _conversation(row)
+
+    def mark_conversation_read(self, conversation_id: bytes, at_ms: int) -> list[bytes]:
+        """Mark incoming messages read; returns the ids that changed, oldest first."""
+        with self._writing("marking a conversation read") as db:
+            rows = db.execute(
+                f"SELECT id, peer, request FROM messages WHERE conversation_id = ? "
+                f"AND {UNREAD_CONDITION} ORDER BY seq",
+                (conversation_id,),
+            ).fetchall()
+            db.execute(
+                "INSERT INTO status_history (message_id, status, at_ms) "
+                f"SELECT id, ?, ? FROM messages WHERE conversation_id = ? AND {UNREAD_CONDITION} "
+                "ORDER BY seq",
+                (str(DeliveryStatus.READ), at_ms, conversation_id),
+            )
+            db.execute(
+                f"UPDATE messages SET status = ? WHERE conversation_id = ? AND {UNREAD_CONDITION}",
+                (str(DeliveryStatus.READ), conversation_id),
+            )
+            db.execute("UPDATE conversations SET unread = 0 WHERE id = ?", (conversation_id,))
+            for mid, peer, request in rows:
+                insert_event(
+                    db,
+                    self._event_caps,
+                    EventType.MESSAGE_STATUS,
+                    at_ms,
+                    PeerId(peer),
+                    mid,
+                    DeliveryStatus.READ,
+                    request=bool(request),
+                    conversation_id=conversation_id,
+                )
+        if rows:
+            self._notify()
+        return [mid for mid, _, _ in rows]
+
+    def accept_request(self, peer: PeerId) -> int:
+        """Turn a peer's message requests into normal messages; returns how many."""
+        with self._writing(f"accepting requests of {peer.short()}") as db:
+            db.execute(
+                "UPDATE conversations SET request = 0 WHERE request = 1 AND (peer = ? OR id IN "
+                "(SELECT conversation_id FROM messages WHERE peer = ? AND request = 1))",
+                (peer.raw, peer.raw),
+            )
+            cursor = db.execute(
+                "UPDATE messages SET request = 0 WHERE peer = ? AND request = 1", (peer.raw,)
+            )
+        return cursor.rowcount
+
+    def request_usage(self) -> RequestUsage:
+        """Pending request messages and bytes, and how many were dropped over the caps."""
+        with self._reading("measuring message requests") as db:
+            return request_usage(db)
+
+    # --- counts ----------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """``contacts``, ``messages``, ``unread`` (not counting requests), ``requests``
+        (request messages), ``outbox``, ``requests_dropped``; read in one snapshot."""
+        with self._reading("counting the store") as db:
+            row = db.execute(
+                "SELECT (SELECT count(*) FROM contacts), (SELECT count(*) FROM messages), "
+                f"(SELECT count(*) FROM messages WHERE {UNREAD_CONDITION} AND request = 0), "
+                "(SELECT count(*) FROM messages WHERE request = 1), "
+                "(SELECT count(*) FROM outbox)"
+            ).fetchone()
+            dropped = counter(db, "requests_dropped")
+        contacts, messages, unread, requests, outbox = (int(n) for n in row)
+        return {
+            "contacts": contacts,
+            "messages": messages,
+            "unread": unread,
+            "requests": requests,
+            "outbox": outbox,
+            "requests_dropped": dropped,
+        }

@@ -1,0 +1,156 @@
+"""The SQLite store's outbox of our envelopes and the mailboxes that hold them."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import (
+    OutboxItem,
+)
+from p2pdm.errors import NotFound, StoreError
+from p2pdm.store.base import (
+    page_limit,
+)
+from p2pdm.store.sqlite_tables import Tables
+
+__all__ = ["OutboxTables"]
+
+_OUTBOX_COLUMNS: Final = (
+    "envelope_id, message_id, recipient, envelope, created_at_ms, expires_at_ms, "
+    "next_attempt_at_ms, attempts, last_error"
+)
+
+
+def _outbox_item(row: Any) -> OutboxItem:
+    eid, mid, recipient, envelope, created, expires, next_at, attempts, error = row
+    return OutboxItem(
+        envelope_id=eid,
+        message_id=mid,
+        recipient=PeerId(recipient),
+        envelope=envelope,
+        created_at_ms=created,
+        expires_at_ms=expires,
+        next_attempt_at_ms=next_at,
+        attempts=attempts,
+        last_error=error,
+    )
+
+
+class OutboxTables(Tables):
+    """Outbox and deposits of a :class:`~p2pdm.store.sqlite.SQLiteStore`."""
+
+    def add_outbox(self, item: OutboxItem) -> None:
+        """Queue an envelope; raises StoreError if its envelope id is already queued."""
+        with self._writing(f"queueing envelope {item.envelope_id.hex()}") as db:
+            found = db.execute(
+                "SELECT 1 FROM outbox WHERE envelope_id = ?", (item.envelope_id,)
+            ).fetchone()
+            if found:
+                raise StoreError(f"envelope {item.envelope_id.hex()} is already in the outbox")
+            db.execute(
+                f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item.envelope_id,
+                    item.message_id,
+                    item.recipient.raw,
+                    item.envelope,
+                    item.created_at_ms,
+                    item.expires_at_ms,
+                    item.next_attempt_at_ms,
+                    item.attempts,
+                    item.last_error,
+                ),
+            )
+
+    def get_outbox(self, envelope_id: bytes) -> OutboxItem | None:
+        with self._reading(f"reading envelope {envelope_id.hex()}") as db:
+            row = db.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE envelope_id = ?", (envelope_id,)
+            ).fetchone()
+        return None if row is None else _outbox_item(row)
+
+    def outbox_due(self, now_ms: int, limit: int) -> list[OutboxItem]:
+        """Items with ``next_attempt_at_ms <= now_ms``, earliest first, at most ``limit``.
+
+        ``limit`` is capped at MAX_PAGE_SIZE; raises StoreError if it is below 1.
+        """
+        size = page_limit(limit)
+        with self._reading("reading due envelopes") as db:
+            rows = db.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE next_attempt_at_ms <= ? "
+                "ORDER BY next_attempt_at_ms, created_at_ms, envelope_id LIMIT ?",
+                (now_ms, size),
+            ).fetchall()
+        return [_outbox_item(row) for row in rows]
+
+    def outbox_for(
+        self, recipient: PeerId, due_at_ms: int | None = None, limit: int | None = None
+    ) -> list[OutboxItem]:
+        """Queued envelopes for ``recipient``, oldest first: all of them, or those
+        due at ``due_at_ms`` and not expired; at most ``limit``."""
+        where = "recipient = ?"
+        params: list[object] = [recipient.raw]
+        if due_at_ms is not None:
+            where += " AND next_attempt_at_ms <= ? AND expires_at_ms > ?"
+            params += [due_at_ms, due_at_ms]
+        with self._reading(f"reading envelopes for {recipient.short()}") as db:
+            rows = db.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE {where} "
+                "ORDER BY created_at_ms, envelope_id LIMIT ?",
+                (*params, -1 if limit is None else limit),
+            ).fetchall()
+        return [_outbox_item(row) for row in rows]
+
+    def outbox_page(self, after: bytes, limit: int) -> list[OutboxItem]:
+        size = page_limit(limit)
+        with self._reading("reading the outbox") as db:
+            rows = db.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE envelope_id > ? "
+                "ORDER BY envelope_id LIMIT ?",
+                (after, size),
+            ).fetchall()
+        return [_outbox_item(row) for row in rows]
+
+    def reschedule_outbox(
+        self, envelope_id: bytes, next_attempt_at_ms: int, attempts: int, last_error: str = ""
+    ) -> None:
+        """Set when to try again; raises NotFound if the envelope is not queued."""
+        with self._writing(f"rescheduling envelope {envelope_id.hex()}") as db:
+            cursor = db.execute(
+                "UPDATE outbox SET next_attempt_at_ms = ?, attempts = ?, last_error = ? "
+                "WHERE envelope_id = ?",
+                (next_attempt_at_ms, attempts, last_error, envelope_id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"no envelope {envelope_id.hex()} in the outbox")
+
+    def remove_outbox(self, envelope_id: bytes) -> bool:
+        with self._writing(f"removing envelope {envelope_id.hex()}") as db:
+            cursor = db.execute("DELETE FROM outbox WHERE envelope_id = ?", (envelope_id,))
+            db.execute("DELETE FROM deposits WHERE envelope_id = ?", (envelope_id,))
+        return cursor.rowcount > 0
+
+    def outbox_count(self) -> int:
+        with self._reading("counting the outbox") as db:
+            (count,) = db.execute("SELECT count(*) FROM outbox").fetchone()
+        return int(count)
+
+    # --- deposits of our own envelopes -------------------------------------
+
+    def add_deposit(self, envelope_id: bytes, mailbox: PeerId, until_ms: int) -> None:
+        with self._writing("recording a mailbox deposit") as db:
+            db.execute(
+                "INSERT INTO deposits (envelope_id, mailbox, until_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (envelope_id, mailbox) "
+                "DO UPDATE SET until_ms = max(until_ms, excluded.until_ms)",
+                (envelope_id, mailbox.raw, until_ms),
+            )
+
+    def deposits(self, envelope_id: bytes) -> list[tuple[PeerId, int]]:
+        with self._reading("reading mailbox deposits") as db:
+            rows = db.execute(
+                "SELECT mailbox, until_ms FROM deposits WHERE envelope_id = ? ORDER BY mailbox",
+                (envelope_id,),
+            ).fetchall()
+        return [(PeerId(mailbox), until) for mailbox, until in rows]
