@@ -6,7 +6,8 @@ directory) and names every file in it. The identity file holds the node's
 seed, sealed by ``P2PDM_PASSPHRASE`` if one is set (its format:
 :mod:`p2pdm.daemon.identity_file`); with a passphrase the store is encrypted
 too (SQLCipher), under a key derived from the same argon2id output. The
-settings file, ``config.toml``, is read by :mod:`p2pdm.daemon.config`. Secret files are written atomically and privately
+settings file, ``config.toml``, is read by :mod:`p2pdm.daemon.config`.
+Secret files are written atomically and privately
 (:func:`~p2pdm.homefiles.write_private_file`), so a crash leaves either the
 old file or the new one, never half of one.
 
