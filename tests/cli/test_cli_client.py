@@ -76,7 +76,8 @@ async def running_node(path: Path, name: str, token: str | None = None) -> Async
 async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """Run the command line in a thread while the node keeps serving in this loop."""
     with trio.fail_after(WAIT_S):
-        code = await trio.to_thread.run_sync(main, list(argv), abandon_on_cancel=True)
+        # mypy (1.x) refuses keywords after *args: Unpack[Ts]; trio takes them.
+        code = await trio.to_thread.run_sync(main, list(argv), abandon_on_cancel=True)  # type: ignore[call-arg]
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -345,7 +346,7 @@ async def test_client_calls_and_errors(tmp_path: Path) -> None:
                     client.messages("a name?odd#chars%", 1)
 
         with trio.fail_after(WAIT_S):
-            await trio.to_thread.run_sync(calls, abandon_on_cancel=True)
+            await trio.to_thread.run_sync(calls, abandon_on_cancel=True)  # type: ignore[call-arg]
 
     with pytest.raises(NodeNotRunning, match=r"start one with `p2pdm --home .* run`"):
         Client.for_home(alice.home).node()

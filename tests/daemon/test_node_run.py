@@ -20,6 +20,7 @@ import trio
 from p2pdm.client import api_addr_path
 from p2pdm.core import records
 from p2pdm.core.dm import DM_PROTOCOL, Deliver
+from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import FetchedEnvelope
 from p2pdm.core.model import DeliveryStatus, Direction
 from p2pdm.daemon.home import Home
@@ -145,7 +146,7 @@ async def test_a_finds_c_by_peer_id_alone_through_b(sim_network: SimNetworkFacto
 
 async def test_sending_to_a_peer_id_nobody_published_is_a_clear_4xx(tmp_path: Path) -> None:
     async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
-        stranger = records.PeerId.parse("12D3KooWGjssTSMGSG4tCMJCc5ju1r33TjS8GXjjaNVe3zGHAKcB")
+        stranger = PeerId.parse("12D3KooWGjssTSMGSG4tCMJCc5ju1r33TjS8GXjjaNVe3zGHAKcB")
         await a.call("POST", "/v1/contacts", json={"peer_id": str(stranger), "name": "x"})
         response = await a.http.post("/v1/messages", json={"to": "x", "text": "hello?"})
         assert response.status_code == 422

@@ -190,6 +190,7 @@ class _ForgedKey(Ed25519PrivateKey):
 def forged_key_pair(victim_seed: bytes) -> KeyPair:
     victim_public = create_new_key_pair(victim_seed).public_key
     forged = _ForgedKey.new(b"\x66" * 32)
+    assert isinstance(forged, _ForgedKey)
     forged.claimed = victim_public
     return KeyPair(forged, victim_public)
 
