@@ -200,6 +200,7 @@ def test_bad_config_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert_one_error_line(err, "unknown setting 'colour'")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not P2PDM_BIN.exists(), reason="console script not installed")
 def test_real_program_init_and_id(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in (ENV_HOME, ENV_PASSPHRASE)}

@@ -228,6 +228,7 @@ async def test_a_hostile_peer_on_the_real_stack_does_not_stop_delivery(tmp_path:
         assert b.running.node.store.counts()["messages"] == 2
 
 
+@pytest.mark.slow
 async def test_outbox_survives_a_restart_of_the_sender(tmp_path: Path) -> None:
     """Messages queued while the recipient is away are delivered after the
     sender itself restarts: the outbox is in the store."""
@@ -247,6 +248,7 @@ async def test_outbox_survives_a_restart_of_the_sender(tmp_path: Path) -> None:
             assert c.running.node.store.counts()["messages"] == 5
 
 
+@pytest.mark.slow
 async def test_offline_both_ways_through_a_mailbox(sim_network: SimNetworkFactory) -> None:
     """Carol is offline: Alice deposits at the mailbox node and goes offline too;
     Carol comes back and gets the message; Alice comes back and sees delivered."""
@@ -274,6 +276,7 @@ async def test_offline_both_ways_through_a_mailbox(sim_network: SimNetworkFactor
         await wait_until(lambda: m.store.mailbox_usage() == (0, 0), 30)
 
 
+@pytest.mark.slow
 async def test_two_of_three_mailboxes_gone_still_delivered(sim_network: SimNetworkFactory) -> None:
     """Real libp2p: the message sits at three mailboxes; two of them stop
     before Carol comes back; she gets it from the third."""

@@ -94,6 +94,7 @@ def rows(outcome: Outcome) -> list[tuple[Any, ...]]:
     ]
 
 
+@pytest.mark.slow
 def test_replays_event_for_event() -> None:
     """Two runs with one seed step the same tasks at the same virtual times;
     without :func:`deterministic` the same scenario does not."""
