@@ -24,7 +24,7 @@ Handler = Callable[[Stream], Awaitable[None]]
 
 
 class _Raw:
-    def __init__(self, stream: trio.testing.MemoryStream | trio.StapledStream) -> None:  # type: ignore[type-arg]
+    def __init__(self, stream: trio.abc.HalfCloseableStream) -> None:
         self._s = stream
 
     async def receive_some(self, max_bytes: int) -> bytes:

@@ -27,7 +27,7 @@ import trio
 import trio.testing
 
 from p2pdm.errors import PeerUnreachable
-from p2pdm.net.libp2p_host import open_host
+from p2pdm.net import open_host
 from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.testing import host_seed, open_hosts
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep

@@ -42,7 +42,7 @@ from p2pdm.errors import ConfigError, P2PDMError
 from p2pdm.sim import Progress as SimProgress
 from p2pdm.sim import SimOptions, invariants_hold, simulate, write_report
 from p2pdm.sim.nodes import first_error
-from p2pdm.sim.scenario import (
+from p2pdm.sim.options import (
     DEFAULT_VIRTUAL_JITTER_SECONDS,
     DEFAULT_VIRTUAL_LATENCY_SECONDS,
     MAX_WORKERS,

@@ -2,13 +2,12 @@
 
 How this works: :class:`Home` resolves the directory (``--home`` beats the
 ``P2PDM_HOME`` environment variable, which beats the platform's user data
-directory) and names every file in it. The identity file is a small CBOR map
-with a format version and either the 32-byte seed (no passphrase) or the seed
-sealed with a key derived from ``P2PDM_PASSPHRASE`` by argon2id (salt and
-cost parameters stored beside it, so they can be raised later without
-breaking old files). With a passphrase the store is encrypted too
-(SQLCipher), under a key derived from the same argon2id output, so unlocking
-costs one argon2id run. Secret files are written atomically and privately
+directory) and names every file in it. The identity file holds the node's
+seed, sealed by ``P2PDM_PASSPHRASE`` if one is set (its format:
+:mod:`p2pdm.daemon.identity_file`); with a passphrase the store is encrypted
+too (SQLCipher), under a key derived from the same argon2id output. The
+settings file, ``config.toml``, is read by :mod:`p2pdm.daemon.config`.
+Secret files are written atomically and privately
 (:func:`~p2pdm.homefiles.write_private_file`), so a crash leaves either the
 old file or the new one, never half of one.
 
@@ -28,32 +27,33 @@ import base64
 import getpass
 import os
 import time
-import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping
 from contextlib import closing, suppress
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import nacl.encoding
-import nacl.exceptions
-import nacl.hash
-import nacl.pwhash.argon2id as argon2id
-import nacl.secret
-
 from p2pdm import hints
-from p2pdm.core import cbor
 from p2pdm.core.identity import SEED_BYTES, Identity
 from p2pdm.core.session import OwnPrekeys
+from p2pdm.daemon.config import CONFIG_FILE, Config, read_config
+from p2pdm.daemon.identity_file import (
+    DEFAULT_KDF_LIMITS,
+    ENV_PASSPHRASE,
+    MAX_IDENTITY_FILE_BYTES,
+    KdfLimits,
+    RandomBytes,
+    decode_identity_file,
+    encode_identity_file,
+    seal_identity,
+    unlock_identity_file,
+)
 from p2pdm.daemon.lockfile import HomeLock
 from p2pdm.errors import (
     ConfigError,
     HomeError,
     IdentityError,
-    PassphraseError,
-    UnsupportedVersion,
-    WireError,
 )
 from p2pdm.homefiles import (
     API_TOKEN_FILE,
@@ -65,7 +65,6 @@ from p2pdm.homefiles import (
     write_private_file,
 )
 from p2pdm.limits import MAX_NAME_BYTES
-from p2pdm.store.cipher import KEY_BYTES
 from p2pdm.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -84,80 +83,20 @@ __all__ = [
     "write_private_file",
 ]
 
-ENV_PASSPHRASE: Final = "P2PDM_PASSPHRASE"
 
 IDENTITY_FILE: Final = "identity.cbor"
 STORE_FILE: Final = "store.sqlite"
 # SQLite keeps these beside the database; they belong to it when it moves.
 STORE_COMPANION_SUFFIXES: Final = ("-wal", "-shm", "-journal")
-CONFIG_FILE: Final = "config.toml"
 LOG_DIR: Final = "logs"
 REPLACED_DIR_PREFIX: Final = "replaced-"
 
 HOME_DIR_MODE: Final = 0o700
 
-IDENTITY_FILE_VERSION: Final = 1
-# A v1 identity file is under 200 bytes; refuse to parse anything much larger.
-MAX_IDENTITY_FILE_BYTES: Final = 4096
-KDF_NAME: Final = "argon2id"
-#: BLAKE2b personalisation of the store key, derived from the identity file's
-#: argon2id key: the two keys differ, yet one argon2id run gives both.
-STORE_KEY_PERSON: Final = b"p2pdm/store-key"
-SALT_BYTES: Final = argon2id.SALTBYTES
-SEALED_SEED_BYTES: Final = (
-    nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES + SEED_BYTES
-)
-
 API_TOKEN_BYTES: Final = 32  # 256 bits: not guessable by any local process
-MAX_CONFIG_BYTES: Final = 1 << 20
-#: Longest list a setting may hold (addresses): more is a mistake, not a config.
-MAX_CONFIG_LIST_ITEMS: Final = 64
 
 
-@dataclass(frozen=True, slots=True)
-class KdfLimits:
-    """argon2id cost: passes over memory and bytes of memory."""
-
-    opslimit: int
-    memlimit: int
-
-
-#: libsodium's "moderate" argon2id cost (3 passes, 256 MiB, about 0.5 s).
-#: The identity file is at rest on disk, so a thief can guess passphrases
-#: offline for as long as they like: each guess should cost far more than an
-#: online login would ("interactive", 64 MiB). The identity is unlocked only
-#: when a command starts (init, id, run), so half a second is acceptable there.
-DEFAULT_KDF_LIMITS: Final = KdfLimits(argon2id.OPSLIMIT_MODERATE, argon2id.MEMLIMIT_MODERATE)
-#: Bounds on the cost read back from a file: below the minimum libsodium
-#: refuses; above "sensitive" (1 GiB) a damaged or hostile file could make
-#: every command allocate without limit.
-_KDF_OPS_RANGE: Final = (argon2id.OPSLIMIT_MIN, argon2id.OPSLIMIT_SENSITIVE)
-_KDF_MEM_RANGE: Final = (argon2id.MEMLIMIT_MIN, argon2id.MEMLIMIT_SENSITIVE)
-
-RandomBytes = Callable[[int], bytes]
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """Settings read from ``<home>/config.toml``.
-
-    Each setting is a field here; a key in the file that is not a field is
-    refused by name, so a typo never silently does nothing. Features that
-    add settings add fields; :meth:`Home.config` checks each value against
-    the type of its field's default (a list of strings for tuples).
-    """
-
-    #: Multiaddrs the node listens on; ``run --listen`` replaces them.
-    listen: tuple[str, ...] = ()
-    #: The local API's ``host:port``; ``run --api`` replaces it.
-    api: str = ""
-    #: Bootstrap multiaddrs (``…/p2p/<PeerID>``); ``run --bootstrap`` adds to them.
-    bootstrap: tuple[str, ...] = ()
-    #: Offer the mailbox service; ``run --mailbox`` turns it on too.
-    mailbox: bool = False
-    #: Preferred mailboxes (``…/p2p/<PeerID>``); ``run --mailbox-peer`` adds to them.
-    mailbox_peers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,117 +108,6 @@ class NewIdentity:
     encrypted: bool
     #: Where the previous identity and store were moved, if there were any.
     replaced_dir: Path | None
-
-
-# --- the identity file format --------------------------------------------
-
-
-def _passphrase_key(passphrase: str, salt: bytes, limits: KdfLimits) -> bytes:
-    # NFC, so the same passphrase typed on systems that compose accents
-    # differently derives the same key.
-    secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
-    return argon2id.kdf(
-        nacl.secret.SecretBox.KEY_SIZE,
-        secret,
-        salt,
-        opslimit=limits.opslimit,
-        memlimit=limits.memlimit,
-    )
-
-
-def _store_key(passphrase_key: bytes) -> bytes:
-    return nacl.hash.blake2b(
-        b"",
-        digest_size=KEY_BYTES,
-        key=passphrase_key,
-        person=STORE_KEY_PERSON,
-        encoder=nacl.encoding.RawEncoder,
-    )
-
-
-def _seal_identity(
-    seed: bytes, passphrase: str | None, random_bytes: RandomBytes, limits: KdfLimits
-) -> tuple[bytes, bytes | None]:
-    """``(identity file bytes, store key or None without a passphrase)``."""
-    if len(seed) != SEED_BYTES:
-        raise IdentityError("an identity seed is 32 bytes")
-    if not passphrase:
-        return cbor.encode({"version": IDENTITY_FILE_VERSION, "seed": seed}), None
-    salt = random_bytes(SALT_BYTES)
-    nonce = random_bytes(nacl.secret.SecretBox.NONCE_SIZE)
-    key = _passphrase_key(passphrase, salt, limits)
-    box = nacl.secret.SecretBox(key)
-    file_bytes = cbor.encode(
-        {
-            "version": IDENTITY_FILE_VERSION,
-            "kdf": KDF_NAME,
-            "opslimit": limits.opslimit,
-            "memlimit": limits.memlimit,
-            "salt": salt,
-            "sealed_seed": bytes(box.encrypt(seed, nonce)),
-        }
-    )
-    return file_bytes, _store_key(key)
-
-
-def encode_identity_file(
-    seed: bytes,
-    passphrase: str | None,
-    random_bytes: RandomBytes,
-    limits: KdfLimits = DEFAULT_KDF_LIMITS,
-) -> bytes:
-    """The identity file for ``seed``: plain, or sealed with ``passphrase`` if given."""
-    return _seal_identity(seed, passphrase, random_bytes, limits)[0]
-
-
-def decode_identity_file(data: bytes, passphrase: str | None, where: str) -> tuple[bytes, bool]:
-    """``(seed, encrypted)`` of an identity file; see :func:`unlock_identity_file`."""
-    seed, store_key = unlock_identity_file(data, passphrase, where)
-    return seed, store_key is not None
-
-
-def unlock_identity_file(
-    data: bytes, passphrase: str | None, where: str
-) -> tuple[bytes, bytes | None]:
-    """Return ``(seed, store key)`` from an identity file's bytes.
-
-    The store key is None for a plain file (the store is plain too).
-    Raises :class:`PassphraseError` if the file is encrypted and the
-    passphrase is missing or wrong, :class:`IdentityError` if it is damaged
-    or of an unknown version. ``where`` names the file in messages.
-    """
-    try:
-        f = cbor.decode_map(data, MAX_IDENTITY_FILE_BYTES, "identity file")
-        version = f.integer("version", 0, 2**32)
-        if version != IDENTITY_FILE_VERSION:
-            raise UnsupportedVersion(str(version))
-        if f.has("seed"):
-            seed = f.blob("seed", size=SEED_BYTES)
-            f.done()
-            return seed, None
-        kdf = f.text("kdf", max_bytes=32)
-        limits = KdfLimits(
-            f.integer("opslimit", *_KDF_OPS_RANGE), f.integer("memlimit", *_KDF_MEM_RANGE)
-        )
-        salt = f.blob("salt", size=SALT_BYTES)
-        sealed = f.blob("sealed_seed", size=SEALED_SEED_BYTES)
-        f.done()
-    except UnsupportedVersion as exc:
-        raise IdentityError(
-            f"{where} has format version {exc}, this p2pdm reads version "
-            f"{IDENTITY_FILE_VERSION}; upgrade p2pdm"
-        ) from None
-    except WireError as exc:
-        raise IdentityError(f"{where} is damaged ({exc})") from None
-    if kdf != KDF_NAME:
-        raise IdentityError(f"{where} uses an unknown key derivation {kdf!r}; upgrade p2pdm")
-    if not passphrase:
-        raise PassphraseError(f"{where} is encrypted; set {ENV_PASSPHRASE} to its passphrase")
-    key = _passphrase_key(passphrase, salt, limits)
-    try:
-        return bytes(nacl.secret.SecretBox(key).decrypt(sealed)), _store_key(key)
-    except nacl.exceptions.CryptoError:
-        raise PassphraseError(f"wrong passphrase for {where} (check {ENV_PASSPHRASE})") from None
 
 
 # --- display names --------------------------------------------------------
@@ -310,23 +138,6 @@ def default_display_name() -> str:
 
 
 # --- the home --------------------------------------------------------------
-
-
-def _config_value(path: Path, key: str, value: object, default: object) -> object:
-    """``value`` checked against the type of ``default``; raises :class:`ConfigError`."""
-    if isinstance(default, tuple):
-        if (
-            not isinstance(value, list)
-            or len(value) > MAX_CONFIG_LIST_ITEMS
-            or not all(isinstance(item, str) for item in value)
-        ):
-            raise ConfigError(
-                f"{path}: {key} must be a list of at most {MAX_CONFIG_LIST_ITEMS} strings"
-            )
-        return tuple(value)
-    if type(value) is not type(default):
-        raise ConfigError(f"{path}: {key} must be a {type(default).__name__}")
-    return value
 
 
 class Home:
@@ -412,24 +223,7 @@ class Home:
     def config(self) -> Config:
         """Read ``config.toml`` (absent means defaults); raises :class:`ConfigError`."""
         self._require_dir()
-        try:
-            with open(self.config_path, "rb") as file:
-                raw = file.read(MAX_CONFIG_BYTES + 1)
-        except FileNotFoundError:
-            return Config()
-        if len(raw) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{self.config_path} is larger than {MAX_CONFIG_BYTES} bytes")
-        try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{self.config_path} is not valid TOML: {exc}") from None
-        defaults = {f.name: f.default for f in fields(Config)}
-        values: dict[str, object] = {}
-        for key, value in data.items():
-            if key not in defaults:
-                raise ConfigError(f"{self.config_path}: unknown setting {key!r}")
-            values[key] = _config_value(self.config_path, key, value, defaults[key])
-        return Config(**values)  # type: ignore[arg-type]
+        return read_config(self.config_path)
 
     # --- identity ---
     def has_identity(self) -> bool:
@@ -478,7 +272,7 @@ class Home:
             )
         identity = Identity.generate(self.random_bytes(SEED_BYTES))
         encrypted = self.passphrase is not None
-        file_bytes, store_key = _seal_identity(
+        file_bytes, store_key = seal_identity(
             identity.seed, self.passphrase, self.random_bytes, self.kdf_limits
         )
         replaced_dir = self._move_aside_previous()

@@ -1,15 +1,23 @@
 """The network layer: libp2p hosts, framed streams, DHT routing and records.
 
-Only :mod:`p2pdm.net.libp2p_host` and the transports
-(:mod:`p2pdm.net.memory_transport`, :mod:`p2pdm.net.tcp_faults`) import
-libp2p; nothing outside this package sees a libp2p type. Start with
+Only the libp2p modules of this package import libp2p: the host's private
+modules (:mod:`~p2pdm.net._edge`, :mod:`~p2pdm.net._host`,
+:mod:`~p2pdm.net._dht`, :mod:`~p2pdm.net._maintenance`,
+:mod:`~p2pdm.net._open`, :mod:`~p2pdm.net._patches`) and the transports
+(:mod:`~p2pdm.net.memory_transport` with :mod:`~p2pdm.net._memory_pipe`,
+:mod:`~p2pdm.net.tcp_faults`); nothing outside this package sees a libp2p
+type, and every workaround for py-libp2p 0.8.1 is in ``_patches``. Start with
 :func:`open_host`; tests and simulations get N hosts at once from
 :func:`p2pdm.net.testing.open_hosts`, over TCP or, with
 ``network=MemoryNetwork(…)``, over memory in virtual time.
 
 - :mod:`~p2pdm.net.frames`: varint-length-prefixed frames (sans-I/O);
 - :mod:`~p2pdm.net.stream`: :class:`Stream`, frames under deadlines over any byte stream;
-- :mod:`~p2pdm.net.libp2p_host`: :func:`open_host` and :class:`Host`;
+- :mod:`~p2pdm.net._open`: :func:`open_host`, composing a libp2p host;
+- :mod:`~p2pdm.net._host`: :class:`Host`, what a running host offers;
+- :mod:`~p2pdm.net._dht`: DHT records, providers and validators;
+- :mod:`~p2pdm.net._maintenance`: joining, idle connections, re-dials, shutdown;
+- :mod:`~p2pdm.net._patches`: every py-libp2p 0.8.1 pitfall and its workaround;
 - :mod:`~p2pdm.net.memory_transport`: :class:`MemoryNetwork`, an in-memory
   transport with latency, loss and partitions, for simulations;
 - :mod:`~p2pdm.net.tcp_faults`: :class:`TcpFaults`, the same latency and
@@ -22,16 +30,16 @@ libp2p; nothing outside this package sees a libp2p type. Start with
 """
 
 from p2pdm.net._dht_guard import DEFAULT_DHT_LIMITS, DhtLimits, DhtStoreStats, StoreCaps
-from p2pdm.net.frames import FrameDecoder, encode_frame
-from p2pdm.net.libp2p_host import (
+from p2pdm.net._edge import (
     DEFAULT_LISTEN,
-    Host,
     PeerFilter,
     RecordSelector,
     RecordValidator,
     StreamHandler,
-    open_host,
 )
+from p2pdm.net._host import Host
+from p2pdm.net._open import open_host
+from p2pdm.net.frames import FrameDecoder, encode_frame
 from p2pdm.net.logs import configure_libp2p_logging
 from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.stream import RawStream, Stream

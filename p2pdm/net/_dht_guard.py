@@ -3,7 +3,7 @@
 How this works: libp2p's KadDHT keeps value records in a dict
 (``ValueStore.store``) and provider records in a dict of dicts
 (``ProviderStore.providers``); it stores any valid record any peer sends.
-:mod:`p2pdm.net.libp2p_host` swaps those dicts for the mappings made here
+:mod:`p2pdm.net._dht` swaps those dicts for the mappings made here
 (:meth:`DhtGuard.record_store`, :meth:`DhtGuard.provider_index`), so every
 insertion and deletion, whichever libp2p path makes it (inbound PUT_VALUE,
 expiry, our own puts), goes through one :class:`Ledger` per store:

@@ -2,7 +2,7 @@
 
 How this works: a :class:`Stream` puts :mod:`p2pdm.net.frames` on top of a
 :class:`RawStream` (bytes in, bytes out; the libp2p adapter in
-:mod:`p2pdm.net.libp2p_host`, or an in-memory fake in tests). Every read and
+:mod:`p2pdm.net._host`, or an in-memory fake in tests). Every read and
 write runs under a deadline. Anything that leaves the byte stream in an
 unknown state (a deadline passed mid-read, an oversized or malformed frame,
 a frame cut short) resets the stream before the error is raised, so a

@@ -39,13 +39,8 @@ from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.transport.exceptions import OpenConnectionError
 from libp2p.transport.tcp.tcp import TCP
 
-from p2pdm.net.memory_transport import (
-    MAX_READ_BYTES,
-    MAX_RETRANSMITS,
-    LinkFaults,
-    _Pipe,
-    syn_timeouts,
-)
+from p2pdm.net._memory_pipe import MAX_READ_BYTES, Pipe
+from p2pdm.net.memory_transport import MAX_RETRANSMITS, LinkFaults, syn_timeouts
 
 __all__ = ["TcpFaults"]
 
@@ -104,7 +99,7 @@ class _FaultyConn(ReadWriteCloser):
     def __init__(self, inner: ReadWriteCloser, links: TcpFaults) -> None:
         self._inner = inner
         self._links = links
-        self._out = _Pipe()
+        self._out = Pipe()
         self._closed = False
 
     async def read(self, n: int | None = None) -> bytes:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import trio
 
-from p2pdm.net.libp2p_host import Host, open_host
+from p2pdm.net import Host, open_host
 from p2pdm.net.stream import Stream
 
 __all__ = ["ECHO_PROTOCOL", "echo", "host_seed", "open_hosts", "wait_until"]

@@ -2,11 +2,14 @@
 
 - :mod:`~p2pdm.sim.network`: :func:`open_sim_network`, N running nodes
   (``serve_node``, as ``p2pdm run``) with contacts, over TCP or memory;
+  :mod:`~p2pdm.sim.layout`: who joins through whom, identities, contacts;
+  :mod:`~p2pdm.sim.simnode`: one node, its probe, what its store says after;
 - :mod:`~p2pdm.sim.nodes`: what a run drives, nodes in this process;
   :mod:`~p2pdm.sim.remote`, :mod:`~p2pdm.sim.worker` and
   :mod:`~p2pdm.sim.pipe`: real-clock nodes spread over worker processes;
 - :mod:`~p2pdm.sim.scenario`: :func:`simulate`, traffic, offline recipients,
-  churn and partitions, then a drain;
+  churn and partitions, then a drain; :mod:`~p2pdm.sim.options`: the
+  scenario's options, its progress and its outcome;
 - :mod:`~p2pdm.sim.timeline`: scenario files and the seeded plan of a run;
 - :mod:`~p2pdm.sim.metrics`: per-message records and invariants;
 - :mod:`~p2pdm.sim.report`: ``report.json``, ``report.md``, plots;
@@ -19,9 +22,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from p2pdm.sim.network import SIM_UPKEEP, SimNetwork, SimNode, open_sim_network
+    from p2pdm.sim.network import SIM_UPKEEP, SimNetwork, open_sim_network
+    from p2pdm.sim.options import Outcome, Progress, SimOptions
     from p2pdm.sim.report import invariants_hold, summarize, write_report
-    from p2pdm.sim.scenario import Outcome, Progress, SimOptions, simulate
+    from p2pdm.sim.scenario import simulate
+    from p2pdm.sim.simnode import SimNode
     from p2pdm.sim.timeline import Timeline, load_scenario
 
 # Loaded on first use, so that importing a light module of this package (the
@@ -29,14 +34,14 @@ if TYPE_CHECKING:
 _WHERE = {
     "SIM_UPKEEP": "network",
     "SimNetwork": "network",
-    "SimNode": "network",
+    "SimNode": "simnode",
     "open_sim_network": "network",
     "invariants_hold": "report",
     "summarize": "report",
     "write_report": "report",
-    "Outcome": "scenario",
-    "Progress": "scenario",
-    "SimOptions": "scenario",
+    "Outcome": "options",
+    "Progress": "options",
+    "SimOptions": "options",
     "simulate": "scenario",
     "Timeline": "timeline",
     "load_scenario": "timeline",

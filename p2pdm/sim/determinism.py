@@ -32,6 +32,9 @@ fixes each, for the duration of one simulation only:
    picks the one at the higher memory address. :func:`deterministic` makes
    it pick the first (the older).
 
+Points 2 to 4 patch libp2p, so they are applied by
+:func:`p2pdm.net._patches.deterministic_libp2p`, with libp2p's other workarounds.
+
 Everything is restored on exit, so a node's normal run (``p2pdm run``) and
 real-clock simulations never see these patches. While one is in force,
 every libp2p host in the process sees it: run nothing else with libp2p
@@ -47,7 +50,6 @@ from __future__ import annotations
 import importlib
 import random
 import secrets
-import sys
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -56,6 +58,8 @@ from typing import Any, Final
 
 import trio
 import trio.testing
+
+from p2pdm.net._patches import deterministic_libp2p
 
 __all__ = ["MONOTONIC_BASE_SECONDS", "SIM_EPOCH_MS", "VirtualTime", "deterministic"]
 
@@ -67,19 +71,12 @@ SIM_EPOCH_MS: Final = 1_767_225_600_000
 MONOTONIC_BASE_SECONDS: Final = 1_000_000.0
 #: Bytes of the simulation's seed stream that seed each patched RNG.
 SEED_BYTES: Final = 32
-#: Which third-party modules get the virtual clock and seeded randomness.
-PATCHED_PACKAGE: Final = "libp2p"
 #: trio's scheduler: its module, its private RNG (which orders each batch of
 #: ready tasks) and the switch that sorts a batch by task age before the RNG
 #: shuffles it (trio's own hook for Hypothesis; point 1 above).
 TRIO_SCHEDULER: Final = "trio._core._run"
 TRIO_SCHEDULER_RNG: Final = "_r"
 TRIO_DETERMINISTIC_FLAG: Final = "_ALLOW_DETERMINISTIC_SCHEDULING"
-#: libp2p modules that read the clock but load only at the first connection:
-#: loaded up front, so that they too read the virtual one.
-LAZY_MODULES: Final = ("libp2p.network.connection.swarm_connection",)
-#: The module of the libp2p method whose tie-break is ``id()`` (point 4 above).
-SWARM_MODULE: Final = "libp2p.network.swarm"
 
 
 class VirtualTime:
@@ -132,36 +129,6 @@ class _SeededSecrets:
         return getattr(secrets, name)
 
 
-def _best_connection(self: Any, connections: list[Any]) -> Any:
-    """libp2p's choice among a peer's connections, ties to the first (oldest)."""
-    from libp2p.connection_types import ConnectionType
-
-    def rank(conn: Any) -> tuple[bool, int]:
-        try:
-            direct = conn.get_connection_type() == ConnectionType.DIRECT
-        except Exception:  # as libp2p's own: a half-built connection counts as direct
-            direct = True
-        try:
-            streams = len(conn.get_streams())
-        except Exception:
-            streams = 0
-        return direct, streams
-
-    return max(connections, key=rank)
-
-
-def _libp2p_modules() -> list[types.ModuleType]:
-    """The py-libp2p modules a simulation runs (p2pdm.net loads most on import)."""
-    for name in LAZY_MODULES:
-        importlib.import_module(name)
-    prefix = PATCHED_PACKAGE + "."
-    return [
-        module
-        for name, module in list(sys.modules.items())
-        if module is not None and (name == PATCHED_PACKAGE or name.startswith(prefix))
-    ]
-
-
 @contextmanager
 def deterministic(seed: int) -> Iterator[None]:
     """Within: trio's scheduler seeded, libp2p's clock virtual and its randomness seeded.
@@ -174,19 +141,11 @@ def deterministic(seed: int) -> Iterator[None]:
         raise RuntimeError("a deterministic simulation needs trio.testing.MockClock")
     start = clock.current_time()
     rng = random.Random(seed)
-    replacements: dict[object, object] = {
+    replacements: dict[types.ModuleType, object] = {
         time: VirtualTime(lambda: clock.current_time() - start, SIM_EPOCH_MS / 1000),
         secrets: _SeededSecrets(random.Random(rng.randbytes(SEED_BYTES))),
     }
     undo: list[tuple[object, str, object]] = []
-    for module in _libp2p_modules():
-        for attr, value in list(vars(module).items()):
-            if isinstance(value, types.ModuleType) and value in replacements:
-                undo.append((module, attr, value))
-                setattr(module, attr, replacements[value])
-    swarm = importlib.import_module(SWARM_MODULE).Swarm
-    undo.append((swarm, "_best_connection", swarm.__dict__["_best_connection"]))
-    swarm._best_connection = _best_connection
     scheduler = importlib.import_module(TRIO_SCHEDULER)
     scheduler_rng: random.Random = getattr(scheduler, TRIO_SCHEDULER_RNG)
     scheduler_state = scheduler_rng.getstate()
@@ -194,7 +153,8 @@ def deterministic(seed: int) -> Iterator[None]:
     setattr(scheduler, TRIO_DETERMINISTIC_FLAG, True)
     scheduler_rng.seed(rng.randbytes(SEED_BYTES))
     try:
-        yield
+        with deterministic_libp2p(replacements):
+            yield
     finally:
         scheduler_rng.setstate(scheduler_state)
         for target, attr, value in reversed(undo):

@@ -38,28 +38,32 @@ own stores.
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import trio
 
-from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.identity import PeerId
 from p2pdm.core.model import DeliveryStatus, StoredMessage
 from p2pdm.daemon.runner import RunOptions, Serving, serve_node
-from p2pdm.errors import ConfigError, P2PDMError
 from p2pdm.net import MemoryNetwork, PeerFilter, TcpFaults, Upkeep
-from p2pdm.net.addrs import is_loopback, parse_bootstrap, port_range
+from p2pdm.net.addrs import is_loopback
 from p2pdm.node.messenger import wall_ms
 from p2pdm.node.node import Node
-from p2pdm.node.observer import NO_OBSERVER, NodeObserver
-from p2pdm.services.dm import Delivery
-from p2pdm.services.mailbox_server import MAILBOX_PURGE_INTERVAL_SECONDS
-from p2pdm.store import MemoryStore, SQLiteStore, Store
+from p2pdm.node.observer import NO_OBSERVER
+from p2pdm.sim.layout import (
+    bootstrap_count,
+    bootstrap_of,
+    contact_pairs,
+    fixed_count,
+    listen_addrs,
+    refuse_own_peers,
+)
+from p2pdm.sim.simnode import Collected, Probe, SimNode, collect, make_sim_nodes
 
 __all__ = [
     "SIM_UPKEEP",
@@ -74,11 +78,6 @@ __all__ = [
     "wait_until",
 ]
 
-#: Hosts joining through one bootstrap node: a host accepts at most
-#: MAX_INBOUND_CONNECTIONS (192) and every joiner keeps its bootstrap link,
-#: so one bootstrap node per 50 nodes, at most this many.
-MAX_BOOTSTRAPS: Final = 4
-NODES_PER_BOOTSTRAP: Final = 50
 #: Contacts each node picks (each pick is mutual, so most nodes have more).
 DEFAULT_CONTACTS: Final = 4
 #: Longest a node may take to start (DHT join included) or to stop.
@@ -88,10 +87,6 @@ NODE_STOP_TIMEOUT_SECONDS: Final = 30.0
 #: connections closed after 20 s and a DHT refresh every 600 s keep a
 #: 200-node network's quiet spells cheap in memory and CPU.
 SIM_UPKEEP: Final = Upkeep(interval=5.0, idle_timeout=20.0, dht_refresh_interval=600.0)
-#: Told apart from the identity seed it is joined to, it seeds a node's randomness.
-RANDOM_SEED_PREFIX: Final = b"p2pdm-sim-random"
-#: Mailbox envelopes kept per recipient and page when checking expiry.
-MAILBOX_CHECK_PAGE: Final = 500
 #: Where real-clock nodes listen: loopback, a free port each.
 LOOPBACK: Final = ("/ip4/127.0.0.1/tcp/0",)
 #: Every interface, any port: for a simulation that other machines join.
@@ -103,116 +98,6 @@ OPEN_LISTEN: Final = ("/ip4/0.0.0.0/tcp/0",)
 WAIT_TIMEOUT_SECONDS: Final = 60.0
 #: How often those waits look again (virtual or real seconds).
 WAIT_POLL_SECONDS: Final = 0.05
-
-
-def listen_addrs(template: str, nodes: int) -> list[str]:
-    """Each node's listen address from ``--listen``; raises ConfigError.
-
-    ``/ip4/ADDR/tcp/0``: every node on ADDR, a free port each;
-    ``/ip4/ADDR/tcp/P``: node i on port P + i, so a firewall opens the
-    range P to P + nodes - 1.
-    """
-    try:
-        return port_range(template, nodes)
-    except ConfigError as exc:
-        raise ConfigError(f"--listen: {exc}") from None
-
-
-def bootstrap_count(nodes: int) -> int:
-    """How many of ``nodes`` are bootstrap nodes (the first ones)."""
-    return min(MAX_BOOTSTRAPS, nodes // NODES_PER_BOOTSTRAP + 1)
-
-
-def bootstrap_of(index: int, bootstraps: int) -> int:
-    """The node that node ``index`` (not 0) joins the DHT through."""
-    return index % bootstraps if index >= bootstraps else 0
-
-
-def contact_pairs(rng: random.Random, count: int, per_node: int) -> list[tuple[int, int]]:
-    """``per_node`` random contacts for each of ``count`` nodes, as sorted mutual pairs."""
-    pairs: set[tuple[int, int]] = set()
-    for index in range(count):
-        others = [i for i in range(count) if i != index]
-        for other in rng.sample(others, min(per_node, len(others))):
-            pairs.add((min(index, other), max(index, other)))
-    return sorted(pairs)
-
-
-def fixed_count(nodes: int, mailboxes: int) -> int:
-    """How many nodes (the first ones) never leave: bootstrap and mailbox nodes."""
-    return max(bootstrap_count(nodes), mailboxes)
-
-
-class Probe(Protocol):
-    """Sees each node's parts before they serve anything (for measurements)."""
-
-    def observer(self, sim_node: SimNode) -> NodeObserver: ...
-    def delivery_created(self, sim_node: SimNode, delivery: Delivery) -> None: ...
-
-
-@dataclass
-class Collected:
-    """What the nodes' stores say at the end of a run (added up over processes)."""
-
-    undelivered: Counter[str] = field(default_factory=Counter)
-    held_in_mailboxes: int = 0
-    expired_in_mailboxes: int = 0
-    restarts: int = 0
-
-    def add(self, other: Collected) -> None:
-        self.undelivered.update(other.undelivered)
-        self.held_in_mailboxes += other.held_in_mailboxes
-        self.expired_in_mailboxes += other.expired_in_mailboxes
-        self.restarts += other.restarts
-
-
-class SimNode:
-    """One simulated node: an identity and a store that outlive its runs."""
-
-    def __init__(self, index: int, seed: bytes, store: Store | None, *, mailbox: bool, fixed: bool):
-        self.index = index
-        self.identity = Identity(seed)
-        #: None: the node runs in another worker process (``--workers``).
-        self._store = store
-        #: The node's randomness (message ids, nonces, jitter): seeded, kept across restarts.
-        self.random = random.Random(RANDOM_SEED_PREFIX + seed)
-        #: Offers the mailbox service.
-        self.offers_mailbox = mailbox
-        #: A bootstrap or mailbox node: never stopped by the simulation.
-        self.fixed = fixed
-        #: The node of the current run; the last one while stopped.
-        self.node: Node | None = None
-        self.serving: Serving | None = None
-        self.starts = 0
-        self._scope: trio.CancelScope | None = None
-        self._done = trio.Event()
-
-    @property
-    def peer_id(self) -> PeerId:
-        return self.identity.peer_id
-
-    @property
-    def local(self) -> bool:
-        """Whether this process runs the node (else only its identity is known here)."""
-        return self._store is not None
-
-    @property
-    def store(self) -> Store:
-        """The node's store; raises RuntimeError for a node run by another process."""
-        if self._store is None:
-            raise RuntimeError(f"sim node {self.index} runs in another worker process")
-        return self._store
-
-    @property
-    def online(self) -> bool:
-        return self.serving is not None
-
-    @property
-    def running(self) -> Serving:
-        """The running services; raises RuntimeError while stopped."""
-        if self.serving is None:
-            raise RuntimeError(f"sim node {self.index} is not running")
-        return self.serving
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,48 +300,8 @@ class SimNetwork:
     def collect(
         self, undelivered: Iterable[tuple[bytes, int, int]], now_ms: int, *, mailboxes: bool = True
     ) -> Collected:
-        """What this process's stores say at the end of a run.
-
-        ``undelivered``: (message id, sender, recipient) of messages never
-        committed, each explained by its sender's last status. With
-        ``mailboxes``: also envelopes the mailbox nodes still hold, those
-        held past expiry, and restarts.
-        """
-        collected = Collected()
-        for message_id, sender, recipient in undelivered:
-            store = self.nodes[sender].store
-            try:
-                message = store.get_message(message_id)
-                history = store.status_history(message_id)
-            except P2PDMError:
-                message, history = None, []
-            status = message.status if message is not None else DeliveryStatus.FAILED
-            detail = history[-1].detail if history else ""
-            outbox = [
-                i
-                for i in store.outbox_for(self.nodes[recipient].peer_id)
-                if i.message_id == message_id
-            ]
-            last_error = outbox[0].last_error if outbox else ""
-            reason = f"{status.value}: {detail or last_error or 'no detail'}"[:160]
-            collected.undelivered[reason] += 1
-        if not mailboxes:
-            return collected
-        grace_ms = int(MAILBOX_PURGE_INTERVAL_SECONDS * 1000)
-        local = [n for n in self.nodes if n.local]
-        for sim_node in local:
-            if not sim_node.offers_mailbox:
-                continue
-            held, _ = sim_node.store.mailbox_usage()
-            collected.held_in_mailboxes += held
-            for other in self.nodes:
-                page = sim_node.store.mailbox_fetch(other.peer_id, 0, 0, MAILBOX_CHECK_PAGE)
-                # Purged every MAILBOX_PURGE_INTERVAL_SECONDS: expired past that is a breach.
-                collected.expired_in_mailboxes += sum(
-                    1 for item in page if item.expires_at_ms + grace_ms < now_ms
-                )
-        collected.restarts = sum(n.starts - 1 for n in local if n.starts)
-        return collected
+        """What this process's stores say after a run: :func:`p2pdm.sim.simnode.collect`."""
+        return collect(self.nodes, undelivered, now_ms, mailboxes=mailboxes)
 
     def _apply_partition(self) -> None:
         if self.network is None:
@@ -565,62 +410,6 @@ def virtual_wall_ms() -> Callable[[], int]:
     """A wall clock (ms) that starts now and then follows trio's clock (virtual time)."""
     start_ms, t0 = wall_ms(), trio.current_time()
     return lambda: start_ms + int((trio.current_time() - t0) * 1000)
-
-
-def _identity_seeds(rng: random.Random, count: int) -> list[bytes]:
-    """The nodes' identity seeds: the first draws of the simulation's RNG."""
-    return [rng.randbytes(32) for _ in range(count)]
-
-
-def refuse_own_peers(external: Sequence[str], seed: int, count: int) -> None:
-    """Raise ConfigError for a bad outside peer address, or one that is a node
-    of this simulation: the simulation being joined runs with the same seed,
-    so each node would meet its twin."""
-    outside = {parse_bootstrap(addr)[0] for addr in external}
-    if not outside:
-        return
-    ours = {Identity(s).peer_id for s in _identity_seeds(random.Random(seed), count)}
-    if outside & ours:
-        raise ConfigError(
-            "--bootstrap names a node of this very simulation: the simulation being joined"
-            " runs with the same --seed (the seed makes the identities); choose another --seed"
-        )
-
-
-def _store(store_dir: Path | None, index: int) -> Store:
-    if store_dir is None:
-        return MemoryStore()
-    store_dir.mkdir(parents=True, exist_ok=True)
-    path = store_dir / f"node{index:04d}.db"
-    with suppress(FileNotFoundError):
-        path.unlink()  # a new identity each run: never reuse an old store
-    # A simulation need not survive power loss: fewer fsyncs (WAL).
-    return SQLiteStore(path, synchronous="NORMAL")
-
-
-def make_sim_nodes(
-    count: int,
-    rng: random.Random,
-    *,
-    store_dir: Path | None,
-    mailboxes: int,
-    local: Callable[[int], bool] = lambda index: True,
-) -> list[SimNode]:
-    """``count`` nodes with identities drawn from ``rng``, in order; a store
-    only for those ``local`` says this process runs."""
-    fixed = fixed_count(count, mailboxes)
-    # Drawn for every node: the same identities in every process.
-    seeds = _identity_seeds(rng, count)
-    return [
-        SimNode(
-            index,
-            seeds[index],
-            _store(store_dir, index) if local(index) else None,
-            mailbox=index < mailboxes,
-            fixed=index < fixed,
-        )
-        for index in range(count)
-    ]
 
 
 @asynccontextmanager

@@ -18,7 +18,8 @@ from typing import Any, Final, Protocol
 
 from p2pdm.errors import WireError
 from p2pdm.net import LinkFaults, MemoryNetwork
-from p2pdm.sim.network import Collected, SimNetwork
+from p2pdm.sim.network import SimNetwork
+from p2pdm.sim.simnode import Collected
 from p2pdm.sim.timeline import LinkChange
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 How this works: :func:`draw_plots` imports matplotlib only when it is
 called (so ``import p2pdm`` and the CLI never load it) and draws two
-figures from an :class:`~p2pdm.sim.scenario.Outcome`. It returns the files
+figures from an :class:`~p2pdm.sim.options.Outcome`. It returns the files
 it wrote with a caption each, or why it wrote none, for ``report.md``.
 ``scripts/simulate`` installs matplotlib (the ``sim`` extra); without it the
 report says how to get the plots.
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from p2pdm.sim.scenario import Outcome
+    from p2pdm.sim.options import Outcome
 
 __all__ = ["NO_MATPLOTLIB", "Plot", "draw_plots"]
 

@@ -36,16 +36,9 @@ import trio
 
 from p2pdm.errors import SimWorkerError, WireError
 from p2pdm.net import LinkFaults, MemoryNetwork
+from p2pdm.sim.layout import bootstrap_count, bootstrap_of, contact_pairs
 from p2pdm.sim.metrics import Recorder
-from p2pdm.sim.network import (
-    NODE_START_TIMEOUT_SECONDS,
-    NODE_STOP_TIMEOUT_SECONDS,
-    Collected,
-    bootstrap_count,
-    bootstrap_of,
-    contact_pairs,
-    make_sim_nodes,
-)
+from p2pdm.sim.network import NODE_START_TIMEOUT_SECONDS, NODE_STOP_TIMEOUT_SECONDS
 from p2pdm.sim.nodes import changed_links, first_error, link_args, rss_mb
 from p2pdm.sim.pipe import (
     PIPE_BATCH,
@@ -57,6 +50,7 @@ from p2pdm.sim.pipe import (
     encode_request,
     read_args,
 )
+from p2pdm.sim.simnode import Collected, make_sim_nodes
 from p2pdm.sim.timeline import LinkChange
 
 __all__ = ["RemoteNodes", "open_worker_network"]

@@ -1,6 +1,6 @@
 """A simulation's report: ``report.json``, ``report.md`` and, with matplotlib, plots.
 
-How this works: :func:`summarize` turns an :class:`~p2pdm.sim.scenario.Outcome`
+How this works: :func:`summarize` turns an :class:`~p2pdm.sim.options.Outcome`
 into one JSON-ready dict (figures and invariant checks); :func:`write_report`
 writes it, ``messages.csv`` (one row per message), when matplotlib is
 installed (``pip install 'p2pdm[sim]'``; :mod:`p2pdm.sim.plots`) a latency
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from p2pdm.sim.metrics import MISDELIVERY_ERRORS, latency_summary
+from p2pdm.sim.options import Outcome
 from p2pdm.sim.plots import Plot, draw_plots
-from p2pdm.sim.scenario import Outcome
 
 __all__ = ["MAY_DIFFER", "invariants_hold", "reproducible", "summarize", "write_report"]
 

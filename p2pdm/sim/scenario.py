@@ -31,30 +31,22 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 import trio
 
-from p2pdm.errors import ConfigError
-from p2pdm.net import LinkFaults, MemoryNetwork, TcpFaults
+from p2pdm.net import MemoryNetwork, TcpFaults
 from p2pdm.net.addrs import is_loopback
 from p2pdm.node.messenger import wall_ms
 from p2pdm.sim.determinism import SIM_EPOCH_MS, deterministic
+from p2pdm.sim.layout import fixed_count
 from p2pdm.sim.metrics import Recorder
-from p2pdm.sim.network import (
-    DEFAULT_CONTACTS,
-    NODE_START_TIMEOUT_SECONDS,
-    fixed_count,
-    listen_addrs,
-    open_sim_network,
-    refuse_own_peers,
-)
+from p2pdm.sim.network import NODE_START_TIMEOUT_SECONDS, open_sim_network
 from p2pdm.sim.nodes import LocalNodes, Nodes, rss_mb
+from p2pdm.sim.options import Outcome, Progress, SimOptions
 from p2pdm.sim.remote import open_worker_network
-from p2pdm.sim.timeline import LinkChange, Send, Timeline, make_plan
+from p2pdm.sim.timeline import LinkChange, Send, make_plan
 
 __all__ = ["Outcome", "Progress", "SimOptions", "simulate"]
 
@@ -62,159 +54,8 @@ __all__ = ["Outcome", "Progress", "SimOptions", "simulate"]
 OFFLINE_SECONDS: Final = (20.0, 90.0)
 #: How long a churning node stays away (uniform).
 CHURN_AWAY_SECONDS: Final = (10.0, 120.0)
-#: Largest simulated network (memory and CPU: docs/simulation.md).
-MAX_NODES: Final = 1000
-#: Longest traffic phase and drain, in (virtual or real) seconds: one day.
-MAX_SECONDS: Final = 86_400.0
-#: Most worker processes (``--workers``): one per core is the point; this
-#: many pipes and processes stay cheap for the coordinator.
-MAX_WORKERS: Final = 64
-#: Highest message rate, per second across the network.
-MAX_RATE: Final = 1000.0
 #: How often the progress callback hears from the run, in simulation seconds.
 PROGRESS_SECONDS: Final = 1.0
-#: One-way delay of every link in a virtual-time run unless ``--latency`` says
-#: otherwise: two people's nodes on home broadband in one region are some
-#: 20-50 ms apart one way. Without it every latency of a virtual run is 0 s
-#: (the memory network moves bytes instantly) and its figures say nothing.
-DEFAULT_VIRTUAL_LATENCY_SECONDS: Final = 0.03
-#: Extra one-way delay, uniform in [0, this), on top of the default latency:
-#: links vary, and a fixed delay would make every direct delivery take the
-#: same time. Real-clock runs add neither: loopback plus the machine's own
-#: load is their link, unless ``--latency``/``--jitter`` are given.
-DEFAULT_VIRTUAL_JITTER_SECONDS: Final = 0.02
-
-Clock = Literal["real", "virtual"]
-
-
-@dataclass(frozen=True, slots=True)
-class SimOptions:
-    """A scenario, as ``p2pdm sim``'s options give it."""
-
-    nodes: int = 10
-    duration: float = 60.0
-    rate: float = 1.0
-    offline: float = 0.0
-    churn: float = 0.0
-    mailboxes: int = 3
-    loss: float = 0.0
-    #: One-way link latency in seconds; None: DEFAULT_VIRTUAL_LATENCY_SECONDS
-    #: with the virtual clock, 0 with the real one (see :meth:`link_faults`).
-    latency: float | None = None
-    #: Extra one-way delay, uniform in [0, jitter); None: the default jitter
-    #: when the latency is the default too, else 0.
-    jitter: float | None = None
-    partition: tuple[float, float] | None = None
-    seed: int = 0
-    clock: Clock = "real"
-    drain: float = 300.0
-    contacts: int = DEFAULT_CONTACTS
-    #: Scripted events (``--scenario FILE``).
-    timeline: Timeline = field(default_factory=Timeline)
-    #: Directory for SQLite stores; None keeps the stores in memory.
-    store_dir: Path | None = None
-    #: Peers outside this simulation (another machine's ``p2pdm sim``, any
-    #: libp2p Kademlia node) that the first node joins through (real clock).
-    bootstrap: tuple[str, ...] = ()
-    #: Where the nodes listen (real clock; ``p2pdm.sim.network.listen_addrs``):
-    #: None is loopback, or every interface with ``bootstrap``.
-    listen: str | None = None
-    #: Processes running the nodes (real clock): 1 runs them all in this
-    #: process; more start ``python -m p2pdm.sim.worker`` processes.
-    workers: int = 1
-
-    def check(self) -> None:
-        """Raise ConfigError for a scenario that cannot run."""
-        if not 2 <= self.nodes <= MAX_NODES:
-            raise ConfigError(f"--nodes must be between 2 and {MAX_NODES}")
-        if not (0 < self.duration <= MAX_SECONDS and 0 <= self.drain <= MAX_SECONDS):
-            raise ConfigError(f"--duration and --drain must be at most {MAX_SECONDS:.0f} s")
-        if not 0 < self.rate <= MAX_RATE:
-            raise ConfigError(f"--rate must be above 0 and at most {MAX_RATE:.0f}")
-        if not 0 <= self.offline <= 1:
-            raise ConfigError("--offline is a fraction between 0 and 1")
-        if self.churn < 0 or self.mailboxes < 0 or self.contacts < 1:
-            raise ConfigError("--churn and --mailboxes must not be negative, --contacts >= 1")
-        if not (0 <= self.loss < 1 and (self.latency or 0) >= 0 and (self.jitter or 0) >= 0):
-            raise ConfigError(
-                "--loss is a probability below 1; --latency and --jitter must not be negative"
-            )
-        if self.partition is not None:
-            start, end = self.partition
-            if not 0 <= start < end:
-                raise ConfigError("--partition is START:END seconds with START < END")
-        if not 1 <= self.workers <= min(MAX_WORKERS, self.nodes):
-            raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS}, and at most --nodes")
-        if self.workers > 1 and self.clock != "real":
-            raise ConfigError(
-                "--workers spreads real-clock nodes over processes; --clock virtual runs"
-                " in one process (use --workers 1)"
-            )
-        if self.bootstrap and self.clock != "real":
-            raise ConfigError("--bootstrap joins other machines over TCP: use --clock real")
-        refuse_own_peers(self.bootstrap, self.seed, self.nodes)
-        if self.listen is not None:
-            if self.clock != "real":
-                raise ConfigError("--listen is for TCP: use --clock real")
-            listen_addrs(self.listen, self.nodes)
-        self.timeline.check(self.nodes, fixed_count(self.nodes, self.mailboxes), self.duration)
-
-    def link_faults(self) -> LinkFaults:
-        """Every link's latency, jitter and loss, the clock's defaults filled in."""
-        virtual = self.clock == "virtual"
-        latency, jitter = self.latency, self.jitter
-        if latency is None:
-            latency = DEFAULT_VIRTUAL_LATENCY_SECONDS if virtual else 0.0
-            if jitter is None:
-                jitter = DEFAULT_VIRTUAL_JITTER_SECONDS if virtual else 0.0
-        return LinkFaults(latency=latency, jitter=jitter or 0.0, loss=self.loss)
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """A glance at a running simulation."""
-
-    elapsed_s: float
-    #: "returning": the traffic is over; nodes the plan took away are still
-    #: to come back (their absences end after the traffic).
-    phase: Literal["forming", "traffic", "returning", "draining", "done"]
-    sent: int
-    delivered: int
-    online: int
-    #: Seconds since the current phase began.
-    phase_s: float = 0.0
-    #: How long the phase lasts, in seconds: the traffic's duration; the
-    #: plan's last return for "returning" (a restart may take a little
-    #: longer); the ``drain`` cap for "draining", which ends as soon as every
-    #: message is delivered. None while forming (it ends when the nodes
-    #: have joined) and when done.
-    phase_limit_s: float | None = None
-
-
-@dataclass
-class Outcome:
-    """Everything a run measured, for the report."""
-
-    options: SimOptions
-    recorder: Recorder
-    undelivered: dict[str, int] = field(default_factory=dict)
-    expired_in_mailboxes: int = 0
-    held_in_mailboxes: int = 0
-    restarts: int = 0
-    network_stats: dict[str, int] = field(default_factory=dict)
-    form_s: float = 0.0
-    #: How long each phase took (forming, traffic, returning, draining), in
-    #: simulation seconds.
-    phase_s: dict[str, float] = field(default_factory=dict)
-    sim_s: float = 0.0
-    wall_s: float = 0.0
-    rss_mb: dict[str, float] = field(default_factory=dict)
-    #: What the seeded plan held (the same for every run with this seed).
-    plan_counts: dict[str, int] = field(default_factory=dict)
-    #: Where other machines join this simulation (real clock): node 0's addresses.
-    join_addrs: list[str] = field(default_factory=list)
-    #: Peers outside this simulation its nodes knew of at the end (real clock).
-    outside_peers: dict[str, int] = field(default_factory=dict)
 
 
 def announce_join(addrs: list[str], seed: int) -> None:

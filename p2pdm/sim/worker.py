@@ -32,9 +32,10 @@ from p2pdm.errors import P2PDMError, SimWorkerError, WireError
 from p2pdm.net import TcpFaults
 from p2pdm.sim.metrics import Path as DeliveryPath
 from p2pdm.sim.metrics import Tap
-from p2pdm.sim.network import SimNetwork, make_sim_nodes, serve_sim_nodes
+from p2pdm.sim.network import SimNetwork, serve_sim_nodes
 from p2pdm.sim.nodes import first_error, link_faults, rss_mb
 from p2pdm.sim.pipe import PIPE_BATCH, PipeDecoder, Request, encode_event, encode_reply
+from p2pdm.sim.simnode import make_sim_nodes
 
 __all__ = ["main"]
 

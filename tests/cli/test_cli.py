@@ -15,30 +15,16 @@ import pytest
 from p2pdm.cli.main import COMMANDS, main
 from p2pdm.core.invite import parse_invite
 from p2pdm.daemon.home import ENV_HOME, ENV_PASSPHRASE, Home
+from tests.cli.conftest import assert_one_error_line
 
 P2PDM_BIN = Path(sys.executable).parent / "p2pdm"
 QR_BLOCKS = set("█▀▄")
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENV_HOME, raising=False)
-    monkeypatch.delenv(ENV_PASSPHRASE, raising=False)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_one_error_line(err: str, *needles: str) -> None:
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("p2pdm: error: ")
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0]
 
 
 def init(capsys: pytest.CaptureFixture[str], home: Path, *extra: str) -> str:
@@ -214,6 +200,7 @@ def test_bad_config_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert_one_error_line(err, "unknown setting 'colour'")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not P2PDM_BIN.exists(), reason="console script not installed")
 def test_real_program_init_and_id(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in (ENV_HOME, ENV_PASSPHRASE)}

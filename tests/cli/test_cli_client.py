@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -31,19 +30,15 @@ from p2pdm.client import (
     write_api_addr,
 )
 from p2pdm.core.kinds import UnknownBody
-from p2pdm.daemon.home import ENV_HOME, ENV_PASSPHRASE, Home
+from p2pdm.daemon.home import Home
 from p2pdm.errors import HomeError, NodeNotRunning
 from p2pdm.node.node import DEFAULT_API_PORT, Node
+from tests.cli.conftest import assert_one_error_line
+from tests.conftest import free_port
 
 P2PDM_BIN = Path(sys.executable).parent / "p2pdm"
 #: Bound on every wait: a command or server that hangs fails the test.
 WAIT_S = 10.0
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENV_HOME, raising=False)
-    monkeypatch.delenv(ENV_PASSPHRASE, raising=False)
 
 
 @dataclass
@@ -77,18 +72,10 @@ async def running_node(path: Path, name: str, token: str | None = None) -> Async
 async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """Run the command line in a thread while the node keeps serving in this loop."""
     with trio.fail_after(WAIT_S):
-        code = await trio.to_thread.run_sync(main, list(argv), abandon_on_cancel=True)
+        # mypy (1.x) refuses keywords after *args: Unpack[Ts]; trio takes them.
+        code = await trio.to_thread.run_sync(main, list(argv), abandon_on_cancel=True)  # type: ignore[call-arg]
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_one_error_line(err: str, *needles: str) -> None:
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("p2pdm: error: ")
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def deliver(sender: Node, recipient: Node) -> None:
@@ -96,12 +83,6 @@ def deliver(sender: Node, recipient: Node) -> None:
     for item in sender.store.outbox_for(recipient.peer_id):
         recipient.messenger.receive(item.envelope)
         sender.store.remove_outbox(item.envelope_id)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_chat_between_two_nodes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -372,7 +353,7 @@ async def test_client_calls_and_errors(tmp_path: Path) -> None:
                     client.messages("a name?odd#chars%", 1)
 
         with trio.fail_after(WAIT_S):
-            await trio.to_thread.run_sync(calls, abandon_on_cancel=True)
+            await trio.to_thread.run_sync(calls, abandon_on_cancel=True)  # type: ignore[call-arg]
 
     with pytest.raises(NodeNotRunning, match=r"start one with `p2pdm --home .* run`"):
         Client.for_home(alice.home).node()

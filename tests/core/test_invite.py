@@ -54,7 +54,10 @@ def invite(identity: Identity = ALICE, name: str = "Alice", **kwargs: Any) -> st
 
 def payload(text: str) -> dict[str, Any]:
     raw = text[len(INVITE_SCHEME) :]
-    return cbor.decode(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)), 1 << 16)
+    decoded: dict[str, Any] = cbor.decode(
+        base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)), 1 << 16
+    )
+    return decoded
 
 
 def to_invite(m: dict[str, Any]) -> str:

@@ -212,6 +212,7 @@ def test_mutated_encodings_raise_only_wire_or_signature_errors(data: bytes) -> N
 def field_swaps(draw: st.DrawFn) -> tuple[Callable[[bytes], object], bytes]:
     """A valid map with one field replaced by an arbitrary CBOR value (or removed/added)."""
     which = draw(st.sampled_from(["inner", "bundle", "session", "envelope"]))
+    decoder: Callable[[bytes], object]
     if which == "inner":
         decoder, data = InnerMessage.decode, draw(inner_messages()).encode()
     elif which == "bundle":

@@ -20,6 +20,7 @@ import trio
 from p2pdm.client import api_addr_path
 from p2pdm.core import records
 from p2pdm.core.dm import DM_PROTOCOL, Deliver
+from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import FetchedEnvelope
 from p2pdm.core.model import DeliveryStatus, Direction
 from p2pdm.daemon.home import Home
@@ -145,7 +146,7 @@ async def test_a_finds_c_by_peer_id_alone_through_b(sim_network: SimNetworkFacto
 
 async def test_sending_to_a_peer_id_nobody_published_is_a_clear_4xx(tmp_path: Path) -> None:
     async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
-        stranger = records.PeerId.parse("12D3KooWGjssTSMGSG4tCMJCc5ju1r33TjS8GXjjaNVe3zGHAKcB")
+        stranger = PeerId.parse("12D3KooWGjssTSMGSG4tCMJCc5ju1r33TjS8GXjjaNVe3zGHAKcB")
         await a.call("POST", "/v1/contacts", json={"peer_id": str(stranger), "name": "x"})
         response = await a.http.post("/v1/messages", json={"to": "x", "text": "hello?"})
         assert response.status_code == 422
@@ -227,6 +228,7 @@ async def test_a_hostile_peer_on_the_real_stack_does_not_stop_delivery(tmp_path:
         assert b.running.node.store.counts()["messages"] == 2
 
 
+@pytest.mark.slow
 async def test_outbox_survives_a_restart_of_the_sender(tmp_path: Path) -> None:
     """Messages queued while the recipient is away are delivered after the
     sender itself restarts: the outbox is in the store."""
@@ -246,6 +248,7 @@ async def test_outbox_survives_a_restart_of_the_sender(tmp_path: Path) -> None:
             assert c.running.node.store.counts()["messages"] == 5
 
 
+@pytest.mark.slow
 async def test_offline_both_ways_through_a_mailbox(sim_network: SimNetworkFactory) -> None:
     """Carol is offline: Alice deposits at the mailbox node and goes offline too;
     Carol comes back and gets the message; Alice comes back and sees delivered."""
@@ -273,6 +276,7 @@ async def test_offline_both_ways_through_a_mailbox(sim_network: SimNetworkFactor
         await wait_until(lambda: m.store.mailbox_usage() == (0, 0), 30)
 
 
+@pytest.mark.slow
 async def test_two_of_three_mailboxes_gone_still_delivered(sim_network: SimNetworkFactory) -> None:
     """Real libp2p: the message sits at three mailboxes; two of them stop
     before Carol comes back; she gets it from the third."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,12 @@ import pytest
 from p2pdm.client import Client, api_addr_path
 from p2pdm.daemon.home import Home
 from p2pdm.errors import NodeNotRunning
+from tests.conftest import free_port
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 
 #: Longest a node may take to start (imports, DHT join) on a busy 2-core machine.
 START_DEADLINE_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def init(home: Path, name: str) -> None:
@@ -199,7 +193,7 @@ def test_receiver_killed_during_a_burst_gets_everything_exactly_once(tmp_path: P
                 before: Any = None
                 while True:
                     page = carol.client.messages(alice.client.node()["peer_id"], 200, before)
-                    page_texts += [m["text"] for m in page["messages"]]
+                    page_texts += [m["text"] for m in page["messages"] if m["text"] is not None]
                     before = page.get("next_before")
                     if before is None:
                         break

@@ -10,7 +10,7 @@ from libp2p.kad_dht.kad_dht import KadDHT  # only to count refreshes
 
 from p2pdm.core.identity import Identity, PeerId, verify
 from p2pdm.errors import P2PDMError, PeerUnreachable, SchemaError, SignatureError
-from p2pdm.net import Host, Upkeep, open_host
+from p2pdm.net import Host, Upkeep, _maintenance, open_host
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, host_seed, open_hosts, wait_until
 
@@ -145,7 +145,7 @@ async def test_client_peers_are_dropped_from_server_routing_tables() -> None:
         # py-libp2p adds any peer that sends it a DHT query, clients included.
         assert client.peer_id in b.dht_peers()
         await wait_until(lambda: bool(b.peer_protocols(client.peer_id)))  # identify done
-        b._forget_client_peers()  # the maintenance loop's step, run now
+        _maintenance.forget_client_peers(b)  # the maintenance loop's step, run now
         assert client.peer_id not in b.dht_peers()
         assert a.peer_id in b.dht_peers()
         # The client still uses the DHT as before.

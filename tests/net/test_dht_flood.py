@@ -22,7 +22,7 @@ from p2pdm.core import records
 from p2pdm.core.identity import Identity
 from p2pdm.core.session import OwnPrekeys
 from p2pdm.net import DhtLimits, Host, StoreCaps, Upkeep
-from p2pdm.net.libp2p_host import _provider_key
+from p2pdm.net._dht import provider_key
 from p2pdm.net.testing import open_hosts, wait_until
 
 pytestmark = pytest.mark.net
@@ -183,7 +183,7 @@ async def test_a_provider_flood_is_rate_limited_and_capped() -> None:
         store = victim._dht.provider_store
 
         def bob_provides() -> bool:
-            providers = store.get_providers(_provider_key(service_key))
+            providers = store.get_providers(provider_key(service_key))
             return bob.peer_id.raw in {info.peer_id.to_bytes() for info in providers}
 
         await bob.provide(service_key)
@@ -194,7 +194,7 @@ async def test_a_provider_flood_is_rate_limited_and_capped() -> None:
         sender = attacker._dht.provider_store
         start = trio.current_time()
         for i in range(60):
-            await sender._send_add_provider(target, _provider_key(b"junk %d" % i))
+            await sender._send_add_provider(target, provider_key(b"junk %d" % i))
         elapsed = trio.current_time() - start
 
         def settled() -> bool:

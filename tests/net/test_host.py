@@ -14,7 +14,7 @@ import pytest
 import trio
 
 # Tests may build raw libp2p hosts (an attacker, a permissive control host);
-# p2pdm itself imports libp2p only in p2pdm.net.libp2p_host.
+# p2pdm itself imports libp2p only in the libp2p modules of p2pdm.net.
 from libp2p import new_host
 from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import Ed25519PrivateKey, create_new_key_pair
@@ -29,7 +29,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.errors import ConfigError, PeerUnreachable
-from p2pdm.net import Host, Stream, Upkeep, libp2p_host, open_host
+from p2pdm.net import Host, Stream, Upkeep, _patches, open_host
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, host_seed, open_hosts, wait_until
 
@@ -190,6 +190,7 @@ class _ForgedKey(Ed25519PrivateKey):
 def forged_key_pair(victim_seed: bytes) -> KeyPair:
     victim_public = create_new_key_pair(victim_seed).public_key
     forged = _ForgedKey.new(b"\x66" * 32)
+    assert isinstance(forged, _ForgedKey)
     forged.claimed = victim_public
     return KeyPair(forged, victim_public)
 
@@ -319,7 +320,7 @@ async def test_inbound_slots_are_freed_when_connections_close(
 ) -> None:
     # py-libp2p 0.8.1 keeps every inbound connection's slot until the host
     # stops; with 2 slots it would refuse the third connection ever made.
-    monkeypatch.setattr(libp2p_host, "MAX_INBOUND_CONNECTIONS", 2)
+    monkeypatch.setattr(_patches, "MAX_INBOUND_CONNECTIONS", 2)
     async with (
         open_host(host_seed(40)) as server,
         open_hosts(3, join=False, first_index=41) as clients,

@@ -23,7 +23,8 @@ from trio.testing import MockClock
 from p2pdm.core.identity import Identity
 from p2pdm.errors import ConfigError, PeerUnreachable
 from p2pdm.net import Host, open_host
-from p2pdm.net.memory_transport import PIPE_BUFFER_BYTES, LinkFaults, MemoryNetwork
+from p2pdm.net._memory_pipe import PIPE_BUFFER_BYTES
+from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, host_seed, open_hosts
 from tests.net.test_dht import make_record, record_key, register

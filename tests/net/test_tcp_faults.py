@@ -38,6 +38,7 @@ async def echo_frames(a: Host, b: Host, frames: list[bytes]) -> list[bytes]:
     return back
 
 
+@pytest.mark.slow
 async def test_latency_delays_each_direction_and_keeps_order() -> None:
     faults = TcpFaults(LinkFaults(latency=0.1, jitter=0.05), seed=1)
     async with open_hosts(2, join=False, faults=faults) as (a, b):

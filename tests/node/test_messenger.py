@@ -204,10 +204,10 @@ def test_failed_commit_leaves_no_trace_and_session_still_works(pair) -> None:  #
     def failing_add(message):  # type: ignore[no-untyped-def]
         raise StoreError("disk full")
 
-    bob.store.add_message = failing_add  # type: ignore[method-assign]
+    bob.store.add_message = failing_add
     with pytest.raises(StoreError):
         bob.receive(first.outbox.envelope)
-    bob.store.add_message = real_add  # type: ignore[method-assign]
+    bob.store.add_message = real_add
     assert bob.store.get_session(alice.peer_id) is None
     assert not bob.store.has_seen(first.outbox.message_id)
     # The sender retries: both messages still open.

@@ -94,6 +94,7 @@ async def test_many_messages_pipelined_exactly_once(world, autojump_clock) -> No
     assert len(got) == 150 and len({m.id for m in got}) == 150
 
 
+@pytest.mark.slow
 async def test_a_burst_goes_over_one_stream_without_retries(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     """Acks that arrive while the rest of a window is still being written must
     not break the stream (they once did: the early ones were already gone)."""

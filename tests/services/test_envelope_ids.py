@@ -34,7 +34,7 @@ from p2pdm.services.dm import SCHEDULER_MAX_SLEEP, Delivery
 from p2pdm.store import SQLiteStore
 from tests.fakenet import FakeNetwork
 from tests.services.test_dm import wait_status
-from tests.services.test_mailbox import Box, Peer, clock_ms, world  # noqa: F401 - the fixture
+from tests.services.test_mailbox import Box, Peer, World, clock_ms, world  # noqa: F401 - the fixture
 
 
 def held_for(boxes: list[Box], peer: PeerId) -> list[tuple[Box, StoredEnvelope]]:
@@ -70,9 +70,9 @@ def statuses(peer: Peer, ids: list[bytes]) -> list[DeliveryStatus]:
 
 
 async def test_a_mailbox_cannot_swap_a_strangers_envelopes_in_under_withheld_ids(
-    world,  # noqa: F811
+    world: World,  # noqa: F811
     autojump_clock: trio.abc.Clock,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     net, alice, bob, boxes = world
     stranger = Peer(net, "stranger")
     stranger.node.add_contact_from_invite(bob.node.invite())
@@ -119,9 +119,9 @@ async def test_a_mailbox_cannot_swap_a_strangers_envelopes_in_under_withheld_ids
 
 
 async def test_a_strangers_envelope_under_alices_id_is_refused_directly(
-    world,  # noqa: F811
+    world: World,  # noqa: F811
     autojump_clock: trio.abc.Clock,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     net, alice, bob, _ = world
     stranger = Peer(net, "stranger")
     stranger.node.add_contact_from_invite(bob.node.invite())
@@ -179,10 +179,10 @@ async def test_the_same_envelope_again_after_a_restart_is_already_stored(
 
 @pytest.mark.slow
 async def test_undecryptable_envelopes_from_one_peer_cost_a_few_log_lines(
-    world,  # noqa: F811
+    world: World,  # noqa: F811
     autojump_clock: trio.abc.Clock,
     caplog: pytest.LogCaptureFixture,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     net, _, bob, _ = world
     stranger = Peer(net, "stranger")
     bob_id = bob.node.peer_id

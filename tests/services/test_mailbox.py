@@ -102,8 +102,12 @@ async def start_box(nursery: trio.Nursery, box: Box) -> Box:
     return box
 
 
+#: The ``world`` fixture: the network, alice, bob and four mailboxes.
+World = tuple[FakeNetwork, Peer, Peer, list[Box]]
+
+
 @pytest.fixture
-async def world(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeNetwork, Peer, Peer, list[Box]]]:
+async def world(nursery: trio.Nursery) -> AsyncIterator[World]:
     net = FakeNetwork(nursery)
     alice, bob = Peer(net, "alice"), Peer(net, "bob")
     alice.node.add_contact_from_invite(bob.node.invite())
@@ -177,8 +181,8 @@ async def test_unreachable_within_the_short_timeout_means_deposit(world, autojum
 
 
 async def test_a_burst_for_an_offline_recipient_is_deposited_in_one_go(
-    world, autojump_clock
-) -> None:  # type: ignore[no-untyped-def]
+    world: World, autojump_clock: trio.abc.Clock
+) -> None:
     """More than a window of messages for an offline peer: all reach mailboxes after
     the first failed dial, not one window per backoff period."""
     _, alice, bob, boxes = world
@@ -207,8 +211,8 @@ async def test_two_of_three_mailboxes_gone_still_delivered(world, autojump_clock
 
 
 async def test_message_arriving_directly_and_from_mailboxes_appears_once(
-    world, autojump_clock
-) -> None:  # type: ignore[no-untyped-def]
+    world: World, autojump_clock: trio.abc.Clock
+) -> None:
     _, alice, bob, boxes = world
     sent = await send_while_away(alice, bob, "twice on the wire, once in the inbox")
     bob.host.online = True
@@ -239,7 +243,7 @@ async def test_a_fetched_page_is_committed_as_one_group(world, autojump_clock) -
             if failing:
                 raise StoreError("disk full")
 
-    store.group = group  # type: ignore[method-assign]
+    store.group = group
     assert await bob.delivery.fetch_mailboxes() == 0
     assert sum(b.held for b in boxes) == 3 * MAILBOX_COPIES  # nothing deleted
     assert not bob.node.messages(alice.node.peer_id).messages
@@ -387,8 +391,8 @@ async def test_too_many_wrong_answers_disconnect(world, autojump_clock) -> None:
 
 
 async def test_quota_exceeded_is_refused_and_recorded_by_the_sender(
-    nursery, autojump_clock
-) -> None:  # type: ignore[no-untyped-def]
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
     net = FakeNetwork(nursery)
     tight = mb.MailboxLimits(
         DAY_S, 100_000, 2, 1 << 20, 100, 1 << 30, depositor_share=1, stamp_fill_percent=100
@@ -468,8 +472,8 @@ async def test_a_mailbox_restart_keeps_its_envelopes(world, autojump_clock, tmp_
 
 
 async def test_hostile_depositor_cannot_stop_the_mailbox_serving_others(
-    world, autojump_clock
-) -> None:  # type: ignore[no-untyped-def]
+    world: World, autojump_clock: trio.abc.Clock
+) -> None:
     net, alice, bob, boxes = world
     for other in boxes:
         other.host.online = False

@@ -30,8 +30,11 @@ FAIR = mb.MailboxLimits(
 )
 
 
+Flooded = tuple[FakeNetwork, Peer, Peer, Box]
+
+
 @pytest.fixture
-async def flooded(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeNetwork, Peer, Peer, Box]]:
+async def flooded(nursery: trio.Nursery) -> AsyncIterator[Flooded]:
     net = FakeNetwork(nursery)
     box = await start_box(nursery, Box(net, SQLiteStore(":memory:"), limits=FAIR))
     alice, bob = Peer(net, "alice"), Peer(net, "bob")
@@ -55,8 +58,8 @@ async def flood(net: FakeNetwork, box: Box, target: PeerId, count: int) -> list[
 
 
 async def test_strangers_flooding_bob_leave_alice_room_at_the_cost_of_a_stamp(
-    flooded, autojump_clock
-) -> None:  # type: ignore[no-untyped-def]
+    flooded: Flooded, autojump_clock: trio.abc.Clock
+) -> None:
     net, alice, bob, box = flooded
     # Four fresh identities, junk as fast as they can: each gets its share only.
     for _ in range(4):

@@ -9,6 +9,7 @@ virtual start time.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import secrets
@@ -93,6 +94,7 @@ def rows(outcome: Outcome) -> list[tuple[Any, ...]]:
     ]
 
 
+@pytest.mark.slow
 def test_replays_event_for_event() -> None:
     """Two runs with one seed step the same tasks at the same virtual times;
     without :func:`deterministic` the same scenario does not."""
@@ -174,8 +176,9 @@ async def test_patches_hold_only_inside(autojump_clock: trio.abc.Clock) -> None:
     """Inside: libp2p reads the virtual clock, draws refresh keys from the seed,
     picks the first of equally good connections, trio schedules by seed.
     Outside: all as before."""
-    import libp2p.kad_dht.routing_table as routing_table
-    import libp2p.network.swarm as swarm
+    # As the patches see them: modules whose attributes are swapped at run time.
+    routing_table: Any = importlib.import_module("libp2p.kad_dht.routing_table")
+    swarm: Any = importlib.import_module("libp2p.network.swarm")
     import trio._core._run as trio_run
 
     scheduling = trio_run._ALLOW_DETERMINISTIC_SCHEDULING

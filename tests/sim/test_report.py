@@ -21,13 +21,13 @@ from rich.progress import Progress as RichProgress
 from p2pdm.cli.main import main
 from p2pdm.cli.sim import PhaseBars
 from p2pdm.sim import Progress, SimOptions, simulate, summarize, write_report
-from p2pdm.sim.plots import NO_MATPLOTLIB
-from p2pdm.sim.report import reproducible
-from p2pdm.sim.scenario import (
+from p2pdm.sim.options import (
     DEFAULT_VIRTUAL_JITTER_SECONDS,
     DEFAULT_VIRTUAL_LATENCY_SECONDS,
     Outcome,
 )
+from p2pdm.sim.plots import NO_MATPLOTLIB
+from p2pdm.sim.report import reproducible
 from p2pdm.sim.timeline import Burst, Timeline
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

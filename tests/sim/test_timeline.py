@@ -226,6 +226,7 @@ def test_cli_scenario_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert "s.toml: [[absence]] #1: node 9 out of range (0 to 5)" in err
 
 
+@pytest.mark.slow
 async def test_example_scenario_runs_in_virtual_time(autojump_clock: trio.abc.Clock) -> None:
     options, timeline = load_scenario(EXAMPLE)
     outcome = await simulate(SimOptions(**options, timeline=timeline))

@@ -433,7 +433,7 @@ def test_a_normal_message_ends_a_request_conversation(store: Store) -> None:
     assert store.counts()["requests"] == 1  # the incoming request itself stays one
 
 
-def capped(kind: str, tmp_path: Any, caps: RequestCaps, **bounds: int) -> Store:
+def capped(kind: str, tmp_path: Any, caps: RequestCaps, **bounds: Any) -> Store:
     if kind == "memory":
         return MemoryStore(request_caps=caps, **bounds)
     return SQLiteStore(tmp_path / "capped.db", request_caps=caps, **bounds)

@@ -226,7 +226,8 @@ def test_split_statements_keeps_trigger_bodies_whole() -> None:
 def test_unread_condition_matches_unread_statuses() -> None:
     listed = UNREAD_CONDITION.split("IN (")[1].rstrip(")")
     assert {s.strip(" '") for s in listed.split(",")} == set(UNREAD_STATUSES)
-    assert UNREAD_CONDITION in MIGRATIONS[0]  # the partial index has the very same text
+    first = MIGRATIONS[0]
+    assert isinstance(first, str) and UNREAD_CONDITION in first  # the very same text
 
 
 # --- damaged or unusable files -------------------------------------------
@@ -365,6 +366,7 @@ def test_the_request_caps_migration_keeps_the_event_log_and_its_gap(path: Path) 
     move to their own part, and what the old log had pruned still counts."""
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         for version, script in enumerate(MIGRATIONS[:3], start=1):
+            assert isinstance(script, str)  # the first migrations are SQL scripts
             for statement in split_statements(script):
                 db.execute(statement)
             db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))

@@ -1,0 +1,290 @@
+"""The Kademlia DHT as p2pdm uses it: records, providers, validators, the flood guard.
+
+How this works: :class:`Dht` wraps libp2p's KadDHT with p2pdm's rules
+(record keys under registered namespaces, size caps, a fresh read that sets
+the stale local copy aside, provider keys as multihashes) and maps libp2p's
+types and errors at the edge; :class:`~p2pdm.net._host.Host` hands its
+methods out. :func:`guard_dht` wires :mod:`p2pdm.net._dht_guard` into the
+DHT: every inbound PUT_VALUE and ADD_PROVIDER is charged to its sender
+(:func:`attributed` names the sender of the stream being served).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from contextvars import ContextVar
+
+import trio
+from libp2p.abc import INetStream
+from libp2p.kad_dht.kad_dht import KadDHT
+from libp2p.kad_dht.pb.kademlia_pb2 import Record
+from libp2p.kad_dht.provider_store import ProviderRecord
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.records.pubkey import PublicKeyValidator
+from libp2p.records.validator import NamespacedValidator, Validator
+
+from p2pdm.core.identity import PeerId
+from p2pdm.errors import P2PDMError, PeerUnreachable, SchemaError
+from p2pdm.limits import MAX_ADDRS
+from p2pdm.net._dht_guard import DhtGuard
+from p2pdm.net._edge import (
+    NETWORK_ERRORS,
+    RecordSelector,
+    RecordValidator,
+    from_id,
+    to_id,
+    unreachable,
+)
+from p2pdm.net._patches import replace_dht_stores
+from p2pdm.net.addrs import full_addr
+from p2pdm.net.limits import (
+    MAX_PROVIDER_KEY_BYTES,
+    MAX_PROVIDERS,
+    MAX_RECORD_BYTES,
+    MAX_RECORD_KEY_BYTES,
+    RECORD_PUT_TIMEOUT_SECONDS,
+    RECORD_QUORUM,
+)
+
+__all__ = ["Dht", "GuardedValidator", "attributed", "guard_dht", "provider_key"]
+
+logger = logging.getLogger(__name__)
+
+#: Multihash header of a SHA-256 digest: code 0x12, length 32.
+_SHA256_MULTIHASH = b"\x12\x20"
+
+
+def provider_key(key: bytes) -> bytes:
+    """The DHT key of provider records for ``key``: its SHA-256 multihash.
+
+    Other Kademlia implementations read a provider key as a CID and silently
+    drop records under anything else (js-libp2p 2.8: "Invalid CID"), so a
+    plain key would only ever be stored on p2pdm nodes.
+    """
+    return _SHA256_MULTIHASH + hashlib.sha256(key).digest()
+
+
+class NamespaceValidator(Validator):
+    """Adapts p2pdm's validate/select callables to libp2p's Validator."""
+
+    def __init__(self, validate: RecordValidator, select: RecordSelector) -> None:
+        self._validate = validate
+        self._select = select
+
+    def validate(self, key: str, value: bytes) -> None:
+        if len(value) > MAX_RECORD_BYTES:
+            raise SchemaError(f"record of {len(value)} bytes, cap {MAX_RECORD_BYTES}")
+        self._validate(key.encode(), value)
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        index = self._select(key.encode(), list(values))
+        if not 0 <= index < len(values):
+            raise SchemaError(f"record selector returned index {index} of {len(values)}")
+        return index
+
+
+#: The peer whose inbound DHT stream this task is handling (raw PeerID bytes);
+#: None in every other task, so records we store ourselves are ours.
+_dht_writer: ContextVar[bytes | None] = ContextVar("p2pdm_dht_writer", default=None)
+
+
+class GuardedValidator(NamespacedValidator):
+    """libp2p's validator (strict; pk, ipns and the namespaces we register),
+    charging each inbound PUT_VALUE to its sender's write rate first and
+    refusing records over MAX_RECORD_BYTES in every namespace."""
+
+    def __init__(self, guard: DhtGuard) -> None:
+        super().__init__({"pk": PublicKeyValidator()}, strict_validation=True)
+        self._guard = guard
+
+    def validate(self, key: str, value: bytes) -> None:
+        writer = _dht_writer.get()
+        if writer is not None:  # the inbound PUT_VALUE handler: validation comes first
+            self._guard.charge(writer)
+            if len(value) > MAX_RECORD_BYTES:
+                self._guard.refuse("too_large", writer)
+        super().validate(key, value)
+
+
+def _record_bytes(entry: tuple[Record, float]) -> int:
+    return entry[0].ByteSize()
+
+
+def _provider_bytes(key: bytes, record: ProviderRecord) -> int:
+    addrs = sum(len(addr.to_bytes()) for addr in record.addresses)
+    return len(key) + len(record.peer_id.to_bytes()) + addrs
+
+
+def guard_dht(dht: KadDHT, guard: DhtGuard) -> None:
+    """Bound what other peers can make ``dht`` store (:mod:`p2pdm.net._dht_guard`).
+
+    libp2p's stores keep their records in plain dicts; these are swapped for
+    the guard's mappings while still empty, so every path that stores or
+    drops a record is accounted. ADD_PROVIDER's rate check (libp2p's own:
+    a window per peer in a table that grows without bound) is the guard's
+    token bucket; PUT_VALUE's is in :class:`GuardedValidator`.
+    """
+    replace_dht_stores(
+        dht,
+        guard.record_store(_dht_writer.get, _record_bytes),
+        guard.provider_index(str(dht.local_peer_id), _provider_bytes),
+        guard.allows,
+    )
+
+
+def attributed(
+    handle: Callable[[INetStream], Awaitable[None]],
+) -> Callable[[INetStream], Awaitable[None]]:
+    """``handle`` with :data:`_dht_writer` naming the stream's peer while it runs."""
+
+    async def handle_attributed(stream: INetStream) -> None:
+        token = _dht_writer.set(stream.muxed_conn.peer_id.to_bytes())
+        try:
+            await handle(stream)
+        finally:
+            _dht_writer.reset(token)
+
+    return handle_attributed
+
+
+class Dht:
+    """Records, providers and peer routing over libp2p's KadDHT, in p2pdm's terms.
+
+    :class:`~p2pdm.net._host.Host` inherits these methods.
+    """
+
+    def __init__(self, dht: KadDHT) -> None:
+        self._dht = dht
+        self._namespaces: set[str] = set()
+
+    async def find_peer(self, peer: PeerId, timeout: float) -> list[str]:  # noqa: ASYNC109
+        """Addresses of ``peer`` through DHT peer routing. Raises PeerUnreachable if not found."""
+        info = None
+        with trio.move_on_after(timeout), unreachable("peer lookup failed"):
+            info = await self._dht.find_peer(to_id(peer))
+        if info is None or not info.addrs:
+            raise PeerUnreachable(f"{peer.short()} not found in the DHT within {timeout:g} s")
+        return [full_addr(addr, peer) for addr in info.addrs[:MAX_ADDRS]]
+
+    # --- records --------------------------------------------------------
+
+    def register_record_namespace(
+        self, namespace: str, validate: RecordValidator, select: RecordSelector
+    ) -> None:
+        """Accept records under ``/<namespace>/…``, checked by ``validate``, newest by ``select``.
+
+        ``validate(key, value)`` gets the UTF-8 key and must raise on a bad
+        record; ``select(key, values)`` returns the index of the best one.
+        Every node must register the same namespace, or it will not store
+        (and so not serve) such records.
+        """
+        if not namespace or "/" in namespace or not namespace.isascii():
+            raise ValueError(f"a namespace is one path segment: {namespace!r}")
+        if namespace in ("pk", "ipns"):
+            raise ValueError(f"namespace {namespace!r} belongs to libp2p")
+        self._dht.register_validator(namespace, NamespaceValidator(validate, select))
+        self._namespaces.add(namespace)
+
+    def _check_record_key(self, key: str) -> bytes:
+        parts = key.split("/", 2)
+        if len(parts) < 3 or parts[0] or parts[1] not in self._namespaces:
+            raise ValueError(f"record keys are /<registered namespace>/…: {key[:40]!r}")
+        key_bytes = key.encode()
+        if len(key_bytes) > MAX_RECORD_KEY_BYTES:
+            raise ValueError(f"record key over {MAX_RECORD_KEY_BYTES} bytes")
+        return key_bytes
+
+    async def put_record(self, key: str, value: bytes) -> None:
+        """Store a record locally and at the peers closest to ``key``.
+
+        Raises whatever the namespace's ``validate`` raises for a bad record,
+        and P2PDMError if a newer record is already stored here. Replication
+        is best effort: it stops after RECORD_PUT_TIMEOUT_SECONDS.
+        """
+        self._check_record_key(key)
+        if self._dht.validator is not None:  # raise the namespace's own error, unchanged
+            self._dht.validator.validate(key, value)
+        try:
+            with trio.move_on_after(RECORD_PUT_TIMEOUT_SECONDS) as scope:
+                await self._dht.put_value(key, value)
+        except ValueError as exc:  # libp2p: "Refusing to replace newer value"
+            raise P2PDMError(f"a newer record is already stored under {key[:40]!r}") from exc
+        if scope.cancelled_caught:
+            logger.info(
+                "replication of %s stopped after %g s", key[:40], RECORD_PUT_TIMEOUT_SECONDS
+            )
+
+    async def get_record(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
+        """The newest valid record under ``key``, or None if there is none.
+
+        libp2p answers from the local copy first, which may be stale: the
+        local copy is set aside, RECORD_QUORUM holders are asked, and the
+        newest of their answer and the local copy wins (and is kept locally).
+        """
+        key_bytes = self._check_record_key(key)
+        store = self._dht.value_store
+        local = store.get(key_bytes)
+        if local is not None:
+            store.remove(key_bytes)
+        try:
+            with trio.move_on_after(timeout), suppress(*NETWORK_ERRORS):
+                await self._dht.get_value(key, quorum=RECORD_QUORUM)
+        finally:
+            best = self._keep_newest(key, key_bytes, local)
+        return None if best is None else bytes(best.value)
+
+    def _keep_newest(self, key: str, key_bytes: bytes, local: Record | None) -> Record | None:
+        """Store and return the newer of ``local`` and what the store holds now."""
+        store = self._dht.value_store
+        current = store.get(key_bytes)  # the network's answer, or a PUT that came in meanwhile
+        if current is None or local is None:
+            best = current or local
+        else:
+            try:
+                validator = self._dht.validator
+                index = validator.select(key, [current.value, local.value]) if validator else 0
+            except Exception as exc:
+                logger.warning("record selector failed for %s: %r", key[:40], exc)
+                index = 0
+            best = (current, local)[index]
+        if best is not None and best is not current:
+            store.put_record(key_bytes, best)
+        return best
+
+    # --- providers --------------------------------------------------------
+
+    async def provide(self, key: bytes) -> None:
+        """Announce that we provide ``key`` (1..80 bytes); PeerUnreachable if nobody took it.
+
+        On the wire the key is its SHA-256 multihash (:func:`provider_key`).
+        """
+        if not 0 < len(key) <= MAX_PROVIDER_KEY_BYTES:
+            raise ValueError(f"provider keys are 1..{MAX_PROVIDER_KEY_BYTES} bytes")
+        announced = False
+        with trio.move_on_after(RECORD_PUT_TIMEOUT_SECONDS), unreachable("provide failed"):
+            announced = await self._dht.provider_store.provide(provider_key(key))
+        if not announced:
+            raise PeerUnreachable("no DHT peer took the provider record")
+
+    async def find_providers(
+        self,
+        key: bytes,
+        timeout: float,  # noqa: ASYNC109
+    ) -> list[tuple[PeerId, list[str]]]:
+        """Up to MAX_PROVIDERS peers providing ``key``, with their addresses; [] if none found."""
+        if not 0 < len(key) <= MAX_PROVIDER_KEY_BYTES:
+            raise ValueError(f"provider keys are 1..{MAX_PROVIDER_KEY_BYTES} bytes")
+        infos: list[PeerInfo] = []
+        with trio.move_on_after(timeout), suppress(*NETWORK_ERRORS):
+            infos = await self._dht.provider_store.find_providers(provider_key(key), MAX_PROVIDERS)
+        found: dict[PeerId, list[str]] = {}
+        for info in infos:
+            peer = from_id(info.peer_id)
+            if peer is not None and peer not in found:
+                # Some peers list an address twice (js-libp2p 2.8 does).
+                addrs = dict.fromkeys(full_addr(addr, peer) for addr in info.addrs)
+                found[peer] = list(addrs)[:MAX_ADDRS]
+        return list(found.items())

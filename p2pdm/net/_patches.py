@@ -1,0 +1,408 @@
+"""Every workaround p2pdm applies to py-libp2p 0.8.1, each beside its pitfall.
+
+How this works: libp2p is used as shipped; where it misbehaves, the fix is a
+setting, a wrapper or a replaced method, and every one that configures or
+replaces something of libp2p's lives in this module, so upgrading libp2p means
+reading one file. The measured pitfalls (NOTES-libp2p.md) and what is done:
+
+1. plaintext accepted by default → ``sec_opt`` holds Noise only
+   (:func:`security_options`);
+2. 250 ms per connect → one connection per peer (``max_connections_per_peer=1``,
+   :func:`connection_config`);
+3./4. leaving ``run()`` closes nothing, ``close()`` is sequential → on exit
+   the listeners and all connections are closed concurrently, inside ``run()``
+   (:func:`close_connections`, called by :func:`p2pdm.net._maintenance.shutdown`);
+5. a raising stream handler kills the host → every handler is wrapped
+   (``Host._guarded``);
+6. reads have no deadline → :class:`~p2pdm.net.stream.Stream` reads under
+   ``trio.fail_after``;
+10. dial retries to dead peers → ``RetryConfig(max_retries=0)``
+    (:func:`no_dial_retries`);
+11. DHT lookups leave a full mesh → idle connections are closed
+    (:mod:`p2pdm.net._maintenance`); libp2p's auto-connector (it aims at ~160
+    connections) is stopped (:func:`stop_auto_connector`) and a bounded
+    bootstrap re-dial takes its place;
+12. client-mode peers enter server routing tables → removed once identify
+    shows they do not serve the DHT (``_maintenance.forget_client_peers``);
+13. disconnects logged at ERROR on stderr → the ``libp2p`` logger is tamed
+    (:mod:`p2pdm.net.logs`);
+
+found here, not in the notes:
+
+16. every inbound connection ever accepted keeps an inbound slot and a task
+    until the host stops, so after 250 inbound connections the host refuses
+    all others → inbound handling waits for *its* connection to close
+    (:func:`hold_inbound_slot_only_while_connected`);
+17. a stream the peer resets reads as a clean EOF (Yamux forgets it) → the
+    raw stream checks ``reset_received`` and raises PeerUnreachable
+    (:func:`reset_by_peer`);
+18. listeners use SO_REUSEPORT, so a second node on a taken port shares it
+    silently → :func:`p2pdm.net.addrs.refuse_taken_port` probes first;
+19. some libp2p loggers pin themselves to INFO → see :mod:`p2pdm.net.logs`;
+20. a wildcard listen address (0.0.0.0) is announced as is, which no peer
+    can dial → an ``addrs_factory`` announces the interface addresses (the
+    default route's first) and loopback instead (:func:`advertised`,
+    :func:`p2pdm.net.addrs.dialable_addrs`);
+21. a connection close cancelled midway (the host's block cancelled while
+    libp2p closes a connection) leaves it marked closed with its socket open,
+    and a second ``close()`` returns at once → shutdown closes the muxer too
+    (:func:`close_connection`);
+22. identify runs once, when a connection opens, so peers met while joining
+    never learn of handlers set afterwards → :meth:`Host.announce_protocols`
+    pushes identify to the connected peers that take it;
+23. a DHT server puts a querier in its routing table only if identify gave it
+    the querier's addresses, and joining with libp2p's full refresh costs
+    twice the queries of Kademlia's self-lookup → the join looks itself up
+    once the bootstrap peer has fetched our identify (:func:`note_identify_requests`,
+    ``_maintenance.look_up_ourselves``; docs/simulation.md);
+24. nothing in libp2p refuses a peer by its ID → :meth:`Host.set_peer_filter`
+    guards the swarm's dials, new streams and security upgrade
+    (:func:`refuse_filtered_peers`);
+
+records: ``get_value`` answers from a stale local copy → ``Host.get_record``
+drops it and asks the network with a quorum, then keeps the newest
+(:mod:`p2pdm.net._dht`);
+floods: KadDHT stores any valid record any peer sends (up to 50,000, then
+evicts the *oldest* with a 70 ms scan) → writes are rate-limited per peer,
+capped per peer and in all, and a full store evicts a flooder's newest
+records, never a peer's only one (:mod:`p2pdm.net._dht_guard`, wired by
+``_dht.guard_dht`` through :func:`replace_dht_stores`);
+providers: standard Kademlia nodes (js-libp2p, go-libp2p) drop provider
+records whose key is not a multihash, without an error → provider keys go
+on the wire as the SHA-256 multihash of p2pdm's key (``_dht.provider_key``);
+replay: in a virtual-time simulation libp2p's wall clock, its ``secrets``
+and one ``id()`` tie-break would make two runs of one seed differ →
+:func:`deterministic_libp2p` (used by :mod:`p2pdm.sim.determinism`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+import multiaddr
+import trio
+from libp2p.abc import INetConn, INetStream, IRawConnection, ISecureConn
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_noise_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL_ID
+from libp2p.io.abc import ReadWriteCloser
+from libp2p.kad_dht.kad_dht import KadDHT
+from libp2p.network.config import ConnectionConfig, RetryConfig
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.network.exceptions import SwarmException
+from libp2p.network.swarm import Swarm
+from libp2p.peer.id import ID
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.transport.exceptions import SecurityUpgradeFailure
+
+from p2pdm.net._edge import quietly
+from p2pdm.net.addrs import dialable_addrs
+from p2pdm.net.limits import (
+    CONNECTIONS_HIGH_WATERMARK,
+    CONNECTIONS_LOW_WATERMARK,
+    DIAL_TIMEOUT_SECONDS,
+    HANDSHAKE_TIMEOUT_SECONDS,
+    MAX_CONNECTIONS,
+    MAX_INBOUND_CONNECTIONS,
+    SHUTDOWN_TIMEOUT_SECONDS,
+    STREAM_NEGOTIATION_TIMEOUT_SECONDS,
+)
+
+__all__ = [
+    "advertised",
+    "close_connection",
+    "close_connections",
+    "connection_config",
+    "deterministic_libp2p",
+    "hold_inbound_slot_only_while_connected",
+    "muxer_options",
+    "no_dial_retries",
+    "note_identify_requests",
+    "refuse_filtered_peers",
+    "replace_dht_stores",
+    "reset_by_peer",
+    "security_options",
+    "stop_auto_connector",
+]
+
+logger = logging.getLogger(__name__)
+
+# --- pitfalls 1, 2, 10, 11: settings ------------------------------------------
+
+
+def security_options(key_pair: KeyPair) -> dict[TProtocol, NoiseTransport]:
+    """Noise, and nothing else: libp2p would also take plaintext (pitfall 1)."""
+    noise = NoiseTransport(key_pair, noise_privkey=create_noise_key_pair().private_key)
+    return {TProtocol(NOISE_PROTOCOL_ID): noise}
+
+
+def muxer_options() -> dict[TProtocol, type[Yamux]]:
+    return {TProtocol(YAMUX_PROTOCOL_ID): Yamux}
+
+
+def connection_config() -> ConnectionConfig:
+    return ConnectionConfig(
+        # One connection per peer: besides being all a messaging node needs,
+        # it ends the dial's 250 ms happy-eyeballs wait (pitfall 2).
+        max_connections_per_peer=1,
+        max_connections=MAX_CONNECTIONS,
+        min_connections=0,
+        low_watermark=CONNECTIONS_LOW_WATERMARK,
+        high_watermark=CONNECTIONS_HIGH_WATERMARK,
+        dial_timeout=DIAL_TIMEOUT_SECONDS,
+        inbound_upgrade_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+        outbound_upgrade_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+        inbound_stream_protocol_negotiation_timeout=STREAM_NEGOTIATION_TIMEOUT_SECONDS,
+        outbound_stream_protocol_negotiation_timeout=STREAM_NEGOTIATION_TIMEOUT_SECONDS,
+    )
+
+
+def no_dial_retries(swarm: Swarm) -> None:
+    """Each dial to a departed peer would burn ~0.7 s of retries (pitfall 10)."""
+    swarm.retry_config = RetryConfig(max_retries=0)
+
+
+async def stop_auto_connector(swarm: Swarm) -> None:
+    """libp2p's auto-connector dials towards ~160 connections (pitfall 11)."""
+    await swarm.auto_connector.stop()
+
+
+# --- pitfall 20: announced addresses -----------------------------------------
+
+
+def advertised(candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
+    """What identify and the DHT announce: wildcard listen addresses (0.0.0.0,
+    ::) replaced by addresses peers can dial."""
+    return [multiaddr.Multiaddr(text) for text in dialable_addrs([str(c) for c in candidates])]
+
+
+# --- pitfall 16: inbound slots ------------------------------------------------
+
+
+def hold_inbound_slot_only_while_connected(swarm: Swarm) -> None:
+    """Work around py-libp2p 0.8.1 keeping every inbound connection's slot forever.
+
+    ``Swarm._do_handle_inbound_connection`` waits for the *swarm* to stop
+    after upgrading, so the inbound-limiter token and the handler task of
+    every inbound connection ever accepted stay taken after it closes; once
+    ``max_connections - min_connections`` connections have come in, all later
+    ones are refused (measured: 3 of 3, then nothing). This stand-in upgrades
+    the same way and then waits for *that connection* to close. TCP only,
+    which is all p2pdm listens on.
+    """
+
+    async def handle_inbound(
+        read_write_closer: ReadWriteCloser, maddr: multiaddr.Multiaddr, failure_event: object
+    ) -> None:
+        remote = swarm._build_remote_multiaddr(read_write_closer)
+        if remote is not None and not await swarm.connection_gate.is_allowed(remote):
+            await quietly(read_write_closer.close, "closing a gated inbound connection")
+            return
+        raw_conn = RawConnection(read_write_closer, False)
+        try:
+            muxed_conn = await swarm.upgrade_inbound_raw_conn(raw_conn, maddr)
+        except Exception as exc:
+            logger.debug("inbound connection failed before it was up: %r", exc)
+            await quietly(raw_conn.close, "closing a failed inbound connection")
+            return
+        closed = getattr(muxed_conn, "event_closed", None)
+        if isinstance(closed, trio.Event):
+            await closed.wait()
+        else:  # not Yamux: keep libp2p's behaviour
+            await swarm.manager.wait_finished()
+
+    swarm._do_handle_inbound_connection = handle_inbound  # type: ignore[method-assign]
+    swarm._inbound_limiter = trio.CapacityLimiter(MAX_INBOUND_CONNECTIONS)
+
+
+# --- pitfall 17: resets that read as EOF --------------------------------------
+
+
+def reset_by_peer(stream: INetStream) -> bool:
+    """Whether ``stream``, which just read as EOF, was in fact reset by the peer.
+
+    Yamux forgets a stream when the peer resets it, so a reset reads as a
+    plain EOF; only the muxed stream remembers the difference.
+    """
+    muxed = getattr(stream, "muxed_stream", None)
+    return bool(getattr(muxed, "reset_received", False))
+
+
+# --- pitfalls 3, 4, 21: closing connections ---------------------------------------
+
+
+async def close_connections(conns: Sequence[INetConn]) -> None:
+    """Close ``conns`` concurrently (one at a time costs ~0.2 s each, pitfall 4)."""
+    with trio.move_on_after(SHUTDOWN_TIMEOUT_SECONDS):
+        async with trio.open_nursery() as nursery:
+            for conn in conns:
+                nursery.start_soon(close_connection, conn)
+
+
+async def close_connection(conn: INetConn) -> None:
+    """Close ``conn`` and its socket. A close that an earlier, cancelled task
+    began has marked the connection closed without closing the socket (pitfall
+    21), and a second ``close()`` returns at once: close the muxer then."""
+    await quietly(conn.close, "closing a connection")
+    if not conn.muxed_conn.is_closed:
+        await quietly(conn.muxed_conn.close, "closing a half-closed connection")
+
+
+# --- pitfall 23: who has fetched our identify ----------------------------------
+
+
+def note_identify_requests(host: Any, identified_by: Mapping[ID, trio.Event]) -> None:
+    """Wrap ``host``'s identify handler to set ``identified_by[peer]`` once ``peer`` asked."""
+    serve_identify = host.get_mux().handlers.get(IDENTIFY_PROTOCOL_ID)
+    if serve_identify is None:
+        return
+
+    async def serve_and_note(stream: INetStream) -> None:
+        try:
+            await serve_identify(stream)
+        finally:
+            asked = identified_by.get(stream.muxed_conn.peer_id)
+            if asked is not None:
+                asked.set()
+
+    host.set_stream_handler(IDENTIFY_PROTOCOL_ID, serve_and_note)
+
+
+# --- pitfall 24: refusing peers by ID ------------------------------------------
+
+
+def refuse_filtered_peers(swarm: Swarm, permits: Callable[[ID], bool]) -> None:
+    """Make ``swarm`` refuse, both ways, every peer that ``permits`` refuses.
+
+    Dials and new streams to such a peer fail at once, before any packet is
+    sent, with the SwarmException of an unreachable peer. A connection from
+    (or to) one fails its security upgrade as soon as the Noise handshake has
+    authenticated the peer, before a muxer or anything above runs on it; the
+    other end's upgrade then fails too.
+    """
+    dial_peer, dial_addr, new_stream = swarm.dial_peer, swarm.dial_addr, swarm.new_stream
+    upgrader = swarm.upgrader
+    upgrade_security = upgrader.upgrade_security
+
+    async def refuse_if_filtered(peer_id: ID) -> None:
+        if not permits(peer_id):
+            await trio.lowlevel.checkpoint()
+            raise SwarmException(f"peer {peer_id} is filtered out")
+
+    async def guarded_dial_peer(peer_id: ID) -> list[INetConn]:
+        await refuse_if_filtered(peer_id)
+        return await dial_peer(peer_id)
+
+    async def guarded_dial_addr(
+        addr: multiaddr.Multiaddr, peer_id: ID, source: tuple[str, int] | None = None
+    ) -> INetConn:
+        await refuse_if_filtered(peer_id)
+        return await dial_addr(addr, peer_id, source)
+
+    async def guarded_new_stream(peer_id: ID) -> INetStream:
+        await refuse_if_filtered(peer_id)
+        return await new_stream(peer_id)
+
+    async def guarded_upgrade_security(
+        raw_conn: IRawConnection, is_initiator: bool, peer_id: ID | None = None
+    ) -> ISecureConn:
+        secured = await upgrade_security(raw_conn, is_initiator, peer_id)
+        remote = secured.get_remote_peer()
+        if not permits(remote):
+            await quietly(secured.close, "closing a connection of a filtered peer")
+            raise SecurityUpgradeFailure(f"peer {remote} is filtered out")
+        return secured
+
+    swarm.dial_peer = guarded_dial_peer  # type: ignore[method-assign]
+    swarm.dial_addr = guarded_dial_addr  # type: ignore[method-assign]
+    swarm.new_stream = guarded_new_stream  # type: ignore[method-assign]
+    upgrader.upgrade_security = guarded_upgrade_security  # type: ignore[method-assign]
+
+
+# --- floods: the DHT's stores ------------------------------------------------------
+
+
+def replace_dht_stores(
+    dht: KadDHT,
+    records: object,
+    providers: object,
+    allows_provider: Callable[[bytes], bool],
+) -> None:
+    """Swap ``dht``'s record and provider dicts (still empty) and its ADD_PROVIDER
+    rate check (a window per peer in a table that grows without bound) for
+    p2pdm's bounded ones (:mod:`p2pdm.net._dht_guard`)."""
+    values, provider_store = dht.value_store, dht.provider_store
+    if values.store or provider_store.providers:
+        raise RuntimeError("the DHT guard must be installed before anything is stored")
+    values.store = records  # type: ignore[assignment]
+    provider_store.providers = providers  # type: ignore[assignment]
+    dht._check_provider_rate_limit = lambda peer_id: allows_provider(peer_id.to_bytes())  # type: ignore[method-assign]
+
+
+# --- replay: deterministic simulations ----------------------------------------
+
+#: Which third-party modules get the virtual clock and seeded randomness.
+PATCHED_PACKAGE: Final = "libp2p"
+#: libp2p modules that read the clock but load only at the first connection:
+#: loaded up front, so that they too read the virtual one.
+LAZY_MODULES: Final = ("libp2p.network.connection.swarm_connection",)
+
+
+def _best_connection(self: Any, connections: list[Any]) -> Any:
+    """libp2p's choice among a peer's connections, ties to the first (oldest)."""
+    from libp2p.connection_types import ConnectionType
+
+    def rank(conn: Any) -> tuple[bool, int]:
+        try:
+            direct = conn.get_connection_type() == ConnectionType.DIRECT
+        except Exception:  # as libp2p's own: a half-built connection counts as direct
+            direct = True
+        try:
+            streams = len(conn.get_streams())
+        except Exception:
+            streams = 0
+        return direct, streams
+
+    return max(connections, key=rank)
+
+
+def _libp2p_modules() -> list[types.ModuleType]:
+    """The py-libp2p modules a simulation runs (p2pdm.net loads most on import)."""
+    for name in LAZY_MODULES:
+        importlib.import_module(name)
+    prefix = PATCHED_PACKAGE + "."
+    return [
+        module
+        for name, module in list(sys.modules.items())
+        if module is not None and (name == PATCHED_PACKAGE or name.startswith(prefix))
+    ]
+
+
+@contextmanager
+def deterministic_libp2p(replacements: Mapping[types.ModuleType, object]) -> Iterator[None]:
+    """Within: every libp2p module's reference to a module in ``replacements``
+    (``time``, ``secrets``) points at its replacement, and ``Swarm._best_connection``
+    breaks ties by age, not by ``id()``. All restored on exit."""
+    undo: list[tuple[object, str, object]] = []
+    for module in _libp2p_modules():
+        for attr, value in list(vars(module).items()):
+            if isinstance(value, types.ModuleType) and value in replacements:
+                undo.append((module, attr, value))
+                setattr(module, attr, replacements[value])
+    undo.append((Swarm, "_best_connection", Swarm.__dict__["_best_connection"]))
+    Swarm._best_connection = _best_connection  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for target, attr, value in reversed(undo):
+            setattr(target, attr, value)
