@@ -137,7 +137,8 @@ async def test_a_mailbox_operator_cannot_squat_alices_envelope_ids(
         sent = [await net.send(2, 1, f"genuine {i}") for i in range(2)]
         for message in sent:
             await net.wait_status(2, message, DeliveryStatus.DEPOSITED, STEP)
-        await net.stop(alice)  # no direct retry meanwhile: only the mailbox can tell Bob
+        # No direct retry meanwhile: only the mailbox can tell Bob.
+        alice.running.host.set_peer_filter(lambda peer: peer != bob.peer_id)
 
         # The operator reads what it holds for Bob, and withholds it.
         held = box.store.mailbox_fetch(bob.peer_id, 0, wall_ms(), mb.MAX_FETCH_ITEMS)
@@ -175,11 +176,12 @@ async def test_a_mailbox_operator_cannot_squat_alices_envelope_ids(
         assert sorted(m.id for m in from_peer(bob.running.node, alice.peer_id)) == sorted(
             m.id for m in sent
         )
-        # Alice still only knows them deposited; she sees delivered once she is back.
+        # Alice still only knows them deposited; she sees delivered once she reaches Bob.
         assert {alice.store.get_message(m.id).status for m in sent} == {  # type: ignore[union-attr]
             DeliveryStatus.DEPOSITED
         }
-        await net.start(alice)
+        alice.running.host.set_peer_filter(None)
+        alice.running.delivery.retry_now(bob.peer_id)
         for message in sent:
             await net.wait_delivered(2, message, STEP)
         assert bob.store.counts()["messages"] == 2
@@ -197,8 +199,9 @@ async def test_a_stranger_claiming_alices_envelope_id_is_refused_directly(
         invite = bob.running.node.invite()
         await net.stop(bob)
         sent = await net.send(2, 1, "genuine")
-        await net.stop(alice)
         (queued,) = alice.store.outbox_for(bob.peer_id)
+        # Alice cannot reach Bob for now: her envelope stays queued.
+        alice.running.host.set_peer_filter(lambda peer: peer != bob.peer_id)
 
         await net.start(bob)
         async with stranger(invite) as mallory:
@@ -215,7 +218,8 @@ async def test_a_stranger_claiming_alices_envelope_id_is_refused_directly(
         assert from_peer(bob.running.node, alice.peer_id) == []
         assert alice.store.get_message(sent.id).status is DeliveryStatus.QUEUED  # type: ignore[union-attr]
 
-        await net.start(alice)
+        alice.running.host.set_peer_filter(None)
+        alice.running.delivery.retry_now(bob.peer_id)
         await net.wait_delivered(2, sent, STEP)
         (stored,) = from_peer(bob.running.node, alice.peer_id)
         assert (stored.id, stored.body) == (sent.id, sent.body)
