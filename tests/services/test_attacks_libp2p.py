@@ -44,7 +44,7 @@ from p2pdm.sim.pytest_plugin import SimNetworkFactory
 from p2pdm.store import MemoryStore
 from p2pdm.store.base import RequestCaps
 
-pytestmark = [pytest.mark.net, pytest.mark.slow]
+pytestmark = pytest.mark.net
 
 LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
 #: Short upkeep periods, as in the other loopback tests.
@@ -122,6 +122,7 @@ def from_peer(node: Node, peer: PeerId) -> list[StoredMessage]:
 # --- envelope-id squatting ----------------------------------------------------
 
 
+@pytest.mark.slow  # a node restarting on loopback takes seconds
 async def test_a_mailbox_operator_cannot_squat_alices_envelope_ids(
     sim_network: SimNetworkFactory,
 ) -> None:
@@ -187,6 +188,7 @@ async def test_a_mailbox_operator_cannot_squat_alices_envelope_ids(
         assert bob.store.counts()["messages"] == 2
 
 
+@pytest.mark.slow  # a node restarting on loopback takes seconds
 async def test_a_stranger_claiming_alices_envelope_id_is_refused_directly(
     sim_network: SimNetworkFactory,
 ) -> None:
@@ -231,8 +233,11 @@ async def test_a_stranger_claiming_alices_envelope_id_is_refused_directly(
 CAPS = RequestCaps(messages_per_peer=5, bytes_per_peer=1 << 20, messages=10, bytes=1 << 20)
 MAX_EVENTS = 12
 MAX_REQUEST_EVENTS = 6
-#: Strangers' rates: 8 at once each, 20 at once together, no refill within the test.
-GATE = {"rate_per_peer": 0.001, "burst_per_peer": 8, "rate": 0.001, "burst": 20}
+#: Strangers' budgets: 8 requests at once each, 20 at once together, and
+#: (at a token per 1,000 s) no refill within the test.
+BURST_PER_STRANGER = 8
+BURST_ALL_STRANGERS = 20
+NO_REFILL = 0.001
 FLOODERS = 3
 FLOOD = 12  # deliver frames per flooder, on one stream
 
@@ -256,7 +261,13 @@ async def test_a_request_flood_over_libp2p_is_refused_capped_and_spares_contacts
     store = MemoryStore(
         request_caps=CAPS, max_events=MAX_EVENTS, max_request_events=MAX_REQUEST_EVENTS
     )
-    bob = Node(Identity(os.urandom(32)), store, strangers=StrangerGate(**GATE))
+    gate = StrangerGate(
+        rate_per_peer=NO_REFILL,
+        burst_per_peer=BURST_PER_STRANGER,
+        rate=NO_REFILL,
+        burst=BURST_ALL_STRANGERS,
+    )
+    bob = Node(Identity(os.urandom(32)), store, strangers=gate)
     alice = Node(Identity(os.urandom(32)), MemoryStore())
     async with served(bob), served(alice, bob.addrs[0]):
         alice.add_contact_from_invite(bob.invite(), name="bob")
@@ -280,9 +291,7 @@ async def test_a_request_flood_over_libp2p_is_refused_capped_and_spares_contacts
                 nursery.start_soon(flood)
             # Once the strangers are being turned away (or the flood is over,
             # if they never were), Alice writes to Bob.
-            await wait_until(
-                lambda: bob.messenger.strangers.refused > 0 or len(acks) == FLOODERS, STEP
-            )
+            await wait_until(lambda: gate.refused > 0 or len(acks) == FLOODERS, STEP)
             during = alice.send_text(bob.peer_id, "still there, bob?")
             await wait_until(
                 lambda: alice.message(during.id.hex())[0].status is DeliveryStatus.DELIVERED,
@@ -300,8 +309,8 @@ async def test_a_request_flood_over_libp2p_is_refused_capped_and_spares_contacts
     assert len(acks) == FLOODERS
     assert all(set(results) <= {"ok", "retry"} for results in acks.values())
     accepted = [results.count("ok") for results in acks.values()]
-    assert all(n <= GATE["burst_per_peer"] for n in accepted)
-    assert sum(accepted) == GATE["burst"]
+    assert all(n <= BURST_PER_STRANGER for n in accepted)
+    assert sum(accepted) == BURST_ALL_STRANGERS
     # Pending requests stay within the caps; the oldest were dropped, and counted.
     usage = store.request_usage()
     assert usage.messages == CAPS.messages
@@ -340,6 +349,7 @@ JUNK_DEPOSITORS = 4
 JUNK = 12  # envelopes per junk depositor
 
 
+@pytest.mark.slow  # a node restarting on loopback takes seconds
 async def test_strangers_flooding_a_mailbox_leave_alice_her_share(
     sim_network: SimNetworkFactory,
 ) -> None:
