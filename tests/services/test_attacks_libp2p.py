@@ -380,8 +380,9 @@ async def test_strangers_flooding_a_mailbox_leave_alice_her_share(
             with trio.fail_after(STEP):
                 stream = await probe.host.open_stream(box.peer_id, mb.MAILBOX_PROTOCOL, addrs)
                 async with stream:
-                    await stream.write_frame(mb.Deposit(junk_for(bob.peer_id)).encode(), 5)
-                    frame = await stream.read_frame(mb.MAX_REPLY_FRAME_BYTES, 5)
+                    deposit = mb.Deposit(junk_for(bob.peer_id)).encode()
+                    await stream.write_frame(deposit, IO_TIMEOUT)
+                    frame = await stream.read_frame(mb.MAX_REPLY_FRAME_BYTES, IO_TIMEOUT)
         assert frame is not None
         reply = mb.decode_reply(frame)
         assert isinstance(reply, mb.Result) and reply.code == mb.STAMP_REQUIRED
@@ -399,9 +400,10 @@ async def test_strangers_flooding_a_mailbox_leave_alice_her_share(
             return len(deposited) == SHARE and len(shown) == 1
 
         await wait_until(settled, STEP)
+        # Held past half of Bob's quota, so each of them came with a stamp.
         assert box.store.mailbox_usage(bob.peer_id)[0] == junk_held + SHARE
         (left,) = [m for m in sent if node.message(m.id.hex())[0].status is DeliveryStatus.QUEUED]
-        message, history = node.message(left.id.hex())
+        _, history = node.message(left.id.hex())
         assert refused in history[-1].detail
 
         # Bob comes back: he gets all of Alice's messages (from the mailbox,
