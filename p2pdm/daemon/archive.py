@@ -441,20 +441,14 @@ def import_home(home: Home, path: Path, ask_passphrase: Callable[[], str]) -> Im
     an unreadable archive or wrong passphrase, :class:`HomeError` for a home
     that is not empty; a failure leaves the home as it was.
     """
+    _refuse_used_home(home)  # before the passphrase is asked for nothing
     data = read_archive_file(path)
     contents = open_archive(data, ask_passphrase(), str(path))
     del data
     identity = Identity(contents.seed)
     home.ensure()
     with HomeLock(home.path, "import into it"):
-        taken = [
-            p for p in (home.identity_path, *_store_files(home)) if p.exists() or p.is_symlink()
-        ]
-        if taken:
-            raise HomeError(
-                f"{home.path} already holds {taken[0].name}; import restores into an empty "
-                "home only (give a new --home); nothing was changed"
-            )
+        _refuse_used_home(home)
         file_bytes, store_key = _seal_identity(
             contents.seed, home.passphrase, home.random_bytes, home.kdf_limits
         )
@@ -483,6 +477,15 @@ def import_home(home: Home, path: Path, ask_passphrase: Callable[[], str]) -> Im
         contents.config is not None and not config_written,
         contents.exported_at_ms,
     )
+
+
+def _refuse_used_home(home: Home) -> None:
+    taken = [p for p in (home.identity_path, *_store_files(home)) if p.exists() or p.is_symlink()]
+    if taken:
+        raise HomeError(
+            f"{home.path} already holds {taken[0].name}; import restores into an empty "
+            "home only (give a new --home); nothing was changed"
+        )
 
 
 def _store_files(home: Home) -> list[Path]:

@@ -196,7 +196,7 @@ def test_import_refuses_a_home_that_is_not_empty(tmp_path: Path, what: str) -> N
         new.identity_path.unlink()  # a store left without its identity is kept too
     kept = {p.name: p.read_bytes() for p in new.path.iterdir() if p.is_file()}
     with pytest.raises(HomeError, match=r"already holds .*empty home only.*nothing was changed"):
-        import_(new, archive)
+        import_home(new, archive, lambda: pytest.fail("the passphrase was asked for nothing"))
     assert {p.name: p.read_bytes() for p in new.path.iterdir() if p.is_file()} == kept
 
 
