@@ -139,6 +139,36 @@ def test_round_trip_restores_every_row_identity_and_config(
     assert "exported.json" in before
 
 
+@pytest.mark.parametrize("passphrase", [None, HOME_PASSPHRASE], ids=["plain", "encrypted"])
+def test_the_copy_is_consistent_while_a_writer_is_mid_transaction(
+    tmp_path: Path, passphrase: str | None
+) -> None:
+    """A node writing at the time of the export neither blocks it nor leaks half a
+    transaction into it: the archive holds what was committed."""
+    old = make_home(tmp_path, "old", passphrase)
+    populate(old)
+    committed = dump(old)
+    with closing(old.open_store()) as store, store.transaction():
+        store.set_setting("written during the export", True)
+        store.put_session(Identity.generate(os.urandom(32)).peer_id, b"half done", 3)
+        export(old, tmp_path / "a.p2pdm")
+    new = make_home(tmp_path, "new", passphrase)
+    import_(new, tmp_path / "a.p2pdm")
+    assert dump(new) == committed
+
+
+def test_the_home_keeps_its_own_config(tmp_path: Path) -> None:
+    old = make_home(tmp_path, "old")
+    populate(old)
+    export(old, tmp_path / "a.p2pdm")
+    new = make_home(tmp_path, "new")
+    new.ensure()
+    new.config_path.write_text("mailbox = true\n")
+    done = import_home(new, tmp_path / "a.p2pdm", lambda: ARCHIVE_PASSPHRASE)
+    assert (done.config_kept, done.config_restored) == (True, False)
+    assert new.config_path.read_text() == "mailbox = true\n"
+
+
 def test_the_archive_reveals_nothing_without_its_passphrase(tmp_path: Path) -> None:
     home = make_home(tmp_path, "old")
     populate(home)
