@@ -13,6 +13,7 @@ class is written for the person who sees it.
 from __future__ import annotations
 
 __all__ = [
+    "ArchiveError",
     "ConfigError",
     "DecryptError",
     "EnvelopeExpired",
@@ -142,6 +143,11 @@ class PassphraseError(IdentityError):
 
 class HomeError(P2PDMError):
     """The node home directory cannot be used (permissions, missing files)."""
+
+
+class ArchiveError(P2PDMError):
+    """An export archive cannot be written or read: it exists already, or it is damaged,
+    truncated, too large, of an unknown version, or the passphrase is wrong."""
 
 
 class ConfigError(P2PDMError):

@@ -1,5 +1,5 @@
 """The ``p2pdm`` command: ``main`` parses and dispatches; one module per
-group of subcommands (chat, run, sim, token).
+group of subcommands (archive, chat, run, settings, sim, token).
 """
 
 from p2pdm.cli.main import main

@@ -24,6 +24,7 @@ from typing import Final, TextIO
 import segno
 
 from p2pdm import __version__, hints
+from p2pdm.cli import archive as cli_archive
 from p2pdm.cli import chat as cli_chat
 from p2pdm.cli import run as cli_run
 from p2pdm.cli import settings as cli_settings
@@ -179,6 +180,17 @@ COMMANDS: Final[dict[str, Command]] = {
         "show or change the node's settings (e.g. read receipts)",
         cli_settings.settings_arguments,
         cli_settings.settings,
+    ),
+    # Moving to a new machine (p2pdm/daemon/archive.py).
+    "export": Command(
+        "write the identity, store and settings to a passphrase-encrypted archive",
+        cli_archive.export_arguments,
+        cli_archive.export,
+    ),
+    "import": Command(
+        "restore an archive from `p2pdm export` into an empty home",
+        cli_archive.import_arguments,
+        cli_archive.import_,
     ),
     # Works on the store file directly, with or without a running node.
     "token": Command(

@@ -18,6 +18,7 @@ from typing import Final, TextIO
 
 import trio
 
+from p2pdm.daemon.archive import check_not_exported
 from p2pdm.daemon.home import Home
 from p2pdm.daemon.runner import RunOptions, run_node
 
@@ -67,6 +68,11 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
         help="a mailbox you prefer for your messages (…/p2p/<PeerID>), repeatable",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run although this home was exported (`p2pdm export`); clears that mark",
+    )
 
 
 def run(args: argparse.Namespace, home: Home, out: TextIO) -> int:
@@ -79,6 +85,8 @@ def run(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         mailbox=args.mailbox,
         mailbox_peers=args.mailbox_peer,
     )
+    if check_not_exported(home, force=args.force) is not None:
+        print("The export mark is cleared: run this copy only.", file=sys.stderr)
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     try:
         trio.run(_run_until_signal, home, options)

@@ -193,6 +193,11 @@ class Home:
         return self.path / LOG_DIR
 
     @property
+    def store_key(self) -> bytes | None:
+        """The store's key once the identity is unlocked; None for a plain store."""
+        return self._store_key
+
+    @property
     def passphrase(self) -> str | None:
         """``P2PDM_PASSPHRASE``; an empty value counts as none."""
         return self._env.get(ENV_PASSPHRASE) or None
