@@ -48,19 +48,17 @@ from p2pdm import hints
 from p2pdm.core import cbor
 from p2pdm.core.identity import SEED_BYTES, Identity, PeerId
 from p2pdm.core.session import OwnPrekeys
-from p2pdm.daemon.home import (
-    _KDF_MEM_RANGE,
-    _KDF_OPS_RANGE,
+from p2pdm.daemon.config import MAX_CONFIG_BYTES
+from p2pdm.daemon.home import STORE_COMPANION_SUFFIXES, Home, check_display_name
+from p2pdm.daemon.identity_file import (
+    KDF_MEM_RANGE,
     KDF_NAME,
-    MAX_CONFIG_BYTES,
+    KDF_OPS_RANGE,
     SALT_BYTES,
-    STORE_COMPANION_SUFFIXES,
-    Home,
     KdfLimits,
     RandomBytes,
-    _passphrase_key,
-    _seal_identity,
-    check_display_name,
+    passphrase_key,
+    seal_identity,
 )
 from p2pdm.daemon.lockfile import HomeLock
 from p2pdm.errors import (
@@ -74,7 +72,7 @@ from p2pdm.errors import (
 )
 from p2pdm.homefiles import write_private_file
 from p2pdm.limits import MAX_NAME_BYTES
-from p2pdm.store.snapshot import plain_image, restore_image
+from p2pdm.store import snapshot
 from p2pdm.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -179,7 +177,7 @@ def seal_archive(
     if contents.config is not None:
         payload["config"] = contents.config
     salt = random_bytes(SALT_BYTES)
-    box = nacl.secret.SecretBox(_passphrase_key(passphrase, salt, limits))
+    box = nacl.secret.SecretBox(passphrase_key(passphrase, salt, limits))
     sealed = bytes(box.encrypt(cbor.encode(payload), random_bytes(_NONCE_BYTES)))
     del payload
     data = cbor.encode(
@@ -219,7 +217,7 @@ def open_archive(data: bytes, passphrase: str, where: str) -> ArchiveContents:
             raise UnsupportedVersion(str(version))
         kdf = f.text("kdf", max_bytes=32)
         limits = KdfLimits(
-            f.integer("opslimit", *_KDF_OPS_RANGE), f.integer("memlimit", *_KDF_MEM_RANGE)
+            f.integer("opslimit", *KDF_OPS_RANGE), f.integer("memlimit", *KDF_MEM_RANGE)
         )
         salt = f.blob("salt", size=SALT_BYTES)
         sealed = f.blob("sealed", max_size=MAX_ARCHIVE_BYTES)
@@ -237,7 +235,7 @@ def open_archive(data: bytes, passphrase: str, where: str) -> ArchiveContents:
         raise ArchiveError(f"{where} uses an unknown key derivation {kdf!r}; upgrade p2pdm")
     if len(sealed) < _NONCE_BYTES + _MAC_BYTES:
         raise ArchiveError(f"{where} is truncated")
-    box = nacl.secret.SecretBox(_passphrase_key(passphrase, salt, limits))
+    box = nacl.secret.SecretBox(passphrase_key(passphrase, salt, limits))
     try:
         payload = bytes(box.decrypt(sealed))
     except nacl.exceptions.CryptoError:
@@ -404,7 +402,7 @@ def export_home(home: Home, path: Path, ask_passphrase: Callable[[], str]) -> Ex
         contents = ArchiveContents(
             seed=identity.seed,
             name=name,
-            store=plain_image(home.store_path, home.store_key),
+            store=snapshot.plain_image(home.store_path, home.store_key),
             config=_read_config(home),
             exported_at_ms=int(home.clock() * 1000),
         )
@@ -449,12 +447,12 @@ def import_home(home: Home, path: Path, ask_passphrase: Callable[[], str]) -> Im
     home.ensure()
     with HomeLock(home.path, "import into it"):
         _refuse_used_home(home)
-        file_bytes, store_key = _seal_identity(
+        file_bytes, store_key = seal_identity(
             contents.seed, home.passphrase, home.random_bytes, home.kdf_limits
         )
         config_written = False
         try:
-            restore_image(contents.store, home.store_path, store_key)
+            snapshot.restore_image(contents.store, home.store_path, store_key)
             with closing(SQLiteStore(home.store_path, key=store_key)) as store:
                 _check_store(store, identity, str(path))
             if contents.config is not None and not home.config_path.exists():

@@ -29,9 +29,15 @@ from p2pdm.store.cipher import KEY_BYTES
 __all__ = [
     "DEFAULT_KDF_LIMITS",
     "ENV_PASSPHRASE",
+    "KDF_MEM_RANGE",
+    "KDF_NAME",
+    "KDF_OPS_RANGE",
+    "SALT_BYTES",
     "KdfLimits",
+    "RandomBytes",
     "decode_identity_file",
     "encode_identity_file",
+    "passphrase_key",
     "seal_identity",
     "unlock_identity_file",
 ]
@@ -68,13 +74,13 @@ DEFAULT_KDF_LIMITS: Final = KdfLimits(argon2id.OPSLIMIT_MODERATE, argon2id.MEMLI
 #: Bounds on the cost read back from a file: below the minimum libsodium
 #: refuses; above "sensitive" (1 GiB) a damaged or hostile file could make
 #: every command allocate without limit.
-_KDF_OPS_RANGE: Final = (argon2id.OPSLIMIT_MIN, argon2id.OPSLIMIT_SENSITIVE)
-_KDF_MEM_RANGE: Final = (argon2id.MEMLIMIT_MIN, argon2id.MEMLIMIT_SENSITIVE)
+KDF_OPS_RANGE: Final = (argon2id.OPSLIMIT_MIN, argon2id.OPSLIMIT_SENSITIVE)
+KDF_MEM_RANGE: Final = (argon2id.MEMLIMIT_MIN, argon2id.MEMLIMIT_SENSITIVE)
 
 RandomBytes = Callable[[int], bytes]
 
 
-def _passphrase_key(passphrase: str, salt: bytes, limits: KdfLimits) -> bytes:
+def passphrase_key(passphrase: str, salt: bytes, limits: KdfLimits) -> bytes:
     # NFC, so the same passphrase typed on systems that compose accents
     # differently derives the same key.
     secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
@@ -107,7 +113,7 @@ def seal_identity(
         return cbor.encode({"version": IDENTITY_FILE_VERSION, "seed": seed}), None
     salt = random_bytes(SALT_BYTES)
     nonce = random_bytes(nacl.secret.SecretBox.NONCE_SIZE)
-    key = _passphrase_key(passphrase, salt, limits)
+    key = passphrase_key(passphrase, salt, limits)
     box = nacl.secret.SecretBox(key)
     file_bytes = cbor.encode(
         {
@@ -159,7 +165,7 @@ def unlock_identity_file(
             return seed, None
         kdf = f.text("kdf", max_bytes=32)
         limits = KdfLimits(
-            f.integer("opslimit", *_KDF_OPS_RANGE), f.integer("memlimit", *_KDF_MEM_RANGE)
+            f.integer("opslimit", *KDF_OPS_RANGE), f.integer("memlimit", *KDF_MEM_RANGE)
         )
         salt = f.blob("salt", size=SALT_BYTES)
         sealed = f.blob("sealed_seed", size=SEALED_SEED_BYTES)
@@ -175,7 +181,7 @@ def unlock_identity_file(
         raise IdentityError(f"{where} uses an unknown key derivation {kdf!r}; upgrade p2pdm")
     if not passphrase:
         raise PassphraseError(f"{where} is encrypted; set {ENV_PASSPHRASE} to its passphrase")
-    key = _passphrase_key(passphrase, salt, limits)
+    key = passphrase_key(passphrase, salt, limits)
     try:
         return bytes(nacl.secret.SecretBox(key).decrypt(sealed)), _store_key(key)
     except nacl.exceptions.CryptoError:

@@ -12,7 +12,8 @@ from p2pdm.cli import archive as cli_archive
 from p2pdm.cli.archive import ENV_EXPORT_PASSPHRASE
 from p2pdm.daemon.home import ENV_HOME, ENV_PASSPHRASE, Home
 from p2pdm.daemon.lockfile import HomeLock
-from tests.cli.test_cli import assert_one_error_line, init, run
+from tests.cli.conftest import assert_one_error_line
+from tests.cli.test_cli import init, run
 from tests.daemon.test_export import FAST_KDF
 
 PASSPHRASE = "a long archive passphrase"

@@ -104,7 +104,7 @@ def test_a_body_of_an_unregistered_kind_cannot_be_encoded_as_a_known_one() -> No
         kind = "text"
 
     with pytest.raises(SchemaError):
-        encode_body(Impostor())  # type: ignore[arg-type]
+        encode_body(Impostor())
     assert encode_body(UnknownBody("reaction", {"e": "x"})) == {"e": "x"}
 
 

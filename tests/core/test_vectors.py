@@ -17,6 +17,7 @@ import pytest
 from p2pdm import errors
 from p2pdm.core.identity import Identity, PeerId, safety_number
 from p2pdm.core.invite import parse_invite
+from p2pdm.core.kinds import UnknownBody
 from p2pdm.core.model import OutboxItem, direct_conversation_id
 from p2pdm.core.replay import rekeyed
 from p2pdm.core.sealing import open_envelope
@@ -67,6 +68,7 @@ def body_fields(body: Body) -> dict[str, Any]:
         return {"text": body.text, "reply_to": body.reply_to.hex() if body.reply_to else None}
     if isinstance(body, ReceiptBody):
         return {"status": body.status, "ids": [i.hex() for i in body.ids]}
+    assert isinstance(body, UnknownBody)
     return {"fields": body.fields}
 
 

@@ -21,7 +21,6 @@ import trio
 from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import Contact, DeliveryStatus, Direction, StoredMessage
-from p2pdm.daemon import archive as archive_module
 from p2pdm.daemon.archive import (
     ARCHIVE_VERSION,
     MAX_ARCHIVE_BYTES,
@@ -38,6 +37,7 @@ from p2pdm.daemon.home import ENV_PASSPHRASE, Home, KdfLimits
 from p2pdm.daemon.lockfile import HomeLock
 from p2pdm.errors import ArchiveError, HomeError, StoreError
 from p2pdm.node.messenger import message_text
+from p2pdm.store import snapshot
 from p2pdm.store.cipher import PLAIN_HEADER, connect_encrypted
 from tests.daemon.test_node_run import node, wait_for_status
 
@@ -330,14 +330,14 @@ def test_export_holds_the_home_lock_when_no_node_runs(
     """No node can start between the copy of the store and the mark."""
     home = make_home(tmp_path, "old")
     populate(home)
-    copy = archive_module.plain_image
+    copy = snapshot.plain_image
 
     def copy_while_a_node_tries_to_start(path: Path, key: bytes | None) -> bytes:
         with pytest.raises(HomeError, match="a node is running"), HomeLock(home.path):
             pass
         return copy(path, key)
 
-    monkeypatch.setattr(archive_module, "plain_image", copy_while_a_node_tries_to_start)
+    monkeypatch.setattr(snapshot, "plain_image", copy_while_a_node_tries_to_start)
     done = export(home, tmp_path / "a.p2pdm")
     assert done.node_was_running is False
     with HomeLock(home.path):  # released afterwards
@@ -379,11 +379,11 @@ async def test_a_running_node_moves_and_its_sessions_continue(tmp_path: Path) ->
                 message_text(m)
                 for m in moved.running.node.messages(bob.running.node.peer_id).messages
             ]
-            assert sorted(texts) == ["hey", "hi", "you moved?"]
+            assert sorted(t or "" for t in texts) == ["hey", "hi", "you moved?"]
             reply = await moved.call("POST", "/v1/messages", json={"to": "bob", "text": "yes"})
             await wait_for_status(moved, reply["id"], "delivered", 30)
             got = bob.running.node.messages(moved.running.node.peer_id).messages
-            assert sorted(message_text(m) for m in got if m.direction is Direction.IN) == [
+            assert sorted(message_text(m) or "" for m in got if m.direction is Direction.IN) == [
                 "hi",
                 "yes",
             ]
