@@ -13,16 +13,24 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+import nacl.pwhash.argon2id as argon2id
 import trio
 
 from p2pdm.api import serve_api
 from p2pdm.core.identity import Identity, PeerId
+from p2pdm.daemon.home import Home, KdfLimits
+from p2pdm.daemon.runner import Running, RunOptions, run_node
+from p2pdm.net.upkeep import Upkeep
 from p2pdm.node.node import Node
 from p2pdm.store.memory import MemoryStore
 
+# The cheapest argon2id cost libsodium allows: the format is the same, the
+# tests stay fast. DEFAULT_KDF_LIMITS is exercised by the CLI tests.
+FAST_KDF = KdfLimits(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
 TOKEN = "test-token-" + "x" * 32
 #: Every wait in these tests ends: a hung server fails the test instead.
 WAIT_S = 5.0
@@ -33,6 +41,79 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# --- whole nodes (``run_node``) on loopback, with a home and the local API ---------
+
+
+LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
+#: Short upkeep periods so bootstrap re-dials and refreshes happen within a test.
+UPKEEP = Upkeep(
+    interval=0.5, idle_timeout=30.0, dht_refresh_interval=5.0, bootstrap_retry_interval=1.0
+)
+
+
+@dataclass
+class Peer:
+    running: Running
+    home: Home
+    http: httpx.AsyncClient
+    scope: trio.CancelScope
+
+    @property
+    def id(self) -> str:
+        return str(self.running.node.peer_id)
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.http.request(method, path, **kwargs)
+        assert response.status_code < 300, response.text
+        return response.json() if response.content else None
+
+
+def home_with_identity(path: Path, name: str) -> Home:
+    """A home at ``path`` with no passphrase; made with an identity named ``name`` if new."""
+    home = Home(path, env={})
+    if not home.has_identity():
+        home.create_identity(name)
+    return home
+
+
+@asynccontextmanager
+async def node(
+    tmp_path: Path, name: str, *bootstrap: Running | str, mailbox: bool = False
+) -> AsyncIterator[Peer]:
+    """A running node; leaving the block (or cancelling ``scope``) stops it.
+
+    ``bootstrap``: running nodes, or full addresses of other peers.
+    """
+    home = home_with_identity(tmp_path / name, name)
+    options = RunOptions(
+        listen=LOOPBACK,
+        api=("127.0.0.1", 0),
+        bootstrap=tuple(b if isinstance(b, str) else b.node.addrs[0] for b in bootstrap),
+        mailbox=mailbox,
+        upkeep=UPKEEP,
+    )
+    async with trio.open_nursery() as nursery:
+        running: Running = await nursery.start(run_node, home, options)
+        host, port = running.api
+        async with httpx.AsyncClient(
+            base_url=f"http://{host}:{port}",
+            headers={"Authorization": f"Bearer {home.api_token()}"},
+        ) as http:
+            yield Peer(running, home, http, nursery.cancel_scope)
+        nursery.cancel_scope.cancel()
+
+
+async def status_of(peer: Peer, message_id: str) -> str:
+    status: str = (await peer.call("GET", f"/v1/messages/{message_id}"))["status"]
+    return status
+
+
+async def wait_for_status(peer: Peer, message_id: str, wanted: str, deadline: float) -> None:
+    with trio.fail_after(deadline):
+        while await status_of(peer, message_id) != wanted:  # noqa: ASYNC110 - polls the API
+            await trio.sleep(0.05)
 
 
 # --- nodes and their API, in this process -------------------------------------------

@@ -14,7 +14,7 @@ from p2pdm.daemon.home import ENV_HOME, ENV_PASSPHRASE, Home
 from p2pdm.daemon.lockfile import HomeLock
 from tests.cli.conftest import assert_one_error_line
 from tests.cli.test_cli import init, run
-from tests.daemon.test_export import FAST_KDF
+from tests.conftest import FAST_KDF
 
 PASSPHRASE = "a long archive passphrase"
 
