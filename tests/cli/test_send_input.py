@@ -10,8 +10,7 @@ import pytest
 from p2pdm.cli.chat import message_text
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MAX_TEXT_BYTES
-from tests.cli.conftest import assert_one_error_line
-from tests.cli.test_cli_client import cli, running_node
+from tests.cli.conftest import assert_one_error_line, cli, running_node
 
 
 async def test_a_long_message_from_a_pipe(
