@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pdm.core import cbor
-from p2pdm.core.identity import Identity
 from p2pdm.core.kinds import (
     KINDS,
     KindSpec,
@@ -25,11 +24,7 @@ from p2pdm.core.kinds import text as text_kind
 from p2pdm.core.wire import InnerMessage
 from p2pdm.errors import FrameTooLarge, SchemaError
 from p2pdm.limits import MAX_EXT_BYTES, MAX_EXT_FIELDS, MAX_EXT_KEY_BYTES, MAX_TEXT_BYTES
-
-ALICE = Identity(bytes([1]) * 32)
-BOB = Identity(bytes([2]) * 32)
-ID = bytes(range(16))
-CONV = bytes(range(16, 32))
+from tests.core.conftest import ALICE, BOB, CONV, ID
 
 
 def signed_inner(body: dict[str, Any], kind: str = "text") -> bytes:

@@ -42,13 +42,9 @@ from p2pdm.limits import (
     MAX_TEXT_BYTES,
     MAX_UNKNOWN_BODY_BYTES,
 )
+from tests.core.conftest import ALICE, BOB, CAROL, CONV, ID
 
-ALICE = Identity(bytes([1]) * 32)
-BOB = Identity(bytes([2]) * 32)
-CAROL = Identity(bytes([3]) * 32)
 U64 = 2**64 - 1
-ID = bytes(range(16))
-CONV = bytes(range(16, 32))
 # A valid multihash, but of an RSA key (sha2-256), not an Ed25519 PeerID.
 RSA_PEER_RAW = b"\x12\x20" + bytes(32)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,14 +25,10 @@ from p2pdm.daemon.home import (
     write_private_file,
 )
 from p2pdm.errors import ConfigError, HomeError, IdentityError, PassphraseError
-from tests.conftest import FAST_KDF
+from tests.conftest import FAST_KDF, mode
 
 SEED = bytes(range(32))
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
 
 
 def leftovers(directory: Path) -> list[str]:
