@@ -76,6 +76,16 @@ async def running_node(path: Path, name: str, token: str | None = None) -> Async
             nursery.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def running_pair(tmp_path: Path) -> AsyncIterator[tuple[Running, Running]]:
+    """Alice's and Bob's nodes serving their APIs, homes in ``tmp_path``; no contacts yet."""
+    async with (
+        running_node(tmp_path / "alice", "alice") as alice,
+        running_node(tmp_path / "bob", "bob") as bob,
+    ):
+        yield alice, bob
+
+
 async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """Run the command line in a thread while the node keeps serving in this loop."""
     with trio.fail_after(WAIT_S):

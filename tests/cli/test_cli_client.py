@@ -27,15 +27,19 @@ from p2pdm.client import (
 from p2pdm.core.kinds import UnknownBody
 from p2pdm.errors import HomeError, NodeNotRunning
 from p2pdm.node.node import DEFAULT_API_PORT
-from tests.cli.conftest import P2PDM_BIN, WAIT_S, assert_one_error_line, cli, running_node
+from tests.cli.conftest import (
+    P2PDM_BIN,
+    WAIT_S,
+    assert_one_error_line,
+    cli,
+    running_node,
+    running_pair,
+)
 from tests.conftest import deliver, free_port, home_with_identity
 
 
 async def test_chat_between_two_nodes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    async with (
-        running_node(tmp_path / "alice", "alice") as alice,
-        running_node(tmp_path / "bob", "bob") as bob,
-    ):
+    async with running_pair(tmp_path) as (alice, bob):
         a = ("--home", str(alice.home.path))
         b = ("--home", str(bob.home.path))
         alice_id, bob_id = str(alice.node.peer_id), str(bob.node.peer_id)
@@ -178,10 +182,7 @@ async def test_a_node_with_another_token_is_reported(
 async def test_control_characters_never_reach_the_terminal(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    async with (
-        running_node(tmp_path / "alice", "alice") as alice,
-        running_node(tmp_path / "bob", "bob") as bob,
-    ):
+    async with running_pair(tmp_path) as (alice, bob):
         alice.node.add_contact_from_invite(bob.node.invite(), "bob")
         bob.node.add_contact_from_invite(alice.node.invite(), "alice\x1b]0;owned\x07")
         bob.node.send_text(alice.node.peer_id, "hi\x1b[2J\u202eevil\nsecond line")
@@ -200,10 +201,7 @@ async def test_control_characters_never_reach_the_terminal(
 async def test_a_message_of_an_unknown_kind_reads_as_unsupported(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    async with (
-        running_node(tmp_path / "alice", "alice") as alice,
-        running_node(tmp_path / "bob", "bob") as bob,
-    ):
+    async with running_pair(tmp_path) as (alice, bob):
         alice.node.add_contact_from_invite(bob.node.invite(), "bob")
         bob.node.add_contact_from_invite(alice.node.invite(), "alice")
         # What a newer version sends: a kind this one has no module for.
