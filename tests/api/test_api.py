@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import socket
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -21,138 +18,8 @@ from p2pdm.api.guard import host_is_loopback
 from p2pdm.core.identity import Identity
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MAX_TEXT_BYTES
-from p2pdm.node.node import Node
-from p2pdm.store.memory import MemoryStore
-
-TOKEN = "test-token-" + "x" * 32
-#: Every wait in these tests ends: a hung server fails the test instead.
-WAIT_S = 5.0
-
-
-def make_node(name: str) -> Node:
-    node = Node(Identity.generate(os.urandom(32)), MemoryStore())
-    node.update_settings({"name": name})
-    return node
-
-
-@dataclass
-class Api:
-    node: Node
-    port: int
-    http: httpx.AsyncClient  # sends the right token
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return await self.http.request(method, path, **kwargs)
-
-
-@asynccontextmanager
-async def serving(node: Node) -> AsyncIterator[Api]:
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(WAIT_S):
-            host, port = await nursery.start(serve_api, node, TOKEN, "127.0.0.1", 0)
-        assert host == "127.0.0.1" and port > 0
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=WAIT_S,
-        ) as http:
-            yield Api(node, port, http)
-        nursery.cancel_scope.cancel()
-
-
-@pytest.fixture
-async def alice() -> AsyncIterator[Api]:
-    async with serving(make_node("alice")) as api:
-        yield api
-
-
-@pytest.fixture
-async def bob() -> AsyncIterator[Api]:
-    async with serving(make_node("bob")) as api:
-        yield api
-
-
-def assert_error(response: httpx.Response, status: int, code: str | None = None) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert isinstance(error["message"], str) and error["message"]
-    if code is not None:
-        assert error["code"] == code, error
-    return str(error["message"])
-
-
-# --- a small JSON Schema check, enough for the shapes in openapi.py --------------
-
-
-def conforms(schema: dict[str, Any], value: Any, doc: dict[str, Any], where: str = "$") -> None:
-    if "$ref" in schema:
-        name = schema["$ref"].rsplit("/", 1)[1]
-        conforms(doc["components"]["schemas"][name], value, doc, where)
-        return
-    if "oneOf" in schema:
-        matches = 0
-        for option in schema["oneOf"]:
-            try:
-                conforms(option, value, doc, where)
-                matches += 1
-            except AssertionError:
-                pass
-        assert matches == 1, f"{where}: {value!r} matches {matches} of oneOf"
-        return
-    kinds = schema.get("type")
-    if kinds is not None:
-        kinds = [kinds] if isinstance(kinds, str) else kinds
-        checks = {
-            "object": lambda v: isinstance(v, dict),
-            "array": lambda v: isinstance(v, list),
-            "string": lambda v: isinstance(v, str),
-            "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-            "boolean": lambda v: isinstance(v, bool),
-            "null": lambda v: v is None,
-        }
-        assert any(checks[k](value) for k in kinds), f"{where}: {value!r} is not {kinds}"
-    if "enum" in schema:
-        assert value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
-    if "pattern" in schema and isinstance(value, str):
-        assert re.search(schema["pattern"], value), f"{where}: {value!r} !~ {schema['pattern']}"
-    if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        for key in schema.get("required", ()):
-            assert key in value, f"{where}: missing {key!r}"
-        for key, item in value.items():
-            if key in properties:
-                conforms(properties[key], item, doc, f"{where}.{key}")
-            else:
-                extra = schema.get("additionalProperties", True)
-                assert extra is not False, f"{where}: unexpected {key!r}"
-                if isinstance(extra, dict):
-                    conforms(extra, item, doc, f"{where}.{key}")
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            conforms(schema["items"], item, doc, f"{where}[{i}]")
-
-
-async def check_documented(
-    api: Api, response: httpx.Response, method: str, path: str, body: Any = None
-) -> None:
-    """The response (and the request body, if any) match the served OpenAPI document."""
-    doc = (await api.call("GET", "/v1/openapi.json")).json()
-    operation = doc["paths"][path][method.lower()]
-    documented = operation["responses"][str(response.status_code)]
-    if "$ref" in documented:
-        documented = doc["components"]["responses"][documented["$ref"].rsplit("/", 1)[1]]
-    if body is not None:
-        conforms(operation["requestBody"]["content"]["application/json"]["schema"], body, doc)
-    if "content" in documented:
-        conforms(documented["content"]["application/json"]["schema"], response.json(), doc)
-    else:
-        assert response.content == b""
-
+from tests.api.conftest import assert_error, check_documented
+from tests.conftest import TOKEN, WAIT_S, Api, make_node
 
 # --- security ----------------------------------------------------------------------
 

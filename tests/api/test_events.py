@@ -5,15 +5,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import h11
 import pytest
 import trio
-import wsproto
 import wsproto.events as ws
 
 from p2pdm.core.identity import Identity, PeerId
@@ -21,18 +18,8 @@ from p2pdm.core.model import DeliveryStatus, EventType
 from p2pdm.net.testing import wait_until
 from p2pdm.node.node import Node
 from p2pdm.store import MemoryStore, SQLiteStore
-from tests.api.test_api import (  # alice and bob: the fixtures
-    TOKEN,
-    WAIT_S,
-    Api,
-    alice,
-    assert_error,
-    bob,
-    check_documented,
-    serving,
-)
-
-__all__ = ["alice", "bob"]
+from tests.api.conftest import assert_error, check_documented, websocket
+from tests.conftest import TOKEN, WAIT_S, Api, serving
 
 OTHER = Identity.generate(b"\x07" * 32).peer_id
 
@@ -275,47 +262,6 @@ async def test_sse_needs_the_accept_header_and_a_good_cursor(alice: Api) -> None
 
 
 # --- WebSocket ------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def websocket(
-    api: Api, target: str, token: str = TOKEN, origin: str | None = None
-) -> AsyncIterator[WS]:
-    stream = await trio.open_tcp_stream("127.0.0.1", api.port)
-    async with stream:
-        client = WS(stream, wsproto.WSConnection(wsproto.ConnectionType.CLIENT))
-        headers = [(b"authorization", f"Bearer {token}".encode())]
-        if origin is not None:
-            headers.append((b"origin", origin.encode()))
-        await client.send(ws.Request(host="127.0.0.1", target=target, extra_headers=headers))
-        yield client
-
-
-class WS:
-    """A minimal WebSocket client over a trio stream (wsproto does the framing)."""
-
-    def __init__(self, stream: trio.SocketStream, conn: wsproto.WSConnection) -> None:
-        self.stream = stream
-        self.conn = conn
-        self.pending: list[ws.Event] = []
-
-    async def send(self, event: ws.Event) -> None:
-        await self.stream.send_all(self.conn.send(event))
-
-    async def next(self) -> ws.Event:
-        while not self.pending:
-            data = await self.stream.receive_some()
-            self.conn.receive_data(data or None)
-            self.pending.extend(self.conn.events())
-        return self.pending.pop(0)
-
-    async def json(self) -> dict[str, Any]:
-        event = await self.next()
-        while isinstance(event, ws.AcceptConnection):
-            event = await self.next()
-        assert isinstance(event, ws.TextMessage), event
-        data: dict[str, Any] = json.loads(event.data)
-        return data
 
 
 async def test_websocket_streams_events_from_a_cursor(alice: Api) -> None:

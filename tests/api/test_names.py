@@ -19,8 +19,8 @@ from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import Contact
 from p2pdm.node.node import Node
 from p2pdm.store.sqlite import SQLiteStore
-from tests.api.test_api import Api, assert_error, check_documented, make_node, serving
-from tests.api.test_tokens import as_token, make_token
+from tests.api.conftest import as_token, assert_error, check_documented, make_token
+from tests.conftest import Api, deliver, make_node, serving
 
 
 @pytest.fixture
@@ -42,15 +42,6 @@ async def send(api: Api, to: str, text: str) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     sent: dict[str, Any] = response.json()
     return sent
-
-
-def deliver(sender: Node, recipient: Node) -> list[PeerId]:
-    """Hand ``recipient`` what ``sender`` queued for it; returns who it says sent each."""
-    senders = []
-    for item in sender.store.outbox_for(recipient.peer_id):
-        senders.append(recipient.messenger.receive(item.envelope).sender)
-        sender.store.remove_outbox(item.envelope_id)
-    return senders
 
 
 async def hijack_attempt(alice: Api, x_name: str | None) -> tuple[Node, Node, dict[str, Any]]:

@@ -22,8 +22,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from p2pdm.api import openapi_document
 from p2pdm.api.events import MAX_POLL_TIMEOUT_S
 from p2pdm.core.identity import PeerId
-from tests.api.test_api import TOKEN, make_node
-from tests.client.test_sdk import serving_in_thread
+from tests.conftest import TOKEN, make_node, serving_in_thread
 
 #: Examples per operation: enough to reach every parameter and error path of
 #: this small API, few enough that the whole run takes seconds.

@@ -9,7 +9,7 @@ from collections import Counter
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.node.node import Node
 from p2pdm.store.memory import MemoryStore
-from tests.api.test_api import make_node, serving
+from tests.conftest import make_node, serving
 
 
 class CountingStore(MemoryStore):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from p2pdm.core.identity import Identity, PeerId
@@ -13,7 +12,8 @@ from p2pdm.core.model import DeliveryStatus, Direction, StoredMessage, direct_co
 from p2pdm.limits import MAX_API_TOKENS
 from p2pdm.node.node import Node
 from p2pdm.node.tokens import authenticate, create_token, hash_token
-from tests.api.test_api import Api, assert_error, check_documented, make_node, serving
+from tests.api.conftest import as_token, assert_error, check_documented, make_token
+from tests.conftest import Api, make_node, serving
 
 CAROL = str(Identity.generate(b"\x09" * 32).peer_id)
 
@@ -26,20 +26,6 @@ async def alice() -> AsyncIterator[Api]:
     node.add_contact_by_peer_id(CAROL, "carol")
     async with serving(node) as api:
         yield api
-
-
-async def make_token(api: Api, **body: Any) -> tuple[str, dict[str, Any]]:
-    response = await api.call("POST", "/v1/tokens", json=body)
-    assert response.status_code == 201, response.text
-    await check_documented(api, response, "POST", "/v1/tokens", body)
-    made: dict[str, Any] = response.json()
-    return made.pop("token"), made
-
-
-def as_token(api: Api, token: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=api.base, headers={"Authorization": f"Bearer {token}"}, timeout=5
-    )
 
 
 async def test_tokens_are_made_listed_and_revoked(alice: Api) -> None:

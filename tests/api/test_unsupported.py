@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from p2pdm.core.kinds import UnknownBody
-from tests.api.test_api import check_documented, make_node, serving
+from tests.api.conftest import check_documented
+from tests.conftest import make_node, serving
 
 
 async def test_an_unknown_kind_is_listed_as_an_unsupported_message() -> None:

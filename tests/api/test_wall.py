@@ -13,10 +13,8 @@ import trio
 from wsproto import events as ws
 
 from p2pdm.api.guard import is_own_origin
-from tests.api.test_api import TOKEN, WAIT_S, Api, alice, assert_error, check_documented
-from tests.api.test_events import websocket
-
-__all__ = ["alice"]  # the fixture
+from tests.api.conftest import assert_error, check_documented, websocket
+from tests.conftest import TOKEN, WAIT_S, Api
 
 
 async def test_a_client_hanging_up_mid_body_is_no_bug(

@@ -6,31 +6,17 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from p2pdm.cli.main import COMMANDS, main
+from p2pdm.cli.main import COMMANDS
 from p2pdm.core.invite import parse_invite
 from p2pdm.daemon.home import ENV_HOME, ENV_PASSPHRASE, Home
-from tests.cli.conftest import assert_one_error_line
+from tests.cli.conftest import P2PDM_BIN, assert_one_error_line, init, run
 
-P2PDM_BIN = Path(sys.executable).parent / "p2pdm"
 QR_BLOCKS = set("█▀▄")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def init(capsys: pytest.CaptureFixture[str], home: Path, *extra: str) -> str:
-    code, out, err = run(capsys, "--home", str(home), "init", "--name", "alice", *extra)
-    assert (code, err) == (0, ""), err
-    return out
 
 
 def test_init_and_id_are_registered() -> None:

@@ -10,16 +10,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trio
 
-from p2pdm.api import serve_api
 from p2pdm.cli.main import main
 from p2pdm.client import (
     API_ADDR_FILE,
@@ -30,66 +25,21 @@ from p2pdm.client import (
     write_api_addr,
 )
 from p2pdm.core.kinds import UnknownBody
-from p2pdm.daemon.home import Home
 from p2pdm.errors import HomeError, NodeNotRunning
-from p2pdm.node.node import DEFAULT_API_PORT, Node
-from tests.cli.conftest import assert_one_error_line
-from tests.conftest import free_port
-
-P2PDM_BIN = Path(sys.executable).parent / "p2pdm"
-#: Bound on every wait: a command or server that hangs fails the test.
-WAIT_S = 10.0
-
-
-@dataclass
-class Running:
-    home: Home
-    node: Node
-    port: int
-
-
-def make_home(path: Path, name: str) -> Home:
-    home = Home(path, env={})
-    home.create_identity(name)
-    return home
-
-
-@asynccontextmanager
-async def running_node(path: Path, name: str, token: str | None = None) -> AsyncIterator[Running]:
-    home = make_home(path, name)
-    with closing(home.open_store()) as store:
-        node = Node(home.load_identity(), store)
-        async with trio.open_nursery() as nursery:
-            with trio.fail_after(WAIT_S):
-                host, port = await nursery.start(
-                    serve_api, node, token or home.api_token(), "127.0.0.1", 0
-                )
-            write_api_addr(home, host, port)
-            yield Running(home, node, port)
-            nursery.cancel_scope.cancel()
-
-
-async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the command line in a thread while the node keeps serving in this loop."""
-    with trio.fail_after(WAIT_S):
-        # mypy (1.x) refuses keywords after *args: Unpack[Ts]; trio takes them.
-        code = await trio.to_thread.run_sync(main, list(argv), abandon_on_cancel=True)  # type: ignore[call-arg]
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def deliver(sender: Node, recipient: Node) -> None:
-    """Hand the sender's queued envelopes to the recipient, as the delivery service would."""
-    for item in sender.store.outbox_for(recipient.peer_id):
-        recipient.messenger.receive(item.envelope)
-        sender.store.remove_outbox(item.envelope_id)
+from p2pdm.node.node import DEFAULT_API_PORT
+from tests.cli.conftest import (
+    P2PDM_BIN,
+    WAIT_S,
+    assert_one_error_line,
+    cli,
+    running_node,
+    running_pair,
+)
+from tests.conftest import deliver, free_port, home_with_identity
 
 
 async def test_chat_between_two_nodes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    async with (
-        running_node(tmp_path / "alice", "alice") as alice,
-        running_node(tmp_path / "bob", "bob") as bob,
-    ):
+    async with running_pair(tmp_path) as (alice, bob):
         a = ("--home", str(alice.home.path))
         b = ("--home", str(bob.home.path))
         alice_id, bob_id = str(alice.node.peer_id), str(bob.node.peer_id)
@@ -232,10 +182,7 @@ async def test_a_node_with_another_token_is_reported(
 async def test_control_characters_never_reach_the_terminal(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    async with (
-        running_node(tmp_path / "alice", "alice") as alice,
-        running_node(tmp_path / "bob", "bob") as bob,
-    ):
+    async with running_pair(tmp_path) as (alice, bob):
         alice.node.add_contact_from_invite(bob.node.invite(), "bob")
         bob.node.add_contact_from_invite(alice.node.invite(), "alice\x1b]0;owned\x07")
         bob.node.send_text(alice.node.peer_id, "hi\x1b[2J\u202eevil\nsecond line")
@@ -254,10 +201,7 @@ async def test_control_characters_never_reach_the_terminal(
 async def test_a_message_of_an_unknown_kind_reads_as_unsupported(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    async with (
-        running_node(tmp_path / "alice", "alice") as alice,
-        running_node(tmp_path / "bob", "bob") as bob,
-    ):
+    async with running_pair(tmp_path) as (alice, bob):
         alice.node.add_contact_from_invite(bob.node.invite(), "bob")
         bob.node.add_contact_from_invite(alice.node.invite(), "alice")
         # What a newer version sends: a kind this one has no module for.
@@ -278,7 +222,7 @@ async def test_a_message_of_an_unknown_kind_reads_as_unsupported(
 def test_no_node_running_is_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
 ) -> None:
-    home = make_home(tmp_path, "alice")
+    home = home_with_identity(tmp_path, "alice")
     for _ in range(2):  # never ran (no token), then ran and stopped (stale address)
         code = main(["--home", str(tmp_path), *command])
         out, err = capsys.readouterr()
@@ -292,7 +236,7 @@ def test_no_node_running_is_one_line(
 
 
 def test_no_node_running_from_the_real_program(tmp_path: Path) -> None:
-    make_home(tmp_path, "alice")
+    home_with_identity(tmp_path, "alice")
     done = subprocess.run(
         [str(P2PDM_BIN), "--home", str(tmp_path), "inbox"],
         capture_output=True,
@@ -310,7 +254,7 @@ def test_no_node_running_from_the_real_program(tmp_path: Path) -> None:
 
 
 def test_api_address_file(tmp_path: Path) -> None:
-    home = make_home(tmp_path, "alice")
+    home = home_with_identity(tmp_path, "alice")
     assert read_api_addr(home) == ("127.0.0.1", DEFAULT_API_PORT)
     write_api_addr(home, "::1", 4781)
     assert (tmp_path / API_ADDR_FILE).read_text() == "[::1]:4781\n"

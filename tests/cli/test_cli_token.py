@@ -16,8 +16,7 @@ from p2pdm.core.model import Contact
 from p2pdm.daemon.home import Home
 from p2pdm.node.node import Node
 from p2pdm.node.tokens import hash_token
-from tests.cli.conftest import assert_one_error_line
-from tests.cli.test_cli import init, run
+from tests.cli.conftest import assert_one_error_line, init, run
 
 BOB = str(Identity.generate(b"\x0b" * 32).peer_id)
 

@@ -10,19 +10,18 @@ import pytest
 
 from p2pdm.cli import archive as cli_archive
 from p2pdm.cli.archive import ENV_EXPORT_PASSPHRASE
-from p2pdm.daemon.home import ENV_HOME, ENV_PASSPHRASE, Home
+from p2pdm.daemon.home import Home
 from p2pdm.daemon.lockfile import HomeLock
-from tests.cli.conftest import assert_one_error_line
-from tests.cli.test_cli import init, run
-from tests.daemon.test_export import FAST_KDF
+from tests.cli.conftest import assert_one_error_line, init, run
+from tests.conftest import FAST_KDF
 
 PASSPHRASE = "a long archive passphrase"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (ENV_HOME, ENV_PASSPHRASE, ENV_EXPORT_PASSPHRASE):
-        monkeypatch.delenv(name, raising=False)
+def fast_export_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No export passphrase from the environment (``clean_env`` clears the others)."""
+    monkeypatch.delenv(ENV_EXPORT_PASSPHRASE, raising=False)
     # The cheapest argon2id cost: the same code, without 256 MiB per test.
     monkeypatch.setattr(sys.modules["p2pdm.cli.main"], "Home", partial(Home, kdf_limits=FAST_KDF))
 

@@ -10,18 +10,14 @@ import pytest
 from p2pdm.cli.chat import message_text
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MAX_TEXT_BYTES
-from tests.cli.conftest import assert_one_error_line
-from tests.cli.test_cli_client import cli, running_node
+from tests.cli.conftest import assert_one_error_line, cli, running_pair
 
 
 async def test_a_long_message_from_a_pipe(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     text = "line one\n\nline three: " + "x" * 5000
-    async with (
-        running_node(tmp_path / "alice", "alice") as alice,
-        running_node(tmp_path / "bob", "bob") as bob,
-    ):
+    async with running_pair(tmp_path) as (alice, bob):
         alice.node.add_contact_from_invite(bob.node.invite())
         peer = str(bob.node.peer_id)
         monkeypatch.setattr("sys.stdin", io.StringIO(text + "\n"))

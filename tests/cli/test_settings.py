@@ -9,8 +9,7 @@ import pytest
 
 from p2pdm.cli.settings import parse_value
 from p2pdm.errors import ConfigError
-from tests.cli.conftest import assert_one_error_line
-from tests.cli.test_cli_client import cli, running_node
+from tests.cli.conftest import assert_one_error_line, cli, running_node
 
 
 async def test_list_and_turn_read_receipts_off(

@@ -11,7 +11,7 @@ from p2pdm.client import AsyncClient
 from p2pdm.examples.common import BotState
 from p2pdm.examples.echo_bot import echo
 from p2pdm.examples.support_bot import DEFAULT_FAQ, HANDOVER_REPLY, answer_for, support
-from tests.daemon.test_node_run import Peer, node
+from tests.conftest import Peer, node
 
 pytestmark = pytest.mark.net
 

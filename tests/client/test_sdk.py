@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,8 +18,7 @@ from p2pdm.client import APIError, AsyncClient, Client, EventPage, _Cursor
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import EventType
 from p2pdm.errors import NodeNotRunning
-from p2pdm.node.node import Node
-from tests.api.test_api import TOKEN, WAIT_S, Api, make_node, serving
+from tests.conftest import TOKEN, WAIT_S, Api, make_node, serving, serving_in_thread
 
 OTHER = Identity.generate(b"\x08" * 32).peer_id
 
@@ -146,35 +144,6 @@ def test_the_sync_client_and_its_events() -> None:
         assert len(page["events"]) == 1 and page["cursor"] == 1
         with pytest.raises(APIError, match="'since' must be between"):
             client.poll_events(since=-1)
-
-
-class serving_in_thread:
-    """Serve ``node``'s API from trio in a thread, for clients on other event loops."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.port: int | None = None
-        self.ready = threading.Event()
-        self.stop: trio.CancelScope | None = None
-        self.token: trio.lowlevel.TrioToken | None = None
-        self.thread = threading.Thread(target=trio.run, args=(self._serve,), daemon=True)
-
-    async def _serve(self) -> None:
-        self.token = trio.lowlevel.current_trio_token()
-        async with trio.open_nursery() as nursery:
-            self.stop = nursery.cancel_scope
-            _, self.port = await nursery.start(serve_api, self.node, TOKEN, "127.0.0.1", 0)
-            self.ready.set()
-
-    def __enter__(self) -> int:
-        self.thread.start()
-        assert self.ready.wait(WAIT_S) and self.port is not None
-        return self.port
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self.token is not None and self.stop is not None
-        trio.from_thread.run_sync(self.stop.cancel, trio_token=self.token)
-        self.thread.join(WAIT_S)
 
 
 # --- the pieces without I/O -----------------------------------------------------------

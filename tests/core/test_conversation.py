@@ -27,10 +27,8 @@ from p2pdm.core.model import (
     direct_conversation_id,
 )
 from p2pdm.core.wire import InnerMessage
+from tests.core.conftest import ALICE, BOB, CAROL
 
-ALICE = Identity(bytes([1]) * 32)
-BOB = Identity(bytes([2]) * 32)
-CAROL = Identity(bytes([3]) * 32)
 NOW = 1_700_000_000_500
 MINE = bytes([7]) * 16  # a message Bob sent to Alice
 CONV = direct_conversation_id(ALICE.peer_id, BOB.peer_id)

@@ -31,8 +31,8 @@ from p2pdm.limits import (
     MAX_INVITE_CHARS,
     MAX_NAME_BYTES,
 )
+from tests.core.conftest import ALICE
 
-ALICE = Identity(bytes([1]) * 32)
 MALLORY = Identity(bytes([6]) * 32)
 NOW = 1_700_000_000
 ADDRS = ["/ip4/192.0.2.1/tcp/4001", "/ip6/2001:db8::1/udp/4001/quic-v1"]

@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pdm.core import cbor
-from p2pdm.core.identity import Identity
 from p2pdm.core.kinds import (
     KINDS,
     KindSpec,
@@ -25,26 +24,12 @@ from p2pdm.core.kinds import text as text_kind
 from p2pdm.core.wire import InnerMessage
 from p2pdm.errors import FrameTooLarge, SchemaError
 from p2pdm.limits import MAX_EXT_BYTES, MAX_EXT_FIELDS, MAX_EXT_KEY_BYTES, MAX_TEXT_BYTES
-
-ALICE = Identity(bytes([1]) * 32)
-BOB = Identity(bytes([2]) * 32)
-ID = bytes(range(16))
-CONV = bytes(range(16, 32))
+from tests.core.conftest import CONV, ID, inner_map, signed
 
 
 def signed_inner(body: dict[str, Any], kind: str = "text") -> bytes:
     """An inner message from a peer that may be newer than this version."""
-    m = {
-        "v": 1,
-        "id": ID,
-        "from": ALICE.peer_id.raw,
-        "to": BOB.peer_id.raw,
-        "conv": CONV,
-        "ts": 1_700_000_000_000,
-        "kind": kind,
-        "body": body,
-    }
-    return cbor.encode({**m, "sig": ALICE.sign("msg/v1", cbor.encode(m))})
+    return signed(inner_map(body, kind))
 
 
 def test_the_registry_lists_each_kind_once_under_its_name() -> None:

@@ -14,9 +14,8 @@ from p2pdm.core import mailbox as mb
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.errors import FrameTooLarge, SchemaError, SignatureError, WireError
 from p2pdm.limits import MAX_FRAME_BYTES
+from tests.core.conftest import ALICE, BOB
 
-ALICE = Identity(b"\x01" * 32)
-BOB = Identity(b"\x02" * 32)
 MAILBOX = Identity(b"\x03" * 32).peer_id
 OTHER_MAILBOX = Identity(b"\x04" * 32).peer_id
 

@@ -42,13 +42,9 @@ from p2pdm.limits import (
     MAX_TEXT_BYTES,
     MAX_UNKNOWN_BODY_BYTES,
 )
+from tests.core.conftest import ALICE, BOB, CAROL, CONV, ID, inner_map, signed
 
-ALICE = Identity(bytes([1]) * 32)
-BOB = Identity(bytes([2]) * 32)
-CAROL = Identity(bytes([3]) * 32)
 U64 = 2**64 - 1
-ID = bytes(range(16))
-CONV = bytes(range(16, 32))
 # A valid multihash, but of an RSA key (sha2-256), not an Ed25519 PeerID.
 RSA_PEER_RAW = b"\x12\x20" + bytes(32)
 
@@ -241,27 +237,6 @@ def test_wrong_field_values_raise_only_wire_or_signature_errors(
 
 
 # --- field checks ------------------------------------------------------------------------
-
-
-def inner_map(body: Any = None, kind: str = "text", **changes: Any) -> dict[str, Any]:
-    m: dict[str, Any] = {
-        "v": 1,
-        "id": ID,
-        "from": ALICE.peer_id.raw,
-        "to": BOB.peer_id.raw,
-        "conv": CONV,
-        "ts": 1_700_000_000_000,
-        "kind": kind,
-        "body": {"text": "hi"} if body is None else body,
-    }
-    m.update(changes)
-    return m
-
-
-def signed(m: dict[str, Any], identity: Identity = ALICE, domain: str = "msg/v1") -> bytes:
-    """Sign a message map the way the spec says: over the canonical CBOR without 'sig'."""
-    unsigned = {k: v for k, v in m.items() if k != "sig"}
-    return cbor.encode({**unsigned, "sig": identity.sign(domain, cbor.encode(unsigned))})
 
 
 def bundle_map(**changes: Any) -> dict[str, Any]:

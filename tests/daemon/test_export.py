@@ -14,7 +14,6 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import nacl.pwhash.argon2id as argon2id
 import pytest
 import trio
 
@@ -33,23 +32,17 @@ from p2pdm.daemon.archive import (
     open_archive,
     seal_archive,
 )
-from p2pdm.daemon.home import ENV_PASSPHRASE, Home, KdfLimits
+from p2pdm.daemon.home import Home
 from p2pdm.daemon.lockfile import HomeLock
 from p2pdm.errors import ArchiveError, HomeError, StoreError
 from p2pdm.node.messenger import message_text
 from p2pdm.store import snapshot
 from p2pdm.store.cipher import PLAIN_HEADER, connect_encrypted
-from tests.daemon.test_node_run import node, wait_for_status
+from tests.conftest import FAST_KDF, node, wait_for_status
+from tests.daemon.conftest import fast_home
 
-# The minimum argon2id cost: the format is the same, the tests stay fast.
-FAST_KDF = KdfLimits(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
 ARCHIVE_PASSPHRASE = "correct horse battery staple"
 HOME_PASSPHRASE = "the old machine's passphrase"
-
-
-def make_home(tmp_path: Path, name: str, passphrase: str | None = None) -> Home:
-    env = {ENV_PASSPHRASE: passphrase} if passphrase else {}
-    return Home(tmp_path / name, env=env, kdf_limits=FAST_KDF, clock=lambda: 1_700_000_000.0)
 
 
 def populate(home: Home) -> None:
@@ -118,14 +111,14 @@ def assert_empty(home: Home) -> None:
 def test_round_trip_restores_every_row_identity_and_config(
     tmp_path: Path, old_passphrase: str | None, new_passphrase: str | None
 ) -> None:
-    old = make_home(tmp_path, "old", old_passphrase)
+    old = fast_home(tmp_path, "old", old_passphrase)
     populate(old)
     archive = tmp_path / "alice.p2pdm"
     export(old, archive)
     assert archive.stat().st_mode & 0o777 == 0o600
     before = sorted(p.name for p in old.path.iterdir())
 
-    new = make_home(tmp_path, "new", new_passphrase)
+    new = fast_home(tmp_path, "new", new_passphrase)
     import_(new, archive)
 
     assert new.load_identity().seed == old.load_identity().seed
@@ -145,23 +138,23 @@ def test_the_copy_is_consistent_while_a_writer_is_mid_transaction(
 ) -> None:
     """A node writing at the time of the export neither blocks it nor leaks half a
     transaction into it: the archive holds what was committed."""
-    old = make_home(tmp_path, "old", passphrase)
+    old = fast_home(tmp_path, "old", passphrase)
     populate(old)
     committed = dump(old)
     with closing(old.open_store()) as store, store.transaction():
         store.set_setting("written during the export", True)
         store.put_session(Identity.generate(os.urandom(32)).peer_id, b"half done", 3)
         export(old, tmp_path / "a.p2pdm")
-    new = make_home(tmp_path, "new", passphrase)
+    new = fast_home(tmp_path, "new", passphrase)
     import_(new, tmp_path / "a.p2pdm")
     assert dump(new) == committed
 
 
 def test_the_home_keeps_its_own_config(tmp_path: Path) -> None:
-    old = make_home(tmp_path, "old")
+    old = fast_home(tmp_path, "old")
     populate(old)
     export(old, tmp_path / "a.p2pdm")
-    new = make_home(tmp_path, "new")
+    new = fast_home(tmp_path, "new")
     new.ensure()
     new.config_path.write_text("mailbox = true\n")
     done = import_home(new, tmp_path / "a.p2pdm", lambda: ARCHIVE_PASSPHRASE)
@@ -170,7 +163,7 @@ def test_the_home_keeps_its_own_config(tmp_path: Path) -> None:
 
 
 def test_the_archive_reveals_nothing_without_its_passphrase(tmp_path: Path) -> None:
-    home = make_home(tmp_path, "old")
+    home = fast_home(tmp_path, "old")
     populate(home)
     archive = tmp_path / "a.p2pdm"
     export(home, archive)
@@ -181,18 +174,18 @@ def test_the_archive_reveals_nothing_without_its_passphrase(tmp_path: Path) -> N
 
 
 def test_a_wrong_passphrase_is_refused_and_changes_nothing(tmp_path: Path) -> None:
-    old = make_home(tmp_path, "old")
+    old = fast_home(tmp_path, "old")
     populate(old)
     archive = tmp_path / "a.p2pdm"
     export(old, archive)
-    new = make_home(tmp_path, "new")
+    new = fast_home(tmp_path, "new")
     with pytest.raises(ArchiveError, match=r"^wrong passphrase for .*a\.p2pdm"):
         import_(new, archive, "not the passphrase")
     assert_empty(new)
 
 
 def test_an_empty_passphrase_is_refused_both_ways(tmp_path: Path) -> None:
-    old = make_home(tmp_path, "old")
+    old = fast_home(tmp_path, "old")
     populate(old)
     with pytest.raises(ArchiveError, match="empty"):
         export(old, tmp_path / "a.p2pdm", "")
@@ -200,11 +193,11 @@ def test_an_empty_passphrase_is_refused_both_ways(tmp_path: Path) -> None:
     assert ExportMark.read(old) is None
     export(old, tmp_path / "a.p2pdm")
     with pytest.raises(ArchiveError, match="empty"):
-        import_(make_home(tmp_path, "new"), tmp_path / "a.p2pdm", "")
+        import_(fast_home(tmp_path, "new"), tmp_path / "a.p2pdm", "")
 
 
 def test_export_never_overwrites_a_file(tmp_path: Path) -> None:
-    home = make_home(tmp_path, "old")
+    home = fast_home(tmp_path, "old")
     populate(home)
     archive = tmp_path / "a.p2pdm"
     archive.write_bytes(b"something precious")
@@ -216,11 +209,11 @@ def test_export_never_overwrites_a_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("what", ["identity", "store"])
 def test_import_refuses_a_home_that_is_not_empty(tmp_path: Path, what: str) -> None:
-    old = make_home(tmp_path, "old")
+    old = fast_home(tmp_path, "old")
     populate(old)
     archive = tmp_path / "a.p2pdm"
     export(old, archive)
-    new = make_home(tmp_path, "new")
+    new = fast_home(tmp_path, "new")
     new.create_identity("someone else")
     if what == "store":
         new.identity_path.unlink()  # a store left without its identity is kept too
@@ -232,7 +225,7 @@ def test_import_refuses_a_home_that_is_not_empty(tmp_path: Path, what: str) -> N
 
 @pytest.fixture
 def archive_bytes(tmp_path: Path) -> bytes:
-    home = make_home(tmp_path, "old")
+    home = fast_home(tmp_path, "old")
     populate(home)
     export(home, tmp_path / "good.p2pdm")
     return (tmp_path / "good.p2pdm").read_bytes()
@@ -241,7 +234,7 @@ def archive_bytes(tmp_path: Path) -> bytes:
 def test_truncated_and_garbled_archives_are_refused_cleanly(
     tmp_path: Path, archive_bytes: bytes
 ) -> None:
-    new = make_home(tmp_path, "new")
+    new = fast_home(tmp_path, "new")
     bad = tmp_path / "bad.p2pdm"
     n = len(archive_bytes)
     damaged = [archive_bytes[:cut] for cut in (0, 1, 10, 60, n // 2, n - 1)]
@@ -262,7 +255,7 @@ def test_an_oversized_archive_is_refused_before_it_is_read(tmp_path: Path) -> No
     huge = tmp_path / "huge.p2pdm"
     with open(huge, "wb") as file:
         file.truncate(MAX_ARCHIVE_BYTES + 1)  # sparse: no disk used
-    new = make_home(tmp_path, "new")
+    new = fast_home(tmp_path, "new")
     with pytest.raises(ArchiveError, match="over the 1073741824-byte limit"):
         import_(new, huge)
     assert_empty(new)
@@ -291,7 +284,7 @@ def test_sealed_contents_that_are_not_an_export_are_refused(tmp_path: Path) -> N
     data = seal_archive(good, ARCHIVE_PASSPHRASE, os.urandom, FAST_KDF)
     bad = tmp_path / "bad.p2pdm"
     bad.write_bytes(data)
-    new = make_home(tmp_path, "new")
+    new = fast_home(tmp_path, "new")
     with pytest.raises(StoreError, match="cannot restore the message store"):
         import_(new, bad)
     assert_empty(new)
@@ -302,7 +295,7 @@ def test_sealed_contents_that_are_not_an_export_are_refused(tmp_path: Path) -> N
 
 
 def test_the_exported_home_refuses_to_run_until_forced(tmp_path: Path) -> None:
-    home = make_home(tmp_path, "old")
+    home = fast_home(tmp_path, "old")
     populate(home)
     archive = tmp_path / "a.p2pdm"
     export(home, archive)
@@ -317,7 +310,7 @@ def test_the_exported_home_refuses_to_run_until_forced(tmp_path: Path) -> None:
 
 
 def test_a_damaged_mark_still_refuses(tmp_path: Path) -> None:
-    home = make_home(tmp_path, "old")
+    home = fast_home(tmp_path, "old")
     populate(home)
     ExportMark.path(home).write_bytes(b"\xff not json")
     with pytest.raises(HomeError, match=r"^this home was exported; "):
@@ -328,7 +321,7 @@ def test_export_holds_the_home_lock_when_no_node_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No node can start between the copy of the store and the mark."""
-    home = make_home(tmp_path, "old")
+    home = fast_home(tmp_path, "old")
     populate(home)
     copy = snapshot.plain_image
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from p2pdm.daemon.home import (
     FALLBACK_DISPLAY_NAME,
     Config,
     Home,
-    KdfLimits,
     check_display_name,
     decode_identity_file,
     default_display_name,
@@ -27,29 +25,14 @@ from p2pdm.daemon.home import (
     write_private_file,
 )
 from p2pdm.errors import ConfigError, HomeError, IdentityError, PassphraseError
+from tests.conftest import FAST_KDF, mode
 
-# The cheapest argon2id cost libsodium allows: the format is the same, the
-# tests stay fast. DEFAULT_KDF_LIMITS is exercised by the CLI tests.
-FAST_KDF = KdfLimits(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
 SEED = bytes(range(32))
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 
 
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
-
-
 def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
-
-
-@pytest.fixture
-def make_home(tmp_path: Path) -> Callable[..., Home]:
-    def make(passphrase: str | None = None, sub: str = "home") -> Home:
-        env = {ENV_PASSPHRASE: passphrase} if passphrase is not None else {}
-        return Home(tmp_path / sub, env=env, kdf_limits=FAST_KDF, clock=lambda: 1_700_000_000)
-
-    return make
 
 
 # --- where the home is -------------------------------------------------------

@@ -7,13 +7,8 @@ the local API or a hand-built hostile host make them with :func:`node`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 import trio
 
@@ -23,10 +18,8 @@ from p2pdm.core.dm import DM_PROTOCOL, Deliver
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import FetchedEnvelope
 from p2pdm.core.model import DeliveryStatus, Direction
-from p2pdm.daemon.home import Home
 from p2pdm.daemon.runner import (
     RECORD_SEQ_SETTING,
-    Running,
     RunOptions,
     fetch_bundle,
     publish_record,
@@ -35,81 +28,13 @@ from p2pdm.daemon.runner import (
 from p2pdm.errors import HomeError, IdentityError
 from p2pdm.net import open_host
 from p2pdm.net.testing import host_seed
-from p2pdm.net.upkeep import Upkeep
 from p2pdm.node.messenger import message_text
 from p2pdm.services.mailbox_client import MailboxClient
 from p2pdm.sim.network import wait_until
 from p2pdm.sim.pytest_plugin import SimNetworkFactory
+from tests.conftest import LOOPBACK, UPKEEP, node, wait_for_status
 
 pytestmark = pytest.mark.net
-
-LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
-#: Short upkeep periods so bootstrap re-dials and refreshes happen within a test.
-UPKEEP = Upkeep(
-    interval=0.5, idle_timeout=30.0, dht_refresh_interval=5.0, bootstrap_retry_interval=1.0
-)
-
-
-@dataclass
-class Peer:
-    running: Running
-    home: Home
-    http: httpx.AsyncClient
-    scope: trio.CancelScope
-
-    @property
-    def id(self) -> str:
-        return str(self.running.node.peer_id)
-
-    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self.http.request(method, path, **kwargs)
-        assert response.status_code < 300, response.text
-        return response.json() if response.content else None
-
-
-def make_home(tmp_path: Path, name: str) -> Home:
-    home = Home(tmp_path / name, env={})
-    if not home.has_identity():
-        home.create_identity(name)
-    return home
-
-
-@asynccontextmanager
-async def node(
-    tmp_path: Path, name: str, *bootstrap: Running | str, mailbox: bool = False
-) -> AsyncIterator[Peer]:
-    """A running node; leaving the block (or cancelling ``scope``) stops it.
-
-    ``bootstrap``: running nodes, or full addresses of other peers.
-    """
-    home = make_home(tmp_path, name)
-    options = RunOptions(
-        listen=LOOPBACK,
-        api=("127.0.0.1", 0),
-        bootstrap=tuple(b if isinstance(b, str) else b.node.addrs[0] for b in bootstrap),
-        mailbox=mailbox,
-        upkeep=UPKEEP,
-    )
-    async with trio.open_nursery() as nursery:
-        running: Running = await nursery.start(run_node, home, options)
-        host, port = running.api
-        async with httpx.AsyncClient(
-            base_url=f"http://{host}:{port}",
-            headers={"Authorization": f"Bearer {home.api_token()}"},
-        ) as http:
-            yield Peer(running, home, http, nursery.cancel_scope)
-        nursery.cancel_scope.cancel()
-
-
-async def status_of(peer: Peer, message_id: str) -> str:
-    status: str = (await peer.call("GET", f"/v1/messages/{message_id}"))["status"]
-    return status
-
-
-async def wait_for_status(peer: Peer, message_id: str, wanted: str, deadline: float) -> None:
-    with trio.fail_after(deadline):
-        while await status_of(peer, message_id) != wanted:  # noqa: ASYNC110 - polls the API
-            await trio.sleep(0.05)
 
 
 async def test_a_finds_c_by_peer_id_alone_through_b(sim_network: SimNetworkFactory) -> None:

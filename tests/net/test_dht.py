@@ -2,49 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 import trio
 from libp2p.kad_dht.kad_dht import KadDHT  # only to count refreshes
 
-from p2pdm.core.identity import Identity, PeerId, verify
+from p2pdm.core.identity import Identity
 from p2pdm.errors import P2PDMError, PeerUnreachable, SchemaError, SignatureError
-from p2pdm.net import Host, Upkeep, _maintenance, open_host
+from p2pdm.net import Upkeep, _maintenance, open_host
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, host_seed, open_hosts, wait_until
+from tests.net.conftest import NAMESPACE, TIMEOUT, make_record, record_key, register, select
 
 pytestmark = pytest.mark.net
-
-NAMESPACE = "p2pdmtest"
-TIMEOUT = 5.0
-
-
-# A record signed by the peer its key names: seq (8 bytes) | signature | payload.
-def record_key(peer: PeerId) -> str:
-    return f"/{NAMESPACE}/{peer}"
-
-
-def make_record(identity: Identity, seq: int, payload: bytes) -> bytes:
-    key = record_key(identity.peer_id).encode()
-    seq_bytes = seq.to_bytes(8, "big")
-    return seq_bytes + identity.sign("test-record", key + seq_bytes + payload) + payload
-
-
-def validate(key: bytes, value: bytes) -> None:
-    if len(value) < 72:
-        raise SchemaError("record too short")
-    peer = PeerId.parse(key.decode().split("/")[2])
-    verify(peer, "test-record", key + value[:8] + value[72:], value[8:72])
-
-
-def select(key: bytes, values: list[bytes]) -> int:
-    return max(range(len(values)), key=lambda i: int.from_bytes(values[i][:8], "big"))
-
-
-def register(hosts: list[Host], check: Callable[[bytes, bytes], None] = validate) -> None:
-    for host in hosts:
-        host.register_record_namespace(NAMESPACE, check, select)
 
 
 async def test_peer_routing_finds_a_peer_known_only_to_a_neighbour() -> None:

@@ -24,10 +24,10 @@ from p2pdm.core.session import OwnPrekeys
 from p2pdm.net import DhtLimits, Host, StoreCaps, Upkeep
 from p2pdm.net._dht import provider_key
 from p2pdm.net.testing import open_hosts, wait_until
+from tests.net.conftest import TIMEOUT
 
 pytestmark = pytest.mark.net
 
-TIMEOUT = 5.0
 MIB = 1 << 20
 
 
@@ -39,7 +39,7 @@ def _select(key: bytes, values: list[bytes]) -> int:
     return records.select(key.decode(), values)
 
 
-def register(hosts: list[Host]) -> None:
+def register_node_records(hosts: list[Host]) -> None:
     for host in hosts:
         host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
 
@@ -88,7 +88,7 @@ async def test_a_record_flood_is_refused_beyond_the_rate_while_others_are_served
     batch = fresh_records(60, tag=1)
     upkeep = Upkeep(interval=0.2)  # the round that logs refusals
     async with open_hosts(4, dht_limits=limits, upkeep=upkeep) as (victim, attacker, bob, carol):
-        register([victim, attacker, bob, carol])
+        register_node_records([victim, attacker, bob, carol])
         bob_key, bob_value = node_record(Identity(b"\x02" * 32))
         await bob.put_record(bob_key, bob_value)
         assert held(victim, bob_key) == bob_value
@@ -143,7 +143,7 @@ async def test_a_flood_from_many_peers_stays_bounded_and_keeps_the_genuine_recor
     )
     async with open_hosts(6, dht_limits=limits) as hosts:
         victim, bob, carol, *attackers = hosts
-        register(hosts)
+        register_node_records(hosts)
         bob_key, bob_value = node_record(Identity(b"\x02" * 32))
         await bob.put_record(bob_key, bob_value)
         assert held(victim, bob_key) == bob_value

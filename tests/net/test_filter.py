@@ -13,8 +13,7 @@ from p2pdm.errors import PeerUnreachable
 from p2pdm.net import Host, MemoryNetwork, open_host
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, host_seed, open_hosts, wait_until
-
-CAP = 1 << 16
+from tests.net.conftest import CAP
 
 
 def refusing(*peers: Host) -> Callable[[PeerId], bool]:

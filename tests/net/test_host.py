@@ -32,10 +32,9 @@ from p2pdm.errors import ConfigError, PeerUnreachable
 from p2pdm.net import Host, Stream, Upkeep, _patches, open_host
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, host_seed, open_hosts, wait_until
+from tests.net.conftest import CAP
 
 pytestmark = pytest.mark.net
-
-CAP = 1 << 16
 
 
 def tcp_port(host: Host) -> int:

@@ -20,7 +20,7 @@ from p2pdm.core.identity import PeerId
 from p2pdm.daemon.runner import publish_record, record_holders
 from p2pdm.net import Host, Stream, open_host
 from p2pdm.net.testing import host_seed, wait_until
-from tests.daemon.test_node_run import node, wait_for_status
+from tests.conftest import node, wait_for_status
 from tests.interop import JsKadNode, js_kad_node
 
 pytestmark = [pytest.mark.net, pytest.mark.slow, pytest.mark.interop]

@@ -27,9 +27,8 @@ from p2pdm.net._memory_pipe import PIPE_BUFFER_BYTES
 from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, host_seed, open_hosts
-from tests.net.test_dht import make_record, record_key, register
+from tests.net.conftest import CAP, make_record, record_key, register
 
-CAP = 1 << 16
 TIMEOUT = 30.0
 LATENCY = 0.05
 

@@ -35,7 +35,7 @@ from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import Envelope
 from p2pdm.daemon.runner import RunOptions, Serving, serve_node
 from p2pdm.limits import MAX_CONTROL_FRAME_BYTES
-from p2pdm.net import Host, Upkeep, open_host
+from p2pdm.net import Host, open_host
 from p2pdm.node.messenger import wall_ms
 from p2pdm.node.node import Node
 from p2pdm.services.mailbox_client import REFUSALS, MailboxClient
@@ -43,17 +43,13 @@ from p2pdm.sim.network import wait_until
 from p2pdm.sim.pytest_plugin import SimNetworkFactory
 from p2pdm.store import MemoryStore
 from p2pdm.store.base import RequestCaps
+from tests.conftest import LOOPBACK, UPKEEP
+from tests.services.conftest import DAY_S, FAIR
 
 pytestmark = pytest.mark.net
 
-LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
-#: Short upkeep periods, as in the other loopback tests.
-UPKEEP = Upkeep(
-    interval=0.5, idle_timeout=30.0, dht_refresh_interval=5.0, bootstrap_retry_interval=1.0
-)
 #: Longest any one step of these tests waits (real seconds on a loaded machine).
 STEP = 10.0
-DAY_S = 86_400
 #: Attacker's per-request bound on frame writes and reads.
 IO_TIMEOUT = 5.0
 
@@ -332,18 +328,6 @@ async def test_a_request_flood_over_libp2p_is_refused_capped_and_spares_contacts
 
 # --- mailbox quota flood ------------------------------------------------------
 
-#: Bob's quota at the mailbox lowered to 40 envelopes: one depositor holds at
-#: most 5 of them, and from 20 on each deposit needs a stamp (8 bits: cheap).
-FAIR = mb.MailboxLimits(
-    retention_s=DAY_S,
-    max_envelope_bytes=100_000,
-    per_recipient_count=40,
-    per_recipient_bytes=1 << 20,
-    total_count=10_000,
-    total_bytes=1 << 30,
-    depositor_share=8,
-    stamp_bits=8,
-)
 SHARE = FAIR.depositor_quota()[0]
 JUNK_DEPOSITORS = 4
 JUNK = 12  # envelopes per junk depositor

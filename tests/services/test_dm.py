@@ -23,6 +23,7 @@ from p2pdm.services.dm import (
 )
 from p2pdm.store.memory import MemoryStore
 from tests.fakenet import FakeHost, FakeNetwork
+from tests.services.conftest import wait_status
 
 
 class Peer:
@@ -45,14 +46,6 @@ async def world(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeNetwork, Peer,
     for p in (alice, bob):
         await nursery.start(p.delivery.run)
     yield net, alice, bob
-
-
-async def wait_status(
-    node: Node, message_id: str, status: DeliveryStatus, limit: float = 30
-) -> None:
-    with trio.fail_after(limit):
-        while node.message(message_id)[0].status is not status:  # noqa: ASYNC110
-            await trio.sleep(0.01)
 
 
 async def test_delivered_then_read(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]

@@ -33,8 +33,7 @@ from p2pdm.node.node import Node
 from p2pdm.services.dm import SCHEDULER_MAX_SLEEP, Delivery
 from p2pdm.store import SQLiteStore
 from tests.fakenet import FakeNetwork
-from tests.services.test_dm import wait_status
-from tests.services.test_mailbox import Box, Peer, World, clock_ms, world  # noqa: F401 - the fixture
+from tests.services.conftest import Box, Peer, World, clock_ms, wait_status
 
 
 def held_for(boxes: list[Box], peer: PeerId) -> list[tuple[Box, StoredEnvelope]]:
@@ -70,7 +69,7 @@ def statuses(peer: Peer, ids: list[bytes]) -> list[DeliveryStatus]:
 
 
 async def test_a_mailbox_cannot_swap_a_strangers_envelopes_in_under_withheld_ids(
-    world: World,  # noqa: F811
+    world: World,
     autojump_clock: trio.abc.Clock,
 ) -> None:
     net, alice, bob, boxes = world
@@ -119,7 +118,7 @@ async def test_a_mailbox_cannot_swap_a_strangers_envelopes_in_under_withheld_ids
 
 
 async def test_a_strangers_envelope_under_alices_id_is_refused_directly(
-    world: World,  # noqa: F811
+    world: World,
     autojump_clock: trio.abc.Clock,
 ) -> None:
     net, alice, bob, _ = world
@@ -179,7 +178,7 @@ async def test_the_same_envelope_again_after_a_restart_is_already_stored(
 
 @pytest.mark.slow
 async def test_undecryptable_envelopes_from_one_peer_cost_a_few_log_lines(
-    world: World,  # noqa: F811
+    world: World,
     autojump_clock: trio.abc.Clock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

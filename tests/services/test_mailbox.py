@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from p2pdm.core.wire import Envelope
 from p2pdm.errors import ConfigError, PeerUnreachable, ProtocolViolation, StoreError, WireError
 from p2pdm.net.stream import Stream
 from p2pdm.node.node import Node
-from p2pdm.services.dm import REACH_TIMEOUT, RETRY_BASE_SECONDS, Delivery
+from p2pdm.services.dm import REACH_TIMEOUT, RETRY_BASE_SECONDS
 from p2pdm.services.mailbox_client import (
     MAILBOX_CACHE_SECONDS,
     MAILBOX_COPIES,
@@ -38,15 +37,23 @@ from p2pdm.services.mailbox_server import (
     MAILBOX_BURST_PER_PEER,
     MAILBOX_MAX_AUTH_FAILURES,
     MAILBOX_PURGE_INTERVAL_SECONDS,
-    MailboxService,
 )
 from p2pdm.sim.network import wait_until
 from p2pdm.sim.pytest_plugin import SimNetworkFactory
-from p2pdm.store import MemoryStore, SQLiteStore, Store
-from tests.fakenet import FakeHost, FakeNetwork
-from tests.services.test_dm import wait_status
+from p2pdm.store import SQLiteStore
+from tests.fakenet import FakeNetwork
+from tests.services.conftest import (
+    DAY_S,
+    Box,
+    Peer,
+    World,
+    ask,
+    clock_ms,
+    envelope_for,
+    start_box,
+    wait_status,
+)
 
-DAY_S = 24 * 3600
 #: What a client sees when the mailbox resets its stream.
 BROKEN = (
     WireError,
@@ -55,67 +62,6 @@ BROKEN = (
     trio.BrokenResourceError,
     trio.ClosedResourceError,
 )
-
-
-def clock_ms() -> int:
-    return int(trio.current_time() * 1000)
-
-
-class Peer:
-    """A messaging node that uses mailboxes."""
-
-    def __init__(self, net: FakeNetwork, name: str, preferred: tuple[str, ...] = ()) -> None:
-        self.node = Node(Identity(os.urandom(32)), MemoryStore(), now_ms=clock_ms)
-        self.node.store.set_setting("name", name)
-        self.host: FakeHost = net.host(self.node.peer_id)
-        self.directory = MailboxDirectory(self.node.identity, self.host, preferred=preferred)
-        self.delivery = Delivery(
-            self.node, self.host, rng=random.Random(1), mailboxes=self.directory
-        )
-        self.node.on_outbox = self.delivery.wake
-
-
-class Box:
-    """A mailbox node: a store, a host and the service."""
-
-    def __init__(
-        self,
-        net: FakeNetwork,
-        store: Store | None = None,
-        identity: Identity | None = None,
-        limits: mb.MailboxLimits = DEFAULT_LIMITS,
-    ) -> None:
-        self.identity = identity or Identity(os.urandom(32))
-        self.store = store or MemoryStore()
-        self.host = net.host(self.identity.peer_id)
-        self.service = MailboxService(
-            self.store, self.identity.peer_id, self.host, now_ms=clock_ms, limits=limits
-        )
-
-    @property
-    def held(self) -> int:
-        return self.store.mailbox_usage()[0]
-
-
-async def start_box(nursery: trio.Nursery, box: Box) -> Box:
-    await nursery.start(box.service.run)
-    return box
-
-
-#: The ``world`` fixture: the network, alice, bob and four mailboxes.
-World = tuple[FakeNetwork, Peer, Peer, list[Box]]
-
-
-@pytest.fixture
-async def world(nursery: trio.Nursery) -> AsyncIterator[World]:
-    net = FakeNetwork(nursery)
-    alice, bob = Peer(net, "alice"), Peer(net, "bob")
-    alice.node.add_contact_from_invite(bob.node.invite())
-    bob.node.add_contact_from_invite(alice.node.invite())
-    boxes = [await start_box(nursery, Box(net)) for _ in range(4)]
-    for p in (alice, bob):
-        await nursery.start(p.delivery.run)
-    yield net, alice, bob, boxes
 
 
 async def send_while_away(alice: Peer, bob: Peer, text: str) -> StoredMessage:
@@ -326,11 +272,6 @@ def test_mailbox_addresses_must_name_their_peer() -> None:
 # --- the mailbox's own rules ---------------------------------------------------
 
 
-async def ask(stream: Stream, request: mb.Request) -> mb.Reply:
-    await stream.write_frame(request.encode(), 5)
-    return mb.decode_reply(await stream.read_frame(mb.MAX_REPLY_FRAME_BYTES, 5) or b"")
-
-
 async def authenticate(stream: Stream, mailbox: PeerId, who: Identity) -> mb.Result:
     challenge = await ask(stream, mb.ChallengeRequest())
     assert isinstance(challenge, mb.ChallengeReply)
@@ -496,7 +437,7 @@ async def test_hostile_depositor_cannot_stop_the_mailbox_serving_others(
     # A flood of deposits for random recipients: cut off at the rate limit.
     stream = await mallory.open_stream(mailbox, mb.MAILBOX_PROTOCOL)
     flood = [
-        _envelope_for(Identity(os.urandom(32)).peer_id) for _ in range(int(MAILBOX_BURST_PER_PEER))
+        envelope_for(Identity(os.urandom(32)).peer_id) for _ in range(int(MAILBOX_BURST_PER_PEER))
     ]
     with pytest.raises(BROKEN):  # the stream is reset under us
         for envelope in [*flood, *flood]:
@@ -509,18 +450,14 @@ async def test_hostile_depositor_cannot_stop_the_mailbox_serving_others(
     box.service.limits = tight
     carol = Identity(os.urandom(32)).peer_id
     for _ in range(5):
-        assert box.service.deposit(_envelope_for(carol)).ok
-    assert box.service.deposit(_envelope_for(carol)).code == mb.OVER_QUOTA
+        assert box.service.deposit(envelope_for(carol)).ok
+    assert box.service.deposit(envelope_for(carol)).code == mb.OVER_QUOTA
     # And alice's envelope for bob still goes in and comes out.
     stream = await alice.host.open_stream(mailbox, mb.MAILBOX_PROTOCOL)
     reply = await ask(stream, mb.Deposit(await deposit_for_bob(alice, bob)))
     assert isinstance(reply, mb.Result) and reply.ok
     alice.host.online = False
     assert await bob.delivery.fetch_mailboxes() == 1
-
-
-def _envelope_for(peer: PeerId) -> bytes:
-    return Envelope.create(peer, clock_ms() // 1000 + DAY_S, os.urandom(100)).encode()
 
 
 async def _until_reset(stream: Stream) -> None:

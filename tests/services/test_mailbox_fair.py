@@ -20,15 +20,16 @@ from p2pdm.limits import MAX_STATUS_HISTORY
 from p2pdm.services.mailbox_server import MAILBOX_DEPOSIT_BURST_PER_PEER
 from p2pdm.store import SQLiteStore
 from tests.fakenet import FakeNetwork
-from tests.services.test_dm import wait_status
-from tests.services.test_mailbox import DAY_S, Box, Peer, _envelope_for, ask, start_box
-
-#: Bob's quota lowered to 40 envelopes: a stranger holds at most 5 of them,
-#: and stamps (8 bits, cheap in a test) are asked from 20 on.
-FAIR = mb.MailboxLimits(
-    DAY_S, 100_000, 40, 1 << 20, 10_000, 1 << 30, depositor_share=8, stamp_bits=8
+from tests.services.conftest import (
+    DAY_S,
+    FAIR,
+    Box,
+    Peer,
+    ask,
+    envelope_for,
+    start_box,
+    wait_status,
 )
-
 
 Flooded = tuple[FakeNetwork, Peer, Peer, Box]
 
@@ -51,7 +52,7 @@ async def flood(net: FakeNetwork, box: Box, target: PeerId, count: int) -> list[
     stream = await mallory.open_stream(box.identity.peer_id, mb.MAILBOX_PROTOCOL)
     codes = []
     for _ in range(count):
-        reply = await ask(stream, mb.Deposit(_envelope_for(target)))
+        reply = await ask(stream, mb.Deposit(envelope_for(target)))
         assert isinstance(reply, mb.Result)
         codes.append(reply.code)
     return codes
@@ -67,7 +68,7 @@ async def test_strangers_flooding_bob_leave_alice_room_at_the_cost_of_a_stamp(
         assert codes == [mb.OK] * 5 + [mb.OVER_SHARE] * 7
     assert box.store.mailbox_usage(bob.node.peer_id) == (
         20,
-        20 * len(_envelope_for(bob.node.peer_id)),
+        20 * len(envelope_for(bob.node.peer_id)),
     )
     # Half of bob's quota is used: a fifth identity must now pay for each envelope.
     assert set(await flood(net, box, bob.node.peer_id, 3)) == {mb.STAMP_REQUIRED}
@@ -91,14 +92,14 @@ async def test_a_stamped_stranger_still_holds_only_its_share(flooded, autojump_c
     stream = await mallory.open_stream(mailbox, mb.MAILBOX_PROTOCOL)
     codes = []
     for _ in range(7):
-        junk = _envelope_for(bob.node.peer_id)
+        junk = envelope_for(bob.node.peer_id)
         token = mb.mint_stamp(mailbox, bob.node.peer_id, junk, box.service.now_ms(), 8)
         reply = await ask(stream, mb.Deposit(junk, token))
         assert isinstance(reply, mb.Result)
         codes.append(reply.code)
     assert codes == [mb.OK] * 5 + [mb.OVER_SHARE] * 2
     # A stamp made for another mailbox, or a forged one, does not count.
-    junk = _envelope_for(bob.node.peer_id)
+    junk = envelope_for(bob.node.peer_id)
     elsewhere = mb.mint_stamp(bob.node.peer_id, bob.node.peer_id, junk, box.service.now_ms(), 8)
     for token in (elsewhere, bytes(mb.STAMP_BYTES)):
         reply = await ask(stream, mb.Deposit(junk, token))
@@ -113,13 +114,13 @@ async def test_one_depositor_is_rate_limited_across_recipients(flooded, autojump
     stream = await mallory.open_stream(box.identity.peer_id, mb.MAILBOX_PROTOCOL)
     codes = []
     for _ in range(int(MAILBOX_DEPOSIT_BURST_PER_PEER) + 2):
-        reply = await ask(stream, mb.Deposit(_envelope_for(Identity(os.urandom(32)).peer_id)))
+        reply = await ask(stream, mb.Deposit(envelope_for(Identity(os.urandom(32)).peer_id)))
         assert isinstance(reply, mb.Result)
         codes.append(reply.code)
     assert codes.count(mb.OK) == MAILBOX_DEPOSIT_BURST_PER_PEER
     assert codes[-2:] == [mb.RATE_LIMITED] * 2
     await trio.sleep(1)  # the bucket refills
-    reply = await ask(stream, mb.Deposit(_envelope_for(Identity(os.urandom(32)).peer_id)))
+    reply = await ask(stream, mb.Deposit(envelope_for(Identity(os.urandom(32)).peer_id)))
     assert isinstance(reply, mb.Result) and reply.ok
 
 
@@ -135,7 +136,7 @@ async def test_a_full_mailbox_refusal_is_shown_with_the_message(nursery, autojum
     net = FakeNetwork(nursery)
     full = mb.MailboxLimits(DAY_S, 100_000, 40, 1 << 20, 1, 1 << 30)
     box = await start_box(nursery, Box(net, limits=full))
-    assert box.service.deposit(_envelope_for(Identity(os.urandom(32)).peer_id)).ok
+    assert box.service.deposit(envelope_for(Identity(os.urandom(32)).peer_id)).ok
     alice, bob = Peer(net, "alice"), Peer(net, "bob")
     alice.node.add_contact_from_invite(bob.node.invite())
     await nursery.start(alice.delivery.run)

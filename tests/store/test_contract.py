@@ -35,11 +35,9 @@ from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import IDEMPOTENCY_RETENTION_SECONDS, MAX_API_TOKENS, MAX_PAGE_SIZE
 from p2pdm.store import MemoryStore, SQLiteStore, Store
 from p2pdm.store.base import RequestCaps, RequestUsage
+from tests.store.conftest import ALICE, BOB, CAROL
 
 ME = PeerId.from_public_key(b"\x01" * 32)
-ALICE = PeerId.from_public_key(b"\x02" * 32)
-BOB = PeerId.from_public_key(b"\x03" * 32)
-CAROL = PeerId.from_public_key(b"\x04" * 32)
 WITH_ALICE = direct_conversation_id(ME, ALICE)
 WITH_BOB = direct_conversation_id(ME, BOB)
 WITH_CAROL = direct_conversation_id(ME, CAROL)

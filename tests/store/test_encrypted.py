@@ -7,17 +7,16 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-import nacl.pwhash.argon2id as argon2id
 import pytest
 
 from p2pdm.core.identity import Identity
-from p2pdm.daemon.home import ENV_PASSPHRASE, Home, KdfLimits
+from p2pdm.daemon.home import ENV_PASSPHRASE, Home
 from p2pdm.errors import PassphraseError, StoreError
 from p2pdm.node.messenger import Messenger
 from p2pdm.store.cipher import PLAIN_HEADER
 from p2pdm.store.sqlite import SQLiteStore
+from tests.conftest import FAST_KDF
 
-FAST_KDF = KdfLimits(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
 TEXT = "meet me under the old clock tower at nine"
 
 

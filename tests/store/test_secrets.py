@@ -17,7 +17,6 @@ from contextlib import closing
 from pathlib import Path
 
 import httpx
-import nacl.pwhash.argon2id as argon2id
 import nacl.signing
 import pytest
 import trio
@@ -25,14 +24,14 @@ import trio
 from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
 from p2pdm.core.session import OwnPrekeys
-from p2pdm.daemon.home import ENV_PASSPHRASE, Home, KdfLimits
+from p2pdm.daemon.home import ENV_PASSPHRASE, Home
 from p2pdm.daemon.runner import Running, RunOptions, run_node
 from p2pdm.limits import SIGNED_PREKEY_ROTATION_SECONDS
 from p2pdm.node.messenger import Messenger
 from p2pdm.store import schema
 from p2pdm.store.sqlite import SQLiteStore
+from tests.conftest import FAST_KDF
 
-FAST_KDF = KdfLimits(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
 PASSPHRASE = "correct horse battery staple"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -29,9 +28,9 @@ from p2pdm.errors import StoreError
 from p2pdm.store import SQLiteStore, schema
 from p2pdm.store.base import UNREAD_STATUSES
 from p2pdm.store.schema import MIGRATIONS, SCHEMA_VERSION, UNREAD_CONDITION, split_statements
+from tests.conftest import mode
+from tests.store.conftest import ALICE, BOB
 
-ALICE = PeerId.from_public_key(b"\x02" * 32)
-BOB = PeerId.from_public_key(b"\x03" * 32)
 CONVERSATION = b"\x07" * 16
 
 
@@ -71,10 +70,6 @@ def store(path: Path) -> Iterator[SQLiteStore]:
     opened = SQLiteStore(path)
     yield opened
     opened.close()
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
 
 
 @contextmanager
