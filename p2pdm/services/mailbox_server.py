@@ -219,17 +219,20 @@ class MailboxService:
                 failures += 1
                 log.debug("announcing the mailbox service failed (try %d): %s", failures, exc)
                 lasted = now - failing_since
-                if not warned and failures >= MAILBOX_PROVIDE_WARN_FAILURES:
-                    if lasted >= MAILBOX_PROVIDE_WARN_SECONDS:
-                        log.warning(
-                            "announcing the mailbox service has failed %d times in a row "
-                            "for %d minutes (%s); senders cannot find this mailbox in the DHT "
-                            "until it works: check the bootstrap peers",
-                            failures,
-                            lasted // 60,
-                            exc,
-                        )
-                        warned = True
+                lasting = (
+                    failures >= MAILBOX_PROVIDE_WARN_FAILURES
+                    and lasted >= MAILBOX_PROVIDE_WARN_SECONDS
+                )
+                if lasting and not warned:
+                    log.warning(
+                        "announcing the mailbox service has failed %d times in a row "
+                        "for %d minutes (%s); senders cannot find this mailbox in the DHT "
+                        "until it works: check the bootstrap peers",
+                        failures,
+                        lasted // 60,
+                        exc,
+                    )
+                    warned = True
                 delay = MAILBOX_PROVIDE_RETRY_SECONDS
             else:
                 level = logging.INFO if not announced or warned else logging.DEBUG
