@@ -116,7 +116,9 @@ def _internal_error() -> JSONResponse:
 
 async def get_node(request: Request, node: Node) -> Response:
     check_query(request, frozenset())
-    return JSONResponse({**node.info(), "invite": node.invite()})
+    grant = grant_of(request.scope)
+    token = {"name": grant.name, "scope": grant.scope.value}  # the caller's, never its secret
+    return JSONResponse({**node.info(), "token": token, "invite": node.invite()})
 
 
 # --- contacts --------------------------------------------------------------------

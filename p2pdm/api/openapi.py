@@ -176,6 +176,11 @@ def _schemas() -> dict[str, Schema]:
                     "description": "what this node's DHT store holds and refused; "
                     "null when it is not on the network",
                 },
+                "token": {
+                    **_obj({"name": _STRING, "scope": _SCOPE}),
+                    "description": "the token of this request: its name ('owner' for the "
+                    "owner's) and scope",
+                },
                 "invite": {"type": "string", "description": "a fresh p2pdm: invite"},
             }
         ),

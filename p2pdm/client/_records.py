@@ -127,4 +127,6 @@ class NodeInfo(TypedDict):
     event_cursor: int
     #: None while the node is not on the network.
     dht: DhtStats | None
+    #: The token of the request: ``name`` (``owner`` for the owner's) and ``scope``.
+    token: dict[str, str]
     invite: str

@@ -11,6 +11,7 @@ from p2pdm.core.identity import Identity
 from p2pdm.core.model import EventType
 from p2pdm.net.limits import DHT_WRITE_BURST
 from p2pdm.net.testing import open_hosts
+from p2pdm.node.tokens import create_token
 from tests.api.test_api import Api, check_documented, serving
 from tests.api.test_api import make_node as api_node
 from tests.daemon.test_node_run import node
@@ -34,6 +35,21 @@ async def test_event_cursor_is_the_newest_event_and_dht_is_null_off_the_network(
         assert await poll(alice, cursor) == []
         alice.node.peer_online(stranger)
         assert await poll(alice, cursor) == [EventType.PEER_ONLINE]
+
+
+async def test_the_node_names_the_token_that_asked_never_its_secret() -> None:
+    async with serving(api_node("alice")) as alice:
+        assert (await alice.call("GET", "/v1/node")).json()["token"] == {
+            "name": "owner",
+            "scope": "admin",
+        }
+        _, secret = create_token(alice.node.store, "read", [], "reader", now_ms=0)
+        response = await alice.call(
+            "GET", "/v1/node", headers={"Authorization": f"Bearer {secret}"}
+        )
+        await check_documented(alice, response, "GET", "/v1/node")
+        assert response.json()["token"] == {"name": "reader", "scope": "read"}
+        assert secret not in response.text
 
 
 async def poll(api: Api, since: int) -> list[EventType]:

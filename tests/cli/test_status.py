@@ -83,6 +83,7 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
             "refused": {"rate": 10, "peer_cap": 2},
             "evicted": 1,
         },
+        "token": {"name": "owner", "scope": "admin"},
         "invite": "p2pdm:…",
     }
     shown = dict(describe(info, now_ms=(26 * 60 + 5) * 60_000))
