@@ -175,7 +175,8 @@ async def add_contact(request: Request, node: Node) -> Response:
 
 
 async def delete_contact(request: Request, node: Node) -> Response:
-    node.delete_contact(request.path_params["peer_id"])
+    # A PeerID or a contact's name, looked up as everywhere else a contact is named.
+    node.delete_contact(_visible_peer(request, node, request.path_params["peer_id"]))
     return Response(status_code=204)
 
 

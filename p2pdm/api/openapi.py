@@ -550,7 +550,9 @@ def _paths() -> dict[str, Schema]:
                 "Forget a contact (its conversation stays)",
                 ("204", {"description": "deleted"}),
                 {**_BAD_INPUT, **_NOT_FOUND},
-                parameters=[_path_param("peer_id", "the contact's PeerID")],
+                parameters=[
+                    _path_param("peer_id", "the contact's PeerID, or its name (ignoring case)")
+                ],
             )
         },
         "/v1/messages": {

@@ -139,7 +139,7 @@ def contacts(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             _list_contacts(node.contacts(), args.json, out)
         else:
             peer_id, name = _find_contact(node, args.contact)
-            node.delete_contact(peer_id)
+            node.delete_contact(args.contact)  # the node looks it up, as for send and read
             print(f"Removed {safe_text(name)} ({peer_id}).", file=out)
     return EXIT_OK
 
@@ -169,7 +169,10 @@ def _shown_name(contact: Mapping[str, Any]) -> str:
 
 
 def _find_contact(node: Client, who: str) -> tuple[str, str]:
-    """``(peer_id, display name)`` of a contact by PeerID (exactly) or else by name.
+    """``(peer_id, display name)`` of a contact by PeerID (exactly) or else by name,
+    for showing it: the commands pass what was typed to the node, whose lookup
+    (``Node.resolve``, the same rule) decides and gives the one error for
+    an unknown contact.
 
     A PeerID is always that PeerID, never a name (contact names cannot be
     PeerIDs). Anyone not in the contacts is passed on as typed, and the node

@@ -250,8 +250,9 @@ class Node:
         from_invite = name is None and old is not None and old.name_from_invite
         return AddedContact(self.messenger.add_contact(peer, chosen, name_from_invite=from_invite))
 
-    def delete_contact(self, peer_id: str) -> None:
-        peer = parse_peer(peer_id)
+    def delete_contact(self, peer: PeerId) -> None:
+        """Forget a contact (the conversation stays); raises NotFound."""
+        _check_peer(peer)
         if not self.store.delete_contact(peer):
             raise NotFound(f"no contact {peer}")
 
