@@ -10,7 +10,7 @@ from tests.cli.conftest import assert_one_error_line
 from tests.cli.test_cli_client import cli, running_node
 
 
-async def test_an_unknown_name_gives_the_same_line_to_remove_send_and_read(
+async def test_an_unknown_name_gives_the_same_line_to_remove_send_read_and_token(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     async with running_node(tmp_path / "alice", "alice") as alice:
@@ -20,6 +20,7 @@ async def test_an_unknown_name_gives_the_same_line_to_remove_send_and_read(
             ("contacts", "remove", "nobody"),
             ("send", "nobody", "hello"),
             ("read", "nobody"),
+            ("token", "create", "--scope", "read", "--contact", "nobody"),
         ):
             code, out, err = await cli(capsys, *a, *command)
             assert (code, out) == (1, ""), command
