@@ -116,7 +116,9 @@ def _internal_error() -> JSONResponse:
 
 async def get_node(request: Request, node: Node) -> Response:
     check_query(request, frozenset())
-    return JSONResponse({**node.info(), "invite": node.invite()})
+    grant = grant_of(request.scope)
+    token = {"name": grant.name, "scope": grant.scope.value}  # the caller's, never its secret
+    return JSONResponse({**node.info(), "token": token, "invite": node.invite()})
 
 
 # --- contacts --------------------------------------------------------------------
@@ -173,7 +175,8 @@ async def add_contact(request: Request, node: Node) -> Response:
 
 
 async def delete_contact(request: Request, node: Node) -> Response:
-    node.delete_contact(request.path_params["peer_id"])
+    # A PeerID or a contact's name, looked up as everywhere else a contact is named.
+    node.delete_contact(_visible_peer(request, node, request.path_params["peer_id"]))
     return Response(status_code=204)
 
 

@@ -159,13 +159,44 @@ def _schemas() -> dict[str, Schema]:
                 "name": _STRING,
                 "addrs": {"type": "array", "items": _STRING},
                 "version": _STRING,
+                "started_at_ms": {**_MS, "description": "when the node started"},
                 "counts": {
                     "type": "object",
                     "additionalProperties": _INT,
                     "description": "contacts, messages, unread, requests, outbox, "
                     "requests_dropped (pending requests dropped over the caps, ever)",
                 },
+                "event_cursor": {
+                    **_INT,
+                    "description": "the id of the newest event: pass it as 'since' to "
+                    "follow events from now on",
+                },
+                "dht": {
+                    "oneOf": [{"type": "null"}, _ref("DhtStats")],
+                    "description": "what this node's DHT store holds and refused; "
+                    "null when it is not on the network",
+                },
+                "token": {
+                    **_obj({"name": _STRING, "scope": _SCOPE}),
+                    "description": "the token of this request: its name ('owner' for the "
+                    "owner's) and scope",
+                },
                 "invite": {"type": "string", "description": "a fresh p2pdm: invite"},
+            }
+        ),
+        "DhtStats": _obj(
+            {
+                "records": {**_INT, "description": "value records held (others' and our own)"},
+                "record_bytes": _INT,
+                "providers": {**_INT, "description": "provider records held"},
+                "provider_bytes": _INT,
+                "refused": {
+                    "type": "object",
+                    "additionalProperties": _INT,
+                    "description": "writes refused since start, by reason: rate, "
+                    "peer_cap, store_full, too_large",
+                },
+                "evicted": {**_INT, "description": "records evicted to make room"},
             }
         ),
         "Contact": _obj(_CONTACT_PROPERTIES),
@@ -519,7 +550,9 @@ def _paths() -> dict[str, Schema]:
                 "Forget a contact (its conversation stays)",
                 ("204", {"description": "deleted"}),
                 {**_BAD_INPUT, **_NOT_FOUND},
-                parameters=[_path_param("peer_id", "the contact's PeerID")],
+                parameters=[
+                    _path_param("peer_id", "the contact's PeerID, or its name (ignoring case)")
+                ],
             )
         },
         "/v1/messages": {

@@ -53,6 +53,11 @@ _BIDI_CONTROLS: Final = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
 TIME_FORMAT: Final = "%Y-%m-%d %H:%M"
+#: `p2pdm read` lists messages in the order this node stored them, each at the
+#: time it was stored; the sender's clock is shown too when it differs by more
+#: than this: a message written offline and received later, or a sender's
+#: clock that is wrong, but not ordinary network delay.
+SENT_TIME_SHOWN_AFTER_MS: Final = 2 * 60 * 1000
 
 
 # --- output helpers ------------------------------------------------------------
@@ -77,6 +82,16 @@ def _when(ms: int | None) -> str:
     if ms is None:
         return "-"
     return time.strftime(TIME_FORMAT, time.localtime(ms / 1000))
+
+
+def _sent_note(message: Mapping[str, Any]) -> str:
+    """`` (sent 15:02)`` when the sender's time is far from when the message was stored."""
+    sent, stored = message["sent_at_ms"], message["stored_at_ms"]
+    if abs(sent - stored) <= SENT_TIME_SHOWN_AFTER_MS:
+        return ""
+    sent_day, stored_day = _when(sent).split()[0], _when(stored).split()[0]
+    shown = _when(sent) if sent_day != stored_day else _when(sent).split()[1]
+    return f"  (sent {shown})"
 
 
 def _short(peer_id: str) -> str:
@@ -139,7 +154,7 @@ def contacts(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             _list_contacts(node.contacts(), args.json, out)
         else:
             peer_id, name = _find_contact(node, args.contact)
-            node.delete_contact(peer_id)
+            node.delete_contact(args.contact)  # the node looks it up, as for send and read
             print(f"Removed {safe_text(name)} ({peer_id}).", file=out)
     return EXIT_OK
 
@@ -169,7 +184,10 @@ def _shown_name(contact: Mapping[str, Any]) -> str:
 
 
 def _find_contact(node: Client, who: str) -> tuple[str, str]:
-    """``(peer_id, display name)`` of a contact by PeerID (exactly) or else by name.
+    """``(peer_id, display name)`` of a contact by PeerID (exactly) or else by name,
+    for showing it: the commands pass what was typed to the node, whose lookup
+    (``Node.resolve``, the same rule) decides and gives the one error for
+    an unknown contact.
 
     A PeerID is always that PeerID, never a name (contact names cannot be
     PeerIDs). Anyone not in the contacts is passed on as typed, and the node
@@ -315,7 +333,8 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     if args.json:
         _print_json(page, out)
         return EXIT_OK
-    messages = list(reversed(page["messages"]))  # oldest first, like a chat
+    # Oldest first, like a chat: in the order this node stored them (receipt order).
+    messages = list(reversed(page["messages"]))
     if not messages:
         print(f"No messages with {safe_text(name)} yet.", file=out)
         return EXIT_OK
@@ -332,8 +351,8 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         else:
             text = m["text"] if m["text"] is not None else f"<{m['kind']} message>"
         first, *rest = safe_text(text, multiline=True).split("\n")
-        prefix = f"{_when(m['sent_at_ms'])}  {who}{' ' * (who_width - cell_len(who))}  "
-        print(f"{prefix}{first}{status}", file=out)
+        prefix = f"{_when(m['stored_at_ms'])}  {who}{' ' * (who_width - cell_len(who))}  "
+        print(f"{prefix}{first}{_sent_note(m)}{status}", file=out)
         for line in rest:  # continuation lines line up under the text
             print(" " * cell_len(prefix) + line, file=out)
     return EXIT_OK

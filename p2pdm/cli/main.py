@@ -29,6 +29,7 @@ from p2pdm.cli import chat as cli_chat
 from p2pdm.cli import run as cli_run
 from p2pdm.cli import settings as cli_settings
 from p2pdm.cli import sim as cli_sim
+from p2pdm.cli import status as cli_status
 from p2pdm.cli import token as cli_token
 from p2pdm.client import Client
 from p2pdm.core.invite import make_invite
@@ -161,6 +162,11 @@ COMMANDS: Final[dict[str, Command]] = {
         cli_run.run,
     ),
     "id": Command("show your PeerID, name and invite", _id_arguments, _id),
+    "status": Command(
+        "what the running node is and holds: addresses, uptime, queue, DHT store",
+        cli_status.status_arguments,
+        cli_status.status,
+    ),
     # Chat commands: clients of the running node's local API (p2pdm/cli/chat.py).
     "contacts": Command(
         "add, list or remove contacts", cli_chat.contacts_arguments, cli_chat.contacts

@@ -54,10 +54,12 @@ from p2pdm.client._records import (
     AddedContact,
     Contact,
     Conversation,
+    DhtStats,
     Event,
     EventPage,
     Message,
     MessagePage,
+    NodeInfo,
 )
 from p2pdm.client._sync import Client
 from p2pdm.homefiles import (
@@ -83,11 +85,13 @@ __all__ = [
     "Client",
     "Contact",
     "Conversation",
+    "DhtStats",
     "Event",
     "EventPage",
     "EventStream",
     "Message",
     "MessagePage",
+    "NodeInfo",
     "api_addr_path",
     "format_api_addr",
     "parse_api_addr",

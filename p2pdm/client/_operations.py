@@ -43,6 +43,7 @@ from p2pdm.client._records import (
     EventPage,
     Message,
     MessagePage,
+    NodeInfo,
 )
 
 if TYPE_CHECKING:
@@ -169,9 +170,10 @@ def _present(**fields: Any) -> Fields:
 class Operations:
     """The API operations of both clients, one row each (see the module's docstring)."""
 
-    @operation[dict[str, Any]]("GET", "/v1/node")
+    @operation[NodeInfo]("GET", "/v1/node")
     def node() -> None:
-        """The node: PeerID, name, addresses, version, counts and a fresh invite."""
+        """The node: PeerID, name, addresses, version, counts, the newest event's id,
+        its DHT store's counters and a fresh invite."""
 
     @operation[list[Contact]]("GET", "/v1/contacts", pick="contacts")
     def contacts() -> None:

@@ -11,10 +11,12 @@ __all__ = [
     "AddedContact",
     "Contact",
     "Conversation",
+    "DhtStats",
     "Event",
     "EventPage",
     "Message",
     "MessagePage",
+    "NodeInfo",
     "Recipient",
 ]
 
@@ -98,3 +100,33 @@ class EventPage(TypedDict):
     cursor: int
     gap: bool
     requests_gap: bool
+
+
+class DhtStats(TypedDict):
+    """What the node's DHT store holds (others' records and its own), and what it refused."""
+
+    records: int
+    record_bytes: int
+    providers: int
+    provider_bytes: int
+    #: Writes refused, by reason (``rate``, ``peer_cap``, ``store_full``, ``too_large``).
+    refused: dict[str, int]
+    #: Records evicted to make room.
+    evicted: int
+
+
+class NodeInfo(TypedDict):
+    peer_id: str
+    name: str
+    addrs: list[str]
+    version: str
+    started_at_ms: int
+    #: contacts, messages, unread, requests, outbox, requests_dropped.
+    counts: dict[str, int]
+    #: The newest event's id: pass it as ``since`` to follow events from now on.
+    event_cursor: int
+    #: None while the node is not on the network.
+    dht: DhtStats | None
+    #: The token of the request: ``name`` (``owner`` for the owner's) and ``scope``.
+    token: dict[str, str]
+    invite: str

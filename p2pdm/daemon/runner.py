@@ -54,6 +54,7 @@ __all__ = [
     "RunOptions",
     "Running",
     "Serving",
+    "dht_stats_json",
     "fetch_bundle",
     "publish_record",
     "record_holders",
@@ -157,6 +158,19 @@ async def fetch_bundle(host: Host, peer: PeerId) -> PrekeyBundle | None:
     except (WireError, SignatureError) as exc:  # holders validate, but trust no one
         log.warning("record of %s is invalid: %s", peer.short(), exc)
         return None
+
+
+def dht_stats_json(host: Host) -> dict[str, object]:
+    """The host's DHT store counters as JSON (``GET /v1/node``'s ``dht``)."""
+    stats = host.dht_store_stats()
+    return {
+        "records": stats.records,
+        "record_bytes": stats.record_bytes,
+        "providers": stats.providers,
+        "provider_bytes": stats.provider_bytes,
+        "refused": dict(stats.refused),
+        "evicted": stats.evicted,
+    }
 
 
 def record_holders(host: Host) -> list[PeerId]:
@@ -293,6 +307,7 @@ async def serve_node(
             on_delivery(delivery)
         node.on_outbox = delivery.wake
         node.fetch_bundle = partial(fetch_bundle, host)
+        node.dht_stats = partial(dht_stats_json, host)
         # Peers met while joining the DHT learn that we speak p2pdm now.
         await host.announce_protocols()
         async with trio.open_nursery() as nursery:

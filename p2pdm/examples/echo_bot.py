@@ -2,7 +2,9 @@
 
 Run it against a running node (``scripts/echo-bot``, or
 ``python -m p2pdm.examples.echo_bot``). It follows ``message.received``
-events from its saved cursor, so it can be stopped and started at will.
+events from its saved cursor, so it can be stopped and started at will; its
+first start begins at the newest event, so old messages get no answer
+(``--from-start`` answers them too).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import trio
 
 from p2pdm.client import AsyncClient
-from p2pdm.examples.common import BotState, add_common_arguments, connect
+from p2pdm.examples.common import BotState, add_common_arguments, connect, start
 
 
 async def echo(node: AsyncClient, state: BotState) -> None:
@@ -34,11 +36,17 @@ async def echo(node: AsyncClient, state: BotState) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     async with connect(args) as node:
-        await echo(node, BotState.load(Path(args.state)))
+        state = BotState.load(Path(args.state))
+        await start("echo-bot", node, state, from_start=args.from_start)
+        await echo(node, state)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="echo-bot", description=__doc__.splitlines()[0])
+    add_common_arguments(parser, "echo-bot.json")
+    return parser
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="echo-bot", description=__doc__.splitlines()[0])
-    add_common_arguments(parser, "echo-bot.json")
     with contextlib.suppress(KeyboardInterrupt):
-        trio.run(main, parser.parse_args())
+        trio.run(main, build_parser().parse_args())

@@ -24,7 +24,7 @@ from typing import Final
 import trio
 
 from p2pdm.client import AsyncClient, Event
-from p2pdm.examples.common import BotState, add_common_arguments, connect
+from p2pdm.examples.common import BotState, add_common_arguments, connect, start
 
 __all__ = ["DEFAULT_FAQ", "HANDOVER_REPLY", "FaqEntry", "answer_for", "support"]
 
@@ -95,16 +95,18 @@ async def support(node: AsyncClient, state: BotState, faq: tuple[FaqEntry, ...])
 async def main(args: argparse.Namespace) -> None:
     state = BotState.load(Path(args.state))
     if args.release:
-        set_aside = state.notes.get("set_aside", [])
-        state.notes["set_aside"] = [p for p in set_aside if p not in args.release]
-        state.save()
+        if state.saved:  # else nothing is set aside, and a first start stays a first start
+            set_aside = state.notes.get("set_aside", [])
+            state.notes["set_aside"] = [p for p in set_aside if p not in args.release]
+            state.save()
         return
     faq = load_faq(Path(args.faq)) if args.faq else DEFAULT_FAQ
     async with connect(args) as node:
+        await start("support-bot", node, state, from_start=args.from_start)
         await support(node, state, faq)
 
 
-if __name__ == "__main__":
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="support-bot", description=__doc__.splitlines()[0])
     add_common_arguments(parser, "support-bot.json")
     parser.add_argument("--faq", help="a TOML file of [[entry]] keywords = [...], answer = '...'")
@@ -115,5 +117,9 @@ if __name__ == "__main__":
         metavar="PEER",
         help="hand a conversation back to the bot (repeatable), then exit",
     )
+    return parser
+
+
+if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
-        trio.run(main, parser.parse_args())
+        trio.run(main, build_parser().parse_args())

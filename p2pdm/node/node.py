@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -156,6 +156,11 @@ class Node:
         self.observer = observer
         #: Looks up a peer's prekey bundle in the DHT (set while running).
         self.fetch_bundle: Callable[[PeerId], Awaitable[PrekeyBundle | None]] | None = None
+        #: What our DHT node holds for others and refused (records, bytes,
+        #: refusals by reason, evictions), as JSON; set while networked.
+        self.dht_stats: Callable[[], Mapping[str, object]] | None = None
+        #: When this node object was made: its uptime, in :meth:`info`.
+        self.started_at_ms = now_ms()
         #: Wakes API clients waiting for events; the store calls it after adding any.
         self.events = EventBus()
         store.set_event_listener(self.events.notify)
@@ -186,7 +191,10 @@ class Node:
             "name": self.name,
             "addrs": list(self.addrs),
             "version": __version__,
+            "started_at_ms": self.started_at_ms,
             "counts": self.store.counts(),
+            "event_cursor": self.store.event_bounds()[1],
+            "dht": None if self.dht_stats is None else dict(self.dht_stats()),
         }
 
     def invite(self, ttl_s: int = INVITE_TTL_SECONDS) -> str:
@@ -242,8 +250,9 @@ class Node:
         from_invite = name is None and old is not None and old.name_from_invite
         return AddedContact(self.messenger.add_contact(peer, chosen, name_from_invite=from_invite))
 
-    def delete_contact(self, peer_id: str) -> None:
-        peer = parse_peer(peer_id)
+    def delete_contact(self, peer: PeerId) -> None:
+        """Forget a contact (the conversation stays); raises NotFound."""
+        _check_peer(peer)
         if not self.store.delete_contact(peer):
             raise NotFound(f"no contact {peer}")
 

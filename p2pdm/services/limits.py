@@ -118,6 +118,12 @@ MAILBOX_PURGE_INTERVAL_SECONDS: Final = 600.0
 MAILBOX_PROVIDE_INTERVAL_SECONDS: Final = 3600.0
 #: Sooner retry when nobody took the provider record (still joining the DHT).
 MAILBOX_PROVIDE_RETRY_SECONDS: Final = 60.0
+#: Announcing fails as long as no other DHT node is there to take the record,
+#: which is normal for the first node of a network: a failure is a warning only
+#: once it has lasted this long (others had time to join) ...
+MAILBOX_PROVIDE_WARN_SECONDS: Final = 15 * 60.0
+#: ... over at least this many tries in a row (one slow try is not a failure).
+MAILBOX_PROVIDE_WARN_FAILURES: Final = 3
 
 # --- using mailboxes (depositing, fetching) -----------------------------------
 

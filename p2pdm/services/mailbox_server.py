@@ -70,6 +70,8 @@ from p2pdm.services.limits import (  # re-exported: tests and the simulator use 
     MAILBOX_MAX_STREAMS_PER_PEER,
     MAILBOX_PROVIDE_INTERVAL_SECONDS,
     MAILBOX_PROVIDE_RETRY_SECONDS,
+    MAILBOX_PROVIDE_WARN_FAILURES,
+    MAILBOX_PROVIDE_WARN_SECONDS,
     MAILBOX_PURGE_INTERVAL_SECONDS,
     MAILBOX_RATE_PER_PEER,
     MAILBOX_RETENTION_SECONDS,
@@ -99,6 +101,8 @@ __all__ = [
     "MAILBOX_MAX_STREAMS_PER_PEER",
     "MAILBOX_PROVIDE_INTERVAL_SECONDS",
     "MAILBOX_PROVIDE_RETRY_SECONDS",
+    "MAILBOX_PROVIDE_WARN_FAILURES",
+    "MAILBOX_PROVIDE_WARN_SECONDS",
     "MAILBOX_PURGE_INTERVAL_SECONDS",
     "MAILBOX_RATE_PER_PEER",
     "MAILBOX_RETENTION_SECONDS",
@@ -197,13 +201,44 @@ class MailboxService:
             await trio.sleep(MAILBOX_PURGE_INTERVAL_SECONDS)
 
     async def _provide_loop(self) -> None:
+        """Announce the service hourly, and every MAILBOX_PROVIDE_RETRY_SECONDS while
+        nobody takes the provider record.
+
+        The first node of a network has nobody to take it: failures are debug
+        lines until they have lasted MAILBOX_PROVIDE_WARN_SECONDS over at least
+        MAILBOX_PROVIDE_WARN_FAILURES tries in a row (then one warning). The
+        first success, and the first after a warning, is one info line.
+        """
+        failures, failing_since, announced, warned = 0, 0.0, False, False
         while True:
             try:
                 await self.network.provide(mb.MAILBOX_SERVICE_KEY)
-                delay = MAILBOX_PROVIDE_INTERVAL_SECONDS
             except (PeerUnreachable, P2PDMError) as exc:
-                log.info("announcing the mailbox service failed: %s", exc)
+                now = trio.current_time()
+                failing_since = now if failures == 0 else failing_since
+                failures += 1
+                log.debug("announcing the mailbox service failed (try %d): %s", failures, exc)
+                lasted = now - failing_since
+                lasting = (
+                    failures >= MAILBOX_PROVIDE_WARN_FAILURES
+                    and lasted >= MAILBOX_PROVIDE_WARN_SECONDS
+                )
+                if lasting and not warned:
+                    log.warning(
+                        "announcing the mailbox service has failed %d times in a row "
+                        "for %d minutes (%s); senders cannot find this mailbox in the DHT "
+                        "until it works: check the bootstrap peers",
+                        failures,
+                        lasted // 60,
+                        exc,
+                    )
+                    warned = True
                 delay = MAILBOX_PROVIDE_RETRY_SECONDS
+            else:
+                level = logging.INFO if not announced or warned else logging.DEBUG
+                log.log(level, "announced the mailbox service in the DHT")
+                failures, announced, warned = 0, True, False
+                delay = MAILBOX_PROVIDE_INTERVAL_SECONDS
             await trio.sleep(delay)
 
     # --- the stream handler -----------------------------------------------------

@@ -162,7 +162,7 @@ JSON = {"Content-Type": "application/json"}
         ("POST", "/v1/contacts", {"json": {"peer_id": "Qm-not-a-peer"}}, 400, "invalid"),
         ("POST", "/v1/contacts", {"json": {"peer_id": PEER_ID, "name": "n" * 200}}, 400, "invalid"),
         ("POST", "/v1/contacts", {"json": {"peer_id": PEER_ID, "name": 7}}, 400, "bad_request"),
-        ("DELETE", "/v1/contacts/not-a-peer-id", {}, 400, "invalid"),
+        ("DELETE", "/v1/contacts/not-a-peer-id", {}, 404, "not_found"),
         ("GET", "/v1/messages/zz", {}, 400, "invalid"),
         ("GET", "/v1/messages/" + "ab" * 17, {}, 400, "invalid"),
         ("POST", "/v1/messages/" + "ab" * 3 + "/read", {}, 400, "invalid"),

@@ -8,9 +8,11 @@ import pytest
 import trio
 
 from p2pdm.client import AsyncClient
+from p2pdm.examples import echo_bot, support_bot
 from p2pdm.examples.common import BotState
 from p2pdm.examples.echo_bot import echo
 from p2pdm.examples.support_bot import DEFAULT_FAQ, HANDOVER_REPLY, answer_for, support
+from p2pdm.node.tokens import create_token
 from tests.conftest import Peer, node
 
 pytestmark = pytest.mark.net
@@ -50,6 +52,63 @@ async def test_echo_bot_answers_and_resumes_without_repeating(tmp_path: Path) ->
             await trio.sleep(0.5)
             assert len(await texts_from(ann, bot)) == 2
             nursery.cancel_scope.cancel()
+
+
+async def received(peer: Peer, count: int) -> None:
+    with trio.fail_after(20):
+        while peer.running.node.store.counts()["messages"] < count:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+
+
+async def test_echo_bot_starts_now_then_resumes_and_says_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with node(tmp_path, "bot") as bot, node(tmp_path, "ann", bot.running) as ann:
+        await befriend(bot, ann)
+        await ann.call("POST", "/v1/messages", json={"to": "bot", "text": "before the bot"})
+        await received(bot, 1)
+        state = tmp_path / "echo.json"
+        argv = ["--home", str(bot.home.path), "--state", str(state)]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(echo_bot.main, echo_bot.build_parser().parse_args(argv))
+            await ann.call("POST", "/v1/messages", json={"to": "bot", "text": "now"})
+            assert await wait_for_texts(ann, bot, 1) == ["you said: now"]
+            await trio.sleep(0.5)
+            nursery.cancel_scope.cancel()
+        # The first start began at the newest event: the old message got no answer.
+        assert await texts_from(ann, bot) == ["you said: now"]
+        [line] = capsys.readouterr().out.splitlines()
+        assert line.startswith(f"echo-bot: node bot {bot.id} at 127.0.0.1:")
+        assert "the owner's token" in line and bot.home.api_token() not in line
+        assert f"cursor in {state} (first start: from now, after event " in line
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(echo_bot.main, echo_bot.build_parser().parse_args(argv))
+            await ann.call("POST", "/v1/messages", json={"to": "bot", "text": "later"})
+            assert await wait_for_texts(ann, bot, 2) == ["you said: now", "you said: later"]
+            nursery.cancel_scope.cancel()
+        [line] = capsys.readouterr().out.splitlines()
+        assert f"cursor in {state} (resuming after event " in line
+
+
+async def test_bots_from_the_start_answer_old_messages_and_name_their_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with node(tmp_path, "shop") as shop, node(tmp_path, "ann", shop.running) as ann:
+        await befriend(shop, ann)
+        await ann.call("POST", "/v1/messages", json={"to": "shop", "text": "are you open?"})
+        await received(shop, 1)
+        _, secret = create_token(shop.running.node.store, "send", [], "helpdesk", now_ms=0)
+        argv = ["--home", str(shop.home.path), "--token", secret, "--from-start"]
+        args = support_bot.build_parser().parse_args([*argv, "--state", str(tmp_path / "s")])
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(support_bot.main, args)
+            assert await wait_for_texts(ann, shop, 1) == [DEFAULT_FAQ[0].answer]
+            nursery.cancel_scope.cancel()
+        [line] = capsys.readouterr().out.splitlines()
+        assert line.startswith(f"support-bot: node shop {shop.id} at ")
+        assert "token 'helpdesk' (scope send)" in line and secret not in line
+        assert "(from the oldest event kept (--from-start))" in line
 
 
 def test_faq_matching_is_by_whole_words() -> None:

@@ -18,66 +18,23 @@ import trio
 # The attacker drives its own libp2p DHT directly, message by message.
 from libp2p.peer.id import ID
 
-from p2pdm.core import records
 from p2pdm.core.identity import Identity
-from p2pdm.core.session import OwnPrekeys
-from p2pdm.net import DhtLimits, Host, StoreCaps, Upkeep
+from p2pdm.net import DhtLimits, StoreCaps, Upkeep
 from p2pdm.net._dht import provider_key
 from p2pdm.net.testing import open_hosts, wait_until
-from tests.net.conftest import TIMEOUT
+from tests.net.conftest import (
+    TIMEOUT,
+    flood_records,
+    fresh_records,
+    held,
+    node_record,
+    register_node_records,
+    served_by,
+)
 
 pytestmark = pytest.mark.net
 
 MIB = 1 << 20
-
-
-def _validate(key: bytes, value: bytes) -> None:
-    records.validate(key.decode(), value)
-
-
-def _select(key: bytes, values: list[bytes]) -> int:
-    return records.select(key.decode(), values)
-
-
-def register_node_records(hosts: list[Host]) -> None:
-    for host in hosts:
-        host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
-
-
-def node_record(identity: Identity, seq: int = 1) -> tuple[str, bytes]:
-    """A valid p2pdm record of ``identity``: its key and signed value."""
-    bundle = OwnPrekeys.create(identity, 0).bundle(0)
-    value = records.NodeRecord(identity.peer_id, seq, bundle).sign(identity)
-    return records.record_key(identity.peer_id), value
-
-
-def fresh_records(count: int, tag: int) -> list[tuple[str, bytes]]:
-    return [
-        node_record(Identity(bytes([tag, i % 256, i // 256]) + bytes(29))) for i in range(count)
-    ]
-
-
-async def flood_records(attacker: Host, victim: Host, batch: list[tuple[str, bytes]]) -> int:
-    """Send each record to ``victim`` in its own PUT_VALUE; how many it acknowledged."""
-    await attacker.connect(victim.peer_id, victim.listen_addrs())
-    store = attacker._dht.value_store
-    target = ID(victim.peer_id.raw)
-    stored = 0
-    for key, value in batch:
-        stored += await store._store_at_peer(target, key.encode(), value)
-    return stored
-
-
-def held(host: Host, key: str) -> bytes | None:
-    record = host._dht.value_store.get(key.encode())
-    return None if record is None else bytes(record.value)
-
-
-async def served_by(reader: Host, holder: Host, key: str) -> bytes | None:
-    """What ``holder`` answers ``reader``'s GET_VALUE for ``key`` with."""
-    answer = await reader._dht.value_store._get_from_peer(ID(holder.peer_id.raw), key.encode())
-    assert answer is None or isinstance(answer, bytes)
-    return answer
 
 
 async def test_a_record_flood_is_refused_beyond_the_rate_while_others_are_served(

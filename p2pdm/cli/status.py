@@ -1,0 +1,98 @@
+"""``p2pdm status``: what the running node is, has and holds, in a few lines.
+
+A client of ``GET /v1/node``, like the chat commands: PeerID and name,
+addresses, how long it has run, contacts, messages still to be delivered,
+unread messages and requests, and what its DHT node holds for other peers
+and refused (``--json``: the API's own record, without the invite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Mapping
+from typing import Final, TextIO
+
+from p2pdm.cli.chat import safe_text
+from p2pdm.client import Client, DhtStats, NodeInfo
+from p2pdm.daemon.home import Home
+
+__all__ = ["describe", "status", "status_arguments"]
+
+EXIT_OK: Final = 0
+#: Width of the labels in the left column.
+_LABEL: Final = 10
+
+
+def status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def status(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    with Client.for_home(home) as node:
+        info = node.node()
+    if args.json:
+        shown = {key: value for key, value in info.items() if key != "invite"}
+        print(json.dumps(shown, ensure_ascii=False, indent=2), file=out)
+        return EXIT_OK
+    for label, value in describe(info, now_ms=int(time.time() * 1000)):
+        print(f"{label:<{_LABEL}}{value}".rstrip(), file=out)
+    return EXIT_OK
+
+
+def describe(info: NodeInfo, *, now_ms: int) -> list[tuple[str, str]]:
+    """The lines of ``p2pdm status``: (label, text); a label is empty on continuation lines."""
+    counts = info["counts"]
+    name = safe_text(info["name"]) or "(no name)"
+    lines = [("Node", f"{name} ({info['peer_id']})"), ("Version", info["version"])]
+    lines.append(("Up", _duration(now_ms - info["started_at_ms"])))
+    addrs = info["addrs"] or ["(not listening)"]
+    lines += [("Address" if i == 0 else "", safe_text(a)) for i, a in enumerate(addrs)]
+    lines.append(("Contacts", str(counts.get("contacts", 0))))
+    lines.append(("Queued", _plural(counts.get("outbox", 0), "message") + " to deliver"))
+    unread, requests = counts.get("unread", 0), counts.get("requests", 0)
+    lines.append(("Unread", f"{unread}; {_plural(requests, 'message request')}"))
+    lines.append(("DHT", _dht(info["dht"])))
+    return lines
+
+
+def _dht(stats: DhtStats | None) -> str:
+    if stats is None:
+        return "not on the network"
+    held = (
+        f"holds {_plural(stats['records'], 'record')} ({_size(stats['record_bytes'])}) "
+        f"and {_plural(stats['providers'], 'provider record')}"
+    )
+    return f"{held}; {_refusals(stats['refused'])}; {stats['evicted']} evicted"
+
+
+def _refusals(refused: Mapping[str, int]) -> str:
+    total = sum(refused.values())
+    if not total:
+        return "refused none"
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(refused.items()))
+    return f"refused {_plural(total, 'write')} ({reasons})"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f} KiB"
+    return f"{count / (1024 * 1024):.1f} MiB"
+
+
+def _duration(ms: int) -> str:
+    minutes = max(0, ms) // 60_000
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min" if minutes else "less than a minute"
