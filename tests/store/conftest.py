@@ -1,0 +1,19 @@
+"""Helpers shared by the store tests."""
+
+from __future__ import annotations
+
+from p2pdm.core.eventlog import received_events
+from p2pdm.core.model import StoredMessage
+from p2pdm.store import Store
+from p2pdm.store.base import log_event
+
+
+def receive(store: Store, message: StoredMessage) -> StoredMessage:
+    """Store an incoming message and log the events it makes, as the messenger
+    does (``add_message`` itself writes none); raises what ``add_message`` raises."""
+    with store.transaction():
+        first_request = message.request and not store.has_requests(message.peer)
+        stored = store.add_message(message)
+        for event in received_events(stored, first_request):
+            log_event(store, event)
+    return stored
