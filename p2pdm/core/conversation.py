@@ -3,23 +3,37 @@
 How this works (h11-style): the caller — the messenger — has already
 decrypted, verified and replay-checked an inner message. It gives
 :func:`on_message` that message and the little local state the decision
-needs (:class:`LocalState`: is the sender a contact, blocked, which of the
-messages it targets are stored). The machine answers with a frozen
-:class:`Effects`: what to store, whether it is shown (and as an
-unsupported message), which delivery statuses move, which receipts are due,
-which events the change makes, and an outcome for the node's observers. The
-caller applies the effects in its one store transaction. Nothing here does
-I/O, reads a clock or touches the store.
+needs (:class:`LocalState`: is the sender a contact, blocked, does it have a
+pending request, which of the messages it targets are stored) and the path
+it came by (:data:`Via`). The machine answers with a frozen :class:`Effects`:
+what to store, whether it is shown (and as an unsupported message), which
+delivery statuses move, which of this node's messages it confirms, which
+receipts are due, which event-log entries the change makes, and an outcome
+for the node's observers. The caller applies the effects in its one store
+transaction. Nothing here does I/O, reads a clock or touches the store.
 
 The decision is the table :data:`TRANSITIONS` below: the sender's standing
 and how the message's kind is handled (from its flags in
 :mod:`p2pdm.core.kinds`) give the outcome. A kind with an effect on the
 messages it targets has its effect in :data:`STATUS_EFFECTS`.
 
-The event log itself is written by the store, in the same transaction as
-the message or status it reports (``message.received``, ``contact.request``
-for a stranger's first request, ``message.status``); ``Effects.events``
-names the types the change makes.
+Receipts: a message stored from a mailbox is due a ``delivered`` receipt
+(the fetcher sends one per sender and round); one that came directly is
+not, the dm ack already told the sender. Reading a conversation
+(:func:`on_read`) is due a ``read`` receipt.
+
+Who writes the event log: ``Effects.events`` holds the entries
+(:class:`~p2pdm.core.eventlog.LogEvent`) of what a received message does —
+``message.received``, ``contact.request`` before a stranger's first pending
+request, the ``message.status`` of each status a receipt moves — and the
+messenger appends them with ``Store.add_event`` in the transaction that
+applies the rest (the store's ``add_message`` writes none; its
+``set_status`` is told not to). Changes other parts drive — the outbox's
+statuses and notes, reading a conversation, a new contact — are logged by
+the store method that makes them, as only it knows in that write whether
+the change happened (a status never moves back, a repeated note is not
+one). Both build their entries with :mod:`p2pdm.core.eventlog`, the one
+place that decides which event a change produces.
 """
 
 from __future__ import annotations
@@ -29,13 +43,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final, Literal
 
+from p2pdm.core.eventlog import LogEvent, received_events, status_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import KindSpec, ReceiptBody, UnknownBody, spec_for
 from p2pdm.core.model import (
     STATUS_RANK,
     DeliveryStatus,
     Direction,
-    EventType,
     StoredMessage,
     direct_conversation_id,
 )
@@ -49,8 +63,10 @@ __all__ = [
     "LocalState",
     "Outcome",
     "ReceiptDue",
+    "ReceiptStatus",
     "Standing",
     "StatusMove",
+    "Via",
     "handling",
     "is_stored",
     "on_message",
@@ -60,6 +76,11 @@ __all__ = [
 ]
 
 Outcome = Literal["stored", "request", "receipt", "blocked", "other"]
+#: How an envelope reached this node: on a dm stream from its sender, or
+#: fetched from one of this node's mailboxes.
+Via = Literal["direct", "mailbox"]
+#: What a receipt says of the messages it names.
+ReceiptStatus = Literal["delivered", "read"]
 
 
 class Standing(Enum):
@@ -118,6 +139,9 @@ class LocalState:
     me: PeerId
     contact: bool = False
     blocked: bool = False
+    #: The sender has a pending message request already (so a new one is
+    #: not its first, and makes no ``contact.request``).
+    has_requests: bool = False
     #: The stored messages the incoming message targets, by id (those found).
     targets: Mapping[bytes, StoredMessage] = field(default_factory=dict)
     #: The user's read-receipt setting.
@@ -144,7 +168,7 @@ class ReceiptDue:
     """A receipt this node should send."""
 
     to: PeerId
-    status: Literal["delivered", "read"]
+    status: ReceiptStatus
     ids: tuple[bytes, ...]
 
 
@@ -160,12 +184,16 @@ class Effects:
     #: True if it is shown as an "unsupported message" (an unknown kind).
     unsupported: bool = False
     status_moves: tuple[StatusMove, ...] = ()
-    #: Receipts due (read receipts, from :func:`on_read`). The ``delivered``
-    #: receipt of a stored message is sent only for envelopes fetched from a
-    #: mailbox, by the fetcher: a direct delivery is confirmed by its ack.
+    #: Ids of messages this node sent to the sender that it says arrived:
+    #: the outbox stops resending them (a blocked contact's receipt too:
+    #: they did arrive).
+    confirms: tuple[bytes, ...] = ()
+    #: Receipts due: ``delivered`` for a message stored from a mailbox (a
+    #: direct delivery is confirmed by its ack), ``read`` from :func:`on_read`.
     receipts: tuple[ReceiptDue, ...] = ()
-    #: The event types the store records with these changes.
-    events: tuple[EventType, ...] = ()
+    #: The event-log entries these changes make, for the caller to append
+    #: in the same transaction (a status entry only if its move is made).
+    events: tuple[LogEvent, ...] = ()
 
 
 def is_stored(kind: str) -> bool:
@@ -195,13 +223,17 @@ def handling(spec: KindSpec[Any] | None, standing: Standing) -> Handling:
     return Handling.PASS
 
 
-def on_message(inner: InnerMessage, state: LocalState, now_ms: int) -> Effects:
-    """The effects of an accepted incoming message; never raises on a decoded message."""
+def on_message(
+    inner: InnerMessage, state: LocalState, now_ms: int, *, via: Via = "direct"
+) -> Effects:
+    """The effects of an accepted incoming message that came by ``via``;
+    never raises on a decoded message."""
     spec = spec_for(inner.kind)
     if isinstance(inner.body, UnknownBody):
         spec = None  # decoded before its kind was registered: keep it opaque
     how = handling(spec, state.standing)
     outcome = TRANSITIONS[(state.standing, how)]
+    confirms = targets_of(inner) if how is Handling.STATUS else ()
     if outcome in ("stored", "request"):
         stored = StoredMessage(
             id=inner.id,
@@ -215,18 +247,24 @@ def on_message(inner: InnerMessage, state: LocalState, now_ms: int) -> Effects:
             status=DeliveryStatus.DELIVERED,
             request=outcome == "request",
         )
+        receipts: tuple[ReceiptDue, ...] = ()
+        if via == "mailbox":  # the sender has no ack for it: tell it
+            receipts = (ReceiptDue(inner.sender, "delivered", (inner.id,)),)
         return Effects(
             outcome,
             store=stored,
             show=True,
             unsupported=how is Handling.UNSUPPORTED,
-            events=(EventType.MESSAGE_RECEIVED,),
+            receipts=receipts,
+            events=received_events(stored, first_request=not state.has_requests),
         )
     if outcome == "receipt":
         moves = _status_moves(inner, state)
-        events = (EventType.MESSAGE_STATUS,) * len(moves)
-        return Effects(outcome, status_moves=moves, events=events)
-    return Effects(outcome)
+        events = tuple(
+            status_event(state.targets[m.message_id], m.status, now_ms, m.detail) for m in moves
+        )
+        return Effects(outcome, status_moves=moves, confirms=confirms, events=events)
+    return Effects(outcome, confirms=confirms)
 
 
 def _status_moves(inner: InnerMessage, state: LocalState) -> tuple[StatusMove, ...]:

@@ -21,6 +21,7 @@ __all__ = [
     "Direction",
     "Event",
     "EventType",
+    "LogEvent",
     "MessagePage",
     "OutboxItem",
     "Recipient",
@@ -188,10 +189,10 @@ class EventType(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """One entry of the event log; ``id`` increases and is never reused."""
+class LogEvent:
+    """An entry for the event log before the store gives it its id (built by
+    :mod:`p2pdm.core.eventlog`)."""
 
-    id: int
     type: EventType
     at_ms: int
     #: The other party the event is about (None for node-wide events).
@@ -203,6 +204,16 @@ class Event:
     detail: str = ""
     #: The conversation of the message it is about (``message.*`` events).
     conversation_id: bytes | None = None
+    #: About a stranger's message request: kept in the request events' part
+    #: of the log, pruned apart from the main part.
+    request: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event(LogEvent):
+    """One entry of the event log; ``id`` increases and is never reused."""
+
+    id: int = field(kw_only=True)
 
 
 class TokenScope(StrEnum):

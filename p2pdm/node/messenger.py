@@ -8,8 +8,9 @@ outbox entry. Receiving does the reverse and commits the message, the
 session state after decrypting it, the seen ids (replay protection) and any
 used one-time prekey together. A crash can therefore neither lose a message
 nor reuse a message key. What an accepted message does (store it, show it,
-move statuses) is decided by the pure machine in ``p2pdm.core.conversation``;
-the messenger looks up the state it needs and applies its effects.
+move statuses, log events, receipts due) is decided by the pure machine in
+``p2pdm.core.conversation``; the messenger looks up the state it needs and
+applies its effects, the event-log entries included, in that transaction.
 
 Time and randomness are injected, so tests control both.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from p2pdm.core import conversation
-from p2pdm.core.conversation import Effects, LocalState, Outcome
+from p2pdm.core.conversation import Effects, LocalState, Outcome, Via
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.kinds import Body, ReceiptBody, TextBody, decode_stored, spec_for
 from p2pdm.core.model import (
@@ -34,6 +35,7 @@ from p2pdm.core.model import (
     Contact,
     DeliveryStatus,
     Direction,
+    EventType,
     OutboxItem,
     StoredMessage,
     direct_conversation_id,
@@ -67,7 +69,7 @@ from p2pdm.limits import (
     MAX_TEXT_BYTES,
     ONE_TIME_PREKEYS_PER_BUNDLE,
 )
-from p2pdm.store.base import Store
+from p2pdm.store.base import Store, log_event
 
 __all__ = ["Messenger", "Outgoing", "Received", "is_unsupported", "message_text"]
 
@@ -116,10 +118,11 @@ class Received:
     #: The stored message, for kinds shown in conversations.
     message: StoredMessage | None
     #: Outgoing message ids whose status a receipt moved forward.
-    status_changes: tuple[tuple[bytes, DeliveryStatus], ...] = ()
-    outcome: Outcome = "stored"
-    #: What the conversation machine decided (core/conversation.py).
-    effects: Effects | None = None
+    status_changes: tuple[tuple[bytes, DeliveryStatus], ...]
+    outcome: Outcome
+    #: What the conversation machine decided (core/conversation.py): the
+    #: receipts due and the messages confirmed are for the caller to act on.
+    effects: Effects
 
 
 class Messenger:
@@ -306,8 +309,9 @@ class Messenger:
 
     # --- receiving ----------------------------------------------------------
 
-    def receive(self, data: bytes) -> Received:
-        """Accept one encoded envelope addressed to this node (docs/protocol.md §11).
+    def receive(self, data: bytes, via: Via = "direct") -> Received:
+        """Accept one encoded envelope addressed to this node (docs/protocol.md §11),
+        which came by ``via``.
 
         Raises a WireError subclass (EnvelopeIdMismatch for an id that is not
         the hash of the content), WrongRecipient, EnvelopeExpired,
@@ -356,7 +360,7 @@ class Messenger:
             self.store.put_session(sender, sessions.to_bytes(), now)
             if self.own.version != prekeys_version:  # a one-time prekey was used
                 self.store.put_prekeys(self.own.to_bytes())
-            received = self._file(inner, now)
+            received = self._file(inner, now, via)
         if stranger:
             self._log_requests(now)
         return received
@@ -404,7 +408,7 @@ class Messenger:
             self.own = self._load_prekeys()
             raise
 
-    def _file(self, inner: InnerMessage, now: int) -> Received:
+    def _file(self, inner: InnerMessage, now: int, via: Via) -> Received:
         """Apply what the conversation machine decides for ``inner`` (inside
         the caller's transaction)."""
         sender = inner.sender
@@ -417,15 +421,21 @@ class Messenger:
             me=self.peer_id,
             contact=contact is not None,
             blocked=contact is not None and contact.blocked,
+            has_requests=contact is None and self.store.has_requests(sender),
             targets=targets,
         )
-        effects = conversation.on_message(inner, state, now)
+        effects = conversation.on_message(inner, state, now, via=via)
         stored = self.store.add_message(effects.store) if effects.store is not None else None
         changes = tuple(
             (move.message_id, move.status)
             for move in effects.status_moves
-            if self.store.set_status(move.message_id, move.status, now, move.detail)
+            if self.store.set_status(move.message_id, move.status, now, move.detail, event=False)
         )
+        moved = {message_id for message_id, _ in changes}
+        for event in effects.events:
+            # The store is the authority on a status move: log only those it made.
+            if event.type is not EventType.MESSAGE_STATUS or event.message_id in moved:
+                log_event(self.store, event)
         return Received(sender, inner, stored, changes, effects.outcome, effects)
 
     # --- reading ------------------------------------------------------------

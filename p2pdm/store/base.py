@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from p2pdm.core.eventlog import LogEvent
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import (
@@ -48,7 +49,7 @@ from p2pdm.limits import (
     MAX_REQUEST_MESSAGES_PER_PEER,
 )
 
-__all__ = ["RequestCaps", "RequestUsage", "Store"]
+__all__ = ["RequestCaps", "RequestUsage", "Store", "log_event"]
 
 _T = TypeVar("_T")
 
@@ -104,6 +105,8 @@ class Store(Protocol):
         Storing a message request first drops, oldest first, the pending
         requests over the store's :class:`RequestCaps` (the sender's own,
         then everyone's), in the same write: the store never holds more.
+        Writes no event: the caller logs the entries
+        :func:`p2pdm.core.eventlog.received_events` makes, in its transaction.
         """
         ...
 
@@ -116,14 +119,17 @@ class Store(Protocol):
         detail: str = "",
         *,
         recipient: PeerId | None = None,
+        event: bool = True,
     ) -> bool:
         """Record a status change; refuses to move back (see ``STATUS_RANK``).
 
         For an outgoing message the change is that of ``recipient`` (every
         recipient if None), and the message's own status becomes the least
-        advanced of its recipients' (with its history entry and event when it
-        moves). Returns True if a status changed. Raises NotFound for an
-        unknown id or a peer that is not one of its recipients.
+        advanced of its recipients' (with its history entry and, unless
+        ``event`` is False, its event when it moves: a caller that passes
+        False logs the change itself). Returns True if a status changed.
+        Raises NotFound for an unknown id or a peer that is not one of its
+        recipients.
         """
         ...
 
@@ -156,6 +162,9 @@ class Store(Protocol):
         ...
 
     def request_usage(self) -> RequestUsage: ...
+    def has_requests(self, peer: PeerId) -> bool:
+        """True while ``peer`` has a pending message request (its next is not its first)."""
+        ...
 
     # --- replay protection ---
     def has_seen(self, message_id: bytes) -> bool: ...
@@ -233,8 +242,9 @@ class Store(Protocol):
         ...
 
     # --- the event log (see docs/api.md, "Events") ---
-    # add_message, set_status, mark_conversation_read and put_contact write
-    # their events themselves, in the same transaction as the change.
+    # set_status, note_status, mark_conversation_read and put_contact write
+    # their events themselves, in the same transaction as the change;
+    # add_message writes none (see p2pdm.core.conversation on who logs what).
     def add_event(
         self,
         type: EventType,
@@ -306,6 +316,21 @@ class Store(Protocol):
         """``contacts``, ``messages``, ``unread``, ``requests``, ``outbox``,
         ``requests_dropped`` (request messages dropped over the caps, ever)."""
         ...
+
+
+def log_event(store: Store, event: LogEvent) -> int:
+    """Append an entry built by :mod:`p2pdm.core.eventlog` to ``store``'s event
+    log (inside the caller's transaction, if any); returns its id."""
+    return store.add_event(
+        event.type,
+        event.at_ms,
+        event.peer,
+        event.message_id,
+        event.status,
+        event.detail,
+        request=event.request,
+        conversation_id=event.conversation_id,
+    )
 
 
 def envelope_digest(envelope: bytes) -> bytes:
@@ -418,20 +443,6 @@ def message_status(message: StoredMessage, recipients: tuple[Recipient, ...]) ->
 def is_unread(message: StoredMessage) -> bool:
     """True for an incoming message that counts towards its conversation's unread."""
     return message.direction == Direction.IN and message.status in UNREAD_STATUSES
-
-
-def received_events(message: StoredMessage, first_request: bool) -> list[EventType]:
-    """The events that storing ``message`` makes, in order.
-
-    An incoming message is ``message.received``; the first pending request
-    from a stranger is also ``contact.request``. Outgoing messages make none
-    (their status changes do).
-    """
-    if message.direction != Direction.IN:
-        return []
-    if message.request and first_request:
-        return [EventType.CONTACT_REQUEST, EventType.MESSAGE_RECEIVED]
-    return [EventType.MESSAGE_RECEIVED]
 
 
 def requests_over_caps(

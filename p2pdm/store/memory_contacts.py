@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from p2pdm.core.eventlog import contact_added
 from p2pdm.core.identity import PeerId
-from p2pdm.core.model import (
-    Contact,
-    EventType,
-)
+from p2pdm.core.model import Contact
 from p2pdm.store.base import (
     contact_name_key,
 )
@@ -26,7 +24,7 @@ class ContactDicts(Dicts):
         new = contact.peer_id not in state.contacts
         state.contacts[contact.peer_id] = replace(contact, addrs=tuple(contact.addrs))
         if new:
-            self.add_event(EventType.CONTACT_ADDED, contact.added_at_ms, contact.peer_id)
+            self._log(contact_added(contact))
 
     def get_contact(self, peer: PeerId) -> Contact | None:
         return self._live().contacts.get(peer)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import bisect
 from dataclasses import replace
 
+from p2pdm.core.eventlog import status_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Conversation,
     DeliveryStatus,
-    EventType,
     MessagePage,
     StatusChange,
     StoredMessage,
@@ -31,7 +31,6 @@ from p2pdm.store.base import (
     message_status,
     notable,
     page_limit,
-    received_events,
     requests_over_caps,
     status_moves,
 )
@@ -46,14 +45,12 @@ class MessageDicts(Dicts):
     def add_message(self, message: StoredMessage) -> StoredMessage:
         """Insert; returns it with ``seq`` set. Raises StoreError if the id exists.
 
-        Updates its conversation exactly as :meth:`SQLiteStore.add_message` does.
+        Updates its conversation exactly as :meth:`SQLiteStore.add_message`
+        does, and like it writes no event.
         """
         state = self._live()
         if message.id in state.seq_of:
             raise StoreError(f"message {message.id.hex()} is already stored")
-        first_request = not any(
-            m.request and m.peer == message.peer for m in state.messages.values()
-        )
         state.last_seq += 1
         recipients = first_recipients(message)
         stored = replace(
@@ -78,15 +75,6 @@ class MessageDicts(Dicts):
             conversation.last_seq = stored.seq
             conversation.unread += int(is_unread(stored))
             conversation.request = conversation.request and stored.request
-        for kind in received_events(stored, first_request):
-            self.add_event(
-                kind,
-                stored.stored_at_ms,
-                stored.peer,
-                stored.id,
-                request=stored.request,
-                conversation_id=stored.conversation_id,
-            )
         if stored.request:
             self._trim_requests(state, stored.peer)
         return stored
@@ -122,6 +110,10 @@ class MessageDicts(Dicts):
         pending = [len(m.body) for m in state.messages.values() if m.request]
         return RequestUsage(len(pending), sum(pending), *state.requests_dropped)
 
+    def has_requests(self, peer: PeerId) -> bool:
+        """True while ``peer`` has a pending message request."""
+        return any(m.request and m.peer == peer for m in self._live().messages.values())
+
     def get_message(self, message_id: bytes) -> StoredMessage | None:
         state = self._live()
         seq = state.seq_of.get(message_id)
@@ -135,6 +127,7 @@ class MessageDicts(Dicts):
         detail: str = "",
         *,
         recipient: PeerId | None = None,
+        event: bool = True,
     ) -> bool:
         """Record a status change, of ``recipient``'s (every recipient's if None)
         for an outgoing message; see ``Store.set_status``."""
@@ -153,16 +146,8 @@ class MessageDicts(Dicts):
         if is_unread(old) and new not in UNREAD_STATUSES:
             conversation = state.conversations[old.conversation_id]
             conversation.unread = max(0, conversation.unread - 1)
-        self.add_event(
-            EventType.MESSAGE_STATUS,
-            at_ms,
-            old.peer,
-            message_id,
-            new,
-            detail,
-            request=old.request,
-            conversation_id=old.conversation_id,
-        )
+        if event:
+            self._log(status_event(old, new, at_ms, detail))
         return True
 
     def status_history(self, message_id: bytes) -> list[StatusChange]:
@@ -184,15 +169,7 @@ class MessageDicts(Dicts):
             history[-1] = note
             return True
         history.append(note)
-        self.add_event(
-            EventType.MESSAGE_STATUS,
-            at_ms,
-            message.peer,
-            message_id,
-            message.status,
-            detail,
-            conversation_id=message.conversation_id,
-        )
+        self._log(status_event(message, message.status, at_ms, detail))
         return True
 
     def messages(
@@ -234,15 +211,7 @@ class MessageDicts(Dicts):
                 state.history[message.id].append(
                     StatusChange(message.id, DeliveryStatus.READ, at_ms)
                 )
-                self.add_event(
-                    EventType.MESSAGE_STATUS,
-                    at_ms,
-                    message.peer,
-                    message.id,
-                    DeliveryStatus.READ,
-                    request=message.request,
-                    conversation_id=conversation_id,
-                )
+                self._log(status_event(message, DeliveryStatus.READ, at_ms))
                 changed.append(message.id)
         conversation = state.conversations.get(conversation_id)
         if conversation is not None:

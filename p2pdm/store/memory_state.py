@@ -20,6 +20,7 @@ from p2pdm.core.model import (
     DeliveryStatus,
     Event,
     EventType,
+    LogEvent,
     OutboxItem,
     StatusChange,
     StoredMessage,
@@ -105,10 +106,27 @@ class Dicts:
         conversation_id: bytes | None = None,
     ) -> int:
         """Append an event; returns its id. Each part of the log keeps its newest."""
+        return self._log(
+            LogEvent(type, at_ms, peer, message_id, status, detail, conversation_id, request)
+        )
+
+    def _log(self, entry: LogEvent) -> int:
+        """Append ``entry`` (built by :mod:`p2pdm.core.eventlog`); returns its id."""
         log = self._live().events
         log.last_id += 1
-        event = Event(log.last_id, type, at_ms, peer, message_id, status, detail, conversation_id)
-        log.add(event, self._event_caps[1] if request else self._event_caps[0], request=request)
+        cap = self._event_caps[1] if entry.request else self._event_caps[0]
+        event = Event(
+            entry.type,
+            entry.at_ms,
+            entry.peer,
+            entry.message_id,
+            entry.status,
+            entry.detail,
+            entry.conversation_id,
+            entry.request,
+            id=log.last_id,
+        )
+        log.add(event, cap, request=entry.request)
         if self._listener is not None:
             self._listener()
         return log.last_id

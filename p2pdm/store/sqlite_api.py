@@ -3,8 +3,9 @@
 How this works: :class:`APITables` is a mixin of
 :class:`~p2pdm.store.sqlite.SQLiteStore` that maps those parts of the
 :class:`~p2pdm.store.base.Store` contract onto the tables of ``_MIGRATION_API``.
-:func:`insert_event` is also called by the store's message and contact
-writes, inside their own savepoint, so an event commits with its change.
+:func:`insert_event` is also called by the store's status, read and contact
+writes (with the entries :mod:`p2pdm.core.eventlog` builds), inside their own
+savepoint, so an event commits with its change.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Collection
 from typing import Any, Final
 
 from p2pdm.core.identity import PeerId
-from p2pdm.core.model import ApiToken, DeliveryStatus, Event, EventType, TokenScope
+from p2pdm.core.model import ApiToken, DeliveryStatus, Event, EventType, LogEvent, TokenScope
 from p2pdm.errors import StoreError
 from p2pdm.limits import MAX_API_TOKENS
 from p2pdm.store.base import idempotency_cutoff_ms, page_limit
@@ -22,14 +23,16 @@ from p2pdm.store.sqlite_tables import Tables
 
 __all__ = ["APITables", "add_to_counter", "counter", "insert_event"]
 
-_EVENT_COLUMNS: Final = "id, type, at_ms, peer, message_id, status, detail, conversation_id"
+_EVENT_COLUMNS: Final = (
+    "id, type, at_ms, peer, message_id, status, detail, conversation_id, request"
+)
 _TOKEN_COLUMNS: Final = "name, secret_hash, scope, contacts, created_at_ms"
 #: The largest event id SQLite can hold; caps a cursor given from outside.
 _MAX_ID: Final = (1 << 63) - 1
 
 
 def _event(row: Any) -> Event:
-    eid, kind, at, peer, mid, status, detail, conversation = row
+    eid, kind, at, peer, mid, status, detail, conversation, request = row
     return Event(
         id=eid,
         type=EventType(kind),
@@ -39,6 +42,7 @@ def _event(row: Any) -> Event:
         status=None if status is None else DeliveryStatus(status),
         detail=detail,
         conversation_id=conversation,
+        request=bool(request),
     )
 
 
@@ -70,35 +74,24 @@ def add_to_counter(db: Any, name: str, delta: int) -> int:
     return value
 
 
-def insert_event(
-    db: Any,
-    caps: tuple[int, int],
-    kind: EventType,
-    at_ms: int,
-    peer: PeerId | None = None,
-    message_id: bytes | None = None,
-    status: DeliveryStatus | None = None,
-    detail: str = "",
-    *,
-    request: bool = False,
-    conversation_id: bytes | None = None,
-) -> int:
-    """Append an event; prune its part of the log (``caps``: main, requests) to size."""
+def insert_event(db: Any, caps: tuple[int, int], event: LogEvent) -> int:
+    """Append ``event``; prune its part of the log (``caps``: main, requests) to size."""
+    request = event.request
     lane = "request_events" if request else "events"
     lane_seq = add_to_counter(db, f"{lane}_lane_seq", 1)
     cursor = db.execute(
         "INSERT INTO events (type, at_ms, peer, message_id, status, detail, request, lane_seq, "
         "conversation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            str(kind),
-            at_ms,
-            None if peer is None else peer.raw,
-            message_id,
-            None if status is None else str(status),
-            detail,
+            str(event.type),
+            event.at_ms,
+            None if event.peer is None else event.peer.raw,
+            event.message_id,
+            None if event.status is None else str(event.status),
+            event.detail,
             int(request),
             lane_seq,
-            conversation_id,
+            event.conversation_id,
         ),
     )
     event_id = int(cursor.lastrowid or 0)
@@ -137,18 +130,10 @@ class APITables(Tables):
     ) -> int:
         """Append an event; returns its id. Each part of the log keeps its newest."""
         with self._writing(f"recording a {type} event") as db:
-            event_id = insert_event(
-                db,
-                self._event_caps,
-                type,
-                at_ms,
-                peer,
-                message_id,
-                status,
-                detail,
-                request=request,
-                conversation_id=conversation_id,
+            event = LogEvent(
+                type, at_ms, peer, message_id, status, detail, conversation_id, request
             )
+            event_id = insert_event(db, self._event_caps, event)
         self._notify()
         return event_id
 

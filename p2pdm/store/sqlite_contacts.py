@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from p2pdm.core.eventlog import contact_added
 from p2pdm.core.identity import PeerId
-from p2pdm.core.model import (
-    Contact,
-    EventType,
-)
+from p2pdm.core.model import Contact
 from p2pdm.store.base import (
     contact_name_key,
 )
@@ -69,13 +67,7 @@ class ContactTables(Tables):
                 ),
             )
             if new:
-                insert_event(
-                    db,
-                    self._event_caps,
-                    EventType.CONTACT_ADDED,
-                    contact.added_at_ms,
-                    contact.peer_id,
-                )
+                insert_event(db, self._event_caps, contact_added(contact))
         if new:
             self._notify()
 

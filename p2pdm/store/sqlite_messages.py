@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Final
 
+from p2pdm.core.eventlog import status_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Conversation,
     DeliveryStatus,
     Direction,
-    EventType,
     MessagePage,
     Recipient,
     StatusChange,
@@ -38,7 +38,6 @@ from p2pdm.store.base import (
     message_status,
     notable,
     page_limit,
-    received_events,
     status_moves,
 )
 from p2pdm.store.schema import UNREAD_CONDITION
@@ -106,6 +105,8 @@ class MessageTables(Tables):
         latest ``stored_at_ms`` (this node's clock, which a peer cannot push
         into the future), unread counts incoming unread messages, and the
         conversation stays a request while every message in it is one.
+        Writes no event: the caller logs what storing it makes
+        (:func:`p2pdm.core.eventlog.received_events`).
         """
         recipients = first_recipients(message)
         message = replace(
@@ -114,10 +115,6 @@ class MessageTables(Tables):
         with self._writing(f"storing message {message.id.hex()}") as db:
             if db.execute("SELECT 1 FROM messages WHERE id = ?", (message.id,)).fetchone():
                 raise StoreError(f"message {message.id.hex()} is already stored")
-            first_request = not db.execute(
-                "SELECT 1 FROM messages WHERE peer = ? AND request = 1", (message.peer.raw,)
-            ).fetchone()
-            events = received_events(message, first_request)
             db.execute(
                 "INSERT INTO conversations "
                 "(id, peer, last_message_at_ms, last_seq, unread, request) "
@@ -163,21 +160,8 @@ class MessageTables(Tables):
                 "VALUES (?, ?, ?, ?, ?)",
                 [(message.id, r.peer.raw, str(r.status), r.at_ms, r.detail) for r in recipients],
             )
-            for kind in events:
-                insert_event(
-                    db,
-                    self._event_caps,
-                    kind,
-                    message.stored_at_ms,
-                    message.peer,
-                    message.id,
-                    request=message.request,
-                    conversation_id=message.conversation_id,
-                )
             if message.request:
                 trim_requests(db, message.peer, self._request_caps)
-        if events:
-            self._notify()
         return replace(message, seq=seq)
 
     def get_message(self, message_id: bytes) -> StoredMessage | None:
@@ -195,6 +179,7 @@ class MessageTables(Tables):
         detail: str = "",
         *,
         recipient: PeerId | None = None,
+        event: bool = True,
     ) -> bool:
         """Record a status change, of ``recipient``'s (every recipient's if None)
         for an outgoing message; see ``Store.set_status``."""
@@ -225,19 +210,10 @@ class MessageTables(Tables):
                     "UPDATE conversations SET unread = unread - 1 WHERE id = ? AND unread > 0",
                     (old.conversation_id,),
                 )
-            insert_event(
-                db,
-                self._event_caps,
-                EventType.MESSAGE_STATUS,
-                at_ms,
-                old.peer,
-                message_id,
-                new,
-                detail,
-                request=old.request,
-                conversation_id=old.conversation_id,
-            )
-        self._notify()
+            if event:
+                insert_event(db, self._event_caps, status_event(old, new, at_ms, detail))
+        if event:
+            self._notify()
         return True
 
     def status_history(self, message_id: bytes) -> list[StatusChange]:
@@ -253,19 +229,19 @@ class MessageTables(Tables):
         """Record a note on an outgoing message's current status; see ``Store.note_status``."""
         with self._writing(f"noting the status of message {message_id.hex()}") as db:
             row = db.execute(
-                "SELECT status, direction, peer, conversation_id FROM messages WHERE id = ?",
-                (message_id,),
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
             ).fetchone()
             if row is None:
                 raise NotFound(f"no message {message_id.hex()} in the store")
-            status = DeliveryStatus(row[0])
+            message = _message(row)
+            status = message.status
             last = db.execute(
                 "SELECT n, status, at_ms, detail FROM status_history WHERE message_id = ? "
                 "ORDER BY n DESC LIMIT 1",
                 (message_id,),
             ).fetchall()
             latest = [StatusChange(message_id, DeliveryStatus(s), a, d) for _, s, a, d in last]
-            if not notable(Direction(row[1]), status, latest, detail):
+            if not notable(message.direction, status, latest, detail):
                 return False
             (entries,) = db.execute(
                 "SELECT count(*) FROM status_history WHERE message_id = ?", (message_id,)
@@ -281,17 +257,7 @@ class MessageTables(Tables):
                 "VALUES (?, ?, ?, ?)",
                 (message_id, str(status), at_ms, detail),
             )
-            insert_event(
-                db,
-                self._event_caps,
-                EventType.MESSAGE_STATUS,
-                at_ms,
-                PeerId(row[2]),
-                message_id,
-                status,
-                detail,
-                conversation_id=row[3],
-            )
+            insert_event(db, self._event_caps, status_event(message, status, at_ms, detail))
         self._notify()
         return True
 
@@ -333,11 +299,14 @@ class MessageTables(Tables):
     def mark_conversation_read(self, conversation_id: bytes, at_ms: int) -> list[bytes]:
         """Mark incoming messages read; returns the ids that changed, oldest first."""
         with self._writing("marking a conversation read") as db:
-            rows = db.execute(
-                f"SELECT id, peer, request FROM messages WHERE conversation_id = ? "
-                f"AND {UNREAD_CONDITION} ORDER BY seq",
-                (conversation_id,),
-            ).fetchall()
+            read = [
+                _message(row)
+                for row in db.execute(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? "
+                    f"AND {UNREAD_CONDITION} ORDER BY seq",
+                    (conversation_id,),
+                )
+            ]
             db.execute(
                 "INSERT INTO status_history (message_id, status, at_ms) "
                 f"SELECT id, ?, ? FROM messages WHERE conversation_id = ? AND {UNREAD_CONDITION} "
@@ -349,21 +318,12 @@ class MessageTables(Tables):
                 (str(DeliveryStatus.READ), conversation_id),
             )
             db.execute("UPDATE conversations SET unread = 0 WHERE id = ?", (conversation_id,))
-            for mid, peer, request in rows:
-                insert_event(
-                    db,
-                    self._event_caps,
-                    EventType.MESSAGE_STATUS,
-                    at_ms,
-                    PeerId(peer),
-                    mid,
-                    DeliveryStatus.READ,
-                    request=bool(request),
-                    conversation_id=conversation_id,
-                )
-        if rows:
+            for message in read:
+                event = status_event(message, DeliveryStatus.READ, at_ms)
+                insert_event(db, self._event_caps, event)
+        if read:
             self._notify()
-        return [mid for mid, _, _ in rows]
+        return [message.id for message in read]
 
     def accept_request(self, peer: PeerId) -> int:
         """Turn a peer's message requests into normal messages; returns how many."""
@@ -382,6 +342,14 @@ class MessageTables(Tables):
         """Pending request messages and bytes, and how many were dropped over the caps."""
         with self._reading("measuring message requests") as db:
             return request_usage(db)
+
+    def has_requests(self, peer: PeerId) -> bool:
+        """True while ``peer`` has a pending message request."""
+        with self._reading(f"looking for requests of {peer.short()}") as db:
+            found = db.execute(
+                "SELECT 1 FROM messages WHERE peer = ? AND request = 1 LIMIT 1", (peer.raw,)
+            ).fetchone()
+        return found is not None
 
     # --- counts ----------------------------------------------------------
 

@@ -14,6 +14,7 @@ from p2pdm.node.node import Node
 from p2pdm.node.tokens import authenticate, create_token, hash_token
 from tests.api.conftest import as_token, assert_error, check_documented, make_token
 from tests.conftest import Api, make_node, serving
+from tests.store.conftest import receive
 
 CAROL = str(Identity.generate(b"\x09" * 32).peer_id)
 
@@ -108,7 +109,7 @@ async def test_a_token_limited_to_a_contact_sees_only_that_conversation(alice: A
     node = alice.node
     bob, carol = node.resolve("bob"), node.resolve("carol")
     to_bob = node.send_text(bob, "for Bob")
-    node.store.add_message(_incoming(node, carol, b"\x05" * 16))  # Carol wrote to Alice
+    receive(node.store, _incoming(node, carol, b"\x05" * 16))  # Carol wrote to Alice
     node.peer_online(carol)
     secret, _ = await make_token(alice, scope="send", contacts=["bob"])
     async with as_token(alice, secret) as client:

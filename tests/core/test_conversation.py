@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,13 +15,16 @@ from p2pdm.core.conversation import (
     ReceiptDue,
     Standing,
     StatusMove,
+    Via,
     on_message,
     on_read,
     on_send,
 )
+from p2pdm.core.eventlog import LogEvent, contact_added, received_events, status_event
 from p2pdm.core.identity import Identity
 from p2pdm.core.kinds import Body, ReceiptBody, TextBody, UnknownBody
 from p2pdm.core.model import (
+    Contact,
     DeliveryStatus,
     Direction,
     EventType,
@@ -73,8 +78,10 @@ def test_a_contacts_text_is_stored_shown_and_announced() -> None:
     assert stored.conversation_id == CONV and stored.body == inner.body_bytes()
     assert (stored.sent_at_ms, stored.stored_at_ms) == (NOW - 500, NOW)
     assert stored.status is DeliveryStatus.DELIVERED and not stored.request
-    assert effects.events == (EventType.MESSAGE_RECEIVED,)
-    assert effects.status_moves == () and effects.receipts == ()
+    assert effects.events == (
+        LogEvent(EventType.MESSAGE_RECEIVED, NOW, ALICE.peer_id, inner.id, conversation_id=CONV),
+    )
+    assert effects.status_moves == () and effects.receipts == () and effects.confirms == ()
 
 
 def test_a_strangers_text_is_a_request() -> None:
@@ -82,11 +89,49 @@ def test_a_strangers_text_is_a_request() -> None:
     assert effects.outcome == "request" and effects.store is not None and effects.store.request
 
 
+def test_a_strangers_first_pending_request_is_also_a_contact_request_event() -> None:
+    inner = from_alice(TextBody("hi"))
+    first = on_message(inner, LocalState(BOB.peer_id), NOW)
+    entry = LogEvent(
+        EventType.CONTACT_REQUEST, NOW, ALICE.peer_id, inner.id, conversation_id=CONV, request=True
+    )
+    assert first.events == (entry, replace(entry, type=EventType.MESSAGE_RECEIVED))
+    # Requests of its are pending already: only the message is announced.
+    more = on_message(inner, LocalState(BOB.peer_id, has_requests=True), NOW)
+    assert more.events == (replace(entry, type=EventType.MESSAGE_RECEIVED),)
+    # Pending requests say nothing about a contact.
+    contact = on_message(inner, LocalState(BOB.peer_id, contact=True, has_requests=True), NOW)
+    assert [e.type for e in contact.events] == [EventType.MESSAGE_RECEIVED]
+    assert not any(e.request for e in contact.events)
+
+
+def test_a_message_from_a_mailbox_is_due_a_delivered_receipt_a_direct_one_is_not() -> None:
+    inner = from_alice(TextBody("hi"))
+    due = (ReceiptDue(ALICE.peer_id, "delivered", (inner.id,)),)
+    for state in (LocalState(BOB.peer_id, contact=True), LocalState(BOB.peer_id)):
+        assert on_message(inner, state, NOW, via="mailbox").receipts == due
+        assert on_message(inner, state, NOW, via="direct").receipts == ()
+    unknown = from_alice(UnknownBody("poke", {}))
+    assert on_message(unknown, LocalState(BOB.peer_id), NOW, via="mailbox").receipts == (
+        ReceiptDue(ALICE.peer_id, "delivered", (unknown.id,)),
+    )
+    # Nothing stored, nothing to confirm: a receipt, or a blocked contact's text.
+    state = LocalState(BOB.peer_id, contact=True, targets={MINE: sent_by_bob()})
+    receipt = from_alice(ReceiptBody("delivered", (MINE,)))
+    assert on_message(receipt, state, NOW, via="mailbox").receipts == ()
+    blocked = LocalState(BOB.peer_id, contact=True, blocked=True)
+    assert on_message(inner, blocked, NOW, via="mailbox").receipts == ()
+
+
 def test_a_blocked_contact_changes_nothing() -> None:
     blocked = LocalState(BOB.peer_id, contact=True, blocked=True, targets={MINE: sent_by_bob()})
-    for body in (TextBody("hi"), ReceiptBody("read", (MINE,)), UnknownBody("poke", {})):
-        effects = on_message(from_alice(body), blocked, NOW)
-        assert effects == conversation.Effects("blocked")
+    for body in (TextBody("hi"), UnknownBody("poke", {})):
+        for via in ("direct", "mailbox"):
+            effects = on_message(from_alice(body), blocked, NOW, via=via)
+            assert effects == conversation.Effects("blocked")
+    # Its receipt moves nothing, but what it confirms did arrive: no resending.
+    effects = on_message(from_alice(ReceiptBody("read", (MINE,))), blocked, NOW)
+    assert effects == conversation.Effects("blocked", confirms=(MINE,))
 
 
 def test_an_unknown_kind_is_stored_as_unsupported() -> None:
@@ -105,10 +150,22 @@ def test_a_receipt_moves_only_the_senders_own_messages_forward() -> None:
     assert effects.status_moves == (
         StatusMove(MINE, DeliveryStatus.READ, f"receipt from {ALICE.peer_id.short()}"),
     )
-    assert effects.events == (EventType.MESSAGE_STATUS,)
+    assert effects.events == (
+        LogEvent(
+            EventType.MESSAGE_STATUS,
+            NOW,
+            ALICE.peer_id,
+            MINE,
+            DeliveryStatus.READ,
+            f"receipt from {ALICE.peer_id.short()}",
+            CONV,
+        ),
+    )
+    # Every id it names is confirmed (the outbox keeps only Alice's own).
+    assert effects.confirms == (MINE, bytes(16))
     # Carol cannot confirm what Bob sent Alice.
     carol = on_message(from_alice(ReceiptBody("read", (MINE,)), CAROL), state, NOW)
-    assert carol.outcome == "receipt" and carol.status_moves == ()
+    assert carol.outcome == "receipt" and carol.status_moves == () and carol.events == ()
     # Never backwards.
     read = LocalState(BOB.peer_id, contact=True, targets={MINE: sent_by_bob(DeliveryStatus.READ)})
     assert on_message(from_alice(ReceiptBody("delivered", (MINE,))), read, NOW).status_moves == ()
@@ -189,19 +246,40 @@ states = st.builds(
     blocked=st.booleans(),
     targets=st.dictionaries(st.just(MINE), stored_messages, max_size=1),
     read_receipts=st.booleans(),
+    has_requests=st.booleans(),
 )
 
 
-@given(bodies, st.sampled_from([ALICE, CAROL]), states, st.integers(0, 2**63))
+@given(
+    bodies,
+    st.sampled_from([ALICE, CAROL]),
+    states,
+    st.integers(0, 2**63),
+    st.sampled_from(["direct", "mailbox"]),
+)
 def test_the_machine_never_raises_and_keeps_its_promises(
-    body: Body, sender: Identity, state: LocalState, now: int
+    body: Body, sender: Identity, state: LocalState, now: int, via: Via
 ) -> None:
     inner = from_alice(body, sender)
-    effects = on_message(inner, state, now)
+    effects = on_message(inner, state, now, via=via)
     standing = state.standing
     assert effects.outcome in set(TRANSITIONS.values())
     if standing is Standing.BLOCKED:
-        assert effects == conversation.Effects("blocked")
+        assert effects == conversation.Effects("blocked", confirms=effects.confirms)
+    # What is stored is announced; what moves is logged, one entry a move.
+    received = [e for e in effects.events if e.type is EventType.MESSAGE_RECEIVED]
+    assert [e.message_id for e in received] == ([] if effects.store is None else [inner.id])
+    statuses = [e for e in effects.events if e.type is EventType.MESSAGE_STATUS]
+    assert [(e.message_id, e.status) for e in statuses] == [
+        (m.message_id, m.status) for m in effects.status_moves
+    ]
+    assert all(e.at_ms == now for e in effects.events)
+    # A delivered receipt is due exactly for what a mailbox brought and was stored.
+    mailbox_stored = via == "mailbox" and effects.store is not None
+    assert effects.receipts == (
+        (ReceiptDue(sender.peer_id, "delivered", (inner.id,)),) if mailbox_stored else ()
+    )
+    assert set(effects.confirms) <= set(conversation.targets_of(inner))
     if effects.store is not None:
         assert effects.store.id == inner.id and effects.store.peer == sender.peer_id
         assert effects.store.request == (standing is Standing.STRANGER)
@@ -213,3 +291,26 @@ def test_the_machine_never_raises_and_keeps_its_promises(
         assert target.peer == sender.peer_id and target.direction is Direction.OUT
     read = on_read(sender.peer_id, (inner.id,), state)
     assert all(due.to == sender.peer_id for due in read.receipts)
+
+
+# --- the event log's entries ---------------------------------------------------
+
+
+def test_each_change_has_its_entries_built_in_one_place() -> None:
+    out = sent_by_bob(DeliveryStatus.QUEUED)
+    assert received_events(out, first_request=True) == ()  # outgoing: its statuses speak
+    entry = status_event(out, DeliveryStatus.SENT, 5, "on the wire")
+    assert entry == LogEvent(
+        EventType.MESSAGE_STATUS, 5, ALICE.peer_id, MINE, DeliveryStatus.SENT, "on the wire", CONV
+    )
+    request = replace(out, direction=Direction.IN, request=True)
+    assert status_event(request, DeliveryStatus.READ, 6).request  # kept with the requests
+    assert [e.type for e in received_events(request, first_request=True)] == [
+        EventType.CONTACT_REQUEST,
+        EventType.MESSAGE_RECEIVED,
+    ]
+    assert [e.type for e in received_events(request, first_request=False)] == [
+        EventType.MESSAGE_RECEIVED
+    ]
+    contact = Contact(ALICE.peer_id, "alice", added_at_ms=7)
+    assert contact_added(contact) == LogEvent(EventType.CONTACT_ADDED, 7, ALICE.peer_id)

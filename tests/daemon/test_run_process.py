@@ -171,6 +171,9 @@ def test_receiver_killed_during_a_burst_gets_everything_exactly_once(tmp_path: P
             carol = Proc(tmp_path / "carol", carol_args + boot, tmp_path / "carol.log")
             carol_id = carol.client.node()["peer_id"]
             alice.client.add_contact(carol_id, "carol")
+            # Contacts both ways: to a node that does not know her, Alice is a
+            # stranger, whose messages are held to the requests' rate and caps.
+            carol.client.add_contact(alice.client.node()["peer_id"], "alice")
             sent = [alice.client.send("carol", f"message {i}")["id"] for i in range(burst // 3)]
             carol.stop(signal.SIGKILL)  # mid-burst: some queued, some in flight
             sent += [

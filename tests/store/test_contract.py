@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
 from operator import methodcaller
 from typing import Any
 
@@ -35,7 +36,7 @@ from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import IDEMPOTENCY_RETENTION_SECONDS, MAX_API_TOKENS, MAX_PAGE_SIZE
 from p2pdm.store import MemoryStore, SQLiteStore, Store
 from p2pdm.store.base import RequestCaps, RequestUsage
-from tests.store.conftest import ALICE, BOB, CAROL
+from tests.store.conftest import ALICE, BOB, CAROL, receive
 
 ME = PeerId.from_public_key(b"\x01" * 32)
 WITH_ALICE = direct_conversation_id(ME, ALICE)
@@ -495,10 +496,10 @@ def test_dropping_requests_rolls_back_with_the_insert(kind: str, tmp_path: Any) 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_request_events_are_pruned_apart_from_contacts_events(kind: str, tmp_path: Any) -> None:
     store = capped(kind, tmp_path, RequestCaps(), max_events=3, max_request_events=2)
-    store.add_message(msg(1, ALICE))  # event 1
-    store.add_message(msg(2, ALICE))  # event 2
+    receive(store, msg(1, ALICE))  # event 1
+    receive(store, msg(2, ALICE))  # event 2
     for n in range(3, 13):  # a flood: contact.request + 10 message.received
-        store.add_message(msg(n, BOB, request=True))
+        receive(store, msg(n, BOB, request=True))
     store.set_status(mid(12), DeliveryStatus.READ, 2_000)  # about a request: a request event
     ids = [(e.type, e.message_id) for e in store.events(0, 50)]
     assert ids[:2] == [(EventType.MESSAGE_RECEIVED, mid(1)), (EventType.MESSAGE_RECEIVED, mid(2))]
@@ -508,8 +509,8 @@ def test_request_events_are_pruned_apart_from_contacts_events(kind: str, tmp_pat
     ]
     assert store.events_pruned() == (0, 12)  # nothing of the main log was pruned
     assert store.event_bounds() == (1, 14)
-    store.add_message(msg(13, ALICE))
-    store.add_message(msg(14, ALICE))  # the main log's own cap still holds
+    receive(store, msg(13, ALICE))
+    receive(store, msg(14, ALICE))  # the main log's own cap still holds
     assert [e.message_id for e in store.events(0, 50) if e.peer == ALICE] == [
         mid(2),
         mid(13),
@@ -784,12 +785,30 @@ def kinds(store: Store, after: int = 0) -> list[tuple[EventType, PeerId | None, 
     return [(e.type, e.peer, e.message_id) for e in store.events(after, MAX_PAGE_SIZE)]
 
 
+def test_storing_a_message_writes_no_event(store: Store) -> None:
+    # The caller logs what a received message makes (p2pdm.core.eventlog).
+    store.add_message(msg(1, ALICE))
+    store.add_message(msg(2, CAROL, request=True))
+    store.add_message(msg(3, BOB, direction=Direction.OUT))
+    assert store.event_bounds() == (0, 0)
+
+
+def test_pending_requests_are_known_per_peer(store: Store) -> None:
+    assert not store.has_requests(CAROL)
+    store.add_message(msg(1, CAROL))  # a contact's message is not a request
+    assert not store.has_requests(CAROL)
+    store.add_message(msg(2, CAROL, request=True))
+    assert store.has_requests(CAROL) and not store.has_requests(ALICE)
+    store.accept_request(CAROL)
+    assert not store.has_requests(CAROL)
+
+
 def test_incoming_messages_and_first_requests_are_events(store: Store) -> None:
     assert store.event_bounds() == (0, 0)
-    store.add_message(msg(1, ALICE))
-    store.add_message(msg(2, BOB, direction=Direction.OUT))  # outgoing: no event
-    store.add_message(msg(3, CAROL, request=True))
-    store.add_message(msg(4, CAROL, request=True))  # not the first request: no contact.request
+    receive(store, msg(1, ALICE))
+    receive(store, msg(2, BOB, direction=Direction.OUT))  # outgoing: no event
+    receive(store, msg(3, CAROL, request=True))
+    receive(store, msg(4, CAROL, request=True))  # not the first request: no contact.request
     assert kinds(store) == [
         (EventType.MESSAGE_RECEIVED, ALICE, mid(1)),
         (EventType.CONTACT_REQUEST, CAROL, mid(3)),
@@ -801,14 +820,14 @@ def test_incoming_messages_and_first_requests_are_events(store: Store) -> None:
     assert events[0].at_ms == 1_000
     assert store.event_bounds() == (1, 4)
     store.accept_request(CAROL)
-    store.add_message(msg(5, CAROL, request=True))  # pending requests were accepted: first again
+    receive(store, msg(5, CAROL, request=True))  # pending requests were accepted: first again
     assert kinds(store, 4)[0] == (EventType.CONTACT_REQUEST, CAROL, mid(5))
 
 
 def test_status_changes_and_reads_are_events(store: Store) -> None:
     store.add_message(msg(1, BOB, direction=Direction.OUT))
-    store.add_message(msg(2, ALICE))
-    store.add_message(msg(3, ALICE))
+    receive(store, msg(2, ALICE))
+    receive(store, msg(3, ALICE))
     assert store.set_status(mid(1), DeliveryStatus.SENT, 2_000, "on the wire")
     assert not store.set_status(mid(1), DeliveryStatus.QUEUED, 2_001)  # refused: no event
     assert store.mark_conversation_read(WITH_ALICE, 3_000) == [mid(2), mid(3)]
@@ -829,6 +848,13 @@ def test_status_changes_and_reads_are_events(store: Store) -> None:
         WITH_ALICE,
         WITH_ALICE,
     ]
+
+
+def test_a_status_change_logged_by_its_caller_writes_no_event(store: Store) -> None:
+    store.add_message(msg(1, BOB, direction=Direction.OUT))
+    assert store.set_status(mid(1), DeliveryStatus.READ, 2_000, "receipt", event=False)
+    assert store.events(0, 10) == []
+    assert [c.status for c in store.status_history(mid(1))][-1] == DeliveryStatus.READ
 
 
 def test_a_new_contact_is_an_event_a_rename_is_not(store: Store) -> None:
@@ -896,7 +922,7 @@ def test_listener_is_called_for_events_from_every_path(store: Store) -> None:
     store.add_message(msg(1, BOB, direction=Direction.OUT))
     assert woken == []
     store.set_status(mid(1), DeliveryStatus.SENT, 5)
-    store.add_message(msg(2, ALICE))
+    receive(store, msg(2, ALICE))
     store.mark_conversation_read(WITH_ALICE, 6)
     store.put_contact(contact(CAROL, "carol"))
     assert woken and woken[-1] == store.event_bounds()[1] == 4
@@ -1057,12 +1083,12 @@ class StoresAgree(RuleBasedStateMachine):
     @initialize(messages=st.lists(_messages, max_size=6))
     def add_first_messages(self, messages: list[StoredMessage]) -> None:
         for message in messages:
-            self.both(methodcaller("add_message", message))
+            self.both(partial(receive, message=message))
 
     @rule(messages=st.lists(_messages, min_size=1, max_size=3))
     def add_messages(self, messages: list[StoredMessage]) -> None:
         for message in messages:
-            self.both(methodcaller("add_message", message))
+            self.both(partial(receive, message=message))
 
     @rule(message_id=_ids, status=_statuses, at=_times, detail=st.sampled_from(["", "ack"]))
     def set_status(self, message_id: bytes, status: DeliveryStatus, at: int, detail: str) -> None:

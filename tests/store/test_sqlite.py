@@ -29,7 +29,7 @@ from p2pdm.store import SQLiteStore, schema
 from p2pdm.store.base import UNREAD_STATUSES
 from p2pdm.store.schema import MIGRATIONS, SCHEMA_VERSION, UNREAD_CONDITION, split_statements
 from tests.conftest import mode
-from tests.store.conftest import ALICE, BOB
+from tests.store.conftest import ALICE, BOB, receive
 
 CONVERSATION = b"\x07" * 16
 
@@ -388,7 +388,7 @@ def test_the_request_caps_migration_keeps_the_event_log_and_its_gap(path: Path) 
     with closing(SQLiteStore(path, max_request_events=2)) as store:
         assert store.events_pruned() == (1, 0)
         assert [e.id for e in store.events(0, 10)] == [2, 3, 4]
-        store.add_message(replace(message(5), peer=BOB, request=True))  # the oldest goes
+        receive(store, replace(message(5), peer=BOB, request=True))  # the oldest goes
         assert [e.id for e in store.events(0, 10)] == [2, 4, 5]
         assert store.events_pruned() == (1, 3)
 

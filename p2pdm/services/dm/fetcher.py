@@ -5,7 +5,8 @@ How this works: :class:`Fetcher` runs one round at start-up, then every
 reads every mailbox of ours (at most ``MAX_CONCURRENT_FETCHES`` at once)
 page by page, commits each page through the same path as envelopes from a
 dm stream, deletes from the mailbox what is stored (or can never be), and
-queues ``delivered`` receipts to the senders, one per sender and round.
+queues the receipts the conversation machine says are due (``delivered``,
+for what it stored), one per sender and status each round.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from p2pdm.core.conversation import ReceiptStatus
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import FetchedEnvelope
 from p2pdm.errors import P2PDMError
@@ -70,7 +72,7 @@ class Fetcher:
         """
         if self.mailboxes is None:
             return 0
-        confirm: defaultdict[PeerId, list[bytes]] = defaultdict(list)
+        due: defaultdict[tuple[PeerId, ReceiptStatus], list[bytes]] = defaultdict(list)
         accepted = 0
 
         def handle(via: PeerId, page: list[FetchedEnvelope]) -> list[int]:
@@ -82,8 +84,8 @@ class Fetcher:
                     done.append(item.seq)
                 if received is not None:
                     accepted += 1
-                    if received.message is not None:
-                        confirm[received.sender].append(received.inner.id)
+                    for receipt in received.effects.receipts:
+                        due[receipt.to, receipt.status].extend(receipt.ids)
             return done
 
         limiter = trio.Semaphore(MAX_CONCURRENT_FETCHES)
@@ -98,11 +100,11 @@ class Fetcher:
         async with trio.open_nursery() as nursery:
             for mailbox, addrs in await self.mailboxes.own():
                 nursery.start_soon(fetch_one, mailbox, addrs)
-        for sender, ids in confirm.items():
+        for (sender, status), ids in due.items():
             try:
-                self.node.messenger.send_receipt(sender, "delivered", ids)
+                self.node.messenger.send_receipt(sender, status, ids)
             except P2PDMError as exc:
-                log.info("no delivery receipt for %s: %s", sender.short(), exc)
+                log.info("no %s receipt for %s: %s", status, sender.short(), exc)
                 continue
             self.node.on_outbox(sender)
         return accepted

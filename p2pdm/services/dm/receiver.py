@@ -22,7 +22,6 @@ import trio
 from p2pdm.core.dm import DM_PROTOCOL, Ack, AckResult, decode_deliver
 from p2pdm.core.identity import PeerId
 from p2pdm.core.ratelimit import FailureLog, TokenBucket
-from p2pdm.core.wire import ReceiptBody
 from p2pdm.errors import (
     DecryptError,
     EnvelopeExpired,
@@ -132,7 +131,7 @@ class Receiver:
         accepted: list[Accepted] = []
         try:
             with self.node.store.group():
-                accepted = [self._accept(e, via) for e in envelopes]
+                accepted = [self._accept(e, via, path) for e in envelopes]
         except StoreError as exc:
             log.error("could not store %d envelopes: %s", len(envelopes), exc)
             self.node.messenger.reload()
@@ -146,7 +145,7 @@ class Receiver:
         self, envelope: bytes, via: PeerId | None = None, path: Path = "mailbox"
     ) -> tuple[AckResult, str]:
         """Commit one envelope; returns the ack result and a short reason."""
-        result, detail, received = self._accept(envelope, via)
+        result, detail, received = self._accept(envelope, via, path)
         if received is not None:
             self._notify(received, path)
         return result, detail
@@ -155,17 +154,17 @@ class Receiver:
         self.node.on_received(received)
         self.node.observer.envelope_accepted(received, path)
 
-    def _receive(self, envelope: bytes) -> Received:
+    def _receive(self, envelope: bytes, path: Path) -> Received:
         """The messenger's verdict on ``envelope``; the observer hears of a refusal."""
         try:
-            return self.node.messenger.receive(envelope)
+            return self.node.messenger.receive(envelope, path)
         except P2PDMError as exc:
             self.node.observer.envelope_refused(exc)
             raise
 
-    def _accept(self, envelope: bytes, via: PeerId | None) -> Accepted:
+    def _accept(self, envelope: bytes, via: PeerId | None, path: Path) -> Accepted:
         try:
-            received = self._receive(envelope)
+            received = self._receive(envelope, path)
         except ReplayError:
             # This very message was accepted before (same bytes, or the same
             # sender's same message id): never another sender's envelope.
@@ -192,8 +191,8 @@ class Receiver:
         except StoreError as exc:
             log.error("could not store an envelope: %s", exc)
             return "retry", "store unavailable", None
-        if isinstance(received.inner.body, ReceiptBody):
-            self._confirmed(received.sender, received.inner.body.ids)
+        if received.effects.confirms:
+            self._confirmed(received.sender, received.effects.confirms)
         return "ok", "", received
 
     def _confirmed(self, peer: PeerId, message_ids: Sequence[bytes]) -> None:
