@@ -267,6 +267,10 @@ def bench_net(n: int, concurrency: int, paced_rate: float, paced_n: int) -> NetR
             sender = _start_sender(sender_home, ready["addr"])
             with Client.for_home(sender_home) as client:
                 client.add_contact(ready["invite"], "receiver")
+            # Contacts both ways, as people who chat are: to a node that does
+            # not know it, the sender is a stranger held to the requests' rate.
+            with Client.for_home(receiver_home) as client:
+                client.add_contact(str(sender_home.load_identity().peer_id), "sender")
             sustained: dict[str, int] = {}
             paced: dict[str, int] = {}
 
