@@ -76,7 +76,6 @@ from p2pdm.api.payload import (
     MAX_CURSOR,
     Handler,
     RequestError,
-    bad_request,
     check_query,
     error_response,
     p2pdm_error_response,
@@ -109,13 +108,15 @@ log = logging.getLogger("p2pdm.api")
 def _check_path(request: Request, patterns: dict[str, re.Pattern[str]]) -> None:
     """Refuse a path parameter that does not match its documented pattern."""
     for name, pattern in patterns.items():
-        if not pattern.search(str(request.path_params[name])):
-            raise bad_request(f"path parameter {name!r} is not valid here: {_PATH_RULES[name]}")
+        value = str(request.path_params[name])
+        if not pattern.search(value):
+            # "invalid": the code the node gives the same refusal
+            raise RequestError(400, "invalid", f"{_PATH_RULES[name]}: {value[:60]!r}")
 
 
 #: What each checked path parameter must be, in words.
 _PATH_RULES: Final = {
-    "message_id": "a message id is 32 hex characters",
+    "message_id": "not a message id (32 hex characters)",
     "peer_id": "not a PeerID",
     "name": "a token name is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
     "letter or digit (the owner's token is <home>/api_token, not revoked here)",
