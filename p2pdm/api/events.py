@@ -86,12 +86,15 @@ STREAM_PARAMETERS: Final[tuple[Schema, ...]] = (
         "name": "types",
         "in": "query",
         "required": False,
-        "description": "comma-separated event types to get (default: all)",
+        "description": "comma-separated event types to get (absent or empty: all)",
         "style": "form",
         "explode": False,
         "schema": {
             "type": "array",
-            "items": {"type": "string", "enum": [t.value for t in EventType]},
+            "anyOf": [
+                {"items": {"type": "string", "enum": [t.value for t in EventType]}},
+                {"maxItems": 1, "items": {"const": ""}},  # "types=": every type
+            ],
         },
     },
 )

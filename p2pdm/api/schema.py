@@ -116,8 +116,17 @@ def _peer_id_pattern() -> str:
 PEER_ID_PATTERN: Final = _peer_id_pattern()
 #: A message or conversation id: 16 bytes in hex.
 MESSAGE_ID_PATTERN: Final = "^[0-9a-fA-F]{32}$"
+
+
+def _not_blank_pattern() -> str:
+    """A character that is not blank as Python's ``str.strip`` sees it, spelt out
+    (``\\S`` differs between regex engines: ASCII-only in some, as in ECMA-262)."""
+    blanks = [c for c in map(chr, range(0x3001)) if c.isspace()]
+    return "[^" + "".join(f"\\u{ord(c):04x}" for c in blanks) + "]"
+
+
 #: A name with something in it: the node strips blanks and refuses what is left empty.
-NOT_BLANK_PATTERN: Final = r"\S"
+NOT_BLANK_PATTERN: Final = _not_blank_pattern()
 
 STRING: Final[Schema] = {"type": "string"}
 INT: Final[Schema] = {"type": "integer"}
