@@ -7,9 +7,8 @@
 
 from __future__ import annotations
 
-from p2pdm.api.app import ROUTES, create_app
+from p2pdm.api.app import ROUTES, create_app, openapi_document
 from p2pdm.api.guard import MAX_API_BODY_BYTES, LocalGuard
-from p2pdm.api.openapi import openapi_document
 from p2pdm.api.server import serve_api
 
 __all__ = [

@@ -14,61 +14,123 @@ refused input is a 4xx with the node's own sentence, a client that hangs up
 mid-request is noted at debug level, and anything else is a logged 500 (a
 bug, never the client's fault).
 
-``openapi.py`` describes these routes; a test checks that the two agree.
+Each row of :data:`ROUTES` also carries its operation's :class:`~p2pdm.api.schema.Doc`
+(summary, parameters, request body, responses), and each handler's request
+body schema sits beside it; ``openapi.py`` assembles them into the document.
+:func:`_endpoint` enforces what the row declares of the path and query (each
+path parameter's pattern, no unknown query parameter), so the document and
+the server cannot disagree on those; a test runs schemathesis against both.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.routing import Route as StarletteRoute
 
-from p2pdm.api.events import poll_events, stream_events, websocket_events
+from p2pdm.api.events import (
+    POLL_PARAMETERS,
+    SSE_MEDIA_TYPE,
+    STREAM_PARAMETERS,
+    poll_events,
+    stream_events,
+    websocket_events,
+)
 from p2pdm.api.guard import LocalGuard, grant_of
-from p2pdm.api.openapi import openapi_document
+from p2pdm.api.handlers import (
+    NEW_CONTACT,
+    NEW_TOKEN,
+    SEND_MESSAGE,
+    SETTINGS_PATCH,
+    SETTINGS_SCHEMA,
+    add_contact,
+    add_token,
+    conversation_messages,
+    delete_contact,
+    delete_token,
+    get_message,
+    get_node,
+    get_settings,
+    list_contacts,
+    list_conversations,
+    list_tokens,
+    patch_settings,
+    read_conversation,
+    read_message,
+    send_message,
+)
+from p2pdm.api.openapi import build_document
 from p2pdm.api.payload import (
     DEFAULT_PAGE_SIZE,
+    ERROR,
     MAX_CURSOR,
     Handler,
-    JSONObject,
     RequestError,
-    bad_request,
     check_query,
-    contact_json,
-    conversation_json,
     error_response,
-    message_json,
     p2pdm_error_response,
     p2pdm_error_status,
-    query_int,
-    status_json,
-    token_json,
 )
-from p2pdm.core.identity import PeerId
+from p2pdm.api.schema import (
+    MESSAGE_ID_PATTERN,
+    NAME,
+    PEER_ID_PATTERN,
+    STRING,
+    TOKEN_NAME,
+    Doc,
+    Route,
+    path_param,
+    ref,
+)
+from p2pdm.api.schema import query_int as query_int_param
+from p2pdm.api.views import (
+    SCHEMAS,
+)
 from p2pdm.core.model import TokenScope
-from p2pdm.errors import NotFound, P2PDMError
+from p2pdm.errors import P2PDMError
 from p2pdm.limits import MAX_PAGE_SIZE
-from p2pdm.node.node import Node, parse_conversation_id
-from p2pdm.node.tokens import create_token, revoke_token
+from p2pdm.node.node import Node
 
-__all__ = ["ROUTES", "create_app"]
+__all__ = ["ROUTES", "create_app", "openapi_document"]
 
 log = logging.getLogger("p2pdm.api")
 
-#: Largest ``idempotency_key``: room for a UUID or a hash, not for payloads.
-MAX_IDEMPOTENCY_KEY_CHARS: Final = 255
+
+def _check_path(request: Request, patterns: dict[str, re.Pattern[str]]) -> None:
+    """Refuse a path parameter that does not match its documented pattern."""
+    for name, pattern in patterns.items():
+        value = str(request.path_params[name])
+        if not pattern.search(value):
+            # "invalid": the code the node gives the same refusal
+            raise RequestError(400, "invalid", f"{_PATH_RULES[name]}: {value[:60]!r}")
 
 
-def _endpoint(handler: Handler, scope: TokenScope) -> Callable[[Request], Awaitable[Response]]:
-    """Give ``handler`` the node, refuse tokens without ``scope``, map failures to JSON."""
+#: What each checked path parameter must be, in words.
+_PATH_RULES: Final = {
+    "message_id": "not a message id (32 hex characters)",
+    "peer_id": "not a contact's PeerID or name",
+    "name": "a token name is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
+    "letter or digit (the owner's token is <home>/api_token, not revoked here)",
+}
+
+
+def _endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
+    """Give the route's handler the node, refuse tokens without its scope and requests
+    its document refuses (path patterns, unknown query parameters), map failures to JSON."""
+    handler: Handler = route.handler
+    scope = route.scope
+    patterns = route.doc.path_patterns()
+    query = route.doc.query_names()
 
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
@@ -82,6 +144,8 @@ def _endpoint(handler: Handler, scope: TokenScope) -> Callable[[Request], Awaita
                     f"this needs a token with scope {scope.value!r}; "
                     f"token {grant.name!r} has {grant.scope.value!r}",
                 )
+            check_query(request, query)
+            _check_path(request, patterns)
             return await handler(request, node)
         except RequestError as exc:
             return exc.response()
@@ -111,192 +175,6 @@ def _internal_error() -> JSONResponse:
     return error_response(500, "internal_error", "the node failed to handle this request")
 
 
-# --- node ----------------------------------------------------------------------
-
-
-async def get_node(request: Request, node: Node) -> Response:
-    check_query(request, frozenset())
-    grant = grant_of(request.scope)
-    token = {"name": grant.name, "scope": grant.scope.value}  # the caller's, never its secret
-    return JSONResponse({**node.info(), "token": token, "invite": node.invite()})
-
-
-# --- contacts --------------------------------------------------------------------
-
-
-def _visible(request: Request, peer: PeerId) -> PeerId:
-    """``peer``, if the request's token may see it; else RequestError 403."""
-    grant = grant_of(request.scope)
-    if not grant.sees(peer):
-        raise RequestError(
-            403, "forbidden_contact", f"token {grant.name!r} is not allowed to use {peer}"
-        )
-    return peer
-
-
-def _visible_conversation(request: Request, node: Node) -> bytes:
-    """The id of the conversation the path names (an id, or a contact's name or
-    PeerID as an alias of the one-to-one conversation), if the token may see it."""
-    ref = str(request.path_params["conversation"])
-    conversation_id, peer = node.find_conversation(ref)
-    if parse_conversation_id(ref) is not None and not grant_of(request.scope).sees(peer):
-        raise NotFound(f"no conversation {ref}")  # as if absent, like a message
-    _visible(request, peer)
-    return conversation_id
-
-
-def _visible_peer(request: Request, node: Node, who: str) -> PeerId:
-    """The PeerID ``who`` is or names (resolved here, once), if the token may see it."""
-    return _visible(request, node.resolve(who))
-
-
-async def list_contacts(request: Request, node: Node) -> Response:
-    check_query(request, frozenset())
-    grant = grant_of(request.scope)
-    contacts = [contact_json(c) for c in node.contacts() if grant.sees(c.peer_id)]
-    return JSONResponse({"contacts": contacts})
-
-
-async def add_contact(request: Request, node: Node) -> Response:
-    body = await JSONObject.read(request)
-    invite = body.opt_text("invite")
-    peer_id = body.opt_text("peer_id")
-    name = body.opt_text("name")
-    body.done()
-    if (invite is None) == (peer_id is None):
-        raise bad_request("give exactly one of 'invite' and 'peer_id'")
-    if invite is not None:
-        added = node.add_contact_from_invite(invite, name)
-    else:
-        assert peer_id is not None
-        added = node.add_contact_by_peer_id(peer_id, name)
-    shown = {**contact_json(added.contact), "renamed_from": added.renamed_from}
-    return JSONResponse(shown, status_code=201)
-
-
-async def delete_contact(request: Request, node: Node) -> Response:
-    # A PeerID or a contact's name, looked up as everywhere else a contact is named.
-    node.delete_contact(_visible_peer(request, node, request.path_params["peer_id"]))
-    return Response(status_code=204)
-
-
-# --- messages --------------------------------------------------------------------
-
-
-def _idempotency(request: Request, key: str | None) -> tuple[str, str] | None:
-    """``(token name, key)``: each token has its own keys."""
-    if key is None:
-        return None
-    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
-        raise bad_request(f"'idempotency_key' is 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters")
-    return grant_of(request.scope).name, key
-
-
-async def send_message(request: Request, node: Node) -> Response:
-    body = await JSONObject.read(request)
-    to = body.text("to")
-    text = body.text("text")
-    idempotency = _idempotency(request, body.opt_text("idempotency_key"))
-    body.done()
-    peer = _visible_peer(request, node, to)
-    sent = await node.submit(peer, text, idempotency=idempotency)
-    message = sent.message
-    if sent.replayed:  # a retry: the same message, not a second one
-        return JSONResponse(message_json(message), headers={"Idempotent-Replayed": "true"})
-    return JSONResponse(
-        message_json(message),
-        status_code=201,
-        headers={"Location": f"/v1/messages/{message.id.hex()}"},
-    )
-
-
-def _message_id(request: Request, node: Node) -> str:
-    """The path's message id, if the token may see that message (else 404, as if absent)."""
-    text = str(request.path_params["message_id"])
-    message, _ = node.message(text)
-    if not grant_of(request.scope).sees(message.peer):
-        raise NotFound(f"no message {message.id.hex()}")
-    return text
-
-
-async def get_message(request: Request, node: Node) -> Response:
-    message, history = node.message(_message_id(request, node))
-    body = message_json(message, node.status_detail(message))
-    return JSONResponse({**body, "history": [status_json(c) for c in history]})
-
-
-async def read_message(request: Request, node: Node) -> Response:
-    message = node.mark_message_read(_message_id(request, node))
-    return JSONResponse(message_json(message, node.status_detail(message)))
-
-
-# --- conversations ---------------------------------------------------------------
-
-
-async def list_conversations(request: Request, node: Node) -> Response:
-    check_query(request, frozenset())
-    grant = grant_of(request.scope)
-    names = {c.peer_id: c.name for c in node.contacts()}
-    found = [conversation_json(c, names) for c in node.conversations() if grant.sees(c.peer)]
-    return JSONResponse({"conversations": found})
-
-
-async def conversation_messages(request: Request, node: Node) -> Response:
-    check_query(request, frozenset({"limit", "before"}))
-    limit = query_int(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    before = query_int(request, "before", None, 0, MAX_CURSOR)
-    assert limit is not None
-    page = node.messages(_visible_conversation(request, node), limit, before)
-    return JSONResponse(
-        {
-            "messages": [message_json(m, node.status_detail(m)) for m in page.messages],
-            "next_before": page.next_before,
-        }
-    )
-
-
-async def read_conversation(request: Request, node: Node) -> Response:
-    ids = node.mark_read(_visible_conversation(request, node))
-    return JSONResponse({"read": [i.hex() for i in ids]})
-
-
-# --- settings --------------------------------------------------------------------
-
-
-async def get_settings(request: Request, node: Node) -> Response:
-    check_query(request, frozenset())
-    return JSONResponse(node.settings())
-
-
-async def patch_settings(request: Request, node: Node) -> Response:
-    body = await JSONObject.read(request)
-    return JSONResponse(node.update_settings(body.rest()))
-
-
-# --- tokens ----------------------------------------------------------------------
-
-
-async def list_tokens(request: Request, node: Node) -> Response:
-    check_query(request, frozenset())
-    return JSONResponse({"tokens": [token_json(t) for t in node.store.list_tokens()]})
-
-
-async def add_token(request: Request, node: Node) -> Response:
-    body = await JSONObject.read(request)
-    scope = body.text("scope")
-    name = body.opt_text("name")
-    contacts = body.opt_text_list("contacts")
-    body.done()
-    peers = [node.resolve(who) for who in contacts]
-    token, secret = create_token(node.store, scope, peers, name, now_ms=node.now_ms())
-    return JSONResponse({**token_json(token), "token": secret}, status_code=201)
-
-
-async def delete_token(request: Request, node: Node) -> Response:
-    revoke_token(node.store, request.path_params["name"])
-    return Response(status_code=204)
-
-
 # --- the description -------------------------------------------------------------
 
 
@@ -306,28 +184,285 @@ async def get_openapi(request: Request, node: Node) -> Response:
 
 _READ, _SEND, _ADMIN = TokenScope.READ, TokenScope.SEND, TokenScope.ADMIN
 
-#: Every route: (path, method, handler, scope it needs). ``openapi.py``
-#: documents each one. Marking read is ``send``: it sends read receipts.
-ROUTES: Final[tuple[tuple[str, str, Handler, TokenScope], ...]] = (
-    ("/v1/node", "GET", get_node, _READ),
-    ("/v1/contacts", "GET", list_contacts, _READ),
-    ("/v1/contacts", "POST", add_contact, _ADMIN),
-    ("/v1/contacts/{peer_id}", "DELETE", delete_contact, _ADMIN),
-    ("/v1/messages", "POST", send_message, _SEND),
-    ("/v1/messages/{message_id}", "GET", get_message, _READ),
-    ("/v1/messages/{message_id}/read", "POST", read_message, _SEND),
-    ("/v1/conversations", "GET", list_conversations, _READ),
-    ("/v1/conversations/{conversation}/messages", "GET", conversation_messages, _READ),
-    ("/v1/conversations/{conversation}/read", "POST", read_conversation, _SEND),
-    ("/v1/events", "GET", stream_events, _READ),
-    ("/v1/events/poll", "GET", poll_events, _READ),
-    ("/v1/settings", "GET", get_settings, _READ),
-    ("/v1/settings", "PATCH", patch_settings, _ADMIN),
-    ("/v1/tokens", "GET", list_tokens, _ADMIN),
-    ("/v1/tokens", "POST", add_token, _ADMIN),
-    ("/v1/tokens/{name}", "DELETE", delete_token, _ADMIN),
-    ("/v1/openapi.json", "GET", get_openapi, _READ),
+_CONVERSATION: Final = path_param(
+    "conversation",
+    {"type": "string", "minLength": 1},
+    "the conversation id (32 hex characters); or, for the one-to-one conversation, "
+    "the contact's name or PeerID",
 )
+_MESSAGE_ID: Final = path_param(
+    "message_id",
+    {"type": "string", "pattern": MESSAGE_ID_PATTERN},
+    "the message id (32 hex characters)",
+)
+_PAGE: Final = (
+    query_int_param("limit", "most messages", 1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE),
+    query_int_param("before", "the next_before of the previous page", 0, MAX_CURSOR, None),
+)
+_NOT_FOUND: Final = {"404": ""}  # the shared wording
+_BODY: Final = {"413": "", "415": ""}
+
+#: Every route, one row each: path, method, handler, the scope it needs, and
+#: its document (``openapi.py`` assembles them). Marking read is ``send``: it
+#: sends read receipts.
+ROUTES: Final[tuple[Route, ...]] = (
+    Route(
+        "/v1/node",
+        "GET",
+        get_node,
+        _READ,
+        Doc(
+            "getNode",
+            "This node: PeerID, name, addresses, version, counts and a fresh invite",
+            ("200", ref("Node"), "the node"),
+        ),
+    ),
+    Route(
+        "/v1/contacts",
+        "GET",
+        list_contacts,
+        _READ,
+        Doc("listContacts", "All contacts, by name", ("200", ref("ContactList"), "the contacts")),
+    ),
+    Route(
+        "/v1/contacts",
+        "POST",
+        add_contact,
+        _ADMIN,
+        Doc(
+            "addContact",
+            "Add or rename a contact from an invite or a PeerID; accepts its message requests",
+            ("201", ref("AddedContact"), "the contact as stored"),
+            {
+                "400": "the body is malformed, or the invite is damaged or not signed by its key",
+                **_BODY,
+                "409": "the chosen name is a PeerID or another contact's name",
+                "422": "the invite has expired, or the contact cannot be added",
+            },
+            body=ref("NewContact"),
+            schemas={"NewContact": NEW_CONTACT},
+        ),
+    ),
+    Route(
+        "/v1/contacts/{peer_id}",
+        "DELETE",
+        delete_contact,
+        _ADMIN,
+        Doc(
+            "deleteContact",
+            "Forget a contact (its conversation stays)",
+            ("204", None, "deleted"),
+            _NOT_FOUND,
+            parameters=(
+                path_param(
+                    "peer_id",
+                    NAME,
+                    "the contact's PeerID, or its name (ignoring case); "
+                    "text that is a PeerID always means that PeerID",
+                ),
+            ),
+        ),
+    ),
+    Route(
+        "/v1/messages",
+        "POST",
+        send_message,
+        _SEND,
+        Doc(
+            "sendMessage",
+            "Queue a text message; the node delivers it when it can",
+            ("201", ref("Message"), "the message, status 'queued'"),
+            {
+                **_BODY,
+                "404": "'to' is not a PeerID and no contact has that name",
+                "422": "no session and no prekeys for the recipient yet, or the "
+                "idempotency_key was used for another message",
+            },
+            body=ref("SendMessage"),
+            schemas={"SendMessage": SEND_MESSAGE},
+            also={
+                "200": (ref("Message"), "a retry with a known idempotency_key: the message it made")
+            },
+        ),
+    ),
+    Route(
+        "/v1/messages/{message_id}",
+        "GET",
+        get_message,
+        _READ,
+        Doc(
+            "getMessage",
+            "One message with its delivery status history",
+            ("200", ref("MessageWithHistory"), "the message"),
+            _NOT_FOUND,
+            parameters=(_MESSAGE_ID,),
+        ),
+    ),
+    Route(
+        "/v1/messages/{message_id}/read",
+        "POST",
+        read_message,
+        _SEND,
+        Doc(
+            "readMessage",
+            "Mark the message's conversation read up to now (sends read receipts if on)",
+            ("200", ref("Message"), "the message after marking"),
+            _NOT_FOUND,
+            parameters=(_MESSAGE_ID,),
+        ),
+    ),
+    Route(
+        "/v1/conversations",
+        "GET",
+        list_conversations,
+        _READ,
+        Doc(
+            "listConversations",
+            "Conversations, most recent first, with unread counts",
+            ("200", ref("ConversationList"), "the conversations"),
+        ),
+    ),
+    Route(
+        "/v1/conversations/{conversation}/messages",
+        "GET",
+        conversation_messages,
+        _READ,
+        Doc(
+            "listMessages",
+            "A page of a conversation's messages, newest first",
+            ("200", ref("MessagePage"), "the page"),
+            _NOT_FOUND,
+            parameters=(_CONVERSATION, *_PAGE),
+        ),
+    ),
+    Route(
+        "/v1/conversations/{conversation}/read",
+        "POST",
+        read_conversation,
+        _SEND,
+        Doc(
+            "readConversation",
+            "Mark every message in the conversation read (sends read receipts if on)",
+            ("200", ref("ReadResult"), "the ids newly marked read"),
+            _NOT_FOUND,
+            parameters=(_CONVERSATION,),
+        ),
+    ),
+    Route(
+        "/v1/events",
+        "GET",
+        stream_events,
+        _READ,
+        Doc(
+            "streamEvents",
+            f"Events as Server-Sent Events (send 'Accept: {SSE_MEDIA_TYPE}': anything else "
+            "is 406); the same path over WebSocket sends each event as a JSON text frame",
+            (
+                "200",
+                STRING,
+                "an endless text/event-stream: 'id', 'event' (the type) and "
+                "'data' (the Event as JSON) per event; 'Last-Event-ID' resumes",
+            ),
+            {"406": f"the request's Accept header does not name {SSE_MEDIA_TYPE}", "503": ""},
+            parameters=STREAM_PARAMETERS,
+            ok_media_type=SSE_MEDIA_TYPE,
+        ),
+    ),
+    Route(
+        "/v1/events/poll",
+        "GET",
+        poll_events,
+        _READ,
+        Doc(
+            "pollEvents",
+            "Events after 'since', oldest first; waits up to 'timeout' seconds for the first",
+            ("200", ref("EventPage"), "the events (maybe none) and the next cursor"),
+            {"503": ""},
+            parameters=POLL_PARAMETERS,
+        ),
+    ),
+    Route(
+        "/v1/settings",
+        "GET",
+        get_settings,
+        _READ,
+        Doc(
+            "getSettings",
+            "The node's settings",
+            ("200", ref("Settings"), "every setting"),
+            schemas={"Settings": SETTINGS_SCHEMA},
+        ),
+    ),
+    Route(
+        "/v1/settings",
+        "PATCH",
+        patch_settings,
+        _ADMIN,
+        Doc(
+            "updateSettings",
+            "Change some settings; an unknown key or a wrong type changes nothing",
+            ("200", ref("Settings"), "every setting, after the change"),
+            _BODY,
+            body=ref("SettingsPatch"),
+            schemas={"SettingsPatch": SETTINGS_PATCH},
+        ),
+    ),
+    Route(
+        "/v1/tokens",
+        "GET",
+        list_tokens,
+        _ADMIN,
+        Doc(
+            "listTokens",
+            "The named API tokens (never their secrets)",
+            ("200", ref("TokenList"), "the tokens, by name"),
+        ),
+    ),
+    Route(
+        "/v1/tokens",
+        "POST",
+        add_token,
+        _ADMIN,
+        Doc(
+            "createToken",
+            "Make a scoped token, maybe limited to some contacts; the secret is shown once",
+            ("201", ref("CreatedToken"), "the token and its secret"),
+            {
+                **_BODY,
+                "404": "a contact it is limited to is not a PeerID or a contact's name",
+                "422": "a token with that name exists, or there are too many tokens",
+            },
+            body=ref("NewToken"),
+            schemas={"NewToken": NEW_TOKEN},
+        ),
+    ),
+    Route(
+        "/v1/tokens/{name}",
+        "DELETE",
+        delete_token,
+        _ADMIN,
+        Doc(
+            "revokeToken",
+            "Revoke a named token: it stops working at once",
+            ("204", None, "revoked"),
+            _NOT_FOUND,
+            parameters=(path_param("name", TOKEN_NAME, "the token's name"),),
+        ),
+    ),
+    Route(
+        "/v1/openapi.json",
+        "GET",
+        get_openapi,
+        _READ,
+        Doc("getOpenAPI", "This document", ("200", {"type": "object"}, "the OpenAPI document")),
+    ),
+)
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of :data:`ROUTES` (built once; treat it as read-only)."""
+    return build_document(ROUTES, {**SCHEMAS, "Error": ERROR})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -345,10 +480,11 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
 def _routes() -> list[BaseRoute]:
     """One Starlette route per path, so that a 405 lists every method of the path in Allow."""
     by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
-    for path, method, handler, scope in ROUTES:
-        by_path.setdefault(path, {})[method] = _endpoint(handler, scope)
+    for route in ROUTES:
+        by_path.setdefault(route.path, {})[route.method] = _endpoint(route)
     routes: list[BaseRoute] = [
-        Route(path, _by_method(methods), methods=list(methods)) for path, methods in by_path.items()
+        StarletteRoute(path, _by_method(methods), methods=list(methods))
+        for path, methods in by_path.items()
     ]
     # The same path over WebSocket (Starlette matches routes by scope type).
     routes.append(WebSocketRoute("/v1/events", websocket_events))

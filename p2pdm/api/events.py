@@ -40,10 +40,12 @@ from p2pdm.api.payload import (
     RequestError,
     bad_request,
     check_query,
-    event_json,
     parse_event_types,
     query_int,
 )
+from p2pdm.api.schema import Schema
+from p2pdm.api.schema import query_int as query_int_param
+from p2pdm.api.views import event_json
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import EventType
 from p2pdm.errors import P2PDMError
@@ -54,7 +56,9 @@ from p2pdm.node.node import EventPage, Node
 __all__ = [
     "DEFAULT_EVENTS_PAGE",
     "MAX_POLL_TIMEOUT_S",
+    "POLL_PARAMETERS",
     "SSE_KEEPALIVE_S",
+    "STREAM_PARAMETERS",
     "poll_events",
     "stream_events",
     "websocket_events",
@@ -74,6 +78,32 @@ WS_TRY_AGAIN_LATER: Final = 1013
 #: WebSocket close code for bad query parameters (RFC 6455 "policy violation").
 WS_POLICY_VIOLATION: Final = 1008
 SSE_MEDIA_TYPE: Final = "text/event-stream"
+
+#: ``since`` and ``types``, as the document gives them to every form of ``/v1/events``.
+STREAM_PARAMETERS: Final[tuple[Schema, ...]] = (
+    query_int_param("since", "the cursor: events with a larger id", 0, MAX_CURSOR, 0),
+    {
+        "name": "types",
+        "in": "query",
+        "required": False,
+        "description": "comma-separated event types to get (absent or empty: all)",
+        "style": "form",
+        "explode": False,
+        "schema": {
+            "type": "array",
+            "anyOf": [
+                {"items": {"type": "string", "enum": [t.value for t in EventType]}},
+                {"maxItems": 1, "items": {"const": ""}},  # "types=": every type
+            ],
+        },
+    },
+)
+#: The long poll's parameters: the stream's, a wait and a page size.
+POLL_PARAMETERS: Final[tuple[Schema, ...]] = (
+    *STREAM_PARAMETERS,
+    query_int_param("timeout", "seconds to wait when there is nothing", 0, MAX_POLL_TIMEOUT_S, 0),
+    query_int_param("limit", "most events to return", 1, MAX_PAGE_SIZE, DEFAULT_EVENTS_PAGE),
+)
 
 
 def _events_json(node: Node, page: EventPage) -> list[dict[str, Any]]:
@@ -95,7 +125,6 @@ def _filters(
 
 
 async def poll_events(request: Request, node: Node) -> Response:
-    check_query(request, frozenset({"since", "timeout", "limit", "types"}))
     since = query_int(request, "since", 0, 0, MAX_CURSOR)
     timeout = query_int(request, "timeout", 0, 0, MAX_POLL_TIMEOUT_S)
     limit = query_int(request, "limit", DEFAULT_EVENTS_PAGE, 1, MAX_PAGE_SIZE)
@@ -167,7 +196,6 @@ class _EventStream(StreamingResponse):
 
 
 async def stream_events(request: Request, node: Node) -> Response:
-    check_query(request, frozenset({"since", "types"}))
     accept = request.headers.get("accept", "")
     if SSE_MEDIA_TYPE not in accept:
         raise RequestError(
@@ -198,7 +226,7 @@ async def stream_events(request: Request, node: Node) -> Response:
 async def websocket_events(websocket: WebSocket) -> None:
     node: Node = websocket.app.state.node
     try:
-        check_query(websocket, frozenset({"since", "types"}))
+        check_query(websocket, frozenset(p["name"] for p in STREAM_PARAMETERS))
         cursor = _stream_cursor(websocket)
         types, peers = _filters(websocket)
         slot = node.events.listener()

@@ -2,11 +2,11 @@
 
 How this works: a request body is read once, parsed strictly (an object, no
 NaN, known fields only) into :class:`JSONObject`, whose typed getters raise
-:class:`RequestError` with a message that names the field. Records from the
-store become plain JSON dictionaries through one ``*_json`` function each, so
-the shapes in ``openapi.py`` have exactly one place to agree with. Every error
-the API returns has the body ``{"error": {"code": "...", "message": "..."}}``;
-:data:`ERROR_STATUS` maps the project's error tree to a status and a code.
+:class:`RequestError` with a message that names the field. Every error the API
+returns has the body ``{"error": {"code": "...", "message": "..."}}`` (its
+schema, :data:`ERROR`, is beside :func:`error_response`); :data:`ERROR_STATUS`
+maps the project's error tree to a status and a code. Records become JSON in
+:mod:`p2pdm.api.views`.
 """
 
 from __future__ import annotations
@@ -18,16 +18,8 @@ from typing import TYPE_CHECKING, Any, Final
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from p2pdm.core.identity import PeerId
-from p2pdm.core.model import (
-    Contact,
-    Conversation,
-    Event,
-    EventType,
-    Recipient,
-    StatusChange,
-    StoredMessage,
-)
+from p2pdm.api.schema import Schema, obj
+from p2pdm.core.model import EventType
 from p2pdm.errors import (
     ConfigError,
     IdempotencyConflict,
@@ -40,29 +32,22 @@ from p2pdm.errors import (
     StoreError,
     WireError,
 )
-from p2pdm.node.contact_names import fingerprint
 from p2pdm.node.events import TooManyListeners
-from p2pdm.node.messenger import is_unsupported, message_text
-from p2pdm.node.tokens import token_json
 
 if TYPE_CHECKING:
     from p2pdm.node.node import Node
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
+    "ERROR",
     "ERROR_STATUS",
     "JSON_MEDIA_TYPE",
     "MAX_CURSOR",
     "Handler",
     "JSONObject",
     "RequestError",
-    "contact_json",
-    "conversation_json",
     "error_response",
-    "message_json",
     "p2pdm_error_response",
-    "status_json",
-    "token_json",
 ]
 
 #: Media type of every request and response body. A body of another type is
@@ -123,6 +108,21 @@ def error_response(
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
+
+
+ERROR: Final[Schema] = obj(
+    {
+        "error": obj(
+            {
+                "code": {
+                    "type": "string",
+                    "description": "stable, for programs: not_found, invalid, …",
+                },
+                "message": {"type": "string", "description": "one sentence, for people"},
+            }
+        )
+    }
+)
 
 
 def error_message(exc: BaseException) -> str:
@@ -259,81 +259,6 @@ def check_query(request: HTTPConnection, known: frozenset[str]) -> None:
     for key in request.query_params:
         if key not in known:
             raise bad_request(f"unknown query parameter {key!r}")
-
-
-# --- record views ------------------------------------------------------------
-
-
-def contact_json(contact: Contact) -> dict[str, Any]:
-    return {
-        "peer_id": str(contact.peer_id),
-        "name": contact.name,
-        "added_at_ms": contact.added_at_ms,
-        "addrs": list(contact.addrs),
-        "last_seen_ms": contact.last_seen_ms,
-        "verified": contact.verified,
-        "blocked": contact.blocked,
-        "has_prekeys": contact.bundle is not None,
-        "name_from_invite": contact.name_from_invite,
-        "fingerprint": fingerprint(contact.peer_id),
-    }
-
-
-def message_json(message: StoredMessage, detail: str = "") -> dict[str, Any]:
-    """``detail``: the note of the message's latest status (see Node.status_detail)."""
-    return {
-        "id": message.id.hex(),
-        "conversation_id": message.conversation_id.hex(),
-        "peer": str(message.peer),
-        "direction": message.direction.value,
-        "kind": message.kind,
-        "text": message_text(message),
-        "unsupported": is_unsupported(message),
-        "sent_at_ms": message.sent_at_ms,
-        "stored_at_ms": message.stored_at_ms,
-        "status": message.status.value,
-        "status_detail": detail,
-        "request": message.request,
-        "recipients": [recipient_json(r) for r in message.recipients],
-    }
-
-
-def recipient_json(recipient: Recipient) -> dict[str, Any]:
-    return {
-        "peer": str(recipient.peer),
-        "status": recipient.status.value,
-        "at_ms": recipient.at_ms,
-    }
-
-
-def status_json(change: StatusChange) -> dict[str, Any]:
-    return {"status": change.status.value, "at_ms": change.at_ms, "detail": change.detail}
-
-
-def conversation_json(conversation: Conversation, names: Mapping[PeerId, str]) -> dict[str, Any]:
-    return {
-        "id": conversation.id.hex(),
-        "peer": str(conversation.peer),
-        "name": names.get(conversation.peer),
-        "last_message_at_ms": conversation.last_message_at_ms,
-        "unread": conversation.unread,
-        "request": conversation.request,
-    }
-
-
-def event_json(event: Event, message: StoredMessage | None) -> dict[str, Any]:
-    """An event; ``message`` is the message of a ``message.received`` event, as stored now."""
-    return {
-        "id": event.id,
-        "type": event.type.value,
-        "at_ms": event.at_ms,
-        "peer": None if event.peer is None else str(event.peer),
-        "message_id": None if event.message_id is None else event.message_id.hex(),
-        "status": None if event.status is None else event.status.value,
-        "detail": event.detail,
-        "conversation_id": None if event.conversation_id is None else event.conversation_id.hex(),
-        "message": None if message is None else message_json(message),
-    }
 
 
 def parse_event_types(text: str | None) -> frozenset[EventType] | None:

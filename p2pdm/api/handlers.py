@@ -1,0 +1,318 @@
+"""The local API's handlers: one per route, each beside the schema of the body it reads.
+
+How this works: each handler takes the request and the node, checks its input
+through :mod:`p2pdm.api.payload` and calls one node method (the node's methods
+are synchronous and quick; they run on the event loop, which keeps the store
+single-threaded). Contacts, conversations and messages a token may not see are
+refused here (:func:`grant_of`). The route table, scopes and the document of
+each route are in :mod:`p2pdm.api.app`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from p2pdm.api.guard import grant_of
+from p2pdm.api.payload import (
+    DEFAULT_PAGE_SIZE,
+    MAX_CURSOR,
+    MAX_LIST_ITEMS,
+    JSONObject,
+    RequestError,
+    bad_request,
+    query_int,
+)
+from p2pdm.api.schema import NAME, NOT_BLANK_PATTERN, PEER_ID, SCOPE, TOKEN_NAME, Schema, obj
+from p2pdm.api.views import contact_json, conversation_json, message_json, status_json, token_json
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import TokenScope
+from p2pdm.errors import NotFound
+from p2pdm.limits import MAX_INVITE_CHARS, MAX_PAGE_SIZE, MAX_TEXT_BYTES
+from p2pdm.node.node import SETTINGS, Node, parse_conversation_id
+from p2pdm.node.tokens import create_token, revoke_token
+
+__all__ = [
+    "NEW_CONTACT",
+    "NEW_TOKEN",
+    "SEND_MESSAGE",
+    "SETTINGS_PATCH",
+    "SETTINGS_SCHEMA",
+]
+
+#: Largest ``idempotency_key``: room for a UUID or a hash, not for payloads.
+MAX_IDEMPOTENCY_KEY_CHARS: Final = 255
+
+
+# --- node ----------------------------------------------------------------------
+
+
+async def get_node(request: Request, node: Node) -> Response:
+    grant = grant_of(request.scope)
+    token = {"name": grant.name, "scope": grant.scope.value}  # the caller's, never its secret
+    return JSONResponse({**node.info(), "token": token, "invite": node.invite()})
+
+
+# --- contacts --------------------------------------------------------------------
+
+
+def _visible(request: Request, peer: PeerId) -> PeerId:
+    """``peer``, if the request's token may see it; else RequestError 403."""
+    grant = grant_of(request.scope)
+    if not grant.sees(peer):
+        raise RequestError(
+            403, "forbidden_contact", f"token {grant.name!r} is not allowed to use {peer}"
+        )
+    return peer
+
+
+def _visible_conversation(request: Request, node: Node) -> bytes:
+    """The id of the conversation the path names (an id, or a contact's name or
+    PeerID as an alias of the one-to-one conversation), if the token may see it."""
+    ref = str(request.path_params["conversation"])
+    conversation_id, peer = node.find_conversation(ref)
+    if parse_conversation_id(ref) is not None and not grant_of(request.scope).sees(peer):
+        raise NotFound(f"no conversation {ref}")  # as if absent, like a message
+    _visible(request, peer)
+    return conversation_id
+
+
+def _visible_peer(request: Request, node: Node, who: str) -> PeerId:
+    """The PeerID ``who`` is or names (resolved here, once), if the token may see it."""
+    return _visible(request, node.resolve(who))
+
+
+async def list_contacts(request: Request, node: Node) -> Response:
+    grant = grant_of(request.scope)
+    contacts = [contact_json(c) for c in node.contacts() if grant.sees(c.peer_id)]
+    return JSONResponse({"contacts": contacts})
+
+
+async def add_contact(request: Request, node: Node) -> Response:
+    body = await JSONObject.read(request)
+    invite = body.opt_text("invite")
+    peer_id = body.opt_text("peer_id")
+    name = body.opt_text("name")
+    body.done()
+    if (invite is None) == (peer_id is None):
+        raise bad_request("give exactly one of 'invite' and 'peer_id'")
+    if invite is not None:
+        added = node.add_contact_from_invite(invite, name)
+    else:
+        assert peer_id is not None
+        added = node.add_contact_by_peer_id(peer_id, name)
+    shown = {**contact_json(added.contact), "renamed_from": added.renamed_from}
+    return JSONResponse(shown, status_code=201)
+
+
+_NEW_NAME: Final[Schema] = {**NAME, "type": ["string", "null"]}
+_INVITE: Final[Schema] = {
+    "type": "string",
+    "maxLength": MAX_INVITE_CHARS,
+    "description": "a p2pdm: invite, as `p2pdm id` prints it (signed: the node checks it)",
+}
+#: ``add_contact``'s body: exactly one of an invite and a PeerID, maybe a name.
+NEW_CONTACT: Final[Schema] = {
+    "oneOf": [
+        obj(
+            {"invite": _INVITE, "peer_id": {"type": "null"}, "name": _NEW_NAME},
+            optional=("peer_id", "name"),
+        ),
+        obj(
+            {"peer_id": PEER_ID, "invite": {"type": "null"}, "name": _NEW_NAME},
+            optional=("invite", "name"),
+        ),
+    ],
+    "description": "an invite (preferred: it carries keys and addresses) or a PeerID",
+}
+
+
+async def delete_contact(request: Request, node: Node) -> Response:
+    # A PeerID or a contact's name, looked up as everywhere else a contact is named.
+    node.delete_contact(_visible_peer(request, node, request.path_params["peer_id"]))
+    return Response(status_code=204)
+
+
+# --- messages --------------------------------------------------------------------
+
+
+def _idempotency(request: Request, key: str | None) -> tuple[str, str] | None:
+    """``(token name, key)``: each token has its own keys."""
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        raise bad_request(f"'idempotency_key' is 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters")
+    return grant_of(request.scope).name, key
+
+
+async def send_message(request: Request, node: Node) -> Response:
+    body = await JSONObject.read(request)
+    to = body.text("to")
+    text = body.text("text")
+    idempotency = _idempotency(request, body.opt_text("idempotency_key"))
+    body.done()
+    peer = _visible_peer(request, node, to)
+    sent = await node.submit(peer, text, idempotency=idempotency)
+    message = sent.message
+    if sent.replayed:  # a retry: the same message, not a second one
+        return JSONResponse(message_json(message), headers={"Idempotent-Replayed": "true"})
+    return JSONResponse(
+        message_json(message),
+        status_code=201,
+        headers={"Location": f"/v1/messages/{message.id.hex()}"},
+    )
+
+
+#: ``send_message``'s body.
+SEND_MESSAGE: Final[Schema] = obj(
+    {
+        "to": {
+            "type": "string",
+            "description": "a PeerID, or a contact's name (ignoring case); "
+            "text that is a PeerID always means that PeerID",
+        },
+        "text": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_TEXT_BYTES,
+            "pattern": NOT_BLANK_PATTERN,
+            "description": f"not blank, at most {MAX_TEXT_BYTES} bytes of UTF-8",
+        },
+        "idempotency_key": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
+            "description": "a retry with the same key (per token, kept for a day) "
+            "returns the message the first request made instead of sending again",
+        },
+    },
+    optional=("idempotency_key",),
+)
+
+
+def _message_id(request: Request, node: Node) -> str:
+    """The path's message id, if the token may see that message (else 404, as if absent)."""
+    text = str(request.path_params["message_id"])
+    message, _ = node.message(text)
+    if not grant_of(request.scope).sees(message.peer):
+        raise NotFound(f"no message {message.id.hex()}")
+    return text
+
+
+async def get_message(request: Request, node: Node) -> Response:
+    message, history = node.message(_message_id(request, node))
+    body = message_json(message, node.status_detail(message))
+    return JSONResponse({**body, "history": [status_json(c) for c in history]})
+
+
+async def read_message(request: Request, node: Node) -> Response:
+    message = node.mark_message_read(_message_id(request, node))
+    return JSONResponse(message_json(message, node.status_detail(message)))
+
+
+# --- conversations ---------------------------------------------------------------
+
+
+async def list_conversations(request: Request, node: Node) -> Response:
+    grant = grant_of(request.scope)
+    names = {c.peer_id: c.name for c in node.contacts()}
+    found = [conversation_json(c, names) for c in node.conversations() if grant.sees(c.peer)]
+    return JSONResponse({"conversations": found})
+
+
+async def conversation_messages(request: Request, node: Node) -> Response:
+    limit = query_int(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    before = query_int(request, "before", None, 0, MAX_CURSOR)
+    assert limit is not None
+    page = node.messages(_visible_conversation(request, node), limit, before)
+    return JSONResponse(
+        {
+            "messages": [message_json(m, node.status_detail(m)) for m in page.messages],
+            "next_before": page.next_before,
+        }
+    )
+
+
+async def read_conversation(request: Request, node: Node) -> Response:
+    ids = node.mark_read(_visible_conversation(request, node))
+    return JSONResponse({"read": [i.hex() for i in ids]})
+
+
+# --- settings --------------------------------------------------------------------
+
+
+async def get_settings(request: Request, node: Node) -> Response:
+    return JSONResponse(node.settings())
+
+
+async def patch_settings(request: Request, node: Node) -> Response:
+    body = await JSONObject.read(request)
+    return JSONResponse(node.update_settings(body.rest()))
+
+
+_JSON_TYPES: Final[dict[type, str]] = {bool: "boolean", str: "string", int: "integer"}
+#: Every setting with its type and default (the node's name is a contact-style name).
+_SETTING_TYPES: Final[dict[str, Schema]] = {
+    key: {"type": _JSON_TYPES[kind], "default": default}
+    for key, (kind, default) in SETTINGS.items()
+}
+SETTINGS_SCHEMA: Final[Schema] = obj(_SETTING_TYPES)
+#: ``patch_settings``' body: some settings; a name is checked as a contact's is.
+SETTINGS_PATCH: Final[Schema] = obj(
+    {**_SETTING_TYPES, "name": {**NAME, "default": SETTINGS["name"][1]}},
+    optional=tuple(_SETTING_TYPES),
+)
+
+
+# --- tokens ----------------------------------------------------------------------
+
+
+async def list_tokens(request: Request, node: Node) -> Response:
+    return JSONResponse({"tokens": [token_json(t) for t in node.store.list_tokens()]})
+
+
+async def add_token(request: Request, node: Node) -> Response:
+    body = await JSONObject.read(request)
+    scope = body.text("scope")
+    name = body.opt_text("name")
+    contacts = body.opt_text_list("contacts")
+    body.done()
+    peers = [node.resolve(who) for who in contacts]
+    token, secret = create_token(node.store, scope, peers, name, now_ms=node.now_ms())
+    return JSONResponse({**token_json(token), "token": secret}, status_code=201)
+
+
+_TOKEN_CONTACTS: Final[Schema] = {
+    "type": ["array", "null"],
+    "items": {"type": "string", "description": "a contact's name or PeerID"},
+    "maxItems": MAX_LIST_ITEMS,
+}
+#: ``add_token``'s body. An admin token can change tokens, so it is never limited
+#: to contacts.
+NEW_TOKEN: Final[Schema] = {
+    "oneOf": [
+        obj(
+            {
+                "scope": {**SCOPE, "enum": [TokenScope.READ.value, TokenScope.SEND.value]},
+                "name": {**TOKEN_NAME, "type": ["string", "null"]},
+                "contacts": _TOKEN_CONTACTS,
+            },
+            optional=("name", "contacts"),
+        ),
+        obj(
+            {
+                "scope": {**SCOPE, "enum": [TokenScope.ADMIN.value]},
+                "name": {**TOKEN_NAME, "type": ["string", "null"]},
+                "contacts": {**_TOKEN_CONTACTS, "maxItems": 0},
+            },
+            optional=("name", "contacts"),
+        ),
+    ]
+}
+
+
+async def delete_token(request: Request, node: Node) -> Response:
+    revoke_token(node.store, request.path_params["name"])
+    return Response(status_code=204)

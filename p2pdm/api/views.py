@@ -1,0 +1,400 @@
+"""The API's record views: each record as JSON, beside the JSON Schema of that JSON.
+
+How this works: records from the store become plain JSON dictionaries through
+one ``*_json`` function each, and the schema of each shape sits right after
+the function that writes it, so the two are read (and changed) together.
+:data:`SCHEMAS` names them for ``openapi.py``; a test checks real responses
+against the served document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from p2pdm.api.schema import (
+    BOOL,
+    HEX_ID,
+    INT,
+    MS,
+    PEER_ID,
+    PEER_ID_SCHEMA,
+    SCOPE,
+    STRING,
+    TOKEN_NAME,
+    Schema,
+    obj,
+    ref,
+)
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import (
+    Contact,
+    Conversation,
+    DeliveryStatus,
+    Direction,
+    Event,
+    EventType,
+    Recipient,
+    StatusChange,
+    StoredMessage,
+)
+from p2pdm.limits import MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
+from p2pdm.node.contact_names import fingerprint
+from p2pdm.node.messenger import is_unsupported, message_text
+from p2pdm.node.tokens import token_json
+
+__all__ = [
+    "SCHEMAS",
+    "contact_json",
+    "conversation_json",
+    "event_json",
+    "message_json",
+    "recipient_json",
+    "status_json",
+    "token_json",
+]
+
+# --- node ------------------------------------------------------------------------
+
+#: ``Node.info()`` plus a fresh invite (``GET /v1/node``).
+NODE: Final[Schema] = obj(
+    {
+        "peer_id": PEER_ID,
+        "name": STRING,
+        "addrs": {"type": "array", "items": STRING},
+        "version": STRING,
+        "started_at_ms": {**MS, "description": "when the node started"},
+        "counts": {
+            "type": "object",
+            "additionalProperties": INT,
+            "description": "contacts, messages, unread, requests, outbox, "
+            "requests_dropped (pending requests dropped over the caps, ever)",
+        },
+        "event_cursor": {
+            **INT,
+            "description": "the id of the newest event: pass it as 'since' to "
+            "follow events from now on",
+        },
+        "dht": {
+            "oneOf": [{"type": "null"}, ref("DhtStats")],
+            "description": "what this node's DHT store holds and refused; "
+            "null when it is not on the network",
+        },
+        "token": {
+            **obj({"name": STRING, "scope": SCOPE}),
+            "description": "the token of this request: its name ('owner' for the "
+            "owner's) and scope",
+        },
+        "invite": {"type": "string", "description": "a fresh p2pdm: invite"},
+    }
+)
+
+DHT_STATS: Final[Schema] = obj(
+    {
+        "records": {**INT, "description": "value records held (others' and our own)"},
+        "record_bytes": INT,
+        "providers": {**INT, "description": "provider records held"},
+        "provider_bytes": INT,
+        "refused": {
+            "type": "object",
+            "additionalProperties": INT,
+            "description": "writes refused since start, by reason: rate, "
+            "peer_cap, store_full, too_large",
+        },
+        "evicted": {**INT, "description": "records evicted to make room"},
+    }
+)
+
+# --- contacts --------------------------------------------------------------------
+
+
+def contact_json(contact: Contact) -> dict[str, Any]:
+    return {
+        "peer_id": str(contact.peer_id),
+        "name": contact.name,
+        "added_at_ms": contact.added_at_ms,
+        "addrs": list(contact.addrs),
+        "last_seen_ms": contact.last_seen_ms,
+        "verified": contact.verified,
+        "blocked": contact.blocked,
+        "has_prekeys": contact.bundle is not None,
+        "name_from_invite": contact.name_from_invite,
+        "fingerprint": fingerprint(contact.peer_id),
+    }
+
+
+_CONTACT_PROPERTIES: Final[dict[str, Schema]] = {
+    "peer_id": PEER_ID,
+    "name": {
+        "type": "string",
+        "description": "unique among the contacts ignoring case, and never a PeerID",
+    },
+    "added_at_ms": MS,
+    "addrs": {"type": "array", "items": STRING},
+    "last_seen_ms": {"type": ["integer", "null"]},
+    "verified": BOOL,
+    "blocked": BOOL,
+    "has_prekeys": {
+        "type": "boolean",
+        "description": "whether a first message can be encrypted right away",
+    },
+    "name_from_invite": {
+        "type": "boolean",
+        "description": "the name is the one the contact gave itself (in its invite), not "
+        "one you chose: show 'fingerprint' next to it",
+    },
+    "fingerprint": {
+        "type": "string",
+        "description": "the contact's short fingerprint (the last 8 characters of its PeerID)",
+    },
+}
+#: ``POST /v1/contacts`` adds ``renamed_from`` to the contact.
+ADDED_CONTACT: Final[Schema] = obj(
+    {
+        **_CONTACT_PROPERTIES,
+        "renamed_from": {
+            "type": ["string", "null"],
+            "description": "the name in the invite, when it was a PeerID or another "
+            "contact's name and so was changed (the fingerprint appended, or the "
+            "fingerprint alone); null when saved as given",
+        },
+    }
+)
+
+# --- messages --------------------------------------------------------------------
+
+
+def message_json(message: StoredMessage, detail: str = "") -> dict[str, Any]:
+    """``detail``: the note of the message's latest status (see Node.status_detail)."""
+    return {
+        "id": message.id.hex(),
+        "conversation_id": message.conversation_id.hex(),
+        "peer": str(message.peer),
+        "direction": message.direction.value,
+        "kind": message.kind,
+        "text": message_text(message),
+        "unsupported": is_unsupported(message),
+        "sent_at_ms": message.sent_at_ms,
+        "stored_at_ms": message.stored_at_ms,
+        "status": message.status.value,
+        "status_detail": detail,
+        "request": message.request,
+        "recipients": [recipient_json(r) for r in message.recipients],
+    }
+
+
+_STATUS: Final[Schema] = {"type": "string", "enum": [s.value for s in DeliveryStatus]}
+_MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
+    "id": HEX_ID,
+    "conversation_id": HEX_ID,
+    "peer": {**PEER_ID, "description": "the other party: recipient or sender"},
+    "direction": {"type": "string", "enum": [d.value for d in Direction]},
+    "kind": {
+        "type": "string",
+        "description": "'text'; later versions add kinds (see 'unsupported')",
+    },
+    "text": {"type": ["string", "null"], "description": "the text of a 'text' message"},
+    "unsupported": {
+        "type": "boolean",
+        "description": "a message of a kind this version cannot show (sent by a newer "
+        "version): shown as an unsupported message; kept, so a later version can show it",
+    },
+    "sent_at_ms": {**MS, "description": "the sender's clock"},
+    "stored_at_ms": {**MS, "description": "when this node stored it"},
+    "status": _STATUS,
+    "status_detail": {
+        "type": "string",
+        "description": "for 'deposited': how many mailboxes hold it and until when; "
+        "while not delivered: which mailboxes refused it and why direct delivery failed; "
+        "for 'failed'/'expired': why; else empty",
+    },
+    "request": {
+        "type": "boolean",
+        "description": "an incoming message from someone who is not a contact",
+    },
+    "recipients": {
+        "type": "array",
+        "items": ref("Recipient"),
+        "description": "an outgoing message's status per recipient (one for a one-to-one "
+        "message); 'status' is the least advanced of theirs. Empty for incoming messages",
+    },
+}
+
+
+def recipient_json(recipient: Recipient) -> dict[str, Any]:
+    return {
+        "peer": str(recipient.peer),
+        "status": recipient.status.value,
+        "at_ms": recipient.at_ms,
+    }
+
+
+RECIPIENT: Final[Schema] = obj(
+    {
+        "peer": PEER_ID,
+        "status": _STATUS,
+        "at_ms": {**MS, "description": "when it reached this status"},
+    }
+)
+
+
+def status_json(change: StatusChange) -> dict[str, Any]:
+    return {"status": change.status.value, "at_ms": change.at_ms, "detail": change.detail}
+
+
+STATUS_CHANGE: Final[Schema] = obj({"status": _STATUS, "at_ms": MS, "detail": STRING})
+
+#: ``GET /v1/conversations/{conversation}/messages``.
+MESSAGE_PAGE: Final[Schema] = obj(
+    {
+        "messages": {"type": "array", "items": ref("Message")},
+        "next_before": {
+            "type": ["integer", "null"],
+            "description": "pass as 'before' for the next (older) page; null at the end",
+        },
+    }
+)
+
+# --- conversations ---------------------------------------------------------------
+
+
+def conversation_json(conversation: Conversation, names: Mapping[PeerId, str]) -> dict[str, Any]:
+    return {
+        "id": conversation.id.hex(),
+        "peer": str(conversation.peer),
+        "name": names.get(conversation.peer),
+        "last_message_at_ms": conversation.last_message_at_ms,
+        "unread": conversation.unread,
+        "request": conversation.request,
+    }
+
+
+CONVERSATION: Final[Schema] = obj(
+    {
+        "id": HEX_ID,
+        "peer": PEER_ID,
+        "name": {"type": ["string", "null"], "description": "the contact's name"},
+        "last_message_at_ms": MS,
+        "unread": INT,
+        "request": {
+            "type": "boolean",
+            "description": "every message in it is a message request",
+        },
+    }
+)
+
+# --- events ----------------------------------------------------------------------
+
+
+def event_json(event: Event, message: StoredMessage | None) -> dict[str, Any]:
+    """An event; ``message`` is the message of a ``message.received`` event, as stored now."""
+    return {
+        "id": event.id,
+        "type": event.type.value,
+        "at_ms": event.at_ms,
+        "peer": None if event.peer is None else str(event.peer),
+        "message_id": None if event.message_id is None else event.message_id.hex(),
+        "status": None if event.status is None else event.status.value,
+        "detail": event.detail,
+        "conversation_id": None if event.conversation_id is None else event.conversation_id.hex(),
+        "message": None if message is None else message_json(message),
+    }
+
+
+EVENT: Final[Schema] = obj(
+    {
+        "id": {"type": "integer", "description": "increasing; the cursor to resume from"},
+        "type": {
+            "type": "string",
+            "description": "one of "
+            + ", ".join(t.value for t in EventType)
+            + "; later versions add types, which clients must ignore",
+        },
+        "at_ms": MS,
+        "peer": {"type": ["string", "null"], "description": "the other party"},
+        "message_id": {"type": ["string", "null"], "pattern": "^[0-9a-f]{32}$"},
+        "status": {
+            "type": ["string", "null"],
+            "description": "message.status: the new status",
+        },
+        "detail": STRING,
+        "conversation_id": {
+            **HEX_ID,
+            "type": ["string", "null"],
+            "description": "message.*: the message's conversation",
+        },
+        "message": {
+            "oneOf": [ref("Message"), {"type": "null"}],
+            "description": "message.received: the message as stored now",
+        },
+    }
+)
+#: ``GET /v1/events/poll``.
+EVENT_PAGE: Final[Schema] = obj(
+    {
+        "events": {"type": "array", "items": ref("Event")},
+        "cursor": {
+            "type": "integer",
+            "description": "pass as 'since' next time (past every event looked at)",
+        },
+        "gap": {
+            "type": "boolean",
+            "description": "events after 'since' were dropped before you read them "
+            f"(the log keeps the newest {MAX_STORED_EVENTS}; request events do not "
+            "count and never set it)",
+        },
+        "requests_gap": {
+            "type": "boolean",
+            "description": "events about message requests after 'since' were pruned "
+            f"(kept apart: the newest {MAX_STORED_REQUEST_EVENTS}); reload the requests",
+        },
+    }
+)
+
+# --- tokens (``token_json`` is in p2pdm.node.tokens: the CLI prints it too) -------
+
+_TOKEN_PROPERTIES: Final[dict[str, Schema]] = {
+    "name": TOKEN_NAME,
+    "scope": SCOPE,
+    "contacts": {
+        "type": "array",
+        "items": PEER_ID,
+        "description": "the contacts it is limited to; empty: every contact",
+    },
+    "created_at_ms": MS,
+}
+TOKEN: Final[Schema] = obj(_TOKEN_PROPERTIES)
+#: ``POST /v1/tokens`` adds the secret, shown once.
+CREATED_TOKEN: Final[Schema] = obj(
+    {
+        **_TOKEN_PROPERTIES,
+        "token": {"type": "string", "description": "the secret; shown only this once"},
+    }
+)
+
+#: Every record shape, by its name in the document.
+SCHEMAS: Final[dict[str, Schema]] = {
+    "PeerID": PEER_ID_SCHEMA,
+    "Node": NODE,
+    "DhtStats": DHT_STATS,
+    "Contact": obj(_CONTACT_PROPERTIES),
+    "AddedContact": ADDED_CONTACT,
+    "ContactList": obj({"contacts": {"type": "array", "items": ref("Contact")}}),
+    "Message": obj(_MESSAGE_PROPERTIES),
+    "Recipient": RECIPIENT,
+    "StatusChange": STATUS_CHANGE,
+    "MessageWithHistory": obj(
+        {**_MESSAGE_PROPERTIES, "history": {"type": "array", "items": ref("StatusChange")}}
+    ),
+    "MessagePage": MESSAGE_PAGE,
+    "Conversation": CONVERSATION,
+    "ConversationList": obj({"conversations": {"type": "array", "items": ref("Conversation")}}),
+    "ReadResult": obj(
+        {"read": {"type": "array", "items": HEX_ID, "description": "ids marked read"}}
+    ),
+    "Event": EVENT,
+    "EventPage": EVENT_PAGE,
+    "Token": TOKEN,
+    "TokenList": obj({"tokens": {"type": "array", "items": ref("Token")}}),
+    "CreatedToken": CREATED_TOKEN,
+}
