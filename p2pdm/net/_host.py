@@ -47,6 +47,7 @@ from p2pdm.net._edge import (
     PeerFilter,
     StreamHandler,
     asks,
+    dial_failure,
     from_id,
     quietly,
     to_id,
@@ -204,7 +205,7 @@ class Host(Dht):
             with suppress(PeerStoreError):
                 targets = peerstore.addrs(pid)[:MAX_ADDRS]
         if not targets:
-            raise PeerUnreachable(f"no known address for {peer.short()}")
+            raise PeerUnreachable(f"no known address for {peer.short()}", "no known address")
         pending = self._dials.get(peer)
         if pending is not None:  # another task is dialing: share its connection
             with trio.move_on_after(DIAL_TIMEOUT_SECONDS):
@@ -223,17 +224,23 @@ class Host(Dht):
         # The caller decided to try now: lift libp2p's 60 s "recently failed" block.
         self._swarm.unblock_peer(pid)
         failures: list[str] = []
+        reasons: list[str] = []
         with trio.move_on_after(DIAL_TIMEOUT_SECONDS):
             for addr in targets:
                 try:
                     await self._swarm.dial_addr(addr, pid)
                 except NETWORK_ERRORS as exc:
-                    failures.append(f"{addr}: {exc}")
+                    reasons.append(dial_failure(exc))
+                    failures.append(f"{addr}: {reasons[-1]}")
                     continue
                 return
-        if not failures:
-            failures.append(f"timed out after {DIAL_TIMEOUT_SECONDS:g} s")
-        raise PeerUnreachable(f"cannot connect to {peer.short()}: " + "; ".join(failures))
+        if len(failures) < len(targets):
+            reasons.append(f"no answer within {DIAL_TIMEOUT_SECONDS:g} s")
+            failures.append(reasons[-1])
+        raise PeerUnreachable(
+            f"cannot connect to {peer.short()}: " + "; ".join(failures),
+            ", ".join(dict.fromkeys(reasons)),
+        )
 
     async def disconnect(self, peer: PeerId) -> None:
         """Close every connection to ``peer`` (its streams are reset)."""
@@ -294,7 +301,8 @@ class Host(Dht):
                     return await self._host.new_stream(to_id(peer), [TProtocol(protocol)])
         except trio.TooSlowError:
             raise PeerUnreachable(
-                f"no {protocol} stream to {peer.short()} within {OPEN_STREAM_TIMEOUT_SECONDS:g} s"
+                f"no {protocol} stream to {peer.short()} within {OPEN_STREAM_TIMEOUT_SECONDS:g} s",
+                f"no answer within {OPEN_STREAM_TIMEOUT_SECONDS:g} s",
             ) from None
 
     async def open_stream(self, peer: PeerId, protocol: str, addrs: Sequence[str] = ()) -> Stream:
