@@ -261,10 +261,12 @@ async def greet_contacts(node: Node, host: Host) -> int:
 class _PeerWatch:
     """Notices contacts connecting and disconnecting, and the node coming back online.
 
-    A contact connecting: ``peer.online`` event, its addresses into the
-    address book, and what waits for it is sent now. The last connection to
-    a contact going: ``peer.offline``. Having had no connection at all and
-    now one again (network back, laptop awake): fetch from our mailboxes.
+    A new connection from a contact (even one that was back before we saw it
+    gone: a restart on a new port takes a second): its addresses into the
+    address book and what waits for it is sent now; ``peer.online`` if it
+    was offline. The last connection to a contact going: ``peer.offline``.
+    Having had no connection at all and now one again (network back, laptop
+    awake): fetch from our mailboxes.
     """
 
     def __init__(self, node: Node, host: Host, delivery: Delivery) -> None:
@@ -272,18 +274,24 @@ class _PeerWatch:
         self.host = host
         self.delivery = delivery
         self.connected_any = True  # start-up fetches anyway
+        #: The connections seen at the last check, by peer.
+        self.seen: dict[PeerId, frozenset[int]] = {}
 
     def check(self) -> None:
-        connected = set(self.host.connected_peers())
-        if connected and not self.connected_any:
+        connections = self.host.connections()
+        if connections and not self.connected_any:
             self.delivery.fetch_now()
-        self.connected_any = bool(connected)
-        for peer in connected - self.node.online:
+        self.connected_any = bool(connections)
+        for peer, numbers in connections.items():
+            if numbers <= self.seen.get(peer, frozenset()):
+                continue  # no new connection
             if self.node.store.get_contact(peer) is not None:
-                self.node.peer_online(peer)
+                if peer not in self.node.online:
+                    self.node.peer_online(peer)
                 self.node.set_contact_addrs(peer, self.host.peer_addrs(peer))
                 self.delivery.retry_now(peer)
-        for peer in self.node.online - connected:
+        self.seen = connections
+        for peer in self.node.online - connections.keys():
             self.node.peer_offline(peer)
 
     async def run(self) -> None:

@@ -15,9 +15,11 @@ must then name the peer in question); everything handed out carries it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import secrets
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import cast
@@ -136,6 +138,9 @@ class Host(Dht):
         # addresses and will put us in its routing table when we query it).
         self._identified_by = {pid: trio.Event() for pid in self._bootstrap_ids}
         self._allowed: PeerFilter | None = None
+        #: Numbers given to connections (:meth:`connections`); gone with them.
+        self._conn_numbers: weakref.WeakKeyDictionary[INetConn, int] = weakref.WeakKeyDictionary()
+        self._conn_counter = itertools.count(1)
         #: The host's background tasks (open_host sets it before handing the host out).
         self._tasks: trio.Nursery | None = None
 
@@ -152,6 +157,22 @@ class Host(Dht):
         """Peers with an open connection (Ed25519 peers only)."""
         peers = (from_id(pid) for pid, conns in self._swarm.connections.items() if conns)
         return [peer for peer in peers if peer is not None]
+
+    def connections(self) -> dict[PeerId, frozenset[int]]:
+        """Peers with an open connection, each connection known by a number that
+        is never reused: a peer that reconnected shows a number not seen before."""
+        found: dict[PeerId, frozenset[int]] = {}
+        for pid, conns in self._swarm.connections.items():
+            peer = from_id(pid)
+            if peer is not None and conns:
+                found[peer] = frozenset(self._connection_number(conn) for conn in conns)
+        return found
+
+    def _connection_number(self, conn: INetConn) -> int:
+        number = self._conn_numbers.get(conn)
+        if number is None:
+            number = self._conn_numbers[conn] = next(self._conn_counter)
+        return number
 
     def is_connected(self, peer: PeerId) -> bool:
         return any(not conn.is_closed for conn in self._swarm.get_connections(to_id(peer)))

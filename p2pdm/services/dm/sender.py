@@ -77,7 +77,8 @@ class Sender:
         """Deliver what is due for ``peer``, then deposit what could not be delivered."""
         try:
             failed = await self.send_all(peer)
-            await self.depositor.deposit(peer, failed)
+            with self.scheduler.interruptible(peer):  # cut short if the peer connects
+                await self.depositor.deposit(peer, failed)
         except Exception as exc:
             log.exception("sender for %s failed", peer.short())
             with contextlib.suppress(P2PDMError):  # never spin on an item that keeps failing
@@ -128,13 +129,19 @@ class Sender:
 
         stream: Stream | None = None
         error: P2PDMError = PeerUnreachable(f"{peer.short()} not reachable")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(deposit_when_slow)
-            try:
-                stream = await self._open(peer)
-            except P2PDMError as exc:  # raised here, not wrapped in an ExceptionGroup
-                error = exc
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(deposit_when_slow)
+                try:
+                    stream = await self._open(peer)
+                except P2PDMError as exc:  # raised here, not wrapped in an ExceptionGroup
+                    error = exc
+                nursery.cancel_scope.cancel()
+        except BaseException:  # cancelled (the peer connected meanwhile): drop the stream
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await stream.reset()
+            raise
         if stream is None:
             raise error
         return stream
@@ -146,12 +153,16 @@ class Sender:
         due = book.due_for(peer)
         if not due:
             return []
+        stream: Stream | None = None
         try:
-            stream = await self._open_or_deposit(peer)
+            with self.scheduler.interruptible(peer):  # cut short if the peer connects
+                stream = await self._open_or_deposit(peer)
         except P2PDMError as exc:
             delay_ms = book.reschedule_all(due, delivery_error(exc))
             self.scheduler.unreachable(peer, delay_ms / 1000)
             return book.undelivered(peer)
+        if stream is None:
+            return []  # the peer connected meanwhile: the next sender uses that connection
         self.scheduler.reachable(peer)
         failed: list[OutboxItem] = []
         window: SendWindow[OutboxItem] = SendWindow(book.window)
