@@ -20,9 +20,13 @@ pytestmark = pytest.mark.net
 UPKEEP = Upkeep(
     interval=0.5, idle_timeout=30.0, dht_refresh_interval=5.0, bootstrap_retry_interval=1.0
 )
-#: What the documentation promises (docs/protocol.md, "Delivery"): a contact
-#: back on a new address gets what was queued for it within this long.
-COMEBACK_BOUND_SECONDS = 10.0
+#: What the documentation promises (docs/protocol.md, "Direct delivery"): a
+#: contact back on a new address gets what was queued for it within this long
+#: of its node serving again (it connects to us; our peer watch, every
+#: PEER_WATCH_SECONDS, sends at once). Measured 0.6-1.7 s on loopback.
+COMEBACK_BOUND_SECONDS = 5.0
+#: Starting the node itself (joining the DHT) comes on top: about 5 s here.
+START_BOUND_SECONDS = 15.0
 BOB, ALICE = 1, 2
 
 
@@ -62,15 +66,14 @@ async def test_a_contact_back_on_a_new_port_gets_what_was_queued_within_the_boun
 
         started = trio.current_time()
         await net.start(bob)
-        serving = trio.current_time() - started
+        serving = trio.current_time()
         assert not old_addrs & set(bob.running.host.listen_addrs())  # a new port
         for message in queued:
             await net.wait_delivered(ALICE, message, COMEBACK_BOUND_SECONDS)
-        took = trio.current_time() - started
+        took = trio.current_time() - serving
         assert took < COMEBACK_BOUND_SECONDS
-        print(
-            f"contact serving after {serving:.2f} s, queued messages delivered after {took:.2f} s"
-        )
+        assert trio.current_time() - started < START_BOUND_SECONDS
+        print(f"node started in {serving - started:.2f} s; queued messages in {took:.2f} s more")
         assert all(bob.store.get_message(m.id) is not None for m in queued)
 
 
