@@ -191,7 +191,15 @@ class TokenError(P2PDMError):
 
 
 class PeerUnreachable(P2PDMError):
-    """The peer could not be reached at any known address."""
+    """The peer could not be reached at any known address.
+
+    ``reason``: why, in a few words for a person ("connection refused",
+    "not found in the DHT"); the message itself may name addresses.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class NodeNotRunning(P2PDMError):

@@ -68,6 +68,8 @@ class FakeHost:
         self.hanging = False
         self.disconnected: list[PeerId] = []
         self.dials = 0
+        #: DHT peer lookups asked of this host: (peer, fresh), oldest first.
+        self.lookups: list[tuple[PeerId, bool]] = []
 
     def set_handler(self, protocol: str, handler: Handler) -> None:
         self.handlers[protocol] = handler
@@ -86,7 +88,15 @@ class FakeHost:
         self.net.nursery.start_soon(handler, Stream(_Raw(theirs), self.peer_id, protocol))
         return Stream(_Raw(ours), peer, protocol)
 
-    async def find_peer(self, peer: PeerId, timeout: float) -> list[str]:  # noqa: ASYNC109
+    async def find_peer(
+        self,
+        peer: PeerId,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        fresh: bool = False,
+    ) -> list[str]:
+        self.lookups.append((peer, fresh))
+        await trio.lowlevel.checkpoint()
         target = self.net.hosts.get(peer)
         if target is None or not target.online:
             raise PeerUnreachable(f"{peer.short()} not found")

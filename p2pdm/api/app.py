@@ -84,7 +84,6 @@ from p2pdm.api.payload import (
 from p2pdm.api.schema import (
     MESSAGE_ID_PATTERN,
     NAME,
-    PEER_ID_PATTERN,
     STRING,
     TOKEN_NAME,
     Doc,

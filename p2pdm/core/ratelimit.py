@@ -5,7 +5,8 @@ the per-peer throttle of failure logs on the receive paths.
 per window it logs the first few failures one by one, counts the rest, and
 logs one summary line with the count when the window closes (at the next
 failure from anyone, or at :meth:`FailureLog.flush`, which the services call
-now and then). Time is passed in, so tests and simulations control it.
+now and then). :class:`Pacer` lets a costly action (a DHT lookup) happen
+at most once per interval per peer. Time is passed in, so tests and simulations control it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "FAILURE_LOG_MAX_PEERS",
     "FAILURE_LOG_WINDOW_SECONDS",
     "FailureLog",
+    "Pacer",
     "TokenBucket",
 ]
 
@@ -127,3 +129,30 @@ class FailureLog:
                 peer.short() if peer is not None else "unknown peers",
                 max(span, 1.0),
             )
+
+
+class Pacer:
+    """At most one go per ``interval`` seconds per peer; remembers at most ``cap`` peers.
+
+    Past ``cap`` the peer paced longest ago is forgotten (it may go again at
+    once): memory stays bounded whoever is asked about.
+    """
+
+    def __init__(self, interval: float, cap: int) -> None:
+        if interval < 0 or cap < 1:
+            raise ValueError("a pacer needs interval >= 0 and cap >= 1")
+        self.interval = interval
+        self.cap = cap
+        #: Each peer's last go, oldest first.
+        self._last: OrderedDict[PeerId, float] = OrderedDict()
+
+    def allow(self, peer: PeerId, now: float) -> bool:
+        """True (and the go is counted) if ``peer`` had none in the last ``interval``."""
+        last = self._last.get(peer)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[peer] = now
+        self._last.move_to_end(peer)
+        while len(self._last) > self.cap:
+            self._last.popitem(last=False)
+        return True

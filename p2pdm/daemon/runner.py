@@ -12,6 +12,10 @@ side by side in one nursery:
   republished well inside libp2p's 24 h record expiry, after a prekey
   rotation, and soon again when no p2pdm DHT peer was there to take it
   (other Kademlia nodes route for us but drop p2pdm records);
+- the greeting: at start-up the node connects to its contacts, the most
+  recently seen first (:func:`greet_contacts`), so that a contact who
+  queued messages for us while we were away (or on another address) sends
+  them at once;
 - the peer watcher: when a contact connects, its addresses and last-seen
   time go into the address book and anything queued for it is sent at once
   rather than at its next backoff;
@@ -42,7 +46,14 @@ from p2pdm.core.dm import DM_PROTOCOL
 from p2pdm.core.identity import PeerId
 from p2pdm.core.wire import PrekeyBundle
 from p2pdm.daemon.home import Home
-from p2pdm.errors import ConfigError, HomeError, P2PDMError, SignatureError, WireError
+from p2pdm.errors import (
+    ConfigError,
+    HomeError,
+    P2PDMError,
+    PeerUnreachable,
+    SignatureError,
+    WireError,
+)
 from p2pdm.net import Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
@@ -56,6 +67,7 @@ __all__ = [
     "Serving",
     "dht_stats_json",
     "fetch_bundle",
+    "greet_contacts",
     "publish_record",
     "record_holders",
     "run_node",
@@ -76,6 +88,15 @@ PREKEY_CHECK_SECONDS: Final = 3600.0
 BUNDLE_FETCH_TIMEOUT_SECONDS: Final = 15.0
 #: How often the connected peers are compared with the address book.
 PEER_WATCH_SECONDS: Final = 2.0
+#: Contacts dialled at once when the node starts: enough to reach a few
+#: dozen contacts in seconds, few enough not to flood the host (libp2p's
+#: dials are CPU-bound here) or trip peers' connection rate limits.
+GREET_CONCURRENCY: Final = 8
+#: Contacts dialled at start-up at most, the most recently seen first; the
+#: rest are reached when there is something to send or they connect.
+GREET_MAX_CONTACTS: Final = 256
+#: The whole start-up round of dials ends after this long, whatever is left.
+GREET_SECONDS: Final = 30.0
 #: Bytes of the node's randomness that seed its delivery retry jitter.
 JITTER_SEED_BYTES: Final = 16
 #: Store setting holding the last published record's sequence number.
@@ -209,13 +230,57 @@ async def _publish_records(node: Node, host: Host, directory: MailboxDirectory) 
         await trio.sleep(min(PREKEY_CHECK_SECONDS, max(0.0, next_due - trio.current_time())))
 
 
+async def greet_contacts(node: Node, host: Host) -> int:
+    """Connect to our contacts, the most recently seen first; returns how many answered.
+
+    A node that comes back (restarted, on a new address after changing
+    networks) tells its contacts where it is now: each one connected sees
+    it come online and sends what it queued for us at once, instead of
+    dialling our stale addresses on a growing backoff. A contact whose
+    known addresses fail is looked up in the DHT (it may have moved too).
+    At most GREET_CONCURRENCY dials at once, GREET_MAX_CONTACTS contacts,
+    GREET_SECONDS in all.
+    """
+    contacts = sorted(
+        (c for c in node.contacts() if not c.blocked and c.peer_id != node.peer_id),
+        key=lambda c: c.last_seen_ms or 0,
+        reverse=True,
+    )[:GREET_MAX_CONTACTS]
+    limiter = trio.Semaphore(GREET_CONCURRENCY)
+    answered = 0
+
+    async def greet(peer: PeerId, addrs: list[str]) -> None:
+        nonlocal answered
+        async with limiter:
+            try:
+                try:
+                    await host.connect(peer, addrs)
+                except PeerUnreachable:
+                    found = await host.find_peer(peer, BUNDLE_FETCH_TIMEOUT_SECONDS, fresh=True)
+                    await host.connect(peer, found)
+            except P2PDMError as exc:
+                log.debug("contact %s not reachable at start-up: %s", peer.short(), exc)
+                return
+            answered += 1
+
+    with trio.move_on_after(GREET_SECONDS):
+        async with trio.open_nursery() as nursery:
+            for contact in contacts:
+                nursery.start_soon(greet, contact.peer_id, list(contact.addrs))
+    if contacts:
+        log.info("reached %d of %d contacts at start-up", answered, len(contacts))
+    return answered
+
+
 class _PeerWatch:
     """Notices contacts connecting and disconnecting, and the node coming back online.
 
-    A contact connecting: ``peer.online`` event, its addresses into the
-    address book, and what waits for it is sent now. The last connection to
-    a contact going: ``peer.offline``. Having had no connection at all and
-    now one again (network back, laptop awake): fetch from our mailboxes.
+    A new connection from a contact (even one that was back before we saw it
+    gone: a restart on a new port takes a second): its addresses into the
+    address book and what waits for it is sent now; ``peer.online`` if it
+    was offline. The last connection to a contact going: ``peer.offline``.
+    Having had no connection at all and now one again (network back, laptop
+    awake): fetch from our mailboxes.
     """
 
     def __init__(self, node: Node, host: Host, delivery: Delivery) -> None:
@@ -223,18 +288,24 @@ class _PeerWatch:
         self.host = host
         self.delivery = delivery
         self.connected_any = True  # start-up fetches anyway
+        #: The connections seen at the last check, by peer.
+        self.seen: dict[PeerId, frozenset[int]] = {}
 
     def check(self) -> None:
-        connected = set(self.host.connected_peers())
-        if connected and not self.connected_any:
+        connections = self.host.connections()
+        if connections and not self.connected_any:
             self.delivery.fetch_now()
-        self.connected_any = bool(connected)
-        for peer in connected - self.node.online:
+        self.connected_any = bool(connections)
+        for peer, numbers in connections.items():
+            if numbers <= self.seen.get(peer, frozenset()):
+                continue  # no new connection
             if self.node.store.get_contact(peer) is not None:
-                self.node.peer_online(peer)
+                if peer not in self.node.online:
+                    self.node.peer_online(peer)
                 self.node.set_contact_addrs(peer, self.host.peer_addrs(peer))
                 self.delivery.retry_now(peer)
-        for peer in self.node.online - connected:
+        self.seen = connections
+        for peer in self.node.online - connections.keys():
             self.node.peer_offline(peer)
 
     async def run(self) -> None:
@@ -324,7 +395,10 @@ async def serve_node(
             await nursery.start(node.batcher.run)
             await nursery.start(delivery.run)
             await nursery.start(delivery.run_fetcher)
+            # At once: our record (where our mailboxes are, our prekeys), and
+            # our contacts (they learn where we are now and send what waits).
             nursery.start_soon(_publish_records, node, host, directory)
+            nursery.start_soon(greet_contacts, node, host)
             nursery.start_soon(_PeerWatch(node, host, delivery).run)
             task_status.started(Serving(node, host, delivery, directory, service))
             await trio.sleep_forever()

@@ -23,6 +23,7 @@ from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.pb.kademlia_pb2 import Record
 from libp2p.kad_dht.provider_store import ProviderRecord
 from libp2p.peer.peerinfo import PeerInfo
+from libp2p.peer.peerstore import PeerStoreError
 from libp2p.records.pubkey import PublicKeyValidator
 from libp2p.records.validator import NamespacedValidator, Validator
 
@@ -160,14 +161,37 @@ class Dht:
         self._dht = dht
         self._namespaces: set[str] = set()
 
-    async def find_peer(self, peer: PeerId, timeout: float) -> list[str]:  # noqa: ASYNC109
-        """Addresses of ``peer`` through DHT peer routing. Raises PeerUnreachable if not found."""
-        info = None
+    async def find_peer(
+        self,
+        peer: PeerId,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        fresh: bool = False,
+    ) -> list[str]:
+        """Addresses of ``peer`` through DHT peer routing. Raises PeerUnreachable if not found.
+
+        libp2p answers from its routing table or peerstore first, which still
+        hold the addresses of a peer that has since moved (restarted on a new
+        port, changed networks). ``fresh``: forget what the peerstore holds
+        for ``peer`` and ask the network; only what the DHT answers is returned.
+        """
+        pid = to_id(peer)
+        addrs = []
         with trio.move_on_after(timeout), unreachable("peer lookup failed"):
-            info = await self._dht.find_peer(to_id(peer))
-        if info is None or not info.addrs:
-            raise PeerUnreachable(f"{peer.short()} not found in the DHT within {timeout:g} s")
-        return [full_addr(addr, peer) for addr in info.addrs[:MAX_ADDRS]]
+            if fresh:
+                peerstore = self._dht.host.get_peerstore()
+                peerstore.clear_addrs(pid)
+                await self._dht.peer_routing.find_closest_peers_network(pid.to_bytes())
+                with suppress(PeerStoreError):
+                    addrs = peerstore.addrs(pid)
+            else:
+                info = await self._dht.find_peer(pid)
+                addrs = info.addrs if info is not None else []
+        if not addrs:
+            raise PeerUnreachable(
+                f"{peer.short()} not found in the DHT within {timeout:g} s", "not found in the DHT"
+            )
+        return [full_addr(addr, peer) for addr in addrs[:MAX_ADDRS]]
 
     # --- records --------------------------------------------------------
 

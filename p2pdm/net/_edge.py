@@ -29,6 +29,7 @@ __all__ = [
     "RecordValidator",
     "StreamHandler",
     "asks",
+    "dial_failure",
     "from_id",
     "quietly",
     "to_id",
@@ -52,6 +53,29 @@ PeerFilter = Callable[[PeerId], bool]
 # Everything the network can throw at us: libp2p's own errors, and the
 # socket and trio errors that leak through it.
 NETWORK_ERRORS = (BaseLibp2pError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+#: Exceptions looked through (causes, contexts, group members) for a dial
+#: failure's socket error: libp2p wraps it three or four deep.
+MAX_CAUSE_DEPTH = 16
+
+
+def dial_failure(exc: BaseException) -> str:
+    """Why a dial failed, in a few words: the socket error at the root of
+    libp2p's wrapped exceptions ("connection refused"), else the error's text."""
+    pending: list[BaseException] = [exc]
+    for _ in range(MAX_CAUSE_DEPTH):  # a chain (and groups) of bounded depth
+        if not pending:
+            break
+        current = pending.pop(0)
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, TimeoutError):
+            return "timed out"
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror.lower()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return str(exc) or type(exc).__name__
 
 
 @contextmanager

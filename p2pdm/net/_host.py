@@ -15,9 +15,11 @@ must then name the peer in question); everything handed out carries it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import secrets
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import cast
@@ -47,6 +49,7 @@ from p2pdm.net._edge import (
     PeerFilter,
     StreamHandler,
     asks,
+    dial_failure,
     from_id,
     quietly,
     to_id,
@@ -135,6 +138,9 @@ class Host(Dht):
         # addresses and will put us in its routing table when we query it).
         self._identified_by = {pid: trio.Event() for pid in self._bootstrap_ids}
         self._allowed: PeerFilter | None = None
+        #: Numbers given to connections (:meth:`connections`); gone with them.
+        self._conn_numbers: weakref.WeakKeyDictionary[INetConn, int] = weakref.WeakKeyDictionary()
+        self._conn_counter = itertools.count(1)
         #: The host's background tasks (open_host sets it before handing the host out).
         self._tasks: trio.Nursery | None = None
 
@@ -151,6 +157,22 @@ class Host(Dht):
         """Peers with an open connection (Ed25519 peers only)."""
         peers = (from_id(pid) for pid, conns in self._swarm.connections.items() if conns)
         return [peer for peer in peers if peer is not None]
+
+    def connections(self) -> dict[PeerId, frozenset[int]]:
+        """Peers with an open connection, each connection known by a number that
+        is never reused: a peer that reconnected shows a number not seen before."""
+        found: dict[PeerId, frozenset[int]] = {}
+        for pid, conns in self._swarm.connections.items():
+            peer = from_id(pid)
+            if peer is not None and conns:
+                found[peer] = frozenset(self._connection_number(conn) for conn in conns)
+        return found
+
+    def _connection_number(self, conn: INetConn) -> int:
+        number = self._conn_numbers.get(conn)
+        if number is None:
+            number = self._conn_numbers[conn] = next(self._conn_counter)
+        return number
 
     def is_connected(self, peer: PeerId) -> bool:
         return any(not conn.is_closed for conn in self._swarm.get_connections(to_id(peer)))
@@ -204,7 +226,7 @@ class Host(Dht):
             with suppress(PeerStoreError):
                 targets = peerstore.addrs(pid)[:MAX_ADDRS]
         if not targets:
-            raise PeerUnreachable(f"no known address for {peer.short()}")
+            raise PeerUnreachable(f"no known address for {peer.short()}", "no known address")
         pending = self._dials.get(peer)
         if pending is not None:  # another task is dialing: share its connection
             with trio.move_on_after(DIAL_TIMEOUT_SECONDS):
@@ -223,17 +245,23 @@ class Host(Dht):
         # The caller decided to try now: lift libp2p's 60 s "recently failed" block.
         self._swarm.unblock_peer(pid)
         failures: list[str] = []
+        reasons: list[str] = []
         with trio.move_on_after(DIAL_TIMEOUT_SECONDS):
             for addr in targets:
                 try:
                     await self._swarm.dial_addr(addr, pid)
                 except NETWORK_ERRORS as exc:
-                    failures.append(f"{addr}: {exc}")
+                    reasons.append(dial_failure(exc))
+                    failures.append(f"{addr}: {reasons[-1]}")
                     continue
                 return
-        if not failures:
-            failures.append(f"timed out after {DIAL_TIMEOUT_SECONDS:g} s")
-        raise PeerUnreachable(f"cannot connect to {peer.short()}: " + "; ".join(failures))
+        if len(failures) < len(targets):
+            reasons.append(f"no answer within {DIAL_TIMEOUT_SECONDS:g} s")
+            failures.append(reasons[-1])
+        raise PeerUnreachable(
+            f"cannot connect to {peer.short()}: " + "; ".join(failures),
+            ", ".join(dict.fromkeys(reasons)),
+        )
 
     async def disconnect(self, peer: PeerId) -> None:
         """Close every connection to ``peer`` (its streams are reset)."""
@@ -294,7 +322,8 @@ class Host(Dht):
                     return await self._host.new_stream(to_id(peer), [TProtocol(protocol)])
         except trio.TooSlowError:
             raise PeerUnreachable(
-                f"no {protocol} stream to {peer.short()} within {OPEN_STREAM_TIMEOUT_SECONDS:g} s"
+                f"no {protocol} stream to {peer.short()} within {OPEN_STREAM_TIMEOUT_SECONDS:g} s",
+                f"no answer within {OPEN_STREAM_TIMEOUT_SECONDS:g} s",
             ) from None
 
     async def open_stream(self, peer: PeerId, protocol: str, addrs: Sequence[str] = ()) -> Stream:

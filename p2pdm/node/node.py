@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from p2pdm import __version__
@@ -29,6 +30,7 @@ from p2pdm.core.model import (
     Contact,
     Conversation,
     DeliveryStatus,
+    Direction,
     Event,
     EventType,
     MessagePage,
@@ -80,6 +82,16 @@ _DETAILED_STATUSES: Final = frozenset(
         DeliveryStatus.EXPIRED,
     }
 )
+
+#: Outbox entries per recipient searched for a waiting message's next try
+#: (oldest first): the waiting messages a person looks at are the oldest.
+_NEXT_TRY_SCAN: Final = 256
+
+
+def _clock(at_ms: int) -> str:
+    """A time of day for a status note: ``15:18 UTC``."""
+    return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%H:%M UTC")
+
 
 #: Settings the API may read and change, with their type and default.
 SETTINGS: Final[dict[str, tuple[type, object]]] = {
@@ -346,11 +358,36 @@ class Node:
     def status_detail(self, message: StoredMessage) -> str:
         """The note of the message's latest status where it says something: how
         many mailboxes hold it (``deposited``), which mailbox refused it and why
-        direct delivery failed (while not delivered), why it failed or expired."""
+        direct delivery failed (while not delivered), why it failed or expired.
+
+        While the message waits, the note is followed by when it was first
+        noted and when the next try is: "Bob is not reachable: connection
+        refused since 15:18 UTC; next try 15:19 UTC"."""
         if message.status not in _DETAILED_STATUSES:
             return ""
         history = self.store.status_history(message.id)
-        return history[-1].detail if history else ""
+        if not history or not history[-1].detail:
+            return ""
+        latest = history[-1]
+        upcoming = self._next_try_ms(message)
+        if upcoming is None:
+            return latest.detail
+        when = f"next try {_clock(upcoming)}" if upcoming > self.now_ms() else "trying again now"
+        return f"{latest.detail} since {_clock(latest.at_ms)}; {when}"
+
+    def _next_try_ms(self, message: StoredMessage) -> int | None:
+        """When the outbox tries ``message`` next (its earliest recipient); None if
+        nothing of it is queued (delivered, failed, or an incoming message)."""
+        if message.direction is not Direction.OUT:
+            return None
+        peers = [r.peer for r in message.recipients] or [message.peer]
+        times = [
+            item.next_attempt_at_ms
+            for peer in peers
+            for item in self.store.outbox_for(peer, limit=_NEXT_TRY_SCAN)
+            if item.message_id == message.id
+        ]
+        return min(times, default=None)
 
     def message(self, message_id: str) -> tuple[StoredMessage, list[StatusChange]]:
         mid = parse_message_id(message_id)

@@ -35,6 +35,13 @@ ACK_TIMEOUT: Final = 15.0
 #: Dialling a peer, and looking it up in the DHT when its addresses fail.
 DIAL_TIMEOUT: Final = 5.0
 FIND_PEER_TIMEOUT: Final = 10.0
+#: A peer whose known addresses fail is looked up afresh in the DHT (it may
+#: have moved: a new port, another network), at most once per this long: a
+#: contact that moved is found again within it, while one that is simply
+#: offline costs one DHT lookup per half minute, not one per retry.
+PEER_LOOKUP_INTERVAL_SECONDS: Final = 30.0
+#: Peers whose last lookup time is kept for that pacing (oldest forgotten first).
+MAX_PACED_LOOKUPS: Final = MAX_ACTIVE_SENDERS * 4
 #: A contact not reachable within this long is treated as offline: its
 #: envelopes go to mailboxes while direct delivery keeps being retried.
 REACH_TIMEOUT: Final = 8.0

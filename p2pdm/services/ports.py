@@ -25,7 +25,13 @@ class Network(Protocol):
     async def open_stream(
         self, peer: PeerId, protocol: str, addrs: Sequence[str] = ()
     ) -> Stream: ...
-    async def find_peer(self, peer: PeerId, timeout: float) -> list[str]: ...  # noqa: ASYNC109
+    async def find_peer(
+        self,
+        peer: PeerId,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        fresh: bool = False,
+    ) -> list[str]: ...
     def peer_addrs(self, peer: PeerId) -> list[str]: ...
     async def disconnect(self, peer: PeerId) -> None: ...
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from p2pdm.core.identity import Identity
-from p2pdm.core.ratelimit import FailureLog
+from p2pdm.core.ratelimit import FailureLog, Pacer
 
 log = logging.getLogger("p2pdm.test-throttle")
 
@@ -47,3 +47,14 @@ def test_the_peer_table_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
     assert summaries == [
         f"dropped 2 more refusals from {peer.short()} in the last 1 s" for peer in peers[:2]
     ]
+
+
+def test_a_pacer_allows_one_go_per_interval_per_peer_and_forgets_the_oldest() -> None:
+    a, b, c = (Identity(bytes([i]) * 32).peer_id for i in (1, 2, 3))
+    pacer = Pacer(30.0, cap=2)
+    assert pacer.allow(a, 0.0) and not pacer.allow(a, 29.9) and pacer.allow(a, 30.0)
+    assert pacer.allow(b, 31.0) and not pacer.allow(b, 40.0)
+    assert pacer.allow(c, 41.0)  # a third peer: the one paced longest ago (a) is forgotten
+    assert pacer.allow(a, 42.0) and not pacer.allow(c, 43.0)
+    with pytest.raises(ValueError):
+        Pacer(1.0, cap=0)

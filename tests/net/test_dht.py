@@ -32,6 +32,24 @@ async def test_peer_routing_finds_a_peer_known_only_to_a_neighbour() -> None:
         await stream.close()
 
 
+@pytest.mark.slow
+async def test_a_fresh_lookup_finds_a_peer_that_moved_to_a_new_port() -> None:
+    """c restarts on a new port: a's routing table and peerstore still hold the
+    old address (a plain lookup answers from them); a fresh one asks the DHT."""
+    async with open_hosts(2) as (b, a):  # a joins through b
+        async with open_host(host_seed(7), bootstrap=b.listen_addrs()) as c:
+            old = c.listen_addrs()
+            assert old[0] in await a.find_peer(c.peer_id, TIMEOUT)
+        async with open_host(host_seed(7), bootstrap=b.listen_addrs()) as c:
+            new = c.listen_addrs()
+            assert not set(old) & set(new)
+            assert set(await a.find_peer(c.peer_id, TIMEOUT)) <= set(old)  # stale
+            found = await a.find_peer(c.peer_id, TIMEOUT, fresh=True)
+            assert new[0] in found
+            await a.connect(c.peer_id, found)
+            assert a.is_connected(c.peer_id)
+
+
 async def test_joining_through_bootstrap_fills_routing_tables() -> None:
     async with (
         open_hosts(3) as (b, a, c),  # a and c join through b

@@ -6,7 +6,10 @@ How this works: when direct delivery to a peer fails (or takes longer than
 :class:`~p2pdm.services.mailbox_client.MailboxDirectory`. The envelopes stay
 in the outbox: direct delivery goes on being retried. Each mailbox's
 refusal or error, and why direct delivery failed, is noted with the
-message; reaching at least one mailbox marks it ``deposited``.
+message; reaching at least one mailbox marks it ``deposited``. With no
+mailbox holding it, the note says why the recipient is not reachable and
+when the next try is (:meth:`OutboxBook.waiting`), with or without
+mailboxes configured.
 """
 
 from __future__ import annotations
@@ -113,13 +116,15 @@ class Depositor:
             return  # delivered (or confirmed) meanwhile
         now = self.book.now_ms()
         holders = [until for _, until in store.deposits(item.envelope_id) if until > now]
-        parts = list(refusals)
-        if current.last_error:
-            parts.append(f"direct delivery: {current.last_error}")
         if holders:
+            parts = list(refusals)
+            if current.last_error:
+                parts.append(f"direct delivery: {current.last_error}")
             until = datetime.fromtimestamp(max(holders) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
             detail = "; ".join([f"held by {len(holders)} mailbox(es) until {until} UTC", *parts])
             if not self.book.set_status(item, DeliveryStatus.DEPOSITED, detail[:MAX_NOTE]):
                 self.book.note(item, detail)
-        elif parts:
-            self.book.note(item, "; ".join([*parts, "retrying"]))
+        elif current.last_error:  # why direct delivery failed, when it is tried next
+            self.book.note(item, "; ".join([*refusals, self.book.waiting(current)]))
+        elif refusals:
+            self.book.note(item, "; ".join([*refusals, "retrying"]))

@@ -13,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from p2pdm.core.dm import Ack
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import DeliveryStatus, OutboxItem
-from p2pdm.errors import NotFound
+from p2pdm.errors import NotFound, P2PDMError, PeerUnreachable
 from p2pdm.services.limits import (
     ACK_TIMEOUT,
     MAX_DEPOSIT_BATCH,
@@ -28,7 +28,11 @@ from p2pdm.services.limits import (
 )
 from p2pdm.store.base import Store
 
-__all__ = ["Clocked", "OutboxBook", "backoff_ms"]
+__all__ = ["NOT_REACHABLE", "Clocked", "OutboxBook", "backoff_ms", "delivery_error"]
+
+#: How an outbox entry's last error starts when the recipient could not be
+#: dialled; its note then reads "<who> is not reachable: …".
+NOT_REACHABLE: Final = "not reachable: "
 
 
 class Clocked(Protocol):
@@ -37,6 +41,13 @@ class Clocked(Protocol):
     @property
     def store(self) -> Store: ...
     def now_ms(self) -> int: ...
+
+
+def delivery_error(exc: P2PDMError) -> str:
+    """What an outbox entry records as its last error when a round fails with ``exc``."""
+    if isinstance(exc, PeerUnreachable):
+        return NOT_REACHABLE + exc.reason
+    return str(exc)
 
 
 def backoff_ms(attempts: int, rng: random.Random) -> int:
@@ -88,6 +99,22 @@ class OutboxBook:
         """Tell the sender why the message is not delivered yet (status detail, history, event)."""
         with contextlib.suppress(NotFound):
             self.store.note_status(item.message_id, self.now_ms(), detail[:MAX_NOTE])
+
+    def waiting(self, item: OutboxItem) -> str:
+        """Why ``item`` is still waiting, from its last error: "Bob is not reachable:
+        connection refused".
+
+        The same reason gives the same words round after round, so it is
+        noted once (``note_status`` keeps no note equal to the latest); when
+        it was first noted and when the next try is are added when the
+        message is shown (``Node.status_detail``).
+        """
+        contact = self.store.get_contact(item.recipient)
+        who = contact.name if contact is not None and contact.name else item.recipient.short()
+        error = item.last_error
+        if error.startswith(NOT_REACHABLE):
+            return f"{who} is {error}"
+        return f"not delivered to {who} yet: {error}"
 
     def reschedule(self, item: OutboxItem, error: str) -> int:
         """Back ``item`` off; returns the delay in ms."""

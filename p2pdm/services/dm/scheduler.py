@@ -6,13 +6,15 @@ outbox entries (``MAX_DUE_BATCH`` a pass), expires the ones past expiry and
 runs one sender task per recipient, at most ``MAX_ACTIVE_SENDERS`` at once;
 more recipients wait for a free slot. A recipient a dial just failed for
 waits out its backoff instead of being dialled per message; a recipient
-that connects is retried at once (:meth:`Scheduler.retry_now`). A running
+that connects is retried at once (:meth:`Scheduler.retry_now`), cutting
+short the dial, lookup or deposit its sender may be busy with. A running
 sender is woken, not doubled, when more is queued for its recipient.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import trio
@@ -46,6 +48,9 @@ class Scheduler:
         #: Peers a dial just failed for, and the trio time to try them again:
         #: a new message for them waits for that, not a dial per message.
         self._unreachable_until: dict[PeerId, float] = {}
+        #: Senders busy reaching their peer or depositing, and the scope that
+        #: cuts that short (:meth:`interruptible`).
+        self._interruptible: dict[PeerId, trio.CancelScope] = {}
 
     def wake(self, peer: PeerId | None = None) -> None:
         """Something was queued: run the scheduler (and the peer's sender) now."""
@@ -66,10 +71,27 @@ class Scheduler:
     def reachable(self, peer: PeerId) -> None:
         self._unreachable_until.pop(peer, None)
 
+    @contextmanager
+    def interruptible(self, peer: PeerId) -> Iterator[None]:
+        """A block of ``peer``'s sender that :meth:`retry_now` cuts short: trying to
+        reach the peer (stale addresses, a DHT lookup) and depositing at mailboxes
+        take seconds, while the peer that just connected can be sent to at once.
+        A cut-short deposit is harmless: mailboxes dedupe repeated deposits."""
+        scope = self._interruptible[peer] = trio.CancelScope()
+        try:
+            with scope:
+                yield
+        finally:
+            if self._interruptible.get(peer) is scope:
+                del self._interruptible[peer]
+
     def retry_now(self, peer: PeerId) -> None:
         """``peer`` is reachable again (it connected): send what waits for it now."""
         self.reachable(peer)
         self.book.due_now(peer)
+        scope = self._interruptible.get(peer)
+        if scope is not None:
+            scope.cancel()  # its sender ends; the next pass starts a fresh one
         self.wake(peer)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

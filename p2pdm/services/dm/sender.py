@@ -1,7 +1,9 @@
 """The sender: one recipient, one stream, a window of envelopes in flight.
 
 How this works: :class:`Sender` opens one stream to the peer — dialling its
-last known addresses, then asking the DHT — and, while that takes longer
+last known addresses, then, when those fail, asking the DHT afresh where
+the peer is now (at most once per ``PEER_LOOKUP_INTERVAL_SECONDS`` a peer,
+so an offline contact costs no lookup per retry) — and, while that takes longer
 than ``REACH_TIMEOUT``, deposits what waits for the peer at mailboxes. On
 the stream it writes up to ``DM_WINDOW`` deliver frames while a reader task
 takes the acks; which frame is which is a
@@ -24,17 +26,20 @@ import trio
 from p2pdm.core.dm import DM_PROTOCOL, Ack, Deliver, decode_ack
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import OutboxItem
+from p2pdm.core.ratelimit import Pacer
 from p2pdm.core.sendwindow import SendWindow
 from p2pdm.errors import P2PDMError, PeerUnreachable
 from p2pdm.limits import MAX_CONTROL_FRAME_BYTES
 from p2pdm.net.stream import Stream
 from p2pdm.services.dm.deposits import Depositor
-from p2pdm.services.dm.outbox import OutboxBook
+from p2pdm.services.dm.outbox import OutboxBook, delivery_error
 from p2pdm.services.dm.scheduler import Scheduler
 from p2pdm.services.limits import (
     ACK_TIMEOUT,
     DIAL_TIMEOUT,
     FIND_PEER_TIMEOUT,
+    MAX_PACED_LOOKUPS,
+    PEER_LOOKUP_INTERVAL_SECONDS,
     REACH_TIMEOUT,
     STREAM_IDLE_SECONDS,
     WRITE_TIMEOUT,
@@ -65,12 +70,15 @@ class Sender:
         self.scheduler = scheduler
         self.depositor = depositor
         self.seen = seen
+        #: When each peer was last looked up afresh in the DHT.
+        self._lookups = Pacer(PEER_LOOKUP_INTERVAL_SECONDS, MAX_PACED_LOOKUPS)
 
     async def run_for(self, peer: PeerId) -> None:
         """Deliver what is due for ``peer``, then deposit what could not be delivered."""
         try:
             failed = await self.send_all(peer)
-            await self.depositor.deposit(peer, failed)
+            with self.scheduler.interruptible(peer):  # cut short if the peer connects
+                await self.depositor.deposit(peer, failed)
         except Exception as exc:
             log.exception("sender for %s failed", peer.short())
             with contextlib.suppress(P2PDMError):  # never spin on an item that keeps failing
@@ -78,19 +86,33 @@ class Sender:
                     self.book.due_for(peer), f"internal error: {type(exc).__name__}"
                 )
 
+    async def _dial(self, peer: PeerId, addrs: list[str]) -> Stream:
+        try:
+            with trio.fail_after(DIAL_TIMEOUT):
+                return await self.network.open_stream(peer, DM_PROTOCOL, addrs)
+        except trio.TooSlowError:
+            raise PeerUnreachable(
+                f"{peer.short()} did not answer in time", f"no answer within {DIAL_TIMEOUT:g} s"
+            ) from None
+
     async def _open(self, peer: PeerId) -> Stream:
+        """A dm stream to ``peer``: its known addresses first, then (paced by
+        PEER_LOOKUP_INTERVAL_SECONDS) the addresses the DHT has now."""
         contact = self.book.store.get_contact(peer)
         addrs = list(contact.addrs) if contact else []
         try:
-            with trio.fail_after(DIAL_TIMEOUT):
-                stream = await self.network.open_stream(peer, DM_PROTOCOL, addrs)
-        except (PeerUnreachable, trio.TooSlowError):
-            found = await self.network.find_peer(peer, FIND_PEER_TIMEOUT)
+            stream = await self._dial(peer, addrs)
+        except PeerUnreachable as failed:
+            if not self._lookups.allow(peer, trio.current_time()):
+                raise
             try:
-                with trio.fail_after(DIAL_TIMEOUT):
-                    stream = await self.network.open_stream(peer, DM_PROTOCOL, found)
-            except trio.TooSlowError:
-                raise PeerUnreachable(f"{peer.short()} did not answer in time") from None
+                found = await self.network.find_peer(peer, FIND_PEER_TIMEOUT, fresh=True)
+            except PeerUnreachable as lost:
+                # The dial's reason, not the lookup's: a paced round (no
+                # lookup) then reads the same and is not noted again.
+                log.debug("looking %s up failed: %s", peer.short(), lost)
+                raise failed from None
+            stream = await self._dial(peer, found)
         self.seen(peer)
         return stream
 
@@ -107,13 +129,19 @@ class Sender:
 
         stream: Stream | None = None
         error: P2PDMError = PeerUnreachable(f"{peer.short()} not reachable")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(deposit_when_slow)
-            try:
-                stream = await self._open(peer)
-            except P2PDMError as exc:  # raised here, not wrapped in an ExceptionGroup
-                error = exc
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(deposit_when_slow)
+                try:
+                    stream = await self._open(peer)
+                except P2PDMError as exc:  # raised here, not wrapped in an ExceptionGroup
+                    error = exc
+                nursery.cancel_scope.cancel()
+        except BaseException:  # cancelled (the peer connected meanwhile): drop the stream
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await stream.reset()
+            raise
         if stream is None:
             raise error
         return stream
@@ -125,12 +153,16 @@ class Sender:
         due = book.due_for(peer)
         if not due:
             return []
+        stream: Stream | None = None
         try:
-            stream = await self._open_or_deposit(peer)
-        except (PeerUnreachable, P2PDMError) as exc:
-            delay_ms = book.reschedule_all(due, str(exc))
+            with self.scheduler.interruptible(peer):  # cut short if the peer connects
+                stream = await self._open_or_deposit(peer)
+        except P2PDMError as exc:
+            delay_ms = book.reschedule_all(due, delivery_error(exc))
             self.scheduler.unreachable(peer, delay_ms / 1000)
             return book.undelivered(peer)
+        if stream is None:
+            return []  # the peer connected meanwhile: the next sender uses that connection
         self.scheduler.reachable(peer)
         failed: list[OutboxItem] = []
         window: SendWindow[OutboxItem] = SendWindow(book.window)
