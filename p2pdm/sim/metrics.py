@@ -91,11 +91,18 @@ class Tap:
         for name in LOOKUP_CALLS:
             call = getattr(host, name)
 
-            async def timed(key: Any, timeout: float, call: Any = call, name: str = name) -> Any:  # noqa: ASYNC109
+            async def timed(
+                key: Any,
+                timeout: float,  # noqa: ASYNC109 (the wrapped call's own deadline)
+                *args: Any,
+                call: Any = call,
+                name: str = name,
+                **kw: Any,
+            ) -> Any:
                 start = self.clock()
                 found = False
                 try:
-                    result = await call(key, timeout)
+                    result = await call(key, timeout, *args, **kw)
                     found = bool(result)
                     return result
                 finally:
