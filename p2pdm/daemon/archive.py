@@ -51,13 +51,12 @@ from p2pdm.core.session import OwnPrekeys
 from p2pdm.daemon.config import MAX_CONFIG_BYTES
 from p2pdm.daemon.home import STORE_COMPANION_SUFFIXES, Home, check_display_name
 from p2pdm.daemon.identity_file import (
-    KDF_MEM_RANGE,
     KDF_NAME,
-    KDF_OPS_RANGE,
     SALT_BYTES,
     KdfLimits,
     RandomBytes,
     passphrase_key,
+    read_kdf,
     seal_identity,
 )
 from p2pdm.daemon.lockfile import HomeLock
@@ -215,11 +214,7 @@ def open_archive(data: bytes, passphrase: str, where: str) -> ArchiveContents:
         version = f.integer("version", 0, 2**32)
         if version != ARCHIVE_VERSION:
             raise UnsupportedVersion(str(version))
-        kdf = f.text("kdf", max_bytes=32)
-        limits = KdfLimits(
-            f.integer("opslimit", *KDF_OPS_RANGE), f.integer("memlimit", *KDF_MEM_RANGE)
-        )
-        salt = f.blob("salt", size=SALT_BYTES)
+        kdf, limits, salt = read_kdf(f)
         sealed = f.blob("sealed", max_size=MAX_ARCHIVE_BYTES)
         f.done()
     except UnsupportedVersion as exc:

@@ -38,6 +38,7 @@ __all__ = [
     "decode_identity_file",
     "encode_identity_file",
     "passphrase_key",
+    "read_kdf",
     "seal_identity",
     "unlock_identity_file",
 ]
@@ -78,6 +79,17 @@ KDF_OPS_RANGE: Final = (argon2id.OPSLIMIT_MIN, argon2id.OPSLIMIT_SENSITIVE)
 KDF_MEM_RANGE: Final = (argon2id.MEMLIMIT_MIN, argon2id.MEMLIMIT_SENSITIVE)
 
 RandomBytes = Callable[[int], bytes]
+
+
+def read_kdf(f: cbor.Fields) -> tuple[str, KdfLimits, bytes]:
+    """The key-derivation fields a sealed file carries: name, cost and salt.
+
+    The cost is bounded so that a file cannot make opening it take forever;
+    raises WireError (via ``f``) for a field out of range.
+    """
+    kdf = f.text("kdf", max_bytes=32)
+    limits = KdfLimits(f.integer("opslimit", *KDF_OPS_RANGE), f.integer("memlimit", *KDF_MEM_RANGE))
+    return kdf, limits, f.blob("salt", size=SALT_BYTES)
 
 
 def passphrase_key(passphrase: str, salt: bytes, limits: KdfLimits) -> bytes:
@@ -163,11 +175,7 @@ def unlock_identity_file(
             seed = f.blob("seed", size=SEED_BYTES)
             f.done()
             return seed, None
-        kdf = f.text("kdf", max_bytes=32)
-        limits = KdfLimits(
-            f.integer("opslimit", *KDF_OPS_RANGE), f.integer("memlimit", *KDF_MEM_RANGE)
-        )
-        salt = f.blob("salt", size=SALT_BYTES)
+        kdf, limits, salt = read_kdf(f)
         sealed = f.blob("sealed_seed", size=SEALED_SEED_BYTES)
         f.done()
     except UnsupportedVersion as exc:
