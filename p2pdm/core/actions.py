@@ -131,7 +131,9 @@ def decide(action: Action, target: StoredMessage | None, me: PeerId, now_ms: int
         if target.kind != "text":
             return _refuse("only a text can be edited")
         if not 0 <= action.sent_at_ms - target.sent_at_ms <= EDIT_WINDOW_MS:
-            return _refuse(f"edits are allowed for {EDIT_WINDOW_MS // 60_000} minutes after sending")
+            return _refuse(
+                f"edits are allowed for {EDIT_WINDOW_MS // 60_000} minutes after sending"
+            )
         if action.sent_at_ms > now_ms + MAX_CLOCK_SKEW_SECONDS * 1000:
             return _refuse("the edit is dated in the future")
     return Decision(Verdict.APPLY)

@@ -284,7 +284,7 @@ UPDATE events SET conversation_id =
     WHERE message_id IS NOT NULL;
 """
 
-#: Message actions (docs/protocol.md §6.3–6.6): an edit's time, the unsent
+#: Message actions (docs/protocol.md §6.3 to §6.6): an edit's time, the unsent
 #: mark, one reaction per person per message (an empty emoji is a reaction
 #: taken back, kept so an older one arriving late cannot return), actions
 #: held until their target arrives, and the count of refused ones.

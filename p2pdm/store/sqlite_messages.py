@@ -374,6 +374,8 @@ class MessageTables(Tables):
                 "(SELECT count(*) FROM outbox)"
             ).fetchone()
             dropped = counter(db, "requests_dropped")
+            refused = counter(db, "actions_refused")
+            held_dropped = counter(db, "held_actions_dropped")
         contacts, messages, unread, requests, outbox = (int(n) for n in row)
         return {
             "contacts": contacts,
@@ -382,4 +384,6 @@ class MessageTables(Tables):
             "requests": requests,
             "outbox": outbox,
             "requests_dropped": dropped,
+            "actions_refused": refused,
+            "held_actions_dropped": held_dropped,
         }
