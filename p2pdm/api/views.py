@@ -239,6 +239,37 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
         "description": "an outgoing message's status per recipient (one for a one-to-one "
         "message); 'status' is the least advanced of theirs. Empty for incoming messages",
     },
+    "reply_to": {
+        "oneOf": [
+            {"type": "null"},
+            obj(
+                {
+                    "id": HEX_ID,
+                    "text": {
+                        "type": ["string", "null"],
+                        "description": "the start of the quoted message's text; null when "
+                        "the original message is unavailable (unsent, deleted, never arrived)",
+                    },
+                    "available": BOOL,
+                }
+            ),
+        ],
+        "description": "the message this one replies to, with a snippet of it",
+    },
+    "reactions": {
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": PEER_ID},
+        "description": "emoji -> the peers who reacted with it (one reaction per person)",
+    },
+    "edited": {"type": "boolean", "description": "the author changed the text"},
+    "edited_at_ms": {
+        "type": ["integer", "null"],
+        "description": "the author's time of the latest edit",
+    },
+    "unsent": {
+        "type": "boolean",
+        "description": "the author unsent it: the text is gone (show 'unsent a message')",
+    },
 }
 
 
