@@ -120,7 +120,7 @@ def _wire() -> list[Row]:
         ("react", ("m1", "👍"), {}, "POST", "/v1/messages/m1/reactions", {"emoji": "👍"}),
         ("edit", ("m1", "new"), {}, "PATCH", "/v1/messages/m1", {"text": "new"}),
         ("unsend", ("m1",), {}, "DELETE", "/v1/messages/m1", None),
-        ("delete_for_me", ("m1",), {}, "DELETE", "/v1/messages/m1", {"for": "me"}),
+        ("delete_for_me", ("m1",), {}, "DELETE", "/v1/messages/m1?for=me", None),
         ("delete_conversation", ("bob",), {}, "DELETE", "/v1/conversations/bob", None),
         ("conversations", (), {}, "GET", "/v1/conversations", None),
         ("messages", ("bob #2",), {}, "GET", "/v1/conversations/bob%20%232/messages", None),
