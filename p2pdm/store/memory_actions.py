@@ -41,7 +41,9 @@ class ActionDicts(Dicts):
         if seq is None:
             return False
         old = state.messages[seq]
-        if old.unsent or (old.edited_at_ms is not None and old.edited_at_ms >= edited_at_ms):
+        if old.unsent or (
+            old.edited_at_ms is not None and (old.edited_at_ms, old.body) >= (edited_at_ms, body)
+        ):
             return False
         state.messages[seq] = replace(old, body=body, edited_at_ms=edited_at_ms)
         return True

@@ -4,7 +4,7 @@ How this works: a reaction is one row per (message, peer) in ``reactions``;
 an empty emoji is a reaction taken back, kept so that an older reaction
 arriving late cannot come back (the newer signed time wins, then the larger
 emoji, so every order of arrival ends the same). An edit replaces the body
-and sets ``edited_at_ms`` only if it is newer. :meth:`erase_message_body`
+and sets ``edited_at_ms`` only if it is newer (the same way: time, then body). :meth:`erase_message_body`
 is the one place a message's text is removed from everywhere it lives here.
 Actions whose target has not arrived wait in ``held_actions``, bounded per
 sender and in all (the oldest dropped and counted) and in time.
@@ -107,12 +107,13 @@ class ActionTables(Tables):
         return found
 
     def edit_message_body(self, message_id: bytes, body: bytes, edited_at_ms: int) -> bool:
-        """Replace the body of a message not unsent if this edit is newer; True if it did."""
+        """Replace the body of a message not unsent if this edit is newer (a later
+        time, then the larger body: every order of arrival ends the same); True if it did."""
         with self._writing(f"editing message {message_id.hex()}") as db:
             cursor = db.execute(
                 "UPDATE messages SET body = ?, edited_at_ms = ? WHERE id = ? AND unsent = 0 "
-                "AND (edited_at_ms IS NULL OR edited_at_ms < ?)",
-                (body, edited_at_ms, message_id, edited_at_ms),
+                "AND (edited_at_ms IS NULL OR edited_at_ms < ? OR (edited_at_ms = ? AND body < ?))",
+                (body, edited_at_ms, message_id, edited_at_ms, edited_at_ms, body),
             )
         return cursor.rowcount > 0
 
