@@ -4,7 +4,8 @@ How this works: a reaction is one row per (message, peer) in ``reactions``;
 an empty emoji is a reaction taken back, kept so that an older reaction
 arriving late cannot come back (the newer signed time wins, then the larger
 emoji, so every order of arrival ends the same). An edit replaces the body
-and sets ``edited_at_ms`` only if it is newer (the same way: time, then body). :meth:`erase_message_body`
+and sets ``edited_at_ms`` only if it is newer (the same way: time, then
+body). :meth:`erase_message_body`
 is the one place a message's text is removed from everywhere it lives here.
 Actions whose target has not arrived wait in ``held_actions``, bounded per
 sender and in all (the oldest dropped and counted) and in time.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 import pytest
@@ -41,10 +42,8 @@ def test_action_bodies_round_trip(body: ActionBody) -> None:
 
 @given(st.sampled_from(["react", "edit", "unsend"]), st.binary(max_size=200))
 def test_arbitrary_bytes_never_crash_a_decoder(kind: str, data: bytes) -> None:
-    try:
+    with contextlib.suppress(WireError):
         KINDS[kind].decode_bytes(data)
-    except WireError:
-        pass
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from p2pdm.core import cbor
-from p2pdm.core.actions import Action, HeldAction
+from p2pdm.core.actions import Action, ActionBody, HeldAction
+from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import EditBody, ReactionBody, UnsendBody
 from p2pdm.core.model import Direction, StoredMessage
 from p2pdm.limits import HELD_ACTION_TTL_MS, MAX_HELD_ACTIONS_PER_PEER
@@ -52,8 +53,12 @@ def test_an_edit_applies_only_if_newer_and_never_to_an_unsent_message(store: Sto
     assert gone is not None and gone.unsent and gone.body == b""
 
 
-def _held(n: int, target: int, at: int, sender=ALICE) -> HeldAction:  # type: ignore[no-untyped-def]
-    body = [ReactionBody(mid(target), "👍"), EditBody(mid(target), "x"), UnsendBody(mid(target))]
+def _held(n: int, target: int, at: int, sender: PeerId = ALICE) -> HeldAction:
+    body: list[ActionBody] = [
+        ReactionBody(mid(target), "👍"),
+        EditBody(mid(target), "x"),
+        UnsendBody(mid(target)),
+    ]
     return HeldAction(Action(mid(n), sender, WITH_ALICE, at, body[n % 3]), at)
 
 
@@ -107,7 +112,8 @@ def test_a_store_of_the_previous_schema_upgrades_in_place(tmp_path: Path) -> Non
             schema._apply(db, migration)
             db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
         db.execute(
-            "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq) VALUES (?, ?, 1, 1)",
+            "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq) "
+            "VALUES (?, ?, 1, 1)",
             (WITH_ALICE, ALICE.raw),
         )
         db.execute(
