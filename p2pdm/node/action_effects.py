@@ -53,7 +53,7 @@ def settle(
         store.hold_action(HeldAction(action, now_ms))
     elif decision.verdict is Verdict.REFUSE:
         store.count_refused_action()
-        log.info("refused a %s from %s: %s", action.kind, action.sender.short(), decision.reason)
+        log.debug("refused a %s from %s: %s", action.kind, action.sender.short(), decision.reason)
     elif decision.verdict is Verdict.APPLY and target is not None and apply(store, action, target):
         detail = action.body.emoji if isinstance(action.body, ReactionBody) else ""
         event = LogEvent(
