@@ -13,6 +13,7 @@ class is written for the person who sees it.
 from __future__ import annotations
 
 __all__ = [
+    "ActionRefused",
     "ArchiveError",
     "ConfigError",
     "DecryptError",
@@ -123,6 +124,11 @@ class ProtocolViolation(P2PDMError):
 
 
 # --- local use ------------------------------------------------------------
+
+
+class ActionRefused(P2PDMError):
+    """A reaction, edit or unsend is not allowed on that message (not yours, another
+    conversation, past the edit window, or unsent); nothing was sent."""
 
 
 class SessionError(P2PDMError):

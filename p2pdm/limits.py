@@ -176,3 +176,29 @@ MAX_TRACKED_STRANGERS = 4096
 #: pruned on their own: strangers' traffic never pushes contacts' events out
 #: of MAX_STORED_EVENTS. Enough to list every pending request twice over.
 MAX_STORED_REQUEST_EVENTS = 2000
+
+# --- message actions (reactions, edits, unsend) -----------------------------
+
+#: How long after sending a text its author may still edit it (milliseconds),
+#: as Instagram allows: long enough to fix a typo, short enough that what was
+#: read stays what was said.
+EDIT_WINDOW_MS = 15 * 60 * 1000
+
+#: Longest reaction, in UTF-8 bytes: one emoji, even a family or a flag with
+#: modifiers (about 25 bytes at most), not a sentence.
+MAX_REACTION_BYTES = 32
+
+#: Actions (reactions, edits, unsends) held while the message they target has
+#: not arrived yet (mailboxes reorder): per sender and in all. An unsend that
+#: overtakes its message must still win, so it waits here; past the caps the
+#: oldest held action is dropped and counted.
+MAX_HELD_ACTIONS_PER_PEER = 256
+MAX_HELD_ACTIONS = 4096
+
+#: How long a held action waits for its target (milliseconds): the target's
+#: envelope cannot arrive after its own expiry (ENVELOPE_TTL_SECONDS) plus the
+#: clock skew allowed, so an action older than that can never apply.
+HELD_ACTION_TTL_MS = (ENVELOPE_TTL_SECONDS + MAX_CLOCK_SKEW_SECONDS) * 1000
+
+#: Characters of the quoted message shown with a reply.
+REPLY_SNIPPET_CHARS = 120

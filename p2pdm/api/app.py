@@ -69,6 +69,15 @@ from p2pdm.api.handlers import (
     read_message,
     send_message,
 )
+from p2pdm.api.handlers_actions import (
+    DELETE_FOR,
+    EDIT_MESSAGE,
+    NEW_REACTION,
+    delete_conversation,
+    delete_message,
+    edit_message,
+    react,
+)
 from p2pdm.api.openapi import build_document
 from p2pdm.api.payload import (
     DEFAULT_PAGE_SIZE,
@@ -446,6 +455,66 @@ ROUTES: Final[tuple[Route, ...]] = (
             ("204", None, "revoked"),
             _NOT_FOUND,
             parameters=(path_param("name", TOKEN_NAME, "the token's name"),),
+        ),
+    ),
+    Route(
+        "/v1/messages/{message_id}/reactions",
+        "POST",
+        react,
+        _SEND,
+        Doc(
+            "reactToMessage",
+            "React to a message with one emoji (replaces yours; an empty one takes it back)",
+            ("200", ref("Message"), "the message with its reactions"),
+            {**_NOT_FOUND, **_BODY, "422": "the message was unsent or cannot take reactions"},
+            parameters=(_MESSAGE_ID,),
+            body=ref("NewReaction"),
+            schemas={"NewReaction": NEW_REACTION},
+        ),
+    ),
+    Route(
+        "/v1/messages/{message_id}",
+        "PATCH",
+        edit_message,
+        _SEND,
+        Doc(
+            "editMessage",
+            "Change the text of your own message, within 15 minutes of sending it",
+            ("200", ref("Message"), "the message with its new text"),
+            {
+                **_NOT_FOUND,
+                **_BODY,
+                "422": "not your message, not a text, unsent, or past the edit window",
+            },
+            parameters=(_MESSAGE_ID,),
+            body=ref("EditMessage"),
+            schemas={"EditMessage": EDIT_MESSAGE},
+        ),
+    ),
+    Route(
+        "/v1/messages/{message_id}",
+        "DELETE",
+        delete_message,
+        _SEND,
+        Doc(
+            "deleteMessage",
+            "Unsend your own message for everyone, or (for=me) delete a message here only",
+            ("204", None, "unsent (GET shows it as 'unsent'), or deleted here (for=me)"),
+            {**_NOT_FOUND, "422": "unsending a message that is not yours"},
+            parameters=(_MESSAGE_ID, DELETE_FOR),
+        ),
+    ),
+    Route(
+        "/v1/conversations/{conversation}",
+        "DELETE",
+        delete_conversation,
+        _SEND,
+        Doc(
+            "deleteConversation",
+            "Delete a conversation and its messages from this node only (nobody is told)",
+            ("204", None, "deleted"),
+            _NOT_FOUND,
+            parameters=(_CONVERSATION,),
         ),
     ),
     Route(

@@ -24,6 +24,7 @@ from typing import Final, TextIO
 import segno
 
 from p2pdm import __version__, hints
+from p2pdm.cli import actions as cli_actions
 from p2pdm.cli import archive as cli_archive
 from p2pdm.cli import chat as cli_chat
 from p2pdm.cli import run as cli_run
@@ -182,6 +183,11 @@ COMMANDS: Final[dict[str, Command]] = {
         cli_chat.read_arguments,
         cli_chat.read,
     ),
+    # Message actions (p2pdm/cli/actions.py).
+    **{
+        name: Command(help, arguments, run)
+        for name, help, arguments, run in cli_actions.ACTION_COMMANDS
+    },
     "settings": Command(
         "show or change the node's settings (e.g. read receipts)",
         cli_settings.settings_arguments,

@@ -191,8 +191,11 @@ class Operations:
         """Delete a contact; its conversation stays."""
 
     @operation[Message]("POST", "/v1/messages")
-    def send(to: str, text: str, *, idempotency_key: str | None = None) -> None:
-        """Queue a text message; with ``idempotency_key``, a retry never sends twice."""
+    def send(
+        to: str, text: str, *, idempotency_key: str | None = None, reply_to: str | None = None
+    ) -> None:
+        """Queue a text message; with ``idempotency_key``, a retry never sends twice;
+        ``reply_to``: the id of a message of the same conversation it answers."""
 
     @operation[dict[str, Any]]("GET", "/v1/messages/{message_id}")
     def message(message_id: str) -> None:
@@ -215,6 +218,28 @@ class Operations:
     @operation[Message]("POST", "/v1/messages/{message_id}/read")
     def mark_message_read(message_id: str) -> None:
         """Mark a message's conversation read up to now; returns the message."""
+
+    @operation[Message]("POST", "/v1/messages/{message_id}/reactions")
+    def react(message_id: str, emoji: str) -> None:
+        """React to a message (replaces your reaction; ``""`` takes it back)."""
+
+    @operation[Message]("PATCH", "/v1/messages/{message_id}")
+    def edit(message_id: str, text: str) -> None:
+        """Change the text of your own message (within 15 minutes of sending it)."""
+
+    @operation[None]("DELETE", "/v1/messages/{message_id}")
+    def unsend(message_id: str) -> None:
+        """Remove your own message for everyone."""
+
+    @operation[None]("DELETE", "/v1/messages/{message_id}")
+    def delete_for_me(message_id: str) -> Fields:
+        """Delete a message from this node only; nobody is told."""
+        return {"for": "me"}
+
+    @operation[None]("DELETE", "/v1/conversations/{who}")
+    def delete_conversation(who: str) -> None:
+        """Delete a conversation (its id, or the contact's name or PeerID) from this
+        node only; nobody is told."""
 
     @operation[dict[str, Any]]("GET", "/v1/settings")
     def settings() -> None:

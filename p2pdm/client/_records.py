@@ -5,7 +5,7 @@ They are plain ``dict`` at run time: a field a later node adds is simply there.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict
 
 __all__ = [
     "AddedContact",
@@ -39,6 +39,15 @@ class Message(TypedDict):
     request: bool
     #: An outgoing message's status per recipient; ``status`` is the least advanced.
     recipients: list[Recipient]
+    #: The message it replies to: ``{"id", "text" (a snippet, None when the
+    #: original is unavailable), "available"}``; None if it is no reply.
+    reply_to: dict[str, Any] | None
+    #: emoji -> the peers who reacted with it.
+    reactions: dict[str, list[str]]
+    edited: bool
+    edited_at_ms: int | None
+    #: The author unsent it: show "unsent a message".
+    unsent: bool
 
 
 class Recipient(TypedDict):

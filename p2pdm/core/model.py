@@ -130,6 +130,12 @@ class StoredMessage:
     #: fills it: an outgoing message stored without any gets ``peer`` alone.
     #: Empty for incoming messages.
     recipients: tuple[Recipient, ...] = ()
+    #: The author's signed time of the edit that gave the current text (None:
+    #: never edited); a later edit wins (docs/protocol.md §6.4).
+    edited_at_ms: int | None = None
+    #: True once the author unsent it: the body is erased, the row stays as
+    #: "unsent a message" (docs/protocol.md §6.5).
+    unsent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +192,9 @@ class EventType(StrEnum):
     CONTACT_ADDED = "contact.added"  # a new contact (not a rename)
     PEER_ONLINE = "peer.online"  # a connection to the peer came up
     PEER_OFFLINE = "peer.offline"  # the last connection to the peer went down
+    MESSAGE_REACTION = "message.reaction"  # someone reacted to a message (or took it back)
+    MESSAGE_EDITED = "message.edited"  # the author changed a message's text
+    MESSAGE_UNSENT = "message.unsent"  # the author removed a message for everyone
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from p2pdm.core.actions import HeldAction
 from p2pdm.core.eventlog import LogEvent
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import StoredEnvelope
@@ -49,9 +50,18 @@ from p2pdm.limits import (
     MAX_REQUEST_MESSAGES_PER_PEER,
 )
 
-__all__ = ["RequestCaps", "RequestUsage", "Store", "log_event"]
+__all__ = ["Reactions", "RequestCaps", "RequestUsage", "Store", "log_event", "release_attachments"]
 
 _T = TypeVar("_T")
+
+#: A message's reactions: emoji → the peers who chose it.
+Reactions = dict[str, list[PeerId]]
+
+
+def release_attachments(message_id: bytes) -> None:
+    """Where the attachments of a message whose body was erased (unsent, deleted,
+    expired) are released. Messages carry no attachments in this version: the
+    media store's sweep of unreferenced blobs hooks in here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,10 +321,47 @@ class Store(Protocol):
     def list_tokens(self) -> list[ApiToken]: ...  # by name
     def delete_token(self, name: str) -> bool: ...
 
+    # --- message actions (store/sqlite_actions.py) ---
+    def set_reaction(self, message_id: bytes, peer: PeerId, emoji: str, at_ms: int) -> bool:
+        """``peer``'s reaction ('' takes it back) if newer (time, then emoji); True if changed."""
+        ...
+
+    def reactions(self, message_ids: Sequence[bytes]) -> dict[bytes, Reactions]: ...
+    def edit_message_body(self, message_id: bytes, body: bytes, edited_at_ms: int) -> bool:
+        """Replace the body of a message not unsent, if the edit is newer; True if it did."""
+        ...
+
+    def erase_message_body(self, message_id: bytes) -> bool:
+        """Remove the message's text from everywhere the store keeps it (body,
+        reactions, held actions, attachments); the row stays. True if it exists."""
+        ...
+
+    def unsend_message(self, message_id: bytes) -> bool:
+        """Erase the body and mark the message unsent; True if it was not already."""
+        ...
+
+    def delete_message(self, message_id: bytes) -> bool: ...  # here only
+    def delete_conversation(self, conversation_id: bytes) -> int: ...  # messages deleted
+    def hold_action(self, held: HeldAction) -> None:
+        """Keep an action for its target; drops expired and the oldest over the caps."""
+        ...
+
+    def take_held(self, target: bytes, now_ms: int) -> list[HeldAction]:
+        """Remove and return the live actions held for ``target``, oldest first."""
+        ...
+
+    def held_count(self) -> int: ...
+    def count_refused_action(self) -> None: ...
+    def remove_outbox_of(self, message_id: bytes) -> int:
+        """Drop the queued envelopes of a message; returns how many."""
+        ...
+
     # --- counts for the API ---
     def counts(self) -> dict[str, int]:
         """``contacts``, ``messages``, ``unread``, ``requests``, ``outbox``,
-        ``requests_dropped`` (request messages dropped over the caps, ever)."""
+        ``requests_dropped`` (request messages dropped over the caps, ever),
+        ``actions_refused`` (reactions, edits, unsends refused on receipt, ever),
+        ``held_actions_dropped`` (actions whose target never came, ever)."""
         ...
 
 

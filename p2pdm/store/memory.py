@@ -30,6 +30,7 @@ from p2pdm.store.base import (
     decode_setting,
     encode_setting,
 )
+from p2pdm.store.memory_actions import ActionDicts
 from p2pdm.store.memory_api import APIDicts
 from p2pdm.store.memory_contacts import ContactDicts
 from p2pdm.store.memory_mailbox import MailboxDicts
@@ -40,7 +41,7 @@ from p2pdm.store.memory_state import MemoryState
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(ContactDicts, MessageDicts, OutboxDicts, MailboxDicts, APIDicts):
+class MemoryStore(ContactDicts, MessageDicts, ActionDicts, OutboxDicts, MailboxDicts, APIDicts):
     """A :class:`~p2pdm.store.base.Store` that lives and dies with the process."""
 
     def __init__(

@@ -117,6 +117,11 @@ def _wire() -> list[Row]:
             {"to": "bob", "text": "hi", "idempotency_key": "k"},
         ),
         ("message", ("m?1",), {}, "GET", "/v1/messages/m%3F1", None),
+        ("react", ("m1", "👍"), {}, "POST", "/v1/messages/m1/reactions", {"emoji": "👍"}),
+        ("edit", ("m1", "new"), {}, "PATCH", "/v1/messages/m1", {"text": "new"}),
+        ("unsend", ("m1",), {}, "DELETE", "/v1/messages/m1", None),
+        ("delete_for_me", ("m1",), {}, "DELETE", "/v1/messages/m1?for=me", None),
+        ("delete_conversation", ("bob",), {}, "DELETE", "/v1/conversations/bob", None),
         ("conversations", (), {}, "GET", "/v1/conversations", None),
         ("messages", ("bob #2",), {}, "GET", "/v1/conversations/bob%20%232/messages", None),
         (

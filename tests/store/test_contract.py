@@ -618,6 +618,8 @@ def test_counts(store: Store) -> None:
         "requests": 0,
         "outbox": 0,
         "requests_dropped": 0,
+        "actions_refused": 0,
+        "held_actions_dropped": 0,
     }
     store.put_contact(contact(ALICE, "alice"))
     store.add_message(msg(1))
@@ -631,6 +633,8 @@ def test_counts(store: Store) -> None:
         "requests": 1,
         "outbox": 1,
         "requests_dropped": 0,
+        "actions_refused": 0,
+        "held_actions_dropped": 0,
     }
 
 
