@@ -25,6 +25,7 @@ from p2pdm.core.model import (
     StatusChange,
     StoredMessage,
 )
+from p2pdm.core.profile import Profile
 from p2pdm.errors import StoreError
 from p2pdm.store.base import (
     RequestCaps,
@@ -76,6 +77,9 @@ class MemoryState:
     #: Idempotency keys: (scope, key) -> (message id, created at), oldest first.
     sends: dict[tuple[str, str], tuple[bytes, int]] = field(default_factory=dict)
     tokens: dict[str, ApiToken] = field(default_factory=dict)
+    profile: Profile | None = None
+    #: Handle claims seen: (handle, claimant) -> (first seen, last seen).
+    handle_claims: dict[tuple[str, PeerId], tuple[int, int]] = field(default_factory=dict)
 
 
 class Dicts:
