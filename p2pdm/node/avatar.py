@@ -34,11 +34,20 @@ _QUALITIES: Final = (80, 65, 50, 35)
 _MIN_SIDE: Final = 32
 
 
-def make_avatar(data: bytes) -> bytes:
-    """A WebP avatar made from the picture ``data``; raises ProfileRefused saying why."""
-    if len(data) > MAX_AVATAR_INPUT_BYTES:
+def make_avatar(
+    data: bytes,
+    *,
+    max_input_bytes: int = MAX_AVATAR_INPUT_BYTES,
+    max_pixels: int = MAX_AVATAR_INPUT_PIXELS,
+) -> bytes:
+    """A WebP avatar made from the picture ``data``; raises ProfileRefused saying why.
+
+    The caps are the node's for pictures from API clients; the CLI shrinks the
+    user's own photo with larger ones before sending it.
+    """
+    if len(data) > max_input_bytes:
         raise ProfileRefused(
-            f"the picture is {len(data)} bytes; at most {MAX_AVATAR_INPUT_BYTES} "
+            f"the picture is {len(data)} bytes; at most {max_input_bytes} "
             "(the p2pdm CLI shrinks larger ones before sending)"
         )
     try:
@@ -46,10 +55,10 @@ def make_avatar(data: bytes) -> bytes:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=INPUT_FORMATS) as image:
                 width, height = image.size
-                if width * height > MAX_AVATAR_INPUT_PIXELS:
+                if width * height > max_pixels:
                     raise ProfileRefused(
                         f"the picture is {width} x {height} pixels; at most "
-                        f"{MAX_AVATAR_INPUT_PIXELS} pixels are decoded (a larger canvas "
+                        f"{max_pixels} pixels are decoded (a larger canvas "
                         "can be a decompression bomb)"
                     )
                 image.draft("RGB", (AVATAR_SIDE, AVATAR_SIDE))  # JPEG: decode at a smaller scale

@@ -71,7 +71,7 @@ class HandleDirectory:
             if profile is not None:
                 found[peer] = profile
 
-        with trio.move_on_after(HANDLE_LOOKUP_TIMEOUT * 2):
+        with trio.move_on_after(HANDLE_LOOKUP_TIMEOUT):
             async with trio.open_nursery() as nursery:
                 for peer in candidates:
                     nursery.start_soon(check, peer)
