@@ -437,7 +437,11 @@ async def serve_node(
             nursery.start_soon(greet_contacts, node, host)
             nursery.start_soon(_PeerWatch(node, host, delivery).run)
             task_status.started(Serving(node, host, delivery, directory, service))
-            await trio.sleep_forever()
+            try:
+                await trio.sleep_forever()
+            finally:  # the host closes: lookups and republishing stop with it
+                node.profiles.lookup = None
+                node.profiles.on_change = lambda: None
 
 
 async def run_node(

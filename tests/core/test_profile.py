@@ -137,3 +137,24 @@ def test_claimants_rank_contacts_first_then_the_longest_seen() -> None:
     ranked = rank_claimants(peers, first_seen, contacts={peers[4]}, limit=4)
     tied = sorted([peers[1], peers[3]], key=lambda p: p.raw)
     assert ranked == [peers[4], *tied, peers[2]]
+
+
+_FIELD_VALUES = st.one_of(
+    st.text(max_size=40), st.binary(max_size=40), st.integers(), st.none(), st.booleans()
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["name", "handle", "bio", "avatar", "x"]), _FIELD_VALUES, max_size=5
+    )
+)
+def test_arbitrary_profile_maps_decode_or_are_refused_as_wire_errors(
+    profile: dict[str, object],
+) -> None:
+    try:
+        decoded = Profile.from_fields(cbor.Fields(dict(profile), "profile"))
+    except WireError:
+        return
+    # Accepted only in its one encoding: the same map signs the same record.
+    assert decoded.to_map() == profile and not decoded.empty
