@@ -94,6 +94,9 @@ async def patch_profile(request: Request, node: Node) -> Response:
     body = await JSONObject.read(request)
     fields = {key: body.opt_text(key) for key in ("name", "handle", "bio", "avatar")}
     body.done()
+    for key, value in fields.items():
+        if value is None and key in body.data:
+            raise bad_request(f"field {key!r} must be a string ('' clears it), not null")
     avatar = fields.pop("avatar")
     changes: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
     if avatar is not None:
@@ -172,6 +175,7 @@ PROFILE_PATCH: Final[Schema] = {
             "avatar": {
                 "type": "string",
                 "maxLength": MAX_AVATAR_BASE64_CHARS,
+                "pattern": "^[A-Za-z0-9+/]*={0,2}$",
                 "contentEncoding": "base64",
                 "description": f"any JPEG, PNG, WebP or GIF picture of at most "
                 f"{MAX_AVATAR_INPUT_BYTES} bytes and 16 million pixels, base64; the node makes a "
