@@ -81,7 +81,8 @@ class HandleDirectory:
         """``peer``'s profile if its newest valid record names ``handle``; else None."""
         key = records.record_key(peer)
         try:
-            value = await self.network.get_record(key, HANDLE_LOOKUP_TIMEOUT)
+            # Claimants are mostly strangers: their records are not kept here.
+            value = await self.network.get_record(key, HANDLE_LOOKUP_TIMEOUT, keep=False)
             if value is None:
                 log.debug("claimant %s of %r: no record found", peer.short(), handle)
                 return None
