@@ -215,3 +215,8 @@ class NodeNotRunning(P2PDMError):
 class SimWorkerError(P2PDMError):
     """A `p2pdm sim` worker process died, hung or broke its pipe; the simulation was
     stopped. Its last stderr line says why; `--workers 1` runs the nodes in one process."""
+
+
+class ProfileRefused(P2PDMError):
+    """That profile value is refused: a handle is 3 to 30 of a-z, 0-9, '.' and '_' (after
+    Unicode NFKC and case folding), a bio is short, an avatar is an image of reasonable size."""

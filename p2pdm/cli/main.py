@@ -27,6 +27,7 @@ from p2pdm import __version__, hints
 from p2pdm.cli import actions as cli_actions
 from p2pdm.cli import archive as cli_archive
 from p2pdm.cli import chat as cli_chat
+from p2pdm.cli import profile as cli_profile
 from p2pdm.cli import run as cli_run
 from p2pdm.cli import settings as cli_settings
 from p2pdm.cli import sim as cli_sim
@@ -192,6 +193,15 @@ COMMANDS: Final[dict[str, Command]] = {
         "show or change the node's settings (e.g. read receipts)",
         cli_settings.settings_arguments,
         cli_settings.settings,
+    ),
+    # Profiles and handles (p2pdm/cli/profile.py): clients of the local API too.
+    "profile": Command(
+        "show, publish or clear your profile (handle, name, bio, avatar)",
+        cli_profile.profile_arguments,
+        cli_profile.profile,
+    ),
+    "find": Command(
+        "find the people who claim a handle", cli_profile.find_arguments, cli_profile.find
     ),
     # Moving to a new machine (p2pdm/daemon/archive.py).
     "export": Command(

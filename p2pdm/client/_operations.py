@@ -28,6 +28,7 @@ very signature that runs.
 
 from __future__ import annotations
 
+import base64
 import inspect
 import string
 import types
@@ -40,10 +41,12 @@ from p2pdm.client._records import (
     AddedContact,
     Contact,
     Conversation,
+    Directory,
     EventPage,
     Message,
     MessagePage,
     NodeInfo,
+    Profile,
 )
 
 if TYPE_CHECKING:
@@ -273,3 +276,28 @@ class Operations:
     @operation[None]("DELETE", "/v1/tokens/{name}")
     def revoke_token(name: str) -> None:
         """Revoke a scoped token by name (admin tokens only); it stops working at once."""
+
+    @operation[Profile]("GET", "/v1/profile")
+    def profile() -> None:
+        """The profile this node publishes (``published`` is False until one is set)."""
+
+    @operation[Profile]("PATCH", "/v1/profile")
+    def update_profile(
+        *,
+        name: str | None = None,
+        handle: str | None = None,
+        bio: str | None = None,
+        avatar: bytes | None = None,
+    ) -> Fields:
+        """Set some profile fields ('' or b'' clears one); ``avatar`` is any picture the
+        node makes a small WebP of. Returns the profile."""
+        picture = None if avatar is None else base64.b64encode(avatar).decode()
+        return _present(name=name, handle=handle, bio=bio, avatar=picture)
+
+    @operation[None]("DELETE", "/v1/profile")
+    def clear_profile() -> None:
+        """Stop publishing a profile."""
+
+    @operation[Directory]("GET", "/v1/directory")
+    def find(handle: str) -> None:
+        """Every checked claimant of ``handle``, likeliest first (exact handle, no prefix)."""

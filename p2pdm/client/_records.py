@@ -9,14 +9,17 @@ from typing import Any, TypedDict
 
 __all__ = [
     "AddedContact",
+    "Claimant",
     "Contact",
     "Conversation",
     "DhtStats",
+    "Directory",
     "Event",
     "EventPage",
     "Message",
     "MessagePage",
     "NodeInfo",
+    "Profile",
     "Recipient",
 ]
 
@@ -139,3 +142,40 @@ class NodeInfo(TypedDict):
     #: The token of the request: ``name`` (``owner`` for the owner's) and ``scope``.
     token: dict[str, str]
     invite: str
+
+
+class Profile(TypedDict):
+    """What this node publishes (``GET /v1/profile``); ``published`` is False until set."""
+
+    published: bool
+    peer_id: str
+    fingerprint: str
+    name: str
+    handle: str
+    bio: str
+    #: Base64 of a WebP or JPEG file, or None.
+    avatar: str | None
+    avatar_type: str | None
+
+
+class Claimant(TypedDict):
+    """One node claiming a handle, checked: its signed record names that handle."""
+
+    peer_id: str
+    name: str
+    bio: str
+    avatar: str | None
+    avatar_type: str | None
+    #: The first digits of the claimant's half of the safety number.
+    fingerprint: str
+    first_seen_ms: int
+    seen_for_s: int
+    #: ``self``, ``contact`` or ``stranger``.
+    relation: str
+
+
+class Directory(TypedDict):
+    """A handle lookup: the normalised handle and its claimants, likeliest first."""
+
+    handle: str
+    claimants: list[Claimant]

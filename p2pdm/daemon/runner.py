@@ -19,7 +19,11 @@ side by side in one nursery:
 - the peer watcher: when a contact connects, its addresses and last-seen
   time go into the address book and anything queued for it is sent at once
   rather than at its next backoff;
-- the mailbox service, if the node offers one.
+- the mailbox service, if the node offers one;
+- the handle directory: the key of our profile's handle provided in the DHT
+  (if we published one), and lookups of others' handles for the node
+  (:mod:`p2pdm.services.directory`). A profile change republishes the
+  record and provides the new handle at once.
 
 The local HTTP API's address is written to ``<home>/api_addr``. Leaving
 (cancellation: the CLI cancels on SIGINT/SIGTERM) closes the API and the
@@ -57,6 +61,7 @@ from p2pdm.errors import (
 from p2pdm.net import Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
+from p2pdm.services.directory import HandleDirectory
 from p2pdm.services.dm import Delivery
 from p2pdm.services.mailbox_client import MailboxDirectory
 from p2pdm.services.mailbox_server import MailboxService
@@ -212,22 +217,43 @@ async def publish_record(node: Node, host: Host, directory: MailboxDirectory | N
     node.store.set_setting(RECORD_SEQ_SETTING, seq)
     directory = directory or MailboxDirectory(node.identity, host)
     try:
-        await directory.publish_record(node.messenger.bundle(one_time=0), seq)
+        bundle = node.messenger.bundle(one_time=0)
+        await directory.publish_record(bundle, seq, node.profiles.current())
     except P2PDMError as exc:
         log.warning("publishing our record failed: %s", exc)
         return False
     return bool(record_holders(host))
 
 
-async def _publish_records(node: Node, host: Host, directory: MailboxDirectory) -> None:
+class _Republish:
+    """Wakes the record publisher early (the profile changed)."""
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+    def now(self) -> None:
+        self.event.set()
+
+
+async def _publish_records(
+    node: Node, host: Host, directory: MailboxDirectory, republish: _Republish
+) -> None:
     next_due = -1.0
     while True:
         rotated = node.messenger.rotate_prekeys()
-        if rotated or trio.current_time() >= next_due:
+        if rotated or republish.event.is_set() or trio.current_time() >= next_due:
+            republish.event = trio.Event()
             reached = await publish_record(node, host, directory)
             pause = RECORD_REPUBLISH_SECONDS if reached else RECORD_RETRY_SECONDS
             next_due = trio.current_time() + pause
-        await trio.sleep(min(PREKEY_CHECK_SECONDS, max(0.0, next_due - trio.current_time())))
+        wait = min(PREKEY_CHECK_SECONDS, max(0.0, next_due - trio.current_time()))
+        with trio.move_on_after(wait):
+            await republish.event.wait()
+
+
+def _own_handle(node: Node) -> str:
+    profile = node.profiles.current()
+    return "" if profile is None else profile.handle
 
 
 async def greet_contacts(node: Node, host: Host) -> int:
@@ -379,6 +405,15 @@ async def serve_node(
         node.on_outbox = delivery.wake
         node.fetch_bundle = partial(fetch_bundle, host)
         node.dht_stats = partial(dht_stats_json, host)
+        handles = HandleDirectory(host, node.peer_id)
+        republish = _Republish()
+        node.profiles.lookup = handles.claims
+
+        def profile_changed() -> None:
+            republish.now()
+            handles.changed()
+
+        node.profiles.on_change = profile_changed
         # Peers met while joining the DHT learn that we speak p2pdm now.
         await host.announce_protocols()
         async with trio.open_nursery() as nursery:
@@ -397,11 +432,16 @@ async def serve_node(
             await nursery.start(delivery.run_fetcher)
             # At once: our record (where our mailboxes are, our prekeys), and
             # our contacts (they learn where we are now and send what waits).
-            nursery.start_soon(_publish_records, node, host, directory)
+            nursery.start_soon(_publish_records, node, host, directory, republish)
+            nursery.start_soon(handles.provide, partial(_own_handle, node))
             nursery.start_soon(greet_contacts, node, host)
             nursery.start_soon(_PeerWatch(node, host, delivery).run)
             task_status.started(Serving(node, host, delivery, directory, service))
-            await trio.sleep_forever()
+            try:
+                await trio.sleep_forever()
+            finally:  # the host closes: lookups and republishing stop with it
+                node.profiles.lookup = None
+                node.profiles.on_change = lambda: None
 
 
 async def run_node(

@@ -55,6 +55,7 @@ from p2pdm.node.contact_names import (
 from p2pdm.node.events import EventBus
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
+from p2pdm.node.profiles import Profiles
 from p2pdm.store.base import Store
 
 __all__ = [
@@ -179,6 +180,8 @@ class Node(MessageActions):
         store.set_event_listener(self.events.notify)
         #: Peers with a live connection, as reported by :meth:`peer_online`.
         self.online: set[PeerId] = set()
+        #: The profile this node publishes (opt-in) and handle lookups.
+        self.profiles = Profiles(store, identity.peer_id, now_ms)
         with store.transaction():
             renamed = fix_contact_names(store)
         for old, new in renamed:

@@ -40,6 +40,7 @@ from p2pdm.core.model import (
     StoredMessage,
     overall_status,
 )
+from p2pdm.core.profile import Profile
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import (
     IDEMPOTENCY_RETENTION_SECONDS,
@@ -354,6 +355,25 @@ class Store(Protocol):
     def count_refused_action(self) -> None: ...
     def remove_outbox_of(self, message_id: bytes) -> int:
         """Drop the queued envelopes of a message; returns how many."""
+        ...
+
+    # --- the published profile and the handle claims seen ---
+    def get_profile(self) -> Profile | None: ...
+    def put_profile(self, profile: Profile | None, at_ms: int) -> None:
+        """Replace the profile; None (or an empty profile) removes it."""
+        ...
+
+    def note_handle_claims(
+        self, handle: str, peers: Sequence[PeerId], now_ms: int, cap: int
+    ) -> dict[PeerId, int]:
+        """Record that ``peers`` claim ``handle`` now; returns when each was first seen.
+
+        Keeps at most ``cap`` claims, forgetting the least recently seen first.
+        """
+        ...
+
+    def handle_claimants(self, handle: str, limit: int) -> list[PeerId]:
+        """Claimants of ``handle`` seen before, the longest seen first."""
         ...
 
     # --- counts for the API ---

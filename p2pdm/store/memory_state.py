@@ -26,6 +26,7 @@ from p2pdm.core.model import (
     StatusChange,
     StoredMessage,
 )
+from p2pdm.core.profile import Profile
 from p2pdm.errors import StoreError
 from p2pdm.store.base import (
     RequestCaps,
@@ -83,6 +84,9 @@ class MemoryState:
     held: list[HeldAction] = field(default_factory=list)
     actions_refused: int = 0
     held_dropped: int = 0
+    profile: Profile | None = None
+    #: Handle claims seen: (handle, claimant) -> (first seen, last seen).
+    handle_claims: dict[tuple[str, PeerId], tuple[int, int]] = field(default_factory=dict)
 
 
 class Dicts:

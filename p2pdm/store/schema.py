@@ -318,6 +318,28 @@ INSERT INTO counters (name, value) VALUES ('actions_refused', 0);
 INSERT INTO counters (name, value) VALUES ('held_actions_dropped', 0);
 """
 
+#: The profile this node publishes (one row, or none: opt-in), and the handle
+#: claims lookups have seen, each with when it was first seen (kept locally:
+#: how long a claim has stood is what a lookup can rank by).
+_MIGRATION_PROFILE: Final = """
+CREATE TABLE profile (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL,
+    handle TEXT NOT NULL, -- normalised, or '' for none
+    bio TEXT NOT NULL,
+    avatar BLOB NOT NULL, -- WebP or JPEG, or empty
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE TABLE handle_claims (
+    handle TEXT NOT NULL,
+    peer_id BLOB NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (handle, peer_id)
+) WITHOUT ROWID;
+CREATE INDEX handle_claims_by_last_seen ON handle_claims (last_seen_ms);
+"""
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -332,6 +354,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _migration_forget_identity_secret,
     _MIGRATION_RECIPIENTS,
     _MIGRATION_ACTIONS,
+    _MIGRATION_PROFILE,
 )
 
 #: The schema version this code writes.

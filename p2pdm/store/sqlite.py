@@ -7,7 +7,8 @@ from one mixin per aggregate, each mapping its part of the contract of
 :class:`~p2pdm.store.base.Store` onto the tables of ``schema.py``: contacts
 (``sqlite_contacts``), conversations and messages (``sqlite_messages``), the
 outbox (``sqlite_outbox``), the mailbox (``sqlite_mailbox``), settings,
-sessions and prekeys (``sqlite_keys``), and the API's tables (``sqlite_api``).
+sessions and prekeys (``sqlite_keys``), the API's tables (``sqlite_api``), and
+the profile and handle claims (``sqlite_profile``).
 """
 
 from __future__ import annotations
@@ -30,12 +31,20 @@ from p2pdm.store.sqlite_keys import KeyTables
 from p2pdm.store.sqlite_mailbox import MailboxTables
 from p2pdm.store.sqlite_messages import MessageTables
 from p2pdm.store.sqlite_outbox import OutboxTables
+from p2pdm.store.sqlite_profile import ProfileTables
 
 __all__ = ["SQLiteStore"]
 
 
 class SQLiteStore(
-    KeyTables, ContactTables, MessageTables, ActionTables, OutboxTables, MailboxTables, APITables
+    KeyTables,
+    ContactTables,
+    MessageTables,
+    ActionTables,
+    OutboxTables,
+    MailboxTables,
+    APITables,
+    ProfileTables,
 ):
     """The :class:`~p2pdm.store.base.Store` of a node: one SQLite file.
 

@@ -164,6 +164,17 @@ def _wire() -> list[Row]:
         ("create_token", ("read",), {}, "POST", "/v1/tokens", {"scope": "read", "contacts": []}),
         ("tokens", (), {}, "GET", "/v1/tokens", None),
         ("revoke_token", ("echo bot",), {}, "DELETE", "/v1/tokens/echo%20bot", None),
+        ("profile", (), {}, "GET", "/v1/profile", None),
+        (
+            "update_profile",
+            (),
+            {"handle": "alice.k", "bio": "", "avatar": b"\xff\xd8"},
+            "PATCH",
+            "/v1/profile",
+            {"handle": "alice.k", "bio": "", "avatar": "/9g="},
+        ),
+        ("clear_profile", (), {}, "DELETE", "/v1/profile", None),
+        ("find", ("@Alice K",), {}, "GET", "/v1/directory?handle=%40Alice+K", None),
     ]
 
 
