@@ -70,6 +70,16 @@ from p2pdm.api.handlers import (
     send_message,
 )
 from p2pdm.api.openapi import build_document
+from p2pdm.api.sessions import (
+    LOGIN_CODE,
+    SESSION,
+    SESSION_ID_PATTERN,
+    LoginCodes,
+    create_login_code,
+    delete_session,
+    list_sessions,
+)
+from p2pdm.api.web import SecurityHeaders, web_routes
 from p2pdm.api.payload import (
     DEFAULT_PAGE_SIZE,
     ERROR,
@@ -118,6 +128,7 @@ def _check_path(request: Request, patterns: dict[str, re.Pattern[str]]) -> None:
 _PATH_RULES: Final = {
     "message_id": "not a message id (32 hex characters)",
     "peer_id": "not a contact's PeerID or name",
+    "session_id": "not a session id (web-session- and 12 hex characters)",
     "name": "a token name is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
     "letter or digit (the owner's token is <home>/api_token, not revoked here)",
 }
@@ -449,6 +460,55 @@ ROUTES: Final[tuple[Route, ...]] = (
         ),
     ),
     Route(
+        "/v1/sessions/codes",
+        "POST",
+        create_login_code,
+        _ADMIN,
+        Doc(
+            "createLoginCode",
+            "A one-time sign-in link for the web app (expires after 5 minutes)",
+            ("201", ref("LoginCode"), "the link"),
+            schemas={"LoginCode": LOGIN_CODE},
+        ),
+    ),
+    Route(
+        "/v1/sessions",
+        "GET",
+        list_sessions,
+        _ADMIN,
+        Doc(
+            "listSessions",
+            "The web app's signed-in browsers (never their secrets)",
+            ("200", ref("SessionList"), "the sessions, oldest first"),
+            schemas={
+                "Session": SESSION,
+                "SessionList": {
+                    "type": "object",
+                    "properties": {"sessions": {"type": "array", "items": ref("Session")}},
+                    "required": ["sessions"],
+                    "additionalProperties": False,
+                },
+            },
+        ),
+    ),
+    Route(
+        "/v1/sessions/{session_id}",
+        "DELETE",
+        delete_session,
+        _ADMIN,
+        Doc(
+            "revokeSession",
+            "Sign a browser out: its session stops working at once",
+            ("204", None, "revoked"),
+            _NOT_FOUND,
+            parameters=(
+                path_param(
+                    "session_id", {"type": "string", "pattern": SESSION_ID_PATTERN}, "the session"
+                ),
+            ),
+        ),
+    ),
+    Route(
         "/v1/openapi.json",
         "GET",
         get_openapi,
@@ -487,7 +547,7 @@ def _routes() -> list[BaseRoute]:
     ]
     # The same path over WebSocket (Starlette matches routes by scope type).
     routes.append(WebSocketRoute("/v1/events", websocket_events))
-    return routes
+    return [*routes, *web_routes()]
 
 
 def _by_method(
@@ -500,12 +560,18 @@ def _by_method(
     return dispatch
 
 
-def create_app(node: Node, token: str) -> Starlette:
-    """The local API for ``node``: ``token`` is the owner's, named tokens are in its store."""
+def create_app(node: Node, token: str, login_codes: LoginCodes | None = None) -> Starlette:
+    """The local API for ``node``, and the web app: ``token`` is the owner's, named
+    tokens and web sessions are in its store; ``login_codes``: the unspent sign-in
+    codes (shared with the start-up line), else a fresh set."""
     app = Starlette(
         routes=_routes(),
-        middleware=[Middleware(LocalGuard, token=token, tokens=node.store.list_tokens)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(LocalGuard, token=token, tokens=node.store.list_tokens),
+        ],
         exception_handlers={HTTPException: _http_error, Exception: _unhandled},
     )
     app.state.node = node
+    app.state.login_codes = login_codes or LoginCodes(node.random_bytes)
     return app

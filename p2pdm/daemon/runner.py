@@ -40,6 +40,7 @@ from typing import Any, Final, Literal
 import trio
 
 from p2pdm.api.server import serve_api
+from p2pdm.api.sessions import LoginCodes, login_url
 from p2pdm.client import api_addr_path, format_api_addr, parse_api_addr, write_api_addr
 from p2pdm.core import records
 from p2pdm.core.dm import DM_PROTOCOL
@@ -420,9 +421,12 @@ async def run_node(
     token = home.api_token()
     with home.lock(), closing(home.open_store()) as store:
         node = Node(identity, store)
+        codes = LoginCodes(node.random_bytes)
         async with trio.open_nursery() as nursery:
             serving: Serving = await nursery.start(serve_node, node, options)
-            api = await nursery.start(serve_api, node, token, *options.api)
+            api = await nursery.start(
+                partial(serve_api, node, token, *options.api, login_codes=codes)
+            )
             write_api_addr(home, *api)
             try:
                 running = Running(node, serving.host, serving.delivery, api)
@@ -431,6 +435,12 @@ async def run_node(
                     node.peer_id,
                     ", ".join(node.addrs),
                     running.api_url,
+                )
+                code, _ = codes.make(node.now_ms())
+                log.info(
+                    "open the web app: %s (this link works once, for 5 minutes; "
+                    "`p2pdm ui` makes another)",
+                    login_url(api, code),
                 )
                 task_status.started(running)
                 await trio.sleep_forever()

@@ -1,0 +1,1 @@
+console.log("p2pdm");
