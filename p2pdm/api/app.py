@@ -70,16 +70,6 @@ from p2pdm.api.handlers import (
     send_message,
 )
 from p2pdm.api.openapi import build_document
-from p2pdm.api.sessions import (
-    LOGIN_CODE,
-    SESSION,
-    SESSION_ID_PATTERN,
-    LoginCodes,
-    create_login_code,
-    delete_session,
-    list_sessions,
-)
-from p2pdm.api.web import SecurityHeaders, web_routes
 from p2pdm.api.payload import (
     DEFAULT_PAGE_SIZE,
     ERROR,
@@ -102,9 +92,19 @@ from p2pdm.api.schema import (
     ref,
 )
 from p2pdm.api.schema import query_int as query_int_param
+from p2pdm.api.sessions import (
+    LOGIN_CODE,
+    SESSION,
+    SESSION_ID_PATTERN,
+    LoginCodes,
+    create_login_code,
+    delete_session,
+    list_sessions,
+)
 from p2pdm.api.views import (
     SCHEMAS,
 )
+from p2pdm.api.web import SecurityHeaders, web_routes
 from p2pdm.core.model import TokenScope
 from p2pdm.errors import P2PDMError
 from p2pdm.limits import MAX_PAGE_SIZE

@@ -6,8 +6,9 @@ nothing secret, so they need no sign-in (the guard only asks for one under
 ``/v1``); everything the app shows it fetches from the public ``/v1`` API
 with the session cookie. :class:`SecurityHeaders` adds to every answer, API
 and files alike, a strict Content-Security-Policy (scripts, styles and
-connections from this origin only, no inline script, never in a frame), ``X-Content-Type-Options: nosniff``
-(a file is never guessed to be a page) and ``Referrer-Policy: no-referrer``;
+connections from this origin only, no inline script, never in a frame),
+``X-Content-Type-Options: nosniff`` (a file is never guessed to be a page)
+and ``Referrer-Policy: no-referrer``;
 an answer that sets its own policy (served media) keeps it.
 """
 

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from contextlib import suppress
 import webbrowser
 from typing import Final, TextIO
 
@@ -72,10 +73,8 @@ def ui(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         print(f"Open the web app: {url}", file=out)
         print("The link works once, for 5 minutes.", file=out)
     if not args.no_open and _has_browser():
-        try:
+        with suppress(webbrowser.Error):  # no browser after all: the link is enough
             webbrowser.open(url)
-        except webbrowser.Error:
-            pass  # no browser after all: the printed link is enough
     return EXIT_OK
 
 
