@@ -15,8 +15,8 @@ import json
 import os
 import sys
 import time
-from contextlib import suppress
 import webbrowser
+from contextlib import suppress
 from typing import Final, TextIO
 
 from p2pdm.cli.chat import print_table
