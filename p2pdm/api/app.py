@@ -69,6 +69,7 @@ from p2pdm.api.handlers import (
     read_message,
     send_message,
 )
+from p2pdm.api.handlers_web import INVITE, get_invite
 from p2pdm.api.openapi import build_document
 from p2pdm.api.payload import (
     DEFAULT_PAGE_SIZE,
@@ -457,6 +458,18 @@ ROUTES: Final[tuple[Route, ...]] = (
             ("204", None, "revoked"),
             _NOT_FOUND,
             parameters=(path_param("name", TOKEN_NAME, "the token's name"),),
+        ),
+    ),
+    Route(
+        "/v1/invite",
+        "GET",
+        get_invite,
+        _READ,
+        Doc(
+            "getInvite",
+            "A fresh invite, as text and as an SVG QR code",
+            ("200", ref("Invite"), "the invite"),
+            schemas={"Invite": INVITE},
         ),
     ),
     Route(
