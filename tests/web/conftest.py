@@ -47,12 +47,12 @@ def browser_ready() -> None:
         pytest.skip(missing)
 
 
-def start_node(home: Path, name: str, *args: str) -> Proc:
-    if not (home / "identity.json").exists() and not home.exists():
+def start_node(home: Path, name: str, *args: str, api_port: int = 0) -> Proc:
+    if not home.exists():
         init(home, name)
     return Proc(
         home,
-        ["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", *args],
+        ["--listen", "/ip4/127.0.0.1/tcp/0", "--api", f"127.0.0.1:{api_port}", *args],
         home.with_suffix(".log"),
     )
 
@@ -74,8 +74,8 @@ def nodes(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     """Start nodes by name (homes in ``tmp_path``); all are stopped after the test."""
     started: list[Proc] = []
 
-    def start(name: str, *args: str) -> Proc:
-        proc = start_node(tmp_path / name, name, *args)
+    def start(name: str, *args: str, api_port: int = 0) -> Proc:
+        proc = start_node(tmp_path / name, name, *args, api_port=api_port)
         started.append(proc)
         return proc
 
@@ -113,6 +113,10 @@ def browsers(browser_ready: None) -> Iterator[Callable[..., Any]]:
 
     def open_browser(size: tuple[int, int] = DESKTOP) -> Any:
         driver = _driver(*size)
+        if size[0] < DESKTOP[0]:
+            # A window cannot be narrower than the browser allows: emulate the phone.
+            metrics = {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": True}
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         driver.set_page_load_timeout(UI_WAIT_S)
         opened.append(driver)
         return driver
@@ -129,9 +133,26 @@ def browsers(browser_ready: None) -> Iterator[Callable[..., Any]]:
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], what: str) -> Any:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, UI_WAIT_S, poll_frequency=0.1).until(condition, message=what)
+    # The app redraws lists as events arrive: an element found a moment ago
+    # may be gone; look again.
+    ignored = (StaleElementReferenceException, NoSuchElementException)
+    return WebDriverWait(
+        driver, UI_WAIT_S, poll_frequency=0.1, ignored_exceptions=ignored
+    ).until(condition, message=what)
+
+
+def click(driver: Any, selector: str, what: str) -> None:
+    """Click the first element matching ``selector`` once it is there (and not redrawn away)."""
+    from selenium.webdriver.common.by import By
+
+    def clicked(d: Any) -> bool:
+        d.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+
+    wait_for(driver, clicked, what)
 
 
 def screenshot(driver: Any, name: str) -> None:

@@ -35,7 +35,7 @@ export async function openConversation(main, id) {
   const list = h("ol.messages", { id: "messages", "aria-label": `Messages with ${title}`, "aria-live": "polite" });
   const scroller = h("div.scroller", { id: "scroller", tabindex: "0", onscroll: onScroll }, h("div.older", { id: "older" }), list);
   clear(main,
-    h("section.conversation", { "aria-label": `Conversation with ${title}`, ondragover: dragOver, ondrop: drop },
+    h("section.chat", { "aria-label": `Conversation with ${title}`, ondragover: dragOver, ondrop: drop },
       header(title, conversation),
       h("div.notice", { id: "timer-notice", hidden: true }),
       scroller,
