@@ -69,7 +69,15 @@ from p2pdm.api.handlers import (
     read_message,
     send_message,
 )
-from p2pdm.api.handlers_web import INVITE, get_invite
+from p2pdm.api.handlers_web import (
+    DEMO,
+    INVITE,
+    DemoControl,
+    delete_demo,
+    get_demo,
+    get_invite,
+    start_demo,
+)
 from p2pdm.api.openapi import build_document
 from p2pdm.api.payload import (
     DEFAULT_PAGE_SIZE,
@@ -473,6 +481,42 @@ ROUTES: Final[tuple[Route, ...]] = (
         ),
     ),
     Route(
+        "/v1/demo",
+        "GET",
+        get_demo,
+        _READ,
+        Doc(
+            "getDemo",
+            "Whether the local demo bot is offered and running",
+            ("200", ref("Demo"), "the demo bot"),
+            schemas={"Demo": DEMO},
+        ),
+    ),
+    Route(
+        "/v1/demo",
+        "POST",
+        start_demo,
+        _ADMIN,
+        Doc(
+            "startDemo",
+            "Start the local demo bot (a second node on this machine, home under this "
+            "node's) and add it as a contact; it answers every message",
+            ("201", ref("Demo"), "the demo bot, running"),
+            {"422": "this node runs without the demo bot"},
+        ),
+    ),
+    Route(
+        "/v1/demo",
+        "DELETE",
+        delete_demo,
+        _ADMIN,
+        Doc(
+            "removeDemo",
+            "Stop the demo bot, forget it as a contact and delete its home",
+            ("200", ref("Demo"), "the demo bot, removed"),
+        ),
+    ),
+    Route(
         "/v1/sessions/codes",
         "POST",
         create_login_code,
@@ -573,10 +617,16 @@ def _by_method(
     return dispatch
 
 
-def create_app(node: Node, token: str, login_codes: LoginCodes | None = None) -> Starlette:
+def create_app(
+    node: Node,
+    token: str,
+    login_codes: LoginCodes | None = None,
+    demo: DemoControl | None = None,
+) -> Starlette:
     """The local API for ``node``, and the web app: ``token`` is the owner's, named
     tokens and web sessions are in its store; ``login_codes``: the unspent sign-in
-    codes (shared with the start-up line), else a fresh set."""
+    codes (shared with the start-up line), else a fresh set; ``demo``: the local
+    demo bot, when the daemon runs one."""
     app = Starlette(
         routes=_routes(),
         middleware=[
@@ -587,4 +637,5 @@ def create_app(node: Node, token: str, login_codes: LoginCodes | None = None) ->
     )
     app.state.node = node
     app.state.login_codes = login_codes or LoginCodes(node.random_bytes)
+    app.state.demo = demo
     return app

@@ -46,6 +46,7 @@ from p2pdm.core import records
 from p2pdm.core.dm import DM_PROTOCOL
 from p2pdm.core.identity import PeerId
 from p2pdm.core.wire import PrekeyBundle
+from p2pdm.daemon.demo import DEMO_LISTEN, Demo
 from p2pdm.daemon.home import Home
 from p2pdm.errors import (
     ConfigError,
@@ -117,6 +118,8 @@ class RunOptions:
     #: Mailboxes we prefer for our own envelopes, named in our DHT record.
     mailbox_peers: tuple[str, ...] = ()
     upkeep: Upkeep = field(default=DEFAULT_UPKEEP)
+    #: Offer (and run) the local demo bot for newcomers (``--no-demo``: off).
+    demo: bool = True
 
     @classmethod
     def resolve(
@@ -129,6 +132,7 @@ class RunOptions:
         dht_mode: Literal["server", "client"] = "server",
         mailbox: bool = False,
         mailbox_peers: Sequence[str] = (),
+        demo: bool = True,
     ) -> RunOptions:
         """Command-line values win over the config file; address lists are joined."""
         config = home.config()
@@ -144,6 +148,7 @@ class RunOptions:
             dht_mode=dht_mode,
             mailbox=mailbox or config.mailbox,
             mailbox_peers=tuple(dict.fromkeys([*mailbox_peers, *config.mailbox_peers])),
+            demo=demo,
         )
 
 
@@ -424,9 +429,15 @@ async def run_node(
         codes = LoginCodes(node.random_bytes)
         async with trio.open_nursery() as nursery:
             serving: Serving = await nursery.start(serve_node, node, options)
-            api = await nursery.start(
-                partial(serve_api, node, token, *options.api, login_codes=codes)
+            bot_options = RunOptions(listen=DEMO_LISTEN, dht_mode="client")
+            demo = Demo(
+                home, node, nursery, partial(serve_node, options=bot_options), offered=options.demo
             )
+            api = await nursery.start(
+                partial(serve_api, node, token, *options.api, login_codes=codes, demo=demo)
+            )
+            if options.demo and demo.exists:
+                nursery.start_soon(demo.start_quietly)  # the newcomer kept it: it runs again
             write_api_addr(home, *api)
             try:
                 running = Running(node, serving.host, serving.delivery, api)

@@ -139,9 +139,9 @@ def wait_for(driver: Any, condition: Callable[[Any], Any], what: str) -> Any:
     # The app redraws lists as events arrive: an element found a moment ago
     # may be gone; look again.
     ignored = (StaleElementReferenceException, NoSuchElementException)
-    return WebDriverWait(
-        driver, UI_WAIT_S, poll_frequency=0.1, ignored_exceptions=ignored
-    ).until(condition, message=what)
+    return WebDriverWait(driver, UI_WAIT_S, poll_frequency=0.1, ignored_exceptions=ignored).until(
+        condition, message=what
+    )
 
 
 def click(driver: Any, selector: str, what: str) -> None:

@@ -48,9 +48,11 @@ def my_invite(driver: Any, base: str) -> str:
     driver.get(base + "#/new")
     invite = wait_for(
         driver,
-        lambda d: (d.find_element("id", "my-invite").get_attribute("value") or None)
-        if all_css(d, "#my-invite")
-        else None,
+        lambda d: (
+            (d.find_element("id", "my-invite").get_attribute("value") or None)
+            if all_css(d, "#my-invite")
+            else None
+        ),
         "the invite",
     )
     assert all_css(driver, "img.qr")
@@ -122,9 +124,7 @@ def test_alice_and_bob_chat_in_their_browsers(
         "the message in Bob's conversation",
     )
     wait_for(alice_page, lambda d: bubble_status(d, "Hello Bob") == "read", "Alice to see 'read'")
-    wait_for(
-        alice_page, lambda d: "Read" in by_css(d, "li.message.out .status").text, "'Read'"
-    )
+    wait_for(alice_page, lambda d: "Read" in by_css(d, "li.message.out .status").text, "'Read'")
     by_css(bob_page, "#composer-text").send_keys("Hi Alice! Got it.", Keys.ENTER)
     wait_for(
         alice_page,
@@ -132,6 +132,7 @@ def test_alice_and_bob_chat_in_their_browsers(
         "Bob's answer on Alice's page",
     )
     wait_for(bob_page, lambda d: bubble_status(d, "Got it") in ("delivered", "read"), "delivered")
+    wait_for(alice_page, lambda d: not all_css(d, "a.conversation .unread"), "no unread count")
     screenshot(alice_page, "conversation-desktop")
     screenshot(bob_page, "conversation-phone")
     alice_page.get(alice_base + "#/node")
