@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from p2pdm.api.guard import SESSION_COOKIE
 from p2pdm.api.payload import RequestError
@@ -115,6 +115,19 @@ def login_url(api: tuple[str, int], code: str) -> str:
     return f"http://{shown}:{port}/login?code={code}"
 
 
+_REFUSED: Final = "this sign-in link is spent, expired or wrong: run `p2pdm ui` for a new one"
+#: What a browser shows for a refused link: static text, no script, nothing from the request.
+_REFUSED_PAGE: Final = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    '<title>p2pdm: sign-in link refused</title><link rel="stylesheet" href="/app/app.css">'
+    '</head><body><main class="signin"><h1>Sign-in link refused</h1>'
+    "<p>This link was already used, has expired (links work for 5 minutes) or is wrong.</p>"
+    "<p>Run <code>p2pdm ui</code> on this computer for a new one.</p>"
+    '<p class="hint">login_refused</p></main></body></html>'
+)
+
+
 def start_session(node: Node, now_ms: int) -> tuple[ApiToken, str]:
     """Store a new session (ending the oldest past the cap); returns it and its secret."""
     secret = TOKEN_PREFIX + _secret(node.random_bytes)
@@ -183,11 +196,9 @@ async def login(request: Request) -> Response:
     code = request.query_params.get("code", "")
     now = node.now_ms()
     if not _CODE_PATTERN.fullmatch(code) or not codes.spend(code, now):
-        return RequestError(
-            403,
-            "login_refused",
-            "this sign-in link is spent, expired or wrong: run `p2pdm ui` for a new one",
-        ).response()
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(_REFUSED_PAGE, status_code=403)  # a person, in a browser
+        return RequestError(403, "login_refused", _REFUSED).response()
     _, secret = start_session(node, now)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(

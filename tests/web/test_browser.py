@@ -169,7 +169,8 @@ def test_a_spent_or_wrong_sign_in_link_is_refused(
     wait_for(page, lambda d: all_css(d, "#connection[data-state='live']"), "signed in")
     other = browsers()
     other.get(link)  # the same link again, in another browser
-    assert "login_refused" in by_css(other, "body").text
+    assert "Sign-in link refused" in by_css(other, "body").text
+    screenshot(other, "link-refused-desktop")
     other.get(link.split("/login")[0] + "/")
     wait_for(other, lambda d: "not signed in" in by_css(d, "body").text, "the sign-in hint")
     assert "p2pdm ui" in by_css(other, "body").text
