@@ -24,6 +24,8 @@ UI_WAIT_S = 30.0
 #: Where the tests leave their screenshots (docs/screenshots/ keeps the latest).
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 DESKTOP = (1280, 800)
+#: Set by .ci/run: a missing browser fails the tests instead of skipping them.
+REQUIRE_BROWSER = "P2PDM_REQUIRE_BROWSER"
 PHONE = (390, 844)
 
 
@@ -42,7 +44,7 @@ def _browser_missing() -> str | None:
 def browser_ready() -> None:
     missing = _browser_missing()
     if missing is not None:
-        if os.environ.get("CI"):
+        if os.environ.get("CI") or os.environ.get(REQUIRE_BROWSER):
             pytest.fail(f"CI must run the browser tests: {missing}")
         pytest.skip(missing)
 
