@@ -46,7 +46,7 @@ export function messageActions(message, { reply, refresh }) {
   for (const [label, act, aria] of items) {
     menu.append(h("button", {
       type: "button", role: "menuitem", "aria-label": aria || label,
-      className: label.length <= 2 ? "emoji" : "",
+      class: label.length <= 2 ? "emoji" : null,
       onclick: () => { menu.hidden = true; act(); },
     }, label));
   }

@@ -59,12 +59,25 @@ let documentOfApi = null;
 /** Read what the node offers once: controls of features it lacks stay hidden. */
 export async function loadFeatures() {
   documentOfApi = await get("/v1/openapi.json");
+  shapes = null;
 }
 
-/** Whether the node has this operation, e.g. has("POST", "/v1/messages/{message_id}/reactions"). */
+const shape = (path) => path.replace(/\{[^}]*\}/g, "{}");
+let shapes = null; // "{}"-normalised path -> its operations
+
+/**
+ * Whether the node has this operation, e.g. has("POST", "/v1/messages/{id}/reactions").
+ * Parameter names do not matter: "/v1/requests/{peer}/accept" matches "{peer_id}".
+ */
 export function has(method, path) {
-  const paths = (documentOfApi && documentOfApi.paths) || {};
-  return Boolean(paths[path] && paths[path][method.toLowerCase()]);
+  if (!shapes) {
+    shapes = new Map();
+    for (const [known, operations] of Object.entries((documentOfApi && documentOfApi.paths) || {})) {
+      shapes.set(shape(known), operations);
+    }
+  }
+  const operations = shapes.get(shape(path));
+  return Boolean(operations && operations[method.toLowerCase()]);
 }
 
 /** Whether a request body schema (e.g. "SendMessage") names a field (e.g. "reply_to"). */

@@ -32,7 +32,7 @@ export async function openConversation(main, id) {
     replyTo: null, lastTyping: 0, main,
   };
   const title = nameOf(peer, conversation && conversation.name);
-  const list = h("ol.messages", { id: "messages", "aria-label": `Messages with ${title}`, "aria-live": "polite" });
+  const list = h("ol.messages", { id: "messages", "aria-label": `Messages with ${title}` });
   const scroller = h("div.scroller", { id: "scroller", tabindex: "0", onscroll: onScroll }, h("div.older", { id: "older" }), list);
   clear(main,
     h("section.chat", { "aria-label": `Conversation with ${title}`, ondragover: dragOver, ondrop: drop },
@@ -186,9 +186,10 @@ function bubble(message) {
     mine ? [" · ", statusLine(message)] : null);
   return h(`li.message.${mine ? "out" : "in"}`, {
     id: `m-${message.id}`, dataset: { id: message.id, status: message.status },
-    "aria-label": `${mine ? "You" : nameOf(message.peer)} at ${clock(message.sent_at_ms)}`,
   },
-  h("div.bubble", { tabindex: "0" }, body, reactionsOf(message), meta),
+  h("div.bubble", { tabindex: "0" },
+    h("span.sr-only", {}, mine ? "You: " : `${nameOf(message.peer)}: `),
+    body, reactionsOf(message), meta),
   message.unsent ? null : messageActions(message, { reply: startReply, refresh: refreshMessage }));
 }
 

@@ -68,7 +68,6 @@ function item(conversation) {
     h("a.conversation", {
       href: `#/c/${conversation.id}`,
       "aria-current": conversation.id === selected ? "page" : null,
-      "aria-label": `${name}${conversation.unread ? `, ${conversation.unread} unread` : ""}${flags.length ? `, ${flags.join(", ")}` : ""}`,
       dataset: { id: conversation.id, peer: conversation.peer },
     },
       h("span.avatar", { "aria-hidden": "true" }, initials(name)),
@@ -76,8 +75,8 @@ function item(conversation) {
       h("span.when", {}, when(conversation.last_message_at_ms)),
       h("span.preview", {}, typing ? "typing…" : previewLine(preview)),
       h("span.flags", {},
-        flags.map((f) => h(`span.flag.${f}`, { title: f }, f === "muted" ? "🔕" : "🗄")),
-        conversation.unread ? h("span.unread", { "aria-hidden": "true" }, String(conversation.unread)) : null)));
+        flags.map((f) => h(`span.flag.${f}`, { title: f }, h("span", { "aria-hidden": "true" }, f === "muted" ? "🔕" : "🗄"), h("span.sr-only", {}, `, ${f}`))),
+        conversation.unread ? h("span.unread", {}, String(conversation.unread), h("span.sr-only", {}, " unread")) : null)));
 }
 
 function previewLine(message) {

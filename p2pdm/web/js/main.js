@@ -7,7 +7,7 @@ import { renderInbox, renderRequests } from "./inbox.js";
 import { openConversation, onConversationEvent } from "./conversation.js";
 import { renderContacts } from "./contacts.js";
 import { renderNodePage } from "./nodepage.js";
-import { changed, loadContacts, loadConversations, loadNode, state, subscribe } from "./state.js";
+import { changed, loadContacts, loadConversations, loadNode, nameOf, state, subscribe } from "./state.js";
 
 const app = document.getElementById("app");
 let live = null;
@@ -105,7 +105,7 @@ async function onEvent(event) {
   onConversationEvent(event);
   if (event.type === "message.received" && event.message && event.message.direction === "in") {
     const conversation = state.conversations.find((c) => c.id === event.conversation_id);
-    if (!(conversation && conversation.muted)) announce(`New message from ${event.message.peer.slice(-8)}`);
+    if (!(conversation && conversation.muted)) announce(`New message from ${nameOf(event.message.peer)}`);
   }
 }
 
