@@ -50,7 +50,7 @@ async def test_the_demo_bot_reads_and_answers_and_can_be_removed(tmp_path: Path)
     # The node starts again: so does the demo bot the newcomer kept.
     async with node(tmp_path, "alice") as alice:
         with trio.fail_after(DEMO_WAIT_S):
-            while not (await alice.call("GET", "/v1/demo"))["running"]:
+            while not (await alice.call("GET", "/v1/demo"))["running"]:  # noqa: ASYNC110 - polls the API
                 await trio.sleep(0.1)
         removed = await alice.call("DELETE", "/v1/demo")
         assert removed["running"] is False and removed["peer_id"] is None

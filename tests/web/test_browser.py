@@ -219,3 +219,46 @@ def test_a_cross_site_request_with_the_cookie_is_refused(
         assert answer == "refused"
     page.get(base)
     wait_for(page, lambda d: all_css(d, "#connection[data-state='live']"), "still signed in")
+
+
+def test_history_scrolls_back_and_a_waiting_message_says_queued(
+    nodes: Callable[..., Proc], browsers: Callable[..., Any], tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.daemon.test_run_process import _env, init
+
+    # Bob exists but is not running: whatever Alice sends him waits, queued.
+    init(tmp_path / "bob", "bob")
+    shown = subprocess.run(
+        [sys.executable, "-m", "p2pdm", "--home", str(tmp_path / "bob"), "id", "--json"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+        check=True,
+    )
+    alice = nodes("alice")
+    alice.client.add_contact(json.loads(shown.stdout)["invite"], "Bob")
+    total = 60  # more than the app's first page (50)
+    for n in range(total):
+        alice.client.send("Bob", f"note {n:02d}")
+    page = browsers()
+    base = sign_in(page, alice.home)
+    page.get(base + "#/")
+    click(page, "a.conversation", "the conversation")
+    wait_for(page, lambda d: any("note 59" in e.text for e in all_css(d, "li.message")), "newest")
+    assert not any("note 00" in e.text for e in all_css(page, "li.message"))
+    assert bubble_status(page, "note 59") == "queued"
+    assert "Queued" in by_css(page, f"#m-{_last_id(page)} .status").text
+    # Scrolling to the top fetches the older page, keeping the place.
+    page.execute_script("document.getElementById('scroller').scrollTop = 0")
+    wait_for(page, lambda d: any("note 00" in e.text for e in all_css(d, "li.message")), "oldest")
+    wait_for(page, lambda d: "start of the conversation" in by_css(d, "#older").text, "the start")
+    assert len(all_css(page, "li.message")) == total
+
+
+def _last_id(driver: Any) -> str:
+    return str(all_css(driver, "li.message")[-1].get_attribute("data-id"))
