@@ -188,7 +188,8 @@ async def fetch_bundle(host: Host, peer: PeerId) -> PrekeyBundle | None:
 
 
 def dht_stats_json(host: Host) -> dict[str, object]:
-    """The host's DHT store counters as JSON (``GET /v1/node``'s ``dht``)."""
+    """The host's DHT store counters, routing-table size and connected peers as JSON
+    (``GET /v1/node``'s ``dht``)."""
     stats = host.dht_store_stats()
     return {
         "records": stats.records,
@@ -197,6 +198,8 @@ def dht_stats_json(host: Host) -> dict[str, object]:
         "provider_bytes": stats.provider_bytes,
         "refused": dict(stats.refused),
         "evicted": stats.evicted,
+        "routing_table": len(host.dht_peers()),
+        "connected_peers": len(host.connected_peers()),
     }
 
 
