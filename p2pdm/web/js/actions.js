@@ -75,3 +75,9 @@ async function unsend(message, refresh, query) {
   if (!window.confirm(question)) return;
   try { await api("DELETE", `/v1/messages/${message.id}${query}`); await refresh(message.id); } catch (error) { showError(error); }
 }
+
+// A click anywhere else closes an open menu.
+document.addEventListener("click", (event) => {
+  if (event.target.closest && event.target.closest(".actions")) return;
+  for (const menu of document.querySelectorAll(".menu")) menu.hidden = true;
+});

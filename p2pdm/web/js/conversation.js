@@ -196,7 +196,9 @@ function bubble(message) {
 function quote(replyTo) {
   const id = typeof replyTo === "string" ? replyTo : replyTo.id;
   const original = view.messages.get(id);
-  const text = original && !original.unsent ? previewText(original) : "Original message unavailable";
+  // The node may send the quoted snippet along (the original may be gone or not loaded).
+  const snippet = typeof replyTo === "object" && (replyTo.text || replyTo.snippet || replyTo.preview);
+  const text = original && !original.unsent ? previewText(original) : snippet || "Original message unavailable";
   const who = original ? (original.direction === "out" ? "You" : nameOf(original.peer)) : "";
   return h("a.quote", { href: `#m-${id}`, onclick: (e) => { e.preventDefault(); jumpTo(id); } },
     who ? h("strong", {}, who) : null, h("span", {}, text.slice(0, 140)));
