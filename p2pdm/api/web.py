@@ -8,8 +8,10 @@ with the session cookie. :class:`SecurityHeaders` adds to every answer, API
 and files alike, a strict Content-Security-Policy (scripts, styles and
 connections from this origin only, no inline script, never in a frame),
 ``X-Content-Type-Options: nosniff`` (a file is never guessed to be a page)
-and ``Referrer-Policy: no-referrer``;
-an answer that sets its own policy (served media) keeps it.
+and ``Referrer-Policy: no-referrer``. Answers under ``/v1`` are never pages:
+their policy forbids everything and sandboxes the document, so a peer's HTML
+or SVG file opened from the API cannot run. An answer that sets its own
+policy keeps it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from p2pdm.api.sessions import login
 
-__all__ = ["CONTENT_SECURITY_POLICY", "SecurityHeaders", "web_dir", "web_routes"]
+__all__ = [
+    "API_CONTENT_SECURITY_POLICY",
+    "CONTENT_SECURITY_POLICY",
+    "SecurityHeaders",
+    "web_dir",
+    "web_routes",
+]
 
 #: What a page of the app may load: only this origin's scripts, styles and
 #: connections (the API and its event stream); images and sound also from
@@ -38,12 +46,23 @@ CONTENT_SECURITY_POLICY: Final = (
     "manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
+#: What an API answer may do if a browser ever renders it as a page (a peer's
+#: HTML or SVG file among the media, a JSON body sniffed as HTML): nothing. No
+#: script, no load, no frame, a unique origin (``sandbox``). ``<img>``,
+#: ``<audio>`` and ``<video>`` in the app still show media: a policy governs
+#: documents, not images.
+API_CONTENT_SECURITY_POLICY: Final = "default-src 'none'; frame-ancestors 'none'; sandbox"
+
 #: Headers on every answer (names lower-case, as ASGI carries them).
-_HEADERS: Final = (
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+_COMMON: Final = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
+)
+_PAGE_HEADERS: Final = ((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()), *_COMMON)
+_API_HEADERS: Final = (
+    (b"content-security-policy", API_CONTENT_SECURITY_POLICY.encode()),
+    *_COMMON,
 )
 
 
@@ -53,7 +72,8 @@ def web_dir() -> Path:
 
 
 class SecurityHeaders:
-    """ASGI middleware: adds :data:`_HEADERS` to every HTTP answer that lacks them."""
+    """ASGI middleware: adds the security headers to every HTTP answer that lacks
+    them: the app's policy on its pages, :data:`API_CONTENT_SECURITY_POLICY` under ``/v1``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -63,11 +83,15 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        path = str(scope.get("path", ""))
+        api = path == "/v1" or path.startswith("/v1/")
+        extra = _API_HEADERS if api else _PAGE_HEADERS
+
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {bytes(name).lower() for name, _ in headers}
-                headers.extend(h for h in _HEADERS if h[0] not in present)
+                headers.extend(h for h in extra if h[0] not in present)
                 message = {**message, "headers": headers}
             await send(message)
 

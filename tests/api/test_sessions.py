@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from p2pdm.api.sessions import LOGIN_CODE_TTL_MS, MAX_WEB_SESSIONS
-from p2pdm.api.web import CONTENT_SECURITY_POLICY
+from p2pdm.api.web import API_CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY
 from tests.api.conftest import assert_error
 from tests.conftest import WAIT_S, Api
 
@@ -133,9 +133,11 @@ async def test_the_app_is_served_with_a_strict_policy(alice: Api) -> None:
         assert script.status_code == 200
         assert "javascript" in script.headers["content-type"]
         assert (await browser.get("/app/../pyproject.toml")).status_code == 404
-        # The API's answers carry the same headers.
+        # The API's answers are never pages: a document from them runs nothing.
         api = await browser.get("/v1/node")
         assert api.headers["x-content-type-options"] == "nosniff"
+        assert api.headers["content-security-policy"] == API_CONTENT_SECURITY_POLICY
+        assert "sandbox" in API_CONTENT_SECURITY_POLICY
         # A page addressed by another name (DNS rebinding) is refused.
         rebound = await browser.get("/", headers={"Host": "evil.example"})
         assert rebound.status_code == 403
