@@ -262,3 +262,28 @@ def test_history_scrolls_back_and_a_waiting_message_says_queued(
 
 def _last_id(driver: Any) -> str:
     return str(all_css(driver, "li.message")[-1].get_attribute("data-id"))
+
+
+def test_contacts_are_renamed_and_removed_with_safety_numbers_side_by_side(
+    nodes: Callable[..., Proc], browsers: Callable[..., Any]
+) -> None:
+    alice = nodes("alice")
+    bob = nodes("bob")
+    alice.client.add_contact(bob.client.node()["invite"], "Bob")
+    page = browsers()
+    base = sign_in(page, alice.home)
+    page.get(base + "#/new")
+    wait_for(page, lambda d: all_css(d, "li.contact"), "the contact")
+    safety = by_css(page, "li.contact .safety").text
+    assert bob.client.node()["peer_id"][-8:] in safety
+    assert alice.client.node()["peer_id"][-8:] in safety
+    click(page, "li.contact button:nth-of-type(1)", "Rename")
+    prompt = page.switch_to.alert
+    prompt.send_keys("Robert")
+    prompt.accept()
+    wait_for(page, lambda d: "Robert" in by_css(d, "li.contact strong").text, "the new name")
+    assert [c["name"] for c in alice.client.contacts()] == ["Robert"]
+    click(page, "li.contact button.danger", "Remove")
+    page.switch_to.alert.accept()
+    wait_for(page, lambda d: all_css(d, "#contact-list li.empty"), "no contact left")
+    assert alice.client.contacts() == []
