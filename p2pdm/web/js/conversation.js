@@ -5,7 +5,9 @@ import { accepts, get, has, patch, post, seg } from "./api.js";
 import { announce, clear, clock, day, dayKey, h, showError } from "./dom.js";
 import { messageActions, reactionsOf, REPLY_FIELD } from "./actions.js";
 import { attachmentsOf, composerMediaControls, locationOf, sendFiles } from "./media.js";
-import { conversationById, loadConversations, nameOf, previewText, state } from "./state.js";
+import {
+  conversationById, loadConversations, nameOf, previewText, refreshConversation, state,
+} from "./state.js";
 
 const PAGE = 50;
 /** Send a typing signal at most this often while typing. */
@@ -238,6 +240,9 @@ async function refreshMessage(id) {
 
 export function onConversationEvent(event) {
   if (!view) return;
+  if (view.id === view.peer && event.peer === view.peer && event.conversation_id) {
+    view.id = event.conversation_id; // opened by PeerID before its first message
+  }
   if (event.type === "typing" && (event.conversation_id === view.id || event.peer === view.peer)) {
     state.typing.set(view.id, Date.now() + TYPING_SHOWN_MS);
     showTyping();
@@ -282,7 +287,7 @@ function markRead() {
     try {
       await post(`/v1/conversations/${seg(view.id)}/read`);
       for (const m of view.messages.values()) if (m.direction === "in") m.status = "read";
-      await loadConversations();
+      await refreshConversation(view.id);
     } catch (error) { showError(error); }
   }, 300);
 }
@@ -319,7 +324,7 @@ async function send() {
   try {
     const message = await post("/v1/messages", body);
     putMessage(message);
-    loadConversations();
+    refreshConversation(message.conversation_id).catch(() => {});
   } catch (error) {
     input.value = text;
     showError(error);
@@ -338,7 +343,7 @@ async function sendAttachment(fields) {
     input.value = "";
     cancelReply();
     putMessage(message);
-    loadConversations();
+    refreshConversation(message.conversation_id).catch(() => {});
   } catch (error) { showError(error); }
 }
 

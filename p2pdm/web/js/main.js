@@ -7,7 +7,9 @@ import { renderInbox, renderRequests } from "./inbox.js";
 import { openConversation, onConversationEvent } from "./conversation.js";
 import { renderContacts } from "./contacts.js";
 import { renderNodePage } from "./nodepage.js";
-import { changed, loadContacts, loadConversations, loadNode, nameOf, state, subscribe } from "./state.js";
+import {
+  changed, loadContacts, loadConversations, loadNode, nameOf, refreshConversation, state, subscribe,
+} from "./state.js";
 
 const app = document.getElementById("app");
 let live = null;
@@ -97,10 +99,18 @@ async function onEvent(event) {
       state.online.add(event.peer); changed("online"); break;
     case "peer.offline":
       state.online.delete(event.peer); changed("online"); break;
-    default:
-      if (event.conversation_id || event.type === "contact.request") {
-        await loadConversations();
+    case "message.status": {
+      // Only the status moved: no list to reload, maybe a preview to update.
+      const preview = state.previews.get(event.conversation_id);
+      if (preview && preview.id === event.message_id) {
+        preview.status = event.status;
+        changed("conversations");
       }
+      break;
+    }
+    default:
+      if (event.conversation_id) await refreshConversation(event.conversation_id);
+      else if (event.type === "contact.request") await loadConversations();
   }
   onConversationEvent(event);
   if (event.type === "message.received" && event.message && event.message.direction === "in") {

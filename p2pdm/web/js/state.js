@@ -35,6 +35,15 @@ export async function loadConversations() {
   changed("conversations");
 }
 
+/** After an event about one conversation: the list (one request) and that one's preview. */
+export async function refreshConversation(id) {
+  const { conversations } = await get("/v1/conversations");
+  state.conversations = conversations;
+  const conversation = conversations.find((c) => c.id === id);
+  if (conversation) await loadPreview(conversation);
+  changed("conversations");
+}
+
 export async function loadPreview(conversation) {
   try {
     const page = await get(`/v1/conversations/${conversation.id}/messages?limit=1`);
