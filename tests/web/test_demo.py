@@ -40,6 +40,11 @@ def test_a_newcomer_chats_with_the_demo_bot_and_removes_it(
     # Seen while open: it is read at once, the inbox has nothing unread.
     wait_for(page, lambda d: not all_css(d, "a.conversation .unread"), "no unread count")
     screenshot(page, "demo-desktop")
+    dark = {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    page.execute_cdp_cmd("Emulation.setEmulatedMedia", dark)  # the system's choice
+    assert page.execute_script("return matchMedia('(prefers-color-scheme: dark)').matches")
+    screenshot(page, "demo-dark-desktop")
+    page.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     assert (alice.home / DEMO_DIR).is_dir()
 
     # Removed from the welcome page: the bot stops, its contact and home go.
