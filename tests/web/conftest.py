@@ -72,8 +72,9 @@ def login_link(home: Path) -> str:
 
 
 @pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
-    """Start nodes by name (homes in ``tmp_path``); all are stopped after the test."""
+def nodes(tmp_path: Path, browser_ready: None) -> Iterator[Callable[..., Proc]]:
+    """Start nodes by name (homes in ``tmp_path``); all are stopped after the test.
+    (Only once the browser is known to be there: a skip costs no node start.)"""
     started: list[Proc] = []
 
     def start(name: str, *args: str, api_port: int = 0) -> Proc:
