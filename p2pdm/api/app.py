@@ -87,6 +87,15 @@ from p2pdm.api.handlers_profile import (
     get_profile,
     patch_profile,
 )
+from p2pdm.api.handlers_web import (
+    DEMO,
+    INVITE,
+    DemoControl,
+    delete_demo,
+    get_demo,
+    get_invite,
+    start_demo,
+)
 from p2pdm.api.openapi import build_document
 from p2pdm.api.payload import (
     DEFAULT_PAGE_SIZE,
@@ -110,9 +119,19 @@ from p2pdm.api.schema import (
     ref,
 )
 from p2pdm.api.schema import query_int as query_int_param
+from p2pdm.api.sessions import (
+    LOGIN_CODE,
+    SESSION,
+    SESSION_ID_PATTERN,
+    LoginCodes,
+    create_login_code,
+    delete_session,
+    list_sessions,
+)
 from p2pdm.api.views import (
     SCHEMAS,
 )
+from p2pdm.api.web import SecurityHeaders, web_routes
 from p2pdm.core.model import TokenScope
 from p2pdm.errors import P2PDMError
 from p2pdm.limits import MAX_PAGE_SIZE
@@ -136,6 +155,7 @@ def _check_path(request: Request, patterns: dict[str, re.Pattern[str]]) -> None:
 _PATH_RULES: Final = {
     "message_id": "not a message id (32 hex characters)",
     "peer_id": "not a contact's PeerID or name",
+    "session_id": "not a session id (web-session- and 12 hex characters)",
     "name": "a token name is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
     "letter or digit (the owner's token is <home>/api_token, not revoked here)",
 }
@@ -583,6 +603,103 @@ ROUTES: Final[tuple[Route, ...]] = (
         ),
     ),
     Route(
+        "/v1/invite",
+        "GET",
+        get_invite,
+        _READ,
+        Doc(
+            "getInvite",
+            "A fresh invite, as text and as an SVG QR code",
+            ("200", ref("Invite"), "the invite"),
+            schemas={"Invite": INVITE},
+        ),
+    ),
+    Route(
+        "/v1/demo",
+        "GET",
+        get_demo,
+        _READ,
+        Doc(
+            "getDemo",
+            "Whether the local demo bot is offered and running",
+            ("200", ref("Demo"), "the demo bot"),
+            schemas={"Demo": DEMO},
+        ),
+    ),
+    Route(
+        "/v1/demo",
+        "POST",
+        start_demo,
+        _ADMIN,
+        Doc(
+            "startDemo",
+            "Start the local demo bot (a second node on this machine, home under this "
+            "node's) and add it as a contact; it answers every message",
+            ("201", ref("Demo"), "the demo bot, running"),
+            {"422": "this node runs without the demo bot"},
+        ),
+    ),
+    Route(
+        "/v1/demo",
+        "DELETE",
+        delete_demo,
+        _ADMIN,
+        Doc(
+            "removeDemo",
+            "Stop the demo bot, forget it as a contact and delete its home",
+            ("200", ref("Demo"), "the demo bot, removed"),
+        ),
+    ),
+    Route(
+        "/v1/sessions/codes",
+        "POST",
+        create_login_code,
+        _ADMIN,
+        Doc(
+            "createLoginCode",
+            "A one-time sign-in link for the web app (expires after 5 minutes)",
+            ("201", ref("LoginCode"), "the link"),
+            schemas={"LoginCode": LOGIN_CODE},
+        ),
+    ),
+    Route(
+        "/v1/sessions",
+        "GET",
+        list_sessions,
+        _ADMIN,
+        Doc(
+            "listSessions",
+            "The web app's signed-in browsers (never their secrets)",
+            ("200", ref("SessionList"), "the sessions, oldest first"),
+            schemas={
+                "Session": SESSION,
+                "SessionList": {
+                    "type": "object",
+                    "properties": {"sessions": {"type": "array", "items": ref("Session")}},
+                    "required": ["sessions"],
+                    "additionalProperties": False,
+                },
+            },
+        ),
+    ),
+    Route(
+        "/v1/sessions/{session_id}",
+        "DELETE",
+        delete_session,
+        _ADMIN,
+        Doc(
+            "revokeSession",
+            "Sign a browser out: its session stops working at once",
+            ("204", None, "revoked"),
+            _NOT_FOUND,
+            parameters=(
+                path_param(
+                    "session_id", {"type": "string", "pattern": SESSION_ID_PATTERN}, "the session"
+                ),
+            ),
+        ),
+    ),
+    Route(
         "/v1/openapi.json",
         "GET",
         get_openapi,
@@ -621,7 +738,7 @@ def _routes() -> list[BaseRoute]:
     ]
     # The same path over WebSocket (Starlette matches routes by scope type).
     routes.append(WebSocketRoute("/v1/events", websocket_events))
-    return routes
+    return [*routes, *web_routes()]
 
 
 def _by_method(
@@ -634,12 +751,25 @@ def _by_method(
     return dispatch
 
 
-def create_app(node: Node, token: str) -> Starlette:
-    """The local API for ``node``: ``token`` is the owner's, named tokens are in its store."""
+def create_app(
+    node: Node,
+    token: str,
+    login_codes: LoginCodes | None = None,
+    demo: DemoControl | None = None,
+) -> Starlette:
+    """The local API for ``node``, and the web app: ``token`` is the owner's, named
+    tokens and web sessions are in its store; ``login_codes``: the unspent sign-in
+    codes (shared with the start-up line), else a fresh set; ``demo``: the local
+    demo bot, when the daemon runs one."""
     app = Starlette(
         routes=_routes(),
-        middleware=[Middleware(LocalGuard, token=token, tokens=node.store.list_tokens)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(LocalGuard, token=token, tokens=node.store.list_tokens),
+        ],
         exception_handlers={HTTPException: _http_error, Exception: _unhandled},
     )
     app.state.node = node
+    app.state.login_codes = login_codes or LoginCodes(node.random_bytes)
+    app.state.demo = demo
     return app

@@ -32,7 +32,7 @@ from p2pdm.core.model import TokenScope
 from p2pdm.errors import NotFound
 from p2pdm.limits import MAX_INVITE_CHARS, MAX_PAGE_SIZE, MAX_TEXT_BYTES
 from p2pdm.node.node import SETTINGS, Node, parse_conversation_id, parse_message_id
-from p2pdm.node.tokens import create_token, revoke_token
+from p2pdm.node.tokens import create_token, is_session, revoke_token
 
 __all__ = [
     "NEW_CONTACT",
@@ -283,7 +283,8 @@ SETTINGS_PATCH: Final[Schema] = obj(
 
 
 async def list_tokens(request: Request, node: Node) -> Response:
-    return JSONResponse({"tokens": [token_json(t) for t in node.store.list_tokens()]})
+    tokens = [token_json(t) for t in node.store.list_tokens() if not is_session(t)]
+    return JSONResponse({"tokens": tokens})
 
 
 async def add_token(request: Request, node: Node) -> Response:

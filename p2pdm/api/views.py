@@ -105,6 +105,8 @@ DHT_STATS: Final[Schema] = obj(
             "peer_cap, store_full, too_large",
         },
         "evicted": {**INT, "description": "records evicted to make room"},
+        "routing_table": {**INT, "description": "peers in the DHT routing table"},
+        "connected_peers": {**INT, "description": "peers with an open connection now"},
     }
 )
 

@@ -33,6 +33,7 @@ from p2pdm.cli import settings as cli_settings
 from p2pdm.cli import sim as cli_sim
 from p2pdm.cli import status as cli_status
 from p2pdm.cli import token as cli_token
+from p2pdm.cli import ui as cli_ui
 from p2pdm.client import Client
 from p2pdm.core.invite import make_invite
 from p2pdm.core.session import OwnPrekeys
@@ -219,6 +220,12 @@ COMMANDS: Final[dict[str, Command]] = {
         "create, list or revoke scoped API tokens for bots",
         cli_token.token_arguments,
         cli_token.token,
+    ),
+    # Asks the running node for a sign-in link (public API, owner's token).
+    "ui": Command(
+        "open the web app: a one-time sign-in link; list or revoke signed-in browsers",
+        cli_ui.ui_arguments,
+        cli_ui.ui,
     ),
     # Many nodes in one process, with faults and a delivery report (p2pdm/sim/).
     "sim": Command(

@@ -301,3 +301,16 @@ class Operations:
     @operation[Directory]("GET", "/v1/directory")
     def find(handle: str) -> None:
         """Every checked claimant of ``handle``, likeliest first (exact handle, no prefix)."""
+
+    @operation[dict[str, Any]]("POST", "/v1/sessions/codes")
+    def login_link() -> None:
+        """A one-time sign-in link for the web app (admin tokens only); ``url`` and
+        ``expires_at_ms``."""
+
+    @operation[list[dict[str, Any]]]("GET", "/v1/sessions", pick="sessions")
+    def sessions() -> None:
+        """The web app's signed-in browsers (admin tokens only)."""
+
+    @operation[None]("DELETE", "/v1/sessions/{session_id}")
+    def revoke_session(session_id: str) -> None:
+        """Sign a browser out (admin tokens only); its session stops at once."""

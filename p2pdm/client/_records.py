@@ -125,6 +125,10 @@ class DhtStats(TypedDict):
     refused: dict[str, int]
     #: Records evicted to make room.
     evicted: int
+    #: Peers in the DHT routing table.
+    routing_table: int
+    #: Peers with an open connection now.
+    connected_peers: int
 
 
 class NodeInfo(TypedDict):

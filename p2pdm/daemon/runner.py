@@ -44,11 +44,13 @@ from typing import Any, Final, Literal
 import trio
 
 from p2pdm.api.server import serve_api
+from p2pdm.api.sessions import LoginCodes, login_url
 from p2pdm.client import api_addr_path, format_api_addr, parse_api_addr, write_api_addr
 from p2pdm.core import records
 from p2pdm.core.dm import DM_PROTOCOL
 from p2pdm.core.identity import PeerId
 from p2pdm.core.wire import PrekeyBundle
+from p2pdm.daemon.demo import DEMO_LISTEN, Demo
 from p2pdm.daemon.home import Home
 from p2pdm.errors import (
     ConfigError,
@@ -121,6 +123,8 @@ class RunOptions:
     #: Mailboxes we prefer for our own envelopes, named in our DHT record.
     mailbox_peers: tuple[str, ...] = ()
     upkeep: Upkeep = field(default=DEFAULT_UPKEEP)
+    #: Offer (and run) the local demo bot for newcomers (``--no-demo``: off).
+    demo: bool = True
 
     @classmethod
     def resolve(
@@ -133,6 +137,7 @@ class RunOptions:
         dht_mode: Literal["server", "client"] = "server",
         mailbox: bool = False,
         mailbox_peers: Sequence[str] = (),
+        demo: bool = True,
     ) -> RunOptions:
         """Command-line values win over the config file; address lists are joined."""
         config = home.config()
@@ -148,6 +153,7 @@ class RunOptions:
             dht_mode=dht_mode,
             mailbox=mailbox or config.mailbox,
             mailbox_peers=tuple(dict.fromkeys([*mailbox_peers, *config.mailbox_peers])),
+            demo=demo,
         )
 
 
@@ -187,7 +193,8 @@ async def fetch_bundle(host: Host, peer: PeerId) -> PrekeyBundle | None:
 
 
 def dht_stats_json(host: Host) -> dict[str, object]:
-    """The host's DHT store counters as JSON (``GET /v1/node``'s ``dht``)."""
+    """The host's DHT store counters, routing-table size and connected peers as JSON
+    (``GET /v1/node``'s ``dht``)."""
     stats = host.dht_store_stats()
     return {
         "records": stats.records,
@@ -196,6 +203,8 @@ def dht_stats_json(host: Host) -> dict[str, object]:
         "provider_bytes": stats.provider_bytes,
         "refused": dict(stats.refused),
         "evicted": stats.evicted,
+        "routing_table": len(host.dht_peers()),
+        "connected_peers": len(host.connected_peers()),
     }
 
 
@@ -460,9 +469,18 @@ async def run_node(
     token = home.api_token()
     with home.lock(), closing(home.open_store()) as store:
         node = Node(identity, store)
+        codes = LoginCodes(node.random_bytes)
         async with trio.open_nursery() as nursery:
             serving: Serving = await nursery.start(serve_node, node, options)
-            api = await nursery.start(serve_api, node, token, *options.api)
+            bot_options = RunOptions(listen=DEMO_LISTEN, dht_mode="client")
+            demo = Demo(
+                home, node, nursery, partial(serve_node, options=bot_options), offered=options.demo
+            )
+            api = await nursery.start(
+                partial(serve_api, node, token, *options.api, login_codes=codes, demo=demo)
+            )
+            if options.demo and demo.exists:
+                nursery.start_soon(demo.start_quietly)  # the newcomer kept it: it runs again
             write_api_addr(home, *api)
             try:
                 running = Running(node, serving.host, serving.delivery, api)
@@ -471,6 +489,12 @@ async def run_node(
                     node.peer_id,
                     ", ".join(node.addrs),
                     running.api_url,
+                )
+                code, _ = codes.make(node.now_ms())
+                log.info(
+                    "open the web app: %s (this link works once, for 5 minutes; "
+                    "`p2pdm ui` makes another)",
+                    login_url(api, code),
                 )
                 task_status.started(running)
                 await trio.sleep_forever()

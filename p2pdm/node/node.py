@@ -99,6 +99,8 @@ def _clock(at_ms: int) -> str:
 SETTINGS: Final[dict[str, tuple[type, object]]] = {
     READ_RECEIPTS_SETTING: (bool, True),
     "name": (str, ""),
+    # The web app offers a newcomer the local demo bot (p2pdm.daemon.demo).
+    "demo_offer": (bool, True),
 }
 
 

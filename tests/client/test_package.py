@@ -175,13 +175,29 @@ def _wire() -> list[Row]:
         ),
         ("clear_profile", (), {}, "DELETE", "/v1/profile", None),
         ("find", ("@Alice K",), {}, "GET", "/v1/directory?handle=%40Alice+K", None),
+        ("login_link", (), {}, "POST", "/v1/sessions/codes", None),
+        ("sessions", (), {}, "GET", "/v1/sessions", None),
+        ("revoke_session", ("web-session-1",), {}, "DELETE", "/v1/sessions/web-session-1", None),
     ]
 
 
 #: The answer the fake node gives: every field a result may be picked from.
-ANSWER = {"contacts": ["c"], "conversations": ["v"], "read": ["r"], "tokens": ["t"], "id": 1}
+ANSWER = {
+    "contacts": ["c"],
+    "conversations": ["v"],
+    "read": ["r"],
+    "tokens": ["t"],
+    "sessions": ["s"],
+    "id": 1,
+}
 #: The result each method returns from ANSWER (or from 204 for a DELETE).
-RESULTS = {"contacts": ["c"], "conversations": ["v"], "mark_read": ["r"], "tokens": ["t"]}
+RESULTS = {
+    "contacts": ["c"],
+    "conversations": ["v"],
+    "mark_read": ["r"],
+    "tokens": ["t"],
+    "sessions": ["s"],
+}
 
 
 def _fake_node(seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Response]:
