@@ -1,7 +1,7 @@
 // One conversation: bubbles with time and delivery state, day separators,
 // scrolling back through history, live updates, and the composer.
 
-import { accepts, get, has, patch, post, seg } from "./api.js";
+import { accepts, del, get, has, patch, post, seg } from "./api.js";
 import { announce, clear, clock, day, dayKey, h, showError } from "./dom.js";
 import { messageActions, reactionsOf, REPLY_FIELD } from "./actions.js";
 import { attachmentsOf, composerMediaControls, locationOf, sendFiles } from "./media.js";
@@ -61,6 +61,9 @@ function header(title, conversation) {
         h("select", { id: "timer-select", onchange: (e) => setTimer(Number(e.target.value)) },
           TIMERS.map(([s, label]) => h("option", { value: String(s), selected: Number(conversation && conversation.timer_s || 0) === s }, label)))));
   }
+  if (has("DELETE", "/v1/conversations/{conversation}")) {
+    controls.push(h("button.danger", { type: "button", id: "delete-conversation", onclick: deleteConversation }, "Delete chat"));
+  }
   return h("header.conv-head", {},
     h("a.back", { href: "#/", "aria-label": "Back to chats" }, "←"),
     h("div.title", {},
@@ -82,6 +85,17 @@ function toggle(label, field, conversation) {
       } catch (error) { showError(error); }
     },
   }, label);
+}
+
+/** Deletes the conversation from this node only (nothing is sent). */
+async function deleteConversation() {
+  if (!view || !window.confirm("Delete this whole conversation from this device? The other side keeps theirs.")) return;
+  try {
+    await del(`/v1/conversations/${seg(view.id)}`);
+    state.previews.delete(view.id);
+    await loadConversations();
+    location.hash = "#/";
+  } catch (error) { showError(error); }
 }
 
 async function setTimer(seconds) {
@@ -191,16 +205,17 @@ function bubble(message) {
   },
   h("div.bubble", { tabindex: "0" },
     h("span.sr-only", {}, mine ? "You: " : `${nameOf(message.peer)}: `),
-    body, reactionsOf(message), meta),
+    body, reactionsOf(message, refreshMessage), meta),
   message.unsent ? null : messageActions(message, { reply: startReply, refresh: refreshMessage }));
 }
 
 function quote(replyTo) {
-  const id = typeof replyTo === "string" ? replyTo : replyTo.id;
+  // {id, text, available}: the node sends the quoted snippet along, text null
+  // and available false when the original is gone (unsent, deleted, never arrived).
+  const id = replyTo.id;
   const original = view.messages.get(id);
-  // The node may send the quoted snippet along (the original may be gone or not loaded).
-  const snippet = typeof replyTo === "object" && (replyTo.text || replyTo.snippet || replyTo.preview);
-  const text = original && !original.unsent ? previewText(original) : snippet || "Original message unavailable";
+  const gone = replyTo.available === false || (original && (original.unsent || original.deleted));
+  const text = gone ? "Original message unavailable" : original ? previewText(original) : replyTo.text || "…";
   const who = original ? (original.direction === "out" ? "You" : nameOf(original.peer)) : "";
   return h("a.quote", { href: `#m-${id}`, onclick: (e) => { e.preventDefault(); jumpTo(id); } },
     who ? h("strong", {}, who) : null, h("span", {}, text.slice(0, 140)));
@@ -219,8 +234,9 @@ function putMessage(message) {
   if (!view.messages.has(message.id)) view.order.push(message.id);
   view.messages.set(message.id, message);
   const old = document.getElementById(`m-${message.id}`);
-  if (old) old.replaceWith(bubble(message));
-  else draw();
+  const quoted = [...view.messages.values()].some((m) => m.reply_to && m.reply_to.id === message.id);
+  if (old && !quoted) old.replaceWith(bubble(message));
+  else draw(); // new, or quoted by others whose snippet follows it
   if (atBottom && scroller) scroller.scrollTop = scroller.scrollHeight;
 }
 
@@ -262,6 +278,8 @@ export function onConversationEvent(event) {
     if (event.status === "read" || event.status === "delivered") announce(`Message ${event.status}`);
   } else if (event.type === "conversation.timer") {
     loadConversations().then(() => { view.conversation = conversationById(view.id); showTimer(); });
+  } else if (event.message && event.message.id === event.message_id) {
+    putMessage(event.message); // message.reaction/edited/unsent carry it as stored now
   } else if (event.message_id) {
     refreshMessage(event.message_id);
   }

@@ -3,6 +3,7 @@
 import { del, get, has, patch } from "./api.js";
 import { clear, h, showError, when } from "./dom.js";
 import { loadNode, state } from "./state.js";
+import { profileSection } from "./profile.js";
 
 const SETTING_LABELS = {
   read_receipts: "Send read receipts (and typing indicators)",
@@ -29,6 +30,7 @@ export async function renderNodePage(main) {
       fact("DHT records held", dht ? `${dht.records} records, ${dht.providers} providers` : "not on the network"),
       fact("Version", node.version),
       fact("Running since", when(node.started_at_ms))),
+    profileSection(),
     h("h2", {}, "Mailboxes"),
     h("div", { id: "mailboxes" }, "…"),
     h("h2", {}, "Settings"),
