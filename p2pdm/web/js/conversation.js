@@ -4,7 +4,7 @@
 import { accepts, del, get, has, patch, post, seg } from "./api.js";
 import { announce, clear, clock, day, dayKey, h, showError } from "./dom.js";
 import { messageActions, reactionsOf, REPLY_FIELD } from "./actions.js";
-import { attachmentsOf, composerMediaControls, locationOf, sendFiles } from "./media.js";
+import { attachmentsOf, composerMediaControls, locationOf, mediaIdOf, sendFiles } from "./media.js";
 import {
   conversationById, loadConversations, nameOf, previewText, refreshConversation, state,
 } from "./state.js";
@@ -181,7 +181,15 @@ function statusLine(message) {
   (message.status === "failed" || message.status === "queued") && message.status_detail ? h("span.detail", {}, ` · ${message.status_detail}`) : null);
 }
 
+/** A notice in the conversation (a disappearing-messages timer set): a centred line. */
+function noticeLine(message) {
+  const who = message.direction === "out" ? "You" : nameOf(message.peer);
+  return h("li.notice-line", { id: `m-${message.id}`, role: "note", dataset: { id: message.id } },
+    h("span", {}, `— ${who} ${message.notice} —`));
+}
+
 function bubble(message) {
+  if (message.notice) return noticeLine(message);
   const mine = message.direction === "out";
   const body = [];
   if (message.reply_to) body.push(quote(message.reply_to));
@@ -264,6 +272,13 @@ export function onConversationEvent(event) {
     showTyping();
     return;
   }
+  if (event.type.startsWith("media.") && event.peer === view.peer) {
+    const file = mediaIdOf(event);
+    for (const m of view.messages.values()) {
+      if ((m.media || []).some((item) => item.id === file)) refreshMessage(m.id);
+    }
+    return;
+  }
   if (event.conversation_id !== view.id) return;
   if (event.type === "message.received" && event.message) {
     state.typing.delete(view.id);
@@ -278,6 +293,7 @@ export function onConversationEvent(event) {
     if (event.status === "read" || event.status === "delivered") announce(`Message ${event.status}`);
   } else if (event.type === "conversation.timer") {
     loadConversations().then(() => { view.conversation = conversationById(view.id); showTimer(); });
+    if (event.message_id) refreshMessage(event.message_id); // its notice
   } else if (event.message && event.message.id === event.message_id) {
     putMessage(event.message); // message.reaction/edited/unsent carry it as stored now
   } else if (event.message_id) {

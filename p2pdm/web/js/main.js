@@ -92,6 +92,7 @@ async function onEvent(event) {
       break;
     case "contact.added":
     case "contact.blocked":
+    case "contact.unblocked":
       await loadContacts();
       await loadConversations();
       break;
