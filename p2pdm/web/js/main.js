@@ -116,7 +116,8 @@ async function onEvent(event) {
   onConversationEvent(event);
   if (event.type === "message.received" && event.message && event.message.direction === "in") {
     const conversation = state.conversations.find((c) => c.id === event.conversation_id);
-    if (!(conversation && conversation.muted)) announce(`New message from ${nameOf(event.message.peer)}`);
+    // `notify` is false in a muted conversation (older nodes: look at the conversation).
+    if (event.notify !== false && !(conversation && conversation.muted)) announce(`New message from ${nameOf(event.message.peer)}`);
   }
 }
 
