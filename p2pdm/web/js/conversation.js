@@ -43,7 +43,9 @@ export async function openConversation(main, id) {
       scroller,
       h("div.typing", { id: "typing", "aria-live": "polite" }),
       composer()));
+  const opened = view;
   await loadOlder();
+  if (view !== opened) return; // another page was opened meanwhile
   scroller.scrollTop = scroller.scrollHeight;
   showTimer();
   markRead();
