@@ -176,3 +176,30 @@ MAX_TRACKED_STRANGERS = 4096
 #: pruned on their own: strangers' traffic never pushes contacts' events out
 #: of MAX_STORED_EVENTS. Enough to list every pending request twice over.
 MAX_STORED_REQUEST_EVENTS = 2000
+
+# --- disappearing messages, search, typing ---------------------------------
+
+#: The disappearing-message timers a conversation may have, in seconds: off,
+#: 5 minutes, 1 hour, 1 day, 7 days (Signal's and WhatsApp's usual choices).
+#: Only these travel on the wire: a peer's other value is refused, so both
+#: sides always agree on what the setting means.
+DISAPPEARING_TIMERS_S = (0, 300, 3_600, 86_400, 604_800)
+
+#: How often the node looks for messages whose timer ran out. A message may
+#: outlive its timer by up to this much: short against the shortest timer
+#: (5 minutes), long enough that an idle node does not wake needlessly.
+EXPIRY_PURGE_INTERVAL_S = 15
+
+#: Most messages one purge pass erases in one transaction; the pass repeats
+#: until none is due, so a backlog (a node off for a week) never holds the
+#: store for long.
+MAX_EXPIRED_PER_PASS = 200
+
+#: Longest search query, in characters, and most words in it: a person's
+#: search, not a way to make the full-text index do unbounded work.
+MAX_SEARCH_QUERY_CHARS = 256
+MAX_SEARCH_TERMS = 16
+
+#: Most search hits one request returns (its default: DEFAULT_SEARCH_HITS).
+MAX_SEARCH_HITS = 100
+DEFAULT_SEARCH_HITS = 20

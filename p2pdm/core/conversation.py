@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final, Literal
 
-from p2pdm.core.eventlog import LogEvent, received_events, status_event
+from p2pdm.core.eventlog import LogEvent, received_events, status_event, timer_event
 from p2pdm.core.identity import PeerId
-from p2pdm.core.kinds import KindSpec, ReceiptBody, UnknownBody, spec_for
+from p2pdm.core.kinds import KindSpec, ReceiptBody, TextBody, TimerBody, UnknownBody, spec_for
 from p2pdm.core.model import (
     STATUS_RANK,
     DeliveryStatus,
@@ -66,9 +66,11 @@ __all__ = [
     "ReceiptStatus",
     "Standing",
     "StatusMove",
+    "TimerChange",
     "Via",
     "handling",
     "is_stored",
+    "message_timer",
     "on_message",
     "on_read",
     "on_send",
@@ -146,6 +148,8 @@ class LocalState:
     targets: Mapping[bytes, StoredMessage] = field(default_factory=dict)
     #: The user's read-receipt setting.
     read_receipts: bool = True
+    #: The conversation is muted: its new messages notify nobody.
+    muted: bool = False
 
     @property
     def standing(self) -> Standing:
@@ -173,6 +177,16 @@ class ReceiptDue:
 
 
 @dataclass(frozen=True, slots=True)
+class TimerChange:
+    """Set the conversation's disappearing-messages timer, if ``set_at_ms``
+    (the sender's clock) is newer than the setting it has."""
+
+    conversation_id: bytes
+    timer_s: int
+    set_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Effects:
     """What accepting a message (or reading a conversation) changes."""
 
@@ -194,6 +208,13 @@ class Effects:
     #: The event-log entries these changes make, for the caller to append
     #: in the same transaction (a status entry only if its move is made).
     events: tuple[LogEvent, ...] = ()
+    #: A ``timer`` message's new setting for the conversation.
+    timer: TimerChange | None = None
+
+
+def message_timer(body: object) -> int:
+    """The disappearing timer a message body carries (0 for none)."""
+    return body.timer_s if isinstance(body, TextBody) else 0
 
 
 def is_stored(kind: str) -> bool:
@@ -246,17 +267,24 @@ def on_message(
             stored_at_ms=now_ms,
             status=DeliveryStatus.DELIVERED,
             request=outcome == "request",
+            timer_s=message_timer(inner.body),
         )
         receipts: tuple[ReceiptDue, ...] = ()
         if via == "mailbox":  # the sender has no ack for it: tell it
             receipts = (ReceiptDue(inner.sender, "delivered", (inner.id,)),)
+        timer = None
+        events = received_events(stored, first_request=not state.has_requests, muted=state.muted)
+        if isinstance(inner.body, TimerBody):  # a notice: the setting's own event
+            timer = TimerChange(stored.conversation_id, inner.body.timer_s, inner.sent_at_ms)
+            events = (timer_event(stored, inner.body.timer_s),)
         return Effects(
             outcome,
             store=stored,
             show=True,
             unsupported=how is Handling.UNSUPPORTED,
             receipts=receipts,
-            events=received_events(stored, first_request=not state.has_requests),
+            events=events,
+            timer=timer,
         )
     if outcome == "receipt":
         moves = _status_moves(inner, state)
@@ -300,8 +328,14 @@ def on_send(inner: InnerMessage, now_ms: int) -> Effects:
         sent_at_ms=inner.sent_at_ms,
         stored_at_ms=now_ms,
         status=DeliveryStatus.QUEUED,
+        timer_s=message_timer(inner.body),
     )
-    return Effects("stored", store=stored, show=True)
+    timer = None
+    events: tuple[LogEvent, ...] = ()
+    if isinstance(inner.body, TimerBody):
+        timer = TimerChange(stored.conversation_id, inner.body.timer_s, inner.sent_at_ms)
+        events = (timer_event(stored, inner.body.timer_s),)
+    return Effects("stored", store=stored, show=True, events=events, timer=timer)
 
 
 def on_read(peer: PeerId, read_ids: tuple[bytes, ...], state: LocalState) -> Effects:

@@ -130,6 +130,11 @@ class StoredMessage:
     #: fills it: an outgoing message stored without any gets ``peer`` alone.
     #: Empty for incoming messages.
     recipients: tuple[Recipient, ...] = ()
+    #: Disappearing-message timer it carries, in seconds (0: it stays).
+    timer_s: int = 0
+    #: When it disappears (erased from the store); None while its timer has
+    #: not started (not read yet) or when it has none.
+    expires_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,12 @@ class Conversation:
     unread: int
     #: True while every message in it is a message request.
     request: bool = False
+    #: Disappearing-message timer for messages sent from now on (0: off).
+    timer_s: int = 0
+    #: No notification for its new messages (they are still stored).
+    muted: bool = False
+    #: Moved out of the main list by the user (still receives messages).
+    archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +197,8 @@ class EventType(StrEnum):
     CONTACT_ADDED = "contact.added"  # a new contact (not a rename)
     PEER_ONLINE = "peer.online"  # a connection to the peer came up
     PEER_OFFLINE = "peer.offline"  # the last connection to the peer went down
+    MESSAGE_EXPIRED = "message.expired"  # a disappearing message's timer ran out: erased
+    CONVERSATION_TIMER = "conversation.timer"  # a disappearing-messages timer was set
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,7 @@ from p2pdm.errors import (
 )
 from p2pdm.net import Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
+from p2pdm.node.housekeeping import purge_loop
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 from p2pdm.services.dm import Delivery
 from p2pdm.services.mailbox_client import MailboxDirectory
@@ -400,6 +401,8 @@ async def serve_node(
             nursery.start_soon(_publish_records, node, host, directory)
             nursery.start_soon(greet_contacts, node, host)
             nursery.start_soon(_PeerWatch(node, host, delivery).run)
+            # Disappearing messages: what expired while we were off, then on a schedule.
+            nursery.start_soon(purge_loop, node)
             task_status.started(Serving(node, host, delivery, directory, service))
             await trio.sleep_forever()
 

@@ -23,13 +23,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from p2pdm.core import conversation
 from p2pdm.core.conversation import Effects, LocalState, Outcome, Via
 from p2pdm.core.identity import Identity, PeerId
-from p2pdm.core.kinds import Body, ReceiptBody, TextBody, decode_stored, spec_for
+from p2pdm.core.kinds import Body, ReceiptBody, TextBody, TimerBody, decode_stored, spec_for
+from p2pdm.core.kinds.timer import check_timer
 from p2pdm.core.model import (
     MESSAGE_ID_BYTES,
     Contact,
@@ -235,7 +236,19 @@ class Messenger:
             raise SchemaError("a message needs some text")
         if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
             raise SchemaError(f"a message is at most {MAX_TEXT_BYTES} bytes of text")
-        return self._send(to, TextBody(text, reply_to), idempotency)
+        # It carries the conversation's timer, so both sides erase it alike.
+        found = self.store.get_conversation(direct_conversation_id(self.peer_id, to))
+        timer_s = 0 if found is None else found.timer_s
+        return self._send(to, TextBody(text, reply_to, timer_s=timer_s), idempotency)
+
+    def send_timer(self, to: PeerId, timer_s: int) -> Outgoing:
+        """Set the disappearing-messages timer of the conversation with ``to``
+        and tell ``to`` (a ``timer`` notice, shown on both sides).
+
+        Raises SchemaError for a timer not in DISAPPEARING_TIMERS_S, and what
+        :meth:`send_text` raises.
+        """
+        return self._send(to, TimerBody(check_timer(timer_s)))
 
     def send_receipt(
         self, to: PeerId, status: Literal["delivered", "read"], ids: list[bytes]
@@ -285,7 +298,17 @@ class Messenger:
         except Exception:
             self._forget_session(to)
             raise
+        effects = conversation.on_send(inner, now)
+        stored_message = effects.store
         expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
+        if stored_message is not None and stored_message.timer_s:
+            if not self.read_receipts_enabled():
+                # No read receipts: this copy's timer starts now (docs/protocol.md §6.4).
+                expires_at_ms = now + stored_message.timer_s * 1000
+                stored_message = replace(stored_message, expires_at_ms=expires_at_ms)
+            if stored_message.expires_at_ms is not None:
+                # Mailboxes keep the envelope no longer than the message lives.
+                expires_s = min(expires_s, -(-stored_message.expires_at_ms // 1000))
         envelope = seal(to, session_message, expires_s, self.random_bytes(EPHEMERAL_SECRET_BYTES))
         item = OutboxItem(
             envelope_id=envelope.id,
@@ -297,10 +320,12 @@ class Messenger:
             next_attempt_at_ms=now,
         )
         stored = None
-        effects = conversation.on_send(inner, now)
         with self._committing(to), self.store.transaction():
-            if effects.store is not None:
-                stored = self.store.add_message(effects.store)
+            if stored_message is not None:
+                stored = self.store.add_message(stored_message)
+            self._apply_timer(effects, to, now)
+            for event in effects.events:
+                log_event(self.store, event)
             self.store.put_session(to, sessions.to_bytes(), now)
             self.store.add_outbox(item)
             if idempotency is not None:
@@ -417,15 +442,18 @@ class Messenger:
         for message_id in conversation.targets_of(inner):
             if (mine := self.store.get_message(message_id)) is not None:
                 targets[message_id] = mine
+        found = self.store.get_conversation(direct_conversation_id(self.peer_id, sender))
         state = LocalState(
             me=self.peer_id,
             contact=contact is not None,
             blocked=contact is not None and contact.blocked,
             has_requests=contact is None and self.store.has_requests(sender),
             targets=targets,
+            muted=found is not None and found.muted,
         )
         effects = conversation.on_message(inner, state, now, via=via)
         stored = self.store.add_message(effects.store) if effects.store is not None else None
+        self._apply_timer(effects, sender, now)
         changes = tuple(
             (move.message_id, move.status)
             for move in effects.status_moves
@@ -437,6 +465,14 @@ class Messenger:
             if event.type is not EventType.MESSAGE_STATUS or event.message_id in moved:
                 log_event(self.store, event)
         return Received(sender, inner, stored, changes, effects.outcome, effects)
+
+    def _apply_timer(self, effects: Effects, peer: PeerId, now: int) -> None:
+        """Set the conversation's timer a ``timer`` notice carries (the newest wins)."""
+        change = effects.timer
+        if change is not None:
+            self.store.update_conversation(
+                change.conversation_id, peer, now, timer=(change.timer_s, change.set_at_ms)
+            )
 
     # --- reading ------------------------------------------------------------
 

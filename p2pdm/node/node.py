@@ -52,6 +52,7 @@ from p2pdm.node.contact_names import (
     resolve_contact,
 )
 from p2pdm.node.events import EventBus
+from p2pdm.node.housekeeping import ConversationUpkeep
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
 from p2pdm.store.base import Store
@@ -135,7 +136,7 @@ class AddedContact:
     renamed_from: str | None = None
 
 
-class Node:
+class Node(ConversationUpkeep):
     """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(

@@ -141,13 +141,25 @@ class MessageDicts(Dicts):
         state.messages[seq] = replace(old, recipients=recipients)
         if not status_moves(old.status, new):
             return bool(moved)
-        state.messages[seq] = replace(old, status=new, recipients=recipients)
+        expires = old.expires_at_ms
+        if new is DeliveryStatus.READ and old.timer_s and expires is None:
+            expires = at_ms + old.timer_s * 1000  # the recipient read it: its timer starts
+        state.messages[seq] = replace(old, status=new, recipients=recipients, expires_at_ms=expires)
         state.history[message_id].append(StatusChange(message_id, new, at_ms, detail))
         if is_unread(old) and new not in UNREAD_STATUSES:
             conversation = state.conversations[old.conversation_id]
             conversation.unread = max(0, conversation.unread - 1)
         if event:
             self._log(status_event(old, new, at_ms, detail))
+        return True
+
+    def erase_message_body(self, message_id: bytes) -> bool:
+        """Erase a message's body; the record stays. False if there is no such message."""
+        state = self._live()
+        seq = state.seq_of.get(message_id)
+        if seq is None:
+            return False
+        state.messages[seq] = replace(state.messages[seq], body=b"")
         return True
 
     def status_history(self, message_id: bytes) -> list[StatusChange]:
@@ -207,7 +219,12 @@ class MessageDicts(Dicts):
         for seq in state.conversation_seqs.get(conversation_id, []):
             message = state.messages[seq]
             if is_unread(message):
-                state.messages[seq] = replace(message, status=DeliveryStatus.READ)
+                expires = message.expires_at_ms
+                if message.timer_s and expires is None:  # its timer starts now
+                    expires = at_ms + message.timer_s * 1000
+                state.messages[seq] = replace(
+                    message, status=DeliveryStatus.READ, expires_at_ms=expires
+                )
                 state.history[message.id].append(
                     StatusChange(message.id, DeliveryStatus.READ, at_ms)
                 )

@@ -49,20 +49,24 @@ __all__ = ["MessageTables"]
 
 _MESSAGE_COLUMNS: Final = (
     "seq, id, conversation_id, peer, direction, kind, body, sent_at_ms, stored_at_ms, "
-    "status, request"
+    "status, request, timer_s, expires_at_ms"
 )
 
 
-_CONVERSATION_COLUMNS: Final = "id, peer, last_message_at_ms, unread, request"
+_CONVERSATION_COLUMNS: Final = (
+    "id, peer, last_message_at_ms, unread, request, timer_s, muted, archived"
+)
 
 
 def _conversation(row: Any) -> Conversation:
-    cid, peer, last, unread, request = row
-    return Conversation(cid, PeerId(peer), last, unread, bool(request))
+    cid, peer, last, unread, request, timer_s, muted, archived = row
+    return Conversation(
+        cid, PeerId(peer), last, unread, bool(request), timer_s, bool(muted), bool(archived)
+    )
 
 
 def _message(row: Any) -> StoredMessage:
-    seq, mid, conv, peer, direction, kind, body, sent, stored, status, request = row
+    seq, mid, conv, peer, direction, kind, body, sent, stored, status, request, timer, ex = row
     return StoredMessage(
         id=mid,
         conversation_id=conv,
@@ -75,6 +79,8 @@ def _message(row: Any) -> StoredMessage:
         status=DeliveryStatus(status),
         request=bool(request),
         seq=seq,
+        timer_s=timer,
+        expires_at_ms=ex,
     )
 
 
@@ -131,7 +137,8 @@ class MessageTables(Tables):
             )
             cursor = db.execute(
                 "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
-                "sent_at_ms, stored_at_ms, status, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "sent_at_ms, stored_at_ms, status, request, timer_s, expires_at_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message.id,
                     message.conversation_id,
@@ -143,6 +150,8 @@ class MessageTables(Tables):
                     message.stored_at_ms,
                     str(message.status),
                     int(message.request),
+                    message.timer_s,
+                    message.expires_at_ms,
                 ),
             )
             seq = cursor.lastrowid
@@ -200,6 +209,12 @@ class MessageTables(Tables):
             if not status_moves(old.status, new):
                 return bool(moved)
             db.execute("UPDATE messages SET status = ? WHERE id = ?", (str(new), message_id))
+            if new is DeliveryStatus.READ:  # the recipient read it: its timer starts
+                db.execute(
+                    "UPDATE messages SET expires_at_ms = ? + timer_s * 1000 "
+                    "WHERE id = ? AND timer_s > 0 AND expires_at_ms IS NULL",
+                    (at_ms, message_id),
+                )
             db.execute(
                 "INSERT INTO status_history (message_id, status, at_ms, detail) "
                 "VALUES (?, ?, ?, ?)",
@@ -215,6 +230,13 @@ class MessageTables(Tables):
         if event:
             self._notify()
         return True
+
+    def erase_message_body(self, message_id: bytes) -> bool:
+        """Erase a message's body (its text leaves the search index by trigger);
+        the row stays. Returns False if there is no such message."""
+        with self._writing(f"erasing message {message_id.hex()}") as db:
+            cursor = db.execute("UPDATE messages SET body = x'' WHERE id = ?", (message_id,))
+        return cursor.rowcount > 0
 
     def status_history(self, message_id: bytes) -> list[StatusChange]:
         """Every status the message had, oldest first, starting with the one it was stored with."""
@@ -312,6 +334,11 @@ class MessageTables(Tables):
                 f"SELECT id, ?, ? FROM messages WHERE conversation_id = ? AND {UNREAD_CONDITION} "
                 "ORDER BY seq",
                 (str(DeliveryStatus.READ), at_ms, conversation_id),
+            )
+            db.execute(  # their disappearing timers start now
+                "UPDATE messages SET expires_at_ms = ? + timer_s * 1000 WHERE conversation_id = ? "
+                f"AND {UNREAD_CONDITION} AND timer_s > 0 AND expires_at_ms IS NULL",
+                (at_ms, conversation_id),
             )
             db.execute(
                 f"UPDATE messages SET status = ? WHERE conversation_id = ? AND {UNREAD_CONDITION}",
