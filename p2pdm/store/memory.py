@@ -32,8 +32,8 @@ from p2pdm.store.base import (
 )
 from p2pdm.store.memory_api import APIDicts
 from p2pdm.store.memory_contacts import ContactDicts
-from p2pdm.store.memory_mailbox import MailboxDicts
 from p2pdm.store.memory_expiry import ExpiryDicts
+from p2pdm.store.memory_mailbox import MailboxDicts
 from p2pdm.store.memory_outbox import OutboxDicts
 from p2pdm.store.memory_state import MemoryState
 

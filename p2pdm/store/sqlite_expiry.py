@@ -135,7 +135,7 @@ class ExpiryTables(MessageTables):
     def search(self, terms: list[str], peer: PeerId | None, limit: int) -> list[SearchHit]:
         """Messages whose text has every term (the last also as a prefix),
         newest first, at most ``limit``; only ``peer``'s conversation if given."""
-        where, args = "", [phrase_query(terms)]
+        where, args = "", list[object]([phrase_query(terms)])
         if peer is not None:
             where, args = " AND m.peer = ?", [*args, peer.raw]
         with self._reading("searching messages") as db:

@@ -7,8 +7,8 @@ from typing import Any, Final, Literal
 
 from p2pdm.core.cbor import Fields
 from p2pdm.core.kinds.base import KindSpec, decode_ext, encode_ext
-from p2pdm.core.model import MESSAGE_ID_BYTES
 from p2pdm.core.kinds.timer import check_timer
+from p2pdm.core.model import MESSAGE_ID_BYTES
 from p2pdm.limits import DISAPPEARING_TIMERS_S, MAX_EXT_BYTES, MAX_TEXT_BYTES
 
 __all__ = ["SPEC", "TextBody"]
