@@ -82,7 +82,8 @@ class ConversationUpkeep:
         MAX_EXPIRED_PER_PASS; returns them."""
         gone: list[StoredMessage] = []
         while True:
-            batch = self.store.expire_messages(self.now_ms(), MAX_EXPIRED_PER_PASS)
+            with self.store.transaction():  # each pass all or nothing
+                batch = self.store.expire_messages(self.now_ms(), MAX_EXPIRED_PER_PASS)
             for message in batch:
                 self.release_attachments(message)
             gone.extend(batch)

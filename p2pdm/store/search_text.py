@@ -15,6 +15,7 @@ The memory store uses :func:`words` for the same matching.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Final
 
 from p2pdm.core.kinds import TextBody, decode_stored
@@ -60,5 +61,8 @@ def phrase_query(terms: list[str]) -> str:
 
 
 def words(text: str) -> list[str]:
-    """The words of ``text``, case-folded."""
-    return _WORD.findall(text.casefold())
+    """The words of ``text``, case and diacritics folded (as FTS5's
+    ``unicode61 remove_diacritics 2`` does)."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _WORD.findall(bare)

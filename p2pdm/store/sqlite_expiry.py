@@ -89,10 +89,13 @@ class ExpiryTables(MessageTables):
         )
 
     def expire_messages(self, now_ms: int, limit: int) -> list[StoredMessage]:
-        """Erase up to ``limit`` messages whose ``expires_at_ms`` is past: body,
-        outbox entry, row, statuses; logs ``message.expired`` for each.
-        Returns them as they were (bodies included), soonest expiry first."""
-        with self._writing("erasing expired messages") as db:
+        """Erase up to ``limit`` messages whose ``expires_at_ms`` is past: body
+        (:meth:`erase_message_body`), outbox entry, row, statuses; logs
+        ``message.expired`` for each. Returns them as they were (bodies
+        included), soonest expiry first. Each message is erased in its own
+        write unless the caller holds a transaction; one left half done (a
+        crash between writes) is still due, and the next call finishes it."""
+        with self._reading("finding expired messages") as db:
             ids = [
                 bytes(mid)
                 for (mid,) in db.execute(
@@ -101,12 +104,13 @@ class ExpiryTables(MessageTables):
                     (now_ms, max(0, limit)),
                 )
             ]
-            gone = []
-            for message_id in ids:
-                message = self.get_message(message_id)
-                if message is None:
-                    continue
-                self.erase_message_body(message_id)
+        gone = []
+        for message_id in ids:
+            message = self.get_message(message_id)
+            if message is None:
+                continue
+            self.erase_message_body(message_id)
+            with self._writing(f"erasing expired message {message_id.hex()}") as db:
                 db.execute(
                     "DELETE FROM deposits WHERE envelope_id IN "
                     "(SELECT envelope_id FROM outbox WHERE message_id = ?)",
@@ -115,7 +119,7 @@ class ExpiryTables(MessageTables):
                 db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
                 db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
                 insert_event(db, self._event_caps, expired_event(message, now_ms))
-                gone.append(message)
+            gone.append(message)
         if gone:
             self._notify()
         return gone
