@@ -130,9 +130,11 @@ def test_conversation_settings_and_the_newest_timer_wins(store: Store) -> None:
 
 def test_secure_delete_is_on_in_plain_and_encrypted_stores(tmp_path: Path) -> None:
     for key in (None, bytes(range(32))):
-        with closing(SQLiteStore(tmp_path / f"{key is None}.db", key=key)) as store:
-            with store._db.reading("checking") as db:
-                assert db.execute("PRAGMA secure_delete").fetchone() == (1,)
+        with (
+            closing(SQLiteStore(tmp_path / f"{key is None}.db", key=key)) as store,
+            store._db.reading("checking") as db,
+        ):
+            assert db.execute("PRAGMA secure_delete").fetchone() == (1,)
 
 
 def test_no_trace_of_an_expired_text_is_left_in_the_file_or_its_log(tmp_path: Path) -> None:
