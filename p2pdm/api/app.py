@@ -69,6 +69,12 @@ from p2pdm.api.handlers import (
     read_message,
     send_message,
 )
+from p2pdm.api.handlers_conversations import (
+    CONVERSATION_PATCH,
+    SEARCH_PARAMETERS,
+    patch_conversation,
+    search_messages,
+)
 from p2pdm.api.openapi import build_document
 from p2pdm.api.payload import (
     DEFAULT_PAGE_SIZE,
@@ -97,7 +103,7 @@ from p2pdm.api.views import (
 )
 from p2pdm.core.model import TokenScope
 from p2pdm.errors import P2PDMError
-from p2pdm.limits import MAX_PAGE_SIZE
+from p2pdm.limits import DEFAULT_SEARCH_HITS, MAX_PAGE_SIZE, MAX_SEARCH_HITS
 from p2pdm.node.node import Node
 
 __all__ = ["ROUTES", "create_app", "openapi_document"]
@@ -446,6 +452,42 @@ ROUTES: Final[tuple[Route, ...]] = (
             ("204", None, "revoked"),
             _NOT_FOUND,
             parameters=(path_param("name", TOKEN_NAME, "the token's name"),),
+        ),
+    ),
+    Route(
+        "/v1/conversations/{conversation}",
+        "PATCH",
+        patch_conversation,
+        _SEND,
+        Doc(
+            "updateConversation",
+            "Set a conversation's disappearing-messages timer (the peer is told), or mute "
+            "or archive it",
+            ("200", ref("Conversation"), "the conversation after the change"),
+            {
+                **_NOT_FOUND,
+                **_BODY,
+                "422": "a new timer needs a session or prekeys for the peer, to tell it",
+            },
+            parameters=(_CONVERSATION,),
+            body=ref("ConversationPatch"),
+            schemas={"ConversationPatch": CONVERSATION_PATCH},
+        ),
+    ),
+    Route(
+        "/v1/search",
+        "GET",
+        search_messages,
+        _READ,
+        Doc(
+            "searchMessages",
+            "Find messages by the words of their text, newest first",
+            ("200", ref("SearchResults"), "the messages found (maybe none)"),
+            {"404": "'peer' is not a PeerID and no contact has that name"},
+            parameters=(
+                *SEARCH_PARAMETERS,
+                query_int_param("limit", "most results", 1, MAX_SEARCH_HITS, DEFAULT_SEARCH_HITS),
+            ),
         ),
     ),
     Route(

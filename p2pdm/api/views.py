@@ -26,6 +26,7 @@ from p2pdm.api.schema import (
     obj,
     ref,
 )
+from p2pdm.core.eventlog import MUTED_DETAIL
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Contact,
@@ -38,10 +39,11 @@ from p2pdm.core.model import (
     StatusChange,
     StoredMessage,
 )
-from p2pdm.limits import MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
+from p2pdm.limits import DISAPPEARING_TIMERS_S, MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
 from p2pdm.node.contact_names import fingerprint
-from p2pdm.node.messenger import is_unsupported, message_text
+from p2pdm.node.messenger import is_unsupported, message_notice, message_text, message_timer
 from p2pdm.node.tokens import token_json
+from p2pdm.store.base import SearchHit
 
 __all__ = [
     "SCHEMAS",
@@ -50,6 +52,7 @@ __all__ = [
     "event_json",
     "message_json",
     "recipient_json",
+    "search_hit_json",
     "status_json",
     "token_json",
 ]
@@ -180,6 +183,9 @@ def message_json(message: StoredMessage, detail: str = "") -> dict[str, Any]:
         "status_detail": detail,
         "request": message.request,
         "recipients": [recipient_json(r) for r in message.recipients],
+        "timer_s": message_timer(message),
+        "expires_at_ms": message.expires_at_ms,
+        "notice": message_notice(message),
     }
 
 
@@ -217,6 +223,23 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
         "items": ref("Recipient"),
         "description": "an outgoing message's status per recipient (one for a one-to-one "
         "message); 'status' is the least advanced of theirs. Empty for incoming messages",
+    },
+    "timer_s": {
+        "type": "integer",
+        "enum": list(DISAPPEARING_TIMERS_S),
+        "description": "a text: its disappearing timer (0: it stays); a 'timer' notice: "
+        "the conversation's new timer",
+    },
+    "expires_at_ms": {
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "description": "when it disappears from this node; null until its timer starts "
+        "(when the recipient reads it) or if it has none",
+    },
+    "notice": {
+        "type": ["string", "null"],
+        "description": "a notice kind's words, after who did it: 'set disappearing "
+        "messages to 1 day', 'turned off disappearing messages'; null for a message",
     },
 }
 
@@ -266,6 +289,9 @@ def conversation_json(conversation: Conversation, names: Mapping[PeerId, str]) -
         "last_message_at_ms": conversation.last_message_at_ms,
         "unread": conversation.unread,
         "request": conversation.request,
+        "timer_s": conversation.timer_s,
+        "muted": conversation.muted,
+        "archived": conversation.archived,
     }
 
 
@@ -280,6 +306,49 @@ CONVERSATION: Final[Schema] = obj(
             "type": "boolean",
             "description": "every message in it is a message request",
         },
+        "timer_s": {
+            "type": "integer",
+            "enum": list(DISAPPEARING_TIMERS_S),
+            "description": "disappearing-messages timer of messages sent from now on (0: off)",
+        },
+        "muted": {"type": "boolean", "description": "its new messages notify nobody"},
+        "archived": {"type": "boolean", "description": "moved out of the main list"},
+    }
+)
+
+
+def search_hit_json(hit: SearchHit) -> dict[str, Any]:
+    return {
+        "message_id": hit.message_id.hex(),
+        "conversation_id": hit.conversation_id.hex(),
+        "peer": str(hit.peer),
+        "direction": hit.direction,
+        "sent_at_ms": hit.sent_at_ms,
+        "snippet": hit.snippet,
+    }
+
+
+#: ``GET /v1/search``.
+SEARCH_RESULTS: Final[Schema] = obj(
+    {
+        "results": {
+            "type": "array",
+            "items": obj(
+                {
+                    "message_id": HEX_ID,
+                    "conversation_id": HEX_ID,
+                    "peer": PEER_ID,
+                    "direction": {"type": "string", "enum": [d.value for d in Direction]},
+                    "sent_at_ms": MS,
+                    "snippet": {
+                        "type": "string",
+                        "description": "the text around the match, each match in [ ], "
+                        "cuts marked …",
+                    },
+                }
+            ),
+            "description": "newest first",
+        }
     }
 )
 
@@ -298,6 +367,7 @@ def event_json(event: Event, message: StoredMessage | None) -> dict[str, Any]:
         "detail": event.detail,
         "conversation_id": None if event.conversation_id is None else event.conversation_id.hex(),
         "message": None if message is None else message_json(message),
+        "notify": event.type is EventType.MESSAGE_RECEIVED and event.detail != MUTED_DETAIL,
     }
 
 
@@ -326,6 +396,11 @@ EVENT: Final[Schema] = obj(
         "message": {
             "oneOf": [ref("Message"), {"type": "null"}],
             "description": "message.received: the message as stored now",
+        },
+        "notify": {
+            "type": "boolean",
+            "description": "message.received in a conversation that is not muted: "
+            "worth a notification (a muted one is still stored and listed)",
         },
     }
 )
@@ -393,6 +468,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
         {"read": {"type": "array", "items": HEX_ID, "description": "ids marked read"}}
     ),
     "Event": EVENT,
+    "SearchResults": SEARCH_RESULTS,
     "EventPage": EVENT_PAGE,
     "Token": TOKEN,
     "TokenList": obj({"tokens": {"type": "array", "items": ref("Token")}}),
