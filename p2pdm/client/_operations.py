@@ -44,6 +44,7 @@ from p2pdm.client._records import (
     Message,
     MessagePage,
     NodeInfo,
+    SearchHit,
 )
 
 if TYPE_CHECKING:
@@ -248,3 +249,18 @@ class Operations:
     @operation[None]("DELETE", "/v1/tokens/{name}")
     def revoke_token(name: str) -> None:
         """Revoke a scoped token by name (admin tokens only); it stops working at once."""
+
+    @operation[Conversation]("PATCH", "/v1/conversations/{who}")
+    def update_conversation(
+        who: str,
+        *,
+        timer_s: int | None = None,
+        muted: bool | None = None,
+        archived: bool | None = None,
+    ) -> None:
+        """Set a conversation's disappearing-messages timer in seconds (0, 300, 3600,
+        86400 or 604800; the peer is told), or mute or archive it; returns it."""
+
+    @operation[list[SearchHit]]("GET", "/v1/search", pick="results")
+    def search(q: str, peer: str | None = None, limit: int | None = None) -> None:
+        """Messages whose text has every word of ``q``, newest first."""
