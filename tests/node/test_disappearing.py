@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 import trio
+import trio.testing
 
 from p2pdm.api.views import event_json
 from p2pdm.core.identity import Identity
