@@ -9,7 +9,7 @@ from p2pdm.core.model import Conversation, StoredMessage
 from p2pdm.store.base import SearchHit, is_unread
 from p2pdm.store.memory_messages import MessageDicts
 from p2pdm.store.memory_state import ConversationState
-from p2pdm.store.search_text import search_text, words
+from p2pdm.store.search_text import mark_matches, search_text, words
 
 __all__ = ["ExpiryDicts"]
 
@@ -91,7 +91,7 @@ class ExpiryDicts(MessageDicts):
                         message.peer,
                         message.direction.value,
                         message.sent_at_ms,
-                        text[:SNIPPET_CHARS],
+                        mark_matches(text[:SNIPPET_CHARS], terms),
                     )
                 )
         return hits

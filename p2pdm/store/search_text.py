@@ -22,7 +22,14 @@ from p2pdm.core.kinds import TextBody, decode_stored
 from p2pdm.errors import SchemaError
 from p2pdm.limits import MAX_SEARCH_QUERY_CHARS, MAX_SEARCH_TERMS
 
-__all__ = ["SEARCH_TEXT_FUNCTION", "phrase_query", "search_terms", "search_text", "words"]
+__all__ = [
+    "SEARCH_TEXT_FUNCTION",
+    "mark_matches",
+    "phrase_query",
+    "search_terms",
+    "search_text",
+    "words",
+]
 
 #: The SQL name of :func:`search_text` on the store's connection.
 SEARCH_TEXT_FUNCTION: Final = "p2pdm_search_text"
@@ -58,6 +65,18 @@ def phrase_query(terms: list[str]) -> str:
     quoted = ['"' + term.replace('"', '""') + '"' for term in terms]
     quoted[-1] += "*"
     return " ".join(quoted)
+
+
+def mark_matches(text: str, terms: list[str], open_: str = "[", close: str = "]") -> str:
+    """``text`` with each word a search matched wrapped in ``open_``…``close``."""
+    *whole, prefix = terms
+
+    def mark(match: re.Match[str]) -> str:
+        folded = words(match.group())
+        hit = bool(folded) and (folded[0] in whole or folded[0].startswith(prefix))
+        return f"{open_}{match.group()}{close}" if hit else match.group()
+
+    return re.sub(r"\w+", mark, text)
 
 
 def words(text: str) -> list[str]:
