@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -79,7 +80,5 @@ def test_a_contacts_timer_notice_sets_the_conversation_and_logs_its_event() -> N
 
 @given(st.binary(max_size=64))
 def test_arbitrary_bytes_never_crash_the_timer_decoder(data: bytes) -> None:
-    try:
+    with contextlib.suppress(WireError):
         KINDS["timer"].decode_bytes(data)
-    except WireError:
-        pass
