@@ -159,13 +159,35 @@ def _wire() -> list[Row]:
         ("create_token", ("read",), {}, "POST", "/v1/tokens", {"scope": "read", "contacts": []}),
         ("tokens", (), {}, "GET", "/v1/tokens", None),
         ("revoke_token", ("echo bot",), {}, "DELETE", "/v1/tokens/echo%20bot", None),
+        (
+            "update_conversation",
+            ("bob",),
+            {"timer_s": 300, "muted": False},
+            "PATCH",
+            "/v1/conversations/bob",
+            {"timer_s": 300, "muted": False},
+        ),
+        ("search", ("a b",), {"peer": "bob"}, "GET", "/v1/search?q=a+b&peer=bob", None),
     ]
 
 
 #: The answer the fake node gives: every field a result may be picked from.
-ANSWER = {"contacts": ["c"], "conversations": ["v"], "read": ["r"], "tokens": ["t"], "id": 1}
+ANSWER = {
+    "contacts": ["c"],
+    "conversations": ["v"],
+    "read": ["r"],
+    "tokens": ["t"],
+    "results": ["s"],
+    "id": 1,
+}
 #: The result each method returns from ANSWER (or from 204 for a DELETE).
-RESULTS = {"contacts": ["c"], "conversations": ["v"], "mark_read": ["r"], "tokens": ["t"]}
+RESULTS = {
+    "contacts": ["c"],
+    "conversations": ["v"],
+    "mark_read": ["r"],
+    "tokens": ["t"],
+    "search": ["s"],
+}
 
 
 def _fake_node(seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Response]:
