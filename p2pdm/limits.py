@@ -195,10 +195,10 @@ EXPIRY_PURGE_INTERVAL_S = 15
 #: store for long.
 MAX_EXPIRED_PER_PASS = 200
 
-#: Longest search query, in characters, and most words in it: a person's
-#: search, not a way to make the full-text index do unbounded work.
+#: Longest search query, in characters (so at most 128 words, each one
+#: term lookup in the index): a person's search, not a way to make the
+#: full-text index do unbounded work.
 MAX_SEARCH_QUERY_CHARS = 256
-MAX_SEARCH_TERMS = 16
 
 #: Most search hits one request returns (its default: DEFAULT_SEARCH_HITS).
 MAX_SEARCH_HITS = 100

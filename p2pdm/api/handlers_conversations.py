@@ -26,6 +26,7 @@ from p2pdm.limits import (
     MAX_SEARCH_QUERY_CHARS,
 )
 from p2pdm.node.node import Node
+from p2pdm.store.search_text import QUERY_PATTERN
 
 __all__ = ["CONVERSATION_PATCH", "patch_conversation", "search_messages"]
 
@@ -91,7 +92,12 @@ SEARCH_PARAMETERS: Final[tuple[Schema, ...]] = (
         "required": True,
         "description": "the words to find (all of them; the last also as a word's "
         "beginning); plain text, never query syntax",
-        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_SEARCH_QUERY_CHARS},
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_SEARCH_QUERY_CHARS,
+            "pattern": QUERY_PATTERN,
+        },
     },
     {
         "name": "peer",

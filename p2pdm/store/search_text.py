@@ -20,9 +20,10 @@ from typing import Final
 
 from p2pdm.core.kinds import TextBody, decode_stored
 from p2pdm.errors import SchemaError
-from p2pdm.limits import MAX_SEARCH_QUERY_CHARS, MAX_SEARCH_TERMS
+from p2pdm.limits import MAX_SEARCH_QUERY_CHARS
 
 __all__ = [
+    "QUERY_PATTERN",
     "SEARCH_TEXT_FUNCTION",
     "mark_matches",
     "phrase_query",
@@ -34,8 +35,10 @@ __all__ = [
 #: The SQL name of :func:`search_text` on the store's connection.
 SEARCH_TEXT_FUNCTION: Final = "p2pdm_search_text"
 
+#: What a search must hold somewhere: a letter or a digit.
+QUERY_PATTERN: Final = r"[^\W_]"
 #: A word, as FTS5's unicode61 tokenizer sees one (letters and digits).
-_WORD: Final = re.compile(r"[^\W_]+")
+_WORD: Final = re.compile(QUERY_PATTERN + "+")
 
 
 def search_text(kind: object, body: object) -> str | None:
@@ -48,16 +51,15 @@ def search_text(kind: object, body: object) -> str | None:
 
 
 def search_terms(query: str) -> list[str]:
-    """The words of a search; raises SchemaError for a query too long, with
-    too many words or with no word at all."""
+    """The words of a search; raises SchemaError for a query too long or with
+    no word at all (no letter or digit: QUERY_PATTERN, as the API documents)."""
     if len(query) > MAX_SEARCH_QUERY_CHARS:
         raise SchemaError(f"a search is at most {MAX_SEARCH_QUERY_CHARS} characters")
-    terms = words(query)
-    if not terms:
+    if not _WORD.search(query):
         raise SchemaError("a search needs at least one word (letters or digits)")
-    if len(terms) > MAX_SEARCH_TERMS:
-        raise SchemaError(f"a search has at most {MAX_SEARCH_TERMS} words")
-    return terms
+    # Folding can leave nothing of an odd word (a lone combining letter): then
+    # the words as typed, case-folded.
+    return words(query) or _WORD.findall(query.casefold())
 
 
 def phrase_query(terms: list[str]) -> str:

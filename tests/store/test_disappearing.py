@@ -68,7 +68,7 @@ def test_search_syntax_of_fts5_in_a_query_is_only_text(store: Store, query: str)
     assert mid(1) in found(store, query) or found(store, query) == []
 
 
-@pytest.mark.parametrize("query", ["", "   ", "!!! ???", "a " * 40, "x" * 300])
+@pytest.mark.parametrize("query", ["", "   ", "!!! ???", "_", "x" * 300])
 def test_a_search_without_words_or_too_big_is_refused(query: str) -> None:
     with pytest.raises(SchemaError):
         search_terms(query)
