@@ -11,9 +11,11 @@ import trio
 import trio.testing
 
 from p2pdm.api.views import event_json
+from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import Direction, EventType, StoredMessage, direct_conversation_id
-from p2pdm.errors import SchemaError
+from p2pdm.core.sealing import seal
+from p2pdm.errors import SchemaError, WireError
 from p2pdm.node.housekeeping import purge_loop
 from p2pdm.node.messenger import message_notice, message_text, message_timer
 from p2pdm.node.node import Node
@@ -212,3 +214,32 @@ async def test_the_purge_loop_runs_at_start_and_on_its_schedule(
         await trio.sleep(10)
         assert alice.store.get_message(late.id) is None  # on the schedule
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"), [("timer", {"timer_s": 42}), ("text", {"text": "x", "timer_s": 42})]
+)
+def test_a_contacts_signed_message_with_a_timer_outside_the_set_is_refused(
+    nodes: tuple[Node, Node], kind: str, body: dict[str, object]
+) -> None:
+    """Signed by the real sender, encrypted on the real session: refused all the same."""
+    alice, bob = nodes
+    unsigned = {
+        "v": 1,
+        "id": os.urandom(16),
+        "from": alice.peer_id.raw,
+        "to": bob.peer_id.raw,
+        "conv": conv(alice, bob),
+        "ts": alice.now_ms(),
+        "kind": kind,
+        "body": body,
+    }
+    signed = {**unsigned, "sig": alice.identity.sign("msg/v1", cbor.encode(unsigned))}
+    sessions = alice.messenger._session(bob.peer_id)
+    sealed = sessions.encrypt(alice.messenger.own, cbor.encode(signed), bob.messenger.bundle())
+    envelope = seal(bob.peer_id, sealed, alice.now_ms() // 1000 + 3600)
+    before = bob.store.counts()
+    with pytest.raises(WireError, match="timer_s"):
+        bob.messenger.receive(envelope.encode())
+    assert bob.store.counts() == before
+    assert bob.store.get_conversation(conv(bob, alice)) is None

@@ -50,7 +50,8 @@ class TimerBody:
 
 def decode(fields: Fields) -> TimerBody:
     """Raises SchemaError for a timer not in DISAPPEARING_TIMERS_S or a bad ext."""
-    timer_s = check_timer(fields.integer("timer_s", 0, max(DISAPPEARING_TIMERS_S)), fields.what)
+    timer_s = fields.integer("timer_s", 0, max(DISAPPEARING_TIMERS_S))
+    check_timer(timer_s, f"{fields.what}.timer_s")
     ext = decode_ext(fields)
     fields.done()
     return TimerBody(timer_s, ext)
