@@ -195,6 +195,14 @@ EXPIRY_PURGE_INTERVAL_S = 15
 #: store for long.
 MAX_EXPIRED_PER_PASS = 200
 
+#: The sender's copy of a disappearing message is erased when its timer ran
+#: after the recipient read it, but at the latest this long after the timer
+#: ran from sending: a recipient with read receipts off never says it read
+#: it, and the sender's copy must not stay for ever. As long as an envelope
+#: lives (ENVELOPE_TTL_SECONDS), so an undelivered message is not erased
+#: before it could have arrived.
+SENDER_EXPIRY_BACKSTOP_S = ENVELOPE_TTL_SECONDS
+
 #: Longest search query, in characters (so at most 128 words, each one
 #: term lookup in the index): a person's search, not a way to make the
 #: full-text index do unbounded work.

@@ -69,6 +69,7 @@ from p2pdm.limits import (
     MAX_RECEIPT_IDS,
     MAX_TEXT_BYTES,
     ONE_TIME_PREKEYS_PER_BUNDLE,
+    SENDER_EXPIRY_BACKSTOP_S,
 )
 from p2pdm.store.base import Store, log_event
 
@@ -329,13 +330,14 @@ class Messenger:
         stored_message = effects.store
         expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
         if stored_message is not None and stored_message.timer_s:
-            if not self.read_receipts_enabled():
-                # No read receipts: this copy's timer starts now (docs/protocol.md §6.4).
-                expires_at_ms = now + stored_message.timer_s * 1000
-                stored_message = replace(stored_message, expires_at_ms=expires_at_ms)
-            if stored_message.expires_at_ms is not None:
-                # Mailboxes keep the envelope no longer than the message lives.
-                expires_s = min(expires_s, -(-stored_message.expires_at_ms // 1000))
+            # This copy's timer starts when the read receipt comes; without read
+            # receipts, now; and it never waits longer than the backstop
+            # (docs/protocol.md §6.6).
+            wait_ms = 0 if not self.read_receipts_enabled() else SENDER_EXPIRY_BACKSTOP_S * 1000
+            expires_at_ms = now + stored_message.timer_s * 1000 + wait_ms
+            stored_message = replace(stored_message, expires_at_ms=expires_at_ms)
+            # Mailboxes keep the envelope no longer than the message lives.
+            expires_s = min(expires_s, -(-expires_at_ms // 1000))
         envelope = seal(to, session_message, expires_s, self.random_bytes(EPHEMERAL_SECRET_BYTES))
         item = OutboxItem(
             envelope_id=envelope.id,

@@ -142,8 +142,9 @@ class MessageDicts(Dicts):
         if not status_moves(old.status, new):
             return bool(moved)
         expires = old.expires_at_ms
-        if new is DeliveryStatus.READ and old.timer_s and expires is None:
-            expires = at_ms + old.timer_s * 1000  # the recipient read it: its timer starts
+        if new is DeliveryStatus.READ and old.timer_s:  # the recipient read it: its timer starts
+            read_expiry = at_ms + old.timer_s * 1000
+            expires = read_expiry if expires is None else min(expires, read_expiry)
         state.messages[seq] = replace(old, status=new, recipients=recipients, expires_at_ms=expires)
         state.history[message_id].append(StatusChange(message_id, new, at_ms, detail))
         if is_unread(old) and new not in UNREAD_STATUSES:

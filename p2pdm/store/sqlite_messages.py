@@ -211,8 +211,9 @@ class MessageTables(Tables):
             db.execute("UPDATE messages SET status = ? WHERE id = ?", (str(new), message_id))
             if new is DeliveryStatus.READ:  # the recipient read it: its timer starts
                 db.execute(
-                    "UPDATE messages SET expires_at_ms = ? + timer_s * 1000 "
-                    "WHERE id = ? AND timer_s > 0 AND expires_at_ms IS NULL",
+                    "UPDATE messages SET expires_at_ms = "
+                    "min(coalesce(expires_at_ms, ?1 + timer_s * 1000), ?1 + timer_s * 1000) "
+                    "WHERE id = ?2 AND timer_s > 0",
                     (at_ms, message_id),
                 )
             db.execute(

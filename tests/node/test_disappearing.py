@@ -16,6 +16,7 @@ from p2pdm.core.identity import Identity
 from p2pdm.core.model import Direction, EventType, StoredMessage, direct_conversation_id
 from p2pdm.core.sealing import seal
 from p2pdm.errors import SchemaError, WireError
+from p2pdm.limits import SENDER_EXPIRY_BACKSTOP_S
 from p2pdm.node.housekeeping import purge_loop
 from p2pdm.node.messenger import message_notice, message_text, message_timer
 from p2pdm.node.node import Node
@@ -125,6 +126,24 @@ def test_without_read_receipts_the_senders_copy_and_its_envelope_expire_from_sen
     clock.ms += 300_000
     assert [m.id for m in alice.purge_expired()] == [sent.id]
     assert [i.message_id for i in alice.store.outbox_for(bob.peer_id)].count(sent.id) == 0
+
+
+def test_the_senders_copy_goes_at_the_backstop_when_the_recipient_never_says_it_read_it(
+    nodes: tuple[Node, Node], clock: Clock
+) -> None:
+    alice, bob = nodes
+    alice.update_conversation(conv(alice, bob), bob.peer_id, timer_s=300)
+    bob.update_settings({"read_receipts": False})
+    sent = alice.send_text(bob.peer_id, "read, silently")
+    deliver(alice, bob)
+    bob.mark_read(alice.peer_id)
+    deliver(bob, alice)  # nothing: Bob sends no read receipt
+    assert sent.expires_at_ms == sent.sent_at_ms + 300_000 + SENDER_EXPIRY_BACKSTOP_S * 1000
+    clock.ms = sent.expires_at_ms - 1
+    assert alice.purge_expired() == []
+    assert [m.id for m in bob.purge_expired()] == [sent.id]  # read long ago
+    clock.ms += 1
+    assert [m.id for m in alice.purge_expired()] == [sent.id]
 
 
 def test_the_newest_timer_wins_whatever_order_the_notices_arrive_in(
