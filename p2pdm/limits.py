@@ -203,6 +203,16 @@ MAX_EXPIRED_PER_PASS = 200
 #: before it could have arrived.
 SENDER_EXPIRY_BACKSTOP_S = ENVELOPE_TTL_SECONDS
 
+#: Typing indicators: a conversation sends at most one typing signal per
+#: TYPING_INTERVAL_S (and the receiver shows at most one per peer in that
+#: time: the rest are accepted and dropped), and the peer shows "typing"
+#: for TYPING_LAPSE_S after the last one, so a client typing without
+#: pause sends again before it lapses. A signal that cannot be handed to
+#: an open connection within TYPING_SEND_TIMEOUT_S is dropped, never queued.
+TYPING_INTERVAL_S = 3
+TYPING_LAPSE_S = 6
+TYPING_SEND_TIMEOUT_S = 2
+
 #: Longest search query, in characters (so at most 128 words, each one
 #: term lookup in the index): a person's search, not a way to make the
 #: full-text index do unbounded work.

@@ -72,8 +72,10 @@ from p2pdm.api.handlers import (
 from p2pdm.api.handlers_conversations import (
     CONVERSATION_PATCH,
     SEARCH_PARAMETERS,
+    TYPING_RESULT,
     patch_conversation,
     search_messages,
+    send_typing,
 )
 from p2pdm.api.openapi import build_document
 from p2pdm.api.payload import (
@@ -472,6 +474,21 @@ ROUTES: Final[tuple[Route, ...]] = (
             parameters=(_CONVERSATION,),
             body=ref("ConversationPatch"),
             schemas={"ConversationPatch": CONVERSATION_PATCH},
+        ),
+    ),
+    Route(
+        "/v1/conversations/{conversation}/typing",
+        "POST",
+        send_typing,
+        _SEND,
+        Doc(
+            "sendTyping",
+            "Tell the contact you are typing: over an open connection only, never queued "
+            "or kept; it shows for a few seconds (off with read receipts)",
+            ("200", ref("TypingResult"), "whether the signal was sent, and if not why"),
+            _NOT_FOUND,
+            parameters=(_CONVERSATION,),
+            schemas={"TypingResult": TYPING_RESULT},
         ),
     ),
     Route(

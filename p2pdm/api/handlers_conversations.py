@@ -28,7 +28,14 @@ from p2pdm.limits import (
 from p2pdm.node.node import Node
 from p2pdm.store.search_text import QUERY_PATTERN
 
-__all__ = ["CONVERSATION_PATCH", "patch_conversation", "search_messages"]
+__all__ = [
+    "CONVERSATION_PATCH",
+    "SEARCH_PARAMETERS",
+    "TYPING_RESULT",
+    "patch_conversation",
+    "search_messages",
+    "send_typing",
+]
 
 
 async def patch_conversation(request: Request, node: Node) -> Response:
@@ -69,6 +76,26 @@ CONVERSATION_PATCH: Final[Schema] = {
     ),
     "minProperties": 1,
 }
+
+
+async def send_typing(request: Request, node: Node) -> Response:
+    conversation_id = _visible_conversation(request, node)
+    _, peer = node.find_conversation(str(request.path_params["conversation"]))
+    why_not = await node.send_typing(conversation_id, peer)
+    return JSONResponse({"sent": why_not is None, "reason": why_not})
+
+
+#: ``send_typing``'s answer.
+TYPING_RESULT: Final[Schema] = obj(
+    {
+        "sent": {"type": "boolean", "description": "the peer took the signal"},
+        "reason": {
+            "type": ["string", "null"],
+            "description": "why nothing was sent (read receipts off, not a contact, not "
+            "connected, sent less than the interval ago); null when sent",
+        },
+    }
+)
 
 
 async def search_messages(request: Request, node: Node) -> Response:

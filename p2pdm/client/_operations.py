@@ -261,6 +261,11 @@ class Operations:
         """Set a conversation's disappearing-messages timer in seconds (0, 300, 3600,
         86400 or 604800; the peer is told), or mute or archive it; returns it."""
 
+    @operation[dict[str, Any]]("POST", "/v1/conversations/{who}/typing")
+    def typing(who: str) -> None:
+        """Tell the contact you are typing (open connection only, never queued);
+        ``sent`` says whether it went, ``reason`` why not."""
+
     @operation[list[SearchHit]]("GET", "/v1/search", pick="results")
     def search(q: str, peer: str | None = None, limit: int | None = None) -> None:
         """Messages whose text has every word of ``q``, newest first."""

@@ -43,9 +43,23 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final, Literal
 
-from p2pdm.core.eventlog import LogEvent, received_events, status_event, timer_event
+from p2pdm.core.eventlog import (
+    LogEvent,
+    received_events,
+    status_event,
+    timer_event,
+    typing_event,
+)
 from p2pdm.core.identity import PeerId
-from p2pdm.core.kinds import KindSpec, ReceiptBody, TextBody, TimerBody, UnknownBody, spec_for
+from p2pdm.core.kinds import (
+    KindSpec,
+    ReceiptBody,
+    TextBody,
+    TimerBody,
+    TypingBody,
+    UnknownBody,
+    spec_for,
+)
 from p2pdm.core.model import (
     STATUS_RANK,
     DeliveryStatus,
@@ -292,6 +306,13 @@ def on_message(
             status_event(state.targets[m.message_id], m.status, now_ms, m.detail) for m in moves
         )
         return Effects(outcome, status_moves=moves, confirms=confirms, events=events)
+    if (
+        isinstance(inner.body, TypingBody)
+        and state.standing is Standing.CONTACT
+        and state.read_receipts  # off both ways, as read receipts are
+    ):
+        conversation_id = direct_conversation_id(state.me, inner.sender)
+        return Effects(outcome, events=(typing_event(inner.sender, conversation_id, now_ms),))
     return Effects(outcome, confirms=confirms)
 
 

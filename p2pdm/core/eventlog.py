@@ -16,6 +16,7 @@ flood of requests cannot push contacts' events out.
 
 from __future__ import annotations
 
+from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Contact,
     DeliveryStatus,
@@ -33,6 +34,7 @@ __all__ = [
     "received_events",
     "status_event",
     "timer_event",
+    "typing_event",
 ]
 
 #: The ``detail`` of a ``message.received`` in a muted conversation: the API
@@ -113,3 +115,8 @@ def status_event(
 def contact_added(contact: Contact) -> LogEvent:
     """The ``contact.added`` entry of a new contact (a rename makes none)."""
     return LogEvent(EventType.CONTACT_ADDED, contact.added_at_ms, contact.peer_id)
+
+
+def typing_event(peer: PeerId, conversation_id: bytes, at_ms: int) -> LogEvent:
+    """The ``typing`` entry of a contact's typing signal (it lapses after TYPING_LAPSE_S)."""
+    return LogEvent(EventType.TYPING, at_ms, peer, conversation_id=conversation_id)

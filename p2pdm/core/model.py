@@ -199,6 +199,7 @@ class EventType(StrEnum):
     PEER_OFFLINE = "peer.offline"  # the last connection to the peer went down
     MESSAGE_EXPIRED = "message.expired"  # a disappearing message's timer ran out: erased
     CONVERSATION_TIMER = "conversation.timer"  # a disappearing-messages timer was set
+    TYPING = "typing"  # a contact is typing (lapses after TYPING_LAPSE_S)
 
 
 @dataclass(frozen=True, slots=True)

@@ -379,6 +379,7 @@ async def serve_node(
             on_delivery(delivery)
         node.on_outbox = delivery.wake
         node.fetch_bundle = partial(fetch_bundle, host)
+        node.send_now = delivery.send_now
         node.dht_stats = partial(dht_stats_json, host)
         # Peers met while joining the DHT learn that we speak p2pdm now.
         await host.announce_protocols()

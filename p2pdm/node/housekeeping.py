@@ -14,7 +14,8 @@ and then makes the store forget the erased text;
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -23,7 +24,12 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds.timer import check_timer
 from p2pdm.core.model import Conversation, StoredMessage
 from p2pdm.errors import SchemaError
-from p2pdm.limits import EXPIRY_PURGE_INTERVAL_S, MAX_EXPIRED_PER_PASS, MAX_SEARCH_HITS
+from p2pdm.limits import (
+    EXPIRY_PURGE_INTERVAL_S,
+    MAX_EXPIRED_PER_PASS,
+    MAX_SEARCH_HITS,
+    TYPING_INTERVAL_S,
+)
 from p2pdm.store.base import SearchHit, Store
 from p2pdm.store.search_text import search_terms
 
@@ -34,6 +40,10 @@ __all__ = ["ConversationUpkeep", "purge_loop"]
 
 log = logging.getLogger("p2pdm.node.housekeeping")
 
+#: Conversations whose last typing signal is remembered (for its rate): far
+#: more than anyone types in at once.
+MAX_TYPING_CONVERSATIONS = 256
+
 
 class ConversationUpkeep:
     """Conversation settings, search and the purge of expired messages."""
@@ -42,6 +52,34 @@ class ConversationUpkeep:
     messenger: Messenger
     now_ms: Callable[[], int]
     on_outbox: Callable[[PeerId], None]
+    online: set[PeerId]
+    send_now: Callable[[PeerId, bytes], Awaitable[bool]] | None
+    typing_sent: OrderedDict[bytes, int]
+
+    async def send_typing(self, conversation_id: bytes, peer: PeerId) -> str | None:
+        """Tell ``peer`` the user is typing, over an open connection only; returns
+        None if it was handed over, else why not (then nothing was sent or kept):
+        read receipts are off, the peer is not a contact, not connected, or the
+        conversation sent one less than TYPING_INTERVAL_S ago."""
+        contact = self.store.get_contact(peer)
+        if contact is None or contact.blocked:
+            return "typing is shown only to contacts"
+        if not self.messenger.read_receipts_enabled():
+            return "read receipts are off, and typing with them"
+        if self.send_now is None or peer not in self.online:
+            return "not connected to the peer now"
+        now = self.now_ms()
+        last = self.typing_sent.get(conversation_id)
+        if last is not None and now - last < TYPING_INTERVAL_S * 1000:
+            return f"sent less than {TYPING_INTERVAL_S} s ago"
+        self.typing_sent.pop(conversation_id, None)
+        self.typing_sent[conversation_id] = now
+        while len(self.typing_sent) > MAX_TYPING_CONVERSATIONS:
+            self.typing_sent.popitem(last=False)
+        envelope = self.messenger.seal_typing(peer)
+        if not await self.send_now(peer, envelope):
+            return "the peer did not take it"
+        return None
 
     def update_conversation(
         self,

@@ -29,7 +29,15 @@ from typing import Final, Literal
 from p2pdm.core import conversation
 from p2pdm.core.conversation import Effects, LocalState, Outcome, Via
 from p2pdm.core.identity import Identity, PeerId
-from p2pdm.core.kinds import Body, ReceiptBody, TextBody, TimerBody, decode_stored, spec_for
+from p2pdm.core.kinds import (
+    Body,
+    ReceiptBody,
+    TextBody,
+    TimerBody,
+    TypingBody,
+    decode_stored,
+    spec_for,
+)
 from p2pdm.core.kinds.timer import check_timer, timer_label
 from p2pdm.core.model import (
     MESSAGE_ID_BYTES,
@@ -51,7 +59,7 @@ from p2pdm.core.replay import (
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, check_inner, open_envelope, seal
 from p2pdm.core.session import OwnPrekeys, PeerSessions
 from p2pdm.core.strangers import StrangerGate
-from p2pdm.core.wire import Envelope, InnerMessage, PrekeyBundle
+from p2pdm.core.wire import Envelope, InnerMessage, PrekeyBundle, SessionMessage
 from p2pdm.errors import (
     EnvelopeExpired,
     MessageIdConflict,
@@ -70,6 +78,8 @@ from p2pdm.limits import (
     MAX_TEXT_BYTES,
     ONE_TIME_PREKEYS_PER_BUNDLE,
     SENDER_EXPIRY_BACKSTOP_S,
+    TYPING_INTERVAL_S,
+    TYPING_LAPSE_S,
 )
 from p2pdm.store.base import Store, log_event
 
@@ -176,6 +186,8 @@ class Messenger:
         self._request_log: tuple[int, int] | None = None
         self.own = self._load_prekeys()
         self._sessions: OrderedDict[PeerId, PeerSessions] = OrderedDict()
+        #: When each peer's typing was last shown (as many peers as sessions cached).
+        self._typing_shown: OrderedDict[PeerId, int] = OrderedDict()
         self._rekey_outbox()
 
     @property
@@ -300,10 +312,25 @@ class Messenger:
             raise SchemaError(f"{body.kind!r} is not a message kind this version can send")
         return self._send(to, body, idempotency)
 
-    def _send(self, to: PeerId, body: Body, idempotency: tuple[str, str] | None = None) -> Outgoing:
+    def seal_typing(self, to: PeerId) -> bytes:
+        """A typing signal for ``to``, sealed: an envelope for an open stream only,
+        never queued; only the advanced session state is committed. It expires
+        after TYPING_LAPSE_S. Raises SessionError without a session or bundle."""
+        now = self.now_ms()
+        _, sessions, session_message = self._encrypt(to, TypingBody(), now)
+        expires_s = now // 1000 + TYPING_LAPSE_S
+        envelope = seal(to, session_message, expires_s, self.random_bytes(EPHEMERAL_SECRET_BYTES))
+        with self._committing(to), self.store.transaction():
+            self.store.put_session(to, sessions.to_bytes(), now)
+        return envelope.encode()
+
+    def _encrypt(
+        self, to: PeerId, body: Body, now: int
+    ) -> tuple[InnerMessage, PeerSessions, SessionMessage]:
+        """The signed inner message of ``body`` for ``to``, encrypted on its session
+        (in memory: the caller commits the session state)."""
         if to == self.peer_id:
             raise SessionError("cannot send a message to yourself")
-        now = self.now_ms()
         contact = self.store.get_contact(to)
         sessions = self._session(to)
         bundle = None
@@ -326,6 +353,11 @@ class Messenger:
         except Exception:
             self._forget_session(to)
             raise
+        return inner, sessions, session_message
+
+    def _send(self, to: PeerId, body: Body, idempotency: tuple[str, str] | None = None) -> Outgoing:
+        now = self.now_ms()
+        inner, sessions, session_message = self._encrypt(to, body, now)
         effects = conversation.on_send(inner, now)
         stored_message = effects.store
         expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
@@ -478,6 +510,7 @@ class Messenger:
             blocked=contact is not None and contact.blocked,
             has_requests=contact is None and self.store.has_requests(sender),
             targets=targets,
+            read_receipts=self.read_receipts_enabled(),
             muted=found is not None and found.muted,
         )
         effects = conversation.on_message(inner, state, now, via=via)
@@ -490,10 +523,23 @@ class Messenger:
         )
         moved = {message_id for message_id, _ in changes}
         for event in effects.events:
+            if event.type is EventType.TYPING and not self._typing_due(sender, now):
+                continue  # shown already: one per TYPING_INTERVAL_S a peer
             # The store is the authority on a status move: log only those it made.
             if event.type is not EventType.MESSAGE_STATUS or event.message_id in moved:
                 log_event(self.store, event)
         return Received(sender, inner, stored, changes, effects.outcome, effects)
+
+    def _typing_due(self, peer: PeerId, now: int) -> bool:
+        """True if ``peer``'s typing may be shown now (and note that it was)."""
+        last = self._typing_shown.pop(peer, None)
+        if last is not None and now - last < TYPING_INTERVAL_S * 1000:
+            self._typing_shown[peer] = last
+            return False
+        self._typing_shown[peer] = now
+        while len(self._typing_shown) > MAX_CACHED_SESSIONS:
+            self._typing_shown.popitem(last=False)
+        return True
 
     def _apply_timer(self, effects: Effects, peer: PeerId, now: int) -> None:
         """Set the conversation's timer a ``timer`` notice carries (the newest wins)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -167,6 +168,11 @@ class Node(ConversationUpkeep):
         self.on_received: Callable[[Received], None] = lambda received: None
         #: Told how each envelope that reached us fared (measurements; see NodeObserver).
         self.observer = observer
+        #: Hands an ephemeral envelope (typing) to a connected peer now, or drops
+        #: it; True if the peer took it (set while running).
+        self.send_now: Callable[[PeerId, bytes], Awaitable[bool]] | None = None
+        #: When each conversation last sent a typing signal (bounded).
+        self.typing_sent: OrderedDict[bytes, int] = OrderedDict()
         #: Looks up a peer's prekey bundle in the DHT (set while running).
         self.fetch_bundle: Callable[[PeerId], Awaitable[PrekeyBundle | None]] | None = None
         #: What our DHT node holds for others and refused (records, bytes,

@@ -101,3 +101,12 @@ async def test_a_token_limited_to_a_contact_finds_only_its_messages(alice: Api, 
     async with as_token(alice, carol_only) as limited:
         response = await limited.get("/v1/search", params={"q": "word"})
     assert response.status_code == 200 and response.json()["results"] == []
+
+
+async def test_typing_without_a_connection_says_why_and_keeps_nothing(alice: Api, bob: Api) -> None:
+    befriend(alice, bob)
+    response = await alice.call("POST", "/v1/conversations/bob/typing")
+    assert response.status_code == 200, response.text
+    await check_documented(alice, response, "POST", "/v1/conversations/{conversation}/typing")
+    assert response.json() == {"sent": False, "reason": "not connected to the peer now"}
+    assert alice.node.store.outbox_count() == 0

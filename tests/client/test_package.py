@@ -168,6 +168,7 @@ def _wire() -> list[Row]:
             {"timer_s": 300, "muted": False},
         ),
         ("search", ("a b",), {"peer": "bob"}, "GET", "/v1/search?q=a+b&peer=bob", None),
+        ("typing", ("bob",), {}, "POST", "/v1/conversations/bob/typing", None),
     ]
 
 

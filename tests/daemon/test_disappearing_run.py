@@ -87,3 +87,36 @@ async def test_a_timer_and_a_message_reach_an_offline_recipient_through_a_mailbo
         assert read is not None and read.expires_at_ms is not None
         later(recipient, 3_600_000 + 60_000)
         assert [m.id for m in recipient.purge_expired()] == [sent.id]
+
+
+@pytest.mark.slow
+async def test_typing_goes_live_over_the_open_connection_and_is_never_kept(
+    sim_network: SimNetworkFactory,
+) -> None:
+    async with sim_network(2, clock="real", contacts=[(0, 1)], upkeep=UPKEEP) as net:
+        alice, bob = net[0].running.node, net[1].running.node
+        conversation = direct_conversation_id(alice.peer_id, bob.peer_id)
+        hello = await net.send(0, 1, "hello")
+        await net.wait_delivered(0, hello, 30)
+        await wait_until(lambda: bob.peer_id in alice.online, 30)
+
+        def typing_events() -> list[object]:
+            return list(bob.event_page(0, 200, types=[EventType.TYPING]).events)
+
+        before = (alice.store.counts(), bob.store.counts())
+        assert await alice.send_typing(conversation, bob.peer_id) is None
+        await wait_until(lambda: len(typing_events()) == 1, 10)
+        [event] = bob.event_page(0, 200, types=[EventType.TYPING]).events
+        assert (event.peer, event.conversation_id) == (alice.peer_id, conversation)
+        assert (alice.store.counts(), bob.store.counts()) == before  # nothing queued or kept
+        # Rate-limited per conversation.
+        assert "less than" in (await alice.send_typing(conversation, bob.peer_id) or "")
+        # Off with read receipts, both ways.
+        alice.typing_sent.clear()
+        bob.update_settings({"read_receipts": False})
+        assert await alice.send_typing(conversation, bob.peer_id) is None  # taken, not shown
+        alice.update_settings({"read_receipts": False})
+        alice.typing_sent.clear()
+        assert "read receipts" in (await alice.send_typing(conversation, bob.peer_id) or "")
+        assert len(typing_events()) == 1
+        assert alice.store.outbox_count() == 0

@@ -262,3 +262,22 @@ def test_a_contacts_signed_message_with_a_timer_outside_the_set_is_refused(
         bob.messenger.receive(envelope.encode())
     assert bob.store.counts() == before
     assert bob.store.get_conversation(conv(bob, alice)) is None
+
+
+def test_typing_from_a_stranger_or_with_read_receipts_off_shows_nothing(
+    make_store: Callable[[], Store], clock: Clock, nodes: tuple[Node, Node]
+) -> None:
+    alice, bob = nodes
+    carol = make("carol", make_store(), clock)
+    carol.add_contact_from_invite(bob.invite(), "bob")  # Bob does not know Carol
+    for sender in (carol, alice):
+        bob.messenger.receive(sender.messenger.seal_typing(bob.peer_id))
+    assert [e.peer for e in bob.event_page(0, 50, types=[EventType.TYPING]).events] == [
+        alice.peer_id
+    ]
+    clock.ms += 60_000
+    bob.update_settings({"read_receipts": False})
+    bob.messenger.receive(alice.messenger.seal_typing(bob.peer_id))
+    assert len(bob.event_page(0, 50, types=[EventType.TYPING]).events) == 1
+    assert bob.store.counts()["messages"] == 0 and bob.store.counts()["requests"] == 0
+    assert alice.store.outbox_count() == 0 and carol.store.outbox_count() == 0

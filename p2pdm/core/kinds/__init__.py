@@ -19,11 +19,12 @@ from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.cbor import Fields
-from p2pdm.core.kinds import receipt, text, timer
+from p2pdm.core.kinds import receipt, text, timer, typing
 from p2pdm.core.kinds.base import MAX_KIND_BYTES, Body, KindSpec, UnknownBody
 from p2pdm.core.kinds.receipt import ReceiptBody
 from p2pdm.core.kinds.text import TextBody
 from p2pdm.core.kinds.timer import TimerBody
+from p2pdm.core.kinds.typing import TypingBody
 from p2pdm.errors import SchemaError, WireError
 from p2pdm.limits import MAX_UNKNOWN_BODY_BYTES
 
@@ -35,6 +36,7 @@ __all__ = [
     "ReceiptBody",
     "TextBody",
     "TimerBody",
+    "TypingBody",
     "UnknownBody",
     "decode_body",
     "decode_stored",
@@ -47,6 +49,7 @@ KINDS: Final[dict[str, KindSpec[Any]]] = {
     text.SPEC.name: text.SPEC,
     receipt.SPEC.name: receipt.SPEC,
     timer.SPEC.name: timer.SPEC,
+    typing.SPEC.name: typing.SPEC,
 }
 
 
