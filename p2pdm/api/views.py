@@ -41,7 +41,8 @@ from p2pdm.core.model import (
 )
 from p2pdm.limits import DISAPPEARING_TIMERS_S, MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
 from p2pdm.node.contact_names import fingerprint
-from p2pdm.node.messenger import is_unsupported, message_notice, message_text, message_timer
+from p2pdm.node.messenger import is_unsupported, message_text
+from p2pdm.node.notices import message_notice, message_timer
 from p2pdm.node.tokens import token_json
 from p2pdm.store.base import SearchHit
 

@@ -38,7 +38,7 @@ from p2pdm.core.kinds import (
     decode_stored,
     spec_for,
 )
-from p2pdm.core.kinds.timer import check_timer, timer_label
+from p2pdm.core.kinds.timer import check_timer
 from p2pdm.core.model import (
     MESSAGE_ID_BYTES,
     Contact,
@@ -88,9 +88,7 @@ __all__ = [
     "Outgoing",
     "Received",
     "is_unsupported",
-    "message_notice",
     "message_text",
-    "message_timer",
 ]
 
 log = logging.getLogger("p2pdm.node.messenger")
@@ -114,25 +112,6 @@ def message_text(message: StoredMessage) -> str | None:
     """The text of a text message; None for other kinds or an undecodable body."""
     body = decode_stored(message.kind, message.body)
     return body.text if isinstance(body, TextBody) else None
-
-
-def message_timer(message: StoredMessage) -> int:
-    """A text's disappearing timer, or a timer notice's new setting (else 0)."""
-    body = decode_stored(message.kind, message.body)
-    if isinstance(body, TimerBody):
-        return body.timer_s
-    return message.timer_s
-
-
-def message_notice(message: StoredMessage) -> str | None:
-    """What a notice says, after who did it: "set disappearing messages to 1 day";
-    None for a message that is not a notice."""
-    body = decode_stored(message.kind, message.body)
-    if not isinstance(body, TimerBody):
-        return None
-    if not body.timer_s:
-        return "turned off disappearing messages"
-    return f"set disappearing messages to {timer_label(body.timer_s)}"
 
 
 def is_unsupported(message: StoredMessage) -> bool:

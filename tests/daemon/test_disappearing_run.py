@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from p2pdm.core.model import DeliveryStatus, EventType, direct_conversation_id
-from p2pdm.node.messenger import message_notice, message_timer, wall_ms
+from p2pdm.node.messenger import wall_ms
 from p2pdm.node.node import Node
+from p2pdm.node.notices import message_notice, message_timer
 from p2pdm.sim.network import wait_until
 from p2pdm.sim.pytest_plugin import SimNetworkFactory
 from tests.conftest import UPKEEP
