@@ -40,6 +40,7 @@ from p2pdm.core.model import (
     StoredMessage,
 )
 from p2pdm.limits import DISAPPEARING_TIMERS_S, MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
+from p2pdm.node.actions import MessageExtras
 from p2pdm.node.contact_names import fingerprint
 from p2pdm.node.messenger import is_unsupported, message_text
 from p2pdm.node.notices import message_notice, message_timer
@@ -72,7 +73,9 @@ NODE: Final[Schema] = obj(
             "type": "object",
             "additionalProperties": INT,
             "description": "contacts, messages, unread, requests, outbox, "
-            "requests_dropped (pending requests dropped over the caps, ever)",
+            "requests_dropped (pending requests dropped over the caps, ever), "
+            "actions_refused (reactions, edits, unsends refused on receipt, ever), "
+            "held_actions_dropped (actions whose message never arrived, ever)",
         },
         "event_cursor": {
             **INT,
@@ -106,6 +109,8 @@ DHT_STATS: Final[Schema] = obj(
             "peer_cap, store_full, too_large",
         },
         "evicted": {**INT, "description": "records evicted to make room"},
+        "routing_table": {**INT, "description": "peers in the DHT routing table"},
+        "connected_peers": {**INT, "description": "peers with an open connection now"},
     }
 )
 
@@ -168,8 +173,19 @@ ADDED_CONTACT: Final[Schema] = obj(
 # --- messages --------------------------------------------------------------------
 
 
-def message_json(message: StoredMessage, detail: str = "") -> dict[str, Any]:
-    """``detail``: the note of the message's latest status (see Node.status_detail)."""
+def message_json(
+    message: StoredMessage, detail: str = "", extras: MessageExtras | None = None
+) -> dict[str, Any]:
+    """``detail``: the note of the message's latest status (see Node.status_detail);
+    ``extras``: its reply snippet and reactions (Node.extras)."""
+    extras = extras or MessageExtras()
+    reply = None
+    if extras.reply_to is not None:
+        reply = {
+            "id": extras.reply_to.hex(),
+            "text": extras.reply_snippet,
+            "available": extras.reply_snippet is not None,
+        }
     return {
         "id": message.id.hex(),
         "conversation_id": message.conversation_id.hex(),
@@ -184,6 +200,13 @@ def message_json(message: StoredMessage, detail: str = "") -> dict[str, Any]:
         "status_detail": detail,
         "request": message.request,
         "recipients": [recipient_json(r) for r in message.recipients],
+        "reply_to": reply,
+        "reactions": {
+            emoji: [str(peer) for peer in peers] for emoji, peers in extras.reactions.items()
+        },
+        "edited": message.edited_at_ms is not None,
+        "edited_at_ms": message.edited_at_ms,
+        "unsent": message.unsent,
         "timer_s": message_timer(message),
         "expires_at_ms": message.expires_at_ms,
         "notice": message_notice(message),
@@ -224,6 +247,37 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
         "items": ref("Recipient"),
         "description": "an outgoing message's status per recipient (one for a one-to-one "
         "message); 'status' is the least advanced of theirs. Empty for incoming messages",
+    },
+    "reply_to": {
+        "oneOf": [
+            {"type": "null"},
+            obj(
+                {
+                    "id": HEX_ID,
+                    "text": {
+                        "type": ["string", "null"],
+                        "description": "the start of the quoted message's text; null when "
+                        "the original message is unavailable (unsent, deleted, never arrived)",
+                    },
+                    "available": BOOL,
+                }
+            ),
+        ],
+        "description": "the message this one replies to, with a snippet of it",
+    },
+    "reactions": {
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": PEER_ID},
+        "description": "emoji -> the peers who reacted with it (one reaction per person)",
+    },
+    "edited": {"type": "boolean", "description": "the author changed the text"},
+    "edited_at_ms": {
+        "type": ["integer", "null"],
+        "description": "the author's time of the latest edit",
+    },
+    "unsent": {
+        "type": "boolean",
+        "description": "the author unsent it: the text is gone (show 'unsent a message')",
     },
     "timer_s": {
         "type": "integer",
@@ -356,8 +410,10 @@ SEARCH_RESULTS: Final[Schema] = obj(
 # --- events ----------------------------------------------------------------------
 
 
-def event_json(event: Event, message: StoredMessage | None) -> dict[str, Any]:
-    """An event; ``message`` is the message of a ``message.received`` event, as stored now."""
+def event_json(
+    event: Event, message: StoredMessage | None, extras: MessageExtras | None = None
+) -> dict[str, Any]:
+    """An event; ``message`` is the message of a ``message.*`` event, as stored now."""
     return {
         "id": event.id,
         "type": event.type.value,
@@ -367,7 +423,7 @@ def event_json(event: Event, message: StoredMessage | None) -> dict[str, Any]:
         "status": None if event.status is None else event.status.value,
         "detail": event.detail,
         "conversation_id": None if event.conversation_id is None else event.conversation_id.hex(),
-        "message": None if message is None else message_json(message),
+        "message": None if message is None else message_json(message, extras=extras),
         "notify": event.type is EventType.MESSAGE_RECEIVED and event.detail != MUTED_DETAIL,
     }
 
@@ -388,7 +444,10 @@ EVENT: Final[Schema] = obj(
             "type": ["string", "null"],
             "description": "message.status: the new status",
         },
-        "detail": STRING,
+        "detail": {
+            "type": "string",
+            "description": "message.reaction: the emoji (empty: the reaction was taken back)",
+        },
         "conversation_id": {
             **HEX_ID,
             "type": ["string", "null"],
@@ -396,7 +455,8 @@ EVENT: Final[Schema] = obj(
         },
         "message": {
             "oneOf": [ref("Message"), {"type": "null"}],
-            "description": "message.received: the message as stored now",
+            "description": "message.received, message.reaction, message.edited, "
+            "message.unsent: the message as stored now (null if since deleted)",
         },
         "notify": {
             "type": "boolean",

@@ -5,18 +5,21 @@ They are plain ``dict`` at run time: a field a later node adds is simply there.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict
 
 __all__ = [
     "AddedContact",
+    "Claimant",
     "Contact",
     "Conversation",
     "DhtStats",
+    "Directory",
     "Event",
     "EventPage",
     "Message",
     "MessagePage",
     "NodeInfo",
+    "Profile",
     "Recipient",
     "SearchHit",
 ]
@@ -40,6 +43,15 @@ class Message(TypedDict):
     request: bool
     #: An outgoing message's status per recipient; ``status`` is the least advanced.
     recipients: list[Recipient]
+    #: The message it replies to: ``{"id", "text" (a snippet, None when the
+    #: original is unavailable), "available"}``; None if it is no reply.
+    reply_to: dict[str, Any] | None
+    #: emoji -> the peers who reacted with it.
+    reactions: dict[str, list[str]]
+    edited: bool
+    edited_at_ms: int | None
+    #: The author unsent it: show "unsent a message".
+    unsent: bool
     #: A text's disappearing timer in seconds (0: it stays); a timer notice's new setting.
     timer_s: int
     #: When it disappears; None until its timer starts (when it is read) or without one.
@@ -137,6 +149,10 @@ class DhtStats(TypedDict):
     refused: dict[str, int]
     #: Records evicted to make room.
     evicted: int
+    #: Peers in the DHT routing table.
+    routing_table: int
+    #: Peers with an open connection now.
+    connected_peers: int
 
 
 class NodeInfo(TypedDict):
@@ -154,3 +170,40 @@ class NodeInfo(TypedDict):
     #: The token of the request: ``name`` (``owner`` for the owner's) and ``scope``.
     token: dict[str, str]
     invite: str
+
+
+class Profile(TypedDict):
+    """What this node publishes (``GET /v1/profile``); ``published`` is False until set."""
+
+    published: bool
+    peer_id: str
+    fingerprint: str
+    name: str
+    handle: str
+    bio: str
+    #: Base64 of a WebP or JPEG file, or None.
+    avatar: str | None
+    avatar_type: str | None
+
+
+class Claimant(TypedDict):
+    """One node claiming a handle, checked: its signed record names that handle."""
+
+    peer_id: str
+    name: str
+    bio: str
+    avatar: str | None
+    avatar_type: str | None
+    #: The first digits of the claimant's half of the safety number.
+    fingerprint: str
+    first_seen_ms: int
+    seen_for_s: int
+    #: ``self``, ``contact`` or ``stranger``.
+    relation: str
+
+
+class Directory(TypedDict):
+    """A handle lookup: the normalised handle and its claimants, likeliest first."""
+
+    handle: str
+    claimants: list[Claimant]

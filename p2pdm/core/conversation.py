@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final, Literal
 
+from p2pdm.core.actions import ACTION_KINDS, Action, Decision, action_of, decide
 from p2pdm.core.eventlog import (
     LogEvent,
     received_events,
@@ -91,7 +92,7 @@ __all__ = [
     "targets_of",
 ]
 
-Outcome = Literal["stored", "request", "receipt", "blocked", "other"]
+Outcome = Literal["stored", "request", "receipt", "action", "blocked", "other"]
 #: How an envelope reached this node: on a dm stream from its sender, or
 #: fetched from one of this node's mailboxes.
 Via = Literal["direct", "mailbox"]
@@ -112,6 +113,7 @@ class Handling(Enum):
 
     SHOW = "show"  # a known kind that is stored and shown
     STATUS = "status"  # moves the delivery status of messages it targets
+    ACTION = "action"  # reacts to, edits or unsends the message it targets (core/actions.py)
     UNSUPPORTED = "unsupported"  # a kind this version does not know: kept, shown as such
     PASS = "pass"  # nothing to keep (or a kind strangers may not send)
 
@@ -123,14 +125,17 @@ TRANSITIONS: Final[Mapping[tuple[Standing, Handling], Outcome]] = {
     (Standing.CONTACT, Handling.UNSUPPORTED): "stored",
     (Standing.CONTACT, Handling.STATUS): "receipt",
     (Standing.CONTACT, Handling.PASS): "other",
+    (Standing.CONTACT, Handling.ACTION): "action",
     (Standing.STRANGER, Handling.SHOW): "request",
     (Standing.STRANGER, Handling.UNSUPPORTED): "request",
     (Standing.STRANGER, Handling.STATUS): "receipt",
     (Standing.STRANGER, Handling.PASS): "other",
+    (Standing.STRANGER, Handling.ACTION): "action",
     (Standing.BLOCKED, Handling.SHOW): "blocked",
     (Standing.BLOCKED, Handling.UNSUPPORTED): "blocked",
     (Standing.BLOCKED, Handling.STATUS): "blocked",
     (Standing.BLOCKED, Handling.PASS): "blocked",
+    (Standing.BLOCKED, Handling.ACTION): "blocked",
 }
 
 
@@ -224,6 +229,10 @@ class Effects:
     events: tuple[LogEvent, ...] = ()
     #: A ``timer`` message's new setting for the conversation.
     timer: TimerChange | None = None
+    #: A reaction, edit or unsend and what to do with it (core/actions.py):
+    #: the caller applies, holds or refuses (and counts) it.
+    action: Action | None = None
+    decision: Decision | None = None
 
 
 def message_timer(body: object) -> int:
@@ -253,6 +262,8 @@ def handling(spec: KindSpec[Any] | None, standing: Standing) -> Handling:
         return Handling.PASS
     if spec.targets and spec.name in STATUS_EFFECTS:
         return Handling.STATUS
+    if spec.targets and spec.name in ACTION_KINDS:
+        return Handling.ACTION
     if spec.stored:
         return Handling.SHOW
     return Handling.PASS
@@ -300,6 +311,11 @@ def on_message(
             events=events,
             timer=timer,
         )
+    if outcome == "action":
+        action = action_of(inner, state.me)
+        assert action is not None  # Handling.ACTION is only given to action kinds
+        target = state.targets.get(action.target)
+        return Effects(outcome, action=action, decision=decide(action, target, state.me, now_ms))
     if outcome == "receipt":
         moves = _status_moves(inner, state)
         events = tuple(

@@ -130,6 +130,12 @@ class StoredMessage:
     #: fills it: an outgoing message stored without any gets ``peer`` alone.
     #: Empty for incoming messages.
     recipients: tuple[Recipient, ...] = ()
+    #: The author's signed time of the edit that gave the current text (None:
+    #: never edited); a later edit wins (docs/protocol.md §6.6).
+    edited_at_ms: int | None = None
+    #: True once the author unsent it: the body is erased, the row stays as
+    #: "unsent a message" (docs/protocol.md §6.6).
+    unsent: bool = False
     #: Disappearing-message timer it carries, in seconds (0: it stays).
     timer_s: int = 0
     #: When it disappears (erased from the store); None while its timer has
@@ -197,6 +203,9 @@ class EventType(StrEnum):
     CONTACT_ADDED = "contact.added"  # a new contact (not a rename)
     PEER_ONLINE = "peer.online"  # a connection to the peer came up
     PEER_OFFLINE = "peer.offline"  # the last connection to the peer went down
+    MESSAGE_REACTION = "message.reaction"  # someone reacted to a message (or took it back)
+    MESSAGE_EDITED = "message.edited"  # the author changed a message's text
+    MESSAGE_UNSENT = "message.unsent"  # the author removed a message for everyone
     MESSAGE_EXPIRED = "message.expired"  # a disappearing message's timer ran out: erased
     CONVERSATION_TIMER = "conversation.timer"  # a disappearing-messages timer was set
     TYPING = "typing"  # a contact is typing (lapses after TYPING_LAPSE_S)

@@ -5,7 +5,7 @@ messages whose timer ran out.
 How this works: :class:`ConversationUpkeep` is a part of
 :class:`~p2pdm.node.node.Node` (a mixin: it uses the node's store, messenger
 and clock). Changing a timer sends a signed ``timer`` notice to the peer
-through the messenger (docs/protocol.md §6.4); mute and archive are local.
+through the messenger (docs/protocol.md §6.7); mute and archive are local.
 :meth:`ConversationUpkeep.purge_expired` erases what is due in bounded passes
 and then makes the store forget the erased text;
 :func:`purge_loop` runs it at start-up and every EXPIRY_PURGE_INTERVAL_S.
@@ -122,18 +122,12 @@ class ConversationUpkeep:
         while True:
             with self.store.transaction():  # each pass all or nothing
                 batch = self.store.expire_messages(self.now_ms(), MAX_EXPIRED_PER_PASS)
-            for message in batch:
-                self.release_attachments(message)
             gone.extend(batch)
             if len(batch) < MAX_EXPIRED_PER_PASS:
                 break
         if gone:
             self.store.forget_erased()
         return gone
-
-    def release_attachments(self, message: StoredMessage) -> None:
-        """The hook where an erased message's attachments are released (their
-        blobs deleted); messages have no attachments in this version."""
 
 
 async def purge_loop(node: ConversationUpkeep, interval_s: float = EXPIRY_PURGE_INTERVAL_S) -> None:

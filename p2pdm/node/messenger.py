@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from p2pdm.core import conversation
@@ -77,19 +77,13 @@ from p2pdm.limits import (
     MAX_RECEIPT_IDS,
     MAX_TEXT_BYTES,
     ONE_TIME_PREKEYS_PER_BUNDLE,
-    SENDER_EXPIRY_BACKSTOP_S,
-    TYPING_INTERVAL_S,
     TYPING_LAPSE_S,
 )
+from p2pdm.node import action_effects as actions
+from p2pdm.node.notices import TypingShown, apply_timer, sender_copy
 from p2pdm.store.base import Store, log_event
 
-__all__ = [
-    "Messenger",
-    "Outgoing",
-    "Received",
-    "is_unsupported",
-    "message_text",
-]
+__all__ = ["Messenger", "Outgoing", "Received", "is_unsupported", "message_text"]
 
 log = logging.getLogger("p2pdm.node.messenger")
 
@@ -166,7 +160,7 @@ class Messenger:
         self.own = self._load_prekeys()
         self._sessions: OrderedDict[PeerId, PeerSessions] = OrderedDict()
         #: When each peer's typing was last shown (as many peers as sessions cached).
-        self._typing_shown: OrderedDict[PeerId, int] = OrderedDict()
+        self._typing_shown = TypingShown(MAX_CACHED_SESSIONS)
         self._rekey_outbox()
 
     @property
@@ -279,9 +273,15 @@ class Messenger:
         ]
 
     def send(
-        self, to: PeerId, body: Body, *, idempotency: tuple[str, str] | None = None
+        self,
+        to: PeerId,
+        body: Body,
+        *,
+        idempotency: tuple[str, str] | None = None,
+        also: Callable[[InnerMessage], None] | None = None,
     ) -> Outgoing:
-        """Store (if its kind is stored) and queue a message of any registered kind.
+        """Store (if its kind is stored) and queue a message of any registered kind;
+        ``also`` makes more changes, given the message, in the same transaction.
 
         Raises SchemaError for a body whose kind is not registered, and what
         :meth:`send_text` raises.
@@ -289,7 +289,7 @@ class Messenger:
         spec = spec_for(body.kind)
         if spec is None or not isinstance(body, spec.body_type):
             raise SchemaError(f"{body.kind!r} is not a message kind this version can send")
-        return self._send(to, body, idempotency)
+        return self._send(to, body, idempotency, also)
 
     def seal_typing(self, to: PeerId) -> bytes:
         """A typing signal for ``to``, sealed: an envelope for an open stream only,
@@ -334,21 +334,21 @@ class Messenger:
             raise
         return inner, sessions, session_message
 
-    def _send(self, to: PeerId, body: Body, idempotency: tuple[str, str] | None = None) -> Outgoing:
+    def _send(
+        self,
+        to: PeerId,
+        body: Body,
+        idempotency: tuple[str, str] | None = None,
+        also: Callable[[InnerMessage], None] | None = None,
+    ) -> Outgoing:
         now = self.now_ms()
         inner, sessions, session_message = self._encrypt(to, body, now)
         effects = conversation.on_send(inner, now)
         stored_message = effects.store
         expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
-        if stored_message is not None and stored_message.timer_s:
-            # This copy's timer starts when the read receipt comes; without read
-            # receipts, now; and it never waits longer than the backstop
-            # (docs/protocol.md §6.6).
-            wait_ms = 0 if not self.read_receipts_enabled() else SENDER_EXPIRY_BACKSTOP_S * 1000
-            expires_at_ms = now + stored_message.timer_s * 1000 + wait_ms
-            stored_message = replace(stored_message, expires_at_ms=expires_at_ms)
-            # Mailboxes keep the envelope no longer than the message lives.
-            expires_s = min(expires_s, -(-expires_at_ms // 1000))
+        if stored_message is not None:
+            receipts = self.read_receipts_enabled()
+            stored_message, expires_s = sender_copy(stored_message, now, receipts, expires_s)
         envelope = seal(to, session_message, expires_s, self.random_bytes(EPHEMERAL_SECRET_BYTES))
         item = OutboxItem(
             envelope_id=envelope.id,
@@ -363,13 +363,15 @@ class Messenger:
         with self._committing(to), self.store.transaction():
             if stored_message is not None:
                 stored = self.store.add_message(stored_message)
-            self._apply_timer(effects, to, now)
+            apply_timer(self.store, effects, to, now)
             for event in effects.events:
                 log_event(self.store, event)
             self.store.put_session(to, sessions.to_bytes(), now)
             self.store.add_outbox(item)
             if idempotency is not None:
                 self.store.remember_send(*idempotency, inner.id, now)
+            if also is not None:
+                also(inner)
         return Outgoing(stored, item)
 
     # --- receiving ----------------------------------------------------------
@@ -494,7 +496,10 @@ class Messenger:
         )
         effects = conversation.on_message(inner, state, now, via=via)
         stored = self.store.add_message(effects.store) if effects.store is not None else None
-        self._apply_timer(effects, sender, now)
+        apply_timer(self.store, effects, sender, now)
+        if effects.action is not None and effects.decision is not None:
+            target = targets.get(effects.action.target)
+            actions.settle(self.store, effects.action, effects.decision, target, now)
         changes = tuple(
             (move.message_id, move.status)
             for move in effects.status_moves
@@ -502,31 +507,15 @@ class Messenger:
         )
         moved = {message_id for message_id, _ in changes}
         for event in effects.events:
-            if event.type is EventType.TYPING and not self._typing_due(sender, now):
+            if event.type is EventType.TYPING and not self._typing_shown.due(sender, now):
                 continue  # shown already: one per TYPING_INTERVAL_S a peer
             # The store is the authority on a status move: log only those it made.
             if event.type is not EventType.MESSAGE_STATUS or event.message_id in moved:
                 log_event(self.store, event)
+        if stored is not None:  # actions that overtook it (an unsend, an edit) apply now
+            actions.release_held(self.store, stored, self.peer_id, now)
+            stored = self.store.get_message(stored.id)
         return Received(sender, inner, stored, changes, effects.outcome, effects)
-
-    def _typing_due(self, peer: PeerId, now: int) -> bool:
-        """True if ``peer``'s typing may be shown now (and note that it was)."""
-        last = self._typing_shown.pop(peer, None)
-        if last is not None and now - last < TYPING_INTERVAL_S * 1000:
-            self._typing_shown[peer] = last
-            return False
-        self._typing_shown[peer] = now
-        while len(self._typing_shown) > MAX_CACHED_SESSIONS:
-            self._typing_shown.popitem(last=False)
-        return True
-
-    def _apply_timer(self, effects: Effects, peer: PeerId, now: int) -> None:
-        """Set the conversation's timer a ``timer`` notice carries (the newest wins)."""
-        change = effects.timer
-        if change is not None:
-            self.store.update_conversation(
-                change.conversation_id, peer, now, timer=(change.timer_s, change.set_at_ms)
-            )
 
     # --- reading ------------------------------------------------------------
 

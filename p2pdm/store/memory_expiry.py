@@ -6,7 +6,8 @@ from __future__ import annotations
 from p2pdm.core.eventlog import expired_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import Conversation, StoredMessage
-from p2pdm.store.base import SearchHit, is_unread
+from p2pdm.store.base import SearchHit, is_unread, release_attachments
+from p2pdm.store.memory_actions import erase_body
 from p2pdm.store.memory_messages import MessageDicts
 from p2pdm.store.memory_state import ConversationState
 from p2pdm.store.search_text import mark_matches, search_text, words
@@ -54,7 +55,7 @@ class ExpiryDicts(MessageDicts):
         for message in due[: max(0, limit)]:
             if message.expires_at_ms is None or message.expires_at_ms > now_ms:
                 break
-            self.erase_message_body(message.id)
+            erase_body(state, message.id)
             for envelope_id in [e for e, i in state.outbox.items() if i.message_id == message.id]:
                 del state.outbox[envelope_id]
                 state.deposits.pop(envelope_id, None)
@@ -65,6 +66,7 @@ class ExpiryDicts(MessageDicts):
             conversation = state.conversations[message.conversation_id]
             conversation.unread = max(0, conversation.unread - int(is_unread(message)))
             self._log(expired_event(message, now_ms))
+            release_attachments(message.id)
             gone.append(message)
         return gone
 

@@ -154,15 +154,6 @@ class MessageDicts(Dicts):
             self._log(status_event(old, new, at_ms, detail))
         return True
 
-    def erase_message_body(self, message_id: bytes) -> bool:
-        """Erase a message's body; the record stays. False if there is no such message."""
-        state = self._live()
-        seq = state.seq_of.get(message_id)
-        if seq is None:
-            return False
-        state.messages[seq] = replace(state.messages[seq], body=b"")
-        return True
-
     def status_history(self, message_id: bytes) -> list[StatusChange]:
         """Every status the message had, oldest first, starting with the one it was stored with."""
         return list(self._live().history.get(message_id, ()))
@@ -264,4 +255,6 @@ class MessageDicts(Dicts):
             "requests": sum(1 for m in messages if m.request),
             "outbox": len(state.outbox),
             "requests_dropped": state.requests_dropped[0],
+            "actions_refused": state.actions_refused,
+            "held_actions_dropped": state.held_dropped,
         }

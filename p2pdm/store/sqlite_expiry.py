@@ -4,8 +4,9 @@ How this works: a conversation's timer, muted and archived flags are columns
 of ``conversations``; a message's timer and expiry are columns of
 ``messages`` (set when it is stored and when it is read, in
 ``sqlite_messages``). :meth:`ExpiryTables.expire_messages` erases what is
-due — its body first (the search triggers drop its words), its outbox
-entry, then the row and what cascades from it — and logs
+due — its body, reactions and held actions first (``erase_body``; the
+search triggers drop its words), its outbox entry, then the row and what
+cascades from it — and logs
 ``message.expired`` in the same transaction. :meth:`ExpiryTables.forget_erased`
 then makes sure the text left the file: ``secure_delete`` zeroes the freed
 pages, FTS5's index segments are merged when words left them, and the
@@ -21,8 +22,9 @@ from typing import Final
 from p2pdm.core.eventlog import expired_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import Conversation, StoredMessage
-from p2pdm.store.base import SearchHit
+from p2pdm.store.base import SearchHit, release_attachments
 from p2pdm.store.search_text import phrase_query
+from p2pdm.store.sqlite_actions import erase_body
 from p2pdm.store.sqlite_api import counter, insert_event
 from p2pdm.store.sqlite_messages import MessageTables
 
@@ -89,12 +91,11 @@ class ExpiryTables(MessageTables):
         )
 
     def expire_messages(self, now_ms: int, limit: int) -> list[StoredMessage]:
-        """Erase up to ``limit`` messages whose ``expires_at_ms`` is past: body
-        (:meth:`erase_message_body`), outbox entry, row, statuses; logs
-        ``message.expired`` for each. Returns them as they were (bodies
-        included), soonest expiry first. Each message is erased in its own
-        write unless the caller holds a transaction; one left half done (a
-        crash between writes) is still due, and the next call finishes it."""
+        """Erase up to ``limit`` messages whose ``expires_at_ms`` is past: body,
+        reactions and held actions (:func:`erase_body`), outbox entry, row,
+        statuses; logs ``message.expired`` for each. Returns them as they were
+        (bodies included), soonest expiry first. Each message is erased in one
+        write of its own unless the caller holds a transaction."""
         with self._reading("finding expired messages") as db:
             ids = [
                 bytes(mid)
@@ -109,8 +110,8 @@ class ExpiryTables(MessageTables):
             message = self.get_message(message_id)
             if message is None:
                 continue
-            self.erase_message_body(message_id)
             with self._writing(f"erasing expired message {message_id.hex()}") as db:
+                erase_body(db, message_id)
                 db.execute(
                     "DELETE FROM deposits WHERE envelope_id IN "
                     "(SELECT envelope_id FROM outbox WHERE message_id = ?)",
@@ -119,6 +120,7 @@ class ExpiryTables(MessageTables):
                 db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
                 db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
                 insert_event(db, self._event_caps, expired_event(message, now_ms))
+            release_attachments(message_id)
             gone.append(message)
         if gone:
             self._notify()

@@ -45,11 +45,11 @@ from p2pdm.store.sqlite_api import counter, insert_event
 from p2pdm.store.sqlite_requests import request_usage, trim_requests
 from p2pdm.store.sqlite_tables import IN_CHUNK, NO_CURSOR, Tables
 
-__all__ = ["MessageTables"]
+__all__ = ["MESSAGE_COLUMNS", "MessageTables", "message_row"]
 
 _MESSAGE_COLUMNS: Final = (
     "seq, id, conversation_id, peer, direction, kind, body, sent_at_ms, stored_at_ms, "
-    "status, request, timer_s, expires_at_ms"
+    "status, request, edited_at_ms, unsent, timer_s, expires_at_ms"
 )
 
 
@@ -66,7 +66,23 @@ def _conversation(row: Any) -> Conversation:
 
 
 def _message(row: Any) -> StoredMessage:
-    seq, mid, conv, peer, direction, kind, body, sent, stored, status, request, timer, ex = row
+    (
+        seq,
+        mid,
+        conv,
+        peer,
+        direction,
+        kind,
+        body,
+        sent,
+        stored,
+        status,
+        request,
+        edited,
+        unsent,
+        timer,
+        ex,
+    ) = row
     return StoredMessage(
         id=mid,
         conversation_id=conv,
@@ -79,6 +95,8 @@ def _message(row: Any) -> StoredMessage:
         status=DeliveryStatus(status),
         request=bool(request),
         seq=seq,
+        edited_at_ms=edited,
+        unsent=bool(unsent),
         timer_s=timer,
         expires_at_ms=ex,
     )
@@ -99,6 +117,11 @@ def _recipients(db: Any, messages: Sequence[StoredMessage]) -> list[StoredMessag
                 Recipient(PeerId(peer), DeliveryStatus(status), at, detail)
             )
     return [replace(m, recipients=tuple(found.get(m.id, ()))) for m in messages]
+
+
+#: The columns :func:`message_row` reads, for the other tables' queries.
+MESSAGE_COLUMNS: Final = _MESSAGE_COLUMNS
+message_row: Final = _message
 
 
 class MessageTables(Tables):
@@ -137,8 +160,9 @@ class MessageTables(Tables):
             )
             cursor = db.execute(
                 "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
-                "sent_at_ms, stored_at_ms, status, request, timer_s, expires_at_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "sent_at_ms, stored_at_ms, status, request, edited_at_ms, unsent, timer_s, "
+                "expires_at_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message.id,
                     message.conversation_id,
@@ -150,6 +174,8 @@ class MessageTables(Tables):
                     message.stored_at_ms,
                     str(message.status),
                     int(message.request),
+                    message.edited_at_ms,
+                    int(message.unsent),
                     message.timer_s,
                     message.expires_at_ms,
                 ),
@@ -231,13 +257,6 @@ class MessageTables(Tables):
         if event:
             self._notify()
         return True
-
-    def erase_message_body(self, message_id: bytes) -> bool:
-        """Erase a message's body (its text leaves the search index by trigger);
-        the row stays. Returns False if there is no such message."""
-        with self._writing(f"erasing message {message_id.hex()}") as db:
-            cursor = db.execute("UPDATE messages SET body = x'' WHERE id = ?", (message_id,))
-        return cursor.rowcount > 0
 
     def status_history(self, message_id: bytes) -> list[StatusChange]:
         """Every status the message had, oldest first, starting with the one it was stored with."""
@@ -392,6 +411,8 @@ class MessageTables(Tables):
                 "(SELECT count(*) FROM outbox)"
             ).fetchone()
             dropped = counter(db, "requests_dropped")
+            refused = counter(db, "actions_refused")
+            held_dropped = counter(db, "held_actions_dropped")
         contacts, messages, unread, requests, outbox = (int(n) for n in row)
         return {
             "contacts": contacts,
@@ -400,4 +421,6 @@ class MessageTables(Tables):
             "requests": requests,
             "outbox": outbox,
             "requests_dropped": dropped,
+            "actions_refused": refused,
+            "held_actions_dropped": held_dropped,
         }

@@ -117,6 +117,11 @@ def _wire() -> list[Row]:
             {"to": "bob", "text": "hi", "idempotency_key": "k"},
         ),
         ("message", ("m?1",), {}, "GET", "/v1/messages/m%3F1", None),
+        ("react", ("m1", "👍"), {}, "POST", "/v1/messages/m1/reactions", {"emoji": "👍"}),
+        ("edit", ("m1", "new"), {}, "PATCH", "/v1/messages/m1", {"text": "new"}),
+        ("unsend", ("m1",), {}, "DELETE", "/v1/messages/m1", None),
+        ("delete_for_me", ("m1",), {}, "DELETE", "/v1/messages/m1?for=me", None),
+        ("delete_conversation", ("bob",), {}, "DELETE", "/v1/conversations/bob", None),
         ("conversations", (), {}, "GET", "/v1/conversations", None),
         ("messages", ("bob #2",), {}, "GET", "/v1/conversations/bob%20%232/messages", None),
         (
@@ -159,6 +164,20 @@ def _wire() -> list[Row]:
         ("create_token", ("read",), {}, "POST", "/v1/tokens", {"scope": "read", "contacts": []}),
         ("tokens", (), {}, "GET", "/v1/tokens", None),
         ("revoke_token", ("echo bot",), {}, "DELETE", "/v1/tokens/echo%20bot", None),
+        ("profile", (), {}, "GET", "/v1/profile", None),
+        (
+            "update_profile",
+            (),
+            {"handle": "alice.k", "bio": "", "avatar": b"\xff\xd8"},
+            "PATCH",
+            "/v1/profile",
+            {"handle": "alice.k", "bio": "", "avatar": "/9g="},
+        ),
+        ("clear_profile", (), {}, "DELETE", "/v1/profile", None),
+        ("find", ("@Alice K",), {}, "GET", "/v1/directory?handle=%40Alice+K", None),
+        ("login_link", (), {}, "POST", "/v1/sessions/codes", None),
+        ("sessions", (), {}, "GET", "/v1/sessions", None),
+        ("revoke_session", ("web-session-1",), {}, "DELETE", "/v1/sessions/web-session-1", None),
         (
             "update_conversation",
             ("bob",),
@@ -179,6 +198,7 @@ ANSWER = {
     "read": ["r"],
     "tokens": ["t"],
     "results": ["s"],
+    "sessions": ["s"],
     "id": 1,
 }
 #: The result each method returns from ANSWER (or from 204 for a DELETE).
@@ -187,6 +207,7 @@ RESULTS = {
     "conversations": ["v"],
     "mark_read": ["r"],
     "tokens": ["t"],
+    "sessions": ["s"],
     "search": ["s"],
 }
 

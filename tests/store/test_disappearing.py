@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from p2pdm.core import cbor
-from p2pdm.core.kinds import TextBody, encode_body
+from p2pdm.core.actions import Action, HeldAction
+from p2pdm.core.kinds import EditBody, TextBody, encode_body
 from p2pdm.core.model import DeliveryStatus, Direction, EventType, StoredMessage
 from p2pdm.errors import SchemaError
 from p2pdm.store import MemoryStore, SQLiteStore, Store, schema
@@ -94,6 +95,29 @@ def test_an_erased_body_leaves_the_search_and_an_expired_message_the_store(store
     [event] = [e for e in store.events(0, 50) if e.type is EventType.MESSAGE_EXPIRED]
     assert (event.message_id, event.conversation_id, event.at_ms) == (mid(1), WITH_ALICE, 305_000)
     store.forget_erased()
+
+
+def test_an_expired_message_takes_its_reactions_and_held_actions_with_it(store: Store) -> None:
+    receive(store, text(1, "soon gone", timer_s=300))
+    assert store.set_reaction(mid(1), ALICE, "👍", 10)
+    store.hold_action(HeldAction(Action(mid(50), ALICE, WITH_ALICE, 20, EditBody(mid(1), "x")), 20))
+    store.mark_conversation_read(WITH_ALICE, 0)
+    [gone] = store.expire_messages(300_000, 10)
+    assert gone.id == mid(1)
+    assert store.reactions([mid(1)]) == {} and store.held_count() == 0
+    # A reaction row left behind would come back with a message of the same id.
+    assert store.take_held(mid(1), 300_000) == []
+
+
+def test_an_unsent_or_edited_text_is_found_by_its_new_words_only(store: Store) -> None:
+    receive(store, text(1, f"the {SECRET} plan"))
+    receive(store, text(2, "first draft"))
+    assert found(store, SECRET) == [mid(1)]
+    assert store.unsend_message(mid(1))
+    assert found(store, SECRET) == []
+    edited = cbor.encode(encode_body(TextBody("final words")))
+    assert store.edit_message_body(mid(2), edited, 10)
+    assert found(store, "draft") == [] and found(store, "final") == [mid(2)]
 
 
 def test_an_outgoing_message_expires_after_it_is_read_and_leaves_the_outbox(store: Store) -> None:

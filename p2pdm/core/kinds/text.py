@@ -24,7 +24,7 @@ class TextBody:
     #: Extension fields of a newer version, kept and otherwise ignored.
     ext: dict[str, Any] | None = None
     #: Disappearing-message timer in seconds (0: the message stays), counted
-    #: from when the recipient reads it (docs/protocol.md §6.4).
+    #: from when the recipient reads it (docs/protocol.md §6.7).
     timer_s: int = 0
     kind: Literal["text"] = field(default="text", init=False)
 

@@ -1,4 +1,4 @@
-"""The ``timer`` kind: a disappearing-messages setting changed (docs/protocol.md §6.4).
+"""The ``timer`` kind: a disappearing-messages setting changed (docs/protocol.md §6.7).
 
 A signed control message shown in the conversation as a notice ("Alice set
 disappearing messages to 1 day"). The conversation's timer becomes the

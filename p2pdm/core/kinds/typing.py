@@ -1,4 +1,4 @@
-"""The ``typing`` kind: the sender is typing in the conversation (docs/protocol.md §6.7).
+"""The ``typing`` kind: the sender is typing in the conversation (docs/protocol.md §6.8).
 
 Ephemeral: sent only over a dm stream to a peer already connected, never
 queued, stored or deposited; the receiver keeps nothing of it but the
