@@ -36,7 +36,8 @@ class ExpiryDicts(MessageDicts):
         found = state.conversations.setdefault(
             conversation_id, ConversationState(peer, at_ms, 0, 0, False)
         )
-        if timer is not None and found.timer_set_at_ms < timer[1]:
+        # Newest wins; at the same time the larger timer, so every order ends the same.
+        if timer is not None and (found.timer_set_at_ms, found.timer_s) < timer[::-1]:
             found.timer_s, found.timer_set_at_ms = timer
         if muted is not None:
             found.muted = muted

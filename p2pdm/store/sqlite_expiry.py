@@ -52,8 +52,9 @@ class ExpiryTables(MessageTables):
         """Change a conversation's settings, creating it (empty) if needed.
 
         ``timer`` is ``(timer_s, set_at_ms)``: applied only if ``set_at_ms``
-        (the setter's clock) is newer than the setting's, so the newest wins
-        whatever order settings arrive in. None leaves a setting as it is.
+        (the setter's clock) is newer than the setting's, or as new with a
+        larger ``timer_s``, so the newest wins whatever order settings arrive
+        in. None leaves a setting as it is.
         """
         with self._writing("changing a conversation") as db:
             db.execute(
@@ -63,9 +64,9 @@ class ExpiryTables(MessageTables):
             )
             if timer is not None:
                 db.execute(
-                    "UPDATE conversations SET timer_s = ?, timer_set_at_ms = ? "
-                    "WHERE id = ? AND timer_set_at_ms < ?",
-                    (timer[0], timer[1], conversation_id, timer[1]),
+                    "UPDATE conversations SET timer_s = ?, timer_set_at_ms = ? WHERE id = ? "
+                    "AND (timer_set_at_ms < ? OR (timer_set_at_ms = ? AND timer_s < ?))",
+                    (timer[0], timer[1], conversation_id, timer[1], timer[1], timer[0]),
                 )
             for column, value in (("muted", muted), ("archived", archived)):
                 if value is not None:

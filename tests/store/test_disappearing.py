@@ -148,8 +148,14 @@ def test_conversation_settings_and_the_newest_timer_wins(store: Store) -> None:
     assert store.update_conversation(WITH_BOB, BOB, 9, timer=(300, 50)).timer_s == 86_400  # older
     after = store.update_conversation(WITH_BOB, BOB, 9, timer=(0, 101), archived=True)
     assert (after.timer_s, after.muted, after.archived) == (0, True, True)
+    # Two settings at the same time: the larger timer, in either order.
+    assert store.update_conversation(WITH_BOB, BOB, 9, timer=(3_600, 200)).timer_s == 3_600
+    assert store.update_conversation(WITH_BOB, BOB, 9, timer=(300, 200)).timer_s == 3_600
+    assert store.update_conversation(WITH_ALICE, ALICE, 9, timer=(300, 200)).timer_s == 300
+    assert store.update_conversation(WITH_ALICE, ALICE, 9, timer=(3_600, 200)).timer_s == 3_600
+    after = store.update_conversation(WITH_BOB, BOB, 9, timer=(0, 201))
     assert store.get_conversation(WITH_BOB) == after
-    assert [c.id for c in store.list_conversations()] == [WITH_BOB]
+    assert {c.id for c in store.list_conversations()} == {WITH_BOB, WITH_ALICE}
 
 
 def test_secure_delete_is_on_in_plain_and_encrypted_stores(tmp_path: Path) -> None:
