@@ -177,6 +177,51 @@ MAX_TRACKED_STRANGERS = 4096
 #: of MAX_STORED_EVENTS. Enough to list every pending request twice over.
 MAX_STORED_REQUEST_EVENTS = 2000
 
+# --- disappearing messages, search, typing ---------------------------------
+
+#: The disappearing-message timers a conversation may have, in seconds: off,
+#: 5 minutes, 1 hour, 1 day, 7 days (Signal's and WhatsApp's usual choices).
+#: Only these travel on the wire: a peer's other value is refused, so both
+#: sides always agree on what the setting means.
+DISAPPEARING_TIMERS_S = (0, 300, 3_600, 86_400, 604_800)
+
+#: How often the node looks for messages whose timer ran out. A message may
+#: outlive its timer by up to this much: short against the shortest timer
+#: (5 minutes), long enough that an idle node does not wake needlessly.
+EXPIRY_PURGE_INTERVAL_S = 15
+
+#: Most messages one purge pass erases in one transaction; the pass repeats
+#: until none is due, so a backlog (a node off for a week) never holds the
+#: store for long.
+MAX_EXPIRED_PER_PASS = 200
+
+#: The sender's copy of a disappearing message is erased when its timer ran
+#: after the recipient read it, but at the latest this long after the timer
+#: ran from sending: a recipient with read receipts off never says it read
+#: it, and the sender's copy must not stay for ever. As long as an envelope
+#: lives (ENVELOPE_TTL_SECONDS), so an undelivered message is not erased
+#: before it could have arrived.
+SENDER_EXPIRY_BACKSTOP_S = ENVELOPE_TTL_SECONDS
+
+#: Typing indicators: a conversation sends at most one typing signal per
+#: TYPING_INTERVAL_S (and the receiver shows at most one per peer in that
+#: time: the rest are accepted and dropped), and the peer shows "typing"
+#: for TYPING_LAPSE_S after the last one, so a client typing without
+#: pause sends again before it lapses. A signal that cannot be handed to
+#: an open connection within TYPING_SEND_TIMEOUT_S is dropped, never queued.
+TYPING_INTERVAL_S = 3
+TYPING_LAPSE_S = 6
+TYPING_SEND_TIMEOUT_S = 2
+
+#: Longest search query, in characters (so at most 128 words, each one
+#: term lookup in the index): a person's search, not a way to make the
+#: full-text index do unbounded work.
+MAX_SEARCH_QUERY_CHARS = 256
+
+#: Most search hits one request returns (its default: DEFAULT_SEARCH_HITS).
+MAX_SEARCH_HITS = 100
+DEFAULT_SEARCH_HITS = 20
+
 # --- message actions (reactions, edits, unsend) -----------------------------
 
 #: How long after sending a text its author may still edit it (milliseconds),
@@ -202,6 +247,7 @@ HELD_ACTION_TTL_MS = (ENVELOPE_TTL_SECONDS + MAX_CLOCK_SKEW_SECONDS) * 1000
 
 #: Characters of the quoted message shown with a reply.
 REPLY_SNIPPET_CHARS = 120
+
 # --- profiles and handles ------------------------------------------------
 
 #: A handle is 3 to 30 of ``[a-z0-9._]`` after normalisation (docs/protocol.md

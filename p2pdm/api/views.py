@@ -26,6 +26,7 @@ from p2pdm.api.schema import (
     obj,
     ref,
 )
+from p2pdm.core.eventlog import MUTED_DETAIL
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Contact,
@@ -38,11 +39,13 @@ from p2pdm.core.model import (
     StatusChange,
     StoredMessage,
 )
-from p2pdm.limits import MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
+from p2pdm.limits import DISAPPEARING_TIMERS_S, MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
 from p2pdm.node.actions import MessageExtras
 from p2pdm.node.contact_names import fingerprint
 from p2pdm.node.messenger import is_unsupported, message_text
+from p2pdm.node.notices import message_notice, message_timer
 from p2pdm.node.tokens import token_json
+from p2pdm.store.base import SearchHit
 
 __all__ = [
     "SCHEMAS",
@@ -51,6 +54,7 @@ __all__ = [
     "event_json",
     "message_json",
     "recipient_json",
+    "search_hit_json",
     "status_json",
     "token_json",
 ]
@@ -203,6 +207,9 @@ def message_json(
         "edited": message.edited_at_ms is not None,
         "edited_at_ms": message.edited_at_ms,
         "unsent": message.unsent,
+        "timer_s": message_timer(message),
+        "expires_at_ms": message.expires_at_ms,
+        "notice": message_notice(message),
     }
 
 
@@ -272,6 +279,23 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
         "type": "boolean",
         "description": "the author unsent it: the text is gone (show 'unsent a message')",
     },
+    "timer_s": {
+        "type": "integer",
+        "enum": list(DISAPPEARING_TIMERS_S),
+        "description": "a text: its disappearing timer (0: it stays); a 'timer' notice: "
+        "the conversation's new timer",
+    },
+    "expires_at_ms": {
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "description": "when it disappears from this node; null until its timer starts "
+        "(when the recipient reads it) or if it has none",
+    },
+    "notice": {
+        "type": ["string", "null"],
+        "description": "a notice kind's words, after who did it: 'set disappearing "
+        "messages to 1 day', 'turned off disappearing messages'; null for a message",
+    },
 }
 
 
@@ -320,6 +344,9 @@ def conversation_json(conversation: Conversation, names: Mapping[PeerId, str]) -
         "last_message_at_ms": conversation.last_message_at_ms,
         "unread": conversation.unread,
         "request": conversation.request,
+        "timer_s": conversation.timer_s,
+        "muted": conversation.muted,
+        "archived": conversation.archived,
     }
 
 
@@ -334,6 +361,49 @@ CONVERSATION: Final[Schema] = obj(
             "type": "boolean",
             "description": "every message in it is a message request",
         },
+        "timer_s": {
+            "type": "integer",
+            "enum": list(DISAPPEARING_TIMERS_S),
+            "description": "disappearing-messages timer of messages sent from now on (0: off)",
+        },
+        "muted": {"type": "boolean", "description": "its new messages notify nobody"},
+        "archived": {"type": "boolean", "description": "moved out of the main list"},
+    }
+)
+
+
+def search_hit_json(hit: SearchHit) -> dict[str, Any]:
+    return {
+        "message_id": hit.message_id.hex(),
+        "conversation_id": hit.conversation_id.hex(),
+        "peer": str(hit.peer),
+        "direction": hit.direction,
+        "sent_at_ms": hit.sent_at_ms,
+        "snippet": hit.snippet,
+    }
+
+
+#: ``GET /v1/search``.
+SEARCH_RESULTS: Final[Schema] = obj(
+    {
+        "results": {
+            "type": "array",
+            "items": obj(
+                {
+                    "message_id": HEX_ID,
+                    "conversation_id": HEX_ID,
+                    "peer": PEER_ID,
+                    "direction": {"type": "string", "enum": [d.value for d in Direction]},
+                    "sent_at_ms": MS,
+                    "snippet": {
+                        "type": "string",
+                        "description": "the text around the match, each match in [ ], "
+                        "cuts marked …",
+                    },
+                }
+            ),
+            "description": "newest first",
+        }
     }
 )
 
@@ -354,6 +424,7 @@ def event_json(
         "detail": event.detail,
         "conversation_id": None if event.conversation_id is None else event.conversation_id.hex(),
         "message": None if message is None else message_json(message, extras=extras),
+        "notify": event.type is EventType.MESSAGE_RECEIVED and event.detail != MUTED_DETAIL,
     }
 
 
@@ -386,6 +457,11 @@ EVENT: Final[Schema] = obj(
             "oneOf": [ref("Message"), {"type": "null"}],
             "description": "message.received, message.reaction, message.edited, "
             "message.unsent: the message as stored now (null if since deleted)",
+        },
+        "notify": {
+            "type": "boolean",
+            "description": "message.received in a conversation that is not muted: "
+            "worth a notification (a muted one is still stored and listed)",
         },
     }
 )
@@ -453,6 +529,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
         {"read": {"type": "array", "items": HEX_ID, "description": "ids marked read"}}
     ),
     "Event": EVENT,
+    "SearchResults": SEARCH_RESULTS,
     "EventPage": EVENT_PAGE,
     "Token": TOKEN,
     "TokenList": obj({"tokens": {"type": "array", "items": ref("Token")}}),

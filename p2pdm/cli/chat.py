@@ -270,9 +270,10 @@ def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     rows = []
     for c in conversations:
         who = safe_text(c["name"]) if c["name"] is not None else _short(c["peer"])
+        marks = [m for m in ("request", "muted", "archived") if c.get(m)]
         rows.append(
             [
-                who + (" (request)" if c["request"] else ""),
+                who + "".join(f" ({m})" for m in marks),
                 str(c["unread"]) if c["unread"] else "",
                 _when(c["last_message_at_ms"]),
                 c["peer"],
@@ -364,6 +365,9 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             text = f"[unsupported message: {safe_text(m['kind'])}]"  # one line, whatever it says
         elif m.get("unsent"):
             text = f"[{'you' if outgoing else safe_text(name)} unsent a message]"
+        elif m.get("notice"):  # "Alice set disappearing messages to 1 day"
+            text = f"— {'You' if outgoing else safe_text(name)} {m['notice']} —"
+            status = ""
         else:
             text = m["text"] if m["text"] is not None else f"<{m['kind']} message>"
             text = _decorated(m, text)

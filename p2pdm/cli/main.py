@@ -27,6 +27,7 @@ from p2pdm import __version__, hints
 from p2pdm.cli import actions as cli_actions
 from p2pdm.cli import archive as cli_archive
 from p2pdm.cli import chat as cli_chat
+from p2pdm.cli import conversation as cli_conversation
 from p2pdm.cli import profile as cli_profile
 from p2pdm.cli import run as cli_run
 from p2pdm.cli import settings as cli_settings
@@ -190,6 +191,26 @@ COMMANDS: Final[dict[str, Command]] = {
         name: Command(help, arguments, run)
         for name, help, arguments, run in cli_actions.ACTION_COMMANDS
     },
+    "timer": Command(
+        "set disappearing messages for a conversation (5m, 1h, 1d, 7d or off)",
+        cli_conversation.timer_arguments,
+        cli_conversation.timer,
+    ),
+    "mute": Command(
+        "mute a conversation (no notifications; --off unmutes)",
+        cli_conversation.mute_arguments,
+        cli_conversation.mute,
+    ),
+    "archive": Command(
+        "archive a conversation (--off brings it back)",
+        cli_conversation.archive_arguments,
+        cli_conversation.archive,
+    ),
+    "search": Command(
+        "find messages by their words, newest first",
+        cli_conversation.search_arguments,
+        cli_conversation.search,
+    ),
     "settings": Command(
         "show or change the node's settings (e.g. read receipts)",
         cli_settings.settings_arguments,

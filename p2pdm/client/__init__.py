@@ -63,6 +63,7 @@ from p2pdm.client._records import (
     MessagePage,
     NodeInfo,
     Profile,
+    SearchHit,
 )
 from p2pdm.client._sync import Client
 from p2pdm.homefiles import (
@@ -98,6 +99,7 @@ __all__ = [
     "MessagePage",
     "NodeInfo",
     "Profile",
+    "SearchHit",
     "api_addr_path",
     "format_api_addr",
     "parse_api_addr",

@@ -21,6 +21,7 @@ __all__ = [
     "NodeInfo",
     "Profile",
     "Recipient",
+    "SearchHit",
 ]
 
 
@@ -51,6 +52,12 @@ class Message(TypedDict):
     edited_at_ms: int | None
     #: The author unsent it: show "unsent a message".
     unsent: bool
+    #: A text's disappearing timer in seconds (0: it stays); a timer notice's new setting.
+    timer_s: int
+    #: When it disappears; None until its timer starts (when it is read) or without one.
+    expires_at_ms: int | None
+    #: A notice's words after who did it ("set disappearing messages to 1 day"); else None.
+    notice: str | None
 
 
 class Recipient(TypedDict):
@@ -85,6 +92,21 @@ class Conversation(TypedDict):
     last_message_at_ms: int
     unread: int
     request: bool
+    #: Disappearing-messages timer of messages sent from now on (0: off).
+    timer_s: int
+    muted: bool
+    archived: bool
+
+
+class SearchHit(TypedDict):
+    """A message whose text matched a search; ``snippet`` marks matches in [ ]."""
+
+    message_id: str
+    conversation_id: str
+    peer: str
+    direction: str
+    sent_at_ms: int
+    snippet: str
 
 
 class MessagePage(TypedDict):
@@ -105,6 +127,8 @@ class Event(TypedDict):
     #: The conversation of the message a ``message.*`` event is about.
     conversation_id: str | None
     message: Message | None
+    #: ``message.received`` in a conversation that is not muted.
+    notify: bool
 
 
 class EventPage(TypedDict):

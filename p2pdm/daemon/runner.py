@@ -62,6 +62,7 @@ from p2pdm.errors import (
 )
 from p2pdm.net import Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
+from p2pdm.node.housekeeping import purge_loop
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 from p2pdm.services.directory import HandleDirectory
 from p2pdm.services.dm import Delivery
@@ -413,6 +414,7 @@ async def serve_node(
             on_delivery(delivery)
         node.on_outbox = delivery.wake
         node.fetch_bundle = partial(fetch_bundle, host)
+        node.send_now = delivery.send_now
         node.dht_stats = partial(dht_stats_json, host)
         handles = HandleDirectory(host, node.peer_id)
         republish = _Republish()
@@ -445,6 +447,8 @@ async def serve_node(
             nursery.start_soon(handles.provide, partial(_own_handle, node))
             nursery.start_soon(greet_contacts, node, host)
             nursery.start_soon(_PeerWatch(node, host, delivery).run)
+            # Disappearing messages: what expired while we were off, then on a schedule.
+            nursery.start_soon(purge_loop, node)
             task_status.started(Serving(node, host, delivery, directory, service))
             try:
                 await trio.sleep_forever()

@@ -12,6 +12,7 @@ The user's own actions (:mod:`p2pdm.node.actions`) use :func:`apply` too.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Final
 
 from p2pdm.core import cbor
@@ -39,8 +40,9 @@ def apply(store: Store, action: Action, target: StoredMessage) -> bool:
         return store.set_reaction(target.id, action.sender, body.emoji, action.sent_at_ms)
     if isinstance(body, EditBody):
         old = decode_stored(target.kind, target.body)
-        reply_to = old.reply_to if isinstance(old, TextBody) else None
-        new = cbor.encode(encode_body(TextBody(body.text, reply_to)))
+        # The new text keeps what else the author sent: the reply, the timer.
+        text = replace(old, text=body.text) if isinstance(old, TextBody) else TextBody(body.text)
+        new = cbor.encode(encode_body(text))
         return store.edit_message_body(target.id, new, action.sent_at_ms)
     return store.unsend_message(target.id)
 

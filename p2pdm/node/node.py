@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -53,6 +54,7 @@ from p2pdm.node.contact_names import (
     resolve_contact,
 )
 from p2pdm.node.events import EventBus
+from p2pdm.node.housekeeping import ConversationUpkeep
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
 from p2pdm.node.profiles import Profiles
@@ -139,7 +141,7 @@ class AddedContact:
     renamed_from: str | None = None
 
 
-class Node(MessageActions):
+class Node(MessageActions, ConversationUpkeep):
     """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(
@@ -170,6 +172,11 @@ class Node(MessageActions):
         self.on_received: Callable[[Received], None] = lambda received: None
         #: Told how each envelope that reached us fared (measurements; see NodeObserver).
         self.observer = observer
+        #: Hands an ephemeral envelope (typing) to a connected peer now, or drops
+        #: it; True if the peer took it (set while running).
+        self.send_now: Callable[[PeerId, bytes], Awaitable[bool]] | None = None
+        #: When each conversation last sent a typing signal (bounded).
+        self.typing_sent: OrderedDict[bytes, int] = OrderedDict()
         #: Looks up a peer's prekey bundle in the DHT (set while running).
         self.fetch_bundle: Callable[[PeerId], Awaitable[PrekeyBundle | None]] | None = None
         #: What our DHT node holds for others and refused (records, bytes,

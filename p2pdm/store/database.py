@@ -31,6 +31,7 @@ from typing import Final
 from p2pdm.errors import StoreError
 from p2pdm.store.cipher import DB_ERRORS, connect_encrypted, encrypt_plain_store, is_plain_store
 from p2pdm.store.schema import migrate, schema_version
+from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 
 __all__ = ["BUSY_TIMEOUT_MS", "FILE_MODE", "IN_MEMORY", "SYNCHRONOUS_MODES", "Database"]
 
@@ -130,6 +131,8 @@ class Database:
         # Deleted rows (old ratchet states, read messages) are zeroed, not left
         # in free pages; some SQLite builds have this off by default.
         db.execute("PRAGMA secure_delete = ON")
+        # The search index's triggers read each message's text through it.
+        db.create_function(SEARCH_TEXT_FUNCTION, 2, search_text, deterministic=True)
         # Reads the header: a file that is not a database fails here, before
         # anything is written to it.
         schema_version(db)

@@ -33,8 +33,8 @@ from p2pdm.store.base import (
 from p2pdm.store.memory_actions import ActionDicts
 from p2pdm.store.memory_api import APIDicts
 from p2pdm.store.memory_contacts import ContactDicts
+from p2pdm.store.memory_expiry import ExpiryDicts
 from p2pdm.store.memory_mailbox import MailboxDicts
-from p2pdm.store.memory_messages import MessageDicts
 from p2pdm.store.memory_outbox import OutboxDicts
 from p2pdm.store.memory_profile import ProfileDicts
 from p2pdm.store.memory_state import MemoryState
@@ -43,7 +43,7 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore(
-    ContactDicts, MessageDicts, ActionDicts, OutboxDicts, MailboxDicts, APIDicts, ProfileDicts
+    ContactDicts, ExpiryDicts, ActionDicts, OutboxDicts, MailboxDicts, APIDicts, ProfileDicts
 ):
     """A :class:`~p2pdm.store.base.Store` that lives and dies with the process."""
 

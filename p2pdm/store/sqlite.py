@@ -27,9 +27,9 @@ from p2pdm.store.database import Database
 from p2pdm.store.sqlite_actions import ActionTables
 from p2pdm.store.sqlite_api import APITables
 from p2pdm.store.sqlite_contacts import ContactTables
+from p2pdm.store.sqlite_expiry import ExpiryTables
 from p2pdm.store.sqlite_keys import KeyTables
 from p2pdm.store.sqlite_mailbox import MailboxTables
-from p2pdm.store.sqlite_messages import MessageTables
 from p2pdm.store.sqlite_outbox import OutboxTables
 from p2pdm.store.sqlite_profile import ProfileTables
 
@@ -39,7 +39,7 @@ __all__ = ["SQLiteStore"]
 class SQLiteStore(
     KeyTables,
     ContactTables,
-    MessageTables,
+    ExpiryTables,
     ActionTables,
     OutboxTables,
     MailboxTables,

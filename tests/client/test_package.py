@@ -178,6 +178,16 @@ def _wire() -> list[Row]:
         ("login_link", (), {}, "POST", "/v1/sessions/codes", None),
         ("sessions", (), {}, "GET", "/v1/sessions", None),
         ("revoke_session", ("web-session-1",), {}, "DELETE", "/v1/sessions/web-session-1", None),
+        (
+            "update_conversation",
+            ("bob",),
+            {"timer_s": 300, "muted": False},
+            "PATCH",
+            "/v1/conversations/bob",
+            {"timer_s": 300, "muted": False},
+        ),
+        ("search", ("a b",), {"peer": "bob"}, "GET", "/v1/search?q=a+b&peer=bob", None),
+        ("typing", ("bob",), {}, "POST", "/v1/conversations/bob/typing", None),
     ]
 
 
@@ -187,6 +197,7 @@ ANSWER = {
     "conversations": ["v"],
     "read": ["r"],
     "tokens": ["t"],
+    "results": ["s"],
     "sessions": ["s"],
     "id": 1,
 }
@@ -197,6 +208,7 @@ RESULTS = {
     "mark_read": ["r"],
     "tokens": ["t"],
     "sessions": ["s"],
+    "search": ["s"],
 }
 
 
