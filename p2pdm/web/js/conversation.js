@@ -79,10 +79,11 @@ function toggle(label, field, conversation) {
   return h("button", {
     type: "button", "aria-pressed": on ? "true" : "false",
     onclick: async (e) => {
+      const button = e.currentTarget; // null once the handler awaits
       try {
-        const now = e.currentTarget.getAttribute("aria-pressed") !== "true";
+        const now = button.getAttribute("aria-pressed") !== "true";
         await patch(`/v1/conversations/${view.id}`, { [field]: now });
-        e.currentTarget.setAttribute("aria-pressed", now ? "true" : "false");
+        button.setAttribute("aria-pressed", now ? "true" : "false");
         await loadConversations();
       } catch (error) { showError(error); }
     },
@@ -113,6 +114,8 @@ function showTimer() {
   const notice = document.getElementById("timer-notice");
   const seconds = view && view.conversation && view.conversation.timer_s;
   if (!notice) return;
+  const select = document.getElementById("timer-select");
+  if (select) select.value = String(seconds || 0); // set by either side
   notice.hidden = !seconds;
   if (seconds) {
     const label = (TIMERS.find(([s]) => s === seconds) || [0, `${seconds} s`])[1];
