@@ -34,6 +34,7 @@ import nacl.public
 
 from p2pdm.bench.mailbox import RECIPIENTS, MailboxResult, Spread, bench_mailbox
 from p2pdm.bench.net import NetResult, bench_net
+from p2pdm.bench.startup import bench_startup, render_startup
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus
 from p2pdm.node.messenger import Messenger
@@ -283,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--suite", choices=("all", "pipeline", "net", "mailbox"), default="all")
+    parser.add_argument(
+        "--suite", choices=("all", "pipeline", "net", "mailbox", "startup"), default="all"
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="API clients (net)")
     parser.add_argument("--paced-rate", type=float, default=100.0, help="msgs/s (net, paced)")
     parser.add_argument("--mailbox-messages", type=int, default=200, help="per restart")
@@ -303,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         print(section)
         if not args.no_write:
             write_section(args.out, section, "net")
+    if args.suite in ("all", "startup"):
+        section = render_startup(bench_startup(args.repeats))
+        print(section)
+        if not args.no_write:
+            write_section(args.out, section, "startup")
     if args.suite in ("all", "mailbox"):
         mailbox = bench_mailbox(args.mailbox_messages, args.mailbox_rounds)
         section = render_mailbox(mailbox)
