@@ -31,7 +31,7 @@ from __future__ import annotations
 import inspect
 import string
 import types
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, get_args, overload
 from urllib.parse import quote
 
@@ -273,3 +273,10 @@ class Operations:
     @operation[None]("DELETE", "/v1/tokens/{name}")
     def revoke_token(name: str) -> None:
         """Revoke a scoped token by name (admin tokens only); it stops working at once."""
+
+    @operation[list[dict[str, Any]]]("POST", "/v1/messages/batch", pick="results")
+    def send_many(messages: Iterable[Mapping[str, str]]) -> Fields:
+        """Queue many messages (each ``{"to", "text"}``, maybe ``"idempotency_key"``; at
+        most 500) in one request and one commit; returns, in order, each one's
+        ``{"id", "status", "replayed"}`` or ``{"error": {"code", "message"}}``."""
+        return {"messages": [dict(m) for m in messages]}

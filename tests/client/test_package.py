@@ -116,6 +116,14 @@ def _wire() -> list[Row]:
             "/v1/messages",
             {"to": "bob", "text": "hi", "idempotency_key": "k"},
         ),
+        (
+            "send_many",
+            (iter([{"to": "bob", "text": "hi"}, {"to": "eve", "text": "yo"}]),),
+            {},
+            "POST",
+            "/v1/messages/batch",
+            {"messages": [{"to": "bob", "text": "hi"}, {"to": "eve", "text": "yo"}]},
+        ),
         ("message", ("m?1",), {}, "GET", "/v1/messages/m%3F1", None),
         ("react", ("m1", "👍"), {}, "POST", "/v1/messages/m1/reactions", {"emoji": "👍"}),
         ("edit", ("m1", "new"), {}, "PATCH", "/v1/messages/m1", {"text": "new"}),
@@ -168,9 +176,22 @@ def _wire() -> list[Row]:
 
 
 #: The answer the fake node gives: every field a result may be picked from.
-ANSWER = {"contacts": ["c"], "conversations": ["v"], "read": ["r"], "tokens": ["t"], "id": 1}
+ANSWER = {
+    "contacts": ["c"],
+    "conversations": ["v"],
+    "read": ["r"],
+    "tokens": ["t"],
+    "results": ["s"],
+    "id": 1,
+}
 #: The result each method returns from ANSWER (or from 204 for a DELETE).
-RESULTS = {"contacts": ["c"], "conversations": ["v"], "mark_read": ["r"], "tokens": ["t"]}
+RESULTS = {
+    "contacts": ["c"],
+    "conversations": ["v"],
+    "mark_read": ["r"],
+    "tokens": ["t"],
+    "send_many": ["s"],
+}
 
 
 def _fake_node(seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Response]:
