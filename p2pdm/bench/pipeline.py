@@ -180,9 +180,14 @@ def render_net(result: NetResult) -> str:
     rows = [
         ("raw py-libp2p request/response, one stream (baseline)", base, result.baseline_latency),
         (
-            f"p2pdm, sustained ({result.concurrency} concurrent API clients)",
+            f"p2pdm, sustained, `POST /v1/messages` ({result.concurrency} keep-alive clients)",
             result.sustained_per_second,
             result.sustained_latency,
+        ),
+        (
+            f"p2pdm, sustained, `POST /v1/messages/batch` ({result.batch_size} a batch)",
+            result.batch_per_second,
+            result.batch_latency,
         ),
         (f"p2pdm, paced at {result.paced_rate:g} msgs/s", None, result.paced_latency),
     ]
@@ -207,7 +212,7 @@ def render_net(result: NetResult) -> str:
             "",
             f"{result.n} messages sustained; Python {platform.python_version()},"
             f" {platform.machine()}, {os.cpu_count()} cores, measured {time.strftime('%Y-%m-%d')}.",
-            "Aim: 1,000 msgs/s sustained, p50 ≤ 5 ms.",
+            "Goals: sustained at least the raw rate (ratio ≥ 1.0); paced p50 ≤ 3 ms, p99 ≤ 15 ms.",
             end,
         ]
     )
@@ -287,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--suite", choices=("all", "pipeline", "net", "mailbox", "startup"), default="all"
     )
-    parser.add_argument("--concurrency", type=int, default=16, help="API clients (net)")
-    parser.add_argument("--paced-rate", type=float, default=100.0, help="msgs/s (net, paced)")
+    parser.add_argument("--concurrency", type=int, default=8, help="API clients (net)")
+    parser.add_argument("--paced-rate", type=float, default=20.0, help="msgs/s (net, paced)")
     parser.add_argument("--mailbox-messages", type=int, default=200, help="per restart")
     parser.add_argument("--mailbox-rounds", type=int, default=10, help="restarts (mailbox)")
     args = parser.parse_args(argv)
