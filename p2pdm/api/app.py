@@ -78,6 +78,7 @@ from p2pdm.api.handlers_actions import (
     edit_message,
     react,
 )
+from p2pdm.api.handlers_batch import BATCH_ROUTE
 from p2pdm.api.handlers_conversations import (
     CONVERSATION_PATCH,
     SEARCH_PARAMETERS,
@@ -765,6 +766,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         _READ,
         Doc("getOpenAPI", "This document", ("200", {"type": "object"}, "the OpenAPI document")),
     ),
+    BATCH_ROUTE,
 )
 
 

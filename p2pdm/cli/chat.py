@@ -28,7 +28,6 @@ from p2pdm.client import Client
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MAX_PAGE_SIZE, MAX_TEXT_BYTES
-from p2pdm.store.base import contact_name_key
 
 __all__ = [
     "contacts",
@@ -40,6 +39,16 @@ __all__ = [
     "send",
     "send_arguments",
 ]
+
+
+def contact_name_key(name: str) -> str:
+    """Names compared as the store compares them (NFKC, case-folded).
+
+    The same rule as :func:`p2pdm.store.base.contact_name_key` (a test holds
+    them equal), written here so that a chat command does not load the store.
+    """
+    return unicodedata.normalize("NFKC", name).casefold()
+
 
 EXIT_OK: Final = 0
 #: Messages `p2pdm read` shows unless told otherwise (about a screenful).

@@ -32,7 +32,7 @@ import base64
 import inspect
 import string
 import types
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, get_args, overload
 from urllib.parse import quote
 
@@ -335,3 +335,10 @@ class Operations:
     @operation[list[SearchHit]]("GET", "/v1/search", pick="results")
     def search(q: str, peer: str | None = None, limit: int | None = None) -> None:
         """Messages whose text has every word of ``q``, newest first."""
+
+    @operation[list[dict[str, Any]]]("POST", "/v1/messages/batch", pick="results")
+    def send_many(messages: Iterable[Mapping[str, str]]) -> Fields:
+        """Queue many messages (each ``{"to", "text"}``, maybe ``"idempotency_key"``; at
+        most 500) in one request and one commit; returns, in order, each one's
+        ``{"id", "status", "replayed"}`` or ``{"error": {"code", "message"}}``."""
+        return {"messages": [dict(m) for m in messages]}

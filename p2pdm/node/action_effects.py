@@ -70,8 +70,11 @@ def settle(
         log_event(store, event)
 
 
-def release_held(store: Store, message: StoredMessage, me: PeerId, now_ms: int) -> None:
-    """Apply (or refuse) the actions held for ``message``, just stored, oldest first."""
-    for held in store.take_held(message.id, now_ms):
+def release_held(store: Store, message: StoredMessage, me: PeerId, now_ms: int) -> bool:
+    """Apply (or refuse) the actions held for ``message``, just stored, oldest first;
+    True if there were any (then ``message`` may have changed in the store)."""
+    held_actions = store.take_held(message.id, now_ms)
+    for held in held_actions:
         target = store.get_message(message.id)
         settle(store, held.action, decide(held.action, target, me, now_ms), target, now_ms)
+    return bool(held_actions)

@@ -512,8 +512,8 @@ class Messenger:
             # The store is the authority on a status move: log only those it made.
             if event.type is not EventType.MESSAGE_STATUS or event.message_id in moved:
                 log_event(self.store, event)
-        if stored is not None:  # actions that overtook it (an unsend, an edit) apply now
-            actions.release_held(self.store, stored, self.peer_id, now)
+        # Actions that overtook it (an unsend, an edit) apply now; read it back if any did.
+        if stored is not None and actions.release_held(self.store, stored, self.peer_id, now):
             stored = self.store.get_message(stored.id)
         return Received(sender, inner, stored, changes, effects.outcome, effects)
 

@@ -45,6 +45,7 @@ from p2pdm.errors import ConfigError, IdempotencyConflict, NotFound, SchemaError
 from p2pdm.homefiles import DEFAULT_API_PORT  # re-exported: the port is the SDK's default too
 from p2pdm.limits import INVITE_TTL_SECONDS, MAX_PAGE_SIZE
 from p2pdm.node.actions import MessageActions
+from p2pdm.node.batch_send import BatchSend, SendItem, Sent
 from p2pdm.node.batching import CommitBatcher
 from p2pdm.node.contact_names import (
     check_name,
@@ -67,6 +68,7 @@ __all__ = [
     "AddedContact",
     "EventPage",
     "Node",
+    "SendItem",
     "Sent",
 ]
 
@@ -123,15 +125,6 @@ class EventPage:
 
 
 @dataclass(frozen=True, slots=True)
-class Sent:
-    """A send's result: the message, and whether an earlier send with the same
-    idempotency key had made it (then nothing was sent now)."""
-
-    message: StoredMessage
-    replayed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class AddedContact:
     """A contact just added, and the name its invite gave if that had to change."""
 
@@ -141,7 +134,7 @@ class AddedContact:
     renamed_from: str | None = None
 
 
-class Node(MessageActions, ConversationUpkeep):
+class Node(MessageActions, ConversationUpkeep, BatchSend):
     """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(
@@ -382,6 +375,11 @@ class Node(MessageActions, ConversationUpkeep):
     ) -> Sent:
         """:meth:`send`, saying whether the idempotency key had made the message before
         (the API answers a replayed send differently from a new one)."""
+        await self._prepare_send(peer)
+        return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency, reply_to))
+
+    async def _prepare_send(self, peer: PeerId) -> None:
+        """Refuse a bad PeerID; find the prekeys of a peer we have no session with."""
         _check_peer(peer)
         contact = self.store.get_contact(peer)
         needs_bundle = self.store.get_session(peer) is None and (
@@ -400,7 +398,6 @@ class Node(MessageActions, ConversationUpkeep):
                 self.messenger.add_contact(
                     peer, contact.name, bundle, name_from_invite=contact.name_from_invite
                 )
-        return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency, reply_to))
 
     def status_detail(self, message: StoredMessage) -> str:
         """The note of the message's latest status where it says something: how

@@ -13,6 +13,7 @@ the profile and handle claims (``sqlite_profile``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -73,6 +74,7 @@ class SQLiteStore(
         self._db = Database(path, synchronous=synchronous, key=key)
         self._reading = self._db.reading
         self._writing = self._db.writing
+        self._writing_one = functools.partial(self._db.writing, one_statement=True)
         self._event_caps = (max_events, max_request_events)
         self._request_caps = request_caps
         self._max_keys = max_idempotency_keys

@@ -116,6 +116,14 @@ def _wire() -> list[Row]:
             "/v1/messages",
             {"to": "bob", "text": "hi", "idempotency_key": "k"},
         ),
+        (
+            "send_many",
+            (iter([{"to": "bob", "text": "hi"}, {"to": "eve", "text": "yo"}]),),
+            {},
+            "POST",
+            "/v1/messages/batch",
+            {"messages": [{"to": "bob", "text": "hi"}, {"to": "eve", "text": "yo"}]},
+        ),
         ("message", ("m?1",), {}, "GET", "/v1/messages/m%3F1", None),
         ("react", ("m1", "👍"), {}, "POST", "/v1/messages/m1/reactions", {"emoji": "👍"}),
         ("edit", ("m1", "new"), {}, "PATCH", "/v1/messages/m1", {"text": "new"}),
@@ -209,6 +217,7 @@ RESULTS = {
     "tokens": ["t"],
     "sessions": ["s"],
     "search": ["s"],
+    "send_many": ["s"],
 }
 
 
