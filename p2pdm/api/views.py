@@ -80,6 +80,11 @@ NODE: Final[Schema] = obj(
             "description": "what this node's DHT store holds and refused; "
             "null when it is not on the network",
         },
+        "reachability": {
+            "oneOf": [{"type": "null"}, ref("Reachability")],
+            "description": "whether other nodes can dial this one, its relays and "
+            "hole punching; null when it is not on the network",
+        },
         "token": {
             **obj({"name": STRING, "scope": SCOPE}),
             "description": "the token of this request: its name ('owner' for the "
@@ -102,6 +107,26 @@ DHT_STATS: Final[Schema] = obj(
             "peer_cap, store_full, too_large",
         },
         "evicted": {**INT, "description": "records evicted to make room"},
+    }
+)
+
+REACHABILITY: Final[Schema] = obj(
+    {
+        "status": {
+            "type": "string",
+            "enum": ["public", "private", "unknown"],
+            "description": "public: other nodes can dial this one; private: they "
+            "cannot (behind a router or firewall); unknown: too few peers agree yet",
+        },
+        "reached": {**INT, "description": "peers that dialed us back at the last check"},
+        "failed": {**INT, "description": "peers that tried to dial us back and could not"},
+        "silent": {**INT, "description": "peers asked that gave no answer"},
+        "dht_mode": {
+            "type": "string",
+            "enum": ["server", "client"],
+            "description": "server: this node answers DHT queries (public nodes only, "
+            "unless forced)",
+        },
     }
 )
 
@@ -377,6 +402,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "PeerID": PEER_ID_SCHEMA,
     "Node": NODE,
     "DhtStats": DHT_STATS,
+    "Reachability": REACHABILITY,
     "Contact": obj(_CONTACT_PROPERTIES),
     "AddedContact": ADDED_CONTACT,
     "ContactList": obj({"contacts": {"type": "array", "items": ref("Contact")}}),

@@ -51,9 +51,10 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dht-mode",
-        choices=("server", "client"),
-        default="server",
-        help="server: answer DHT queries (reachable nodes); client: behind NAT (default server)",
+        choices=("auto", "server", "client"),
+        default="auto",
+        help="server: answer DHT queries; client: do not; auto (default): serve them "
+        "only while other nodes can dial this one (checked with AutoNAT)",
     )
     parser.add_argument(
         "--mailbox",

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Final, TextIO
 
 from p2pdm.cli.chat import safe_text
-from p2pdm.client import Client, DhtStats, NodeInfo
+from p2pdm.client import Client, DhtStats, NodeInfo, ReachabilityInfo
 from p2pdm.daemon.home import Home
 
 __all__ = ["describe", "status", "status_arguments"]
@@ -54,7 +54,23 @@ def describe(info: NodeInfo, *, now_ms: int) -> list[tuple[str, str]]:
     unread, requests = counts.get("unread", 0), counts.get("requests", 0)
     lines.append(("Unread", f"{unread}; {_plural(requests, 'message request')}"))
     lines.append(("DHT", _dht(info["dht"])))
+    lines.append(("Reach", _reach(info["reachability"])))
     return lines
+
+
+_REACH_MEANING: Final = {
+    "public": "other nodes can dial this one",
+    "private": "behind a router or firewall: other nodes cannot dial this one",
+    "unknown": "not known yet (too few peers have answered)",
+}
+
+
+def _reach(reach: ReachabilityInfo | None) -> str:
+    if reach is None:
+        return "not on the network"
+    status = reach["status"]
+    meaning = _REACH_MEANING.get(status, "")
+    return f"{status}: {meaning}; DHT {reach['dht_mode']} mode".replace(": ;", ";")
 
 
 def _dht(stats: DhtStats | None) -> str:

@@ -60,6 +60,7 @@ from p2pdm.client._records import (
     Message,
     MessagePage,
     NodeInfo,
+    ReachabilityInfo,
 )
 from p2pdm.client._sync import Client
 from p2pdm.homefiles import (
@@ -92,6 +93,7 @@ __all__ = [
     "Message",
     "MessagePage",
     "NodeInfo",
+    "ReachabilityInfo",
     "api_addr_path",
     "format_api_addr",
     "parse_api_addr",

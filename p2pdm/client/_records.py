@@ -17,6 +17,7 @@ __all__ = [
     "Message",
     "MessagePage",
     "NodeInfo",
+    "ReachabilityInfo",
     "Recipient",
 ]
 
@@ -115,6 +116,17 @@ class DhtStats(TypedDict):
     evicted: int
 
 
+class ReachabilityInfo(TypedDict):
+    """Whether other nodes can dial this one (``public``, ``private``, ``unknown``)."""
+
+    status: str
+    reached: int
+    failed: int
+    silent: int
+    #: ``server`` or ``client``.
+    dht_mode: str
+
+
 class NodeInfo(TypedDict):
     peer_id: str
     name: str
@@ -127,6 +139,8 @@ class NodeInfo(TypedDict):
     event_cursor: int
     #: None while the node is not on the network.
     dht: DhtStats | None
+    #: None while the node is not on the network.
+    reachability: ReachabilityInfo | None
     #: The token of the request: ``name`` (``owner`` for the owner's) and ``scope``.
     token: dict[str, str]
     invite: str

@@ -44,6 +44,9 @@ class Config:
     mailbox: bool = False
     #: Preferred mailboxes (``…/p2p/<PeerID>``); ``run --mailbox-peer`` adds to them.
     mailbox_peers: tuple[str, ...] = ()
+    #: "auto" (empty: serve the DHT only while public), "server" or "client";
+    #: ``run --dht-mode`` other than auto wins.
+    dht_mode: str = ""
 
 
 def _config_value(path: Path, key: str, value: object, default: object) -> object:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final, Literal
+from typing import Any, Final, cast
 
 import trio
 
@@ -46,6 +46,7 @@ from p2pdm.core.dm import DM_PROTOCOL
 from p2pdm.core.identity import PeerId
 from p2pdm.core.wire import PrekeyBundle
 from p2pdm.daemon.home import Home
+from p2pdm.daemon.reach import reachability_json
 from p2pdm.errors import (
     ConfigError,
     HomeError,
@@ -54,7 +55,7 @@ from p2pdm.errors import (
     SignatureError,
     WireError,
 )
-from p2pdm.net import Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
+from p2pdm.net import DhtMode, Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 from p2pdm.services.dm import Delivery
@@ -103,6 +104,19 @@ JITTER_SEED_BYTES: Final = 16
 RECORD_SEQ_SETTING: Final = "record_seq"
 
 
+#: What ``dht_mode`` may be (``run --dht-mode``, config.toml's ``dht_mode``).
+DHT_MODES: Final = ("auto", "server", "client")
+
+
+def config_dht_mode(text: str) -> DhtMode:
+    """config.toml's ``dht_mode`` (empty: "auto"); raises ConfigError for anything else."""
+    if text == "":
+        return "auto"
+    if text not in DHT_MODES:
+        raise ConfigError(f"dht_mode is one of {', '.join(DHT_MODES)}, not {text!r}")
+    return cast("DhtMode", text)
+
+
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     """How to run; :meth:`resolve` merges the command line with ``config.toml``."""
@@ -110,7 +124,7 @@ class RunOptions:
     listen: tuple[str, ...] = DEFAULT_LISTEN
     api: tuple[str, int] = ("127.0.0.1", DEFAULT_API_PORT)
     bootstrap: tuple[str, ...] = ()
-    dht_mode: Literal["server", "client"] = "server"
+    dht_mode: DhtMode = "server"
     #: Offer the mailbox service (hold envelopes for offline nodes).
     mailbox: bool = False
     #: Mailboxes we prefer for our own envelopes, named in our DHT record.
@@ -125,7 +139,7 @@ class RunOptions:
         listen: Sequence[str] = (),
         api: str | None = None,
         bootstrap: Sequence[str] = (),
-        dht_mode: Literal["server", "client"] = "server",
+        dht_mode: DhtMode = "server",
         mailbox: bool = False,
         mailbox_peers: Sequence[str] = (),
     ) -> RunOptions:
@@ -140,7 +154,7 @@ class RunOptions:
             listen=tuple(listen) or config.listen or DEFAULT_LISTEN,
             api=api_addr,
             bootstrap=tuple(dict.fromkeys([*bootstrap, *config.bootstrap])),
-            dht_mode=dht_mode,
+            dht_mode=dht_mode if dht_mode != "auto" else config_dht_mode(config.dht_mode),
             mailbox=mailbox or config.mailbox,
             mailbox_peers=tuple(dict.fromkeys([*mailbox_peers, *config.mailbox_peers])),
         )
@@ -379,6 +393,7 @@ async def serve_node(
         node.on_outbox = delivery.wake
         node.fetch_bundle = partial(fetch_bundle, host)
         node.dht_stats = partial(dht_stats_json, host)
+        node.reachability = partial(reachability_json, host)
         # Peers met while joining the DHT learn that we speak p2pdm now.
         await host.announce_protocols()
         async with trio.open_nursery() as nursery:

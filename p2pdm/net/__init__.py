@@ -32,6 +32,7 @@ type, and every workaround for py-libp2p 0.8.1 is in ``_patches``. Start with
 from p2pdm.net._dht_guard import DEFAULT_DHT_LIMITS, DhtLimits, DhtStoreStats, StoreCaps
 from p2pdm.net._edge import (
     DEFAULT_LISTEN,
+    DhtMode,
     PeerFilter,
     RecordSelector,
     RecordValidator,
@@ -51,6 +52,7 @@ __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_UPKEEP",
     "DhtLimits",
+    "DhtMode",
     "DhtStoreStats",
     "FrameDecoder",
     "Host",

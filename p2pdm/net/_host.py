@@ -32,13 +32,14 @@ from libp2p.host.ping import ID as PING_PROTOCOL_ID
 from libp2p.host.ping import PING_LENGTH
 from libp2p.identity.identify_push.identify_push import ID_PUSH as IDENTIFY_PUSH_PROTOCOL_ID
 from libp2p.identity.identify_push.identify_push import push_identify_to_peers
-from libp2p.kad_dht.kad_dht import KadDHT
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 
 from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.reachability import Reachability
 from p2pdm.errors import P2PDMError, PeerUnreachable, ProtocolViolation
 from p2pdm.limits import MAX_ADDRS
 from p2pdm.net import _maintenance
@@ -71,6 +72,15 @@ from p2pdm.net.upkeep import IdleTracker, Upkeep
 __all__ = ["Host"]
 
 logger = logging.getLogger(__name__)
+
+
+def _is_relayed(conn: INetConn) -> bool:
+    """Whether ``conn`` runs through a circuit relay (its addresses say /p2p-circuit)."""
+    try:
+        addrs = conn.get_transport_addresses()
+    except Exception:  # no addresses to read: not a relayed one we made
+        return False
+    return any("p2p-circuit" in str(addr) for addr in addrs)
 
 
 class _Libp2pRawStream:
@@ -143,6 +153,10 @@ class Host(Dht):
         self._conn_counter = itertools.count(1)
         #: The host's background tasks (open_host sets it before handing the host out).
         self._tasks: trio.Nursery | None = None
+        #: Whether others can dial us, from the last check (``_autonat``).
+        self.reachability = Reachability()
+        #: "auto": the DHT serves only while :attr:`reachability` says public.
+        self.dht_mode_setting = "server"
 
     def __repr__(self) -> str:
         return f"Host({self.peer_id})"
@@ -173,6 +187,17 @@ class Host(Dht):
         if number is None:
             number = self._conn_numbers[conn] = next(self._conn_counter)
         return number
+
+    def has_direct_connection(self, peer: PeerId) -> bool:
+        """Whether an open connection to ``peer`` is direct (not through a relay)."""
+        return any(
+            not conn.is_closed and not _is_relayed(conn)
+            for conn in self._swarm.get_connections(to_id(peer))
+        )
+
+    def dht_mode(self) -> str:
+        """The DHT mode in force now: "server" or "client"."""
+        return "server" if self._dht.mode == DHTMode.SERVER else "client"
 
     def is_connected(self, peer: PeerId) -> bool:
         return any(not conn.is_closed for conn in self._swarm.get_connections(to_id(peer)))

@@ -202,3 +202,36 @@ MAX_DHT_REFUSED_PEERS_COUNTED: Final = 1000
 #: Level of the ``libp2p`` logger unless LIBP2P_DEBUG is set: py-libp2p logs
 #: ordinary disconnects at ERROR (NOTES pitfall 13), so only CRITICAL passes.
 LIBP2P_LOG_LEVEL: Final = logging.CRITICAL
+
+# --- reachability (AutoNAT v1) -------------------------------------------------
+
+#: Peers asked to dial us back in one reachability check: a few more than
+#: the confirmations needed (core/reachability.py), as some refuse or are slow.
+AUTONAT_PEERS_ASKED: Final = 4
+
+#: Longest wait for one peer's dial-back verdict: its dial (DIAL_TIMEOUT_SECONDS
+#: per address, at most AUTONAT_MAX_DIAL_ADDRS of them, tried concurrently)
+#: plus the round trip.
+AUTONAT_QUERY_TIMEOUT_SECONDS: Final = DIAL_TIMEOUT_SECONDS + 5.0
+
+#: Addresses a serving node dials back for one request: all must be on the
+#: requester's own observed IP, so this only bounds the work per request.
+AUTONAT_MAX_DIAL_ADDRS: Final = 4
+
+#: Dial-back requests served at once: each costs up to AUTONAT_MAX_DIAL_ADDRS
+#: dials; more are reset (the asker asks someone else).
+AUTONAT_MAX_CONCURRENT_DIALBACKS: Final = 8
+
+#: An AutoNAT request or response: a PeerID and a few addresses (libp2p's
+#: own cap is 64 KiB; ours needs no more than this).
+AUTONAT_MAX_MESSAGE_BYTES: Final = 4096
+
+#: First reachability check after start-up: once joining has connected us to
+#: a few peers that can answer.
+REACHABILITY_FIRST_CHECK_SECONDS: Final = 2.0
+
+#: Checks while the verdict is unknown (too few peers yet, or they disagree).
+REACHABILITY_RETRY_SECONDS: Final = 30.0
+
+#: Checks once known: networks change (a laptop moves from a café to home).
+REACHABILITY_RECHECK_SECONDS: Final = 10 * 60.0

@@ -63,6 +63,7 @@ async def test_status_shows_what_the_dht_holds(
         assert re.match(r"holds [1-9]\d* records? \(\d+(\.\d)? K?i?B\)", shown["DHT"])
         assert "refused none; 0 evicted" in shown["DHT"]
         assert shown["Address"].startswith("/ip4/127.0.0.1/tcp/")
+        assert shown["Reach"].startswith(("unknown: ", "public: ")), shown["Reach"]
 
 
 def test_the_dht_line_names_refusals_by_reason() -> None:
@@ -82,6 +83,13 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
             "refused": {"rate": 10, "peer_cap": 2},
             "evicted": 1,
         },
+        "reachability": {
+            "status": "private",
+            "reached": 0,
+            "failed": 2,
+            "silent": 1,
+            "dht_mode": "client",
+        },
         "token": {"name": "owner", "scope": "admin"},
         "invite": "p2pdm:…",
     }
@@ -96,4 +104,7 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
     assert shown["DHT"] == (
         "holds 12 records (4.0 KiB) and 1 provider record; "
         "refused 12 writes (peer_cap 2, rate 10); 1 evicted"
+    )
+    assert shown["Reach"] == (
+        "private: behind a router or firewall: other nodes cannot dial this one; DHT client mode"
     )

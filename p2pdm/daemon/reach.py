@@ -1,0 +1,25 @@
+"""How reachable the running node is, as ``GET /v1/node`` shows it.
+
+How this works: the host keeps the last reachability verdict
+(:mod:`p2pdm.core.reachability`, checked in the background by the host) and
+the DHT mode in force; :func:`reachability_json` turns them into the JSON
+of the ``Reachability`` schema (``api/views.py``).
+"""
+
+from __future__ import annotations
+
+from p2pdm.net import Host
+
+__all__ = ["reachability_json"]
+
+
+def reachability_json(host: Host) -> dict[str, object]:
+    """The host's reachability as JSON (``GET /v1/node``'s ``reachability``)."""
+    verdict = host.reachability
+    return {
+        "status": verdict.status,
+        "reached": verdict.reached,
+        "failed": verdict.failed,
+        "silent": verdict.silent,
+        "dht_mode": host.dht_mode(),
+    }
