@@ -26,6 +26,9 @@ __all__ = ["RECORD_NAMESPACE", "NodeRecord", "record_key", "select", "validate"]
 RECORD_NAMESPACE: Final = "p2pdm"
 _DOMAIN: Final = "record/v1"
 _U63: Final = (1 << 63) - 1
+#: Relayed addresses in a record: a node keeps reservations on a couple of
+#: relays, each with a few addresses; more is padding, not reachability.
+MAX_RELAY_ADDRS: Final = 8
 
 
 def record_key(peer: PeerId) -> str:
@@ -40,15 +43,22 @@ class NodeRecord:
     bundle: PrekeyBundle
     #: Mailbox nodes that hold this node's envelopes (multiaddrs), newest first.
     mailboxes: tuple[str, ...] = ()
+    #: Relayed addresses (``…/p2p/<relay>/p2p-circuit/p2p/<peer>``) where this
+    #: node holds a reservation: how a node behind NAT is reached. Optional on
+    #: the wire: absent when empty, so records without it keep their bytes.
+    relays: tuple[str, ...] = ()
 
     def _signed_map(self) -> dict[str, Any]:
-        return {
+        signed: dict[str, Any] = {
             "v": WIRE_VERSION,
             "peer": self.peer.raw,
             "seq": self.seq,
             "bundle": self.bundle.to_map(),
             "mailboxes": list(self.mailboxes),
         }
+        if self.relays:
+            signed["relays"] = list(self.relays)
+        return signed
 
     def sign(self, identity: Identity) -> bytes:
         """Encode and sign; ``identity`` must be the record's peer."""
@@ -70,9 +80,17 @@ class NodeRecord:
         mailboxes = f.array("mailboxes", MAX_ADDRS)
         if any(type(m) is not str or len(m.encode()) > MAX_ADDR_BYTES for m in mailboxes):
             raise SchemaError("node record: mailboxes must be short multiaddr strings")
+        relays = f.array("relays", MAX_RELAY_ADDRS) if f.has("relays") else []
+        if not relays and f.has("relays"):
+            raise SchemaError("node record: relays is left out when empty")
+        circuit = f"/p2p-circuit/p2p/{peer}"
+        if any(type(r) is not str or len(r.encode()) > MAX_ADDR_BYTES for r in relays) or not all(
+            r.endswith(circuit) for r in relays
+        ):
+            raise SchemaError("node record: relays must be short circuit addresses of its peer")
         signature = f.blob("sig", size=SIGNATURE_BYTES)
         f.done()
-        record = cls(peer, seq, bundle, tuple(mailboxes))
+        record = cls(peer, seq, bundle, tuple(mailboxes), tuple(relays))
         verify(peer, _DOMAIN, cbor.encode(record._signed_map()), signature)
         if bundle.peer != peer:
             raise SignatureError("node record carries another peer's bundle")

@@ -30,6 +30,7 @@ from p2pdm.net._dht import GuardedValidator, guard_dht
 from p2pdm.net._dht_guard import DEFAULT_DHT_LIMITS, DhtGuard, DhtLimits
 from p2pdm.net._edge import DEFAULT_LISTEN, DhtMode, PeerFilter
 from p2pdm.net._host import Host
+from p2pdm.net._relay import RelayLimits, relay_protocol
 from p2pdm.net.addrs import parse_bootstrap, refuse_taken_port, transport_addr
 from p2pdm.net.limits import (
     MAX_BOOTSTRAP_PEERS,
@@ -52,6 +53,7 @@ async def open_host(
     bootstrap: Sequence[str] = (),
     dht_mode: DhtMode = "server",
     reachability: bool | None = None,
+    relay: RelayLimits | None = None,
     upkeep: Upkeep = DEFAULT_UPKEEP,
     network: MemoryNetwork | None = None,
     peer_filter: PeerFilter | None = None,
@@ -70,8 +72,10 @@ async def open_host(
     while public; at start a server only without bootstrap peers, being the
     first node of its network). ``reachability``: serve AutoNAT dial-backs
     and check our own reachability in the background (default: on TCP, not
-    on a memory network). ``upkeep``: periods of the background maintenance
-    (idle connections, bootstrap re-dial, DHT refresh). ``peer_filter``: a
+    on a memory network). ``relay``: serve circuit relay v2 (hop) with these
+    limits; every TCP host accepts circuits to itself (stop) either way.
+    ``upkeep``: periods of the background maintenance (idle connections,
+    bootstrap re-dial, DHT refresh). ``peer_filter``: a
     :meth:`Host.set_peer_filter` in force from the start, before joining.
     ``faults``: latency and loss on every TCP connection (simulations in
     real time); the memory network has its own. ``dht_limits``: what other
@@ -134,6 +138,11 @@ async def open_host(
     host = Host(identity, lp_host, dht, bootstrap_peers, upkeep, dht_guard)
     host._allowed = peer_filter
     host.dht_mode_setting = dht_mode
+    relay_service = None
+    if network is None:
+        relay_service = relay_protocol(lp_host, relay, host.relay_stats)
+        host._relay_proto = relay_service
+        host.relay_limits = relay
     if reachability:
         _autonat.serve_autonat(host)
     _patches.refuse_filtered_peers(swarm, host._permits)
@@ -148,7 +157,16 @@ async def open_host(
         try:
             if not swarm.listeners:
                 raise ConfigError(f"cannot listen on {', '.join(listen)}")
-            async with background_trio_service(dht), trio.open_nursery() as nursery:
+            relaying: AbstractAsyncContextManager[object] = (
+                background_trio_service(relay_service)
+                if relay_service is not None
+                else nullcontext()
+            )
+            async with (
+                background_trio_service(dht),
+                relaying,
+                trio.open_nursery() as nursery,
+            ):
                 host._tasks = nursery
                 await _maintenance.start(host)
                 nursery.start_soon(_maintenance.maintain, host)

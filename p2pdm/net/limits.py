@@ -235,3 +235,67 @@ REACHABILITY_RETRY_SECONDS: Final = 30.0
 
 #: Checks once known: networks change (a laptop moves from a café to home).
 REACHABILITY_RECHECK_SECONDS: Final = 10 * 60.0
+
+# --- circuit relay v2 (a relay's limits; see docs/operating.md) ------------------
+
+#: Reservations a relay holds at once: each is one node behind NAT that can
+#: be reached through it. 128 such nodes cost a small server little (a
+#: reservation is a table entry; only circuits carry bytes).
+RELAY_MAX_RESERVATIONS: Final = 128
+
+#: How long a reservation lasts unless renewed (clients renew at half-life).
+RELAY_RESERVATION_SECONDS: Final = 60 * 60
+
+#: Circuits open at once to one reserving node (its contacts reaching it).
+RELAY_MAX_CIRCUITS_PER_PEER: Final = 8
+
+#: Circuits open at once from one dialing node: one node cannot take every
+#: circuit slot of the relay.
+RELAY_MAX_CIRCUITS_FROM_PEER: Final = 8
+
+#: Circuits open at once on the relay in all.
+RELAY_MAX_CIRCUITS: Final = 256
+
+#: Longest life of one circuit: long enough for a conversation and hole
+#: punching (which then moves the conversation off the relay), short enough
+#: that the relay is not a free tunnel. The node re-dials when it ends.
+RELAY_CIRCUIT_SECONDS: Final = 10 * 60
+
+#: Bytes one circuit may carry (both directions together): thousands of
+#: text messages, but no media streaming through a volunteer's server.
+RELAY_CIRCUIT_BYTES: Final = 4 << 20
+
+#: Bytes read from one side of a circuit at a time.
+RELAY_COPY_CHUNK_BYTES: Final = 16 << 10
+
+#: Longest wait for a relay's answer to a reservation or connect request.
+RELAY_REQUEST_TIMEOUT_SECONDS: Final = 10.0
+
+# --- a node behind NAT using relays ------------------------------------------
+
+#: Relays a private node keeps reservations on: two, so one relay going
+#: away does not make the node unreachable until the next check.
+RELAYS_KEPT: Final = 2
+
+#: Relayed addresses published per relay (its public ones, loopback only if
+#: it has nothing else): enough for one IPv4 and one IPv6 address.
+MAX_CIRCUIT_ADDRS_PER_RELAY: Final = 2
+
+#: How often the node checks its reservations (renews, replaces lost relays).
+RELAY_CHECK_SECONDS: Final = 30.0
+
+#: A reservation is renewed when it has less than this left.
+RELAY_RENEW_MARGIN_SECONDS: Final = RELAY_RESERVATION_SECONDS / 2
+
+#: A relay that refused or failed is not asked again for this long.
+RELAY_RETRY_SECONDS: Final = 5 * 60.0
+
+#: How often a relay re-announces itself under the relay key in the DHT.
+RELAY_PROVIDE_SECONDS: Final = 30 * 60.0
+
+#: Relays looked at from one provider lookup.
+MAX_RELAY_CANDIDATES: Final = 16
+
+#: A dial that has relayed addresses gives the direct ones this long first
+#: (a private address of another network can blackhole the whole budget).
+DIRECT_BEFORE_RELAY_SECONDS: Final = 2.0
