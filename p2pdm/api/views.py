@@ -127,6 +127,31 @@ REACHABILITY: Final[Schema] = obj(
             "description": "server: this node answers DHT queries (public nodes only, "
             "unless forced)",
         },
+        "relayed_addrs": {
+            "type": "array",
+            "items": STRING,
+            "description": "addresses through the relays this node holds reservations "
+            "on (behind NAT); published in its signed record",
+        },
+        "relay": {
+            "oneOf": [{"type": "null"}, ref("RelayStats")],
+            "description": "what this node's relay serves; null unless it runs with --relay",
+        },
+    }
+)
+
+RELAY_STATS: Final[Schema] = obj(
+    {
+        "reservations": {**INT, "description": "reservations held for nodes behind NAT"},
+        "circuits_open": INT,
+        "circuits_total": {**INT, "description": "circuits relayed since start"},
+        "circuits_cut": {**INT, "description": "circuits ended at their byte or time limit"},
+        "refused": {
+            "type": "object",
+            "additionalProperties": INT,
+            "description": "requests refused since start, by reason: reservation_limit, "
+            "no_reservation, circuit_limit, malformed",
+        },
     }
 )
 
@@ -403,6 +428,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "Node": NODE,
     "DhtStats": DHT_STATS,
     "Reachability": REACHABILITY,
+    "RelayStats": RELAY_STATS,
     "Contact": obj(_CONTACT_PROPERTIES),
     "AddedContact": ADDED_CONTACT,
     "ContactList": obj({"contacts": {"type": "array", "items": ref("Contact")}}),

@@ -68,6 +68,19 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MULTIADDR",
         help="a mailbox you prefer for your messages (…/p2p/<PeerID>), repeatable",
     )
+    parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="offer circuit relay v2: let nodes behind NAT be reached through this one "
+        "(within limits; announced in the DHT)",
+    )
+    parser.add_argument(
+        "--relay-peer",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="a relay to use when this node is behind NAT (…/p2p/<PeerID>), repeatable",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument(
         "--force",
@@ -85,6 +98,8 @@ def run(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         dht_mode=args.dht_mode,
         mailbox=args.mailbox,
         mailbox_peers=args.mailbox_peer,
+        relay=args.relay,
+        relay_peers=args.relay_peer,
     )
     if check_not_exported(home, force=args.force) is not None:
         print("The export mark is cleared: run this copy only.", file=sys.stderr)

@@ -54,8 +54,26 @@ def describe(info: NodeInfo, *, now_ms: int) -> list[tuple[str, str]]:
     unread, requests = counts.get("unread", 0), counts.get("requests", 0)
     lines.append(("Unread", f"{unread}; {_plural(requests, 'message request')}"))
     lines.append(("DHT", _dht(info["dht"])))
-    lines.append(("Reach", _reach(info["reachability"])))
+    reach = info["reachability"]
+    lines.append(("Reach", _reach(reach)))
+    if reach is not None:
+        relayed = reach["relayed_addrs"]
+        lines += [("Relayed" if i == 0 else "", safe_text(a)) for i, a in enumerate(relayed)]
+        if reach["relay"] is not None:
+            lines.append(("Relay", _relay(reach["relay"])))
     return lines
+
+
+def _relay(stats: Mapping[str, object]) -> str:
+    refused = stats.get("refused")
+    refusals = _refusals(refused if isinstance(refused, dict) else {})
+    return (
+        f"serving {stats.get('reservations', 0)} reservations, "
+        f"{stats.get('circuits_open', 0)} circuits open "
+        f"({stats.get('circuits_total', 0)} in all, "
+        f"{stats.get('circuits_cut', 0)} cut at a limit); "
+        f"{refusals.replace('write', 'request')}"
+    )
 
 
 _REACH_MEANING: Final = {

@@ -125,6 +125,10 @@ class ReachabilityInfo(TypedDict):
     silent: int
     #: ``server`` or ``client``.
     dht_mode: str
+    #: Our addresses through relays (behind NAT).
+    relayed_addrs: list[str]
+    #: What our relay serves (``run --relay``), else None.
+    relay: dict[str, object] | None
 
 
 class NodeInfo(TypedDict):

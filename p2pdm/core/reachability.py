@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["REACHABILITY_CONFIRMATIONS", "Reachability", "Status", "decide"]
+__all__ = ["REACHABILITY_CONFIRMATIONS", "RELAY_SERVICE_KEY", "Reachability", "Status", "decide"]
 
 Status = Literal["public", "private", "unknown"]
 
@@ -62,3 +62,8 @@ def decide(
     elif failed >= confirmations and failed > 2 * reached:
         status = "private"
     return Reachability(status, reached, failed, silent)
+
+
+#: The DHT key relays announce themselves under (provider records; on the
+#: wire as its SHA-256 multihash, like every p2pdm provider key).
+RELAY_SERVICE_KEY: Final = b"/p2pdm/relay/v1"

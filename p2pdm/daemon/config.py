@@ -47,6 +47,10 @@ class Config:
     #: "auto" (empty: serve the DHT only while public), "server" or "client";
     #: ``run --dht-mode`` other than auto wins.
     dht_mode: str = ""
+    #: Offer circuit relay v2 to nodes behind NAT; ``run --relay`` turns it on too.
+    relay: bool = False
+    #: Preferred relays (``…/p2p/<PeerID>``); ``run --relay-peer`` adds to them.
+    relay_peers: tuple[str, ...] = ()
 
 
 def _config_value(path: Path, key: str, value: object, default: object) -> object:

@@ -22,4 +22,18 @@ def reachability_json(host: Host) -> dict[str, object]:
         "failed": verdict.failed,
         "silent": verdict.silent,
         "dht_mode": host.dht_mode(),
+        "relayed_addrs": host.relayed_addrs(),
+        "relay": None if host.relay_limits is None else relay_json(host),
+    }
+
+
+def relay_json(host: Host) -> dict[str, object]:
+    """What our relay serves and refused."""
+    stats = host.relay_stats
+    return {
+        "reservations": host.relay_reservations_held(),
+        "circuits_open": stats.circuits_open,
+        "circuits_total": stats.circuits_total,
+        "circuits_cut": stats.circuits_cut,
+        "refused": dict(stats.refused),
     }

@@ -55,7 +55,17 @@ from p2pdm.errors import (
     SignatureError,
     WireError,
 )
-from p2pdm.net import DhtMode, Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
+from p2pdm.net import (
+    DhtMode,
+    Host,
+    MemoryNetwork,
+    PeerFilter,
+    RelayKeeper,
+    RelayLimits,
+    TcpFaults,
+    announce_relay,
+    open_host,
+)
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 from p2pdm.services.dm import Delivery
@@ -129,6 +139,10 @@ class RunOptions:
     mailbox: bool = False
     #: Mailboxes we prefer for our own envelopes, named in our DHT record.
     mailbox_peers: tuple[str, ...] = ()
+    #: Offer circuit relay v2 to nodes behind NAT (with these limits).
+    relay: RelayLimits | None = None
+    #: Relays we prefer for our reservations when behind NAT (``…/p2p/<PeerID>``).
+    relay_peers: tuple[str, ...] = ()
     upkeep: Upkeep = field(default=DEFAULT_UPKEEP)
 
     @classmethod
@@ -142,6 +156,8 @@ class RunOptions:
         dht_mode: DhtMode = "server",
         mailbox: bool = False,
         mailbox_peers: Sequence[str] = (),
+        relay: bool = False,
+        relay_peers: Sequence[str] = (),
     ) -> RunOptions:
         """Command-line values win over the config file; address lists are joined."""
         config = home.config()
@@ -157,6 +173,8 @@ class RunOptions:
             dht_mode=dht_mode if dht_mode != "auto" else config_dht_mode(config.dht_mode),
             mailbox=mailbox or config.mailbox,
             mailbox_peers=tuple(dict.fromkeys([*mailbox_peers, *config.mailbox_peers])),
+            relay=RelayLimits() if relay or config.relay else None,
+            relay_peers=tuple(dict.fromkeys([*relay_peers, *config.relay_peers])),
         )
 
 
@@ -182,17 +200,29 @@ def _select(key: bytes, values: list[bytes]) -> int:
     return records.select(key.decode(), values)
 
 
-async def fetch_bundle(host: Host, peer: PeerId) -> PrekeyBundle | None:
-    """``peer``'s prekey bundle from its newest DHT record, or None if none is found."""
+async def fetch_record(host: Host, peer: PeerId) -> records.NodeRecord | None:
+    """``peer``'s newest DHT record, or None if none (valid) is found."""
     key = records.record_key(peer)
     value = await host.get_record(key, BUNDLE_FETCH_TIMEOUT_SECONDS)
     if value is None:
         return None
     try:
-        return records.validate(key, value).bundle
+        return records.validate(key, value)
     except (WireError, SignatureError) as exc:  # holders validate, but trust no one
         log.warning("record of %s is invalid: %s", peer.short(), exc)
         return None
+
+
+async def fetch_bundle(host: Host, peer: PeerId) -> PrekeyBundle | None:
+    """``peer``'s prekey bundle from its newest DHT record, or None if none is found."""
+    record = await fetch_record(host, peer)
+    return None if record is None else record.bundle
+
+
+async def relayed_addrs_of(host: Host, peer: PeerId) -> list[str]:
+    """``peer``'s relayed addresses, from its signed record ([] if none)."""
+    record = await fetch_record(host, peer)
+    return [] if record is None else list(record.relays)
 
 
 def dht_stats_json(host: Host) -> dict[str, object]:
@@ -226,22 +256,37 @@ async def publish_record(node: Node, host: Host, directory: MailboxDirectory | N
     node.store.set_setting(RECORD_SEQ_SETTING, seq)
     directory = directory or MailboxDirectory(node.identity, host)
     try:
-        await directory.publish_record(node.messenger.bundle(one_time=0), seq)
+        await directory.publish_record(node.messenger.bundle(one_time=0), seq, host.relayed_addrs())
     except P2PDMError as exc:
         log.warning("publishing our record failed: %s", exc)
         return False
     return bool(record_holders(host))
 
 
-async def _publish_records(node: Node, host: Host, directory: MailboxDirectory) -> None:
+class _Republish:
+    """Asks the record publisher to publish now (our relayed addresses changed)."""
+
+    def __init__(self) -> None:
+        self.due = trio.Event()
+
+    def now(self) -> None:
+        self.due.set()
+
+
+async def _publish_records(
+    node: Node, host: Host, directory: MailboxDirectory, republish: _Republish
+) -> None:
     next_due = -1.0
     while True:
         rotated = node.messenger.rotate_prekeys()
-        if rotated or trio.current_time() >= next_due:
+        if rotated or republish.due.is_set() or trio.current_time() >= next_due:
+            republish.due = trio.Event()
             reached = await publish_record(node, host, directory)
             pause = RECORD_REPUBLISH_SECONDS if reached else RECORD_RETRY_SECONDS
             next_due = trio.current_time() + pause
-        await trio.sleep(min(PREKEY_CHECK_SECONDS, max(0.0, next_due - trio.current_time())))
+        wait = min(PREKEY_CHECK_SECONDS, max(0.0, next_due - trio.current_time()))
+        with trio.move_on_after(wait):
+            await republish.due.wait()
 
 
 async def greet_contacts(node: Node, host: Host) -> int:
@@ -381,6 +426,7 @@ async def serve_node(
         network=network,
         peer_filter=peer_filter,
         faults=faults,
+        relay=options.relay,
     ) as host:
         host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
         node.addrs = host.listen_addrs()
@@ -394,6 +440,8 @@ async def serve_node(
         node.fetch_bundle = partial(fetch_bundle, host)
         node.dht_stats = partial(dht_stats_json, host)
         node.reachability = partial(reachability_json, host)
+        host.relayed_addrs_of = partial(relayed_addrs_of, host)
+        republish = _Republish()
         # Peers met while joining the DHT learn that we speak p2pdm now.
         await host.announce_protocols()
         async with trio.open_nursery() as nursery:
@@ -412,7 +460,12 @@ async def serve_node(
             await nursery.start(delivery.run_fetcher)
             # At once: our record (where our mailboxes are, our prekeys), and
             # our contacts (they learn where we are now and send what waits).
-            nursery.start_soon(_publish_records, node, host, directory)
+            nursery.start_soon(_publish_records, node, host, directory, republish)
+            if network is None:  # reachability is checked on TCP only
+                keeper = RelayKeeper(host, options.relay_peers, changed=republish.now)
+                nursery.start_soon(keeper.run)
+            if options.relay is not None:
+                nursery.start_soon(announce_relay, host)
             nursery.start_soon(greet_contacts, node, host)
             nursery.start_soon(_PeerWatch(node, host, delivery).run)
             task_status.started(Serving(node, host, delivery, directory, service))

@@ -234,6 +234,8 @@ async def recheck(host: Host) -> Reachability:
     before = host.reachability.status
     host.reachability = verdict
     if verdict.status != before:
+        for listener in host.reachability_listeners:
+            listener()
         logger.info(
             "reachability: %s (%d peers reached us, %d could not, %d gave no answer)",
             verdict.status,

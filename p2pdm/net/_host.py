@@ -66,6 +66,7 @@ from p2pdm.net._relay import (
     is_circuit,
     reservations_held,
     reserve,
+    reserved_peers,
 )
 from p2pdm.net.addrs import full_addr, transport_addr
 from p2pdm.net.limits import (
@@ -177,6 +178,8 @@ class Host(Dht):
         #: Relayed addresses of a peer, from outside the DHT (its signed
         #: record): :meth:`find_peer` adds them to what the DHT answers.
         self.relayed_addrs_of: Callable[[PeerId], Awaitable[list[str]]] | None = None
+        #: Called when :attr:`reachability` changes status.
+        self.reachability_listeners: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         return f"Host({self.peer_id})"
@@ -253,6 +256,15 @@ class Host(Dht):
     def relayed_addrs(self) -> list[str]:
         """Our addresses through the relays we hold reservations on."""
         return [addr for held in self.reservations.values() for addr in held.addrs]
+
+    def relay_connections_kept(self) -> set[ID]:
+        """Peers whose connections are never closed as idle: relays we hold a
+        reservation on, and (serving as a relay) peers holding one on us;
+        circuits need those connections open."""
+        kept = {to_id(relay) for relay in self.reservations}
+        if self._relay_proto is not None:
+            kept.update(reserved_peers(self._relay_proto))
+        return kept
 
     def relay_reservations_held(self) -> int:
         """Reservations our relay holds for others now (0 if we are no relay)."""

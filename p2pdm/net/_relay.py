@@ -77,6 +77,7 @@ __all__ = [
     "relay_protocol",
     "reservations_held",
     "reserve",
+    "reserved_peers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -249,6 +250,13 @@ def _guard_hop(
     proto._handle_reserve = reserve_for_stream_peer  # type: ignore[method-assign]
     proto._handle_connect = connect_if_reserved_and_connected  # type: ignore[method-assign]
     proto._relay_data = relay_data  # type: ignore[method-assign,assignment]
+
+
+def reserved_peers(proto: CircuitV2Protocol) -> set[ID]:
+    """Peers holding a live reservation on this relay."""
+    manager = proto.resource_manager
+    manager._clean_expired()
+    return set(manager._reservations)
 
 
 def reservations_held(proto: CircuitV2Protocol) -> int:

@@ -238,12 +238,21 @@ class MailboxDirectory:
     def preferred_addrs(self) -> tuple[str, ...]:
         return tuple(addrs[0] for _, addrs in self.preferred)
 
-    async def publish_record(self, bundle: PrekeyBundle, seq: int) -> None:
-        """Put our signed record (prekey bundle, preferred mailboxes) in the DHT.
+    async def publish_record(
+        self, bundle: PrekeyBundle, seq: int, relays: Sequence[str] = ()
+    ) -> None:
+        """Put our signed record (prekey bundle, preferred mailboxes, relayed
+        addresses) in the DHT.
 
         ``seq`` must grow with every publication (the wall clock in ms does).
         """
-        record = records.NodeRecord(self.identity.peer_id, seq, bundle, self.preferred_addrs)
+        record = records.NodeRecord(
+            self.identity.peer_id,
+            seq,
+            bundle,
+            self.preferred_addrs,
+            tuple(relays[: records.MAX_RELAY_ADDRS]),
+        )
         await self.network.put_record(
             records.record_key(self.identity.peer_id), record.sign(self.identity)
         )

@@ -89,6 +89,8 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
             "failed": 2,
             "silent": 1,
             "dht_mode": "client",
+            "relayed_addrs": ["/ip4/100.64.1.1/tcp/4001/p2p/12D3KooWr/p2p-circuit/p2p/12D3KooWx"],
+            "relay": None,
         },
         "token": {"name": "owner", "scope": "admin"},
         "invite": "p2pdm:…",
