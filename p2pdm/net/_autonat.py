@@ -37,7 +37,7 @@ from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.peer.id import ID
 
 from p2pdm.core.identity import PeerId
-from p2pdm.core.reachability import Reachability, decide
+from p2pdm.core.reachability import REACHABILITY_CONFIRMATIONS, Reachability, decide
 from p2pdm.errors import P2PDMError
 from p2pdm.net._edge import NETWORK_ERRORS, from_id, quietly
 from p2pdm.net._host import Host, _Libp2pRawStream
@@ -48,6 +48,7 @@ from p2pdm.net.limits import (
     AUTONAT_PEERS_ASKED,
     AUTONAT_QUERY_TIMEOUT_SECONDS,
     DIAL_TIMEOUT_SECONDS,
+    REACHABILITY_FEW_PEERS_RETRY_SECONDS,
     REACHABILITY_RECHECK_SECONDS,
     REACHABILITY_RETRY_SECONDS,
 )
@@ -258,5 +259,10 @@ async def watch_reachability(host: Host, first_check: float) -> None:
     await trio.sleep(first_check)
     while True:
         verdict = await recheck(host)
-        known = verdict.status != "unknown"
-        await trio.sleep(REACHABILITY_RECHECK_SECONDS if known else REACHABILITY_RETRY_SECONDS)
+        if verdict.status != "unknown":
+            pause = REACHABILITY_RECHECK_SECONDS
+        elif verdict.reached + verdict.failed + verdict.silent < REACHABILITY_CONFIRMATIONS:
+            pause = REACHABILITY_FEW_PEERS_RETRY_SECONDS
+        else:
+            pause = REACHABILITY_RETRY_SECONDS
+        await trio.sleep(pause)

@@ -233,6 +233,10 @@ REACHABILITY_FIRST_CHECK_SECONDS: Final = 2.0
 #: Checks while the verdict is unknown (too few peers yet, or they disagree).
 REACHABILITY_RETRY_SECONDS: Final = 30.0
 
+#: Checks while too few peers were there to ask (the first node of a
+#: network, just started): asking nobody costs nothing, and peers arrive soon.
+REACHABILITY_FEW_PEERS_RETRY_SECONDS: Final = 5.0
+
 #: Checks once known: networks change (a laptop moves from a café to home).
 REACHABILITY_RECHECK_SECONDS: Final = 10 * 60.0
 

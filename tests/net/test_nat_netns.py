@@ -1,0 +1,220 @@
+"""Nodes behind NAT routers, in network namespaces: reachability, relays, hole punching.
+
+The topology (each box a network namespace held by an ``unshare`` process,
+as in ``tests/sim/test_netns.py``; links are veth pairs)::
+
+    home_a (Alice)             internet (relay R, public node P)           home_c (Carol)
+    192.168.1.2 ── router_a ── 100.64.1.2 | 100.64.1.1   100.64.2.1 | 100.64.2.2 ── router_c ── 192.168.2.2
+                   192.168.1.1  MASQUERADE      (forwards between its links)       MASQUERADE  192.168.2.1
+
+Each router masquerades its home behind its internet address and forwards
+nothing inbound that is not part of a connection from inside (iptables and
+conntrack, as a home router does). The internet has no route to either
+home. Nodes run as ``p2pdm run`` processes; the test talks to their local
+APIs with ``curl`` inside their namespaces. Needs root, ``unshare``,
+``nsenter``, ``ip``, ``iptables`` and ``curl``; skipped naming the step
+that failed otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from p2pdm.daemon.home import Home
+from tests.conftest import home_with_identity
+from tests.sim.test_netns import Namespace, _holder, _skip, _stop
+
+pytestmark = [pytest.mark.netns, pytest.mark.net, pytest.mark.slow]
+
+API_PORT: Final = 4780
+P2P_PORT: Final = 4001
+#: Longest wait for one condition (a verdict, a reservation, a delivery).
+WAIT_SECONDS: Final = 60.0
+COMMAND_TIMEOUT_SECONDS: Final = 20.0
+TOOLS: Final = ("unshare", "nsenter", "ip", "iptables", "curl")
+
+
+def _setup(step: str, action: Callable[[], None]) -> None:
+    try:
+        action()
+    except (OSError, subprocess.SubprocessError) as exc:
+        _skip(step, exc)
+
+
+def _veth(a: Namespace, name_a: str, b: Namespace, name_b: str) -> None:
+    a.run("ip", "link", "add", name_a, "type", "veth", "peer", "name", name_b, "netns", str(b.pid))
+
+
+def _addr(ns: Namespace, dev: str, cidr: str) -> None:
+    ns.run("ip", "addr", "add", cidr, "dev", dev)
+    ns.run("ip", "link", "set", dev, "up")
+
+
+@dataclass
+class World:
+    internet: Namespace
+    router_a: Namespace
+    router_c: Namespace
+    home_a: Namespace
+    home_c: Namespace
+
+
+@contextmanager
+def nat_world() -> Iterator[World]:
+    for tool in TOOLS:
+        if shutil.which(tool) is None:
+            pytest.skip(f"cannot build the NAT topology: {tool} is not installed")
+    made: list[Namespace] = []
+    try:
+        _setup("unshare --net", lambda: made.extend(_holder() for _ in range(5)))
+        world = World(*made)
+        inet, ra, rc, ha, hc = made
+        for ns in made:
+            ns.run("ip", "link", "set", "lo", "up")
+        _setup("ip link add type veth", lambda: _veth(inet, "wa", ra, "wan"))
+        _veth(inet, "wc", rc, "wan")
+        _veth(ra, "lan", ha, "eth0")
+        _veth(rc, "lan", hc, "eth0")
+        _addr(inet, "wa", "100.64.1.1/24")
+        _addr(inet, "wc", "100.64.2.1/24")
+        for router, home, n in ((ra, ha, 1), (rc, hc, 2)):
+            _addr(router, "wan", f"100.64.{n}.2/24")
+            _addr(router, "lan", f"192.168.{n}.1/24")
+            router.run("ip", "route", "add", "default", "via", f"100.64.{n}.1")
+            _addr(home, "eth0", f"192.168.{n}.2/24")
+            home.run("ip", "route", "add", "default", "via", f"192.168.{n}.1")
+        for ns in (inet, ra, rc):
+            ns.run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        for router in (ra, rc):
+            _setup(
+                "iptables MASQUERADE",
+                lambda r=router: r.run(
+                    "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"
+                ),
+            )
+            router.run(
+                "iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack",
+                "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT",
+            )  # fmt: skip
+            router.run("iptables", "-A", "FORWARD", "-i", "wan", "-j", "DROP")
+        yield world
+    finally:
+        for ns in made:
+            _stop(ns.holder)
+
+
+@dataclass
+class NodeProc:
+    ns: Namespace
+    home: Home
+    process: subprocess.Popen[bytes]
+    api_port: int
+    log: Path
+
+    @property
+    def peer_id(self) -> str:
+        return str(self.home.load_identity().peer_id)
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        argv = ["curl", "-s", "-m", "10", "-X", method]
+        argv += ["-H", f"Authorization: Bearer {self.home.api_token()}"]
+        if body is not None:
+            argv += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+        argv.append(f"http://127.0.0.1:{self.api_port}{path}")
+        done = subprocess.run(
+            ["nsenter", "-t", str(self.ns.pid), "-n", "--", *argv],
+            capture_output=True,
+            timeout=COMMAND_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if done.returncode != 0 or not done.stdout:
+            return None
+        return json.loads(done.stdout)
+
+    def reach(self) -> dict[str, Any]:
+        info = self.call("GET", "/v1/node") or {}
+        return info.get("reachability") or {}
+
+
+def start(
+    stack: ExitStack, ns: Namespace, tmp: Path, name: str, *options: str, port: int = P2P_PORT
+) -> NodeProc:
+    home = home_with_identity(tmp / name, name)
+    api_port = API_PORT + port - P2P_PORT
+    argv = [sys.executable, "-m", "p2pdm", "--home", str(home.path), "run"]
+    argv += ["--listen", f"/ip4/0.0.0.0/tcp/{port}", "--api", f"127.0.0.1:{api_port}"]
+    log = tmp / f"{name}.log"
+    process = ns.popen([*argv, *options, "--log-level", "info"], log)
+    stack.callback(_stop, process)
+    return NodeProc(ns, home, process, api_port, log)
+
+
+def wait_for(what: str, check: Callable[[], Any], nodes: list[NodeProc]) -> Any:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        for node in nodes:
+            assert node.process.poll() is None, node.log.read_text()[-3000:]
+        time.sleep(0.5)
+    logs = "\n\n".join(f"--- {n.home.path.name}\n{n.log.read_text()[-2500:]}" for n in nodes)
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+
+def texts(node: NodeProc, peer: str) -> list[str]:
+    page = node.call("GET", f"/v1/conversations/{peer}/messages") or {}
+    return [m["text"] for m in page.get("messages", [])]
+
+
+def test_two_nodes_behind_nat_chat_through_a_relay(tmp_path: Path) -> None:
+    with nat_world() as w, ExitStack() as stack:
+        relay = start(stack, w.internet, tmp_path, "relay", "--relay")
+        relay_addr = f"/ip4/100.64.1.1/tcp/{P2P_PORT}/p2p/{relay.peer_id}"
+        public = start(
+            stack, w.internet, tmp_path, "public", "--bootstrap", relay_addr, port=P2P_PORT + 1
+        )
+        public_addr = f"/ip4/100.64.2.1/tcp/{P2P_PORT + 1}/p2p/{public.peer_id}"
+        everyone = [relay, public]
+        wait_for("the relay's API", lambda: relay.call("GET", "/v1/node"), everyone)
+        alice = start(stack, w.home_a, tmp_path, "alice", "--bootstrap", relay_addr,
+                      "--bootstrap", public_addr)  # fmt: skip
+        carol = start(stack, w.home_c, tmp_path, "carol", "--bootstrap", relay_addr,
+                      "--bootstrap", public_addr)  # fmt: skip
+        everyone += [alice, carol]
+
+        # Reachability: the NATed nodes are private, the relay public.
+        for node in (alice, carol):
+            wait_for(f"{node.home.path.name} private", lambda n=node: n.reach().get("status") == "private", everyone)  # fmt: skip
+        wait_for("the relay public", lambda: relay.reach().get("status") == "public", everyone)
+        assert alice.reach()["dht_mode"] == "client" and relay.reach()["dht_mode"] == "server"
+
+        # Each finds the relay in the DHT and publishes its relayed addresses.
+        for node in (alice, carol):
+            relayed = wait_for(f"{node.home.path.name}'s reservation", lambda n=node: n.reach().get("relayed_addrs"), everyone)  # fmt: skip
+            assert all(f"/p2p/{relay.peer_id}/p2p-circuit/p2p/{node.peer_id}" in a for a in relayed)
+        assert relay.reach()["relay"]["reservations"] >= 2
+
+        # By PeerID only: the record gives the bundle and the relayed addresses.
+        assert alice.call("POST", "/v1/contacts", {"peer_id": carol.peer_id})
+        assert carol.call("POST", "/v1/contacts", {"peer_id": alice.peer_id})
+        sent = alice.call("POST", "/v1/messages", {"to": carol.peer_id, "text": "hi Carol"})
+        assert sent and sent.get("status") == "queued", sent
+        wait_for("Carol to receive", lambda: "hi Carol" in texts(carol, alice.peer_id), everyone)
+        assert relay.reach()["relay"]["circuits_total"] >= 1
+
+        # Carol's router now drops everything new from outside: still the relay.
+        w.router_c.run("iptables", "-I", "FORWARD", "1", "-i", "wan", "-p", "tcp", "--syn", "-j", "DROP")  # fmt: skip
+        carol.call("POST", "/v1/messages", {"to": alice.peer_id, "text": "still here"})
+        wait_for("Alice to receive", lambda: "still here" in texts(alice, carol.peer_id), everyone)
