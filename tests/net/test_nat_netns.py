@@ -3,9 +3,12 @@
 The topology (each box a network namespace held by an ``unshare`` process,
 as in ``tests/sim/test_netns.py``; links are veth pairs)::
 
-    home_a (Alice)             internet (relay R, public node P)           home_c (Carol)
-    192.168.1.2 ── router_a ── 100.64.1.2 | 100.64.1.1   100.64.2.1 | 100.64.2.2 ── router_c ── 192.168.2.2
-                   192.168.1.1  MASQUERADE      (forwards between its links)       MASQUERADE  192.168.2.1
+    home_a: Alice 192.168.1.2
+      └─ router_a: 192.168.1.1 | 100.64.1.2, MASQUERADE
+           └─ internet: 100.64.1.1 and 100.64.2.1, relay R and public node P
+           ┌─ (forwards between its two links)
+      ┌─ router_c: 192.168.2.1 | 100.64.2.2, MASQUERADE
+    home_c: Carol 192.168.2.2
 
 Each router masquerades its home behind its internet address and forwards
 nothing inbound that is not part of a connection from inside (iptables and
@@ -24,8 +27,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -97,12 +101,8 @@ def nat_world() -> Iterator[World]:
         for ns in (inet, ra, rc):
             ns.run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         for router in (ra, rc):
-            _setup(
-                "iptables MASQUERADE",
-                lambda r=router: r.run(
-                    "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"
-                ),
-            )
+            masquerade = ["-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"]
+            _setup("iptables MASQUERADE", partial(router.run, "iptables", *masquerade))
             router.run(
                 "iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack",
                 "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT",
@@ -178,6 +178,20 @@ def texts(node: NodeProc, peer: str) -> list[str]:
     return [m["text"] for m in page.get("messages", [])]
 
 
+def status_is(node: NodeProc, status: str) -> Callable[[], bool]:
+    return lambda: node.reach().get("status") == status
+
+
+def relayed_of(node: NodeProc) -> Callable[[], list[str]]:
+    return lambda: list(node.reach().get("relayed_addrs") or [])
+
+
+def drop_inbound(router: Namespace) -> None:
+    """Nothing new gets in from outside (hole punches included); replies do."""
+    syn = ["-i", "wan", "-p", "tcp", "--syn", "-j", "DROP"]
+    router.run("iptables", "-I", "FORWARD", "1", *syn)
+
+
 def test_two_nodes_behind_nat_chat_through_a_relay(tmp_path: Path) -> None:
     with nat_world() as w, ExitStack() as stack:
         relay = start(stack, w.internet, tmp_path, "relay", "--relay")
@@ -196,14 +210,15 @@ def test_two_nodes_behind_nat_chat_through_a_relay(tmp_path: Path) -> None:
 
         # Reachability: the NATed nodes are private, the relay public.
         for node in (alice, carol):
-            wait_for(f"{node.home.path.name} private", lambda n=node: n.reach().get("status") == "private", everyone)  # fmt: skip
-        wait_for("the relay public", lambda: relay.reach().get("status") == "public", everyone)
+            wait_for(f"{node.home.path.name} private", status_is(node, "private"), everyone)
+        wait_for("the relay public", status_is(relay, "public"), everyone)
         assert alice.reach()["dht_mode"] == "client" and relay.reach()["dht_mode"] == "server"
 
         # Each finds the relay in the DHT and publishes its relayed addresses.
         for node in (alice, carol):
-            relayed = wait_for(f"{node.home.path.name}'s reservation", lambda n=node: n.reach().get("relayed_addrs"), everyone)  # fmt: skip
-            assert all(f"/p2p/{relay.peer_id}/p2p-circuit/p2p/{node.peer_id}" in a for a in relayed)
+            relayed = wait_for(f"{node.home.path.name}'s reservation", relayed_of(node), everyone)
+            circuit = f"/p2p/{relay.peer_id}/p2p-circuit/p2p/{node.peer_id}"
+            assert all(circuit in addr for addr in relayed)
         assert relay.reach()["relay"]["reservations"] >= 2
 
         # By PeerID only: the record gives the bundle and the relayed addresses.
@@ -215,6 +230,6 @@ def test_two_nodes_behind_nat_chat_through_a_relay(tmp_path: Path) -> None:
         assert relay.reach()["relay"]["circuits_total"] >= 1
 
         # Carol's router now drops everything new from outside: still the relay.
-        w.router_c.run("iptables", "-I", "FORWARD", "1", "-i", "wan", "-p", "tcp", "--syn", "-j", "DROP")  # fmt: skip
+        drop_inbound(w.router_c)
         carol.call("POST", "/v1/messages", {"to": alice.peer_id, "text": "still here"})
         wait_for("Alice to receive", lambda: "still here" in texts(alice, carol.peer_id), everyone)
