@@ -133,6 +133,12 @@ REACHABILITY: Final[Schema] = obj(
             "description": "addresses through the relays this node holds reservations "
             "on (behind NAT); published in its signed record",
         },
+        "hole_punch": {
+            **obj({"successes": INT, "failures": INT, "direct_dials": INT}),
+            "description": "upgrades of relayed connections to direct ones since start: "
+            "hole punches (DCUtR) that succeeded and failed, and relayed peers reached "
+            "by a plain direct dial",
+        },
         "relay": {
             "oneOf": [{"type": "null"}, ref("RelayStats")],
             "description": "what this node's relay serves; null unless it runs with --relay",

@@ -59,6 +59,15 @@ def describe(info: NodeInfo, *, now_ms: int) -> list[tuple[str, str]]:
     if reach is not None:
         relayed = reach["relayed_addrs"]
         lines += [("Relayed" if i == 0 else "", safe_text(a)) for i, a in enumerate(relayed)]
+        punch = reach["hole_punch"]
+        if any(punch.values()):
+            lines.append(
+                (
+                    "Punch",
+                    f"{punch['successes']} hole punches succeeded, {punch['failures']} failed; "
+                    f"{punch['direct_dials']} relayed peers dialed directly",
+                )
+            )
         if reach["relay"] is not None:
             lines.append(("Relay", _relay(reach["relay"])))
     return lines

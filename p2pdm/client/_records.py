@@ -129,6 +129,8 @@ class ReachabilityInfo(TypedDict):
     relayed_addrs: list[str]
     #: What our relay serves (``run --relay``), else None.
     relay: dict[str, object] | None
+    #: ``successes``, ``failures`` (DCUtR hole punches), ``direct_dials``.
+    hole_punch: dict[str, int]
 
 
 class NodeInfo(TypedDict):

@@ -24,6 +24,11 @@ def reachability_json(host: Host) -> dict[str, object]:
         "dht_mode": host.dht_mode(),
         "relayed_addrs": host.relayed_addrs(),
         "relay": None if host.relay_limits is None else relay_json(host),
+        "hole_punch": {
+            "successes": host.hole_punch_stats.successes,
+            "failures": host.hole_punch_stats.failures,
+            "direct_dials": host.hole_punch_stats.direct_dials,
+        },
     }
 
 

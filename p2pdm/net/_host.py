@@ -56,6 +56,7 @@ from p2pdm.net._edge import (
     to_id,
     unreachable,
 )
+from p2pdm.net._holepunch import HolePunchStats
 from p2pdm.net._patches import close_connections, reset_by_peer
 from p2pdm.net._relay import (
     CircuitV2Protocol,
@@ -171,6 +172,8 @@ class Host(Dht):
         self.dht_mode_setting = "server"
         #: What our relay did, if we serve as one (``open_host(relay=…)``).
         self.relay_stats = RelayStats()
+        #: Hole punches tried on relayed connections (``_holepunch``).
+        self.hole_punch_stats = HolePunchStats()
         self.relay_limits: RelayLimits | None = None
         self._relay_proto: CircuitV2Protocol | None = None
         #: Reservations we hold on relays, by relay (``_relay_keeper``).

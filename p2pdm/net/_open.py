@@ -25,7 +25,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from p2pdm.core.identity import Identity
 from p2pdm.errors import ConfigError, SchemaError
-from p2pdm.net import _autonat, _maintenance, _patches
+from p2pdm.net import _autonat, _holepunch, _maintenance, _patches
 from p2pdm.net._dht import GuardedValidator, guard_dht
 from p2pdm.net._dht_guard import DEFAULT_DHT_LIMITS, DhtGuard, DhtLimits
 from p2pdm.net._edge import DEFAULT_LISTEN, DhtMode, PeerFilter
@@ -54,6 +54,7 @@ async def open_host(
     dht_mode: DhtMode = "server",
     reachability: bool | None = None,
     relay: RelayLimits | None = None,
+    hole_punching: bool | None = None,
     upkeep: Upkeep = DEFAULT_UPKEEP,
     network: MemoryNetwork | None = None,
     peer_filter: PeerFilter | None = None,
@@ -74,6 +75,7 @@ async def open_host(
     and check our own reachability in the background (default: on TCP, not
     on a memory network). ``relay``: serve circuit relay v2 (hop) with these
     limits; every TCP host accepts circuits to itself (stop) either way.
+    ``hole_punching``: try DCUtR on relayed connections (default: on TCP).
     ``upkeep``: periods of the background maintenance (idle connections,
     bootstrap re-dial, DHT refresh). ``peer_filter``: a
     :meth:`Host.set_peer_filter` in force from the start, before joining.
@@ -143,6 +145,9 @@ async def open_host(
         relay_service = relay_protocol(lp_host, relay, host.relay_stats)
         host._relay_proto = relay_service
         host.relay_limits = relay
+    if hole_punching is None:
+        hole_punching = network is None
+    punching = _holepunch.hole_punching(lp_host, host.hole_punch_stats) if hole_punching else None
     if reachability:
         _autonat.serve_autonat(host)
     _patches.refuse_filtered_peers(swarm, host._permits)
@@ -162,9 +167,13 @@ async def open_host(
                 if relay_service is not None
                 else nullcontext()
             )
+            punched: AbstractAsyncContextManager[object] = (
+                background_trio_service(punching) if punching is not None else nullcontext()
+            )
             async with (
                 background_trio_service(dht),
                 relaying,
+                punched,
                 trio.open_nursery() as nursery,
             ):
                 host._tasks = nursery

@@ -91,6 +91,7 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
             "dht_mode": "client",
             "relayed_addrs": ["/ip4/100.64.1.1/tcp/4001/p2p/12D3KooWr/p2p-circuit/p2p/12D3KooWx"],
             "relay": None,
+            "hole_punch": {"successes": 1, "failures": 2, "direct_dials": 0},
         },
         "token": {"name": "owner", "scope": "admin"},
         "invite": "p2pdm:…",
@@ -107,6 +108,7 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
         "holds 12 records (4.0 KiB) and 1 provider record; "
         "refused 12 writes (peer_cap 2, rate 10); 1 evicted"
     )
+    assert shown["Punch"] == "1 hole punches succeeded, 2 failed; 0 relayed peers dialed directly"
     assert shown["Reach"] == (
         "private: behind a router or firewall: other nodes cannot dial this one; DHT client mode"
     )

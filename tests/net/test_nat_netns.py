@@ -10,9 +10,9 @@ as in ``tests/sim/test_netns.py``; links are veth pairs)::
       ┌─ router_c: 192.168.2.1 | 100.64.2.2, MASQUERADE
     home_c: Carol 192.168.2.2
 
-Each router masquerades its home behind its internet address and forwards
-nothing inbound that is not part of a connection from inside (iptables and
-conntrack, as a home router does). The internet has no route to either
+Each router masquerades its home behind its internet address and lets
+nothing in that is not part of a connection from inside, dropping the rest
+silently (iptables and conntrack, as a home router does). The internet has no route to either
 home. Nodes run as ``p2pdm run`` processes; the test talks to their local
 APIs with ``curl`` inside their namespaces. Needs root, ``unshare``,
 ``nsenter``, ``ip``, ``iptables`` and ``curl``; skipped naming the step
@@ -103,11 +103,12 @@ def nat_world() -> Iterator[World]:
         for router in (ra, rc):
             masquerade = ["-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"]
             _setup("iptables MASQUERADE", partial(router.run, "iptables", *masquerade))
-            router.run(
-                "iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack",
-                "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT",
-            )  # fmt: skip
-            router.run("iptables", "-A", "FORWARD", "-i", "wan", "-j", "DROP")
+            # A home router: replies get in, nothing else (not even a reset
+            # for a closed port: unsolicited packets are dropped silently).
+            for chain in ("FORWARD", "INPUT"):
+                replies = ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]
+                router.run("iptables", "-A", chain, "-i", "wan", *replies)
+                router.run("iptables", "-A", chain, "-i", "wan", "-j", "DROP")
         yield world
     finally:
         for ns in made:
@@ -154,7 +155,7 @@ def start(
     api_port = API_PORT + port - P2P_PORT
     argv = [sys.executable, "-m", "p2pdm", "--home", str(home.path), "run"]
     argv += ["--listen", f"/ip4/0.0.0.0/tcp/{port}", "--api", f"127.0.0.1:{api_port}"]
-    log = tmp / f"{name}.log"
+    log = tmp / f"{name}-{len(list(tmp.glob(f'{name}*.log')))}.log"
     process = ns.popen([*argv, *options, "--log-level", "info"], log)
     stack.callback(_stop, process)
     return NodeProc(ns, home, process, api_port, log)
@@ -186,10 +187,22 @@ def relayed_of(node: NodeProc) -> Callable[[], list[str]]:
     return lambda: list(node.reach().get("relayed_addrs") or [])
 
 
-def drop_inbound(router: Namespace) -> None:
-    """Nothing new gets in from outside (hole punches included); replies do."""
-    syn = ["-i", "wan", "-p", "tcp", "--syn", "-j", "DROP"]
-    router.run("iptables", "-I", "FORWARD", "1", *syn)
+def punches(*nodes: NodeProc) -> dict[str, dict[str, int]]:
+    """Each node's hole-punch counters, once any node has a result; else {}."""
+    counts = {n.home.path.name: n.reach().get("hole_punch") or {} for n in nodes}
+    return counts if any(sum(c.values()) for c in counts.values()) else {}
+
+
+def punch_failures(*nodes: NodeProc) -> int:
+    return sum((n.reach().get("hole_punch") or {}).get("failures", 0) for n in nodes)
+
+
+def make_symmetric(router: Namespace) -> None:
+    """The router now maps each new connection to a random port (a symmetric
+    NAT, as some carriers run): the port a peer learns through the relay is
+    not the one a hole punch would need, so punches cannot meet."""
+    rule = ["-t", "nat", "-R", "POSTROUTING", "1", "-o", "wan", "-j", "MASQUERADE"]
+    router.run("iptables", *rule, "--random-fully")
 
 
 def test_two_nodes_behind_nat_chat_through_a_relay(tmp_path: Path) -> None:
@@ -229,7 +242,34 @@ def test_two_nodes_behind_nat_chat_through_a_relay(tmp_path: Path) -> None:
         wait_for("Carol to receive", lambda: "hi Carol" in texts(carol, alice.peer_id), everyone)
         assert relay.reach()["relay"]["circuits_total"] >= 1
 
-        # Carol's router now drops everything new from outside: still the relay.
-        drop_inbound(w.router_c)
-        carol.call("POST", "/v1/messages", {"to": alice.peer_id, "text": "still here"})
-        wait_for("Alice to receive", lambda: "still here" in texts(alice, carol.peer_id), everyone)
+        # Then both try to punch a hole; whatever the outcome, it is counted.
+        punched = wait_for("a hole punch result", lambda: punches(alice, carol), everyone)
+        print(f"hole punching between two MASQUERADE routers: {punched}")
+        assert carol.call("POST", "/v1/messages", {"to": alice.peer_id, "text": "after the punch"})
+        wait_for(
+            "Alice to receive", lambda: "after the punch" in texts(alice, carol.peer_id), everyone
+        )
+
+        # Carol's router turns symmetric; Carol comes back (every connection
+        # to her gone): the punch fails, and the relay carries the chat on.
+        make_symmetric(w.router_c)
+        _stop(carol.process)
+        carol = start(
+            stack,
+            w.home_c,
+            tmp_path,
+            "carol",
+            "--bootstrap",
+            relay_addr,
+            "--bootstrap",
+            public_addr,
+        )
+        everyone[-1] = carol
+        wait_for("Carol's new reservation", relayed_of(carol), everyone)
+        failures = alice.reach()["hole_punch"]["failures"]
+        alice.call("POST", "/v1/messages", {"to": carol.peer_id, "text": "still here"})
+        wait_for(
+            "Carol to receive again", lambda: "still here" in texts(carol, alice.peer_id), everyone
+        )
+        wait_for("the punch to fail", lambda: punch_failures(alice, carol) > failures, everyone)
+        assert relay.reach()["relay"]["circuits_total"] >= 2

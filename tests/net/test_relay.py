@@ -25,8 +25,8 @@ async def reserved(relay: Host, client: Host) -> str:
 
 async def test_a_peer_is_reached_through_its_relay() -> None:
     async with (
-        open_hosts(1, join=False, relay=RelayLimits()) as (relay,),
-        open_hosts(2, join=False, first_index=1) as (alice, carol),
+        open_hosts(1, join=False, hole_punching=False, relay=RelayLimits()) as (relay,),
+        open_hosts(2, join=False, first_index=1, hole_punching=False) as (alice, carol),
     ):
         carol.set_handler(ECHO, echo)
         circuit = await reserved(relay, carol)
@@ -42,8 +42,10 @@ async def test_a_peer_is_reached_through_its_relay() -> None:
 
 async def test_a_relay_refuses_reservations_beyond_its_limit() -> None:
     async with (
-        open_hosts(1, join=False, relay=RelayLimits(max_reservations=1)) as (relay,),
-        open_hosts(2, join=False, first_index=1) as (alice, carol),
+        open_hosts(1, join=False, hole_punching=False, relay=RelayLimits(max_reservations=1)) as (
+            relay,
+        ),
+        open_hosts(2, join=False, first_index=1, hole_punching=False) as (alice, carol),
     ):
         await reserved(relay, carol)
         with pytest.raises(PeerUnreachable, match="resource_limit_exceeded"):
@@ -55,8 +57,10 @@ async def test_a_relay_refuses_reservations_beyond_its_limit() -> None:
 async def test_a_circuit_past_its_byte_limit_is_cut_and_the_nodes_carry_on() -> None:
     limit = 64 << 10
     async with (
-        open_hosts(1, join=False, relay=RelayLimits(circuit_bytes=limit)) as (relay,),
-        open_hosts(2, join=False, first_index=1) as (alice, carol),
+        open_hosts(1, join=False, hole_punching=False, relay=RelayLimits(circuit_bytes=limit)) as (
+            relay,
+        ),
+        open_hosts(2, join=False, first_index=1, hole_punching=False) as (alice, carol),
     ):
         carol.set_handler(ECHO, echo)
         circuit = await reserved(relay, carol)
@@ -79,8 +83,8 @@ async def test_a_relay_dials_nobody_for_a_client() -> None:
     """No SSRF: a circuit is only opened to a connected peer holding a
     reservation; the relay never dials the target, even at an address it knows."""
     async with (
-        open_hosts(1, join=False, relay=RelayLimits()) as (relay,),
-        open_hosts(3, join=False, first_index=1) as (alice, carol, dave),
+        open_hosts(1, join=False, hole_punching=False, relay=RelayLimits()) as (relay,),
+        open_hosts(3, join=False, first_index=1, hole_punching=False) as (alice, carol, dave),
     ):
         # The relay knows Dave's address (it met him) but Dave holds no reservation.
         await relay.connect(dave.peer_id, dave.listen_addrs())
