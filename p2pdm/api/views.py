@@ -133,6 +133,7 @@ REACHABILITY: Final[Schema] = obj(
             "description": "addresses through the relays this node holds reservations "
             "on (behind NAT); published in its signed record",
         },
+        "lan_peers": {**INT, "description": "p2pdm nodes found on the local network (mDNS)"},
         "hole_punch": {
             **obj({"successes": INT, "failures": INT, "direct_dials": INT}),
             "description": "upgrades of relayed connections to direct ones since start: "

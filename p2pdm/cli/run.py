@@ -81,6 +81,11 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MULTIADDR",
         help="a relay to use when this node is behind NAT (…/p2p/<PeerID>), repeatable",
     )
+    parser.add_argument(
+        "--no-mdns",
+        action="store_true",
+        help="do not look for p2pdm nodes on the local network (mDNS), nor announce this one",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument(
         "--force",
@@ -100,6 +105,7 @@ def run(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         mailbox_peers=args.mailbox_peer,
         relay=args.relay,
         relay_peers=args.relay_peer,
+        mdns=not args.no_mdns,
     )
     if check_not_exported(home, force=args.force) is not None:
         print("The export mark is cleared: run this copy only.", file=sys.stderr)

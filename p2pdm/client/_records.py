@@ -129,6 +129,8 @@ class ReachabilityInfo(TypedDict):
     relayed_addrs: list[str]
     #: What our relay serves (``run --relay``), else None.
     relay: dict[str, object] | None
+    #: p2pdm nodes found on the local network (mDNS).
+    lan_peers: int
     #: ``successes``, ``failures`` (DCUtR hole punches), ``direct_dials``.
     hole_punch: dict[str, int]
 

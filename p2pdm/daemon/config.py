@@ -51,6 +51,8 @@ class Config:
     relay: bool = False
     #: Preferred relays (``…/p2p/<PeerID>``); ``run --relay-peer`` adds to them.
     relay_peers: tuple[str, ...] = ()
+    #: Find p2pdm nodes on the LAN by mDNS; ``run --no-mdns`` turns it off too.
+    mdns: bool = True
 
 
 def _config_value(path: Path, key: str, value: object, default: object) -> object:

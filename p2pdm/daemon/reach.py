@@ -23,6 +23,7 @@ def reachability_json(host: Host) -> dict[str, object]:
         "silent": verdict.silent,
         "dht_mode": host.dht_mode(),
         "relayed_addrs": host.relayed_addrs(),
+        "lan_peers": len(host.lan_peers),
         "relay": None if host.relay_limits is None else relay_json(host),
         "hole_punch": {
             "successes": host.hole_punch_stats.successes,

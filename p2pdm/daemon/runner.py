@@ -143,6 +143,9 @@ class RunOptions:
     relay: RelayLimits | None = None
     #: Relays we prefer for our reservations when behind NAT (``…/p2p/<PeerID>``).
     relay_peers: tuple[str, ...] = ()
+    #: Find p2pdm nodes on the LAN by mDNS (``run`` turns it on unless
+    #: ``--no-mdns`` or config.toml's ``mdns = false``).
+    mdns: bool = False
     upkeep: Upkeep = field(default=DEFAULT_UPKEEP)
 
     @classmethod
@@ -158,6 +161,7 @@ class RunOptions:
         mailbox_peers: Sequence[str] = (),
         relay: bool = False,
         relay_peers: Sequence[str] = (),
+        mdns: bool = False,
     ) -> RunOptions:
         """Command-line values win over the config file; address lists are joined."""
         config = home.config()
@@ -175,6 +179,7 @@ class RunOptions:
             mailbox_peers=tuple(dict.fromkeys([*mailbox_peers, *config.mailbox_peers])),
             relay=RelayLimits() if relay or config.relay else None,
             relay_peers=tuple(dict.fromkeys([*relay_peers, *config.relay_peers])),
+            mdns=mdns and config.mdns,
         )
 
 
@@ -427,6 +432,7 @@ async def serve_node(
         peer_filter=peer_filter,
         faults=faults,
         relay=options.relay,
+        mdns=options.mdns,
     ) as host:
         host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
         node.addrs = host.listen_addrs()
@@ -442,6 +448,8 @@ async def serve_node(
         node.reachability = partial(reachability_json, host)
         host.relayed_addrs_of = partial(relayed_addrs_of, host)
         republish = _Republish()
+        # A node found on the LAN may be our only DHT peer: it should hold our record.
+        host.lan_peer_listeners.append(lambda peer: republish.now())
         # Peers met while joining the DHT learn that we speak p2pdm now.
         await host.announce_protocols()
         async with trio.open_nursery() as nursery:

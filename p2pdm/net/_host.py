@@ -181,6 +181,10 @@ class Host(Dht):
         #: Relayed addresses of a peer, from outside the DHT (its signed
         #: record): :meth:`find_peer` adds them to what the DHT answers.
         self.relayed_addrs_of: Callable[[PeerId], Awaitable[list[str]]] | None = None
+        #: p2pdm nodes found on the LAN by mDNS and their addresses (``_mdns``).
+        self.lan_peers: dict[PeerId, list[str]] = {}
+        #: Called with each peer mDNS found and we connected to.
+        self.lan_peer_listeners: list[Callable[[PeerId], None]] = []
         #: Called when :attr:`reachability` changes status.
         self.reachability_listeners: list[Callable[[], None]] = []
 
@@ -246,9 +250,16 @@ class Host(Dht):
                 routed = await super().find_peer(peer, timeout, fresh=fresh)
             except PeerUnreachable as exc:
                 lost = exc
-        if lost is not None and not relayed:
+        lan = self.lan_peers.get(peer, [])
+        if lost is not None and not relayed and not lan:
             raise lost
-        return [*routed, *relayed][:MAX_ADDRS]
+        return list(dict.fromkeys([*lan, *routed, *relayed]))[:MAX_ADDRS]
+
+    async def add_to_routing_table(self, peer: PeerId) -> None:
+        """Put a connected ``peer`` in our DHT routing table (one found without the DHT)."""
+        with suppress(*NETWORK_ERRORS):
+            info = self._host.get_peerstore().peer_info(to_id(peer))
+            await self._dht.routing_table.add_peer(info)
 
     async def reserve(self, relay: PeerId, addrs: Sequence[str] = ()) -> Reservation:
         """A reservation on ``relay`` (kept in :attr:`reservations`). Raises PeerUnreachable."""

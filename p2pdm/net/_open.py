@@ -25,7 +25,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from p2pdm.core.identity import Identity
 from p2pdm.errors import ConfigError, SchemaError
-from p2pdm.net import _autonat, _holepunch, _maintenance, _patches
+from p2pdm.net import _autonat, _holepunch, _maintenance, _mdns, _patches
 from p2pdm.net._dht import GuardedValidator, guard_dht
 from p2pdm.net._dht_guard import DEFAULT_DHT_LIMITS, DhtGuard, DhtLimits
 from p2pdm.net._edge import DEFAULT_LISTEN, DhtMode, PeerFilter
@@ -55,6 +55,7 @@ async def open_host(
     reachability: bool | None = None,
     relay: RelayLimits | None = None,
     hole_punching: bool | None = None,
+    mdns: bool = False,
     upkeep: Upkeep = DEFAULT_UPKEEP,
     network: MemoryNetwork | None = None,
     peer_filter: PeerFilter | None = None,
@@ -76,6 +77,8 @@ async def open_host(
     on a memory network). ``relay``: serve circuit relay v2 (hop) with these
     limits; every TCP host accepts circuits to itself (stop) either way.
     ``hole_punching``: try DCUtR on relayed connections (default: on TCP).
+    ``mdns``: announce the host on the LAN and connect to p2pdm nodes found
+    there (TCP only).
     ``upkeep``: periods of the background maintenance (idle connections,
     bootstrap re-dial, DHT refresh). ``peer_filter``: a
     :meth:`Host.set_peer_filter` in force from the start, before joining.
@@ -179,6 +182,9 @@ async def open_host(
                 host._tasks = nursery
                 await _maintenance.start(host)
                 nursery.start_soon(_maintenance.maintain, host)
+                if mdns and network is None:
+                    port = int(listen_addrs[0].value_for_protocol("tcp"))
+                    nursery.start_soon(_mdns.discover_lan_peers, host, port)
                 if reachability:
                     nursery.start_soon(
                         _autonat.watch_reachability, host, REACHABILITY_FIRST_CHECK_SECONDS

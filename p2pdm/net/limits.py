@@ -303,3 +303,20 @@ MAX_RELAY_CANDIDATES: Final = 16
 #: A dial that has relayed addresses gives the direct ones this long first
 #: (a private address of another network can blackhole the whole budget).
 DIRECT_BEFORE_RELAY_SECONDS: Final = 2.0
+
+# --- LAN discovery (mDNS) ---------------------------------------------------------
+
+#: The mDNS service p2pdm nodes announce (libp2p's mDNS spec, with a private
+#: network name): only p2pdm nodes answer, not every libp2p node on the LAN.
+MDNS_NETWORK_NAME: Final = "p2pdm"
+
+#: Peers found on the LAN that the node dials and remembers at most: a home
+#: or office network has a handful; a conference Wi-Fi must not make the
+#: node dial hundreds.
+MAX_MDNS_PEERS: Final = 32
+
+#: How long a LAN address found by mDNS stays valid without being heard again.
+MDNS_ADDR_TTL_SECONDS: Final = 120
+
+#: Discoveries waiting to be handled (they arrive on zeroconf's thread).
+MDNS_QUEUE: Final = 64

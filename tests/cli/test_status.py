@@ -91,6 +91,7 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
             "dht_mode": "client",
             "relayed_addrs": ["/ip4/100.64.1.1/tcp/4001/p2p/12D3KooWr/p2p-circuit/p2p/12D3KooWx"],
             "relay": None,
+            "lan_peers": 0,
             "hole_punch": {"successes": 1, "failures": 2, "direct_dials": 0},
         },
         "token": {"name": "owner", "scope": "admin"},

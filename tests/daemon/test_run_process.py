@@ -47,7 +47,7 @@ class Proc:
         self.log = log
         with open(log, "ab") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "p2pdm", "--home", str(home), "run", *args],
+                [sys.executable, "-m", "p2pdm", "--home", str(home), "run", "--no-mdns", *args],
                 stdout=out,
                 stderr=out,
                 env=_env(),

@@ -37,7 +37,7 @@ import pytest
 
 from p2pdm.daemon.home import Home
 from tests.conftest import home_with_identity
-from tests.sim.test_netns import Namespace, _holder, _skip, _stop
+from tests.sim.test_netns import Namespace, _holder, _skip, _stop, two_machines
 
 pytestmark = [pytest.mark.netns, pytest.mark.net, pytest.mark.slow]
 
@@ -273,3 +273,26 @@ def test_two_nodes_behind_nat_chat_through_a_relay(tmp_path: Path) -> None:
         )
         wait_for("the punch to fail", lambda: punch_failures(alice, carol) > failures, everyone)
         assert relay.reach()["relay"]["circuits_total"] >= 2
+
+
+def test_two_nodes_on_one_lan_find_each_other_by_mdns(tmp_path: Path) -> None:
+    """No bootstrap address at all: mDNS finds the other node, the DHT of the
+    two gives Bob's record (his keys), and Ann's message reaches him directly."""
+    with two_machines() as (a, b), ExitStack() as stack:
+        for ns in (a, b):  # zeroconf picks its interface by the default route
+            ns.run("ip", "route", "add", "default", "dev", "sim0")
+        ann = start(stack, a, tmp_path, "ann")
+        bob = start(stack, b, tmp_path, "bob")
+        both = [ann, bob]
+        for node in both:
+            wait_for(f"{node.home.path.name} to find a LAN peer", lan_peer_found(node), both)
+        assert ann.call("POST", "/v1/contacts", {"peer_id": bob.peer_id})
+        assert bob.call("POST", "/v1/contacts", {"peer_id": ann.peer_id})
+        message = {"to": bob.peer_id, "text": "hello, neighbour", "idempotency_key": "hello"}
+        wait_for("Bob's keys", lambda: ann.call("POST", "/v1/messages", message).get("id"), both)
+        wait_for("Bob to receive", lambda: "hello, neighbour" in texts(bob, ann.peer_id), both)
+        assert ann.reach()["relayed_addrs"] == []
+
+
+def lan_peer_found(node: NodeProc) -> Callable[[], bool]:
+    return lambda: bool(node.reach().get("lan_peers"))
