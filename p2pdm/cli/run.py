@@ -82,6 +82,12 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
         help="a relay to use when this node is behind NAT (…/p2p/<PeerID>), repeatable",
     )
     parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="run as a community helper on a server: DHT server, relay and mailbox "
+        "(same as --dht-mode server --relay --mailbox --no-mdns; see docs/operating.md)",
+    )
+    parser.add_argument(
         "--no-mdns",
         action="store_true",
         help="do not look for p2pdm nodes on the local network (mDNS), nor announce this one",
@@ -95,17 +101,18 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    serve = bool(args.serve)
     options = RunOptions.resolve(
         home,
         listen=args.listen,
         api=args.api,
         bootstrap=args.bootstrap,
-        dht_mode=args.dht_mode,
-        mailbox=args.mailbox,
+        dht_mode="server" if serve else args.dht_mode,
+        mailbox=args.mailbox or serve,
         mailbox_peers=args.mailbox_peer,
-        relay=args.relay,
+        relay=args.relay or serve,
         relay_peers=args.relay_peer,
-        mdns=not args.no_mdns,
+        mdns=not (args.no_mdns or serve),
     )
     if check_not_exported(home, force=args.force) is not None:
         print("The export mark is cleared: run this copy only.", file=sys.stderr)
