@@ -319,9 +319,10 @@ async def reserve(
             continue
     offered += relay_addrs
     public = [a for a in offered if "/ip4/127." not in a and "/ip6/::1/" not in a]
-    chosen = list(dict.fromkeys(public or offered))[:MAX_CIRCUIT_ADDRS_PER_RELAY]
+    circuits = dict.fromkeys(circuit_addr(a, relay, me) for a in public or offered)
+    chosen = tuple(circuits)[:MAX_CIRCUIT_ADDRS_PER_RELAY]
     expires = float(answer.reservation.expire) if answer.reservation.expire else 0.0
-    return Reservation(relay, expires, tuple(circuit_addr(a, relay, me) for a in chosen))
+    return Reservation(relay, expires, chosen)
 
 
 def split_circuit(addr: str, target: PeerId) -> tuple[PeerId, str]:
