@@ -193,6 +193,11 @@ def punches(*nodes: NodeProc) -> dict[str, dict[str, int]]:
     return counts if any(sum(c.values()) for c in counts.values()) else {}
 
 
+def circuits_open(relay: NodeProc) -> int:
+    stats = relay.reach().get("relay") or {}
+    return int(stats.get("circuits_open", -1))
+
+
 def punch_failures(*nodes: NodeProc) -> int:
     return sum((n.reach().get("hole_punch") or {}).get("failures", 0) for n in nodes)
 
@@ -245,6 +250,9 @@ def test_two_nodes_behind_nat_chat_through_a_relay(tmp_path: Path) -> None:
         # Then both try to punch a hole; whatever the outcome, it is counted.
         punched = wait_for("a hole punch result", lambda: punches(alice, carol), everyone)
         print(f"hole punching between two MASQUERADE routers: {punched}")
+        if any(counts["successes"] for counts in punched.values()):
+            # Direct now: the relayed connection is closed, the relay carries nothing.
+            wait_for("the circuit to close", lambda: circuits_open(relay) == 0, everyone)
         assert carol.call("POST", "/v1/messages", {"to": alice.peer_id, "text": "after the punch"})
         wait_for(
             "Alice to receive", lambda: "after the punch" in texts(alice, carol.peer_id), everyone
