@@ -280,10 +280,12 @@ MAX_AVATAR_INPUT_BYTES = 160 << 10
 #: would take gigabytes to decode.
 MAX_AVATAR_INPUT_PIXELS = 16_000_000
 
-#: Largest signed node record (prekey bundle, mailboxes, addresses, profile).
-#: A record holds a bundle (< 1 KiB), up to MAX_ADDRS mailbox addresses of
-#: MAX_ADDR_BYTES (4 KiB), as many other addresses (4 KiB) and a profile
-#: (MAX_AVATAR_BYTES + name + bio + handle: under 17 KiB): under 26 KiB.
+#: Largest signed node record (prekey bundle, mailboxes, addresses, relayed
+#: addresses, profile). A record holds a bundle (< 1 KiB), up to MAX_ADDRS
+#: mailbox addresses of MAX_ADDR_BYTES (4 KiB), as many other addresses
+#: (4 KiB), up to 8 relayed addresses (core/records.py MAX_RELAY_ADDRS: 2 KiB)
+#: and a profile (MAX_AVATAR_BYTES + name + bio + handle: under 17 KiB):
+#: under 28 KiB.
 #: The DHT holds values up to 64 KiB (net/limits.py MAX_RECORD_BYTES).
 MAX_NODE_RECORD_BYTES = 32 << 10
 

@@ -87,6 +87,11 @@ NODE: Final[Schema] = obj(
             "description": "what this node's DHT store holds and refused; "
             "null when it is not on the network",
         },
+        "reachability": {
+            "oneOf": [{"type": "null"}, ref("Reachability")],
+            "description": "whether other nodes can dial this one, its relays and "
+            "hole punching; null when it is not on the network",
+        },
         "token": {
             **obj({"name": STRING, "scope": SCOPE}),
             "description": "the token of this request: its name ('owner' for the "
@@ -111,6 +116,58 @@ DHT_STATS: Final[Schema] = obj(
         "evicted": {**INT, "description": "records evicted to make room"},
         "routing_table": {**INT, "description": "peers in the DHT routing table"},
         "connected_peers": {**INT, "description": "peers with an open connection now"},
+    }
+)
+
+REACHABILITY: Final[Schema] = obj(
+    {
+        "status": {
+            "type": "string",
+            "enum": ["public", "private", "unknown"],
+            "description": "public: other nodes can dial this one; private: they "
+            "cannot (behind a router or firewall); unknown: too few peers agree yet",
+        },
+        "reached": {**INT, "description": "peers that dialed us back at the last check"},
+        "failed": {**INT, "description": "peers that tried to dial us back and could not"},
+        "silent": {**INT, "description": "peers asked that gave no answer"},
+        "dht_mode": {
+            "type": "string",
+            "enum": ["server", "client"],
+            "description": "server: this node answers DHT queries (public nodes only, "
+            "unless forced)",
+        },
+        "relayed_addrs": {
+            "type": "array",
+            "items": STRING,
+            "description": "addresses through the relays this node holds reservations "
+            "on (behind NAT); published in its signed record",
+        },
+        "lan_peers": {**INT, "description": "p2pdm nodes found on the local network (mDNS)"},
+        "hole_punch": {
+            **obj({"successes": INT, "failures": INT, "direct_dials": INT}),
+            "description": "upgrades of relayed connections to direct ones since start: "
+            "hole punches (DCUtR) that succeeded and failed, and relayed peers reached "
+            "by a plain direct dial",
+        },
+        "relay": {
+            "oneOf": [{"type": "null"}, ref("RelayStats")],
+            "description": "what this node's relay serves; null unless it runs with --relay",
+        },
+    }
+)
+
+RELAY_STATS: Final[Schema] = obj(
+    {
+        "reservations": {**INT, "description": "reservations held for nodes behind NAT"},
+        "circuits_open": INT,
+        "circuits_total": {**INT, "description": "circuits relayed since start"},
+        "circuits_cut": {**INT, "description": "circuits ended at their byte or time limit"},
+        "refused": {
+            "type": "object",
+            "additionalProperties": INT,
+            "description": "requests refused since start, by reason: reservation_limit, "
+            "no_reservation, circuit_limit, malformed",
+        },
     }
 )
 
@@ -513,6 +570,8 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "PeerID": PEER_ID_SCHEMA,
     "Node": NODE,
     "DhtStats": DHT_STATS,
+    "Reachability": REACHABILITY,
+    "RelayStats": RELAY_STATS,
     "Contact": obj(_CONTACT_PROPERTIES),
     "AddedContact": ADDED_CONTACT,
     "ContactList": obj({"contacts": {"type": "array", "items": ref("Contact")}}),

@@ -72,6 +72,7 @@ from p2pdm.client._records import (
     MessagePage,
     NodeInfo,
     Profile,
+    ReachabilityInfo,
     SearchHit,
 )
 from p2pdm.client._sync import Client
@@ -108,6 +109,7 @@ __all__ = [
     "MessagePage",
     "NodeInfo",
     "Profile",
+    "ReachabilityInfo",
     "SearchHit",
     "api_addr_path",
     "format_api_addr",

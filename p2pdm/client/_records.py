@@ -20,6 +20,7 @@ __all__ = [
     "MessagePage",
     "NodeInfo",
     "Profile",
+    "ReachabilityInfo",
     "Recipient",
     "SearchHit",
 ]
@@ -155,6 +156,25 @@ class DhtStats(TypedDict):
     connected_peers: int
 
 
+class ReachabilityInfo(TypedDict):
+    """Whether other nodes can dial this one (``public``, ``private``, ``unknown``)."""
+
+    status: str
+    reached: int
+    failed: int
+    silent: int
+    #: ``server`` or ``client``.
+    dht_mode: str
+    #: Our addresses through relays (behind NAT).
+    relayed_addrs: list[str]
+    #: What our relay serves (``run --relay``), else None.
+    relay: dict[str, object] | None
+    #: p2pdm nodes found on the local network (mDNS).
+    lan_peers: int
+    #: ``successes``, ``failures`` (DCUtR hole punches), ``direct_dials``.
+    hole_punch: dict[str, int]
+
+
 class NodeInfo(TypedDict):
     peer_id: str
     name: str
@@ -167,6 +187,8 @@ class NodeInfo(TypedDict):
     event_cursor: int
     #: None while the node is not on the network.
     dht: DhtStats | None
+    #: None while the node is not on the network.
+    reachability: ReachabilityInfo | None
     #: The token of the request: ``name`` (``owner`` for the owner's) and ``scope``.
     token: dict[str, str]
     invite: str

@@ -175,6 +175,9 @@ class Node(MessageActions, ConversationUpkeep, BatchSend):
         #: What our DHT node holds for others and refused (records, bytes,
         #: refusals by reason, evictions), as JSON; set while networked.
         self.dht_stats: Callable[[], Mapping[str, object]] | None = None
+        #: Whether others can dial us, our relays and hole punching, as
+        #: JSON; set while networked.
+        self.reachability: Callable[[], Mapping[str, object]] | None = None
         #: When this node object was made: its uptime, in :meth:`info`.
         self.started_at_ms = now_ms()
         #: Wakes API clients waiting for events; the store calls it after adding any.
@@ -213,6 +216,7 @@ class Node(MessageActions, ConversationUpkeep, BatchSend):
             "counts": self.store.counts(),
             "event_cursor": self.store.event_bounds()[1],
             "dht": None if self.dht_stats is None else dict(self.dht_stats()),
+            "reachability": None if self.reachability is None else dict(self.reachability()),
         }
 
     def invite(self, ttl_s: int = INVITE_TTL_SECONDS) -> str:
