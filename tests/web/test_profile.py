@@ -44,6 +44,9 @@ def test_a_profile_set_in_the_app_is_found_by_handle_on_another_node(
     bob_base = sign_in(bob_page, bob.home)
     bob_page.get(bob_base + "#/node")
     wait_for(bob_page, lambda d: all_css(d, "#profile-name"), "the profile form")
+    reach = bob.client.node()["reachability"]
+    shown = by_css(bob_page, "#reachability").text
+    assert (f"DHT {reach['dht_mode']}" in shown) if reach else shown == "not on the network"
     assert "Not published" in by_css(bob_page, "#profile-state").text
     fingerprint = bob.client.profile()["fingerprint"]
     assert by_css(bob_page, "#profile-fingerprint").text == fingerprint
