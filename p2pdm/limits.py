@@ -176,3 +176,35 @@ MAX_TRACKED_STRANGERS = 4096
 #: pruned on their own: strangers' traffic never pushes contacts' events out
 #: of MAX_STORED_EVENTS. Enough to list every pending request twice over.
 MAX_STORED_REQUEST_EVENTS = 2000
+
+# --- media (docs/protocol.md §13) -----------------------------------------
+
+#: Largest file one attachment may be: a long video clip or a big document;
+#: beyond it a transfer ties two nodes up for minutes and a recipient's disk
+#: fills from one message.
+MAX_FILE_BYTES = 100 << 20
+
+#: Most attachments one media message carries (an album of photos); with a
+#: maximal thumbnail each the body stays far below a frame.
+MAX_MEDIA_ITEMS = 10
+
+#: Largest inline thumbnail: a small JPEG the conversation shows at once.
+MAX_THUMBNAIL_BYTES = 8 << 10
+
+#: Most levels in a voice note's waveform (one byte each).
+MAX_WAVEFORM_LEVELS = 64
+
+#: Longest MIME type, in bytes (RFC 6838 caps the two names at 127 each).
+MAX_MIME_BYTES = 255
+
+#: Longest file name, in UTF-8 bytes (what common file systems allow).
+MAX_FILE_NAME_BYTES = 255
+
+#: Longest label of a shared location.
+MAX_LOCATION_LABEL_BYTES = 256
+
+#: Largest pixel side a photo or video may claim (width and height).
+MAX_MEDIA_SIDE = 65_535
+
+#: Longest duration a voice note or video may claim: a day.
+MAX_MEDIA_DURATION_MS = 24 * 3600 * 1000

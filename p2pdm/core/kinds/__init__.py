@@ -19,8 +19,10 @@ from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.cbor import Fields
-from p2pdm.core.kinds import receipt, text
+from p2pdm.core.kinds import location, media, receipt, text
 from p2pdm.core.kinds.base import MAX_KIND_BYTES, Body, KindSpec, UnknownBody
+from p2pdm.core.kinds.location import LocationBody
+from p2pdm.core.kinds.media import MediaBody, MediaItem
 from p2pdm.core.kinds.receipt import ReceiptBody
 from p2pdm.core.kinds.text import TextBody
 from p2pdm.errors import SchemaError, WireError
@@ -31,6 +33,9 @@ __all__ = [
     "MAX_KIND_BYTES",
     "Body",
     "KindSpec",
+    "LocationBody",
+    "MediaBody",
+    "MediaItem",
     "ReceiptBody",
     "TextBody",
     "UnknownBody",
@@ -44,6 +49,8 @@ __all__ = [
 KINDS: Final[dict[str, KindSpec[Any]]] = {
     text.SPEC.name: text.SPEC,
     receipt.SPEC.name: receipt.SPEC,
+    media.SPEC.name: media.SPEC,
+    location.SPEC.name: location.SPEC,
 }
 
 
