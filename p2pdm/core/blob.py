@@ -24,12 +24,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from nacl.bindings import crypto_secretbox as _seal
 from nacl.bindings import (
     crypto_secretbox_MACBYTES,
     crypto_secretbox_NONCEBYTES,
     crypto_secretbox_open,
 )
-from nacl.bindings import crypto_secretbox as _seal
 from nacl.exceptions import CryptoError
 
 from p2pdm.errors import ChunkRejected

@@ -57,9 +57,11 @@ from p2pdm.errors import (
 from p2pdm.net import Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
+from p2pdm.services.blob import BlobService
 from p2pdm.services.dm import Delivery
 from p2pdm.services.mailbox_client import MailboxDirectory
 from p2pdm.services.mailbox_server import MailboxService
+from p2pdm.store.blob_files import BLOBS_DIR, DirBlobFiles
 
 __all__ = [
     "RunOptions",
@@ -283,10 +285,13 @@ class _PeerWatch:
     awake): fetch from our mailboxes.
     """
 
-    def __init__(self, node: Node, host: Host, delivery: Delivery) -> None:
+    def __init__(
+        self, node: Node, host: Host, delivery: Delivery, blobs: BlobService | None = None
+    ) -> None:
         self.node = node
         self.host = host
         self.delivery = delivery
+        self.blobs = blobs
         self.connected_any = True  # start-up fetches anyway
         #: The connections seen at the last check, by peer.
         self.seen: dict[PeerId, frozenset[int]] = {}
@@ -304,6 +309,8 @@ class _PeerWatch:
                     self.node.peer_online(peer)
                 self.node.set_contact_addrs(peer, self.host.peer_addrs(peer))
                 self.delivery.retry_now(peer)
+                if self.blobs is not None:
+                    self.blobs.wake()
         self.seen = connections
         for peer in self.node.online - connections.keys():
             self.node.peer_offline(peer)
@@ -327,6 +334,8 @@ class Serving:
     directory: MailboxDirectory
     #: The mailbox service, if this node offers one.
     mailbox: MailboxService | None
+    #: Serves our files to their recipients and fetches those sent to us.
+    blobs: BlobService | None = None
 
 
 async def serve_node(
@@ -374,6 +383,7 @@ async def serve_node(
         # Retry jitter from the node's own randomness (seeded in simulations).
         jitter = random.Random(node.random_bytes(JITTER_SEED_BYTES))
         delivery = Delivery(node, host, rng=jitter, mailboxes=directory)
+        blobs = BlobService(node, host)
         if on_delivery is not None:
             on_delivery(delivery)
         node.on_outbox = delivery.wake
@@ -395,12 +405,13 @@ async def serve_node(
             await nursery.start(node.batcher.run)
             await nursery.start(delivery.run)
             await nursery.start(delivery.run_fetcher)
+            await nursery.start(blobs.run_fetcher)
             # At once: our record (where our mailboxes are, our prekeys), and
             # our contacts (they learn where we are now and send what waits).
             nursery.start_soon(_publish_records, node, host, directory)
             nursery.start_soon(greet_contacts, node, host)
-            nursery.start_soon(_PeerWatch(node, host, delivery).run)
-            task_status.started(Serving(node, host, delivery, directory, service))
+            nursery.start_soon(_PeerWatch(node, host, delivery, blobs).run)
+            task_status.started(Serving(node, host, delivery, directory, service, blobs))
             await trio.sleep_forever()
 
 
@@ -420,6 +431,8 @@ async def run_node(
     token = home.api_token()
     with home.lock(), closing(home.open_store()) as store:
         node = Node(identity, store)
+        node.media.files = DirBlobFiles(home.path / BLOBS_DIR)
+        node.media.sweep(startup=True)
         async with trio.open_nursery() as nursery:
             serving: Serving = await nursery.start(serve_node, node, options)
             api = await nursery.start(serve_api, node, token, *options.api)

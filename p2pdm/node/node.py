@@ -52,6 +52,7 @@ from p2pdm.node.contact_names import (
     resolve_contact,
 )
 from p2pdm.node.events import EventBus
+from p2pdm.node.media import MediaLibrary
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
 from p2pdm.store.base import Store
@@ -158,6 +159,9 @@ class Node:
         )
         #: Group commit for concurrent sends (its task runs while the node runs).
         self.batcher = CommitBatcher(store, self.messenger.reload)
+        #: Files: uploads, attachments, fetched chunks (memory until the home's
+        #: blob folder is given: ``media.files``).
+        self.media = MediaLibrary(store, now_ms=now_ms, random_bytes=random_bytes)
         #: Multiaddrs we listen on, once running (full, with /p2p/<id>).
         self.addrs: list[str] = []
         #: Called after anything is queued, so the delivery loop wakes up.
@@ -335,6 +339,12 @@ class Node:
     ) -> Sent:
         """:meth:`send`, saying whether the idempotency key had made the message before
         (the API answers a replayed send differently from a new one)."""
+        await self.ensure_session(peer)
+        return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency))
+
+    async def ensure_session(self, peer: PeerId) -> None:
+        """Fetch ``peer``'s prekey bundle from the DHT when there is no session
+        and no bundle from an invite; raises SessionError if none is found."""
         _check_peer(peer)
         contact = self.store.get_contact(peer)
         needs_bundle = self.store.get_session(peer) is None and (
@@ -353,7 +363,6 @@ class Node:
                 self.messenger.add_contact(
                     peer, contact.name, bundle, name_from_invite=contact.name_from_invite
                 )
-        return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency))
 
     def status_detail(self, message: StoredMessage) -> str:
         """The note of the message's latest status where it says something: how

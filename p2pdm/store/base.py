@@ -48,6 +48,7 @@ from p2pdm.limits import (
     MAX_REQUEST_MESSAGES,
     MAX_REQUEST_MESSAGES_PER_PEER,
 )
+from p2pdm.store.blobs import BlobIndex
 
 __all__ = ["RequestCaps", "RequestUsage", "Store", "log_event"]
 
@@ -78,7 +79,7 @@ class RequestUsage:
     dropped_bytes: int
 
 
-class Store(Protocol):
+class Store(BlobIndex, Protocol):
     # --- lifecycle ---
     def close(self) -> None: ...
     def transaction(self) -> AbstractContextManager[None]: ...

@@ -29,6 +29,7 @@ from p2pdm.errors import StoreError
 from p2pdm.store.base import (
     RequestCaps,
 )
+from p2pdm.store.blobs import BlobRecord
 from p2pdm.store.memory_log import EventLog
 
 __all__ = ["ConversationState", "Dicts", "MemoryState"]
@@ -76,6 +77,9 @@ class MemoryState:
     #: Idempotency keys: (scope, key) -> (message id, created at), oldest first.
     sends: dict[tuple[str, str], tuple[bytes, int]] = field(default_factory=dict)
     tokens: dict[str, ApiToken] = field(default_factory=dict)
+    #: Blob rows by id, and references (blob id, message id, peer) in order.
+    blobs: dict[bytes, BlobRecord] = field(default_factory=dict)
+    blob_refs: list[tuple[bytes, bytes, PeerId]] = field(default_factory=list)
 
 
 class Dicts:

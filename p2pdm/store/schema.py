@@ -284,6 +284,34 @@ UPDATE events SET conversation_id =
     WHERE message_id IS NOT NULL;
 """
 
+#: Blobs (sealed files under ``<home>/blobs/``): their keys and how much of
+#: each is here, and which messages carry them to or from whom. A reference
+#: goes with its message; a blob no message references is swept.
+_MIGRATION_BLOBS: Final = """
+CREATE TABLE blobs (
+    id BLOB PRIMARY KEY,
+    key BLOB NOT NULL,
+    size INTEGER NOT NULL CHECK (size >= 0),
+    digest BLOB NOT NULL,
+    mime TEXT NOT NULL,
+    name TEXT NOT NULL,
+    source BLOB,
+    state TEXT NOT NULL,
+    have INTEGER NOT NULL DEFAULT 0,
+    created_at_ms INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    thumbnail BLOB,
+    meta TEXT NOT NULL DEFAULT '{}' -- JSON: width, height, duration_ms, waveform (hex)
+) WITHOUT ROWID;
+CREATE TABLE blob_refs (
+    blob_id BLOB NOT NULL,
+    message_id BLOB NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    peer BLOB NOT NULL,
+    PRIMARY KEY (blob_id, message_id, peer)
+);
+CREATE INDEX blob_refs_by_message ON blob_refs (message_id);
+"""
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -297,6 +325,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_DEPOSITOR,
     _migration_forget_identity_secret,
     _MIGRATION_RECIPIENTS,
+    _MIGRATION_BLOBS,
 )
 
 #: The schema version this code writes.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -97,10 +98,8 @@ def test_locations_off_the_globe_are_refused(change: dict[str, Any]) -> None:
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_crash_the_decoders(data: bytes) -> None:
     for kind in ("media", "location"):
-        try:
+        with contextlib.suppress(WireError):
             KINDS[kind].decode_bytes(data)
-        except WireError:
-            pass
 
 
 @pytest.mark.parametrize(

@@ -151,6 +151,11 @@ class Receiver:
         return result, detail
 
     def _notify(self, received: Received, path: Path) -> None:
+        if received.message is not None:
+            try:
+                self.node.media.on_received(received.message, received.outcome == "stored")
+            except P2PDMError as exc:
+                log.error("could not record the files of a message: %s", exc)
         self.node.on_received(received)
         self.node.observer.envelope_accepted(received, path)
 

@@ -1,0 +1,196 @@
+"""Files over ``/p2pdm/blob/1.0.0`` on an in-memory network: fetch, resume,
+refusals, damaged chunks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+from p2pdm.core.blob import CHUNK_BYTES
+from p2pdm.core.blobwire import BLOB_PROTOCOL, BlobReply, BlobRequest
+from p2pdm.core.identity import Identity
+from p2pdm.node.media_ops import send_media
+from p2pdm.node.node import Node
+from p2pdm.services.blob import BlobService
+from p2pdm.services.dm import Delivery
+from p2pdm.store.blobs import BlobRecord
+from p2pdm.store.memory import MemoryStore
+from tests.fakenet import FakeHost, FakeNetwork
+
+FILE = os.urandom(5 * CHUNK_BYTES + 1234)
+
+
+class Peer:
+    def __init__(self, net: FakeNetwork, name: str) -> None:
+        self.node = Node(
+            Identity(os.urandom(32)), MemoryStore(), now_ms=lambda: int(trio.current_time() * 1000)
+        )
+        self.node.store.set_setting("name", name)
+        self.host: FakeHost = net.host(self.node.peer_id)
+        self.delivery = Delivery(self.node, self.host, rng=random.Random(1))
+        self.node.on_outbox = self.delivery.wake
+        self.blobs = BlobService(self.node, self.host)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        await nursery.start(self.delivery.run)
+        await nursery.start(self.blobs.run_fetcher)
+
+
+@pytest.fixture
+async def world(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeNetwork, Peer, Peer, Peer]]:
+    net = FakeNetwork(nursery)
+    alice, bob, carol = Peer(net, "alice"), Peer(net, "bob"), Peer(net, "carol")
+    for a, b in ((alice, bob), (alice, carol)):
+        a.node.add_contact_from_invite(b.node.invite())
+        b.node.add_contact_from_invite(a.node.invite())
+    for p in (alice, bob, carol):
+        await p.start(nursery)
+    yield net, alice, bob, carol
+
+
+async def wait_blob(peer: Peer, blob_id: bytes, *states: str) -> BlobRecord:
+    with trio.fail_after(120):
+        while True:
+            record = peer.node.store.get_blob(blob_id)
+            if record is not None and record.state in states:
+                return record
+            await trio.sleep(0.05)
+
+
+def plain(peer: Peer, record: BlobRecord) -> bytes:
+    return b"".join(peer.node.media.read_plain(record, 0, record.size))
+
+
+async def test_a_file_sent_to_a_contact_arrives_checked(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, _ = world
+    blob = alice.node.media.add_file(FILE, "application/pdf", "../../report.pdf")
+    assert blob.name == "report.pdf"
+    await send_media(alice.node, bob.node.peer_id, [blob.blob_id], "the report")
+    got = await wait_blob(bob, blob.blob_id, "ready", "failed")
+    assert got.state == "ready"
+    assert plain(bob, got) == FILE
+    assert hashlib.sha256(plain(bob, got)).digest() == got.digest
+    # Bob's copy is sealed as it travelled: no plaintext on his disk.
+    assert FILE[:64] not in bytes(bob.node.media.files.read(blob.blob_id.hex(), 0, 1 << 30))
+    ready = [e for e in bob.node.store.events(0, 100) if e.type.value == "media.ready"]
+    assert ready and ready[0].detail == blob.blob_id.hex()
+
+
+async def ask(host: FakeHost, owner: Peer, blob_id: bytes) -> BlobReply:
+    stream = await host.open_stream(owner.node.peer_id, BLOB_PROTOCOL)
+    async with stream:
+        await stream.write_frame(BlobRequest(blob_id, 0, 4).encode(), 5)
+        frame = await stream.read_frame(128, 5)
+        assert frame is not None
+        return BlobReply.decode(frame)
+
+
+async def test_only_the_recipient_may_fetch_and_others_learn_nothing(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, carol = world
+    blob = alice.node.media.add_file(FILE, "application/octet-stream", "x.bin")
+    await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
+    await wait_blob(bob, blob.blob_id, "ready")
+    refused_known = await ask(carol.host, alice, blob.blob_id)
+    refused_unknown = await ask(carol.host, alice, os.urandom(32))
+    assert refused_known == refused_unknown == BlobReply(False)
+    assert refused_known.encode() == refused_unknown.encode()
+    assert (await ask(bob.host, alice, blob.blob_id)) == BlobReply(True, 4)
+    # Bob holds a copy now, but he never sent it to anyone: he serves nobody.
+    assert (await ask(alice.host, bob, blob.blob_id)) == BlobReply(False)
+
+
+async def test_a_tampered_chunk_is_refused_and_fetched_again(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, _ = world
+    media = alice.node.media
+    honest = media.sealed_chunk
+    served: list[int] = []
+
+    def tamper_once(record: BlobRecord, index: int) -> bytes:
+        data = honest(record, index)
+        served.append(index)
+        if index == 2 and served.count(2) == 1:
+            return data[:-1] + bytes([data[-1] ^ 1])
+        return data
+
+    media.sealed_chunk = tamper_once  # type: ignore[method-assign]
+    blob = media.add_file(FILE, "application/octet-stream", "x.bin")
+    await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
+    got = await wait_blob(bob, blob.blob_id, "ready", "failed")
+    assert got.state == "ready" and plain(bob, got) == FILE
+    assert served.count(2) == 2
+    assert served.count(0) == 1  # the transfer went on from the damaged chunk
+
+
+async def test_a_sender_that_keeps_sending_damage_fails_the_transfer(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, _ = world
+    blob = alice.node.media.add_file(FILE, "application/octet-stream", "x.bin")
+    files = alice.node.media.files
+    files.write_at(
+        blob.blob_id.hex(), 10, b"\x00" * 5 + files.read(blob.blob_id.hex(), 15, 1 << 30)
+    )
+    await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
+    got = await wait_blob(bob, blob.blob_id, "failed")
+    assert "damaged" in got.detail
+    assert bob.node.media.files.length(blob.blob_id.hex()) == 0
+
+
+async def test_a_broken_transfer_resumes_from_the_last_verified_chunk(
+    world, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, _ = world
+    media = alice.node.media
+    honest = media.sealed_chunk
+    served: list[int] = []
+
+    def break_once(record: BlobRecord, index: int) -> bytes:
+        served.append(index)
+        if index == 3 and served.count(3) == 1:
+            raise trio.BrokenResourceError("connection cut")
+        return honest(record, index)
+
+    media.sealed_chunk = break_once  # type: ignore[method-assign]
+    blob = media.add_file(FILE, "application/octet-stream", "x.bin")
+    await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
+    got = await wait_blob(bob, blob.blob_id, "ready", "failed")
+    assert got.state == "ready" and plain(bob, got) == FILE
+    assert served == [0, 1, 2, 3, 3, 4, 5]
+
+
+async def test_an_offline_sender_leaves_the_file_waiting_then_it_comes(
+    world, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, _ = world
+    blob = alice.node.media.add_file(FILE, "application/octet-stream", "x.bin")
+    await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
+    await wait_blob(bob, blob.blob_id, "fetching", "ready")
+    # Cut Alice off before Bob fetched: he waits, and says why.
+    alice.host.online = False
+    bob.node.store.set_blob_progress(blob.blob_id, "fetching", 0, "")
+    bob.node.media.files.delete(blob.blob_id.hex())
+    bob.blobs.wake()
+    with trio.fail_after(60):
+        while "waiting for alice" not in (bob.node.store.get_blob(blob.blob_id) or blob).detail:
+            await trio.sleep(0.1)
+    alice.host.online = True
+    bob.blobs.wake()
+    got = await wait_blob(bob, blob.blob_id, "ready")
+    assert plain(bob, got) == FILE
+
+
+async def test_files_from_strangers_wait_until_asked_for(world, nursery, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    net, alice, _, _ = world
+    stranger = Peer(net, "mallory")
+    await stranger.start(nursery)
+    stranger.node.add_contact_from_invite(alice.node.invite())
+    blob = stranger.node.media.add_file(b"hello", "text/plain", "hi.txt")
+    await send_media(stranger.node, alice.node.peer_id, [blob.blob_id])
+    got = await wait_blob(alice, blob.blob_id, "pending")
+    assert got.have == 0
+    alice.node.media.want(blob.blob_id)
+    got = await wait_blob(alice, blob.blob_id, "ready")
+    assert plain(alice, got) == b"hello"
