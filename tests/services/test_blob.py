@@ -41,8 +41,11 @@ class Peer:
         await nursery.start(self.blobs.run_fetcher)
 
 
+World = tuple[FakeNetwork, Peer, Peer, Peer]
+
+
 @pytest.fixture
-async def world(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeNetwork, Peer, Peer, Peer]]:
+async def world(nursery: trio.Nursery) -> AsyncIterator[World]:
     net = FakeNetwork(nursery)
     alice, bob, carol = Peer(net, "alice"), Peer(net, "bob"), Peer(net, "carol")
     for a, b in ((alice, bob), (alice, carol)):
@@ -53,11 +56,12 @@ async def world(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeNetwork, Peer,
     yield net, alice, bob, carol
 
 
-async def wait_blob(peer: Peer, blob_id: bytes, *states: str) -> BlobRecord:
+async def wait_blob(peer: Peer, blob_id: bytes, *states: str, detail: str = "") -> BlobRecord:
+    """The blob once it is in one of ``states`` with ``detail`` in its detail."""
     with trio.fail_after(120):
         while True:
             record = peer.node.store.get_blob(blob_id)
-            if record is not None and record.state in states:
+            if record is not None and record.state in states and detail in record.detail:
                 return record
             await trio.sleep(0.05)
 
@@ -66,7 +70,9 @@ def plain(peer: Peer, record: BlobRecord) -> bytes:
     return b"".join(peer.node.media.read_plain(record, 0, record.size))
 
 
-async def test_a_file_sent_to_a_contact_arrives_checked(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+async def test_a_file_sent_to_a_contact_arrives_checked(
+    world: World, autojump_clock: object
+) -> None:
     _, alice, bob, _ = world
     blob = alice.node.media.add_file(FILE, "application/pdf", "../../report.pdf")
     assert blob.name == "report.pdf"
@@ -90,7 +96,9 @@ async def ask(host: FakeHost, owner: Peer, blob_id: bytes) -> BlobReply:
         return BlobReply.decode(frame)
 
 
-async def test_only_the_recipient_may_fetch_and_others_learn_nothing(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+async def test_only_the_recipient_may_fetch_and_others_learn_nothing(
+    world: World, autojump_clock: object
+) -> None:
     _, alice, bob, carol = world
     blob = alice.node.media.add_file(FILE, "application/octet-stream", "x.bin")
     await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
@@ -104,7 +112,9 @@ async def test_only_the_recipient_may_fetch_and_others_learn_nothing(world, auto
     assert (await ask(alice.host, bob, blob.blob_id)) == BlobReply(False)
 
 
-async def test_a_tampered_chunk_is_refused_and_fetched_again(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+async def test_a_tampered_chunk_is_refused_and_fetched_again(
+    world: World, autojump_clock: object
+) -> None:
     _, alice, bob, _ = world
     media = alice.node.media
     honest = media.sealed_chunk
@@ -114,7 +124,7 @@ async def test_a_tampered_chunk_is_refused_and_fetched_again(world, autojump_clo
         data = honest(record, index)
         served.append(index)
         if index == 2 and served.count(2) == 1:
-            return data[:-1] + bytes([data[-1] ^ 1])
+            return bytes(data[:-1] + bytes([data[-1] ^ 1]))
         return data
 
     media.sealed_chunk = tamper_once  # type: ignore[method-assign]
@@ -126,7 +136,9 @@ async def test_a_tampered_chunk_is_refused_and_fetched_again(world, autojump_clo
     assert served.count(0) == 1  # the transfer went on from the damaged chunk
 
 
-async def test_a_sender_that_keeps_sending_damage_fails_the_transfer(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+async def test_a_sender_that_keeps_sending_damage_fails_the_transfer(
+    world: World, autojump_clock: object
+) -> None:
     _, alice, bob, _ = world
     blob = alice.node.media.add_file(FILE, "application/octet-stream", "x.bin")
     files = alice.node.media.files
@@ -140,8 +152,8 @@ async def test_a_sender_that_keeps_sending_damage_fails_the_transfer(world, auto
 
 
 async def test_a_broken_transfer_resumes_from_the_last_verified_chunk(
-    world, autojump_clock
-) -> None:  # type: ignore[no-untyped-def]
+    world: World, autojump_clock: object
+) -> None:
     _, alice, bob, _ = world
     media = alice.node.media
     honest = media.sealed_chunk
@@ -162,8 +174,8 @@ async def test_a_broken_transfer_resumes_from_the_last_verified_chunk(
 
 
 async def test_an_offline_sender_leaves_the_file_waiting_then_it_comes(
-    world, autojump_clock
-) -> None:  # type: ignore[no-untyped-def]
+    world: World, autojump_clock: object
+) -> None:
     _, alice, bob, _ = world
     blob = alice.node.media.add_file(FILE, "application/octet-stream", "x.bin")
     await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
@@ -173,16 +185,17 @@ async def test_an_offline_sender_leaves_the_file_waiting_then_it_comes(
     bob.node.store.set_blob_progress(blob.blob_id, "fetching", 0, "")
     bob.node.media.files.delete(blob.blob_id.hex())
     bob.blobs.wake()
-    with trio.fail_after(60):
-        while "waiting for alice" not in (bob.node.store.get_blob(blob.blob_id) or blob).detail:
-            await trio.sleep(0.1)
+    waiting = await wait_blob(bob, blob.blob_id, "fetching", detail="waiting for alice")
+    assert waiting.have == 0
     alice.host.online = True
     bob.blobs.wake()
     got = await wait_blob(bob, blob.blob_id, "ready")
     assert plain(bob, got) == FILE
 
 
-async def test_files_from_strangers_wait_until_asked_for(world, nursery, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+async def test_files_from_strangers_wait_until_asked_for(
+    world: World, nursery: trio.Nursery, autojump_clock: object
+) -> None:
     net, alice, _, _ = world
     stranger = Peer(net, "mallory")
     await stranger.start(nursery)
