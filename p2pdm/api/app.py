@@ -81,6 +81,7 @@ from p2pdm.api.payload import (
     p2pdm_error_response,
     p2pdm_error_status,
 )
+from p2pdm.api.routes_media import BLOB_PATH_RULE, MEDIA_ROUTES
 from p2pdm.api.schema import (
     MESSAGE_ID_PATTERN,
     NAME,
@@ -120,6 +121,7 @@ _PATH_RULES: Final = {
     "peer_id": "not a contact's PeerID or name",
     "name": "a token name is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
     "letter or digit (the owner's token is <home>/api_token, not revoked here)",
+    "blob": BLOB_PATH_RULE,
 }
 
 
@@ -455,6 +457,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         _READ,
         Doc("getOpenAPI", "This document", ("200", {"type": "object"}, "the OpenAPI document")),
     ),
+    *MEDIA_ROUTES,
 )
 
 

@@ -112,7 +112,7 @@ def _events_json(node: Node, page: EventPage) -> list[dict[str, Any]]:
         message = None
         if event.type is EventType.MESSAGE_RECEIVED and event.message_id is not None:
             message = node.store.get_message(event.message_id)
-        out.append(event_json(event, message))
+        out.append(event_json(event, message, node.store.get_blob))
     return out
 
 

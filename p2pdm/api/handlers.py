@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from p2pdm.api.guard import grant_of
+from p2pdm.api.handlers_media import MEDIA_FIELDS, SEND_ONE_OF, send_media_message
 from p2pdm.api.payload import (
     DEFAULT_PAGE_SIZE,
     MAX_CURSOR,
@@ -150,6 +151,9 @@ def _idempotency(request: Request, key: str | None) -> tuple[str, str] | None:
 async def send_message(request: Request, node: Node) -> Response:
     body = await JSONObject.read(request)
     to = body.text("to")
+    if body.has("media") or body.has("location"):
+        idempotency = _idempotency(request, body.opt_text("idempotency_key"))
+        return await send_media_message(body, node, _visible_peer(request, node, to), idempotency)
     text = body.text("text")
     idempotency = _idempotency(request, body.opt_text("idempotency_key"))
     body.done()
@@ -165,7 +169,7 @@ async def send_message(request: Request, node: Node) -> Response:
     )
 
 
-#: ``send_message``'s body.
+#: ``send_message``'s body: a text, files with an optional caption, or a place.
 SEND_MESSAGE: Final[Schema] = obj(
     {
         "to": {
@@ -187,9 +191,11 @@ SEND_MESSAGE: Final[Schema] = obj(
             "description": "a retry with the same key (per token, kept for a day) "
             "returns the message the first request made instead of sending again",
         },
+        **MEDIA_FIELDS,
     },
-    optional=("idempotency_key",),
+    optional=("text", "idempotency_key", *MEDIA_FIELDS),
 )
+SEND_MESSAGE["oneOf"] = SEND_ONE_OF
 
 
 def _message_id(request: Request, node: Node) -> str:
@@ -203,13 +209,13 @@ def _message_id(request: Request, node: Node) -> str:
 
 async def get_message(request: Request, node: Node) -> Response:
     message, history = node.message(_message_id(request, node))
-    body = message_json(message, node.status_detail(message))
+    body = message_json(message, node.status_detail(message), node.store.get_blob)
     return JSONResponse({**body, "history": [status_json(c) for c in history]})
 
 
 async def read_message(request: Request, node: Node) -> Response:
     message = node.mark_message_read(_message_id(request, node))
-    return JSONResponse(message_json(message, node.status_detail(message)))
+    return JSONResponse(message_json(message, node.status_detail(message), node.store.get_blob))
 
 
 # --- conversations ---------------------------------------------------------------
@@ -229,7 +235,9 @@ async def conversation_messages(request: Request, node: Node) -> Response:
     page = node.messages(_visible_conversation(request, node), limit, before)
     return JSONResponse(
         {
-            "messages": [message_json(m, node.status_detail(m)) for m in page.messages],
+            "messages": [
+                message_json(m, node.status_detail(m), node.store.get_blob) for m in page.messages
+            ],
             "next_before": page.next_before,
         }
     )
@@ -255,7 +263,7 @@ async def patch_settings(request: Request, node: Node) -> Response:
 _JSON_TYPES: Final[dict[type, str]] = {bool: "boolean", str: "string", int: "integer"}
 #: Every setting with its type and default (the node's name is a contact-style name).
 _SETTING_TYPES: Final[dict[str, Schema]] = {
-    key: {"type": _JSON_TYPES[kind], "default": default}
+    key: {"type": _JSON_TYPES[kind], "default": default, **({"minimum": 0} if kind is int else {})}
     for key, (kind, default) in SETTINGS.items()
 }
 SETTINGS_SCHEMA: Final[Schema] = obj(_SETTING_TYPES)

@@ -26,6 +26,13 @@ from p2pdm.api.schema import (
     obj,
     ref,
 )
+from p2pdm.api.views_media import (
+    MEDIA_SCHEMAS,
+    BlobLookup,
+    location_json,
+    media_caption,
+    media_json,
+)
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Contact,
@@ -164,15 +171,19 @@ ADDED_CONTACT: Final[Schema] = obj(
 # --- messages --------------------------------------------------------------------
 
 
-def message_json(message: StoredMessage, detail: str = "") -> dict[str, Any]:
-    """``detail``: the note of the message's latest status (see Node.status_detail)."""
+def message_json(
+    message: StoredMessage, detail: str = "", blobs: BlobLookup | None = None
+) -> dict[str, Any]:
+    """``detail``: the note of the message's latest status (see Node.status_detail);
+    ``blobs``: finds the records of a media message's files (their state)."""
+    text = message_text(message)
     return {
         "id": message.id.hex(),
         "conversation_id": message.conversation_id.hex(),
         "peer": str(message.peer),
         "direction": message.direction.value,
         "kind": message.kind,
-        "text": message_text(message),
+        "text": text if text is not None else media_caption(message),
         "unsupported": is_unsupported(message),
         "sent_at_ms": message.sent_at_ms,
         "stored_at_ms": message.stored_at_ms,
@@ -180,6 +191,8 @@ def message_json(message: StoredMessage, detail: str = "") -> dict[str, Any]:
         "status_detail": detail,
         "request": message.request,
         "recipients": [recipient_json(r) for r in message.recipients],
+        "media": media_json(message, blobs),
+        "location": location_json(message),
     }
 
 
@@ -191,9 +204,13 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "direction": {"type": "string", "enum": [d.value for d in Direction]},
     "kind": {
         "type": "string",
-        "description": "'text'; later versions add kinds (see 'unsupported')",
+        "description": "'text', 'media' (files: see 'media'), 'location'; later versions "
+        "add kinds (see 'unsupported')",
     },
-    "text": {"type": ["string", "null"], "description": "the text of a 'text' message"},
+    "text": {
+        "type": ["string", "null"],
+        "description": "the text of a 'text' message; a 'media' message's caption",
+    },
     "unsupported": {
         "type": "boolean",
         "description": "a message of a kind this version cannot show (sent by a newer "
@@ -217,6 +234,14 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
         "items": ref("Recipient"),
         "description": "an outgoing message's status per recipient (one for a one-to-one "
         "message); 'status' is the least advanced of theirs. Empty for incoming messages",
+    },
+    "media": {
+        "oneOf": [{"type": "array", "items": ref("MediaItem")}, {"type": "null"}],
+        "description": "the files of a 'media' message; null for other kinds",
+    },
+    "location": {
+        "oneOf": [ref("Location"), {"type": "null"}],
+        "description": "the place of a 'location' message; null for other kinds",
     },
 }
 
@@ -286,7 +311,9 @@ CONVERSATION: Final[Schema] = obj(
 # --- events ----------------------------------------------------------------------
 
 
-def event_json(event: Event, message: StoredMessage | None) -> dict[str, Any]:
+def event_json(
+    event: Event, message: StoredMessage | None, blobs: BlobLookup | None = None
+) -> dict[str, Any]:
     """An event; ``message`` is the message of a ``message.received`` event, as stored now."""
     return {
         "id": event.id,
@@ -297,7 +324,7 @@ def event_json(event: Event, message: StoredMessage | None) -> dict[str, Any]:
         "status": None if event.status is None else event.status.value,
         "detail": event.detail,
         "conversation_id": None if event.conversation_id is None else event.conversation_id.hex(),
-        "message": None if message is None else message_json(message),
+        "message": None if message is None else message_json(message, blobs=blobs),
     }
 
 
@@ -397,4 +424,5 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "Token": TOKEN,
     "TokenList": obj({"tokens": {"type": "array", "items": ref("Token")}}),
     "CreatedToken": CREATED_TOKEN,
+    **MEDIA_SCHEMAS,
 }

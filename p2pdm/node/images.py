@@ -68,7 +68,11 @@ def _open(data: bytes, max_pixels: int, what: str) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise MediaRefused(
+            f"{what} claims more pixels than {max_pixels:,} (a decompression bomb)"
+        ) from None
+    except UnidentifiedImageError:
         raise MediaRefused(f"{what} is not an image this node can read") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise MediaRefused(f"{what} does not decode: {exc}") from None

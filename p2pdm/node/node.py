@@ -52,7 +52,12 @@ from p2pdm.node.contact_names import (
     resolve_contact,
 )
 from p2pdm.node.events import EventBus
-from p2pdm.node.media import MediaLibrary
+from p2pdm.node.media import (
+    AUTO_DOWNLOAD_SETTING,
+    DEFAULT_AUTO_DOWNLOAD_BYTES,
+    STRIP_METADATA_SETTING,
+    MediaLibrary,
+)
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
 from p2pdm.store.base import Store
@@ -98,6 +103,8 @@ def _clock(at_ms: int) -> str:
 SETTINGS: Final[dict[str, tuple[type, object]]] = {
     READ_RECEIPTS_SETTING: (bool, True),
     "name": (str, ""),
+    STRIP_METADATA_SETTING: (bool, True),
+    AUTO_DOWNLOAD_SETTING: (int, DEFAULT_AUTO_DOWNLOAD_BYTES),
 }
 
 
@@ -503,6 +510,8 @@ class Node:
             kind, _ = SETTINGS[key]
             if type(value) is not kind:
                 raise ConfigError(f"setting {key!r} must be a {kind.__name__}")
+            if kind is int and value < 0:  # type: ignore[operator]
+                raise ConfigError(f"setting {key!r} cannot be negative")
             if key == "name":
                 check_name(str(value))
         with self.store.transaction():
