@@ -14,7 +14,7 @@ ORIENTATION = 0x0112
 
 
 def photo_with_gps(width: int = 64, height: int = 32, orientation: int = 6) -> bytes:
-    """A JPEG with a GPS position and an orientation tag (rotate 90° to show)."""
+    """A JPEG with a GPS position and an orientation tag (rotate 90 degrees to show)."""
     image = Image.new("RGB", (width, height), (200, 30, 30))
     exif = Image.Exif()
     exif[ORIENTATION] = orientation
@@ -31,7 +31,7 @@ def has_gps(data: bytes) -> bool:
 
 
 def bomb_png(side: int = 100_000) -> bytes:
-    """A PNG of a few hundred bytes that claims ``side``×``side`` pixels."""
+    """A PNG of a few hundred bytes that claims ``side`` x ``side`` pixels."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (

@@ -172,8 +172,8 @@ async def upload_media(request: Request, node: Node) -> Response:
             415, "unsupported_media_type", "send the file itself as the body, not multipart"
         )
     name = request.query_params.get("name", "")
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_FILE_NAME_BYTES * 4:
-        raise bad_request("'name' is too long")
+    if len(name) > MAX_FILE_NAME_BYTES:  # then cut to as many bytes by safe_name
+        raise bad_request(f"'name' is at most {MAX_FILE_NAME_BYTES} characters")
     upload = node.media.upload(mime, name)
     try:
         async for piece in request.stream():

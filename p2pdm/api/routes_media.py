@@ -61,7 +61,8 @@ MEDIA_ROUTES: Final[tuple[Route, ...]] = (
                 },
             ),
             body=_BINARY,
-            body_media_type="*/*",
+            # Any Content-Type is taken (it is the file's type); the document names one.
+            body_media_type="application/octet-stream",
         ),
     ),
     Route(

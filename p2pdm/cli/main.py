@@ -26,6 +26,7 @@ import segno
 from p2pdm import __version__, hints
 from p2pdm.cli import archive as cli_archive
 from p2pdm.cli import chat as cli_chat
+from p2pdm.cli import media as cli_media
 from p2pdm.cli import run as cli_run
 from p2pdm.cli import settings as cli_settings
 from p2pdm.cli import sim as cli_sim
@@ -173,6 +174,11 @@ COMMANDS: Final[dict[str, Command]] = {
     ),
     "send": Command(
         "send a message through the running node", cli_chat.send_arguments, cli_chat.send
+    ),
+    "save": Command(
+        "save the files of a message (fetching them first if they wait)",
+        cli_media.save_arguments,
+        cli_media.save,
     ),
     "inbox": Command(
         "conversations, unread counts, message requests", cli_chat.inbox_arguments, cli_chat.inbox

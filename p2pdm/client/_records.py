@@ -5,7 +5,7 @@ They are plain ``dict`` at run time: a field a later node adds is simply there.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict
 
 __all__ = [
     "AddedContact",
@@ -39,6 +39,10 @@ class Message(TypedDict):
     request: bool
     #: An outgoing message's status per recipient; ``status`` is the least advanced.
     recipients: list[Recipient]
+    #: A ``media`` message's files (id, name, mime, size, state, ...); else None.
+    media: list[dict[str, Any]] | None
+    #: A ``location`` message's place (lat, lon, accuracy_m?, label?); else None.
+    location: dict[str, Any] | None
 
 
 class Recipient(TypedDict):

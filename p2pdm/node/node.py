@@ -504,6 +504,7 @@ class Node:
         return {key: stored.get(key, default) for key, (_, default) in SETTINGS.items()}
 
     def update_settings(self, patch: dict[str, object]) -> dict[str, object]:
+        patch = {key: _integral(value, SETTINGS.get(key)) for key, value in patch.items()}
         for key, value in patch.items():
             if key not in SETTINGS:
                 raise ConfigError(f"unknown setting {key!r}; known: {', '.join(sorted(SETTINGS))}")
@@ -518,6 +519,18 @@ class Node:
             for key, value in patch.items():
                 self.store.set_setting(key, value)
         return self.settings()
+
+
+def _integral(value: object, setting: tuple[type, object] | None) -> object:
+    """A whole number sent as ``12.0`` (JSON does not tell them apart) as an int."""
+    if (
+        setting is not None
+        and setting[0] is int
+        and isinstance(value, float)
+        and value.is_integer()
+    ):
+        return int(value)
+    return value
 
 
 def _check_peer(peer: object) -> None:

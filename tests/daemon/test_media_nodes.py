@@ -1,0 +1,140 @@
+"""Files between real nodes: libp2p on loopback, SQLite homes, the HTTP API."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import p2pdm.services.blob as blob_service
+from p2pdm.core.blobwire import BlobRequest
+from p2pdm.core.kinds import MediaBody, MediaItem
+from p2pdm.node.media_ops import send_body
+from tests.conftest import Peer, node
+from tests.media_files import bomb_png, has_gps, photo_with_gps
+
+
+async def befriend(a: Peer, b: Peer) -> None:
+    invite = (await b.call("GET", "/v1/node"))["invite"]
+    await a.call("POST", "/v1/contacts", json={"invite": invite, "name": "bob"})
+    invite = (await a.call("GET", "/v1/node"))["invite"]
+    await b.call("POST", "/v1/contacts", json={"invite": invite, "name": "alice"})
+
+
+async def upload(peer: Peer, data: bytes, mime: str, name: str) -> dict[str, Any]:
+    response = await peer.http.post(
+        "/v1/media", params={"name": name}, content=data, headers={"Content-Type": mime}
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def wait_file(peer: Peer, blob_id: str, state: str = "ready", seconds: float = 30) -> None:
+    with trio.fail_after(seconds):
+        while True:
+            record = peer.running.node.store.get_blob(bytes.fromhex(blob_id))
+            if record is not None and record.state == state:
+                return
+            await trio.sleep(0.05)
+
+
+async def test_a_photo_with_a_gps_tag_arrives_without_it(tmp_path: Path) -> None:
+    async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
+        await befriend(a, b)
+        photo = photo_with_gps()
+        uploaded = await upload(a, photo, "image/jpeg", "holiday.jpg")
+        sent = await a.call(
+            "POST", "/v1/messages", json={"to": "bob", "media": [uploaded["id"]], "text": "look"}
+        )
+        await wait_file(b, uploaded["id"])
+        got = await b.call("GET", f"/v1/messages/{sent['id']}")
+        assert got["text"] == "look"
+        [item] = got["media"]
+        assert (item["name"], item["state"], item["thumbnail"]) == ("holiday.jpg", "ready", True)
+        served = await b.http.get(f"/v1/media/{uploaded['id']}")
+        assert served.status_code == 200 and not has_gps(served.content)
+        assert (
+            hashlib.sha256(served.content).hexdigest()
+            == hashlib.sha256((await a.http.get(f"/v1/media/{uploaded['id']}")).content).hexdigest()
+        )
+        # The blob is sealed on Bob's disk, under its id, not its name.
+        files = sorted(p.name for p in (b.home.path / "blobs").iterdir())
+        assert files == [uploaded["id"]]
+        assert photo[-64:] not in (b.home.path / "blobs" / uploaded["id"]).read_bytes()
+
+
+async def test_a_bomb_thumbnail_is_refused_on_receipt_and_odd_names_are_stored_safely(
+    tmp_path: Path,
+) -> None:
+    async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
+        await befriend(a, b)
+        alice = a.running.node
+        record = alice.media.add_file(b"x" * 1000, "text/plain", "n.txt")
+        # A hostile sender: a crafted name and a decompression bomb as thumbnail.
+        body = MediaBody(
+            (
+                MediaItem(
+                    record.blob_id,
+                    record.key,
+                    record.digest,
+                    record.size,
+                    "image/png",
+                    "../../x\x07\n.png",
+                    thumbnail=bomb_png()[:8192],
+                ),
+            )
+        )
+        await send_body(alice, b.running.node.peer_id, body)
+        await wait_file(b, record.blob_id.hex())
+        bob_record = b.running.node.store.get_blob(record.blob_id)
+        assert bob_record is not None
+        assert bob_record.thumbnail is None  # refused: never shown
+        assert bob_record.name == "x__.png"
+        thumb = await b.http.get(f"/v1/media/{record.blob_id.hex()}/thumbnail")
+        assert thumb.status_code == 404
+        assert not (tmp_path / "x").exists() and not (b.home.path.parent / "x").exists()
+
+
+@pytest.mark.slow
+async def test_a_large_file_resumes_after_the_recipient_restarts_and_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob stops halfway through a transfer; started again, he asks from the
+    first chunk he does not have, and the file matches its digest."""
+    size = 50 << 20 if os.environ.get("P2PDM_BIG_MEDIA") else 12 << 20
+    # Slow enough to stop Bob in the middle.
+    monkeypatch.setattr(blob_service, "BLOB_BYTES_PER_SECOND_PER_PEER", size // 3)
+    asked: list[int] = []
+    decode = BlobRequest.decode
+
+    def note(data: bytes) -> BlobRequest:
+        request = decode(data)
+        asked.append(request.first)
+        return request
+
+    monkeypatch.setattr(BlobRequest, "decode", staticmethod(note))
+    data = os.urandom(size)
+    async with node(tmp_path, "alice") as a:
+        async with node(tmp_path, "bob", a.running) as b:
+            await befriend(a, b)
+            uploaded = await upload(a, data, "application/octet-stream", "big.bin")
+            await a.call("POST", "/v1/messages", json={"to": "bob", "media": [uploaded["id"]]})
+            blob_id = bytes.fromhex(uploaded["id"])
+            with trio.fail_after(30):
+                while True:
+                    record = b.running.node.store.get_blob(blob_id)
+                    if record is not None and record.have >= 16:
+                        break
+                    await trio.sleep(0.02)
+            b.scope.cancel()
+        halfway = len(asked)
+        async with node(tmp_path, "bob", a.running) as b:
+            await wait_file(b, uploaded["id"], seconds=60)
+            served = await b.http.get(f"/v1/media/{uploaded['id']}")
+            assert hashlib.sha256(served.content).digest() == hashlib.sha256(data).digest()
+        resumed_from = asked[halfway]
+        assert resumed_from >= 16  # not from the start
