@@ -177,7 +177,7 @@ MAX_TRACKED_STRANGERS = 4096
 #: of MAX_STORED_EVENTS. Enough to list every pending request twice over.
 MAX_STORED_REQUEST_EVENTS = 2000
 
-# --- media (docs/protocol.md §13) -----------------------------------------
+# --- media (docs/protocol.md §17) -----------------------------------------
 
 #: Largest file one attachment may be: a long video clip or a big document;
 #: beyond it a transfer ties two nodes up for minutes and a recipient's disk

@@ -1,4 +1,4 @@
-"""Encrypted blobs: how a file is cut, sealed, named and checked (docs/protocol.md §13).
+"""Encrypted blobs: how a file is cut, sealed, named and checked (docs/protocol.md §17).
 
 How this works: the sender draws a fresh 32-byte key for each file and cuts
 the plaintext into chunks of CHUNK_BYTES (the last one shorter; an empty

@@ -1,4 +1,4 @@
-"""Frames of ``/p2pdm/blob/1.0.0``: a recipient pulls sealed chunks (docs/protocol.md §13.5).
+"""Frames of ``/p2pdm/blob/1.0.0``: a recipient pulls sealed chunks (docs/protocol.md §17.5).
 
 How this works: the fetcher opens a stream and sends a :class:`BlobRequest`
 (blob id, first chunk, how many). The server answers one :class:`BlobReply`:

@@ -1,5 +1,5 @@
 """Photos through Pillow: metadata stripped, orientation applied, bombs refused,
-thumbnails made (docs/protocol.md §13.4).
+thumbnails made (docs/protocol.md §17.4).
 
 How this works: :func:`prepare_image` reads an image's header first and
 refuses one whose pixel count exceeds MAX_IMAGE_PIXELS before decoding any

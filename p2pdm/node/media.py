@@ -1,6 +1,6 @@
 """A node's files: uploads sealed into blobs, attachments of messages, the
 chunks fetched from peers, reading files back, and the sweep of blobs no
-message needs (docs/protocol.md §13).
+message needs (docs/protocol.md §17).
 
 How this works: an :class:`Upload` takes a file's bytes as they stream in
 and seals them (:mod:`p2pdm.core.blob`) into a temporary blob file; a photo

@@ -1,5 +1,5 @@
 """``/p2pdm/blob/1.0.0``: serving our files to the peers we sent them to, and
-fetching the files sent to us (docs/protocol.md §13.5).
+fetching the files sent to us (docs/protocol.md §17.5).
 
 How this works: :class:`BlobService` serves inbound streams behind the
 shared :class:`~p2pdm.services.inbound.InboundGuard` (streams per peer and

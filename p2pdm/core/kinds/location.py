@@ -1,4 +1,4 @@
-"""The ``location`` kind: a place on the map (docs/protocol.md §13.3).
+"""The ``location`` kind: a place on the map (docs/protocol.md §17.3).
 
 Coordinates travel as integers in units of 1e-7 degree (about a centimetre;
 OpenStreetMap's unit), so the signed bytes are exact and need no floats.

@@ -1,4 +1,4 @@
-"""The ``media`` kind: files sent as encrypted blobs (docs/protocol.md §13.2).
+"""The ``media`` kind: files sent as encrypted blobs (docs/protocol.md §17.2).
 
 How this works: the body lists 1..MAX_MEDIA_ITEMS attachments and may carry
 a caption. Each :class:`MediaItem` holds what a recipient needs to fetch,
