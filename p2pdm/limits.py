@@ -208,3 +208,9 @@ MAX_MEDIA_SIDE = 65_535
 
 #: Longest duration a voice note or video may claim: a day.
 MAX_MEDIA_DURATION_MS = 24 * 3600 * 1000
+
+#: Largest file pushed, chunk by chunk, through an offline recipient's
+#: mailboxes with its message: 40 chunks, well inside a mailbox's 64 MiB
+#: per-recipient quota (MAILBOX_MAX_BYTES_PER_RECIPIENT) with room for other
+#: senders; a larger file waits until sender and recipient are online together.
+MAILBOX_FILE_BYTES = 10 << 20

@@ -37,11 +37,12 @@ from p2pdm.core.blob import (
     chunk_span,
     open_chunk,
 )
-from p2pdm.core.kinds import MediaBody, MediaItem, decode_stored
+from p2pdm.core.identity import PeerId
+from p2pdm.core.kinds import BlobChunkBody, MediaBody, MediaItem, decode_stored
 from p2pdm.core.kinds.media import safe_mime, safe_name
 from p2pdm.core.model import Direction, StoredMessage
 from p2pdm.errors import ChunkRejected, MediaRefused, NotFound
-from p2pdm.limits import MAX_FILE_BYTES, MAX_MEDIA_ITEMS
+from p2pdm.limits import MAILBOX_FILE_BYTES, MAX_FILE_BYTES, MAX_MEDIA_ITEMS
 from p2pdm.node.images import IMAGE_TYPES, MAX_IMAGE_BYTES, check_thumbnail, prepare_image
 from p2pdm.store.base import Store
 from p2pdm.store.blob_files import BlobFiles, MemoryBlobFiles
@@ -306,7 +307,10 @@ class MediaLibrary:
         checked against its id and digest: the record comes back ``ready``
         or, if they do not match, ``failed`` with the file removed.
         """
-        if index != record.have:
+        record = self.store.get_blob(record.blob_id) or record  # another path may be ahead
+        if record.state != "fetching" or index < record.have:
+            return record  # whole already, or this chunk came by the other path
+        if index > record.have:
             raise ChunkRejected(f"chunk {index} arrived, {record.have} was asked for")
         open_chunk(record.key, record.size, index, sealed)
         offset, _ = chunk_span(record.size, index)
@@ -323,6 +327,28 @@ class MediaLibrary:
             return replace(record, state="failed", have=0, detail=detail)
         self.store.set_blob_progress(record.blob_id, "ready", have, "")
         return replace(record, state="ready", have=have, detail="")
+
+    def accept_pushed(self, sender: PeerId, body: BlobChunkBody) -> BlobRecord | None:
+        """A chunk a contact pushed through our mailboxes: written if it is the
+        next one of a file that contact sent us and we want; else ignored."""
+        record = self.store.get_blob(body.blob_id)
+        if record is None or record.source != sender or record.state != "fetching":
+            return None
+        try:
+            return self.accept_chunk(record, body.index, body.data)
+        except ChunkRejected as exc:
+            log.info("pushed chunk of %s ignored: %s", body.blob_id.hex()[:12], exc)
+            return None
+
+    def pushed_chunks(self, blob_ids: list[bytes]) -> Iterator[BlobChunkBody]:
+        """Every sealed chunk of our files ``blob_ids`` that are small enough to
+        push through mailboxes (MAILBOX_FILE_BYTES), as chunk bodies."""
+        for blob_id in blob_ids:
+            record = self.record(blob_id)
+            if record.size > MAILBOX_FILE_BYTES:
+                continue
+            for index in range(chunk_count(record.size)):
+                yield BlobChunkBody(blob_id, index, self.sealed_chunk(record, index))
 
     def _whole_matches(self, record: BlobRecord) -> bool:
         sealed_hash = hashlib.sha256()

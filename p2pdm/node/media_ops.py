@@ -25,7 +25,11 @@ async def send_body(node: Node, peer: PeerId, body: Body) -> StoredMessage:
     def work() -> StoredMessage:
         out = node.messenger.send(peer, body)
         assert out.message is not None
-        node.media.attach(out.message)
+        blob_ids = node.media.attach(out.message)
+        if blob_ids and peer not in node.online:
+            # Offline: small files follow their message into the mailboxes.
+            for chunk in node.media.pushed_chunks(blob_ids):
+                node.messenger.send(peer, chunk)
         return out.message
 
     message = await node.batcher.submit(work)

@@ -242,11 +242,11 @@ class BlobService:
                 return self.node.store.get_blob(record.blob_id) or record
             if reply.count == 0 or reply.count > count:
                 raise ProtocolViolation(f"{reply.count} chunks announced, {count} asked for")
-            for _ in range(reply.count):
+            for index in range(request.first, request.first + reply.count):
                 data = await stream.read_frame(MAX_CHUNK_FRAME_BYTES, BLOB_READ_TIMEOUT)
                 if data is None:
                     raise PeerUnreachable(f"{stream.remote_peer.short()} stopped mid-transfer")
-                record = media.accept_chunk(record, record.have, data)
+                record = media.accept_chunk(record, index, data)
                 if record.state == "fetching" and record.have % PROGRESS_EVENT_CHUNKS == 0:
                     detail = f"{record.blob_id.hex()} {record.have}/{total}"
                     self._event(EventType.MEDIA_PROGRESS, record, detail)

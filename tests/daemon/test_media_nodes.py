@@ -13,8 +13,10 @@ import trio
 import p2pdm.services.blob as blob_service
 from p2pdm.core.blobwire import BlobRequest
 from p2pdm.core.kinds import MediaBody, MediaItem
-from p2pdm.node.media_ops import send_body
-from tests.conftest import Peer, node
+from p2pdm.node.media_ops import send_body, send_media
+from p2pdm.sim.network import wait_until
+from p2pdm.sim.pytest_plugin import SimNetworkFactory
+from tests.conftest import UPKEEP, Peer, node
 from tests.media_files import bomb_png, has_gps, photo_with_gps
 
 
@@ -138,3 +140,33 @@ async def test_a_large_file_resumes_after_the_recipient_restarts_and_matches(
             assert hashlib.sha256(served.content).digest() == hashlib.sha256(data).digest()
         resumed_from = asked[halfway]
         assert resumed_from >= 16  # not from the start
+
+
+@pytest.mark.slow
+async def test_a_file_reaches_an_offline_recipient_through_a_mailbox(
+    sim_network: SimNetworkFactory,
+) -> None:
+    """Bob is away when Alice sends 5 MiB; Alice leaves too. Bob comes back and
+    gets message and file from the mailbox alone."""
+    data = os.urandom(5 << 20)
+    async with sim_network(3, clock="real", contacts=[(1, 2)], mailboxes=1, upkeep=UPKEEP) as net:
+        mailbox, bob, alice = net[0], net[1], net[2]
+        await net.stop(bob)
+        await wait_until(lambda: bob.peer_id not in alice.running.node.online, 30)
+        sender = alice.running.node
+        record = sender.media.add_file(data, "application/octet-stream", "report.bin")
+        await send_media(sender, bob.peer_id, [record.blob_id], "while you were out")
+        # The message and its 20 chunks are left at the mailbox.
+        await wait_until(lambda: mailbox.store.mailbox_usage(bob.peer_id)[0] >= 21, 60)
+        await net.stop(alice)
+        await net.start(bob)
+        receiver = bob.running.node
+        await wait_until(
+            lambda: (
+                (r := receiver.store.get_blob(record.blob_id)) is not None and r.state == "ready"
+            ),
+            60,
+        )
+        got = receiver.store.get_blob(record.blob_id)
+        assert got is not None
+        assert b"".join(receiver.media.read_plain(got, 0, got.size)) == data

@@ -51,6 +51,9 @@ async def world(nursery: trio.Nursery) -> AsyncIterator[World]:
     for a, b in ((alice, bob), (alice, carol)):
         a.node.add_contact_from_invite(b.node.invite())
         b.node.add_contact_from_invite(a.node.invite())
+        # Seen online: files are pulled, not pushed through mailboxes.
+        a.node.online.add(b.node.peer_id)
+        b.node.online.add(a.node.peer_id)
     for p in (alice, bob, carol):
         await p.start(nursery)
     yield net, alice, bob, carol

@@ -19,8 +19,9 @@ from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.cbor import Fields
-from p2pdm.core.kinds import location, media, receipt, text
+from p2pdm.core.kinds import blobchunk, location, media, receipt, text
 from p2pdm.core.kinds.base import MAX_KIND_BYTES, Body, KindSpec, UnknownBody
+from p2pdm.core.kinds.blobchunk import BlobChunkBody
 from p2pdm.core.kinds.location import LocationBody
 from p2pdm.core.kinds.media import MediaBody, MediaItem
 from p2pdm.core.kinds.receipt import ReceiptBody
@@ -31,6 +32,7 @@ from p2pdm.limits import MAX_UNKNOWN_BODY_BYTES
 __all__ = [
     "KINDS",
     "MAX_KIND_BYTES",
+    "BlobChunkBody",
     "Body",
     "KindSpec",
     "LocationBody",
@@ -51,6 +53,7 @@ KINDS: Final[dict[str, KindSpec[Any]]] = {
     receipt.SPEC.name: receipt.SPEC,
     media.SPEC.name: media.SPEC,
     location.SPEC.name: location.SPEC,
+    blobchunk.SPEC.name: blobchunk.SPEC,
 }
 
 

@@ -21,6 +21,7 @@ import trio
 
 from p2pdm.core.dm import DM_PROTOCOL, Ack, AckResult, decode_deliver
 from p2pdm.core.identity import PeerId
+from p2pdm.core.kinds import BlobChunkBody
 from p2pdm.core.ratelimit import FailureLog, TokenBucket
 from p2pdm.errors import (
     DecryptError,
@@ -151,11 +152,13 @@ class Receiver:
         return result, detail
 
     def _notify(self, received: Received, path: Path) -> None:
-        if received.message is not None:
-            try:
+        try:
+            if received.message is not None:
                 self.node.media.on_received(received.message, received.outcome == "stored")
-            except P2PDMError as exc:
-                log.error("could not record the files of a message: %s", exc)
+            elif isinstance(received.inner.body, BlobChunkBody) and received.outcome == "other":
+                self.node.media.accept_pushed(received.sender, received.inner.body)
+        except P2PDMError as exc:
+            log.error("could not record the files of a message: %s", exc)
         self.node.on_received(received)
         self.node.observer.envelope_accepted(received, path)
 
