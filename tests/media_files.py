@@ -43,3 +43,23 @@ def bomb_png(side: int = 100_000) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
     )
+
+
+def ogg_page(granule: int, payload: bytes, seq: int) -> bytes:
+    """One Ogg page (CRC left zero: readers of voice notes here do not check it)."""
+    table = bytes([255] * (len(payload) // 255) + [len(payload) % 255])
+    header = struct.pack("<4sBBqIIIB", b"OggS", 0, 0, granule, 1, seq, 0, len(table))
+    return header + table + payload
+
+
+def opus_voice_note(seconds: int, loud_from: int) -> bytes:
+    """An Ogg Opus file's structure: head, tags, one page per second of audio
+    (payloads stand in for Opus packets: louder seconds take more bytes)."""
+    head = (
+        b"OpusHead" + bytes([1, 1]) + struct.pack("<H", 312) + struct.pack("<I", 48_000) + bytes(3)
+    )
+    pages = [ogg_page(0, head, 0), ogg_page(0, b"OpusTags" + bytes(8), 1)]
+    for second in range(seconds):
+        payload = bytes(2000 if second >= loud_from else 200)
+        pages.append(ogg_page(312 + (second + 1) * 48_000, payload, second + 2))
+    return b"".join(pages)

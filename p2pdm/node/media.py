@@ -43,6 +43,7 @@ from p2pdm.core.kinds.media import safe_mime, safe_name
 from p2pdm.core.model import Direction, StoredMessage
 from p2pdm.errors import ChunkRejected, MediaRefused, NotFound
 from p2pdm.limits import MAILBOX_FILE_BYTES, MAX_FILE_BYTES, MAX_MEDIA_ITEMS
+from p2pdm.node.audio import AUDIO_TYPES, MAX_AUDIO_SCAN_BYTES, analyse
 from p2pdm.node.images import IMAGE_TYPES, MAX_IMAGE_BYTES, check_thumbnail, prepare_image
 from p2pdm.store.base import Store
 from p2pdm.store.blob_files import BlobFiles, MemoryBlobFiles
@@ -84,6 +85,8 @@ class Upload:
         self._written = 0
         #: A photo is held whole: it is stripped and resized before sealing.
         self._photo: bytearray | None = bytearray() if self.mime in IMAGE_TYPES else None
+        #: A voice note is kept too (up to MAX_AUDIO_SCAN_BYTES) to read its duration.
+        self._audio: bytearray | None = bytearray() if self.mime in AUDIO_TYPES else None
         self._size = 0
 
     def _seal(self, data: bytes) -> None:
@@ -104,6 +107,10 @@ class Upload:
                 raise MediaRefused(f"a photo is at most {MAX_IMAGE_BYTES >> 20} MiB")
             self._photo += data
         else:
+            if self._audio is not None:
+                self._audio += data
+                if len(self._audio) > MAX_AUDIO_SCAN_BYTES:
+                    self._audio = None  # too long to read: sent without a duration
             self._seal(data)
 
     def abort(self) -> None:
@@ -126,6 +133,10 @@ class Upload:
             self._photo = None
             self._seal(photo.data)
             extra = {"width": photo.width, "height": photo.height, "thumbnail": photo.thumbnail}
+        if self._audio is not None:
+            note = analyse(bytes(self._audio), self.mime)
+            extra = {"duration_ms": note.duration_ms, "waveform": note.waveform}
+            self._audio = None
         last, sealed = self._sealer.finish()
         files = self.library.files
         files.write_at(self._temp, self._written, last)
