@@ -225,13 +225,28 @@ class BlobService:
         return record
 
     async def _pull(self, stream: Stream, record: BlobRecord) -> BlobRecord:
-        """Request windows of chunks on ``stream`` until the blob is whole or failed."""
+        """Request windows of chunks on ``stream`` until the blob is whole or failed.
+
+        Two windows are in flight: the next request goes out as soon as the
+        reply to the current one is read, so the sender is never idle while
+        this side checks and writes chunks.
+        """
         total = chunk_count(record.size)
         media = self.node.media
-        while record.state == "fetching":
-            count = min(MAX_CHUNKS_PER_REQUEST, total - record.have)
-            request = BlobRequest(record.blob_id, record.have, count)
-            await stream.write_frame(request.encode(), WRITE_TIMEOUT)
+        asked: list[BlobRequest] = []
+        next_first = record.have
+
+        async def ask() -> None:
+            nonlocal next_first
+            if next_first < total:
+                count = min(MAX_CHUNKS_PER_REQUEST, total - next_first)
+                asked.append(BlobRequest(record.blob_id, next_first, count))
+                next_first += count
+                await stream.write_frame(asked[-1].encode(), WRITE_TIMEOUT)
+
+        await ask()
+        while record.state == "fetching" and asked:
+            request = asked.pop(0)
             frame = await stream.read_frame(MAX_BLOB_CONTROL_BYTES, BLOB_READ_TIMEOUT)
             if frame is None:
                 raise PeerUnreachable(f"{stream.remote_peer.short()} closed the blob stream")
@@ -240,8 +255,11 @@ class BlobService:
                 detail = "the sender no longer has this file"
                 self.node.store.set_blob_progress(record.blob_id, "failed", record.have, detail)
                 return self.node.store.get_blob(record.blob_id) or record
-            if reply.count == 0 or reply.count > count:
-                raise ProtocolViolation(f"{reply.count} chunks announced, {count} asked for")
+            if reply.count != request.count:
+                raise ProtocolViolation(
+                    f"{reply.count} chunks announced, {request.count} asked for"
+                )
+            await ask()
             for index in range(request.first, request.first + reply.count):
                 data = await stream.read_frame(MAX_CHUNK_FRAME_BYTES, BLOB_READ_TIMEOUT)
                 if data is None:
