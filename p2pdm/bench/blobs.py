@@ -24,7 +24,7 @@ import os
 import platform
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import trio
@@ -38,7 +38,6 @@ from p2pdm.core.model import DeliveryStatus, Direction, StoredMessage, direct_co
 from p2pdm.net import Stream, open_host
 from p2pdm.net.testing import host_seed
 from p2pdm.node.node import Node
-from p2pdm.services import blob as blob_service
 from p2pdm.services.blob import BlobService
 from p2pdm.store.blobs import BlobRecord
 from p2pdm.store.memory import MemoryStore
@@ -110,17 +109,7 @@ def _share(alice: Node, bob: Node, record: BlobRecord) -> BlobRecord:
         status=DeliveryStatus.SENT,
     )
     alice.media.attach(alice.store.add_message(message))
-    theirs = BlobRecord(
-        **{**{f: getattr(record, f) for f in record.__dataclass_fields__}},
-    )
-    wanted = type(theirs)(
-        **{
-            **{f: getattr(theirs, f) for f in theirs.__dataclass_fields__},
-            "source": alice.peer_id,
-            "state": "fetching",
-            "have": 0,
-        }
-    )
+    wanted = replace(record, source=alice.peer_id, state="fetching", have=0)
     bob.store.put_blob(wanted)
     return wanted
 
@@ -129,12 +118,11 @@ async def _fetch(size: int) -> tuple[float, float, float]:
     alice, bob = _node(3), _node(4)
     record = alice.media.add_file(os.urandom(size), "application/octet-stream", "bench.bin")
     wanted = _share(alice, bob, record)
-    blob_service.BLOB_BYTES_PER_SECOND_PER_PEER = 1 << 40  # the cap lifted: see the docstring
     async with (
         open_host(alice.identity.seed, LOOPBACK) as a,
         open_host(bob.identity.seed, LOOPBACK) as b,
     ):
-        BlobService(alice, a)
+        BlobService(alice, a, bytes_per_second=float(1 << 40))  # the cap lifted: see above
         fetcher = BlobService(bob, b)
         await b.connect(alice.peer_id, a.listen_addrs())
         before = _rss_mb()

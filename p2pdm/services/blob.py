@@ -98,14 +98,18 @@ class _Pacer:
 
 
 class BlobService:
-    """Serves and fetches blobs for ``node`` over ``network``."""
+    """Serves and fetches blobs for ``node`` over ``network``; ``bytes_per_second``
+    overrides what each peer is served at most (BLOB_BYTES_PER_SECOND_PER_PEER)."""
 
-    def __init__(self, node: Node, network: Network) -> None:
+    def __init__(
+        self, node: Node, network: Network, *, bytes_per_second: float | None = None
+    ) -> None:
         self.node = node
         self.network = network
         self.failures = FailureLog(log, "blob stream failures")
         self.inbound = InboundGuard("blob", network, INBOUND_LIMITS, self.failures)
-        self.pacer = _Pacer(BLOB_BYTES_PER_SECOND_PER_PEER, BLOB_BURST_SECONDS)
+        rate = BLOB_BYTES_PER_SECOND_PER_PEER if bytes_per_second is None else bytes_per_second
+        self.pacer = _Pacer(rate, BLOB_BURST_SECONDS)
         self._wake = trio.Event()
         self._active: set[bytes] = set()
         network.set_handler(BLOB_PROTOCOL, self.handle_stream)
