@@ -177,6 +177,9 @@ def message_json(
     """``detail``: the note of the message's latest status (see Node.status_detail);
     ``blobs``: finds the records of a media message's files (their state)."""
     text = message_text(message)
+    media = media_json(message, blobs)
+    if not detail and media:  # an incoming file still on its way says why
+        detail = next((item["detail"] for item in media if item["detail"]), "")
     return {
         "id": message.id.hex(),
         "conversation_id": message.conversation_id.hex(),
@@ -191,7 +194,7 @@ def message_json(
         "status_detail": detail,
         "request": message.request,
         "recipients": [recipient_json(r) for r in message.recipients],
-        "media": media_json(message, blobs),
+        "media": media,
         "location": location_json(message),
     }
 
@@ -223,7 +226,8 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
         "type": "string",
         "description": "for 'deposited': how many mailboxes hold it and until when; "
         "while not delivered: which mailboxes refused it and why direct delivery failed; "
-        "for 'failed'/'expired': why; else empty",
+        "for 'failed'/'expired': why; for an incoming file still on its way, why it "
+        'waits ("waiting for Alice to come online to send the file"); else empty',
     },
     "request": {
         "type": "boolean",

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
+from p2pdm.api.views import message_json
 from p2pdm.core.blob import CHUNK_BYTES
 from p2pdm.core.blobwire import BLOB_PROTOCOL, BlobReply, BlobRequest
 from p2pdm.core.identity import Identity
@@ -181,7 +182,7 @@ async def test_an_offline_sender_leaves_the_file_waiting_then_it_comes(
 ) -> None:
     _, alice, bob, _ = world
     blob = alice.node.media.add_file(FILE, "application/octet-stream", "x.bin")
-    await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
+    sent = await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
     await wait_blob(bob, blob.blob_id, "fetching", "ready")
     # Cut Alice off before Bob fetched: he waits, and says why.
     alice.host.online = False
@@ -190,6 +191,11 @@ async def test_an_offline_sender_leaves_the_file_waiting_then_it_comes(
     bob.blobs.wake()
     waiting = await wait_blob(bob, blob.blob_id, "fetching", detail="waiting for alice")
     assert waiting.have == 0
+    # The message says so, as the API shows it.
+    received = bob.node.store.get_message(sent.id)
+    assert received is not None
+    shown = message_json(received, "", bob.node.store.get_blob)
+    assert shown["status_detail"] == "waiting for alice to come online to send the file"
     alice.host.online = True
     bob.blobs.wake()
     got = await wait_blob(bob, blob.blob_id, "ready")
