@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
+
+from rich.markup import escape
+from rich.progress import Progress, TaskID
 
 from p2pdm.client import Client
 from p2pdm.daemon.home import Home
@@ -14,6 +17,8 @@ from p2pdm.errors import ConfigError
 __all__ = ["media_lines", "parse_location", "save", "save_arguments", "send_media"]
 
 EXIT_OK = 0
+#: Files at least this large show a progress bar while they are fetched.
+PROGRESS_BAR_BYTES: Final = 4 << 20
 
 
 def parse_location(text: str) -> tuple[float, float]:
@@ -87,6 +92,15 @@ def save(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         if not items:
             raise ConfigError(f"message {args.message_id} carries no files")
         for item in items:
-            path = node.download(item["id"], directory)
+            if item["state"] in ("local", "ready") or item["size"] < PROGRESS_BAR_BYTES:
+                path = node.download(item["id"], directory)
+            else:
+                with Progress(transient=True) as bar:
+                    task = bar.add_task(escape(item["name"]), total=item["size"])
+
+                    def show(done: int, bar: Progress = bar, task: TaskID = task) -> None:
+                        bar.update(task, completed=done)
+
+                    path = node.download(item["id"], directory, on_progress=show)
             print(f"saved {path} ({size_text(item['size'])})", file=out)
     return EXIT_OK

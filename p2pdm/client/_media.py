@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mimetypes
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote
@@ -24,6 +25,8 @@ DOWNLOAD_WAIT_S: Final = 600.0
 #: Pause between looks at a file that is still being fetched.
 _POLL_S: Final = 0.5
 _READ_BYTES: Final = 256 << 10
+#: Plaintext bytes per chunk of a file (a file's ``progress`` counts chunks).
+CHUNK_BYTES: Final = 256 << 10
 
 
 def _unique(path: Path) -> Path:
@@ -65,13 +68,18 @@ class MediaMethods:
         return self.send_media(to, [uploaded["id"]], caption)  # type: ignore[attr-defined]
 
     def download(
-        self, blob_id: str, directory: str | Path = ".", *, wait_s: float = DOWNLOAD_WAIT_S
+        self,
+        blob_id: str,
+        directory: str | Path = ".",
+        *,
+        wait_s: float = DOWNLOAD_WAIT_S,
+        on_progress: Callable[[int], None] | None = None,
     ) -> Path:
         """Save a message's file into ``directory`` under its (safe) name, fetching it
-        first if it waits to be asked for; returns where it went. Raises APIError
-        if the file fails or does not arrive within ``wait_s``."""
+        first if it waits to be asked for; returns where it went. ``on_progress``
+        hears the bytes here so far while it is fetched. Raises APIError if the
+        file fails or does not arrive within ``wait_s``."""
         deadline = time.monotonic() + wait_s
-        asked = False
         while True:
             with self._http.stream("GET", f"/v1/media/{blob_id}") as response:
                 if response.status_code == 200:
@@ -84,10 +92,11 @@ class MediaMethods:
                 response.read()
                 if response.status_code != 409:
                     raise self._error(response)  # type: ignore[attr-defined]
-            state = self.fetch_media(blob_id) if not asked else None  # type: ignore[attr-defined]
-            asked = True
-            if state is not None and state["state"] == "failed":
+            state = self.fetch_media(blob_id)  # type: ignore[attr-defined]
+            if state["state"] == "failed":
                 raise APIError(409, "failed", state["detail"] or "the file could not be fetched")
+            if on_progress is not None:
+                on_progress(state["progress"] * CHUNK_BYTES)
             if time.monotonic() > deadline:
                 raise APIError(0, "timeout", f"file {blob_id} did not arrive in {wait_s:g} s")
             time.sleep(_POLL_S)

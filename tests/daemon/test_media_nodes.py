@@ -11,6 +11,7 @@ import pytest
 import trio
 
 import p2pdm.services.blob as blob_service
+from p2pdm.client import Client
 from p2pdm.core.blobwire import BlobRequest
 from p2pdm.core.kinds import MediaBody, MediaItem
 from p2pdm.node.media_ops import send_body, send_media
@@ -170,3 +171,30 @@ async def test_a_file_reaches_an_offline_recipient_through_a_mailbox(
         got = receiver.store.get_blob(record.blob_id)
         assert got is not None
         assert b"".join(receiver.media.read_plain(got, 0, got.size)) == data
+
+
+async def test_a_file_over_the_auto_download_limit_waits_until_the_sdk_asks(
+    tmp_path: Path,
+) -> None:
+    async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
+        await befriend(a, b)
+        await b.call("PATCH", "/v1/settings", json={"media_auto_download_bytes": 1000})
+        data = os.urandom(5 << 20)
+        uploaded = await upload(a, data, "application/pdf", "thesis.pdf")
+        sent = await a.call("POST", "/v1/messages", json={"to": "bob", "media": [uploaded["id"]]})
+        await wait_file(b, uploaded["id"], state="pending")
+        got = await b.call("GET", f"/v1/messages/{sent['id']}")
+        assert got["media"][0]["state"] == "pending"
+        refused = await b.http.get(f"/v1/media/{uploaded['id']}")
+        assert refused.status_code == 409
+        host, port = b.running.api
+        seen: list[int] = []
+
+        def save() -> Path:
+            with Client(host, port, b.home.api_token()) as client:
+                return client.download(uploaded["id"], tmp_path, on_progress=seen.append)
+
+        path = await trio.to_thread.run_sync(save)
+        assert path == tmp_path / "thesis.pdf"
+        assert path.read_bytes() == data
+        assert seen and seen == sorted(seen)
