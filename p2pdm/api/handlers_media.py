@@ -29,6 +29,7 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.model import StoredMessage
 from p2pdm.errors import IdempotencyConflict, NotFound
 from p2pdm.limits import MAX_FILE_NAME_BYTES, MAX_MEDIA_ITEMS
+from p2pdm.node.images import shows_safely
 from p2pdm.node.media import blob_id_of
 from p2pdm.node.media_ops import send_body, send_location
 from p2pdm.node.node import Node
@@ -70,6 +71,8 @@ SAFE_HEADERS: Final = {
     "Cache-Control": "private, max-age=3600",
 }
 _RANGE: Final = re.compile(r"bytes=(\d*)-(\d*)")
+#: Bytes read to check an image's header before serving it inline.
+IMAGE_HEAD_BYTES: Final = 64 << 10
 
 # --- sending ------------------------------------------------------------------
 
@@ -235,6 +238,10 @@ async def get_media(request: Request, node: Node) -> Response:
         detail = record.detail or f"the file is {record.state}"
         raise RequestError(409, "not_ready", f"{detail}; POST /v1/media/{{id}}/download fetches it")
     inline = record.mime in INLINE_TYPES
+    if inline and record.mime.startswith("image/") and record.size:
+        # A picture from a peer may be a decompression bomb: inline only if sane.
+        head = b"".join(node.media.read_plain(record, 0, min(record.size, IMAGE_HEAD_BYTES)))
+        inline = shows_safely(head)
     headers = {
         **SAFE_HEADERS,
         "Content-Disposition": _disposition(record, inline),

@@ -31,6 +31,7 @@ __all__ = [
     "PreparedImage",
     "check_thumbnail",
     "prepare_image",
+    "shows_safely",
 ]
 
 #: Most pixels a photo may decode to: a 64-megapixel camera's full frame;
@@ -142,6 +143,17 @@ def check_thumbnail(data: bytes) -> bool:
     try:
         image = _open(data, MAX_THUMBNAIL_PIXELS, "the thumbnail")
         _load(image, "the thumbnail")
+    except MediaRefused:
+        return False
+    return True
+
+
+def shows_safely(head: bytes) -> bool:
+    """True if ``head`` (a file's first bytes) is an image whose header claims
+    at most MAX_IMAGE_PIXELS: safe to hand a browser inline. A bomb, or
+    bytes that do not read as an image, is served as an attachment."""
+    try:
+        _open(head, MAX_IMAGE_PIXELS, "the image")
     except MediaRefused:
         return False
     return True

@@ -76,7 +76,7 @@ async def test_a_bomb_thumbnail_is_refused_on_receipt_and_odd_names_are_stored_s
     async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
         await befriend(a, b)
         alice = a.running.node
-        record = alice.media.add_file(b"x" * 1000, "text/plain", "n.txt")
+        record = alice.media.add_file(bomb_png(), "application/octet-stream", "n.png")
         # A hostile sender: a crafted name and a decompression bomb as thumbnail.
         body = MediaBody(
             (
@@ -99,6 +99,11 @@ async def test_a_bomb_thumbnail_is_refused_on_receipt_and_odd_names_are_stored_s
         assert bob_record.name == "x__.png"
         thumb = await b.http.get(f"/v1/media/{record.blob_id.hex()}/thumbnail")
         assert thumb.status_code == 404
+        # The file itself, a bomb claiming to be a PNG, is never handed over inline.
+        served = await b.http.get(f"/v1/media/{record.blob_id.hex()}")
+        assert served.content == bomb_png()
+        assert served.headers["content-type"] == "application/octet-stream"
+        assert served.headers["content-disposition"].startswith("attachment;")
         assert not (tmp_path / "x").exists() and not (b.home.path.parent / "x").exists()
 
 
