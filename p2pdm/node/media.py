@@ -31,11 +31,11 @@ from typing import Final
 from p2pdm.core.blob import (
     BLOB_KEY_BYTES,
     CHUNK_BYTES,
-    MAC_BYTES,
     BlobSealer,
     chunk_count,
     chunk_span,
     open_chunk,
+    sealed_size,
 )
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import BlobChunkBody, MediaBody, MediaItem, decode_stored
@@ -302,7 +302,14 @@ class MediaLibrary:
         """The first chunk to fetch: the file is cut back to what was verified
         (a crash may have left bytes after the last recorded chunk)."""
         name = record.blob_id.hex()
-        offset = record.have * (CHUNK_BYTES + MAC_BYTES)
+        if record.state != "fetching":
+            return record.have
+        total = chunk_count(record.size)
+        offset = (
+            chunk_span(record.size, record.have)[0]
+            if record.have < total
+            else sealed_size(record.size)
+        )
         if self.files.length(name) != offset:
             if record.have == 0:
                 self.files.delete(name)
