@@ -52,6 +52,7 @@ from p2pdm.services.limits import (
     BLOB_REQUEST_BURST,
     BLOB_REQUESTS_PER_SECOND,
     BLOB_RETRY_SECONDS,
+    BLOB_SWEEP_SECONDS,
     MAX_BLOB_STREAMS,
     MAX_BLOB_STREAMS_PER_PEER,
     MAX_CHUNK_RETRIES,
@@ -158,7 +159,13 @@ class BlobService:
         limiter = trio.Semaphore(MAX_CONCURRENT_BLOB_FETCHES)
         async with trio.open_nursery() as nursery:
             task_status.started()
+            swept_at = trio.current_time()
             while True:
+                if trio.current_time() - swept_at >= BLOB_SWEEP_SECONDS:
+                    swept_at = trio.current_time()
+                    gone = self.node.media.sweep()
+                    if gone:
+                        log.info("deleted %d files no message refers to", gone)
                 self._wake = trio.Event()
                 for record in self.node.store.blobs_to_fetch():
                     if record.blob_id in self._active or record.source is None:

@@ -196,3 +196,6 @@ BLOB_DIAL_TIMEOUT: Final = 10.0
 BLOB_RETRY_SECONDS: Final = 30.0
 #: Progress events: at most one per this many chunks of a transfer (4 MiB).
 PROGRESS_EVENT_CHUNKS: Final = 16
+#: How often blobs no message refers to any more (a dropped message request,
+#: an expired upload) are swept while the node runs; start-up sweeps too.
+BLOB_SWEEP_SECONDS: Final = 3600.0

@@ -216,3 +216,16 @@ async def test_files_from_strangers_wait_until_asked_for(
     alice.node.media.want(blob.blob_id)
     got = await wait_blob(alice, blob.blob_id, "ready")
     assert plain(alice, got) == b"hello"
+
+
+async def test_an_upload_no_message_names_is_swept_while_the_node_runs(
+    world: World, autojump_clock: object
+) -> None:
+    _, alice, bob, _ = world
+    kept = alice.node.media.add_file(b"kept", "text/plain", "k.txt")
+    await send_media(alice.node, bob.node.peer_id, [kept.blob_id])
+    forgotten = alice.node.media.add_file(b"never sent", "text/plain", "n.txt")
+    await trio.sleep(2 * 3600 + 60)
+    assert alice.node.store.get_blob(forgotten.blob_id) is None
+    assert alice.node.media.files.length(forgotten.blob_id.hex()) == 0
+    assert alice.node.store.get_blob(kept.blob_id) is not None
