@@ -113,7 +113,7 @@ async def test_a_large_file_resumes_after_the_recipient_restarts_and_matches(
 ) -> None:
     """Bob stops halfway through a transfer; started again, he asks from the
     first chunk he does not have, and the file matches its digest."""
-    size = 50 << 20 if os.environ.get("P2PDM_BIG_MEDIA") else 12 << 20
+    size = 50 << 20
     # Slow enough to stop Bob in the middle.
     monkeypatch.setattr(blob_service, "BLOB_BYTES_PER_SECOND_PER_PEER", size // 3)
     asked: list[int] = []
@@ -129,6 +129,8 @@ async def test_a_large_file_resumes_after_the_recipient_restarts_and_matches(
     async with node(tmp_path, "alice") as a:
         async with node(tmp_path, "bob", a.running) as b:
             await befriend(a, b)
+            limit = {"media_auto_download_bytes": 100 << 20}  # over the 25 MiB default
+            await b.call("PATCH", "/v1/settings", json=limit)
             uploaded = await upload(a, data, "application/octet-stream", "big.bin")
             await a.call("POST", "/v1/messages", json={"to": "bob", "media": [uploaded["id"]]})
             blob_id = bytes.fromhex(uploaded["id"])
