@@ -12,7 +12,7 @@ import trio
 
 import p2pdm.services.blob as blob_service
 from p2pdm.client import Client
-from p2pdm.core.blobwire import BlobRequest
+from p2pdm.core.blobwire import BLOB_PROTOCOL, BlobReply, BlobRequest
 from p2pdm.core.kinds import MediaBody, MediaItem
 from p2pdm.node.media_ops import send_body, send_media
 from p2pdm.sim.network import wait_until
@@ -205,3 +205,30 @@ async def test_a_file_over_the_auto_download_limit_waits_until_the_sdk_asks(
         assert path == tmp_path / "thesis.pdf"
         assert path.read_bytes() == data
         assert seen and seen == sorted(seen)
+
+
+async def test_over_libp2p_only_the_recipient_gets_chunks(tmp_path: Path) -> None:
+    async with (
+        node(tmp_path, "bob") as b,
+        node(tmp_path, "alice", b.running) as a,
+        node(tmp_path, "carol", b.running) as c,
+    ):
+        await befriend(a, b)
+        uploaded = await upload(a, b"secret plans", "text/plain", "plans.txt")
+        await a.call("POST", "/v1/messages", json={"to": "bob", "media": [uploaded["id"]]})
+        await wait_file(b, uploaded["id"])
+        alice_id, blob_id = a.running.node.peer_id, bytes.fromhex(uploaded["id"])
+
+        async def ask(asker: Peer, wanted: bytes) -> bytes:
+            stream = await asker.running.host.open_stream(
+                alice_id, BLOB_PROTOCOL, a.running.node.addrs
+            )
+            async with stream:
+                await stream.write_frame(BlobRequest(wanted, 0, 1).encode(), 5)
+                frame = await stream.read_frame(128, 5)
+                assert frame is not None
+                return frame
+
+        known, unknown = await ask(c, blob_id), await ask(c, os.urandom(32))
+        assert known == unknown == BlobReply(False).encode()
+        assert BlobReply.decode(await ask(b, blob_id)) == BlobReply(True, 1)
