@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from p2pdm.api.guard import grant_of
 from p2pdm.api.payload import JSONObject, RequestError, bad_request
 from p2pdm.api.schema import Schema, ref
-from p2pdm.api.views import message_json
+from p2pdm.api.views import message_view
 from p2pdm.api.views_media import BLOB_ID_PATTERN, uploaded_json
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import StoredMessage
@@ -86,11 +86,19 @@ MEDIA_FIELDS: Final[dict[str, Schema]] = {
     },
     "location": ref("Location"),
 }
-#: A message is a text, files (with an optional caption), or a place.
+#: A message is a text (perhaps a reply), files (with an optional caption), or a place.
 SEND_ONE_OF: Final[list[Schema]] = [
     {"required": ["text"], "not": {"anyOf": [{"required": ["media"]}, {"required": ["location"]}]}},
-    {"required": ["media"], "not": {"required": ["location"]}},
-    {"required": ["location"], "not": {"anyOf": [{"required": ["media"]}, {"required": ["text"]}]}},
+    {
+        "required": ["media"],
+        "not": {"anyOf": [{"required": ["location"]}, {"required": ["reply_to"]}]},
+    },
+    {
+        "required": ["location"],
+        "not": {
+            "anyOf": [{"required": ["media"]}, {"required": ["text"]}, {"required": ["reply_to"]}]
+        },
+    },
 ]
 
 
@@ -145,7 +153,7 @@ async def send_media_message(
     earlier = _replayed(node, peer, idempotency)
     if earlier is not None:
         return JSONResponse(
-            message_json(earlier, blobs=node.store.get_blob),
+            message_view(node, earlier, ""),
             headers={"Idempotent-Replayed": "true"},
         )
     if place is not None:
@@ -158,7 +166,7 @@ async def send_media_message(
     if idempotency is not None:
         node.store.remember_send(*idempotency, message.id, node.now_ms())
     return JSONResponse(
-        message_json(message, blobs=node.store.get_blob),
+        message_view(node, message, ""),
         status_code=201,
         headers={"Location": f"/v1/messages/{message.id.hex()}"},
     )

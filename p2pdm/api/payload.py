@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from p2pdm.api.schema import Schema, obj
 from p2pdm.core.model import EventType
 from p2pdm.errors import (
+    ActionRefused,
     ConfigError,
     IdempotencyConflict,
     InviteError,
@@ -29,6 +30,7 @@ from p2pdm.errors import (
     NameRefused,
     NotFound,
     P2PDMError,
+    ProfileRefused,
     SessionError,
     StoreError,
     WireError,
@@ -72,8 +74,10 @@ ERROR_STATUS: Final[tuple[tuple[type[P2PDMError], int, str], ...]] = (
     (ConfigError, 400, "invalid_setting"),
     (SessionError, 422, "no_session"),
     (IdempotencyConflict, 422, "idempotency_key_reused"),
+    (ActionRefused, 422, "action_refused"),
     (NameRefused, 409, "name_refused"),
     (MediaRefused, 422, "media_refused"),
+    (ProfileRefused, 422, "profile_refused"),
     (TooManyListeners, 503, "too_many_listeners"),
     (StoreError, 500, "store_error"),
     (P2PDMError, 422, "rejected"),

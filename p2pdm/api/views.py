@@ -10,7 +10,7 @@ against the served document.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from p2pdm.api.schema import (
     BOOL,
@@ -46,9 +46,13 @@ from p2pdm.core.model import (
     StoredMessage,
 )
 from p2pdm.limits import MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
+from p2pdm.node.actions import MessageExtras
 from p2pdm.node.contact_names import fingerprint
 from p2pdm.node.messenger import is_unsupported, message_text
 from p2pdm.node.tokens import token_json
+
+if TYPE_CHECKING:
+    from p2pdm.node.node import Node
 
 __all__ = [
     "SCHEMAS",
@@ -56,6 +60,7 @@ __all__ = [
     "conversation_json",
     "event_json",
     "message_json",
+    "message_view",
     "recipient_json",
     "status_json",
     "token_json",
@@ -75,7 +80,9 @@ NODE: Final[Schema] = obj(
             "type": "object",
             "additionalProperties": INT,
             "description": "contacts, messages, unread, requests, outbox, "
-            "requests_dropped (pending requests dropped over the caps, ever)",
+            "requests_dropped (pending requests dropped over the caps, ever), "
+            "actions_refused (reactions, edits, unsends refused on receipt, ever), "
+            "held_actions_dropped (actions whose message never arrived, ever)",
         },
         "event_cursor": {
             **INT,
@@ -109,6 +116,8 @@ DHT_STATS: Final[Schema] = obj(
             "peer_cap, store_full, too_large",
         },
         "evicted": {**INT, "description": "records evicted to make room"},
+        "routing_table": {**INT, "description": "peers in the DHT routing table"},
+        "connected_peers": {**INT, "description": "peers with an open connection now"},
     }
 )
 
@@ -172,10 +181,22 @@ ADDED_CONTACT: Final[Schema] = obj(
 
 
 def message_json(
-    message: StoredMessage, detail: str = "", blobs: BlobLookup | None = None
+    message: StoredMessage,
+    detail: str = "",
+    extras: MessageExtras | None = None,
+    blobs: BlobLookup | None = None,
 ) -> dict[str, Any]:
     """``detail``: the note of the message's latest status (see Node.status_detail);
-    ``blobs``: finds the records of a media message's files (their state)."""
+    ``extras``: its reply snippet and reactions (Node.extras); ``blobs``: finds
+    the records of a media message's files (their state)."""
+    extras = extras or MessageExtras()
+    reply = None
+    if extras.reply_to is not None:
+        reply = {
+            "id": extras.reply_to.hex(),
+            "text": extras.reply_snippet,
+            "available": extras.reply_snippet is not None,
+        }
     text = message_text(message)
     media = media_json(message, blobs)
     if not detail and media:  # an incoming file still on its way says why
@@ -196,7 +217,22 @@ def message_json(
         "recipients": [recipient_json(r) for r in message.recipients],
         "media": media,
         "location": location_json(message),
+        "reply_to": reply,
+        "reactions": {
+            emoji: [str(peer) for peer in peers] for emoji, peers in extras.reactions.items()
+        },
+        "edited": message.edited_at_ms is not None,
+        "edited_at_ms": message.edited_at_ms,
+        "unsent": message.unsent,
     }
+
+
+def message_view(node: Node, message: StoredMessage, detail: str | None = None) -> dict[str, Any]:
+    """:func:`message_json` of a message as ``node`` has it now: its status note
+    (``detail`` when given), reply snippet, reactions and files."""
+    shown = node.status_detail(message) if detail is None else detail
+    extras = node.extras([message])[message.id]
+    return message_json(message, shown, extras, node.store.get_blob)
 
 
 _STATUS: Final[Schema] = {"type": "string", "enum": [s.value for s in DeliveryStatus]}
@@ -246,6 +282,37 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "location": {
         "oneOf": [ref("Location"), {"type": "null"}],
         "description": "the place of a 'location' message; null for other kinds",
+    },
+    "reply_to": {
+        "oneOf": [
+            {"type": "null"},
+            obj(
+                {
+                    "id": HEX_ID,
+                    "text": {
+                        "type": ["string", "null"],
+                        "description": "the start of the quoted message's text; null when "
+                        "the original message is unavailable (unsent, deleted, never arrived)",
+                    },
+                    "available": BOOL,
+                }
+            ),
+        ],
+        "description": "the message this one replies to, with a snippet of it",
+    },
+    "reactions": {
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": PEER_ID},
+        "description": "emoji -> the peers who reacted with it (one reaction per person)",
+    },
+    "edited": {"type": "boolean", "description": "the author changed the text"},
+    "edited_at_ms": {
+        "type": ["integer", "null"],
+        "description": "the author's time of the latest edit",
+    },
+    "unsent": {
+        "type": "boolean",
+        "description": "the author unsent it: the text is gone (show 'unsent a message')",
     },
 }
 
@@ -316,9 +383,12 @@ CONVERSATION: Final[Schema] = obj(
 
 
 def event_json(
-    event: Event, message: StoredMessage | None, blobs: BlobLookup | None = None
+    event: Event,
+    message: StoredMessage | None,
+    extras: MessageExtras | None = None,
+    blobs: BlobLookup | None = None,
 ) -> dict[str, Any]:
-    """An event; ``message`` is the message of a ``message.received`` event, as stored now."""
+    """An event; ``message`` is the message of a ``message.*`` event, as stored now."""
     return {
         "id": event.id,
         "type": event.type.value,
@@ -328,7 +398,7 @@ def event_json(
         "status": None if event.status is None else event.status.value,
         "detail": event.detail,
         "conversation_id": None if event.conversation_id is None else event.conversation_id.hex(),
-        "message": None if message is None else message_json(message, blobs=blobs),
+        "message": None if message is None else message_json(message, "", extras, blobs),
     }
 
 
@@ -348,7 +418,10 @@ EVENT: Final[Schema] = obj(
             "type": ["string", "null"],
             "description": "message.status: the new status",
         },
-        "detail": STRING,
+        "detail": {
+            "type": "string",
+            "description": "message.reaction: the emoji (empty: the reaction was taken back)",
+        },
         "conversation_id": {
             **HEX_ID,
             "type": ["string", "null"],
@@ -356,7 +429,8 @@ EVENT: Final[Schema] = obj(
         },
         "message": {
             "oneOf": [ref("Message"), {"type": "null"}],
-            "description": "message.received: the message as stored now",
+            "description": "message.received, message.reaction, message.edited, "
+            "message.unsent: the message as stored now (null if since deleted)",
         },
     }
 )

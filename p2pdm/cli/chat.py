@@ -337,6 +337,20 @@ def _find_conversation(node: Client, who: str) -> tuple[str, str]:
     return _find_contact(node, who)
 
 
+def _decorated(m: Mapping[str, Any], text: str) -> str:
+    """A message's text with its quoted reply, edit mark, id and reactions."""
+    reply = m.get("reply_to")
+    if reply:
+        quoted = reply["text"] if reply["available"] else "original message unavailable"
+        text = f"> {quoted}\n{text}"
+    if m.get("edited"):
+        text += " (edited)"
+    reactions = m.get("reactions") or {}
+    if reactions:
+        text += "  " + " ".join(f"{emoji}{len(peers)}" for emoji, peers in reactions.items())
+    return text
+
+
 def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         conversation, name = _find_conversation(node, args.contact)
@@ -360,8 +374,11 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         status = f"  [{m['status']}{detail}]" if outgoing else ""
         if m.get("unsupported"):
             text = f"[unsupported message: {safe_text(m['kind'])}]"  # one line, whatever it says
+        elif m.get("unsent"):
+            text = f"[{'you' if outgoing else safe_text(name)} unsent a message]"
         else:
             text = m["text"] if m["text"] is not None else f"<{m['kind']} message>"
+            text = _decorated(m, text)
         first, *rest = safe_text(text, multiline=True).split("\n")
         prefix = f"{_when(m['stored_at_ms'])}  {who}{' ' * (who_width - cell_len(who))}  "
         print(f"{prefix}{first}{_sent_note(m)}{status}", file=out)

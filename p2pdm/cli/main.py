@@ -24,14 +24,17 @@ from typing import Final, TextIO
 import segno
 
 from p2pdm import __version__, hints
+from p2pdm.cli import actions as cli_actions
 from p2pdm.cli import archive as cli_archive
 from p2pdm.cli import chat as cli_chat
 from p2pdm.cli import media as cli_media
+from p2pdm.cli import profile as cli_profile
 from p2pdm.cli import run as cli_run
 from p2pdm.cli import settings as cli_settings
 from p2pdm.cli import sim as cli_sim
 from p2pdm.cli import status as cli_status
 from p2pdm.cli import token as cli_token
+from p2pdm.cli import ui as cli_ui
 from p2pdm.client import Client
 from p2pdm.core.invite import make_invite
 from p2pdm.core.session import OwnPrekeys
@@ -188,10 +191,24 @@ COMMANDS: Final[dict[str, Command]] = {
         cli_chat.read_arguments,
         cli_chat.read,
     ),
+    # Message actions (p2pdm/cli/actions.py).
+    **{
+        name: Command(help, arguments, run)
+        for name, help, arguments, run in cli_actions.ACTION_COMMANDS
+    },
     "settings": Command(
         "show or change the node's settings (e.g. read receipts)",
         cli_settings.settings_arguments,
         cli_settings.settings,
+    ),
+    # Profiles and handles (p2pdm/cli/profile.py): clients of the local API too.
+    "profile": Command(
+        "show, publish or clear your profile (handle, name, bio, avatar)",
+        cli_profile.profile_arguments,
+        cli_profile.profile,
+    ),
+    "find": Command(
+        "find the people who claim a handle", cli_profile.find_arguments, cli_profile.find
     ),
     # Moving to a new machine (p2pdm/daemon/archive.py).
     "export": Command(
@@ -209,6 +226,12 @@ COMMANDS: Final[dict[str, Command]] = {
         "create, list or revoke scoped API tokens for bots",
         cli_token.token_arguments,
         cli_token.token,
+    ),
+    # Asks the running node for a sign-in link (public API, owner's token).
+    "ui": Command(
+        "open the web app: a one-time sign-in link; list or revoke signed-in browsers",
+        cli_ui.ui_arguments,
+        cli_ui.ui,
     ),
     # Many nodes in one process, with faults and a delivery report (p2pdm/sim/).
     "sim": Command(

@@ -67,6 +67,11 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MULTIADDR",
         help="a mailbox you prefer for your messages (…/p2p/<PeerID>), repeatable",
     )
+    parser.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="do not offer (or run) the local demo bot the web app offers newcomers",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument(
         "--force",
@@ -84,6 +89,7 @@ def run(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         dht_mode=args.dht_mode,
         mailbox=args.mailbox,
         mailbox_peers=args.mailbox_peer,
+        demo=not args.no_demo,
     )
     if check_not_exported(home, force=args.force) is not None:
         print("The export mark is cleared: run this copy only.", file=sys.stderr)

@@ -52,14 +52,17 @@ from p2pdm.client._http import DEFAULT_TIMEOUT_S, APIError
 from p2pdm.client._http import _Call as _Call  # not public; the type of Client.call's argument
 from p2pdm.client._records import (
     AddedContact,
+    Claimant,
     Contact,
     Conversation,
     DhtStats,
+    Directory,
     Event,
     EventPage,
     Message,
     MessagePage,
     NodeInfo,
+    Profile,
 )
 from p2pdm.client._sync import Client
 from p2pdm.homefiles import (
@@ -82,16 +85,19 @@ __all__ = [
     "APIError",
     "AddedContact",
     "AsyncClient",
+    "Claimant",
     "Client",
     "Contact",
     "Conversation",
     "DhtStats",
+    "Directory",
     "Event",
     "EventPage",
     "EventStream",
     "Message",
     "MessagePage",
     "NodeInfo",
+    "Profile",
     "api_addr_path",
     "format_api_addr",
     "parse_api_addr",

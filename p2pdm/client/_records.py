@@ -9,14 +9,17 @@ from typing import Any, TypedDict
 
 __all__ = [
     "AddedContact",
+    "Claimant",
     "Contact",
     "Conversation",
     "DhtStats",
+    "Directory",
     "Event",
     "EventPage",
     "Message",
     "MessagePage",
     "NodeInfo",
+    "Profile",
     "Recipient",
 ]
 
@@ -43,6 +46,15 @@ class Message(TypedDict):
     media: list[dict[str, Any]] | None
     #: A ``location`` message's place (lat, lon, accuracy_m?, label?); else None.
     location: dict[str, Any] | None
+    #: The message it replies to: ``{"id", "text" (a snippet, None when the
+    #: original is unavailable), "available"}``; None if it is no reply.
+    reply_to: dict[str, Any] | None
+    #: emoji -> the peers who reacted with it.
+    reactions: dict[str, list[str]]
+    edited: bool
+    edited_at_ms: int | None
+    #: The author unsent it: show "unsent a message".
+    unsent: bool
 
 
 class Recipient(TypedDict):
@@ -117,6 +129,10 @@ class DhtStats(TypedDict):
     refused: dict[str, int]
     #: Records evicted to make room.
     evicted: int
+    #: Peers in the DHT routing table.
+    routing_table: int
+    #: Peers with an open connection now.
+    connected_peers: int
 
 
 class NodeInfo(TypedDict):
@@ -134,3 +150,40 @@ class NodeInfo(TypedDict):
     #: The token of the request: ``name`` (``owner`` for the owner's) and ``scope``.
     token: dict[str, str]
     invite: str
+
+
+class Profile(TypedDict):
+    """What this node publishes (``GET /v1/profile``); ``published`` is False until set."""
+
+    published: bool
+    peer_id: str
+    fingerprint: str
+    name: str
+    handle: str
+    bio: str
+    #: Base64 of a WebP or JPEG file, or None.
+    avatar: str | None
+    avatar_type: str | None
+
+
+class Claimant(TypedDict):
+    """One node claiming a handle, checked: its signed record names that handle."""
+
+    peer_id: str
+    name: str
+    bio: str
+    avatar: str | None
+    avatar_type: str | None
+    #: The first digits of the claimant's half of the safety number.
+    fingerprint: str
+    first_seen_ms: int
+    seen_for_s: int
+    #: ``self``, ``contact`` or ``stranger``.
+    relation: str
+
+
+class Directory(TypedDict):
+    """A handle lookup: the normalised handle and its claimants, likeliest first."""
+
+    handle: str
+    claimants: list[Claimant]

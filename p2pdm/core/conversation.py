@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final, Literal
 
+from p2pdm.core.actions import ACTION_KINDS, Action, Decision, action_of, decide
 from p2pdm.core.eventlog import LogEvent, received_events, status_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import KindSpec, ReceiptBody, UnknownBody, spec_for
@@ -75,7 +76,7 @@ __all__ = [
     "targets_of",
 ]
 
-Outcome = Literal["stored", "request", "receipt", "blocked", "other"]
+Outcome = Literal["stored", "request", "receipt", "action", "blocked", "other"]
 #: How an envelope reached this node: on a dm stream from its sender, or
 #: fetched from one of this node's mailboxes.
 Via = Literal["direct", "mailbox"]
@@ -96,6 +97,7 @@ class Handling(Enum):
 
     SHOW = "show"  # a known kind that is stored and shown
     STATUS = "status"  # moves the delivery status of messages it targets
+    ACTION = "action"  # reacts to, edits or unsends the message it targets (core/actions.py)
     UNSUPPORTED = "unsupported"  # a kind this version does not know: kept, shown as such
     PASS = "pass"  # nothing to keep (or a kind strangers may not send)
 
@@ -107,14 +109,17 @@ TRANSITIONS: Final[Mapping[tuple[Standing, Handling], Outcome]] = {
     (Standing.CONTACT, Handling.UNSUPPORTED): "stored",
     (Standing.CONTACT, Handling.STATUS): "receipt",
     (Standing.CONTACT, Handling.PASS): "other",
+    (Standing.CONTACT, Handling.ACTION): "action",
     (Standing.STRANGER, Handling.SHOW): "request",
     (Standing.STRANGER, Handling.UNSUPPORTED): "request",
     (Standing.STRANGER, Handling.STATUS): "receipt",
     (Standing.STRANGER, Handling.PASS): "other",
+    (Standing.STRANGER, Handling.ACTION): "action",
     (Standing.BLOCKED, Handling.SHOW): "blocked",
     (Standing.BLOCKED, Handling.UNSUPPORTED): "blocked",
     (Standing.BLOCKED, Handling.STATUS): "blocked",
     (Standing.BLOCKED, Handling.PASS): "blocked",
+    (Standing.BLOCKED, Handling.ACTION): "blocked",
 }
 
 
@@ -194,6 +199,10 @@ class Effects:
     #: The event-log entries these changes make, for the caller to append
     #: in the same transaction (a status entry only if its move is made).
     events: tuple[LogEvent, ...] = ()
+    #: A reaction, edit or unsend and what to do with it (core/actions.py):
+    #: the caller applies, holds or refuses (and counts) it.
+    action: Action | None = None
+    decision: Decision | None = None
 
 
 def is_stored(kind: str) -> bool:
@@ -218,6 +227,8 @@ def handling(spec: KindSpec[Any] | None, standing: Standing) -> Handling:
         return Handling.PASS
     if spec.targets and spec.name in STATUS_EFFECTS:
         return Handling.STATUS
+    if spec.targets and spec.name in ACTION_KINDS:
+        return Handling.ACTION
     if spec.stored:
         return Handling.SHOW
     return Handling.PASS
@@ -258,6 +269,11 @@ def on_message(
             receipts=receipts,
             events=received_events(stored, first_request=not state.has_requests),
         )
+    if outcome == "action":
+        action = action_of(inner, state.me)
+        assert action is not None  # Handling.ACTION is only given to action kinds
+        target = state.targets.get(action.target)
+        return Effects(outcome, action=action, decision=decide(action, target, state.me, now_ms))
     if outcome == "receipt":
         moves = _status_moves(inner, state)
         events = tuple(

@@ -30,6 +30,7 @@ __all__ = [
     "Identity",
     "PeerId",
     "safety_number",
+    "short_fingerprint",
     "verify",
 ]
 
@@ -163,6 +164,13 @@ def _fingerprint_digits(peer: PeerId) -> str:
     return "".join(
         f"{int.from_bytes(digest[i : i + 5], 'big') % 100_000:05d}" for i in range(0, 30, 5)
     )
+
+
+def short_fingerprint(peer: PeerId) -> str:
+    """The first ten digits of ``peer``'s half of every safety number it is part of
+    (``12345 67890``): the same in the safety number shown with any contact of it."""
+    digits = _fingerprint_digits(peer)
+    return f"{digits[:5]} {digits[5:10]}"
 
 
 def safety_number(a: PeerId, b: PeerId) -> str:

@@ -130,6 +130,12 @@ class StoredMessage:
     #: fills it: an outgoing message stored without any gets ``peer`` alone.
     #: Empty for incoming messages.
     recipients: tuple[Recipient, ...] = ()
+    #: The author's signed time of the edit that gave the current text (None:
+    #: never edited); a later edit wins (docs/protocol.md §6.4).
+    edited_at_ms: int | None = None
+    #: True once the author unsent it: the body is erased, the row stays as
+    #: "unsent a message" (docs/protocol.md §6.5).
+    unsent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +195,9 @@ class EventType(StrEnum):
     MEDIA_PROGRESS = "media.progress"  # more of a file arrived (detail: "<blob> <have>/<of>")
     MEDIA_READY = "media.ready"  # a file arrived whole and checked (detail: "<blob>")
     MEDIA_FAILED = "media.failed"  # a file could not be fetched (detail: "<blob>: why")
+    MESSAGE_REACTION = "message.reaction"  # someone reacted to a message (or took it back)
+    MESSAGE_EDITED = "message.edited"  # the author changed a message's text
+    MESSAGE_UNSENT = "message.unsent"  # the author removed a message for everyone
 
 
 @dataclass(frozen=True, slots=True)

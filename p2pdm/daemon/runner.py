@@ -19,7 +19,11 @@ side by side in one nursery:
 - the peer watcher: when a contact connects, its addresses and last-seen
   time go into the address book and anything queued for it is sent at once
   rather than at its next backoff;
-- the mailbox service, if the node offers one.
+- the mailbox service, if the node offers one;
+- the handle directory: the key of our profile's handle provided in the DHT
+  (if we published one), and lookups of others' handles for the node
+  (:mod:`p2pdm.services.directory`). A profile change republishes the
+  record and provides the new handle at once.
 
 The local HTTP API's address is written to ``<home>/api_addr``. Leaving
 (cancellation: the CLI cancels on SIGINT/SIGTERM) closes the API and the
@@ -40,11 +44,13 @@ from typing import Any, Final, Literal
 import trio
 
 from p2pdm.api.server import serve_api
+from p2pdm.api.sessions import LoginCodes, login_url
 from p2pdm.client import api_addr_path, format_api_addr, parse_api_addr, write_api_addr
 from p2pdm.core import records
 from p2pdm.core.dm import DM_PROTOCOL
 from p2pdm.core.identity import PeerId
 from p2pdm.core.wire import PrekeyBundle
+from p2pdm.daemon.demo import DEMO_LISTEN, Demo
 from p2pdm.daemon.home import Home
 from p2pdm.errors import (
     ConfigError,
@@ -58,6 +64,7 @@ from p2pdm.net import Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 from p2pdm.services.blob import BlobService
+from p2pdm.services.directory import HandleDirectory
 from p2pdm.services.dm import Delivery
 from p2pdm.services.mailbox_client import MailboxDirectory
 from p2pdm.services.mailbox_server import MailboxService
@@ -118,6 +125,8 @@ class RunOptions:
     #: Mailboxes we prefer for our own envelopes, named in our DHT record.
     mailbox_peers: tuple[str, ...] = ()
     upkeep: Upkeep = field(default=DEFAULT_UPKEEP)
+    #: Offer (and run) the local demo bot for newcomers (``--no-demo``: off).
+    demo: bool = True
 
     @classmethod
     def resolve(
@@ -130,6 +139,7 @@ class RunOptions:
         dht_mode: Literal["server", "client"] = "server",
         mailbox: bool = False,
         mailbox_peers: Sequence[str] = (),
+        demo: bool = True,
     ) -> RunOptions:
         """Command-line values win over the config file; address lists are joined."""
         config = home.config()
@@ -145,6 +155,7 @@ class RunOptions:
             dht_mode=dht_mode,
             mailbox=mailbox or config.mailbox,
             mailbox_peers=tuple(dict.fromkeys([*mailbox_peers, *config.mailbox_peers])),
+            demo=demo,
         )
 
 
@@ -184,7 +195,8 @@ async def fetch_bundle(host: Host, peer: PeerId) -> PrekeyBundle | None:
 
 
 def dht_stats_json(host: Host) -> dict[str, object]:
-    """The host's DHT store counters as JSON (``GET /v1/node``'s ``dht``)."""
+    """The host's DHT store counters, routing-table size and connected peers as JSON
+    (``GET /v1/node``'s ``dht``)."""
     stats = host.dht_store_stats()
     return {
         "records": stats.records,
@@ -193,6 +205,8 @@ def dht_stats_json(host: Host) -> dict[str, object]:
         "provider_bytes": stats.provider_bytes,
         "refused": dict(stats.refused),
         "evicted": stats.evicted,
+        "routing_table": len(host.dht_peers()),
+        "connected_peers": len(host.connected_peers()),
     }
 
 
@@ -214,22 +228,43 @@ async def publish_record(node: Node, host: Host, directory: MailboxDirectory | N
     node.store.set_setting(RECORD_SEQ_SETTING, seq)
     directory = directory or MailboxDirectory(node.identity, host)
     try:
-        await directory.publish_record(node.messenger.bundle(one_time=0), seq)
+        bundle = node.messenger.bundle(one_time=0)
+        await directory.publish_record(bundle, seq, node.profiles.current())
     except P2PDMError as exc:
         log.warning("publishing our record failed: %s", exc)
         return False
     return bool(record_holders(host))
 
 
-async def _publish_records(node: Node, host: Host, directory: MailboxDirectory) -> None:
+class _Republish:
+    """Wakes the record publisher early (the profile changed)."""
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+    def now(self) -> None:
+        self.event.set()
+
+
+async def _publish_records(
+    node: Node, host: Host, directory: MailboxDirectory, republish: _Republish
+) -> None:
     next_due = -1.0
     while True:
         rotated = node.messenger.rotate_prekeys()
-        if rotated or trio.current_time() >= next_due:
+        if rotated or republish.event.is_set() or trio.current_time() >= next_due:
+            republish.event = trio.Event()
             reached = await publish_record(node, host, directory)
             pause = RECORD_REPUBLISH_SECONDS if reached else RECORD_RETRY_SECONDS
             next_due = trio.current_time() + pause
-        await trio.sleep(min(PREKEY_CHECK_SECONDS, max(0.0, next_due - trio.current_time())))
+        wait = min(PREKEY_CHECK_SECONDS, max(0.0, next_due - trio.current_time()))
+        with trio.move_on_after(wait):
+            await republish.event.wait()
+
+
+def _own_handle(node: Node) -> str:
+    profile = node.profiles.current()
+    return "" if profile is None else profile.handle
 
 
 async def greet_contacts(node: Node, host: Host) -> int:
@@ -389,6 +424,15 @@ async def serve_node(
         node.on_outbox = delivery.wake
         node.fetch_bundle = partial(fetch_bundle, host)
         node.dht_stats = partial(dht_stats_json, host)
+        handles = HandleDirectory(host, node.peer_id)
+        republish = _Republish()
+        node.profiles.lookup = handles.claims
+
+        def profile_changed() -> None:
+            republish.now()
+            handles.changed()
+
+        node.profiles.on_change = profile_changed
         # Peers met while joining the DHT learn that we speak p2pdm now.
         await host.announce_protocols()
         async with trio.open_nursery() as nursery:
@@ -408,11 +452,16 @@ async def serve_node(
             await nursery.start(blobs.run_fetcher)
             # At once: our record (where our mailboxes are, our prekeys), and
             # our contacts (they learn where we are now and send what waits).
-            nursery.start_soon(_publish_records, node, host, directory)
+            nursery.start_soon(_publish_records, node, host, directory, republish)
+            nursery.start_soon(handles.provide, partial(_own_handle, node))
             nursery.start_soon(greet_contacts, node, host)
             nursery.start_soon(_PeerWatch(node, host, delivery, blobs).run)
             task_status.started(Serving(node, host, delivery, directory, service, blobs))
-            await trio.sleep_forever()
+            try:
+                await trio.sleep_forever()
+            finally:  # the host closes: lookups and republishing stop with it
+                node.profiles.lookup = None
+                node.profiles.on_change = lambda: None
 
 
 async def run_node(
@@ -433,9 +482,18 @@ async def run_node(
         node = Node(identity, store)
         node.media.files = DirBlobFiles(home.path / BLOBS_DIR)
         node.media.sweep(startup=True)
+        codes = LoginCodes(node.random_bytes)
         async with trio.open_nursery() as nursery:
             serving: Serving = await nursery.start(serve_node, node, options)
-            api = await nursery.start(serve_api, node, token, *options.api)
+            bot_options = RunOptions(listen=DEMO_LISTEN, dht_mode="client")
+            demo = Demo(
+                home, node, nursery, partial(serve_node, options=bot_options), offered=options.demo
+            )
+            api = await nursery.start(
+                partial(serve_api, node, token, *options.api, login_codes=codes, demo=demo)
+            )
+            if options.demo and demo.exists:
+                nursery.start_soon(demo.start_quietly)  # the newcomer kept it: it runs again
             write_api_addr(home, *api)
             try:
                 running = Running(node, serving.host, serving.delivery, api)
@@ -444,6 +502,12 @@ async def run_node(
                     node.peer_id,
                     ", ".join(node.addrs),
                     running.api_url,
+                )
+                code, _ = codes.make(node.now_ms())
+                log.info(
+                    "open the web app: %s (this link works once, for 5 minutes; "
+                    "`p2pdm ui` makes another)",
+                    login_url(api, code),
                 )
                 task_status.started(running)
                 await trio.sleep_forever()

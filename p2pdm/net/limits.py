@@ -130,8 +130,10 @@ RECORD_PUT_TIMEOUT_SECONDS: Final = 30.0
 #: new value, median 137 ms).
 RECORD_QUORUM: Final = 3
 
-#: Largest DHT record accepted into a p2pdm namespace. Records hold a prekey
-#: bundle or a mailbox list plus a signature: a few KiB.
+#: Largest DHT record accepted into a p2pdm namespace. A node record holds a
+#: prekey bundle, mailbox and other addresses, maybe a profile with a 16 KiB
+#: avatar, and a signature: at most 32 KiB (MAX_NODE_RECORD_BYTES in
+#: p2pdm/limits.py), so this leaves room for a later field.
 MAX_RECORD_BYTES: Final = 64 << 10
 
 #: Longest record key, in UTF-8 bytes ("/<namespace>/" + a PeerID and a tag).
@@ -170,19 +172,21 @@ DHT_RATE_TABLE_PEERS: Final = 4096
 #: whatever the network's size; this is 200 times that.
 MAX_DHT_RECORDS: Final = 4096
 
-#: Bytes of value records held for other peers (a p2pdm record is a few
-#: hundred bytes, at most 16 KiB).
-MAX_DHT_RECORD_STORE_BYTES: Final = 16 << 20
+#: Bytes of value records held for other peers. A p2pdm record is about a
+#: kilobyte, up to 32 KiB with a profile's avatar: room for 1024 records that
+#: size, 50 times the ~20 a node holds on average.
+MAX_DHT_RECORD_STORE_BYTES: Final = 32 << 20
 
 #: Records one peer may have stored here: its own record plus the copies it
 #: pushes to stale holders when it reads others' records.
 MAX_DHT_RECORDS_PER_PEER: Final = 64
 
-#: Bytes of records one peer may have stored here (64 records of 16 KiB).
-MAX_DHT_RECORD_BYTES_PER_PEER: Final = 1 << 20
+#: Bytes of records one peer may have stored here (64 records of 32 KiB:
+#: records with profiles are that large).
+MAX_DHT_RECORD_BYTES_PER_PEER: Final = 2 << 20
 
-#: Provider records held (key, provider) for other peers. p2pdm provides
-#: one key (the mailbox service); a libp2p peer a few.
+#: Provider records held (key, provider) for other peers. p2pdm provides at
+#: most two keys (the mailbox service, its handle); a libp2p peer a few.
 MAX_DHT_PROVIDER_RECORDS: Final = 8192
 
 #: Bytes of provider records held (key and addresses).

@@ -69,6 +69,7 @@ from p2pdm.limits import (
     MAX_TEXT_BYTES,
     ONE_TIME_PREKEYS_PER_BUNDLE,
 )
+from p2pdm.node import action_effects as actions
 from p2pdm.store.base import Store, log_event
 
 __all__ = ["Messenger", "Outgoing", "Received", "is_unsupported", "message_text"]
@@ -247,9 +248,15 @@ class Messenger:
         ]
 
     def send(
-        self, to: PeerId, body: Body, *, idempotency: tuple[str, str] | None = None
+        self,
+        to: PeerId,
+        body: Body,
+        *,
+        idempotency: tuple[str, str] | None = None,
+        also: Callable[[InnerMessage], None] | None = None,
     ) -> Outgoing:
-        """Store (if its kind is stored) and queue a message of any registered kind.
+        """Store (if its kind is stored) and queue a message of any registered kind;
+        ``also`` makes more changes, given the message, in the same transaction.
 
         Raises SchemaError for a body whose kind is not registered, and what
         :meth:`send_text` raises.
@@ -257,9 +264,15 @@ class Messenger:
         spec = spec_for(body.kind)
         if spec is None or not isinstance(body, spec.body_type):
             raise SchemaError(f"{body.kind!r} is not a message kind this version can send")
-        return self._send(to, body, idempotency)
+        return self._send(to, body, idempotency, also)
 
-    def _send(self, to: PeerId, body: Body, idempotency: tuple[str, str] | None = None) -> Outgoing:
+    def _send(
+        self,
+        to: PeerId,
+        body: Body,
+        idempotency: tuple[str, str] | None = None,
+        also: Callable[[InnerMessage], None] | None = None,
+    ) -> Outgoing:
         if to == self.peer_id:
             raise SessionError("cannot send a message to yourself")
         now = self.now_ms()
@@ -305,6 +318,8 @@ class Messenger:
             self.store.add_outbox(item)
             if idempotency is not None:
                 self.store.remember_send(*idempotency, inner.id, now)
+            if also is not None:
+                also(inner)
         return Outgoing(stored, item)
 
     # --- receiving ----------------------------------------------------------
@@ -426,6 +441,9 @@ class Messenger:
         )
         effects = conversation.on_message(inner, state, now, via=via)
         stored = self.store.add_message(effects.store) if effects.store is not None else None
+        if effects.action is not None and effects.decision is not None:
+            target = targets.get(effects.action.target)
+            actions.settle(self.store, effects.action, effects.decision, target, now)
         changes = tuple(
             (move.message_id, move.status)
             for move in effects.status_moves
@@ -436,6 +454,9 @@ class Messenger:
             # The store is the authority on a status move: log only those it made.
             if event.type is not EventType.MESSAGE_STATUS or event.message_id in moved:
                 log_event(self.store, event)
+        if stored is not None:  # actions that overtook it (an unsend, an edit) apply now
+            actions.release_held(self.store, stored, self.peer_id, now)
+            stored = self.store.get_message(stored.id)
         return Received(sender, inner, stored, changes, effects.outcome, effects)
 
     # --- reading ------------------------------------------------------------

@@ -43,6 +43,7 @@ from p2pdm.core.wire import PrekeyBundle
 from p2pdm.errors import ConfigError, IdempotencyConflict, NotFound, SchemaError, SessionError
 from p2pdm.homefiles import DEFAULT_API_PORT  # re-exported: the port is the SDK's default too
 from p2pdm.limits import INVITE_TTL_SECONDS, MAX_PAGE_SIZE
+from p2pdm.node.actions import MessageActions
 from p2pdm.node.batching import CommitBatcher
 from p2pdm.node.contact_names import (
     check_name,
@@ -60,6 +61,7 @@ from p2pdm.node.media import (
 )
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
+from p2pdm.node.profiles import Profiles
 from p2pdm.store.base import Store
 
 __all__ = [
@@ -105,6 +107,8 @@ SETTINGS: Final[dict[str, tuple[type, object]]] = {
     "name": (str, ""),
     STRIP_METADATA_SETTING: (bool, True),
     AUTO_DOWNLOAD_SETTING: (int, DEFAULT_AUTO_DOWNLOAD_BYTES),
+    # The web app offers a newcomer the local demo bot (p2pdm.daemon.demo).
+    "demo_offer": (bool, True),
 }
 
 
@@ -143,7 +147,7 @@ class AddedContact:
     renamed_from: str | None = None
 
 
-class Node:
+class Node(MessageActions):
     """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(
@@ -189,6 +193,8 @@ class Node:
         store.set_event_listener(self.events.notify)
         #: Peers with a live connection, as reported by :meth:`peer_online`.
         self.online: set[PeerId] = set()
+        #: The profile this node publishes (opt-in) and handle lookups.
+        self.profiles = Profiles(store, identity.peer_id, now_ms)
         with store.transaction():
             renamed = fix_contact_names(store)
         for old, new in renamed:
@@ -295,7 +301,12 @@ class Node:
     # --- messages -------------------------------------------------------------
 
     def send_text(
-        self, peer: PeerId, text: str, *, idempotency: tuple[str, str] | None = None
+        self,
+        peer: PeerId,
+        text: str,
+        *,
+        idempotency: tuple[str, str] | None = None,
+        reply_to: bytes | None = None,
     ) -> StoredMessage:
         """Queue a text message to ``peer``; returns it ``queued``.
 
@@ -303,19 +314,38 @@ class Node:
         message it made instead of sending again; raises IdempotencyConflict
         if that message went to someone else or said something else.
         """
-        return self._send_once(peer, text, idempotency).message
+        return self._send_once(peer, text, idempotency, reply_to).message
 
-    def _send_once(self, peer: PeerId, text: str, idempotency: tuple[str, str] | None) -> Sent:
+    def _send_once(
+        self,
+        peer: PeerId,
+        text: str,
+        idempotency: tuple[str, str] | None,
+        reply_to: bytes | None = None,
+    ) -> Sent:
         """:meth:`send_text`, saying whether the idempotency key had made the message
         before. The one place a send's idempotency key is checked."""
         _check_peer(peer)
         earlier = self._sent_with(idempotency, peer, text)
         if earlier is not None:
             return Sent(earlier, replayed=True)
-        out = self.messenger.send_text(peer, text, idempotency=idempotency)
+        self._check_reply(peer, reply_to)
+        out = self.messenger.send_text(peer, text, reply_to, idempotency=idempotency)
         self.on_outbox(peer)
         assert out.message is not None
         return Sent(out.message)
+
+    def _check_reply(self, peer: PeerId, reply_to: bytes | None) -> None:
+        """Refuse a reply to a message that is not in the conversation with ``peer``."""
+        if reply_to is None:
+            return
+        original = self.store.get_message(reply_to)
+        if original is None or original.conversation_id != direct_conversation_id(
+            self.peer_id, peer
+        ):
+            raise SchemaError(
+                f"'reply_to' {reply_to.hex()} is not a message of the conversation with {peer}"
+            )
 
     def _sent_with(
         self, idempotency: tuple[str, str] | None, peer: PeerId, text: str
@@ -335,19 +365,29 @@ class Node:
         return earlier
 
     async def send(
-        self, peer: PeerId, text: str, *, idempotency: tuple[str, str] | None = None
+        self,
+        peer: PeerId,
+        text: str,
+        *,
+        idempotency: tuple[str, str] | None = None,
+        reply_to: bytes | None = None,
     ) -> StoredMessage:
         """Like :meth:`send_text`, first fetching the contact's prekey bundle from
         the DHT when there is no session yet and no bundle from an invite."""
-        return (await self.submit(peer, text, idempotency=idempotency)).message
+        return (await self.submit(peer, text, idempotency=idempotency, reply_to=reply_to)).message
 
     async def submit(
-        self, peer: PeerId, text: str, *, idempotency: tuple[str, str] | None = None
+        self,
+        peer: PeerId,
+        text: str,
+        *,
+        idempotency: tuple[str, str] | None = None,
+        reply_to: bytes | None = None,
     ) -> Sent:
         """:meth:`send`, saying whether the idempotency key had made the message before
         (the API answers a replayed send differently from a new one)."""
         await self.ensure_session(peer)
-        return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency))
+        return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency, reply_to))
 
     async def ensure_session(self, peer: PeerId) -> None:
         """Fetch ``peer``'s prekey bundle from the DHT when there is no session

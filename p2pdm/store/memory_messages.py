@@ -246,4 +246,6 @@ class MessageDicts(Dicts):
             "requests": sum(1 for m in messages if m.request),
             "outbox": len(state.outbox),
             "requests_dropped": state.requests_dropped[0],
+            "actions_refused": state.actions_refused,
+            "held_actions_dropped": state.held_dropped,
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from p2pdm.core.actions import HeldAction
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import (
@@ -25,6 +26,7 @@ from p2pdm.core.model import (
     StatusChange,
     StoredMessage,
 )
+from p2pdm.core.profile import Profile
 from p2pdm.errors import StoreError
 from p2pdm.store.base import (
     RequestCaps,
@@ -77,6 +79,15 @@ class MemoryState:
     #: Idempotency keys: (scope, key) -> (message id, created at), oldest first.
     sends: dict[tuple[str, str], tuple[bytes, int]] = field(default_factory=dict)
     tokens: dict[str, ApiToken] = field(default_factory=dict)
+    #: Reactions: message id -> peer -> (emoji, at_ms); '' is taken back.
+    reactions: dict[bytes, dict[PeerId, tuple[str, int]]] = field(default_factory=dict)
+    #: Actions waiting for their target, in arrival order.
+    held: list[HeldAction] = field(default_factory=list)
+    actions_refused: int = 0
+    held_dropped: int = 0
+    profile: Profile | None = None
+    #: Handle claims seen: (handle, claimant) -> (first seen, last seen).
+    handle_claims: dict[tuple[str, PeerId], tuple[int, int]] = field(default_factory=dict)
     #: Blob rows by id, and references (blob id, message id, peer) in order.
     blobs: dict[bytes, BlobRecord] = field(default_factory=dict)
     blob_refs: list[tuple[bytes, bytes, PeerId]] = field(default_factory=list)

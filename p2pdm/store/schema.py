@@ -284,6 +284,62 @@ UPDATE events SET conversation_id =
     WHERE message_id IS NOT NULL;
 """
 
+#: Message actions (docs/protocol.md §6.3 to §6.6): an edit's time, the unsent
+#: mark, one reaction per person per message (an empty emoji is a reaction
+#: taken back, kept so an older one arriving late cannot return), actions
+#: held until their target arrives, and the count of refused ones.
+_MIGRATION_ACTIONS: Final = """
+ALTER TABLE messages ADD COLUMN edited_at_ms INTEGER;
+ALTER TABLE messages ADD COLUMN unsent INTEGER NOT NULL DEFAULT 0 CHECK (unsent IN (0, 1));
+
+CREATE TABLE reactions (
+    message_id BLOB NOT NULL,
+    peer BLOB NOT NULL,
+    emoji TEXT NOT NULL, -- '' once taken back
+    at_ms INTEGER NOT NULL, -- the reacting peer's signed time: the newer wins
+    PRIMARY KEY (message_id, peer)
+) WITHOUT ROWID;
+
+CREATE TABLE held_actions (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, -- arrival order: the oldest go first
+    id BLOB NOT NULL UNIQUE,
+    target BLOB NOT NULL,
+    sender BLOB NOT NULL,
+    conversation_id BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL, -- canonical CBOR of the action's body
+    sent_at_ms INTEGER NOT NULL,
+    held_at_ms INTEGER NOT NULL
+);
+CREATE INDEX held_actions_by_target ON held_actions (target);
+CREATE INDEX held_actions_by_sender ON held_actions (sender, n);
+
+INSERT INTO counters (name, value) VALUES ('actions_refused', 0);
+INSERT INTO counters (name, value) VALUES ('held_actions_dropped', 0);
+"""
+
+#: The profile this node publishes (one row, or none: opt-in), and the handle
+#: claims lookups have seen, each with when it was first seen (kept locally:
+#: how long a claim has stood is what a lookup can rank by).
+_MIGRATION_PROFILE: Final = """
+CREATE TABLE profile (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL,
+    handle TEXT NOT NULL, -- normalised, or '' for none
+    bio TEXT NOT NULL,
+    avatar BLOB NOT NULL, -- WebP or JPEG, or empty
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE TABLE handle_claims (
+    handle TEXT NOT NULL,
+    peer_id BLOB NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (handle, peer_id)
+) WITHOUT ROWID;
+CREATE INDEX handle_claims_by_last_seen ON handle_claims (last_seen_ms);
+"""
+
 #: Blobs (sealed files under ``<home>/blobs/``): their keys and how much of
 #: each is here, and which messages carry them to or from whom. A reference
 #: goes with its message; a blob no message references is swept.
@@ -325,6 +381,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_DEPOSITOR,
     _migration_forget_identity_secret,
     _MIGRATION_RECIPIENTS,
+    _MIGRATION_ACTIONS,
+    _MIGRATION_PROFILE,
     _MIGRATION_BLOBS,
 )
 

@@ -7,7 +7,8 @@ from one mixin per aggregate, each mapping its part of the contract of
 :class:`~p2pdm.store.base.Store` onto the tables of ``schema.py``: contacts
 (``sqlite_contacts``), conversations and messages (``sqlite_messages``), the
 outbox (``sqlite_outbox``), the mailbox (``sqlite_mailbox``), settings,
-sessions and prekeys (``sqlite_keys``), and the API's tables (``sqlite_api``).
+sessions and prekeys (``sqlite_keys``), the API's tables (``sqlite_api``), and
+the profile and handle claims (``sqlite_profile``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from p2pdm.limits import (
 )
 from p2pdm.store.base import RequestCaps
 from p2pdm.store.database import Database
+from p2pdm.store.sqlite_actions import ActionTables
 from p2pdm.store.sqlite_api import APITables
 from p2pdm.store.sqlite_blobs import BlobTables
 from p2pdm.store.sqlite_contacts import ContactTables
@@ -30,12 +32,21 @@ from p2pdm.store.sqlite_keys import KeyTables
 from p2pdm.store.sqlite_mailbox import MailboxTables
 from p2pdm.store.sqlite_messages import MessageTables
 from p2pdm.store.sqlite_outbox import OutboxTables
+from p2pdm.store.sqlite_profile import ProfileTables
 
 __all__ = ["SQLiteStore"]
 
 
 class SQLiteStore(
-    KeyTables, ContactTables, MessageTables, OutboxTables, MailboxTables, APITables, BlobTables
+    KeyTables,
+    ContactTables,
+    MessageTables,
+    ActionTables,
+    OutboxTables,
+    MailboxTables,
+    APITables,
+    ProfileTables,
+    BlobTables,
 ):
     """The :class:`~p2pdm.store.base.Store` of a node: one SQLite file.
 

@@ -45,11 +45,11 @@ from p2pdm.store.sqlite_api import counter, insert_event
 from p2pdm.store.sqlite_requests import request_usage, trim_requests
 from p2pdm.store.sqlite_tables import IN_CHUNK, NO_CURSOR, Tables
 
-__all__ = ["MessageTables"]
+__all__ = ["MESSAGE_COLUMNS", "MessageTables", "message_row"]
 
 _MESSAGE_COLUMNS: Final = (
     "seq, id, conversation_id, peer, direction, kind, body, sent_at_ms, stored_at_ms, "
-    "status, request"
+    "status, request, edited_at_ms, unsent"
 )
 
 
@@ -62,7 +62,7 @@ def _conversation(row: Any) -> Conversation:
 
 
 def _message(row: Any) -> StoredMessage:
-    seq, mid, conv, peer, direction, kind, body, sent, stored, status, request = row
+    seq, mid, conv, peer, direction, kind, body, sent, stored, status, request, edited, unsent = row
     return StoredMessage(
         id=mid,
         conversation_id=conv,
@@ -75,6 +75,8 @@ def _message(row: Any) -> StoredMessage:
         status=DeliveryStatus(status),
         request=bool(request),
         seq=seq,
+        edited_at_ms=edited,
+        unsent=bool(unsent),
     )
 
 
@@ -93,6 +95,11 @@ def _recipients(db: Any, messages: Sequence[StoredMessage]) -> list[StoredMessag
                 Recipient(PeerId(peer), DeliveryStatus(status), at, detail)
             )
     return [replace(m, recipients=tuple(found.get(m.id, ()))) for m in messages]
+
+
+#: The columns :func:`message_row` reads, for the other tables' queries.
+MESSAGE_COLUMNS: Final = _MESSAGE_COLUMNS
+message_row: Final = _message
 
 
 class MessageTables(Tables):
@@ -131,7 +138,8 @@ class MessageTables(Tables):
             )
             cursor = db.execute(
                 "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
-                "sent_at_ms, stored_at_ms, status, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "sent_at_ms, stored_at_ms, status, request, edited_at_ms, unsent) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message.id,
                     message.conversation_id,
@@ -143,6 +151,8 @@ class MessageTables(Tables):
                     message.stored_at_ms,
                     str(message.status),
                     int(message.request),
+                    message.edited_at_ms,
+                    int(message.unsent),
                 ),
             )
             seq = cursor.lastrowid
@@ -364,6 +374,8 @@ class MessageTables(Tables):
                 "(SELECT count(*) FROM outbox)"
             ).fetchone()
             dropped = counter(db, "requests_dropped")
+            refused = counter(db, "actions_refused")
+            held_dropped = counter(db, "held_actions_dropped")
         contacts, messages, unread, requests, outbox = (int(n) for n in row)
         return {
             "contacts": contacts,
@@ -372,4 +384,6 @@ class MessageTables(Tables):
             "requests": requests,
             "outbox": outbox,
             "requests_dropped": dropped,
+            "actions_refused": refused,
+            "held_actions_dropped": held_dropped,
         }

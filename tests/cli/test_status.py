@@ -81,6 +81,8 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
             "provider_bytes": 80,
             "refused": {"rate": 10, "peer_cap": 2},
             "evicted": 1,
+            "routing_table": 3,
+            "connected_peers": 2,
         },
         "token": {"name": "owner", "scope": "admin"},
         "invite": "p2pdm:…",

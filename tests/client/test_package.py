@@ -117,6 +117,11 @@ def _wire() -> list[Row]:
             {"to": "bob", "text": "hi", "idempotency_key": "k"},
         ),
         ("message", ("m?1",), {}, "GET", "/v1/messages/m%3F1", None),
+        ("react", ("m1", "👍"), {}, "POST", "/v1/messages/m1/reactions", {"emoji": "👍"}),
+        ("edit", ("m1", "new"), {}, "PATCH", "/v1/messages/m1", {"text": "new"}),
+        ("unsend", ("m1",), {}, "DELETE", "/v1/messages/m1", None),
+        ("delete_for_me", ("m1",), {}, "DELETE", "/v1/messages/m1?for=me", None),
+        ("delete_conversation", ("bob",), {}, "DELETE", "/v1/conversations/bob", None),
         ("conversations", (), {}, "GET", "/v1/conversations", None),
         ("messages", ("bob #2",), {}, "GET", "/v1/conversations/bob%20%232/messages", None),
         (
@@ -176,13 +181,40 @@ def _wire() -> list[Row]:
             {"to": "bob", "location": {"lat": 52.5, "lon": 13.4, "label": "Berlin"}},
         ),
         ("fetch_media", ("ab",), {}, "POST", "/v1/media/ab/download", None),
+        ("profile", (), {}, "GET", "/v1/profile", None),
+        (
+            "update_profile",
+            (),
+            {"handle": "alice.k", "bio": "", "avatar": b"\xff\xd8"},
+            "PATCH",
+            "/v1/profile",
+            {"handle": "alice.k", "bio": "", "avatar": "/9g="},
+        ),
+        ("clear_profile", (), {}, "DELETE", "/v1/profile", None),
+        ("find", ("@Alice K",), {}, "GET", "/v1/directory?handle=%40Alice+K", None),
+        ("login_link", (), {}, "POST", "/v1/sessions/codes", None),
+        ("sessions", (), {}, "GET", "/v1/sessions", None),
+        ("revoke_session", ("web-session-1",), {}, "DELETE", "/v1/sessions/web-session-1", None),
     ]
 
 
 #: The answer the fake node gives: every field a result may be picked from.
-ANSWER = {"contacts": ["c"], "conversations": ["v"], "read": ["r"], "tokens": ["t"], "id": 1}
+ANSWER = {
+    "contacts": ["c"],
+    "conversations": ["v"],
+    "read": ["r"],
+    "tokens": ["t"],
+    "sessions": ["s"],
+    "id": 1,
+}
 #: The result each method returns from ANSWER (or from 204 for a DELETE).
-RESULTS = {"contacts": ["c"], "conversations": ["v"], "mark_read": ["r"], "tokens": ["t"]}
+RESULTS = {
+    "contacts": ["c"],
+    "conversations": ["v"],
+    "mark_read": ["r"],
+    "tokens": ["t"],
+    "sessions": ["s"],
+}
 
 
 def _fake_node(seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Response]:

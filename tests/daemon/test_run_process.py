@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,6 +119,9 @@ def test_run_starts_logs_one_line_and_stops_cleanly_on_sigterm(tmp_path: Path) -
     log = (tmp_path / "alice.log").read_text()
     [line] = [line for line in log.splitlines() if "listening on" in line]
     assert info["peer_id"] in line and info["addrs"][0] in line and "http://127.0.0.1:" in line
+    # Then where a person clicks: a one-time sign-in link to the web app.
+    [line] = [line for line in log.splitlines() if "open the web app" in line]
+    assert re.search(r"http://127\.0\.0\.1:\d+/login\?code=[\w-]{43} ", line), line
     assert "Traceback" not in log
     assert not api_addr_path(Home(home)).exists()
 

@@ -194,7 +194,7 @@ async def test_an_offline_sender_leaves_the_file_waiting_then_it_comes(
     # The message says so, as the API shows it.
     received = bob.node.store.get_message(sent.id)
     assert received is not None
-    shown = message_json(received, "", bob.node.store.get_blob)
+    shown = message_json(received, "", blobs=bob.node.store.get_blob)
     assert shown["status_detail"] == "waiting for alice to come online to send the file"
     alice.host.online = True
     bob.blobs.wake()

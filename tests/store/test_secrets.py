@@ -233,6 +233,13 @@ def test_an_old_store_is_migrated_and_the_seed_is_gone_from_every_file(
         db.execute("DROP TABLE blob_refs")
         db.execute("DROP TABLE blobs")
         db.execute("ALTER TABLE events DROP COLUMN conversation_id")
+        for table in ("reactions", "held_actions"):
+            db.execute(f"DROP TABLE {table}")
+        for column in ("edited_at_ms", "unsent"):
+            db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+        db.execute("DELETE FROM counters WHERE name IN ('actions_refused', 'held_actions_dropped')")
+        db.execute("DROP TABLE profile")
+        db.execute("DROP TABLE handle_claims")
         # The previous version's own prekeys open with today's code too.
         assert OwnPrekeys.from_bytes(identity, legacy).bundle().peer == identity.peer_id
         assert leaks(tmp_path, [identity]) != []

@@ -24,6 +24,7 @@ from p2pdm.core.model import (
     Recipient,
     StoredMessage,
 )
+from p2pdm.core.profile import Profile
 from p2pdm.errors import StoreError
 from p2pdm.store import SQLiteStore, schema
 from p2pdm.store.base import UNREAD_STATUSES
@@ -398,8 +399,8 @@ def test_the_recipients_migration_keeps_statuses_of_a_store_written_before(path:
     gets its recipient's row as it stood, and message events their conversation."""
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute("PRAGMA foreign_keys = ON")
-        before = MIGRATIONS.index(schema._MIGRATION_RECIPIENTS)
-        for version, migration in enumerate(MIGRATIONS[:before], start=1):
+        before = MIGRATIONS[: MIGRATIONS.index(schema._MIGRATION_RECIPIENTS)]
+        for version, migration in enumerate(before, start=1):
             schema._apply(db, migration)
             db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
         db.execute(
@@ -441,3 +442,22 @@ def test_the_recipients_migration_keeps_statuses_of_a_store_written_before(path:
         moved = store.get_message(message(1).id)
         assert moved is not None and moved.status == DeliveryStatus.DELIVERED
         assert moved.recipients == (Recipient(ALICE, DeliveryStatus.DELIVERED, 9),)
+
+
+def test_a_store_from_before_profiles_migrates_with_none_published(path: Path) -> None:
+    """Written by the schema before profiles: it opens with no profile (opt-in) and
+    keeps what it held."""
+    profiles = MIGRATIONS.index(schema._MIGRATION_PROFILE)
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        for version, migration in enumerate(MIGRATIONS[:profiles], start=1):
+            schema._apply(db, migration)
+            db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+        db.execute("INSERT INTO settings (key, value) VALUES ('name', '\"alice\"')")
+    with closing(SQLiteStore(path)) as store:
+        assert store.get_setting("name") == "alice"
+        assert store.get_profile() is None
+        assert store.note_handle_claims("alice", [ALICE], 5, cap=10) == {ALICE: 5}
+        store.put_profile(Profile(name="Alice", handle="alice"), 6)
+    with closing(SQLiteStore(path)) as store:
+        assert store.get_profile() == Profile(name="Alice", handle="alice")
+        assert store.handle_claimants("alice", 10) == [ALICE]

@@ -19,13 +19,16 @@ from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.cbor import Fields
-from p2pdm.core.kinds import blobchunk, location, media, receipt, text
+from p2pdm.core.kinds import blobchunk, edit, location, media, reaction, receipt, text, unsend
 from p2pdm.core.kinds.base import MAX_KIND_BYTES, Body, KindSpec, UnknownBody
 from p2pdm.core.kinds.blobchunk import BlobChunkBody
+from p2pdm.core.kinds.edit import EditBody
 from p2pdm.core.kinds.location import LocationBody
 from p2pdm.core.kinds.media import MediaBody, MediaItem
+from p2pdm.core.kinds.reaction import ReactionBody
 from p2pdm.core.kinds.receipt import ReceiptBody
 from p2pdm.core.kinds.text import TextBody
+from p2pdm.core.kinds.unsend import UnsendBody
 from p2pdm.errors import SchemaError, WireError
 from p2pdm.limits import MAX_UNKNOWN_BODY_BYTES
 
@@ -34,13 +37,16 @@ __all__ = [
     "MAX_KIND_BYTES",
     "BlobChunkBody",
     "Body",
+    "EditBody",
     "KindSpec",
     "LocationBody",
     "MediaBody",
     "MediaItem",
+    "ReactionBody",
     "ReceiptBody",
     "TextBody",
     "UnknownBody",
+    "UnsendBody",
     "decode_body",
     "decode_stored",
     "encode_body",
@@ -51,6 +57,9 @@ __all__ = [
 KINDS: Final[dict[str, KindSpec[Any]]] = {
     text.SPEC.name: text.SPEC,
     receipt.SPEC.name: receipt.SPEC,
+    reaction.SPEC.name: reaction.SPEC,
+    edit.SPEC.name: edit.SPEC,
+    unsend.SPEC.name: unsend.SPEC,
     media.SPEC.name: media.SPEC,
     location.SPEC.name: location.SPEC,
     blobchunk.SPEC.name: blobchunk.SPEC,
