@@ -16,8 +16,9 @@ as ``fetching`` (when the sender is a contact and the file is within the
 user asks). :meth:`MediaLibrary.accept_chunk` checks each fetched chunk
 before writing it and, after the last, the whole blob's id and digest.
 :meth:`MediaLibrary.sweep` deletes blobs no message references (run at
-start-up and after local deletes; :meth:`release_attachments` is what
-unsending or expiring a message calls).
+start-up, hourly, and :meth:`collect` at once after a message that carried
+a file is unsent, deleted or expired: the store releases its references
+with its body).
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ from p2pdm.core.blob import (
     sealed_size,
 )
 from p2pdm.core.identity import PeerId
-from p2pdm.core.kinds import BlobChunkBody, MediaBody, MediaItem, decode_stored
+from p2pdm.core.kinds import (
+    BlobChunkBody,
+    LocationBody,
+    MediaBody,
+    MediaItem,
+    TextBody,
+    decode_stored,
+)
 from p2pdm.core.kinds.media import safe_mime, safe_name
 from p2pdm.core.model import Direction, StoredMessage
 from p2pdm.errors import ChunkRejected, MediaRefused, NotFound
@@ -185,6 +193,19 @@ def media_of(message: StoredMessage) -> MediaBody | None:
     return body if isinstance(body, MediaBody) else None
 
 
+def snippet_of(message: StoredMessage) -> str | None:
+    """What a reply quotes of ``message``: a text, a file's caption (else the
+    files' names), a place's label; None for other kinds or an erased body."""
+    body = decode_stored(message.kind, message.body)
+    if isinstance(body, TextBody):
+        return body.text
+    if isinstance(body, MediaBody):
+        return body.caption or ", ".join(safe_name(item.name) for item in body.items)
+    if isinstance(body, LocationBody):
+        return body.label or "a location"
+    return None
+
+
 class MediaLibrary:
     """One node's blobs: uploads, attachments, fetched chunks, reads, the sweep."""
 
@@ -325,7 +346,10 @@ class MediaLibrary:
         checked against its id and digest: the record comes back ``ready``
         or, if they do not match, ``failed`` with the file removed.
         """
-        record = self.store.get_blob(record.blob_id) or record  # another path may be ahead
+        current = self.store.get_blob(record.blob_id)  # another path may be ahead
+        if current is None:  # its message went (unsent, deleted): nothing more is written
+            return replace(record, state="failed", detail="the file was removed")
+        record = current
         if record.state != "fetching" or index < record.have:
             return record  # whole already, or this chunk came by the other path
         if index > record.have:
@@ -409,15 +433,21 @@ class MediaLibrary:
 
     # --- garbage ----------------------------------------------------------
 
-    def sweep(self, *, startup: bool = False) -> int:
-        """Delete blobs no message references (uploads after UPLOAD_GRACE_MS)
-        and files no blob row names (at ``startup`` also unfinished uploads);
-        returns how many blobs went."""
+    def collect(self) -> int:
+        """Delete the blobs no message references (a message that carried one
+        was unsent, deleted or expired; an upload no message took within
+        UPLOAD_GRACE_MS), row and file; returns how many went."""
         gone = 0
         for blob_id in self.store.unreferenced_blobs(self.now_ms() - UPLOAD_GRACE_MS):
             self.store.delete_blob(blob_id)
             self.files.delete(blob_id.hex())
             gone += 1
+        return gone
+
+    def sweep(self, *, startup: bool = False) -> int:
+        """:meth:`collect`, and delete files no blob row names (at ``startup``
+        also unfinished uploads); returns how many blobs went."""
+        gone = self.collect()
         for name in self.files.names():
             if name.endswith(".part"):
                 if startup:
@@ -429,16 +459,11 @@ class MediaLibrary:
 
     def release_attachments(self, message_id: bytes) -> int:
         """Forget that ``message_id`` carries blobs (it was unsent, deleted or
-        expired) and sweep; returns how many blobs were deleted. Blobs
-        another message still carries stay."""
-        carried = set(self.store.blobs_of_message(message_id))
+        expired: the store does so with the body, this is for a message whose
+        body stays) and :meth:`collect`; returns how many blobs were deleted.
+        Blobs another message still carries stay."""
         self.store.release_message_blobs(message_id)
-        gone = 0
-        for blob_id in carried & set(self.store.unreferenced_blobs(self.now_ms() + 1)):
-            self.store.delete_blob(blob_id)
-            self.files.delete(blob_id.hex())
-            gone += 1
-        return gone
+        return self.collect()
 
 
 def blob_id_of(text: str) -> bytes:
@@ -452,4 +477,4 @@ def blob_id_of(text: str) -> bytes:
     return blob_id
 
 
-__all__ += ["blob_id_of", "media_of"]
+__all__ += ["blob_id_of", "media_of", "snippet_of"]

@@ -229,6 +229,8 @@ class BlobService:
                         )
                         return self.node.store.get_blob(record.blob_id) or record
                     record = self.node.store.get_blob(record.blob_id) or record
+        if self.node.store.get_blob(record.blob_id) is None:
+            return record  # its message went meanwhile (unsent, deleted): nothing to tell
         if record.state == "ready":
             self._event(EventType.MEDIA_READY, record, record.blob_id.hex())
         elif record.state == "failed":

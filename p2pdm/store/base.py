@@ -52,18 +52,12 @@ from p2pdm.limits import (
 )
 from p2pdm.store.blobs import BlobIndex
 
-__all__ = ["Reactions", "RequestCaps", "RequestUsage", "Store", "log_event", "release_attachments"]
+__all__ = ["Reactions", "RequestCaps", "RequestUsage", "Store", "log_event"]
 
 _T = TypeVar("_T")
 
 #: A message's reactions: emoji → the peers who chose it.
 Reactions = dict[str, list[PeerId]]
-
-
-def release_attachments(message_id: bytes) -> None:
-    """Where the attachments of a message whose body was erased (unsent, deleted,
-    expired) are released. Messages carry no attachments in this version: the
-    media store's sweep of unreferenced blobs hooks in here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,7 +329,8 @@ class Store(BlobIndex, Protocol):
 
     def erase_message_body(self, message_id: bytes) -> bool:
         """Remove the message's text from everywhere the store keeps it (body,
-        reactions, held actions, attachments); the row stays. True if it exists."""
+        reactions, held actions) and release its files (their references: the
+        node deletes blobs no message carries); the row stays. True if it exists."""
         ...
 
     def unsend_message(self, message_id: bytes) -> bool:

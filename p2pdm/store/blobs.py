@@ -8,10 +8,12 @@ blob is *referenced* by each message that carries it, once per peer the
 message is to or from (``add_blob_ref``): a peer may fetch a blob only if a
 message of ours referenced it for that peer. A blob no message references
 any more is garbage: :meth:`BlobIndex.unreferenced_blobs` names those, and
-the node's sweep deletes row and file. References go with their message
-(SQLite: ``ON DELETE CASCADE``; memory: a reference to a missing message
-counts as none), so deleting, unsending or expiring a message releases
-its blobs without the code that deletes knowing about blobs.
+the node deletes row and file (:meth:`~p2pdm.node.media.MediaLibrary.collect`).
+References go with their message and with its body, in the transaction
+that removes it (SQLite: ``ON DELETE CASCADE`` and the store's body
+erasure; memory: a reference to a missing message counts as none), so
+deleting, unsending or expiring a message releases its blobs even if the
+node stops before the files are deleted: the start-up sweep finishes.
 """
 
 from __future__ import annotations
@@ -88,7 +90,9 @@ class BlobIndex(Protocol):
         ...
 
     def unreferenced_blobs(self, created_before_ms: int) -> list[bytes]:
-        """Ids of blobs no message references, made before ``created_before_ms``."""
+        """Ids of blobs no message references: every one a message carried
+        once (released), and uploads no message carried made before
+        ``created_before_ms`` (a fresh upload waits for its message)."""
         ...
 
     def delete_blob(self, blob_id: bytes) -> bool: ...

@@ -9,7 +9,7 @@ from dataclasses import replace
 from p2pdm.core.actions import HeldAction, held_expired
 from p2pdm.core.identity import PeerId
 from p2pdm.limits import MAX_HELD_ACTIONS, MAX_HELD_ACTIONS_PER_PEER
-from p2pdm.store.base import Reactions, is_unread, release_attachments
+from p2pdm.store.base import Reactions, is_unread
 from p2pdm.store.memory_state import Dicts, MemoryState
 
 __all__ = ["ActionDicts"]
@@ -55,7 +55,8 @@ class ActionDicts(Dicts):
         seq = state.seq_of.get(message_id)
         if seq is not None:
             state.messages[seq] = replace(state.messages[seq], body=b"")
-        release_attachments(message_id)
+        # Its files are released with the body (the node deletes them).
+        state.blob_refs = [ref for ref in state.blob_refs if ref[1] != message_id]
         return seq is not None
 
     def unsend_message(self, message_id: bytes) -> bool:

@@ -41,6 +41,8 @@ class BlobDicts(Dicts):
         refs = self._live().blob_refs
         if (blob_id, message_id, peer) not in refs:
             refs.append((blob_id, message_id, peer))
+        if blob_id in self._live().blobs:
+            self._live().blobs_attached.add(blob_id)
 
     def blob_shared_with(self, blob_id: bytes, peer: PeerId) -> bool:
         state = self._live()
@@ -67,13 +69,16 @@ class BlobDicts(Dicts):
 
     def unreferenced_blobs(self, created_before_ms: int) -> list[bytes]:
         referenced = {blob for blob, _, _ in self._refs()}
+        attached = self._live().blobs_attached
         return [
             b.blob_id
             for b in self._live().blobs.values()
-            if b.created_at_ms < created_before_ms and b.blob_id not in referenced
+            if (b.blob_id in attached or b.created_at_ms < created_before_ms)
+            and b.blob_id not in referenced
         ]
 
     def delete_blob(self, blob_id: bytes) -> bool:
         state = self._live()
         state.blob_refs = [ref for ref in state.blob_refs if ref[0] != blob_id]
+        state.blobs_attached.discard(blob_id)
         return state.blobs.pop(blob_id, None) is not None

@@ -91,6 +91,8 @@ class MemoryState:
     #: Blob rows by id, and references (blob id, message id, peer) in order.
     blobs: dict[bytes, BlobRecord] = field(default_factory=dict)
     blob_refs: list[tuple[bytes, bytes, PeerId]] = field(default_factory=list)
+    #: Blobs some message carried once (released at once when none does).
+    blobs_attached: set[bytes] = field(default_factory=set)
 
 
 class Dicts:

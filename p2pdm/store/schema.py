@@ -342,7 +342,9 @@ CREATE INDEX handle_claims_by_last_seen ON handle_claims (last_seen_ms);
 
 #: Blobs (sealed files under ``<home>/blobs/``): their keys and how much of
 #: each is here, and which messages carry them to or from whom. A reference
-#: goes with its message; a blob no message references is swept.
+#: goes with its message (and with its body: unsent, deleted, expired); a
+#: blob no message references is swept: at once once a message carried it
+#: (``attached``), an hour after its upload if none ever did.
 _MIGRATION_BLOBS: Final = """
 CREATE TABLE blobs (
     id BLOB PRIMARY KEY,
@@ -357,7 +359,8 @@ CREATE TABLE blobs (
     created_at_ms INTEGER NOT NULL,
     detail TEXT NOT NULL DEFAULT '',
     thumbnail BLOB,
-    meta TEXT NOT NULL DEFAULT '{}' -- JSON: width, height, duration_ms, waveform (hex)
+    meta TEXT NOT NULL DEFAULT '{}', -- JSON: width, height, duration_ms, waveform (hex)
+    attached INTEGER NOT NULL DEFAULT 0 CHECK (attached IN (0, 1)) -- a message carried it
 ) WITHOUT ROWID;
 CREATE TABLE blob_refs (
     blob_id BLOB NOT NULL,

@@ -92,6 +92,7 @@ class BlobTables(Tables):
                 "INSERT OR IGNORE INTO blob_refs (blob_id, message_id, peer) VALUES (?, ?, ?)",
                 (blob_id, message_id, peer.raw),
             )
+            db.execute("UPDATE blobs SET attached = 1 WHERE id = ?", (blob_id,))
 
     def blob_shared_with(self, blob_id: bytes, peer: PeerId) -> bool:
         with self._reading("checking who may fetch a blob") as db:
@@ -124,7 +125,7 @@ class BlobTables(Tables):
     def unreferenced_blobs(self, created_before_ms: int) -> list[bytes]:
         with self._reading("listing unreferenced blobs") as db:
             rows = db.execute(
-                "SELECT id FROM blobs b WHERE created_at_ms < ? AND NOT EXISTS "
+                "SELECT id FROM blobs b WHERE (attached = 1 OR created_at_ms < ?) AND NOT EXISTS "
                 "(SELECT 1 FROM blob_refs r WHERE r.blob_id = b.id)",
                 (created_before_ms,),
             ).fetchall()

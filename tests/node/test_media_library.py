@@ -4,6 +4,7 @@ message's attachments, and files on disk."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from p2pdm.core.kinds import encode_body
 from p2pdm.core.model import DeliveryStatus, Direction, StoredMessage, direct_conversation_id
 from p2pdm.errors import MediaRefused, NotFound
 from p2pdm.limits import MAX_FILE_BYTES
-from p2pdm.node.media import UPLOAD_GRACE_MS, MediaLibrary
+from p2pdm.node.media import UPLOAD_GRACE_MS, MediaLibrary, snippet_of
 from p2pdm.store.blob_files import DirBlobFiles
 from p2pdm.store.memory import MemoryStore
 from tests.node.conftest import Clock
@@ -109,3 +110,14 @@ def test_start_up_sweeps_unfinished_uploads_and_stray_files(tmp_path: Path, cloc
     stray.write_bytes(b"no row names me")
     media.sweep(startup=True)
     assert list((tmp_path / "blobs").iterdir()) == []
+
+
+def test_a_reply_quotes_a_files_caption_else_its_names(tmp_path: Path, clock: Clock) -> None:
+    media = library(tmp_path, clock)
+    one = media.add_file(b"1", "text/plain", "a.txt")
+    two = media.add_file(b"2", "text/plain", "../b.txt")
+    assert snippet_of(sent(media, [one.blob_id, two.blob_id], 1)) == "a.txt, b.txt"
+    body = media.body_for([one.blob_id], "the plan")
+    captioned = replace(sent(media, [one.blob_id], 2), body=cbor.encode(encode_body(body)))
+    assert snippet_of(captioned) == "the plan"
+    assert snippet_of(replace(captioned, body=b"")) is None  # unsent: nothing to quote

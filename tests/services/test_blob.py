@@ -7,6 +7,7 @@ import hashlib
 import os
 import random
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -19,6 +20,7 @@ from p2pdm.node.media_ops import send_media
 from p2pdm.node.node import Node
 from p2pdm.services.blob import BlobService
 from p2pdm.services.dm import Delivery
+from p2pdm.store.blob_files import DirBlobFiles
 from p2pdm.store.blobs import BlobRecord
 from p2pdm.store.memory import MemoryStore
 from tests.fakenet import FakeHost, FakeNetwork
@@ -229,3 +231,65 @@ async def test_an_upload_no_message_names_is_swept_while_the_node_runs(
     assert alice.node.store.get_blob(forgotten.blob_id) is None
     assert alice.node.media.files.length(forgotten.blob_id.hex()) == 0
     assert alice.node.store.get_blob(kept.blob_id) is not None
+
+
+async def wait_gone(peer: Peer, blob_id: bytes) -> None:
+    with trio.fail_after(60):
+        while True:
+            if peer.node.store.get_blob(blob_id) is None:
+                return
+            await trio.sleep(0.05)
+
+
+def on_disk(tmp_path: Path, *peers: tuple[Peer, str]) -> None:
+    """Keep each peer's blobs in ``tmp_path/<name>/blobs``, as a home does."""
+    for peer, name in peers:
+        peer.node.media.files = DirBlobFiles(tmp_path / name / "blobs")
+
+
+async def test_unsend_removes_the_blob_on_both_sides(
+    world: World, tmp_path: Path, autojump_clock: object
+) -> None:
+    _, alice, bob, _ = world
+    on_disk(tmp_path, (alice, "alice"), (bob, "bob"))
+    blob = alice.node.media.add_file(FILE, "application/pdf", "report.pdf")
+    kept = alice.node.media.add_file(b"another", "text/plain", "kept.txt")
+    sent = await send_media(alice.node, bob.node.peer_id, [blob.blob_id], "the report")
+    other = await send_media(alice.node, bob.node.peer_id, [kept.blob_id])
+    await wait_blob(bob, blob.blob_id, "ready")
+    await wait_blob(bob, kept.blob_id, "ready")
+    assert (tmp_path / "bob" / "blobs" / blob.blob_id.hex()).exists()
+
+    alice.node.unsend(sent.id)
+    # Alice's copy goes at once; Bob's when her unsend arrives.
+    assert alice.node.store.get_blob(blob.blob_id) is None
+    assert not (tmp_path / "alice" / "blobs" / blob.blob_id.hex()).exists()
+    await wait_gone(bob, blob.blob_id)
+    assert not (tmp_path / "bob" / "blobs" / blob.blob_id.hex()).exists()
+    assert await ask(bob.host, alice, blob.blob_id) == BlobReply(False)
+    received = bob.node.store.get_message(sent.id)
+    assert received is not None and received.unsent
+    shown = message_json(received, "", blobs=bob.node.store.get_blob)
+    assert (shown["unsent"], shown["media"], shown["text"]) == (True, None, None)
+    # The file of the other message stays on both sides.
+    for peer, name in ((alice, "alice"), (bob, "bob")):
+        assert peer.node.store.get_blob(kept.blob_id) is not None
+        assert (tmp_path / name / "blobs" / kept.blob_id.hex()).exists()
+    assert bob.node.store.get_message(other.id) is not None
+
+
+async def test_deleting_for_oneself_removes_only_ones_own_copy(
+    world: World, tmp_path: Path, autojump_clock: object
+) -> None:
+    _, alice, bob, _ = world
+    on_disk(tmp_path, (alice, "alice"), (bob, "bob"))
+    blob = alice.node.media.add_file(b"a photo, say", "text/plain", "p.txt")
+    sent = await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
+    await wait_blob(bob, blob.blob_id, "ready")
+    bob.node.delete_for_me(sent.id)
+    assert bob.node.store.get_blob(blob.blob_id) is None
+    assert list((tmp_path / "bob" / "blobs").iterdir()) == []
+    assert alice.node.store.get_blob(blob.blob_id) is not None  # hers stays: nothing is sent
+    alice.node.delete_conversation(sent.conversation_id)
+    assert alice.node.store.get_blob(blob.blob_id) is None
+    assert list((tmp_path / "alice" / "blobs").iterdir()) == []

@@ -70,6 +70,8 @@ def test_a_blob_no_message_references_is_garbage_once_old_enough(store: Store) -
     assert store.unreferenced_blobs(200) == [blob(2).blob_id]
     assert store.unreferenced_blobs(50) == []  # a fresh upload not sent yet stays
     assert store.release_message_blobs(msg(1).id) == 1
+    # A blob a message carried is garbage as soon as none does, however fresh.
+    assert store.unreferenced_blobs(50) == [blob(1).blob_id]
     assert sorted(store.unreferenced_blobs(200)) == [blob(1).blob_id, blob(2).blob_id]
     assert store.delete_blob(blob(1).blob_id)
     assert store.get_blob(blob(1).blob_id) is None
@@ -90,3 +92,26 @@ def test_a_transaction_that_fails_leaves_no_blob(store: Store) -> None:
         store.put_blob(blob(1))
         raise RuntimeError("boom")
     assert store.get_blob(blob(1).blob_id) is None
+
+
+@pytest.mark.parametrize("goes", ["unsent", "erased", "deleted", "conversation deleted"])
+def test_a_message_that_goes_releases_its_blobs_with_its_body(store: Store, goes: str) -> None:
+    """Unsent, erased (expired) or deleted: its references go in the same
+    transaction; another conversation's blob stays referenced."""
+    for n, peer in ((1, ALICE), (2, BOB)):
+        store.put_blob(blob(n))
+        store.add_message(msg(n, peer, direction=Direction.OUT))
+        store.add_blob_ref(blob(n).blob_id, msg(n).id, peer)
+    gone = msg(1).id
+    if goes == "unsent":
+        assert store.unsend_message(gone)
+    elif goes == "erased":
+        assert store.erase_message_body(gone)
+    elif goes == "deleted":
+        assert store.delete_message(gone)
+    else:
+        assert store.delete_conversation(msg(1).conversation_id) == 1
+    assert store.blobs_of_message(gone) == []
+    assert not store.blob_shared_with(blob(1).blob_id, ALICE)
+    assert store.unreferenced_blobs(0) == [blob(1).blob_id]
+    assert store.blob_shared_with(blob(2).blob_id, BOB)
