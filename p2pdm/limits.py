@@ -177,6 +177,51 @@ MAX_TRACKED_STRANGERS = 4096
 #: of MAX_STORED_EVENTS. Enough to list every pending request twice over.
 MAX_STORED_REQUEST_EVENTS = 2000
 
+# --- disappearing messages, search, typing ---------------------------------
+
+#: The disappearing-message timers a conversation may have, in seconds: off,
+#: 5 minutes, 1 hour, 1 day, 7 days (Signal's and WhatsApp's usual choices).
+#: Only these travel on the wire: a peer's other value is refused, so both
+#: sides always agree on what the setting means.
+DISAPPEARING_TIMERS_S = (0, 300, 3_600, 86_400, 604_800)
+
+#: How often the node looks for messages whose timer ran out. A message may
+#: outlive its timer by up to this much: short against the shortest timer
+#: (5 minutes), long enough that an idle node does not wake needlessly.
+EXPIRY_PURGE_INTERVAL_S = 15
+
+#: Most messages one purge pass erases in one transaction; the pass repeats
+#: until none is due, so a backlog (a node off for a week) never holds the
+#: store for long.
+MAX_EXPIRED_PER_PASS = 200
+
+#: The sender's copy of a disappearing message is erased when its timer ran
+#: after the recipient read it, but at the latest this long after the timer
+#: ran from sending: a recipient with read receipts off never says it read
+#: it, and the sender's copy must not stay for ever. As long as an envelope
+#: lives (ENVELOPE_TTL_SECONDS), so an undelivered message is not erased
+#: before it could have arrived.
+SENDER_EXPIRY_BACKSTOP_S = ENVELOPE_TTL_SECONDS
+
+#: Typing indicators: a conversation sends at most one typing signal per
+#: TYPING_INTERVAL_S (and the receiver shows at most one per peer in that
+#: time: the rest are accepted and dropped), and the peer shows "typing"
+#: for TYPING_LAPSE_S after the last one, so a client typing without
+#: pause sends again before it lapses. A signal that cannot be handed to
+#: an open connection within TYPING_SEND_TIMEOUT_S is dropped, never queued.
+TYPING_INTERVAL_S = 3
+TYPING_LAPSE_S = 6
+TYPING_SEND_TIMEOUT_S = 2
+
+#: Longest search query, in characters (so at most 128 words, each one
+#: term lookup in the index): a person's search, not a way to make the
+#: full-text index do unbounded work.
+MAX_SEARCH_QUERY_CHARS = 256
+
+#: Most search hits one request returns (its default: DEFAULT_SEARCH_HITS).
+MAX_SEARCH_HITS = 100
+DEFAULT_SEARCH_HITS = 20
+
 # --- message actions (reactions, edits, unsend) -----------------------------
 
 #: How long after sending a text its author may still edit it (milliseconds),
@@ -235,10 +280,12 @@ MAX_AVATAR_INPUT_BYTES = 160 << 10
 #: would take gigabytes to decode.
 MAX_AVATAR_INPUT_PIXELS = 16_000_000
 
-#: Largest signed node record (prekey bundle, mailboxes, addresses, profile).
-#: A record holds a bundle (< 1 KiB), up to MAX_ADDRS mailbox addresses of
-#: MAX_ADDR_BYTES (4 KiB), as many other addresses (4 KiB) and a profile
-#: (MAX_AVATAR_BYTES + name + bio + handle: under 17 KiB): under 26 KiB.
+#: Largest signed node record (prekey bundle, mailboxes, addresses, relayed
+#: addresses, profile). A record holds a bundle (< 1 KiB), up to MAX_ADDRS
+#: mailbox addresses of MAX_ADDR_BYTES (4 KiB), as many other addresses
+#: (4 KiB), up to 8 relayed addresses (core/records.py MAX_RELAY_ADDRS: 2 KiB)
+#: and a profile (MAX_AVATAR_BYTES + name + bio + handle: under 17 KiB):
+#: under 28 KiB.
 #: The DHT holds values up to 64 KiB (net/limits.py MAX_RECORD_BYTES).
 MAX_NODE_RECORD_BYTES = 32 << 10
 

@@ -78,6 +78,15 @@ from p2pdm.api.handlers_actions import (
     edit_message,
     react,
 )
+from p2pdm.api.handlers_batch import BATCH_ROUTE
+from p2pdm.api.handlers_conversations import (
+    CONVERSATION_PATCH,
+    SEARCH_PARAMETERS,
+    TYPING_RESULT,
+    patch_conversation,
+    search_messages,
+    send_typing,
+)
 from p2pdm.api.handlers_profile import (
     DIRECTORY_PARAMETERS,
     PROFILE_PATCH,
@@ -135,7 +144,7 @@ from p2pdm.api.views import (
 from p2pdm.api.web import SecurityHeaders, web_routes
 from p2pdm.core.model import TokenScope
 from p2pdm.errors import P2PDMError
-from p2pdm.limits import MAX_PAGE_SIZE
+from p2pdm.limits import DEFAULT_SEARCH_HITS, MAX_PAGE_SIZE, MAX_SEARCH_HITS
 from p2pdm.node.node import Node
 
 __all__ = ["ROUTES", "create_app", "openapi_document"]
@@ -489,6 +498,57 @@ ROUTES: Final[tuple[Route, ...]] = (
         ),
     ),
     Route(
+        "/v1/conversations/{conversation}",
+        "PATCH",
+        patch_conversation,
+        _SEND,
+        Doc(
+            "updateConversation",
+            "Set a conversation's disappearing-messages timer (the peer is told), or mute "
+            "or archive it",
+            ("200", ref("Conversation"), "the conversation after the change"),
+            {
+                **_NOT_FOUND,
+                **_BODY,
+                "422": "a new timer needs a session or prekeys for the peer, to tell it",
+            },
+            parameters=(_CONVERSATION,),
+            body=ref("ConversationPatch"),
+            schemas={"ConversationPatch": CONVERSATION_PATCH},
+        ),
+    ),
+    Route(
+        "/v1/conversations/{conversation}/typing",
+        "POST",
+        send_typing,
+        _SEND,
+        Doc(
+            "sendTyping",
+            "Tell the contact you are typing: over an open connection only, never queued "
+            "or kept; it shows for a few seconds (off with read receipts)",
+            ("200", ref("TypingResult"), "whether the signal was sent, and if not why"),
+            _NOT_FOUND,
+            parameters=(_CONVERSATION,),
+            schemas={"TypingResult": TYPING_RESULT},
+        ),
+    ),
+    Route(
+        "/v1/search",
+        "GET",
+        search_messages,
+        _READ,
+        Doc(
+            "searchMessages",
+            "Find messages by the words of their text, newest first",
+            ("200", ref("SearchResults"), "the messages found (maybe none)"),
+            {"404": "'peer' is not a PeerID and no contact has that name"},
+            parameters=(
+                *SEARCH_PARAMETERS,
+                query_int_param("limit", "most results", 1, MAX_SEARCH_HITS, DEFAULT_SEARCH_HITS),
+            ),
+        ),
+    ),
+    Route(
         "/v1/messages/{message_id}/reactions",
         "POST",
         react,
@@ -708,6 +768,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         _READ,
         Doc("getOpenAPI", "This document", ("200", {"type": "object"}, "the OpenAPI document")),
     ),
+    BATCH_ROUTE,
     *MEDIA_ROUTES,
 )
 

@@ -233,6 +233,20 @@ class JSONObject:
             return value
         raise bad_request(f"field {key!r} must be a string, not {_json_type(value)}")
 
+    def opt_bool(self, key: str) -> bool | None:
+        """An optional boolean field (absent or null gives None)."""
+        value = self._get(key)
+        if value is None or isinstance(value, bool):
+            return value
+        raise bad_request(f"field {key!r} must be a boolean, not {_json_type(value)}")
+
+    def opt_int(self, key: str) -> int | None:
+        """An optional integer field (absent or null gives None; 1.0 is not one)."""
+        value = self._get(key)
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise bad_request(f"field {key!r} must be an integer, not {_json_type(value)}")
+
     def opt_text_list(self, key: str) -> list[str]:
         """An optional list of strings (absent or null gives []), at most MAX_LIST_ITEMS."""
         value = self._get(key)

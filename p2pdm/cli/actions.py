@@ -15,17 +15,28 @@ from p2pdm.cli.chat import message_text, safe_text
 from p2pdm.client import Client
 from p2pdm.daemon.home import Home
 
-__all__ = ["ACTION_COMMANDS"]
+__all__ = [
+    "delete",
+    "delete_arguments",
+    "edit",
+    "edit_arguments",
+    "message_id_argument",
+    "react",
+    "react_arguments",
+    "reply",
+    "reply_arguments",
+    "unsend",
+]
 
 EXIT_OK: Final = 0
 
 
-def _id(parser: argparse.ArgumentParser) -> None:
+def message_id_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("message", metavar="MESSAGE_ID", help="the message (32 hex characters)")
 
 
-def _react_arguments(parser: argparse.ArgumentParser) -> None:
-    _id(parser)
+def react_arguments(parser: argparse.ArgumentParser) -> None:
+    message_id_argument(parser)
     parser.add_argument("emoji", metavar="EMOJI", help="one emoji; '' takes your reaction back")
 
 
@@ -37,9 +48,9 @@ def react(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _reply_arguments(parser: argparse.ArgumentParser) -> None:
+def reply_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("contact", metavar="CONTACT", help="name or PeerID")
-    _id(parser)
+    message_id_argument(parser)
     parser.add_argument("text", metavar="TEXT", nargs="+", help="the reply; `-` reads stdin")
 
 
@@ -51,8 +62,8 @@ def reply(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _edit_arguments(parser: argparse.ArgumentParser) -> None:
-    _id(parser)
+def edit_arguments(parser: argparse.ArgumentParser) -> None:
+    message_id_argument(parser)
     parser.add_argument("text", metavar="TEXT", nargs="+", help="the new text; `-` reads stdin")
 
 
@@ -71,8 +82,8 @@ def unsend(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _delete_arguments(parser: argparse.ArgumentParser) -> None:
-    _id(parser)
+def delete_arguments(parser: argparse.ArgumentParser) -> None:
+    message_id_argument(parser)
     parser.add_argument(
         "--for-me",
         action="store_true",
@@ -90,10 +101,3 @@ def delete(args: argparse.Namespace, home: Home, out: TextIO) -> int:
 
 
 #: (name, help, arguments, run) of each command, for ``p2pdm.cli.main.COMMANDS``.
-ACTION_COMMANDS: Final = (
-    ("react", "react to a message with an emoji", _react_arguments, react),
-    ("reply", "reply to a message", _reply_arguments, reply),
-    ("edit", "change the text of your message (within 15 minutes)", _edit_arguments, edit),
-    ("unsend", "remove your message for everyone", _id, unsend),
-    ("delete", "delete a message from this node only (--for-me)", _delete_arguments, delete),
-)

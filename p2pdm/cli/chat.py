@@ -29,7 +29,6 @@ from p2pdm.client import Client
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MAX_PAGE_SIZE, MAX_TEXT_BYTES
-from p2pdm.store.base import contact_name_key
 
 __all__ = [
     "contacts",
@@ -41,6 +40,16 @@ __all__ = [
     "send",
     "send_arguments",
 ]
+
+
+def contact_name_key(name: str) -> str:
+    """Names compared as the store compares them (NFKC, case-folded).
+
+    The same rule as :func:`p2pdm.store.base.contact_name_key` (a test holds
+    them equal), written here so that a chat command does not load the store.
+    """
+    return unicodedata.normalize("NFKC", name).casefold()
+
 
 EXIT_OK: Final = 0
 #: Messages `p2pdm read` shows unless told otherwise (about a screenful).
@@ -282,9 +291,10 @@ def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     rows = []
     for c in conversations:
         who = safe_text(c["name"]) if c["name"] is not None else _short(c["peer"])
+        marks = [m for m in ("request", "muted", "archived") if c.get(m)]
         rows.append(
             [
-                who + (" (request)" if c["request"] else ""),
+                who + "".join(f" ({m})" for m in marks),
                 str(c["unread"]) if c["unread"] else "",
                 _when(c["last_message_at_ms"]),
                 c["peer"],
@@ -376,6 +386,9 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             text = f"[unsupported message: {safe_text(m['kind'])}]"  # one line, whatever it says
         elif m.get("unsent"):
             text = f"[{'you' if outgoing else safe_text(name)} unsent a message]"
+        elif m.get("notice"):  # "Alice set disappearing messages to 1 day"
+            text = f"— {'You' if outgoing else safe_text(name)} {m['notice']} —"
+            status = ""
         else:
             text = m["text"] if m["text"] is not None else f"<{m['kind']} message>"
             text = _decorated(m, text)

@@ -45,6 +45,15 @@ or just the home's directory.
 
 from __future__ import annotations
 
+import sys
+
+if "httpx" not in sys.modules:
+    # httpx's package import loads its own command line (click, rich,
+    # pygments: about half of its import time) whenever those are installed,
+    # and falls back to a stub when they are not. The SDK never runs httpx's
+    # command line: take the fallback, so `p2pdm send` starts at once.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 from p2pdm.client._async import AsyncClient
 from p2pdm.client._events import EVENTS_POLL_S, RETRY_MAX_S, RETRY_MIN_S, EventStream
 from p2pdm.client._events import _Cursor as _Cursor  # not public; tests drive it without I/O
@@ -63,6 +72,8 @@ from p2pdm.client._records import (
     MessagePage,
     NodeInfo,
     Profile,
+    ReachabilityInfo,
+    SearchHit,
 )
 from p2pdm.client._sync import Client
 from p2pdm.homefiles import (
@@ -98,6 +109,8 @@ __all__ = [
     "MessagePage",
     "NodeInfo",
     "Profile",
+    "ReachabilityInfo",
+    "SearchHit",
     "api_addr_path",
     "format_api_addr",
     "parse_api_addr",

@@ -32,7 +32,7 @@ import base64
 import inspect
 import string
 import types
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, get_args, overload
 from urllib.parse import quote
 
@@ -47,6 +47,7 @@ from p2pdm.client._records import (
     MessagePage,
     NodeInfo,
     Profile,
+    SearchHit,
 )
 
 if TYPE_CHECKING:
@@ -333,3 +334,30 @@ class Operations:
     @operation[None]("DELETE", "/v1/sessions/{session_id}")
     def revoke_session(session_id: str) -> None:
         """Sign a browser out (admin tokens only); its session stops at once."""
+
+    @operation[Conversation]("PATCH", "/v1/conversations/{who}")
+    def update_conversation(
+        who: str,
+        *,
+        timer_s: int | None = None,
+        muted: bool | None = None,
+        archived: bool | None = None,
+    ) -> None:
+        """Set a conversation's disappearing-messages timer in seconds (0, 300, 3600,
+        86400 or 604800; the peer is told), or mute or archive it; returns it."""
+
+    @operation[dict[str, Any]]("POST", "/v1/conversations/{who}/typing")
+    def typing(who: str) -> None:
+        """Tell the contact you are typing (open connection only, never queued);
+        ``sent`` says whether it went, ``reason`` why not."""
+
+    @operation[list[SearchHit]]("GET", "/v1/search", pick="results")
+    def search(q: str, peer: str | None = None, limit: int | None = None) -> None:
+        """Messages whose text has every word of ``q``, newest first."""
+
+    @operation[list[dict[str, Any]]]("POST", "/v1/messages/batch", pick="results")
+    def send_many(messages: Iterable[Mapping[str, str]]) -> Fields:
+        """Queue many messages (each ``{"to", "text"}``, maybe ``"idempotency_key"``; at
+        most 500) in one request and one commit; returns, in order, each one's
+        ``{"id", "status", "replayed"}`` or ``{"error": {"code", "message"}}``."""
+        return {"messages": [dict(m) for m in messages]}

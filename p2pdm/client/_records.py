@@ -20,7 +20,9 @@ __all__ = [
     "MessagePage",
     "NodeInfo",
     "Profile",
+    "ReachabilityInfo",
     "Recipient",
+    "SearchHit",
 ]
 
 
@@ -55,6 +57,12 @@ class Message(TypedDict):
     edited_at_ms: int | None
     #: The author unsent it: show "unsent a message".
     unsent: bool
+    #: A text's disappearing timer in seconds (0: it stays); a timer notice's new setting.
+    timer_s: int
+    #: When it disappears; None until its timer starts (when it is read) or without one.
+    expires_at_ms: int | None
+    #: A notice's words after who did it ("set disappearing messages to 1 day"); else None.
+    notice: str | None
 
 
 class Recipient(TypedDict):
@@ -89,6 +97,21 @@ class Conversation(TypedDict):
     last_message_at_ms: int
     unread: int
     request: bool
+    #: Disappearing-messages timer of messages sent from now on (0: off).
+    timer_s: int
+    muted: bool
+    archived: bool
+
+
+class SearchHit(TypedDict):
+    """A message whose text matched a search; ``snippet`` marks matches in [ ]."""
+
+    message_id: str
+    conversation_id: str
+    peer: str
+    direction: str
+    sent_at_ms: int
+    snippet: str
 
 
 class MessagePage(TypedDict):
@@ -109,6 +132,8 @@ class Event(TypedDict):
     #: The conversation of the message a ``message.*`` event is about.
     conversation_id: str | None
     message: Message | None
+    #: ``message.received`` in a conversation that is not muted.
+    notify: bool
 
 
 class EventPage(TypedDict):
@@ -135,6 +160,25 @@ class DhtStats(TypedDict):
     connected_peers: int
 
 
+class ReachabilityInfo(TypedDict):
+    """Whether other nodes can dial this one (``public``, ``private``, ``unknown``)."""
+
+    status: str
+    reached: int
+    failed: int
+    silent: int
+    #: ``server`` or ``client``.
+    dht_mode: str
+    #: Our addresses through relays (behind NAT).
+    relayed_addrs: list[str]
+    #: What our relay serves (``run --relay``), else None.
+    relay: dict[str, object] | None
+    #: p2pdm nodes found on the local network (mDNS).
+    lan_peers: int
+    #: ``successes``, ``failures`` (DCUtR hole punches), ``direct_dials``.
+    hole_punch: dict[str, int]
+
+
 class NodeInfo(TypedDict):
     peer_id: str
     name: str
@@ -147,6 +191,8 @@ class NodeInfo(TypedDict):
     event_cursor: int
     #: None while the node is not on the network.
     dht: DhtStats | None
+    #: None while the node is not on the network.
+    reachability: ReachabilityInfo | None
     #: The token of the request: ``name`` (``owner`` for the owner's) and ``scope``.
     token: dict[str, str]
     invite: str

@@ -44,9 +44,23 @@ from enum import Enum
 from typing import Any, Final, Literal
 
 from p2pdm.core.actions import ACTION_KINDS, Action, Decision, action_of, decide
-from p2pdm.core.eventlog import LogEvent, received_events, status_event
+from p2pdm.core.eventlog import (
+    LogEvent,
+    received_events,
+    status_event,
+    timer_event,
+    typing_event,
+)
 from p2pdm.core.identity import PeerId
-from p2pdm.core.kinds import KindSpec, ReceiptBody, UnknownBody, spec_for
+from p2pdm.core.kinds import (
+    KindSpec,
+    ReceiptBody,
+    TextBody,
+    TimerBody,
+    TypingBody,
+    UnknownBody,
+    spec_for,
+)
 from p2pdm.core.model import (
     STATUS_RANK,
     DeliveryStatus,
@@ -67,9 +81,11 @@ __all__ = [
     "ReceiptStatus",
     "Standing",
     "StatusMove",
+    "TimerChange",
     "Via",
     "handling",
     "is_stored",
+    "message_timer",
     "on_message",
     "on_read",
     "on_send",
@@ -151,6 +167,8 @@ class LocalState:
     targets: Mapping[bytes, StoredMessage] = field(default_factory=dict)
     #: The user's read-receipt setting.
     read_receipts: bool = True
+    #: The conversation is muted: its new messages notify nobody.
+    muted: bool = False
 
     @property
     def standing(self) -> Standing:
@@ -178,6 +196,16 @@ class ReceiptDue:
 
 
 @dataclass(frozen=True, slots=True)
+class TimerChange:
+    """Set the conversation's disappearing-messages timer, if ``set_at_ms``
+    (the sender's clock) is newer than the setting it has."""
+
+    conversation_id: bytes
+    timer_s: int
+    set_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Effects:
     """What accepting a message (or reading a conversation) changes."""
 
@@ -199,10 +227,17 @@ class Effects:
     #: The event-log entries these changes make, for the caller to append
     #: in the same transaction (a status entry only if its move is made).
     events: tuple[LogEvent, ...] = ()
+    #: A ``timer`` message's new setting for the conversation.
+    timer: TimerChange | None = None
     #: A reaction, edit or unsend and what to do with it (core/actions.py):
     #: the caller applies, holds or refuses (and counts) it.
     action: Action | None = None
     decision: Decision | None = None
+
+
+def message_timer(body: object) -> int:
+    """The disappearing timer a message body carries (0 for none)."""
+    return body.timer_s if isinstance(body, TextBody) else 0
 
 
 def is_stored(kind: str) -> bool:
@@ -257,17 +292,24 @@ def on_message(
             stored_at_ms=now_ms,
             status=DeliveryStatus.DELIVERED,
             request=outcome == "request",
+            timer_s=message_timer(inner.body),
         )
         receipts: tuple[ReceiptDue, ...] = ()
         if via == "mailbox":  # the sender has no ack for it: tell it
             receipts = (ReceiptDue(inner.sender, "delivered", (inner.id,)),)
+        timer = None
+        events = received_events(stored, first_request=not state.has_requests, muted=state.muted)
+        if isinstance(inner.body, TimerBody):  # a notice: the setting's own event
+            timer = TimerChange(stored.conversation_id, inner.body.timer_s, inner.sent_at_ms)
+            events = (timer_event(stored, inner.body.timer_s),)
         return Effects(
             outcome,
             store=stored,
             show=True,
             unsupported=how is Handling.UNSUPPORTED,
             receipts=receipts,
-            events=received_events(stored, first_request=not state.has_requests),
+            events=events,
+            timer=timer,
         )
     if outcome == "action":
         action = action_of(inner, state.me)
@@ -280,6 +322,13 @@ def on_message(
             status_event(state.targets[m.message_id], m.status, now_ms, m.detail) for m in moves
         )
         return Effects(outcome, status_moves=moves, confirms=confirms, events=events)
+    if (
+        isinstance(inner.body, TypingBody)
+        and state.standing is Standing.CONTACT
+        and state.read_receipts  # off both ways, as read receipts are
+    ):
+        conversation_id = direct_conversation_id(state.me, inner.sender)
+        return Effects(outcome, events=(typing_event(inner.sender, conversation_id, now_ms),))
     return Effects(outcome, confirms=confirms)
 
 
@@ -316,8 +365,14 @@ def on_send(inner: InnerMessage, now_ms: int) -> Effects:
         sent_at_ms=inner.sent_at_ms,
         stored_at_ms=now_ms,
         status=DeliveryStatus.QUEUED,
+        timer_s=message_timer(inner.body),
     )
-    return Effects("stored", store=stored, show=True)
+    timer = None
+    events: tuple[LogEvent, ...] = ()
+    if isinstance(inner.body, TimerBody):
+        timer = TimerChange(stored.conversation_id, inner.body.timer_s, inner.sent_at_ms)
+        events = (timer_event(stored, inner.body.timer_s),)
+    return Effects("stored", store=stored, show=True, events=events, timer=timer)
 
 
 def on_read(peer: PeerId, read_ids: tuple[bytes, ...], state: LocalState) -> Effects:

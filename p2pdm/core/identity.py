@@ -50,6 +50,19 @@ _TEXT_CACHE_SIZE: Final = 4096
 _FINGERPRINT_ROUNDS: Final = 5200
 
 
+#: PeerIDs whose X25519 form is remembered (every sealed envelope needs the
+#: recipient's or the sender's): about one per contact in use.
+X25519_CACHE_SIZE: Final = 4096
+
+
+@functools.lru_cache(maxsize=X25519_CACHE_SIZE)
+def _x25519_of(ed25519_public: bytes) -> bytes:
+    try:
+        return bytes(nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(ed25519_public))
+    except nacl.exceptions.RuntimeError:
+        raise SchemaError("PeerID key is not a valid Ed25519 point") from None
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class PeerId:
     """A libp2p PeerID of an Ed25519 key; ``str()`` gives the ``12D3KooW…`` form."""
@@ -87,10 +100,7 @@ class PeerId:
     @property
     def x25519_public_key(self) -> bytes:
         """The X25519 form of the key, for key agreement."""
-        try:
-            return bytes(nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(self.public_key))
-        except nacl.exceptions.RuntimeError:
-            raise SchemaError("PeerID key is not a valid Ed25519 point") from None
+        return _x25519_of(self.public_key)
 
     def __str__(self) -> str:
         return _base58(self.raw)

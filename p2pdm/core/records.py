@@ -28,6 +28,9 @@ __all__ = ["RECORD_NAMESPACE", "NodeRecord", "record_key", "select", "validate"]
 RECORD_NAMESPACE: Final = "p2pdm"
 _DOMAIN: Final = "record/v1"
 _U63: Final = (1 << 63) - 1
+#: Relayed addresses in a record: a node keeps reservations on a couple of
+#: relays, each with a few addresses; more is padding, not reachability.
+MAX_RELAY_ADDRS: Final = 8
 
 
 def record_key(peer: PeerId) -> str:
@@ -45,8 +48,13 @@ class NodeRecord:
     #: The profile its person published; None (no ``profile`` field) if none.
     profile: Profile | None = None
 
+    #: Relayed addresses (``…/p2p/<relay>/p2p-circuit/p2p/<peer>``) where this
+    #: node holds a reservation: how a node behind NAT is reached. Optional on
+    #: the wire: absent when empty, so records without it keep their bytes.
+    relays: tuple[str, ...] = ()
+
     def _signed_map(self) -> dict[str, Any]:
-        signed = {
+        signed: dict[str, Any] = {
             "v": WIRE_VERSION,
             "peer": self.peer.raw,
             "seq": self.seq,
@@ -55,6 +63,8 @@ class NodeRecord:
         }
         if self.profile is not None and not self.profile.empty:
             signed["profile"] = self.profile.to_map()
+        if self.relays:
+            signed["relays"] = list(self.relays)
         return signed
 
     def sign(self, identity: Identity) -> bytes:
@@ -79,9 +89,17 @@ class NodeRecord:
             raise SchemaError("node record: mailboxes must be short multiaddr strings")
         profile_fields = f.opt_submap("profile")
         profile = None if profile_fields is None else Profile.from_fields(profile_fields)
+        relays = f.array("relays", MAX_RELAY_ADDRS) if f.has("relays") else []
+        if not relays and f.has("relays"):
+            raise SchemaError("node record: relays is left out when empty")
+        circuit = f"/p2p-circuit/p2p/{peer}"
+        if any(type(r) is not str or len(r.encode()) > MAX_ADDR_BYTES for r in relays) or not all(
+            r.endswith(circuit) for r in relays
+        ):
+            raise SchemaError("node record: relays must be short circuit addresses of its peer")
         signature = f.blob("sig", size=SIGNATURE_BYTES)
         f.done()
-        record = cls(peer, seq, bundle, tuple(mailboxes), profile)
+        record = cls(peer, seq, bundle, tuple(mailboxes), profile, tuple(relays))
         verify(peer, _DOMAIN, cbor.encode(record._signed_map()), signature)
         if bundle.peer != peer:
             raise SignatureError("node record carries another peer's bundle")

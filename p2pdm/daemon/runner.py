@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final, Literal
+from typing import Any, Final, cast
 
 import trio
 
@@ -52,6 +52,7 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.wire import PrekeyBundle
 from p2pdm.daemon.demo import DEMO_LISTEN, Demo
 from p2pdm.daemon.home import Home
+from p2pdm.daemon.reach import reachability_json
 from p2pdm.errors import (
     ConfigError,
     HomeError,
@@ -60,8 +61,19 @@ from p2pdm.errors import (
     SignatureError,
     WireError,
 )
-from p2pdm.net import Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
+from p2pdm.net import (
+    DhtMode,
+    Host,
+    MemoryNetwork,
+    PeerFilter,
+    RelayKeeper,
+    RelayLimits,
+    TcpFaults,
+    announce_relay,
+    open_host,
+)
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
+from p2pdm.node.housekeeping import purge_loop
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 from p2pdm.services.blob import BlobService
 from p2pdm.services.directory import HandleDirectory
@@ -112,6 +124,19 @@ JITTER_SEED_BYTES: Final = 16
 RECORD_SEQ_SETTING: Final = "record_seq"
 
 
+#: What ``dht_mode`` may be (``run --dht-mode``, config.toml's ``dht_mode``).
+DHT_MODES: Final = ("auto", "server", "client")
+
+
+def config_dht_mode(text: str) -> DhtMode:
+    """config.toml's ``dht_mode`` (empty: "auto"); raises ConfigError for anything else."""
+    if text == "":
+        return "auto"
+    if text not in DHT_MODES:
+        raise ConfigError(f"dht_mode is one of {', '.join(DHT_MODES)}, not {text!r}")
+    return cast("DhtMode", text)
+
+
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     """How to run; :meth:`resolve` merges the command line with ``config.toml``."""
@@ -119,11 +144,18 @@ class RunOptions:
     listen: tuple[str, ...] = DEFAULT_LISTEN
     api: tuple[str, int] = ("127.0.0.1", DEFAULT_API_PORT)
     bootstrap: tuple[str, ...] = ()
-    dht_mode: Literal["server", "client"] = "server"
+    dht_mode: DhtMode = "server"
     #: Offer the mailbox service (hold envelopes for offline nodes).
     mailbox: bool = False
     #: Mailboxes we prefer for our own envelopes, named in our DHT record.
     mailbox_peers: tuple[str, ...] = ()
+    #: Offer circuit relay v2 to nodes behind NAT (with these limits).
+    relay: RelayLimits | None = None
+    #: Relays we prefer for our reservations when behind NAT (``…/p2p/<PeerID>``).
+    relay_peers: tuple[str, ...] = ()
+    #: Find p2pdm nodes on the LAN by mDNS (``run`` turns it on unless
+    #: ``--no-mdns`` or config.toml's ``mdns = false``).
+    mdns: bool = False
     upkeep: Upkeep = field(default=DEFAULT_UPKEEP)
     #: Offer (and run) the local demo bot for newcomers (``--no-demo``: off).
     demo: bool = True
@@ -136,10 +168,13 @@ class RunOptions:
         listen: Sequence[str] = (),
         api: str | None = None,
         bootstrap: Sequence[str] = (),
-        dht_mode: Literal["server", "client"] = "server",
+        dht_mode: DhtMode = "server",
         mailbox: bool = False,
         mailbox_peers: Sequence[str] = (),
         demo: bool = True,
+        relay: bool = False,
+        relay_peers: Sequence[str] = (),
+        mdns: bool = False,
     ) -> RunOptions:
         """Command-line values win over the config file; address lists are joined."""
         config = home.config()
@@ -152,10 +187,13 @@ class RunOptions:
             listen=tuple(listen) or config.listen or DEFAULT_LISTEN,
             api=api_addr,
             bootstrap=tuple(dict.fromkeys([*bootstrap, *config.bootstrap])),
-            dht_mode=dht_mode,
+            dht_mode=dht_mode if dht_mode != "auto" else config_dht_mode(config.dht_mode),
             mailbox=mailbox or config.mailbox,
             mailbox_peers=tuple(dict.fromkeys([*mailbox_peers, *config.mailbox_peers])),
             demo=demo,
+            relay=RelayLimits() if relay or config.relay else None,
+            relay_peers=tuple(dict.fromkeys([*relay_peers, *config.relay_peers])),
+            mdns=mdns and config.mdns,
         )
 
 
@@ -181,17 +219,29 @@ def _select(key: bytes, values: list[bytes]) -> int:
     return records.select(key.decode(), values)
 
 
-async def fetch_bundle(host: Host, peer: PeerId) -> PrekeyBundle | None:
-    """``peer``'s prekey bundle from its newest DHT record, or None if none is found."""
+async def fetch_record(host: Host, peer: PeerId) -> records.NodeRecord | None:
+    """``peer``'s newest DHT record, or None if none (valid) is found."""
     key = records.record_key(peer)
     value = await host.get_record(key, BUNDLE_FETCH_TIMEOUT_SECONDS)
     if value is None:
         return None
     try:
-        return records.validate(key, value).bundle
+        return records.validate(key, value)
     except (WireError, SignatureError) as exc:  # holders validate, but trust no one
         log.warning("record of %s is invalid: %s", peer.short(), exc)
         return None
+
+
+async def fetch_bundle(host: Host, peer: PeerId) -> PrekeyBundle | None:
+    """``peer``'s prekey bundle from its newest DHT record, or None if none is found."""
+    record = await fetch_record(host, peer)
+    return None if record is None else record.bundle
+
+
+async def relayed_addrs_of(host: Host, peer: PeerId) -> list[str]:
+    """``peer``'s relayed addresses, from its signed record ([] if none)."""
+    record = await fetch_record(host, peer)
+    return [] if record is None else list(record.relays)
 
 
 def dht_stats_json(host: Host) -> dict[str, object]:
@@ -229,7 +279,7 @@ async def publish_record(node: Node, host: Host, directory: MailboxDirectory | N
     directory = directory or MailboxDirectory(node.identity, host)
     try:
         bundle = node.messenger.bundle(one_time=0)
-        await directory.publish_record(bundle, seq, node.profiles.current())
+        await directory.publish_record(bundle, seq, node.profiles.current(), host.relayed_addrs())
     except P2PDMError as exc:
         log.warning("publishing our record failed: %s", exc)
         return False
@@ -237,13 +287,13 @@ async def publish_record(node: Node, host: Host, directory: MailboxDirectory | N
 
 
 class _Republish:
-    """Wakes the record publisher early (the profile changed)."""
+    """Asks the record publisher to publish now (the profile or our relayed addresses changed)."""
 
     def __init__(self) -> None:
-        self.event = trio.Event()
+        self.due = trio.Event()
 
     def now(self) -> None:
-        self.event.set()
+        self.due.set()
 
 
 async def _publish_records(
@@ -252,14 +302,14 @@ async def _publish_records(
     next_due = -1.0
     while True:
         rotated = node.messenger.rotate_prekeys()
-        if rotated or republish.event.is_set() or trio.current_time() >= next_due:
-            republish.event = trio.Event()
+        if rotated or republish.due.is_set() or trio.current_time() >= next_due:
+            republish.due = trio.Event()
             reached = await publish_record(node, host, directory)
             pause = RECORD_REPUBLISH_SECONDS if reached else RECORD_RETRY_SECONDS
             next_due = trio.current_time() + pause
         wait = min(PREKEY_CHECK_SECONDS, max(0.0, next_due - trio.current_time()))
         with trio.move_on_after(wait):
-            await republish.event.wait()
+            await republish.due.wait()
 
 
 def _own_handle(node: Node) -> str:
@@ -411,6 +461,8 @@ async def serve_node(
         network=network,
         peer_filter=peer_filter,
         faults=faults,
+        relay=options.relay,
+        mdns=options.mdns,
     ) as host:
         host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
         node.addrs = host.listen_addrs()
@@ -423,6 +475,7 @@ async def serve_node(
             on_delivery(delivery)
         node.on_outbox = delivery.wake
         node.fetch_bundle = partial(fetch_bundle, host)
+        node.send_now = delivery.send_now
         node.dht_stats = partial(dht_stats_json, host)
         handles = HandleDirectory(host, node.peer_id)
         republish = _Republish()
@@ -433,6 +486,10 @@ async def serve_node(
             handles.changed()
 
         node.profiles.on_change = profile_changed
+        node.reachability = partial(reachability_json, host)
+        host.relayed_addrs_of = partial(relayed_addrs_of, host)
+        # A node found on the LAN may be our only DHT peer: it should hold our record.
+        host.lan_peer_listeners.append(lambda peer: republish.now())
         # Peers met while joining the DHT learn that we speak p2pdm now.
         await host.announce_protocols()
         async with trio.open_nursery() as nursery:
@@ -454,8 +511,15 @@ async def serve_node(
             # our contacts (they learn where we are now and send what waits).
             nursery.start_soon(_publish_records, node, host, directory, republish)
             nursery.start_soon(handles.provide, partial(_own_handle, node))
+            if network is None:  # reachability is checked on TCP only
+                keeper = RelayKeeper(host, options.relay_peers, changed=republish.now)
+                nursery.start_soon(keeper.run)
+            if options.relay is not None:
+                nursery.start_soon(announce_relay, host)
             nursery.start_soon(greet_contacts, node, host)
             nursery.start_soon(_PeerWatch(node, host, delivery, blobs).run)
+            # Disappearing messages: what expired while we were off, then on a schedule.
+            nursery.start_soon(purge_loop, node)
             task_status.started(Serving(node, host, delivery, directory, service, blobs))
             try:
                 await trio.sleep_forever()

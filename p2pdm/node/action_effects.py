@@ -12,6 +12,7 @@ The user's own actions (:mod:`p2pdm.node.actions`) use :func:`apply` too.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Final
 
 from p2pdm.core import cbor
@@ -39,8 +40,9 @@ def apply(store: Store, action: Action, target: StoredMessage) -> bool:
         return store.set_reaction(target.id, action.sender, body.emoji, action.sent_at_ms)
     if isinstance(body, EditBody):
         old = decode_stored(target.kind, target.body)
-        reply_to = old.reply_to if isinstance(old, TextBody) else None
-        new = cbor.encode(encode_body(TextBody(body.text, reply_to)))
+        # The new text keeps what else the author sent: the reply, the timer.
+        text = replace(old, text=body.text) if isinstance(old, TextBody) else TextBody(body.text)
+        new = cbor.encode(encode_body(text))
         return store.edit_message_body(target.id, new, action.sent_at_ms)
     return store.unsend_message(target.id)
 
@@ -68,8 +70,11 @@ def settle(
         log_event(store, event)
 
 
-def release_held(store: Store, message: StoredMessage, me: PeerId, now_ms: int) -> None:
-    """Apply (or refuse) the actions held for ``message``, just stored, oldest first."""
-    for held in store.take_held(message.id, now_ms):
+def release_held(store: Store, message: StoredMessage, me: PeerId, now_ms: int) -> bool:
+    """Apply (or refuse) the actions held for ``message``, just stored, oldest first;
+    True if there were any (then ``message`` may have changed in the store)."""
+    held_actions = store.take_held(message.id, now_ms)
+    for held in held_actions:
         target = store.get_message(message.id)
         settle(store, held.action, decide(held.action, target, me, now_ms), target, now_ms)
+    return bool(held_actions)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ from p2pdm.errors import ConfigError, IdempotencyConflict, NotFound, SchemaError
 from p2pdm.homefiles import DEFAULT_API_PORT  # re-exported: the port is the SDK's default too
 from p2pdm.limits import INVITE_TTL_SECONDS, MAX_PAGE_SIZE
 from p2pdm.node.actions import MessageActions
+from p2pdm.node.batch_send import BatchSend, SendItem, Sent
 from p2pdm.node.batching import CommitBatcher
 from p2pdm.node.contact_names import (
     check_name,
@@ -53,6 +55,7 @@ from p2pdm.node.contact_names import (
     resolve_contact,
 )
 from p2pdm.node.events import EventBus
+from p2pdm.node.housekeeping import ConversationUpkeep
 from p2pdm.node.media import (
     AUTO_DOWNLOAD_SETTING,
     DEFAULT_AUTO_DOWNLOAD_BYTES,
@@ -71,6 +74,7 @@ __all__ = [
     "AddedContact",
     "EventPage",
     "Node",
+    "SendItem",
     "Sent",
 ]
 
@@ -129,15 +133,6 @@ class EventPage:
 
 
 @dataclass(frozen=True, slots=True)
-class Sent:
-    """A send's result: the message, and whether an earlier send with the same
-    idempotency key had made it (then nothing was sent now)."""
-
-    message: StoredMessage
-    replayed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class AddedContact:
     """A contact just added, and the name its invite gave if that had to change."""
 
@@ -147,7 +142,7 @@ class AddedContact:
     renamed_from: str | None = None
 
 
-class Node(MessageActions):
+class Node(MessageActions, ConversationUpkeep, BatchSend):
     """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(
@@ -181,11 +176,19 @@ class Node(MessageActions):
         self.on_received: Callable[[Received], None] = lambda received: None
         #: Told how each envelope that reached us fared (measurements; see NodeObserver).
         self.observer = observer
+        #: Hands an ephemeral envelope (typing) to a connected peer now, or drops
+        #: it; True if the peer took it (set while running).
+        self.send_now: Callable[[PeerId, bytes], Awaitable[bool]] | None = None
+        #: When each conversation last sent a typing signal (bounded).
+        self.typing_sent: OrderedDict[bytes, int] = OrderedDict()
         #: Looks up a peer's prekey bundle in the DHT (set while running).
         self.fetch_bundle: Callable[[PeerId], Awaitable[PrekeyBundle | None]] | None = None
         #: What our DHT node holds for others and refused (records, bytes,
         #: refusals by reason, evictions), as JSON; set while networked.
         self.dht_stats: Callable[[], Mapping[str, object]] | None = None
+        #: Whether others can dial us, our relays and hole punching, as
+        #: JSON; set while networked.
+        self.reachability: Callable[[], Mapping[str, object]] | None = None
         #: When this node object was made: its uptime, in :meth:`info`.
         self.started_at_ms = now_ms()
         #: Wakes API clients waiting for events; the store calls it after adding any.
@@ -224,6 +227,7 @@ class Node(MessageActions):
             "counts": self.store.counts(),
             "event_cursor": self.store.event_bounds()[1],
             "dht": None if self.dht_stats is None else dict(self.dht_stats()),
+            "reachability": None if self.reachability is None else dict(self.reachability()),
         }
 
     def invite(self, ttl_s: int = INVITE_TTL_SECONDS) -> str:
@@ -390,8 +394,9 @@ class Node(MessageActions):
         return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency, reply_to))
 
     async def ensure_session(self, peer: PeerId) -> None:
-        """Fetch ``peer``'s prekey bundle from the DHT when there is no session
-        and no bundle from an invite; raises SessionError if none is found."""
+        """Refuse a bad PeerID; fetch ``peer``'s prekey bundle from the DHT when
+        there is no session and no bundle from an invite; raises SessionError
+        if none is found."""
         _check_peer(peer)
         contact = self.store.get_contact(peer)
         needs_bundle = self.store.get_session(peer) is None and (

@@ -240,14 +240,24 @@ class MailboxDirectory:
         return tuple(addrs[0] for _, addrs in self.preferred)
 
     async def publish_record(
-        self, bundle: PrekeyBundle, seq: int, profile: Profile | None = None
+        self,
+        bundle: PrekeyBundle,
+        seq: int,
+        profile: Profile | None = None,
+        relays: Sequence[str] = (),
     ) -> None:
-        """Put our signed record (prekey bundle, preferred mailboxes, profile) in the DHT.
+        """Put our signed record (prekey bundle, preferred mailboxes, profile, relayed
+        addresses) in the DHT.
 
         ``seq`` must grow with every publication (the wall clock in ms does).
         """
         record = records.NodeRecord(
-            self.identity.peer_id, seq, bundle, self.preferred_addrs, profile
+            self.identity.peer_id,
+            seq,
+            bundle,
+            self.preferred_addrs,
+            profile,
+            tuple(relays[: records.MAX_RELAY_ADDRS]),
         )
         await self.network.put_record(
             records.record_key(self.identity.peer_id), record.sign(self.identity)

@@ -84,6 +84,19 @@ class RequestUsage:
     dropped_bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A message whose text matched a search."""
+
+    message_id: bytes
+    conversation_id: bytes
+    peer: PeerId
+    direction: str
+    sent_at_ms: int
+    #: Text around the match, matches in ``[`` ``]``, cuts marked ``…``.
+    snippet: str
+
+
 class Store(BlobIndex, Protocol):
     # --- lifecycle ---
     def close(self) -> None: ...
@@ -117,6 +130,34 @@ class Store(BlobIndex, Protocol):
         ...
 
     def get_message(self, message_id: bytes) -> StoredMessage | None: ...
+    def update_conversation(
+        self,
+        conversation_id: bytes,
+        peer: PeerId,
+        at_ms: int,
+        *,
+        timer: tuple[int, int] | None = None,
+        muted: bool | None = None,
+        archived: bool | None = None,
+    ) -> Conversation:
+        """Change a conversation's settings (creating it, empty, if needed); a
+        ``timer`` ``(timer_s, set_at_ms)`` only if newer than the one it has."""
+        ...
+
+    def expire_messages(self, now_ms: int, limit: int) -> list[StoredMessage]:
+        """Erase up to ``limit`` messages whose expiry is past (as
+        :meth:`erase_message_body` does, then outbox entry, record), logging
+        ``message.expired``; returns them as they were."""
+        ...
+
+    def forget_erased(self) -> None:
+        """Make erased text leave the store's files (index merge, log truncation)."""
+        ...
+
+    def search(self, terms: list[str], peer: PeerId | None, limit: int) -> list[SearchHit]:
+        """Messages whose text has every term (the last also as a prefix), newest first."""
+        ...
+
     def set_status(
         self,
         message_id: bytes,
@@ -329,8 +370,9 @@ class Store(BlobIndex, Protocol):
 
     def erase_message_body(self, message_id: bytes) -> bool:
         """Remove the message's text from everywhere the store keeps it (body,
-        reactions, held actions) and release its files (their references: the
-        node deletes blobs no message carries); the row stays. True if it exists."""
+        its words in the search index, reactions, held actions) and release its
+        files (their references: the node deletes blobs no message carries);
+        the row stays. True if it exists."""
         ...
 
     def unsend_message(self, message_id: bytes) -> bool:

@@ -34,8 +34,8 @@ from p2pdm.store.memory_actions import ActionDicts
 from p2pdm.store.memory_api import APIDicts
 from p2pdm.store.memory_blobs import BlobDicts
 from p2pdm.store.memory_contacts import ContactDicts
+from p2pdm.store.memory_expiry import ExpiryDicts
 from p2pdm.store.memory_mailbox import MailboxDicts
-from p2pdm.store.memory_messages import MessageDicts
 from p2pdm.store.memory_outbox import OutboxDicts
 from p2pdm.store.memory_profile import ProfileDicts
 from p2pdm.store.memory_state import MemoryState
@@ -45,7 +45,7 @@ __all__ = ["MemoryStore"]
 
 class MemoryStore(
     ContactDicts,
-    MessageDicts,
+    ExpiryDicts,
     ActionDicts,
     OutboxDicts,
     MailboxDicts,

@@ -12,7 +12,21 @@ from p2pdm.limits import MAX_HELD_ACTIONS, MAX_HELD_ACTIONS_PER_PEER
 from p2pdm.store.base import Reactions, is_unread
 from p2pdm.store.memory_state import Dicts, MemoryState
 
-__all__ = ["ActionDicts"]
+__all__ = ["ActionDicts", "erase_body"]
+
+
+def erase_body(state: MemoryState, message_id: bytes) -> bool:
+    """Remove a message's text from everywhere the memory store keeps it (its
+    body, reactions, the actions held for it; search reads the bodies, so
+    the words go too) and release its files (the node deletes blobs no
+    message carries: MediaLibrary.collect); True if the message exists."""
+    state.reactions.pop(message_id, None)
+    state.held = [h for h in state.held if h.action.target != message_id]
+    state.blob_refs = [ref for ref in state.blob_refs if ref[1] != message_id]
+    seq = state.seq_of.get(message_id)
+    if seq is not None:
+        state.messages[seq] = replace(state.messages[seq], body=b"")
+    return seq is not None
 
 
 class ActionDicts(Dicts):
@@ -49,15 +63,7 @@ class ActionDicts(Dicts):
         return True
 
     def erase_message_body(self, message_id: bytes) -> bool:
-        state = self._live()
-        state.reactions.pop(message_id, None)
-        state.held = [h for h in state.held if h.action.target != message_id]
-        seq = state.seq_of.get(message_id)
-        if seq is not None:
-            state.messages[seq] = replace(state.messages[seq], body=b"")
-        # Its files are released with the body (the node deletes them).
-        state.blob_refs = [ref for ref in state.blob_refs if ref[1] != message_id]
-        return seq is not None
+        return erase_body(self._live(), message_id)
 
     def unsend_message(self, message_id: bytes) -> bool:
         state = self._live()

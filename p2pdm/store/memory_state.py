@@ -44,10 +44,22 @@ class ConversationState:
     last_seq: int
     unread: int
     request: bool
+    timer_s: int = 0
+    #: The sender's clock of the timer setting (the newest wins).
+    timer_set_at_ms: int = 0
+    muted: bool = False
+    archived: bool = False
 
     def public(self, conversation_id: bytes) -> Conversation:
         return Conversation(
-            conversation_id, self.peer, self.last_message_at_ms, self.unread, self.request
+            conversation_id,
+            self.peer,
+            self.last_message_at_ms,
+            self.unread,
+            self.request,
+            self.timer_s,
+            self.muted,
+            self.archived,
         )
 
 

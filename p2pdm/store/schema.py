@@ -15,6 +15,7 @@ than this code knows is refused, never downgraded.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from typing import Final
 
 from p2pdm.core.session import strip_identity_secret
 from p2pdm.errors import SessionError, StoreError
+from p2pdm.store.cipher import DB_ERRORS
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "split_statements"]
 
@@ -340,6 +342,61 @@ CREATE TABLE handle_claims (
 CREATE INDEX handle_claims_by_last_seen ON handle_claims (last_seen_ms);
 """
 
+#: Disappearing messages, mute and archive, and full-text search. Each message
+#: carries its timer and, once the timer started, when it disappears; each
+#: conversation its timer (and the sender's time of that setting, so the
+#: newest wins), muted and archived. ``message_search`` is an FTS5 index
+#: over the text of text messages (rowid = the message's seq), kept in step
+#: by triggers calling ``p2pdm_search_text`` (``store/search_text.py``), so a
+#: message stored, edited, erased or deleted by any code path is indexed or
+#: forgotten in the same transaction. The triggers count what left the index
+#: (``search_erased``): deleted words linger in its segments until they are
+#: merged, so the purge merges them (``optimize``) when it is not zero.
+_SCRIPT_DISAPPEARING: Final = """
+ALTER TABLE messages ADD COLUMN timer_s INTEGER NOT NULL DEFAULT 0 CHECK (timer_s >= 0);
+ALTER TABLE messages ADD COLUMN expires_at_ms INTEGER;
+CREATE INDEX messages_by_expiry ON messages (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+ALTER TABLE conversations ADD COLUMN timer_s INTEGER NOT NULL DEFAULT 0 CHECK (timer_s >= 0);
+ALTER TABLE conversations ADD COLUMN timer_set_at_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conversations ADD COLUMN muted INTEGER NOT NULL DEFAULT 0 CHECK (muted IN (0, 1));
+ALTER TABLE conversations ADD COLUMN archived INTEGER NOT NULL DEFAULT 0
+    CHECK (archived IN (0, 1));
+
+CREATE VIRTUAL TABLE message_search USING fts5 (text, tokenize = 'unicode61 remove_diacritics 2');
+INSERT INTO counters (name, value) VALUES ('search_erased', 0);
+CREATE TRIGGER message_search_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO message_search (rowid, text)
+        SELECT new.seq, t FROM (SELECT p2pdm_search_text(new.kind, new.body) AS t)
+        WHERE t IS NOT NULL;
+END;
+CREATE TRIGGER message_search_update AFTER UPDATE OF kind, body ON messages BEGIN
+    DELETE FROM message_search WHERE rowid = old.seq;
+    UPDATE counters SET value = value + 1 WHERE name = 'search_erased';
+    INSERT INTO message_search (rowid, text)
+        SELECT new.seq, t FROM (SELECT p2pdm_search_text(new.kind, new.body) AS t)
+        WHERE t IS NOT NULL;
+END;
+CREATE TRIGGER message_search_delete AFTER DELETE ON messages BEGIN
+    DELETE FROM message_search WHERE rowid = old.seq;
+    UPDATE counters SET value = value + 1 WHERE name = 'search_erased';
+END;
+INSERT INTO message_search (rowid, text)
+    SELECT seq, t FROM (SELECT seq, p2pdm_search_text(kind, body) AS t FROM messages)
+    WHERE t IS NOT NULL;
+"""
+
+
+def _migration_disappearing(db: sqlite3.Connection) -> bool:
+    """:data:`_SCRIPT_DISAPPEARING`, and FTS5's own secure delete where the
+    SQLite build has it (3.42 and later; SQLCipher's has): a deleted word is
+    then removed from the index at once, not only when the purge merges it."""
+    for statement in split_statements(_SCRIPT_DISAPPEARING):
+        db.execute(statement)
+    with contextlib.suppress(*DB_ERRORS):  # an older build: the purge's merge does it
+        db.execute("INSERT INTO message_search (message_search, rank) VALUES ('secure-delete', 1)")
+    return False
+
+
 #: Blobs (sealed files under ``<home>/blobs/``): their keys and how much of
 #: each is here, and which messages carry them to or from whom. A reference
 #: goes with its message (and with its body: unsent, deleted, expired); a
@@ -386,6 +443,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_RECIPIENTS,
     _MIGRATION_ACTIONS,
     _MIGRATION_PROFILE,
+    _migration_disappearing,
     _MIGRATION_BLOBS,
 )
 

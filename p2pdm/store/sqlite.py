@@ -13,6 +13,7 @@ the profile and handle claims (``sqlite_profile``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -28,9 +29,9 @@ from p2pdm.store.sqlite_actions import ActionTables
 from p2pdm.store.sqlite_api import APITables
 from p2pdm.store.sqlite_blobs import BlobTables
 from p2pdm.store.sqlite_contacts import ContactTables
+from p2pdm.store.sqlite_expiry import ExpiryTables
 from p2pdm.store.sqlite_keys import KeyTables
 from p2pdm.store.sqlite_mailbox import MailboxTables
-from p2pdm.store.sqlite_messages import MessageTables
 from p2pdm.store.sqlite_outbox import OutboxTables
 from p2pdm.store.sqlite_profile import ProfileTables
 
@@ -40,7 +41,7 @@ __all__ = ["SQLiteStore"]
 class SQLiteStore(
     KeyTables,
     ContactTables,
-    MessageTables,
+    ExpiryTables,
     ActionTables,
     OutboxTables,
     MailboxTables,
@@ -75,6 +76,7 @@ class SQLiteStore(
         self._db = Database(path, synchronous=synchronous, key=key)
         self._reading = self._db.reading
         self._writing = self._db.writing
+        self._writing_one = functools.partial(self._db.writing, one_statement=True)
         self._event_caps = (max_events, max_request_events)
         self._request_caps = request_caps
         self._max_keys = max_idempotency_keys

@@ -5,8 +5,10 @@ an empty emoji is a reaction taken back, kept so that an older reaction
 arriving late cannot come back (the newer signed time wins, then the larger
 emoji, so every order of arrival ends the same). An edit replaces the body
 and sets ``edited_at_ms`` only if it is newer (the same way: time, then
-body). :meth:`erase_message_body`
-is the one place a message's text is removed from everywhere it lives here.
+body). :func:`erase_body` (:meth:`ActionTables.erase_message_body`) is the
+one place a message's text is removed from everywhere it lives here: its
+body (the search triggers drop its words), reactions and held actions; an
+unsent, deleted or expired message goes through it.
 Actions whose target has not arrived wait in ``held_actions``, bounded per
 sender and in all (the oldest dropped and counted) and in time.
 """
@@ -26,7 +28,7 @@ from p2pdm.store.sqlite_api import add_to_counter
 from p2pdm.store.sqlite_messages import MESSAGE_COLUMNS, message_row
 from p2pdm.store.sqlite_tables import IN_CHUNK, Tables
 
-__all__ = ["ActionTables"]
+__all__ = ["ActionTables", "erase_body"]
 
 _HELD_COLUMNS = "id, sender, conversation_id, kind, body, sent_at_ms, held_at_ms"
 
@@ -39,11 +41,14 @@ def _held(row: Any) -> HeldAction | None:
     return HeldAction(Action(bytes(mid), PeerId(sender), conversation, sent, decoded), held)
 
 
-def _erase(db: Any, message_id: bytes) -> bool:
+def erase_body(db: Any, message_id: bytes) -> bool:
+    """In the caller's write: erase a message's body (its words leave the search
+    index by trigger), its reactions and the actions held for it, and release
+    its files (the node deletes blobs no message carries: MediaLibrary.collect);
+    True if the message exists."""
     cursor = db.execute("UPDATE messages SET body = x'' WHERE id = ?", (message_id,))
     db.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
     db.execute("DELETE FROM held_actions WHERE target = ?", (message_id,))
-    # Its files are released with the body (the node deletes them: MediaLibrary.collect).
     db.execute("DELETE FROM blob_refs WHERE message_id = ?", (message_id,))
     return bool(cursor.rowcount > 0)
 
@@ -55,7 +60,7 @@ def _delete(db: Any, message_id: bytes) -> bool:
     if row is None:
         return False
     message = message_row(row)
-    _erase(db, message_id)
+    erase_body(db, message_id)
     for table in ("message_recipients", "status_history"):
         db.execute(f"DELETE FROM {table} WHERE message_id = ?", (message_id,))
     db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
@@ -124,7 +129,7 @@ class ActionTables(Tables):
         body, its reactions, the actions held for it (an edit holds a text); its
         attachments are released. The row stays. True if the message exists."""
         with self._writing(f"erasing message {message_id.hex()}") as db:
-            erased = _erase(db, message_id)
+            erased = erase_body(db, message_id)
         return erased
 
     def unsend_message(self, message_id: bytes) -> bool:
@@ -133,7 +138,7 @@ class ActionTables(Tables):
             row = db.execute("SELECT unsent FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None or row[0]:
                 return False
-            _erase(db, message_id)
+            erase_body(db, message_id)
             db.execute("UPDATE messages SET unsent = 1 WHERE id = ?", (message_id,))
         return True
 

@@ -49,20 +49,40 @@ __all__ = ["MESSAGE_COLUMNS", "MessageTables", "message_row"]
 
 _MESSAGE_COLUMNS: Final = (
     "seq, id, conversation_id, peer, direction, kind, body, sent_at_ms, stored_at_ms, "
-    "status, request, edited_at_ms, unsent"
+    "status, request, edited_at_ms, unsent, timer_s, expires_at_ms"
 )
 
 
-_CONVERSATION_COLUMNS: Final = "id, peer, last_message_at_ms, unread, request"
+_CONVERSATION_COLUMNS: Final = (
+    "id, peer, last_message_at_ms, unread, request, timer_s, muted, archived"
+)
 
 
 def _conversation(row: Any) -> Conversation:
-    cid, peer, last, unread, request = row
-    return Conversation(cid, PeerId(peer), last, unread, bool(request))
+    cid, peer, last, unread, request, timer_s, muted, archived = row
+    return Conversation(
+        cid, PeerId(peer), last, unread, bool(request), timer_s, bool(muted), bool(archived)
+    )
 
 
 def _message(row: Any) -> StoredMessage:
-    seq, mid, conv, peer, direction, kind, body, sent, stored, status, request, edited, unsent = row
+    (
+        seq,
+        mid,
+        conv,
+        peer,
+        direction,
+        kind,
+        body,
+        sent,
+        stored,
+        status,
+        request,
+        edited,
+        unsent,
+        timer,
+        ex,
+    ) = row
     return StoredMessage(
         id=mid,
         conversation_id=conv,
@@ -77,6 +97,8 @@ def _message(row: Any) -> StoredMessage:
         seq=seq,
         edited_at_ms=edited,
         unsent=bool(unsent),
+        timer_s=timer,
+        expires_at_ms=ex,
     )
 
 
@@ -138,8 +160,9 @@ class MessageTables(Tables):
             )
             cursor = db.execute(
                 "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
-                "sent_at_ms, stored_at_ms, status, request, edited_at_ms, unsent) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "sent_at_ms, stored_at_ms, status, request, edited_at_ms, unsent, timer_s, "
+                "expires_at_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message.id,
                     message.conversation_id,
@@ -153,6 +176,8 @@ class MessageTables(Tables):
                     int(message.request),
                     message.edited_at_ms,
                     int(message.unsent),
+                    message.timer_s,
+                    message.expires_at_ms,
                 ),
             )
             seq = cursor.lastrowid
@@ -210,6 +235,13 @@ class MessageTables(Tables):
             if not status_moves(old.status, new):
                 return bool(moved)
             db.execute("UPDATE messages SET status = ? WHERE id = ?", (str(new), message_id))
+            if new is DeliveryStatus.READ:  # the recipient read it: its timer starts
+                db.execute(
+                    "UPDATE messages SET expires_at_ms = "
+                    "min(coalesce(expires_at_ms, ?1 + timer_s * 1000), ?1 + timer_s * 1000) "
+                    "WHERE id = ?2 AND timer_s > 0",
+                    (at_ms, message_id),
+                )
             db.execute(
                 "INSERT INTO status_history (message_id, status, at_ms, detail) "
                 "VALUES (?, ?, ?, ?)",
@@ -322,6 +354,11 @@ class MessageTables(Tables):
                 f"SELECT id, ?, ? FROM messages WHERE conversation_id = ? AND {UNREAD_CONDITION} "
                 "ORDER BY seq",
                 (str(DeliveryStatus.READ), at_ms, conversation_id),
+            )
+            db.execute(  # their disappearing timers start now
+                "UPDATE messages SET expires_at_ms = ? + timer_s * 1000 WHERE conversation_id = ? "
+                f"AND {UNREAD_CONDITION} AND timer_s > 0 AND expires_at_ms IS NULL",
+                (at_ms, conversation_id),
             )
             db.execute(
                 f"UPDATE messages SET status = ? WHERE conversation_id = ? AND {UNREAD_CONDITION}",

@@ -116,6 +116,14 @@ def _wire() -> list[Row]:
             "/v1/messages",
             {"to": "bob", "text": "hi", "idempotency_key": "k"},
         ),
+        (
+            "send_many",
+            (iter([{"to": "bob", "text": "hi"}, {"to": "eve", "text": "yo"}]),),
+            {},
+            "POST",
+            "/v1/messages/batch",
+            {"messages": [{"to": "bob", "text": "hi"}, {"to": "eve", "text": "yo"}]},
+        ),
         ("message", ("m?1",), {}, "GET", "/v1/messages/m%3F1", None),
         ("react", ("m1", "👍"), {}, "POST", "/v1/messages/m1/reactions", {"emoji": "👍"}),
         ("edit", ("m1", "new"), {}, "PATCH", "/v1/messages/m1", {"text": "new"}),
@@ -195,6 +203,16 @@ def _wire() -> list[Row]:
         ("login_link", (), {}, "POST", "/v1/sessions/codes", None),
         ("sessions", (), {}, "GET", "/v1/sessions", None),
         ("revoke_session", ("web-session-1",), {}, "DELETE", "/v1/sessions/web-session-1", None),
+        (
+            "update_conversation",
+            ("bob",),
+            {"timer_s": 300, "muted": False},
+            "PATCH",
+            "/v1/conversations/bob",
+            {"timer_s": 300, "muted": False},
+        ),
+        ("search", ("a b",), {"peer": "bob"}, "GET", "/v1/search?q=a+b&peer=bob", None),
+        ("typing", ("bob",), {}, "POST", "/v1/conversations/bob/typing", None),
     ]
 
 
@@ -204,6 +222,7 @@ ANSWER = {
     "conversations": ["v"],
     "read": ["r"],
     "tokens": ["t"],
+    "results": ["s"],
     "sessions": ["s"],
     "id": 1,
 }
@@ -214,6 +233,8 @@ RESULTS = {
     "mark_read": ["r"],
     "tokens": ["t"],
     "sessions": ["s"],
+    "search": ["s"],
+    "send_many": ["s"],
 }
 
 

@@ -39,6 +39,8 @@ def test_the_registry_lists_each_kind_once_under_its_name() -> None:
         "react",
         "edit",
         "unsend",
+        "timer",
+        "typing",
         "media",
         "location",
         "blob_chunk",

@@ -48,7 +48,7 @@ class Proc:
         self.log = log
         with open(log, "ab") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "p2pdm", "--home", str(home), "run", *args],
+                [sys.executable, "-m", "p2pdm", "--home", str(home), "run", "--no-mdns", *args],
                 stdout=out,
                 stderr=out,
                 env=_env(),
@@ -208,3 +208,19 @@ def test_receiver_killed_during_a_burst_gets_everything_exactly_once(tmp_path: P
                 assert sorted(page_texts) == sorted(f"message {i}" for i in range(burst))
             finally:
                 carol.stop()
+
+
+def test_serve_runs_a_dht_server_relay_and_mailbox(tmp_path: Path) -> None:
+    home = tmp_path / "helper"
+    init(home, "helper")
+    with running(home, "--serve") as proc:
+        reach = proc.client.node()["reachability"]
+        assert reach is not None and reach["dht_mode"] == "server"
+        assert reach["relay"] == {
+            "reservations": 0,
+            "circuits_open": 0,
+            "circuits_total": 0,
+            "circuits_cut": 0,
+            "refused": {},
+        }
+    assert "LAN discovery" not in (tmp_path / "helper.log").read_text()

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from p2pdm.core.identity import Identity
-from p2pdm.core.kinds import EditBody, ReactionBody, UnsendBody
-from p2pdm.core.model import MESSAGE_ID_BYTES, EventType, StoredMessage
+from p2pdm.core.kinds import EditBody, ReactionBody, TextBody, UnsendBody, decode_stored
+from p2pdm.core.model import MESSAGE_ID_BYTES, EventType, StoredMessage, direct_conversation_id
 from p2pdm.errors import ActionRefused, ReplayError, SchemaError
 from p2pdm.limits import EDIT_WINDOW_MS, HELD_ACTION_TTL_MS
 from p2pdm.node.messenger import message_text
@@ -233,3 +233,27 @@ def test_delete_for_me_and_a_whole_conversation_send_nothing(two: tuple[Node, No
     assert alice.delete_conversation(conversation) == 3
     assert alice.store.get_conversation(conversation) is None
     assert alice.messages(bob.peer_id).messages == () and take(alice, bob) == []
+
+
+def test_an_edited_disappearing_text_keeps_its_timer_and_goes_with_its_reactions(
+    two: tuple[Node, Node], clock: Clock
+) -> None:
+    alice, bob = two
+    conversation = direct_conversation_id(alice.peer_id, bob.peer_id)
+    alice.update_conversation(conversation, bob.peer_id, timer_s=300)
+    sent = alice.send_text(bob.peer_id, "meet at 8")
+    alice.edit(sent.id, "meet at 9")
+    carry(alice, bob)
+    bob.react(sent.id, "👍")
+    carry(bob, alice)
+    for node in (alice, bob):
+        body = decode_stored("text", shown(node, sent.id).body)
+        assert isinstance(body, TextBody) and (body.text, body.timer_s) == ("meet at 9", 300)
+        assert node.extras([shown(node, sent.id)])[sent.id].reactions == {"👍": [bob.peer_id]}
+    bob.mark_read(alice.peer_id)
+    carry(bob, alice)  # the read receipt starts alice's copy's timer
+    clock.ms += 301_000
+    for node in (alice, bob):
+        assert [m.id for m in node.purge_expired()] == [sent.id]
+        assert node.store.get_message(sent.id) is None
+        assert node.store.reactions([sent.id]) == {}

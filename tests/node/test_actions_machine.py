@@ -1,5 +1,7 @@
-"""Two people sending, reacting, editing and unsending at random, with envelopes
-lost (and sent again), duplicated and reordered, end up seeing the same conversation."""
+"""Two people sending, reacting, editing, unsending, reading and changing the
+disappearing timer at random, with envelopes lost (and sent again), duplicated
+and reordered, and expired messages purged at any time, end up seeing the same
+conversation with the same timer."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from p2pdm.core.identity import Identity
+from p2pdm.core.model import direct_conversation_id
 from p2pdm.errors import ActionRefused, ReplayError
+from p2pdm.limits import DISAPPEARING_TIMERS_S
 from p2pdm.node.messenger import message_text
 from p2pdm.node.node import Node
 from p2pdm.store.memory import MemoryStore
@@ -22,12 +26,12 @@ WORDS = st.sampled_from(["a", "b", "c", "d"])
 #: Most messages one page shows in the comparison (far more than a run sends).
 PAGE = 500
 
-Visible = dict[bytes, tuple[str | None, int | None, tuple[tuple[str, tuple[str, ...]], ...]]]
+Visible = dict[bytes, tuple[str | None, int | None, int, tuple[tuple[str, tuple[str, ...]], ...]]]
 
 
 def visible(node: Node, other: Node) -> tuple[Visible, set[bytes]]:
     """What ``node`` shows of its conversation with ``other``: each message still
-    there (text, edit time, reactions), and the ids shown as unsent."""
+    there (text, edit time, timer, reactions), and the ids shown as unsent."""
     messages = list(node.messages(other.peer_id, PAGE).messages)
     extras = node.extras(messages)
     shown: Visible = {}
@@ -42,7 +46,7 @@ def visible(node: Node, other: Node) -> tuple[Visible, set[bytes]]:
                 for e, peers in extras[m.id].reactions.items()
             )
         )
-        shown[m.id] = (message_text(m), m.edited_at_ms, reactions)
+        shown[m.id] = (message_text(m), m.edited_at_ms, m.timer_s, reactions)
     return shown, unsent
 
 
@@ -59,6 +63,7 @@ class TwoPeople(RuleBasedStateMachine):
         #: Envelopes on the way: (recipient index, bytes).
         self.wire: list[tuple[int, bytes]] = []
         self.ids: list[bytes] = []
+        self._conversation = direct_conversation_id(a.peer_id, b.peer_id)
         # Sessions both ways first, so any later order decrypts.
         a.send_text(b.peer_id, "hi")
         self._flush(0)
@@ -113,6 +118,19 @@ class TwoPeople(RuleBasedStateMachine):
         if found is not None and found.direction.value == "out":
             self.people[who].unsend(found.id)
 
+    @rule(who=st.integers(0, 1), timer_s=st.sampled_from(DISAPPEARING_TIMERS_S))
+    def timer(self, who: int, timer_s: int) -> None:
+        me, other = self.people[who], self.people[1 - who]
+        me.update_conversation(self._conversation, other.peer_id, timer_s=timer_s)
+
+    @rule(who=st.integers(0, 1))
+    def read(self, who: int) -> None:
+        self.people[who].mark_read(self.people[1 - who].peer_id)
+
+    @rule(who=st.integers(0, 1))
+    def purge(self, who: int) -> None:
+        self.people[who].purge_expired()
+
     @rule(ms=st.sampled_from([0, 1, 1000, 20 * 60 * 1000]))
     def tick(self, ms: int) -> None:
         self.clock.ms += ms
@@ -141,10 +159,23 @@ class TwoPeople(RuleBasedStateMachine):
             self._flush(who)
         self._deliver_all()
         a, b = self.people
+        timers = [p.store.get_conversation(self._conversation) for p in self.people]
+        assert timers[0] is not None and timers[1] is not None
+        assert timers[0].timer_s == timers[1].timer_s
+        # Everything read, the receipts delivered, the longest timer run out:
+        # every message with a timer is gone from both sides.
+        for who in (0, 1):
+            self.read(who)
+            self._flush(who)
+        self._deliver_all()
+        self.clock.ms += max(DISAPPEARING_TIMERS_S) * 1000 + 1
+        for who in (0, 1):
+            self.purge(who)
         (shown_a, unsent_a), (shown_b, unsent_b) = visible(a, b), visible(b, a)
         assert shown_a == shown_b
         # An unsent message is shown as unsent, or (never delivered) not at all.
         assert not (unsent_a | unsent_b) & (set(shown_a) | set(shown_b))
+        assert not any(timer for _, _, timer, _ in shown_a.values())
 
 
 TestTwoPeople = TwoPeople.TestCase

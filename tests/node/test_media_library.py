@@ -4,6 +4,7 @@ message's attachments, and files on disk."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,12 +12,14 @@ import pytest
 
 from p2pdm.core import cbor
 from p2pdm.core.blob import CHUNK_BYTES
-from p2pdm.core.identity import PeerId
+from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.kinds import encode_body
 from p2pdm.core.model import DeliveryStatus, Direction, StoredMessage, direct_conversation_id
 from p2pdm.errors import MediaRefused, NotFound
 from p2pdm.limits import MAX_FILE_BYTES
 from p2pdm.node.media import UPLOAD_GRACE_MS, MediaLibrary, snippet_of
+from p2pdm.node.node import Node
+from p2pdm.store.base import Store
 from p2pdm.store.blob_files import DirBlobFiles
 from p2pdm.store.memory import MemoryStore
 from tests.node.conftest import Clock
@@ -30,7 +33,9 @@ def library(tmp_path: Path, clock: Clock) -> MediaLibrary:
     )
 
 
-def sent(media: MediaLibrary, blob_ids: list[bytes], n: int) -> StoredMessage:
+def sent(
+    media: MediaLibrary, blob_ids: list[bytes], n: int, expires_at_ms: int | None = None
+) -> StoredMessage:
     """Store an outgoing media message naming ``blob_ids`` and reference them."""
     body = media.body_for(blob_ids, None)
     message = StoredMessage(
@@ -43,6 +48,7 @@ def sent(media: MediaLibrary, blob_ids: list[bytes], n: int) -> StoredMessage:
         sent_at_ms=1,
         stored_at_ms=1,
         status=DeliveryStatus.QUEUED,
+        expires_at_ms=expires_at_ms,
     )
     stored = media.store.add_message(message)
     media.attach(stored)
@@ -121,3 +127,19 @@ def test_a_reply_quotes_a_files_caption_else_its_names(tmp_path: Path, clock: Cl
     captioned = replace(sent(media, [one.blob_id], 2), body=cbor.encode(encode_body(body)))
     assert snippet_of(captioned) == "the plan"
     assert snippet_of(replace(captioned, body=b"")) is None  # unsent: nothing to quote
+
+
+def test_an_expired_message_takes_its_files_along(
+    tmp_path: Path, clock: Clock, make_store: Callable[[], Store]
+) -> None:
+    node = Node(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    node.media.files = DirBlobFiles(tmp_path / "blobs")
+    gone = node.media.add_file(b"for a minute", "text/plain", "m.txt")
+    kept = node.media.add_file(b"for good", "text/plain", "g.txt")
+    sent(node.media, [gone.blob_id], 1, expires_at_ms=clock.ms + 60_000)
+    sent(node.media, [kept.blob_id], 2)
+    clock.ms += 60_001
+    assert len(node.purge_expired()) == 1
+    assert node.store.get_blob(gone.blob_id) is None
+    assert [p.name for p in (tmp_path / "blobs").iterdir()] == [kept.blob_id.hex()]
+    assert node.store.get_blob(kept.blob_id) is not None

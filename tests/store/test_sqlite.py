@@ -399,8 +399,8 @@ def test_the_recipients_migration_keeps_statuses_of_a_store_written_before(path:
     gets its recipient's row as it stood, and message events their conversation."""
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute("PRAGMA foreign_keys = ON")
-        before = MIGRATIONS[: MIGRATIONS.index(schema._MIGRATION_RECIPIENTS)]
-        for version, migration in enumerate(before, start=1):
+        before = MIGRATIONS.index(schema._MIGRATION_RECIPIENTS)
+        for version, migration in enumerate(MIGRATIONS[:before], start=1):
             schema._apply(db, migration)
             db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
         db.execute(

@@ -19,7 +19,18 @@ from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.cbor import Fields
-from p2pdm.core.kinds import blobchunk, edit, location, media, reaction, receipt, text, unsend
+from p2pdm.core.kinds import (
+    blobchunk,
+    edit,
+    location,
+    media,
+    reaction,
+    receipt,
+    text,
+    timer,
+    typing,
+    unsend,
+)
 from p2pdm.core.kinds.base import MAX_KIND_BYTES, Body, KindSpec, UnknownBody
 from p2pdm.core.kinds.blobchunk import BlobChunkBody
 from p2pdm.core.kinds.edit import EditBody
@@ -28,6 +39,8 @@ from p2pdm.core.kinds.media import MediaBody, MediaItem
 from p2pdm.core.kinds.reaction import ReactionBody
 from p2pdm.core.kinds.receipt import ReceiptBody
 from p2pdm.core.kinds.text import TextBody
+from p2pdm.core.kinds.timer import TimerBody
+from p2pdm.core.kinds.typing import TypingBody
 from p2pdm.core.kinds.unsend import UnsendBody
 from p2pdm.errors import SchemaError, WireError
 from p2pdm.limits import MAX_UNKNOWN_BODY_BYTES
@@ -45,6 +58,8 @@ __all__ = [
     "ReactionBody",
     "ReceiptBody",
     "TextBody",
+    "TimerBody",
+    "TypingBody",
     "UnknownBody",
     "UnsendBody",
     "decode_body",
@@ -60,6 +75,8 @@ KINDS: Final[dict[str, KindSpec[Any]]] = {
     reaction.SPEC.name: reaction.SPEC,
     edit.SPEC.name: edit.SPEC,
     unsend.SPEC.name: unsend.SPEC,
+    timer.SPEC.name: timer.SPEC,
+    typing.SPEC.name: typing.SPEC,
     media.SPEC.name: media.SPEC,
     location.SPEC.name: location.SPEC,
     blobchunk.SPEC.name: blobchunk.SPEC,
