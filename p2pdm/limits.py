@@ -297,3 +297,41 @@ MAX_HANDLE_CLAIMANTS = 10
 #: Claims (handle, claimant, first seen) a node remembers; the least recently
 #: seen are forgotten first. Bounds the store whatever lookups return.
 MAX_HANDLE_SIGHTINGS = 4096
+
+# --- media (docs/protocol.md §17) -----------------------------------------
+
+#: Largest file one attachment may be: a long video clip or a big document;
+#: beyond it a transfer ties two nodes up for minutes and a recipient's disk
+#: fills from one message.
+MAX_FILE_BYTES = 100 << 20
+
+#: Most attachments one media message carries (an album of photos); with a
+#: maximal thumbnail each the body stays far below a frame.
+MAX_MEDIA_ITEMS = 10
+
+#: Largest inline thumbnail: a small JPEG the conversation shows at once.
+MAX_THUMBNAIL_BYTES = 8 << 10
+
+#: Most levels in a voice note's waveform (one byte each).
+MAX_WAVEFORM_LEVELS = 64
+
+#: Longest MIME type, in bytes (RFC 6838 caps the two names at 127 each).
+MAX_MIME_BYTES = 255
+
+#: Longest file name, in UTF-8 bytes (what common file systems allow).
+MAX_FILE_NAME_BYTES = 255
+
+#: Longest label of a shared location.
+MAX_LOCATION_LABEL_BYTES = 256
+
+#: Largest pixel side a photo or video may claim (width and height).
+MAX_MEDIA_SIDE = 65_535
+
+#: Longest duration a voice note or video may claim: a day.
+MAX_MEDIA_DURATION_MS = 24 * 3600 * 1000
+
+#: Largest file pushed, chunk by chunk, through an offline recipient's
+#: mailboxes with its message: 40 chunks, well inside a mailbox's 64 MiB
+#: per-recipient quota (MAILBOX_MAX_BYTES_PER_RECIPIENT) with room for other
+#: senders; a larger file waits until sender and recipient are online together.
+MAILBOX_FILE_BYTES = 10 << 20

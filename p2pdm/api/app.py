@@ -117,6 +117,7 @@ from p2pdm.api.payload import (
     p2pdm_error_response,
     p2pdm_error_status,
 )
+from p2pdm.api.routes_media import BLOB_PATH_RULE, MEDIA_ROUTES
 from p2pdm.api.schema import (
     MESSAGE_ID_PATTERN,
     NAME,
@@ -167,6 +168,7 @@ _PATH_RULES: Final = {
     "session_id": "not a session id (web-session- and 12 hex characters)",
     "name": "a token name is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
     "letter or digit (the owner's token is <home>/api_token, not revoked here)",
+    "blob": BLOB_PATH_RULE,
 }
 
 
@@ -767,6 +769,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         Doc("getOpenAPI", "This document", ("200", {"type": "object"}, "the OpenAPI document")),
     ),
     BATCH_ROUTE,
+    *MEDIA_ROUTES,
 )
 
 

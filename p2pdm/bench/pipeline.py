@@ -290,8 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
-        "--suite", choices=("all", "pipeline", "net", "mailbox", "startup"), default="all"
+        "--suite",
+        choices=("all", "pipeline", "net", "mailbox", "startup", "blobs"),
+        default="all",
     )
+    parser.add_argument("--blob-mib", type=int, default=64, help="file size (blobs)")
     parser.add_argument("--concurrency", type=int, default=8, help="API clients (net)")
     parser.add_argument("--paced-rate", type=float, default=20.0, help="msgs/s (net, paced)")
     parser.add_argument("--mailbox-messages", type=int, default=200, help="per restart")
@@ -322,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         print(section)
         if not args.no_write:
             write_section(args.out, section, "mailbox")
+    if args.suite in ("all", "blobs"):
+        from p2pdm.bench.blobs import bench_blobs, render_blobs  # imports the node's services
+
+        section = render_blobs(bench_blobs(args.blob_mib << 20))
+        print(section)
+        if not args.no_write:
+            write_section(args.out, section, "blobs")
     return 0
 
 
