@@ -142,7 +142,10 @@ async function start() {
     }
   });
   await Promise.all([loadContacts(), loadConversations()]);
-  live = followEvents(state.node.event_cursor, (e) => onEvent(e).catch(showError), connection);
+  // One event at a time, in order: a media.ready must not overtake the
+  // message.received of the message it completes.
+  let queue = Promise.resolve();
+  live = followEvents(state.node.event_cursor, (e) => { queue = queue.then(() => onEvent(e)).catch(showError); }, connection);
   window.addEventListener("hashchange", route);
   route();
 }
