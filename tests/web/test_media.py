@@ -63,8 +63,8 @@ def test_a_photo_shows_inline_on_the_other_page_and_a_peer_file_runs_nothing(
     by_css(alice_page, "#file-picker").send_keys(str(photo))
     wait_for(alice_page, lambda d: loaded_photo(d, "out"), "the photo on Alice's page")
     wait_for(bob_page, lambda d: loaded_photo(d, "in"), "the photo on Bob's page, live")
-    [sent] = [m for m in bob.client.messages("Alice")["messages"] if m.get("media")]
-    assert sent["media"][0]["state"] == "ready"
+    [files] = [m["media"] for m in bob.client.messages("Alice")["messages"] if m.get("media")]
+    assert files is not None and files[0]["state"] == "ready"
 
     # Bob sends an HTML file and a place; Alice's page offers the file as a
     # download and shows the place.
