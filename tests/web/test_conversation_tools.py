@@ -63,8 +63,11 @@ def test_typing_timer_mute_archive_and_search(
     # Search by words, matches marked.
     box = by_css(alice_page, "#search-box")
     box.send_keys("station", Keys.ENTER)
-    wait_for(alice_page, lambda d: all_css(d, "a.result mark"), "a search hit")
-    assert by_css(alice_page, "a.result mark").text.lower() == "station"
+    wait_for(
+        alice_page,
+        lambda d: by_css(d, "a.result mark").text.lower() == "station",  # (redrawn: look again)
+        "a search hit, the match marked",
+    )
     screenshot(alice_page, "search-desktop")
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(Keys.DELETE)  # an emptied box shows the conversations again
@@ -74,9 +77,7 @@ def test_typing_timer_mute_archive_and_search(
     click(alice_page, ".conv-controls button[aria-pressed]", "Mute")
     wait_for(alice_page, lambda d: all_css(d, "a.conversation .flag.muted"), "muted")
     assert alice.client.conversations()[0]["muted"] is True
-    for button in all_css(alice_page, ".conv-controls button"):
-        if button.text == "Archive":
-            button.click()
+    click(alice_page, ".conv-controls button[aria-pressed]:nth-of-type(2)", "Archive")
     wait_for(alice_page, lambda d: not all_css(d, "a.conversation"), "archived away")
     click(alice_page, ".archived-toggle input", "Show archived")
     wait_for(alice_page, lambda d: all_css(d, "a.conversation .flag.archived"), "archived shown")
