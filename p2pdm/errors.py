@@ -33,6 +33,7 @@ __all__ = [
     "NotFound",
     "P2PDMError",
     "PassphraseError",
+    "PeerBlocked",
     "PeerUnreachable",
     "PrekeyError",
     "ProtocolViolation",
@@ -42,6 +43,7 @@ __all__ = [
     "SessionError",
     "SignatureError",
     "SimWorkerError",
+    "StampMissing",
     "StoreError",
     "TokenError",
     "UnsupportedVersion",
@@ -118,6 +120,13 @@ class RateLimited(P2PDMError):
     """
 
 
+class StampMissing(P2PDMError):
+    """A stranger's envelope carries no valid request stamp (docs/protocol.md §12.3).
+
+    Nothing was stored; it is answered ``rejected`` and counted.
+    """
+
+
 class ProtocolViolation(P2PDMError):
     """A peer broke the protocol (limits, order of frames); it gets disconnected."""
 
@@ -180,6 +189,10 @@ class NotFound(StoreError):
 
 class NameRefused(P2PDMError):
     """That contact name is refused: it is a PeerID or another contact's name; choose another."""
+
+
+class PeerBlocked(P2PDMError):
+    """You blocked this peer: nothing is sent to it or accepted from it; unblock it first."""
 
 
 class IdempotencyConflict(P2PDMError):

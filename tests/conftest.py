@@ -19,8 +19,10 @@ from typing import Any
 
 import httpx
 import nacl.pwhash.argon2id as argon2id
+import pytest
 import trio
 
+from p2pdm import limits
 from p2pdm.api import serve_api
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.daemon.home import Home, KdfLimits
@@ -35,6 +37,16 @@ FAST_KDF = KdfLimits(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
 TOKEN = "test-token-" + "x" * 32
 #: Every wait in these tests ends: a hung server fails the test instead.
 WAIT_S = 5.0
+#: Request stamps in tests prove 4 bits (16 hashes on average): the format
+#: and the checks are the same, the tests stay fast. The real cost
+#: (limits.REQUEST_STAMP_BITS) is exercised by a slow test.
+FAST_STAMP_BITS = 4
+
+
+@pytest.fixture(autouse=True)
+def _fast_request_stamps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every node a test makes asks and pays FAST_STAMP_BITS for a request stamp."""
+    monkeypatch.setattr(limits, "REQUEST_STAMP_BITS", FAST_STAMP_BITS)
 
 
 def free_port() -> int:

@@ -186,6 +186,8 @@ class EventType(StrEnum):
     CONTACT_ADDED = "contact.added"  # a new contact (not a rename)
     PEER_ONLINE = "peer.online"  # a connection to the peer came up
     PEER_OFFLINE = "peer.offline"  # the last connection to the peer went down
+    CONTACT_BLOCKED = "contact.blocked"  # the user blocked a peer
+    CONTACT_UNBLOCKED = "contact.unblocked"  # the user unblocked a peer
 
 
 @dataclass(frozen=True, slots=True)

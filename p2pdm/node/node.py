@@ -147,6 +147,7 @@ class Node:
         random_bytes: Callable[[int], bytes] = os.urandom,
         strangers: StrangerGate | None = None,
         observer: NodeObserver = NO_OBSERVER,
+        request_stamp_bits: int | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -154,7 +155,12 @@ class Node:
         #: The node's randomness (ids, nonces, retry jitter); seeded in simulations.
         self.random_bytes = random_bytes
         self.messenger = Messenger(
-            identity, store, now_ms=now_ms, random_bytes=random_bytes, strangers=strangers
+            identity,
+            store,
+            now_ms=now_ms,
+            random_bytes=random_bytes,
+            strangers=strangers,
+            request_stamp_bits=request_stamp_bits,
         )
         #: Group commit for concurrent sends (its task runs while the node runs).
         self.batcher = CommitBatcher(store, self.messenger.reload)

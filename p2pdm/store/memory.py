@@ -31,16 +31,16 @@ from p2pdm.store.base import (
     encode_setting,
 )
 from p2pdm.store.memory_api import APIDicts
+from p2pdm.store.memory_blocking import BlockDicts
 from p2pdm.store.memory_contacts import ContactDicts
 from p2pdm.store.memory_mailbox import MailboxDicts
-from p2pdm.store.memory_messages import MessageDicts
 from p2pdm.store.memory_outbox import OutboxDicts
 from p2pdm.store.memory_state import MemoryState
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(ContactDicts, MessageDicts, OutboxDicts, MailboxDicts, APIDicts):
+class MemoryStore(ContactDicts, BlockDicts, OutboxDicts, MailboxDicts, APIDicts):
     """A :class:`~p2pdm.store.base.Store` that lives and dies with the process."""
 
     def __init__(

@@ -284,6 +284,18 @@ UPDATE events SET conversation_id =
     WHERE message_id IS NOT NULL;
 """
 
+#: Blocked peers (contacts or strangers): their envelopes are dropped on
+#: arrival and nothing is sent to them. A contact marked blocked before this
+#: table existed stays blocked.
+_MIGRATION_BLOCKED = """
+CREATE TABLE blocked_peers (
+    peer_id BLOB PRIMARY KEY,
+    blocked_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO blocked_peers (peer_id, blocked_at_ms)
+    SELECT peer_id, added_at_ms FROM contacts WHERE blocked = 1;
+"""
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -297,6 +309,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_DEPOSITOR,
     _migration_forget_identity_secret,
     _MIGRATION_RECIPIENTS,
+    _MIGRATION_BLOCKED,
 )
 
 #: The schema version this code writes.

@@ -24,6 +24,7 @@ from p2pdm.limits import (
 from p2pdm.store.base import RequestCaps
 from p2pdm.store.database import Database
 from p2pdm.store.sqlite_api import APITables
+from p2pdm.store.sqlite_blocking import BlockTables
 from p2pdm.store.sqlite_contacts import ContactTables
 from p2pdm.store.sqlite_keys import KeyTables
 from p2pdm.store.sqlite_mailbox import MailboxTables
@@ -33,7 +34,9 @@ from p2pdm.store.sqlite_outbox import OutboxTables
 __all__ = ["SQLiteStore"]
 
 
-class SQLiteStore(KeyTables, ContactTables, MessageTables, OutboxTables, MailboxTables, APITables):
+class SQLiteStore(
+    KeyTables, ContactTables, BlockTables, MessageTables, OutboxTables, MailboxTables, APITables
+):
     """The :class:`~p2pdm.store.base.Store` of a node: one SQLite file.
 
     Raises StoreError if the file cannot be opened, is not a p2pdm store, or

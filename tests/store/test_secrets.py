@@ -231,6 +231,7 @@ def test_an_old_store_is_migrated_and_the_seed_is_gone_from_every_file(
         # ... nor have those after it: undo what they made.
         db.execute("DROP TABLE message_recipients")
         db.execute("ALTER TABLE events DROP COLUMN conversation_id")
+        db.execute("DROP TABLE blocked_peers")
         # The previous version's own prekeys open with today's code too.
         assert OwnPrekeys.from_bytes(identity, legacy).bundle().peer == identity.peer_id
         assert leaks(tmp_path, [identity]) != []
