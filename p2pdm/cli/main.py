@@ -26,6 +26,7 @@ import segno
 from p2pdm import __version__, hints
 from p2pdm.cli import archive as cli_archive
 from p2pdm.cli import chat as cli_chat
+from p2pdm.cli import requests as cli_requests
 from p2pdm.cli import run as cli_run
 from p2pdm.cli import settings as cli_settings
 from p2pdm.cli import sim as cli_sim
@@ -181,6 +182,17 @@ COMMANDS: Final[dict[str, Command]] = {
         "show a conversation with delivery status and mark it read",
         cli_chat.read_arguments,
         cli_chat.read,
+    ),
+    "block": Command(
+        "block a contact or stranger (nothing they send is seen); alone: list blocked",
+        cli_requests.block_arguments,
+        cli_requests.block,
+    ),
+    "unblock": Command("unblock a peer", cli_requests.unblock_arguments, cli_requests.unblock),
+    "requests": Command(
+        "strangers' message requests: list, accept, decline or block",
+        cli_requests.requests_arguments,
+        cli_requests.requests,
     ),
     "settings": Command(
         "show or change the node's settings (e.g. read receipts)",

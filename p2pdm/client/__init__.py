@@ -52,6 +52,7 @@ from p2pdm.client._http import DEFAULT_TIMEOUT_S, APIError
 from p2pdm.client._http import _Call as _Call  # not public; the type of Client.call's argument
 from p2pdm.client._records import (
     AddedContact,
+    BlockedPeer,
     Contact,
     Conversation,
     DhtStats,
@@ -59,6 +60,7 @@ from p2pdm.client._records import (
     EventPage,
     Message,
     MessagePage,
+    MessageRequest,
     NodeInfo,
 )
 from p2pdm.client._sync import Client
@@ -82,6 +84,7 @@ __all__ = [
     "APIError",
     "AddedContact",
     "AsyncClient",
+    "BlockedPeer",
     "Client",
     "Contact",
     "Conversation",
@@ -91,6 +94,7 @@ __all__ = [
     "EventStream",
     "Message",
     "MessagePage",
+    "MessageRequest",
     "NodeInfo",
     "api_addr_path",
     "format_api_addr",

@@ -41,7 +41,6 @@ from p2pdm.core.model import (
     StoredMessage,
     direct_conversation_id,
 )
-from p2pdm.core.request_stamp import verify_request_stamp
 from p2pdm.core.replay import (
     ENVELOPE_IDS_BOUND,
     ENVELOPE_IDS_SETTING,
@@ -49,6 +48,7 @@ from p2pdm.core.replay import (
     seen_envelope_key,
     seen_message_key,
 )
+from p2pdm.core.request_stamp import verify_request_stamp
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, check_inner, open_envelope, seal
 from p2pdm.core.session import OwnPrekeys, PeerSessions
 from p2pdm.core.strangers import StrangerGate

@@ -40,7 +40,14 @@ from p2pdm.core.model import (
 )
 from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import PrekeyBundle
-from p2pdm.errors import ConfigError, IdempotencyConflict, NotFound, SchemaError, SessionError
+from p2pdm.errors import (
+    ConfigError,
+    IdempotencyConflict,
+    NotFound,
+    PeerBlocked,
+    SchemaError,
+    SessionError,
+)
 from p2pdm.homefiles import DEFAULT_API_PORT  # re-exported: the port is the SDK's default too
 from p2pdm.limits import INVITE_TTL_SECONDS, MAX_PAGE_SIZE
 from p2pdm.node.batching import CommitBatcher
@@ -54,6 +61,7 @@ from p2pdm.node.contact_names import (
 from p2pdm.node.events import EventBus
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
+from p2pdm.node.requests import RequestsAndBlocks
 from p2pdm.store.base import Store
 
 __all__ = [
@@ -135,7 +143,7 @@ class AddedContact:
     renamed_from: str | None = None
 
 
-class Node:
+class Node(RequestsAndBlocks):
     """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(
@@ -210,7 +218,11 @@ class Node:
             "addrs": list(self.addrs),
             "version": __version__,
             "started_at_ms": self.started_at_ms,
-            "counts": self.store.counts(),
+            "counts": {
+                **self.store.counts(),
+                "dropped_blocked": self.messenger.dropped_blocked,
+                "dropped_unstamped": self.messenger.dropped_unstamped,
+            },
             "event_cursor": self.store.event_bounds()[1],
             "dht": None if self.dht_stats is None else dict(self.dht_stats()),
         }
@@ -342,6 +354,8 @@ class Node:
         """:meth:`send`, saying whether the idempotency key had made the message before
         (the API answers a replayed send differently from a new one)."""
         _check_peer(peer)
+        if self.store.is_blocked(peer):
+            raise PeerBlocked(f"you blocked {peer}; unblock it to send to it")
         contact = self.store.get_contact(peer)
         needs_bundle = self.store.get_session(peer) is None and (
             contact is None or contact.bundle is None
@@ -359,6 +373,7 @@ class Node:
                 self.messenger.add_contact(
                     peer, contact.name, bundle, name_from_invite=contact.name_from_invite
                 )
+        await self.messenger.stamps.prepare(peer)  # in a worker thread, not in the loop
         return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency))
 
     def status_detail(self, message: StoredMessage) -> str:

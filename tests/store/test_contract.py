@@ -1249,7 +1249,10 @@ def test_blocking_is_kept_logged_and_read_into_the_contact(store: Store) -> None
     assert store.block_peer(ALICE, 10) and store.block_peer(CAROL, 20)
     assert store.block_peer(ALICE, 30) is False  # already blocked: nothing changes
     assert store.is_blocked(ALICE) and not store.is_blocked(BOB)
-    assert [(b.peer_id, b.blocked_at_ms) for b in store.list_blocked()] == [(CAROL, 20), (ALICE, 10)]
+    assert [(b.peer_id, b.blocked_at_ms) for b in store.list_blocked()] == [
+        (CAROL, 20),
+        (ALICE, 10),
+    ]
     found = store.get_contact(ALICE)
     assert found is not None and found.blocked
     assert [c.blocked for c in store.list_contacts()] == [True]
