@@ -128,6 +128,13 @@ def _wire() -> list[Row]:
             None,
         ),
         ("mark_read", ("bob",), {}, "POST", "/v1/conversations/bob/read", None),
+        ("blocked", (), {}, "GET", "/v1/blocked", None),
+        ("block", ("bob",), {}, "POST", "/v1/blocked", {"peer_id": "bob"}),
+        ("unblock", ("b b",), {}, "DELETE", "/v1/blocked/b%20b", None),
+        ("requests", (), {}, "GET", "/v1/requests", None),
+        ("accept_request", ("12D3",), {}, "POST", "/v1/requests/12D3/accept", None),
+        ("decline_request", ("12D3",), {}, "POST", "/v1/requests/12D3/decline", None),
+        ("block_request", ("12D3",), {}, "POST", "/v1/requests/12D3/block", None),
         ("mark_message_read", ("m",), {}, "POST", "/v1/messages/m/read", None),
         ("settings", (), {}, "GET", "/v1/settings", None),
         (
@@ -163,9 +170,24 @@ def _wire() -> list[Row]:
 
 
 #: The answer the fake node gives: every field a result may be picked from.
-ANSWER = {"contacts": ["c"], "conversations": ["v"], "read": ["r"], "tokens": ["t"], "id": 1}
+ANSWER = {
+    "contacts": ["c"],
+    "conversations": ["v"],
+    "read": ["r"],
+    "tokens": ["t"],
+    "blocked": ["b"],
+    "requests": ["q"],
+    "id": 1,
+}
 #: The result each method returns from ANSWER (or from 204 for a DELETE).
-RESULTS = {"contacts": ["c"], "conversations": ["v"], "mark_read": ["r"], "tokens": ["t"]}
+RESULTS = {
+    "contacts": ["c"],
+    "conversations": ["v"],
+    "mark_read": ["r"],
+    "tokens": ["t"],
+    "blocked": ["b"],
+    "requests": ["q"],
+}
 
 
 def _fake_node(seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Response]:
