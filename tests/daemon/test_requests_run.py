@@ -27,7 +27,6 @@ def _introduce(net: SimNetwork) -> None:
     alice.add_contact_from_invite(carol.invite(), "carol")
 
 
-@pytest.mark.slow
 async def test_a_request_waits_apart_until_accepted_then_receipts_flow(
     sim_network: SimNetworkFactory,
 ) -> None:
@@ -60,7 +59,6 @@ async def test_a_request_waits_apart_until_accepted_then_receipts_flow(
         assert not alice.messenger.stamps.needed(carol.peer_id)
 
 
-@pytest.mark.slow
 async def test_a_declined_request_is_gone_and_the_sender_learns_nothing_more(
     sim_network: SimNetworkFactory,
 ) -> None:
@@ -113,7 +111,6 @@ async def test_a_blocked_peer_reaches_nothing_directly_or_by_mailbox_and_sees_no
             await carol.send(alice.peer_id, "no")
 
 
-@pytest.mark.slow
 async def test_a_stranger_without_enough_work_is_refused_and_nothing_stored(
     sim_network: SimNetworkFactory,
 ) -> None:

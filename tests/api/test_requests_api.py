@@ -1,0 +1,74 @@
+"""``/v1/blocked`` and ``/v1/requests`` over HTTP: answers match the document."""
+
+from __future__ import annotations
+
+from p2pdm.api.app import openapi_document
+from tests.api.conftest import assert_error, conforms
+from tests.conftest import Api, deliver
+
+
+def _response_schema(path: str, method: str, status: str) -> dict[str, object]:
+    operation = openapi_document()["paths"][path][method]
+    schema: dict[str, object] = operation["responses"][status]["content"]["application/json"][
+        "schema"
+    ]
+    return schema
+
+
+async def _a_request_from(alice: Api, bob: Api) -> None:
+    """Alice writes to Bob, who does not know her: a request at Bob's."""
+    alice.node.add_contact_from_invite(bob.node.invite(), "bob")
+    alice.node.send_text(bob.node.peer_id, "hello from a stranger")
+    deliver(alice.node, bob.node)
+
+
+async def test_block_list_and_unblock(alice: Api, bob: Api) -> None:
+    doc = openapi_document()
+    peer = str(bob.node.peer_id)
+    made = await alice.call("POST", "/v1/blocked", json={"peer_id": peer})
+    assert made.status_code == 201
+    conforms(_response_schema("/v1/blocked", "post", "201"), made.json(), doc)
+    again = await alice.call("POST", "/v1/blocked", json={"peer_id": peer})
+    assert again.status_code == 200 and again.json()["peer_id"] == peer
+    listed = await alice.call("GET", "/v1/blocked")
+    conforms(_response_schema("/v1/blocked", "get", "200"), listed.json(), doc)
+    assert [b["peer_id"] for b in listed.json()["blocked"]] == [peer]
+    # Sending to a blocked peer is a clear 409.
+    refused = await alice.call("POST", "/v1/messages", json={"to": peer, "text": "hi"})
+    assert "unblock" in assert_error(refused, 409, "peer_blocked")
+    assert (await alice.call("DELETE", f"/v1/blocked/{peer}")).status_code == 204
+    assert_error(await alice.call("DELETE", f"/v1/blocked/{peer}"), 404, "not_found")
+    assert_error(await alice.call("POST", "/v1/blocked", json={"peer_id": "nobody"}), 404)
+    assert_error(
+        await alice.call("POST", "/v1/blocked", json={"peer_id": str(alice.node.peer_id)}), 400
+    )
+
+
+async def test_requests_are_listed_then_accepted(alice: Api, bob: Api) -> None:
+    doc = openapi_document()
+    await _a_request_from(alice, bob)
+    listed = await bob.call("GET", "/v1/requests")
+    conforms(_response_schema("/v1/requests", "get", "200"), listed.json(), doc)
+    [request] = listed.json()["requests"]
+    assert request["peer_id"] == str(alice.node.peer_id) and request["count"] == 1
+    assert request["preview"] == "hello from a stranger"
+    accepted = await bob.call("POST", f"/v1/requests/{request['peer_id']}/accept")
+    assert accepted.status_code == 200, accepted.text
+    conforms(_response_schema("/v1/requests/{peer}/accept", "post", "200"), accepted.json(), doc)
+    # Keys came with the stranger's session: writing back needs nothing more.
+    assert accepted.json()["has_prekeys"] is True
+    assert (await bob.call("GET", "/v1/requests")).json() == {"requests": []}
+    assert_error(await bob.call("POST", f"/v1/requests/{request['peer_id']}/decline"), 404)
+
+
+async def test_requests_declined_or_blocked_are_deleted(alice: Api, bob: Api) -> None:
+    await _a_request_from(alice, bob)
+    peer = str(alice.node.peer_id)
+    declined = await bob.call("POST", f"/v1/requests/{peer}/decline")
+    assert declined.json() == {"deleted": 1, "blocked": False}
+    assert bob.node.conversations() == []
+    alice.node.send_text(bob.node.peer_id, "again")
+    deliver(alice.node, bob.node)
+    blocked = await bob.call("POST", f"/v1/requests/{peer}/block")
+    assert blocked.json() == {"deleted": 1, "blocked": True}
+    assert bob.node.is_blocked(alice.node.peer_id) and bob.node.conversations() == []
