@@ -121,7 +121,7 @@ class RateLimited(P2PDMError):
 
 
 class StampMissing(P2PDMError):
-    """A stranger's envelope carries no valid request stamp (docs/protocol.md §12.3).
+    """A stranger's envelope carries no valid request stamp (docs/protocol.md §17.2).
 
     Nothing was stored; it is answered ``rejected`` and counted.
     """

@@ -183,7 +183,7 @@ MAX_STORED_REQUEST_EVENTS = 2000
 #: the table a hostile API client could grow.
 MAX_BLOCKED_PEERS = 10_000
 
-#: Request stamp difficulty (docs/protocol.md §12.3): 2**18 BLAKE2b hashes on
+#: Request stamp difficulty (docs/protocol.md §17.2): 2**18 BLAKE2b hashes on
 #: average, about 1.4 s of one core for the reference client on the
 #: development machine (4 µs to check). A stranger pays it once a day per
 #: recipient; a spammer pays it for every recipient it writes to.

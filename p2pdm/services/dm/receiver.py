@@ -9,7 +9,7 @@ through the messenger, and acks each one: ``ok`` (stored now or before),
 stranger over its rate). Envelopes fetched from mailboxes take the same
 commit path (:meth:`Receiver.accept_all`).
 
-A blocked peer learns nothing (docs/protocol.md §12.1): its dm streams are
+A blocked peer learns nothing (docs/protocol.md §17.1): its dm streams are
 reset before a frame is read, so its node sees it as unreachable and
 deposits at mailboxes; what a mailbox brings from it is deleted there
 unseen and never receipted; an envelope of a blocked sender relayed on
