@@ -29,6 +29,7 @@ from p2pdm.daemon.home import Home, KdfLimits
 from p2pdm.daemon.runner import Running, RunOptions, run_node
 from p2pdm.net.upkeep import Upkeep
 from p2pdm.node.node import Node
+from p2pdm.sim.network import SIM_REQUEST_STAMP_BITS
 from p2pdm.store.memory import MemoryStore
 
 # The cheapest argon2id cost libsodium allows: the format is the same, the
@@ -37,10 +38,11 @@ FAST_KDF = KdfLimits(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
 TOKEN = "test-token-" + "x" * 32
 #: Every wait in these tests ends: a hung server fails the test instead.
 WAIT_S = 5.0
-#: Request stamps in tests prove 4 bits (16 hashes on average): the format
-#: and the checks are the same, the tests stay fast. The real cost
-#: (limits.REQUEST_STAMP_BITS) is exercised by a slow test.
-FAST_STAMP_BITS = 4
+#: Request stamps in tests prove as many bits as in a simulation (256 hashes
+#: on average), so nodes a test makes and the ``sim_network`` fixture's agree:
+#: the format and the checks are the same, the tests stay fast. The real
+#: cost (limits.REQUEST_STAMP_BITS) is exercised by a slow test.
+FAST_STAMP_BITS = SIM_REQUEST_STAMP_BITS
 
 
 @pytest.fixture(autouse=True)
