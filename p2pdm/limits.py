@@ -194,6 +194,10 @@ REQUEST_STAMP_BITS = 18
 #: writing to a few new people mints once for each.
 MAX_CACHED_REQUEST_STAMPS = 256
 
+#: Up to this difficulty (about 5 ms) a request stamp is minted in the event
+#: loop; above it in a worker thread, so the node stays responsive.
+REQUEST_INLINE_STAMP_BITS = 10
+
 #: New message requests (a stranger's first message while it has none
 #: pending) accepted an hour from all strangers together, and the burst
 #: above it. Past it a stranger's first message is answered ``retry``: its

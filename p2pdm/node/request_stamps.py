@@ -9,7 +9,8 @@ read (read receipts go to contacts only). A stamp is good for a day, so it
 is minted once per recipient and day and kept (MAX_CACHED_REQUEST_STAMPS).
 
 :meth:`RequestStamps.prepare` mints in a worker thread, off the event loop,
-before an async send; :meth:`RequestStamps.for_peer` is what the messenger
+before an async send (inline only up to REQUEST_INLINE_STAMP_BITS, a few
+milliseconds); :meth:`RequestStamps.for_peer` is what the messenger
 asks while it builds the envelope, and mints inline only if nothing was
 prepared (a synchronous caller).
 """
@@ -26,7 +27,7 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import stamp_day
 from p2pdm.core.model import direct_conversation_id
 from p2pdm.core.request_stamp import mint_request_stamp
-from p2pdm.limits import MAX_CACHED_REQUEST_STAMPS
+from p2pdm.limits import MAX_CACHED_REQUEST_STAMPS, REQUEST_INLINE_STAMP_BITS
 from p2pdm.store.base import Store
 
 __all__ = ["RequestStamps"]
@@ -87,4 +88,5 @@ class RequestStamps:
         day = stamp_day(now)
         if self._cached(peer, day) is None:
             mint = partial(mint_request_stamp, peer, self.me, now, self.bits)
-            self._keep(peer, day, await trio.to_thread.run_sync(mint))
+            cheap = self.bits <= REQUEST_INLINE_STAMP_BITS
+            self._keep(peer, day, mint() if cheap else await trio.to_thread.run_sync(mint))
