@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+import trio
 
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus
@@ -131,3 +132,25 @@ def test_a_node_keeps_no_more_stamps_than_its_cap() -> None:
     for _ in range(300):
         stamps.for_peer(Identity(os.urandom(32)).peer_id)
     assert len(stamps._stamps) == MAX_CACHED_REQUEST_STAMPS
+
+
+async def test_a_costly_stamp_is_made_off_the_event_loop() -> None:
+    alice, bob = _nodes()
+    stamps = alice.messenger.stamps
+    stamps.bits = 16  # tens of thousands of hashes: long enough to see the loop run
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.sleep(0.005)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tick)
+        started = trio.current_time()
+        await stamps.prepare(bob.peer_id)
+        took = trio.current_time() - started
+        nursery.cancel_scope.cancel()
+    assert stamps.for_peer(bob.peer_id) is not None  # made once, kept
+    assert took < 0.02 or ticks >= 2  # the loop ran while the stamp was made
