@@ -13,6 +13,7 @@ class is written for the person who sees it.
 from __future__ import annotations
 
 __all__ = [
+    "ActionRefused",
     "ArchiveError",
     "ConfigError",
     "DecryptError",
@@ -134,6 +135,11 @@ class ProtocolViolation(P2PDMError):
 # --- local use ------------------------------------------------------------
 
 
+class ActionRefused(P2PDMError):
+    """A reaction, edit or unsend is not allowed on that message (not yours, another
+    conversation, past the edit window, or unsent); nothing was sent."""
+
+
 class SessionError(P2PDMError):
     """An end-to-end session could not be set up or used."""
 
@@ -222,3 +228,8 @@ class NodeNotRunning(P2PDMError):
 class SimWorkerError(P2PDMError):
     """A `p2pdm sim` worker process died, hung or broke its pipe; the simulation was
     stopped. Its last stderr line says why; `--workers 1` runs the nodes in one process."""
+
+
+class ProfileRefused(P2PDMError):
+    """That profile value is refused: a handle is 3 to 30 of a-z, 0-9, '.' and '_' (after
+    Unicode NFKC and case folding), a bio is short, an avatar is an image of reasonable size."""

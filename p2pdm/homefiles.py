@@ -37,6 +37,7 @@ __all__ = [
     "API_TOKEN_FILE",
     "DEFAULT_API_PORT",
     "ENV_HOME",
+    "ENV_PASSPHRASE",
     "HomeDir",
     "HomeLike",
     "api_addr_path",
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 ENV_HOME: Final = "P2PDM_HOME"
+#: The passphrase of an encrypted home (identity file and store).
+ENV_PASSPHRASE: Final = "P2PDM_PASSPHRASE"
 #: File in the home where the running node writes its API address (host:port).
 API_ADDR_FILE: Final = "api_addr"
 API_TOKEN_FILE: Final = "api_token"

@@ -177,6 +177,126 @@ MAX_TRACKED_STRANGERS = 4096
 #: of MAX_STORED_EVENTS. Enough to list every pending request twice over.
 MAX_STORED_REQUEST_EVENTS = 2000
 
+# --- disappearing messages, search, typing ---------------------------------
+
+#: The disappearing-message timers a conversation may have, in seconds: off,
+#: 5 minutes, 1 hour, 1 day, 7 days (Signal's and WhatsApp's usual choices).
+#: Only these travel on the wire: a peer's other value is refused, so both
+#: sides always agree on what the setting means.
+DISAPPEARING_TIMERS_S = (0, 300, 3_600, 86_400, 604_800)
+
+#: How often the node looks for messages whose timer ran out. A message may
+#: outlive its timer by up to this much: short against the shortest timer
+#: (5 minutes), long enough that an idle node does not wake needlessly.
+EXPIRY_PURGE_INTERVAL_S = 15
+
+#: Most messages one purge pass erases in one transaction; the pass repeats
+#: until none is due, so a backlog (a node off for a week) never holds the
+#: store for long.
+MAX_EXPIRED_PER_PASS = 200
+
+#: The sender's copy of a disappearing message is erased when its timer ran
+#: after the recipient read it, but at the latest this long after the timer
+#: ran from sending: a recipient with read receipts off never says it read
+#: it, and the sender's copy must not stay for ever. As long as an envelope
+#: lives (ENVELOPE_TTL_SECONDS), so an undelivered message is not erased
+#: before it could have arrived.
+SENDER_EXPIRY_BACKSTOP_S = ENVELOPE_TTL_SECONDS
+
+#: Typing indicators: a conversation sends at most one typing signal per
+#: TYPING_INTERVAL_S (and the receiver shows at most one per peer in that
+#: time: the rest are accepted and dropped), and the peer shows "typing"
+#: for TYPING_LAPSE_S after the last one, so a client typing without
+#: pause sends again before it lapses. A signal that cannot be handed to
+#: an open connection within TYPING_SEND_TIMEOUT_S is dropped, never queued.
+TYPING_INTERVAL_S = 3
+TYPING_LAPSE_S = 6
+TYPING_SEND_TIMEOUT_S = 2
+
+#: Longest search query, in characters (so at most 128 words, each one
+#: term lookup in the index): a person's search, not a way to make the
+#: full-text index do unbounded work.
+MAX_SEARCH_QUERY_CHARS = 256
+
+#: Most search hits one request returns (its default: DEFAULT_SEARCH_HITS).
+MAX_SEARCH_HITS = 100
+DEFAULT_SEARCH_HITS = 20
+
+# --- message actions (reactions, edits, unsend) -----------------------------
+
+#: How long after sending a text its author may still edit it (milliseconds),
+#: as Instagram allows: long enough to fix a typo, short enough that what was
+#: read stays what was said.
+EDIT_WINDOW_MS = 15 * 60 * 1000
+
+#: Longest reaction, in UTF-8 bytes: one emoji, even a family or a flag with
+#: modifiers (about 25 bytes at most), not a sentence.
+MAX_REACTION_BYTES = 32
+
+#: Actions (reactions, edits, unsends) held while the message they target has
+#: not arrived yet (mailboxes reorder): per sender and in all. An unsend that
+#: overtakes its message must still win, so it waits here; past the caps the
+#: oldest held action is dropped and counted.
+MAX_HELD_ACTIONS_PER_PEER = 256
+MAX_HELD_ACTIONS = 4096
+
+#: How long a held action waits for its target (milliseconds): the target's
+#: envelope cannot arrive after its own expiry (ENVELOPE_TTL_SECONDS) plus the
+#: clock skew allowed, so an action older than that can never apply.
+HELD_ACTION_TTL_MS = (ENVELOPE_TTL_SECONDS + MAX_CLOCK_SKEW_SECONDS) * 1000
+
+#: Characters of the quoted message shown with a reply.
+REPLY_SNIPPET_CHARS = 120
+
+# --- profiles and handles ------------------------------------------------
+
+#: A handle is 3 to 30 of ``[a-z0-9._]`` after normalisation (docs/protocol.md
+#: §13): long enough to be distinct, short enough to type and to show.
+HANDLE_MIN_CHARS = 3
+HANDLE_MAX_CHARS = 30
+
+#: Longest handle a user may type before normalisation, in characters (a
+#: handle in fullwidth forms or with a leading '@' and blanks still fits).
+MAX_HANDLE_INPUT_CHARS = 64
+
+#: Longest profile bio, in characters and in UTF-8 bytes: a line or two, like
+#: a social profile's, not a page; the byte cap bounds what a record carries.
+MAX_BIO_CHARS = 160
+MAX_BIO_BYTES = 640
+
+#: Largest avatar in a profile (WebP or JPEG, metadata stripped): a 256-pixel
+#: picture fits, and a node record with one stays far under the DHT's
+#: MAX_RECORD_BYTES (net/limits.py) and MAX_NODE_RECORD_BYTES below.
+MAX_AVATAR_BYTES = 16 << 10
+
+#: Largest picture the node makes an avatar from. Sent base64 in a JSON body,
+#: it must fit the API's body cap (256 KiB, api/guard.py); the CLI shrinks a
+#: larger photo on the user's machine before sending it.
+MAX_AVATAR_INPUT_BYTES = 160 << 10
+
+#: Most pixels of a picture the node decodes into an avatar (a 4000 x 4000
+#: photo). Checked from the header before decoding: a small file can claim a
+#: huge canvas (a 1-bit PNG of 100 million pixels is a few kilobytes) that
+#: would take gigabytes to decode.
+MAX_AVATAR_INPUT_PIXELS = 16_000_000
+
+#: Largest signed node record (prekey bundle, mailboxes, addresses, relayed
+#: addresses, profile). A record holds a bundle (< 1 KiB), up to MAX_ADDRS
+#: mailbox addresses of MAX_ADDR_BYTES (4 KiB), as many other addresses
+#: (4 KiB), up to 8 relayed addresses (core/records.py MAX_RELAY_ADDRS: 2 KiB)
+#: and a profile (MAX_AVATAR_BYTES + name + bio + handle: under 17 KiB):
+#: under 28 KiB.
+#: The DHT holds values up to 64 KiB (net/limits.py MAX_RECORD_BYTES).
+MAX_NODE_RECORD_BYTES = 32 << 10
+
+#: Most claimants a handle lookup shows: the contacts and the longest seen
+#: first. Claims are free, so a flood of fresh ones must not bury the
+#: claimants a person has seen before.
+MAX_HANDLE_CLAIMANTS = 10
+
+#: Claims (handle, claimant, first seen) a node remembers; the least recently
+#: seen are forgotten first. Bounds the store whatever lookups return.
+MAX_HANDLE_SIGHTINGS = 4096
 # --- blocking and message requests ------------------------------------------
 
 #: Peers one node may block: far more than a person blocks, and a bound on

@@ -112,7 +112,13 @@ class FakeHost:
         if not self.online:
             raise PeerUnreachable("this host is offline")
 
-    async def get_record(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
+    async def get_record(
+        self,
+        key: str,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        keep: bool = True,
+    ) -> bytes | None:
         self._check_online()
         return self.net.records.get(key)
 

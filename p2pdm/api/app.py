@@ -69,6 +69,33 @@ from p2pdm.api.handlers import (
     read_message,
     send_message,
 )
+from p2pdm.api.handlers_actions import (
+    DELETE_FOR,
+    EDIT_MESSAGE,
+    NEW_REACTION,
+    delete_conversation,
+    delete_message,
+    edit_message,
+    react,
+)
+from p2pdm.api.handlers_batch import BATCH_ROUTE
+from p2pdm.api.handlers_conversations import (
+    CONVERSATION_PATCH,
+    SEARCH_PARAMETERS,
+    TYPING_RESULT,
+    patch_conversation,
+    search_messages,
+    send_typing,
+)
+from p2pdm.api.handlers_profile import (
+    DIRECTORY_PARAMETERS,
+    PROFILE_PATCH,
+    PROFILE_SCHEMAS,
+    clear_profile,
+    find_handle,
+    get_profile,
+    patch_profile,
+)
 from p2pdm.api.handlers_requests import (
     SCHEMAS as REQUEST_SCHEMAS,
 )
@@ -80,6 +107,15 @@ from p2pdm.api.handlers_requests import (
     list_blocked,
     list_requests,
     unblock_peer,
+)
+from p2pdm.api.handlers_web import (
+    DEMO,
+    INVITE,
+    DemoControl,
+    delete_demo,
+    get_demo,
+    get_invite,
+    start_demo,
 )
 from p2pdm.api.openapi import build_document
 from p2pdm.api.payload import (
@@ -104,12 +140,22 @@ from p2pdm.api.schema import (
     ref,
 )
 from p2pdm.api.schema import query_int as query_int_param
+from p2pdm.api.sessions import (
+    LOGIN_CODE,
+    SESSION,
+    SESSION_ID_PATTERN,
+    LoginCodes,
+    create_login_code,
+    delete_session,
+    list_sessions,
+)
 from p2pdm.api.views import (
     SCHEMAS,
 )
+from p2pdm.api.web import SecurityHeaders, web_routes
 from p2pdm.core.model import TokenScope
 from p2pdm.errors import P2PDMError
-from p2pdm.limits import MAX_PAGE_SIZE
+from p2pdm.limits import DEFAULT_SEARCH_HITS, MAX_PAGE_SIZE, MAX_SEARCH_HITS
 from p2pdm.node.node import Node
 
 __all__ = ["ROUTES", "create_app", "openapi_document"]
@@ -130,6 +176,7 @@ def _check_path(request: Request, patterns: dict[str, re.Pattern[str]]) -> None:
 _PATH_RULES: Final = {
     "message_id": "not a message id (32 hex characters)",
     "peer_id": "not a contact's PeerID or name",
+    "session_id": "not a session id (web-session- and 12 hex characters)",
     "peer": "not a PeerID or a contact's name",
     "name": "a token name is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
     "letter or digit (the owner's token is <home>/api_token, not revoked here)",
@@ -468,6 +515,270 @@ ROUTES: Final[tuple[Route, ...]] = (
         ),
     ),
     Route(
+        "/v1/conversations/{conversation}",
+        "PATCH",
+        patch_conversation,
+        _SEND,
+        Doc(
+            "updateConversation",
+            "Set a conversation's disappearing-messages timer (the peer is told), or mute "
+            "or archive it",
+            ("200", ref("Conversation"), "the conversation after the change"),
+            {
+                **_NOT_FOUND,
+                **_BODY,
+                "422": "a new timer needs a session or prekeys for the peer, to tell it",
+            },
+            parameters=(_CONVERSATION,),
+            body=ref("ConversationPatch"),
+            schemas={"ConversationPatch": CONVERSATION_PATCH},
+        ),
+    ),
+    Route(
+        "/v1/conversations/{conversation}/typing",
+        "POST",
+        send_typing,
+        _SEND,
+        Doc(
+            "sendTyping",
+            "Tell the contact you are typing: over an open connection only, never queued "
+            "or kept; it shows for a few seconds (off with read receipts)",
+            ("200", ref("TypingResult"), "whether the signal was sent, and if not why"),
+            _NOT_FOUND,
+            parameters=(_CONVERSATION,),
+            schemas={"TypingResult": TYPING_RESULT},
+        ),
+    ),
+    Route(
+        "/v1/search",
+        "GET",
+        search_messages,
+        _READ,
+        Doc(
+            "searchMessages",
+            "Find messages by the words of their text, newest first",
+            ("200", ref("SearchResults"), "the messages found (maybe none)"),
+            {"404": "'peer' is not a PeerID and no contact has that name"},
+            parameters=(
+                *SEARCH_PARAMETERS,
+                query_int_param("limit", "most results", 1, MAX_SEARCH_HITS, DEFAULT_SEARCH_HITS),
+            ),
+        ),
+    ),
+    Route(
+        "/v1/messages/{message_id}/reactions",
+        "POST",
+        react,
+        _SEND,
+        Doc(
+            "reactToMessage",
+            "React to a message with one emoji (replaces yours; an empty one takes it back)",
+            ("200", ref("Message"), "the message with its reactions"),
+            {**_NOT_FOUND, **_BODY, "422": "the message was unsent or cannot take reactions"},
+            parameters=(_MESSAGE_ID,),
+            body=ref("NewReaction"),
+            schemas={"NewReaction": NEW_REACTION},
+        ),
+    ),
+    Route(
+        "/v1/messages/{message_id}",
+        "PATCH",
+        edit_message,
+        _SEND,
+        Doc(
+            "editMessage",
+            "Change the text of your own message, within 15 minutes of sending it",
+            ("200", ref("Message"), "the message with its new text"),
+            {
+                **_NOT_FOUND,
+                **_BODY,
+                "422": "not your message, not a text, unsent, or past the edit window",
+            },
+            parameters=(_MESSAGE_ID,),
+            body=ref("EditMessage"),
+            schemas={"EditMessage": EDIT_MESSAGE},
+        ),
+    ),
+    Route(
+        "/v1/messages/{message_id}",
+        "DELETE",
+        delete_message,
+        _SEND,
+        Doc(
+            "deleteMessage",
+            "Unsend your own message for everyone, or (for=me) delete a message here only",
+            ("204", None, "unsent (GET shows it as 'unsent'), or deleted here (for=me)"),
+            {**_NOT_FOUND, "422": "unsending a message that is not yours"},
+            parameters=(_MESSAGE_ID, DELETE_FOR),
+        ),
+    ),
+    Route(
+        "/v1/conversations/{conversation}",
+        "DELETE",
+        delete_conversation,
+        _SEND,
+        Doc(
+            "deleteConversation",
+            "Delete a conversation and its messages from this node only (nobody is told)",
+            ("204", None, "deleted"),
+            _NOT_FOUND,
+            parameters=(_CONVERSATION,),
+        ),
+    ),
+    Route(
+        "/v1/profile",
+        "GET",
+        get_profile,
+        _READ,
+        Doc(
+            "getProfile",
+            "The profile this node publishes in its signed record (none until set)",
+            ("200", ref("Profile"), "the profile; published is false when none is set"),
+            schemas=PROFILE_SCHEMAS,
+        ),
+    ),
+    Route(
+        "/v1/profile",
+        "PATCH",
+        patch_profile,
+        _ADMIN,
+        Doc(
+            "updateProfile",
+            "Set some profile fields ('' clears one) and republish the record",
+            ("200", ref("Profile"), "the profile after the change"),
+            {
+                **_BODY,
+                "422": "a handle that cannot be claimed (look-alike characters, length), "
+                "a bio too long, or a picture that is unreadable, too large or a "
+                "decompression bomb: nothing changed",
+            },
+            body=ref("ProfilePatch"),
+            schemas={"ProfilePatch": PROFILE_PATCH},
+        ),
+    ),
+    Route(
+        "/v1/profile",
+        "DELETE",
+        clear_profile,
+        _ADMIN,
+        Doc(
+            "clearProfile",
+            "Stop publishing a profile: the record carries none, the handle is not provided",
+            ("204", None, "cleared"),
+        ),
+    ),
+    Route(
+        "/v1/directory",
+        "GET",
+        find_handle,
+        _READ,
+        Doc(
+            "findHandle",
+            "Every checked claimant of a handle, likeliest first (contacts, then the "
+            "longest seen); a claim is not proof: compare safety numbers",
+            ("200", ref("Directory"), "the claimants (maybe none)"),
+            {"422": "a handle that cannot be claimed, or the node is not on the network"},
+            parameters=DIRECTORY_PARAMETERS,
+        ),
+    ),
+    Route(
+        "/v1/invite",
+        "GET",
+        get_invite,
+        _READ,
+        Doc(
+            "getInvite",
+            "A fresh invite, as text and as an SVG QR code",
+            ("200", ref("Invite"), "the invite"),
+            schemas={"Invite": INVITE},
+        ),
+    ),
+    Route(
+        "/v1/demo",
+        "GET",
+        get_demo,
+        _READ,
+        Doc(
+            "getDemo",
+            "Whether the local demo bot is offered and running",
+            ("200", ref("Demo"), "the demo bot"),
+            schemas={"Demo": DEMO},
+        ),
+    ),
+    Route(
+        "/v1/demo",
+        "POST",
+        start_demo,
+        _ADMIN,
+        Doc(
+            "startDemo",
+            "Start the local demo bot (a second node on this machine, home under this "
+            "node's) and add it as a contact; it answers every message",
+            ("201", ref("Demo"), "the demo bot, running"),
+            {"422": "this node runs without the demo bot"},
+        ),
+    ),
+    Route(
+        "/v1/demo",
+        "DELETE",
+        delete_demo,
+        _ADMIN,
+        Doc(
+            "removeDemo",
+            "Stop the demo bot, forget it as a contact and delete its home",
+            ("200", ref("Demo"), "the demo bot, removed"),
+        ),
+    ),
+    Route(
+        "/v1/sessions/codes",
+        "POST",
+        create_login_code,
+        _ADMIN,
+        Doc(
+            "createLoginCode",
+            "A one-time sign-in link for the web app (expires after 5 minutes)",
+            ("201", ref("LoginCode"), "the link"),
+            schemas={"LoginCode": LOGIN_CODE},
+        ),
+    ),
+    Route(
+        "/v1/sessions",
+        "GET",
+        list_sessions,
+        _ADMIN,
+        Doc(
+            "listSessions",
+            "The web app's signed-in browsers (never their secrets)",
+            ("200", ref("SessionList"), "the sessions, oldest first"),
+            schemas={
+                "Session": SESSION,
+                "SessionList": {
+                    "type": "object",
+                    "properties": {"sessions": {"type": "array", "items": ref("Session")}},
+                    "required": ["sessions"],
+                    "additionalProperties": False,
+                },
+            },
+        ),
+    ),
+    Route(
+        "/v1/sessions/{session_id}",
+        "DELETE",
+        delete_session,
+        _ADMIN,
+        Doc(
+            "revokeSession",
+            "Sign a browser out: its session stops working at once",
+            ("204", None, "revoked"),
+            _NOT_FOUND,
+            parameters=(
+                path_param(
+                    "session_id", {"type": "string", "pattern": SESSION_ID_PATTERN}, "the session"
+                ),
+            ),
+        ),
+    ),
+    Route(
         "/v1/openapi.json",
         "GET",
         get_openapi,
@@ -568,6 +879,7 @@ ROUTES: Final[tuple[Route, ...]] = (
             parameters=(_PEER,),
         ),
     ),
+    BATCH_ROUTE,
 )
 
 
@@ -600,7 +912,7 @@ def _routes() -> list[BaseRoute]:
     ]
     # The same path over WebSocket (Starlette matches routes by scope type).
     routes.append(WebSocketRoute("/v1/events", websocket_events))
-    return routes
+    return [*routes, *web_routes()]
 
 
 def _by_method(
@@ -613,12 +925,25 @@ def _by_method(
     return dispatch
 
 
-def create_app(node: Node, token: str) -> Starlette:
-    """The local API for ``node``: ``token`` is the owner's, named tokens are in its store."""
+def create_app(
+    node: Node,
+    token: str,
+    login_codes: LoginCodes | None = None,
+    demo: DemoControl | None = None,
+) -> Starlette:
+    """The local API for ``node``, and the web app: ``token`` is the owner's, named
+    tokens and web sessions are in its store; ``login_codes``: the unspent sign-in
+    codes (shared with the start-up line), else a fresh set; ``demo``: the local
+    demo bot, when the daemon runs one."""
     app = Starlette(
         routes=_routes(),
-        middleware=[Middleware(LocalGuard, token=token, tokens=node.store.list_tokens)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(LocalGuard, token=token, tokens=node.store.list_tokens),
+        ],
         exception_handlers={HTTPException: _http_error, Exception: _unhandled},
     )
     app.state.node = node
+    app.state.login_codes = login_codes or LoginCodes(node.random_bytes)
+    app.state.demo = demo
     return app

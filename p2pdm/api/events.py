@@ -110,10 +110,22 @@ def _events_json(node: Node, page: EventPage) -> list[dict[str, Any]]:
     out = []
     for event in page.events:
         message = None
-        if event.type is EventType.MESSAGE_RECEIVED and event.message_id is not None:
+        if event.type in _WITH_MESSAGE and event.message_id is not None:
             message = node.store.get_message(event.message_id)
-        out.append(event_json(event, message))
+        extras = None if message is None else node.extras([message])[message.id]
+        out.append(event_json(event, message, extras))
     return out
+
+
+#: Events that carry their message as stored now.
+_WITH_MESSAGE: Final = frozenset(
+    {
+        EventType.MESSAGE_RECEIVED,
+        EventType.MESSAGE_REACTION,
+        EventType.MESSAGE_EDITED,
+        EventType.MESSAGE_UNSENT,
+    }
+)
 
 
 def _filters(

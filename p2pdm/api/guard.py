@@ -14,10 +14,20 @@ HTTP request (and WebSocket handshake) before any route does, in this order:
    none. So a page of another origin can't open ``/v1/events`` (or anything
    else) even once the web app, served from the API's own origin, signs in
    with a cookie.
-3. ``Authorization: Bearer <token>`` must be the owner's token or a named
-   token in the store (:mod:`p2pdm.node.tokens`), compared in constant time, else
-   401. Browsers never attach it on their own. What the token may do (its
+3. Under ``/v1``: ``Authorization: Bearer <token>`` must be the owner's token
+   or a named token in the store (:mod:`p2pdm.node.tokens`), compared in
+   constant time, else 401. Browsers never attach it on their own. Without
+   one, the web app's session cookie (:mod:`p2pdm.api.sessions`) is checked
+   the same way against the stored sessions. A browser attaches a cookie on
+   its own, so a cookie-authenticated request that may change anything (any
+   method but GET and HEAD) must also prove it comes from the app itself:
+   an ``Origin`` header (step 2 made sure it is ours) or the
+   :data:`CSRF_HEADER`, which no other site's page can send without a CORS
+   pre-flight that step 2 refuses. The cookie is ``SameSite=Strict`` as
+   well, so other sites' requests carry none. What the token may do (its
    :class:`~p2pdm.node.tokens.Grant`) goes to the routes in ``scope["state"]``.
+   Paths outside ``/v1`` (the web app's files and ``/login``) need no token:
+   they hold nothing secret, and ``/login`` checks its own one-time code.
 4. A declared ``Content-Length`` over :data:`MAX_API_BODY_BYTES` gets 413
    before the body is read; a body sent in chunks is counted as it arrives
    and reading it raises :class:`RequestError` (413) at the cap.
@@ -31,13 +41,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from p2pdm.api.payload import RequestError
 from p2pdm.core.model import ApiToken
-from p2pdm.node.tokens import Grant, authenticate
+from p2pdm.node.tokens import Grant, authenticate, is_session
 
 __all__ = [
+    "CSRF_HEADER",
     "GRANT_KEY",
     "LOOPBACK_HOST_NAMES",
     "MAX_API_BODY_BYTES",
@@ -58,6 +70,14 @@ LOOPBACK_HOST_NAMES: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 #: WebSocket close code for a refused handshake (RFC 6455 "policy violation").
 WS_POLICY_VIOLATION: Final = 1008
+
+#: The header the web app sends on every request (any value): a page of
+#: another origin cannot send it without a pre-flight, which is refused.
+CSRF_HEADER: Final = "x-p2pdm-csrf"
+#: The web app's session cookie (:mod:`p2pdm.api.sessions`).
+SESSION_COOKIE: Final = "p2pdm_session"
+#: Methods that change nothing, so a cookie alone may make them.
+SAFE_METHODS: Final = frozenset({"GET", "HEAD"})
 
 #: Where the request's :class:`~p2pdm.node.tokens.Grant` is kept in ``scope["state"]``.
 GRANT_KEY: Final = "p2pdm_grant"
@@ -135,6 +155,10 @@ def _bearer(header: str | None) -> str | None:
     return given.strip()
 
 
+def _is_api(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
 class _BodyCap:
     """Wraps ``receive`` and refuses the body once it passes the cap."""
 
@@ -181,8 +205,25 @@ class LocalGuard:
         self._max_body = max_body_bytes
 
     def _grant(self, scope: Scope) -> Grant | None:
-        given = _bearer(_header(scope, b"authorization"))
-        return None if given is None else authenticate(given, self._token, self._tokens())
+        header = _header(scope, b"authorization")
+        if header is not None:
+            given = _bearer(header)
+            return None if given is None else authenticate(given, self._token, self._tokens())
+        return self._cookie_grant(scope)
+
+    def _cookie_grant(self, scope: Scope) -> Grant | None:
+        cookies = _headers(scope, b"cookie")
+        secret = cookie_parser("; ".join(cookies)).get(SESSION_COOKIE) if cookies else None
+        if not secret:
+            return None
+        method = scope.get("method", "GET")  # a WebSocket handshake is a GET
+        if method not in SAFE_METHODS and not (
+            _headers(scope, b"origin") or _headers(scope, CSRF_HEADER.encode())
+        ):
+            return None  # a cookie alone never changes anything
+        sessions = [t for t in self._tokens() if is_session(t)]
+        # Never the owner's token: a cookie holds a session and nothing else.
+        return authenticate(secret, "", sessions) if sessions else None
 
     def _refusal(self, scope: Scope) -> RequestError | None:
         host = _header(scope, b"host")
@@ -195,13 +236,16 @@ class LocalGuard:
         refused = _origin_refusal(scope)
         if refused is not None:
             return refused
+        if not _is_api(scope.get("path", "")):
+            return None
         grant = self._grant(scope)
         if grant is None:
             return RequestError(
                 401,
                 "unauthorized",
                 "send an API token as 'Authorization: Bearer <token>' "
-                "(the owner's is in <home>/api_token; `p2pdm token create` makes scoped ones)",
+                "(the owner's is in <home>/api_token; `p2pdm token create` makes scoped ones), "
+                "or sign in to the web app with `p2pdm ui`",
                 {"WWW-Authenticate": 'Bearer realm="p2pdm"'},
             )
         scope.setdefault("state", {})[GRANT_KEY] = grant

@@ -31,8 +31,8 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.model import TokenScope
 from p2pdm.errors import NotFound
 from p2pdm.limits import MAX_INVITE_CHARS, MAX_PAGE_SIZE, MAX_TEXT_BYTES
-from p2pdm.node.node import SETTINGS, Node, parse_conversation_id
-from p2pdm.node.tokens import create_token, revoke_token
+from p2pdm.node.node import SETTINGS, Node, parse_conversation_id, parse_message_id
+from p2pdm.node.tokens import create_token, is_session, revoke_token
 
 __all__ = [
     "NEW_CONTACT",
@@ -160,14 +160,17 @@ async def send_message(request: Request, node: Node) -> Response:
     to = body.text("to")
     text = body.text("text")
     idempotency = _idempotency(request, body.opt_text("idempotency_key"))
+    reply_text = body.opt_text("reply_to")
     body.done()
     peer = _visible_peer(request, node, to)
-    sent = await node.submit(peer, text, idempotency=idempotency)
+    reply_to = None if reply_text is None else parse_message_id(reply_text)
+    sent = await node.submit(peer, text, idempotency=idempotency, reply_to=reply_to)
     message = sent.message
+    shown = message_json(message, extras=node.extras([message])[message.id])
     if sent.replayed:  # a retry: the same message, not a second one
-        return JSONResponse(message_json(message), headers={"Idempotent-Replayed": "true"})
+        return JSONResponse(shown, headers={"Idempotent-Replayed": "true"})
     return JSONResponse(
-        message_json(message),
+        shown,
         status_code=201,
         headers={"Location": f"/v1/messages/{message.id.hex()}"},
     )
@@ -195,8 +198,14 @@ SEND_MESSAGE: Final[Schema] = obj(
             "description": "a retry with the same key (per token, kept for a day) "
             "returns the message the first request made instead of sending again",
         },
+        "reply_to": {
+            "type": ["string", "null"],
+            "pattern": "^[0-9a-fA-F]{32}$",
+            "description": "the id of a message of the same conversation this one "
+            "replies to (anything else is refused with 400)",
+        },
     },
-    optional=("idempotency_key",),
+    optional=("idempotency_key", "reply_to"),
 )
 
 
@@ -211,13 +220,14 @@ def _message_id(request: Request, node: Node) -> str:
 
 async def get_message(request: Request, node: Node) -> Response:
     message, history = node.message(_message_id(request, node))
-    body = message_json(message, node.status_detail(message))
+    body = message_json(message, node.status_detail(message), node.extras([message])[message.id])
     return JSONResponse({**body, "history": [status_json(c) for c in history]})
 
 
 async def read_message(request: Request, node: Node) -> Response:
     message = node.mark_message_read(_message_id(request, node))
-    return JSONResponse(message_json(message, node.status_detail(message)))
+    extras = node.extras([message])[message.id]
+    return JSONResponse(message_json(message, node.status_detail(message), extras))
 
 
 # --- conversations ---------------------------------------------------------------
@@ -235,9 +245,12 @@ async def conversation_messages(request: Request, node: Node) -> Response:
     before = query_int(request, "before", None, 0, MAX_CURSOR)
     assert limit is not None
     page = node.messages(_visible_conversation(request, node), limit, before)
+    extras = node.extras(list(page.messages))
     return JSONResponse(
         {
-            "messages": [message_json(m, node.status_detail(m)) for m in page.messages],
+            "messages": [
+                message_json(m, node.status_detail(m), extras[m.id]) for m in page.messages
+            ],
             "next_before": page.next_before,
         }
     )
@@ -278,7 +291,8 @@ SETTINGS_PATCH: Final[Schema] = obj(
 
 
 async def list_tokens(request: Request, node: Node) -> Response:
-    return JSONResponse({"tokens": [token_json(t) for t in node.store.list_tokens()]})
+    tokens = [token_json(t) for t in node.store.list_tokens() if not is_session(t)]
+    return JSONResponse({"tokens": tokens})
 
 
 async def add_token(request: Request, node: Node) -> Response:

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from p2pdm.api.schema import Schema, obj
 from p2pdm.core.model import EventType
 from p2pdm.errors import (
+    ActionRefused,
     ConfigError,
     IdempotencyConflict,
     InviteError,
@@ -29,6 +30,7 @@ from p2pdm.errors import (
     NotFound,
     P2PDMError,
     PeerBlocked,
+    ProfileRefused,
     SessionError,
     StoreError,
     WireError,
@@ -72,8 +74,10 @@ ERROR_STATUS: Final[tuple[tuple[type[P2PDMError], int, str], ...]] = (
     (ConfigError, 400, "invalid_setting"),
     (SessionError, 422, "no_session"),
     (IdempotencyConflict, 422, "idempotency_key_reused"),
+    (ActionRefused, 422, "action_refused"),
     (NameRefused, 409, "name_refused"),
     (PeerBlocked, 409, "peer_blocked"),
+    (ProfileRefused, 422, "profile_refused"),
     (TooManyListeners, 503, "too_many_listeners"),
     (StoreError, 500, "store_error"),
     (P2PDMError, 422, "rejected"),
@@ -217,6 +221,20 @@ class JSONObject:
         if value is None or isinstance(value, str):
             return value
         raise bad_request(f"field {key!r} must be a string, not {_json_type(value)}")
+
+    def opt_bool(self, key: str) -> bool | None:
+        """An optional boolean field (absent or null gives None)."""
+        value = self._get(key)
+        if value is None or isinstance(value, bool):
+            return value
+        raise bad_request(f"field {key!r} must be a boolean, not {_json_type(value)}")
+
+    def opt_int(self, key: str) -> int | None:
+        """An optional integer field (absent or null gives None; 1.0 is not one)."""
+        value = self._get(key)
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise bad_request(f"field {key!r} must be an integer, not {_json_type(value)}")
 
     def opt_text_list(self, key: str) -> list[str]:
         """An optional list of strings (absent or null gives []), at most MAX_LIST_ITEMS."""

@@ -19,7 +19,7 @@ from typing import Any, Final, NamedTuple
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import TokenScope
 from p2pdm.limits import MAX_NAME_BYTES
-from p2pdm.node.tokens import OWNER, TOKEN_NAME_PATTERN
+from p2pdm.node.tokens import OWNER, SESSION_PREFIX, TOKEN_NAME_PATTERN
 
 __all__ = [
     "BOOL",
@@ -150,9 +150,9 @@ NAME: Final[Schema] = {
 }
 TOKEN_NAME: Final[Schema] = {
     "type": "string",
-    "pattern": f"^(?!{OWNER}$){TOKEN_NAME_PATTERN.pattern}$",
+    "pattern": f"^(?!{OWNER}$)(?!{SESSION_PREFIX}){TOKEN_NAME_PATTERN.pattern}$",
     "description": f"letters, digits, '.', '_' or '-', starting with a letter or digit; "
-    f"not {OWNER!r}",
+    f"not {OWNER!r}, not starting with {SESSION_PREFIX!r} (web sign-in sessions)",
 }
 SCOPE: Final[Schema] = {
     "type": "string",

@@ -29,6 +29,8 @@ from hypercorn.typing import ASGIFramework
 from hypercorn.utils import wrap_app
 
 from p2pdm.api.app import create_app
+from p2pdm.api.handlers_web import DemoControl
+from p2pdm.api.sessions import LoginCodes
 from p2pdm.errors import ConfigError
 from p2pdm.node.node import Node
 
@@ -113,12 +115,16 @@ async def serve_api(
     host: str,
     port: int,
     *,
+    login_codes: LoginCodes | None = None,
+    demo: DemoControl | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,  # trio.TaskStatus[tuple[str, int]]
 ) -> None:
     """Serve the local API for ``node`` until cancelled.
 
     Reports the bound ``(host, port)`` through ``task_status`` once it
-    accepts connections (``port=0`` picks a free port). Raises
+    accepts connections (``port=0`` picks a free port). ``login_codes``: the
+    web app's unspent sign-in codes, when the caller makes some too; ``demo``:
+    the local demo bot the daemon runs. Raises
     :class:`ConfigError` if ``host`` is not a loopback address or the port
     cannot be bound.
     """
@@ -126,7 +132,7 @@ async def serve_api(
     try:
         bound_host, bound_port = sock.getsockname()[:2]
         # Starlette and hypercorn type the same ASGI callable differently.
-        asgi = cast(ASGIFramework, create_app(node, token))
+        asgi = cast(ASGIFramework, create_app(node, token, login_codes, demo))
         app = wrap_app(asgi, 0, "asgi")  # 0: the WSGI body cap, unused for ASGI
         async with trio.open_nursery() as nursery:
             await nursery.start(

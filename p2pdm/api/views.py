@@ -26,6 +26,7 @@ from p2pdm.api.schema import (
     obj,
     ref,
 )
+from p2pdm.core.eventlog import MUTED_DETAIL
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Contact,
@@ -38,10 +39,13 @@ from p2pdm.core.model import (
     StatusChange,
     StoredMessage,
 )
-from p2pdm.limits import MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
+from p2pdm.limits import DISAPPEARING_TIMERS_S, MAX_STORED_EVENTS, MAX_STORED_REQUEST_EVENTS
+from p2pdm.node.actions import MessageExtras
 from p2pdm.node.contact_names import fingerprint
 from p2pdm.node.messenger import is_unsupported, message_text
+from p2pdm.node.notices import message_notice, message_timer
 from p2pdm.node.tokens import token_json
+from p2pdm.store.base import SearchHit
 
 __all__ = [
     "SCHEMAS",
@@ -50,6 +54,7 @@ __all__ = [
     "event_json",
     "message_json",
     "recipient_json",
+    "search_hit_json",
     "status_json",
     "token_json",
 ]
@@ -69,6 +74,8 @@ NODE: Final[Schema] = obj(
             "additionalProperties": INT,
             "description": "contacts, messages, unread, requests, outbox, "
             "requests_dropped (pending requests dropped over the caps, ever), "
+            "actions_refused (reactions, edits, unsends refused on receipt, ever), "
+            "held_actions_dropped (actions whose message never arrived, ever), "
             "dropped_blocked (envelopes from blocked peers dropped since start), "
             "dropped_unstamped (strangers' envelopes without a valid request stamp, "
             "since start)",
@@ -82,6 +89,11 @@ NODE: Final[Schema] = obj(
             "oneOf": [{"type": "null"}, ref("DhtStats")],
             "description": "what this node's DHT store holds and refused; "
             "null when it is not on the network",
+        },
+        "reachability": {
+            "oneOf": [{"type": "null"}, ref("Reachability")],
+            "description": "whether other nodes can dial this one, its relays and "
+            "hole punching; null when it is not on the network",
         },
         "token": {
             **obj({"name": STRING, "scope": SCOPE}),
@@ -105,6 +117,60 @@ DHT_STATS: Final[Schema] = obj(
             "peer_cap, store_full, too_large",
         },
         "evicted": {**INT, "description": "records evicted to make room"},
+        "routing_table": {**INT, "description": "peers in the DHT routing table"},
+        "connected_peers": {**INT, "description": "peers with an open connection now"},
+    }
+)
+
+REACHABILITY: Final[Schema] = obj(
+    {
+        "status": {
+            "type": "string",
+            "enum": ["public", "private", "unknown"],
+            "description": "public: other nodes can dial this one; private: they "
+            "cannot (behind a router or firewall); unknown: too few peers agree yet",
+        },
+        "reached": {**INT, "description": "peers that dialed us back at the last check"},
+        "failed": {**INT, "description": "peers that tried to dial us back and could not"},
+        "silent": {**INT, "description": "peers asked that gave no answer"},
+        "dht_mode": {
+            "type": "string",
+            "enum": ["server", "client"],
+            "description": "server: this node answers DHT queries (public nodes only, "
+            "unless forced)",
+        },
+        "relayed_addrs": {
+            "type": "array",
+            "items": STRING,
+            "description": "addresses through the relays this node holds reservations "
+            "on (behind NAT); published in its signed record",
+        },
+        "lan_peers": {**INT, "description": "p2pdm nodes found on the local network (mDNS)"},
+        "hole_punch": {
+            **obj({"successes": INT, "failures": INT, "direct_dials": INT}),
+            "description": "upgrades of relayed connections to direct ones since start: "
+            "hole punches (DCUtR) that succeeded and failed, and relayed peers reached "
+            "by a plain direct dial",
+        },
+        "relay": {
+            "oneOf": [{"type": "null"}, ref("RelayStats")],
+            "description": "what this node's relay serves; null unless it runs with --relay",
+        },
+    }
+)
+
+RELAY_STATS: Final[Schema] = obj(
+    {
+        "reservations": {**INT, "description": "reservations held for nodes behind NAT"},
+        "circuits_open": INT,
+        "circuits_total": {**INT, "description": "circuits relayed since start"},
+        "circuits_cut": {**INT, "description": "circuits ended at their byte or time limit"},
+        "refused": {
+            "type": "object",
+            "additionalProperties": INT,
+            "description": "requests refused since start, by reason: reservation_limit, "
+            "no_reservation, circuit_limit, malformed",
+        },
     }
 )
 
@@ -168,8 +234,19 @@ ADDED_CONTACT: Final[Schema] = obj(
 # --- messages --------------------------------------------------------------------
 
 
-def message_json(message: StoredMessage, detail: str = "") -> dict[str, Any]:
-    """``detail``: the note of the message's latest status (see Node.status_detail)."""
+def message_json(
+    message: StoredMessage, detail: str = "", extras: MessageExtras | None = None
+) -> dict[str, Any]:
+    """``detail``: the note of the message's latest status (see Node.status_detail);
+    ``extras``: its reply snippet and reactions (Node.extras)."""
+    extras = extras or MessageExtras()
+    reply = None
+    if extras.reply_to is not None:
+        reply = {
+            "id": extras.reply_to.hex(),
+            "text": extras.reply_snippet,
+            "available": extras.reply_snippet is not None,
+        }
     return {
         "id": message.id.hex(),
         "conversation_id": message.conversation_id.hex(),
@@ -184,6 +261,16 @@ def message_json(message: StoredMessage, detail: str = "") -> dict[str, Any]:
         "status_detail": detail,
         "request": message.request,
         "recipients": [recipient_json(r) for r in message.recipients],
+        "reply_to": reply,
+        "reactions": {
+            emoji: [str(peer) for peer in peers] for emoji, peers in extras.reactions.items()
+        },
+        "edited": message.edited_at_ms is not None,
+        "edited_at_ms": message.edited_at_ms,
+        "unsent": message.unsent,
+        "timer_s": message_timer(message),
+        "expires_at_ms": message.expires_at_ms,
+        "notice": message_notice(message),
     }
 
 
@@ -221,6 +308,54 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
         "items": ref("Recipient"),
         "description": "an outgoing message's status per recipient (one for a one-to-one "
         "message); 'status' is the least advanced of theirs. Empty for incoming messages",
+    },
+    "reply_to": {
+        "oneOf": [
+            {"type": "null"},
+            obj(
+                {
+                    "id": HEX_ID,
+                    "text": {
+                        "type": ["string", "null"],
+                        "description": "the start of the quoted message's text; null when "
+                        "the original message is unavailable (unsent, deleted, never arrived)",
+                    },
+                    "available": BOOL,
+                }
+            ),
+        ],
+        "description": "the message this one replies to, with a snippet of it",
+    },
+    "reactions": {
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": PEER_ID},
+        "description": "emoji -> the peers who reacted with it (one reaction per person)",
+    },
+    "edited": {"type": "boolean", "description": "the author changed the text"},
+    "edited_at_ms": {
+        "type": ["integer", "null"],
+        "description": "the author's time of the latest edit",
+    },
+    "unsent": {
+        "type": "boolean",
+        "description": "the author unsent it: the text is gone (show 'unsent a message')",
+    },
+    "timer_s": {
+        "type": "integer",
+        "enum": list(DISAPPEARING_TIMERS_S),
+        "description": "a text: its disappearing timer (0: it stays); a 'timer' notice: "
+        "the conversation's new timer",
+    },
+    "expires_at_ms": {
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "description": "when it disappears from this node; null until its timer starts "
+        "(when the recipient reads it) or if it has none",
+    },
+    "notice": {
+        "type": ["string", "null"],
+        "description": "a notice kind's words, after who did it: 'set disappearing "
+        "messages to 1 day', 'turned off disappearing messages'; null for a message",
     },
 }
 
@@ -270,6 +405,9 @@ def conversation_json(conversation: Conversation, names: Mapping[PeerId, str]) -
         "last_message_at_ms": conversation.last_message_at_ms,
         "unread": conversation.unread,
         "request": conversation.request,
+        "timer_s": conversation.timer_s,
+        "muted": conversation.muted,
+        "archived": conversation.archived,
     }
 
 
@@ -284,14 +422,59 @@ CONVERSATION: Final[Schema] = obj(
             "type": "boolean",
             "description": "every message in it is a message request",
         },
+        "timer_s": {
+            "type": "integer",
+            "enum": list(DISAPPEARING_TIMERS_S),
+            "description": "disappearing-messages timer of messages sent from now on (0: off)",
+        },
+        "muted": {"type": "boolean", "description": "its new messages notify nobody"},
+        "archived": {"type": "boolean", "description": "moved out of the main list"},
+    }
+)
+
+
+def search_hit_json(hit: SearchHit) -> dict[str, Any]:
+    return {
+        "message_id": hit.message_id.hex(),
+        "conversation_id": hit.conversation_id.hex(),
+        "peer": str(hit.peer),
+        "direction": hit.direction,
+        "sent_at_ms": hit.sent_at_ms,
+        "snippet": hit.snippet,
+    }
+
+
+#: ``GET /v1/search``.
+SEARCH_RESULTS: Final[Schema] = obj(
+    {
+        "results": {
+            "type": "array",
+            "items": obj(
+                {
+                    "message_id": HEX_ID,
+                    "conversation_id": HEX_ID,
+                    "peer": PEER_ID,
+                    "direction": {"type": "string", "enum": [d.value for d in Direction]},
+                    "sent_at_ms": MS,
+                    "snippet": {
+                        "type": "string",
+                        "description": "the text around the match, each match in [ ], "
+                        "cuts marked …",
+                    },
+                }
+            ),
+            "description": "newest first",
+        }
     }
 )
 
 # --- events ----------------------------------------------------------------------
 
 
-def event_json(event: Event, message: StoredMessage | None) -> dict[str, Any]:
-    """An event; ``message`` is the message of a ``message.received`` event, as stored now."""
+def event_json(
+    event: Event, message: StoredMessage | None, extras: MessageExtras | None = None
+) -> dict[str, Any]:
+    """An event; ``message`` is the message of a ``message.*`` event, as stored now."""
     return {
         "id": event.id,
         "type": event.type.value,
@@ -301,7 +484,8 @@ def event_json(event: Event, message: StoredMessage | None) -> dict[str, Any]:
         "status": None if event.status is None else event.status.value,
         "detail": event.detail,
         "conversation_id": None if event.conversation_id is None else event.conversation_id.hex(),
-        "message": None if message is None else message_json(message),
+        "message": None if message is None else message_json(message, extras=extras),
+        "notify": event.type is EventType.MESSAGE_RECEIVED and event.detail != MUTED_DETAIL,
     }
 
 
@@ -321,7 +505,10 @@ EVENT: Final[Schema] = obj(
             "type": ["string", "null"],
             "description": "message.status: the new status",
         },
-        "detail": STRING,
+        "detail": {
+            "type": "string",
+            "description": "message.reaction: the emoji (empty: the reaction was taken back)",
+        },
         "conversation_id": {
             **HEX_ID,
             "type": ["string", "null"],
@@ -329,7 +516,13 @@ EVENT: Final[Schema] = obj(
         },
         "message": {
             "oneOf": [ref("Message"), {"type": "null"}],
-            "description": "message.received: the message as stored now",
+            "description": "message.received, message.reaction, message.edited, "
+            "message.unsent: the message as stored now (null if since deleted)",
+        },
+        "notify": {
+            "type": "boolean",
+            "description": "message.received in a conversation that is not muted: "
+            "worth a notification (a muted one is still stored and listed)",
         },
     }
 )
@@ -381,6 +574,8 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "PeerID": PEER_ID_SCHEMA,
     "Node": NODE,
     "DhtStats": DHT_STATS,
+    "Reachability": REACHABILITY,
+    "RelayStats": RELAY_STATS,
     "Contact": obj(_CONTACT_PROPERTIES),
     "AddedContact": ADDED_CONTACT,
     "ContactList": obj({"contacts": {"type": "array", "items": ref("Contact")}}),
@@ -397,6 +592,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
         {"read": {"type": "array", "items": HEX_ID, "description": "ids marked read"}}
     ),
     "Event": EVENT,
+    "SearchResults": SEARCH_RESULTS,
     "EventPage": EVENT_PAGE,
     "Token": TOKEN,
     "TokenList": obj({"tokens": {"type": "array", "items": ref("Token")}}),

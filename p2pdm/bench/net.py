@@ -76,6 +76,10 @@ class NetResult:
     paced_latency: Latency
     n: int
     concurrency: int
+    #: The same sustained load sent through ``POST /v1/messages/batch``.
+    batch_per_second: float
+    batch_latency: Latency
+    batch_size: int
 
 
 # --- child processes ---------------------------------------------------------
@@ -186,6 +190,19 @@ async def _post_all(
             nursery.start_soon(worker)
 
 
+async def _post_batches(
+    api: httpx.AsyncClient, count: int, size: int, posted: dict[str, int]
+) -> None:
+    """POST ``count`` messages in batches of ``size`` from one client."""
+    for start in range(0, count, size):
+        t0 = time.monotonic_ns()
+        batch = [{"to": "receiver", "text": TEXT}] * min(size, count - start)
+        response = await api.post("/v1/messages/batch", json={"messages": batch})
+        response.raise_for_status()
+        for result in response.json()["results"]:
+            posted[result["id"]] = t0  # a refused one (no "id") fails the benchmark
+
+
 async def _post_paced(
     api: httpx.AsyncClient, count: int, rate: float, posted: dict[str, int]
 ) -> None:
@@ -248,7 +265,9 @@ def _start_sender(home: Home, bootstrap: str) -> subprocess.Popen[bytes]:
     raise RuntimeError("the sender node did not start")
 
 
-def bench_net(n: int, concurrency: int, paced_rate: float, paced_n: int) -> NetResult:
+def bench_net(
+    n: int, concurrency: int, paced_rate: float, paced_n: int, batch_size: int = 100
+) -> NetResult:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         echo, ready = _child("_echo")
@@ -273,6 +292,7 @@ def bench_net(n: int, concurrency: int, paced_rate: float, paced_n: int) -> NetR
                 client.add_contact(str(sender_home.load_identity().peer_id), "sender")
             sustained: dict[str, int] = {}
             paced: dict[str, int] = {}
+            batched: dict[str, int] = {}
 
             async def drive() -> None:
                 async with _api(sender_home) as api, _api(receiver_home) as receiver_api:
@@ -282,6 +302,8 @@ def bench_net(n: int, concurrency: int, paced_rate: float, paced_n: int) -> NetR
                     await _wait_received(receiver_api, WARMUP_MESSAGES + n)
                     await _post_paced(api, paced_n, paced_rate, paced)
                     await _wait_received(receiver_api, WARMUP_MESSAGES + n + paced_n)
+                    await _post_batches(api, n, batch_size, batched)
+                    await _wait_received(receiver_api, WARMUP_MESSAGES + 2 * n + paced_n)
 
             trio.run(drive)
         finally:
@@ -292,6 +314,8 @@ def bench_net(n: int, concurrency: int, paced_rate: float, paced_n: int) -> NetR
 
     first_post = min(sustained.values())
     last_commit = max(committed[i] for i in sustained)
+    first_batch = min(batched.values())
+    last_batch_commit = max(committed[i] for i in batched)
     return NetResult(
         baseline_per_second=base_rate,
         baseline_latency=base_latency,
@@ -301,6 +325,9 @@ def bench_net(n: int, concurrency: int, paced_rate: float, paced_n: int) -> NetR
         paced_latency=Latency.of([committed[i] - t for i, t in paced.items()]),
         n=n,
         concurrency=concurrency,
+        batch_per_second=n / ((last_batch_commit - first_batch) / 1e9),
+        batch_latency=Latency.of([committed[i] - t for i, t in batched.items()]),
+        batch_size=batch_size,
     )
 
 

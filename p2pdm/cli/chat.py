@@ -28,7 +28,6 @@ from p2pdm.client import Client
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MAX_PAGE_SIZE, MAX_TEXT_BYTES
-from p2pdm.store.base import contact_name_key
 
 __all__ = [
     "contacts",
@@ -40,6 +39,16 @@ __all__ = [
     "send",
     "send_arguments",
 ]
+
+
+def contact_name_key(name: str) -> str:
+    """Names compared as the store compares them (NFKC, case-folded).
+
+    The same rule as :func:`p2pdm.store.base.contact_name_key` (a test holds
+    them equal), written here so that a chat command does not load the store.
+    """
+    return unicodedata.normalize("NFKC", name).casefold()
+
 
 EXIT_OK: Final = 0
 #: Messages `p2pdm read` shows unless told otherwise (about a screenful).
@@ -270,9 +279,10 @@ def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     rows = []
     for c in conversations:
         who = safe_text(c["name"]) if c["name"] is not None else _short(c["peer"])
+        marks = [m for m in ("request", "muted", "archived") if c.get(m)]
         rows.append(
             [
-                who + (" (request)" if c["request"] else ""),
+                who + "".join(f" ({m})" for m in marks),
                 str(c["unread"]) if c["unread"] else "",
                 _when(c["last_message_at_ms"]),
                 c["peer"],
@@ -325,6 +335,20 @@ def _find_conversation(node: Client, who: str) -> tuple[str, str]:
     return _find_contact(node, who)
 
 
+def _decorated(m: Mapping[str, Any], text: str) -> str:
+    """A message's text with its quoted reply, edit mark, id and reactions."""
+    reply = m.get("reply_to")
+    if reply:
+        quoted = reply["text"] if reply["available"] else "original message unavailable"
+        text = f"> {quoted}\n{text}"
+    if m.get("edited"):
+        text += " (edited)"
+    reactions = m.get("reactions") or {}
+    if reactions:
+        text += "  " + " ".join(f"{emoji}{len(peers)}" for emoji, peers in reactions.items())
+    return text
+
+
 def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         conversation, name = _find_conversation(node, args.contact)
@@ -348,8 +372,14 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         status = f"  [{m['status']}{detail}]" if outgoing else ""
         if m.get("unsupported"):
             text = f"[unsupported message: {safe_text(m['kind'])}]"  # one line, whatever it says
+        elif m.get("unsent"):
+            text = f"[{'you' if outgoing else safe_text(name)} unsent a message]"
+        elif m.get("notice"):  # "Alice set disappearing messages to 1 day"
+            text = f"— {'You' if outgoing else safe_text(name)} {m['notice']} —"
+            status = ""
         else:
             text = m["text"] if m["text"] is not None else f"<{m['kind']} message>"
+            text = _decorated(m, text)
         first, *rest = safe_text(text, multiline=True).split("\n")
         prefix = f"{_when(m['stored_at_ms'])}  {who}{' ' * (who_width - cell_len(who))}  "
         print(f"{prefix}{first}{_sent_note(m)}{status}", file=out)

@@ -12,6 +12,7 @@ for them.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -19,22 +20,9 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass
-from typing import Final, TextIO
-
-import segno
+from typing import Any, Final, TextIO, cast
 
 from p2pdm import __version__, hints
-from p2pdm.cli import archive as cli_archive
-from p2pdm.cli import chat as cli_chat
-from p2pdm.cli import requests as cli_requests
-from p2pdm.cli import run as cli_run
-from p2pdm.cli import settings as cli_settings
-from p2pdm.cli import sim as cli_sim
-from p2pdm.cli import status as cli_status
-from p2pdm.cli import token as cli_token
-from p2pdm.client import Client
-from p2pdm.core.invite import make_invite
-from p2pdm.core.session import OwnPrekeys
 from p2pdm.daemon.home import ENV_HOME, ENV_PASSPHRASE, Home, default_display_name
 from p2pdm.errors import HomeError, P2PDMError
 from p2pdm.limits import INVITE_TTL_SECONDS
@@ -48,13 +36,37 @@ EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
 
 
+Arguments = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace, Home, TextIO], int]
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One subcommand: its help line, its options and what it does."""
+    """One subcommand: its help line, its options and what it does.
+
+    ``add_arguments`` and ``run`` are functions, or ``"module:function"``
+    names imported only when that command is used: `p2pdm --version`, or a
+    command that only calls the running node's API, must not pay for
+    importing libp2p, the session libraries or SQLite (checked by
+    tests/cli/test_imports.py).
+    """
 
     help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, Home, TextIO], int]
+    add_arguments: Arguments | str
+    run: Run | str
+
+    def arguments_function(self) -> Arguments:
+        return cast(Arguments, _load(self.add_arguments))
+
+    def run_function(self) -> Run:
+        return cast(Run, _load(self.run))
+
+
+def _load(target: Any) -> Any:
+    if not isinstance(target, str):
+        return target
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 # --- init ------------------------------------------------------------------
@@ -106,6 +118,9 @@ def _id(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             f"the store in {home.path} is incomplete; "
             f"run `{hints.command(home.path, 'init', '--force')}` to start over"
         )
+    from p2pdm.core.invite import make_invite
+    from p2pdm.core.session import OwnPrekeys
+
     bundle = OwnPrekeys.from_bytes(identity, prekeys).bundle()
     now_s = int(home.clock())
     addrs = _running_node_addrs(home)
@@ -131,6 +146,8 @@ def _id(args: argparse.Namespace, home: Home, out: TextIO) -> int:
 
 def _running_node_addrs(home: Home) -> list[str]:
     """The addresses of the home's running node, for the invite; [] if none runs."""
+    from p2pdm.client import Client
+
     try:
         with Client.for_home(home) as client:
             addrs = client.node().get("addrs", [])
@@ -141,6 +158,8 @@ def _running_node_addrs(home: Home) -> list[str]:
 
 def _draw_qr(text: str, out: TextIO) -> None:
     # Error correction L: the smallest symbol; a screen is not a crumpled label.
+    import segno
+
     qr = segno.make(text, error="L")
     print(file=out)
     qr.terminal(out=out, compact=True)
@@ -159,68 +178,156 @@ COMMANDS: Final[dict[str, Command]] = {
     "init": Command("create the identity and the message store", _init_arguments, _init),
     "run": Command(
         "run the node in the foreground (network, delivery, local API)",
-        cli_run.run_arguments,
-        cli_run.run,
+        "p2pdm.cli.run:run_arguments",
+        "p2pdm.cli.run:run",
     ),
     "id": Command("show your PeerID, name and invite", _id_arguments, _id),
     "status": Command(
         "what the running node is and holds: addresses, uptime, queue, DHT store",
-        cli_status.status_arguments,
-        cli_status.status,
+        "p2pdm.cli.status:status_arguments",
+        "p2pdm.cli.status:status",
     ),
     # Chat commands: clients of the running node's local API (p2pdm/cli/chat.py).
     "contacts": Command(
-        "add, list or remove contacts", cli_chat.contacts_arguments, cli_chat.contacts
+        "add, list or remove contacts",
+        "p2pdm.cli.chat:contacts_arguments",
+        "p2pdm.cli.chat:contacts",
     ),
     "send": Command(
-        "send a message through the running node", cli_chat.send_arguments, cli_chat.send
+        "send a message through the running node",
+        "p2pdm.cli.chat:send_arguments",
+        "p2pdm.cli.chat:send",
     ),
     "inbox": Command(
-        "conversations, unread counts, message requests", cli_chat.inbox_arguments, cli_chat.inbox
+        "conversations, unread counts, message requests",
+        "p2pdm.cli.chat:inbox_arguments",
+        "p2pdm.cli.chat:inbox",
     ),
     "read": Command(
         "show a conversation with delivery status and mark it read",
-        cli_chat.read_arguments,
-        cli_chat.read,
+        "p2pdm.cli.chat:read_arguments",
+        "p2pdm.cli.chat:read",
     ),
+    # Message actions (p2pdm/cli/actions.py).
+    "react": Command(
+        "react to a message with an emoji",
+        "p2pdm.cli.actions:react_arguments",
+        "p2pdm.cli.actions:react",
+    ),
+    "reply": Command(
+        "reply to a message", "p2pdm.cli.actions:reply_arguments", "p2pdm.cli.actions:reply"
+    ),
+    "edit": Command(
+        "change the text of your message (within 15 minutes)",
+        "p2pdm.cli.actions:edit_arguments",
+        "p2pdm.cli.actions:edit",
+    ),
+    "unsend": Command(
+        "remove your message for everyone",
+        "p2pdm.cli.actions:message_id_argument",
+        "p2pdm.cli.actions:unsend",
+    ),
+    "delete": Command(
+        "delete a message from this node only (--for-me)",
+        "p2pdm.cli.actions:delete_arguments",
+        "p2pdm.cli.actions:delete",
+    ),
+    "timer": Command(
+        "set disappearing messages for a conversation (5m, 1h, 1d, 7d or off)",
+        "p2pdm.cli.conversation:timer_arguments",
+        "p2pdm.cli.conversation:timer",
+    ),
+    "mute": Command(
+        "mute a conversation (no notifications; --off unmutes)",
+        "p2pdm.cli.conversation:mute_arguments",
+        "p2pdm.cli.conversation:mute",
+    ),
+    "archive": Command(
+        "archive a conversation (--off brings it back)",
+        "p2pdm.cli.conversation:archive_arguments",
+        "p2pdm.cli.conversation:archive",
+    ),
+    "search": Command(
+        "find messages by their words, newest first",
+        "p2pdm.cli.conversation:search_arguments",
+        "p2pdm.cli.conversation:search",
+    ),
+    # Blocking and message requests (p2pdm/cli/requests.py).
     "block": Command(
         "block a contact or stranger (nothing they send is seen); alone: list blocked",
-        cli_requests.block_arguments,
-        cli_requests.block,
+        "p2pdm.cli.requests:block_arguments",
+        "p2pdm.cli.requests:block",
     ),
-    "unblock": Command("unblock a peer", cli_requests.unblock_arguments, cli_requests.unblock),
+    "unblock": Command(
+        "unblock a peer", "p2pdm.cli.requests:unblock_arguments", "p2pdm.cli.requests:unblock"
+    ),
     "requests": Command(
         "strangers' message requests: list, accept, decline or block",
-        cli_requests.requests_arguments,
-        cli_requests.requests,
+        "p2pdm.cli.requests:requests_arguments",
+        "p2pdm.cli.requests:requests",
     ),
     "settings": Command(
         "show or change the node's settings (e.g. read receipts)",
-        cli_settings.settings_arguments,
-        cli_settings.settings,
+        "p2pdm.cli.settings:settings_arguments",
+        "p2pdm.cli.settings:settings",
+    ),
+    # Profiles and handles (p2pdm/cli/profile.py): clients of the local API too.
+    "profile": Command(
+        "show, publish or clear your profile (handle, name, bio, avatar)",
+        "p2pdm.cli.profile:profile_arguments",
+        "p2pdm.cli.profile:profile",
+    ),
+    "find": Command(
+        "find the people who claim a handle",
+        "p2pdm.cli.profile:find_arguments",
+        "p2pdm.cli.profile:find",
     ),
     # Moving to a new machine (p2pdm/daemon/archive.py).
     "export": Command(
         "write the identity, store and settings to a passphrase-encrypted archive",
-        cli_archive.export_arguments,
-        cli_archive.export,
+        "p2pdm.cli.archive:export_arguments",
+        "p2pdm.cli.archive:export",
     ),
     "import": Command(
         "restore an archive from `p2pdm export` into an empty home",
-        cli_archive.import_arguments,
-        cli_archive.import_,
+        "p2pdm.cli.archive:import_arguments",
+        "p2pdm.cli.archive:import_",
     ),
     # Works on the store file directly, with or without a running node.
     "token": Command(
         "create, list or revoke scoped API tokens for bots",
-        cli_token.token_arguments,
-        cli_token.token,
+        "p2pdm.cli.token:token_arguments",
+        "p2pdm.cli.token:token",
+    ),
+    # Asks the running node for a sign-in link (public API, owner's token).
+    "ui": Command(
+        "open the web app: a one-time sign-in link; list or revoke signed-in browsers",
+        "p2pdm.cli.ui:ui_arguments",
+        "p2pdm.cli.ui:ui",
     ),
     # Many nodes in one process, with faults and a delivery report (p2pdm/sim/).
     "sim": Command(
-        "run a simulated network and report delivery figures", cli_sim.sim_arguments, cli_sim.sim
+        "run a simulated network and report delivery figures",
+        "p2pdm.cli.sim:sim_arguments",
+        "p2pdm.cli.sim:sim",
     ),
 }
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser that adds the command's options when first used.
+
+    `p2pdm --help` lists every command from its help line alone; only the
+    command being run (or asked for ``--help``) imports its module.
+    """
+
+    command: Command | None = None
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        command, self.command = self.command, None
+        if command is not None:
+            command.arguments_function()(self)
+        return super().parse_known_args(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,9 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--home", metavar="DIR", help="the node home directory")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser
+    )
     for name, command in COMMANDS.items():
-        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+        sub.add_parser(name, help=command.help, description=command.help).command = command
     return parser
 
 
@@ -259,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         home = Home(args.home)
         home.config()  # a bad config.toml is reported before any work is done
-        return COMMANDS[args.command].run(args, home, sys.stdout)
+        return COMMANDS[args.command].run_function()(args, home, sys.stdout)
     except P2PDMError as exc:
         return _fail(str(exc) or (type(exc).__doc__ or type(exc).__name__))
     except BrokenPipeError:

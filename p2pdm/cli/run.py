@@ -51,9 +51,10 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dht-mode",
-        choices=("server", "client"),
-        default="server",
-        help="server: answer DHT queries (reachable nodes); client: behind NAT (default server)",
+        choices=("auto", "server", "client"),
+        default="auto",
+        help="server: answer DHT queries; client: do not; auto (default): serve them "
+        "only while other nodes can dial this one (checked with AutoNAT)",
     )
     parser.add_argument(
         "--mailbox",
@@ -67,6 +68,35 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MULTIADDR",
         help="a mailbox you prefer for your messages (…/p2p/<PeerID>), repeatable",
     )
+    parser.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="do not offer (or run) the local demo bot the web app offers newcomers",
+    )
+    parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="offer circuit relay v2: let nodes behind NAT be reached through this one "
+        "(within limits; announced in the DHT)",
+    )
+    parser.add_argument(
+        "--relay-peer",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="a relay to use when this node is behind NAT (…/p2p/<PeerID>), repeatable",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="run as a community helper on a server: DHT server, relay and mailbox "
+        "(same as --dht-mode server --relay --mailbox --no-mdns; see docs/operating.md)",
+    )
+    parser.add_argument(
+        "--no-mdns",
+        action="store_true",
+        help="do not look for p2pdm nodes on the local network (mDNS), nor announce this one",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument(
         "--force",
@@ -76,14 +106,19 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    serve = bool(args.serve)
     options = RunOptions.resolve(
         home,
         listen=args.listen,
         api=args.api,
         bootstrap=args.bootstrap,
-        dht_mode=args.dht_mode,
-        mailbox=args.mailbox,
+        dht_mode="server" if serve else args.dht_mode,
+        mailbox=args.mailbox or serve,
         mailbox_peers=args.mailbox_peer,
+        demo=not args.no_demo,
+        relay=args.relay or serve,
+        relay_peers=args.relay_peer,
+        mdns=not (args.no_mdns or serve),
     )
     if check_not_exported(home, force=args.force) is not None:
         print("The export mark is cleared: run this copy only.", file=sys.stderr)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Final, TextIO
 
 from p2pdm.cli.chat import safe_text
-from p2pdm.client import Client, DhtStats, NodeInfo
+from p2pdm.client import Client, DhtStats, NodeInfo, ReachabilityInfo
 from p2pdm.daemon.home import Home
 
 __all__ = ["describe", "status", "status_arguments"]
@@ -54,7 +54,50 @@ def describe(info: NodeInfo, *, now_ms: int) -> list[tuple[str, str]]:
     unread, requests = counts.get("unread", 0), counts.get("requests", 0)
     lines.append(("Unread", f"{unread}; {_plural(requests, 'message request')}"))
     lines.append(("DHT", _dht(info["dht"])))
+    reach = info["reachability"]
+    lines.append(("Reach", _reach(reach)))
+    if reach is not None:
+        relayed = reach["relayed_addrs"]
+        lines += [("Relayed" if i == 0 else "", safe_text(a)) for i, a in enumerate(relayed)]
+        punch = reach["hole_punch"]
+        if any(punch.values()):
+            lines.append(
+                (
+                    "Punch",
+                    f"{punch['successes']} hole punches succeeded, {punch['failures']} failed; "
+                    f"{punch['direct_dials']} relayed peers dialed directly",
+                )
+            )
+        if reach["relay"] is not None:
+            lines.append(("Relay", _relay(reach["relay"])))
     return lines
+
+
+def _relay(stats: Mapping[str, object]) -> str:
+    refused = stats.get("refused")
+    refusals = _refusals(refused if isinstance(refused, dict) else {})
+    return (
+        f"serving {stats.get('reservations', 0)} reservations, "
+        f"{stats.get('circuits_open', 0)} circuits open "
+        f"({stats.get('circuits_total', 0)} in all, "
+        f"{stats.get('circuits_cut', 0)} cut at a limit); "
+        f"{refusals.replace('write', 'request')}"
+    )
+
+
+_REACH_MEANING: Final = {
+    "public": "other nodes can dial this one",
+    "private": "behind a router or firewall: other nodes cannot dial this one",
+    "unknown": "not known yet (too few peers have answered)",
+}
+
+
+def _reach(reach: ReachabilityInfo | None) -> str:
+    if reach is None:
+        return "not on the network"
+    status = reach["status"]
+    meaning = _REACH_MEANING.get(status, "")
+    return f"{status}: {meaning}; DHT {reach['dht_mode']} mode".replace(": ;", ";")
 
 
 def _dht(stats: DhtStats | None) -> str:

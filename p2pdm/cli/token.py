@@ -20,7 +20,7 @@ from p2pdm.core.model import TokenScope
 from p2pdm.daemon.home import Home
 from p2pdm.node.contact_names import resolve_contact
 from p2pdm.node.messenger import wall_ms
-from p2pdm.node.tokens import create_token, revoke_token, token_json
+from p2pdm.node.tokens import create_token, is_session, revoke_token, token_json
 
 __all__ = ["token", "token_arguments"]
 
@@ -66,7 +66,7 @@ def token(args: argparse.Namespace, home: Home, out: TextIO) -> int:
                 print(secret, file=out)
                 print("Shown only this once; the node keeps only its hash.", file=out)
         elif args.action == "list":
-            tokens = store.list_tokens()
+            tokens = [t for t in store.list_tokens() if not is_session(t)]
             if args.json:
                 print(json.dumps([token_json(t) for t in tokens], indent=2), file=out)
             elif not tokens:

@@ -45,6 +45,15 @@ or just the home's directory.
 
 from __future__ import annotations
 
+import sys
+
+if "httpx" not in sys.modules:
+    # httpx's package import loads its own command line (click, rich,
+    # pygments: about half of its import time) whenever those are installed,
+    # and falls back to a stub when they are not. The SDK never runs httpx's
+    # command line: take the fallback, so `p2pdm send` starts at once.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 from p2pdm.client._async import AsyncClient
 from p2pdm.client._events import EVENTS_POLL_S, RETRY_MAX_S, RETRY_MIN_S, EventStream
 from p2pdm.client._events import _Cursor as _Cursor  # not public; tests drive it without I/O
@@ -53,15 +62,20 @@ from p2pdm.client._http import _Call as _Call  # not public; the type of Client.
 from p2pdm.client._records import (
     AddedContact,
     BlockedPeer,
+    Claimant,
     Contact,
     Conversation,
     DhtStats,
+    Directory,
     Event,
     EventPage,
     Message,
     MessagePage,
     MessageRequest,
     NodeInfo,
+    Profile,
+    ReachabilityInfo,
+    SearchHit,
 )
 from p2pdm.client._sync import Client
 from p2pdm.homefiles import (
@@ -85,10 +99,12 @@ __all__ = [
     "AddedContact",
     "AsyncClient",
     "BlockedPeer",
+    "Claimant",
     "Client",
     "Contact",
     "Conversation",
     "DhtStats",
+    "Directory",
     "Event",
     "EventPage",
     "EventStream",
@@ -96,6 +112,9 @@ __all__ = [
     "MessagePage",
     "MessageRequest",
     "NodeInfo",
+    "Profile",
+    "ReachabilityInfo",
+    "SearchHit",
     "api_addr_path",
     "format_api_addr",
     "parse_api_addr",

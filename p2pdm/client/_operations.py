@@ -28,10 +28,11 @@ very signature that runs.
 
 from __future__ import annotations
 
+import base64
 import inspect
 import string
 import types
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, get_args, overload
 from urllib.parse import quote
 
@@ -41,11 +42,14 @@ from p2pdm.client._records import (
     BlockedPeer,
     Contact,
     Conversation,
+    Directory,
     EventPage,
     Message,
     MessagePage,
     MessageRequest,
     NodeInfo,
+    Profile,
+    SearchHit,
 )
 
 if TYPE_CHECKING:
@@ -193,8 +197,11 @@ class Operations:
         """Delete a contact; its conversation stays."""
 
     @operation[Message]("POST", "/v1/messages")
-    def send(to: str, text: str, *, idempotency_key: str | None = None) -> None:
-        """Queue a text message; with ``idempotency_key``, a retry never sends twice."""
+    def send(
+        to: str, text: str, *, idempotency_key: str | None = None, reply_to: str | None = None
+    ) -> None:
+        """Queue a text message; with ``idempotency_key``, a retry never sends twice;
+        ``reply_to``: the id of a message of the same conversation it answers."""
 
     @operation[dict[str, Any]]("GET", "/v1/messages/{message_id}")
     def message(message_id: str) -> None:
@@ -217,6 +224,28 @@ class Operations:
     @operation[Message]("POST", "/v1/messages/{message_id}/read")
     def mark_message_read(message_id: str) -> None:
         """Mark a message's conversation read up to now; returns the message."""
+
+    @operation[Message]("POST", "/v1/messages/{message_id}/reactions")
+    def react(message_id: str, emoji: str) -> None:
+        """React to a message (replaces your reaction; ``""`` takes it back)."""
+
+    @operation[Message]("PATCH", "/v1/messages/{message_id}")
+    def edit(message_id: str, text: str) -> None:
+        """Change the text of your own message (within 15 minutes of sending it)."""
+
+    @operation[None]("DELETE", "/v1/messages/{message_id}")
+    def unsend(message_id: str) -> None:
+        """Remove your own message for everyone."""
+
+    @operation[None]("DELETE", "/v1/messages/{message_id}")
+    def delete_for_me(message_id: str) -> Fields:
+        """Delete a message from this node only; nobody is told."""
+        return {"for": "me"}
+
+    @operation[None]("DELETE", "/v1/conversations/{who}")
+    def delete_conversation(who: str) -> None:
+        """Delete a conversation (its id, or the contact's name or PeerID) from this
+        node only; nobody is told."""
 
     @operation[dict[str, Any]]("GET", "/v1/settings")
     def settings() -> None:
@@ -279,3 +308,68 @@ class Operations:
     @operation[dict[str, Any]]("POST", "/v1/requests/{peer}/block")
     def block_request(peer: str) -> None:
         """Block a stranger and delete its request; it is told nothing."""
+
+    @operation[Profile]("GET", "/v1/profile")
+    def profile() -> None:
+        """The profile this node publishes (``published`` is False until one is set)."""
+
+    @operation[Profile]("PATCH", "/v1/profile")
+    def update_profile(
+        *,
+        name: str | None = None,
+        handle: str | None = None,
+        bio: str | None = None,
+        avatar: bytes | None = None,
+    ) -> Fields:
+        """Set some profile fields ('' or b'' clears one); ``avatar`` is any picture the
+        node makes a small WebP of. Returns the profile."""
+        picture = None if avatar is None else base64.b64encode(avatar).decode()
+        return _present(name=name, handle=handle, bio=bio, avatar=picture)
+
+    @operation[None]("DELETE", "/v1/profile")
+    def clear_profile() -> None:
+        """Stop publishing a profile."""
+
+    @operation[Directory]("GET", "/v1/directory")
+    def find(handle: str) -> None:
+        """Every checked claimant of ``handle``, likeliest first (exact handle, no prefix)."""
+
+    @operation[dict[str, Any]]("POST", "/v1/sessions/codes")
+    def login_link() -> None:
+        """A one-time sign-in link for the web app (admin tokens only); ``url`` and
+        ``expires_at_ms``."""
+
+    @operation[list[dict[str, Any]]]("GET", "/v1/sessions", pick="sessions")
+    def sessions() -> None:
+        """The web app's signed-in browsers (admin tokens only)."""
+
+    @operation[None]("DELETE", "/v1/sessions/{session_id}")
+    def revoke_session(session_id: str) -> None:
+        """Sign a browser out (admin tokens only); its session stops at once."""
+
+    @operation[Conversation]("PATCH", "/v1/conversations/{who}")
+    def update_conversation(
+        who: str,
+        *,
+        timer_s: int | None = None,
+        muted: bool | None = None,
+        archived: bool | None = None,
+    ) -> None:
+        """Set a conversation's disappearing-messages timer in seconds (0, 300, 3600,
+        86400 or 604800; the peer is told), or mute or archive it; returns it."""
+
+    @operation[dict[str, Any]]("POST", "/v1/conversations/{who}/typing")
+    def typing(who: str) -> None:
+        """Tell the contact you are typing (open connection only, never queued);
+        ``sent`` says whether it went, ``reason`` why not."""
+
+    @operation[list[SearchHit]]("GET", "/v1/search", pick="results")
+    def search(q: str, peer: str | None = None, limit: int | None = None) -> None:
+        """Messages whose text has every word of ``q``, newest first."""
+
+    @operation[list[dict[str, Any]]]("POST", "/v1/messages/batch", pick="results")
+    def send_many(messages: Iterable[Mapping[str, str]]) -> Fields:
+        """Queue many messages (each ``{"to", "text"}``, maybe ``"idempotency_key"``; at
+        most 500) in one request and one commit; returns, in order, each one's
+        ``{"id", "status", "replayed"}`` or ``{"error": {"code", "message"}}``."""
+        return {"messages": [dict(m) for m in messages]}

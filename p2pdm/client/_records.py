@@ -5,21 +5,26 @@ They are plain ``dict`` at run time: a field a later node adds is simply there.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict
 
 __all__ = [
     "AddedContact",
     "BlockedPeer",
+    "Claimant",
     "Contact",
     "Conversation",
     "DhtStats",
+    "Directory",
     "Event",
     "EventPage",
     "Message",
     "MessagePage",
     "MessageRequest",
     "NodeInfo",
+    "Profile",
+    "ReachabilityInfo",
     "Recipient",
+    "SearchHit",
 ]
 
 
@@ -41,6 +46,21 @@ class Message(TypedDict):
     request: bool
     #: An outgoing message's status per recipient; ``status`` is the least advanced.
     recipients: list[Recipient]
+    #: The message it replies to: ``{"id", "text" (a snippet, None when the
+    #: original is unavailable), "available"}``; None if it is no reply.
+    reply_to: dict[str, Any] | None
+    #: emoji -> the peers who reacted with it.
+    reactions: dict[str, list[str]]
+    edited: bool
+    edited_at_ms: int | None
+    #: The author unsent it: show "unsent a message".
+    unsent: bool
+    #: A text's disappearing timer in seconds (0: it stays); a timer notice's new setting.
+    timer_s: int
+    #: When it disappears; None until its timer starts (when it is read) or without one.
+    expires_at_ms: int | None
+    #: A notice's words after who did it ("set disappearing messages to 1 day"); else None.
+    notice: str | None
 
 
 class Recipient(TypedDict):
@@ -96,6 +116,21 @@ class Conversation(TypedDict):
     last_message_at_ms: int
     unread: int
     request: bool
+    #: Disappearing-messages timer of messages sent from now on (0: off).
+    timer_s: int
+    muted: bool
+    archived: bool
+
+
+class SearchHit(TypedDict):
+    """A message whose text matched a search; ``snippet`` marks matches in [ ]."""
+
+    message_id: str
+    conversation_id: str
+    peer: str
+    direction: str
+    sent_at_ms: int
+    snippet: str
 
 
 class MessagePage(TypedDict):
@@ -116,6 +151,8 @@ class Event(TypedDict):
     #: The conversation of the message a ``message.*`` event is about.
     conversation_id: str | None
     message: Message | None
+    #: ``message.received`` in a conversation that is not muted.
+    notify: bool
 
 
 class EventPage(TypedDict):
@@ -136,6 +173,29 @@ class DhtStats(TypedDict):
     refused: dict[str, int]
     #: Records evicted to make room.
     evicted: int
+    #: Peers in the DHT routing table.
+    routing_table: int
+    #: Peers with an open connection now.
+    connected_peers: int
+
+
+class ReachabilityInfo(TypedDict):
+    """Whether other nodes can dial this one (``public``, ``private``, ``unknown``)."""
+
+    status: str
+    reached: int
+    failed: int
+    silent: int
+    #: ``server`` or ``client``.
+    dht_mode: str
+    #: Our addresses through relays (behind NAT).
+    relayed_addrs: list[str]
+    #: What our relay serves (``run --relay``), else None.
+    relay: dict[str, object] | None
+    #: p2pdm nodes found on the local network (mDNS).
+    lan_peers: int
+    #: ``successes``, ``failures`` (DCUtR hole punches), ``direct_dials``.
+    hole_punch: dict[str, int]
 
 
 class NodeInfo(TypedDict):
@@ -150,6 +210,45 @@ class NodeInfo(TypedDict):
     event_cursor: int
     #: None while the node is not on the network.
     dht: DhtStats | None
+    #: None while the node is not on the network.
+    reachability: ReachabilityInfo | None
     #: The token of the request: ``name`` (``owner`` for the owner's) and ``scope``.
     token: dict[str, str]
     invite: str
+
+
+class Profile(TypedDict):
+    """What this node publishes (``GET /v1/profile``); ``published`` is False until set."""
+
+    published: bool
+    peer_id: str
+    fingerprint: str
+    name: str
+    handle: str
+    bio: str
+    #: Base64 of a WebP or JPEG file, or None.
+    avatar: str | None
+    avatar_type: str | None
+
+
+class Claimant(TypedDict):
+    """One node claiming a handle, checked: its signed record names that handle."""
+
+    peer_id: str
+    name: str
+    bio: str
+    avatar: str | None
+    avatar_type: str | None
+    #: The first digits of the claimant's half of the safety number.
+    fingerprint: str
+    first_seen_ms: int
+    seen_for_s: int
+    #: ``self``, ``contact`` or ``stranger``.
+    relation: str
+
+
+class Directory(TypedDict):
+    """A handle lookup: the normalised handle and its claimants, likeliest first."""
+
+    handle: str
+    claimants: list[Claimant]

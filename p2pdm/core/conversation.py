@@ -43,9 +43,24 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final, Literal
 
-from p2pdm.core.eventlog import LogEvent, received_events, status_event
+from p2pdm.core.actions import ACTION_KINDS, Action, Decision, action_of, decide
+from p2pdm.core.eventlog import (
+    LogEvent,
+    received_events,
+    status_event,
+    timer_event,
+    typing_event,
+)
 from p2pdm.core.identity import PeerId
-from p2pdm.core.kinds import KindSpec, ReceiptBody, UnknownBody, spec_for
+from p2pdm.core.kinds import (
+    KindSpec,
+    ReceiptBody,
+    TextBody,
+    TimerBody,
+    TypingBody,
+    UnknownBody,
+    spec_for,
+)
 from p2pdm.core.model import (
     STATUS_RANK,
     DeliveryStatus,
@@ -66,16 +81,18 @@ __all__ = [
     "ReceiptStatus",
     "Standing",
     "StatusMove",
+    "TimerChange",
     "Via",
     "handling",
     "is_stored",
+    "message_timer",
     "on_message",
     "on_read",
     "on_send",
     "targets_of",
 ]
 
-Outcome = Literal["stored", "request", "receipt", "blocked", "other"]
+Outcome = Literal["stored", "request", "receipt", "action", "blocked", "other"]
 #: How an envelope reached this node: on a dm stream from its sender, or
 #: fetched from one of this node's mailboxes.
 Via = Literal["direct", "mailbox"]
@@ -96,6 +113,7 @@ class Handling(Enum):
 
     SHOW = "show"  # a known kind that is stored and shown
     STATUS = "status"  # moves the delivery status of messages it targets
+    ACTION = "action"  # reacts to, edits or unsends the message it targets (core/actions.py)
     UNSUPPORTED = "unsupported"  # a kind this version does not know: kept, shown as such
     PASS = "pass"  # nothing to keep (or a kind strangers may not send)
 
@@ -107,14 +125,17 @@ TRANSITIONS: Final[Mapping[tuple[Standing, Handling], Outcome]] = {
     (Standing.CONTACT, Handling.UNSUPPORTED): "stored",
     (Standing.CONTACT, Handling.STATUS): "receipt",
     (Standing.CONTACT, Handling.PASS): "other",
+    (Standing.CONTACT, Handling.ACTION): "action",
     (Standing.STRANGER, Handling.SHOW): "request",
     (Standing.STRANGER, Handling.UNSUPPORTED): "request",
     (Standing.STRANGER, Handling.STATUS): "receipt",
     (Standing.STRANGER, Handling.PASS): "other",
+    (Standing.STRANGER, Handling.ACTION): "action",
     (Standing.BLOCKED, Handling.SHOW): "blocked",
     (Standing.BLOCKED, Handling.UNSUPPORTED): "blocked",
     (Standing.BLOCKED, Handling.STATUS): "blocked",
     (Standing.BLOCKED, Handling.PASS): "blocked",
+    (Standing.BLOCKED, Handling.ACTION): "blocked",
 }
 
 
@@ -146,6 +167,8 @@ class LocalState:
     targets: Mapping[bytes, StoredMessage] = field(default_factory=dict)
     #: The user's read-receipt setting.
     read_receipts: bool = True
+    #: The conversation is muted: its new messages notify nobody.
+    muted: bool = False
 
     @property
     def standing(self) -> Standing:
@@ -173,6 +196,16 @@ class ReceiptDue:
 
 
 @dataclass(frozen=True, slots=True)
+class TimerChange:
+    """Set the conversation's disappearing-messages timer, if ``set_at_ms``
+    (the sender's clock) is newer than the setting it has."""
+
+    conversation_id: bytes
+    timer_s: int
+    set_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Effects:
     """What accepting a message (or reading a conversation) changes."""
 
@@ -194,6 +227,17 @@ class Effects:
     #: The event-log entries these changes make, for the caller to append
     #: in the same transaction (a status entry only if its move is made).
     events: tuple[LogEvent, ...] = ()
+    #: A ``timer`` message's new setting for the conversation.
+    timer: TimerChange | None = None
+    #: A reaction, edit or unsend and what to do with it (core/actions.py):
+    #: the caller applies, holds or refuses (and counts) it.
+    action: Action | None = None
+    decision: Decision | None = None
+
+
+def message_timer(body: object) -> int:
+    """The disappearing timer a message body carries (0 for none)."""
+    return body.timer_s if isinstance(body, TextBody) else 0
 
 
 def is_stored(kind: str) -> bool:
@@ -218,6 +262,8 @@ def handling(spec: KindSpec[Any] | None, standing: Standing) -> Handling:
         return Handling.PASS
     if spec.targets and spec.name in STATUS_EFFECTS:
         return Handling.STATUS
+    if spec.targets and spec.name in ACTION_KINDS:
+        return Handling.ACTION
     if spec.stored:
         return Handling.SHOW
     return Handling.PASS
@@ -246,24 +292,43 @@ def on_message(
             stored_at_ms=now_ms,
             status=DeliveryStatus.DELIVERED,
             request=outcome == "request",
+            timer_s=message_timer(inner.body),
         )
         receipts: tuple[ReceiptDue, ...] = ()
         if via == "mailbox":  # the sender has no ack for it: tell it
             receipts = (ReceiptDue(inner.sender, "delivered", (inner.id,)),)
+        timer = None
+        events = received_events(stored, first_request=not state.has_requests, muted=state.muted)
+        if isinstance(inner.body, TimerBody):  # a notice: the setting's own event
+            timer = TimerChange(stored.conversation_id, inner.body.timer_s, inner.sent_at_ms)
+            events = (timer_event(stored, inner.body.timer_s),)
         return Effects(
             outcome,
             store=stored,
             show=True,
             unsupported=how is Handling.UNSUPPORTED,
             receipts=receipts,
-            events=received_events(stored, first_request=not state.has_requests),
+            events=events,
+            timer=timer,
         )
+    if outcome == "action":
+        action = action_of(inner, state.me)
+        assert action is not None  # Handling.ACTION is only given to action kinds
+        target = state.targets.get(action.target)
+        return Effects(outcome, action=action, decision=decide(action, target, state.me, now_ms))
     if outcome == "receipt":
         moves = _status_moves(inner, state)
         events = tuple(
             status_event(state.targets[m.message_id], m.status, now_ms, m.detail) for m in moves
         )
         return Effects(outcome, status_moves=moves, confirms=confirms, events=events)
+    if (
+        isinstance(inner.body, TypingBody)
+        and state.standing is Standing.CONTACT
+        and state.read_receipts  # off both ways, as read receipts are
+    ):
+        conversation_id = direct_conversation_id(state.me, inner.sender)
+        return Effects(outcome, events=(typing_event(inner.sender, conversation_id, now_ms),))
     return Effects(outcome, confirms=confirms)
 
 
@@ -300,8 +365,14 @@ def on_send(inner: InnerMessage, now_ms: int) -> Effects:
         sent_at_ms=inner.sent_at_ms,
         stored_at_ms=now_ms,
         status=DeliveryStatus.QUEUED,
+        timer_s=message_timer(inner.body),
     )
-    return Effects("stored", store=stored, show=True)
+    timer = None
+    events: tuple[LogEvent, ...] = ()
+    if isinstance(inner.body, TimerBody):
+        timer = TimerChange(stored.conversation_id, inner.body.timer_s, inner.sent_at_ms)
+        events = (timer_event(stored, inner.body.timer_s),)
+    return Effects("stored", store=stored, show=True, events=events, timer=timer)
 
 
 def on_read(peer: PeerId, read_ids: tuple[bytes, ...], state: LocalState) -> Effects:

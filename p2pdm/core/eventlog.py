@@ -16,6 +16,7 @@ flood of requests cannot push contacts' events out.
 
 from __future__ import annotations
 
+from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Contact,
     DeliveryStatus,
@@ -25,15 +26,31 @@ from p2pdm.core.model import (
     StoredMessage,
 )
 
-__all__ = ["LogEvent", "contact_added", "received_events", "status_event"]
+__all__ = [
+    "MUTED_DETAIL",
+    "LogEvent",
+    "contact_added",
+    "expired_event",
+    "received_events",
+    "status_event",
+    "timer_event",
+    "typing_event",
+]
+
+#: The ``detail`` of a ``message.received`` in a muted conversation: the API
+#: shows it as ``"notify": false``.
+MUTED_DETAIL = "muted"
 
 
-def received_events(message: StoredMessage, first_request: bool) -> tuple[LogEvent, ...]:
+def received_events(
+    message: StoredMessage, first_request: bool, *, muted: bool = False
+) -> tuple[LogEvent, ...]:
     """The entries storing ``message`` makes, in order.
 
-    An incoming message is ``message.received``; a stranger's request when
-    it has no other pending one (``first_request``) is also, first,
-    ``contact.request``. Outgoing messages make none (their status changes do).
+    An incoming message is ``message.received`` (its detail MUTED_DETAIL in
+    a ``muted`` conversation); a stranger's request when it has no other
+    pending one (``first_request``) is also, first, ``contact.request``.
+    Outgoing messages make none (their status changes do).
     """
     if message.direction is not Direction.IN:
         return ()
@@ -46,10 +63,35 @@ def received_events(message: StoredMessage, first_request: bool) -> tuple[LogEve
             message.stored_at_ms,
             message.peer,
             message.id,
+            detail=MUTED_DETAIL if muted and kind is EventType.MESSAGE_RECEIVED else "",
             request=message.request,
             conversation_id=message.conversation_id,
         )
         for kind in types
+    )
+
+
+def timer_event(notice: StoredMessage, timer_s: int) -> LogEvent:
+    """The ``conversation.timer`` entry of a timer notice (sent or received);
+    its detail is the new timer in seconds."""
+    return LogEvent(
+        EventType.CONVERSATION_TIMER,
+        notice.stored_at_ms,
+        notice.peer,
+        notice.id,
+        detail=str(timer_s),
+        conversation_id=notice.conversation_id,
+    )
+
+
+def expired_event(message: StoredMessage, at_ms: int) -> LogEvent:
+    """The ``message.expired`` entry of a disappearing message erased at ``at_ms``."""
+    return LogEvent(
+        EventType.MESSAGE_EXPIRED,
+        at_ms,
+        message.peer,
+        message.id,
+        conversation_id=message.conversation_id,
     )
 
 
@@ -73,3 +115,8 @@ def status_event(
 def contact_added(contact: Contact) -> LogEvent:
     """The ``contact.added`` entry of a new contact (a rename makes none)."""
     return LogEvent(EventType.CONTACT_ADDED, contact.added_at_ms, contact.peer_id)
+
+
+def typing_event(peer: PeerId, conversation_id: bytes, at_ms: int) -> LogEvent:
+    """The ``typing`` entry of a contact's typing signal (it lapses after TYPING_LAPSE_S)."""
+    return LogEvent(EventType.TYPING, at_ms, peer, conversation_id=conversation_id)

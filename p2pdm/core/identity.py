@@ -30,6 +30,7 @@ __all__ = [
     "Identity",
     "PeerId",
     "safety_number",
+    "short_fingerprint",
     "verify",
 ]
 
@@ -47,6 +48,19 @@ _PEER_ID_MAX_CHARS: Final = 64
 _TEXT_CACHE_SIZE: Final = 4096
 # Signal's numeric fingerprint (version 0): 5200 rounds of SHA-512.
 _FINGERPRINT_ROUNDS: Final = 5200
+
+
+#: PeerIDs whose X25519 form is remembered (every sealed envelope needs the
+#: recipient's or the sender's): about one per contact in use.
+X25519_CACHE_SIZE: Final = 4096
+
+
+@functools.lru_cache(maxsize=X25519_CACHE_SIZE)
+def _x25519_of(ed25519_public: bytes) -> bytes:
+    try:
+        return bytes(nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(ed25519_public))
+    except nacl.exceptions.RuntimeError:
+        raise SchemaError("PeerID key is not a valid Ed25519 point") from None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -86,10 +100,7 @@ class PeerId:
     @property
     def x25519_public_key(self) -> bytes:
         """The X25519 form of the key, for key agreement."""
-        try:
-            return bytes(nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(self.public_key))
-        except nacl.exceptions.RuntimeError:
-            raise SchemaError("PeerID key is not a valid Ed25519 point") from None
+        return _x25519_of(self.public_key)
 
     def __str__(self) -> str:
         return _base58(self.raw)
@@ -163,6 +174,13 @@ def _fingerprint_digits(peer: PeerId) -> str:
     return "".join(
         f"{int.from_bytes(digest[i : i + 5], 'big') % 100_000:05d}" for i in range(0, 30, 5)
     )
+
+
+def short_fingerprint(peer: PeerId) -> str:
+    """The first ten digits of ``peer``'s half of every safety number it is part of
+    (``12345 67890``): the same in the safety number shown with any contact of it."""
+    digits = _fingerprint_digits(peer)
+    return f"{digits[:5]} {digits[5:10]}"
 
 
 def safety_number(a: PeerId, b: PeerId) -> str:

@@ -130,6 +130,17 @@ class StoredMessage:
     #: fills it: an outgoing message stored without any gets ``peer`` alone.
     #: Empty for incoming messages.
     recipients: tuple[Recipient, ...] = ()
+    #: The author's signed time of the edit that gave the current text (None:
+    #: never edited); a later edit wins (docs/protocol.md §6.6).
+    edited_at_ms: int | None = None
+    #: True once the author unsent it: the body is erased, the row stays as
+    #: "unsent a message" (docs/protocol.md §6.6).
+    unsent: bool = False
+    #: Disappearing-message timer it carries, in seconds (0: it stays).
+    timer_s: int = 0
+    #: When it disappears (erased from the store); None while its timer has
+    #: not started (not read yet) or when it has none.
+    expires_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +162,12 @@ class Conversation:
     unread: int
     #: True while every message in it is a message request.
     request: bool = False
+    #: Disappearing-message timer for messages sent from now on (0: off).
+    timer_s: int = 0
+    #: No notification for its new messages (they are still stored).
+    muted: bool = False
+    #: Moved out of the main list by the user (still receives messages).
+    archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +203,12 @@ class EventType(StrEnum):
     CONTACT_ADDED = "contact.added"  # a new contact (not a rename)
     PEER_ONLINE = "peer.online"  # a connection to the peer came up
     PEER_OFFLINE = "peer.offline"  # the last connection to the peer went down
+    MESSAGE_REACTION = "message.reaction"  # someone reacted to a message (or took it back)
+    MESSAGE_EDITED = "message.edited"  # the author changed a message's text
+    MESSAGE_UNSENT = "message.unsent"  # the author removed a message for everyone
+    MESSAGE_EXPIRED = "message.expired"  # a disappearing message's timer ran out: erased
+    CONVERSATION_TIMER = "conversation.timer"  # a disappearing-messages timer was set
+    TYPING = "typing"  # a contact is typing (lapses after TYPING_LAPSE_S)
     CONTACT_BLOCKED = "contact.blocked"  # the user blocked a peer
     CONTACT_UNBLOCKED = "contact.unblocked"  # the user unblocked a peer
 

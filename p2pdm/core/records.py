@@ -1,7 +1,8 @@
 """Signed p2pdm records in the DHT: how a node publishes its prekey bundle.
 
 How this works: a node puts one record under ``/p2pdm/<PeerID>``: its
-prekey bundle (later also the mailboxes that hold its messages), a sequence
+prekey bundle, the mailboxes that hold its messages, the profile its
+person chose to publish (if any: :mod:`p2pdm.core.profile`), a sequence
 number that only grows, and its identity key's signature (domain
 ``record/v1``). Every p2pdm node registers :func:`validate` and
 :func:`select` for the ``p2pdm`` namespace, so a DHT holder refuses records
@@ -16,16 +17,20 @@ from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.identity import SIGNATURE_BYTES, Identity, PeerId, verify
+from p2pdm.core.profile import Profile
 from p2pdm.core.session import verify_bundle
 from p2pdm.core.wire import WIRE_VERSION, PrekeyBundle
 from p2pdm.errors import SchemaError, SignatureError, UnsupportedVersion, WireError
-from p2pdm.limits import MAX_ADDR_BYTES, MAX_ADDRS, MAX_CONTROL_FRAME_BYTES
+from p2pdm.limits import MAX_ADDR_BYTES, MAX_ADDRS, MAX_NODE_RECORD_BYTES
 
 __all__ = ["RECORD_NAMESPACE", "NodeRecord", "record_key", "select", "validate"]
 
 RECORD_NAMESPACE: Final = "p2pdm"
 _DOMAIN: Final = "record/v1"
 _U63: Final = (1 << 63) - 1
+#: Relayed addresses in a record: a node keeps reservations on a couple of
+#: relays, each with a few addresses; more is padding, not reachability.
+MAX_RELAY_ADDRS: Final = 8
 
 
 def record_key(peer: PeerId) -> str:
@@ -40,15 +45,27 @@ class NodeRecord:
     bundle: PrekeyBundle
     #: Mailbox nodes that hold this node's envelopes (multiaddrs), newest first.
     mailboxes: tuple[str, ...] = ()
+    #: The profile its person published; None (no ``profile`` field) if none.
+    profile: Profile | None = None
+
+    #: Relayed addresses (``…/p2p/<relay>/p2p-circuit/p2p/<peer>``) where this
+    #: node holds a reservation: how a node behind NAT is reached. Optional on
+    #: the wire: absent when empty, so records without it keep their bytes.
+    relays: tuple[str, ...] = ()
 
     def _signed_map(self) -> dict[str, Any]:
-        return {
+        signed: dict[str, Any] = {
             "v": WIRE_VERSION,
             "peer": self.peer.raw,
             "seq": self.seq,
             "bundle": self.bundle.to_map(),
             "mailboxes": list(self.mailboxes),
         }
+        if self.profile is not None and not self.profile.empty:
+            signed["profile"] = self.profile.to_map()
+        if self.relays:
+            signed["relays"] = list(self.relays)
+        return signed
 
     def sign(self, identity: Identity) -> bytes:
         """Encode and sign; ``identity`` must be the record's peer."""
@@ -60,7 +77,7 @@ class NodeRecord:
     @classmethod
     def decode(cls, data: bytes) -> NodeRecord:
         """Decode and verify; raises WireError or SignatureError subclasses."""
-        f = cbor.decode_map(data, MAX_CONTROL_FRAME_BYTES, "node record")
+        f = cbor.decode_map(data, MAX_NODE_RECORD_BYTES, "node record")
         version = f.integer("v", 0, _U63)
         if version != WIRE_VERSION:
             raise UnsupportedVersion(f"node record version {version}")
@@ -70,9 +87,19 @@ class NodeRecord:
         mailboxes = f.array("mailboxes", MAX_ADDRS)
         if any(type(m) is not str or len(m.encode()) > MAX_ADDR_BYTES for m in mailboxes):
             raise SchemaError("node record: mailboxes must be short multiaddr strings")
+        profile_fields = f.opt_submap("profile")
+        profile = None if profile_fields is None else Profile.from_fields(profile_fields)
+        relays = f.array("relays", MAX_RELAY_ADDRS) if f.has("relays") else []
+        if not relays and f.has("relays"):
+            raise SchemaError("node record: relays is left out when empty")
+        circuit = f"/p2p-circuit/p2p/{peer}"
+        if any(type(r) is not str or len(r.encode()) > MAX_ADDR_BYTES for r in relays) or not all(
+            r.endswith(circuit) for r in relays
+        ):
+            raise SchemaError("node record: relays must be short circuit addresses of its peer")
         signature = f.blob("sig", size=SIGNATURE_BYTES)
         f.done()
-        record = cls(peer, seq, bundle, tuple(mailboxes))
+        record = cls(peer, seq, bundle, tuple(mailboxes), profile, tuple(relays))
         verify(peer, _DOMAIN, cbor.encode(record._signed_map()), signature)
         if bundle.peer != peer:
             raise SignatureError("node record carries another peer's bundle")

@@ -24,6 +24,7 @@ comes from the libraries (the OS CSPRNG); time is passed in.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -103,8 +104,28 @@ class _Ratchet(doubleratchet.DoubleRatchet):
         )
 
 
+#: Own ratchet keys whose public half is remembered (see _DHRatchet): a few
+#: per conversation in use at once, so this covers a thousand or more.
+DH_PUBLIC_CACHE_SIZE: Final = 4096
+
+
+@functools.lru_cache(maxsize=DH_PUBLIC_CACHE_SIZE)
+def _dh_public(priv: bytes) -> bytes:
+    return diffie_hellman_ratchet_curve25519.DiffieHellmanRatchet._derive_pub(priv)
+
+
+class _DHRatchet(diffie_hellman_ratchet_curve25519.DiffieHellmanRatchet):
+    """The package's X25519 ratchet, remembering public keys: it derives the public
+    half of its own key again for every message it encrypts (a scalar
+    multiplication), though that key changes only once per round trip."""
+
+    @staticmethod
+    def _derive_pub(priv: bytes) -> bytes:
+        return _dh_public(priv)
+
+
 _DR_CONFIG: Final[dict[str, Any]] = {
-    "diffie_hellman_ratchet_class": diffie_hellman_ratchet_curve25519.DiffieHellmanRatchet,
+    "diffie_hellman_ratchet_class": _DHRatchet,
     "root_chain_kdf": _RootKDF,
     "message_chain_kdf": _ChainKDF,
     "message_chain_constant": b"\x02\x01",

@@ -44,6 +44,15 @@ class Config:
     mailbox: bool = False
     #: Preferred mailboxes (``…/p2p/<PeerID>``); ``run --mailbox-peer`` adds to them.
     mailbox_peers: tuple[str, ...] = ()
+    #: "auto" (empty: serve the DHT only while public), "server" or "client";
+    #: ``run --dht-mode`` other than auto wins.
+    dht_mode: str = ""
+    #: Offer circuit relay v2 to nodes behind NAT; ``run --relay`` turns it on too.
+    relay: bool = False
+    #: Preferred relays (``…/p2p/<PeerID>``); ``run --relay-peer`` adds to them.
+    relay_peers: tuple[str, ...] = ()
+    #: Find p2pdm nodes on the LAN by mDNS; ``run --no-mdns`` turns it off too.
+    mdns: bool = True
 
 
 def _config_value(path: Path, key: str, value: object, default: object) -> object:

@@ -32,23 +32,10 @@ from collections.abc import Callable, Mapping
 from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from p2pdm import hints
-from p2pdm.core.identity import SEED_BYTES, Identity
-from p2pdm.core.session import OwnPrekeys
 from p2pdm.daemon.config import CONFIG_FILE, Config, read_config
-from p2pdm.daemon.identity_file import (
-    DEFAULT_KDF_LIMITS,
-    ENV_PASSPHRASE,
-    MAX_IDENTITY_FILE_BYTES,
-    KdfLimits,
-    RandomBytes,
-    decode_identity_file,
-    encode_identity_file,
-    seal_identity,
-    unlock_identity_file,
-)
 from p2pdm.daemon.lockfile import HomeLock
 from p2pdm.errors import (
     ConfigError,
@@ -58,6 +45,7 @@ from p2pdm.errors import (
 from p2pdm.homefiles import (
     API_TOKEN_FILE,
     ENV_HOME,
+    ENV_PASSPHRASE,
     fsync_dir,
     read_api_token,
     read_private_file,
@@ -65,7 +53,40 @@ from p2pdm.homefiles import (
     write_private_file,
 )
 from p2pdm.limits import MAX_NAME_BYTES
-from p2pdm.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from p2pdm.core.identity import Identity
+    from p2pdm.daemon.identity_file import (
+        DEFAULT_KDF_LIMITS,
+        KdfLimits,
+        decode_identity_file,
+        encode_identity_file,
+        unlock_identity_file,
+    )
+    from p2pdm.store.sqlite import SQLiteStore
+
+# The identity file's codec (PyNaCl, CBOR), the identity, the session keys
+# and SQLite are imported when first used, not with this module: every CLI
+# command makes a Home, and one that only calls the running node's API must
+# start at once (tests/cli/test_imports.py).
+_LAZY_FROM_IDENTITY_FILE: Final = frozenset(
+    {
+        "DEFAULT_KDF_LIMITS",
+        "KdfLimits",
+        "decode_identity_file",
+        "encode_identity_file",
+        "unlock_identity_file",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_FROM_IDENTITY_FILE:
+        from p2pdm.daemon import identity_file
+
+        return getattr(identity_file, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_KDF_LIMITS",
@@ -155,18 +176,27 @@ class Home:
         path: str | os.PathLike[str] | None = None,
         *,
         env: Mapping[str, str] | None = None,
-        random_bytes: RandomBytes = os.urandom,
+        random_bytes: Callable[[int], bytes] = os.urandom,
         clock: Clock = time.time,
-        kdf_limits: KdfLimits = DEFAULT_KDF_LIMITS,
+        kdf_limits: KdfLimits | None = None,
     ) -> None:
         self._env: Mapping[str, str] = os.environ if env is None else env
         self.path = resolve_home(path, self._env)
         self.random_bytes = random_bytes
         self.clock = clock
-        self.kdf_limits = kdf_limits
+        self._kdf_limits = kdf_limits
         #: The store key found when the identity was last unlocked (None: plain).
         self._store_key: bytes | None = None
         self._unlocked = False
+
+    @property
+    def kdf_limits(self) -> KdfLimits:
+        """The argon2id cost of a passphrase (the identity file's default if not given)."""
+        if self._kdf_limits is None:
+            from p2pdm.daemon.identity_file import DEFAULT_KDF_LIMITS
+
+            self._kdf_limits = DEFAULT_KDF_LIMITS
+        return self._kdf_limits
 
     def __repr__(self) -> str:
         return f"Home({str(self.path)!r})"
@@ -241,6 +271,9 @@ class Home:
         :class:`PassphraseError` for a missing or wrong passphrase,
         :class:`HomeError` if the file is readable by other users.
         """
+        from p2pdm.core.identity import Identity
+        from p2pdm.daemon.identity_file import MAX_IDENTITY_FILE_BYTES, unlock_identity_file
+
         self._require_dir()
         try:
             data = read_private_file(
@@ -270,6 +303,11 @@ class Home:
             return self._create_identity(name, force)
 
     def _create_identity(self, name: str, force: bool) -> NewIdentity:
+        from p2pdm.core.identity import SEED_BYTES, Identity
+        from p2pdm.core.session import OwnPrekeys
+        from p2pdm.daemon.identity_file import seal_identity
+        from p2pdm.store.sqlite import SQLiteStore
+
         if self.has_identity() and not force:
             raise IdentityError(
                 f"an identity already exists in {self.path}; "
@@ -348,6 +386,8 @@ class Home:
             )
         if not self._unlocked and self.has_identity():
             self.load_identity()
+        from p2pdm.store.sqlite import SQLiteStore
+
         return SQLiteStore(self.store_path, key=self._store_key)
 
     # --- local API token ---

@@ -24,6 +24,7 @@ import nacl.secret
 from p2pdm.core import cbor
 from p2pdm.core.identity import SEED_BYTES
 from p2pdm.errors import IdentityError, PassphraseError, UnsupportedVersion, WireError
+from p2pdm.homefiles import ENV_PASSPHRASE
 from p2pdm.store.cipher import KEY_BYTES
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "unlock_identity_file",
 ]
 
-ENV_PASSPHRASE: Final = "P2PDM_PASSPHRASE"
 
 IDENTITY_FILE_VERSION: Final = 1
 # A v1 identity file is under 200 bytes; refuse to parse anything much larger.

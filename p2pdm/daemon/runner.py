@@ -19,7 +19,11 @@ side by side in one nursery:
 - the peer watcher: when a contact connects, its addresses and last-seen
   time go into the address book and anything queued for it is sent at once
   rather than at its next backoff;
-- the mailbox service, if the node offers one.
+- the mailbox service, if the node offers one;
+- the handle directory: the key of our profile's handle provided in the DHT
+  (if we published one), and lookups of others' handles for the node
+  (:mod:`p2pdm.services.directory`). A profile change republishes the
+  record and provides the new handle at once.
 
 The local HTTP API's address is written to ``<home>/api_addr``. Leaving
 (cancellation: the CLI cancels on SIGINT/SIGTERM) closes the API and the
@@ -35,17 +39,20 @@ from collections.abc import Callable, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final, Literal
+from typing import Any, Final, cast
 
 import trio
 
 from p2pdm.api.server import serve_api
+from p2pdm.api.sessions import LoginCodes, login_url
 from p2pdm.client import api_addr_path, format_api_addr, parse_api_addr, write_api_addr
 from p2pdm.core import records
 from p2pdm.core.dm import DM_PROTOCOL
 from p2pdm.core.identity import PeerId
 from p2pdm.core.wire import PrekeyBundle
+from p2pdm.daemon.demo import DEMO_LISTEN, Demo
 from p2pdm.daemon.home import Home
+from p2pdm.daemon.reach import reachability_json
 from p2pdm.errors import (
     ConfigError,
     HomeError,
@@ -54,9 +61,21 @@ from p2pdm.errors import (
     SignatureError,
     WireError,
 )
-from p2pdm.net import Host, MemoryNetwork, PeerFilter, TcpFaults, open_host
+from p2pdm.net import (
+    DhtMode,
+    Host,
+    MemoryNetwork,
+    PeerFilter,
+    RelayKeeper,
+    RelayLimits,
+    TcpFaults,
+    announce_relay,
+    open_host,
+)
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
+from p2pdm.node.housekeeping import purge_loop
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
+from p2pdm.services.directory import HandleDirectory
 from p2pdm.services.dm import Delivery
 from p2pdm.services.mailbox_client import MailboxDirectory
 from p2pdm.services.mailbox_server import MailboxService
@@ -103,6 +122,19 @@ JITTER_SEED_BYTES: Final = 16
 RECORD_SEQ_SETTING: Final = "record_seq"
 
 
+#: What ``dht_mode`` may be (``run --dht-mode``, config.toml's ``dht_mode``).
+DHT_MODES: Final = ("auto", "server", "client")
+
+
+def config_dht_mode(text: str) -> DhtMode:
+    """config.toml's ``dht_mode`` (empty: "auto"); raises ConfigError for anything else."""
+    if text == "":
+        return "auto"
+    if text not in DHT_MODES:
+        raise ConfigError(f"dht_mode is one of {', '.join(DHT_MODES)}, not {text!r}")
+    return cast("DhtMode", text)
+
+
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     """How to run; :meth:`resolve` merges the command line with ``config.toml``."""
@@ -110,12 +142,21 @@ class RunOptions:
     listen: tuple[str, ...] = DEFAULT_LISTEN
     api: tuple[str, int] = ("127.0.0.1", DEFAULT_API_PORT)
     bootstrap: tuple[str, ...] = ()
-    dht_mode: Literal["server", "client"] = "server"
+    dht_mode: DhtMode = "server"
     #: Offer the mailbox service (hold envelopes for offline nodes).
     mailbox: bool = False
     #: Mailboxes we prefer for our own envelopes, named in our DHT record.
     mailbox_peers: tuple[str, ...] = ()
+    #: Offer circuit relay v2 to nodes behind NAT (with these limits).
+    relay: RelayLimits | None = None
+    #: Relays we prefer for our reservations when behind NAT (``…/p2p/<PeerID>``).
+    relay_peers: tuple[str, ...] = ()
+    #: Find p2pdm nodes on the LAN by mDNS (``run`` turns it on unless
+    #: ``--no-mdns`` or config.toml's ``mdns = false``).
+    mdns: bool = False
     upkeep: Upkeep = field(default=DEFAULT_UPKEEP)
+    #: Offer (and run) the local demo bot for newcomers (``--no-demo``: off).
+    demo: bool = True
 
     @classmethod
     def resolve(
@@ -125,9 +166,13 @@ class RunOptions:
         listen: Sequence[str] = (),
         api: str | None = None,
         bootstrap: Sequence[str] = (),
-        dht_mode: Literal["server", "client"] = "server",
+        dht_mode: DhtMode = "server",
         mailbox: bool = False,
         mailbox_peers: Sequence[str] = (),
+        demo: bool = True,
+        relay: bool = False,
+        relay_peers: Sequence[str] = (),
+        mdns: bool = False,
     ) -> RunOptions:
         """Command-line values win over the config file; address lists are joined."""
         config = home.config()
@@ -140,9 +185,13 @@ class RunOptions:
             listen=tuple(listen) or config.listen or DEFAULT_LISTEN,
             api=api_addr,
             bootstrap=tuple(dict.fromkeys([*bootstrap, *config.bootstrap])),
-            dht_mode=dht_mode,
+            dht_mode=dht_mode if dht_mode != "auto" else config_dht_mode(config.dht_mode),
             mailbox=mailbox or config.mailbox,
             mailbox_peers=tuple(dict.fromkeys([*mailbox_peers, *config.mailbox_peers])),
+            demo=demo,
+            relay=RelayLimits() if relay or config.relay else None,
+            relay_peers=tuple(dict.fromkeys([*relay_peers, *config.relay_peers])),
+            mdns=mdns and config.mdns,
         )
 
 
@@ -168,21 +217,34 @@ def _select(key: bytes, values: list[bytes]) -> int:
     return records.select(key.decode(), values)
 
 
-async def fetch_bundle(host: Host, peer: PeerId) -> PrekeyBundle | None:
-    """``peer``'s prekey bundle from its newest DHT record, or None if none is found."""
+async def fetch_record(host: Host, peer: PeerId) -> records.NodeRecord | None:
+    """``peer``'s newest DHT record, or None if none (valid) is found."""
     key = records.record_key(peer)
     value = await host.get_record(key, BUNDLE_FETCH_TIMEOUT_SECONDS)
     if value is None:
         return None
     try:
-        return records.validate(key, value).bundle
+        return records.validate(key, value)
     except (WireError, SignatureError) as exc:  # holders validate, but trust no one
         log.warning("record of %s is invalid: %s", peer.short(), exc)
         return None
 
 
+async def fetch_bundle(host: Host, peer: PeerId) -> PrekeyBundle | None:
+    """``peer``'s prekey bundle from its newest DHT record, or None if none is found."""
+    record = await fetch_record(host, peer)
+    return None if record is None else record.bundle
+
+
+async def relayed_addrs_of(host: Host, peer: PeerId) -> list[str]:
+    """``peer``'s relayed addresses, from its signed record ([] if none)."""
+    record = await fetch_record(host, peer)
+    return [] if record is None else list(record.relays)
+
+
 def dht_stats_json(host: Host) -> dict[str, object]:
-    """The host's DHT store counters as JSON (``GET /v1/node``'s ``dht``)."""
+    """The host's DHT store counters, routing-table size and connected peers as JSON
+    (``GET /v1/node``'s ``dht``)."""
     stats = host.dht_store_stats()
     return {
         "records": stats.records,
@@ -191,6 +253,8 @@ def dht_stats_json(host: Host) -> dict[str, object]:
         "provider_bytes": stats.provider_bytes,
         "refused": dict(stats.refused),
         "evicted": stats.evicted,
+        "routing_table": len(host.dht_peers()),
+        "connected_peers": len(host.connected_peers()),
     }
 
 
@@ -212,22 +276,43 @@ async def publish_record(node: Node, host: Host, directory: MailboxDirectory | N
     node.store.set_setting(RECORD_SEQ_SETTING, seq)
     directory = directory or MailboxDirectory(node.identity, host)
     try:
-        await directory.publish_record(node.messenger.bundle(one_time=0), seq)
+        bundle = node.messenger.bundle(one_time=0)
+        await directory.publish_record(bundle, seq, node.profiles.current(), host.relayed_addrs())
     except P2PDMError as exc:
         log.warning("publishing our record failed: %s", exc)
         return False
     return bool(record_holders(host))
 
 
-async def _publish_records(node: Node, host: Host, directory: MailboxDirectory) -> None:
+class _Republish:
+    """Asks the record publisher to publish now (the profile or our relayed addresses changed)."""
+
+    def __init__(self) -> None:
+        self.due = trio.Event()
+
+    def now(self) -> None:
+        self.due.set()
+
+
+async def _publish_records(
+    node: Node, host: Host, directory: MailboxDirectory, republish: _Republish
+) -> None:
     next_due = -1.0
     while True:
         rotated = node.messenger.rotate_prekeys()
-        if rotated or trio.current_time() >= next_due:
+        if rotated or republish.due.is_set() or trio.current_time() >= next_due:
+            republish.due = trio.Event()
             reached = await publish_record(node, host, directory)
             pause = RECORD_REPUBLISH_SECONDS if reached else RECORD_RETRY_SECONDS
             next_due = trio.current_time() + pause
-        await trio.sleep(min(PREKEY_CHECK_SECONDS, max(0.0, next_due - trio.current_time())))
+        wait = min(PREKEY_CHECK_SECONDS, max(0.0, next_due - trio.current_time()))
+        with trio.move_on_after(wait):
+            await republish.due.wait()
+
+
+def _own_handle(node: Node) -> str:
+    profile = node.profiles.current()
+    return "" if profile is None else profile.handle
 
 
 async def greet_contacts(node: Node, host: Host) -> int:
@@ -367,6 +452,8 @@ async def serve_node(
         network=network,
         peer_filter=peer_filter,
         faults=faults,
+        relay=options.relay,
+        mdns=options.mdns,
     ) as host:
         host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
         node.addrs = host.listen_addrs()
@@ -378,7 +465,21 @@ async def serve_node(
             on_delivery(delivery)
         node.on_outbox = delivery.wake
         node.fetch_bundle = partial(fetch_bundle, host)
+        node.send_now = delivery.send_now
         node.dht_stats = partial(dht_stats_json, host)
+        handles = HandleDirectory(host, node.peer_id)
+        republish = _Republish()
+        node.profiles.lookup = handles.claims
+
+        def profile_changed() -> None:
+            republish.now()
+            handles.changed()
+
+        node.profiles.on_change = profile_changed
+        node.reachability = partial(reachability_json, host)
+        host.relayed_addrs_of = partial(relayed_addrs_of, host)
+        # A node found on the LAN may be our only DHT peer: it should hold our record.
+        host.lan_peer_listeners.append(lambda peer: republish.now())
         # Peers met while joining the DHT learn that we speak p2pdm now.
         await host.announce_protocols()
         async with trio.open_nursery() as nursery:
@@ -397,11 +498,23 @@ async def serve_node(
             await nursery.start(delivery.run_fetcher)
             # At once: our record (where our mailboxes are, our prekeys), and
             # our contacts (they learn where we are now and send what waits).
-            nursery.start_soon(_publish_records, node, host, directory)
+            nursery.start_soon(_publish_records, node, host, directory, republish)
+            nursery.start_soon(handles.provide, partial(_own_handle, node))
+            if network is None:  # reachability is checked on TCP only
+                keeper = RelayKeeper(host, options.relay_peers, changed=republish.now)
+                nursery.start_soon(keeper.run)
+            if options.relay is not None:
+                nursery.start_soon(announce_relay, host)
             nursery.start_soon(greet_contacts, node, host)
             nursery.start_soon(_PeerWatch(node, host, delivery).run)
+            # Disappearing messages: what expired while we were off, then on a schedule.
+            nursery.start_soon(purge_loop, node)
             task_status.started(Serving(node, host, delivery, directory, service))
-            await trio.sleep_forever()
+            try:
+                await trio.sleep_forever()
+            finally:  # the host closes: lookups and republishing stop with it
+                node.profiles.lookup = None
+                node.profiles.on_change = lambda: None
 
 
 async def run_node(
@@ -420,9 +533,18 @@ async def run_node(
     token = home.api_token()
     with home.lock(), closing(home.open_store()) as store:
         node = Node(identity, store)
+        codes = LoginCodes(node.random_bytes)
         async with trio.open_nursery() as nursery:
             serving: Serving = await nursery.start(serve_node, node, options)
-            api = await nursery.start(serve_api, node, token, *options.api)
+            bot_options = RunOptions(listen=DEMO_LISTEN, dht_mode="client")
+            demo = Demo(
+                home, node, nursery, partial(serve_node, options=bot_options), offered=options.demo
+            )
+            api = await nursery.start(
+                partial(serve_api, node, token, *options.api, login_codes=codes, demo=demo)
+            )
+            if options.demo and demo.exists:
+                nursery.start_soon(demo.start_quietly)  # the newcomer kept it: it runs again
             write_api_addr(home, *api)
             try:
                 running = Running(node, serving.host, serving.delivery, api)
@@ -431,6 +553,12 @@ async def run_node(
                     node.peer_id,
                     ", ".join(node.addrs),
                     running.api_url,
+                )
+                code, _ = codes.make(node.now_ms())
+                log.info(
+                    "open the web app: %s (this link works once, for 5 minutes; "
+                    "`p2pdm ui` makes another)",
+                    login_url(api, code),
                 )
                 task_status.started(running)
                 await trio.sleep_forever()

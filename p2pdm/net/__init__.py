@@ -3,7 +3,8 @@
 Only the libp2p modules of this package import libp2p: the host's private
 modules (:mod:`~p2pdm.net._edge`, :mod:`~p2pdm.net._host`,
 :mod:`~p2pdm.net._dht`, :mod:`~p2pdm.net._maintenance`,
-:mod:`~p2pdm.net._open`, :mod:`~p2pdm.net._patches`) and the transports
+:mod:`~p2pdm.net._open`, :mod:`~p2pdm.net._patches`, :mod:`~p2pdm.net._autonat`,
+:mod:`~p2pdm.net._relay`, :mod:`~p2pdm.net._relay_keeper`) and the transports
 (:mod:`~p2pdm.net.memory_transport` with :mod:`~p2pdm.net._memory_pipe`,
 :mod:`~p2pdm.net.tcp_faults`); nothing outside this package sees a libp2p
 type, and every workaround for py-libp2p 0.8.1 is in ``_patches``. Start with
@@ -18,6 +19,9 @@ type, and every workaround for py-libp2p 0.8.1 is in ``_patches``. Start with
 - :mod:`~p2pdm.net._dht`: DHT records, providers and validators;
 - :mod:`~p2pdm.net._maintenance`: joining, idle connections, re-dials, shutdown;
 - :mod:`~p2pdm.net._patches`: every py-libp2p 0.8.1 pitfall and its workaround;
+- :mod:`~p2pdm.net._autonat`: reachability (AutoNAT v1, asked and served);
+- :mod:`~p2pdm.net._relay`: circuit relay v2 (serving with limits, reserving, dialing through);
+- :mod:`~p2pdm.net._relay_keeper`: reservations kept by a node behind NAT; relays announced;
 - :mod:`~p2pdm.net.memory_transport`: :class:`MemoryNetwork`, an in-memory
   transport with latency, loss and partitions, for simulations;
 - :mod:`~p2pdm.net.tcp_faults`: :class:`TcpFaults`, the same latency and
@@ -32,6 +36,7 @@ type, and every workaround for py-libp2p 0.8.1 is in ``_patches``. Start with
 from p2pdm.net._dht_guard import DEFAULT_DHT_LIMITS, DhtLimits, DhtStoreStats, StoreCaps
 from p2pdm.net._edge import (
     DEFAULT_LISTEN,
+    DhtMode,
     PeerFilter,
     RecordSelector,
     RecordValidator,
@@ -39,6 +44,8 @@ from p2pdm.net._edge import (
 )
 from p2pdm.net._host import Host
 from p2pdm.net._open import open_host
+from p2pdm.net._relay import RelayLimits
+from p2pdm.net._relay_keeper import RelayKeeper, announce_relay
 from p2pdm.net.frames import FrameDecoder, encode_frame
 from p2pdm.net.logs import configure_libp2p_logging
 from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
@@ -51,6 +58,7 @@ __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_UPKEEP",
     "DhtLimits",
+    "DhtMode",
     "DhtStoreStats",
     "FrameDecoder",
     "Host",
@@ -60,11 +68,14 @@ __all__ = [
     "RawStream",
     "RecordSelector",
     "RecordValidator",
+    "RelayKeeper",
+    "RelayLimits",
     "StoreCaps",
     "Stream",
     "StreamHandler",
     "TcpFaults",
     "Upkeep",
+    "announce_relay",
     "configure_libp2p_logging",
     "encode_frame",
     "open_host",

@@ -241,12 +241,21 @@ class Dht:
                 "replication of %s stopped after %g s", key[:40], RECORD_PUT_TIMEOUT_SECONDS
             )
 
-    async def get_record(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
+    async def get_record(
+        self,
+        key: str,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        keep: bool = True,
+    ) -> bytes | None:
         """The newest valid record under ``key``, or None if there is none.
 
         libp2p answers from the local copy first, which may be stale: the
         local copy is set aside, RECORD_QUORUM holders are asked, and the
         newest of their answer and the local copy wins (and is kept locally).
+        ``keep=False``: a record found only in the network is not kept here
+        (a stranger's record, looked at once: copies we keep count towards
+        our DHT store's caps and are never evicted).
         """
         key_bytes = self._check_record_key(key)
         store = self._dht.value_store
@@ -258,6 +267,8 @@ class Dht:
                 await self._dht.get_value(key, quorum=RECORD_QUORUM)
         finally:
             best = self._keep_newest(key, key_bytes, local)
+            if not keep and local is None and best is not None:
+                store.remove(key_bytes)
         return None if best is None else bytes(best.value)
 
     def _keep_newest(self, key: str, key_bytes: bytes, local: Record | None) -> Record | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import trio
 from libp2p.exceptions import BaseLibp2pError
@@ -24,6 +25,7 @@ from p2pdm.net.stream import Stream
 __all__ = [
     "DEFAULT_LISTEN",
     "NETWORK_ERRORS",
+    "DhtMode",
     "PeerFilter",
     "RecordSelector",
     "RecordValidator",
@@ -43,6 +45,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_LISTEN: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
 
 StreamHandler = Callable[[Stream], Awaitable[None]]
+#: "server" answers DHT queries, "client" does not, "auto" serves while public.
+DhtMode = Literal["server", "client", "auto"]
 #: ``validate(key, value)`` raises (a P2PDMError, ideally) if the record is bad.
 RecordValidator = Callable[[bytes, bytes], None]
 #: ``select(key, values)`` returns the index of the best (newest) value.

@@ -32,13 +32,14 @@ from libp2p.host.ping import ID as PING_PROTOCOL_ID
 from libp2p.host.ping import PING_LENGTH
 from libp2p.identity.identify_push.identify_push import ID_PUSH as IDENTIFY_PUSH_PROTOCOL_ID
 from libp2p.identity.identify_push.identify_push import push_identify_to_peers
-from libp2p.kad_dht.kad_dht import KadDHT
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 
 from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.reachability import Reachability
 from p2pdm.errors import P2PDMError, PeerUnreachable, ProtocolViolation
 from p2pdm.limits import MAX_ADDRS
 from p2pdm.net import _maintenance
@@ -55,10 +56,23 @@ from p2pdm.net._edge import (
     to_id,
     unreachable,
 )
+from p2pdm.net._holepunch import HolePunchStats
 from p2pdm.net._patches import close_connections, reset_by_peer
+from p2pdm.net._relay import (
+    CircuitV2Protocol,
+    RelayLimits,
+    RelayStats,
+    Reservation,
+    dial_circuit,
+    is_circuit,
+    reservations_held,
+    reserve,
+    reserved_peers,
+)
 from p2pdm.net.addrs import full_addr, transport_addr
 from p2pdm.net.limits import (
     DIAL_TIMEOUT_SECONDS,
+    DIRECT_BEFORE_RELAY_SECONDS,
     IDENTIFY_PUSH_TIMEOUT_SECONDS,
     MAX_CONCURRENT_HANDLERS,
     OPEN_STREAM_TIMEOUT_SECONDS,
@@ -71,6 +85,15 @@ from p2pdm.net.upkeep import IdleTracker, Upkeep
 __all__ = ["Host"]
 
 logger = logging.getLogger(__name__)
+
+
+def _is_relayed(conn: INetConn) -> bool:
+    """Whether ``conn`` runs through a circuit relay (its addresses say /p2p-circuit)."""
+    try:
+        addrs = conn.get_transport_addresses()
+    except Exception:  # no addresses to read: not a relayed one we made
+        return False
+    return any("p2p-circuit" in str(addr) for addr in addrs)
 
 
 class _Libp2pRawStream:
@@ -143,6 +166,27 @@ class Host(Dht):
         self._conn_counter = itertools.count(1)
         #: The host's background tasks (open_host sets it before handing the host out).
         self._tasks: trio.Nursery | None = None
+        #: Whether others can dial us, from the last check (``_autonat``).
+        self.reachability = Reachability()
+        #: "auto": the DHT serves only while :attr:`reachability` says public.
+        self.dht_mode_setting = "server"
+        #: What our relay did, if we serve as one (``open_host(relay=…)``).
+        self.relay_stats = RelayStats()
+        #: Hole punches tried on relayed connections (``_holepunch``).
+        self.hole_punch_stats = HolePunchStats()
+        self.relay_limits: RelayLimits | None = None
+        self._relay_proto: CircuitV2Protocol | None = None
+        #: Reservations we hold on relays, by relay (``_relay_keeper``).
+        self.reservations: dict[PeerId, Reservation] = {}
+        #: Relayed addresses of a peer, from outside the DHT (its signed
+        #: record): :meth:`find_peer` adds them to what the DHT answers.
+        self.relayed_addrs_of: Callable[[PeerId], Awaitable[list[str]]] | None = None
+        #: p2pdm nodes found on the LAN by mDNS and their addresses (``_mdns``).
+        self.lan_peers: dict[PeerId, list[str]] = {}
+        #: Called with each peer mDNS found and we connected to.
+        self.lan_peer_listeners: list[Callable[[PeerId], None]] = []
+        #: Called when :attr:`reachability` changes status.
+        self.reachability_listeners: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         return f"Host({self.peer_id})"
@@ -173,6 +217,76 @@ class Host(Dht):
         if number is None:
             number = self._conn_numbers[conn] = next(self._conn_counter)
         return number
+
+    def has_direct_connection(self, peer: PeerId) -> bool:
+        """Whether an open connection to ``peer`` is direct (not through a relay)."""
+        return any(
+            not conn.is_closed and not _is_relayed(conn)
+            for conn in self._swarm.get_connections(to_id(peer))
+        )
+
+    async def find_peer(
+        self,
+        peer: PeerId,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        fresh: bool = False,
+    ) -> list[str]:
+        """Addresses of ``peer`` from DHT peer routing, and its relayed addresses
+        (:attr:`relayed_addrs_of`) looked up at the same time. Raises
+        PeerUnreachable if neither finds any."""
+        relayed: list[str] = []
+        routed: list[str] = []
+        lost: PeerUnreachable | None = None
+
+        async def look_up_relayed() -> None:
+            if self.relayed_addrs_of is not None:
+                with trio.move_on_after(timeout), suppress(P2PDMError):
+                    relayed.extend(await self.relayed_addrs_of(peer))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(look_up_relayed)
+            try:
+                routed = await super().find_peer(peer, timeout, fresh=fresh)
+            except PeerUnreachable as exc:
+                lost = exc
+        lan = self.lan_peers.get(peer, [])
+        if lost is not None and not relayed and not lan:
+            raise lost
+        return list(dict.fromkeys([*lan, *routed, *relayed]))[:MAX_ADDRS]
+
+    async def add_to_routing_table(self, peer: PeerId) -> None:
+        """Put a connected ``peer`` in our DHT routing table (one found without the DHT)."""
+        with suppress(*NETWORK_ERRORS):
+            info = self._host.get_peerstore().peer_info(to_id(peer))
+            await self._dht.routing_table.add_peer(info)
+
+    async def reserve(self, relay: PeerId, addrs: Sequence[str] = ()) -> Reservation:
+        """A reservation on ``relay`` (kept in :attr:`reservations`). Raises PeerUnreachable."""
+        held = await reserve(self._host, self.peer_id, relay, list(addrs), self.connect)
+        self.reservations[relay] = held
+        return held
+
+    def relayed_addrs(self) -> list[str]:
+        """Our addresses through the relays we hold reservations on."""
+        return [addr for held in self.reservations.values() for addr in held.addrs]
+
+    def relay_connections_kept(self) -> set[ID]:
+        """Peers whose connections are never closed as idle: relays we hold a
+        reservation on, and (serving as a relay) peers holding one on us;
+        circuits need those connections open."""
+        kept = {to_id(relay) for relay in self.reservations}
+        if self._relay_proto is not None:
+            kept.update(reserved_peers(self._relay_proto))
+        return kept
+
+    def relay_reservations_held(self) -> int:
+        """Reservations our relay holds for others now (0 if we are no relay)."""
+        return 0 if self._relay_proto is None else reservations_held(self._relay_proto)
+
+    def dht_mode(self) -> str:
+        """The DHT mode in force now: "server" or "client"."""
+        return "server" if self._dht.mode == DHTMode.SERVER else "client"
 
     def is_connected(self, peer: PeerId) -> bool:
         return any(not conn.is_closed for conn in self._swarm.get_connections(to_id(peer)))
@@ -219,13 +333,14 @@ class Host(Dht):
             return
         pid = to_id(peer)
         peerstore = self._host.get_peerstore()
-        targets = [transport_addr(text, peer) for text in addrs[:MAX_ADDRS]]
+        circuits = [text for text in addrs[:MAX_ADDRS] if is_circuit(text)]
+        targets = [transport_addr(t, peer) for t in addrs[:MAX_ADDRS] if not is_circuit(t)]
         if targets:
             peerstore.add_addrs(pid, targets, PEERSTORE_ADDR_TTL_SECONDS)
-        else:
+        elif not circuits:
             with suppress(PeerStoreError):
                 targets = peerstore.addrs(pid)[:MAX_ADDRS]
-        if not targets:
+        if not targets and not circuits:
             raise PeerUnreachable(f"no known address for {peer.short()}", "no known address")
         pending = self._dials.get(peer)
         if pending is not None:  # another task is dialing: share its connection
@@ -235,18 +350,27 @@ class Host(Dht):
                 return
         done = self._dials[peer] = trio.Event()
         try:
-            await self._dial(peer, pid, targets)
+            await self._dial(peer, pid, targets, circuits)
         finally:
             done.set()
             if self._dials.get(peer) is done:
                 del self._dials[peer]
 
-    async def _dial(self, peer: PeerId, pid: ID, targets: list[multiaddr.Multiaddr]) -> None:
+    async def _dial(
+        self,
+        peer: PeerId,
+        pid: ID,
+        targets: list[multiaddr.Multiaddr],
+        circuits: Sequence[str] = (),
+    ) -> None:
+        """Direct addresses first (DIRECT_BEFORE_RELAY_SECONDS of them when
+        there are relayed ones), then through relays."""
         # The caller decided to try now: lift libp2p's 60 s "recently failed" block.
         self._swarm.unblock_peer(pid)
         failures: list[str] = []
         reasons: list[str] = []
-        with trio.move_on_after(DIAL_TIMEOUT_SECONDS):
+        direct_budget = DIRECT_BEFORE_RELAY_SECONDS if circuits else DIAL_TIMEOUT_SECONDS
+        with trio.move_on_after(direct_budget):
             for addr in targets:
                 try:
                     await self._swarm.dial_addr(addr, pid)
@@ -255,7 +379,15 @@ class Host(Dht):
                     failures.append(f"{addr}: {reasons[-1]}")
                     continue
                 return
-        if len(failures) < len(targets):
+        for circuit in circuits:
+            try:
+                await dial_circuit(self._host, peer, circuit, self.connect)
+            except P2PDMError as exc:
+                reasons.append(str(exc.args[-1]) if exc.args else "relay failed")
+                failures.append(f"{circuit}: {exc}")
+                continue
+            return
+        if len(failures) < len(targets) + len(circuits):
             reasons.append(f"no answer within {DIAL_TIMEOUT_SECONDS:g} s")
             failures.append(reasons[-1])
         raise PeerUnreachable(

@@ -150,10 +150,11 @@ async def maintain(host: Host) -> None:
 
 
 async def close_idle_connections(host: Host) -> None:
+    kept = host._bootstrap_ids | host.relay_connections_kept()
     busy = {
         conn: bool(conn.get_streams())
         for conn in host._swarm.get_connections()
-        if not conn.is_closed and conn.muxed_conn.peer_id not in host._bootstrap_ids
+        if not conn.is_closed and conn.muxed_conn.peer_id not in kept
     }
     idle = host._idle.observe(trio.current_time(), busy)
     if idle:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import Literal, cast
+from typing import cast
 
 import trio
 from libp2p import new_host
@@ -25,13 +25,18 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from p2pdm.core.identity import Identity
 from p2pdm.errors import ConfigError, SchemaError
-from p2pdm.net import _maintenance, _patches
+from p2pdm.net import _autonat, _holepunch, _maintenance, _mdns, _patches
 from p2pdm.net._dht import GuardedValidator, guard_dht
 from p2pdm.net._dht_guard import DEFAULT_DHT_LIMITS, DhtGuard, DhtLimits
-from p2pdm.net._edge import DEFAULT_LISTEN, PeerFilter
+from p2pdm.net._edge import DEFAULT_LISTEN, DhtMode, PeerFilter
 from p2pdm.net._host import Host
+from p2pdm.net._relay import RelayLimits, relay_protocol
 from p2pdm.net.addrs import parse_bootstrap, refuse_taken_port, transport_addr
-from p2pdm.net.limits import MAX_BOOTSTRAP_PEERS, STREAM_NEGOTIATION_TIMEOUT_SECONDS
+from p2pdm.net.limits import (
+    MAX_BOOTSTRAP_PEERS,
+    REACHABILITY_FIRST_CHECK_SECONDS,
+    STREAM_NEGOTIATION_TIMEOUT_SECONDS,
+)
 from p2pdm.net.logs import configure_libp2p_logging
 from p2pdm.net.memory_transport import MemoryNetwork
 from p2pdm.net.tcp_faults import TcpFaults
@@ -46,7 +51,11 @@ async def open_host(
     listen: Sequence[str] = DEFAULT_LISTEN,
     *,
     bootstrap: Sequence[str] = (),
-    dht_mode: Literal["server", "client"] = "server",
+    dht_mode: DhtMode = "server",
+    reachability: bool | None = None,
+    relay: RelayLimits | None = None,
+    hole_punching: bool | None = None,
+    mdns: bool = False,
     upkeep: Upkeep = DEFAULT_UPKEEP,
     network: MemoryNetwork | None = None,
     peer_filter: PeerFilter | None = None,
@@ -61,8 +70,17 @@ async def open_host(
     ``bootstrap``: ``…/p2p/<PeerID>`` addresses of DHT peers to join through;
     unreachable ones are logged and re-dialed later, never fatal.
     ``dht_mode``: "server" for reachable nodes (serves DHT queries), "client"
-    for nodes behind NAT. ``upkeep``: periods of the background maintenance
-    (idle connections, bootstrap re-dial, DHT refresh). ``peer_filter``: a
+    for nodes behind NAT, "auto" to follow the reachability checks (server
+    while public; at start a server only without bootstrap peers, being the
+    first node of its network). ``reachability``: serve AutoNAT dial-backs
+    and check our own reachability in the background (default: on TCP, not
+    on a memory network). ``relay``: serve circuit relay v2 (hop) with these
+    limits; every TCP host accepts circuits to itself (stop) either way.
+    ``hole_punching``: try DCUtR on relayed connections (default: on TCP).
+    ``mdns``: announce the host on the LAN and connect to p2pdm nodes found
+    there (TCP only).
+    ``upkeep``: periods of the background maintenance (idle connections,
+    bootstrap re-dial, DHT refresh). ``peer_filter``: a
     :meth:`Host.set_peer_filter` in force from the start, before joining.
     ``faults``: latency and loss on every TCP connection (simulations in
     real time); the memory network has its own. ``dht_limits``: what other
@@ -76,8 +94,10 @@ async def open_host(
     """
     configure_libp2p_logging()
     identity = Identity(seed)
-    if dht_mode not in ("server", "client"):
-        raise ConfigError(f"dht_mode is 'server' or 'client', not {dht_mode!r}")
+    if dht_mode not in ("server", "client", "auto"):
+        raise ConfigError(f"dht_mode is 'server', 'client' or 'auto', not {dht_mode!r}")
+    if reachability is None:
+        reachability = network is None
     if network is not None and listen == DEFAULT_LISTEN:
         listen = [network.new_listen_addr()]
     try:
@@ -115,12 +135,24 @@ async def open_host(
     swarm = cast("Swarm", lp_host.get_network())
     _patches.no_dial_retries(swarm)
     _patches.hold_inbound_slot_only_while_connected(swarm)
-    mode = DHTMode.SERVER if dht_mode == "server" else DHTMode.CLIENT
+    serving = dht_mode == "server" or (dht_mode == "auto" and not bootstrap_peers)
+    mode = DHTMode.SERVER if serving else DHTMode.CLIENT
     dht_guard = DhtGuard(dht_limits, trio.current_time)
     dht = KadDHT(lp_host, mode, validator=GuardedValidator(dht_guard), strict_validation=True)
     guard_dht(dht, dht_guard)
     host = Host(identity, lp_host, dht, bootstrap_peers, upkeep, dht_guard)
     host._allowed = peer_filter
+    host.dht_mode_setting = dht_mode
+    relay_service = None
+    if network is None:
+        relay_service = relay_protocol(lp_host, relay, host.relay_stats)
+        host._relay_proto = relay_service
+        host.relay_limits = relay
+    if hole_punching is None:
+        hole_punching = network is None
+    punching = _holepunch.hole_punching(lp_host, host.hole_punch_stats) if hole_punching else None
+    if reachability:
+        _autonat.serve_autonat(host)
     _patches.refuse_filtered_peers(swarm, host._permits)
 
     # Errors are kept and raised once libp2p's nurseries are behind us, so the
@@ -133,10 +165,30 @@ async def open_host(
         try:
             if not swarm.listeners:
                 raise ConfigError(f"cannot listen on {', '.join(listen)}")
-            async with background_trio_service(dht), trio.open_nursery() as nursery:
+            relaying: AbstractAsyncContextManager[object] = (
+                background_trio_service(relay_service)
+                if relay_service is not None
+                else nullcontext()
+            )
+            punched: AbstractAsyncContextManager[object] = (
+                background_trio_service(punching) if punching is not None else nullcontext()
+            )
+            async with (
+                background_trio_service(dht),
+                relaying,
+                punched,
+                trio.open_nursery() as nursery,
+            ):
                 host._tasks = nursery
                 await _maintenance.start(host)
                 nursery.start_soon(_maintenance.maintain, host)
+                if mdns and network is None:
+                    port = int(listen_addrs[0].value_for_protocol("tcp"))
+                    nursery.start_soon(_mdns.discover_lan_peers, host, port)
+                if reachability:
+                    nursery.start_soon(
+                        _autonat.watch_reachability, host, REACHABILITY_FIRST_CHECK_SECONDS
+                    )
                 try:
                     yield host
                 except (trio.Cancelled, GeneratorExit):

@@ -59,6 +59,22 @@ found here, not in the notes:
     guards the swarm's dials, new streams and security upgrade
     (:func:`refuse_filtered_peers`);
 
+25. AutoNAT v1's server dials back whatever PeerID a request names (not
+    the asker's), and "dials" with ``host.connect``, which returns at once
+    when a connection is open (always: the request came over one), so it
+    reports every asker public → p2pdm serves and asks AutoNAT itself
+    (:mod:`p2pdm.net._autonat`): the request's peer must be the stream's,
+    and each dial-back is a new connection whose Noise handshake proves the
+    asker's key;
+26. circuit relay v2's hop reserves for the peer a request names, dials a
+    circuit's target when it is not connected (SSRF through the relay),
+    writes a status message into the relayed byte stream at a limit and
+    checks the deadline only while data flows → :mod:`p2pdm.net._relay`
+    wraps its handlers and its copy loop;
+27. mDNS announces the raw listen addresses (``0.0.0.0``), reports peers on
+    zeroconf's thread through a process-wide singleton, and its ``start``
+    needs trio's thread while blocking on zeroconf → :mod:`p2pdm.net._mdns`;
+
 records: ``get_value`` answers from a stale local copy → ``Host.get_record``
 drops it and asks the network with a quorum, then keeps the newest
 (:mod:`p2pdm.net._dht`);

@@ -130,8 +130,10 @@ RECORD_PUT_TIMEOUT_SECONDS: Final = 30.0
 #: new value, median 137 ms).
 RECORD_QUORUM: Final = 3
 
-#: Largest DHT record accepted into a p2pdm namespace. Records hold a prekey
-#: bundle or a mailbox list plus a signature: a few KiB.
+#: Largest DHT record accepted into a p2pdm namespace. A node record holds a
+#: prekey bundle, mailbox and other addresses, maybe a profile with a 16 KiB
+#: avatar, and a signature: at most 32 KiB (MAX_NODE_RECORD_BYTES in
+#: p2pdm/limits.py), so this leaves room for a later field.
 MAX_RECORD_BYTES: Final = 64 << 10
 
 #: Longest record key, in UTF-8 bytes ("/<namespace>/" + a PeerID and a tag).
@@ -170,19 +172,21 @@ DHT_RATE_TABLE_PEERS: Final = 4096
 #: whatever the network's size; this is 200 times that.
 MAX_DHT_RECORDS: Final = 4096
 
-#: Bytes of value records held for other peers (a p2pdm record is a few
-#: hundred bytes, at most 16 KiB).
-MAX_DHT_RECORD_STORE_BYTES: Final = 16 << 20
+#: Bytes of value records held for other peers. A p2pdm record is about a
+#: kilobyte, up to 32 KiB with a profile's avatar: room for 1024 records that
+#: size, 50 times the ~20 a node holds on average.
+MAX_DHT_RECORD_STORE_BYTES: Final = 32 << 20
 
 #: Records one peer may have stored here: its own record plus the copies it
 #: pushes to stale holders when it reads others' records.
 MAX_DHT_RECORDS_PER_PEER: Final = 64
 
-#: Bytes of records one peer may have stored here (64 records of 16 KiB).
-MAX_DHT_RECORD_BYTES_PER_PEER: Final = 1 << 20
+#: Bytes of records one peer may have stored here (64 records of 32 KiB:
+#: records with profiles are that large).
+MAX_DHT_RECORD_BYTES_PER_PEER: Final = 2 << 20
 
-#: Provider records held (key, provider) for other peers. p2pdm provides
-#: one key (the mailbox service); a libp2p peer a few.
+#: Provider records held (key, provider) for other peers. p2pdm provides at
+#: most two keys (the mailbox service, its handle); a libp2p peer a few.
 MAX_DHT_PROVIDER_RECORDS: Final = 8192
 
 #: Bytes of provider records held (key and addresses).
@@ -202,3 +206,121 @@ MAX_DHT_REFUSED_PEERS_COUNTED: Final = 1000
 #: Level of the ``libp2p`` logger unless LIBP2P_DEBUG is set: py-libp2p logs
 #: ordinary disconnects at ERROR (NOTES pitfall 13), so only CRITICAL passes.
 LIBP2P_LOG_LEVEL: Final = logging.CRITICAL
+
+# --- reachability (AutoNAT v1) -------------------------------------------------
+
+#: Peers asked to dial us back in one reachability check: a few more than
+#: the confirmations needed (core/reachability.py), as some refuse or are slow.
+AUTONAT_PEERS_ASKED: Final = 4
+
+#: Longest wait for one peer's dial-back verdict: its dial (DIAL_TIMEOUT_SECONDS
+#: per address, at most AUTONAT_MAX_DIAL_ADDRS of them, tried concurrently)
+#: plus the round trip.
+AUTONAT_QUERY_TIMEOUT_SECONDS: Final = DIAL_TIMEOUT_SECONDS + 5.0
+
+#: Addresses a serving node dials back for one request: all must be on the
+#: requester's own observed IP, so this only bounds the work per request.
+AUTONAT_MAX_DIAL_ADDRS: Final = 4
+
+#: Dial-back requests served at once: each costs up to AUTONAT_MAX_DIAL_ADDRS
+#: dials; more are reset (the asker asks someone else).
+AUTONAT_MAX_CONCURRENT_DIALBACKS: Final = 8
+
+#: An AutoNAT request or response: a PeerID and a few addresses (libp2p's
+#: own cap is 64 KiB; ours needs no more than this).
+AUTONAT_MAX_MESSAGE_BYTES: Final = 4096
+
+#: First reachability check after start-up: once joining has connected us to
+#: a few peers that can answer.
+REACHABILITY_FIRST_CHECK_SECONDS: Final = 2.0
+
+#: Checks while the verdict is unknown (too few peers yet, or they disagree).
+REACHABILITY_RETRY_SECONDS: Final = 30.0
+
+#: Checks while too few peers were there to ask (the first node of a
+#: network, just started): asking nobody costs nothing, and peers arrive soon.
+REACHABILITY_FEW_PEERS_RETRY_SECONDS: Final = 5.0
+
+#: Checks once known: networks change (a laptop moves from a café to home).
+REACHABILITY_RECHECK_SECONDS: Final = 10 * 60.0
+
+# --- circuit relay v2 (a relay's limits; see docs/operating.md) ------------------
+
+#: Reservations a relay holds at once: each is one node behind NAT that can
+#: be reached through it. 128 such nodes cost a small server little (a
+#: reservation is a table entry; only circuits carry bytes).
+RELAY_MAX_RESERVATIONS: Final = 128
+
+#: How long a reservation lasts unless renewed (clients renew at half-life).
+RELAY_RESERVATION_SECONDS: Final = 60 * 60
+
+#: Circuits open at once to one reserving node (its contacts reaching it).
+RELAY_MAX_CIRCUITS_PER_PEER: Final = 8
+
+#: Circuits open at once from one dialing node: one node cannot take every
+#: circuit slot of the relay.
+RELAY_MAX_CIRCUITS_FROM_PEER: Final = 8
+
+#: Circuits open at once on the relay in all.
+RELAY_MAX_CIRCUITS: Final = 256
+
+#: Longest life of one circuit: long enough for a conversation and hole
+#: punching (which then moves the conversation off the relay), short enough
+#: that the relay is not a free tunnel. The node re-dials when it ends.
+RELAY_CIRCUIT_SECONDS: Final = 10 * 60
+
+#: Bytes one circuit may carry (both directions together): thousands of
+#: text messages, but no media streaming through a volunteer's server.
+RELAY_CIRCUIT_BYTES: Final = 4 << 20
+
+#: Bytes read from one side of a circuit at a time.
+RELAY_COPY_CHUNK_BYTES: Final = 16 << 10
+
+#: Longest wait for a relay's answer to a reservation or connect request.
+RELAY_REQUEST_TIMEOUT_SECONDS: Final = 10.0
+
+# --- a node behind NAT using relays ------------------------------------------
+
+#: Relays a private node keeps reservations on: two, so one relay going
+#: away does not make the node unreachable until the next check.
+RELAYS_KEPT: Final = 2
+
+#: Relayed addresses published per relay (its public ones, loopback only if
+#: it has nothing else): enough for one IPv4 and one IPv6 address.
+MAX_CIRCUIT_ADDRS_PER_RELAY: Final = 2
+
+#: How often the node checks its reservations (renews, replaces lost relays).
+RELAY_CHECK_SECONDS: Final = 30.0
+
+#: A reservation is renewed when it has less than this left.
+RELAY_RENEW_MARGIN_SECONDS: Final = RELAY_RESERVATION_SECONDS / 2
+
+#: A relay that refused or failed is not asked again for this long.
+RELAY_RETRY_SECONDS: Final = 5 * 60.0
+
+#: How often a relay re-announces itself under the relay key in the DHT.
+RELAY_PROVIDE_SECONDS: Final = 30 * 60.0
+
+#: Relays looked at from one provider lookup.
+MAX_RELAY_CANDIDATES: Final = 16
+
+#: A dial that has relayed addresses gives the direct ones this long first
+#: (a private address of another network can blackhole the whole budget).
+DIRECT_BEFORE_RELAY_SECONDS: Final = 2.0
+
+# --- LAN discovery (mDNS) ---------------------------------------------------------
+
+#: The mDNS service p2pdm nodes announce (libp2p's mDNS spec, with a private
+#: network name): only p2pdm nodes answer, not every libp2p node on the LAN.
+MDNS_NETWORK_NAME: Final = "p2pdm"
+
+#: Peers found on the LAN that the node dials and remembers at most: a home
+#: or office network has a handful; a conference Wi-Fi must not make the
+#: node dial hundreds.
+MAX_MDNS_PEERS: Final = 32
+
+#: How long a LAN address found by mDNS stays valid without being heard again.
+MDNS_ADDR_TTL_SECONDS: Final = 120
+
+#: Discoveries waiting to be handled (they arrive on zeroconf's thread).
+MDNS_QUEUE: Final = 64

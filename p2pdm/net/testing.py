@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
 import trio
 
-from p2pdm.net import Host, open_host
+from p2pdm.net import DhtMode, Host, open_host
 from p2pdm.net.stream import Stream
 
 __all__ = ["ECHO_PROTOCOL", "echo", "host_seed", "open_hosts", "wait_until"]
@@ -28,8 +28,6 @@ ECHO_MAX_BYTES = 1 << 20
 ECHO_TIMEOUT_SECONDS = 5.0
 #: How often :func:`wait_until` looks again.
 POLL_SECONDS = 0.02
-
-DhtMode = Literal["server", "client"]
 
 
 async def echo(stream: Stream) -> None:

@@ -13,7 +13,7 @@ running, work runs at once, alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar
 
 import trio
@@ -71,6 +71,28 @@ class CommitBatcher:
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]
+
+    async def submit_all(self, works: Sequence[Callable[[], T]]) -> list[T | P2PDMError]:
+        """Run every piece of ``works`` in the same group (one commit for all).
+
+        Each piece succeeds or fails alone: its result, or the
+        :class:`P2PDMError` it raised, in order. Raises StoreError (nothing
+        stored) if the group's commit fails.
+        """
+
+        def each() -> list[T | P2PDMError]:
+            results: list[T | P2PDMError] = []
+            for work in works:
+                try:
+                    results.append(work())
+                except P2PDMError as exc:
+                    results.append(exc)
+            return results
+
+        if self._running:
+            return await self.submit(each)  # one job: never split across groups
+        with self.store.group():
+            return each()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self._running = True

@@ -30,7 +30,16 @@ from p2pdm import limits
 from p2pdm.core import conversation
 from p2pdm.core.conversation import Effects, LocalState, Outcome, Via
 from p2pdm.core.identity import Identity, PeerId
-from p2pdm.core.kinds import Body, ReceiptBody, TextBody, decode_stored, spec_for
+from p2pdm.core.kinds import (
+    Body,
+    ReceiptBody,
+    TextBody,
+    TimerBody,
+    TypingBody,
+    decode_stored,
+    spec_for,
+)
+from p2pdm.core.kinds.timer import check_timer
 from p2pdm.core.model import (
     MESSAGE_ID_BYTES,
     Contact,
@@ -52,7 +61,7 @@ from p2pdm.core.request_stamp import verify_request_stamp
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, check_inner, open_envelope, seal
 from p2pdm.core.session import OwnPrekeys, PeerSessions
 from p2pdm.core.strangers import StrangerGate
-from p2pdm.core.wire import Envelope, InnerMessage, PrekeyBundle
+from p2pdm.core.wire import Envelope, InnerMessage, PrekeyBundle, SessionMessage
 from p2pdm.errors import (
     EnvelopeExpired,
     MessageIdConflict,
@@ -72,7 +81,10 @@ from p2pdm.limits import (
     MAX_RECEIPT_IDS,
     MAX_TEXT_BYTES,
     ONE_TIME_PREKEYS_PER_BUNDLE,
+    TYPING_LAPSE_S,
 )
+from p2pdm.node import action_effects as actions
+from p2pdm.node.notices import TypingShown, apply_timer, sender_copy
 from p2pdm.node.request_stamps import RequestStamps
 from p2pdm.store.base import Store, log_event
 
@@ -161,6 +173,8 @@ class Messenger:
         self._request_log: tuple[int, int] | None = None
         self.own = self._load_prekeys()
         self._sessions: OrderedDict[PeerId, PeerSessions] = OrderedDict()
+        #: When each peer's typing was last shown (as many peers as sessions cached).
+        self._typing_shown = TypingShown(MAX_CACHED_SESSIONS)
         self._rekey_outbox()
 
     @property
@@ -249,7 +263,19 @@ class Messenger:
             raise SchemaError("a message needs some text")
         if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
             raise SchemaError(f"a message is at most {MAX_TEXT_BYTES} bytes of text")
-        return self._send(to, TextBody(text, reply_to), idempotency)
+        # It carries the conversation's timer, so both sides erase it alike.
+        found = self.store.get_conversation(direct_conversation_id(self.peer_id, to))
+        timer_s = 0 if found is None else found.timer_s
+        return self._send(to, TextBody(text, reply_to, timer_s=timer_s), idempotency)
+
+    def send_timer(self, to: PeerId, timer_s: int) -> Outgoing:
+        """Set the disappearing-messages timer of the conversation with ``to``
+        and tell ``to`` (a ``timer`` notice, shown on both sides).
+
+        Raises SchemaError for a timer not in DISAPPEARING_TIMERS_S, and what
+        :meth:`send_text` raises.
+        """
+        return self._send(to, TimerBody(check_timer(timer_s)))
 
     def send_receipt(
         self, to: PeerId, status: Literal["delivered", "read"], ids: list[bytes]
@@ -261,9 +287,15 @@ class Messenger:
         ]
 
     def send(
-        self, to: PeerId, body: Body, *, idempotency: tuple[str, str] | None = None
+        self,
+        to: PeerId,
+        body: Body,
+        *,
+        idempotency: tuple[str, str] | None = None,
+        also: Callable[[InnerMessage], None] | None = None,
     ) -> Outgoing:
-        """Store (if its kind is stored) and queue a message of any registered kind.
+        """Store (if its kind is stored) and queue a message of any registered kind;
+        ``also`` makes more changes, given the message, in the same transaction.
 
         Raises SchemaError for a body whose kind is not registered, and what
         :meth:`send_text` raises.
@@ -271,14 +303,31 @@ class Messenger:
         spec = spec_for(body.kind)
         if spec is None or not isinstance(body, spec.body_type):
             raise SchemaError(f"{body.kind!r} is not a message kind this version can send")
-        return self._send(to, body, idempotency)
+        return self._send(to, body, idempotency, also)
 
-    def _send(self, to: PeerId, body: Body, idempotency: tuple[str, str] | None = None) -> Outgoing:
+    def seal_typing(self, to: PeerId) -> bytes:
+        """A typing signal for ``to``, sealed: an envelope for an open stream only,
+        never queued; only the advanced session state is committed. It expires
+        after TYPING_LAPSE_S. Raises SessionError without a session or bundle."""
+        now = self.now_ms()
+        # No request stamp: only contacts are shown typing, and a contact needs none.
+        _, sessions, session_message = self._encrypt(to, TypingBody(), now, stamped=False)
+        expires_s = now // 1000 + TYPING_LAPSE_S
+        envelope = seal(to, session_message, expires_s, self.random_bytes(EPHEMERAL_SECRET_BYTES))
+        with self._committing(to), self.store.transaction():
+            self.store.put_session(to, sessions.to_bytes(), now)
+        return envelope.encode()
+
+    def _encrypt(
+        self, to: PeerId, body: Body, now: int, *, stamped: bool = True
+    ) -> tuple[InnerMessage, PeerSessions, SessionMessage]:
+        """The signed inner message of ``body`` for ``to``, encrypted on its session
+        (in memory: the caller commits the session state), with a request stamp
+        if ``stamped`` and the peer may not know this node yet."""
         if to == self.peer_id:
             raise SessionError("cannot send a message to yourself")
         if self.store.is_blocked(to):
             raise PeerBlocked(f"you blocked {to}; unblock it to send to it")
-        now = self.now_ms()
         contact = self.store.get_contact(to)
         sessions = self._session(to)
         bundle = None
@@ -301,10 +350,26 @@ class Messenger:
         except Exception:
             self._forget_session(to)
             raise
-        stamp = self.stamps.for_peer(to)
+        stamp = self.stamps.for_peer(to) if stamped else None
         if stamp is not None:
             session_message = replace(session_message, stamp=stamp)
+        return inner, sessions, session_message
+
+    def _send(
+        self,
+        to: PeerId,
+        body: Body,
+        idempotency: tuple[str, str] | None = None,
+        also: Callable[[InnerMessage], None] | None = None,
+    ) -> Outgoing:
+        now = self.now_ms()
+        inner, sessions, session_message = self._encrypt(to, body, now)
+        effects = conversation.on_send(inner, now)
+        stored_message = effects.store
         expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
+        if stored_message is not None:
+            receipts = self.read_receipts_enabled()
+            stored_message, expires_s = sender_copy(stored_message, now, receipts, expires_s)
         envelope = seal(to, session_message, expires_s, self.random_bytes(EPHEMERAL_SECRET_BYTES))
         item = OutboxItem(
             envelope_id=envelope.id,
@@ -316,14 +381,18 @@ class Messenger:
             next_attempt_at_ms=now,
         )
         stored = None
-        effects = conversation.on_send(inner, now)
         with self._committing(to), self.store.transaction():
-            if effects.store is not None:
-                stored = self.store.add_message(effects.store)
+            if stored_message is not None:
+                stored = self.store.add_message(stored_message)
+            apply_timer(self.store, effects, to, now)
+            for event in effects.events:
+                log_event(self.store, event)
             self.store.put_session(to, sessions.to_bytes(), now)
             self.store.add_outbox(item)
             if idempotency is not None:
                 self.store.remember_send(*idempotency, inner.id, now)
+            if also is not None:
+                also(inner)
         return Outgoing(stored, item)
 
     # --- receiving ----------------------------------------------------------
@@ -448,15 +517,22 @@ class Messenger:
         for message_id in conversation.targets_of(inner):
             if (mine := self.store.get_message(message_id)) is not None:
                 targets[message_id] = mine
+        found = self.store.get_conversation(direct_conversation_id(self.peer_id, sender))
         state = LocalState(
             me=self.peer_id,
             contact=contact is not None,
             blocked=self.store.is_blocked(sender),
             has_requests=contact is None and self.store.has_requests(sender),
             targets=targets,
+            read_receipts=self.read_receipts_enabled(),
+            muted=found is not None and found.muted,
         )
         effects = conversation.on_message(inner, state, now, via=via)
         stored = self.store.add_message(effects.store) if effects.store is not None else None
+        apply_timer(self.store, effects, sender, now)
+        if effects.action is not None and effects.decision is not None:
+            target = targets.get(effects.action.target)
+            actions.settle(self.store, effects.action, effects.decision, target, now)
         changes = tuple(
             (move.message_id, move.status)
             for move in effects.status_moves
@@ -464,9 +540,14 @@ class Messenger:
         )
         moved = {message_id for message_id, _ in changes}
         for event in effects.events:
+            if event.type is EventType.TYPING and not self._typing_shown.due(sender, now):
+                continue  # shown already: one per TYPING_INTERVAL_S a peer
             # The store is the authority on a status move: log only those it made.
             if event.type is not EventType.MESSAGE_STATUS or event.message_id in moved:
                 log_event(self.store, event)
+        # Actions that overtook it (an unsend, an edit) apply now; read it back if any did.
+        if stored is not None and actions.release_held(self.store, stored, self.peer_id, now):
+            stored = self.store.get_message(stored.id)
         return Received(sender, inner, stored, changes, effects.outcome, effects)
 
     # --- reading ------------------------------------------------------------

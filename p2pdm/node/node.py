@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -50,6 +51,8 @@ from p2pdm.errors import (
 )
 from p2pdm.homefiles import DEFAULT_API_PORT  # re-exported: the port is the SDK's default too
 from p2pdm.limits import INVITE_TTL_SECONDS, MAX_PAGE_SIZE
+from p2pdm.node.actions import MessageActions
+from p2pdm.node.batch_send import BatchSend, SendItem, Sent
 from p2pdm.node.batching import CommitBatcher
 from p2pdm.node.contact_names import (
     check_name,
@@ -59,8 +62,10 @@ from p2pdm.node.contact_names import (
     resolve_contact,
 )
 from p2pdm.node.events import EventBus
+from p2pdm.node.housekeeping import ConversationUpkeep
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
+from p2pdm.node.profiles import Profiles
 from p2pdm.node.requests import RequestsAndBlocks
 from p2pdm.store.base import Store
 
@@ -71,6 +76,7 @@ __all__ = [
     "AddedContact",
     "EventPage",
     "Node",
+    "SendItem",
     "Sent",
 ]
 
@@ -105,6 +111,8 @@ def _clock(at_ms: int) -> str:
 SETTINGS: Final[dict[str, tuple[type, object]]] = {
     READ_RECEIPTS_SETTING: (bool, True),
     "name": (str, ""),
+    # The web app offers a newcomer the local demo bot (p2pdm.daemon.demo).
+    "demo_offer": (bool, True),
 }
 
 
@@ -125,15 +133,6 @@ class EventPage:
 
 
 @dataclass(frozen=True, slots=True)
-class Sent:
-    """A send's result: the message, and whether an earlier send with the same
-    idempotency key had made it (then nothing was sent now)."""
-
-    message: StoredMessage
-    replayed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class AddedContact:
     """A contact just added, and the name its invite gave if that had to change."""
 
@@ -143,7 +142,7 @@ class AddedContact:
     renamed_from: str | None = None
 
 
-class Node(RequestsAndBlocks):
+class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
     """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(
@@ -180,11 +179,19 @@ class Node(RequestsAndBlocks):
         self.on_received: Callable[[Received], None] = lambda received: None
         #: Told how each envelope that reached us fared (measurements; see NodeObserver).
         self.observer = observer
+        #: Hands an ephemeral envelope (typing) to a connected peer now, or drops
+        #: it; True if the peer took it (set while running).
+        self.send_now: Callable[[PeerId, bytes], Awaitable[bool]] | None = None
+        #: When each conversation last sent a typing signal (bounded).
+        self.typing_sent: OrderedDict[bytes, int] = OrderedDict()
         #: Looks up a peer's prekey bundle in the DHT (set while running).
         self.fetch_bundle: Callable[[PeerId], Awaitable[PrekeyBundle | None]] | None = None
         #: What our DHT node holds for others and refused (records, bytes,
         #: refusals by reason, evictions), as JSON; set while networked.
         self.dht_stats: Callable[[], Mapping[str, object]] | None = None
+        #: Whether others can dial us, our relays and hole punching, as
+        #: JSON; set while networked.
+        self.reachability: Callable[[], Mapping[str, object]] | None = None
         #: When this node object was made: its uptime, in :meth:`info`.
         self.started_at_ms = now_ms()
         #: Wakes API clients waiting for events; the store calls it after adding any.
@@ -192,6 +199,8 @@ class Node(RequestsAndBlocks):
         store.set_event_listener(self.events.notify)
         #: Peers with a live connection, as reported by :meth:`peer_online`.
         self.online: set[PeerId] = set()
+        #: The profile this node publishes (opt-in) and handle lookups.
+        self.profiles = Profiles(store, identity.peer_id, now_ms)
         with store.transaction():
             renamed = fix_contact_names(store)
         for old, new in renamed:
@@ -225,6 +234,7 @@ class Node(RequestsAndBlocks):
             },
             "event_cursor": self.store.event_bounds()[1],
             "dht": None if self.dht_stats is None else dict(self.dht_stats()),
+            "reachability": None if self.reachability is None else dict(self.reachability()),
         }
 
     def invite(self, ttl_s: int = INVITE_TTL_SECONDS) -> str:
@@ -302,7 +312,12 @@ class Node(RequestsAndBlocks):
     # --- messages -------------------------------------------------------------
 
     def send_text(
-        self, peer: PeerId, text: str, *, idempotency: tuple[str, str] | None = None
+        self,
+        peer: PeerId,
+        text: str,
+        *,
+        idempotency: tuple[str, str] | None = None,
+        reply_to: bytes | None = None,
     ) -> StoredMessage:
         """Queue a text message to ``peer``; returns it ``queued``.
 
@@ -310,19 +325,38 @@ class Node(RequestsAndBlocks):
         message it made instead of sending again; raises IdempotencyConflict
         if that message went to someone else or said something else.
         """
-        return self._send_once(peer, text, idempotency).message
+        return self._send_once(peer, text, idempotency, reply_to).message
 
-    def _send_once(self, peer: PeerId, text: str, idempotency: tuple[str, str] | None) -> Sent:
+    def _send_once(
+        self,
+        peer: PeerId,
+        text: str,
+        idempotency: tuple[str, str] | None,
+        reply_to: bytes | None = None,
+    ) -> Sent:
         """:meth:`send_text`, saying whether the idempotency key had made the message
         before. The one place a send's idempotency key is checked."""
         _check_peer(peer)
         earlier = self._sent_with(idempotency, peer, text)
         if earlier is not None:
             return Sent(earlier, replayed=True)
-        out = self.messenger.send_text(peer, text, idempotency=idempotency)
+        self._check_reply(peer, reply_to)
+        out = self.messenger.send_text(peer, text, reply_to, idempotency=idempotency)
         self.on_outbox(peer)
         assert out.message is not None
         return Sent(out.message)
+
+    def _check_reply(self, peer: PeerId, reply_to: bytes | None) -> None:
+        """Refuse a reply to a message that is not in the conversation with ``peer``."""
+        if reply_to is None:
+            return
+        original = self.store.get_message(reply_to)
+        if original is None or original.conversation_id != direct_conversation_id(
+            self.peer_id, peer
+        ):
+            raise SchemaError(
+                f"'reply_to' {reply_to.hex()} is not a message of the conversation with {peer}"
+            )
 
     def _sent_with(
         self, idempotency: tuple[str, str] | None, peer: PeerId, text: str
@@ -342,17 +376,32 @@ class Node(RequestsAndBlocks):
         return earlier
 
     async def send(
-        self, peer: PeerId, text: str, *, idempotency: tuple[str, str] | None = None
+        self,
+        peer: PeerId,
+        text: str,
+        *,
+        idempotency: tuple[str, str] | None = None,
+        reply_to: bytes | None = None,
     ) -> StoredMessage:
         """Like :meth:`send_text`, first fetching the contact's prekey bundle from
         the DHT when there is no session yet and no bundle from an invite."""
-        return (await self.submit(peer, text, idempotency=idempotency)).message
+        return (await self.submit(peer, text, idempotency=idempotency, reply_to=reply_to)).message
 
     async def submit(
-        self, peer: PeerId, text: str, *, idempotency: tuple[str, str] | None = None
+        self,
+        peer: PeerId,
+        text: str,
+        *,
+        idempotency: tuple[str, str] | None = None,
+        reply_to: bytes | None = None,
     ) -> Sent:
         """:meth:`send`, saying whether the idempotency key had made the message before
         (the API answers a replayed send differently from a new one)."""
+        await self._prepare_send(peer)
+        return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency, reply_to))
+
+    async def _prepare_send(self, peer: PeerId) -> None:
+        """Refuse a bad PeerID; find the prekeys of a peer we have no session with."""
         _check_peer(peer)
         if self.store.is_blocked(peer):
             raise PeerBlocked(f"you blocked {peer}; unblock it to send to it")
@@ -374,7 +423,6 @@ class Node(RequestsAndBlocks):
                     peer, contact.name, bundle, name_from_invite=contact.name_from_invite
                 )
         await self.messenger.stamps.prepare(peer)  # in a worker thread, not in the loop
-        return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency))
 
     def status_detail(self, message: StoredMessage) -> str:
         """The note of the message's latest status where it says something: how

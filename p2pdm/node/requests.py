@@ -27,10 +27,15 @@ if TYPE_CHECKING:
     from p2pdm.node.messenger import Messenger
     from p2pdm.node.node import AddedContact
 
-__all__ = ["RequestsAndBlocks"]
+__all__ = ["RequestsAndBlocks", "accepted"]
 
 #: The status note of a message that was waiting when its recipient was blocked.
 BLOCKED_NOTE = "not sent: you blocked them"
+
+
+def accepted(store: Store, peer: PeerId) -> bool:
+    """True if ``peer`` is a contact and not blocked (:meth:`RequestsAndBlocks.is_accepted`)."""
+    return store.get_contact(peer) is not None and not store.is_blocked(peer)
 
 
 class RequestsAndBlocks:
@@ -55,7 +60,7 @@ class RequestsAndBlocks:
     def is_accepted(self, peer: PeerId) -> bool:
         """True if ``peer`` is a contact and not blocked: only then does it get
         read receipts, typing signals and attachments."""
-        return self.store.get_contact(peer) is not None and not self.store.is_blocked(peer)
+        return accepted(self.store, peer)
 
     def blocked(self) -> list[BlockedPeer]:
         return self.store.list_blocked()
@@ -115,6 +120,20 @@ class RequestsAndBlocks:
         self.block(peer)
         with self.store.transaction():
             return self.store.delete_requests(peer)
+
+    # --- request stamps -------------------------------------------------------
+
+    async def stamp_ahead(self, peer: PeerId) -> None:
+        """Mint today's request stamp for ``peer`` off the event loop if what goes
+        to it next needs one, so a synchronous send (an action, a timer notice)
+        finds it made instead of minting it in the loop."""
+        await self.messenger.stamps.prepare(peer)
+
+    async def stamp_ahead_for(self, message_id: bytes) -> None:
+        """:meth:`stamp_ahead` for the peer of a message: an action on it goes there."""
+        found = self.store.get_message(message_id)
+        if found is not None:
+            await self.stamp_ahead(found.peer)
 
     def has_session(self, peer: PeerId) -> bool:
         """True if a session with ``peer`` exists (a first message can be encrypted)."""

@@ -36,11 +36,13 @@ from p2pdm.store.base import Store
 __all__ = [
     "MAX_TOKEN_CONTACTS",
     "OWNER",
+    "SESSION_PREFIX",
     "TOKEN_PREFIX",
     "Grant",
     "authenticate",
     "create_token",
     "hash_token",
+    "is_session",
     "revoke_token",
     "token_json",
 ]
@@ -55,6 +57,14 @@ TOKEN_BYTES: Final = 32
 MAX_TOKEN_CONTACTS: Final = 256
 #: Token names: short, safe in a shell and a URL path segment.
 TOKEN_NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Names of the web app's sign-in sessions (:mod:`p2pdm.api.sessions`): stored
+#: as admin tokens, listed and revoked apart, never a name ``p2pdm token`` makes.
+SESSION_PREFIX: Final = "web-session-"
+
+
+def is_session(token: ApiToken) -> bool:
+    """True for a web sign-in session, stored beside the named tokens."""
+    return token.name.startswith(SESSION_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +103,10 @@ def authenticate(given: str, owner_token: str, stored: Iterable[ApiToken]) -> Gr
 
 
 def check_token_name(name: str) -> str:
-    if not TOKEN_NAME_PATTERN.fullmatch(name) or name == OWNER:
+    if not TOKEN_NAME_PATTERN.fullmatch(name) or name == OWNER or name.startswith(SESSION_PREFIX):
         raise SchemaError(
             "a token name is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
-            f"letter or digit, and not {OWNER!r}"
+            f"letter or digit, and neither {OWNER!r} nor starting with {SESSION_PREFIX!r}"
         )
     return name
 

@@ -165,3 +165,20 @@ MAILBOX_MAX_STAMPS_PER_BATCH: Final = 8
 #: Up to this difficulty (~5 ms) a stamp is minted in the event loop; above
 #: it in a worker thread, so the node stays responsive.
 MAILBOX_INLINE_STAMP_BITS: Final = 10
+
+# --- handles (the directory) ------------------------------------------------
+
+#: How often our handle's provider record is renewed: as the mailbox service's
+#: (libp2p drops provider records after 24 h and holders leave; hourly
+#: repairs both soon).
+HANDLE_PROVIDE_INTERVAL_SECONDS: Final = 3600.0
+#: Sooner retry when nobody took the provider record (still joining the DHT).
+HANDLE_PROVIDE_RETRY_SECONDS: Final = 60.0
+#: Finding a handle's providers, then fetching the claimants' records: each
+#: phase at most this long, so a lookup answers within 16 s (DHT lookups take
+#: 0.3 to 4.5 s here even in a 100-node network; a claimant whose record
+#: takes longer is left out of this answer, not waited for).
+HANDLE_LOOKUP_TIMEOUT: Final = 8.0
+#: Claimants' records fetched at once: a lookup checks up to 30 claims
+#: (MAX_PROVIDERS and the claimants seen before) without 30 lookups at once.
+HANDLE_MAX_RECORD_FETCHES: Final = 8

@@ -33,6 +33,7 @@ import trio
 from p2pdm.core import mailbox as mb
 from p2pdm.core import records
 from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.profile import Profile
 from p2pdm.core.wire import Envelope, PrekeyBundle
 from p2pdm.errors import ConfigError, P2PDMError, PeerUnreachable, ProtocolViolation, SchemaError
 from p2pdm.limits import MAX_ADDR_BYTES, MAX_ADDRS
@@ -238,12 +239,26 @@ class MailboxDirectory:
     def preferred_addrs(self) -> tuple[str, ...]:
         return tuple(addrs[0] for _, addrs in self.preferred)
 
-    async def publish_record(self, bundle: PrekeyBundle, seq: int) -> None:
-        """Put our signed record (prekey bundle, preferred mailboxes) in the DHT.
+    async def publish_record(
+        self,
+        bundle: PrekeyBundle,
+        seq: int,
+        profile: Profile | None = None,
+        relays: Sequence[str] = (),
+    ) -> None:
+        """Put our signed record (prekey bundle, preferred mailboxes, profile, relayed
+        addresses) in the DHT.
 
         ``seq`` must grow with every publication (the wall clock in ms does).
         """
-        record = records.NodeRecord(self.identity.peer_id, seq, bundle, self.preferred_addrs)
+        record = records.NodeRecord(
+            self.identity.peer_id,
+            seq,
+            bundle,
+            self.preferred_addrs,
+            profile,
+            tuple(relays[: records.MAX_RELAY_ADDRS]),
+        )
         await self.network.put_record(
             records.record_key(self.identity.peer_id), record.sign(self.identity)
         )

@@ -36,7 +36,13 @@ class Network(Protocol):
     async def disconnect(self, peer: PeerId) -> None: ...
 
     # The DHT, for mailboxes: signed records and provider records.
-    async def get_record(self, key: str, timeout: float) -> bytes | None: ...  # noqa: ASYNC109
+    async def get_record(
+        self,
+        key: str,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        keep: bool = True,
+    ) -> bytes | None: ...
     async def put_record(self, key: str, value: bytes) -> None: ...
     async def provide(self, key: bytes) -> None: ...
     async def find_providers(

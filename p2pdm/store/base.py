@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from p2pdm.core.actions import HeldAction
 from p2pdm.core.eventlog import LogEvent
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import StoredEnvelope
@@ -39,6 +40,7 @@ from p2pdm.core.model import (
     StoredMessage,
     overall_status,
 )
+from p2pdm.core.profile import Profile
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import (
     IDEMPOTENCY_RETENTION_SECONDS,
@@ -49,9 +51,27 @@ from p2pdm.limits import (
     MAX_REQUEST_MESSAGES_PER_PEER,
 )
 
-__all__ = ["BlockedPeer", "RequestCaps", "RequestSummary", "RequestUsage", "Store", "log_event"]
+__all__ = [
+    "BlockedPeer",
+    "Reactions",
+    "RequestCaps",
+    "RequestSummary",
+    "RequestUsage",
+    "Store",
+    "log_event",
+    "release_attachments",
+]
 
 _T = TypeVar("_T")
+
+#: A message's reactions: emoji → the peers who chose it.
+Reactions = dict[str, list[PeerId]]
+
+
+def release_attachments(message_id: bytes) -> None:
+    """Where the attachments of a message whose body was erased (unsent, deleted,
+    expired) are released. Messages carry no attachments in this version: the
+    media store's sweep of unreferenced blobs hooks in here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +116,19 @@ class RequestSummary:
     last_at_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A message whose text matched a search."""
+
+    message_id: bytes
+    conversation_id: bytes
+    peer: PeerId
+    direction: str
+    sent_at_ms: int
+    #: Text around the match, matches in ``[`` ``]``, cuts marked ``…``.
+    snippet: str
+
+
 class Store(Protocol):
     # --- lifecycle ---
     def close(self) -> None: ...
@@ -129,6 +162,34 @@ class Store(Protocol):
         ...
 
     def get_message(self, message_id: bytes) -> StoredMessage | None: ...
+    def update_conversation(
+        self,
+        conversation_id: bytes,
+        peer: PeerId,
+        at_ms: int,
+        *,
+        timer: tuple[int, int] | None = None,
+        muted: bool | None = None,
+        archived: bool | None = None,
+    ) -> Conversation:
+        """Change a conversation's settings (creating it, empty, if needed); a
+        ``timer`` ``(timer_s, set_at_ms)`` only if newer than the one it has."""
+        ...
+
+    def expire_messages(self, now_ms: int, limit: int) -> list[StoredMessage]:
+        """Erase up to ``limit`` messages whose expiry is past (as
+        :meth:`erase_message_body` does, then outbox entry, record), logging
+        ``message.expired``; returns them as they were."""
+        ...
+
+    def forget_erased(self) -> None:
+        """Make erased text leave the store's files (index merge, log truncation)."""
+        ...
+
+    def search(self, terms: list[str], peer: PeerId | None, limit: int) -> list[SearchHit]:
+        """Messages whose text has every term (the last also as a prefix), newest first."""
+        ...
+
     def set_status(
         self,
         message_id: bytes,
@@ -354,10 +415,67 @@ class Store(Protocol):
     def list_tokens(self) -> list[ApiToken]: ...  # by name
     def delete_token(self, name: str) -> bool: ...
 
+    # --- message actions (store/sqlite_actions.py) ---
+    def set_reaction(self, message_id: bytes, peer: PeerId, emoji: str, at_ms: int) -> bool:
+        """``peer``'s reaction ('' takes it back) if newer (time, then emoji); True if changed."""
+        ...
+
+    def reactions(self, message_ids: Sequence[bytes]) -> dict[bytes, Reactions]: ...
+    def edit_message_body(self, message_id: bytes, body: bytes, edited_at_ms: int) -> bool:
+        """Replace the body of a message not unsent, if the edit is newer; True if it did."""
+        ...
+
+    def erase_message_body(self, message_id: bytes) -> bool:
+        """Remove the message's text from everywhere the store keeps it (body,
+        its words in the search index, reactions, held actions, attachments);
+        the row stays. True if it exists."""
+        ...
+
+    def unsend_message(self, message_id: bytes) -> bool:
+        """Erase the body and mark the message unsent; True if it was not already."""
+        ...
+
+    def delete_message(self, message_id: bytes) -> bool: ...  # here only
+    def delete_conversation(self, conversation_id: bytes) -> int: ...  # messages deleted
+    def hold_action(self, held: HeldAction) -> None:
+        """Keep an action for its target; drops expired and the oldest over the caps."""
+        ...
+
+    def take_held(self, target: bytes, now_ms: int) -> list[HeldAction]:
+        """Remove and return the live actions held for ``target``, oldest first."""
+        ...
+
+    def held_count(self) -> int: ...
+    def count_refused_action(self) -> None: ...
+    def remove_outbox_of(self, message_id: bytes) -> int:
+        """Drop the queued envelopes of a message; returns how many."""
+        ...
+
+    # --- the published profile and the handle claims seen ---
+    def get_profile(self) -> Profile | None: ...
+    def put_profile(self, profile: Profile | None, at_ms: int) -> None:
+        """Replace the profile; None (or an empty profile) removes it."""
+        ...
+
+    def note_handle_claims(
+        self, handle: str, peers: Sequence[PeerId], now_ms: int, cap: int
+    ) -> dict[PeerId, int]:
+        """Record that ``peers`` claim ``handle`` now; returns when each was first seen.
+
+        Keeps at most ``cap`` claims, forgetting the least recently seen first.
+        """
+        ...
+
+    def handle_claimants(self, handle: str, limit: int) -> list[PeerId]:
+        """Claimants of ``handle`` seen before, the longest seen first."""
+        ...
+
     # --- counts for the API ---
     def counts(self) -> dict[str, int]:
         """``contacts``, ``messages``, ``unread``, ``requests``, ``outbox``,
-        ``requests_dropped`` (request messages dropped over the caps, ever)."""
+        ``requests_dropped`` (request messages dropped over the caps, ever),
+        ``actions_refused`` (reactions, edits, unsends refused on receipt, ever),
+        ``held_actions_dropped`` (actions whose target never came, ever)."""
         ...
 
 

@@ -31,6 +31,7 @@ from typing import Final
 from p2pdm.errors import StoreError
 from p2pdm.store.cipher import DB_ERRORS, connect_encrypted, encrypt_plain_store, is_plain_store
 from p2pdm.store.schema import migrate, schema_version
+from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 
 __all__ = ["BUSY_TIMEOUT_MS", "FILE_MODE", "IN_MEMORY", "SYNCHRONOUS_MODES", "Database"]
 
@@ -130,6 +131,8 @@ class Database:
         # Deleted rows (old ratchet states, read messages) are zeroed, not left
         # in free pages; some SQLite builds have this off by default.
         db.execute("PRAGMA secure_delete = ON")
+        # The search index's triggers read each message's text through it.
+        db.create_function(SEARCH_TEXT_FUNCTION, 2, search_text, deterministic=True)
         # Reads the header: a file that is not a database fails here, before
         # anything is written to it.
         schema_version(db)
@@ -234,10 +237,24 @@ class Database:
                 ) from exc
 
     @contextlib.contextmanager
-    def writing(self, what: str) -> Iterator[sqlite3.Connection]:
-        """The connection, for one atomic write: all of it or, if the block raises, none."""
+    def writing(self, what: str, *, one_statement: bool = False) -> Iterator[sqlite3.Connection]:
+        """The connection, for one atomic write: all of it or, if the block raises, none.
+
+        ``one_statement``: the block changes the database with one statement
+        at most (reads besides it are free). SQLite undoes a failed statement
+        by itself, so inside a transaction or group such a write needs no
+        savepoint of its own: two statements fewer on the hot paths (saving a
+        session, marking an id seen, queueing an envelope).
+        """
         with self._lock:
             db = self._connection()
+            if one_statement and (self._in_transaction or self._in_group):
+                try:
+                    yield db
+                except BaseException as exc:
+                    _raise_store_error(what, exc)
+                    raise
+                return
             savepoint = _SAVEPOINT if self._in_transaction or self._in_group else None
             try:
                 db.execute("BEGIN IMMEDIATE" if savepoint is None else f"SAVEPOINT {savepoint}")
@@ -251,11 +268,16 @@ class Database:
                 except DB_ERRORS:
                     _rollback_quietly(db, savepoint)
                     raise
-            except DB_ERRORS as exc:
-                raise StoreError(f"{what} failed: {exc}") from exc
-            except OverflowError as exc:
-                raise StoreError(f"{what} failed: a number is beyond 64 bits") from exc
-            except UnicodeEncodeError as exc:
-                raise StoreError(
-                    f"{what} failed: text is not valid Unicode ({exc.reason})"
-                ) from exc
+            except BaseException as exc:
+                _raise_store_error(what, exc)
+                raise
+
+
+def _raise_store_error(what: str, exc: BaseException) -> None:
+    """Raise the StoreError a database failure in ``what`` becomes (others pass)."""
+    if isinstance(exc, DB_ERRORS):
+        raise StoreError(f"{what} failed: {exc}") from exc
+    if isinstance(exc, OverflowError):
+        raise StoreError(f"{what} failed: a number is beyond 64 bits") from exc
+    if isinstance(exc, UnicodeEncodeError):
+        raise StoreError(f"{what} failed: text is not valid Unicode ({exc.reason})") from exc

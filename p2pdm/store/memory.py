@@ -2,7 +2,7 @@
 
 How this works: the store is assembled from one mixin per aggregate
 (``memory_contacts``, ``memory_messages``, ``memory_outbox``,
-``memory_mailbox``, ``memory_api``); all state is one
+``memory_mailbox``, ``memory_api``, ``memory_profile``); all state is one
 :class:`~p2pdm.store.memory_state.MemoryState`; every method checks its
 preconditions before it changes anything, so a call that raises leaves no
 trace. :meth:`MemoryStore.transaction` snapshots the state with
@@ -30,17 +30,29 @@ from p2pdm.store.base import (
     decode_setting,
     encode_setting,
 )
+from p2pdm.store.memory_actions import ActionDicts
 from p2pdm.store.memory_api import APIDicts
 from p2pdm.store.memory_blocking import BlockDicts
 from p2pdm.store.memory_contacts import ContactDicts
+from p2pdm.store.memory_expiry import ExpiryDicts
 from p2pdm.store.memory_mailbox import MailboxDicts
 from p2pdm.store.memory_outbox import OutboxDicts
+from p2pdm.store.memory_profile import ProfileDicts
 from p2pdm.store.memory_state import MemoryState
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(ContactDicts, BlockDicts, OutboxDicts, MailboxDicts, APIDicts):
+class MemoryStore(
+    ContactDicts,
+    BlockDicts,
+    ExpiryDicts,
+    ActionDicts,
+    OutboxDicts,
+    MailboxDicts,
+    APIDicts,
+    ProfileDicts,
+):
     """A :class:`~p2pdm.store.base.Store` that lives and dies with the process."""
 
     def __init__(

@@ -142,7 +142,11 @@ class MessageDicts(Dicts):
         state.messages[seq] = replace(old, recipients=recipients)
         if not status_moves(old.status, new):
             return bool(moved)
-        state.messages[seq] = replace(old, status=new, recipients=recipients)
+        expires = old.expires_at_ms
+        if new is DeliveryStatus.READ and old.timer_s:  # the recipient read it: its timer starts
+            read_expiry = at_ms + old.timer_s * 1000
+            expires = read_expiry if expires is None else min(expires, read_expiry)
+        state.messages[seq] = replace(old, status=new, recipients=recipients, expires_at_ms=expires)
         state.history[message_id].append(StatusChange(message_id, new, at_ms, detail))
         if is_unread(old) and new not in UNREAD_STATUSES:
             conversation = state.conversations[old.conversation_id]
@@ -208,7 +212,12 @@ class MessageDicts(Dicts):
         for seq in state.conversation_seqs.get(conversation_id, []):
             message = state.messages[seq]
             if is_unread(message):
-                state.messages[seq] = replace(message, status=DeliveryStatus.READ)
+                expires = message.expires_at_ms
+                if message.timer_s and expires is None:  # its timer starts now
+                    expires = at_ms + message.timer_s * 1000
+                state.messages[seq] = replace(
+                    message, status=DeliveryStatus.READ, expires_at_ms=expires
+                )
                 state.history[message.id].append(
                     StatusChange(message.id, DeliveryStatus.READ, at_ms)
                 )
@@ -247,4 +256,6 @@ class MessageDicts(Dicts):
             "requests": sum(1 for m in messages if m.request),
             "outbox": len(state.outbox),
             "requests_dropped": state.requests_dropped[0],
+            "actions_refused": state.actions_refused,
+            "held_actions_dropped": state.held_dropped,
         }

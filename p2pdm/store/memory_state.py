@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from p2pdm.core.actions import HeldAction
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import (
@@ -25,6 +26,7 @@ from p2pdm.core.model import (
     StatusChange,
     StoredMessage,
 )
+from p2pdm.core.profile import Profile
 from p2pdm.errors import StoreError
 from p2pdm.store.base import (
     RequestCaps,
@@ -41,10 +43,22 @@ class ConversationState:
     last_seq: int
     unread: int
     request: bool
+    timer_s: int = 0
+    #: The sender's clock of the timer setting (the newest wins).
+    timer_set_at_ms: int = 0
+    muted: bool = False
+    archived: bool = False
 
     def public(self, conversation_id: bytes) -> Conversation:
         return Conversation(
-            conversation_id, self.peer, self.last_message_at_ms, self.unread, self.request
+            conversation_id,
+            self.peer,
+            self.last_message_at_ms,
+            self.unread,
+            self.request,
+            self.timer_s,
+            self.muted,
+            self.archived,
         )
 
 
@@ -78,6 +92,15 @@ class MemoryState:
     tokens: dict[str, ApiToken] = field(default_factory=dict)
     #: Blocked peers, and when each was blocked.
     blocked: dict[PeerId, int] = field(default_factory=dict)
+    #: Reactions: message id -> peer -> (emoji, at_ms); '' is taken back.
+    reactions: dict[bytes, dict[PeerId, tuple[str, int]]] = field(default_factory=dict)
+    #: Actions waiting for their target, in arrival order.
+    held: list[HeldAction] = field(default_factory=list)
+    actions_refused: int = 0
+    held_dropped: int = 0
+    profile: Profile | None = None
+    #: Handle claims seen: (handle, claimant) -> (first seen, last seen).
+    handle_claims: dict[tuple[str, PeerId], tuple[int, int]] = field(default_factory=dict)
 
 
 class Dicts:

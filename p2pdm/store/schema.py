@@ -15,6 +15,7 @@ than this code knows is refused, never downgraded.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from typing import Final
 
 from p2pdm.core.session import strip_identity_secret
 from p2pdm.errors import SessionError, StoreError
+from p2pdm.store.cipher import DB_ERRORS
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "split_statements"]
 
@@ -284,10 +286,121 @@ UPDATE events SET conversation_id =
     WHERE message_id IS NOT NULL;
 """
 
+#: Message actions (docs/protocol.md §6.3 to §6.6): an edit's time, the unsent
+#: mark, one reaction per person per message (an empty emoji is a reaction
+#: taken back, kept so an older one arriving late cannot return), actions
+#: held until their target arrives, and the count of refused ones.
+_MIGRATION_ACTIONS: Final = """
+ALTER TABLE messages ADD COLUMN edited_at_ms INTEGER;
+ALTER TABLE messages ADD COLUMN unsent INTEGER NOT NULL DEFAULT 0 CHECK (unsent IN (0, 1));
+
+CREATE TABLE reactions (
+    message_id BLOB NOT NULL,
+    peer BLOB NOT NULL,
+    emoji TEXT NOT NULL, -- '' once taken back
+    at_ms INTEGER NOT NULL, -- the reacting peer's signed time: the newer wins
+    PRIMARY KEY (message_id, peer)
+) WITHOUT ROWID;
+
+CREATE TABLE held_actions (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, -- arrival order: the oldest go first
+    id BLOB NOT NULL UNIQUE,
+    target BLOB NOT NULL,
+    sender BLOB NOT NULL,
+    conversation_id BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL, -- canonical CBOR of the action's body
+    sent_at_ms INTEGER NOT NULL,
+    held_at_ms INTEGER NOT NULL
+);
+CREATE INDEX held_actions_by_target ON held_actions (target);
+CREATE INDEX held_actions_by_sender ON held_actions (sender, n);
+
+INSERT INTO counters (name, value) VALUES ('actions_refused', 0);
+INSERT INTO counters (name, value) VALUES ('held_actions_dropped', 0);
+"""
+
+#: The profile this node publishes (one row, or none: opt-in), and the handle
+#: claims lookups have seen, each with when it was first seen (kept locally:
+#: how long a claim has stood is what a lookup can rank by).
+_MIGRATION_PROFILE: Final = """
+CREATE TABLE profile (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL,
+    handle TEXT NOT NULL, -- normalised, or '' for none
+    bio TEXT NOT NULL,
+    avatar BLOB NOT NULL, -- WebP or JPEG, or empty
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE TABLE handle_claims (
+    handle TEXT NOT NULL,
+    peer_id BLOB NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (handle, peer_id)
+) WITHOUT ROWID;
+CREATE INDEX handle_claims_by_last_seen ON handle_claims (last_seen_ms);
+"""
+
+#: Disappearing messages, mute and archive, and full-text search. Each message
+#: carries its timer and, once the timer started, when it disappears; each
+#: conversation its timer (and the sender's time of that setting, so the
+#: newest wins), muted and archived. ``message_search`` is an FTS5 index
+#: over the text of text messages (rowid = the message's seq), kept in step
+#: by triggers calling ``p2pdm_search_text`` (``store/search_text.py``), so a
+#: message stored, edited, erased or deleted by any code path is indexed or
+#: forgotten in the same transaction. The triggers count what left the index
+#: (``search_erased``): deleted words linger in its segments until they are
+#: merged, so the purge merges them (``optimize``) when it is not zero.
+_SCRIPT_DISAPPEARING: Final = """
+ALTER TABLE messages ADD COLUMN timer_s INTEGER NOT NULL DEFAULT 0 CHECK (timer_s >= 0);
+ALTER TABLE messages ADD COLUMN expires_at_ms INTEGER;
+CREATE INDEX messages_by_expiry ON messages (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+ALTER TABLE conversations ADD COLUMN timer_s INTEGER NOT NULL DEFAULT 0 CHECK (timer_s >= 0);
+ALTER TABLE conversations ADD COLUMN timer_set_at_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conversations ADD COLUMN muted INTEGER NOT NULL DEFAULT 0 CHECK (muted IN (0, 1));
+ALTER TABLE conversations ADD COLUMN archived INTEGER NOT NULL DEFAULT 0
+    CHECK (archived IN (0, 1));
+
+CREATE VIRTUAL TABLE message_search USING fts5 (text, tokenize = 'unicode61 remove_diacritics 2');
+INSERT INTO counters (name, value) VALUES ('search_erased', 0);
+CREATE TRIGGER message_search_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO message_search (rowid, text)
+        SELECT new.seq, t FROM (SELECT p2pdm_search_text(new.kind, new.body) AS t)
+        WHERE t IS NOT NULL;
+END;
+CREATE TRIGGER message_search_update AFTER UPDATE OF kind, body ON messages BEGIN
+    DELETE FROM message_search WHERE rowid = old.seq;
+    UPDATE counters SET value = value + 1 WHERE name = 'search_erased';
+    INSERT INTO message_search (rowid, text)
+        SELECT new.seq, t FROM (SELECT p2pdm_search_text(new.kind, new.body) AS t)
+        WHERE t IS NOT NULL;
+END;
+CREATE TRIGGER message_search_delete AFTER DELETE ON messages BEGIN
+    DELETE FROM message_search WHERE rowid = old.seq;
+    UPDATE counters SET value = value + 1 WHERE name = 'search_erased';
+END;
+INSERT INTO message_search (rowid, text)
+    SELECT seq, t FROM (SELECT seq, p2pdm_search_text(kind, body) AS t FROM messages)
+    WHERE t IS NOT NULL;
+"""
+
+
+def _migration_disappearing(db: sqlite3.Connection) -> bool:
+    """:data:`_SCRIPT_DISAPPEARING`, and FTS5's own secure delete where the
+    SQLite build has it (3.42 and later; SQLCipher's has): a deleted word is
+    then removed from the index at once, not only when the purge merges it."""
+    for statement in split_statements(_SCRIPT_DISAPPEARING):
+        db.execute(statement)
+    with contextlib.suppress(*DB_ERRORS):  # an older build: the purge's merge does it
+        db.execute("INSERT INTO message_search (message_search, rank) VALUES ('secure-delete', 1)")
+    return False
+
+
 #: Blocked peers (contacts or strangers): their envelopes are dropped on
 #: arrival and nothing is sent to them. A contact marked blocked before this
 #: table existed stays blocked.
-_MIGRATION_BLOCKED = """
+_MIGRATION_BLOCKED: Final = """
 CREATE TABLE blocked_peers (
     peer_id BLOB PRIMARY KEY,
     blocked_at_ms INTEGER NOT NULL
@@ -309,6 +422,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_DEPOSITOR,
     _migration_forget_identity_secret,
     _MIGRATION_RECIPIENTS,
+    _MIGRATION_ACTIONS,
+    _MIGRATION_PROFILE,
+    _migration_disappearing,
     _MIGRATION_BLOCKED,
 )
 

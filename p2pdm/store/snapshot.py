@@ -55,8 +55,12 @@ def _quote(name: str) -> str:
 
 
 def _copy_database(src: sqlite3.Connection, dst: sqlite3.Connection) -> None:
-    """Copy every table, row, index and the AUTOINCREMENT counters of ``src`` into
-    the empty ``dst`` (autocommit mode), in one transaction."""
+    """Copy every table, row, index, trigger and the AUTOINCREMENT counters of
+    ``src`` into the empty ``dst`` (autocommit mode), in one transaction.
+
+    A virtual table (the FTS5 search index) is created, not filled: its
+    shadow tables, which creating it makes, are copied row for row instead,
+    so the index arrives as it was. Triggers come last, after the rows."""
     objects = src.execute(
         "SELECT type, name, sql FROM sqlite_master "
         "WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
@@ -65,8 +69,18 @@ def _copy_database(src: sqlite3.Connection, dst: sqlite3.Connection) -> None:
     dst.execute("BEGIN IMMEDIATE")
     try:
         tables = [(name, sql) for kind, name, sql in objects if kind == "table"]
+        virtual = {n for n, sql in tables if sql.upper().startswith("CREATE VIRTUAL TABLE")}
         for name, sql in tables:
-            dst.execute(sql)
+            if name in virtual:
+                dst.execute(sql)
+                continue
+            made = dst.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone()
+            if made and any(name.startswith(f"{v}_") for v in virtual):
+                dst.execute(f"DELETE FROM {_quote(name)}")  # a shadow table: its rows follow
+            else:
+                dst.execute(sql)
             rows = src.execute(f"SELECT * FROM {_quote(name)}")
             marks = ", ".join("?" * len(rows.description))
             dst.executemany(f"INSERT INTO {_quote(name)} VALUES ({marks})", rows)

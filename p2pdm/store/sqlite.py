@@ -7,11 +7,13 @@ from one mixin per aggregate, each mapping its part of the contract of
 :class:`~p2pdm.store.base.Store` onto the tables of ``schema.py``: contacts
 (``sqlite_contacts``), conversations and messages (``sqlite_messages``), the
 outbox (``sqlite_outbox``), the mailbox (``sqlite_mailbox``), settings,
-sessions and prekeys (``sqlite_keys``), and the API's tables (``sqlite_api``).
+sessions and prekeys (``sqlite_keys``), the API's tables (``sqlite_api``), and
+the profile and handle claims (``sqlite_profile``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -23,19 +25,29 @@ from p2pdm.limits import (
 )
 from p2pdm.store.base import RequestCaps
 from p2pdm.store.database import Database
+from p2pdm.store.sqlite_actions import ActionTables
 from p2pdm.store.sqlite_api import APITables
 from p2pdm.store.sqlite_blocking import BlockTables
 from p2pdm.store.sqlite_contacts import ContactTables
+from p2pdm.store.sqlite_expiry import ExpiryTables
 from p2pdm.store.sqlite_keys import KeyTables
 from p2pdm.store.sqlite_mailbox import MailboxTables
-from p2pdm.store.sqlite_messages import MessageTables
 from p2pdm.store.sqlite_outbox import OutboxTables
+from p2pdm.store.sqlite_profile import ProfileTables
 
 __all__ = ["SQLiteStore"]
 
 
 class SQLiteStore(
-    KeyTables, ContactTables, BlockTables, MessageTables, OutboxTables, MailboxTables, APITables
+    KeyTables,
+    ContactTables,
+    BlockTables,
+    ExpiryTables,
+    ActionTables,
+    OutboxTables,
+    MailboxTables,
+    APITables,
+    ProfileTables,
 ):
     """The :class:`~p2pdm.store.base.Store` of a node: one SQLite file.
 
@@ -64,6 +76,7 @@ class SQLiteStore(
         self._db = Database(path, synchronous=synchronous, key=key)
         self._reading = self._db.reading
         self._writing = self._db.writing
+        self._writing_one = functools.partial(self._db.writing, one_statement=True)
         self._event_caps = (max_events, max_request_events)
         self._request_caps = request_caps
         self._max_keys = max_idempotency_keys

@@ -65,13 +65,13 @@ def counter(db: Any, name: str) -> int:
 
 def add_to_counter(db: Any, name: str, delta: int) -> int:
     """Add ``delta`` to a row of ``counters``; returns the new value."""
-    value = counter(db, name) + delta
-    db.execute(
+    # One statement (an absent row counts as 0): it runs for every event.
+    (value,) = db.execute(
         "INSERT INTO counters (name, value) VALUES (?, ?) "
-        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        (name, value),
-    )
-    return value
+        "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value RETURNING value",
+        (name, delta),
+    ).fetchone()
+    return int(value)
 
 
 def insert_event(db: Any, caps: tuple[int, int], event: LogEvent) -> int:

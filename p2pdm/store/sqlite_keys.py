@@ -43,7 +43,7 @@ class KeyTables(Tables):
 
     def mark_seen(self, message_id: bytes, at_ms: int) -> None:
         """Remember an accepted id; seeing it again extends how long it is remembered."""
-        with self._writing("recording a seen message id") as db:
+        with self._writing_one("recording a seen message id") as db:
             db.execute(
                 "INSERT INTO seen_ids (id, seen_at_ms) VALUES (?, ?) ON CONFLICT (id) "
                 "DO UPDATE SET seen_at_ms = max(seen_at_ms, excluded.seen_at_ms)",
@@ -64,7 +64,7 @@ class KeyTables(Tables):
         return None if row is None else bytes(row[0])
 
     def put_session(self, peer: PeerId, state: bytes, at_ms: int) -> None:
-        with self._writing(f"saving session with {peer.short()}") as db:
+        with self._writing_one(f"saving session with {peer.short()}") as db:
             db.execute(
                 "INSERT INTO sessions (peer, state, updated_at_ms) VALUES (?, ?, ?) "
                 "ON CONFLICT (peer) DO UPDATE SET state = excluded.state, "

@@ -45,24 +45,44 @@ from p2pdm.store.sqlite_api import counter, insert_event
 from p2pdm.store.sqlite_requests import request_usage, trim_requests
 from p2pdm.store.sqlite_tables import IN_CHUNK, NO_CURSOR, Tables
 
-__all__ = ["MessageTables"]
+__all__ = ["MESSAGE_COLUMNS", "MessageTables", "message_row"]
 
 _MESSAGE_COLUMNS: Final = (
     "seq, id, conversation_id, peer, direction, kind, body, sent_at_ms, stored_at_ms, "
-    "status, request"
+    "status, request, edited_at_ms, unsent, timer_s, expires_at_ms"
 )
 
 
-_CONVERSATION_COLUMNS: Final = "id, peer, last_message_at_ms, unread, request"
+_CONVERSATION_COLUMNS: Final = (
+    "id, peer, last_message_at_ms, unread, request, timer_s, muted, archived"
+)
 
 
 def _conversation(row: Any) -> Conversation:
-    cid, peer, last, unread, request = row
-    return Conversation(cid, PeerId(peer), last, unread, bool(request))
+    cid, peer, last, unread, request, timer_s, muted, archived = row
+    return Conversation(
+        cid, PeerId(peer), last, unread, bool(request), timer_s, bool(muted), bool(archived)
+    )
 
 
 def _message(row: Any) -> StoredMessage:
-    seq, mid, conv, peer, direction, kind, body, sent, stored, status, request = row
+    (
+        seq,
+        mid,
+        conv,
+        peer,
+        direction,
+        kind,
+        body,
+        sent,
+        stored,
+        status,
+        request,
+        edited,
+        unsent,
+        timer,
+        ex,
+    ) = row
     return StoredMessage(
         id=mid,
         conversation_id=conv,
@@ -75,6 +95,10 @@ def _message(row: Any) -> StoredMessage:
         status=DeliveryStatus(status),
         request=bool(request),
         seq=seq,
+        edited_at_ms=edited,
+        unsent=bool(unsent),
+        timer_s=timer,
+        expires_at_ms=ex,
     )
 
 
@@ -93,6 +117,11 @@ def _recipients(db: Any, messages: Sequence[StoredMessage]) -> list[StoredMessag
                 Recipient(PeerId(peer), DeliveryStatus(status), at, detail)
             )
     return [replace(m, recipients=tuple(found.get(m.id, ()))) for m in messages]
+
+
+#: The columns :func:`message_row` reads, for the other tables' queries.
+MESSAGE_COLUMNS: Final = _MESSAGE_COLUMNS
+message_row: Final = _message
 
 
 class MessageTables(Tables):
@@ -131,7 +160,9 @@ class MessageTables(Tables):
             )
             cursor = db.execute(
                 "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
-                "sent_at_ms, stored_at_ms, status, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "sent_at_ms, stored_at_ms, status, request, edited_at_ms, unsent, timer_s, "
+                "expires_at_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message.id,
                     message.conversation_id,
@@ -143,6 +174,10 @@ class MessageTables(Tables):
                     message.stored_at_ms,
                     str(message.status),
                     int(message.request),
+                    message.edited_at_ms,
+                    int(message.unsent),
+                    message.timer_s,
+                    message.expires_at_ms,
                 ),
             )
             seq = cursor.lastrowid
@@ -200,6 +235,13 @@ class MessageTables(Tables):
             if not status_moves(old.status, new):
                 return bool(moved)
             db.execute("UPDATE messages SET status = ? WHERE id = ?", (str(new), message_id))
+            if new is DeliveryStatus.READ:  # the recipient read it: its timer starts
+                db.execute(
+                    "UPDATE messages SET expires_at_ms = "
+                    "min(coalesce(expires_at_ms, ?1 + timer_s * 1000), ?1 + timer_s * 1000) "
+                    "WHERE id = ?2 AND timer_s > 0",
+                    (at_ms, message_id),
+                )
             db.execute(
                 "INSERT INTO status_history (message_id, status, at_ms, detail) "
                 "VALUES (?, ?, ?, ?)",
@@ -313,6 +355,11 @@ class MessageTables(Tables):
                 "ORDER BY seq",
                 (str(DeliveryStatus.READ), at_ms, conversation_id),
             )
+            db.execute(  # their disappearing timers start now
+                "UPDATE messages SET expires_at_ms = ? + timer_s * 1000 WHERE conversation_id = ? "
+                f"AND {UNREAD_CONDITION} AND timer_s > 0 AND expires_at_ms IS NULL",
+                (at_ms, conversation_id),
+            )
             db.execute(
                 f"UPDATE messages SET status = ? WHERE conversation_id = ? AND {UNREAD_CONDITION}",
                 (str(DeliveryStatus.READ), conversation_id),
@@ -364,6 +411,8 @@ class MessageTables(Tables):
                 "(SELECT count(*) FROM outbox)"
             ).fetchone()
             dropped = counter(db, "requests_dropped")
+            refused = counter(db, "actions_refused")
+            held_dropped = counter(db, "held_actions_dropped")
         contacts, messages, unread, requests, outbox = (int(n) for n in row)
         return {
             "contacts": contacts,
@@ -372,4 +421,6 @@ class MessageTables(Tables):
             "requests": requests,
             "outbox": outbox,
             "requests_dropped": dropped,
+            "actions_refused": refused,
+            "held_actions_dropped": held_dropped,
         }

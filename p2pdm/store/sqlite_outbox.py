@@ -42,7 +42,7 @@ class OutboxTables(Tables):
 
     def add_outbox(self, item: OutboxItem) -> None:
         """Queue an envelope; raises StoreError if its envelope id is already queued."""
-        with self._writing(f"queueing envelope {item.envelope_id.hex()}") as db:
+        with self._writing_one(f"queueing envelope {item.envelope_id.hex()}") as db:
             found = db.execute(
                 "SELECT 1 FROM outbox WHERE envelope_id = ?", (item.envelope_id,)
             ).fetchone()

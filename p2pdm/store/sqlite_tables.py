@@ -30,6 +30,8 @@ class Tables:
 
     _reading: Callable[[str], AbstractContextManager[sqlite3.Connection]]
     _writing: Callable[[str], AbstractContextManager[sqlite3.Connection]]
+    #: A write of one statement at most (no savepoint inside a transaction).
+    _writing_one: Callable[[str], AbstractContextManager[sqlite3.Connection]]
     _event_caps: tuple[int, int]
     _request_caps: RequestCaps
     _max_keys: int

@@ -78,3 +78,7 @@ async def test_a_running_node_shows_its_dht_store_and_what_it_refused(tmp_path: 
         assert dht["records"] >= 1 + stored and dht["record_bytes"] > 0
         assert dht["refused"]["rate"] == len(flood) - stored >= 10 - 2
         assert dht["evicted"] == 0
+        assert dht["routing_table"] >= 1 and dht["connected_peers"] >= 1  # Ann, at least
+        # Peers on loopback reach Bob; one alone (Ann, before the flood) decides nothing.
+        reach = response.json()["reachability"]
+        assert reach["status"] in ("unknown", "public") and reach["dht_mode"] == "server"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from p2pdm.api.app import openapi_document
 from tests.api.conftest import assert_error, conforms
-from tests.conftest import Api, deliver
+from tests.conftest import Api, deliver, make_node
 
 
 def _response_schema(path: str, method: str, status: str) -> dict[str, object]:
@@ -72,3 +72,45 @@ async def test_requests_declined_or_blocked_are_deleted(alice: Api, bob: Api) ->
     blocked = await bob.call("POST", f"/v1/requests/{peer}/block")
     assert blocked.json() == {"deleted": 1, "blocked": True}
     assert bob.node.is_blocked(alice.node.peer_id) and bob.node.conversations() == []
+
+
+async def test_a_batch_refuses_a_blocked_peer_per_item_and_stamps_a_strangers(
+    alice: Api, bob: Api
+) -> None:
+    carol = make_node("carol")
+    alice.node.add_contact_from_invite(bob.node.invite(), "bob")  # Bob does not know Alice
+    alice.node.add_contact_from_invite(carol.invite(), "carol")
+    blocked = await alice.call("POST", "/v1/blocked", json={"peer_id": "carol"})
+    assert blocked.status_code == 201, blocked.text
+    body = {
+        "messages": [
+            {"to": "bob", "text": "one"},
+            {"to": "carol", "text": "not to carol"},
+            {"to": "bob", "text": "two"},
+        ]
+    }
+    response = await alice.call("POST", "/v1/messages/batch", json=body)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r.get("status") for r in results] == ["queued", None, "queued"]
+    assert results[1]["error"]["code"] == "peer_blocked"
+    assert alice.node.store.outbox_for(carol.peer_id) == []
+    assert deliver(alice.node, bob.node) == [alice.node.peer_id] * 2  # stamped: both arrive
+    assert bob.node.messenger.dropped_unstamped == 0
+    assert [r.count for r in bob.node.requests()] == [2]
+
+
+async def test_an_action_on_a_strangers_conversation_goes_stamped(alice: Api, bob: Api) -> None:
+    await _a_request_from(alice, bob)
+    [sent] = alice.node.messages(bob.node.peer_id, 10).messages
+    alice.node.messenger.stamps._stamps.clear()  # made again before the action, off the loop
+    reacted = await alice.call(
+        "POST", f"/v1/messages/{sent.id.hex()}/reactions", json={"emoji": "👋"}
+    )
+    assert reacted.status_code == 200, reacted.text
+    assert len(alice.node.messenger.stamps._stamps) == 1
+    deliver(alice.node, bob.node)
+    shown = bob.node.store.get_message(sent.id)
+    assert shown is not None and bob.node.extras([shown])[shown.id].reactions == {
+        "👋": [alice.node.peer_id]
+    }

@@ -63,6 +63,7 @@ async def test_status_shows_what_the_dht_holds(
         assert re.match(r"holds [1-9]\d* records? \(\d+(\.\d)? K?i?B\)", shown["DHT"])
         assert "refused none; 0 evicted" in shown["DHT"]
         assert shown["Address"].startswith("/ip4/127.0.0.1/tcp/")
+        assert shown["Reach"].startswith(("unknown: ", "public: ")), shown["Reach"]
 
 
 def test_the_dht_line_names_refusals_by_reason() -> None:
@@ -81,6 +82,19 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
             "provider_bytes": 80,
             "refused": {"rate": 10, "peer_cap": 2},
             "evicted": 1,
+            "routing_table": 3,
+            "connected_peers": 2,
+        },
+        "reachability": {
+            "status": "private",
+            "reached": 0,
+            "failed": 2,
+            "silent": 1,
+            "dht_mode": "client",
+            "relayed_addrs": ["/ip4/100.64.1.1/tcp/4001/p2p/12D3KooWr/p2p-circuit/p2p/12D3KooWx"],
+            "relay": None,
+            "lan_peers": 0,
+            "hole_punch": {"successes": 1, "failures": 2, "direct_dials": 0},
         },
         "token": {"name": "owner", "scope": "admin"},
         "invite": "p2pdm:…",
@@ -96,4 +110,8 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
     assert shown["DHT"] == (
         "holds 12 records (4.0 KiB) and 1 provider record; "
         "refused 12 writes (peer_cap 2, rate 10); 1 evicted"
+    )
+    assert shown["Punch"] == "1 hole punches succeeded, 2 failed; 0 relayed peers dialed directly"
+    assert shown["Reach"] == (
+        "private: behind a router or firewall: other nodes cannot dial this one; DHT client mode"
     )

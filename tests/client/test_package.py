@@ -116,7 +116,20 @@ def _wire() -> list[Row]:
             "/v1/messages",
             {"to": "bob", "text": "hi", "idempotency_key": "k"},
         ),
+        (
+            "send_many",
+            (iter([{"to": "bob", "text": "hi"}, {"to": "eve", "text": "yo"}]),),
+            {},
+            "POST",
+            "/v1/messages/batch",
+            {"messages": [{"to": "bob", "text": "hi"}, {"to": "eve", "text": "yo"}]},
+        ),
         ("message", ("m?1",), {}, "GET", "/v1/messages/m%3F1", None),
+        ("react", ("m1", "👍"), {}, "POST", "/v1/messages/m1/reactions", {"emoji": "👍"}),
+        ("edit", ("m1", "new"), {}, "PATCH", "/v1/messages/m1", {"text": "new"}),
+        ("unsend", ("m1",), {}, "DELETE", "/v1/messages/m1", None),
+        ("delete_for_me", ("m1",), {}, "DELETE", "/v1/messages/m1?for=me", None),
+        ("delete_conversation", ("bob",), {}, "DELETE", "/v1/conversations/bob", None),
         ("conversations", (), {}, "GET", "/v1/conversations", None),
         ("messages", ("bob #2",), {}, "GET", "/v1/conversations/bob%20%232/messages", None),
         (
@@ -166,6 +179,30 @@ def _wire() -> list[Row]:
         ("create_token", ("read",), {}, "POST", "/v1/tokens", {"scope": "read", "contacts": []}),
         ("tokens", (), {}, "GET", "/v1/tokens", None),
         ("revoke_token", ("echo bot",), {}, "DELETE", "/v1/tokens/echo%20bot", None),
+        ("profile", (), {}, "GET", "/v1/profile", None),
+        (
+            "update_profile",
+            (),
+            {"handle": "alice.k", "bio": "", "avatar": b"\xff\xd8"},
+            "PATCH",
+            "/v1/profile",
+            {"handle": "alice.k", "bio": "", "avatar": "/9g="},
+        ),
+        ("clear_profile", (), {}, "DELETE", "/v1/profile", None),
+        ("find", ("@Alice K",), {}, "GET", "/v1/directory?handle=%40Alice+K", None),
+        ("login_link", (), {}, "POST", "/v1/sessions/codes", None),
+        ("sessions", (), {}, "GET", "/v1/sessions", None),
+        ("revoke_session", ("web-session-1",), {}, "DELETE", "/v1/sessions/web-session-1", None),
+        (
+            "update_conversation",
+            ("bob",),
+            {"timer_s": 300, "muted": False},
+            "PATCH",
+            "/v1/conversations/bob",
+            {"timer_s": 300, "muted": False},
+        ),
+        ("search", ("a b",), {"peer": "bob"}, "GET", "/v1/search?q=a+b&peer=bob", None),
+        ("typing", ("bob",), {}, "POST", "/v1/conversations/bob/typing", None),
     ]
 
 
@@ -177,6 +214,8 @@ ANSWER = {
     "tokens": ["t"],
     "blocked": ["b"],
     "requests": ["q"],
+    "results": ["s"],
+    "sessions": ["s"],
     "id": 1,
 }
 #: The result each method returns from ANSWER (or from 204 for a DELETE).
@@ -187,6 +226,9 @@ RESULTS = {
     "tokens": ["t"],
     "blocked": ["b"],
     "requests": ["q"],
+    "sessions": ["s"],
+    "search": ["s"],
+    "send_many": ["s"],
 }
 
 

@@ -55,6 +55,14 @@ async def test_the_async_client_under_trio(alice: Api) -> None:
         assert "nobody" in str(refused.value) and refused.value.message == str(refused.value)
         made = await node.create_token("read", ["bob"], name="watcher")
         assert [t["name"] for t in await node.tokens()] == ["watcher"]
+        assert (await node.profile())["published"] is False
+        shown = await node.update_profile(handle="ALICE.K", name="Alice K")
+        assert (shown["handle"], shown["name"], shown["published"]) == ("alice.k", "Alice K", True)
+        await node.clear_profile()
+        assert (await node.profile())["published"] is False
+        with pytest.raises(APIError) as refused:
+            await node.find("alice")  # this node is not on a network
+        assert refused.value.status == 422
     async with sdk(alice, made["token"]) as watcher:
         assert len(await watcher.conversations()) == 1
         with pytest.raises(APIError) as refused:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,7 +48,7 @@ class Proc:
         self.log = log
         with open(log, "ab") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "p2pdm", "--home", str(home), "run", *args],
+                [sys.executable, "-m", "p2pdm", "--home", str(home), "run", "--no-mdns", *args],
                 stdout=out,
                 stderr=out,
                 env=_env(),
@@ -118,6 +119,9 @@ def test_run_starts_logs_one_line_and_stops_cleanly_on_sigterm(tmp_path: Path) -
     log = (tmp_path / "alice.log").read_text()
     [line] = [line for line in log.splitlines() if "listening on" in line]
     assert info["peer_id"] in line and info["addrs"][0] in line and "http://127.0.0.1:" in line
+    # Then where a person clicks: a one-time sign-in link to the web app.
+    [line] = [line for line in log.splitlines() if "open the web app" in line]
+    assert re.search(r"http://127\.0\.0\.1:\d+/login\?code=[\w-]{43} ", line), line
     assert "Traceback" not in log
     assert not api_addr_path(Home(home)).exists()
 
@@ -204,3 +208,19 @@ def test_receiver_killed_during_a_burst_gets_everything_exactly_once(tmp_path: P
                 assert sorted(page_texts) == sorted(f"message {i}" for i in range(burst))
             finally:
                 carol.stop()
+
+
+def test_serve_runs_a_dht_server_relay_and_mailbox(tmp_path: Path) -> None:
+    home = tmp_path / "helper"
+    init(home, "helper")
+    with running(home, "--serve") as proc:
+        reach = proc.client.node()["reachability"]
+        assert reach is not None and reach["dht_mode"] == "server"
+        assert reach["relay"] == {
+            "reservations": 0,
+            "circuits_open": 0,
+            "circuits_total": 0,
+            "circuits_cut": 0,
+            "refused": {},
+        }
+    assert "LAN discovery" not in (tmp_path / "helper.log").read_text()

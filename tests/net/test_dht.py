@@ -154,3 +154,25 @@ async def test_routing_table_is_refreshed_periodically(monkeypatch: pytest.Monke
         await trio.sleep(1.0)
         assert len(refreshes) - joined >= 2 * 3  # both hosts, every 0.25 s
         assert a.dht_peers() == [b.peer_id]
+
+
+async def test_a_record_read_with_keep_false_is_not_kept_by_the_reader() -> None:
+    """A client-mode reader (never a holder) looks at a stranger's record once:
+    it gets it, and its DHT store holds no copy after (copies count towards the
+    store's caps and are never evicted)."""
+    async with (
+        open_hosts(3) as servers,
+        open_host(host_seed(9), bootstrap=servers[0].listen_addrs(), dht_mode="client") as reader,
+    ):
+        register([*servers, reader])
+        writer = servers[1]
+        key = record_key(writer.peer_id)
+        value = make_record(Identity(host_seed(1)), 1, b"a stranger's bundle")
+        await writer.put_record(key, value)
+        before = reader.dht_store_stats().records
+        assert await reader.get_record(key, TIMEOUT, keep=False) == value
+        assert reader.dht_store_stats().records == before
+        assert await reader.get_record(key, TIMEOUT) == value  # the default keeps it
+        assert reader.dht_store_stats().records == before + 1
+        assert await reader.get_record(key, TIMEOUT, keep=False) == value  # held: kept
+        assert reader.dht_store_stats().records == before + 1

@@ -32,6 +32,7 @@ from p2pdm.core.model import (
     TokenScope,
     direct_conversation_id,
 )
+from p2pdm.core.profile import Profile
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import IDEMPOTENCY_RETENTION_SECONDS, MAX_API_TOKENS, MAX_PAGE_SIZE
 from p2pdm.store import MemoryStore, SQLiteStore, Store
@@ -618,6 +619,8 @@ def test_counts(store: Store) -> None:
         "requests": 0,
         "outbox": 0,
         "requests_dropped": 0,
+        "actions_refused": 0,
+        "held_actions_dropped": 0,
     }
     store.put_contact(contact(ALICE, "alice"))
     store.add_message(msg(1))
@@ -631,6 +634,8 @@ def test_counts(store: Store) -> None:
         "requests": 1,
         "outbox": 1,
         "requests_dropped": 0,
+        "actions_refused": 0,
+        "held_actions_dropped": 0,
     }
 
 
@@ -1290,3 +1295,35 @@ def test_a_conversation_is_answered_by_a_message_from_the_peer_or_a_read(store: 
     assert not store.conversation_answered(CONVERSATION_OF[CAROL])
     store.add_message(msg(2, CAROL))
     assert store.conversation_answered(CONVERSATION_OF[CAROL])
+
+
+def test_the_profile_round_trips_and_clears(store: Store) -> None:
+    assert store.get_profile() is None  # opt-in: none until set
+    profile = Profile("Alice K", "alice.k", "bio", b"\xff\xd8\xff" + bytes(100))
+    store.put_profile(profile, 5)
+    assert store.get_profile() == profile
+    store.put_profile(Profile(name="Alice"), 6)
+    assert store.get_profile() == Profile(name="Alice")
+    store.put_profile(Profile(), 7)  # an empty profile is none
+    assert store.get_profile() is None
+    store.put_profile(profile, 8)
+    store.put_profile(None, 9)
+    assert store.get_profile() is None
+
+
+def test_handle_claims_keep_their_first_sighting_and_are_bounded(store: Store) -> None:
+    assert store.note_handle_claims("alice", [ALICE, BOB], 100, cap=3) == {ALICE: 100, BOB: 100}
+    assert store.note_handle_claims("alice", [CAROL, ALICE], 200, cap=3) == {
+        CAROL: 200,
+        ALICE: 100,
+    }
+    # The longest seen first, ties by PeerID.
+    oldest = sorted([ALICE, BOB], key=lambda p: p.raw)
+    assert store.handle_claimants("alice", 10) == [*oldest, CAROL]
+    # Over the cap: the least recently seen claim (bob's, at 100) goes first.
+    store.note_handle_claims("bob", [ME], 300, cap=3)
+    assert BOB not in store.handle_claimants("alice", 10)
+    assert store.handle_claimants("alice", 10) == [ALICE, CAROL]
+    assert store.handle_claimants("alice", 1) == [ALICE]
+    assert store.handle_claimants("bob", 10) == [ME]
+    assert store.handle_claimants("carol", 10) == []

@@ -200,6 +200,24 @@ def _legacy_prekeys(identity: Identity) -> bytes:
     )
 
 
+def undo_disappearing(db: sqlite3.Connection) -> None:
+    """Take a store back to before the migration of disappearing messages and search."""
+    for trigger in ("insert", "update", "delete"):
+        db.execute(f"DROP TRIGGER message_search_{trigger}")
+    db.execute("DROP TABLE message_search")
+    db.execute("DELETE FROM counters WHERE name = 'search_erased'")
+    db.execute("DROP INDEX messages_by_expiry")
+    for table, column in (
+        ("messages", "timer_s"),
+        ("messages", "expires_at_ms"),
+        ("conversations", "timer_s"),
+        ("conversations", "timer_set_at_ms"),
+        ("conversations", "muted"),
+        ("conversations", "archived"),
+    ):
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+
+
 @pytest.mark.parametrize("opened_by", ["home", "plain SQLiteStore"])
 def test_an_old_store_is_migrated_and_the_seed_is_gone_from_every_file(
     tmp_path: Path, opened_by: str
@@ -232,6 +250,14 @@ def test_an_old_store_is_migrated_and_the_seed_is_gone_from_every_file(
         db.execute("DROP TABLE message_recipients")
         db.execute("ALTER TABLE events DROP COLUMN conversation_id")
         db.execute("DROP TABLE blocked_peers")
+        undo_disappearing(db)
+        for table in ("reactions", "held_actions"):
+            db.execute(f"DROP TABLE {table}")
+        for column in ("edited_at_ms", "unsent"):
+            db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+        db.execute("DELETE FROM counters WHERE name IN ('actions_refused', 'held_actions_dropped')")
+        db.execute("DROP TABLE profile")
+        db.execute("DROP TABLE handle_claims")
         # The previous version's own prekeys open with today's code too.
         assert OwnPrekeys.from_bytes(identity, legacy).bundle().peer == identity.peer_id
         assert leaks(tmp_path, [identity]) != []

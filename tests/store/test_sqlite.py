@@ -24,10 +24,12 @@ from p2pdm.core.model import (
     Recipient,
     StoredMessage,
 )
+from p2pdm.core.profile import Profile
 from p2pdm.errors import StoreError
 from p2pdm.store import SQLiteStore, schema
 from p2pdm.store.base import UNREAD_STATUSES
 from p2pdm.store.schema import MIGRATIONS, SCHEMA_VERSION, UNREAD_CONDITION, split_statements
+from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 from tests.conftest import mode
 from tests.store.conftest import ALICE, BOB, receive
 
@@ -448,6 +450,8 @@ def test_the_blocked_peers_migration_keeps_contacts_blocked_before(path: Path) -
     stays blocked, the others do not become so, and the store works on."""
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         before = MIGRATIONS.index(schema._MIGRATION_BLOCKED)
+        # The search index's triggers (an earlier migration) call the store's function.
+        db.create_function(SEARCH_TEXT_FUNCTION, 2, search_text, deterministic=True)
         for version, migration in enumerate(MIGRATIONS[:before], start=1):
             schema._apply(db, migration)
             db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
@@ -462,3 +466,22 @@ def test_the_blocked_peers_migration_keeps_contacts_blocked_before(path: Path) -
         alice, bob = store.get_contact(ALICE), store.get_contact(BOB)
         assert alice is not None and alice.blocked and bob is not None and not bob.blocked
         assert store.unblock_peer(ALICE, 9) and not store.is_blocked(ALICE)
+
+
+def test_a_store_from_before_profiles_migrates_with_none_published(path: Path) -> None:
+    """Written by the schema before profiles: it opens with no profile (opt-in) and
+    keeps what it held."""
+    profiles = MIGRATIONS.index(schema._MIGRATION_PROFILE)
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        for version, migration in enumerate(MIGRATIONS[:profiles], start=1):
+            schema._apply(db, migration)
+            db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+        db.execute("INSERT INTO settings (key, value) VALUES ('name', '\"alice\"')")
+    with closing(SQLiteStore(path)) as store:
+        assert store.get_setting("name") == "alice"
+        assert store.get_profile() is None
+        assert store.note_handle_claims("alice", [ALICE], 5, cap=10) == {ALICE: 5}
+        store.put_profile(Profile(name="Alice", handle="alice"), 6)
+    with closing(SQLiteStore(path)) as store:
+        assert store.get_profile() == Profile(name="Alice", handle="alice")
+        assert store.handle_claimants("alice", 10) == [ALICE]

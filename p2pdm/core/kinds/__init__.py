@@ -19,10 +19,15 @@ from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.cbor import Fields
-from p2pdm.core.kinds import receipt, text
+from p2pdm.core.kinds import edit, reaction, receipt, text, timer, typing, unsend
 from p2pdm.core.kinds.base import MAX_KIND_BYTES, Body, KindSpec, UnknownBody
+from p2pdm.core.kinds.edit import EditBody
+from p2pdm.core.kinds.reaction import ReactionBody
 from p2pdm.core.kinds.receipt import ReceiptBody
 from p2pdm.core.kinds.text import TextBody
+from p2pdm.core.kinds.timer import TimerBody
+from p2pdm.core.kinds.typing import TypingBody
+from p2pdm.core.kinds.unsend import UnsendBody
 from p2pdm.errors import SchemaError, WireError
 from p2pdm.limits import MAX_UNKNOWN_BODY_BYTES
 
@@ -30,10 +35,15 @@ __all__ = [
     "KINDS",
     "MAX_KIND_BYTES",
     "Body",
+    "EditBody",
     "KindSpec",
+    "ReactionBody",
     "ReceiptBody",
     "TextBody",
+    "TimerBody",
+    "TypingBody",
     "UnknownBody",
+    "UnsendBody",
     "decode_body",
     "decode_stored",
     "encode_body",
@@ -44,6 +54,11 @@ __all__ = [
 KINDS: Final[dict[str, KindSpec[Any]]] = {
     text.SPEC.name: text.SPEC,
     receipt.SPEC.name: receipt.SPEC,
+    reaction.SPEC.name: reaction.SPEC,
+    edit.SPEC.name: edit.SPEC,
+    unsend.SPEC.name: unsend.SPEC,
+    timer.SPEC.name: timer.SPEC,
+    typing.SPEC.name: typing.SPEC,
 }
 
 

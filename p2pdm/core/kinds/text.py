@@ -7,8 +7,9 @@ from typing import Any, Final, Literal
 
 from p2pdm.core.cbor import Fields
 from p2pdm.core.kinds.base import KindSpec, decode_ext, encode_ext
+from p2pdm.core.kinds.timer import check_timer
 from p2pdm.core.model import MESSAGE_ID_BYTES
-from p2pdm.limits import MAX_EXT_BYTES, MAX_TEXT_BYTES
+from p2pdm.limits import DISAPPEARING_TIMERS_S, MAX_EXT_BYTES, MAX_TEXT_BYTES
 
 __all__ = ["SPEC", "TextBody"]
 
@@ -22,22 +23,31 @@ class TextBody:
     reply_to: bytes | None = None
     #: Extension fields of a newer version, kept and otherwise ignored.
     ext: dict[str, Any] | None = None
+    #: Disappearing-message timer in seconds (0: the message stays), counted
+    #: from when the recipient reads it (docs/protocol.md §6.7).
+    timer_s: int = 0
     kind: Literal["text"] = field(default="text", init=False)
 
 
 def decode(fields: Fields) -> TextBody:
-    """Raises SchemaError for a text over MAX_TEXT_BYTES, a bad reply id or ext."""
+    """Raises SchemaError for a text over MAX_TEXT_BYTES, a bad reply id, timer or ext."""
     text = fields.text("text", MAX_TEXT_BYTES)
     reply_to = fields.opt_blob("reply_to", size=MESSAGE_ID_BYTES)
+    timer_s = 0
+    if fields.has("timer_s"):
+        timer_s = fields.integer("timer_s", 1, max(DISAPPEARING_TIMERS_S))
+        check_timer(timer_s, f"{fields.what}.timer_s")
     ext = decode_ext(fields)
     fields.done()
-    return TextBody(text, reply_to, ext)
+    return TextBody(text, reply_to, ext, timer_s)
 
 
 def encode(body: TextBody) -> dict[str, Any]:
     out: dict[str, Any] = {"text": body.text}
     if body.reply_to is not None:
         out["reply_to"] = body.reply_to
+    if body.timer_s:  # absent when off, so a text without a timer is unchanged
+        out["timer_s"] = body.timer_s
     return encode_ext(out, body.ext)
 
 

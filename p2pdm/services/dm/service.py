@@ -20,6 +20,7 @@ import trio
 from p2pdm.core.dm import DM_WINDOW, AckResult
 from p2pdm.core.identity import PeerId
 from p2pdm.services.dm.deposits import Depositor
+from p2pdm.services.dm.ephemeral import send_now
 from p2pdm.services.dm.fetcher import Fetcher
 from p2pdm.services.dm.outbox import OutboxBook
 from p2pdm.services.dm.receiver import Receiver
@@ -100,6 +101,10 @@ class Delivery:
     ) -> list[tuple[AckResult, str]]:
         """Commit envelopes that came together with one store commit; an ack result each."""
         return self.receiver.accept_group(envelopes, via)
+
+    async def send_now(self, peer: PeerId, envelope: bytes) -> bool:
+        """Hand an ephemeral envelope (typing) to a connected peer now, or drop it."""
+        return await send_now(self.network, peer, envelope)
 
     def accept(self, envelope: bytes, via: PeerId | None = None) -> tuple[AckResult, str]:
         """Commit one envelope; returns the ack result and a short reason."""

@@ -1,0 +1,103 @@
+"""The message-action commands: react, reply, edit, unsend, delete.
+
+How this works: like :mod:`p2pdm.cli.chat`, each is a client of the running
+node's local API; message ids are the 32 hex characters `p2pdm read --json`
+and `p2pdm send` print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Final, TextIO
+
+from p2pdm.cli.chat import message_text, safe_text
+from p2pdm.client import Client
+from p2pdm.daemon.home import Home
+
+__all__ = [
+    "delete",
+    "delete_arguments",
+    "edit",
+    "edit_arguments",
+    "message_id_argument",
+    "react",
+    "react_arguments",
+    "reply",
+    "reply_arguments",
+    "unsend",
+]
+
+EXIT_OK: Final = 0
+
+
+def message_id_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("message", metavar="MESSAGE_ID", help="the message (32 hex characters)")
+
+
+def react_arguments(parser: argparse.ArgumentParser) -> None:
+    message_id_argument(parser)
+    parser.add_argument("emoji", metavar="EMOJI", help="one emoji; '' takes your reaction back")
+
+
+def react(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    with Client.for_home(home) as node:
+        node.react(args.message, args.emoji)
+    done = f"Reacted {safe_text(args.emoji)}" if args.emoji else "Took your reaction back"
+    print(f"{done} on {args.message}.", file=out)
+    return EXIT_OK
+
+
+def reply_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("contact", metavar="CONTACT", help="name or PeerID")
+    message_id_argument(parser)
+    parser.add_argument("text", metavar="TEXT", nargs="+", help="the reply; `-` reads stdin")
+
+
+def reply(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    text = message_text(args.text, sys.stdin)
+    with Client.for_home(home) as node:
+        message = node.send(args.contact, text, reply_to=args.message)
+    print(f"Reply {message['id']} to {safe_text(args.contact)}: {message['status']}.", file=out)
+    return EXIT_OK
+
+
+def edit_arguments(parser: argparse.ArgumentParser) -> None:
+    message_id_argument(parser)
+    parser.add_argument("text", metavar="TEXT", nargs="+", help="the new text; `-` reads stdin")
+
+
+def edit(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    text = message_text(args.text, sys.stdin)
+    with Client.for_home(home) as node:
+        node.edit(args.message, text)
+    print(f"Edited {args.message}.", file=out)
+    return EXIT_OK
+
+
+def unsend(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    with Client.for_home(home) as node:
+        node.unsend(args.message)
+    print(f"Unsent {args.message} for everyone.", file=out)
+    return EXIT_OK
+
+
+def delete_arguments(parser: argparse.ArgumentParser) -> None:
+    message_id_argument(parser)
+    parser.add_argument(
+        "--for-me",
+        action="store_true",
+        required=True,
+        help="delete it from this node only (to remove your own message for everyone, "
+        "use `p2pdm unsend`)",
+    )
+
+
+def delete(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    with Client.for_home(home) as node:
+        node.delete_for_me(args.message)
+    print(f"Deleted {args.message} from this node.", file=out)
+    return EXIT_OK
+
+
+#: (name, help, arguments, run) of each command, for ``p2pdm.cli.main.COMMANDS``.

@@ -1,0 +1,138 @@
+"""Reactions, edits, unsends and deletions: what they do to this node's store.
+
+How this works: received actions are settled by
+:mod:`p2pdm.node.action_effects` in the messenger's receive transaction.
+:class:`MessageActions` is the node's side: the user's own reactions,
+edits and unsends are checked by the same rules, applied to the local copy
+and sent in one transaction; deleting for oneself sends nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from p2pdm.core.actions import Action, ActionBody, Verdict, decide
+from p2pdm.core.identity import PeerId
+from p2pdm.core.kinds import (
+    EditBody,
+    ReactionBody,
+    TextBody,
+    UnsendBody,
+    decode_stored,
+)
+from p2pdm.core.kinds.reaction import check_emoji
+from p2pdm.core.model import DeliveryStatus, Direction, StoredMessage
+from p2pdm.core.wire import InnerMessage
+from p2pdm.errors import ActionRefused, NotFound, SchemaError
+from p2pdm.limits import MAX_TEXT_BYTES, REPLY_SNIPPET_CHARS
+from p2pdm.node.action_effects import apply
+from p2pdm.node.messenger import Messenger, message_text
+from p2pdm.store.base import Reactions, Store
+
+__all__ = ["MessageActions", "MessageExtras", "extras_of"]
+
+#: Statuses after which an outgoing message's envelope is no longer queued.
+_ARRIVED: Final = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.READ})
+
+
+@dataclass(frozen=True, slots=True)
+class MessageExtras:
+    """What the API shows with a message besides its own row."""
+
+    #: The message it replies to, and that message's text as a snippet (None:
+    #: the original is unavailable: never arrived, unsent, deleted, elsewhere).
+    reply_to: bytes | None = None
+    reply_snippet: str | None = None
+    reactions: Reactions = field(default_factory=dict)
+
+
+def extras_of(store: Store, messages: list[StoredMessage]) -> dict[bytes, MessageExtras]:
+    """The extras of each message, read in one pass over the page."""
+    reactions = store.reactions([m.id for m in messages])
+    out = {}
+    for message in messages:
+        body = decode_stored(message.kind, message.body)
+        reply_to = body.reply_to if isinstance(body, TextBody) else None
+        snippet = None
+        if reply_to is not None:
+            original = store.get_message(reply_to)
+            if original is not None and original.conversation_id == message.conversation_id:
+                text = message_text(original)
+                snippet = None if text is None else text[:REPLY_SNIPPET_CHARS]
+        out[message.id] = MessageExtras(reply_to, snippet, reactions.get(message.id, {}))
+    return out
+
+
+class MessageActions:
+    """The node's message actions (mixed into :class:`~p2pdm.node.node.Node`)."""
+
+    store: Store
+    messenger: Messenger
+
+    now_ms: Callable[[], int]
+    on_outbox: Callable[[PeerId], None]
+
+    def _target(self, message_id: bytes) -> StoredMessage:
+        found = self.store.get_message(message_id)
+        if found is None:
+            raise NotFound(f"no message {message_id.hex()}")
+        return found
+
+    def _act(self, target: StoredMessage, body: ActionBody) -> StoredMessage:
+        """Check the user's own action by the receiver's rules, apply it here and
+        send it, in one transaction; raises ActionRefused."""
+        me = self.messenger.peer_id
+        probe = Action(b"", me, target.conversation_id, self.now_ms(), body)
+        decision = decide(probe, target, me, self.now_ms())
+        if decision.verdict is Verdict.REFUSE:
+            raise ActionRefused(f"cannot {body.kind} that message: {decision.reason}")
+
+        def locally(inner: InnerMessage) -> None:
+            action = Action(inner.id, me, target.conversation_id, inner.sent_at_ms, body)
+            if decision.verdict is Verdict.APPLY:
+                apply(self.store, action, target)
+            if isinstance(body, UnsendBody) and target.status not in _ARRIVED:
+                # Never delivered: its envelope goes no further. Copies already
+                # left at mailboxes are overtaken by the unsend itself.
+                self.store.remove_outbox_of(target.id)
+
+        self.messenger.send(target.peer, body, also=locally)
+        self.on_outbox(target.peer)
+        return self._target(target.id)
+
+    def react(self, message_id: bytes, emoji: str) -> StoredMessage:
+        """React to a message with ``emoji`` ('' takes the reaction back)."""
+        target = self._target(message_id)
+        return self._act(target, ReactionBody(target.id, check_emoji(emoji)))
+
+    def edit(self, message_id: bytes, text: str) -> StoredMessage:
+        """Change the text of one's own message, within EDIT_WINDOW_MS of sending."""
+        if not text.strip():
+            raise SchemaError("an edit needs some text")
+        if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+            raise SchemaError(f"a message is at most {MAX_TEXT_BYTES} bytes of text")
+        target = self._target(message_id)
+        return self._act(target, EditBody(target.id, text))
+
+    def unsend(self, message_id: bytes) -> StoredMessage:
+        """Remove one's own message for everyone."""
+        target = self._target(message_id)
+        if target.direction is not Direction.OUT:
+            raise ActionRefused("only the author may unsend a message; delete it for you instead")
+        return self._act(target, UnsendBody(target.id))
+
+    def delete_for_me(self, message_id: bytes) -> None:
+        """Delete a message from this node only; nothing is sent."""
+        if not self.store.delete_message(message_id):
+            raise NotFound(f"no message {message_id.hex()}")
+
+    def delete_conversation(self, conversation_id: bytes) -> int:
+        """Delete a conversation from this node only; returns how many messages went."""
+        if self.store.get_conversation(conversation_id) is None:
+            raise NotFound(f"no conversation {conversation_id.hex()}")
+        return self.store.delete_conversation(conversation_id)
+
+    def extras(self, messages: list[StoredMessage]) -> dict[bytes, MessageExtras]:
+        return extras_of(self.store, messages)

@@ -1,0 +1,143 @@
+"""What a person does to a whole conversation, and the node's own upkeep of
+it: disappearing-message timers, mute, archive, search, and the purge of
+messages whose timer ran out.
+
+How this works: :class:`ConversationUpkeep` is a part of
+:class:`~p2pdm.node.node.Node` (a mixin: it uses the node's store, messenger
+and clock). Changing a timer sends a signed ``timer`` notice to the peer
+through the messenger (docs/protocol.md §6.7); mute and archive are local.
+:meth:`ConversationUpkeep.purge_expired` erases what is due in bounded passes
+and then makes the store forget the erased text;
+:func:`purge_loop` runs it at start-up and every EXPIRY_PURGE_INTERVAL_S.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.kinds.timer import check_timer
+from p2pdm.core.model import Conversation, StoredMessage
+from p2pdm.errors import SchemaError
+from p2pdm.limits import (
+    EXPIRY_PURGE_INTERVAL_S,
+    MAX_EXPIRED_PER_PASS,
+    MAX_SEARCH_HITS,
+    TYPING_INTERVAL_S,
+)
+from p2pdm.node.requests import accepted
+from p2pdm.store.base import SearchHit, Store
+from p2pdm.store.search_text import search_terms
+
+if TYPE_CHECKING:
+    from p2pdm.node.messenger import Messenger
+
+__all__ = ["ConversationUpkeep", "purge_loop"]
+
+log = logging.getLogger("p2pdm.node.housekeeping")
+
+#: Conversations whose last typing signal is remembered (for its rate): far
+#: more than anyone types in at once.
+MAX_TYPING_CONVERSATIONS = 256
+
+
+class ConversationUpkeep:
+    """Conversation settings, search and the purge of expired messages."""
+
+    store: Store
+    messenger: Messenger
+    now_ms: Callable[[], int]
+    on_outbox: Callable[[PeerId], None]
+    online: set[PeerId]
+    send_now: Callable[[PeerId, bytes], Awaitable[bool]] | None
+    typing_sent: OrderedDict[bytes, int]
+
+    async def send_typing(self, conversation_id: bytes, peer: PeerId) -> str | None:
+        """Tell ``peer`` the user is typing, over an open connection only; returns
+        None if it was handed over, else why not (then nothing was sent or kept):
+        read receipts are off, the peer is not a contact, not connected, or the
+        conversation sent one less than TYPING_INTERVAL_S ago."""
+        if not accepted(self.store, peer):  # no typing to a request or a blocked peer
+            return "typing is shown only to contacts"
+        if not self.messenger.read_receipts_enabled():
+            return "read receipts are off, and typing with them"
+        if self.send_now is None or peer not in self.online:
+            return "not connected to the peer now"
+        now = self.now_ms()
+        last = self.typing_sent.get(conversation_id)
+        if last is not None and now - last < TYPING_INTERVAL_S * 1000:
+            return f"sent less than {TYPING_INTERVAL_S} s ago"
+        self.typing_sent.pop(conversation_id, None)
+        self.typing_sent[conversation_id] = now
+        while len(self.typing_sent) > MAX_TYPING_CONVERSATIONS:
+            self.typing_sent.popitem(last=False)
+        envelope = self.messenger.seal_typing(peer)
+        if not await self.send_now(peer, envelope):
+            return "the peer did not take it"
+        return None
+
+    def update_conversation(
+        self,
+        conversation_id: bytes,
+        peer: PeerId,
+        *,
+        timer_s: int | None = None,
+        muted: bool | None = None,
+        archived: bool | None = None,
+    ) -> Conversation:
+        """Change a conversation's settings; returns it after the change.
+
+        A new ``timer_s`` (one of DISAPPEARING_TIMERS_S) is sent to the peer
+        as a ``timer`` notice and applies to messages sent after it. Raises
+        SchemaError for another timer, SessionError if there is no session
+        and no prekey bundle to send the notice with.
+        """
+        if timer_s is not None:
+            check_timer(timer_s)
+            found = self.store.get_conversation(conversation_id)
+            if (found.timer_s if found else 0) != timer_s:
+                self.messenger.send_timer(peer, timer_s)
+                self.on_outbox(peer)
+        return self.store.update_conversation(
+            conversation_id, peer, self.now_ms(), muted=muted, archived=archived
+        )
+
+    def search(self, query: str, peer: PeerId | None = None, limit: int = 20) -> list[SearchHit]:
+        """Messages whose text has every word of ``query`` (the last also as a
+        prefix), newest first. Raises SchemaError for a query with no word,
+        too long or with too many words, or a limit out of range."""
+        if not 1 <= limit <= MAX_SEARCH_HITS:
+            raise SchemaError(f"limit must be between 1 and {MAX_SEARCH_HITS}")
+        return self.store.search(search_terms(query), peer, limit)
+
+    def purge_expired(self) -> list[StoredMessage]:
+        """Erase every message whose timer ran out, in passes of at most
+        MAX_EXPIRED_PER_PASS; returns them."""
+        gone: list[StoredMessage] = []
+        while True:
+            with self.store.transaction():  # each pass all or nothing
+                batch = self.store.expire_messages(self.now_ms(), MAX_EXPIRED_PER_PASS)
+            gone.extend(batch)
+            if len(batch) < MAX_EXPIRED_PER_PASS:
+                break
+        if gone:
+            self.store.forget_erased()
+        return gone
+
+
+async def purge_loop(node: ConversationUpkeep, interval_s: float = EXPIRY_PURGE_INTERVAL_S) -> None:
+    """Purge expired messages now and every ``interval_s`` seconds, forever."""
+    while True:
+        try:
+            gone = node.purge_expired()
+        except Exception:  # a store failure is logged and retried next round
+            log.exception("purging expired messages failed")
+        else:
+            if gone:
+                log.info("%d disappearing messages erased", len(gone))
+        await trio.sleep(interval_s)

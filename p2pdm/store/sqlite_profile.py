@@ -1,0 +1,69 @@
+"""The SQLite store's profile (what this node publishes) and the handle claims it has seen."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.profile import Profile
+from p2pdm.store.sqlite_tables import Tables
+
+__all__ = ["ProfileTables"]
+
+
+class ProfileTables(Tables):
+    """The profile and handle claims of a :class:`~p2pdm.store.sqlite.SQLiteStore`."""
+
+    def get_profile(self) -> Profile | None:
+        with self._reading("reading the profile") as db:
+            row = db.execute("SELECT name, handle, bio, avatar FROM profile").fetchone()
+        if row is None:
+            return None
+        name, handle, bio, avatar = row
+        return Profile(name, handle, bio, bytes(avatar))
+
+    def put_profile(self, profile: Profile | None, at_ms: int) -> None:
+        with self._writing("saving the profile") as db:
+            db.execute("DELETE FROM profile")
+            if profile is not None and not profile.empty:
+                db.execute(
+                    "INSERT INTO profile (id, name, handle, bio, avatar, updated_at_ms) "
+                    "VALUES (1, ?, ?, ?, ?, ?)",
+                    (profile.name, profile.handle, profile.bio, profile.avatar, at_ms),
+                )
+
+    def note_handle_claims(
+        self, handle: str, peers: Sequence[PeerId], now_ms: int, cap: int
+    ) -> dict[PeerId, int]:
+        first: dict[PeerId, int] = {}
+        with self._writing("noting handle claims") as db:
+            for peer in dict.fromkeys(peers):
+                db.execute(
+                    "INSERT INTO handle_claims (handle, peer_id, first_seen_ms, last_seen_ms) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (handle, peer_id) "
+                    "DO UPDATE SET last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
+                    (handle, peer.raw, now_ms, now_ms),
+                )
+                (seen,) = db.execute(
+                    "SELECT first_seen_ms FROM handle_claims WHERE handle = ? AND peer_id = ?",
+                    (handle, peer.raw),
+                ).fetchone()
+                first[peer] = int(seen)
+            (count,) = db.execute("SELECT count(*) FROM handle_claims").fetchone()
+            if count > cap:
+                db.execute(
+                    "DELETE FROM handle_claims WHERE (handle, peer_id) IN (SELECT handle, peer_id "
+                    "FROM handle_claims ORDER BY last_seen_ms, first_seen_ms DESC, handle, peer_id "
+                    "LIMIT ?)",
+                    (count - cap,),
+                )
+        return first
+
+    def handle_claimants(self, handle: str, limit: int) -> list[PeerId]:
+        with self._reading("reading handle claims") as db:
+            rows = db.execute(
+                "SELECT peer_id FROM handle_claims WHERE handle = ? "
+                "ORDER BY first_seen_ms, peer_id LIMIT ?",
+                (handle, limit),
+            ).fetchall()
+        return [PeerId(bytes(row[0])) for row in rows]

@@ -1,0 +1,390 @@
+// One conversation: bubbles with time and delivery state, day separators,
+// scrolling back through history, live updates, and the composer.
+
+import { accepts, get, has, patch, post, seg } from "./api.js";
+import { announce, clear, clock, day, dayKey, h, showError } from "./dom.js";
+import { messageActions, reactionsOf, REPLY_FIELD } from "./actions.js";
+import { attachmentsOf, composerMediaControls, locationOf, sendFiles } from "./media.js";
+import {
+  conversationById, loadConversations, nameOf, previewText, refreshConversation, state,
+} from "./state.js";
+
+const PAGE = 50;
+/** Send a typing signal at most this often while typing. */
+const TYPING_EVERY_MS = 3000;
+/** A peer's typing signal lapses after this long. */
+const TYPING_SHOWN_MS = 6000;
+/** Disappearing-message timers the node offers (seconds; 0 = off). */
+const TIMERS = [[0, "Off"], [300, "5 minutes"], [3600, "1 hour"], [86400, "1 day"], [604800, "7 days"]];
+
+let view = null; // the open conversation
+
+export async function openConversation(main, id) {
+  const find = () => conversationById(id) || state.conversations.find((c) => c.peer === id) || null;
+  let conversation = find();
+  if (!conversation) {
+    await loadConversations().catch(() => {});
+    conversation = find();
+  }
+  if (conversation) id = conversation.id; // a contact's PeerID opens its conversation
+  const peer = conversation ? conversation.peer : id;
+  view = {
+    id, peer, conversation,
+    messages: new Map(), order: [], next: undefined, loading: false,
+    replyTo: null, lastTyping: 0, main,
+  };
+  const title = nameOf(peer, conversation && conversation.name);
+  const list = h("ol.messages", { id: "messages", "aria-label": `Messages with ${title}` });
+  const scroller = h("div.scroller", { id: "scroller", tabindex: "0", onscroll: onScroll }, h("div.older", { id: "older" }), list);
+  clear(main,
+    h("section.chat", { "aria-label": `Conversation with ${title}`, ondragover: dragOver, ondrop: drop },
+      header(title, conversation),
+      h("div.notice", { id: "timer-notice", hidden: true }),
+      scroller,
+      h("div.typing", { id: "typing", "aria-live": "polite" }),
+      composer()));
+  await loadOlder();
+  scroller.scrollTop = scroller.scrollHeight;
+  showTimer();
+  markRead();
+  document.getElementById("composer-text").focus();
+}
+
+function header(title, conversation) {
+  const contact = state.contacts.get(view.peer);
+  const controls = [];
+  if (has("PATCH", "/v1/conversations/{conversation}")) {
+    controls.push(
+      toggle("Mute", "muted", conversation),
+      toggle("Archive", "archived", conversation),
+      h("label.timer", {}, "Disappearing ",
+        h("select", { id: "timer-select", onchange: (e) => setTimer(Number(e.target.value)) },
+          TIMERS.map(([s, label]) => h("option", { value: String(s), selected: Number(conversation && conversation.timer_s || 0) === s }, label)))));
+  }
+  return h("header.conv-head", {},
+    h("a.back", { href: "#/", "aria-label": "Back to chats" }, "←"),
+    h("div.title", {},
+      h("h1", {}, title),
+      h("span.sub", {}, contact ? `safety number …${contact.fingerprint}` : `not a contact · …${view.peer.slice(-8)}`)),
+    h("div.conv-controls", {}, controls));
+}
+
+function toggle(label, field, conversation) {
+  const on = Boolean(conversation && conversation[field]);
+  return h("button", {
+    type: "button", "aria-pressed": on ? "true" : "false",
+    onclick: async (e) => {
+      try {
+        const now = e.currentTarget.getAttribute("aria-pressed") !== "true";
+        await patch(`/v1/conversations/${view.id}`, { [field]: now });
+        e.currentTarget.setAttribute("aria-pressed", now ? "true" : "false");
+        await loadConversations();
+      } catch (error) { showError(error); }
+    },
+  }, label);
+}
+
+async function setTimer(seconds) {
+  try {
+    await patch(`/v1/conversations/${view.id}`, { timer_s: seconds });
+    await loadConversations();
+    view.conversation = conversationById(view.id);
+    showTimer();
+  } catch (error) { showError(error); }
+}
+
+function showTimer() {
+  const notice = document.getElementById("timer-notice");
+  const seconds = view && view.conversation && view.conversation.timer_s;
+  if (!notice) return;
+  notice.hidden = !seconds;
+  if (seconds) {
+    const label = (TIMERS.find(([s]) => s === seconds) || [0, `${seconds} s`])[1];
+    notice.textContent = `Disappearing messages: new messages disappear ${label} after they are read.`;
+  }
+}
+
+// --- the message list ------------------------------------------------------------
+
+async function loadOlder() {
+  if (!view || view.loading || view.next === null) return;
+  view.loading = true;
+  const id = view.id;
+  try {
+    const before = view.next === undefined ? "" : `&before=${view.next}`;
+    const page = await get(`/v1/conversations/${seg(id)}/messages?limit=${PAGE}${before}`);
+    if (!view || view.id !== id) return;
+    view.next = page.next_before;
+    const older = page.messages.slice().reverse().filter((m) => !view.messages.has(m.id));
+    for (const m of older) view.messages.set(m.id, m);
+    view.order = [...older.map((m) => m.id), ...view.order];
+    const scroller = document.getElementById("scroller");
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    draw();
+    scroller.scrollTop = scroller.scrollHeight - fromBottom;
+    const olderEl = document.getElementById("older");
+    clear(olderEl, view.next === null
+      ? h("p.start", {}, "This is the start of the conversation.")
+      : h("button", { type: "button", onclick: loadOlder }, "Load older messages"));
+  } catch (error) {
+    showError(error);
+  } finally {
+    if (view) view.loading = false;
+  }
+}
+
+function onScroll(event) {
+  if (event.target.scrollTop < 80) loadOlder();
+}
+
+function draw() {
+  const list = document.getElementById("messages");
+  if (!list) return;
+  const items = [];
+  let lastDay = null;
+  for (const id of view.order) {
+    const message = view.messages.get(id);
+    if (!message || message.deleted) continue;
+    const key = dayKey(message.sent_at_ms);
+    if (key !== lastDay) {
+      items.push(h("li.day", { role: "separator" }, h("span", {}, day(message.sent_at_ms))));
+      lastDay = key;
+    }
+    items.push(bubble(message));
+  }
+  clear(list, items);
+}
+
+function statusLine(message) {
+  const labels = {
+    queued: "🕓 Queued", sent: "✓ Sent", deposited: "✓ Held by mailboxes",
+    delivered: "✓✓ Delivered", read: "✓✓ Read", failed: "⚠ Failed", expired: "⚠ Expired",
+  };
+  return h(`span.status.${message.status}`, {
+    title: message.status_detail || message.status, dataset: { status: message.status },
+  }, labels[message.status] || message.status,
+  message.status === "deposited" && message.status_detail ? h("span.detail", {}, ` · ${message.status_detail}`) : null,
+  (message.status === "failed" || message.status === "queued") && message.status_detail ? h("span.detail", {}, ` · ${message.status_detail}`) : null);
+}
+
+function bubble(message) {
+  const mine = message.direction === "out";
+  const body = [];
+  if (message.reply_to) body.push(quote(message.reply_to));
+  if (message.unsent) {
+    body.push(h("p.unsent", {}, mine ? "You unsent a message" : `${nameOf(message.peer)} unsent a message`));
+  } else if (message.unsupported) {
+    body.push(h("p.unsupported", {}, `A message of a kind this version cannot show (${message.kind}).`));
+  } else {
+    body.push(...attachmentsOf(message));
+    const location = locationOf(message);
+    if (location) body.push(location);
+    if (message.text) body.push(h("p.text", { dir: "auto" }, message.text));
+  }
+  const meta = h("div.meta", {},
+    h("time", { datetime: new Date(message.sent_at_ms).toISOString() }, clock(message.sent_at_ms)),
+    message.edited ? h("span.edited", {}, " · edited") : null,
+    message.expires_at_ms ? h("span.expires", { title: "disappears" }, " · ⏱") : null,
+    mine ? [" · ", statusLine(message)] : null);
+  return h(`li.message.${mine ? "out" : "in"}`, {
+    id: `m-${message.id}`, dataset: { id: message.id, status: message.status },
+  },
+  h("div.bubble", { tabindex: "0" },
+    h("span.sr-only", {}, mine ? "You: " : `${nameOf(message.peer)}: `),
+    body, reactionsOf(message), meta),
+  message.unsent ? null : messageActions(message, { reply: startReply, refresh: refreshMessage }));
+}
+
+function quote(replyTo) {
+  const id = typeof replyTo === "string" ? replyTo : replyTo.id;
+  const original = view.messages.get(id);
+  // The node may send the quoted snippet along (the original may be gone or not loaded).
+  const snippet = typeof replyTo === "object" && (replyTo.text || replyTo.snippet || replyTo.preview);
+  const text = original && !original.unsent ? previewText(original) : snippet || "Original message unavailable";
+  const who = original ? (original.direction === "out" ? "You" : nameOf(original.peer)) : "";
+  return h("a.quote", { href: `#m-${id}`, onclick: (e) => { e.preventDefault(); jumpTo(id); } },
+    who ? h("strong", {}, who) : null, h("span", {}, text.slice(0, 140)));
+}
+
+function jumpTo(id) {
+  const el = document.getElementById(`m-${id}`);
+  if (el) { el.scrollIntoView({ block: "center" }); el.querySelector(".bubble").focus(); }
+}
+
+function putMessage(message) {
+  if (view && view.id === view.peer && message.peer === view.peer) view.id = message.conversation_id;
+  if (!view || message.conversation_id !== view.id) return;
+  const scroller = document.getElementById("scroller");
+  const atBottom = scroller && scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  if (!view.messages.has(message.id)) view.order.push(message.id);
+  view.messages.set(message.id, message);
+  const old = document.getElementById(`m-${message.id}`);
+  if (old) old.replaceWith(bubble(message));
+  else draw();
+  if (atBottom && scroller) scroller.scrollTop = scroller.scrollHeight;
+}
+
+async function refreshMessage(id) {
+  try {
+    const message = await get(`/v1/messages/${id}`);
+    putMessage(message);
+  } catch (error) {
+    if (error.status === 404 && view && view.messages.has(id)) {
+      view.messages.get(id).deleted = true;
+      draw();
+    } else showError(error);
+  }
+}
+
+// --- live events -------------------------------------------------------------------
+
+export function onConversationEvent(event) {
+  if (!view) return;
+  if (view.id === view.peer && event.peer === view.peer && event.conversation_id) {
+    view.id = event.conversation_id; // opened by PeerID before its first message
+  }
+  if (event.type === "typing" && (event.conversation_id === view.id || event.peer === view.peer)) {
+    state.typing.set(view.id, Date.now() + TYPING_SHOWN_MS);
+    showTyping();
+    return;
+  }
+  if (event.conversation_id !== view.id) return;
+  if (event.type === "message.received" && event.message) {
+    state.typing.delete(view.id);
+    showTyping();
+    putMessage(event.message);
+    markRead();
+  } else if (event.type === "message.status" && view.messages.has(event.message_id)) {
+    const message = view.messages.get(event.message_id);
+    message.status = event.status;
+    message.status_detail = event.detail || "";
+    putMessage(message);
+    if (event.status === "read" || event.status === "delivered") announce(`Message ${event.status}`);
+  } else if (event.type === "conversation.timer") {
+    loadConversations().then(() => { view.conversation = conversationById(view.id); showTimer(); });
+  } else if (event.message_id) {
+    refreshMessage(event.message_id);
+  }
+}
+
+function showTyping() {
+  const el = document.getElementById("typing");
+  if (!el || !view) return;
+  const until = state.typing.get(view.id) || 0;
+  el.textContent = until > Date.now() ? `${nameOf(view.peer)} is typing…` : "";
+  if (until > Date.now()) setTimeout(showTyping, until - Date.now() + 50);
+}
+
+let readTimer = null;
+function markRead() {
+  clearTimeout(readTimer);
+  readTimer = setTimeout(async () => {
+    if (!view || document.hidden) return;
+    const unread = [...view.messages.values()].some((m) => m.direction === "in" && m.status !== "read");
+    const conversation = conversationById(view.id);
+    if (!unread && !(conversation && conversation.unread)) return;
+    if (conversation && conversation.request) return; // no read receipts before accepting
+    try {
+      await post(`/v1/conversations/${seg(view.id)}/read`);
+      for (const m of view.messages.values()) if (m.direction === "in") m.status = "read";
+      await refreshConversation(view.id);
+    } catch (error) { showError(error); }
+  }, 300);
+}
+document.addEventListener("visibilitychange", () => { if (!document.hidden) markRead(); });
+
+// --- the composer ------------------------------------------------------------------
+
+function composer() {
+  const text = h("textarea", {
+    id: "composer-text", rows: 1, placeholder: "Message", "aria-label": "Message",
+    onkeydown: (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
+      if (e.key === "Escape") cancelReply();
+    },
+    oninput: typing,
+    onpaste: paste,
+  });
+  return h("form.composer", { onsubmit: (e) => { e.preventDefault(); send(); } },
+    h("div.replying", { id: "replying", hidden: true }),
+    h("div.row", {},
+      composerMediaControls({ send: sendAttachment }),
+      text,
+      h("button.primary.send", { type: "submit", "aria-label": "Send" }, "Send")));
+}
+
+async function send() {
+  const input = document.getElementById("composer-text");
+  const text = input.value.trim();
+  if (!text || !view) return;
+  const body = { to: view.peer, text };
+  if (view.replyTo && accepts("SendMessage", REPLY_FIELD)) body.reply_to = view.replyTo;
+  input.value = "";
+  cancelReply();
+  try {
+    const message = await post("/v1/messages", body);
+    putMessage(message);
+    refreshConversation(message.conversation_id).catch(() => {});
+  } catch (error) {
+    input.value = text;
+    showError(error);
+  }
+}
+
+/** Send what media.js uploaded (ids) or a location, with the text as caption. */
+async function sendAttachment(fields) {
+  const input = document.getElementById("composer-text");
+  const caption = input.value.trim();
+  const body = { to: view.peer, ...fields };
+  if (caption) body.text = caption;
+  if (view.replyTo && accepts("SendMessage", REPLY_FIELD)) body.reply_to = view.replyTo;
+  try {
+    const message = await post("/v1/messages", body);
+    input.value = "";
+    cancelReply();
+    putMessage(message);
+    refreshConversation(message.conversation_id).catch(() => {});
+  } catch (error) { showError(error); }
+}
+
+function typing() {
+  if (!view || !has("POST", "/v1/conversations/{conversation}/typing")) return;
+  const now = Date.now();
+  if (now - view.lastTyping < TYPING_EVERY_MS) return;
+  view.lastTyping = now;
+  post(`/v1/conversations/${seg(view.id)}/typing`).catch(() => {});
+}
+
+function startReply(message) {
+  view.replyTo = message.id;
+  const bar = document.getElementById("replying");
+  clear(bar,
+    h("span", {}, "Replying to ", h("strong", {}, message.direction === "out" ? "yourself" : nameOf(message.peer)), `: ${previewText(message).slice(0, 80)}`),
+    h("button", { type: "button", "aria-label": "Cancel reply", onclick: cancelReply }, "✕"));
+  bar.hidden = false;
+  document.getElementById("composer-text").focus();
+}
+
+function cancelReply() {
+  if (view) view.replyTo = null;
+  const bar = document.getElementById("replying");
+  if (bar) { bar.hidden = true; bar.replaceChildren(); }
+}
+
+function dragOver(event) {
+  if (has("POST", "/v1/media") && event.dataTransfer && [...event.dataTransfer.types].includes("Files")) {
+    event.preventDefault();
+  }
+}
+
+function drop(event) {
+  if (!has("POST", "/v1/media")) return;
+  const files = event.dataTransfer && event.dataTransfer.files;
+  if (files && files.length) { event.preventDefault(); sendFiles([...files], sendAttachment); }
+}
+
+function paste(event) {
+  if (!has("POST", "/v1/media")) return;
+  const files = [...((event.clipboardData && event.clipboardData.files) || [])];
+  if (files.length) { event.preventDefault(); sendFiles(files, sendAttachment); }
+}

@@ -1,0 +1,139 @@
+// The inbox (conversations newest first, unread counts, previews, muted and
+// archived), the search box, and the Requests folder.
+
+import { get, has, post, seg } from "./api.js";
+import { clear, clock, h, showError, when } from "./dom.js";
+import { loadContacts, loadConversations, nameOf, previewText, state, subscribe } from "./state.js";
+
+let sidebarEl = null;
+let selected = null;
+let query = "";
+let showArchived = false;
+let results = null; // search results (messages), or null
+
+subscribe((what) => {
+  if (sidebarEl && (what === "conversations" || what === "contacts" || what === "online")) drawList();
+});
+
+export function renderInbox(sidebar, current) {
+  selected = current;
+  if (sidebarEl !== sidebar || !sidebar.firstChild) {
+    sidebarEl = sidebar;
+    clear(sidebar,
+      h("form.search", { role: "search", onsubmit: (e) => { e.preventDefault(); search(); } },
+        h("label.sr-only", { for: "search-box" }, "Search messages"),
+        h("input", {
+          id: "search-box", type: "search", placeholder: "Search", autocomplete: "off",
+          oninput: (e) => { query = e.target.value; if (!query) { results = null; } drawList(); },
+        })),
+      h("ul.conversations", { id: "conversation-list", "aria-label": "Conversations" }),
+      h("label.archived-toggle", {},
+        h("input", { type: "checkbox", onchange: (e) => { showArchived = e.target.checked; drawList(); } }),
+        " Show archived"));
+  }
+  drawList();
+}
+
+async function search() {
+  if (!query.trim()) { results = null; drawList(); return; }
+  if (!has("GET", "/v1/search")) { drawList(); return; } // names only, below
+  try {
+    const answer = await get(`/v1/search?q=${seg(query.trim())}&limit=50`);
+    results = answer.messages || answer.results || [];
+  } catch (error) { showError(error); results = []; }
+  drawList();
+}
+
+function drawList() {
+  const list = document.getElementById("conversation-list");
+  if (!list) return;
+  if (results) {
+    clear(list, results.length ? results.map(resultItem) : h("li.empty", {}, "No messages found."));
+    return;
+  }
+  const needle = query.trim().toLowerCase();
+  const shown = state.conversations.filter((c) => !c.request
+    && (showArchived || !c.archived)
+    && (!needle || nameOf(c.peer, c.name).toLowerCase().includes(needle)
+        || previewText(state.previews.get(c.id)).toLowerCase().includes(needle)));
+  clear(list, shown.length ? shown.map(item) : h("li.empty", {}, needle ? "No match: press Enter to search messages." : "No conversations yet."));
+}
+
+function item(conversation) {
+  const preview = state.previews.get(conversation.id);
+  const name = nameOf(conversation.peer, conversation.name);
+  const flags = [conversation.muted ? "muted" : null, conversation.archived ? "archived" : null].filter(Boolean);
+  const typing = (state.typing.get(conversation.id) || 0) > Date.now();
+  return h("li", {},
+    h("a.conversation", {
+      href: `#/c/${conversation.id}`,
+      "aria-current": conversation.id === selected ? "page" : null,
+      dataset: { id: conversation.id, peer: conversation.peer },
+    },
+      h("span.avatar", { "aria-hidden": "true" }, initials(name)),
+      h("span.who", {}, name, state.online.has(conversation.peer) ? h("span.online", { title: "connected" }, " ●") : null),
+      h("span.when", {}, when(conversation.last_message_at_ms)),
+      h("span.preview", {}, typing ? "typing…" : previewLine(preview)),
+      h("span.flags", {},
+        flags.map((f) => h(`span.flag.${f}`, { title: f }, h("span", { "aria-hidden": "true" }, f === "muted" ? "🔕" : "🗄"), h("span.sr-only", {}, `, ${f}`))),
+        conversation.unread ? h("span.unread", {}, String(conversation.unread), h("span.sr-only", {}, " unread")) : null)));
+}
+
+function previewLine(message) {
+  if (!message) return "";
+  const text = previewText(message);
+  return message.direction === "out" ? `You: ${text}` : text;
+}
+
+function resultItem(message) {
+  return h("li", {}, h("a.conversation.result", { href: `#/c/${message.conversation_id}` },
+    h("span.who", {}, nameOf(message.peer)),
+    h("span.when", {}, clock(message.sent_at_ms)),
+    h("span.preview", {}, previewText(message))));
+}
+
+export function initials(name) {
+  const letters = String(name).replace(/^…/, "").trim().split(/\s+/).map((w) => Array.from(w)[0] || "");
+  return (letters[0] || "?") + (letters[1] || "");
+}
+
+// --- requests -------------------------------------------------------------------
+
+export async function renderRequests(main) {
+  const list = h("ul.requests", { "aria-label": "Message requests" });
+  clear(main, h("section.page", {},
+    h("h1", {}, "Message requests"),
+    h("p.hint", {}, "People who are not your contacts. They don't know whether you've seen their message until you accept."),
+    list));
+  let requests = [];
+  if (has("GET", "/v1/requests")) {
+    try { requests = (await get("/v1/requests")).requests || []; } catch (error) { showError(error); }
+  } else {
+    requests = state.conversations.filter((c) => c.request).map((c) => ({
+      peer: c.peer, preview: previewText(state.previews.get(c.id)), count: c.unread, at_ms: c.last_message_at_ms, conversation_id: c.id,
+    }));
+  }
+  if (!requests.length) { list.append(h("li.empty", {}, "No message requests.")); return; }
+  for (const request of requests) list.append(requestItem(request));
+}
+
+function requestItem(request) {
+  const peer = request.peer || request.peer_id;
+  const act = async (action) => {
+    try {
+      if (has("POST", `/v1/requests/{peer}/${action}`)) await post(`/v1/requests/${seg(peer)}/${action}`);
+      else if (action === "accept") await post("/v1/contacts", { peer_id: peer });
+      await Promise.all([loadContacts(), loadConversations()]);
+      renderRequests(document.getElementById("main"));
+    } catch (error) { showError(error); }
+  };
+  const preview = request.preview || request.first_message || "";
+  return h("li.request", {},
+    h("div.who", {}, `…${peer.slice(-8)}`, h("span.when", {}, request.at_ms ? ` ${when(request.at_ms)}` : "")),
+    h("p.preview", {}, typeof preview === "string" ? preview : previewText(preview)),
+    h("div.actions", {},
+      h("button.primary", { type: "button", onclick: () => act("accept") }, "Accept"),
+      has("POST", "/v1/requests/{peer}/decline") ? h("button", { type: "button", onclick: () => act("decline") }, "Decline") : null,
+      has("POST", "/v1/requests/{peer}/block") ? h("button.danger", { type: "button", onclick: () => act("block") }, "Block") : null,
+      request.conversation_id ? h("a.button", { href: `#/c/${request.conversation_id}` }, "Read") : null));
+}

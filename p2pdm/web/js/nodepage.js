@@ -1,0 +1,99 @@
+// The node: PeerID, addresses, counts, DHT, settings, signed-in browsers.
+
+import { del, get, has, patch } from "./api.js";
+import { clear, h, showError, when } from "./dom.js";
+import { loadNode, state } from "./state.js";
+
+const SETTING_LABELS = {
+  read_receipts: "Send read receipts (and typing indicators)",
+  demo_offer: "Offer the demo contact to newcomers",
+};
+
+export async function renderNodePage(main) {
+  try { await loadNode(); } catch (error) { showError(error); return; }
+  const node = state.node;
+  const counts = node.counts || {};
+  const dht = node.dht;
+  clear(main, h("section.page.node", {},
+    h("h1", {}, node.name || "This node"),
+    h("dl.facts", {},
+      fact("PeerID", h("code.wrap", { id: "peer-id" }, node.peer_id)),
+      fact("Addresses", node.addrs.length ? h("ul.plain", {}, node.addrs.map((a) => h("li", {}, h("code.wrap", {}, a)))) : "not on the network"),
+      fact("Contacts", counts.contacts),
+      fact("Messages", counts.messages),
+      fact("Unread", counts.unread),
+      fact("Message requests", counts.requests),
+      fact("Outbox (waiting to be delivered)", counts.outbox),
+      fact("Connected peers", dht && dht.connected_peers !== undefined ? String(dht.connected_peers) : `${state.online.size} contacts online`),
+      fact("DHT routing table", dht && dht.routing_table !== undefined ? `${dht.routing_table} peers` : "not on the network"),
+      fact("DHT records held", dht ? `${dht.records} records, ${dht.providers} providers` : "not on the network"),
+      fact("Version", node.version),
+      fact("Running since", when(node.started_at_ms))),
+    h("h2", {}, "Mailboxes"),
+    h("div", { id: "mailboxes" }, "…"),
+    h("h2", {}, "Settings"),
+    h("form.settings", { id: "settings", onsubmit: (e) => e.preventDefault() }, settingsControls()),
+    h("h2", {}, "Signed-in browsers"),
+    h("ul.sessions", { id: "sessions" }),
+    h("button", { type: "button", id: "sign-out", onclick: signOut }, "Sign out of this browser")));
+  drawMailboxes();
+  drawSessions();
+}
+
+function fact(term, value) {
+  return [h("dt", {}, term), h("dd", {}, value === undefined ? "—" : value)];
+}
+
+function settingsControls() {
+  const controls = [];
+  for (const [key, value] of Object.entries(state.settings)) {
+    if (typeof value === "boolean") {
+      controls.push(h("label.check", {},
+        h("input", {
+          type: "checkbox", checked: value, name: key,
+          onchange: async (e) => {
+            try { state.settings = await patch("/v1/settings", { [key]: e.target.checked }); } catch (error) { e.target.checked = !e.target.checked; showError(error); }
+          },
+        }), " ", SETTING_LABELS[key] || key.replaceAll("_", " ")));
+    } else if (key === "name") {
+      const input = h("input", { type: "text", value, id: "setting-name", autocomplete: "off" });
+      controls.push(h("label", { for: "setting-name" }, "Your name (in new invites)"), input,
+        h("button", {
+          type: "button",
+          onclick: async () => { try { state.settings = await patch("/v1/settings", { name: input.value.trim() }); } catch (error) { showError(error); } },
+        }, "Save name"));
+    }
+  }
+  return controls;
+}
+
+async function drawMailboxes() {
+  const el = document.getElementById("mailboxes");
+  if (!el) return;
+  if (!has("GET", "/v1/mailboxes")) { el.textContent = `${state.node.counts.outbox || 0} envelopes wait in the outbox; mailboxes are listed by \`p2pdm status\`.`; return; }
+  try {
+    const answer = await get("/v1/mailboxes");
+    el.textContent = JSON.stringify(answer);
+  } catch (error) { el.textContent = error.message; }
+}
+
+async function drawSessions() {
+  const list = document.getElementById("sessions");
+  if (!list) return;
+  try {
+    const { sessions } = await get("/v1/sessions");
+    const mine = state.node.token && state.node.token.name;
+    clear(list, sessions.map((s) => h("li", {},
+      `Signed in ${when(s.created_at_ms)}${s.id === mine ? " (this browser)" : ""} `,
+      s.id === mine ? null : h("button", {
+        type: "button", onclick: async () => { await del(`/v1/sessions/${s.id}`); drawSessions(); },
+      }, "Sign out"))));
+  } catch (error) { showError(error); }
+}
+
+async function signOut() {
+  const name = state.node.token && state.node.token.name;
+  try { if (name && name.startsWith("web-session-")) await del(`/v1/sessions/${name}`); } catch (error) { showError(error); }
+  location.hash = "#/";
+  location.reload();
+}

@@ -1,0 +1,49 @@
+"""`p2pdm react`, `reply`, `edit`, `unsend`, `delete --for-me`, and how `p2pdm read` shows them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import assert_one_error_line, cli, running_pair
+from tests.conftest import deliver
+
+
+async def test_actions_from_the_command_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with running_pair(tmp_path) as (alice, bob):
+        a = ("--home", str(alice.home.path))
+        b = ("--home", str(bob.home.path))
+        for me, other, name in ((alice, bob, "bob"), (bob, alice, "alice")):
+            me.node.add_contact_from_invite(other.node.invite(), name)
+        first = alice.node.send_text(bob.node.peer_id, "lunch at noon?").id.hex()
+        deliver(alice.node, bob.node)
+
+        code, out, err = await cli(capsys, *b, "reply", "alice", first, "yes", "please")
+        assert (code, err) == (0, "") and out.startswith("Reply ")
+        code, out, err = await cli(capsys, *b, "react", first, "👍")
+        assert (code, err, out.strip()) == (0, "", f"Reacted 👍 on {first}.")
+        deliver(bob.node, alice.node)
+        code, out, err = await cli(capsys, *a, "edit", first, "lunch at one?")
+        assert (code, err) == (0, "")
+        code, out, err = await cli(capsys, *a, "read", "bob")
+        assert (code, err) == (0, "")
+        assert "lunch at one? (edited)  👍1" in out
+        assert "> lunch at one?" in out and "yes please" in out
+
+        code, out, err = await cli(capsys, *b, "edit", first, "not mine")
+        assert code == 1
+        assert_one_error_line(err, "only the author")
+        code, out, err = await cli(capsys, *a, "unsend", first)
+        assert (code, err) == (0, "")
+        deliver(alice.node, bob.node)
+        code, out, err = await cli(capsys, *b, "read", "alice")
+        assert "[alice unsent a message]" in out and "> original message unavailable" in out
+        assert "lunch" not in out
+
+        code, out, err = await cli(capsys, *b, "delete", first, "--for-me")
+        assert (code, err) == (0, "")
+        code, out, err = await cli(capsys, *b, "read", "alice")
+        assert "unsent a message" not in out

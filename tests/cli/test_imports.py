@@ -1,0 +1,102 @@
+"""A command that only calls the running node's API, and `p2pdm --version`, start at once.
+
+They must not import libp2p, the session libraries, PyNaCl, CBOR, SQLite or
+the node: each is run in a fresh interpreter and the modules it loaded are
+read back. (What this buys in time and memory is measured by
+``scripts/bench --suite cli``, not asserted here.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Final
+
+import trio
+
+from p2pdm.cli.chat import contact_name_key as cli_name_key
+from p2pdm.store.base import contact_name_key as store_name_key
+from tests.cli.conftest import WAIT_S, running_node
+
+#: Top-level modules a client command has no use for (and the node's own parts).
+HEAVY: Final = (
+    "libp2p",
+    "doubleratchet",
+    "x3dh",
+    "nacl",
+    "cbor2",
+    "sqlite3",
+    "_sqlite3",
+    "sqlcipher3",
+    "trio",
+    "starlette",
+    "hypercorn",
+    "segno",
+    "p2pdm.core.session",
+    "p2pdm.store",
+    "p2pdm.net",
+    "p2pdm.node",
+    "p2pdm.services",
+    "p2pdm.api",
+)
+
+#: Runs the command line in this interpreter, then prints the exit status and
+#: the heavy modules it loaded as one JSON line on stderr.
+_PROBE: Final = """
+import json, sys
+from p2pdm.cli.main import main
+heavy = json.loads(sys.argv[1])
+try:
+    code = main(sys.argv[2:])
+except SystemExit as exc:
+    code = exc.code
+loaded = sorted(name for name in heavy if name in sys.modules)
+print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
+"""
+
+
+def _probe(*argv: str) -> tuple[int, list[str], str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(HEAVY), *argv],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+    report = json.loads(done.stderr.splitlines()[-1])
+    return report["code"], report["loaded"], done.stdout
+
+
+def test_version_imports_nothing_heavy() -> None:
+    code, loaded, out = _probe("--version")
+    assert code == 0
+    assert out.startswith("p2pdm ")
+    assert loaded == []
+
+
+def test_help_of_a_command_loads_only_that_command() -> None:
+    code, loaded, out = _probe("send", "--help")
+    assert code == 0
+    assert "CONTACT" in out
+    assert loaded == []
+
+
+async def test_a_client_command_against_a_running_node_imports_nothing_heavy(
+    tmp_path: Path,
+) -> None:
+    async with running_node(tmp_path / "alice", "alice") as alice:
+        home = str(alice.home.path)
+        for argv in (("--home", home, "inbox", "--json"), ("--home", home, "status", "--json")):
+            with trio.fail_after(WAIT_S):
+                code, loaded, out = await trio.to_thread.run_sync(lambda a=argv: _probe(*a))
+            assert code == 0, argv
+            json.loads(out)  # the node answered
+            # httpcore's connection pool imports trio whenever it is installed.
+            assert set(loaded) <= {"trio"}, argv
+
+
+def test_the_cli_compares_contact_names_as_the_store_does() -> None:
+    for name in ("Alice", "ÅNGSTRÖM", "ﬁle", "Straße", "\uff42\uff4f\uff42", "İstanbul"):
+        assert cli_name_key(name) == store_name_key(name)

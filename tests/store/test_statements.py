@@ -1,0 +1,83 @@
+"""The SQLite store's hot writes: no savepoint of their own inside a transaction or
+group, and still all-or-nothing there (SQLite undoes a failed statement itself)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from p2pdm.core.model import OutboxItem
+from p2pdm.errors import StoreError
+from p2pdm.store import SQLiteStore
+from tests.store.conftest import ALICE, BOB
+
+
+def _item(n: int) -> OutboxItem:
+    return OutboxItem(
+        envelope_id=n.to_bytes(16, "big"),
+        message_id=n.to_bytes(16, "big"),
+        recipient=BOB,
+        envelope=b"sealed",
+        created_at_ms=n,
+        expires_at_ms=n + 1_000,
+        next_attempt_at_ms=n,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path / "store.sqlite")
+    yield opened
+    opened.close()
+
+
+def _traced(store: SQLiteStore) -> list[str]:
+    statements: list[str] = []
+    connection = store._db._connection()
+    connection.set_trace_callback(lambda sql: statements.append(sql.split()[0].upper()))
+    return statements
+
+
+def test_hot_writes_take_no_savepoint_inside_a_transaction(store: SQLiteStore) -> None:
+    statements = _traced(store)
+    with store.transaction():
+        store.put_session(ALICE, b"state", 1)
+        store.mark_seen(b"\x01" * 16, 1)
+        store.add_outbox(_item(1))
+    assert "SAVEPOINT" not in statements
+    assert statements.count("INSERT") == 3
+    with store.group(), store.transaction():
+        store.put_session(ALICE, b"state 2", 2)
+    assert "SAVEPOINT" in statements  # the transaction's own, inside the group
+    assert store.get_session(ALICE) == b"state 2"
+
+
+def test_a_failed_hot_write_leaves_no_trace_and_the_transaction_goes_on(
+    store: SQLiteStore,
+) -> None:
+    store.add_outbox(_item(1))
+    with store.transaction():
+        store.put_session(ALICE, b"kept", 1)
+        with pytest.raises(StoreError, match="already in the outbox"):
+            store.add_outbox(_item(1))
+        with pytest.raises(StoreError, match="64 bits"):
+            store.mark_seen(b"\x02" * 16, 1 << 70)
+        with pytest.raises(StoreError, match="64 bits"):
+            store.put_session(BOB, b"lost", 1 << 70)
+        store.add_outbox(_item(2))
+    assert store.get_session(ALICE) == b"kept"
+    assert store.get_session(BOB) is None
+    assert not store.has_seen(b"\x02" * 16)
+    assert [i.envelope_id for i in store.outbox_for(BOB)] == [
+        _item(1).envelope_id,
+        _item(2).envelope_id,
+    ]
+
+
+def test_alone_a_hot_write_is_its_own_transaction(store: SQLiteStore) -> None:
+    statements = _traced(store)
+    store.put_session(ALICE, b"alone", 1)
+    assert statements[:1] == ["BEGIN"] and statements[-1] == "COMMIT"
+    assert store.get_session(ALICE) == b"alone"
