@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = [
     "ActionRefused",
     "ArchiveError",
+    "ChunkRejected",
     "ConfigError",
     "DecryptError",
     "EnvelopeExpired",
@@ -28,6 +29,7 @@ __all__ = [
     "InviteFormatError",
     "InviteSignatureError",
     "MalformedCBOR",
+    "MediaRefused",
     "MessageIdConflict",
     "NameRefused",
     "NodeNotRunning",
@@ -109,6 +111,11 @@ class DecryptError(P2PDMError):
     """A ciphertext could not be decrypted or authenticated; dropped."""
 
 
+class ChunkRejected(DecryptError):
+    """A blob chunk from a peer failed its authentication (tampered, truncated,
+    out of place); it was not written, and it is fetched again."""
+
+
 class EnvelopeExpired(P2PDMError):
     """An envelope arrived after its expiry time; dropped unread."""
 
@@ -122,7 +129,7 @@ class RateLimited(P2PDMError):
 
 
 class StampMissing(P2PDMError):
-    """A stranger's envelope carries no valid request stamp (docs/protocol.md §17.2).
+    """A stranger's envelope carries no valid request stamp (docs/protocol.md §18.2).
 
     Nothing was stored; it is answered ``rejected`` and counted.
     """
@@ -219,6 +226,12 @@ class PeerUnreachable(P2PDMError):
     def __init__(self, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.reason = reason or message
+
+
+class MediaRefused(P2PDMError):
+    """A file cannot be sent or shown as it is: too large, an image that
+    would decompress to too many pixels, or one that does not decode.
+    Nothing was stored; the message says which limit it broke."""
 
 
 class NodeNotRunning(P2PDMError):

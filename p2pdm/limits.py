@@ -303,7 +303,7 @@ MAX_HANDLE_SIGHTINGS = 4096
 #: the table a hostile API client could grow.
 MAX_BLOCKED_PEERS = 10_000
 
-#: Request stamp difficulty (docs/protocol.md §17.2): 2**18 BLAKE2b hashes on
+#: Request stamp difficulty (docs/protocol.md §18.2): 2**18 BLAKE2b hashes on
 #: average, about 1.4 s of one core for the reference client on the
 #: development machine (4 µs to check). A stranger pays it once a day per
 #: recipient; a spammer pays it for every recipient it writes to.
@@ -327,3 +327,41 @@ NEW_REQUESTS_BURST = 10
 
 #: Characters of a request's first message shown in the requests list.
 REQUEST_PREVIEW_CHARS = 120
+
+# --- media (docs/protocol.md §17) -----------------------------------------
+
+#: Largest file one attachment may be: a long video clip or a big document;
+#: beyond it a transfer ties two nodes up for minutes and a recipient's disk
+#: fills from one message.
+MAX_FILE_BYTES = 100 << 20
+
+#: Most attachments one media message carries (an album of photos); with a
+#: maximal thumbnail each the body stays far below a frame.
+MAX_MEDIA_ITEMS = 10
+
+#: Largest inline thumbnail: a small JPEG the conversation shows at once.
+MAX_THUMBNAIL_BYTES = 8 << 10
+
+#: Most levels in a voice note's waveform (one byte each).
+MAX_WAVEFORM_LEVELS = 64
+
+#: Longest MIME type, in bytes (RFC 6838 caps the two names at 127 each).
+MAX_MIME_BYTES = 255
+
+#: Longest file name, in UTF-8 bytes (what common file systems allow).
+MAX_FILE_NAME_BYTES = 255
+
+#: Longest label of a shared location.
+MAX_LOCATION_LABEL_BYTES = 256
+
+#: Largest pixel side a photo or video may claim (width and height).
+MAX_MEDIA_SIDE = 65_535
+
+#: Longest duration a voice note or video may claim: a day.
+MAX_MEDIA_DURATION_MS = 24 * 3600 * 1000
+
+#: Largest file pushed, chunk by chunk, through an offline recipient's
+#: mailboxes with its message: 40 chunks, well inside a mailbox's 64 MiB
+#: per-recipient quota (MAILBOX_MAX_BYTES_PER_RECIPIENT) with room for other
+#: senders; a larger file waits until sender and recipient are online together.
+MAILBOX_FILE_BYTES = 10 << 20

@@ -129,6 +129,7 @@ from p2pdm.api.payload import (
     p2pdm_error_response,
     p2pdm_error_status,
 )
+from p2pdm.api.routes_media import BLOB_PATH_RULE, MEDIA_ROUTES
 from p2pdm.api.schema import (
     MESSAGE_ID_PATTERN,
     NAME,
@@ -180,6 +181,7 @@ _PATH_RULES: Final = {
     "peer": "not a PeerID or a contact's name",
     "name": "a token name is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
     "letter or digit (the owner's token is <home>/api_token, not revoked here)",
+    "blob": BLOB_PATH_RULE,
 }
 
 
@@ -880,6 +882,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         ),
     ),
     BATCH_ROUTE,
+    *MEDIA_ROUTES,
 )
 
 

@@ -113,7 +113,7 @@ def _events_json(node: Node, page: EventPage) -> list[dict[str, Any]]:
         if event.type in _WITH_MESSAGE and event.message_id is not None:
             message = node.store.get_message(event.message_id)
         extras = None if message is None else node.extras([message])[message.id]
-        out.append(event_json(event, message, extras))
+        out.append(event_json(event, message, extras, node.store.get_blob))
     return out
 
 

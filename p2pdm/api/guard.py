@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from p2pdm.api.payload import RequestError
 from p2pdm.core.model import ApiToken
+from p2pdm.limits import MAX_FILE_BYTES
 from p2pdm.node.tokens import Grant, authenticate, is_session
 
 __all__ = [
@@ -64,6 +65,10 @@ __all__ = [
 #: ``json.dumps`` writes by default) takes up to 3 bytes per UTF-8 byte for
 #: emoji, so 192 KiB plus the other fields. Invites are at most 8 K characters.
 MAX_API_BODY_BYTES: Final = 256 << 10
+#: The one path whose body is a file (``POST /v1/media``), and its cap: the
+#: largest file plus room for a multipart envelope.
+UPLOAD_PATH: Final = "/v1/media"
+MAX_UPLOAD_BODY_BYTES: Final = MAX_FILE_BYTES + (64 << 10)
 
 #: Host names (without port) a request may be addressed to.
 LOOPBACK_HOST_NAMES: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
@@ -204,6 +209,12 @@ class LocalGuard:
         self._tokens = tokens  # read on every request: a revoked token stops at once
         self._max_body = max_body_bytes
 
+    def _cap(self, scope: Scope) -> int:
+        """The body cap of this request: a file upload may be a whole file."""
+        if scope.get("method") == "POST" and scope.get("path") == UPLOAD_PATH:
+            return max(self._max_body, MAX_UPLOAD_BODY_BYTES)
+        return self._max_body
+
     def _grant(self, scope: Scope) -> Grant | None:
         header = _header(scope, b"authorization")
         if header is not None:
@@ -254,8 +265,8 @@ class LocalGuard:
             if length is not None:
                 if not (length.isascii() and length.isdigit()):
                     return RequestError(400, "bad_request", "invalid Content-Length")
-                if int(length) > self._max_body:
-                    return too_large(self._max_body)
+                if int(length) > self._cap(scope):
+                    return too_large(self._cap(scope))
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -265,7 +276,7 @@ class LocalGuard:
         refusal = self._refusal(scope)
         if refusal is None:
             if scope["type"] == "http":
-                receive = _BodyCap(receive, self._max_body)
+                receive = _BodyCap(receive, self._cap(scope))
             await self.app(scope, receive, send)
         elif scope["type"] == "http":
             await refusal.response()(scope, receive, send)

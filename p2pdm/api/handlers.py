@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from p2pdm.api.guard import grant_of
+from p2pdm.api.handlers_media import MEDIA_FIELDS, SEND_ONE_OF, send_media_message
 from p2pdm.api.payload import (
     DEFAULT_PAGE_SIZE,
     MAX_CURSOR,
@@ -26,7 +27,14 @@ from p2pdm.api.payload import (
     query_int,
 )
 from p2pdm.api.schema import NAME, NOT_BLANK_PATTERN, PEER_ID, SCOPE, TOKEN_NAME, Schema, obj
-from p2pdm.api.views import contact_json, conversation_json, message_json, status_json, token_json
+from p2pdm.api.views import (
+    contact_json,
+    conversation_json,
+    message_json,
+    message_view,
+    status_json,
+    token_json,
+)
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import TokenScope
 from p2pdm.errors import NotFound
@@ -158,6 +166,9 @@ def _idempotency(request: Request, key: str | None) -> tuple[str, str] | None:
 async def send_message(request: Request, node: Node) -> Response:
     body = await JSONObject.read(request)
     to = body.text("to")
+    if body.has("media") or body.has("location"):
+        idempotency = _idempotency(request, body.opt_text("idempotency_key"))
+        return await send_media_message(body, node, _visible_peer(request, node, to), idempotency)
     text = body.text("text")
     idempotency = _idempotency(request, body.opt_text("idempotency_key"))
     reply_text = body.opt_text("reply_to")
@@ -166,7 +177,7 @@ async def send_message(request: Request, node: Node) -> Response:
     reply_to = None if reply_text is None else parse_message_id(reply_text)
     sent = await node.submit(peer, text, idempotency=idempotency, reply_to=reply_to)
     message = sent.message
-    shown = message_json(message, extras=node.extras([message])[message.id])
+    shown = message_view(node, message, "")
     if sent.replayed:  # a retry: the same message, not a second one
         return JSONResponse(shown, headers={"Idempotent-Replayed": "true"})
     return JSONResponse(
@@ -176,7 +187,7 @@ async def send_message(request: Request, node: Node) -> Response:
     )
 
 
-#: ``send_message``'s body.
+#: ``send_message``'s body: a text, files with an optional caption, or a place.
 SEND_MESSAGE: Final[Schema] = obj(
     {
         "to": {
@@ -204,9 +215,11 @@ SEND_MESSAGE: Final[Schema] = obj(
             "description": "the id of a message of the same conversation this one "
             "replies to (anything else is refused with 400)",
         },
+        **MEDIA_FIELDS,
     },
-    optional=("idempotency_key", "reply_to"),
+    optional=("text", "idempotency_key", "reply_to", *MEDIA_FIELDS),
 )
+SEND_MESSAGE["oneOf"] = SEND_ONE_OF
 
 
 def _message_id(request: Request, node: Node) -> str:
@@ -220,14 +233,13 @@ def _message_id(request: Request, node: Node) -> str:
 
 async def get_message(request: Request, node: Node) -> Response:
     message, history = node.message(_message_id(request, node))
-    body = message_json(message, node.status_detail(message), node.extras([message])[message.id])
+    body = message_view(node, message)
     return JSONResponse({**body, "history": [status_json(c) for c in history]})
 
 
 async def read_message(request: Request, node: Node) -> Response:
     message = node.mark_message_read(_message_id(request, node))
-    extras = node.extras([message])[message.id]
-    return JSONResponse(message_json(message, node.status_detail(message), extras))
+    return JSONResponse(message_view(node, message))
 
 
 # --- conversations ---------------------------------------------------------------
@@ -249,7 +261,8 @@ async def conversation_messages(request: Request, node: Node) -> Response:
     return JSONResponse(
         {
             "messages": [
-                message_json(m, node.status_detail(m), extras[m.id]) for m in page.messages
+                message_json(m, node.status_detail(m), extras[m.id], node.store.get_blob)
+                for m in page.messages
             ],
             "next_before": page.next_before,
         }
@@ -276,7 +289,7 @@ async def patch_settings(request: Request, node: Node) -> Response:
 _JSON_TYPES: Final[dict[type, str]] = {bool: "boolean", str: "string", int: "integer"}
 #: Every setting with its type and default (the node's name is a contact-style name).
 _SETTING_TYPES: Final[dict[str, Schema]] = {
-    key: {"type": _JSON_TYPES[kind], "default": default}
+    key: {"type": _JSON_TYPES[kind], "default": default, **({"minimum": 0} if kind is int else {})}
     for key, (kind, default) in SETTINGS.items()
 }
 SETTINGS_SCHEMA: Final[Schema] = obj(_SETTING_TYPES)

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from p2pdm.api.handlers import _message_id, _visible_conversation
 from p2pdm.api.payload import JSONObject, bad_request
 from p2pdm.api.schema import NOT_BLANK_PATTERN, Schema, obj
-from p2pdm.api.views import message_json
+from p2pdm.api.views import message_view
 from p2pdm.core.model import StoredMessage
 from p2pdm.limits import MAX_REACTION_BYTES, MAX_TEXT_BYTES
 from p2pdm.node.node import Node, parse_message_id
@@ -32,8 +32,7 @@ __all__ = [
 
 
 def _shown(node: Node, message: StoredMessage) -> JSONResponse:
-    extras = node.extras([message])[message.id]
-    return JSONResponse(message_json(message, node.status_detail(message), extras))
+    return JSONResponse(message_view(node, message))
 
 
 async def react(request: Request, node: Node) -> Response:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from p2pdm.api.handlers import MAX_IDEMPOTENCY_KEY_CHARS, SEND_MESSAGE, _idempotency, _visible_peer
+from p2pdm.api.handlers_media import MEDIA_FIELDS
 from p2pdm.api.payload import (
     JSONObject,
     RequestError,
@@ -93,11 +94,14 @@ async def send_batch(request: Request, node: Node) -> Response:
     return JSONResponse({"results": results})
 
 
+#: A batch sends texts only: no replies, files or places (POST /v1/messages does).
+_NOT_IN_BATCH: Final = frozenset({"reply_to", *MEDIA_FIELDS})
 _SEND_ITEM: Final[Schema] = {
-    **SEND_MESSAGE,
+    **{key: value for key, value in SEND_MESSAGE.items() if key != "oneOf"},
     "properties": {
-        key: value for key, value in SEND_MESSAGE["properties"].items() if key != "reply_to"
+        key: value for key, value in SEND_MESSAGE["properties"].items() if key not in _NOT_IN_BATCH
     },
+    "required": ["to", "text"],
 }
 
 #: The components the batch send adds to the document.

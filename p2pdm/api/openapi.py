@@ -66,7 +66,8 @@ def _responses(route: Route) -> dict[str, Schema]:
         ok["content"] = _content(schema, doc.ok_media_type)
     out = {status: ok}
     for also, (schema, description) in doc.also.items():
-        out[also] = {"description": description, "content": _content(schema)}
+        also_type = doc.ok_media_type if also.startswith("2") else JSON_MEDIA_TYPE
+        out[also] = {"description": description, "content": _content(schema, also_type)}
     errors = {**dict.fromkeys(COMMON_ERRORS, ""), **doc.errors}
     for code in sorted(errors):
         described = errors[code]
@@ -85,7 +86,10 @@ def _operation(route: Route) -> Schema:
         "responses": _responses(route),
     }
     if doc.body is not None:
-        op["requestBody"] = {"required": True, "content": _content(doc.body)}
+        op["requestBody"] = {
+            "required": True,
+            "content": _content(doc.body, doc.body_media_type),
+        }
     if doc.parameters:
         op["parameters"] = list(doc.parameters)
     return op

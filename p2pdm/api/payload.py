@@ -26,6 +26,7 @@ from p2pdm.errors import (
     IdempotencyConflict,
     InviteError,
     InviteExpired,
+    MediaRefused,
     NameRefused,
     NotFound,
     P2PDMError,
@@ -77,6 +78,7 @@ ERROR_STATUS: Final[tuple[tuple[type[P2PDMError], int, str], ...]] = (
     (ActionRefused, 422, "action_refused"),
     (NameRefused, 409, "name_refused"),
     (PeerBlocked, 409, "peer_blocked"),
+    (MediaRefused, 422, "media_refused"),
     (ProfileRefused, 422, "profile_refused"),
     (TooManyListeners, 503, "too_many_listeners"),
     (StoreError, 500, "store_error"),
@@ -207,6 +209,17 @@ class JSONObject:
     def _get(self, key: str) -> object:
         self._used.add(key)
         return self.data.get(key)
+
+    def has(self, key: str) -> bool:
+        """True if the field is there and not null."""
+        return self.data.get(key) is not None
+
+    def opt_object(self, key: str) -> dict[str, Any] | None:
+        """An optional object field (absent or null gives None)."""
+        value = self._get(key)
+        if value is None or isinstance(value, dict):
+            return value
+        raise bad_request(f"field {key!r} must be an object, not {_json_type(value)}")
 
     def text(self, key: str) -> str:
         """A required string field."""

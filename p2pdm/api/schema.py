@@ -220,6 +220,8 @@ class Doc:
     schemas: Mapping[str, Schema] = field(default_factory=dict)
     also: Mapping[str, tuple[Schema, str]] = field(default_factory=dict)
     ok_media_type: str = "application/json"
+    #: The request body's media type (a file upload takes any).
+    body_media_type: str = "application/json"
 
     def path_patterns(self) -> dict[str, re.Pattern[str]]:
         """The path parameters the server checks against a pattern, by name."""

@@ -10,7 +10,7 @@ against the served document.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from p2pdm.api.schema import (
     BOOL,
@@ -25,6 +25,13 @@ from p2pdm.api.schema import (
     Schema,
     obj,
     ref,
+)
+from p2pdm.api.views_media import (
+    MEDIA_SCHEMAS,
+    BlobLookup,
+    location_json,
+    media_caption,
+    media_json,
 )
 from p2pdm.core.eventlog import MUTED_DETAIL
 from p2pdm.core.identity import PeerId
@@ -47,12 +54,16 @@ from p2pdm.node.notices import message_notice, message_timer
 from p2pdm.node.tokens import token_json
 from p2pdm.store.base import SearchHit
 
+if TYPE_CHECKING:
+    from p2pdm.node.node import Node
+
 __all__ = [
     "SCHEMAS",
     "contact_json",
     "conversation_json",
     "event_json",
     "message_json",
+    "message_view",
     "recipient_json",
     "search_hit_json",
     "status_json",
@@ -235,10 +246,14 @@ ADDED_CONTACT: Final[Schema] = obj(
 
 
 def message_json(
-    message: StoredMessage, detail: str = "", extras: MessageExtras | None = None
+    message: StoredMessage,
+    detail: str = "",
+    extras: MessageExtras | None = None,
+    blobs: BlobLookup | None = None,
 ) -> dict[str, Any]:
     """``detail``: the note of the message's latest status (see Node.status_detail);
-    ``extras``: its reply snippet and reactions (Node.extras)."""
+    ``extras``: its reply snippet and reactions (Node.extras); ``blobs``: finds
+    the records of a media message's files (their state)."""
     extras = extras or MessageExtras()
     reply = None
     if extras.reply_to is not None:
@@ -247,13 +262,17 @@ def message_json(
             "text": extras.reply_snippet,
             "available": extras.reply_snippet is not None,
         }
+    text = message_text(message)
+    media = media_json(message, blobs)
+    if not detail and media:  # an incoming file still on its way says why
+        detail = next((item["detail"] for item in media if item["detail"]), "")
     return {
         "id": message.id.hex(),
         "conversation_id": message.conversation_id.hex(),
         "peer": str(message.peer),
         "direction": message.direction.value,
         "kind": message.kind,
-        "text": message_text(message),
+        "text": text if text is not None else media_caption(message),
         "unsupported": is_unsupported(message),
         "sent_at_ms": message.sent_at_ms,
         "stored_at_ms": message.stored_at_ms,
@@ -261,6 +280,8 @@ def message_json(
         "status_detail": detail,
         "request": message.request,
         "recipients": [recipient_json(r) for r in message.recipients],
+        "media": media,
+        "location": location_json(message),
         "reply_to": reply,
         "reactions": {
             emoji: [str(peer) for peer in peers] for emoji, peers in extras.reactions.items()
@@ -274,6 +295,14 @@ def message_json(
     }
 
 
+def message_view(node: Node, message: StoredMessage, detail: str | None = None) -> dict[str, Any]:
+    """:func:`message_json` of a message as ``node`` has it now: its status note
+    (``detail`` when given), reply snippet, reactions and files."""
+    shown = node.status_detail(message) if detail is None else detail
+    extras = node.extras([message])[message.id]
+    return message_json(message, shown, extras, node.store.get_blob)
+
+
 _STATUS: Final[Schema] = {"type": "string", "enum": [s.value for s in DeliveryStatus]}
 _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "id": HEX_ID,
@@ -282,9 +311,13 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "direction": {"type": "string", "enum": [d.value for d in Direction]},
     "kind": {
         "type": "string",
-        "description": "'text'; later versions add kinds (see 'unsupported')",
+        "description": "'text', 'media' (files: see 'media'), 'location'; later versions "
+        "add kinds (see 'unsupported')",
     },
-    "text": {"type": ["string", "null"], "description": "the text of a 'text' message"},
+    "text": {
+        "type": ["string", "null"],
+        "description": "the text of a 'text' message; a 'media' message's caption",
+    },
     "unsupported": {
         "type": "boolean",
         "description": "a message of a kind this version cannot show (sent by a newer "
@@ -297,7 +330,8 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
         "type": "string",
         "description": "for 'deposited': how many mailboxes hold it and until when; "
         "while not delivered: which mailboxes refused it and why direct delivery failed; "
-        "for 'failed'/'expired': why; else empty",
+        "for 'failed'/'expired': why; for an incoming file still on its way, why it "
+        'waits ("waiting for Alice to come online to send the file"); else empty',
     },
     "request": {
         "type": "boolean",
@@ -308,6 +342,14 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
         "items": ref("Recipient"),
         "description": "an outgoing message's status per recipient (one for a one-to-one "
         "message); 'status' is the least advanced of theirs. Empty for incoming messages",
+    },
+    "media": {
+        "oneOf": [{"type": "array", "items": ref("MediaItem")}, {"type": "null"}],
+        "description": "the files of a 'media' message; null for other kinds",
+    },
+    "location": {
+        "oneOf": [ref("Location"), {"type": "null"}],
+        "description": "the place of a 'location' message; null for other kinds",
     },
     "reply_to": {
         "oneOf": [
@@ -472,7 +514,10 @@ SEARCH_RESULTS: Final[Schema] = obj(
 
 
 def event_json(
-    event: Event, message: StoredMessage | None, extras: MessageExtras | None = None
+    event: Event,
+    message: StoredMessage | None,
+    extras: MessageExtras | None = None,
+    blobs: BlobLookup | None = None,
 ) -> dict[str, Any]:
     """An event; ``message`` is the message of a ``message.*`` event, as stored now."""
     return {
@@ -484,7 +529,7 @@ def event_json(
         "status": None if event.status is None else event.status.value,
         "detail": event.detail,
         "conversation_id": None if event.conversation_id is None else event.conversation_id.hex(),
-        "message": None if message is None else message_json(message, extras=extras),
+        "message": None if message is None else message_json(message, "", extras, blobs),
         "notify": event.type is EventType.MESSAGE_RECEIVED and event.detail != MUTED_DETAIL,
     }
 
@@ -597,4 +642,5 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "Token": TOKEN,
     "TokenList": obj({"tokens": {"type": "array", "items": ref("Token")}}),
     "CreatedToken": CREATED_TOKEN,
+    **MEDIA_SCHEMAS,
 }

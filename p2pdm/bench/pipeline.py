@@ -93,7 +93,7 @@ def _pipeline(tmp: Path, synchronous: str, encrypted: bool = False) -> Callable[
         key = os.urandom(32) if encrypted else None
         return SQLiteStore(tmp / f"{name}-{tag}.sqlite", synchronous=synchronous, key=key)
 
-    # No request stamp work (docs/protocol.md §17.2): this measures the pipeline.
+    # No request stamp work (docs/protocol.md §18.2): this measures the pipeline.
     alice = Messenger(alice_id, store("alice"), request_stamp_bits=0)
     bob = Messenger(bob_id, store("bob"), request_stamp_bits=0)
     alice.add_contact(bob_id.peer_id, "bob", bob.bundle())
@@ -292,8 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
-        "--suite", choices=("all", "pipeline", "net", "mailbox", "startup"), default="all"
+        "--suite",
+        choices=("all", "pipeline", "net", "mailbox", "startup", "blobs"),
+        default="all",
     )
+    parser.add_argument("--blob-mib", type=int, default=64, help="file size (blobs)")
     parser.add_argument("--concurrency", type=int, default=8, help="API clients (net)")
     parser.add_argument("--paced-rate", type=float, default=20.0, help="msgs/s (net, paced)")
     parser.add_argument("--mailbox-messages", type=int, default=200, help="per restart")
@@ -324,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:
         print(section)
         if not args.no_write:
             write_section(args.out, section, "mailbox")
+    if args.suite in ("all", "blobs"):
+        from p2pdm.bench.blobs import bench_blobs, render_blobs  # imports the node's services
+
+        section = render_blobs(bench_blobs(args.blob_mib << 20))
+        print(section)
+        if not args.no_write:
+            write_section(args.out, section, "blobs")
     return 0
 
 

@@ -24,6 +24,7 @@ from typing import Any, Final, TextIO
 from rich.cells import cell_len
 
 from p2pdm import hints
+from p2pdm.cli.media import media_lines, send_media
 from p2pdm.client import Client
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
@@ -221,9 +222,13 @@ def send_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "text",
         metavar="TEXT",
-        nargs="+",
+        nargs="*",
         help="the message (words are joined); `-` reads it from standard input",
     )
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--file", metavar="PATH", help="send a file (photo, voice note, document)")
+    what.add_argument("--location", metavar="LAT,LON", help="send a place, e.g. 52.52,13.40")
+    parser.add_argument("--caption", metavar="TEXT", help="a file's caption")
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
@@ -245,9 +250,16 @@ def message_text(words: Sequence[str], stdin: TextIO) -> str:
 
 
 def send(args: argparse.Namespace, home: Home, out: TextIO) -> int:
-    text = message_text(args.text, sys.stdin)
+    attached = args.file is not None or args.location is not None
+    if not args.text and not attached:
+        raise ConfigError("give the message text, --file PATH or --location LAT,LON")
+    text = message_text(args.text, sys.stdin) if args.text else None
     with Client.for_home(home) as node:
-        message = node.send(args.contact, text)
+        if attached:
+            message = send_media(args, node, text)
+        else:
+            assert text is not None
+            message = node.send(args.contact, text)
     if args.json:
         _print_json(message, out)
     else:
@@ -383,6 +395,6 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         first, *rest = safe_text(text, multiline=True).split("\n")
         prefix = f"{_when(m['stored_at_ms'])}  {who}{' ' * (who_width - cell_len(who))}  "
         print(f"{prefix}{first}{_sent_note(m)}{status}", file=out)
-        for line in rest:  # continuation lines line up under the text
+        for line in [*rest, *media_lines(m, safe_text)]:  # lined up under the text
             print(" " * cell_len(prefix) + line, file=out)
     return EXIT_OK

@@ -198,6 +198,11 @@ COMMANDS: Final[dict[str, Command]] = {
         "p2pdm.cli.chat:send_arguments",
         "p2pdm.cli.chat:send",
     ),
+    "save": Command(
+        "save the files of a message (fetching them first if they wait)",
+        "p2pdm.cli.media:save_arguments",
+        "p2pdm.cli.media:save",
+    ),
     "inbox": Command(
         "conversations, unread counts, message requests",
         "p2pdm.cli.chat:inbox_arguments",

@@ -309,6 +309,25 @@ class Operations:
     def block_request(peer: str) -> None:
         """Block a stranger and delete its request; it is told nothing."""
 
+    @operation[Message]("POST", "/v1/messages")
+    def send_media(to: str, media: list[str], caption: str | None = None) -> Fields:
+        """Send files uploaded before (``upload_file``) with an optional caption."""
+        return _present(to=to, media=list(media), text=caption)
+
+    @operation[Message]("POST", "/v1/messages")
+    def send_location(
+        to: str, lat: float, lon: float, accuracy_m: float | None = None, label: str | None = None
+    ) -> Fields:
+        """Send a place: latitude and longitude in degrees, an optional accuracy and label."""
+        return {
+            "to": to,
+            "location": _present(lat=lat, lon=lon, accuracy_m=accuracy_m, label=label),
+        }
+
+    @operation[dict[str, Any]]("POST", "/v1/media/{blob_id}/download")
+    def fetch_media(blob_id: str) -> None:
+        """Ask the node to fetch a file that waits to be asked for; returns its state."""
+
     @operation[Profile]("GET", "/v1/profile")
     def profile() -> None:
         """The profile this node publishes (``published`` is False until one is set)."""

@@ -46,6 +46,10 @@ class Message(TypedDict):
     request: bool
     #: An outgoing message's status per recipient; ``status`` is the least advanced.
     recipients: list[Recipient]
+    #: A ``media`` message's files (id, name, mime, size, state, ...); else None.
+    media: list[dict[str, Any]] | None
+    #: A ``location`` message's place (lat, lon, accuracy_m?, label?); else None.
+    location: dict[str, Any] | None
     #: The message it replies to: ``{"id", "text" (a snippet, None when the
     #: original is unavailable), "available"}``; None if it is no reply.
     reply_to: dict[str, Any] | None

@@ -12,6 +12,7 @@ import httpx
 
 from p2pdm.client._events import EVENTS_POLL_S, _Cursor, _retry_delays, _worth_retrying
 from p2pdm.client._http import DEFAULT_TIMEOUT_S, APIError, _BaseClient, _Call
+from p2pdm.client._media import MediaMethods
 from p2pdm.client._operations import Operations
 from p2pdm.client._records import Event
 from p2pdm.errors import NodeNotRunning
@@ -21,7 +22,7 @@ __all__ = ["Client"]
 T = TypeVar("T")
 
 
-class Client(_BaseClient, Operations):
+class Client(_BaseClient, Operations, MediaMethods):
     """Blocking calls on one node's local API; raises NodeNotRunning or APIError."""
 
     #: The methods made from :class:`Operations` return their result.

@@ -203,6 +203,9 @@ class EventType(StrEnum):
     CONTACT_ADDED = "contact.added"  # a new contact (not a rename)
     PEER_ONLINE = "peer.online"  # a connection to the peer came up
     PEER_OFFLINE = "peer.offline"  # the last connection to the peer went down
+    MEDIA_PROGRESS = "media.progress"  # more of a file arrived (detail: "<blob> <have>/<of>")
+    MEDIA_READY = "media.ready"  # a file arrived whole and checked (detail: "<blob>")
+    MEDIA_FAILED = "media.failed"  # a file could not be fetched (detail: "<blob>: why")
     MESSAGE_REACTION = "message.reaction"  # someone reacted to a message (or took it back)
     MESSAGE_EDITED = "message.edited"  # the author changed a message's text
     MESSAGE_UNSENT = "message.unsent"  # the author removed a message for everyone

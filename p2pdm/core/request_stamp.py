@@ -2,7 +2,7 @@
 
 How this works: a peer who is not the recipient's contact pays for writing
 to it. Its envelope's session message carries a *request stamp*
-(``SessionMessage.stamp``, docs/protocol.md §17.2): the UTC day it was made
+(``SessionMessage.stamp``, docs/protocol.md §18.2): the UTC day it was made
 for (4 bytes, big-endian) and an 8-byte nonce, a hashcash stamp of
 :mod:`p2pdm.core.stamp` over the resource
 

@@ -270,7 +270,7 @@ class SessionMessage:
     previous_chain_length: int
     index: int
     ciphertext: bytes
-    #: A request stamp (docs/protocol.md §17.2), while the sender may be a
+    #: A request stamp (docs/protocol.md §18.2), while the sender may be a
     #: stranger to the recipient; outside the ratchet, inside the sealed box.
     stamp: bytes | None = None
 

@@ -75,10 +75,12 @@ from p2pdm.net import (
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.housekeeping import purge_loop
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
+from p2pdm.services.blob import BlobService
 from p2pdm.services.directory import HandleDirectory
 from p2pdm.services.dm import Delivery
 from p2pdm.services.mailbox_client import MailboxDirectory
 from p2pdm.services.mailbox_server import MailboxService
+from p2pdm.store.blob_files import BLOBS_DIR, DirBlobFiles
 
 __all__ = [
     "RunOptions",
@@ -368,10 +370,13 @@ class _PeerWatch:
     awake): fetch from our mailboxes.
     """
 
-    def __init__(self, node: Node, host: Host, delivery: Delivery) -> None:
+    def __init__(
+        self, node: Node, host: Host, delivery: Delivery, blobs: BlobService | None = None
+    ) -> None:
         self.node = node
         self.host = host
         self.delivery = delivery
+        self.blobs = blobs
         self.connected_any = True  # start-up fetches anyway
         #: The connections seen at the last check, by peer.
         self.seen: dict[PeerId, frozenset[int]] = {}
@@ -389,6 +394,8 @@ class _PeerWatch:
                     self.node.peer_online(peer)
                 self.node.set_contact_addrs(peer, self.host.peer_addrs(peer))
                 self.delivery.retry_now(peer)
+                if self.blobs is not None:
+                    self.blobs.wake()
         self.seen = connections
         for peer in self.node.online - connections.keys():
             self.node.peer_offline(peer)
@@ -412,6 +419,8 @@ class Serving:
     directory: MailboxDirectory
     #: The mailbox service, if this node offers one.
     mailbox: MailboxService | None
+    #: Serves our files to their recipients and fetches those sent to us.
+    blobs: BlobService | None = None
 
 
 async def serve_node(
@@ -461,6 +470,7 @@ async def serve_node(
         # Retry jitter from the node's own randomness (seeded in simulations).
         jitter = random.Random(node.random_bytes(JITTER_SEED_BYTES))
         delivery = Delivery(node, host, rng=jitter, mailboxes=directory)
+        blobs = BlobService(node, host)
         if on_delivery is not None:
             on_delivery(delivery)
         node.on_outbox = delivery.wake
@@ -496,6 +506,7 @@ async def serve_node(
             await nursery.start(node.batcher.run)
             await nursery.start(delivery.run)
             await nursery.start(delivery.run_fetcher)
+            await nursery.start(blobs.run_fetcher)
             # At once: our record (where our mailboxes are, our prekeys), and
             # our contacts (they learn where we are now and send what waits).
             nursery.start_soon(_publish_records, node, host, directory, republish)
@@ -506,10 +517,10 @@ async def serve_node(
             if options.relay is not None:
                 nursery.start_soon(announce_relay, host)
             nursery.start_soon(greet_contacts, node, host)
-            nursery.start_soon(_PeerWatch(node, host, delivery).run)
+            nursery.start_soon(_PeerWatch(node, host, delivery, blobs).run)
             # Disappearing messages: what expired while we were off, then on a schedule.
             nursery.start_soon(purge_loop, node)
-            task_status.started(Serving(node, host, delivery, directory, service))
+            task_status.started(Serving(node, host, delivery, directory, service, blobs))
             try:
                 await trio.sleep_forever()
             finally:  # the host closes: lookups and republishing stop with it
@@ -533,6 +544,8 @@ async def run_node(
     token = home.api_token()
     with home.lock(), closing(home.open_store()) as store:
         node = Node(identity, store)
+        node.media.files = DirBlobFiles(home.path / BLOBS_DIR)
+        node.media.sweep(startup=True)
         codes = LoginCodes(node.random_bytes)
         async with trio.open_nursery() as nursery:
             serving: Serving = await nursery.start(serve_node, node, options)

@@ -4,7 +4,9 @@ How this works: received actions are settled by
 :mod:`p2pdm.node.action_effects` in the messenger's receive transaction.
 :class:`MessageActions` is the node's side: the user's own reactions,
 edits and unsends are checked by the same rules, applied to the local copy
-and sent in one transaction; deleting for oneself sends nothing.
+and sent in one transaction; deleting for oneself sends nothing. A message
+unsent or deleted takes its files along: the store releases them with its
+body, and :meth:`~p2pdm.node.media.MediaLibrary.collect` deletes them.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from p2pdm.core.wire import InnerMessage
 from p2pdm.errors import ActionRefused, NotFound, SchemaError
 from p2pdm.limits import MAX_TEXT_BYTES, REPLY_SNIPPET_CHARS
 from p2pdm.node.action_effects import apply
-from p2pdm.node.messenger import Messenger, message_text
+from p2pdm.node.media import MediaLibrary, snippet_of
+from p2pdm.node.messenger import Messenger
 from p2pdm.store.base import Reactions, Store
 
 __all__ = ["MessageActions", "MessageExtras", "extras_of"]
@@ -59,7 +62,7 @@ def extras_of(store: Store, messages: list[StoredMessage]) -> dict[bytes, Messag
         if reply_to is not None:
             original = store.get_message(reply_to)
             if original is not None and original.conversation_id == message.conversation_id:
-                text = message_text(original)
+                text = snippet_of(original)
                 snippet = None if text is None else text[:REPLY_SNIPPET_CHARS]
         out[message.id] = MessageExtras(reply_to, snippet, reactions.get(message.id, {}))
     return out
@@ -70,6 +73,7 @@ class MessageActions:
 
     store: Store
     messenger: Messenger
+    media: MediaLibrary
 
     now_ms: Callable[[], int]
     on_outbox: Callable[[PeerId], None]
@@ -121,18 +125,28 @@ class MessageActions:
         target = self._target(message_id)
         if target.direction is not Direction.OUT:
             raise ActionRefused("only the author may unsend a message; delete it for you instead")
-        return self._act(target, UnsendBody(target.id))
+        unsent = self._act(target, UnsendBody(target.id))
+        self.media.collect()
+        return unsent
 
     def delete_for_me(self, message_id: bytes) -> None:
         """Delete a message from this node only; nothing is sent."""
         if not self.store.delete_message(message_id):
             raise NotFound(f"no message {message_id.hex()}")
+        self.media.collect()
 
     def delete_conversation(self, conversation_id: bytes) -> int:
         """Delete a conversation from this node only; returns how many messages went."""
         if self.store.get_conversation(conversation_id) is None:
             raise NotFound(f"no conversation {conversation_id.hex()}")
-        return self.store.delete_conversation(conversation_id)
+        deleted = self.store.delete_conversation(conversation_id)
+        self.media.collect()
+        return deleted
+
+    def release_attachments(self, message: StoredMessage) -> None:
+        """Delete the files only ``message`` carried (it was unsent, deleted or
+        expired); files another message still carries stay."""
+        self.media.release_attachments(message.id)
 
     def extras(self, messages: list[StoredMessage]) -> dict[bytes, MessageExtras]:
         return extras_of(self.store, messages)

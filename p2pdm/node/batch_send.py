@@ -66,7 +66,7 @@ class BatchSend:
         for i, item in enumerate(items):
             if item.peer not in prepared:  # once per peer, however many items
                 try:
-                    await node._prepare_send(item.peer)
+                    await node.ensure_session(item.peer)
                     prepared[item.peer] = None
                 except P2PDMError as exc:
                     prepared[item.peer] = exc

@@ -30,6 +30,7 @@ from p2pdm.limits import (
     MAX_SEARCH_HITS,
     TYPING_INTERVAL_S,
 )
+from p2pdm.node.media import MediaLibrary
 from p2pdm.node.requests import accepted
 from p2pdm.store.base import SearchHit, Store
 from p2pdm.store.search_text import search_terms
@@ -56,6 +57,7 @@ class ConversationUpkeep:
     online: set[PeerId]
     send_now: Callable[[PeerId, bytes], Awaitable[bool]] | None
     typing_sent: OrderedDict[bytes, int]
+    media: MediaLibrary
 
     async def send_typing(self, conversation_id: bytes, peer: PeerId) -> str | None:
         """Tell ``peer`` the user is typing, over an open connection only; returns
@@ -117,7 +119,7 @@ class ConversationUpkeep:
 
     def purge_expired(self) -> list[StoredMessage]:
         """Erase every message whose timer ran out, in passes of at most
-        MAX_EXPIRED_PER_PASS; returns them."""
+        MAX_EXPIRED_PER_PASS, with the files only they carried; returns them."""
         gone: list[StoredMessage] = []
         while True:
             with self.store.transaction():  # each pass all or nothing
@@ -127,6 +129,7 @@ class ConversationUpkeep:
                 break
         if gone:
             self.store.forget_erased()
+            self.media.collect()  # the store released their files with them
         return gone
 
 

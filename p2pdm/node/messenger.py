@@ -162,7 +162,7 @@ class Messenger:
         #: The acceptance rate of envelopes from peers who are not contacts.
         self.strangers = strangers or StrangerGate()
         #: Stamps for envelopes to peers who may not know us, and the work
-        #: this node asks of strangers' envelopes (docs/protocol.md §17.2).
+        #: this node asks of strangers' envelopes (docs/protocol.md §18.2).
         bits = limits.REQUEST_STAMP_BITS if request_stamp_bits is None else request_stamp_bits
         self.stamps = RequestStamps(identity.peer_id, store, bits, now_ms)
         #: Envelopes dropped since start: from blocked peers, and from
@@ -423,7 +423,7 @@ class Messenger:
         if sender == self.peer_id:
             raise SessionError("envelope claims to come from this node")
         # Before anything about the message itself: a blocked peer's envelopes
-        # of every kind end here (docs/protocol.md §17.1).
+        # of every kind end here (docs/protocol.md §18.1).
         if self.store.is_blocked(sender):
             self.dropped_blocked += 1
             raise PeerBlocked(f"{sender.short()} is blocked")

@@ -63,6 +63,12 @@ from p2pdm.node.contact_names import (
 )
 from p2pdm.node.events import EventBus
 from p2pdm.node.housekeeping import ConversationUpkeep
+from p2pdm.node.media import (
+    AUTO_DOWNLOAD_SETTING,
+    DEFAULT_AUTO_DOWNLOAD_BYTES,
+    STRIP_METADATA_SETTING,
+    MediaLibrary,
+)
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
 from p2pdm.node.profiles import Profiles
@@ -111,6 +117,8 @@ def _clock(at_ms: int) -> str:
 SETTINGS: Final[dict[str, tuple[type, object]]] = {
     READ_RECEIPTS_SETTING: (bool, True),
     "name": (str, ""),
+    STRIP_METADATA_SETTING: (bool, True),
+    AUTO_DOWNLOAD_SETTING: (int, DEFAULT_AUTO_DOWNLOAD_BYTES),
     # The web app offers a newcomer the local demo bot (p2pdm.daemon.demo).
     "demo_offer": (bool, True),
 }
@@ -171,6 +179,9 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
         )
         #: Group commit for concurrent sends (its task runs while the node runs).
         self.batcher = CommitBatcher(store, self.messenger.reload)
+        #: Files: uploads, attachments, fetched chunks (memory until the home's
+        #: blob folder is given: ``media.files``).
+        self.media = MediaLibrary(store, now_ms=now_ms, random_bytes=random_bytes)
         #: Multiaddrs we listen on, once running (full, with /p2p/<id>).
         self.addrs: list[str] = []
         #: Called after anything is queued, so the delivery loop wakes up.
@@ -397,11 +408,13 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
     ) -> Sent:
         """:meth:`send`, saying whether the idempotency key had made the message before
         (the API answers a replayed send differently from a new one)."""
-        await self._prepare_send(peer)
+        await self.ensure_session(peer)
         return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency, reply_to))
 
-    async def _prepare_send(self, peer: PeerId) -> None:
-        """Refuse a bad PeerID; find the prekeys of a peer we have no session with."""
+    async def ensure_session(self, peer: PeerId) -> None:
+        """Refuse a bad PeerID; fetch ``peer``'s prekey bundle from the DHT when
+        there is no session and no bundle from an invite; raises SessionError
+        if none is found."""
         _check_peer(peer)
         if self.store.is_blocked(peer):
             raise PeerBlocked(f"you blocked {peer}; unblock it to send to it")
@@ -557,18 +570,33 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
         return {key: stored.get(key, default) for key, (_, default) in SETTINGS.items()}
 
     def update_settings(self, patch: dict[str, object]) -> dict[str, object]:
+        patch = {key: _integral(value, SETTINGS.get(key)) for key, value in patch.items()}
         for key, value in patch.items():
             if key not in SETTINGS:
                 raise ConfigError(f"unknown setting {key!r}; known: {', '.join(sorted(SETTINGS))}")
             kind, _ = SETTINGS[key]
             if type(value) is not kind:
                 raise ConfigError(f"setting {key!r} must be a {kind.__name__}")
+            if kind is int and value < 0:  # type: ignore[operator]
+                raise ConfigError(f"setting {key!r} cannot be negative")
             if key == "name":
                 check_name(str(value))
         with self.store.transaction():
             for key, value in patch.items():
                 self.store.set_setting(key, value)
         return self.settings()
+
+
+def _integral(value: object, setting: tuple[type, object] | None) -> object:
+    """A whole number sent as ``12.0`` (JSON does not tell them apart) as an int."""
+    if (
+        setting is not None
+        and setting[0] is int
+        and isinstance(value, float)
+        and value.is_integer()
+    ):
+        return int(value)
+    return value
 
 
 def _check_peer(peer: object) -> None:

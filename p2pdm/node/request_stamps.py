@@ -1,7 +1,7 @@
 """The request stamps this node puts on what it sends to people who may not know it.
 
 How this works: a recipient drops an envelope from a stranger that carries
-no valid request stamp (docs/protocol.md §17.2). The sender cannot see the
+no valid request stamp (docs/protocol.md §18.2). The sender cannot see the
 recipient's contacts, so it stamps every envelope to a peer until the
 conversation shows that the peer knows it: a message from the peer (in
 p2pdm, writing to someone makes them your contact) or one of ours the peer

@@ -5,7 +5,7 @@ How this works: :class:`RequestsAndBlocks` is a part of
 and clock). Blocking records the peer in the store (``contact.blocked``)
 and takes back what still waits in the outbox for it, so not even a queued
 receipt reaches it; from then on the messenger drops its envelopes before
-reading them and refuses to send to it (docs/protocol.md §17.1). A message
+reading them and refuses to send to it (docs/protocol.md §18.1). A message
 request is what a stranger sent; accepting it is adding the contact,
 declining deletes it (the sender is told nothing), blocking blocks and
 deletes. :meth:`RequestsAndBlocks.is_accepted` is the one question other

@@ -182,3 +182,37 @@ HANDLE_LOOKUP_TIMEOUT: Final = 8.0
 #: Claimants' records fetched at once: a lookup checks up to 30 claims
 #: (MAX_PROVIDERS and the claimants seen before) without 30 lookups at once.
 HANDLE_MAX_RECORD_FETCHES: Final = 8
+
+# --- blobs (/p2pdm/blob/1.0.0) -------------------------------------------------
+
+#: Blob streams one peer may hold open at once (transfers in parallel): a
+#: few files of one album at once; more would only split the same link.
+MAX_BLOB_STREAMS_PER_PEER: Final = 4
+#: Blob streams open at once from everyone: bounds the tasks and buffers
+#: (each holds at most one chunk) that fetchers can make us keep.
+MAX_BLOB_STREAMS: Final = 64
+#: Requests per second one peer may make (each asks for up to 16 chunks =
+#: 4 MiB), and the burst above it: far above any real transfer's need.
+BLOB_REQUESTS_PER_SECOND: Final = 50.0
+BLOB_REQUEST_BURST: Final = 100.0
+#: Bytes per second served to one peer, over all its transfers, and how many
+#: seconds' worth may go out in a burst. 64 MiB/s keeps a local link busy
+#: while one greedy peer cannot take every core's time from the others.
+BLOB_BYTES_PER_SECOND_PER_PEER: Final = 64 << 20
+BLOB_BURST_SECONDS: Final = 0.5
+#: Files fetched at once by this node (each from its sender).
+MAX_CONCURRENT_BLOB_FETCHES: Final = 4
+#: A chunk that fails its check is asked for again this many times before
+#: the transfer is given up as failed (its sender serves a damaged copy).
+MAX_CHUNK_RETRIES: Final = 3
+#: Deadlines: a request's reply and each chunk frame; dialling the sender.
+BLOB_READ_TIMEOUT: Final = 30.0
+BLOB_DIAL_TIMEOUT: Final = 10.0
+#: How long the fetcher sleeps without a wake-up (a sender back online, a
+#: new blob wanted) before it tries the waiting transfers again.
+BLOB_RETRY_SECONDS: Final = 30.0
+#: Progress events: at most one per this many chunks of a transfer (4 MiB).
+PROGRESS_EVENT_CHUNKS: Final = 16
+#: How often blobs no message refers to any more (a dropped message request,
+#: an expired upload) are swept while the node runs; start-up sweeps too.
+BLOB_SWEEP_SECONDS: Final = 3600.0

@@ -50,6 +50,7 @@ from p2pdm.limits import (
     MAX_REQUEST_MESSAGES,
     MAX_REQUEST_MESSAGES_PER_PEER,
 )
+from p2pdm.store.blobs import BlobIndex
 
 __all__ = [
     "BlockedPeer",
@@ -59,19 +60,12 @@ __all__ = [
     "RequestUsage",
     "Store",
     "log_event",
-    "release_attachments",
 ]
 
 _T = TypeVar("_T")
 
 #: A message's reactions: emoji → the peers who chose it.
 Reactions = dict[str, list[PeerId]]
-
-
-def release_attachments(message_id: bytes) -> None:
-    """Where the attachments of a message whose body was erased (unsent, deleted,
-    expired) are released. Messages carry no attachments in this version: the
-    media store's sweep of unreferenced blobs hooks in here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +123,7 @@ class SearchHit:
     snippet: str
 
 
-class Store(Protocol):
+class Store(BlobIndex, Protocol):
     # --- lifecycle ---
     def close(self) -> None: ...
     def transaction(self) -> AbstractContextManager[None]: ...
@@ -427,7 +421,8 @@ class Store(Protocol):
 
     def erase_message_body(self, message_id: bytes) -> bool:
         """Remove the message's text from everywhere the store keeps it (body,
-        its words in the search index, reactions, held actions, attachments);
+        its words in the search index, reactions, held actions) and release its
+        files (their references: the node deletes blobs no message carries);
         the row stays. True if it exists."""
         ...
 

@@ -32,6 +32,7 @@ from p2pdm.store.base import (
 )
 from p2pdm.store.memory_actions import ActionDicts
 from p2pdm.store.memory_api import APIDicts
+from p2pdm.store.memory_blobs import BlobDicts
 from p2pdm.store.memory_blocking import BlockDicts
 from p2pdm.store.memory_contacts import ContactDicts
 from p2pdm.store.memory_expiry import ExpiryDicts
@@ -52,6 +53,7 @@ class MemoryStore(
     MailboxDicts,
     APIDicts,
     ProfileDicts,
+    BlobDicts,
 ):
     """A :class:`~p2pdm.store.base.Store` that lives and dies with the process."""
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from p2pdm.core.actions import HeldAction, held_expired
 from p2pdm.core.identity import PeerId
 from p2pdm.limits import MAX_HELD_ACTIONS, MAX_HELD_ACTIONS_PER_PEER
-from p2pdm.store.base import Reactions, is_unread, release_attachments
+from p2pdm.store.base import Reactions, is_unread
 from p2pdm.store.memory_state import Dicts, MemoryState
 
 __all__ = ["ActionDicts", "erase_body"]
@@ -18,10 +18,11 @@ __all__ = ["ActionDicts", "erase_body"]
 def erase_body(state: MemoryState, message_id: bytes) -> bool:
     """Remove a message's text from everywhere the memory store keeps it (its
     body, reactions, the actions held for it; search reads the bodies, so
-    the words go too); True if the message exists. Attachments are the
-    caller's to release."""
+    the words go too) and release its files (the node deletes blobs no
+    message carries: MediaLibrary.collect); True if the message exists."""
     state.reactions.pop(message_id, None)
     state.held = [h for h in state.held if h.action.target != message_id]
+    state.blob_refs = [ref for ref in state.blob_refs if ref[1] != message_id]
     seq = state.seq_of.get(message_id)
     if seq is not None:
         state.messages[seq] = replace(state.messages[seq], body=b"")
@@ -62,9 +63,7 @@ class ActionDicts(Dicts):
         return True
 
     def erase_message_body(self, message_id: bytes) -> bool:
-        erased = erase_body(self._live(), message_id)
-        release_attachments(message_id)
-        return erased
+        return erase_body(self._live(), message_id)
 
     def unsend_message(self, message_id: bytes) -> bool:
         state = self._live()

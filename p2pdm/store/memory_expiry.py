@@ -6,7 +6,7 @@ from __future__ import annotations
 from p2pdm.core.eventlog import expired_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import Conversation, StoredMessage
-from p2pdm.store.base import SearchHit, is_unread, release_attachments
+from p2pdm.store.base import SearchHit, is_unread
 from p2pdm.store.memory_actions import erase_body
 from p2pdm.store.memory_messages import MessageDicts
 from p2pdm.store.memory_state import ConversationState
@@ -67,7 +67,6 @@ class ExpiryDicts(MessageDicts):
             conversation = state.conversations[message.conversation_id]
             conversation.unread = max(0, conversation.unread - int(is_unread(message)))
             self._log(expired_event(message, now_ms))
-            release_attachments(message.id)
             gone.append(message)
         return gone
 

@@ -31,6 +31,7 @@ from p2pdm.errors import StoreError
 from p2pdm.store.base import (
     RequestCaps,
 )
+from p2pdm.store.blobs import BlobRecord
 from p2pdm.store.memory_log import EventLog
 
 __all__ = ["ConversationState", "Dicts", "MemoryState"]
@@ -101,6 +102,11 @@ class MemoryState:
     profile: Profile | None = None
     #: Handle claims seen: (handle, claimant) -> (first seen, last seen).
     handle_claims: dict[tuple[str, PeerId], tuple[int, int]] = field(default_factory=dict)
+    #: Blob rows by id, and references (blob id, message id, peer) in order.
+    blobs: dict[bytes, BlobRecord] = field(default_factory=dict)
+    blob_refs: list[tuple[bytes, bytes, PeerId]] = field(default_factory=list)
+    #: Blobs some message carried once (released at once when none does).
+    blobs_attached: set[bytes] = field(default_factory=set)
 
 
 class Dicts:

@@ -397,6 +397,37 @@ def _migration_disappearing(db: sqlite3.Connection) -> bool:
     return False
 
 
+#: Blobs (sealed files under ``<home>/blobs/``): their keys and how much of
+#: each is here, and which messages carry them to or from whom. A reference
+#: goes with its message (and with its body: unsent, deleted, expired); a
+#: blob no message references is swept: at once once a message carried it
+#: (``attached``), an hour after its upload if none ever did.
+_MIGRATION_BLOBS: Final = """
+CREATE TABLE blobs (
+    id BLOB PRIMARY KEY,
+    key BLOB NOT NULL,
+    size INTEGER NOT NULL CHECK (size >= 0),
+    digest BLOB NOT NULL,
+    mime TEXT NOT NULL,
+    name TEXT NOT NULL,
+    source BLOB,
+    state TEXT NOT NULL,
+    have INTEGER NOT NULL DEFAULT 0,
+    created_at_ms INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    thumbnail BLOB,
+    meta TEXT NOT NULL DEFAULT '{}', -- JSON: width, height, duration_ms, waveform (hex)
+    attached INTEGER NOT NULL DEFAULT 0 CHECK (attached IN (0, 1)) -- a message carried it
+) WITHOUT ROWID;
+CREATE TABLE blob_refs (
+    blob_id BLOB NOT NULL,
+    message_id BLOB NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    peer BLOB NOT NULL,
+    PRIMARY KEY (blob_id, message_id, peer)
+);
+CREATE INDEX blob_refs_by_message ON blob_refs (message_id);
+"""
+
 #: Blocked peers (contacts or strangers): their envelopes are dropped on
 #: arrival and nothing is sent to them. A contact marked blocked before this
 #: table existed stays blocked.
@@ -425,6 +456,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_ACTIONS,
     _MIGRATION_PROFILE,
     _migration_disappearing,
+    _MIGRATION_BLOBS,
     _MIGRATION_BLOCKED,
 )
 

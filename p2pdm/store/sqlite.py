@@ -27,6 +27,7 @@ from p2pdm.store.base import RequestCaps
 from p2pdm.store.database import Database
 from p2pdm.store.sqlite_actions import ActionTables
 from p2pdm.store.sqlite_api import APITables
+from p2pdm.store.sqlite_blobs import BlobTables
 from p2pdm.store.sqlite_blocking import BlockTables
 from p2pdm.store.sqlite_contacts import ContactTables
 from p2pdm.store.sqlite_expiry import ExpiryTables
@@ -48,6 +49,7 @@ class SQLiteStore(
     MailboxTables,
     APITables,
     ProfileTables,
+    BlobTables,
 ):
     """The :class:`~p2pdm.store.base.Store` of a node: one SQLite file.
 

@@ -23,7 +23,7 @@ from p2pdm.core.actions import Action, HeldAction
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import decode_stored, encode_body
 from p2pdm.limits import HELD_ACTION_TTL_MS, MAX_HELD_ACTIONS, MAX_HELD_ACTIONS_PER_PEER
-from p2pdm.store.base import Reactions, is_unread, iter_chunks, release_attachments
+from p2pdm.store.base import Reactions, is_unread, iter_chunks
 from p2pdm.store.sqlite_api import add_to_counter
 from p2pdm.store.sqlite_messages import MESSAGE_COLUMNS, message_row
 from p2pdm.store.sqlite_tables import IN_CHUNK, Tables
@@ -43,11 +43,13 @@ def _held(row: Any) -> HeldAction | None:
 
 def erase_body(db: Any, message_id: bytes) -> bool:
     """In the caller's write: erase a message's body (its words leave the search
-    index by trigger), its reactions and the actions held for it; True if the
-    message exists. Attachments are the caller's to release, after the write."""
+    index by trigger), its reactions and the actions held for it, and release
+    its files (the node deletes blobs no message carries: MediaLibrary.collect);
+    True if the message exists."""
     cursor = db.execute("UPDATE messages SET body = x'' WHERE id = ?", (message_id,))
     db.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
     db.execute("DELETE FROM held_actions WHERE target = ?", (message_id,))
+    db.execute("DELETE FROM blob_refs WHERE message_id = ?", (message_id,))
     return bool(cursor.rowcount > 0)
 
 
@@ -73,7 +75,6 @@ def _delete(db: Any, message_id: bytes) -> bool:
             "UPDATE conversations SET last_seq = ?, unread = max(0, unread - ?) WHERE id = ?",
             (newest, int(is_unread(message)), cid),
         )
-    release_attachments(message_id)
     return True
 
 
@@ -129,7 +130,6 @@ class ActionTables(Tables):
         attachments are released. The row stays. True if the message exists."""
         with self._writing(f"erasing message {message_id.hex()}") as db:
             erased = erase_body(db, message_id)
-        release_attachments(message_id)
         return erased
 
     def unsend_message(self, message_id: bytes) -> bool:
@@ -140,7 +140,6 @@ class ActionTables(Tables):
                 return False
             erase_body(db, message_id)
             db.execute("UPDATE messages SET unsent = 1 WHERE id = ?", (message_id,))
-        release_attachments(message_id)
         return True
 
     def delete_message(self, message_id: bytes) -> bool:

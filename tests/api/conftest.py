@@ -48,6 +48,22 @@ def conforms(schema: dict[str, Any], value: Any, doc: dict[str, Any], where: str
         name = schema["$ref"].rsplit("/", 1)[1]
         conforms(doc["components"]["schemas"][name], value, doc, where)
         return
+    if "not" in schema:
+        try:
+            conforms(schema["not"], value, doc, where)
+        except AssertionError:
+            pass
+        else:
+            raise AssertionError(f"{where}: {value!r} matches what 'not' excludes")
+    if "anyOf" in schema:
+        passed = 0
+        for option in schema["anyOf"]:
+            try:
+                conforms(option, value, doc, where)
+                passed += 1
+            except AssertionError:
+                pass
+        assert passed, f"{where}: {value!r} matches none of anyOf"
     if "oneOf" in schema:
         matches = 0
         for option in schema["oneOf"]:
@@ -66,6 +82,7 @@ def conforms(schema: dict[str, Any], value: Any, doc: dict[str, Any], where: str
             "array": lambda v: isinstance(v, list),
             "string": lambda v: isinstance(v, str),
             "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
             "boolean": lambda v: isinstance(v, bool),
             "null": lambda v: v is None,
         }

@@ -331,11 +331,20 @@ async def test_two_nodes_add_send_read_and_settings(alice: Api, bob: Api) -> Non
     # Settings.
     response = await alice.call("GET", "/v1/settings")
     await check_documented(alice, response, "GET", "/v1/settings")
-    assert response.json() == {"read_receipts": True, "name": "alice", "demo_offer": True}
+    settings = response.json()
+    assert (settings["read_receipts"], settings["name"], settings["demo_offer"]) == (
+        True,
+        "alice",
+        True,
+    )
+    assert (settings["media_strip_metadata"], settings["media_auto_download_bytes"]) == (
+        True,
+        25 << 20,
+    )
     body = {"read_receipts": False}
     response = await alice.call("PATCH", "/v1/settings", json=body)
     await check_documented(alice, response, "PATCH", "/v1/settings", body)
-    assert response.json() == {"read_receipts": False, "name": "alice", "demo_offer": True}
+    assert response.json() == {**settings, "read_receipts": False}
     response = await alice.call("PATCH", "/v1/settings", json={"read_receipts": True, "nope": 1})
     assert_error(response, 400, "invalid_setting")
     assert (await alice.call("GET", "/v1/settings")).json()["read_receipts"] is False

@@ -179,6 +179,23 @@ def _wire() -> list[Row]:
         ("create_token", ("read",), {}, "POST", "/v1/tokens", {"scope": "read", "contacts": []}),
         ("tokens", (), {}, "GET", "/v1/tokens", None),
         ("revoke_token", ("echo bot",), {}, "DELETE", "/v1/tokens/echo%20bot", None),
+        (
+            "send_media",
+            ("bob", ["ab"]),
+            {"caption": "look"},
+            "POST",
+            "/v1/messages",
+            {"to": "bob", "media": ["ab"], "text": "look"},
+        ),
+        (
+            "send_location",
+            ("bob", 52.5, 13.4),
+            {"label": "Berlin"},
+            "POST",
+            "/v1/messages",
+            {"to": "bob", "location": {"lat": 52.5, "lon": 13.4, "label": "Berlin"}},
+        ),
+        ("fetch_media", ("ab",), {}, "POST", "/v1/media/ab/download", None),
         ("profile", (), {}, "GET", "/v1/profile", None),
         (
             "update_profile",

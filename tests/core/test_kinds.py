@@ -33,7 +33,18 @@ def signed_inner(body: dict[str, Any], kind: str = "text") -> bytes:
 
 
 def test_the_registry_lists_each_kind_once_under_its_name() -> None:
-    assert set(KINDS) == {"text", "receipt", "react", "edit", "unsend", "timer", "typing"}
+    assert set(KINDS) == {
+        "text",
+        "receipt",
+        "react",
+        "edit",
+        "unsend",
+        "timer",
+        "typing",
+        "media",
+        "location",
+        "blob_chunk",
+    }
     for name, spec in KINDS.items():
         assert spec.name == name and spec_for(name) is spec
     assert spec_for("reaction") is None

@@ -507,7 +507,7 @@ def test_unknown_kind_is_kept_opaque() -> None:
 def test_unknown_body_size_cap() -> None:
     body = {"blob": bytes(MAX_UNKNOWN_BODY_BYTES)}
     with pytest.raises(SchemaError, match="too large"):
-        InnerMessage.decode(signed(inner_map(body, kind="media")))
+        InnerMessage.decode(signed(inner_map(body, kind="sticker")))
 
 
 def test_signature_is_over_domain_and_canonical_map() -> None:

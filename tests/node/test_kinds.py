@@ -54,7 +54,7 @@ def test_a_strangers_unknown_kind_is_a_request(make_store, clock) -> None:  # ty
 
 def test_an_unknown_body_over_its_cap_stores_nothing(pair) -> None:  # type: ignore[no-untyped-def]
     alice, bob = pair
-    out = send_as_newer(alice, bob, "media", {"data": b"x" * MAX_UNKNOWN_BODY_BYTES})
+    out = send_as_newer(alice, bob, "sticker", {"data": b"x" * MAX_UNKNOWN_BODY_BYTES})
     before = bob.store.counts()
     with pytest.raises(SchemaError, match="too large"):
         bob.receive(out.outbox.envelope)

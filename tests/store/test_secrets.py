@@ -248,6 +248,8 @@ def test_an_old_store_is_migrated_and_the_seed_is_gone_from_every_file(
         db.execute("DELETE FROM schema_version WHERE version > ?", (before,))
         # ... nor have those after it: undo what they made.
         db.execute("DROP TABLE message_recipients")
+        db.execute("DROP TABLE blob_refs")
+        db.execute("DROP TABLE blobs")
         db.execute("ALTER TABLE events DROP COLUMN conversation_id")
         db.execute("DROP TABLE blocked_peers")
         undo_disappearing(db)

@@ -19,9 +19,23 @@ from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.cbor import Fields
-from p2pdm.core.kinds import edit, reaction, receipt, text, timer, typing, unsend
+from p2pdm.core.kinds import (
+    blobchunk,
+    edit,
+    location,
+    media,
+    reaction,
+    receipt,
+    text,
+    timer,
+    typing,
+    unsend,
+)
 from p2pdm.core.kinds.base import MAX_KIND_BYTES, Body, KindSpec, UnknownBody
+from p2pdm.core.kinds.blobchunk import BlobChunkBody
 from p2pdm.core.kinds.edit import EditBody
+from p2pdm.core.kinds.location import LocationBody
+from p2pdm.core.kinds.media import MediaBody, MediaItem
 from p2pdm.core.kinds.reaction import ReactionBody
 from p2pdm.core.kinds.receipt import ReceiptBody
 from p2pdm.core.kinds.text import TextBody
@@ -34,9 +48,13 @@ from p2pdm.limits import MAX_UNKNOWN_BODY_BYTES
 __all__ = [
     "KINDS",
     "MAX_KIND_BYTES",
+    "BlobChunkBody",
     "Body",
     "EditBody",
     "KindSpec",
+    "LocationBody",
+    "MediaBody",
+    "MediaItem",
     "ReactionBody",
     "ReceiptBody",
     "TextBody",
@@ -59,6 +77,9 @@ KINDS: Final[dict[str, KindSpec[Any]]] = {
     unsend.SPEC.name: unsend.SPEC,
     timer.SPEC.name: timer.SPEC,
     typing.SPEC.name: typing.SPEC,
+    media.SPEC.name: media.SPEC,
+    location.SPEC.name: location.SPEC,
+    blobchunk.SPEC.name: blobchunk.SPEC,
 }
 
 

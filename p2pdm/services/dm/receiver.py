@@ -9,7 +9,7 @@ through the messenger, and acks each one: ``ok`` (stored now or before),
 stranger over its rate). Envelopes fetched from mailboxes take the same
 commit path (:meth:`Receiver.accept_all`).
 
-A blocked peer learns nothing (docs/protocol.md §17.1): its dm streams are
+A blocked peer learns nothing (docs/protocol.md §18.1): its dm streams are
 reset before a frame is read, so its node sees it as unreachable and
 deposits at mailboxes; what a mailbox brings from it is deleted there
 unseen and never receipted; an envelope of a blocked sender relayed on
@@ -27,6 +27,7 @@ import trio
 
 from p2pdm.core.dm import DM_PROTOCOL, Ack, AckResult, decode_deliver
 from p2pdm.core.identity import PeerId
+from p2pdm.core.kinds import BlobChunkBody, UnsendBody
 from p2pdm.core.ratelimit import FailureLog, TokenBucket
 from p2pdm.errors import (
     DecryptError,
@@ -163,6 +164,16 @@ class Receiver:
         return result, detail
 
     def _notify(self, received: Received, path: Path) -> None:
+        try:
+            if received.message is not None:
+                self.node.media.on_received(received.message, received.outcome == "stored")
+            elif isinstance(received.inner.body, BlobChunkBody) and received.outcome == "other":
+                self.node.media.accept_pushed(received.sender, received.inner.body)
+            elif isinstance(received.inner.body, UnsendBody):
+                # An unsend that applied released its message's files with its body.
+                self.node.media.collect()
+        except P2PDMError as exc:
+            log.error("could not record the files of a message: %s", exc)
         self.node.on_received(received)
         self.node.observer.envelope_accepted(received, path)
 

@@ -1,0 +1,78 @@
+"""Sending files and places: what the API and the CLI call (docs/api.md, media).
+
+A media message names blobs uploaded before (:mod:`p2pdm.node.media`); the
+message, its session state and outbox entry commit together (the
+messenger), then the references that let its recipient fetch the blobs.
+"""
+
+from __future__ import annotations
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.kinds import Body, LocationBody
+from p2pdm.core.kinds.location import E7, MAX_ACCURACY_M
+from p2pdm.core.model import StoredMessage
+from p2pdm.errors import SchemaError
+from p2pdm.limits import MAX_LOCATION_LABEL_BYTES
+from p2pdm.node.node import Node
+
+__all__ = ["location_body", "send_body", "send_location", "send_media"]
+
+
+async def send_body(node: Node, peer: PeerId, body: Body) -> StoredMessage:
+    """Queue a message of any stored kind to ``peer``; returns it ``queued``."""
+    await node.ensure_session(peer)
+
+    def work() -> StoredMessage:
+        out = node.messenger.send(peer, body)
+        assert out.message is not None
+        blob_ids = node.media.attach(out.message)
+        if blob_ids and peer not in node.online:
+            # Offline: small files follow their message into the mailboxes.
+            for chunk in node.media.pushed_chunks(blob_ids):
+                node.messenger.send(peer, chunk)
+        return out.message
+
+    message = await node.batcher.submit(work)
+    node.on_outbox(peer)
+    return message
+
+
+async def send_media(
+    node: Node, peer: PeerId, blob_ids: list[bytes], caption: str | None = None
+) -> StoredMessage:
+    """Send our uploaded files ``blob_ids`` with an optional caption.
+
+    Raises NotFound for a blob that is not ours, MediaRefused for none or
+    too many, SessionError when there is no way to reach ``peer``.
+    """
+    return await send_body(node, peer, node.media.body_for(blob_ids, caption))
+
+
+def location_body(
+    lat: float, lon: float, accuracy_m: float | None = None, label: str | None = None
+) -> LocationBody:
+    """A location body; raises SchemaError for coordinates off the globe."""
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise SchemaError("a location needs a latitude in -90..90 and a longitude in -180..180")
+    if accuracy_m is not None and not 0 <= accuracy_m <= MAX_ACCURACY_M:
+        raise SchemaError(f"accuracy_m is 0..{MAX_ACCURACY_M} metres")
+    if label is not None and len(label.encode("utf-8", "surrogatepass")) > MAX_LOCATION_LABEL_BYTES:
+        raise SchemaError(f"a location's label is at most {MAX_LOCATION_LABEL_BYTES} bytes")
+    return LocationBody(
+        round(lat * E7),
+        round(lon * E7),
+        None if accuracy_m is None else round(accuracy_m),
+        label or None,
+    )
+
+
+async def send_location(
+    node: Node,
+    peer: PeerId,
+    lat: float,
+    lon: float,
+    accuracy_m: float | None = None,
+    label: str | None = None,
+) -> StoredMessage:
+    """Send a place; raises SchemaError for coordinates off the globe."""
+    return await send_body(node, peer, location_body(lat, lon, accuracy_m, label))

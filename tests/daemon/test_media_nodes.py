@@ -1,0 +1,234 @@
+"""Files between real nodes: libp2p on loopback, SQLite homes, the HTTP API."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import p2pdm.services.blob as blob_service
+from p2pdm.client import Client
+from p2pdm.core.blobwire import BLOB_PROTOCOL, BlobReply, BlobRequest
+from p2pdm.core.kinds import MediaBody, MediaItem
+from p2pdm.node.media_ops import send_body, send_media
+from p2pdm.sim.network import wait_until
+from p2pdm.sim.pytest_plugin import SimNetworkFactory
+from tests.conftest import UPKEEP, Peer, node
+from tests.media_files import bomb_png, has_gps, photo_with_gps
+
+
+async def befriend(a: Peer, b: Peer) -> None:
+    invite = (await b.call("GET", "/v1/node"))["invite"]
+    await a.call("POST", "/v1/contacts", json={"invite": invite, "name": "bob"})
+    invite = (await a.call("GET", "/v1/node"))["invite"]
+    await b.call("POST", "/v1/contacts", json={"invite": invite, "name": "alice"})
+
+
+async def upload(peer: Peer, data: bytes, mime: str, name: str) -> dict[str, Any]:
+    response = await peer.http.post(
+        "/v1/media", params={"name": name}, content=data, headers={"Content-Type": mime}
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def wait_file(peer: Peer, blob_id: str, state: str = "ready", seconds: float = 30) -> None:
+    with trio.fail_after(seconds):
+        while True:
+            record = peer.running.node.store.get_blob(bytes.fromhex(blob_id))
+            if record is not None and record.state == state:
+                return
+            await trio.sleep(0.05)
+
+
+async def test_a_photo_with_a_gps_tag_arrives_without_it(tmp_path: Path) -> None:
+    async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
+        await befriend(a, b)
+        photo = photo_with_gps()
+        uploaded = await upload(a, photo, "image/jpeg", "holiday.jpg")
+        sent = await a.call(
+            "POST", "/v1/messages", json={"to": "bob", "media": [uploaded["id"]], "text": "look"}
+        )
+        await wait_file(b, uploaded["id"])
+        got = await b.call("GET", f"/v1/messages/{sent['id']}")
+        assert got["text"] == "look"
+        [item] = got["media"]
+        assert (item["name"], item["state"], item["thumbnail"]) == ("holiday.jpg", "ready", True)
+        served = await b.http.get(f"/v1/media/{uploaded['id']}")
+        assert served.status_code == 200 and not has_gps(served.content)
+        assert (
+            hashlib.sha256(served.content).hexdigest()
+            == hashlib.sha256((await a.http.get(f"/v1/media/{uploaded['id']}")).content).hexdigest()
+        )
+        # The blob is sealed on Bob's disk, under its id, not its name.
+        files = sorted(p.name for p in (b.home.path / "blobs").iterdir())
+        assert files == [uploaded["id"]]
+        assert photo[-64:] not in (b.home.path / "blobs" / uploaded["id"]).read_bytes()
+
+
+async def test_a_bomb_thumbnail_is_refused_on_receipt_and_odd_names_are_stored_safely(
+    tmp_path: Path,
+) -> None:
+    async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
+        await befriend(a, b)
+        alice = a.running.node
+        record = alice.media.add_file(bomb_png(), "application/octet-stream", "n.png")
+        # A hostile sender: a crafted name and a decompression bomb as thumbnail.
+        body = MediaBody(
+            (
+                MediaItem(
+                    record.blob_id,
+                    record.key,
+                    record.digest,
+                    record.size,
+                    "image/png",
+                    "../../x\x07\n.png",
+                    thumbnail=bomb_png()[:8192],
+                ),
+            )
+        )
+        await send_body(alice, b.running.node.peer_id, body)
+        await wait_file(b, record.blob_id.hex())
+        bob_record = b.running.node.store.get_blob(record.blob_id)
+        assert bob_record is not None
+        assert bob_record.thumbnail is None  # refused: never shown
+        assert bob_record.name == "x__.png"
+        thumb = await b.http.get(f"/v1/media/{record.blob_id.hex()}/thumbnail")
+        assert thumb.status_code == 404
+        # The file itself, a bomb claiming to be a PNG, is never handed over inline.
+        served = await b.http.get(f"/v1/media/{record.blob_id.hex()}")
+        assert served.content == bomb_png()
+        assert served.headers["content-type"] == "application/octet-stream"
+        assert served.headers["content-disposition"].startswith("attachment;")
+        assert not (tmp_path / "x").exists() and not (b.home.path.parent / "x").exists()
+
+
+@pytest.mark.slow
+async def test_a_large_file_resumes_after_the_recipient_restarts_and_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob stops halfway through a transfer; started again, he asks from the
+    first chunk he does not have, and the file matches its digest."""
+    size = 50 << 20
+    # Slow enough to stop Bob in the middle.
+    monkeypatch.setattr(blob_service, "BLOB_BYTES_PER_SECOND_PER_PEER", size // 3)
+    asked: list[int] = []
+    decode = BlobRequest.decode
+
+    def note(data: bytes) -> BlobRequest:
+        request = decode(data)
+        asked.append(request.first)
+        return request
+
+    monkeypatch.setattr(BlobRequest, "decode", staticmethod(note))
+    data = os.urandom(size)
+    async with node(tmp_path, "alice") as a:
+        async with node(tmp_path, "bob", a.running) as b:
+            await befriend(a, b)
+            limit = {"media_auto_download_bytes": 100 << 20}  # over the 25 MiB default
+            await b.call("PATCH", "/v1/settings", json=limit)
+            uploaded = await upload(a, data, "application/octet-stream", "big.bin")
+            await a.call("POST", "/v1/messages", json={"to": "bob", "media": [uploaded["id"]]})
+            blob_id = bytes.fromhex(uploaded["id"])
+            with trio.fail_after(30):
+                while True:
+                    record = b.running.node.store.get_blob(blob_id)
+                    if record is not None and record.have >= 16:
+                        break
+                    await trio.sleep(0.02)
+            b.scope.cancel()
+        halfway = len(asked)
+        async with node(tmp_path, "bob", a.running) as b:
+            await wait_file(b, uploaded["id"], seconds=60)
+            served = await b.http.get(f"/v1/media/{uploaded['id']}")
+            assert hashlib.sha256(served.content).digest() == hashlib.sha256(data).digest()
+        resumed_from = asked[halfway]
+        assert resumed_from >= 16  # not from the start
+
+
+@pytest.mark.slow
+async def test_a_file_reaches_an_offline_recipient_through_a_mailbox(
+    sim_network: SimNetworkFactory,
+) -> None:
+    """Bob is away when Alice sends 5 MiB; Alice leaves too. Bob comes back and
+    gets message and file from the mailbox alone."""
+    data = os.urandom(5 << 20)
+    async with sim_network(3, clock="real", contacts=[(1, 2)], mailboxes=1, upkeep=UPKEEP) as net:
+        mailbox, bob, alice = net[0], net[1], net[2]
+        await net.stop(bob)
+        await wait_until(lambda: bob.peer_id not in alice.running.node.online, 30)
+        sender = alice.running.node
+        record = sender.media.add_file(data, "application/octet-stream", "report.bin")
+        await send_media(sender, bob.peer_id, [record.blob_id], "while you were out")
+        # The message and its 20 chunks are left at the mailbox.
+        await wait_until(lambda: mailbox.store.mailbox_usage(bob.peer_id)[0] >= 21, 60)
+        await net.stop(alice)
+        await net.start(bob)
+        receiver = bob.running.node
+        await wait_until(
+            lambda: (
+                (r := receiver.store.get_blob(record.blob_id)) is not None and r.state == "ready"
+            ),
+            60,
+        )
+        got = receiver.store.get_blob(record.blob_id)
+        assert got is not None
+        assert b"".join(receiver.media.read_plain(got, 0, got.size)) == data
+
+
+async def test_a_file_over_the_auto_download_limit_waits_until_the_sdk_asks(
+    tmp_path: Path,
+) -> None:
+    async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
+        await befriend(a, b)
+        await b.call("PATCH", "/v1/settings", json={"media_auto_download_bytes": 1000})
+        data = os.urandom(5 << 20)
+        uploaded = await upload(a, data, "application/pdf", "thesis.pdf")
+        sent = await a.call("POST", "/v1/messages", json={"to": "bob", "media": [uploaded["id"]]})
+        await wait_file(b, uploaded["id"], state="pending")
+        got = await b.call("GET", f"/v1/messages/{sent['id']}")
+        assert got["media"][0]["state"] == "pending"
+        refused = await b.http.get(f"/v1/media/{uploaded['id']}")
+        assert refused.status_code == 409
+        host, port = b.running.api
+        seen: list[int] = []
+
+        def save() -> Path:
+            with Client(host, port, b.home.api_token()) as client:
+                return client.download(uploaded["id"], tmp_path, on_progress=seen.append)
+
+        path = await trio.to_thread.run_sync(save)
+        assert path == tmp_path / "thesis.pdf"
+        assert path.read_bytes() == data
+        assert seen and seen == sorted(seen)
+
+
+async def test_over_libp2p_only_the_recipient_gets_chunks(tmp_path: Path) -> None:
+    async with (
+        node(tmp_path, "bob") as b,
+        node(tmp_path, "alice", b.running) as a,
+        node(tmp_path, "carol", b.running) as c,
+    ):
+        await befriend(a, b)
+        uploaded = await upload(a, b"secret plans", "text/plain", "plans.txt")
+        await a.call("POST", "/v1/messages", json={"to": "bob", "media": [uploaded["id"]]})
+        await wait_file(b, uploaded["id"])
+        alice_id, blob_id = a.running.node.peer_id, bytes.fromhex(uploaded["id"])
+
+        async def ask(asker: Peer, wanted: bytes) -> bytes:
+            stream = await asker.running.host.open_stream(
+                alice_id, BLOB_PROTOCOL, a.running.node.addrs
+            )
+            async with stream:
+                await stream.write_frame(BlobRequest(wanted, 0, 1).encode(), 5)
+                frame = await stream.read_frame(128, 5)
+                assert frame is not None
+                return frame
+
+        known, unknown = await ask(c, blob_id), await ask(c, os.urandom(32))
+        assert known == unknown == BlobReply(False).encode()
+        assert BlobReply.decode(await ask(b, blob_id)) == BlobReply(True, 1)
