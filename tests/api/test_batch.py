@@ -204,11 +204,16 @@ async def test_a_batch_is_one_group_beside_concurrent_sends(tmp_path: Path) -> N
         await nursery.start(node.batcher.run)
         outcomes: list[Any] = []
 
+        alone = trio.Event()
+
         async def single() -> None:
             outcomes.append(await node.submit(peers["bob"], "alone"))
+            alone.set()
 
         nursery.start_soon(single)
         results = await node.submit_many(items)
+        with trio.fail_after(5):  # the single send may be in the next group
+            await alone.wait()
         nursery.cancel_scope.cancel()
     assert [type(r).__name__ for r in results] == ["Sent"] * 4 + ["IdempotencyConflict"]
     assert isinstance(results[4], IdempotencyConflict)
