@@ -280,7 +280,9 @@ class Store(BlobIndex, Protocol):
     def add_outbox(self, item: OutboxItem) -> None: ...
     def get_outbox(self, envelope_id: bytes) -> OutboxItem | None: ...
     def outbox_due(self, now_ms: int, limit: int) -> list[OutboxItem]:
-        """Items with ``next_attempt_at_ms <= now_ms``, earliest first."""
+        """Items with ``next_attempt_at_ms <= now_ms``, earliest first; at equal
+        times in the order they were queued (never by envelope id: that hashes
+        ciphertext, so its order would change from run to run)."""
         ...
 
     def outbox_for(

@@ -31,19 +31,22 @@ class OutboxDicts(Dicts):
         return self._live().outbox.get(envelope_id)
 
     def outbox_due(self, now_ms: int, limit: int) -> list[OutboxItem]:
-        """Items with ``next_attempt_at_ms <= now_ms``, earliest first, at most ``limit``.
+        """Items with ``next_attempt_at_ms <= now_ms``, earliest first (at equal
+        times, in the order they were queued), at most ``limit``.
 
         ``limit`` is capped at MAX_PAGE_SIZE; raises StoreError if it is below 1.
         """
         size = page_limit(limit)
         due = [i for i in self._live().outbox.values() if i.next_attempt_at_ms <= now_ms]
-        due.sort(key=lambda i: (i.next_attempt_at_ms, i.created_at_ms, i.envelope_id))
+        # A stable sort over the dict's insertion order: ties go in queued order.
+        due.sort(key=lambda i: (i.next_attempt_at_ms, i.created_at_ms))
         return due[:size]
 
     def outbox_for(
         self, recipient: PeerId, due_at_ms: int | None = None, limit: int | None = None
     ) -> list[OutboxItem]:
-        """Queued envelopes for ``recipient``, oldest first: all of them, or those
+        """Queued envelopes for ``recipient``, oldest first (at equal times, in the
+        order they were queued): all of them, or those
         due at ``due_at_ms`` and not expired; at most ``limit``."""
         items = [
             i
@@ -51,7 +54,7 @@ class OutboxDicts(Dicts):
             if i.recipient == recipient
             and (due_at_ms is None or i.next_attempt_at_ms <= due_at_ms < i.expires_at_ms)
         ]
-        items.sort(key=lambda i: (i.created_at_ms, i.envelope_id))
+        items.sort(key=lambda i: i.created_at_ms)
         return items if limit is None else items[:limit]
 
     def outbox_page(self, after: bytes, limit: int) -> list[OutboxItem]:

@@ -428,6 +428,17 @@ CREATE TABLE blob_refs (
 CREATE INDEX blob_refs_by_message ON blob_refs (message_id);
 """
 
+#: The outbox breaks ties between equal times by the order envelopes were
+#: queued (rowid), not by envelope id: an id hashes ciphertext drawn from the
+#: OS, so that order changed from run to run (and a seeded simulation did not
+#: replay). An index ends with the rowid, so these serve the new order.
+_MIGRATION_OUTBOX_QUEUED_ORDER: Final = """
+DROP INDEX outbox_by_next_attempt;
+DROP INDEX outbox_by_recipient;
+CREATE INDEX outbox_by_next_attempt ON outbox (next_attempt_at_ms, created_at_ms);
+CREATE INDEX outbox_by_recipient ON outbox (recipient, created_at_ms);
+"""
+
 #: Blocked peers (contacts or strangers): their envelopes are dropped on
 #: arrival and nothing is sent to them. A contact marked blocked before this
 #: table existed stays blocked.
@@ -457,6 +468,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_PROFILE,
     _migration_disappearing,
     _MIGRATION_BLOBS,
+    _MIGRATION_OUTBOX_QUEUED_ORDER,
     _MIGRATION_BLOCKED,
 )
 

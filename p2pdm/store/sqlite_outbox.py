@@ -71,7 +71,8 @@ class OutboxTables(Tables):
         return None if row is None else _outbox_item(row)
 
     def outbox_due(self, now_ms: int, limit: int) -> list[OutboxItem]:
-        """Items with ``next_attempt_at_ms <= now_ms``, earliest first, at most ``limit``.
+        """Items with ``next_attempt_at_ms <= now_ms``, earliest first (at equal
+        times, in the order they were queued), at most ``limit``.
 
         ``limit`` is capped at MAX_PAGE_SIZE; raises StoreError if it is below 1.
         """
@@ -79,7 +80,7 @@ class OutboxTables(Tables):
         with self._reading("reading due envelopes") as db:
             rows = db.execute(
                 f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE next_attempt_at_ms <= ? "
-                "ORDER BY next_attempt_at_ms, created_at_ms, envelope_id LIMIT ?",
+                "ORDER BY next_attempt_at_ms, created_at_ms, rowid LIMIT ?",
                 (now_ms, size),
             ).fetchall()
         return [_outbox_item(row) for row in rows]
@@ -87,7 +88,8 @@ class OutboxTables(Tables):
     def outbox_for(
         self, recipient: PeerId, due_at_ms: int | None = None, limit: int | None = None
     ) -> list[OutboxItem]:
-        """Queued envelopes for ``recipient``, oldest first: all of them, or those
+        """Queued envelopes for ``recipient``, oldest first (at equal times, in the
+        order they were queued): all of them, or those
         due at ``due_at_ms`` and not expired; at most ``limit``."""
         where = "recipient = ?"
         params: list[object] = [recipient.raw]
@@ -97,7 +99,7 @@ class OutboxTables(Tables):
         with self._reading(f"reading envelopes for {recipient.short()}") as db:
             rows = db.execute(
                 f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE {where} "
-                "ORDER BY created_at_ms, envelope_id LIMIT ?",
+                "ORDER BY created_at_ms, rowid LIMIT ?",
                 (*params, -1 if limit is None else limit),
             ).fetchall()
         return [_outbox_item(row) for row in rows]

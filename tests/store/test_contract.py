@@ -571,6 +571,19 @@ def test_outbox_due_earliest_first(store: Store) -> None:
     assert store.outbox_count() == 4
 
 
+def test_outbox_ties_go_in_queued_order(store: Store) -> None:
+    """Equal times: the order the envelopes were queued, not their ids (which
+    hash ciphertext), so a replayed run sends them in the same order."""
+    for n in (3, 1, 2):
+        store.add_outbox(outbox_item(n, created=7, next_at=10))
+    queued = [mid(1003), mid(1001), mid(1002)]
+    assert [i.envelope_id for i in store.outbox_due(10, 10)] == queued
+    assert [i.envelope_id for i in store.outbox_for(ALICE)] == queued
+    assert [i.envelope_id for i in store.outbox_for(ALICE, due_at_ms=10)] == queued
+    store.reschedule_outbox(mid(1003), 10, 1, "refused")
+    assert [i.envelope_id for i in store.outbox_due(10, 10)] == queued
+
+
 def test_outbox_duplicate_envelope_refused(store: Store) -> None:
     store.add_outbox(outbox_item(1))
     with pytest.raises(StoreError, match="already in the outbox"):
