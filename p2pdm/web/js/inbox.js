@@ -128,8 +128,10 @@ function requestItem(request) {
     } catch (error) { showError(error); }
   };
   const preview = request.preview || request.first_message || "";
+  const at = request.at_ms || request.last_at_ms;
+  const who = request.fingerprint ? `…${peer.slice(-8)} · ${request.fingerprint}` : `…${peer.slice(-8)}`;
   return h("li.request", {},
-    h("div.who", {}, `…${peer.slice(-8)}`, h("span.when", {}, request.at_ms ? ` ${when(request.at_ms)}` : "")),
+    h("div.who", {}, who, h("span.when", {}, at ? ` ${when(at)}` : "")),
     h("p.preview", {}, typeof preview === "string" ? preview : previewText(preview)),
     h("div.actions", {},
       h("button.primary", { type: "button", onclick: () => act("accept") }, "Accept"),
