@@ -36,6 +36,7 @@ __all__ = [
     "NotFound",
     "P2PDMError",
     "PassphraseError",
+    "PeerBlocked",
     "PeerUnreachable",
     "PrekeyError",
     "ProtocolViolation",
@@ -45,6 +46,7 @@ __all__ = [
     "SessionError",
     "SignatureError",
     "SimWorkerError",
+    "StampMissing",
     "StoreError",
     "TokenError",
     "UnsupportedVersion",
@@ -126,6 +128,13 @@ class RateLimited(P2PDMError):
     """
 
 
+class StampMissing(P2PDMError):
+    """A stranger's envelope carries no valid request stamp (docs/protocol.md §18.2).
+
+    Nothing was stored; it is answered ``rejected`` and counted.
+    """
+
+
 class ProtocolViolation(P2PDMError):
     """A peer broke the protocol (limits, order of frames); it gets disconnected."""
 
@@ -193,6 +202,10 @@ class NotFound(StoreError):
 
 class NameRefused(P2PDMError):
     """That contact name is refused: it is a PeerID or another contact's name; choose another."""
+
+
+class PeerBlocked(P2PDMError):
+    """You blocked this peer: nothing is sent to it or accepted from it; unblock it first."""
 
 
 class IdempotencyConflict(P2PDMError):

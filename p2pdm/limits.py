@@ -297,6 +297,36 @@ MAX_HANDLE_CLAIMANTS = 10
 #: Claims (handle, claimant, first seen) a node remembers; the least recently
 #: seen are forgotten first. Bounds the store whatever lookups return.
 MAX_HANDLE_SIGHTINGS = 4096
+# --- blocking and message requests ------------------------------------------
+
+#: Peers one node may block: far more than a person blocks, and a bound on
+#: the table a hostile API client could grow.
+MAX_BLOCKED_PEERS = 10_000
+
+#: Request stamp difficulty (docs/protocol.md §18.2): 2**18 BLAKE2b hashes on
+#: average, about 1.4 s of one core for the reference client on the
+#: development machine (4 µs to check). A stranger pays it once a day per
+#: recipient; a spammer pays it for every recipient it writes to.
+REQUEST_STAMP_BITS = 18
+
+#: Request stamps a node keeps made (one per recipient and day), least
+#: recently used dropped first: a stamp is good for a day, so a person
+#: writing to a few new people mints once for each.
+MAX_CACHED_REQUEST_STAMPS = 256
+
+#: Up to this difficulty (about 5 ms) a request stamp is minted in the event
+#: loop; above it in a worker thread, so the node stays responsive.
+REQUEST_INLINE_STAMP_BITS = 10
+
+#: New message requests (a stranger's first message while it has none
+#: pending) accepted an hour from all strangers together, and the burst
+#: above it. Past it a stranger's first message is answered ``retry``: its
+#: node tries later, at its own cost. 30 an hour is more than a person reads.
+NEW_REQUESTS_PER_HOUR = 30
+NEW_REQUESTS_BURST = 10
+
+#: Characters of a request's first message shown in the requests list.
+REQUEST_PREVIEW_CHARS = 120
 
 # --- media (docs/protocol.md §17) -----------------------------------------
 

@@ -19,14 +19,17 @@ from typing import Any
 
 import httpx
 import nacl.pwhash.argon2id as argon2id
+import pytest
 import trio
 
+from p2pdm import limits
 from p2pdm.api import serve_api
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.daemon.home import Home, KdfLimits
 from p2pdm.daemon.runner import Running, RunOptions, run_node
 from p2pdm.net.upkeep import Upkeep
 from p2pdm.node.node import Node
+from p2pdm.sim.network import SIM_REQUEST_STAMP_BITS
 from p2pdm.store.memory import MemoryStore
 
 # The cheapest argon2id cost libsodium allows: the format is the same, the
@@ -35,6 +38,17 @@ FAST_KDF = KdfLimits(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
 TOKEN = "test-token-" + "x" * 32
 #: Every wait in these tests ends: a hung server fails the test instead.
 WAIT_S = 5.0
+#: Request stamps in tests prove as many bits as in a simulation (256 hashes
+#: on average), so nodes a test makes and the ``sim_network`` fixture's agree:
+#: the format and the checks are the same, the tests stay fast. The real
+#: cost (limits.REQUEST_STAMP_BITS) is exercised by a slow test.
+FAST_STAMP_BITS = SIM_REQUEST_STAMP_BITS
+
+
+@pytest.fixture(autouse=True)
+def _fast_request_stamps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every node a test makes asks and pays FAST_STAMP_BITS for a request stamp."""
+    monkeypatch.setattr(limits, "REQUEST_STAMP_BITS", FAST_STAMP_BITS)
 
 
 def free_port() -> int:

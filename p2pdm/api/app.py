@@ -96,6 +96,18 @@ from p2pdm.api.handlers_profile import (
     get_profile,
     patch_profile,
 )
+from p2pdm.api.handlers_requests import (
+    SCHEMAS as REQUEST_SCHEMAS,
+)
+from p2pdm.api.handlers_requests import (
+    accept_request,
+    block_peer,
+    block_request,
+    decline_request,
+    list_blocked,
+    list_requests,
+    unblock_peer,
+)
 from p2pdm.api.handlers_web import (
     DEMO,
     INVITE,
@@ -166,6 +178,7 @@ _PATH_RULES: Final = {
     "message_id": "not a message id (32 hex characters)",
     "peer_id": "not a contact's PeerID or name",
     "session_id": "not a session id (web-session- and 12 hex characters)",
+    "peer": "not a PeerID or a contact's name",
     "name": "a token name is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
     "letter or digit (the owner's token is <home>/api_token, not revoked here)",
     "blob": BLOB_PATH_RULE,
@@ -247,6 +260,11 @@ _PAGE: Final = (
     query_int_param("limit", "most messages", 1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE),
     query_int_param("before", "the next_before of the previous page", 0, MAX_CURSOR, None),
 )
+_PEER: Final = path_param(
+    "peer",
+    NAME,
+    "a PeerID, or a contact's name (ignoring case); text that is a PeerID always means that PeerID",
+)
 _NOT_FOUND: Final = {"404": ""}  # the shared wording
 _BODY: Final = {"413": "", "415": ""}
 
@@ -323,6 +341,7 @@ ROUTES: Final[tuple[Route, ...]] = (
             {
                 **_BODY,
                 "404": "'to' is not a PeerID and no contact has that name",
+                "409": "you blocked the recipient (code peer_blocked): unblock it first",
                 "422": "no session and no prekeys for the recipient yet, or the "
                 "idempotency_key was used for another message",
             },
@@ -767,6 +786,100 @@ ROUTES: Final[tuple[Route, ...]] = (
         get_openapi,
         _READ,
         Doc("getOpenAPI", "This document", ("200", {"type": "object"}, "the OpenAPI document")),
+    ),
+    Route(
+        "/v1/blocked",
+        "GET",
+        list_blocked,
+        _READ,
+        Doc(
+            "listBlocked",
+            "Blocked peers, most recently blocked first",
+            ("200", ref("BlockedList"), "the blocked peers"),
+            schemas=REQUEST_SCHEMAS,
+        ),
+    ),
+    Route(
+        "/v1/blocked",
+        "POST",
+        block_peer,
+        _ADMIN,
+        Doc(
+            "blockPeer",
+            "Block a contact or a stranger: everything it sends is dropped unseen, "
+            "nothing is sent to it",
+            ("201", ref("BlockedPeer"), "blocked now"),
+            {
+                "400": "the body is malformed, or names this node",
+                **_BODY,
+                "404": "no contact of that name",
+            },
+            body=ref("BlockPeer"),
+            also={"200": (ref("BlockedPeer"), "it was blocked already")},
+        ),
+    ),
+    Route(
+        "/v1/blocked/{peer}",
+        "DELETE",
+        unblock_peer,
+        _ADMIN,
+        Doc(
+            "unblockPeer",
+            "Unblock a peer",
+            ("204", None, "unblocked"),
+            {"404": "not blocked, or no contact of that name"},
+            parameters=(_PEER,),
+        ),
+    ),
+    Route(
+        "/v1/requests",
+        "GET",
+        list_requests,
+        _READ,
+        Doc(
+            "listRequests",
+            "Strangers' pending message requests, one entry per stranger, newest first",
+            ("200", ref("RequestList"), "the requests"),
+        ),
+    ),
+    Route(
+        "/v1/requests/{peer}/accept",
+        "POST",
+        accept_request,
+        _ADMIN,
+        Doc(
+            "acceptRequest",
+            "Accept a stranger's request: add it as a contact (its messages join the inbox)",
+            ("200", ref("AddedContact"), "the new contact"),
+            {"404": "no pending request from that peer"},
+            parameters=(_PEER,),
+        ),
+    ),
+    Route(
+        "/v1/requests/{peer}/decline",
+        "POST",
+        decline_request,
+        _ADMIN,
+        Doc(
+            "declineRequest",
+            "Delete a stranger's request; the sender is told nothing",
+            ("200", ref("RequestAnswered"), "deleted"),
+            {"404": "no pending request from that peer"},
+            parameters=(_PEER,),
+        ),
+    ),
+    Route(
+        "/v1/requests/{peer}/block",
+        "POST",
+        block_request,
+        _ADMIN,
+        Doc(
+            "blockRequest",
+            "Block a stranger and delete its request; it is told nothing",
+            ("200", ref("RequestAnswered"), "blocked and deleted"),
+            {"404": "no pending request from that peer"},
+            parameters=(_PEER,),
+        ),
     ),
     BATCH_ROUTE,
     *MEDIA_ROUTES,

@@ -94,7 +94,11 @@ def _visible_peer(request: Request, node: Node, who: str) -> PeerId:
 
 async def list_contacts(request: Request, node: Node) -> Response:
     grant = grant_of(request.scope)
-    contacts = [contact_json(c) for c in node.contacts() if grant.sees(c.peer_id)]
+    contacts = [
+        contact_json(c, has_session=node.has_session(c.peer_id))
+        for c in node.contacts()
+        if grant.sees(c.peer_id)
+    ]
     return JSONResponse({"contacts": contacts})
 
 
@@ -111,7 +115,11 @@ async def add_contact(request: Request, node: Node) -> Response:
     else:
         assert peer_id is not None
         added = node.add_contact_by_peer_id(peer_id, name)
-    shown = {**contact_json(added.contact), "renamed_from": added.renamed_from}
+    peer = added.contact.peer_id
+    shown = {
+        **contact_json(added.contact, has_session=node.has_session(peer)),
+        "renamed_from": added.renamed_from,
+    }
     return JSONResponse(shown, status_code=201)
 
 

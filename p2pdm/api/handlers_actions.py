@@ -40,6 +40,7 @@ async def react(request: Request, node: Node) -> Response:
     body = await JSONObject.read(request)
     emoji = body.text("emoji")
     body.done()
+    await node.stamp_ahead_for(target)
     return _shown(node, node.react(target, emoji))
 
 
@@ -61,6 +62,7 @@ async def edit_message(request: Request, node: Node) -> Response:
     body = await JSONObject.read(request)
     text = body.text("text")
     body.done()
+    await node.stamp_ahead_for(target)
     return _shown(node, node.edit(target, text))
 
 
@@ -96,6 +98,7 @@ async def delete_message(request: Request, node: Node) -> Response:
         return Response(status_code=204)
     if scope != "everyone":
         raise bad_request("'for' is 'me' or 'everyone'")
+    await node.stamp_ahead_for(target)
     node.unsend(target)
     return Response(status_code=204)
 

@@ -50,6 +50,8 @@ async def patch_conversation(request: Request, node: Node) -> Response:
         raise bad_request("give at least one of 'timer_s', 'muted', 'archived'")
     conversation_id = _visible_conversation(request, node)
     _, peer = node.find_conversation(str(request.path_params["conversation"]))
+    if timer_s is not None:
+        await node.stamp_ahead(peer)  # the timer notice goes to the peer
     changed = node.update_conversation(
         conversation_id, peer, timer_s=timer_s, muted=muted, archived=archived
     )

@@ -86,7 +86,10 @@ NODE: Final[Schema] = obj(
             "description": "contacts, messages, unread, requests, outbox, "
             "requests_dropped (pending requests dropped over the caps, ever), "
             "actions_refused (reactions, edits, unsends refused on receipt, ever), "
-            "held_actions_dropped (actions whose message never arrived, ever)",
+            "held_actions_dropped (actions whose message never arrived, ever), "
+            "dropped_blocked (envelopes from blocked peers dropped since start), "
+            "dropped_unstamped (strangers' envelopes without a valid request stamp, "
+            "since start)",
         },
         "event_cursor": {
             **INT,
@@ -185,7 +188,7 @@ RELAY_STATS: Final[Schema] = obj(
 # --- contacts --------------------------------------------------------------------
 
 
-def contact_json(contact: Contact) -> dict[str, Any]:
+def contact_json(contact: Contact, *, has_session: bool = False) -> dict[str, Any]:
     return {
         "peer_id": str(contact.peer_id),
         "name": contact.name,
@@ -194,7 +197,7 @@ def contact_json(contact: Contact) -> dict[str, Any]:
         "last_seen_ms": contact.last_seen_ms,
         "verified": contact.verified,
         "blocked": contact.blocked,
-        "has_prekeys": contact.bundle is not None,
+        "has_prekeys": contact.bundle is not None or has_session,
         "name_from_invite": contact.name_from_invite,
         "fingerprint": fingerprint(contact.peer_id),
     }
@@ -213,7 +216,8 @@ _CONTACT_PROPERTIES: Final[dict[str, Schema]] = {
     "blocked": BOOL,
     "has_prekeys": {
         "type": "boolean",
-        "description": "whether a first message can be encrypted right away",
+        "description": "whether a first message can be encrypted right away "
+        "(keys from an invite, or a session the peer started by writing)",
     },
     "name_from_invite": {
         "type": "boolean",

@@ -257,6 +257,20 @@ COMMANDS: Final[dict[str, Command]] = {
         "p2pdm.cli.conversation:search_arguments",
         "p2pdm.cli.conversation:search",
     ),
+    # Blocking and message requests (p2pdm/cli/requests.py).
+    "block": Command(
+        "block a contact or stranger (nothing they send is seen); alone: list blocked",
+        "p2pdm.cli.requests:block_arguments",
+        "p2pdm.cli.requests:block",
+    ),
+    "unblock": Command(
+        "unblock a peer", "p2pdm.cli.requests:unblock_arguments", "p2pdm.cli.requests:unblock"
+    ),
+    "requests": Command(
+        "strangers' message requests: list, accept, decline or block",
+        "p2pdm.cli.requests:requests_arguments",
+        "p2pdm.cli.requests:requests",
+    ),
     "settings": Command(
         "show or change the node's settings (e.g. read receipts)",
         "p2pdm.cli.settings:settings_arguments",

@@ -61,6 +61,7 @@ from p2pdm.client._http import DEFAULT_TIMEOUT_S, APIError
 from p2pdm.client._http import _Call as _Call  # not public; the type of Client.call's argument
 from p2pdm.client._records import (
     AddedContact,
+    BlockedPeer,
     Claimant,
     Contact,
     Conversation,
@@ -70,6 +71,7 @@ from p2pdm.client._records import (
     EventPage,
     Message,
     MessagePage,
+    MessageRequest,
     NodeInfo,
     Profile,
     ReachabilityInfo,
@@ -96,6 +98,7 @@ __all__ = [
     "APIError",
     "AddedContact",
     "AsyncClient",
+    "BlockedPeer",
     "Claimant",
     "Client",
     "Contact",
@@ -107,6 +110,7 @@ __all__ = [
     "EventStream",
     "Message",
     "MessagePage",
+    "MessageRequest",
     "NodeInfo",
     "Profile",
     "ReachabilityInfo",

@@ -39,12 +39,14 @@ from urllib.parse import quote
 from p2pdm.client._http import _Call
 from p2pdm.client._records import (
     AddedContact,
+    BlockedPeer,
     Contact,
     Conversation,
     Directory,
     EventPage,
     Message,
     MessagePage,
+    MessageRequest,
     NodeInfo,
     Profile,
     SearchHit,
@@ -277,6 +279,35 @@ class Operations:
     @operation[None]("DELETE", "/v1/tokens/{name}")
     def revoke_token(name: str) -> None:
         """Revoke a scoped token by name (admin tokens only); it stops working at once."""
+
+    @operation[list[BlockedPeer]]("GET", "/v1/blocked", pick="blocked")
+    def blocked() -> None:
+        """Blocked peers, most recently blocked first."""
+
+    @operation[BlockedPeer]("POST", "/v1/blocked")
+    def block(peer_id: str) -> None:
+        """Block a contact (name or PeerID) or a stranger (PeerID): what it sends is
+        dropped unseen, nothing is sent to it."""
+
+    @operation[None]("DELETE", "/v1/blocked/{peer}")
+    def unblock(peer: str) -> None:
+        """Unblock a peer (name or PeerID)."""
+
+    @operation[list[MessageRequest]]("GET", "/v1/requests", pick="requests")
+    def requests() -> None:
+        """Strangers' pending message requests, one per stranger, newest first."""
+
+    @operation[AddedContact]("POST", "/v1/requests/{peer}/accept")
+    def accept_request(peer: str) -> None:
+        """Accept a stranger's request: it becomes a contact."""
+
+    @operation[dict[str, Any]]("POST", "/v1/requests/{peer}/decline")
+    def decline_request(peer: str) -> None:
+        """Delete a stranger's request; it is told nothing."""
+
+    @operation[dict[str, Any]]("POST", "/v1/requests/{peer}/block")
+    def block_request(peer: str) -> None:
+        """Block a stranger and delete its request; it is told nothing."""
 
     @operation[Message]("POST", "/v1/messages")
     def send_media(to: str, media: list[str], caption: str | None = None) -> Fields:

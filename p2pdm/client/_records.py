@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 
 __all__ = [
     "AddedContact",
+    "BlockedPeer",
     "Claimant",
     "Contact",
     "Conversation",
@@ -18,6 +19,7 @@ __all__ = [
     "EventPage",
     "Message",
     "MessagePage",
+    "MessageRequest",
     "NodeInfo",
     "Profile",
     "ReachabilityInfo",
@@ -88,6 +90,27 @@ class Contact(TypedDict):
 class AddedContact(Contact):
     #: The invite's name when it was a PeerID or taken, and so was changed.
     renamed_from: str | None
+
+
+class BlockedPeer(TypedDict):
+    peer_id: str
+    #: The contact's name; None for a stranger.
+    name: str | None
+    fingerprint: str
+    blocked_at_ms: int
+
+
+class MessageRequest(TypedDict):
+    """A stranger's pending message requests."""
+
+    peer_id: str
+    fingerprint: str
+    conversation_id: str
+    count: int
+    #: The start of their first message; None if it is not text.
+    preview: str | None
+    first_at_ms: int
+    last_at_ms: int
 
 
 class Conversation(TypedDict):

@@ -377,8 +377,8 @@ def on_send(inner: InnerMessage, now_ms: int) -> Effects:
 
 def on_read(peer: PeerId, read_ids: tuple[bytes, ...], state: LocalState) -> Effects:
     """The effects of the user reading ``read_ids`` from ``peer``: a read
-    receipt when the peer is a contact and read receipts are on (message
-    requests get none: the sender learns nothing until accepted)."""
-    if not read_ids or not state.contact or not state.read_receipts:
+    receipt when the peer is a contact, not blocked, and read receipts are
+    on (message requests get none: the sender learns nothing until accepted)."""
+    if not read_ids or not state.contact or state.blocked or not state.read_receipts:
         return Effects("other")
     return Effects("other", receipts=(ReceiptDue(peer, "read", read_ids),))

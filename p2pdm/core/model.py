@@ -212,6 +212,8 @@ class EventType(StrEnum):
     MESSAGE_EXPIRED = "message.expired"  # a disappearing message's timer ran out: erased
     CONVERSATION_TIMER = "conversation.timer"  # a disappearing-messages timer was set
     TYPING = "typing"  # a contact is typing (lapses after TYPING_LAPSE_S)
+    CONTACT_BLOCKED = "contact.blocked"  # the user blocked a peer
+    CONTACT_UNBLOCKED = "contact.unblocked"  # the user unblocked a peer
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,11 @@ the inner message's signature has proven the sender, :meth:`StrangerGate.take`
 spends the tokens. A forger can therefore not spend a real stranger's
 tokens, and a flooder is turned away at the cost of one key agreement.
 
+A stranger's first message while it has no pending request (a *new*
+request) also spends a token of the hourly bucket of new requests
+(NEW_REQUESTS_PER_HOUR from all strangers together): a flood of fresh
+identities gets a few requests in, then waits.
+
 A refused envelope raises :class:`~p2pdm.errors.RateLimited`, answered
 ``retry`` on the wire: nothing is lost for a legitimate stranger (its node
 tries again later), and the flooder pays for every retry.
@@ -23,6 +28,8 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.ratelimit import TokenBucket
 from p2pdm.limits import (
     MAX_TRACKED_STRANGERS,
+    NEW_REQUESTS_BURST,
+    NEW_REQUESTS_PER_HOUR,
     STRANGER_BURST,
     STRANGER_BURST_PER_PEER,
     STRANGER_RATE,
@@ -43,12 +50,16 @@ class StrangerGate:
         rate: float = STRANGER_RATE,
         burst: float = STRANGER_BURST,
         max_tracked: int = MAX_TRACKED_STRANGERS,
+        new_per_hour: float = NEW_REQUESTS_PER_HOUR,
+        new_burst: float = NEW_REQUESTS_BURST,
     ) -> None:
         self._rate_per_peer = rate_per_peer
         self._burst_per_peer = burst_per_peer
         self._max_tracked = max_tracked
         self._all: TokenBucket | None = None
         self._all_rate = (rate, burst)
+        self._new: TokenBucket | None = None
+        self._new_rate = (new_per_hour / 3600, new_burst)
         self._peers: OrderedDict[PeerId, TokenBucket] = OrderedDict()
         #: Envelopes refused since the count was last taken (for aggregate logs).
         self.refused = 0
@@ -74,13 +85,19 @@ class StrangerGate:
         self.refused += not ok
         return ok
 
-    def take(self, peer: PeerId, now: float) -> bool:
-        """Spend a token of ``peer`` (a proven sender) and of all strangers; False if out."""
+    def take(self, peer: PeerId, now: float, *, new: bool = False) -> bool:
+        """Spend a token of ``peer`` (a proven sender) and of all strangers, and
+        one of the new requests' bucket if ``new``; False if out."""
         bucket = self._bucket(peer, now)
         every = self._global(now)
-        ok = bucket.ready(now) and every.ready(now)
+        if self._new is None:
+            self._new = TokenBucket(*self._new_rate, at=now)
+        fresh = self._new
+        ok = bucket.ready(now) and every.ready(now) and (not new or fresh.ready(now))
         if ok:
             bucket.take(now)
             every.take(now)
+            if new:
+                fresh.take(now)
         self.refused += not ok
         return ok

@@ -31,7 +31,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
-from p2pdm.core import cbor
+from p2pdm.core import cbor, stamp
 from p2pdm.core.cbor import Fields
 from p2pdm.core.identity import SIGNATURE_BYTES, Identity, PeerId, verify
 from p2pdm.core.kinds import (
@@ -49,6 +49,7 @@ from p2pdm.limits import MAX_CONTROL_FRAME_BYTES, MAX_FRAME_BYTES
 __all__ = [
     "KEY_BYTES",
     "MAX_KIND_BYTES",
+    "REQUEST_STAMP_BYTES",
     "WIRE_VERSION",
     "Body",
     "Envelope",
@@ -67,6 +68,8 @@ __all__ = [
 WIRE_VERSION: Final = 1
 ID_BYTES: Final = 16
 KEY_BYTES: Final = 32
+#: A request stamp: the UTC day it was made for (4 bytes) and its nonce.
+REQUEST_STAMP_BYTES: Final = 4 + stamp.NONCE_BYTES
 #: A bundle carries at most this many one-time prekeys.
 MAX_BUNDLE_ONE_TIME_PREKEYS: Final = 16
 #: Largest sealed payload an envelope may carry: the frame cap minus headers.
@@ -267,6 +270,9 @@ class SessionMessage:
     previous_chain_length: int
     index: int
     ciphertext: bytes
+    #: A request stamp (docs/protocol.md §18.2), while the sender may be a
+    #: stranger to the recipient; outside the ratchet, inside the sealed box.
+    stamp: bytes | None = None
 
     def encode(self) -> bytes:
         out: dict[str, Any] = {
@@ -283,6 +289,8 @@ class SessionMessage:
                 "spk": self.x3dh.signed_prekey,
                 "opk": self.x3dh.one_time_prekey,
             }
+        if self.stamp is not None:
+            out["stamp"] = self.stamp
         return cbor.encode(out)
 
     @classmethod
@@ -306,6 +314,7 @@ class SessionMessage:
             f.integer("pn", 0, _U64),
             f.integer("n", 0, _U64),
             f.blob("ct", max_size=MAX_SEALED_BYTES),
+            f.opt_blob("stamp", size=REQUEST_STAMP_BYTES),
         )
         f.done()
         return msg

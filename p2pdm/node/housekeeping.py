@@ -31,6 +31,7 @@ from p2pdm.limits import (
     TYPING_INTERVAL_S,
 )
 from p2pdm.node.media import MediaLibrary
+from p2pdm.node.requests import accepted
 from p2pdm.store.base import SearchHit, Store
 from p2pdm.store.search_text import search_terms
 
@@ -63,8 +64,7 @@ class ConversationUpkeep:
         None if it was handed over, else why not (then nothing was sent or kept):
         read receipts are off, the peer is not a contact, not connected, or the
         conversation sent one less than TYPING_INTERVAL_S ago."""
-        contact = self.store.get_contact(peer)
-        if contact is None or contact.blocked:
+        if not accepted(self.store, peer):  # no typing to a request or a blocked peer
             return "typing is shown only to contacts"
         if not self.messenger.read_receipts_enabled():
             return "read receipts are off, and typing with them"

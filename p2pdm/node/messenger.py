@@ -23,9 +23,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
+from p2pdm import limits
 from p2pdm.core import conversation
 from p2pdm.core.conversation import Effects, LocalState, Outcome, Via
 from p2pdm.core.identity import Identity, PeerId
@@ -56,6 +57,7 @@ from p2pdm.core.replay import (
     seen_envelope_key,
     seen_message_key,
 )
+from p2pdm.core.request_stamp import verify_request_stamp
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, check_inner, open_envelope, seal
 from p2pdm.core.session import OwnPrekeys, PeerSessions
 from p2pdm.core.strangers import StrangerGate
@@ -64,10 +66,12 @@ from p2pdm.errors import (
     EnvelopeExpired,
     MessageIdConflict,
     NotFound,
+    PeerBlocked,
     RateLimited,
     ReplayError,
     SchemaError,
     SessionError,
+    StampMissing,
     WireError,
 )
 from p2pdm.limits import (
@@ -81,6 +85,7 @@ from p2pdm.limits import (
 )
 from p2pdm.node import action_effects as actions
 from p2pdm.node.notices import TypingShown, apply_timer, sender_copy
+from p2pdm.node.request_stamps import RequestStamps
 from p2pdm.store.base import Store, log_event
 
 __all__ = ["Messenger", "Outgoing", "Received", "is_unsupported", "message_text"]
@@ -148,6 +153,7 @@ class Messenger:
         now_ms: Callable[[], int] = wall_ms,
         random_bytes: Callable[[int], bytes] = os.urandom,
         strangers: StrangerGate | None = None,
+        request_stamp_bits: int | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -155,6 +161,14 @@ class Messenger:
         self.random_bytes = random_bytes
         #: The acceptance rate of envelopes from peers who are not contacts.
         self.strangers = strangers or StrangerGate()
+        #: Stamps for envelopes to peers who may not know us, and the work
+        #: this node asks of strangers' envelopes (docs/protocol.md §18.2).
+        bits = limits.REQUEST_STAMP_BITS if request_stamp_bits is None else request_stamp_bits
+        self.stamps = RequestStamps(identity.peer_id, store, bits, now_ms)
+        #: Envelopes dropped since start: from blocked peers, and from
+        #: strangers without a valid request stamp.
+        self.dropped_blocked = 0
+        self.dropped_unstamped = 0
         #: When requests were last logged, and how many had been dropped by then.
         self._request_log: tuple[int, int] | None = None
         self.own = self._load_prekeys()
@@ -296,7 +310,8 @@ class Messenger:
         never queued; only the advanced session state is committed. It expires
         after TYPING_LAPSE_S. Raises SessionError without a session or bundle."""
         now = self.now_ms()
-        _, sessions, session_message = self._encrypt(to, TypingBody(), now)
+        # No request stamp: only contacts are shown typing, and a contact needs none.
+        _, sessions, session_message = self._encrypt(to, TypingBody(), now, stamped=False)
         expires_s = now // 1000 + TYPING_LAPSE_S
         envelope = seal(to, session_message, expires_s, self.random_bytes(EPHEMERAL_SECRET_BYTES))
         with self._committing(to), self.store.transaction():
@@ -304,12 +319,15 @@ class Messenger:
         return envelope.encode()
 
     def _encrypt(
-        self, to: PeerId, body: Body, now: int
+        self, to: PeerId, body: Body, now: int, *, stamped: bool = True
     ) -> tuple[InnerMessage, PeerSessions, SessionMessage]:
         """The signed inner message of ``body`` for ``to``, encrypted on its session
-        (in memory: the caller commits the session state)."""
+        (in memory: the caller commits the session state), with a request stamp
+        if ``stamped`` and the peer may not know this node yet."""
         if to == self.peer_id:
             raise SessionError("cannot send a message to yourself")
+        if self.store.is_blocked(to):
+            raise PeerBlocked(f"you blocked {to}; unblock it to send to it")
         contact = self.store.get_contact(to)
         sessions = self._session(to)
         bundle = None
@@ -332,6 +350,9 @@ class Messenger:
         except Exception:
             self._forget_session(to)
             raise
+        stamp = self.stamps.for_peer(to) if stamped else None
+        if stamp is not None:
+            session_message = replace(session_message, stamp=stamp)
         return inner, sessions, session_message
 
     def _send(
@@ -401,11 +422,21 @@ class Messenger:
         sender = outer.sender
         if sender == self.peer_id:
             raise SessionError("envelope claims to come from this node")
+        # Before anything about the message itself: a blocked peer's envelopes
+        # of every kind end here (docs/protocol.md §18.1).
+        if self.store.is_blocked(sender):
+            self.dropped_blocked += 1
+            raise PeerBlocked(f"{sender.short()} is blocked")
         # The sender is claimed, not proven yet: only look at its budget here.
         stranger = self.store.get_contact(sender) is None
         if stranger and not self.strangers.admits(sender, now / 1000):
             self._log_requests(now)
             raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
+        if stranger and not verify_request_stamp(
+            self.peer_id, sender, now, outer.stamp, self.stamps.bits
+        ):
+            self.dropped_unstamped += 1
+            raise StampMissing(f"{sender.short()} is not a contact and sent no valid request stamp")
         sessions = self._session(sender)
         prekeys_version = self.own.version
         try:
@@ -413,7 +444,9 @@ class Messenger:
             inner = check_inner(self.identity, outer, plaintext)
             self._check_new(inner)
             # The signature proved the sender: spend its budget.
-            if stranger and not self.strangers.take(sender, now / 1000):
+            if stranger and not self.strangers.take(
+                sender, now / 1000, new=not self.store.has_requests(sender)
+            ):
                 raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
         except Exception:
             # Drop in-memory changes: the store is the truth.
@@ -488,7 +521,7 @@ class Messenger:
         state = LocalState(
             me=self.peer_id,
             contact=contact is not None,
-            blocked=contact is not None and contact.blocked,
+            blocked=self.store.is_blocked(sender),
             has_requests=contact is None and self.store.has_requests(sender),
             targets=targets,
             read_receipts=self.read_receipts_enabled(),
@@ -531,7 +564,7 @@ class Messenger:
         state = LocalState(
             me=self.peer_id,
             contact=contact is not None,
-            blocked=contact is not None and contact.blocked,
+            blocked=self.store.is_blocked(peer),
             read_receipts=self.read_receipts_enabled(),
         )
         effects = conversation.on_read(peer, tuple(ids), state)

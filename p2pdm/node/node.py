@@ -41,7 +41,14 @@ from p2pdm.core.model import (
 )
 from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import PrekeyBundle
-from p2pdm.errors import ConfigError, IdempotencyConflict, NotFound, SchemaError, SessionError
+from p2pdm.errors import (
+    ConfigError,
+    IdempotencyConflict,
+    NotFound,
+    PeerBlocked,
+    SchemaError,
+    SessionError,
+)
 from p2pdm.homefiles import DEFAULT_API_PORT  # re-exported: the port is the SDK's default too
 from p2pdm.limits import INVITE_TTL_SECONDS, MAX_PAGE_SIZE
 from p2pdm.node.actions import MessageActions
@@ -65,6 +72,7 @@ from p2pdm.node.media import (
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
 from p2pdm.node.profiles import Profiles
+from p2pdm.node.requests import RequestsAndBlocks
 from p2pdm.store.base import Store
 
 __all__ = [
@@ -142,7 +150,7 @@ class AddedContact:
     renamed_from: str | None = None
 
 
-class Node(MessageActions, ConversationUpkeep, BatchSend):
+class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
     """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(
@@ -154,6 +162,7 @@ class Node(MessageActions, ConversationUpkeep, BatchSend):
         random_bytes: Callable[[int], bytes] = os.urandom,
         strangers: StrangerGate | None = None,
         observer: NodeObserver = NO_OBSERVER,
+        request_stamp_bits: int | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -161,7 +170,12 @@ class Node(MessageActions, ConversationUpkeep, BatchSend):
         #: The node's randomness (ids, nonces, retry jitter); seeded in simulations.
         self.random_bytes = random_bytes
         self.messenger = Messenger(
-            identity, store, now_ms=now_ms, random_bytes=random_bytes, strangers=strangers
+            identity,
+            store,
+            now_ms=now_ms,
+            random_bytes=random_bytes,
+            strangers=strangers,
+            request_stamp_bits=request_stamp_bits,
         )
         #: Group commit for concurrent sends (its task runs while the node runs).
         self.batcher = CommitBatcher(store, self.messenger.reload)
@@ -224,7 +238,11 @@ class Node(MessageActions, ConversationUpkeep, BatchSend):
             "addrs": list(self.addrs),
             "version": __version__,
             "started_at_ms": self.started_at_ms,
-            "counts": self.store.counts(),
+            "counts": {
+                **self.store.counts(),
+                "dropped_blocked": self.messenger.dropped_blocked,
+                "dropped_unstamped": self.messenger.dropped_unstamped,
+            },
             "event_cursor": self.store.event_bounds()[1],
             "dht": None if self.dht_stats is None else dict(self.dht_stats()),
             "reachability": None if self.reachability is None else dict(self.reachability()),
@@ -398,6 +416,8 @@ class Node(MessageActions, ConversationUpkeep, BatchSend):
         there is no session and no bundle from an invite; raises SessionError
         if none is found."""
         _check_peer(peer)
+        if self.store.is_blocked(peer):
+            raise PeerBlocked(f"you blocked {peer}; unblock it to send to it")
         contact = self.store.get_contact(peer)
         needs_bundle = self.store.get_session(peer) is None and (
             contact is None or contact.bundle is None
@@ -415,6 +435,7 @@ class Node(MessageActions, ConversationUpkeep, BatchSend):
                 self.messenger.add_contact(
                     peer, contact.name, bundle, name_from_invite=contact.name_from_invite
                 )
+        await self.messenger.stamps.prepare(peer)  # in a worker thread, not in the loop
 
     def status_detail(self, message: StoredMessage) -> str:
         """The note of the message's latest status where it says something: how

@@ -122,7 +122,10 @@ class BlobService:
         await self.inbound.serve(stream, self._serve)
 
     def _servable(self, blob_id: bytes, peer: PeerId) -> BlobRecord | None:
-        """Our whole blob, if a message of ours carried it to ``peer``."""
+        """Our whole blob, if a message of ours carried it to ``peer`` and it is not
+        blocked (a blocked peer gets the answer of an unknown blob)."""
+        if self.node.store.is_blocked(peer):
+            return None
         record = self.node.store.get_blob(blob_id)
         if record is None or record.state not in ("local", "ready"):
             return None
@@ -170,6 +173,8 @@ class BlobService:
                 for record in self.node.store.blobs_to_fetch():
                     if record.blob_id in self._active or record.source is None:
                         continue
+                    if self.node.store.is_blocked(record.source):
+                        continue  # nothing is asked of a blocked peer (its files wait)
                     if len(self._active) >= MAX_CONCURRENT_BLOB_FETCHES:
                         break
                     self._active.add(record.blob_id)

@@ -96,6 +96,11 @@ OPEN_LISTEN: Final = ("/ip4/0.0.0.0/tcp/0",)
 #: virtual time, a mailbox round trip in a few; real time on a loaded
 #: machine needs more.
 WAIT_TIMEOUT_SECONDS: Final = 60.0
+#: Request stamps in a simulation: 8 bits (256 hashes, about a millisecond)
+#: instead of limits.REQUEST_STAMP_BITS (about a second of one core each),
+#: so hundreds of nodes on a few cores measure delivery, not hashing; the
+#: stamps keep their format and are checked as on a real network.
+SIM_REQUEST_STAMP_BITS: Final = 8
 #: How often those waits look again (virtual or real seconds).
 WAIT_POLL_SECONDS: Final = 0.05
 
@@ -209,6 +214,7 @@ class SimNetwork:
             sim_node.store,
             now_ms=setup.now_ms,
             random_bytes=sim_node.random.randbytes,
+            request_stamp_bits=SIM_REQUEST_STAMP_BITS,
             observer=NO_OBSERVER if setup.probe is None else setup.probe.observer(sim_node),
         )
         sim_node.node = node

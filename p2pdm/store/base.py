@@ -52,7 +52,15 @@ from p2pdm.limits import (
 )
 from p2pdm.store.blobs import BlobIndex
 
-__all__ = ["Reactions", "RequestCaps", "RequestUsage", "Store", "log_event"]
+__all__ = [
+    "BlockedPeer",
+    "Reactions",
+    "RequestCaps",
+    "RequestSummary",
+    "RequestUsage",
+    "Store",
+    "log_event",
+]
 
 _T = TypeVar("_T")
 
@@ -82,6 +90,24 @@ class RequestUsage:
     bytes: int
     dropped: int
     dropped_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedPeer:
+    """A peer the user blocked, and when."""
+
+    peer_id: PeerId
+    blocked_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    """One stranger's pending message requests: how many, the first, the latest time."""
+
+    peer_id: PeerId
+    count: int
+    first: StoredMessage
+    last_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +238,31 @@ class Store(BlobIndex, Protocol):
     def has_requests(self, peer: PeerId) -> bool:
         """True while ``peer`` has a pending message request (its next is not its first)."""
         ...
+
+    def list_requests(self) -> list[RequestSummary]:
+        """One entry per stranger with pending requests, most recent first."""
+        ...
+
+    def delete_requests(self, peer: PeerId) -> int:
+        """Delete ``peer``'s pending request messages (declined); returns how many."""
+        ...
+
+    def conversation_answered(self, conversation_id: bytes) -> bool:
+        """True if the conversation holds a message from its peer or one of ours it read."""
+        ...
+
+    # --- blocked peers ---
+    def block_peer(self, peer: PeerId, at_ms: int) -> bool:
+        """Block ``peer``, logging ``contact.blocked``; False if it was already.
+        Raises StoreError past MAX_BLOCKED_PEERS."""
+        ...
+
+    def unblock_peer(self, peer: PeerId, at_ms: int) -> bool:
+        """Unblock ``peer``, logging ``contact.unblocked``; False if it was not blocked."""
+        ...
+
+    def is_blocked(self, peer: PeerId) -> bool: ...
+    def list_blocked(self) -> list[BlockedPeer]: ...
 
     # --- replay protection ---
     def has_seen(self, message_id: bytes) -> bool: ...

@@ -33,6 +33,7 @@ from p2pdm.store.base import (
 from p2pdm.store.memory_actions import ActionDicts
 from p2pdm.store.memory_api import APIDicts
 from p2pdm.store.memory_blobs import BlobDicts
+from p2pdm.store.memory_blocking import BlockDicts
 from p2pdm.store.memory_contacts import ContactDicts
 from p2pdm.store.memory_expiry import ExpiryDicts
 from p2pdm.store.memory_mailbox import MailboxDicts
@@ -45,6 +46,7 @@ __all__ = ["MemoryStore"]
 
 class MemoryStore(
     ContactDicts,
+    BlockDicts,
     ExpiryDicts,
     ActionDicts,
     OutboxDicts,

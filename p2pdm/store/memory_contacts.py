@@ -27,18 +27,25 @@ class ContactDicts(Dicts):
             self._log(contact_added(contact))
 
     def get_contact(self, peer: PeerId) -> Contact | None:
-        return self._live().contacts.get(peer)
+        contact = self._live().contacts.get(peer)
+        return None if contact is None else self._with_block(contact)
+
+    def _with_block(self, contact: Contact) -> Contact:
+        """``contact`` with its ``blocked`` flag read from the blocked peers."""
+        return replace(contact, blocked=contact.peer_id in self._live().blocked)
 
     def find_contact_by_name(self, name: str) -> Contact | None:
         """The contact of that name, ignoring case; the earliest added if several share it."""
         key = contact_name_key(name)
         matches = [c for c in self._live().contacts.values() if contact_name_key(c.name) == key]
-        return min(matches, key=lambda c: (c.added_at_ms, c.peer_id.raw), default=None)
+        found = min(matches, key=lambda c: (c.added_at_ms, c.peer_id.raw), default=None)
+        return None if found is None else self._with_block(found)
 
     def list_contacts(self) -> list[Contact]:
         """Every contact, by name."""
         contacts = self._live().contacts.values()
-        return sorted(contacts, key=lambda c: (contact_name_key(c.name), c.peer_id.raw))
+        ordered = sorted(contacts, key=lambda c: (contact_name_key(c.name), c.peer_id.raw))
+        return [self._with_block(c) for c in ordered]
 
     def delete_contact(self, peer: PeerId) -> bool:
         return self._live().contacts.pop(peer, None) is not None

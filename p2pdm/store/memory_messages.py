@@ -87,13 +87,14 @@ class MessageDicts(Dicts):
         everyone = [(s, len(m.body)) for s, m in state.messages.items() if m.request]
         self._drop(state, requests_over_caps(everyone, caps.messages, caps.bytes))
 
-    def _drop(self, state: MemoryState, seqs: list[int]) -> None:
+    def _drop(self, state: MemoryState, seqs: list[int], *, counted: bool = True) -> None:
         for seq in seqs:
             message = state.messages.pop(seq)
             del state.seq_of[message.id]
             del state.history[message.id]
-            count, size = state.requests_dropped
-            state.requests_dropped = (count + 1, size + len(message.body))
+            if counted:
+                count, size = state.requests_dropped
+                state.requests_dropped = (count + 1, size + len(message.body))
             cid = message.conversation_id
             state.conversation_seqs[cid].remove(seq)
             if not state.conversation_seqs[cid]:

@@ -91,6 +91,8 @@ class MemoryState:
     #: Idempotency keys: (scope, key) -> (message id, created at), oldest first.
     sends: dict[tuple[str, str], tuple[bytes, int]] = field(default_factory=dict)
     tokens: dict[str, ApiToken] = field(default_factory=dict)
+    #: Blocked peers, and when each was blocked.
+    blocked: dict[PeerId, int] = field(default_factory=dict)
     #: Reactions: message id -> peer -> (emoji, at_ms); '' is taken back.
     reactions: dict[bytes, dict[PeerId, tuple[str, int]]] = field(default_factory=dict)
     #: Actions waiting for their target, in arrival order.

@@ -439,6 +439,18 @@ CREATE INDEX outbox_by_next_attempt ON outbox (next_attempt_at_ms, created_at_ms
 CREATE INDEX outbox_by_recipient ON outbox (recipient, created_at_ms);
 """
 
+#: Blocked peers (contacts or strangers): their envelopes are dropped on
+#: arrival and nothing is sent to them. A contact marked blocked before this
+#: table existed stays blocked.
+_MIGRATION_BLOCKED: Final = """
+CREATE TABLE blocked_peers (
+    peer_id BLOB PRIMARY KEY,
+    blocked_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO blocked_peers (peer_id, blocked_at_ms)
+    SELECT peer_id, added_at_ms FROM contacts WHERE blocked = 1;
+"""
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -457,6 +469,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _migration_disappearing,
     _MIGRATION_BLOBS,
     _MIGRATION_OUTBOX_QUEUED_ORDER,
+    _MIGRATION_BLOCKED,
 )
 
 #: The schema version this code writes.

@@ -28,6 +28,7 @@ from p2pdm.store.database import Database
 from p2pdm.store.sqlite_actions import ActionTables
 from p2pdm.store.sqlite_api import APITables
 from p2pdm.store.sqlite_blobs import BlobTables
+from p2pdm.store.sqlite_blocking import BlockTables
 from p2pdm.store.sqlite_contacts import ContactTables
 from p2pdm.store.sqlite_expiry import ExpiryTables
 from p2pdm.store.sqlite_keys import KeyTables
@@ -41,6 +42,7 @@ __all__ = ["SQLiteStore"]
 class SQLiteStore(
     KeyTables,
     ContactTables,
+    BlockTables,
     ExpiryTables,
     ActionTables,
     OutboxTables,

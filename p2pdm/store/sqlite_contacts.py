@@ -21,6 +21,12 @@ _CONTACT_COLUMNS: Final = (
 )
 
 
+#: What a contact is read as: its ``blocked`` flag comes from ``blocked_peers``.
+_CONTACT_SELECT: Final = _CONTACT_COLUMNS.replace(
+    "blocked,", "EXISTS (SELECT 1 FROM blocked_peers b WHERE b.peer_id = contacts.peer_id),"
+)
+
+
 def _contact(row: Any) -> Contact:
     peer, name, added, bundle, addrs, last_seen, verified, blocked, from_invite = row
     return Contact(
@@ -74,7 +80,7 @@ class ContactTables(Tables):
     def get_contact(self, peer: PeerId) -> Contact | None:
         with self._reading(f"reading contact {peer.short()}") as db:
             row = db.execute(
-                f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE peer_id = ?", (peer.raw,)
+                f"SELECT {_CONTACT_SELECT} FROM contacts WHERE peer_id = ?", (peer.raw,)
             ).fetchone()
         return None if row is None else _contact(row)
 
@@ -82,7 +88,7 @@ class ContactTables(Tables):
         """The contact of that name, ignoring case; the earliest added if several share it."""
         with self._reading("looking up a contact by name") as db:
             row = db.execute(
-                f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE name_key = ? "
+                f"SELECT {_CONTACT_SELECT} FROM contacts WHERE name_key = ? "
                 "ORDER BY added_at_ms, peer_id LIMIT 1",
                 (contact_name_key(name),),
             ).fetchone()
@@ -92,7 +98,7 @@ class ContactTables(Tables):
         """Every contact, by name."""
         with self._reading("listing contacts") as db:
             rows = db.execute(
-                f"SELECT {_CONTACT_COLUMNS} FROM contacts ORDER BY name_key, peer_id"
+                f"SELECT {_CONTACT_SELECT} FROM contacts ORDER BY name_key, peer_id"
             ).fetchall()
         return [_contact(row) for row in rows]
 

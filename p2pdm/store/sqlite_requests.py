@@ -20,7 +20,7 @@ from p2pdm.store.schema import UNREAD_CONDITION
 from p2pdm.store.sqlite_api import add_to_counter, counter
 from p2pdm.store.sqlite_tables import IN_CHUNK
 
-__all__ = ["request_usage", "trim_requests"]
+__all__ = ["delete_requests", "request_usage", "trim_requests"]
 
 
 def _pending(db: Any, where: str, args: tuple[Any, ...]) -> list[tuple[int, int]]:
@@ -33,7 +33,7 @@ def _pending(db: Any, where: str, args: tuple[Any, ...]) -> list[tuple[int, int]
     ]
 
 
-def _drop(db: Any, seqs: list[int], sizes: dict[int, int]) -> None:
+def _drop(db: Any, seqs: list[int], sizes: dict[int, int], *, counted: bool = True) -> None:
     conversations: set[bytes] = set()
     for chunk in iter_chunks(seqs, IN_CHUNK):
         marks = ", ".join("?" * len(chunk))
@@ -56,8 +56,9 @@ def _drop(db: Any, seqs: list[int], sizes: dict[int, int]) -> None:
                 "UPDATE conversations SET last_seq = ?, unread = ? WHERE id = ?",
                 (left[0], left[1], conversation),
             )
-    add_to_counter(db, "requests_dropped", len(seqs))
-    add_to_counter(db, "requests_dropped_bytes", sum(sizes[seq] for seq in seqs))
+    if counted:
+        add_to_counter(db, "requests_dropped", len(seqs))
+        add_to_counter(db, "requests_dropped_bytes", sum(sizes[seq] for seq in seqs))
 
 
 def trim_requests(db: Any, peer: PeerId, caps: RequestCaps) -> int:
@@ -88,3 +89,10 @@ def request_usage(db: Any) -> RequestUsage:
         counter(db, "requests_dropped"),
         counter(db, "requests_dropped_bytes"),
     )
+
+
+def delete_requests(db: Any, peer: PeerId) -> int:
+    """Delete ``peer``'s pending requests (declined: not counted as dropped); returns how many."""
+    own = _pending(db, "AND peer = ?", (peer.raw,))
+    _drop(db, [seq for seq, _ in own], dict(own), counted=False)
+    return len(own)

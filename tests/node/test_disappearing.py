@@ -15,7 +15,7 @@ from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import Direction, EventType, StoredMessage, direct_conversation_id
 from p2pdm.core.sealing import seal
-from p2pdm.errors import SchemaError, WireError
+from p2pdm.errors import SchemaError, StampMissing, WireError
 from p2pdm.limits import SENDER_EXPIRY_BACKSTOP_S
 from p2pdm.node.housekeeping import purge_loop
 from p2pdm.node.messenger import message_text
@@ -271,8 +271,10 @@ def test_typing_from_a_stranger_or_with_read_receipts_off_shows_nothing(
     alice, bob = nodes
     carol = make("carol", make_store(), clock)
     carol.add_contact_from_invite(bob.invite(), "bob")  # Bob does not know Carol
-    for sender in (carol, alice):
-        bob.messenger.receive(sender.messenger.seal_typing(bob.peer_id))
+    # A typing signal carries no request stamp, so a stranger's is refused unread.
+    with pytest.raises(StampMissing):
+        bob.messenger.receive(carol.messenger.seal_typing(bob.peer_id))
+    bob.messenger.receive(alice.messenger.seal_typing(bob.peer_id))
     assert [e.peer for e in bob.event_page(0, 50, types=[EventType.TYPING]).events] == [
         alice.peer_id
     ]

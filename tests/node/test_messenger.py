@@ -10,6 +10,7 @@ import pytest
 from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus, direct_conversation_id
+from p2pdm.core.request_stamp import mint_request_stamp
 from p2pdm.core.sealing import seal
 from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import Envelope, InnerMessage, SessionMessage, TextBody
@@ -17,6 +18,7 @@ from p2pdm.errors import (
     DecryptError,
     EnvelopeExpired,
     MessageIdConflict,
+    PeerBlocked,
     RateLimited,
     ReplayError,
     SchemaError,
@@ -61,15 +63,14 @@ def test_message_from_stranger_is_a_request(make_store, clock) -> None:  # type:
     assert bob.store.counts()["requests"] == 0
 
 
-def test_blocked_contact_is_dropped(pair) -> None:  # type: ignore[no-untyped-def]
+def test_blocked_contact_is_dropped(pair, clock) -> None:  # type: ignore[no-untyped-def]
     alice, bob = pair
-    c = bob.store.get_contact(alice.peer_id)
-    assert c is not None
-    from dataclasses import replace
-
-    bob.store.put_contact(replace(c, blocked=True))
-    got = bob.receive(alice.send_text(bob.peer_id, "spam").outbox.envelope)
-    assert got.outcome == "blocked" and bob.store.counts()["messages"] == 0
+    bob.store.block_peer(alice.peer_id, clock())
+    contact = bob.store.get_contact(alice.peer_id)
+    assert contact is not None and contact.blocked
+    with pytest.raises(PeerBlocked):
+        bob.receive(alice.send_text(bob.peer_id, "spam").outbox.envelope)
+    assert bob.store.counts()["messages"] == 0 and bob.dropped_blocked == 1
 
 
 def test_receipts_move_status_forward_only_for_own_messages(pair, clock) -> None:  # type: ignore[no-untyped-def]
@@ -299,7 +300,9 @@ def test_forged_claims_do_not_spend_a_strangers_budget(make_store, clock) -> Non
     gate = StrangerGate(rate_per_peer=0.001, burst_per_peer=1, rate=100, burst=100)
     alice, bob = _strangers(make_store, clock, gate)
     for n in range(5):  # anyone can write Alice's PeerID as the sender; it proves nothing
-        forged = SessionMessage(alice.peer_id, None, os.urandom(32), 0, n, os.urandom(64))
+        # With a good stamp: anyone can mint one for Alice writing to Bob.
+        stamp = mint_request_stamp(bob.peer_id, alice.peer_id, clock.ms, bob.stamps.bits)
+        forged = SessionMessage(alice.peer_id, None, os.urandom(32), 0, n, os.urandom(64), stamp)
         envelope = seal(bob.peer_id, forged, clock.ms // 1000 + 60)
         with pytest.raises(DecryptError):
             bob.receive(envelope.encode())

@@ -293,3 +293,28 @@ async def test_deleting_for_oneself_removes_only_ones_own_copy(
     alice.node.delete_conversation(sent.conversation_id)
     assert alice.node.store.get_blob(blob.blob_id) is None
     assert list((tmp_path / "alice" / "blobs").iterdir()) == []
+
+
+async def test_a_blocked_peer_is_served_nothing_and_asked_nothing(
+    world: World, autojump_clock: object
+) -> None:
+    _, alice, bob, _ = world
+    blob = alice.node.media.add_file(FILE, "application/octet-stream", "x.bin")
+    await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
+    await wait_blob(bob, blob.blob_id, "ready")
+    alice.node.block(bob.node.peer_id)
+    # A file sent before the block is no longer served: the answer of an unknown blob.
+    assert (await ask(bob.host, alice, blob.blob_id)) == BlobReply(False)
+    alice.node.unblock(bob.node.peer_id)
+    assert (await ask(bob.host, alice, blob.blob_id)) == BlobReply(True, 4)
+    # A file to fetch from a peer blocked meanwhile is not asked for.
+    bob.node.block(alice.node.peer_id)
+    bob.node.store.set_blob_progress(blob.blob_id, "fetching", 0, "")
+    bob.node.media.files.delete(blob.blob_id.hex())
+    bob.blobs.wake()
+    await trio.sleep(60)
+    record = bob.node.store.get_blob(blob.blob_id)
+    assert record is not None and record.state == "fetching" and record.have == 0
+    bob.node.unblock(alice.node.peer_id)
+    bob.blobs.wake()
+    assert plain(bob, await wait_blob(bob, blob.blob_id, "ready")) == FILE

@@ -150,7 +150,7 @@ def test_contacts_crud(store: Store) -> None:
     store.put_contact(contact(BOB, "bob"))
     assert store.get_contact(ALICE) == full
     assert store.get_contact(CAROL) is None
-    renamed = replace(full, name="Alice W.", addrs=(), bundle=None, blocked=True)
+    renamed = replace(full, name="Alice W.", addrs=(), bundle=None, verified=False)
     store.put_contact(renamed)
     assert store.get_contact(ALICE) == renamed
     assert [c.peer_id for c in store.list_contacts()] == [ALICE, BOB]
@@ -1260,6 +1260,54 @@ def test_groups_do_not_nest_or_start_in_a_transaction(store: Store) -> None:
         pass
     with pytest.raises(StoreError, match="cannot be nested"), store.transaction(), store.group():
         pass
+
+
+def test_blocking_is_kept_logged_and_read_into_the_contact(store: Store) -> None:
+    store.put_contact(contact(ALICE, "alice"))
+    assert store.block_peer(ALICE, 10) and store.block_peer(CAROL, 20)
+    assert store.block_peer(ALICE, 30) is False  # already blocked: nothing changes
+    assert store.is_blocked(ALICE) and not store.is_blocked(BOB)
+    assert [(b.peer_id, b.blocked_at_ms) for b in store.list_blocked()] == [
+        (CAROL, 20),
+        (ALICE, 10),
+    ]
+    found = store.get_contact(ALICE)
+    assert found is not None and found.blocked
+    assert [c.blocked for c in store.list_contacts()] == [True]
+    assert store.unblock_peer(ALICE, 40) and not store.unblock_peer(ALICE, 50)
+    found = store.get_contact(ALICE)
+    assert found is not None and not found.blocked
+    kinds = [(e.type, e.peer) for e in store.events(0, 100) if e.type != EventType.CONTACT_ADDED]
+    assert kinds == [
+        (EventType.CONTACT_BLOCKED, ALICE),
+        (EventType.CONTACT_BLOCKED, CAROL),
+        (EventType.CONTACT_UNBLOCKED, ALICE),
+    ]
+
+
+def test_requests_are_listed_per_sender_and_declined_without_counting(store: Store) -> None:
+    receive(store, msg(1, CAROL, request=True, at_ms=100))
+    receive(store, msg(2, CAROL, request=True, at_ms=200))
+    receive(store, msg(3, ALICE))  # a contact's message is not a request
+    listed = store.list_requests()
+    assert [(r.peer_id, r.count, r.first.id, r.last_at_ms) for r in listed] == [
+        (CAROL, 2, mid(1), 200)
+    ]
+    assert store.delete_requests(CAROL) == 2 and store.delete_requests(CAROL) == 0
+    assert store.list_requests() == [] and store.get_message(mid(1)) is None
+    assert store.get_conversation(CONVERSATION_OF[CAROL]) is None
+    assert store.get_message(mid(3)) is not None
+    assert store.request_usage().dropped == 0  # declined, not dropped over the caps
+
+
+def test_a_conversation_is_answered_by_a_message_from_the_peer_or_a_read(store: Store) -> None:
+    store.add_message(msg(1, BOB, direction=Direction.OUT))
+    assert not store.conversation_answered(CONVERSATION_OF[BOB])
+    store.set_status(mid(1), DeliveryStatus.READ, 5)
+    assert store.conversation_answered(CONVERSATION_OF[BOB])
+    assert not store.conversation_answered(CONVERSATION_OF[CAROL])
+    store.add_message(msg(2, CAROL))
+    assert store.conversation_answered(CONVERSATION_OF[CAROL])
 
 
 def test_the_profile_round_trips_and_clears(store: Store) -> None:

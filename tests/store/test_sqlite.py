@@ -29,6 +29,7 @@ from p2pdm.errors import StoreError
 from p2pdm.store import SQLiteStore, schema
 from p2pdm.store.base import UNREAD_STATUSES
 from p2pdm.store.schema import MIGRATIONS, SCHEMA_VERSION, UNREAD_CONDITION, split_statements
+from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 from tests.conftest import mode
 from tests.store.conftest import ALICE, BOB, receive
 
@@ -442,6 +443,29 @@ def test_the_recipients_migration_keeps_statuses_of_a_store_written_before(path:
         moved = store.get_message(message(1).id)
         assert moved is not None and moved.status == DeliveryStatus.DELIVERED
         assert moved.recipients == (Recipient(ALICE, DeliveryStatus.DELIVERED, 9),)
+
+
+def test_the_blocked_peers_migration_keeps_contacts_blocked_before(path: Path) -> None:
+    """A store written before the blocked-peers table: a contact marked blocked
+    stays blocked, the others do not become so, and the store works on."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        before = MIGRATIONS.index(schema._MIGRATION_BLOCKED)
+        # The search index's triggers (an earlier migration) call the store's function.
+        db.create_function(SEARCH_TEXT_FUNCTION, 2, search_text, deterministic=True)
+        for version, migration in enumerate(MIGRATIONS[:before], start=1):
+            schema._apply(db, migration)
+            db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+        for peer, name, blocked in ((ALICE, "alice", 1), (BOB, "bob", 0)):
+            db.execute(
+                "INSERT INTO contacts (peer_id, name, name_key, added_at_ms, blocked) "
+                "VALUES (?, ?, ?, 7, ?)",
+                (peer.raw, name, name, blocked),
+            )
+    with closing(SQLiteStore(path)) as store:
+        assert [(b.peer_id, b.blocked_at_ms) for b in store.list_blocked()] == [(ALICE, 7)]
+        alice, bob = store.get_contact(ALICE), store.get_contact(BOB)
+        assert alice is not None and alice.blocked and bob is not None and not bob.blocked
+        assert store.unblock_peer(ALICE, 9) and not store.is_blocked(ALICE)
 
 
 def test_a_store_from_before_profiles_migrates_with_none_published(path: Path) -> None:

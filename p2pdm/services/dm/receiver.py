@@ -7,7 +7,13 @@ commits each burst of envelopes that arrived together in one store commit
 through the messenger, and acks each one: ``ok`` (stored now or before),
 ``rejected`` (can never be stored) or ``retry`` (a local problem, or a
 stranger over its rate). Envelopes fetched from mailboxes take the same
-commit path (:meth:`Receiver.accept_all`). A receipt stops the outbox
+commit path (:meth:`Receiver.accept_all`).
+
+A blocked peer learns nothing (docs/protocol.md §18.1): its dm streams are
+reset before a frame is read, so its node sees it as unreachable and
+deposits at mailboxes; what a mailbox brings from it is deleted there
+unseen and never receipted; an envelope of a blocked sender relayed on
+another peer's stream is answered ``retry``, never ``ok``. A receipt stops the outbox
 resending what it confirms. The node's observer hears of each envelope.
 """
 
@@ -28,11 +34,13 @@ from p2pdm.errors import (
     EnvelopeExpired,
     MessageIdConflict,
     P2PDMError,
+    PeerBlocked,
     ProtocolViolation,
     RateLimited,
     ReplayError,
     SessionError,
     SignatureError,
+    StampMissing,
     StoreError,
     WireError,
     WrongRecipient,
@@ -93,6 +101,10 @@ class Receiver:
 
     async def _serve(self, stream: Stream, bucket: TokenBucket) -> None:
         peer = stream.remote_peer
+        if self.node.store.is_blocked(peer):
+            self.node.messenger.dropped_blocked += 1
+            await stream.reset()
+            return
         self.seen(peer)
         while True:
             frame = await stream.read_frame(DELIVER_FRAME_BYTES, RECEIVE_IDLE_SECONDS)
@@ -182,6 +194,9 @@ class Receiver:
             return "ok", "already stored", None
         except RateLimited:  # a stranger over the requests' rate: its node tries later
             return "retry", "rate limited", None
+        except PeerBlocked:
+            # Gone from the mailbox unseen; never "ok" on a stream (that says delivered).
+            return ("ok", "", None) if path == "mailbox" else ("retry", "", None)
         except (
             WireError,
             WrongRecipient,
@@ -190,6 +205,7 @@ class Receiver:
             EnvelopeExpired,
             SessionError,
             MessageIdConflict,
+            StampMissing,
         ) as exc:
             self.refusals.note(
                 trio.current_time(),

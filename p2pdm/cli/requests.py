@@ -1,0 +1,127 @@
+"""``p2pdm block|unblock|requests``: blocked peers and strangers' message requests.
+
+How this works: like the other chat commands these are clients of the
+running node's local API (``/v1/blocked``, ``/v1/requests``); the node
+resolves names. ``p2pdm block`` with no one named lists the blocked peers;
+``p2pdm requests`` lists the pending requests, ``p2pdm requests accept|
+decline|block PEER`` answers one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from typing import Any, Final, TextIO
+
+from p2pdm.cli.chat import print_table, safe_text
+from p2pdm.client import Client
+from p2pdm.daemon.home import Home
+from p2pdm.errors import ConfigError
+
+__all__ = [
+    "block",
+    "block_arguments",
+    "requests",
+    "requests_arguments",
+    "unblock",
+    "unblock_arguments",
+]
+
+EXIT_OK: Final = 0
+_ANSWERS: Final = ("accept", "decline", "block")
+
+
+def block_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Block a contact or a stranger: what they send is dropped unseen and they are "
+        "not told; you cannot write to them until you unblock them. With no one named, "
+        "list the blocked peers."
+    )
+    parser.add_argument("who", nargs="?", metavar="NAME|PEERID")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def block(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    with Client.for_home(home) as node:
+        if args.who is None:
+            found = node.blocked()
+            if args.json:
+                print(json.dumps(found, ensure_ascii=False, indent=2), file=out)
+            elif not found:
+                print("No one is blocked.", file=out)
+            else:
+                rows = [
+                    [safe_text(b["name"] or "~" + b["fingerprint"]), b["peer_id"]] for b in found
+                ]
+                print_table(["NAME", "PEER ID"], rows, out)
+            return EXIT_OK
+        blocked = node.block(args.who)
+    if args.json:
+        print(json.dumps(blocked, ensure_ascii=False, indent=2), file=out)
+    else:
+        print(f"Blocked {_who(blocked)}. They are not told.", file=out)
+    return EXIT_OK
+
+
+def unblock_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("who", metavar="NAME|PEERID")
+
+
+def unblock(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    with Client.for_home(home) as node:
+        node.unblock(args.who)
+    print(f"Unblocked {safe_text(args.who)}.", file=out)
+    return EXIT_OK
+
+
+def requests_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Message requests: what strangers (people not in your contacts) sent you. "
+        "With no action, list them; accept adds the stranger as a contact, decline "
+        "deletes the request, block blocks them and deletes it (they are told nothing)."
+    )
+    parser.add_argument("action", nargs="?", choices=_ANSWERS, metavar="accept|decline|block")
+    parser.add_argument("peer", nargs="?", metavar="PEERID")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def requests(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    if args.action is not None and args.peer is None:
+        raise ConfigError(f"name the stranger: p2pdm requests {args.action} PEERID")
+    with Client.for_home(home) as node:
+        if args.action is None:
+            found = node.requests()
+            if args.json:
+                print(json.dumps(found, ensure_ascii=False, indent=2), file=out)
+            elif not found:
+                print("No message requests.", file=out)
+            else:
+                rows = [
+                    [
+                        "~" + r["fingerprint"],
+                        r["peer_id"],
+                        str(r["count"]),
+                        safe_text(r["preview"] or "(not text)"),
+                    ]
+                    for r in found
+                ]
+                print_table(["FROM", "PEER ID", "MESSAGES", "FIRST MESSAGE"], rows, out)
+            return EXIT_OK
+        if args.action == "accept":
+            added = node.accept_request(args.peer)
+            print(f"Accepted: {_who(added)} is now a contact.", file=out)
+        elif args.action == "decline":
+            node.decline_request(args.peer)
+            print(f"Declined the request of {safe_text(args.peer)}.", file=out)
+        else:
+            node.block_request(args.peer)
+            print(f"Blocked {safe_text(args.peer)} and deleted the request.", file=out)
+    return EXIT_OK
+
+
+def _who(peer: Mapping[str, Any]) -> str:
+    """``name (PeerID)`` of a contact or blocked peer as the API gives it."""
+    name = peer.get("name")
+    shown = safe_text(str(name)) if name else "~" + str(peer.get("fingerprint"))
+    return f"{shown} ({peer['peer_id']})"

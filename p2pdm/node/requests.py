@@ -1,0 +1,140 @@
+"""Blocking peers and answering message requests: the node's side.
+
+How this works: :class:`RequestsAndBlocks` is a part of
+:class:`~p2pdm.node.node.Node` (a mixin over the node's store, messenger
+and clock). Blocking records the peer in the store (``contact.blocked``)
+and takes back what still waits in the outbox for it, so not even a queued
+receipt reaches it; from then on the messenger drops its envelopes before
+reading them and refuses to send to it (docs/protocol.md §18.1). A message
+request is what a stranger sent; accepting it is adding the contact,
+declining deletes it (the sender is told nothing), blocking blocks and
+deletes. :meth:`RequestsAndBlocks.is_accepted` is the one question other
+features ask before they show a peer anything (read receipts, typing,
+attachments).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from p2pdm.core.identity import PeerId
+from p2pdm.core.model import DeliveryStatus, Direction
+from p2pdm.errors import NotFound, SchemaError
+from p2pdm.store.base import BlockedPeer, RequestSummary, Store
+
+if TYPE_CHECKING:
+    from p2pdm.node.messenger import Messenger
+    from p2pdm.node.node import AddedContact
+
+__all__ = ["RequestsAndBlocks", "accepted"]
+
+#: The status note of a message that was waiting when its recipient was blocked.
+BLOCKED_NOTE = "not sent: you blocked them"
+
+
+def accepted(store: Store, peer: PeerId) -> bool:
+    """True if ``peer`` is a contact and not blocked (:meth:`RequestsAndBlocks.is_accepted`)."""
+    return store.get_contact(peer) is not None and not store.is_blocked(peer)
+
+
+class RequestsAndBlocks:
+    """Blocked peers and message requests of a node."""
+
+    store: Store
+    messenger: Messenger
+    now_ms: Callable[[], int]
+
+    @property
+    def peer_id(self) -> PeerId:
+        raise NotImplementedError  # the node's
+
+    def add_contact_by_peer_id(self, peer_id: str, name: str | None = None) -> AddedContact:
+        raise NotImplementedError  # the node's
+
+    # --- blocking -------------------------------------------------------------
+
+    def is_blocked(self, peer: PeerId) -> bool:
+        return self.store.is_blocked(peer)
+
+    def is_accepted(self, peer: PeerId) -> bool:
+        """True if ``peer`` is a contact and not blocked: only then does it get
+        read receipts, typing signals and attachments."""
+        return accepted(self.store, peer)
+
+    def blocked(self) -> list[BlockedPeer]:
+        return self.store.list_blocked()
+
+    def block(self, peer: PeerId) -> bool:
+        """Block ``peer`` (contact or stranger); False if it was already blocked.
+
+        What waits in the outbox for it is dropped and its messages marked
+        ``failed``. Raises SchemaError for this node's own PeerID, StoreError
+        past MAX_BLOCKED_PEERS.
+        """
+        if peer == self.peer_id:
+            raise SchemaError("you cannot block yourself")
+        now = self.now_ms()
+        with self.store.transaction():
+            if not self.store.block_peer(peer, now):
+                return False
+            for item in self.store.outbox_for(peer):
+                self.store.remove_outbox(item.envelope_id)
+                message = self.store.get_message(item.message_id)
+                if message is not None and message.direction is Direction.OUT:
+                    self.store.set_status(
+                        message.id, DeliveryStatus.FAILED, now, BLOCKED_NOTE, recipient=peer
+                    )
+        return True
+
+    def unblock(self, peer: PeerId) -> bool:
+        """Unblock ``peer``; False if it was not blocked."""
+        return self.store.unblock_peer(peer, self.now_ms())
+
+    # --- message requests -----------------------------------------------------
+
+    def requests(self) -> list[RequestSummary]:
+        """Strangers' pending message requests, one entry per stranger, newest first."""
+        return self.store.list_requests()
+
+    def _pending(self, peer: PeerId) -> None:
+        if not self.store.has_requests(peer):
+            raise NotFound(f"no message request from {peer}")
+
+    def accept_request(self, peer: PeerId) -> AddedContact:
+        """Accept ``peer``'s request: add it as a contact. Raises NotFound if it has none."""
+        self._pending(peer)
+        return self.add_contact_by_peer_id(str(peer))
+
+    def decline_request(self, peer: PeerId) -> int:
+        """Delete ``peer``'s request (it is told nothing); returns the messages
+        deleted. Raises NotFound if it has none."""
+        self._pending(peer)
+        with self.store.transaction():
+            return self.store.delete_requests(peer)
+
+    def block_request(self, peer: PeerId) -> int:
+        """Block ``peer`` and delete its request; returns the messages deleted.
+        Raises NotFound if it has none."""
+        self._pending(peer)
+        self.block(peer)
+        with self.store.transaction():
+            return self.store.delete_requests(peer)
+
+    # --- request stamps -------------------------------------------------------
+
+    async def stamp_ahead(self, peer: PeerId) -> None:
+        """Mint today's request stamp for ``peer`` off the event loop if what goes
+        to it next needs one, so a synchronous send (an action, a timer notice)
+        finds it made instead of minting it in the loop."""
+        await self.messenger.stamps.prepare(peer)
+
+    async def stamp_ahead_for(self, message_id: bytes) -> None:
+        """:meth:`stamp_ahead` for the peer of a message: an action on it goes there."""
+        found = self.store.get_message(message_id)
+        if found is not None:
+            await self.stamp_ahead(found.peer)
+
+    def has_session(self, peer: PeerId) -> bool:
+        """True if a session with ``peer`` exists (a first message can be encrypted)."""
+        return self.store.get_session(peer) is not None
