@@ -1,6 +1,7 @@
 """Conversation tools in real browsers against real nodes: typing shows on the
 other page, a disappearing timer set in one page shows its notice on both,
-mute and archive move the conversation, search finds a message by its words."""
+mute and archive move the conversation, search finds a message by its words;
+a stranger's message waits in Requests until accepted."""
 
 from __future__ import annotations
 
@@ -81,3 +82,24 @@ def test_typing_timer_mute_archive_and_search(
     wait_for(alice_page, lambda d: not all_css(d, "a.conversation"), "archived away")
     click(alice_page, ".archived-toggle input", "Show archived")
     wait_for(alice_page, lambda d: all_css(d, "a.conversation .flag.archived"), "archived shown")
+
+
+def test_a_strangers_message_waits_in_requests_until_accepted(
+    nodes: Callable[..., Proc], browsers: Callable[..., Any]
+) -> None:
+    alice = nodes("alice")
+    carol = nodes("carol")
+    carol.client.add_contact(alice.client.node()["invite"], "Alice")
+    carol.client.send("Alice", "Hi, we met at the station")
+    page = browsers()
+    base = sign_in(page, alice.home)
+    page.get(base + "#/requests")
+    wait_for(page, lambda d: all_css(d, "li.request"), "the request")
+    request = by_css(page, "li.request")
+    assert "we met at the station" in request.text
+    assert "fingerprint" in request.text
+    assert not all_css(page, "a.conversation")  # not among the chats
+    screenshot(page, "requests-desktop")
+    click(page, "li.request button.primary", "Accept")
+    wait_for(page, lambda d: all_css(d, "a.conversation"), "a chat now")
+    assert [c["peer_id"] for c in alice.client.contacts()] == [carol.client.node()["peer_id"]]

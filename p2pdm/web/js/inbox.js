@@ -138,8 +138,7 @@ function requestItem(request) {
   const preview = request.preview === null ? "(not a text message)" : request.preview || "";
   const at = request.last_at_ms || request.at_ms;
   return h("li.request", { dataset: { peer } },
-    h("div.who", {}, `…${peer.slice(-8)}`,
-      request.fingerprint ? h("span.tag", {}, `fingerprint ${request.fingerprint}`) : null,
+    h("div.who", {}, request.fingerprint ? `fingerprint …${request.fingerprint}` : `…${peer.slice(-8)}`,
       request.count > 1 ? h("span.tag", {}, `${request.count} messages`) : null,
       h("span.when", {}, at ? ` ${when(at)}` : "")),
     h("p.preview", {}, typeof preview === "string" ? preview : previewText(preview)),
