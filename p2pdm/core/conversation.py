@@ -54,6 +54,8 @@ from p2pdm.core.eventlog import (
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import (
     KindSpec,
+    LocationBody,
+    MediaBody,
     ReceiptBody,
     TextBody,
     TimerBody,
@@ -236,8 +238,9 @@ class Effects:
 
 
 def message_timer(body: object) -> int:
-    """The disappearing timer a message body carries (0 for none)."""
-    return body.timer_s if isinstance(body, TextBody) else 0
+    """The disappearing timer a message body carries (0 for none): a text, a
+    file or a place; a ``timer`` notice's setting is not a timer of its own."""
+    return body.timer_s if isinstance(body, (TextBody, MediaBody, LocationBody)) else 0
 
 
 def is_stored(kind: str) -> bool:

@@ -7,10 +7,12 @@ messenger), then the references that let its recipient fetch the blobs.
 
 from __future__ import annotations
 
+import dataclasses
+
 from p2pdm.core.identity import PeerId
-from p2pdm.core.kinds import Body, LocationBody
+from p2pdm.core.kinds import Body, LocationBody, MediaBody
 from p2pdm.core.kinds.location import E7, MAX_ACCURACY_M
-from p2pdm.core.model import StoredMessage
+from p2pdm.core.model import StoredMessage, direct_conversation_id
 from p2pdm.errors import SchemaError
 from p2pdm.limits import MAX_LOCATION_LABEL_BYTES
 from p2pdm.node.node import Node
@@ -23,7 +25,7 @@ async def send_body(node: Node, peer: PeerId, body: Body) -> StoredMessage:
     await node.ensure_session(peer)
 
     def work() -> StoredMessage:
-        out = node.messenger.send(peer, body)
+        out = node.messenger.send(peer, with_conversation_timer(node, peer, body))
         assert out.message is not None
         blob_ids = node.media.attach(out.message)
         if blob_ids and peer not in node.online:
@@ -35,6 +37,15 @@ async def send_body(node: Node, peer: PeerId, body: Body) -> StoredMessage:
     message = await node.batcher.submit(work)
     node.on_outbox(peer)
     return message
+
+
+def with_conversation_timer(node: Node, peer: PeerId, body: Body) -> Body:
+    """A file or place carries the conversation's timer, as a text does, so both
+    sides erase it (and its files) alike."""
+    if not isinstance(body, (MediaBody, LocationBody)):
+        return body
+    found = node.store.get_conversation(direct_conversation_id(node.peer_id, peer))
+    return body if found is None else dataclasses.replace(body, timer_s=found.timer_s)
 
 
 async def send_media(

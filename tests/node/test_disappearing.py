@@ -13,12 +13,14 @@ import trio.testing
 from p2pdm.api.views import event_json
 from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
+from p2pdm.core.kinds import LocationBody, spec_for
 from p2pdm.core.model import Direction, EventType, StoredMessage, direct_conversation_id
 from p2pdm.core.sealing import seal
 from p2pdm.errors import SchemaError, StampMissing, WireError
 from p2pdm.limits import SENDER_EXPIRY_BACKSTOP_S
 from p2pdm.node.housekeeping import purge_loop
 from p2pdm.node.messenger import message_text
+from p2pdm.node.media_ops import location_body, with_conversation_timer
 from p2pdm.node.node import Node
 from p2pdm.node.notices import message_notice, message_timer
 from p2pdm.store.base import Store
@@ -284,3 +286,32 @@ def test_typing_from_a_stranger_or_with_read_receipts_off_shows_nothing(
     assert len(bob.event_page(0, 50, types=[EventType.TYPING]).events) == 1
     assert bob.store.counts()["messages"] == 0 and bob.store.counts()["requests"] == 0
     assert alice.store.outbox_count() == 0 and carol.store.outbox_count() == 0
+
+
+def test_a_place_in_a_timed_conversation_carries_the_timer_and_goes_from_both_stores(
+    nodes: tuple[Node, Node], clock: Clock
+) -> None:
+    alice, bob = nodes
+    alice.update_conversation(conv(alice, bob), bob.peer_id, timer_s=3600)
+    body = with_conversation_timer(alice, bob.peer_id, location_body(52.52, 13.40, label="cafe"))
+    assert isinstance(body, LocationBody) and body.timer_s == 3600
+    sent = alice.messenger.send(bob.peer_id, body).message
+    assert sent is not None
+    deliver(alice, bob)
+    got = bob.store.get_message(sent.id)
+    assert got is not None and message_timer(got) == 3600
+    bob.mark_read(alice.peer_id)
+    deliver(bob, alice)
+    clock.ms += 3600 * 1000
+    assert [m.id for m in bob.purge_expired()] == [sent.id]
+    assert [m.id for m in alice.purge_expired()] == [sent.id]
+    assert bob.store.get_message(sent.id) is None and alice.store.get_message(sent.id) is None
+
+
+def test_a_place_with_a_timer_outside_the_set_is_refused_on_decode() -> None:
+    spec = spec_for("location")
+    assert spec is not None
+    fine = spec.decode_bytes(cbor.encode({"lat": 0, "lon": 0, "timer_s": 300}))
+    assert isinstance(fine, LocationBody) and fine.timer_s == 300
+    with pytest.raises(SchemaError):
+        spec.decode_bytes(cbor.encode({"lat": 0, "lon": 0, "timer_s": 42}))

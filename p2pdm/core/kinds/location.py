@@ -11,6 +11,7 @@ from typing import Any, Final, Literal
 
 from p2pdm.core.cbor import Fields
 from p2pdm.core.kinds.base import KindSpec, decode_ext, encode_ext
+from p2pdm.core.kinds.timer import decode_message_timer, encode_message_timer
 from p2pdm.limits import MAX_EXT_BYTES, MAX_LOCATION_LABEL_BYTES
 
 __all__ = ["E7", "MAX_ACCURACY_M", "SPEC", "LocationBody"]
@@ -29,6 +30,9 @@ class LocationBody:
     accuracy_m: int | None = None
     label: str | None = None
     ext: dict[str, Any] | None = None
+    #: Disappearing-message timer in seconds (0: the message stays), as for a
+    #: text (docs/protocol.md §6.7): its files or place go with it.
+    timer_s: int = 0
     kind: Literal["location"] = field(default="location", init=False)
 
     @property
@@ -46,9 +50,10 @@ def decode(fields: Fields) -> LocationBody:
     lon = fields.integer("lon", -180 * E7, 180 * E7)
     accuracy = fields.integer("acc", 0, MAX_ACCURACY_M) if fields.has("acc") else None
     label = fields.text("label", MAX_LOCATION_LABEL_BYTES) if fields.has("label") else None
+    timer_s = decode_message_timer(fields)
     ext = decode_ext(fields)
     fields.done()
-    return LocationBody(lat, lon, accuracy, label, ext)
+    return LocationBody(lat, lon, accuracy, label, ext, timer_s)
 
 
 def encode(body: LocationBody) -> dict[str, Any]:
@@ -57,7 +62,7 @@ def encode(body: LocationBody) -> dict[str, Any]:
         out["acc"] = body.accuracy_m
     if body.label is not None:
         out["label"] = body.label
-    return encode_ext(out, body.ext)
+    return encode_ext(encode_message_timer(out, body.timer_s), body.ext)
 
 
 SPEC: Final = KindSpec(

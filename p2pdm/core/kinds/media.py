@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 from p2pdm.core.blob import BLOB_ID_BYTES, BLOB_KEY_BYTES, DIGEST_BYTES
 from p2pdm.core.cbor import Fields
 from p2pdm.core.kinds.base import KindSpec, decode_ext, encode_ext
+from p2pdm.core.kinds.timer import decode_message_timer, encode_message_timer
 from p2pdm.errors import SchemaError
 from p2pdm.limits import (
     MAX_EXT_BYTES,
@@ -89,6 +90,9 @@ class MediaBody:
     items: tuple[MediaItem, ...]
     caption: str | None = None
     ext: dict[str, Any] | None = None
+    #: Disappearing-message timer in seconds (0: the message stays), as for a
+    #: text (docs/protocol.md §6.7): its files or place go with it.
+    timer_s: int = 0
     kind: Literal["media"] = field(default="media", init=False)
 
 
@@ -130,9 +134,10 @@ def decode(fields: Fields) -> MediaBody:
     if len({item.blob_id for item in items}) != len(items):
         raise SchemaError(f"{fields.what}: a blob is named twice")
     caption = fields.text("caption", MAX_TEXT_BYTES) if fields.has("caption") else None
+    timer_s = decode_message_timer(fields)
     ext = decode_ext(fields)
     fields.done()
-    return MediaBody(tuple(items), caption, ext)
+    return MediaBody(tuple(items), caption, ext, timer_s)
 
 
 def _encode_item(item: MediaItem) -> dict[str, Any]:
@@ -159,7 +164,7 @@ def encode(body: MediaBody) -> dict[str, Any]:
     out: dict[str, Any] = {"items": [_encode_item(item) for item in body.items]}
     if body.caption is not None:
         out["caption"] = body.caption
-    return encode_ext(out, body.ext)
+    return encode_ext(encode_message_timer(out, body.timer_s), body.ext)
 
 
 SPEC: Final = KindSpec(

@@ -7,9 +7,9 @@ from typing import Any, Final, Literal
 
 from p2pdm.core.cbor import Fields
 from p2pdm.core.kinds.base import KindSpec, decode_ext, encode_ext
-from p2pdm.core.kinds.timer import check_timer
+from p2pdm.core.kinds.timer import decode_message_timer, encode_message_timer
 from p2pdm.core.model import MESSAGE_ID_BYTES
-from p2pdm.limits import DISAPPEARING_TIMERS_S, MAX_EXT_BYTES, MAX_TEXT_BYTES
+from p2pdm.limits import MAX_EXT_BYTES, MAX_TEXT_BYTES
 
 __all__ = ["SPEC", "TextBody"]
 
@@ -33,10 +33,7 @@ def decode(fields: Fields) -> TextBody:
     """Raises SchemaError for a text over MAX_TEXT_BYTES, a bad reply id, timer or ext."""
     text = fields.text("text", MAX_TEXT_BYTES)
     reply_to = fields.opt_blob("reply_to", size=MESSAGE_ID_BYTES)
-    timer_s = 0
-    if fields.has("timer_s"):
-        timer_s = fields.integer("timer_s", 1, max(DISAPPEARING_TIMERS_S))
-        check_timer(timer_s, f"{fields.what}.timer_s")
+    timer_s = decode_message_timer(fields)
     ext = decode_ext(fields)
     fields.done()
     return TextBody(text, reply_to, ext, timer_s)
@@ -46,9 +43,7 @@ def encode(body: TextBody) -> dict[str, Any]:
     out: dict[str, Any] = {"text": body.text}
     if body.reply_to is not None:
         out["reply_to"] = body.reply_to
-    if body.timer_s:  # absent when off, so a text without a timer is unchanged
-        out["timer_s"] = body.timer_s
-    return encode_ext(out, body.ext)
+    return encode_ext(encode_message_timer(out, body.timer_s), body.ext)
 
 
 SPEC: Final = KindSpec(

@@ -34,6 +34,24 @@ def check_timer(timer_s: int, what: str = "timer_s") -> int:
     return timer_s
 
 
+def decode_message_timer(fields: Fields) -> int:
+    """The optional ``timer_s`` of a text, media or location body (0 when absent):
+    the conversation's disappearing timer when it was sent (docs/protocol.md §6.7)."""
+    if not fields.has("timer_s"):
+        return 0
+    return check_timer(
+        fields.integer("timer_s", 1, max(DISAPPEARING_TIMERS_S)), f"{fields.what}.timer_s"
+    )
+
+
+def encode_message_timer(out: dict[str, Any], timer_s: int) -> dict[str, Any]:
+    """``out`` with ``timer_s`` added when a timer is on (absent when off, so a
+    message without a timer keeps its bytes)."""
+    if timer_s:
+        out["timer_s"] = timer_s
+    return out
+
+
 def timer_label(timer_s: int) -> str:
     """``"1 day"``, ``"off"``: a timer as a notice says it."""
     return _LABELS.get(timer_s, f"{timer_s} seconds")
