@@ -19,8 +19,8 @@ from p2pdm.core.sealing import seal
 from p2pdm.errors import SchemaError, StampMissing, WireError
 from p2pdm.limits import SENDER_EXPIRY_BACKSTOP_S
 from p2pdm.node.housekeeping import purge_loop
-from p2pdm.node.messenger import message_text
 from p2pdm.node.media_ops import location_body, with_conversation_timer
+from p2pdm.node.messenger import message_text
 from p2pdm.node.node import Node
 from p2pdm.node.notices import message_notice, message_timer
 from p2pdm.store.base import Store

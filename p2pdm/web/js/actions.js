@@ -3,7 +3,7 @@
 
 import { accepts, api, has, patch, post } from "./api.js";
 import { h, showError } from "./dom.js";
-import { state } from "./state.js";
+import { refreshConversation, state } from "./state.js";
 
 export const REPLY_FIELD = "reply_to";
 /** The author may edit a message for this long (the node enforces it too). */
@@ -11,20 +11,21 @@ export const EDIT_WINDOW_MS = 15 * 60 * 1000;
 const QUICK_REACTIONS = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
 
 /** The reactions under a bubble: emoji, count, and whether one is yours. */
-export function reactionsOf(message) {
+export function reactionsOf(message, refresh) {
   const reactions = message.reactions || {};
   const me = state.node && state.node.peer_id;
   const chips = Object.entries(reactions).filter(([, who]) => who.length).map(([emoji, who]) =>
     h("button.reaction", {
       type: "button", "aria-pressed": who.includes(me) ? "true" : "false",
       "aria-label": `${emoji} ${who.length}`, title: `${who.length}`,
-      onclick: () => react(message, who.includes(me) ? "" : emoji),
+      onclick: () => react(message, who.includes(me) ? "" : emoji, refresh),
     }, emoji, who.length > 1 ? ` ${who.length}` : ""));
   return chips.length ? h("div.reactions", {}, chips) : null;
 }
 
-async function react(message, emoji) {
-  try { await post(`/v1/messages/${message.id}/reactions`, { emoji }); } catch (error) { showError(error); }
+/** Your reaction ("" takes it back); no event tells this page of its own, so it redraws. */
+async function react(message, emoji, refresh) {
+  try { await post(`/v1/messages/${message.id}/reactions`, { emoji }); await refresh(message.id); } catch (error) { showError(error); }
 }
 
 /** The "⋯" menu beside a bubble (a button, so it works with the keyboard). */
@@ -33,7 +34,7 @@ export function messageActions(message, { reply, refresh }) {
   const items = [];
   if (accepts("SendMessage", REPLY_FIELD)) items.push(["Reply", () => reply(message)]);
   if (has("POST", "/v1/messages/{message_id}/reactions")) {
-    for (const emoji of QUICK_REACTIONS) items.push([emoji, () => react(message, emoji), `React ${emoji}`]);
+    for (const emoji of QUICK_REACTIONS) items.push([emoji, () => react(message, emoji, refresh), `React ${emoji}`]);
   }
   const editable = mine && message.text && Date.now() - message.sent_at_ms < EDIT_WINDOW_MS;
   if (editable && has("PATCH", "/v1/messages/{message_id}")) items.push(["Edit", () => edit(message, refresh)]);
@@ -67,13 +68,19 @@ export function messageActions(message, { reply, refresh }) {
 async function edit(message, refresh) {
   const text = window.prompt("Edit message", message.text);
   if (text === null || !text.trim() || text === message.text) return;
-  try { await patch(`/v1/messages/${message.id}`, { text: text.trim() }); await refresh(message.id); } catch (error) { showError(error); }
+  try { await patch(`/v1/messages/${message.id}`, { text: text.trim() }); await afterChange(message, refresh); } catch (error) { showError(error); }
 }
 
 async function unsend(message, refresh, query) {
   const question = query ? "Delete this message from this device?" : "Unsend this message for everyone?";
   if (!window.confirm(question)) return;
-  try { await api("DELETE", `/v1/messages/${message.id}${query}`); await refresh(message.id); } catch (error) { showError(error); }
+  try { await api("DELETE", `/v1/messages/${message.id}${query}`); await afterChange(message, refresh); } catch (error) { showError(error); }
+}
+
+/** No event tells this page of its own changes: redraw the bubble and the inbox preview. */
+async function afterChange(message, refresh) {
+  await refresh(message.id);
+  await refreshConversation(message.conversation_id);
 }
 
 // A click anywhere else closes an open menu.

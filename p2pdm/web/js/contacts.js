@@ -4,6 +4,7 @@
 import { del, get, has, post, seg } from "./api.js";
 import { announce, clear, h, showError } from "./dom.js";
 import { loadContacts, loadConversations, state } from "./state.js";
+import { findByHandle } from "./profile.js";
 
 export async function renderContacts(main) {
   const invite = h("div.invite", { id: "invite" }, "Making your invite…");
@@ -17,6 +18,7 @@ export async function renderContacts(main) {
       h("label", { for: "add-invite" }, "Their invite or PeerID"), field,
       h("label", { for: "add-name" }, "Name"), name,
       h("button.primary", { type: "submit", id: "add-button" }, "Add and start chatting")),
+    findByHandle(),
     h("h2", {}, "Your invite"),
     h("p.hint", {}, "Send this to a friend (or let them scan it); it works for a week."),
     invite,

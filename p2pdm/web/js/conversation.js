@@ -1,10 +1,10 @@
 // One conversation: bubbles with time and delivery state, day separators,
 // scrolling back through history, live updates, and the composer.
 
-import { accepts, get, has, patch, post, seg } from "./api.js";
+import { accepts, del, get, has, patch, post, seg } from "./api.js";
 import { announce, clear, clock, day, dayKey, h, showError } from "./dom.js";
 import { messageActions, reactionsOf, REPLY_FIELD } from "./actions.js";
-import { attachmentsOf, composerMediaControls, locationOf, sendFiles } from "./media.js";
+import { attachmentsOf, composerMediaControls, locationOf, mediaIdOf, sendFiles } from "./media.js";
 import {
   conversationById, loadConversations, nameOf, previewText, refreshConversation, state,
 } from "./state.js";
@@ -43,7 +43,9 @@ export async function openConversation(main, id) {
       scroller,
       h("div.typing", { id: "typing", "aria-live": "polite" }),
       composer()));
+  const opened = view;
   await loadOlder();
+  if (view !== opened) return; // another page was opened meanwhile
   scroller.scrollTop = scroller.scrollHeight;
   showTimer();
   markRead();
@@ -61,6 +63,9 @@ function header(title, conversation) {
         h("select", { id: "timer-select", onchange: (e) => setTimer(Number(e.target.value)) },
           TIMERS.map(([s, label]) => h("option", { value: String(s), selected: Number(conversation && conversation.timer_s || 0) === s }, label)))));
   }
+  if (has("DELETE", "/v1/conversations/{conversation}")) {
+    controls.push(h("button.danger", { type: "button", id: "delete-conversation", onclick: deleteConversation }, "Delete chat"));
+  }
   return h("header.conv-head", {},
     h("a.back", { href: "#/", "aria-label": "Back to chats" }, "←"),
     h("div.title", {},
@@ -74,14 +79,26 @@ function toggle(label, field, conversation) {
   return h("button", {
     type: "button", "aria-pressed": on ? "true" : "false",
     onclick: async (e) => {
+      const button = e.currentTarget; // null once the handler awaits
       try {
-        const now = e.currentTarget.getAttribute("aria-pressed") !== "true";
+        const now = button.getAttribute("aria-pressed") !== "true";
         await patch(`/v1/conversations/${view.id}`, { [field]: now });
-        e.currentTarget.setAttribute("aria-pressed", now ? "true" : "false");
+        button.setAttribute("aria-pressed", now ? "true" : "false");
         await loadConversations();
       } catch (error) { showError(error); }
     },
   }, label);
+}
+
+/** Deletes the conversation from this node only (nothing is sent). */
+async function deleteConversation() {
+  if (!view || !window.confirm("Delete this whole conversation from this device? The other side keeps theirs.")) return;
+  try {
+    await del(`/v1/conversations/${seg(view.id)}`);
+    state.previews.delete(view.id);
+    await loadConversations();
+    location.hash = "#/";
+  } catch (error) { showError(error); }
 }
 
 async function setTimer(seconds) {
@@ -97,6 +114,8 @@ function showTimer() {
   const notice = document.getElementById("timer-notice");
   const seconds = view && view.conversation && view.conversation.timer_s;
   if (!notice) return;
+  const select = document.getElementById("timer-select");
+  if (select) select.value = String(seconds || 0); // set by either side
   notice.hidden = !seconds;
   if (seconds) {
     const label = (TIMERS.find(([s]) => s === seconds) || [0, `${seconds} s`])[1];
@@ -167,7 +186,15 @@ function statusLine(message) {
   (message.status === "failed" || message.status === "queued") && message.status_detail ? h("span.detail", {}, ` · ${message.status_detail}`) : null);
 }
 
+/** A notice in the conversation (a disappearing-messages timer set): a centred line. */
+function noticeLine(message) {
+  const who = message.direction === "out" ? "You" : nameOf(message.peer);
+  return h("li.notice-line", { id: `m-${message.id}`, role: "note", dataset: { id: message.id } },
+    h("span", {}, `— ${who} ${message.notice} —`));
+}
+
 function bubble(message) {
+  if (message.notice) return noticeLine(message);
   const mine = message.direction === "out";
   const body = [];
   if (message.reply_to) body.push(quote(message.reply_to));
@@ -191,16 +218,17 @@ function bubble(message) {
   },
   h("div.bubble", { tabindex: "0" },
     h("span.sr-only", {}, mine ? "You: " : `${nameOf(message.peer)}: `),
-    body, reactionsOf(message), meta),
+    body, reactionsOf(message, refreshMessage), meta),
   message.unsent ? null : messageActions(message, { reply: startReply, refresh: refreshMessage }));
 }
 
 function quote(replyTo) {
-  const id = typeof replyTo === "string" ? replyTo : replyTo.id;
+  // {id, text, available}: the node sends the quoted snippet along, text null
+  // and available false when the original is gone (unsent, deleted, never arrived).
+  const id = replyTo.id;
   const original = view.messages.get(id);
-  // The node may send the quoted snippet along (the original may be gone or not loaded).
-  const snippet = typeof replyTo === "object" && (replyTo.text || replyTo.snippet || replyTo.preview);
-  const text = original && !original.unsent ? previewText(original) : snippet || "Original message unavailable";
+  const gone = replyTo.available === false || (original && (original.unsent || original.deleted));
+  const text = gone ? "Original message unavailable" : original ? previewText(original) : replyTo.text || "…";
   const who = original ? (original.direction === "out" ? "You" : nameOf(original.peer)) : "";
   return h("a.quote", { href: `#m-${id}`, onclick: (e) => { e.preventDefault(); jumpTo(id); } },
     who ? h("strong", {}, who) : null, h("span", {}, text.slice(0, 140)));
@@ -219,8 +247,9 @@ function putMessage(message) {
   if (!view.messages.has(message.id)) view.order.push(message.id);
   view.messages.set(message.id, message);
   const old = document.getElementById(`m-${message.id}`);
-  if (old) old.replaceWith(bubble(message));
-  else draw();
+  const quoted = [...view.messages.values()].some((m) => m.reply_to && m.reply_to.id === message.id);
+  if (old && !quoted) old.replaceWith(bubble(message));
+  else draw(); // new, or quoted by others whose snippet follows it
   if (atBottom && scroller) scroller.scrollTop = scroller.scrollHeight;
 }
 
@@ -248,6 +277,13 @@ export function onConversationEvent(event) {
     showTyping();
     return;
   }
+  if (event.type.startsWith("media.") && event.peer === view.peer) {
+    const file = mediaIdOf(event);
+    for (const m of view.messages.values()) {
+      if ((m.media || []).some((item) => item.id === file)) refreshMessage(m.id);
+    }
+    return;
+  }
   if (event.conversation_id !== view.id) return;
   if (event.type === "message.received" && event.message) {
     state.typing.delete(view.id);
@@ -262,6 +298,9 @@ export function onConversationEvent(event) {
     if (event.status === "read" || event.status === "delivered") announce(`Message ${event.status}`);
   } else if (event.type === "conversation.timer") {
     loadConversations().then(() => { view.conversation = conversationById(view.id); showTimer(); });
+    if (event.message_id) refreshMessage(event.message_id); // its notice
+  } else if (event.message && event.message.id === event.message_id) {
+    putMessage(event.message); // message.reaction/edited/unsent carry it as stored now
   } else if (event.message_id) {
     refreshMessage(event.message_id);
   }

@@ -28,7 +28,7 @@ export function followEvents(since, onEvent, onState) {
       "message.received", "message.status", "contact.request", "contact.added",
       "peer.online", "peer.offline", "message.reaction", "message.edited",
       "message.unsent", "message.expired", "message.deleted", "typing", "conversation.timer",
-      "conversation.updated", "contact.blocked", "media.progress", "media.ready",
+      "conversation.updated", "contact.blocked", "contact.unblocked", "media.progress", "media.ready",
       "media.failed", "demo.changed", "gap", "requests_gap",
     ];
     for (const type of types) source.addEventListener(type, handle);

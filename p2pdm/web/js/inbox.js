@@ -2,7 +2,7 @@
 // archived), the search box, and the Requests folder.
 
 import { get, has, post, seg } from "./api.js";
-import { clear, clock, h, showError, when } from "./dom.js";
+import { clear, h, showError, when } from "./dom.js";
 import { loadContacts, loadConversations, nameOf, previewText, state, subscribe } from "./state.js";
 
 let sidebarEl = null;
@@ -85,11 +85,18 @@ function previewLine(message) {
   return message.direction === "out" ? `You: ${text}` : text;
 }
 
-function resultItem(message) {
-  return h("li", {}, h("a.conversation.result", { href: `#/c/${message.conversation_id}` },
-    h("span.who", {}, nameOf(message.peer)),
-    h("span.when", {}, clock(message.sent_at_ms)),
-    h("span.preview", {}, previewText(message))));
+/** A search hit: {message_id, conversation_id, peer, direction, sent_at_ms, snippet}. */
+function resultItem(hit) {
+  return h("li", {}, h("a.conversation.result", { href: `#/c/${hit.conversation_id}`, dataset: { id: hit.message_id } },
+    h("span.who", {}, hit.direction === "out" ? `You → ${nameOf(hit.peer)}` : nameOf(hit.peer)),
+    h("span.when", {}, when(hit.sent_at_ms)),
+    h("span.preview", {}, hit.snippet !== undefined ? marked(hit.snippet) : previewText(hit))));
+}
+
+/** The node marks matches in a snippet with [ ]: shown as <mark>, as text. */
+function marked(snippet) {
+  return String(snippet).split(/(\[[^\]]*\])/).map((part) =>
+    part.startsWith("[") && part.endsWith("]") && part.length > 2 ? h("mark", {}, part.slice(1, -1)) : part);
 }
 
 export function initials(name) {
@@ -117,6 +124,7 @@ export async function renderRequests(main) {
   for (const request of requests) list.append(requestItem(request));
 }
 
+/** {peer_id, fingerprint, conversation_id, count, preview (null: not text), first_at_ms, last_at_ms} */
 function requestItem(request) {
   const peer = request.peer || request.peer_id;
   const act = async (action) => {
@@ -127,11 +135,12 @@ function requestItem(request) {
       renderRequests(document.getElementById("main"));
     } catch (error) { showError(error); }
   };
-  const preview = request.preview || request.first_message || "";
-  const at = request.at_ms || request.last_at_ms;
-  const who = request.fingerprint ? `…${peer.slice(-8)} · ${request.fingerprint}` : `…${peer.slice(-8)}`;
-  return h("li.request", {},
-    h("div.who", {}, who, h("span.when", {}, at ? ` ${when(at)}` : "")),
+  const preview = request.preview === null ? "(not a text message)" : request.preview || "";
+  const at = request.last_at_ms || request.at_ms;
+  return h("li.request", { dataset: { peer } },
+    h("div.who", {}, request.fingerprint ? `fingerprint …${request.fingerprint}` : `…${peer.slice(-8)}`,
+      request.count > 1 ? h("span.tag", {}, `${request.count} messages`) : null,
+      h("span.when", {}, at ? ` ${when(at)}` : "")),
     h("p.preview", {}, typeof preview === "string" ? preview : previewText(preview)),
     h("div.actions", {},
       h("button.primary", { type: "button", onclick: () => act("accept") }, "Accept"),

@@ -92,6 +92,7 @@ async function onEvent(event) {
       break;
     case "contact.added":
     case "contact.blocked":
+    case "contact.unblocked":
       await loadContacts();
       await loadConversations();
       break;
@@ -115,7 +116,8 @@ async function onEvent(event) {
   onConversationEvent(event);
   if (event.type === "message.received" && event.message && event.message.direction === "in") {
     const conversation = state.conversations.find((c) => c.id === event.conversation_id);
-    if (!(conversation && conversation.muted)) announce(`New message from ${nameOf(event.message.peer)}`);
+    // `notify` is false in a muted conversation (older nodes: look at the conversation).
+    if (event.notify !== false && !(conversation && conversation.muted)) announce(`New message from ${nameOf(event.message.peer)}`);
   }
 }
 
@@ -140,7 +142,10 @@ async function start() {
     }
   });
   await Promise.all([loadContacts(), loadConversations()]);
-  live = followEvents(state.node.event_cursor, (e) => onEvent(e).catch(showError), connection);
+  // One event at a time, in order: a media.ready must not overtake the
+  // message.received of the message it completes.
+  let queue = Promise.resolve();
+  live = followEvents(state.node.event_cursor, (e) => { queue = queue.then(() => onEvent(e)).catch(showError); }, connection);
   window.addEventListener("hashchange", route);
   route();
 }

@@ -10,37 +10,64 @@ const MAP_URL = "https://www.openstreetmap.org/";
 /** Longest voice note recorded from the microphone. */
 const MAX_RECORDING_MS = 5 * 60 * 1000;
 
+/** A file's states (GET /v1/media answers): `local` (yours) and `ready` can be shown. */
+const SHOWABLE = ["local", "ready"];
+
+/** The file id a media.* event is about (`detail`: "<id>", "<id> 3/8" or "<id>: why"). */
+export function mediaIdOf(event) {
+  return String(event.detail || "").split(/[ :]/)[0];
+}
+
 export function attachmentsOf(message) {
   return (message.media || []).map((item) => {
     const url = `/v1/media/${seg(item.id)}`;
     const kind = (item.mime || "").split("/")[0];
-    const ready = !item.state || item.state === "ready" || item.state === "complete";
+    const ready = !item.state || SHOWABLE.includes(item.state);
     const label = `${item.name || "file"}, ${bytes(item.size || 0)}`;
-    if (kind === "image") {
+    const waiting = ready ? null : fileState(item);
+    if (kind === "image" && (ready || item.thumbnail)) {
       // The thumbnail the sender made shows at once; the full image once fetched.
       const img = h("img.photo", {
-        src: `${url}/thumbnail`, alt: item.name || "photo", loading: "lazy",
+        src: item.thumbnail ? `${url}/thumbnail` : url, alt: item.name || "photo", loading: "lazy",
         width: item.width || null, height: item.height || null,
       });
-      if (ready) {
+      if (ready && item.thumbnail) {
         const full = new Image();
         full.onload = () => { img.src = full.src; };
         full.src = url;
       }
-      return h("a.media.image", { href: url, target: "_blank", rel: "noopener", "aria-label": `Open photo ${label}` }, img);
+      return h("div.media", {}, h("a.media.image", { href: url, target: "_blank", rel: "noopener", "aria-label": `Open photo ${label}`, dataset: { state: item.state || "" } }, img), waiting);
     }
     if (kind === "video") {
-      return h("video.media", { controls: true, preload: "none", poster: `${url}/thumbnail`, src: ready ? url : null, "aria-label": `Video ${label}` });
+      return h("div.media", {}, h("video.media", { controls: true, preload: "none", poster: item.thumbnail ? `${url}/thumbnail` : null, src: ready ? url : null, "aria-label": `Video ${label}` }), waiting);
     }
     if (kind === "audio") {
       return h("div.media.voice", {}, h("audio", { controls: true, preload: "metadata", src: ready ? url : null, "aria-label": `Voice note ${label}` }),
         item.duration_ms ? h("span.duration", {}, `${Math.round(item.duration_ms / 1000)} s`) : null);
     }
-    return h("a.media.file", { href: url, download: item.name || "file", "aria-label": `Download ${label}` },
+    return h("div.media", {}, h("a.media.file", { href: ready ? url : null, download: item.name || "file", "aria-label": `Download ${label}`, dataset: { state: item.state || "" } },
       h("span.icon", { "aria-hidden": "true" }, "📎"),
       h("span.name", {}, item.name || "file"),
-      h("span.size", {}, ` ${bytes(item.size || 0)} · ${item.mime || "file"}${ready ? "" : ` · ${item.state}`}`));
+      h("span.size", {}, ` ${bytes(item.size || 0)} · ${item.mime || "file"}`)), waiting);
   });
+}
+
+/** The node counts a transfer in chunks of this size (`progress`). */
+const CHUNK_BYTES = 256 * 1024;
+const percent = (item) => Math.min(100, Math.round((item.progress * CHUNK_BYTES * 100) / item.size));
+
+/** A file not here yet: how far it is, why it waits, and a way to ask for it. */
+function fileState(item) {
+  const words = { pending: "not downloaded", fetching: "downloading", failed: "could not be fetched" };
+  const askable = (item.state === "pending" || item.state === "failed")
+    && has("POST", "/v1/media/{id}/download");
+  return h("div.file-state", { dataset: { state: item.state } },
+    h("span", {}, words[item.state] || item.state,
+      item.state === "fetching" && item.progress && item.size ? ` ${percent(item)}%` : "",
+      item.detail ? ` · ${item.detail}` : ""),
+    askable ? h("button", {
+      type: "button", onclick: () => post(`/v1/media/${seg(item.id)}/download`).catch(showError),
+    }, "Download") : null);
 }
 
 export function locationOf(message) {

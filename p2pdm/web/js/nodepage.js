@@ -3,6 +3,7 @@
 import { del, get, has, patch } from "./api.js";
 import { clear, h, showError, when } from "./dom.js";
 import { loadNode, state } from "./state.js";
+import { profileSection } from "./profile.js";
 
 const SETTING_LABELS = {
   read_receipts: "Send read receipts (and typing indicators)",
@@ -27,8 +28,13 @@ export async function renderNodePage(main) {
       fact("Connected peers", dht && dht.connected_peers !== undefined ? String(dht.connected_peers) : `${state.online.size} contacts online`),
       fact("DHT routing table", dht && dht.routing_table !== undefined ? `${dht.routing_table} peers` : "not on the network"),
       fact("DHT records held", dht ? `${dht.records} records, ${dht.providers} providers` : "not on the network"),
+      fact("Reachable from outside", h("span", { id: "reachability" }, reachability(node.reachability))),
+      node.reachability && node.reachability.relayed_addrs.length
+        ? fact("Addresses through relays", h("ul.plain", {}, node.reachability.relayed_addrs.map((a) => h("li", {}, h("code.wrap", {}, a)))))
+        : null,
       fact("Version", node.version),
       fact("Running since", when(node.started_at_ms))),
+    profileSection(),
     h("h2", {}, "Mailboxes"),
     h("div", { id: "mailboxes" }, "…"),
     h("h2", {}, "Settings"),
@@ -38,6 +44,23 @@ export async function renderNodePage(main) {
     h("button", { type: "button", id: "sign-out", onclick: signOut }, "Sign out of this browser")));
   drawMailboxes();
   drawSessions();
+}
+
+const REACH = {
+  public: "yes: other nodes can dial this one",
+  private: "no: behind a router or firewall (reached through relays and hole punching)",
+  unknown: "not known yet (too few peers have checked)",
+};
+
+/** GET /v1/node's `reachability` (null off the network), in words. */
+function reachability(r) {
+  if (!r) return "not on the network";
+  const parts = [REACH[r.status] || r.status, `DHT ${r.dht_mode}`];
+  if (r.lan_peers) parts.push(`${r.lan_peers} on this network`);
+  const punch = r.hole_punch || {};
+  if (punch.successes || punch.failures) parts.push(`hole punching ${punch.successes} ok, ${punch.failures} failed`);
+  if (r.relay) parts.push(`relaying for ${r.relay.reservations} nodes`);
+  return parts.join(" · ");
 }
 
 function fact(term, value) {

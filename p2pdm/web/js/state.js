@@ -67,6 +67,7 @@ export function conversationById(id) {
 export function previewText(message) {
   if (!message) return "";
   if (message.unsent) return "Message unsent";
+  if (message.notice) return `${message.direction === "out" ? "You" : nameOf(message.peer)} ${message.notice}`;
   if (message.unsupported) return "Unsupported message";
   if (message.location) return `📍 ${message.location.label || "Location"}`;
   if (message.media && message.media.length) {

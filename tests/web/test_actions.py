@@ -1,0 +1,141 @@
+"""Message actions in real browsers against real nodes: Alice replies to Bob's
+message, reacts, edits and unsends from her page; Bob's page shows the quote,
+the reaction, "edited" and "unsent a message" live. Then delete for me and
+delete conversation, which stay on the device that did them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.daemon.test_run_process import Proc
+from tests.web.conftest import PHONE, screenshot, wait_for
+from tests.web.test_browser import all_css, by_css, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
+
+
+def message_item(driver: Any, text: str, direction: str) -> Any:
+    """The bubble (``li.message.in``/``.out``) that shows ``text``."""
+    for item in all_css(driver, f"li.message.{direction}"):
+        if text in item.find_element("css selector", ".bubble").text:
+            return item
+    return None
+
+
+def act(driver: Any, text: str, direction: str, label: str) -> None:
+    """Open the "⋯" menu of the bubble showing ``text`` and pick ``label``."""
+
+    def picked(d: Any) -> bool:
+        item = message_item(d, text, direction)
+        if item is None:
+            return False
+        item.find_element("css selector", "button.more").click()
+        for button in item.find_elements("css selector", ".menu button[role='menuitem']"):
+            if button.get_attribute("aria-label") == label:
+                button.click()
+                return True
+        return False
+
+    wait_for(driver, picked, f"{label!r} on {text!r}")
+
+
+def shows(driver: Any, text: str, direction: str, selector: str, wanted: str) -> bool:
+    item = message_item(driver, text, direction)
+    return item is not None and any(
+        wanted in e.text for e in item.find_elements("css selector", selector)
+    )
+
+
+def test_reply_react_edit_unsend_live_on_the_other_page(
+    nodes: Callable[..., Proc], browsers: Callable[..., Any]
+) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    alice = nodes("alice")
+    bob = nodes("bob")
+    # Contacts of each other (no stranger limits), by invite through the API.
+    alice.client.add_contact(bob.client.node()["invite"], "Bob")
+    bob.client.add_contact(alice.client.node()["invite"], "Alice")
+    alice_id = alice.client.node()["peer_id"]
+    bob_id = bob.client.node()["peer_id"]
+    bob.client.send("Alice", "Lunch at noon tomorrow?")
+    alice_page = browsers()
+    bob_page = browsers(PHONE)
+    alice_base = sign_in(alice_page, alice.home)
+    bob_base = sign_in(bob_page, bob.home)
+    alice_page.get(f"{alice_base}#/c/{bob_id}")
+    wait_for(alice_page, lambda d: message_item(d, "Lunch at noon", "in"), "Bob's message")
+    bob_page.get(f"{bob_base}#/c/{alice_id}")
+    wait_for(bob_page, lambda d: message_item(d, "Lunch at noon", "out"), "Bob's own message")
+
+    # A reply: the quote of Bob's message is above Alice's text on Bob's page.
+    act(alice_page, "Lunch at noon", "in", "Reply")
+    assert "Lunch at noon" in by_css(alice_page, "#replying").text
+    by_css(alice_page, "#composer-text").send_keys("Yes, see you at noon", Keys.ENTER)
+    wait_for(
+        bob_page,
+        lambda d: shows(d, "see you at noon", "in", "a.quote", "Lunch at noon tomorrow?"),
+        "the quote on Bob's page",
+    )
+    # A reaction to Bob's message shows under it on his page.
+    act(alice_page, "Lunch at noon", "in", "React 👍")
+    wait_for(
+        bob_page, lambda d: shows(d, "Lunch at noon", "out", ".reaction", "👍"), "the reaction"
+    )
+    wait_for(
+        alice_page,
+        lambda d: shows(d, "Lunch at noon", "in", ".reaction[aria-pressed='true']", "👍"),
+        "Alice's own reaction, marked hers",
+    )
+    # An edit: the new text and "edited", live.
+    act(alice_page, "see you at noon", "out", "Edit")
+    prompt = alice_page.switch_to.alert
+    prompt.send_keys("Yes, see you at one")
+    prompt.accept()
+    wait_for(bob_page, lambda d: shows(d, "see you at one", "in", ".edited", "edited"), "the edit")
+    assert message_item(bob_page, "see you at noon", "in") is None
+    # An unsend: the text is gone on Bob's page, "Alice unsent a message" instead.
+    by_css(alice_page, "#composer-text").send_keys("Oops, wrong chat", Keys.ENTER)
+    wait_for(bob_page, lambda d: message_item(d, "wrong chat", "in"), "the message to unsend")
+    act(alice_page, "wrong chat", "out", "Unsend")
+    alice_page.switch_to.alert.accept()
+    wait_for(
+        bob_page,
+        lambda d: any("Alice unsent a message" in e.text for e in all_css(d, "li.message.in")),
+        "'unsent a message' on Bob's page",
+    )
+    assert message_item(bob_page, "wrong chat", "in") is None
+    wait_for(
+        alice_page,
+        lambda d: any("You unsent a message" in e.text for e in all_css(d, "li.message.out")),
+        "'You unsent a message' on Alice's page",
+    )
+    wait_for(
+        alice_page,
+        lambda d: "Message unsent" in by_css(d, "a.conversation").text,
+        "the preview in Alice's list following her unsend",
+    )
+    screenshot(alice_page, "actions-desktop")
+    screenshot(bob_page, "actions-phone")
+    bob_view = {m["text"]: m for m in bob.client.messages("Alice")["messages"]}
+    assert bob_view["Yes, see you at one"]["edited"] is True
+    reply = bob_view["Yes, see you at one"]["reply_to"]
+    assert reply is not None and reply["text"] == "Lunch at noon tomorrow?"
+    assert bob_view["Lunch at noon tomorrow?"]["reactions"] == {"👍": [alice_id]}
+
+    # Delete for me: gone from Bob's page and node, still on Alice's.
+    act(bob_page, "see you at one", "in", "Delete for me")
+    bob_page.switch_to.alert.accept()
+    wait_for(bob_page, lambda d: message_item(d, "see you at one", "in") is None, "deleted")
+    texts = [m["text"] for m in bob.client.messages("Alice")["messages"]]
+    assert "Yes, see you at one" not in texts
+    assert message_item(alice_page, "see you at one", "out") is not None
+    # Delete conversation: Alice's list is empty, Bob keeps his.
+    by_css(alice_page, "#delete-conversation").click()
+    alice_page.switch_to.alert.accept()
+    wait_for(alice_page, lambda d: not all_css(d, "a.conversation"), "no conversation left")
+    assert alice.client.conversations() == []
+    assert bob.client.conversations()

@@ -1,0 +1,105 @@
+"""Conversation tools in real browsers against real nodes: typing shows on the
+other page, a disappearing timer set in one page shows its notice on both,
+mute and archive move the conversation, search finds a message by its words;
+a stranger's message waits in Requests until accepted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.daemon.test_run_process import Proc
+from tests.web.conftest import PHONE, click, screenshot, wait_for
+from tests.web.test_browser import all_css, by_css, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
+
+
+def test_typing_timer_mute_archive_and_search(
+    nodes: Callable[..., Proc], browsers: Callable[..., Any]
+) -> None:
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    alice = nodes("alice")
+    bob = nodes("bob")
+    alice.client.add_contact(bob.client.node()["invite"], "Bob")
+    bob.client.add_contact(alice.client.node()["invite"], "Alice")
+    alice_id = alice.client.node()["peer_id"]
+    bob_id = bob.client.node()["peer_id"]
+    bob.client.send("Alice", "Lunch at the station tomorrow?")
+    alice_page = browsers()
+    bob_page = browsers(PHONE)
+    alice_base = sign_in(alice_page, alice.home)
+    bob_base = sign_in(bob_page, bob.home)
+    alice_page.get(f"{alice_base}#/c/{bob_id}")
+    wait_for(alice_page, lambda d: all_css(d, "li.message.in"), "Bob's message")
+    bob_page.get(f"{bob_base}#/c/{alice_id}")
+    wait_for(bob_page, lambda d: all_css(d, "li.message.out"), "Bob's own message")
+
+    # Bob types: "Bob is typing…" on Alice's page.
+    by_css(bob_page, "#composer-text").send_keys("Are")
+    wait_for(alice_page, lambda d: "typing" in by_css(d, "#typing").text, "typing on Alice's page")
+
+    # Alice sets a one-hour timer: the notice on both pages.
+    Select(by_css(alice_page, "#timer-select")).select_by_value("3600")
+    for page in (alice_page, bob_page):
+        wait_for(
+            page,
+            lambda d: any("disappearing" in e.text for e in all_css(d, "li.notice-line")),
+            "the timer notice",
+        )
+        wait_for(page, lambda d: by_css(d, "#timer-notice").is_displayed(), "the timer banner")
+    wait_for(
+        bob_page,
+        lambda d: by_css(d, "#timer-select").get_attribute("value") == "3600",
+        "Bob's timer control following Alice's setting",
+    )
+    by_css(alice_page, "#composer-text").send_keys("Yes, at noon", Keys.ENTER)
+    wait_for(bob_page, lambda d: any("at noon" in e.text for e in all_css(d, "li.message.in")), "")
+    screenshot(bob_page, "timer-phone")
+
+    # Search by words, matches marked.
+    box = by_css(alice_page, "#search-box")
+    box.send_keys("station", Keys.ENTER)
+    wait_for(
+        alice_page,
+        lambda d: by_css(d, "a.result mark").text.lower() == "station",  # (redrawn: look again)
+        "a search hit, the match marked",
+    )
+    screenshot(alice_page, "search-desktop")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)  # an emptied box shows the conversations again
+    wait_for(alice_page, lambda d: all_css(d, "a.conversation:not(.result)"), "the list")
+
+    # Mute, then archive: the conversation leaves the list until archived ones show.
+    click(alice_page, ".conv-controls button[aria-pressed]", "Mute")
+    wait_for(alice_page, lambda d: all_css(d, "a.conversation .flag.muted"), "muted")
+    assert alice.client.conversations()[0]["muted"] is True
+    click(alice_page, ".conv-controls button[aria-pressed]:nth-of-type(2)", "Archive")
+    wait_for(alice_page, lambda d: not all_css(d, "a.conversation"), "archived away")
+    click(alice_page, ".archived-toggle input", "Show archived")
+    wait_for(alice_page, lambda d: all_css(d, "a.conversation .flag.archived"), "archived shown")
+
+
+def test_a_strangers_message_waits_in_requests_until_accepted(
+    nodes: Callable[..., Proc], browsers: Callable[..., Any]
+) -> None:
+    alice = nodes("alice")
+    carol = nodes("carol")
+    carol.client.add_contact(alice.client.node()["invite"], "Alice")
+    carol.client.send("Alice", "Hi, we met at the station")
+    page = browsers()
+    base = sign_in(page, alice.home)
+    page.get(base + "#/requests")
+    wait_for(page, lambda d: all_css(d, "li.request"), "the request")
+    request = by_css(page, "li.request")
+    assert "we met at the station" in request.text
+    assert "fingerprint" in request.text
+    assert not all_css(page, "a.conversation")  # not among the chats
+    screenshot(page, "requests-desktop")
+    click(page, "li.request button.primary", "Accept")
+    wait_for(page, lambda d: all_css(d, "a.conversation"), "a chat now")
+    assert [c["peer_id"] for c in alice.client.contacts()] == [carol.client.node()["peer_id"]]

@@ -1,0 +1,93 @@
+"""Media in real browsers against real nodes: a photo Alice picks in her page
+shows inline on Bob's page, live; an HTML file Bob sends, opened from Alice's
+page, runs nothing; a location shows its coordinates and a map link."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.daemon.test_run_process import Proc
+from tests.web.conftest import PHONE, screenshot, wait_for
+from tests.web.test_browser import all_css, by_css, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
+
+#: What a hostile HTML file would do if it ran in the app's origin.
+HOSTILE_HTML = (
+    "<!doctype html><title>file</title><script>"
+    "document.title = 'ran'; localStorage.setItem('ran', '1');"
+    "fetch('/v1/settings', {method: 'PATCH', headers: {'X-P2PDM-CSRF': '1',"
+    " 'Content-Type': 'application/json'}, body: JSON.stringify({read_receipts: false})});"
+    "</script><p>hello</p>"
+)
+
+
+def loaded_photo(driver: Any, direction: str) -> bool:
+    """A photo in a bubble of that direction whose full image is loaded."""
+    return any(
+        driver.execute_script(
+            "const i = arguments[0]; return i.complete && i.naturalWidth > 0"
+            " && !i.src.endsWith('/thumbnail');",
+            img,
+        )
+        for img in all_css(driver, f"li.message.{direction} img.photo")
+    )
+
+
+def test_a_photo_shows_inline_on_the_other_page_and_a_peer_file_runs_nothing(
+    nodes: Callable[..., Proc], browsers: Callable[..., Any], tmp_path: Path
+) -> None:
+    alice = nodes("alice")
+    bob = nodes("bob")
+    alice.client.add_contact(bob.client.node()["invite"], "Bob")
+    bob.client.add_contact(alice.client.node()["invite"], "Alice")
+    alice_id = alice.client.node()["peer_id"]
+    bob_id = bob.client.node()["peer_id"]
+    photo = tmp_path / "view.jpg"
+    Image.new("RGB", (640, 480), (30, 120, 200)).save(photo)
+    alice_page = browsers()
+    bob_page = browsers(PHONE)
+    alice_base = sign_in(alice_page, alice.home)
+    bob_base = sign_in(bob_page, bob.home)
+    alice_page.get(f"{alice_base}#/c/{bob_id}")
+    wait_for(alice_page, lambda d: all_css(d, "#file-picker"), "the attach control")
+    bob_page.get(f"{bob_base}#/c/{alice_id}")
+    wait_for(bob_page, lambda d: all_css(d, "#composer-text"), "Bob's conversation")
+
+    # Alice picks a photo: it shows on her page and, live, on Bob's.
+    by_css(alice_page, "#file-picker").send_keys(str(photo))
+    wait_for(alice_page, lambda d: loaded_photo(d, "out"), "the photo on Alice's page")
+    wait_for(bob_page, lambda d: loaded_photo(d, "in"), "the photo on Bob's page, live")
+    [files] = [m["media"] for m in bob.client.messages("Alice")["messages"] if m.get("media")]
+    assert files is not None and files[0]["state"] == "ready"
+
+    # Bob sends an HTML file and a place; Alice's page offers the file as a
+    # download and shows the place.
+    page = tmp_path / "page.html"
+    page.write_text(HOSTILE_HTML)
+    bob.client.send_file("Alice", page)
+    bob.client.send_location("Alice", 52.52, 13.405, label="Berlin")
+    wait_for(alice_page, lambda d: all_css(d, "li.message.in a.media.file[href]"), "the file")
+    wait_for(alice_page, lambda d: all_css(d, "li.message.in .location"), "the place")
+    assert "52.52000, 13.40500" in by_css(alice_page, "li.message.in .location").text
+    wait_for(alice_page, lambda d: not all_css(d, "a.conversation .unread"), "read on opening")
+    for page in (alice_page, bob_page):
+        page.execute_script(
+            "const s = document.getElementById('scroller'); s.scrollTop = s.scrollHeight"
+        )
+    screenshot(alice_page, "media-desktop")
+    screenshot(bob_page, "media-phone")
+    href = by_css(alice_page, "li.message.in a.media.file").get_attribute("href")
+    assert alice.client.settings()["read_receipts"] is True
+    alice_page.get(href)  # opened as a page, not through the download link
+    assert alice_page.title != "ran"
+    alice_page.get(alice_base)
+    wait_for(alice_page, lambda d: all_css(d, "#connection[data-state='live']"), "the app")
+    assert alice_page.execute_script("return localStorage.getItem('ran')") is None
+    assert alice_page.title != "ran"
+    assert alice.client.settings()["read_receipts"] is True  # the script's change never ran
