@@ -100,11 +100,16 @@ def home_with_identity(path: Path, name: str) -> Home:
 
 @asynccontextmanager
 async def node(
-    tmp_path: Path, name: str, *bootstrap: Running | str, mailbox: bool = False
+    tmp_path: Path,
+    name: str,
+    *bootstrap: Running | str,
+    mailbox: bool = False,
+    mailbox_peers: tuple[str, ...] = (),
 ) -> AsyncIterator[Peer]:
     """A running node; leaving the block (or cancelling ``scope``) stops it.
 
-    ``bootstrap``: running nodes, or full addresses of other peers.
+    ``bootstrap``: running nodes, or full addresses of other peers;
+    ``mailbox_peers``: the mailboxes it names in its record (full addresses).
     """
     home = home_with_identity(tmp_path / name, name)
     options = RunOptions(
@@ -112,6 +117,7 @@ async def node(
         api=("127.0.0.1", 0),
         bootstrap=tuple(b if isinstance(b, str) else b.node.addrs[0] for b in bootstrap),
         mailbox=mailbox,
+        mailbox_peers=mailbox_peers,
         upkeep=UPKEEP,
     )
     async with trio.open_nursery() as nursery:

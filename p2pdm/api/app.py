@@ -58,6 +58,7 @@ from p2pdm.api.handlers import (
     conversation_messages,
     delete_contact,
     delete_token,
+    get_mailboxes,
     get_message,
     get_node,
     get_settings,
@@ -281,6 +282,17 @@ ROUTES: Final[tuple[Route, ...]] = (
             "getNode",
             "This node: PeerID, name, addresses, version, counts and a fresh invite",
             ("200", ref("Node"), "the node"),
+        ),
+    ),
+    Route(
+        "/v1/mailboxes",
+        "GET",
+        get_mailboxes,
+        _READ,
+        Doc(
+            "getMailboxes",
+            "The mailboxes this node fetches its envelopes from, and what its own holds",
+            ("200", ref("Mailboxes"), "the mailboxes"),
         ),
     ),
     Route(

@@ -63,6 +63,13 @@ async def get_node(request: Request, node: Node) -> Response:
     return JSONResponse({**node.info(), "token": token, "invite": node.invite()})
 
 
+async def get_mailboxes(request: Request, node: Node) -> Response:
+    """The mailboxes this node uses and the one it offers; none while off the network."""
+    found = node.mailboxes
+    shown = {"used": [], "offered": None} if found is None else dict(found())
+    return JSONResponse({**shown, "networked": found is not None})
+
+
 # --- contacts --------------------------------------------------------------------
 
 

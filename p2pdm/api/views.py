@@ -614,6 +614,46 @@ CREATED_TOKEN: Final[Schema] = obj(
     }
 )
 
+#: ``GET /v1/mailboxes``: the mailboxes this node uses, and the one it offers.
+MAILBOXES: Final[Schema] = obj(
+    {
+        "networked": {"type": "boolean", "description": "false: off the network, nothing known"},
+        "used": {
+            "type": "array",
+            "items": obj(
+                {
+                    "peer_id": PEER_ID,
+                    "addrs": {"type": "array", "items": STRING},
+                    "named": {
+                        "type": "boolean",
+                        "description": "named in this node's signed record (--mailbox-peer); "
+                        "else one of the closest mailbox providers the DHT last listed",
+                    },
+                }
+            ),
+            "description": "where this node fetches its envelopes from, best first",
+        },
+        "offered": {
+            "oneOf": [
+                {"type": "null"},
+                obj(
+                    {
+                        "envelopes": {**INT, "description": "envelopes held for others"},
+                        "bytes": INT,
+                        "max_envelopes": INT,
+                        "max_bytes": INT,
+                        "max_envelopes_per_recipient": INT,
+                        "max_bytes_per_recipient": INT,
+                        "retention_s": INT,
+                    }
+                ),
+            ],
+            "description": "what this node's mailbox (--mailbox) holds against its "
+            "quotas; null when it offers none",
+        },
+    }
+)
+
 #: Every record shape, by its name in the document.
 SCHEMAS: Final[dict[str, Schema]] = {
     "PeerID": PEER_ID_SCHEMA,
@@ -621,6 +661,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "DhtStats": DHT_STATS,
     "Reachability": REACHABILITY,
     "RelayStats": RELAY_STATS,
+    "Mailboxes": MAILBOXES,
     "Contact": obj(_CONTACT_PROPERTIES),
     "AddedContact": ADDED_CONTACT,
     "ContactList": obj({"contacts": {"type": "array", "items": ref("Contact")}}),

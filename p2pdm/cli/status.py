@@ -2,8 +2,9 @@
 
 A client of ``GET /v1/node``, like the chat commands: PeerID and name,
 addresses, how long it has run, contacts, messages still to be delivered,
-unread messages and requests, and what its DHT node holds for other peers
-and refused (``--json``: the API's own record, without the invite).
+unread messages and requests, what its DHT node holds for other peers
+and refused, and the mailboxes it uses and offers (``GET /v1/mailboxes``)
+(``--json``: the API's own record, without the invite).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import json
 import time
 from collections.abc import Mapping
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 from p2pdm.cli.chat import safe_text
 from p2pdm.client import Client, DhtStats, NodeInfo, ReachabilityInfo
@@ -32,17 +33,23 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
 def status(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         info = node.node()
+        mailboxes = node.mailboxes()
     if args.json:
         shown = {key: value for key, value in info.items() if key != "invite"}
         print(json.dumps(shown, ensure_ascii=False, indent=2), file=out)
         return EXIT_OK
-    for label, value in describe(info, now_ms=int(time.time() * 1000)):
+    lines = describe(info, now_ms=int(time.time() * 1000), mailboxes=mailboxes)
+    for label, value in lines:
         print(f"{label:<{_LABEL}}{value}".rstrip(), file=out)
     return EXIT_OK
 
 
-def describe(info: NodeInfo, *, now_ms: int) -> list[tuple[str, str]]:
-    """The lines of ``p2pdm status``: (label, text); a label is empty on continuation lines."""
+def describe(
+    info: NodeInfo, *, now_ms: int, mailboxes: Mapping[str, Any] | None = None
+) -> list[tuple[str, str]]:
+    """The lines of ``p2pdm status``: (label, text); a label is empty on continuation lines.
+
+    ``mailboxes``: the answer of ``GET /v1/mailboxes`` (no Mailbox line without it)."""
     counts = info["counts"]
     name = safe_text(info["name"]) or "(no name)"
     lines = [("Node", f"{name} ({info['peer_id']})"), ("Version", info["version"])]
@@ -70,7 +77,25 @@ def describe(info: NodeInfo, *, now_ms: int) -> list[tuple[str, str]]:
             )
         if reach["relay"] is not None:
             lines.append(("Relay", _relay(reach["relay"])))
+    if mailboxes is not None:
+        lines.append(("Mailbox", _mailboxes(mailboxes)))
     return lines
+
+
+def _mailboxes(answer: Mapping[str, Any]) -> str:
+    if not answer["networked"]:
+        return "not on the network"
+    used = answer["used"]
+    named = sum(1 for m in used if m["named"])
+    text = f"uses {len(used)} ({named} named in our record)"
+    offered = answer["offered"]
+    if offered is None:
+        return f"{text}; offers none"
+    return (
+        f"{text}; offers one holding {_plural(offered['envelopes'], 'envelope')} "
+        f"({_size(offered['bytes'])}) of {offered['max_envelopes']} "
+        f"({_size(offered['max_bytes'])})"
+    )
 
 
 def _relay(stats: Mapping[str, object]) -> str:

@@ -247,6 +247,11 @@ class Operations:
         """Delete a conversation (its id, or the contact's name or PeerID) from this
         node only; nobody is told."""
 
+    @operation[dict[str, Any]]("GET", "/v1/mailboxes")
+    def mailboxes() -> None:
+        """The mailboxes this node fetches its envelopes from (``used``) and what its
+        own mailbox holds against its quotas (``offered``, None if it runs none)."""
+
     @operation[dict[str, Any]]("GET", "/v1/settings")
     def settings() -> None:
         """The node's settings."""

@@ -52,6 +52,7 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.wire import PrekeyBundle
 from p2pdm.daemon.demo import DEMO_LISTEN, Demo
 from p2pdm.daemon.home import Home
+from p2pdm.daemon.mailboxes import mailboxes_json
 from p2pdm.daemon.reach import reachability_json
 from p2pdm.errors import (
     ConfigError,
@@ -503,6 +504,7 @@ async def serve_node(
                     random_bytes=node.random_bytes,
                 )
                 await nursery.start(service.run)
+            node.mailboxes = partial(mailboxes_json, directory, service)
             await nursery.start(node.batcher.run)
             await nursery.start(delivery.run)
             await nursery.start(delivery.run_fetcher)

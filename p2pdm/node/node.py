@@ -203,6 +203,8 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
         #: Whether others can dial us, our relays and hole punching, as
         #: JSON; set while networked.
         self.reachability: Callable[[], Mapping[str, object]] | None = None
+        #: The mailboxes we use and the one we offer, as JSON; set while networked.
+        self.mailboxes: Callable[[], Mapping[str, object]] | None = None
         #: When this node object was made: its uptime, in :meth:`info`.
         self.started_at_ms = now_ms()
         #: Wakes API clients waiting for events; the store calls it after adding any.

@@ -325,6 +325,13 @@ class MailboxDirectory:
         limit = len(chosen) + MAILBOX_FETCH_FANOUT
         return self._closest(self.identity.peer_id, chosen, limit, await self.providers())
 
+    def own_known(self) -> list[Candidate]:
+        """Like :meth:`own`, from the last provider lookup only; looks nothing up."""
+        chosen = _merge(self.preferred, [], MAILBOX_MAX_CANDIDATES)
+        limit = len(chosen) + MAILBOX_FETCH_FANOUT
+        found = [] if self._providers is None else self._providers[2]
+        return self._closest(self.identity.peer_id, chosen, limit, found)
+
     def _closest(
         self, target: PeerId, chosen: list[Candidate], limit: int, providers: list[Candidate]
     ) -> list[Candidate]:

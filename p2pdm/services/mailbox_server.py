@@ -183,6 +183,19 @@ class MailboxService:
         self.inbound = InboundGuard("mailbox", network, INBOUND_LIMITS, self.failures)
         network.set_handler(mb.MAILBOX_PROTOCOL, self.handle_stream)
 
+    def usage(self) -> dict[str, int]:
+        """What this mailbox holds now, beside its quotas (for the local API)."""
+        envelopes, held = self.store.mailbox_usage()
+        return {
+            "envelopes": envelopes,
+            "bytes": held,
+            "max_envelopes": self.limits.total_count,
+            "max_bytes": self.limits.total_bytes,
+            "max_envelopes_per_recipient": self.limits.per_recipient_count,
+            "max_bytes_per_recipient": self.limits.per_recipient_bytes,
+            "retention_s": self.limits.retention_s,
+        }
+
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Purge expired envelopes and keep the provider record fresh, forever."""
         async with trio.open_nursery() as nursery:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Final
 
 import pytest
 import trio
@@ -32,6 +33,7 @@ async def test_status_of_a_node_off_the_network(
         assert shown["Contacts"] == "0"
         assert shown["Queued"] == "0 messages to deliver"
         assert shown["DHT"] == "not on the network"
+        assert shown["Mailbox"] == "not on the network"
 
         code, out, _ = await cli(capsys, *a, "status", "--json")
         record = json.loads(out)
@@ -64,6 +66,22 @@ async def test_status_shows_what_the_dht_holds(
         assert "refused none; 0 evicted" in shown["DHT"]
         assert shown["Address"].startswith("/ip4/127.0.0.1/tcp/")
         assert shown["Reach"].startswith(("unknown: ", "public: ")), shown["Reach"]
+        assert shown["Mailbox"] == "uses 0 (0 named in our record); offers none"
+
+
+_INFO_OFF_THE_NETWORK: Final[NodeInfo] = {
+    "peer_id": "12D3KooWx",
+    "name": "bob",
+    "addrs": [],
+    "version": "1",
+    "started_at_ms": 0,
+    "counts": {},
+    "event_cursor": 0,
+    "dht": None,
+    "reachability": None,
+    "token": {"name": "owner", "scope": "admin"},
+    "invite": "p2pdm:…",
+}
 
 
 def test_the_dht_line_names_refusals_by_reason() -> None:
@@ -115,3 +133,27 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
     assert shown["Reach"] == (
         "private: behind a router or firewall: other nodes cannot dial this one; DHT client mode"
     )
+
+
+def test_the_mailbox_line_counts_the_used_and_what_the_offered_holds() -> None:
+    info = _INFO_OFF_THE_NETWORK
+    used = {"peer_id": "12D3KooWm", "addrs": ["/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWm"]}
+    answer = {
+        "networked": True,
+        "used": [{**used, "named": True}, {**used, "peer_id": "12D3KooWn", "named": False}],
+        "offered": {
+            "envelopes": 1,
+            "bytes": 2048,
+            "max_envelopes": 10000,
+            "max_bytes": 64 * 1024 * 1024,
+            "max_envelopes_per_recipient": 500,
+            "max_bytes_per_recipient": 8 * 1024 * 1024,
+            "retention_s": 1209600,
+        },
+    }
+    shown = dict(describe(info, now_ms=0, mailboxes=answer))
+    assert shown["Mailbox"] == (
+        "uses 2 (1 named in our record); offers one holding 1 envelope (2.0 KiB) "
+        "of 10000 (64.0 MiB)"
+    )
+    assert "Mailbox" not in dict(describe(info, now_ms=0))

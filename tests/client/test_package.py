@@ -96,6 +96,7 @@ def _wire() -> list[Row]:
     afresh for each client: some arguments are one-shot iterators."""
     return [
         ("node", (), {}, "GET", "/v1/node", None),
+        ("mailboxes", (), {}, "GET", "/v1/mailboxes", None),
         ("contacts", (), {}, "GET", "/v1/contacts", None),
         (
             "add_contact",

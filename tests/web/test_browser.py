@@ -138,6 +138,9 @@ def test_alice_and_bob_chat_in_their_browsers(
     alice_page.get(alice_base + "#/node")
     wait_for(alice_page, lambda d: all_css(d, "#peer-id"), "the node page")
     assert by_css(alice_page, "#peer-id").text == alice.client.node()["peer_id"]
+    wait_for(alice_page, lambda d: all_css(d, "#mailbox-offered"), "the mailboxes")
+    offered = by_css(alice_page, "#mailbox-offered").text
+    assert offered.startswith("none (run the node with --mailbox"), offered
     screenshot(alice_page, "node-desktop")
 
     # Bob's node restarts on the same address: his open page resumes its event

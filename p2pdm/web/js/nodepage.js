@@ -1,7 +1,7 @@
-// The node: PeerID, addresses, counts, DHT, settings, signed-in browsers.
+// The node: PeerID, addresses, counts, DHT, mailboxes, settings, signed-in browsers.
 
 import { del, get, has, patch } from "./api.js";
-import { clear, h, showError, when } from "./dom.js";
+import { bytes, clear, h, showError, when } from "./dom.js";
 import { loadNode, state } from "./state.js";
 import { profileSection } from "./profile.js";
 
@@ -93,11 +93,33 @@ function settingsControls() {
 async function drawMailboxes() {
   const el = document.getElementById("mailboxes");
   if (!el) return;
-  if (!has("GET", "/v1/mailboxes")) { el.textContent = `${state.node.counts.outbox || 0} envelopes wait in the outbox; mailboxes are listed by \`p2pdm status\`.`; return; }
+  const outbox = `${state.node.counts.outbox || 0} messages wait in the outbox.`;
+  if (!has("GET", "/v1/mailboxes")) { el.textContent = outbox; return; }
   try {
     const answer = await get("/v1/mailboxes");
-    el.textContent = JSON.stringify(answer);
+    clear(el, h("dl.facts", {},
+      fact("Used (where this node's mail waits)", mailboxesUsed(answer)),
+      fact("Offered (held for others)", h("span", { id: "mailbox-offered" }, mailboxOffered(answer))),
+      fact("Outbox", outbox)));
   } catch (error) { el.textContent = error.message; }
+}
+
+/** GET /v1/mailboxes' `used`: each mailbox's PeerID and address, and whether our record names it. */
+function mailboxesUsed(answer) {
+  if (!answer.networked) return "not on the network";
+  if (!answer.used.length) return "none known yet";
+  return h("ul.plain", { id: "mailboxes-used" }, answer.used.map((m) => h("li", {},
+    h("code.wrap", {}, m.addrs[0] || m.peer_id),
+    m.named ? " (named in this node's record)" : " (a nearby mailbox found in the DHT)")));
+}
+
+/** GET /v1/mailboxes' `offered` (null: this node runs no mailbox), in words. */
+function mailboxOffered(answer) {
+  const o = answer.offered;
+  if (!o) return answer.networked ? "none (run the node with --mailbox to offer one)" : "not on the network";
+  return `${o.envelopes} of ${o.max_envelopes} envelopes, ${bytes(o.bytes)} of ${bytes(o.max_bytes)}; `
+    + `at most ${o.max_envelopes_per_recipient} envelopes (${bytes(o.max_bytes_per_recipient)}) per recipient, `
+    + `kept ${Math.round(o.retention_s / 86400)} days`;
 }
 
 async function drawSessions() {
