@@ -302,9 +302,11 @@ def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         )
     print_table(["CONTACT", "UNREAD", "LAST ACTIVITY", "PEER ID"], rows, out)
     if any(c["request"] for c in conversations):
+        read = hints.command(home.path, "read", "PEERID")
+        accept = hints.command(home.path, "requests", "accept", "PEERID")
         print(
             "\n(request): a message from someone who is not your contact; "
-            "`p2pdm read PEERID` shows it, `p2pdm contacts add PEERID` accepts them.",
+            f"`{read}` shows it, `{accept}` accepts them.",
             file=out,
         )
     return EXIT_OK

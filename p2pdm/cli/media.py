@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -84,6 +85,10 @@ def save_arguments(parser: argparse.ArgumentParser) -> None:
 def save(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     """Save the files of a message, fetching them first if they wait."""
     directory = Path(args.directory)
+    if not directory.exists():
+        raise ConfigError(
+            f"no directory {directory}; make it first (`mkdir -p {shlex.quote(str(directory))}`)"
+        )
     if not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory")
     with Client.for_home(home) as node:

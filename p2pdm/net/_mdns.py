@@ -58,6 +58,11 @@ async def discover_lan_peers(host: Host, port: int) -> None:
         for addr in host._host.get_addrs()
         if not _unusable(str(addr))
     ]
+    if not announced:
+        # Given none, upstream announces every interface's address with our
+        # port, where nothing listens: peers on the LAN would dial in vain.
+        logger.info("LAN discovery (mDNS) off: this node listens on loopback only")
+        return
     mdns = create_mdns_discovery(
         host._swarm,
         port=port,

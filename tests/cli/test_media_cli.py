@@ -37,6 +37,9 @@ async def test_send_read_and_save_a_file(
         assert lines[3].strip() == "[location] 52.52000,13.40000 Berlin"
 
         saved = tmp_path / "saved"
+        code, out, err = await cli(capsys, *a, "save", message_id, str(saved))
+        assert code != 0
+        assert_one_error_line(err, f"no directory {saved}; make it first")
         saved.mkdir()
         code, out, err = await cli(capsys, *a, "save", message_id, str(saved))
         assert (code, err) == (0, "")

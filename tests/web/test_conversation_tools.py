@@ -52,6 +52,13 @@ def test_typing_timer_mute_archive_and_search(
             "the timer notice",
         )
         wait_for(page, lambda d: by_css(d, "#timer-notice").is_displayed(), "the timer banner")
+    # The inbox preview says who set it once ("You set…", not "You: You set…"),
+    # once Bob's "typing…" there has lapsed.
+    wait_for(
+        alice_page,
+        lambda d: by_css(d, "a.conversation .preview").text.startswith("You set disappearing"),
+        "the notice as the inbox preview",
+    )
     wait_for(
         bob_page,
         lambda d: by_css(d, "#timer-select").get_attribute("value") == "3600",

@@ -57,6 +57,16 @@ function drawList() {
     && (!needle || nameOf(c.peer, c.name).toLowerCase().includes(needle)
         || previewText(state.previews.get(c.id)).toLowerCase().includes(needle)));
   clear(list, shown.length ? shown.map(item) : h("li.empty", {}, needle ? "No match: press Enter to search messages." : "No conversations yet."));
+  redrawWhenTypingLapses();
+}
+
+let lapseTimer = null;
+/** Draw the list again when the next "typing…" preview lapses, so none sticks. */
+function redrawWhenTypingLapses() {
+  clearTimeout(lapseTimer);
+  const now = Date.now();
+  const next = Math.min(...[...state.typing.values()].filter((until) => until > now));
+  if (Number.isFinite(next)) lapseTimer = setTimeout(drawList, next - now + 50);
 }
 
 function item(conversation) {
@@ -82,7 +92,8 @@ function item(conversation) {
 function previewLine(message) {
   if (!message) return "";
   const text = previewText(message);
-  return message.direction === "out" ? `You: ${text}` : text;
+  // A notice already names who set it ("You set disappearing messages…").
+  return message.direction === "out" && !message.notice ? `You: ${text}` : text;
 }
 
 /** A search hit: {message_id, conversation_id, peer, direction, sent_at_ms, snippet}. */
