@@ -42,6 +42,7 @@ from p2pdm.core.model import (
     Direction,
     Event,
     EventType,
+    LogEvent,
     Recipient,
     StatusChange,
     StoredMessage,
@@ -514,14 +515,15 @@ SEARCH_RESULTS: Final[Schema] = obj(
 
 
 def event_json(
-    event: Event,
+    event: LogEvent,
     message: StoredMessage | None,
     extras: MessageExtras | None = None,
     blobs: BlobLookup | None = None,
 ) -> dict[str, Any]:
-    """An event; ``message`` is the message of a ``message.*`` event, as stored now."""
+    """An event; ``message`` is the message of a ``message.*`` event, as stored now.
+    An ephemeral event (never stored, so not an :class:`Event`) has ``id`` None."""
     return {
-        "id": event.id,
+        "id": event.id if isinstance(event, Event) else None,
         "type": event.type.value,
         "at_ms": event.at_ms,
         "peer": None if event.peer is None else str(event.peer),
@@ -536,7 +538,11 @@ def event_json(
 
 EVENT: Final[Schema] = obj(
     {
-        "id": {"type": "integer", "description": "increasing; the cursor to resume from"},
+        "id": {
+            "type": ["integer", "null"],
+            "description": "increasing; the cursor to resume from (null: an ephemeral "
+            "event such as typing, never stored, so not resumable)",
+        },
         "type": {
             "type": "string",
             "description": "one of "

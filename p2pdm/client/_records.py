@@ -145,7 +145,8 @@ class MessagePage(TypedDict):
 class Event(TypedDict):
     """One event; ignore types you do not know (later versions add some)."""
 
-    id: int
+    #: None for an ephemeral event (``typing``): never stored, not a cursor.
+    id: int | None
     type: str
     at_ms: int
     peer: str | None

@@ -46,6 +46,7 @@ from p2pdm.core.model import (
     DeliveryStatus,
     Direction,
     EventType,
+    LogEvent,
     OutboxItem,
     StoredMessage,
     direct_conversation_id,
@@ -175,6 +176,8 @@ class Messenger:
         self._sessions: OrderedDict[PeerId, PeerSessions] = OrderedDict()
         #: When each peer's typing was last shown (as many peers as sessions cached).
         self._typing_shown = TypingShown(MAX_CACHED_SESSIONS)
+        #: Where ephemeral events go (the node's event bus); they are never stored.
+        self.publish: Callable[[LogEvent], None] = lambda event: None
         self._rekey_outbox()
 
     @property
@@ -540,8 +543,10 @@ class Messenger:
         )
         moved = {message_id for message_id, _ in changes}
         for event in effects.events:
-            if event.type is EventType.TYPING and not self._typing_shown.due(sender, now):
-                continue  # shown already: one per TYPING_INTERVAL_S a peer
+            if event.type is EventType.TYPING:  # never stored: live to whoever follows
+                if self._typing_shown.due(sender, now):  # one per TYPING_INTERVAL_S a peer
+                    self.publish(event)
+                continue
             # The store is the authority on a status move: log only those it made.
             if event.type is not EventType.MESSAGE_STATUS or event.message_id in moved:
                 log_event(self.store, event)

@@ -87,10 +87,9 @@ async def test_typing_goes_only_to_accepted_peers() -> None:
     assert await alice.send_typing(to_bob, bob.peer_id) is None
     [typing] = sends
     assert _stamp_of(typing, bob) is None  # a contact needs no stamp
-    bob.messenger.receive(typing)
-    assert [e.peer for e in bob.event_page(0, 50, types=[EventType.TYPING]).events] == [
-        alice.peer_id
-    ]
+    with bob.events.listener().follow() as follower:
+        bob.messenger.receive(typing)
+        assert [e.peer for e in follower.take()] == [alice.peer_id]
 
 
 def test_actions_and_timer_notices_to_a_stranger_carry_the_stamp() -> None:
