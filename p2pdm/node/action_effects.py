@@ -4,7 +4,8 @@ How this works: :mod:`p2pdm.core.actions` decides whether an action may
 apply; :func:`settle` carries the decision out inside the messenger's
 receive transaction: applied (with its ``message.reaction``,
 ``message.edited`` or ``message.unsent`` event), held for a target that has
-not arrived, or refused and counted (``actions_refused``).
+not arrived (in a conversation with disappearing messages, for no longer
+than its timer), or refused and counted (``actions_refused``).
 :func:`release_held` applies what was held for a message as it is stored.
 The user's own actions (:mod:`p2pdm.node.actions`) use :func:`apply` too.
 """
@@ -22,7 +23,7 @@ from p2pdm.core.kinds import EditBody, ReactionBody, TextBody, decode_stored, en
 from p2pdm.core.model import EventType, LogEvent, StoredMessage
 from p2pdm.store.base import Store, log_event
 
-__all__ = ["apply", "release_held", "settle"]
+__all__ = ["apply", "held_until", "release_held", "settle"]
 
 log = logging.getLogger("p2pdm.node.actions")
 
@@ -52,7 +53,7 @@ def settle(
 ) -> None:
     """Apply, hold or refuse (and count) a received action, in the caller's transaction."""
     if decision.verdict is Verdict.HOLD:
-        store.hold_action(HeldAction(action, now_ms))
+        store.hold_action(HeldAction(action, now_ms, held_until(store, action, now_ms)))
     elif decision.verdict is Verdict.REFUSE:
         store.count_refused_action()
         log.debug("refused a %s from %s: %s", action.kind, action.sender.short(), decision.reason)
@@ -68,6 +69,17 @@ def settle(
             request=target.request,
         )
         log_event(store, event)
+
+
+def held_until(store: Store, action: Action, now_ms: int) -> int | None:
+    """How long an action may wait for its target: in a conversation with
+    disappearing messages, no longer than its timer (an edit's text, a
+    reaction, outliving the messages they are about); else None (the usual
+    HELD_ACTION_TTL_MS)."""
+    found = store.get_conversation(action.conversation_id)
+    if found is None or not found.timer_s:
+        return None
+    return now_ms + found.timer_s * 1000
 
 
 def release_held(store: Store, message: StoredMessage, me: PeerId, now_ms: int) -> bool:

@@ -34,7 +34,7 @@ from p2pdm.node.media import MediaLibrary, snippet_of
 from p2pdm.node.messenger import Messenger
 from p2pdm.store.base import Reactions, Store
 
-__all__ = ["MessageActions", "MessageExtras", "extras_of"]
+__all__ = ["MessageActions", "MessageExtras", "action_expiry_s", "extras_of"]
 
 #: Statuses after which an outgoing message's envelope is no longer queued.
 _ARRIVED: Final = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.READ})
@@ -49,6 +49,15 @@ class MessageExtras:
     reply_to: bytes | None = None
     reply_snippet: str | None = None
     reactions: Reactions = field(default_factory=dict)
+
+
+def action_expiry_s(target: StoredMessage) -> int | None:
+    """The latest an action's envelope need live (seconds): when its target
+    disappears, if it has a timer that is running (docs/protocol.md §6.7);
+    else None, the usual lifetime."""
+    if target.expires_at_ms is None:
+        return None
+    return -(-target.expires_at_ms // 1000)
 
 
 def extras_of(store: Store, messages: list[StoredMessage]) -> dict[bytes, MessageExtras]:
@@ -102,7 +111,7 @@ class MessageActions:
                 # left at mailboxes are overtaken by the unsend itself.
                 self.store.remove_outbox_of(target.id)
 
-        self.messenger.send(target.peer, body, also=locally)
+        self.messenger.send(target.peer, body, also=locally, expires_by_s=action_expiry_s(target))
         self.on_outbox(target.peer)
         return self._target(target.id)
 

@@ -296,9 +296,12 @@ class Messenger:
         *,
         idempotency: tuple[str, str] | None = None,
         also: Callable[[InnerMessage], None] | None = None,
+        expires_by_s: int | None = None,
     ) -> Outgoing:
         """Store (if its kind is stored) and queue a message of any registered kind;
-        ``also`` makes more changes, given the message, in the same transaction.
+        ``also`` makes more changes, given the message, in the same transaction;
+        ``expires_by_s`` cuts its envelope's lifetime (an action on a message
+        that disappears lives no longer than it).
 
         Raises SchemaError for a body whose kind is not registered, and what
         :meth:`send_text` raises.
@@ -306,7 +309,7 @@ class Messenger:
         spec = spec_for(body.kind)
         if spec is None or not isinstance(body, spec.body_type):
             raise SchemaError(f"{body.kind!r} is not a message kind this version can send")
-        return self._send(to, body, idempotency, also)
+        return self._send(to, body, idempotency, also, expires_by_s)
 
     def seal_typing(self, to: PeerId) -> bytes:
         """A typing signal for ``to``, sealed: an envelope for an open stream only,
@@ -364,12 +367,15 @@ class Messenger:
         body: Body,
         idempotency: tuple[str, str] | None = None,
         also: Callable[[InnerMessage], None] | None = None,
+        expires_by_s: int | None = None,
     ) -> Outgoing:
         now = self.now_ms()
         inner, sessions, session_message = self._encrypt(to, body, now)
         effects = conversation.on_send(inner, now)
         stored_message = effects.store
         expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
+        if expires_by_s is not None:
+            expires_s = min(expires_s, expires_by_s)
         if stored_message is not None:
             receipts = self.read_receipts_enabled()
             stored_message, expires_s = sender_copy(stored_message, now, receipts, expires_s)

@@ -451,6 +451,12 @@ INSERT INTO blocked_peers (peer_id, blocked_at_ms)
     SELECT peer_id, added_at_ms FROM contacts WHERE blocked = 1;
 """
 
+#: A held action in a conversation with disappearing messages waits no longer
+#: than the conversation's timer (NULL: HELD_ACTION_TTL_MS after it was held).
+_MIGRATION_HELD_EXPIRY: Final = """
+ALTER TABLE held_actions ADD COLUMN expires_at_ms INTEGER;
+"""
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -470,6 +476,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_BLOBS,
     _MIGRATION_OUTBOX_QUEUED_ORDER,
     _MIGRATION_BLOCKED,
+    _MIGRATION_HELD_EXPIRY,
 )
 
 #: The schema version this code writes.

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from p2pdm.core.identity import Identity
 from p2pdm.node.messenger import Messenger
+from p2pdm.node.node import Node
+from p2pdm.store.base import Store
 from p2pdm.store.memory import MemoryStore
 from p2pdm.store.sqlite import SQLiteStore
 
@@ -38,6 +40,22 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[objec
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+def make(name: str, store: Store, clock: Clock) -> Node:
+    """A node named ``name`` on ``store`` with the settable ``clock``."""
+    node = Node(Identity(os.urandom(32)), store, now_ms=clock)
+    node.update_settings({"name": name})
+    return node
+
+
+@pytest.fixture
+def nodes(make_store: Callable[[], Store], clock: Clock) -> tuple[Node, Node]:
+    """Alice's and Bob's nodes, contacts of each other, on the same clock."""
+    alice, bob = make("alice", make_store(), clock), make("bob", make_store(), clock)
+    alice.add_contact_from_invite(bob.invite(), "bob")
+    bob.add_contact_from_invite(alice.invite(), "alice")
+    return alice, bob
 
 
 @pytest.fixture
