@@ -58,7 +58,12 @@ from p2pdm.core.replay import (
     seen_envelope_key,
     seen_message_key,
 )
-from p2pdm.core.request_stamp import verify_request_stamp
+from p2pdm.core.request_stamp import (
+    request_stamp_of,
+    verify_request_stamp,
+    with_request_stamp,
+    without_request_stamp,
+)
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, check_inner, open_envelope, seal
 from p2pdm.core.session import OwnPrekeys, PeerSessions
 from p2pdm.core.strangers import StrangerGate
@@ -343,23 +348,23 @@ class Messenger:
                     f"no prekey bundle for {to}: add the contact from an invite first"
                 )
             bundle = PrekeyBundle.decode(contact.bundle)
+        # In the body's ext map, which nodes that check no stamps ignore (§18.2).
+        stamp = self.stamps.for_peer(to) if stamped else None
         inner = InnerMessage.create(
             self.identity,
             id=self.random_bytes(MESSAGE_ID_BYTES),
             recipient=to,
             conversation=direct_conversation_id(self.peer_id, to),
             sent_at_ms=now,
-            body=body,
+            body=body if stamp is None else with_request_stamp(body, stamp),
         )
         try:
             session_message = sessions.encrypt(self.own, inner.encode(), bundle)
         except Exception:
             self._forget_session(to)
             raise
-        stamp = self.stamps.for_peer(to) if stamped else None
-        if stamp is not None:
-            session_message = replace(session_message, stamp=stamp)
-        return inner, sessions, session_message
+        # The stamp is admission, not content: what is kept here is the body sent.
+        return replace(inner, body=body), sessions, session_message
 
     def _send(
         self,
@@ -441,17 +446,20 @@ class Messenger:
         if stranger and not self.strangers.admits(sender, now / 1000):
             self._log_requests(now)
             raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
-        if stranger and not verify_request_stamp(
-            self.peer_id, sender, now, outer.stamp, self.stamps.bits
-        ):
-            self.dropped_unstamped += 1
-            raise StampMissing(f"{sender.short()} is not a contact and sent no valid request stamp")
         sessions = self._session(sender)
         prekeys_version = self.own.version
         try:
             plaintext = sessions.decrypt(self.own, outer)
             inner = check_inner(self.identity, outer, plaintext)
             self._check_new(inner)
+            if stranger and not verify_request_stamp(
+                self.peer_id, sender, now, request_stamp_of(inner.body), self.stamps.bits
+            ):
+                self.dropped_unstamped += 1
+                raise StampMissing(
+                    f"{sender.short()} is not a contact and sent no valid request stamp"
+                )
+            inner = replace(inner, body=without_request_stamp(inner.body))  # checked: dropped
             # The signature proved the sender: spend its budget.
             if stranger and not self.strangers.take(
                 sender, now / 1000, new=not self.store.has_requests(sender)

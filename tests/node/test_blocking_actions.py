@@ -8,11 +8,11 @@ import pytest
 import trio
 
 from p2pdm.core.model import EventType, direct_conversation_id
-from p2pdm.core.sealing import open_envelope
-from p2pdm.core.wire import Envelope
+from p2pdm.core.request_stamp import request_stamp_of
 from p2pdm.errors import PeerBlocked
 from p2pdm.node.node import Node
 from tests.conftest import deliver, make_node
+from tests.node.conftest import peek_body
 
 #: The events a blocked peer's actions and signals would make.
 _ACTION_EVENTS = [
@@ -32,7 +32,7 @@ def _contacts() -> tuple[Node, Node]:
 
 
 def _stamp_of(envelope: bytes, to: Node) -> bytes | None:
-    return open_envelope(to.messenger.identity, Envelope.decode(envelope)).stamp
+    return request_stamp_of(peek_body(envelope, to.messenger))
 
 
 def test_a_blocked_peers_reactions_edits_unsends_timers_and_typing_are_dropped_unread() -> None:
