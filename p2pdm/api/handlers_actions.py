@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from p2pdm.api.handlers import _message_id, _visible_conversation
 from p2pdm.api.payload import JSONObject, bad_request
 from p2pdm.api.schema import NOT_BLANK_PATTERN, Schema, obj
-from p2pdm.api.views import message_view
+from p2pdm.api.views import MESSAGE_PROPERTIES, message_view
 from p2pdm.core.model import StoredMessage
 from p2pdm.limits import MAX_REACTION_BYTES, MAX_TEXT_BYTES
 from p2pdm.node.node import Node, parse_message_id
@@ -24,6 +24,7 @@ __all__ = [
     "DELETE_FOR",
     "EDIT_MESSAGE",
     "NEW_REACTION",
+    "REACTED",
     "delete_conversation",
     "delete_message",
     "edit_message",
@@ -41,7 +42,21 @@ async def react(request: Request, node: Node) -> Response:
     emoji = body.text("emoji")
     body.done()
     await node.stamp_ahead_for(target)
-    return _shown(node, node.react(target, emoji))
+    removed = None if emoji else node.my_reaction(target) is not None
+    return JSONResponse({**message_view(node, node.react(target, emoji)), "removed": removed})
+
+
+#: ``react``'s answer: the message, and whether an empty emoji took a reaction back.
+REACTED: Final[Schema] = obj(
+    {
+        **MESSAGE_PROPERTIES,
+        "removed": {
+            "type": ["boolean", "null"],
+            "description": "for an empty emoji: true if your reaction was taken back, "
+            "false if you had none (nothing was sent); null for a reaction",
+        },
+    }
+)
 
 
 #: ``react``'s body.

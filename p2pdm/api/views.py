@@ -305,7 +305,8 @@ def message_view(node: Node, message: StoredMessage, detail: str | None = None) 
 
 
 _STATUS: Final[Schema] = {"type": "string", "enum": [s.value for s in DeliveryStatus]}
-_MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
+#: The properties of a message's JSON (answers that carry more extend them).
+MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "id": HEX_ID,
     "conversation_id": HEX_ID,
     "peer": {**PEER_ID, "description": "the other party: recipient or sender"},
@@ -671,11 +672,11 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "Contact": obj(_CONTACT_PROPERTIES),
     "AddedContact": ADDED_CONTACT,
     "ContactList": obj({"contacts": {"type": "array", "items": ref("Contact")}}),
-    "Message": obj(_MESSAGE_PROPERTIES),
+    "Message": obj(MESSAGE_PROPERTIES),
     "Recipient": RECIPIENT,
     "StatusChange": STATUS_CHANGE,
     "MessageWithHistory": obj(
-        {**_MESSAGE_PROPERTIES, "history": {"type": "array", "items": ref("StatusChange")}}
+        {**MESSAGE_PROPERTIES, "history": {"type": "array", "items": ref("StatusChange")}}
     ),
     "MessagePage": MESSAGE_PAGE,
     "Conversation": CONVERSATION,

@@ -42,9 +42,13 @@ def react_arguments(parser: argparse.ArgumentParser) -> None:
 
 def react(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
-        node.react(args.message, args.emoji)
-    done = f"Reacted {safe_text(args.emoji)}" if args.emoji else "Took your reaction back"
-    print(f"{done} on {args.message}.", file=out)
+        reacted = node.react(args.message, args.emoji)
+    if args.emoji:
+        print(f"Reacted {safe_text(args.emoji)} on {args.message}.", file=out)
+    elif reacted.get("removed") is False:
+        print(f"You had no reaction on {args.message}: nothing to take back.", file=out)
+    else:
+        print(f"Took your reaction back on {args.message}.", file=out)
     return EXIT_OK
 
 

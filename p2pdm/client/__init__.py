@@ -75,6 +75,7 @@ from p2pdm.client._records import (
     NodeInfo,
     Profile,
     ReachabilityInfo,
+    Reacted,
     SearchHit,
 )
 from p2pdm.client._sync import Client
@@ -114,6 +115,7 @@ __all__ = [
     "NodeInfo",
     "Profile",
     "ReachabilityInfo",
+    "Reacted",
     "SearchHit",
     "api_addr_path",
     "format_api_addr",

@@ -67,6 +67,13 @@ class Message(TypedDict):
     notice: str | None
 
 
+class Reacted(Message):
+    """A message after a reaction, and for an empty emoji whether one was taken
+    back (False: there was none, nothing was sent); None for a reaction."""
+
+    removed: bool | None
+
+
 class Recipient(TypedDict):
     peer: str
     status: str

@@ -115,10 +115,20 @@ class MessageActions:
         self.on_outbox(target.peer)
         return self._target(target.id)
 
+    def my_reaction(self, message_id: bytes) -> str | None:
+        """This node's reaction to a message, None if it has none."""
+        me = self.messenger.peer_id
+        reactions = self.store.reactions([message_id]).get(message_id, {})
+        return next((emoji for emoji, peers in reactions.items() if me in peers), None)
+
     def react(self, message_id: bytes, emoji: str) -> StoredMessage:
-        """React to a message with ``emoji`` ('' takes the reaction back)."""
+        """React to a message with ``emoji`` ('' takes the reaction back; with no
+        reaction to take back, nothing changes and nothing is sent)."""
         target = self._target(message_id)
-        return self._act(target, ReactionBody(target.id, check_emoji(emoji)))
+        emoji = check_emoji(emoji)
+        if not emoji and self.my_reaction(target.id) is None:
+            return target
+        return self._act(target, ReactionBody(target.id, emoji))
 
     def edit(self, message_id: bytes, text: str) -> StoredMessage:
         """Change the text of one's own message, within EDIT_WINDOW_MS of sending."""

@@ -23,6 +23,13 @@ async def test_actions_from_the_command_line(
 
         code, out, err = await cli(capsys, *b, "reply", "alice", first, "yes", "please")
         assert (code, err) == (0, "") and out.startswith("Reply ")
+        code, out, err = await cli(capsys, *a, "react", first, "")  # Alice never reacted
+        assert (code, err) == (0, "")
+        assert out.strip() == f"You had no reaction on {first}: nothing to take back."
+        assert alice.node.store.outbox_for(bob.node.peer_id) == []  # and nothing was sent
+        code, out, err = await cli(capsys, *b, "react", first, "👀")
+        code, out, err = await cli(capsys, *b, "react", first, "")
+        assert (code, err, out.strip()) == (0, "", f"Took your reaction back on {first}.")
         code, out, err = await cli(capsys, *b, "react", first, "👍")
         assert (code, err, out.strip()) == (0, "", f"Reacted 👍 on {first}.")
         deliver(bob.node, alice.node)
