@@ -267,6 +267,13 @@ _PEER: Final = path_param(
     NAME,
     "a PeerID, or a contact's name (ignoring case); text that is a PeerID always means that PeerID",
 )
+#: The sender of a pending request.
+_REQUESTER: Final = path_param(
+    "peer",
+    NAME,
+    "a PeerID, a unique start of one (12 characters or more), the fingerprint, or the name "
+    "the stranger goes by (ignoring case)",
+)
 _NOT_FOUND: Final = {"404": ""}  # the shared wording
 _BODY: Final = {"413": "", "415": ""}
 
@@ -864,8 +871,8 @@ ROUTES: Final[tuple[Route, ...]] = (
             "acceptRequest",
             "Accept a stranger's request: add it as a contact (its messages join the inbox)",
             ("200", ref("AddedContact"), "the new contact"),
-            {"404": "no pending request from that peer"},
-            parameters=(_PEER,),
+            {"404": "no pending request from that peer", "400": "several requests match"},
+            parameters=(_REQUESTER,),
         ),
     ),
     Route(
@@ -877,8 +884,8 @@ ROUTES: Final[tuple[Route, ...]] = (
             "declineRequest",
             "Delete a stranger's request; the sender is told nothing",
             ("200", ref("RequestAnswered"), "deleted"),
-            {"404": "no pending request from that peer"},
-            parameters=(_PEER,),
+            {"404": "no pending request from that peer", "400": "several requests match"},
+            parameters=(_REQUESTER,),
         ),
     ),
     Route(
@@ -890,8 +897,8 @@ ROUTES: Final[tuple[Route, ...]] = (
             "blockRequest",
             "Block a stranger and delete its request; it is told nothing",
             ("200", ref("RequestAnswered"), "blocked and deleted"),
-            {"404": "no pending request from that peer"},
-            parameters=(_PEER,),
+            {"404": "no pending request from that peer", "400": "several requests match"},
+            parameters=(_REQUESTER,),
         ),
     ),
     BATCH_ROUTE,

@@ -25,7 +25,7 @@ from rich.cells import cell_len
 
 from p2pdm import hints
 from p2pdm.cli.media import media_lines, send_media
-from p2pdm.client import Client
+from p2pdm.client import Client, MessageRequest
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MAX_PAGE_SIZE, MAX_TEXT_BYTES
@@ -282,6 +282,10 @@ def inbox_arguments(parser: argparse.ArgumentParser) -> None:
 def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         conversations = node.conversations()
+        # A stranger has no contact name: show the one its request gave.
+        strangers: dict[str, MessageRequest] = {}
+        if any(c["request"] for c in conversations):
+            strangers = {r["peer_id"]: r for r in node.requests()}
     if args.json:
         _print_json(conversations, out)
         return EXIT_OK
@@ -290,7 +294,12 @@ def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         return EXIT_OK
     rows = []
     for c in conversations:
-        who = safe_text(c["name"]) if c["name"] is not None else _short(c["peer"])
+        if c["name"] is not None:
+            who = safe_text(c["name"])
+        elif (stranger := strangers.get(c["peer"])) is not None and stranger["name"]:
+            who = f"{safe_text(stranger['name'])} ~{stranger['fingerprint']}"  # with its own
+        else:
+            who = _short(c["peer"])
         marks = [m for m in ("request", "muted", "archived") if c.get(m)]
         rows.append(
             [

@@ -111,6 +111,8 @@ class MessageRequest(TypedDict):
     """A stranger's pending message requests."""
 
     peer_id: str
+    #: The name they say they go by (unverified: show the fingerprint beside it).
+    name: str | None
     fingerprint: str
     conversation_id: str
     count: int

@@ -329,6 +329,14 @@ class Messenger:
             self.store.put_session(to, sessions.to_bytes(), now)
         return envelope.encode()
 
+    def _own_name(self) -> str:
+        """The name a request says this node's person goes by: the profile's
+        display name, else the node's name."""
+        profile = self.store.get_profile()
+        if profile is not None and profile.name:
+            return profile.name
+        return str(self.store.get_setting("name", "") or "")
+
     def _encrypt(
         self, to: PeerId, body: Body, now: int, *, stamped: bool = True
     ) -> tuple[InnerMessage, PeerSessions, SessionMessage]:
@@ -356,7 +364,7 @@ class Messenger:
             recipient=to,
             conversation=direct_conversation_id(self.peer_id, to),
             sent_at_ms=now,
-            body=body if stamp is None else with_request_stamp(body, stamp),
+            body=body if stamp is None else with_request_stamp(body, stamp, self._own_name()),
         )
         try:
             session_message = sessions.encrypt(self.own, inner.encode(), bundle)
@@ -459,7 +467,8 @@ class Messenger:
                 raise StampMissing(
                     f"{sender.short()} is not a contact and sent no valid request stamp"
                 )
-            inner = replace(inner, body=without_request_stamp(inner.body))  # checked: dropped
+            # Checked: the stamp goes; a stranger's name stays with its request.
+            inner = replace(inner, body=without_request_stamp(inner.body, keep_name=stranger))
             # The signature proved the sender: spend its budget.
             if stranger and not self.strangers.take(
                 sender, now / 1000, new=not self.store.has_requests(sender)

@@ -36,7 +36,8 @@ from p2pdm.limits import REQUEST_STAMP_BITS
 
 DAY_MS = 86_400_000
 NOW = 1_700_000_000_000
-BITS = 6
+#: Enough work that a stamp for another resource passes by chance once in 2**14 checks.
+BITS = 14
 
 
 def _peer() -> PeerId:

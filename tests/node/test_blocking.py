@@ -11,18 +11,19 @@ import trio
 
 from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
-from p2pdm.core.kinds import Body, encode_body
+from p2pdm.core.kinds import Body, decode_stored, encode_body
 from p2pdm.core.kinds.base import decode_ext
 from p2pdm.core.model import MESSAGE_ID_BYTES, DeliveryStatus
 from p2pdm.core.request_stamp import (
     REQUEST_STAMP_BYTES,
     mint_request_stamp,
+    request_name_of,
     request_stamp_of,
     verify_request_stamp,
 )
 from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import Envelope
-from p2pdm.errors import NotFound, PeerBlocked, RateLimited, StampMissing
+from p2pdm.errors import NotFound, PeerBlocked, RateLimited, SchemaError, StampMissing
 from p2pdm.limits import MAX_CACHED_REQUEST_STAMPS, MAX_FRAME_BYTES, MAX_TEXT_BYTES
 from p2pdm.node.messenger import Messenger
 from p2pdm.node.node import Node
@@ -201,3 +202,30 @@ def test_a_stamped_envelope_keeps_to_what_nodes_without_stamps_decode(  # type: 
     forged = _stamped(alice, bob, "again", b"\x00" * (REQUEST_STAMP_BYTES - 1))
     with pytest.raises(StampMissing):
         bob.receive(forged)
+
+
+def test_a_request_is_named_by_what_its_sender_goes_by_unless_two_share_it() -> None:
+    bob = make_node("bob")
+    senders = {}
+    for name in ("Carol", "Carol", "Dave", "Eve\u202e"):  # the last: a bidi override
+        sender = make_node(name) if name.isprintable() else make_node("eve")
+        if not name.isprintable():
+            sender.store.set_setting("name", name)  # as an older or hostile node might send
+        sender.add_contact_from_invite(bob.invite(), "bob")
+        sender.send_text(bob.peer_id, f"hi from {name}")
+        deliver(sender, bob)
+        senders[sender.peer_id] = name
+    names = {r.peer_id: bob.request_name(r) for r in bob.requests()}
+    assert sorted(n or "-" for n in names.values()) == ["-", "Carol", "Carol", "Dave"]
+    with pytest.raises(SchemaError, match="names 2 requests"):
+        bob.resolve_request("carol")
+    [dave] = [p for p, n in names.items() if n == "Dave"]
+    assert bob.resolve_request("dave") == dave
+    assert bob.resolve_request("~" + dave.short()) == dave
+    assert bob.resolve_request(str(dave)[:12]) == dave
+    with pytest.raises(NotFound):
+        bob.resolve_request(str(dave)[:11])  # too short to name anyone
+    # What is stored of a request keeps its sender's name, never the stamp.
+    [first] = [r.first for r in bob.requests() if r.peer_id == dave]
+    body = decode_stored(first.kind, first.body)
+    assert request_stamp_of(body) is None and request_name_of(body) == "Dave"
