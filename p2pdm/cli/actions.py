@@ -25,6 +25,8 @@ __all__ = [
     "react_arguments",
     "reply",
     "reply_arguments",
+    "typing",
+    "typing_arguments",
     "unsend",
 ]
 
@@ -101,6 +103,25 @@ def delete(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         node.delete_for_me(args.message)
     print(f"Deleted {args.message} from this node.", file=out)
+    return EXIT_OK
+
+
+def typing_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Tell a contact you are typing, once: they see it for a few seconds, if you "
+        "are connected now (it is never queued or kept)."
+    )
+    parser.add_argument("contact", metavar="CONTACT", help="name or PeerID")
+
+
+def typing(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    with Client.for_home(home) as node:
+        result = node.typing(args.contact)
+    who = safe_text(args.contact)
+    if result.get("sent"):
+        print(f"{who} sees that you are typing.", file=out)
+    else:
+        print(f"Not sent to {who}: {safe_text(str(result.get('reason')))}.", file=out)
     return EXIT_OK
 
 
