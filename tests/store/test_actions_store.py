@@ -96,14 +96,19 @@ def test_a_held_action_with_its_own_expiry_goes_then_on_every_store(store: Store
     assert kept.expires_at_ms is None
 
 
+def _store_before(path: Path, migration: schema.Migration) -> sqlite3.Connection:
+    """A store file at ``path`` as the schema was before ``migration`` (open)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.create_function(SEARCH_TEXT_FUNCTION, 2, search_text, deterministic=True)
+    for version, older in enumerate(MIGRATIONS[: MIGRATIONS.index(migration)], start=1):
+        schema._apply(db, older)
+        db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+    return db
+
+
 def test_held_actions_of_the_previous_schema_upgrade_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
-    with closing(sqlite3.connect(path, isolation_level=None)) as db:
-        before = MIGRATIONS[: MIGRATIONS.index(schema._MIGRATION_HELD_EXPIRY)]
-        db.create_function(SEARCH_TEXT_FUNCTION, 2, search_text, deterministic=True)
-        for version, migration in enumerate(before, start=1):
-            schema._apply(db, migration)
-            db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+    with closing(_store_before(path, schema._MIGRATION_HELD_EXPIRY)) as db:
         db.execute(
             "INSERT INTO held_actions (id, target, sender, conversation_id, kind, body, "
             "sent_at_ms, held_at_ms) VALUES (?, ?, ?, ?, 'react', ?, 1, 1)",
@@ -138,11 +143,7 @@ def test_dropping_the_outbox_of_a_message(store: Store) -> None:
 
 def test_a_store_of_the_previous_schema_upgrades_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
-    with closing(sqlite3.connect(path, isolation_level=None)) as db:
-        before = MIGRATIONS[: MIGRATIONS.index(schema._MIGRATION_ACTIONS)]
-        for version, migration in enumerate(before, start=1):
-            schema._apply(db, migration)
-            db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+    with closing(_store_before(path, schema._MIGRATION_ACTIONS)) as db:
         db.execute(
             "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq) "
             "VALUES (?, ?, 1, 1)",
