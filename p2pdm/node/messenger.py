@@ -486,7 +486,7 @@ class Messenger:
             self.store.put_session(sender, sessions.to_bytes(), now)
             if self.own.version != prekeys_version:  # a one-time prekey was used
                 self.store.put_prekeys(self.own.to_bytes())
-            received = self._file(inner, now, via)
+            received = self._file(inner, now, via, actions.held_until(envelope.expires_at_s))
         if stranger:
             self._log_requests(now)
         return received
@@ -534,7 +534,7 @@ class Messenger:
             self.own = self._load_prekeys()
             raise
 
-    def _file(self, inner: InnerMessage, now: int, via: Via) -> Received:
+    def _file(self, inner: InnerMessage, now: int, via: Via, held_until_ms: int) -> Received:
         """Apply what the conversation machine decides for ``inner`` (inside
         the caller's transaction)."""
         sender = inner.sender
@@ -558,7 +558,14 @@ class Messenger:
         apply_timer(self.store, effects, sender, now)
         if effects.action is not None and effects.decision is not None:
             target = targets.get(effects.action.target)
-            actions.settle(self.store, effects.action, effects.decision, target, now)
+            actions.settle(
+                self.store,
+                effects.action,
+                effects.decision,
+                target,
+                now,
+                held_until_ms=held_until_ms,
+            )
         changes = tuple(
             (move.message_id, move.status)
             for move in effects.status_moves

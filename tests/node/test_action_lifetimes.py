@@ -8,7 +8,8 @@ import pytest
 
 from p2pdm.core.model import StoredMessage, direct_conversation_id
 from p2pdm.core.wire import Envelope
-from p2pdm.limits import ENVELOPE_TTL_SECONDS, HELD_ACTION_TTL_MS
+from p2pdm.errors import EnvelopeExpired
+from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_CLOCK_SKEW_SECONDS
 from p2pdm.node.node import Node
 from tests.conftest import deliver
 from tests.node.conftest import Clock
@@ -72,54 +73,62 @@ def test_actions_in_a_conversation_without_a_timer_keep_the_usual_lifetime(
     assert expiry == clock.ms // 1000 + ENVELOPE_TTL_SECONDS
 
 
-@pytest.mark.parametrize("timer_s", [TIMER_S, 0])
-def test_a_held_action_waits_no_longer_than_the_timer(
-    nodes: tuple[Node, Node], clock: Clock, timer_s: int
-) -> None:
-    alice, bob = nodes
-    if timer_s:
-        _set_timer(alice, bob, timer_s)
-    sent = alice.send_text(bob.peer_id, "soon gone")
-    clock.ms += 1
+def _overtaken(alice: Node, bob: Node, text: str) -> tuple[StoredMessage, bytes]:
+    """Alice sends ``text``, reacts to it and edits it; Bob gets the two actions
+    first (they are held). Returns the message and its envelope, not yet given."""
+    sent = alice.send_text(bob.peer_id, text)
     alice.react(sent.id, "🎉")
-    clock.ms += 1
-    alice.edit(sent.id, "soon gone, edited")
+    alice.edit(sent.id, text + ", edited")
     message, *actions = alice.store.outbox_for(bob.peer_id)
     assert message.message_id == sent.id and len(actions) == 2
-    for item in actions:  # the actions overtake their message
+    for item in actions:
         bob.messenger.receive(item.envelope)
     assert bob.store.held_count() == 2
-    dropped = bob.store.counts()["held_actions_dropped"]
-
-    clock.ms += TIMER_S * 1000 + 1_000
-    bob.purge_expired()
-    if not timer_s:  # no timer: held as long as any envelope may still come
-        assert bob.store.held_count() == 2
-        bob.messenger.receive(message.envelope)
-        got = bob.store.get_message(sent.id)
-        assert got is not None and got.edited_at_ms is not None
-        assert bob.extras([got])[got.id].reactions == {"🎉": [alice.peer_id]}
-        return
-    assert bob.store.held_count() == 0
-    assert bob.store.counts()["held_actions_dropped"] == dropped + 2
-    bob.messenger.receive(message.envelope)  # too late for the actions
-    got = bob.store.get_message(sent.id)
-    assert got is not None and got.edited_at_ms is None
-    assert bob.extras([got])[got.id].reactions == {}
+    return sent, message.envelope
 
 
-def test_a_held_action_past_the_timer_is_not_applied_before_the_purge_runs(
+def test_an_action_held_for_a_disappearing_message_waits_no_longer_than_it(
     nodes: tuple[Node, Node], clock: Clock
 ) -> None:
     alice, bob = nodes
     _set_timer(alice, bob, TIMER_S)
-    sent = alice.send_text(bob.peer_id, "quick")
-    clock.ms += 1
-    alice.edit(sent.id, "quick, edited")
-    message, edit = alice.store.outbox_for(bob.peer_id)
-    bob.messenger.receive(edit.envelope)
-    clock.ms += TIMER_S * 1000 + 1_000  # no purge ran: the message meets a stale edit
+    alice.update_settings({"read_receipts": False})  # her copy's timer runs from sending
+    sent, envelope = _overtaken(alice, bob, "soon gone")
+    dropped = bob.store.counts()["held_actions_dropped"]
+    # As long as the message may still come (its envelope's life, and the skew
+    # every expiry allows), the actions wait for it ...
+    clock.ms += (TIMER_S + MAX_CLOCK_SKEW_SECONDS) * 1000
+    bob.purge_expired()
+    assert bob.store.held_count() == 2
+    # ... and not a moment longer: nor can the message come any more.
+    clock.ms += 1_000
+    bob.purge_expired()
+    assert bob.store.held_count() == 0
+    assert bob.store.counts()["held_actions_dropped"] == dropped + 2
+    with pytest.raises(EnvelopeExpired):
+        bob.messenger.receive(envelope)
+    assert bob.store.get_message(sent.id) is None
+
+
+def test_an_action_on_a_message_without_a_timer_waits_as_long_as_ever(
+    nodes: tuple[Node, Node], clock: Clock
+) -> None:
+    """A message sent before the timer was set does not disappear: an action on
+    it waits for it as long as any, so both sides end up showing the same."""
+    alice, bob = nodes
+    alice.update_settings({"read_receipts": False})
+    sent = alice.send_text(bob.peer_id, "sent before the timer")
+    conversation = direct_conversation_id(alice.peer_id, bob.peer_id)
+    alice.update_conversation(conversation, bob.peer_id, timer_s=TIMER_S)
+    alice.react(sent.id, "👍")
+    message, *later = alice.store.outbox_for(bob.peer_id)
+    assert message.message_id == sent.id
+    for item in later:  # the timer notice and the reaction overtake the message
+        bob.messenger.receive(item.envelope)
+    assert bob.store.held_count() == 1
+    clock.ms += (TIMER_S + MAX_CLOCK_SKEW_SECONDS + 60) * 1000  # the timer is no bound here
+    bob.purge_expired()
+    assert bob.store.held_count() == 1
     bob.messenger.receive(message.envelope)
     got = bob.store.get_message(sent.id)
-    assert got is not None and got.edited_at_ms is None and bob.store.held_count() == 0
-    assert TIMER_S * 1000 < HELD_ACTION_TTL_MS
+    assert got is not None and bob.extras([got])[got.id].reactions == {"👍": [alice.peer_id]}
