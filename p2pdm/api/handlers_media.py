@@ -38,10 +38,12 @@ from p2pdm.store.blobs import BlobRecord
 __all__ = [
     "INLINE_TYPES",
     "MEDIA_FIELDS",
+    "PLACE_FIELDS",
     "SEND_ONE_OF",
     "download_media",
     "get_media",
     "get_thumbnail",
+    "location_fields",
     "send_media_message",
     "upload_media",
 ]
@@ -104,24 +106,32 @@ SEND_ONE_OF: Final[list[Schema]] = [
 
 def _number(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad_request(f"'location.{name}' must be a number")
+        raise bad_request(f"'{name}' must be a number")
     return float(value)
 
 
-def _location(place: dict[str, Any]) -> tuple[float, float, float | None, str | None]:
-    unknown = set(place) - {"lat", "lon", "accuracy_m", "label"}
+#: The fields of a place in a request.
+PLACE_FIELDS: Final = frozenset({"lat", "lon", "accuracy_m", "label"})
+
+
+def location_fields(
+    place: dict[str, Any], prefix: str = "location.", allowed: frozenset[str] = PLACE_FIELDS
+) -> tuple[float, float, float | None, str | None]:
+    """Latitude, longitude, accuracy and label of a place in a request (its
+    fields named ``prefix`` + name in errors); raises RequestError 400."""
+    unknown = set(place) - allowed
     if unknown:
-        raise bad_request(f"unknown field 'location.{sorted(unknown)[0]}'")
+        raise bad_request(f"unknown field '{prefix}{sorted(unknown)[0]}'")
     if "lat" not in place or "lon" not in place:
-        raise bad_request("a location needs 'lat' and 'lon'")
+        raise bad_request(f"a location needs '{prefix}lat' and '{prefix}lon'")
     accuracy = place.get("accuracy_m")
     label = place.get("label")
     if label is not None and not isinstance(label, str):
-        raise bad_request("'location.label' must be a string")
+        raise bad_request(f"'{prefix}label' must be a string")
     return (
-        _number(place["lat"], "lat"),
-        _number(place["lon"], "lon"),
-        None if accuracy is None else _number(accuracy, "accuracy_m"),
+        _number(place["lat"], prefix + "lat"),
+        _number(place["lon"], prefix + "lon"),
+        None if accuracy is None else _number(accuracy, prefix + "accuracy_m"),
         label,
     )
 
@@ -157,7 +167,7 @@ async def send_media_message(
             headers={"Idempotent-Replayed": "true"},
         )
     if place is not None:
-        message = await send_location(node, peer, *_location(place))
+        message = await send_location(node, peer, *location_fields(place))
     else:
         if not 1 <= len(ids) <= MAX_MEDIA_ITEMS:
             raise bad_request(f"'media' names 1 to {MAX_MEDIA_ITEMS} uploaded files")

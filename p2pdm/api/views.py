@@ -9,7 +9,7 @@ against the served document.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from p2pdm.api.schema import (
@@ -439,7 +439,12 @@ MESSAGE_PAGE: Final[Schema] = obj(
 # --- conversations ---------------------------------------------------------------
 
 
-def conversation_json(conversation: Conversation, names: Mapping[PeerId, str]) -> dict[str, Any]:
+def conversation_json(
+    conversation: Conversation,
+    names: Mapping[PeerId, str],
+    live: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """A conversation; ``live`` its live locations now (api/handlers_location.py)."""
     return {
         "id": conversation.id.hex(),
         "peer": str(conversation.peer),
@@ -450,6 +455,7 @@ def conversation_json(conversation: Conversation, names: Mapping[PeerId, str]) -
         "timer_s": conversation.timer_s,
         "muted": conversation.muted,
         "archived": conversation.archived,
+        "live_locations": list(live),
     }
 
 
@@ -471,6 +477,11 @@ CONVERSATION: Final[Schema] = obj(
         },
         "muted": {"type": "boolean", "description": "its new messages notify nobody"},
         "archived": {"type": "boolean", "description": "moved out of the main list"},
+        "live_locations": {
+            "type": "array",
+            "items": ref("LiveLocation"),
+            "description": "live locations shared in it now (own first); never stored",
+        },
     }
 )
 

@@ -75,6 +75,7 @@ from p2pdm.net import (
 )
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.housekeeping import purge_loop
+from p2pdm.node.live_location import live_location_loop
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 from p2pdm.services.blob import BlobService
 from p2pdm.services.directory import HandleDirectory
@@ -522,6 +523,7 @@ async def serve_node(
             nursery.start_soon(_PeerWatch(node, host, delivery, blobs).run)
             # Disappearing messages: what expired while we were off, then on a schedule.
             nursery.start_soon(purge_loop, node)
+            nursery.start_soon(live_location_loop, node)  # shares end with their period
             task_status.started(Serving(node, host, delivery, directory, service, blobs))
             try:
                 await trio.sleep_forever()

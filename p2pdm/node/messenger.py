@@ -309,10 +309,16 @@ class Messenger:
         """A typing signal for ``to``, sealed: an envelope for an open stream only,
         never queued; only the advanced session state is committed. It expires
         after TYPING_LAPSE_S. Raises SessionError without a session or bundle."""
+        return self.seal_ephemeral(to, TypingBody(), TYPING_LAPSE_S)
+
+    def seal_ephemeral(self, to: PeerId, body: Body, ttl_s: int) -> bytes:
+        """``body`` (an unstored kind: typing, a live location) for ``to``, sealed
+        for an open stream only and expiring after ``ttl_s``; only the advanced
+        session state is committed. Raises SessionError without a session or bundle."""
         now = self.now_ms()
-        # No request stamp: only contacts are shown typing, and a contact needs none.
-        _, sessions, session_message = self._encrypt(to, TypingBody(), now, stamped=False)
-        expires_s = now // 1000 + TYPING_LAPSE_S
+        # No request stamp: only contacts get these, and a contact needs none.
+        _, sessions, session_message = self._encrypt(to, body, now, stamped=False)
+        expires_s = now // 1000 + ttl_s
         envelope = seal(to, session_message, expires_s, self.random_bytes(EPHEMERAL_SECRET_BYTES))
         with self._committing(to), self.store.transaction():
             self.store.put_session(to, sessions.to_bytes(), now)

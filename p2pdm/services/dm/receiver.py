@@ -27,7 +27,7 @@ import trio
 
 from p2pdm.core.dm import DM_PROTOCOL, Ack, AckResult, decode_deliver
 from p2pdm.core.identity import PeerId
-from p2pdm.core.kinds import BlobChunkBody, UnsendBody
+from p2pdm.core.kinds import BlobChunkBody, LiveLocationBody, UnsendBody
 from p2pdm.core.ratelimit import FailureLog, TokenBucket
 from p2pdm.errors import (
     DecryptError,
@@ -46,6 +46,7 @@ from p2pdm.errors import (
     WrongRecipient,
 )
 from p2pdm.net.stream import Stream
+from p2pdm.node.live_location import receive_live_location
 from p2pdm.node.messenger import Received
 from p2pdm.node.observer import Path
 from p2pdm.services.inbound import InboundGuard, InboundLimits
@@ -169,6 +170,9 @@ class Receiver:
                 self.node.media.on_received(received.message, received.outcome == "stored")
             elif isinstance(received.inner.body, BlobChunkBody) and received.outcome == "other":
                 self.node.media.accept_pushed(received.sender, received.inner.body)
+            elif isinstance(received.inner.body, LiveLocationBody) and received.outcome == "other":
+                body = received.inner.body
+                receive_live_location(self.node, received.sender, body, direct=path == "direct")
             elif isinstance(received.inner.body, UnsendBody):
                 # An unsend that applied released its message's files with its body.
                 self.node.media.collect()
