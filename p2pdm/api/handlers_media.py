@@ -13,6 +13,7 @@ answered 206.
 from __future__ import annotations
 
 import re
+from contextlib import aclosing
 from collections.abc import AsyncIterator
 from typing import Any, Final
 from urllib.parse import quote
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from p2pdm.api.guard import grant_of
 from p2pdm.api.payload import JSONObject, RequestError, bad_request
 from p2pdm.api.schema import Schema, ref
+from p2pdm.api.upload_multipart import read_multipart
 from p2pdm.api.views import message_view
 from p2pdm.api.views_media import BLOB_ID_PATTERN, uploaded_json
 from p2pdm.core.identity import PeerId
@@ -186,23 +188,24 @@ async def send_media_message(
 
 
 async def upload_media(request: Request, node: Node) -> Response:
-    """``POST /v1/media``: the body is the file; ``Content-Type`` its type."""
+    """``POST /v1/media``: the body is the file, ``Content-Type`` its type; or a
+    ``multipart/form-data`` body with the file as its one part."""
     mime = request.headers.get("content-type", "application/octet-stream")
-    if mime.startswith("multipart/"):
-        raise RequestError(
-            415, "unsupported_media_type", "send the file itself as the body, not multipart"
-        )
     name = request.query_params.get("name", "")
     if len(name) > MAX_FILE_NAME_BYTES:  # then cut to as many bytes by safe_name
         raise bad_request(f"'name' is at most {MAX_FILE_NAME_BYTES} characters")
-    upload = node.media.upload(mime, name)
-    try:
-        async for piece in request.stream():
-            if piece:
-                upload.write(piece)
-    except BaseException:
-        upload.abort()
-        raise
+    if mime.lower().startswith("multipart/"):
+        upload = await read_multipart(node.media, mime, name, request.stream())
+    else:
+        upload = node.media.upload(mime, name)
+        try:
+            async with aclosing(request.stream()) as pieces:  # closed at once if refused
+                async for piece in pieces:
+                    if piece:
+                        upload.write(piece)
+        except BaseException:
+            upload.abort()
+            raise
     record = upload.finish()
     return JSONResponse(
         uploaded_json(record),

@@ -173,6 +173,10 @@ class Messenger:
         self._request_log: tuple[int, int] | None = None
         self.own = self._load_prekeys()
         self._sessions: OrderedDict[PeerId, PeerSessions] = OrderedDict()
+        #: Called with each received message it stores and whether its sender is a
+        #: contact, inside the transaction that stores it (the node records the
+        #: message's files there, so a crash cannot keep one without the other).
+        self.on_stored: Callable[[StoredMessage, bool], object] = lambda message, contact: None
         #: When each peer's typing was last shown (as many peers as sessions cached).
         self._typing_shown = TypingShown(MAX_CACHED_SESSIONS)
         self._rekey_outbox()
@@ -535,6 +539,8 @@ class Messenger:
         )
         effects = conversation.on_message(inner, state, now, via=via)
         stored = self.store.add_message(effects.store) if effects.store is not None else None
+        if stored is not None:
+            self.on_stored(stored, effects.outcome == "stored")
         apply_timer(self.store, effects, sender, now)
         if effects.action is not None and effects.decision is not None:
             target = targets.get(effects.action.target)

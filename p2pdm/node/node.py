@@ -183,6 +183,8 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
         #: Files: uploads, attachments, fetched chunks (memory until the home's
         #: blob folder is given: ``media.files``).
         self.media = MediaLibrary(store, now_ms=now_ms, random_bytes=random_bytes)
+        # A received message's files are recorded in the transaction that stores it.
+        self.messenger.on_stored = self.media.on_received
         #: Live locations, own and contacts', in memory only (never stored).
         self.live_locations = LiveLocations()
         #: Multiaddrs we listen on, once running (full, with /p2p/<id>).

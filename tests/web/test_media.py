@@ -4,6 +4,7 @@ page, runs nothing; a location shows its coordinates and a map link."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.daemon.test_run_process import Proc
-from tests.web.conftest import PHONE, screenshot, wait_for
+from tests.web.conftest import PHONE, UI_WAIT_S, click, screenshot, wait_for
 from tests.web.test_browser import all_css, by_css, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
@@ -76,6 +77,23 @@ def test_a_photo_shows_inline_on_the_other_page_and_a_peer_file_runs_nothing(
     wait_for(alice_page, lambda d: all_css(d, "li.message.in .location"), "the place")
     assert "52.52000, 13.40500" in by_css(alice_page, "li.message.in .location").text
     wait_for(alice_page, lambda d: not all_css(d, "a.conversation .unread"), "read on opening")
+
+    # Bob shares his live location: it shows on Alice's page with its end.
+    # Alice shares hers too, and stops it from her page.
+    # (An update goes only over an open connection: Bob's node may not have
+    # seen Alice's yet, so he shares until it goes.)
+    deadline = time.monotonic() + UI_WAIT_S
+    while not bob.client.share_live_location("Alice", 52.52, 13.405, duration_s=900)["sent"]:
+        assert time.monotonic() < deadline, "Bob's node never saw Alice connected"
+        time.sleep(0.2)
+    wait_for(alice_page, lambda d: all_css(d, ".live-location"), "Bob's live location")
+    assert "live until" in by_css(alice_page, ".live-location").text
+    alice.client.share_live_location("Bob", 48.85, 2.35, duration_s=3600)
+    wait_for(alice_page, lambda d: all_css(d, ".live-location.mine .stop-live"), "her own share")
+    click(alice_page, ".live-location.mine .stop-live", "Stop")
+    wait_for(alice_page, lambda d: not all_css(d, ".live-location.mine"), "her share stopped")
+    assert all_css(alice_page, ".live-location")  # Bob's still runs
+    assert [s["mine"] for s in bob.client.live_locations("Alice")] == [True]
     for page in (alice_page, bob_page):
         page.execute_script(
             "const s = document.getElementById('scroller'); s.scrollTop = s.scrollHeight"

@@ -166,9 +166,8 @@ class Receiver:
 
     def _notify(self, received: Received, path: Path) -> None:
         try:
-            if received.message is not None:
-                self.node.media.on_received(received.message, received.outcome == "stored")
-            elif isinstance(received.inner.body, BlobChunkBody) and received.outcome == "other":
+            # A received message's files were recorded with it (Messenger.on_stored).
+            if isinstance(received.inner.body, BlobChunkBody) and received.outcome == "other":
                 self.node.media.accept_pushed(received.sender, received.inner.body)
             elif isinstance(received.inner.body, LiveLocationBody) and received.outcome == "other":
                 body = received.inner.body

@@ -109,6 +109,9 @@ async function onEvent(event) {
       }
       break;
     }
+    case "location.live":
+    case "location.stopped":
+      break; // the open conversation's cards follow them (live.js)
     default:
       if (event.conversation_id) await refreshConversation(event.conversation_id);
       else if (event.type === "contact.request") await loadConversations();
