@@ -13,8 +13,8 @@ answered 206.
 from __future__ import annotations
 
 import re
-from contextlib import aclosing
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, Final
 from urllib.parse import quote
 
