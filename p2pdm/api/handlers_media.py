@@ -28,7 +28,7 @@ from p2pdm.api.upload_multipart import read_multipart
 from p2pdm.api.views import message_view
 from p2pdm.api.views_media import BLOB_ID_PATTERN, uploaded_json
 from p2pdm.core.identity import PeerId
-from p2pdm.core.model import StoredMessage
+from p2pdm.core.model import StoredMessage, TokenScope
 from p2pdm.errors import IdempotencyConflict, NotFound
 from p2pdm.limits import MAX_FILE_NAME_BYTES, MAX_MEDIA_ITEMS
 from p2pdm.node.images import shows_safely
@@ -207,6 +207,7 @@ async def upload_media(request: Request, node: Node) -> Response:
             upload.abort()
             raise
     record = upload.finish()
+    node.media.note_uploader(record.blob_id, grant_of(request.scope).name)
     return JSONResponse(
         uploaded_json(record),
         status_code=201,
@@ -218,9 +219,23 @@ async def upload_media(request: Request, node: Node) -> Response:
 
 
 def _record(request: Request, node: Node) -> BlobRecord:
-    """The path's blob, if the token may see it (else 404, as if absent)."""
+    """The path's blob, if the token may see it (else 404, as if absent): a
+    received file by a token that sees its sender; our own file, once a
+    message carries it, by a token that sees a peer it went to; an upload no
+    message carries yet, only by the token that uploaded it or an admin one."""
     record = node.media.record(blob_id_of(str(request.path_params["blob"])))
-    if record.source is not None and not grant_of(request.scope).sees(record.source):
+    grant = grant_of(request.scope)
+    if record.source is not None:
+        visible = grant.sees(record.source)
+    elif record.blob_id in node.store.unreferenced_blobs(node.now_ms() + 1):
+        visible = grant.scope is TokenScope.ADMIN or node.media.uploaded_by(record.blob_id) == (
+            grant.name
+        )
+    else:
+        visible = grant.contacts is None or any(
+            node.store.blob_shared_with(record.blob_id, peer) for peer in grant.contacts
+        )
+    if not visible:
         raise NotFound(f"no file {record.blob_id.hex()}")
     return record
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Final
@@ -78,6 +79,10 @@ STRIP_METADATA_SETTING: Final = "media_strip_metadata"
 #: An uploaded blob no message refers to is kept this long (the client
 #: uploads first and sends the message next), then swept.
 UPLOAD_GRACE_MS: Final = 3600 * 1000
+#: Uploads whose uploading token is remembered: more than any client uploads
+#: within UPLOAD_GRACE_MS before sending; an older one is readable by an
+#: admin token only until a message carries it.
+MAX_UPLOADERS_REMEMBERED: Final = 1024
 
 
 class Upload:
@@ -223,6 +228,19 @@ class MediaLibrary:
         self.random_bytes = random_bytes
         #: Called when blobs become wanted, so the fetcher wakes up.
         self.on_wanted: Callable[[], None] = lambda: None
+        #: Which API token uploaded each recent upload (in memory, bounded):
+        #: until a message carries it, only that token (or an admin) reads it.
+        self._uploaders: OrderedDict[bytes, str] = OrderedDict()
+
+    def note_uploader(self, blob_id: bytes, token: str) -> None:
+        self._uploaders.pop(blob_id, None)
+        self._uploaders[blob_id] = token
+        while len(self._uploaders) > MAX_UPLOADERS_REMEMBERED:
+            self._uploaders.popitem(last=False)
+
+    def uploaded_by(self, blob_id: bytes) -> str | None:
+        """The name of the API token that uploaded ``blob_id`` (None if unknown)."""
+        return self._uploaders.get(blob_id)
 
     # --- settings ---------------------------------------------------------
 
