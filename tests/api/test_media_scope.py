@@ -19,10 +19,10 @@ async def test_a_file_is_read_only_by_tokens_that_see_its_conversation() -> None
         bot, _ = await make_token(api, scope="send", name="bot")
         bob_reader, _ = await make_token(api, scope="read", name="bobs", contacts=["bob"])
         carol_reader, _ = await make_token(api, scope="read", name="carols", contacts=["carol"])
-        upload = {"content": b"draft", "headers": {"Content-Type": "text/plain"}}
-        own = (await api.call("POST", "/v1/media", **upload)).json()["id"]
+        text = {"Content-Type": "text/plain"}
+        own = (await api.call("POST", "/v1/media", content=b"draft", headers=text)).json()["id"]
         async with as_token(api, bot) as client:
-            bots = (await client.post("/v1/media", **upload | {"content": b"bot's"})).json()["id"]
+            bots = (await client.post("/v1/media", content=b"bot's", headers=text)).json()["id"]
             # An upload no message carries: its uploader and admin tokens only.
             assert (await client.get(f"/v1/media/{bots}")).status_code == 200
             assert (await client.get(f"/v1/media/{own}")).status_code == 404
