@@ -144,6 +144,9 @@ class Upload:
                 self.abort()
                 raise
             self._photo = None
+            if photo.mime != self.mime:  # a HEIC photo goes as a JPEG
+                self.mime = photo.mime
+                self.name = safe_name(self.name.rsplit(".", 1)[0] + ".jpg")
             self._seal(photo.data)
             extra = {"width": photo.width, "height": photo.height, "thumbnail": photo.thumbnail}
         if self._audio is not None:
