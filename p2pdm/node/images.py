@@ -33,6 +33,7 @@ __all__ = [
     "check_thumbnail",
     "prepare_image",
     "shows_safely",
+    "thumbnail_of",
 ]
 
 #: Most pixels a photo may decode to: a 64-megapixel camera's full frame;
@@ -114,7 +115,7 @@ def _load(image: Image.Image, what: str) -> Image.Image:
         raise MediaRefused(f"{what} decompresses to too many pixels") from None
 
 
-def _thumbnail(image: Image.Image) -> bytes | None:
+def thumbnail_of(image: Image.Image) -> bytes | None:
     side = THUMBNAIL_SIDE
     while side >= MIN_THUMBNAIL_SIDE:
         small = image.copy()
@@ -155,7 +156,7 @@ def prepare_image(data: bytes, mime: str, *, strip: bool = True) -> PreparedImag
         out_data = out.getvalue()
     width, height = upright.size
     sent_as = "image/jpeg" if converted else mime
-    return PreparedImage(out_data, width, height, _thumbnail(upright), sent_as)
+    return PreparedImage(out_data, width, height, thumbnail_of(upright), sent_as)
 
 
 def check_thumbnail(data: bytes) -> bool:

@@ -54,6 +54,7 @@ from p2pdm.errors import ChunkRejected, MediaRefused, NotFound
 from p2pdm.limits import MAILBOX_FILE_BYTES, MAX_FILE_BYTES, MAX_MEDIA_ITEMS
 from p2pdm.node.audio import AUDIO_TYPES, MAX_AUDIO_SCAN_BYTES, analyse
 from p2pdm.node.images import IMAGE_TYPES, MAX_IMAGE_BYTES, check_thumbnail, prepare_image
+from p2pdm.node.video import MAX_VIDEO_SCAN_BYTES, VIDEO_TYPES, have_pyav, probe_video
 from p2pdm.store.base import Store
 from p2pdm.store.blob_files import BlobFiles, MemoryBlobFiles
 from p2pdm.store.blobs import BlobRecord, BlobState
@@ -100,6 +101,11 @@ class Upload:
         self._photo: bytearray | None = bytearray() if self.mime in IMAGE_TYPES else None
         #: A voice note is kept too (up to MAX_AUDIO_SCAN_BYTES) to read its duration.
         self._audio: bytearray | None = bytearray() if self.mime in AUDIO_TYPES else None
+        #: A video's first MAX_VIDEO_SCAN_BYTES, to probe its size, length and
+        #: first frame (with PyAV; without it, it goes as a plain file).
+        self._video: bytearray | None = (
+            bytearray() if self.mime in VIDEO_TYPES and have_pyav() else None
+        )
         self._size = 0
 
     def _seal(self, data: bytes) -> None:
@@ -124,12 +130,14 @@ class Upload:
                 self._audio += data
                 if len(self._audio) > MAX_AUDIO_SCAN_BYTES:
                     self._audio = None  # too long to read: sent without a duration
+            if self._video is not None and len(self._video) < MAX_VIDEO_SCAN_BYTES:
+                self._video += data[: MAX_VIDEO_SCAN_BYTES - len(self._video)]
             self._seal(data)
 
     def abort(self) -> None:
         """Forget what was written."""
         self.library.files.delete(self._temp)
-        self._photo = None
+        self._photo = self._audio = self._video = None
 
     def finish(self) -> BlobRecord:
         """The blob, sealed, named and recorded; raises MediaRefused for a
@@ -149,6 +157,16 @@ class Upload:
                 self.name = safe_name(self.name.rsplit(".", 1)[0] + ".jpg")
             self._seal(photo.data)
             extra = {"width": photo.width, "height": photo.height, "thumbnail": photo.thumbnail}
+        if self._video is not None:
+            video = probe_video(bytes(self._video))
+            self._video = None
+            if video is not None:
+                extra = {
+                    "width": video.width,
+                    "height": video.height,
+                    "duration_ms": video.duration_ms,
+                    "thumbnail": video.thumbnail,
+                }
         if self._audio is not None:
             note = analyse(bytes(self._audio), self.mime)
             extra = {"duration_ms": note.duration_ms, "waveform": note.waveform}
