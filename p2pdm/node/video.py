@@ -106,7 +106,7 @@ def probe_video(head: bytes) -> VideoInfo | None:
                     thumbnail = thumbnail_of(frames[0].to_image())
                     break
             return VideoInfo(width, height, duration, thumbnail)
-    except (av.FFmpegError, ValueError, IndexError, OSError, MemoryError) as exc:
+    except (av.error.FFmpegError, ValueError, IndexError, OSError, MemoryError) as exc:
         log.info("video not probed: %s", exc)
         return None
 
@@ -130,7 +130,7 @@ def webm_voice(data: bytes) -> tuple[int, bytes | None] | None:
                 energies.append((count, float((samples.astype("float64") ** 2).sum())))
                 if sum(c for c, _ in energies) > MAX_MEDIA_DURATION_MS * 48:
                     return None
-    except (av.FFmpegError, ValueError, IndexError, OSError, MemoryError) as exc:
+    except (av.error.FFmpegError, ValueError, IndexError, OSError, MemoryError) as exc:
         log.info("voice note not decoded: %s", exc)
         return None
     total = sum(count for count, _ in energies)
