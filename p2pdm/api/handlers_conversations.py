@@ -27,7 +27,6 @@ from p2pdm.limits import (
     MAX_SEARCH_QUERY_CHARS,
 )
 from p2pdm.node.node import Node
-from p2pdm.store.search_text import QUERY_PATTERN
 
 __all__ = [
     "CONVERSATION_PATCH",
@@ -121,13 +120,9 @@ SEARCH_PARAMETERS: Final[tuple[Schema, ...]] = (
         "in": "query",
         "required": True,
         "description": "the words to find (all of them; the last also as a word's "
-        "beginning); plain text, never query syntax",
-        "schema": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": MAX_SEARCH_QUERY_CHARS,
-            "pattern": QUERY_PATTERN,
-        },
+        "beginning); plain text, never query syntax; it must hold at least one letter "
+        "or digit in any script (a query without one is refused with 400)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_SEARCH_QUERY_CHARS},
     },
     {
         "name": "peer",
