@@ -387,7 +387,7 @@ class Messenger:
             next_attempt_at_ms=now,
         )
         stored = None
-        with self._committing(to), self.store.transaction():
+        with self._committing(to), self.store.transaction(undivided=True):
             if stored_message is not None:
                 stored = self.store.add_message(stored_message)
             apply_timer(self.store, effects, to, now)
@@ -464,7 +464,7 @@ class Messenger:
             if self.own.version != prekeys_version:
                 self.own = self._load_prekeys()
             raise
-        with self._committing(sender), self.store.transaction():
+        with self._committing(sender), self.store.transaction(undivided=True):
             self.store.mark_seen(seen_envelope_key(envelope.id), now)
             self.store.mark_seen(seen_message_key(sender, inner.id), now)
             self.store.put_session(sender, sessions.to_bytes(), now)
