@@ -143,19 +143,19 @@ def _load_chain(value: Any) -> KDFChainModel | None:
 def _load_skipped(value: Any, max_keys: int) -> list[SkippedMessageKeyModel]:
     if type(value) is not list or len(value) % 2:
         raise _damaged("expected skipped message keys")
-    keys = []
+    keys: list[SkippedMessageKeyModel] = []
     for at in range(0, len(value), 2):
         pub, run = _key(value[at]), value[at + 1]
         if type(run) is not list or not run or len(run) % 2:
             raise _damaged("expected skipped message keys")
+        if len(keys) + len(run) // 2 > max_keys:
+            raise _damaged(f"more than {max_keys} skipped message keys")
         for i in range(0, len(run), 2):
             keys.append(
                 SkippedMessageKeyModel.model_construct(
                     ratchet_pub=pub, index=_counter(run[i]), message_key=_key(run[i + 1])
                 )
             )
-        if len(keys) > max_keys:
-            raise _damaged(f"more than {max_keys} skipped message keys")
     return keys
 
 
