@@ -58,7 +58,13 @@ from p2pdm.core.replay import (
     seen_message_key,
 )
 from p2pdm.core.request_stamp import verify_request_stamp
-from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, check_inner, open_envelope, seal
+from p2pdm.core.sealing import (
+    EPHEMERAL_SECRET_BYTES,
+    Opened,
+    check_inner,
+    open_envelope,
+    seal,
+)
 from p2pdm.core.session import OwnPrekeys, PeerSessions
 from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import Envelope, InnerMessage, PrekeyBundle, SessionMessage
@@ -391,7 +397,7 @@ class Messenger:
             next_attempt_at_ms=now,
         )
         stored = None
-        with self._committing(to), self.store.transaction():
+        with self._committing(to), self.store.transaction(undivided=True):
             if stored_message is not None:
                 stored = self.store.add_message(stored_message)
             apply_timer(self.store, effects, to, now)
@@ -407,9 +413,10 @@ class Messenger:
 
     # --- receiving ----------------------------------------------------------
 
-    def receive(self, data: bytes, via: Via = "direct") -> Received:
+    def receive(self, data: bytes, via: Via = "direct", opened: Opened | None = None) -> Received:
         """Accept one encoded envelope addressed to this node (docs/protocol.md §11),
-        which came by ``via``.
+        which came by ``via``; ``opened`` is ``data`` already opened by
+        :func:`~p2pdm.core.sealing.open_ahead` (in a worker thread).
 
         Raises a WireError subclass (EnvelopeIdMismatch for an id that is not
         the hash of the content), WrongRecipient, EnvelopeExpired,
@@ -419,7 +426,7 @@ class Messenger:
         lost ack): the same envelope bytes, or the same message id signed by
         the same sender.
         """
-        envelope = Envelope.decode(data)
+        envelope = Envelope.decode(data) if opened is None else opened.envelope
         now = self.now_ms()
         if envelope.expires_at_s + MAX_CLOCK_SKEW_SECONDS < now // 1000:
             raise EnvelopeExpired("envelope expired before it arrived")
@@ -428,7 +435,10 @@ class Messenger:
         # means these very bytes were accepted, whoever relays them.
         if self.store.has_seen(seen_envelope_key(envelope.id)):
             raise ReplayError("envelope was already accepted")
-        outer = open_envelope(self.identity, envelope)
+        if opened is None:
+            outer = open_envelope(self.identity, envelope)
+        else:
+            outer = opened.session_message()
         sender = outer.sender
         if sender == self.peer_id:
             raise SessionError("envelope claims to come from this node")
@@ -464,7 +474,7 @@ class Messenger:
             if self.own.version != prekeys_version:
                 self.own = self._load_prekeys()
             raise
-        with self._committing(sender), self.store.transaction():
+        with self._committing(sender), self.store.transaction(undivided=True):
             self.store.mark_seen(seen_envelope_key(envelope.id), now)
             self.store.mark_seen(seen_message_key(sender, inner.id), now)
             self.store.put_session(sender, sessions.to_bytes(), now)
