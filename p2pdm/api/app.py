@@ -28,6 +28,7 @@ import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Final
 
 from starlette.applications import Starlette
@@ -945,11 +946,13 @@ def create_app(
     token: str,
     login_codes: LoginCodes | None = None,
     demo: DemoControl | None = None,
+    home: Path | None = None,
 ) -> Starlette:
     """The local API for ``node``, and the web app: ``token`` is the owner's, named
     tokens and web sessions are in its store; ``login_codes``: the unspent sign-in
     codes (shared with the start-up line), else a fresh set; ``demo``: the local
-    demo bot, when the daemon runs one."""
+    demo bot, when the daemon runs one; ``home``: the node's home, named in the
+    hints the pages print when it is not the default one."""
     app = Starlette(
         routes=_routes(),
         middleware=[
@@ -961,4 +964,5 @@ def create_app(
     app.state.node = node
     app.state.login_codes = login_codes or LoginCodes(node.random_bytes)
     app.state.demo = demo
+    app.state.home = home
     return app

@@ -43,6 +43,7 @@ from typing import Any, Final, cast
 
 import trio
 
+from p2pdm import hints
 from p2pdm.api.server import serve_api
 from p2pdm.api.sessions import LoginCodes, login_url
 from p2pdm.client import api_addr_path, format_api_addr, parse_api_addr, write_api_addr
@@ -556,7 +557,15 @@ async def run_node(
                 home, node, nursery, partial(serve_node, options=bot_options), offered=options.demo
             )
             api = await nursery.start(
-                partial(serve_api, node, token, *options.api, login_codes=codes, demo=demo)
+                partial(
+                    serve_api,
+                    node,
+                    token,
+                    *options.api,
+                    login_codes=codes,
+                    demo=demo,
+                    home=home.path,
+                )
             )
             if options.demo and demo.exists:
                 nursery.start_soon(demo.start_quietly)  # the newcomer kept it: it runs again
@@ -572,8 +581,9 @@ async def run_node(
                 code, _ = codes.make(node.now_ms())
                 log.info(
                     "open the web app: %s (this link works once, for 5 minutes; "
-                    "`p2pdm ui` makes another)",
+                    "`%s` makes another)",
                     login_url(api, code),
+                    hints.command(home.path, "ui"),
                 )
                 task_status.started(running)
                 await trio.sleep_forever()

@@ -159,11 +159,13 @@ def test_a_spent_or_wrong_sign_in_link_is_refused(
     wait_for(page, lambda d: all_css(d, "#connection[data-state='live']"), "signed in")
     other = browsers()
     other.get(link)  # the same link again, in another browser
-    assert "Sign-in link refused" in by_css(other, "body").text
+    refused = by_css(other, "body").text
+    assert "Sign-in link refused" in refused and "already used" in refused
+    assert f"p2pdm --home {alice.home} ui" in refused and "login_refused" not in refused
     screenshot(other, "link-refused-desktop")
     other.get(link.split("/login")[0] + "/")
     wait_for(other, lambda d: "not signed in" in by_css(d, "body").text, "the sign-in hint")
-    assert "p2pdm ui" in by_css(other, "body").text
+    assert f"p2pdm --home {alice.home} ui" in by_css(other, "body").text
     screenshot(other, "signed-out-desktop")
 
 
