@@ -114,6 +114,7 @@ _REACH_MEANING: Final = {
     "public": "other nodes can dial this one",
     "private": "behind a router or firewall: other nodes cannot dial this one",
     "unknown": "not known yet (too few peers have answered)",
+    "local": "listening on loopback only: only nodes on this computer can dial this one",
 }
 
 

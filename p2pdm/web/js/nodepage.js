@@ -50,6 +50,7 @@ const REACH = {
   public: "yes: other nodes can dial this one",
   private: "no: behind a router or firewall (reached through relays and hole punching)",
   unknown: "not known yet (too few peers have checked)",
+  local: "local only: it listens on loopback, so only nodes on this computer can dial it",
 };
 
 /** GET /v1/node's `reachability` (null off the network), in words. */
