@@ -641,6 +641,10 @@ MAILBOXES: Final[Schema] = obj(
                     {
                         "envelopes": {**INT, "description": "envelopes held for others"},
                         "bytes": INT,
+                        "recipients": {
+                            **INT,
+                            "description": "distinct recipients envelopes are held for",
+                        },
                         "max_envelopes": INT,
                         "max_bytes": INT,
                         "max_envelopes_per_recipient": INT,
