@@ -692,7 +692,10 @@ ROUTES: Final[tuple[Route, ...]] = (
             "Every checked claimant of a handle, likeliest first (contacts, then the "
             "longest seen); a claim is not proof: compare safety numbers",
             ("200", ref("Directory"), "the claimants (maybe none)"),
-            {"422": "a handle that cannot be claimed, or the node is not on the network"},
+            {
+                "422": "a handle that cannot be claimed",
+                "503": "not_connected: the node is not on the network, so it cannot look",
+            },
             parameters=DIRECTORY_PARAMETERS,
         ),
     ),
