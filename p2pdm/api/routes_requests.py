@@ -14,10 +14,30 @@ from p2pdm.api.handlers_requests import (
     list_requests,
     unblock_peer,
 )
+from p2pdm.api.payload import Handler
 from p2pdm.api.routes_common import ADMIN, BODY, PEER, READ
-from p2pdm.api.schema import Doc, Route, ref
+from p2pdm.api.schema import Doc, Route, Schema, ref
 
 __all__ = ["REQUEST_ROUTES"]
+
+
+def _answer(
+    verb: str, handler: Handler, operation: str, summary: str, ok: tuple[str, Schema, str]
+) -> Route:
+    """``POST /v1/requests/{peer}/<verb>``: one answer to a stranger's pending request."""
+    return Route(
+        f"/v1/requests/{{peer}}/{verb}",
+        "POST",
+        handler,
+        ADMIN,
+        Doc(
+            operation,
+            summary,
+            ok,
+            {"404": "no pending request from that peer"},
+            parameters=(PEER,),
+        ),
+    )
 
 
 REQUEST_ROUTES: Final[tuple[Route, ...]] = (
@@ -76,43 +96,25 @@ REQUEST_ROUTES: Final[tuple[Route, ...]] = (
             ("200", ref("RequestList"), "the requests"),
         ),
     ),
-    Route(
-        "/v1/requests/{peer}/accept",
-        "POST",
+    _answer(
+        "accept",
         accept_request,
-        ADMIN,
-        Doc(
-            "acceptRequest",
-            "Accept a stranger's request: add it as a contact (its messages join the inbox)",
-            ("200", ref("AddedContact"), "the new contact"),
-            {"404": "no pending request from that peer"},
-            parameters=(PEER,),
-        ),
+        "acceptRequest",
+        "Accept a stranger's request: add it as a contact (its messages join the inbox)",
+        ("200", ref("AddedContact"), "the new contact"),
     ),
-    Route(
-        "/v1/requests/{peer}/decline",
-        "POST",
+    _answer(
+        "decline",
         decline_request,
-        ADMIN,
-        Doc(
-            "declineRequest",
-            "Delete a stranger's request; the sender is told nothing",
-            ("200", ref("RequestAnswered"), "deleted"),
-            {"404": "no pending request from that peer"},
-            parameters=(PEER,),
-        ),
+        "declineRequest",
+        "Delete a stranger's request; the sender is told nothing",
+        ("200", ref("RequestAnswered"), "deleted"),
     ),
-    Route(
-        "/v1/requests/{peer}/block",
-        "POST",
+    _answer(
+        "block",
         block_request,
-        ADMIN,
-        Doc(
-            "blockRequest",
-            "Block a stranger and delete its request; it is told nothing",
-            ("200", ref("RequestAnswered"), "blocked and deleted"),
-            {"404": "no pending request from that peer"},
-            parameters=(PEER,),
-        ),
+        "blockRequest",
+        "Block a stranger and delete its request; it is told nothing",
+        ("200", ref("RequestAnswered"), "blocked and deleted"),
     ),
 )

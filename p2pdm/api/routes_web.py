@@ -7,7 +7,7 @@ from typing import Final
 
 from p2pdm.api.handlers_web import DEMO, INVITE, delete_demo, get_demo, get_invite, start_demo
 from p2pdm.api.routes_common import ADMIN, NOT_FOUND, READ
-from p2pdm.api.schema import Doc, Route, path_param, ref
+from p2pdm.api.schema import Doc, Route, obj, path_param, ref
 from p2pdm.api.sessions import (
     LOGIN_CODE,
     SESSION,
@@ -92,12 +92,7 @@ WEB_ROUTES: Final[tuple[Route, ...]] = (
             ("200", ref("SessionList"), "the sessions, oldest first"),
             schemas={
                 "Session": SESSION,
-                "SessionList": {
-                    "type": "object",
-                    "properties": {"sessions": {"type": "array", "items": ref("Session")}},
-                    "required": ["sessions"],
-                    "additionalProperties": False,
-                },
+                "SessionList": obj({"sessions": {"type": "array", "items": ref("Session")}}),
             },
         ),
     ),
