@@ -367,7 +367,8 @@ class _PeerWatch:
     A new connection from a contact (even one that was back before we saw it
     gone: a restart on a new port takes a second): its addresses into the
     address book and what waits for it is sent now; ``peer.online`` if it
-    was offline. The last connection to a contact going: ``peer.offline``.
+    was offline; the same for a peer already connected when it becomes a
+    contact. The last connection to a contact going: ``peer.offline``.
     Having had no connection at all and now one again (network back, laptop
     awake): fetch from our mailboxes.
     """
@@ -389,8 +390,11 @@ class _PeerWatch:
             self.delivery.fetch_now()
         self.connected_any = bool(connections)
         for peer, numbers in connections.items():
-            if numbers <= self.seen.get(peer, frozenset()):
-                continue  # no new connection
+            new = not numbers <= self.seen.get(peer, frozenset())
+            # A peer connected before it became a contact (added, its request
+            # accepted) counts as a new connection once it is one.
+            if not new and peer in self.node.online:
+                continue
             if self.node.store.get_contact(peer) is not None:
                 if peer not in self.node.online:
                     self.node.peer_online(peer)

@@ -26,9 +26,13 @@ def test_typing_timer_mute_archive_and_search(pair: Pair) -> None:
     wait_for(alice_page, lambda d: all_css(d, "li.message.in"), "Bob's message")
     wait_for(bob_page, lambda d: all_css(d, "li.message.out"), "Bob's own message")
 
-    # Bob types: "Bob is typing…" on Alice's page.
-    by_css(bob_page, "#composer-text").send_keys("Are")
-    wait_for(alice_page, lambda d: "typing" in by_css(d, "#typing").text, "typing on Alice's page")
+    # Bob types: "Bob is typing…" on Alice's page. He keeps typing: his node sends
+    # typing only once it has seen the connection his message opened (a poll).
+    def keeps_typing(d: Any) -> bool:
+        by_css(bob_page, "#composer-text").send_keys("e")
+        return "typing" in by_css(d, "#typing").text
+
+    wait_for(alice_page, keeps_typing, "typing on Alice's page")
 
     # Alice sets a one-hour timer: the notice on both pages.
     Select(by_css(alice_page, "#timer-select")).select_by_value("3600")
