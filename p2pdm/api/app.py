@@ -141,7 +141,7 @@ def _endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
             return _client_gone()
         except P2PDMError as exc:
             status, _ = p2pdm_error_status(exc)
-            if status >= 500:
+            if status == 500:  # the node's own failure; a 503 is a state, not a fault
                 log.error("%s %s failed: %r", request.method, request.url.path, exc)
             return p2pdm_error_response(exc)
         except Exception:
