@@ -137,9 +137,10 @@ REACHABILITY: Final[Schema] = obj(
     {
         "status": {
             "type": "string",
-            "enum": ["public", "private", "unknown"],
+            "enum": ["public", "private", "unknown", "local"],
             "description": "public: other nodes can dial this one; private: they "
-            "cannot (behind a router or firewall); unknown: too few peers agree yet",
+            "cannot (behind a router or firewall); unknown: too few peers agree yet; "
+            "local: it listens on loopback only, so only nodes on this computer can",
         },
         "reached": {**INT, "description": "peers that dialed us back at the last check"},
         "failed": {**INT, "description": "peers that tried to dial us back and could not"},
@@ -651,6 +652,10 @@ MAILBOXES: Final[Schema] = obj(
                     {
                         "envelopes": {**INT, "description": "envelopes held for others"},
                         "bytes": INT,
+                        "recipients": {
+                            **INT,
+                            "description": "distinct recipients envelopes are held for",
+                        },
                         "max_envelopes": INT,
                         "max_bytes": INT,
                         "max_envelopes_per_recipient": INT,

@@ -347,6 +347,10 @@ class Store(BlobIndex, Protocol):
         """Drop envelopes with ``expires_at_ms <= now_ms``; returns how many."""
         ...
 
+    def mailbox_recipients(self) -> int:
+        """How many distinct recipients the mailbox holds envelopes for."""
+        ...
+
     # --- the event log (see docs/api.md, "Events") ---
     # set_status, note_status, mark_conversation_read and put_contact write
     # their events themselves, in the same transaction as the change;
