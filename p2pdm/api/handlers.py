@@ -35,6 +35,7 @@ from p2pdm.api.views import (
     status_json,
     token_json,
 )
+from p2pdm.api.views_location import live_locations_of
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import TokenScope
 from p2pdm.errors import NotFound
@@ -255,7 +256,11 @@ async def read_message(request: Request, node: Node) -> Response:
 async def list_conversations(request: Request, node: Node) -> Response:
     grant = grant_of(request.scope)
     names = {c.peer_id: c.name for c in node.contacts()}
-    found = [conversation_json(c, names) for c in node.conversations() if grant.sees(c.peer)]
+    found = [
+        conversation_json(c, names, live_locations_of(node, c.id))
+        for c in node.conversations()
+        if grant.sees(c.peer)
+    ]
     return JSONResponse({"conversations": found})
 
 

@@ -7,7 +7,8 @@ node method of :class:`~p2pdm.node.actions.MessageActions`.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,18 +33,32 @@ __all__ = [
 ]
 
 
-def _shown(node: Node, message: StoredMessage) -> JSONResponse:
-    return JSONResponse(message_view(node, message))
+async def _act_on(
+    request: Request,
+    node: Node,
+    field: str,
+    act: Callable[[Node, bytes, str], StoredMessage],
+    before: Callable[[Node, bytes, str], dict[str, Any]] | None = None,
+) -> Response:
+    """Read the one text ``field`` of the body, act on the message named in the
+    path with it, and answer the target as it now is (with what ``before``
+    read ahead of the act, if given)."""
+    target = parse_message_id(_message_id(request, node))
+    body = await JSONObject.read(request)
+    value = body.text(field)
+    body.done()
+    await node.stamp_ahead_for(target)
+    extra = {} if before is None else before(node, target, value)
+    return JSONResponse({**message_view(node, act(node, target, value)), **extra})
 
 
 async def react(request: Request, node: Node) -> Response:
-    target = parse_message_id(_message_id(request, node))
-    body = await JSONObject.read(request)
-    emoji = body.text("emoji")
-    body.done()
-    await node.stamp_ahead_for(target)
-    removed = None if emoji else node.my_reaction(target) is not None
-    return JSONResponse({**message_view(node, node.react(target, emoji)), "removed": removed})
+    return await _act_on(request, node, "emoji", Node.react, _removed)
+
+
+def _removed(node: Node, target: bytes, emoji: str) -> dict[str, Any]:
+    """``removed`` of ``react``'s answer, read before the reaction changes it."""
+    return {"removed": None if emoji else node.my_reaction(target) is not None}
 
 
 #: ``react``'s answer: the message, and whether an empty emoji took a reaction back.
@@ -73,12 +88,7 @@ NEW_REACTION: Final[Schema] = obj(
 
 
 async def edit_message(request: Request, node: Node) -> Response:
-    target = parse_message_id(_message_id(request, node))
-    body = await JSONObject.read(request)
-    text = body.text("text")
-    body.done()
-    await node.stamp_ahead_for(target)
-    return _shown(node, node.edit(target, text))
+    return await _act_on(request, node, "text", Node.edit)
 
 
 #: ``edit_message``'s body.

@@ -9,7 +9,7 @@ against the served document.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from p2pdm.api.schema import (
@@ -138,9 +138,10 @@ REACHABILITY: Final[Schema] = obj(
     {
         "status": {
             "type": "string",
-            "enum": ["public", "private", "unknown"],
+            "enum": ["public", "private", "unknown", "local"],
             "description": "public: other nodes can dial this one; private: they "
-            "cannot (behind a router or firewall); unknown: too few peers agree yet",
+            "cannot (behind a router or firewall); unknown: too few peers agree yet; "
+            "local: it listens on loopback only, so only nodes on this computer can",
         },
         "reached": {**INT, "description": "peers that dialed us back at the last check"},
         "failed": {**INT, "description": "peers that tried to dial us back and could not"},
@@ -441,7 +442,12 @@ MESSAGE_PAGE: Final[Schema] = obj(
 # --- conversations ---------------------------------------------------------------
 
 
-def conversation_json(conversation: Conversation, names: Mapping[PeerId, str]) -> dict[str, Any]:
+def conversation_json(
+    conversation: Conversation,
+    names: Mapping[PeerId, str],
+    live: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """A conversation; ``live`` its live locations now (api/handlers_location.py)."""
     return {
         "id": conversation.id.hex(),
         "peer": str(conversation.peer),
@@ -452,6 +458,7 @@ def conversation_json(conversation: Conversation, names: Mapping[PeerId, str]) -
         "timer_s": conversation.timer_s,
         "muted": conversation.muted,
         "archived": conversation.archived,
+        "live_locations": list(live),
     }
 
 
@@ -473,6 +480,11 @@ CONVERSATION: Final[Schema] = obj(
         },
         "muted": {"type": "boolean", "description": "its new messages notify nobody"},
         "archived": {"type": "boolean", "description": "moved out of the main list"},
+        "live_locations": {
+            "type": "array",
+            "items": ref("LiveLocation"),
+            "description": "live locations shared in it now (own first); never stored",
+        },
     }
 )
 
@@ -647,6 +659,10 @@ MAILBOXES: Final[Schema] = obj(
                     {
                         "envelopes": {**INT, "description": "envelopes held for others"},
                         "bytes": INT,
+                        "recipients": {
+                            **INT,
+                            "description": "distinct recipients envelopes are held for",
+                        },
                         "max_envelopes": INT,
                         "max_bytes": INT,
                         "max_envelopes_per_recipient": INT,

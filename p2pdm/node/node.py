@@ -63,6 +63,7 @@ from p2pdm.node.contact_names import (
 )
 from p2pdm.node.events import EventBus
 from p2pdm.node.housekeeping import ConversationUpkeep
+from p2pdm.node.live_location import LiveLocations
 from p2pdm.node.media import (
     AUTO_DOWNLOAD_SETTING,
     DEFAULT_AUTO_DOWNLOAD_BYTES,
@@ -182,6 +183,10 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
         #: Files: uploads, attachments, fetched chunks (memory until the home's
         #: blob folder is given: ``media.files``).
         self.media = MediaLibrary(store, now_ms=now_ms, random_bytes=random_bytes)
+        # A received message's files are recorded in the transaction that stores it.
+        self.messenger.on_stored = self.media.on_received
+        #: Live locations, own and contacts', in memory only (never stored).
+        self.live_locations = LiveLocations()
         #: Multiaddrs we listen on, once running (full, with /p2p/<id>).
         self.addrs: list[str] = []
         #: Called after anything is queued, so the delivery loop wakes up.

@@ -451,8 +451,20 @@ INSERT INTO blocked_peers (peer_id, blocked_at_ms)
     SELECT peer_id, added_at_ms FROM contacts WHERE blocked = 1;
 """
 
-#: A held action in a conversation with disappearing messages waits no longer
-#: than the conversation's timer (NULL: HELD_ACTION_TTL_MS after it was held).
+#: Envelopes that follow a message (the chunks of its files pushed toward an
+#: offline recipient's mailboxes): unsending the message drops those still
+#: queued. A row goes with its outbox entry.
+_MIGRATION_OUTBOX_FOLLOWERS: Final = """
+CREATE TABLE outbox_followers (
+    envelope_id BLOB PRIMARY KEY REFERENCES outbox (envelope_id) ON DELETE CASCADE,
+    message_id BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX outbox_followers_by_message ON outbox_followers (message_id);
+"""
+
+#: A held action waits no longer than its envelope could still arrive: for an
+#: action on a disappearing message, no longer than the message lives (NULL:
+#: HELD_ACTION_TTL_MS after it was held).
 _MIGRATION_HELD_EXPIRY: Final = """
 ALTER TABLE held_actions ADD COLUMN expires_at_ms INTEGER;
 """
@@ -476,6 +488,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_BLOBS,
     _MIGRATION_OUTBOX_QUEUED_ORDER,
     _MIGRATION_BLOCKED,
+    _MIGRATION_OUTBOX_FOLLOWERS,
     _MIGRATION_HELD_EXPIRY,
 )
 

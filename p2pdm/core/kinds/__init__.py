@@ -22,6 +22,7 @@ from p2pdm.core.cbor import Fields
 from p2pdm.core.kinds import (
     blobchunk,
     edit,
+    live_location,
     location,
     media,
     reaction,
@@ -34,6 +35,7 @@ from p2pdm.core.kinds import (
 from p2pdm.core.kinds.base import MAX_KIND_BYTES, Body, KindSpec, UnknownBody
 from p2pdm.core.kinds.blobchunk import BlobChunkBody
 from p2pdm.core.kinds.edit import EditBody
+from p2pdm.core.kinds.live_location import LiveLocationBody
 from p2pdm.core.kinds.location import LocationBody
 from p2pdm.core.kinds.media import MediaBody, MediaItem
 from p2pdm.core.kinds.reaction import ReactionBody
@@ -52,6 +54,7 @@ __all__ = [
     "Body",
     "EditBody",
     "KindSpec",
+    "LiveLocationBody",
     "LocationBody",
     "MediaBody",
     "MediaItem",
@@ -80,6 +83,7 @@ KINDS: Final[dict[str, KindSpec[Any]]] = {
     media.SPEC.name: media.SPEC,
     location.SPEC.name: location.SPEC,
     blobchunk.SPEC.name: blobchunk.SPEC,
+    live_location.SPEC.name: live_location.SPEC,
 }
 
 
