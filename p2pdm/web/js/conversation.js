@@ -6,6 +6,9 @@ import { announce, clear, clock, day, dayKey, h, showError } from "./dom.js";
 import { messageActions, reactionsOf, REPLY_FIELD } from "./actions.js";
 import { attachmentsOf, composerMediaControls, locationOf, mediaIdOf, sendFiles } from "./media.js";
 import {
+  authorName, deliveryWords, groupInfoButton, groupInfoPanel, groupOf, groups, loadGroups, membersLine,
+} from "./groups.js";
+import {
   conversationById, loadConversations, nameOf, previewText, refreshConversation, state,
 } from "./state.js";
 
@@ -27,18 +30,22 @@ export async function openConversation(main, id) {
     conversation = find();
   }
   if (conversation) id = conversation.id; // a contact's PeerID opens its conversation
-  const peer = conversation ? conversation.peer : id;
+  if (conversation && conversation.group && !groupOf(conversation)) await loadGroups().catch(() => {});
+  const group = groupOf(conversation);
+  // A group's messages go "to" the group's id; a one-to-one conversation's to the peer.
+  const peer = group ? group.id : conversation ? conversation.peer : id;
   view = {
-    id, peer, conversation,
+    id, peer, conversation, group,
     messages: new Map(), order: [], next: undefined, loading: false,
     replyTo: null, lastTyping: 0, main,
   };
-  const title = nameOf(peer, conversation && conversation.name);
+  const title = group ? group.name : nameOf(peer, conversation && conversation.name);
   const list = h("ol.messages", { id: "messages", "aria-label": `Messages with ${title}` });
   const scroller = h("div.scroller", { id: "scroller", tabindex: "0", onscroll: onScroll }, h("div.older", { id: "older" }), list);
   clear(main,
     h("section.chat", { "aria-label": `Conversation with ${title}`, ondragover: dragOver, ondrop: drop },
       header(title, conversation),
+      groupInfoPanel(group),
       h("div.notice", { id: "timer-notice", hidden: true }),
       scroller,
       h("div.typing", { id: "typing", "aria-live": "polite" }),
@@ -70,8 +77,9 @@ function header(title, conversation) {
     h("a.back", { href: "#/", "aria-label": "Back to chats" }, "←"),
     h("div.title", {},
       h("h1", {}, title),
-      h("span.sub", {}, contact ? `safety number …${contact.fingerprint}` : `not a contact · …${view.peer.slice(-8)}`)),
-    h("div.conv-controls", {}, controls));
+      h("span.sub", {}, view.group ? membersLine(view.group)
+        : contact ? `safety number …${contact.fingerprint}` : `not a contact · …${view.peer.slice(-8)}`)),
+    h("div.conv-controls", {}, groupInfoButton(view.group), controls));
 }
 
 function toggle(label, field, conversation) {
@@ -175,6 +183,8 @@ function draw() {
 }
 
 function statusLine(message) {
+  const figures = deliveryWords(message); // a group message: "delivered to 4 of 5, read by 2"
+  if (figures) return h("span.status.group-delivery", { dataset: { status: message.status } }, figures);
   const labels = {
     queued: "🕓 Queued", sent: "✓ Sent", deposited: "✓ Held by mailboxes",
     delivered: "✓✓ Delivered", read: "✓✓ Read", failed: "⚠ Failed", expired: "⚠ Expired",
@@ -197,6 +207,8 @@ function bubble(message) {
   if (message.notice) return noticeLine(message);
   const mine = message.direction === "out";
   const body = [];
+  const author = !mine && message.group ? authorName(groups.get(message.group) || view.group, message.peer) : null;
+  if (author) body.push(h("span.author", {}, author));
   if (message.reply_to) body.push(quote(message.reply_to));
   if (message.unsent) {
     body.push(h("p.unsent", {}, mine ? "You unsent a message" : `${nameOf(message.peer)} unsent a message`));
@@ -217,7 +229,7 @@ function bubble(message) {
     id: `m-${message.id}`, dataset: { id: message.id, status: message.status },
   },
   h("div.bubble", { tabindex: "0" },
-    h("span.sr-only", {}, mine ? "You: " : `${nameOf(message.peer)}: `),
+    author ? null : h("span.sr-only", {}, mine ? "You: " : `${nameOf(message.peer)}: `),
     body, reactionsOf(message, refreshMessage), meta),
   message.unsent ? null : messageActions(message, { reply: startReply, refresh: refreshMessage }));
 }
@@ -274,10 +286,11 @@ export function onConversationEvent(event) {
   }
   if (event.type === "typing" && (event.conversation_id === view.id || event.peer === view.peer)) {
     state.typing.set(view.id, Date.now() + TYPING_SHOWN_MS);
+    view.typist = event.peer;
     showTyping();
     return;
   }
-  if (event.type.startsWith("media.") && event.peer === view.peer) {
+  if (event.type.startsWith("media.") && (event.peer === view.peer || view.group)) {
     const file = mediaIdOf(event);
     for (const m of view.messages.values()) {
       if ((m.media || []).some((item) => item.id === file)) refreshMessage(m.id);
@@ -310,7 +323,8 @@ function showTyping() {
   const el = document.getElementById("typing");
   if (!el || !view) return;
   const until = state.typing.get(view.id) || 0;
-  el.textContent = until > Date.now() ? `${nameOf(view.peer)} is typing…` : "";
+  const who = view.group ? authorName(view.group, view.typist) : nameOf(view.peer);
+  el.textContent = until > Date.now() ? `${who} is typing…` : "";
   if (until > Date.now()) setTimeout(showTyping, until - Date.now() + 50);
 }
 
