@@ -90,6 +90,20 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"mean messages per second across the network, Poisson arrivals (default {d.rate:g})",
     )
     add(
+        "--groups",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also make N group chats and send group messages at --rate too (default 0)",
+    )
+    add(
+        "--group-size",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"members of each group, its creator included (default {d.group_size})",
+    )
+    add(
         "--offline",
         type=float,
         default=None,
@@ -223,6 +237,8 @@ def sim_options(args: argparse.Namespace, *, store_dir: Path | None) -> SimOptio
         real = chosen.get("clock", defaults.clock) == "real"
         nodes = chosen.get("nodes", defaults.nodes)
         workers = min(os.cpu_count() or 1, MAX_WORKERS, max(nodes, 1)) if real else 1
+        if chosen.get("groups"):
+            workers = 1  # group traffic runs every node in this process
     options = SimOptions(
         **chosen,
         timeline=timeline,
