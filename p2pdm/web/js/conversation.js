@@ -6,7 +6,7 @@ import { announce, clear, clock, day, dayKey, h, showError } from "./dom.js";
 import { messageActions, reactionsOf, REPLY_FIELD } from "./actions.js";
 import { attachmentsOf, composerMediaControls, locationOf, mediaIdOf, sendFiles } from "./media.js";
 import {
-  authorName, deliveryWords, groupInfoButton, groupInfoPanel, groupOf, groups, loadGroups, membersLine,
+  authorName, deliveryWords, groupClosed, groupInfoButton, groupInfoPanel, groupOf, groups, loadGroups, membersLine,
 } from "./groups.js";
 import {
   conversationById, loadConversations, nameOf, previewText, refreshConversation, state,
@@ -49,14 +49,15 @@ export async function openConversation(main, id) {
       h("div.notice", { id: "timer-notice", hidden: true }),
       scroller,
       h("div.typing", { id: "typing", "aria-live": "polite" }),
-      composer()));
+      group && group.state !== "active" ? groupClosed(group) : composer()));
   const opened = view;
   await loadOlder();
   if (view !== opened) return; // another page was opened meanwhile
   scroller.scrollTop = scroller.scrollHeight;
   showTimer();
   markRead();
-  document.getElementById("composer-text").focus();
+  const input = document.getElementById("composer-text");
+  if (input) input.focus();
 }
 
 function header(title, conversation) {
@@ -409,6 +410,7 @@ function typing() {
 }
 
 function startReply(message) {
+  if (!document.getElementById("composer-text")) return; // a group you cannot write to
   view.replyTo = message.id;
   const bar = document.getElementById("replying");
   clear(bar,

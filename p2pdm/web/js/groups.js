@@ -162,6 +162,16 @@ async function change(request) {
   } catch (error) { showError(error); }
 }
 
+/** In place of the composer of a group you cannot write to (yet, or any more). */
+export function groupClosed(group) {
+  const why = {
+    request: "You were added to this group: accept the invitation (Requests) to write in it.",
+    left: "You left this group.",
+    removed: "You were removed from this group.",
+  }[group.state] || "You cannot write in this group.";
+  return h("p.group-closed", { id: "group-closed", role: "note" }, why);
+}
+
 // --- invitations -----------------------------------------------------------------
 
 /** Groups this node was invited to and has not answered, for the Requests page. */
