@@ -64,6 +64,7 @@ from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import Envelope, InnerMessage, PrekeyBundle, SessionMessage
 from p2pdm.errors import (
     EnvelopeExpired,
+    GroupBehind,
     MessageIdConflict,
     NotFound,
     PeerBlocked,
@@ -187,6 +188,9 @@ class Messenger:
         #: Files a group kind (docs/protocol.md §19.4) inside the receive
         #: transaction, in place of the conversation machine (set by the node).
         self.group_filer: Callable[[InnerMessage, int, Via], Received] | None = None
+        #: Asks a group message's author for the changes it named (after the
+        #: envelope was refused with GroupBehind; set by the node).
+        self.group_behind: Callable[[GroupBehind], None] = lambda behind: None
         self._rekey_outbox()
 
     @property
@@ -478,13 +482,17 @@ class Messenger:
             if self.own.version != prekeys_version:
                 self.own = self._load_prekeys()
             raise
-        with self._committing(sender), self.store.transaction():
-            self.store.mark_seen(seen_envelope_key(envelope.id), now)
-            self.store.mark_seen(seen_message_key(sender, inner.id), now)
-            self.store.put_session(sender, sessions.to_bytes(), now)
-            if self.own.version != prekeys_version:  # a one-time prekey was used
-                self.store.put_prekeys(self.own.to_bytes())
-            received = self._file(inner, now, via)
+        try:
+            with self._committing(sender), self.store.transaction():
+                self.store.mark_seen(seen_envelope_key(envelope.id), now)
+                self.store.mark_seen(seen_message_key(sender, inner.id), now)
+                self.store.put_session(sender, sessions.to_bytes(), now)
+                if self.own.version != prekeys_version:  # a one-time prekey was used
+                    self.store.put_prekeys(self.own.to_bytes())
+                received = self._file(inner, now, via)
+        except GroupBehind as behind:
+            self.group_behind(behind)  # nothing of it was kept; the sender retries
+            raise
         if stranger:
             self._log_requests(now)
         return received

@@ -46,6 +46,18 @@ class GroupDicts(Dicts):
     def group_entries(self, group_id: bytes) -> list[bytes]:
         return list(self._live().group_entries.get(group_id, {}).values())
 
+    def accept_conversation(self, conversation_id: bytes) -> int:
+        state = self._live()
+        accepted = 0
+        for seq in state.conversation_seqs.get(conversation_id, []):
+            message = state.messages[seq]
+            if message.request:
+                state.messages[seq] = replace(message, request=False)
+                accepted += 1
+        if conversation_id in state.conversations:
+            state.conversations[conversation_id].request = False
+        return accepted
+
     def set_peer_heads(self, group_id: bytes, peer: PeerId, heads: tuple[bytes, ...]) -> None:
         self._live().group_heads[(group_id, peer)] = tuple(heads)
 

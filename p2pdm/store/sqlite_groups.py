@@ -88,6 +88,15 @@ class GroupTables(Tables):
             ).fetchall()
         return [r[0] for r in rows]
 
+    def accept_conversation(self, conversation_id: bytes) -> int:
+        with self._writing("accepting a conversation's requests") as db:
+            db.execute("UPDATE conversations SET request = 0 WHERE id = ?", (conversation_id,))
+            cursor = db.execute(
+                "UPDATE messages SET request = 0 WHERE conversation_id = ? AND request = 1",
+                (conversation_id,),
+            )
+        return cursor.rowcount
+
     def set_peer_heads(self, group_id: bytes, peer: PeerId, heads: tuple[bytes, ...]) -> None:
         with self._writing("remembering a member's heads") as db:
             db.execute(

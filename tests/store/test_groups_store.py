@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,16 @@ def test_a_store_of_the_previous_schema_gains_the_group_tables(tmp_path: Path) -
         assert store.get_group(GID) is not None
     finally:
         store.close()
+
+
+def test_accepting_a_conversation_turns_its_requests_into_messages(store: Store) -> None:
+    from tests.store.conftest import receive
+    from tests.store.test_contract import msg
+
+    first = receive(store, replace(msg(1, request=True), conversation_id=GID))
+    other = receive(store, msg(2, request=True))
+    assert store.accept_conversation(GID) == 1
+    assert not store.get_message(first.id).request  # type: ignore[union-attr]
+    assert store.get_message(other.id).request  # type: ignore[union-attr]
+    found = store.get_conversation(GID)
+    assert found is not None and not found.request
