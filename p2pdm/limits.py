@@ -374,6 +374,10 @@ MAILBOX_FILE_BYTES = 10 << 20
 #: mailbox deposits.
 MAX_GROUP_MEMBERS = 32
 
+#: Most groups one node keeps (each folds its log when loaded; a person is
+#: in a few dozen).
+MAX_GROUPS = 1000
+
 #: Longest group name, in UTF-8 bytes: a title, not text.
 MAX_GROUP_NAME_BYTES = 128
 

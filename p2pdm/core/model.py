@@ -214,6 +214,9 @@ class EventType(StrEnum):
     TYPING = "typing"  # a contact is typing (lapses after TYPING_LAPSE_S)
     CONTACT_BLOCKED = "contact.blocked"  # the user blocked a peer
     CONTACT_UNBLOCKED = "contact.unblocked"  # the user unblocked a peer
+    GROUP_CREATED = "group.created"  # we made a group or were added to one (detail: the change)
+    GROUP_CHANGED = "group.changed"  # a change to a group's members, admins, name… (detail)
+    GROUP_REMOVED = "group.removed"  # we were removed from a group
 
 
 @dataclass(frozen=True, slots=True)

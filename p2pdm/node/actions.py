@@ -102,9 +102,16 @@ class MessageActions:
                 # left at mailboxes are overtaken by the unsend itself.
                 self.store.remove_outbox_of(target.id)
 
-        self.messenger.send(target.peer, body, also=locally)
-        self.on_outbox(target.peer)
+        self._deliver_action(target, body, locally)
         return self._target(target.id)
+
+    def _deliver_action(
+        self, target: StoredMessage, body: ActionBody, also: Callable[[InnerMessage], None]
+    ) -> None:
+        """Send an action on ``target`` to the other party (a group's members:
+        :class:`~p2pdm.node.groups.Groups` overrides this)."""
+        self.messenger.send(target.peer, body, also=also)
+        self.on_outbox(target.peer)
 
     def react(self, message_id: bytes, emoji: str) -> StoredMessage:
         """React to a message with ``emoji`` ('' takes the reaction back)."""

@@ -62,6 +62,7 @@ from p2pdm.node.contact_names import (
     resolve_contact,
 )
 from p2pdm.node.events import EventBus
+from p2pdm.node.groups import Groups
 from p2pdm.node.housekeeping import ConversationUpkeep
 from p2pdm.node.media import (
     AUTO_DOWNLOAD_SETTING,
@@ -150,7 +151,7 @@ class AddedContact:
     renamed_from: str | None = None
 
 
-class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
+class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
     """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(
@@ -214,6 +215,8 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
         self.online: set[PeerId] = set()
         #: The profile this node publishes (opt-in) and handle lookups.
         self.profiles = Profiles(store, identity.peer_id, now_ms)
+        #: Groups: their logs, and the messenger's hooks for their traffic.
+        self._init_groups()
         with store.transaction():
             renamed = fix_contact_names(store)
         for old, new in renamed:
@@ -520,6 +523,8 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
         queue read receipts (if enabled); returns the ids."""
         if isinstance(conversation, PeerId):
             peer = conversation
+        elif self.is_group(conversation):
+            return self.mark_group_read(conversation)
         else:
             found = self.store.get_conversation(self._conversation_id(conversation))
             if found is None:
@@ -532,7 +537,9 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
 
     def mark_message_read(self, message_id: str) -> StoredMessage:
         found, _ = self.message(message_id)
-        self.mark_read(found.peer)
+        self.mark_read(
+            found.conversation_id if self.is_group(found.conversation_id) else found.peer
+        )
         return self.messenger.message(found.id)
 
     # --- events -----------------------------------------------------------------

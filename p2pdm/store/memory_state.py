@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from p2pdm.core.actions import HeldAction
 from p2pdm.core.identity import PeerId
@@ -33,6 +34,9 @@ from p2pdm.store.base import (
 )
 from p2pdm.store.blobs import BlobRecord
 from p2pdm.store.memory_log import EventLog
+
+if TYPE_CHECKING:
+    from p2pdm.store.groups import GroupRow
 
 __all__ = ["ConversationState", "Dicts", "MemoryState"]
 
@@ -107,6 +111,11 @@ class MemoryState:
     blob_refs: list[tuple[bytes, bytes, PeerId]] = field(default_factory=list)
     #: Blobs some message carried once (released at once when none does).
     blobs_attached: set[bytes] = field(default_factory=set)
+    #: Groups by id; their entries (hash -> encoded, in arrival order); the
+    #: heads each member was last known to have.
+    groups: dict[bytes, GroupRow] = field(default_factory=dict)
+    group_entries: dict[bytes, dict[bytes, bytes]] = field(default_factory=dict)
+    group_heads: dict[tuple[bytes, PeerId], tuple[bytes, ...]] = field(default_factory=dict)
 
 
 class Dicts:

@@ -71,6 +71,7 @@ class GroupLog:
     _order: list[_Node] = field(default_factory=list)
     _held: OrderedDict[bytes, ChangeEntry] = field(default_factory=OrderedDict)
     _children: set[bytes] = field(default_factory=set)
+    _state: GroupState | None = None
 
     def __post_init__(self) -> None:
         if len(self.group) != GROUP_ID_BYTES:
@@ -145,6 +146,7 @@ class GroupLog:
         self._nodes[entry.hash] = node
         self._order.append(node)
         self._children.update(entry.parents)
+        self._state = None
 
     @staticmethod
     def _may(entry: ChangeEntry, before: GroupState) -> bool:
@@ -160,7 +162,9 @@ class GroupLog:
 
     def state(self) -> GroupState:
         """The state of the whole log."""
-        return self._fold((1 << len(self._order)) - 1)
+        if self._state is None:
+            self._state = self._fold((1 << len(self._order)) - 1)
+        return self._state
 
     def state_at(self, heads: tuple[bytes, ...]) -> GroupState | None:
         """The state of the log as of ``heads`` (None if one is unknown)."""
