@@ -384,6 +384,16 @@ def sim(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         f" report in {out_dir}/report.md",
         file=out,
     )
+    groups = summary.get("groups")
+    if groups:
+        rate = groups["delivery_rate"]
+        print(
+            f"group messages {groups['messages']} to {len(groups['groups'])} groups:"
+            f" {groups['stored']} of {groups['due']} member copies stored"
+            f" ({'-' if rate is None else f'{rate:.2%}'}), second copies {groups['duplicates']},"
+            f" copies outside a group {groups['stored_outside_group']}",
+            file=out,
+        )
     if not invariants_hold(summary):
         raise ConfigError(f"an invariant was broken; see {out_dir}/report.md")
     return 0

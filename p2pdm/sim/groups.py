@@ -31,6 +31,7 @@ from p2pdm.sim.metrics import latency_summary
 
 if TYPE_CHECKING:
     from p2pdm.sim.nodes import LocalNodes
+    from p2pdm.store.base import Store
 
 __all__ = [
     "GROUP_FORMING_SECONDS",
@@ -218,7 +219,7 @@ class GroupDriver:
         self.plan = plan
         self.ledger = ledger
         #: Group index -> its group id, once made.
-        self.ids: dict[int, str] = {}
+        self.ids: dict[int, bytes] = {}
         self.counter = 0
 
     async def form(self) -> None:
@@ -234,11 +235,11 @@ class GroupDriver:
             node = sim[creator].running.node
             peers = [sim[m].peer_id for m in spec.members[1:]]
             try:
-                made = node.create_group(spec.name, peers)
+                made = await node.create_group(spec.name, peers)
             except P2PDMError as exc:
                 self.ledger.failed[spec.index] = f"{type(exc).__name__}: {exc}"
                 continue
-            self.ids[spec.index] = made.id
+            self.ids[spec.index] = made.row.id
         with trio.move_on_after(GROUP_FORMING_SECONDS):
             while not self._formed():  # noqa: ASYNC110 (no event says a member learnt it)
                 await trio.sleep(_FORMING_POLL_SECONDS)
@@ -251,14 +252,12 @@ class GroupDriver:
     def _knows_all(self, spec: GroupSpec) -> bool:
         sim = self.nodes.sim
         group_id = self.ids[spec.index]
-        return all(
-            not sim[m].online or sim[m].running.node.group_known(group_id) for m in spec.members
-        )
+        return all(not sim[m].online or _joined(sim[m].store, group_id) for m in spec.members)
 
     def _formed(self) -> bool:
         return all(self._knows_all(s) for s in self.plan.groups if s.index in self.ids)
 
-    def send(self, send: GroupSend, now_s: float) -> None:
+    async def send(self, send: GroupSend, now_s: float) -> None:
         """A random online member of the send's group writes to it (skipped if none is)."""
         spec = self.plan.groups[send.group]
         group_id = self.ids.get(spec.index)
@@ -269,8 +268,13 @@ class GroupDriver:
             return
         self.counter += 1
         node = self.nodes.sim[sender].running.node
-        message = node.send_text(group_id, f"sim group message {self.counter}")
+        message = await node.send_group_text(group_id, f"sim group message {self.counter}")
         self.ledger.sent(message.id, spec, sender, now_s)
+
+
+def _joined(store: Store, group_id: bytes) -> bool:
+    row = store.get_group(group_id)
+    return row is not None and row.state == "active"
 
 
 # --- the report -------------------------------------------------------------------

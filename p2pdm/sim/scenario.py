@@ -120,9 +120,9 @@ class _Run:
         await self.groups.form()
         return ledger
 
-    def _group_send(self, send: GroupSend) -> None:
+    async def _group_send(self, send: GroupSend) -> None:
         assert self.groups is not None
-        self.groups.send(send, self.recorder.clock())
+        await self.groups.send(send, self.recorder.clock())
 
     async def _settled(self, index: int) -> None:
         """Wait (bounded) until node ``index`` is not in the middle of a restart."""

@@ -4,8 +4,10 @@ the report's Groups section and the options that refuse what cannot run."""
 from __future__ import annotations
 
 import pytest
+import trio
 
 from p2pdm.errors import ConfigError
+from p2pdm.sim import invariants_hold, simulate, summarize
 from p2pdm.sim.groups import GroupLedger, GroupSpec, group_invariants, plan_groups, render_groups
 from p2pdm.sim.options import SimOptions
 
@@ -71,3 +73,31 @@ def test_the_ledger_counts_member_copies_and_flags_duplicates_and_outsiders() ->
 def test_options_refuse_groups_that_cannot_run(options: SimOptions, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         options.check()
+
+
+@pytest.mark.slow
+async def test_group_traffic_reaches_every_member_once_and_nobody_else(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Six whole nodes, two groups of four, recipients taken offline now and then: every
+    member stores every group message once, nobody else does."""
+    options = SimOptions(
+        nodes=6,
+        duration=30,
+        rate=1,
+        offline=0.3,
+        mailboxes=1,
+        groups=2,
+        group_size=4,
+        clock="virtual",
+        seed=4,
+    )
+    outcome = await simulate(options)
+    summary = summarize(outcome)
+    groups = summary["groups"]
+    assert groups["messages"] > 10 and not any(g["failed"] for g in groups["groups"])
+    assert groups["stored"] == groups["due"] > 0
+    assert [g["delivery_rate"] for g in groups["groups"]] == [1.0, 1.0]
+    assert summary["invariants"]["group_members_store_once"]
+    assert summary["invariants"]["group_non_members_store_none"]
+    assert invariants_hold(summary) and summary["delivery_rate"] == 1.0
