@@ -3,6 +3,8 @@ the report's Groups section and the options that refuse what cannot run."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 
@@ -13,7 +15,7 @@ from p2pdm.sim.options import SimOptions
 
 
 def test_the_plan_is_drawn_from_the_seed_alone() -> None:
-    args = {"nodes": 10, "groups": 3, "size": 4, "duration": 60.0, "rate": 1.0}
+    args: dict[str, Any] = {"nodes": 10, "groups": 3, "size": 4, "duration": 60.0, "rate": 1.0}
     plan = plan_groups(seed=7, **args)
     assert plan == plan_groups(seed=7, **args)
     assert plan != plan_groups(seed=8, **args)
