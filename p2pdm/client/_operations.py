@@ -434,16 +434,15 @@ class Operations:
         group: str,
         *,
         name: str | None = None,
-        photo: str | None = None,
         timer_s: int | None = None,
         add_admins: Iterable[str] = (),
         remove_admins: Iterable[str] = (),
     ) -> Fields:
-        """Rename a group, set its photo (a media id) or disappearing timer, or make
-        members admins or not (admins only); returns the group."""
+        """Rename a group, set its disappearing timer, or make members admins or not
+        (admins only); returns the group."""
         add, remove = list(add_admins), list(remove_admins)
         admins = _present(add=add or None, remove=remove or None) or None
-        return _present(name=name, photo=photo, timer_s=timer_s, admins=admins)
+        return _present(name=name, timer_s=timer_s, admins=admins)
 
     @operation[Group]("POST", "/v1/groups/{group}/accept")
     def accept_group(group: str) -> None:

@@ -5,7 +5,7 @@ They are plain ``dict`` at run time: a field a later node adds is simply there.
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import Any, TypedDict
 
 __all__ = [
     "AddedContact",
@@ -70,8 +70,9 @@ class Message(TypedDict):
     notice: str | None
     #: The group id of a group's message; None in a one-to-one conversation.
     group: str | None
-    #: An own message in a group: how many members it went to, reached and was read by.
-    delivery: NotRequired[GroupDelivery]
+    #: An own message in a group: how many members it went to, reached and was read by;
+    #: None for any other message.
+    delivery: GroupDelivery | None
 
 
 class GroupDelivery(TypedDict):
@@ -97,7 +98,7 @@ class Group(TypedDict):
     #: 32 hex characters, random, the same on every member.
     id: str
     name: str
-    #: A media id, or None.
+    #: None: group photos are not in this version.
     photo: str | None
     members: list[GroupMember]
     me_admin: bool
