@@ -130,6 +130,7 @@ from p2pdm.api.payload import (
     p2pdm_error_response,
     p2pdm_error_status,
 )
+from p2pdm.api.routes_groups import GROUP_ROUTES
 from p2pdm.api.routes_media import BLOB_PATH_RULE, MEDIA_ROUTES
 from p2pdm.api.schema import (
     MESSAGE_ID_PATTERN,
@@ -895,6 +896,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     ),
     BATCH_ROUTE,
     *MEDIA_ROUTES,
+    *GROUP_ROUTES,
 )
 
 

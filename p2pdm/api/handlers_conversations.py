@@ -19,6 +19,7 @@ from p2pdm.api.handlers import _visible, _visible_conversation
 from p2pdm.api.payload import JSONObject, bad_request, query_int
 from p2pdm.api.schema import Schema, obj
 from p2pdm.api.views import conversation_json, search_hit_json
+from p2pdm.api.views_groups import group_tag
 from p2pdm.limits import (
     DEFAULT_SEARCH_HITS,
     DISAPPEARING_TIMERS_S,
@@ -56,7 +57,7 @@ async def patch_conversation(request: Request, node: Node) -> Response:
         conversation_id, peer, timer_s=timer_s, muted=muted, archived=archived
     )
     names = {c.peer_id: c.name for c in node.contacts()}
-    return JSONResponse(conversation_json(changed, names))
+    return JSONResponse(conversation_json(changed, names, group_tag(node, changed.id)))
 
 
 #: The settings ``patch_conversation`` changes.

@@ -26,6 +26,7 @@ from p2pdm.api.schema import (
     obj,
     ref,
 )
+from p2pdm.api.views_groups import DELIVERY, GROUP_TAG, MESSAGE_GROUP, delivery_json
 from p2pdm.api.views_media import (
     MEDIA_SCHEMAS,
     BlobLookup,
@@ -250,10 +251,12 @@ def message_json(
     detail: str = "",
     extras: MessageExtras | None = None,
     blobs: BlobLookup | None = None,
+    group: tuple[bytes, dict[str, int] | None] | None = None,
 ) -> dict[str, Any]:
     """``detail``: the note of the message's latest status (see Node.status_detail);
     ``extras``: its reply snippet and reactions (Node.extras); ``blobs``: finds
-    the records of a media message's files (their state)."""
+    the records of a media message's files (their state); ``group``: the id of
+    the group it is in and, if its own, its delivery counts (views_groups)."""
     extras = extras or MessageExtras()
     reply = None
     if extras.reply_to is not None:
@@ -292,6 +295,8 @@ def message_json(
         "timer_s": message_timer(message),
         "expires_at_ms": message.expires_at_ms,
         "notice": message_notice(message),
+        "group": None if group is None else group[0].hex(),
+        "delivery": None if group is None else group[1],
     }
 
 
@@ -300,7 +305,14 @@ def message_view(node: Node, message: StoredMessage, detail: str | None = None) 
     (``detail`` when given), reply snippet, reactions and files."""
     shown = node.status_detail(message) if detail is None else detail
     extras = node.extras([message])[message.id]
-    return message_json(message, shown, extras, node.store.get_blob)
+    return message_json(message, shown, extras, node.store.get_blob, group_of(node, message))
+
+
+def group_of(node: Node, message: StoredMessage) -> tuple[bytes, dict[str, int] | None] | None:
+    """The group a message is in and its delivery counts, for :func:`message_json`."""
+    if not node.is_group(message.conversation_id):
+        return None
+    return message.conversation_id, delivery_json(node, message)
 
 
 _STATUS: Final[Schema] = {"type": "string", "enum": [s.value for s in DeliveryStatus]}
@@ -394,6 +406,8 @@ _MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
         "description": "when it disappears from this node; null until its timer starts "
         "(when the recipient reads it) or if it has none",
     },
+    "group": MESSAGE_GROUP,
+    "delivery": DELIVERY,
     "notice": {
         "type": ["string", "null"],
         "description": "a notice kind's words, after who did it: 'set disappearing "
@@ -439,7 +453,12 @@ MESSAGE_PAGE: Final[Schema] = obj(
 # --- conversations ---------------------------------------------------------------
 
 
-def conversation_json(conversation: Conversation, names: Mapping[PeerId, str]) -> dict[str, Any]:
+def conversation_json(
+    conversation: Conversation,
+    names: Mapping[PeerId, str],
+    group: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``group``: the group it is (views_groups.group_tag), None for one-to-one."""
     return {
         "id": conversation.id.hex(),
         "peer": str(conversation.peer),
@@ -450,6 +469,7 @@ def conversation_json(conversation: Conversation, names: Mapping[PeerId, str]) -
         "timer_s": conversation.timer_s,
         "muted": conversation.muted,
         "archived": conversation.archived,
+        "group": group,
     }
 
 
@@ -471,6 +491,7 @@ CONVERSATION: Final[Schema] = obj(
         },
         "muted": {"type": "boolean", "description": "its new messages notify nobody"},
         "archived": {"type": "boolean", "description": "moved out of the main list"},
+        "group": GROUP_TAG,
     }
 )
 
