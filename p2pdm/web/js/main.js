@@ -97,11 +97,8 @@ async function onEvent(event) {
     case "group.changed":
     case "group.removed":
       await Promise.all([loadGroups(), loadConversations()]);
-      {
-        // The group JSON: the event's `group` (or, as docs/api.md words it, its data's).
-        const group = event.group || (event.data && event.data.group);
-        if (group && group.id) refreshGroupInfo(group.id);
-      }
+      // The group is the event's conversation (docs/api.md, Events).
+      if (event.conversation_id) refreshGroupInfo(event.conversation_id);
       break;
     case "contact.added":
     case "contact.blocked":
