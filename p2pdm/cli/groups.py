@@ -203,7 +203,10 @@ def _print_group(found: Group, last: Mapping[str, Any] | None, out: TextIO) -> N
         ("Id", found["id"]),
         ("State", state or "active"),
         ("Created", _when(int(found["created_at"] * 1000))),
-        ("Log", f"{found['log_length']} membership changes"),
+        (
+            "Log",
+            f"{found['log_length']} membership change{'' if found['log_length'] == 1 else 's'}",
+        ),
     ]
     if last is not None:
         figures = delivery_words(last) or last["status"]

@@ -157,7 +157,7 @@ def test_create_list_and_show_a_group(fake: FakeGroupsNode, p2pdm: Cli) -> None:
     ]
     code, out, _ = p2pdm("group", "show", "Bakers")
     assert code == 0
-    assert "1 membership changes" in out
+    assert "1 membership change\n" in out
     assert "delivered to 2 of 2, read by 1" in out
     lines = out.splitlines()
     first_member = lines.index(next(line for line in lines if line.startswith("MEMBER"))) + 1

@@ -47,6 +47,8 @@ def test_create_send_and_the_other_member_sees_it_with_the_author(
     click(alice_page, f"input[id='pick-{bob_id}']", "Bob's box")
     click(alice_page, "#create-group", "Create group")
     wait_for(alice_page, lambda d: by_css(d, ".conv-head h1").text == "Bakers", "the group open")
+    assert by_css(alice_page, "#status-bar").get_attribute("hidden") is not None  # no error
+    wait_for(alice_page, lambda d: group_item(d, "Bakers"), "the new group in Alice's list")
     assert by_css(alice_page, ".conv-head .sub").text == "2 members"
     by_css(alice_page, "#composer-text").send_keys("Ovens on at five", Keys.ENTER)
 

@@ -6,7 +6,7 @@ import { announce, clear, clock, day, dayKey, h, showError } from "./dom.js";
 import { messageActions, reactionsOf, REPLY_FIELD } from "./actions.js";
 import { attachmentsOf, composerMediaControls, locationOf, mediaIdOf, sendFiles } from "./media.js";
 import {
-  authorName, deliveryWords, groupClosed, groupInfoButton, groupInfoPanel, groupOf, groups, loadGroups, membersLine,
+  authorName, deliveryWords, groupClosed, groupConversation, groupInfoButton, groupInfoPanel, groupOf, groups, loadGroups, membersLine,
 } from "./groups.js";
 import {
   conversationById, loadConversations, nameOf, previewText, refreshConversation, state,
@@ -30,7 +30,11 @@ export async function openConversation(main, id) {
     conversation = find();
   }
   if (conversation) id = conversation.id; // a contact's PeerID opens its conversation
-  if (conversation && conversation.group && !groupOf(conversation)) await loadGroups().catch(() => {});
+  if ((!conversation || conversation.group) && !groups.has(conversation ? conversation.group.id : id)) {
+    await loadGroups().catch(() => {});
+  }
+  // A group with no message yet has no conversation in the list: it is the group's.
+  if (!conversation && groups.has(id)) conversation = groupConversation(groups.get(id));
   const group = groupOf(conversation);
   // A group's messages go "to" the group's id; a one-to-one conversation's to the peer.
   const peer = group ? group.id : conversation ? conversation.peer : id;
@@ -155,7 +159,10 @@ async function loadOlder() {
       ? h("p.start", {}, "This is the start of the conversation.")
       : h("button", { type: "button", onclick: loadOlder }, "Load older messages"));
   } catch (error) {
-    showError(error);
+    if (error.status === 404 && view && view.group && view.next === undefined) {
+      view.next = null; // a new group: nothing written yet
+      clear(document.getElementById("older"), h("p.start", {}, "This is the start of the group."));
+    } else showError(error);
   } finally {
     if (view) view.loading = false;
   }
@@ -304,6 +311,8 @@ export function onConversationEvent(event) {
     showTyping();
     putMessage(event.message);
     markRead();
+  } else if (event.type === "message.status" && view.group && view.messages.has(event.message_id)) {
+    refreshMessage(event.message_id); // its figures per member ("delivered to 4 of 5") moved
   } else if (event.type === "message.status" && view.messages.has(event.message_id)) {
     const message = view.messages.get(event.message_id);
     message.status = event.status;

@@ -29,6 +29,21 @@ export function groupOf(conversation) {
   return groups.get(conversation.group.id) || null;
 }
 
+/** A group's conversation as the list would give it, for a group with no message yet. */
+export function groupConversation(group) {
+  return {
+    id: group.conversation, peer: group.id, name: null, last_message_at_ms: group.created_at * 1000,
+    unread: 0, request: group.state === "request", timer_s: group.timer_s || 0, muted: false, archived: false,
+    group: { id: group.id, name: group.name },
+  };
+}
+
+/** Groups you are in with no message yet, as conversations, for the list. */
+export function quietGroups(conversations) {
+  const listed = new Set(conversations.filter((c) => c.group).map((c) => c.group.id));
+  return [...groups.values()].filter((g) => g.state === "active" && !listed.has(g.id)).map(groupConversation);
+}
+
 /** A member's name: yours, a contact's, else the end of their PeerID. */
 export function memberName(member) {
   if (member.me) return "You";
@@ -136,7 +151,7 @@ function drawInfo(panel, groupId) {
   const rename = h("input", { id: "group-rename", type: "text", value: group.name, "aria-label": "Group name", maxlength: 100 });
   clear(panel,
     h("h2", {}, group.name),
-    h("p.hint", {}, `${membersLine(group)} · ${group.log_length} membership changes`,
+    h("p.hint", {}, `${membersLine(group)} · ${group.log_length} membership change${group.log_length === 1 ? "" : "s"}`,
       group.state !== "active" ? ` · ${{ request: "invitation", left: "you left", removed: "you were removed" }[group.state] || group.state}` : ""),
     h("ul.members", { id: "group-members", "aria-label": "Members" }, members.map(memberItem)),
     admin && candidates.length && has("POST", "/v1/groups/{group}/members") ? h("form.inline", {

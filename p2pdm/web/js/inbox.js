@@ -4,7 +4,7 @@
 import { get, has, post, seg } from "./api.js";
 import { clear, h, showError, when } from "./dom.js";
 import { loadContacts, loadConversations, nameOf, previewText, state, subscribe } from "./state.js";
-import { authorName, groupInvitations, groupOf, invitationItem, membersLine } from "./groups.js";
+import { authorName, groupInvitations, groupOf, invitationItem, membersLine, quietGroups } from "./groups.js";
 
 let sidebarEl = null;
 let selected = null;
@@ -53,7 +53,9 @@ function drawList() {
     return;
   }
   const needle = query.trim().toLowerCase();
-  const shown = state.conversations.filter((c) => !c.request
+  const all = [...state.conversations, ...quietGroups(state.conversations)]
+    .sort((a, b) => b.last_message_at_ms - a.last_message_at_ms);
+  const shown = all.filter((c) => !c.request
     && (showArchived || !c.archived)
     && (!needle || titleOf(c).toLowerCase().includes(needle)
         || previewText(state.previews.get(c.id)).toLowerCase().includes(needle)));
