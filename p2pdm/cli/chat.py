@@ -25,7 +25,7 @@ from rich.cells import cell_len
 
 from p2pdm import hints
 from p2pdm.cli.media import media_lines, send_media
-from p2pdm.client import Client
+from p2pdm.client import APIError, Client
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MAX_PAGE_SIZE, MAX_TEXT_BYTES
@@ -373,7 +373,18 @@ def _find_conversation(node: Client, who: str) -> tuple[str, str]:
     named = [c for c in found if (g := c.get("group")) and contact_name_key(g["name"]) == key]
     if len(named) == 1:
         return named[0]["id"], _conversation_name(named[0])
+    quiet = _quiet_group(node, typed)
+    if quiet is not None:
+        return quiet["conversation"], quiet["name"]
     return _find_contact(node, who)
+
+
+def _quiet_group(node: Client, typed: str) -> Mapping[str, Any] | None:
+    """The group ``typed`` names (id, or a name no other group has) among groups with
+    no conversation yet (nothing written in them); None if there is none."""
+    key = contact_name_key(typed)
+    groups = [g for g in node.groups() if typed == g["id"] or contact_name_key(g["name"]) == key]
+    return groups[0] if len(groups) == 1 else None
 
 
 def _conversation_name(conversation: Mapping[str, Any]) -> str:
@@ -413,8 +424,13 @@ def _decorated(m: Mapping[str, Any], text: str) -> str:
 def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         conversation, name = _find_conversation(node, args.contact)
-        page = node.messages(conversation, limit=args.limit)
-        node.mark_read(conversation)
+        try:
+            page = node.messages(conversation, limit=args.limit)
+            node.mark_read(conversation)
+        except APIError as exc:
+            if exc.status != 404 or _quiet_group(node, conversation) is None:
+                raise
+            page = {"messages": [], "next_before": None}  # a group nobody wrote in yet
         authors = {} if args.json else _authors(node, page["messages"])
     if args.json:
         _print_json(page, out)
