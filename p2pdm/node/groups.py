@@ -47,6 +47,16 @@ log = logging.getLogger("p2pdm.node.groups")
 #: Bundles of members who are not contacts kept in memory to start sessions.
 MAX_MEMBER_BUNDLES: Final = 256
 _NONCE_BYTES: Final = 16
+#: What each admin change does, in words.
+_WORDS: Final = {
+    "add": "add members",
+    "remove": "remove members",
+    "rename": "rename the group",
+    "photo": "change its photo",
+    "promote": "make admins",
+    "demote": "demote admins",
+    "timer": "set its timer",
+}
 
 
 @dataclass(frozen=True, slots=True)
