@@ -28,7 +28,15 @@ from p2pdm.core.kinds import Body, GroupChangeBody, GroupMsgBody
 from p2pdm.core.model import EventType, OutboxItem
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, seal
 from p2pdm.core.wire import InnerMessage
-from p2pdm.errors import GroupBehind, MessageIdConflict, P2PDMError, SignatureError, WireError
+from p2pdm.errors import (
+    GroupBehind,
+    MessageIdConflict,
+    P2PDMError,
+    PeerBlocked,
+    SessionError,
+    SignatureError,
+    WireError,
+)
 from p2pdm.limits import (
     ENVELOPE_TTL_SECONDS,
     GROUP_SYNC_INTERVAL_S,
@@ -78,6 +86,9 @@ class GroupWire:
         #: the group unknown or left) and changes refused (forged, unauthorised).
         self.refused_messages = 0
         self.refused_changes = 0
+        #: Members to pass new changes on to once the receive committed: those
+        #: a change's author did not know were members (concurrent adds).
+        self._forwards: OrderedDict[tuple[PeerId, bytes], None] = OrderedDict()
 
     @property
     def me(self) -> PeerId:
@@ -271,12 +282,55 @@ class GroupWire:
             return
         if added:
             self._settle(row, after, added, sender, group, now)
+            self._note_forwards(glog, added, after, sender, group)
         if self.store.get_group(group) is None:
             return
         self.store.set_peer_heads(group, sender, tuple(h for h in body.heads if h in glog))
         answer = body.want and self._due(sender, group, False, now)
         if answer and self.queue_changes(sender, group, now):
             self.wake(sender)
+
+    def _note_forwards(
+        self,
+        glog: GroupLog,
+        added: list[ChangeEntry],
+        after: GroupState,
+        sender: PeerId,
+        group: bytes,
+    ) -> None:
+        """Members whom the authors of ``added`` did not tell (they were not
+        members as the author saw the group) get the changes from us."""
+        for entry in added:
+            seen = glog.state_at(entry.parents) if entry.parents else None
+            told = set(entry.peers) | {entry.author} | (set(seen.members) if seen else set())
+            for peer in after.members - told - {self.me, sender}:
+                self._forwards[(peer, group)] = None
+        while len(self._forwards) > MAX_SYNC_MARKS:
+            self._forwards.popitem(last=False)
+
+    def flush_forwards(self) -> None:
+        """Send the changes noted by :meth:`_note_forwards` (own transaction)."""
+        if not self._forwards:
+            return
+        due, self._forwards = list(self._forwards), OrderedDict()
+        now = self.messenger.now_ms()
+        sent = []
+        try:
+            with self.store.transaction():
+                for peer, group in due:
+                    row = self.store.get_group(group)
+                    if row is not None and row.state == "active":
+                        try:
+                            if self.queue_changes(peer, group, now):
+                                sent.append(peer)
+                        except (SessionError, PeerBlocked) as exc:
+                            log.info("changes not passed on to %s: %s", peer.short(), exc)
+        except P2PDMError as exc:
+            self.messenger.reload()
+            log.warning("could not pass group changes on: %s", exc)
+            return
+        for peer in sent:
+            self.wake(peer)
 
     def _mentions(self, entries: list[ChangeEntry]) -> bool:
         return any(self.me in e.peers and e.op in ("add", "create") for e in entries)

@@ -86,6 +86,11 @@ class Groups:
         self.messenger.group_filer = self.group_wire.file
         self.messenger.group_behind = self.group_wire.ask
 
+    def groups_after_received(self) -> None:
+        """After an accepted envelope committed: pass on group changes some
+        members were not told (the delivery service calls it)."""
+        self.group_wire.flush_forwards()
+
     # --- reading -------------------------------------------------------------
 
     def group_info(self, group: bytes) -> GroupInfo:
