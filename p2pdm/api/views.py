@@ -97,7 +97,9 @@ NODE: Final[Schema] = obj(
             "held_actions_dropped (actions whose message never arrived, ever), "
             "dropped_blocked (envelopes from blocked peers dropped since start), "
             "dropped_unstamped (strangers' envelopes without a valid request stamp, "
-            "since start)",
+            "since start), group_messages_refused (group messages whose author is not "
+            "a member, since start), group_changes_refused (forged or unauthorised "
+            "group changes, since start)",
         },
         "event_cursor": {
             **INT,
