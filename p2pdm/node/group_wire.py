@@ -57,6 +57,11 @@ MAX_CHANGE_BYTES: Final = 512 << 10
 MAX_CACHED_GROUPS: Final = 256
 #: (peer, group) pairs whose last sync answer or request time is remembered.
 MAX_SYNC_MARKS: Final = 4096
+#: The setting that lists the groups whose invitation was declined (hex ids):
+#: their traffic is dropped, so a member's message cannot bring them back.
+DECLINED_SETTING: Final = "declined_groups"
+#: Declined groups remembered (the oldest forgotten first).
+MAX_DECLINED_GROUPS: Final = 256
 
 
 def change_detail(entry: ChangeEntry) -> str:
@@ -129,6 +134,17 @@ class GroupWire:
         if out.added and stored:
             self.store.add_group_entries(group, [(e.hash, e.encoded) for e in out.added])
         return list(out.added)
+
+    def declined(self, group: bytes) -> bool:
+        found = self.store.get_setting(DECLINED_SETTING, [])
+        return isinstance(found, list) and group.hex() in found
+
+    def decline(self, group: bytes) -> None:
+        """Remember a declined group (in the caller's transaction)."""
+        found = self.store.get_setting(DECLINED_SETTING, [])
+        kept = [g for g in found if isinstance(g, str)] if isinstance(found, list) else []
+        kept = [*kept, group.hex()][-MAX_DECLINED_GROUPS:]
+        self.store.set_setting(DECLINED_SETTING, kept)
 
     def co_member(self, peer: PeerId) -> bool:
         """True if ``peer`` is in a group this node accepted (not a stranger)."""
@@ -203,6 +219,8 @@ class GroupWire:
         """File a group kind (the messenger's filer; in its transaction)."""
         body = inner.body
         group = inner.conversation
+        if self.store.get_group(group) is None and self.declined(group):
+            return self._nothing(inner)  # an invitation the user declined
         if isinstance(body, GroupChangeBody):
             self._take_changes(inner.sender, group, body, now)
             return self._nothing(inner)
@@ -246,7 +264,10 @@ class GroupWire:
         most every GROUP_SYNC_INTERVAL_S per author and group; own transaction)."""
         peer, group, now = behind.peer, behind.group, self.messenger.now_ms()
         assert isinstance(peer, PeerId)
-        if not self._due(peer, group, True, now):
+        # Strangers are not asked: their changes come first, and asking would
+        # cost this node a request stamp for whoever makes up a group id.
+        known = self.store.get_contact(peer) is not None or self.co_member(peer)
+        if not known or not self._due(peer, group, True, now):
             return
         heads = self.log(group).heads or (bytes(32),)  # holding nothing: ask for all
         try:

@@ -270,6 +270,7 @@ class Groups:
         with self.store.transaction():
             if answer == "block" and info.row.invited_by is not None:
                 self.store.block_peer(info.row.invited_by, now)
+            self.group_wire.decline(group)
             self.store.delete_conversation(group)
             self.store.delete_group(group)
         self.group_wire.forget(group)
