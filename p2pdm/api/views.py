@@ -26,7 +26,14 @@ from p2pdm.api.schema import (
     obj,
     ref,
 )
-from p2pdm.api.views_groups import DELIVERY, GROUP_TAG, MESSAGE_GROUP, delivery_json
+from p2pdm.api.views_groups import (
+    DELIVERY,
+    GROUP_CHANGE,
+    GROUP_TAG,
+    MESSAGE_GROUP,
+    delivery_json,
+    group_change_json,
+)
 from p2pdm.api.views_media import (
     MEDIA_SCHEMAS,
     BlobLookup,
@@ -90,7 +97,9 @@ NODE: Final[Schema] = obj(
             "held_actions_dropped (actions whose message never arrived, ever), "
             "dropped_blocked (envelopes from blocked peers dropped since start), "
             "dropped_unstamped (strangers' envelopes without a valid request stamp, "
-            "since start)",
+            "since start), group_messages_refused (group messages whose author is not "
+            "a member, since start), group_changes_refused (forged or unauthorised "
+            "group changes, since start)",
         },
         "event_cursor": {
             **INT,
@@ -539,8 +548,11 @@ def event_json(
     message: StoredMessage | None,
     extras: MessageExtras | None = None,
     blobs: BlobLookup | None = None,
+    group: tuple[bytes, dict[str, int] | None] | None = None,
+    group_view: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An event; ``message`` is the message of a ``message.*`` event, as stored now."""
+    """An event; ``message`` is the message of a ``message.*`` event, as stored now
+    (in the group ``group`` names); ``group_view``: a ``group.*`` event's group now."""
     return {
         "id": event.id,
         "type": event.type.value,
@@ -550,8 +562,10 @@ def event_json(
         "status": None if event.status is None else event.status.value,
         "detail": event.detail,
         "conversation_id": None if event.conversation_id is None else event.conversation_id.hex(),
-        "message": None if message is None else message_json(message, "", extras, blobs),
+        "message": None if message is None else message_json(message, "", extras, blobs, group),
         "notify": event.type is EventType.MESSAGE_RECEIVED and event.detail != MUTED_DETAIL,
+        "group": group_view,
+        "change": group_change_json(event),
     }
 
 
@@ -590,6 +604,11 @@ EVENT: Final[Schema] = obj(
             "description": "message.received in a conversation that is not muted: "
             "worth a notification (a muted one is still stored and listed)",
         },
+        "group": {
+            "oneOf": [ref("Group"), {"type": "null"}],
+            "description": "group.*: the group as it is now (null if since deleted)",
+        },
+        "change": GROUP_CHANGE,
     }
 )
 #: ``GET /v1/events/poll``.

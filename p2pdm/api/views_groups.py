@@ -9,17 +9,45 @@ by the group routes' ``Doc`` rows.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Final
 
 from p2pdm.api.schema import BOOL, HEX_ID, INT, PEER_ID, Schema, obj, ref
-from p2pdm.core.model import DeliveryStatus, Direction, StoredMessage
+from p2pdm.core.model import DeliveryStatus, Direction, Event, EventType, StoredMessage
 from p2pdm.limits import DISAPPEARING_TIMERS_S, MAX_GROUP_MEMBERS, MAX_GROUP_NAME_BYTES
 
 if TYPE_CHECKING:
     from p2pdm.node.groups import GroupInfo
     from p2pdm.node.node import Node
 
-__all__ = ["GROUP_SCHEMAS", "delivery_json", "group_json", "group_tag"]
+__all__ = [
+    "DELIVERY",
+    "GROUP_CHANGE",
+    "GROUP_SCHEMAS",
+    "GROUP_TAG",
+    "MESSAGE_GROUP",
+    "delivery_json",
+    "group_change_json",
+    "group_json",
+    "group_tag",
+]
+
+_GROUP_EVENTS: Final = frozenset(
+    {EventType.GROUP_CREATED, EventType.GROUP_CHANGED, EventType.GROUP_REMOVED}
+)
+
+
+def group_change_json(event: Event) -> dict[str, Any] | None:
+    """A ``group.created``/``group.changed`` event's change: kind, by, peers (and
+    name, timer_s); None for other events."""
+    if event.type not in _GROUP_EVENTS or not event.detail:
+        return None
+    try:
+        change = json.loads(event.detail)
+    except ValueError:
+        return None
+    return change if isinstance(change, dict) else None
+
 
 _ARRIVED: Final = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.READ})
 
@@ -148,6 +176,28 @@ DELIVERY: Final[Schema] = {
     ],
     "description": "an own group message: to how many members, how many have it, "
     "how many read it; null otherwise",
+}
+GROUP_CHANGE: Final[Schema] = {
+    "oneOf": [
+        {
+            "type": "object",
+            "properties": {
+                "kind": {
+                    "type": "string",
+                    "description": "create, add, remove, leave, rename, photo, promote, "
+                    "demote, timer",
+                },
+                "by": PEER_ID,
+                "peers": {"type": "array", "items": PEER_ID},
+                "name": {"type": "string"},
+                "timer_s": {"type": "integer"},
+            },
+            "required": ["kind", "by", "peers"],
+            "additionalProperties": False,
+        },
+        {"type": "null"},
+    ],
+    "description": "group.created, group.changed: the change that was made",
 }
 MESSAGE_GROUP: Final[Schema] = {
     "type": ["string", "null"],

@@ -34,6 +34,7 @@ __all__ = [
     "contacts",
     "contacts_arguments",
     "delivery_words",
+    "group_of_conversation",
     "inbox",
     "inbox_arguments",
     "read",
@@ -377,6 +378,11 @@ def _find_conversation(node: Client, who: str) -> tuple[str, str]:
     if quiet is not None:
         return quiet["conversation"], quiet["name"]
     return _find_contact(node, who)
+
+
+def group_of_conversation(node: Client, conversation: str) -> bool:
+    """Whether the conversation with this id is a group's (its id is the group's)."""
+    return any(g["conversation"] == conversation for g in node.groups())
 
 
 def _quiet_group(node: Client, typed: str) -> Mapping[str, Any] | None:

@@ -205,6 +205,10 @@ class Event(TypedDict):
     message: Message | None
     #: ``message.received`` in a conversation that is not muted.
     notify: bool
+    #: ``group.*``: the group as it is now (None if since deleted); None otherwise.
+    group: Group | None
+    #: ``group.created``/``group.changed``: ``{"kind", "by", "peers", "name"?, "timer_s"?}``.
+    change: dict[str, Any] | None
 
 
 class EventPage(TypedDict):

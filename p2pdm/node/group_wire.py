@@ -28,7 +28,15 @@ from p2pdm.core.kinds import Body, GroupChangeBody, GroupMsgBody
 from p2pdm.core.model import EventType, OutboxItem
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, seal
 from p2pdm.core.wire import InnerMessage
-from p2pdm.errors import GroupBehind, MessageIdConflict, P2PDMError, SignatureError, WireError
+from p2pdm.errors import (
+    GroupBehind,
+    MessageIdConflict,
+    P2PDMError,
+    PeerBlocked,
+    SessionError,
+    SignatureError,
+    WireError,
+)
 from p2pdm.limits import (
     ENVELOPE_TTL_SECONDS,
     GROUP_SYNC_INTERVAL_S,
@@ -49,6 +57,11 @@ MAX_CHANGE_BYTES: Final = 512 << 10
 MAX_CACHED_GROUPS: Final = 256
 #: (peer, group) pairs whose last sync answer or request time is remembered.
 MAX_SYNC_MARKS: Final = 4096
+#: The setting that lists the groups whose invitation was declined (hex ids):
+#: their traffic is dropped, so a member's message cannot bring them back.
+DECLINED_SETTING: Final = "declined_groups"
+#: Declined groups remembered (the oldest forgotten first).
+MAX_DECLINED_GROUPS: Final = 256
 
 
 def change_detail(entry: ChangeEntry) -> str:
@@ -78,6 +91,9 @@ class GroupWire:
         #: the group unknown or left) and changes refused (forged, unauthorised).
         self.refused_messages = 0
         self.refused_changes = 0
+        #: Members to pass new changes on to once the receive committed: those
+        #: a change's author did not know were members (concurrent adds).
+        self._forwards: OrderedDict[tuple[PeerId, bytes], None] = OrderedDict()
 
     @property
     def me(self) -> PeerId:
@@ -118,6 +134,17 @@ class GroupWire:
         if out.added and stored:
             self.store.add_group_entries(group, [(e.hash, e.encoded) for e in out.added])
         return list(out.added)
+
+    def declined(self, group: bytes) -> bool:
+        found = self.store.get_setting(DECLINED_SETTING, [])
+        return isinstance(found, list) and group.hex() in found
+
+    def decline(self, group: bytes) -> None:
+        """Remember a declined group (in the caller's transaction)."""
+        found = self.store.get_setting(DECLINED_SETTING, [])
+        kept = [g for g in found if isinstance(g, str)] if isinstance(found, list) else []
+        kept = [*kept, group.hex()][-MAX_DECLINED_GROUPS:]
+        self.store.set_setting(DECLINED_SETTING, kept)
 
     def co_member(self, peer: PeerId) -> bool:
         """True if ``peer`` is in a group this node accepted (not a stranger)."""
@@ -192,6 +219,8 @@ class GroupWire:
         """File a group kind (the messenger's filer; in its transaction)."""
         body = inner.body
         group = inner.conversation
+        if self.store.get_group(group) is None and self.declined(group):
+            return self._nothing(inner)  # an invitation the user declined
         if isinstance(body, GroupChangeBody):
             self._take_changes(inner.sender, group, body, now)
             return self._nothing(inner)
@@ -235,7 +264,10 @@ class GroupWire:
         most every GROUP_SYNC_INTERVAL_S per author and group; own transaction)."""
         peer, group, now = behind.peer, behind.group, self.messenger.now_ms()
         assert isinstance(peer, PeerId)
-        if not self._due(peer, group, True, now):
+        # Strangers are not asked: their changes come first, and asking would
+        # cost this node a request stamp for whoever makes up a group id.
+        known = self.store.get_contact(peer) is not None or self.co_member(peer)
+        if not known or not self._due(peer, group, True, now):
             return
         heads = self.log(group).heads or (bytes(32),)  # holding nothing: ask for all
         try:
@@ -271,12 +303,55 @@ class GroupWire:
             return
         if added:
             self._settle(row, after, added, sender, group, now)
+            self._note_forwards(glog, added, after, sender, group)
         if self.store.get_group(group) is None:
             return
         self.store.set_peer_heads(group, sender, tuple(h for h in body.heads if h in glog))
         answer = body.want and self._due(sender, group, False, now)
         if answer and self.queue_changes(sender, group, now):
             self.wake(sender)
+
+    def _note_forwards(
+        self,
+        glog: GroupLog,
+        added: list[ChangeEntry],
+        after: GroupState,
+        sender: PeerId,
+        group: bytes,
+    ) -> None:
+        """Members whom the authors of ``added`` did not tell (they were not
+        members as the author saw the group) get the changes from us."""
+        for entry in added:
+            seen = glog.state_at(entry.parents) if entry.parents else None
+            told = set(entry.peers) | {entry.author} | (set(seen.members) if seen else set())
+            for peer in after.members - told - {self.me, sender}:
+                self._forwards[(peer, group)] = None
+        while len(self._forwards) > MAX_SYNC_MARKS:
+            self._forwards.popitem(last=False)
+
+    def flush_forwards(self) -> None:
+        """Send the changes noted by :meth:`_note_forwards` (own transaction)."""
+        if not self._forwards:
+            return
+        due, self._forwards = list(self._forwards), OrderedDict()
+        now = self.messenger.now_ms()
+        sent = []
+        try:
+            with self.store.transaction():
+                for peer, group in due:
+                    row = self.store.get_group(group)
+                    if row is not None and row.state == "active":
+                        try:
+                            if self.queue_changes(peer, group, now):
+                                sent.append(peer)
+                        except (SessionError, PeerBlocked) as exc:
+                            log.info("changes not passed on to %s: %s", peer.short(), exc)
+        except P2PDMError as exc:
+            self.messenger.reload()
+            log.warning("could not pass group changes on: %s", exc)
+            return
+        for peer in sent:
+            self.wake(peer)
 
     def _mentions(self, entries: list[ChangeEntry]) -> bool:
         return any(self.me in e.peers and e.op in ("add", "create") for e in entries)

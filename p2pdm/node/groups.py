@@ -47,6 +47,16 @@ log = logging.getLogger("p2pdm.node.groups")
 #: Bundles of members who are not contacts kept in memory to start sessions.
 MAX_MEMBER_BUNDLES: Final = 256
 _NONCE_BYTES: Final = 16
+#: What each admin change does, in words.
+_WORDS: Final = {
+    "add": "add members",
+    "remove": "remove members",
+    "rename": "rename the group",
+    "photo": "change its photo",
+    "promote": "make admins",
+    "demote": "demote admins",
+    "timer": "set its timer",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,11 @@ class Groups:
         self.messenger.co_member = self.group_wire.co_member
         self.messenger.group_filer = self.group_wire.file
         self.messenger.group_behind = self.group_wire.ask
+
+    def groups_after_received(self) -> None:
+        """After an accepted envelope committed: pass on group changes some
+        members were not told (the delivery service calls it)."""
+        self.group_wire.flush_forwards()
 
     # --- reading -------------------------------------------------------------
 
@@ -255,6 +270,7 @@ class Groups:
         with self.store.transaction():
             if answer == "block" and info.row.invited_by is not None:
                 self.store.block_peer(info.row.invited_by, now)
+            self.group_wire.decline(group)
             self.store.delete_conversation(group)
             self.store.delete_group(group)
         self.group_wire.forget(group)

@@ -247,6 +247,8 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
                 **self.store.counts(),
                 "dropped_blocked": self.messenger.dropped_blocked,
                 "dropped_unstamped": self.messenger.dropped_unstamped,
+                "group_messages_refused": self.group_wire.refused_messages,
+                "group_changes_refused": self.group_wire.refused_changes,
             },
             "event_cursor": self.store.event_bounds()[1],
             "dht": None if self.dht_stats is None else dict(self.dht_stats()),

@@ -196,4 +196,9 @@ async def test_a_strangers_invitation_is_a_request() -> None:
     assert bob.store.get_contact(alice.peer_id) is None  # members do not become contacts
     carol.answer_group(gid, "decline")
     assert carol.store.get_group(gid) is None and carol.store.get_conversation(gid) is None
+    # A member's later message does not bring a declined group back.
+    await alice.send_group_text(gid, "still there?")
+    flush(alice, bob, carol)
+    assert carol.store.get_group(gid) is None and carol.store.get_conversation(gid) is None
+    assert [m.request for m in bob.messages(gid).messages] == [False, False]
     assert Direction.OUT  # keep the import honest

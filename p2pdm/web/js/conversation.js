@@ -73,7 +73,7 @@ function header(title, conversation) {
       toggle("Archive", "archived", conversation),
       h("label.timer", {}, "Disappearing ",
         h("select", { id: "timer-select", onchange: (e) => setTimer(Number(e.target.value)) },
-          TIMERS.map(([s, label]) => h("option", { value: String(s), selected: Number(conversation && conversation.timer_s || 0) === s }, label)))));
+          TIMERS.map(([s, label]) => h("option", { value: String(s), selected: Number((view.group ? view.group.timer_s : conversation && conversation.timer_s) || 0) === s }, label)))));
   }
   if (has("DELETE", "/v1/conversations/{conversation}")) {
     controls.push(h("button.danger", { type: "button", id: "delete-conversation", onclick: deleteConversation }, "Delete chat"));
@@ -116,7 +116,11 @@ async function deleteConversation() {
 
 async function setTimer(seconds) {
   try {
-    await patch(`/v1/conversations/${view.id}`, { timer_s: seconds });
+    if (view.group) {
+      // A group's timer is a change of the group, told to every member.
+      view.group = await patch(`/v1/groups/${seg(view.group.id)}`, { timer_s: seconds });
+      groups.set(view.group.id, view.group);
+    } else await patch(`/v1/conversations/${view.id}`, { timer_s: seconds });
     await loadConversations();
     view.conversation = conversationById(view.id);
     showTimer();
@@ -125,7 +129,7 @@ async function setTimer(seconds) {
 
 function showTimer() {
   const notice = document.getElementById("timer-notice");
-  const seconds = view && view.conversation && view.conversation.timer_s;
+  const seconds = view && (view.group ? view.group.timer_s : view.conversation && view.conversation.timer_s);
   if (!notice) return;
   const select = document.getElementById("timer-select");
   if (select) select.value = String(seconds || 0); // set by either side
@@ -306,6 +310,13 @@ export function onConversationEvent(event) {
     return;
   }
   if (event.conversation_id !== view.id) return;
+  if (event.type.startsWith("group.") && view.group) {
+    view.group = groups.get(view.group.id) || event.group || view.group; // main.js reloaded them
+    const sub = document.querySelector(".conv-head .sub");
+    if (sub) sub.textContent = membersLine(view.group);
+    showTimer();
+    return;
+  }
   if (event.type === "message.received" && event.message) {
     state.typing.delete(view.id);
     showTyping();

@@ -1,0 +1,56 @@
+"""The groups routes on a served node, with members joined by hand."""
+
+from __future__ import annotations
+
+from p2pdm.node.node import Node
+from tests.conftest import make_node, serving
+from tests.node.test_groups import acquainted, flush
+
+
+async def test_group_routes_end_to_end() -> None:
+    alice, bob, carol = (make_node(n) for n in ("alice", "bob", "carol"))
+    acquainted(alice, bob, carol)
+    nodes: tuple[Node, ...] = (alice, bob, carol)
+    async with serving(alice) as a, serving(bob) as b:
+        made = await a.call("POST", "/v1/groups", json={"name": "team", "members": ["bob"]})
+        assert made.status_code == 201, made.text
+        group = made.json()
+        assert group["state"] == "active" and group["me_admin"] and group["log_length"] == 1
+        assert [m["name"] for m in group["members"]] == [None, "bob"]
+        flush(*nodes)
+        seen = (await b.call("GET", "/v1/groups/team")).json()
+        assert seen["id"] == group["id"] and not seen["me_admin"]
+        added = await a.call(
+            "POST", f"/v1/groups/{group['id']}/members", json={"members": ["carol"]}
+        )
+        assert added.status_code == 200 and len(added.json()["members"]) == 3
+        refused = await b.call("POST", "/v1/groups/team/members", json={"members": ["carol"]})
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "group_refused"
+        sent = await a.call("POST", "/v1/messages", json={"to": "team", "text": "hi team"})
+        assert sent.status_code == 201, sent.text
+        message = sent.json()
+        assert message["group"] == group["id"]
+        assert message["delivery"] == {"members": 2, "delivered": 0, "read": 0}
+        flush(*nodes)
+        listed = (await b.call("GET", "/v1/conversations")).json()["conversations"]
+        tagged = [c for c in listed if c["group"] is not None]
+        assert tagged and tagged[0]["group"] == {"id": group["id"], "name": "team"}
+        page = (await b.call("GET", f"/v1/conversations/{group['id']}/messages")).json()
+        assert [m["text"] for m in page["messages"]] == ["hi team"]
+        assert page["messages"][0]["group"] == group["id"]
+        bob.mark_read(bytes.fromhex(group["id"]))  # a read receipt to the author
+        flush(*nodes)
+        shown = (await a.call("GET", f"/v1/messages/{message['id']}")).json()
+        assert shown["delivery"] == {"members": 2, "delivered": 1, "read": 1}
+        events = (await b.call("GET", "/v1/events/poll", params={"since": 0})).json()["events"]
+        kinds = [e["type"] for e in events]
+        assert "group.created" in kinds and "group.changed" in kinds
+        created = next(e for e in events if e["type"] == "group.created")
+        assert created["group"]["id"] == group["id"] and created["change"]["kind"] == "create"
+        renamed = await a.call("PATCH", "/v1/groups/team", json={"name": "crew", "timer_s": 300})
+        assert renamed.json()["name"] == "crew" and renamed.json()["timer_s"] == 300
+        left = await b.call("POST", f"/v1/groups/{group['id']}/leave")
+        assert left.json()["state"] == "left"
+        flush(*nodes)
+        members = (await a.call("GET", "/v1/groups/crew")).json()["members"]
+        assert len(members) == 2
