@@ -27,6 +27,7 @@ from p2pdm.cli.chat import (
     print_table,
     safe_text,
 )
+from p2pdm.cli.conversation import TIMER_WORDS
 from p2pdm.client import Client, Group
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
@@ -208,6 +209,10 @@ def _print_group(found: Group, last: Mapping[str, Any] | None, out: TextIO) -> N
             f"{found['log_length']} membership change{'' if found['log_length'] == 1 else 's'}",
         ),
     ]
+    if found["timer_s"]:
+        word = next((w for w, s in TIMER_WORDS.items() if s == found["timer_s"]), None)
+        shown = word or f"{found['timer_s']} s"
+        fields.append(("Timer", f"messages disappear {shown} after reading"))
     if last is not None:
         figures = delivery_words(last) or last["status"]
         fields.append(("Last sent", f"{_when(last['stored_at_ms'])}: {figures}"))

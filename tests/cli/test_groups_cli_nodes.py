@@ -42,6 +42,11 @@ async def test_a_group_made_written_and_read_through_the_cli(
         assert (code, err) == (0, ""), err
         assert "delivered to 1 of 1" in out
         assert any(line.split()[:2] == ["you", "admin"] for line in out.splitlines())
+        # A group's timer is the group's: every member is told.
+        code, out, err = await cli(capsys, *as_alice, "timer", "Bakers", "1d")
+        assert (code, err) == (0, ""), err
+        code, out, _ = await cli(capsys, *as_alice, "group", "show", "Bakers")
+        assert "messages disappear 1d after reading" in out
         # Bob is no admin: his change is refused with one line, nothing changes.
         code, _, err = await cli(capsys, *as_bob, "group", "rename", "Bakers", "Mine")
         assert code == 1
