@@ -388,8 +388,10 @@ class GroupWire:
         state = row.state
         if not member and state in ("active", "request"):
             state = "removed"
-        elif member and state == "removed":
-            state = "active"
+        elif member and state in ("removed", "left"):
+            # Added again: as any invitation, a stranger's is a request.
+            adder = self.store.get_contact(sender) is not None and not self.store.is_blocked(sender)
+            state = "active" if adder else "request"
         self.store.put_group(GroupRow(group, state, row.invited_by, row.joined_at_ms, after.name))
         for entry in added:
             self.store.add_event(

@@ -9,7 +9,7 @@ import pytest
 
 from p2pdm.core.groups import make_entry
 from p2pdm.core.kinds import GroupChangeBody, GroupMsgBody, TextBody
-from p2pdm.core.model import DeliveryStatus, Direction
+from p2pdm.core.model import DeliveryStatus, Direction, EventType
 from p2pdm.errors import GroupRefused, NotFound, RateLimited
 from p2pdm.node.messenger import message_text
 from p2pdm.node.node import Node
@@ -118,6 +118,8 @@ async def test_add_and_remove_and_a_removed_members_messages_refused(
     await alice.change_group(gid, "remove", peers=(carol.peer_id,))
     flush(*four)
     assert carol.group_info(gid).row.state == "removed"
+    removed_events = carol.store.events(0, 100, [EventType.GROUP_REMOVED], None)
+    assert len(list(removed_events)) == 1
     for n in (alice, bob, dave):
         assert carol.peer_id not in n.group_info(gid).state.members
     # Carol's node refuses to send; a forged send by Carol is refused by everyone.
@@ -139,6 +141,11 @@ async def test_add_and_remove_and_a_removed_members_messages_refused(
     for n in (alice, bob, dave):
         assert "sneaky" not in texts(n, gid)
         assert n.group_wire.refused_messages == 1
+    # Added again (by a contact), Carol is a member again.
+    await alice.change_group(gid, "add", peers=(carol.peer_id,))
+    flush(*four)
+    assert carol.group_info(gid).row.state == "active"
+    assert carol.group_info(gid).state.members == alice.group_info(gid).state.members
 
 
 async def test_non_admin_add_and_forged_change_refused(
