@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.conversation import message_timer
 from p2pdm.core.groups import GROUP_ID_BYTES, GroupState, make_entry
 from p2pdm.core.identity import Identity, PeerId
-from p2pdm.core.kinds import Body, GroupMsgBody, TextBody, encode_body
+from p2pdm.core.kinds import Body, GroupMsgBody, LocationBody, MediaBody, TextBody, encode_body
 from p2pdm.core.model import (
     DeliveryStatus,
     Direction,
@@ -296,6 +296,17 @@ class Groups:
         assert sent is not None  # a text is stored
         return sent
 
+    async def send_group_body(self, group: bytes, body: Body) -> StoredMessage:
+        """Send files (``MediaBody``, of our uploads) or a place to every other
+        member, with the group's timer; members fetch the files from us."""
+        if not isinstance(body, MediaBody | LocationBody):
+            raise SchemaError(f"a {body.kind!r} is not sent this way")
+        info = self.group_info(group)
+        await self._reach(self._others(info))
+        sent = self.send_to_group(group, replace(body, timer_s=info.state.timer_s))
+        assert sent is not None  # files and places are stored
+        return sent
+
     def _others(self, info: GroupInfo) -> set[PeerId]:
         me = self.identity.peer_id
         if info.row.state != "active" or me not in info.state.members:
@@ -350,6 +361,10 @@ class Groups:
                         message, now, self.messenger.read_receipts_enabled(), 0
                     )
                     stored = self.store.add_message(message)
+                    if isinstance(body, MediaBody):  # each member may fetch the files from us
+                        for item in body.items:
+                            for peer in sent:
+                                self.store.add_blob_ref(item.blob_id, message_id, peer)
                 if also is not None:
                     also(inner)
         except BaseException:

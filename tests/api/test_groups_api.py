@@ -47,6 +47,17 @@ async def test_group_routes_end_to_end() -> None:
         assert "group.created" in kinds and "group.changed" in kinds
         created = next(e for e in events if e["type"] == "group.created")
         assert created["group"]["id"] == group["id"] and created["change"]["kind"] == "create"
+        place = {"to": "team", "location": {"lat": 48.1, "lon": 11.6, "label": "café"}}
+        where = await a.call("POST", "/v1/messages", json=place)
+        assert where.status_code == 201 and where.json()["kind"] == "location", where.text
+        flush(*nodes)
+        kinds = [
+            m["kind"]
+            for m in (await b.call("GET", f"/v1/conversations/{group['id']}/messages")).json()[
+                "messages"
+            ]
+        ]
+        assert "location" in kinds
         renamed = await a.call("PATCH", "/v1/groups/team", json={"name": "crew", "timer_s": 300})
         assert renamed.json()["name"] == "crew" and renamed.json()["timer_s"] == 300
         left = await b.call("POST", f"/v1/groups/{group['id']}/leave")
