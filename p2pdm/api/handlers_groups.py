@@ -170,28 +170,35 @@ async def block_group(request: Request, node: Node) -> Response:
 
 
 async def send_group_message(
-    request: Request, node: Node, group: bytes, body: JSONObject
+    request: Request,
+    node: Node,
+    group: bytes,
+    body: JSONObject,
+    idempotency: tuple[str, str] | None = None,
 ) -> Response:
     """``POST /v1/messages`` whose ``to`` is a group: a text (and a reply),
     files with a caption, or a place."""
     _unrestricted(request)
     if body.has("media") or body.has("location"):
+        if idempotency is not None:
+            raise bad_request("idempotency keys are taken for group texts only in this version")
         return await _send_group_media(node, group, body)
     text = body.text("text")
     reply_text = body.opt_text("reply_to")
-    if body.opt_text("idempotency_key") is not None:
-        raise bad_request("idempotency keys are not taken for group messages in this version")
     body.done()
     reply_to = None if reply_text is None else parse_message_id(reply_text)
-    return _created(node, await node.send_group_text(group, text, reply_to))
+    sent = await node.send_group_text(group, text, reply_to, idempotency=idempotency)
+    if sent.replayed:  # a retry: the same message, not a second one
+        return JSONResponse(
+            message_view(node, sent.message, ""), headers={"Idempotent-Replayed": "true"}
+        )
+    return _created(node, sent.message)
 
 
 async def _send_group_media(node: Node, group: bytes, body: JSONObject) -> Response:
     ids = body.opt_text_list("media")
     place = body.opt_object("location")
     caption = body.opt_text("text")
-    if body.opt_text("idempotency_key") is not None:
-        raise bad_request("idempotency keys are not taken for group messages in this version")
     body.done()
     if ids and place is not None:
         raise bad_request("a message carries files or a location, not both")

@@ -55,7 +55,7 @@ async def test_groups_on_five_nodes(
         await converged(net, gid, {0, 1, 2, 3}, {0, 1, 2, 3})
         assert node_of(net, 4).store.get_group(gid) is None
 
-        hello = await node_of(net, 2).send_group_text(gid, "hello from 2")
+        hello = (await node_of(net, 2).send_group_text(gid, "hello from 2")).message
         await wait_until(lambda: all("hello from 2" in texts(net, i, gid) for i in (0, 1, 3)))
         await wait_until(
             lambda: (
