@@ -178,7 +178,8 @@ async def send_message(request: Request, node: Node) -> Response:
     to = body.text("to")
     peer = _recipient(request, node, to)
     if isinstance(peer, bytes):
-        return await send_group_message(request, node, peer, body)
+        idempotency = _idempotency(request, body.opt_text("idempotency_key"))
+        return await send_group_message(request, node, peer, body, idempotency)
     if body.has("media") or body.has("location"):
         idempotency = _idempotency(request, body.opt_text("idempotency_key"))
         return await send_media_message(body, node, peer, idempotency)

@@ -20,6 +20,7 @@ from p2pdm.api.payload import JSONObject, bad_request, query_int
 from p2pdm.api.schema import Schema, obj
 from p2pdm.api.views import conversation_json, search_hit_json
 from p2pdm.api.views_groups import group_tag
+from p2pdm.core.kinds.timer import check_timer
 from p2pdm.limits import (
     DEFAULT_SEARCH_HITS,
     DISAPPEARING_TIMERS_S,
@@ -51,6 +52,10 @@ async def patch_conversation(request: Request, node: Node) -> Response:
         raise bad_request("give at least one of 'timer_s', 'muted', 'archived'")
     conversation_id = _visible_conversation(request, node)
     _, peer = node.find_conversation(str(request.path_params["conversation"]))
+    if timer_s is not None and node.is_group(conversation_id):
+        # A group's timer is a change of its log (admins only), told to every member.
+        await node.change_group(conversation_id, "timer", timer_s=check_timer(timer_s))
+        timer_s = None
     if timer_s is not None:
         await node.stamp_ahead(peer)  # the timer notice goes to the peer
     changed = node.update_conversation(

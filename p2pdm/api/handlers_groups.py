@@ -14,12 +14,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from p2pdm.api.guard import grant_of
+from p2pdm.api.handlers_media import _location
 from p2pdm.api.payload import JSONObject, RequestError, bad_request
 from p2pdm.api.views import message_view
 from p2pdm.api.views_groups import group_json
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds.timer import check_timer
-from p2pdm.errors import NotFound, SchemaError
+from p2pdm.core.model import StoredMessage
+from p2pdm.errors import NotFound
+from p2pdm.limits import MAX_MEDIA_ITEMS
+from p2pdm.node.media import blob_id_of
+from p2pdm.node.media_ops import location_body
 from p2pdm.node.node import Node, parse_message_id
 
 __all__ = [
@@ -165,19 +170,52 @@ async def block_group(request: Request, node: Node) -> Response:
 
 
 async def send_group_message(
-    request: Request, node: Node, group: bytes, body: JSONObject
+    request: Request,
+    node: Node,
+    group: bytes,
+    body: JSONObject,
+    idempotency: tuple[str, str] | None = None,
 ) -> Response:
-    """``POST /v1/messages`` whose ``to`` is a group: a text (and a reply)."""
+    """``POST /v1/messages`` whose ``to`` is a group: a text (and a reply),
+    files with a caption, or a place."""
     _unrestricted(request)
     if body.has("media") or body.has("location"):
-        raise SchemaError("files and places are not sent to groups in this version")
+        if idempotency is not None:
+            raise bad_request("idempotency keys are taken for group texts only in this version")
+        return await _send_group_media(node, group, body)
     text = body.text("text")
     reply_text = body.opt_text("reply_to")
-    if body.opt_text("idempotency_key") is not None:
-        raise bad_request("idempotency keys are not taken for group messages in this version")
     body.done()
     reply_to = None if reply_text is None else parse_message_id(reply_text)
-    message = await node.send_group_text(group, text, reply_to)
+    sent = await node.send_group_text(group, text, reply_to, idempotency=idempotency)
+    if sent.replayed:  # a retry: the same message, not a second one
+        return JSONResponse(
+            message_view(node, sent.message, ""), headers={"Idempotent-Replayed": "true"}
+        )
+    return _created(node, sent.message)
+
+
+async def _send_group_media(node: Node, group: bytes, body: JSONObject) -> Response:
+    ids = body.opt_text_list("media")
+    place = body.opt_object("location")
+    caption = body.opt_text("text")
+    body.done()
+    if ids and place is not None:
+        raise bad_request("a message carries files or a location, not both")
+    if place is not None:
+        if caption is not None:
+            raise bad_request("a location message has no text")
+        sent = await node.send_group_body(group, location_body(*_location(place)))
+    else:
+        if not 1 <= len(ids) <= MAX_MEDIA_ITEMS:
+            raise bad_request(f"'media' names 1 to {MAX_MEDIA_ITEMS} uploaded files")
+        sent = await node.send_group_body(
+            group, node.media.body_for([blob_id_of(i) for i in ids], caption)
+        )
+    return _created(node, sent)
+
+
+def _created(node: Node, message: StoredMessage) -> Response:
     return JSONResponse(
         message_view(node, message, ""),
         status_code=201,

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.conversation import message_timer
 from p2pdm.core.groups import GROUP_ID_BYTES, GroupState, make_entry
 from p2pdm.core.identity import Identity, PeerId
-from p2pdm.core.kinds import Body, GroupMsgBody, TextBody, encode_body
+from p2pdm.core.kinds import Body, GroupMsgBody, LocationBody, MediaBody, TextBody, encode_body
 from p2pdm.core.model import (
     DeliveryStatus,
     Direction,
@@ -32,10 +32,19 @@ from p2pdm.core.model import (
     StoredMessage,
 )
 from p2pdm.core.wire import PrekeyBundle
-from p2pdm.errors import GroupRefused, NotFound, P2PDMError, PeerBlocked, SchemaError, SessionError
+from p2pdm.errors import (
+    GroupRefused,
+    IdempotencyConflict,
+    NotFound,
+    P2PDMError,
+    PeerBlocked,
+    SchemaError,
+    SessionError,
+)
 from p2pdm.limits import MAX_GROUP_MEMBERS, MAX_TEXT_BYTES
+from p2pdm.node.batch_send import Sent
 from p2pdm.node.group_wire import GroupWire, change_detail
-from p2pdm.node.messenger import Messenger
+from p2pdm.node.messenger import Messenger, message_text
 from p2pdm.node.notices import sender_copy
 from p2pdm.store.base import Store
 from p2pdm.store.groups import GroupRow
@@ -279,9 +288,26 @@ class Groups:
     # --- messages ---------------------------------------------------------------
 
     async def send_group_text(
-        self, group: bytes, text: str, reply_to: bytes | None = None
-    ) -> StoredMessage:
-        """Send a text to every other member; raises GroupRefused, SchemaError."""
+        self,
+        group: bytes,
+        text: str,
+        reply_to: bytes | None = None,
+        *,
+        idempotency: tuple[str, str] | None = None,
+    ) -> Sent:
+        """Send a text to every other member; raises GroupRefused, SchemaError,
+        IdempotencyConflict when ``idempotency`` made another message before (the
+        same message again is returned, ``replayed``)."""
+        if idempotency is not None:
+            earlier_id = self.store.sent_with(*idempotency)
+            earlier = None if earlier_id is None else self.store.get_message(earlier_id)
+            if earlier is not None:
+                if earlier.conversation_id != group or message_text(earlier) != text:
+                    raise IdempotencyConflict(
+                        f"idempotency key {idempotency[1][:60]!r} was used for another "
+                        "message; use a new key for a new message"
+                    )
+                return Sent(earlier, replayed=True)
         if not text.strip():
             raise SchemaError("a message needs some text")
         if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
@@ -292,8 +318,26 @@ class Groups:
                 raise SchemaError(f"'reply_to' {reply_to.hex()} is not a message of this group")
         info = self.group_info(group)
         await self._reach(self._others(info))
-        sent = self.send_to_group(group, TextBody(text, reply_to, timer_s=info.state.timer_s))
+        now = self.now_ms()
+
+        def remember(inner: Any) -> None:
+            if idempotency is not None:
+                self.store.remember_send(*idempotency, inner.id, now)
+
+        body = TextBody(text, reply_to, timer_s=info.state.timer_s)
+        sent = self.send_to_group(group, body, remember)
         assert sent is not None  # a text is stored
+        return Sent(sent)
+
+    async def send_group_body(self, group: bytes, body: Body) -> StoredMessage:
+        """Send files (``MediaBody``, of our uploads) or a place to every other
+        member, with the group's timer; members fetch the files from us."""
+        if not isinstance(body, MediaBody | LocationBody):
+            raise SchemaError(f"a {body.kind!r} is not sent this way")
+        info = self.group_info(group)
+        await self._reach(self._others(info))
+        sent = self.send_to_group(group, replace(body, timer_s=info.state.timer_s))
+        assert sent is not None  # files and places are stored
         return sent
 
     def _others(self, info: GroupInfo) -> set[PeerId]:
@@ -350,6 +394,10 @@ class Groups:
                         message, now, self.messenger.read_receipts_enabled(), 0
                     )
                     stored = self.store.add_message(message)
+                    if isinstance(body, MediaBody):  # each member may fetch the files from us
+                        for item in body.items:
+                            for peer in sent:
+                                self.store.add_blob_ref(item.blob_id, message_id, peer)
                 if also is not None:
                     also(inner)
         except BaseException:

@@ -47,6 +47,31 @@ async def test_group_routes_end_to_end() -> None:
         assert "group.created" in kinds and "group.changed" in kinds
         created = next(e for e in events if e["type"] == "group.created")
         assert created["group"]["id"] == group["id"] and created["change"]["kind"] == "create"
+        keyed = {"to": "team", "text": "once", "idempotency_key": "k1"}
+        first = await a.call("POST", "/v1/messages", json=keyed)
+        again = await a.call("POST", "/v1/messages", json=keyed)
+        assert first.status_code == 201 and again.status_code == 200
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"]
+        other = await a.call("POST", "/v1/messages", json={**keyed, "text": "twice"})
+        assert other.status_code == 422
+        gid = group["id"]
+        timed = await a.call("PATCH", f"/v1/conversations/{gid}", json={"timer_s": 3600})
+        assert timed.status_code == 200, timed.text
+        assert (await a.call("GET", f"/v1/groups/{gid}")).json()["timer_s"] == 3600
+        flush(*nodes)
+        assert (await b.call("GET", f"/v1/groups/{gid}")).json()["timer_s"] == 3600
+        place = {"to": "team", "location": {"lat": 48.1, "lon": 11.6, "label": "café"}}
+        where = await a.call("POST", "/v1/messages", json=place)
+        assert where.status_code == 201 and where.json()["kind"] == "location", where.text
+        flush(*nodes)
+        kinds = [
+            m["kind"]
+            for m in (await b.call("GET", f"/v1/conversations/{group['id']}/messages")).json()[
+                "messages"
+            ]
+        ]
+        assert "location" in kinds
         renamed = await a.call("PATCH", "/v1/groups/team", json={"name": "crew", "timer_s": 300})
         assert renamed.json()["name"] == "crew" and renamed.json()["timer_s"] == 300
         left = await b.call("POST", f"/v1/groups/{group['id']}/leave")

@@ -4,12 +4,15 @@ refusals, and concurrent changes by two admins (docs/protocol.md §19)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import trio
 
 from p2pdm.core.groups import make_entry
 from p2pdm.core.kinds import GroupChangeBody, GroupMsgBody, TextBody
 from p2pdm.core.model import Direction
+from p2pdm.node.media_ops import location_body
 from p2pdm.node.messenger import message_text
 from p2pdm.node.node import Node
 from p2pdm.sim.network import SimNetwork, wait_until
@@ -52,7 +55,7 @@ async def test_groups_on_five_nodes(
         await converged(net, gid, {0, 1, 2, 3}, {0, 1, 2, 3})
         assert node_of(net, 4).store.get_group(gid) is None
 
-        hello = await node_of(net, 2).send_group_text(gid, "hello from 2")
+        hello = (await node_of(net, 2).send_group_text(gid, "hello from 2")).message
         await wait_until(lambda: all("hello from 2" in texts(net, i, gid) for i in (0, 1, 3)))
         await wait_until(
             lambda: (
@@ -128,6 +131,24 @@ async def test_groups_on_five_nodes(
         for i in (0, 1, 3, 4):
             state = node_of(net, i).group_info(gid).state
             assert net[2].peer_id not in state.members and state.name == "five"
+
+        # Files and places reach every member; each fetches the file from the author.
+        data = os.urandom(3000)
+        record = n1.media.add_file(data, "application/octet-stream", "notes.bin")
+        await n1.send_group_body(gid, n1.media.body_for([record.blob_id], "notes"))
+        await n1.send_group_body(gid, location_body(52.5, 13.4, label="here"))
+
+        def has_file(i: int) -> bool:
+            got = node_of(net, i).store.get_blob(record.blob_id)
+            return got is not None and got.state == "ready"
+
+        await wait_until(lambda: all(has_file(i) for i in (0, 3, 4)))
+        for i in (0, 3, 4):
+            node = node_of(net, i)
+            got = node.store.get_blob(record.blob_id)
+            assert got is not None and b"".join(node.media.read_plain(got, 0, got.size)) == data
+            kinds = {m.kind for m in node.messages(gid, 100).messages}
+            assert {"media", "location"} <= kinds
 
         # Two admins change the group concurrently (cut off from each other):
         # node 1 re-adds 2 while node 0 removes 4; everyone ends the same.

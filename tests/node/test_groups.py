@@ -75,7 +75,7 @@ async def test_create_send_react_unsend(four: tuple[Node, Node, Node, Node]) -> 
     with pytest.raises(NotFound):
         dave.group_info(gid)
 
-    sent = await alice.send_group_text(gid, "hello all")
+    sent = (await alice.send_group_text(gid, "hello all")).message
     assert {r.peer for r in sent.recipients} == {bob.peer_id, carol.peer_id}
     flush(*four)
     assert texts(bob, gid) == ["hello all"] and texts(carol, gid) == ["hello all"]
@@ -88,7 +88,7 @@ async def test_create_send_react_unsend(four: tuple[Node, Node, Node, Node]) -> 
     statuses = {r.peer: r.status for r in mine.recipients}
     assert statuses[bob.peer_id] is DeliveryStatus.READ
 
-    reply = await carol.send_group_text(gid, "hi alice", reply_to=sent.id)
+    reply = (await carol.send_group_text(gid, "hi alice", reply_to=sent.id)).message
     flush(*four)
     assert texts(bob, gid) == ["hello all", "hi alice"]
     bob.react(reply.id, "👍")
