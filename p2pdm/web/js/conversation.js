@@ -422,7 +422,8 @@ async function sendAttachment(fields) {
 }
 
 function typing() {
-  if (!view || !has("POST", "/v1/conversations/{conversation}/typing")) return;
+  // Typing is not shown in groups (docs/api.md, Groups).
+  if (!view || view.group || !has("POST", "/v1/conversations/{conversation}/typing")) return;
   const now = Date.now();
   if (now - view.lastTyping < TYPING_EVERY_MS) return;
   view.lastTyping = now;
