@@ -268,8 +268,8 @@ class GroupDriver:
             return
         self.counter += 1
         node = self.nodes.sim[sender].running.node
-        message = await node.send_group_text(group_id, f"sim group message {self.counter}")
-        self.ledger.sent(message.id, spec, sender, now_s)
+        sent = await node.send_group_text(group_id, f"sim group message {self.counter}")
+        self.ledger.sent(sent.message.id, spec, sender, now_s)
 
 
 def _joined(store: Store, group_id: bytes) -> bool:

@@ -77,3 +77,37 @@ def test_create_send_and_the_other_member_sees_it_with_the_author(
     screenshot(bob_page, "group-phone")
     alice_page.get(f"{alice_base}#/")
     wait_for(alice_page, lambda d: group_item(d, "Bakers"), "the group in Alice's list")
+
+
+def test_an_invitation_joined_from_requests_and_a_rename_seen_live(
+    nodes: Callable[..., Proc], browsers: Callable[..., Any]
+) -> None:
+    """Bob is not Alice's contact: her group is an invitation in his Requests; he joins,
+    and her rename from the group info panel reaches his list live."""
+    alice = nodes("alice")
+    bob = nodes("bob")
+    alice.client.add_contact(bob.client.node()["invite"], "Bob")
+    made = alice.client.create_group("Bakers", ["Bob"])
+    alice.client.send("Bakers", "Welcome to the bakery")
+    bob_page = browsers()
+    bob_base = sign_in(bob_page, bob.home)
+    bob_page.get(f"{bob_base}#/requests")
+    invite = wait_for(bob_page, lambda d: by_css(d, "li.group-invite"), "the invitation")
+    assert "Bakers" in invite.text and "2 members" in invite.text
+    assert group_item(bob_page, "Bakers") is None  # not among the chats before joining
+    click(bob_page, "li.group-invite button.primary", "Join")
+    wait_for(bob_page, lambda d: group_item(d, "Bakers"), "the group among Bob's chats")
+    assert bob.client.group(made["id"])["state"] == "active"
+
+    alice_page = browsers(PHONE)
+    alice_base = sign_in(alice_page, alice.home)
+    alice_page.get(f"{alice_base}#/c/{made['conversation']}")
+    click(alice_page, "#group-info-button", "Group info")
+    field = wait_for(alice_page, lambda d: by_css(d, "#group-rename"), "the rename field")
+    field.clear()
+    field.send_keys("Night bakers")
+    click(alice_page, "#group-rename-button", "Rename")
+    wait_for(bob_page, lambda d: group_item(d, "Night bakers"), "the new name on Bob's page")
+    wait_for(
+        alice_page, lambda d: by_css(d, "#group-info h2").text == "Night bakers", "Alice's panel"
+    )
