@@ -319,7 +319,13 @@ def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             ]
         )
     print_table(["CONTACT", "UNREAD", "LAST ACTIVITY", "PEER ID"], rows, out)
-    if any(c["request"] for c in conversations):
+    if any(c["request"] and c.get("group") for c in conversations):
+        accept = hints.command(home.path, "group", "accept", "GROUP")
+        print(
+            f"\n(group) (request): someone who is not your contact added you; `{accept}` joins.",
+            file=out,
+        )
+    if any(c["request"] and not c.get("group") for c in conversations):
         read = hints.command(home.path, "read", "PEERID")
         accept = hints.command(home.path, "requests", "accept", "PEERID")
         print(

@@ -36,6 +36,8 @@ class FakeGroupsNode:
         self.seen: list[tuple[str, str, Any]] = []
         self.group: dict[str, Any] | None = None
         self.messages: list[dict[str, Any]] = []
+        #: The group is an invitation (from someone who is not a contact).
+        self.invitation = False
 
     def _made(self, name: str, members: list[str]) -> dict[str, Any]:
         names = {"bob": BOB, "carol": CAROL}
@@ -69,7 +71,7 @@ class FakeGroupsNode:
         if (request.method, path) == ("GET", "/v1/groups"):
             return httpx.Response(200, json={"groups": [group] if group else []})
         if path == "/v1/conversations":
-            listed = [] if group is None else [_conversation(group)]
+            listed = [] if group is None else [_conversation(group, self.invitation)]
             return httpx.Response(200, json={"conversations": listed})
         if path.endswith("/messages") and path.startswith("/v1/conversations/"):
             return httpx.Response(200, json={"messages": self.messages, "next_before": None})
@@ -92,14 +94,14 @@ def _refused(status: int, code: str, message: str) -> httpx.Response:
     return httpx.Response(status, json={"error": {"code": code, "message": message}})
 
 
-def _conversation(group: dict[str, Any]) -> dict[str, Any]:
+def _conversation(group: dict[str, Any], request: bool = False) -> dict[str, Any]:
     return {
         "id": CONVERSATION,
         "peer": ALICE,
         "name": None,
         "last_message_at_ms": 1_700_000_000_000,
         "unread": 2,
-        "request": False,
+        "request": request,
         "timer_s": 0,
         "muted": False,
         "archived": False,
@@ -211,3 +213,13 @@ def test_send_read_and_inbox_on_a_group_show_its_name_and_authors(
     assert code == 0
     [row] = [line for line in out.splitlines() if GROUP_ID in line]
     assert row.startswith("Bakers (group)")
+
+
+def test_inbox_says_how_to_join_a_group_invitation(fake: FakeGroupsNode, p2pdm: Cli) -> None:
+    p2pdm("group", "create", "Bakers", "bob")
+    fake.invitation = True
+    code, out, _ = p2pdm("inbox")
+    assert code == 0
+    assert any(line.startswith("Bakers (group) (request)") for line in out.splitlines())
+    assert "group accept GROUP` joins" in out
+    assert "requests accept PEERID" not in out  # that is for a stranger's messages
