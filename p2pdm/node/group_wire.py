@@ -298,8 +298,14 @@ class GroupWire:
         added = self.keep(group, entries, stored=row is not None)
         glog = self.log(group)
         after = glog.state()
+        known = self.store.get_contact(sender) is not None or self.co_member(sender)
         if row is None and self.me not in after.members:
-            self.forget(group)  # a group we are not in: nothing kept
+            # Not (yet) in it: nothing stored. A known peer's log may come in
+            # parts: keep the part in memory (bounded) and ask for the rest.
+            if known and glog.unknown(body.heads):
+                self._ask_inline(sender, group, glog, now)
+            else:
+                self.forget(group)
             return
         if added:
             self._settle(row, after, added, sender, group, now)
@@ -309,6 +315,15 @@ class GroupWire:
         self.store.set_peer_heads(group, sender, tuple(h for h in body.heads if h in glog))
         answer = body.want and self._due(sender, group, False, now)
         if answer and self.queue_changes(sender, group, now):
+            self.wake(sender)
+        elif known and glog.unknown(body.heads):
+            self._ask_inline(sender, group, glog, now)
+
+    def _ask_inline(self, sender: PeerId, group: bytes, glog: GroupLog, now: int) -> None:
+        """Ask the sender of changes for the rest of its log, in the receive's
+        transaction (only the sender's session moves, which that commit keeps)."""
+        if self._due(sender, group, True, now):
+            self.queue(sender, GroupChangeBody(glog.heads or (bytes(32),), (), True), group, now)
             self.wake(sender)
 
     def _note_forwards(
