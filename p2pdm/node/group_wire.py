@@ -130,7 +130,6 @@ class GroupWire:
         glog = self.log(group)
         out = glog.add(entries)
         self.refused_changes += len(out.refused)
-        self.refused_changes += sum(not glog.authorised(e.hash) for e in out.added)
         if out.added and stored:
             self.store.add_group_entries(group, [(e.hash, e.encoded) for e in out.added])
         return list(out.added)
@@ -313,7 +312,8 @@ class GroupWire:
         if self.store.get_group(group) is None:
             return
         self.store.set_peer_heads(group, sender, tuple(h for h in body.heads if h in glog))
-        answer = body.want and self._due(sender, group, False, now)
+        # Only members are answered: the log is the group's, not anyone's.
+        answer = body.want and sender in after.members and self._due(sender, group, False, now)
         if answer and self.queue_changes(sender, group, now):
             self.wake(sender)
         elif known and glog.unknown(body.heads):
