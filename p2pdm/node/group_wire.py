@@ -130,7 +130,6 @@ class GroupWire:
         glog = self.log(group)
         out = glog.add(entries)
         self.refused_changes += len(out.refused)
-        self.refused_changes += sum(not glog.authorised(e.hash) for e in out.added)
         if out.added and stored:
             self.store.add_group_entries(group, [(e.hash, e.encoded) for e in out.added])
         return list(out.added)
@@ -298,8 +297,14 @@ class GroupWire:
         added = self.keep(group, entries, stored=row is not None)
         glog = self.log(group)
         after = glog.state()
+        known = self.store.get_contact(sender) is not None or self.co_member(sender)
         if row is None and self.me not in after.members:
-            self.forget(group)  # a group we are not in: nothing kept
+            # Not (yet) in it: nothing stored. A known peer's log may come in
+            # parts: keep the part in memory (bounded) and ask for the rest.
+            if known and glog.unknown(body.heads):
+                self._ask_inline(sender, group, glog, now)
+            else:
+                self.forget(group)
             return
         if added:
             self._settle(row, after, added, sender, group, now)
@@ -307,8 +312,18 @@ class GroupWire:
         if self.store.get_group(group) is None:
             return
         self.store.set_peer_heads(group, sender, tuple(h for h in body.heads if h in glog))
-        answer = body.want and self._due(sender, group, False, now)
+        # Only members are answered: the log is the group's, not anyone's.
+        answer = body.want and sender in after.members and self._due(sender, group, False, now)
         if answer and self.queue_changes(sender, group, now):
+            self.wake(sender)
+        elif known and glog.unknown(body.heads):
+            self._ask_inline(sender, group, glog, now)
+
+    def _ask_inline(self, sender: PeerId, group: bytes, glog: GroupLog, now: int) -> None:
+        """Ask the sender of changes for the rest of its log, in the receive's
+        transaction (only the sender's session moves, which that commit keeps)."""
+        if self._due(sender, group, True, now):
+            self.queue(sender, GroupChangeBody(glog.heads or (bytes(32),), (), True), group, now)
             self.wake(sender)
 
     def _note_forwards(

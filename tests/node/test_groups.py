@@ -209,3 +209,22 @@ async def test_a_strangers_invitation_is_a_request() -> None:
     assert carol.store.get_group(gid) is None and carol.store.get_conversation(gid) is None
     assert [m.request for m in bob.messages(gid).messages] == [False, False]
     assert Direction.OUT  # keep the import honest
+
+
+async def test_a_long_log_reaches_a_new_member_in_parts(
+    four: tuple[Node, Node, Node, Node],
+) -> None:
+    """More changes than one group_change carries: the new member asks for the rest."""
+    from p2pdm.limits import MAX_GROUP_ENTRIES_PER_MESSAGE
+
+    alice, bob, _carol, dave = four
+    gid = (await alice.create_group("g", [bob.peer_id])).row.id
+    for n in range(MAX_GROUP_ENTRIES_PER_MESSAGE + 6):
+        await alice.change_group(gid, "rename", name=f"g{n}")
+    flush(*four)
+    await alice.change_group(gid, "add", peers=(dave.peer_id,))
+    flush(*four, rounds=12)
+    want = alice.group_info(gid)
+    got = dave.group_info(gid)
+    assert got.log_length == want.log_length and got.state == want.state
+    assert dave.store.group_entries(gid) and len(dave.store.group_entries(gid)) == want.log_length

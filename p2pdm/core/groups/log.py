@@ -121,7 +121,9 @@ class GroupLog:
                     if len(self._order) >= MAX_GROUP_LOG:
                         refused.append((entry, "the group's log is full"))
                         continue
-                    self._insert(entry)
+                    if not self._insert(entry):
+                        refused.append((entry, "its author had no right to make it"))
+                        continue
                     added.append(entry)
                     progress = True
         return Outcome(tuple(added), len(self._held), tuple(refused))
@@ -135,18 +137,23 @@ class GroupLog:
             return "the group has its create already"
         return None
 
-    def _insert(self, entry: ChangeEntry) -> None:
+    def _insert(self, entry: ChangeEntry) -> bool:
+        """Add an entry whose parents are known, if its author held the right
+        in the fold of its ancestors (which every member computes alike); an
+        unauthorised one is never kept, so nobody can fill a log with them."""
         parents = [self._nodes[p] for p in entry.parents]
         ancestors = 0
         for p in parents:
             ancestors |= p.ancestors | (1 << p.index)
+        if not self._may(entry, self._fold(ancestors)):
+            return False
         depth = 1 + max((p.depth for p in parents), default=-1)
-        node = _Node(entry, len(self._order), depth, ancestors)
-        node.authorised = self._may(entry, self._fold(ancestors))
+        node = _Node(entry, len(self._order), depth, ancestors, authorised=True)
         self._nodes[entry.hash] = node
         self._order.append(node)
         self._children.update(entry.parents)
         self._state = None
+        return True
 
     @staticmethod
     def _may(entry: ChangeEntry, before: GroupState) -> bool:
