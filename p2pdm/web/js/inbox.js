@@ -87,7 +87,9 @@ function item(conversation) {
     h("a.conversation", {
       href: `#/c/${conversation.id}`,
       "aria-current": conversation.id === selected ? "page" : null,
-      dataset: { id: conversation.id, peer: conversation.peer, group: conversation.group ? conversation.group.id : null },
+      dataset: conversation.group
+        ? { id: conversation.id, peer: conversation.peer, group: conversation.group.id }
+        : { id: conversation.id, peer: conversation.peer },
     },
       h("span.avatar", { "aria-hidden": "true" }, initials(name)),
       h("span.who", {}, name,
