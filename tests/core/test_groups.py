@@ -219,8 +219,19 @@ def test_random_interleavings_converge(seed: int, steps: int) -> None:
     in random orders, then everything; all four end with the same state."""
     rng = random.Random(seed)
     root = create(members=(BOB, CAROL, DAVE))
+    # Three admins, so concurrent admin changes (and revocations) happen.
+    promote = make_entry(
+        ALICE,
+        group=root.group,
+        parents=(root.hash,),
+        ts_ms=1,
+        op="promote",
+        peers=(BOB.peer_id, CAROL.peer_id),
+    )
     replicas = {p.peer_id: new_log(root) for p in PEOPLE}
-    made: list[ChangeEntry] = [root]
+    for replica in replicas.values():
+        replica.add([promote])
+    made: list[ChangeEntry] = [root, promote]
     for _ in range(steps):
         author = rng.choice(PEOPLE)
         entry = _random_change(rng, author, replicas[author.peer_id])
