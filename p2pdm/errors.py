@@ -33,6 +33,7 @@ __all__ = [
     "MessageIdConflict",
     "NameRefused",
     "NodeNotRunning",
+    "NotConnected",
     "NotFound",
     "P2PDMError",
     "PassphraseError",
@@ -243,6 +244,14 @@ class PeerUnreachable(P2PDMError):
     def __init__(self, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.reason = reason or message
+
+
+class NotConnected(PeerUnreachable):
+    """The node is not on the network (started without it, or not yet): what
+    needs the network, such as a DHT lookup, cannot be done now."""
+
+    def __init__(self, message: str = "the node is not connected to the network") -> None:
+        super().__init__(message, "offline")
 
 
 class MediaRefused(P2PDMError):

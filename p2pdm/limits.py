@@ -366,6 +366,25 @@ MAX_MEDIA_DURATION_MS = 24 * 3600 * 1000
 #: senders; a larger file waits until sender and recipient are online together.
 MAILBOX_FILE_BYTES = 10 << 20
 
+#: Live location: how long a share may run (15 minutes, an hour, 8 hours:
+#: what people pick for "I'm on my way" and "follow me today"); the sender
+#: picks one and the share ends by itself then.
+LIVE_LOCATION_PERIODS_S = (15 * 60, 3600, 8 * 3600)
+#: A sharer sends at most one update per peer this often (a walking pace is
+#: a few metres a second: a map needs no more), and a receiver keeps at most
+#: one per peer in half of it (the rest are acknowledged and dropped), so a
+#: chatty peer cannot flood the event log. A stop is always sent.
+LIVE_LOCATION_INTERVAL_S = 5
+#: An update's envelope expires this soon: it is worth nothing later, and is
+#: never queued, retried or deposited.
+LIVE_LOCATION_ENVELOPE_TTL_S = 60
+#: Clocks differ: an update may end this much later than the longest period
+#: from the receiver's now (more is refused, so no share outlives its period).
+LIVE_LOCATION_SKEW_S = 300
+#: Live shares held in memory at once (own and peers'): far more than anyone
+#: follows; the one ending soonest goes first past it.
+MAX_LIVE_LOCATIONS = 256
+
 # --- groups (docs/protocol.md §19) ---
 
 #: Most members of a group, its creator included: a message fans out as one

@@ -24,6 +24,7 @@ STAMP="$VENV/.p2pdm-installed"
 WANT="$(cat "$ROOT/pyproject.toml" | "$VENV/bin/python" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "installing p2pdm and its dependencies into $VENV" >&2
+    echo "(the first time takes about a minute, quietly; later runs skip this)" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
     # The build backend warns about editable installs in general; nothing to act on.
     PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[dev]" >&2

@@ -14,6 +14,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -177,11 +178,14 @@ class Api:
 
 
 @asynccontextmanager
-async def serving(node: Node) -> AsyncIterator[Api]:
-    """``node``'s API on 127.0.0.1 in this trio loop, and a client with the owner's token."""
+async def serving(node: Node, home: Path | None = None) -> AsyncIterator[Api]:
+    """``node``'s API on 127.0.0.1 in this trio loop, and a client with the owner's token
+    (``home``: the node's home, as the daemon names it to the API)."""
     async with trio.open_nursery() as nursery:
         with trio.fail_after(WAIT_S):
-            host, port = await nursery.start(serve_api, node, TOKEN, "127.0.0.1", 0)
+            host, port = await nursery.start(
+                partial(serve_api, node, TOKEN, "127.0.0.1", 0, home=home)
+            )
         assert host == "127.0.0.1" and port > 0
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}",

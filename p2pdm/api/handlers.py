@@ -38,6 +38,7 @@ from p2pdm.api.views import (
     token_json,
 )
 from p2pdm.api.views_groups import group_tag
+from p2pdm.api.views_location import live_locations_of
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import TokenScope
 from p2pdm.errors import NotFound
@@ -275,7 +276,7 @@ async def list_conversations(request: Request, node: Node) -> Response:
     grant = grant_of(request.scope)
     names = {c.peer_id: c.name for c in node.contacts()}
     found = [
-        conversation_json(c, names, group_tag(node, c.id))
+        conversation_json(c, names, live_locations_of(node, c.id), group_tag(node, c.id))
         for c in node.conversations()
         if grant.sees(c.peer)
     ]

@@ -7,6 +7,7 @@ node method of :class:`~p2pdm.node.actions.MessageActions`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from starlette.requests import Request
@@ -31,17 +32,24 @@ __all__ = [
 ]
 
 
-def _shown(node: Node, message: StoredMessage) -> JSONResponse:
-    return JSONResponse(message_view(node, message))
+async def _act_on(
+    request: Request,
+    node: Node,
+    field: str,
+    act: Callable[[Node, bytes, str], StoredMessage],
+) -> Response:
+    """Read the one text ``field`` of the body, act on the message named in the
+    path with it, and answer the target as it now is."""
+    target = parse_message_id(_message_id(request, node))
+    body = await JSONObject.read(request)
+    value = body.text(field)
+    body.done()
+    await node.stamp_ahead_for(target)
+    return JSONResponse(message_view(node, act(node, target, value)))
 
 
 async def react(request: Request, node: Node) -> Response:
-    target = parse_message_id(_message_id(request, node))
-    body = await JSONObject.read(request)
-    emoji = body.text("emoji")
-    body.done()
-    await node.stamp_ahead_for(target)
-    return _shown(node, node.react(target, emoji))
+    return await _act_on(request, node, "emoji", Node.react)
 
 
 #: ``react``'s body.
@@ -58,12 +66,7 @@ NEW_REACTION: Final[Schema] = obj(
 
 
 async def edit_message(request: Request, node: Node) -> Response:
-    target = parse_message_id(_message_id(request, node))
-    body = await JSONObject.read(request)
-    text = body.text("text")
-    body.done()
-    await node.stamp_ahead_for(target)
-    return _shown(node, node.edit(target, text))
+    return await _act_on(request, node, "text", Node.edit)
 
 
 #: ``edit_message``'s body.

@@ -20,6 +20,7 @@ from p2pdm.api.payload import JSONObject, bad_request, query_int
 from p2pdm.api.schema import Schema, obj
 from p2pdm.api.views import conversation_json, search_hit_json
 from p2pdm.api.views_groups import group_tag
+from p2pdm.api.views_location import live_locations_of
 from p2pdm.core.kinds.timer import check_timer
 from p2pdm.limits import (
     DEFAULT_SEARCH_HITS,
@@ -28,7 +29,6 @@ from p2pdm.limits import (
     MAX_SEARCH_QUERY_CHARS,
 )
 from p2pdm.node.node import Node
-from p2pdm.store.search_text import QUERY_PATTERN
 
 __all__ = [
     "CONVERSATION_PATCH",
@@ -62,7 +62,11 @@ async def patch_conversation(request: Request, node: Node) -> Response:
         conversation_id, peer, timer_s=timer_s, muted=muted, archived=archived
     )
     names = {c.peer_id: c.name for c in node.contacts()}
-    return JSONResponse(conversation_json(changed, names, group_tag(node, changed.id)))
+    return JSONResponse(
+        conversation_json(
+            changed, names, live_locations_of(node, changed.id), group_tag(node, changed.id)
+        )
+    )
 
 
 #: The settings ``patch_conversation`` changes.
@@ -126,13 +130,9 @@ SEARCH_PARAMETERS: Final[tuple[Schema, ...]] = (
         "in": "query",
         "required": True,
         "description": "the words to find (all of them; the last also as a word's "
-        "beginning); plain text, never query syntax",
-        "schema": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": MAX_SEARCH_QUERY_CHARS,
-            "pattern": QUERY_PATTERN,
-        },
+        "beginning); plain text, never query syntax; it must hold at least one letter "
+        "or digit in any script (a query without one is refused with 400)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_SEARCH_QUERY_CHARS},
     },
     {
         "name": "peer",

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from p2pdm.api.guard import grant_of
-from p2pdm.api.handlers_media import _location
+from p2pdm.api.handlers_media import location_fields
 from p2pdm.api.payload import JSONObject, RequestError, bad_request
 from p2pdm.api.views import message_view
 from p2pdm.api.views_groups import group_json
@@ -205,7 +205,7 @@ async def _send_group_media(node: Node, group: bytes, body: JSONObject) -> Respo
     if place is not None:
         if caption is not None:
             raise bad_request("a location message has no text")
-        sent = await node.send_group_body(group, location_body(*_location(place)))
+        sent = await node.send_group_body(group, location_body(*location_fields(place)))
     else:
         if not 1 <= len(ids) <= MAX_MEDIA_ITEMS:
             raise bad_request(f"'media' names 1 to {MAX_MEDIA_ITEMS} uploaded files")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -23,10 +24,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from p2pdm.api.guard import grant_of
 from p2pdm.api.payload import JSONObject, RequestError, bad_request
 from p2pdm.api.schema import Schema, ref
+from p2pdm.api.upload_multipart import read_multipart
 from p2pdm.api.views import message_view
 from p2pdm.api.views_media import BLOB_ID_PATTERN, uploaded_json
 from p2pdm.core.identity import PeerId
-from p2pdm.core.model import StoredMessage
+from p2pdm.core.model import StoredMessage, TokenScope
 from p2pdm.errors import IdempotencyConflict, NotFound
 from p2pdm.limits import MAX_FILE_NAME_BYTES, MAX_MEDIA_ITEMS
 from p2pdm.node.images import shows_safely
@@ -38,10 +40,12 @@ from p2pdm.store.blobs import BlobRecord
 __all__ = [
     "INLINE_TYPES",
     "MEDIA_FIELDS",
+    "PLACE_FIELDS",
     "SEND_ONE_OF",
     "download_media",
     "get_media",
     "get_thumbnail",
+    "location_fields",
     "send_media_message",
     "upload_media",
 ]
@@ -104,24 +108,32 @@ SEND_ONE_OF: Final[list[Schema]] = [
 
 def _number(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad_request(f"'location.{name}' must be a number")
+        raise bad_request(f"'{name}' must be a number")
     return float(value)
 
 
-def _location(place: dict[str, Any]) -> tuple[float, float, float | None, str | None]:
-    unknown = set(place) - {"lat", "lon", "accuracy_m", "label"}
+#: The fields of a place in a request.
+PLACE_FIELDS: Final = frozenset({"lat", "lon", "accuracy_m", "label"})
+
+
+def location_fields(
+    place: dict[str, Any], prefix: str = "location.", allowed: frozenset[str] = PLACE_FIELDS
+) -> tuple[float, float, float | None, str | None]:
+    """Latitude, longitude, accuracy and label of a place in a request (its
+    fields named ``prefix`` + name in errors); raises RequestError 400."""
+    unknown = set(place) - allowed
     if unknown:
-        raise bad_request(f"unknown field 'location.{sorted(unknown)[0]}'")
+        raise bad_request(f"unknown field '{prefix}{sorted(unknown)[0]}'")
     if "lat" not in place or "lon" not in place:
-        raise bad_request("a location needs 'lat' and 'lon'")
+        raise bad_request(f"a location needs '{prefix}lat' and '{prefix}lon'")
     accuracy = place.get("accuracy_m")
     label = place.get("label")
     if label is not None and not isinstance(label, str):
-        raise bad_request("'location.label' must be a string")
+        raise bad_request(f"'{prefix}label' must be a string")
     return (
-        _number(place["lat"], "lat"),
-        _number(place["lon"], "lon"),
-        None if accuracy is None else _number(accuracy, "accuracy_m"),
+        _number(place["lat"], prefix + "lat"),
+        _number(place["lon"], prefix + "lon"),
+        None if accuracy is None else _number(accuracy, prefix + "accuracy_m"),
         label,
     )
 
@@ -157,7 +169,7 @@ async def send_media_message(
             headers={"Idempotent-Replayed": "true"},
         )
     if place is not None:
-        message = await send_location(node, peer, *_location(place))
+        message = await send_location(node, peer, *location_fields(place))
     else:
         if not 1 <= len(ids) <= MAX_MEDIA_ITEMS:
             raise bad_request(f"'media' names 1 to {MAX_MEDIA_ITEMS} uploaded files")
@@ -176,24 +188,26 @@ async def send_media_message(
 
 
 async def upload_media(request: Request, node: Node) -> Response:
-    """``POST /v1/media``: the body is the file; ``Content-Type`` its type."""
+    """``POST /v1/media``: the body is the file, ``Content-Type`` its type; or a
+    ``multipart/form-data`` body with the file as its one part."""
     mime = request.headers.get("content-type", "application/octet-stream")
-    if mime.startswith("multipart/"):
-        raise RequestError(
-            415, "unsupported_media_type", "send the file itself as the body, not multipart"
-        )
     name = request.query_params.get("name", "")
     if len(name) > MAX_FILE_NAME_BYTES:  # then cut to as many bytes by safe_name
         raise bad_request(f"'name' is at most {MAX_FILE_NAME_BYTES} characters")
-    upload = node.media.upload(mime, name)
-    try:
-        async for piece in request.stream():
-            if piece:
-                upload.write(piece)
-    except BaseException:
-        upload.abort()
-        raise
+    if mime.lower().startswith("multipart/"):
+        upload = await read_multipart(node.media, mime, name, request.stream())
+    else:
+        upload = node.media.upload(mime, name)
+        try:
+            async with aclosing(request.stream()) as pieces:  # closed at once if refused
+                async for piece in pieces:
+                    if piece:
+                        upload.write(piece)
+        except BaseException:
+            upload.abort()
+            raise
     record = upload.finish()
+    node.media.note_uploader(record.blob_id, grant_of(request.scope).name)
     return JSONResponse(
         uploaded_json(record),
         status_code=201,
@@ -205,9 +219,23 @@ async def upload_media(request: Request, node: Node) -> Response:
 
 
 def _record(request: Request, node: Node) -> BlobRecord:
-    """The path's blob, if the token may see it (else 404, as if absent)."""
+    """The path's blob, if the token may see it (else 404, as if absent): a
+    received file by a token that sees its sender; our own file, once a
+    message carries it, by a token that sees a peer it went to; an upload no
+    message carries yet, only by the token that uploaded it or an admin one."""
     record = node.media.record(blob_id_of(str(request.path_params["blob"])))
-    if record.source is not None and not grant_of(request.scope).sees(record.source):
+    grant = grant_of(request.scope)
+    if record.source is not None:
+        visible = grant.sees(record.source)
+    elif record.blob_id in node.store.unreferenced_blobs(node.now_ms() + 1):
+        visible = grant.scope is TokenScope.ADMIN or node.media.uploaded_by(record.blob_id) == (
+            grant.name
+        )
+    else:
+        visible = grant.contacts is None or any(
+            node.store.blob_shared_with(record.blob_id, peer) for peer in grant.contacts
+        )
+    if not visible:
         raise NotFound(f"no file {record.blob_id.hex()}")
     return record
 

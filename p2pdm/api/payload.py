@@ -29,6 +29,7 @@ from p2pdm.errors import (
     InviteExpired,
     MediaRefused,
     NameRefused,
+    NotConnected,
     NotFound,
     P2PDMError,
     PeerBlocked,
@@ -83,6 +84,7 @@ ERROR_STATUS: Final[tuple[tuple[type[P2PDMError], int, str], ...]] = (
     (MediaRefused, 422, "media_refused"),
     (ProfileRefused, 422, "profile_refused"),
     (TooManyListeners, 503, "too_many_listeners"),
+    (NotConnected, 503, "not_connected"),
     (StoreError, 500, "store_error"),
     (P2PDMError, 422, "rejected"),
 )

@@ -42,12 +42,13 @@ MEDIA_ROUTES: Final[tuple[Route, ...]] = (
         TokenScope.SEND,
         Doc(
             "uploadMedia",
-            "Upload a file to send: the body is the file, Content-Type its type; "
+            "Upload a file to send: the body is the file, Content-Type its type (or a "
+            "multipart/form-data body whose one part is the file); "
             "photos lose their metadata (setting media_strip_metadata) and get a thumbnail",
             ("201", ref("Uploaded"), "the file, sealed and stored; send it with POST /v1/messages"),
             {
                 "413": f"the file is over {MAX_FILE_BYTES >> 20} MiB",
-                "415": "a multipart body: send the file itself",
+                "400": "a multipart body that is malformed or holds anything but one file part",
                 "422": "a photo that is a decompression bomb or does not decode",
             },
             parameters=(

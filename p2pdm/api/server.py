@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 from functools import partial
+from pathlib import Path
 from typing import Any, Final, cast
 
 import trio
@@ -117,6 +118,7 @@ async def serve_api(
     *,
     login_codes: LoginCodes | None = None,
     demo: DemoControl | None = None,
+    home: Path | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,  # trio.TaskStatus[tuple[str, int]]
 ) -> None:
     """Serve the local API for ``node`` until cancelled.
@@ -124,7 +126,7 @@ async def serve_api(
     Reports the bound ``(host, port)`` through ``task_status`` once it
     accepts connections (``port=0`` picks a free port). ``login_codes``: the
     web app's unspent sign-in codes, when the caller makes some too; ``demo``:
-    the local demo bot the daemon runs. Raises
+    the local demo bot the daemon runs; ``home``: the node's home (for hints). Raises
     :class:`ConfigError` if ``host`` is not a loopback address or the port
     cannot be bound.
     """
@@ -132,7 +134,7 @@ async def serve_api(
     try:
         bound_host, bound_port = sock.getsockname()[:2]
         # Starlette and hypercorn type the same ASGI callable differently.
-        asgi = cast(ASGIFramework, create_app(node, token, login_codes, demo))
+        asgi = cast(ASGIFramework, create_app(node, token, login_codes, demo, home))
         app = wrap_app(asgi, 0, "asgi")  # 0: the WSGI body cap, unused for ASGI
         async with trio.open_nursery() as nursery:
             await nursery.start(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import html
 import os
 import re
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from p2pdm import hints
 from p2pdm.api.guard import SESSION_COOKIE
 from p2pdm.api.payload import RequestError
 from p2pdm.api.schema import MS, STRING, Schema, obj
@@ -115,17 +117,32 @@ def login_url(api: tuple[str, int], code: str) -> str:
     return f"http://{shown}:{port}/login?code={code}"
 
 
-_REFUSED: Final = "this sign-in link is spent, expired or wrong: run `p2pdm ui` for a new one"
-#: What a browser shows for a refused link: static text, no script, nothing from the request.
-_REFUSED_PAGE: Final = (
-    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-    '<meta name="viewport" content="width=device-width, initial-scale=1">'
-    '<title>p2pdm: sign-in link refused</title><link rel="stylesheet" href="/app/app.css">'
-    '</head><body><main class="signin"><h1>Sign-in link refused</h1>'
-    "<p>This link was already used, has expired (links work for 5 minutes) or is wrong.</p>"
-    "<p>Run <code>p2pdm ui</code> on this computer for a new one.</p>"
-    '<p class="hint">login_refused</p></main></body></html>'
-)
+def ui_command(request: Request) -> str:
+    """How to ask this node for a new sign-in link: ``p2pdm ui``, with ``--home``
+    when the node does not run from the default home."""
+    return hints.command(getattr(request.app.state, "home", None), "ui")
+
+
+def _refused(request: Request) -> Response:
+    command = ui_command(request)
+    if "text/html" not in request.headers.get("accept", ""):
+        message = f"this sign-in link is spent, expired or wrong: run `{command}` for a new one"
+        return RequestError(403, "login_refused", message).response()
+    # A person, in a browser: static text, no script, nothing from the request.
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<title>p2pdm: sign-in link refused</title>"
+        '<link rel="icon" href="/app/icon.svg" type="image/svg+xml">'
+        '<link rel="stylesheet" href="/app/app.css">'
+        '</head><body><main class="signin"><h1>Sign-in link refused</h1>'
+        "<p>This sign-in link was already used, has expired (links work for "
+        f"{LOGIN_CODE_TTL_MS // 60_000} minutes) or is wrong. Each link signs in "
+        "one browser, once.</p>"
+        f"<p>For a new one, run <code>{html.escape(command)}</code> on this computer "
+        "and open the link it prints.</p></main></body></html>"
+    )
+    return HTMLResponse(page, status_code=403)
 
 
 def start_session(node: Node, now_ms: int) -> tuple[ApiToken, str]:
@@ -196,9 +213,7 @@ async def login(request: Request) -> Response:
     code = request.query_params.get("code", "")
     now = node.now_ms()
     if not _CODE_PATTERN.fullmatch(code) or not codes.spend(code, now):
-        if "text/html" in request.headers.get("accept", ""):
-            return HTMLResponse(_REFUSED_PAGE, status_code=403)  # a person, in a browser
-        return RequestError(403, "login_refused", _REFUSED).response()
+        return _refused(request)
     _, secret = start_session(node, now)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(

@@ -9,7 +9,7 @@ against the served document.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from p2pdm.api.schema import (
@@ -147,9 +147,10 @@ REACHABILITY: Final[Schema] = obj(
     {
         "status": {
             "type": "string",
-            "enum": ["public", "private", "unknown"],
+            "enum": ["public", "private", "unknown", "local"],
             "description": "public: other nodes can dial this one; private: they "
-            "cannot (behind a router or firewall); unknown: too few peers agree yet",
+            "cannot (behind a router or firewall); unknown: too few peers agree yet; "
+            "local: it listens on loopback only, so only nodes on this computer can",
         },
         "reached": {**INT, "description": "peers that dialed us back at the last check"},
         "failed": {**INT, "description": "peers that tried to dial us back and could not"},
@@ -465,9 +466,11 @@ MESSAGE_PAGE: Final[Schema] = obj(
 def conversation_json(
     conversation: Conversation,
     names: Mapping[PeerId, str],
+    live: Sequence[dict[str, Any]] = (),
     group: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``group``: the group it is (views_groups.group_tag), None for one-to-one."""
+    """A conversation; ``live`` its live locations now (api/handlers_location.py),
+    ``group`` the group it is (views_groups.group_tag), None for one-to-one."""
     return {
         "id": conversation.id.hex(),
         "peer": str(conversation.peer),
@@ -478,6 +481,7 @@ def conversation_json(
         "timer_s": conversation.timer_s,
         "muted": conversation.muted,
         "archived": conversation.archived,
+        "live_locations": list(live),
         "group": group,
     }
 
@@ -500,6 +504,11 @@ CONVERSATION: Final[Schema] = obj(
         },
         "muted": {"type": "boolean", "description": "its new messages notify nobody"},
         "archived": {"type": "boolean", "description": "moved out of the main list"},
+        "live_locations": {
+            "type": "array",
+            "items": ref("LiveLocation"),
+            "description": "live locations shared in it now (own first); never stored",
+        },
         "group": GROUP_TAG,
     }
 )
@@ -680,6 +689,10 @@ MAILBOXES: Final[Schema] = obj(
                     {
                         "envelopes": {**INT, "description": "envelopes held for others"},
                         "bytes": INT,
+                        "recipients": {
+                            **INT,
+                            "description": "distinct recipients envelopes are held for",
+                        },
                         "max_envelopes": INT,
                         "max_bytes": INT,
                         "max_envelopes_per_recipient": INT,

@@ -16,17 +16,18 @@ policy keeps it.
 
 from __future__ import annotations
 
+import html
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from p2pdm.api.sessions import login
+from p2pdm.api.sessions import login, ui_command
 
 __all__ = [
     "API_CONTENT_SECURITY_POLICY",
@@ -98,16 +99,27 @@ class SecurityHeaders:
         await self.app(scope, receive, sending)
 
 
+#: In index.html: where the command for a new sign-in link goes (the page shows
+#: it to a browser that is not signed in).
+UI_COMMAND_MARK: Final = "{{ui_command}}"
+
+
 async def _index(request: Request) -> Response:
-    response = FileResponse(web_dir() / "index.html", media_type="text/html; charset=utf-8")
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+    page = (web_dir() / "index.html").read_text(encoding="utf-8")
+    page = page.replace(UI_COMMAND_MARK, html.escape(ui_command(request)))
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+async def _favicon(request: Request) -> Response:
+    """What browsers ask for on their own, on any page of this address: the app's icon."""
+    return FileResponse(web_dir() / "icon.svg", media_type="image/svg+xml")
 
 
 def web_routes() -> list[BaseRoute]:
-    """``/`` (the app), ``/login`` (sign-in links) and ``/app/…`` (its files)."""
+    """``/`` (the app), ``/login`` (sign-in links), ``/favicon.ico`` and ``/app/…`` (its files)."""
     return [
         Route("/", _index, methods=["GET"]),
         Route("/login", login, methods=["GET"]),
+        Route("/favicon.ico", _favicon, methods=["GET"]),
         Mount("/app", StaticFiles(directory=web_dir()), name="web"),
     ]

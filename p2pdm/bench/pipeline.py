@@ -49,6 +49,11 @@ class Result:
     #: messages/s through the pipeline, by SQLite durability level; an
     #: ``ENCRYPTED`` suffix marks the same run on an encrypted store.
     per_second: dict[str, float]
+    #: CPU time of this process per message (the lowest of the runs), by the
+    #: same keys, and the baseline's: steadier than wall time on a shared
+    #: machine, since waiting for a core is not counted.
+    cpu_us: dict[str, float]
+    baseline_cpu_us: float
 
 
 #: Suffix of the encrypted variants' keys in ``Result.per_second``.
@@ -56,13 +61,15 @@ ENCRYPTED = "+SQLCipher"
 _MODES = ("NORMAL", "FULL")
 
 
-def _best_rate(run: Callable[[int], None], n: int, repeats: int) -> float:
-    rates = []
+def _best_rate(run: Callable[[int], None], n: int, repeats: int) -> tuple[float, float]:
+    """The best messages/s of ``repeats`` runs, and the least CPU microseconds per message."""
+    rates, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run(n)
+        cpu.append((time.process_time() - start_cpu) / n * 1e6)
         rates.append(n / (time.perf_counter() - start))
-    return max(rates)
+    return max(rates), min(cpu)
 
 
 def _baseline(tmp: Path) -> Callable[[int], None]:
@@ -115,12 +122,13 @@ def _pipeline(tmp: Path, synchronous: str, encrypted: bool = False) -> Callable[
 def bench_pipeline(n: int, repeats: int) -> Result:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        baseline = _best_rate(_baseline(tmp), n, repeats)
-        rates = {}
+        baseline, baseline_cpu = _best_rate(_baseline(tmp), n, repeats)
+        rates, cpu = {}, {}
         for mode in _MODES:
-            rates[mode] = _best_rate(_pipeline(tmp, mode), n, repeats)
-            rates[mode + ENCRYPTED] = _best_rate(_pipeline(tmp, mode, True), n, repeats)
-    return Result(baseline, rates)
+            rates[mode], cpu[mode] = _best_rate(_pipeline(tmp, mode), n, repeats)
+            key = mode + ENCRYPTED
+            rates[key], cpu[key] = _best_rate(_pipeline(tmp, mode, True), n, repeats)
+    return Result(baseline, rates, cpu, baseline_cpu)
 
 
 def _markers(name: str) -> tuple[str, str]:
@@ -143,12 +151,14 @@ def render(result: Result, n: int, repeats: int) -> str:
             " (send, receive, ack); the node's default is `synchronous=FULL` (an fsync per"
             " commit, so an acked message survives power loss).",
             "",
-            "| what | messages/s | ratio to baseline |",
-            "|---|---:|---:|",
-            f"| baseline (Box + insert) | {result.baseline_per_second:,.0f} | 1.00 |",
+            "| what | messages/s | ratio to baseline | CPU µs a message | CPU ratio |",
+            "|---|---:|---:|---:|---:|",
+            f"| baseline (Box + insert) | {result.baseline_per_second:,.0f} | 1.00 |"
+            f" {result.baseline_cpu_us:,.0f} | 1.00 |",
             *(
                 f"| p2pdm pipeline, `synchronous={mode}` | {rate:,.0f} |"
-                f" {rate / result.baseline_per_second:.3f} |"
+                f" {rate / result.baseline_per_second:.3f} | {result.cpu_us[mode]:,.0f} |"
+                f" {result.baseline_cpu_us / result.cpu_us[mode]:.3f} |"
                 for mode, rate in result.per_second.items()
                 if not mode.endswith(ENCRYPTED)
             ),
@@ -167,6 +177,9 @@ def render(result: Result, n: int, repeats: int) -> str:
                 if mode + ENCRYPTED in result.per_second
             ),
             "",
+            "CPU: this process's CPU time per message (the least of the runs; a commit's"
+            " fsync is the kernel's, not counted), steadier than messages/s when other jobs"
+            " share the cores; its ratio is the baseline's CPU time over the pipeline's.",
             f"Best of {repeats} runs of {n} messages; Python {platform.python_version()},"
             f" {platform.machine()}, measured {time.strftime('%Y-%m-%d')}.",
             "Target: at least a third of the ~6,000 msgs/s ceiling measured for such a"
@@ -307,7 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         section = render(result, args.n, args.repeats)
         print(section)
         for mode, rate in result.per_second.items():
-            print(f"{mode}: {rate:,.0f} msgs/s, ratio {rate / result.baseline_per_second:.3f}")
+            print(
+                f"{mode}: {rate:,.0f} msgs/s, ratio {rate / result.baseline_per_second:.3f};"
+                f" CPU {result.cpu_us[mode]:,.0f} us a message,"
+                f" ratio {result.baseline_cpu_us / result.cpu_us[mode]:.4f}"
+            )
         if not args.no_write:
             write_section(args.out, section)
     if args.suite in ("all", "net"):

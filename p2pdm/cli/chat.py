@@ -24,6 +24,7 @@ from typing import Any, Final, TextIO
 from rich.cells import cell_len
 
 from p2pdm import hints
+from p2pdm.cli.live import share_live
 from p2pdm.cli.media import media_lines, send_media
 from p2pdm.client import APIError, Client
 from p2pdm.daemon.home import Home
@@ -242,6 +243,13 @@ def send_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--file", metavar="PATH", help="send a file (photo, voice note, document)")
     what.add_argument("--location", metavar="LAT,LON", help="send a place, e.g. 52.52,13.40")
+    what.add_argument(
+        "--live-location",
+        metavar="LAT,LON",
+        help="share where you are now for --for (15m, 1h or 8h), or move a running share; "
+        "goes only while connected, never queued",
+    )
+    parser.add_argument("--for", dest="live_for", metavar="PERIOD", help="15m, 1h or 8h")
     parser.add_argument("--caption", metavar="TEXT", help="a file's caption")
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
 
@@ -264,6 +272,8 @@ def message_text(words: Sequence[str], stdin: TextIO) -> str:
 
 
 def send(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    if args.live_location is not None:
+        return share_live(args, home, out)
     attached = args.file is not None or args.location is not None
     if not args.text and not attached:
         raise ConfigError("give the message text, --file PATH or --location LAT,LON")

@@ -8,6 +8,7 @@ node's local API. A timer is typed as people say it (``5m``, ``1h``, ``1d``,
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Final, TextIO
 
 from p2pdm.cli.chat import (
@@ -78,32 +79,35 @@ def timer(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     return EXIT_OK
 
 
-def mute_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("contact", metavar="CONTACT", help="name, PeerID or conversation id")
-    parser.add_argument("--off", action="store_true", help="unmute it")
+Arguments = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace, Home, TextIO], int]
 
 
-def mute(args: argparse.Namespace, home: Home, out: TextIO) -> int:
-    with Client.for_home(home) as node:
-        conversation, name = _find_conversation(node, args.contact)
-        node.update_conversation(conversation, muted=not args.off)
-    state = "unmuted" if args.off else "muted: its messages are kept, without notifications"
-    print(f"Conversation with {safe_text(name)} {state}.", file=out)
-    return EXIT_OK
+def _switch(field: str, off_help: str, on_state: str, off_state: str) -> tuple[Arguments, Run]:
+    """A command that turns one of a conversation's flags (``field``) on, or off
+    with ``--off``, and says which: "Conversation with NAME <state>."."""
+
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("contact", metavar="CONTACT", help="name, PeerID or conversation id")
+        parser.add_argument("--off", action="store_true", help=off_help)
+
+    def run(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+        with Client.for_home(home) as node:
+            conversation, name = _find_conversation(node, args.contact)
+            node.update_conversation(conversation, **{field: not args.off})
+        state = off_state if args.off else on_state
+        print(f"Conversation with {safe_text(name)} {state}.", file=out)
+        return EXIT_OK
+
+    return arguments, run
 
 
-def archive_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("contact", metavar="CONTACT", help="name, PeerID or conversation id")
-    parser.add_argument("--off", action="store_true", help="move it back to the main list")
-
-
-def archive(args: argparse.Namespace, home: Home, out: TextIO) -> int:
-    with Client.for_home(home) as node:
-        conversation, name = _find_conversation(node, args.contact)
-        node.update_conversation(conversation, archived=not args.off)
-    state = "moved back from the archive" if args.off else "archived"
-    print(f"Conversation with {safe_text(name)} {state}.", file=out)
-    return EXIT_OK
+mute_arguments, mute = _switch(
+    "muted", "unmute it", "muted: its messages are kept, without notifications", "unmuted"
+)
+archive_arguments, archive = _switch(
+    "archived", "move it back to the main list", "archived", "moved back from the archive"
+)
 
 
 def _hits(text: str) -> int:

@@ -198,6 +198,11 @@ COMMANDS: Final[dict[str, Command]] = {
         "p2pdm.cli.chat:send_arguments",
         "p2pdm.cli.chat:send",
     ),
+    "stop-live": Command(
+        "stop sharing your live location with a contact",
+        "p2pdm.cli.live:stop_live_arguments",
+        "p2pdm.cli.live:stop_live",
+    ),
     "save": Command(
         "save the files of a message (fetching them first if they wait)",
         "p2pdm.cli.media:save_arguments",

@@ -22,17 +22,17 @@ EXIT_OK = 0
 PROGRESS_BAR_BYTES: Final = 4 << 20
 
 
-def parse_location(text: str) -> tuple[float, float]:
+def parse_location(text: str, option: str = "--location") -> tuple[float, float]:
     """``LAT,LON`` in degrees; raises ConfigError for anything else."""
     try:
         lat_text, lon_text = text.split(",")
         lat, lon = float(lat_text), float(lon_text)
     except ValueError:
         raise ConfigError(
-            f"--location takes LAT,LON in degrees (e.g. 52.52,13.40), not {text!r}"
+            f"{option} takes LAT,LON in degrees (e.g. 52.52,13.40), not {text!r}"
         ) from None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise ConfigError("--location: latitude is -90..90 and longitude -180..180")
+        raise ConfigError(f"{option}: latitude is -90..90 and longitude -180..180")
     return lat, lon
 
 

@@ -4,7 +4,8 @@ A client of ``GET /v1/node``, like the chat commands: PeerID and name,
 addresses, how long it has run, contacts, messages still to be delivered,
 unread messages and requests, what its DHT node holds for other peers
 and refused, and the mailboxes it uses and offers (``GET /v1/mailboxes``)
-(``--json``: the API's own record, without the invite).
+(``--json``: the API's own record, without the invite, with the mailboxes'
+under ``mailboxes``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def status(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         mailboxes = node.mailboxes()
     if args.json:
         shown = {key: value for key, value in info.items() if key != "invite"}
+        shown["mailboxes"] = mailboxes
         print(json.dumps(shown, ensure_ascii=False, indent=2), file=out)
         return EXIT_OK
     lines = describe(info, now_ms=int(time.time() * 1000), mailboxes=mailboxes)
@@ -93,7 +95,8 @@ def _mailboxes(answer: Mapping[str, Any]) -> str:
         return f"{text}; offers none"
     return (
         f"{text}; offers one holding {_plural(offered['envelopes'], 'envelope')} "
-        f"({_size(offered['bytes'])}) of {offered['max_envelopes']} "
+        f"({_size(offered['bytes'])}) for {_plural(offered['recipients'], 'recipient')} "
+        f"of {offered['max_envelopes']} "
         f"({_size(offered['max_bytes'])})"
     )
 
@@ -114,6 +117,7 @@ _REACH_MEANING: Final = {
     "public": "other nodes can dial this one",
     "private": "behind a router or firewall: other nodes cannot dial this one",
     "unknown": "not known yet (too few peers have answered)",
+    "local": "listening on loopback only: only nodes on this computer can dial this one",
 }
 
 

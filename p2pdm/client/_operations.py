@@ -389,6 +389,30 @@ class Operations:
         """Tell the contact you are typing (open connection only, never queued);
         ``sent`` says whether it went, ``reason`` why not."""
 
+    @operation[dict[str, Any]]("POST", "/v1/conversations/{who}/live-location")
+    def share_live_location(
+        who: str,
+        lat: float,
+        lon: float,
+        *,
+        duration_s: int | None = None,
+        accuracy_m: float | None = None,
+    ) -> Fields:
+        """Start sharing your live location with ``duration_s`` (900, 3600 or 28800), or
+        move a running share (no ``duration_s``); updates go over an open connection
+        only, never queued. Returns ``live_location``, ``sent`` and ``reason``."""
+        return _present(lat=lat, lon=lon, accuracy_m=accuracy_m, duration_s=duration_s)
+
+    @operation[dict[str, Any]]("DELETE", "/v1/conversations/{who}/live-location")
+    def stop_live_location(who: str) -> None:
+        """Stop sharing your live location with ``who``; ``stopped`` says if one ran."""
+
+    @operation[list[dict[str, Any]]](
+        "GET", "/v1/conversations/{who}/live-location", pick="live_locations"
+    )
+    def live_locations(who: str) -> None:
+        """The live locations shown in a conversation now (yours first)."""
+
     @operation[list[SearchHit]]("GET", "/v1/search", pick="results")
     def search(q: str, peer: str | None = None, limit: int | None = None) -> None:
         """Messages whose text has every word of ``q``, newest first."""

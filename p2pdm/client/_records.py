@@ -236,7 +236,8 @@ class DhtStats(TypedDict):
 
 
 class ReachabilityInfo(TypedDict):
-    """Whether other nodes can dial this one (``public``, ``private``, ``unknown``)."""
+    """Whether other nodes can dial this one (``public``, ``private``, ``unknown``;
+    ``local`` when it listens on loopback only)."""
 
     status: str
     reached: int

@@ -31,6 +31,7 @@ __all__ = [
     "LogEvent",
     "contact_added",
     "expired_event",
+    "live_location_event",
     "received_events",
     "status_event",
     "timer_event",
@@ -120,3 +121,12 @@ def contact_added(contact: Contact) -> LogEvent:
 def typing_event(peer: PeerId, conversation_id: bytes, at_ms: int) -> LogEvent:
     """The ``typing`` entry of a contact's typing signal (it lapses after TYPING_LAPSE_S)."""
     return LogEvent(EventType.TYPING, at_ms, peer, conversation_id=conversation_id)
+
+
+def live_location_event(
+    peer: PeerId, conversation_id: bytes, at_ms: int, until_ms: int, *, stopped: bool = False
+) -> LogEvent:
+    """``location.live`` (or ``location.stopped``) of ``peer``'s live location in
+    a conversation; the log keeps when it ends, never where anyone is."""
+    kind = EventType.LOCATION_STOPPED if stopped else EventType.LOCATION_LIVE
+    return LogEvent(kind, at_ms, peer, detail=str(until_ms), conversation_id=conversation_id)

@@ -214,6 +214,8 @@ class EventType(StrEnum):
     TYPING = "typing"  # a contact is typing (lapses after TYPING_LAPSE_S)
     CONTACT_BLOCKED = "contact.blocked"  # the user blocked a peer
     CONTACT_UNBLOCKED = "contact.unblocked"  # the user unblocked a peer
+    LOCATION_LIVE = "location.live"  # a live location started or moved (detail: until, ms)
+    LOCATION_STOPPED = "location.stopped"  # a live location was stopped or ran out
     GROUP_CREATED = "group.created"  # we made a group or were added to one (detail: the change)
     GROUP_CHANGED = "group.changed"  # a change to a group's members, admins, name… (detail)
     GROUP_REMOVED = "group.removed"  # we were removed from a group

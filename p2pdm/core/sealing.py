@@ -8,12 +8,17 @@ names only the recipient. Relays and mailboxes see recipient, size and
 expiry; never sender, session metadata or content.
 
 :func:`open_envelope` undoes it; :func:`check_inner` applies the recipient's
-checks to the decrypted inner message.
+checks to the decrypted inner message. :func:`open_ahead` decodes and opens
+an envelope before its turn, keeping a failure to be raised at its turn: it
+needs nothing but the identity, so a receiver runs it in a worker thread
+(libsodium releases the GIL) while the session work stays in order.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from dataclasses import dataclass
 from typing import Final
 
 import nacl.bindings
@@ -22,9 +27,9 @@ import nacl.public
 
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.wire import Envelope, InnerMessage, SessionMessage
-from p2pdm.errors import DecryptError, SignatureError, WrongRecipient
+from p2pdm.errors import DecryptError, P2PDMError, SignatureError, WrongRecipient
 
-__all__ = ["EPHEMERAL_SECRET_BYTES", "check_inner", "open_envelope", "seal"]
+__all__ = ["EPHEMERAL_SECRET_BYTES", "Opened", "check_inner", "open_ahead", "open_envelope", "seal"]
 
 #: The sealed box's one-time X25519 secret key, and its nonce.
 EPHEMERAL_SECRET_BYTES: Final = 32
@@ -64,12 +69,52 @@ def open_envelope(identity: Identity, envelope: Envelope) -> SessionMessage:
     """
     if envelope.recipient != identity.peer_id:
         raise WrongRecipient(f"envelope is for {envelope.recipient.short()}, not for this node")
-    box = nacl.public.SealedBox(nacl.public.PrivateKey(identity.x25519_private_key))
+    box = _sealed_box(identity.x25519_private_key)
     try:
         plain = box.decrypt(envelope.sealed)
     except (nacl.exceptions.CryptoError, nacl.exceptions.TypeError, nacl.exceptions.ValueError):
         raise DecryptError("envelope could not be opened (not sealed to this node)") from None
     return SessionMessage.decode(plain)
+
+
+#: Own identities whose sealed box is kept: making one derives the public key
+#: (a scalar multiplication), once per identity instead of per envelope.
+_SEALED_BOXES: Final = 4
+
+
+@functools.lru_cache(maxsize=_SEALED_BOXES)
+def _sealed_box(x25519_private_key: bytes) -> nacl.public.SealedBox[nacl.public.PrivateKey]:
+    return nacl.public.SealedBox(nacl.public.PrivateKey(x25519_private_key))
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An envelope decoded and opened by :func:`open_ahead`."""
+
+    envelope: Envelope
+    outer: SessionMessage | None
+    #: Why it could not be opened, to raise when its turn comes.
+    error: P2PDMError | None
+
+    def session_message(self) -> SessionMessage:
+        """What :func:`open_envelope` gave, or raise what it raised."""
+        if self.error is not None:
+            raise self.error
+        assert self.outer is not None
+        return self.outer
+
+
+def open_ahead(identity: Identity, data: bytes) -> Opened:
+    """Decode an encoded envelope and open it, keeping a failure to open.
+
+    Raises a WireError subclass if ``data`` is not an envelope (the first
+    check a receiver makes).
+    """
+    envelope = Envelope.decode(data)
+    try:
+        return Opened(envelope, open_envelope(identity, envelope), None)
+    except P2PDMError as exc:
+        return Opened(envelope, None, exc)
 
 
 def check_inner(identity: Identity, outer: SessionMessage, plaintext: bytes) -> InnerMessage:

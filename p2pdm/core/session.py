@@ -41,7 +41,7 @@ from doubleratchet.recommended import (
     kdf_separate_hmacs,
 )
 
-from p2pdm.core import cbor
+from p2pdm.core import cbor, ratchet_state
 from p2pdm.core.identity import PeerId
 from p2pdm.core.prekeys import (
     MAX_STATE_BYTES,
@@ -64,7 +64,11 @@ __all__ = [
 
 #: Ratchets kept per peer (simultaneous starts, re-installs). Oldest dropped.
 MAX_SESSIONS_PER_PEER: Final = 4
-_STATE_VERSION: Final = 1
+#: Session state: version 1 held each ratchet in the ``doubleratchet``
+#: package's JSON (only read now, see :mod:`p2pdm.core.ratchet_state`);
+#: version 2 holds it in compact form.
+_LEGACY_STATE_VERSION: Final = 1
+_STATE_VERSION: Final = 2
 
 
 class _RootKDF(kdf_hkdf.KDF):
@@ -123,6 +127,10 @@ class _DHRatchet(diffie_hellman_ratchet_curve25519.DiffieHellmanRatchet):
     def _derive_pub(priv: bytes) -> bytes:
         return _dh_public(priv)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> _DHRatchet:
+        # The package copies this ratchet before every decryption.
+        return ratchet_state.clone(self)  # type: ignore[no-any-return]
+
 
 _DR_CONFIG: Final[dict[str, Any]] = {
     "diffie_hellman_ratchet_class": _DHRatchet,
@@ -135,11 +143,12 @@ _DR_CONFIG: Final[dict[str, Any]] = {
 }
 
 
-def _state_fields(data: bytes, what: str) -> cbor.Fields:
+def _state_fields(data: bytes, what: str) -> tuple[cbor.Fields, int]:
     f = cbor.decode_map(data, MAX_STATE_BYTES, what)
-    if f.integer("v", 0, 1 << 32) != _STATE_VERSION:
+    version = f.integer("v", 0, 1 << 32)
+    if version not in (_LEGACY_STATE_VERSION, _STATE_VERSION):
         raise SessionError(f"{what}: unknown state version")
-    return f
+    return f, version
 
 
 @dataclass(slots=True)
@@ -156,7 +165,7 @@ class _Ratchet1:
     def to_map(self) -> dict[str, Any]:
         h = self.pending_header
         return {
-            "dr": json.dumps(self.ratchet.json).encode(),
+            "r": ratchet_state.dump(self.ratchet),
             "ad": self.associated_data,
             "sid": self.session_id,
             "hdr": None
@@ -165,11 +174,14 @@ class _Ratchet1:
         }
 
     @classmethod
-    def from_fields(cls, f: cbor.Fields) -> _Ratchet1:
+    def from_fields(cls, f: cbor.Fields, version: int) -> _Ratchet1:
         try:
-            ratchet = _Ratchet.from_json(
-                json.loads(f.blob("dr", max_size=MAX_STATE_BYTES)), **_DR_CONFIG
-            )
+            if version == _LEGACY_STATE_VERSION:
+                ratchet = _Ratchet.from_json(
+                    json.loads(f.blob("dr", max_size=MAX_STATE_BYTES)), **_DR_CONFIG
+                )
+            else:
+                ratchet = ratchet_state.load(_Ratchet, f.array("r", 7), _DR_CONFIG)
         except (ValueError, TypeError, KeyError) as exc:
             raise SessionError(f"session state is damaged: {exc}") from None
         h = f.opt_submap("hdr")
@@ -193,14 +205,14 @@ class PeerSessions:
     def from_bytes(cls, peer: PeerId, data: bytes | None) -> PeerSessions:
         if data is None:
             return cls(peer)
-        f = _state_fields(data, "sessions")
+        f, version = _state_fields(data, "sessions")
         items = f.array("sessions", MAX_SESSIONS_PER_PEER)
         f.done()
         sessions = []
         for item in items:
             if not isinstance(item, dict):
                 raise SessionError("session state is damaged")
-            sessions.append(_Ratchet1.from_fields(cbor.Fields(item, "session")))
+            sessions.append(_Ratchet1.from_fields(cbor.Fields(item, "session"), version))
         return cls(peer, sessions)
 
     def to_bytes(self) -> bytes:

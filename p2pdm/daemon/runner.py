@@ -43,6 +43,7 @@ from typing import Any, Final, cast
 
 import trio
 
+from p2pdm import hints
 from p2pdm.api.server import serve_api
 from p2pdm.api.sessions import LoginCodes, login_url
 from p2pdm.client import api_addr_path, format_api_addr, parse_api_addr, write_api_addr
@@ -75,6 +76,7 @@ from p2pdm.net import (
 )
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.housekeeping import purge_loop
+from p2pdm.node.live_location import live_location_loop
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 from p2pdm.services.blob import BlobService
 from p2pdm.services.directory import HandleDirectory
@@ -366,7 +368,8 @@ class _PeerWatch:
     A new connection from a contact (even one that was back before we saw it
     gone: a restart on a new port takes a second): its addresses into the
     address book and what waits for it is sent now; ``peer.online`` if it
-    was offline. The last connection to a contact going: ``peer.offline``.
+    was offline; the same for a peer already connected when it becomes a
+    contact. The last connection to a contact going: ``peer.offline``.
     Having had no connection at all and now one again (network back, laptop
     awake): fetch from our mailboxes.
     """
@@ -388,8 +391,11 @@ class _PeerWatch:
             self.delivery.fetch_now()
         self.connected_any = bool(connections)
         for peer, numbers in connections.items():
-            if numbers <= self.seen.get(peer, frozenset()):
-                continue  # no new connection
+            new = not numbers <= self.seen.get(peer, frozenset())
+            # A peer connected before it became a contact (added, its request
+            # accepted) counts as a new connection once it is one.
+            if not new and peer in self.node.online:
+                continue
             if self.node.store.get_contact(peer) is not None:
                 if peer not in self.node.online:
                     self.node.peer_online(peer)
@@ -522,6 +528,7 @@ async def serve_node(
             nursery.start_soon(_PeerWatch(node, host, delivery, blobs).run)
             # Disappearing messages: what expired while we were off, then on a schedule.
             nursery.start_soon(purge_loop, node)
+            nursery.start_soon(live_location_loop, node)  # shares end with their period
             task_status.started(Serving(node, host, delivery, directory, service, blobs))
             try:
                 await trio.sleep_forever()
@@ -556,7 +563,15 @@ async def run_node(
                 home, node, nursery, partial(serve_node, options=bot_options), offered=options.demo
             )
             api = await nursery.start(
-                partial(serve_api, node, token, *options.api, login_codes=codes, demo=demo)
+                partial(
+                    serve_api,
+                    node,
+                    token,
+                    *options.api,
+                    login_codes=codes,
+                    demo=demo,
+                    home=home.path,
+                )
             )
             if options.demo and demo.exists:
                 nursery.start_soon(demo.start_quietly)  # the newcomer kept it: it runs again
@@ -572,8 +587,9 @@ async def run_node(
                 code, _ = codes.make(node.now_ms())
                 log.info(
                     "open the web app: %s (this link works once, for 5 minutes; "
-                    "`p2pdm ui` makes another)",
+                    "`%s` makes another)",
                     login_url(api, code),
+                    hints.command(home.path, "ui"),
                 )
                 task_status.started(running)
                 await trio.sleep_forever()

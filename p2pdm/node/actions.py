@@ -101,6 +101,10 @@ class MessageActions:
                 # Never delivered: its envelope goes no further. Copies already
                 # left at mailboxes are overtaken by the unsend itself.
                 self.store.remove_outbox_of(target.id)
+            if isinstance(body, UnsendBody):
+                # Its files' chunks still queued for mailboxes go too (any
+                # already deposited are ignored: the file is gone there).
+                self.store.remove_followers_of(target.id)
 
         self._deliver_action(target, body, locally)
         return self._target(target.id)

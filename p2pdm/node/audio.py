@@ -6,9 +6,11 @@ the last page's granule position less the ``OpusHead`` pre-skip, at Opus'
 fixed 48 kHz; the waveform is the bytes of audio per step of time, scaled
 to 0..255 — Opus is variable-bitrate, so louder speech takes more bytes,
 and this is a fair picture of loudness for a voice note, not a measurement.
-For WebM, the ``Duration`` element of the segment info is read when the
-recorder wrote one (Chrome often does not: then there is no duration) and
-no waveform is made. Anything that does not parse gives nothing; this
+For WebM (Chrome), with PyAV installed (the ``video`` extra) the audio is
+decoded: the duration is its samples at 48 kHz and the waveform the RMS of
+each step (node/video.py); without it, the ``Duration`` element of the
+segment info is read when the recorder wrote one (Chrome often does not:
+then there is no duration) and no waveform is made. Anything that does not parse gives nothing; this
 never raises.
 """
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from p2pdm.limits import MAX_MEDIA_DURATION_MS, MAX_WAVEFORM_LEVELS
+from p2pdm.node.video import webm_voice
 
 __all__ = ["AUDIO_TYPES", "MAX_AUDIO_SCAN_BYTES", "VoiceNote", "analyse"]
 
@@ -126,6 +129,9 @@ def analyse(data: bytes, mime: str) -> VoiceNote:
         if mime in ("audio/ogg", "audio/opus"):
             return _ogg(data)
         if mime == "audio/webm":
+            decoded = webm_voice(data)  # with PyAV: decoded, with a waveform
+            if decoded is not None:
+                return VoiceNote(*decoded)
             return VoiceNote(_webm_duration(data), None)
     except (struct.error, ValueError, OverflowError):
         pass

@@ -364,7 +364,9 @@ class Groups:
         sent: list[PeerId] = []
         stored: StoredMessage | None = None
         try:
-            with self.store.transaction():
+            # Undivided, as the messenger's send: a member's session error comes
+            # before any write for it, so skipping that member spoils nothing.
+            with self.store.transaction(undivided=True):
                 for peer in others:
                     try:
                         self.group_wire.queue_changes(peer, group, now)

@@ -14,6 +14,7 @@ before anything shows it.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "check_thumbnail",
     "prepare_image",
     "shows_safely",
+    "thumbnail_of",
 ]
 
 #: Most pixels a photo may decode to: a 64-megapixel camera's full frame;
@@ -52,7 +54,20 @@ IMAGE_TYPES: Final = {
     "image/png": "PNG",
     "image/webp": "WEBP",
     "image/gif": None,  # kept as it is (animation)
+    # What phones take: converted to JPEG on send (few browsers show HEIC).
+    "image/heic": "JPEG",
+    "image/heif": "JPEG",
 }
+#: Types read through pillow-heif, whose opener is registered on first use.
+HEIF_TYPES: Final = frozenset({"image/heic", "image/heif"})
+
+
+@functools.cache
+def _register_heif() -> None:
+    """Teach Pillow HEIC/HEIF (pillow-heif), once, only when a HEIC photo comes."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +76,8 @@ class PreparedImage:
     width: int
     height: int
     thumbnail: bytes | None
+    #: The type of ``data`` (a HEIC photo becomes a JPEG).
+    mime: str = "image/jpeg"
 
 
 def _open(data: bytes, max_pixels: int, what: str) -> Image.Image:
@@ -98,7 +115,7 @@ def _load(image: Image.Image, what: str) -> Image.Image:
         raise MediaRefused(f"{what} decompresses to too many pixels") from None
 
 
-def _thumbnail(image: Image.Image) -> bytes | None:
+def thumbnail_of(image: Image.Image) -> bytes | None:
     side = THUMBNAIL_SIDE
     while side >= MIN_THUMBNAIL_SIDE:
         small = image.copy()
@@ -118,11 +135,14 @@ def prepare_image(data: bytes, mime: str, *, strip: bool = True) -> PreparedImag
     for a file over MAX_IMAGE_BYTES, a bomb, or bytes that do not decode."""
     if len(data) > MAX_IMAGE_BYTES:
         raise MediaRefused(f"a photo is at most {MAX_IMAGE_BYTES >> 20} MiB")
+    converted = mime in HEIF_TYPES
+    if converted:
+        _register_heif()
     image = _open(data, MAX_IMAGE_PIXELS, "the photo")
     fmt = IMAGE_TYPES.get(mime)
     upright = _load(image, "the photo")
     out_data = data
-    if fmt is not None and (strip or upright is not image):
+    if fmt is not None and (strip or converted or upright is not image):
         out = io.BytesIO()
         keep = upright
         if fmt == "JPEG" and keep.mode not in ("RGB", "L", "CMYK"):
@@ -135,7 +155,8 @@ def prepare_image(data: bytes, mime: str, *, strip: bool = True) -> PreparedImag
         keep.save(out, fmt, **options)
         out_data = out.getvalue()
     width, height = upright.size
-    return PreparedImage(out_data, width, height, _thumbnail(upright))
+    sent_as = "image/jpeg" if converted else mime
+    return PreparedImage(out_data, width, height, thumbnail_of(upright), sent_as)
 
 
 def check_thumbnail(data: bytes) -> bool:

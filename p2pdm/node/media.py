@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Final
@@ -53,6 +54,7 @@ from p2pdm.errors import ChunkRejected, MediaRefused, NotFound
 from p2pdm.limits import MAILBOX_FILE_BYTES, MAX_FILE_BYTES, MAX_MEDIA_ITEMS
 from p2pdm.node.audio import AUDIO_TYPES, MAX_AUDIO_SCAN_BYTES, analyse
 from p2pdm.node.images import IMAGE_TYPES, MAX_IMAGE_BYTES, check_thumbnail, prepare_image
+from p2pdm.node.video import MAX_VIDEO_SCAN_BYTES, VIDEO_TYPES, have_pyav, probe_video
 from p2pdm.store.base import Store
 from p2pdm.store.blob_files import BlobFiles, MemoryBlobFiles
 from p2pdm.store.blobs import BlobRecord, BlobState
@@ -78,6 +80,10 @@ STRIP_METADATA_SETTING: Final = "media_strip_metadata"
 #: An uploaded blob no message refers to is kept this long (the client
 #: uploads first and sends the message next), then swept.
 UPLOAD_GRACE_MS: Final = 3600 * 1000
+#: Uploads whose uploading token is remembered: more than any client uploads
+#: within UPLOAD_GRACE_MS before sending; an older one is readable by an
+#: admin token only until a message carries it.
+MAX_UPLOADERS_REMEMBERED: Final = 1024
 
 
 class Upload:
@@ -95,6 +101,11 @@ class Upload:
         self._photo: bytearray | None = bytearray() if self.mime in IMAGE_TYPES else None
         #: A voice note is kept too (up to MAX_AUDIO_SCAN_BYTES) to read its duration.
         self._audio: bytearray | None = bytearray() if self.mime in AUDIO_TYPES else None
+        #: A video's first MAX_VIDEO_SCAN_BYTES, to probe its size, length and
+        #: first frame (with PyAV; without it, it goes as a plain file).
+        self._video: bytearray | None = (
+            bytearray() if self.mime in VIDEO_TYPES and have_pyav() else None
+        )
         self._size = 0
 
     def _seal(self, data: bytes) -> None:
@@ -119,12 +130,14 @@ class Upload:
                 self._audio += data
                 if len(self._audio) > MAX_AUDIO_SCAN_BYTES:
                     self._audio = None  # too long to read: sent without a duration
+            if self._video is not None and len(self._video) < MAX_VIDEO_SCAN_BYTES:
+                self._video += data[: MAX_VIDEO_SCAN_BYTES - len(self._video)]
             self._seal(data)
 
     def abort(self) -> None:
         """Forget what was written."""
         self.library.files.delete(self._temp)
-        self._photo = None
+        self._photo = self._audio = self._video = None
 
     def finish(self) -> BlobRecord:
         """The blob, sealed, named and recorded; raises MediaRefused for a
@@ -139,8 +152,21 @@ class Upload:
                 self.abort()
                 raise
             self._photo = None
+            if photo.mime != self.mime:  # a HEIC photo goes as a JPEG
+                self.mime = photo.mime
+                self.name = safe_name(self.name.rsplit(".", 1)[0] + ".jpg")
             self._seal(photo.data)
             extra = {"width": photo.width, "height": photo.height, "thumbnail": photo.thumbnail}
+        if self._video is not None:
+            video = probe_video(bytes(self._video))
+            self._video = None
+            if video is not None:
+                extra = {
+                    "width": video.width,
+                    "height": video.height,
+                    "duration_ms": video.duration_ms,
+                    "thumbnail": video.thumbnail,
+                }
         if self._audio is not None:
             note = analyse(bytes(self._audio), self.mime)
             extra = {"duration_ms": note.duration_ms, "waveform": note.waveform}
@@ -223,6 +249,19 @@ class MediaLibrary:
         self.random_bytes = random_bytes
         #: Called when blobs become wanted, so the fetcher wakes up.
         self.on_wanted: Callable[[], None] = lambda: None
+        #: Which API token uploaded each recent upload (in memory, bounded):
+        #: until a message carries it, only that token (or an admin) reads it.
+        self._uploaders: OrderedDict[bytes, str] = OrderedDict()
+
+    def note_uploader(self, blob_id: bytes, token: str) -> None:
+        self._uploaders.pop(blob_id, None)
+        self._uploaders[blob_id] = token
+        while len(self._uploaders) > MAX_UPLOADERS_REMEMBERED:
+            self._uploaders.popitem(last=False)
+
+    def uploaded_by(self, blob_id: bytes) -> str | None:
+        """The name of the API token that uploaded ``blob_id`` (None if unknown)."""
+        return self._uploaders.get(blob_id)
 
     # --- settings ---------------------------------------------------------
 

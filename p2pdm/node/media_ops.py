@@ -31,7 +31,9 @@ async def send_body(node: Node, peer: PeerId, body: Body) -> StoredMessage:
         if blob_ids and peer not in node.online:
             # Offline: small files follow their message into the mailboxes.
             for chunk in node.media.pushed_chunks(blob_ids):
-                node.messenger.send(peer, chunk)
+                queued = node.messenger.send(peer, chunk).outbox
+                # Unsending the message drops the chunks still queued.
+                node.store.follow_message(queued.envelope_id, out.message.id)
         return out.message
 
     message = await node.batcher.submit(work)

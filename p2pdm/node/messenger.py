@@ -58,7 +58,13 @@ from p2pdm.core.replay import (
     seen_message_key,
 )
 from p2pdm.core.request_stamp import verify_request_stamp
-from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, check_inner, open_envelope, seal
+from p2pdm.core.sealing import (
+    EPHEMERAL_SECRET_BYTES,
+    Opened,
+    check_inner,
+    open_envelope,
+    seal,
+)
 from p2pdm.core.session import OwnPrekeys, PeerSessions
 from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import Envelope, InnerMessage, PrekeyBundle, SessionMessage
@@ -177,6 +183,10 @@ class Messenger:
         self._request_log: tuple[int, int] | None = None
         self.own = self._load_prekeys()
         self._sessions: OrderedDict[PeerId, PeerSessions] = OrderedDict()
+        #: Called with each received message it stores and whether its sender is a
+        #: contact, inside the transaction that stores it (the node records the
+        #: message's files there, so a crash cannot keep one without the other).
+        self.on_stored: Callable[[StoredMessage, bool], object] = lambda message, contact: None
         #: When each peer's typing was last shown (as many peers as sessions cached).
         self._typing_shown = TypingShown(MAX_CACHED_SESSIONS)
         #: Prekey bundles of group members who are not contacts, fetched from
@@ -325,10 +335,16 @@ class Messenger:
         """A typing signal for ``to``, sealed: an envelope for an open stream only,
         never queued; only the advanced session state is committed. It expires
         after TYPING_LAPSE_S. Raises SessionError without a session or bundle."""
+        return self.seal_ephemeral(to, TypingBody(), TYPING_LAPSE_S)
+
+    def seal_ephemeral(self, to: PeerId, body: Body, ttl_s: int) -> bytes:
+        """``body`` (an unstored kind: typing, a live location) for ``to``, sealed
+        for an open stream only and expiring after ``ttl_s``; only the advanced
+        session state is committed. Raises SessionError without a session or bundle."""
         now = self.now_ms()
-        # No request stamp: only contacts are shown typing, and a contact needs none.
-        _, sessions, session_message = self._encrypt(to, TypingBody(), now, stamped=False)
-        expires_s = now // 1000 + TYPING_LAPSE_S
+        # No request stamp: only contacts get these, and a contact needs none.
+        _, sessions, session_message = self._encrypt(to, body, now, stamped=False)
+        expires_s = now // 1000 + ttl_s
         envelope = seal(to, session_message, expires_s, self.random_bytes(EPHEMERAL_SECRET_BYTES))
         with self._committing(to), self.store.transaction():
             self.store.put_session(to, sessions.to_bytes(), now)
@@ -409,7 +425,7 @@ class Messenger:
             next_attempt_at_ms=now,
         )
         stored = None
-        with self._committing(to), self.store.transaction():
+        with self._committing(to), self.store.transaction(undivided=True):
             if stored_message is not None:
                 stored = self.store.add_message(stored_message)
             apply_timer(self.store, effects, to, now)
@@ -425,9 +441,10 @@ class Messenger:
 
     # --- receiving ----------------------------------------------------------
 
-    def receive(self, data: bytes, via: Via = "direct") -> Received:
+    def receive(self, data: bytes, via: Via = "direct", opened: Opened | None = None) -> Received:
         """Accept one encoded envelope addressed to this node (docs/protocol.md §11),
-        which came by ``via``.
+        which came by ``via``; ``opened`` is ``data`` already opened by
+        :func:`~p2pdm.core.sealing.open_ahead` (in a worker thread).
 
         Raises a WireError subclass (EnvelopeIdMismatch for an id that is not
         the hash of the content), WrongRecipient, EnvelopeExpired,
@@ -437,7 +454,7 @@ class Messenger:
         lost ack): the same envelope bytes, or the same message id signed by
         the same sender.
         """
-        envelope = Envelope.decode(data)
+        envelope = Envelope.decode(data) if opened is None else opened.envelope
         now = self.now_ms()
         if envelope.expires_at_s + MAX_CLOCK_SKEW_SECONDS < now // 1000:
             raise EnvelopeExpired("envelope expired before it arrived")
@@ -446,7 +463,10 @@ class Messenger:
         # means these very bytes were accepted, whoever relays them.
         if self.store.has_seen(seen_envelope_key(envelope.id)):
             raise ReplayError("envelope was already accepted")
-        outer = open_envelope(self.identity, envelope)
+        if opened is None:
+            outer = open_envelope(self.identity, envelope)
+        else:
+            outer = opened.session_message()
         sender = outer.sender
         if sender == self.peer_id:
             raise SessionError("envelope claims to come from this node")
@@ -483,7 +503,7 @@ class Messenger:
                 self.own = self._load_prekeys()
             raise
         try:
-            with self._committing(sender), self.store.transaction():
+            with self._committing(sender), self.store.transaction(undivided=True):
                 self.store.mark_seen(seen_envelope_key(envelope.id), now)
                 self.store.mark_seen(seen_message_key(sender, inner.id), now)
                 self.store.put_session(sender, sessions.to_bytes(), now)
@@ -573,6 +593,8 @@ class Messenger:
         )
         effects = conversation.on_message(inner, state, now, via=via)
         stored = self.store.add_message(effects.store) if effects.store is not None else None
+        if stored is not None:
+            self.on_stored(stored, effects.outcome == "stored")
         apply_timer(self.store, effects, sender, now)
         if effects.action is not None and effects.decision is not None:
             target = targets.get(effects.action.target)

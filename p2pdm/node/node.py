@@ -64,6 +64,7 @@ from p2pdm.node.contact_names import (
 from p2pdm.node.events import EventBus
 from p2pdm.node.groups import Groups
 from p2pdm.node.housekeeping import ConversationUpkeep
+from p2pdm.node.live_location import LiveLocations
 from p2pdm.node.media import (
     AUTO_DOWNLOAD_SETTING,
     DEFAULT_AUTO_DOWNLOAD_BYTES,
@@ -183,6 +184,10 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         #: Files: uploads, attachments, fetched chunks (memory until the home's
         #: blob folder is given: ``media.files``).
         self.media = MediaLibrary(store, now_ms=now_ms, random_bytes=random_bytes)
+        # A received message's files are recorded in the transaction that stores it.
+        self.messenger.on_stored = self.media.on_received
+        #: Live locations, own and contacts', in memory only (never stored).
+        self.live_locations = LiveLocations()
         #: Multiaddrs we listen on, once running (full, with /p2p/<id>).
         self.addrs: list[str] = []
         #: Called after anything is queued, so the delivery loop wakes up.

@@ -27,7 +27,7 @@ from p2pdm.core.profile import (
     normalise_handle,
     rank_claimants,
 )
-from p2pdm.errors import PeerUnreachable
+from p2pdm.errors import NotConnected
 from p2pdm.limits import MAX_HANDLE_CLAIMANTS, MAX_HANDLE_SIGHTINGS
 from p2pdm.node.avatar import make_avatar
 from p2pdm.store.base import Store
@@ -119,12 +119,12 @@ class Profiles:
     async def find(self, handle: str) -> tuple[str, list[Claimant]]:
         """The normalised handle and its claimants, likeliest first (see the module doc).
 
-        Raises ProfileRefused for a handle that cannot be claimed, PeerUnreachable
+        Raises ProfileRefused for a handle that cannot be claimed, NotConnected
         when the node is not on the network.
         """
         normalised = normalise_handle(handle)
         if self.lookup is None:
-            raise PeerUnreachable("the node is not connected to the network", "offline")
+            raise NotConnected("the node is not on the network: it cannot look handles up now")
         known = self.store.handle_claimants(normalised, MAX_HANDLE_CLAIMANTS)
         found = await self.lookup(normalised, known)
         first_seen = self.store.note_handle_claims(

@@ -65,6 +65,14 @@ RATE_BURST_PER_PEER: Final = 4000.0
 MAX_RATE_BUCKETS: Final = MAX_ACTIVE_SENDERS * 4
 #: Deliver frames that arrived together and are committed together, at most.
 MAX_COMMIT_GROUP: Final = DM_WINDOW
+#: Worker threads opening received envelopes at once (sealed-box decryption,
+#: off the event loop): one per core of a small machine; more would only
+#: queue for the interpreter lock.
+MAX_OPENING_THREADS: Final = 2
+#: Fewest envelopes arriving together that are opened in a worker thread:
+#: handing work to a thread and back costs about as much as opening a few
+#: envelopes (~0.1 ms each), so smaller bursts are opened on the event loop.
+MIN_THREADED_OPENING: Final = 8
 #: Longest status note (mailbox refusals and errors of one round), in characters.
 MAX_NOTE: Final = 500
 #: Deliver frames carry an envelope plus a few bytes of framing.

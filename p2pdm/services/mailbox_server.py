@@ -189,6 +189,7 @@ class MailboxService:
         return {
             "envelopes": envelopes,
             "bytes": held,
+            "recipients": self.store.mailbox_recipients(),
             "max_envelopes": self.limits.total_count,
             "max_bytes": self.limits.total_bytes,
             "max_envelopes_per_recipient": self.limits.per_recipient_count,

@@ -127,7 +127,13 @@ class SearchHit:
 class Store(BlobIndex, GroupStore, Protocol):
     # --- lifecycle ---
     def close(self) -> None: ...
-    def transaction(self) -> AbstractContextManager[None]: ...
+    def transaction(self, *, undivided: bool = False) -> AbstractContextManager[None]:
+        """All writes inside commit together, or none if the block raises.
+        ``undivided``: store calls inside take no savepoint of their own, and
+        one that fails spoils the whole transaction (hot paths that never
+        carry on after a failure)."""
+        ...
+
     def group(self) -> AbstractContextManager[None]:
         """One commit for the transactions inside (each still all-or-nothing alone)."""
         ...
@@ -340,6 +346,10 @@ class Store(BlobIndex, GroupStore, Protocol):
 
     def mailbox_purge(self, now_ms: int) -> int:
         """Drop envelopes with ``expires_at_ms <= now_ms``; returns how many."""
+        ...
+
+    def mailbox_recipients(self) -> int:
+        """How many distinct recipients the mailbox holds envelopes for."""
         ...
 
     # --- the event log (see docs/api.md, "Events") ---

@@ -96,3 +96,13 @@ class BlobIndex(Protocol):
         ...
 
     def delete_blob(self, blob_id: bytes) -> bool: ...
+
+    def follow_message(self, envelope_id: bytes, message_id: bytes) -> None:
+        """The queued envelope ``envelope_id`` carries a chunk of a file of
+        ``message_id`` (forgotten with the envelope)."""
+        ...
+
+    def remove_followers_of(self, message_id: bytes) -> int:
+        """Drop the queued envelopes that follow ``message_id`` (it was
+        unsent), with their deposits; returns how many."""
+        ...

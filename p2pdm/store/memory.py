@@ -104,9 +104,10 @@ class MemoryStore(
             self._in_group = False
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, undivided: bool = False) -> Iterator[None]:
         """All writes inside commit together, or none if the block raises.
 
+        ``undivided`` changes nothing here (a memory store takes no savepoints).
         Raises StoreError when nested.
         """
         if self._in_transaction:

@@ -82,3 +82,19 @@ class BlobDicts(Dicts):
         state.blob_refs = [ref for ref in state.blob_refs if ref[0] != blob_id]
         state.blobs_attached.discard(blob_id)
         return state.blobs.pop(blob_id, None) is not None
+
+    def follow_message(self, envelope_id: bytes, message_id: bytes) -> None:
+        state = self._live()
+        if envelope_id in state.outbox:
+            state.followers[envelope_id] = message_id
+
+    def remove_followers_of(self, message_id: bytes) -> int:
+        state = self._live()
+        for envelope_id in [e for e in state.followers if e not in state.outbox]:
+            del state.followers[envelope_id]  # gone with its envelope
+        ids = [e for e, m in state.followers.items() if m == message_id]
+        for envelope_id in ids:
+            del state.followers[envelope_id]
+            state.outbox.pop(envelope_id, None)
+            state.deposits.pop(envelope_id, None)
+        return len(ids)

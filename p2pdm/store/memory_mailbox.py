@@ -65,6 +65,9 @@ class MailboxDicts(Dicts):
         ]
         return len(held), sum(held)
 
+    def mailbox_recipients(self) -> int:
+        return len({e.recipient for e in self._live().mailbox.values()})
+
     def mailbox_purge(self, now_ms: int) -> int:
         state = self._live()
         old = [seq for seq, e in state.mailbox.items() if e.expires_at_ms <= now_ms]

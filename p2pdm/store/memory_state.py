@@ -111,6 +111,8 @@ class MemoryState:
     blob_refs: list[tuple[bytes, bytes, PeerId]] = field(default_factory=list)
     #: Blobs some message carried once (released at once when none does).
     blobs_attached: set[bytes] = field(default_factory=set)
+    #: Queued envelopes that follow a message (its file's chunks): envelope -> message.
+    followers: dict[bytes, bytes] = field(default_factory=dict)
     #: Groups by id; their entries (hash -> encoded, in arrival order); the
     #: heads each member was last known to have.
     groups: dict[bytes, GroupRow] = field(default_factory=dict)

@@ -451,6 +451,17 @@ INSERT INTO blocked_peers (peer_id, blocked_at_ms)
     SELECT peer_id, added_at_ms FROM contacts WHERE blocked = 1;
 """
 
+#: Envelopes that follow a message (the chunks of its files pushed toward an
+#: offline recipient's mailboxes): unsending the message drops those still
+#: queued. A row goes with its outbox entry.
+_MIGRATION_OUTBOX_FOLLOWERS: Final = """
+CREATE TABLE outbox_followers (
+    envelope_id BLOB PRIMARY KEY REFERENCES outbox (envelope_id) ON DELETE CASCADE,
+    message_id BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX outbox_followers_by_message ON outbox_followers (message_id);
+"""
+
 #: Groups: their rows, signed change entries and what each member was last
 #: known to have (docs/protocol.md §19).
 _MIGRATION_GROUPS: Final = """
@@ -495,6 +506,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_BLOBS,
     _MIGRATION_OUTBOX_QUEUED_ORDER,
     _MIGRATION_BLOCKED,
+    _MIGRATION_OUTBOX_FOLLOWERS,
     _MIGRATION_GROUPS,
 )
 

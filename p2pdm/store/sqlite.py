@@ -107,12 +107,14 @@ class SQLiteStore(
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def transaction(self) -> AbstractContextManager[None]:
+    def transaction(self, *, undivided: bool = False) -> AbstractContextManager[None]:
         """All writes inside commit together, or none if the block raises.
 
-        Raises StoreError when nested or when the commit fails.
+        ``undivided``: no savepoint per store call; a failed call spoils the
+        whole transaction (:meth:`Database.transaction`). Raises StoreError
+        when nested or when the commit fails.
         """
-        return self._db.transaction()
+        return self._db.transaction(undivided=undivided)
 
     def group(self) -> AbstractContextManager[None]:
         """Commit the transactions inside as one (one fsync for a burst).

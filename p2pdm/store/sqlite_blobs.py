@@ -135,3 +135,23 @@ class BlobTables(Tables):
         with self._writing(f"deleting blob {blob_id.hex()}") as db:
             db.execute("DELETE FROM blob_refs WHERE blob_id = ?", (blob_id,))
             return db.execute("DELETE FROM blobs WHERE id = ?", (blob_id,)).rowcount > 0
+
+    def follow_message(self, envelope_id: bytes, message_id: bytes) -> None:
+        with self._writing("noting an envelope that follows a message") as db:
+            db.execute(
+                "INSERT OR IGNORE INTO outbox_followers (envelope_id, message_id) VALUES (?, ?)",
+                (envelope_id, message_id),
+            )
+
+    def remove_followers_of(self, message_id: bytes) -> int:
+        with self._writing(f"dropping envelopes that follow {message_id.hex()}") as db:
+            ids = [
+                bytes(e)
+                for (e,) in db.execute(
+                    "SELECT envelope_id FROM outbox_followers WHERE message_id = ?", (message_id,)
+                )
+            ]
+            for envelope_id in ids:
+                db.execute("DELETE FROM deposits WHERE envelope_id = ?", (envelope_id,))
+                db.execute("DELETE FROM outbox WHERE envelope_id = ?", (envelope_id,))
+        return len(ids)

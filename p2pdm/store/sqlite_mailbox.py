@@ -95,6 +95,11 @@ class MailboxTables(Tables):
             count, used = row.fetchone()
         return int(count), int(used)
 
+    def mailbox_recipients(self) -> int:
+        with self._reading("counting the mailbox's recipients") as db:
+            (count,) = db.execute("SELECT count(DISTINCT recipient) FROM mailbox").fetchone()
+        return int(count)
+
     def mailbox_purge(self, now_ms: int) -> int:
         with self._writing("purging expired mailbox envelopes") as db:
             cursor = db.execute("DELETE FROM mailbox WHERE expires_at_ms <= ?", (now_ms,))

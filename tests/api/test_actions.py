@@ -86,6 +86,14 @@ async def test_the_routes_refuse_what_the_rules_refuse(alice: Api, bob: Api) -> 
     assert_error(response, 400)
     response = await bob.call("POST", f"/v1/messages/{mine}/reactions", json={"emoji": "a b"})
     assert_error(response, 400)
+    # a body with another field, or without its one field, is refused
+    for method, path, body in (
+        ("POST", f"/v1/messages/{mine}/reactions", {"emoji": "👍", "text": "x"}),
+        ("POST", f"/v1/messages/{mine}/reactions", {}),
+        ("PATCH", f"/v1/messages/{mine}", {"text": "x", "emoji": "👍"}),
+        ("PATCH", f"/v1/messages/{mine}", {}),
+    ):
+        assert_error(await bob.call(method, path, json=body), 400)
     assert bob.node.store.outbox_for(alice.node.peer_id) == []
     # deleting for me sends nothing, and is gone
     response = await bob.call("DELETE", f"/v1/messages/{mine}", params={"for": "me"})

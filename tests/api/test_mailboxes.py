@@ -41,6 +41,7 @@ async def test_a_mailbox_and_the_node_that_names_it(tmp_path: Path) -> None:
 
             empty = await bob.call("GET", "/v1/mailboxes")
             assert empty["offered"]["envelopes"] == empty["offered"]["bytes"] == 0
+            assert empty["offered"]["recipients"] == 0
             assert empty["offered"]["max_envelopes"] == MAILBOX_MAX_ENVELOPES
             assert empty["offered"]["max_bytes"] == MAILBOX_MAX_BYTES
             per_recipient = empty["offered"]["max_envelopes_per_recipient"]
@@ -59,4 +60,12 @@ async def test_a_mailbox_and_the_node_that_names_it(tmp_path: Path) -> None:
             response = await bob.http.get("/v1/mailboxes")
             await check_documented(api_of(bob), response, "GET", "/v1/mailboxes")
             held = response.json()["offered"]
-            assert (held["envelopes"], held["bytes"]) == (1, len(envelope))
+            assert (held["envelopes"], held["bytes"], held["recipients"]) == (1, len(envelope), 1)
+
+            # A second message for carol: one more envelope, still one recipient.
+            a.send_text(carol.peer_id, "or at 9")
+            second = a.store.outbox_for(carol.peer_id)[1].envelope
+            [result] = await client.deposit(bob.running.node.peer_id, [bob_addr], [second])
+            assert result.ok, result
+            held = (await bob.call("GET", "/v1/mailboxes"))["offered"]
+            assert (held["envelopes"], held["recipients"]) == (2, 1)

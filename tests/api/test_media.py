@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pillow_heif
 from PIL import Image
 
 from tests.api.conftest import check_documented
@@ -139,3 +140,35 @@ async def test_sending_files_and_places_through_the_api() -> None:
         assert bad.status_code == 400
         unknown = await api.call("POST", "/v1/messages", json={"to": "bob", "media": ["cd" * 32]})
         assert unknown.status_code == 404
+
+
+async def test_a_heic_photo_goes_as_a_jpeg_without_its_gps_tag() -> None:
+    pillow_heif.register_heif_opener()  # to make one here
+    with Image.open(io.BytesIO(photo_with_gps(48, 24, orientation=1))) as source:
+        exif = source.getexif().tobytes()
+        out = io.BytesIO()
+        source.save(out, "HEIF", exif=exif)
+    heic = out.getvalue()
+    assert has_gps_exif(heic)
+    alice = make_node("alice")
+    async with serving(alice) as api:
+        response = await api.call(
+            "POST",
+            "/v1/media?name=IMG_0002.HEIC",
+            content=heic,
+            headers={"Content-Type": "image/heic"},
+        )
+        assert response.status_code == 201, response.text
+        uploaded = response.json()
+        assert (uploaded["name"], uploaded["mime"]) == ("IMG_0002.jpg", "image/jpeg")
+        assert (uploaded["width"], uploaded["height"]) == (48, 24)
+        served = await api.call("GET", f"/v1/media/{uploaded['id']}")
+        assert Image.open(io.BytesIO(served.content)).format == "JPEG"
+        assert not has_gps(served.content)
+        thumb = await api.call("GET", f"/v1/media/{uploaded['id']}/thumbnail")
+        assert thumb.status_code == 200
+
+
+def has_gps_exif(data: bytes) -> bool:
+    with Image.open(io.BytesIO(data)) as image:
+        return bool(image.getexif().get_ifd(0x8825))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 from p2pdm.core.profile import Profile
 from p2pdm.limits import MAX_AVATAR_BYTES
-from tests.api.conftest import assert_error
+from tests.api.conftest import assert_error, check_documented
 from tests.conftest import Api, node
 
 
@@ -105,9 +106,13 @@ async def test_an_avatar_bomb_is_refused_before_decoding(alice: Api) -> None:
     assert alice.node.profiles.current() is None
 
 
-async def test_a_lookup_off_the_network_is_a_clear_refusal(alice: Api) -> None:
+async def test_a_lookup_off_the_network_is_a_clear_refusal(
+    alice: Api, caplog: pytest.LogCaptureFixture
+) -> None:
     response = await alice.call("GET", "/v1/directory", params={"handle": "alice"})
-    assert "not connected" in assert_error(response, 422)
+    await check_documented(alice, response, "GET", "/v1/directory")
+    assert "not on the network" in assert_error(response, 503, "not_connected")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # not a fault
     response = await alice.call("GET", "/v1/directory", params={"handle": "\u0430lice"})
     assert "U+0430" in assert_error(response, 422, "profile_refused")
     assert_error(await alice.call("GET", "/v1/directory"), 400)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import html
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
 from p2pdm.api.sessions import LOGIN_CODE_TTL_MS, MAX_WEB_SESSIONS
-from p2pdm.api.web import API_CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY
+from p2pdm.api.web import API_CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY, web_dir
 from tests.api.conftest import assert_error
-from tests.conftest import WAIT_S, Api
+from tests.conftest import WAIT_S, Api, make_node, serving
 
 
 async def _link(api: Api) -> str:
@@ -63,6 +65,38 @@ async def test_a_reused_or_expired_link_is_refused(alice: Api) -> None:
         assert_error(await browser.get(late), 403, "login_refused")  # spent by the try
         assert_error(await browser.get("/login?code=x"), 403, "login_refused")
         assert_error(await browser.get("/login"), 403, "login_refused")
+
+
+async def test_a_refused_link_says_why_and_the_command_for_this_home(tmp_path: Path) -> None:
+    home = tmp_path / "my node"
+    async with serving(make_node("alice"), home) as alice, _browser(alice) as browser:
+        command = f"p2pdm --home '{home}' ui"
+        page = await browser.get("/login?code=x", headers={"Accept": "text/html"})
+        assert page.status_code == 403
+        assert "already used, has expired (links work for 5 minutes) or is wrong" in page.text
+        assert f"<code>{html.escape(command)}</code>" in page.text
+        assert "login_refused" not in page.text  # a sentence, not a code
+        assert 'rel="icon"' in page.text
+        answer = await browser.get("/login?code=x")
+        assert_error(answer, 403, "login_refused")
+        assert command in answer.json()["error"]["message"]
+        # The app's own page tells a signed-out browser the same command.
+        index = await browser.get("/")
+        assert f'content="{html.escape(command)}"' in index.text
+        assert "{{" not in index.text
+
+
+async def test_the_default_home_is_not_named_and_the_favicon_is_the_apps_icon(
+    alice: Api,
+) -> None:
+    async with _browser(alice) as browser:
+        page = await browser.get("/login?code=x", headers={"Accept": "text/html"})
+        assert "<code>p2pdm ui</code>" in page.text
+        assert 'content="p2pdm ui"' in (await browser.get("/")).text
+        icon = await browser.get("/favicon.ico")
+        assert icon.status_code == 200
+        assert icon.headers["content-type"].startswith("image/svg+xml")
+        assert icon.content == (web_dir() / "icon.svg").read_bytes()
 
 
 async def test_a_cookie_changes_nothing_without_the_apps_origin(alice: Api) -> None:

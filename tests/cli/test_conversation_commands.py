@@ -45,6 +45,10 @@ async def test_timer_mute_archive_and_search(
         await cli(capsys, *b, "mute", "alice", "--off")
         code, out, err = await cli(capsys, *b, "inbox")
         assert "(muted)" not in out and "(archived)" in out
+        code, out, err = await cli(capsys, *b, "archive", "alice", "--off")
+        assert (code, err) == (0, "") and "alice moved back from the archive." in out
+        code, out, err = await cli(capsys, *b, "inbox")
+        assert "(archived)" not in out
 
         code, out, err = await cli(capsys, *a, "timer", "bob", "2d")
         assert code == 2 and "give one of off, 5m, 1h, 1d, 7d" in err

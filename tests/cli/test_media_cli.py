@@ -54,3 +54,36 @@ async def test_send_read_and_save_a_file(
         code, out, err = await cli(capsys, *a, "send", "bob")
         assert code != 0
         assert_one_error_line(err, "--file")
+
+
+async def test_share_and_stop_a_live_location(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with running_pair(tmp_path) as (alice, bob):
+        a = ("--home", str(alice.home.path))
+        alice.node.add_contact_from_invite(bob.node.invite(), "bob")
+        code, out, err = await cli(capsys, *a, "send", "bob", "--live-location", "52.52,13.40")
+        assert code != 0
+        assert_one_error_line(err, "duration_s")  # nothing to move: --for starts one
+        code, out, err = await cli(
+            capsys, *a, "send", "bob", "--live-location", "52.52,13.40", "--for", "2h"
+        )
+        assert code != 0
+        assert_one_error_line(err, "--for takes 15m, 1h, 8h")
+
+        code, out, err = await cli(
+            capsys, *a, "send", "bob", "--live-location", "52.52,13.40", "--for", "15m"
+        )
+        assert (code, err) == (0, "")
+        assert out.startswith("Sharing your live location with bob until ")
+        assert "not sent now (not connected" in out  # never queued for later
+        [share] = alice.node.live_locations.active(
+            alice.node.find_conversation("bob")[0], alice.node.now_ms()
+        )
+        assert (share.lat_e7, share.lon_e7, share.mine) == (525200000, 134000000, True)
+        assert alice.node.store.outbox_count() == 0
+
+        code, out, err = await cli(capsys, *a, "stop-live", "bob")
+        assert (code, out, err) == (0, "Stopped sharing your live location with bob.\n", "")
+        code, out, err = await cli(capsys, *a, "stop-live", "bob")
+        assert out == "You were not sharing your live location with bob.\n"

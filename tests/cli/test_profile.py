@@ -69,7 +69,7 @@ async def test_set_show_and_clear_a_profile(
 
         code, out, err = await cli(capsys, *a, "find", "alice")
         assert code == 1
-        assert_one_error_line(err, "not connected to the network")
+        assert_one_error_line(err, "not on the network: it cannot look handles up now")
 
 
 @pytest.mark.net

@@ -222,6 +222,16 @@ def _wire() -> list[Row]:
         ("search", ("a b",), {"peer": "bob"}, "GET", "/v1/search?q=a+b&peer=bob", None),
         ("typing", ("bob",), {}, "POST", "/v1/conversations/bob/typing", None),
         (
+            "share_live_location",
+            ("bob", 52.5, 13.4),
+            {"duration_s": 900},
+            "POST",
+            "/v1/conversations/bob/live-location",
+            {"lat": 52.5, "lon": 13.4, "duration_s": 900},
+        ),
+        ("stop_live_location", ("bob",), {}, "DELETE", "/v1/conversations/bob/live-location", None),
+        ("live_locations", ("bob",), {}, "GET", "/v1/conversations/bob/live-location", None),
+        (
             "create_group",
             ("Bakery team", iter(["bob", "carol"])),
             {},
@@ -276,6 +286,7 @@ def _wire() -> list[Row]:
 ANSWER = {
     "contacts": ["c"],
     "conversations": ["v"],
+    "live_locations": ["l"],
     "read": ["r"],
     "tokens": ["t"],
     "blocked": ["b"],
@@ -290,6 +301,7 @@ RESULTS = {
     "contacts": ["c"],
     "conversations": ["v"],
     "mark_read": ["r"],
+    "live_locations": ["l"],
     "tokens": ["t"],
     "blocked": ["b"],
     "requests": ["q"],

@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from hypothesis import given
@@ -62,7 +63,7 @@ async def test_the_async_client_under_trio(alice: Api) -> None:
         assert (await node.profile())["published"] is False
         with pytest.raises(APIError) as refused:
             await node.find("alice")  # this node is not on a network
-        assert refused.value.status == 422
+        assert (refused.value.status, refused.value.code) == (503, "not_connected")
     async with sdk(alice, made["token"]) as watcher:
         assert len(await watcher.conversations()) == 1
         with pytest.raises(APIError) as refused:
@@ -241,6 +242,23 @@ async def test_the_first_bot_answers_each_message_once(tmp_path: Any) -> None:
         page = await owner.messages("bob")
     replies = [m["text"] for m in page["messages"] if m["direction"] == "out"]
     assert replies == ["you said: two", "you said: one"]  # newest first, each once
+
+
+def test_the_sdk_keeps_its_connection_open_between_calls() -> None:
+    """Keep-alive by default: one TCP connection for many calls of one client."""
+    node = make_node("alice")
+    client_ports: list[int] = []
+
+    def note(response: httpx.Response) -> None:
+        stream = response.extensions["network_stream"]
+        client_ports.append(stream.get_extra_info("client_addr")[1])
+
+    with serving_in_thread(node) as port, Client("127.0.0.1", port, TOKEN) as client:
+        client._http.event_hooks = {"response": [note]}
+        for _ in range(5):
+            client.contacts()
+            client.node()
+    assert len(client_ports) == 10 and len(set(client_ports)) == 1
 
 
 async def test_groups_through_the_sdk(alice: Api) -> None:

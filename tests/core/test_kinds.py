@@ -46,6 +46,7 @@ def test_the_registry_lists_each_kind_once_under_its_name() -> None:
         "blob_chunk",
         "group_change",
         "group_msg",
+        "live_location",
     }
     for name, spec in KINDS.items():
         assert spec.name == name and spec_for(name) is spec

@@ -10,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pdm.core import cbor
-from p2pdm.core.kinds import KINDS, LocationBody, MediaBody, MediaItem, decode_body, encode_body
+from p2pdm.core.kinds import (
+    KINDS,
+    LiveLocationBody,
+    LocationBody,
+    MediaBody,
+    MediaItem,
+    decode_body,
+    encode_body,
+)
 from p2pdm.core.kinds.media import safe_mime, safe_name
 from p2pdm.errors import SchemaError, WireError
 from p2pdm.limits import MAX_FILE_NAME_BYTES, MAX_THUMBNAIL_BYTES
@@ -130,3 +138,41 @@ def test_a_safe_name_is_never_a_path(name: str) -> None:
 def test_mime_types_are_normalised_or_replaced() -> None:
     assert safe_mime("Image/PNG; q=1") == "image/png"
     assert safe_mime("text/html<script>") == "application/octet-stream"
+
+
+def test_live_location_updates_and_stops_round_trip_and_flags() -> None:
+    update = LiveLocationBody(1_800_000_000, 525200000, 134000000, 15)
+    assert _round_trip(update) == update
+    stop = LiveLocationBody(1_800_000_000, stop=True)
+    assert _round_trip(stop) == stop
+    spec = KINDS["live_location"]
+    # Ephemeral like typing: not shown, not stored, not from strangers.
+    assert (spec.shown, spec.targets, spec.from_strangers, spec.stored) == (
+        False,
+        False,
+        False,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"until": 1, "stop": True, "lat": 0, "lon": 0},  # a stop with a position
+        {"until": 1, "stop": False, "lat": 0, "lon": 0},  # 'stop' only as true
+        {"until": 1, "lat": 0},  # no longitude
+        {"lat": 0, "lon": 0},  # no end
+        {"until": 1, "lat": 91 * 10**7, "lon": 0},  # off the globe
+        {"until": -1, "lat": 0, "lon": 0},
+        {"until": 1, "lat": 0, "lon": 0, "label": "x"},  # a live position has no label
+    ],
+)
+def test_live_location_decoder_refuses_odd_shapes(fields: dict[str, Any]) -> None:
+    with pytest.raises(SchemaError):
+        decode_body("live_location", cbor.Fields(fields, "live_location"))
+
+
+@given(st.dictionaries(st.sampled_from(["until", "stop", "lat", "lon", "acc", "x"]), st.integers()))
+def test_live_location_decoder_never_crashes(fields: dict[str, Any]) -> None:
+    with contextlib.suppress(SchemaError):
+        decode_body("live_location", cbor.Fields(fields, "live_location"))

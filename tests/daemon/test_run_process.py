@@ -122,6 +122,7 @@ def test_run_starts_logs_one_line_and_stops_cleanly_on_sigterm(tmp_path: Path) -
     # Then where a person clicks: a one-time sign-in link to the web app.
     [line] = [line for line in log.splitlines() if "open the web app" in line]
     assert re.search(r"http://127\.0\.0\.1:\d+/login\?code=[\w-]{43} ", line), line
+    assert f"`p2pdm --home {home} ui` makes another" in line  # where this node lives
     assert "Traceback" not in log
     assert not api_addr_path(Home(home)).exists()
 

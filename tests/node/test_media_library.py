@@ -15,13 +15,16 @@ from p2pdm.core.blob import CHUNK_BYTES
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.kinds import encode_body
 from p2pdm.core.model import DeliveryStatus, Direction, StoredMessage, direct_conversation_id
-from p2pdm.errors import MediaRefused, NotFound
+from p2pdm.errors import MediaRefused, NotFound, StoreError
 from p2pdm.limits import MAX_FILE_BYTES
 from p2pdm.node.media import UPLOAD_GRACE_MS, MediaLibrary, snippet_of
+from p2pdm.node.media_ops import send_media
 from p2pdm.node.node import Node
 from p2pdm.store.base import Store
 from p2pdm.store.blob_files import DirBlobFiles
 from p2pdm.store.memory import MemoryStore
+from p2pdm.store.sqlite import SQLiteStore
+from tests.conftest import deliver
 from tests.node.conftest import Clock
 
 PEER = PeerId.from_public_key(b"\x05" * 32)
@@ -143,3 +146,61 @@ def test_an_expired_message_takes_its_files_along(
     assert node.store.get_blob(gone.blob_id) is None
     assert [p.name for p in (tmp_path / "blobs").iterdir()] == [kept.blob_id.hex()]
     assert node.store.get_blob(kept.blob_id) is not None
+
+
+def test_a_received_files_rows_commit_with_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure (a crash) while the files of a received message are recorded
+    keeps neither: the envelope is not acknowledged, and its redelivery
+    stores both the message and its files."""
+    alice = Node(Identity.generate(os.urandom(32)), MemoryStore())
+    bob = Node(Identity.generate(os.urandom(32)), SQLiteStore(tmp_path / "bob.sqlite"))
+    alice.add_contact_from_invite(bob.invite(), "bob")
+    record = alice.media.add_file(b"report" * 100, "text/plain", "r.txt")
+    message = alice.messenger.send(
+        alice.resolve("bob"), alice.media.body_for([record.blob_id], None)
+    ).message
+    assert message is not None
+    [item] = alice.store.outbox_for(bob.peer_id)
+
+    def crash(blob: object) -> bool:
+        raise StoreError("disk I/O error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bob.store, "put_blob", crash)
+        with pytest.raises(StoreError):
+            bob.messenger.receive(item.envelope)
+    assert bob.store.get_message(message.id) is None  # not kept without its files
+    assert bob.store.get_blob(record.blob_id) is None
+    bob.messenger.reload()
+    bob.messenger.receive(item.envelope)  # the sender retries: now both are there
+    assert bob.store.get_message(message.id) is not None
+    got = bob.store.get_blob(record.blob_id)
+    assert got is not None and got.source == alice.peer_id
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_unsending_a_file_drops_its_chunks_still_queued_for_mailboxes(
+    tmp_path: Path, kind: str
+) -> None:
+    """Bob is offline: the file's chunks follow the message into the outbox
+    (for his mailboxes). Unsending it takes them back too."""
+    store: Store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "a.sqlite")
+    alice = Node(Identity.generate(os.urandom(32)), store)
+    bob = Node(Identity.generate(os.urandom(32)), MemoryStore())
+    alice.add_contact_from_invite(bob.invite(), "bob")
+    bob.add_contact_from_invite(alice.invite(), "alice")
+    record = alice.media.add_file(os.urandom(3 * CHUNK_BYTES + 5), "text/plain", "r.bin")
+    sent = await send_media(alice, bob.peer_id, [record.blob_id])
+    queued = alice.store.outbox_for(bob.peer_id)
+    assert len(queued) == 1 + 4  # the message and its four chunks
+    # One chunk was acknowledged already: its entry (and its link) are gone.
+    alice.store.remove_outbox(queued[1].envelope_id)
+    alice.unsend(sent.id)
+    left = alice.store.outbox_for(bob.peer_id)
+    assert len(left) == 1  # only the unsend itself
+    assert alice.store.remove_followers_of(sent.id) == 0
+    assert alice.store.get_blob(record.blob_id) is None  # and the file
+    deliver(alice, bob)
+    assert bob.store.get_message(sent.id) is None

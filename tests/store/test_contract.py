@@ -753,6 +753,18 @@ def test_mailbox_add_fetch_in_order_and_dedupe_by_content(store: Store) -> None:
     assert store.mailbox_fetch(ALICE, first.seq, 0, 1) == [second]
     assert [e.recipient for e in store.mailbox_fetch(BOB, 0, 0, 10)] == [BOB]
     assert store.mailbox_usage(ALICE) == (3, 30) and store.mailbox_usage() == (4, 40)
+    assert store.mailbox_recipients() == 2  # Alice and Bob, however many each
+
+
+def test_mailbox_recipients_counts_each_recipient_once_until_purged(store: Store) -> None:
+    assert store.mailbox_recipients() == 0
+    store.mailbox_add(held(1, expires=500))
+    store.mailbox_add(held(2, expires=900))
+    assert store.mailbox_recipients() == 1
+    store.mailbox_add(held(3, BOB, expires=500))
+    assert store.mailbox_recipients() == 2
+    store.mailbox_purge(500)
+    assert store.mailbox_recipients() == 1
 
 
 def test_mailbox_delete_touches_only_the_recipients_own(store: Store) -> None:
@@ -1220,6 +1232,7 @@ class StoresAgree(RuleBasedStateMachine):
         self.both(lambda s: [s.outbox_for(peer, due_at_ms=1500, limit=2) for peer in _PEERS])
         self.both(lambda s: [s.get_session(peer) for peer in _PEERS])
         self.both(lambda s: [s.mailbox_usage(peer) for peer in (*_PEERS, None)])
+        self.both(lambda s: s.mailbox_recipients())
         self.both(lambda s: [s.mailbox_fetch(peer, 0, 0, 50) for peer in _PEERS])
         self.both(lambda s: [s.deposits(mid(1000 + n)) for n in range(5)])
         for n in range(6):

@@ -252,6 +252,7 @@ def test_an_old_store_is_migrated_and_the_seed_is_gone_from_every_file(
         db.execute("DROP TABLE blobs")
         db.execute("ALTER TABLE events DROP COLUMN conversation_id")
         db.execute("DROP TABLE blocked_peers")
+        db.execute("DROP TABLE outbox_followers")
         undo_disappearing(db)
         for table in ("reactions", "held_actions"):
             db.execute(f"DROP TABLE {table}")

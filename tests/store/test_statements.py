@@ -3,6 +3,7 @@ group, and still all-or-nothing there (SQLite undoes a failed statement itself).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from p2pdm.core.model import OutboxItem
 from p2pdm.errors import StoreError
 from p2pdm.store import SQLiteStore
 from tests.store.conftest import ALICE, BOB
+from tests.store.test_contract import mid, msg
 
 
 def _item(n: int) -> OutboxItem:
@@ -81,3 +83,46 @@ def test_alone_a_hot_write_is_its_own_transaction(store: SQLiteStore) -> None:
     store.put_session(ALICE, b"alone", 1)
     assert statements[:1] == ["BEGIN"] and statements[-1] == "COMMIT"
     assert store.get_session(ALICE) == b"alone"
+
+
+def test_an_undivided_transaction_takes_no_savepoints(store: SQLiteStore) -> None:
+    statements = _traced(store)
+    with store.transaction(undivided=True):
+        store.add_message(msg(1))
+        store.put_session(ALICE, b"state", 1)
+    assert "SAVEPOINT" not in statements
+    assert store.get_message(mid(1)) is not None
+    with store.group(), store.transaction(undivided=True):
+        store.add_message(msg(2))
+    # Only the transaction's own savepoint inside the group.
+    assert statements.count("SAVEPOINT") == 1
+    assert store.get_message(mid(2)) is not None
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_a_failed_call_spoils_an_undivided_transaction(store: SQLiteStore, grouped: bool) -> None:
+    with store.transaction(undivided=True):
+        store.put_session(ALICE, b"kept", 1)
+        # A one-statement write SQLite undid by itself spoils nothing.
+        with pytest.raises(StoreError, match="64 bits"):
+            store.put_session(BOB, b"lost", 1 << 70)
+    assert store.get_session(ALICE) == b"kept"
+    store.add_message(msg(1))
+    with contextlib.ExitStack() as stack:
+        if grouped:
+            stack.enter_context(store.group())
+        with (
+            pytest.raises(StoreError, match="nothing was stored"),
+            store.transaction(undivided=True),
+        ):
+            store.put_session(ALICE, b"changed", 2)
+            with pytest.raises(StoreError, match="already stored"):
+                store.add_message(msg(1))  # the caller carries on: the commit is refused
+            store.add_message(msg(2))
+    assert store.get_session(ALICE) == b"kept"
+    assert store.get_message(mid(2)) is None
+    with store.transaction():  # the next transaction is an ordinary one again
+        store.add_message(msg(3))
+        with pytest.raises(StoreError, match="already stored"):
+            store.add_message(msg(1))
+    assert store.get_message(mid(3)) is not None

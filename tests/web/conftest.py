@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,75 @@ def click(driver: Any, selector: str, what: str) -> None:
 def screenshot(driver: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def by_css(driver: Any, selector: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, selector)
+
+
+def all_css(driver: Any, selector: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return list(driver.find_elements(By.CSS_SELECTOR, selector))
+
+
+def sign_in(driver: Any, home: Path) -> str:
+    """Open a fresh sign-in link; returns the app's address."""
+    driver.get(login_link(home))
+    wait_for(driver, lambda d: all_css(d, "#connection[data-state='live']"), "the app to go live")
+    url = str(driver.current_url)
+    assert "code=" not in url  # the code never stays in the address bar
+    assert driver.execute_script("return window.localStorage.length") == 0
+    assert driver.execute_script("return document.cookie") == ""  # HttpOnly
+    return url.split("#")[0]
+
+
+def make_contacts(alice: Proc, bob: Proc) -> None:
+    """Contacts of each other (no stranger limits), by invite through the API,
+    named "Bob" on Alice's node and "Alice" on Bob's."""
+    alice.client.add_contact(bob.client.node()["invite"], "Bob")
+    bob.client.add_contact(alice.client.node()["invite"], "Alice")
+
+
+@dataclass
+class Pair:
+    """Alice and Bob, contacts of each other, each signed in to their own node's
+    app: Alice's page desktop-sized, Bob's phone-sized."""
+
+    alice: Proc
+    bob: Proc
+    alice_id: str
+    bob_id: str
+    alice_page: Any
+    bob_page: Any
+    alice_base: str
+    bob_base: str
+
+    def open_chats(self) -> None:
+        """Each page on the conversation with the other, its composer shown."""
+        self.alice_page.get(f"{self.alice_base}#/c/{self.bob_id}")
+        wait_for(self.alice_page, lambda d: all_css(d, "#composer-text"), "Alice's chat")
+        self.bob_page.get(f"{self.bob_base}#/c/{self.alice_id}")
+        wait_for(self.bob_page, lambda d: all_css(d, "#composer-text"), "Bob's chat")
+
+
+@pytest.fixture
+def pair(nodes: Callable[..., Proc], browsers: Callable[..., Any]) -> Pair:
+    """Two nodes, contacts of each other, and a signed-in browser for each."""
+    alice = nodes("alice")
+    bob = nodes("bob")
+    make_contacts(alice, bob)
+    alice_page = browsers()
+    bob_page = browsers(PHONE)
+    return Pair(
+        alice=alice,
+        bob=bob,
+        alice_id=alice.client.node()["peer_id"],
+        bob_id=bob.client.node()["peer_id"],
+        alice_page=alice_page,
+        bob_page=bob_page,
+        alice_base=sign_in(alice_page, alice.home),
+        bob_base=sign_in(bob_page, bob.home),
+    )

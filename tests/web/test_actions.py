@@ -5,14 +5,11 @@ delete conversation, which stay on the device that did them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.daemon.test_run_process import Proc
-from tests.web.conftest import PHONE, screenshot, wait_for
-from tests.web.test_browser import all_css, by_css, sign_in
+from tests.web.conftest import Pair, all_css, by_css, screenshot, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
 
@@ -49,26 +46,14 @@ def shows(driver: Any, text: str, direction: str, selector: str, wanted: str) ->
     )
 
 
-def test_reply_react_edit_unsend_live_on_the_other_page(
-    nodes: Callable[..., Proc], browsers: Callable[..., Any]
-) -> None:
+def test_reply_react_edit_unsend_live_on_the_other_page(pair: Pair) -> None:
     from selenium.webdriver.common.keys import Keys
 
-    alice = nodes("alice")
-    bob = nodes("bob")
-    # Contacts of each other (no stranger limits), by invite through the API.
-    alice.client.add_contact(bob.client.node()["invite"], "Bob")
-    bob.client.add_contact(alice.client.node()["invite"], "Alice")
-    alice_id = alice.client.node()["peer_id"]
-    bob_id = bob.client.node()["peer_id"]
+    alice, bob, alice_page, bob_page = pair.alice, pair.bob, pair.alice_page, pair.bob_page
+    alice_id = pair.alice_id
     bob.client.send("Alice", "Lunch at noon tomorrow?")
-    alice_page = browsers()
-    bob_page = browsers(PHONE)
-    alice_base = sign_in(alice_page, alice.home)
-    bob_base = sign_in(bob_page, bob.home)
-    alice_page.get(f"{alice_base}#/c/{bob_id}")
+    pair.open_chats()
     wait_for(alice_page, lambda d: message_item(d, "Lunch at noon", "in"), "Bob's message")
-    bob_page.get(f"{bob_base}#/c/{alice_id}")
     wait_for(bob_page, lambda d: message_item(d, "Lunch at noon", "out"), "Bob's own message")
 
     # A reply: the quote of Bob's message is above Alice's text on Bob's page.

@@ -16,32 +16,19 @@ import pytest
 
 from tests.conftest import free_port
 from tests.daemon.test_run_process import Proc
-from tests.web.conftest import PHONE, click, login_link, screenshot, wait_for
+from tests.web.conftest import (
+    PHONE,
+    all_css,
+    by_css,
+    click,
+    login_link,
+    make_contacts,
+    screenshot,
+    sign_in,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
-
-
-def by_css(driver: Any, selector: str) -> Any:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.CSS_SELECTOR, selector)
-
-
-def all_css(driver: Any, selector: str) -> list[Any]:
-    from selenium.webdriver.common.by import By
-
-    return list(driver.find_elements(By.CSS_SELECTOR, selector))
-
-
-def sign_in(driver: Any, home: Path) -> str:
-    """Open a fresh sign-in link; returns the app's address."""
-    driver.get(login_link(home))
-    wait_for(driver, lambda d: all_css(d, "#connection[data-state='live']"), "the app to go live")
-    url = str(driver.current_url)
-    assert "code=" not in url  # the code never stays in the address bar
-    assert driver.execute_script("return window.localStorage.length") == 0
-    assert driver.execute_script("return document.cookie") == ""  # HttpOnly
-    return url.split("#")[0]
 
 
 def my_invite(driver: Any, base: str) -> str:
@@ -172,11 +159,13 @@ def test_a_spent_or_wrong_sign_in_link_is_refused(
     wait_for(page, lambda d: all_css(d, "#connection[data-state='live']"), "signed in")
     other = browsers()
     other.get(link)  # the same link again, in another browser
-    assert "Sign-in link refused" in by_css(other, "body").text
+    refused = by_css(other, "body").text
+    assert "Sign-in link refused" in refused and "already used" in refused
+    assert f"p2pdm --home {alice.home} ui" in refused and "login_refused" not in refused
     screenshot(other, "link-refused-desktop")
     other.get(link.split("/login")[0] + "/")
     wait_for(other, lambda d: "not signed in" in by_css(d, "body").text, "the sign-in hint")
-    assert "p2pdm ui" in by_css(other, "body").text
+    assert f"p2pdm --home {alice.home} ui" in by_css(other, "body").text
     screenshot(other, "signed-out-desktop")
 
 
@@ -272,7 +261,7 @@ def test_contacts_are_renamed_and_removed_with_safety_numbers_side_by_side(
 ) -> None:
     alice = nodes("alice")
     bob = nodes("bob")
-    alice.client.add_contact(bob.client.node()["invite"], "Bob")
+    make_contacts(alice, bob)
     page = browsers()
     base = sign_in(page, alice.home)
     page.get(base + "#/new")

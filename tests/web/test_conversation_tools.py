@@ -11,37 +11,28 @@ from typing import Any
 import pytest
 
 from tests.daemon.test_run_process import Proc
-from tests.web.conftest import PHONE, click, screenshot, wait_for
-from tests.web.test_browser import all_css, by_css, sign_in
+from tests.web.conftest import Pair, all_css, by_css, click, screenshot, sign_in, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
 
 
-def test_typing_timer_mute_archive_and_search(
-    nodes: Callable[..., Proc], browsers: Callable[..., Any]
-) -> None:
+def test_typing_timer_mute_archive_and_search(pair: Pair) -> None:
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
-    alice = nodes("alice")
-    bob = nodes("bob")
-    alice.client.add_contact(bob.client.node()["invite"], "Bob")
-    bob.client.add_contact(alice.client.node()["invite"], "Alice")
-    alice_id = alice.client.node()["peer_id"]
-    bob_id = bob.client.node()["peer_id"]
+    alice, bob, alice_page, bob_page = pair.alice, pair.bob, pair.alice_page, pair.bob_page
     bob.client.send("Alice", "Lunch at the station tomorrow?")
-    alice_page = browsers()
-    bob_page = browsers(PHONE)
-    alice_base = sign_in(alice_page, alice.home)
-    bob_base = sign_in(bob_page, bob.home)
-    alice_page.get(f"{alice_base}#/c/{bob_id}")
+    pair.open_chats()
     wait_for(alice_page, lambda d: all_css(d, "li.message.in"), "Bob's message")
-    bob_page.get(f"{bob_base}#/c/{alice_id}")
     wait_for(bob_page, lambda d: all_css(d, "li.message.out"), "Bob's own message")
 
-    # Bob types: "Bob is typing…" on Alice's page.
-    by_css(bob_page, "#composer-text").send_keys("Are")
-    wait_for(alice_page, lambda d: "typing" in by_css(d, "#typing").text, "typing on Alice's page")
+    # Bob types: "Bob is typing…" on Alice's page. He keeps typing: his node sends
+    # typing only once it has seen the connection his message opened (a poll).
+    def keeps_typing(d: Any) -> bool:
+        by_css(bob_page, "#composer-text").send_keys("e")
+        return "typing" in by_css(d, "#typing").text
+
+    wait_for(alice_page, keeps_typing, "typing on Alice's page")
 
     # Alice sets a one-hour timer: the notice on both pages.
     Select(by_css(alice_page, "#timer-select")).select_by_value("3600")

@@ -9,8 +9,8 @@ import pytest
 
 from p2pdm.daemon.demo import DEMO_DIR, DEMO_NAME
 from tests.daemon.test_run_process import Proc
-from tests.web.conftest import PHONE, click, screenshot, wait_for
-from tests.web.test_browser import all_css, bubble_status, sign_in
+from tests.web.conftest import PHONE, all_css, click, screenshot, sign_in, wait_for
+from tests.web.test_browser import bubble_status
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
 

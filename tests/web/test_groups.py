@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from tests.daemon.test_run_process import Proc
-from tests.web.conftest import PHONE, click, screenshot, wait_for
+from tests.web.conftest import PHONE, Pair, all_css, by_css, click, screenshot, sign_in, wait_for
 from tests.web.test_actions import message_item
-from tests.web.test_browser import all_css, by_css, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
 
@@ -25,20 +24,12 @@ def group_item(driver: Any, name: str) -> Any:
     return None
 
 
-def test_create_send_and_the_other_member_sees_it_with_the_author(
-    nodes: Callable[..., Proc], browsers: Callable[..., Any]
-) -> None:
+def test_create_send_and_the_other_member_sees_it_with_the_author(pair: Pair) -> None:
     from selenium.webdriver.common.keys import Keys
 
-    alice = nodes("alice")
-    bob = nodes("bob")
-    alice.client.add_contact(bob.client.node()["invite"], "Bob")
-    bob.client.add_contact(alice.client.node()["invite"], "Alice")
-    bob_id = bob.client.node()["peer_id"]
-    alice_page = browsers()
-    bob_page = browsers(PHONE)
-    alice_base = sign_in(alice_page, alice.home)
-    bob_base = sign_in(bob_page, bob.home)
+    bob_id = pair.bob_id
+    alice_page, bob_page = pair.alice_page, pair.bob_page
+    alice_base, bob_base = pair.alice_base, pair.bob_base
 
     # New group: a name and Bob picked; the app opens the group's conversation.
     click(alice_page, "#nav-new-group", "the New group tab")

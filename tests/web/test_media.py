@@ -4,16 +4,14 @@ page, runs nothing; a location shows its coordinates and a map link."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from tests.daemon.test_run_process import Proc
-from tests.web.conftest import PHONE, screenshot, wait_for
-from tests.web.test_browser import all_css, by_css, sign_in
+from tests.web.conftest import UI_WAIT_S, Pair, all_css, by_css, click, screenshot, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
 
@@ -40,24 +38,14 @@ def loaded_photo(driver: Any, direction: str) -> bool:
 
 
 def test_a_photo_shows_inline_on_the_other_page_and_a_peer_file_runs_nothing(
-    nodes: Callable[..., Proc], browsers: Callable[..., Any], tmp_path: Path
+    pair: Pair, tmp_path: Path
 ) -> None:
-    alice = nodes("alice")
-    bob = nodes("bob")
-    alice.client.add_contact(bob.client.node()["invite"], "Bob")
-    bob.client.add_contact(alice.client.node()["invite"], "Alice")
-    alice_id = alice.client.node()["peer_id"]
-    bob_id = bob.client.node()["peer_id"]
+    alice, bob, alice_page, bob_page = pair.alice, pair.bob, pair.alice_page, pair.bob_page
+    alice_base = pair.alice_base
     photo = tmp_path / "view.jpg"
     Image.new("RGB", (640, 480), (30, 120, 200)).save(photo)
-    alice_page = browsers()
-    bob_page = browsers(PHONE)
-    alice_base = sign_in(alice_page, alice.home)
-    bob_base = sign_in(bob_page, bob.home)
-    alice_page.get(f"{alice_base}#/c/{bob_id}")
+    pair.open_chats()
     wait_for(alice_page, lambda d: all_css(d, "#file-picker"), "the attach control")
-    bob_page.get(f"{bob_base}#/c/{alice_id}")
-    wait_for(bob_page, lambda d: all_css(d, "#composer-text"), "Bob's conversation")
 
     # Alice picks a photo: it shows on her page and, live, on Bob's.
     by_css(alice_page, "#file-picker").send_keys(str(photo))
@@ -76,6 +64,23 @@ def test_a_photo_shows_inline_on_the_other_page_and_a_peer_file_runs_nothing(
     wait_for(alice_page, lambda d: all_css(d, "li.message.in .location"), "the place")
     assert "52.52000, 13.40500" in by_css(alice_page, "li.message.in .location").text
     wait_for(alice_page, lambda d: not all_css(d, "a.conversation .unread"), "read on opening")
+
+    # Bob shares his live location: it shows on Alice's page with its end.
+    # Alice shares hers too, and stops it from her page.
+    # (An update goes only over an open connection: Bob's node may not have
+    # seen Alice's yet, so he shares until it goes.)
+    deadline = time.monotonic() + UI_WAIT_S
+    while not bob.client.share_live_location("Alice", 52.52, 13.405, duration_s=900)["sent"]:
+        assert time.monotonic() < deadline, "Bob's node never saw Alice connected"
+        time.sleep(0.2)
+    wait_for(alice_page, lambda d: all_css(d, ".live-location"), "Bob's live location")
+    assert "live until" in by_css(alice_page, ".live-location").text
+    alice.client.share_live_location("Bob", 48.85, 2.35, duration_s=3600)
+    wait_for(alice_page, lambda d: all_css(d, ".live-location.mine .stop-live"), "her own share")
+    click(alice_page, ".live-location.mine .stop-live", "Stop")
+    wait_for(alice_page, lambda d: not all_css(d, ".live-location.mine"), "her share stopped")
+    assert all_css(alice_page, ".live-location")  # Bob's still runs
+    assert [s["mine"] for s in bob.client.live_locations("Alice")] == [True]
     for page in (alice_page, bob_page):
         page.execute_script(
             "const s = document.getElementById('scroller'); s.scrollTop = s.scrollHeight"

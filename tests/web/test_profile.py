@@ -13,8 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.daemon.test_run_process import Proc
-from tests.web.conftest import PHONE, click, screenshot, wait_for
-from tests.web.test_browser import all_css, by_css, sign_in
+from tests.web.conftest import PHONE, all_css, by_css, click, screenshot, sign_in, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
 

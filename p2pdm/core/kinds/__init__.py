@@ -23,6 +23,7 @@ from p2pdm.core.kinds import (
     blobchunk,
     edit,
     group,
+    live_location,
     location,
     media,
     reaction,
@@ -36,6 +37,7 @@ from p2pdm.core.kinds.base import MAX_KIND_BYTES, Body, KindSpec, UnknownBody
 from p2pdm.core.kinds.blobchunk import BlobChunkBody
 from p2pdm.core.kinds.edit import EditBody
 from p2pdm.core.kinds.group import GroupChangeBody, GroupMsgBody
+from p2pdm.core.kinds.live_location import LiveLocationBody
 from p2pdm.core.kinds.location import LocationBody
 from p2pdm.core.kinds.media import MediaBody, MediaItem
 from p2pdm.core.kinds.reaction import ReactionBody
@@ -56,6 +58,7 @@ __all__ = [
     "GroupChangeBody",
     "GroupMsgBody",
     "KindSpec",
+    "LiveLocationBody",
     "LocationBody",
     "MediaBody",
     "MediaItem",
@@ -86,6 +89,7 @@ KINDS: Final[dict[str, KindSpec[Any]]] = {
     blobchunk.SPEC.name: blobchunk.SPEC,
     group.CHANGE_SPEC.name: group.CHANGE_SPEC,
     group.MSG_SPEC.name: group.MSG_SPEC,
+    live_location.SPEC.name: live_location.SPEC,
 }
 
 

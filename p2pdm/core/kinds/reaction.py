@@ -15,14 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from p2pdm.core.cbor import Fields
-from p2pdm.core.kinds.base import KindSpec, decode_ext, encode_ext
-from p2pdm.core.model import MESSAGE_ID_BYTES
+from p2pdm.core.kinds.targeted import targeting_spec
 from p2pdm.errors import SchemaError
-from p2pdm.limits import MAX_EXT_BYTES, MAX_REACTION_BYTES
+from p2pdm.limits import MAX_REACTION_BYTES
 
 __all__ = ["SPEC", "ReactionBody", "check_emoji"]
-
-_MAX_BODY_BYTES: Final = MESSAGE_ID_BYTES + MAX_REACTION_BYTES + MAX_EXT_BYTES + 64
 
 
 def check_emoji(emoji: str, what: str = "reaction") -> str:
@@ -45,32 +42,10 @@ class ReactionBody:
     kind: Literal["react"] = field(default="react", init=False)
 
 
-def decode(fields: Fields) -> ReactionBody:
-    """Raises SchemaError for a bad target id or emoji."""
-    target = fields.blob("target", size=MESSAGE_ID_BYTES)
-    emoji = check_emoji(fields.text("emoji", MAX_REACTION_BYTES), fields.what)
-    ext = decode_ext(fields)
-    fields.done()
-    return ReactionBody(target, emoji, ext)
+def _emoji(read: Fields) -> str:
+    return check_emoji(read.text("emoji", MAX_REACTION_BYTES), read.what)
 
 
-def encode(body: ReactionBody) -> dict[str, Any]:
-    return encode_ext({"target": body.target, "emoji": body.emoji}, body.ext)
-
-
-def target_ids(body: ReactionBody) -> tuple[bytes, ...]:
-    return (body.target,)
-
-
-SPEC: Final = KindSpec(
-    name="react",
-    body_type=ReactionBody,
-    decode=decode,
-    encode=encode,
-    max_body_bytes=_MAX_BODY_BYTES,
-    shown=False,
-    targets=True,
-    from_strangers=True,
-    stored=False,
-    target_ids=target_ids,
+SPEC: Final = targeting_spec(
+    "react", ReactionBody, (("emoji", _emoji),), max_fields_bytes=MAX_REACTION_BYTES
 )

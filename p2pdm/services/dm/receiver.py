@@ -7,7 +7,12 @@ commits each burst of envelopes that arrived together in one store commit
 through the messenger, and acks each one: ``ok`` (stored now or before),
 ``rejected`` (can never be stored) or ``retry`` (a local problem, or a
 stranger over its rate). Envelopes fetched from mailboxes take the same
-commit path (:meth:`Receiver.accept_all`).
+commit path (:meth:`Receiver.accept_all`). A burst of at least
+``MIN_THREADED_OPENING`` envelopes on a stream is decoded and opened (the
+sealed box: an X25519 agreement in libsodium, which releases the GIL) in a
+worker thread first, at most ``MAX_OPENING_THREADS`` threads at once; the
+session work and the commit then run on the event loop in arrival order, so
+each conversation's messages are processed in order.
 
 A blocked peer learns nothing (docs/protocol.md §18.1): its dm streams are
 reset before a frame is read, so its node sees it as unreachable and
@@ -24,11 +29,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import trio
+import trio.lowlevel
+import trio.testing
 
 from p2pdm.core.dm import DM_PROTOCOL, Ack, AckResult, decode_deliver
 from p2pdm.core.identity import PeerId
-from p2pdm.core.kinds import BlobChunkBody, UnsendBody
+from p2pdm.core.kinds import BlobChunkBody, LiveLocationBody, UnsendBody
 from p2pdm.core.ratelimit import FailureLog, TokenBucket
+from p2pdm.core.sealing import Opened, open_ahead
 from p2pdm.errors import (
     DecryptError,
     EnvelopeExpired,
@@ -46,15 +54,18 @@ from p2pdm.errors import (
     WrongRecipient,
 )
 from p2pdm.net.stream import Stream
+from p2pdm.node.live_location import receive_live_location
 from p2pdm.node.messenger import Received
 from p2pdm.node.observer import Path
 from p2pdm.services.inbound import InboundGuard, InboundLimits
 from p2pdm.services.limits import (
     DELIVER_FRAME_BYTES,
     MAX_COMMIT_GROUP,
+    MAX_OPENING_THREADS,
     MAX_RATE_BUCKETS,
     MAX_RATE_PER_PEER,
     MAX_STREAMS_PER_PEER,
+    MIN_THREADED_OPENING,
     RATE_BURST_PER_PEER,
     RECEIVE_IDLE_SECONDS,
     WRITE_TIMEOUT,
@@ -80,6 +91,12 @@ INBOUND_LIMITS = InboundLimits(
 Accepted = tuple[AckResult, str, Received | None]
 
 
+def _virtual_clock() -> bool:
+    """True under trio's MockClock (simulations, tests): it jumps ahead while the
+    event loop waits for a thread, so deadlines would fire; open on the loop."""
+    return isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+
+
 class Receiver:
     """Serves ``/p2pdm/dm/1.0.0`` for ``node`` and commits what arrives."""
 
@@ -90,6 +107,7 @@ class Receiver:
         self.refusals = FailureLog(log, "refused envelopes")
         self.stream_failures = FailureLog(log, "dm stream failures", level=logging.WARNING)
         self.inbound = InboundGuard("dm", network, INBOUND_LIMITS, self.stream_failures)
+        self._opening = trio.CapacityLimiter(MAX_OPENING_THREADS)
         network.set_handler(DM_PROTOCOL, self.handle_stream)
 
     def seen(self, peer: PeerId) -> None:
@@ -120,12 +138,37 @@ class Receiver:
             for _ in delivers:
                 if not bucket.take(trio.current_time()):
                     raise ProtocolViolation("sending faster than the per-peer rate limit")
-            results = self.accept_group([d.envelope for d in delivers], peer)
+            envelopes = [d.envelope for d in delivers]
+            opened = await self.open_all(envelopes)
+            results = self.accept_group(envelopes, peer, opened)
             for deliver, (result, detail) in zip(delivers, results, strict=True):
                 await stream.write_frame(Ack(deliver.seq, result, detail).encode(), WRITE_TIMEOUT)
 
+    async def open_all(self, envelopes: Sequence[bytes]) -> list[Opened | None]:
+        """Decode and open ``envelopes`` (in a worker thread if they are
+        at least MIN_THREADED_OPENING): for each, what
+        :func:`~p2pdm.core.sealing.open_ahead` gave, or None if it is no
+        envelope (the messenger refuses it again in its turn)."""
+        identity = self.node.identity
+
+        def open_each() -> list[Opened | None]:
+            opened: list[Opened | None] = []
+            for data in envelopes:
+                try:
+                    opened.append(open_ahead(identity, data))
+                except P2PDMError:
+                    opened.append(None)
+            return opened
+
+        if len(envelopes) < MIN_THREADED_OPENING or _virtual_clock():
+            return open_each()
+        return await trio.to_thread.run_sync(open_each, limiter=self._opening)
+
     def accept_group(
-        self, envelopes: Sequence[bytes], via: PeerId | None = None
+        self,
+        envelopes: Sequence[bytes],
+        via: PeerId | None = None,
+        opened: Sequence[Opened | None] | None = None,
     ) -> list[tuple[AckResult, str]]:
         """Commit several envelopes that came on a dm stream with one store commit; an ack
         result each.
@@ -133,18 +176,25 @@ class Receiver:
         Each envelope is still accepted or refused alone. If the common
         commit fails, none is stored and each is answered ``retry``.
         """
-        accepted = self.accept_all(envelopes, via, "direct")
+        accepted = self.accept_all(envelopes, via, "direct", opened)
         return [(result, detail) for result, detail, _ in accepted]
 
     def accept_all(
-        self, envelopes: Sequence[bytes], via: PeerId | None, path: Path
+        self,
+        envelopes: Sequence[bytes],
+        via: PeerId | None,
+        path: Path,
+        opened: Sequence[Opened | None] | None = None,
     ) -> list[Accepted]:
         """:meth:`accept_group` for envelopes that came by ``path``, also returning what
-        was received."""
+        was received; ``opened``: each one as :meth:`open_all` gave it."""
         accepted: list[Accepted] = []
+        ahead = opened if opened is not None else [None] * len(envelopes)
         try:
             with self.node.store.group():
-                accepted = [self._accept(e, via, path) for e in envelopes]
+                accepted = [
+                    self._accept(e, via, path, o) for e, o in zip(envelopes, ahead, strict=True)
+                ]
         except StoreError as exc:
             log.error("could not store %d envelopes: %s", len(envelopes), exc)
             self.node.messenger.reload()
@@ -165,10 +215,12 @@ class Receiver:
 
     def _notify(self, received: Received, path: Path) -> None:
         try:
-            if received.message is not None:
-                self.node.media.on_received(received.message, received.outcome == "stored")
-            elif isinstance(received.inner.body, BlobChunkBody) and received.outcome == "other":
+            # A received message's files were recorded with it (Messenger.on_stored).
+            if isinstance(received.inner.body, BlobChunkBody) and received.outcome == "other":
                 self.node.media.accept_pushed(received.sender, received.inner.body)
+            elif isinstance(received.inner.body, LiveLocationBody) and received.outcome == "other":
+                body = received.inner.body
+                receive_live_location(self.node, received.sender, body, direct=path == "direct")
             elif isinstance(received.inner.body, UnsendBody):
                 # An unsend that applied released its message's files with its body.
                 self.node.media.collect()
@@ -178,17 +230,19 @@ class Receiver:
         self.node.on_received(received)
         self.node.observer.envelope_accepted(received, path)
 
-    def _receive(self, envelope: bytes, path: Path) -> Received:
+    def _receive(self, envelope: bytes, path: Path, opened: Opened | None) -> Received:
         """The messenger's verdict on ``envelope``; the observer hears of a refusal."""
         try:
-            return self.node.messenger.receive(envelope, path)
+            return self.node.messenger.receive(envelope, path, opened)
         except P2PDMError as exc:
             self.node.observer.envelope_refused(exc)
             raise
 
-    def _accept(self, envelope: bytes, via: PeerId | None, path: Path) -> Accepted:
+    def _accept(
+        self, envelope: bytes, via: PeerId | None, path: Path, opened: Opened | None = None
+    ) -> Accepted:
         try:
-            received = self._receive(envelope, path)
+            received = self._receive(envelope, path, opened)
         except ReplayError:
             # This very message was accepted before (same bytes, or the same
             # sender's same message id): never another sender's envelope.

@@ -4,6 +4,7 @@
 import { accepts, del, get, has, patch, post, seg } from "./api.js";
 import { announce, clear, clock, day, dayKey, h, showError } from "./dom.js";
 import { messageActions, reactionsOf, REPLY_FIELD } from "./actions.js";
+import { liveArea, liveConversation, loadLive, onLiveEvent } from "./live.js";
 import { attachmentsOf, composerMediaControls, locationOf, mediaIdOf, sendFiles } from "./media.js";
 import {
   authorName, deliveryWords, groupClosed, groupConversation, groupInfoButton, groupInfoPanel, groupOf, groups, loadGroups, membersLine,
@@ -51,12 +52,14 @@ export async function openConversation(main, id) {
       header(title, conversation),
       groupInfoPanel(group),
       h("div.notice", { id: "timer-notice", hidden: true }),
+      liveArea(id),
       scroller,
       h("div.typing", { id: "typing", "aria-live": "polite" }),
       group && group.state !== "active" ? groupClosed(group) : composer()));
   const opened = view;
   await loadOlder();
   if (view !== opened) return; // another page was opened meanwhile
+  loadLive();
   scroller.scrollTop = scroller.scrollHeight;
   showTimer();
   markRead();
@@ -295,7 +298,9 @@ export function onConversationEvent(event) {
   if (!view) return;
   if (view.id === view.peer && event.peer === view.peer && event.conversation_id) {
     view.id = event.conversation_id; // opened by PeerID before its first message
+    liveConversation(view.id);
   }
+  if (onLiveEvent(event, view.id, view.peer)) return;
   if (event.type === "typing" && (event.conversation_id === view.id || event.peer === view.peer)) {
     state.typing.set(view.id, Date.now() + TYPING_SHOWN_MS);
     view.typist = event.peer;

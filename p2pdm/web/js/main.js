@@ -38,12 +38,19 @@ function shell() {
   );
 }
 
+/** How to get a sign-in link for this node (the page is served with it). */
+function uiCommand() {
+  const meta = document.querySelector("meta[name='p2pdm-ui-command']");
+  const command = meta ? meta.getAttribute("content") : "";
+  return command && !command.includes("{{") ? command : "p2pdm ui";
+}
+
 function signedOutPage(message) {
   if (live) { live.stop(); live = null; }
   clear(app, h("main.signin", { id: "main" },
     h("h1", {}, "p2pdm"),
     h("p", {}, message || "You are not signed in."),
-    h("p", {}, "Run ", h("code", {}, "p2pdm ui"), " on this computer and open the link it prints (or click the link the node printed when it started)."),
+    h("p", {}, "Run ", h("code", {}, uiCommand()), " on this computer and open the link it prints (or click the link the node printed when it started)."),
   ));
 }
 
@@ -119,6 +126,9 @@ async function onEvent(event) {
       }
       break;
     }
+    case "location.live":
+    case "location.stopped":
+      break; // the open conversation's cards follow them (live.js)
     default:
       if (event.conversation_id) await refreshConversation(event.conversation_id);
       else if (event.type === "contact.request") await loadConversations();

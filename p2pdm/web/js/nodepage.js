@@ -50,6 +50,7 @@ const REACH = {
   public: "yes: other nodes can dial this one",
   private: "no: behind a router or firewall (reached through relays and hole punching)",
   unknown: "not known yet (too few peers have checked)",
+  local: "local only: it listens on loopback, so only nodes on this computer can dial it",
 };
 
 /** GET /v1/node's `reachability` (null off the network), in words. */
@@ -117,7 +118,8 @@ function mailboxesUsed(answer) {
 function mailboxOffered(answer) {
   const o = answer.offered;
   if (!o) return answer.networked ? "none (run the node with --mailbox to offer one)" : "not on the network";
-  return `${o.envelopes} of ${o.max_envelopes} envelopes, ${bytes(o.bytes)} of ${bytes(o.max_bytes)}; `
+  return `${o.envelopes} of ${o.max_envelopes} envelopes, ${bytes(o.bytes)} of ${bytes(o.max_bytes)}, `
+    + `for ${o.recipients} recipient${o.recipients === 1 ? "" : "s"}; `
     + `at most ${o.max_envelopes_per_recipient} envelopes (${bytes(o.max_bytes_per_recipient)}) per recipient, `
     + `kept ${Math.round(o.retention_s / 86400)} days`;
 }

@@ -1,0 +1,62 @@
+"""Live location on the command line: ``send CONTACT --live-location LAT,LON
+--for 15m`` (one update) and ``stop-live CONTACT``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Final, TextIO
+
+from p2pdm.cli.media import parse_location
+from p2pdm.client import Client
+from p2pdm.daemon.home import Home
+from p2pdm.errors import ConfigError
+
+__all__ = ["PERIODS", "parse_period", "share_live", "stop_live", "stop_live_arguments"]
+
+EXIT_OK = 0
+#: What ``--for`` takes, in seconds (the node's LIVE_LOCATION_PERIODS_S).
+PERIODS: Final = {"15m": 900, "1h": 3600, "8h": 28_800}
+
+
+def parse_period(text: str) -> int:
+    """``15m``, ``1h`` or ``8h`` in seconds; raises ConfigError for anything else."""
+    seconds = PERIODS.get(text.strip().lower())
+    if seconds is None:
+        raise ConfigError(f"--for takes {', '.join(PERIODS)}, not {text!r}")
+    return seconds
+
+
+def share_live(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    """One live-location update (starting the share when ``--for`` is given)."""
+    if args.text or args.caption:
+        raise ConfigError("--live-location takes no text or caption")
+    lat, lon = parse_location(args.live_location, "--live-location")
+    duration_s = None if args.live_for is None else parse_period(args.live_for)
+    with Client.for_home(home) as node:
+        answer = node.share_live_location(args.contact, lat, lon, duration_s=duration_s)
+    if args.json:
+        print(json.dumps(answer, indent=2, sort_keys=True), file=out)
+        return EXIT_OK
+    until = time.strftime("%H:%M", time.localtime(answer["live_location"]["until_ms"] / 1000))
+    went = "sent" if answer["sent"] else f"not sent now ({answer['reason']})"
+    print(f"Sharing your live location with {args.contact} until {until}: {went}.", file=out)
+    return EXIT_OK
+
+
+def stop_live_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("contact", metavar="CONTACT", help="name or PeerID")
+
+
+def stop_live(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    """Stop sharing the live location with a contact."""
+    with Client.for_home(home) as node:
+        stopped = node.stop_live_location(args.contact)["stopped"]
+    print(
+        f"Stopped sharing your live location with {args.contact}."
+        if stopped
+        else f"You were not sharing your live location with {args.contact}.",
+        file=out,
+    )
+    return EXIT_OK

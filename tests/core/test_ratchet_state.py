@@ -1,0 +1,141 @@
+"""The compact session state: the same ratchet as the package's own form, and
+stores written in that older form still read."""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import pytest
+
+from p2pdm.core import cbor, ratchet_state
+from p2pdm.core.identity import Identity
+from p2pdm.core.session import _DR_CONFIG, OwnPrekeys, PeerSessions, _Ratchet
+from p2pdm.errors import DecryptError, SessionError, WireError
+from tests.legacy_sessions import legacy_bytes
+
+
+def _pair() -> tuple[Identity, OwnPrekeys, Identity, OwnPrekeys]:
+    a, b = Identity(os.urandom(32)), Identity(os.urandom(32))
+    return a, OwnPrekeys.create(a, 0), b, OwnPrekeys.create(b, 0)
+
+
+def _talk() -> tuple[PeerSessions, PeerSessions, OwnPrekeys, OwnPrekeys]:
+    """Alice and Bob after a few round trips, with skipped message keys on
+    Bob's side from three chains of Alice's (messages 1, 3, 5 and 6 lost)."""
+    _a, oa, b, ob = _pair()
+    ab, ba = PeerSessions(b.peer_id), PeerSessions(_a.peer_id)
+    ba.decrypt(ob, ab.encrypt(oa, b"0", ob.bundle()))
+    lost = [ab.encrypt(oa, b"1")]
+    ba.decrypt(ob, ab.encrypt(oa, b"2"))
+    ab.decrypt(oa, ba.encrypt(ob, b"answer"))  # a DH ratchet step on both sides
+    lost.append(ab.encrypt(oa, b"3"))
+    ba.decrypt(ob, ab.encrypt(oa, b"4"))
+    ab.decrypt(oa, ba.encrypt(ob, b"again"))
+    lost.append(ab.encrypt(oa, b"5"))
+    lost.append(ab.encrypt(oa, b"6"))
+    ba.decrypt(ob, ab.encrypt(oa, b"7"))
+    assert len(lost) == 4
+    return ab, ba, oa, ob
+
+
+def test_compact_form_is_the_packages_state() -> None:
+    ab, ba, _, _ = _talk()
+    for ratchet in (ab.sessions[0].ratchet, ba.sessions[0].ratchet):
+        state = ratchet_state.dump(ratchet)
+        # The fast path reads what the package's public model holds.
+        assert state == ratchet_state._dump_model(ratchet.model)
+        again = ratchet_state.load(_Ratchet, cbor.decode(cbor.encode(state), 1 << 20), _DR_CONFIG)
+        assert again.json == ratchet.json
+    skipped = ratchet_state.dump(ba.sessions[0].ratchet)[6]
+    # Runs of one ratchet key each: keys of three chains were skipped.
+    assert len(skipped) == 6 and sum(len(run) for run in skipped[1::2]) == 2 * 4
+
+
+def test_compact_form_is_smaller() -> None:
+    _, ba, _, _ = _talk()
+    assert len(ba.to_bytes()) * 2 < len(legacy_bytes(ba))
+
+
+def test_clone_shares_nothing_that_changes() -> None:
+    ab, _, _, _ = _talk()
+    dh = ab.sessions[0].ratchet._DoubleRatchet__diffie_hellman_ratchet  # type: ignore[attr-defined]
+    twin = copy.deepcopy(dh)
+    assert twin.model == dh.model
+    before = dh.model
+    ratchet = ab.sessions[0].ratchet
+    ratchet._DoubleRatchet__diffie_hellman_ratchet = twin  # type: ignore[attr-defined]
+    ab.encrypt(OwnPrekeys.create(Identity(os.urandom(32)), 0), b"moves the clone only")
+    assert twin.model != before
+    assert dh.model == before
+
+
+def test_lost_messages_still_open_after_a_round_trip_of_the_state() -> None:
+    ab, ba, oa, ob = _talk()
+    late = ab.encrypt(oa, b"late")
+    restored = PeerSessions.from_bytes(ba.peer, ba.to_bytes())
+    assert restored.decrypt(ob, late) == b"late"
+
+
+def test_state_written_before_is_read_and_rewritten_compact() -> None:
+    ab, ba, oa, ob = _talk()
+    legacy = legacy_bytes(ba)
+    upgraded = PeerSessions.from_bytes(ba.peer, legacy)
+    assert [s.ratchet.json for s in upgraded.sessions] == [s.ratchet.json for s in ba.sessions]
+    assert upgraded.decrypt(ob, ab.encrypt(oa, b"after the upgrade")) == b"after the upgrade"
+    ab.decrypt(oa, upgraded.encrypt(ob, b"and back"))
+    fields = cbor.decode_map(upgraded.to_bytes(), 1 << 20, "sessions")
+    assert fields.integer("v", 0, 9) == 2
+
+
+def _with_ratchet(ba: PeerSessions, state: Any) -> bytes:
+    data = cbor.decode(ba.to_bytes(), 1 << 20)
+    data["sessions"][0]["r"] = state
+    return cbor.encode(data)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda s: s[:6],  # a field missing
+        lambda s: [b"short", *s[1:]],  # a key of the wrong size
+        lambda s: [*s[:3], None, *s[4:]],  # no sending chain
+        lambda s: [*s[:2], None, *s[3:]],  # no root chain
+        lambda s: [*s[:3], [-1, s[3][1]], *s[4:]],  # a negative counter
+        lambda s: [*s[:6], [s[6][0], [1]]],  # a skipped key without its key
+        lambda s: [*s[:6], [s[6][0], [i for n in range(1001) for i in (n, b"k" * 32)]]],
+        lambda s: "not a list",
+    ],
+)
+def test_damaged_compact_state_is_refused(damage: Any) -> None:
+    _, ba, _, _ = _talk()
+    state = ratchet_state.dump(ba.sessions[0].ratchet)
+    with pytest.raises((SessionError, WireError)):
+        PeerSessions.from_bytes(ba.peer, _with_ratchet(ba, damage(state)))
+
+
+def test_unknown_version_refused() -> None:
+    _, ba, _, _ = _talk()
+    data = cbor.decode(ba.to_bytes(), 1 << 20)
+    data["v"] = 3
+    with pytest.raises(SessionError, match="unknown state version"):
+        PeerSessions.from_bytes(ba.peer, cbor.encode(data))
+
+
+def test_failed_decryption_leaves_the_state_as_it_was() -> None:
+    ab, ba, oa, ob = _talk()
+    before = ba.to_bytes()
+    message = ab.encrypt(oa, b"x")
+    forged = type(message)(
+        message.sender,
+        message.x3dh,
+        os.urandom(32),  # a new ratchet key: the clone takes a DH step, then fails
+        message.previous_chain_length,
+        message.index,
+        message.ciphertext,
+    )
+    with pytest.raises(DecryptError):
+        ba.decrypt(ob, forged)
+    assert ba.to_bytes() == before
+    assert ba.decrypt(ob, message) == b"x"

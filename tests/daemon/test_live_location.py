@@ -1,0 +1,146 @@
+"""Live location between real nodes over libp2p on loopback, through the HTTP
+API. Updates go over the open connection only, and nothing of a share is
+stored: not its position, not past its period."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from p2pdm.core.kinds import LiveLocationBody
+from p2pdm.core.model import direct_conversation_id
+from p2pdm.node.live_location import expire_live_locations, receive_live_location
+from p2pdm.node.messenger import wall_ms
+from p2pdm.node.node import Node
+from p2pdm.sim.network import SimNetwork, wait_until
+from p2pdm.sim.pytest_plugin import SimNetworkFactory
+from tests.conftest import UPKEEP, Api, serving
+
+pytestmark = pytest.mark.net
+
+
+async def call(api: Api, method: str, path: str, **kwargs: Any) -> Any:
+    response = await api.call(method, path, **kwargs)
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+async def events(api: Api, types: str) -> list[dict[str, Any]]:
+    page = await call(api, "GET", "/v1/events/poll", params={"types": types, "timeout": 0})
+    return list(page["events"])
+
+
+async def wait_events(api: Api, types: str, count: int) -> list[dict[str, Any]]:
+    with trio.fail_after(20):
+        while True:
+            found = await events(api, types)
+            if len(found) >= count:
+                return found
+            await trio.sleep(0.05)
+
+
+async def conversation(api: Api, other: Node) -> dict[str, Any]:
+    listed = (await call(api, "GET", "/v1/conversations"))["conversations"]
+    [found] = [c for c in listed if c["peer"] == str(other.peer_id)]
+    return dict(found)
+
+
+@asynccontextmanager
+async def connected_pair(
+    sim_network: SimNetworkFactory,
+) -> AsyncIterator[tuple[SimNetwork, Api, Api]]:
+    """Alice and Bob, contacts, connected (a message went), each with its API."""
+    async with sim_network(2, clock="real", contacts=[(0, 1)], upkeep=UPKEEP) as net:
+        alice, bob = net[0].running.node, net[1].running.node
+        hello = await net.send(0, 1, "on my way")
+        await net.wait_delivered(0, hello, 30)
+        await wait_until(lambda: bob.peer_id in alice.online, 30)
+        async with serving(alice) as a, serving(bob) as b:
+            yield net, a, b
+
+
+def path_to(node: Node) -> str:
+    return f"/v1/conversations/{node.peer_id}/live-location"
+
+
+@pytest.mark.slow
+async def test_a_live_location_goes_over_the_open_connection_moves_stops_and_is_never_kept(
+    sim_network: SimNetworkFactory,
+) -> None:
+    async with connected_pair(sim_network) as (_, a, b):
+        alice, bob = a.node, b.node
+        counts = (alice.store.counts(), bob.store.counts())
+        path = path_to(bob)
+        # A period must be one of the named ones.
+        bad = await a.call("POST", path, json={"lat": 52.52, "lon": 13.4, "duration_s": 60})
+        assert bad.status_code == 400 and "duration_s" in bad.text
+        moved = await a.call("POST", path, json={"lat": 52.52, "lon": 13.4})
+        assert moved.status_code == 400 and "duration_s" in moved.text  # nothing to move yet
+        place = {"lat": 52.52, "lon": 13.40, "accuracy_m": 12, "duration_s": 900}
+        started = await call(a, "POST", path, json=place)
+        assert started["sent"] is True and started["reason"] is None
+        share = started["live_location"]
+        assert share["mine"] is True and share["accuracy_m"] == 12
+        assert 899_000 <= share["until_ms"] - wall_ms() <= 900_000
+
+        [live] = await wait_events(b, "location.live", 1)
+        assert live["peer"] == str(alice.peer_id)
+        assert int(live["detail"]) == share["until_ms"] // 1000 * 1000
+        [seen] = (await conversation(b, alice))["live_locations"]
+        assert (seen["lat"], seen["lon"], seen["accuracy_m"], seen["mine"]) == (
+            52.52,
+            13.4,
+            12,
+            False,
+        )
+        assert (await conversation(a, bob))["live_locations"][0]["mine"] is True
+
+        # A move within the interval stays here; it is never queued for later.
+        again = await call(a, "POST", path, json={"lat": 52.53, "lon": 13.41})
+        assert again["sent"] is False and "less than" in again["reason"]
+        assert again["live_location"]["until_ms"] == share["until_ms"]
+        got = await call(b, "GET", path_to(alice))
+        assert got["live_locations"][0]["lat"] == 52.52
+
+        # Nothing of it was stored or queued on either side.
+        assert (alice.store.counts(), bob.store.counts()) == counts
+        assert alice.store.outbox_count() == 0
+
+        # Stopping tells the contact at once.
+        assert (await call(a, "DELETE", path))["stopped"] is True
+        [stopped] = await wait_events(b, "location.stopped", 1)
+        assert stopped["peer"] == str(alice.peer_id)
+        assert (await conversation(b, alice))["live_locations"] == []
+        assert (await call(a, "DELETE", path))["stopped"] is False
+
+
+@pytest.mark.slow
+async def test_a_live_location_ends_with_its_period_and_only_comes_directly(
+    sim_network: SimNetworkFactory,
+) -> None:
+    async with connected_pair(sim_network) as (_, a, b):
+        alice, bob = a.node, b.node
+        place = {"lat": -33.9, "lon": 151.2, "duration_s": 3600}
+        await call(a, "POST", path_to(bob), json=place)
+        await wait_events(b, "location.live", 1)
+        conversation_id = direct_conversation_id(alice.peer_id, bob.peer_id)
+
+        # Through a mailbox it would be stale: such an update is dropped.
+        body = LiveLocationBody(wall_ms() // 1000 + 600, 10, 20)
+        assert receive_live_location(bob, alice.peer_id, body, direct=False) is None
+        # One that claims to run past the longest period is refused.
+        too_long = LiveLocationBody(wall_ms() // 1000 + 9 * 3600, 10, 20)
+        assert receive_live_location(bob, alice.peer_id, too_long, direct=True) is None
+
+        # An hour later both sides forget it, each with a location.stopped.
+        for peer in (alice, bob):
+            peer.now_ms = lambda: wall_ms() + 3600 * 1000 + 1
+            [gone] = expire_live_locations(peer)
+            assert gone.peer == alice.peer_id
+            assert peer.live_locations.active(conversation_id, peer.now_ms()) == []
+        await wait_events(b, "location.stopped", 1)
+        await wait_events(a, "location.stopped", 1)
