@@ -26,7 +26,7 @@ from rich.cells import cell_len
 from p2pdm import hints
 from p2pdm.cli.live import share_live
 from p2pdm.cli.media import media_lines, send_media
-from p2pdm.client import APIError, Client
+from p2pdm.client import Client
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MAX_PAGE_SIZE, MAX_TEXT_BYTES
@@ -446,13 +446,8 @@ def _decorated(m: Mapping[str, Any], text: str) -> str:
 def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         conversation, name = _find_conversation(node, args.contact)
-        try:
-            page = node.messages(conversation, limit=args.limit)
-            node.mark_read(conversation)
-        except APIError as exc:
-            if exc.status != 404 or _quiet_group(node, conversation) is None:
-                raise
-            page = {"messages": [], "next_before": None}  # a group nobody wrote in yet
+        page = node.messages(conversation, limit=args.limit)
+        node.mark_read(conversation)
         authors = {} if args.json else _authors(node, page["messages"])
     if args.json:
         _print_json(page, out)

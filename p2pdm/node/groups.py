@@ -132,6 +132,16 @@ class Groups:
     def is_group(self, conversation: bytes) -> bool:
         return self.store.get_group(conversation) is not None
 
+    def group_peer(self, group: bytes) -> PeerId:
+        """The peer a group's conversation names before anyone wrote in it: who
+        invited us, else the first other member (by id), else ourselves."""
+        info = self.group_info(group)
+        if info.row.invited_by is not None:
+            return info.row.invited_by
+        me = self.identity.peer_id
+        others = sorted((p for p in info.state.members if p != me), key=lambda p: p.raw)
+        return others[0] if others else me
+
     # --- sessions --------------------------------------------------------------
 
     async def _reach(self, peers: set[PeerId]) -> None:

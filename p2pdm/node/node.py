@@ -493,7 +493,8 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
 
     def find_conversation(self, ref: str) -> tuple[bytes, PeerId]:
         """The conversation ``ref`` names, and its peer: a conversation id (32 hex
-        characters) of a conversation this node has, else, as an alias of the
+        characters) of a conversation this node has or of a group (one nobody
+        wrote in yet has an empty conversation), else, as an alias of the
         one-to-one conversation, a PeerID or a contact's name. Raises NotFound.
         Call it once, at the edge."""
         conversation_id = parse_conversation_id(ref)
@@ -501,6 +502,8 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
             found = self.store.get_conversation(conversation_id)
             if found is not None:
                 return found.id, found.peer
+            if self.is_group(conversation_id):
+                return conversation_id, self.group_peer(conversation_id)
         try:
             peer = self.resolve(ref)
         except NotFound:

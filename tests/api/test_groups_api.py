@@ -79,3 +79,26 @@ async def test_group_routes_end_to_end() -> None:
         flush(*nodes)
         members = (await a.call("GET", "/v1/groups/crew")).json()["members"]
         assert len(members) == 2
+
+
+async def test_a_new_group_has_an_empty_conversation() -> None:
+    """Before anyone writes, the group's conversation is an empty page on every
+    member (no 404), can be marked read; an id that is no group stays 404."""
+    alice, bob = make_node("alice"), make_node("bob")
+    acquainted(alice, bob)
+    async with serving(alice) as a, serving(bob) as b:
+        made = await a.call("POST", "/v1/groups", json={"name": "quiet", "members": ["bob"]})
+        gid = made.json()["conversation"]
+        flush(alice, bob)
+        for api in (a, b):
+            page = await api.call("GET", f"/v1/conversations/{gid}/messages")
+            assert page.status_code == 200, page.text
+            assert page.json() == {"messages": [], "next_before": None}
+            read = await api.call("POST", f"/v1/conversations/{gid}/read")
+            assert read.status_code == 200, read.text
+        stranger = await a.call("GET", f"/v1/conversations/{'ab' * 16}/messages")
+        assert stranger.status_code == 404
+        await a.call("POST", "/v1/messages", json={"to": "quiet", "text": "first"})
+        flush(alice, bob)
+        page = (await b.call("GET", f"/v1/conversations/{gid}/messages")).json()
+        assert [m["text"] for m in page["messages"]] == ["first"]

@@ -163,13 +163,10 @@ async function loadOlder() {
     scroller.scrollTop = scroller.scrollHeight - fromBottom;
     const olderEl = document.getElementById("older");
     clear(olderEl, view.next === null
-      ? h("p.start", {}, "This is the start of the conversation.")
+      ? h("p.start", {}, `This is the start of the ${view.group ? "group" : "conversation"}.`)
       : h("button", { type: "button", onclick: loadOlder }, "Load older messages"));
   } catch (error) {
-    if (error.status === 404 && view && view.group && view.next === undefined) {
-      view.next = null; // a new group: nothing written yet
-      clear(document.getElementById("older"), h("p.start", {}, "This is the start of the group."));
-    } else showError(error);
+    showError(error);
   } finally {
     if (view) view.loading = false;
   }
