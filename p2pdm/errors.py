@@ -129,6 +129,17 @@ class RateLimited(P2PDMError):
     """
 
 
+class GroupBehind(RateLimited):
+    """A group message names a group or changes this node does not hold yet:
+    nothing was kept, the changes are asked from its author, and the sender
+    retries (docs/protocol.md §19.4)."""
+
+    def __init__(self, message: str, peer: object, group: bytes) -> None:
+        super().__init__(message)
+        self.peer = peer
+        self.group = group
+
+
 class StampMissing(P2PDMError):
     """A stranger's envelope carries no valid request stamp (docs/protocol.md §18.2).
 
@@ -146,6 +157,12 @@ class ProtocolViolation(P2PDMError):
 class ActionRefused(P2PDMError):
     """A reaction, edit or unsend is not allowed on that message (not yours, another
     conversation, past the edit window, or unsent); nothing was sent."""
+
+
+class GroupRefused(P2PDMError):
+    """A group change or message is not allowed: only admins add, remove,
+    rename and promote; you must be a member to send; a group has at most
+    32 members. Nothing was sent."""
 
 
 class SessionError(P2PDMError):

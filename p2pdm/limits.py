@@ -384,3 +384,44 @@ LIVE_LOCATION_SKEW_S = 300
 #: Live shares held in memory at once (own and peers'): far more than anyone
 #: follows; the one ending soonest goes first past it.
 MAX_LIVE_LOCATIONS = 256
+
+# --- groups (docs/protocol.md §19) ---
+
+#: Most members of a group, its creator included: a message fans out as one
+#: sealed envelope per member over the pairwise sessions, so one message to
+#: a full group costs 31 encryptions, envelopes and (for offline members)
+#: mailbox deposits.
+MAX_GROUP_MEMBERS = 32
+
+#: Most groups one node keeps (each folds its log when loaded; a person is
+#: in a few dozen).
+MAX_GROUPS = 1000
+
+#: Longest group name, in UTF-8 bytes: a title, not text.
+MAX_GROUP_NAME_BYTES = 128
+
+#: Largest group photo, inline in its change: a small JPEG thumbnail every
+#: member gets with the log, no file transfer.
+MAX_GROUP_PHOTO_BYTES = 32 << 10
+
+#: Largest encoded change entry: a maximal photo plus its fields and signature.
+MAX_GROUP_ENTRY_BYTES = 40 << 10
+
+#: Most parents (heads) one change names: concurrent branches merge in one
+#: change; more than this many concurrent heads never arise among 32 members
+#: acting a few at a time, and each parent costs the fold a lookup.
+MAX_GROUP_PARENTS = 16
+
+#: Most changes in one group's log: the fold is re-run over the whole log on
+#: every change (cheap at this size); a group that needs more is made anew.
+MAX_GROUP_LOG = 1024
+
+#: Changes held while their parents are missing, per group (oldest dropped).
+MAX_HELD_GROUP_ENTRIES = 256
+
+#: Most changes carried by one group_change message (the rest by asking again).
+MAX_GROUP_ENTRIES_PER_MESSAGE = 64
+
+#: One answer to a peer's "want" per group at most this often (seconds), so
+#: a peer cannot make us resend the log in a loop.
+GROUP_SYNC_INTERVAL_S = 10

@@ -63,6 +63,7 @@ from p2pdm.api.routes_common import READ
 from p2pdm.api.routes_contacts import CONTACT_ROUTES
 from p2pdm.api.routes_conversations import CONVERSATION_ROUTES, CONVERSATION_TOOL_ROUTES
 from p2pdm.api.routes_events import EVENT_ROUTES
+from p2pdm.api.routes_groups import GROUP_ROUTES
 from p2pdm.api.routes_location import LOCATION_ROUTES
 from p2pdm.api.routes_media import BLOB_PATH_RULE, MEDIA_ROUTES
 from p2pdm.api.routes_messages import MESSAGE_ROUTES
@@ -193,6 +194,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     BATCH_ROUTE,
     *MEDIA_ROUTES,
     *LOCATION_ROUTES,
+    *GROUP_ROUTES,
 )
 
 

@@ -51,9 +51,10 @@ from p2pdm.api.payload import (
 )
 from p2pdm.api.schema import Schema
 from p2pdm.api.schema import query_int as query_int_param
-from p2pdm.api.views import event_json
+from p2pdm.api.views import event_json, group_of
+from p2pdm.api.views_groups import group_json
 from p2pdm.core.identity import PeerId
-from p2pdm.core.model import EventType, LogEvent
+from p2pdm.core.model import Event, EventType, LogEvent
 from p2pdm.errors import P2PDMError
 from p2pdm.limits import MAX_PAGE_SIZE
 from p2pdm.node.events import Listener, TooManyListeners
@@ -112,6 +113,15 @@ POLL_PARAMETERS: Final[tuple[Schema, ...]] = (
 )
 
 
+def _group(node: Node, event: Event) -> dict[str, Any] | None:
+    """A ``group.*`` event's group as it is now (None if gone, or another event)."""
+    if not event.type.value.startswith("group.") or event.conversation_id is None:
+        return None
+    if node.store.get_group(event.conversation_id) is None:
+        return None
+    return group_json(node, node.group_info(event.conversation_id))
+
+
 def _events_json(
     node: Node, page: EventPage, ephemeral: Collection[LogEvent] = ()
 ) -> list[dict[str, Any]]:
@@ -122,7 +132,10 @@ def _events_json(
         if event.type in _WITH_MESSAGE and event.message_id is not None:
             message = node.store.get_message(event.message_id)
         extras = None if message is None else node.extras([message])[message.id]
-        out.append(event_json(event, message, extras, node.store.get_blob))
+        group = None if message is None else group_of(node, message)
+        out.append(
+            event_json(event, message, extras, node.store.get_blob, group, _group(node, event))
+        )
     out.extend(event_json(event, None) for event in ephemeral)
     return out
 

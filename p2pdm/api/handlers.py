@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from p2pdm.api.guard import grant_of
+from p2pdm.api.handlers_groups import send_group_message
 from p2pdm.api.handlers_media import MEDIA_FIELDS, SEND_ONE_OF, send_media_message
 from p2pdm.api.payload import (
     DEFAULT_PAGE_SIZE,
@@ -30,11 +31,13 @@ from p2pdm.api.schema import NAME, NOT_BLANK_PATTERN, PEER_ID, SCOPE, TOKEN_NAME
 from p2pdm.api.views import (
     contact_json,
     conversation_json,
+    group_of,
     message_json,
     message_view,
     status_json,
     token_json,
 )
+from p2pdm.api.views_groups import group_tag
 from p2pdm.api.views_location import live_locations_of
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import TokenScope
@@ -174,14 +177,17 @@ def _idempotency(request: Request, key: str | None) -> tuple[str, str] | None:
 async def send_message(request: Request, node: Node) -> Response:
     body = await JSONObject.read(request)
     to = body.text("to")
+    peer = _recipient(request, node, to)
+    if isinstance(peer, bytes):
+        idempotency = _idempotency(request, body.opt_text("idempotency_key"))
+        return await send_group_message(request, node, peer, body, idempotency)
     if body.has("media") or body.has("location"):
         idempotency = _idempotency(request, body.opt_text("idempotency_key"))
-        return await send_media_message(body, node, _visible_peer(request, node, to), idempotency)
+        return await send_media_message(body, node, peer, idempotency)
     text = body.text("text")
     idempotency = _idempotency(request, body.opt_text("idempotency_key"))
     reply_text = body.opt_text("reply_to")
     body.done()
-    peer = _visible_peer(request, node, to)
     reply_to = None if reply_text is None else parse_message_id(reply_text)
     sent = await node.submit(peer, text, idempotency=idempotency, reply_to=reply_to)
     message = sent.message
@@ -193,6 +199,19 @@ async def send_message(request: Request, node: Node) -> Response:
         status_code=201,
         headers={"Location": f"/v1/messages/{message.id.hex()}"},
     )
+
+
+def _recipient(request: Request, node: Node, to: str) -> PeerId | bytes:
+    """Whom ``to`` names, resolved once: a PeerID or a contact's name (if the
+    token may see it), else a group's id or unique name; raises NotFound."""
+    try:
+        return _visible_peer(request, node, to)
+    except NotFound:
+        try:
+            return node.find_group(to)
+        except NotFound:
+            pass
+        raise
 
 
 #: ``send_message``'s body: a text, files with an optional caption, or a place.
@@ -257,7 +276,7 @@ async def list_conversations(request: Request, node: Node) -> Response:
     grant = grant_of(request.scope)
     names = {c.peer_id: c.name for c in node.contacts()}
     found = [
-        conversation_json(c, names, live_locations_of(node, c.id))
+        conversation_json(c, names, live_locations_of(node, c.id), group_tag(node, c.id))
         for c in node.conversations()
         if grant.sees(c.peer)
     ]
@@ -273,7 +292,9 @@ async def conversation_messages(request: Request, node: Node) -> Response:
     return JSONResponse(
         {
             "messages": [
-                message_json(m, node.status_detail(m), extras[m.id], node.store.get_blob)
+                message_json(
+                    m, node.status_detail(m), extras[m.id], node.store.get_blob, group_of(node, m)
+                )
                 for m in page.messages
             ],
             "next_before": page.next_before,

@@ -19,7 +19,9 @@ from p2pdm.api.handlers import _visible, _visible_conversation
 from p2pdm.api.payload import JSONObject, bad_request, query_int
 from p2pdm.api.schema import Schema, obj
 from p2pdm.api.views import conversation_json, search_hit_json
+from p2pdm.api.views_groups import group_tag
 from p2pdm.api.views_location import live_locations_of
+from p2pdm.core.kinds.timer import check_timer
 from p2pdm.limits import (
     DEFAULT_SEARCH_HITS,
     DISAPPEARING_TIMERS_S,
@@ -50,13 +52,21 @@ async def patch_conversation(request: Request, node: Node) -> Response:
         raise bad_request("give at least one of 'timer_s', 'muted', 'archived'")
     conversation_id = _visible_conversation(request, node)
     _, peer = node.find_conversation(str(request.path_params["conversation"]))
+    if timer_s is not None and node.is_group(conversation_id):
+        # A group's timer is a change of its log (admins only), told to every member.
+        await node.change_group(conversation_id, "timer", timer_s=check_timer(timer_s))
+        timer_s = None
     if timer_s is not None:
         await node.stamp_ahead(peer)  # the timer notice goes to the peer
     changed = node.update_conversation(
         conversation_id, peer, timer_s=timer_s, muted=muted, archived=archived
     )
     names = {c.peer_id: c.name for c in node.contacts()}
-    return JSONResponse(conversation_json(changed, names, live_locations_of(node, changed.id)))
+    return JSONResponse(
+        conversation_json(
+            changed, names, live_locations_of(node, changed.id), group_tag(node, changed.id)
+        )
+    )
 
 
 #: The settings ``patch_conversation`` changes.

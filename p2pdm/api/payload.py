@@ -23,6 +23,7 @@ from p2pdm.core.model import EventType
 from p2pdm.errors import (
     ActionRefused,
     ConfigError,
+    GroupRefused,
     IdempotencyConflict,
     InviteError,
     InviteExpired,
@@ -77,6 +78,7 @@ ERROR_STATUS: Final[tuple[tuple[type[P2PDMError], int, str], ...]] = (
     (SessionError, 422, "no_session"),
     (IdempotencyConflict, 422, "idempotency_key_reused"),
     (ActionRefused, 422, "action_refused"),
+    (GroupRefused, 422, "group_refused"),
     (NameRefused, 409, "name_refused"),
     (PeerBlocked, 409, "peer_blocked"),
     (MediaRefused, 422, "media_refused"),

@@ -26,6 +26,14 @@ from p2pdm.api.schema import (
     obj,
     ref,
 )
+from p2pdm.api.views_groups import (
+    DELIVERY,
+    GROUP_CHANGE,
+    GROUP_TAG,
+    MESSAGE_GROUP,
+    delivery_json,
+    group_change_json,
+)
 from p2pdm.api.views_media import (
     MEDIA_SCHEMAS,
     BlobLookup,
@@ -90,7 +98,9 @@ NODE: Final[Schema] = obj(
             "held_actions_dropped (actions whose message never arrived, ever), "
             "dropped_blocked (envelopes from blocked peers dropped since start), "
             "dropped_unstamped (strangers' envelopes without a valid request stamp, "
-            "since start)",
+            "since start), group_messages_refused (group messages whose author is not "
+            "a member, since start), group_changes_refused (forged or unauthorised "
+            "group changes, since start)",
         },
         "event_cursor": {
             **INT,
@@ -252,10 +262,12 @@ def message_json(
     detail: str = "",
     extras: MessageExtras | None = None,
     blobs: BlobLookup | None = None,
+    group: tuple[bytes, dict[str, int] | None] | None = None,
 ) -> dict[str, Any]:
     """``detail``: the note of the message's latest status (see Node.status_detail);
     ``extras``: its reply snippet and reactions (Node.extras); ``blobs``: finds
-    the records of a media message's files (their state)."""
+    the records of a media message's files (their state); ``group``: the id of
+    the group it is in and, if its own, its delivery counts (views_groups)."""
     extras = extras or MessageExtras()
     reply = None
     if extras.reply_to is not None:
@@ -294,6 +306,8 @@ def message_json(
         "timer_s": message_timer(message),
         "expires_at_ms": message.expires_at_ms,
         "notice": message_notice(message),
+        "group": None if group is None else group[0].hex(),
+        "delivery": None if group is None else group[1],
     }
 
 
@@ -302,7 +316,14 @@ def message_view(node: Node, message: StoredMessage, detail: str | None = None) 
     (``detail`` when given), reply snippet, reactions and files."""
     shown = node.status_detail(message) if detail is None else detail
     extras = node.extras([message])[message.id]
-    return message_json(message, shown, extras, node.store.get_blob)
+    return message_json(message, shown, extras, node.store.get_blob, group_of(node, message))
+
+
+def group_of(node: Node, message: StoredMessage) -> tuple[bytes, dict[str, int] | None] | None:
+    """The group a message is in and its delivery counts, for :func:`message_json`."""
+    if not node.is_group(message.conversation_id):
+        return None
+    return message.conversation_id, delivery_json(node, message)
 
 
 _STATUS: Final[Schema] = {"type": "string", "enum": [s.value for s in DeliveryStatus]}
@@ -397,6 +418,8 @@ MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
         "description": "when it disappears from this node; null until its timer starts "
         "(when the recipient reads it) or if it has none",
     },
+    "group": MESSAGE_GROUP,
+    "delivery": DELIVERY,
     "notice": {
         "type": ["string", "null"],
         "description": "a notice kind's words, after who did it: 'set disappearing "
@@ -446,8 +469,10 @@ def conversation_json(
     conversation: Conversation,
     names: Mapping[PeerId, str],
     live: Sequence[dict[str, Any]] = (),
+    group: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A conversation; ``live`` its live locations now (api/handlers_location.py)."""
+    """A conversation; ``live`` its live locations now (api/handlers_location.py),
+    ``group`` the group it is (views_groups.group_tag), None for one-to-one."""
     return {
         "id": conversation.id.hex(),
         "peer": str(conversation.peer),
@@ -459,6 +484,7 @@ def conversation_json(
         "muted": conversation.muted,
         "archived": conversation.archived,
         "live_locations": list(live),
+        "group": group,
     }
 
 
@@ -485,6 +511,7 @@ CONVERSATION: Final[Schema] = obj(
             "items": ref("LiveLocation"),
             "description": "live locations shared in it now (own first); never stored",
         },
+        "group": GROUP_TAG,
     }
 )
 
@@ -532,8 +559,11 @@ def event_json(
     message: StoredMessage | None,
     extras: MessageExtras | None = None,
     blobs: BlobLookup | None = None,
+    group: tuple[bytes, dict[str, int] | None] | None = None,
+    group_view: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An event; ``message`` is the message of a ``message.*`` event, as stored now.
+    """An event; ``message`` is the message of a ``message.*`` event, as stored now
+    (in the group ``group`` names); ``group_view``: a ``group.*`` event's group now.
     An ephemeral event (never stored, so not an :class:`Event`) has ``id`` None."""
     return {
         "id": event.id if isinstance(event, Event) else None,
@@ -544,8 +574,10 @@ def event_json(
         "status": None if event.status is None else event.status.value,
         "detail": event.detail,
         "conversation_id": None if event.conversation_id is None else event.conversation_id.hex(),
-        "message": None if message is None else message_json(message, "", extras, blobs),
+        "message": None if message is None else message_json(message, "", extras, blobs, group),
         "notify": event.type is EventType.MESSAGE_RECEIVED and event.detail != MUTED_DETAIL,
+        "group": group_view,
+        "change": group_change_json(event),
     }
 
 
@@ -588,6 +620,11 @@ EVENT: Final[Schema] = obj(
             "description": "message.received in a conversation that is not muted: "
             "worth a notification (a muted one is still stored and listed)",
         },
+        "group": {
+            "oneOf": [ref("Group"), {"type": "null"}],
+            "description": "group.*: the group as it is now (null if since deleted)",
+        },
+        "change": GROUP_CHANGE,
     }
 )
 #: ``GET /v1/events/poll``.

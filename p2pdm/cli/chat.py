@@ -34,6 +34,8 @@ from p2pdm.limits import MAX_PAGE_SIZE, MAX_TEXT_BYTES
 __all__ = [
     "contacts",
     "contacts_arguments",
+    "delivery_words",
+    "group_of_conversation",
     "inbox",
     "inbox_arguments",
     "read",
@@ -117,6 +119,16 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: Text
     for row in [headers, *rows]:
         cells = [cell + " " * (w - cell_len(cell)) for cell, w in zip(row, widths, strict=True)]
         print("  ".join(cells).rstrip(), file=out)
+
+
+def delivery_words(message: Mapping[str, Any]) -> str | None:
+    """An own group message at a glance: ``delivered to 4 of 5, read by 2``; None
+    for any other message."""
+    figures = message.get("delivery")
+    if not figures:
+        return None
+    words = f"delivered to {figures['delivered']} of {figures['members']}"
+    return words + (f", read by {figures['read']}" if figures["read"] else "")
 
 
 def _print_json(value: Any, out: TextIO) -> None:
@@ -219,7 +231,9 @@ def _find_contact(node: Client, who: str) -> tuple[str, str]:
 
 
 def send_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("contact", metavar="CONTACT", help="name or PeerID")
+    parser.add_argument(
+        "contact", metavar="CONTACT", help="contact name or PeerID, or a group's name or id"
+    )
     parser.add_argument(
         "text",
         metavar="TEXT",
@@ -294,7 +308,7 @@ def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         conversations = node.conversations()
         # A stranger has no contact name: show the one its request gave.
         strangers: dict[str, MessageRequest] = {}
-        if any(c["request"] for c in conversations):
+        if any(c["request"] and not c.get("group") for c in conversations):
             strangers = {r["peer_id"]: r for r in node.requests()}
     if args.json:
         _print_json(conversations, out)
@@ -304,23 +318,32 @@ def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         return EXIT_OK
     rows = []
     for c in conversations:
-        if c["name"] is not None:
+        group = c.get("group")
+        if group:
+            who = safe_text(group["name"])
+        elif c["name"] is not None:
             who = safe_text(c["name"])
         elif (stranger := strangers.get(c["peer"])) is not None and stranger["name"]:
             who = f"{safe_text(stranger['name'])} ~{stranger['fingerprint']}"  # with its own
         else:
             who = _short(c["peer"])
-        marks = [m for m in ("request", "muted", "archived") if c.get(m)]
+        marks = [m for m in ("group", "request", "muted", "archived") if c.get(m)]
         rows.append(
             [
                 who + "".join(f" ({m})" for m in marks),
                 str(c["unread"]) if c["unread"] else "",
                 _when(c["last_message_at_ms"]),
-                c["peer"],
+                group["id"] if group else c["peer"],
             ]
         )
     print_table(["CONTACT", "UNREAD", "LAST ACTIVITY", "PEER ID"], rows, out)
-    if any(c["request"] for c in conversations):
+    if any(c["request"] and c.get("group") for c in conversations):
+        accept = hints.command(home.path, "group", "accept", "GROUP")
+        print(
+            f"\n(group) (request): someone who is not your contact added you; `{accept}` joins.",
+            file=out,
+        )
+    if any(c["request"] and not c.get("group") for c in conversations):
         read = hints.command(home.path, "read", "PEERID")
         accept = hints.command(home.path, "requests", "accept", "PEERID")
         print(
@@ -346,7 +369,9 @@ def _page_size(text: str) -> int:
 
 def read_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "contact", metavar="CONTACT", help="name, PeerID or conversation id (32 hex characters)"
+        "contact",
+        metavar="CONTACT",
+        help="name, PeerID, group name or conversation id (32 hex characters)",
     )
     parser.add_argument(
         "-n",
@@ -360,12 +385,56 @@ def read_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _find_conversation(node: Client, who: str) -> tuple[str, str]:
-    """``(conversation, display name)``: a conversation by its id, else a contact's
-    (see :func:`_find_contact`), whose PeerID names its one-to-one conversation."""
-    for conversation in node.conversations():
-        if who.strip() == conversation["id"]:
-            return conversation["id"], conversation["name"] or _short(conversation["peer"])
+    """``(conversation, display name)``: a conversation by its id, a group's by the
+    group's id or name, else a contact's (see :func:`_find_contact`), whose PeerID
+    names its one-to-one conversation."""
+    found = node.conversations()
+    typed = who.strip()
+    for conversation in found:
+        group = conversation.get("group")
+        if typed == conversation["id"] or (group and typed == group["id"]):
+            return conversation["id"], _conversation_name(conversation)
+    key = contact_name_key(typed)
+    named = [c for c in found if (g := c.get("group")) and contact_name_key(g["name"]) == key]
+    if len(named) == 1:
+        return named[0]["id"], _conversation_name(named[0])
+    quiet = _quiet_group(node, typed)
+    if quiet is not None:
+        return quiet["conversation"], quiet["name"]
     return _find_contact(node, who)
+
+
+def group_of_conversation(node: Client, conversation: str) -> bool:
+    """Whether the conversation with this id is a group's (its id is the group's)."""
+    return any(g["conversation"] == conversation for g in node.groups())
+
+
+def _quiet_group(node: Client, typed: str) -> Mapping[str, Any] | None:
+    """The group ``typed`` names (id, or a name no other group has) among groups with
+    no conversation yet (nothing written in them); None if there is none."""
+    key = contact_name_key(typed)
+    groups = [g for g in node.groups() if typed == g["id"] or contact_name_key(g["name"]) == key]
+    return groups[0] if len(groups) == 1 else None
+
+
+def _conversation_name(conversation: Mapping[str, Any]) -> str:
+    group = conversation.get("group")
+    if group:
+        return str(group["name"])
+    return conversation["name"] or _short(conversation["peer"])
+
+
+def _authors(node: Client, messages: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """PeerID -> how to show the author, for the members of the group of ``messages``
+    (empty for a one-to-one conversation)."""
+    group_id = next((m["group"] for m in messages if m.get("group")), None)
+    if group_id is None:
+        return {}
+    names = {}
+    for member in node.group(group_id)["members"]:
+        name = member["name"]
+        names[member["peer"]] = safe_text(name) if name else "~" + _short(member["peer"])
+    return names
 
 
 def _decorated(m: Mapping[str, Any], text: str) -> str:
@@ -387,6 +456,7 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         conversation, name = _find_conversation(node, args.contact)
         page = node.messages(conversation, limit=args.limit)
         node.mark_read(conversation)
+        authors = {} if args.json else _authors(node, page["messages"])
     if args.json:
         _print_json(page, out)
         return EXIT_OK
@@ -397,18 +467,25 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         return EXIT_OK
     if page["next_before"] is not None:
         print(f"(older messages not shown; use --limit up to {MAX_PAGE_SIZE})", file=out)
-    who_width = max(cell_len("you"), cell_len(safe_text(name)))
+
+    def author(m: Mapping[str, Any]) -> str:
+        if m["direction"] == "out":
+            return "you"
+        return authors.get(m["peer"], "~" + _short(m["peer"])) if authors else safe_text(name)
+
+    shown = [author(m) for m in messages] + ([] if authors else ["you", safe_text(name)])
+    who_width = max(cell_len(who) for who in shown)
     for m in messages:
         outgoing = m["direction"] == "out"
-        who = "you" if outgoing else safe_text(name)
+        who = author(m)
         detail = f": {safe_text(m['status_detail'])}" if m["status_detail"] else ""
-        status = f"  [{m['status']}{detail}]" if outgoing else ""
+        status = f"  [{delivery_words(m) or m['status'] + detail}]" if outgoing else ""
         if m.get("unsupported"):
             text = f"[unsupported message: {safe_text(m['kind'])}]"  # one line, whatever it says
         elif m.get("unsent"):
-            text = f"[{'you' if outgoing else safe_text(name)} unsent a message]"
+            text = f"[{who} unsent a message]"
         elif m.get("notice"):  # "Alice set disappearing messages to 1 day"
-            text = f"— {'You' if outgoing else safe_text(name)} {m['notice']} —"
+            text = f"— {'You' if outgoing else who} {m['notice']} —"
             status = ""
         else:
             text = m["text"] if m["text"] is not None else f"<{m['kind']} message>"

@@ -11,7 +11,15 @@ import argparse
 from collections.abc import Callable
 from typing import Final, TextIO
 
-from p2pdm.cli.chat import _find_conversation, _print_json, _short, _when, print_table, safe_text
+from p2pdm.cli.chat import (
+    _find_conversation,
+    _print_json,
+    _short,
+    _when,
+    group_of_conversation,
+    print_table,
+    safe_text,
+)
 from p2pdm.client import Client
 from p2pdm.daemon.home import Home
 from p2pdm.limits import DEFAULT_SEARCH_HITS, MAX_SEARCH_HITS
@@ -54,7 +62,11 @@ def timer_arguments(parser: argparse.ArgumentParser) -> None:
 def timer(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         conversation, name = _find_conversation(node, args.contact)
-        node.update_conversation(conversation, timer_s=args.timer)
+        if group_of_conversation(node, conversation):
+            # A group's timer is a change of the group, signed and told to every member.
+            node.update_group(conversation, timer_s=args.timer)
+        else:
+            node.update_conversation(conversation, timer_s=args.timer)
     word = next(w for w, s in TIMER_WORDS.items() if s == args.timer)
     if args.timer:
         print(

@@ -267,6 +267,12 @@ COMMANDS: Final[dict[str, Command]] = {
         "p2pdm.cli.conversation:search_arguments",
         "p2pdm.cli.conversation:search",
     ),
+    # Group chats (p2pdm/cli/groups.py): clients of the local API.
+    "group": Command(
+        "group chats: create, add, remove, leave, list, show, rename, admin, accept, decline",
+        "p2pdm.cli.groups:group_arguments",
+        "p2pdm.cli.groups:group",
+    ),
     # Blocking and message requests (p2pdm/cli/requests.py).
     "block": Command(
         "block a contact or stranger (nothing they send is seen); alone: list blocked",

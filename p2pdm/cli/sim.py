@@ -90,6 +90,20 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"mean messages per second across the network, Poisson arrivals (default {d.rate:g})",
     )
     add(
+        "--groups",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also make N group chats and send group messages at --rate too (default 0)",
+    )
+    add(
+        "--group-size",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"members of each group, its creator included (default {d.group_size})",
+    )
+    add(
         "--offline",
         type=float,
         default=None,
@@ -223,6 +237,8 @@ def sim_options(args: argparse.Namespace, *, store_dir: Path | None) -> SimOptio
         real = chosen.get("clock", defaults.clock) == "real"
         nodes = chosen.get("nodes", defaults.nodes)
         workers = min(os.cpu_count() or 1, MAX_WORKERS, max(nodes, 1)) if real else 1
+        if chosen.get("groups"):
+            workers = 1  # group traffic runs every node in this process
     options = SimOptions(
         **chosen,
         timeline=timeline,
@@ -368,6 +384,16 @@ def sim(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         f" report in {out_dir}/report.md",
         file=out,
     )
+    groups = summary.get("groups")
+    if groups:
+        rate = groups["delivery_rate"]
+        print(
+            f"group messages {groups['messages']} to {len(groups['groups'])} groups:"
+            f" {groups['stored']} of {groups['due']} member copies stored"
+            f" ({'-' if rate is None else f'{rate:.2%}'}), second copies {groups['duplicates']},"
+            f" copies outside a group {groups['stored_outside_group']}",
+            file=out,
+        )
     if not invariants_hold(summary):
         raise ConfigError(f"an invariant was broken; see {out_dir}/report.md")
     return 0

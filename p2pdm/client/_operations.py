@@ -44,6 +44,7 @@ from p2pdm.client._records import (
     Conversation,
     Directory,
     EventPage,
+    Group,
     Message,
     MessagePage,
     MessageRequest,
@@ -201,8 +202,9 @@ class Operations:
     def send(
         to: str, text: str, *, idempotency_key: str | None = None, reply_to: str | None = None
     ) -> None:
-        """Queue a text message; with ``idempotency_key``, a retry never sends twice;
-        ``reply_to``: the id of a message of the same conversation it answers."""
+        """Queue a text message to a contact (name or PeerID) or a group (id or name);
+        with ``idempotency_key``, a retry never sends twice; ``reply_to``: the id of a
+        message of the same conversation it answers."""
 
     @operation[dict[str, Any]]("GET", "/v1/messages/{message_id}")
     def message(message_id: str) -> None:
@@ -423,3 +425,59 @@ class Operations:
         most 500) in one request and one commit; returns, in order, each one's
         ``{"id", "status", "replayed"}`` or ``{"error": {"code", "message"}}``."""
         return {"messages": [dict(m) for m in messages]}
+
+    # --- groups (docs/api.md, "Groups"); ``group``: its id, or its name when unique ---
+
+    @operation[Group]("POST", "/v1/groups")
+    def create_group(name: str, members: Iterable[str], *, timer_s: int | None = None) -> Fields:
+        """Start a group chat with contacts (names or PeerIDs; 1 to 31 others); they are
+        invited at once. Returns the group."""
+        return _present(name=name, members=list(members), timer_s=timer_s)
+
+    @operation[list[Group]]("GET", "/v1/groups", pick="groups")
+    def groups() -> None:
+        """Every group this node knows: active ones, invitations, those left or removed from."""
+
+    @operation[Group]("GET", "/v1/groups/{group}")
+    def group(group: str) -> None:
+        """One group: members, admins, state, the length of its membership log."""
+
+    @operation[Group]("POST", "/v1/groups/{group}/members")
+    def add_group_members(group: str, members: Iterable[str]) -> Fields:
+        """Add members (names or PeerIDs; admins only); returns the group."""
+        return {"members": list(members)}
+
+    @operation[Group]("DELETE", "/v1/groups/{group}/members/{peer}")
+    def remove_group_member(group: str, peer: str) -> None:
+        """Remove a member (name or PeerID; admins only); returns the group."""
+
+    @operation[Group]("POST", "/v1/groups/{group}/leave")
+    def leave_group(group: str) -> None:
+        """Leave a group: the others are told, nothing more reaches you; returns it."""
+
+    @operation[Group]("PATCH", "/v1/groups/{group}")
+    def update_group(
+        group: str,
+        *,
+        name: str | None = None,
+        timer_s: int | None = None,
+        add_admins: Iterable[str] = (),
+        remove_admins: Iterable[str] = (),
+    ) -> Fields:
+        """Rename a group, set its disappearing timer, or make members admins or not
+        (admins only); returns the group."""
+        add, remove = list(add_admins), list(remove_admins)
+        admins = _present(add=add or None, remove=remove or None) or None
+        return _present(name=name, timer_s=timer_s, admins=admins)
+
+    @operation[Group]("POST", "/v1/groups/{group}/accept")
+    def accept_group(group: str) -> None:
+        """Accept an invitation to a group; returns the group."""
+
+    @operation[Group]("POST", "/v1/groups/{group}/decline")
+    def decline_group(group: str) -> None:
+        """Decline an invitation to a group (nobody is told); returns the group."""
+
+    @operation[Group]("POST", "/v1/groups/{group}/block")
+    def block_group(group: str) -> None:
+        """Decline an invitation and block the stranger who sent it; returns the group."""

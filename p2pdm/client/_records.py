@@ -17,6 +17,9 @@ __all__ = [
     "Directory",
     "Event",
     "EventPage",
+    "Group",
+    "GroupDelivery",
+    "GroupMember",
     "Message",
     "MessagePage",
     "MessageRequest",
@@ -65,6 +68,49 @@ class Message(TypedDict):
     expires_at_ms: int | None
     #: A notice's words after who did it ("set disappearing messages to 1 day"); else None.
     notice: str | None
+    #: The group id of a group's message; None in a one-to-one conversation.
+    group: str | None
+    #: An own message in a group: how many members it went to, reached and was read by;
+    #: None for any other message.
+    delivery: GroupDelivery | None
+
+
+class GroupDelivery(TypedDict):
+    """An own group message at a glance: "delivered to 4 of 5, read by 2"."""
+
+    members: int
+    delivered: int
+    read: int
+
+
+class GroupMember(TypedDict):
+    peer: str
+    #: The contact's name if the member is a contact; else None.
+    name: str | None
+    admin: bool
+    #: This node's own identity.
+    me: bool
+
+
+class Group(TypedDict):
+    """A group chat as this node sees it (``GET /v1/groups/{group}``)."""
+
+    #: 32 hex characters, random, the same on every member.
+    id: str
+    name: str
+    #: None: group photos are not in this version.
+    photo: str | None
+    members: list[GroupMember]
+    me_admin: bool
+    #: ``active``, ``request`` (an invitation to accept or decline), ``left`` or ``removed``.
+    state: str
+    #: The id of the group's conversation (for ``messages``, ``mark_read``, ...).
+    conversation: str
+    timer_s: int | None
+    #: How many signed membership changes this node holds.
+    log_length: int
+    created_at: float
+    created_by: str
 
 
 class Reacted(Message):
@@ -133,6 +179,8 @@ class Conversation(TypedDict):
     timer_s: int
     muted: bool
     archived: bool
+    #: A group conversation's ``{"id", "name"}``; None for a one-to-one one.
+    group: dict[str, str] | None
 
 
 class SearchHit(TypedDict):
@@ -167,6 +215,10 @@ class Event(TypedDict):
     message: Message | None
     #: ``message.received`` in a conversation that is not muted.
     notify: bool
+    #: ``group.*``: the group as it is now (None if since deleted); None otherwise.
+    group: Group | None
+    #: ``group.created``/``group.changed``: ``{"kind", "by", "peers", "name"?, "timer_s"?}``.
+    change: dict[str, Any] | None
 
 
 class EventPage(TypedDict):

@@ -67,12 +67,13 @@ class Action:
         return self.body.kind
 
 
-def action_of(inner: InnerMessage, me: PeerId) -> Action | None:
+def action_of(inner: InnerMessage, me: PeerId, group: bytes | None = None) -> Action | None:
     """The action an accepted incoming message is (None for other kinds); its
-    conversation is the one of this node and the sender, whatever it claims."""
+    conversation is the one of this node and the sender, whatever it claims,
+    or ``group`` for one a group message carried (its membership checked)."""
     if not isinstance(inner.body, ReactionBody | EditBody | UnsendBody):
         return None
-    conversation = direct_conversation_id(me, inner.sender)
+    conversation = group or direct_conversation_id(me, inner.sender)
     return Action(inner.id, inner.sender, conversation, inner.sent_at_ms, inner.body)
 
 
@@ -116,7 +117,9 @@ def decide(action: Action, target: StoredMessage | None, me: PeerId, now_ms: int
         return Decision(Verdict.HOLD)
     if target.conversation_id != action.conversation_id:
         return _refuse("its target is in another conversation")
-    if action.sender not in (me, target.peer):
+    # In a group, every member is: the group checked the sender's membership.
+    one_to_one = action.conversation_id == direct_conversation_id(me, action.sender)
+    if one_to_one and action.sender not in (me, target.peer):
         return _refuse("the sender is not in the target's conversation")
     author = me if target.direction is Direction.OUT else target.peer
     body = action.body

@@ -171,6 +171,13 @@ class LocalState:
     read_receipts: bool = True
     #: The conversation is muted: its new messages notify nobody.
     muted: bool = False
+    #: The conversation it is filed in when not the one-to-one one of this
+    #: node and the sender: a group's (docs/protocol.md §19.4).
+    conversation_id: bytes | None = None
+
+    def conversation_of(self, sender: PeerId) -> bytes:
+        """The conversation a message from ``sender`` is filed in."""
+        return self.conversation_id or direct_conversation_id(self.me, sender)
 
     @property
     def standing(self) -> Standing:
@@ -286,7 +293,7 @@ def on_message(
     if outcome in ("stored", "request"):
         stored = StoredMessage(
             id=inner.id,
-            conversation_id=direct_conversation_id(state.me, inner.sender),
+            conversation_id=state.conversation_of(inner.sender),
             peer=inner.sender,
             direction=Direction.IN,
             kind=inner.kind,
@@ -315,7 +322,7 @@ def on_message(
             timer=timer,
         )
     if outcome == "action":
-        action = action_of(inner, state.me)
+        action = action_of(inner, state.me, state.conversation_id)
         assert action is not None  # Handling.ACTION is only given to action kinds
         target = state.targets.get(action.target)
         return Effects(outcome, action=action, decision=decide(action, target, state.me, now_ms))
@@ -330,7 +337,7 @@ def on_message(
         and state.standing is Standing.CONTACT
         and state.read_receipts  # off both ways, as read receipts are
     ):
-        conversation_id = direct_conversation_id(state.me, inner.sender)
+        conversation_id = state.conversation_of(inner.sender)
         return Effects(outcome, events=(typing_event(inner.sender, conversation_id, now_ms),))
     return Effects(outcome, confirms=confirms)
 
@@ -342,9 +349,12 @@ def _status_moves(inner: InnerMessage, state: LocalState) -> tuple[StatusMove, .
     moves = []
     for message_id in targets_of(inner):
         mine = state.targets.get(message_id)
-        # A peer may only confirm messages that were sent to it, and a status
-        # never moves back (the store checks again, as the authority).
-        if mine is None or mine.peer != inner.sender:
+        # A peer may only confirm messages that were sent to it (a group's:
+        # to one of its recipients), and a status never moves back (the store
+        # checks again, as the authority).
+        if mine is None or (
+            mine.peer != inner.sender and all(r.peer != inner.sender for r in mine.recipients)
+        ):
             continue
         if mine.direction is not Direction.OUT:
             continue

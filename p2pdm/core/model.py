@@ -216,6 +216,9 @@ class EventType(StrEnum):
     CONTACT_UNBLOCKED = "contact.unblocked"  # the user unblocked a peer
     LOCATION_LIVE = "location.live"  # a live location started or moved (detail: until, ms)
     LOCATION_STOPPED = "location.stopped"  # a live location was stopped or ran out
+    GROUP_CREATED = "group.created"  # we made a group or were added to one (detail: the change)
+    GROUP_CHANGED = "group.changed"  # a change to a group's members, admins, name… (detail)
+    GROUP_REMOVED = "group.removed"  # we were removed from a group
 
 
 @dataclass(frozen=True, slots=True)

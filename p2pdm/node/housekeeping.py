@@ -64,6 +64,8 @@ class ConversationUpkeep:
         None if it was handed over, else why not (then nothing was sent or kept):
         read receipts are off, the peer is not a contact, not connected, or the
         conversation sent one less than TYPING_INTERVAL_S ago."""
+        if self.store.get_group(conversation_id) is not None:
+            return "typing is not shown in groups in this version"
         if not accepted(self.store, peer):  # no typing to a request or a blocked peer
             return "typing is shown only to contacts"
         if not self.messenger.read_receipts_enabled():

@@ -76,6 +76,7 @@ from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import Envelope, InnerMessage, PrekeyBundle, SessionMessage
 from p2pdm.errors import (
     EnvelopeExpired,
+    GroupBehind,
     MessageIdConflict,
     NotFound,
     PeerBlocked,
@@ -99,6 +100,9 @@ from p2pdm.node import action_effects as actions
 from p2pdm.node.notices import TypingShown, apply_timer, sender_copy
 from p2pdm.node.request_stamps import RequestStamps
 from p2pdm.store.base import Store, log_event
+
+#: The kinds a group carries, filed by the node's groups (docs/protocol.md §19).
+GROUP_KINDS: Final = frozenset({"group_change", "group_msg"})
 
 __all__ = ["Messenger", "Outgoing", "Received", "is_unsupported", "message_text"]
 
@@ -193,6 +197,18 @@ class Messenger:
         self._typing_shown = TypingShown(MAX_CACHED_SESSIONS)
         #: Where ephemeral events go (the node's event bus); they are never stored.
         self.publish: Callable[[LogEvent], None] = lambda event: None
+        #: Prekey bundles of group members who are not contacts, fetched from
+        #: the DHT to start a session (as many as sessions cached).
+        self.member_bundles: OrderedDict[PeerId, PrekeyBundle] = OrderedDict()
+        #: True for a peer that shares a group this node accepted: not a
+        #: stranger, though not a contact (set by the node).
+        self.co_member: Callable[[PeerId], bool] = lambda peer: False
+        #: Files a group kind (docs/protocol.md §19.4) inside the receive
+        #: transaction, in place of the conversation machine (set by the node).
+        self.group_filer: Callable[[InnerMessage, int, Via], Received] | None = None
+        #: Asks a group message's author for the changes it named (after the
+        #: envelope was refused with GroupBehind; set by the node).
+        self.group_behind: Callable[[GroupBehind], None] = lambda behind: None
         self._rekey_outbox()
 
     @property
@@ -354,11 +370,20 @@ class Messenger:
         return str(self.store.get_setting("name", "") or "")
 
     def _encrypt(
-        self, to: PeerId, body: Body, now: int, *, stamped: bool = True
+        self,
+        to: PeerId,
+        body: Body,
+        now: int,
+        *,
+        stamped: bool = True,
+        conversation: bytes | None = None,
+        message_id: bytes | None = None,
     ) -> tuple[InnerMessage, PeerSessions, SessionMessage]:
         """The signed inner message of ``body`` for ``to``, encrypted on its session
         (in memory: the caller commits the session state), with a request stamp
-        if ``stamped`` and the peer may not know this node yet."""
+        if ``stamped`` and the peer may not know this node yet. ``conversation``
+        and ``message_id`` are a group's and its message's (else the
+        one-to-one conversation and a fresh id)."""
         if to == self.peer_id:
             raise SessionError("cannot send a message to yourself")
         if self.store.is_blocked(to):
@@ -367,18 +392,21 @@ class Messenger:
         sessions = self._session(to)
         bundle = None
         if not sessions.established:
-            if contact is None or contact.bundle is None:
+            encoded = contact.bundle if contact is not None else None
+            bundle = self.member_bundles.get(to) if encoded is None else None
+            if encoded is None and bundle is None:
                 raise SessionError(
                     f"no prekey bundle for {to}: add the contact from an invite first"
                 )
-            bundle = PrekeyBundle.decode(contact.bundle)
+            if encoded is not None:
+                bundle = PrekeyBundle.decode(encoded)
         # In the body's ext map, which nodes that check no stamps ignore (§18.2).
         stamp = self.stamps.for_peer(to) if stamped else None
         inner = InnerMessage.create(
             self.identity,
-            id=self.random_bytes(MESSAGE_ID_BYTES),
+            id=message_id or self.random_bytes(MESSAGE_ID_BYTES),
             recipient=to,
-            conversation=direct_conversation_id(self.peer_id, to),
+            conversation=conversation or direct_conversation_id(self.peer_id, to),
             sent_at_ms=now,
             body=body if stamp is None else with_request_stamp(body, stamp, self._own_name()),
         )
@@ -470,7 +498,7 @@ class Messenger:
             self.dropped_blocked += 1
             raise PeerBlocked(f"{sender.short()} is blocked")
         # The sender is claimed, not proven yet: only look at its budget here.
-        stranger = self.store.get_contact(sender) is None
+        stranger = self.store.get_contact(sender) is None and not self.co_member(sender)
         if stranger and not self.strangers.admits(sender, now / 1000):
             self._log_requests(now)
             raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
@@ -500,13 +528,17 @@ class Messenger:
             if self.own.version != prekeys_version:
                 self.own = self._load_prekeys()
             raise
-        with self._committing(sender), self.store.transaction(undivided=True):
-            self.store.mark_seen(seen_envelope_key(envelope.id), now)
-            self.store.mark_seen(seen_message_key(sender, inner.id), now)
-            self.store.put_session(sender, sessions.to_bytes(), now)
-            if self.own.version != prekeys_version:  # a one-time prekey was used
-                self.store.put_prekeys(self.own.to_bytes())
-            received = self._file(inner, now, via, actions.held_until(envelope.expires_at_s))
+        try:
+            with self._committing(sender), self.store.transaction(undivided=True):
+                self.store.mark_seen(seen_envelope_key(envelope.id), now)
+                self.store.mark_seen(seen_message_key(sender, inner.id), now)
+                self.store.put_session(sender, sessions.to_bytes(), now)
+                if self.own.version != prekeys_version:  # a one-time prekey was used
+                    self.store.put_prekeys(self.own.to_bytes())
+                received = self._file(inner, now, via, actions.held_until(envelope.expires_at_s))
+        except GroupBehind as behind:
+            self.group_behind(behind)  # nothing of it was kept; the sender retries
+            raise
         if stranger:
             self._log_requests(now)
         return received
@@ -554,24 +586,37 @@ class Messenger:
             self.own = self._load_prekeys()
             raise
 
-    def _file(self, inner: InnerMessage, now: int, via: Via, held_until_ms: int) -> Received:
+    def _file(
+        self,
+        inner: InnerMessage,
+        now: int,
+        via: Via,
+        held_until_ms: int | None = None,
+        *,
+        group: bytes | None = None,
+        member: bool = False,
+    ) -> Received:
         """Apply what the conversation machine decides for ``inner`` (inside
-        the caller's transaction)."""
+        the caller's transaction). ``group``: the group conversation a group
+        message is filed in, ``member``: its sender counts as accepted there."""
+        if group is None and self.group_filer is not None and inner.kind in GROUP_KINDS:
+            return self.group_filer(inner, now, via)
         sender = inner.sender
         contact = self.store.get_contact(sender)
         targets = {}
         for message_id in conversation.targets_of(inner):
             if (mine := self.store.get_message(message_id)) is not None:
                 targets[message_id] = mine
-        found = self.store.get_conversation(direct_conversation_id(self.peer_id, sender))
+        found = self.store.get_conversation(group or direct_conversation_id(self.peer_id, sender))
         state = LocalState(
             me=self.peer_id,
-            contact=contact is not None,
+            contact=contact is not None or member,
             blocked=self.store.is_blocked(sender),
             has_requests=contact is None and self.store.has_requests(sender),
             targets=targets,
             read_receipts=self.read_receipts_enabled(),
             muted=found is not None and found.muted,
+            conversation_id=group,
         )
         effects = conversation.on_message(inner, state, now, via=via)
         stored = self.store.add_message(effects.store) if effects.store is not None else None
@@ -591,7 +636,9 @@ class Messenger:
         changes = tuple(
             (move.message_id, move.status)
             for move in effects.status_moves
-            if self.store.set_status(move.message_id, move.status, now, move.detail, event=False)
+            if self.store.set_status(
+                move.message_id, move.status, now, move.detail, event=False, recipient=sender
+            )
         )
         moved = {message_id for message_id, _ in changes}
         for event in effects.events:

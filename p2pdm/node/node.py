@@ -62,6 +62,7 @@ from p2pdm.node.contact_names import (
     resolve_contact,
 )
 from p2pdm.node.events import EventBus
+from p2pdm.node.groups import Groups
 from p2pdm.node.housekeeping import ConversationUpkeep
 from p2pdm.node.live_location import LiveLocations
 from p2pdm.node.media import (
@@ -151,7 +152,7 @@ class AddedContact:
     renamed_from: str | None = None
 
 
-class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
+class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
     """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(
@@ -220,6 +221,8 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
         self.online: set[PeerId] = set()
         #: The profile this node publishes (opt-in) and handle lookups.
         self.profiles = Profiles(store, identity.peer_id, now_ms)
+        #: Groups: their logs, and the messenger's hooks for their traffic.
+        self._init_groups()
         with store.transaction():
             renamed = fix_contact_names(store)
         for old, new in renamed:
@@ -250,6 +253,8 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
                 **self.store.counts(),
                 "dropped_blocked": self.messenger.dropped_blocked,
                 "dropped_unstamped": self.messenger.dropped_unstamped,
+                "group_messages_refused": self.group_wire.refused_messages,
+                "group_changes_refused": self.group_wire.refused_changes,
             },
             "event_cursor": self.store.event_bounds()[1],
             "dht": None if self.dht_stats is None else dict(self.dht_stats()),
@@ -489,7 +494,8 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
 
     def find_conversation(self, ref: str) -> tuple[bytes, PeerId]:
         """The conversation ``ref`` names, and its peer: a conversation id (32 hex
-        characters) of a conversation this node has, else, as an alias of the
+        characters) of a conversation this node has or of a group (one nobody
+        wrote in yet has an empty conversation), else, as an alias of the
         one-to-one conversation, a PeerID or a contact's name. Raises NotFound.
         Call it once, at the edge."""
         conversation_id = parse_conversation_id(ref)
@@ -497,6 +503,8 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
             found = self.store.get_conversation(conversation_id)
             if found is not None:
                 return found.id, found.peer
+            if self.is_group(conversation_id):
+                return conversation_id, self.group_peer(conversation_id)
         try:
             peer = self.resolve(ref)
         except NotFound:
@@ -526,6 +534,8 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
         queue read receipts (if enabled); returns the ids."""
         if isinstance(conversation, PeerId):
             peer = conversation
+        elif self.is_group(conversation):
+            return self.mark_group_read(conversation)
         else:
             found = self.store.get_conversation(self._conversation_id(conversation))
             if found is None:
@@ -538,7 +548,9 @@ class Node(MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
 
     def mark_message_read(self, message_id: str) -> StoredMessage:
         found, _ = self.message(message_id)
-        self.mark_read(found.peer)
+        self.mark_read(
+            found.conversation_id if self.is_group(found.conversation_id) else found.peer
+        )
         return self.messenger.message(found.id)
 
     # --- events -----------------------------------------------------------------

@@ -26,6 +26,7 @@ from p2pdm.node.observer import NodeObserver, Path
 if TYPE_CHECKING:
     from p2pdm.node.messenger import Received
     from p2pdm.services.dm import Delivery
+    from p2pdm.sim.groups import GroupLedger
     from p2pdm.sim.network import SimNode
 
 __all__ = ["MessageRecord", "Path", "Recorder", "Sink", "Tap", "latency_summary", "percentile"]
@@ -150,6 +151,8 @@ class Recorder:
     #: Commits of messages whose send is not recorded yet (a worker's
     #: delivery can overtake another worker's reply to the send).
     _early: dict[bytes, list[tuple[int, Path, float]]] = field(default_factory=dict)
+    #: Group messages' fates (``--groups``); None in a run without groups.
+    groups: GroupLedger | None = None
 
     def __post_init__(self) -> None:
         self._tap = Tap(self, self.clock)
@@ -183,6 +186,8 @@ class Recorder:
     def stored(self, index: int, message_id: bytes, path: Path, at: float | None = None) -> None:
         """Node ``index`` committed a message (at ``at`` simulation seconds; default now)."""
         at = self.clock() if at is None else at
+        if self.groups is not None and self.groups.stored(index, message_id, at):
+            return
         record = self.messages.get(message_id)
         if record is None:
             if message_id in self._early or len(self._early) < MAX_EARLY_COMMITS:

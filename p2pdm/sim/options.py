@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from p2pdm.errors import ConfigError
 from p2pdm.net import LinkFaults
@@ -18,6 +18,9 @@ from p2pdm.sim.layout import fixed_count, listen_addrs, refuse_own_peers
 from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.network import DEFAULT_CONTACTS
 from p2pdm.sim.timeline import Timeline
+
+if TYPE_CHECKING:
+    from p2pdm.sim.groups import GroupLedger
 
 __all__ = ["Clock", "Outcome", "Progress", "SimOptions"]
 
@@ -79,6 +82,10 @@ class SimOptions:
     #: Processes running the nodes (real clock): 1 runs them all in this
     #: process; more start ``python -m p2pdm.sim.worker`` processes.
     workers: int = 1
+    #: Groups to make (``--groups``); their messages come at ``rate`` too.
+    groups: int = 0
+    #: Members of each group, its creator included (``--group-size``).
+    group_size: int = 3
 
     def check(self) -> None:
         """Raise ConfigError for a scenario that cannot run."""
@@ -114,7 +121,23 @@ class SimOptions:
             if self.clock != "real":
                 raise ConfigError("--listen is for TCP: use --clock real")
             listen_addrs(self.listen, self.nodes)
+        self._check_groups()
         self.timeline.check(self.nodes, fixed_count(self.nodes, self.mailboxes), self.duration)
+
+    def _check_groups(self) -> None:
+        from p2pdm.limits import MAX_GROUP_MEMBERS
+        from p2pdm.sim.groups import MAX_GROUPS
+
+        if not 0 <= self.groups <= MAX_GROUPS:
+            raise ConfigError(f"--groups must be between 0 and {MAX_GROUPS}")
+        if not self.groups:
+            return
+        if not 2 <= self.group_size <= min(MAX_GROUP_MEMBERS, self.nodes):
+            raise ConfigError(
+                f"--group-size must be between 2 and {MAX_GROUP_MEMBERS}, and at most --nodes"
+            )
+        if self.workers > 1:
+            raise ConfigError("--groups runs every node in one process: add --workers 1")
 
     def link_faults(self) -> LinkFaults:
         """Every link's latency, jitter and loss, the clock's defaults filled in."""
@@ -172,3 +195,5 @@ class Outcome:
     join_addrs: list[str] = field(default_factory=list)
     #: Peers outside this simulation its nodes knew of at the end (real clock).
     outside_peers: dict[str, int] = field(default_factory=dict)
+    #: Group messages' fates (``--groups``); None without groups.
+    groups: GroupLedger | None = None

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
 
+from p2pdm.sim.groups import group_invariants, render_groups
 from p2pdm.sim.metrics import MISDELIVERY_ERRORS, latency_summary
 from p2pdm.sim.options import Outcome
 from p2pdm.sim.plots import Plot, draw_plots
@@ -50,6 +51,7 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
     options["store_dir"] = str(options["store_dir"]) if options["store_dir"] else None
     nodes = outcome.options.nodes
     faults = outcome.options.link_faults()
+    groups = None if outcome.groups is None else outcome.groups.summary()
     return {
         "options": options,
         # Every link, the clock's defaults filled in (the options say None
@@ -93,7 +95,10 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
             "only_recipient_stores": not misdelivered,
             "misdelivery_refusals": misdelivery_refusals,
             "no_expired_envelope_in_mailboxes": outcome.expired_in_mailboxes == 0,
+            **group_invariants(groups),
         },
+        # Group traffic (--groups): per-group delivery and latency; None without.
+        "groups": groups,
         "memory_mb": {
             **{k: round(v, 1) for k, v in outcome.rss_mb.items()},
             "per_node": round(
@@ -121,6 +126,8 @@ def invariants_hold(summary: dict[str, Any]) -> bool:
         checks["exactly_once"]
         and checks["only_recipient_stores"]
         and checks["no_expired_envelope_in_mailboxes"]
+        and checks.get("group_members_store_once", True)
+        and checks.get("group_non_members_store_none", True)
     )
 
 
@@ -260,6 +267,8 @@ def render_markdown(
         lines += [f"- {count} x {reason}" for reason, count in summary["undelivered"].items()]
     else:
         lines.append("none")
+    if summary.get("groups"):
+        lines += render_groups(summary["groups"], checks)
     if summary["refusals"]:
         lines += ["", "## Envelopes refused by receivers", ""]
         lines += [f"- {name}: {count}" for name, count in summary["refusals"].items()]

@@ -40,6 +40,7 @@ from p2pdm.net import MemoryNetwork, TcpFaults
 from p2pdm.net.addrs import is_loopback
 from p2pdm.node.messenger import wall_ms
 from p2pdm.sim.determinism import SIM_EPOCH_MS, deterministic
+from p2pdm.sim.groups import GroupDriver, GroupLedger, GroupSend, plan_groups
 from p2pdm.sim.layout import fixed_count
 from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.network import NODE_START_TIMEOUT_SECONDS, open_sim_network
@@ -97,6 +98,31 @@ class _Run:
         #: Nodes restarting, by index: set once the node serves again.
         self.starting: dict[int, trio.Event] = {}
         self.counter = 0
+        #: Group traffic (``--groups``), made by :meth:`form_groups`.
+        self.groups: GroupDriver | None = None
+
+    async def form_groups(self) -> GroupLedger | None:
+        """Make the run's groups before the traffic (one process only); their ledger."""
+        options = self.options
+        if not options.groups:
+            return None
+        assert isinstance(self.sim, LocalNodes)  # SimOptions.check refuses workers
+        plan = plan_groups(
+            seed=options.seed,
+            nodes=options.nodes,
+            groups=options.groups,
+            size=options.group_size,
+            duration=options.duration,
+            rate=options.rate,
+        )
+        ledger = self.recorder.groups = GroupLedger()
+        self.groups = GroupDriver(self.sim, plan, ledger)
+        await self.groups.form()
+        return ledger
+
+    async def _group_send(self, send: GroupSend) -> None:
+        assert self.groups is not None
+        await self.groups.send(send, self.recorder.clock())
 
     async def _settled(self, index: int) -> None:
         """Wait (bounded) until node ``index`` is not in the middle of a restart."""
@@ -147,6 +173,8 @@ class _Run:
             events.append((link.at, 1, partial(self._link, link)))
         for send in self.plan.sends:
             events.append((send.at, 2, partial(self._send, nursery, send)))
+        for group_send in self.groups.plan.sends if self.groups else ():
+            events.append((group_send.at, 2, partial(self._group_send, group_send)))
         events.sort(key=lambda e: (e[0], e[1]))
         for at, _, action in events:
             if not over and at > duration:
@@ -294,6 +322,7 @@ async def _simulate(
             outcome.rss_mb["start"] = sim.baseline_rss_mb
         outcome.rss_mb["formed"] = await sim.rss_mb()
         run = _Run(options, sim, recorder)
+        outcome.groups = await run.form_groups()
         plan, timeline = run.plan, options.timeline
         outcome.plan_counts = {
             **plan.counts(),
@@ -327,7 +356,9 @@ async def _simulate(
                 await sim.heal()
             enter("draining", options.drain, sim)
             with trio.move_on_after(options.drain):
-                while recorder.delivered < len(recorder.messages):  # noqa: ASYNC110
+                while recorder.delivered < len(recorder.messages) or not (  # noqa: ASYNC110
+                    outcome.groups is None or outcome.groups.all_delivered()
+                ):
                     await trio.sleep(PROGRESS_SECONDS)
             enter("done", None, sim)
             nursery.cancel_scope.cancel()

@@ -69,9 +69,11 @@ OPTION_KEYS: Final = frozenset(
         "drain",
         "seed",
         "clock",
+        "groups",
+        "group_size",
     }
 )
-_INT_OPTIONS: Final = frozenset({"nodes", "mailboxes", "contacts", "seed"})
+_INT_OPTIONS: Final = frozenset({"nodes", "mailboxes", "contacts", "seed", "groups", "group_size"})
 
 
 @dataclass(frozen=True, slots=True)

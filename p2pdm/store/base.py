@@ -51,6 +51,7 @@ from p2pdm.limits import (
     MAX_REQUEST_MESSAGES_PER_PEER,
 )
 from p2pdm.store.blobs import BlobIndex
+from p2pdm.store.groups import GroupStore
 
 __all__ = [
     "BlockedPeer",
@@ -123,7 +124,7 @@ class SearchHit:
     snippet: str
 
 
-class Store(BlobIndex, Protocol):
+class Store(BlobIndex, GroupStore, Protocol):
     # --- lifecycle ---
     def close(self) -> None: ...
     def transaction(self, *, undivided: bool = False) -> AbstractContextManager[None]:

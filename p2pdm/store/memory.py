@@ -36,6 +36,7 @@ from p2pdm.store.memory_blobs import BlobDicts
 from p2pdm.store.memory_blocking import BlockDicts
 from p2pdm.store.memory_contacts import ContactDicts
 from p2pdm.store.memory_expiry import ExpiryDicts
+from p2pdm.store.memory_groups import GroupDicts
 from p2pdm.store.memory_mailbox import MailboxDicts
 from p2pdm.store.memory_outbox import OutboxDicts
 from p2pdm.store.memory_profile import ProfileDicts
@@ -54,6 +55,7 @@ class MemoryStore(
     APIDicts,
     ProfileDicts,
     BlobDicts,
+    GroupDicts,
 ):
     """A :class:`~p2pdm.store.base.Store` that lives and dies with the process."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from p2pdm.core.actions import HeldAction
 from p2pdm.core.identity import PeerId
@@ -33,6 +34,9 @@ from p2pdm.store.base import (
 )
 from p2pdm.store.blobs import BlobRecord
 from p2pdm.store.memory_log import EventLog
+
+if TYPE_CHECKING:
+    from p2pdm.store.groups import GroupRow
 
 __all__ = ["ConversationState", "Dicts", "MemoryState"]
 
@@ -109,6 +113,11 @@ class MemoryState:
     blobs_attached: set[bytes] = field(default_factory=set)
     #: Queued envelopes that follow a message (its file's chunks): envelope -> message.
     followers: dict[bytes, bytes] = field(default_factory=dict)
+    #: Groups by id; their entries (hash -> encoded, in arrival order); the
+    #: heads each member was last known to have.
+    groups: dict[bytes, GroupRow] = field(default_factory=dict)
+    group_entries: dict[bytes, dict[bytes, bytes]] = field(default_factory=dict)
+    group_heads: dict[tuple[bytes, PeerId], tuple[bytes, ...]] = field(default_factory=dict)
 
 
 class Dicts:

@@ -469,6 +469,31 @@ _MIGRATION_HELD_EXPIRY: Final = """
 ALTER TABLE held_actions ADD COLUMN expires_at_ms INTEGER;
 """
 
+#: Groups: their rows, signed change entries and what each member was last
+#: known to have (docs/protocol.md §19).
+_MIGRATION_GROUPS: Final = """
+CREATE TABLE groups (
+    id BLOB PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('active', 'request', 'left', 'removed')),
+    invited_by BLOB,
+    joined_at_ms INTEGER NOT NULL,
+    name TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE TABLE group_entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id BLOB NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    hash BLOB NOT NULL,
+    entry BLOB NOT NULL,
+    UNIQUE (group_id, hash)
+);
+CREATE TABLE group_peer_heads (
+    group_id BLOB NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    peer BLOB NOT NULL,
+    heads BLOB NOT NULL,
+    PRIMARY KEY (group_id, peer)
+) WITHOUT ROWID;
+"""
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -490,6 +515,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_BLOCKED,
     _MIGRATION_OUTBOX_FOLLOWERS,
     _MIGRATION_HELD_EXPIRY,
+    _MIGRATION_GROUPS,
 )
 
 #: The schema version this code writes.

@@ -31,6 +31,7 @@ from p2pdm.store.sqlite_blobs import BlobTables
 from p2pdm.store.sqlite_blocking import BlockTables
 from p2pdm.store.sqlite_contacts import ContactTables
 from p2pdm.store.sqlite_expiry import ExpiryTables
+from p2pdm.store.sqlite_groups import GroupTables
 from p2pdm.store.sqlite_keys import KeyTables
 from p2pdm.store.sqlite_mailbox import MailboxTables
 from p2pdm.store.sqlite_outbox import OutboxTables
@@ -50,6 +51,7 @@ class SQLiteStore(
     APITables,
     ProfileTables,
     BlobTables,
+    GroupTables,
 ):
     """The :class:`~p2pdm.store.base.Store` of a node: one SQLite file.
 

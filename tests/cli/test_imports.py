@@ -88,7 +88,11 @@ async def test_a_client_command_against_a_running_node_imports_nothing_heavy(
 ) -> None:
     async with running_node(tmp_path / "alice", "alice") as alice:
         home = str(alice.home.path)
-        for argv in (("--home", home, "inbox", "--json"), ("--home", home, "status", "--json")):
+        for argv in (
+            ("--home", home, "inbox", "--json"),
+            ("--home", home, "status", "--json"),
+            ("--home", home, "group", "list", "--json"),
+        ):
             with trio.fail_after(WAIT_S):
                 code, loaded, out = await trio.to_thread.run_sync(lambda a=argv: _probe(*a))
             assert code == 0, argv

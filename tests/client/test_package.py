@@ -231,6 +231,54 @@ def _wire() -> list[Row]:
         ),
         ("stop_live_location", ("bob",), {}, "DELETE", "/v1/conversations/bob/live-location", None),
         ("live_locations", ("bob",), {}, "GET", "/v1/conversations/bob/live-location", None),
+        (
+            "create_group",
+            ("Bakery team", iter(["bob", "carol"])),
+            {},
+            "POST",
+            "/v1/groups",
+            {"name": "Bakery team", "members": ["bob", "carol"]},
+        ),
+        (
+            "create_group",
+            ("Ephemeral", ["bob"]),
+            {"timer_s": 3600},
+            "POST",
+            "/v1/groups",
+            {"name": "Ephemeral", "members": ["bob"], "timer_s": 3600},
+        ),
+        ("groups", (), {}, "GET", "/v1/groups", None),
+        ("group", ("Bakery team",), {}, "GET", "/v1/groups/Bakery%20team", None),
+        (
+            "add_group_members",
+            ("g1", iter(["dave"])),
+            {},
+            "POST",
+            "/v1/groups/g1/members",
+            {"members": ["dave"]},
+        ),
+        ("remove_group_member", ("g1", "dave"), {}, "DELETE", "/v1/groups/g1/members/dave", None),
+        ("leave_group", ("g1",), {}, "POST", "/v1/groups/g1/leave", None),
+        ("update_group", ("g1",), {"name": "Bakers"}, "PATCH", "/v1/groups/g1", {"name": "Bakers"}),
+        (
+            "update_group",
+            ("g1",),
+            {"add_admins": iter(["bob"]), "timer_s": 0},
+            "PATCH",
+            "/v1/groups/g1",
+            {"timer_s": 0, "admins": {"add": ["bob"]}},
+        ),
+        (
+            "update_group",
+            ("g1",),
+            {"remove_admins": ["bob"]},
+            "PATCH",
+            "/v1/groups/g1",
+            {"admins": {"remove": ["bob"]}},
+        ),
+        ("accept_group", ("g1",), {}, "POST", "/v1/groups/g1/accept", None),
+        ("decline_group", ("g1",), {}, "POST", "/v1/groups/g1/decline", None),
+        ("block_group", ("g1",), {}, "POST", "/v1/groups/g1/block", None),
     ]
 
 
@@ -245,6 +293,7 @@ ANSWER = {
     "requests": ["q"],
     "results": ["s"],
     "sessions": ["s"],
+    "groups": ["g"],
     "id": 1,
 }
 #: The result each method returns from ANSWER (or from 204 for a DELETE).
@@ -259,6 +308,7 @@ RESULTS = {
     "sessions": ["s"],
     "search": ["s"],
     "send_many": ["s"],
+    "groups": ["g"],
 }
 
 

@@ -259,3 +259,30 @@ def test_the_sdk_keeps_its_connection_open_between_calls() -> None:
             client.contacts()
             client.node()
     assert len(client_ports) == 10 and len(set(client_ports)) == 1
+
+
+async def test_groups_through_the_sdk(alice: Api) -> None:
+    async with sdk(alice) as node:
+        made = await node.create_group("Bakers", ["bob"])
+        assert (made["name"], made["state"], made["me_admin"]) == ("Bakers", "active", True)
+        assert [(m["name"], m["me"]) for m in made["members"]] == [(None, True), ("bob", False)]
+        assert [g["id"] for g in await node.groups()] == [made["id"]]
+        assert (await node.group("bakers"))["id"] == made["id"]  # a name, any case
+        bob = next(m["peer"] for m in made["members"] if not m["me"])
+        renamed = await node.update_group(made["id"], name="Night bakers", add_admins=[bob])
+        assert renamed["name"] == "Night bakers" and all(m["admin"] for m in renamed["members"])
+        assert renamed["log_length"] == 3
+        sent = await node.send("Night bakers", "ovens on")
+        assert sent["group"] == made["id"]
+        assert sent["delivery"] == {"members": 1, "delivered": 0, "read": 0}
+        [conversation] = await node.conversations()
+        assert conversation["group"] == {"id": made["id"], "name": "Night bakers"}
+        page = await node.messages(made["conversation"])
+        assert [m["id"] for m in page["messages"]] == [sent["id"]]
+        assert (await node.leave_group(made["id"]))["state"] == "left"
+        with pytest.raises(APIError) as refused:
+            await node.send("Night bakers", "still there?")
+        assert (refused.value.status, refused.value.code) == (422, "group_refused")
+        with pytest.raises(APIError) as refused:
+            await node.group("nobody's")
+        assert refused.value.status == 404

@@ -44,6 +44,8 @@ def test_the_registry_lists_each_kind_once_under_its_name() -> None:
         "media",
         "location",
         "blob_chunk",
+        "group_change",
+        "group_msg",
         "live_location",
     }
     for name, spec in KINDS.items():

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from p2pdm.core import cbor
 from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.kinds import KINDS
 from p2pdm.core.sealing import check_inner, open_envelope, seal
 from p2pdm.core.wire import (
     Envelope,
@@ -69,7 +70,7 @@ receipt_bodies = st.builds(
     st.sampled_from(["delivered", "read"]),
     st.lists(ids16, min_size=1, max_size=8).map(tuple),
 )
-unknown_kinds = st.text(min_size=1, max_size=8).filter(lambda k: k not in ("text", "receipt"))
+unknown_kinds = st.text(min_size=1, max_size=8).filter(lambda k: k not in KINDS)
 unknown_bodies = st.builds(
     UnknownBody, unknown_kinds, st.dictionaries(st.text(max_size=8), cbor_values, max_size=5)
 )

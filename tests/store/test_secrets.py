@@ -261,6 +261,8 @@ def test_an_old_store_is_migrated_and_the_seed_is_gone_from_every_file(
         db.execute("DELETE FROM counters WHERE name IN ('actions_refused', 'held_actions_dropped')")
         db.execute("DROP TABLE profile")
         db.execute("DROP TABLE handle_claims")
+        for table in ("group_peer_heads", "group_entries", "groups"):
+            db.execute(f"DROP TABLE {table}")
         # The previous version's own prekeys open with today's code too.
         assert OwnPrekeys.from_bytes(identity, legacy).bundle().peer == identity.peer_id
         assert leaks(tmp_path, [identity]) != []

@@ -22,6 +22,7 @@ from p2pdm.core.cbor import Fields
 from p2pdm.core.kinds import (
     blobchunk,
     edit,
+    group,
     live_location,
     location,
     media,
@@ -35,6 +36,7 @@ from p2pdm.core.kinds import (
 from p2pdm.core.kinds.base import MAX_KIND_BYTES, Body, KindSpec, UnknownBody
 from p2pdm.core.kinds.blobchunk import BlobChunkBody
 from p2pdm.core.kinds.edit import EditBody
+from p2pdm.core.kinds.group import GroupChangeBody, GroupMsgBody
 from p2pdm.core.kinds.live_location import LiveLocationBody
 from p2pdm.core.kinds.location import LocationBody
 from p2pdm.core.kinds.media import MediaBody, MediaItem
@@ -53,6 +55,8 @@ __all__ = [
     "BlobChunkBody",
     "Body",
     "EditBody",
+    "GroupChangeBody",
+    "GroupMsgBody",
     "KindSpec",
     "LiveLocationBody",
     "LocationBody",
@@ -83,6 +87,8 @@ KINDS: Final[dict[str, KindSpec[Any]]] = {
     media.SPEC.name: media.SPEC,
     location.SPEC.name: location.SPEC,
     blobchunk.SPEC.name: blobchunk.SPEC,
+    group.CHANGE_SPEC.name: group.CHANGE_SPEC,
+    group.MSG_SPEC.name: group.MSG_SPEC,
     live_location.SPEC.name: live_location.SPEC,
 }
 

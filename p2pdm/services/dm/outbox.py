@@ -99,7 +99,10 @@ class OutboxBook:
     def set_status(self, item: OutboxItem, status: DeliveryStatus, detail: str = "") -> bool:
         """Move the message on; False if it did not move (or is a receipt, not stored)."""
         with contextlib.suppress(NotFound):  # receipts have no stored message
-            return self.store.set_status(item.message_id, status, self.now_ms(), detail)
+            # Per recipient: a group message has one outbox entry per member.
+            return self.store.set_status(
+                item.message_id, status, self.now_ms(), detail, recipient=item.recipient
+            )
         return False
 
     def note(self, item: OutboxItem, detail: str) -> None:

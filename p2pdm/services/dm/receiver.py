@@ -226,6 +226,7 @@ class Receiver:
                 self.node.media.collect()
         except P2PDMError as exc:
             log.error("could not record the files of a message: %s", exc)
+        self.node.groups_after_received()  # group changes some members were not told
         self.node.on_received(received)
         self.node.observer.envelope_accepted(received, path)
 

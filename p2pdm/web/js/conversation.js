@@ -7,6 +7,9 @@ import { messageActions, reactionsOf, REPLY_FIELD } from "./actions.js";
 import { liveArea, liveConversation, loadLive, onLiveEvent } from "./live.js";
 import { attachmentsOf, composerMediaControls, locationOf, mediaIdOf, sendFiles } from "./media.js";
 import {
+  authorName, deliveryWords, groupClosed, groupConversation, groupInfoButton, groupInfoPanel, groupOf, groups, loadGroups, membersLine,
+} from "./groups.js";
+import {
   conversationById, loadConversations, nameOf, previewText, refreshConversation, state,
 } from "./state.js";
 
@@ -28,23 +31,31 @@ export async function openConversation(main, id) {
     conversation = find();
   }
   if (conversation) id = conversation.id; // a contact's PeerID opens its conversation
-  const peer = conversation ? conversation.peer : id;
+  if ((!conversation || conversation.group) && !groups.has(conversation ? conversation.group.id : id)) {
+    await loadGroups().catch(() => {});
+  }
+  // A group with no message yet has no conversation in the list: it is the group's.
+  if (!conversation && groups.has(id)) conversation = groupConversation(groups.get(id));
+  const group = groupOf(conversation);
+  // A group's messages go "to" the group's id; a one-to-one conversation's to the peer.
+  const peer = group ? group.id : conversation ? conversation.peer : id;
   view = {
-    id, peer, conversation,
+    id, peer, conversation, group,
     messages: new Map(), order: [], next: undefined, loading: false,
     replyTo: null, lastTyping: 0, main,
   };
-  const title = nameOf(peer, conversation && conversation.name);
+  const title = group ? group.name : nameOf(peer, conversation && conversation.name);
   const list = h("ol.messages", { id: "messages", "aria-label": `Messages with ${title}` });
   const scroller = h("div.scroller", { id: "scroller", tabindex: "0", onscroll: onScroll }, h("div.older", { id: "older" }), list);
   clear(main,
     h("section.chat", { "aria-label": `Conversation with ${title}`, ondragover: dragOver, ondrop: drop },
       header(title, conversation),
+      groupInfoPanel(group),
       h("div.notice", { id: "timer-notice", hidden: true }),
       liveArea(id),
       scroller,
       h("div.typing", { id: "typing", "aria-live": "polite" }),
-      composer()));
+      group && group.state !== "active" ? groupClosed(group) : composer()));
   const opened = view;
   await loadOlder();
   if (view !== opened) return; // another page was opened meanwhile
@@ -52,7 +63,8 @@ export async function openConversation(main, id) {
   scroller.scrollTop = scroller.scrollHeight;
   showTimer();
   markRead();
-  document.getElementById("composer-text").focus();
+  const input = document.getElementById("composer-text");
+  if (input) input.focus();
 }
 
 function header(title, conversation) {
@@ -64,7 +76,7 @@ function header(title, conversation) {
       toggle("Archive", "archived", conversation),
       h("label.timer", {}, "Disappearing ",
         h("select", { id: "timer-select", onchange: (e) => setTimer(Number(e.target.value)) },
-          TIMERS.map(([s, label]) => h("option", { value: String(s), selected: Number(conversation && conversation.timer_s || 0) === s }, label)))));
+          TIMERS.map(([s, label]) => h("option", { value: String(s), selected: Number((view.group ? view.group.timer_s : conversation && conversation.timer_s) || 0) === s }, label)))));
   }
   if (has("DELETE", "/v1/conversations/{conversation}")) {
     controls.push(h("button.danger", { type: "button", id: "delete-conversation", onclick: deleteConversation }, "Delete chat"));
@@ -73,8 +85,9 @@ function header(title, conversation) {
     h("a.back", { href: "#/", "aria-label": "Back to chats" }, "←"),
     h("div.title", {},
       h("h1", {}, title),
-      h("span.sub", {}, contact ? `safety number …${contact.fingerprint}` : `not a contact · …${view.peer.slice(-8)}`)),
-    h("div.conv-controls", {}, controls));
+      h("span.sub", {}, view.group ? membersLine(view.group)
+        : contact ? `safety number …${contact.fingerprint}` : `not a contact · …${view.peer.slice(-8)}`)),
+    h("div.conv-controls", {}, groupInfoButton(view.group), controls));
 }
 
 function toggle(label, field, conversation) {
@@ -106,7 +119,11 @@ async function deleteConversation() {
 
 async function setTimer(seconds) {
   try {
-    await patch(`/v1/conversations/${view.id}`, { timer_s: seconds });
+    if (view.group) {
+      // A group's timer is a change of the group, told to every member.
+      view.group = await patch(`/v1/groups/${seg(view.group.id)}`, { timer_s: seconds });
+      groups.set(view.group.id, view.group);
+    } else await patch(`/v1/conversations/${view.id}`, { timer_s: seconds });
     await loadConversations();
     view.conversation = conversationById(view.id);
     showTimer();
@@ -115,7 +132,7 @@ async function setTimer(seconds) {
 
 function showTimer() {
   const notice = document.getElementById("timer-notice");
-  const seconds = view && view.conversation && view.conversation.timer_s;
+  const seconds = view && (view.group ? view.group.timer_s : view.conversation && view.conversation.timer_s);
   if (!notice) return;
   const select = document.getElementById("timer-select");
   if (select) select.value = String(seconds || 0); // set by either side
@@ -146,7 +163,7 @@ async function loadOlder() {
     scroller.scrollTop = scroller.scrollHeight - fromBottom;
     const olderEl = document.getElementById("older");
     clear(olderEl, view.next === null
-      ? h("p.start", {}, "This is the start of the conversation.")
+      ? h("p.start", {}, `This is the start of the ${view.group ? "group" : "conversation"}.`)
       : h("button", { type: "button", onclick: loadOlder }, "Load older messages"));
   } catch (error) {
     showError(error);
@@ -178,6 +195,8 @@ function draw() {
 }
 
 function statusLine(message) {
+  const figures = deliveryWords(message); // a group message: "delivered to 4 of 5, read by 2"
+  if (figures) return h("span.status.group-delivery", { dataset: { status: message.status } }, figures);
   const labels = {
     queued: "🕓 Queued", sent: "✓ Sent", deposited: "✓ Held by mailboxes",
     delivered: "✓✓ Delivered", read: "✓✓ Read", failed: "⚠ Failed", expired: "⚠ Expired",
@@ -200,6 +219,8 @@ function bubble(message) {
   if (message.notice) return noticeLine(message);
   const mine = message.direction === "out";
   const body = [];
+  const author = !mine && message.group ? authorName(groups.get(message.group) || view.group, message.peer) : null;
+  if (author) body.push(h("span.author", {}, author));
   if (message.reply_to) body.push(quote(message.reply_to));
   if (message.unsent) {
     body.push(h("p.unsent", {}, mine ? "You unsent a message" : `${nameOf(message.peer)} unsent a message`));
@@ -220,7 +241,7 @@ function bubble(message) {
     id: `m-${message.id}`, dataset: { id: message.id, status: message.status },
   },
   h("div.bubble", { tabindex: "0" },
-    h("span.sr-only", {}, mine ? "You: " : `${nameOf(message.peer)}: `),
+    author ? null : h("span.sr-only", {}, mine ? "You: " : `${nameOf(message.peer)}: `),
     body, reactionsOf(message, refreshMessage), meta),
   message.unsent ? null : messageActions(message, { reply: startReply, refresh: refreshMessage }));
 }
@@ -279,10 +300,11 @@ export function onConversationEvent(event) {
   if (onLiveEvent(event, view.id, view.peer)) return;
   if (event.type === "typing" && (event.conversation_id === view.id || event.peer === view.peer)) {
     state.typing.set(view.id, Date.now() + TYPING_SHOWN_MS);
+    view.typist = event.peer;
     showTyping();
     return;
   }
-  if (event.type.startsWith("media.") && event.peer === view.peer) {
+  if (event.type.startsWith("media.") && (event.peer === view.peer || view.group)) {
     const file = mediaIdOf(event);
     for (const m of view.messages.values()) {
       if ((m.media || []).some((item) => item.id === file)) refreshMessage(m.id);
@@ -290,11 +312,20 @@ export function onConversationEvent(event) {
     return;
   }
   if (event.conversation_id !== view.id) return;
+  if (event.type.startsWith("group.") && view.group) {
+    view.group = groups.get(view.group.id) || event.group || view.group; // main.js reloaded them
+    const sub = document.querySelector(".conv-head .sub");
+    if (sub) sub.textContent = membersLine(view.group);
+    showTimer();
+    return;
+  }
   if (event.type === "message.received" && event.message) {
     state.typing.delete(view.id);
     showTyping();
     putMessage(event.message);
     markRead();
+  } else if (event.type === "message.status" && view.group && view.messages.has(event.message_id)) {
+    refreshMessage(event.message_id); // its figures per member ("delivered to 4 of 5") moved
   } else if (event.type === "message.status" && view.messages.has(event.message_id)) {
     const message = view.messages.get(event.message_id);
     message.status = event.status;
@@ -315,7 +346,8 @@ function showTyping() {
   const el = document.getElementById("typing");
   if (!el || !view) return;
   const until = state.typing.get(view.id) || 0;
-  el.textContent = until > Date.now() ? `${nameOf(view.peer)} is typing…` : "";
+  const who = view.group ? authorName(view.group, view.typist) : nameOf(view.peer);
+  el.textContent = until > Date.now() ? `${who} is typing…` : "";
   if (until > Date.now()) setTimeout(showTyping, until - Date.now() + 50);
 }
 
@@ -392,7 +424,8 @@ async function sendAttachment(fields) {
 }
 
 function typing() {
-  if (!view || !has("POST", "/v1/conversations/{conversation}/typing")) return;
+  // Typing is not shown in groups (docs/api.md, Groups).
+  if (!view || view.group || !has("POST", "/v1/conversations/{conversation}/typing")) return;
   const now = Date.now();
   if (now - view.lastTyping < TYPING_EVERY_MS) return;
   view.lastTyping = now;
@@ -400,6 +433,7 @@ function typing() {
 }
 
 function startReply(message) {
+  if (!document.getElementById("composer-text")) return; // a group you cannot write to
   view.replyTo = message.id;
   const bar = document.getElementById("replying");
   clear(bar,

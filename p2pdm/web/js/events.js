@@ -29,7 +29,8 @@ export function followEvents(since, onEvent, onState) {
       "peer.online", "peer.offline", "message.reaction", "message.edited",
       "message.unsent", "message.expired", "message.deleted", "typing", "conversation.timer",
       "conversation.updated", "contact.blocked", "contact.unblocked", "media.progress", "media.ready",
-      "media.failed", "location.live", "location.stopped", "demo.changed", "gap", "requests_gap",
+      "media.failed", "location.live", "location.stopped", "demo.changed",
+      "group.created", "group.changed", "group.removed", "gap", "requests_gap",
     ];
     for (const type of types) source.addEventListener(type, handle);
   }

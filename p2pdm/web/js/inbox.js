@@ -4,6 +4,7 @@
 import { get, has, post, seg } from "./api.js";
 import { clear, h, showError, when } from "./dom.js";
 import { loadContacts, loadConversations, nameOf, previewText, state, subscribe } from "./state.js";
+import { authorName, groupInvitations, groupOf, invitationItem, membersLine, quietGroups } from "./groups.js";
 
 let sidebarEl = null;
 let selected = null;
@@ -12,7 +13,7 @@ let showArchived = false;
 let results = null; // search results (messages), or null
 
 subscribe((what) => {
-  if (sidebarEl && (what === "conversations" || what === "contacts" || what === "online")) drawList();
+  if (sidebarEl && (what === "conversations" || what === "contacts" || what === "online" || what === "groups")) drawList();
 });
 
 export function renderInbox(sidebar, current) {
@@ -52,9 +53,11 @@ function drawList() {
     return;
   }
   const needle = query.trim().toLowerCase();
-  const shown = state.conversations.filter((c) => !c.request
+  const all = [...state.conversations, ...quietGroups(state.conversations)]
+    .sort((a, b) => b.last_message_at_ms - a.last_message_at_ms);
+  const shown = all.filter((c) => !c.request
     && (showArchived || !c.archived)
-    && (!needle || nameOf(c.peer, c.name).toLowerCase().includes(needle)
+    && (!needle || titleOf(c).toLowerCase().includes(needle)
         || previewText(state.previews.get(c.id)).toLowerCase().includes(needle)));
   clear(list, shown.length ? shown.map(item) : h("li.empty", {}, needle ? "No match: press Enter to search messages." : "No conversations yet."));
   redrawWhenTypingLapses();
@@ -69,31 +72,42 @@ function redrawWhenTypingLapses() {
   if (Number.isFinite(next)) lapseTimer = setTimeout(drawList, next - now + 50);
 }
 
+/** A conversation's title: the group's name, or the contact's. */
+export function titleOf(conversation) {
+  return conversation.group ? conversation.group.name : nameOf(conversation.peer, conversation.name);
+}
+
 function item(conversation) {
   const preview = state.previews.get(conversation.id);
-  const name = nameOf(conversation.peer, conversation.name);
+  const name = titleOf(conversation);
+  const group = groupOf(conversation);
   const flags = [conversation.muted ? "muted" : null, conversation.archived ? "archived" : null].filter(Boolean);
   const typing = (state.typing.get(conversation.id) || 0) > Date.now();
   return h("li", {},
     h("a.conversation", {
       href: `#/c/${conversation.id}`,
       "aria-current": conversation.id === selected ? "page" : null,
-      dataset: { id: conversation.id, peer: conversation.peer },
+      dataset: conversation.group
+        ? { id: conversation.id, peer: conversation.peer, group: conversation.group.id }
+        : { id: conversation.id, peer: conversation.peer },
     },
       h("span.avatar", { "aria-hidden": "true" }, initials(name)),
-      h("span.who", {}, name, state.online.has(conversation.peer) ? h("span.online", { title: "connected" }, " ●") : null),
+      h("span.who", {}, name,
+        group ? h("span.members", {}, ` · ${membersLine(group)}`) : null,
+        !conversation.group && state.online.has(conversation.peer) ? h("span.online", { title: "connected" }, " ●") : null),
       h("span.when", {}, when(conversation.last_message_at_ms)),
-      h("span.preview", {}, typing ? "typing…" : previewLine(preview)),
+      h("span.preview", {}, typing ? "typing…" : previewLine(preview, group)),
       h("span.flags", {},
         flags.map((f) => h(`span.flag.${f}`, { title: f }, h("span", { "aria-hidden": "true" }, f === "muted" ? "🔕" : "🗄"), h("span.sr-only", {}, `, ${f}`))),
         conversation.unread ? h("span.unread", {}, String(conversation.unread), h("span.sr-only", {}, " unread")) : null)));
 }
 
-function previewLine(message) {
+function previewLine(message, group) {
   if (!message) return "";
   const text = previewText(message);
   // A notice already names who set it ("You set disappearing messages…").
-  return message.direction === "out" && !message.notice ? `You: ${text}` : text;
+  if (message.direction === "out") return message.notice ? text : `You: ${text}`;
+  return group && !message.notice ? `${authorName(group, message.peer)}: ${text}` : text;
 }
 
 /** A search hit: {message_id, conversation_id, peer, direction, sent_at_ms, snippet}. */
@@ -127,11 +141,13 @@ export async function renderRequests(main) {
   if (has("GET", "/v1/requests")) {
     try { requests = (await get("/v1/requests")).requests || []; } catch (error) { showError(error); }
   } else {
-    requests = state.conversations.filter((c) => c.request).map((c) => ({
+    requests = state.conversations.filter((c) => c.request && !c.group).map((c) => ({
       peer: c.peer, preview: previewText(state.previews.get(c.id)), count: c.unread, at_ms: c.last_message_at_ms, conversation_id: c.id,
     }));
   }
-  if (!requests.length) { list.append(h("li.empty", {}, "No message requests.")); return; }
+  const invitations = groupInvitations();
+  for (const group of invitations) list.append(invitationItem(group, () => renderRequests(document.getElementById("main"))));
+  if (!requests.length && !invitations.length) { list.append(h("li.empty", {}, "No message requests.")); return; }
   for (const request of requests) list.append(requestItem(request));
 }
 

@@ -7,6 +7,7 @@ import { renderInbox, renderRequests } from "./inbox.js";
 import { openConversation, onConversationEvent } from "./conversation.js";
 import { renderContacts } from "./contacts.js";
 import { renderNodePage } from "./nodepage.js";
+import { groupInvitations, groupsOffered, loadGroups, refreshGroupInfo, renderNewGroup } from "./groups.js";
 import {
   changed, loadContacts, loadConversations, loadNode, nameOf, refreshConversation, state, subscribe,
 } from "./state.js";
@@ -19,6 +20,7 @@ function shell() {
     ["#/", "Chats", "nav-chats"],
     ["#/requests", "Requests", "nav-requests"],
     ["#/new", "New chat", "nav-new"],
+    ...(groupsOffered() ? [["#/newgroup", "New group", "nav-new-group"]] : []),
     ["#/node", "Node", "nav-node"],
   ];
   clear(
@@ -67,6 +69,7 @@ function route() {
   if (section === "c") openConversation(main, decodeURIComponent(arg));
   else if (section === "requests") renderRequests(main);
   else if (section === "new") renderContacts(main);
+  else if (section === "newgroup") renderNewGroup(main);
   else if (section === "node") renderNodePage(main);
   else renderWelcome(main);
 }
@@ -88,14 +91,21 @@ function refreshAll() {
   // After a reconnect: anything missed while away (the stream resumes, but a
   // node that restarted may have answered requests meanwhile).
   if (refreshing) return;
-  refreshing = Promise.all([loadContacts(), loadConversations()]).catch(() => {}).finally(() => { refreshing = null; });
+  refreshing = Promise.all([loadContacts(), loadConversations(), loadGroups()]).catch(() => {}).finally(() => { refreshing = null; });
 }
 
 async function onEvent(event) {
   switch (event.type) {
     case "gap":
     case "requests_gap":
-      await Promise.all([loadContacts(), loadConversations()]);
+      await Promise.all([loadContacts(), loadConversations(), loadGroups()]);
+      break;
+    case "group.created":
+    case "group.changed":
+    case "group.removed":
+      await Promise.all([loadGroups(), loadConversations()]);
+      // The group is the event's conversation (docs/api.md, Events).
+      if (event.conversation_id) refreshGroupInfo(event.conversation_id);
       break;
     case "contact.added":
     case "contact.blocked":
@@ -145,13 +155,14 @@ async function start() {
   subscribe((what) => {
     if (what === "conversations") app.toggleAttribute("data-empty", state.conversations.length === 0);
     const badge = document.getElementById("requests-badge");
-    if (badge && what === "conversations") {
-      const count = state.conversations.filter((c) => c.request).length;
+    if (badge && (what === "conversations" || what === "groups")) {
+      const invited = new Set(groupInvitations().map((g) => g.id));
+      const count = state.conversations.filter((c) => c.request && !(c.group && invited.has(c.group.id))).length + invited.size;
       badge.textContent = String(count);
       badge.hidden = count === 0;
     }
   });
-  await Promise.all([loadContacts(), loadConversations()]);
+  await Promise.all([loadContacts(), loadConversations(), loadGroups().catch(showError)]);
   // One event at a time, in order: a media.ready must not overtake the
   // message.received of the message it completes.
   let queue = Promise.resolve();

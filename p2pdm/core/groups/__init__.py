@@ -1,0 +1,25 @@
+"""Groups: signed change entries, their DAG and the fold (docs/protocol.md §19)."""
+
+from p2pdm.core.groups.entry import (
+    ADMIN_OPS,
+    GROUP_ID_BYTES,
+    HASH_BYTES,
+    OPS,
+    ChangeEntry,
+    decode_entry,
+    make_entry,
+)
+from p2pdm.core.groups.log import GroupLog, GroupState, Outcome
+
+__all__ = [
+    "ADMIN_OPS",
+    "GROUP_ID_BYTES",
+    "HASH_BYTES",
+    "OPS",
+    "ChangeEntry",
+    "GroupLog",
+    "GroupState",
+    "Outcome",
+    "decode_entry",
+    "make_entry",
+]

@@ -1,0 +1,104 @@
+"""The groups routes on a served node, with members joined by hand."""
+
+from __future__ import annotations
+
+from p2pdm.node.node import Node
+from tests.conftest import make_node, serving
+from tests.node.test_groups import acquainted, flush
+
+
+async def test_group_routes_end_to_end() -> None:
+    alice, bob, carol = (make_node(n) for n in ("alice", "bob", "carol"))
+    acquainted(alice, bob, carol)
+    nodes: tuple[Node, ...] = (alice, bob, carol)
+    async with serving(alice) as a, serving(bob) as b:
+        made = await a.call("POST", "/v1/groups", json={"name": "team", "members": ["bob"]})
+        assert made.status_code == 201, made.text
+        group = made.json()
+        assert group["state"] == "active" and group["me_admin"] and group["log_length"] == 1
+        assert [m["name"] for m in group["members"]] == [None, "bob"]
+        flush(*nodes)
+        seen = (await b.call("GET", "/v1/groups/team")).json()
+        assert seen["id"] == group["id"] and not seen["me_admin"]
+        added = await a.call(
+            "POST", f"/v1/groups/{group['id']}/members", json={"members": ["carol"]}
+        )
+        assert added.status_code == 200 and len(added.json()["members"]) == 3
+        refused = await b.call("POST", "/v1/groups/team/members", json={"members": ["carol"]})
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "group_refused"
+        sent = await a.call("POST", "/v1/messages", json={"to": "team", "text": "hi team"})
+        assert sent.status_code == 201, sent.text
+        message = sent.json()
+        assert message["group"] == group["id"]
+        assert message["delivery"] == {"members": 2, "delivered": 0, "read": 0}
+        flush(*nodes)
+        listed = (await b.call("GET", "/v1/conversations")).json()["conversations"]
+        tagged = [c for c in listed if c["group"] is not None]
+        assert tagged and tagged[0]["group"] == {"id": group["id"], "name": "team"}
+        page = (await b.call("GET", f"/v1/conversations/{group['id']}/messages")).json()
+        assert [m["text"] for m in page["messages"]] == ["hi team"]
+        assert page["messages"][0]["group"] == group["id"]
+        bob.mark_read(bytes.fromhex(group["id"]))  # a read receipt to the author
+        flush(*nodes)
+        shown = (await a.call("GET", f"/v1/messages/{message['id']}")).json()
+        assert shown["delivery"] == {"members": 2, "delivered": 1, "read": 1}
+        events = (await b.call("GET", "/v1/events/poll", params={"since": 0})).json()["events"]
+        kinds = [e["type"] for e in events]
+        assert "group.created" in kinds and "group.changed" in kinds
+        created = next(e for e in events if e["type"] == "group.created")
+        assert created["group"]["id"] == group["id"] and created["change"]["kind"] == "create"
+        keyed = {"to": "team", "text": "once", "idempotency_key": "k1"}
+        first = await a.call("POST", "/v1/messages", json=keyed)
+        again = await a.call("POST", "/v1/messages", json=keyed)
+        assert first.status_code == 201 and again.status_code == 200
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"]
+        other = await a.call("POST", "/v1/messages", json={**keyed, "text": "twice"})
+        assert other.status_code == 422
+        gid = group["id"]
+        timed = await a.call("PATCH", f"/v1/conversations/{gid}", json={"timer_s": 3600})
+        assert timed.status_code == 200, timed.text
+        assert (await a.call("GET", f"/v1/groups/{gid}")).json()["timer_s"] == 3600
+        flush(*nodes)
+        assert (await b.call("GET", f"/v1/groups/{gid}")).json()["timer_s"] == 3600
+        place = {"to": "team", "location": {"lat": 48.1, "lon": 11.6, "label": "café"}}
+        where = await a.call("POST", "/v1/messages", json=place)
+        assert where.status_code == 201 and where.json()["kind"] == "location", where.text
+        flush(*nodes)
+        kinds = [
+            m["kind"]
+            for m in (await b.call("GET", f"/v1/conversations/{group['id']}/messages")).json()[
+                "messages"
+            ]
+        ]
+        assert "location" in kinds
+        renamed = await a.call("PATCH", "/v1/groups/team", json={"name": "crew", "timer_s": 300})
+        assert renamed.json()["name"] == "crew" and renamed.json()["timer_s"] == 300
+        left = await b.call("POST", f"/v1/groups/{group['id']}/leave")
+        assert left.json()["state"] == "left"
+        flush(*nodes)
+        members = (await a.call("GET", "/v1/groups/crew")).json()["members"]
+        assert len(members) == 2
+
+
+async def test_a_new_group_has_an_empty_conversation() -> None:
+    """Before anyone writes, the group's conversation is an empty page on every
+    member (no 404), can be marked read; an id that is no group stays 404."""
+    alice, bob = make_node("alice"), make_node("bob")
+    acquainted(alice, bob)
+    async with serving(alice) as a, serving(bob) as b:
+        made = await a.call("POST", "/v1/groups", json={"name": "quiet", "members": ["bob"]})
+        gid = made.json()["conversation"]
+        flush(alice, bob)
+        for api in (a, b):
+            page = await api.call("GET", f"/v1/conversations/{gid}/messages")
+            assert page.status_code == 200, page.text
+            assert page.json() == {"messages": [], "next_before": None}
+            read = await api.call("POST", f"/v1/conversations/{gid}/read")
+            assert read.status_code == 200, read.text
+        stranger = await a.call("GET", f"/v1/conversations/{'ab' * 16}/messages")
+        assert stranger.status_code == 404
+        await a.call("POST", "/v1/messages", json={"to": "quiet", "text": "first"})
+        flush(alice, bob)
+        page = (await b.call("GET", f"/v1/conversations/{gid}/messages")).json()
+        assert [m["text"] for m in page["messages"]] == ["first"]

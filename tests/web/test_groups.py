@@ -1,0 +1,104 @@
+"""A group chat in real browsers against real nodes: Alice makes a group with New
+group, writes to it; Bob's page shows the group with its member count and her
+message with her name on it, live; Alice's bubble says who it was delivered to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.daemon.test_run_process import Proc
+from tests.web.conftest import PHONE, Pair, all_css, by_css, click, screenshot, sign_in, wait_for
+from tests.web.test_actions import message_item
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
+
+
+def group_item(driver: Any, name: str) -> Any:
+    """The list entry of the group called ``name``, or None."""
+    for item in all_css(driver, "a.conversation[data-group]"):
+        if name in item.find_element("css selector", ".who").text:
+            return item
+    return None
+
+
+def test_create_send_and_the_other_member_sees_it_with_the_author(pair: Pair) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    bob_id = pair.bob_id
+    alice_page, bob_page = pair.alice_page, pair.bob_page
+    alice_base, bob_base = pair.alice_base, pair.bob_base
+
+    # New group: a name and Bob picked; the app opens the group's conversation.
+    click(alice_page, "#nav-new-group", "the New group tab")
+    wait_for(alice_page, lambda d: by_css(d, "#group-name"), "the New group form")
+    by_css(alice_page, "#group-name").send_keys("Bakers")
+    click(alice_page, f"input[id='pick-{bob_id}']", "Bob's box")
+    click(alice_page, "#create-group", "Create group")
+    wait_for(alice_page, lambda d: by_css(d, ".conv-head h1").text == "Bakers", "the group open")
+    assert by_css(alice_page, "#status-bar").get_attribute("hidden") is not None  # no error
+    wait_for(alice_page, lambda d: group_item(d, "Bakers"), "the new group in Alice's list")
+    assert by_css(alice_page, ".conv-head .sub").text == "2 members"
+    by_css(alice_page, "#composer-text").send_keys("Ovens on at five", Keys.ENTER)
+
+    # Bob's page: the group in his list with its member count, Alice's message named hers.
+    bob_page.get(f"{bob_base}#/")
+    wait_for(bob_page, lambda d: group_item(d, "Bakers"), "the group in Bob's list")
+    assert "2 members" in group_item(bob_page, "Bakers").text
+    group_item(bob_page, "Bakers").click()
+    wait_for(bob_page, lambda d: message_item(d, "Ovens on", "in"), "Alice's message")
+    author = message_item(bob_page, "Ovens on", "in").find_element("css selector", ".author")
+    assert author.text == "Alice"
+
+    # Alice's bubble: delivered to Bob, then read by him (his page marked it read).
+    wait_for(
+        alice_page,
+        lambda d: "read by 1" in message_item(d, "Ovens on", "out").text,
+        "'delivered to 1 of 1, read by 1' on Alice's bubble",
+    )
+    assert "delivered to 1 of 1" in message_item(alice_page, "Ovens on", "out").text
+    # The group info panel lists both members, Alice as admin.
+    click(alice_page, "#group-info-button", "Group info")
+    members = wait_for(alice_page, lambda d: all_css(d, "#group-members li"), "the members")
+    names = sorted(m.find_element("css selector", "span").text for m in members)
+    assert names == ["Bob", "You"]
+    screenshot(alice_page, "group-desktop")
+    screenshot(bob_page, "group-phone")
+    alice_page.get(f"{alice_base}#/")
+    wait_for(alice_page, lambda d: group_item(d, "Bakers"), "the group in Alice's list")
+
+
+def test_an_invitation_joined_from_requests_and_a_rename_seen_live(
+    nodes: Callable[..., Proc], browsers: Callable[..., Any]
+) -> None:
+    """Bob is not Alice's contact: her group is an invitation in his Requests; he joins,
+    and her rename from the group info panel reaches his list live."""
+    alice = nodes("alice")
+    bob = nodes("bob")
+    alice.client.add_contact(bob.client.node()["invite"], "Bob")
+    made = alice.client.create_group("Bakers", ["Bob"])
+    alice.client.send("Bakers", "Welcome to the bakery")
+    bob_page = browsers()
+    bob_base = sign_in(bob_page, bob.home)
+    bob_page.get(f"{bob_base}#/requests")
+    invite = wait_for(bob_page, lambda d: by_css(d, "li.group-invite"), "the invitation")
+    assert "Bakers" in invite.text and "2 members" in invite.text
+    assert group_item(bob_page, "Bakers") is None  # not among the chats before joining
+    click(bob_page, "li.group-invite button.primary", "Join")
+    wait_for(bob_page, lambda d: group_item(d, "Bakers"), "the group among Bob's chats")
+    assert bob.client.group(made["id"])["state"] == "active"
+
+    alice_page = browsers(PHONE)
+    alice_base = sign_in(alice_page, alice.home)
+    alice_page.get(f"{alice_base}#/c/{made['conversation']}")
+    click(alice_page, "#group-info-button", "Group info")
+    field = wait_for(alice_page, lambda d: by_css(d, "#group-rename"), "the rename field")
+    field.clear()
+    field.send_keys("Night bakers")
+    click(alice_page, "#group-rename-button", "Rename")
+    wait_for(bob_page, lambda d: group_item(d, "Night bakers"), "the new name on Bob's page")
+    wait_for(
+        alice_page, lambda d: by_css(d, "#group-info h2").text == "Night bakers", "Alice's panel"
+    )
