@@ -311,12 +311,14 @@ def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             ]
         )
     print_table(["CONTACT", "UNREAD", "LAST ACTIVITY", "PEER ID"], rows, out)
-    if any(c["request"] for c in conversations):
-        read = hints.command(home.path, "read", "PEERID")
-        accept = hints.command(home.path, "requests", "accept", "PEERID")
+    requests = [c for c in conversations if c["request"]]
+    if requests:  # the hint names the first one as the table does: pasted, it works
+        short = _short(requests[0]["peer"])
+        read = hints.command(home.path, "read", short)
+        accept = hints.command(home.path, "requests", "accept", short, "--name", "NAME")
         print(
             "\n(request): a message from someone who is not your contact; "
-            f"`{read}` shows it, `{accept}` accepts them.",
+            f"`{read}` shows it, `{accept}` accepts them as a contact named NAME.",
             file=out,
         )
     return EXIT_OK
@@ -352,11 +354,20 @@ def read_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _find_conversation(node: Client, who: str) -> tuple[str, str]:
     """``(conversation, display name)``: a conversation by its id, else a contact's
-    (see :func:`_find_contact`), whose PeerID names its one-to-one conversation."""
-    for conversation in node.conversations():
-        if who.strip() == conversation["id"]:
+    (see :func:`_find_contact`), whose PeerID names its one-to-one conversation,
+    else a stranger's by the short name ``inbox`` shows for it (``~`` optional)."""
+    conversations = node.conversations()
+    typed = who.strip()
+    for conversation in conversations:
+        if typed == conversation["id"]:
             return conversation["id"], conversation["name"] or _short(conversation["peer"])
-    return _find_contact(node, who)
+    peer, name = _find_contact(node, who)
+    if peer == who:  # no contact has that name
+        short = typed.removeprefix("~")
+        for conversation in conversations:
+            if not conversation["name"] and _short(conversation.get("peer") or "") == short:
+                return conversation["id"], short
+    return peer, name
 
 
 def _decorated(m: Mapping[str, Any], text: str) -> str:

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final, TextIO
 
+from p2pdm import hints
 from p2pdm.cli.chat import print_table, safe_text
 from p2pdm.client import Client
 from p2pdm.daemon.home import Home
@@ -82,13 +83,34 @@ def requests_arguments(parser: argparse.ArgumentParser) -> None:
         "deletes the request, block blocks them and deletes it (they are told nothing)."
     )
     parser.add_argument("action", nargs="?", choices=_ANSWERS, metavar="accept|decline|block")
-    parser.add_argument("peer", nargs="?", metavar="PEERID")
+    parser.add_argument(
+        "peer",
+        nargs="?",
+        metavar="PEERID",
+        help="the stranger's PeerID, or the ~FINGERPRINT the list shows",
+    )
+    parser.add_argument(
+        "--name", help="with accept: the name to give the new contact (else its fingerprint)"
+    )
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def _pending(node: Client, home: Home, who: str) -> str:
+    """The PeerID of the stranger whose request ``who`` names: its PeerID or the
+    fingerprint the list shows (with or without its ``~``)."""
+    typed = who.strip().removeprefix("~")
+    for request in node.requests():
+        if typed in (request["peer_id"], request["fingerprint"]):
+            return str(request["peer_id"])
+    listed = hints.command(home.path, "requests")
+    raise ConfigError(f"no message request from {who!r}; `{listed}` lists them")
 
 
 def requests(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     if args.action is not None and args.peer is None:
         raise ConfigError(f"name the stranger: p2pdm requests {args.action} PEERID")
+    if args.name is not None and args.action != "accept":
+        raise ConfigError("--name goes with accept: p2pdm requests accept PEERID --name NAME")
     with Client.for_home(home) as node:
         if args.action is None:
             found = node.requests()
@@ -108,14 +130,20 @@ def requests(args: argparse.Namespace, home: Home, out: TextIO) -> int:
                 ]
                 print_table(["FROM", "PEER ID", "MESSAGES", "FIRST MESSAGE"], rows, out)
             return EXIT_OK
+        peer = _pending(node, home, args.peer)
         if args.action == "accept":
-            added = node.accept_request(args.peer)
+            # Adding a stranger as a contact accepts its request: by name in one step.
+            added = (
+                node.accept_request(peer)
+                if args.name is None
+                else node.add_contact(peer, args.name)
+            )
             print(f"Accepted: {_who(added)} is now a contact.", file=out)
         elif args.action == "decline":
-            node.decline_request(args.peer)
+            node.decline_request(peer)
             print(f"Declined the request of {safe_text(args.peer)}.", file=out)
         else:
-            node.block_request(args.peer)
+            node.block_request(peer)
             print(f"Blocked {safe_text(args.peer)} and deleted the request.", file=out)
     return EXIT_OK
 
