@@ -24,7 +24,7 @@ from typing import Any, Final, TextIO
 from rich.cells import cell_len
 
 from p2pdm import hints
-from p2pdm.cli.live import share_live
+from p2pdm.cli.live import live_lines, share_live
 from p2pdm.cli.media import media_lines, send_media
 from p2pdm.client import Client
 from p2pdm.daemon.home import Home
@@ -389,6 +389,7 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         conversation, name = _find_conversation(node, args.contact)
         page = node.messages(conversation, limit=args.limit)
         node.mark_read(conversation)
+        live = [] if args.json else node.live_locations(conversation)
     if args.json:
         _print_json(page, out)
         return EXIT_OK
@@ -396,8 +397,7 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     messages = list(reversed(page["messages"]))
     if not messages:
         print(f"No messages with {safe_text(name)} yet.", file=out)
-        return EXIT_OK
-    if page["next_before"] is not None:
+    elif page["next_before"] is not None:
         print(f"(older messages not shown; use --limit up to {MAX_PAGE_SIZE})", file=out)
     who_width = max(cell_len("you"), cell_len(safe_text(name)))
     for m in messages:
@@ -405,6 +405,7 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         who = "you" if outgoing else safe_text(name)
         detail = f": {safe_text(m['status_detail'])}" if m["status_detail"] else ""
         status = f"  [{m['status']}{detail}]" if outgoing else ""
+        attached: list[str] = []
         if m.get("unsupported"):
             text = f"[unsupported message: {safe_text(m['kind'])}]"  # one line, whatever it says
         elif m.get("unsent"):
@@ -413,11 +414,19 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             text = f"— {'You' if outgoing else safe_text(name)} {m['notice']} —"
             status = ""
         else:
-            text = m["text"] if m["text"] is not None else f"<{m['kind']} message>"
+            attached = media_lines(m, safe_text)
+            if m["text"] is not None:
+                text = m["text"]
+            elif attached:  # a file or place with no caption: it is the first line
+                text = attached.pop(0)
+            else:
+                text = f"<{m['kind']} message>"
             text = _decorated(m, text)
         first, *rest = safe_text(text, multiline=True).split("\n")
         prefix = f"{_when(m['stored_at_ms'])}  {who}{' ' * (who_width - cell_len(who))}  "
         print(f"{prefix}{first}{_sent_note(m)}{status}", file=out)
-        for line in [*rest, *media_lines(m, safe_text)]:  # lined up under the text
+        for line in [*rest, *attached]:  # lined up under the text
             print(" " * cell_len(prefix) + line, file=out)
+    for line in live_lines(live, safe_text(name), safe_text(args.contact), home):
+        print(line, file=out)
     return EXIT_OK
