@@ -213,7 +213,7 @@ function bubble(message) {
   }
   const meta = h("div.meta", {},
     h("time", { datetime: new Date(message.sent_at_ms).toISOString() }, clock(message.sent_at_ms)),
-    message.edited ? h("span.edited", {}, " · edited") : null,
+    message.edited && !message.unsent ? h("span.edited", {}, " · edited") : null,
     message.expires_at_ms ? h("span.expires", { title: "disappears" }, " · ⏱") : null,
     mine ? [" · ", statusLine(message)] : null);
   return h(`li.message.${mine ? "out" : "in"}`, {
