@@ -1,5 +1,6 @@
 """Where a long conversation stays scrolled in a real browser: at the newest
-message when what is sent there grows after it is drawn (a photo loading)."""
+message when what is sent there grows after it is drawn (a photo loading),
+also when the conversation is opened again; not when the reader scrolled up."""
 
 from __future__ import annotations
 
@@ -46,3 +47,19 @@ def test_a_photo_sent_from_the_bottom_of_a_long_chat_is_shown_whole(
     by_css(alice_page, "#file-picker").send_keys(str(photo))
     wait_for(alice_page, lambda d: loaded_photo(d, "out"), "the photo on Alice's page")
     wait_for(alice_page, at_bottom, "the photo shown whole, at the bottom")
+    # Opened again: its photos load after the page put it at the bottom.
+    for _ in range(3):
+        alice_page.get(f"{pair.alice_base}#/")
+        wait_for(alice_page, lambda d: not all_css(d, "#scroller"), "the inbox")
+        alice_page.get(f"{pair.alice_base}#/c/{pair.bob_id}")
+        wait_for(alice_page, lambda d: loaded_photo(d, "out"), "the photo again")
+        wait_for(alice_page, at_bottom, "the chat opened again at its newest message")
+    # A reader who scrolled up stays where they are when a message comes.
+    alice_page.execute_script("document.getElementById('scroller').scrollTop = 100")
+    pair.bob.client.send("Alice", "one more")
+    wait_for(
+        alice_page,
+        lambda d: any("one more" in e.text for e in all_css(d, "li.message.in")),
+        "the new message",
+    )
+    assert alice_page.execute_script("return document.getElementById('scroller').scrollTop") == 100

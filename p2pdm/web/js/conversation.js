@@ -33,7 +33,7 @@ export async function openConversation(main, id) {
     id, peer, conversation,
     messages: new Map(), order: [], next: undefined, loading: false,
     replyTo: null, lastTyping: 0, main,
-    pinned: true, // kept at the newest message until the reader scrolls up
+    pinned: true, lastTop: 0, // kept at the newest message until the reader scrolls up
   };
   const title = nameOf(peer, conversation && conversation.name);
   const list = h("ol.messages", { id: "messages", "aria-label": `Messages with ${title}` });
@@ -163,7 +163,13 @@ async function loadOlder() {
 
 function onScroll(event) {
   const scroller = event.target;
-  if (view) view.pinned = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  if (view) {
+    // Only the reader scrolling up unpins: a scroll event comes a frame late,
+    // when a photo may have grown the list below where the page put it.
+    if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80) view.pinned = true;
+    else if (scroller.scrollTop < view.lastTop) view.pinned = false;
+    view.lastTop = scroller.scrollTop;
+  }
   if (scroller.scrollTop < 80) loadOlder();
 }
 
