@@ -387,7 +387,7 @@ class Messenger:
         if to == self.peer_id:
             raise SessionError("cannot send a message to yourself")
         if self.store.is_blocked(to):
-            raise PeerBlocked(f"you blocked {to}; unblock it to send to it")
+            raise PeerBlocked(f"you blocked {to}; unblock them to write to them")
         contact = self.store.get_contact(to)
         sessions = self._session(to)
         bundle = None
