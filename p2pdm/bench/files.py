@@ -87,6 +87,17 @@ def rss_bytes(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far (psutil if installed, else /proc)."""
+    try:
+        import psutil
+    except ImportError:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 @dataclass
 class RssSampler:
     """Reads the RSS of ``pids`` every RSS_SAMPLE_S in a thread while in ``with``;
@@ -184,6 +195,9 @@ class Transfer:
     bob_growth: int
     alice_idle: int
     bob_idle: int
+    #: CPU seconds each node spent from the send to ``media.ready``.
+    alice_cpu_s: float
+    bob_cpu_s: float
 
 
 def _wait_ready(bob: NodeProcess, blob_id: str, deadline: float) -> None:
@@ -204,10 +218,12 @@ def send_file(alice: NodeProcess, bob: NodeProcess, path: Path) -> Transfer:
     with RssSampler((alice.pid, bob.pid)) as rss:
         start = time.perf_counter()
         uploaded = alice.client.upload_file(path, "application/octet-stream")
+        cpu = {pid: cpu_seconds(pid) for pid in (alice.pid, bob.pid)}
         sent = time.perf_counter()
         alice.client.send_media("bob", [uploaded["id"]])
         _wait_ready(bob, uploaded["id"], time.monotonic() + TRANSFER_DEADLINE_S)
         ready = time.perf_counter()
+        cpu = {pid: cpu_seconds(pid) - before for pid, before in cpu.items()}
     return Transfer(
         blob_id=uploaded["id"],
         size=path.stat().st_size,
@@ -217,6 +233,8 @@ def send_file(alice: NodeProcess, bob: NodeProcess, path: Path) -> Transfer:
         bob_growth=rss.growth(bob.pid),
         alice_idle=rss.idle[alice.pid],
         bob_idle=rss.idle[bob.pid],
+        alice_cpu_s=cpu[alice.pid],
+        bob_cpu_s=cpu[bob.pid],
     )
 
 
@@ -323,7 +341,8 @@ def render_files(result: FilesResult) -> str:
             f"| the file, upload + send to `media.ready` | {result.end_to_end_mb_s:,.1f} |"
             f" {result.end_to_end_mb_s / result.raw_mb_s:.2f} |",
             "",
-            f"{t.size >> 20} MiB file (upload {t.upload_s:.1f} s, transfer {t.transfer_s:.1f} s)."
+            f"{t.size >> 20} MiB file (upload {t.upload_s:.1f} s, transfer {t.transfer_s:.1f} s;"
+            f" CPU during the transfer: Alice {t.alice_cpu_s:.1f} s, Bob {t.bob_cpu_s:.1f} s)."
             f" Peak RSS over the RSS before the upload, sampled every {RSS_SAMPLE_S * 1000:.0f}"
             f" ms: Alice +{t.alice_growth / mib:,.1f} MiB (idle {t.alice_idle / mib:,.0f} MiB),"
             f" Bob +{t.bob_growth / mib:,.1f} MiB (idle {t.bob_idle / mib:,.0f} MiB)."
