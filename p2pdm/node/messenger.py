@@ -448,7 +448,8 @@ class Messenger:
             self.dropped_blocked += 1
             raise PeerBlocked(f"{sender.short()} is blocked")
         # The sender is claimed, not proven yet: only look at its budget here.
-        stranger = self.store.get_contact(sender) is None
+        contact = self.store.get_contact(sender)
+        stranger = contact is None
         if stranger and not self.strangers.admits(sender, now / 1000):
             self._log_requests(now)
             raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
@@ -464,9 +465,8 @@ class Messenger:
             inner = check_inner(self.identity, outer, plaintext)
             self._check_new(inner)
             # The signature proved the sender: spend its budget.
-            if stranger and not self.strangers.take(
-                sender, now / 1000, new=not self.store.has_requests(sender)
-            ):
+            has_requests = stranger and self.store.has_requests(sender)
+            if stranger and not self.strangers.take(sender, now / 1000, new=not has_requests):
                 raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
         except Exception:
             # Drop in-memory changes: the store is the truth.
@@ -480,7 +480,7 @@ class Messenger:
             self.store.put_session(sender, sessions.to_bytes(), now)
             if self.own.version != prekeys_version:  # a one-time prekey was used
                 self.store.put_prekeys(self.own.to_bytes())
-            received = self._file(inner, now, via)
+            received = self._file(inner, now, via, contact, has_requests)
         if stranger:
             self._log_requests(now)
         return received
@@ -528,11 +528,14 @@ class Messenger:
             self.own = self._load_prekeys()
             raise
 
-    def _file(self, inner: InnerMessage, now: int, via: Via) -> Received:
+    def _file(
+        self, inner: InnerMessage, now: int, via: Via, contact: Contact | None, has_requests: bool
+    ) -> Received:
         """Apply what the conversation machine decides for ``inner`` (inside
-        the caller's transaction)."""
+        the caller's transaction), from the sender's ``contact`` and whether
+        it ``has_requests`` as :meth:`receive` read them (not blocked: it
+        refused the envelope otherwise)."""
         sender = inner.sender
-        contact = self.store.get_contact(sender)
         targets = {}
         for message_id in conversation.targets_of(inner):
             if (mine := self.store.get_message(message_id)) is not None:
@@ -541,8 +544,8 @@ class Messenger:
         state = LocalState(
             me=self.peer_id,
             contact=contact is not None,
-            blocked=self.store.is_blocked(sender),
-            has_requests=contact is None and self.store.has_requests(sender),
+            blocked=False,
+            has_requests=has_requests,
             targets=targets,
             read_receipts=self.read_receipts_enabled(),
             muted=found is not None and found.muted,
