@@ -95,8 +95,10 @@ def insert_event(db: Any, caps: tuple[int, int], event: LogEvent) -> int:
         ),
     )
     event_id = int(cursor.lastrowid or 0)
-    oldest_kept = lane_seq - (caps[1] if request else caps[0])
-    pruned = _prune_requests(db, oldest_kept) if request else _prune_main(db, oldest_kept)
+    up_to = lane_seq - (caps[1] if request else caps[0])
+    pruned: list[int] = []
+    if up_to > 0:  # else the lane has never held more than its cap
+        pruned = _prune_requests(db, up_to) if request else _prune_main(db, up_to)
     if pruned:
         db.execute(
             "UPDATE counters SET value = max(value, ?) WHERE name = ?",
