@@ -180,7 +180,8 @@ def render_startup(result: StartupResult) -> str:
             "Each command in a fresh process, from its start to its exit (a node: to its"
             " API's first answer), with that process's peak RSS; a node's RSS is read"
             f" {IDLE_SETTLE_S:g} s after it first answered (idle after start-up). A client"
-            " command is `p2pdm status --json` against a running node.",
+            " command is `p2pdm status --json` against a running node. p2pdm's bytecode is"
+            " compiled first, as an install does.",
             "",
             "| what | ms | time ratio to baseline | RSS MiB | RSS ratio to baseline |",
             "|---|---:|---:|---:|---:|",
