@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis.core
 import nacl.pwhash.argon2id as argon2id
 import pytest
 import trio
+from hypothesis.vendor.pretty import RepresentationPrinter
 
 from p2pdm import limits
 from p2pdm.api import serve_api
@@ -50,6 +52,20 @@ FAST_STAMP_BITS = SIM_REQUEST_STAMP_BITS
 def _fast_request_stamps(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every node a test makes asks and pays FAST_STAMP_BITS for a request stamp."""
     monkeypatch.setattr(limits, "REQUEST_STAMP_BITS", FAST_STAMP_BITS)
+
+
+@pytest.fixture(autouse=True)
+def _hypothesis_prints_failing_examples(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing schemathesis swaps Hypothesis' printer, for the whole run, for
+    one that prints nothing (its generated API cases are costly to print): a
+    failing property would show an empty example (``size=,``). Every property
+    test but schemathesis' own prints its example again."""
+    if getattr(request.function, "is_hypothesis_test", False) and not hasattr(
+        request.module, "schemathesis"
+    ):
+        monkeypatch.setattr(hypothesis.core, "RepresentationPrinter", RepresentationPrinter)
 
 
 def free_port() -> int:

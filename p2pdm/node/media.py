@@ -378,6 +378,9 @@ class MediaLibrary:
         if record is None:
             raise NotFound(f"no file {blob_id.hex()}")
         if record.state in ("pending", "failed"):
+            # A new fetch starts from what the store records: what an earlier
+            # one verified in memory may describe a file since removed.
+            self._running.pop(blob_id, None)
             self.store.set_blob_progress(blob_id, "fetching", record.have, "")
             self.on_wanted()
             record = replace(record, state="fetching", detail="")
@@ -385,8 +388,9 @@ class MediaLibrary:
 
     def resume_point(self, record: BlobRecord) -> int:
         """The first chunk to fetch: the file is cut back to what was verified
-        (a crash may have left bytes after the last recorded chunk)."""
-        record = self.progress(record)
+        (a crash may have left bytes after the last recorded chunk). Only the
+        blob id of ``record`` counts: the store and this run say how far it is."""
+        record = self.progress(self.store.get_blob(record.blob_id) or record)
         name = record.blob_id.hex()
         if record.state != "fetching":
             return record.have
@@ -428,6 +432,7 @@ class MediaLibrary:
         if running is None:  # hashed as it comes only when followed from chunk 0
             hashes = (hashlib.sha256(), hashlib.sha256()) if index == 0 else (None, None)
             running = _Running(index, current.have, *hashes)
+        running.stored = current.have  # another path may have recorded this run's progress
         if running.sealed is not None:
             running.sealed.update(sealed)
             running.plain.update(plain)
@@ -459,10 +464,19 @@ class MediaLibrary:
         running = self._running.get(record.blob_id)
         if running is None:
             return record
-        if record.state != "fetching" or record.have != running.stored:
-            del self._running[record.blob_id]  # failed, restarted or moved on meanwhile
+        # The store's record (``stored``), or one this already answered or
+        # another path recorded (``have``); anything else moved on meanwhile.
+        if record.state != "fetching" or record.have not in (running.stored, running.have):
+            del self._running[record.blob_id]
             return record
         return replace(record, have=running.have)
+
+    def give_up(self, blob_id: bytes, detail: str) -> None:
+        """End a fetch as failed: its file and what it verified are forgotten
+        (fetched again from the start if wanted again)."""
+        self._running.pop(blob_id, None)
+        self.store.set_blob_progress(blob_id, "failed", 0, detail)
+        self.files.delete(blob_id.hex())
 
     def accept_pushed(self, sender: PeerId, body: BlobChunkBody) -> BlobRecord | None:
         """A chunk a contact pushed through our mailboxes: written if it is the

@@ -228,8 +228,7 @@ class BlobService:
                     await stream.reset()
                     if retries > MAX_CHUNK_RETRIES:
                         detail = f"{source.short()} keeps sending damaged chunks"
-                        self.node.store.set_blob_progress(record.blob_id, "failed", 0, detail)
-                        media.files.delete(record.blob_id.hex())
+                        media.give_up(record.blob_id, detail)
                         self._event(
                             EventType.MEDIA_FAILED, record, f"{record.blob_id.hex()}: {detail}"
                         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -76,6 +76,22 @@ def plain(peer: Peer, record: BlobRecord) -> bytes:
     return b"".join(peer.node.media.read_plain(record, 0, record.size))
 
 
+def serve_damaged(sender: Peer, damage: Callable[[int], bool]) -> BlobRecord:
+    """FILE added by ``sender``, which serves chunk ``index`` with its last byte
+    flipped whenever ``damage(index)`` says so."""
+    media = sender.node.media
+    honest = media.sealed_chunk
+
+    def serve(record: BlobRecord, index: int) -> bytes:
+        data = honest(record, index)
+        if damage(index):
+            return bytes(data[:-1] + bytes([data[-1] ^ 1]))
+        return data
+
+    media.sealed_chunk = serve  # type: ignore[method-assign]
+    return media.add_file(FILE, "application/octet-stream", "x.bin")
+
+
 async def test_a_file_sent_to_a_contact_arrives_checked(
     world: World, autojump_clock: object
 ) -> None:
@@ -122,19 +138,13 @@ async def test_a_tampered_chunk_is_refused_and_fetched_again(
     world: World, autojump_clock: object
 ) -> None:
     _, alice, bob, _ = world
-    media = alice.node.media
-    honest = media.sealed_chunk
     served: list[int] = []
 
-    def tamper_once(record: BlobRecord, index: int) -> bytes:
-        data = honest(record, index)
+    def tamper_once(index: int) -> bool:
         served.append(index)
-        if index == 2 and served.count(2) == 1:
-            return bytes(data[:-1] + bytes([data[-1] ^ 1]))
-        return data
+        return index == 2 and served.count(2) == 1
 
-    media.sealed_chunk = tamper_once  # type: ignore[method-assign]
-    blob = media.add_file(FILE, "application/octet-stream", "x.bin")
+    blob = serve_damaged(alice, tamper_once)
     await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
     got = await wait_blob(bob, blob.blob_id, "ready", "failed")
     assert got.state == "ready" and plain(bob, got) == FILE
@@ -155,6 +165,24 @@ async def test_a_sender_that_keeps_sending_damage_fails_the_transfer(
     got = await wait_blob(bob, blob.blob_id, "failed")
     assert "damaged" in got.detail
     assert bob.node.media.files.length(blob.blob_id.hex()) == 0
+
+
+async def test_a_transfer_given_up_and_wanted_again_fetches_the_whole_file(
+    world: World, autojump_clock: object
+) -> None:
+    # Chunks 0 and 1 arrive (verified, not yet recorded), then chunk 2 keeps
+    # coming damaged: the transfer fails and its file goes. Wanted again from a
+    # sender now honest, it starts over rather than after bytes no longer there.
+    _, alice, bob, _ = world
+    damaging = True
+    blob = serve_damaged(alice, lambda index: index == 2 and damaging)
+    await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
+    got = await wait_blob(bob, blob.blob_id, "failed")
+    assert "damaged" in got.detail
+    damaging = False
+    bob.node.media.want(blob.blob_id)
+    got = await wait_blob(bob, blob.blob_id, "ready", "failed")
+    assert got.state == "ready" and plain(bob, got) == FILE
 
 
 async def test_a_broken_transfer_resumes_from_the_last_verified_chunk(
