@@ -599,19 +599,19 @@ class Messenger:
         if effects.action is not None and effects.decision is not None:
             target = targets.get(effects.action.target)
             actions.settle(self.store, effects.action, effects.decision, target, now)
+        # The store is the authority on a status move: it logs the events of
+        # those it made (a group message's also when one member's status moved).
         changes = tuple(
             (move.message_id, move.status)
             for move in effects.status_moves
             if self.store.set_status(
-                move.message_id, move.status, now, move.detail, event=False, recipient=sender
+                move.message_id, move.status, now, move.detail, recipient=sender
             )
         )
-        moved = {message_id for message_id, _ in changes}
         for event in effects.events:
             if event.type is EventType.TYPING and not self._typing_shown.due(sender, now):
                 continue  # shown already: one per TYPING_INTERVAL_S a peer
-            # The store is the authority on a status move: log only those it made.
-            if event.type is not EventType.MESSAGE_STATUS or event.message_id in moved:
+            if event.type is not EventType.MESSAGE_STATUS:
                 log_event(self.store, event)
         # Actions that overtook it (an unsend, an edit) apply now; read it back if any did.
         if stored is not None and actions.release_held(self.store, stored, self.peer_id, now):
