@@ -11,6 +11,12 @@ token limited to some contacts gets only the events about them. Every
 waiting client holds one of the bus's bounded slots; when they are all
 taken the answer is 503 (WebSocket: close 1013).
 
+Ephemeral events (``typing``) are never stored: a client gets them only
+while it is connected (an SSE stream, a WebSocket, a long poll while it
+waits), from its slot's bounded queue (:meth:`Listener.follow`). They have
+``id: null`` (SSE: no ``id:`` line, so ``Last-Event-ID`` stays on the last
+stored event), do not move the cursor, and no ``since`` brings them back.
+
 - ``GET /v1/events/poll?since=&timeout=&limit=&types=``: JSON, at once if
   there are events, else after the first one or ``timeout`` seconds.
 - ``GET /v1/events?since=&types=`` with ``Accept: text/event-stream``: one
@@ -24,7 +30,7 @@ taken the answer is 503 (WebSocket: close 1013).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator, Callable, Collection
 from contextlib import aclosing
 from typing import Any, Final
 
@@ -48,7 +54,7 @@ from p2pdm.api.schema import query_int as query_int_param
 from p2pdm.api.views import event_json, group_of
 from p2pdm.api.views_groups import group_json
 from p2pdm.core.identity import PeerId
-from p2pdm.core.model import Event, EventType
+from p2pdm.core.model import Event, EventType, LogEvent
 from p2pdm.errors import P2PDMError
 from p2pdm.limits import MAX_PAGE_SIZE
 from p2pdm.node.events import Listener, TooManyListeners
@@ -116,7 +122,10 @@ def _group(node: Node, event: Event) -> dict[str, Any] | None:
     return group_json(node, node.group_info(event.conversation_id))
 
 
-def _events_json(node: Node, page: EventPage) -> list[dict[str, Any]]:
+def _events_json(
+    node: Node, page: EventPage, ephemeral: Collection[LogEvent] = ()
+) -> list[dict[str, Any]]:
+    """The page's stored events, then the ephemeral ones (``id: null``)."""
     out = []
     for event in page.events:
         message = None
@@ -127,6 +136,7 @@ def _events_json(node: Node, page: EventPage) -> list[dict[str, Any]]:
         out.append(
             event_json(event, message, extras, node.store.get_blob, group, _group(node, event))
         )
+    out.extend(event_json(event, None) for event in ephemeral)
     return out
 
 
@@ -149,6 +159,19 @@ def _filters(
     return types, grant_of(request.scope).contacts
 
 
+def _wanted(
+    types: Collection[EventType] | None, peers: Collection[PeerId] | None
+) -> Callable[[LogEvent], bool]:
+    """Which ephemeral events a client gets: the same filters as the log's."""
+
+    def wants(event: LogEvent) -> bool:
+        if types is not None and event.type not in types:
+            return False
+        return peers is None or (event.peer is not None and event.peer in peers)
+
+    return wants
+
+
 async def poll_events(request: Request, node: Node) -> Response:
     since = query_int(request, "since", 0, 0, MAX_CURSOR)
     timeout = query_int(request, "timeout", 0, 0, MAX_POLL_TIMEOUT_S)
@@ -156,14 +179,17 @@ async def poll_events(request: Request, node: Node) -> Response:
     assert since is not None and timeout is not None and limit is not None
     types, peers = _filters(request)
     page = node.event_page(since, limit, types, peers)
+    ephemeral: list[LogEvent] = []
     if not page.events and not page.gap and timeout > 0:
-        with node.events.listener(), trio.move_on_after(timeout):
-            while not page.events:
+        slot = node.events.listener().follow(_wanted(types, peers))
+        with slot, trio.move_on_after(timeout):
+            while not page.events and not ephemeral:
                 await node.events.wait(timeout)
                 page = node.event_page(since, limit, types, peers)
+                ephemeral = slot.take()
     return JSONResponse(
         {
-            "events": _events_json(node, page),
+            "events": _events_json(node, page, ephemeral),
             "cursor": page.cursor,
             "gap": page.gap,
             "requests_gap": page.requests_gap,
@@ -185,19 +211,22 @@ def _stream_cursor(request: HTTPConnection) -> int:
 
 async def _follow(
     node: Node,
+    slot: Listener,
     cursor: int,
     types: Collection[EventType] | None,
     peers: Collection[PeerId] | None,
     idle_s: float,
 ) -> AsyncGenerator[tuple[list[dict[str, Any]], list[str]], None]:
-    """Batches of events after ``cursor``, forever; an empty batch after ``idle_s``
-    without any. The second value names the page's gaps (``gap``, ``requests_gap``)."""
+    """Batches of events after ``cursor`` and of the ephemeral events ``slot``
+    follows, forever; an empty batch after ``idle_s`` without any. The second
+    value names the page's gaps (``gap``, ``requests_gap``)."""
     while True:
         page = node.event_page(cursor, STREAM_BATCH, types, peers)
+        ephemeral = slot.take()  # no checkpoint between these reads and the wait
         cursor = page.cursor
         gaps = ["gap"] * page.gap + ["requests_gap"] * page.requests_gap
-        if page.events or gaps:
-            yield _events_json(node, page), gaps
+        if page.events or gaps or ephemeral:
+            yield _events_json(node, page, ephemeral), gaps
         elif not await node.events.wait(idle_s):
             yield [], []
 
@@ -231,11 +260,12 @@ async def stream_events(request: Request, node: Node) -> Response:
         )
     cursor = _stream_cursor(request)
     types, peers = _filters(request)
-    slot = node.events.listener()
+    slot = node.events.listener().follow(_wanted(types, peers))
 
     async def body() -> AsyncGenerator[str, None]:
         yield f"retry: {int(SSE_KEEPALIVE_S * 1000)}\n\n"
-        async with aclosing(_follow(node, cursor, types, peers, SSE_KEEPALIVE_S)) as batches:
+        batches = _follow(node, slot, cursor, types, peers, SSE_KEEPALIVE_S)
+        async with aclosing(batches):
             async for events, gaps in batches:
                 for gap in gaps:
                     yield f"event: {gap}\ndata: {{}}\n\n"
@@ -243,7 +273,9 @@ async def stream_events(request: Request, node: Node) -> Response:
                     yield ": keep-alive\n\n"
                 for event in events:
                     data = json.dumps(event, separators=(",", ":"))
-                    yield f"id: {event['id']}\nevent: {event['type']}\ndata: {data}\n\n"
+                    # An ephemeral event has no id line: Last-Event-ID stays put.
+                    line = "" if event["id"] is None else f"id: {event['id']}\n"
+                    yield f"{line}event: {event['type']}\ndata: {data}\n\n"
 
     return _EventStream(body(), slot)
 
@@ -254,7 +286,7 @@ async def websocket_events(websocket: WebSocket) -> None:
         check_query(websocket, frozenset(p["name"] for p in STREAM_PARAMETERS))
         cursor = _stream_cursor(websocket)
         types, peers = _filters(websocket)
-        slot = node.events.listener()
+        slot = node.events.listener().follow(_wanted(types, peers))
     except RequestError as exc:
         await websocket.close(WS_POLICY_VIOLATION, exc.message[:120])
         return
@@ -265,7 +297,7 @@ async def websocket_events(websocket: WebSocket) -> None:
         await websocket.accept()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_until_closed, websocket, nursery.cancel_scope)
-            batches = _follow(node, cursor, types, peers, SSE_KEEPALIVE_S)
+            batches = _follow(node, slot, cursor, types, peers, SSE_KEEPALIVE_S)
             try:
                 async with aclosing(batches):
                     async for events, gaps in batches:

@@ -8,7 +8,7 @@ node method of :class:`~p2pdm.node.actions.MessageActions`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from p2pdm.api.handlers import _message_id, _visible_conversation
 from p2pdm.api.payload import JSONObject, bad_request
 from p2pdm.api.schema import NOT_BLANK_PATTERN, Schema, obj
-from p2pdm.api.views import message_view
+from p2pdm.api.views import MESSAGE_PROPERTIES, message_view
 from p2pdm.core.model import StoredMessage
 from p2pdm.limits import MAX_REACTION_BYTES, MAX_TEXT_BYTES
 from p2pdm.node.node import Node, parse_message_id
@@ -25,6 +25,7 @@ __all__ = [
     "DELETE_FOR",
     "EDIT_MESSAGE",
     "NEW_REACTION",
+    "REACTED",
     "delete_conversation",
     "delete_message",
     "edit_message",
@@ -37,19 +38,40 @@ async def _act_on(
     node: Node,
     field: str,
     act: Callable[[Node, bytes, str], StoredMessage],
+    before: Callable[[Node, bytes, str], dict[str, Any]] | None = None,
 ) -> Response:
     """Read the one text ``field`` of the body, act on the message named in the
-    path with it, and answer the target as it now is."""
+    path with it, and answer the target as it now is (with what ``before``
+    read ahead of the act, if given)."""
     target = parse_message_id(_message_id(request, node))
     body = await JSONObject.read(request)
     value = body.text(field)
     body.done()
     await node.stamp_ahead_for(target)
-    return JSONResponse(message_view(node, act(node, target, value)))
+    extra = {} if before is None else before(node, target, value)
+    return JSONResponse({**message_view(node, act(node, target, value)), **extra})
 
 
 async def react(request: Request, node: Node) -> Response:
-    return await _act_on(request, node, "emoji", Node.react)
+    return await _act_on(request, node, "emoji", Node.react, _removed)
+
+
+def _removed(node: Node, target: bytes, emoji: str) -> dict[str, Any]:
+    """``removed`` of ``react``'s answer, read before the reaction changes it."""
+    return {"removed": None if emoji else node.my_reaction(target) is not None}
+
+
+#: ``react``'s answer: the message, and whether an empty emoji took a reaction back.
+REACTED: Final[Schema] = obj(
+    {
+        **MESSAGE_PROPERTIES,
+        "removed": {
+            "type": ["boolean", "null"],
+            "description": "for an empty emoji: true if your reaction was taken back, "
+            "false if you had none (nothing was sent); null for a reaction",
+        },
+    }
+)
 
 
 #: ``react``'s body.

@@ -66,6 +66,7 @@ def request_json(node: Node, entry: RequestSummary) -> dict[str, Any]:
     text = message_text(entry.first)
     return {
         "peer_id": str(entry.peer_id),
+        "name": node.request_name(entry),
         "fingerprint": fingerprint(entry.peer_id),
         "conversation_id": direct_conversation_id(node.peer_id, entry.peer_id).hex(),
         "count": entry.count,
@@ -104,8 +105,15 @@ async def list_requests(request: Request, node: Node) -> Response:
     return JSONResponse({"requests": shown})
 
 
+def _requester(request: Request, node: Node) -> PeerId:
+    """The stranger ``{peer}`` names among the pending requests (a PeerID, a
+    unique start of one, the fingerprint or the name it goes by), if the token
+    may use it."""
+    return _peer(request, node, str(node.resolve_request(request.path_params["peer"])))
+
+
 async def accept_request(request: Request, node: Node) -> Response:
-    added = node.accept_request(_peer(request, node, request.path_params["peer"]))
+    added = node.accept_request(_requester(request, node))
     peer = added.contact.peer_id
     return JSONResponse(
         {
@@ -116,12 +124,12 @@ async def accept_request(request: Request, node: Node) -> Response:
 
 
 async def decline_request(request: Request, node: Node) -> Response:
-    deleted = node.decline_request(_peer(request, node, request.path_params["peer"]))
+    deleted = node.decline_request(_requester(request, node))
     return JSONResponse({"deleted": deleted, "blocked": False})
 
 
 async def block_request(request: Request, node: Node) -> Response:
-    deleted = node.block_request(_peer(request, node, request.path_params["peer"]))
+    deleted = node.block_request(_requester(request, node))
     return JSONResponse({"deleted": deleted, "blocked": True})
 
 
@@ -147,10 +155,15 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "MessageRequest": obj(
         {
             "peer_id": PEER_ID,
+            "name": {
+                "type": ["string", "null"],
+                "description": "the name the stranger says it goes by (their profile's or "
+                "node's name, sent with the request; unverified: show the fingerprint "
+                "beside it); null if none came",
+            },
             "fingerprint": {
                 **STRING,
-                "description": "the stranger's fingerprint: show it, a name they chose "
-                "is not known yet",
+                "description": "the stranger's fingerprint: show it beside any name",
             },
             "conversation_id": HEX_ID,
             "count": {**INT, "description": "pending request messages from this stranger"},

@@ -8,6 +8,7 @@ from p2pdm.api.handlers_actions import (
     DELETE_FOR,
     EDIT_MESSAGE,
     NEW_REACTION,
+    REACTED,
     delete_conversation,
     delete_message,
     edit_message,
@@ -28,11 +29,11 @@ ACTION_ROUTES: Final[tuple[Route, ...]] = (
         Doc(
             "reactToMessage",
             "React to a message with one emoji (replaces yours; an empty one takes it back)",
-            ("200", ref("Message"), "the message with its reactions"),
+            ("200", ref("Reacted"), "the message with its reactions, and what was removed"),
             {**NOT_FOUND, **BODY, "422": "the message was unsent or cannot take reactions"},
             parameters=(MESSAGE_ID,),
             body=ref("NewReaction"),
-            schemas={"NewReaction": NEW_REACTION},
+            schemas={"NewReaction": NEW_REACTION, "Reacted": REACTED},
         ),
     ),
     Route(

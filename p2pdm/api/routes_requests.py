@@ -16,9 +16,17 @@ from p2pdm.api.handlers_requests import (
 )
 from p2pdm.api.payload import Handler
 from p2pdm.api.routes_common import ADMIN, BODY, PEER, READ
-from p2pdm.api.schema import Doc, Route, Schema, ref
+from p2pdm.api.schema import NAME, Doc, Route, Schema, path_param, ref
 
 __all__ = ["REQUEST_ROUTES"]
+
+#: The sender of a pending request.
+_REQUESTER: Final = path_param(
+    "peer",
+    NAME,
+    "a PeerID, a unique start of one (12 characters or more), the fingerprint, or the name "
+    "the stranger goes by (ignoring case)",
+)
 
 
 def _answer(
@@ -34,8 +42,8 @@ def _answer(
             operation,
             summary,
             ok,
-            {"404": "no pending request from that peer"},
-            parameters=(PEER,),
+            {"404": "no pending request from that peer", "400": "several requests match"},
+            parameters=(_REQUESTER,),
         ),
     )
 

@@ -50,6 +50,7 @@ from p2pdm.core.model import (
     Direction,
     Event,
     EventType,
+    LogEvent,
     Recipient,
     StatusChange,
     StoredMessage,
@@ -326,7 +327,8 @@ def group_of(node: Node, message: StoredMessage) -> tuple[bytes, dict[str, int] 
 
 
 _STATUS: Final[Schema] = {"type": "string", "enum": [s.value for s in DeliveryStatus]}
-_MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
+#: The properties of a message's JSON (answers that carry more extend them).
+MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "id": HEX_ID,
     "conversation_id": HEX_ID,
     "peer": {**PEER_ID, "description": "the other party: recipient or sender"},
@@ -553,7 +555,7 @@ SEARCH_RESULTS: Final[Schema] = obj(
 
 
 def event_json(
-    event: Event,
+    event: LogEvent,
     message: StoredMessage | None,
     extras: MessageExtras | None = None,
     blobs: BlobLookup | None = None,
@@ -561,9 +563,10 @@ def event_json(
     group_view: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An event; ``message`` is the message of a ``message.*`` event, as stored now
-    (in the group ``group`` names); ``group_view``: a ``group.*`` event's group now."""
+    (in the group ``group`` names); ``group_view``: a ``group.*`` event's group now.
+    An ephemeral event (never stored, so not an :class:`Event`) has ``id`` None."""
     return {
-        "id": event.id,
+        "id": event.id if isinstance(event, Event) else None,
         "type": event.type.value,
         "at_ms": event.at_ms,
         "peer": None if event.peer is None else str(event.peer),
@@ -580,7 +583,11 @@ def event_json(
 
 EVENT: Final[Schema] = obj(
     {
-        "id": {"type": "integer", "description": "increasing; the cursor to resume from"},
+        "id": {
+            "type": ["integer", "null"],
+            "description": "increasing; the cursor to resume from (null: an ephemeral "
+            "event such as typing, never stored, so not resumable)",
+        },
         "type": {
             "type": "string",
             "description": "one of "
@@ -718,11 +725,11 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "Contact": obj(_CONTACT_PROPERTIES),
     "AddedContact": ADDED_CONTACT,
     "ContactList": obj({"contacts": {"type": "array", "items": ref("Contact")}}),
-    "Message": obj(_MESSAGE_PROPERTIES),
+    "Message": obj(MESSAGE_PROPERTIES),
     "Recipient": RECIPIENT,
     "StatusChange": STATUS_CHANGE,
     "MessageWithHistory": obj(
-        {**_MESSAGE_PROPERTIES, "history": {"type": "array", "items": ref("StatusChange")}}
+        {**MESSAGE_PROPERTIES, "history": {"type": "array", "items": ref("StatusChange")}}
     ),
     "MessagePage": MESSAGE_PAGE,
     "Conversation": CONVERSATION,

@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 
 from p2pdm.api.schema import BOOL, HEX_ID, INT, PEER_ID, Schema, obj, ref
-from p2pdm.core.model import DeliveryStatus, Direction, Event, EventType, StoredMessage
+from p2pdm.core.model import DeliveryStatus, Direction, EventType, LogEvent, StoredMessage
 from p2pdm.limits import DISAPPEARING_TIMERS_S, MAX_GROUP_MEMBERS, MAX_GROUP_NAME_BYTES
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ _GROUP_EVENTS: Final = frozenset(
 )
 
 
-def group_change_json(event: Event) -> dict[str, Any] | None:
+def group_change_json(event: LogEvent) -> dict[str, Any] | None:
     """A ``group.created``/``group.changed`` event's change: kind, by, peers (and
     name, timer_s); None for other events."""
     if event.type not in _GROUP_EVENTS or not event.detail:

@@ -25,6 +25,8 @@ __all__ = [
     "react_arguments",
     "reply",
     "reply_arguments",
+    "typing",
+    "typing_arguments",
     "unsend",
 ]
 
@@ -42,9 +44,13 @@ def react_arguments(parser: argparse.ArgumentParser) -> None:
 
 def react(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
-        node.react(args.message, args.emoji)
-    done = f"Reacted {safe_text(args.emoji)}" if args.emoji else "Took your reaction back"
-    print(f"{done} on {args.message}.", file=out)
+        reacted = node.react(args.message, args.emoji)
+    if args.emoji:
+        print(f"Reacted {safe_text(args.emoji)} on {args.message}.", file=out)
+    elif reacted.get("removed") is False:
+        print(f"You had no reaction on {args.message}: nothing to take back.", file=out)
+    else:
+        print(f"Took your reaction back on {args.message}.", file=out)
     return EXIT_OK
 
 
@@ -97,6 +103,25 @@ def delete(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         node.delete_for_me(args.message)
     print(f"Deleted {args.message} from this node.", file=out)
+    return EXIT_OK
+
+
+def typing_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Tell a contact you are typing, once: they see it for a few seconds, if you "
+        "are connected now (it is never queued or kept)."
+    )
+    parser.add_argument("contact", metavar="CONTACT", help="name or PeerID")
+
+
+def typing(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    with Client.for_home(home) as node:
+        result = node.typing(args.contact)
+    who = safe_text(args.contact)
+    if result.get("sent"):
+        print(f"{who} sees that you are typing.", file=out)
+    else:
+        print(f"Not sent to {who}: {safe_text(str(result.get('reason')))}.", file=out)
     return EXIT_OK
 
 

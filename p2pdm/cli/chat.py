@@ -26,7 +26,7 @@ from rich.cells import cell_len
 from p2pdm import hints
 from p2pdm.cli.live import share_live
 from p2pdm.cli.media import media_lines, send_media
-from p2pdm.client import Client
+from p2pdm.client import Client, MessageRequest
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MAX_PAGE_SIZE, MAX_TEXT_BYTES
@@ -306,6 +306,11 @@ def inbox_arguments(parser: argparse.ArgumentParser) -> None:
 def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         conversations = node.conversations()
+        # A stranger has no contact name: show the one its request gave (a
+        # group's invitation is shown by the group's name).
+        strangers: dict[str, MessageRequest] = {}
+        if any(c["request"] and not c.get("group") for c in conversations):
+            strangers = {r["peer_id"]: r for r in node.requests()}
     if args.json:
         _print_json(conversations, out)
         return EXIT_OK
@@ -317,8 +322,12 @@ def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         group = c.get("group")
         if group:
             who = safe_text(group["name"])
+        elif c["name"] is not None:
+            who = safe_text(c["name"])
+        elif (stranger := strangers.get(c["peer"])) is not None and stranger["name"]:
+            who = f"{safe_text(stranger['name'])} ~{stranger['fingerprint']}"  # with its own
         else:
-            who = safe_text(c["name"]) if c["name"] is not None else _short(c["peer"])
+            who = _short(c["peer"])
         marks = [m for m in ("group", "request", "muted", "archived") if c.get(m)]
         rows.append(
             [

@@ -242,6 +242,11 @@ COMMANDS: Final[dict[str, Command]] = {
         "p2pdm.cli.actions:delete_arguments",
         "p2pdm.cli.actions:delete",
     ),
+    "typing": Command(
+        "tell a contact you are typing (once; only over a live connection)",
+        "p2pdm.cli.actions:typing_arguments",
+        "p2pdm.cli.actions:typing",
+    ),
     "timer": Command(
         "set disappearing messages for a conversation (5m, 1h, 1d, 7d or off)",
         "p2pdm.cli.conversation:timer_arguments",

@@ -24,6 +24,7 @@ __all__ = [
     "block_arguments",
     "requests",
     "requests_arguments",
+    "stranger_label",
     "unblock",
     "unblock_arguments",
 ]
@@ -82,13 +83,19 @@ def requests_arguments(parser: argparse.ArgumentParser) -> None:
         "deletes the request, block blocks them and deletes it (they are told nothing)."
     )
     parser.add_argument("action", nargs="?", choices=_ANSWERS, metavar="accept|decline|block")
-    parser.add_argument("peer", nargs="?", metavar="PEERID")
+    parser.add_argument(
+        "peer",
+        nargs="?",
+        metavar="WHO",
+        help="the stranger: their PeerID, its first 12 characters or more, the fingerprint "
+        "shown (~…), or the name they go by",
+    )
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
 def requests(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     if args.action is not None and args.peer is None:
-        raise ConfigError(f"name the stranger: p2pdm requests {args.action} PEERID")
+        raise ConfigError(f"name the stranger: p2pdm requests {args.action} PEERID|NAME")
     with Client.for_home(home) as node:
         if args.action is None:
             found = node.requests()
@@ -99,7 +106,7 @@ def requests(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             else:
                 rows = [
                     [
-                        "~" + r["fingerprint"],
+                        stranger_label(r),
                         r["peer_id"],
                         str(r["count"]),
                         safe_text(r["preview"] or "(not text)"),
@@ -118,6 +125,14 @@ def requests(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             node.block_request(args.peer)
             print(f"Blocked {safe_text(args.peer)} and deleted the request.", file=out)
     return EXIT_OK
+
+
+def stranger_label(request: Mapping[str, Any]) -> str:
+    """How a request's sender is shown: the name it goes by (if it gave one) and
+    its fingerprint, which it cannot choose."""
+    name = request.get("name")
+    fingerprint = "~" + str(request.get("fingerprint"))
+    return f"{safe_text(str(name))} {fingerprint}" if name else fingerprint
 
 
 def _who(peer: Mapping[str, Any]) -> str:

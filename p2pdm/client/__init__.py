@@ -78,6 +78,7 @@ from p2pdm.client._records import (
     NodeInfo,
     Profile,
     ReachabilityInfo,
+    Reacted,
     SearchHit,
 )
 from p2pdm.client._sync import Client
@@ -120,6 +121,7 @@ __all__ = [
     "NodeInfo",
     "Profile",
     "ReachabilityInfo",
+    "Reacted",
     "SearchHit",
     "api_addr_path",
     "format_api_addr",

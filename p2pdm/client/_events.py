@@ -59,7 +59,10 @@ class _Cursor:
         if not self._pending:
             return None
         event = self._pending.popleft()
-        self.cursor = event["id"] if self._pending else self._page_cursor
+        if not self._pending:
+            self.cursor = self._page_cursor
+        elif event["id"] is not None:  # an ephemeral event (typing) is not a cursor
+            self.cursor = event["id"]
         return event
 
 

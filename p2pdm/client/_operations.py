@@ -50,6 +50,7 @@ from p2pdm.client._records import (
     MessageRequest,
     NodeInfo,
     Profile,
+    Reacted,
     SearchHit,
 )
 
@@ -227,9 +228,10 @@ class Operations:
     def mark_message_read(message_id: str) -> None:
         """Mark a message's conversation read up to now; returns the message."""
 
-    @operation[Message]("POST", "/v1/messages/{message_id}/reactions")
+    @operation[Reacted]("POST", "/v1/messages/{message_id}/reactions")
     def react(message_id: str, emoji: str) -> None:
-        """React to a message (replaces your reaction; ``""`` takes it back)."""
+        """React to a message (replaces your reaction; ``""`` takes it back:
+        ``removed`` says whether there was one)."""
 
     @operation[Message]("PATCH", "/v1/messages/{message_id}")
     def edit(message_id: str, text: str) -> None:

@@ -113,6 +113,13 @@ class Group(TypedDict):
     created_by: str
 
 
+class Reacted(Message):
+    """A message after a reaction, and for an empty emoji whether one was taken
+    back (False: there was none, nothing was sent); None for a reaction."""
+
+    removed: bool | None
+
+
 class Recipient(TypedDict):
     peer: str
     status: str
@@ -150,6 +157,8 @@ class MessageRequest(TypedDict):
     """A stranger's pending message requests."""
 
     peer_id: str
+    #: The name they say they go by (unverified: show the fingerprint beside it).
+    name: str | None
     fingerprint: str
     conversation_id: str
     count: int
@@ -193,7 +202,8 @@ class MessagePage(TypedDict):
 class Event(TypedDict):
     """One event; ignore types you do not know (later versions add some)."""
 
-    id: int
+    #: None for an ephemeral event (``typing``): never stored, not a cursor.
+    id: int | None
     type: str
     at_ms: int
     peer: str | None

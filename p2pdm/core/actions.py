@@ -79,14 +79,18 @@ def action_of(inner: InnerMessage, me: PeerId, group: bytes | None = None) -> Ac
 
 @dataclass(frozen=True, slots=True)
 class HeldAction:
-    """An action kept until its target arrives (or HELD_ACTION_TTL_MS passes)."""
+    """An action kept until its target arrives (or HELD_ACTION_TTL_MS passes, or
+    ``expires_at_ms``: in a conversation with disappearing messages, its timer)."""
 
     action: Action
     held_at_ms: int
+    expires_at_ms: int | None = None
 
 
 def held_expired(held: HeldAction, now_ms: int) -> bool:
-    """True once a held action can no longer meet its target."""
+    """True once a held action can no longer meet its target (or may no longer wait)."""
+    if held.expires_at_ms is not None and now_ms > held.expires_at_ms:
+        return True
     return now_ms - held.held_at_ms > HELD_ACTION_TTL_MS
 
 

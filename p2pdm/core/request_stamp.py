@@ -1,9 +1,10 @@
 """The request stamp: the proof of work a stranger's message carries.
 
 How this works: a peer who is not the recipient's contact pays for writing
-to it. Its envelope's session message carries a *request stamp*
-(``SessionMessage.stamp``, docs/protocol.md §18.2): the UTC day it was made
-for (4 bytes, big-endian) and an 8-byte nonce, a hashcash stamp of
+to it. Its message's body carries a *request stamp* in the extension field
+``request_stamp`` of its ``ext`` map (docs/protocol.md §6.4, §18.2), which
+nodes that do not check stamps ignore: the UTC day it was made for (4
+bytes, big-endian) and an 8-byte nonce, a hashcash stamp of
 :mod:`p2pdm.core.stamp` over the resource
 
     b"p2pdm/request-stamp/v1\\x00" ‖ len ‖ recipient ‖ len ‖ sender ‖ day
@@ -19,23 +20,108 @@ No I/O, no clock: the caller gives the time.
 
 from __future__ import annotations
 
-from typing import Final
+import dataclasses
+import unicodedata
+from typing import Final, TypeVar
 
 from p2pdm.core import stamp
 from p2pdm.core.identity import PeerId
+from p2pdm.core.kinds.base import EXT_FIELD, UnknownBody
 from p2pdm.core.mailbox import STAMP_DAYS_SKEW, stamp_day
 from p2pdm.core.wire import REQUEST_STAMP_BYTES
+from p2pdm.limits import MAX_NAME_BYTES
 
 __all__ = [
+    "REQUEST_NAME_EXT",
     "REQUEST_STAMP_BYTES",
     "REQUEST_STAMP_DOMAIN",
+    "REQUEST_STAMP_EXT",
     "mint_request_stamp",
+    "request_name_of",
+    "request_stamp_of",
     "request_stamp_resource",
     "verify_request_stamp",
+    "with_request_stamp",
+    "without_request_stamp",
 ]
 
 #: The resource's prefix: a deposit stamp can never pass as a request stamp.
 REQUEST_STAMP_DOMAIN: Final = b"p2pdm/request-stamp/v1\x00"
+#: The extension field (docs/protocol.md §6.4) a body carries its stamp in.
+REQUEST_STAMP_EXT: Final = "request_stamp"
+#: The extension field beside it with the name the sender goes by (unverified).
+REQUEST_NAME_EXT: Final = "request_name"
+
+_B = TypeVar("_B")
+
+
+def with_request_stamp(body: _B, token: bytes, name: str = "") -> _B:
+    """``body`` with ``token`` (and ``name``, the sender's, if any) in its
+    ``ext`` map (every kind may carry one, docs/protocol.md §6.4); a body
+    type without ``ext`` is returned as it is."""
+    added: dict[str, object] = {REQUEST_STAMP_EXT: token}
+    if name:
+        added[REQUEST_NAME_EXT] = name
+    if isinstance(body, UnknownBody):  # a kind of a newer version, in tests
+        found = body.fields.get(EXT_FIELD)
+        if found is not None and not isinstance(found, dict):
+            return body  # not the ext of §6.4: left as it is
+        ext = {**(found or {}), **added}
+        return UnknownBody(body.kind, {**body.fields, EXT_FIELD: ext})  # type: ignore[return-value]
+    if not dataclasses.is_dataclass(body) or EXT_FIELD not in {
+        f.name for f in dataclasses.fields(body)
+    }:
+        return body
+    ext = {**(getattr(body, EXT_FIELD, None) or {}), **added}
+    return dataclasses.replace(body, ext=ext)  # type: ignore[type-var]
+
+
+def request_name_of(body: object) -> str | None:
+    """The name a request's sender says it goes by (``request_name`` in its
+    ``ext``), if it is a plausible name: 1..MAX_NAME_BYTES of UTF-8 without
+    control or format characters (no bidi overrides); else None."""
+    ext = body.fields.get(EXT_FIELD) if isinstance(body, UnknownBody) else None
+    if ext is None:
+        ext = getattr(body, EXT_FIELD, None)
+    name = ext.get(REQUEST_NAME_EXT) if isinstance(ext, dict) else None
+    if not isinstance(name, str):
+        return None
+    name = name.strip()
+    if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return None
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in name):
+        return None
+    return name
+
+
+def without_request_stamp(body: _B, *, keep_name: bool = False) -> _B:
+    """``body`` without its request stamp (and its sender's name unless
+    ``keep_name``): what is stored and shown of a message once its stamp was
+    checked (an ``ext`` left empty is omitted, §6.4)."""
+    dropped = {REQUEST_STAMP_EXT} if keep_name else {REQUEST_STAMP_EXT, REQUEST_NAME_EXT}
+    if isinstance(body, UnknownBody):
+        found = body.fields.get(EXT_FIELD)
+        if not isinstance(found, dict) or not dropped & found.keys():
+            return body
+        rest = {k: v for k, v in found.items() if k not in dropped}
+        fields = {k: v for k, v in body.fields.items() if k != EXT_FIELD}
+        return UnknownBody(body.kind, {**fields, EXT_FIELD: rest} if rest else fields)  # type: ignore[return-value]
+    ext = getattr(body, EXT_FIELD, None)
+    if not isinstance(ext, dict) or not dropped & ext.keys():
+        return body
+    rest = {k: v for k, v in ext.items() if k not in dropped}
+    return dataclasses.replace(body, ext=rest or None)  # type: ignore[type-var]
+
+
+def request_stamp_of(body: object) -> bytes | None:
+    """The request stamp ``body`` carries in its ``ext`` map, or None (none, or
+    not a byte string of REQUEST_STAMP_BYTES)."""
+    if isinstance(body, UnknownBody):
+        ext = body.fields.get(EXT_FIELD)
+    else:
+        ext = getattr(body, EXT_FIELD, None)
+    token = ext.get(REQUEST_STAMP_EXT) if isinstance(ext, dict) else None
+    return token if isinstance(token, bytes) and len(token) == REQUEST_STAMP_BYTES else None
 
 
 def request_stamp_resource(recipient: PeerId, sender: PeerId, day: int) -> bytes:

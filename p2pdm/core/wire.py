@@ -270,9 +270,6 @@ class SessionMessage:
     previous_chain_length: int
     index: int
     ciphertext: bytes
-    #: A request stamp (docs/protocol.md §18.2), while the sender may be a
-    #: stranger to the recipient; outside the ratchet, inside the sealed box.
-    stamp: bytes | None = None
 
     def encode(self) -> bytes:
         out: dict[str, Any] = {
@@ -289,8 +286,6 @@ class SessionMessage:
                 "spk": self.x3dh.signed_prekey,
                 "opk": self.x3dh.one_time_prekey,
             }
-        if self.stamp is not None:
-            out["stamp"] = self.stamp
         return cbor.encode(out)
 
     @classmethod
@@ -314,7 +309,6 @@ class SessionMessage:
             f.integer("pn", 0, _U64),
             f.integer("n", 0, _U64),
             f.blob("ct", max_size=MAX_SEALED_BYTES),
-            f.opt_blob("stamp", size=REQUEST_STAMP_BYTES),
         )
         f.done()
         return msg

@@ -4,7 +4,9 @@ How this works: :mod:`p2pdm.core.actions` decides whether an action may
 apply; :func:`settle` carries the decision out inside the messenger's
 receive transaction: applied (with its ``message.reaction``,
 ``message.edited`` or ``message.unsent`` event), held for a target that has
-not arrived, or refused and counted (``actions_refused``).
+not arrived (no longer than its envelope lives: for an action on a
+disappearing message, no longer than the message), or refused and counted
+(``actions_refused``).
 :func:`release_held` applies what was held for a message as it is stored.
 The user's own actions (:mod:`p2pdm.node.actions`) use :func:`apply` too.
 """
@@ -20,9 +22,10 @@ from p2pdm.core.actions import Action, Decision, HeldAction, Verdict, decide
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import EditBody, ReactionBody, TextBody, decode_stored, encode_body
 from p2pdm.core.model import EventType, LogEvent, StoredMessage
+from p2pdm.limits import MAX_CLOCK_SKEW_SECONDS
 from p2pdm.store.base import Store, log_event
 
-__all__ = ["apply", "release_held", "settle"]
+__all__ = ["apply", "held_until", "release_held", "settle"]
 
 log = logging.getLogger("p2pdm.node.actions")
 
@@ -48,11 +51,18 @@ def apply(store: Store, action: Action, target: StoredMessage) -> bool:
 
 
 def settle(
-    store: Store, action: Action, decision: Decision, target: StoredMessage | None, now_ms: int
+    store: Store,
+    action: Action,
+    decision: Decision,
+    target: StoredMessage | None,
+    now_ms: int,
+    *,
+    held_until_ms: int | None = None,
 ) -> None:
-    """Apply, hold or refuse (and count) a received action, in the caller's transaction."""
+    """Apply, hold (until ``held_until_ms`` at the latest) or refuse (and count) a
+    received action, in the caller's transaction."""
     if decision.verdict is Verdict.HOLD:
-        store.hold_action(HeldAction(action, now_ms))
+        store.hold_action(HeldAction(action, now_ms, held_until_ms))
     elif decision.verdict is Verdict.REFUSE:
         store.count_refused_action()
         log.debug("refused a %s from %s: %s", action.kind, action.sender.short(), decision.reason)
@@ -68,6 +78,14 @@ def settle(
             request=target.request,
         )
         log_event(store, event)
+
+
+def held_until(envelope_expires_s: int) -> int:
+    """How long an action may wait for its target (ms): as long as its envelope
+    may still arrive. Its sender cut that to its target's erasure when the
+    target disappears and its timer runs (docs/protocol.md §6.7), so such an
+    action never outlives its message; else it is HELD_ACTION_TTL_MS."""
+    return (envelope_expires_s + MAX_CLOCK_SKEW_SECONDS) * 1000
 
 
 def release_held(store: Store, message: StoredMessage, me: PeerId, now_ms: int) -> bool:

@@ -34,7 +34,7 @@ from p2pdm.node.media import MediaLibrary, snippet_of
 from p2pdm.node.messenger import Messenger
 from p2pdm.store.base import Reactions, Store
 
-__all__ = ["MessageActions", "MessageExtras", "extras_of"]
+__all__ = ["MessageActions", "MessageExtras", "action_expiry_s", "extras_of"]
 
 #: Statuses after which an outgoing message's envelope is no longer queued.
 _ARRIVED: Final = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.READ})
@@ -49,6 +49,15 @@ class MessageExtras:
     reply_to: bytes | None = None
     reply_snippet: str | None = None
     reactions: Reactions = field(default_factory=dict)
+
+
+def action_expiry_s(target: StoredMessage) -> int | None:
+    """The latest an action's envelope need live (seconds): when its target
+    disappears, if it has a timer that is running (docs/protocol.md §6.7);
+    else None, the usual lifetime."""
+    if target.expires_at_ms is None:
+        return None
+    return -(-target.expires_at_ms // 1000)
 
 
 def extras_of(store: Store, messages: list[StoredMessage]) -> dict[bytes, MessageExtras]:
@@ -112,15 +121,26 @@ class MessageActions:
     def _deliver_action(
         self, target: StoredMessage, body: ActionBody, also: Callable[[InnerMessage], None]
     ) -> None:
-        """Send an action on ``target`` to the other party (a group's members:
-        :class:`~p2pdm.node.groups.Groups` overrides this)."""
-        self.messenger.send(target.peer, body, also=also)
+        """Send an action on ``target`` to the other party, its envelope living
+        no longer than the target (a group's members: :class:`~p2pdm.node.groups.Groups`
+        overrides this)."""
+        self.messenger.send(target.peer, body, also=also, expires_by_s=action_expiry_s(target))
         self.on_outbox(target.peer)
 
+    def my_reaction(self, message_id: bytes) -> str | None:
+        """This node's reaction to a message, None if it has none."""
+        me = self.messenger.peer_id
+        reactions = self.store.reactions([message_id]).get(message_id, {})
+        return next((emoji for emoji, peers in reactions.items() if me in peers), None)
+
     def react(self, message_id: bytes, emoji: str) -> StoredMessage:
-        """React to a message with ``emoji`` ('' takes the reaction back)."""
+        """React to a message with ``emoji`` ('' takes the reaction back; with no
+        reaction to take back, nothing changes and nothing is sent)."""
         target = self._target(message_id)
-        return self._act(target, ReactionBody(target.id, check_emoji(emoji)))
+        emoji = check_emoji(emoji)
+        if not emoji and self.my_reaction(target.id) is None:
+            return target
+        return self._act(target, ReactionBody(target.id, emoji))
 
     def edit(self, message_id: bytes, text: str) -> StoredMessage:
         """Change the text of one's own message, within EDIT_WINDOW_MS of sending."""

@@ -42,6 +42,7 @@ from p2pdm.errors import (
     SessionError,
 )
 from p2pdm.limits import MAX_GROUP_MEMBERS, MAX_TEXT_BYTES
+from p2pdm.node.actions import action_expiry_s
 from p2pdm.node.batch_send import Sent
 from p2pdm.node.group_wire import GroupWire, change_detail
 from p2pdm.node.messenger import Messenger, message_text
@@ -360,11 +361,17 @@ class Groups:
         return others
 
     def send_to_group(
-        self, group: bytes, body: Body, also: Callable[[Any], None] | None = None
+        self,
+        group: bytes,
+        body: Body,
+        also: Callable[[Any], None] | None = None,
+        *,
+        expires_by_s: int | None = None,
     ) -> StoredMessage | None:
         """Queue ``body`` (a shown kind or an action) to every other member, one
-        envelope each with one message id; a shown kind is stored once with a
-        delivery state per member. Members who cannot be reached are skipped."""
+        envelope each with one message id (living no later than ``expires_by_s``,
+        if given); a shown kind is stored once with a delivery state per member.
+        Members who cannot be reached are skipped."""
         info = self.group_info(group)
         others = sorted(self._others(info), key=lambda p: p.raw)
         now = self.now_ms()
@@ -380,7 +387,9 @@ class Groups:
                 for peer in others:
                     try:
                         self.group_wire.queue_changes(peer, group, now)
-                        inner = self.group_wire.queue(peer, wrapped, group, now, message_id)
+                        inner = self.group_wire.queue(
+                            peer, wrapped, group, now, message_id, expires_by_s=expires_by_s
+                        )
                     except (SessionError, PeerBlocked) as exc:
                         log.warning("group message not sent to %s: %s", peer.short(), exc)
                         continue
@@ -424,7 +433,8 @@ class Groups:
     ) -> None:
         """An action on a group message goes to every member; else one-to-one."""
         if self.is_group(target.conversation_id):
-            self.send_to_group(target.conversation_id, body, also)
+            expires_by_s = action_expiry_s(target)  # no longer than its target lives
+            self.send_to_group(target.conversation_id, body, also, expires_by_s=expires_by_s)
             return
         super()._deliver_action(target, body, also)  # type: ignore[misc]
 

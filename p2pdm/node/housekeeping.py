@@ -121,7 +121,8 @@ class ConversationUpkeep:
 
     def purge_expired(self) -> list[StoredMessage]:
         """Erase every message whose timer ran out, in passes of at most
-        MAX_EXPIRED_PER_PASS, with the files only they carried; returns them."""
+        MAX_EXPIRED_PER_PASS, with the files only they carried, and the actions
+        held longer than they may wait; returns the messages."""
         gone: list[StoredMessage] = []
         while True:
             with self.store.transaction():  # each pass all or nothing
@@ -129,8 +130,11 @@ class ConversationUpkeep:
             gone.extend(batch)
             if len(batch) < MAX_EXPIRED_PER_PASS:
                 break
-        if gone:
+        # Actions held past their wait (in a disappearing conversation: its timer).
+        dropped = self.store.drop_expired_held(self.now_ms())
+        if gone or dropped:
             self.store.forget_erased()
+        if gone:
             self.media.collect()  # the store released their files with them
         return gone
 

@@ -46,6 +46,7 @@ from p2pdm.core.model import (
     DeliveryStatus,
     Direction,
     EventType,
+    LogEvent,
     OutboxItem,
     StoredMessage,
     direct_conversation_id,
@@ -57,7 +58,12 @@ from p2pdm.core.replay import (
     seen_envelope_key,
     seen_message_key,
 )
-from p2pdm.core.request_stamp import verify_request_stamp
+from p2pdm.core.request_stamp import (
+    request_stamp_of,
+    verify_request_stamp,
+    with_request_stamp,
+    without_request_stamp,
+)
 from p2pdm.core.sealing import (
     EPHEMERAL_SECRET_BYTES,
     Opened,
@@ -197,10 +203,12 @@ class Messenger:
         self.co_member: Callable[[PeerId], bool] = lambda peer: False
         #: Files a group kind (docs/protocol.md §19.4) inside the receive
         #: transaction, in place of the conversation machine (set by the node).
-        self.group_filer: Callable[[InnerMessage, int, Via], Received] | None = None
+        self.group_filer: Callable[[InnerMessage, int, Via, int], Received] | None = None
         #: Asks a group message's author for the changes it named (after the
         #: envelope was refused with GroupBehind; set by the node).
         self.group_behind: Callable[[GroupBehind], None] = lambda behind: None
+        #: Where ephemeral events go (the node's event bus); they are never stored.
+        self.publish: Callable[[LogEvent], None] = lambda event: None
         self._rekey_outbox()
 
     @property
@@ -319,9 +327,12 @@ class Messenger:
         *,
         idempotency: tuple[str, str] | None = None,
         also: Callable[[InnerMessage], None] | None = None,
+        expires_by_s: int | None = None,
     ) -> Outgoing:
         """Store (if its kind is stored) and queue a message of any registered kind;
-        ``also`` makes more changes, given the message, in the same transaction.
+        ``also`` makes more changes, given the message, in the same transaction;
+        ``expires_by_s`` cuts its envelope's lifetime (an action on a message
+        that disappears lives no longer than it).
 
         Raises SchemaError for a body whose kind is not registered, and what
         :meth:`send_text` raises.
@@ -329,7 +340,7 @@ class Messenger:
         spec = spec_for(body.kind)
         if spec is None or not isinstance(body, spec.body_type):
             raise SchemaError(f"{body.kind!r} is not a message kind this version can send")
-        return self._send(to, body, idempotency, also)
+        return self._send(to, body, idempotency, also, expires_by_s)
 
     def seal_typing(self, to: PeerId) -> bytes:
         """A typing signal for ``to``, sealed: an envelope for an open stream only,
@@ -349,6 +360,14 @@ class Messenger:
         with self._committing(to), self.store.transaction():
             self.store.put_session(to, sessions.to_bytes(), now)
         return envelope.encode()
+
+    def _own_name(self) -> str:
+        """The name a request says this node's person goes by: the profile's
+        display name, else the node's name."""
+        profile = self.store.get_profile()
+        if profile is not None and profile.name:
+            return profile.name
+        return str(self.store.get_setting("name", "") or "")
 
     def _encrypt(
         self,
@@ -381,23 +400,23 @@ class Messenger:
                 )
             if encoded is not None:
                 bundle = PrekeyBundle.decode(encoded)
+        # In the body's ext map, which nodes that check no stamps ignore (§18.2).
+        stamp = self.stamps.for_peer(to) if stamped else None
         inner = InnerMessage.create(
             self.identity,
             id=message_id or self.random_bytes(MESSAGE_ID_BYTES),
             recipient=to,
             conversation=conversation or direct_conversation_id(self.peer_id, to),
             sent_at_ms=now,
-            body=body,
+            body=body if stamp is None else with_request_stamp(body, stamp, self._own_name()),
         )
         try:
             session_message = sessions.encrypt(self.own, inner.encode(), bundle)
         except Exception:
             self._forget_session(to)
             raise
-        stamp = self.stamps.for_peer(to) if stamped else None
-        if stamp is not None:
-            session_message = replace(session_message, stamp=stamp)
-        return inner, sessions, session_message
+        # The stamp is admission, not content: what is kept here is the body sent.
+        return replace(inner, body=body), sessions, session_message
 
     def _send(
         self,
@@ -405,12 +424,15 @@ class Messenger:
         body: Body,
         idempotency: tuple[str, str] | None = None,
         also: Callable[[InnerMessage], None] | None = None,
+        expires_by_s: int | None = None,
     ) -> Outgoing:
         now = self.now_ms()
         inner, sessions, session_message = self._encrypt(to, body, now)
         effects = conversation.on_send(inner, now)
         stored_message = effects.store
         expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
+        if expires_by_s is not None:
+            expires_s = min(expires_s, expires_by_s)
         if stored_message is not None:
             receipts = self.read_receipts_enabled()
             stored_message, expires_s = sender_copy(stored_message, now, receipts, expires_s)
@@ -480,17 +502,21 @@ class Messenger:
         if stranger and not self.strangers.admits(sender, now / 1000):
             self._log_requests(now)
             raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
-        if stranger and not verify_request_stamp(
-            self.peer_id, sender, now, outer.stamp, self.stamps.bits
-        ):
-            self.dropped_unstamped += 1
-            raise StampMissing(f"{sender.short()} is not a contact and sent no valid request stamp")
         sessions = self._session(sender)
         prekeys_version = self.own.version
         try:
             plaintext = sessions.decrypt(self.own, outer)
             inner = check_inner(self.identity, outer, plaintext)
             self._check_new(inner)
+            if stranger and not verify_request_stamp(
+                self.peer_id, sender, now, request_stamp_of(inner.body), self.stamps.bits
+            ):
+                self.dropped_unstamped += 1
+                raise StampMissing(
+                    f"{sender.short()} is not a contact and sent no valid request stamp"
+                )
+            # Checked: the stamp goes; a stranger's name stays with its request.
+            inner = replace(inner, body=without_request_stamp(inner.body, keep_name=stranger))
             # The signature proved the sender: spend its budget.
             if stranger and not self.strangers.take(
                 sender, now / 1000, new=not self.store.has_requests(sender)
@@ -509,7 +535,7 @@ class Messenger:
                 self.store.put_session(sender, sessions.to_bytes(), now)
                 if self.own.version != prekeys_version:  # a one-time prekey was used
                     self.store.put_prekeys(self.own.to_bytes())
-                received = self._file(inner, now, via)
+                received = self._file(inner, now, via, actions.held_until(envelope.expires_at_s))
         except GroupBehind as behind:
             self.group_behind(behind)  # nothing of it was kept; the sender retries
             raise
@@ -565,6 +591,7 @@ class Messenger:
         inner: InnerMessage,
         now: int,
         via: Via,
+        held_until_ms: int,
         *,
         group: bytes | None = None,
         member: bool = False,
@@ -573,7 +600,7 @@ class Messenger:
         the caller's transaction). ``group``: the group conversation a group
         message is filed in, ``member``: its sender counts as accepted there."""
         if group is None and self.group_filer is not None and inner.kind in GROUP_KINDS:
-            return self.group_filer(inner, now, via)
+            return self.group_filer(inner, now, via, held_until_ms)
         sender = inner.sender
         contact = self.store.get_contact(sender)
         targets = {}
@@ -598,7 +625,14 @@ class Messenger:
         apply_timer(self.store, effects, sender, now)
         if effects.action is not None and effects.decision is not None:
             target = targets.get(effects.action.target)
-            actions.settle(self.store, effects.action, effects.decision, target, now)
+            actions.settle(
+                self.store,
+                effects.action,
+                effects.decision,
+                target,
+                now,
+                held_until_ms=held_until_ms,
+            )
         # The store is the authority on a status move: it logs the events of
         # those it made (a group message's also when one member's status moved).
         changes = tuple(
@@ -609,8 +643,10 @@ class Messenger:
             )
         )
         for event in effects.events:
-            if event.type is EventType.TYPING and not self._typing_shown.due(sender, now):
-                continue  # shown already: one per TYPING_INTERVAL_S a peer
+            if event.type is EventType.TYPING:  # never stored: live to whoever follows
+                if self._typing_shown.due(sender, now):  # one per TYPING_INTERVAL_S a peer
+                    self.publish(event)
+                continue
             if event.type is not EventType.MESSAGE_STATUS:
                 log_event(self.store, event)
         # Actions that overtook it (an unsend, an edit) apply now; read it back if any did.

@@ -216,6 +216,7 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         #: Wakes API clients waiting for events; the store calls it after adding any.
         self.events = EventBus()
         store.set_event_listener(self.events.notify)
+        self.messenger.publish = self.events.publish  # typing: live, never stored
         #: Peers with a live connection, as reported by :meth:`peer_online`.
         self.online: set[PeerId] = set()
         #: The profile this node publishes (opt-in) and handle lookups.

@@ -15,22 +15,29 @@ attachments).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from p2pdm.core.identity import PeerId
+from p2pdm.core.kinds import decode_stored
 from p2pdm.core.model import DeliveryStatus, Direction
+from p2pdm.core.request_stamp import request_name_of
 from p2pdm.errors import NotFound, SchemaError
+from p2pdm.node.contact_names import fingerprint, name_from_invite
 from p2pdm.store.base import BlockedPeer, RequestSummary, Store
 
 if TYPE_CHECKING:
     from p2pdm.node.messenger import Messenger
     from p2pdm.node.node import AddedContact
 
-__all__ = ["RequestsAndBlocks", "accepted"]
+__all__ = ["MIN_PEER_PREFIX_CHARS", "RequestsAndBlocks", "accepted"]
 
 #: The status note of a message that was waiting when its recipient was blocked.
 BLOCKED_NOTE = "not sent: you blocked them"
+#: Shortest start of a PeerID that names a request: every Ed25519 PeerID
+#: begins "12D3KooW" (8 characters), so a few more are needed to tell apart.
+MIN_PEER_PREFIX_CHARS: Final = 12
 
 
 def accepted(store: Store, peer: PeerId) -> bool:
@@ -97,14 +104,58 @@ class RequestsAndBlocks:
         """Strangers' pending message requests, one entry per stranger, newest first."""
         return self.store.list_requests()
 
+    def request_name(self, entry: RequestSummary) -> str | None:
+        """The name a stranger says it goes by, from its first request (unverified:
+        show its fingerprint beside it); None if it gave none."""
+        return request_name_of(decode_stored(entry.first.kind, entry.first.body))
+
+    def resolve_request(self, who: str) -> PeerId:
+        """The stranger whose pending request ``who`` names: its PeerID, a unique
+        prefix of it (MIN_PEER_PREFIX_CHARS or more), its fingerprint (``~`` and
+        all), or the name it goes by (ignoring case). Raises NotFound, or
+        SchemaError when several requests match."""
+        text = who.strip()
+        if not text:
+            raise SchemaError("name the stranger: a PeerID, its start, or their name")
+        with contextlib.suppress(SchemaError):
+            return PeerId.parse(text)
+        key = text.casefold()
+        matches = []
+        for entry in self.requests():
+            peer = str(entry.peer_id)
+            name = self.request_name(entry)
+            if (
+                (len(text) >= MIN_PEER_PREFIX_CHARS and peer.startswith(text))
+                or key.lstrip("~") == fingerprint(entry.peer_id).casefold()
+                or (name is not None and name.casefold() == key)
+            ):
+                matches.append(entry.peer_id)
+        if not matches:
+            raise NotFound(f"no message request from {text!r}: `p2pdm requests` lists them")
+        if len(matches) > 1:
+            listed = ", ".join(str(p) for p in matches[:5])
+            raise SchemaError(f"{text!r} names {len(matches)} requests ({listed}): give the PeerID")
+        return matches[0]
+
     def _pending(self, peer: PeerId) -> None:
         if not self.store.has_requests(peer):
             raise NotFound(f"no message request from {peer}")
 
     def accept_request(self, peer: PeerId) -> AddedContact:
-        """Accept ``peer``'s request: add it as a contact. Raises NotFound if it has none."""
+        """Accept ``peer``'s request: add it as a contact, named as it says it goes
+        by (as from an invite: marked as its own choice, changed if another
+        contact has it; rename it any time). Raises NotFound if it has none."""
         self._pending(peer)
-        return self.add_contact_by_peer_id(str(peer))
+        entry = next((e for e in self.requests() if e.peer_id == peer), None)
+        name = None if entry is None else self.request_name(entry)
+        if name is None or self.store.get_contact(peer) is not None:
+            return self.add_contact_by_peer_id(str(peer))
+        from p2pdm.node.node import AddedContact  # the node's module imports this one
+
+        # Marked as a name it gave itself, as from an invite: shown with its fingerprint.
+        chosen = name_from_invite(self.store, peer, name)
+        contact = self.messenger.add_contact(peer, chosen, name_from_invite=True)
+        return AddedContact(contact, None if chosen == name else name)
 
     def decline_request(self, peer: PeerId) -> int:
         """Delete ``peer``'s request (it is told nothing); returns the messages

@@ -122,6 +122,13 @@ class ActionDicts(Dicts):
         state.held_dropped += len(taken) - len(live)
         return live
 
+    def drop_expired_held(self, now_ms: int) -> int:
+        state = self._live()
+        before = len(state.held)
+        state.held = [h for h in state.held if not held_expired(h, now_ms)]
+        state.held_dropped += before - len(state.held)
+        return before - len(state.held)
+
     def held_count(self) -> int:
         return len(self._live().held)
 

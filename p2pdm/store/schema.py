@@ -462,6 +462,13 @@ CREATE TABLE outbox_followers (
 CREATE INDEX outbox_followers_by_message ON outbox_followers (message_id);
 """
 
+#: A held action waits no longer than its envelope could still arrive: for an
+#: action on a disappearing message, no longer than the message lives (NULL:
+#: HELD_ACTION_TTL_MS after it was held).
+_MIGRATION_HELD_EXPIRY: Final = """
+ALTER TABLE held_actions ADD COLUMN expires_at_ms INTEGER;
+"""
+
 #: Groups: their rows, signed change entries and what each member was last
 #: known to have (docs/protocol.md §19).
 _MIGRATION_GROUPS: Final = """
@@ -507,6 +514,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_OUTBOX_QUEUED_ORDER,
     _MIGRATION_BLOCKED,
     _MIGRATION_OUTBOX_FOLLOWERS,
+    _MIGRATION_HELD_EXPIRY,
     _MIGRATION_GROUPS,
 )
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from p2pdm.core import cbor
-from p2pdm.core.actions import Action, HeldAction
+from p2pdm.core.actions import Action, HeldAction, held_expired
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import decode_stored, encode_body
 from p2pdm.limits import HELD_ACTION_TTL_MS, MAX_HELD_ACTIONS, MAX_HELD_ACTIONS_PER_PEER
@@ -30,15 +30,25 @@ from p2pdm.store.sqlite_tables import IN_CHUNK, Tables
 
 __all__ = ["ActionTables", "erase_body"]
 
-_HELD_COLUMNS = "id, sender, conversation_id, kind, body, sent_at_ms, held_at_ms"
+_HELD_COLUMNS = "id, sender, conversation_id, kind, body, sent_at_ms, held_at_ms, expires_at_ms"
 
 
 def _held(row: Any) -> HeldAction | None:
-    mid, sender, conversation, kind, body, sent, held = row
+    mid, sender, conversation, kind, body, sent, held, expires = row
     decoded = decode_stored(kind, bytes(body))
     if decoded is None:
         return None
-    return HeldAction(Action(bytes(mid), PeerId(sender), conversation, sent, decoded), held)
+    action = Action(bytes(mid), PeerId(sender), conversation, sent, decoded)
+    return HeldAction(action, held, expires)
+
+
+def _drop_expired(db: Any, now_ms: int) -> int:
+    """In the caller's write: delete the held actions past their wait; how many."""
+    cursor = db.execute(
+        "DELETE FROM held_actions WHERE held_at_ms < ? OR expires_at_ms < ?",
+        (now_ms - HELD_ACTION_TTL_MS, now_ms),
+    )
+    return int(cursor.rowcount)
 
 
 def erase_body(db: Any, message_id: bytes) -> bool:
@@ -167,13 +177,10 @@ class ActionTables(Tables):
         oldest over the caps (counted in ``held_actions_dropped``)."""
         action = held.action
         with self._writing(f"holding action {action.id.hex()}") as db:
-            cutoff = held.held_at_ms - HELD_ACTION_TTL_MS
-            dropped = db.execute(
-                "DELETE FROM held_actions WHERE held_at_ms < ?", (cutoff,)
-            ).rowcount
+            dropped = _drop_expired(db, held.held_at_ms)
             db.execute(
                 "INSERT OR IGNORE INTO held_actions (id, target, sender, conversation_id, kind, "
-                "body, sent_at_ms, held_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "body, sent_at_ms, held_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     action.id,
                     action.target,
@@ -183,6 +190,7 @@ class ActionTables(Tables):
                     cbor.encode(encode_body(action.body)),
                     action.sent_at_ms,
                     held.held_at_ms,
+                    held.expires_at_ms,
                 ),
             )
             for where, params, cap in (
@@ -206,10 +214,18 @@ class ActionTables(Tables):
             ).fetchall()
             db.execute("DELETE FROM held_actions WHERE target = ?", (target,))
             held = [h for h in map(_held, rows) if h is not None]
-            live = [h for h in held if now_ms - h.held_at_ms <= HELD_ACTION_TTL_MS]
+            live = [h for h in held if not held_expired(h, now_ms)]
             if len(rows) > len(live):
                 add_to_counter(db, "held_actions_dropped", len(rows) - len(live))
         return live
+
+    def drop_expired_held(self, now_ms: int) -> int:
+        """Drop (and count) the held actions that may wait no longer; returns how many."""
+        with self._writing("dropping expired held actions") as db:
+            dropped = _drop_expired(db, now_ms)
+            if dropped:
+                add_to_counter(db, "held_actions_dropped", dropped)
+        return dropped
 
     def held_count(self) -> int:
         with self._reading("counting held actions") as db:

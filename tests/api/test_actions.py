@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.api.conftest import assert_error
+from tests.api.conftest import assert_error, check_documented
 from tests.conftest import Api, Peer, deliver, node
 
 
@@ -103,3 +103,23 @@ async def test_the_routes_refuse_what_the_rules_refuse(alice: Api, bob: Api) -> 
     response = await alice.call("DELETE", "/v1/conversations/bob")
     assert response.status_code == 204
     assert (await alice.call("GET", "/v1/conversations")).json()["conversations"] == []
+
+
+async def test_taking_a_reaction_back_says_whether_there_was_one(alice: Api, bob: Api) -> None:
+    await _pair(alice, bob)
+    sent = await alice.call("POST", "/v1/messages", json={"to": "bob", "text": "hi"})
+    mine = sent.json()["id"]
+    deliver(alice.node, bob.node)
+    route = "/v1/messages/{message_id}/reactions"
+    nothing = await bob.call("POST", f"/v1/messages/{mine}/reactions", json={"emoji": ""})
+    assert nothing.status_code == 200 and nothing.json()["removed"] is False
+    await check_documented(bob, nothing, "POST", route)
+    assert bob.node.store.outbox_for(alice.node.peer_id) == []  # nothing to tell Alice
+    liked = await bob.call("POST", f"/v1/messages/{mine}/reactions", json={"emoji": "👍"})
+    assert liked.json()["removed"] is None and liked.json()["reactions"] == {
+        "👍": [str(bob.node.peer_id)]
+    }
+    await check_documented(bob, liked, "POST", route)
+    back = await bob.call("POST", f"/v1/messages/{mine}/reactions", json={"emoji": ""})
+    assert back.json()["removed"] is True and back.json()["reactions"] == {}
+    assert len(bob.node.store.outbox_for(alice.node.peer_id)) == 2

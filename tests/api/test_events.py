@@ -225,7 +225,8 @@ async def sse_events(api: Api, count: int, **headers: str) -> list[tuple[str, st
                 for block in blocks:
                     fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
                     if "data" in fields and not block.startswith(":"):
-                        found.append((fields["id"], fields["event"], json.loads(fields["data"])))
+                        data = json.loads(fields["data"])  # an ephemeral event has no id
+                        found.append((fields.get("id", ""), fields["event"], data))
             else:
                 raise AssertionError(event)
     return found[:count]

@@ -23,6 +23,13 @@ async def test_actions_from_the_command_line(
 
         code, out, err = await cli(capsys, *b, "reply", "alice", first, "yes", "please")
         assert (code, err) == (0, "") and out.startswith("Reply ")
+        code, out, err = await cli(capsys, *a, "react", first, "")  # Alice never reacted
+        assert (code, err) == (0, "")
+        assert out.strip() == f"You had no reaction on {first}: nothing to take back."
+        assert alice.node.store.outbox_for(bob.node.peer_id) == []  # and nothing was sent
+        code, out, err = await cli(capsys, *b, "react", first, "👀")
+        code, out, err = await cli(capsys, *b, "react", first, "")
+        assert (code, err, out.strip()) == (0, "", f"Took your reaction back on {first}.")
         code, out, err = await cli(capsys, *b, "react", first, "👍")
         assert (code, err, out.strip()) == (0, "", f"Reacted 👍 on {first}.")
         deliver(bob.node, alice.node)
@@ -47,3 +54,25 @@ async def test_actions_from_the_command_line(
         assert (code, err) == (0, "")
         code, out, err = await cli(capsys, *b, "read", "alice")
         assert "unsent a message" not in out
+
+
+async def test_typing_from_the_command_line_says_whether_it_went(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with running_pair(tmp_path) as (alice, bob):
+        for me, other, name in ((alice, bob, "bob"), (bob, alice, "alice")):
+            me.node.add_contact_from_invite(other.node.invite(), name)
+        home = ("--home", str(alice.home.path))
+        sent: list[bytes] = []
+
+        async def send_now(peer: object, envelope: bytes) -> bool:
+            sent.append(envelope)
+            return True
+
+        code, out, err = await cli(capsys, *home, "typing", "bob")  # not connected
+        assert (code, err) == (0, "") and out.startswith("Not sent to bob: ")
+        alice.node.send_now = send_now  # as the dm service hands it to a live connection
+        alice.node.online.add(bob.node.peer_id)
+        code, out, err = await cli(capsys, *home, "typing", "bob")
+        assert (code, err, out.strip()) == (0, "", "bob sees that you are typing.")
+        assert len(sent) == 1

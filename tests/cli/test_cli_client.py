@@ -82,7 +82,8 @@ async def test_chat_between_two_nodes(capsys: pytest.CaptureFixture[str], tmp_pa
         assert (code, err) == (0, "")
         lines = out.splitlines()
         assert lines[0].split() == ["CONTACT", "UNREAD", "LAST", "ACTIVITY", "PEER", "ID"]
-        assert lines[1].split()[:3] == [alice_id[-8:], "(request)", "1"]
+        # The name her request gives, with the fingerprint she cannot choose.
+        assert lines[1].split()[:4] == ["alice", "~" + alice_id[-8:], "(request)", "1"]
         assert lines[1].split()[-1] == alice_id
         # The hint names the home, so it works when pasted.
         assert f"`p2pdm --home {bob.home.path} requests accept PEERID` accepts them" in out

@@ -6,18 +6,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import assert_one_error_line, cli, running_pair
+from tests.cli.conftest import Running, assert_one_error_line, cli, running_pair
 from tests.conftest import deliver
+
+
+def _request(alice: Running, bob: Running, text: str) -> tuple[str, str]:
+    """Alice, whom Bob does not know, writes to him: a request. Returns Bob's
+    ``--home`` option."""
+    alice.node.add_contact_from_invite(bob.node.invite(), "bob")
+    alice.node.send_text(bob.node.peer_id, text)
+    deliver(alice.node, bob.node)
+    return ("--home", str(bob.home.path))
 
 
 async def test_requests_listed_accepted_and_the_contact_is_writable(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     async with running_pair(tmp_path) as (alice, bob):
-        alice.node.add_contact_from_invite(bob.node.invite(), "bob")
-        alice.node.send_text(bob.node.peer_id, "hi bob, it's alice from the bakery")
-        deliver(alice.node, bob.node)
-        home = ("--home", str(bob.home.path))
+        home = _request(alice, bob, "hi bob, it's alice from the bakery")
         peer = str(alice.node.peer_id)
         code, out, err = await cli(capsys, *home, "requests")
         assert (code, err) == (0, "")
@@ -51,3 +57,34 @@ async def test_block_refuses_sends_with_one_line_and_unblock_lifts_it(
         code, _, err = await cli(capsys, *home, "requests", "accept")
         assert code != 0
         assert_one_error_line(err, "requests accept PEERID")
+
+
+async def test_a_request_shows_and_is_accepted_by_the_name_its_sender_goes_by(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with running_pair(tmp_path) as (alice, bob):
+        alice.node.update_settings({"name": "Alice Baker"})
+        home = _request(alice, bob, "hi bob, it's alice from the bakery")
+        shown = f"Alice Baker ~{alice.node.peer_id.short()}"
+        code, out, err = await cli(capsys, *home, "requests")
+        assert (code, err) == (0, "") and shown in out
+        code, out, err = await cli(capsys, *home, "inbox")
+        assert (code, err) == (0, "") and f"{shown} (request)" in out
+        code, out, err = await cli(capsys, *home, "requests", "accept", "alice baker")
+        assert (code, err) == (0, "") and "Alice Baker" in out and "is now a contact" in out
+        contact = bob.node.store.get_contact(alice.node.peer_id)
+        assert contact is not None and contact.name == "Alice Baker"
+        assert contact.name_from_invite  # a name it gave itself, shown as such
+
+
+async def test_a_request_is_answered_by_a_unique_start_of_its_peer_id(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with running_pair(tmp_path) as (alice, bob):
+        home = _request(alice, bob, "hello")
+        start = str(alice.node.peer_id)[:14]
+        code, _, err = await cli(capsys, *home, "requests", "decline", start[:8])
+        assert code != 0  # "12D3KooW" names every PeerID
+        assert_one_error_line(err, "no message request")
+        code, _, err = await cli(capsys, *home, "requests", "decline", start)
+        assert (code, err) == (0, "") and bob.node.requests() == []

@@ -7,13 +7,27 @@ import time
 
 import pytest
 
-from p2pdm.core import mailbox
+from p2pdm.core import cbor, mailbox
 from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.kinds import (
+    BlobChunkBody,
+    ReactionBody,
+    ReceiptBody,
+    TextBody,
+    TimerBody,
+    UnknownBody,
+    decode_body,
+    encode_body,
+)
 from p2pdm.core.request_stamp import (
     REQUEST_STAMP_BYTES,
+    REQUEST_STAMP_EXT,
     mint_request_stamp,
+    request_stamp_of,
     request_stamp_resource,
     verify_request_stamp,
+    with_request_stamp,
+    without_request_stamp,
 )
 from p2pdm.core.stamp import work
 from p2pdm.core.wire import SessionMessage
@@ -22,7 +36,8 @@ from p2pdm.limits import REQUEST_STAMP_BITS
 
 DAY_MS = 86_400_000
 NOW = 1_700_000_000_000
-BITS = 6
+#: Enough work that a stamp for another resource passes by chance once in 2**14 checks.
+BITS = 14
 
 
 def _peer() -> PeerId:
@@ -49,14 +64,41 @@ def test_a_deposit_stamp_is_never_a_request_stamp() -> None:
     assert request_stamp_resource(bob, alice, day).startswith(b"p2pdm/request-stamp/v1\x00")
 
 
-def test_the_session_message_carries_a_stamp_of_the_right_size() -> None:
-    message = SessionMessage(_peer(), None, bytes(32), 0, 1, b"ct", b"\x01" * REQUEST_STAMP_BYTES)
-    assert SessionMessage.decode(message.encode()) == message
-    unstamped = SessionMessage(message.sender, None, bytes(32), 0, 1, b"ct")
-    assert SessionMessage.decode(unstamped.encode()).stamp is None
-    bad = SessionMessage(message.sender, None, bytes(32), 0, 1, b"ct", b"\x01" * 5)
-    with pytest.raises(SchemaError):
-        SessionMessage.decode(bad.encode())
+def test_a_body_carries_its_stamp_in_ext_beside_other_extension_fields() -> None:
+    token = b"\x01" * REQUEST_STAMP_BYTES
+    for body in (
+        TextBody("hi"),
+        TextBody("hi", ext={"x-other": 1}),
+        ReactionBody(bytes(16), "👍"),
+        ReceiptBody("read", (bytes(16),)),
+        TimerBody(300),
+        BlobChunkBody(bytes(32), 0, b"chunk"),
+    ):
+        stamped = with_request_stamp(body, token)
+        again = decode_body(
+            body.kind, cbor.decode_map(cbor.encode(encode_body(stamped)), 1 << 20, "b")
+        )
+        assert request_stamp_of(again) == token
+        assert {k: v for k, v in (again.ext or {}).items() if k != REQUEST_STAMP_EXT} == (
+            body.ext or {}
+        )
+        assert request_stamp_of(body) is None
+        assert without_request_stamp(again) == body  # what is stored and shown
+    newer = UnknownBody("sticker", {"id": 3})
+    assert without_request_stamp(with_request_stamp(newer, token)) == newer
+    assert request_stamp_of(with_request_stamp(newer, token)) == token
+    short = TextBody("hi", ext={REQUEST_STAMP_EXT: token[:-1]})
+    assert request_stamp_of(short) is None  # wrong size: no stamp, not an error
+    assert request_stamp_of(TextBody("hi", ext={REQUEST_STAMP_EXT: "text"})) is None
+
+
+def test_the_session_message_has_no_stamp_field() -> None:
+    message = SessionMessage(_peer(), None, bytes(32), 0, 1, b"ct")
+    raw = cbor.decode_map(message.encode(), 4096, "session message").raw()
+    assert set(raw) == {"v", "from", "dh", "pn", "n", "ct"}
+    with_stamp = cbor.encode({**raw, "stamp": b"\x01" * REQUEST_STAMP_BYTES})
+    with pytest.raises(SchemaError):  # strict, as every version-1 decoder is
+        SessionMessage.decode(with_stamp)
 
 
 @pytest.mark.slow

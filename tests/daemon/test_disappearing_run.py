@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from p2pdm.core.model import DeliveryStatus, EventType, direct_conversation_id
+from p2pdm.core.model import DeliveryStatus, EventType, LogEvent, direct_conversation_id
 from p2pdm.node.messenger import wall_ms
 from p2pdm.node.node import Node
 from p2pdm.node.notices import message_notice, message_timer
@@ -101,15 +101,20 @@ async def test_typing_goes_live_over_the_open_connection_and_is_never_kept(
         await net.wait_delivered(0, hello, 30)
         await wait_until(lambda: bob.peer_id in alice.online, 30)
 
-        def typing_events() -> list[object]:
-            return list(bob.event_page(0, 200, types=[EventType.TYPING]).events)
+        follower = bob.events.listener().follow()
+        seen: list[LogEvent] = []
+
+        def typing_events() -> list[LogEvent]:
+            seen.extend(follower.take())
+            return seen
 
         before = (alice.store.counts(), bob.store.counts())
         assert await alice.send_typing(conversation, bob.peer_id) is None
         await wait_until(lambda: len(typing_events()) == 1, 10)
-        [event] = bob.event_page(0, 200, types=[EventType.TYPING]).events
+        [event] = seen
         assert (event.peer, event.conversation_id) == (alice.peer_id, conversation)
         assert (alice.store.counts(), bob.store.counts()) == before  # nothing queued or kept
+        assert bob.event_page(0, 200, types=[EventType.TYPING]).events == ()
         # Rate-limited per conversation.
         assert "less than" in (await alice.send_typing(conversation, bob.peer_id) or "")
         # Off with read receipts, both ways.
@@ -120,4 +125,5 @@ async def test_typing_goes_live_over_the_open_connection_and_is_never_kept(
         alice.typing_sent.clear()
         assert "read receipts" in (await alice.send_typing(conversation, bob.peer_id) or "")
         assert len(typing_events()) == 1
+        follower.release()
         assert alice.store.outbox_count() == 0

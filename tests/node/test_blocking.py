@@ -4,31 +4,43 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import replace
 
+import nacl.public
 import pytest
 import trio
 
+from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
-from p2pdm.core.model import DeliveryStatus
-from p2pdm.core.request_stamp import mint_request_stamp
-from p2pdm.core.sealing import open_envelope, seal
+from p2pdm.core.kinds import Body, decode_stored, encode_body
+from p2pdm.core.kinds.base import decode_ext
+from p2pdm.core.model import MESSAGE_ID_BYTES, DeliveryStatus
+from p2pdm.core.request_stamp import (
+    REQUEST_STAMP_BYTES,
+    mint_request_stamp,
+    request_name_of,
+    request_stamp_of,
+    verify_request_stamp,
+)
 from p2pdm.core.strangers import StrangerGate
-from p2pdm.core.wire import Envelope, SessionMessage
-from p2pdm.errors import NotFound, PeerBlocked, RateLimited, StampMissing
-from p2pdm.limits import MAX_CACHED_REQUEST_STAMPS
+from p2pdm.core.wire import Envelope
+from p2pdm.errors import NotFound, PeerBlocked, RateLimited, SchemaError, StampMissing
+from p2pdm.limits import MAX_CACHED_REQUEST_STAMPS, MAX_FRAME_BYTES, MAX_TEXT_BYTES
 from p2pdm.node.messenger import Messenger
 from p2pdm.node.node import Node
 from p2pdm.store.base import Store
 from p2pdm.store.memory import MemoryStore
 from tests.conftest import deliver, make_node
+from tests.node.conftest import FixedStamps, peek_body
 
 
-def _restamped(envelope: bytes, to: Messenger, stamp: bytes | None) -> bytes:
-    """``envelope`` (for ``to``) sealed again around the same session message with ``stamp``."""
-    sealed = Envelope.decode(envelope)
-    outer: SessionMessage = replace(open_envelope(to.identity, sealed), stamp=stamp)
-    return seal(to.peer_id, outer, sealed.expires_at_s).encode()
+def _stamped(sender: Messenger, to: Messenger, text: str, stamp: bytes | None) -> bytes:
+    """The envelope of ``text`` from ``sender`` to ``to``, carrying ``stamp`` (or none)."""
+    real = sender.stamps
+    sender.stamps = FixedStamps(real, stamp)
+    try:
+        return sender.send_text(to.peer_id, text).outbox.envelope
+    finally:
+        sender.stamps = real
 
 
 def _stranger_pair(
@@ -45,11 +57,11 @@ def test_a_strangers_message_without_a_valid_stamp_is_refused_and_nothing_stored
 ) -> None:
     alice, bob = _stranger_pair(make_store, clock)
     carol = Identity(os.urandom(32)).peer_id
-    envelope = alice.send_text(bob.peer_id, "hi bob").outbox.envelope
-    unstamped = _restamped(envelope, bob, None)
-    carols = _restamped(
-        envelope, bob, mint_request_stamp(carol, alice.peer_id, clock(), bob.stamps.bits + 8)
+    unstamped = _stamped(alice, bob, "hi bob", None)
+    carols = _stamped(
+        alice, bob, "hi", mint_request_stamp(carol, alice.peer_id, clock(), bob.stamps.bits + 8)
     )
+    envelope = alice.send_text(bob.peer_id, "hi bob").outbox.envelope
     before = bob.store.counts()
     for bad in (unstamped, carols):
         with pytest.raises(StampMissing):
@@ -60,13 +72,12 @@ def test_a_strangers_message_without_a_valid_stamp_is_refused_and_nothing_stored
 
 def test_contacts_need_no_stamp_and_answered_peers_get_none(pair) -> None:  # type: ignore[no-untyped-def]
     alice, bob = pair
-    out = alice.send_text(bob.peer_id, "first")
-    assert bob.receive(_restamped(out.outbox.envelope, bob, None)).outcome == "stored"
+    assert bob.receive(_stamped(alice, bob, "first", None)).outcome == "stored"
     assert alice.stamps.needed(bob.peer_id)  # Bob has said nothing yet
     alice.receive(bob.send_text(alice.peer_id, "answer").outbox.envelope)
     assert not alice.stamps.needed(bob.peer_id)
-    envelope = Envelope.decode(alice.send_text(bob.peer_id, "second").outbox.envelope)
-    assert open_envelope(bob.identity, envelope).stamp is None
+    envelope = alice.send_text(bob.peer_id, "second").outbox.envelope
+    assert request_stamp_of(peek_body(envelope, bob)) is None
 
 
 def test_new_requests_are_limited_per_hour_from_all_strangers(make_store, clock) -> None:  # type: ignore[no-untyped-def]
@@ -154,3 +165,67 @@ async def test_a_costly_stamp_is_made_off_the_event_loop() -> None:
         nursery.cancel_scope.cancel()
     assert stamps.for_peer(bob.peer_id) is not None  # made once, kept
     assert took < 0.02 or ticks >= 2  # the loop ran while the stamp was made
+
+
+#: The session message's fields as a node that checks no request stamps decodes
+#: them (docs/protocol.md §8.1): its strict decoder refuses any other key.
+_OLDER_SESSION_FIELDS = frozenset({"v", "from", "x3dh", "dh", "pn", "n", "ct"})
+
+
+def _older_text_decoder(body: Body) -> str:
+    """A ``text`` body read by the rules of a node that checks no request stamps:
+    its fields, ``ext`` checked and otherwise ignored (§6.4), nothing else."""
+    fields = cbor.decode_map(cbor.encode(encode_body(body)), MAX_FRAME_BYTES, "text body")
+    text = fields.text("text", MAX_TEXT_BYTES)
+    fields.opt_blob("reply_to", size=MESSAGE_ID_BYTES)
+    decode_ext(fields)
+    fields.done()
+    return text
+
+
+def test_a_stamped_envelope_keeps_to_what_nodes_without_stamps_decode(  # type: ignore[no-untyped-def]
+    make_store, clock
+) -> None:
+    alice, bob = _stranger_pair(make_store, clock)
+    envelope = alice.send_text(bob.peer_id, "hi, a request").outbox.envelope
+    box = nacl.public.SealedBox(nacl.public.PrivateKey(bob.identity.x25519_private_key))
+    session = cbor.decode_map(box.decrypt(Envelope.decode(envelope).sealed), MAX_FRAME_BYTES, "s")
+    assert set(session.raw()) <= _OLDER_SESSION_FIELDS
+    body = peek_body(envelope, bob)
+    stamp = request_stamp_of(body)
+    assert stamp is not None and verify_request_stamp(
+        bob.peer_id, alice.peer_id, clock(), stamp, bob.stamps.bits
+    )
+    assert _older_text_decoder(body) == "hi, a request"  # the stamp is an ignored ext field
+    assert bob.receive(envelope).outcome == "request"
+    # A stamp of the wrong shape in ext is no stamp: refused, nothing stored.
+    forged = _stamped(alice, bob, "again", b"\x00" * (REQUEST_STAMP_BYTES - 1))
+    with pytest.raises(StampMissing):
+        bob.receive(forged)
+
+
+def test_a_request_is_named_by_what_its_sender_goes_by_unless_two_share_it() -> None:
+    bob = make_node("bob")
+    senders = {}
+    for name in ("Carol", "Carol", "Dave", "Eve\u202e"):  # the last: a bidi override
+        sender = make_node(name) if name.isprintable() else make_node("eve")
+        if not name.isprintable():
+            sender.store.set_setting("name", name)  # as an older or hostile node might send
+        sender.add_contact_from_invite(bob.invite(), "bob")
+        sender.send_text(bob.peer_id, f"hi from {name}")
+        deliver(sender, bob)
+        senders[sender.peer_id] = name
+    names = {r.peer_id: bob.request_name(r) for r in bob.requests()}
+    assert sorted(n or "-" for n in names.values()) == ["-", "Carol", "Carol", "Dave"]
+    with pytest.raises(SchemaError, match="names 2 requests"):
+        bob.resolve_request("carol")
+    [dave] = [p for p, n in names.items() if n == "Dave"]
+    assert bob.resolve_request("dave") == dave
+    assert bob.resolve_request("~" + dave.short()) == dave
+    assert bob.resolve_request(str(dave)[:12]) == dave
+    with pytest.raises(NotFound):
+        bob.resolve_request(str(dave)[:11])  # too short to name anyone
+    # What is stored of a request keeps its sender's name, never the stamp.
+    [first] = [r.first for r in bob.requests() if r.peer_id == dave]
+    body = decode_stored(first.kind, first.body)
+    assert request_stamp_of(body) is None and request_name_of(body) == "Dave"

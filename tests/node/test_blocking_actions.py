@@ -8,11 +8,11 @@ import pytest
 import trio
 
 from p2pdm.core.model import EventType, direct_conversation_id
-from p2pdm.core.sealing import open_envelope
-from p2pdm.core.wire import Envelope
+from p2pdm.core.request_stamp import request_stamp_of
 from p2pdm.errors import PeerBlocked
 from p2pdm.node.node import Node
 from tests.conftest import deliver, make_node
+from tests.node.conftest import peek_body
 
 #: The events a blocked peer's actions and signals would make.
 _ACTION_EVENTS = [
@@ -32,7 +32,7 @@ def _contacts() -> tuple[Node, Node]:
 
 
 def _stamp_of(envelope: bytes, to: Node) -> bytes | None:
-    return open_envelope(to.messenger.identity, Envelope.decode(envelope)).stamp
+    return request_stamp_of(peek_body(envelope, to.messenger))
 
 
 def test_a_blocked_peers_reactions_edits_unsends_timers_and_typing_are_dropped_unread() -> None:
@@ -87,10 +87,9 @@ async def test_typing_goes_only_to_accepted_peers() -> None:
     assert await alice.send_typing(to_bob, bob.peer_id) is None
     [typing] = sends
     assert _stamp_of(typing, bob) is None  # a contact needs no stamp
-    bob.messenger.receive(typing)
-    assert [e.peer for e in bob.event_page(0, 50, types=[EventType.TYPING]).events] == [
-        alice.peer_id
-    ]
+    with bob.events.listener().follow() as follower:
+        bob.messenger.receive(typing)
+        assert [e.peer for e in follower.take()] == [alice.peer_id]
 
 
 def test_actions_and_timer_notices_to_a_stranger_carry_the_stamp() -> None:

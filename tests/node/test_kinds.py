@@ -12,9 +12,10 @@ from p2pdm.core import cbor
 from p2pdm.core.cbor import Fields
 from p2pdm.core.identity import Identity
 from p2pdm.core.kinds import KINDS, KindSpec, TextBody, UnknownBody, decode_stored
+from p2pdm.core.kinds.base import decode_ext, encode_ext
 from p2pdm.core.model import Direction, direct_conversation_id
 from p2pdm.errors import ReplayError, SchemaError
-from p2pdm.limits import MAX_FRAME_BYTES, MAX_UNKNOWN_BODY_BYTES
+from p2pdm.limits import MAX_EXT_BYTES, MAX_FRAME_BYTES, MAX_UNKNOWN_BODY_BYTES
 from p2pdm.node.messenger import Messenger, Outgoing, is_unsupported, message_text
 
 
@@ -67,21 +68,23 @@ def test_an_unknown_body_over_its_cap_stores_nothing(pair) -> None:  # type: ign
 @dataclass(frozen=True, slots=True)
 class PokeBody:
     strength: int
+    ext: dict[str, Any] | None = None  # every kind's body may carry ext (§6.4)
     kind: Literal["poke"] = field(default="poke", init=False)
 
 
 def _decode_poke(fields: Fields) -> PokeBody:
     strength = fields.integer("strength", 1, 10)
+    ext = decode_ext(fields)
     fields.done()
-    return PokeBody(strength)
+    return PokeBody(strength, ext)
 
 
 POKE: Final = KindSpec(
     name="poke",
     body_type=PokeBody,
     decode=_decode_poke,
-    encode=lambda body: {"strength": body.strength},
-    max_body_bytes=64,
+    encode=lambda body: encode_ext({"strength": body.strength}, body.ext),
+    max_body_bytes=MAX_EXT_BYTES + 64,
     shown=True,
     targets=False,
     from_strangers=False,

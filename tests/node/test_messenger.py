@@ -10,7 +10,6 @@ import pytest
 from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus, direct_conversation_id
-from p2pdm.core.request_stamp import mint_request_stamp
 from p2pdm.core.sealing import seal
 from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import Envelope, InnerMessage, SessionMessage, TextBody
@@ -300,9 +299,9 @@ def test_forged_claims_do_not_spend_a_strangers_budget(make_store, clock) -> Non
     gate = StrangerGate(rate_per_peer=0.001, burst_per_peer=1, rate=100, burst=100)
     alice, bob = _strangers(make_store, clock, gate)
     for n in range(5):  # anyone can write Alice's PeerID as the sender; it proves nothing
-        # With a good stamp: anyone can mint one for Alice writing to Bob.
-        stamp = mint_request_stamp(bob.peer_id, alice.peer_id, clock.ms, bob.stamps.bits)
-        forged = SessionMessage(alice.peer_id, None, os.urandom(32), 0, n, os.urandom(64), stamp)
+        # (A stamp, which anyone can mint for Alice writing to Bob, is inside the
+        # ciphertext: it is only read once the message decrypts and its signature holds.)
+        forged = SessionMessage(alice.peer_id, None, os.urandom(32), 0, n, os.urandom(64))
         envelope = seal(bob.peer_id, forged, clock.ms // 1000 + 60)
         with pytest.raises(DecryptError):
             bob.receive(envelope.encode())

@@ -16,6 +16,7 @@ from p2pdm.core.model import Direction, StoredMessage
 from p2pdm.limits import HELD_ACTION_TTL_MS, MAX_HELD_ACTIONS_PER_PEER
 from p2pdm.store import SQLiteStore, Store, schema
 from p2pdm.store.schema import MIGRATIONS
+from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 from tests.store.conftest import ALICE, BOB
 from tests.store.test_contract import WITH_ALICE, mid, msg, outbox_item, store
 
@@ -83,6 +84,42 @@ def test_held_actions_are_bounded_in_count_and_time(store: Store) -> None:
     assert store.counts()["held_actions_dropped"] == 3
 
 
+def test_a_held_action_with_its_own_expiry_goes_then_on_every_store(store: Store) -> None:
+    store.hold_action(replace(_held(1, 7, 1), expires_at_ms=1_000))  # a timed conversation
+    store.hold_action(_held(2, 8, 1))
+    assert store.drop_expired_held(1_000) == 0 and store.held_count() == 2
+    assert store.drop_expired_held(1_001) == 1 and store.held_count() == 1
+    assert store.counts()["held_actions_dropped"] == 1
+    store.hold_action(replace(_held(3, 9, 1), expires_at_ms=500))
+    assert store.take_held(mid(9), 501) == []  # not applied past its wait, purged or not
+    [kept] = store.take_held(mid(8), 1_001)
+    assert kept.expires_at_ms is None
+
+
+def _store_before(path: Path, migration: schema.Migration) -> sqlite3.Connection:
+    """A store file at ``path`` as the schema was before ``migration`` (open)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.create_function(SEARCH_TEXT_FUNCTION, 2, search_text, deterministic=True)
+    for version, older in enumerate(MIGRATIONS[: MIGRATIONS.index(migration)], start=1):
+        schema._apply(db, older)
+        db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+    return db
+
+
+def test_held_actions_of_the_previous_schema_upgrade_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with closing(_store_before(path, schema._MIGRATION_HELD_EXPIRY)) as db:
+        db.execute(
+            "INSERT INTO held_actions (id, target, sender, conversation_id, kind, body, "
+            "sent_at_ms, held_at_ms) VALUES (?, ?, ?, ?, 'react', ?, 1, 1)",
+            (mid(1), mid(7), ALICE.raw, WITH_ALICE, cbor.encode({"target": mid(7), "emoji": "👍"})),
+        )
+    with closing(SQLiteStore(path)) as upgraded:
+        assert upgraded.drop_expired_held(2) == 0  # no expiry of its own: the usual wait
+        [held] = upgraded.take_held(mid(7), 2)
+        assert held.expires_at_ms is None and held.action.id == mid(1)
+
+
 def test_delete_for_me_and_a_whole_conversation(store: Store) -> None:
     for n in (1, 2, 3):
         store.add_message(msg(n, at_ms=n))
@@ -106,11 +143,7 @@ def test_dropping_the_outbox_of_a_message(store: Store) -> None:
 
 def test_a_store_of_the_previous_schema_upgrades_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
-    with closing(sqlite3.connect(path, isolation_level=None)) as db:
-        before = MIGRATIONS[: MIGRATIONS.index(schema._MIGRATION_ACTIONS)]
-        for version, migration in enumerate(before, start=1):
-            schema._apply(db, migration)
-            db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+    with closing(_store_before(path, schema._MIGRATION_ACTIONS)) as db:
         db.execute(
             "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq) "
             "VALUES (?, ?, 1, 1)",

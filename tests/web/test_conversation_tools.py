@@ -96,6 +96,7 @@ def test_a_strangers_message_waits_in_requests_until_accepted(
     request = by_css(page, "li.request")
     assert "we met at the station" in request.text
     assert "fingerprint" in request.text
+    assert request.text.startswith("carol · ")  # the name it gives, then its fingerprint
     assert not all_css(page, "a.conversation")  # not among the chats
     screenshot(page, "requests-desktop")
     click(page, "li.request button.primary", "Accept")

@@ -33,6 +33,13 @@ __all__ = ["NOT_REACHABLE", "Clocked", "OutboxBook", "backoff_ms", "delivery_err
 #: How an outbox entry's last error starts when the recipient could not be
 #: dialled; its note then reads "<who> is not reachable: …".
 NOT_REACHABLE: Final = "not reachable: "
+#: What a recipient's reason for refusing an envelope (docs/protocol.md §14.1)
+#: means to the user, where the reason alone does not say.
+_REFUSALS: Final = {
+    "StampMissing": "you are not its contact, and it accepted no request stamp from you "
+    "(it may ask for more work than this node does); it must add you as a contact "
+    "(StampMissing)",
+}
 
 
 class Clocked(Protocol):
@@ -170,7 +177,7 @@ class OutboxBook:
                     self.set_status(item, DeliveryStatus.DELIVERED)
                 elif ack.result == "rejected":
                     store.remove_outbox(item.envelope_id)
-                    detail = f"refused by recipient: {ack.detail}"
+                    detail = f"refused by recipient: {_REFUSALS.get(ack.detail, ack.detail)}"
                     self.set_status(item, DeliveryStatus.FAILED, detail)
                 else:
                     self.reschedule(item, f"recipient asked to retry: {ack.detail}")

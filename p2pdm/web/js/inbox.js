@@ -151,7 +151,7 @@ export async function renderRequests(main) {
   for (const request of requests) list.append(requestItem(request));
 }
 
-/** {peer_id, fingerprint, conversation_id, count, preview (null: not text), first_at_ms, last_at_ms} */
+/** {peer_id, name (the one they give; unverified), fingerprint, conversation_id, count, preview (null: not text), first_at_ms, last_at_ms} */
 function requestItem(request) {
   const peer = request.peer || request.peer_id;
   const act = async (action) => {
@@ -165,7 +165,8 @@ function requestItem(request) {
   const preview = request.preview === null ? "(not a text message)" : request.preview || "";
   const at = request.last_at_ms || request.at_ms;
   return h("li.request", { dataset: { peer } },
-    h("div.who", {}, request.fingerprint ? `fingerprint …${request.fingerprint}` : `…${peer.slice(-8)}`,
+    h("div.who", {}, request.name ? `${request.name} · ` : "",
+      request.fingerprint ? `fingerprint …${request.fingerprint}` : `…${peer.slice(-8)}`,
       request.count > 1 ? h("span.tag", {}, `${request.count} messages`) : null,
       h("span.when", {}, at ? ` ${when(at)}` : "")),
     h("p.preview", {}, typeof preview === "string" ? preview : previewText(preview)),
