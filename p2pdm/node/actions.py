@@ -115,16 +115,21 @@ class MessageActions:
                 # already deposited are ignored: the file is gone there).
                 self.store.remove_followers_of(target.id)
 
-        self._deliver_action(target, body, locally)
+        self._deliver_action(target, body, locally, expires_by_s=action_expiry_s(target))
         return self._target(target.id)
 
     def _deliver_action(
-        self, target: StoredMessage, body: ActionBody, also: Callable[[InnerMessage], None]
+        self,
+        target: StoredMessage,
+        body: ActionBody,
+        also: Callable[[InnerMessage], None],
+        *,
+        expires_by_s: int | None = None,
     ) -> None:
-        """Send an action on ``target`` to the other party, its envelope living
-        no longer than the target (a group's members: :class:`~p2pdm.node.groups.Groups`
-        overrides this)."""
-        self.messenger.send(target.peer, body, also=also, expires_by_s=action_expiry_s(target))
+        """Send an action on ``target`` to the other party (a group's members:
+        :class:`~p2pdm.node.groups.Groups` overrides this); ``expires_by_s`` cuts
+        its envelope's lifetime to its message's."""
+        self.messenger.send(target.peer, body, also=also, expires_by_s=expires_by_s)
         self.on_outbox(target.peer)
 
     def my_reaction(self, message_id: bytes) -> str | None:

@@ -155,24 +155,14 @@ class GroupWire:
     # --- sending (inside the caller's transaction) ----------------------------
 
     def queue(
-        self,
-        to: PeerId,
-        body: Body,
-        group: bytes,
-        now: int,
-        message_id: bytes | None = None,
-        *,
-        expires_by_s: int | None = None,
+        self, to: PeerId, body: Body, group: bytes, now: int, message_id: bytes | None = None
     ) -> InnerMessage:
         """Encrypt ``body`` for ``to`` in ``group``'s conversation and put its
-        envelope in the outbox (living no later than ``expires_by_s``, if
-        given); raises what the messenger's encryption raises."""
+        envelope in the outbox; raises what the messenger's encryption raises."""
         inner, sessions, session_message = self.messenger._encrypt(
             to, body, now, conversation=group, message_id=message_id
         )
         expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
-        if expires_by_s is not None:
-            expires_s = min(expires_s, expires_by_s)
         secret = self.messenger.random_bytes(EPHEMERAL_SECRET_BYTES)
         envelope = seal(to, session_message, expires_s, secret)
         self.store.put_session(to, sessions.to_bytes(), now)
@@ -224,9 +214,8 @@ class GroupWire:
             self._synced.popitem(last=False)
         return True
 
-    def file(self, inner: InnerMessage, now: int, via: str, held_until_ms: int) -> Received:
-        """File a group kind (the messenger's filer; in its transaction);
-        ``held_until_ms``: how long an action in it may wait for its message."""
+    def file(self, inner: InnerMessage, now: int, via: str) -> Received:
+        """File a group kind (the messenger's filer; in its transaction)."""
         body = inner.body
         group = inner.conversation
         if self.store.get_group(group) is None and self.declined(group):
@@ -267,14 +256,7 @@ class GroupWire:
         taken = self.store.get_message(inner.id)  # the wrapper's id was checked, not stored
         if taken is not None:
             raise MessageIdConflict(f"message id {inner.id.hex()} is taken by another message")
-        return self.messenger._file(
-            unwrapped,
-            now,
-            via,  # type: ignore[arg-type]
-            held_until_ms,
-            group=group,
-            member=row.state == "active",
-        )
+        return self.messenger._file(unwrapped, now, via, group=group, member=row.state == "active")  # type: ignore[arg-type]
 
     def ask(self, behind: GroupBehind) -> None:
         """Ask the author of a message that named changes we lack for them (at

@@ -42,7 +42,6 @@ from p2pdm.errors import (
     SessionError,
 )
 from p2pdm.limits import MAX_GROUP_MEMBERS, MAX_TEXT_BYTES
-from p2pdm.node.actions import action_expiry_s
 from p2pdm.node.batch_send import Sent
 from p2pdm.node.group_wire import GroupWire, change_detail
 from p2pdm.node.messenger import Messenger, message_text
@@ -361,17 +360,11 @@ class Groups:
         return others
 
     def send_to_group(
-        self,
-        group: bytes,
-        body: Body,
-        also: Callable[[Any], None] | None = None,
-        *,
-        expires_by_s: int | None = None,
+        self, group: bytes, body: Body, also: Callable[[Any], None] | None = None
     ) -> StoredMessage | None:
         """Queue ``body`` (a shown kind or an action) to every other member, one
-        envelope each with one message id (living no later than ``expires_by_s``,
-        if given); a shown kind is stored once with a delivery state per member.
-        Members who cannot be reached are skipped."""
+        envelope each with one message id; a shown kind is stored once with a
+        delivery state per member. Members who cannot be reached are skipped."""
         info = self.group_info(group)
         others = sorted(self._others(info), key=lambda p: p.raw)
         now = self.now_ms()
@@ -387,9 +380,7 @@ class Groups:
                 for peer in others:
                     try:
                         self.group_wire.queue_changes(peer, group, now)
-                        inner = self.group_wire.queue(
-                            peer, wrapped, group, now, message_id, expires_by_s=expires_by_s
-                        )
+                        inner = self.group_wire.queue(peer, wrapped, group, now, message_id)
                     except (SessionError, PeerBlocked) as exc:
                         log.warning("group message not sent to %s: %s", peer.short(), exc)
                         continue
@@ -429,14 +420,21 @@ class Groups:
         return stored
 
     def _deliver_action(
-        self, target: StoredMessage, body: Any, also: Callable[[Any], None]
+        self,
+        target: StoredMessage,
+        body: Any,
+        also: Callable[[Any], None],
+        *,
+        expires_by_s: int | None = None,
     ) -> None:
-        """An action on a group message goes to every member; else one-to-one."""
+        """An action on a group message goes to every member (its envelopes keep
+        the usual lifetime); else one-to-one."""
         if self.is_group(target.conversation_id):
-            expires_by_s = action_expiry_s(target)  # no longer than its target lives
-            self.send_to_group(target.conversation_id, body, also, expires_by_s=expires_by_s)
+            self.send_to_group(target.conversation_id, body, also)
             return
-        super()._deliver_action(target, body, also)  # type: ignore[misc]
+        super()._deliver_action(  # type: ignore[misc]
+            target, body, also, expires_by_s=expires_by_s
+        )
 
     def mark_group_read(self, group: bytes) -> list[bytes]:
         """Mark a group read; read receipts to each author (if enabled, and the

@@ -195,6 +195,8 @@ class Messenger:
         self.on_stored: Callable[[StoredMessage, bool], object] = lambda message, contact: None
         #: When each peer's typing was last shown (as many peers as sessions cached).
         self._typing_shown = TypingShown(MAX_CACHED_SESSIONS)
+        #: Where ephemeral events go (the node's event bus); they are never stored.
+        self.publish: Callable[[LogEvent], None] = lambda event: None
         #: Prekey bundles of group members who are not contacts, fetched from
         #: the DHT to start a session (as many as sessions cached).
         self.member_bundles: OrderedDict[PeerId, PrekeyBundle] = OrderedDict()
@@ -203,12 +205,10 @@ class Messenger:
         self.co_member: Callable[[PeerId], bool] = lambda peer: False
         #: Files a group kind (docs/protocol.md §19.4) inside the receive
         #: transaction, in place of the conversation machine (set by the node).
-        self.group_filer: Callable[[InnerMessage, int, Via, int], Received] | None = None
+        self.group_filer: Callable[[InnerMessage, int, Via], Received] | None = None
         #: Asks a group message's author for the changes it named (after the
         #: envelope was refused with GroupBehind; set by the node).
         self.group_behind: Callable[[GroupBehind], None] = lambda behind: None
-        #: Where ephemeral events go (the node's event bus); they are never stored.
-        self.publish: Callable[[LogEvent], None] = lambda event: None
         self._rekey_outbox()
 
     @property
@@ -591,7 +591,7 @@ class Messenger:
         inner: InnerMessage,
         now: int,
         via: Via,
-        held_until_ms: int,
+        held_until_ms: int | None = None,
         *,
         group: bytes | None = None,
         member: bool = False,
@@ -600,7 +600,7 @@ class Messenger:
         the caller's transaction). ``group``: the group conversation a group
         message is filed in, ``member``: its sender counts as accepted there."""
         if group is None and self.group_filer is not None and inner.kind in GROUP_KINDS:
-            return self.group_filer(inner, now, via, held_until_ms)
+            return self.group_filer(inner, now, via)
         sender = inner.sender
         contact = self.store.get_contact(sender)
         targets = {}
