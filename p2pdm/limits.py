@@ -425,3 +425,7 @@ MAX_GROUP_ENTRIES_PER_MESSAGE = 64
 #: One answer to a peer's "want" per group at most this often (seconds), so
 #: a peer cannot make us resend the log in a loop.
 GROUP_SYNC_INTERVAL_S = 10
+
+#: Shortest start of a PeerID that names a request: every Ed25519 PeerID
+#: begins "12D3KooW" (8 characters), so a few more are needed to tell apart.
+MIN_PEER_PREFIX_CHARS = 12

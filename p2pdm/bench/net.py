@@ -42,7 +42,7 @@ from p2pdm.daemon.runner import Running, RunOptions, run_node
 from p2pdm.net import Stream, open_host
 from p2pdm.net.testing import host_seed
 
-__all__ = ["NetResult", "bench_net"]
+__all__ = ["NetResult", "bench_net", "start_child", "start_node", "stop_process"]
 
 LOOPBACK: Final = ("/ip4/127.0.0.1/tcp/0",)
 ECHO_PROTOCOL: Final = "/p2pdm-bench/echo/1.0.0"
@@ -119,10 +119,12 @@ async def _echo() -> None:
         await trio.sleep_forever()
 
 
-def _child(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """Start ``python -m p2pdm.bench.net ARGS`` and read its ready line."""
+def start_child(
+    *args: str, module: str = "p2pdm.bench.net"
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start ``python -m MODULE ARGS`` and read its ready line."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "p2pdm.bench.net", *args],
+        [sys.executable, "-m", module, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -135,7 +137,7 @@ def _child(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     return proc, json.loads(line)
 
 
-def _stop(proc: subprocess.Popen[Any]) -> None:
+def stop_process(proc: subprocess.Popen[Any]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
@@ -233,6 +235,11 @@ def _api(home: Home) -> httpx.AsyncClient:
 
 
 def _start_sender(home: Home, bootstrap: str) -> subprocess.Popen[bytes]:
+    return start_node(home, "--bootstrap", bootstrap)
+
+
+def start_node(home: Home, *extra: str) -> subprocess.Popen[bytes]:
+    """``p2pdm run`` on loopback for ``home`` (with ``extra`` arguments), once its API answers."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -245,10 +252,9 @@ def _start_sender(home: Home, bootstrap: str) -> subprocess.Popen[bytes]:
             LOOPBACK[0],
             "--api",
             "127.0.0.1:0",
-            "--bootstrap",
-            bootstrap,
             "--log-level",
             "warning",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -262,7 +268,7 @@ def _start_sender(home: Home, bootstrap: str) -> subprocess.Popen[bytes]:
         except Exception:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("the sender node did not start")
+    raise RuntimeError(f"the node of {home.path} did not start")
 
 
 def bench_net(
@@ -270,17 +276,17 @@ def bench_net(
 ) -> NetResult:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        echo, ready = _child("_echo")
+        echo, ready = start_child("_echo")
         try:
             base_rate, base_latency = trio.run(_baseline, ready["addr"], n)
         finally:
-            _stop(echo)
+            stop_process(echo)
 
         sender_home, receiver_home = Home(tmp / "sender", env={}), Home(tmp / "receiver", env={})
         sender_home.create_identity("sender")
         receiver_home.create_identity("receiver")
         notes = tmp / "committed.json"
-        receiver, ready = _child("_receiver", str(receiver_home.path), str(notes))
+        receiver, ready = start_child("_receiver", str(receiver_home.path), str(notes))
         sender = None
         try:
             sender = _start_sender(sender_home, ready["addr"])
@@ -307,9 +313,9 @@ def bench_net(
 
             trio.run(drive)
         finally:
-            _stop(receiver)
+            stop_process(receiver)
             if sender is not None:
-                _stop(sender)
+                stop_process(sender)
         committed: dict[str, int] = json.loads(notes.read_text())
 
     first_post = min(sustained.values())

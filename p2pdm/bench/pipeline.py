@@ -306,10 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
         "--suite",
-        choices=("all", "pipeline", "net", "mailbox", "startup", "blobs"),
+        choices=("all", "pipeline", "net", "mailbox", "startup", "blobs", "files"),
         default="all",
     )
     parser.add_argument("--blob-mib", type=int, default=64, help="file size (blobs)")
+    parser.add_argument("--file-mib", type=int, default=100, help="file size (files)")
     parser.add_argument("--concurrency", type=int, default=8, help="API clients (net)")
     parser.add_argument("--paced-rate", type=float, default=20.0, help="msgs/s (net, paced)")
     parser.add_argument("--mailbox-messages", type=int, default=200, help="per restart")
@@ -351,6 +352,13 @@ def main(argv: list[str] | None = None) -> int:
         print(section)
         if not args.no_write:
             write_section(args.out, section, "blobs")
+    if args.suite in ("all", "files"):
+        from p2pdm.bench.files import bench_files, render_files
+
+        section = render_files(bench_files(args.file_mib << 20))
+        print(section)
+        if not args.no_write:
+            write_section(args.out, section, "files")
     return 0
 
 

@@ -24,7 +24,7 @@ from typing import Any, Final, TextIO
 from rich.cells import cell_len
 
 from p2pdm import hints
-from p2pdm.cli.live import share_live
+from p2pdm.cli.live import live_lines, share_live
 from p2pdm.cli.media import media_lines, send_media
 from p2pdm.client import Client, MessageRequest
 from p2pdm.daemon.home import Home
@@ -344,12 +344,14 @@ def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             f"\n(group) (request): someone who is not your contact added you; `{accept}` joins.",
             file=out,
         )
-    if any(c["request"] and not c.get("group") for c in conversations):
-        read = hints.command(home.path, "read", "PEERID")
-        accept = hints.command(home.path, "requests", "accept", "PEERID")
+    requests = [c for c in conversations if c["request"] and not c.get("group")]
+    if requests:  # the hint names the first one as the table does: pasted, it works
+        short = "~" + _short(requests[0]["peer"])
+        read = hints.command(home.path, "read", short)
+        accept = hints.command(home.path, "requests", "accept", short, "--name", "NAME")
         print(
             "\n(request): a message from someone who is not your contact; "
-            f"`{read}` shows it, `{accept}` accepts them.",
+            f"`{read}` shows it, `{accept}` accepts them as a contact named NAME.",
             file=out,
         )
     return EXIT_OK
@@ -388,7 +390,8 @@ def read_arguments(parser: argparse.ArgumentParser) -> None:
 def _find_conversation(node: Client, who: str) -> tuple[str, str]:
     """``(conversation, display name)``: a conversation by its id, a group's by the
     group's id or name, else a contact's (see :func:`_find_contact`), whose PeerID
-    names its one-to-one conversation."""
+    names its one-to-one conversation, else a stranger's by the fingerprint
+    ``inbox`` shows for it (``~`` optional)."""
     found = node.conversations()
     typed = who.strip()
     for conversation in found:
@@ -402,7 +405,13 @@ def _find_conversation(node: Client, who: str) -> tuple[str, str]:
     quiet = _quiet_group(node, typed)
     if quiet is not None:
         return quiet["conversation"], quiet["name"]
-    return _find_contact(node, who)
+    peer, name = _find_contact(node, who)
+    if peer == who:  # no contact has that name
+        short = typed.removeprefix("~")
+        for conversation in found:
+            if not conversation["name"] and _short(conversation.get("peer") or "") == short:
+                return conversation["id"], short
+    return peer, name
 
 
 def group_of_conversation(node: Client, conversation: str) -> bool:
@@ -458,6 +467,7 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         page = node.messages(conversation, limit=args.limit)
         node.mark_read(conversation)
         authors = {} if args.json else _authors(node, page["messages"])
+        live = [] if args.json else node.live_locations(conversation)
     if args.json:
         _print_json(page, out)
         return EXIT_OK
@@ -465,8 +475,7 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     messages = list(reversed(page["messages"]))
     if not messages:
         print(f"No messages with {safe_text(name)} yet.", file=out)
-        return EXIT_OK
-    if page["next_before"] is not None:
+    elif page["next_before"] is not None:
         print(f"(older messages not shown; use --limit up to {MAX_PAGE_SIZE})", file=out)
 
     def author(m: Mapping[str, Any]) -> str:
@@ -481,6 +490,7 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         who = author(m)
         detail = f": {safe_text(m['status_detail'])}" if m["status_detail"] else ""
         status = f"  [{delivery_words(m) or m['status'] + detail}]" if outgoing else ""
+        attached: list[str] = []
         if m.get("unsupported"):
             text = f"[unsupported message: {safe_text(m['kind'])}]"  # one line, whatever it says
         elif m.get("unsent"):
@@ -489,11 +499,19 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             text = f"— {'You' if outgoing else who} {m['notice']} —"
             status = ""
         else:
-            text = m["text"] if m["text"] is not None else f"<{m['kind']} message>"
+            attached = media_lines(m, safe_text)
+            if m["text"] is not None:
+                text = m["text"]
+            elif attached:  # a file or place with no caption: it is the first line
+                text = attached.pop(0)
+            else:
+                text = f"<{m['kind']} message>"
             text = _decorated(m, text)
         first, *rest = safe_text(text, multiline=True).split("\n")
         prefix = f"{_when(m['stored_at_ms'])}  {who}{' ' * (who_width - cell_len(who))}  "
         print(f"{prefix}{first}{_sent_note(m)}{status}", file=out)
-        for line in [*rest, *media_lines(m, safe_text)]:  # lined up under the text
+        for line in [*rest, *attached]:  # lined up under the text
             print(" " * cell_len(prefix) + line, file=out)
+    for line in live_lines(live, safe_text(name), safe_text(args.contact), home):
+        print(line, file=out)
     return EXIT_OK

@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
-from typing import Final, TextIO
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, TextIO
 
+from p2pdm import hints
 from p2pdm.cli.media import parse_location
 from p2pdm.client import Client
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
 
-__all__ = ["PERIODS", "parse_period", "share_live", "stop_live", "stop_live_arguments"]
+__all__ = [
+    "PERIODS",
+    "live_lines",
+    "parse_period",
+    "share_live",
+    "stop_live",
+    "stop_live_arguments",
+]
 
 EXIT_OK = 0
 #: What ``--for`` takes, in seconds (the node's LIVE_LOCATION_PERIODS_S).
@@ -60,3 +70,25 @@ def stop_live(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         file=out,
     )
     return EXIT_OK
+
+
+def _clock(ms: int) -> str:
+    return time.strftime("%H:%M", time.localtime(ms / 1000))
+
+
+def live_lines(live: Sequence[Mapping[str, Any]], name: str, contact: str, home: Home) -> list[str]:
+    """What ``read`` shows after a conversation for the live locations running
+    in it (``name`` and ``contact`` already made safe to print)."""
+    lines = []
+    for share in live:
+        place = f"{share['lat']:.5f},{share['lon']:.5f}"
+        until = _clock(share["until_ms"])
+        if share["mine"]:
+            stop = hints.command(home.path, "stop-live", shlex.quote(contact))
+            lines.append(
+                f"[live] you share your location until {until}: {place} (`{stop}` stops it)"
+            )
+        else:
+            updated = _clock(share["updated_at_ms"])
+            lines.append(f"[live] {name} shares a location until {until}: {place} (at {updated})")
+    return lines

@@ -65,9 +65,13 @@ def media_lines(message: Any, safe: Any) -> list[str]:
             state = f"fetching {min(100, item['progress'] * (256 << 10) * 100 // item['size'])}%"
         if item.get("detail"):
             state += f": {item['detail']}"
-        lines.append(
-            f"[file] {safe(item['name'])} ({size_text(item['size'])}, {item['mime']}) {state}"
-        )
+        about = f"{size_text(item['size'])}, {item['mime']}"
+        label = "file"
+        if item.get("duration_ms"):  # a voice note or a video: how long it plays
+            seconds = round(item["duration_ms"] / 1000)
+            about = f"{seconds // 60}:{seconds % 60:02d}, {about}"
+            label = "voice" if item["mime"].startswith("audio/") else "video"
+        lines.append(f"[{label}] {safe(item['name'])} ({about}) {state}")
     place = message.get("location")
     if place is not None:
         label = f" {safe(place['label'])}" if place.get("label") else ""

@@ -14,10 +14,12 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final, TextIO
 
+from p2pdm import hints
 from p2pdm.cli.chat import print_table, safe_text
 from p2pdm.client import Client
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
+from p2pdm.limits import MIN_PEER_PREFIX_CHARS
 
 __all__ = [
     "block",
@@ -90,12 +92,40 @@ def requests_arguments(parser: argparse.ArgumentParser) -> None:
         help="the stranger: their PeerID, its first 12 characters or more, the fingerprint "
         "shown (~…), or the name they go by",
     )
+    parser.add_argument(
+        "--name", help="with accept: the name to give the new contact (else the name they go by)"
+    )
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def _pending(node: Client, home: Home, who: str) -> str:
+    """The PeerID of the stranger whose request ``who`` names, as the node
+    resolves it: its PeerID or its first MIN_PEER_PREFIX_CHARS characters or
+    more, the fingerprint the list shows (``~`` optional), or the name it goes
+    by (ignoring case); a name two requests share is refused."""
+    typed = who.strip()
+    key = typed.casefold()
+    matches = [
+        str(r["peer_id"])
+        for r in node.requests()
+        if typed == r["peer_id"]
+        or (len(typed) >= MIN_PEER_PREFIX_CHARS and str(r["peer_id"]).startswith(typed))
+        or key.removeprefix("~") == str(r["fingerprint"]).casefold()
+        or (r.get("name") and str(r["name"]).casefold() == key)
+    ]
+    listed = hints.command(home.path, "requests")
+    if not matches:
+        raise ConfigError(f"no message request from {who!r}; `{listed}` lists them")
+    if len(matches) > 1:
+        raise ConfigError(f"{who!r} names {len(matches)} requests; give the PeerID (`{listed}`)")
+    return matches[0]
 
 
 def requests(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     if args.action is not None and args.peer is None:
         raise ConfigError(f"name the stranger: p2pdm requests {args.action} PEERID|NAME")
+    if args.name is not None and args.action != "accept":
+        raise ConfigError("--name goes with accept: p2pdm requests accept WHO --name NAME")
     with Client.for_home(home) as node:
         if args.action is None:
             found = node.requests()
@@ -115,14 +145,20 @@ def requests(args: argparse.Namespace, home: Home, out: TextIO) -> int:
                 ]
                 print_table(["FROM", "PEER ID", "MESSAGES", "FIRST MESSAGE"], rows, out)
             return EXIT_OK
+        peer = _pending(node, home, args.peer)
         if args.action == "accept":
-            added = node.accept_request(args.peer)
+            # Adding a stranger as a contact accepts its request: by name in one step.
+            added = (
+                node.accept_request(peer)
+                if args.name is None
+                else node.add_contact(peer, args.name)
+            )
             print(f"Accepted: {_who(added)} is now a contact.", file=out)
         elif args.action == "decline":
-            node.decline_request(args.peer)
+            node.decline_request(peer)
             print(f"Declined the request of {safe_text(args.peer)}.", file=out)
         else:
-            node.block_request(args.peer)
+            node.block_request(peer)
             print(f"Blocked {safe_text(args.peer)} and deleted the request.", file=out)
     return EXIT_OK
 

@@ -27,8 +27,8 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import replace
-from typing import Final
+from dataclasses import dataclass, replace
+from typing import Any, Final
 
 from p2pdm.core.blob import (
     BLOB_KEY_BYTES,
@@ -62,6 +62,8 @@ from p2pdm.store.blobs import BlobRecord, BlobState
 __all__ = [
     "AUTO_DOWNLOAD_SETTING",
     "DEFAULT_AUTO_DOWNLOAD_BYTES",
+    "MAX_RUNNING_FETCHES",
+    "PROGRESS_COMMIT_CHUNKS",
     "STRIP_METADATA_SETTING",
     "UPLOAD_GRACE_MS",
     "MediaLibrary",
@@ -77,6 +79,15 @@ AUTO_DOWNLOAD_SETTING: Final = "media_auto_download_bytes"
 DEFAULT_AUTO_DOWNLOAD_BYTES: Final = 25 << 20
 #: Setting: strip EXIF/GPS and other metadata from photos on send.
 STRIP_METADATA_SETTING: Final = "media_strip_metadata"
+#: Chunks a fetch verifies and writes between two records of its progress in
+#: the store: a commit (an fsync) per 256 KiB chunk was most of a recipient's
+#: cost. A crash loses at most this many verified chunks, fetched again (the
+#: file is cut back to what the store records).
+PROGRESS_COMMIT_CHUNKS: Final = 16
+#: Fetches whose progress and running hashes are kept in memory: more than
+#: run at once (MAX_CONCURRENT_BLOB_FETCHES) plus files pushed through
+#: mailboxes; one forgotten is only cut back to its recorded progress.
+MAX_RUNNING_FETCHES: Final = 32
 #: An uploaded blob no message refers to is kept this long (the client
 #: uploads first and sends the message next), then swept.
 UPLOAD_GRACE_MS: Final = 3600 * 1000
@@ -195,6 +206,19 @@ class Upload:
         return record
 
 
+@dataclass(slots=True)
+class _Running:
+    """A fetch under way: chunks verified and written (``have``, ahead of the
+    store's by less than PROGRESS_COMMIT_CHUNKS), what the store records
+    (``stored``), and, for a fetch followed from chunk 0, the hashes of its
+    sealed and plaintext bytes so far (the check at the end needs no re-read)."""
+
+    have: int
+    stored: int
+    sealed: Any  # hashlib sha256 objects, or None
+    plain: Any
+
+
 def _item(record: BlobRecord) -> MediaItem:
     return MediaItem(
         blob_id=record.blob_id,
@@ -249,6 +273,7 @@ class MediaLibrary:
         self.random_bytes = random_bytes
         #: Called when blobs become wanted, so the fetcher wakes up.
         self.on_wanted: Callable[[], None] = lambda: None
+        self._running: OrderedDict[bytes, _Running] = OrderedDict()
         #: Which API token uploaded each recent upload (in memory, bounded):
         #: until a message carries it, only that token (or an admin) reads it.
         self._uploaders: OrderedDict[bytes, str] = OrderedDict()
@@ -361,6 +386,7 @@ class MediaLibrary:
     def resume_point(self, record: BlobRecord) -> int:
         """The first chunk to fetch: the file is cut back to what was verified
         (a crash may have left bytes after the last recorded chunk)."""
+        record = self.progress(record)
         name = record.blob_id.hex()
         if record.state != "fetching":
             return record.have
@@ -387,27 +413,56 @@ class MediaLibrary:
         """
         current = self.store.get_blob(record.blob_id)  # another path may be ahead
         if current is None:  # its message went (unsent, deleted): nothing more is written
+            self._running.pop(record.blob_id, None)
             return replace(record, state="failed", detail="the file was removed")
-        record = current
+        record = self.progress(current)
         if record.state != "fetching" or index < record.have:
             return record  # whole already, or this chunk came by the other path
         if index > record.have:
             raise ChunkRejected(f"chunk {index} arrived, {record.have} was asked for")
-        open_chunk(record.key, record.size, index, sealed)
+        plain = open_chunk(record.key, record.size, index, sealed)
         offset, _ = chunk_span(record.size, index)
         name = record.blob_id.hex()
         self.files.write_at(name, offset, sealed)
-        have = index + 1
+        running = self._running.pop(record.blob_id, None)
+        if running is None:  # hashed as it comes only when followed from chunk 0
+            hashes = (hashlib.sha256(), hashlib.sha256()) if index == 0 else (None, None)
+            running = _Running(index, current.have, *hashes)
+        if running.sealed is not None:
+            running.sealed.update(sealed)
+            running.plain.update(plain)
+        running.have = have = index + 1
         if have < chunk_count(record.size):
-            self.store.set_blob_progress(record.blob_id, "fetching", have, "")
+            if have - running.stored >= PROGRESS_COMMIT_CHUNKS:
+                self.store.set_blob_progress(record.blob_id, "fetching", have, "")
+                running.stored = have
+            self._running[record.blob_id] = running
+            while len(self._running) > MAX_RUNNING_FETCHES:
+                self._running.popitem(last=False)
             return replace(record, state="fetching", have=have, detail="")
-        if not self._whole_matches(record):
+        if running.sealed is not None:
+            whole = running.sealed.digest() == record.blob_id
+            whole = whole and running.plain.digest() == record.digest
+        else:
+            whole = self._whole_matches(record)
+        if not whole:
             self.files.delete(name)
             detail = "the file does not match what its message promised"
             self.store.set_blob_progress(record.blob_id, "failed", 0, detail)
             return replace(record, state="failed", have=0, detail=detail)
         self.store.set_blob_progress(record.blob_id, "ready", have, "")
         return replace(record, state="ready", have=have, detail="")
+
+    def progress(self, record: BlobRecord) -> BlobRecord:
+        """``record`` with the chunks verified so far, which may be ahead of
+        what the store records (PROGRESS_COMMIT_CHUNKS)."""
+        running = self._running.get(record.blob_id)
+        if running is None:
+            return record
+        if record.state != "fetching" or record.have != running.stored:
+            del self._running[record.blob_id]  # failed, restarted or moved on meanwhile
+            return record
+        return replace(record, have=running.have)
 
     def accept_pushed(self, sender: PeerId, body: BlobChunkBody) -> BlobRecord | None:
         """A chunk a contact pushed through our mailboxes: written if it is the

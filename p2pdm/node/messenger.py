@@ -401,7 +401,7 @@ class Messenger:
         if to == self.peer_id:
             raise SessionError("cannot send a message to yourself")
         if self.store.is_blocked(to):
-            raise PeerBlocked(f"you blocked {to}; unblock it to send to it")
+            raise PeerBlocked(f"you blocked {to}; unblock them to write to them")
         contact = self.store.get_contact(to)
         sessions = self._session(to)
         bundle = None
@@ -512,7 +512,8 @@ class Messenger:
             self.dropped_blocked += 1
             raise PeerBlocked(f"{sender.short()} is blocked")
         # The sender is claimed, not proven yet: only look at its budget here.
-        stranger = self.store.get_contact(sender) is None and not self.co_member(sender)
+        contact = self.store.get_contact(sender)
+        stranger = contact is None and not self.co_member(sender)
         if stranger and not self.strangers.admits(sender, now / 1000):
             self._log_requests(now)
             raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
@@ -532,9 +533,8 @@ class Messenger:
             # Checked: the stamp goes; a stranger's name stays with its request.
             inner = replace(inner, body=without_request_stamp(inner.body, keep_name=stranger))
             # The signature proved the sender: spend its budget.
-            if stranger and not self.strangers.take(
-                sender, now / 1000, new=not self.store.has_requests(sender)
-            ):
+            has_requests = contact is None and self.store.has_requests(sender)
+            if stranger and not self.strangers.take(sender, now / 1000, new=not has_requests):
                 raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
         except Exception:
             # Drop in-memory changes: the store is the truth.
@@ -549,7 +549,13 @@ class Messenger:
                 self.store.put_session(sender, sessions.to_bytes(), now)
                 if self.own.version != prekeys_version:  # a one-time prekey was used
                     self.store.put_prekeys(self.own.to_bytes())
-                received = self._file(inner, now, via, actions.held_until(envelope.expires_at_s))
+                received = self._file(
+                    inner,
+                    now,
+                    via,
+                    actions.held_until(envelope.expires_at_s),
+                    read=(contact, has_requests),
+                )
         except GroupBehind as behind:
             self.group_behind(behind)  # nothing of it was kept; the sender retries
             raise
@@ -607,16 +613,26 @@ class Messenger:
         via: Via,
         held_until_ms: int | None = None,
         *,
+        read: tuple[Contact | None, bool] | None = None,
         group: bytes | None = None,
         member: bool = False,
     ) -> Received:
         """Apply what the conversation machine decides for ``inner`` (inside
-        the caller's transaction). ``group``: the group conversation a group
-        message is filed in, ``member``: its sender counts as accepted there."""
+        the caller's transaction). ``read``: the sender's contact and whether it
+        has requests, as :meth:`receive` read them (else read here; the sender
+        is not blocked: the envelope was refused otherwise). ``group``: the group
+        conversation a group message is filed in, ``member``: its sender counts
+        as accepted there."""
         if group is None and self.group_filer is not None and _in_group(inner, self.peer_id):
             return self.group_filer(inner, now, via)
+        if read is None:
+            found_contact = self.store.get_contact(inner.sender)
+            read = (
+                found_contact,
+                found_contact is None and self.store.has_requests(inner.sender),
+            )
+        contact, has_requests = read
         sender = inner.sender
-        contact = self.store.get_contact(sender)
         targets = {}
         for message_id in conversation.targets_of(inner):
             if (mine := self.store.get_message(message_id)) is not None:
@@ -625,8 +641,8 @@ class Messenger:
         state = LocalState(
             me=self.peer_id,
             contact=contact is not None or member,
-            blocked=self.store.is_blocked(sender),
-            has_requests=contact is None and self.store.has_requests(sender),
+            blocked=False,
+            has_requests=has_requests,
             targets=targets,
             read_receipts=self.read_receipts_enabled(),
             muted=found is not None and found.muted,

@@ -430,7 +430,7 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         if none is found."""
         _check_peer(peer)
         if self.store.is_blocked(peer):
-            raise PeerBlocked(f"you blocked {peer}; unblock it to send to it")
+            raise PeerBlocked(f"you blocked {peer}; unblock them to write to them")
         contact = self.store.get_contact(peer)
         needs_bundle = self.store.get_session(peer) is None and (
             contact is None or contact.bundle is None

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import decode_stored
 from p2pdm.core.model import DeliveryStatus, Direction
 from p2pdm.core.request_stamp import request_name_of
 from p2pdm.errors import NotFound, SchemaError
+from p2pdm.limits import MIN_PEER_PREFIX_CHARS
 from p2pdm.node.contact_names import fingerprint, name_from_invite
 from p2pdm.store.base import BlockedPeer, RequestSummary, Store
 
@@ -35,9 +36,6 @@ __all__ = ["MIN_PEER_PREFIX_CHARS", "RequestsAndBlocks", "accepted"]
 
 #: The status note of a message that was waiting when its recipient was blocked.
 BLOCKED_NOTE = "not sent: you blocked them"
-#: Shortest start of a PeerID that names a request: every Ed25519 PeerID
-#: begins "12D3KooW" (8 characters), so a few more are needed to tell apart.
-MIN_PEER_PREFIX_CHARS: Final = 12
 
 
 def accepted(store: Store, peer: PeerId) -> bool:

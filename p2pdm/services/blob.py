@@ -24,6 +24,7 @@ BLOB_RETRY_SECONDS pass. Progress, completion and failure are events.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -209,7 +210,7 @@ class BlobService:
         record = self.node.store.get_blob(record.blob_id) or record
         retries = 0
         while record.state == "fetching":
-            media.resume_point(record)
+            record = replace(record, have=media.resume_point(record))
             contact = self.node.store.get_contact(source)
             addrs = list(contact.addrs) if contact is not None else []
             try:

@@ -98,6 +98,9 @@ class Database:
         self._undivided = False
         self._spoiled = False
         self._db: sqlite3.Connection | None = None
+        #: Settings read before, by key: the receive path reads one a message.
+        #: A write drops its key; a rollback drops them all (it may undo one).
+        self.settings_read: dict[str, object] = {}
         in_memory = self.path == IN_MEMORY
         if not in_memory:
             if key is not None and is_plain_store(Path(path)):
@@ -227,14 +230,18 @@ class Database:
             yield
         except BaseException:
             setattr(self, flag, False)
-            _rollback_quietly(db, savepoint)
+            self._undo(db, savepoint)
             raise
         setattr(self, flag, False)
         try:
             db.execute(commit)
         except DB_ERRORS as exc:
-            _rollback_quietly(db, savepoint)
+            self._undo(db, savepoint)
             raise StoreError(f"committing {what} failed: {exc}") from exc
+
+    def _undo(self, db: sqlite3.Connection, savepoint: str | None) -> None:
+        self.settings_read.clear()
+        _rollback_quietly(db, savepoint)
 
     @contextlib.contextmanager
     def reading(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -281,12 +288,12 @@ class Database:
                 try:
                     yield db
                 except BaseException:
-                    _rollback_quietly(db, savepoint)
+                    self._undo(db, savepoint)
                     raise
                 try:
                     db.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
                 except DB_ERRORS:
-                    _rollback_quietly(db, savepoint)
+                    self._undo(db, savepoint)
                     raise
             except BaseException as exc:
                 _raise_store_error(what, exc)

@@ -24,6 +24,7 @@ from typing import Final
 from p2pdm.core.session import strip_identity_secret
 from p2pdm.errors import SessionError, StoreError
 from p2pdm.store.cipher import DB_ERRORS
+from p2pdm.store.schema_lean import MIGRATION_EVENT_INDEXES, migration_search_external
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "split_statements"]
 
@@ -516,6 +517,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_OUTBOX_FOLLOWERS,
     _MIGRATION_HELD_EXPIRY,
     _MIGRATION_GROUPS,
+    migration_search_external,
+    MIGRATION_EVENT_INDEXES,
 )
 
 #: The schema version this code writes.

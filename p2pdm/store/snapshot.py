@@ -70,6 +70,9 @@ def _copy_database(src: sqlite3.Connection, dst: sqlite3.Connection) -> None:
     try:
         tables = [(name, sql) for kind, name, sql in objects if kind == "table"]
         virtual = {n for n, sql in tables if sql.upper().startswith("CREATE VIRTUAL TABLE")}
+        # Virtual tables first: a table made again after a migration can come
+        # after its shadow tables in the schema's order.
+        tables.sort(key=lambda table: table[0] not in virtual)
         for name, sql in tables:
             if name in virtual:
                 dst.execute(sql)

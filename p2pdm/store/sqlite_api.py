@@ -95,16 +95,40 @@ def insert_event(db: Any, caps: tuple[int, int], event: LogEvent) -> int:
         ),
     )
     event_id = int(cursor.lastrowid or 0)
-    pruned = db.execute(
-        "DELETE FROM events WHERE request = ? AND lane_seq <= ? RETURNING id",
-        (int(request), lane_seq - (caps[1] if request else caps[0])),
-    ).fetchall()
+    up_to = lane_seq - (caps[1] if request else caps[0])
+    pruned: list[int] = []
+    if up_to > 0:  # else the lane has never held more than its cap
+        pruned = _prune_requests(db, up_to) if request else _prune_main(db, up_to)
     if pruned:
         db.execute(
             "UPDATE counters SET value = max(value, ?) WHERE name = ?",
-            (max(row[0] for row in pruned), f"{lane}_pruned"),
+            (max(pruned), f"{lane}_pruned"),
         )
     return event_id
+
+
+def _prune_requests(db: Any, up_to: int) -> list[int]:
+    """Delete the request events with ``lane_seq <= up_to`` (their own index)."""
+    rows = db.execute(
+        "DELETE FROM events WHERE request = 1 AND lane_seq <= ? RETURNING id", (up_to,)
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _prune_main(db: Any, up_to: int) -> list[int]:
+    """Delete the main log's events with ``lane_seq <= up_to``: its oldest,
+    read by id from the highest id pruned, as many as the oldest one's
+    ``lane_seq`` says (no index: ids and ``lane_seq`` grow together within
+    a lane; none read while the log is under its cap)."""
+    rows = db.execute(
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE request = 0 "
+        "AND id > (SELECT value FROM counters WHERE name = 'events_pruned') ORDER BY id "
+        "LIMIT max(0, ?1 + 1 - (SELECT lane_seq FROM events WHERE request = 0 "
+        "AND id > (SELECT value FROM counters WHERE name = 'events_pruned') ORDER BY id LIMIT 1))"
+        ") AND lane_seq <= ?1 RETURNING id",
+        (up_to,),
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 class APITables(Tables):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Final
+
 from p2pdm.core.identity import PeerId
 from p2pdm.store.base import decode_setting, encode_setting
 from p2pdm.store.sqlite_tables import Tables
 
 __all__ = ["KeyTables"]
+
+#: A setting read and found absent.
+_ABSENT: Final = object()
 
 
 class KeyTables(Tables):
@@ -15,19 +21,25 @@ class KeyTables(Tables):
     # --- settings --------------------------------------------------------
 
     def get_setting(self, key: str, default: object = None) -> object:
-        with self._reading(f"reading setting {key!r}") as db:
-            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-        return default if row is None else decode_setting(row[0])
+        try:
+            value = self._settings_read[key]
+        except KeyError:
+            with self._reading(f"reading setting {key!r}") as db:
+                row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+            value = self._settings_read[key] = _ABSENT if row is None else decode_setting(row[0])
+        return default if value is _ABSENT else copy.deepcopy(value)
 
     def set_setting(self, key: str, value: object) -> None:
         """Store a JSON-able value; raises StoreError for anything else."""
         text = encode_setting(key, value)
+        self._settings_read.pop(key, None)
         with self._writing(f"saving setting {key!r}") as db:
             db.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, text),
             )
+        self._settings_read.pop(key, None)
 
     def settings(self) -> dict[str, object]:
         with self._reading("reading settings") as db:

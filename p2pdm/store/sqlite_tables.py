@@ -36,6 +36,8 @@ class Tables:
     _request_caps: RequestCaps
     _max_keys: int
     _listener: Callable[[], None] | None
+    #: Settings read before (:attr:`Database.settings_read`).
+    _settings_read: dict[str, object]
 
     def _notify(self) -> None:
         """Wake the event listener after a write that added events."""

@@ -85,9 +85,11 @@ async def test_chat_between_two_nodes(capsys: pytest.CaptureFixture[str], tmp_pa
         # The name her request gives, with the fingerprint she cannot choose.
         assert lines[1].split()[:4] == ["alice", "~" + alice_id[-8:], "(request)", "1"]
         assert lines[1].split()[-1] == alice_id
-        # The hint names the home, so it works when pasted.
-        assert f"`p2pdm --home {bob.home.path} requests accept PEERID` accepts them" in out
-        assert f"`p2pdm --home {bob.home.path} read PEERID` shows it" in out
+        # The hint names the home and the stranger as the table shows it, so it
+        # works when pasted.
+        short = "~" + alice_id[-8:]
+        assert f"`p2pdm --home {bob.home.path} requests accept {short} --name NAME`" in out
+        assert f"`p2pdm --home {bob.home.path} read {short}` shows it" in out
 
         code, out, err = await cli(capsys, *b, "read", alice_id)
         assert (code, err) == (0, "")

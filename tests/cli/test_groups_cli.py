@@ -77,6 +77,8 @@ class FakeGroupsNode:
             return httpx.Response(200, json={"messages": self.messages, "next_before": None})
         if path.endswith("/read"):
             return httpx.Response(200, json={"read": []})
+        if path.endswith("/live-location"):
+            return httpx.Response(200, json={"live_locations": []})
         if group is None or not path.startswith(("/v1/groups/" + GROUP_ID, "/v1/groups/Bakers")):
             return _refused(404, "not_found", "no group named that")
         if request.method == "DELETE":  # a member removed

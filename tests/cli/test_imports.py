@@ -104,3 +104,16 @@ async def test_a_client_command_against_a_running_node_imports_nothing_heavy(
 def test_the_cli_compares_contact_names_as_the_store_does() -> None:
     for name in ("Alice", "ÅNGSTRÖM", "ﬁle", "Straße", "\uff42\uff4f\uff42", "İstanbul"):
         assert cli_name_key(name) == store_name_key(name)
+
+
+def test_a_node_starts_without_test_tools() -> None:
+    """What `p2pdm run` imports leaves pytest and trio's testing module out
+    (trio.testing imports pytest: 60 ms and several MiB a start)."""
+    probe = (
+        "import json, sys, p2pdm.cli.run, p2pdm.daemon.runner;"
+        "print(json.dumps([m for m in ('pytest', '_pytest', 'trio.testing') if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(done.stdout) == []

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from p2pdm.core.kinds.live_location import LiveLocationBody
+from p2pdm.node.live_location import receive_live_location
 from tests.cli.conftest import assert_one_error_line, cli, running_pair
-from tests.media_files import has_gps, photo_with_gps
+from tests.media_files import has_gps, opus_voice_note, photo_with_gps
 
 
 async def test_send_read_and_save_a_file(
@@ -28,13 +30,20 @@ async def test_send_read_and_save_a_file(
         code, out, err = await cli(capsys, *a, "send", "bob", "Berlin", "--location", "52.52,13.40")
         assert (code, err) == (0, "")
 
+        voice = tmp_path / "voice.ogg"
+        voice.write_bytes(opus_voice_note(75, 3))
+        code, out, err = await cli(capsys, *a, "send", "bob", "--file", str(voice))
+        assert (code, err) == (0, "")
+
         code, out, err = await cli(capsys, *a, "read", "bob")
         assert (code, err) == (0, "")
         lines = out.splitlines()
         assert lines[0].endswith("you  hi  [queued]")
         assert lines[1].strip().startswith("[file] photo.jpg (") and lines[1].endswith("local")
-        assert lines[2].endswith("you  <location message>  [queued]")
-        assert lines[3].strip() == "[location] 52.52000,13.40000 Berlin"
+        # With no caption the place or file is the first line: no placeholder.
+        assert lines[2].endswith("you  [location] 52.52000,13.40000 Berlin  [queued]")
+        assert "you  [voice] voice.ogg (1:15, " in lines[3] and lines[3].endswith("[queued]")
+        assert len(lines) == 4
 
         saved = tmp_path / "saved"
         code, out, err = await cli(capsys, *a, "save", message_id, str(saved))
@@ -83,7 +92,28 @@ async def test_share_and_stop_a_live_location(
         assert (share.lat_e7, share.lon_e7, share.mine) == (525200000, 134000000, True)
         assert alice.node.store.outbox_count() == 0
 
+        # ``read`` shows the share running in the conversation, and how to stop it.
+        code, out, err = await cli(capsys, *a, "read", "bob")
+        assert (code, err) == (0, "")
+        none, line = out.splitlines()
+        assert none == "No messages with bob yet."
+        assert line.startswith("[live] you share your location until ")
+        assert line.endswith(
+            f": 52.52000,13.40000 (`p2pdm --home {alice.home.path} stop-live bob` stops it)"
+        )
+
         code, out, err = await cli(capsys, *a, "stop-live", "bob")
         assert (code, out, err) == (0, "Stopped sharing your live location with bob.\n", "")
+
+        # Bob's side: the share of a contact that reached his node, in his ``read``.
+        bob.node.add_contact_from_invite(alice.node.invite(), "alice")
+        until_s = bob.node.now_ms() // 1000 + 900
+        update = LiveLocationBody(until_s, lat_e7=485_000_000, lon_e7=23_500_000)
+        assert receive_live_location(bob.node, alice.node.peer_id, update, direct=True)
+        code, out, err = await cli(capsys, "--home", str(bob.home.path), "read", "alice")
+        assert (code, err) == (0, "")
+        none, line = out.splitlines()
+        assert line.startswith("[live] alice shares a location until ")
+        assert ": 48.50000,2.35000 (at " in line
         code, out, err = await cli(capsys, *a, "stop-live", "bob")
         assert out == "You were not sharing your live location with bob.\n"

@@ -38,6 +38,7 @@ from p2pdm.errors import ArchiveError, HomeError, StoreError
 from p2pdm.node.messenger import message_text
 from p2pdm.store import snapshot
 from p2pdm.store.cipher import PLAIN_HEADER, connect_encrypted
+from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 from tests.conftest import FAST_KDF, node, wait_for_status
 from tests.daemon.conftest import fast_home
 
@@ -80,6 +81,8 @@ def dump(home: Home) -> dict[str, Any]:
         else connect_encrypted(str(home.store_path), key, 5.0)
     )
     with closing(db):
+        # The search index reads its text through a view that calls this.
+        db.create_function(SEARCH_TEXT_FUNCTION, 2, search_text, deterministic=True)
         names = [
             row[0]
             for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")

@@ -70,3 +70,29 @@ async def test_the_status_says_why_and_when_without_flooding_the_history(
         while alice.node.message(sent.id.hex())[0].status is not DeliveryStatus.DELIVERED:  # noqa: ASYNC110
             await trio.sleep(0.1)
     assert alice.node.status_detail(alice.node.message(sent.id.hex())[0]) == ""
+
+
+async def test_a_retry_without_a_reason_reads_as_one(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Bob blocks Alice while her stream to him is open: his node answers her
+    # next message "retry" and says no more (a blocked sender learns nothing).
+    net = FakeNetwork(nursery)
+    alice, bob = Peer(net, "alice"), Peer(net, "bob")
+    alice.node.add_contact_from_invite(bob.node.invite())
+    bob.node.add_contact_from_invite(alice.node.invite())
+    await nursery.start(alice.delivery.run)
+    await nursery.start(bob.delivery.run)
+    first = await alice.node.send(bob.node.peer_id, "hello")
+    for _ in range(100):
+        if alice.node.message(first.id.hex())[0].status is DeliveryStatus.DELIVERED:
+            break
+        await trio.sleep(0.1)
+    bob.node.block(alice.node.peer_id)
+    second = await alice.node.send(bob.node.peer_id, "are you there?")
+    await trio.sleep(30)
+
+    shown = alice.node.message(second.id.hex())[0]
+    assert shown.status is DeliveryStatus.SENT
+    detail = alice.node.status_detail(shown)
+    assert detail.startswith("recipient asked to retry; retrying since ")

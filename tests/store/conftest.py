@@ -3,11 +3,15 @@ message as the messenger does."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 from p2pdm.core.eventlog import received_events
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import StoredMessage
-from p2pdm.store import Store
+from p2pdm.store import Store, schema
 from p2pdm.store.base import log_event
+from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 
 ALICE = PeerId.from_public_key(b"\x02" * 32)
 BOB = PeerId.from_public_key(b"\x03" * 32)
@@ -23,3 +27,15 @@ def receive(store: Store, message: StoredMessage) -> StoredMessage:
         for event in received_events(stored, first_request):
             log_event(store, event)
     return stored
+
+
+def store_before(path: Path, migration: schema.Migration) -> sqlite3.Connection:
+    """A store file at ``path`` as the schema was before ``migration`` (open)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.create_function(SEARCH_TEXT_FUNCTION, 2, search_text, deterministic=True)
+    for version, older in enumerate(
+        schema.MIGRATIONS[: schema.MIGRATIONS.index(migration)], start=1
+    ):
+        schema._apply(db, older)
+        db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+    return db

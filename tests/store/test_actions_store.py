@@ -3,7 +3,6 @@ that adds it, from a store of the previous schema; an unsent text leaves the fil
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -15,9 +14,7 @@ from p2pdm.core.kinds import EditBody, ReactionBody, UnsendBody
 from p2pdm.core.model import Direction, StoredMessage
 from p2pdm.limits import HELD_ACTION_TTL_MS, MAX_HELD_ACTIONS_PER_PEER
 from p2pdm.store import SQLiteStore, Store, schema
-from p2pdm.store.schema import MIGRATIONS
-from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
-from tests.store.conftest import ALICE, BOB
+from tests.store.conftest import ALICE, BOB, store_before
 from tests.store.test_contract import WITH_ALICE, mid, msg, outbox_item, store
 
 __all__ = ["store"]  # the contract's fixture: every test here runs on each store
@@ -96,19 +93,9 @@ def test_a_held_action_with_its_own_expiry_goes_then_on_every_store(store: Store
     assert kept.expires_at_ms is None
 
 
-def _store_before(path: Path, migration: schema.Migration) -> sqlite3.Connection:
-    """A store file at ``path`` as the schema was before ``migration`` (open)."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.create_function(SEARCH_TEXT_FUNCTION, 2, search_text, deterministic=True)
-    for version, older in enumerate(MIGRATIONS[: MIGRATIONS.index(migration)], start=1):
-        schema._apply(db, older)
-        db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
-    return db
-
-
 def test_held_actions_of_the_previous_schema_upgrade_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
-    with closing(_store_before(path, schema._MIGRATION_HELD_EXPIRY)) as db:
+    with closing(store_before(path, schema._MIGRATION_HELD_EXPIRY)) as db:
         db.execute(
             "INSERT INTO held_actions (id, target, sender, conversation_id, kind, body, "
             "sent_at_ms, held_at_ms) VALUES (?, ?, ?, ?, 'react', ?, 1, 1)",
@@ -143,7 +130,7 @@ def test_dropping_the_outbox_of_a_message(store: Store) -> None:
 
 def test_a_store_of_the_previous_schema_upgrades_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
-    with closing(_store_before(path, schema._MIGRATION_ACTIONS)) as db:
+    with closing(store_before(path, schema._MIGRATION_ACTIONS)) as db:
         db.execute(
             "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq) "
             "VALUES (?, ?, 1, 1)",

@@ -3,9 +3,7 @@ and a store of the previous schema gains the group tables."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from p2pdm.errors import StoreError
 from p2pdm.limits import MAX_GROUP_LOG
 from p2pdm.store import MemoryStore, SQLiteStore, Store, schema
 from p2pdm.store.groups import GroupRow
-from tests.store.conftest import ALICE, BOB
+from tests.store.conftest import ALICE, BOB, store_before
 
 GID = bytes(range(16))
 
@@ -65,13 +63,8 @@ def test_a_log_is_bounded(store: Store) -> None:
 
 def test_a_store_of_the_previous_schema_gains_the_group_tables(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    SQLiteStore(path).close()
-    version = schema.MIGRATIONS.index(schema._MIGRATION_GROUPS) + 1
     # The store as the previous version left it: no group tables.
-    with closing(sqlite3.connect(path, isolation_level=None)) as db:
-        for table in ("group_peer_heads", "group_entries", "groups"):
-            db.execute(f"DROP TABLE {table}")
-        db.execute("DELETE FROM schema_version WHERE version >= ?", (version,))
+    store_before(path, schema._MIGRATION_GROUPS).close()
     store = SQLiteStore(path)
     try:
         store.put_group(GroupRow(GID, "active", None, 1, "g"))

@@ -29,6 +29,7 @@ from p2pdm.daemon.runner import Running, RunOptions, run_node
 from p2pdm.limits import SIGNED_PREKEY_ROTATION_SECONDS
 from p2pdm.node.messenger import Messenger
 from p2pdm.store import schema
+from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 from p2pdm.store.sqlite import SQLiteStore
 from tests.conftest import FAST_KDF
 
@@ -200,8 +201,25 @@ def _legacy_prekeys(identity: Identity) -> bytes:
     )
 
 
+def undo_lean(db: sqlite3.Connection) -> None:
+    """Take a store back to before the lean search index and event log."""
+    db.execute("DROP INDEX events_requests_by_lane")
+    db.execute("CREATE INDEX events_by_peer ON events (peer, id)")
+    db.execute("CREATE INDEX events_by_lane ON events (request, lane_seq)")
+    for trigger in ("insert", "update", "delete"):
+        db.execute(f"DROP TRIGGER message_search_{trigger}")
+    db.execute("DROP TABLE message_search")
+    db.execute("DROP VIEW message_search_source")
+    # The index as the migration of disappearing messages made it, filled.
+    db.create_function(SEARCH_TEXT_FUNCTION, 2, search_text, deterministic=True)
+    for statement in schema.split_statements(schema._SCRIPT_DISAPPEARING):
+        if "message_search" in statement:
+            db.execute(statement)
+
+
 def undo_disappearing(db: sqlite3.Connection) -> None:
     """Take a store back to before the migration of disappearing messages and search."""
+    undo_lean(db)
     for trigger in ("insert", "update", "delete"):
         db.execute(f"DROP TRIGGER message_search_{trigger}")
     db.execute("DROP TABLE message_search")

@@ -82,9 +82,15 @@ def test_reply_react_edit_unsend_live_on_the_other_page(pair: Pair) -> None:
     prompt.accept()
     wait_for(bob_page, lambda d: shows(d, "see you at one", "in", ".edited", "edited"), "the edit")
     assert message_item(bob_page, "see you at noon", "in") is None
-    # An unsend: the text is gone on Bob's page, "Alice unsent a message" instead.
+    # An unsend: the text is gone on Bob's page, "Alice unsent a message" instead
+    # (and no "edited" left from an edit before it).
     by_css(alice_page, "#composer-text").send_keys("Oops, wrong chat", Keys.ENTER)
     wait_for(bob_page, lambda d: message_item(d, "wrong chat", "in"), "the message to unsend")
+    [oops] = [
+        m for m in alice.client.messages("Bob")["messages"] if m["text"] == "Oops, wrong chat"
+    ]
+    alice.client.edit(oops["id"], "Oops, wrong chat!")
+    wait_for(bob_page, lambda d: shows(d, "wrong chat!", "in", ".edited", "edited"), "its edit")
     act(alice_page, "wrong chat", "out", "Unsend")
     alice_page.switch_to.alert.accept()
     wait_for(
@@ -98,6 +104,9 @@ def test_reply_react_edit_unsend_live_on_the_other_page(pair: Pair) -> None:
         lambda d: any("You unsent a message" in e.text for e in all_css(d, "li.message.out")),
         "'You unsent a message' on Alice's page",
     )
+    for page in (alice_page, bob_page):
+        unsent = [e for e in all_css(page, "li.message") if "unsent a message" in e.text]
+        assert unsent and all("edited" not in e.text for e in unsent)
     wait_for(
         alice_page,
         lambda d: "Message unsent" in by_css(d, "a.conversation").text,

@@ -180,5 +180,7 @@ class OutboxBook:
                     detail = f"refused by recipient: {_REFUSALS.get(ack.detail, ack.detail)}"
                     self.set_status(item, DeliveryStatus.FAILED, detail)
                 else:
-                    self.reschedule(item, f"recipient asked to retry: {ack.detail}")
-                    self.note(item, f"recipient asked to retry: {ack.detail}; retrying")
+                    # A blocked sender's retry says nothing more: no colon before nothing.
+                    why = "recipient asked to retry" + (f": {ack.detail}" if ack.detail else "")
+                    self.reschedule(item, why)
+                    self.note(item, f"{why}; retrying")

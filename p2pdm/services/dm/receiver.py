@@ -25,12 +25,12 @@ resending what it confirms. The node's observer hears of each envelope.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import trio
 import trio.lowlevel
-import trio.testing
 
 from p2pdm.core.dm import DM_PROTOCOL, Ack, AckResult, decode_deliver
 from p2pdm.core.identity import PeerId
@@ -93,8 +93,11 @@ Accepted = tuple[AckResult, str, Received | None]
 
 def _virtual_clock() -> bool:
     """True under trio's MockClock (simulations, tests): it jumps ahead while the
-    event loop waits for a thread, so deadlines would fire; open on the loop."""
-    return isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+    event loop waits for a thread, so deadlines would fire; open on the loop.
+    Never imports ``trio.testing`` (it imports pytest): whoever made a
+    MockClock has imported it."""
+    testing = sys.modules.get("trio.testing")
+    return testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
 
 
 class Receiver:

@@ -43,10 +43,16 @@ export async function openConversation(main, id) {
     id, peer, conversation, group,
     messages: new Map(), order: [], next: undefined, loading: false,
     replyTo: null, lastTyping: 0, main,
+    pinned: true, lastTop: 0, // kept at the newest message until the reader scrolls up
   };
   const title = group ? group.name : nameOf(peer, conversation && conversation.name);
   const list = h("ol.messages", { id: "messages", "aria-label": `Messages with ${title}` });
   const scroller = h("div.scroller", { id: "scroller", tabindex: "0", onscroll: onScroll }, h("div.older", { id: "older" }), list);
+  // A photo or preview that loads after its bubble was drawn, or a banner that
+  // takes room above, must not leave a reader at the newest message short of it.
+  const keepPinned = () => { if (view && view.pinned) scroller.scrollTop = scroller.scrollHeight; };
+  scroller.addEventListener("load", keepPinned, true); // load does not bubble: capture it
+  new ResizeObserver(keepPinned).observe(scroller);
   clear(main,
     h("section.chat", { "aria-label": `Conversation with ${title}`, ondragover: dragOver, ondrop: drop },
       header(title, conversation),
@@ -173,7 +179,15 @@ async function loadOlder() {
 }
 
 function onScroll(event) {
-  if (event.target.scrollTop < 80) loadOlder();
+  const scroller = event.target;
+  if (view) {
+    // Only the reader scrolling up unpins: a scroll event comes a frame late,
+    // when a photo may have grown the list below where the page put it.
+    if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80) view.pinned = true;
+    else if (scroller.scrollTop < view.lastTop) view.pinned = false;
+    view.lastTop = scroller.scrollTop;
+  }
+  if (scroller.scrollTop < 80) loadOlder();
 }
 
 function draw() {
@@ -234,7 +248,7 @@ function bubble(message) {
   }
   const meta = h("div.meta", {},
     h("time", { datetime: new Date(message.sent_at_ms).toISOString() }, clock(message.sent_at_ms)),
-    message.edited ? h("span.edited", {}, " · edited") : null,
+    message.edited && !message.unsent ? h("span.edited", {}, " · edited") : null,
     message.expires_at_ms ? h("span.expires", { title: "disappears" }, " · ⏱") : null,
     mine ? [" · ", statusLine(message)] : null);
   return h(`li.message.${mine ? "out" : "in"}`, {
@@ -267,7 +281,8 @@ function putMessage(message) {
   if (view && view.id === view.peer && message.peer === view.peer) view.id = message.conversation_id;
   if (!view || message.conversation_id !== view.id) return;
   const scroller = document.getElementById("scroller");
-  const atBottom = scroller && scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  const mineNew = message.direction === "out" && !view.messages.has(message.id);
+  const atBottom = scroller && (view.pinned || mineNew); // what you send, you see
   if (!view.messages.has(message.id)) view.order.push(message.id);
   view.messages.set(message.id, message);
   const old = document.getElementById(`m-${message.id}`);
