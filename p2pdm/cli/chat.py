@@ -306,7 +306,8 @@ def inbox_arguments(parser: argparse.ArgumentParser) -> None:
 def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         conversations = node.conversations()
-        # A stranger has no contact name: show the one its request gave.
+        # A stranger has no contact name: show the one its request gave (a
+        # group's invitation is shown by the group's name).
         strangers: dict[str, MessageRequest] = {}
         if any(c["request"] and not c.get("group") for c in conversations):
             strangers = {r["peer_id"]: r for r in node.requests()}

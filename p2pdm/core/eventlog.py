@@ -97,14 +97,20 @@ def expired_event(message: StoredMessage, at_ms: int) -> LogEvent:
 
 
 def status_event(
-    message: StoredMessage, status: DeliveryStatus, at_ms: int, detail: str = ""
+    message: StoredMessage,
+    status: DeliveryStatus,
+    at_ms: int,
+    detail: str = "",
+    *,
+    peer: PeerId | None = None,
 ) -> LogEvent:
     """The ``message.status`` entry of ``message`` (as stored before the change)
-    reaching ``status``, or of a note on its current status."""
+    reaching ``status``, or of a note on its current status; ``peer``: the
+    recipient it is about (the message's peer if None)."""
     return LogEvent(
         EventType.MESSAGE_STATUS,
         at_ms,
-        message.peer,
+        message.peer if peer is None else peer,
         message.id,
         status,
         detail,

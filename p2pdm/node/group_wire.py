@@ -24,7 +24,7 @@ from typing import Final
 
 from p2pdm.core.groups import ChangeEntry, GroupLog, GroupState, decode_entry
 from p2pdm.core.identity import PeerId
-from p2pdm.core.kinds import Body, GroupChangeBody, GroupMsgBody
+from p2pdm.core.kinds import Body, GroupChangeBody, GroupMsgBody, TypingBody
 from p2pdm.core.model import EventType, OutboxItem
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, seal
 from p2pdm.core.wire import InnerMessage
@@ -218,6 +218,8 @@ class GroupWire:
         """File a group kind (the messenger's filer; in its transaction)."""
         body = inner.body
         group = inner.conversation
+        if isinstance(body, TypingBody):
+            return self._typing(inner, now, via)
         if self.store.get_group(group) is None and self.declined(group):
             return self._nothing(inner)  # an invitation the user declined
         if isinstance(body, GroupChangeBody):
@@ -257,6 +259,17 @@ class GroupWire:
         if taken is not None:
             raise MessageIdConflict(f"message id {inner.id.hex()} is taken by another message")
         return self.messenger._file(unwrapped, now, via, group=group, member=row.state == "active")  # type: ignore[arg-type]
+
+    def _typing(self, inner: InnerMessage, now: int, via: str) -> Received:
+        """A member typing in a group this node accepted is shown there; any
+        other typing signal naming a group is dropped (nothing is stored)."""
+        group = inner.conversation
+        row = self.store.get_group(group)
+        if row is None or row.state != "active":
+            return self._nothing(inner)
+        if inner.sender not in self.log(group).state().members:
+            return self._nothing(inner)
+        return self.messenger._file(inner, now, via, group=group, member=True)  # type: ignore[arg-type]
 
     def ask(self, behind: GroupBehind) -> None:
         """Ask the author of a message that named changes we lack for them (at

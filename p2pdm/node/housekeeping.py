@@ -23,7 +23,7 @@ import trio
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds.timer import check_timer
 from p2pdm.core.model import Conversation, StoredMessage
-from p2pdm.errors import SchemaError
+from p2pdm.errors import PeerBlocked, SchemaError, SessionError
 from p2pdm.limits import (
     EXPIRY_PURGE_INTERVAL_S,
     MAX_EXPIRED_PER_PASS,
@@ -36,6 +36,7 @@ from p2pdm.store.base import SearchHit, Store
 from p2pdm.store.search_text import search_terms
 
 if TYPE_CHECKING:
+    from p2pdm.node.group_wire import GroupWire
     from p2pdm.node.messenger import Messenger
 
 __all__ = ["ConversationUpkeep", "purge_loop"]
@@ -58,19 +59,24 @@ class ConversationUpkeep:
     send_now: Callable[[PeerId, bytes], Awaitable[bool]] | None
     typing_sent: OrderedDict[bytes, int]
     media: MediaLibrary
+    group_wire: GroupWire
 
     async def send_typing(self, conversation_id: bytes, peer: PeerId) -> str | None:
         """Tell ``peer`` the user is typing, over an open connection only; returns
         None if it was handed over, else why not (then nothing was sent or kept):
         read receipts are off, the peer is not a contact, not connected, or the
         conversation sent one less than TYPING_INTERVAL_S ago."""
-        if self.store.get_group(conversation_id) is not None:
-            return "typing is not shown in groups in this version"
-        if not accepted(self.store, peer):  # no typing to a request or a blocked peer
+        group = self.store.get_group(conversation_id)
+        if group is not None:
+            if group.state != "active":
+                return "you are not in this group (or have not joined it)"
+        elif not accepted(self.store, peer):  # no typing to a request or a blocked peer
             return "typing is shown only to contacts"
         if not self.messenger.read_receipts_enabled():
             return "read receipts are off, and typing with them"
-        if self.send_now is None or peer not in self.online:
+        # A group's online members, each over its open stream; else the peer.
+        to = self._typing_members(conversation_id) if group is not None else [peer]
+        if self.send_now is None or not any(p in self.online for p in to):
             return "not connected to the peer now"
         now = self.now_ms()
         last = self.typing_sent.get(conversation_id)
@@ -80,10 +86,22 @@ class ConversationUpkeep:
         self.typing_sent[conversation_id] = now
         while len(self.typing_sent) > MAX_TYPING_CONVERSATIONS:
             self.typing_sent.popitem(last=False)
-        envelope = self.messenger.seal_typing(peer)
-        if not await self.send_now(peer, envelope):
-            return "the peer did not take it"
-        return None
+        handed = 0
+        for member in (p for p in to if p in self.online):
+            try:
+                envelope = self.messenger.seal_typing(member, None if group is None else group.id)
+            except (SessionError, PeerBlocked):
+                if group is None:
+                    raise
+                continue  # a member with no session yet: typing is no reason to start one
+            handed += await self.send_now(member, envelope)
+        return None if handed else "the peer did not take it"
+
+    def _typing_members(self, group: bytes) -> list[PeerId]:
+        """The other members of ``group`` who are not blocked."""
+        members = self.group_wire.log(group).state().members
+        me = self.messenger.peer_id
+        return [p for p in members if p != me and not self.store.is_blocked(p)]
 
     def update_conversation(
         self,

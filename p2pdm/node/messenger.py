@@ -104,6 +104,14 @@ from p2pdm.store.base import Store, log_event
 #: The kinds a group carries, filed by the node's groups (docs/protocol.md §19).
 GROUP_KINDS: Final = frozenset({"group_change", "group_msg"})
 
+
+def _in_group(inner: InnerMessage, me: PeerId) -> bool:
+    """A group kind, or a typing signal in a group's conversation (§19.4)."""
+    if inner.kind in GROUP_KINDS:
+        return True
+    return inner.kind == "typing" and inner.conversation != direct_conversation_id(me, inner.sender)
+
+
 __all__ = ["Messenger", "Outgoing", "Received", "is_unsupported", "message_text"]
 
 log = logging.getLogger("p2pdm.node.messenger")
@@ -342,19 +350,25 @@ class Messenger:
             raise SchemaError(f"{body.kind!r} is not a message kind this version can send")
         return self._send(to, body, idempotency, also, expires_by_s)
 
-    def seal_typing(self, to: PeerId) -> bytes:
-        """A typing signal for ``to``, sealed: an envelope for an open stream only,
-        never queued; only the advanced session state is committed. It expires
-        after TYPING_LAPSE_S. Raises SessionError without a session or bundle."""
-        return self.seal_ephemeral(to, TypingBody(), TYPING_LAPSE_S)
+    def seal_typing(self, to: PeerId, group: bytes | None = None) -> bytes:
+        """A typing signal for ``to`` (in ``group``, a group's id, if given),
+        sealed: an envelope for an open stream only, never queued; only the
+        advanced session state is committed. It expires after TYPING_LAPSE_S.
+        Raises SessionError without a session or bundle."""
+        return self.seal_ephemeral(to, TypingBody(), TYPING_LAPSE_S, group)
 
-    def seal_ephemeral(self, to: PeerId, body: Body, ttl_s: int) -> bytes:
-        """``body`` (an unstored kind: typing, a live location) for ``to``, sealed
-        for an open stream only and expiring after ``ttl_s``; only the advanced
-        session state is committed. Raises SessionError without a session or bundle."""
+    def seal_ephemeral(
+        self, to: PeerId, body: Body, ttl_s: int, group: bytes | None = None
+    ) -> bytes:
+        """``body`` (an unstored kind: typing, a live location) for ``to`` (in
+        ``group``'s conversation, if given), sealed for an open stream only and
+        expiring after ``ttl_s``; only the advanced session state is committed.
+        Raises SessionError without a session or bundle."""
         now = self.now_ms()
-        # No request stamp: only contacts get these, and a contact needs none.
-        _, sessions, session_message = self._encrypt(to, body, now, stamped=False)
+        # No request stamp: only contacts and co-members get these, who need none.
+        _, sessions, session_message = self._encrypt(
+            to, body, now, stamped=False, conversation=group
+        )
         expires_s = now // 1000 + ttl_s
         envelope = seal(to, session_message, expires_s, self.random_bytes(EPHEMERAL_SECRET_BYTES))
         with self._committing(to), self.store.transaction():
@@ -609,7 +623,7 @@ class Messenger:
         is not blocked: the envelope was refused otherwise). ``group``: the group
         conversation a group message is filed in, ``member``: its sender counts
         as accepted there."""
-        if group is None and self.group_filer is not None and inner.kind in GROUP_KINDS:
+        if group is None and self.group_filer is not None and _in_group(inner, self.peer_id):
             return self.group_filer(inner, now, via)
         if read is None:
             found_contact = self.store.get_contact(inner.sender)
@@ -649,21 +663,21 @@ class Messenger:
                 now,
                 held_until_ms=held_until_ms,
             )
+        # The store is the authority on a status move: it logs the events of
+        # those it made (a group message's also when one member's status moved).
         changes = tuple(
             (move.message_id, move.status)
             for move in effects.status_moves
             if self.store.set_status(
-                move.message_id, move.status, now, move.detail, event=False, recipient=sender
+                move.message_id, move.status, now, move.detail, recipient=sender
             )
         )
-        moved = {message_id for message_id, _ in changes}
         for event in effects.events:
             if event.type is EventType.TYPING:  # never stored: live to whoever follows
                 if self._typing_shown.due(sender, now):  # one per TYPING_INTERVAL_S a peer
                     self.publish(event)
                 continue
-            # The store is the authority on a status move: log only those it made.
-            if event.type is not EventType.MESSAGE_STATUS or event.message_id in moved:
+            if event.type is not EventType.MESSAGE_STATUS:
                 log_event(self.store, event)
         # Actions that overtook it (an unsend, an edit) apply now; read it back if any did.
         if stored is not None and actions.release_held(self.store, stored, self.peer_id, now):

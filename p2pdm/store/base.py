@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from p2pdm.core.actions import HeldAction
-from p2pdm.core.eventlog import LogEvent
+from p2pdm.core.eventlog import LogEvent, status_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import StoredEnvelope
 from p2pdm.core.model import (
@@ -606,6 +606,23 @@ def advance_recipients(
     ]
     by_peer = {r.peer: r for r in moved}
     return tuple(by_peer.get(r.peer, r) for r in recipients), moved
+
+
+def status_change_event(
+    old: StoredMessage, new: DeliveryStatus, moved: list[Recipient], at_ms: int, detail: str
+) -> LogEvent | None:
+    """The ``message.status`` entry of ``old`` reaching ``new`` after ``moved``
+    recipients' statuses moved, or None. A message to one peer makes one when
+    its status moves; a message to several (a group's) also when any one
+    recipient's does, so its figures per member show at once: ``status`` stays
+    the message's own (its least advanced recipient's), ``peer`` names the
+    recipient that moved (docs/api.md, Events)."""
+    several = len(old.recipients) > 1
+    own_moved = status_moves(old.status, new)
+    if not own_moved and not (several and moved):
+        return None
+    peer = moved[0].peer if several and len(moved) == 1 else None
+    return status_event(old, new if own_moved else old.status, at_ms, detail, peer=peer)
 
 
 def message_status(message: StoredMessage, recipients: tuple[Recipient, ...]) -> DeliveryStatus:

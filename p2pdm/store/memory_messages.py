@@ -32,6 +32,7 @@ from p2pdm.store.base import (
     notable,
     page_limit,
     requests_over_caps,
+    status_change_event,
     status_moves,
 )
 from p2pdm.store.memory_state import ConversationState, Dicts, MemoryState
@@ -140,6 +141,9 @@ class MessageDicts(Dicts):
         recipients, moved = advance_recipients(old.recipients, status, at_ms, detail, recipient)
         new = status if not old.recipients else message_status(old, recipients)
         state.messages[seq] = replace(old, recipients=recipients)
+        entry = status_change_event(old, new, moved, at_ms, detail) if event else None
+        if entry is not None:
+            self._log(entry)
         if not status_moves(old.status, new):
             return bool(moved)
         expires = old.expires_at_ms
@@ -151,8 +155,6 @@ class MessageDicts(Dicts):
         if is_unread(old) and new not in UNREAD_STATUSES:
             conversation = state.conversations[old.conversation_id]
             conversation.unread = max(0, conversation.unread - 1)
-        if event:
-            self._log(status_event(old, new, at_ms, detail))
         return True
 
     def status_history(self, message_id: bytes) -> list[StatusChange]:

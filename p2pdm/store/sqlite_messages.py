@@ -38,6 +38,7 @@ from p2pdm.store.base import (
     message_status,
     notable,
     page_limit,
+    status_change_event,
     status_moves,
 )
 from p2pdm.store.schema import UNREAD_CONDITION
@@ -232,31 +233,40 @@ class MessageTables(Tables):
                 [(str(r.status), r.at_ms, r.detail, message_id, r.peer.raw) for r in moved],
             )
             new = status if not old.recipients else message_status(old, recipients)
+            entry = status_change_event(old, new, moved, at_ms, detail) if event else None
+            if entry is not None:
+                insert_event(db, self._event_caps, entry)
             if not status_moves(old.status, new):
-                return bool(moved)
-            db.execute("UPDATE messages SET status = ? WHERE id = ?", (str(new), message_id))
-            if new is DeliveryStatus.READ:  # the recipient read it: its timer starts
-                db.execute(
-                    "UPDATE messages SET expires_at_ms = "
-                    "min(coalesce(expires_at_ms, ?1 + timer_s * 1000), ?1 + timer_s * 1000) "
-                    "WHERE id = ?2 AND timer_s > 0",
-                    (at_ms, message_id),
-                )
-            db.execute(
-                "INSERT INTO status_history (message_id, status, at_ms, detail) "
-                "VALUES (?, ?, ?, ?)",
-                (message_id, str(new), at_ms, detail),
-            )
-            if is_unread(old) and new not in UNREAD_STATUSES:
-                db.execute(
-                    "UPDATE conversations SET unread = unread - 1 WHERE id = ? AND unread > 0",
-                    (old.conversation_id,),
-                )
-            if event:
-                insert_event(db, self._event_caps, status_event(old, new, at_ms, detail))
-        if event:
+                changed = bool(moved)
+            else:
+                self._move_status(db, old, new, at_ms, detail)
+                changed = True
+        if entry is not None:
             self._notify()
-        return True
+        return changed
+
+    def _move_status(
+        self, db: Any, old: StoredMessage, new: DeliveryStatus, at_ms: int, detail: str
+    ) -> None:
+        """Write ``old``'s own status moving to ``new`` (inside set_status)."""
+        message_id = old.id
+        db.execute("UPDATE messages SET status = ? WHERE id = ?", (str(new), message_id))
+        if new is DeliveryStatus.READ:  # the recipient read it: its timer starts
+            db.execute(
+                "UPDATE messages SET expires_at_ms = "
+                "min(coalesce(expires_at_ms, ?1 + timer_s * 1000), ?1 + timer_s * 1000) "
+                "WHERE id = ?2 AND timer_s > 0",
+                (at_ms, message_id),
+            )
+        db.execute(
+            "INSERT INTO status_history (message_id, status, at_ms, detail) VALUES (?, ?, ?, ?)",
+            (message_id, str(new), at_ms, detail),
+        )
+        if is_unread(old) and new not in UNREAD_STATUSES:
+            db.execute(
+                "UPDATE conversations SET unread = unread - 1 WHERE id = ? AND unread > 0",
+                (old.conversation_id,),
+            )
 
     def status_history(self, message_id: bytes) -> list[StatusChange]:
         """Every status the message had, oldest first, starting with the one it was stored with."""

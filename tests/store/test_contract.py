@@ -323,12 +323,14 @@ def test_a_message_to_several_is_as_far_as_its_least_advanced_recipient(store: S
     )
     assert [r.peer for r in stored.recipients] == sorted((ALICE, BOB, CAROL), key=lambda p: p.raw)
     after = store.event_bounds()[1]
-    # One recipient ahead of the others: its own row moves, the message does not.
+    # One recipient ahead of the others: its own row moves, the message does not;
+    # the event names that recipient and keeps the message's own status.
     assert store.set_status(mid(1), DeliveryStatus.DELIVERED, 20, "ack", recipient=BOB) is True
     assert store.set_status(mid(1), DeliveryStatus.DELIVERED, 21, recipient=BOB) is False
     message = store.get_message(mid(1))
     assert message is not None and message.status == DeliveryStatus.QUEUED
-    assert store.events(after, 10) == []
+    [event] = store.events(after, 10)
+    assert (event.status, event.peer, event.detail) == (DeliveryStatus.QUEUED, BOB, "ack")
     # Everyone on the wire: the message is "sent", BOB stays delivered.
     assert store.set_status(mid(1), DeliveryStatus.SENT, 30) is True
     message = store.get_message(mid(1))
@@ -348,9 +350,13 @@ def test_a_message_to_several_is_as_far_as_its_least_advanced_recipient(store: S
         (DeliveryStatus.SENT, 30),
         (DeliveryStatus.DELIVERED, 50),
     ]
-    assert [(e.status, e.at_ms) for e in store.events(after, 10)] == [
-        (DeliveryStatus.SENT, 30),
-        (DeliveryStatus.DELIVERED, 50),
+    # An event each time any recipient moved: the message's own status, and who moved
+    # (the message's peer when several did at once).
+    assert [(e.status, e.at_ms, e.peer) for e in store.events(after, 10)] == [
+        (DeliveryStatus.QUEUED, 20, BOB),
+        (DeliveryStatus.SENT, 30, stored.peer),
+        (DeliveryStatus.SENT, 40, ALICE),
+        (DeliveryStatus.DELIVERED, 50, CAROL),
     ]
 
 

@@ -1,6 +1,7 @@
 """A group chat in real browsers against real nodes: Alice makes a group with New
 group, writes to it; Bob's page shows the group with its member count and her
-message with her name on it, live; Alice's bubble says who it was delivered to."""
+message with her name on it, live; his typing shows on her page in the group;
+Alice's bubble says who it was delivered to."""
 
 from __future__ import annotations
 
@@ -51,6 +52,14 @@ def test_create_send_and_the_other_member_sees_it_with_the_author(pair: Pair) ->
     wait_for(bob_page, lambda d: message_item(d, "Ovens on", "in"), "Alice's message")
     author = message_item(bob_page, "Ovens on", "in").find_element("css selector", ".author")
     assert author.text == "Alice"
+
+    # Bob types in the group: "Bob is typing…" on Alice's page, in the group.
+    def keeps_typing(d: Any) -> bool:
+        by_css(bob_page, "#composer-text").send_keys("e")
+        return bool(by_css(d, "#typing").text == "Bob is typing…")
+
+    wait_for(alice_page, keeps_typing, "Bob typing in the group on Alice's page")
+    by_css(bob_page, "#composer-text").clear()
 
     # Alice's bubble: delivered to Bob, then read by him (his page marked it read).
     wait_for(

@@ -308,12 +308,14 @@ async function refreshMessage(id) {
 
 export function onConversationEvent(event) {
   if (!view) return;
-  if (view.id === view.peer && event.peer === view.peer && event.conversation_id) {
+  if (view.id === view.peer && event.peer === view.peer && event.conversation_id && !groups.has(event.conversation_id)) {
     view.id = event.conversation_id; // opened by PeerID before its first message
     liveConversation(view.id);
   }
   if (onLiveEvent(event, view.id, view.peer)) return;
-  if (event.type === "typing" && (event.conversation_id === view.id || event.peer === view.peer)) {
+  // Typing in a group names the group; a contact's own conversation, the contact.
+  const typingHere = event.conversation_id === view.id || (event.peer === view.peer && !groups.has(event.conversation_id));
+  if (event.type === "typing" && typingHere) {
     state.typing.set(view.id, Date.now() + TYPING_SHOWN_MS);
     view.typist = event.peer;
     showTyping();
@@ -439,8 +441,8 @@ async function sendAttachment(fields) {
 }
 
 function typing() {
-  // Typing is not shown in groups (docs/api.md, Groups).
-  if (!view || view.group || !has("POST", "/v1/conversations/{conversation}/typing")) return;
+  // In a group it goes to the members online now (docs/api.md, Groups).
+  if (!view || !has("POST", "/v1/conversations/{conversation}/typing")) return;
   const now = Date.now();
   if (now - view.lastTyping < TYPING_EVERY_MS) return;
   view.lastTyping = now;
