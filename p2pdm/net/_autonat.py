@@ -47,6 +47,7 @@ from p2pdm.net.limits import (
     AUTONAT_MAX_MESSAGE_BYTES,
     AUTONAT_PEERS_ASKED,
     AUTONAT_QUERY_TIMEOUT_SECONDS,
+    DIAL_BACK_CLOSE_SECONDS,
     DIAL_TIMEOUT_SECONDS,
     REACHABILITY_FEW_PEERS_RETRY_SECONDS,
     REACHABILITY_RECHECK_SECONDS,
@@ -98,7 +99,7 @@ def dialback_candidates(advertised: list[bytes], observed_ip: str) -> list[multi
 async def _dial_back(host: Host, peer: ID, addr: multiaddr.Multiaddr) -> bool:
     """A fresh connection to ``addr`` whose Noise handshake proves ``peer``'s key."""
     swarm = host._swarm
-    raw = None
+    raw = secured = None
     try:
         with trio.fail_after(DIAL_TIMEOUT_SECONDS):
             transport = swarm.transport_manager.transport_for_dialing(addr)
@@ -106,13 +107,17 @@ async def _dial_back(host: Host, peer: ID, addr: multiaddr.Multiaddr) -> bool:
                 return False
             raw = await transport.dial(addr)
             secured = await swarm.upgrader.upgrade_security(raw, True, peer)
-        await quietly(secured.close, "closing a dial-back")
         return True
     except (*NETWORK_ERRORS, trio.TooSlowError) as exc:
         logger.debug("dial-back to %s failed: %s", addr, exc)
-        if raw is not None:
-            await quietly(raw.close, "closing a failed dial-back")
         return False
+    finally:
+        # Closed whatever ends it, a shutdown's cancellation included (else
+        # the socket is left open), and within a bound even then.
+        if raw is not None:
+            with trio.CancelScope(shield=True) as closing:
+                closing.deadline = trio.current_time() + DIAL_BACK_CLOSE_SECONDS
+                await quietly((secured or raw).close, "closing a dial-back")
 
 
 def serve_autonat(host: Host) -> None:

@@ -94,6 +94,11 @@ PING_TIMEOUT_SECONDS: Final = 10.0
 
 # --- shutdown -------------------------------------------------------------
 
+#: Longest close of a dial-back connection (a socket and its Noise session),
+#: shielded from a shutdown's cancellation so that the socket is never left
+#: open: closing takes well under a millisecond on a live link.
+DIAL_BACK_CLOSE_SECONDS: Final = 1.0
+
 #: Longest shutdown of a host. Connections are closed concurrently; libp2p
 #: spends ~0.2 s on each (two fixed 0.1 s sleeps), so this is ample.
 SHUTDOWN_TIMEOUT_SECONDS: Final = 2.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 
 import multiaddr
@@ -109,3 +110,30 @@ async def test_auto_mode_serves_the_dht_only_once_public() -> None:
         verdict = await _autonat.recheck(c)
         assert verdict.status == "public"
         assert c.dht_mode() == "server"
+
+
+async def test_a_dial_back_cancelled_mid_handshake_closes_its_socket() -> None:
+    """A shutdown that cancels a dial-back while its handshake waits must not
+    leave the socket open (it did: only network errors closed it)."""
+    held: list[trio.SocketStream] = []
+
+    async def hold(stream: trio.SocketStream) -> None:
+        held.append(stream)  # accepted, never a word back: the handshake waits
+        await trio.sleep_forever()
+
+    async with open_hosts(1) as (a,), trio.open_nursery() as nursery:
+        [listener] = await nursery.start(
+            functools.partial(trio.serve_tcp, hold, 0, host="127.0.0.1")
+        )
+        port = listener.socket.getsockname()[1]
+        silent = multiaddr.Multiaddr(f"/ip4/127.0.0.1/tcp/{port}")
+        async with trio.open_nursery() as dialing:
+            dialing.start_soon(_autonat._dial_back, a, a._host.get_id(), silent)
+            await wait_until(lambda: bool(held), TIMEOUT)
+            dialing.cancel_scope.cancel()  # as a shutdown would
+        # The far end reads the handshake's opening, then the end: our socket
+        # was closed (left open, this read would wait for ever).
+        with trio.fail_after(TIMEOUT):
+            while await held[0].receive_some(1024):
+                pass
+        nursery.cancel_scope.cancel()
