@@ -148,8 +148,7 @@ class Groups:
         """Make sure each peer can be written to: a contact's bundle, a session,
         or a bundle from the DHT kept in memory (members need not be contacts)."""
         for peer in peers:
-            if self.store.is_blocked(peer):
-                raise PeerBlocked(f"you blocked {peer}; unblock it first")
+            self.messenger.refuse_if_blocked(peer)
             contact = self.store.get_contact(peer)
             known = self.store.get_session(peer) is not None or (
                 contact is not None and contact.bundle is not None

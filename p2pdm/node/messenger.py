@@ -400,8 +400,7 @@ class Messenger:
         one-to-one conversation and a fresh id)."""
         if to == self.peer_id:
             raise SessionError("cannot send a message to yourself")
-        if self.store.is_blocked(to):
-            raise PeerBlocked(f"you blocked {to}; unblock them to write to them")
+        self.refuse_if_blocked(to)
         contact = self.store.get_contact(to)
         sessions = self._session(to)
         bundle = None
@@ -431,6 +430,14 @@ class Messenger:
             raise
         # The stamp is admission, not content: what is kept here is the body sent.
         return replace(inner, body=body), sessions, session_message
+
+    def refuse_if_blocked(self, peer: PeerId) -> None:
+        """Raise PeerBlocked, naming the contact as the user knows it, if this
+        node blocked ``peer``."""
+        if self.store.is_blocked(peer):
+            contact = self.store.get_contact(peer)
+            who = contact.name if contact is not None else str(peer)
+            raise PeerBlocked(f"you blocked {who}; unblock them to write to them")
 
     def _send(
         self,

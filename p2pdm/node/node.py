@@ -45,7 +45,6 @@ from p2pdm.errors import (
     ConfigError,
     IdempotencyConflict,
     NotFound,
-    PeerBlocked,
     SchemaError,
     SessionError,
 )
@@ -429,8 +428,7 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         there is no session and no bundle from an invite; raises SessionError
         if none is found."""
         _check_peer(peer)
-        if self.store.is_blocked(peer):
-            raise PeerBlocked(f"you blocked {peer}; unblock them to write to them")
+        self.messenger.refuse_if_blocked(peer)
         contact = self.store.get_contact(peer)
         needs_bundle = self.store.get_session(peer) is None and (
             contact is None or contact.bundle is None

@@ -80,7 +80,7 @@ async def test_block_refuses_sends_with_one_line_and_unblock_lifts_it(
         assert "bob" in out and str(bob.node.peer_id) in out
         code, _, err = await cli(capsys, *home, "send", "bob", "hello?")
         assert code != 0
-        assert_one_error_line(err, "you blocked ", "; unblock them to write to them")
+        assert_one_error_line(err, "you blocked bob; unblock them to write to them")
         code, out, err = await cli(capsys, *home, "unblock", "bob")
         assert (code, err) == (0, "") and alice.node.blocked() == []
         code, _, err = await cli(capsys, *home, "requests", "accept")

@@ -238,7 +238,7 @@ class Sender:
                 if not acked:
                     return
         except (P2PDMError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
-            log.info("acks from %s stopped", stream.remote_peer.short())
+            log.debug("acks from %s stopped", stream.remote_peer.short())
         finally:
             done.set()
             room.unpark_all()  # a writer waiting for room must see that no ack will come
