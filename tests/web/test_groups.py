@@ -41,17 +41,31 @@ def test_create_send_and_the_other_member_sees_it_with_the_author(pair: Pair) ->
     wait_for(alice_page, lambda d: by_css(d, ".conv-head h1").text == "Bakers", "the group open")
     assert by_css(alice_page, "#status-bar").get_attribute("hidden") is not None  # no error
     wait_for(alice_page, lambda d: group_item(d, "Bakers"), "the new group in Alice's list")
-    assert by_css(alice_page, ".conv-head .sub").text == "2 members"
+    wait_for(alice_page, lambda d: by_css(d, ".conv-head .sub").text == "2 members", "2 members")
     by_css(alice_page, "#composer-text").send_keys("Ovens on at five", Keys.ENTER)
 
     # Bob's page: the group in his list with its member count, Alice's message named hers.
     bob_page.get(f"{bob_base}#/")
-    wait_for(bob_page, lambda d: group_item(d, "Bakers"), "the group in Bob's list")
-    assert "2 members" in group_item(bob_page, "Bakers").text
-    group_item(bob_page, "Bakers").click()
+    # (The list is redrawn as events come: each look is retried on a stale element.)
+    wait_for(
+        bob_page,
+        lambda d: (item := group_item(d, "Bakers")) is not None and "2 members" in item.text,
+        "the group with its member count in Bob's list",
+    )
+    wait_for(
+        bob_page,
+        lambda d: (item := group_item(d, "Bakers")) is not None and item.click() is None,
+        "Bob opens the group",
+    )
     wait_for(bob_page, lambda d: message_item(d, "Ovens on", "in"), "Alice's message")
-    author = message_item(bob_page, "Ovens on", "in").find_element("css selector", ".author")
-    assert author.text == "Alice"
+    wait_for(
+        bob_page,
+        lambda d: (
+            message_item(d, "Ovens on", "in").find_element("css selector", ".author").text
+            == "Alice"
+        ),
+        "her name on it",
+    )
 
     # Bob types in the group: "Bob is typing…" on Alice's page, in the group.
     def keeps_typing(d: Any) -> bool:
@@ -67,12 +81,23 @@ def test_create_send_and_the_other_member_sees_it_with_the_author(pair: Pair) ->
         lambda d: "read by 1" in message_item(d, "Ovens on", "out").text,
         "'delivered to 1 of 1, read by 1' on Alice's bubble",
     )
-    assert "delivered to 1 of 1" in message_item(alice_page, "Ovens on", "out").text
+    wait_for(
+        alice_page,
+        lambda d: "delivered to 1 of 1" in message_item(d, "Ovens on", "out").text,
+        "'delivered to 1 of 1'",
+    )
     # The group info panel lists both members, Alice as admin.
     click(alice_page, "#group-info-button", "Group info")
-    members = wait_for(alice_page, lambda d: all_css(d, "#group-members li"), "the members")
-    names = sorted(m.find_element("css selector", "span").text for m in members)
-    assert names == ["Bob", "You"]
+    wait_for(
+        alice_page,
+        lambda d: (
+            sorted(
+                m.find_element("css selector", "span").text for m in all_css(d, "#group-members li")
+            )
+            == ["Bob", "You"]
+        ),
+        "both members listed",
+    )
     screenshot(alice_page, "group-desktop")
     screenshot(bob_page, "group-phone")
     alice_page.get(f"{alice_base}#/")
