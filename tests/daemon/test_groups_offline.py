@@ -102,17 +102,31 @@ async def test_members_who_are_not_contacts_write_to_each_other(
             page = node_of(net, i).messages(gid, 100).messages
             return {message_text(m) or "" for m in page if m.kind == "text" and not m.request}
 
+        sent = {}
         for i in (1, 2, 3):
-            await node_of(net, i).send_group_text(gid, f"hello from {i}")
+            sent[i] = (await node_of(net, i).send_group_text(gid, f"hello from {i}")).message
         await wait_until(
             lambda: all(
                 said(i) >= {f"hello from {j}" for j in (1, 2, 3) if j != i} for i in (0, 1, 2, 3)
             ),
             describe=lambda: str({i: said(i) for i in range(4)}),
         )
+        # Read receipts and reactions between non-contacts too.
+        n1, n2 = node_of(net, 1), node_of(net, 2)
+        n2.mark_group_read(gid)
+        n2.react(sent[1].id, "👍")
+
+        def read_by_2() -> bool:
+            mine = n1.store.get_message(sent[1].id)
+            return mine is not None and any(
+                r.peer == net[2].peer_id and r.status.value == "read" for r in mine.recipients
+            )
+
+        await wait_until(read_by_2)
+        await wait_until(lambda: n1.extras([sent[1]])[sent[1].id].reactions == {"👍": [n2.peer_id]})
         for i in (1, 2, 3):
             node = node_of(net, i)
             strangers = [net[j].peer_id for j in (1, 2, 3) if j != i]
             assert all(node.store.get_contact(p) is None for p in strangers)
-            assert not node.store.has_requests(net[0].peer_id)
-        assert all(node_of(net, 0).store.get_contact(net[3].peer_id) is None for _ in (0,))
+            assert not any(node.store.has_requests(p) for p in strangers)
+        assert node_of(net, 0).store.get_contact(net[3].peer_id) is None
