@@ -42,6 +42,7 @@ from p2pdm.errors import (
     SessionError,
 )
 from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_GROUP_MEMBERS, MAX_TEXT_BYTES
+from p2pdm.node.actions import action_expiry_s
 from p2pdm.node.batch_send import Sent
 from p2pdm.node.batching import CommitBatcher
 from p2pdm.node.group_wire import GroupWire, change_detail
@@ -363,6 +364,7 @@ class Groups:
         (MAILBOX_FILE_BYTES) queued, after it, to each member not online now,
         one commit per member; unsending the message drops those still queued.
         A member who cannot be written to fetches the files from us later."""
+        expires_by_s = action_expiry_s(message)
         for recipient in message.recipients:
             peer = recipient.peer
             if peer in self.online:
@@ -371,7 +373,9 @@ class Groups:
             def work(peer: PeerId = peer) -> int:
                 queued = 0
                 for chunk in self.media.pushed_chunks(blob_ids):
-                    envelope_id = self.messenger.send(peer, chunk).outbox.envelope_id
+                    # A disappearing file's chunks live no longer than its message.
+                    out = self.messenger.send(peer, chunk, expires_by_s=expires_by_s)
+                    envelope_id = out.outbox.envelope_id
                     self.store.follow_message(envelope_id, message.id)
                     queued += 1
                 return queued

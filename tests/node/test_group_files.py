@@ -56,3 +56,20 @@ async def test_small_files_follow_a_group_message_to_members_away(
     assert alice.store.outbox_for(carol.peer_id)[0].message_id == sent.id
     alice.unsend(sent.id)
     assert chunks_for(alice, carol) == []
+
+
+async def test_the_chunks_of_a_disappearing_file_live_no_longer_than_its_message(
+    three: tuple[Node, Node, Node],
+) -> None:
+    alice, bob, _ = three
+    alice.update_settings({"read_receipts": False})  # her copy's timer runs from sending
+    gid = (await alice.create_group("brief", [bob.peer_id], timer_s=300)).row.id
+    for item in alice.store.outbox_for(bob.peer_id):
+        bob.messenger.receive(item.envelope)
+        alice.store.remove_outbox(item.envelope_id)
+    record = alice.media.add_file(os.urandom(CHUNK_BYTES + 1), "text/plain", "a.txt")
+    sent = await alice.send_group_body(gid, alice.media.body_for([record.blob_id], None))
+    assert sent.expires_at_ms is not None
+    expiries = {item.expires_at_ms for item in alice.store.outbox_for(bob.peer_id)}
+    assert len(chunks_for(alice, bob)) == 2
+    assert expiries == {-(-sent.expires_at_ms // 1000) * 1000}
