@@ -153,6 +153,15 @@ class GroupWire:
                 return True
         return False
 
+    def co_members(self) -> set[PeerId]:
+        """Every other member of the groups this node accepted."""
+        out: set[PeerId] = set()
+        for row in self.store.list_groups():
+            if row.state == "active":
+                out |= self.log(row.id).state().members
+        out.discard(self.me)
+        return out
+
     # --- sending (inside the caller's transaction) ----------------------------
 
     def queue(

@@ -124,6 +124,9 @@ async def test_members_who_are_not_contacts_write_to_each_other(
 
         await wait_until(read_by_2)
         await wait_until(lambda: n1.extras([sent[1]])[sent[1].id].reactions == {"👍": [n2.peer_id]})
+        # Connected, a co-member is online as a contact is: typing reaches it.
+        await wait_until(lambda: net[2].peer_id in n1.online)
+        assert await n1.send_typing(gid, net[2].peer_id) is None
         for i in (1, 2, 3):
             node = node_of(net, i)
             strangers = [net[j].peer_id for j in (1, 2, 3) if j != i]
