@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
+from p2pdm.core.conversation import Via
 from p2pdm.core.groups import ChangeEntry, GroupLog, GroupState, decode_entry
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import Body, GroupChangeBody, GroupMsgBody, TypingBody
@@ -152,17 +153,36 @@ class GroupWire:
                 return True
         return False
 
+    def co_members(self) -> set[PeerId]:
+        """Every other member of the groups this node accepted."""
+        out: set[PeerId] = set()
+        for row in self.store.list_groups():
+            if row.state == "active":
+                out |= self.log(row.id).state().members
+        out.discard(self.me)
+        return out
+
     # --- sending (inside the caller's transaction) ----------------------------
 
     def queue(
-        self, to: PeerId, body: Body, group: bytes, now: int, message_id: bytes | None = None
+        self,
+        to: PeerId,
+        body: Body,
+        group: bytes,
+        now: int,
+        message_id: bytes | None = None,
+        *,
+        expires_s: int | None = None,
     ) -> InnerMessage:
         """Encrypt ``body`` for ``to`` in ``group``'s conversation and put its
-        envelope in the outbox; raises what the messenger's encryption raises."""
+        envelope in the outbox, expiring at ``expires_s`` (seconds; default the
+        usual ENVELOPE_TTL_SECONDS from now, never later); raises what the
+        messenger's encryption raises."""
         inner, sessions, session_message = self.messenger._encrypt(
             to, body, now, conversation=group, message_id=message_id
         )
-        expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
+        usual_s = now // 1000 + ENVELOPE_TTL_SECONDS
+        expires_s = usual_s if expires_s is None else min(expires_s, usual_s)
         secret = self.messenger.random_bytes(EPHEMERAL_SECRET_BYTES)
         envelope = seal(to, session_message, expires_s, secret)
         self.store.put_session(to, sessions.to_bytes(), now)
@@ -214,8 +234,12 @@ class GroupWire:
             self._synced.popitem(last=False)
         return True
 
-    def file(self, inner: InnerMessage, now: int, via: str) -> Received:
-        """File a group kind (the messenger's filer; in its transaction)."""
+    def file(
+        self, inner: InnerMessage, now: int, via: Via, held_until_ms: int | None = None
+    ) -> Received:
+        """File a group kind (the messenger's filer; in its transaction); an
+        action whose message is not here yet is held until ``held_until_ms``
+        (its envelope's expiry, as one-to-one: docs/protocol.md §6.7)."""
         body = inner.body
         group = inner.conversation
         if isinstance(body, TypingBody):
@@ -258,9 +282,16 @@ class GroupWire:
         taken = self.store.get_message(inner.id)  # the wrapper's id was checked, not stored
         if taken is not None:
             raise MessageIdConflict(f"message id {inner.id.hex()} is taken by another message")
-        return self.messenger._file(unwrapped, now, via, group=group, member=row.state == "active")  # type: ignore[arg-type]
+        return self.messenger._file(
+            unwrapped,
+            now,
+            via,
+            held_until_ms,
+            group=group,
+            member=row.state == "active",
+        )
 
-    def _typing(self, inner: InnerMessage, now: int, via: str) -> Received:
+    def _typing(self, inner: InnerMessage, now: int, via: Via) -> Received:
         """A member typing in a group this node accepted is shown there; any
         other typing signal naming a group is dropped (nothing is stored)."""
         group = inner.conversation
@@ -269,7 +300,7 @@ class GroupWire:
             return self._nothing(inner)
         if inner.sender not in self.log(group).state().members:
             return self._nothing(inner)
-        return self.messenger._file(inner, now, via, group=group, member=True)  # type: ignore[arg-type]
+        return self.messenger._file(inner, now, via, group=group, member=True)
 
     def ask(self, behind: GroupBehind) -> None:
         """Ask the author of a message that named changes we lack for them (at
