@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
-from p2pdm.core.groups import ChangeEntry, GroupLog, GroupState, decode_entry
+from p2pdm.core.groups import ChangeEntry, GroupLog, GroupState, decode_entry, photo_tag
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import Body, GroupChangeBody, GroupMsgBody, TypingBody
 from p2pdm.core.model import EventType, OutboxItem
@@ -65,7 +65,8 @@ MAX_DECLINED_GROUPS: Final = 256
 
 
 def change_detail(entry: ChangeEntry) -> str:
-    """The event detail of a change: JSON of its kind, author and peers (and name, timer)."""
+    """The event detail of a change: JSON of its kind, author and peers (and
+    name, timer; a photo change: the new photo's tag, null when removed)."""
     out: dict[str, object] = {
         "kind": entry.op,
         "by": str(entry.author),
@@ -75,6 +76,9 @@ def change_detail(entry: ChangeEntry) -> str:
         out["name"] = entry.args["name"]
     if entry.op in ("timer", "create"):
         out["timer_s"] = entry.args.get("timer_s", 0)
+    if entry.op == "photo":
+        photo = entry.args.get("photo")
+        out["photo"] = None if photo is None else photo_tag(photo)
     return json.dumps(out, separators=(",", ":"))
 
 

@@ -35,15 +35,18 @@ from p2pdm.core.wire import PrekeyBundle
 from p2pdm.errors import (
     GroupRefused,
     IdempotencyConflict,
+    MediaRefused,
     NotFound,
     P2PDMError,
     PeerBlocked,
     SchemaError,
     SessionError,
 )
-from p2pdm.limits import MAX_GROUP_MEMBERS, MAX_TEXT_BYTES
+from p2pdm.limits import MAX_GROUP_MEMBERS, MAX_GROUP_PHOTO_INPUT_BYTES, MAX_TEXT_BYTES
+from p2pdm.node.avatar import make_group_photo
 from p2pdm.node.batch_send import Sent
 from p2pdm.node.group_wire import GroupWire, change_detail
+from p2pdm.node.media import MediaLibrary
 from p2pdm.node.messenger import Messenger, message_text
 from p2pdm.node.notices import sender_copy
 from p2pdm.store.base import Store
@@ -88,6 +91,7 @@ class Groups:
     on_outbox: Callable[[PeerId], None]
     fetch_bundle: Callable[[PeerId], Awaitable[PrekeyBundle | None]] | None
     group_wire: GroupWire
+    media: MediaLibrary
 
     def _init_groups(self) -> None:
         self.group_wire = GroupWire(self.messenger, self.store, lambda peer: self.on_outbox(peer))
@@ -206,10 +210,8 @@ class Groups:
             self.on_outbox(peer)
         return self.group_info(gid)
 
-    async def change_group(self, group: bytes, op: str, **args: Any) -> GroupInfo:
-        """Make one change to ``group`` and tell its members; raises NotFound,
-        GroupRefused (not a member, not an admin, full), SchemaError."""
-        info = self.group_info(group)
+    def _may_change(self, info: GroupInfo, op: str) -> None:
+        """Raise GroupRefused unless this node may make change ``op`` to the group."""
         me = self.identity.peer_id
         if info.row.state != "active" or me not in info.state.members:
             raise GroupRefused("you are not a member of this group")
@@ -217,6 +219,37 @@ class Groups:
             raise GroupRefused(
                 f"only the group's admins may {op} ({'rename' if op == 'rename' else 'change'} it)"
             )
+
+    async def set_group_photo(self, group: bytes, blob_id: bytes | None) -> GroupInfo:
+        """Set the group's photo from our upload ``blob_id`` (made a small square
+        WebP with no metadata), or remove it (None); raises NotFound (no such
+        group or upload), GroupRefused (not an admin), MediaRefused (not a
+        picture, too large, a decompression bomb)."""
+        info = self.group_info(group)
+        self._may_change(info, "photo")
+        if blob_id is None:
+            if info.state.photo is None:
+                return info
+            return await self.change_group(group, "photo", photo=None)
+        record = self.media.record(blob_id)
+        if record.source is not None or record.state not in ("local", "ready"):
+            raise NotFound(f"no file {blob_id.hex()} uploaded here (POST /v1/media)")
+        if record.size > MAX_GROUP_PHOTO_INPUT_BYTES:
+            raise MediaRefused(
+                f"the picture is {record.size} bytes; a group photo is made from at most "
+                f"{MAX_GROUP_PHOTO_INPUT_BYTES} bytes"
+            )
+        photo = make_group_photo(b"".join(self.media.read_plain(record, 0, record.size)))
+        if photo == info.state.photo:
+            return info
+        return await self.change_group(group, "photo", photo=photo)
+
+    async def change_group(self, group: bytes, op: str, **args: Any) -> GroupInfo:
+        """Make one change to ``group`` and tell its members; raises NotFound,
+        GroupRefused (not a member, not an admin, full), SchemaError."""
+        info = self.group_info(group)
+        me = self.identity.peer_id
+        self._may_change(info, op)
         peers = tuple(args.get("peers", ()))
         if op == "add":
             peers = tuple(p for p in peers if p not in info.state.members)
