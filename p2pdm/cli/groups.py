@@ -238,8 +238,8 @@ def _print_group(found: Group, last: Mapping[str, Any] | None, out: TextIO) -> N
         word = next((w for w, s in TIMER_WORDS.items() if s == found["timer_s"]), None)
         shown = word or f"{found['timer_s']} s"
         fields.append(("Timer", f"messages disappear {shown} after reading"))
-    if found.get("photo"):
-        photo = found["photo"]
+    photo = found.get("photo")
+    if photo is not None:
         fields.append(("Photo", f"{photo['type']}, {photo['size']} bytes"))
     if last is not None:
         figures = delivery_words(last) or last["status"]
