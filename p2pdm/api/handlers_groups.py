@@ -196,9 +196,7 @@ async def send_group_message(
     files with a caption, or a place."""
     _unrestricted(request)
     if body.has("media") or body.has("location"):
-        if idempotency is not None:
-            raise bad_request("idempotency keys are taken for group texts only in this version")
-        return await _send_group_media(node, group, body)
+        return await _send_group_media(node, group, body, idempotency)
     text = body.text("text")
     reply_text = body.opt_text("reply_to")
     body.done()
@@ -211,7 +209,9 @@ async def send_group_message(
     return _created(node, sent.message)
 
 
-async def _send_group_media(node: Node, group: bytes, body: JSONObject) -> Response:
+async def _send_group_media(
+    node: Node, group: bytes, body: JSONObject, idempotency: tuple[str, str] | None
+) -> Response:
     ids = body.opt_text_list("media")
     place = body.opt_object("location")
     caption = body.opt_text("text")
@@ -221,14 +221,19 @@ async def _send_group_media(node: Node, group: bytes, body: JSONObject) -> Respo
     if place is not None:
         if caption is not None:
             raise bad_request("a location message has no text")
-        sent = await node.send_group_body(group, location_body(*location_fields(place)))
+        sent = await node.send_group_body(
+            group, location_body(*location_fields(place)), idempotency=idempotency
+        )
     else:
         if not 1 <= len(ids) <= MAX_MEDIA_ITEMS:
             raise bad_request(f"'media' names 1 to {MAX_MEDIA_ITEMS} uploaded files")
-        sent = await node.send_group_body(
-            group, node.media.body_for([blob_id_of(i) for i in ids], caption)
+        made = node.media.body_for([blob_id_of(i) for i in ids], caption)
+        sent = await node.send_group_body(group, made, idempotency=idempotency)
+    if sent.replayed:  # a retry: the same message, not a second one
+        return JSONResponse(
+            message_view(node, sent.message, ""), headers={"Idempotent-Replayed": "true"}
         )
-    return _created(node, sent)
+    return _created(node, sent.message)
 
 
 def _created(node: Node, message: StoredMessage) -> Response:

@@ -371,16 +371,48 @@ class Groups:
         assert sent is not None  # a text is stored
         return Sent(sent)
 
-    async def send_group_body(self, group: bytes, body: Body) -> StoredMessage:
+    async def send_group_body(
+        self, group: bytes, body: Body, *, idempotency: tuple[str, str] | None = None
+    ) -> Sent:
         """Send files (``MediaBody``, of our uploads) or a place to every other
-        member, with the group's timer; members fetch the files from us."""
+        member, with the group's timer; members fetch the files from us.
+        Raises IdempotencyConflict when ``idempotency`` made another message
+        before (the same one again is returned, ``replayed``), GroupRefused,
+        SchemaError."""
         if not isinstance(body, MediaBody | LocationBody):
             raise SchemaError(f"a {body.kind!r} is not sent this way")
+        if idempotency is not None:
+            earlier = self._replayed(group, idempotency, body.kind)
+            if earlier is not None:
+                return Sent(earlier, replayed=True)
         info = self.group_info(group)
         await self._reach(self._others(info))
-        sent = self.send_to_group(group, replace(body, timer_s=info.state.timer_s))
+        now = self.now_ms()
+
+        def remember(inner: Any) -> None:
+            if idempotency is not None:
+                self.store.remember_send(*idempotency, inner.id, now)
+
+        sent = self.send_to_group(group, replace(body, timer_s=info.state.timer_s), remember)
         assert sent is not None  # files and places are stored
-        return sent
+        return Sent(sent)
+
+    def _replayed(
+        self, group: bytes, idempotency: tuple[str, str], kind: str
+    ) -> StoredMessage | None:
+        """The message of ``kind`` an earlier send with ``idempotency`` made in
+        ``group``; None if the key is new; raises IdempotencyConflict when it
+        made another message."""
+        earlier_id = self.store.sent_with(*idempotency)
+        if earlier_id is None:
+            return None
+        earlier = self.store.get_message(earlier_id)
+        if earlier is None or earlier.conversation_id != group or earlier.kind != kind:
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency[1][:60]!r} was used for another "
+                "message; use a new key for a new message"
+            )
+        return earlier
 
     def _others(self, info: GroupInfo) -> set[PeerId]:
         me = self.identity.peer_id

@@ -156,3 +156,38 @@ async def test_a_group_photo_through_the_api() -> None:
         flush(alice, bob)
         assert (await b.call("GET", f"/v1/groups/{gid}")).json()["photo"] is None
         assert (await b.call("GET", f"/v1/groups/{gid}/photo")).status_code == 404
+
+
+async def test_group_files_and_places_honour_idempotency_keys() -> None:
+    """A retried group file or place with the same key is the same message (200,
+    Idempotent-Replayed), sent once to each member; the key used for another
+    message (a text, another group's, a place for files) is a conflict."""
+    alice, bob = make_node("alice"), make_node("bob")
+    acquainted(alice, bob)
+    async with serving(alice) as a, serving(bob) as b:
+        made = await a.call("POST", "/v1/groups", json={"name": "keys", "members": ["bob"]})
+        gid = made.json()["id"]
+        other = await a.call("POST", "/v1/groups", json={"name": "other", "members": ["bob"]})
+        flush(alice, bob)
+        up = await a.call(
+            "POST", "/v1/media", content=b"menu", headers={"Content-Type": "text/plain"}
+        )
+        files = {"to": gid, "media": [up.json()["id"]], "idempotency_key": "f1"}
+        place = {"to": gid, "location": {"lat": 1.5, "lon": 2.5}, "idempotency_key": "p1"}
+        for keyed in (files, place):
+            first = await a.call("POST", "/v1/messages", json=keyed)
+            again = await a.call("POST", "/v1/messages", json=keyed)
+            assert first.status_code == 201, first.text
+            assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+            assert again.json()["id"] == first.json()["id"]
+        flush(alice, bob)
+        page = (await b.call("GET", f"/v1/conversations/{gid}/messages")).json()["messages"]
+        assert sorted(m["kind"] for m in page) == ["location", "media"]
+        for clash in (
+            {**place, "idempotency_key": "f1"},
+            {**files, "to": other.json()["id"]},
+            {"to": gid, "text": "hello", "idempotency_key": "p1"},
+        ):
+            refused = await a.call("POST", "/v1/messages", json=clash)
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["code"] == "idempotency_key_reused"
