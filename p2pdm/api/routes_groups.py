@@ -109,7 +109,12 @@ GROUP_ROUTES: Final[tuple[Route, ...]] = (
             "Rename a group, set or remove its photo, set its timer, promote or demote "
             "admins (admins only)",
             _OK,
-            _CHANGE_ERRORS,
+            {
+                **_CHANGE_ERRORS,
+                "404": "no such group or member, or 'photo' names no upload of this node",
+                "422": f"{_CHANGE_ERRORS['422']}; media_refused: 'photo' is no JPEG, PNG, "
+                "WebP or GIF picture, or too large (bytes or pixels)",
+            },
             parameters=(_GROUP,),
             body=ref("GroupPatch"),
         ),

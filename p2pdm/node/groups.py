@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+import trio
+
 from p2pdm.core import cbor
 from p2pdm.core.conversation import message_timer
 from p2pdm.core.groups import GROUP_ID_BYTES, GroupState, make_entry
@@ -239,7 +241,9 @@ class Groups:
                 f"the picture is {record.size} bytes; a group photo is made from at most "
                 f"{MAX_GROUP_PHOTO_INPUT_BYTES} bytes"
             )
-        photo = make_group_photo(b"".join(self.media.read_plain(record, 0, record.size)))
+        data = b"".join(self.media.read_plain(record, 0, record.size))
+        # Decoding a large photo takes a moment: off the event loop.
+        photo = await trio.to_thread.run_sync(make_group_photo, data)
         if photo == info.state.photo:
             return info
         return await self.change_group(group, "photo", photo=photo)
