@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from p2pdm.core.groups import make_entry
 from p2pdm.core.identity import Identity
 from p2pdm.limits import HELD_GROUP_ENTRY_TTL_MS
 from p2pdm.node.node import Node
@@ -78,5 +79,29 @@ async def test_a_held_change_too_old_is_not_taken_back(tmp_path: Path) -> None:
     assert bob.group_wire.log(gid).held() == []
     bob.purge_expired()
     assert bob.store.held_group_entries(gid, 0) == []
+    bob.store.close()
+    alice.store.close()
+
+
+async def test_a_held_change_whose_parents_are_here_is_taken_on_load(tmp_path: Path) -> None:
+    """A held change whose parents the log already holds (a crash between the
+    two writes, say) is applied when the log is loaded, and stored as a change."""
+    alice, bob = _node("alice", tmp_path / "a.db"), _node("bob", tmp_path / "b.db")
+    acquainted(alice, bob)
+    gid = (await alice.create_group("first", [bob.peer_id])).row.id
+    flush(alice, bob)
+    rename = make_entry(
+        alice.identity,
+        group=gid,
+        parents=bob.group_wire.log(gid).heads,
+        ts_ms=alice.now_ms(),
+        op="rename",
+        name="second",
+    )
+    bob.store.hold_group_entries(gid, [(rename.hash, rename.encoded)], bob.now_ms())
+    bob.group_wire.forget(gid)
+    assert bob.group_info(gid).state.name == "second"
+    assert bob.store.held_group_entries(gid, 0) == []
+    assert rename.encoded in bob.store.group_entries(gid)
     bob.store.close()
     alice.store.close()
