@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Final
 
 from p2pdm.core.conversation import Via
-from p2pdm.core.groups import ChangeEntry, GroupLog, GroupState, decode_entry
+from p2pdm.core.groups import ChangeEntry, GroupLog, GroupState, decode_entry, photo_tag
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import Body, GroupChangeBody, GroupMsgBody, TypingBody
 from p2pdm.core.model import EventType, OutboxItem
@@ -41,6 +41,7 @@ from p2pdm.errors import (
 from p2pdm.limits import (
     ENVELOPE_TTL_SECONDS,
     GROUP_SYNC_INTERVAL_S,
+    HELD_GROUP_ENTRY_TTL_MS,
     MAX_GROUP_ENTRIES_PER_MESSAGE,
 )
 from p2pdm.node.messenger import Messenger, Received
@@ -66,7 +67,8 @@ MAX_DECLINED_GROUPS: Final = 256
 
 
 def change_detail(entry: ChangeEntry) -> str:
-    """The event detail of a change: JSON of its kind, author and peers (and name, timer)."""
+    """The event detail of a change: JSON of its kind, author and peers (and
+    name, timer; a photo change: the new photo's tag, null when removed)."""
     out: dict[str, object] = {
         "kind": entry.op,
         "by": str(entry.author),
@@ -76,6 +78,9 @@ def change_detail(entry: ChangeEntry) -> str:
         out["name"] = entry.args["name"]
     if entry.op in ("timer", "create"):
         out["timer_s"] = entry.args.get("timer_s", 0)
+    if entry.op == "photo":
+        photo = entry.args.get("photo")
+        out["photo"] = None if photo is None else photo_tag(photo)
     return json.dumps(out, separators=(",", ":"))
 
 
@@ -107,17 +112,37 @@ class GroupWire:
         found = self._logs.pop(group, None)
         if found is None:
             found = GroupLog(group)
-            entries = []
-            for encoded in self.store.group_entries(group):
-                try:
-                    entries.append(decode_entry(encoded))
-                except (WireError, SignatureError):  # a damaged row: the rest stands
-                    log.error("a stored change of group %s does not decode", group.hex())
-            found.add(entries)
+            found.add(self._decoded(group, self.store.group_entries(group)))
+            self._load_held(found)
         self._logs[group] = found
         while len(self._logs) > MAX_CACHED_GROUPS:
             self._logs.popitem(last=False)
         return found
+
+    @staticmethod
+    def _decoded(group: bytes, rows: list[bytes]) -> list[ChangeEntry]:
+        entries = []
+        for encoded in rows:
+            try:
+                entries.append(decode_entry(encoded))
+            except (WireError, SignatureError):  # a damaged row: the rest stands
+                log.error("a stored change of group %s does not decode", group.hex())
+        return entries
+
+    def _load_held(self, glog: GroupLog) -> None:
+        """Take the group's held entries from the store (those not too old);
+        any the log now takes (or knew) are stored as changes and no longer held."""
+        group = glog.group
+        since = self.messenger.now_ms() - HELD_GROUP_ENTRY_TTL_MS
+        held = self._decoded(group, self.store.held_group_entries(group, since))
+        if not held:
+            return
+        out = glog.add(held)
+        waiting = {e.hash for e in glog.held()}
+        done = [e.hash for e in held if e.hash not in waiting]
+        if out.added:
+            self.store.add_group_entries(group, [(e.hash, e.encoded) for e in out.added])
+        self.store.drop_held_group_entries(group, done)
 
     def forget(self, group: bytes) -> None:
         """Drop the in-memory log (after a failed commit, or a deleted group)."""
@@ -131,8 +156,24 @@ class GroupWire:
         glog = self.log(group)
         out = glog.add(entries)
         self.refused_changes += len(out.refused)
-        if out.added and stored:
-            self.store.add_group_entries(group, [(e.hash, e.encoded) for e in out.added])
+        if stored:
+            if out.added:
+                self.store.add_group_entries(group, [(e.hash, e.encoded) for e in out.added])
+            # Held entries are kept too (a restart must not lose them), until
+            # applied or refused, or dropped for age or room.
+            held = glog.held()
+            waiting = {e.hash for e in held}
+            fresh = {e.hash for e in entries}
+            self.store.hold_group_entries(
+                group,
+                [(e.hash, e.encoded) for e in held if e.hash in fresh],
+                self.messenger.now_ms(),
+            )
+            self.store.drop_held_group_entries(
+                group,
+                [e.hash for e in out.added]
+                + [e.hash for e, _ in out.refused if e.hash not in waiting],
+            )
         return list(out.added)
 
     def declined(self, group: bytes) -> bool:
@@ -432,9 +473,9 @@ class GroupWire:
             )
             row = GroupRow(group, "active" if accepted else "request", sender, now, after.name)
             self.store.put_group(row)
-            self.store.add_group_entries(
-                group, [(e.hash, e.encoded) for e in self.log(group).entries()]
-            )
+            glog = self.log(group)
+            self.store.add_group_entries(group, [(e.hash, e.encoded) for e in glog.entries()])
+            self.store.hold_group_entries(group, [(e.hash, e.encoded) for e in glog.held()], now)
             self.store.add_event(
                 EventType.GROUP_CREATED,
                 now,

@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+import trio
+
 from p2pdm.core import cbor
 from p2pdm.core.conversation import message_timer
 from p2pdm.core.groups import GROUP_ID_BYTES, GroupState, make_entry
@@ -35,14 +37,21 @@ from p2pdm.core.wire import PrekeyBundle
 from p2pdm.errors import (
     GroupRefused,
     IdempotencyConflict,
+    MediaRefused,
     NotFound,
     P2PDMError,
     PeerBlocked,
     SchemaError,
     SessionError,
 )
-from p2pdm.limits import ENVELOPE_TTL_SECONDS, MAX_GROUP_MEMBERS, MAX_TEXT_BYTES
+from p2pdm.limits import (
+    ENVELOPE_TTL_SECONDS,
+    MAX_GROUP_MEMBERS,
+    MAX_GROUP_PHOTO_INPUT_BYTES,
+    MAX_TEXT_BYTES,
+)
 from p2pdm.node.actions import action_expiry_s
+from p2pdm.node.avatar import make_group_photo
 from p2pdm.node.batch_send import Sent
 from p2pdm.node.batching import CommitBatcher
 from p2pdm.node.group_wire import GroupWire, change_detail
@@ -212,10 +221,8 @@ class Groups:
             self.on_outbox(peer)
         return self.group_info(gid)
 
-    async def change_group(self, group: bytes, op: str, **args: Any) -> GroupInfo:
-        """Make one change to ``group`` and tell its members; raises NotFound,
-        GroupRefused (not a member, not an admin, full), SchemaError."""
-        info = self.group_info(group)
+    def _may_change(self, info: GroupInfo, op: str) -> None:
+        """Raise GroupRefused unless this node may make change ``op`` to the group."""
         me = self.identity.peer_id
         if info.row.state != "active" or me not in info.state.members:
             raise GroupRefused("you are not a member of this group")
@@ -223,6 +230,39 @@ class Groups:
             raise GroupRefused(
                 f"only the group's admins may {op} ({'rename' if op == 'rename' else 'change'} it)"
             )
+
+    async def set_group_photo(self, group: bytes, blob_id: bytes | None) -> GroupInfo:
+        """Set the group's photo from our upload ``blob_id`` (made a small square
+        WebP with no metadata), or remove it (None); raises NotFound (no such
+        group or upload), GroupRefused (not an admin), MediaRefused (not a
+        picture, too large, a decompression bomb)."""
+        info = self.group_info(group)
+        self._may_change(info, "photo")
+        if blob_id is None:
+            if info.state.photo is None:
+                return info
+            return await self.change_group(group, "photo", photo=None)
+        record = self.media.record(blob_id)
+        if record.source is not None or record.state not in ("local", "ready"):
+            raise NotFound(f"no file {blob_id.hex()} uploaded here (POST /v1/media)")
+        if record.size > MAX_GROUP_PHOTO_INPUT_BYTES:
+            raise MediaRefused(
+                f"the picture is {record.size} bytes; a group photo is made from at most "
+                f"{MAX_GROUP_PHOTO_INPUT_BYTES} bytes"
+            )
+        data = b"".join(self.media.read_plain(record, 0, record.size))
+        # Decoding a large photo takes a moment: off the event loop.
+        photo = await trio.to_thread.run_sync(make_group_photo, data)
+        if photo == info.state.photo:
+            return info
+        return await self.change_group(group, "photo", photo=photo)
+
+    async def change_group(self, group: bytes, op: str, **args: Any) -> GroupInfo:
+        """Make one change to ``group`` and tell its members; raises NotFound,
+        GroupRefused (not a member, not an admin, full), SchemaError."""
+        info = self.group_info(group)
+        me = self.identity.peer_id
+        self._may_change(info, op)
         peers = tuple(args.get("peers", ()))
         if op == "add":
             peers = tuple(p for p in peers if p not in info.state.members)
@@ -344,20 +384,51 @@ class Groups:
         assert sent is not None  # a text is stored
         return Sent(sent)
 
-    async def send_group_body(self, group: bytes, body: Body) -> StoredMessage:
+    async def send_group_body(
+        self, group: bytes, body: Body, *, idempotency: tuple[str, str] | None = None
+    ) -> Sent:
         """Send files (``MediaBody``, of our uploads) or a place to every other
         member, with the group's timer; members online fetch the files from us,
         and small ones follow the message into each offline member's mailboxes
-        (as one-to-one: :meth:`_push_files`)."""
+        (as one-to-one: :meth:`_push_files`). Raises IdempotencyConflict when
+        ``idempotency`` made another message before (the same one again is
+        returned, ``replayed``), GroupRefused, SchemaError."""
         if not isinstance(body, MediaBody | LocationBody):
             raise SchemaError(f"a {body.kind!r} is not sent this way")
+        if idempotency is not None:
+            earlier = self._replayed(group, idempotency, body.kind)
+            if earlier is not None:
+                return Sent(earlier, replayed=True)
         info = self.group_info(group)
         await self._reach(self._others(info))
-        sent = self.send_to_group(group, replace(body, timer_s=info.state.timer_s))
+        now = self.now_ms()
+
+        def remember(inner: Any) -> None:
+            if idempotency is not None:
+                self.store.remember_send(*idempotency, inner.id, now)
+
+        sent = self.send_to_group(group, replace(body, timer_s=info.state.timer_s), remember)
         assert sent is not None  # files and places are stored
         if isinstance(body, MediaBody):
             await self._push_files(sent, [item.blob_id for item in body.items])
-        return sent
+        return Sent(sent)
+
+    def _replayed(
+        self, group: bytes, idempotency: tuple[str, str], kind: str
+    ) -> StoredMessage | None:
+        """The message of ``kind`` an earlier send with ``idempotency`` made in
+        ``group``; None if the key is new; raises IdempotencyConflict when it
+        made another message."""
+        earlier_id = self.store.sent_with(*idempotency)
+        if earlier_id is None:
+            return None
+        earlier = self.store.get_message(earlier_id)
+        if earlier is None or earlier.conversation_id != group or earlier.kind != kind:
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency[1][:60]!r} was used for another "
+                "message; use a new key for a new message"
+            )
+        return earlier
 
     async def _push_files(self, message: StoredMessage, blob_ids: list[bytes]) -> None:
         """The chunks of the files of ``message`` small enough for mailboxes

@@ -54,7 +54,7 @@ async def test_a_group_file_reaches_an_offline_member_through_its_mailbox(
             for data, name in ((small, "small.bin"), (large, "large.bin"))
         ]
         ids = [r.blob_id for r in records]
-        sent = await author.send_group_body(gid, author.media.body_for(ids, "for later"))
+        sent = (await author.send_group_body(gid, author.media.body_for(ids, "for later"))).message
         # The message and the small file's one chunk are left at the mailbox.
         await wait_until(lambda: mailbox.store.mailbox_usage(net[1].peer_id)[0] >= 2)
         # The member online fetched both from the author.

@@ -49,7 +49,7 @@ async def test_small_files_follow_a_group_message_to_members_away(
     small = alice.media.add_file(os.urandom(2 * CHUNK_BYTES + 5), "text/plain", "a.txt")
     large = alice.media.add_file(os.urandom(3 * CHUNK_BYTES + 5), "text/plain", "b.txt")
     body = alice.media.body_for([small.blob_id, large.blob_id], "two files")
-    sent = await alice.send_group_body(gid, body)
+    sent = (await alice.send_group_body(gid, body)).message
     assert chunks_for(alice, bob) == []
     # Only the small file, in order, after the message.
     assert chunks_for(alice, carol) == [(small.blob_id, i) for i in range(3)]
@@ -68,7 +68,7 @@ async def test_the_chunks_of_a_disappearing_file_live_no_longer_than_its_message
         bob.messenger.receive(item.envelope)
         alice.store.remove_outbox(item.envelope_id)
     record = alice.media.add_file(os.urandom(CHUNK_BYTES + 1), "text/plain", "a.txt")
-    sent = await alice.send_group_body(gid, alice.media.body_for([record.blob_id], None))
+    sent = (await alice.send_group_body(gid, alice.media.body_for([record.blob_id], None))).message
     assert sent.expires_at_ms is not None
     expiries = {item.expires_at_ms for item in alice.store.outbox_for(bob.peer_id)}
     assert len(chunks_for(alice, bob)) == 2
