@@ -7,9 +7,10 @@ measures, in one run:
   stream (through :class:`p2pdm.net.Stream`) from this process to a child
   process that reads and drops them and answers once it has them all: what
   one stream carries between two processes with no crypto, no checks, no
-  files. It runs just before and just after each file (``--repeats`` files
-  between the same two nodes), and each file is compared with the mean of
-  the two, so a shared machine's drifting load weighs on both alike;
+  files. After a first text (the session set up), it runs just before and
+  just after each file (``--repeats`` files between the same two nodes), and
+  each file is compared with the mean of the two, so a shared machine's
+  drifting load weighs on both alike;
 - **the file**: two real nodes (``p2pdm run``, separate homes, contacts of
   each other). Alice uploads a file of ``size`` bytes (``POST /v1/media``,
   streamed) and sends it (``POST /v1/messages`` with ``media``) through the
@@ -57,6 +58,7 @@ __all__ = [
     "RssSampler",
     "Transfer",
     "bench_files",
+    "converse",
     "node_pair",
     "render_files",
     "send_file",
@@ -293,6 +295,20 @@ def raw_between_processes(size: int) -> float:
 # --- the suite -------------------------------------------------------------------
 
 
+def converse(alice: NodeProcess, bob: NodeProcess) -> None:
+    """A text from Alice to Bob, once it arrived: the session (and the first
+    message's request stamp) is set up before any file is timed."""
+    alice.client.send("bob", "hello")
+    deadline = time.monotonic() + TRANSFER_DEADLINE_S
+    cursor = 0
+    while time.monotonic() < deadline:
+        page = bob.client.poll_events(cursor, POLL_S, types=["message.received"])
+        if page["events"]:
+            return
+        cursor = page["cursor"]
+    raise RuntimeError("Alice's first text did not reach Bob")
+
+
 @dataclass(frozen=True)
 class FilesRound:
     """One file's transfer and the baseline measured just before and just after it."""
@@ -340,6 +356,7 @@ def bench_files(size: int, rounds: int = 3) -> FilesResult:
         path = tmp / "bench.bin"
         done: list[FilesRound] = []
         with node_pair(tmp) as (alice, bob):
+            converse(alice, bob)
             raw = raw_between_processes(size)
             for _ in range(rounds):
                 write_random_file(path, size)  # a new file: a blob already held is not fetched

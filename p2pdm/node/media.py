@@ -284,8 +284,10 @@ class MediaLibrary:
         #: Called when blobs become wanted, so the fetcher wakes up.
         self.on_wanted: Callable[[], None] = lambda: None
         self._running: OrderedDict[bytes, _Running] = OrderedDict()
-        #: Blobs a chunk of which is being written in a worker thread right now.
+        #: Blobs a chunk of which is being written in a worker thread right now,
+        #: and those of them removed or given up meanwhile (at most as many).
         self._busy: set[bytes] = set()
+        self._dropped: set[bytes] = set()
         #: Which API token uploaded each recent upload (in memory, bounded):
         #: until a message carries it, only that token (or an admin) reads it.
         self._uploaders: OrderedDict[bytes, str] = OrderedDict()
@@ -430,12 +432,8 @@ class MediaLibrary:
         begun = self._begin_chunk(record, index)
         if isinstance(begun, BlobRecord):
             return begun
-        self._busy.add(record.blob_id)
-        try:
-            self._check_and_write(begun, index, sealed)
-        finally:
-            self._busy.discard(record.blob_id)
-        return self._end_chunk(begun, index)
+        self._check_and_write(begun, index, sealed)
+        return self._end_chunk(begun, index, dropped=False)
 
     async def accept_chunk_off_loop(
         self, record: BlobRecord, index: int, sealed: bytes
@@ -454,7 +452,9 @@ class MediaLibrary:
                 await trio.to_thread.run_sync(self._check_and_write, begun, index, sealed)
             finally:
                 self._busy.discard(record.blob_id)
-            return self._end_chunk(begun, index)
+                dropped = record.blob_id in self._dropped
+                self._dropped.discard(record.blob_id)
+            return self._end_chunk(begun, index, dropped=dropped)
 
     def _begin_chunk(self, record: BlobRecord, index: int) -> BlobRecord | _Chunk:
         """The store's view before chunk ``index`` is written: a record to
@@ -491,17 +491,15 @@ class MediaLibrary:
             running.sealed.update(sealed)
             running.plain.update(plain)
 
-    def _end_chunk(self, begun: _Chunk, index: int) -> BlobRecord:
-        """Count chunk ``index`` as written: progress, and the check at the end."""
+    def _end_chunk(self, begun: _Chunk, index: int, *, dropped: bool) -> BlobRecord:
+        """Count chunk ``index`` as written: progress, and the check at the end;
+        ``dropped``: the blob was removed or given up while it was written."""
         record, running = begun.record, begun.running
         name = record.blob_id.hex()
-        current = self.store.get_blob(record.blob_id)
         self._running.pop(record.blob_id, None)
-        if current is None or current.state != "fetching":
-            # Removed or given up while the chunk was being written: the
-            # write may have made the file again.
-            if current is None or current.state == "failed":
-                self.files.delete(name)
+        if dropped:  # the write may have made the file again
+            self.files.delete(name)
+            current = self.store.get_blob(record.blob_id)
             if current is None:
                 return replace(record, state="failed", detail="the file was removed")
             return current
@@ -544,6 +542,7 @@ class MediaLibrary:
         """End a fetch as failed: its file and what it verified are forgotten
         (fetched again from the start if wanted again)."""
         self._running.pop(blob_id, None)
+        self._drop(blob_id)
         self.store.set_blob_progress(blob_id, "failed", 0, detail)
         self.files.delete(blob_id.hex())
 
@@ -616,10 +615,17 @@ class MediaLibrary:
         UPLOAD_GRACE_MS), row and file; returns how many went."""
         gone = 0
         for blob_id in self.store.unreferenced_blobs(self.now_ms() - UPLOAD_GRACE_MS):
+            self._drop(blob_id)
             self.store.delete_blob(blob_id)
             self.files.delete(blob_id.hex())
             gone += 1
         return gone
+
+    def _drop(self, blob_id: bytes) -> None:
+        """Tell a chunk of ``blob_id`` being written in a worker thread that
+        the blob went meanwhile (its write is undone when it ends)."""
+        if blob_id in self._busy:
+            self._dropped.add(blob_id)
 
     def sweep(self, *, startup: bool = False) -> int:
         """:meth:`collect`, and delete files no blob row names (at ``startup``
