@@ -77,7 +77,7 @@ TRANSFER_DEADLINE_S: Final = 600.0
 POLL_S: Final = 20
 #: Tries of the first text: on a loaded machine its answer (the session set
 #: up first) may come after the client's timeout.
-SEND_ATTEMPTS: Final = 3
+SEND_ATTEMPTS: Final = 6
 
 
 # --- memory --------------------------------------------------------------------

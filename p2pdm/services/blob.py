@@ -274,6 +274,8 @@ class BlobService:
                             await credits.acquire()
                         await stream.write_frame(request.encode(), WRITE_TIMEOUT)
                         await ask_send.send(request)
+            except trio.BrokenResourceError:
+                pass  # the reading side stopped (refused, the file whole or failed)
             except Exception as exc:  # raised by _pull, not wrapped in an ExceptionGroup
                 errors.append(exc)
 

@@ -200,7 +200,8 @@ MAX_BLOB_STREAMS_PER_PEER: Final = 4
 #: (each holds at most one chunk) that fetchers can make us keep.
 MAX_BLOB_STREAMS: Final = 64
 #: Requests per second one peer may make (each asks for up to 16 chunks =
-#: 4 MiB), and the burst above it: far above any real transfer's need.
+#: 4 MiB), and the burst above it: far above any real transfer's need (at
+#: the per-peer cap below, 128 MiB/s, its fetches ask 32 times a second).
 BLOB_REQUESTS_PER_SECOND: Final = 50.0
 BLOB_REQUEST_BURST: Final = 100.0
 #: Bytes per second served to one peer, over all its transfers, and how many
