@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite in ("all", "files"):
         from p2pdm.bench.files import bench_files, render_files
 
-        section = render_files(bench_files(args.file_mib << 20))
+        section = render_files(bench_files(args.file_mib << 20, args.repeats))
         print(section)
         if not args.no_write:
             write_section(args.out, section, "files")

@@ -6,8 +6,9 @@ How this works: the fetcher opens a stream and sends a :class:`BlobRequest`
 it), then that many frames, each one sealed chunk as raw bytes; or not
 ``ok``, which says only "not here for you": the same answer whether the
 blob does not exist, or exists and was never sent to this peer. The fetcher
-may send further requests on the same stream (the window of its flow
-control is one request), then closes its side.
+may send further requests on the same stream, before the chunks of the
+earlier ones have arrived (the server answers them in order; the fetcher
+bounds how many chunks it has asked for), then closes its side.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ __all__ = [
 ]
 
 BLOB_PROTOCOL: Final = "/p2pdm/blob/1.0.0"
-#: Chunks one request may ask for: 16 x 256 KiB = 4 MiB in flight per
-#: transfer, under the ~4 MiB a py-libp2p stream buffers before a slow
-#: reader breaks the writer, and enough to keep a loopback link busy.
+#: Chunks one request may ask for: 16 x 256 KiB = 4 MiB a reply, under the
+#: ~4 MiB a py-libp2p stream buffers before a slow reader breaks the
+#: writer. A fetcher keeps more than one request out to keep a link busy
+#: (the reference node: services.limits.MAX_CHUNKS_AHEAD) and reads its
+#: stream while it checks chunks, so the buffers drain.
 MAX_CHUNKS_PER_REQUEST: Final = 16
 #: A request or reply: an id and two small numbers.
 MAX_BLOB_CONTROL_BYTES: Final = 128

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+import trio
+
 from p2pdm.core.blob import (
     BLOB_KEY_BYTES,
     CHUNK_BYTES,
@@ -219,6 +221,14 @@ class _Running:
     plain: Any
 
 
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A chunk about to be written: the record as the store has it, and its run."""
+
+    record: BlobRecord
+    running: _Running
+
+
 def _item(record: BlobRecord) -> MediaItem:
     return MediaItem(
         blob_id=record.blob_id,
@@ -274,6 +284,10 @@ class MediaLibrary:
         #: Called when blobs become wanted, so the fetcher wakes up.
         self.on_wanted: Callable[[], None] = lambda: None
         self._running: OrderedDict[bytes, _Running] = OrderedDict()
+        #: Blobs a chunk of which is being written in a worker thread right now,
+        #: and those of them removed or given up meanwhile (at most as many).
+        self._busy: set[bytes] = set()
+        self._dropped: set[bytes] = set()
         #: Which API token uploaded each recent upload (in memory, bounded):
         #: until a message carries it, only that token (or an admin) reads it.
         self._uploaders: OrderedDict[bytes, str] = OrderedDict()
@@ -415,6 +429,36 @@ class MediaLibrary:
         checked against its id and digest: the record comes back ``ready``
         or, if they do not match, ``failed`` with the file removed.
         """
+        begun = self._begin_chunk(record, index)
+        if isinstance(begun, BlobRecord):
+            return begun
+        self._check_and_write(begun, index, sealed)
+        return self._end_chunk(begun, index, dropped=False)
+
+    async def accept_chunk_off_loop(
+        self, record: BlobRecord, index: int, sealed: bytes
+    ) -> BlobRecord:
+        """:meth:`accept_chunk`, with the check, the hashing and the write in a
+        worker thread (libsodium, hashlib and the write release the GIL), so
+        the event loop goes on reading the stream meanwhile. The store is
+        only touched on the loop. Not cancelled half-way: a chunk written is
+        also counted."""
+        with trio.CancelScope(shield=True):
+            begun = self._begin_chunk(record, index)
+            if isinstance(begun, BlobRecord):
+                return begun
+            self._busy.add(record.blob_id)
+            try:
+                await trio.to_thread.run_sync(self._check_and_write, begun, index, sealed)
+            finally:
+                self._busy.discard(record.blob_id)
+                dropped = record.blob_id in self._dropped
+                self._dropped.discard(record.blob_id)
+            return self._end_chunk(begun, index, dropped=dropped)
+
+    def _begin_chunk(self, record: BlobRecord, index: int) -> BlobRecord | _Chunk:
+        """The store's view before chunk ``index`` is written: a record to
+        answer at once (nothing to write), or what the write needs."""
         current = self.store.get_blob(record.blob_id)  # another path may be ahead
         if current is None:  # its message went (unsent, deleted): nothing more is written
             self._running.pop(record.blob_id, None)
@@ -422,20 +466,43 @@ class MediaLibrary:
         record = self.progress(current)
         if record.state != "fetching" or index < record.have:
             return record  # whole already, or this chunk came by the other path
+        if record.blob_id in self._busy:
+            # The other path (a fetch, pushed chunks) is writing this very
+            # chunk in a worker thread: this copy is not needed.
+            return record
         if index > record.have:
             raise ChunkRejected(f"chunk {index} arrived, {record.have} was asked for")
-        plain = open_chunk(record.key, record.size, index, sealed)
-        offset, _ = chunk_span(record.size, index)
-        name = record.blob_id.hex()
-        self.files.write_at(name, offset, sealed)
         running = self._running.pop(record.blob_id, None)
         if running is None:  # hashed as it comes only when followed from chunk 0
             hashes = (hashlib.sha256(), hashlib.sha256()) if index == 0 else (None, None)
             running = _Running(index, current.have, *hashes)
         running.stored = current.have  # another path may have recorded this run's progress
+        self._running[record.blob_id] = running
+        return _Chunk(record, running)
+
+    def _check_and_write(self, begun: _Chunk, index: int, sealed: bytes) -> None:
+        """Open chunk ``index`` (ChunkRejected, nothing written, if it fails),
+        write it in its place and hash it: no store, any thread."""
+        record, running = begun.record, begun.running
+        plain = open_chunk(record.key, record.size, index, sealed)
+        offset, _ = chunk_span(record.size, index)
+        self.files.write_at(record.blob_id.hex(), offset, sealed)
         if running.sealed is not None:
             running.sealed.update(sealed)
             running.plain.update(plain)
+
+    def _end_chunk(self, begun: _Chunk, index: int, *, dropped: bool) -> BlobRecord:
+        """Count chunk ``index`` as written: progress, and the check at the end;
+        ``dropped``: the blob was removed or given up while it was written."""
+        record, running = begun.record, begun.running
+        name = record.blob_id.hex()
+        self._running.pop(record.blob_id, None)
+        if dropped:  # the write may have made the file again
+            self.files.delete(name)
+            current = self.store.get_blob(record.blob_id)
+            if current is None:
+                return replace(record, state="failed", detail="the file was removed")
+            return current
         running.have = have = index + 1
         if have < chunk_count(record.size):
             if have - running.stored >= PROGRESS_COMMIT_CHUNKS:
@@ -475,6 +542,7 @@ class MediaLibrary:
         """End a fetch as failed: its file and what it verified are forgotten
         (fetched again from the start if wanted again)."""
         self._running.pop(blob_id, None)
+        self._drop(blob_id)
         self.store.set_blob_progress(blob_id, "failed", 0, detail)
         self.files.delete(blob_id.hex())
 
@@ -547,10 +615,17 @@ class MediaLibrary:
         UPLOAD_GRACE_MS), row and file; returns how many went."""
         gone = 0
         for blob_id in self.store.unreferenced_blobs(self.now_ms() - UPLOAD_GRACE_MS):
+            self._drop(blob_id)
             self.store.delete_blob(blob_id)
             self.files.delete(blob_id.hex())
             gone += 1
         return gone
+
+    def _drop(self, blob_id: bytes) -> None:
+        """Tell a chunk of ``blob_id`` being written in a worker thread that
+        the blob went meanwhile (its write is undone when it ends)."""
+        if blob_id in self._busy:
+            self._dropped.add(blob_id)
 
     def sweep(self, *, startup: bool = False) -> int:
         """:meth:`collect`, and delete files no blob row names (at ``startup``

@@ -57,6 +57,7 @@ from p2pdm.services.limits import (
     MAX_BLOB_STREAMS,
     MAX_BLOB_STREAMS_PER_PEER,
     MAX_CHUNK_RETRIES,
+    MAX_CHUNKS_AHEAD,
     MAX_CONCURRENT_BLOB_FETCHES,
     PROGRESS_EVENT_CHUNKS,
     WRITE_TIMEOUT,
@@ -245,46 +246,92 @@ class BlobService:
     async def _pull(self, stream: Stream, record: BlobRecord) -> BlobRecord:
         """Request windows of chunks on ``stream`` until the blob is whole or failed.
 
-        Two windows are in flight: the next request goes out as soon as the
-        reply to the current one is read, so the sender is never idle while
-        this side checks and writes chunks.
+        Three tasks share the stream: one asks for the next window as soon
+        as the chunks asked for and not yet written leave room for it
+        (MAX_CHUNKS_AHEAD), one reads the replies and chunks into a queue,
+        and this one checks and writes each chunk off the event loop
+        (:meth:`~p2pdm.node.media.MediaLibrary.accept_chunk_off_loop`). So
+        the stream is read while chunks are checked, the sender has the
+        next window before it finishes the current one, and what is in
+        flight is bounded whatever the file's size.
         """
         total = chunk_count(record.size)
         media = self.node.media
-        asked: list[BlobRequest] = []
-        next_first = record.have
+        credits = trio.Semaphore(MAX_CHUNKS_AHEAD)
+        ask_send, ask_receive = trio.open_memory_channel[BlobRequest](MAX_CHUNKS_AHEAD)
+        chunk_send, chunk_receive = trio.open_memory_channel[tuple[int, bytes]](MAX_CHUNKS_AHEAD)
+        errors: list[Exception] = []
+        refused = False
 
-        async def ask() -> None:
-            nonlocal next_first
-            if next_first < total:
-                count = min(MAX_CHUNKS_PER_REQUEST, total - next_first)
-                asked.append(BlobRequest(record.blob_id, next_first, count))
-                next_first += count
-                await stream.write_frame(asked[-1].encode(), WRITE_TIMEOUT)
+        async def ask_windows() -> None:
+            try:
+                async with ask_send:
+                    for first in range(record.have, total, MAX_CHUNKS_PER_REQUEST):
+                        request = BlobRequest(
+                            record.blob_id, first, min(MAX_CHUNKS_PER_REQUEST, total - first)
+                        )
+                        for _ in range(request.count):
+                            await credits.acquire()
+                        await stream.write_frame(request.encode(), WRITE_TIMEOUT)
+                        await ask_send.send(request)
+            except trio.BrokenResourceError:
+                pass  # the reading side stopped (refused, the file whole or failed)
+            except Exception as exc:  # raised by _pull, not wrapped in an ExceptionGroup
+                errors.append(exc)
 
-        await ask()
-        while record.state == "fetching" and asked:
-            request = asked.pop(0)
-            frame = await stream.read_frame(MAX_BLOB_CONTROL_BYTES, BLOB_READ_TIMEOUT)
-            if frame is None:
-                raise PeerUnreachable(f"{stream.remote_peer.short()} closed the blob stream")
-            reply = BlobReply.decode(frame)
-            if not reply.ok:
-                detail = "the sender no longer has this file"
-                self.node.store.set_blob_progress(record.blob_id, "failed", record.have, detail)
-                return self.node.store.get_blob(record.blob_id) or record
-            if reply.count != request.count:
-                raise ProtocolViolation(
-                    f"{reply.count} chunks announced, {request.count} asked for"
-                )
-            await ask()
-            for index in range(request.first, request.first + reply.count):
-                data = await stream.read_frame(MAX_CHUNK_FRAME_BYTES, BLOB_READ_TIMEOUT)
-                if data is None:
-                    raise PeerUnreachable(f"{stream.remote_peer.short()} stopped mid-transfer")
-                record = media.accept_chunk(record, index, data)
-                if record.state == "fetching" and record.have % PROGRESS_EVENT_CHUNKS == 0:
-                    detail = f"{record.blob_id.hex()} {record.have}/{total}"
-                    self._event(EventType.MEDIA_PROGRESS, record, detail)
+        async def read_windows() -> None:
+            nonlocal refused
+            try:
+                async with chunk_send, ask_receive:
+                    async for request in ask_receive:
+                        frame = await stream.read_frame(MAX_BLOB_CONTROL_BYTES, BLOB_READ_TIMEOUT)
+                        if frame is None:
+                            raise PeerUnreachable(
+                                f"{stream.remote_peer.short()} closed the blob stream"
+                            )
+                        reply = BlobReply.decode(frame)
+                        if not reply.ok:
+                            refused = True
+                            return
+                        if reply.count != request.count:
+                            raise ProtocolViolation(
+                                f"{reply.count} chunks announced, {request.count} asked for"
+                            )
+                        for index in range(request.first, request.first + reply.count):
+                            data = await stream.read_frame(MAX_CHUNK_FRAME_BYTES, BLOB_READ_TIMEOUT)
+                            if data is None:
+                                raise PeerUnreachable(
+                                    f"{stream.remote_peer.short()} stopped mid-transfer"
+                                )
+                            await chunk_send.send((index, data))
+            except trio.BrokenResourceError:
+                pass  # the checking side stopped (the file is whole, failed or gone)
+            except Exception as exc:  # raised by _pull, not wrapped in an ExceptionGroup
+                # The chunks read before are still checked and written (the
+                # queue is closed), so a resumed fetch starts after them.
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask_windows)
+            nursery.start_soon(read_windows)
+            try:
+                async with chunk_receive:
+                    async for index, data in chunk_receive:
+                        record = await media.accept_chunk_off_loop(record, index, data)
+                        credits.release()
+                        if record.state != "fetching":
+                            break
+                        if record.have % PROGRESS_EVENT_CHUNKS == 0:
+                            detail = f"{record.blob_id.hex()} {record.have}/{total}"
+                            self._event(EventType.MEDIA_PROGRESS, record, detail)
+            except Exception as exc:  # raised by _pull, not wrapped in an ExceptionGroup
+                errors.append(exc)
+            nursery.cancel_scope.cancel()
+        if errors:
+            raise errors[0]
+        if refused and record.state == "fetching":
+            detail = "the sender no longer has this file"
+            self.node.store.set_blob_progress(record.blob_id, "failed", record.have, detail)
+            return self.node.store.get_blob(record.blob_id) or record
         await stream.close_write()
         return record

@@ -200,14 +200,26 @@ MAX_BLOB_STREAMS_PER_PEER: Final = 4
 #: (each holds at most one chunk) that fetchers can make us keep.
 MAX_BLOB_STREAMS: Final = 64
 #: Requests per second one peer may make (each asks for up to 16 chunks =
-#: 4 MiB), and the burst above it: far above any real transfer's need.
+#: 4 MiB), and the burst above it: far above any real transfer's need (at
+#: the per-peer cap below, 128 MiB/s, its fetches ask 32 times a second).
 BLOB_REQUESTS_PER_SECOND: Final = 50.0
 BLOB_REQUEST_BURST: Final = 100.0
 #: Bytes per second served to one peer, over all its transfers, and how many
-#: seconds' worth may go out in a burst. 64 MiB/s keeps a local link busy
-#: while one greedy peer cannot take every core's time from the others.
-BLOB_BYTES_PER_SECOND_PER_PEER: Final = 64 << 20
+#: seconds' worth may go out in a burst. Serving costs the sender about 0.8 s
+#: of CPU per 100 MiB (reading, Noise, Yamux), so 128 MiB/s keeps one greedy
+#: peer to about one core while a file between two nodes on one machine is
+#: not held back by the cap: one raw py-libp2p stream carries 90-180 MB/s
+#: here, and 64 MiB/s (67 MB/s) alone kept a transfer under 0.6 of that
+#: (docs/benchmarks.md). Links between machines are far slower than either.
+BLOB_BYTES_PER_SECOND_PER_PEER: Final = 128 << 20
 BLOB_BURST_SECONDS: Final = 0.5
+#: Chunks a fetch has asked for and not yet checked and written: in flight
+#: on the stream, in its buffers, or queued for the worker thread. The next
+#: window (MAX_CHUNKS_PER_REQUEST = 16 chunks) is asked for as soon as it
+#: fits, so the sender gets it while 16 chunks (4 MiB) are still on their
+#: way or waiting: it never idles for a round trip. 32 x 256 KiB = 8 MiB
+#: bounds a transfer's buffers over both nodes, whatever the file's size.
+MAX_CHUNKS_AHEAD: Final = 32
 #: Files fetched at once by this node (each from its sender).
 MAX_CONCURRENT_BLOB_FETCHES: Final = 4
 #: A chunk that fails its check is asked for again this many times before

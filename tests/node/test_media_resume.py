@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from unittest import mock
 
+import trio
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -152,3 +154,44 @@ def test_a_fetch_given_up_and_wanted_again_starts_from_the_beginning() -> None:
         current = receiver.accept_chunk(current, index, sender.sealed_chunk(mine, index))
     assert current.state == "ready"
     assert b"".join(receiver.read_plain(current, 0, len(data))) == data
+
+
+async def test_chunks_checked_off_the_loop_end_whole_and_a_removal_meanwhile_wins() -> None:
+    data = os.urandom(3 * CHUNK_BYTES + 7)
+    sender = MediaLibrary(MemoryStore(), now_ms=lambda: 1, random_bytes=os.urandom)
+    mine = sender.add_file(data, "application/octet-stream", "f.bin")
+    receiver = MediaLibrary(MemoryStore(), now_ms=lambda: 1, random_bytes=os.urandom)
+    receiver.store.put_blob(replace(mine, source=SENDER, state="fetching", have=0))
+    current = replace(mine, source=SENDER, state="fetching", have=0)
+    for index in range(chunk_count(len(data))):
+        current = await receiver.accept_chunk_off_loop(
+            current, index, sender.sealed_chunk(mine, index)
+        )
+    assert current.state == "ready"
+    assert b"".join(receiver.read_plain(current, 0, len(data))) == data
+    # A fetch given up while a chunk is being written in the worker thread:
+    # the write is undone when it ends, and nothing is counted.
+    mine = sender.add_file(data[::-1], "application/octet-stream", "g.bin")
+    receiver.store.put_blob(replace(mine, source=SENDER, state="fetching", have=0))
+    current = replace(mine, source=SENDER, state="fetching", have=0)
+    writing, release = threading.Event(), threading.Event()
+    honest = receiver.files.write_at
+
+    def slow_write(name: str, offset: int, data: bytes) -> None:
+        writing.set()
+        release.wait(10)
+        honest(name, offset, data)
+
+    receiver.files.write_at = slow_write  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+
+        async def accept() -> None:
+            nonlocal current
+            current = await receiver.accept_chunk_off_loop(current, 0, sender.sealed_chunk(mine, 0))
+
+        nursery.start_soon(accept)
+        await trio.to_thread.run_sync(writing.wait, 10)
+        receiver.give_up(mine.blob_id, "given up")
+        release.set()
+    assert current.state == "failed" and current.have == 0
+    assert mine.blob_id.hex() not in receiver.files.names()

@@ -15,7 +15,7 @@ import trio
 from p2pdm.api.views import message_json
 from p2pdm.core.blob import CHUNK_BYTES
 from p2pdm.core.blobwire import BLOB_PROTOCOL, BlobReply, BlobRequest
-from p2pdm.core.identity import Identity
+from p2pdm.core.identity import Identity, PeerId
 from p2pdm.node.media_ops import send_media
 from p2pdm.node.node import Node
 from p2pdm.services.blob import BlobService
@@ -213,7 +213,9 @@ async def test_an_offline_sender_leaves_the_file_waiting_then_it_comes(
     _, alice, bob, _ = world
     blob = alice.node.media.add_file(FILE, "application/octet-stream", "x.bin")
     sent = await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
-    await wait_blob(bob, blob.blob_id, "fetching", "ready")
+    # The first fetch ends (chunks are checked in a worker thread: it takes
+    # real time), then the store is put back as if Bob had fetched nothing.
+    await wait_blob(bob, blob.blob_id, "ready")
     # Cut Alice off before Bob fetched: he waits, and says why.
     alice.host.online = False
     bob.node.store.set_blob_progress(blob.blob_id, "fetching", 0, "")
@@ -346,3 +348,27 @@ async def test_a_blocked_peer_is_served_nothing_and_asked_nothing(
     bob.node.unblock(alice.node.peer_id)
     bob.blobs.wake()
     assert plain(bob, await wait_blob(bob, blob.blob_id, "ready")) == FILE
+
+
+async def test_a_sender_that_stops_serving_midway_fails_the_file_after_what_came(
+    world: World, autojump_clock: object
+) -> None:
+    # 20 chunks: two windows asked for at once; the second is refused (the
+    # sender no longer has the file). The first window's chunks are kept.
+    _, alice, bob, _ = world
+    data = os.urandom(20 * CHUNK_BYTES)
+    blob = alice.node.media.add_file(data, "application/octet-stream", "big.bin")
+    honest = alice.blobs._servable
+    asked: list[bytes] = []
+
+    def first_only(blob_id: bytes, peer: PeerId) -> BlobRecord | None:
+        asked.append(blob_id)
+        return honest(blob_id, peer) if len(asked) == 1 else None
+
+    alice.blobs._servable = first_only  # type: ignore[method-assign]
+    await send_media(alice.node, bob.node.peer_id, [blob.blob_id])
+    got = await wait_blob(bob, blob.blob_id, "failed")
+    assert got.detail == "the sender no longer has this file"
+    assert got.have == 16 and len(asked) == 2
+    failed = [e for e in bob.node.store.events(0, 100) if e.type.value == "media.failed"]
+    assert failed and failed[0].detail.startswith(blob.blob_id.hex())
