@@ -41,6 +41,7 @@ from p2pdm.store.base import (
     status_change_event,
     status_moves,
 )
+from p2pdm.store.cipher import INTEGRITY_ERRORS
 from p2pdm.store.schema import UNREAD_CONDITION
 from p2pdm.store.sqlite_api import counter, insert_event
 from p2pdm.store.sqlite_requests import request_usage, trim_requests
@@ -120,6 +121,35 @@ def _recipients(db: Any, messages: Sequence[StoredMessage]) -> list[StoredMessag
     return [replace(m, recipients=tuple(found.get(m.id, ()))) for m in messages]
 
 
+#: One message and its recipients (one row each; NULLs for none) in one statement.
+_MESSAGE_WITH_RECIPIENTS: Final = (
+    "SELECT "
+    + ", ".join("m." + column for column in _MESSAGE_COLUMNS.split(", "))
+    + ", r.peer, r.status, r.at_ms, r.detail FROM messages m "
+    "LEFT JOIN message_recipients r ON r.message_id = m.id WHERE m.id = ? ORDER BY r.peer"
+)
+_WIDTH: Final = len(_MESSAGE_COLUMNS.split(", "))
+
+
+def _read_message(db: Any, message_id: bytes) -> StoredMessage | None:
+    """The message ``message_id`` with its recipients (an outgoing one's), or None."""
+    rows = db.execute(_MESSAGE_WITH_RECIPIENTS, (message_id,)).fetchall()
+    if not rows:
+        return None
+    message = _message(rows[0][:_WIDTH])
+    if message.direction != Direction.OUT:
+        return message
+    recipients = tuple(
+        Recipient(PeerId(peer), DeliveryStatus(status), at, detail)
+        for peer, status, at, detail in (row[_WIDTH:] for row in rows)
+        if peer is not None
+    )
+    return replace(message, recipients=recipients)
+
+
+#: Why an insert into ``messages`` failed when its id was taken.
+_ID_TAKEN: Final = "UNIQUE constraint failed: messages.id"
+
 #: The columns :func:`message_row` reads, for the other tables' queries.
 MESSAGE_COLUMNS: Final = _MESSAGE_COLUMNS
 message_row: Final = _message
@@ -143,8 +173,6 @@ class MessageTables(Tables):
             message, recipients=recipients, status=message_status(message, recipients)
         )
         with self._writing(f"storing message {message.id.hex()}") as db:
-            if db.execute("SELECT 1 FROM messages WHERE id = ?", (message.id,)).fetchone():
-                raise StoreError(f"message {message.id.hex()} is already stored")
             db.execute(
                 "INSERT INTO conversations "
                 "(id, peer, last_message_at_ms, last_seq, unread, request) "
@@ -159,28 +187,12 @@ class MessageTables(Tables):
                     int(message.request),
                 ),
             )
-            cursor = db.execute(
-                "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
-                "sent_at_ms, stored_at_ms, status, request, edited_at_ms, unsent, timer_s, "
-                "expires_at_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    message.id,
-                    message.conversation_id,
-                    message.peer.raw,
-                    str(message.direction),
-                    message.kind,
-                    message.body,
-                    message.sent_at_ms,
-                    message.stored_at_ms,
-                    str(message.status),
-                    int(message.request),
-                    message.edited_at_ms,
-                    int(message.unsent),
-                    message.timer_s,
-                    message.expires_at_ms,
-                ),
-            )
+            try:
+                cursor = self._insert_message(db, message)
+            except INTEGRITY_ERRORS as exc:  # the id's unique index: no read before
+                if _ID_TAKEN not in str(exc):
+                    raise
+                raise StoreError(f"message {message.id.hex()} is already stored") from None
             seq = cursor.lastrowid
             if seq is None:
                 raise StoreError(f"storing message {message.id.hex()}: no seq assigned")
@@ -200,12 +212,34 @@ class MessageTables(Tables):
                 trim_requests(db, message.peer, self._request_caps)
         return replace(message, seq=seq)
 
+    @staticmethod
+    def _insert_message(db: Any, message: StoredMessage) -> Any:
+        return db.execute(
+            "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
+            "sent_at_ms, stored_at_ms, status, request, edited_at_ms, unsent, timer_s, "
+            "expires_at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message.id,
+                message.conversation_id,
+                message.peer.raw,
+                str(message.direction),
+                message.kind,
+                message.body,
+                message.sent_at_ms,
+                message.stored_at_ms,
+                str(message.status),
+                int(message.request),
+                message.edited_at_ms,
+                int(message.unsent),
+                message.timer_s,
+                message.expires_at_ms,
+            ),
+        )
+
     def get_message(self, message_id: bytes) -> StoredMessage | None:
         with self._reading(f"reading message {message_id.hex()}") as db:
-            row = db.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
-            ).fetchone()
-            return None if row is None else _recipients(db, [_message(row)])[0]
+            return _read_message(db, message_id)
 
     def set_status(
         self,
@@ -220,12 +254,9 @@ class MessageTables(Tables):
         """Record a status change, of ``recipient``'s (every recipient's if None)
         for an outgoing message; see ``Store.set_status``."""
         with self._writing(f"setting status of message {message_id.hex()}") as db:
-            row = db.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
-            ).fetchone()
-            if row is None:
+            old = _read_message(db, message_id)
+            if old is None:
                 raise NotFound(f"no message {message_id.hex()} in the store")
-            [old] = _recipients(db, [_message(row)])
             recipients, moved = advance_recipients(old.recipients, status, at_ms, detail, recipient)
             db.executemany(
                 "UPDATE message_recipients SET status = ?, at_ms = ?, detail = ? "

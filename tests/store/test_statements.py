@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from p2pdm.core.model import OutboxItem
-from p2pdm.errors import StoreError
+from p2pdm.core.model import DeliveryStatus, Direction, OutboxItem
+from p2pdm.errors import NotFound, StoreError
 from p2pdm.store import SQLiteStore
 from tests.store.conftest import ALICE, BOB
 from tests.store.test_contract import mid, msg
@@ -126,3 +126,48 @@ def test_a_failed_call_spoils_an_undivided_transaction(store: SQLiteStore, group
         with pytest.raises(StoreError, match="already stored"):
             store.add_message(msg(1))
     assert store.get_message(mid(3)) is not None
+
+
+def test_a_not_found_that_wrote_nothing_spoils_no_undivided_transaction(
+    store: SQLiteStore,
+) -> None:
+    """The ack path's case: a receipt's message is not stored, an envelope was
+    acked meanwhile; the rest of the burst is still committed."""
+    statements = _traced(store)
+    store.add_message(msg(1, BOB, direction=Direction.OUT))
+    store.add_outbox(_item(1))
+    with store.transaction(undivided=True):
+        assert store.remove_outbox(_item(1).envelope_id)
+        with pytest.raises(NotFound):
+            store.set_status(mid(9), DeliveryStatus.DELIVERED, 5)
+        with pytest.raises(NotFound):
+            store.reschedule_outbox(_item(1).envelope_id, 9, 1)
+        assert store.set_status(mid(1), DeliveryStatus.DELIVERED, 5, recipient=BOB)
+    assert "SAVEPOINT" not in statements
+    assert store.outbox_for(BOB) == []
+    found = store.get_message(mid(1))
+    assert found is not None and found.status is DeliveryStatus.DELIVERED
+    assert [r.status for r in found.recipients] == [DeliveryStatus.DELIVERED]
+
+
+def test_a_failure_after_a_write_still_spoils_an_undivided_transaction(
+    store: SQLiteStore,
+) -> None:
+    store.add_message(msg(1))
+    with pytest.raises(StoreError, match="nothing was stored"), store.transaction(undivided=True):
+        store.put_session(ALICE, b"lost", 1)
+        with pytest.raises(StoreError, match="already stored"):
+            store.add_message(msg(1))  # its conversation row was written, then undone
+    assert store.get_session(ALICE) is None
+    [conversation] = store.list_conversations()
+    assert conversation.unread == 1  # counted once, by the first insert only
+
+
+def test_a_message_and_its_recipients_are_one_read(store: SQLiteStore) -> None:
+    out = msg(1, BOB, direction=Direction.OUT)
+    store.add_message(out)
+    statements = _traced(store)
+    found = store.get_message(mid(1))
+    assert statements == ["SELECT"]
+    assert found is not None and [r.peer for r in found.recipients] == [BOB]
+    assert store.get_message(mid(2)) is None
