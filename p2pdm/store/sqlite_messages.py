@@ -147,6 +147,21 @@ def _read_message(db: Any, message_id: bytes) -> StoredMessage | None:
     return replace(message, recipients=recipients)
 
 
+#: A message's conversation, made or brought up to date as the message is
+#: stored, with ``last_seq`` the seq the message gets next: ``messages.seq``
+#: is AUTOINCREMENT, so SQLite gives one more than the larger of the highest
+#: seq ever given (``sqlite_sequence``) and the highest there now.
+_UPSERT_CONVERSATION: Final = (
+    "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq, unread, request) "
+    "VALUES (?1, ?2, ?3, 1 + max("
+    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0), "
+    "coalesce((SELECT max(seq) FROM messages), 0)), ?4, ?5) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    "last_message_at_ms = max(last_message_at_ms, excluded.last_message_at_ms), "
+    "last_seq = excluded.last_seq, "
+    "unread = unread + excluded.unread, request = request AND excluded.request"
+)
+
 #: Why an insert into ``messages`` failed when its id was taken.
 _ID_TAKEN: Final = "UNIQUE constraint failed: messages.id"
 
@@ -169,26 +184,23 @@ class MessageTables(Tables):
         (:func:`p2pdm.core.eventlog.received_events`).
         """
         recipients = first_recipients(message)
-        message = replace(
-            message, recipients=recipients, status=message_status(message, recipients)
-        )
+        status = message_status(message, recipients)
+        unread = message.direction == Direction.IN and status in UNREAD_STATUSES
         with self._writing(f"storing message {message.id.hex()}") as db:
+            # The conversation first (the message refers to it), already with
+            # the seq the message is about to get: one statement fewer.
             db.execute(
-                "INSERT INTO conversations "
-                "(id, peer, last_message_at_ms, last_seq, unread, request) "
-                "VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "last_message_at_ms = max(last_message_at_ms, excluded.last_message_at_ms), "
-                "unread = unread + excluded.unread, request = request AND excluded.request",
+                _UPSERT_CONVERSATION,
                 (
                     message.conversation_id,
                     message.peer.raw,
                     message.stored_at_ms,
-                    int(is_unread(message)),
+                    int(unread),
                     int(message.request),
                 ),
             )
             try:
-                cursor = self._insert_message(db, message)
+                cursor = self._insert_message(db, message, status)
             except INTEGRITY_ERRORS as exc:  # the id's unique index: no read before
                 if _ID_TAKEN not in str(exc):
                     raise
@@ -197,11 +209,8 @@ class MessageTables(Tables):
             if seq is None:
                 raise StoreError(f"storing message {message.id.hex()}: no seq assigned")
             db.execute(
-                "UPDATE conversations SET last_seq = ? WHERE id = ?", (seq, message.conversation_id)
-            )
-            db.execute(
                 "INSERT INTO status_history (message_id, status, at_ms) VALUES (?, ?, ?)",
-                (message.id, str(message.status), message.stored_at_ms),
+                (message.id, str(status), message.stored_at_ms),
             )
             db.executemany(
                 "INSERT INTO message_recipients (message_id, peer, status, at_ms, detail) "
@@ -210,10 +219,10 @@ class MessageTables(Tables):
             )
             if message.request:
                 trim_requests(db, message.peer, self._request_caps)
-        return replace(message, seq=seq)
+        return replace(message, recipients=recipients, status=status, seq=seq)
 
     @staticmethod
-    def _insert_message(db: Any, message: StoredMessage) -> Any:
+    def _insert_message(db: Any, message: StoredMessage, status: DeliveryStatus) -> Any:
         return db.execute(
             "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
             "sent_at_ms, stored_at_ms, status, request, edited_at_ms, unsent, timer_s, "
@@ -228,7 +237,7 @@ class MessageTables(Tables):
                 message.body,
                 message.sent_at_ms,
                 message.stored_at_ms,
-                str(message.status),
+                str(status),
                 int(message.request),
                 message.edited_at_ms,
                 int(message.unsent),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from p2pdm.core.model import DeliveryStatus, Direction, OutboxItem
+from p2pdm.core.profile import Profile
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.store import SQLiteStore
 from tests.store.conftest import ALICE, BOB
@@ -171,3 +172,41 @@ def test_a_message_and_its_recipients_are_one_read(store: SQLiteStore) -> None:
     assert statements == ["SELECT"]
     assert found is not None and [r.peer for r in found.recipients] == [BOB]
     assert store.get_message(mid(2)) is None
+
+
+def _last_seqs(store: SQLiteStore) -> dict[bytes, int]:
+    rows = store._db._connection().execute("SELECT id, last_seq FROM conversations")
+    return {bytes(cid): seq for cid, seq in rows}
+
+
+def test_a_conversation_holds_the_seq_of_its_newest_message(store: SQLiteStore) -> None:
+    """Written with the conversation before the message is, from the seq
+    SQLite gives next, even after the newest messages were deleted."""
+    first = store.add_message(msg(1))
+    assert _last_seqs(store) == {first.conversation_id: first.seq}
+    other = store.add_message(msg(2, BOB))
+    assert store.delete_message(mid(2))  # the highest seq so far: never given again
+    third = store.add_message(msg(3))
+    assert third.seq is not None and other.seq is not None and third.seq > other.seq
+    assert _last_seqs(store)[first.conversation_id] == third.seq
+    with store.transaction(), pytest.raises(StoreError, match="already stored"):
+        store.add_message(msg(3))  # refused: the conversation keeps its seq
+    assert _last_seqs(store)[first.conversation_id] == third.seq
+    fourth = store.add_message(msg(4))
+    assert _last_seqs(store)[first.conversation_id] == fourth.seq
+
+
+def test_the_profile_is_read_once_until_it_changes(store: SQLiteStore) -> None:
+    assert store.get_profile() is None
+    statements = _traced(store)
+    assert store.get_profile() is None
+    assert statements == []
+    store.put_profile(Profile(name="Alice"), 1)
+    assert store.get_profile() == Profile(name="Alice")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put_profile(Profile(name="Undone"), 2)
+        assert store.get_profile() == Profile(name="Undone")
+        raise RuntimeError("rolled back")
+    assert store.get_profile() == Profile(name="Alice")
+    store.put_profile(None, 3)
+    assert store.get_profile() is None
