@@ -62,6 +62,11 @@ class Result:
 
 #: Suffix of the encrypted variants' keys in ``Result.per_second``.
 ENCRYPTED = "+SQLCipher"
+#: Messages committed together in the burst variant, as the node commits what
+#: arrives together (a quarter of the dm window, DM_WINDOW).
+BURST = 16
+#: Suffix of the burst variants' keys in ``Result.per_second``.
+BURSTS = f"x{BURST}"
 _MODES = ("NORMAL", "FULL")
 
 
@@ -97,10 +102,14 @@ def _baseline(tmp: Path) -> Callable[[int], None]:
 
 
 def _pipeline(
-    tmp: Path, synchronous: str, encrypted: bool = False, count: list[int] | None = None
+    tmp: Path,
+    synchronous: str,
+    encrypted: bool = False,
+    count: list[int] | None = None,
+    burst: int = 1,
 ) -> Callable[[int], None]:
     alice_id, bob_id = Identity(os.urandom(32)), Identity(os.urandom(32))
-    tag = synchronous.lower() + ("-encrypted" if encrypted else "")
+    tag = synchronous.lower() + ("-encrypted" if encrypted else "") + f"-{burst}"
 
     def store(name: str) -> SQLiteStore:
         key = os.urandom(32) if encrypted else None
@@ -117,10 +126,27 @@ def _pipeline(
     book = OutboxBook(alice, random.Random(0), DM_WINDOW)
 
     def run(n: int) -> None:
+        if burst > 1:
+            run_bursts(n)
+            return
         for seq in range(n):
             out = alice.send_text(bob_id.peer_id, _TEXT)
             bob.receive(out.outbox.envelope)
             book.acked([(out.outbox, Ack(seq, "ok"))])
+
+    def run_bursts(n: int) -> None:
+        """As the node commits messages that come together: sends from
+        concurrent API calls in one group (``CommitBatcher``), the envelopes of
+        one read from a dm stream in one group (``Receiver.accept_all``), their
+        acks in one transaction (``OutboxBook.acked``)."""
+        for start in range(0, n, burst):
+            size = min(burst, n - start)
+            with alice.store.group():
+                outs = [alice.send_text(bob_id.peer_id, _TEXT) for _ in range(size)]
+            with bob.store.group():
+                for out in outs:
+                    bob.receive(out.outbox.envelope)
+            book.acked([(out.outbox, Ack(start + i, "ok")) for i, out in enumerate(outs)])
 
     if count is not None:
         for each in stores:
@@ -161,9 +187,17 @@ def bench_pipeline(n: int, repeats: int) -> Result:
         rates, cpu = {}, {}
         for mode in _MODES:
             rates[mode], cpu[mode] = _best_rate(_pipeline(tmp, mode), n, repeats)
+            key = mode + BURSTS
+            rates[key], cpu[key] = _best_rate(_pipeline(tmp, mode, burst=BURST), n, repeats)
             key = mode + ENCRYPTED
             rates[key], cpu[key] = _best_rate(_pipeline(tmp, mode, True), n, repeats)
     return Result(baseline, rates, cpu, baseline_cpu, statements_per_message())
+
+
+def _label(key: str) -> str:
+    if key.endswith(BURSTS):
+        return f"bursts of {BURST}, `synchronous={key.removesuffix(BURSTS)}`"
+    return f"`synchronous={key}`"
 
 
 def _markers(name: str) -> tuple[str, str]:
@@ -192,7 +226,7 @@ def render(result: Result, n: int, repeats: int) -> str:
             f"| baseline (Box + insert) | {result.baseline_per_second:,.0f} | 1.00 |"
             f" {result.baseline_cpu_us:,.0f} | 1.00 |",
             *(
-                f"| p2pdm pipeline, `synchronous={mode}` | {rate:,.0f} |"
+                f"| p2pdm pipeline, {_label(mode)} | {rate:,.0f} |"
                 f" {rate / result.baseline_per_second:.3f} | {result.cpu_us[mode]:,.0f} |"
                 f" {result.baseline_cpu_us / result.cpu_us[mode]:.3f} |"
                 for mode, rate in result.per_second.items()
@@ -212,6 +246,10 @@ def render(result: Result, n: int, repeats: int) -> str:
                 for mode in _MODES
                 if mode + ENCRYPTED in result.per_second
             ),
+            "",
+            f"Bursts of {BURST}: {BURST} messages sent in one commit, received in one, their"
+            " acks applied in one, as the node commits what comes together (concurrent API"
+            " sends, the envelopes of one read from a dm stream, the acks read with them).",
             "",
             f"SQLite statements a message (send, receive, ack; a trigger's own not counted):"
             f" {result.statements:.0f}.",
