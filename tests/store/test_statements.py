@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from p2pdm.bench.pipeline import _pipeline, statements_per_message
 from p2pdm.core.model import DeliveryStatus, Direction, OutboxItem
 from p2pdm.core.profile import Profile
 from p2pdm.errors import NotFound, StoreError
@@ -210,3 +211,32 @@ def test_the_profile_is_read_once_until_it_changes(store: SQLiteStore) -> None:
     assert store.get_profile() == Profile(name="Alice")
     store.put_profile(None, 3)
     assert store.get_profile() is None
+
+
+#: The statements a message costs through the pipeline (send, receive, ack)
+#: after the speed rounds of 2026-12-06 (51 before the last): a change that
+#: adds statements to the hot paths shows here first.
+PIPELINE_STATEMENTS = 37
+
+
+def test_a_message_costs_its_statement_budget() -> None:
+    """Counted, not timed: the same figure ``scripts/bench`` reports."""
+    assert statements_per_message(20) <= PIPELINE_STATEMENTS
+
+
+def test_the_pipeline_in_bursts_stores_and_acknowledges_every_message(tmp_path: Path) -> None:
+    """The benchmark's burst variant does what the node does: every message
+    stored at both ends and delivered, in one commit a burst at each step."""
+    run = _pipeline(tmp_path, "NORMAL", burst=4)
+    run(10)  # two bursts of four and one of two
+    sender = SQLiteStore(next(tmp_path.glob("alice-normal-4.sqlite")))
+    receiver = SQLiteStore(next(tmp_path.glob("bob-normal-4.sqlite")))
+    try:
+        assert sender.outbox_count() == 0
+        assert receiver.counts()["messages"] == sender.counts()["messages"] == 10
+        [conversation] = sender.list_conversations()
+        page = sender.messages(conversation.id, limit=20)
+        assert {m.status for m in page.messages} == {DeliveryStatus.DELIVERED}
+    finally:
+        sender.close()
+        receiver.close()
