@@ -270,19 +270,36 @@ def render_net(result: NetResult) -> str:
     begin, end = _markers("net")
     base = result.baseline_per_second
     rows = [
-        ("raw py-libp2p request/response, one stream (baseline)", base, result.baseline_latency),
+        (
+            "raw py-libp2p request/response, one stream (baseline)",
+            base,
+            result.baseline_latency,
+            "",
+        ),
         (
             f"p2pdm, sustained, `POST /v1/messages` ({result.concurrency} keep-alive clients)",
             result.sustained_per_second,
             result.sustained_latency,
+            "sustained",
         ),
         (
             f"p2pdm, sustained, `POST /v1/messages/batch` ({result.batch_size} a batch)",
             result.batch_per_second,
             result.batch_latency,
+            "batch",
         ),
-        (f"p2pdm, paced at {result.paced_rate:g} msgs/s", None, result.paced_latency),
+        (
+            f"p2pdm, paced at {result.paced_rate:g} msgs/s",
+            None,
+            result.paced_latency,
+            "paced",
+        ),
     ]
+
+    def cpu(phase: str) -> str:
+        found = result.cpu_ms.get(phase)
+        return " | " if found is None else f"{found[0]:.2f} | {found[1]:.2f}"
+
     return "\n".join(
         [
             begin,
@@ -293,14 +310,18 @@ def render_net(result: NetResult) -> str:
             " `synchronous=FULL`). Baseline in the same run: an envelope-sized frame echoed"
             " over one py-libp2p stream between two processes, no crypto, no store.",
             "",
-            "| what | messages/s | ratio to baseline | p50 ms | p99 ms |",
-            "|---|---:|---:|---:|---:|",
+            "| what | messages/s | ratio to baseline | p50 ms | p99 ms | sender CPU ms a message"
+            " | receiver CPU ms a message |",
+            "|---|---:|---:|---:|---:|---:|---:|",
             *(
                 f"| {name} | {'' if rate is None else f'{rate:,.0f}'} |"
                 f" {'' if rate is None else f'{rate / base:.2f}'} |"
-                f" {lat.p50_ms:.1f} | {lat.p99_ms:.1f} |"
-                for name, rate, lat in rows
+                f" {lat.p50_ms:.1f} | {lat.p99_ms:.1f} | {cpu(phase)} |"
+                for name, rate, lat, phase in rows
             ),
+            "",
+            "CPU: each node process's CPU time (user + system) over the phase, divided by its"
+            " messages: steadier than the rates when other jobs share the cores.",
             "",
             f"{result.n} messages sustained; Python {platform.python_version()},"
             f" {platform.machine()}, {os.cpu_count()} cores, measured {time.strftime('%Y-%m-%d')}.",
