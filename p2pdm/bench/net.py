@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -80,6 +80,43 @@ class NetResult:
     batch_per_second: float
     batch_latency: Latency
     batch_size: int
+    #: CPU milliseconds a message of the sender's and of the receiver's
+    #: process (user + system, from /proc), by phase: steadier than rates
+    #: when other jobs share the cores. Empty where /proc is not there.
+    cpu_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used; None without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces: count from its closing parenthesis.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU a message of two processes over the phases of a run."""
+
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
+        self.per_message: dict[str, tuple[float, float]] = {}
+        self._start: list[float | None] = []
+
+    def start(self) -> None:
+        self._start = [process_cpu_s(pid) for pid in self.pids]
+
+    def stop(self, phase: str, messages: int) -> None:
+        now = [process_cpu_s(pid) for pid in self.pids]
+        if None in now or None in self._start:
+            return
+        sender, receiver = (
+            (after - before) * 1000 / messages  # type: ignore[operator]
+            for before, after in zip(self._start, now, strict=True)
+        )
+        self.per_message[phase] = (sender, receiver)
 
 
 # --- child processes ---------------------------------------------------------
@@ -300,16 +337,24 @@ def bench_net(
             paced: dict[str, int] = {}
             batched: dict[str, int] = {}
 
+            meter = CpuMeter(sender.pid, receiver.pid)
+
             async def drive() -> None:
                 async with _api(sender_home) as api, _api(receiver_home) as receiver_api:
                     await _post_all(api, WARMUP_MESSAGES, 1, {})
                     await _wait_received(receiver_api, WARMUP_MESSAGES)
+                    meter.start()
                     await _post_all(api, n, concurrency, sustained)
                     await _wait_received(receiver_api, WARMUP_MESSAGES + n)
+                    meter.stop("sustained", n)
+                    meter.start()
                     await _post_paced(api, paced_n, paced_rate, paced)
                     await _wait_received(receiver_api, WARMUP_MESSAGES + n + paced_n)
+                    meter.stop("paced", paced_n)
+                    meter.start()
                     await _post_batches(api, n, batch_size, batched)
                     await _wait_received(receiver_api, WARMUP_MESSAGES + 2 * n + paced_n)
+                    meter.stop("batch", n)
 
             trio.run(drive)
         finally:
@@ -334,6 +379,7 @@ def bench_net(
         batch_per_second=n / ((last_batch_commit - first_batch) / 1e9),
         batch_latency=Latency.of([committed[i] - t for i, t in batched.items()]),
         batch_size=batch_size,
+        cpu_ms=meter.per_message,
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import re
 import sqlite3
 import tempfile
@@ -35,9 +36,10 @@ import nacl.public
 from p2pdm.bench.mailbox import RECIPIENTS, MailboxResult, Spread, bench_mailbox
 from p2pdm.bench.net import NetResult, bench_net
 from p2pdm.bench.startup import bench_startup, render_startup
+from p2pdm.core.dm import DM_WINDOW, Ack
 from p2pdm.core.identity import Identity
-from p2pdm.core.model import DeliveryStatus
 from p2pdm.node.messenger import Messenger
+from p2pdm.services.dm.outbox import OutboxBook
 from p2pdm.store.sqlite import SQLiteStore
 
 _TEXT = "x" * 200  # a typical DM is well under 200 characters
@@ -54,10 +56,17 @@ class Result:
     #: machine, since waiting for a core is not counted.
     cpu_us: dict[str, float]
     baseline_cpu_us: float
+    #: SQLite statements a message (send, receive, ack), triggers' own not counted.
+    statements: float
 
 
 #: Suffix of the encrypted variants' keys in ``Result.per_second``.
 ENCRYPTED = "+SQLCipher"
+#: Messages committed together in the burst variant, as the node commits what
+#: arrives together (a quarter of the dm window, DM_WINDOW).
+BURST = 16
+#: Suffix of the burst variants' keys in ``Result.per_second``.
+BURSTS = f"x{BURST}"
 _MODES = ("NORMAL", "FULL")
 
 
@@ -92,31 +101,83 @@ def _baseline(tmp: Path) -> Callable[[int], None]:
     return run
 
 
-def _pipeline(tmp: Path, synchronous: str, encrypted: bool = False) -> Callable[[int], None]:
+def _pipeline(
+    tmp: Path,
+    synchronous: str,
+    encrypted: bool = False,
+    count: list[int] | None = None,
+    burst: int = 1,
+) -> Callable[[int], None]:
     alice_id, bob_id = Identity(os.urandom(32)), Identity(os.urandom(32))
-    tag = synchronous.lower() + ("-encrypted" if encrypted else "")
+    tag = synchronous.lower() + ("-encrypted" if encrypted else "") + f"-{burst}"
 
     def store(name: str) -> SQLiteStore:
         key = os.urandom(32) if encrypted else None
         return SQLiteStore(tmp / f"{name}-{tag}.sqlite", synchronous=synchronous, key=key)
 
     # No request stamp work (docs/protocol.md §18.2): this measures the pipeline.
-    alice = Messenger(alice_id, store("alice"), request_stamp_bits=0)
-    bob = Messenger(bob_id, store("bob"), request_stamp_bits=0)
+    stores = store("alice"), store("bob")
+    alice = Messenger(alice_id, stores[0], request_stamp_bits=0)
+    bob = Messenger(bob_id, stores[1], request_stamp_bits=0)
     alice.add_contact(bob_id.peer_id, "bob", bob.bundle())
     bob.add_contact(alice_id.peer_id, "alice", alice.bundle())
 
+    # The sender applies the ack as the node does (services.dm.outbox).
+    book = OutboxBook(alice, random.Random(0), DM_WINDOW)
+
     def run(n: int) -> None:
-        for _ in range(n):
+        if burst > 1:
+            run_bursts(n)
+            return
+        for seq in range(n):
             out = alice.send_text(bob_id.peer_id, _TEXT)
             bob.receive(out.outbox.envelope)
-            with alice.store.transaction():
-                alice.store.remove_outbox(out.outbox.envelope_id)
-                alice.store.set_status(
-                    out.outbox.message_id, DeliveryStatus.DELIVERED, alice.now_ms()
-                )
+            book.acked([(out.outbox, Ack(seq, "ok"))])
 
+    def run_bursts(n: int) -> None:
+        """As the node commits messages that come together: sends from
+        concurrent API calls in one group (``CommitBatcher``), the envelopes of
+        one read from a dm stream in one group (``Receiver.accept_all``), their
+        acks in one transaction (``OutboxBook.acked``)."""
+        for start in range(0, n, burst):
+            size = min(burst, n - start)
+            with alice.store.group():
+                outs = [alice.send_text(bob_id.peer_id, _TEXT) for _ in range(size)]
+            with bob.store.group():
+                for out in outs:
+                    bob.receive(out.outbox.envelope)
+            book.acked([(out.outbox, Ack(start + i, "ok")) for i, out in enumerate(outs)])
+
+    if count is not None:
+        for each in stores:
+            _count_statements(each, count)
     return run
+
+
+def _count_statements(store: SQLiteStore, count: list[int]) -> None:
+    """Count the statements p2pdm runs on ``store`` into ``count[0]``: a trigger's
+    statements are not counted, nor the top statement SQLite reports again
+    for each trigger it runs."""
+    last = [""]
+
+    def traced(sql: str) -> None:
+        if sql.startswith("--") or sql == last[0]:
+            return
+        last[0] = sql
+        count[0] += 1
+
+    store.trace(traced)
+
+
+def statements_per_message(n: int = 100) -> float:
+    """SQLite statements a message costs through the pipeline (send, receive, ack)."""
+    count = [0]
+    with tempfile.TemporaryDirectory() as d:
+        run = _pipeline(Path(d), "NORMAL", count=count)
+        run(5)  # sessions set up, first conversation rows made
+        count[0] = 0
+        run(n)
+    return count[0] / n
 
 
 def bench_pipeline(n: int, repeats: int) -> Result:
@@ -126,9 +187,17 @@ def bench_pipeline(n: int, repeats: int) -> Result:
         rates, cpu = {}, {}
         for mode in _MODES:
             rates[mode], cpu[mode] = _best_rate(_pipeline(tmp, mode), n, repeats)
+            key = mode + BURSTS
+            rates[key], cpu[key] = _best_rate(_pipeline(tmp, mode, burst=BURST), n, repeats)
             key = mode + ENCRYPTED
             rates[key], cpu[key] = _best_rate(_pipeline(tmp, mode, True), n, repeats)
-    return Result(baseline, rates, cpu, baseline_cpu)
+    return Result(baseline, rates, cpu, baseline_cpu, statements_per_message())
+
+
+def _label(key: str) -> str:
+    if key.endswith(BURSTS):
+        return f"bursts of {BURST}, `synchronous={key.removesuffix(BURSTS)}`"
+    return f"`synchronous={key}`"
 
 
 def _markers(name: str) -> tuple[str, str]:
@@ -148,7 +217,8 @@ def render(result: Result, n: int, repeats: int) -> str:
             " decode → open → decrypt → verify → SQLite commit (receiver) → mark delivered.",
             "Baseline in the same run: PyNaCl `Box` encrypt + one SQLite insert + decrypt"
             " (WAL, `synchronous=NORMAL`). The pipeline commits three transactions per message"
-            " (send, receive, ack); the node's default is `synchronous=FULL` (an fsync per"
+            " (send, receive, ack: the ack as the node applies it, `OutboxBook.acked`);"
+            " the node's default is `synchronous=FULL` (an fsync per"
             " commit, so an acked message survives power loss).",
             "",
             "| what | messages/s | ratio to baseline | CPU µs a message | CPU ratio |",
@@ -156,7 +226,7 @@ def render(result: Result, n: int, repeats: int) -> str:
             f"| baseline (Box + insert) | {result.baseline_per_second:,.0f} | 1.00 |"
             f" {result.baseline_cpu_us:,.0f} | 1.00 |",
             *(
-                f"| p2pdm pipeline, `synchronous={mode}` | {rate:,.0f} |"
+                f"| p2pdm pipeline, {_label(mode)} | {rate:,.0f} |"
                 f" {rate / result.baseline_per_second:.3f} | {result.cpu_us[mode]:,.0f} |"
                 f" {result.baseline_cpu_us / result.cpu_us[mode]:.3f} |"
                 for mode, rate in result.per_second.items()
@@ -177,6 +247,13 @@ def render(result: Result, n: int, repeats: int) -> str:
                 if mode + ENCRYPTED in result.per_second
             ),
             "",
+            f"Bursts of {BURST}: {BURST} messages sent in one commit, received in one, their"
+            " acks applied in one, as the node commits what comes together (concurrent API"
+            " sends, the envelopes of one read from a dm stream, the acks read with them).",
+            "",
+            f"SQLite statements a message (send, receive, ack; a trigger's own not counted):"
+            f" {result.statements:.0f}.",
+            "",
             "CPU: this process's CPU time per message (the least of the runs; a commit's"
             " fsync is the kernel's, not counted), steadier than messages/s when other jobs"
             " share the cores; its ratio is the baseline's CPU time over the pipeline's.",
@@ -193,19 +270,36 @@ def render_net(result: NetResult) -> str:
     begin, end = _markers("net")
     base = result.baseline_per_second
     rows = [
-        ("raw py-libp2p request/response, one stream (baseline)", base, result.baseline_latency),
+        (
+            "raw py-libp2p request/response, one stream (baseline)",
+            base,
+            result.baseline_latency,
+            "",
+        ),
         (
             f"p2pdm, sustained, `POST /v1/messages` ({result.concurrency} keep-alive clients)",
             result.sustained_per_second,
             result.sustained_latency,
+            "sustained",
         ),
         (
             f"p2pdm, sustained, `POST /v1/messages/batch` ({result.batch_size} a batch)",
             result.batch_per_second,
             result.batch_latency,
+            "batch",
         ),
-        (f"p2pdm, paced at {result.paced_rate:g} msgs/s", None, result.paced_latency),
+        (
+            f"p2pdm, paced at {result.paced_rate:g} msgs/s",
+            None,
+            result.paced_latency,
+            "paced",
+        ),
     ]
+
+    def cpu(phase: str) -> str:
+        found = result.cpu_ms.get(phase)
+        return " | " if found is None else f"{found[0]:.2f} | {found[1]:.2f}"
+
     return "\n".join(
         [
             begin,
@@ -216,14 +310,18 @@ def render_net(result: NetResult) -> str:
             " `synchronous=FULL`). Baseline in the same run: an envelope-sized frame echoed"
             " over one py-libp2p stream between two processes, no crypto, no store.",
             "",
-            "| what | messages/s | ratio to baseline | p50 ms | p99 ms |",
-            "|---|---:|---:|---:|---:|",
+            "| what | messages/s | ratio to baseline | p50 ms | p99 ms | sender CPU ms a message"
+            " | receiver CPU ms a message |",
+            "|---|---:|---:|---:|---:|---:|---:|",
             *(
                 f"| {name} | {'' if rate is None else f'{rate:,.0f}'} |"
                 f" {'' if rate is None else f'{rate / base:.2f}'} |"
-                f" {lat.p50_ms:.1f} | {lat.p99_ms:.1f} |"
-                for name, rate, lat in rows
+                f" {lat.p50_ms:.1f} | {lat.p99_ms:.1f} | {cpu(phase)} |"
+                for name, rate, lat, phase in rows
             ),
+            "",
+            "CPU: each node process's CPU time (user + system) over the phase, divided by its"
+            " messages: steadier than the rates when other jobs share the cores.",
             "",
             f"{result.n} messages sustained; Python {platform.python_version()},"
             f" {platform.machine()}, {os.cpu_count()} cores, measured {time.strftime('%Y-%m-%d')}.",
@@ -320,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         result = bench_pipeline(args.n, args.repeats)
         section = render(result, args.n, args.repeats)
         print(section)
+        print(f"statements a message: {result.statements:.1f}")
         for mode, rate in result.per_second.items():
             print(
                 f"{mode}: {rate:,.0f} msgs/s, ratio {rate / result.baseline_per_second:.3f};"

@@ -400,8 +400,8 @@ class Messenger:
         one-to-one conversation and a fresh id)."""
         if to == self.peer_id:
             raise SessionError("cannot send a message to yourself")
-        self.refuse_if_blocked(to)
-        contact = self.store.get_contact(to)
+        contact = self.store.get_contact(to)  # it says whether it is blocked
+        self.refuse_if_blocked(to, contact)
         sessions = self._session(to)
         bundle = None
         if not sessions.established:
@@ -431,11 +431,13 @@ class Messenger:
         # The stamp is admission, not content: what is kept here is the body sent.
         return replace(inner, body=body), sessions, session_message
 
-    def refuse_if_blocked(self, peer: PeerId) -> None:
+    def refuse_if_blocked(self, peer: PeerId, contact: Contact | None = None) -> None:
         """Raise PeerBlocked, naming the contact as the user knows it, if this
-        node blocked ``peer``."""
-        if self.store.is_blocked(peer):
-            contact = self.store.get_contact(peer)
+        node blocked ``peer``; ``contact``: ``peer``'s, if read already (its
+        ``blocked`` flag answers, one read fewer)."""
+        blocked = contact.blocked if contact is not None else self.store.is_blocked(peer)
+        if blocked:
+            contact = contact or self.store.get_contact(peer)
             who = contact.name if contact is not None else str(peer)
             raise PeerBlocked(f"you blocked {who}; unblock them to write to them")
 
@@ -515,11 +517,12 @@ class Messenger:
             raise SessionError("envelope claims to come from this node")
         # Before anything about the message itself: a blocked peer's envelopes
         # of every kind end here (docs/protocol.md §18.1).
-        if self.store.is_blocked(sender):
+        # A contact's row says whether it is blocked: one read for both.
+        contact = self.store.get_contact(sender)
+        if contact.blocked if contact is not None else self.store.is_blocked(sender):
             self.dropped_blocked += 1
             raise PeerBlocked(f"{sender.short()} is blocked")
         # The sender is claimed, not proven yet: only look at its budget here.
-        contact = self.store.get_contact(sender)
         stranger = contact is None and not self.co_member(sender)
         if stranger and not self.strangers.admits(sender, now / 1000):
             self._log_requests(now)

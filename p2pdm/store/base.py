@@ -131,7 +131,8 @@ class Store(BlobIndex, GroupStore, Protocol):
         """All writes inside commit together, or none if the block raises.
         ``undivided``: store calls inside take no savepoint of their own, and
         one that fails spoils the whole transaction (hot paths that never
-        carry on after a failure)."""
+        carry on after a failure), except a NotFound raised before the call
+        wrote anything, which the block may catch."""
         ...
 
     def group(self) -> AbstractContextManager[None]:

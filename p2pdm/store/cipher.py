@@ -25,6 +25,7 @@ from p2pdm.errors import StoreError
 
 __all__ = [
     "DB_ERRORS",
+    "INTEGRITY_ERRORS",
     "KEY_BYTES",
     "connect_encrypted",
     "encrypt_plain_store",
@@ -37,6 +38,8 @@ KEY_BYTES: Final = 32
 PLAIN_HEADER: Final = b"SQLite format 3\x00"
 #: What either library raises; callers map it to StoreError.
 DB_ERRORS: Final = (sqlite3.Error, sqlcipher3.dbapi2.Error)
+#: A constraint refused a write (a unique index: the row is there already).
+INTEGRITY_ERRORS: Final = (sqlite3.IntegrityError, sqlcipher3.dbapi2.IntegrityError)
 _EXPORT_SUFFIX: Final = ".encrypting"
 
 

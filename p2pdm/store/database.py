@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from p2pdm.errors import StoreError
+from p2pdm.errors import NotFound, StoreError
 from p2pdm.store.cipher import DB_ERRORS, connect_encrypted, encrypt_plain_store, is_plain_store
 from p2pdm.store.schema import migrate, schema_version
 from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
@@ -181,7 +181,9 @@ class Database:
         (two statements fewer each, for hot paths that never carry on after
         a failed call); if one fails, nothing of the transaction is stored,
         and StoreError is raised when the block ends even if it caught the
-        failure. Raises StoreError when nested or when the commit fails.
+        failure. A call that raises NotFound having written nothing (the
+        row it looked for is not there) spoils nothing: the block may catch
+        it. Raises StoreError when nested or when the commit fails.
         """
         with self._lock:
             if self._in_transaction:
@@ -273,12 +275,18 @@ class Database:
             db = self._connection()
             undivided = self._undivided and self._in_transaction
             if undivided or (one_statement and (self._in_transaction or self._in_group)):
+                changes = db.total_changes
                 try:
                     yield db
                 except BaseException as exc:
                     # SQLite undid a failed statement; a failed call of several
-                    # spoils the undivided transaction instead.
-                    self._spoiled = self._spoiled or (undivided and not one_statement)
+                    # spoils the undivided transaction instead, unless it found
+                    # nothing to change and wrote nothing (NotFound: a receipt's
+                    # message not stored, an envelope acked meanwhile).
+                    untouched = isinstance(exc, NotFound) and db.total_changes == changes
+                    self._spoiled = self._spoiled or (
+                        undivided and not one_statement and not untouched
+                    )
                     _raise_store_error(what, exc)
                     raise
                 return

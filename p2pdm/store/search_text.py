@@ -41,13 +41,25 @@ QUERY_PATTERN: Final = r"[^\W_]"
 _WORD: Final = re.compile(QUERY_PATTERN + "+")
 
 
+#: The last call's arguments and answer: SQLite flattens the triggers'
+#: ``SELECT … FROM (SELECT p2pdm_search_text(…) AS t) WHERE t IS NOT NULL``
+#: into two calls with the same arguments, one after the other.
+_last: tuple[object, object, str | None] = (None, None, None)
+
+
 def search_text(kind: object, body: object) -> str | None:
     """The searchable text of a stored message: a text's text; None for other
     kinds, an erased body or one that does not decode (never raises)."""
+    global _last
+    last_kind, last_body, last_text = _last  # one tuple: safe across threads
+    if kind == last_kind and body == last_body and kind is not None:
+        return last_text
     if not isinstance(kind, str) or not isinstance(body, bytes) or not body:
         return None
     decoded = decode_stored(kind, body)
-    return decoded.text if isinstance(decoded, TextBody) else None
+    text = decoded.text if isinstance(decoded, TextBody) else None
+    _last = (kind, body, text)
+    return text
 
 
 def search_terms(query: str) -> list[str]:

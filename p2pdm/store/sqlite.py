@@ -98,6 +98,12 @@ class SQLiteStore(
 
     # --- lifecycle -------------------------------------------------------
 
+    def trace(self, callback: Callable[[str], None] | None) -> None:
+        """Call ``callback`` with the text of each statement run (benchmarks
+        count them); None stops it."""
+        with self._db.reading("tracing statements") as db:
+            db.set_trace_callback(callback)
+
     def close(self) -> None:
         """Close the file; an open transaction is rolled back. Closing twice is harmless."""
         self._db.close()

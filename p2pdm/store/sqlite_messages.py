@@ -41,6 +41,7 @@ from p2pdm.store.base import (
     status_change_event,
     status_moves,
 )
+from p2pdm.store.cipher import INTEGRITY_ERRORS
 from p2pdm.store.schema import UNREAD_CONDITION
 from p2pdm.store.sqlite_api import counter, insert_event
 from p2pdm.store.sqlite_requests import request_usage, trim_requests
@@ -120,6 +121,50 @@ def _recipients(db: Any, messages: Sequence[StoredMessage]) -> list[StoredMessag
     return [replace(m, recipients=tuple(found.get(m.id, ()))) for m in messages]
 
 
+#: One message and its recipients (one row each; NULLs for none) in one statement.
+_MESSAGE_WITH_RECIPIENTS: Final = (
+    "SELECT "
+    + ", ".join("m." + column for column in _MESSAGE_COLUMNS.split(", "))
+    + ", r.peer, r.status, r.at_ms, r.detail FROM messages m "
+    "LEFT JOIN message_recipients r ON r.message_id = m.id WHERE m.id = ? ORDER BY r.peer"
+)
+_WIDTH: Final = len(_MESSAGE_COLUMNS.split(", "))
+
+
+def _read_message(db: Any, message_id: bytes) -> StoredMessage | None:
+    """The message ``message_id`` with its recipients (an outgoing one's), or None."""
+    rows = db.execute(_MESSAGE_WITH_RECIPIENTS, (message_id,)).fetchall()
+    if not rows:
+        return None
+    message = _message(rows[0][:_WIDTH])
+    if message.direction != Direction.OUT:
+        return message
+    recipients = tuple(
+        Recipient(PeerId(peer), DeliveryStatus(status), at, detail)
+        for peer, status, at, detail in (row[_WIDTH:] for row in rows)
+        if peer is not None
+    )
+    return replace(message, recipients=recipients)
+
+
+#: A message's conversation, made or brought up to date as the message is
+#: stored, with ``last_seq`` the seq the message gets next: ``messages.seq``
+#: is AUTOINCREMENT, so SQLite gives one more than the larger of the highest
+#: seq ever given (``sqlite_sequence``) and the highest there now.
+_UPSERT_CONVERSATION: Final = (
+    "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq, unread, request) "
+    "VALUES (?1, ?2, ?3, 1 + max("
+    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0), "
+    "coalesce((SELECT max(seq) FROM messages), 0)), ?4, ?5) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    "last_message_at_ms = max(last_message_at_ms, excluded.last_message_at_ms), "
+    "last_seq = excluded.last_seq, "
+    "unread = unread + excluded.unread, request = request AND excluded.request"
+)
+
+#: Why an insert into ``messages`` failed when its id was taken.
+_ID_TAKEN: Final = "UNIQUE constraint failed: messages.id"
+
 #: The columns :func:`message_row` reads, for the other tables' queries.
 MESSAGE_COLUMNS: Final = _MESSAGE_COLUMNS
 message_row: Final = _message
@@ -139,57 +184,33 @@ class MessageTables(Tables):
         (:func:`p2pdm.core.eventlog.received_events`).
         """
         recipients = first_recipients(message)
-        message = replace(
-            message, recipients=recipients, status=message_status(message, recipients)
-        )
+        status = message_status(message, recipients)
+        unread = message.direction == Direction.IN and status in UNREAD_STATUSES
         with self._writing(f"storing message {message.id.hex()}") as db:
-            if db.execute("SELECT 1 FROM messages WHERE id = ?", (message.id,)).fetchone():
-                raise StoreError(f"message {message.id.hex()} is already stored")
+            # The conversation first (the message refers to it), already with
+            # the seq the message is about to get: one statement fewer.
             db.execute(
-                "INSERT INTO conversations "
-                "(id, peer, last_message_at_ms, last_seq, unread, request) "
-                "VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "last_message_at_ms = max(last_message_at_ms, excluded.last_message_at_ms), "
-                "unread = unread + excluded.unread, request = request AND excluded.request",
+                _UPSERT_CONVERSATION,
                 (
                     message.conversation_id,
                     message.peer.raw,
                     message.stored_at_ms,
-                    int(is_unread(message)),
+                    int(unread),
                     int(message.request),
                 ),
             )
-            cursor = db.execute(
-                "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
-                "sent_at_ms, stored_at_ms, status, request, edited_at_ms, unsent, timer_s, "
-                "expires_at_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    message.id,
-                    message.conversation_id,
-                    message.peer.raw,
-                    str(message.direction),
-                    message.kind,
-                    message.body,
-                    message.sent_at_ms,
-                    message.stored_at_ms,
-                    str(message.status),
-                    int(message.request),
-                    message.edited_at_ms,
-                    int(message.unsent),
-                    message.timer_s,
-                    message.expires_at_ms,
-                ),
-            )
+            try:
+                cursor = self._insert_message(db, message, status)
+            except INTEGRITY_ERRORS as exc:  # the id's unique index: no read before
+                if _ID_TAKEN not in str(exc):
+                    raise
+                raise StoreError(f"message {message.id.hex()} is already stored") from None
             seq = cursor.lastrowid
             if seq is None:
                 raise StoreError(f"storing message {message.id.hex()}: no seq assigned")
             db.execute(
-                "UPDATE conversations SET last_seq = ? WHERE id = ?", (seq, message.conversation_id)
-            )
-            db.execute(
                 "INSERT INTO status_history (message_id, status, at_ms) VALUES (?, ?, ?)",
-                (message.id, str(message.status), message.stored_at_ms),
+                (message.id, str(status), message.stored_at_ms),
             )
             db.executemany(
                 "INSERT INTO message_recipients (message_id, peer, status, at_ms, detail) "
@@ -198,14 +219,36 @@ class MessageTables(Tables):
             )
             if message.request:
                 trim_requests(db, message.peer, self._request_caps)
-        return replace(message, seq=seq)
+        return replace(message, recipients=recipients, status=status, seq=seq)
+
+    @staticmethod
+    def _insert_message(db: Any, message: StoredMessage, status: DeliveryStatus) -> Any:
+        return db.execute(
+            "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
+            "sent_at_ms, stored_at_ms, status, request, edited_at_ms, unsent, timer_s, "
+            "expires_at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message.id,
+                message.conversation_id,
+                message.peer.raw,
+                str(message.direction),
+                message.kind,
+                message.body,
+                message.sent_at_ms,
+                message.stored_at_ms,
+                str(status),
+                int(message.request),
+                message.edited_at_ms,
+                int(message.unsent),
+                message.timer_s,
+                message.expires_at_ms,
+            ),
+        )
 
     def get_message(self, message_id: bytes) -> StoredMessage | None:
         with self._reading(f"reading message {message_id.hex()}") as db:
-            row = db.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
-            ).fetchone()
-            return None if row is None else _recipients(db, [_message(row)])[0]
+            return _read_message(db, message_id)
 
     def set_status(
         self,
@@ -220,12 +263,9 @@ class MessageTables(Tables):
         """Record a status change, of ``recipient``'s (every recipient's if None)
         for an outgoing message; see ``Store.set_status``."""
         with self._writing(f"setting status of message {message_id.hex()}") as db:
-            row = db.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
-            ).fetchone()
-            if row is None:
+            old = _read_message(db, message_id)
+            if old is None:
                 raise NotFound(f"no message {message_id.hex()} in the store")
-            [old] = _recipients(db, [_message(row)])
             recipients, moved = advance_recipients(old.recipients, status, at_ms, detail, recipient)
             db.executemany(
                 "UPDATE message_recipients SET status = ?, at_ms = ?, detail = ? "

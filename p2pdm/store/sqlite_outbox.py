@@ -12,6 +12,7 @@ from p2pdm.errors import NotFound, StoreError
 from p2pdm.store.base import (
     page_limit,
 )
+from p2pdm.store.cipher import INTEGRITY_ERRORS
 from p2pdm.store.sqlite_tables import Tables
 
 __all__ = ["OutboxTables"]
@@ -20,6 +21,8 @@ _OUTBOX_COLUMNS: Final = (
     "envelope_id, message_id, recipient, envelope, created_at_ms, expires_at_ms, "
     "next_attempt_at_ms, attempts, last_error"
 )
+#: Why an insert into ``outbox`` failed when its envelope id was queued already.
+_QUEUED: Final = "UNIQUE constraint failed: outbox.envelope_id"
 
 
 def _outbox_item(row: Any) -> OutboxItem:
@@ -43,25 +46,27 @@ class OutboxTables(Tables):
     def add_outbox(self, item: OutboxItem) -> None:
         """Queue an envelope; raises StoreError if its envelope id is already queued."""
         with self._writing_one(f"queueing envelope {item.envelope_id.hex()}") as db:
-            found = db.execute(
-                "SELECT 1 FROM outbox WHERE envelope_id = ?", (item.envelope_id,)
-            ).fetchone()
-            if found:
-                raise StoreError(f"envelope {item.envelope_id.hex()} is already in the outbox")
-            db.execute(
-                f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    item.envelope_id,
-                    item.message_id,
-                    item.recipient.raw,
-                    item.envelope,
-                    item.created_at_ms,
-                    item.expires_at_ms,
-                    item.next_attempt_at_ms,
-                    item.attempts,
-                    item.last_error,
-                ),
-            )
+            try:  # the primary key refuses a queued id: no read before
+                db.execute(
+                    f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        item.envelope_id,
+                        item.message_id,
+                        item.recipient.raw,
+                        item.envelope,
+                        item.created_at_ms,
+                        item.expires_at_ms,
+                        item.next_attempt_at_ms,
+                        item.attempts,
+                        item.last_error,
+                    ),
+                )
+            except INTEGRITY_ERRORS as exc:
+                if _QUEUED not in str(exc):
+                    raise
+                raise StoreError(
+                    f"envelope {item.envelope_id.hex()} is already in the outbox"
+                ) from None
 
     def get_outbox(self, envelope_id: bytes) -> OutboxItem | None:
         with self._reading(f"reading envelope {envelope_id.hex()}") as db:

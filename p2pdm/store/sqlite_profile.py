@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final, cast
 
 from p2pdm.core.identity import PeerId
 from p2pdm.core.profile import Profile
@@ -10,19 +11,29 @@ from p2pdm.store.sqlite_tables import Tables
 
 __all__ = ["ProfileTables"]
 
+#: The key the profile is remembered under among the settings read (no
+#: setting's key starts with a NUL).
+_PROFILE_READ: Final = "\x00profile"
+
 
 class ProfileTables(Tables):
     """The profile and handle claims of a :class:`~p2pdm.store.sqlite.SQLiteStore`."""
 
     def get_profile(self) -> Profile | None:
+        # Remembered with the settings read (a stamped send reads the name):
+        # dropped on a write here and on any rollback.
+        try:
+            return cast("Profile | None", self._settings_read[_PROFILE_READ])
+        except KeyError:
+            pass
         with self._reading("reading the profile") as db:
             row = db.execute("SELECT name, handle, bio, avatar FROM profile").fetchone()
-        if row is None:
-            return None
-        name, handle, bio, avatar = row
-        return Profile(name, handle, bio, bytes(avatar))
+        found = None if row is None else Profile(row[0], row[1], row[2], bytes(row[3]))
+        self._settings_read[_PROFILE_READ] = found  # frozen: safe to hand out again
+        return found
 
     def put_profile(self, profile: Profile | None, at_ms: int) -> None:
+        self._settings_read.pop(_PROFILE_READ, None)
         with self._writing("saving the profile") as db:
             db.execute("DELETE FROM profile")
             if profile is not None and not profile.empty:
@@ -31,6 +42,7 @@ class ProfileTables(Tables):
                     "VALUES (1, ?, ?, ?, ?, ?)",
                     (profile.name, profile.handle, profile.bio, profile.avatar, at_ms),
                 )
+        self._settings_read.pop(_PROFILE_READ, None)
 
     def note_handle_claims(
         self, handle: str, peers: Sequence[PeerId], now_ms: int, cap: int

@@ -195,7 +195,9 @@ async def test_a_fetched_page_is_committed_as_one_group(world, autojump_clock) -
     assert not bob.node.messages(alice.node.peer_id).messages
     failing, groups[:] = False, []
     assert await bob.delivery.fetch_mailboxes() == 3
-    assert len(groups) == MAILBOX_COPIES  # one page from each mailbox that held them
+    # One page from each mailbox that held them, then the round's receipts.
+    assert len(groups) == MAILBOX_COPIES + 1
+    assert len(store.outbox_for(alice.node.peer_id)) == 1  # one receipt for the three
     assert {m.id for m in bob.node.messages(alice.node.peer_id).messages} == {m.id for m in sent}
     assert sum(b.held for b in boxes) == 0
 

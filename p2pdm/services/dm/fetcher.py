@@ -6,7 +6,8 @@ reads every mailbox of ours (at most ``MAX_CONCURRENT_FETCHES`` at once)
 page by page, commits each page through the same path as envelopes from a
 dm stream, deletes from the mailbox what is stored (or can never be), and
 queues the receipts the conversation machine says are due (``delivered``,
-for what it stored), one per sender and status each round.
+for what it stored), one per sender and status each round, all of them in
+one store commit.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import trio
 from p2pdm.core.conversation import ReceiptStatus
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import FetchedEnvelope
-from p2pdm.errors import P2PDMError
+from p2pdm.errors import P2PDMError, StoreError
 from p2pdm.services.dm.receiver import Receiver
 from p2pdm.services.limits import FETCH_INTERVAL_SECONDS, MAX_CONCURRENT_FETCHES
 from p2pdm.services.mailbox_client import MailboxClient, MailboxDirectory
@@ -100,11 +101,30 @@ class Fetcher:
         async with trio.open_nursery() as nursery:
             for mailbox, addrs in await self.mailboxes.own():
                 nursery.start_soon(fetch_one, mailbox, addrs)
-        for (sender, status), ids in due.items():
-            try:
-                self.node.messenger.send_receipt(sender, status, ids)
-            except P2PDMError as exc:
-                log.info("no %s receipt for %s: %s", status, sender.short(), exc)
-                continue
-            self.node.on_outbox(sender)
+        self._queue_receipts(due)
         return accepted
+
+    def _queue_receipts(self, due: dict[tuple[PeerId, ReceiptStatus], list[bytes]]) -> None:
+        """Queue the round's receipts, all in one commit (each still all-or-nothing
+        alone); their senders are woken once it is durable."""
+        if not due:
+            return
+        queued: list[PeerId] = []
+        messenger = self.node.messenger
+        try:
+            with self.node.store.group():
+                for (sender, status), ids in due.items():
+                    try:
+                        messenger.send_receipt(sender, status, ids)
+                    except P2PDMError as exc:
+                        log.info("no %s receipt for %s: %s", status, sender.short(), exc)
+                        continue
+                    queued.append(sender)
+        except BaseException as exc:
+            messenger.reload()  # sessions advanced for receipts that were not stored
+            if not isinstance(exc, StoreError):
+                raise
+            log.error("could not queue %d receipts: %s", len(due), exc)
+            return
+        for sender in dict.fromkeys(queued):
+            self.node.on_outbox(sender)

@@ -156,7 +156,8 @@ class OutboxBook:
         if not items:
             return
         retry_at = self.now_ms() + int(ACK_TIMEOUT * 1000)
-        with self.store.transaction():
+        # Undivided (no savepoint per call): a NotFound below writes nothing.
+        with self.store.transaction(undivided=True):
             for item in items:
                 self.set_status(item, DeliveryStatus.SENT)
                 # Its ack may have come (and removed it) while the batch was written.
@@ -170,7 +171,9 @@ class OutboxBook:
         if not acked:
             return
         store = self.store
-        with store.transaction():
+        # Undivided (no savepoint per call): a NotFound (a receipt's message
+        # is not stored) writes nothing; any other failure undoes the burst.
+        with store.transaction(undivided=True):
             for item, ack in acked:
                 if ack.result == "ok":
                     store.remove_outbox(item.envelope_id)
