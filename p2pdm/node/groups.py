@@ -19,8 +19,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-import trio
-
 from p2pdm.core import cbor
 from p2pdm.core.conversation import message_timer
 from p2pdm.core.groups import GROUP_ID_BYTES, GroupState, make_entry
@@ -58,6 +56,7 @@ from p2pdm.node.group_wire import GroupWire, change_detail
 from p2pdm.node.media import MediaLibrary
 from p2pdm.node.messenger import Messenger, message_text
 from p2pdm.node.notices import sender_copy
+from p2pdm.node.offloop import off_loop
 from p2pdm.store.base import Store
 from p2pdm.store.groups import GroupRow
 
@@ -252,7 +251,7 @@ class Groups:
             )
         data = b"".join(self.media.read_plain(record, 0, record.size))
         # Decoding a large photo takes a moment: off the event loop.
-        photo = await trio.to_thread.run_sync(make_group_photo, data)
+        photo = await off_loop(make_group_photo, data)
         if photo == info.state.photo:
             return info
         return await self.change_group(group, "photo", photo=photo)

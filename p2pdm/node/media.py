@@ -56,6 +56,7 @@ from p2pdm.errors import ChunkRejected, MediaRefused, NotFound
 from p2pdm.limits import MAILBOX_FILE_BYTES, MAX_FILE_BYTES, MAX_MEDIA_ITEMS
 from p2pdm.node.audio import AUDIO_TYPES, MAX_AUDIO_SCAN_BYTES, analyse
 from p2pdm.node.images import IMAGE_TYPES, MAX_IMAGE_BYTES, check_thumbnail, prepare_image
+from p2pdm.node.offloop import off_loop
 from p2pdm.node.video import MAX_VIDEO_SCAN_BYTES, VIDEO_TYPES, have_pyav, probe_video
 from p2pdm.store.base import Store
 from p2pdm.store.blob_files import BlobFiles, MemoryBlobFiles
@@ -449,7 +450,7 @@ class MediaLibrary:
                 return begun
             self._busy.add(record.blob_id)
             try:
-                await trio.to_thread.run_sync(self._check_and_write, begun, index, sealed)
+                await off_loop(self._check_and_write, begun, index, sealed)
             finally:
                 self._busy.discard(record.blob_id)
                 dropped = record.blob_id in self._dropped

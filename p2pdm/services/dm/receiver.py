@@ -25,7 +25,6 @@ resending what it confirms. The node's observer hears of each envelope.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -57,6 +56,7 @@ from p2pdm.net.stream import Stream
 from p2pdm.node.live_location import receive_live_location
 from p2pdm.node.messenger import Received
 from p2pdm.node.observer import Path
+from p2pdm.node.offloop import off_loop
 from p2pdm.services.inbound import InboundGuard, InboundLimits
 from p2pdm.services.limits import (
     DELIVER_FRAME_BYTES,
@@ -89,15 +89,6 @@ INBOUND_LIMITS = InboundLimits(
 
 #: One envelope's ack result, a short reason, and what it was if accepted now.
 Accepted = tuple[AckResult, str, Received | None]
-
-
-def _virtual_clock() -> bool:
-    """True under trio's MockClock (simulations, tests): it jumps ahead while the
-    event loop waits for a thread, so deadlines would fire; open on the loop.
-    Never imports ``trio.testing`` (it imports pytest): whoever made a
-    MockClock has imported it."""
-    testing = sys.modules.get("trio.testing")
-    return testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
 
 
 class Receiver:
@@ -163,9 +154,9 @@ class Receiver:
                     opened.append(None)
             return opened
 
-        if len(envelopes) < MIN_THREADED_OPENING or _virtual_clock():
+        if len(envelopes) < MIN_THREADED_OPENING:
             return open_each()
-        return await trio.to_thread.run_sync(open_each, limiter=self._opening)
+        return await off_loop(open_each, limiter=self._opening)
 
     def accept_group(
         self,
