@@ -24,7 +24,7 @@ from typing import Final
 
 from p2pdm.core.groups import ChangeEntry, GroupLog, GroupState, decode_entry
 from p2pdm.core.identity import PeerId
-from p2pdm.core.kinds import Body, GroupChangeBody, GroupMsgBody, TypingBody
+from p2pdm.core.kinds import Body, GroupChangeBody, GroupMsgBody, LiveLocationBody, TypingBody
 from p2pdm.core.model import EventType, OutboxItem
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, seal
 from p2pdm.core.wire import InnerMessage
@@ -218,8 +218,8 @@ class GroupWire:
         """File a group kind (the messenger's filer; in its transaction)."""
         body = inner.body
         group = inner.conversation
-        if isinstance(body, TypingBody):
-            return self._typing(inner, now, via)
+        if isinstance(body, (TypingBody, LiveLocationBody)):
+            return self._ephemeral(inner, now, via)
         if self.store.get_group(group) is None and self.declined(group):
             return self._nothing(inner)  # an invitation the user declined
         if isinstance(body, GroupChangeBody):
@@ -260,9 +260,11 @@ class GroupWire:
             raise MessageIdConflict(f"message id {inner.id.hex()} is taken by another message")
         return self.messenger._file(unwrapped, now, via, group=group, member=row.state == "active")  # type: ignore[arg-type]
 
-    def _typing(self, inner: InnerMessage, now: int, via: str) -> Received:
-        """A member typing in a group this node accepted is shown there; any
-        other typing signal naming a group is dropped (nothing is stored)."""
+    def _ephemeral(self, inner: InnerMessage, now: int, via: str) -> Received:
+        """A member typing (or sharing a live location) in a group this node
+        accepted is shown there; any other such signal naming a group is
+        dropped (nothing is stored; the receiver's live-location code checks
+        membership again before it keeps a position)."""
         group = inner.conversation
         row = self.store.get_group(group)
         if row is None or row.state != "active":

@@ -13,7 +13,12 @@ import trio
 
 from p2pdm.core.kinds import LiveLocationBody
 from p2pdm.core.model import direct_conversation_id
-from p2pdm.node.live_location import expire_live_locations, receive_live_location
+from p2pdm.limits import LIVE_LOCATION_INTERVAL_S
+from p2pdm.node.live_location import (
+    expire_live_locations,
+    receive_live_location,
+    share_live_location,
+)
 from p2pdm.node.messenger import wall_ms
 from p2pdm.node.node import Node
 from p2pdm.sim.network import SimNetwork, wait_until
@@ -144,3 +149,42 @@ async def test_a_live_location_ends_with_its_period_and_only_comes_directly(
             assert peer.live_locations.active(conversation_id, peer.now_ms()) == []
         await wait_events(b, "location.stopped", 1)
         await wait_events(a, "location.stopped", 1)
+
+
+@pytest.mark.slow
+async def test_a_running_share_goes_again_at_once_to_a_contact_that_comes_back(
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    async with sim_network(2, contacts=[(0, 1)]) as net:
+        alice = net[0].running.node
+        bob_id = net[1].peer_id
+        hello = await net.send(0, 1, "on my way")
+        await net.wait_delivered(0, hello, 60)
+        await wait_until(lambda: alice.connected_to(bob_id), 60)
+        conversation_id = direct_conversation_id(alice.peer_id, bob_id)
+        share, why_not = await share_live_location(
+            alice, conversation_id, [bob_id], 488_500_000, 23_500_000, 7, 3600
+        )
+        assert why_not is None
+        # Bob goes away (and forgets every share: memory only) and comes back.
+        await net.stop(net[1])
+        await wait_until(lambda: not alice.connected_to(bob_id), 60)
+        # A move while Bob is away reaches nobody, and is not queued.
+        await trio.sleep(LIVE_LOCATION_INTERVAL_S)
+        moved, why_not = await share_live_location(
+            alice, conversation_id, [bob_id], 488_600_000, 23_600_000, 7, None
+        )
+        assert why_not is not None and "not connected" in why_not
+        assert alice.store.outbox_count() == 0
+        await net.start(net[1])
+        bob = net[1].running.node
+
+        # Bob's node learns Alice's current position with no new update from her.
+        def shown() -> list[Any]:
+            return bob.live_locations.active(conversation_id, bob.now_ms())
+
+        await wait_until(lambda: len(shown()) == 1, 60)
+        [seen] = shown()
+        assert (seen.peer, seen.mine) == (alice.peer_id, False)
+        assert (seen.lat_e7, seen.lon_e7, seen.accuracy_m) == (488_600_000, 23_600_000, 7)
+        assert seen.until_ms == share.until_ms // 1000 * 1000
