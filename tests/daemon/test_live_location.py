@@ -171,7 +171,7 @@ async def test_a_running_share_goes_again_at_once_to_a_contact_that_comes_back(
         await wait_until(lambda: not alice.connected_to(bob_id), 60)
         # A move while Bob is away reaches nobody, and is not queued.
         await trio.sleep(LIVE_LOCATION_INTERVAL_S)
-        moved, why_not = await share_live_location(
+        _, why_not = await share_live_location(
             alice, conversation_id, [bob_id], 488_600_000, 23_600_000, 7, None
         )
         assert why_not is not None and "not connected" in why_not
@@ -188,3 +188,45 @@ async def test_a_running_share_goes_again_at_once_to_a_contact_that_comes_back(
         assert (seen.peer, seen.mine) == (alice.peer_id, False)
         assert (seen.lat_e7, seen.lon_e7, seen.accuracy_m) == (488_600_000, 23_600_000, 7)
         assert seen.until_ms == share.until_ms // 1000 * 1000
+
+
+@pytest.mark.slow
+async def test_a_live_location_in_a_group_reaches_each_member_online(
+    sim_network: SimNetworkFactory,
+) -> None:
+    # Nodes 1 and 2 are members of 0's group, not contacts of each other.
+    async with sim_network(3, clock="real", contacts=[(0, 1), (0, 2)], upkeep=UPKEEP) as net:
+        n0, n1, n2 = (net[i].running.node for i in range(3))
+        gid = (await n0.create_group("walk", [net[1].peer_id, net[2].peer_id])).row.id
+
+        def active(node: Node) -> bool:
+            row = node.store.get_group(gid)
+            return row is not None and row.state == "active"
+
+        await wait_until(lambda: active(n1) and active(n2), 60)
+        # Node 1 writes in the group: it has a session and a connection with 2 then.
+        await n1.send_group_text(gid, "leaving now")
+        await wait_until(lambda: bool(n2.messages(gid, 10).messages), 60)
+        await wait_until(lambda: n1.connected_to(n2.peer_id) and n1.connected_to(n0.peer_id), 60)
+        async with serving(n1) as a, serving(n2) as c:
+            path = f"/v1/conversations/{gid.hex()}/live-location"
+            place = {"lat": 40.41, "lon": -3.70, "duration_s": 900}
+            started = await call(a, "POST", path, json=place)
+            assert started["sent"] is True and started["live_location"]["mine"] is True
+
+            def shown(node: Node, conversation: bytes) -> list[Any]:
+                return node.live_locations.active(conversation, node.now_ms())
+
+            await wait_until(lambda: len(shown(n0, gid)) == len(shown(n2, gid)) == 1, 30)
+            for node in (n0, n2):
+                [share] = shown(node, gid)
+                assert share.peer == n1.peer_id and share.lat_e7 == 404_100_000
+                # In the group's conversation only, not the one-to-one one.
+                assert shown(node, direct_conversation_id(node.peer_id, n1.peer_id)) == []
+            [seen] = (await call(c, "GET", path))["live_locations"]
+            assert (seen["peer"], seen["mine"], seen["lon"]) == (str(n1.peer_id), False, -3.7)
+
+            assert (await call(a, "DELETE", path))["stopped"] is True
+            await wait_until(lambda: shown(n0, gid) == shown(n2, gid) == [], 30)
+            [stopped] = await wait_events(c, "location.stopped", 1)
+            assert stopped["conversation_id"] == gid.hex()
