@@ -72,12 +72,11 @@ log = logging.getLogger("p2pdm.node.live_location")
 _MIN_GAP_MS: Final = LIVE_LOCATION_INTERVAL_S * 1000 // 2
 
 
-#: A share is sent again to a peer whose connection came back: tries, and the
-#: pause between them (a connection just up may not take a stream for a
-#: moment while the peer's services start; three seconds covers it, and a
-#: peer still unreachable gets the next update anyway).
-RESEND_TRIES: Final = 4
-RESEND_PAUSE_S: Final = 1.0
+#: A share is sent again to a peer whose connection came back, trying again
+#: after each of these pauses: a node that is starting takes connections
+#: before its services take streams (a few seconds of DHT bootstrap), and
+#: 15 s in all covers that; a peer still unreachable gets the next update.
+RESEND_PAUSES_S: Final = (1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,13 +313,12 @@ def own_shares_for(node: Node, peer: PeerId) -> list[LiveShare]:
 async def resend_live_location(node: Node, peer: PeerId) -> int:
     """Send ``peer`` (whose connection just came back) the current position of
     each share of this node's it is a recipient of, at once (a connection
-    just up may not take streams yet: up to RESEND_TRIES tries,
-    RESEND_PAUSE_S apart); how many went."""
+    just up may not take streams yet: tried again after each of
+    RESEND_PAUSES_S); how many went."""
     went = 0
     for share in own_shares_for(node, peer):
-        for attempt in range(RESEND_TRIES):
-            if attempt:
-                await trio.sleep(RESEND_PAUSE_S)
+        for pause in (0.0, *RESEND_PAUSES_S):
+            await trio.sleep(pause)
             current = node.live_locations.get(share.conversation_id, node.peer_id)
             if current is None or current.until_ms <= node.now_ms():
                 break  # stopped or ended meanwhile
