@@ -13,7 +13,7 @@ import trio
 
 from p2pdm.core.kinds import LiveLocationBody
 from p2pdm.core.model import direct_conversation_id
-from p2pdm.limits import LIVE_LOCATION_INTERVAL_S
+from p2pdm.limits import LIVE_LOCATION_DIAL_S, LIVE_LOCATION_INTERVAL_S
 from p2pdm.node.live_location import (
     expire_live_locations,
     receive_live_location,
@@ -230,3 +230,34 @@ async def test_a_live_location_in_a_group_reaches_each_member_online(
             await wait_until(lambda: shown(n0, gid) == shown(n2, gid) == [], 30)
             [stopped] = await wait_events(c, "location.stopped", 1)
             assert stopped["conversation_id"] == gid.hex()
+
+
+@pytest.mark.slow
+async def test_a_start_dials_a_contact_the_node_has_not_seen_connected_yet(
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    async with sim_network(2, contacts=[(0, 1)]) as net:
+        alice, bob = net[0].running.node, net[1].running.node
+        conversation_id = direct_conversation_id(alice.peer_id, bob.peer_id)
+        # As right after a start: the node has not seen the connection yet.
+        alice.connected_to = lambda peer: False
+        share, why_not = await share_live_location(
+            alice, conversation_id, [bob.peer_id], 10, 20, None, 900
+        )
+        assert why_not is None  # dialed, and it went
+        await wait_until(lambda: bool(bob.live_locations.active(conversation_id, bob.now_ms())))
+        # A move does not dial: it waits for the connection.
+        await trio.sleep(LIVE_LOCATION_INTERVAL_S)
+        _, why_not = await share_live_location(
+            alice, conversation_id, [bob.peer_id], 11, 21, None, None
+        )
+        assert why_not is not None and "not connected" in why_not
+        # A contact that is away: the start says so after a bounded wait.
+        await net.stop(net[1])
+        before = trio.current_time()
+        _, why_not = await share_live_location(
+            alice, conversation_id, [bob.peer_id], 10, 20, None, 3600
+        )
+        assert why_not is not None and "could not be reached" in why_not
+        assert trio.current_time() - before <= LIVE_LOCATION_DIAL_S + 1
+        assert alice.store.outbox_count() == 0
