@@ -241,7 +241,7 @@ async def test_a_start_dials_a_contact_the_node_has_not_seen_connected_yet(
         conversation_id = direct_conversation_id(alice.peer_id, bob.peer_id)
         # As right after a start: the node has not seen the connection yet.
         alice.connected_to = lambda peer: False
-        share, why_not = await share_live_location(
+        _, why_not = await share_live_location(
             alice, conversation_id, [bob.peer_id], 10, 20, None, 900
         )
         assert why_not is None  # dialed, and it went
