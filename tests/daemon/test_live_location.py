@@ -231,6 +231,11 @@ async def test_a_live_location_in_a_group_reaches_each_member_online(
             [stopped] = await wait_events(c, "location.stopped", 1)
             assert stopped["conversation_id"] == gid.hex()
 
+            # One who left the group shares nothing there.
+            await n2.change_group(gid, "leave")
+            refused = await c.call("POST", path, json=place)
+            assert refused.status_code == 422 and "not in this group" in refused.text
+
 
 @pytest.mark.slow
 async def test_a_start_dials_a_contact_the_node_has_not_seen_connected_yet(

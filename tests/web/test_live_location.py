@@ -1,7 +1,7 @@
 """Live location from the web app: Alice starts a share in her page, which
 follows the browser's position (overridden here); Bob's page shows it live,
-and says when she stopped it; a page the browser refuses the position gets a
-clear message and shares nothing."""
+and says when she stopped it; the same in a group's conversation; a page
+the browser refuses the position gets a clear message and shares nothing."""
 
 from __future__ import annotations
 
@@ -45,6 +45,23 @@ def test_a_live_location_started_in_the_page_shows_on_the_other_and_stops(pair: 
     assert cards(bob_page) == []
     assert pair.alice.client.live_locations("Bob") == []
 
+    # In a group: the share goes to the members online and shows in the group.
+    made = pair.alice.client.create_group("Walk", ["Bob"])
+    conversation = made["conversation"]
+    wait_for(bob_page, lambda d: pair.bob.client.groups(), "Bob in the group")
+    alice_page.get(f"{pair.alice_base}#/c/{conversation}")
+    bob_page.get(f"{pair.bob_base}#/c/{conversation}")
+    wait_for(bob_page, lambda d: all_css(d, "#live-locations"), "the group on Bob's page")
+    click(alice_page, "#live-share", "the live location button")
+    click(alice_page, "#live-menu button[data-period='3600']", "1 hour")
+    wait_for(
+        bob_page, lambda d: any("Alice is sharing" in c for c in cards(d)), "her share in the group"
+    )
+    [share] = pair.bob.client.live_locations(conversation)
+    assert (share["mine"], share["lat"]) == (False, 52.52)
+    click(alice_page, ".live-location.mine .stop-live", "Stop")
+    wait_for(bob_page, lambda d: all_css(d, ".live-ended"), "stopped, in the group")
+
     # The browser refuses the position: a clear message, nothing shared.
     alice_page.execute_cdp_cmd(
         "Browser.setPermission",
@@ -57,5 +74,11 @@ def test_a_live_location_started_in_the_page_shows_on_the_other_and_stops(pair: 
         lambda d: "may not know your location" in by_css(d, "#status-bar").text,
         "the refusal explained",
     )
-    wait_for(alice_page, lambda d: not pair.alice.client.live_locations("Bob"), "nothing shared")
-    assert not all_css(alice_page, ".live-location.mine")
+    wait_for(
+        alice_page,
+        lambda d: (
+            not pair.alice.client.live_locations(conversation)
+            and not all_css(d, ".live-location.mine")
+        ),
+        "nothing shared",
+    )
