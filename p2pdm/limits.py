@@ -410,6 +410,11 @@ MAX_GROUP_NAME_BYTES = 128
 #: member gets with the log, no file transfer.
 MAX_GROUP_PHOTO_BYTES = 32 << 10
 
+#: Largest uploaded picture the node makes a group photo from: a phone's
+#: full-size JPEG. It is read whole to be decoded once (its pixels are capped
+#: by MAX_AVATAR_INPUT_PIXELS before decoding).
+MAX_GROUP_PHOTO_INPUT_BYTES = 16 << 20
+
 #: Largest encoded change entry: a maximal photo plus its fields and signature.
 MAX_GROUP_ENTRY_BYTES = 40 << 10
 
@@ -424,6 +429,16 @@ MAX_GROUP_LOG = 1024
 
 #: Changes held while their parents are missing, per group (oldest dropped).
 MAX_HELD_GROUP_ENTRIES = 256
+
+#: Held changes kept in the store over all groups (oldest dropped): 16 groups
+#: with a full hold each; at MAX_GROUP_ENTRY_BYTES each at most 40 MiB, in
+#: practice a few KiB (changes without a photo are ~200 bytes).
+MAX_HELD_GROUP_ENTRIES_TOTAL = 4096
+
+#: How long a held change waits for its parents: as long as the envelope
+#: that could bring them may sit in a mailbox (ENVELOPE_TTL_SECONDS, 14
+#: days); a change still held after that names parents nobody will send.
+HELD_GROUP_ENTRY_TTL_MS = ENVELOPE_TTL_SECONDS * 1000
 
 #: Most changes carried by one group_change message (the rest by asking again).
 MAX_GROUP_ENTRIES_PER_MESSAGE = 64

@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from p2pdm.api.guard import grant_of
-from p2pdm.api.handlers_media import location_fields
+from p2pdm.api.handlers_media import SAFE_HEADERS, location_fields
 from p2pdm.api.payload import JSONObject, RequestError, bad_request
 from p2pdm.api.views import message_view
 from p2pdm.api.views_groups import group_json
+from p2pdm.core.groups import photo_tag, photo_type
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds.timer import check_timer
 from p2pdm.core.model import StoredMessage
@@ -34,6 +35,7 @@ __all__ = [
     "create_group",
     "decline_group",
     "get_group",
+    "get_group_photo",
     "leave_group",
     "list_groups",
     "remove_group_member",
@@ -73,6 +75,21 @@ async def list_groups(request: Request, node: Node) -> Response:
 
 async def get_group(request: Request, node: Node) -> Response:
     return _answer(node, _group(request, node))
+
+
+async def get_group_photo(request: Request, node: Node) -> Response:
+    """The group's photo, served as avatars and files are: its own image type
+    only (WebP or JPEG), nosniff, sandboxed; 404 when it has none to show."""
+    group = _group(request, node)
+    photo = node.group_info(group).state.photo
+    kind = None if photo is None else photo_type(photo)
+    if photo is None or kind is None:
+        raise NotFound("this group has no photo")
+    return Response(
+        photo,
+        media_type=kind,
+        headers={**SAFE_HEADERS, "Content-Disposition": "inline", "ETag": f'"{photo_tag(photo)}"'},
+    )
 
 
 async def create_group(request: Request, node: Node) -> Response:
@@ -121,9 +138,8 @@ async def update_group(request: Request, node: Node) -> Response:
     body = await JSONObject.read(request)
     name = body.opt_text("name")
     clear_photo = "photo" in body.data and body.data["photo"] is None
-    if body.has("photo"):
-        raise bad_request("group photos are not in this version: only null (no photo)")
-    body.opt_text("photo")
+    photo_text = body.opt_text("photo")
+    photo = None if photo_text is None else blob_id_of(photo_text)
     timer_s = body.opt_int("timer_s")
     admins = body.opt_object("admins") or {}
     body.done()
@@ -135,8 +151,8 @@ async def update_group(request: Request, node: Node) -> Response:
         raise bad_request("a group needs a name")
     if name is not None:
         await node.change_group(group, "rename", name=name.strip())
-    if clear_photo and node.group_info(group).state.photo is not None:
-        await node.change_group(group, "photo", photo=None)
+    if photo is not None or clear_photo:
+        await node.set_group_photo(group, photo)
     if timer_s is not None:
         await node.change_group(group, "timer", timer_s=check_timer(timer_s))
     if promote:
@@ -180,9 +196,7 @@ async def send_group_message(
     files with a caption, or a place."""
     _unrestricted(request)
     if body.has("media") or body.has("location"):
-        if idempotency is not None:
-            raise bad_request("idempotency keys are taken for group texts only in this version")
-        return await _send_group_media(node, group, body)
+        return await _send_group_media(node, group, body, idempotency)
     text = body.text("text")
     reply_text = body.opt_text("reply_to")
     body.done()
@@ -195,7 +209,9 @@ async def send_group_message(
     return _created(node, sent.message)
 
 
-async def _send_group_media(node: Node, group: bytes, body: JSONObject) -> Response:
+async def _send_group_media(
+    node: Node, group: bytes, body: JSONObject, idempotency: tuple[str, str] | None
+) -> Response:
     ids = body.opt_text_list("media")
     place = body.opt_object("location")
     caption = body.opt_text("text")
@@ -205,14 +221,19 @@ async def _send_group_media(node: Node, group: bytes, body: JSONObject) -> Respo
     if place is not None:
         if caption is not None:
             raise bad_request("a location message has no text")
-        sent = await node.send_group_body(group, location_body(*location_fields(place)))
+        sent = await node.send_group_body(
+            group, location_body(*location_fields(place)), idempotency=idempotency
+        )
     else:
         if not 1 <= len(ids) <= MAX_MEDIA_ITEMS:
             raise bad_request(f"'media' names 1 to {MAX_MEDIA_ITEMS} uploaded files")
-        sent = await node.send_group_body(
-            group, node.media.body_for([blob_id_of(i) for i in ids], caption)
+        made = node.media.body_for([blob_id_of(i) for i in ids], caption)
+        sent = await node.send_group_body(group, made, idempotency=idempotency)
+    if sent.replayed:  # a retry: the same message, not a second one
+        return JSONResponse(
+            message_view(node, sent.message, ""), headers={"Idempotent-Replayed": "true"}
         )
-    return _created(node, sent)
+    return _created(node, sent.message)
 
 
 def _created(node: Node, message: StoredMessage) -> Response:

@@ -11,6 +11,7 @@ from p2pdm.api.handlers_groups import (
     create_group,
     decline_group,
     get_group,
+    get_group_photo,
     leave_group,
     list_groups,
     remove_group_member,
@@ -105,11 +106,41 @@ GROUP_ROUTES: Final[tuple[Route, ...]] = (
         TokenScope.SEND,
         Doc(
             "updateGroup",
-            "Rename a group, set its timer, promote or demote admins (admins only)",
+            "Rename a group, set or remove its photo, set its timer, promote or demote "
+            "admins (admins only)",
             _OK,
-            _CHANGE_ERRORS,
+            {
+                **_CHANGE_ERRORS,
+                "404": "no such group or member, or 'photo' names no upload of this node",
+                "422": f"{_CHANGE_ERRORS['422']}; media_refused: 'photo' is no JPEG, PNG, "
+                "WebP or GIF picture, or too large (bytes or pixels)",
+            },
             parameters=(_GROUP,),
             body=ref("GroupPatch"),
+        ),
+    ),
+    Route(
+        "/v1/groups/{group}/photo",
+        "GET",
+        get_group_photo,
+        TokenScope.READ,
+        Doc(
+            "getGroupPhoto",
+            "The group's photo (WebP or JPEG, at most 32 KiB), with nosniff and a sandbox",
+            ("200", {"type": "string", "format": "binary"}, "the picture"),
+            {"403": "the token is limited to some contacts", "404": "no such group, or no photo"},
+            parameters=(
+                _GROUP,
+                {
+                    "name": "v",
+                    "in": "query",
+                    "required": False,
+                    "description": "the photo's tag, as the group's 'photo.url' gives it: "
+                    "ignored by the node, it makes each photo its own URL for caches",
+                    "schema": {"type": "string", "maxLength": 64},
+                },
+            ),
+            ok_media_type="image/*",
         ),
     ),
     Route(

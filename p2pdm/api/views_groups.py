@@ -13,8 +13,15 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 
 from p2pdm.api.schema import BOOL, HEX_ID, INT, PEER_ID, Schema, obj, ref
+from p2pdm.api.views_media import BLOB_ID_PATTERN
+from p2pdm.core.groups import PHOTO_TYPES, photo_tag, photo_type
 from p2pdm.core.model import DeliveryStatus, Direction, EventType, LogEvent, StoredMessage
-from p2pdm.limits import DISAPPEARING_TIMERS_S, MAX_GROUP_MEMBERS, MAX_GROUP_NAME_BYTES
+from p2pdm.limits import (
+    DISAPPEARING_TIMERS_S,
+    MAX_GROUP_MEMBERS,
+    MAX_GROUP_NAME_BYTES,
+    MAX_GROUP_PHOTO_BYTES,
+)
 
 if TYPE_CHECKING:
     from p2pdm.node.groups import GroupInfo
@@ -30,6 +37,7 @@ __all__ = [
     "group_change_json",
     "group_json",
     "group_tag",
+    "photo_json",
 ]
 
 _GROUP_EVENTS: Final = frozenset(
@@ -52,6 +60,23 @@ def group_change_json(event: LogEvent) -> dict[str, Any] | None:
 _ARRIVED: Final = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.READ})
 
 
+def photo_json(info: GroupInfo) -> dict[str, Any] | None:
+    """The group's photo as a member shows it (tag, type, size, URL); None when
+    it has none, or one that is not a WebP or JPEG (kept in its log, not shown)."""
+    photo = info.state.photo
+    kind = None if photo is None else photo_type(photo)
+    if photo is None or kind is None:
+        return None
+    tag = photo_tag(photo)
+    return {
+        "tag": tag,
+        "type": kind,
+        "size": len(photo),
+        # The tag in the URL: a new photo is a new URL, so a cached one is never shown.
+        "url": f"/v1/groups/{info.row.id.hex()}/photo?v={tag}",
+    }
+
+
 def group_json(node: Node, info: GroupInfo) -> dict[str, Any]:
     me = node.peer_id
     state = info.state
@@ -60,7 +85,7 @@ def group_json(node: Node, info: GroupInfo) -> dict[str, Any]:
     return {
         "id": info.row.id.hex(),
         "name": info.row.name or state.name,
-        "photo": None,
+        "photo": photo_json(info),
         "members": [
             {"peer": str(p), "name": names.get(p), "admin": p in state.admins, "me": p == me}
             for p in members
@@ -124,7 +149,27 @@ GROUP_SCHEMAS: Final[dict[str, Schema]] = {
         {
             "id": HEX_ID,
             "name": {"type": "string"},
-            "photo": {"type": "null", "description": "group photos are not in this version"},
+            "photo": {
+                "oneOf": [
+                    obj(
+                        {
+                            "tag": {
+                                "type": "string",
+                                "pattern": "^[0-9a-f]{16}$",
+                                "description": "a short hash naming this photo",
+                            },
+                            "type": {"type": "string", "enum": list(PHOTO_TYPES)},
+                            "size": {**INT, "maximum": MAX_GROUP_PHOTO_BYTES},
+                            "url": {
+                                "type": "string",
+                                "description": "GET it (the tag in it changes with the photo)",
+                            },
+                        }
+                    ),
+                    {"type": "null"},
+                ],
+                "description": "the group's photo; null when it has none",
+            },
             "members": {"type": "array", "items": _MEMBER},
             "me_admin": BOOL,
             "state": {
@@ -150,7 +195,13 @@ GROUP_SCHEMAS: Final[dict[str, Schema]] = {
     "GroupPatch": obj(
         {
             "name": _GROUP_NAME,
-            "photo": {"type": "null", "description": "null removes the photo"},
+            "photo": {
+                "type": ["string", "null"],
+                "pattern": BLOB_ID_PATTERN,
+                "description": "an uploaded picture (POST /v1/media: JPEG, PNG, WebP or GIF) "
+                "that the node makes a square WebP of at most "
+                f"{MAX_GROUP_PHOTO_BYTES} bytes with no metadata; null removes the photo",
+            },
             "timer_s": _TIMER,
             "admins": obj(
                 {
@@ -191,6 +242,10 @@ GROUP_CHANGE: Final[Schema] = {
                 "peers": {"type": "array", "items": PEER_ID},
                 "name": {"type": "string"},
                 "timer_s": {"type": "integer"},
+                "photo": {
+                    "type": ["string", "null"],
+                    "description": "a photo change: the new photo's tag; null when removed",
+                },
             },
             "required": ["kind", "by", "peers"],
             "additionalProperties": False,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import shlex
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final, TextIO
 
 from p2pdm import hints
@@ -71,6 +72,14 @@ def group_arguments(parser: argparse.ArgumentParser) -> None:
     rename = actions.add_parser("rename", help="rename a group (admins only)")
     rename.add_argument("group", metavar="GROUP")
     rename.add_argument("new_name", metavar="NEWNAME")
+    photo = actions.add_parser(
+        "photo", help="set the group's photo from a picture (--remove: no photo; admins only)"
+    )
+    photo.add_argument("group", metavar="GROUP")
+    photo.add_argument(
+        "file", metavar="FILE", nargs="?", help="a JPEG, PNG, WebP or GIF picture (made square)"
+    )
+    photo.add_argument("--remove", action="store_true", help="remove the group's photo")
     admin = actions.add_parser("admin", help="make a member an admin (--remove: no longer)")
     admin.add_argument("group", metavar="GROUP")
     admin.add_argument("member", metavar="MEMBER", help="name or PeerID")
@@ -123,6 +132,8 @@ def _change(node: Client, args: argparse.Namespace, home: Home) -> tuple[Group, 
         return node.leave_group(args.group), "You left {group}."
     if action == "rename":
         return node.update_group(args.group, name=args.new_name), "Renamed the group: {group}."
+    if action == "photo":
+        return _photo(node, args)
     if action == "admin":
         member = _member(node.group(args.group), args.member)
         if args.remove:
@@ -133,6 +144,20 @@ def _change(node: Client, args: argparse.Namespace, home: Home) -> tuple[Group, 
     if action == "accept":
         return node.accept_group(args.group), "You joined {group}."
     return node.decline_group(args.group), "Declined the invitation to {group}."
+
+
+def _photo(node: Client, args: argparse.Namespace) -> tuple[Group, str]:
+    """``group photo GROUP FILE`` or ``group photo GROUP --remove``."""
+    if args.remove == (args.file is not None):
+        raise ConfigError("give a picture FILE or --remove, not both or neither")
+    if args.remove:
+        return node.set_group_photo(args.group, None), "Removed the photo of {group}."
+    path = Path(args.file)
+    if not path.is_file():
+        raise ConfigError(f"no file {safe_text(str(path))}")
+    changed = node.set_group_photo_file(args.group, path)
+    size = (changed.get("photo") or {}).get("size", 0)
+    return changed, f"Set the photo of {{group}} ({size} bytes, square, no metadata)."
 
 
 def _member(found: Group, who: str) -> Mapping[str, Any]:
@@ -213,6 +238,9 @@ def _print_group(found: Group, last: Mapping[str, Any] | None, out: TextIO) -> N
         word = next((w for w, s in TIMER_WORDS.items() if s == found["timer_s"]), None)
         shown = word or f"{found['timer_s']} s"
         fields.append(("Timer", f"messages disappear {shown} after reading"))
+    photo = found.get("photo")
+    if photo is not None:
+        fields.append(("Photo", f"{photo['type']}, {photo['size']} bytes"))
     if last is not None:
         figures = delivery_words(last) or last["status"]
         fields.append(("Last sent", f"{_when(last['stored_at_ms'])}: {figures}"))

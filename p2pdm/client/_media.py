@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import httpx
 
@@ -66,6 +66,19 @@ class MediaMethods:
         """Upload ``path`` and send it to ``to`` with an optional caption; returns the message."""
         uploaded = self.upload_file(path)
         return self.send_media(to, [uploaded["id"]], caption)  # type: ignore[attr-defined]
+
+    def set_group_photo_file(self, group: str, path: str | Path) -> Any:
+        """Upload the picture ``path`` and make it the group's photo (admins only);
+        returns the group."""
+        uploaded = self.upload_file(path)
+        return self.set_group_photo(group, uploaded["id"])  # type: ignore[attr-defined]
+
+    def group_photo_bytes(self, group: str) -> bytes:
+        """The group's photo (WebP or JPEG); raises APIError 404 when it has none."""
+        response = self._http.get(f"/v1/groups/{quote(group, safe='')}/photo")
+        if not response.is_success:
+            raise self._error(response)  # type: ignore[attr-defined]
+        return response.content
 
     def download(
         self,

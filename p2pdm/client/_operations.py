@@ -319,19 +319,34 @@ class Operations:
         """Block a stranger and delete its request; it is told nothing."""
 
     @operation[Message]("POST", "/v1/messages")
-    def send_media(to: str, media: list[str], caption: str | None = None) -> Fields:
-        """Send files uploaded before (``upload_file``) with an optional caption."""
-        return _present(to=to, media=list(media), text=caption)
+    def send_media(
+        to: str,
+        media: list[str],
+        caption: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Fields:
+        """Send files uploaded before (``upload_file``) with an optional caption;
+        ``idempotency_key``: a retry with the same key returns the first message."""
+        return _present(to=to, media=list(media), text=caption, idempotency_key=idempotency_key)
 
     @operation[Message]("POST", "/v1/messages")
     def send_location(
-        to: str, lat: float, lon: float, accuracy_m: float | None = None, label: str | None = None
+        to: str,
+        lat: float,
+        lon: float,
+        accuracy_m: float | None = None,
+        label: str | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> Fields:
-        """Send a place: latitude and longitude in degrees, an optional accuracy and label."""
-        return {
-            "to": to,
-            "location": _present(lat=lat, lon=lon, accuracy_m=accuracy_m, label=label),
-        }
+        """Send a place: latitude and longitude in degrees, an optional accuracy and
+        label; ``idempotency_key``: a retry with the same key returns the first message."""
+        return _present(
+            to=to,
+            location=_present(lat=lat, lon=lon, accuracy_m=accuracy_m, label=label),
+            idempotency_key=idempotency_key,
+        )
 
     @operation[dict[str, Any]]("POST", "/v1/media/{blob_id}/download")
     def fetch_media(blob_id: str) -> None:
@@ -471,6 +486,13 @@ class Operations:
         add, remove = list(add_admins), list(remove_admins)
         admins = _present(add=add or None, remove=remove or None) or None
         return _present(name=name, timer_s=timer_s, admins=admins)
+
+    @operation[Group]("PATCH", "/v1/groups/{group}")
+    def set_group_photo(group: str, media: str | None) -> Fields:
+        """Set the group's photo to a picture uploaded before (``upload_file``'s
+        ``id``; the node makes a small square WebP of it), or remove it (None;
+        admins only); returns the group, whose ``photo`` names it."""
+        return {"photo": media}
 
     @operation[Group]("POST", "/v1/groups/{group}/accept")
     def accept_group(group: str) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "Group",
     "GroupDelivery",
     "GroupMember",
+    "GroupPhoto",
     "Message",
     "MessagePage",
     "MessageRequest",
@@ -92,14 +93,24 @@ class GroupMember(TypedDict):
     me: bool
 
 
+class GroupPhoto(TypedDict):
+    #: A short hash naming this photo (it changes with the photo).
+    tag: str
+    #: ``image/webp`` or ``image/jpeg``.
+    type: str
+    size: int
+    #: The API path that serves it (``Client.group_photo_bytes`` reads it).
+    url: str
+
+
 class Group(TypedDict):
     """A group chat as this node sees it (``GET /v1/groups/{group}``)."""
 
     #: 32 hex characters, random, the same on every member.
     id: str
     name: str
-    #: None: group photos are not in this version.
-    photo: str | None
+    #: The group's photo (``tag``, ``type``, ``size``, ``url`` to GET it); None: no photo.
+    photo: GroupPhoto | None
     members: list[GroupMember]
     me_admin: bool
     #: ``active``, ``request`` (an invitation to accept or decline), ``left`` or ``removed``.

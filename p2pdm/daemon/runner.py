@@ -363,7 +363,8 @@ async def greet_contacts(node: Node, host: Host) -> int:
 
 
 class _PeerWatch:
-    """Notices contacts connecting and disconnecting, and the node coming back online.
+    """Notices contacts (and co-members of groups) connecting and disconnecting,
+    and the node coming back online.
 
     A new connection from a contact (even one that was back before we saw it
     gone: a restart on a new port takes a second): its addresses into the
@@ -401,19 +402,28 @@ class _PeerWatch:
         self.returned = [
             p for p, numbers in connections.items() if not numbers <= self.seen.get(p, frozenset())
         ]
+        co_members: set[PeerId] | None = None  # read once a check, when needed
         for peer, numbers in connections.items():
             new = not numbers <= self.seen.get(peer, frozenset())
             # A peer connected before it became a contact (added, its request
             # accepted) counts as a new connection once it is one.
             if not new and peer in self.node.online:
                 continue
-            if self.node.store.get_contact(peer) is not None:
-                if peer not in self.node.online:
-                    self.node.peer_online(peer)
+            contact = self.node.store.get_contact(peer) is not None
+            if not contact:
+                # A co-member of a group we accepted is online as a contact is
+                # (typing, files pushed or fetched), though not in the address book.
+                if co_members is None:
+                    co_members = self.node.group_wire.co_members()
+                if peer not in co_members:
+                    continue
+            if peer not in self.node.online:
+                self.node.peer_online(peer)
+            if contact:
                 self.node.set_contact_addrs(peer, self.host.peer_addrs(peer))
-                self.delivery.retry_now(peer)
-                if self.blobs is not None:
-                    self.blobs.wake()
+            self.delivery.retry_now(peer)
+            if self.blobs is not None:
+                self.blobs.wake()
         self.seen = connections
         for peer in self.node.online - connections.keys():
             self.node.peer_offline(peer)

@@ -22,7 +22,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
-from p2pdm.core.groups import ChangeEntry, GroupLog, GroupState, decode_entry
+from p2pdm.core.conversation import Via
+from p2pdm.core.groups import ChangeEntry, GroupLog, GroupState, decode_entry, photo_tag
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import Body, GroupChangeBody, GroupMsgBody, LiveLocationBody, TypingBody
 from p2pdm.core.model import EventType, OutboxItem
@@ -40,6 +41,7 @@ from p2pdm.errors import (
 from p2pdm.limits import (
     ENVELOPE_TTL_SECONDS,
     GROUP_SYNC_INTERVAL_S,
+    HELD_GROUP_ENTRY_TTL_MS,
     MAX_GROUP_ENTRIES_PER_MESSAGE,
 )
 from p2pdm.node.messenger import Messenger, Received
@@ -65,7 +67,8 @@ MAX_DECLINED_GROUPS: Final = 256
 
 
 def change_detail(entry: ChangeEntry) -> str:
-    """The event detail of a change: JSON of its kind, author and peers (and name, timer)."""
+    """The event detail of a change: JSON of its kind, author and peers (and
+    name, timer; a photo change: the new photo's tag, null when removed)."""
     out: dict[str, object] = {
         "kind": entry.op,
         "by": str(entry.author),
@@ -75,6 +78,9 @@ def change_detail(entry: ChangeEntry) -> str:
         out["name"] = entry.args["name"]
     if entry.op in ("timer", "create"):
         out["timer_s"] = entry.args.get("timer_s", 0)
+    if entry.op == "photo":
+        photo = entry.args.get("photo")
+        out["photo"] = None if photo is None else photo_tag(photo)
     return json.dumps(out, separators=(",", ":"))
 
 
@@ -106,17 +112,37 @@ class GroupWire:
         found = self._logs.pop(group, None)
         if found is None:
             found = GroupLog(group)
-            entries = []
-            for encoded in self.store.group_entries(group):
-                try:
-                    entries.append(decode_entry(encoded))
-                except (WireError, SignatureError):  # a damaged row: the rest stands
-                    log.error("a stored change of group %s does not decode", group.hex())
-            found.add(entries)
+            found.add(self._decoded(group, self.store.group_entries(group)))
+            self._load_held(found)
         self._logs[group] = found
         while len(self._logs) > MAX_CACHED_GROUPS:
             self._logs.popitem(last=False)
         return found
+
+    @staticmethod
+    def _decoded(group: bytes, rows: list[bytes]) -> list[ChangeEntry]:
+        entries = []
+        for encoded in rows:
+            try:
+                entries.append(decode_entry(encoded))
+            except (WireError, SignatureError):  # a damaged row: the rest stands
+                log.error("a stored change of group %s does not decode", group.hex())
+        return entries
+
+    def _load_held(self, glog: GroupLog) -> None:
+        """Take the group's held entries from the store (those not too old);
+        any the log now takes (or knew) are stored as changes and no longer held."""
+        group = glog.group
+        since = self.messenger.now_ms() - HELD_GROUP_ENTRY_TTL_MS
+        held = self._decoded(group, self.store.held_group_entries(group, since))
+        if not held:
+            return
+        out = glog.add(held)
+        waiting = {e.hash for e in glog.held()}
+        done = [e.hash for e in held if e.hash not in waiting]
+        if out.added:
+            self.store.add_group_entries(group, [(e.hash, e.encoded) for e in out.added])
+        self.store.drop_held_group_entries(group, done)
 
     def forget(self, group: bytes) -> None:
         """Drop the in-memory log (after a failed commit, or a deleted group)."""
@@ -130,8 +156,24 @@ class GroupWire:
         glog = self.log(group)
         out = glog.add(entries)
         self.refused_changes += len(out.refused)
-        if out.added and stored:
-            self.store.add_group_entries(group, [(e.hash, e.encoded) for e in out.added])
+        if stored:
+            if out.added:
+                self.store.add_group_entries(group, [(e.hash, e.encoded) for e in out.added])
+            # Held entries are kept too (a restart must not lose them), until
+            # applied or refused, or dropped for age or room.
+            held = glog.held()
+            waiting = {e.hash for e in held}
+            fresh = {e.hash for e in entries}
+            self.store.hold_group_entries(
+                group,
+                [(e.hash, e.encoded) for e in held if e.hash in fresh],
+                self.messenger.now_ms(),
+            )
+            self.store.drop_held_group_entries(
+                group,
+                [e.hash for e in out.added]
+                + [e.hash for e, _ in out.refused if e.hash not in waiting],
+            )
         return list(out.added)
 
     def declined(self, group: bytes) -> bool:
@@ -152,17 +194,36 @@ class GroupWire:
                 return True
         return False
 
+    def co_members(self) -> set[PeerId]:
+        """Every other member of the groups this node accepted."""
+        out: set[PeerId] = set()
+        for row in self.store.list_groups():
+            if row.state == "active":
+                out |= self.log(row.id).state().members
+        out.discard(self.me)
+        return out
+
     # --- sending (inside the caller's transaction) ----------------------------
 
     def queue(
-        self, to: PeerId, body: Body, group: bytes, now: int, message_id: bytes | None = None
+        self,
+        to: PeerId,
+        body: Body,
+        group: bytes,
+        now: int,
+        message_id: bytes | None = None,
+        *,
+        expires_s: int | None = None,
     ) -> InnerMessage:
         """Encrypt ``body`` for ``to`` in ``group``'s conversation and put its
-        envelope in the outbox; raises what the messenger's encryption raises."""
+        envelope in the outbox, expiring at ``expires_s`` (seconds; default the
+        usual ENVELOPE_TTL_SECONDS from now, never later); raises what the
+        messenger's encryption raises."""
         inner, sessions, session_message = self.messenger._encrypt(
             to, body, now, conversation=group, message_id=message_id
         )
-        expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
+        usual_s = now // 1000 + ENVELOPE_TTL_SECONDS
+        expires_s = usual_s if expires_s is None else min(expires_s, usual_s)
         secret = self.messenger.random_bytes(EPHEMERAL_SECRET_BYTES)
         envelope = seal(to, session_message, expires_s, secret)
         self.store.put_session(to, sessions.to_bytes(), now)
@@ -214,8 +275,12 @@ class GroupWire:
             self._synced.popitem(last=False)
         return True
 
-    def file(self, inner: InnerMessage, now: int, via: str) -> Received:
-        """File a group kind (the messenger's filer; in its transaction)."""
+    def file(
+        self, inner: InnerMessage, now: int, via: Via, held_until_ms: int | None = None
+    ) -> Received:
+        """File a group kind (the messenger's filer; in its transaction); an
+        action whose message is not here yet is held until ``held_until_ms``
+        (its envelope's expiry, as one-to-one: docs/protocol.md §6.7)."""
         body = inner.body
         group = inner.conversation
         if isinstance(body, (TypingBody, LiveLocationBody)):
@@ -258,9 +323,16 @@ class GroupWire:
         taken = self.store.get_message(inner.id)  # the wrapper's id was checked, not stored
         if taken is not None:
             raise MessageIdConflict(f"message id {inner.id.hex()} is taken by another message")
-        return self.messenger._file(unwrapped, now, via, group=group, member=row.state == "active")  # type: ignore[arg-type]
+        return self.messenger._file(
+            unwrapped,
+            now,
+            via,
+            held_until_ms,
+            group=group,
+            member=row.state == "active",
+        )
 
-    def _ephemeral(self, inner: InnerMessage, now: int, via: str) -> Received:
+    def _ephemeral(self, inner: InnerMessage, now: int, via: Via) -> Received:
         """A member typing (or sharing a live location) in a group this node
         accepted is shown there; any other such signal naming a group is
         dropped (nothing is stored; the receiver's live-location code checks
@@ -271,7 +343,7 @@ class GroupWire:
             return self._nothing(inner)
         if inner.sender not in self.log(group).state().members:
             return self._nothing(inner)
-        return self.messenger._file(inner, now, via, group=group, member=True)  # type: ignore[arg-type]
+        return self.messenger._file(inner, now, via, group=group, member=True)
 
     def ask(self, behind: GroupBehind) -> None:
         """Ask the author of a message that named changes we lack for them (at
@@ -403,9 +475,9 @@ class GroupWire:
             )
             row = GroupRow(group, "active" if accepted else "request", sender, now, after.name)
             self.store.put_group(row)
-            self.store.add_group_entries(
-                group, [(e.hash, e.encoded) for e in self.log(group).entries()]
-            )
+            glog = self.log(group)
+            self.store.add_group_entries(group, [(e.hash, e.encoded) for e in glog.entries()])
+            self.store.hold_group_entries(group, [(e.hash, e.encoded) for e in glog.held()], now)
             self.store.add_event(
                 EventType.GROUP_CREATED,
                 now,

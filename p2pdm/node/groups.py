@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+import trio
+
 from p2pdm.core import cbor
 from p2pdm.core.conversation import message_timer
 from p2pdm.core.groups import GROUP_ID_BYTES, GroupState, make_entry
@@ -35,15 +37,25 @@ from p2pdm.core.wire import PrekeyBundle
 from p2pdm.errors import (
     GroupRefused,
     IdempotencyConflict,
+    MediaRefused,
     NotFound,
     P2PDMError,
     PeerBlocked,
     SchemaError,
     SessionError,
 )
-from p2pdm.limits import MAX_GROUP_MEMBERS, MAX_TEXT_BYTES
+from p2pdm.limits import (
+    ENVELOPE_TTL_SECONDS,
+    MAX_GROUP_MEMBERS,
+    MAX_GROUP_PHOTO_INPUT_BYTES,
+    MAX_TEXT_BYTES,
+)
+from p2pdm.node.actions import action_expiry_s
+from p2pdm.node.avatar import make_group_photo
 from p2pdm.node.batch_send import Sent
+from p2pdm.node.batching import CommitBatcher
 from p2pdm.node.group_wire import GroupWire, change_detail
+from p2pdm.node.media import MediaLibrary
 from p2pdm.node.messenger import Messenger, message_text
 from p2pdm.node.notices import sender_copy
 from p2pdm.store.base import Store
@@ -88,6 +100,9 @@ class Groups:
     on_outbox: Callable[[PeerId], None]
     fetch_bundle: Callable[[PeerId], Awaitable[PrekeyBundle | None]] | None
     group_wire: GroupWire
+    online: set[PeerId]
+    media: MediaLibrary
+    batcher: CommitBatcher
 
     def _init_groups(self) -> None:
         self.group_wire = GroupWire(self.messenger, self.store, lambda peer: self.on_outbox(peer))
@@ -206,10 +221,8 @@ class Groups:
             self.on_outbox(peer)
         return self.group_info(gid)
 
-    async def change_group(self, group: bytes, op: str, **args: Any) -> GroupInfo:
-        """Make one change to ``group`` and tell its members; raises NotFound,
-        GroupRefused (not a member, not an admin, full), SchemaError."""
-        info = self.group_info(group)
+    def _may_change(self, info: GroupInfo, op: str) -> None:
+        """Raise GroupRefused unless this node may make change ``op`` to the group."""
         me = self.identity.peer_id
         if info.row.state != "active" or me not in info.state.members:
             raise GroupRefused("you are not a member of this group")
@@ -217,6 +230,39 @@ class Groups:
             raise GroupRefused(
                 f"only the group's admins may {op} ({'rename' if op == 'rename' else 'change'} it)"
             )
+
+    async def set_group_photo(self, group: bytes, blob_id: bytes | None) -> GroupInfo:
+        """Set the group's photo from our upload ``blob_id`` (made a small square
+        WebP with no metadata), or remove it (None); raises NotFound (no such
+        group or upload), GroupRefused (not an admin), MediaRefused (not a
+        picture, too large, a decompression bomb)."""
+        info = self.group_info(group)
+        self._may_change(info, "photo")
+        if blob_id is None:
+            if info.state.photo is None:
+                return info
+            return await self.change_group(group, "photo", photo=None)
+        record = self.media.record(blob_id)
+        if record.source is not None or record.state not in ("local", "ready"):
+            raise NotFound(f"no file {blob_id.hex()} uploaded here (POST /v1/media)")
+        if record.size > MAX_GROUP_PHOTO_INPUT_BYTES:
+            raise MediaRefused(
+                f"the picture is {record.size} bytes; a group photo is made from at most "
+                f"{MAX_GROUP_PHOTO_INPUT_BYTES} bytes"
+            )
+        data = b"".join(self.media.read_plain(record, 0, record.size))
+        # Decoding a large photo takes a moment: off the event loop.
+        photo = await trio.to_thread.run_sync(make_group_photo, data)
+        if photo == info.state.photo:
+            return info
+        return await self.change_group(group, "photo", photo=photo)
+
+    async def change_group(self, group: bytes, op: str, **args: Any) -> GroupInfo:
+        """Make one change to ``group`` and tell its members; raises NotFound,
+        GroupRefused (not a member, not an admin, full), SchemaError."""
+        info = self.group_info(group)
+        me = self.identity.peer_id
+        self._may_change(info, op)
         peers = tuple(args.get("peers", ()))
         if op == "add":
             peers = tuple(p for p in peers if p not in info.state.members)
@@ -338,16 +384,78 @@ class Groups:
         assert sent is not None  # a text is stored
         return Sent(sent)
 
-    async def send_group_body(self, group: bytes, body: Body) -> StoredMessage:
+    async def send_group_body(
+        self, group: bytes, body: Body, *, idempotency: tuple[str, str] | None = None
+    ) -> Sent:
         """Send files (``MediaBody``, of our uploads) or a place to every other
-        member, with the group's timer; members fetch the files from us."""
+        member, with the group's timer; members online fetch the files from us,
+        and small ones follow the message into each offline member's mailboxes
+        (as one-to-one: :meth:`_push_files`). Raises IdempotencyConflict when
+        ``idempotency`` made another message before (the same one again is
+        returned, ``replayed``), GroupRefused, SchemaError."""
         if not isinstance(body, MediaBody | LocationBody):
             raise SchemaError(f"a {body.kind!r} is not sent this way")
+        if idempotency is not None:
+            earlier = self._replayed(group, idempotency, body.kind)
+            if earlier is not None:
+                return Sent(earlier, replayed=True)
         info = self.group_info(group)
         await self._reach(self._others(info))
-        sent = self.send_to_group(group, replace(body, timer_s=info.state.timer_s))
+        now = self.now_ms()
+
+        def remember(inner: Any) -> None:
+            if idempotency is not None:
+                self.store.remember_send(*idempotency, inner.id, now)
+
+        sent = self.send_to_group(group, replace(body, timer_s=info.state.timer_s), remember)
         assert sent is not None  # files and places are stored
-        return sent
+        if isinstance(body, MediaBody):
+            await self._push_files(sent, [item.blob_id for item in body.items])
+        return Sent(sent)
+
+    def _replayed(
+        self, group: bytes, idempotency: tuple[str, str], kind: str
+    ) -> StoredMessage | None:
+        """The message of ``kind`` an earlier send with ``idempotency`` made in
+        ``group``; None if the key is new; raises IdempotencyConflict when it
+        made another message."""
+        earlier_id = self.store.sent_with(*idempotency)
+        if earlier_id is None:
+            return None
+        earlier = self.store.get_message(earlier_id)
+        if earlier is None or earlier.conversation_id != group or earlier.kind != kind:
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency[1][:60]!r} was used for another "
+                "message; use a new key for a new message"
+            )
+        return earlier
+
+    async def _push_files(self, message: StoredMessage, blob_ids: list[bytes]) -> None:
+        """The chunks of the files of ``message`` small enough for mailboxes
+        (MAILBOX_FILE_BYTES) queued, after it, to each member not online now,
+        one commit per member; unsending the message drops those still queued.
+        A member who cannot be written to fetches the files from us later."""
+        expires_by_s = action_expiry_s(message)
+        for recipient in message.recipients:
+            peer = recipient.peer
+            if peer in self.online:
+                continue
+
+            def work(peer: PeerId = peer) -> int:
+                queued = 0
+                for chunk in self.media.pushed_chunks(blob_ids):
+                    # A disappearing file's chunks live no longer than its message.
+                    out = self.messenger.send(peer, chunk, expires_by_s=expires_by_s)
+                    envelope_id = out.outbox.envelope_id
+                    self.store.follow_message(envelope_id, message.id)
+                    queued += 1
+                return queued
+
+            try:
+                if await self.batcher.submit(work):
+                    self.on_outbox(peer)
+            except P2PDMError as exc:
+                log.info("files not pushed to %s's mailboxes: %s", peer.short(), exc)
 
     def _others(self, info: GroupInfo) -> set[PeerId]:
         me = self.identity.peer_id
@@ -359,11 +467,19 @@ class Groups:
         return others
 
     def send_to_group(
-        self, group: bytes, body: Body, also: Callable[[Any], None] | None = None
+        self,
+        group: bytes,
+        body: Body,
+        also: Callable[[Any], None] | None = None,
+        *,
+        expires_by_s: int | None = None,
     ) -> StoredMessage | None:
         """Queue ``body`` (a shown kind or an action) to every other member, one
         envelope each with one message id; a shown kind is stored once with a
-        delivery state per member. Members who cannot be reached are skipped."""
+        delivery state per member. Members who cannot be reached are skipped.
+        As one-to-one (docs/protocol.md §6.7), the envelopes of a message with a
+        timer live no longer than the sender's copy, and ``expires_by_s`` cuts
+        an action's to its message's erasure."""
         info = self.group_info(group)
         others = sorted(self._others(info), key=lambda p: p.raw)
         now = self.now_ms()
@@ -372,6 +488,26 @@ class Groups:
         wrapped = GroupMsgBody(heads, body)
         sent: list[PeerId] = []
         stored: StoredMessage | None = None
+        expires_s = now // 1000 + ENVELOPE_TTL_SECONDS
+        if expires_by_s is not None:
+            expires_s = min(expires_s, expires_by_s)
+        message: StoredMessage | None = None
+        if body.kind in ("text", "media", "location"):
+            message = StoredMessage(
+                id=message_id,
+                conversation_id=group,
+                peer=others[0],
+                direction=Direction.OUT,
+                kind=body.kind,
+                body=cbor.encode(encode_body(body)),
+                sent_at_ms=now,
+                stored_at_ms=now,
+                status=DeliveryStatus.QUEUED,
+                timer_s=message_timer(body),
+            )
+            message, expires_s = sender_copy(
+                message, now, self.messenger.read_receipts_enabled(), expires_s
+            )
         try:
             # Undivided, as the messenger's send: a member's session error comes
             # before any write for it, so skipping that member spoils nothing.
@@ -379,30 +515,20 @@ class Groups:
                 for peer in others:
                     try:
                         self.group_wire.queue_changes(peer, group, now)
-                        inner = self.group_wire.queue(peer, wrapped, group, now, message_id)
+                        inner = self.group_wire.queue(
+                            peer, wrapped, group, now, message_id, expires_s=expires_s
+                        )
                     except (SessionError, PeerBlocked) as exc:
                         log.warning("group message not sent to %s: %s", peer.short(), exc)
                         continue
                     sent.append(peer)
                 if not sent:
                     raise SessionError("no member of the group can be reached")
-                kind = body.kind
-                if kind in ("text", "media", "location"):
-                    message = StoredMessage(
-                        id=message_id,
-                        conversation_id=group,
+                if message is not None:
+                    message = replace(
+                        message,
                         peer=sent[0],
-                        direction=Direction.OUT,
-                        kind=kind,
-                        body=cbor.encode(encode_body(body)),
-                        sent_at_ms=now,
-                        stored_at_ms=now,
-                        status=DeliveryStatus.QUEUED,
-                        timer_s=message_timer(body),
                         recipients=tuple(Recipient(p, DeliveryStatus.QUEUED, now) for p in sent),
-                    )
-                    message, _ = sender_copy(
-                        message, now, self.messenger.read_receipts_enabled(), 0
                     )
                     stored = self.store.add_message(message)
                     if isinstance(body, MediaBody):  # each member may fetch the files from us
@@ -426,10 +552,10 @@ class Groups:
         *,
         expires_by_s: int | None = None,
     ) -> None:
-        """An action on a group message goes to every member (its envelopes keep
-        the usual lifetime); else one-to-one."""
+        """An action on a group message goes to every member, its envelopes cut
+        to its message's erasure as one-to-one; else one-to-one."""
         if self.is_group(target.conversation_id):
-            self.send_to_group(target.conversation_id, body, also)
+            self.send_to_group(target.conversation_id, body, also, expires_by_s=expires_by_s)
             return
         super()._deliver_action(  # type: ignore[misc]
             target, body, also, expires_by_s=expires_by_s

@@ -26,6 +26,7 @@ from p2pdm.core.model import Conversation, StoredMessage
 from p2pdm.errors import PeerBlocked, SchemaError, SessionError
 from p2pdm.limits import (
     EXPIRY_PURGE_INTERVAL_S,
+    HELD_GROUP_ENTRY_TTL_MS,
     MAX_EXPIRED_PER_PASS,
     MAX_SEARCH_HITS,
     TYPING_INTERVAL_S,
@@ -150,6 +151,8 @@ class ConversationUpkeep:
                 break
         # Actions held past their wait (in a disappearing conversation: its timer).
         dropped = self.store.drop_expired_held(self.now_ms())
+        # Group changes whose parents never came (docs/protocol.md §19.2).
+        self.store.drop_stale_held_group_entries(self.now_ms() - HELD_GROUP_ENTRY_TTL_MS)
         if gone or dropped:
             self.store.forget_erased()
         if gone:

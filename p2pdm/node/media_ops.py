@@ -15,6 +15,7 @@ from p2pdm.core.kinds.location import E7, MAX_ACCURACY_M
 from p2pdm.core.model import StoredMessage, direct_conversation_id
 from p2pdm.errors import SchemaError
 from p2pdm.limits import MAX_LOCATION_LABEL_BYTES
+from p2pdm.node.actions import action_expiry_s
 from p2pdm.node.node import Node
 
 __all__ = ["location_body", "send_body", "send_location", "send_media"]
@@ -30,8 +31,10 @@ async def send_body(node: Node, peer: PeerId, body: Body) -> StoredMessage:
         blob_ids = node.media.attach(out.message)
         if blob_ids and peer not in node.online:
             # Offline: small files follow their message into the mailboxes.
+            # A disappearing file's chunks live no longer than its message.
+            expires_by_s = action_expiry_s(out.message)
             for chunk in node.media.pushed_chunks(blob_ids):
-                queued = node.messenger.send(peer, chunk).outbox
+                queued = node.messenger.send(peer, chunk, expires_by_s=expires_by_s).outbox
                 # Unsending the message drops the chunks still queued.
                 node.store.follow_message(queued.envelope_id, out.message.id)
         return out.message

@@ -221,7 +221,7 @@ class Messenger:
         self.co_member: Callable[[PeerId], bool] = lambda peer: False
         #: Files a group kind (docs/protocol.md §19.4) inside the receive
         #: transaction, in place of the conversation machine (set by the node).
-        self.group_filer: Callable[[InnerMessage, int, Via], Received] | None = None
+        self.group_filer: Callable[[InnerMessage, int, Via, int | None], Received] | None = None
         #: Asks a group message's author for the changes it named (after the
         #: envelope was refused with GroupBehind; set by the node).
         self.group_behind: Callable[[GroupBehind], None] = lambda behind: None
@@ -639,7 +639,7 @@ class Messenger:
         conversation a group message is filed in, ``member``: its sender counts
         as accepted there."""
         if group is None and self.group_filer is not None and _in_group(inner, self.peer_id):
-            return self.group_filer(inner, now, via)
+            return self.group_filer(inner, now, via, held_until_ms)
         if read is None:
             found_contact = self.store.get_contact(inner.sender)
             read = (

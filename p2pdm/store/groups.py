@@ -9,8 +9,11 @@ change log: the verified entries as received (``group_entries``, in
 arrival order), folded by :class:`~p2pdm.core.groups.GroupLog` when the
 node loads it. ``group_peer_heads`` remembers, per member, the heads this
 node last sent it or heard from it, so a change or a message carries only
-the entries the member may lack. Deleting a group deletes its entries and
-heads (SQLite: ``ON DELETE CASCADE``).
+the entries the member may lack. ``group_held`` keeps the verified
+entries still waiting for their parents (so a restart does not lose them),
+bounded per group and in all, and dropped when applied or too old.
+Deleting a group deletes its entries, heads and held entries (SQLite:
+``ON DELETE CASCADE``).
 """
 
 from __future__ import annotations
@@ -54,6 +57,26 @@ class GroupStore(Protocol):
 
     def group_entries(self, group_id: bytes) -> list[bytes]:
         """The encoded entries, in the order they were kept."""
+        ...
+
+    def hold_group_entries(
+        self, group_id: bytes, entries: list[tuple[bytes, bytes]], now_ms: int
+    ) -> None:
+        """Keep (hash, encoded) entries waiting for their parents (those kept
+        already keep their time); past MAX_HELD_GROUP_ENTRIES for the group or
+        MAX_HELD_GROUP_ENTRIES_TOTAL in all, the oldest are dropped."""
+        ...
+
+    def held_group_entries(self, group_id: bytes, since_ms: int) -> list[bytes]:
+        """The group's held entries kept at or after ``since_ms``, oldest first."""
+        ...
+
+    def drop_held_group_entries(self, group_id: bytes, hashes: list[bytes]) -> None:
+        """Forget held entries (applied, refused, or known)."""
+        ...
+
+    def drop_stale_held_group_entries(self, before_ms: int) -> int:
+        """Forget every held entry kept before ``before_ms``; how many."""
         ...
 
     def accept_conversation(self, conversation_id: bytes) -> int:

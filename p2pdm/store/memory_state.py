@@ -117,6 +117,8 @@ class MemoryState:
     #: heads each member was last known to have.
     groups: dict[bytes, GroupRow] = field(default_factory=dict)
     group_entries: dict[bytes, dict[bytes, bytes]] = field(default_factory=dict)
+    #: Held group entries: group id -> hash -> (held at ms, encoded).
+    group_held: dict[bytes, dict[bytes, tuple[int, bytes]]] = field(default_factory=dict)
     group_heads: dict[tuple[bytes, PeerId], tuple[bytes, ...]] = field(default_factory=dict)
 
 

@@ -495,6 +495,20 @@ CREATE TABLE group_peer_heads (
 ) WITHOUT ROWID;
 """
 
+#: Group changes waiting for their parents (docs/protocol.md §19.2), kept so
+#: a restart does not lose them: bounded per group and in all (the oldest
+#: dropped), dropped when applied or older than HELD_GROUP_ENTRY_TTL_MS.
+_MIGRATION_GROUP_HELD: Final = """
+CREATE TABLE IF NOT EXISTS group_held (
+    group_id BLOB NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    hash BLOB NOT NULL,
+    entry BLOB NOT NULL,
+    held_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, hash)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS group_held_by_age ON group_held (held_at_ms);
+"""
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -519,6 +533,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_GROUPS,
     migration_search_external,
     MIGRATION_EVENT_INDEXES,
+    _MIGRATION_GROUP_HELD,
 )
 
 #: The schema version this code writes.

@@ -5,7 +5,12 @@ from __future__ import annotations
 from p2pdm.core import cbor
 from p2pdm.core.identity import PeerId
 from p2pdm.errors import StoreError
-from p2pdm.limits import MAX_GROUP_LOG, MAX_GROUPS
+from p2pdm.limits import (
+    MAX_GROUP_LOG,
+    MAX_GROUPS,
+    MAX_HELD_GROUP_ENTRIES,
+    MAX_HELD_GROUP_ENTRIES_TOTAL,
+)
 from p2pdm.store.groups import GroupRow
 from p2pdm.store.sqlite_tables import Tables
 
@@ -33,8 +38,12 @@ class GroupTables(Tables):
                 (count,) = db.execute("SELECT count(*) FROM groups").fetchone()
                 if count >= MAX_GROUPS:
                     raise StoreError(f"at most {MAX_GROUPS} groups")
+            # An upsert, not INSERT OR REPLACE: a replace deletes the row first,
+            # and ON DELETE CASCADE would take the group's log and heads with it.
             db.execute(
-                f"INSERT OR REPLACE INTO groups ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                f"INSERT INTO groups ({_COLUMNS}) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO "
+                "UPDATE SET state = excluded.state, invited_by = excluded.invited_by, "
+                "joined_at_ms = excluded.joined_at_ms, name = excluded.name",
                 (
                     group.id,
                     group.state,
@@ -58,6 +67,7 @@ class GroupTables(Tables):
         with self._writing("deleting a group") as db:
             db.execute("DELETE FROM group_entries WHERE group_id = ?", (group_id,))
             db.execute("DELETE FROM group_peer_heads WHERE group_id = ?", (group_id,))
+            db.execute("DELETE FROM group_held WHERE group_id = ?", (group_id,))
             return bool(db.execute("DELETE FROM groups WHERE id = ?", (group_id,)).rowcount)
 
     def add_group_entries(self, group_id: bytes, entries: list[tuple[bytes, bytes]]) -> int:
@@ -87,6 +97,53 @@ class GroupTables(Tables):
                 "SELECT entry FROM group_entries WHERE group_id = ? ORDER BY seq", (group_id,)
             ).fetchall()
         return [r[0] for r in rows]
+
+    def hold_group_entries(
+        self, group_id: bytes, entries: list[tuple[bytes, bytes]], now_ms: int
+    ) -> None:
+        if not entries:
+            return
+        with self._writing("keeping held group changes") as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO group_held (group_id, hash, entry, held_at_ms) "
+                "VALUES (?, ?, ?, ?)",
+                [(group_id, digest, encoded, now_ms) for digest, encoded in entries],
+            )
+            # The oldest past each cap go (ties: by hash, as every order must be total).
+            db.execute(
+                "DELETE FROM group_held WHERE group_id = ? AND hash NOT IN (SELECT hash "
+                "FROM group_held WHERE group_id = ? ORDER BY held_at_ms DESC, hash DESC LIMIT ?)",
+                (group_id, group_id, MAX_HELD_GROUP_ENTRIES),
+            )
+            (total,) = db.execute("SELECT count(*) FROM group_held").fetchone()
+            if total > MAX_HELD_GROUP_ENTRIES_TOTAL:
+                db.execute(
+                    "DELETE FROM group_held WHERE (group_id, hash) IN (SELECT group_id, hash "
+                    "FROM group_held ORDER BY held_at_ms, group_id, hash LIMIT ?)",
+                    (total - MAX_HELD_GROUP_ENTRIES_TOTAL,),
+                )
+
+    def held_group_entries(self, group_id: bytes, since_ms: int) -> list[bytes]:
+        with self._reading("reading held group changes") as db:
+            rows = db.execute(
+                "SELECT entry FROM group_held WHERE group_id = ? AND held_at_ms >= ? "
+                "ORDER BY held_at_ms, hash",
+                (group_id, since_ms),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def drop_held_group_entries(self, group_id: bytes, hashes: list[bytes]) -> None:
+        if not hashes:
+            return
+        with self._writing("dropping held group changes") as db:
+            db.executemany(
+                "DELETE FROM group_held WHERE group_id = ? AND hash = ?",
+                [(group_id, digest) for digest in hashes],
+            )
+
+    def drop_stale_held_group_entries(self, before_ms: int) -> int:
+        with self._writing("dropping stale held group changes") as db:
+            return db.execute("DELETE FROM group_held WHERE held_at_ms < ?", (before_ms,)).rowcount
 
     def accept_conversation(self, conversation_id: bytes) -> int:
         with self._writing("accepting a conversation's requests") as db:

@@ -102,3 +102,92 @@ async def test_a_new_group_has_an_empty_conversation() -> None:
         flush(alice, bob)
         page = (await b.call("GET", f"/v1/conversations/{gid}/messages")).json()
         assert [m["text"] for m in page["messages"]] == ["first"]
+
+
+async def test_a_group_photo_through_the_api() -> None:
+    """PATCH with an upload's id sets the photo; every member's group JSON names
+    it and serves it (its own type, nosniff, sandboxed); null removes it; a
+    non-picture, a bomb and an unknown id are refused with one clear error."""
+    from tests.media_files import bomb_png
+    from tests.node.test_group_photo import picture
+
+    alice, bob = make_node("alice"), make_node("bob")
+    acquainted(alice, bob)
+    async with serving(alice) as a, serving(bob) as b:
+        made = await a.call("POST", "/v1/groups", json={"name": "pics", "members": ["bob"]})
+        gid = made.json()["id"]
+        assert made.json()["photo"] is None
+        flush(alice, bob)
+        assert (await b.call("GET", f"/v1/groups/{gid}/photo")).status_code == 404
+        up = await a.call(
+            "POST", "/v1/media", content=picture(), headers={"Content-Type": "image/png"}
+        )
+        assert up.status_code == 201, up.text
+        patched = await a.call("PATCH", f"/v1/groups/{gid}", json={"photo": up.json()["id"]})
+        assert patched.status_code == 200, patched.text
+        photo = patched.json()["photo"]
+        assert photo["type"] == "image/webp" and 0 < photo["size"] <= 32 << 10
+        assert photo["url"] == f"/v1/groups/{gid}/photo?v={photo['tag']}"
+        flush(alice, bob)
+        seen = (await b.call("GET", f"/v1/groups/{gid}")).json()
+        assert seen["photo"] == photo
+        served = await b.call("GET", photo["url"])
+        assert served.status_code == 200
+        assert served.headers["content-type"] == "image/webp"
+        assert served.headers["x-content-type-options"] == "nosniff"
+        assert served.headers["content-security-policy"] == "sandbox"
+        assert len(served.content) == photo["size"]
+        events = (await b.call("GET", "/v1/events/poll", params={"since": 0})).json()["events"]
+        changes = [e["change"] for e in events if e["type"] == "group.changed"]
+        assert changes[-1]["kind"] == "photo" and changes[-1]["photo"] == photo["tag"]
+        for data, mime in ((b"just words", "text/plain"), (bomb_png(), "application/x-blob")):
+            bad = await a.call("POST", "/v1/media", content=data, headers={"Content-Type": mime})
+            assert bad.status_code == 201, bad.text
+            refused = await a.call("PATCH", f"/v1/groups/{gid}", json={"photo": bad.json()["id"]})
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["code"] == "media_refused"
+        unknown = await a.call("PATCH", f"/v1/groups/{gid}", json={"photo": "ab" * 32})
+        assert unknown.status_code == 404
+        not_admin = await b.call("PATCH", f"/v1/groups/{gid}", json={"photo": None})
+        assert not_admin.status_code == 422
+        assert not_admin.json()["error"]["code"] == "group_refused"
+        removed = await a.call("PATCH", f"/v1/groups/{gid}", json={"photo": None})
+        assert removed.status_code == 200 and removed.json()["photo"] is None
+        flush(alice, bob)
+        assert (await b.call("GET", f"/v1/groups/{gid}")).json()["photo"] is None
+        assert (await b.call("GET", f"/v1/groups/{gid}/photo")).status_code == 404
+
+
+async def test_group_files_and_places_honour_idempotency_keys() -> None:
+    """A retried group file or place with the same key is the same message (200,
+    Idempotent-Replayed), sent once to each member; the key used for another
+    message (a text, another group's, a place for files) is a conflict."""
+    alice, bob = make_node("alice"), make_node("bob")
+    acquainted(alice, bob)
+    async with serving(alice) as a, serving(bob) as b:
+        made = await a.call("POST", "/v1/groups", json={"name": "keys", "members": ["bob"]})
+        gid = made.json()["id"]
+        other = await a.call("POST", "/v1/groups", json={"name": "other", "members": ["bob"]})
+        flush(alice, bob)
+        up = await a.call(
+            "POST", "/v1/media", content=b"menu", headers={"Content-Type": "text/plain"}
+        )
+        files = {"to": gid, "media": [up.json()["id"]], "idempotency_key": "f1"}
+        place = {"to": gid, "location": {"lat": 1.5, "lon": 2.5}, "idempotency_key": "p1"}
+        for keyed in (files, place):
+            first = await a.call("POST", "/v1/messages", json=keyed)
+            again = await a.call("POST", "/v1/messages", json=keyed)
+            assert first.status_code == 201, first.text
+            assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+            assert again.json()["id"] == first.json()["id"]
+        flush(alice, bob)
+        page = (await b.call("GET", f"/v1/conversations/{gid}/messages")).json()["messages"]
+        assert sorted(m["kind"] for m in page) == ["location", "media"]
+        for clash in (
+            {**place, "idempotency_key": "f1"},
+            {**files, "to": other.json()["id"]},
+            {"to": gid, "text": "hello", "idempotency_key": "p1"},
+        ):
+            refused = await a.call("POST", "/v1/messages", json=clash)
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["code"] == "idempotency_key_reused"

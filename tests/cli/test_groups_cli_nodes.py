@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.cli.conftest import assert_one_error_line, cli, running_pair
 from tests.conftest import deliver
@@ -51,6 +52,25 @@ async def test_a_group_made_written_and_read_through_the_cli(
         code, _, err = await cli(capsys, *as_bob, "group", "rename", "Bakers", "Mine")
         assert code == 1
         assert_one_error_line(err)
+        # A photo: set from a picture, shown to Bob; a file that is no picture is
+        # refused in one line; --remove takes it away.
+        picture = tmp_path / "oven.png"
+        Image.new("RGB", (300, 200), (200, 90, 20)).save(picture)
+        code, out, err = await cli(capsys, *as_alice, "group", "photo", "Bakers", str(picture))
+        assert (code, err) == (0, ""), err
+        assert "Set the photo of Bakers" in out
+        deliver(alice.node, bob.node)
+        code, out, _ = await cli(capsys, *as_bob, "group", "show", "Bakers")
+        assert any(line.startswith("Photo      image/webp") for line in out.splitlines()), out
+        notes = tmp_path / "notes.txt"
+        notes.write_text("no picture")
+        code, _, err = await cli(capsys, *as_alice, "group", "photo", "Bakers", str(notes))
+        assert code == 1
+        assert_one_error_line(err, "picture")
+        code, out, err = await cli(capsys, *as_alice, "group", "photo", "Bakers", "--remove")
+        assert (code, err) == (0, ""), err
+        code, out, _ = await cli(capsys, *as_alice, "group", "show", "Bakers")
+        assert "Photo" not in out
         code, _, err = await cli(capsys, *as_alice, "group", "show", "Nobody's")
         assert code == 1
         assert_one_error_line(err, "Nobody's")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
+from PIL import Image
 
 from p2pdm.api import serve_api
 from p2pdm.api.payload import RequestError, parse_event_types
@@ -286,3 +288,30 @@ async def test_groups_through_the_sdk(alice: Api) -> None:
         with pytest.raises(APIError) as refused:
             await node.group("nobody's")
         assert refused.value.status == 404
+
+
+def test_a_group_photo_and_keyed_group_files_through_the_sdk(tmp_path: Path) -> None:
+    """``set_group_photo_file`` uploads a picture and makes it the photo,
+    ``group_photo_bytes`` reads it back, ``set_group_photo(g, None)`` removes
+    it; a keyed group file sent twice is one message."""
+    node = make_node("alice")
+    bob = make_node("bob")
+    node.add_contact_from_invite(bob.invite(), "bob")
+    picture = tmp_path / "bakery.png"
+    Image.new("RGB", (400, 300), (240, 200, 40)).save(picture)
+    with serving_in_thread(node) as port, Client("127.0.0.1", port, TOKEN) as client:
+        made = client.create_group("Bakers", ["bob"])
+        shown = client.set_group_photo_file(made["id"], picture)
+        photo = shown["photo"]
+        assert photo is not None and photo["type"] == "image/webp"
+        assert len(client.group_photo_bytes("Bakers")) == photo["size"]
+        assert client.set_group_photo("Bakers", None)["photo"] is None
+        with pytest.raises(APIError) as none:
+            client.group_photo_bytes("Bakers")
+        assert none.value.status == 404
+        uploaded = client.upload_file(picture)
+        first = client.send_media("Bakers", [uploaded["id"]], idempotency_key="k")
+        again = client.send_media("Bakers", [uploaded["id"]], idempotency_key="k")
+        assert again["id"] == first["id"]
+        here = client.send_location("Bakers", 1.0, 2.0, idempotency_key="where")
+        assert client.send_location("Bakers", 1.0, 2.0, idempotency_key="where")["id"] == here["id"]

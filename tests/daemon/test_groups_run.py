@@ -4,12 +4,14 @@ refusals, and concurrent changes by two admins (docs/protocol.md §19)."""
 
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
 import trio
+from PIL import Image
 
-from p2pdm.core.groups import make_entry
+from p2pdm.core.groups import make_entry, photo_type
 from p2pdm.core.kinds import GroupChangeBody, GroupMsgBody, TextBody
 from p2pdm.core.model import Direction
 from p2pdm.node.media_ops import location_body
@@ -149,6 +151,16 @@ async def test_groups_on_five_nodes(
             assert got is not None and b"".join(node.media.read_plain(got, 0, got.size)) == data
             kinds = {m.kind for m in node.messages(gid, 100).messages}
             assert {"media", "location"} <= kinds
+
+        # A photo set by an admin reaches every member with the signed change.
+        picture = io.BytesIO()
+        Image.new("RGB", (320, 200), (90, 160, 60)).save(picture, "PNG")
+        upload = n1.media.add_file(picture.getvalue(), "image/png", "team.png")
+        photo = (await n1.set_group_photo(gid, upload.blob_id)).state.photo
+        assert photo is not None and photo_type(photo) == "image/webp"
+        await wait_until(
+            lambda: all(node_of(net, i).group_info(gid).state.photo == photo for i in (0, 3, 4))
+        )
 
         # Two admins change the group concurrently (cut off from each other):
         # node 1 re-adds 2 while node 0 removes 4; everyone ends the same.

@@ -132,3 +132,78 @@ def test_an_action_on_a_message_without_a_timer_waits_as_long_as_ever(
     bob.messenger.receive(message.envelope)
     got = bob.store.get_message(sent.id)
     assert got is not None and bob.extras([got])[got.id].reactions == {"👍": [alice.peer_id]}
+
+
+# --- the same in a group with a timer (docs/protocol.md §19.5) ----------------
+
+
+async def _timed_group(alice: Node, bob: Node) -> bytes:
+    """A group of Alice and Bob with the group timer TIMER_S, known to both;
+    Alice's copies' timers run from sending (no read receipts)."""
+    alice.update_settings({"read_receipts": False})
+    gid = (await alice.create_group("timed", [bob.peer_id], timer_s=TIMER_S)).row.id
+    deliver(alice, bob)
+    assert bob.group_info(gid).state.timer_s == TIMER_S
+    return gid
+
+
+async def test_group_actions_on_a_disappearing_message_expire_with_it(
+    nodes: tuple[Node, Node], clock: Clock
+) -> None:
+    alice, bob = nodes
+    gid = await _timed_group(alice, bob)
+    sent = (await alice.send_group_text(gid, "meet at the fountain")).message
+    assert sent.expires_at_ms is not None
+    # The message's own envelope lives no longer than Alice's copy.
+    message_expiry = _last_expiry_s(alice, bob)
+    assert message_expiry == -(-sent.expires_at_ms // 1000)
+    deliver(alice, bob)
+    bob.mark_group_read(gid)
+    theirs = bob.store.get_message(sent.id)
+    assert theirs is not None and theirs.expires_at_ms is not None
+    clock.ms += 10_000
+    alice.edit(sent.id, "meet at the gate")
+    assert _last_expiry_s(alice, bob) == message_expiry
+    bob.react(sent.id, "👍")  # Bob's copy: its own expiry, from his reading
+    assert _last_expiry_s(bob, alice) == -(-theirs.expires_at_ms // 1000)
+    alice.unsend(sent.id)
+    assert _last_expiry_s(alice, bob) == message_expiry
+
+
+async def test_group_actions_without_a_timer_keep_the_usual_lifetime(
+    nodes: tuple[Node, Node], clock: Clock
+) -> None:
+    alice, bob = nodes
+    gid = (await alice.create_group("untimed", [bob.peer_id])).row.id
+    deliver(alice, bob)
+    sent = (await alice.send_group_text(gid, "no timer here")).message
+    assert _last_expiry_s(alice, bob) == clock.ms // 1000 + ENVELOPE_TTL_SECONDS
+    deliver(alice, bob)
+    alice.edit(sent.id, "still no timer")
+    assert _last_expiry_s(alice, bob) == clock.ms // 1000 + ENVELOPE_TTL_SECONDS
+
+
+async def test_a_group_action_held_for_a_disappearing_message_waits_no_longer_than_it(
+    nodes: tuple[Node, Node], clock: Clock
+) -> None:
+    alice, bob = nodes
+    gid = await _timed_group(alice, bob)
+    sent = (await alice.send_group_text(gid, "soon gone")).message
+    alice.react(sent.id, "🎉")
+    alice.edit(sent.id, "soon gone, edited")
+    message, *actions = alice.store.outbox_for(bob.peer_id)
+    assert message.message_id == sent.id and len(actions) == 2
+    for item in actions:
+        bob.messenger.receive(item.envelope)
+    assert bob.store.held_count() == 2
+    dropped = bob.store.counts()["held_actions_dropped"]
+    clock.ms += (TIMER_S + MAX_CLOCK_SKEW_SECONDS) * 1000
+    bob.purge_expired()
+    assert bob.store.held_count() == 2
+    clock.ms += 1_000
+    bob.purge_expired()
+    assert bob.store.held_count() == 0
+    assert bob.store.counts()["held_actions_dropped"] == dropped + 2
+    with pytest.raises(EnvelopeExpired):
+        bob.messenger.receive(message.envelope)
+    assert bob.store.get_message(sent.id) is None

@@ -49,6 +49,12 @@ def test_a_newcomer_chats_with_the_demo_bot_and_removes_it(
 
     # Removed from the welcome page: the bot stops, its contact and home go.
     page.get(base + "#/")
+    # Someone with a conversation is sent to it rather than welcomed again.
+    wait_for(
+        page,
+        lambda d: any(e.text == "Pick a conversation" for e in all_css(d, "section.welcome h1")),
+        "the returning user's page",
+    )
     click(page, "#demo-remove", "the remove button")
     page.switch_to.alert.accept()
     wait_for(page, lambda d: all_css(d, "#demo-start") or None, "the offer again")

@@ -6,9 +6,11 @@ Alice's bubble says who it was delivered to."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from tests.daemon.test_run_process import Proc
 from tests.web.conftest import PHONE, Pair, all_css, by_css, click, screenshot, sign_in, wait_for
@@ -105,10 +107,10 @@ def test_create_send_and_the_other_member_sees_it_with_the_author(pair: Pair) ->
 
 
 def test_an_invitation_joined_from_requests_and_a_rename_seen_live(
-    nodes: Callable[..., Proc], browsers: Callable[..., Any]
+    nodes: Callable[..., Proc], browsers: Callable[..., Any], tmp_path: Path
 ) -> None:
     """Bob is not Alice's contact: her group is an invitation in his Requests; he joins,
-    and her rename from the group info panel reaches his list live."""
+    and her rename and photo from the group info panel reach his list live."""
     alice = nodes("alice")
     bob = nodes("bob")
     alice.client.add_contact(bob.client.node()["invite"], "Bob")
@@ -136,3 +138,20 @@ def test_an_invitation_joined_from_requests_and_a_rename_seen_live(
     wait_for(
         alice_page, lambda d: by_css(d, "#group-info h2").text == "Night bakers", "Alice's panel"
     )
+
+    # A photo picked in the panel: shown there, and as the group's avatar in Bob's list.
+    picture = tmp_path / "bakery.png"
+    Image.new("RGB", (500, 300), (230, 160, 40)).save(picture)
+    by_css(alice_page, "#group-photo-file").send_keys(str(picture))
+    wait_for(alice_page, lambda d: by_css(d, "#group-photo"), "the photo in Alice's panel")
+
+    def photo_shown(driver: Any) -> bool:
+        item = group_item(driver, "Night bakers")
+        if item is None:
+            return False
+        found = item.find_elements("css selector", "img.group-photo")
+        return bool(found) and driver.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth > 0", found[0]
+        )
+
+    wait_for(bob_page, photo_shown, "the group's photo in Bob's list")

@@ -10,16 +10,20 @@ from p2pdm.core.groups.entry import (
     make_entry,
 )
 from p2pdm.core.groups.log import GroupLog, GroupState, Outcome
+from p2pdm.core.groups.photo import PHOTO_TYPES, photo_tag, photo_type
 
 __all__ = [
     "ADMIN_OPS",
     "GROUP_ID_BYTES",
     "HASH_BYTES",
     "OPS",
+    "PHOTO_TYPES",
     "ChangeEntry",
     "GroupLog",
     "GroupState",
     "Outcome",
     "decode_entry",
     "make_entry",
+    "photo_tag",
+    "photo_type",
 ]

@@ -92,6 +92,10 @@ class GroupLog:
         """Hashes of the entries no other entry follows, sorted."""
         return tuple(sorted(d for d in self._nodes if d not in self._children))
 
+    def held(self) -> list[ChangeEntry]:
+        """The entries waiting for their parents, oldest first."""
+        return list(self._held.values())
+
     def authorised(self, digest: bytes) -> bool:
         node = self._nodes.get(digest)
         return node is not None and node.authorised

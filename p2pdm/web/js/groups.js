@@ -1,5 +1,5 @@
 // Group chats: the groups this node knows (GET /v1/groups), the New group form,
-// the group info panel (members, admins, add/remove, rename, leave) and group
+// the group info panel (members, admins, add/remove, rename, photo, leave) and group
 // invitations among the requests. Every control shows only when the node has
 // its endpoint (has()); a node without groups shows none of this.
 
@@ -150,7 +150,10 @@ function drawInfo(panel, groupId) {
     candidates.map((c) => h("option", { value: c.peer_id }, c.name)));
   const rename = h("input", { id: "group-rename", type: "text", value: group.name, "aria-label": "Group name", maxlength: 100 });
   clear(panel,
-    h("h2", {}, group.name),
+    h("div.group-photo-row", {},
+      group.photo ? h("img.avatar", { id: "group-photo", src: group.photo.url, alt: `Photo of ${group.name}`, width: 40, height: 40 }) : null,
+      h("h2", {}, group.name)),
+    admin && has("PATCH", "/v1/groups/{group}") && has("POST", "/v1/media") ? photoControls(group, path) : null,
     h("p.hint", {}, `${membersLine(group)} · ${group.log_length} membership change${group.log_length === 1 ? "" : "s"}`,
       group.state !== "active" ? ` · ${{ request: "invitation", left: "you left", removed: "you were removed" }[group.state] || group.state}` : ""),
     h("ul.members", { id: "group-members", "aria-label": "Members" }, members.map(memberItem)),
@@ -164,6 +167,30 @@ function drawInfo(panel, groupId) {
       type: "button", id: "group-leave",
       onclick: () => window.confirm(`Leave ${group.name}? You will get no more of its messages.`) && change(post(`${path}/leave`)),
     }, "Leave group") : null);
+}
+
+/** The image types the node makes a group photo from (it makes a small square WebP). */
+const PHOTO_INPUT_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+
+/** Set (upload, then name the upload) or remove the group's photo: admins only. */
+function photoControls(group, path) {
+  const file = h("input", {
+    id: "group-photo-file", type: "file", accept: PHOTO_INPUT_TYPES.join(","),
+    onchange: async () => {
+      const picked = file.files && file.files[0];
+      if (!picked) return;
+      try {
+        const uploaded = await post(`/v1/media?name=${seg(picked.name || "photo")}`, picked);
+        await change(patch(path, { photo: uploaded.id }));
+        announce(`Set the photo of ${group.name}`);
+      } catch (error) { showError(error); }
+    },
+  });
+  return h("div.group-photo-row", {},
+    h("label", { for: "group-photo-file" }, group.photo ? "Change photo" : "Set a photo"), file,
+    group.photo ? h("button", {
+      type: "button", id: "group-photo-remove", onclick: () => change(patch(path, { photo: null })),
+    }, "Remove photo") : null);
 }
 
 /** A change of the group: the node answers with the group as it is now. */

@@ -91,7 +91,9 @@ function item(conversation) {
         ? { id: conversation.id, peer: conversation.peer, group: conversation.group.id }
         : { id: conversation.id, peer: conversation.peer },
     },
-      h("span.avatar", { "aria-hidden": "true" }, initials(name)),
+      group && group.photo
+        ? h("img.avatar.group-photo", { src: group.photo.url, alt: "", width: 40, height: 40, "aria-hidden": "true" })
+        : h("span.avatar", { "aria-hidden": "true" }, initials(name)),
       h("span.who", {}, name,
         group ? h("span.members", {}, ` · ${membersLine(group)}`) : null,
         !conversation.group && state.online.has(conversation.peer) ? h("span.online", { title: "connected" }, " ●") : null),

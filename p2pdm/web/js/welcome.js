@@ -6,7 +6,8 @@ import { clear, h, showError } from "./dom.js";
 import { loadContacts, loadConversations, state } from "./state.js";
 
 export async function renderWelcome(main) {
-  const box = h("section.page.welcome", {},
+  const active = state.conversations.filter((c) => !c.request && !c.archived);
+  const box = active.length ? returning(active) : h("section.page.welcome", {},
     h("h1", {}, "Welcome to p2pdm"),
     h("p", {}, "Messages go straight from this computer to your friends' — end-to-end encrypted, no server in between."));
   clear(main, box);
@@ -25,10 +26,25 @@ export async function renderWelcome(main) {
       h("p", {}, "Start a local demo bot on this computer (it is not a person, and you can remove it any time). Send it a message and watch it go from queued to sent, delivered and read, then get an answer."),
       h("button.primary", { type: "button", id: "demo-start", onclick: startDemo }, "Try p2pdm with a demo contact")));
   }
+  if (active.length) return;
   box.append(h("div.card", {},
     h("h2", {}, "Chat with a friend"),
     h("p", {}, "Share your invite, or paste theirs."),
     h("a.button", { href: "#/new" }, "New chat")));
+}
+
+/** Someone with conversations: what is waiting, and where to go. */
+function returning(active) {
+  const unread = active.filter((c) => c.unread > 0);
+  const total = unread.reduce((sum, c) => sum + c.unread, 0);
+  return h("section.page.welcome", {},
+    h("h1", {}, "Pick a conversation"),
+    h("p", {}, total
+      ? `${total} unread message${total === 1 ? "" : "s"} in ${unread.length} conversation${unread.length === 1 ? "" : "s"}. Choose one from the list, or start a new chat.`
+      : "Choose a conversation from the list, or start a new chat."),
+    h("p", {},
+      h("a.button", { href: "#/new" }, "New chat"), " ",
+      h("a.button", { href: "#/newgroup" }, "New group")));
 }
 
 async function startDemo(event) {
