@@ -384,6 +384,12 @@ LIVE_LOCATION_SKEW_S = 300
 #: Live shares held in memory at once (own and peers'): far more than anyone
 #: follows; the one ending soonest goes first past it.
 MAX_LIVE_LOCATIONS = 256
+#: Starting (or stopping) a share with a peer that is not connected yet (a
+#: node that just started dials its contacts; the peer watch notices a
+#: connection every couple of seconds) dials it and waits this long for the
+#: update to be taken before saying it did not go: long enough for a dial
+#: on a LAN or loopback, short enough for an API call.
+LIVE_LOCATION_DIAL_S = 5
 
 # --- groups (docs/protocol.md §19) ---
 

@@ -19,7 +19,7 @@ from p2pdm.api.payload import JSONObject
 from p2pdm.api.schema import Schema, obj, ref
 from p2pdm.api.views_location import LIVE_LOCATION, live_location_json, live_locations_of
 from p2pdm.limits import LIVE_LOCATION_PERIODS_S
-from p2pdm.node.live_location import share_live_location, stop_live_location
+from p2pdm.node.live_location import recipients_of, share_live_location, stop_live_location
 from p2pdm.node.media_ops import location_body
 from p2pdm.node.node import Node
 
@@ -36,9 +36,11 @@ _LIVE_FIELDS: Final = frozenset({"lat", "lon", "accuracy_m"})
 
 
 def _recipients(request: Request, node: Node) -> tuple[bytes, list[Any]]:
+    """The conversation and who its share goes to: the contact, or a group's
+    other members (GroupRefused, 422, in a group you are not in)."""
     conversation_id = _visible_conversation(request, node)
     _, peer = node.find_conversation(str(request.path_params["conversation"]))
-    return conversation_id, [peer]
+    return conversation_id, recipients_of(node, conversation_id, peer)
 
 
 async def share_live(request: Request, node: Node) -> Response:

@@ -19,8 +19,8 @@ _PATH: Final = "/v1/conversations/{conversation}/live-location"
 _CONVERSATION: Final = path_param(
     "conversation",
     {"type": "string", "minLength": 1},
-    "the conversation id (32 hex characters); or, for the one-to-one conversation, "
-    "the contact's name or PeerID",
+    "the conversation id (32 hex characters; a group's id for a group); or, for the "
+    "one-to-one conversation, the contact's name or PeerID",
 )
 _NOT_FOUND: Final = {"404": ""}  # the shared wording
 
@@ -34,9 +34,11 @@ LOCATION_ROUTES: Final[tuple[Route, ...]] = (
             "shareLiveLocation",
             "Start sharing your live location for 15 minutes, 1 hour or 8 hours "
             "(duration_s), or move a running share: each update goes at once over an open "
-            "connection to the contact, never queued or stored, at most one every few seconds",
+            "connection to the contact (in a group: to each member connected now), never "
+            "queued or stored, at most one every few seconds; a start dials a contact not "
+            "connected yet (a few seconds at most)",
             ("200", ref("LiveLocationResult"), "the share, and whether the update went now"),
-            {**_NOT_FOUND, "413": "", "415": ""},
+            {**_NOT_FOUND, "413": "", "415": "", "422": "a group you are not in"},
             parameters=(_CONVERSATION,),
             body=ref("LiveLocationUpdate"),
             schemas=LIVE_LOCATION_SCHEMAS,
@@ -49,10 +51,10 @@ LOCATION_ROUTES: Final[tuple[Route, ...]] = (
         TokenScope.SEND,
         Doc(
             "stopLiveLocation",
-            "Stop sharing your live location in the conversation; the contact is told if "
-            "connected (else its copy ends with the period)",
+            "Stop sharing your live location in the conversation; the contact (a group's "
+            "members) is told if connected (else its copy ends with the period)",
             ("200", ref("LiveLocationStopped"), "whether a share was running"),
-            _NOT_FOUND,
+            {**_NOT_FOUND, "422": "a group you are not in"},
             parameters=(_CONVERSATION,),
         ),
     ),
@@ -63,7 +65,8 @@ LOCATION_ROUTES: Final[tuple[Route, ...]] = (
         TokenScope.READ,
         Doc(
             "getLiveLocations",
-            "The live locations shown in the conversation now (yours and the contact's)",
+            "The live locations shown in the conversation now (yours and the contact's, or "
+            "each group member's)",
             ("200", ref("LiveLocationList"), "the running shares (maybe none)"),
             _NOT_FOUND,
             parameters=(_CONVERSATION,),

@@ -512,6 +512,6 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         print(f"{prefix}{first}{_sent_note(m)}{status}", file=out)
         for line in [*rest, *attached]:  # lined up under the text
             print(" " * cell_len(prefix) + line, file=out)
-    for line in live_lines(live, safe_text(name), safe_text(args.contact), home):
+    for line in live_lines(live, safe_text(name), safe_text(args.contact), home, authors):
         print(line, file=out)
     return EXIT_OK

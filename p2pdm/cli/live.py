@@ -1,5 +1,6 @@
 """Live location on the command line: ``send CONTACT --live-location LAT,LON
---for 15m`` (one update) and ``stop-live CONTACT``."""
+--for 15m`` (one update) and ``stop-live CONTACT``; CONTACT may be a group's
+name or id (the share goes to each member online)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import json
 import shlex
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, TextIO
 
@@ -38,6 +40,21 @@ def parse_period(text: str) -> int:
     return seconds
 
 
+def _conversation(node: Client, who: str) -> str:
+    """The conversation a live location with ``who`` is in: a group's, when
+    ``who`` is the id or the name of exactly one group, else ``who`` itself
+    (a contact's name or PeerID, or a conversation id: the node resolves it)."""
+    typed = who.strip()
+    key = unicodedata.normalize("NFKC", typed).casefold()
+    groups = [
+        g
+        for g in node.groups()
+        if typed in (g["id"], g["conversation"])
+        or unicodedata.normalize("NFKC", g["name"]).casefold() == key
+    ]
+    return str(groups[0]["conversation"]) if len(groups) == 1 else who
+
+
 def share_live(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     """One live-location update (starting the share when ``--for`` is given)."""
     if args.text or args.caption:
@@ -45,7 +62,8 @@ def share_live(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     lat, lon = parse_location(args.live_location, "--live-location")
     duration_s = None if args.live_for is None else parse_period(args.live_for)
     with Client.for_home(home) as node:
-        answer = node.share_live_location(args.contact, lat, lon, duration_s=duration_s)
+        where = _conversation(node, args.contact)
+        answer = node.share_live_location(where, lat, lon, duration_s=duration_s)
     if args.json:
         print(json.dumps(answer, indent=2, sort_keys=True), file=out)
         return EXIT_OK
@@ -56,13 +74,15 @@ def share_live(args: argparse.Namespace, home: Home, out: TextIO) -> int:
 
 
 def stop_live_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("contact", metavar="CONTACT", help="name or PeerID")
+    parser.add_argument(
+        "contact", metavar="CONTACT", help="name or PeerID, or a group's name or id"
+    )
 
 
 def stop_live(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     """Stop sharing the live location with a contact."""
     with Client.for_home(home) as node:
-        stopped = node.stop_live_location(args.contact)["stopped"]
+        stopped = node.stop_live_location(_conversation(node, args.contact))["stopped"]
     print(
         f"Stopped sharing your live location with {args.contact}."
         if stopped
@@ -76,9 +96,16 @@ def _clock(ms: int) -> str:
     return time.strftime("%H:%M", time.localtime(ms / 1000))
 
 
-def live_lines(live: Sequence[Mapping[str, Any]], name: str, contact: str, home: Home) -> list[str]:
+def live_lines(
+    live: Sequence[Mapping[str, Any]],
+    name: str,
+    contact: str,
+    home: Home,
+    authors: Mapping[str, str] | None = None,
+) -> list[str]:
     """What ``read`` shows after a conversation for the live locations running
-    in it (``name`` and ``contact`` already made safe to print)."""
+    in it (``name`` and ``contact`` already made safe to print; ``authors``:
+    a group's members' names by PeerID, safe too)."""
     lines = []
     for share in live:
         place = f"{share['lat']:.5f},{share['lon']:.5f}"
@@ -90,5 +117,8 @@ def live_lines(live: Sequence[Mapping[str, Any]], name: str, contact: str, home:
             )
         else:
             updated = _clock(share["updated_at_ms"])
-            lines.append(f"[live] {name} shares a location until {until}: {place} (at {updated})")
+            who = (authors or {}).get(share["peer"]) or (
+                name if not authors else "~" + share["peer"][-8:]
+            )
+            lines.append(f"[live] {who} shares a location until {until}: {place} (at {updated})")
     return lines

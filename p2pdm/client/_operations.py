@@ -415,14 +415,16 @@ class Operations:
         duration_s: int | None = None,
         accuracy_m: float | None = None,
     ) -> Fields:
-        """Start sharing your live location with ``duration_s`` (900, 3600 or 28800), or
-        move a running share (no ``duration_s``); updates go over an open connection
-        only, never queued. Returns ``live_location``, ``sent`` and ``reason``."""
+        """Start sharing your live location with ``who`` (a contact, or a group's id:
+        every member online) for ``duration_s`` (900, 3600 or 28800), or move a running
+        share (no ``duration_s``); updates go over an open connection only, never
+        queued. Returns ``live_location``, ``sent`` and ``reason``."""
         return _present(lat=lat, lon=lon, accuracy_m=accuracy_m, duration_s=duration_s)
 
     @operation[dict[str, Any]]("DELETE", "/v1/conversations/{who}/live-location")
     def stop_live_location(who: str) -> None:
-        """Stop sharing your live location with ``who``; ``stopped`` says if one ran."""
+        """Stop sharing your live location with ``who`` (a contact or a group's id);
+        ``stopped`` says if one ran."""
 
     @operation[list[dict[str, Any]]](
         "GET", "/v1/conversations/{who}/live-location", pick="live_locations"

@@ -76,7 +76,7 @@ from p2pdm.net import (
 )
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.housekeeping import purge_loop
-from p2pdm.node.live_location import live_location_loop
+from p2pdm.node.live_location import live_location_loop, own_shares_for, resend_live_location
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 from p2pdm.services.blob import BlobService
 from p2pdm.services.directory import HandleDirectory
@@ -372,7 +372,9 @@ class _PeerWatch:
     was offline; the same for a peer already connected when it becomes a
     contact. The last connection to a contact going: ``peer.offline``.
     Having had no connection at all and now one again (network back, laptop
-    awake): fetch from our mailboxes.
+    awake): fetch from our mailboxes. A peer with a new connection (contact
+    or group member: it may have been away) gets the position of each live
+    location we share with it at once (``returned``, sent by :meth:`run`).
     """
 
     def __init__(
@@ -385,12 +387,21 @@ class _PeerWatch:
         self.connected_any = True  # start-up fetches anyway
         #: The connections seen at the last check, by peer.
         self.seen: dict[PeerId, frozenset[int]] = {}
+        #: Peers with a connection not there at the last check.
+        self.returned: list[PeerId] = []
+        #: Peers our live locations are being sent to again now.
+        self._resending: set[PeerId] = set()
 
     def check(self) -> None:
         connections = self.host.connections()
         if connections and not self.connected_any:
             self.delivery.fetch_now()
         self.connected_any = bool(connections)
+        # A connection not seen before: the peer may have been away (a restart
+        # between two checks shows as a new connection, never as a gap).
+        self.returned = [
+            p for p, numbers in connections.items() if not numbers <= self.seen.get(p, frozenset())
+        ]
         co_members: set[PeerId] | None = None  # read once a check, when needed
         for peer, numbers in connections.items():
             new = not numbers <= self.seen.get(peer, frozenset())
@@ -418,12 +429,32 @@ class _PeerWatch:
             self.node.peer_offline(peer)
 
     async def run(self) -> None:
-        while True:
-            try:
-                self.check()
-            except P2PDMError as exc:
-                log.warning("peer watch: %s", exc)
-            await trio.sleep(PEER_WATCH_SECONDS)
+        async with trio.open_nursery() as nursery:
+            while True:
+                try:
+                    self.check()
+                    self._resend_live(nursery)
+                except P2PDMError as exc:
+                    log.warning("peer watch: %s", exc)
+                await trio.sleep(PEER_WATCH_SECONDS)
+
+    def _resend_live(self, nursery: trio.Nursery) -> None:
+        """Each returned peer that one of our live shares is for gets it now (one
+        task per such peer at a time: bounded by peers and shares)."""
+        if not self.node.live_locations.own(self.node.now_ms()):
+            return
+        for peer in self.returned:
+            if peer not in self._resending and own_shares_for(self.node, peer):
+                self._resending.add(peer)
+                nursery.start_soon(self._resend, peer)
+
+    async def _resend(self, peer: PeerId) -> None:
+        try:
+            await resend_live_location(self.node, peer)
+        except P2PDMError as exc:
+            log.info("could not send live locations again to %s: %s", peer.short(), exc)
+        finally:
+            self._resending.discard(peer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,6 +524,8 @@ async def serve_node(
         node.on_outbox = delivery.wake
         node.fetch_bundle = partial(fetch_bundle, host)
         node.send_now = delivery.send_now
+        node.send_dialing = delivery.send_dialing
+        node.connected_to = lambda peer: peer in host.connected_peers()
         node.dht_stats = partial(dht_stats_json, host)
         handles = HandleDirectory(host, node.peer_id)
         republish = _Republish()

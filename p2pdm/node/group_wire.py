@@ -25,7 +25,7 @@ from typing import Final
 from p2pdm.core.conversation import Via
 from p2pdm.core.groups import ChangeEntry, GroupLog, GroupState, decode_entry, photo_tag
 from p2pdm.core.identity import PeerId
-from p2pdm.core.kinds import Body, GroupChangeBody, GroupMsgBody, TypingBody
+from p2pdm.core.kinds import Body, GroupChangeBody, GroupMsgBody, LiveLocationBody, TypingBody
 from p2pdm.core.model import EventType, OutboxItem
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, seal
 from p2pdm.core.wire import InnerMessage
@@ -283,8 +283,8 @@ class GroupWire:
         (its envelope's expiry, as one-to-one: docs/protocol.md §6.7)."""
         body = inner.body
         group = inner.conversation
-        if isinstance(body, TypingBody):
-            return self._typing(inner, now, via)
+        if isinstance(body, (TypingBody, LiveLocationBody)):
+            return self._ephemeral(inner, now, via)
         if self.store.get_group(group) is None and self.declined(group):
             return self._nothing(inner)  # an invitation the user declined
         if isinstance(body, GroupChangeBody):
@@ -332,9 +332,11 @@ class GroupWire:
             member=row.state == "active",
         )
 
-    def _typing(self, inner: InnerMessage, now: int, via: Via) -> Received:
-        """A member typing in a group this node accepted is shown there; any
-        other typing signal naming a group is dropped (nothing is stored)."""
+    def _ephemeral(self, inner: InnerMessage, now: int, via: Via) -> Received:
+        """A member typing (or sharing a live location) in a group this node
+        accepted is shown there; any other such signal naming a group is
+        dropped (nothing is stored; the receiver's live-location code checks
+        membership again before it keeps a position)."""
         group = inner.conversation
         row = self.store.get_group(group)
         if row is None or row.state != "active":

@@ -12,7 +12,16 @@ log says a share started, moved or stopped (``location.live``,
 ``location.stopped``) and when it ends, never where anyone is;
 :func:`live_location_loop` ends shares whose period ran out and forgets them.
 
-Recipients are given as a list, so a group's share is the same code.
+A share in a group's conversation goes to each other member connected now,
+over each pairwise session, its inner ``conv`` naming the group (like a
+group's typing, §19.5); a receiver shows it there only if it holds the group
+active and the sender is a member. :func:`recipients_of` says who a
+conversation's share goes to. A share that runs is sent again, at once, to
+a peer whose connection comes back (:func:`resend_live_location`, called by
+the peer watch), so a contact back within the period sees where the sharer
+is without waiting for the next move. Starting a share dials a peer that is
+not connected yet, within LIVE_LOCATION_DIAL_S (a node that just started
+may not have reached it yet).
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ from p2pdm.core.eventlog import live_location_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds.live_location import LiveLocationBody
 from p2pdm.core.model import direct_conversation_id
-from p2pdm.errors import P2PDMError, SchemaError
+from p2pdm.errors import GroupRefused, P2PDMError, SchemaError
 from p2pdm.limits import (
+    LIVE_LOCATION_DIAL_S,
     LIVE_LOCATION_ENVELOPE_TTL_S,
     LIVE_LOCATION_INTERVAL_S,
     LIVE_LOCATION_PERIODS_S,
@@ -47,7 +57,10 @@ __all__ = [
     "LiveShare",
     "expire_live_locations",
     "live_location_loop",
+    "own_shares_for",
     "receive_live_location",
+    "recipients_of",
+    "resend_live_location",
     "share_live_location",
     "stop_live_location",
 ]
@@ -57,6 +70,13 @@ log = logging.getLogger("p2pdm.node.live_location")
 #: A receiver keeps at most one update per peer this often (half the
 #: sender's interval, so a sender's own timer jitter loses nothing).
 _MIN_GAP_MS: Final = LIVE_LOCATION_INTERVAL_S * 1000 // 2
+
+
+#: A share is sent again to a peer whose connection came back, trying again
+#: after each of these pauses: a node that is starting takes connections
+#: before its services take streams (a few seconds of DHT bootstrap), and
+#: 15 s in all covers that; a peer still unreachable gets the next update.
+RESEND_PAUSES_S: Final = (1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +128,10 @@ class LiveLocations:
         ]
         return sorted(found, key=lambda s: (not s.mine, str(s.peer)))
 
+    def own(self, now_ms: int) -> list[LiveShare]:
+        """This node's own shares that have not ended."""
+        return [s for s in self._shares.values() if s.mine and s.until_ms > now_ms]
+
     def ended(self, now_ms: int) -> list[LiveShare]:
         """Forget every share whose period ran out; returns them."""
         gone = [s for s in self._shares.values() if s.until_ms <= now_ms]
@@ -128,6 +152,27 @@ def check_period(duration_s: int) -> None:
     if duration_s not in LIVE_LOCATION_PERIODS_S:
         periods = ", ".join(str(p) for p in LIVE_LOCATION_PERIODS_S)
         raise SchemaError(f"duration_s must be one of {periods} (15 minutes, 1 hour, 8 hours)")
+
+
+def recipients_of(node: Node, conversation_id: bytes, peer: PeerId) -> list[PeerId]:
+    """Who a share in ``conversation_id`` goes to: the contact ``peer`` of a
+    one-to-one conversation, or each other member of a group (not blocked).
+    Raises GroupRefused for a group this node is not (or not yet) in."""
+    row = node.store.get_group(conversation_id)
+    if row is None:
+        return [peer]
+    if row.state != "active":
+        raise GroupRefused("you are not in this group (or have not joined it)")
+    members = node.group_wire.log(conversation_id).state().members
+    me = node.peer_id
+    return sorted(
+        (p for p in members if p != me and not node.store.is_blocked(p)), key=lambda p: p.raw
+    )
+
+
+def _group_of(node: Node, conversation_id: bytes) -> bytes | None:
+    """``conversation_id`` if it is a group's (its shares name it), else None."""
+    return conversation_id if node.store.get_group(conversation_id) is not None else None
 
 
 async def share_live_location(
@@ -162,7 +207,7 @@ async def share_live_location(
     if fresh:
         log_event(node.store, live_location_event(node.peer_id, conversation_id, now, until_ms))
     body = LiveLocationBody(until_ms // 1000, lat_e7, lon_e7, accuracy_m)
-    why_not = await _send(node, conversation_id, recipients, body, force=fresh)
+    why_not = await _send(node, conversation_id, recipients, body, force=fresh, dial=fresh)
     return share, why_not
 
 
@@ -180,9 +225,8 @@ async def stop_live_location(
         live_location_event(node.peer_id, conversation_id, now, share.until_ms, stopped=True),
     )
     if share.until_ms > now:
-        await _send(
-            node, conversation_id, recipients, LiveLocationBody(now // 1000, stop=True), force=True
-        )
+        stop = LiveLocationBody(now // 1000, stop=True)
+        await _send(node, conversation_id, recipients, stop, force=True, dial=False)
     return True
 
 
@@ -193,17 +237,22 @@ async def _send(
     body: LiveLocationBody,
     *,
     force: bool,
+    dial: bool,
 ) -> str | None:
-    """Hand ``body`` to each recipient that is a connected contact; None if one
-    took it, else why none did (the last reason)."""
+    """Hand ``body`` to each recipient that may have it and is connected (with
+    ``dial``: dialed, within LIVE_LOCATION_DIAL_S, if not), all at once; None
+    if one took it, else why none did (the last reason)."""
+    group = _group_of(node, conversation_id)
     reason = "no recipient"
-    took = False
     now = node.now_ms()
+    due: list[tuple[PeerId, bytes, bool]] = []
     for peer in recipients:
-        if not accepted(node.store, peer):
+        # In a group, members are the audience, contacts or not (§19.5).
+        if group is None and not accepted(node.store, peer):
             reason = "a live location is shared only with contacts"
             continue
-        if node.send_now is None or peer not in node.online:
+        connected = node.send_now is not None and node.connected_to(peer)
+        if not connected and not (dial and node.send_dialing is not None):
             reason = "not connected to the peer now: the next update goes when it is"
             continue
         if not (force or body.stop) and node.live_locations.sent_recently(
@@ -212,26 +261,104 @@ async def _send(
             reason = f"sent less than {LIVE_LOCATION_INTERVAL_S} s ago"
             continue
         try:
-            envelope = node.messenger.seal_ephemeral(peer, body, LIVE_LOCATION_ENVELOPE_TTL_S)
-        except P2PDMError as exc:
+            envelope = node.messenger.seal_ephemeral(
+                peer, body, LIVE_LOCATION_ENVELOPE_TTL_S, group
+            )
+        except P2PDMError as exc:  # a member with no session yet: no reason to start one
             reason = str(exc)
             continue
         node.live_locations.note_sent(conversation_id, peer, now)
-        if await node.send_now(peer, envelope):
-            took = True
-        else:
-            reason = "the peer did not take it"
-    return None if took else reason
+        due.append((peer, envelope, connected))
+    took: list[PeerId] = []
+
+    async def hand(peer: PeerId, envelope: bytes, connected: bool) -> None:
+        send = node.send_now if connected else node.send_dialing
+        assert send is not None
+        if await send(peer, envelope):
+            took.append(peer)
+
+    async with trio.open_nursery() as nursery:
+        for peer, envelope, connected in due:
+            nursery.start_soon(hand, peer, envelope, connected)
+    if took:
+        return None
+    if due:
+        dialed = any(not connected for _, _, connected in due)
+        reason = (
+            f"the peer could not be reached within {LIVE_LOCATION_DIAL_S} s: "
+            "the next update goes when it is connected"
+            if dialed
+            else "the peer did not take it"
+        )
+    return reason
+
+
+def own_shares_for(node: Node, peer: PeerId) -> list[LiveShare]:
+    """This node's running shares that ``peer`` is a recipient of: the one with
+    it, and those of active groups it is a member of."""
+    now = node.now_ms()
+    direct = direct_conversation_id(node.peer_id, peer)
+    found = []
+    for share in node.live_locations.own(now):
+        if share.conversation_id == direct:
+            found.append(share)
+            continue
+        row = node.store.get_group(share.conversation_id)
+        active = row is not None and row.state == "active"
+        if active and peer in recipients_of(node, share.conversation_id, peer):
+            found.append(share)
+    return found
+
+
+async def resend_live_location(node: Node, peer: PeerId) -> int:
+    """Send ``peer`` (whose connection just came back) the current position of
+    each share of this node's it is a recipient of, at once (a connection
+    just up may not take streams yet: tried again after each of
+    RESEND_PAUSES_S); how many went."""
+    went = 0
+    for share in own_shares_for(node, peer):
+        for pause in (0.0, *RESEND_PAUSES_S):
+            await trio.sleep(pause)
+            current = node.live_locations.get(share.conversation_id, node.peer_id)
+            if current is None or current.until_ms <= node.now_ms():
+                break  # stopped or ended meanwhile
+            body = LiveLocationBody(
+                current.until_ms // 1000, current.lat_e7, current.lon_e7, current.accuracy_m
+            )
+            try:
+                why_not = await _send(
+                    node, current.conversation_id, [peer], body, force=True, dial=False
+                )
+            except P2PDMError as exc:
+                why_not = str(exc)
+            if why_not is None:
+                went += 1
+                break
+            log.debug("live location not sent again to %s: %s", peer.short(), why_not)
+    return went
 
 
 def receive_live_location(
-    node: Node, sender: PeerId, body: LiveLocationBody, *, direct: bool
+    node: Node,
+    sender: PeerId,
+    body: LiveLocationBody,
+    *,
+    direct: bool,
+    conversation_id: bytes | None = None,
 ) -> LiveShare | None:
-    """Apply a contact's update or stop (only one that came directly: never from
-    a mailbox); returns the share as it is now, None if dropped or stopped."""
-    if not direct or not accepted(node.store, sender):
+    """Apply a contact's update or stop in the one-to-one conversation, or a
+    member's in a group's (``conversation_id``, the inner ``conv``), only one
+    that came directly (never from a mailbox); returns the share as it is
+    now, None if dropped or stopped."""
+    if not direct:
         return None
-    conversation_id = direct_conversation_id(node.peer_id, sender)
+    own = direct_conversation_id(node.peer_id, sender)
+    if conversation_id is None or conversation_id == own:
+        conversation_id = own
+        if not accepted(node.store, sender):
+            return None
+    elif not _member_of(node, conversation_id, sender):
+        return None
     now = node.now_ms()
     if body.stop:
         gone = node.live_locations.drop(conversation_id, sender)
@@ -254,6 +381,14 @@ def receive_live_location(
     node.live_locations.put(share)
     log_event(node.store, live_location_event(sender, conversation_id, now, until_ms))
     return share
+
+
+def _member_of(node: Node, group: bytes, sender: PeerId) -> bool:
+    """True if ``group`` is a group this node holds active with ``sender`` in it."""
+    row = node.store.get_group(group)
+    if row is None or row.state != "active" or node.store.is_blocked(sender):
+        return False
+    return sender in node.group_wire.log(group).state().members
 
 
 def expire_live_locations(node: Node) -> list[LiveShare]:

@@ -105,11 +105,19 @@ from p2pdm.store.base import Store, log_event
 GROUP_KINDS: Final = frozenset({"group_change", "group_msg"})
 
 
+#: Ephemeral kinds that may name a group's conversation instead of the
+#: one-to-one one (§19.5): filed by the node's groups, never wrapped.
+GROUP_EPHEMERAL_KINDS: Final = frozenset({"typing", "live_location"})
+
+
 def _in_group(inner: InnerMessage, me: PeerId) -> bool:
-    """A group kind, or a typing signal in a group's conversation (§19.4)."""
+    """A group kind, or a typing signal or live location in a group's
+    conversation (§19.4, §19.5)."""
     if inner.kind in GROUP_KINDS:
         return True
-    return inner.kind == "typing" and inner.conversation != direct_conversation_id(me, inner.sender)
+    return inner.kind in GROUP_EPHEMERAL_KINDS and inner.conversation != direct_conversation_id(
+        me, inner.sender
+    )
 
 
 __all__ = ["Messenger", "Outgoing", "Received", "is_unsupported", "message_text"]

@@ -198,6 +198,12 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         #: Hands an ephemeral envelope (typing) to a connected peer now, or drops
         #: it; True if the peer took it (set while running).
         self.send_now: Callable[[PeerId, bytes], Awaitable[bool]] | None = None
+        #: :attr:`send_now`, dialing the peer first (bounded) if it is not
+        #: connected: a live location's start (set while running).
+        self.send_dialing: Callable[[PeerId, bytes], Awaitable[bool]] | None = None
+        #: Whether a connection to a peer is open now, contact or not (the
+        #: host's view while running; :attr:`online` lags it and has contacts only).
+        self.connected_to: Callable[[PeerId], bool] = lambda peer: peer in self.online
         #: When each conversation last sent a typing signal (bounded).
         self.typing_sent: OrderedDict[bytes, int] = OrderedDict()
         #: Looks up a peer's prekey bundle in the DHT (set while running).

@@ -117,3 +117,25 @@ async def test_share_and_stop_a_live_location(
         assert ": 48.50000,2.35000 (at " in line
         code, out, err = await cli(capsys, *a, "stop-live", "bob")
         assert out == "You were not sharing your live location with bob.\n"
+
+
+async def test_share_a_live_location_in_a_group_by_its_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with running_pair(tmp_path) as (alice, bob):
+        a = ("--home", str(alice.home.path))
+        alice.node.add_contact_from_invite(bob.node.invite(), "bob")
+        gid = (await alice.node.create_group("walk", [bob.node.peer_id])).row.id
+        code, out, err = await cli(
+            capsys, *a, "send", "walk", "--live-location", "40.41,-3.70", "--for", "1h"
+        )
+        assert (code, err) == (0, "")
+        assert out.startswith("Sharing your live location with walk until ")
+        [share] = alice.node.live_locations.active(gid, alice.node.now_ms())
+        assert share.mine and share.lat_e7 == 404_100_000
+        code, out, err = await cli(capsys, *a, "read", "walk")
+        assert (code, err) == (0, "")
+        assert out.splitlines()[-1].startswith("[live] you share your location until ")
+        code, out, err = await cli(capsys, *a, "stop-live", "walk")
+        assert (code, out, err) == (0, "Stopped sharing your live location with walk.\n", "")
+        assert alice.node.live_locations.active(gid, alice.node.now_ms()) == []

@@ -13,7 +13,12 @@ import trio
 
 from p2pdm.core.kinds import LiveLocationBody
 from p2pdm.core.model import direct_conversation_id
-from p2pdm.node.live_location import expire_live_locations, receive_live_location
+from p2pdm.limits import LIVE_LOCATION_DIAL_S, LIVE_LOCATION_INTERVAL_S
+from p2pdm.node.live_location import (
+    expire_live_locations,
+    receive_live_location,
+    share_live_location,
+)
 from p2pdm.node.messenger import wall_ms
 from p2pdm.node.node import Node
 from p2pdm.sim.network import SimNetwork, wait_until
@@ -144,3 +149,120 @@ async def test_a_live_location_ends_with_its_period_and_only_comes_directly(
             assert peer.live_locations.active(conversation_id, peer.now_ms()) == []
         await wait_events(b, "location.stopped", 1)
         await wait_events(a, "location.stopped", 1)
+
+
+@pytest.mark.slow
+async def test_a_running_share_goes_again_at_once_to_a_contact_that_comes_back(
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    async with sim_network(2, contacts=[(0, 1)]) as net:
+        alice = net[0].running.node
+        bob_id = net[1].peer_id
+        hello = await net.send(0, 1, "on my way")
+        await net.wait_delivered(0, hello, 60)
+        await wait_until(lambda: alice.connected_to(bob_id), 60)
+        conversation_id = direct_conversation_id(alice.peer_id, bob_id)
+        share, why_not = await share_live_location(
+            alice, conversation_id, [bob_id], 488_500_000, 23_500_000, 7, 3600
+        )
+        assert why_not is None
+        # Bob goes away (and forgets every share: memory only) and comes back.
+        await net.stop(net[1])
+        await wait_until(lambda: not alice.connected_to(bob_id), 60)
+        # A move while Bob is away reaches nobody, and is not queued.
+        await trio.sleep(LIVE_LOCATION_INTERVAL_S)
+        _, why_not = await share_live_location(
+            alice, conversation_id, [bob_id], 488_600_000, 23_600_000, 7, None
+        )
+        assert why_not is not None and "not connected" in why_not
+        assert alice.store.outbox_count() == 0
+        await net.start(net[1])
+        bob = net[1].running.node
+
+        # Bob's node learns Alice's current position with no new update from her.
+        def shown() -> list[Any]:
+            return bob.live_locations.active(conversation_id, bob.now_ms())
+
+        await wait_until(lambda: len(shown()) == 1, 60)
+        [seen] = shown()
+        assert (seen.peer, seen.mine) == (alice.peer_id, False)
+        assert (seen.lat_e7, seen.lon_e7, seen.accuracy_m) == (488_600_000, 23_600_000, 7)
+        assert seen.until_ms == share.until_ms // 1000 * 1000
+
+
+@pytest.mark.slow
+async def test_a_live_location_in_a_group_reaches_each_member_online(
+    sim_network: SimNetworkFactory,
+) -> None:
+    # Nodes 1 and 2 are members of 0's group, not contacts of each other.
+    async with sim_network(3, clock="real", contacts=[(0, 1), (0, 2)], upkeep=UPKEEP) as net:
+        n0, n1, n2 = (net[i].running.node for i in range(3))
+        gid = (await n0.create_group("walk", [net[1].peer_id, net[2].peer_id])).row.id
+
+        def active(node: Node) -> bool:
+            row = node.store.get_group(gid)
+            return row is not None and row.state == "active"
+
+        await wait_until(lambda: active(n1) and active(n2), 60)
+        # Node 1 writes in the group: it has a session and a connection with 2 then.
+        await n1.send_group_text(gid, "leaving now")
+        await wait_until(lambda: bool(n2.messages(gid, 10).messages), 60)
+        await wait_until(lambda: n1.connected_to(n2.peer_id) and n1.connected_to(n0.peer_id), 60)
+        async with serving(n1) as a, serving(n2) as c:
+            path = f"/v1/conversations/{gid.hex()}/live-location"
+            place = {"lat": 40.41, "lon": -3.70, "duration_s": 900}
+            started = await call(a, "POST", path, json=place)
+            assert started["sent"] is True and started["live_location"]["mine"] is True
+
+            def shown(node: Node, conversation: bytes) -> list[Any]:
+                return node.live_locations.active(conversation, node.now_ms())
+
+            await wait_until(lambda: len(shown(n0, gid)) == len(shown(n2, gid)) == 1, 30)
+            for node in (n0, n2):
+                [share] = shown(node, gid)
+                assert share.peer == n1.peer_id and share.lat_e7 == 404_100_000
+                # In the group's conversation only, not the one-to-one one.
+                assert shown(node, direct_conversation_id(node.peer_id, n1.peer_id)) == []
+            [seen] = (await call(c, "GET", path))["live_locations"]
+            assert (seen["peer"], seen["mine"], seen["lon"]) == (str(n1.peer_id), False, -3.7)
+
+            assert (await call(a, "DELETE", path))["stopped"] is True
+            await wait_until(lambda: shown(n0, gid) == shown(n2, gid) == [], 30)
+            [stopped] = await wait_events(c, "location.stopped", 1)
+            assert stopped["conversation_id"] == gid.hex()
+
+            # One who left the group shares nothing there.
+            await n2.change_group(gid, "leave")
+            refused = await c.call("POST", path, json=place)
+            assert refused.status_code == 422 and "not in this group" in refused.text
+
+
+@pytest.mark.slow
+async def test_a_start_dials_a_contact_the_node_has_not_seen_connected_yet(
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    async with sim_network(2, contacts=[(0, 1)]) as net:
+        alice, bob = net[0].running.node, net[1].running.node
+        conversation_id = direct_conversation_id(alice.peer_id, bob.peer_id)
+        # As right after a start: the node has not seen the connection yet.
+        alice.connected_to = lambda peer: False
+        _, why_not = await share_live_location(
+            alice, conversation_id, [bob.peer_id], 10, 20, None, 900
+        )
+        assert why_not is None  # dialed, and it went
+        await wait_until(lambda: bool(bob.live_locations.active(conversation_id, bob.now_ms())))
+        # A move does not dial: it waits for the connection.
+        await trio.sleep(LIVE_LOCATION_INTERVAL_S)
+        _, why_not = await share_live_location(
+            alice, conversation_id, [bob.peer_id], 11, 21, None, None
+        )
+        assert why_not is not None and "not connected" in why_not
+        # A contact that is away: the start says so after a bounded wait.
+        await net.stop(net[1])
+        before = trio.current_time()
+        _, why_not = await share_live_location(
+            alice, conversation_id, [bob.peer_id], 10, 20, None, 3600
+        )
+        assert why_not is not None and "could not be reached" in why_not
+        assert trio.current_time() - before <= LIVE_LOCATION_DIAL_S + 1
+        assert alice.store.outbox_count() == 0

@@ -11,6 +11,7 @@ put in the outbox, retried or deposited at a mailbox.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import trio
 
@@ -25,12 +26,19 @@ __all__ = ["send_now"]
 log = logging.getLogger("p2pdm.services.dm")
 
 
-async def send_now(network: Network, peer: PeerId, envelope: bytes) -> bool:
-    """Hand ``envelope`` to ``peer`` now; True if it acknowledged it. Never raises
-    for the network's or the peer's failures: the envelope is then dropped."""
-    with trio.move_on_after(TYPING_SEND_TIMEOUT_S):
+async def send_now(
+    network: Network,
+    peer: PeerId,
+    envelope: bytes,
+    addrs: Sequence[str] = (),
+    within_s: float = TYPING_SEND_TIMEOUT_S,
+) -> bool:
+    """Hand ``envelope`` to ``peer`` now (dialing ``addrs`` if not connected);
+    True if it acknowledged it within ``within_s``. Never raises for the
+    network's or the peer's failures: the envelope is then dropped."""
+    with trio.move_on_after(within_s):
         try:
-            stream = await network.open_stream(peer, DM_PROTOCOL)
+            stream = await network.open_stream(peer, DM_PROTOCOL, addrs)
             try:
                 await stream.write_frame(Deliver(0, envelope).encode(), TYPING_SEND_TIMEOUT_S)
                 await stream.close_write()

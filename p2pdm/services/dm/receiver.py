@@ -214,7 +214,13 @@ class Receiver:
                 self.node.media.accept_pushed(received.sender, received.inner.body)
             elif isinstance(received.inner.body, LiveLocationBody) and received.outcome == "other":
                 body = received.inner.body
-                receive_live_location(self.node, received.sender, body, direct=path == "direct")
+                receive_live_location(
+                    self.node,
+                    received.sender,
+                    body,
+                    direct=path == "direct",
+                    conversation_id=received.inner.conversation,
+                )
             elif isinstance(received.inner.body, UnsendBody):
                 # An unsend that applied released its message's files with its body.
                 self.node.media.collect()

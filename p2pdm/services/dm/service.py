@@ -19,6 +19,7 @@ import trio
 
 from p2pdm.core.dm import DM_WINDOW, AckResult
 from p2pdm.core.identity import PeerId
+from p2pdm.limits import LIVE_LOCATION_DIAL_S
 from p2pdm.services.dm.deposits import Depositor
 from p2pdm.services.dm.ephemeral import send_now
 from p2pdm.services.dm.fetcher import Fetcher
@@ -105,6 +106,13 @@ class Delivery:
     async def send_now(self, peer: PeerId, envelope: bytes) -> bool:
         """Hand an ephemeral envelope (typing) to a connected peer now, or drop it."""
         return await send_now(self.network, peer, envelope)
+
+    async def send_dialing(self, peer: PeerId, envelope: bytes) -> bool:
+        """:meth:`send_now`, dialing ``peer`` at its known addresses first if it is
+        not connected, within LIVE_LOCATION_DIAL_S (a live location's start)."""
+        contact = self.node.store.get_contact(peer)
+        addrs = list(contact.addrs) if contact is not None else []
+        return await send_now(self.network, peer, envelope, addrs, LIVE_LOCATION_DIAL_S)
 
     def accept(self, envelope: bytes, via: PeerId | None = None) -> tuple[AckResult, str]:
         """Commit one envelope; returns the ack result and a short reason."""

@@ -4,7 +4,7 @@
 import { accepts, del, get, has, patch, post, seg } from "./api.js";
 import { announce, clear, clock, day, dayKey, h, showError } from "./dom.js";
 import { messageActions, reactionsOf, REPLY_FIELD } from "./actions.js";
-import { liveArea, liveConversation, loadLive, onLiveEvent } from "./live.js";
+import { liveArea, liveConversation, liveShareControls, loadLive, onLiveEvent } from "./live.js";
 import { attachmentsOf, composerMediaControls, locationOf, mediaIdOf, sendFiles } from "./media.js";
 import {
   authorName, deliveryWords, groupClosed, groupConversation, groupInfoButton, groupInfoPanel, groupOf, groups, loadGroups, membersLine,
@@ -308,7 +308,10 @@ async function refreshMessage(id) {
 
 export function onConversationEvent(event) {
   if (!view) return;
-  if (view.id === view.peer && event.peer === view.peer && event.conversation_id && !groups.has(event.conversation_id)) {
+  // A live location names a conversation that may not exist yet (no message
+  // in it): the node knows it by the PeerID until then.
+  const adopt = !event.type.startsWith("location.");
+  if (adopt && view.id === view.peer && event.peer === view.peer && event.conversation_id && !groups.has(event.conversation_id)) {
     view.id = event.conversation_id; // opened by PeerID before its first message
     liveConversation(view.id);
   }
@@ -402,6 +405,7 @@ function composer() {
     h("div.replying", { id: "replying", hidden: true }),
     h("div.row", {},
       composerMediaControls({ send: sendAttachment }),
+      liveShareControls(() => view && view.id),
       text,
       h("button.primary.send", { type: "submit", "aria-label": "Send" }, "Send")));
 }
