@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Final
 
-from p2pdm.api.schema import BOOL, HEX_ID, INT, PEER_ID, Schema, obj, ref
+from p2pdm.api.schema import BOOL, HEX_ID, INT, NOT_BLANK_PATTERN, PEER_ID, Schema, obj, ref
 from p2pdm.api.views_media import BLOB_ID_PATTERN
 from p2pdm.core.groups import PHOTO_TYPES, photo_tag, photo_type
 from p2pdm.core.model import DeliveryStatus, Direction, EventType, LogEvent, StoredMessage
@@ -139,7 +139,7 @@ _GROUP_NAME: Final[Schema] = {
     "type": "string",
     "minLength": 1,
     "maxLength": MAX_GROUP_NAME_BYTES,
-    "pattern": r"\S",
+    "pattern": NOT_BLANK_PATTERN,
     "description": f"not blank, at most {MAX_GROUP_NAME_BYTES} bytes of UTF-8",
 }
 _TIMER: Final[Schema] = {"type": "integer", "enum": list(DISAPPEARING_TIMERS_S)}
