@@ -104,6 +104,11 @@ def test_create_send_and_the_other_member_sees_it_with_the_author(pair: Pair) ->
     screenshot(bob_page, "group-phone")
     alice_page.get(f"{alice_base}#/")
     wait_for(alice_page, lambda d: group_item(d, "Bakers"), "the group in Alice's list")
+    # Bob's PeerID (the Chat button of a contact) opens the chat with Bob, not
+    # the group, whose conversation also names Bob as its peer.
+    alice_page.get(f"{alice_base}#/c/{bob_id}")
+    wait_for(alice_page, lambda d: by_css(d, ".conv-head h1").text == "Bob", "the chat with Bob")
+    assert all_css(alice_page, "#group-info-button") == []
 
 
 def test_an_invitation_joined_from_requests_and_a_rename_seen_live(
