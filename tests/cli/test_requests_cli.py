@@ -99,6 +99,10 @@ async def test_a_request_shows_and_is_accepted_by_the_name_its_sender_goes_by(
         assert (code, err) == (0, "") and shown in out
         code, out, err = await cli(capsys, *home, "inbox")
         assert (code, err) == (0, "") and f"{shown} (request)" in out
+        # The name the list shows reads the request too, as it accepts it;
+        # its lines are named as the list names the sender.
+        code, out, err = await cli(capsys, *home, "read", "alice baker")
+        assert (code, err) == (0, "") and f"{shown}  hi bob, it's alice" in out
         code, out, err = await cli(capsys, *home, "requests", "accept", "alice baker")
         assert (code, err) == (0, "") and "Alice Baker" in out and "is now a contact" in out
         contact = bob.node.store.get_contact(alice.node.peer_id)
