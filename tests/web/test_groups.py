@@ -102,6 +102,9 @@ def test_create_send_and_the_other_member_sees_it_with_the_author(pair: Pair) ->
     )
     screenshot(alice_page, "group-desktop")
     screenshot(bob_page, "group-phone")
+    # Every tab is in sight on the phone: none hidden past the right edge.
+    width = bob_page.execute_script("return window.innerWidth")
+    assert all(tab.rect["x"] + tab.rect["width"] <= width for tab in all_css(bob_page, ".tab"))
     alice_page.get(f"{alice_base}#/")
     wait_for(alice_page, lambda d: group_item(d, "Bakers"), "the group in Alice's list")
     # Bob's PeerID (the Chat button of a contact) opens the chat with Bob, not
