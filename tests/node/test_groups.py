@@ -125,7 +125,7 @@ async def test_add_and_remove_and_a_removed_members_messages_refused(
     # Carol's node refuses to send; a forged send by Carol is refused by everyone.
     with pytest.raises(GroupRefused, match=r"^you were removed from this group \('g'\)$"):
         await carol.send_group_text(gid, "still here?")
-    with pytest.raises(GroupRefused, match="^you were removed from this group"):
+    with pytest.raises(GroupRefused, match=r"^you were removed from this group"):
         await carol.change_group(gid, "rename", name="mine now")
     for n in (alice, bob, dave):
         n.group_wire.refused_messages = 0
