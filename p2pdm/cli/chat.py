@@ -410,7 +410,7 @@ def _find_conversation(node: Client, who: str) -> tuple[str, str]:
         short = typed.removeprefix("~")
         for conversation in found:
             if not conversation["name"] and _short(conversation.get("peer") or "") == short:
-                return conversation["id"], short
+                return conversation["id"], "~" + short  # as inbox and requests show it
         request = _request_named(node, typed)
         if request is not None:
             return request["conversation_id"], f"{request['name']} ~{request['fingerprint']}"

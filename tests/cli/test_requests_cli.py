@@ -52,7 +52,7 @@ async def test_a_request_is_read_and_accepted_by_the_fingerprint_shown_with_a_na
         code, out, err = await cli(capsys, *home, "read", short)
         assert (code, err) == (0, "") and "it's alice from the bakery" in out
         code, out, err = await cli(capsys, *home, "read", f"~{short}")
-        assert (code, err) == (0, "") and "it's alice from the bakery" in out
+        assert (code, err) == (0, "") and f"~{short}  hi bob, it's alice" in out
         code, _, err = await cli(capsys, *home, "requests", "accept", "nobody")
         assert code != 0
         assert_one_error_line(err, "no message request from 'nobody'", "requests` lists them")
