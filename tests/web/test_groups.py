@@ -146,6 +146,9 @@ def test_an_invitation_joined_from_requests_and_a_rename_seen_live(
     wait_for(
         alice_page, lambda d: by_css(d, "#group-info h2").text == "Night bakers", "Alice's panel"
     )
+    wait_for(
+        alice_page, lambda d: by_css(d, ".conv-head h1").text == "Night bakers", "Alice's header"
+    )
 
     # A photo picked in the panel: shown there, and as the group's avatar in Bob's list.
     picture = tmp_path / "bakery.png"

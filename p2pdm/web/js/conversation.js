@@ -338,6 +338,8 @@ export function onConversationEvent(event) {
   if (event.conversation_id !== view.id) return;
   if (event.type.startsWith("group.") && view.group) {
     view.group = groups.get(view.group.id) || event.group || view.group; // main.js reloaded them
+    const title = document.querySelector(".conv-head h1");
+    if (title) title.textContent = view.group.name; // renamed
     const sub = document.querySelector(".conv-head .sub");
     if (sub) sub.textContent = membersLine(view.group);
     showTimer();
