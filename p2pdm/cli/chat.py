@@ -391,7 +391,7 @@ def _find_conversation(node: Client, who: str) -> tuple[str, str]:
     """``(conversation, display name)``: a conversation by its id, a group's by the
     group's id or name, else a contact's (see :func:`_find_contact`), whose PeerID
     names its one-to-one conversation, else a stranger's by the fingerprint
-    ``inbox`` shows for it (``~`` optional)."""
+    ``inbox`` shows for it (``~`` optional) or by the name its request goes by."""
     found = node.conversations()
     typed = who.strip()
     for conversation in found:
@@ -410,8 +410,25 @@ def _find_conversation(node: Client, who: str) -> tuple[str, str]:
         short = typed.removeprefix("~")
         for conversation in found:
             if not conversation["name"] and _short(conversation.get("peer") or "") == short:
-                return conversation["id"], short
+                return conversation["id"], "~" + short  # as inbox and requests show it
+        request = _request_named(node, typed)
+        if request is not None:
+            return request["conversation_id"], f"{request['name']} ~{request['fingerprint']}"
     return peer, name
+
+
+def _request_named(node: Client, typed: str) -> MessageRequest | None:
+    """The message request from the stranger that goes by the name ``typed``
+    (ignoring case), as ``requests`` lists it; None if no request has that name.
+    Raises ConfigError if two strangers go by it: only the PeerID tells them apart."""
+    key = typed.casefold()
+    named = [r for r in node.requests() if r.get("name") and str(r["name"]).casefold() == key]
+    if len(named) > 1:
+        raise ConfigError(
+            f"{typed!r} is the name of {len(named)} message requests; give the PeerID "
+            "that `requests` lists for the one you mean"
+        )
+    return named[0] if named else None
 
 
 def group_of_conversation(node: Client, conversation: str) -> bool:

@@ -88,6 +88,20 @@ class GroupInfo:
     log_length: int
 
 
+#: Why this node may not write to or change a group, by the group's state here.
+_NOT_A_MEMBER = {
+    "request": "you have not accepted this group's invitation",
+    "left": "you left this group",
+    "removed": "you were removed from this group",
+}
+
+
+def _not_a_member(info: GroupInfo) -> GroupRefused:
+    """The refusal for a group this node is not an active member of, saying why."""
+    why = _NOT_A_MEMBER.get(info.row.state, "you are not a member of this group")
+    return GroupRefused(f"{why} ({info.row.name[:60]!r})" if info.row.name else why)
+
+
 class Groups:
     """The node's groups (mixed into :class:`~p2pdm.node.node.Node`)."""
 
@@ -224,7 +238,7 @@ class Groups:
         """Raise GroupRefused unless this node may make change ``op`` to the group."""
         me = self.identity.peer_id
         if info.row.state != "active" or me not in info.state.members:
-            raise GroupRefused("you are not a member of this group")
+            raise _not_a_member(info)
         if op not in ("leave",) and me not in info.state.admins:
             raise GroupRefused(
                 f"only the group's admins may {op} ({'rename' if op == 'rename' else 'change'} it)"
@@ -459,7 +473,7 @@ class Groups:
     def _others(self, info: GroupInfo) -> set[PeerId]:
         me = self.identity.peer_id
         if info.row.state != "active" or me not in info.state.members:
-            raise GroupRefused("you are not a member of this group (or have not accepted it)")
+            raise _not_a_member(info)
         others = set(info.state.members) - {me}
         if not others:
             raise GroupRefused("nobody else is in this group")

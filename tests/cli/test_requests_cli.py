@@ -52,7 +52,7 @@ async def test_a_request_is_read_and_accepted_by_the_fingerprint_shown_with_a_na
         code, out, err = await cli(capsys, *home, "read", short)
         assert (code, err) == (0, "") and "it's alice from the bakery" in out
         code, out, err = await cli(capsys, *home, "read", f"~{short}")
-        assert (code, err) == (0, "") and "it's alice from the bakery" in out
+        assert (code, err) == (0, "") and f"~{short}  hi bob, it's alice" in out
         code, _, err = await cli(capsys, *home, "requests", "accept", "nobody")
         assert code != 0
         assert_one_error_line(err, "no message request from 'nobody'", "requests` lists them")
@@ -99,6 +99,10 @@ async def test_a_request_shows_and_is_accepted_by_the_name_its_sender_goes_by(
         assert (code, err) == (0, "") and shown in out
         code, out, err = await cli(capsys, *home, "inbox")
         assert (code, err) == (0, "") and f"{shown} (request)" in out
+        # The name the list shows reads the request too, as it accepts it;
+        # its lines are named as the list names the sender.
+        code, out, err = await cli(capsys, *home, "read", "alice baker")
+        assert (code, err) == (0, "") and f"{shown}  hi bob, it's alice" in out
         code, out, err = await cli(capsys, *home, "requests", "accept", "alice baker")
         assert (code, err) == (0, "") and "Alice Baker" in out and "is now a contact" in out
         contact = bob.node.store.get_contact(alice.node.peer_id)

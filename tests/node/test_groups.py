@@ -123,8 +123,10 @@ async def test_add_and_remove_and_a_removed_members_messages_refused(
     for n in (alice, bob, dave):
         assert carol.peer_id not in n.group_info(gid).state.members
     # Carol's node refuses to send; a forged send by Carol is refused by everyone.
-    with pytest.raises(GroupRefused):
+    with pytest.raises(GroupRefused, match=r"^you were removed from this group \('g'\)$"):
         await carol.send_group_text(gid, "still here?")
+    with pytest.raises(GroupRefused, match=r"^you were removed from this group"):
+        await carol.change_group(gid, "rename", name="mine now")
     for n in (alice, bob, dave):
         n.group_wire.refused_messages = 0
     carol.store.put_group(GroupRow(gid, "active", None, 0, "g"))  # as a hostile node would

@@ -87,6 +87,9 @@ def test_a_strangers_message_waits_in_requests_until_accepted(
 ) -> None:
     alice = nodes("alice")
     carol = nodes("carol")
+    # A long name it gives itself: the fingerprint after it stays in sight.
+    name = "carol who runs the bakery by the station, open every day but Sunday"
+    carol.client.update_settings({"name": name})
     carol.client.add_contact(alice.client.node()["invite"], "Alice")
     carol.client.send("Alice", "Hi, we met at the station")
     page = browsers()
@@ -96,9 +99,14 @@ def test_a_strangers_message_waits_in_requests_until_accepted(
     request = by_css(page, "li.request")
     assert "we met at the station" in request.text
     assert "fingerprint" in request.text
-    assert request.text.startswith("carol · ")  # the name it gives, then its fingerprint
+    assert request.text.startswith(f"{name} · ")  # the name it gives, then its fingerprint
     assert not all_css(page, "a.conversation")  # not among the chats
     screenshot(page, "requests-desktop")
+    size = page.get_window_size()
+    page.set_window_size(390, 844)  # a phone's width: the name wraps, nothing is cut off
+    who = by_css(page, "li.request .who")
+    assert page.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", who)
+    page.set_window_size(size["width"], size["height"])
     click(page, "li.request button.primary", "Accept")
     wait_for(page, lambda d: all_css(d, "a.conversation"), "a chat now")
     assert [c["peer_id"] for c in alice.client.contacts()] == [carol.client.node()["peer_id"]]

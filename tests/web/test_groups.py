@@ -102,8 +102,16 @@ def test_create_send_and_the_other_member_sees_it_with_the_author(pair: Pair) ->
     )
     screenshot(alice_page, "group-desktop")
     screenshot(bob_page, "group-phone")
+    # Every tab is in sight on the phone: none hidden past the right edge.
+    width = bob_page.execute_script("return window.innerWidth")
+    assert all(tab.rect["x"] + tab.rect["width"] <= width for tab in all_css(bob_page, ".tab"))
     alice_page.get(f"{alice_base}#/")
     wait_for(alice_page, lambda d: group_item(d, "Bakers"), "the group in Alice's list")
+    # Bob's PeerID (the Chat button of a contact) opens the chat with Bob, not
+    # the group, whose conversation also names Bob as its peer.
+    alice_page.get(f"{alice_base}#/c/{bob_id}")
+    wait_for(alice_page, lambda d: by_css(d, ".conv-head h1").text == "Bob", "the chat with Bob")
+    assert all_css(alice_page, "#group-info-button") == []
 
 
 def test_an_invitation_joined_from_requests_and_a_rename_seen_live(
@@ -137,6 +145,9 @@ def test_an_invitation_joined_from_requests_and_a_rename_seen_live(
     wait_for(bob_page, lambda d: group_item(d, "Night bakers"), "the new name on Bob's page")
     wait_for(
         alice_page, lambda d: by_css(d, "#group-info h2").text == "Night bakers", "Alice's panel"
+    )
+    wait_for(
+        alice_page, lambda d: by_css(d, ".conv-head h1").text == "Night bakers", "Alice's header"
     )
 
     # A photo picked in the panel: shown there, and as the group's avatar in Bob's list.

@@ -53,7 +53,7 @@ async function add(field, nameField) {
     announce(`Added ${contact.name}`);
     await loadContacts();
     await loadConversations();
-    const conversation = state.conversations.find((c) => c.peer === contact.peer_id);
+    const conversation = state.conversations.find((c) => c.peer === contact.peer_id && !c.group);
     location.hash = conversation ? `#/c/${conversation.id}` : `#/c/${seg(contact.peer_id)}`;
   } catch (error) { showError(error); }
 }

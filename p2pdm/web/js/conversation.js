@@ -24,7 +24,9 @@ const TIMERS = [[0, "Off"], [300, "5 minutes"], [3600, "1 hour"], [86400, "1 day
 let view = null; // the open conversation
 
 export async function openConversation(main, id) {
-  const find = () => conversationById(id) || state.conversations.find((c) => c.peer === id) || null;
+  // A PeerID opens the one-to-one conversation with that peer, never a group
+  // (a group's conversation also names a member in its `peer`).
+  const find = () => conversationById(id) || state.conversations.find((c) => c.peer === id && !c.group) || null;
   let conversation = find();
   if (!conversation) {
     await loadConversations().catch(() => {});
@@ -278,7 +280,9 @@ function jumpTo(id) {
 }
 
 function putMessage(message) {
-  if (view && view.id === view.peer && message.peer === view.peer) view.id = message.conversation_id;
+  if (view && view.id === view.peer && message.peer === view.peer && !groups.has(message.conversation_id)) {
+    view.id = message.conversation_id;
+  }
   if (!view || message.conversation_id !== view.id) return;
   const scroller = document.getElementById("scroller");
   const mineNew = message.direction === "out" && !view.messages.has(message.id);
@@ -334,6 +338,8 @@ export function onConversationEvent(event) {
   if (event.conversation_id !== view.id) return;
   if (event.type.startsWith("group.") && view.group) {
     view.group = groups.get(view.group.id) || event.group || view.group; // main.js reloaded them
+    const title = document.querySelector(".conv-head h1");
+    if (title) title.textContent = view.group.name; // renamed
     const sub = document.querySelector(".conv-head .sub");
     if (sub) sub.textContent = membersLine(view.group);
     showTimer();
