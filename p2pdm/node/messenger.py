@@ -531,7 +531,12 @@ class Messenger:
             self.dropped_blocked += 1
             raise PeerBlocked(f"{sender.short()} is blocked")
         # The sender is claimed, not proven yet: only look at its budget here.
-        stranger = contact is None and not self.co_member(sender)
+        # Someone this node wrote to is answering, not asking (§18.2): no
+        # stamp, and not a request (they need not have added us back).
+        answering = contact is None and self.store.conversation_written(
+            direct_conversation_id(self.peer_id, sender)
+        )
+        stranger = contact is None and not answering and not self.co_member(sender)
         if stranger and not self.strangers.admits(sender, now / 1000):
             self._log_requests(now)
             raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")
@@ -573,6 +578,7 @@ class Messenger:
                     via,
                     actions.held_until(envelope.expires_at_s),
                     read=(contact, has_requests),
+                    member=answering,
                 )
         except GroupBehind as behind:
             self.group_behind(behind)  # nothing of it was kept; the sender retries
@@ -640,7 +646,7 @@ class Messenger:
         has requests, as :meth:`receive` read them (else read here; the sender
         is not blocked: the envelope was refused otherwise). ``group``: the group
         conversation a group message is filed in, ``member``: its sender counts
-        as accepted there."""
+        as accepted there (a group member, or a peer this node wrote to)."""
         if group is None and self.group_filer is not None and _in_group(inner, self.peer_id):
             return self.group_filer(inner, now, via, held_until_ms)
         if read is None:

@@ -259,6 +259,11 @@ class Store(BlobIndex, GroupStore, Protocol):
         """True if the conversation holds a message from its peer or one of ours it read."""
         ...
 
+    def conversation_written(self, conversation_id: bytes) -> bool:
+        """True if the conversation holds a message this node sent (so its peer
+        is answering, not asking: docs/protocol.md §18.2)."""
+        ...
+
     # --- blocked peers ---
     def block_peer(self, peer: PeerId, at_ms: int) -> bool:
         """Block ``peer``, logging ``contact.blocked``; False if it was already.

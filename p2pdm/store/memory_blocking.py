@@ -77,3 +77,11 @@ class BlockDicts(MessageDicts):
             or state.messages[seq].status is DeliveryStatus.READ
             for seq in state.conversation_seqs.get(conversation_id, ())
         )
+
+    def conversation_written(self, conversation_id: bytes) -> bool:
+        """True if the conversation holds a message this node sent."""
+        state = self._live()
+        return any(
+            state.messages[seq].direction is Direction.OUT
+            for seq in state.conversation_seqs.get(conversation_id, ())
+        )

@@ -102,3 +102,12 @@ class BlockTables(Tables):
                 (conversation_id,),
             )
             return row.fetchone() is not None
+
+    def conversation_written(self, conversation_id: bytes) -> bool:
+        """True if the conversation holds a message this node sent."""
+        with self._reading("looking for our own message in a conversation") as db:
+            row = db.execute(
+                "SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'out' LIMIT 1",
+                (conversation_id,),
+            )
+            return row.fetchone() is not None

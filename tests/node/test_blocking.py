@@ -229,3 +229,23 @@ def test_a_request_is_named_by_what_its_sender_goes_by_unless_two_share_it() -> 
     [first] = [r.first for r in bob.requests() if r.peer_id == dave]
     body = decode_stored(first.kind, first.body)
     assert request_stamp_of(body) is None and request_name_of(body) == "Dave"
+
+
+def test_a_peer_this_node_wrote_to_is_answering_not_asking(make_store, clock) -> None:  # type: ignore[no-untyped-def]
+    # Carol writes to Bob's PeerID without adding him; Bob accepts and answers.
+    carol = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    bob = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    carol.member_bundles[bob.peer_id] = bob.bundle()  # as a node does from the DHT
+    assert bob.receive(carol.send_text(bob.peer_id, "hi bob").outbox.envelope).outcome == "request"
+    bob.add_contact(carol.peer_id, "carol")
+    assert not bob.stamps.needed(carol.peer_id)  # she wrote first: she knows him
+    answer = bob.send_text(carol.peer_id, "hi carol").outbox.envelope
+    before = carol.dropped_unstamped
+    assert carol.receive(answer).outcome == "stored"  # an answer, not a request
+    assert carol.dropped_unstamped == before and carol.store.list_requests() == []
+    assert carol.store.get_contact(bob.peer_id) is None  # nobody was added for her
+    # A peer nobody wrote to is still a stranger.
+    dave = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    dave.add_contact(carol.peer_id, "carol", carol.bundle())
+    with pytest.raises(StampMissing):
+        carol.receive(_stamped(dave, carol, "hello", None))
