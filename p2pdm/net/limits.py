@@ -135,6 +135,28 @@ RECORD_PUT_TIMEOUT_SECONDS: Final = 30.0
 #: new value, median 137 ms).
 RECORD_QUORUM: Final = 3
 
+#: Peers asked at once during a record lookup (Kademlia's alpha; the
+#: libp2p spec's 10 asks twice the peers a lookup needs, the paper's 3 takes
+#: more round trips: each round here may be a dial of ~0.65 s).
+RECORD_LOOKUP_CONCURRENCY: Final = 5
+
+#: A record lookup ends once this many of the closest peers it heard of have
+#: answered (Kademlia's k, the replication of a put), if the quorum was not
+#: reached before.
+RECORD_LOOKUP_CLOSEST: Final = 20
+
+#: A record lookup from a routing table with fewer peers than this also asks
+#: the connected peers and those with known addresses (libp2p's threshold).
+RECORD_LOOKUP_MIN_TABLE: Final = 5
+
+#: Longest wait for one peer's answer during a record lookup; a peer that
+#: does not answer in time counts as failed and the lookup moves on.
+RECORD_QUERY_TIMEOUT_SECONDS: Final = 5.0
+
+#: Longest a lookup's entry correction (the newest record, put to the
+#: closest peers that answered without it) runs in the background.
+RECORD_CORRECTION_TIMEOUT_SECONDS: Final = 30.0
+
 #: Largest DHT record accepted into a p2pdm namespace. A node record holds a
 #: prekey bundle, mailbox and other addresses, maybe a profile with a 16 KiB
 #: avatar, and a signature: at most 32 KiB (MAX_NODE_RECORD_BYTES in
