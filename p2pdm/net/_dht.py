@@ -51,6 +51,7 @@ from p2pdm.net.limits import (
     RECORD_LOOKUP_CLOSEST,
     RECORD_LOOKUP_CONCURRENCY,
     RECORD_LOOKUP_MIN_TABLE,
+    RECORD_LOOKUP_WIDEST,
     RECORD_PUT_TIMEOUT_SECONDS,
     RECORD_QUERY_TIMEOUT_SECONDS,
     RECORD_QUORUM,
@@ -375,7 +376,11 @@ class RecordLookup:
     RECORD_LOOKUP_CONCURRENCY at a time, closest first; the newest valid
     record so far is kept in the local store at once; it ends at
     RECORD_QUORUM valid copies or when the RECORD_LOOKUP_CLOSEST closest
-    peers heard of have answered. Entry correction (:meth:`correct`: the
+    peers heard of have answered — or, if none of those had it, the
+    RECORD_LOOKUP_WIDEST closest: a record put when the network was smaller
+    (or whose holders restarted with empty stores) sits on peers that are no
+    longer the closest to its key, and libp2p moves records only when their
+    owner republishes. Entry correction (:meth:`correct`: the
     newest record, put to the closest answering peers that lacked it, which
     moves records to the peers now closest to their key) runs afterwards,
     in the background.
@@ -389,8 +394,11 @@ class RecordLookup:
         self._candidates: dict[ID, int] = {}
         self._asked: set[ID] = set()
         self._answered: set[ID] = set()
+        self._failed: set[ID] = set()
         self._in_flight = 0
         self._changed = trio.Event()
+        #: How many of the closest live peers must answer before it gives up.
+        self._width = RECORD_LOOKUP_CLOSEST
         #: Peers that returned the newest record so far / an older one / none.
         self._holders: set[ID] = set()
         self._stale: set[ID] = set()
@@ -417,17 +425,16 @@ class RecordLookup:
 
     def _closest_settled(self) -> bool:
         """Whether the k closest peers not known to have failed have all answered."""
-        failed = self._asked - self._answered
-        live = sorted((d, p) for p, d in self._candidates.items() if p not in failed)[
-            :RECORD_LOOKUP_CLOSEST
-        ]
+        failed = self._failed
+        live = sorted((d, p) for p, d in self._candidates.items() if p not in failed)
+        live = live[: self._width]
         return bool(live) and all(p in self._answered for _, p in live)
 
     def _next(self) -> ID | None:
         """The closest candidate not asked yet, if it is among the k closest still live."""
-        failed = self._asked - self._answered
+        failed = self._failed
         live = sorted((d, p) for p, d in self._candidates.items() if p not in failed)
-        for _, peer in live[:RECORD_LOOKUP_CLOSEST]:
+        for _, peer in live[: self._width]:
             if peer not in self._asked:
                 return peer
         return None
@@ -443,7 +450,7 @@ class RecordLookup:
             known = [
                 p for p in host.get_peerstore().peers_with_addrs() if p not in self._candidates
             ]
-            self._add_candidates(sorted(known, key=self._distance)[:RECORD_LOOKUP_CLOSEST])
+            self._add_candidates(sorted(known, key=self._distance)[: self._width])
         if not self._candidates:
             self.ended = "no_peers"
             return
@@ -453,6 +460,9 @@ class RecordLookup:
                     self.ended = "quorum"
                     break
                 if self._closest_settled():
+                    if not self.copies and self._width < RECORD_LOOKUP_WIDEST:
+                        self._width = RECORD_LOOKUP_WIDEST  # look further out (class doc)
+                        continue
                     self.ended = "closest_answered"
                     break
                 peer = self._next() if self._in_flight < RECORD_LOOKUP_CONCURRENCY else None
@@ -477,7 +487,8 @@ class RecordLookup:
                 )
             record, closer = result if isinstance(result, tuple) else (None, [])
             if record is None and not closer:
-                return  # no answer (libp2p maps its failures to this too)
+                self._failed.add(peer)  # no answer (libp2p maps its failures to this too)
+                return
             self._answered.add(peer)
             self._add_candidates(list(closer))
             if isinstance(record, Record):
@@ -517,7 +528,7 @@ class RecordLookup:
 
     def behind(self) -> list[ID]:
         """The peers to correct: stale holders, and the closest answering peers without it."""
-        closest = sorted(self._answered, key=self._candidates.__getitem__)[:RECORD_LOOKUP_CLOSEST]
+        closest = sorted(self._answered, key=self._candidates.__getitem__)[: self._width]
         return [p for p in closest if p not in self._holders] + [
             p for p in self._stale if p not in closest
         ]
@@ -535,5 +546,5 @@ class RecordLookup:
 
         with trio.move_on_after(RECORD_CORRECTION_TIMEOUT_SECONDS):
             async with trio.open_nursery() as nursery:
-                for peer in self.behind()[:RECORD_LOOKUP_CLOSEST]:
+                for peer in self.behind()[: self._width]:
                     nursery.start_soon(put, peer)

@@ -135,15 +135,22 @@ RECORD_PUT_TIMEOUT_SECONDS: Final = 30.0
 #: new value, median 137 ms).
 RECORD_QUORUM: Final = 3
 
-#: Peers asked at once during a record lookup (Kademlia's alpha; the
-#: libp2p spec's 10 asks twice the peers a lookup needs, the paper's 3 takes
-#: more round trips: each round here may be a dial of ~0.65 s).
-RECORD_LOOKUP_CONCURRENCY: Final = 5
+#: Peers asked at once during a record lookup (Kademlia's alpha: the libp2p
+#: spec's 10; the paper's 3 takes more round trips, and each may be a dial
+#: of ~0.65 s: 60 peers at 3 a time would not fit a 10 s lookup).
+RECORD_LOOKUP_CONCURRENCY: Final = 10
 
 #: A record lookup ends once this many of the closest peers it heard of have
 #: answered (Kademlia's k, the replication of a put), if the quorum was not
 #: reached before.
 RECORD_LOOKUP_CLOSEST: Final = 20
+
+#: If none of those held it, the lookup goes on until this many of the
+#: closest have answered: a record put while the network was smaller sits on
+#: what were then the closest peers (the 20 closest of a network a third of
+#: today's size rank up to ~60th now), and peers that restarted lost the
+#: copies they held. Only lookups that find nothing pay for it.
+RECORD_LOOKUP_WIDEST: Final = 60
 
 #: A record lookup from a routing table with fewer peers than this also asks
 #: the connected peers and those with known addresses (libp2p's threshold).

@@ -178,7 +178,15 @@ def _links_text(summary: dict[str, Any]) -> str:
         if o["latency"] is None:
             text += " (the virtual clock's default: home broadband in one region; --latency"
             text += " and --jitter change it)"
-    return f"Links: {text}, loss {links['loss']:g}."
+    text += f", loss {links['loss']:g}"
+    if o.get("link_auth") == "sim":
+        text += (
+            "; authenticated by the memory network itself, not by Noise (--link-auth sim:"
+            " no key agreement, no encryption)"
+        )
+    elif o["clock"] == "virtual":
+        text += "; secured by Noise, as on TCP"
+    return f"Links: {text}."
 
 
 def _phases_text(summary: dict[str, Any]) -> str:
