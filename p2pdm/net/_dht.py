@@ -289,7 +289,8 @@ class Dht:
                 await lookup.run()
             lookup.timed_out = scope.cancelled_caught
             if lookup.best is not None and self._tasks is not None:
-                self._tasks.start_soon(lookup.correct)
+                with suppress(RuntimeError):  # the host is closing: no correction
+                    self._tasks.start_soon(lookup.correct)
         finally:
             best = self._keep_newest(key, key_bytes, local)
             if not keep and local is None and best is not None:
