@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import trio
+
 from p2pdm.errors import P2PDMError
 from p2pdm.node.observer import NodeObserver, Path
 
@@ -37,8 +39,16 @@ LOOKUP_CALLS: Final = ("find_peer", "get_record")
 #: Why a lookup found nothing, as the report counts it: the record's owner had
 #: not published it (yet) when the lookup started; the caller's deadline cut
 #: the lookup short; it asked the closest peers it could find and none had
-#: it (find_peer: the peer was not found); it had no peer to ask; it raised.
-LOOKUP_FAILURES: Final = ("not_published", "timed_out", "not_found", "no_peers", "error")
+#: it (find_peer: the peer was not found); it had no peer to ask; the node
+#: stopped during the lookup; it raised.
+LOOKUP_FAILURES: Final = (
+    "not_published",
+    "timed_out",
+    "not_found",
+    "no_peers",
+    "cancelled",
+    "error",
+)
 #: Errors that mean an envelope reached a node that cannot or must not read it.
 MISDELIVERY_ERRORS: Final = frozenset({"WrongRecipient", "DecryptError"})
 #: Messages not yet recorded as sent whose commits are kept: a send's reply
@@ -122,6 +132,9 @@ class Tap:
                     return result
                 except P2PDMError:
                     why = "not_found" if name == "find_peer" else "error"
+                    raise
+                except trio.Cancelled:
+                    why = "cancelled"  # the node stopped (churn, an absence) meanwhile
                     raise
                 finally:
                     self.sink.looked_up(name, self.clock() - start, found, why)

@@ -268,7 +268,8 @@ def render_markdown(
         "Not found, why: *not_published* the record's owner had not published it "
         "when the lookup started; *timed_out* the caller's deadline ended the lookup; "
         "*not_found* it asked the closest peers it could reach and none had it "
-        "(find_peer: the peer was not found); *no_peers* nobody to ask; *error* it raised.",
+        "(find_peer: the peer was not found); *no_peers* nobody to ask; *cancelled* the node "
+        "stopped meanwhile; *error* it raised.",
     ]
     lines += ["", "## Invariants", ""]
     checks = summary["invariants"]
