@@ -196,6 +196,13 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         help="node stores: SQLite files under --out/stores (default) or memory",
     )
     add(
+        "--link-auth",
+        choices=("noise", "sim"),
+        default=None,
+        help="virtual clock: secure links with Noise as on TCP (default), or let the memory"
+        " network vouch for each end (sim: no key agreement, the CPU goes to p2pdm)",
+    )
+    add(
         "--scenario",
         type=Path,
         metavar="FILE",

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -300,8 +300,14 @@ class _Republish:
 
 
 async def _publish_records(
-    node: Node, host: Host, directory: MailboxDirectory, republish: _Republish
+    node: Node,
+    host: Host,
+    directory: MailboxDirectory,
+    republish: _Republish,
+    gate: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
+    if gate is not None:
+        await gate()
     next_due = -1.0
     while True:
         rotated = node.messenger.rotate_prekeys()
@@ -479,6 +485,7 @@ async def serve_node(
     peer_filter: PeerFilter | None = None,
     faults: TcpFaults | None = None,
     on_delivery: Callable[[Delivery], None] | None = None,
+    publish_gate: Callable[[], Awaitable[None]] | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,  # trio.TaskStatus[Serving]
 ) -> None:
     """Run ``node``'s network services until cancelled; reports :class:`Serving`.
@@ -494,7 +501,8 @@ async def serve_node(
     latency and loss on its TCP connections. ``on_delivery``
     sees the delivery service before it accepts anything (simulations time
     the DHT lookups of its network; what the node accepts they learn from
-    the node's observer).
+    the node's observer). ``publish_gate``: awaited before the node's first
+    record publication (a simulation publishes once its network has formed).
     Cancelling stops the services, then closes the host; the store stays
     open (it is the caller's). Raises ConfigError for bad addresses or a
     taken port.
@@ -560,7 +568,7 @@ async def serve_node(
             await nursery.start(blobs.run_fetcher)
             # At once: our record (where our mailboxes are, our prekeys), and
             # our contacts (they learn where we are now and send what waits).
-            nursery.start_soon(_publish_records, node, host, directory, republish)
+            nursery.start_soon(_publish_records, node, host, directory, republish, publish_gate)
             nursery.start_soon(handles.provide, partial(_own_handle, node))
             if network is None:  # reachability is checked on TCP only
                 keeper = RelayKeeper(host, options.relay_peers, changed=republish.now)

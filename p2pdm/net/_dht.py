@@ -22,6 +22,7 @@ from libp2p.abc import INetStream
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.pb.kademlia_pb2 import Record
 from libp2p.kad_dht.provider_store import ProviderRecord
+from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError
 from libp2p.records.pubkey import PublicKeyValidator
@@ -46,11 +47,24 @@ from p2pdm.net.limits import (
     MAX_PROVIDERS,
     MAX_RECORD_BYTES,
     MAX_RECORD_KEY_BYTES,
+    RECORD_CORRECTION_TIMEOUT_SECONDS,
+    RECORD_LOOKUP_CLOSEST,
+    RECORD_LOOKUP_CONCURRENCY,
+    RECORD_LOOKUP_MIN_TABLE,
+    RECORD_LOOKUP_WIDEST,
     RECORD_PUT_TIMEOUT_SECONDS,
+    RECORD_QUERY_TIMEOUT_SECONDS,
     RECORD_QUORUM,
 )
 
-__all__ = ["Dht", "GuardedValidator", "attributed", "guard_dht", "provider_key"]
+__all__ = [
+    "Dht",
+    "GuardedValidator",
+    "RecordLookup",
+    "attributed",
+    "guard_dht",
+    "provider_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +174,12 @@ class Dht:
     def __init__(self, dht: KadDHT) -> None:
         self._dht = dht
         self._namespaces: set[str] = set()
+        #: The host's background tasks (entry corrections among them); open_host
+        #: sets it before handing the host out.
+        self._tasks: trio.Nursery | None = None
+        #: The lookup of the :meth:`get_record` call that returned last, set as
+        #: it returns (nothing runs in between): for measurements (the simulator).
+        self.last_record_lookup: RecordLookup | None = None
 
     async def find_peer(
         self,
@@ -221,6 +241,10 @@ class Dht:
             raise ValueError(f"record key over {MAX_RECORD_KEY_BYTES} bytes")
         return key_bytes
 
+    def holds_record(self, key: str) -> bool:
+        """Whether our DHT store holds a record under ``key`` (no lookup)."""
+        return self._dht.value_store.get(key.encode()) is not None
+
     async def put_record(self, key: str, value: bytes) -> None:
         """Store a record locally and at the peers closest to ``key``.
 
@@ -257,18 +281,26 @@ class Dht:
         (a stranger's record, looked at once: copies we keep count towards
         our DHT store's caps and are never evicted).
         """
+        self.last_record_lookup = None
         key_bytes = self._check_record_key(key)
         store = self._dht.value_store
         local = store.get(key_bytes)
         if local is not None:
             store.remove(key_bytes)
+        lookup = RecordLookup(self._dht, key, key_bytes)
         try:
-            with trio.move_on_after(timeout), suppress(*NETWORK_ERRORS):
-                await self._dht.get_value(key, quorum=RECORD_QUORUM)
+            with trio.move_on_after(timeout) as scope, suppress(*NETWORK_ERRORS):
+                await lookup.run()
+            lookup.timed_out = scope.cancelled_caught
+            if lookup.best is not None and self._tasks is not None:
+                with suppress(RuntimeError):  # the host is closing: no correction
+                    self._tasks.start_soon(lookup.correct)
         finally:
             best = self._keep_newest(key, key_bytes, local)
             if not keep and local is None and best is not None:
                 store.remove(key_bytes)
+            # Set after the last await: a caller reads it as soon as we return.
+            self.last_record_lookup = lookup
         return None if best is None else bytes(best.value)
 
     def _keep_newest(self, key: str, key_bytes: bytes, local: Record | None) -> Record | None:
@@ -323,3 +355,201 @@ class Dht:
                 addrs = dict.fromkeys(full_addr(addr, peer) for addr in info.addrs)
                 found[peer] = list(addrs)[:MAX_ADDRS]
         return list(found.items())
+
+
+def _key_distance(target: bytes) -> Callable[[ID], int]:
+    """XOR distance to ``target`` (a DHT key) in libp2p's keyspace (SHA-256 of both)."""
+    point = int.from_bytes(hashlib.sha256(target).digest(), "big")
+
+    def distance(peer: ID) -> int:
+        return point ^ int.from_bytes(hashlib.sha256(peer.to_bytes()).digest(), "big")
+
+    return distance
+
+
+class RecordLookup:
+    """One iterative GET_VALUE lookup, keeping what it found even if cut short.
+
+    libp2p's ``get_value`` (a FIND_NODE lookup, then GET_VALUE to those
+    peers and the closer peers they name, until the quorum) loses every
+    record it found when its caller's deadline cuts it short: with fewer
+    holders than the quorum reachable (a network that grew since the record
+    was put, churn) it asks on until the deadline and returns nothing; and
+    it propagates the result to stale holders before returning, so a slow
+    holder costs the caller its answer too. Here one Kademlia lookup asks
+    GET_VALUE directly (each answer carries the record and closer peers),
+    RECORD_LOOKUP_CONCURRENCY at a time, closest first; the newest valid
+    record so far is kept in the local store at once; it ends at
+    RECORD_QUORUM valid copies or when the RECORD_LOOKUP_CLOSEST closest
+    peers heard of have answered — or, if none of those had it, the
+    RECORD_LOOKUP_WIDEST closest: a record put when the network was smaller
+    (or whose holders restarted with empty stores) sits on peers that are no
+    longer the closest to its key, and libp2p moves records only when their
+    owner republishes. Entry correction (:meth:`correct`: the
+    newest record, put to the closest answering peers that lacked it, which
+    moves records to the peers now closest to their key) runs afterwards,
+    in the background.
+    """
+
+    def __init__(self, dht: KadDHT, key: str, key_bytes: bytes) -> None:
+        self._dht = dht
+        self.key = key
+        self.key_bytes = key_bytes
+        self._distance = _key_distance(key_bytes)
+        self._candidates: dict[ID, int] = {}
+        self._asked: set[ID] = set()
+        self._answered: set[ID] = set()
+        self._failed: set[ID] = set()
+        self._in_flight = 0
+        self._changed = trio.Event()
+        #: How many of the closest live peers must answer before it gives up.
+        self._width = RECORD_LOOKUP_CLOSEST
+        #: Peers that returned the newest record so far / an older one / none.
+        self._holders: set[ID] = set()
+        self._stale: set[ID] = set()
+        self.best: Record | None = None
+        self.copies = 0
+        #: Why it ended: "quorum", "closest_answered", "no_peers", "exhausted"
+        #: (every candidate asked), or "" while running or cut short.
+        self.ended = ""
+        self.timed_out = False
+
+    @property
+    def asked(self) -> int:
+        return len(self._asked)
+
+    @property
+    def answered(self) -> int:
+        return len(self._answered)
+
+    def _add_candidates(self, peers: list[ID]) -> None:
+        me = self._dht.local_peer_id
+        for peer in peers:
+            if peer != me and peer not in self._candidates:
+                self._candidates[peer] = self._distance(peer)
+
+    def _closest_settled(self) -> bool:
+        """Whether the k closest peers not known to have failed have all answered."""
+        failed = self._failed
+        live = sorted((d, p) for p, d in self._candidates.items() if p not in failed)
+        live = live[: self._width]
+        return bool(live) and all(p in self._answered for _, p in live)
+
+    def _next(self) -> ID | None:
+        """The closest candidate not asked yet, if it is among the k closest still live."""
+        failed = self._failed
+        live = sorted((d, p) for p, d in self._candidates.items() if p not in failed)
+        for _, peer in live[: self._width]:
+            if peer not in self._asked:
+                return peer
+        return None
+
+    async def run(self) -> None:
+        table = self._dht.routing_table
+        self._add_candidates(table.find_local_closest_peers(self.key_bytes, RECORD_LOOKUP_CLOSEST))
+        if len(self._candidates) < RECORD_LOOKUP_MIN_TABLE:
+            # A young node (libp2p's own lookups do the same): its connections,
+            # and the closest peers it has addresses for.
+            host = self._dht.host
+            self._add_candidates(host.get_connected_peers())
+            known = [
+                p for p in host.get_peerstore().peers_with_addrs() if p not in self._candidates
+            ]
+            self._add_candidates(sorted(known, key=self._distance)[: self._width])
+        if not self._candidates:
+            self.ended = "no_peers"
+            return
+        async with trio.open_nursery() as nursery:
+            while True:
+                if self.copies >= RECORD_QUORUM:
+                    self.ended = "quorum"
+                    break
+                if self._closest_settled():
+                    if not self.copies and self._width < RECORD_LOOKUP_WIDEST:
+                        self._width = RECORD_LOOKUP_WIDEST  # look further out (class doc)
+                        continue
+                    self.ended = "closest_answered"
+                    break
+                peer = self._next() if self._in_flight < RECORD_LOOKUP_CONCURRENCY else None
+                if peer is not None:
+                    self._asked.add(peer)
+                    self._in_flight += 1
+                    nursery.start_soon(self._ask, peer)
+                    continue
+                if not self._in_flight:
+                    self.ended = "exhausted"
+                    break
+                self._changed = trio.Event()
+                await self._changed.wait()
+            nursery.cancel_scope.cancel()
+
+    async def _ask(self, peer: ID) -> None:
+        try:
+            result: object = None
+            with trio.move_on_after(RECORD_QUERY_TIMEOUT_SECONDS), suppress(*NETWORK_ERRORS):
+                result = await self._dht.value_store._get_from_peer(
+                    peer, self.key_bytes, return_record=True, return_closer_peers=True
+                )
+            record, closer = result if isinstance(result, tuple) else (None, [])
+            if record is None and not closer:
+                self._failed.add(peer)  # no answer (libp2p maps its failures to this too)
+                return
+            self._answered.add(peer)
+            self._add_candidates(list(closer))
+            if isinstance(record, Record):
+                self._consider(peer, record)
+        finally:
+            self._in_flight -= 1
+            self._changed.set()
+
+    def _consider(self, peer: ID, record: Record) -> None:
+        validator = self._dht.validator
+        if validator is None:
+            return
+        try:
+            validator.validate(self.key, record.value)
+            best = self.best
+            if (
+                best is not None
+                and record.value != best.value
+                and validator.select(self.key, [best.value, record.value]) == 0
+            ):
+                self._stale.add(peer)
+                return
+        except Exception as exc:
+            logger.debug("record lookup: invalid record from %s: %r", peer, exc)
+            return
+        if self.best is None or record.value != self.best.value:
+            self._stale |= self._holders
+            self._holders = set()
+            self.copies = 0
+            self.best = record
+            # Kept at once: a lookup cut short still has it (Dht._keep_newest).
+            current = self._dht.value_store.get(self.key_bytes)
+            if current is None or current.value != record.value:
+                self._dht.value_store.put_record(self.key_bytes, record)
+        self._holders.add(peer)
+        self.copies += 1
+
+    def behind(self) -> list[ID]:
+        """The peers to correct: stale holders, and the closest answering peers without it."""
+        closest = sorted(self._answered, key=self._candidates.__getitem__)[: self._width]
+        return [p for p in closest if p not in self._holders] + [
+            p for p in self._stale if p not in closest
+        ]
+
+    async def correct(self) -> None:
+        """Put the newest record to :meth:`behind`'s peers (bounded, errors ignored)."""
+        best = self.best
+        if best is None:
+            return
+        store = self._dht.value_store
+
+        async def put(peer: ID) -> None:
+            with suppress(Exception):
+                await store._store_at_peer(peer, self.key_bytes, best.value, record=best)
+
+        with trio.move_on_after(RECORD_CORRECTION_TIMEOUT_SECONDS):
+            async with trio.open_nursery() as nursery:
+                for peer in self.behind()[: self._width]:
+                    nursery.start_soon(put, peer)

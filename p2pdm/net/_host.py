@@ -164,8 +164,6 @@ class Host(Dht):
         #: Numbers given to connections (:meth:`connections`); gone with them.
         self._conn_numbers: weakref.WeakKeyDictionary[INetConn, int] = weakref.WeakKeyDictionary()
         self._conn_counter = itertools.count(1)
-        #: The host's background tasks (open_host sets it before handing the host out).
-        self._tasks: trio.Nursery | None = None
         #: Whether others can dial us, from the last check (``_autonat``).
         self.reachability = Reachability()
         #: "auto": the DHT serves only while :attr:`reachability` says public.

@@ -124,7 +124,11 @@ async def open_host(
     key_pair = create_new_key_pair(identity.seed)
     lp_host = new_host(
         key_pair=key_pair,
-        sec_opt=_patches.security_options(key_pair),
+        sec_opt=(
+            network.security_options(key_pair, str(listen_addrs[0]))
+            if network is not None and network.link_auth == "sim"
+            else _patches.security_options(key_pair)
+        ),
         muxer_opt=_patches.muxer_options(),
         listen_addrs=listen_addrs,
         transports=transports,

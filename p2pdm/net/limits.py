@@ -135,6 +135,35 @@ RECORD_PUT_TIMEOUT_SECONDS: Final = 30.0
 #: new value, median 137 ms).
 RECORD_QUORUM: Final = 3
 
+#: Peers asked at once during a record lookup (Kademlia's alpha: the libp2p
+#: spec's 10; the paper's 3 takes more round trips, and each may be a dial
+#: of ~0.65 s: 60 peers at 3 a time would not fit a 10 s lookup).
+RECORD_LOOKUP_CONCURRENCY: Final = 10
+
+#: A record lookup ends once this many of the closest peers it heard of have
+#: answered (Kademlia's k, the replication of a put), if the quorum was not
+#: reached before.
+RECORD_LOOKUP_CLOSEST: Final = 20
+
+#: If none of those held it, the lookup goes on until this many of the
+#: closest have answered: a record put while the network was smaller sits on
+#: what were then the closest peers (the 20 closest of a network a third of
+#: today's size rank up to ~60th now), and peers that restarted lost the
+#: copies they held. Only lookups that find nothing pay for it.
+RECORD_LOOKUP_WIDEST: Final = 60
+
+#: A record lookup from a routing table with fewer peers than this also asks
+#: the connected peers and those with known addresses (libp2p's threshold).
+RECORD_LOOKUP_MIN_TABLE: Final = 5
+
+#: Longest wait for one peer's answer during a record lookup; a peer that
+#: does not answer in time counts as failed and the lookup moves on.
+RECORD_QUERY_TIMEOUT_SECONDS: Final = 5.0
+
+#: Longest a lookup's entry correction (the newest record, put to the
+#: closest peers that answered without it) runs in the background.
+RECORD_CORRECTION_TIMEOUT_SECONDS: Final = 30.0
+
 #: Largest DHT record accepted into a p2pdm namespace. A node record holds a
 #: prekey bundle, mailbox and other addresses, maybe a profile with a 16 KiB
 #: avatar, and a signature: at most 32 KiB (MAX_NODE_RECORD_BYTES in

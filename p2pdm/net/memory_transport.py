@@ -45,20 +45,31 @@ import random
 from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import multiaddr
 import trio
-from libp2p.abc import IListener, IRawConnection, ITransport
-from libp2p.custom_types import THandler
+from libp2p.abc import IListener, IRawConnection, ISecureConn, ISecureTransport, ITransport
+from libp2p.crypto.keys import KeyPair, PublicKey
+from libp2p.custom_types import THandler, TProtocol
 from libp2p.io.abc import ReadWriteCloser
 from libp2p.network.connection.raw_connection import RawConnection
-from libp2p.transport.exceptions import OpenConnectionError
+from libp2p.peer.id import ID
+from libp2p.security.insecure.transport import InsecureSession
+from libp2p.transport.exceptions import OpenConnectionError, SecurityUpgradeFailure
 
 from p2pdm.errors import ConfigError
 from p2pdm.net._memory_pipe import MAX_READ_BYTES, Pipe
 
-__all__ = ["LinkFaults", "MemoryNetwork", "MemoryTransport", "NetworkEvent"]
+__all__ = [
+    "LINK_AUTH_MODES",
+    "SIM_LINK_PROTOCOL",
+    "LinkFaults",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "NetworkEvent",
+    "SimLinkSecurity",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +98,12 @@ SYN_RTO_SECONDS: Final = 1.0
 MAX_SYN_RETRIES: Final = 6
 #: Most events kept by the network's trace (oldest dropped first).
 MAX_TRACE_EVENTS: Final = 100_000
+#: How a memory network's connections are secured: "noise", libp2p's Noise
+#: handshake as on TCP; "sim", the network's own knowledge of which node is
+#: at each end (:class:`SimLinkSecurity`), no key agreement, no encryption.
+LINK_AUTH_MODES: Final = ("noise", "sim")
+#: The security protocol of "sim" links: never offered on TCP.
+SIM_LINK_PROTOCOL: Final = TProtocol("/p2pdm/sim-link/1.0.0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +262,19 @@ class MemoryNetwork:
     """
 
     def __init__(
-        self, faults: LinkFaults | None = None, *, seed: int = 0, trace: bool = False
+        self,
+        faults: LinkFaults | None = None,
+        *,
+        seed: int = 0,
+        trace: bool = False,
+        link_auth: str = "noise",
     ) -> None:
+        if link_auth not in LINK_AUTH_MODES:
+            raise ValueError(f"link_auth is one of {', '.join(LINK_AUTH_MODES)}, not {link_auth!r}")
+        #: How hosts on this network secure their connections (LINK_AUTH_MODES).
+        self.link_auth = link_auth
+        #: With "sim" links: the public key of the node at each IP.
+        self._keys: dict[str, PublicKey] = {}
         self.faults = faults or LinkFaults()
         self._random = random.Random(seed)
         self._next_ip = 1
@@ -276,6 +304,22 @@ class MemoryNetwork:
     def transport(self, listen_addr: str) -> MemoryTransport:
         """The transport of the node whose (first) listen address is ``listen_addr``."""
         return MemoryTransport(self, _node_ip(listen_addr))
+
+    def security_options(self, key_pair: KeyPair, listen_addr: str) -> dict[TProtocol, Any]:
+        """The ``sec_opt`` of the node at ``listen_addr`` on a ``link_auth="sim"``
+        network: the network's own link authentication (:class:`SimLinkSecurity`)."""
+        ip = _node_ip(listen_addr)
+        self._keys[ip] = key_pair.public_key
+        return {SIM_LINK_PROTOCOL: SimLinkSecurity(self, key_pair)}
+
+    def key_at(self, conn: IRawConnection) -> PublicKey:
+        """The public key of the node at the far end of ``conn`` (a "sim" link)."""
+        stream = getattr(conn, "stream", None)
+        remote = stream.get_remote_address() if isinstance(stream, _MemoryConn) else None
+        key = None if remote is None else self._keys.get(remote[0])
+        if key is None:
+            raise SecurityUpgradeFailure("not a memory connection between known nodes")
+        return key
 
     def is_listening(self, addr: str) -> bool:
         try:
@@ -461,3 +505,43 @@ class MemoryTransport(ITransport):
 
     def protocols(self) -> list[str]:
         return ["tcp"]
+
+
+class SimLinkSecurity(ISecureTransport):
+    """Authenticates a memory connection by the network's own records (``link_auth="sim"``).
+
+    The network hands out every node's IP and binds its transport to it, so
+    it knows which node is at each end of a connection: the remote PeerID is
+    that node's, as Noise would prove, without the key agreement, the
+    signature checks and the encryption (the simulation's CPU goes to p2pdm
+    instead). A dial to an address whose node is not the expected peer fails
+    as a Noise handshake would. For simulations only: bytes are not encrypted.
+    """
+
+    def __init__(self, network: MemoryNetwork, key_pair: KeyPair) -> None:
+        self._network = network
+        self._key_pair = key_pair
+        self._peer = ID.from_pubkey(key_pair.public_key)
+
+    def _session(self, conn: IRawConnection, remote: ID, key: PublicKey) -> ISecureConn:
+        return InsecureSession(
+            local_peer=self._peer,
+            local_private_key=self._key_pair.private_key,
+            remote_peer=remote,
+            remote_permanent_pubkey=key,
+            is_initiator=conn.is_initiator,
+            conn=conn,
+        )
+
+    async def secure_inbound(self, conn: IRawConnection) -> ISecureConn:
+        key = self._network.key_at(conn)
+        await trio.lowlevel.checkpoint()
+        return self._session(conn, ID.from_pubkey(key), key)
+
+    async def secure_outbound(self, conn: IRawConnection, peer_id: ID) -> ISecureConn:
+        key = self._network.key_at(conn)
+        await trio.lowlevel.checkpoint()
+        remote = ID.from_pubkey(key)
+        if remote != peer_id:
+            raise SecurityUpgradeFailure(f"the node at this address is {remote}, not {peer_id}")
+        return self._session(conn, remote, key)

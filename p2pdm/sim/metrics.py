@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import trio
+
 from p2pdm.errors import P2PDMError
 from p2pdm.node.observer import NodeObserver, Path
 
@@ -34,6 +36,19 @@ __all__ = ["MessageRecord", "Path", "Recorder", "Sink", "Tap", "latency_summary"
 
 #: The host calls that are DHT lookups, timed for the report.
 LOOKUP_CALLS: Final = ("find_peer", "get_record")
+#: Why a lookup found nothing, as the report counts it: the record's owner had
+#: not published it (yet) when the lookup started; the caller's deadline cut
+#: the lookup short; it asked the closest peers it could find and none had
+#: it (find_peer: the peer was not found); it had no peer to ask; the node
+#: stopped during the lookup; it raised.
+LOOKUP_FAILURES: Final = (
+    "not_published",
+    "timed_out",
+    "not_found",
+    "no_peers",
+    "cancelled",
+    "error",
+)
 #: Errors that mean an envelope reached a node that cannot or must not read it.
 MISDELIVERY_ERRORS: Final = frozenset({"WrongRecipient", "DecryptError"})
 #: Messages not yet recorded as sent whose commits are kept: a send's reply
@@ -66,7 +81,7 @@ class Sink(Protocol):
 
     def stored(self, index: int, message_id: bytes, path: Path) -> None: ...
     def refused(self, error: str) -> None: ...
-    def looked_up(self, call: str, seconds: float, found: bool) -> None: ...
+    def looked_up(self, call: str, seconds: float, found: bool, why: str = "") -> None: ...
 
 
 class Tap:
@@ -76,9 +91,14 @@ class Tap:
     process; a worker process uses one that streams to the Recorder.
     """
 
-    def __init__(self, sink: Sink, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, sink: Sink, clock: Callable[[], float], *, sees_every_node: bool = True
+    ) -> None:
         self.sink = sink
         self.clock = clock
+        #: Record keys whose owner's put_record had returned, and when (only
+        #: when this tap sees every node: a worker's sees its own nodes).
+        self.published: dict[str, float] | None = {} if sees_every_node else None
 
     def observer(self, sim_node: SimNode) -> NodeObserver:
         """What node ``sim_node`` tells this tap (given to its Node at construction)."""
@@ -88,7 +108,8 @@ class Tap:
         self._time_lookups(delivery.network)
 
     def _time_lookups(self, host: Any) -> None:
-        """Wrap the host's DHT lookups (one host object serves delivery and mailboxes)."""
+        """Wrap the host's DHT lookups (one host object serves delivery and mailboxes),
+        and note when its own record was published."""
         for name in LOOKUP_CALLS:
             call = getattr(host, name)
 
@@ -102,14 +123,45 @@ class Tap:
             ) -> Any:
                 start = self.clock()
                 found = False
+                why = "error"
                 try:
                     result = await call(key, timeout, *args, **kw)
                     found = bool(result)
+                    # Nothing ran since the call returned (no checkpoint).
+                    why = "" if found else self._why_not_found(name, host, key, start)
                     return result
+                except P2PDMError:
+                    why = "not_found" if name == "find_peer" else "error"
+                    raise
+                except trio.Cancelled:
+                    why = "cancelled"  # the node stopped (churn, an absence) meanwhile
+                    raise
                 finally:
-                    self.sink.looked_up(name, self.clock() - start, found)
+                    self.sink.looked_up(name, self.clock() - start, found, why)
 
             setattr(host, name, timed)
+        put = host.put_record
+
+        async def put_record(key: str, value: bytes) -> None:
+            await put(key, value)
+            if self.published is not None:
+                self.published.setdefault(key, self.clock())
+
+        host.put_record = put_record
+
+    def _why_not_found(self, name: str, host: Any, key: Any, start: float) -> str:
+        """Why a lookup that returned found nothing (:data:`LOOKUP_FAILURES`)."""
+        if name != "get_record":
+            return "not_found"
+        published = None if self.published is None else self.published.get(key)
+        if self.published is not None and (published is None or published > start):
+            return "not_published"
+        lookup = getattr(host, "last_record_lookup", None)
+        if lookup is None:
+            return "not_found"
+        if lookup.timed_out:
+            return "timed_out"
+        return "no_peers" if lookup.ended == "no_peers" else "not_found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +196,9 @@ class Recorder:
     refusals: Counter[str] = field(default_factory=Counter)
     #: Deliveries over time: (seconds, path), in order.
     deliveries: list[tuple[float, Path]] = field(default_factory=list)
-    #: DHT lookups the nodes made: (seconds taken, found), by call name.
-    lookups: dict[str, list[tuple[float, bool]]] = field(
+    #: DHT lookups the nodes made: (seconds taken, found, why not found: one
+    #: of LOOKUP_FAILURES, "" if found), by call name.
+    lookups: dict[str, list[tuple[float, bool, str]]] = field(
         default_factory=lambda: {name: [] for name in LOOKUP_CALLS}
     )
     #: Commits of messages whose send is not recorded yet (a worker's
@@ -205,9 +258,9 @@ class Recorder:
     def refused(self, error: str) -> None:
         self.refusals[error] += 1
 
-    def looked_up(self, call: str, seconds: float, found: bool) -> None:
+    def looked_up(self, call: str, seconds: float, found: bool, why: str = "") -> None:
         if call in self.lookups:
-            self.lookups[call].append((seconds, found))
+            self.lookups[call].append((seconds, found, "" if found else why or "not_found"))
 
     # --- figures -------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ own stores.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -47,6 +48,7 @@ from typing import Any, Final
 
 import trio
 
+from p2pdm.core import records
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import DeliveryStatus, StoredMessage
 from p2pdm.daemon.runner import RunOptions, Serving, serve_node
@@ -103,6 +105,15 @@ WAIT_TIMEOUT_SECONDS: Final = 60.0
 SIM_REQUEST_STAMP_BITS: Final = 8
 #: How often those waits look again (virtual or real seconds).
 WAIT_POLL_SECONDS: Final = 0.05
+#: Nodes publish their DHT records once the network has formed, each at a
+#: random moment of a window of this many seconds per node (at most
+#: PUBLISH_WINDOW_MAX_SECONDS, at least 1 s), and the network waits as long
+#: again for the copies to reach their holders. Published as each node
+#: started, a record went to the closest of the nodes started before it:
+#: in the formed network those are no longer the closest (docs/simulation.md,
+#: "DHT records at scale"). A real network exists before its nodes publish.
+PUBLISH_WINDOW_SECONDS_PER_NODE: Final = 0.1
+PUBLISH_WINDOW_MAX_SECONDS: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +145,9 @@ class SimNetwork:
         self._nursery = nursery
         self._setup = setup
         self._groups: list[set[int]] | None = None
+        #: Set by :meth:`publish_records`: nodes may publish their records.
+        self.formed = trio.Event()
+        self._formed_at = -math.inf
         #: During a TCP partition: the group of every node's peer ID.
         self._group_of: dict[PeerId, int] = {}
 
@@ -235,12 +249,44 @@ class SimNetwork:
                     peer_filter=self._peer_filter(sim_node),
                     faults=setup.faults,
                     on_delivery=on_delivery,
+                    publish_gate=partial(self._publish_gate, sim_node),
                     task_status=task_status,
                 )
         finally:
             sim_node.serving = None
             sim_node._scope = None
             sim_node._done.set()
+
+    @property
+    def publish_window(self) -> float:
+        """Seconds over which the nodes publish their records once formed."""
+        per_node = PUBLISH_WINDOW_SECONDS_PER_NODE * len(self.nodes)
+        return max(1.0, min(PUBLISH_WINDOW_MAX_SECONDS, per_node))
+
+    async def _publish_gate(self, sim_node: SimNode) -> None:
+        """Hold ``sim_node``'s first record publication until the network has formed,
+        then a random moment of the publish window (none for a node started after it)."""
+        await self.formed.wait()
+        if trio.current_time() < self._formed_at + self.publish_window:
+            await trio.sleep(sim_node.random.uniform(0, self.publish_window))
+
+    async def publish_records(self, timeout: float = WAIT_TIMEOUT_SECONDS) -> None:  # noqa: ASYNC109
+        """Let the nodes publish their records (over :attr:`publish_window`) and wait
+        until every online node holds its own, then as long again for the copies."""
+        self._formed_at = trio.current_time()
+        self.formed.set()
+        await trio.sleep(self.publish_window)
+        online = [n for n in self.nodes if n.online]
+        await wait_until(
+            lambda: all(
+                n.running.host.holds_record(records.record_key(n.peer_id))
+                for n in online
+                if n.online
+            ),
+            timeout,
+            lambda: "not every node published its record",
+        )
+        await trio.sleep(self.publish_window)
 
     async def stop(self, sim_node: SimNode) -> None:
         """Stop ``sim_node``'s services and host; its store stays."""
@@ -429,10 +475,13 @@ async def serve_sim_nodes(
     external: Sequence[str] = (),
     listen: str | None = None,
     faults: TcpFaults | None = None,
+    publish_after_forming: bool = False,
 ) -> AsyncIterator[SimNetwork]:
     """A SimNetwork of ``nodes``, none started yet; leaving stops them and closes their stores.
 
-    The keywords are :func:`open_sim_network`'s.
+    The keywords are :func:`open_sim_network`'s; ``publish_after_forming``:
+    the nodes publish their records only at :meth:`SimNetwork.publish_records`
+    (else as each starts, as a worker process's nodes do).
     """
     if (external or listen) and network is not None:
         raise ValueError("external peers and listen addresses need TCP, not the memory network")
@@ -447,7 +496,10 @@ async def serve_sim_nodes(
     try:
         async with trio.open_nursery() as nursery:
             try:
-                yield SimNetwork(nursery, nodes, setup)
+                sim = SimNetwork(nursery, nodes, setup)
+                if not publish_after_forming:
+                    sim.formed.set()  # _formed_at stays -inf: no publish window
+                yield sim
             except (trio.Cancelled, GeneratorExit):
                 raise
             except BaseException as exc:  # raised below, not wrapped in an ExceptionGroup
@@ -505,8 +557,10 @@ async def open_sim_network(
         external=external,
         listen=listen,
         faults=faults,
+        publish_after_forming=True,
     ) as sim:
         for sim_node in nodes:
             await sim.start(sim_node)
         sim.add_contacts(rng, contacts)
+        await sim.publish_records()
         yield sim

@@ -86,6 +86,10 @@ class SimOptions:
     groups: int = 0
     #: Members of each group, its creator included (``--group-size``).
     group_size: int = 3
+    #: How virtual-time links are secured (``--link-auth``): "noise", libp2p's
+    #: Noise handshake as on TCP; "sim", the memory network's own knowledge of
+    #: which node is at each end, no key agreement (docs/simulation.md).
+    link_auth: str = "noise"
 
     def check(self) -> None:
         """Raise ConfigError for a scenario that cannot run."""
@@ -114,6 +118,10 @@ class SimOptions:
                 "--workers spreads real-clock nodes over processes; --clock virtual runs"
                 " in one process (use --workers 1)"
             )
+        if self.link_auth not in ("noise", "sim"):
+            raise ConfigError("--link-auth is noise or sim")
+        if self.link_auth == "sim" and self.clock != "virtual":
+            raise ConfigError("--link-auth sim is for the memory network: use --clock virtual")
         if self.bootstrap and self.clock != "real":
             raise ConfigError("--bootstrap joins other machines over TCP: use --clock real")
         refuse_own_peers(self.bootstrap, self.seed, self.nodes)

@@ -177,7 +177,7 @@ REPLIES: Final[dict[str, dict[str, _Reader]]] = {
 EVENTS: Final[dict[str, dict[str, _Reader]]] = {
     "stored": {"node": _index, "id": _blob, "path": _text, "at_ns": _count},
     "refused": {"error": _text},
-    "lookup": {"call": _text, "us": _count, "found": _flag},
+    "lookup": {"call": _text, "us": _count, "found": _flag, "why": _text},
 }
 #: The first frame a worker reads: what to build.
 CONFIG: Final[dict[str, _Reader]] = {

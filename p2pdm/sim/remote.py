@@ -278,7 +278,7 @@ class RemoteNodes:
         elif event.name == "refused":
             self.recorder.refused(args["error"])
         else:
-            self.recorder.looked_up(args["call"], args["us"] / 1e6, args["found"])
+            self.recorder.looked_up(args["call"], args["us"] / 1e6, args["found"], args["why"])
 
     async def start(self, index: int) -> None:
         if index in self._online:

@@ -14,6 +14,7 @@ import copy
 import csv
 import json
 import math
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
@@ -77,8 +78,12 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         "latency_seconds": {name: latency_summary(v) for name, v in latencies.items()},
         "dht_lookups": {
             name: {
-                **latency_summary([seconds for seconds, _ in calls]),
-                "found": sum(1 for _, found in calls if found),
+                **latency_summary([seconds for seconds, _, _ in calls]),
+                "found": sum(1 for _, found, _ in calls if found),
+                # Why the others found nothing (metrics.LOOKUP_FAILURES).
+                "not_found": dict(
+                    sorted(Counter(why for _, found, why in calls if not found).items())
+                ),
             }
             for name, calls in recorder.lookups.items()
         },
@@ -173,7 +178,15 @@ def _links_text(summary: dict[str, Any]) -> str:
         if o["latency"] is None:
             text += " (the virtual clock's default: home broadband in one region; --latency"
             text += " and --jitter change it)"
-    return f"Links: {text}, loss {links['loss']:g}."
+    text += f", loss {links['loss']:g}"
+    if o.get("link_auth") == "sim":
+        text += (
+            "; authenticated by the memory network itself, not by Noise (--link-auth sim:"
+            " no key agreement, no encryption)"
+        )
+    elif o["clock"] == "virtual":
+        text += "; secured by Noise, as on TCP"
+    return f"Links: {text}."
 
 
 def _phases_text(summary: dict[str, Any]) -> str:
@@ -242,12 +255,22 @@ def render_markdown(
         "",
         "## DHT lookups made by the nodes (seconds)",
         "",
-        "| call | count | found | p50 | p95 | max |",
-        "|---|---|---|---|---|---|",
+        "| call | asked | found | p50 | p95 | max | not found, why |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, s in summary["dht_lookups"].items():
         cells = " | ".join(_fmt(s[k]) for k in ("p50", "p95", "max"))
-        lines.append(f"| {name} | {s['count']} | {s['found']} | {cells} |")
+        found = f"{s['found']} ({s['found'] / s['count']:.0%})" if s["count"] else "0"
+        why = ", ".join(f"{n} {reason}" for reason, n in s["not_found"].items()) or "-"
+        lines.append(f"| {name} | {s['count']} | {found} | {cells} | {why} |")
+    lines += [
+        "",
+        "Not found, why: *not_published* the record's owner had not published it "
+        "when the lookup started; *timed_out* the caller's deadline ended the lookup; "
+        "*not_found* it asked the closest peers it could reach and none had it "
+        "(find_peer: the peer was not found); *no_peers* nobody to ask; *cancelled* the node "
+        "stopped meanwhile; *error* it raised.",
+    ]
     lines += ["", "## Invariants", ""]
     checks = summary["invariants"]
     lines += [

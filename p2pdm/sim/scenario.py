@@ -233,7 +233,7 @@ async def _open_nodes(
         return
     network = tcp_faults = None
     if options.clock == "virtual":
-        network = MemoryNetwork(link_faults, seed=options.seed)
+        network = MemoryNetwork(link_faults, seed=options.seed, link_auth=options.link_auth)
     elif faulty_tcp:
         tcp_faults = TcpFaults(link_faults, seed=options.seed)
     async with open_sim_network(

@@ -71,6 +71,7 @@ OPTION_KEYS: Final = frozenset(
         "clock",
         "groups",
         "group_size",
+        "link_auth",
     }
 )
 _INT_OPTIONS: Final = frozenset({"nodes", "mailboxes", "contacts", "seed", "groups", "group_size"})
@@ -223,6 +224,9 @@ def parse_scenario(data: Mapping[str, Any]) -> tuple[dict[str, Any], Timeline]:
         if key == "clock":
             if value not in ("real", "virtual"):
                 raise ConfigError(f"clock must be 'real' or 'virtual', not {value!r}")
+        elif key == "link_auth":
+            if value not in ("noise", "sim"):
+                raise ConfigError(f"link_auth must be 'noise' or 'sim', not {value!r}")
         elif key == "partition":
             if not isinstance(value, str):
                 raise ConfigError(f"partition must be a string START:END, not {value!r}")

@@ -71,8 +71,8 @@ class _Events:
     def refused(self, error: str) -> None:
         self._put("refused", {"error": error})
 
-    def looked_up(self, call: str, seconds: float, found: bool) -> None:
-        self._put("lookup", {"call": call, "us": round(seconds * 1e6), "found": found})
+    def looked_up(self, call: str, seconds: float, found: bool, why: str = "") -> None:
+        self._put("lookup", {"call": call, "us": round(seconds * 1e6), "found": found, "why": why})
 
 
 class _Worker:
@@ -197,7 +197,7 @@ async def _serve(in_fd: int, out_fd: int) -> None:
     send, receive = trio.open_memory_channel[bytes](EVENT_QUEUE)
     with trio.CancelScope() as scope:
         events = _Events(send, scope)
-        tap = Tap(events, time.monotonic)
+        tap = Tap(events, time.monotonic, sees_every_node=False)
         async with serve_sim_nodes(
             nodes,
             probe=tap,

@@ -23,6 +23,7 @@ from trio.testing import MockClock
 from p2pdm.core.identity import Identity
 from p2pdm.errors import ConfigError, PeerUnreachable
 from p2pdm.net import Host, open_host
+from p2pdm.net._edge import from_id
 from p2pdm.net._memory_pipe import PIPE_BUFFER_BYTES
 from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
@@ -64,6 +65,31 @@ async def test_two_hosts_exchange_frames_with_latency_in_virtual_time(
     assert net.link_count() == 0  # leaving the hosts closed every connection
 
 
+async def test_sim_links_authenticate_by_the_network_without_noise(
+    autojump_clock: MockClock,
+) -> None:
+    net = MemoryNetwork(LinkFaults(latency=LATENCY), link_auth="sim")
+    async with open_hosts(3, join=False, network=net) as (a, b, c):
+        b.set_handler(ECHO, echo)
+        start = trio.current_time()
+        await a.connect(b.peer_id, b.listen_addrs())
+        with_sim_links = trio.current_time() - start
+        assert b.is_connected(a.peer_id)  # b sees a's PeerID: the network vouched for it
+        assert await round_trip([b"hello"], a, b) == pytest.approx(2 * LATENCY, abs=1e-6)
+        # c's address does not hold b: the dial fails, as Noise's handshake would.
+        wrong = b.listen_addrs()[0].replace(str(b.peer_id), str(c.peer_id))
+        with pytest.raises(PeerUnreachable):
+            await a.connect(c.peer_id, [wrong])
+        assert not a.is_connected(c.peer_id)
+    with pytest.raises(ValueError, match="link_auth"):
+        MemoryNetwork(link_auth="none")
+    noise = MemoryNetwork(LinkFaults(latency=LATENCY))
+    async with open_hosts(2, join=False, network=noise) as (a, b):
+        start = trio.current_time()
+        await a.connect(b.peer_id, b.listen_addrs())
+        assert trio.current_time() - start > with_sim_links  # Noise's round trips
+
+
 @pytest.mark.slow
 async def test_twenty_hosts_form_a_dht_that_routes_and_stores(autojump_clock: MockClock) -> None:
     net = MemoryNetwork(LinkFaults(latency=0.02), seed=1)
@@ -82,6 +108,31 @@ async def test_twenty_hosts_form_a_dht_that_routes_and_stores(autojump_clock: Mo
         await writer.put_record(key, record)
         for reader in (hosts[0], hosts[12], last):
             assert await reader.get_record(key, TIMEOUT) == record
+
+
+async def test_a_record_lookup_cut_short_keeps_the_copy_it_found(
+    autojump_clock: MockClock,
+) -> None:
+    """One holder answers at once, another is cut off (its query hangs): the
+    caller's deadline ends the lookup short of its quorum, with the record.
+    (libp2p's get_value waited for the quorum and then returned nothing.)"""
+    net = MemoryNetwork(LinkFaults(latency=0.02), seed=3)
+    async with open_hosts(4, network=net) as hosts:
+        register(hosts)
+        reader, writer, cut = hosts[1], hosts[2], hosts[3]
+        key = record_key(writer.peer_id)
+        record = make_record(Identity(host_seed(2)), 1, b"prekey bundle")
+        await writer.put_record(key, record)
+        # The reader (and the bootstrap host 0) lose touch with host 3: a
+        # dial to it hangs (black-holed) past the caller's deadline.
+        await reader.disconnect(cut.peer_id)
+        net.partition([[*reader.listen_addrs(), *hosts[0].listen_addrs(), *writer.listen_addrs()]])
+        start = trio.current_time()
+        assert await reader.get_record(key, 2.0) == record
+        assert trio.current_time() - start <= 2.0
+        lookup = reader.last_record_lookup
+        assert lookup is not None and lookup.timed_out and lookup.copies >= 1
+        assert cut.peer_id in {from_id(p) for p in lookup._asked}  # the hanging query
 
 
 async def test_partition_breaks_connections_and_blackholes_dials_until_healed(

@@ -51,7 +51,9 @@ async def test_contacts_as_pairs_or_none(
         assert not any(n.offers_mailbox for n in net.nodes)
     async with sim_network(3, contacts=0) as net:
         assert all(not n.running.node.contacts() for n in net.nodes)
-        # A PeerID is enough: the bundle comes from the DHT.
+        # A PeerID is enough: the bundle comes from the DHT, once published
+        # (the record publisher runs as the node starts serving).
+        await wait_until(lambda: net[2].running.host.dht_store_stats().records > 0)
         sent = await net.send(1, 2, "found you")
         await net.wait_delivered(1, sent)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ from rich.progress import Progress as RichProgress
 
 from p2pdm.cli.main import main
 from p2pdm.cli.sim import PhaseBars
+from p2pdm.errors import ConfigError
 from p2pdm.sim import Progress, SimOptions, simulate, summarize, write_report
+from p2pdm.sim.metrics import LOOKUP_FAILURES
 from p2pdm.sim.options import (
     DEFAULT_VIRTUAL_JITTER_SECONDS,
     DEFAULT_VIRTUAL_LATENCY_SECONDS,
@@ -77,6 +79,29 @@ def test_virtual_default_links_have_latency(run: Run) -> None:
     assert min(r.latency_s or 0 for r in run.outcome.recorder.messages.values()) > 0
     report = (run.out / "report.md").read_text()
     assert "Links: 30 ms one way plus 0-20 ms of jitter (the virtual clock's default" in report
+
+
+def test_lookups_say_why_they_found_nothing(run: Run) -> None:
+    lookups = run.summary["dht_lookups"]
+    for calls in lookups.values():
+        assert sum(calls["not_found"].values()) == calls["count"] - calls["found"]
+        assert set(calls["not_found"]) <= set(LOOKUP_FAILURES)
+    report = (run.out / "report.md").read_text()
+    assert "| call | asked | found | p50 | p95 | max | not found, why |" in report
+    assert "secured by Noise, as on TCP" in report
+
+
+def test_sim_links_are_stated_in_the_report(tmp_path: Path) -> None:
+    options = replace(OPTIONS, link_auth="sim")
+    outcome = trio.run(simulate, options, clock=trio.testing.MockClock(autojump_threshold=0))
+    summary, _ = write_report(outcome, tmp_path)
+    assert summary["delivery_rate"] == 1.0 and summary["options"]["link_auth"] == "sim"
+    report = (tmp_path / "report.md").read_text()
+    assert "authenticated by the memory network itself, not by Noise" in report
+    with pytest.raises(ConfigError, match="--link-auth sim is for the memory network"):
+        SimOptions(clock="real", link_auth="sim").check()
+    with pytest.raises(ConfigError, match="--link-auth is noise or sim"):
+        SimOptions(clock="virtual", link_auth="tls").check()
 
 
 def test_explicit_latency_and_real_clock_keep_their_links() -> None:

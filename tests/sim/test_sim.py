@@ -256,6 +256,7 @@ async def test_fifty_nodes_deliver_everything(autojump_clock: trio.abc.Clock) ->
     assert summary["sent"] > 40 and summary["sent_while_recipient_offline"] > 0
     assert summary["delivery_rate"] == 1.0, summary["undelivered"]
     assert invariants_hold(summary)
+    published_records_found(summary)
 
 
 @pytest.mark.slow
@@ -267,3 +268,13 @@ async def test_two_hundred_nodes_deliver_everything(autojump_clock: trio.abc.Clo
     assert summary["sent"] > 80
     assert summary["delivery_rate"] == 1.0, summary["undelivered"]
     assert invariants_hold(summary)
+    published_records_found(summary)
+
+
+def published_records_found(summary: dict[str, Any]) -> None:
+    """At least 99 % of the nodes' lookups of published records found them, of
+    those the node lived through (docs/simulation.md, "DHT records at scale")."""
+    lookups = summary["dht_lookups"]["get_record"]
+    why = lookups["not_found"]
+    published = lookups["count"] - why.get("not_published", 0) - why.get("cancelled", 0)
+    assert lookups["found"] >= 0.99 * published, lookups

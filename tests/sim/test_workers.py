@@ -116,7 +116,7 @@ def test_pipe_refuses_floats_and_ill_typed_events() -> None:
     bad = [
         encode_frame(b"\xfb\x3f\xf0\x00\x00\x00\x00\x00\x00"),  # a float, not a map
         encode_event("stored", {"node": 1, "id": b"x", "path": "direct", "at_ns": -1}),
-        encode_event("lookup", {"call": "find_peer", "us": 5, "found": 1}),
+        encode_event("lookup", {"call": "find_peer", "us": 5, "found": 1, "why": ""}),
         encode_event("exploded", {}),
         encode_frame(cbor.encode({"re": 1, "ok": {}, "error": "both"})),
     ]
