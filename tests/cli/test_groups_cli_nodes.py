@@ -58,7 +58,8 @@ async def test_a_group_made_written_and_read_through_the_cli(
         Image.new("RGB", (300, 200), (200, 90, 20)).save(picture)
         code, out, err = await cli(capsys, *as_alice, "group", "photo", "Bakers", str(picture))
         assert (code, err) == (0, ""), err
-        assert "Set the photo of Bakers" in out
+        assert "Set the photo of Bakers: a " in out and "square picture" in out
+        assert "((" not in out and "))" not in out and "members)" not in out
         deliver(alice.node, bob.node)
         code, out, _ = await cli(capsys, *as_bob, "group", "show", "Bakers")
         assert any(line.startswith("Photo      image/webp") for line in out.splitlines()), out
@@ -69,6 +70,7 @@ async def test_a_group_made_written_and_read_through_the_cli(
         assert_one_error_line(err, "picture")
         code, out, err = await cli(capsys, *as_alice, "group", "photo", "Bakers", "--remove")
         assert (code, err) == (0, ""), err
+        assert out.strip() == "Removed the photo of Bakers."
         code, out, _ = await cli(capsys, *as_alice, "group", "show", "Bakers")
         assert "Photo" not in out
         code, _, err = await cli(capsys, *as_alice, "group", "show", "Nobody's")
