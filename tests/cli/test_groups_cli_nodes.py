@@ -31,7 +31,7 @@ async def test_a_group_made_written_and_read_through_the_cli(
         code, out, err = await cli(capsys, *as_bob, "group", "list")
         assert (code, err) == (0, "")
         [row] = [line for line in out.splitlines() if line.startswith("Bakers")]
-        assert row.split()[1] == "2"
+        assert row.split()[1:4] == ["2", "member", "active"]  # Bob is no admin
         code, out, err = await cli(capsys, *as_bob, "read", "Bakers")
         assert (code, err) == (0, ""), err
         [line] = [line for line in out.splitlines() if "ovens on" in line]
@@ -76,3 +76,15 @@ async def test_a_group_made_written_and_read_through_the_cli(
         code, _, err = await cli(capsys, *as_alice, "group", "show", "Nobody's")
         assert code == 1
         assert_one_error_line(err, "Nobody's")
+        # The group's old name, after a rename, is no contact or group: one line says
+        # so and how to list the groups, for send, read and the conversation commands.
+        code, _, err = await cli(capsys, *as_alice, "group", "rename", "Bakers", "Night bakers")
+        assert (code, err) == (0, ""), err
+        for command in (("send", "Bakers", "hi"), ("read", "Bakers"), ("mute", "Bakers")):
+            code, out, err = await cli(capsys, *as_alice, *command)
+            assert (code, out) == (1, ""), command
+            assert_one_error_line(err, "no contact or group named 'Bakers'", "p2pdm group list")
+        code, _, err = await cli(capsys, *as_alice, "send", "nobody", "hi")  # as for any name
+        assert_one_error_line(err, "no contact or group named 'nobody'")
+        code, out, err = await cli(capsys, *as_alice, "send", "night BAKERS", "hi")
+        assert (code, err) == (0, ""), err
