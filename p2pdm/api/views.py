@@ -475,8 +475,10 @@ def conversation_json(
     ``group`` the group it is (views_groups.group_tag), None for one-to-one."""
     return {
         "id": conversation.id.hex(),
+        # For a group, one member (who invited us, then the last to write): kept so the
+        # field stays a PeerID for older clients; the group's own name is ``name``.
         "peer": str(conversation.peer),
-        "name": names.get(conversation.peer),
+        "name": group["name"] if group is not None else names.get(conversation.peer),
         "last_message_at_ms": conversation.last_message_at_ms,
         "unread": conversation.unread,
         "request": conversation.request,
@@ -491,8 +493,15 @@ def conversation_json(
 CONVERSATION: Final[Schema] = obj(
     {
         "id": HEX_ID,
-        "peer": PEER_ID,
-        "name": {"type": ["string", "null"], "description": "the contact's name"},
+        "peer": {
+            **PEER_ID,
+            "description": "the contact; for a group, only one of its members (who invited "
+            "you, or wrote last): `group` names the group",
+        },
+        "name": {
+            "type": ["string", "null"],
+            "description": "the contact's name (null if none); for a group, the group's name",
+        },
         "last_message_at_ms": MS,
         "unread": INT,
         "request": {

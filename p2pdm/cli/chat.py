@@ -26,7 +26,7 @@ from rich.cells import cell_len
 from p2pdm import hints
 from p2pdm.cli.live import live_lines, share_live
 from p2pdm.cli.media import media_lines, send_media
-from p2pdm.client import Client, MessageRequest
+from p2pdm.client import APIError, Client, MessageRequest
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MAX_PAGE_SIZE, MAX_TEXT_BYTES
@@ -279,11 +279,16 @@ def send(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         raise ConfigError("give the message text, --file PATH or --location LAT,LON")
     text = message_text(args.text, sys.stdin) if args.text else None
     with Client.for_home(home) as node:
-        if attached:
-            message = send_media(args, node, text)
-        else:
-            assert text is not None
-            message = node.send(args.contact, text)
+        try:
+            if attached:
+                message = send_media(args, node, text)
+            else:
+                assert text is not None
+                message = node.send(args.contact, text)
+        except APIError as exc:
+            if exc.code == "not_found" and _find_contact(node, args.contact)[0] == args.contact:
+                _refuse_unknown_name(node, args.contact.strip())
+            raise
     if args.json:
         _print_json(message, out)
     else:
@@ -409,12 +414,40 @@ def _find_conversation(node: Client, who: str) -> tuple[str, str]:
     if peer == who:  # no contact has that name
         short = typed.removeprefix("~")
         for conversation in found:
-            if not conversation["name"] and _short(conversation.get("peer") or "") == short:
-                return conversation["id"], "~" + short  # as inbox and requests show it
+            peer_of = conversation.get("peer") or ""
+            if not conversation["name"] and short in (peer_of, _short(peer_of)):
+                return conversation["id"], "~" + _short(peer_of)  # as inbox shows it
         request = _request_named(node, typed)
         if request is not None:
             return request["conversation_id"], f"{request['name']} ~{request['fingerprint']}"
+        _refuse_unknown_name(node, typed)
     return peer, name
+
+
+#: The characters of a base58 PeerID, and the length of the shortest (a CIDv0 "Qm…").
+_BASE58: Final = frozenset("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
+_MIN_PEER_ID_CHARS: Final = 46
+
+
+def _looks_like_peer_id(text: str) -> bool:
+    """True for text shaped like a PeerID (the node, not this light check, decides
+    what it is; parsing one here would load the node's modules into the command)."""
+    return len(text) >= _MIN_PEER_ID_CHARS and set(text) <= _BASE58
+
+
+def _refuse_unknown_name(node: Client, typed: str) -> None:
+    """Raise ConfigError if ``typed`` (which no contact goes by) is no PeerID either and
+    this node has groups: the name may be a group's old one (a group renamed), so the one
+    error says neither a contact nor a group goes by it and how to list the groups.
+    Without groups, the node's own "no contact named …" stands (returns)."""
+    if _looks_like_peer_id(typed) or not node.groups():
+        return
+    key = contact_name_key(typed)
+    if any(typed == g["id"] or contact_name_key(g["name"]) == key for g in node.groups()):
+        return  # a group's name after all (two groups share it): the node says so
+    raise ConfigError(
+        f"no contact or group named {typed[:60]!r}; `p2pdm group list` lists your groups"
+    )
 
 
 def _request_named(node: Client, typed: str) -> MessageRequest | None:
@@ -500,8 +533,8 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             return "you"
         return authors.get(m["peer"], "~" + _short(m["peer"])) if authors else safe_text(name)
 
-    shown = [author(m) for m in messages] + ([] if authors else ["you", safe_text(name)])
-    who_width = max(cell_len(who) for who in shown)
+    # As wide as the authors shown here, no wider: "you  hi" when only you wrote.
+    who_width = max((cell_len(author(m)) for m in messages), default=0)
     for m in messages:
         outgoing = m["direction"] == "out"
         who = author(m)

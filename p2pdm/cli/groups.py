@@ -40,7 +40,7 @@ EXIT_OK: Final = 0
 LAST_MESSAGE_PAGE: Final = 20
 #: What a group's state means, as `group list` and `group show` say it.
 _STATES: Final = {
-    "active": "",
+    "active": "active",
     "request": "invitation",
     "left": "you left",
     "removed": "you were removed",
@@ -109,7 +109,7 @@ def group(args: argparse.Namespace, home: Home, out: TextIO) -> int:
                 _print_group(shown, last, out)
             return EXIT_OK
         changed, said = _change(node, args, home)
-    print(said.format(group=_title(changed)), file=out)
+    print(said.format(group=_title(changed), name=safe_text(changed["name"])), file=out)
     return EXIT_OK
 
 
@@ -151,13 +151,14 @@ def _photo(node: Client, args: argparse.Namespace) -> tuple[Group, str]:
     if args.remove == (args.file is not None):
         raise ConfigError("give a picture FILE or --remove, not both or neither")
     if args.remove:
-        return node.set_group_photo(args.group, None), "Removed the photo of {group}."
+        return node.set_group_photo(args.group, None), "Removed the photo of {name}."
     path = Path(args.file)
     if not path.is_file():
         raise ConfigError(f"no file {safe_text(str(path))}")
     changed = node.set_group_photo_file(args.group, path)
     size = (changed.get("photo") or {}).get("size", 0)
-    return changed, f"Set the photo of {{group}} ({size} bytes, square, no metadata)."
+    # One parenthesis only: the group's name, then what was made of the picture.
+    return changed, f"Set the photo of {{name}}: a {size}-byte square picture, metadata removed."
 
 
 def _member(found: Group, who: str) -> Mapping[str, Any]:
@@ -201,7 +202,7 @@ def _print_groups(found: Sequence[Group], out: TextIO) -> None:
         [
             safe_text(g["name"]),
             str(len(g["members"])),
-            "admin" if g["me_admin"] else "",
+            _role(g),
             _STATES.get(g["state"], g["state"]),
             g["id"],
         ]
@@ -216,6 +217,16 @@ def _print_groups(found: Sequence[Group], out: TextIO) -> None:
         )
 
 
+def _role(found: Group) -> str:
+    """What you are in a group, as `group list` says it: ``admin``, ``member``, or
+    ``invited`` for an invitation; blank once you left or were removed (STATE says so)."""
+    if found["state"] == "request":
+        return "invited"
+    if found["state"] != "active":
+        return ""
+    return "admin" if found["me_admin"] else "member"
+
+
 def _last_own_message(node: Client, found: Group) -> Mapping[str, Any] | None:
     """The newest message this node sent to the group, among the last few; or None."""
     page = node.messages(found["conversation"], limit=LAST_MESSAGE_PAGE)
@@ -227,7 +238,7 @@ def _print_group(found: Group, last: Mapping[str, Any] | None, out: TextIO) -> N
     fields = [
         ("Group", safe_text(found["name"])),
         ("Id", found["id"]),
-        ("State", state or "active"),
+        ("State", state),
         ("Created", _when(int(found["created_at"] * 1000))),
         (
             "Log",

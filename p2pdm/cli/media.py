@@ -56,12 +56,22 @@ def send_media(args: argparse.Namespace, node: Client, text: str | None) -> Any:
     return node.send_file(args.contact, path, args.caption or text)
 
 
+#: What each file state of the API (docs/api.md, "Files") means, as ``read`` says it.
+MEDIA_STATE_WORDS: Final = {
+    "local": "sent from this computer",
+    "ready": "on this computer",
+    "pending": "not fetched yet",
+    "fetching": "fetching",
+    "failed": "failed",
+}
+
+
 def media_lines(message: Any, safe: Any) -> list[str]:
     """What ``read`` shows under a message for its files or place."""
     lines = []
     for item in message.get("media") or ():
-        state = item["state"]
-        if state == "fetching" and item["size"]:
+        state = MEDIA_STATE_WORDS.get(item["state"], safe(item["state"]))
+        if item["state"] == "fetching" and item["size"]:
             state = f"fetching {min(100, item['progress'] * (256 << 10) * 100 // item['size'])}%"
         if item.get("detail"):
             state += f": {item['detail']}"

@@ -181,7 +181,10 @@ class MessageRequest(TypedDict):
 
 class Conversation(TypedDict):
     id: str
+    #: The contact; for a group only one of its members (who invited you, or wrote
+    #: last): show a group by ``group``.
     peer: str
+    #: The contact's name (None if none); for a group, the group's name.
     name: str | None
     last_message_at_ms: int
     unread: int

@@ -35,6 +35,7 @@ async def test_group_routes_end_to_end() -> None:
         listed = (await b.call("GET", "/v1/conversations")).json()["conversations"]
         tagged = [c for c in listed if c["group"] is not None]
         assert tagged and tagged[0]["group"] == {"id": group["id"], "name": "team"}
+        assert tagged[0]["name"] == "team"  # the group's name, not a member's
         page = (await b.call("GET", f"/v1/conversations/{group['id']}/messages")).json()
         assert [m["text"] for m in page["messages"]] == ["hi team"]
         assert page["messages"][0]["group"] == group["id"]
@@ -74,6 +75,12 @@ async def test_group_routes_end_to_end() -> None:
         assert "location" in kinds
         renamed = await a.call("PATCH", "/v1/groups/team", json={"name": "crew", "timer_s": 300})
         assert renamed.json()["name"] == "crew" and renamed.json()["timer_s"] == 300
+        listed = (await a.call("GET", "/v1/conversations")).json()["conversations"]
+        [entry] = [c for c in listed if c["id"] == gid]
+        assert (entry["name"], entry["group"]["name"]) == ("crew", "crew")
+        assert entry["peer"] in {str(bob.peer_id), str(carol.peer_id)}  # one member
+        patched = await a.call("PATCH", f"/v1/conversations/{gid}", json={"muted": True})
+        assert patched.json()["name"] == "crew"
         left = await b.call("POST", f"/v1/groups/{group['id']}/leave")
         assert left.json()["state"] == "left"
         flush(*nodes)

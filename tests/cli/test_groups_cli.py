@@ -155,7 +155,13 @@ def test_create_list_and_show_a_group(fake: FakeGroupsNode, p2pdm: Cli) -> None:
     code, out, _ = p2pdm("group", "list")
     assert code == 0
     [row] = [line for line in out.splitlines() if GROUP_ID in line]
-    assert row.split()[:3] == ["Bakers", "3", "admin"]
+    assert row.split()[:4] == ["Bakers", "3", "admin", "active"]
+    assert fake.group is not None
+    fake.group["me_admin"] = False  # an active member who is no admin says so too
+    code, out, _ = p2pdm("group", "list")
+    [row] = [line for line in out.splitlines() if GROUP_ID in line]
+    assert row.split()[:4] == ["Bakers", "3", "member", "active"]
+    fake.group["me_admin"] = True
     fake.messages = [
         _message(ALICE, "out", "rolls at 6", delivery={"members": 2, "delivered": 2, "read": 1})
     ]

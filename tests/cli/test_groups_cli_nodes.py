@@ -31,7 +31,7 @@ async def test_a_group_made_written_and_read_through_the_cli(
         code, out, err = await cli(capsys, *as_bob, "group", "list")
         assert (code, err) == (0, "")
         [row] = [line for line in out.splitlines() if line.startswith("Bakers")]
-        assert row.split()[1] == "2"
+        assert row.split()[1:4] == ["2", "member", "active"]  # Bob is no admin
         code, out, err = await cli(capsys, *as_bob, "read", "Bakers")
         assert (code, err) == (0, ""), err
         [line] = [line for line in out.splitlines() if "ovens on" in line]
@@ -58,7 +58,8 @@ async def test_a_group_made_written_and_read_through_the_cli(
         Image.new("RGB", (300, 200), (200, 90, 20)).save(picture)
         code, out, err = await cli(capsys, *as_alice, "group", "photo", "Bakers", str(picture))
         assert (code, err) == (0, ""), err
-        assert "Set the photo of Bakers" in out
+        assert "Set the photo of Bakers: a " in out and "square picture" in out
+        assert "((" not in out and "))" not in out and "members)" not in out
         deliver(alice.node, bob.node)
         code, out, _ = await cli(capsys, *as_bob, "group", "show", "Bakers")
         assert any(line.startswith("Photo      image/webp") for line in out.splitlines()), out
@@ -69,8 +70,21 @@ async def test_a_group_made_written_and_read_through_the_cli(
         assert_one_error_line(err, "picture")
         code, out, err = await cli(capsys, *as_alice, "group", "photo", "Bakers", "--remove")
         assert (code, err) == (0, ""), err
+        assert out.strip() == "Removed the photo of Bakers."
         code, out, _ = await cli(capsys, *as_alice, "group", "show", "Bakers")
         assert "Photo" not in out
         code, _, err = await cli(capsys, *as_alice, "group", "show", "Nobody's")
         assert code == 1
         assert_one_error_line(err, "Nobody's")
+        # The group's old name, after a rename, is no contact or group: one line says
+        # so and how to list the groups, for send, read and the conversation commands.
+        code, _, err = await cli(capsys, *as_alice, "group", "rename", "Bakers", "Night bakers")
+        assert (code, err) == (0, ""), err
+        for command in (("send", "Bakers", "hi"), ("read", "Bakers"), ("mute", "Bakers")):
+            code, out, err = await cli(capsys, *as_alice, *command)
+            assert (code, out) == (1, ""), command
+            assert_one_error_line(err, "no contact or group named 'Bakers'", "p2pdm group list")
+        code, _, err = await cli(capsys, *as_alice, "send", "nobody", "hi")  # as for any name
+        assert_one_error_line(err, "no contact or group named 'nobody'")
+        code, out, err = await cli(capsys, *as_alice, "send", "night BAKERS", "hi")
+        assert (code, err) == (0, ""), err

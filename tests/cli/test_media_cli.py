@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from p2pdm.cli.media import media_lines
 from p2pdm.core.kinds.live_location import LiveLocationBody
 from p2pdm.node.live_location import receive_live_location
 from tests.cli.conftest import assert_one_error_line, cli, running_pair
@@ -39,7 +40,9 @@ async def test_send_read_and_save_a_file(
         assert (code, err) == (0, "")
         lines = out.splitlines()
         assert lines[0].endswith("you  hi  [queued]")
-        assert lines[1].strip().startswith("[file] photo.jpg (") and lines[1].endswith("local")
+        assert lines[1].strip().startswith("[file] photo.jpg (") and lines[1].endswith(
+            ") sent from this computer"
+        )
         # With no caption the place or file is the first line: no placeholder.
         assert lines[2].endswith("you  [location] 52.52000,13.40000 Berlin  [queued]")
         assert "you  [voice] voice.ogg (1:15, " in lines[3] and lines[3].endswith("[queued]")
@@ -139,3 +142,23 @@ async def test_share_a_live_location_in_a_group_by_its_name(
         code, out, err = await cli(capsys, *a, "stop-live", "walk")
         assert (code, out, err) == (0, "Stopped sharing your live location with walk.\n", "")
         assert alice.node.live_locations.active(gid, alice.node.now_ms()) == []
+
+
+def test_file_states_read_as_words() -> None:
+    def item(state: str, **extra: object) -> dict[str, object]:
+        return {"name": "a.pdf", "size": 2048, "mime": "application/pdf", "state": state} | extra
+
+    shown = {
+        state: media_lines({"media": [item(state, progress=4)]}, str)[0].split(") ", 1)[1]
+        for state in ("local", "ready", "pending", "failed")
+    }
+    assert shown == {
+        "local": "sent from this computer",
+        "ready": "on this computer",
+        "pending": "not fetched yet",
+        "failed": "failed",
+    }
+    [line] = media_lines({"media": [item("failed", detail="too large")]}, str)
+    assert line == "[file] a.pdf (2.0 KiB, application/pdf) failed: too large"
+    [line] = media_lines({"media": [item("fetching", size=1 << 20, progress=2)]}, str)
+    assert line.endswith(") fetching 50%")

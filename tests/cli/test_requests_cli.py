@@ -121,3 +121,32 @@ async def test_a_request_is_answered_by_a_unique_start_of_its_peer_id(
         assert_one_error_line(err, "no message request")
         code, _, err = await cli(capsys, *home, "requests", "decline", start)
         assert (code, err) == (0, "") and bob.node.requests() == []
+
+
+async def test_read_lines_up_with_the_authors_shown_also_for_a_stranger_by_peer_id(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with running_pair(tmp_path) as (alice, bob):
+        alice.node.add_contact_from_invite(bob.node.invite(), "Bobby Baker")
+        code, _, err = await cli(
+            capsys, "--home", str(alice.home.path), "send", "bobby baker", "hi"
+        )
+        assert (code, err) == (0, ""), err
+        code, out, err = await cli(capsys, "--home", str(alice.home.path), "read", "Bobby Baker")
+        assert (code, err) == (0, "")
+        [line] = out.splitlines()
+        assert " you  hi  [" in line  # only you wrote: not padded to the contact's name
+        deliver(alice.node, bob.node)  # Bob does not know her: a request
+        home = ("--home", str(bob.home.path))
+        peer = str(alice.node.peer_id)
+        short = alice.node.peer_id.short()
+        code, out, err = await cli(capsys, *home, "read", peer)
+        assert (code, err) == (0, "")
+        [line] = out.splitlines()
+        assert f" ~{short}  hi" in line  # named as inbox names her, by PeerID too
+        code, _, err = await cli(capsys, *home, "send", peer, "hello alice")
+        assert (code, err) == (0, ""), err
+        code, out, err = await cli(capsys, *home, "read", peer)
+        theirs, mine = out.splitlines()
+        assert f" ~{short}  hi" in theirs
+        assert f" you{' ' * (len(short) - 2)}  hello alice  [" in mine  # under her name

@@ -27,6 +27,21 @@ def group_item(driver: Any, name: str) -> Any:
     return None
 
 
+def members_in_sight(driver: Any, name: str) -> bool:
+    """Whether the list row of the group called ``name`` shows its whole member count
+    (inside the row's title, not cut), with the name beside it."""
+    item = group_item(driver, name)
+    return item is not None and driver.execute_script(
+        """const who = arguments[0].querySelector('.who');
+        const count = who.querySelector('.members'), title = who.querySelector('.name');
+        const box = who.getBoundingClientRect(), shown = count.getBoundingClientRect();
+        return shown.width > 0 && shown.left >= box.left && shown.right <= box.right + 0.5
+          && count.scrollWidth <= count.getBoundingClientRect().width + 0.5
+          && title.getBoundingClientRect().width > 40;""",
+        item,
+    )
+
+
 def test_create_send_and_the_other_member_sees_it_with_the_author(pair: Pair) -> None:
     from selenium.webdriver.common.keys import Keys
 
@@ -166,3 +181,7 @@ def test_an_invitation_joined_from_requests_and_a_rename_seen_live(
         )
 
     wait_for(bob_page, photo_shown, "the group's photo in Bob's list")
+    # On the desktop the row shows the whole member count: a long name gives way (…).
+    wait_for(bob_page, lambda d: members_in_sight(d, "Night bakers"), "the whole count")
+    alice.client.update_group(made["id"], name="Night bakers of the old town square")
+    wait_for(bob_page, lambda d: members_in_sight(d, "old town"), "the count past a long name")

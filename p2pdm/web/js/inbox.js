@@ -94,7 +94,8 @@ function item(conversation) {
       group && group.photo
         ? h("img.avatar.group-photo", { src: group.photo.url, alt: "", width: 40, height: 40, "aria-hidden": "true" })
         : h("span.avatar", { "aria-hidden": "true" }, initials(name)),
-      h("span.who", {}, name,
+      // The name gives way (…) to the member count and the online dot, never the reverse.
+      h("span.who.titled", {}, h("span.name", {}, name),
         group ? h("span.members", {}, ` · ${membersLine(group)}`) : null,
         !conversation.group && state.online.has(conversation.peer) ? h("span.online", { title: "connected" }, " ●") : null),
       h("span.when", {}, when(conversation.last_message_at_ms)),
