@@ -433,7 +433,20 @@ def recipient_json(recipient: Recipient) -> dict[str, Any]:
         "peer": str(recipient.peer),
         "status": recipient.status.value,
         "at_ms": recipient.at_ms,
+        "status_detail": recipient.detail if recipient.status in _NOTED_RECIPIENT else "",
     }
+
+
+#: A recipient's statuses whose detail is shown: why it waits, why it failed.
+_NOTED_RECIPIENT: Final = frozenset(
+    {
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.SENT,
+        DeliveryStatus.DEPOSITED,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.EXPIRED,
+    }
+)
 
 
 RECIPIENT: Final[Schema] = obj(
@@ -441,6 +454,11 @@ RECIPIENT: Final[Schema] = obj(
         "peer": PEER_ID,
         "status": _STATUS,
         "at_ms": {**MS, "description": "when it reached this status"},
+        "status_detail": {
+            "type": "string",
+            "description": "for this recipient: why it waits ('Bob is not reachable: ...'), "
+            "how many mailboxes hold it, why it failed or expired; '' otherwise",
+        },
     }
 )
 

@@ -36,8 +36,10 @@ async def test_group_routes_end_to_end() -> None:
         tagged = [c for c in listed if c["group"] is not None]
         assert tagged and tagged[0]["group"] == {"id": group["id"], "name": "team"}
         page = (await b.call("GET", f"/v1/conversations/{group['id']}/messages")).json()
-        assert [m["text"] for m in page["messages"]] == ["hi team"]
+        assert [m["text"] for m in page["messages"]] == ["hi team", None]
         assert page["messages"][0]["group"] == group["id"]
+        assert page["messages"][1]["notice"] == "created the group 'team'"
+        assert page["messages"][1]["kind"] == "group_notice"
         bob.mark_read(bytes.fromhex(group["id"]))  # a read receipt to the author
         flush(*nodes)
         shown = (await a.call("GET", f"/v1/messages/{message['id']}")).json()
@@ -93,7 +95,10 @@ async def test_a_new_group_has_an_empty_conversation() -> None:
         for api in (a, b):
             page = await api.call("GET", f"/v1/conversations/{gid}/messages")
             assert page.status_code == 200, page.text
-            assert page.json() == {"messages": [], "next_before": None}
+            [notice] = page.json()["messages"]  # no message yet: the group's notice
+            assert notice["notice"] == "created the group 'quiet'"
+            assert notice["direction"] == ("out" if api is a else "in")
+            assert notice["status"] == "read" and notice["delivery"] is None
             read = await api.call("POST", f"/v1/conversations/{gid}/read")
             assert read.status_code == 200, read.text
         stranger = await a.call("GET", f"/v1/conversations/{'ab' * 16}/messages")
@@ -182,7 +187,7 @@ async def test_group_files_and_places_honour_idempotency_keys() -> None:
             assert again.json()["id"] == first.json()["id"]
         flush(alice, bob)
         page = (await b.call("GET", f"/v1/conversations/{gid}/messages")).json()["messages"]
-        assert sorted(m["kind"] for m in page) == ["location", "media"]
+        assert sorted(m["kind"] for m in page) == ["group_notice", "location", "media"]
         for clash in (
             {**place, "idempotency_key": "f1"},
             {**files, "to": other.json()["id"]},

@@ -54,7 +54,10 @@ async def test_every_change_leaves_one_notice_on_every_member(
         "bob removed carol",
         "dave left",
     ]
-    assert notices(bob, gid)[:2] == ["alice created the group 'trip'", "alice renamed the group to 'Trip 2027'"]
+    assert notices(bob, gid)[:2] == [
+        "alice created the group 'trip'",
+        "alice renamed the group to 'Trip 2027'",
+    ]
     assert "alice made you an admin" in notices(bob, gid)
     assert "You removed carol" in notices(bob, gid)
     # The removed member's conversation says so, and nothing after it.
