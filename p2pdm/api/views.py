@@ -335,8 +335,8 @@ MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "direction": {"type": "string", "enum": [d.value for d in Direction]},
     "kind": {
         "type": "string",
-        "description": "'text', 'media' (files: see 'media'), 'location'; later versions "
-        "add kinds (see 'unsupported')",
+        "description": "'text', 'media' (files: see 'media'), 'location', 'timer' and "
+        "'group_notice' (notices: see 'notice'); later versions add kinds (see 'unsupported')",
     },
     "text": {
         "type": ["string", "null"],
@@ -423,7 +423,8 @@ MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "notice": {
         "type": ["string", "null"],
         "description": "a notice kind's words, after who did it: 'set disappearing "
-        "messages to 1 day', 'turned off disappearing messages'; null for a message",
+        "messages to 1 day', 'turned off disappearing messages'; a group's change "
+        "('group_notice', local): 'added Bob', 'left', 'removed you'; null for a message",
     },
 }
 
