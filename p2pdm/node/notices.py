@@ -75,7 +75,7 @@ def _stored_words(data: bytes) -> str:
 
 
 def _names(peers: tuple[PeerId, ...], me: PeerId, name_of: Callable[[PeerId], str]) -> str:
-    """ "Bob", "Bob and you", "Bob, Carol and 3 others"."""
+    """Members as a notice names them: "Bob", "Bob and you", "Bob, Carol and 3 others"."""
     named = [("you" if p == me else name_of(p)) for p in peers[:MAX_NAMED_PEERS]]
     rest = len(peers) - len(named)
     if rest:

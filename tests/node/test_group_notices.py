@@ -95,3 +95,29 @@ async def test_concurrent_changes_folded_in_any_order_note_each_once(
     with carol.store.transaction():
         carol.group_wire.note(gid, glog.entries(), carol.now_ms(), request=False)
     assert len(carol.messages(gid, 200).messages) == before
+
+
+async def test_the_words_of_each_kind_of_change(four: tuple[Node, Node, Node, Node]) -> None:
+    from dataclasses import replace
+
+    from p2pdm.node.notices import change_words
+
+    alice, bob, carol, dave = four
+    gid = (await alice.create_group("g", [bob.peer_id, carol.peer_id, dave.peer_id])).row.id
+    [create] = alice.group_wire.log(gid).entries()
+    me = bob.peer_id
+
+    def words(op: str, **args: object) -> str:
+        return change_words(replace(create, op=op, args=args), me, lambda p: p.short())
+
+    assert words("photo", photo=b"webp") == "changed the group photo"
+    assert words("photo", photo=None) == "removed the group photo"
+    assert words("timer", timer_s=0) == "turned off disappearing messages"
+    assert words("remove", peers=(me,)) == "removed you"
+    assert words("demote", peers=(carol.peer_id,)) == f"removed {carol.peer_id.short()} as admin"
+    many = tuple(n.peer_id for n in four) + tuple(make_node(f"n{i}").peer_id for i in range(3))
+    assert words("add", peers=many).endswith(" and 2 others")
+    assert (
+        words("promote", peers=(me, carol.peer_id))
+        == f"made you and {carol.peer_id.short()} admins"
+    )
