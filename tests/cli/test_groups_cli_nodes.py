@@ -26,6 +26,8 @@ async def test_a_group_made_written_and_read_through_the_cli(
         code, out, err = await cli(capsys, *as_alice, "read", "bakers")  # nothing written yet
         assert (code, err) == (0, "")
         assert out.endswith("— You created the group 'Bakers' —\n")
+        code, out, err = await cli(capsys, *as_alice, "group", "show", "Bakers")
+        assert (code, err) == (0, "") and "Last sent" not in out  # a notice is not sent
         code, out, err = await cli(capsys, *as_alice, "send", "Bakers", "ovens", "on")
         assert (code, err) == (0, ""), err
         deliver(alice.node, bob.node)  # the invitation and the message
