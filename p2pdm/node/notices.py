@@ -17,7 +17,7 @@ from p2pdm.core.groups import ChangeEntry
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import TimerBody, decode_stored
 from p2pdm.core.kinds.timer import timer_label
-from p2pdm.core.model import DeliveryStatus, Direction, StoredMessage
+from p2pdm.core.model import GROUP_NOTICE_KIND, DeliveryStatus, Direction, StoredMessage
 from p2pdm.errors import WireError
 from p2pdm.limits import MAX_GROUP_NAME_BYTES, SENDER_EXPIRY_BACKSTOP_S, TYPING_INTERVAL_S
 from p2pdm.store.base import Store
@@ -34,9 +34,6 @@ __all__ = [
     "sender_copy",
 ]
 
-#: The stored kind of a group change's notice ("Alice added Bob"): written
-#: locally when a change is applied, never sent (not a wire kind).
-GROUP_NOTICE_KIND: Final = "group_notice"
 #: A notice's words at most: a group name and a few names fit.
 MAX_NOTICE_BYTES: Final = 4 * MAX_GROUP_NAME_BYTES + 512
 #: Members named in one notice; the rest are counted ("and 3 others").

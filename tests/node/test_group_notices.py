@@ -121,3 +121,19 @@ async def test_the_words_of_each_kind_of_change(four: tuple[Node, Node, Node, No
         words("promote", peers=(me, carol.peer_id))
         == f"made you and {carol.peer_id.short()} admins"
     )
+
+
+async def test_a_notice_takes_no_reaction_edit_or_unsend(
+    four: tuple[Node, Node, Node, Node],
+) -> None:
+    from p2pdm.errors import ActionRefused
+
+    alice, bob, _, _ = four
+    gid = (await alice.create_group("g", [bob.peer_id])).row.id
+    [notice] = alice.messages(gid, 10).messages
+    with pytest.raises(ActionRefused, match="notice"):
+        alice.react(notice.id, "👍")
+    with pytest.raises(ActionRefused, match="notice"):
+        alice.edit(notice.id, "changed")
+    with pytest.raises(ActionRefused, match="notice"):
+        alice.unsend(notice.id)
