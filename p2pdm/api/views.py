@@ -335,8 +335,8 @@ MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "direction": {"type": "string", "enum": [d.value for d in Direction]},
     "kind": {
         "type": "string",
-        "description": "'text', 'media' (files: see 'media'), 'location'; later versions "
-        "add kinds (see 'unsupported')",
+        "description": "'text', 'media' (files: see 'media'), 'location', 'timer' and "
+        "'group_notice' (notices: see 'notice'); later versions add kinds (see 'unsupported')",
     },
     "text": {
         "type": ["string", "null"],
@@ -423,7 +423,8 @@ MESSAGE_PROPERTIES: Final[dict[str, Schema]] = {
     "notice": {
         "type": ["string", "null"],
         "description": "a notice kind's words, after who did it: 'set disappearing "
-        "messages to 1 day', 'turned off disappearing messages'; null for a message",
+        "messages to 1 day', 'turned off disappearing messages'; a group's change "
+        "('group_notice', local): 'added Bob', 'left', 'removed you'; null for a message",
     },
 }
 
@@ -433,7 +434,20 @@ def recipient_json(recipient: Recipient) -> dict[str, Any]:
         "peer": str(recipient.peer),
         "status": recipient.status.value,
         "at_ms": recipient.at_ms,
+        "status_detail": recipient.detail if recipient.status in _NOTED_RECIPIENT else "",
     }
+
+
+#: A recipient's statuses whose detail is shown: why it waits, why it failed.
+_NOTED_RECIPIENT: Final = frozenset(
+    {
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.SENT,
+        DeliveryStatus.DEPOSITED,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.EXPIRED,
+    }
+)
 
 
 RECIPIENT: Final[Schema] = obj(
@@ -441,6 +455,11 @@ RECIPIENT: Final[Schema] = obj(
         "peer": PEER_ID,
         "status": _STATUS,
         "at_ms": {**MS, "description": "when it reached this status"},
+        "status_detail": {
+            "type": "string",
+            "description": "for this recipient: why it waits ('Bob is not reachable: ...'), "
+            "how many mailboxes hold it, why it failed or expired; '' otherwise",
+        },
     }
 )
 

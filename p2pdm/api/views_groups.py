@@ -22,6 +22,7 @@ from p2pdm.limits import (
     MAX_GROUP_NAME_BYTES,
     MAX_GROUP_PHOTO_BYTES,
 )
+from p2pdm.node.notices import GROUP_NOTICE_KIND
 
 if TYPE_CHECKING:
     from p2pdm.node.groups import GroupInfo
@@ -58,6 +59,8 @@ def group_change_json(event: LogEvent) -> dict[str, Any] | None:
 
 
 _ARRIVED: Final = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.READ})
+#: A member's status when its envelope will never arrive.
+_LOST: Final = frozenset({DeliveryStatus.FAILED, DeliveryStatus.EXPIRED})
 
 
 def photo_json(info: GroupInfo) -> dict[str, Any] | None:
@@ -107,14 +110,20 @@ def group_tag(node: Node, conversation_id: bytes) -> dict[str, Any] | None:
 
 
 def delivery_json(node: Node, message: StoredMessage) -> dict[str, int] | None:
-    """How far an own group message got: members, delivered to, read by; else None."""
-    if message.direction is not Direction.OUT or not node.is_group(message.conversation_id):
+    """How far an own group message got: members, delivered to, read by, failed
+    for (expired included); else None (a group's notice is never sent)."""
+    if (
+        message.direction is not Direction.OUT
+        or message.kind == GROUP_NOTICE_KIND
+        or not node.is_group(message.conversation_id)
+    ):
         return None
     recipients = message.recipients
     return {
         "members": len(recipients),
         "delivered": sum(r.status in _ARRIVED for r in recipients),
         "read": sum(r.status is DeliveryStatus.READ for r in recipients),
+        "failed": sum(r.status in _LOST for r in recipients),
     }
 
 
@@ -222,11 +231,12 @@ GROUP_TAG: Final[Schema] = {
 }
 DELIVERY: Final[Schema] = {
     "oneOf": [
-        obj({"members": INT, "delivered": INT, "read": INT}),
+        obj({"members": INT, "delivered": INT, "read": INT, "failed": INT}),
         {"type": "null"},
     ],
     "description": "an own group message: to how many members, how many have it, "
-    "how many read it; null otherwise",
+    "how many read it, for how many it failed or expired (each member's "
+    "'status_detail' in 'recipients' says why); null otherwise",
 }
 GROUP_CHANGE: Final[Schema] = {
     "oneOf": [

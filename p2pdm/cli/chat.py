@@ -128,7 +128,8 @@ def delivery_words(message: Mapping[str, Any]) -> str | None:
     if not figures:
         return None
     words = f"delivered to {figures['delivered']} of {figures['members']}"
-    return words + (f", read by {figures['read']}" if figures["read"] else "")
+    words += f", read by {figures['read']}" if figures["read"] else ""
+    return words + (f", failed for {figures['failed']}" if figures.get("failed") else "")
 
 
 def _print_json(value: Any, out: TextIO) -> None:
@@ -539,14 +540,17 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         outgoing = m["direction"] == "out"
         who = author(m)
         detail = f": {safe_text(m['status_detail'])}" if m["status_detail"] else ""
-        status = f"  [{delivery_words(m) or m['status'] + detail}]" if outgoing else ""
+        figures = delivery_words(m)  # a group message's, with why it waits or failed
+        if figures and m["status_detail"]:
+            figures += f" · {safe_text(m['status_detail'])}"
+        status = f"  [{figures or m['status'] + detail}]" if outgoing else ""
         attached: list[str] = []
         if m.get("unsupported"):
             text = f"[unsupported message: {safe_text(m['kind'])}]"  # one line, whatever it says
         elif m.get("unsent"):
             text = f"[{who} unsent a message]"
         elif m.get("notice"):  # "Alice set disappearing messages to 1 day"
-            text = f"— {'You' if outgoing else who} {m['notice']} —"
+            text = f"— {'You' if outgoing else who} {safe_text(m['notice'])} —"
             status = ""
         else:
             attached = media_lines(m, safe_text)

@@ -228,9 +228,11 @@ def _role(found: Group) -> str:
 
 
 def _last_own_message(node: Client, found: Group) -> Mapping[str, Any] | None:
-    """The newest message this node sent to the group, among the last few; or None."""
+    """The newest message this node sent to the group, among the last few; or
+    None (the group's notices of our own changes are not sent)."""
     page = node.messages(found["conversation"], limit=LAST_MESSAGE_PAGE)
-    return next((m for m in page["messages"] if m["direction"] == "out"), None)
+    sent = (m for m in page["messages"] if m["direction"] == "out" and not m.get("notice"))
+    return next(sent, None)
 
 
 def _print_group(found: Group, last: Mapping[str, Any] | None, out: TextIO) -> None:

@@ -67,7 +67,8 @@ class Message(TypedDict):
     timer_s: int
     #: When it disappears; None until its timer starts (when it is read) or without one.
     expires_at_ms: int | None
-    #: A notice's words after who did it ("set disappearing messages to 1 day"); else None.
+    #: A notice's words after who did it ("set disappearing messages to 1 day",
+    #: a group's change: "added Bob"); else None.
     notice: str | None
     #: The group id of a group's message; None in a one-to-one conversation.
     group: str | None
@@ -82,6 +83,8 @@ class GroupDelivery(TypedDict):
     members: int
     delivered: int
     read: int
+    #: Members it failed or expired for (each recipient's status_detail says why).
+    failed: int
 
 
 class GroupMember(TypedDict):
@@ -135,6 +138,8 @@ class Recipient(TypedDict):
     peer: str
     status: str
     at_ms: int
+    #: Why it waits for this recipient, or failed or expired; "" otherwise.
+    status_detail: str
 
 
 class Contact(TypedDict):

@@ -27,7 +27,7 @@ from typing import Final
 
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import EditBody, ReactionBody, UnsendBody, spec_for
-from p2pdm.core.model import Direction, StoredMessage, direct_conversation_id
+from p2pdm.core.model import GROUP_NOTICE_KIND, Direction, StoredMessage, direct_conversation_id
 from p2pdm.core.wire import InnerMessage
 from p2pdm.limits import EDIT_WINDOW_MS, HELD_ACTION_TTL_MS, MAX_CLOCK_SKEW_SECONDS
 
@@ -117,6 +117,8 @@ def decide(action: Action, target: StoredMessage | None, me: PeerId, now_ms: int
         return Decision(Verdict.HOLD)
     if target.conversation_id != action.conversation_id:
         return _refuse("its target is in another conversation")
+    if target.kind == GROUP_NOTICE_KIND:
+        return _refuse("its target is a group's notice, not a message")
     # In a group, every member is: the group checked the sender's membership.
     one_to_one = action.conversation_id == direct_conversation_id(me, action.sender)
     if one_to_one and action.sender not in (me, target.peer):

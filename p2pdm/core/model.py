@@ -14,6 +14,7 @@ from enum import StrEnum
 from p2pdm.core.identity import PeerId
 
 __all__ = [
+    "GROUP_NOTICE_KIND",
     "ApiToken",
     "Contact",
     "Conversation",
@@ -49,6 +50,11 @@ class DeliveryStatus(StrEnum):
 
 
 #: Order of progress: a status never moves back to an earlier one.
+#: The stored kind of a group change's notice ("Alice added Bob"): written
+#: locally when a change is applied, never sent (not a wire kind), and no
+#: action (reaction, edit, unsend) applies to it.
+GROUP_NOTICE_KIND = "group_notice"
+
 STATUS_RANK = {
     DeliveryStatus.QUEUED: 0,
     DeliveryStatus.SENT: 1,

@@ -45,6 +45,7 @@ from p2pdm.limits import (
     MAX_GROUP_ENTRIES_PER_MESSAGE,
 )
 from p2pdm.node.messenger import Messenger, Received
+from p2pdm.node.notices import group_notice, notice_id
 from p2pdm.store.base import Store
 from p2pdm.store.groups import GroupRow
 
@@ -202,6 +203,24 @@ class GroupWire:
                 out |= self.log(row.id).state().members
         out.discard(self.me)
         return out
+
+    def note(self, group: bytes, entries: list[ChangeEntry], now: int, *, request: bool) -> None:
+        """A notice in the group's conversation for each applied change
+        ("Alice added Bob"), in the caller's transaction; once per entry (its
+        notice's id is the entry's hash), whatever order the changes came in."""
+        others = sorted(self.log(group).state().members - {self.me}, key=lambda p: p.raw)
+        peer = others[0] if others else self.me
+        for entry in entries:
+            if self.store.get_message(notice_id(entry)) is not None:
+                continue
+            self.store.add_message(
+                group_notice(entry, self.me, self._name_of, peer, now, request=request)
+            )
+
+    def _name_of(self, peer: PeerId) -> str:
+        """A member as a notice names them: their contact name, else their short id."""
+        contact = self.store.get_contact(peer)
+        return contact.name if contact is not None and contact.name else peer.short()
 
     # --- sending (inside the caller's transaction) ----------------------------
 
@@ -486,6 +505,7 @@ class GroupWire:
                 request=not accepted,
                 conversation_id=group,
             )
+            self.note(group, glog.entries(), now, request=not accepted)
             return
         state = row.state
         if not member and state in ("active", "request"):
@@ -495,6 +515,7 @@ class GroupWire:
             adder = self.store.get_contact(sender) is not None and not self.store.is_blocked(sender)
             state = "active" if adder else "request"
         self.store.put_group(GroupRow(group, state, row.invited_by, row.joined_at_ms, after.name))
+        self.note(group, added, now, request=state == "request")
         for entry in added:
             self.store.add_event(
                 EventType.GROUP_CHANGED,

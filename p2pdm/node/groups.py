@@ -224,6 +224,7 @@ class Groups:
                     detail=change_detail(entry),
                     conversation_id=gid,
                 )
+                self.group_wire.note(gid, [entry], now, request=False)
                 for peer in others:
                     self.group_wire.queue_changes(peer, gid, now)
         except BaseException:
@@ -309,6 +310,7 @@ class Groups:
                     detail=change_detail(entry),
                     conversation_id=group,
                 )
+                self.group_wire.note(group, [entry], now, request=False)
                 for peer in told:
                     self.group_wire.queue_changes(peer, group, now)
         except BaseException:

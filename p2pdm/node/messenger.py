@@ -97,7 +97,7 @@ from p2pdm.limits import (
     TYPING_LAPSE_S,
 )
 from p2pdm.node import action_effects as actions
-from p2pdm.node.notices import TypingShown, apply_timer, sender_copy
+from p2pdm.node.notices import GROUP_NOTICE_KIND, TypingShown, apply_timer, sender_copy
 from p2pdm.node.request_stamps import RequestStamps
 from p2pdm.store.base import Store, log_event
 
@@ -146,8 +146,9 @@ def message_text(message: StoredMessage) -> str | None:
 
 
 def is_unsupported(message: StoredMessage) -> bool:
-    """True for a stored message of a kind this version does not know."""
-    return spec_for(message.kind) is None
+    """True for a stored message of a kind this version does not know (a
+    group's notice is known: it is written here, never received)."""
+    return spec_for(message.kind) is None and message.kind != GROUP_NOTICE_KIND
 
 
 @dataclass(frozen=True, slots=True)

@@ -461,18 +461,41 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
 
         While the message waits, the note is followed by when it was first
         noted and when the next try is: "Bob is not reachable: connection
-        refused since 15:18 UTC; next try 15:19 UTC"."""
+        refused since 15:18 UTC; next try 15:19 UTC". A group message says for
+        which members it failed or expired, and why, even while the others
+        have it ("failed for Carol: ...")."""
+        lost = self._lost_members(message)
+        if message.status in (DeliveryStatus.FAILED, DeliveryStatus.EXPIRED) and lost:
+            return lost  # lost for every member: each one's reason
         if message.status not in _DETAILED_STATUSES:
-            return ""
+            return lost
         history = self.store.status_history(message.id)
         if not history or not history[-1].detail:
-            return ""
+            return lost
         latest = history[-1]
         upcoming = self._next_try_ms(message)
         if upcoming is None:
-            return latest.detail
-        when = f"next try {_clock(upcoming)}" if upcoming > self.now_ms() else "trying again now"
-        return f"{latest.detail} since {_clock(latest.at_ms)}; {when}"
+            waiting = latest.detail
+        else:
+            when = (
+                f"next try {_clock(upcoming)}" if upcoming > self.now_ms() else "trying again now"
+            )
+            waiting = f"{latest.detail} since {_clock(latest.at_ms)}; {when}"
+        return "; ".join(part for part in (waiting, lost) if part)
+
+    def _lost_members(self, message: StoredMessage) -> str:
+        """A message to several members that failed or expired for some (while
+        others have it or wait): for whom and why, "failed for Carol: ..."."""
+        if len(message.recipients) < 2:
+            return ""
+        parts = []
+        for r in message.recipients:  # at most MAX_GROUP_MEMBERS
+            if r.status in (DeliveryStatus.FAILED, DeliveryStatus.EXPIRED):
+                contact = self.store.get_contact(r.peer)
+                who = contact.name if contact is not None and contact.name else r.peer.short()
+                word = "failed" if r.status is DeliveryStatus.FAILED else "expired"
+                parts.append(f"{word} for {who}" + (f": {r.detail}" if r.detail else ""))
+        return "; ".join(parts)
 
     def _next_try_ms(self, message: StoredMessage) -> int | None:
         """When the outbox tries ``message`` next (its earliest recipient); None if

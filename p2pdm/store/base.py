@@ -215,7 +215,9 @@ class Store(BlobIndex, GroupStore, Protocol):
         ...
 
     def status_history(self, message_id: bytes) -> list[StatusChange]: ...
-    def note_status(self, message_id: bytes, at_ms: int, detail: str) -> bool:
+    def note_status(
+        self, message_id: bytes, at_ms: int, detail: str, *, recipient: PeerId | None = None
+    ) -> bool:
         """Record a note on an outgoing message's current status (a refusal, an error).
 
         It is a history entry with the same status, and a status event; a
@@ -223,6 +225,9 @@ class Store(BlobIndex, GroupStore, Protocol):
         (or final), is not recorded. Past MAX_STATUS_HISTORY entries the
         newest note replaces the last, without an event. Returns True if
         recorded. Raises NotFound for an unknown id.
+
+        With ``recipient`` (a group member's envelope), the note is also that
+        recipient's own detail while it waits, so each member says why.
         """
         ...
 

@@ -16,6 +16,7 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Conversation,
     DeliveryStatus,
+    Direction,
     MessagePage,
     StatusChange,
     StoredMessage,
@@ -23,6 +24,7 @@ from p2pdm.core.model import (
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import MAX_STATUS_HISTORY
 from p2pdm.store.base import (
+    NOTED_STATUSES,
     UNREAD_STATUSES,
     RequestUsage,
     advance_recipients,
@@ -161,13 +163,26 @@ class MessageDicts(Dicts):
         """Every status the message had, oldest first, starting with the one it was stored with."""
         return list(self._live().history.get(message_id, ()))
 
-    def note_status(self, message_id: bytes, at_ms: int, detail: str) -> bool:
+    def note_status(
+        self, message_id: bytes, at_ms: int, detail: str, *, recipient: PeerId | None = None
+    ) -> bool:
         """Record a note on an outgoing message's current status; see ``Store.note_status``."""
         state = self._live()
         seq = state.seq_of.get(message_id)
         if seq is None:
             raise NotFound(f"no message {message_id.hex()} in the store")
         message = state.messages[seq]
+        if recipient is not None and message.direction is Direction.OUT:
+            message = replace(
+                message,
+                recipients=tuple(
+                    replace(r, detail=detail)
+                    if r.peer == recipient and r.status in NOTED_STATUSES
+                    else r
+                    for r in message.recipients
+                ),
+            )
+            state.messages[seq] = message
         history = state.history[message_id]
         if not notable(message.direction, message.status, history[-1:], detail):
             return False

@@ -29,6 +29,7 @@ from p2pdm.core.model import (
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import MAX_STATUS_HISTORY
 from p2pdm.store.base import (
+    NOTED_STATUSES,
     UNREAD_STATUSES,
     RequestUsage,
     advance_recipients,
@@ -317,7 +318,9 @@ class MessageTables(Tables):
             ).fetchall()
         return [StatusChange(message_id, DeliveryStatus(s), at, detail) for s, at, detail in rows]
 
-    def note_status(self, message_id: bytes, at_ms: int, detail: str) -> bool:
+    def note_status(
+        self, message_id: bytes, at_ms: int, detail: str, *, recipient: PeerId | None = None
+    ) -> bool:
         """Record a note on an outgoing message's current status; see ``Store.note_status``."""
         with self._writing(f"noting the status of message {message_id.hex()}") as db:
             row = db.execute(
@@ -327,6 +330,12 @@ class MessageTables(Tables):
                 raise NotFound(f"no message {message_id.hex()} in the store")
             message = _message(row)
             status = message.status
+            if recipient is not None and message.direction is Direction.OUT:
+                db.execute(
+                    "UPDATE message_recipients SET detail = ? WHERE message_id = ? AND peer = ? "
+                    f"AND status IN ({', '.join('?' * len(NOTED_STATUSES))})",
+                    (detail, message_id, recipient.raw, *(str(s) for s in NOTED_STATUSES)),
+                )
             last = db.execute(
                 "SELECT n, status, at_ms, detail FROM status_history WHERE message_id = ? "
                 "ORDER BY n DESC LIMIT 1",

@@ -288,7 +288,12 @@ async def test_two_nodes_add_send_read_and_settings(alice: Api, bob: Api) -> Non
 
     assert sent["conversation_id"] == conversation["id"]
     assert sent["recipients"] == [
-        {"peer": bob_info["peer_id"], "status": "queued", "at_ms": sent["stored_at_ms"]}
+        {
+            "peer": bob_info["peer_id"],
+            "status": "queued",
+            "at_ms": sent["stored_at_ms"],
+            "status_detail": "",
+        }
     ]
 
     # The conversation by its id; its contact's name and PeerID are aliases of it.

@@ -30,19 +30,25 @@ async def test_group_routes_end_to_end() -> None:
         assert sent.status_code == 201, sent.text
         message = sent.json()
         assert message["group"] == group["id"]
-        assert message["delivery"] == {"members": 2, "delivered": 0, "read": 0}
+        assert message["delivery"] == {"members": 2, "delivered": 0, "read": 0, "failed": 0}
         flush(*nodes)
         listed = (await b.call("GET", "/v1/conversations")).json()["conversations"]
         tagged = [c for c in listed if c["group"] is not None]
         assert tagged and tagged[0]["group"] == {"id": group["id"], "name": "team"}
         assert tagged[0]["name"] == "team"  # the group's name, not a member's
         page = (await b.call("GET", f"/v1/conversations/{group['id']}/messages")).json()
-        assert [m["text"] for m in page["messages"]] == ["hi team"]
+        assert [m["text"] for m in page["messages"]] == ["hi team", None, None]
         assert page["messages"][0]["group"] == group["id"]
+        # Each change left its notice, newest first; Bob's are Alice's, incoming.
+        notices = [(m["kind"], m["direction"], m["notice"]) for m in page["messages"][1:]]
+        assert notices == [
+            ("group_notice", "in", "added carol"),
+            ("group_notice", "in", "created the group 'team'"),
+        ]
         bob.mark_read(bytes.fromhex(group["id"]))  # a read receipt to the author
         flush(*nodes)
         shown = (await a.call("GET", f"/v1/messages/{message['id']}")).json()
-        assert shown["delivery"] == {"members": 2, "delivered": 1, "read": 1}
+        assert shown["delivery"] == {"members": 2, "delivered": 1, "read": 1, "failed": 0}
         events = (await b.call("GET", "/v1/events/poll", params={"since": 0})).json()["events"]
         kinds = [e["type"] for e in events]
         assert "group.created" in kinds and "group.changed" in kinds
@@ -88,9 +94,10 @@ async def test_group_routes_end_to_end() -> None:
         assert len(members) == 2
 
 
-async def test_a_new_group_has_an_empty_conversation() -> None:
-    """Before anyone writes, the group's conversation is an empty page on every
-    member (no 404), can be marked read; an id that is no group stays 404."""
+async def test_a_new_group_shows_its_creation_notice() -> None:
+    """Before anyone writes, the group's conversation holds only its notice
+    "created the group" on every member (read, no delivery), can be marked
+    read; an id that is no group stays 404."""
     alice, bob = make_node("alice"), make_node("bob")
     acquainted(alice, bob)
     async with serving(alice) as a, serving(bob) as b:
@@ -100,7 +107,10 @@ async def test_a_new_group_has_an_empty_conversation() -> None:
         for api in (a, b):
             page = await api.call("GET", f"/v1/conversations/{gid}/messages")
             assert page.status_code == 200, page.text
-            assert page.json() == {"messages": [], "next_before": None}
+            [notice] = page.json()["messages"]  # no message yet: the group's notice
+            assert notice["notice"] == "created the group 'quiet'"
+            assert notice["direction"] == ("out" if api is a else "in")
+            assert notice["status"] == "read" and notice["delivery"] is None
             read = await api.call("POST", f"/v1/conversations/{gid}/read")
             assert read.status_code == 200, read.text
         stranger = await a.call("GET", f"/v1/conversations/{'ab' * 16}/messages")
@@ -108,7 +118,7 @@ async def test_a_new_group_has_an_empty_conversation() -> None:
         await a.call("POST", "/v1/messages", json={"to": "quiet", "text": "first"})
         flush(alice, bob)
         page = (await b.call("GET", f"/v1/conversations/{gid}/messages")).json()
-        assert [m["text"] for m in page["messages"]] == ["first"]
+        assert [m["text"] for m in page["messages"]] == ["first", None]
 
 
 async def test_a_group_photo_through_the_api() -> None:
@@ -189,7 +199,7 @@ async def test_group_files_and_places_honour_idempotency_keys() -> None:
             assert again.json()["id"] == first.json()["id"]
         flush(alice, bob)
         page = (await b.call("GET", f"/v1/conversations/{gid}/messages")).json()["messages"]
-        assert sorted(m["kind"] for m in page) == ["location", "media"]
+        assert sorted(m["kind"] for m in page) == ["group_notice", "location", "media"]
         for clash in (
             {**place, "idempotency_key": "f1"},
             {**files, "to": other.json()["id"]},

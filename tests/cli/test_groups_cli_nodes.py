@@ -24,7 +24,10 @@ async def test_a_group_made_written_and_read_through_the_cli(
         assert (code, err) == (0, ""), err
         assert "Created Bakers (2 members) with bob." in out
         code, out, err = await cli(capsys, *as_alice, "read", "bakers")  # nothing written yet
-        assert (code, out, err) == (0, "No messages with Bakers yet.\n", "")
+        assert (code, err) == (0, "")
+        assert out.endswith("— You created the group 'Bakers' —\n")
+        code, out, err = await cli(capsys, *as_alice, "group", "show", "Bakers")
+        assert (code, err) == (0, "") and "Last sent" not in out  # a notice is not sent
         code, out, err = await cli(capsys, *as_alice, "send", "Bakers", "ovens", "on")
         assert (code, err) == (0, ""), err
         deliver(alice.node, bob.node)  # the invitation and the message

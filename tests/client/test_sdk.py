@@ -276,11 +276,16 @@ async def test_groups_through_the_sdk(alice: Api) -> None:
         assert renamed["log_length"] == 3
         sent = await node.send("Night bakers", "ovens on")
         assert sent["group"] == made["id"]
-        assert sent["delivery"] == {"members": 1, "delivered": 0, "read": 0}
+        assert sent["delivery"] == {"members": 1, "delivered": 0, "read": 0, "failed": 0}
         [conversation] = await node.conversations()
         assert conversation["group"] == {"id": made["id"], "name": "Night bakers"}
         page = await node.messages(made["conversation"])
-        assert [m["id"] for m in page["messages"]] == [sent["id"]]
+        assert page["messages"][0]["id"] == sent["id"]
+        assert [m["notice"] for m in page["messages"][1:]] == [
+            "made bob an admin",
+            "renamed the group to 'Night bakers'",
+            "created the group 'Bakers'",
+        ]
         assert (await node.leave_group(made["id"]))["state"] == "left"
         with pytest.raises(APIError) as refused:
             await node.send("Night bakers", "still there?")

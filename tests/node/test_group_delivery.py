@@ -64,3 +64,42 @@ async def test_a_one_to_one_message_makes_one_event_per_move() -> None:
     assert not book.set_status(item, DeliveryStatus.DELIVERED, "again")
     assert status_events(alice, after) == [("delivered", "bob", "ack")]
     assert alice.messenger.message(sent.id).status is DeliveryStatus.DELIVERED
+
+
+async def test_a_member_it_failed_for_and_one_it_waits_for_say_why() -> None:
+    from p2pdm.api.views import message_view
+    from p2pdm.cli.chat import delivery_words
+
+    alice, bob, carol = (make_node(n) for n in ("alice", "bob", "carol"))
+    acquainted(alice, bob, carol)
+    group = (await alice.create_group("bakers", [bob.peer_id, carol.peer_id])).row.id
+    flush(alice, bob, carol)
+    sent = await alice.send_group_text(group, "ovens on")
+    book = OutboxBook(alice, random.Random(0), 10)
+    mine = [i for p in (bob, carol) for i in alice.store.outbox_for(p.peer_id)]
+    [to_bob] = [i for i in mine if i.recipient == bob.peer_id and i.message_id == sent.message.id]
+    [to_carol] = [
+        i for i in mine if i.recipient == carol.peer_id and i.message_id == sent.message.id
+    ]
+    # Carol waits: the note is hers, in the message's note and her own.
+    book.note(to_carol, "carol is not reachable: connection refused")
+    shown = message_view(alice, alice.messenger.message(sent.message.id))
+    assert shown["delivery"] == {"members": 2, "delivered": 0, "read": 0, "failed": 0}
+    assert shown["status_detail"].startswith("carol is not reachable: connection refused since")
+    by_peer = {r["peer"]: r["status_detail"] for r in shown["recipients"]}
+    assert by_peer == {
+        str(bob.peer_id): "",
+        str(carol.peer_id): "carol is not reachable: connection refused",
+    }
+    words = delivery_words(shown)
+    assert words == "delivered to 0 of 2"
+    # Bob has it; Carol's node refuses it for good: "delivered" no longer hides her.
+    assert book.set_status(to_bob, DeliveryStatus.DELIVERED)
+    assert book.set_status(to_carol, DeliveryStatus.FAILED, "refused: no session")
+    shown = message_view(alice, alice.messenger.message(sent.message.id))
+    assert shown["status"] == "delivered"
+    assert shown["delivery"] == {"members": 2, "delivered": 1, "read": 0, "failed": 1}
+    assert shown["status_detail"] == "failed for carol: refused: no session"
+    by_peer = {r["peer"]: r["status_detail"] for r in shown["recipients"]}
+    assert by_peer == {str(bob.peer_id): "", str(carol.peer_id): "refused: no session"}
+    assert delivery_words(shown) == "delivered to 1 of 2, failed for 1"

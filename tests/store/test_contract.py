@@ -1359,3 +1359,25 @@ def test_handle_claims_keep_their_first_sighting_and_are_bounded(store: Store) -
     assert store.handle_claimants("alice", 1) == [ALICE]
     assert store.handle_claimants("bob", 10) == [ME]
     assert store.handle_claimants("carol", 10) == []
+
+
+def test_a_note_for_one_recipient_is_that_recipients_detail_while_it_waits(store: Store) -> None:
+    everyone = tuple(Recipient(p, DeliveryStatus.QUEUED, 10) for p in (ALICE, BOB))
+    store.add_message(replace(msg(1, direction=Direction.OUT, at_ms=10), recipients=everyone))
+    assert store.set_status(mid(1), DeliveryStatus.DELIVERED, 20, recipient=ALICE)
+    assert store.note_status(mid(1), 30, "bob is not reachable", recipient=BOB) is True
+    # A delivered recipient keeps its own (empty) detail; the note is also history.
+    assert store.note_status(mid(1), 31, "alice is slow", recipient=ALICE) is True
+    message = store.get_message(mid(1))
+    assert message is not None
+    details = {r.peer: r.detail for r in message.recipients}
+    assert details == {ALICE: "", BOB: "bob is not reachable"}
+    assert store.status_history(mid(1))[-1].detail == "alice is slow"
+    # Failing later replaces the waiting note with the failure's reason.
+    assert store.set_status(mid(1), DeliveryStatus.FAILED, 40, "refused", recipient=BOB)
+    message = store.get_message(mid(1))
+    assert message is not None
+    assert {r.peer: (r.status, r.detail) for r in message.recipients}[BOB] == (
+        DeliveryStatus.FAILED,
+        "refused",
+    )

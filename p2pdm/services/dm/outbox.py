@@ -108,7 +108,9 @@ class OutboxBook:
     def note(self, item: OutboxItem, detail: str) -> None:
         """Tell the sender why the message is not delivered yet (status detail, history, event)."""
         with contextlib.suppress(NotFound):
-            self.store.note_status(item.message_id, self.now_ms(), detail[:MAX_NOTE])
+            self.store.note_status(
+                item.message_id, self.now_ms(), detail[:MAX_NOTE], recipient=item.recipient
+            )
 
     def waiting(self, item: OutboxItem) -> str:
         """Why ``item`` is still waiting, from its last error: "Bob is not reachable:

@@ -212,7 +212,14 @@ function draw() {
 
 function statusLine(message) {
   const figures = deliveryWords(message); // a group message: "delivered to 4 of 5, read by 2"
-  if (figures) return h("span.status.group-delivery", { dataset: { status: message.status } }, figures);
+  if (figures) {
+    // Why it waits or failed, member by member (the message's note first).
+    const why = [message.status_detail, ...(message.recipients || [])
+      .filter((r) => r.status_detail && r.status_detail !== message.status_detail)
+      .map((r) => `${nameOf(r.peer)}: ${r.status_detail}`)].filter(Boolean).join("\n");
+    return h("span.status.group-delivery", { title: why || figures, dataset: { status: message.status } }, figures,
+      message.status_detail ? h("span.detail", {}, ` · ${message.status_detail}`) : null);
+  }
   const labels = {
     queued: "🕓 Queued", sent: "✓ Sent", deposited: "✓ Held by mailboxes",
     delivered: "✓✓ Delivered", read: "✓✓ Read", failed: "⚠ Failed", expired: "⚠ Expired",

@@ -61,7 +61,8 @@ export function deliveryWords(message) {
   const figures = message.delivery;
   if (!figures) return null;
   const read = figures.read ? `, read by ${figures.read}` : "";
-  return `delivered to ${figures.delivered} of ${figures.members}${read}`;
+  const failed = figures.failed ? `, failed for ${figures.failed}` : "";
+  return `delivered to ${figures.delivered} of ${figures.members}${read}${failed}`;
 }
 
 export const membersLine = (group) => `${group.members.length} members`;
