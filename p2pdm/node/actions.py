@@ -100,7 +100,8 @@ class MessageActions:
         probe = Action(b"", me, target.conversation_id, self.now_ms(), body)
         decision = decide(probe, target, me, self.now_ms())
         if decision.verdict is Verdict.REFUSE:
-            raise ActionRefused(f"cannot {body.kind} that message: {decision.reason}")
+            verb = "react to" if body.kind == "react" else body.kind
+            raise ActionRefused(f"cannot {verb} that message: {decision.reason}")
 
         def locally(inner: InnerMessage) -> None:
             action = Action(inner.id, me, target.conversation_id, inner.sent_at_ms, body)

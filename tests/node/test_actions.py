@@ -192,6 +192,9 @@ def test_hostile_actions_are_refused_counted_and_never_stored(
         bob.edit(theirs.id, "rewritten history")
     with pytest.raises(ActionRefused):
         alice.unsend(theirs.id)
+    alice.unsend(mine.id)
+    with pytest.raises(ActionRefused, match=r"^cannot react to that message: "):
+        alice.react(mine.id, "👍")
     assert not alice.store.has_seen(b"") and alice.store.held_count() == 0
 
 

@@ -81,7 +81,7 @@ async def test_typing_goes_only_to_accepted_peers() -> None:
     to_bob = direct_conversation_id(alice.peer_id, bob.peer_id)
     assert await alice.send_typing(to_carol, carol.peer_id) == "typing is shown only to contacts"
     alice.block(bob.peer_id)
-    assert await alice.send_typing(to_bob, bob.peer_id) == "typing is shown only to contacts"
+    assert await alice.send_typing(to_bob, bob.peer_id) == "you blocked them"
     assert sends == []
     alice.unblock(bob.peer_id)
     assert await alice.send_typing(to_bob, bob.peer_id) is None
