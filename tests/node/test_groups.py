@@ -10,7 +10,7 @@ import pytest
 from p2pdm.core.groups import make_entry
 from p2pdm.core.kinds import GroupChangeBody, GroupMsgBody, TextBody
 from p2pdm.core.model import DeliveryStatus, Direction, EventType
-from p2pdm.errors import GroupRefused, NotFound, RateLimited
+from p2pdm.errors import GroupRefused, NotFound, PeerBlocked, RateLimited
 from p2pdm.node.messenger import message_text
 from p2pdm.node.node import Node
 from p2pdm.store.groups import GroupRow
@@ -212,6 +212,28 @@ async def test_a_strangers_invitation_is_a_request() -> None:
     assert carol.store.get_group(gid) is None and carol.store.get_conversation(gid) is None
     assert [m.request for m in bob.messages(gid).messages] == [False, False, False]
     assert Direction.OUT  # keep the import honest
+
+
+async def test_a_blocked_peer_neither_adds_you_to_a_group_nor_is_added_by_you(
+    four: tuple[Node, Node, Node, Node],
+) -> None:
+    alice, bob, carol, dave = four
+    bob.block(alice.peer_id)
+    events = len(bob.store.events(0, 1000))
+    gid = (await alice.create_group("party", [bob.peer_id, carol.peer_id])).row.id
+    await alice.send_group_text(gid, "you are invited")
+    flush(*four)
+    assert carol.group_info(gid).row.state == "active"
+    # Bob's node dropped all of it unseen: no group, no conversation, no event.
+    assert bob.store.get_group(gid) is None and bob.store.get_conversation(gid) is None
+    assert len(bob.store.events(0, 1000)) == events
+    # Nor can Bob put Alice in a group of his, new or old.
+    with pytest.raises(PeerBlocked):
+        await bob.create_group("no alice", [alice.peer_id, dave.peer_id])
+    mine = (await bob.create_group("no alice", [dave.peer_id])).row.id
+    with pytest.raises(PeerBlocked):
+        await bob.change_group(mine, "add", peers=(alice.peer_id,))
+    assert alice.peer_id not in bob.group_info(mine).state.members
 
 
 async def test_a_long_log_reaches_a_new_member_in_parts(
