@@ -170,6 +170,7 @@ class MessageActions:
         """Delete a message from this node only; nothing is sent."""
         if not self.store.delete_message(message_id):
             raise NotFound(f"no message {message_id.hex()}")
+        self.messenger.known.refresh()
         self.media.collect()
 
     def delete_conversation(self, conversation_id: bytes) -> int:
@@ -177,6 +178,7 @@ class MessageActions:
         if self.store.get_conversation(conversation_id) is None:
             raise NotFound(f"no conversation {conversation_id.hex()}")
         deleted = self.store.delete_conversation(conversation_id)
+        self.messenger.known.refresh()
         self.media.collect()
         return deleted
 

@@ -158,6 +158,7 @@ class ConversationUpkeep:
         if gone or dropped:
             self.store.forget_erased()
         if gone:
+            self.messenger.known.refresh()  # a written conversation may be empty now
             self.media.collect()  # the store released their files with them
         return gone
 

@@ -160,7 +160,9 @@ class RequestsAndBlocks:
         deleted. Raises NotFound if it has none."""
         self._pending(peer)
         with self.store.transaction():
-            return self.store.delete_requests(peer)
+            deleted = self.store.delete_requests(peer)
+        self.messenger.known.refresh()
+        return deleted
 
     def block_request(self, peer: PeerId) -> int:
         """Block ``peer`` and delete its request; returns the messages deleted.
@@ -168,7 +170,9 @@ class RequestsAndBlocks:
         self._pending(peer)
         self.block(peer)
         with self.store.transaction():
-            return self.store.delete_requests(peer)
+            deleted = self.store.delete_requests(peer)
+        self.messenger.known.refresh()
+        return deleted
 
     # --- request stamps -------------------------------------------------------
 

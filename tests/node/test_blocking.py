@@ -13,7 +13,7 @@ from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
 from p2pdm.core.kinds import Body, decode_stored, encode_body
 from p2pdm.core.kinds.base import decode_ext
-from p2pdm.core.model import MESSAGE_ID_BYTES, DeliveryStatus
+from p2pdm.core.model import MESSAGE_ID_BYTES, DeliveryStatus, direct_conversation_id
 from p2pdm.core.request_stamp import (
     REQUEST_STAMP_BYTES,
     mint_request_stamp,
@@ -249,3 +249,23 @@ def test_a_peer_this_node_wrote_to_is_answering_not_asking(make_store, clock) ->
     dave.add_contact(carol.peer_id, "carol", carol.bundle())
     with pytest.raises(StampMissing):
         carol.receive(_stamped(dave, carol, "hello", None))
+
+
+def test_whom_this_node_wrote_to_is_read_once_and_again_after_a_change(  # type: ignore[no-untyped-def]
+    make_store, clock, monkeypatch
+) -> None:
+    alice = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    bob = Messenger(Identity(os.urandom(32)), make_store(), now_ms=clock)
+    alice.add_contact(bob.peer_id, "bob", bob.bundle())
+    reads: list[bytes] = []
+    real = alice.store.conversation_written
+    monkeypatch.setattr(alice.store, "conversation_written", lambda c: reads.append(c) or real(c))
+    known = alice.known
+    assert not known.wrote_to(bob.peer_id) and not known.wrote_to(bob.peer_id)
+    assert len(reads) == 1
+    alice.send_text(bob.peer_id, "hi")  # a send reads it again
+    assert known.wrote_to(bob.peer_id) and known.wrote_to(bob.peer_id)
+    assert len(reads) == 2
+    alice.store.delete_conversation(direct_conversation_id(alice.peer_id, bob.peer_id))
+    known.refresh()  # as deleting, erasing or a reload after a failed commit do
+    assert not known.wrote_to(bob.peer_id) and len(reads) == 3

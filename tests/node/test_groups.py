@@ -236,6 +236,28 @@ async def test_a_blocked_peer_neither_adds_you_to_a_group_nor_is_added_by_you(
     assert alice.peer_id not in bob.group_info(mine).state.members
 
 
+async def test_co_members_are_read_once_until_a_group_changes(
+    four: tuple[Node, Node, Node, Node],
+) -> None:
+    alice, bob, carol, dave = four
+    known = bob.messenger.known
+    reads: list[int] = []
+    real = known.members_of
+    known.members_of = lambda: reads.append(1) or real()  # type: ignore[func-returns-value]
+    gid = (await alice.create_group("walk", [bob.peer_id, carol.peer_id])).row.id
+    flush(*four)
+    assert known.co_member(carol.peer_id) and not known.co_member(dave.peer_id)
+    before = len(reads)
+    for _ in range(3):
+        assert known.co_member(alice.peer_id) and bob.group_wire.co_member(carol.peer_id)
+    assert len(reads) == before  # the set was made once
+    await alice.change_group(gid, "remove", peers=(carol.peer_id,))
+    flush(*four)
+    assert not known.co_member(carol.peer_id) and known.co_member(alice.peer_id)
+    await bob.change_group(gid, "leave")
+    assert not known.co_member(alice.peer_id)
+
+
 async def test_a_long_log_reaches_a_new_member_in_parts(
     four: tuple[Node, Node, Node, Node],
 ) -> None:
