@@ -259,7 +259,12 @@ def test_whom_this_node_wrote_to_is_read_once_and_again_after_a_change(  # type:
     alice.add_contact(bob.peer_id, "bob", bob.bundle())
     reads: list[bytes] = []
     real = alice.store.conversation_written
-    monkeypatch.setattr(alice.store, "conversation_written", lambda c: reads.append(c) or real(c))
+
+    def counted(conversation: bytes) -> bool:
+        reads.append(conversation)
+        return real(conversation)
+
+    monkeypatch.setattr(alice.store, "conversation_written", counted)
     known = alice.known
     assert not known.wrote_to(bob.peer_id) and not known.wrote_to(bob.peer_id)
     assert len(reads) == 1

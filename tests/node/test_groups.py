@@ -8,6 +8,7 @@ import itertools
 import pytest
 
 from p2pdm.core.groups import make_entry
+from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import GroupChangeBody, GroupMsgBody, TextBody
 from p2pdm.core.model import DeliveryStatus, Direction, EventType
 from p2pdm.errors import GroupRefused, NotFound, PeerBlocked, RateLimited
@@ -243,7 +244,12 @@ async def test_co_members_are_read_once_until_a_group_changes(
     known = bob.messenger.known
     reads: list[int] = []
     real = known.members_of
-    known.members_of = lambda: reads.append(1) or real()  # type: ignore[func-returns-value]
+
+    def counted() -> set[PeerId]:
+        reads.append(1)
+        return real()
+
+    known.members_of = counted
     gid = (await alice.create_group("walk", [bob.peer_id, carol.peer_id])).row.id
     flush(*four)
     assert known.co_member(carol.peer_id) and not known.co_member(dave.peer_id)
