@@ -320,10 +320,6 @@ MAX_CACHED_REQUEST_STAMPS = 256
 #: the cache no more than this.
 MAX_CACHED_KNOWN_PEERS = 1024
 
-#: Up to this difficulty (about 5 ms) a request stamp is minted in the event
-#: loop; above it in a worker thread, so the node stays responsive.
-REQUEST_INLINE_STAMP_BITS = 10
-
 #: New message requests (a stranger's first message while it has none
 #: pending) accepted an hour from all strangers together, and the burst
 #: above it. Past it a stranger's first message is answered ``retry``: its
