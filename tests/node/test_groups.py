@@ -3,64 +3,23 @@ invitations (docs/protocol.md §19)."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from p2pdm.core.groups import make_entry
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import GroupChangeBody, GroupMsgBody, TextBody
 from p2pdm.core.model import DeliveryStatus, Direction, EventType
-from p2pdm.errors import GroupRefused, NotFound, PeerBlocked, RateLimited
+from p2pdm.errors import GroupRefused, NotFound, PeerBlocked
 from p2pdm.node.messenger import message_text
 from p2pdm.node.node import Node
 from p2pdm.store.groups import GroupRow
 from tests.conftest import make_node
-
-
-def acquainted(*nodes: Node) -> None:
-    for a, b in itertools.permutations(nodes, 2):
-        a.add_contact_from_invite(b.invite(), b.name)
-
-
-refusals: list[Exception] = []
-
-
-def flush(*nodes: Node, rounds: int = 6) -> int:
-    """Deliver every queued envelope between ``nodes`` until none is left; how many."""
-    moved = 0
-    by_peer = {n.peer_id: n for n in nodes}
-    for _ in range(rounds):
-        busy = False
-        for sender in nodes:
-            for item in sender.store.outbox_page(b"", 1000):
-                recipient = by_peer.get(item.recipient)
-                if recipient is None:
-                    continue
-                try:
-                    recipient.messenger.receive(item.envelope)
-                except RateLimited:  # "retry": it stays in the outbox
-                    continue
-                except Exception as exc:  # a refusal, as the network would see it
-                    refusals.append(exc)
-                sender.store.remove_outbox(item.envelope_id)
-                moved += 1
-                busy = True
-        if not busy:
-            return moved
-    raise AssertionError("envelopes kept coming")
+from tests.node.conftest import flush
 
 
 def texts(node: Node, group: bytes) -> list[str | None]:
     page = node.messages(group, 50)
     return sorted(message_text(m) for m in page.messages if m.kind == "text")  # type: ignore[type-var]
-
-
-@pytest.fixture
-def four() -> tuple[Node, Node, Node, Node]:
-    nodes = tuple(make_node(n) for n in ("alice", "bob", "carol", "dave"))
-    acquainted(*nodes)
-    return nodes  # type: ignore[return-value]
 
 
 async def test_create_send_react_unsend(four: tuple[Node, Node, Node, Node]) -> None:
