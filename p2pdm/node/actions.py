@@ -24,7 +24,7 @@ from p2pdm.core.kinds import (
     UnsendBody,
     decode_stored,
 )
-from p2pdm.core.kinds.reaction import check_emoji
+from p2pdm.core.kinds.reaction import check_own_emoji
 from p2pdm.core.model import DeliveryStatus, Direction, StoredMessage
 from p2pdm.core.wire import InnerMessage
 from p2pdm.errors import ActionRefused, NotFound, SchemaError
@@ -143,7 +143,7 @@ class MessageActions:
         """React to a message with ``emoji`` ('' takes the reaction back; with no
         reaction to take back, nothing changes and nothing is sent)."""
         target = self._target(message_id)
-        emoji = check_emoji(emoji)
+        emoji = check_own_emoji(emoji)
         if not emoji and self.my_reaction(target.id) is None:
             return target
         return self._act(target, ReactionBody(target.id, emoji))
