@@ -158,10 +158,15 @@ class MessageActions:
         return self._act(target, EditBody(target.id, text))
 
     def unsend(self, message_id: bytes) -> StoredMessage:
-        """Remove one's own message for everyone."""
+        """Remove one's own message for everyone (one unsent already: nothing is sent)."""
         target = self._target(message_id)
         if target.direction is not Direction.OUT:
-            raise ActionRefused("only the author may unsend a message; delete it for you instead")
+            raise ActionRefused(
+                "only the author may unsend a message; delete it for you only instead "
+                "(`p2pdm delete --for-me`, `?for=me`)"
+            )
+        if target.unsent:
+            return target  # its unsend went (and is retried) already
         unsent = self._act(target, UnsendBody(target.id))
         self.media.collect()
         return unsent
