@@ -314,9 +314,11 @@ REQUEST_STAMP_BITS = 18
 #: writing to a few new people mints once for each.
 MAX_CACHED_REQUEST_STAMPS = 256
 
-#: Up to this difficulty (about 5 ms) a request stamp is minted in the event
-#: loop; above it in a worker thread, so the node stays responsive.
-REQUEST_INLINE_STAMP_BITS = 10
+#: Peers whose "did this node write to them" answer a node keeps (both
+#: answers), least recently used dropped first: read for every envelope from
+#: a non-contact, so a flood of strangers costs the store one query each and
+#: the cache no more than this.
+MAX_CACHED_KNOWN_PEERS = 1024
 
 #: New message requests (a stranger's first message while it has none
 #: pending) accepted an hour from all strangers together, and the burst

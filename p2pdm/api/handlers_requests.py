@@ -43,7 +43,11 @@ __all__ = [
 
 def _peer(request: Request, node: Node, who: str) -> PeerId:
     """The PeerID ``who`` is or names (a contact's name), if the token may use it."""
-    peer = node.resolve(who)
+    return _allowed(request, node.resolve(who))
+
+
+def _allowed(request: Request, peer: PeerId) -> PeerId:
+    """``peer``, if the request's token may use it; else 403."""
     grant = grant_of(request.scope)
     if not grant.sees(peer):
         raise RequestError(
@@ -93,7 +97,7 @@ async def block_peer(request: Request, node: Node) -> Response:
 
 
 async def unblock_peer(request: Request, node: Node) -> Response:
-    peer = _peer(request, node, request.path_params["peer"])
+    peer = _allowed(request, node.resolve_blocked(request.path_params["peer"], node.resolve))
     if not node.unblock(peer):
         raise NotFound(f"{peer} is not blocked")
     return Response(status_code=204)

@@ -83,8 +83,12 @@ def edit(args: argparse.Namespace, home: Home, out: TextIO) -> int:
 
 def unsend(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
+        before = node.message(args.message)
         node.unsend(args.message)
-    print(f"Unsent {args.message} for everyone.", file=out)
+    if before["unsent"]:
+        print(f"{args.message} was unsent already: nothing more to send.", file=out)
+    else:
+        print(f"Unsent {args.message} for everyone.", file=out)
     return EXIT_OK
 
 

@@ -59,9 +59,12 @@ def block(args: argparse.Namespace, home: Home, out: TextIO) -> int:
                 ]
                 print_table(["NAME", "PEER ID"], rows, out)
             return EXIT_OK
+        already = {b["peer_id"] for b in node.blocked()}
         blocked = node.block(args.who)
     if args.json:
         print(json.dumps(blocked, ensure_ascii=False, indent=2), file=out)
+    elif blocked["peer_id"] in already:
+        print(f"{_who(blocked)} was blocked already.", file=out)
     else:
         print(f"Blocked {_who(blocked)}. They are not told.", file=out)
     return EXIT_OK

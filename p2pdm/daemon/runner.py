@@ -408,7 +408,6 @@ class _PeerWatch:
         self.returned = [
             p for p, numbers in connections.items() if not numbers <= self.seen.get(p, frozenset())
         ]
-        co_members: set[PeerId] | None = None  # read once a check, when needed
         for peer, numbers in connections.items():
             new = not numbers <= self.seen.get(peer, frozenset())
             # A peer connected before it became a contact (added, its request
@@ -416,13 +415,10 @@ class _PeerWatch:
             if not new and peer in self.node.online:
                 continue
             contact = self.node.store.get_contact(peer) is not None
-            if not contact:
-                # A co-member of a group we accepted is online as a contact is
-                # (typing, files pushed or fetched), though not in the address book.
-                if co_members is None:
-                    co_members = self.node.group_wire.co_members()
-                if peer not in co_members:
-                    continue
+            # A co-member of a group we accepted is online as a contact is
+            # (typing, files pushed or fetched), though not in the address book.
+            if not contact and not self.node.messenger.known.co_member(peer):
+                continue
             if peer not in self.node.online:
                 self.node.peer_online(peer)
             if contact:

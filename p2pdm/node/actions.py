@@ -24,7 +24,7 @@ from p2pdm.core.kinds import (
     UnsendBody,
     decode_stored,
 )
-from p2pdm.core.kinds.reaction import check_emoji
+from p2pdm.core.kinds.reaction import check_own_emoji
 from p2pdm.core.model import DeliveryStatus, Direction, StoredMessage
 from p2pdm.core.wire import InnerMessage
 from p2pdm.errors import ActionRefused, NotFound, SchemaError
@@ -100,7 +100,8 @@ class MessageActions:
         probe = Action(b"", me, target.conversation_id, self.now_ms(), body)
         decision = decide(probe, target, me, self.now_ms())
         if decision.verdict is Verdict.REFUSE:
-            raise ActionRefused(f"cannot {body.kind} that message: {decision.reason}")
+            verb = "react to" if body.kind == "react" else body.kind
+            raise ActionRefused(f"cannot {verb} that message: {decision.reason}")
 
         def locally(inner: InnerMessage) -> None:
             action = Action(inner.id, me, target.conversation_id, inner.sent_at_ms, body)
@@ -142,7 +143,7 @@ class MessageActions:
         """React to a message with ``emoji`` ('' takes the reaction back; with no
         reaction to take back, nothing changes and nothing is sent)."""
         target = self._target(message_id)
-        emoji = check_emoji(emoji)
+        emoji = check_own_emoji(emoji)
         if not emoji and self.my_reaction(target.id) is None:
             return target
         return self._act(target, ReactionBody(target.id, emoji))
@@ -157,10 +158,15 @@ class MessageActions:
         return self._act(target, EditBody(target.id, text))
 
     def unsend(self, message_id: bytes) -> StoredMessage:
-        """Remove one's own message for everyone."""
+        """Remove one's own message for everyone (one unsent already: nothing is sent)."""
         target = self._target(message_id)
         if target.direction is not Direction.OUT:
-            raise ActionRefused("only the author may unsend a message; delete it for you instead")
+            raise ActionRefused(
+                "only the author may unsend a message; delete it for you only instead "
+                "(`p2pdm delete --for-me`, `?for=me`)"
+            )
+        if target.unsent:
+            return target  # its unsend went (and is retried) already
         unsent = self._act(target, UnsendBody(target.id))
         self.media.collect()
         return unsent
@@ -169,6 +175,7 @@ class MessageActions:
         """Delete a message from this node only; nothing is sent."""
         if not self.store.delete_message(message_id):
             raise NotFound(f"no message {message_id.hex()}")
+        self.messenger.known.refresh()
         self.media.collect()
 
     def delete_conversation(self, conversation_id: bytes) -> int:
@@ -176,6 +183,7 @@ class MessageActions:
         if self.store.get_conversation(conversation_id) is None:
             raise NotFound(f"no conversation {conversation_id.hex()}")
         deleted = self.store.delete_conversation(conversation_id)
+        self.messenger.known.refresh()
         self.media.collect()
         return deleted
 

@@ -139,6 +139,7 @@ class GroupWire:
         if not held:
             return
         out = glog.add(held)
+        self.messenger.known.groups_changed()
         waiting = {e.hash for e in glog.held()}
         done = [e.hash for e in held if e.hash not in waiting]
         if out.added:
@@ -148,6 +149,7 @@ class GroupWire:
     def forget(self, group: bytes) -> None:
         """Drop the in-memory log (after a failed commit, or a deleted group)."""
         self._logs.pop(group, None)
+        self.messenger.known.groups_changed()
 
     def keep(
         self, group: bytes, entries: list[ChangeEntry], *, stored: bool = True
@@ -156,6 +158,7 @@ class GroupWire:
         transaction; the group's row must exist); the ones the log took, in order."""
         glog = self.log(group)
         out = glog.add(entries)
+        self.messenger.known.groups_changed()
         self.refused_changes += len(out.refused)
         if stored:
             if out.added:
@@ -189,14 +192,13 @@ class GroupWire:
         self.store.set_setting(DECLINED_SETTING, kept)
 
     def co_member(self, peer: PeerId) -> bool:
-        """True if ``peer`` is in a group this node accepted (not a stranger)."""
-        for row in self.store.list_groups():
-            if row.state == "active" and peer in self.log(row.id).state().members:
-                return True
-        return False
+        """True if ``peer`` is in a group this node accepted (not a stranger);
+        from the messenger's cached set (:class:`~p2pdm.node.known_peers.KnownPeers`)."""
+        return self.messenger.known.co_member(peer)
 
     def co_members(self) -> set[PeerId]:
-        """Every other member of the groups this node accepted."""
+        """Every other member of the groups this node accepted, read from the
+        store and the logs (what the messenger's cache is made from)."""
         out: set[PeerId] = set()
         for row in self.store.list_groups():
             if row.state == "active":
@@ -487,6 +489,7 @@ class GroupWire:
         now: int,
     ) -> None:
         """Update the group's row after new changes and log their events."""
+        self.messenger.known.groups_changed()
         member = self.me in after.members
         if row is None:
             accepted = self.store.get_contact(sender) is not None and not self.store.is_blocked(

@@ -119,7 +119,7 @@ class Groups:
 
     def _init_groups(self) -> None:
         self.group_wire = GroupWire(self.messenger, self.store, lambda peer: self.on_outbox(peer))
-        self.messenger.co_member = self.group_wire.co_member
+        self.messenger.known.members_of = self.group_wire.co_members
         self.messenger.group_filer = self.group_wire.file
         self.messenger.group_behind = self.group_wire.ask
 
@@ -340,6 +340,7 @@ class Groups:
                     )
                 )
                 self.store.accept_conversation(group)
+            self.group_wire.forget(group)  # its members are co-members now
             return self.group_info(group)
         gone = GroupInfo(
             GroupRow(group, "left", info.row.invited_by, info.row.joined_at_ms, info.row.name),

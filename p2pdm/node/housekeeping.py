@@ -71,7 +71,9 @@ class ConversationUpkeep:
         if group is not None:
             if group.state != "active":
                 return "you are not in this group (or have not joined it)"
-        elif not accepted(self.store, peer):  # no typing to a request or a blocked peer
+        elif self.store.is_blocked(peer):
+            return "you blocked them"
+        elif not accepted(self.store, peer):  # no typing to a request
             return "typing is shown only to contacts"
         if not self.messenger.read_receipts_enabled():
             return "read receipts are off, and typing with them"
@@ -156,6 +158,7 @@ class ConversationUpkeep:
         if gone or dropped:
             self.store.forget_erased()
         if gone:
+            self.messenger.known.refresh()  # a written conversation may be empty now
             self.media.collect()  # the store released their files with them
         return gone
 

@@ -97,6 +97,7 @@ from p2pdm.limits import (
     TYPING_LAPSE_S,
 )
 from p2pdm.node import action_effects as actions
+from p2pdm.node.known_peers import KnownPeers
 from p2pdm.node.notices import GROUP_NOTICE_KIND, TypingShown, apply_timer, sender_copy
 from p2pdm.node.request_stamps import RequestStamps
 from p2pdm.store.base import Store, log_event
@@ -198,6 +199,9 @@ class Messenger:
         #: this node asks of strangers' envelopes (docs/protocol.md §18.2).
         bits = limits.REQUEST_STAMP_BITS if request_stamp_bits is None else request_stamp_bits
         self.stamps = RequestStamps(identity.peer_id, store, bits, now_ms)
+        #: Non-contacts that are not strangers: whom this node wrote to, and
+        #: its accepted groups' other members (the node sets how to read those).
+        self.known = KnownPeers(identity.peer_id, store)
         #: Envelopes dropped since start: from blocked peers, and from
         #: strangers without a valid request stamp.
         self.dropped_blocked = 0
@@ -217,9 +221,6 @@ class Messenger:
         #: Prekey bundles of group members who are not contacts, fetched from
         #: the DHT to start a session (as many as sessions cached).
         self.member_bundles: OrderedDict[PeerId, PrekeyBundle] = OrderedDict()
-        #: True for a peer that shares a group this node accepted: not a
-        #: stranger, though not a contact (set by the node).
-        self.co_member: Callable[[PeerId], bool] = lambda peer: False
         #: Files a group kind (docs/protocol.md §19.4) inside the receive
         #: transaction, in place of the conversation machine (set by the node).
         self.group_filer: Callable[[InnerMessage, int, Via, int | None], Received] | None = None
@@ -275,6 +276,7 @@ class Messenger:
         group commit): the store is the truth."""
         self._sessions.clear()
         self.own = self._load_prekeys()
+        self.known.refresh()
 
     def _forget_session(self, peer: PeerId) -> None:
         """Drop the cached state after a failure: the store is the truth."""
@@ -491,6 +493,8 @@ class Messenger:
                 self.store.remember_send(*idempotency, inner.id, now)
             if also is not None:
                 also(inner)
+        if stored is not None:
+            self.known.sent(to)
         return Outgoing(stored, item)
 
     # --- receiving ----------------------------------------------------------
@@ -534,10 +538,8 @@ class Messenger:
         # The sender is claimed, not proven yet: only look at its budget here.
         # Someone this node wrote to is answering, not asking (§18.2): no
         # stamp, and not a request (they need not have added us back).
-        answering = contact is None and self.store.conversation_written(
-            direct_conversation_id(self.peer_id, sender)
-        )
-        stranger = contact is None and not answering and not self.co_member(sender)
+        answering = contact is None and self.known.wrote_to(sender)
+        stranger = contact is None and not answering and not self.known.co_member(sender)
         if stranger and not self.strangers.admits(sender, now / 1000):
             self._log_requests(now)
             raise RateLimited(f"{sender.short()} is not a contact and over the requests' rate")

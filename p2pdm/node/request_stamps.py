@@ -8,9 +8,9 @@ p2pdm, writing to someone makes them your contact) or one of ours the peer
 read (read receipts go to contacts only). A stamp is good for a day, so it
 is minted once per recipient and day and kept (MAX_CACHED_REQUEST_STAMPS).
 
-:meth:`RequestStamps.prepare` mints in a worker thread, off the event loop,
-before an async send (inline only up to REQUEST_INLINE_STAMP_BITS, a few
-milliseconds); :meth:`RequestStamps.for_peer` is what the messenger
+:meth:`RequestStamps.prepare` mints off the event loop before an async send,
+by the rule of :func:`~p2pdm.node.offloop.off_loop` (a worker thread; on the
+loop under a virtual clock); :meth:`RequestStamps.for_peer` is what the messenger
 asks while it builds the envelope, and mints inline only if nothing was
 prepared (a synchronous caller).
 """
@@ -21,13 +21,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 
-import trio
-
 from p2pdm.core.identity import PeerId
 from p2pdm.core.mailbox import stamp_day
 from p2pdm.core.model import direct_conversation_id
 from p2pdm.core.request_stamp import mint_request_stamp
-from p2pdm.limits import MAX_CACHED_REQUEST_STAMPS, REQUEST_INLINE_STAMP_BITS
+from p2pdm.limits import MAX_CACHED_REQUEST_STAMPS
+from p2pdm.node.offloop import off_loop
 from p2pdm.store.base import Store
 
 __all__ = ["RequestStamps"]
@@ -81,12 +80,11 @@ class RequestStamps:
         return self._keep(peer, day, mint_request_stamp(peer, self.me, now, self.bits))
 
     async def prepare(self, peer: PeerId) -> None:
-        """Mint today's stamp for ``peer`` in a worker thread if one will be needed."""
+        """Mint today's stamp for ``peer`` off the loop if one will be needed."""
         if not self.needed(peer):
             return
         now = self.now_ms()
         day = stamp_day(now)
         if self._cached(peer, day) is None:
             mint = partial(mint_request_stamp, peer, self.me, now, self.bits)
-            cheap = self.bits <= REQUEST_INLINE_STAMP_BITS
-            self._keep(peer, day, mint() if cheap else await trio.to_thread.run_sync(mint))
+            self._keep(peer, day, await off_loop(mint))

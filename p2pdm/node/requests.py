@@ -96,6 +96,31 @@ class RequestsAndBlocks:
         """Unblock ``peer``; False if it was not blocked."""
         return self.store.unblock_peer(peer, self.now_ms())
 
+    def resolve_blocked(self, who: str, resolve: Callable[[str], PeerId]) -> PeerId:
+        """The peer ``who`` names for unblocking: what ``resolve`` makes of it (a
+        PeerID, a contact's name), else a blocked peer's fingerprint (``~`` and all,
+        as the block list shows a stranger) or a unique start of its PeerID
+        (MIN_PEER_PREFIX_CHARS or more). Raises NotFound, or SchemaError when
+        several blocked peers match."""
+        try:
+            return resolve(who)
+        except NotFound:
+            text = who.strip()
+            key = text.casefold().lstrip("~")
+            matches = [
+                b.peer_id
+                for b in self.blocked()
+                if key == fingerprint(b.peer_id).casefold()
+                or (len(text) >= MIN_PEER_PREFIX_CHARS and str(b.peer_id).startswith(text))
+            ]
+            if not matches:
+                raise
+            if len(matches) > 1:
+                raise SchemaError(
+                    f"{text!r} names {len(matches)} blocked peers: give the PeerID"
+                ) from None
+            return matches[0]
+
     # --- message requests -----------------------------------------------------
 
     def requests(self) -> list[RequestSummary]:
@@ -160,7 +185,9 @@ class RequestsAndBlocks:
         deleted. Raises NotFound if it has none."""
         self._pending(peer)
         with self.store.transaction():
-            return self.store.delete_requests(peer)
+            deleted = self.store.delete_requests(peer)
+        self.messenger.known.refresh()
+        return deleted
 
     def block_request(self, peer: PeerId) -> int:
         """Block ``peer`` and delete its request; returns the messages deleted.
@@ -168,7 +195,9 @@ class RequestsAndBlocks:
         self._pending(peer)
         self.block(peer)
         with self.store.transaction():
-            return self.store.delete_requests(peer)
+            deleted = self.store.delete_requests(peer)
+        self.messenger.known.refresh()
+        return deleted
 
     # --- request stamps -------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from p2pdm.node.node import Node
 from tests.conftest import make_node, serving
-from tests.node.test_groups import acquainted, flush
+from tests.node.conftest import acquainted, flush
 
 
 async def test_group_routes_end_to_end() -> None:

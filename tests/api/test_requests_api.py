@@ -38,6 +38,11 @@ async def test_block_list_and_unblock(alice: Api, bob: Api) -> None:
     assert "unblock" in assert_error(refused, 409, "peer_blocked")
     assert (await alice.call("DELETE", f"/v1/blocked/{peer}")).status_code == 204
     assert_error(await alice.call("DELETE", f"/v1/blocked/{peer}"), 404, "not_found")
+    # A stranger is listed by its fingerprint: that unblocks it too, as does a PeerID's start.
+    for name in ("~" + listed.json()["blocked"][0]["fingerprint"], peer[:14]):
+        await alice.call("POST", "/v1/blocked", json={"peer_id": peer})
+        assert (await alice.call("DELETE", f"/v1/blocked/{name}")).status_code == 204, name
+    assert_error(await alice.call("DELETE", "/v1/blocked/~nobody"), 404, "not_found")
     assert_error(await alice.call("POST", "/v1/blocked", json={"peer_id": "nobody"}), 404)
     assert_error(
         await alice.call("POST", "/v1/blocked", json={"peer_id": str(alice.node.peer_id)}), 400

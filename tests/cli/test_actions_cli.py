@@ -44,8 +44,11 @@ async def test_actions_from_the_command_line(
         assert code == 1
         assert_one_error_line(err, "only the author")
         code, out, err = await cli(capsys, *a, "unsend", first)
-        assert (code, err) == (0, "")
+        assert (code, err, out.strip()) == (0, "", f"Unsent {first} for everyone.")
         deliver(alice.node, bob.node)
+        code, out, err = await cli(capsys, *a, "unsend", first)
+        assert (code, err) == (0, "") and "unsent already" in out
+        assert alice.node.store.outbox_for(bob.node.peer_id) == []  # nothing more sent
         code, out, err = await cli(capsys, *b, "read", "alice")
         assert "[alice unsent a message]" in out and "> original message unavailable" in out
         assert "lunch" not in out

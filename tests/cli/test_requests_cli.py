@@ -76,6 +76,8 @@ async def test_block_refuses_sends_with_one_line_and_unblock_lifts_it(
         home = ("--home", str(alice.home.path))
         code, out, err = await cli(capsys, *home, "block", "bob")
         assert (code, err) == (0, "") and "Blocked bob" in out
+        code, out, err = await cli(capsys, *home, "block", "bob")
+        assert (code, err) == (0, "") and "bob" in out and "blocked already" in out
         code, out, _ = await cli(capsys, *home, "block")
         assert "bob" in out and str(bob.node.peer_id) in out
         code, _, err = await cli(capsys, *home, "send", "bob", "hello?")

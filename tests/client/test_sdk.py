@@ -263,6 +263,44 @@ def test_the_sdk_keeps_its_connection_open_between_calls() -> None:
     assert len(client_ports) == 10 and len(set(client_ports)) == 1
 
 
+async def test_message_actions_and_conversation_settings_through_the_sdk(alice: Api) -> None:
+    async with sdk(alice) as node:
+        first = await node.send("bob", "lunch tomorrow?")
+        reply = await node.send("bob", "at the usual place", reply_to=first["id"])
+        assert reply["reply_to"] == {
+            "id": first["id"],
+            "text": "lunch tomorrow?",
+            "available": True,
+        }
+        reacted = await node.react(first["id"], "👍")
+        assert list(reacted["reactions"]) == ["👍"]
+        edited = await node.edit(first["id"], "lunch at 1 tomorrow?")
+        assert (edited["text"], edited["edited"]) == ("lunch at 1 tomorrow?", True)
+        [hit] = await node.search("lunch", peer="bob")
+        assert hit["message_id"] == first["id"] and "[lunch]" in hit["snippet"]
+        await node.unsend(first["id"])
+        gone = await node.message(first["id"])
+        assert (gone["unsent"], gone["text"], gone["reactions"]) == (True, None, {})
+        assert await node.search("lunch") == []
+        page = await node.messages("bob")
+        quoted = next(m for m in page["messages"] if m["id"] == reply["id"])
+        assert quoted["reply_to"] == {"id": first["id"], "text": None, "available": False}
+        await node.delete_for_me(reply["id"])
+        with pytest.raises(APIError) as missing:
+            await node.message(reply["id"])
+        assert missing.value.status == 404
+        settings = await node.update_conversation("bob", timer_s=300, muted=True, archived=True)
+        assert (settings["timer_s"], settings["muted"], settings["archived"]) == (300, True, True)
+        assert (await node.typing("bob"))["sent"] is False  # bob's node is not connected
+        blocked = await node.block("bob")
+        assert [b["peer_id"] for b in await node.blocked()] == [blocked["peer_id"]]
+        with pytest.raises(APIError) as refused:
+            await node.send("bob", "hello?")
+        assert (refused.value.status, refused.value.code) == (409, "peer_blocked")
+        await node.unblock("bob")
+        assert await node.blocked() == [] and await node.requests() == []
+
+
 async def test_groups_through_the_sdk(alice: Api) -> None:
     async with sdk(alice) as node:
         made = await node.create_group("Bakers", ["bob"])

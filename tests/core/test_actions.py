@@ -14,6 +14,7 @@ from p2pdm.core.actions import Action, ActionBody, Verdict, action_of, decide
 from p2pdm.core.conversation import LocalState
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import KINDS, EditBody, ReactionBody, UnsendBody, decode_stored, encode_body
+from p2pdm.core.kinds.reaction import check_own_emoji
 from p2pdm.core.model import DeliveryStatus, Direction, StoredMessage, direct_conversation_id
 from p2pdm.core.wire import InnerMessage
 from p2pdm.errors import SchemaError, WireError
@@ -111,6 +112,20 @@ def test_arbitrary_bytes_never_crash_a_decoder(kind: str, data: bytes) -> None:
 def test_a_bad_reaction_is_refused(fields: dict[str, object]) -> None:
     with pytest.raises(SchemaError):
         KINDS["react"].decode_bytes(cbor.encode(fields))
+
+
+@pytest.mark.parametrize("emoji", ["", "👍", "❤️", "👍🏽", "🇩🇪", "1️⃣", "#️⃣", "‼️", "👨‍👩‍👧"])
+def test_what_looks_like_an_emoji_may_be_sent(emoji: str) -> None:
+    assert check_own_emoji(emoji) == emoji
+
+
+@pytest.mark.parametrize("text", ["ab", "1", "!", ":)", "é", "ж", "a👍", "ok👍"])
+def test_letters_or_plain_ascii_are_no_reaction_to_send_but_are_received(text: str) -> None:
+    with pytest.raises(SchemaError, match="a reaction is an emoji"):
+        check_own_emoji(text)
+    # Another node's reaction is taken as §6.6 allows: no stricter than that.
+    decoded = KINDS["react"].decode_bytes(cbor.encode({"target": TARGET, "emoji": text}))
+    assert isinstance(decoded, ReactionBody) and decoded.emoji == text
 
 
 def test_an_empty_edit_is_refused() -> None:

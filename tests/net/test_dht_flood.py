@@ -35,13 +35,17 @@ from tests.net.conftest import (
 pytestmark = pytest.mark.net
 
 MIB = 1 << 20
+#: A write rate that refills next to nothing while a test runs (one write in
+#: 1,000 s), so what a flooder gets in is the burst, however slow the machine:
+#: the tests count writes, they never time them.
+TRICKLE = 0.001
 
 
 async def test_a_record_flood_is_refused_beyond_the_rate_while_others_are_served(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="p2pdm")
-    limits = DhtLimits(write_rate=2.0, write_burst=10)
+    limits = DhtLimits(write_rate=TRICKLE, write_burst=10)
     batch = fresh_records(60, tag=1)
     upkeep = Upkeep(interval=0.2)  # the round that logs refusals
     async with open_hosts(4, dht_limits=limits, upkeep=upkeep) as (victim, attacker, bob, carol):
@@ -54,28 +58,22 @@ async def test_a_record_flood_is_refused_beyond_the_rate_while_others_are_served
 
         async def genuine_traffic() -> None:
             await trio.sleep(0.1)  # the flood is under way
-            start = trio.current_time()
             during["get"] = await served_by(carol, victim, bob_key)
             await carol.put_record(carol_key, carol_value)
-            during["seconds"] = trio.current_time() - start
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(genuine_traffic)
-            start = trio.current_time()
             stored = await flood_records(attacker, victim, batch)
-            elapsed = trio.current_time() - start
 
-        assert elapsed < 1.5  # a flood: ~60 messages in well under a second
-        # The victim took the burst and what the rate refilled, no more.
-        assert 10 <= stored <= 10 + 2.0 * elapsed + 1, (stored, elapsed)
+        # The victim took the burst, no more (the rate refills next to nothing).
+        assert stored == 10, stored
         stats = victim.dht_store_stats()
         assert stats.refused.get("rate") == len(batch) - stored
         flooded = sum(held(victim, key) is not None for key, _ in batch)
         assert flooded == stored
-        # Genuine peers were answered during the flood, and quickly.
+        # Genuine peers were answered during the flood, each within its own rate.
         assert during["get"] == bob_value
         assert held(victim, carol_key) == carol_value
-        assert isinstance(during["seconds"], float) and during["seconds"] < 2.0
         # Bob's record is still held and served.
         assert await served_by(carol, victim, bob_key) == bob_value
 
@@ -86,9 +84,11 @@ async def test_a_record_flood_is_refused_beyond_the_rate_while_others_are_served
         def refusals_logged() -> int:
             return sum(int(re.findall(r"refused: (\d+)", line)[0]) for line in refusal_lines())
 
-        await wait_until(lambda: refusals_logged() == len(batch) - stored, deadline=1.0)
-        # One line per maintenance round at most, not one per record.
-        assert len(refusal_lines()) <= elapsed / upkeep.interval + 3
+        await wait_until(lambda: refusals_logged() == len(batch) - stored, deadline=TIMEOUT)
+        # One line per maintenance round at most, not one per record: each
+        # line counts the round's refusals, so fewer lines than refusals.
+        counts = [int(re.findall(r"refused: (\d+)", line)[0]) for line in refusal_lines()]
+        assert len(counts) < len(batch) - stored, counts
 
 
 async def test_a_flood_from_many_peers_stays_bounded_and_keeps_the_genuine_record() -> None:
@@ -131,7 +131,7 @@ async def test_a_flood_from_many_peers_stays_bounded_and_keeps_the_genuine_recor
 
 async def test_a_provider_flood_is_rate_limited_and_capped() -> None:
     limits = DhtLimits(
-        write_rate=2.0,
+        write_rate=TRICKLE,
         write_burst=10,
         providers=StoreCaps(records=8, bytes=MIB, per_peer_records=4, per_peer_bytes=MIB),
     )
@@ -149,10 +149,8 @@ async def test_a_provider_flood_is_rate_limited_and_capped() -> None:
         await attacker.connect(victim.peer_id, victim.listen_addrs())
         target = ID(victim.peer_id.raw)
         sender = attacker._dht.provider_store
-        start = trio.current_time()
         for i in range(60):
             await sender._send_add_provider(target, provider_key(b"junk %d" % i))
-        elapsed = trio.current_time() - start
 
         def settled() -> bool:
             stats = victim.dht_store_stats()
@@ -163,7 +161,7 @@ async def test_a_provider_flood_is_rate_limited_and_capped() -> None:
         await wait_until(settled, deadline=TIMEOUT)
         stats = victim.dht_store_stats()
         allowed = 60 - stats.refused["rate"]
-        assert allowed <= 10 + 2.0 * elapsed + 1, (allowed, elapsed)
+        assert allowed == 10, allowed  # the burst; the rate refills next to nothing
         assert len(store.get_provided_keys(ID(attacker.peer_id.raw))) == 4
         assert stats.refused["peer_cap"] == allowed - 4
         assert stats.providers <= 8

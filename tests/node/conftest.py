@@ -1,10 +1,12 @@
-"""Shared fixtures of the node tests: messengers over both stores, a settable clock."""
+"""Shared fixtures of the node tests: messengers over both stores, a settable clock,
+and nodes joined by hand for groups."""
 
 from __future__ import annotations
 
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,12 +15,14 @@ from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.kinds import Body
 from p2pdm.core.sealing import check_inner, open_envelope
 from p2pdm.core.wire import Envelope
+from p2pdm.errors import RateLimited
 from p2pdm.node.messenger import Messenger
 from p2pdm.node.node import Node
 from p2pdm.node.request_stamps import RequestStamps
 from p2pdm.store.base import Store
 from p2pdm.store.memory import MemoryStore
 from p2pdm.store.sqlite import SQLiteStore
+from tests.conftest import make_node
 
 
 class Clock:
@@ -92,3 +96,73 @@ def pair(make_store, clock):  # type: ignore[no-untyped-def]
     alice.add_contact(bob.peer_id, "bob", bob.bundle())
     bob.add_contact(alice.peer_id, "alice", alice.bundle())
     return alice, bob
+
+
+# --- groups: nodes joined by hand (no network) ---------------------------------
+
+
+def acquainted(*nodes: Node) -> None:
+    """Make each of ``nodes`` a contact of every other, from their invites."""
+    for a, b in itertools.permutations(nodes, 2):
+        a.add_contact_from_invite(b.invite(), b.name)
+
+
+#: What :func:`flush` saw refused, as the network would (kept for a look in a debugger).
+refusals: list[Exception] = []
+
+
+def flush(*nodes: Node, rounds: int = 6) -> int:
+    """Deliver every queued envelope between ``nodes`` until none is left; how many."""
+    moved = 0
+    by_peer = {n.peer_id: n for n in nodes}
+    for _ in range(rounds):
+        busy = False
+        for sender in nodes:
+            for item in sender.store.outbox_page(b"", 1000):
+                recipient = by_peer.get(item.recipient)
+                if recipient is None:
+                    continue
+                try:
+                    recipient.messenger.receive(item.envelope)
+                except RateLimited:  # "retry": it stays in the outbox
+                    continue
+                except Exception as exc:  # a refusal, as the network would see it
+                    refusals.append(exc)
+                sender.store.remove_outbox(item.envelope_id)
+                moved += 1
+                busy = True
+        if not busy:
+            return moved
+    raise AssertionError("envelopes kept coming")
+
+
+@pytest.fixture
+def four() -> tuple[Node, Node, Node, Node]:
+    """Alice, Bob, Carol and Dave, each a contact of every other."""
+    nodes = tuple(make_node(n) for n in ("alice", "bob", "carol", "dave"))
+    acquainted(*nodes)
+    return nodes  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOfThree:
+    """Alice's group "bakers" with Bob and Carol (contacts of one another), its
+    creation delivered to both."""
+
+    alice: Node
+    bob: Node
+    carol: Node
+    id: bytes
+
+    @property
+    def nodes(self) -> tuple[Node, Node, Node]:
+        return self.alice, self.bob, self.carol
+
+
+@pytest.fixture
+async def group_of_three() -> GroupOfThree:
+    alice, bob, carol = (make_node(n) for n in ("alice", "bob", "carol"))
+    acquainted(alice, bob, carol)
+    group = (await alice.create_group("bakers", [bob.peer_id, carol.peer_id])).row.id
+    flush(alice, bob, carol)
+    return GroupOfThree(alice, bob, carol, group)

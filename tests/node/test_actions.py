@@ -192,6 +192,9 @@ def test_hostile_actions_are_refused_counted_and_never_stored(
         bob.edit(theirs.id, "rewritten history")
     with pytest.raises(ActionRefused):
         alice.unsend(theirs.id)
+    alice.unsend(mine.id)
+    with pytest.raises(ActionRefused, match=r"^cannot react to that message: "):
+        alice.react(mine.id, "👍")
     assert not alice.store.has_seen(b"") and alice.store.held_count() == 0
 
 
@@ -216,6 +219,7 @@ def test_unsend_drops_a_message_never_delivered_from_the_outbox(two: tuple[Node,
     alice, bob = two
     message = alice.send_text(bob.peer_id, "wait, no")
     alice.unsend(message.id)
+    alice.unsend(message.id)  # again: nothing more is sent
     queued = alice.store.outbox_for(bob.peer_id)
     assert len(queued) == 1 and queued[0].message_id != message.id  # the unsend alone
     carry(alice, bob)

@@ -9,7 +9,7 @@ from p2pdm.core.model import DeliveryStatus, EventType
 from p2pdm.node.node import Node
 from p2pdm.services.dm.outbox import OutboxBook
 from tests.conftest import make_node
-from tests.node.test_groups import acquainted, flush
+from tests.node.conftest import GroupOfThree, acquainted, flush
 
 
 def status_events(node: Node, after: int) -> list[tuple[str, str, str]]:
@@ -22,11 +22,11 @@ def status_events(node: Node, after: int) -> list[tuple[str, str, str]]:
     ]
 
 
-async def test_each_members_delivery_and_read_is_an_event_at_once() -> None:
-    alice, bob, carol = (make_node(n) for n in ("alice", "bob", "carol"))
-    acquainted(alice, bob, carol)
-    group = (await alice.create_group("bakers", [bob.peer_id, carol.peer_id])).row.id
-    flush(alice, bob, carol)
+async def test_each_members_delivery_and_read_is_an_event_at_once(
+    group_of_three: GroupOfThree,
+) -> None:
+    alice, bob, carol = group_of_three.nodes
+    group = group_of_three.id
     sent = await alice.send_group_text(group, "ovens on")
     after = alice.store.event_bounds()[1]
     book = OutboxBook(alice, random.Random(0), 10)
@@ -66,14 +66,14 @@ async def test_a_one_to_one_message_makes_one_event_per_move() -> None:
     assert alice.messenger.message(sent.id).status is DeliveryStatus.DELIVERED
 
 
-async def test_a_member_it_failed_for_and_one_it_waits_for_say_why() -> None:
+async def test_a_member_it_failed_for_and_one_it_waits_for_say_why(
+    group_of_three: GroupOfThree,
+) -> None:
     from p2pdm.api.views import message_view
     from p2pdm.cli.chat import delivery_words
 
-    alice, bob, carol = (make_node(n) for n in ("alice", "bob", "carol"))
-    acquainted(alice, bob, carol)
-    group = (await alice.create_group("bakers", [bob.peer_id, carol.peer_id])).row.id
-    flush(alice, bob, carol)
+    alice, bob, carol = group_of_three.nodes
+    group = group_of_three.id
     sent = await alice.send_group_text(group, "ovens on")
     book = OutboxBook(alice, random.Random(0), 10)
     mine = [i for p in (bob, carol) for i in alice.store.outbox_for(p.peer_id)]

@@ -12,7 +12,7 @@ from p2pdm.core.identity import Identity
 from p2pdm.limits import HELD_GROUP_ENTRY_TTL_MS
 from p2pdm.node.node import Node
 from p2pdm.store import SQLiteStore
-from tests.node.test_groups import acquainted, flush
+from tests.node.conftest import acquainted, flush
 
 
 def _node(name: str, path: Path, identity: Identity | None = None) -> Node:

@@ -9,14 +9,7 @@ from p2pdm.core.model import Direction
 from p2pdm.node.node import Node
 from p2pdm.node.notices import GROUP_NOTICE_KIND, message_notice
 from tests.conftest import make_node
-from tests.node.test_groups import acquainted, flush
-
-
-@pytest.fixture
-def four() -> tuple[Node, Node, Node, Node]:
-    nodes = tuple(make_node(n) for n in ("alice", "bob", "carol", "dave"))
-    acquainted(*nodes)
-    return nodes  # type: ignore[return-value]
+from tests.node.conftest import flush
 
 
 def notices(node: Node, group: bytes) -> list[str]:

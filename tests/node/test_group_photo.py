@@ -18,7 +18,7 @@ from p2pdm.node.avatar import make_group_photo
 from p2pdm.node.node import Node
 from tests.conftest import make_node
 from tests.media_files import bomb_png, photo_with_gps
-from tests.node.test_groups import acquainted, flush
+from tests.node.conftest import acquainted, flush
 
 
 def picture(width: int = 900, height: int = 600, fmt: str = "PNG") -> bytes:

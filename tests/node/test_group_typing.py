@@ -8,7 +8,7 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.model import EventType
 from p2pdm.node.node import Node
 from tests.conftest import make_node
-from tests.node.test_groups import acquainted, flush
+from tests.node.conftest import acquainted, flush
 
 
 def typing_seen(node: Node, envelope: bytes) -> list[tuple[PeerId | None, bytes | None]]:

@@ -3,63 +3,23 @@ invitations (docs/protocol.md §19)."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from p2pdm.core.groups import make_entry
+from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import GroupChangeBody, GroupMsgBody, TextBody
 from p2pdm.core.model import DeliveryStatus, Direction, EventType
-from p2pdm.errors import GroupRefused, NotFound, RateLimited
+from p2pdm.errors import GroupRefused, NotFound, PeerBlocked
 from p2pdm.node.messenger import message_text
 from p2pdm.node.node import Node
 from p2pdm.store.groups import GroupRow
 from tests.conftest import make_node
-
-
-def acquainted(*nodes: Node) -> None:
-    for a, b in itertools.permutations(nodes, 2):
-        a.add_contact_from_invite(b.invite(), b.name)
-
-
-refusals: list[Exception] = []
-
-
-def flush(*nodes: Node, rounds: int = 6) -> int:
-    """Deliver every queued envelope between ``nodes`` until none is left; how many."""
-    moved = 0
-    by_peer = {n.peer_id: n for n in nodes}
-    for _ in range(rounds):
-        busy = False
-        for sender in nodes:
-            for item in sender.store.outbox_page(b"", 1000):
-                recipient = by_peer.get(item.recipient)
-                if recipient is None:
-                    continue
-                try:
-                    recipient.messenger.receive(item.envelope)
-                except RateLimited:  # "retry": it stays in the outbox
-                    continue
-                except Exception as exc:  # a refusal, as the network would see it
-                    refusals.append(exc)
-                sender.store.remove_outbox(item.envelope_id)
-                moved += 1
-                busy = True
-        if not busy:
-            return moved
-    raise AssertionError("envelopes kept coming")
+from tests.node.conftest import flush
 
 
 def texts(node: Node, group: bytes) -> list[str | None]:
     page = node.messages(group, 50)
     return sorted(message_text(m) for m in page.messages if m.kind == "text")  # type: ignore[type-var]
-
-
-@pytest.fixture
-def four() -> tuple[Node, Node, Node, Node]:
-    nodes = tuple(make_node(n) for n in ("alice", "bob", "carol", "dave"))
-    acquainted(*nodes)
-    return nodes  # type: ignore[return-value]
 
 
 async def test_create_send_react_unsend(four: tuple[Node, Node, Node, Node]) -> None:
@@ -212,6 +172,55 @@ async def test_a_strangers_invitation_is_a_request() -> None:
     assert carol.store.get_group(gid) is None and carol.store.get_conversation(gid) is None
     assert [m.request for m in bob.messages(gid).messages] == [False, False, False]
     assert Direction.OUT  # keep the import honest
+
+
+async def test_a_blocked_peer_neither_adds_you_to_a_group_nor_is_added_by_you(
+    four: tuple[Node, Node, Node, Node],
+) -> None:
+    alice, bob, carol, dave = four
+    bob.block(alice.peer_id)
+    events = len(bob.store.events(0, 1000))
+    gid = (await alice.create_group("party", [bob.peer_id, carol.peer_id])).row.id
+    await alice.send_group_text(gid, "you are invited")
+    flush(*four)
+    assert carol.group_info(gid).row.state == "active"
+    # Bob's node dropped all of it unseen: no group, no conversation, no event.
+    assert bob.store.get_group(gid) is None and bob.store.get_conversation(gid) is None
+    assert len(bob.store.events(0, 1000)) == events
+    # Nor can Bob put Alice in a group of his, new or old.
+    with pytest.raises(PeerBlocked):
+        await bob.create_group("no alice", [alice.peer_id, dave.peer_id])
+    mine = (await bob.create_group("no alice", [dave.peer_id])).row.id
+    with pytest.raises(PeerBlocked):
+        await bob.change_group(mine, "add", peers=(alice.peer_id,))
+    assert alice.peer_id not in bob.group_info(mine).state.members
+
+
+async def test_co_members_are_read_once_until_a_group_changes(
+    four: tuple[Node, Node, Node, Node],
+) -> None:
+    alice, bob, carol, dave = four
+    known = bob.messenger.known
+    reads: list[int] = []
+    real = known.members_of
+
+    def counted() -> set[PeerId]:
+        reads.append(1)
+        return real()
+
+    known.members_of = counted
+    gid = (await alice.create_group("walk", [bob.peer_id, carol.peer_id])).row.id
+    flush(*four)
+    assert known.co_member(carol.peer_id) and not known.co_member(dave.peer_id)
+    before = len(reads)
+    for _ in range(3):
+        assert known.co_member(alice.peer_id) and bob.group_wire.co_member(carol.peer_id)
+    assert len(reads) == before  # the set was made once
+    await alice.change_group(gid, "remove", peers=(carol.peer_id,))
+    flush(*four)
+    assert not known.co_member(carol.peer_id) and known.co_member(alice.peer_id)
+    await bob.change_group(gid, "leave")
+    assert not known.co_member(alice.peer_id)
 
 
 async def test_a_long_log_reaches_a_new_member_in_parts(

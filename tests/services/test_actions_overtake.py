@@ -63,6 +63,8 @@ async def test_unsend_edit_and_reaction_that_arrive_before_their_messages_still_
         a.edit(kept.id, "see you at 9")
         a.react(liked.id, "🎉")
         a.unsend(gone.id)
+        # A reply overtakes what it quotes too: shown "unavailable" until it comes.
+        reply = a.send_text(bob.peer_id, "bring them", reply_to=liked.id)
         message_ids = {m.id for m in messages}
 
         def actions_deposited() -> bool:
@@ -71,7 +73,7 @@ async def test_unsend_edit_and_reaction_that_arrive_before_their_messages_still_
                 for message_id, held in _holders(a, bob.peer_id).items()
                 if message_id not in message_ids
             }
-            return len(actions) == 3 and all(h == {spare.peer_id} for h in actions.values())
+            return len(actions) == 4 and all(h == {spare.peer_id} for h in actions.values())
 
         await wait_until(actions_deposited)
         await net.stop(alice)  # nothing reaches Bob directly
@@ -80,6 +82,11 @@ async def test_unsend_edit_and_reaction_that_arrive_before_their_messages_still_
         b = bob.running.node
         await wait_until(lambda: b.store.held_count() == 3)
         assert all(b.store.get_message(m.id) is None for m in messages)
+        await wait_until(lambda: b.store.get_message(reply.id) is not None)
+        early = b.store.get_message(reply.id)
+        assert early is not None
+        assert b.extras([early])[reply.id].reply_to == liked.id
+        assert b.extras([early])[reply.id].reply_snippet is None  # the original is not here
 
         for mailbox in away:
             await net.start(mailbox, bootstrap=_bootstrap_through(net, spare.index))
@@ -93,6 +100,8 @@ async def test_unsend_edit_and_reaction_that_arrive_before_their_messages_still_
         assert b.search("1234") == []
         assert reacted is not None
         assert b.extras([reacted])[reacted.id].reactions == {"🎉": [a.peer_id]}
+        late = b.store.get_message(reply.id)
+        assert late is not None and b.extras([late])[reply.id].reply_snippet == "tickets booked"
         assert b.store.held_count() == 0 and b.store.counts()["actions_refused"] == 0
         # The applied actions were reported; the unsent text was never in an event.
         types = [e.type for e in b.event_page(0, 500).events]

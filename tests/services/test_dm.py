@@ -156,3 +156,22 @@ async def test_a_message_never_delivered_expires(world, autojump_clock) -> None:
     assert message.status is DeliveryStatus.EXPIRED
     assert history[-1].detail == "not delivered before expiry"
     assert alice.node.store.outbox_count() == 0
+
+
+async def test_a_stream_open_when_its_peer_is_blocked_is_reset_not_answered(  # type: ignore[no-untyped-def]
+    world, autojump_clock
+) -> None:
+    net, _, bob = world
+    carol = Node(Identity(os.urandom(32)), MemoryStore(), now_ms=bob.node.now_ms)
+    carol.add_contact_from_invite(bob.node.invite(), "bob")
+    bob.node.add_contact_from_invite(carol.invite(), "carol")
+    first, second = (carol.messenger.send_text(bob.node.peer_id, t) for t in ("one", "two"))
+    stream = await net.host(carol.peer_id).open_stream(bob.node.peer_id, DM_PROTOCOL)
+    await stream.write_frame(Deliver(1, first.outbox.envelope).encode(), 5)
+    assert decode_ack(await stream.read_frame(1 << 14, 5) or b"").result == "ok"
+    bob.node.block(carol.peer_id)
+    await stream.write_frame(Deliver(2, second.outbox.envelope).encode(), 5)
+    with trio.fail_after(5):
+        assert await _read_until_closed(stream)  # reset: no ack, not even "retry"
+    assert second.message is not None and bob.node.store.get_message(second.message.id) is None
+    assert bob.node.messenger.dropped_blocked == 1

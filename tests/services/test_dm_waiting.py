@@ -5,9 +5,13 @@ Over the in-memory network under a MockClock, so hours of retries take milliseco
 
 from __future__ import annotations
 
+import random
+
 import trio
 
+from p2pdm.core.dm import Ack
 from p2pdm.core.model import DeliveryStatus, EventType
+from p2pdm.services.dm.outbox import OutboxBook
 from p2pdm.services.limits import PEER_LOOKUP_INTERVAL_SECONDS
 from tests.fakenet import FakeNetwork
 from tests.services.test_dm import Peer
@@ -72,11 +76,12 @@ async def test_the_status_says_why_and_when_without_flooding_the_history(
     assert alice.node.status_detail(alice.node.message(sent.id.hex())[0]) == ""
 
 
-async def test_a_retry_without_a_reason_reads_as_one(
+async def test_a_sender_blocked_while_its_stream_is_open_learns_no_more_than_a_reset(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    # Bob blocks Alice while her stream to him is open: his node answers her
-    # next message "retry" and says no more (a blocked sender learns nothing).
+    # Bob blocks Alice while her stream to him is open: his node resets it at
+    # her next message, as it does a new stream of hers (docs/protocol.md §18.1),
+    # never an ack: not even "retry", which a stranger over its rate also gets.
     net = FakeNetwork(nursery)
     alice, bob = Peer(net, "alice"), Peer(net, "bob")
     alice.node.add_contact_from_invite(bob.node.invite())
@@ -93,6 +98,21 @@ async def test_a_retry_without_a_reason_reads_as_one(
     await trio.sleep(30)
 
     shown = alice.node.message(second.id.hex())[0]
-    assert shown.status is DeliveryStatus.SENT
+    assert shown.status in (DeliveryStatus.QUEUED, DeliveryStatus.SENT)
     detail = alice.node.status_detail(shown)
-    assert detail.startswith("recipient asked to retry; retrying since ")
+    assert "retry" not in detail and "block" not in detail, detail
+    assert bob.node.store.get_message(second.id) is None
+
+
+async def test_a_retry_without_a_reason_reads_as_one(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # A relayed envelope of a blocked sender is answered "retry" with no reason.
+    net = FakeNetwork(nursery)
+    alice, bob = Peer(net, "alice"), Peer(net, "bob")
+    alice.node.add_contact_from_invite(bob.node.invite())
+    sent = await alice.node.send(bob.node.peer_id, "are you there?")
+    [item] = alice.node.store.outbox_for(bob.node.peer_id)
+    OutboxBook(alice.node, random.Random(0), 10).acked([(item, Ack(1, "retry", ""))])
+    detail = alice.node.status_detail(alice.node.message(sent.id.hex())[0])
+    assert detail.startswith("recipient asked to retry; retrying since "), detail

@@ -19,7 +19,7 @@ from p2pdm.core.kinds.targeted import targeting_spec
 from p2pdm.errors import SchemaError
 from p2pdm.limits import MAX_REACTION_BYTES
 
-__all__ = ["SPEC", "ReactionBody", "check_emoji"]
+__all__ = ["SPEC", "ReactionBody", "check_emoji", "check_own_emoji"]
 
 
 def check_emoji(emoji: str, what: str = "reaction") -> str:
@@ -30,6 +30,22 @@ def check_emoji(emoji: str, what: str = "reaction") -> str:
     for char in emoji:
         if unicodedata.category(char)[0] in ("C", "Z") and char not in "\u200d\ufe0f":
             raise SchemaError(f"{what}: an emoji has no spaces or control characters")
+    return emoji
+
+
+#: Ends a keycap emoji (1️⃣, #️⃣, *️⃣): the one place an emoji holds ASCII.
+_KEYCAP = "\u20e3"
+
+
+def check_own_emoji(emoji: str) -> str:
+    """:func:`check_emoji`, and what this node's user sends looks like an emoji:
+    no letter of any script, and ASCII only in a keycap (docs/protocol.md §6.6:
+    a receiver takes any reaction :func:`check_emoji` passes); raises SchemaError."""
+    check_emoji(emoji)
+    letters = any(unicodedata.category(char).startswith("L") for char in emoji)
+    ascii_text = _KEYCAP not in emoji and any(char.isascii() for char in emoji)
+    if letters or ascii_text:
+        raise SchemaError(f"a reaction is an emoji, not {emoji!r}")
     return emoji
 
 

@@ -15,7 +15,8 @@ session work and the commit then run on the event loop in arrival order, so
 each conversation's messages are processed in order.
 
 A blocked peer learns nothing (docs/protocol.md §18.1): its dm streams are
-reset before a frame is read, so its node sees it as unreachable and
+reset before a frame is read (one open when it was blocked, at its next
+frame, before that frame is read into an envelope), so its node sees it as unreachable and
 deposits at mailboxes; what a mailbox brings from it is deleted there
 unseen and never receipted; an envelope of a blocked sender relayed on
 another peer's stream is answered ``retry``, never ``ok``. A receipt stops the outbox
@@ -122,6 +123,12 @@ class Receiver:
             frame = await stream.read_frame(DELIVER_FRAME_BYTES, RECEIVE_IDLE_SECONDS)
             if frame is None:
                 await stream.close()
+                return
+            if self.node.store.is_blocked(peer):
+                # Blocked while this stream was open: reset it as a new one is,
+                # never a "retry" ack (that would tell the sender more).
+                self.node.messenger.dropped_blocked += 1
+                await stream.reset()
                 return
             delivers = [decode_deliver(frame)]
             # Frames that came with it are committed with it: one fsync a burst.
