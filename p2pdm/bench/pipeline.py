@@ -301,6 +301,13 @@ def render_net(result: NetResult) -> str:
             result.paced_latency,
             "paced",
         ),
+        (
+            "the same paced messages, to the receiver's `message.received` read from its"
+            " event stream (SSE)",
+            None,
+            result.paced_event_latency,
+            "",
+        ),
     ]
 
     def cpu(phase: str) -> str:
@@ -328,7 +335,10 @@ def render_net(result: NetResult) -> str:
             ),
             "",
             "CPU: each node process's CPU time (user + system) over the phase, divided by its"
-            " messages: steadier than the rates when other jobs share the cores.",
+            " messages: steadier than the rates when other jobs share the cores. While the"
+            " paced messages are sent, the benchmark follows the receiver's event stream"
+            " (`GET /v1/events`, `types=message.received`) as a bot would; its CPU is in the"
+            " receiver's paced figure.",
             "",
             f"{result.n} messages sustained; Python {platform.python_version()},"
             f" {platform.machine()}, {os.cpu_count()} cores, measured {time.strftime('%Y-%m-%d')}.",
