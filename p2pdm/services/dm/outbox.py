@@ -2,7 +2,8 @@
 
 How this works: :class:`OutboxBook` is the one place the dm service changes
 the outbox and delivery statuses: which entries are due, backing an entry
-off after a failure (exponential, capped, jittered), ``sent`` when written,
+off after a failure (exponential, capped, jittered), ``sent`` when written
+(with the acks that follow, in their transaction),
 ``delivered``/``failed``/retry when acked, ``expired`` past expiry, and the
 notes that tell the user why a message is not delivered yet. Each batch is
 one store transaction.

@@ -7,7 +7,10 @@ so an offline contact costs no lookup per retry) — and, while that takes longe
 than ``REACH_TIMEOUT``, deposits what waits for the peer at mailboxes. On
 the stream it writes up to ``DM_WINDOW`` deliver frames while a reader task
 takes the acks; which frame is which is a
-:class:`~p2pdm.core.sendwindow.SendWindow`'s business. An ``ok`` ack
+:class:`~p2pdm.core.sendwindow.SendWindow`'s business. A written envelope
+is marked ``sent`` in the transaction that applies the next acks (one
+commit, so one fsync, for both), or on its own if no ack comes within
+``SENT_MARK_WAIT_SECONDS``. An ``ok`` ack
 removes the envelope from the outbox and marks the message ``delivered``;
 ``rejected`` marks it ``failed``; anything else (no route, timeout,
 ``retry``) reschedules it with backoff until it expires. The stream stays
