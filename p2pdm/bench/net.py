@@ -74,6 +74,9 @@ class NetResult:
     sustained_latency: Latency
     paced_rate: float
     paced_latency: Latency
+    #: The paced messages from POST to a follower of the receiver's event
+    #: stream (``GET /v1/events``, SSE) reading their ``message.received``.
+    paced_event_latency: Latency
     n: int
     concurrency: int
     #: The same sustained load sent through ``POST /v1/messages/batch``.
@@ -254,10 +257,56 @@ async def _post_paced(
         posted[response.json()["id"]] = t0
 
 
+async def _follow_received(
+    api: httpx.AsyncClient,
+    since: int,
+    seen: dict[str, int],
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Follow the receiver's event stream, as a bot would; note when each
+    ``message.received`` event after ``since`` is read."""
+    async with api.stream(
+        "GET",
+        "/v1/events",
+        params={"since": since, "types": "message.received"},
+        headers={"Accept": "text/event-stream"},
+        timeout=httpx.Timeout(30, read=None),
+    ) as response:
+        response.raise_for_status()
+        task_status.started()
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                message_id = json.loads(line[5:]).get("message_id")
+                if message_id is not None:
+                    seen.setdefault(message_id, time.monotonic_ns())
+
+
+async def _cursor(api: httpx.AsyncClient) -> int:
+    """The receiver's newest event id (where a follower starting now begins)."""
+    page = (await api.get("/v1/events/poll", params={"since": 0, "limit": 1})).json()
+    newest = page["cursor"]
+    while True:  # walk to the end a page at a time
+        page = (await api.get("/v1/events/poll", params={"since": newest, "limit": 500})).json()
+        if page["cursor"] == newest:
+            return int(newest)
+        newest = page["cursor"]
+
+
 async def _wait_received(client: httpx.AsyncClient, total: int) -> None:
     with trio.fail_after(PHASE_DEADLINE_S):
-        while (await client.get("/v1/node")).json()["counts"]["messages"] < total:  # noqa: ASYNC110
+        while await _messages(client) < total:  # noqa: ASYNC110
             await trio.sleep(0.05)
+
+
+async def _messages(client: httpx.AsyncClient) -> int:
+    """The node's message count. A keep-alive connection idle through a phase
+    may have been closed by the server as it is reused: asked again, once."""
+    try:
+        response = await client.get("/v1/node")
+    except httpx.TransportError:
+        response = await client.get("/v1/node")
+    return int(response.json()["counts"]["messages"])
 
 
 def _api(home: Home) -> httpx.AsyncClient:
@@ -336,6 +385,7 @@ def bench_net(
             sustained: dict[str, int] = {}
             paced: dict[str, int] = {}
             batched: dict[str, int] = {}
+            events: dict[str, int] = {}
 
             meter = CpuMeter(sender.pid, receiver.pid)
 
@@ -347,10 +397,17 @@ def bench_net(
                     await _post_all(api, n, concurrency, sustained)
                     await _wait_received(receiver_api, WARMUP_MESSAGES + n)
                     meter.stop("sustained", n)
-                    meter.start()
-                    await _post_paced(api, paced_n, paced_rate, paced)
-                    await _wait_received(receiver_api, WARMUP_MESSAGES + n + paced_n)
-                    meter.stop("paced", paced_n)
+                    since = await _cursor(receiver_api)
+                    async with trio.open_nursery() as follower:
+                        await follower.start(_follow_received, receiver_api, since, events)
+                        meter.start()
+                        await _post_paced(api, paced_n, paced_rate, paced)
+                        await _wait_received(receiver_api, WARMUP_MESSAGES + n + paced_n)
+                        meter.stop("paced", paced_n)
+                        with trio.fail_after(PHASE_DEADLINE_S):
+                            while not paced.keys() <= events.keys():  # noqa: ASYNC110
+                                await trio.sleep(0.05)
+                        follower.cancel_scope.cancel()
                     meter.start()
                     await _post_batches(api, n, batch_size, batched)
                     await _wait_received(receiver_api, WARMUP_MESSAGES + 2 * n + paced_n)
@@ -374,6 +431,7 @@ def bench_net(
         sustained_latency=Latency.of([committed[i] - t for i, t in sustained.items()]),
         paced_rate=paced_rate,
         paced_latency=Latency.of([committed[i] - t for i, t in paced.items()]),
+        paced_event_latency=Latency.of([events[i] - t for i, t in paced.items()]),
         n=n,
         concurrency=concurrency,
         batch_per_second=n / ((last_batch_commit - first_batch) / 1e9),

@@ -9,6 +9,7 @@ send.
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Generic, Self, TypeVar, cast
@@ -34,6 +35,15 @@ __all__ = ["DEFAULT_TIMEOUT_S", "APIError"]
 DEFAULT_TIMEOUT_S: Final = 10.0
 
 T = TypeVar("T")
+
+
+def _no_tls() -> ssl.SSLContext:
+    """The TLS context of a client of the local API, which is plain HTTP on a
+    loopback or LAN address: verifying, with no CA loaded. httpx's default
+    loads the system's CA bundle for every client (about 45 ms and 1.6 MiB,
+    a fifth of a CLI command's time); with this one nothing is loaded, and a
+    TLS connection, should one ever be made, is refused, never unverified."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 class APIError(P2PDMError):
@@ -92,6 +102,7 @@ class _BaseClient:
             "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json"},
             "timeout": timeout_s,
             "trust_env": False,  # never send the token through an HTTP proxy
+            "verify": _no_tls(),
         }
 
     def _request(self, call: _Call[Any]) -> dict[str, Any]:

@@ -32,6 +32,11 @@ STREAM_IDLE_SECONDS: Final = 30.0
 #: Deadlines for one frame on the wire and for an ack to come back.
 WRITE_TIMEOUT: Final = 10.0
 ACK_TIMEOUT: Final = 15.0
+#: How long the ``sent`` mark of written envelopes waits for their ack, to be
+#: committed with it (one commit, so one fsync, a burst instead of two); an
+#: ack comes within milliseconds on a live connection. Past this the mark is
+#: committed on its own, so a message whose ack is slow still shows ``sent``.
+SENT_MARK_WAIT_SECONDS: Final = 1.0
 #: Dialling a peer, and looking it up in the DHT when its addresses fail.
 DIAL_TIMEOUT: Final = 5.0
 FIND_PEER_TIMEOUT: Final = 10.0

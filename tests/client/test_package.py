@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -416,3 +417,16 @@ def test_every_row_is_a_method_of_both_clients_with_one_signature() -> None:
             f"Client.{name}",
             f"AsyncClient.{name}",
         )
+
+
+def test_a_client_loads_no_ca_bundle_and_never_talks_unverified_tls() -> None:
+    """The local API is plain HTTP: no CA bundle is read for it (a fifth of a
+    CLI command's time), and a TLS connection would be refused, not unverified."""
+    from p2pdm.client._http import _no_tls
+
+    context = _no_tls()
+    assert context.cert_store_stats()["x509_ca"] == 0
+    assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
+    with Client("127.0.0.1", 4999, "token") as client:
+        assert client._options["verify"].cert_store_stats()["x509_ca"] == 0
+        assert str(client._http.base_url).startswith("http://")

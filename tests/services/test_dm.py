@@ -10,9 +10,10 @@ from dataclasses import replace
 import pytest
 import trio
 
-from p2pdm.core.dm import DM_PROTOCOL, Deliver, decode_ack
+from p2pdm.core.dm import DM_PROTOCOL, Ack, Deliver, decode_ack, decode_deliver
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus
+from p2pdm.net.stream import Stream
 from p2pdm.node.node import Node
 from p2pdm.services.dm import (
     MAX_STREAMS_PER_PEER,
@@ -21,6 +22,7 @@ from p2pdm.services.dm import (
     Delivery,
     backoff_ms,
 )
+from p2pdm.services.limits import SENT_MARK_WAIT_SECONDS
 from p2pdm.store.memory import MemoryStore
 from tests.fakenet import FakeHost, FakeNetwork
 from tests.services.conftest import wait_status
@@ -75,6 +77,45 @@ async def test_offline_recipient_gets_it_when_back(world, autojump_clock) -> Non
             alice.node, m.id.hex(), DeliveryStatus.DELIVERED, limit=RETRY_MAX_SECONDS * 2
         )
     assert bob.node.store.counts()["messages"] == 5
+
+
+async def test_a_message_is_sent_then_delivered_and_its_entry_gone(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    """The "sent" mark rides with the ack's commit: both moves are recorded, in order."""
+    _, alice, bob = world
+    sent = [await alice.node.send(bob.node.peer_id, f"m{i}") for i in range(3)]
+    for m in sent:
+        await wait_status(alice.node, m.id.hex(), DeliveryStatus.DELIVERED)
+        history = [c.status for c in alice.node.message(m.id.hex())[1]]
+        assert history == [DeliveryStatus.QUEUED, DeliveryStatus.SENT, DeliveryStatus.DELIVERED]
+    assert alice.node.store.outbox_count() == 0
+
+
+async def test_a_slow_ack_leaves_the_message_sent_meanwhile(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    """No ack yet: the sent mark is committed on its own (after
+    SENT_MARK_WAIT_SECONDS), and the late ack still delivers the message."""
+    _, alice, bob = world
+    release = trio.Event()
+
+    async def slow_acks(stream: Stream) -> None:
+        async with stream:
+            while (frame := await stream.read_frame(1 << 20, 60)) is not None:
+                deliver = decode_deliver(frame)
+                assert bob.delivery.receiver.accept_group([deliver.envelope]) == [("ok", "")]
+                await release.wait()
+                await stream.write_frame(Ack(deliver.seq, "ok").encode(), 5)
+
+    bob.host.set_handler(DM_PROTOCOL, slow_acks)
+    sent = await alice.node.send(bob.node.peer_id, "are you there?")
+    await wait_status(alice.node, sent.id.hex(), DeliveryStatus.SENT)
+    await trio.sleep(SENT_MARK_WAIT_SECONDS * 3)
+    assert alice.node.message(sent.id.hex())[0].status is DeliveryStatus.SENT
+    [item] = alice.node.store.outbox_for(bob.node.peer_id)  # not due again before the ack is late
+    assert item.next_attempt_at_ms > int(trio.current_time() * 1000)
+    release.set()
+    await wait_status(alice.node, sent.id.hex(), DeliveryStatus.DELIVERED)
+    history = [c.status for c in alice.node.message(sent.id.hex())[1]]
+    assert history == [DeliveryStatus.QUEUED, DeliveryStatus.SENT, DeliveryStatus.DELIVERED]
+    assert alice.node.store.outbox_count() == 0
 
 
 async def test_many_messages_pipelined_exactly_once(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]

@@ -2,7 +2,8 @@
 
 How this works: :class:`OutboxBook` is the one place the dm service changes
 the outbox and delivery statuses: which entries are due, backing an entry
-off after a failure (exponential, capped, jittered), ``sent`` when written,
+off after a failure (exponential, capped, jittered), ``sent`` when written
+(with the acks that follow, in their transaction),
 ``delivered``/``failed``/retry when acked, ``expired`` past expiry, and the
 notes that tell the user why a message is not delivered yet. Each batch is
 one store transaction.
@@ -153,29 +154,42 @@ class OutboxBook:
                         item.envelope_id, now, item.attempts, item.last_error
                     )
 
-    def mark_sent(self, items: list[OutboxItem]) -> None:
+    def mark_sent(self, items: Sequence[OutboxItem]) -> None:
         """``sent``, in one transaction; and not due again until the ack is late."""
         if not items:
             return
-        retry_at = self.now_ms() + int(ACK_TIMEOUT * 1000)
         # Undivided (no savepoint per call): a NotFound below writes nothing.
         with self.store.transaction(undivided=True):
-            for item in items:
-                self.set_status(item, DeliveryStatus.SENT)
-                # Its ack may have come (and removed it) while the batch was written.
-                with contextlib.suppress(NotFound):
-                    self.store.reschedule_outbox(
-                        item.envelope_id, retry_at, item.attempts, item.last_error
-                    )
+            self._mark_sent(items, set())
 
-    def acked(self, acked: list[tuple[OutboxItem, Ack]]) -> None:
-        """Apply a burst of acks in one transaction."""
-        if not acked:
+    def _mark_sent(self, items: Sequence[OutboxItem], answered: set[bytes]) -> None:
+        """Inside a transaction: ``items`` are ``sent``; those whose envelope is not in
+        ``answered`` (acked in the same transaction) wait for their ack until ACK_TIMEOUT."""
+        retry_at = self.now_ms() + int(ACK_TIMEOUT * 1000)
+        for item in items:
+            self.set_status(item, DeliveryStatus.SENT)
+            if item.envelope_id in answered:
+                continue  # its ack below removes or reschedules it
+            # Its ack may have come (and removed it) while the batch was written.
+            with contextlib.suppress(NotFound):
+                self.store.reschedule_outbox(
+                    item.envelope_id, retry_at, item.attempts, item.last_error
+                )
+
+    def acked(
+        self, acked: Sequence[tuple[OutboxItem, Ack]], sent: Sequence[OutboxItem] = ()
+    ) -> None:
+        """Apply a burst of acks in one transaction, after marking ``sent`` (the
+        envelopes written since the last sent mark, acked here or not) ``sent``:
+        the writer leaves that mark to the ack's commit, one commit (an fsync)
+        a burst instead of two."""
+        if not acked and not sent:
             return
         store = self.store
         # Undivided (no savepoint per call): a NotFound (a receipt's message
         # is not stored) writes nothing; any other failure undoes the burst.
         with store.transaction(undivided=True):
+            self._mark_sent(sent, {item.envelope_id for item, _ in acked})
             for item, ack in acked:
                 if ack.result == "ok":
                     store.remove_outbox(item.envelope_id)

@@ -7,7 +7,10 @@ so an offline contact costs no lookup per retry) — and, while that takes longe
 than ``REACH_TIMEOUT``, deposits what waits for the peer at mailboxes. On
 the stream it writes up to ``DM_WINDOW`` deliver frames while a reader task
 takes the acks; which frame is which is a
-:class:`~p2pdm.core.sendwindow.SendWindow`'s business. An ``ok`` ack
+:class:`~p2pdm.core.sendwindow.SendWindow`'s business. A written envelope
+is marked ``sent`` in the transaction that applies the next acks (one
+commit, so one fsync, for both), or on its own if no ack comes within
+``SENT_MARK_WAIT_SECONDS``. An ``ok`` ack
 removes the envelope from the outbox and marks the message ``delivered``;
 ``rejected`` marks it ``failed``; anything else (no route, timeout,
 ``retry``) reschedules it with backoff until it expires. The stream stays
@@ -41,6 +44,7 @@ from p2pdm.services.limits import (
     MAX_PACED_LOOKUPS,
     PEER_LOOKUP_INTERVAL_SECONDS,
     REACH_TIMEOUT,
+    SENT_MARK_WAIT_SECONDS,
     STREAM_IDLE_SECONDS,
     WRITE_TIMEOUT,
 )
@@ -168,32 +172,46 @@ class Sender:
         window: SendWindow[OutboxItem] = SendWindow(book.window)
         #: Where the writer waits for room in the window (the ack reader wakes it).
         room = trio.lowlevel.ParkingLot()
+        #: Written and not yet marked ``sent``: the ack reader marks them in
+        #: its acks' transaction (see SENT_MARK_WAIT_SECONDS).
+        unmarked: list[OutboxItem] = []
         async with stream, trio.open_nursery() as nursery:
             acks_done = trio.Event()
-            nursery.start_soon(self._read_acks, stream, window, room, acks_done)
+            nursery.start_soon(self._read_acks, stream, window, room, acks_done, unmarked)
             try:
                 while not acks_done.is_set():
                     # Armed before reading the outbox: a wake-up from here on
                     # (new message, retry due, the ack reader stopping) is kept.
                     wake = self.scheduler.arm(peer)
                     sending = {item.envelope_id for item in window}
-                    written: list[OutboxItem] = []
-                    try:
-                        for item in book.due_for(peer):
-                            if item.envelope_id in sending:
-                                continue
-                            while window.full and not acks_done.is_set():
-                                await room.park()
-                            if acks_done.is_set():
-                                break
-                            seq = window.send(item)
+                    written = False
+                    for item in book.due_for(peer):
+                        if item.envelope_id in sending:
+                            continue
+                        while window.full and not acks_done.is_set():
+                            await room.park()
+                        if acks_done.is_set():
+                            break
+                        seq = window.send(item)
+                        # Listed before the write: its ack may be read before the write returns.
+                        unmarked.append(item)
+                        try:
                             await stream.write_frame(
                                 Deliver(seq, item.envelope).encode(), WRITE_TIMEOUT
                             )
-                            written.append(item)
-                    finally:
-                        book.mark_sent(written)
+                        except BaseException:
+                            if unmarked and unmarked[-1] is item:
+                                unmarked.pop()  # not written
+                            raise
+                        written = True
                     if written:
+                        continue
+                    if unmarked:
+                        # Sent marks waiting for an ack: on their own after a while.
+                        with trio.move_on_after(SENT_MARK_WAIT_SECONDS) as slow:
+                            await wake.wait()
+                        if slow.cancelled_caught:
+                            book.mark_sent(_take(unmarked))
                         continue
                     if len(window):
                         await wake.wait()
@@ -205,6 +223,7 @@ class Sender:
             except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 log.info("stream to %s broke: %s", peer.short(), exc)
             finally:
+                book.mark_sent(_take(unmarked))
                 unacked = window.reset()
                 book.reschedule_all(unacked, "no acknowledgement")
                 failed.extend(unacked)
@@ -217,6 +236,7 @@ class Sender:
         window: SendWindow[OutboxItem],
         room: trio.lowlevel.ParkingLot,
         done: trio.Event,
+        unmarked: list[OutboxItem],
     ) -> None:
         try:
             while True:
@@ -233,7 +253,8 @@ class Sender:
                         acked.append((window.ack(ack.seq), ack))
                         frame = stream.buffered_frame(MAX_CONTROL_FRAME_BYTES)
                 finally:
-                    self.book.acked(acked)
+                    # The envelopes written since the last mark are marked sent with it.
+                    self.book.acked(acked, _take(unmarked))
                     room.unpark_all()
                 if not acked:
                     return
@@ -243,3 +264,10 @@ class Sender:
             done.set()
             room.unpark_all()  # a writer waiting for room must see that no ack will come
             self.scheduler.wake(stream.remote_peer)  # the sender may be waiting for work
+
+
+def _take(items: list[OutboxItem]) -> list[OutboxItem]:
+    """Everything in ``items``, which is left empty."""
+    taken = items[:]
+    items.clear()
+    return taken
