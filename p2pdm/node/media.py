@@ -27,7 +27,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import trio
@@ -224,10 +224,13 @@ class _Running:
 
 @dataclass(frozen=True, slots=True)
 class _Chunk:
-    """A chunk about to be written: the record as the store has it, and its run."""
+    """Chunks about to be written: the record as the store has it, its run,
+    the index of the first chunk to write, and the sealed chunks from it."""
 
     record: BlobRecord
     running: _Running
+    first: int
+    chunks: list[bytes] = field(default_factory=list)
 
 
 def _item(record: BlobRecord) -> MediaItem:
@@ -430,71 +433,113 @@ class MediaLibrary:
         checked against its id and digest: the record comes back ``ready``
         or, if they do not match, ``failed`` with the file removed.
         """
-        begun = self._begin_chunk(record, index)
+        begun = self._begin_chunks(record, index, 1)
         if isinstance(begun, BlobRecord):
             return begun
-        self._check_and_write(begun, index, sealed)
-        return self._end_chunk(begun, index, dropped=False)
+        written, error = self._check_and_write(replace(begun, chunks=[sealed]))
+        if error is not None:
+            raise error
+        return self._end_chunks(begun, written, dropped=False)
 
-    async def accept_chunk_off_loop(
-        self, record: BlobRecord, index: int, sealed: bytes
+    async def accept_chunks_off_loop(
+        self,
+        record: BlobRecord,
+        first: int,
+        chunks: list[bytes],
+        on_progress: Callable[[BlobRecord], None] | None = None,
     ) -> BlobRecord:
-        """:meth:`accept_chunk`, with the check, the hashing and the write in a
+        """:meth:`accept_chunk` for the run of chunks ``first``, ``first + 1``, ...
+        at once, with the checks, the hashing and the write in one call to a
         worker thread (libsodium, hashlib and the write release the GIL), so
         the event loop goes on reading the stream meanwhile. The store is
-        only touched on the loop. Not cancelled half-way: a chunk written is
-        also counted."""
+        only touched on the loop, once for the run. The chunks before one
+        that fails its check are written and counted, then ChunkRejected is
+        raised. Not cancelled half-way: chunks written are also counted.
+        ``on_progress`` is called with the record each time the progress is
+        recorded in the store, inside the same transaction (one commit).
+        """
         with trio.CancelScope(shield=True):
-            begun = self._begin_chunk(record, index)
+            begun = self._begin_chunks(record, first, len(chunks))
             if isinstance(begun, BlobRecord):
                 return begun
+            begun = replace(begun, chunks=chunks[begun.first - first :])
             self._busy.add(record.blob_id)
             try:
-                await off_loop(self._check_and_write, begun, index, sealed)
+                written, error = await off_loop(self._check_and_write, begun)
             finally:
                 self._busy.discard(record.blob_id)
                 dropped = record.blob_id in self._dropped
                 self._dropped.discard(record.blob_id)
-            return self._end_chunk(begun, index, dropped=dropped)
+            if written or dropped:
+                record = self._end_chunks(begun, written, dropped=dropped, on_progress=on_progress)
+            if error is not None:
+                raise error
+            return record
 
-    def _begin_chunk(self, record: BlobRecord, index: int) -> BlobRecord | _Chunk:
-        """The store's view before chunk ``index`` is written: a record to
-        answer at once (nothing to write), or what the write needs."""
+    def _begin_chunks(self, record: BlobRecord, first: int, count: int) -> BlobRecord | _Chunk:
+        """The store's view before chunks ``first``.. (``count`` of them) are
+        written: a record to answer at once (nothing to write), or what the
+        write needs (from the first chunk not verified yet)."""
         current = self.store.get_blob(record.blob_id)  # another path may be ahead
         if current is None:  # its message went (unsent, deleted): nothing more is written
             self._running.pop(record.blob_id, None)
             return replace(record, state="failed", detail="the file was removed")
         record = self.progress(current)
-        if record.state != "fetching" or index < record.have:
-            return record  # whole already, or this chunk came by the other path
+        if record.state != "fetching" or first + count <= record.have:
+            return record  # whole already, or these chunks came by the other path
         if record.blob_id in self._busy:
-            # The other path (a fetch, pushed chunks) is writing this very
-            # chunk in a worker thread: this copy is not needed.
+            # The other path (a fetch, pushed chunks) is writing these very
+            # chunks in a worker thread: this copy is not needed.
             return record
-        if index > record.have:
-            raise ChunkRejected(f"chunk {index} arrived, {record.have} was asked for")
+        if first > record.have:
+            raise ChunkRejected(f"chunk {first} arrived, {record.have} was asked for")
+        index = record.have
         running = self._running.pop(record.blob_id, None)
         if running is None:  # hashed as it comes only when followed from chunk 0
             hashes = (hashlib.sha256(), hashlib.sha256()) if index == 0 else (None, None)
             running = _Running(index, current.have, *hashes)
         running.stored = current.have  # another path may have recorded this run's progress
         self._running[record.blob_id] = running
-        return _Chunk(record, running)
+        return _Chunk(record, running, index)
 
-    def _check_and_write(self, begun: _Chunk, index: int, sealed: bytes) -> None:
-        """Open chunk ``index`` (ChunkRejected, nothing written, if it fails),
-        write it in its place and hash it: no store, any thread."""
-        record, running = begun.record, begun.running
-        plain = open_chunk(record.key, record.size, index, sealed)
-        offset, _ = chunk_span(record.size, index)
-        self.files.write_at(record.blob_id.hex(), offset, sealed)
-        if running.sealed is not None:
-            running.sealed.update(sealed)
-            running.plain.update(plain)
+    def _check_and_write(self, begun: _Chunk) -> tuple[int, ChunkRejected | None]:
+        """Open the chunks of ``begun`` up to the first that fails its check,
+        hash them and write them in their place with one call: no store, any
+        thread. Returns how many were written, and the failure if any."""
+        record, running, first = begun.record, begun.running, begun.first
+        good: list[bytes] = []
+        error: ChunkRejected | None = None
+        for index, sealed in enumerate(begun.chunks, first):
+            try:
+                plain = open_chunk(record.key, record.size, index, sealed)
+            except ChunkRejected as exc:
+                error = exc
+                break
+            if running.sealed is not None:
+                running.sealed.update(sealed)
+                running.plain.update(plain)
+            good.append(sealed)
+        if good:
+            offset, _ = chunk_span(record.size, first)
+            try:
+                self.files.write_chunks(record.blob_id.hex(), offset, good)
+            except BaseException:
+                # Hashed but not written: the check at the end reads the file back.
+                running.sealed = running.plain = None
+                raise
+        return len(good), error
 
-    def _end_chunk(self, begun: _Chunk, index: int, *, dropped: bool) -> BlobRecord:
-        """Count chunk ``index`` as written: progress, and the check at the end;
-        ``dropped``: the blob was removed or given up while it was written."""
+    def _end_chunks(
+        self,
+        begun: _Chunk,
+        written: int,
+        *,
+        dropped: bool,
+        on_progress: Callable[[BlobRecord], None] | None = None,
+    ) -> BlobRecord:
+        """Count ``written`` chunks from ``begun.first`` as written: progress,
+        and the check at the end; ``dropped``: the blob was removed or given
+        up while they were written."""
         record, running = begun.record, begun.running
         name = record.blob_id.hex()
         self._running.pop(record.blob_id, None)
@@ -504,15 +549,19 @@ class MediaLibrary:
             if current is None:
                 return replace(record, state="failed", detail="the file was removed")
             return current
-        running.have = have = index + 1
+        running.have = have = begun.first + written
         if have < chunk_count(record.size):
+            record = replace(record, state="fetching", have=have, detail="")
             if have - running.stored >= PROGRESS_COMMIT_CHUNKS:
-                self.store.set_blob_progress(record.blob_id, "fetching", have, "")
+                with self.store.transaction():
+                    self.store.set_blob_progress(record.blob_id, "fetching", have, "")
+                    if on_progress is not None:
+                        on_progress(record)
                 running.stored = have
             self._running[record.blob_id] = running
             while len(self._running) > MAX_RUNNING_FETCHES:
                 self._running.popitem(last=False)
-            return replace(record, state="fetching", have=have, detail="")
+            return record
         if running.sealed is not None:
             whole = running.sealed.digest() == record.blob_id
             whole = whole and running.plain.digest() == record.digest
