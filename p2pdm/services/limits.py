@@ -236,7 +236,7 @@ BLOB_RETRY_SECONDS: Final = 30.0
 #: one thread hop for the run). Their credits (MAX_CHUNKS_AHEAD) come back
 #: when the run is written: at half of them the next window is still asked
 #: for while a run is written. (A progress event comes with each record of
-#: the progress in the store: node.media.PROGRESS_COMMIT_CHUNKS.)
+#: the progress in the store: node.media.PROGRESS_COMMIT_MS and _CHUNKS.)
 MAX_CHUNKS_PER_WRITE: Final = 16
 #: How often blobs no message refers to any more (a dropped message request,
 #: an expired upload) are swept while the node runs; start-up sweeps too.

@@ -4,6 +4,7 @@ still ends whole and exact."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
@@ -18,7 +19,12 @@ from hypothesis import strategies as st
 from p2pdm.core.blob import CHUNK_BYTES, chunk_count, chunk_span
 from p2pdm.core.identity import PeerId
 from p2pdm.errors import ChunkRejected
-from p2pdm.node.media import PROGRESS_COMMIT_CHUNKS, MediaLibrary
+from p2pdm.node.media import (
+    PROGRESS_COMMIT_CHUNKS,
+    PROGRESS_COMMIT_MAX_CHUNKS,
+    PROGRESS_COMMIT_MS,
+    MediaLibrary,
+)
 from p2pdm.store.blobs import BlobRecord
 from p2pdm.store.memory import MemoryStore
 
@@ -49,7 +55,10 @@ def test_any_arrival_order_and_crash_ends_whole_and_exact(
 ) -> None:
     # Progress recorded every 2 chunks, so these small files have some recorded
     # and some only in memory when a crash comes.
-    with mock.patch("p2pdm.node.media.PROGRESS_COMMIT_CHUNKS", 2):
+    with (
+        mock.patch("p2pdm.node.media.PROGRESS_COMMIT_CHUNKS", 2),
+        mock.patch("p2pdm.node.media.PROGRESS_COMMIT_MS", 0),
+    ):
         _arrive(size, steps, random.Random(seed).randbytes)
 
 
@@ -111,7 +120,8 @@ def test_progress_is_recorded_every_few_chunks_and_a_restart_resumes_there() -> 
     data = os.urandom(total * CHUNK_BYTES - 100)
     sender = MediaLibrary(MemoryStore(), now_ms=lambda: 1, random_bytes=os.urandom)
     mine = sender.add_file(data, "application/octet-stream", "f.bin")
-    receiver = MediaLibrary(MemoryStore(), now_ms=lambda: 1, random_bytes=os.urandom)
+    ticks = itertools.count(0, PROGRESS_COMMIT_MS)  # half a second a chunk
+    receiver = MediaLibrary(MemoryStore(), now_ms=lambda: next(ticks), random_bytes=os.urandom)
     receiver.store.put_blob(replace(mine, source=SENDER, state="fetching", have=0))
     current = replace(mine, source=SENDER, state="fetching", have=0)
     for index in range(PROGRESS_COMMIT_CHUNKS + 1):
@@ -132,6 +142,31 @@ def test_progress_is_recorded_every_few_chunks_and_a_restart_resumes_there() -> 
         current = restarted.accept_chunk(current, index, sender.sealed_chunk(mine, index))
     assert current.state == "ready"  # checked by reading the file back (hashes started mid-way)
     assert b"".join(restarted.read_plain(current, 0, len(data))) == data
+
+
+def test_a_fast_fetch_records_its_progress_twice_a_second_or_every_16_mib() -> None:
+    # 16 chunks in under PROGRESS_COMMIT_MS are not recorded yet (a commit is
+    # an fsync on the event loop); PROGRESS_COMMIT_MAX_CHUNKS are, whatever
+    # the clock: a crash never loses more than that.
+    total = PROGRESS_COMMIT_MAX_CHUNKS + 3
+    data = os.urandom(total * CHUNK_BYTES)
+    sender = MediaLibrary(MemoryStore(), now_ms=lambda: 1, random_bytes=os.urandom)
+    mine = sender.add_file(data, "application/octet-stream", "f.bin")
+    now = [0]
+    receiver = MediaLibrary(MemoryStore(), now_ms=lambda: now[0], random_bytes=os.urandom)
+    receiver.store.put_blob(replace(mine, source=SENDER, state="fetching", have=0))
+    current = replace(mine, source=SENDER, state="fetching", have=0)
+    recorded: list[int] = []
+    for index in range(total):
+        current = receiver.accept_chunk(current, index, sender.sealed_chunk(mine, index))
+        stored = receiver.store.get_blob(mine.blob_id)
+        assert stored is not None
+        if not recorded or stored.have != recorded[-1]:
+            recorded.append(stored.have)
+        if index == PROGRESS_COMMIT_MAX_CHUNKS + 1:
+            now[0] += PROGRESS_COMMIT_MS  # half a second later
+    assert recorded == [0, PROGRESS_COMMIT_MAX_CHUNKS, total]  # the last: ready
+    assert current.state == "ready"
 
 
 def test_a_fetch_given_up_and_wanted_again_starts_from_the_beginning() -> None:
@@ -254,7 +289,8 @@ def test_runs_of_chunks_written_at_once_stop_at_a_tampered_one(
             assert current.have == first
         return current
 
-    current = trio.run(pull)
+    with mock.patch("p2pdm.node.media.PROGRESS_COMMIT_MS", 0):
+        current = trio.run(pull)
     name = mine.blob_id.hex()
     assert all(b - a >= PROGRESS_COMMIT_CHUNKS for a, b in zip([0, *noted], noted, strict=False))
     if current.state == "ready":
