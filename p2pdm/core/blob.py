@@ -12,7 +12,10 @@ or grown fail authentication. The sealed blob is the sealed chunks one after
 another (each MAC_BYTES longer than its plaintext); its id is the SHA-256
 of those bytes, and the plaintext's SHA-256 is its digest. A recipient
 knows (from the message) id, key, size and digest: it checks each chunk's
-MAC before writing it, and the id and digest once the last chunk is in.
+MAC before writing it, and the id once the last chunk is in. That fixes
+the plaintext too (secretbox is deterministic: one key, nonce and
+plaintext give one sealed chunk, and only that one opens), so the digest
+needs no hashing of its own on receipt.
 
 Everything here is pure: no files, no clock, randomness comes in as bytes.
 """

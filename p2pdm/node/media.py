@@ -14,7 +14,8 @@ carried a blob to may fetch it. A received media message records its blobs
 as ``fetching`` (when the sender is a contact and the file is within the
 ``media_auto_download_bytes`` setting) or ``pending`` (fetched when the
 user asks). :meth:`MediaLibrary.accept_chunk` checks each fetched chunk
-before writing it and, after the last, the whole blob's id and digest.
+before writing it and, after the last, the whole blob's id (which, with
+every chunk's MAC, fixes the plaintext: docs/protocol.md §17.1).
 :meth:`MediaLibrary.sweep` deletes blobs no message references (run at
 start-up, hourly, and :meth:`collect` at once after a message that carried
 a file is unsent, deleted or expired: the store releases its references
@@ -226,15 +227,14 @@ class Upload:
 class _Running:
     """A fetch under way: chunks verified and written (``have``, ahead of the
     store's by less than PROGRESS_COMMIT_MAX_CHUNKS), what the store records
-    (``stored``, at ``stored_at_ms``), and, for a fetch followed from chunk 0, the hashes of its
-    sealed and plaintext bytes so far (the check at the end needs no re-read)."""
+    (``stored``, at ``stored_at_ms``), and, for a fetch followed from chunk 0,
+    the hash of its sealed bytes so far (the check at the end needs no re-read)."""
 
     have: int
     stored: int
     #: When the store last recorded this fetch's progress (or it began here).
     stored_at_ms: int
-    sealed: Any  # hashlib sha256 objects, or None
-    plain: Any
+    sealed: Any  # a hashlib sha256 object, or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,8 +445,8 @@ class MediaLibrary:
 
         Raises ChunkRejected (nothing written) for a chunk that fails its
         check or is not the next one. After the last chunk the whole blob is
-        checked against its id and digest: the record comes back ``ready``
-        or, if they do not match, ``failed`` with the file removed.
+        checked against its id: the record comes back ``ready`` or, if it
+        does not match, ``failed`` with the file removed.
         """
         begun = self._begin_chunks(record, index, 1)
         if isinstance(begun, BlobRecord):
@@ -511,8 +511,8 @@ class MediaLibrary:
         index = record.have
         running = self._running.pop(record.blob_id, None)
         if running is None:  # hashed as it comes only when followed from chunk 0
-            hashes = (hashlib.sha256(), hashlib.sha256()) if index == 0 else (None, None)
-            running = _Running(index, current.have, self.now_ms(), *hashes)
+            hashed = hashlib.sha256() if index == 0 else None
+            running = _Running(index, current.have, self.now_ms(), hashed)
         running.stored = current.have  # another path may have recorded this run's progress
         self._running[record.blob_id] = running
         return _Chunk(record, running, index)
@@ -526,13 +526,13 @@ class MediaLibrary:
         error: ChunkRejected | None = None
         for index, sealed in enumerate(begun.chunks, first):
             try:
-                plain = open_chunk(record.key, record.size, index, sealed)
+                # The plaintext is not kept: the MAC is the check (§17.1).
+                open_chunk(record.key, record.size, index, sealed)
             except ChunkRejected as exc:
                 error = exc
                 break
             if running.sealed is not None:
                 running.sealed.update(sealed)
-                running.plain.update(plain)
             good.append(sealed)
         if good:
             offset, _ = chunk_span(record.size, first)
@@ -540,7 +540,7 @@ class MediaLibrary:
                 self.files.write_chunks(record.blob_id.hex(), offset, good)
             except BaseException:
                 # Hashed but not written: the check at the end reads the file back.
-                running.sealed = running.plain = None
+                running.sealed = None
                 raise
         return len(good), error
 
@@ -584,7 +584,6 @@ class MediaLibrary:
             return record
         if running.sealed is not None:
             whole = running.sealed.digest() == record.blob_id
-            whole = whole and running.plain.digest() == record.digest
         else:
             whole = self._whole_matches(record)
         if not whole:
@@ -639,15 +638,12 @@ class MediaLibrary:
                 yield BlobChunkBody(blob_id, index, self.sealed_chunk(record, index))
 
     def _whole_matches(self, record: BlobRecord) -> bool:
+        """The file on disk is the blob ``record`` names (its id; every chunk's
+        MAC was checked before it was written, §17.1)."""
         sealed_hash = hashlib.sha256()
         for chunk in self._sealed_chunks(record, 0, chunk_count(record.size)):
             sealed_hash.update(chunk)
-        if sealed_hash.digest() != record.blob_id:
-            return False
-        digest = hashlib.sha256()
-        for piece in self.read_plain(record, 0, record.size):
-            digest.update(piece)
-        return digest.digest() == record.digest
+        return sealed_hash.digest() == record.blob_id
 
     # --- reading ----------------------------------------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from unittest import mock
 
+import pytest
 import trio
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -312,3 +313,31 @@ def test_runs_of_chunks_written_at_once_stop_at_a_tampered_one(
         current = restarted.accept_chunk(current, index, sender.sealed_chunk(mine, index))
     assert current.state == "ready"
     assert b"".join(restarted.read_plain(current, 0, len(data))) == data
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_chunks_that_each_authenticate_under_another_blob_id_fail_the_file(
+    resumed: bool,
+) -> None:
+    # A sender naming its file by someone else's blob id (so that its bytes
+    # would be kept under that id): every chunk opens under the key it gave,
+    # but the whole does not hash to the id, so the file fails and goes; on
+    # a fetch followed from chunk 0 and on one resumed after a restart alike.
+    data = os.urandom(3 * CHUNK_BYTES + 5)
+    sender = MediaLibrary(MemoryStore(), now_ms=lambda: 1, random_bytes=os.urandom)
+    mine = sender.add_file(data, "application/octet-stream", "f.bin")
+    claimed = replace(mine, blob_id=bytes(32), source=SENDER, state="fetching", have=0)
+    receiver = MediaLibrary(MemoryStore(), now_ms=lambda: 1, random_bytes=os.urandom)
+    receiver.store.put_blob(claimed)
+    current = claimed
+    for index in range(chunk_count(len(data))):
+        if resumed and index == 2:
+            receiver.store.set_blob_progress(claimed.blob_id, "fetching", 2, "")
+            receiver = MediaLibrary(
+                receiver.store, receiver.files, now_ms=lambda: 1, random_bytes=os.urandom
+            )
+            current = receiver.store.get_blob(claimed.blob_id) or current
+            assert receiver.resume_point(current) == 2
+        current = receiver.accept_chunk(current, index, sender.sealed_chunk(mine, index))
+    assert current.state == "failed" and "does not match" in current.detail
+    assert claimed.blob_id.hex() not in receiver.files.names()
