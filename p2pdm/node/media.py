@@ -37,6 +37,7 @@ from p2pdm.core.blob import (
     BLOB_KEY_BYTES,
     CHUNK_BYTES,
     BlobSealer,
+    check_chunk,
     chunk_count,
     chunk_span,
     open_chunk,
@@ -527,7 +528,7 @@ class MediaLibrary:
         for index, sealed in enumerate(begun.chunks, first):
             try:
                 # The plaintext is not kept: the MAC is the check (§17.1).
-                open_chunk(record.key, record.size, index, sealed)
+                check_chunk(record.key, record.size, index, sealed)
             except ChunkRejected as exc:
                 error = exc
                 break
