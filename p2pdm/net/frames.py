@@ -85,6 +85,14 @@ class FrameDecoder:
         return self._prefix_bytes + len(self._payload) + len(self._pending)
 
     @property
+    def missing(self) -> int:
+        """Bytes still to come of the frame whose length is known (its cap
+        already checked); 0 while its prefix is not complete."""
+        if self._length is None:
+            return 0
+        return max(0, self._length - len(self._payload) - len(self._pending))
+
+    @property
     def in_frame(self) -> bool:
         """True when part of a frame (prefix or payload) has arrived but not all of it."""
         return self.buffered > 0 or self._length is not None

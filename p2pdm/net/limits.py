@@ -79,8 +79,12 @@ MAX_BOOTSTRAP_PEERS: Final = 16
 #: Bounds the tasks (and frame buffers) a peer can make us hold.
 MAX_CONCURRENT_HANDLERS: Final = 64
 
-#: Largest single read from a stream: Yamux's own frame payload cap, so one
-#: read never holds more than one muxer frame beyond the frame being decoded.
+#: Largest single read from a stream while a frame's length is not known:
+#: Yamux's own frame payload cap, so one read never holds more than one
+#: muxer frame beyond the frame being decoded. Once the length is known
+#: (and within the reader's cap), a read asks for the rest of the frame:
+#: py-libp2p's Yamux sends a window update for every read, so a 256 KiB
+#: frame read in one or two reads costs a quarter of the updates.
 READ_CHUNK_BYTES: Final = 64 << 10
 
 #: Largest frame :meth:`Stream.write_frame` sends. Protocol frames wrap an

@@ -104,7 +104,11 @@ class Stream:
                 frame = self._decoder.next_frame(max_bytes=max_bytes)
                 with trio.fail_after(timeout):
                     while frame is None:
-                        chunk = await self._raw.receive_some(READ_CHUNK_BYTES)
+                        # The rest of a frame whose length (within its cap)
+                        # is known, in as few reads as the muxer has it:
+                        # each read is a window update sent back.
+                        want = max(READ_CHUNK_BYTES, self._decoder.missing)
+                        chunk = await self._raw.receive_some(want)
                         if not chunk:
                             self._read_eof = True
                             if self._decoder.in_frame:

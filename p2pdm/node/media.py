@@ -14,7 +14,8 @@ carried a blob to may fetch it. A received media message records its blobs
 as ``fetching`` (when the sender is a contact and the file is within the
 ``media_auto_download_bytes`` setting) or ``pending`` (fetched when the
 user asks). :meth:`MediaLibrary.accept_chunk` checks each fetched chunk
-before writing it and, after the last, the whole blob's id and digest.
+before writing it and, after the last, the whole blob's id (which, with
+every chunk's MAC, fixes the plaintext: docs/protocol.md §17.1).
 :meth:`MediaLibrary.sweep` deletes blobs no message references (run at
 start-up, hourly, and :meth:`collect` at once after a message that carried
 a file is unsent, deleted or expired: the store releases its references
@@ -27,7 +28,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import trio
@@ -36,6 +37,7 @@ from p2pdm.core.blob import (
     BLOB_KEY_BYTES,
     CHUNK_BYTES,
     BlobSealer,
+    check_chunk,
     chunk_count,
     chunk_span,
     open_chunk,
@@ -67,6 +69,8 @@ __all__ = [
     "DEFAULT_AUTO_DOWNLOAD_BYTES",
     "MAX_RUNNING_FETCHES",
     "PROGRESS_COMMIT_CHUNKS",
+    "PROGRESS_COMMIT_MAX_CHUNKS",
+    "PROGRESS_COMMIT_MS",
     "STRIP_METADATA_SETTING",
     "UPLOAD_GRACE_MS",
     "MediaLibrary",
@@ -82,11 +86,22 @@ AUTO_DOWNLOAD_SETTING: Final = "media_auto_download_bytes"
 DEFAULT_AUTO_DOWNLOAD_BYTES: Final = 25 << 20
 #: Setting: strip EXIF/GPS and other metadata from photos on send.
 STRIP_METADATA_SETTING: Final = "media_strip_metadata"
-#: Chunks a fetch verifies and writes between two records of its progress in
-#: the store: a commit (an fsync) per 256 KiB chunk was most of a recipient's
-#: cost. A crash loses at most this many verified chunks, fetched again (the
-#: file is cut back to what the store records).
+#: A fetch records its progress in the store (a commit: an fsync, a few ms
+#: during which the event loop reads nothing) after at least this many
+#: verified chunks *and* PROGRESS_COMMIT_MS since the last record, or after
+#: PROGRESS_COMMIT_MAX_CHUNKS whatever the clock says; a media.progress
+#: event goes in the same commit. A commit per 256 KiB chunk was most of a
+#: recipient's cost; one per 16 chunks was still 25 fsyncs per 100 MiB on
+#: the loop. A crash loses at most the chunks verified since the last
+#: record (under PROGRESS_COMMIT_MAX_CHUNKS; fewer than PROGRESS_COMMIT_CHUNKS
+#: or under PROGRESS_COMMIT_MS of transfer), fetched again: the file is cut
+#: back to what the store records.
 PROGRESS_COMMIT_CHUNKS: Final = 16
+#: Half a second: progress a person watches moves twice a second at most.
+PROGRESS_COMMIT_MS: Final = 500
+#: 16 MiB: what a crash may have to fetch again, at most (a tenth of a
+#: second on loopback); 7 commits for a 100 MiB file on a fast link.
+PROGRESS_COMMIT_MAX_CHUNKS: Final = 64
 #: Fetches whose progress and running hashes are kept in memory: more than
 #: run at once (MAX_CONCURRENT_BLOB_FETCHES) plus files pushed through
 #: mailboxes; one forgotten is only cut back to its recorded progress.
@@ -212,22 +227,26 @@ class Upload:
 @dataclass(slots=True)
 class _Running:
     """A fetch under way: chunks verified and written (``have``, ahead of the
-    store's by less than PROGRESS_COMMIT_CHUNKS), what the store records
-    (``stored``), and, for a fetch followed from chunk 0, the hashes of its
-    sealed and plaintext bytes so far (the check at the end needs no re-read)."""
+    store's by less than PROGRESS_COMMIT_MAX_CHUNKS), what the store records
+    (``stored``, at ``stored_at_ms``), and, for a fetch followed from chunk 0,
+    the hash of its sealed bytes so far (the check at the end needs no re-read)."""
 
     have: int
     stored: int
-    sealed: Any  # hashlib sha256 objects, or None
-    plain: Any
+    #: When the store last recorded this fetch's progress (or it began here).
+    stored_at_ms: int
+    sealed: Any  # a hashlib sha256 object, or None
 
 
 @dataclass(frozen=True, slots=True)
 class _Chunk:
-    """A chunk about to be written: the record as the store has it, and its run."""
+    """Chunks about to be written: the record as the store has it, its run,
+    the index of the first chunk to write, and the sealed chunks from it."""
 
     record: BlobRecord
     running: _Running
+    first: int
+    chunks: list[bytes] = field(default_factory=list)
 
 
 def _item(record: BlobRecord) -> MediaItem:
@@ -427,74 +446,116 @@ class MediaLibrary:
 
         Raises ChunkRejected (nothing written) for a chunk that fails its
         check or is not the next one. After the last chunk the whole blob is
-        checked against its id and digest: the record comes back ``ready``
-        or, if they do not match, ``failed`` with the file removed.
+        checked against its id: the record comes back ``ready`` or, if it
+        does not match, ``failed`` with the file removed.
         """
-        begun = self._begin_chunk(record, index)
+        begun = self._begin_chunks(record, index, 1)
         if isinstance(begun, BlobRecord):
             return begun
-        self._check_and_write(begun, index, sealed)
-        return self._end_chunk(begun, index, dropped=False)
+        written, error = self._check_and_write(replace(begun, chunks=[sealed]))
+        if error is not None:
+            raise error
+        return self._end_chunks(begun, written, dropped=False)
 
-    async def accept_chunk_off_loop(
-        self, record: BlobRecord, index: int, sealed: bytes
+    async def accept_chunks_off_loop(
+        self,
+        record: BlobRecord,
+        first: int,
+        chunks: list[bytes],
+        on_progress: Callable[[BlobRecord], None] | None = None,
     ) -> BlobRecord:
-        """:meth:`accept_chunk`, with the check, the hashing and the write in a
+        """:meth:`accept_chunk` for the run of chunks ``first``, ``first + 1``, ...
+        at once, with the checks, the hashing and the write in one call to a
         worker thread (libsodium, hashlib and the write release the GIL), so
         the event loop goes on reading the stream meanwhile. The store is
-        only touched on the loop. Not cancelled half-way: a chunk written is
-        also counted."""
+        only touched on the loop, once for the run. The chunks before one
+        that fails its check are written and counted, then ChunkRejected is
+        raised. Not cancelled half-way: chunks written are also counted.
+        ``on_progress`` is called with the record each time the progress is
+        recorded in the store, inside the same transaction (one commit).
+        """
         with trio.CancelScope(shield=True):
-            begun = self._begin_chunk(record, index)
+            begun = self._begin_chunks(record, first, len(chunks))
             if isinstance(begun, BlobRecord):
                 return begun
+            begun = replace(begun, chunks=chunks[begun.first - first :])
             self._busy.add(record.blob_id)
             try:
-                await off_loop(self._check_and_write, begun, index, sealed)
+                written, error = await off_loop(self._check_and_write, begun)
             finally:
                 self._busy.discard(record.blob_id)
                 dropped = record.blob_id in self._dropped
                 self._dropped.discard(record.blob_id)
-            return self._end_chunk(begun, index, dropped=dropped)
+            if written or dropped:
+                record = self._end_chunks(begun, written, dropped=dropped, on_progress=on_progress)
+            if error is not None:
+                raise error
+            return record
 
-    def _begin_chunk(self, record: BlobRecord, index: int) -> BlobRecord | _Chunk:
-        """The store's view before chunk ``index`` is written: a record to
-        answer at once (nothing to write), or what the write needs."""
+    def _begin_chunks(self, record: BlobRecord, first: int, count: int) -> BlobRecord | _Chunk:
+        """The store's view before chunks ``first``.. (``count`` of them) are
+        written: a record to answer at once (nothing to write), or what the
+        write needs (from the first chunk not verified yet)."""
         current = self.store.get_blob(record.blob_id)  # another path may be ahead
         if current is None:  # its message went (unsent, deleted): nothing more is written
             self._running.pop(record.blob_id, None)
             return replace(record, state="failed", detail="the file was removed")
         record = self.progress(current)
-        if record.state != "fetching" or index < record.have:
-            return record  # whole already, or this chunk came by the other path
+        if record.state != "fetching" or first + count <= record.have:
+            return record  # whole already, or these chunks came by the other path
         if record.blob_id in self._busy:
-            # The other path (a fetch, pushed chunks) is writing this very
-            # chunk in a worker thread: this copy is not needed.
+            # The other path (a fetch, pushed chunks) is writing these very
+            # chunks in a worker thread: this copy is not needed.
             return record
-        if index > record.have:
-            raise ChunkRejected(f"chunk {index} arrived, {record.have} was asked for")
+        if first > record.have:
+            raise ChunkRejected(f"chunk {first} arrived, {record.have} was asked for")
+        index = record.have
         running = self._running.pop(record.blob_id, None)
         if running is None:  # hashed as it comes only when followed from chunk 0
-            hashes = (hashlib.sha256(), hashlib.sha256()) if index == 0 else (None, None)
-            running = _Running(index, current.have, *hashes)
+            hashed = hashlib.sha256() if index == 0 else None
+            running = _Running(index, current.have, self.now_ms(), hashed)
         running.stored = current.have  # another path may have recorded this run's progress
         self._running[record.blob_id] = running
-        return _Chunk(record, running)
+        return _Chunk(record, running, index)
 
-    def _check_and_write(self, begun: _Chunk, index: int, sealed: bytes) -> None:
-        """Open chunk ``index`` (ChunkRejected, nothing written, if it fails),
-        write it in its place and hash it: no store, any thread."""
-        record, running = begun.record, begun.running
-        plain = open_chunk(record.key, record.size, index, sealed)
-        offset, _ = chunk_span(record.size, index)
-        self.files.write_at(record.blob_id.hex(), offset, sealed)
-        if running.sealed is not None:
-            running.sealed.update(sealed)
-            running.plain.update(plain)
+    def _check_and_write(self, begun: _Chunk) -> tuple[int, ChunkRejected | None]:
+        """Open the chunks of ``begun`` up to the first that fails its check,
+        hash them and write them in their place with one call: no store, any
+        thread. Returns how many were written, and the failure if any."""
+        record, running, first = begun.record, begun.running, begun.first
+        good: list[bytes] = []
+        error: ChunkRejected | None = None
+        for index, sealed in enumerate(begun.chunks, first):
+            try:
+                # The plaintext is not kept: the MAC is the check (§17.1).
+                check_chunk(record.key, record.size, index, sealed)
+            except ChunkRejected as exc:
+                error = exc
+                break
+            if running.sealed is not None:
+                running.sealed.update(sealed)
+            good.append(sealed)
+        if good:
+            offset, _ = chunk_span(record.size, first)
+            try:
+                self.files.write_chunks(record.blob_id.hex(), offset, good)
+            except BaseException:
+                # Hashed but not written: the check at the end reads the file back.
+                running.sealed = None
+                raise
+        return len(good), error
 
-    def _end_chunk(self, begun: _Chunk, index: int, *, dropped: bool) -> BlobRecord:
-        """Count chunk ``index`` as written: progress, and the check at the end;
-        ``dropped``: the blob was removed or given up while it was written."""
+    def _end_chunks(
+        self,
+        begun: _Chunk,
+        written: int,
+        *,
+        dropped: bool,
+        on_progress: Callable[[BlobRecord], None] | None = None,
+    ) -> BlobRecord:
+        """Count ``written`` chunks from ``begun.first`` as written: progress,
+        and the check at the end; ``dropped``: the blob was removed or given
+        up while they were written."""
         record, running = begun.record, begun.running
         name = record.blob_id.hex()
         self._running.pop(record.blob_id, None)
@@ -504,18 +565,26 @@ class MediaLibrary:
             if current is None:
                 return replace(record, state="failed", detail="the file was removed")
             return current
-        running.have = have = index + 1
+        running.have = have = begun.first + written
         if have < chunk_count(record.size):
-            if have - running.stored >= PROGRESS_COMMIT_CHUNKS:
-                self.store.set_blob_progress(record.blob_id, "fetching", have, "")
+            record = replace(record, state="fetching", have=have, detail="")
+            due = have - running.stored
+            if due >= PROGRESS_COMMIT_MAX_CHUNKS or (
+                due >= PROGRESS_COMMIT_CHUNKS
+                and self.now_ms() - running.stored_at_ms >= PROGRESS_COMMIT_MS
+            ):
+                with self.store.transaction():
+                    self.store.set_blob_progress(record.blob_id, "fetching", have, "")
+                    if on_progress is not None:
+                        on_progress(record)
                 running.stored = have
+                running.stored_at_ms = self.now_ms()
             self._running[record.blob_id] = running
             while len(self._running) > MAX_RUNNING_FETCHES:
                 self._running.popitem(last=False)
-            return replace(record, state="fetching", have=have, detail="")
+            return record
         if running.sealed is not None:
             whole = running.sealed.digest() == record.blob_id
-            whole = whole and running.plain.digest() == record.digest
         else:
             whole = self._whole_matches(record)
         if not whole:
@@ -528,7 +597,7 @@ class MediaLibrary:
 
     def progress(self, record: BlobRecord) -> BlobRecord:
         """``record`` with the chunks verified so far, which may be ahead of
-        what the store records (PROGRESS_COMMIT_CHUNKS)."""
+        what the store records (PROGRESS_COMMIT_CHUNKS...)."""
         running = self._running.get(record.blob_id)
         if running is None:
             return record
@@ -570,15 +639,12 @@ class MediaLibrary:
                 yield BlobChunkBody(blob_id, index, self.sealed_chunk(record, index))
 
     def _whole_matches(self, record: BlobRecord) -> bool:
+        """The file on disk is the blob ``record`` names (its id; every chunk's
+        MAC was checked before it was written, §17.1)."""
         sealed_hash = hashlib.sha256()
         for chunk in self._sealed_chunks(record, 0, chunk_count(record.size)):
             sealed_hash.update(chunk)
-        if sealed_hash.digest() != record.blob_id:
-            return False
-        digest = hashlib.sha256()
-        for piece in self.read_plain(record, 0, record.size):
-            digest.update(piece)
-        return digest.digest() == record.digest
+        return sealed_hash.digest() == record.blob_id
 
     # --- reading ----------------------------------------------------------
 

@@ -58,8 +58,8 @@ from p2pdm.services.limits import (
     MAX_BLOB_STREAMS_PER_PEER,
     MAX_CHUNK_RETRIES,
     MAX_CHUNKS_AHEAD,
+    MAX_CHUNKS_PER_WRITE,
     MAX_CONCURRENT_BLOB_FETCHES,
-    PROGRESS_EVENT_CHUNKS,
     WRITE_TIMEOUT,
 )
 from p2pdm.services.ports import Network
@@ -249,8 +249,9 @@ class BlobService:
         Three tasks share the stream: one asks for the next window as soon
         as the chunks asked for and not yet written leave room for it
         (MAX_CHUNKS_AHEAD), one reads the replies and chunks into a queue,
-        and this one checks and writes each chunk off the event loop
-        (:meth:`~p2pdm.node.media.MediaLibrary.accept_chunk_off_loop`). So
+        and this one checks and writes the chunks queued off the event loop,
+        as many as are there (up to MAX_CHUNKS_PER_WRITE) in one go
+        (:meth:`~p2pdm.node.media.MediaLibrary.accept_chunks_off_loop`). So
         the stream is read while chunks are checked, the sender has the
         next window before it finishes the current one, and what is in
         flight is bounded whatever the file's size.
@@ -314,16 +315,27 @@ class BlobService:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ask_windows)
             nursery.start_soon(read_windows)
+
+            def progressed(now: BlobRecord) -> None:
+                detail = f"{now.blob_id.hex()} {now.have}/{total}"
+                self._event(EventType.MEDIA_PROGRESS, now, detail)
+
             try:
                 async with chunk_receive:
-                    async for index, data in chunk_receive:
-                        record = await media.accept_chunk_off_loop(record, index, data)
-                        credits.release()
+                    async for first, data in chunk_receive:
+                        # With it, every chunk already queued (the worker thread
+                        # was busy): one hand-off, one write for the run.
+                        run = [data]
+                        while len(run) < MAX_CHUNKS_PER_WRITE:
+                            try:
+                                run.append(chunk_receive.receive_nowait()[1])
+                            except (trio.WouldBlock, trio.EndOfChannel):
+                                break
+                        record = await media.accept_chunks_off_loop(record, first, run, progressed)
+                        for _ in run:
+                            credits.release()
                         if record.state != "fetching":
                             break
-                        if record.have % PROGRESS_EVENT_CHUNKS == 0:
-                            detail = f"{record.blob_id.hex()} {record.have}/{total}"
-                            self._event(EventType.MEDIA_PROGRESS, record, detail)
             except Exception as exc:  # raised by _pull, not wrapped in an ExceptionGroup
                 errors.append(exc)
             nursery.cancel_scope.cancel()

@@ -236,8 +236,13 @@ BLOB_DIAL_TIMEOUT: Final = 10.0
 #: How long the fetcher sleeps without a wake-up (a sender back online, a
 #: new blob wanted) before it tries the waiting transfers again.
 BLOB_RETRY_SECONDS: Final = 30.0
-#: Progress events: at most one per this many chunks of a transfer (4 MiB).
-PROGRESS_EVENT_CHUNKS: Final = 16
+#: Chunks of a fetch checked, hashed and written in one hand-off to a worker
+#: thread: those that queued while it was busy (one store read, one write,
+#: one thread hop for the run). Their credits (MAX_CHUNKS_AHEAD) come back
+#: when the run is written: at half of them the next window is still asked
+#: for while a run is written. (A progress event comes with each record of
+#: the progress in the store: node.media.PROGRESS_COMMIT_MS and _CHUNKS.)
+MAX_CHUNKS_PER_WRITE: Final = 16
 #: How often blobs no message refers to any more (a dropped message request,
 #: an expired upload) are swept while the node runs; start-up sweeps too.
 BLOB_SWEEP_SECONDS: Final = 3600.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -23,6 +24,9 @@ __all__ = ["BLOBS_DIR", "BlobFiles", "DirBlobFiles", "MemoryBlobFiles"]
 BLOBS_DIR: Final = "blobs"
 _DIR_MODE: Final = 0o700
 _FILE_MODE: Final = 0o600
+#: Pieces one ``pwritev`` takes at most (POSIX guarantees IOV_MAX >= 16;
+#: Linux takes 1024): a run longer than this is written in several calls.
+_MAX_IOV: Final = 16
 
 
 class BlobFiles(Protocol):
@@ -34,6 +38,11 @@ class BlobFiles(Protocol):
 
     def write_at(self, name: str, offset: int, data: bytes) -> None:
         """Write ``data`` at ``offset`` and drop anything after it (creates the file)."""
+        ...
+
+    def write_chunks(self, name: str, offset: int, chunks: Sequence[bytes]) -> None:
+        """Write ``chunks`` one after another from ``offset`` and drop anything
+        after them (creates the file): one open and one write for a run."""
         ...
 
     def read(self, name: str, offset: int, length: int) -> bytes:
@@ -71,12 +80,27 @@ class DirBlobFiles:
             return 0
 
     def write_at(self, name: str, offset: int, data: bytes) -> None:
+        self.write_chunks(name, offset, (data,))
+
+    def write_chunks(self, name: str, offset: int, chunks: Sequence[bytes]) -> None:
+        path = self._path(name)
         try:
-            self.directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-            fd = os.open(self._path(name), os.O_WRONLY | os.O_CREAT, _FILE_MODE)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, _FILE_MODE)
+            except FileNotFoundError:  # the first file: make the directory
+                self.directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, _FILE_MODE)
             try:
                 os.ftruncate(fd, offset)
-                os.pwrite(fd, data, offset)
+                pieces = [memoryview(chunk) for chunk in chunks if chunk]
+                while pieces:  # a regular file takes all at once; a short write goes on
+                    done = os.pwritev(fd, pieces[:_MAX_IOV], offset)
+                    offset += done
+                    while pieces and done >= len(pieces[0]):
+                        done -= len(pieces[0])
+                        pieces.pop(0)
+                    if done:
+                        pieces[0] = pieces[0][done:]
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -124,10 +148,14 @@ class MemoryBlobFiles:
         return len(self.files.get(_check(name), b""))
 
     def write_at(self, name: str, offset: int, data: bytes) -> None:
+        self.write_chunks(name, offset, (data,))
+
+    def write_chunks(self, name: str, offset: int, chunks: Sequence[bytes]) -> None:
         file = self.files.setdefault(_check(name), bytearray())
         del file[offset:]
         file.extend(bytes(offset - len(file)))
-        file.extend(data)
+        for chunk in chunks:
+            file.extend(chunk)
 
     def read(self, name: str, offset: int, length: int) -> bytes:
         if name not in self.files:

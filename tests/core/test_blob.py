@@ -12,6 +12,7 @@ from p2pdm.core.blob import (
     CHUNK_BYTES,
     MAC_BYTES,
     BlobSealer,
+    check_chunk,
     chunk_count,
     chunk_span,
     open_chunk,
@@ -124,3 +125,24 @@ def test_any_cut_points_and_chunk_order_give_back_the_file(
 def test_a_chunk_over_the_size_cannot_be_sealed() -> None:
     with pytest.raises(ValueError):
         seal_chunk(KEY, 0, True, b"x" * (CHUNK_BYTES + 1))
+
+
+@given(
+    data=st.binary(max_size=3 * 1024),
+    flip=st.integers(0, 2**20),
+    key_size=st.sampled_from([0, 16, 31, 33, 64]),
+)
+def test_checking_a_chunk_agrees_with_opening_it(data: bytes, flip: int, key_size: int) -> None:
+    # check_chunk (the recipient's check, opened straight into a buffer by
+    # libsodium) accepts exactly what opens, from bytes or a view, and
+    # refuses a flipped bit, the wrong key and a key of the wrong size.
+    sealed = seal_chunk(KEY, 0, True, data)
+    assert open_chunk(KEY, len(data), 0, memoryview(sealed)) == data
+    check_chunk(KEY, len(data), 0, sealed)
+    bad = bytearray(sealed)
+    bad[flip % len(bad)] ^= 1 << (flip % 8)
+    for chunk, key in ((bytes(bad), KEY), (sealed, OTHER_KEY), (sealed, bytes(key_size))):
+        with pytest.raises(ChunkRejected):
+            check_chunk(key, len(data), 0, chunk)
+        with pytest.raises(ChunkRejected):
+            open_chunk(key, len(data), 0, chunk)

@@ -9,7 +9,7 @@ import trio.testing
 from p2pdm.core.identity import Identity
 from p2pdm.errors import FrameTooLarge, PeerUnreachable, ProtocolViolation, WireError
 from p2pdm.net.frames import encode_frame, encode_varint
-from p2pdm.net.limits import MAX_WRITE_FRAME_BYTES
+from p2pdm.net.limits import MAX_WRITE_FRAME_BYTES, READ_CHUNK_BYTES
 from p2pdm.net.stream import Stream
 
 PEER = Identity(b"\x07" * 32).peer_id
@@ -155,3 +155,33 @@ async def test_context_manager_resets_on_error() -> None:
         async with stream:
             raise RuntimeError("handler bug")
     assert raw.calls == ["reset"]
+
+
+async def test_a_large_frame_is_read_in_reads_of_its_rest_never_past_it() -> None:
+    # Once a frame's length is known (and within the cap) the rest is asked
+    # for at once (py-libp2p's Yamux answers every read with a window
+    # update); a read never asks past the frame being decoded.
+    stream, raw, peer = pair()
+    asked: list[int] = []
+    receive = raw.receive_some
+
+    async def recording(max_bytes: int) -> bytes:
+        asked.append(max_bytes)
+        return await receive(max_bytes)
+
+    raw.receive_some = recording  # type: ignore[method-assign]
+    big = bytes(range(256)) * 1024  # 256 KiB
+    await peer.send_all(encode_frame(big) + encode_frame(b"next"))
+    assert await stream.read_frame(len(big), 1) == big
+    assert asked[0] == READ_CHUNK_BYTES  # the length is not known yet
+    assert len(asked) == 2 and asked[1] == len(big) + len(encode_varint(len(big))) - asked[0]
+    assert await stream.read_frame(10, 1) == b"next"
+    # An announced length over the cap is refused before any larger read.
+    stream, raw, peer = pair()
+    asked.clear()
+    receive = raw.receive_some
+    raw.receive_some = recording  # type: ignore[method-assign]
+    await peer.send_all(encode_varint(1 << 20))
+    with pytest.raises(FrameTooLarge):
+        await stream.read_frame(1000, 1)
+    assert asked == [READ_CHUNK_BYTES]
