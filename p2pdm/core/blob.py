@@ -27,9 +27,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from nacl import _sodium  # libsodium through cffi (PyNaCl's own binding)
 from nacl.bindings import crypto_secretbox as _seal
 from nacl.bindings import crypto_secretbox_MACBYTES, crypto_secretbox_NONCEBYTES
+from nacl.bindings import crypto_secretbox_open as _open
+from nacl.exceptions import CryptoError
+
+try:  # libsodium through cffi: PyNaCl's own binding, not a promised interface
+    from nacl import _sodium
+except ImportError:  # a PyNaCl without it: its public, copying call below
+    _sodium = None
 
 from p2pdm.errors import ChunkRejected
 
@@ -109,6 +115,12 @@ def _open_into(key: bytes, size: int, index: int, sealed: bytes | memoryview) ->
     if len(key) != BLOB_KEY_BYTES:  # from a peer's message: no chunk opens under it
         raise ChunkRejected(f"a blob key is {BLOB_KEY_BYTES} bytes, not {len(key)}")
     last = index == chunk_count(size) - 1
+    nonce = chunk_nonce(index, last)
+    if _sodium is None:
+        try:
+            return bytearray(_open(bytes(sealed), nonce, key))
+        except CryptoError:
+            raise ChunkRejected(f"chunk {index} failed authentication") from None
     plain = bytearray(length - MAC_BYTES)
     # libsodium's own "easy" form (MAC then ciphertext, as a chunk is
     # sealed), straight into ``plain``, without the GIL: PyNaCl's
@@ -119,7 +131,7 @@ def _open_into(key: bytes, size: int, index: int, sealed: bytes | memoryview) ->
         _sodium.ffi.from_buffer(plain),
         _sodium.ffi.from_buffer(sealed),
         len(sealed),
-        chunk_nonce(index, last),
+        nonce,
         key,
     )
     if failed:

@@ -66,6 +66,23 @@ def test_a_tampered_chunk_is_rejected() -> None:
         open_chunk(KEY, len(data), 0, bytes(bad))
 
 
+def test_without_the_direct_binding_chunks_open_and_refuse_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a PyNaCl without its cffi module: PyNaCl's public call does the check
+    import p2pdm.core.blob as blob
+
+    data = bytes(range(256)) * 2000
+    chunks, _, _ = _seal(data)
+    monkeypatch.setattr(blob, "_sodium", None)
+    opened = b"".join(open_chunk(KEY, len(data), i, c) for i, c in enumerate(chunks))
+    assert opened == data
+    bad = bytearray(chunks[1])
+    bad[-1] ^= 1
+    with pytest.raises(ChunkRejected, match="authentication"):
+        check_chunk(KEY, len(data), 1, bytes(bad))
+
+
 def test_a_chunk_moved_to_another_place_or_file_is_rejected() -> None:
     data = b"a" * (3 * CHUNK_BYTES)
     chunks, _, _ = _seal(data)
