@@ -16,6 +16,7 @@ from p2pdm.core.wire import Envelope
 from p2pdm.errors import PeerUnreachable, ProtocolViolation, WireError
 from p2pdm.services.limits import MAX_WITHDRAW_ATTEMPTS, WITHDRAW_RETRY_SECONDS
 from p2pdm.services.mailbox_client import MailboxClient, withdraw_secret
+from p2pdm.sim.network import wait_until
 from tests.services.conftest import Box, Peer, World, ask, wait_status
 
 BROKEN = (
@@ -62,9 +63,7 @@ async def test_an_unsend_takes_the_deposits_back_from_every_mailbox(
     assert len(hashes) == 6 and b"" not in hashes
 
     alice.node.unsend(gone_id)
-    with trio.fail_after(10):
-        while any(gone_envelope in ids_at(b, alice, bob) for b in boxes):
-            await trio.sleep(0.1)
+    await wait_until(lambda: all(gone_envelope not in ids_at(b, alice, bob) for b in boxes), 10)
     # The other message stays; the unsend itself is deposited for bob.
     for box in holders:
         assert kept_envelope in ids_at(box, alice, bob)
@@ -102,7 +101,7 @@ async def test_a_wrong_secret_someone_elses_or_a_bulk_guess_removes_nothing(
     elsewhere = alice.delivery.mailbox_client.withdraw_secret(other, envelope_id)
     assert (await ask(stream, mb.Withdraw((elsewhere,)))).count == 0  # type: ignore[union-attr]
     # A request of more than MAX_WITHDRAW_ITEMS is not a request: disconnected.
-    too_many = mb.Withdraw(guesses + (os.urandom(32),))
+    too_many = mb.Withdraw((*guesses, os.urandom(32)))
     with pytest.raises(BROKEN):
         await ask(stream, too_many)
     assert envelope_id in ids_at(box, alice, bob)
@@ -143,9 +142,7 @@ async def test_an_older_mailbox_takes_deposits_and_its_withdraws_are_let_go(
         e.withdraw == b"" for b in holders for e in b.store.mailbox_fetch(bob.node.peer_id, 0, 0, 9)
     )
     alice.node.unsend(message_id)
-    with trio.fail_after(10):
-        while alice.node.store.withdrawals_count():
-            await trio.sleep(0.1)
+    await wait_until(lambda: alice.node.store.withdrawals_count() == 0, 10)
     # Nothing could be taken back: the copies expire there (the receiver
     # ignores them: the unsend overtakes them).
     assert all(envelope_id in ids_at(b, alice, bob) for b in holders)
@@ -161,16 +158,12 @@ async def test_an_unreachable_mailbox_is_tried_a_bounded_number_of_times(
     holders[0].host.online = False
     await nursery.start(alice.delivery.run_withdrawer)
     alice.node.unsend(message_id)
-    with trio.fail_after(10):
-        while alice.node.store.withdrawals_count() > 1:
-            await trio.sleep(0.1)
-    [left] = alice.node.store.withdrawals_due(alice.node.now_ms() + 10**6, 10) or [None]
-    assert left is not None and left.mailbox == holders[0].identity.peer_id
+    await wait_until(lambda: alice.node.store.withdrawals_count() == 1, 10)
+    [left] = alice.node.store.withdrawals_due(alice.node.now_ms() + 10**6, 10)
+    assert left.mailbox == holders[0].identity.peer_id and left.attempts == 1
     # Backing off from WITHDRAW_RETRY_SECONDS, it gives up after MAX_WITHDRAW_ATTEMPTS.
     total = WITHDRAW_RETRY_SECONDS * (2**MAX_WITHDRAW_ATTEMPTS) + 120
-    with trio.fail_after(total):
-        while alice.node.store.withdrawals_count():
-            await trio.sleep(1)
+    await wait_until(lambda: alice.node.store.withdrawals_count() == 0, total)
     assert envelope_id in ids_at(holders[0], alice, bob)  # it expires there
 
 
