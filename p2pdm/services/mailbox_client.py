@@ -205,6 +205,8 @@ class MailboxClient:
                 batch = envelope_ids[start : start + mb.MAX_WITHDRAW_ITEMS]
                 secrets = tuple(self.withdraw_secret(mailbox, eid) for eid in batch)
                 result = _result(await _ask(stream, mb.Withdraw(secrets).encode()))
+                if result.code in (mb.UNAVAILABLE, mb.RATE_LIMITED):  # worth another try
+                    raise P2PDMError(f"mailbox {mailbox.short()}: {describe_refusal(result)}")
                 if not result.ok:
                     log.info("mailbox %s refused a withdraw: %s", mailbox.short(), result.code)
                     return None

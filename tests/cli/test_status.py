@@ -167,6 +167,5 @@ def test_the_mailbox_line_counts_the_used_and_what_the_offered_holds() -> None:
     # Deposits of unsent messages still to take back are named.
     waiting = {**answer, "withdrawals": {"pending": 2, "withdrawn": 3}, "offered": None}
     assert dict(describe(info, now_ms=0, mailboxes=waiting))["Mailbox"] == (
-        "uses 2 (1 named in our record); 2 deposits of unsent messages to take back; "
-        "offers none"
+        "uses 2 (1 named in our record); 2 deposits of unsent messages to take back; offers none"
     )

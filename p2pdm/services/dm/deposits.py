@@ -160,6 +160,8 @@ class Withdrawer:
         self._wake = trio.Event()
         #: Envelopes withdrawn so far (for the local API and tests).
         self.withdrawn = 0
+        #: The last round took MAX_WITHDRAW_BATCH: the next goes at once.
+        self._full = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -168,18 +170,21 @@ class Withdrawer:
         """Withdraw what is due now, then when woken or every WITHDRAW_INTERVAL_SECONDS."""
         task_status.started()
         while True:
+            self._wake = trio.Event()
             try:
                 await self.withdraw_due()
             except P2PDMError as exc:  # the store failed: the next round tries again
                 log.warning("withdrawing deposits failed: %s", exc)
+            if self._full:
+                continue  # more are due than one round takes
             with trio.move_on_after(WITHDRAW_INTERVAL_SECONDS):
                 await self._wake.wait()
-            self._wake = trio.Event()
 
     async def withdraw_due(self) -> int:
         """One round: each mailbox with withdrawals due gets one request; how many
         envelopes the mailboxes said they removed."""
         due = self.store.withdrawals_due(self.now_ms(), MAX_WITHDRAW_BATCH)
+        self._full = len(due) >= MAX_WITHDRAW_BATCH
         by_mailbox: defaultdict[PeerId, list[Withdrawal]] = defaultdict(list)
         for item in due:
             by_mailbox[item.mailbox].append(item)
