@@ -273,7 +273,8 @@ async def test_a_start_dials_a_contact_the_node_has_not_seen_connected_yet(
 async def test_a_share_that_ran_when_the_sharer_crashed_is_stopped_when_it_starts_again(
     sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
 ) -> None:
-    async with sim_network(2, contacts=[(0, 1)]) as net:
+    # SQLite stores: what the node reads back at its start is what was committed.
+    async with sim_network(2, store="sqlite", contacts=[(0, 1)]) as net:
         alice, bob = net[0].running.node, net[1].running.node
         hello = await net.send(0, 1, "on my way")
         await net.wait_delivered(0, hello, 60)
