@@ -364,14 +364,20 @@ async def _tell_stopped(node: Node, orphan: Orphan, peers: Sequence[PeerId], dia
     """Send ``peers`` the stop of ``orphan``; forget it (and its row) once every
     recipient was told. How many took it now."""
     stop = LiveLocationBody(node.now_ms() // 1000, stop=True)
-    told = 0
-    for peer in peers:  # one by one: _send says only whether anyone took it
+    took: list[PeerId] = []
+
+    async def tell(peer: PeerId) -> None:  # one each: _send says only whether anyone took it
         why_not = await _send(node, orphan.conversation_id, [peer], stop, force=True, dial=dial)
         if why_not is None:
-            orphan.told.add(peer)
-            told += 1
+            took.append(peer)
         else:
             log.debug("could not tell %s a live location stopped: %s", peer.short(), why_not)
+
+    async with trio.open_nursery() as nursery:  # all at once: each dial is bounded
+        for peer in peers:
+            nursery.start_soon(tell, peer)
+    orphan.told.update(took)
+    told = len(took)
     try:
         left = set(_orphan_recipients(node, orphan)) - orphan.told
     except P2PDMError:

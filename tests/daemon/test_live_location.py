@@ -18,6 +18,7 @@ from p2pdm.node.live_location import (
     RESEND_PAUSES_S,
     expire_live_locations,
     receive_live_location,
+    recipients_of,
     share_live_location,
 )
 from p2pdm.node.messenger import wall_ms
@@ -333,3 +334,34 @@ async def test_a_recipient_away_at_the_restart_is_told_when_it_comes_back(
         await net.start(net[1])
         await wait_until(lambda: alice.store.live_shares() == [], 120)
         assert conversation_id not in alice.live_locations.orphans
+
+
+@pytest.mark.slow
+async def test_a_group_share_of_before_a_restart_is_stopped_at_each_member(
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    async with sim_network(3, contacts=[(0, 1), (0, 2)]) as net:
+        n0, n1, n2 = (net[i].running.node for i in range(3))
+        gid = (await n0.create_group("walk", [net[1].peer_id, net[2].peer_id])).row.id
+
+        def active(node: Node) -> bool:
+            row = node.store.get_group(gid)
+            return row is not None and row.state == "active"
+
+        await wait_until(lambda: active(n1) and active(n2), 60)
+        await n1.send_group_text(gid, "leaving now")
+        await wait_until(lambda: bool(n2.messages(gid, 10).messages), 60)
+        await wait_until(lambda: n1.connected_to(n2.peer_id) and n1.connected_to(n0.peer_id), 60)
+        members = recipients_of(n1, gid, n1.peer_id)
+        share, _ = await share_live_location(n1, gid, members, 404_100_000, -37_000_000, None, 900)
+
+        def shown(node: Node) -> list[Any]:
+            return node.live_locations.active(gid, node.now_ms())
+
+        await wait_until(lambda: len(shown(n0)) == len(shown(n2)) == 1, 30)
+        assert n1.store.live_shares() == [(gid, None, share.until_ms)]
+        await net.stop(net[1])
+        await net.start(net[1])
+        n1 = net[1].running.node
+        await wait_until(lambda: shown(n0) == shown(n2) == [], 60)
+        await wait_until(lambda: n1.store.live_shares() == [], 10)
