@@ -49,6 +49,7 @@ __all__ = [
     "SimWorkerError",
     "StampMissing",
     "StoreError",
+    "StreamRefused",
     "TokenError",
     "UnsupportedVersion",
     "WireError",
@@ -244,6 +245,11 @@ class PeerUnreachable(P2PDMError):
     def __init__(self, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.reason = reason or message
+
+
+class StreamRefused(PeerUnreachable):
+    """The peer was reached but refused the stream: it does not speak the
+    protocol asked for (an older node), or is over its stream limit."""
 
 
 class NotConnected(PeerUnreachable):

@@ -17,7 +17,7 @@ import trio.testing
 
 from p2pdm.core import records
 from p2pdm.core.identity import PeerId
-from p2pdm.errors import PeerUnreachable
+from p2pdm.errors import PeerUnreachable, StreamRefused
 from p2pdm.net.stream import Stream
 
 Handler = Callable[[Stream], Awaitable[None]]
@@ -83,7 +83,7 @@ class FakeHost:
             raise PeerUnreachable(f"{peer.short()} is offline")
         handler = target.handlers.get(protocol)
         if handler is None:
-            raise PeerUnreachable(f"{peer.short()} does not speak {protocol}")
+            raise StreamRefused(f"{peer.short()} does not speak {protocol}")
         ours, theirs = trio.testing.memory_stream_pair()
         self.net.nursery.start_soon(handler, Stream(_Raw(theirs), self.peer_id, protocol))
         return Stream(_Raw(ours), peer, protocol)

@@ -70,7 +70,15 @@ async def get_node(request: Request, node: Node) -> Response:
 async def get_mailboxes(request: Request, node: Node) -> Response:
     """The mailboxes this node uses and the one it offers; none while off the network."""
     found = node.mailboxes
-    shown = {"used": [], "offered": None} if found is None else dict(found())
+    if found is None:
+        pending = node.store.withdrawals_count()
+        shown: dict[str, object] = {
+            "used": [],
+            "offered": None,
+            "withdrawals": {"pending": pending, "withdrawn": 0},
+        }
+    else:
+        shown = dict(found())
     return JSONResponse({**shown, "networked": found is not None})
 
 

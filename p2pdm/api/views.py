@@ -733,12 +733,30 @@ MAILBOXES: Final[Schema] = obj(
                         "max_envelopes_per_recipient": INT,
                         "max_bytes_per_recipient": INT,
                         "retention_s": INT,
+                        "withdrawn": {
+                            **INT,
+                            "description": "envelopes their depositors took back "
+                            "(withdraw, after an unsend) since the node started",
+                        },
                     }
                 ),
             ],
             "description": "what this node's mailbox (--mailbox) holds against its "
             "quotas; null when it offers none",
         },
+        "withdrawals": obj(
+            {
+                "pending": {
+                    **INT,
+                    "description": "deposits of unsent messages (and their files' "
+                    "chunks) still to take back from mailboxes",
+                },
+                "withdrawn": {
+                    **INT,
+                    "description": "envelopes mailboxes gave back since the node started",
+                },
+            }
+        ),
     }
 )
 

@@ -90,6 +90,9 @@ def _mailboxes(answer: Mapping[str, Any]) -> str:
     used = answer["used"]
     named = sum(1 for m in used if m["named"])
     text = f"uses {len(used)} ({named} named in our record)"
+    pending = answer.get("withdrawals", {}).get("pending", 0)
+    if pending:
+        text += f"; {_plural(pending, 'deposit')} of unsent messages to take back"
     offered = answer["offered"]
     if offered is None:
         return f"{text}; offers none"

@@ -253,8 +253,10 @@ class Operations:
 
     @operation[dict[str, Any]]("GET", "/v1/mailboxes")
     def mailboxes() -> None:
-        """The mailboxes this node fetches its envelopes from (``used``) and what its
-        own mailbox holds against its quotas (``offered``, None if it runs none)."""
+        """The mailboxes this node fetches its envelopes from (``used``), what its
+        own mailbox holds against its quotas (``offered``, None if it runs none),
+        and the deposits of unsent messages still to take back from mailboxes
+        (``withdrawals``: ``pending``, ``withdrawn``)."""
 
     @operation[dict[str, Any]]("GET", "/v1/settings")
     def settings() -> None:

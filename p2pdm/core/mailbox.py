@@ -18,6 +18,13 @@ frames, one at a time; the mailbox answers each with exactly one reply frame.
   (mailbox PeerID, nonce, recipient PeerID), domain ``mailbox-auth/v1``.
   Binding the mailbox's own PeerID means a challenge relayed from another
   mailbox does not verify here. A nonce is good for one ``auth`` only.
+* ``/p2pdm/mailbox/1.1.0`` (the same exchange) adds taking a deposit back:
+  a ``deposit`` may carry ``wd``, the hash of a random withdraw secret the
+  depositor keeps, and ``withdraw`` presents secrets: the mailbox removes
+  the envelopes held under their hashes, whoever asks (the secret is the
+  proof; the mailbox learns nothing it did not see at the deposit). On
+  1.1.0 an unknown request type is answered ``unknown_request``, not
+  disconnected, so later requests degrade to an error.
 * After a good ``auth``, ``fetch`` lists the recipient's envelopes in the
   order they were deposited (paged by the mailbox's own sequence numbers)
   and ``delete`` removes them by those numbers. Without one, both are
@@ -44,14 +51,18 @@ __all__ = [
     "AUTH_DOMAIN",
     "CODES",
     "MAILBOX_PROTOCOL",
+    "MAILBOX_PROTOCOL_WITHDRAW",
     "MAILBOX_SERVICE_KEY",
     "MAX_DELETE_ITEMS",
     "MAX_FETCH_ITEMS",
     "MAX_REPLY_FRAME_BYTES",
     "MAX_REQUEST_FRAME_BYTES",
+    "MAX_WITHDRAW_ITEMS",
     "NONCE_BYTES",
     "STAMP_BYTES",
     "STAMP_DOMAIN",
+    "WITHDRAW_HASH_BYTES",
+    "WITHDRAW_SECRET_BYTES",
     "Auth",
     "ChallengeReply",
     "ChallengeRequest",
@@ -65,6 +76,8 @@ __all__ = [
     "Request",
     "Result",
     "StoredEnvelope",
+    "UnknownRequest",
+    "Withdraw",
     "auth_signature",
     "check_deposit",
     "closest",
@@ -77,9 +90,22 @@ __all__ = [
     "stamp_resource",
     "verify_auth",
     "verify_stamp",
+    "withdraw_hash",
 ]
 
 MAILBOX_PROTOCOL: Final = "/p2pdm/mailbox/1.0.0"
+#: The same exchange with ``wd`` on deposits, ``withdraw``, and unknown
+#: request types answered ``unknown_request``; a client asks for it first and
+#: falls back to MAILBOX_PROTOCOL with a mailbox that does not speak it.
+MAILBOX_PROTOCOL_WITHDRAW: Final = "/p2pdm/mailbox/1.1.0"
+#: A withdraw secret: 32 random-looking bytes cannot be guessed.
+WITHDRAW_SECRET_BYTES: Final = 32
+#: What a deposit carries of it: BLAKE2b-256 (one-way: the hash gives no secret).
+WITHDRAW_HASH_BYTES: Final = 32
+_WITHDRAW_PERSON: Final = b"p2pdm-withdraw"
+#: Secrets in one withdraw request (a message with its file's 40 chunks fits),
+#: so one request costs the mailbox at most this many index look-ups.
+MAX_WITHDRAW_ITEMS: Final = 64
 #: DHT provider key under which every mailbox node announces itself.
 MAILBOX_SERVICE_KEY: Final = b"/p2pdm/mailbox-service/1"
 AUTH_DOMAIN: Final = "mailbox-auth/v1"
@@ -119,6 +145,7 @@ UNAVAILABLE: Final = "unavailable"  # the mailbox's store failed; try later
 OVER_SHARE: Final = "over_share"  # this depositor holds its share of the recipient's quota
 STAMP_REQUIRED: Final = "stamp_required"  # deposit again with a stamp of ``bits`` bits
 RATE_LIMITED: Final = "rate_limited"  # this depositor deposits too fast; try later
+UNKNOWN_REQUEST: Final = "unknown_request"  # 1.1.0: a request type this mailbox does not know
 CODES: Final = frozenset(
     {
         OK,
@@ -133,6 +160,7 @@ CODES: Final = frozenset(
         OVER_SHARE,
         STAMP_REQUIRED,
         RATE_LIMITED,
+        UNKNOWN_REQUEST,
     }
 )
 
@@ -174,6 +202,16 @@ def auth_signature(identity: Identity, mailbox: PeerId, nonce: bytes) -> bytes:
 def verify_auth(mailbox: PeerId, nonce: bytes, recipient: PeerId, signature: bytes) -> None:
     """Check an answer to ``mailbox``'s challenge; raises SignatureError."""
     verify(recipient, AUTH_DOMAIN, _auth_data(mailbox, nonce, recipient), signature)
+
+
+# --- withdraw secrets ------------------------------------------------------------
+
+
+def withdraw_hash(secret: bytes) -> bytes:
+    """What a deposit carries of its withdraw ``secret`` (``wd``)."""
+    return hashlib.blake2b(
+        secret, digest_size=WITHDRAW_HASH_BYTES, person=_WITHDRAW_PERSON
+    ).digest()
 
 
 # --- deposit stamps --------------------------------------------------------------
@@ -239,6 +277,10 @@ class StoredEnvelope:
     #: Who deposited it, as a keyed tag only the running mailbox can compute
     #: (for the per-depositor share); empty for envelopes held before tags.
     depositor: bytes = b""
+    #: The hash of the depositor's withdraw secret (WITHDRAW_HASH_BYTES), empty
+    #: if none was given (``/p2pdm/mailbox/1.0.0``) or two deposits of these
+    #: bytes gave different ones: then nobody can withdraw it.
+    withdraw: bytes = b""
 
     @property
     def size(self) -> int:
@@ -320,11 +362,15 @@ class Deposit:
     envelope: bytes
     #: A proof-of-work stamp (STAMP_BYTES), sent only when a mailbox asked for one.
     stamp: bytes | None = None
+    #: The withdraw hash (WITHDRAW_HASH_BYTES; MAILBOX_PROTOCOL_WITHDRAW only).
+    withdraw: bytes | None = None
 
     def encode(self) -> bytes:
         fields: dict[str, object] = {"t": "deposit", "env": self.envelope}
         if self.stamp is not None:
             fields["stamp"] = self.stamp
+        if self.withdraw is not None:
+            fields["wd"] = self.withdraw
         return cbor.encode(fields)
 
 
@@ -360,18 +406,53 @@ class Delete:
         return cbor.encode({"t": "delete", "seqs": list(self.seqs)})
 
 
-Request = Deposit | ChallengeRequest | Auth | Fetch | Delete
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Take back the envelopes deposited under these secrets' hashes."""
+
+    secrets: tuple[bytes, ...]
+
+    def encode(self) -> bytes:
+        return cbor.encode({"t": "withdraw", "secrets": list(self.secrets)})
 
 
-def decode_request(data: bytes) -> Request:
-    """Decode one client frame; raises a WireError subclass for anything else."""
+@dataclass(frozen=True, slots=True)
+class UnknownRequest:
+    """A request type this mailbox does not know (1.1.0 answers it, 1.0.0 disconnects)."""
+
+    kind: str
+
+    def encode(self) -> bytes:
+        return cbor.encode({"t": self.kind})
+
+
+Request = Deposit | ChallengeRequest | Auth | Fetch | Delete | Withdraw | UnknownRequest
+
+
+def decode_request(data: bytes, *, withdraw: bool = False) -> Request:
+    """Decode one client frame; raises a WireError subclass for anything else.
+
+    ``withdraw``: the stream speaks MAILBOX_PROTOCOL_WITHDRAW (``wd`` and
+    ``withdraw`` allowed; an unknown type is an UnknownRequest, its other
+    fields unread)."""
     f = cbor.decode_map(data, MAX_REQUEST_FRAME_BYTES, "mailbox request")
     kind = f.text("t", 16)
     request: Request
     if kind == "deposit":
         envelope = f.blob("env", max_size=MAX_FRAME_BYTES)
         token = f.blob("stamp", size=STAMP_BYTES) if f.has("stamp") else None
-        request = Deposit(envelope, token)
+        wd = f.blob("wd", size=WITHDRAW_HASH_BYTES) if withdraw and f.has("wd") else None
+        request = Deposit(envelope, token, wd)
+    elif withdraw and kind == "withdraw":
+        secrets = f.array("secrets", MAX_WITHDRAW_ITEMS)
+        if not secrets or any(
+            type(s) is not bytes or len(s) != WITHDRAW_SECRET_BYTES for s in secrets
+        ):
+            raise SchemaError(
+                f"mailbox request: 'secrets' must be 1 to {MAX_WITHDRAW_ITEMS} "
+                f"byte strings of {WITHDRAW_SECRET_BYTES} bytes"
+            )
+        request = Withdraw(tuple(secrets))
     elif kind == "challenge":
         request = ChallengeRequest()
     elif kind == "auth":
@@ -383,10 +464,15 @@ def decode_request(data: bytes) -> Request:
         if not seqs or any(type(s) is not int or not 0 < s <= _U63 for s in seqs):
             raise SchemaError("mailbox request: 'seqs' must be 1 or more positive integers")
         request = Delete(tuple(seqs))
+    elif withdraw and kind not in _KNOWN_REQUESTS:
+        return UnknownRequest(kind[:16])
     else:
         raise SchemaError(f"mailbox request: unknown type {kind[:16]!r}")
     f.done()
     return request
+
+
+_KNOWN_REQUESTS: Final = frozenset({"deposit", "challenge", "auth", "fetch", "delete", "withdraw"})
 
 
 # --- replies -------------------------------------------------------------------

@@ -29,6 +29,7 @@ __all__ = [
     "StatusChange",
     "StoredMessage",
     "TokenScope",
+    "Withdrawal",
     "direct_conversation_id",
     "overall_status",
 ]
@@ -198,6 +199,17 @@ class OutboxItem:
     attempts: int = 0
     #: Free-form delivery notes (last error), for the API.
     last_error: str = field(default="")
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    """A deposit of ours to take back from a mailbox (its message was unsent)."""
+
+    envelope_id: bytes
+    mailbox: PeerId
+    #: When the mailbox lets it go anyway: past it, nothing is left to take back.
+    until_ms: int
+    attempts: int = 0
 
 
 class EventType(StrEnum):

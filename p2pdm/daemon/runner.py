@@ -76,7 +76,13 @@ from p2pdm.net import (
 )
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.housekeeping import purge_loop
-from p2pdm.node.live_location import live_location_loop, own_shares_for, resend_live_location
+from p2pdm.node.live_location import (
+    live_location_loop,
+    orphans_for,
+    own_shares_for,
+    resend_live_location,
+    stop_orphaned_shares,
+)
 from p2pdm.node.node import DEFAULT_API_PORT, DEFAULT_LISTEN, Node
 from p2pdm.services.blob import BlobService
 from p2pdm.services.directory import HandleDirectory
@@ -443,10 +449,12 @@ class _PeerWatch:
     def _resend_live(self, nursery: trio.Nursery) -> None:
         """Each returned peer that one of our live shares is for gets it now (one
         task per such peer at a time: bounded by peers and shares)."""
-        if not self.node.live_locations.own(self.node.now_ms()):
+        live = self.node.live_locations
+        if not live.own(self.node.now_ms()) and not live.orphans:
             return
         for peer in self.returned:
-            if peer not in self._resending and own_shares_for(self.node, peer):
+            due = own_shares_for(self.node, peer) or orphans_for(self.node, peer)
+            if peer not in self._resending and due:
                 self._resending.add(peer)
                 nursery.start_soon(self._resend, peer)
 
@@ -457,6 +465,17 @@ class _PeerWatch:
             log.info("could not send live locations again to %s: %s", peer.short(), exc)
         finally:
             self._resending.discard(peer)
+
+
+async def _stop_orphaned_shares(node: Node) -> None:
+    """Tell the recipients of the live shares that ran when the node last stopped."""
+    try:
+        told = await stop_orphaned_shares(node)
+    except P2PDMError as exc:
+        log.warning("could not stop the live locations of before the restart: %s", exc)
+        return
+    if told:
+        log.info("told %d peers a live location stopped with the restart", told)
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,10 +576,11 @@ async def serve_node(
                     random_bytes=node.random_bytes,
                 )
                 await nursery.start(service.run)
-            node.mailboxes = partial(mailboxes_json, directory, service)
+            node.mailboxes = partial(mailboxes_json, directory, service, delivery.withdrawer)
             await nursery.start(node.batcher.run)
             await nursery.start(delivery.run)
             await nursery.start(delivery.run_fetcher)
+            await nursery.start(delivery.run_withdrawer)
             await nursery.start(blobs.run_fetcher)
             # At once: our record (where our mailboxes are, our prekeys), and
             # our contacts (they learn where we are now and send what waits).
@@ -576,6 +596,8 @@ async def serve_node(
             # Disappearing messages: what expired while we were off, then on a schedule.
             nursery.start_soon(purge_loop, node)
             nursery.start_soon(live_location_loop, node)  # shares end with their period
+            # Shares that ran when the node stopped: their position source is gone.
+            nursery.start_soon(_stop_orphaned_shares, node)
             task_status.started(Serving(node, host, delivery, directory, service, blobs))
             try:
                 await trio.sleep_forever()

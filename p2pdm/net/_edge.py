@@ -83,12 +83,12 @@ def dial_failure(exc: BaseException) -> str:
 
 
 @contextmanager
-def unreachable(what: str) -> Iterator[None]:
-    """Map the network's exceptions to PeerUnreachable."""
+def unreachable(what: str, error: type[PeerUnreachable] = PeerUnreachable) -> Iterator[None]:
+    """Map the network's exceptions to PeerUnreachable (or ``error``, a kind of it)."""
     try:
         yield
     except NETWORK_ERRORS as exc:
-        raise PeerUnreachable(f"{what}: {exc or type(exc).__name__}") from exc
+        raise error(f"{what}: {exc or type(exc).__name__}") from exc
 
 
 async def quietly(action: Callable[[], Awaitable[object]], what: str) -> None:

@@ -40,7 +40,7 @@ from libp2p.peer.peerstore import PeerStoreError
 
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.reachability import Reachability
-from p2pdm.errors import P2PDMError, PeerUnreachable, ProtocolViolation
+from p2pdm.errors import P2PDMError, PeerUnreachable, ProtocolViolation, StreamRefused
 from p2pdm.limits import MAX_ADDRS
 from p2pdm.net import _maintenance
 from p2pdm.net._dht import Dht
@@ -448,7 +448,7 @@ class Host(Dht):
         try:
             with trio.fail_after(OPEN_STREAM_TIMEOUT_SECONDS):
                 await self.connect(peer, addrs)
-                with unreachable(f"{peer.short()} refused a {protocol} stream"):
+                with unreachable(f"{peer.short()} refused a {protocol} stream", StreamRefused):
                     return await self._host.new_stream(to_id(peer), [TProtocol(protocol)])
         except trio.TooSlowError:
             raise PeerUnreachable(

@@ -109,11 +109,12 @@ class MessageActions:
                 apply(self.store, action, target)
             if isinstance(body, UnsendBody) and target.status not in _ARRIVED:
                 # Never delivered: its envelope goes no further. Copies already
-                # left at mailboxes are overtaken by the unsend itself.
+                # left at mailboxes become withdrawals (taken back where the
+                # mailbox can; any other is overtaken by the unsend itself).
                 self.store.remove_outbox_of(target.id)
             if isinstance(body, UnsendBody):
-                # Its files' chunks still queued for mailboxes go too (any
-                # already deposited are ignored: the file is gone there).
+                # Its files' chunks still queued go too, and those deposited
+                # are withdrawn likewise (any left are ignored: the file is gone).
                 self.store.remove_followers_of(target.id)
 
         self._deliver_action(target, body, locally, expires_by_s=action_expiry_s(target))

@@ -22,6 +22,15 @@ the peer watch), so a contact back within the period sees where the sharer
 is without waiting for the next move. Starting a share dials a peer that is
 not connected yet, within LIVE_LOCATION_DIAL_S (a node that just started
 may not have reached it yet).
+
+A restart ends this node's shares: what fed them positions (the browser's
+``watchPosition``, an API client) is gone with it. So the store remembers
+which shares run (``live_shares``: conversation, contact, end; never a
+position), and :func:`stop_orphaned_shares`, at start-up, tells each
+recipient of a share still within its period that it stopped (dialing, as a
+start does); a recipient not reached then is told when its connection comes
+back (:func:`resend_live_location`). The row goes once every recipient was
+told, or at the period's end.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LiveLocations",
     "LiveShare",
+    "Orphan",
     "expire_live_locations",
     "live_location_loop",
     "own_shares_for",
@@ -63,6 +73,7 @@ __all__ = [
     "resend_live_location",
     "share_live_location",
     "stop_live_location",
+    "stop_orphaned_shares",
 ]
 
 log = logging.getLogger("p2pdm.node.live_location")
@@ -94,12 +105,27 @@ class LiveShare:
     updated_ms: int
 
 
+@dataclass(slots=True)
+class Orphan:
+    """An own share that ran when the node stopped: its recipients are told it
+    stopped (``told``: those who were), until its period ends."""
+
+    conversation_id: bytes
+    #: The contact of a one-to-one conversation; None for a group's.
+    peer: PeerId | None
+    until_ms: int
+    told: set[PeerId]
+
+
 class LiveLocations:
     """The live shares a node knows of, in memory only and bounded."""
 
     def __init__(self, cap: int = MAX_LIVE_LOCATIONS) -> None:
         self.cap = cap
         self._shares: dict[tuple[bytes, PeerId], LiveShare] = {}
+        #: Own shares from before a restart, by conversation (at most one
+        #: each, from the store's ``live_shares``; bounded like the shares).
+        self.orphans: dict[bytes, Orphan] = {}
         #: When an own share's update last went to each recipient.
         self._sent_ms: dict[tuple[bytes, PeerId], int] = {}
 
@@ -205,7 +231,11 @@ async def share_live_location(
     node.live_locations.put(share)
     fresh = current is None or current.until_ms != until_ms
     if fresh:
-        log_event(node.store, live_location_event(node.peer_id, conversation_id, now, until_ms))
+        node.live_locations.orphans.pop(conversation_id, None)  # this share replaces it
+        contact = None if _group_of(node, conversation_id) else recipients[0]
+        with node.store.transaction():
+            node.store.put_live_share(conversation_id, contact, until_ms)
+            log_event(node.store, live_location_event(node.peer_id, conversation_id, now, until_ms))
     body = LiveLocationBody(until_ms // 1000, lat_e7, lon_e7, accuracy_m)
     why_not = await _send(node, conversation_id, recipients, body, force=fresh, dial=fresh)
     return share, why_not
@@ -220,10 +250,12 @@ async def stop_live_location(
     if share is None:
         return False
     now = node.now_ms()
-    log_event(
-        node.store,
-        live_location_event(node.peer_id, conversation_id, now, share.until_ms, stopped=True),
-    )
+    with node.store.transaction():
+        node.store.remove_live_share(conversation_id)
+        log_event(
+            node.store,
+            live_location_event(node.peer_id, conversation_id, now, share.until_ms, stopped=True),
+        )
     if share.until_ms > now:
         stop = LiveLocationBody(now // 1000, stop=True)
         await _send(node, conversation_id, recipients, stop, force=True, dial=False)
@@ -310,12 +342,103 @@ def own_shares_for(node: Node, peer: PeerId) -> list[LiveShare]:
     return found
 
 
+def orphans_for(node: Node, peer: PeerId) -> list[Orphan]:
+    """The shares from before a restart that ``peer`` has not been told stopped."""
+    found = []
+    for orphan in list(node.live_locations.orphans.values()):
+        if peer in orphan.told or orphan.until_ms <= node.now_ms():
+            continue
+        try:
+            if peer in _orphan_recipients(node, orphan):
+                found.append(orphan)
+        except P2PDMError:  # a group left meanwhile: nobody to tell
+            continue
+    return found
+
+
+def _orphan_recipients(node: Node, orphan: Orphan) -> list[PeerId]:
+    return recipients_of(node, orphan.conversation_id, orphan.peer or node.peer_id)
+
+
+async def _tell_stopped(node: Node, orphan: Orphan, peers: Sequence[PeerId], dial: bool) -> int:
+    """Send ``peers`` the stop of ``orphan``; forget it (and its row) once every
+    recipient was told. How many took it now."""
+    stop = LiveLocationBody(node.now_ms() // 1000, stop=True)
+    took: list[PeerId] = []
+
+    async def tell(peer: PeerId) -> None:  # one each: _send says only whether anyone took it
+        why_not = await _send(node, orphan.conversation_id, [peer], stop, force=True, dial=dial)
+        if why_not is None:
+            took.append(peer)
+        else:
+            log.debug("could not tell %s a live location stopped: %s", peer.short(), why_not)
+
+    async with trio.open_nursery() as nursery:  # all at once: each dial is bounded
+        for peer in peers:
+            nursery.start_soon(tell, peer)
+    orphan.told.update(took)
+    told = len(took)
+    try:
+        left = set(_orphan_recipients(node, orphan)) - orphan.told
+    except P2PDMError:
+        left = set()
+    if not left and node.live_locations.orphans.get(orphan.conversation_id) is orphan:
+        del node.live_locations.orphans[orphan.conversation_id]
+        node.store.remove_live_share(orphan.conversation_id)
+    return told
+
+
+async def stop_orphaned_shares(node: Node) -> int:
+    """At start-up: take the shares that ran when the node last stopped (or
+    crashed) from the store and tell their recipients they stopped, dialing
+    each within LIVE_LOCATION_DIAL_S; those not reached are told when they
+    connect. Returns how many recipients were told now."""
+    now = node.now_ms()
+    orphans = node.live_locations.orphans
+    for conversation_id, peer, until_ms in node.store.live_shares():
+        mine = node.live_locations.get(conversation_id, node.peer_id)
+        if mine is not None and mine.until_ms == until_ms:
+            continue  # started in this run
+        if until_ms <= now or len(orphans) >= node.live_locations.cap:
+            node.store.remove_live_share(conversation_id)
+            continue
+        orphans[conversation_id] = Orphan(conversation_id, peer, until_ms, set())
+    told = 0
+    for orphan in list(orphans.values()):
+        try:
+            recipients = _orphan_recipients(node, orphan)
+        except P2PDMError:  # a group left: nobody to tell
+            orphans.pop(orphan.conversation_id, None)
+            node.store.remove_live_share(orphan.conversation_id)
+            continue
+        log_event(
+            node.store,
+            live_location_event(
+                node.peer_id, orphan.conversation_id, now, orphan.until_ms, stopped=True
+            ),
+        )
+        told += await _tell_stopped(node, orphan, recipients, dial=True)
+    return told
+
+
 async def resend_live_location(node: Node, peer: PeerId) -> int:
     """Send ``peer`` (whose connection just came back) the current position of
     each share of this node's it is a recipient of, at once (a connection
     just up may not take streams yet: tried again after each of
-    RESEND_PAUSES_S); how many went."""
+    RESEND_PAUSES_S), and the stop of each share from before a restart it
+    was not told of yet; how many went."""
     went = 0
+    for orphan in orphans_for(node, peer):
+        for pause in (0.0, *RESEND_PAUSES_S):
+            await trio.sleep(pause)
+            if orphan.conversation_id not in node.live_locations.orphans:
+                break  # replaced by a new share, or ended
+            try:
+                if await _tell_stopped(node, orphan, [peer], dial=False):
+                    went += 1
+                    break
+            except P2PDMError as exc:
+                log.debug("stop not sent to %s: %s", peer.short(), exc)
     for share in own_shares_for(node, peer):
         for pause in (0.0, *RESEND_PAUSES_S):
             await trio.sleep(pause)
@@ -399,7 +522,13 @@ def expire_live_locations(node: Node) -> list[LiveShare]:
         event = live_location_event(
             share.peer, share.conversation_id, now, share.until_ms, stopped=True
         )
+        if share.mine:
+            node.store.remove_live_share(share.conversation_id)
         log_event(node.store, event)
+    orphans = node.live_locations.orphans
+    for orphan in [o for o in orphans.values() if o.until_ms <= now]:
+        del orphans[orphan.conversation_id]
+        node.store.remove_live_share(orphan.conversation_id)
     return gone
 
 

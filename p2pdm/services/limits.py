@@ -179,6 +179,17 @@ MAILBOX_MAX_STAMPS_PER_BATCH: Final = 8
 #: it in a worker thread, so the node stays responsive.
 MAILBOX_INLINE_STAMP_BITS: Final = 10
 
+#: Withdraws (taking deposits back after an unsend) looked at per round: the
+#: deposits of a few messages with their files' chunks.
+MAX_WITHDRAW_BATCH: Final = 256
+#: Tries per withdraw at one mailbox: best effort; past them the copy expires.
+MAX_WITHDRAW_ATTEMPTS: Final = 5
+#: The first pause before trying an unreachable mailbox's withdraw again,
+#: doubled after each try (30 s, 1, 2, 4 min: about 8 min in all).
+WITHDRAW_RETRY_SECONDS: Final = 30.0
+#: How often pending withdraws are looked at when nothing wakes them.
+WITHDRAW_INTERVAL_SECONDS: Final = 60.0
+
 # --- handles (the directory) ------------------------------------------------
 
 #: How often our handle's provider record is renewed: as the mailbox service's

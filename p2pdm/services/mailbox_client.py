@@ -10,6 +10,12 @@ delete page by page). :class:`MailboxDirectory` decides which mailboxes:
 * for ourselves, our preferred mailboxes (``--mailbox-peer``) and the same
   closest providers a sender would pick for us, with some slack.
 
+Deposits go over ``/p2pdm/mailbox/1.1.0`` where the mailbox speaks it (else
+1.0.0), each with the hash of a withdraw secret derived from our identity
+seed, the mailbox and the envelope id (:func:`withdraw_secret`): nothing is
+stored for it, and after an unsend :meth:`MailboxClient.withdraw` presents
+the secrets to take the deposits back.
+
 A mailbox that answers ``stamp_required`` gets the same envelope again with
 a proof-of-work stamp (minted in a worker thread), a few per batch; a
 refusal is returned to the caller, who records it with the message.
@@ -21,6 +27,7 @@ Lookups are cached for a while and every cache is bounded.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -35,7 +42,14 @@ from p2pdm.core import records
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.profile import Profile
 from p2pdm.core.wire import Envelope, PrekeyBundle
-from p2pdm.errors import ConfigError, P2PDMError, PeerUnreachable, ProtocolViolation, SchemaError
+from p2pdm.errors import (
+    ConfigError,
+    P2PDMError,
+    PeerUnreachable,
+    ProtocolViolation,
+    SchemaError,
+    StreamRefused,
+)
 from p2pdm.limits import MAX_ADDR_BYTES, MAX_ADDRS
 from p2pdm.net.stream import Stream
 from p2pdm.services.limits import (  # re-exported: tests use them here
@@ -71,6 +85,7 @@ __all__ = [
     "MailboxDirectory",
     "describe_refusal",
     "parse_mailbox_addr",
+    "withdraw_secret",
 ]
 
 log = logging.getLogger("p2pdm.services.mailbox_client")
@@ -103,6 +118,18 @@ def parse_mailbox_addr(text: str) -> Candidate:
         raise ConfigError(f"a mailbox address must end in /p2p/<PeerID>: {text[:80]!r}") from None
 
 
+def withdraw_secret(key: bytes, mailbox: PeerId, envelope_id: bytes) -> bytes:
+    """The secret that takes back our deposit of ``envelope_id`` at ``mailbox``:
+    keyed by ``key`` (from our identity seed), one per mailbox and envelope,
+    so one mailbox that learns a secret cannot withdraw another's copy."""
+    return hashlib.blake2b(
+        bytes([len(mailbox.raw)]) + mailbox.raw + envelope_id,
+        key=key,
+        digest_size=mb.WITHDRAW_SECRET_BYTES,
+        person=b"p2pdm-wd-secret",
+    ).digest()
+
+
 def describe_refusal(result: mb.Result) -> str:
     """A mailbox's refusal in words (its code if unknown: mailboxes may add codes)."""
     text = REFUSALS.get(result.code, result.code)
@@ -120,6 +147,13 @@ class MailboxClient:
         self.identity = identity
         self.network = network
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
+        #: Keys the withdraw secrets; derived, so nothing per deposit is stored.
+        self._withdraw_key = hashlib.blake2b(
+            identity.seed, digest_size=32, person=b"p2pdm-wd-key"
+        ).digest()
+
+    def withdraw_secret(self, mailbox: PeerId, envelope_id: bytes) -> bytes:
+        return withdraw_secret(self._withdraw_key, mailbox, envelope_id)
 
     async def deposit(
         self, mailbox: PeerId, addrs: Sequence[str], envelopes: Sequence[bytes]
@@ -131,17 +165,53 @@ class MailboxClient:
         """
         results = []
         stamps = MAILBOX_MAX_STAMPS_PER_BATCH
-        stream = await self._open(mailbox, addrs)
+        try:
+            stream = await self._open(mailbox, addrs, mb.MAILBOX_PROTOCOL_WITHDRAW)
+        except StreamRefused:  # an older mailbox: deposits it cannot give back
+            stream = await self._open(mailbox, addrs)
+        withdrawable = stream.protocol == mb.MAILBOX_PROTOCOL_WITHDRAW
         async with stream:
             for envelope in envelopes:
-                result = _result(await _ask(stream, mb.Deposit(envelope).encode()))
+                wd = None
+                if withdrawable:
+                    envelope_id = Envelope.decode(envelope).id
+                    wd = mb.withdraw_hash(self.withdraw_secret(mailbox, envelope_id))
+                deposit = mb.Deposit(envelope, withdraw=wd)
+                result = _result(await _ask(stream, deposit.encode()))
                 asked = result.bits if result.code == mb.STAMP_REQUIRED else 0
                 if stamps and 0 < asked <= MAILBOX_MAX_STAMP_BITS:
                     stamps -= 1
                     token = await self._mint(mailbox, envelope, asked)
-                    result = _result(await _ask(stream, mb.Deposit(envelope, token).encode()))
+                    stamped = mb.Deposit(envelope, token, wd)
+                    result = _result(await _ask(stream, stamped.encode()))
                 results.append(result)
         return results
+
+    async def withdraw(
+        self, mailbox: PeerId, addrs: Sequence[str], envelope_ids: Sequence[bytes]
+    ) -> int | None:
+        """Take back our deposits of ``envelope_ids`` at ``mailbox``; how many it
+        removed, or None if it cannot withdraw (an older mailbox, or a refusal).
+
+        Raises PeerUnreachable (or another P2PDMError) if it cannot be reached.
+        """
+        try:
+            stream = await self._open(mailbox, addrs, mb.MAILBOX_PROTOCOL_WITHDRAW)
+        except StreamRefused:
+            return None
+        removed = 0
+        async with stream:
+            for start in range(0, len(envelope_ids), mb.MAX_WITHDRAW_ITEMS):
+                batch = envelope_ids[start : start + mb.MAX_WITHDRAW_ITEMS]
+                secrets = tuple(self.withdraw_secret(mailbox, eid) for eid in batch)
+                result = _result(await _ask(stream, mb.Withdraw(secrets).encode()))
+                if result.code in (mb.UNAVAILABLE, mb.RATE_LIMITED):  # worth another try
+                    raise P2PDMError(f"mailbox {mailbox.short()}: {describe_refusal(result)}")
+                if not result.ok:
+                    log.info("mailbox %s refused a withdraw: %s", mailbox.short(), result.code)
+                    return None
+                removed += result.count
+        return removed
 
     async def _mint(self, mailbox: PeerId, envelope: bytes, bits: int) -> bytes:
         """A stamp for depositing ``envelope`` at ``mailbox``; raises WireError for a bad one."""
@@ -190,10 +260,12 @@ class MailboxClient:
                     break
         return handled
 
-    async def _open(self, mailbox: PeerId, addrs: Sequence[str]) -> Stream:
+    async def _open(
+        self, mailbox: PeerId, addrs: Sequence[str], protocol: str = mb.MAILBOX_PROTOCOL
+    ) -> Stream:
         try:
             with trio.fail_after(MAILBOX_REQUEST_TIMEOUT):
-                return await self.network.open_stream(mailbox, mb.MAILBOX_PROTOCOL, addrs)
+                return await self.network.open_stream(mailbox, protocol, addrs)
         except trio.TooSlowError:
             raise PeerUnreachable(f"mailbox {mailbox.short()} did not answer in time") from None
 

@@ -12,6 +12,8 @@ request/reply pairs:
   (the authenticated PeerID of the connection): one holds at most a share of
   a recipient's quota, and past a fill level every deposit for that
   recipient costs a proof-of-work stamp, so fresh identities stop being free;
+* withdraw (``/p2pdm/mailbox/1.1.0`` only) removes the envelopes deposited
+  under the hashes of the secrets presented, for whoever presents them;
 * fetch and delete need a good answer to a challenge issued on the same
   stream; they only ever see the authenticated recipient's rows.
 
@@ -178,10 +180,13 @@ class MailboxService:
         self.limits = limits
         self._deposit_buckets: dict[PeerId, TokenBucket] = {}
         self._tag_key = random_bytes(_TAG_KEY_BYTES)
+        #: Envelopes their depositors took back since this mailbox started.
+        self.withdrawn = 0
         #: Per-peer throttle of failure logs: a flood costs a few lines, not one each.
         self.failures = FailureLog(log, "mailbox stream failures")
         self.inbound = InboundGuard("mailbox", network, INBOUND_LIMITS, self.failures)
         network.set_handler(mb.MAILBOX_PROTOCOL, self.handle_stream)
+        network.set_handler(mb.MAILBOX_PROTOCOL_WITHDRAW, self.handle_stream)
 
     def usage(self) -> dict[str, int]:
         """What this mailbox holds now, beside its quotas (for the local API)."""
@@ -195,6 +200,7 @@ class MailboxService:
             "max_envelopes_per_recipient": self.limits.per_recipient_count,
             "max_bytes_per_recipient": self.limits.per_recipient_bytes,
             "retention_s": self.limits.retention_s,
+            "withdrawn": self.withdrawn,
         }
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -262,6 +268,7 @@ class MailboxService:
 
     async def _serve(self, stream: Stream, bucket: TokenBucket) -> None:
         session = _Session(peer=stream.remote_peer)
+        withdraw = stream.protocol == mb.MAILBOX_PROTOCOL_WITHDRAW
         while True:
             frame = await stream.read_frame(mb.MAX_REQUEST_FRAME_BYTES, MAILBOX_IDLE_SECONDS)
             if frame is None:
@@ -269,7 +276,7 @@ class MailboxService:
                 return
             if not bucket.take(trio.current_time()):
                 raise ProtocolViolation("more mailbox requests than the per-peer rate limit")
-            reply = self.answer(session, mb.decode_request(frame))
+            reply = self.answer(session, mb.decode_request(frame, withdraw=withdraw))
             await stream.write_frame(reply.encode(), MAILBOX_WRITE_TIMEOUT)
 
     def answer(self, session: _Session, request: mb.Request) -> mb.Reply:
@@ -278,7 +285,11 @@ class MailboxService:
         Raises ProtocolViolation after too many wrong challenge answers.
         """
         if isinstance(request, mb.Deposit):
-            return self.deposit(request.envelope, session.peer, request.stamp)
+            return self.deposit(request.envelope, session.peer, request.stamp, request.withdraw)
+        if isinstance(request, mb.Withdraw):
+            return self.withdraw(request.secrets)
+        if isinstance(request, mb.UnknownRequest):
+            return mb.Result(mb.UNKNOWN_REQUEST, f"no request {request.kind!r} here")
         if isinstance(request, mb.ChallengeRequest):
             session.nonce = self.random_bytes(mb.NONCE_BYTES)
             return mb.ChallengeReply(session.nonce)
@@ -309,12 +320,17 @@ class MailboxService:
     # --- what the requests do -------------------------------------------------
 
     def deposit(
-        self, data: bytes, depositor: PeerId | None = None, stamp: bytes | None = None
+        self,
+        data: bytes,
+        depositor: PeerId | None = None,
+        stamp: bytes | None = None,
+        withdraw: bytes | None = None,
     ) -> mb.Result:
         """Hold one envelope for its recipient, or say why not.
 
         ``depositor``: the PeerID of the connection (None: a local deposit,
-        not rate-limited); ``stamp``: its proof of work, if it sent one.
+        not rate-limited); ``stamp``: its proof of work, if it sent one;
+        ``withdraw``: the hash of its withdraw secret, if it gave one.
         """
         limits = self.limits
         if depositor is not None and not bucket_of(
@@ -341,7 +357,9 @@ class MailboxService:
             return mb.Result(mb.EXPIRED, "the envelope has expired")
         until_ms = min(envelope.expires_at_s * 1000, now + limits.retention_s * 1000)
         tag = self._tag(depositor)
-        item = mb.StoredEnvelope(envelope.recipient, envelope.id, data, now, until_ms, 0, tag)
+        item = mb.StoredEnvelope(
+            envelope.recipient, envelope.id, data, now, until_ms, 0, tag, withdraw or b""
+        )
         stamped = stamp is not None and mb.verify_stamp(
             self.peer_id, envelope.recipient, data, now, stamp, limits.stamp_bits
         )
@@ -358,6 +376,16 @@ class MailboxService:
             log.error("mailbox store failed: %s", exc)
             return mb.Result(mb.UNAVAILABLE, "store unavailable")
         return mb.Result(mb.OK, "" if new else "already held", until_s=held.expires_at_ms // 1000)
+
+    def withdraw(self, secrets: tuple[bytes, ...]) -> mb.Result:
+        """Remove what was deposited under these secrets' hashes (wrong ones remove nothing)."""
+        try:
+            removed = self.store.mailbox_withdraw([mb.withdraw_hash(s) for s in secrets])
+        except StoreError as exc:
+            log.error("mailbox store failed: %s", exc)
+            return mb.Result(mb.UNAVAILABLE, "store unavailable")
+        self.withdrawn += removed
+        return mb.Result(mb.OK, count=removed)
 
     def _tag(self, depositor: PeerId | None) -> bytes:
         """The depositor's tag: keyed by a per-run secret, so the store alone cannot name it."""

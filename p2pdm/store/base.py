@@ -38,6 +38,7 @@ from p2pdm.core.model import (
     Recipient,
     StatusChange,
     StoredMessage,
+    Withdrawal,
     overall_status,
 )
 from p2pdm.core.profile import Profile
@@ -329,6 +330,28 @@ class Store(BlobIndex, GroupStore, Protocol):
         """
         ...
 
+    # --- withdrawals: deposits to take back after an unsend (§14.3 ``withdraw``) ---
+    def withdrawals_due(self, now_ms: int, limit: int) -> list[Withdrawal]:
+        """Withdrawals due by ``now_ms`` (at most ``limit``, by mailbox); drops
+        those whose mailbox lets the envelope go by then anyway.
+        ``remove_outbox_of`` and ``remove_followers_of`` turn the deposits of
+        the envelopes they drop into withdrawals."""
+        ...
+
+    def withdrawal_done(self, envelope_id: bytes, mailbox: PeerId) -> None: ...
+    def withdrawal_retry(
+        self, envelope_id: bytes, mailbox: PeerId, attempts: int, next_at_ms: int
+    ) -> None: ...
+    def withdrawals_count(self) -> int: ...
+
+    # --- our running live location shares: which, with whom, until when ---
+    def put_live_share(self, conversation_id: bytes, peer: PeerId | None, until_ms: int) -> None:
+        """Remember a share (``peer``: the contact; None for a group's), never a position."""
+        ...
+
+    def remove_live_share(self, conversation_id: bytes) -> bool: ...
+    def live_shares(self) -> list[tuple[bytes, PeerId | None, int]]: ...
+
     # --- mailbox: envelopes this node holds for others ---
     def mailbox_add(self, item: StoredEnvelope) -> tuple[StoredEnvelope, bool]:
         """Hold an envelope; returns it with ``seq`` set and True.
@@ -357,6 +380,11 @@ class Store(BlobIndex, GroupStore, Protocol):
 
     def mailbox_purge(self, now_ms: int) -> int:
         """Drop envelopes with ``expires_at_ms <= now_ms``; returns how many."""
+        ...
+
+    def mailbox_withdraw(self, hashes: Sequence[bytes]) -> int:
+        """Drop the envelopes held under these withdraw hashes (empty ones match
+        nothing), whoever they are for; returns how many."""
         ...
 
     def mailbox_recipients(self) -> int:

@@ -10,7 +10,7 @@ from p2pdm.core.actions import HeldAction, held_expired
 from p2pdm.core.identity import PeerId
 from p2pdm.limits import MAX_HELD_ACTIONS, MAX_HELD_ACTIONS_PER_PEER
 from p2pdm.store.base import Reactions, is_unread
-from p2pdm.store.memory_state import Dicts, MemoryState
+from p2pdm.store.memory_state import Dicts, MemoryState, withdraw_deposits
 
 __all__ = ["ActionDicts", "erase_body"]
 
@@ -140,7 +140,7 @@ class ActionDicts(Dicts):
         ids = [e for e, item in state.outbox.items() if item.message_id == message_id]
         for envelope_id in ids:
             del state.outbox[envelope_id]
-            state.deposits.pop(envelope_id, None)
+            withdraw_deposits(state, envelope_id)
         return len(ids)
 
 

@@ -8,7 +8,7 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.model import Direction
 from p2pdm.errors import NotFound
 from p2pdm.store.blobs import BlobRecord, BlobState
-from p2pdm.store.memory_state import Dicts
+from p2pdm.store.memory_state import Dicts, withdraw_deposits
 
 __all__ = ["BlobDicts"]
 
@@ -96,5 +96,5 @@ class BlobDicts(Dicts):
         for envelope_id in ids:
             del state.followers[envelope_id]
             state.outbox.pop(envelope_id, None)
-            state.deposits.pop(envelope_id, None)
+            withdraw_deposits(state, envelope_id)
         return len(ids)

@@ -24,7 +24,11 @@ class MailboxDicts(Dicts):
         key = (item.recipient, envelope_digest(item.envelope))
         held = state.mailbox_digests.get(key)
         if held is not None:
-            return state.mailbox[held], False
+            stored = state.mailbox[held]
+            if stored.withdraw and stored.withdraw != item.withdraw:
+                # Two depositors, two secrets: neither may take it back alone.
+                stored = state.mailbox[held] = replace(stored, withdraw=b"")
+            return stored, False
         state.mailbox_seq += 1
         stored = replace(item, seq=state.mailbox_seq)
         state.mailbox[stored.seq] = stored
@@ -72,3 +76,10 @@ class MailboxDicts(Dicts):
         state = self._live()
         old = [seq for seq, e in state.mailbox.items() if e.expires_at_ms <= now_ms]
         return self._mailbox_drop(state, old)
+
+    def mailbox_withdraw(self, hashes: Sequence[bytes]) -> int:
+        state = self._live()
+        wanted = {h for h in hashes if h}
+        return self._mailbox_drop(
+            state, [seq for seq, e in state.mailbox.items() if e.withdraw in wanted]
+        )

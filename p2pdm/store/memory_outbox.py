@@ -7,6 +7,7 @@ from dataclasses import replace
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     OutboxItem,
+    Withdrawal,
 )
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.store.base import (
@@ -94,3 +95,45 @@ class OutboxDicts(Dicts):
     def deposits(self, envelope_id: bytes) -> list[tuple[PeerId, int]]:
         held = self._live().deposits.get(envelope_id, {})
         return sorted(held.items(), key=lambda item: item[0].raw)
+
+    # --- deposits to take back ---------------------------------------------
+
+    def withdrawals_due(self, now_ms: int, limit: int) -> list[Withdrawal]:
+        state = self._live()
+        for key in [k for k, (until, _, _) in state.withdrawals.items() if until <= now_ms]:
+            del state.withdrawals[key]  # the mailbox has let it go by now
+        due = sorted(
+            (
+                Withdrawal(eid, mailbox, until, attempts)
+                for (eid, mailbox), (until, attempts, at) in state.withdrawals.items()
+                if at <= now_ms
+            ),
+            key=lambda w: (w.mailbox.raw, w.envelope_id),
+        )
+        return due[: page_limit(limit)]
+
+    def withdrawal_done(self, envelope_id: bytes, mailbox: PeerId) -> None:
+        self._live().withdrawals.pop((envelope_id, mailbox), None)
+
+    def withdrawal_retry(
+        self, envelope_id: bytes, mailbox: PeerId, attempts: int, next_at_ms: int
+    ) -> None:
+        state = self._live()
+        held = state.withdrawals.get((envelope_id, mailbox))
+        if held is not None:
+            state.withdrawals[(envelope_id, mailbox)] = (held[0], attempts, next_at_ms)
+
+    def withdrawals_count(self) -> int:
+        return len(self._live().withdrawals)
+
+    # --- our running live location shares (no positions) -------------------
+
+    def put_live_share(self, conversation_id: bytes, peer: PeerId | None, until_ms: int) -> None:
+        self._live().live_shares[conversation_id] = (peer, until_ms)
+
+    def remove_live_share(self, conversation_id: bytes) -> bool:
+        return self._live().live_shares.pop(conversation_id, None) is not None
+
+    def live_shares(self) -> list[tuple[bytes, PeerId | None, int]]:
+        shares = self._live().live_shares
+        return [(cid, peer, until) for cid, (peer, until) in sorted(shares.items())]

@@ -38,7 +38,7 @@ from p2pdm.store.memory_log import EventLog
 if TYPE_CHECKING:
     from p2pdm.store.groups import GroupRow
 
-__all__ = ["ConversationState", "Dicts", "MemoryState"]
+__all__ = ["ConversationState", "Dicts", "MemoryState", "withdraw_deposits"]
 
 
 @dataclass(slots=True)
@@ -85,6 +85,10 @@ class MemoryState:
     last_seq: int = 0
     #: Mailboxes holding our envelopes: envelope id -> mailbox -> until_ms.
     deposits: dict[bytes, dict[PeerId, int]] = field(default_factory=dict)
+    #: Deposits to take back: (envelope id, mailbox) -> (until_ms, attempts, next_at_ms).
+    withdrawals: dict[tuple[bytes, PeerId], tuple[int, int, int]] = field(default_factory=dict)
+    #: Our running live location shares: conversation id -> (contact or None, until_ms).
+    live_shares: dict[bytes, tuple[PeerId | None, int]] = field(default_factory=dict)
     #: Envelopes held for others, by seq (insertion order is seq order).
     mailbox: dict[int, StoredEnvelope] = field(default_factory=dict)
     mailbox_digests: dict[tuple[PeerId, bytes], int] = field(default_factory=dict)
@@ -174,3 +178,9 @@ class Dicts:
         if self._listener is not None:
             self._listener()
         return log.last_id
+
+
+def withdraw_deposits(state: MemoryState, envelope_id: bytes) -> None:
+    """Forget the envelope's deposits, keeping each as a withdrawal to make."""
+    for mailbox, until in state.deposits.pop(envelope_id, {}).items():
+        state.withdrawals.setdefault((envelope_id, mailbox), (until, 0, 0))

@@ -509,6 +509,47 @@ CREATE TABLE IF NOT EXISTS group_held (
 CREATE INDEX IF NOT EXISTS group_held_by_age ON group_held (held_at_ms);
 """
 
+#: The live locations this node shares (docs/protocol.md §6.9): only which
+#: conversation, its contact (NULL for a group) and when the share ends, never
+#: a position; a row goes when the share is stopped or ends. After a restart
+#: (or a crash) the node tells the recipients of each share that is still
+#: within its period that it stopped: the position source is gone.
+_MIGRATION_LIVE_SHARES: Final = """
+CREATE TABLE IF NOT EXISTS live_shares (
+    conversation_id BLOB PRIMARY KEY,
+    peer BLOB,
+    until_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+#: Taking deposits back (docs/protocol.md §14.3, ``withdraw``): a mailbox keeps
+#: each deposit's withdraw hash; a sender keeps the deposits it still has to
+#: withdraw (after an unsend), dropped once withdrawn, refused, tried
+#: MAX_WITHDRAW_ATTEMPTS times or past the time the mailbox held them until.
+_WITHDRAW_TABLES: Final = """
+CREATE INDEX IF NOT EXISTS mailbox_by_withdraw ON mailbox (withdraw) WHERE withdraw != x'';
+CREATE TABLE IF NOT EXISTS withdrawals (
+    envelope_id BLOB NOT NULL,
+    mailbox BLOB NOT NULL,
+    until_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at_ms INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (envelope_id, mailbox)
+) WITHOUT ROWID;
+"""
+
+
+def _migration_withdraw(db: sqlite3.Connection) -> bool:
+    """Add the mailbox's ``withdraw`` column (once: migrations may run again) and
+    the sender's ``withdrawals``; removes no secrets."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(mailbox)")}
+    if "withdraw" not in columns:
+        db.execute("ALTER TABLE mailbox ADD COLUMN withdraw BLOB NOT NULL DEFAULT x''")
+    for statement in split_statements(_WITHDRAW_TABLES):
+        db.execute(statement)
+    return False
+
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -534,6 +575,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     migration_search_external,
     MIGRATION_EVENT_INDEXES,
     _MIGRATION_GROUP_HELD,
+    _MIGRATION_LIVE_SHARES,
+    _migration_withdraw,
 )
 
 #: The schema version this code writes.

@@ -26,6 +26,7 @@ from p2pdm.limits import HELD_ACTION_TTL_MS, MAX_HELD_ACTIONS, MAX_HELD_ACTIONS_
 from p2pdm.store.base import Reactions, is_unread, iter_chunks
 from p2pdm.store.sqlite_api import add_to_counter
 from p2pdm.store.sqlite_messages import MESSAGE_COLUMNS, message_row
+from p2pdm.store.sqlite_outbox import withdraw_deposits
 from p2pdm.store.sqlite_tables import IN_CHUNK, Tables
 
 __all__ = ["ActionTables", "erase_body"]
@@ -251,5 +252,5 @@ class ActionTables(Tables):
             ]
             for envelope_id in ids:
                 db.execute("DELETE FROM outbox WHERE envelope_id = ?", (envelope_id,))
-                db.execute("DELETE FROM deposits WHERE envelope_id = ?", (envelope_id,))
+                withdraw_deposits(db, envelope_id)
         return len(ids)

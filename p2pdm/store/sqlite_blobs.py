@@ -8,6 +8,7 @@ from typing import Any, Final
 from p2pdm.core.identity import PeerId
 from p2pdm.errors import NotFound
 from p2pdm.store.blobs import BlobRecord, BlobState
+from p2pdm.store.sqlite_outbox import withdraw_deposits
 from p2pdm.store.sqlite_tables import Tables
 
 __all__ = ["BlobTables"]
@@ -152,6 +153,6 @@ class BlobTables(Tables):
                 )
             ]
             for envelope_id in ids:
-                db.execute("DELETE FROM deposits WHERE envelope_id = ?", (envelope_id,))
+                withdraw_deposits(db, envelope_id)
                 db.execute("DELETE FROM outbox WHERE envelope_id = ?", (envelope_id,))
         return len(ids)

@@ -18,13 +18,15 @@ from p2pdm.store.sqlite_tables import IN_CHUNK, NO_CURSOR, Tables
 __all__ = ["MailboxTables"]
 
 _MAILBOX_COLUMNS: Final = (
-    "seq, recipient, envelope_id, envelope, deposited_at_ms, expires_at_ms, depositor"
+    "seq, recipient, envelope_id, envelope, deposited_at_ms, expires_at_ms, depositor, withdraw"
 )
 
 
 def _stored_envelope(row: Any) -> StoredEnvelope:
-    seq, recipient, eid, envelope, deposited, expires, depositor = row
-    return StoredEnvelope(PeerId(recipient), eid, envelope, deposited, expires, seq, depositor)
+    seq, recipient, eid, envelope, deposited, expires, depositor, withdraw = row
+    return StoredEnvelope(
+        PeerId(recipient), eid, envelope, deposited, expires, seq, depositor, withdraw
+    )
 
 
 class MailboxTables(Tables):
@@ -38,10 +40,16 @@ class MailboxTables(Tables):
                 (item.recipient.raw, digest),
             ).fetchone()
             if row is not None:
-                return _stored_envelope(row), False
+                held = _stored_envelope(row)
+                if held.withdraw and held.withdraw != item.withdraw:
+                    # Two depositors, two secrets: neither may take it back alone.
+                    db.execute("UPDATE mailbox SET withdraw = x'' WHERE seq = ?", (held.seq,))
+                    held = replace(held, withdraw=b"")
+                return held, False
             cursor = db.execute(
                 "INSERT INTO mailbox (recipient, envelope_id, digest, envelope, size, "
-                "deposited_at_ms, expires_at_ms, depositor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "deposited_at_ms, expires_at_ms, depositor, withdraw) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     item.recipient.raw,
                     item.envelope_id,
@@ -51,6 +59,7 @@ class MailboxTables(Tables):
                     item.deposited_at_ms,
                     item.expires_at_ms,
                     item.depositor,
+                    item.withdraw,
                 ),
             )
         return replace(item, seq=int(cursor.lastrowid or 0)), True
@@ -104,3 +113,13 @@ class MailboxTables(Tables):
         with self._writing("purging expired mailbox envelopes") as db:
             cursor = db.execute("DELETE FROM mailbox WHERE expires_at_ms <= ?", (now_ms,))
         return cursor.rowcount
+
+    def mailbox_withdraw(self, hashes: Sequence[bytes]) -> int:
+        wanted = [h for h in set(hashes) if h]
+        withdrawn = 0
+        with self._writing("withdrawing mailbox envelopes") as db:
+            for chunk in iter_chunks(wanted, IN_CHUNK):
+                marks = ", ".join("?" * len(chunk))
+                cursor = db.execute(f"DELETE FROM mailbox WHERE withdraw IN ({marks})", chunk)
+                withdrawn += cursor.rowcount
+        return withdrawn

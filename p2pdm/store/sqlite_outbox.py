@@ -7,6 +7,7 @@ from typing import Any, Final
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     OutboxItem,
+    Withdrawal,
 )
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.store.base import (
@@ -15,7 +16,7 @@ from p2pdm.store.base import (
 from p2pdm.store.cipher import INTEGRITY_ERRORS
 from p2pdm.store.sqlite_tables import Tables
 
-__all__ = ["OutboxTables"]
+__all__ = ["OutboxTables", "withdraw_deposits"]
 
 _OUTBOX_COLUMNS: Final = (
     "envelope_id, message_id, recipient, envelope, created_at_ms, expires_at_ms, "
@@ -23,6 +24,17 @@ _OUTBOX_COLUMNS: Final = (
 )
 #: Why an insert into ``outbox`` failed when its envelope id was queued already.
 _QUEUED: Final = "UNIQUE constraint failed: outbox.envelope_id"
+
+
+def withdraw_deposits(db: Any, envelope_id: bytes) -> None:
+    """Forget the envelope's deposits, keeping each as a withdrawal to make
+    (inside the caller's write)."""
+    db.execute(
+        "INSERT OR IGNORE INTO withdrawals (envelope_id, mailbox, until_ms) "
+        "SELECT envelope_id, mailbox, until_ms FROM deposits WHERE envelope_id = ?",
+        (envelope_id,),
+    )
+    db.execute("DELETE FROM deposits WHERE envelope_id = ?", (envelope_id,))
 
 
 def _outbox_item(row: Any) -> OutboxItem:
@@ -161,3 +173,61 @@ class OutboxTables(Tables):
                 (envelope_id,),
             ).fetchall()
         return [(PeerId(mailbox), until) for mailbox, until in rows]
+
+    # --- deposits to take back -----------------------------------------------
+
+    def withdrawals_due(self, now_ms: int, limit: int) -> list[Withdrawal]:
+        with self._writing("reading withdrawals") as db:
+            db.execute("DELETE FROM withdrawals WHERE until_ms <= ?", (now_ms,))
+            rows = db.execute(
+                "SELECT envelope_id, mailbox, until_ms, attempts FROM withdrawals "
+                "WHERE next_at_ms <= ? ORDER BY mailbox, envelope_id LIMIT ?",
+                (now_ms, page_limit(limit)),
+            ).fetchall()
+        return [Withdrawal(bytes(e), PeerId(m), u, a) for e, m, u, a in rows]
+
+    def withdrawal_done(self, envelope_id: bytes, mailbox: PeerId) -> None:
+        with self._writing("forgetting a withdrawal") as db:
+            db.execute(
+                "DELETE FROM withdrawals WHERE envelope_id = ? AND mailbox = ?",
+                (envelope_id, mailbox.raw),
+            )
+
+    def withdrawal_retry(
+        self, envelope_id: bytes, mailbox: PeerId, attempts: int, next_at_ms: int
+    ) -> None:
+        with self._writing("rescheduling a withdrawal") as db:
+            db.execute(
+                "UPDATE withdrawals SET attempts = ?, next_at_ms = ? "
+                "WHERE envelope_id = ? AND mailbox = ?",
+                (attempts, next_at_ms, envelope_id, mailbox.raw),
+            )
+
+    def withdrawals_count(self) -> int:
+        with self._reading("counting withdrawals") as db:
+            (count,) = db.execute("SELECT count(*) FROM withdrawals").fetchone()
+        return int(count)
+
+    # --- our running live location shares (no positions) ---------------------
+
+    def put_live_share(self, conversation_id: bytes, peer: PeerId | None, until_ms: int) -> None:
+        with self._writing("remembering a live location share") as db:
+            db.execute(
+                "INSERT OR REPLACE INTO live_shares (conversation_id, peer, until_ms) "
+                "VALUES (?, ?, ?)",
+                (conversation_id, None if peer is None else peer.raw, until_ms),
+            )
+
+    def remove_live_share(self, conversation_id: bytes) -> bool:
+        with self._writing("forgetting a live location share") as db:
+            cursor = db.execute(
+                "DELETE FROM live_shares WHERE conversation_id = ?", (conversation_id,)
+            )
+        return cursor.rowcount > 0
+
+    def live_shares(self) -> list[tuple[bytes, PeerId | None, int]]:
+        with self._reading("reading live location shares") as db:
+            rows = db.execute(
+                "SELECT conversation_id, peer, until_ms FROM live_shares ORDER BY conversation_id"
+            ).fetchall()
+        return [(bytes(c), None if p is None else PeerId(p), u) for c, p, u in rows]

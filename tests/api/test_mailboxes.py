@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from p2pdm.errors import StreamRefused
 from p2pdm.services.mailbox_client import MailboxClient
 from p2pdm.services.mailbox_server import (
     MAILBOX_MAX_BYTES,
@@ -25,7 +26,12 @@ async def test_off_the_network_no_mailbox_is_known() -> None:
     async with serving(api_node("alice")) as alice:
         response = await alice.call("GET", "/v1/mailboxes")
         await check_documented(alice, response, "GET", "/v1/mailboxes")
-        assert response.json() == {"used": [], "offered": None, "networked": False}
+        assert response.json() == {
+            "used": [],
+            "offered": None,
+            "withdrawals": {"pending": 0, "withdrawn": 0},
+            "networked": False,
+        }
 
 
 @pytest.mark.net
@@ -69,3 +75,13 @@ async def test_a_mailbox_and_the_node_that_names_it(tmp_path: Path) -> None:
             assert result.ok, result
             held = (await bob.call("GET", "/v1/mailboxes"))["offered"]
             assert (held["envelopes"], held["recipients"]) == (2, 1)
+
+            # Over libp2p: the deposits went on 1.1.0, so they can be taken back;
+            # a protocol the mailbox does not speak is a StreamRefused.
+            mailbox = bob.running.node.peer_id
+            first_id = a.store.outbox_for(carol.peer_id)[0].envelope_id
+            assert await client.withdraw(mailbox, [bob_addr], [first_id]) == 1
+            offered = (await bob.call("GET", "/v1/mailboxes"))["offered"]
+            assert (offered["envelopes"], offered["withdrawn"]) == (1, 1)
+            with pytest.raises(StreamRefused):
+                await ann.running.host.open_stream(mailbox, "/p2pdm/none/1.0.0", [bob_addr])

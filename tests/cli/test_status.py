@@ -39,7 +39,12 @@ async def test_status_of_a_node_off_the_network(
         record = json.loads(out)
         assert record["peer_id"] == str(alice.node.peer_id) and record["dht"] is None
         assert "invite" not in record
-        assert record["mailboxes"] == {"networked": False, "used": [], "offered": None}
+        assert record["mailboxes"] == {
+            "networked": False,
+            "used": [],
+            "offered": None,
+            "withdrawals": {"pending": 0, "withdrawn": 0},
+        }
 
 
 async def test_status_without_a_node_is_one_line(
@@ -159,3 +164,8 @@ def test_the_mailbox_line_counts_the_used_and_what_the_offered_holds() -> None:
         "for 1 recipient of 10000 (64.0 MiB)"
     )
     assert "Mailbox" not in dict(describe(info, now_ms=0))
+    # Deposits of unsent messages still to take back are named.
+    waiting = {**answer, "withdrawals": {"pending": 2, "withdrawn": 3}, "offered": None}
+    assert dict(describe(info, now_ms=0, mailboxes=waiting))["Mailbox"] == (
+        "uses 2 (1 named in our record); 2 deposits of unsent messages to take back; offers none"
+    )

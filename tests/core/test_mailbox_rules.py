@@ -237,3 +237,64 @@ def test_stamps_and_asked_bits_round_trip_on_the_wire() -> None:
     assert b"bits" not in mb.Result(mb.OK).encode()
     with pytest.raises(SchemaError):
         mb.decode_reply(cbor.encode({**cbor.decode(asked.encode(), 1000), "bits": 99}))
+
+
+# --- withdraw (/p2pdm/mailbox/1.1.0) ----------------------------------------------
+
+withdraw_requests = st.one_of(
+    st.builds(
+        mb.Withdraw,
+        st.lists(
+            st.binary(min_size=mb.WITHDRAW_SECRET_BYTES, max_size=mb.WITHDRAW_SECRET_BYTES),
+            min_size=1,
+            max_size=mb.MAX_WITHDRAW_ITEMS,
+        ).map(tuple),
+    ),
+    st.builds(
+        mb.Deposit,
+        st.binary(max_size=200),
+        st.none() | st.binary(min_size=mb.STAMP_BYTES, max_size=mb.STAMP_BYTES),
+        st.none() | st.binary(min_size=mb.WITHDRAW_HASH_BYTES, max_size=mb.WITHDRAW_HASH_BYTES),
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(withdraw_requests)
+def test_withdraw_requests_round_trip_on_1_1_only(request: mb.Request) -> None:
+    assert mb.decode_request(request.encode(), withdraw=True) == request
+    plain = isinstance(request, mb.Deposit) and request.withdraw is None
+    if plain:  # what 1.0.0 knows decodes the same there
+        assert mb.decode_request(request.encode()) == request
+    else:
+        with pytest.raises(WireError):
+            mb.decode_request(request.encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_crash_the_1_1_decoder(data: bytes) -> None:
+    with contextlib.suppress(WireError):
+        mb.decode_request(data, withdraw=True)
+
+
+def test_withdraw_frames_are_capped_and_checked() -> None:
+    good = os.urandom(mb.WITHDRAW_SECRET_BYTES)
+    for bad in (
+        {"t": "withdraw", "secrets": []},
+        {"t": "withdraw", "secrets": [good] * (mb.MAX_WITHDRAW_ITEMS + 1)},
+        {"t": "withdraw", "secrets": [good[:-1]]},
+        {"t": "withdraw", "secrets": ["text"]},
+        {"t": "withdraw", "secrets": [good], "more": 1},
+        {"t": "deposit", "env": b"x", "wd": b"short"},
+    ):
+        with pytest.raises(WireError):
+            mb.decode_request(cbor.encode(bad), withdraw=True)
+    # An unknown type is answered on 1.1.0 (its fields unread), refused on 1.0.0.
+    later = cbor.encode({"t": "compact", "anything": [1, 2]})
+    assert mb.decode_request(later, withdraw=True) == mb.UnknownRequest("compact")
+    with pytest.raises(WireError):
+        mb.decode_request(later)
+    # The frame cap holds before any parsing.
+    with pytest.raises(WireError):
+        mb.decode_request(b"\x00" * (mb.MAX_REQUEST_FRAME_BYTES + 1), withdraw=True)

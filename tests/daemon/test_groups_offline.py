@@ -80,6 +80,37 @@ async def test_a_group_file_reaches_an_offline_member_through_its_mailbox(
         # restarted sim node keeps its store but not its files.)
 
 
+async def test_an_unsent_group_file_is_taken_back_from_an_offline_members_mailbox(
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    """Node 1 is away when node 2 sends a file to the group and unsends it: the
+    mailbox gives back the message and its chunk; node 1, back, gets nothing of it."""
+    data = os.urandom(100 << 10)
+    async with sim_network(4, contacts=[(3, 1), (3, 2)]) as net:
+        mailbox, author = net[0], node_of(net, 2)
+        others = [net[1].peer_id, net[2].peer_id]
+        gid = (await node_of(net, 3).create_group("away", others)).row.id
+        await wait_until(lambda: all(node_of(net, i).is_group(gid) for i in (1, 2)))
+        await net.stop(net[1])
+        await wait_until(lambda: net[1].peer_id not in author.online)
+        record = author.media.add_file(data, "application/octet-stream", "plan.bin")
+        body = author.media.body_for([record.blob_id], "for later")
+        sent = (await author.send_group_body(gid, body)).message
+        await wait_until(lambda: mailbox.store.mailbox_usage(net[1].peer_id)[0] >= 2)
+        author.unsend(sent.id)
+        service = mailbox.running.mailbox
+        assert service is not None
+        await wait_until(lambda: author.store.withdrawals_count() == 0 and service.withdrawn >= 2)
+        assert service.withdrawn == 2  # the message and its one chunk
+        await net.stop(net[2])
+        await net.start(net[1])
+        member = node_of(net, 1)
+        await wait_until(lambda: mailbox.store.mailbox_usage(net[1].peer_id)[0] == 0)
+        assert member.store.get_blob(record.blob_id) is None
+        got = member.store.get_message(sent.id)
+        assert got is None or got.unsent
+
+
 async def test_members_who_are_not_contacts_write_to_each_other(
     sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
 ) -> None:

@@ -12,11 +12,13 @@ import pytest
 import trio
 
 from p2pdm.core.kinds import LiveLocationBody
-from p2pdm.core.model import direct_conversation_id
+from p2pdm.core.model import EventType, direct_conversation_id
 from p2pdm.limits import LIVE_LOCATION_DIAL_S, LIVE_LOCATION_INTERVAL_S
 from p2pdm.node.live_location import (
+    RESEND_PAUSES_S,
     expire_live_locations,
     receive_live_location,
+    recipients_of,
     share_live_location,
 )
 from p2pdm.node.messenger import wall_ms
@@ -266,3 +268,100 @@ async def test_a_start_dials_a_contact_the_node_has_not_seen_connected_yet(
         assert why_not is not None and "could not be reached" in why_not
         assert trio.current_time() - before <= LIVE_LOCATION_DIAL_S + 1
         assert alice.store.outbox_count() == 0
+
+
+@pytest.mark.slow
+async def test_a_share_that_ran_when_the_sharer_crashed_is_stopped_when_it_starts_again(
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    # SQLite stores: what the node reads back at its start is what was committed.
+    async with sim_network(2, store="sqlite", contacts=[(0, 1)]) as net:
+        alice, bob = net[0].running.node, net[1].running.node
+        hello = await net.send(0, 1, "on my way")
+        await net.wait_delivered(0, hello, 60)
+        await wait_until(lambda: alice.connected_to(bob.peer_id), 60)
+        conversation_id = direct_conversation_id(alice.peer_id, bob.peer_id)
+        share, why_not = await share_live_location(
+            alice, conversation_id, [bob.peer_id], 488_500_000, 23_500_000, 7, 3600
+        )
+        assert why_not is None
+        await wait_until(lambda: bool(bob.live_locations.active(conversation_id, bob.now_ms())))
+        # The store remembers which share runs and until when, never where.
+        assert alice.store.live_shares() == [(conversation_id, bob.peer_id, share.until_ms)]
+
+        # Alice's node dies (no clean shutdown: nothing is sent) and starts again.
+        await net.stop(net[0])
+        assert bob.live_locations.active(conversation_id, bob.now_ms()) != []
+        await net.start(net[0])
+        alice = net[0].running.node
+        assert alice.live_locations.active(conversation_id, alice.now_ms()) == []
+        before = trio.current_time()
+
+        # Bob is told it stopped, within the dial bound plus the resend pauses.
+        bound = LIVE_LOCATION_DIAL_S + sum(RESEND_PAUSES_S) + 30
+        await wait_until(
+            lambda: bob.live_locations.active(conversation_id, bob.now_ms()) == [], bound
+        )
+        assert trio.current_time() - before <= bound
+        stopped = bob.store.events(0, 100, [EventType.LOCATION_STOPPED], [alice.peer_id])
+        assert stopped
+        # Everyone was told: the row is gone, and no share runs on Alice's side.
+        await wait_until(lambda: alice.store.live_shares() == [], 10)
+        assert alice.live_locations.own(alice.now_ms()) == []
+
+
+@pytest.mark.slow
+async def test_a_recipient_away_at_the_restart_is_told_when_it_comes_back(
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    async with sim_network(2, contacts=[(0, 1)]) as net:
+        alice, bob = net[0].running.node, net[1].running.node
+        hello = await net.send(0, 1, "on my way")
+        await net.wait_delivered(0, hello, 60)
+        await wait_until(lambda: alice.connected_to(bob.peer_id), 60)
+        conversation_id = direct_conversation_id(alice.peer_id, bob.peer_id)
+        await share_live_location(alice, conversation_id, [bob.peer_id], 1, 2, None, 3600)
+        await net.stop(net[0])
+        await net.stop(net[1])
+        await net.start(net[0])
+        alice = net[0].running.node
+        # Bob is away: the start-up stop reaches nobody; the share is kept to tell.
+        await trio.sleep(LIVE_LOCATION_DIAL_S + 1)
+        assert conversation_id in alice.live_locations.orphans
+        assert alice.store.live_shares() != []
+        # Bob's node forgot every share with its own restart; it is told anyway
+        # when its connection comes back, and Alice forgets the share then.
+        await net.start(net[1])
+        await wait_until(lambda: alice.store.live_shares() == [], 120)
+        assert conversation_id not in alice.live_locations.orphans
+
+
+@pytest.mark.slow
+async def test_a_group_share_of_before_a_restart_is_stopped_at_each_member(
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    async with sim_network(3, contacts=[(0, 1), (0, 2)]) as net:
+        n0, n1, n2 = (net[i].running.node for i in range(3))
+        gid = (await n0.create_group("walk", [net[1].peer_id, net[2].peer_id])).row.id
+
+        def active(node: Node) -> bool:
+            row = node.store.get_group(gid)
+            return row is not None and row.state == "active"
+
+        await wait_until(lambda: active(n1) and active(n2), 60)
+        await n1.send_group_text(gid, "leaving now")
+        await wait_until(lambda: bool(n2.messages(gid, 10).messages), 60)
+        await wait_until(lambda: n1.connected_to(n2.peer_id) and n1.connected_to(n0.peer_id), 60)
+        members = recipients_of(n1, gid, n1.peer_id)
+        share, _ = await share_live_location(n1, gid, members, 404_100_000, -37_000_000, None, 900)
+
+        def shown(node: Node) -> list[Any]:
+            return node.live_locations.active(gid, node.now_ms())
+
+        await wait_until(lambda: len(shown(n0)) == len(shown(n2)) == 1, 30)
+        assert n1.store.live_shares() == [(gid, None, share.until_ms)]
+        await net.stop(net[1])
+        await net.start(net[1])
+        n1 = net[1].running.node
+        await wait_until(lambda: shown(n0) == shown(n2) == [], 60)
+        await wait_until(lambda: n1.store.live_shares() == [], 10)

@@ -17,7 +17,7 @@ from p2pdm.core.kinds import MediaBody, MediaItem
 from p2pdm.node.media_ops import send_body, send_media
 from p2pdm.sim.network import wait_until
 from p2pdm.sim.pytest_plugin import SimNetworkFactory
-from tests.conftest import UPKEEP, Peer, node
+from tests.conftest import UPKEEP, Peer, node, serving
 from tests.media_files import bomb_png, has_gps, photo_with_gps
 
 
@@ -178,6 +178,46 @@ async def test_a_file_reaches_an_offline_recipient_through_a_mailbox(
         got = receiver.store.get_blob(record.blob_id)
         assert got is not None
         assert b"".join(receiver.media.read_plain(got, 0, got.size)) == data
+
+
+@pytest.mark.slow
+async def test_an_unsent_file_is_taken_back_from_the_mailbox_before_the_recipient_fetches(
+    sim_network: SimNetworkFactory,
+) -> None:
+    """Bob is away when Alice sends a file; she unsends it: the mailbox gives
+    back the message and its chunks, and Bob, back, fetches nothing of it."""
+    data = os.urandom(1 << 20)  # 4 chunks
+    async with sim_network(3, clock="real", contacts=[(1, 2)], mailboxes=1, upkeep=UPKEEP) as net:
+        mailbox, bob, alice = net[0], net[1], net[2]
+        await net.stop(bob)
+        await wait_until(lambda: bob.peer_id not in alice.running.node.online, 30)
+        sender = alice.running.node
+        record = sender.media.add_file(data, "application/octet-stream", "plans.bin")
+        sent = await send_media(sender, bob.peer_id, [record.blob_id], "the plans")
+        # The message and its 4 chunks are left at the mailbox.
+        await wait_until(lambda: mailbox.store.mailbox_usage(bob.peer_id)[0] >= 5, 60)
+        async with serving(sender) as a, serving(mailbox.running.node) as m:
+            gone = await a.call("DELETE", f"/v1/messages/{sent.id.hex()}")
+            assert gone.status_code == 204
+            service = mailbox.running.mailbox
+            assert service is not None
+            await wait_until(lambda: service.withdrawn >= 5, 60)
+            assert service.withdrawn == 5
+            # What is left for Bob is at most the unsend itself.
+            await wait_until(lambda: sender.store.withdrawals_count() == 0, 30)
+            assert mailbox.store.mailbox_usage(bob.peer_id)[0] <= 1
+            offered = (await m.call("GET", "/v1/mailboxes")).json()["offered"]
+            assert offered["withdrawn"] == 5
+            mine = (await a.call("GET", "/v1/mailboxes")).json()["withdrawals"]
+            assert mine == {"pending": 0, "withdrawn": 5}
+        await net.stop(alice)
+        await net.start(bob)
+        receiver = bob.running.node
+        # Bob fetches what waits (the unsend, held: its message never came).
+        await wait_until(lambda: mailbox.store.mailbox_usage(bob.peer_id)[0] == 0, 60)
+        assert receiver.store.get_blob(record.blob_id) is None
+        got = receiver.store.get_message(sent.id)
+        assert got is None or (got.unsent and got.body == b"")
 
 
 async def test_a_file_over_the_auto_download_limit_waits_until_the_sdk_asks(

@@ -1,5 +1,6 @@
 """Message actions through mailboxes: whole nodes over libp2p on the memory network,
-in virtual time; the recipient is away while the author edits, reacts and unsends."""
+in virtual time; the recipient is away while the author edits, reacts and unsends
+(which takes the unsent message's deposits back from the mailboxes)."""
 
 from __future__ import annotations
 
@@ -39,13 +40,16 @@ async def test_actions_left_at_mailboxes_apply_when_the_recipient_returns(
             return (
                 got is not None
                 and message_text(got) == "see you at 9"
-                and erased is not None
-                and erased.unsent
+                and (erased is None or erased.unsent)
                 and reactions.get(hello.id) is not None
                 and reactions[hello.id].reactions == {"👋": [a.peer_id]}
             )
 
         await wait_until(settled)
+        # The unsent message's deposits were taken back (withdraw): Bob never
+        # got it, and its unsend waits among the held actions until it
+        # expires; had a mailbox kept a copy, the unsend would erase it.
         erased = b.store.get_message(gone.id)
-        assert erased is not None and erased.body == b""
-        assert b.store.counts()["actions_refused"] == 0 and b.store.held_count() == 0
+        assert erased is None or erased.body == b""
+        assert b.store.counts()["actions_refused"] == 0
+        assert b.store.held_count() == (1 if erased is None else 0)

@@ -1381,3 +1381,80 @@ def test_a_note_for_one_recipient_is_that_recipients_detail_while_it_waits(store
         DeliveryStatus.FAILED,
         "refused",
     )
+
+
+# --- withdrawals and withdraw hashes ----------------------------------------------
+
+
+def test_unsending_turns_deposits_into_withdrawals_until_done_or_expired(store: Store) -> None:
+    store.add_message(msg(1, direction=Direction.OUT))
+    item = replace(outbox_item(5), message_id=mid(1))
+    chunk = outbox_item(6)
+    store.add_outbox(item)
+    store.add_outbox(chunk)
+    store.follow_message(chunk.envelope_id, mid(1))
+    store.add_deposit(item.envelope_id, BOB, 500)
+    store.add_deposit(item.envelope_id, CAROL, 900)
+    store.add_deposit(chunk.envelope_id, BOB, 700)
+    assert store.withdrawals_count() == 0  # a deposit is not withdrawn by itself
+    store.remove_outbox_of(mid(1))
+    store.remove_followers_of(mid(1))
+    assert store.deposits(item.envelope_id) == store.deposits(chunk.envelope_id) == []
+    due = store.withdrawals_due(100, 10)
+    assert {(w.envelope_id, w.mailbox, w.until_ms) for w in due} == {
+        (item.envelope_id, BOB, 500),
+        (item.envelope_id, CAROL, 900),
+        (chunk.envelope_id, BOB, 700),
+    }
+    assert [w.mailbox for w in due] == sorted((w.mailbox for w in due), key=lambda p: p.raw)
+    assert len(store.withdrawals_due(100, 1)) == 1
+    # A retry waits; done ones go; past the mailbox's own time they go by themselves.
+    store.withdrawal_retry(item.envelope_id, CAROL, 1, 300)
+    assert (item.envelope_id, CAROL) not in {
+        (w.envelope_id, w.mailbox) for w in store.withdrawals_due(200, 10)
+    }
+    [again] = [w for w in store.withdrawals_due(300, 10) if w.mailbox == CAROL]
+    assert again.attempts == 1
+    store.withdrawal_done(chunk.envelope_id, BOB)
+    assert store.withdrawals_count() == 2
+    assert [(w.envelope_id, w.mailbox) for w in store.withdrawals_due(600, 10)] == [
+        (item.envelope_id, CAROL)
+    ]
+    assert store.withdrawals_count() == 1
+
+
+def test_a_delivered_envelope_leaves_nothing_to_withdraw(store: Store) -> None:
+    item = outbox_item(1)
+    store.add_outbox(item)
+    store.add_deposit(item.envelope_id, BOB, 500)
+    store.remove_outbox(item.envelope_id)  # acknowledged: the recipient has it
+    assert store.withdrawals_count() == 0
+
+
+def test_mailbox_withdraw_removes_only_what_its_hashes_name(store: Store) -> None:
+    a, _ = store.mailbox_add(replace(held(1), withdraw=b"a" * 32))
+    store.mailbox_add(replace(held(2, BOB), withdraw=b"b" * 32))
+    store.mailbox_add(held(3))  # deposited without a hash: nobody can withdraw it
+    assert store.mailbox_withdraw([b"x" * 32, b""]) == 0
+    assert store.mailbox_usage() == (3, 30)
+    assert store.mailbox_withdraw([b"a" * 32, b"a" * 32]) == 1
+    assert [e.seq for e in store.mailbox_fetch(ALICE, 0, 0, 10)] != [a.seq]
+    assert store.mailbox_usage(ALICE) == (1, 10)
+    assert store.mailbox_withdraw([b"b" * 32]) == 1 and store.mailbox_usage() == (1, 10)
+
+
+def test_the_same_bytes_deposited_under_two_hashes_cannot_be_withdrawn(store: Store) -> None:
+    first, _ = store.mailbox_add(replace(held(1), withdraw=b"a" * 32))
+    same, new = store.mailbox_add(replace(held(1), withdraw=b"m" * 32))
+    assert not new and same.seq == first.seq and same.withdraw == b""
+    assert store.mailbox_withdraw([b"a" * 32, b"m" * 32]) == 0
+    assert store.mailbox_usage() == (1, 10)
+
+
+def test_live_shares_are_remembered_without_positions(store: Store) -> None:
+    store.put_live_share(mid(1), BOB, 5000)
+    store.put_live_share(mid(2), None, 7000)
+    store.put_live_share(mid(1), BOB, 6000)  # a new share replaces the old
+    assert store.live_shares() == [(mid(1), BOB, 6000), (mid(2), None, 7000)]
+    assert store.remove_live_share(mid(1)) and not store.remove_live_share(mid(1))
+    assert store.live_shares() == [(mid(2), None, 7000)]

@@ -128,6 +128,8 @@ def test_alice_and_bob_chat_in_their_browsers(
     wait_for(alice_page, lambda d: all_css(d, "#mailbox-offered"), "the mailboxes")
     offered = by_css(alice_page, "#mailbox-offered").text
     assert offered.startswith("none (run the node with --mailbox"), offered
+    withdrawn = by_css(alice_page, "#mailbox-withdrawals").text
+    assert withdrawn == "0 given back by mailboxes since the node started", withdrawn
     screenshot(alice_page, "node-desktop")
 
     # Bob's node restarts on the same address: his open page resumes its event

@@ -10,24 +10,42 @@ message; reaching at least one mailbox marks it ``deposited``. With no
 mailbox holding it, the note says why the recipient is not reachable and
 when the next try is (:meth:`OutboxBook.waiting`), with or without
 mailboxes configured.
+
+:class:`Withdrawer` takes deposits back: unsending a message turns the
+deposits of its envelopes (and of its files' chunks) into withdrawals
+(``Store.remove_outbox_of``, ``remove_followers_of``), which it presents to
+each mailbox as their secrets (docs/protocol.md §14.3 ``withdraw``), best
+effort: at most MAX_WITHDRAW_ATTEMPTS tries per mailbox, backing off from
+WITHDRAW_RETRY_SECONDS; a mailbox that cannot withdraw (an older node) is
+let be, and whatever is left there expires.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import trio
 
 from p2pdm.core.identity import PeerId
-from p2pdm.core.model import DeliveryStatus, OutboxItem
+from p2pdm.core.model import DeliveryStatus, OutboxItem, Withdrawal
 from p2pdm.errors import P2PDMError
 from p2pdm.services.dm.outbox import OutboxBook
-from p2pdm.services.limits import MAILBOX_COPIES, MAX_NOTE
+from p2pdm.services.limits import (
+    MAILBOX_COPIES,
+    MAX_NOTE,
+    MAX_WITHDRAW_ATTEMPTS,
+    MAX_WITHDRAW_BATCH,
+    WITHDRAW_INTERVAL_SECONDS,
+    WITHDRAW_RETRY_SECONDS,
+)
 from p2pdm.services.mailbox_client import MailboxClient, MailboxDirectory, describe_refusal
+from p2pdm.store.roles import OutboxStore
 
-__all__ = ["Depositor"]
+__all__ = ["Depositor", "Withdrawer"]
 
 log = logging.getLogger("p2pdm.services.dm")
 
@@ -128,3 +146,77 @@ class Depositor:
             self.book.note(item, "; ".join([*refusals, self.book.waiting(current)]))
         elif refusals:
             self.book.note(item, "; ".join([*refusals, "retrying"]))
+
+
+class Withdrawer:
+    """Takes our deposits back from mailboxes after an unsend, best effort."""
+
+    def __init__(
+        self, store: OutboxStore, client: MailboxClient, now_ms: Callable[[], int]
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.now_ms = now_ms
+        self._wake = trio.Event()
+        #: Envelopes withdrawn so far (for the local API and tests).
+        self.withdrawn = 0
+        #: The last round took MAX_WITHDRAW_BATCH: the next goes at once.
+        self._full = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Withdraw what is due now, then when woken or every WITHDRAW_INTERVAL_SECONDS."""
+        task_status.started()
+        while True:
+            self._wake = trio.Event()
+            try:
+                await self.withdraw_due()
+            except P2PDMError as exc:  # the store failed: the next round tries again
+                log.warning("withdrawing deposits failed: %s", exc)
+            if self._full:
+                continue  # more are due than one round takes
+            with trio.move_on_after(WITHDRAW_INTERVAL_SECONDS):
+                await self._wake.wait()
+
+    async def withdraw_due(self) -> int:
+        """One round: each mailbox with withdrawals due gets one request; how many
+        envelopes the mailboxes said they removed."""
+        due = self.store.withdrawals_due(self.now_ms(), MAX_WITHDRAW_BATCH)
+        self._full = len(due) >= MAX_WITHDRAW_BATCH
+        by_mailbox: defaultdict[PeerId, list[Withdrawal]] = defaultdict(list)
+        for item in due:
+            by_mailbox[item.mailbox].append(item)
+        before = self.withdrawn
+        async with trio.open_nursery() as nursery:
+            for mailbox, items in by_mailbox.items():
+                nursery.start_soon(self._withdraw_at, mailbox, items)
+        return self.withdrawn - before
+
+    async def _withdraw_at(self, mailbox: PeerId, items: list[Withdrawal]) -> None:
+        ids = [item.envelope_id for item in items]
+        try:
+            removed = await self.client.withdraw(
+                mailbox, self.client.network.peer_addrs(mailbox), ids
+            )
+        except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.info("withdraw at mailbox %s failed: %s", mailbox.short(), exc)
+            now = self.now_ms()
+            with self.store.transaction():
+                for item in items:
+                    attempts = item.attempts + 1
+                    if attempts >= MAX_WITHDRAW_ATTEMPTS:
+                        self.store.withdrawal_done(item.envelope_id, mailbox)  # it expires there
+                        continue
+                    pause_ms = int(WITHDRAW_RETRY_SECONDS * 1000) << (attempts - 1)
+                    self.store.withdrawal_retry(item.envelope_id, mailbox, attempts, now + pause_ms)
+            return
+        if removed is None:
+            log.info("mailbox %s cannot withdraw (an older node): left to expire", mailbox.short())
+        else:
+            self.withdrawn += removed
+            log.info("mailbox %s gave back %d of %d deposits", mailbox.short(), removed, len(ids))
+        with self.store.transaction():
+            for item in items:
+                self.store.withdrawal_done(item.envelope_id, mailbox)

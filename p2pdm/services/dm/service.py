@@ -20,7 +20,7 @@ import trio
 from p2pdm.core.dm import DM_WINDOW, AckResult
 from p2pdm.core.identity import PeerId
 from p2pdm.limits import LIVE_LOCATION_DIAL_S
-from p2pdm.services.dm.deposits import Depositor
+from p2pdm.services.dm.deposits import Depositor, Withdrawer
 from p2pdm.services.dm.ephemeral import send_now
 from p2pdm.services.dm.fetcher import Fetcher
 from p2pdm.services.dm.outbox import OutboxBook
@@ -56,6 +56,7 @@ class Delivery:
         self.book = OutboxBook(node, self.rng, DM_WINDOW)
         self.receiver = Receiver(node, network)
         self.depositor = Depositor(self.book, self.mailbox_client, mailboxes)
+        self.withdrawer = Withdrawer(node.store, self.mailbox_client, node.now_ms)
         self.fetcher = Fetcher(node, self.receiver, self.mailbox_client, mailboxes)
         self.scheduler = Scheduler(
             self.book,
@@ -70,8 +71,14 @@ class Delivery:
     # --- sending ----------------------------------------------------------------
 
     def wake(self, peer: PeerId | None = None) -> None:
-        """Something was queued: run the scheduler (and the peer's sender) now."""
+        """Something was queued (or unsent): run the scheduler (and the peer's
+        sender) and the withdrawer now."""
         self.scheduler.wake(peer)
+        self.withdrawer.wake()
+
+    async def run_withdrawer(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Take deposits of unsent messages back from mailboxes, until cancelled."""
+        await self.withdrawer.run(task_status=task_status)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """The outbox scheduler and its senders, until cancelled."""

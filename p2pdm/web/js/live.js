@@ -178,7 +178,11 @@ async function flush(state) {
     if (shown && shown.id === state.conversation) await loadLive();
   } catch (error) {
     if (sharing === state) stopWatching();
-    showError(error);
+    // A move the node no longer knows: it restarted, which stops every share
+    // (what fed it positions was gone), and told the recipients so.
+    const ended = state.started && !body.duration_s && error.status === 400;
+    showError(ended ? "Your live location stopped (the node restarted): share it again to go on." : error);
+    if (ended && shown && shown.id === state.conversation) loadLive();
   }
 }
 

@@ -101,7 +101,8 @@ async function drawMailboxes() {
     clear(el, h("dl.facts", {},
       fact("Used (where this node's mail waits)", mailboxesUsed(answer)),
       fact("Offered (held for others)", h("span", { id: "mailbox-offered" }, mailboxOffered(answer))),
-      fact("Outbox", outbox)));
+      fact("Outbox", outbox),
+      fact("Taken back (unsent)", h("span", { id: "mailbox-withdrawals" }, withdrawals(answer)))));
   } catch (error) { el.textContent = error.message; }
 }
 
@@ -121,7 +122,15 @@ function mailboxOffered(answer) {
   return `${o.envelopes} of ${o.max_envelopes} envelopes, ${bytes(o.bytes)} of ${bytes(o.max_bytes)}, `
     + `for ${o.recipients} recipient${o.recipients === 1 ? "" : "s"}; `
     + `at most ${o.max_envelopes_per_recipient} envelopes (${bytes(o.max_bytes_per_recipient)}) per recipient, `
-    + `kept ${Math.round(o.retention_s / 86400)} days`;
+    + `kept ${Math.round(o.retention_s / 86400)} days`
+    + (o.withdrawn ? `; ${o.withdrawn} taken back by their senders` : "");
+}
+
+/** GET /v1/mailboxes' `withdrawals`: deposits of unsent messages taken back, or still to. */
+function withdrawals(answer) {
+  const w = answer.withdrawals || { pending: 0, withdrawn: 0 };
+  const given = `${w.withdrawn} given back by mailboxes since the node started`;
+  return w.pending ? `${w.pending} still to take back; ${given}` : given;
 }
 
 async function drawSessions() {
