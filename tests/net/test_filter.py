@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -74,13 +73,13 @@ async def test_a_filtered_peer_cannot_hang_the_host() -> None:
     async with open_hosts(3, join=False) as (a, b, c):
         a.set_handler(ECHO, echo)
         a.set_peer_filter(refusing(b))
-        failures: list[float] = []
+        failures: list[str] = []
 
         async def hammer() -> None:
             for _ in range(20):
-                start = time.monotonic()
-                assert not await echoes(b, a)
-                failures.append(time.monotonic() - start)
+                with pytest.raises(PeerUnreachable) as refused:
+                    await b.open_stream(a.peer_id, ECHO, a.listen_addrs())
+                failures.append(refused.value.reason)
 
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
@@ -90,7 +89,7 @@ async def test_a_filtered_peer_cannot_hang_the_host() -> None:
                     assert await echoes(c, a)
         assert len(failures) == 60
         # Refused right after the handshake, not after a dial timeout.
-        assert max(failures) < 5, max(failures)
+        assert not [why for why in failures if "within" in why or "timed out" in why], failures
 
 
 @pytest.mark.net

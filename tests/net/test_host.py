@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gc
+import math
 import socket
-import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import multiaddr
 import pytest
@@ -16,10 +17,11 @@ import trio
 # Tests may build raw libp2p hosts (an attacker, a permissive control host);
 # p2pdm itself imports libp2p only in the libp2p modules of p2pdm.net.
 from libp2p import new_host
-from libp2p.abc import IHost, INetStream
+from libp2p.abc import IHost, INetConn, INetStream
 from libp2p.crypto.ed25519 import Ed25519PrivateKey, create_new_key_pair
 from libp2p.crypto.keys import KeyPair, PublicKey
 from libp2p.custom_types import TProtocol
+from libp2p.network import swarm as libp2p_swarm
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -29,12 +31,18 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.errors import ConfigError, PeerUnreachable
-from p2pdm.net import Host, Stream, Upkeep, _patches, open_host
+from p2pdm.net import Host, Stream, Upkeep, _maintenance, _patches, open_host
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, host_seed, open_hosts, wait_until
 from tests.net.conftest import CAP
 
 pytestmark = pytest.mark.net
+
+#: Bounds that only stop a hung test: nothing here is timed.
+HUNG_SECONDS = 30.0
+#: Longest wait for peers to see a closed host's connections go; far below
+#: the idle timeout, so only the close itself can end them in time.
+PEERS_NOTICE_SECONDS = 10.0
 
 
 def tcp_port(host: Host) -> int:
@@ -67,24 +75,26 @@ async def test_connect_and_framed_round_trip() -> None:
         assert all(addr.endswith(f"/p2p/{b.peer_id}") for addr in b.listen_addrs())
 
 
-async def test_connect_has_no_fixed_delay() -> None:
+async def test_connect_has_no_fixed_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    # libp2p's default config waits its happy-eyeballs delay (250 ms) on every
+    # dial. Made endless here, a connect that waited for it would fail.
+    monkeypatch.setattr(libp2p_swarm, "_HAPPY_EYEBALLS_DELAY", math.inf)
     async with open_hosts(2, join=False) as (a, b):
-        durations = []
         for _ in range(3):
-            start = time.perf_counter()
-            await a.connect(b.peer_id, b.listen_addrs())
-            durations.append(time.perf_counter() - start)
+            with trio.fail_after(HUNG_SECONDS):
+                await a.connect(b.peer_id, b.listen_addrs())
+            assert a.is_connected(b.peer_id)
             await a.disconnect(b.peer_id)
-        # libp2p's default config waits 250 ms on every dial; loopback takes ~6-10 ms.
-        assert min(durations) < 0.15, durations
 
 
 async def test_ping_and_identify() -> None:
     async with open_hosts(2, join=False) as (a, b):
         b.set_handler(ECHO, echo)
         await a.connect(b.peer_id, b.listen_addrs())
+        start = trio.current_time()
         rtt = await a.ping(b.peer_id)
-        assert 0 < rtt < 1.0
+        # In seconds, within the call (libp2p reports whole milliseconds).
+        assert 0 < rtt <= trio.current_time() - start + 0.001
         await wait_until(lambda: ECHO in a.peer_protocols(b.peer_id))
         assert "/ipfs/kad/1.0.0" in a.peer_protocols(b.peer_id)
 
@@ -130,17 +140,25 @@ async def test_raising_handler_does_not_take_the_host_down() -> None:
         assert calls == 2
 
 
-async def test_dead_peer_fails_fast_and_is_not_retried() -> None:
+async def test_dead_peer_fails_fast_and_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     async with open_hosts(1, join=False, first_index=50) as (gone,):
         gone_id, gone_addrs = gone.peer_id, gone.listen_addrs()
     async with open_hosts(1, join=False) as (a,):
-        for _ in range(2):  # the second try is not blocked by libp2p's failure cache
-            start = time.perf_counter()
+        # libp2p's default retry policy dials a dead address 4 times, ~0.7 s
+        # of backoff in all: count the dials instead of timing them.
+        dials: list[object] = []
+        dial_once = a._swarm._dial_addr_single_attempt
+
+        async def counted(addr: multiaddr.Multiaddr, *args: Any, **kwargs: Any) -> Any:
+            dials.append(addr)
+            return await dial_once(addr, *args, **kwargs)
+
+        monkeypatch.setattr(a._swarm, "_dial_addr_single_attempt", counted)
+        for tries in (1, 2):  # the second try is not blocked by libp2p's failure cache
             with pytest.raises(PeerUnreachable, match="cannot connect") as failed:
                 await a.connect(gone_id, gone_addrs)
             assert failed.value.reason == "connection refused"  # what a person is told
-            # libp2p's default retry policy spends ~0.7 s per dead address.
-            assert time.perf_counter() - start < 0.3
+            assert len(dials) == tries * len(gone_addrs), dials  # one dial per address
         with pytest.raises(PeerUnreachable, match="no known address"):
             await a.connect(PeerId.from_public_key(b"\x01" * 32))
 
@@ -247,23 +265,50 @@ async def test_forged_identity_over_plaintext_is_refused() -> None:
 # --- lifecycle --------------------------------------------------------------------
 
 
-async def test_shutdown_closes_listener_and_all_connections_quickly() -> None:
+class Closing:
+    """Wraps ``_patches.close_connection``: how many connections were closing at once."""
+
+    def __init__(self) -> None:
+        self.close_one = _patches.close_connection
+        self.now = self.peak = 0
+
+    async def __call__(self, conn: INetConn) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            await self.close_one(conn)
+        finally:
+            self.now -= 1
+
+
+async def test_shutdown_closes_listener_and_all_connections_quickly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closing = Closing()
     async with open_hosts(4, join=False, first_index=10) as peers:
         for peer in peers:
             peer.set_handler(ECHO, echo)
-        async with open_host(host_seed(0)) as a:
-            a.set_handler(ECHO, echo)
-            for peer in peers:
-                await peer.connect(a.peer_id, a.listen_addrs())
-            busy = await peers[0].open_stream(a.peer_id, ECHO)  # a stream in use
-            await busy.write_frame(b"x", 5)
-            assert await busy.read_frame(CAP, 5) == b"x"
-            port = tcp_port(a)
-            start = time.perf_counter()
-        elapsed = time.perf_counter() - start
-        assert elapsed < 1.0, f"shutdown took {elapsed:.2f} s"
-        # Every peer sees its connection gone, without waiting for a timeout.
-        await wait_until(lambda: not any(p.is_connected(a.peer_id) for p in peers), 1.0)
+        with trio.fail_after(HUNG_SECONDS):
+            async with open_host(host_seed(0)) as a:
+                a.set_handler(ECHO, echo)
+                for peer in peers:
+                    await peer.connect(a.peer_id, a.listen_addrs())
+                busy = await peers[0].open_stream(a.peer_id, ECHO)  # a stream in use
+                await busy.write_frame(b"x", 5)
+                assert await busy.read_frame(CAP, 5) == b"x"
+                port = tcp_port(a)
+                # Quickly: not cut short by the shutdown's time limit. Made
+                # endless here, a shutdown that needed it would hang.
+                monkeypatch.setattr(_maintenance, "SHUTDOWN_TIMEOUT_SECONDS", math.inf)
+                monkeypatch.setattr(_patches, "SHUTDOWN_TIMEOUT_SECONDS", math.inf)
+                monkeypatch.setattr(_patches, "close_connection", closing)
+        # And all connections closing at once (one by one costs ~0.2 s each).
+        assert closing.peak == len(peers), closing.peak
+        # Every peer sees its connection gone: by the close, not its idle timeout.
+        assert Upkeep().idle_timeout > PEERS_NOTICE_SECONDS
+        await wait_until(
+            lambda: not any(p.is_connected(a.peer_id) for p in peers), PEERS_NOTICE_SECONDS
+        )
         with pytest.raises((PeerUnreachable, trio.ClosedResourceError)):
             await busy.write_frame(b"y", 1)
             await busy.read_frame(CAP, 1)
@@ -305,12 +350,14 @@ async def test_bad_listen_addresses_are_config_errors() -> None:
 
 async def test_cancelled_host_still_shuts_down_cleanly() -> None:
     async with open_hosts(1, join=False, first_index=20) as (peer,):
-        with trio.move_on_after(0.5):
+        with trio.CancelScope() as scope:
             async with open_host(host_seed(21)) as a:
                 await peer.connect(a.peer_id, a.listen_addrs())
                 port = tcp_port(a)
+                scope.cancel()  # once connected, however long that took
                 await trio.sleep_forever()
-        await wait_until(lambda: not peer.is_connected(a.peer_id), 1.0)
+        assert scope.cancelled_caught
+        await wait_until(lambda: not peer.is_connected(a.peer_id), PEERS_NOTICE_SECONDS)
         with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
             probe.connect(("127.0.0.1", port))
 
@@ -341,12 +388,15 @@ async def test_bootstrap_peer_is_redialed_and_nobody_else() -> None:
     fast = Upkeep(interval=0.1, bootstrap_retry_interval=1.0)
     async with open_hosts(3, upkeep=fast) as (b, a, c):  # a and c joined through b
         await a.connect(c.peer_id)  # a learned c's address from the DHT
+        joined = a.connections()[b.peer_id]
         async with trio.open_nursery() as nursery:
             nursery.start_soon(a.disconnect, b.peer_id)
             nursery.start_soon(a.disconnect, c.peer_id)
-        assert a.connected_peers() == []  # the next re-dial round is ~1 s after joining
-        # Our bounded stand-in for libp2p's auto-connector dials bootstrap peers only.
-        await wait_until(lambda: a.is_connected(b.peer_id))
+        # Our bounded stand-in for libp2p's auto-connector dials bootstrap peers
+        # only: a new connection to b, whenever its round (every second) comes.
+        await wait_until(
+            lambda: bool(a.connections().get(b.peer_id, joined) - joined), PEERS_NOTICE_SECONDS
+        )
         await trio.sleep(0.5)
         assert a.connected_peers() == [b.peer_id]
 
