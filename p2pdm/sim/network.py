@@ -48,7 +48,6 @@ from typing import Any, Final
 
 import trio
 
-from p2pdm.core import records
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import DeliveryStatus, StoredMessage
 from p2pdm.daemon.runner import RunOptions, Serving, serve_node
@@ -107,8 +106,9 @@ SIM_REQUEST_STAMP_BITS: Final = 8
 WAIT_POLL_SECONDS: Final = 0.05
 #: Nodes publish their DHT records once the network has formed, each at a
 #: random moment of a window of this many seconds per node (at most
-#: PUBLISH_WINDOW_MAX_SECONDS, at least 1 s), and the network waits as long
-#: again for the copies to reach their holders. Published as each node
+#: PUBLISH_WINDOW_MAX_SECONDS, at least 1 s), and the network waits until
+#: each of those publications has ended (the copies are with their
+#: holders). Published as each node
 #: started, a record went to the closest of the nodes started before it:
 #: in the formed network those are no longer the closest (docs/simulation.md,
 #: "DHT records at scale"). A real network exists before its nodes publish.
@@ -209,6 +209,7 @@ class SimNetwork:
             serving: Serving = await self._nursery.start(self._serve, sim_node, bootstrap)
         sim_node.serving = serving
         sim_node.starts += 1
+        self._note_publications(sim_node, serving)
         if self.network is not None and self._groups is not None:
             self._apply_partition()  # a restarted node listens on a new address
         elif self.network is None:  # a split or heal while it was starting
@@ -270,23 +271,34 @@ class SimNetwork:
         if trio.current_time() < self._formed_at + self.publish_window:
             await trio.sleep(sim_node.random.uniform(0, self.publish_window))
 
+    def _note_publications(self, sim_node: SimNode, serving: Serving) -> None:
+        """Count ``sim_node``'s record publications as they end (:meth:`publish_records`)."""
+        sim_node.publications = 0
+        host: Any = serving.host
+        put = host.put_record
+
+        async def put_record(key: str, value: bytes) -> None:
+            try:
+                await put(key, value)
+            finally:
+                sim_node.publications += 1
+
+        host.put_record = put_record
+
     async def publish_records(self, timeout: float = WAIT_TIMEOUT_SECONDS) -> None:  # noqa: ASYNC109
         """Let the nodes publish their records (over :attr:`publish_window`) and wait
-        until every online node holds its own, then as long again for the copies."""
+        until every online node's first publication has ended: its record stored
+        at the closest peers (libp2p's put returns once they answered, within
+        RECORD_PUT_TIMEOUT_SECONDS)."""
         self._formed_at = trio.current_time()
         self.formed.set()
-        await trio.sleep(self.publish_window)
+        await trio.sleep(self.publish_window)  # every gate has opened by then
         online = [n for n in self.nodes if n.online]
         await wait_until(
-            lambda: all(
-                n.running.host.holds_record(records.record_key(n.peer_id))
-                for n in online
-                if n.online
-            ),
+            lambda: all(n.publications > 0 for n in online if n.online),
             timeout,
             lambda: "not every node published its record",
         )
-        await trio.sleep(self.publish_window)
 
     async def stop(self, sim_node: SimNode) -> None:
         """Stop ``sim_node``'s services and host; its store stays."""

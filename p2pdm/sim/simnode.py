@@ -78,6 +78,8 @@ class SimNode:
         self.node: Node | None = None
         self.serving: Serving | None = None
         self.starts = 0
+        #: Record publications of the current run that have ended (succeeded or not).
+        self.publications = 0
         self._scope: trio.CancelScope | None = None
         self._done = trio.Event()
 
