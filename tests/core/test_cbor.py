@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 import cbor2
@@ -15,8 +12,7 @@ from hypothesis import strategies as st
 from p2pdm.core import cbor
 from p2pdm.errors import FrameTooLarge, MalformedCBOR, SchemaError, WireError
 from p2pdm.limits import MAX_CBOR_DEPTH, MAX_CBOR_ITEMS, MAX_FRAME_BYTES
-
-TraceFunction = Callable[[FrameType, str, Any], Any]
+from tests.linecount import lines_run_in
 
 CAP = MAX_FRAME_BYTES
 
@@ -359,25 +355,13 @@ def lines_to_refuse(doc: bytes, monkeypatch: pytest.MonkeyPatch) -> int:
         raise AssertionError("cbor2 decoded a document the scanner should refuse")
 
     monkeypatch.setattr(cbor2, "loads", not_reached)
-    lines = 0
-
-    def count_lines(frame: FrameType, event: str, arg: object) -> TraceFunction:
-        nonlocal lines
-        lines += event == "line"
-        return count_lines
-
-    def in_cbor(frame: FrameType, event: str, arg: object) -> TraceFunction | None:
-        return count_lines if frame.f_code.co_filename == cbor.__file__ else None
-
-    previous = sys.gettrace()
-    sys.settrace(in_cbor)
-    try:
-        with pytest.raises(MalformedCBOR, match="keys must be text strings"):
-            cbor.decode(doc, CAP)
-    finally:
-        sys.settrace(previous)
+    with (
+        lines_run_in(cbor.__file__) as lines,
+        pytest.raises(MalformedCBOR, match="keys must be text strings"),
+    ):
+        cbor.decode(doc, CAP)
     monkeypatch.undo()
-    return lines
+    return lines()
 
 
 def test_hash_collision_refusal_does_not_grow_with_size(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,11 +5,6 @@ The attacks through real hosts are in test_net_dht_flood.py.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from types import FrameType
-from typing import Any
-
 import pytest
 
 from p2pdm.net import _dht_guard
@@ -21,8 +16,7 @@ from p2pdm.net._dht_guard import (
     WriteRates,
     WriteRefused,
 )
-
-TraceFunction = Callable[[FrameType, str, Any], Any]
+from tests.linecount import lines_run_in
 
 
 def caps(records: int = 10, per_peer: int = 4, total_bytes: int = 1 << 20) -> StoreCaps:
@@ -109,25 +103,11 @@ def lines_per_eviction(peers: int) -> float:
     ledger: Ledger[int] = Ledger(StoreCaps(size, 1 << 40, 100, 1 << 20))
     for i in range(size):
         ledger.admit(i, i // 100, 1)
-    lines = 0
-
-    def count_lines(frame: FrameType, event: str, arg: object) -> TraceFunction:
-        nonlocal lines
-        lines += event == "line"
-        return count_lines
-
-    def in_the_ledger(frame: FrameType, event: str, arg: object) -> TraceFunction | None:
-        return count_lines if frame.f_code.co_filename == _dht_guard.__file__ else None
-
-    previous = sys.gettrace()
-    sys.settrace(in_the_ledger)
-    try:
+    with lines_run_in(_dht_guard.__file__) as lines:
         for i in range(size, size + EVICTIONS):
             assert len(ledger.admit(i, f"newcomer{i}", 1)) == 1
-    finally:
-        sys.settrace(previous)
     assert ledger.count == size
-    return lines / EVICTIONS
+    return lines() / EVICTIONS
 
 
 def test_eviction_costs_constant_time_at_50000_records() -> None:
