@@ -43,6 +43,9 @@ async def test_actions_from_the_command_line(
         code, out, err = await cli(capsys, *b, "edit", first, "not mine")
         assert code == 1
         assert_one_error_line(err, "only the author")
+        code, out, err = await cli(capsys, *b, "unsend", first)  # Alice's message
+        assert code == 1
+        assert_one_error_line(err, "only the author", f"delete {first} --for-me` deletes it")
         code, out, err = await cli(capsys, *a, "unsend", first)
         assert (code, err, out.strip()) == (0, "", f"Unsent {first} for everyone.")
         deliver(alice.node, bob.node)
