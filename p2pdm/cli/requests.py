@@ -79,8 +79,15 @@ def unblock_arguments(parser: argparse.ArgumentParser) -> None:
 
 def unblock(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
-        _by_stranger(node.unblock, args.who, node.blocked())
-    print(f"Unblocked {safe_text(args.who)}.", file=out)
+        found = node.blocked()
+
+        def unblock_one(who: str) -> str:
+            node.unblock(who)
+            return who
+
+        named = _matching(found, _by_stranger(unblock_one, args.who, found))
+    entry = [b for b in found if [b["peer_id"]] == named]
+    print(f"Unblocked {_who(entry[0]) if entry else safe_text(args.who)}.", file=out)
     return EXIT_OK
 
 

@@ -167,6 +167,7 @@ async def test_a_stranger_is_blocked_and_unblocked_by_the_fingerprint_shown(
         assert (code, err) == (0, "") and "blocked already" in out
         code, out, err = await cli(capsys, *home, "unblock", short)
         assert (code, err) == (0, "") and bob.node.blocked() == []
+        assert out.strip() == f"Unblocked {short} ({alice.node.peer_id})."
         code, _, err = await cli(capsys, *home, "block", "~nobody")
         assert code != 0
         assert_one_error_line(err, "no contact named '~nobody'")
