@@ -168,6 +168,9 @@ async def test_a_stranger_is_blocked_and_unblocked_by_the_fingerprint_shown(
         code, out, err = await cli(capsys, *home, "unblock", short)
         assert (code, err) == (0, "") and bob.node.blocked() == []
         assert out.strip() == f"Unblocked {short} ({alice.node.peer_id})."
+        code, _, err = await cli(capsys, *home, "unblock", short)
+        assert code != 0
+        assert_one_error_line(err, f"no one blocked has the fingerprint '{short}'")
         code, _, err = await cli(capsys, *home, "block", "~nobody")
         assert code != 0
         assert_one_error_line(err, "no contact named '~nobody'")
