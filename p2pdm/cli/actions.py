@@ -11,9 +11,11 @@ import argparse
 import sys
 from typing import Final, TextIO
 
+from p2pdm import hints
 from p2pdm.cli.chat import message_text, safe_text
 from p2pdm.client import Client
 from p2pdm.daemon.home import Home
+from p2pdm.errors import ConfigError
 
 __all__ = [
     "delete",
@@ -84,6 +86,11 @@ def edit(args: argparse.Namespace, home: Home, out: TextIO) -> int:
 def unsend(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         before = node.message(args.message)
+        if before["direction"] != "out":
+            delete = hints.command(home.path, "delete", args.message, "--for-me")
+            raise ConfigError(
+                f"only the author may unsend a message; `{delete}` deletes it from this node only"
+            )
         node.unsend(args.message)
     if before["unsent"]:
         print(f"{args.message} was unsent already: nothing more to send.", file=out)

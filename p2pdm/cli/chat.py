@@ -425,6 +425,12 @@ def _find_conversation(node: Client, who: str) -> tuple[str, str]:
     return peer, name
 
 
+#: The states of a message that never reached its recipient (nor may now: its
+#: envelope left the outbox and its deposits are taken back when it was unsent).
+_NOT_ARRIVED: Final = frozenset({"queued", "deposited"})
+#: How such a message, unsent, is shown instead of its stale state.
+_UNSENT_FIRST: Final = "unsent before it was delivered"
+
 #: The characters of a base58 PeerID, and the length of the shortest (a CIDv0 "Qm…").
 _BASE58: Final = frozenset("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
 _MIN_PEER_ID_CHARS: Final = 46
@@ -549,6 +555,8 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             text = f"[unsupported message: {safe_text(m['kind'])}]"  # one line, whatever it says
         elif m.get("unsent"):
             text = f"[{who} unsent a message]"
+            if outgoing and not figures and m["status"] in _NOT_ARRIVED:
+                status = f"  [{_UNSENT_FIRST}]"  # not "held by mailboxes": taken back
         elif m.get("notice"):  # "Alice set disappearing messages to 1 day"
             text = f"— {'You' if outgoing else who} {safe_text(m['notice'])} —"
             status = ""

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
-from typing import Any, Final, TextIO
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, TextIO, TypeVar
 
 from p2pdm import hints
 from p2pdm.cli.chat import print_table, safe_text
-from p2pdm.client import Client
+from p2pdm.client import APIError, Client
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MIN_PEER_PREFIX_CHARS
@@ -31,6 +31,8 @@ __all__ = [
     "unblock_arguments",
 ]
 
+T = TypeVar("T")
+
 EXIT_OK: Final = 0
 _ANSWERS: Final = ("accept", "decline", "block")
 
@@ -41,7 +43,7 @@ def block_arguments(parser: argparse.ArgumentParser) -> None:
         "not told; you cannot write to them until you unblock them. With no one named, "
         "list the blocked peers."
     )
-    parser.add_argument("who", nargs="?", metavar="NAME|PEERID")
+    parser.add_argument("who", nargs="?", metavar="NAME|PEERID|~FINGERPRINT")
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
@@ -59,8 +61,9 @@ def block(args: argparse.Namespace, home: Home, out: TextIO) -> int:
                 ]
                 print_table(["NAME", "PEER ID"], rows, out)
             return EXIT_OK
-        already = {b["peer_id"] for b in node.blocked()}
-        blocked = node.block(args.who)
+        found = node.blocked()
+        already = {b["peer_id"] for b in found}
+        blocked = _by_stranger(node.block, args.who, [*node.requests(), *found])
     if args.json:
         print(json.dumps(blocked, ensure_ascii=False, indent=2), file=out)
     elif blocked["peer_id"] in already:
@@ -71,13 +74,20 @@ def block(args: argparse.Namespace, home: Home, out: TextIO) -> int:
 
 
 def unblock_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("who", metavar="NAME|PEERID")
+    parser.add_argument("who", metavar="NAME|PEERID|~FINGERPRINT")
 
 
 def unblock(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
-        node.unblock(args.who)
-    print(f"Unblocked {safe_text(args.who)}.", file=out)
+        found = node.blocked()
+
+        def unblock_one(who: str) -> str:
+            node.unblock(who)
+            return who
+
+        named = _matching(found, _by_stranger(unblock_one, args.who, found))
+    entry = [b for b in found if [b["peer_id"]] == named]
+    print(f"Unblocked {_who(entry[0]) if entry else safe_text(args.who)}.", file=out)
     return EXIT_OK
 
 
@@ -101,21 +111,45 @@ def requests_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
+def _matching(records: Iterable[Mapping[str, Any]], who: str) -> list[str]:
+    """The PeerIDs of the ``records`` (requests or blocked peers, as the API lists
+    them) that ``who`` names: the PeerID or its first MIN_PEER_PREFIX_CHARS
+    characters or more, the fingerprint shown (``~`` optional), or the name it
+    goes by (ignoring case)."""
+    typed = who.strip()
+    key = typed.casefold()
+    return list(
+        dict.fromkeys(
+            str(r["peer_id"])
+            for r in records
+            if typed == r["peer_id"]
+            or (len(typed) >= MIN_PEER_PREFIX_CHARS and str(r["peer_id"]).startswith(typed))
+            or key.removeprefix("~") == str(r["fingerprint"]).casefold()
+            or (r.get("name") and str(r["name"]).casefold() == key)
+        )
+    )
+
+
+def _by_stranger(call: Callable[[str], T], who: str, strangers: Sequence[Mapping[str, Any]]) -> T:
+    """``call(who)``; if the node knows no contact by that name, ``call`` with the
+    PeerID of the one stranger among ``strangers`` (pending requests, blocked
+    peers) that ``who`` names as ``requests`` and ``block`` show them: the
+    fingerprint (``~…``), the name it goes by, its PeerID's start."""
+    try:
+        return call(who)
+    except APIError as error:
+        matches = _matching(strangers, who) if error.status == 404 else []
+        if len(matches) != 1:
+            raise
+    return call(matches[0])
+
+
 def _pending(node: Client, home: Home, who: str) -> str:
     """The PeerID of the stranger whose request ``who`` names, as the node
     resolves it: its PeerID or its first MIN_PEER_PREFIX_CHARS characters or
     more, the fingerprint the list shows (``~`` optional), or the name it goes
     by (ignoring case); a name two requests share is refused."""
-    typed = who.strip()
-    key = typed.casefold()
-    matches = [
-        str(r["peer_id"])
-        for r in node.requests()
-        if typed == r["peer_id"]
-        or (len(typed) >= MIN_PEER_PREFIX_CHARS and str(r["peer_id"]).startswith(typed))
-        or key.removeprefix("~") == str(r["fingerprint"]).casefold()
-        or (r.get("name") and str(r["name"]).casefold() == key)
-    ]
+    matches = _matching(node.requests(), who)
     listed = hints.command(home.path, "requests")
     if not matches:
         raise ConfigError(f"no message request from {who!r}; `{listed}` lists them")

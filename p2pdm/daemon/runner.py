@@ -475,7 +475,11 @@ async def _stop_orphaned_shares(node: Node) -> None:
         log.warning("could not stop the live locations of before the restart: %s", exc)
         return
     if told:
-        log.info("told %d peers a live location stopped with the restart", told)
+        log.info(
+            "told %d %s a live location stopped with the restart",
+            told,
+            "peer" if told == 1 else "peers",
+        )
 
 
 @dataclass(frozen=True, slots=True)

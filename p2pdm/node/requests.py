@@ -113,6 +113,8 @@ class RequestsAndBlocks:
                 if key == fingerprint(b.peer_id).casefold()
                 or (len(text) >= MIN_PEER_PREFIX_CHARS and str(b.peer_id).startswith(text))
             ]
+            if not matches and text.startswith("~"):
+                raise NotFound(f"no one blocked has the fingerprint {text[:60]!r}") from None
             if not matches:
                 raise
             if len(matches) > 1:

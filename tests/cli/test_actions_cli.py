@@ -43,6 +43,9 @@ async def test_actions_from_the_command_line(
         code, out, err = await cli(capsys, *b, "edit", first, "not mine")
         assert code == 1
         assert_one_error_line(err, "only the author")
+        code, out, err = await cli(capsys, *b, "unsend", first)  # Alice's message
+        assert code == 1
+        assert_one_error_line(err, "only the author", f"delete {first} --for-me` deletes it")
         code, out, err = await cli(capsys, *a, "unsend", first)
         assert (code, err, out.strip()) == (0, "", f"Unsent {first} for everyone.")
         deliver(alice.node, bob.node)
@@ -79,3 +82,18 @@ async def test_typing_from_the_command_line_says_whether_it_went(
         code, out, err = await cli(capsys, *home, "typing", "bob")
         assert (code, err, out.strip()) == (0, "", "bob sees that you are typing.")
         assert len(sent) == 1
+
+
+async def test_a_message_unsent_before_delivery_says_so_not_its_stale_state(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with running_pair(tmp_path) as (alice, bob):
+        alice.node.add_contact_from_invite(bob.node.invite(), "bob")
+        a = ("--home", str(alice.home.path))
+        waiting = alice.node.send_text(bob.node.peer_id, "never mind").id.hex()
+        code, out, err = await cli(capsys, *a, "unsend", waiting)
+        assert (code, err) == (0, "")
+        code, out, err = await cli(capsys, *a, "read", "bob")
+        assert (code, err) == (0, "")
+        assert "[you unsent a message]  [unsent before it was delivered]" in out
+        assert "queued" not in out

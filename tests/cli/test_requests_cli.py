@@ -152,3 +152,25 @@ async def test_read_lines_up_with_the_authors_shown_also_for_a_stranger_by_peer_
         theirs, mine = out.splitlines()
         assert f" ~{short}  hi" in theirs
         assert f" you{' ' * (len(short) - 2)}  hello alice  [" in mine  # under her name
+
+
+async def test_a_stranger_is_blocked_and_unblocked_by_the_fingerprint_shown(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with running_pair(tmp_path) as (alice, bob):
+        home = _request(alice, bob, "hello")
+        short = f"~{alice.node.peer_id.short()}"
+        code, out, err = await cli(capsys, *home, "block", short)
+        assert (code, err) == (0, "") and out.startswith(f"Blocked {short} (")
+        assert [b.peer_id for b in bob.node.blocked()] == [alice.node.peer_id]
+        code, out, err = await cli(capsys, *home, "block", short)
+        assert (code, err) == (0, "") and "blocked already" in out
+        code, out, err = await cli(capsys, *home, "unblock", short)
+        assert (code, err) == (0, "") and bob.node.blocked() == []
+        assert out.strip() == f"Unblocked {short} ({alice.node.peer_id})."
+        code, _, err = await cli(capsys, *home, "unblock", short)
+        assert code != 0
+        assert_one_error_line(err, f"no one blocked has the fingerprint '{short}'")
+        code, _, err = await cli(capsys, *home, "block", "~nobody")
+        assert code != 0
+        assert_one_error_line(err, "no contact named '~nobody'")

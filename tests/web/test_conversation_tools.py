@@ -107,6 +107,19 @@ def test_a_strangers_message_waits_in_requests_until_accepted(
     who = by_css(page, "li.request .who")
     assert page.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", who)
     page.set_window_size(size["width"], size["height"])
+    # Blocked from here, a stranger is listed below with Unblock (not a contact:
+    # the Contacts page does not show it).
+    click(page, "li.request button.danger", "Block")
+    wait_for(page, lambda d: all_css(d, ".blocked li.request"), "her among the blocked")
+    assert alice.client.requests() == [] and len(alice.client.blocked()) == 1
+    assert carol.client.node()["peer_id"][-8:] in by_css(page, ".blocked li.request").text
+    click(page, ".blocked li.request button", "Unblock")
+    wait_for(page, lambda d: not all_css(d, ".blocked"), "no one blocked")
+    assert alice.client.blocked() == []
+    carol.client.send("Alice", "Hi again")
+    wait_for(page, lambda d: alice.client.requests(), "her new request")
+    page.refresh()
+    wait_for(page, lambda d: "Hi again" in by_css(d, "li.request").text, "it shown")
     click(page, "li.request button.primary", "Accept")
     wait_for(page, lambda d: all_css(d, "a.conversation"), "a chat now")
     assert [c["peer_id"] for c in alice.client.contacts()] == [carol.client.node()["peer_id"]]

@@ -45,6 +45,20 @@ def test_a_live_location_started_in_the_page_shows_on_the_other_and_stops(pair: 
     assert cards(bob_page) == []
     assert pair.alice.client.live_locations("Bob") == []
 
+    # Stopped elsewhere (here the API; a restart of her node stops it too):
+    # her page says so instead of only dropping her card.
+    click(alice_page, "#live-share", "the live location button")
+    click(alice_page, "#live-menu button[data-period='900']", "15 min")
+    wait_for(alice_page, lambda d: all_css(d, ".live-location.mine"), "her share again")
+    pair.alice.client.stop_live_location("Bob")
+    wait_for(
+        alice_page,
+        lambda d: "stopped elsewhere, or the node restarted" in by_css(d, "#status-bar").text,
+        "her page says her share stopped",
+    )
+    assert not all_css(alice_page, ".live-location.mine")
+    click(alice_page, "#status-bar", "the message, to dismiss it")
+
     # In a group: the share goes to the members online and shows in the group.
     made = pair.alice.client.create_group("Walk", ["Bob"])
     conversation = made["conversation"]

@@ -220,6 +220,10 @@ function statusLine(message) {
     return h("span.status.group-delivery", { title: why || figures, dataset: { status: message.status } }, figures,
       message.status_detail ? h("span.detail", {}, ` · ${message.status_detail}`) : null);
   }
+  if (message.unsent && (message.status === "queued" || message.status === "deposited")) {
+    // Its envelope left the outbox and its deposits are taken back: not "held".
+    return h("span.status.unsent-first", { dataset: { status: message.status } }, "Unsent before it was delivered");
+  }
   const labels = {
     queued: "🕓 Queued", sent: "✓ Sent", deposited: "✓ Held by mailboxes",
     delivered: "✓✓ Delivered", read: "✓✓ Read", failed: "⚠ Failed", expired: "⚠ Expired",

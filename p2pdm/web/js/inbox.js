@@ -1,7 +1,7 @@
 // The inbox (conversations newest first, unread counts, previews, muted and
 // archived), the search box, and the Requests folder.
 
-import { get, has, post, seg } from "./api.js";
+import { del, get, has, post, seg } from "./api.js";
 import { clear, h, showError, when } from "./dom.js";
 import { loadContacts, loadConversations, nameOf, previewText, state, subscribe } from "./state.js";
 import { authorName, groupInvitations, groupOf, invitationItem, membersLine, quietGroups } from "./groups.js";
@@ -150,8 +150,27 @@ export async function renderRequests(main) {
   }
   const invitations = groupInvitations();
   for (const group of invitations) list.append(invitationItem(group, () => renderRequests(document.getElementById("main"))));
-  if (!requests.length && !invitations.length) { list.append(h("li.empty", {}, "No message requests.")); return; }
+  if (!requests.length && !invitations.length) list.append(h("li.empty", {}, "No message requests."));
   for (const request of requests) list.append(requestItem(request));
+  await blockedStrangers(main);
+}
+
+/** Strangers you blocked (contacts are unblocked on the Contacts page): each
+ * with Unblock, which is nowhere else in the app for someone not a contact. */
+async function blockedStrangers(main) {
+  if (!has("GET", "/v1/blocked") || !has("DELETE", "/v1/blocked/{peer}")) return;
+  let blocked = [];
+  try { blocked = (await get("/v1/blocked")).blocked || []; } catch (error) { showError(error); return; }
+  const strangers = blocked.filter((b) => !state.contacts.has(b.peer_id));
+  if (!strangers.length) return;
+  const page = main.querySelector("section.page");
+  if (!page) return;
+  page.append(h("h2", {}, "Blocked"),
+    h("ul.requests.blocked", { "aria-label": "Blocked strangers" }, strangers.map((b) => h("li.request", { dataset: { peer: b.peer_id } },
+      h("div.who", {}, `fingerprint …${b.fingerprint}`),
+      h("div.actions", {}, h("button", { type: "button", onclick: async () => {
+        try { await del(`/v1/blocked/${seg(b.peer_id)}`); renderRequests(document.getElementById("main")); } catch (error) { showError(error); }
+      } }, "Unblock"))))));
 }
 
 /** {peer_id, name (the one they give; unverified), fingerprint, conversation_id, count, preview (null: not text), first_at_ms, last_at_ms} */

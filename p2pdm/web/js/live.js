@@ -20,6 +20,9 @@ const PATH = "/v1/conversations/{conversation}/live-location";
 const LIVE_EVERY_MS = 5500;
 /** The periods a share may run (the node's LIVE_LOCATION_PERIODS_S). */
 const PERIODS = [[900, "15 min"], [3600, "1 hour"], [28800, "8 hours"]];
+/** Said when this page's share ends before its time: stopped on another page or
+ * the command line, or by a restart of the node (which stops every share). */
+const CUT_SHORT = "Your live location stopped (stopped elsewhere, or the node restarted): share it again to go on.";
 
 let shown = null; // { id, el, timer, others: Set of peers seen sharing }
 /** This page's own running share: { conversation, watch, until, last, pending, timer }. */
@@ -68,7 +71,11 @@ function draw(shares) {
     if (!ended.some((el) => el.dataset.peer === peer)) ended.push(endedLine(peer));
   }
   if (sharing && sharing.conversation === shown.id && !shares.some((s) => s.mine)) {
-    stopWatching(); // stopped elsewhere (another page, the command line) or ran out
+    // Stopped elsewhere (another page, the command line), by a restart of the
+    // node (which stops every share), or ran out: say so unless it ran out.
+    const cut = sharing.started && Date.now() < sharing.until;
+    stopWatching();
+    if (cut) showError(CUT_SHORT);
   }
   clear(shown.el, ...shares.map(card), ...ended);
   const next = Math.min(...shares.map((s) => s.until_ms));
@@ -181,7 +188,7 @@ async function flush(state) {
     // A move the node no longer knows: it restarted, which stops every share
     // (what fed it positions was gone), and told the recipients so.
     const ended = state.started && !body.duration_s && error.status === 400;
-    showError(ended ? "Your live location stopped (the node restarted): share it again to go on." : error);
+    showError(ended ? CUT_SHORT : error);
     if (ended && shown && shown.id === state.conversation) loadLive();
   }
 }
