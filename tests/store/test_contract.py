@@ -1126,6 +1126,19 @@ class StoresAgree(RuleBasedStateMachine):
         for message in messages:
             self.both(partial(receive, message=message))
 
+    @rule(
+        message=_messages,
+        timer_s=st.integers(1, 3),
+        expires=st.none() | _times,
+    )
+    def add_disappearing(self, message: StoredMessage, timer_s: int, expires: int | None) -> None:
+        timed = replace(message, timer_s=timer_s, expires_at_ms=expires)
+        self.both(partial(receive, message=timed))
+
+    @rule(now=_times, limit=st.integers(1, 3))
+    def expire(self, now: int, limit: int) -> None:
+        self.both(lambda s: s.expire_messages(now, limit))
+
     @rule(message_id=_ids, status=_statuses, at=_times, detail=st.sampled_from(["", "ack"]))
     def set_status(self, message_id: bytes, status: DeliveryStatus, at: int, detail: str) -> None:
         self.both(lambda s: s.set_status(message_id, status, at, detail))
@@ -1226,6 +1239,7 @@ class StoresAgree(RuleBasedStateMachine):
     @invariant()
     def same_state(self) -> None:
         self.both(lambda s: s.counts())
+        self.both(lambda s: s.next_expiry_ms())
         self.both(lambda s: s.list_conversations())
         self.both(lambda s: s.list_contacts())
         self.both(lambda s: s.settings())
