@@ -36,7 +36,7 @@ from p2pdm.core.profile import Profile
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import IDEMPOTENCY_RETENTION_SECONDS, MAX_API_TOKENS, MAX_PAGE_SIZE
 from p2pdm.store import MemoryStore, SQLiteStore, Store
-from p2pdm.store.base import RequestCaps, RequestUsage
+from p2pdm.store.base import RequestCaps, RequestUsage, is_unread
 from tests.store.conftest import ALICE, BOB, CAROL, receive
 
 ME = PeerId.from_public_key(b"\x01" * 32)
@@ -1133,6 +1133,8 @@ class StoresAgree(RuleBasedStateMachine):
     )
     def add_disappearing(self, message: StoredMessage, timer_s: int, expires: int | None) -> None:
         timed = replace(message, timer_s=timer_s, expires_at_ms=expires)
+        if expires is not None and is_unread(timed):  # an incoming timer starts on reading
+            timed = replace(timed, status=DeliveryStatus.READ)
         self.both(partial(receive, message=timed))
 
     @rule(now=_times, limit=st.integers(1, 3))
