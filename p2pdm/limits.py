@@ -185,9 +185,10 @@ MAX_STORED_REQUEST_EVENTS = 2000
 #: sides always agree on what the setting means.
 DISAPPEARING_TIMERS_S = (0, 300, 3_600, 86_400, 604_800)
 
-#: How often the node looks for messages whose timer ran out. A message may
-#: outlive its timer by up to this much: short against the shortest timer
-#: (5 minutes), long enough that an idle node does not wake needlessly.
+#: How often the node looks for messages whose timer ran out, at the longest
+#: (it wakes sooner for the next expiry it knows of; a message whose timer
+#: starts meanwhile may outlive it by up to this much): short against the
+#: shortest timer (5 minutes), long enough that an idle node does not wake needlessly.
 EXPIRY_PURGE_INTERVAL_S = 15
 
 #: Most messages one purge pass erases in one transaction; the pass repeats

@@ -241,10 +241,6 @@ class Dht:
             raise ValueError(f"record key over {MAX_RECORD_KEY_BYTES} bytes")
         return key_bytes
 
-    def holds_record(self, key: str) -> bool:
-        """Whether our DHT store holds a record under ``key`` (no lookup)."""
-        return self._dht.value_store.get(key.encode()) is not None
-
     async def put_record(self, key: str, value: bytes) -> None:
         """Store a record locally and at the peers closest to ``key``.
 

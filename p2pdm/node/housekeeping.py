@@ -8,7 +8,9 @@ and clock). Changing a timer sends a signed ``timer`` notice to the peer
 through the messenger (docs/protocol.md §6.7); mute and archive are local.
 :meth:`ConversationUpkeep.purge_expired` erases what is due in bounded passes
 and then makes the store forget the erased text;
-:func:`purge_loop` runs it at start-up and every EXPIRY_PURGE_INTERVAL_S.
+:func:`purge_loop` runs it at start-up, then at the next message's expiry
+(``Store.next_expiry_ms``, an index read) or every EXPIRY_PURGE_INTERVAL_S,
+whichever is sooner; a purge with nothing due opens no transaction.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ if TYPE_CHECKING:
 __all__ = ["ConversationUpkeep", "purge_loop"]
 
 log = logging.getLogger("p2pdm.node.housekeeping")
+
+#: Shortest wait between two purges when a message is due soon: timers count
+#: whole seconds, and a clock that disagrees with trio's cannot make it spin.
+MIN_PURGE_WAIT_S = 1.0
 
 #: Conversations whose last typing signal is remembered (for its rate): far
 #: more than anyone types in at once.
@@ -145,7 +151,8 @@ class ConversationUpkeep:
         MAX_EXPIRED_PER_PASS, with the files only they carried, and the actions
         held longer than they may wait; returns the messages."""
         gone: list[StoredMessage] = []
-        while True:
+        due_ms = self.store.next_expiry_ms()  # an index read: no transaction when none is due
+        while due_ms is not None and due_ms <= self.now_ms():
             with self.store.transaction():  # each pass all or nothing
                 batch = self.store.expire_messages(self.now_ms(), MAX_EXPIRED_PER_PASS)
             gone.extend(batch)
@@ -164,13 +171,18 @@ class ConversationUpkeep:
 
 
 async def purge_loop(node: ConversationUpkeep, interval_s: float = EXPIRY_PURGE_INTERVAL_S) -> None:
-    """Purge expired messages now and every ``interval_s`` seconds, forever."""
+    """Purge expired messages now, then again at the next message's expiry
+    or after ``interval_s`` seconds, whichever comes first, forever."""
     while True:
+        wait_s = interval_s
         try:
             gone = node.purge_expired()
+            due_ms = node.store.next_expiry_ms()
         except Exception:  # a store failure is logged and retried next round
             log.exception("purging expired messages failed")
         else:
             if gone:
                 log.info("%d disappearing messages erased", len(gone))
-        await trio.sleep(interval_s)
+            if due_ms is not None:
+                wait_s = min(interval_s, max(MIN_PURGE_WAIT_S, (due_ms - node.now_ms()) / 1000))
+        await trio.sleep(wait_s)

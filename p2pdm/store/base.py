@@ -185,6 +185,11 @@ class Store(BlobIndex, GroupStore, Protocol):
         ``message.expired``; returns them as they were."""
         ...
 
+    def next_expiry_ms(self) -> int | None:
+        """The soonest expiry of any stored message (due or not), or None if
+        none has a running timer; answered from an index, without a scan."""
+        ...
+
     def forget_erased(self) -> None:
         """Make erased text leave the store's files (index merge, log truncation)."""
         ...

@@ -70,6 +70,10 @@ class ExpiryDicts(MessageDicts):
             gone.append(message)
         return gone
 
+    def next_expiry_ms(self) -> int | None:
+        """See ``Store.next_expiry_ms`` (the messages' own min-heap)."""
+        return self._live().messages.next_expiry_ms()
+
     def forget_erased(self) -> None:
         """Nothing to do: an erased body is gone from memory at once."""
 

@@ -8,9 +8,11 @@ transaction snapshots and restores it whole.
 
 from __future__ import annotations
 
+import copy
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from p2pdm.core.actions import HeldAction
 from p2pdm.core.identity import PeerId
@@ -67,12 +69,59 @@ class ConversationState:
         )
 
 
+#: A message index's heap is rebuilt when its stale entries (from messages
+#: rewritten or removed) make it this many times the messages it indexes, so
+#: it stays within a constant factor of the store however often they change.
+EXPIRY_HEAP_SLACK: Final = 2
+
+
+class MessagesByExpiry(dict[int, StoredMessage]):
+    """Messages by seq, with a min-heap of ``(expires_at_ms, seq)`` so the
+    soonest expiry is known without a scan. Entries go stale when a message
+    is rewritten or removed; :meth:`next_expiry_ms` drops them as it meets
+    them. Every write goes through ``[seq] =``, ``pop`` or ``del``."""
+
+    __slots__ = ("_heap",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._heap: list[tuple[int, int]] = []
+
+    def __setitem__(self, seq: int, message: StoredMessage) -> None:
+        super().__setitem__(seq, message)
+        if message.expires_at_ms is not None:
+            heapq.heappush(self._heap, (message.expires_at_ms, seq))
+            if len(self._heap) > EXPIRY_HEAP_SLACK * len(self) + 1:
+                self._heap = [
+                    (m.expires_at_ms, s) for s, m in self.items() if m.expires_at_ms is not None
+                ]
+                heapq.heapify(self._heap)
+
+    def next_expiry_ms(self) -> int | None:
+        """The soonest ``expires_at_ms`` of any message, or None."""
+        heap = self._heap
+        while heap:
+            at_ms, seq = heap[0]
+            message = self.get(seq)
+            if message is not None and message.expires_at_ms == at_ms:
+                return at_ms
+            heapq.heappop(heap)
+        return None
+
+    def __deepcopy__(self, memo: dict[int, object]) -> MessagesByExpiry:
+        twin = MessagesByExpiry()
+        for seq, message in self.items():
+            dict.__setitem__(twin, seq, copy.deepcopy(message, memo))
+        twin._heap = list(self._heap)  # tuples of ints: nothing deeper to copy
+        return twin
+
+
 @dataclass(slots=True)
 class MemoryState:
     settings: dict[str, str] = field(default_factory=dict)
     contacts: dict[PeerId, Contact] = field(default_factory=dict)
     #: Messages by seq, and the seq of each id.
-    messages: dict[int, StoredMessage] = field(default_factory=dict)
+    messages: MessagesByExpiry = field(default_factory=MessagesByExpiry)
     seq_of: dict[bytes, int] = field(default_factory=dict)
     #: Seqs of each conversation's messages, ascending.
     conversation_seqs: dict[bytes, list[int]] = field(default_factory=dict)

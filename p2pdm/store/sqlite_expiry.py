@@ -126,6 +126,14 @@ class ExpiryTables(MessageTables):
             self._notify()
         return gone
 
+    def next_expiry_ms(self) -> int | None:
+        """See ``Store.next_expiry_ms``: one step down ``messages_by_expiry``."""
+        with self._reading("finding the next expiry") as db:
+            row = db.execute(
+                "SELECT MIN(expires_at_ms) FROM messages WHERE expires_at_ms IS NOT NULL"
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def forget_erased(self) -> None:
         """Make erased text leave the file: merge the search index if words left
         it, then checkpoint and truncate the write-ahead log (outside any

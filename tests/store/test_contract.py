@@ -36,7 +36,7 @@ from p2pdm.core.profile import Profile
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import IDEMPOTENCY_RETENTION_SECONDS, MAX_API_TOKENS, MAX_PAGE_SIZE
 from p2pdm.store import MemoryStore, SQLiteStore, Store
-from p2pdm.store.base import RequestCaps, RequestUsage
+from p2pdm.store.base import RequestCaps, RequestUsage, is_unread
 from tests.store.conftest import ALICE, BOB, CAROL, receive
 
 ME = PeerId.from_public_key(b"\x01" * 32)
@@ -1126,6 +1126,21 @@ class StoresAgree(RuleBasedStateMachine):
         for message in messages:
             self.both(partial(receive, message=message))
 
+    @rule(
+        message=_messages,
+        timer_s=st.integers(1, 3),
+        expires=st.none() | _times,
+    )
+    def add_disappearing(self, message: StoredMessage, timer_s: int, expires: int | None) -> None:
+        timed = replace(message, timer_s=timer_s, expires_at_ms=expires)
+        if expires is not None and is_unread(timed):  # an incoming timer starts on reading
+            timed = replace(timed, status=DeliveryStatus.READ)
+        self.both(partial(receive, message=timed))
+
+    @rule(now=_times, limit=st.integers(1, 3))
+    def expire(self, now: int, limit: int) -> None:
+        self.both(lambda s: s.expire_messages(now, limit))
+
     @rule(message_id=_ids, status=_statuses, at=_times, detail=st.sampled_from(["", "ack"]))
     def set_status(self, message_id: bytes, status: DeliveryStatus, at: int, detail: str) -> None:
         self.both(lambda s: s.set_status(message_id, status, at, detail))
@@ -1226,6 +1241,7 @@ class StoresAgree(RuleBasedStateMachine):
     @invariant()
     def same_state(self) -> None:
         self.both(lambda s: s.counts())
+        self.both(lambda s: s.next_expiry_ms())
         self.both(lambda s: s.list_conversations())
         self.both(lambda s: s.list_contacts())
         self.both(lambda s: s.settings())

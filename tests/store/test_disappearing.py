@@ -141,6 +141,24 @@ def test_expiry_runs_in_bounded_passes(store: Store) -> None:
     assert [m.id for m in store.expire_messages(100, 10)] == [mid(3), mid(4), mid(5)]
 
 
+def test_the_next_expiry_is_the_soonest_running_timer_even_after_a_rollback(store: Store) -> None:
+    assert store.next_expiry_ms() is None
+    receive(store, text(1, "not read yet", timer_s=300))  # its timer has not started
+    assert store.next_expiry_ms() is None
+    receive(store, replace(text(2, "x", timer_s=300), expires_at_ms=900))
+    receive(store, replace(text(3, "y", timer_s=300), expires_at_ms=400))
+    assert store.next_expiry_ms() == 400
+    with pytest.raises(RuntimeError), store.transaction():
+        store.expire_messages(500, 10)
+        assert store.next_expiry_ms() == 900
+        raise RuntimeError("rolled back")
+    assert store.next_expiry_ms() == 400
+    store.expire_messages(500, 10)
+    assert store.next_expiry_ms() == 900
+    store.delete_message(mid(2))
+    assert store.next_expiry_ms() is None
+
+
 def test_conversation_settings_and_the_newest_timer_wins(store: Store) -> None:
     fresh = store.update_conversation(WITH_BOB, BOB, 7, muted=True)
     assert (fresh.peer, fresh.muted, fresh.archived, fresh.timer_s) == (BOB, True, False, 0)
