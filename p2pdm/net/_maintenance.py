@@ -82,10 +82,9 @@ async def rejoin(host: Host) -> None:
 async def start(host: Host, nursery: trio.Nursery, join_delay: float = 0.0) -> None:
     """Serve the DHT (server mode) and join it through the bootstrap peers.
 
-    ``join_delay`` > 0: return at once and join that many seconds later,
-    in the host's background nursery (a simulation spreads its nodes'
-    joins over a window, as a real network's nodes come and go; the
-    join then runs in ``nursery``, the host's);
+    ``join_delay`` > 0: return at once and join that many seconds later
+    in ``nursery`` (the host's background tasks): a simulation spreads its
+    nodes' joins over a window, as a real network's nodes come and go.
     :attr:`Host.joined` is set once the join has ended either way.
     """
     # Our bounded bootstrap re-dial replaces libp2p's auto-connector.

@@ -121,9 +121,9 @@ PUBLISH_WINDOW_MAX_SECONDS: Final = 30.0
 #: (at most START_WINDOW_MAX_SECONDS), drawn from the node's seeded
 #: randomness, instead of all at once as each starts. A real network's
 #: nodes do not all come up together; started one after another, each
-#: join waiting for the last, 100 nodes formed over ~230 virtual s while
-#: every started node ran its upkeep (docs/simulation.md, "Start-up
-#: window"). About two virtual seconds a join (30 ms links): one second a
+#: join waiting for the last, 100 nodes formed over 210 to 230 virtual s
+#: while every started node ran its upkeep (docs/simulation.md, "Start-up
+#: window and a dial bound"). About two virtual seconds a join (30 ms links): one second a
 #: node keeps a few joins at a time, each into a network mostly formed.
 START_WINDOW_SECONDS_PER_NODE: Final = 1.0
 START_WINDOW_MAX_SECONDS: Final = 600.0
@@ -304,10 +304,11 @@ class SimNetwork:
         host.put_record = put_record
 
     async def publish_records(self, timeout: float = WAIT_TIMEOUT_SECONDS) -> None:  # noqa: ASYNC109
-        """Let the nodes publish their records (over :attr:`publish_window`) and wait
-        until every online node's first publication has ended: its record stored
-        at the closest peers (libp2p's put returns once they answered, within
-        RECORD_PUT_TIMEOUT_SECONDS)."""
+        """Once every online node has joined the DHT (a spread start's joins come
+        within :attr:`start_window`), let the nodes publish their records (over
+        :attr:`publish_window`) and wait until every online node's first
+        publication has ended: its record stored at the closest peers (libp2p's
+        put returns once they answered, within RECORD_PUT_TIMEOUT_SECONDS)."""
         await wait_until(
             lambda: all(n.running.host.joined.is_set() for n in self.nodes if n.online),
             self.start_window + timeout,
