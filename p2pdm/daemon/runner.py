@@ -166,6 +166,9 @@ class RunOptions:
     #: ``--no-mdns`` or config.toml's ``mdns = false``).
     mdns: bool = False
     upkeep: Upkeep = field(default=DEFAULT_UPKEEP)
+    #: Seconds before the first mailbox fetch and the DHT join (the host then
+    #: joins in the background): a simulation spreads its start-up wave with it.
+    start_delay: float = 0.0
     #: Offer (and run) the local demo bot for newcomers (``--no-demo``: off).
     demo: bool = True
 
@@ -538,6 +541,7 @@ async def serve_node(
         faults=faults,
         relay=options.relay,
         mdns=options.mdns,
+        join_delay=options.start_delay,
     ) as host:
         host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
         node.addrs = host.listen_addrs()
@@ -583,7 +587,7 @@ async def serve_node(
             node.mailboxes = partial(mailboxes_json, directory, service, delivery.withdrawer)
             await nursery.start(node.batcher.run)
             await nursery.start(delivery.run)
-            await nursery.start(delivery.run_fetcher)
+            await nursery.start(partial(delivery.run_fetcher, first_delay=options.start_delay))
             await nursery.start(delivery.run_withdrawer)
             await nursery.start(blobs.run_fetcher)
             # At once: our record (where our mailboxes are, our prekeys), and

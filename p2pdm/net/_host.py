@@ -155,6 +155,10 @@ class Host(Dht):
         self._upkeep = upkeep
         self._idle: IdleTracker[INetConn] = IdleTracker(upkeep.idle_timeout)
         self._last_bootstrap_round = -math.inf
+        #: Set once the host has joined the DHT through its bootstrap peers
+        #: (or found it had none); :func:`open_host` with a ``join_delay``
+        #: returns before that.
+        self.joined = trio.Event()
         self._dials: dict[PeerId, trio.Event] = {}
         self._handler_limits: dict[str, trio.CapacityLimiter] = {}
         # Set once a bootstrap peer has fetched our identify (so it knows our

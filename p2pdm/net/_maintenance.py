@@ -79,8 +79,14 @@ async def rejoin(host: Host) -> None:
             await look_up_ourselves(host)
 
 
-async def start(host: Host) -> None:
-    """Serve the DHT (server mode) and join it through the bootstrap peers."""
+async def start(host: Host, nursery: trio.Nursery, join_delay: float = 0.0) -> None:
+    """Serve the DHT (server mode) and join it through the bootstrap peers.
+
+    ``join_delay`` > 0: return at once and join that many seconds later
+    in ``nursery`` (the host's background tasks): a simulation spreads its
+    nodes' joins over a window, as a real network's nodes come and go.
+    :attr:`Host.joined` is set once the join has ended either way.
+    """
     # Our bounded bootstrap re-dial replaces libp2p's auto-connector.
     await stop_auto_connector(host._swarm)
     note_identify_requests(host._host, host._identified_by)
@@ -93,11 +99,28 @@ async def start(host: Host) -> None:
                 trio.CapacityLimiter(math.inf),
             ),
         )
-    if host._bootstrap:
-        host._last_bootstrap_round = trio.current_time()
-        if await join(host):
-            with trio.move_on_after(JOIN_LOOKUP_TIMEOUT_SECONDS):
-                await look_up_ourselves(host)
+    if join_delay > 0:
+        # No bootstrap re-dial before the join itself.
+        host._last_bootstrap_round = trio.current_time() + join_delay
+        nursery.start_soon(_join_later, host, join_delay)
+    else:
+        await _join_first(host)
+
+
+async def _join_later(host: Host, delay: float) -> None:
+    await trio.sleep(delay)
+    await _join_first(host)
+
+
+async def _join_first(host: Host) -> None:
+    try:
+        if host._bootstrap:
+            host._last_bootstrap_round = trio.current_time()
+            if await join(host):
+                with trio.move_on_after(JOIN_LOOKUP_TIMEOUT_SECONDS):
+                    await look_up_ourselves(host)
+    finally:
+        host.joined.set()
 
 
 async def look_up_ourselves(host: Host) -> None:
@@ -122,10 +145,13 @@ async def look_up_ourselves(host: Host) -> None:
             await dht.routing_table.add_peer(PeerInfo(pid, addrs))
 
 
-async def maintain(host: Host) -> None:
-    """Background upkeep, forever; a failing step is logged and retried next round."""
+async def maintain(host: Host, join_delay: float = 0.0) -> None:
+    """Background upkeep, forever; a failing step is logged and retried next round.
+
+    The first DHT refresh is due one refresh interval after the join
+    (``join_delay``: :func:`start`'s)."""
     upkeep = host._upkeep
-    next_refresh = trio.current_time() + upkeep.dht_refresh_interval
+    next_refresh = trio.current_time() + join_delay + upkeep.dht_refresh_interval
     while True:
         await trio.sleep(upkeep.interval)
         for step in (close_idle_connections, redial_bootstrap):

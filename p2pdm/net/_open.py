@@ -61,6 +61,7 @@ async def open_host(
     peer_filter: PeerFilter | None = None,
     faults: TcpFaults | None = None,
     dht_limits: DhtLimits = DEFAULT_DHT_LIMITS,
+    join_delay: float = 0.0,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host with the identity of ``seed`` for the duration of the block.
 
@@ -87,7 +88,10 @@ async def open_host(
     peers may make our DHT store, and how fast (tests lower them).
 
     Entering joins the DHT first: with bootstrap peers it can take up to
-    DIAL_TIMEOUT_SECONDS + IDENTIFY_WAIT_SECONDS + JOIN_LOOKUP_TIMEOUT_SECONDS. On exit,
+    DIAL_TIMEOUT_SECONDS + IDENTIFY_WAIT_SECONDS + JOIN_LOOKUP_TIMEOUT_SECONDS.
+    With ``join_delay`` > 0 entering does not wait: the host joins that
+    many seconds later in the background (a simulation's start-up window),
+    and sets :attr:`Host.joined` once it has. On exit,
     listeners and connections are closed before this returns, also when the
     block is cancelled. Raises IdentityError for a bad seed, ConfigError for
     bad addresses or when nothing can be listened on.
@@ -184,8 +188,8 @@ async def open_host(
                 trio.open_nursery() as nursery,
             ):
                 host._tasks = nursery
-                await _maintenance.start(host)
-                nursery.start_soon(_maintenance.maintain, host)
+                await _maintenance.start(host, nursery, join_delay)
+                nursery.start_soon(_maintenance.maintain, host, join_delay)
                 if mdns and network is None:
                     port = int(listen_addrs[0].value_for_protocol("tcp"))
                     nursery.start_soon(_mdns.discover_lan_peers, host, port)

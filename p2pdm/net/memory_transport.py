@@ -96,6 +96,13 @@ SYN_RTO_SECONDS: Final = 1.0
 #: ... this many times (tcp_syn_retries), ~127 s in all; p2pdm's own dial
 #: timeout fires long before.
 MAX_SYN_RETRIES: Final = 6
+#: Outgoing dials (connection set-up, SYN retries included) one node's
+#: transport runs at once; more wait their turn, within their caller's
+#: deadline. k = 20, so a record put to the closest peers dials them all
+#: at once, while a node that many tasks make dial at the same moment (a
+#: start-up wave) cannot open hundreds of handshakes together, as a real
+#: host's connection limits would not let it either.
+MAX_CONCURRENT_DIALS: Final = 20
 #: Most events kept by the network's trace (oldest dropped first).
 MAX_TRACE_EVENTS: Final = 100_000
 #: How a memory network's connections are secured: "noise", libp2p's Noise
@@ -488,9 +495,11 @@ class MemoryTransport(ITransport):
     def __init__(self, network: MemoryNetwork, ip: str) -> None:
         self._network = network
         self._ip = ip
+        self._dials = trio.CapacityLimiter(MAX_CONCURRENT_DIALS)
 
     async def dial(self, maddr: multiaddr.Multiaddr) -> IRawConnection:
-        conn = await self._network._dial(self._ip, _endpoint(maddr))
+        async with self._dials:
+            conn = await self._network._dial(self._ip, _endpoint(maddr))
         return RawConnection(conn, True)
 
     def create_listener(self, handler_function: THandler) -> IListener:

@@ -41,7 +41,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -114,6 +114,19 @@ WAIT_POLL_SECONDS: Final = 0.05
 #: "DHT records at scale"). A real network exists before its nodes publish.
 PUBLISH_WINDOW_SECONDS_PER_NODE: Final = 0.1
 PUBLISH_WINDOW_MAX_SECONDS: Final = 30.0
+#: A virtual-clock simulation's start-up wave (``open_sim_network(…,
+#: spread_start=True)``): each node but the fixed ones makes its first
+#: mailbox fetch and joins the DHT (its first refresh due an interval
+#: later) at a random moment of a window of this many seconds per node
+#: (at most START_WINDOW_MAX_SECONDS), drawn from the node's seeded
+#: randomness, instead of all at once as each starts. A real network's
+#: nodes do not all come up together; started one after another, each
+#: join waiting for the last, 100 nodes formed over 210 to 230 virtual s
+#: while every started node ran its upkeep (docs/simulation.md, "Start-up
+#: window and a dial bound"). About two virtual seconds a join (30 ms links): one second a
+#: node keeps a few joins at a time, each into a network mostly formed.
+START_WINDOW_SECONDS_PER_NODE: Final = 1.0
+START_WINDOW_MAX_SECONDS: Final = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +161,8 @@ class SimNetwork:
         #: Set by :meth:`publish_records`: nodes may publish their records.
         self.formed = trio.Event()
         self._formed_at = -math.inf
+        #: While the start-up wave is spread (:func:`open_sim_network`): its window, s.
+        self.start_window = 0.0
         #: During a TCP partition: the group of every node's peer ID.
         self._group_of: dict[PeerId, int] = {}
 
@@ -240,6 +255,9 @@ class SimNetwork:
             mailbox=sim_node.offers_mailbox,
             upkeep=setup.upkeep,
         )
+        if self.start_window > 0 and not sim_node.fixed and sim_node.starts == 0:
+            delay = sim_node.random.uniform(0, self.start_window)
+            options = replace(options, start_delay=delay)
         on_delivery = None if probe is None else partial(probe.delivery_created, sim_node)
         try:
             with trio.CancelScope() as sim_node._scope:
@@ -286,10 +304,16 @@ class SimNetwork:
         host.put_record = put_record
 
     async def publish_records(self, timeout: float = WAIT_TIMEOUT_SECONDS) -> None:  # noqa: ASYNC109
-        """Let the nodes publish their records (over :attr:`publish_window`) and wait
-        until every online node's first publication has ended: its record stored
-        at the closest peers (libp2p's put returns once they answered, within
-        RECORD_PUT_TIMEOUT_SECONDS)."""
+        """Once every online node has joined the DHT (a spread start's joins come
+        within :attr:`start_window`), let the nodes publish their records (over
+        :attr:`publish_window`) and wait until every online node's first
+        publication has ended: its record stored at the closest peers (libp2p's
+        put returns once they answered, within RECORD_PUT_TIMEOUT_SECONDS)."""
+        await wait_until(
+            lambda: all(n.running.host.joined.is_set() for n in self.nodes if n.online),
+            self.start_window + timeout,
+            lambda: "not every node joined the DHT",
+        )
         self._formed_at = trio.current_time()
         self.formed.set()
         await trio.sleep(self.publish_window)  # every gate has opened by then
@@ -541,6 +565,7 @@ async def open_sim_network(
     external: Sequence[str] = (),
     listen: str | None = None,
     faults: TcpFaults | None = None,
+    spread_start: bool = False,
 ) -> AsyncIterator[SimNetwork]:
     """``count`` running nodes with contacts; leaving the block stops them all.
 
@@ -554,6 +579,9 @@ async def open_sim_network(
     :func:`listen_addrs`), e.g. ``/ip4/0.0.0.0/tcp/0`` for a simulation that
     other machines join.
     ``faults``: latency and loss on every TCP connection (without ``network``).
+    ``spread_start`` (virtual clock): the nodes' first mailbox fetches and
+    DHT joins are spread over a window (START_WINDOW_*); the network is
+    formed once every node has joined.
     """
     if count < 2:
         raise ValueError("a simulated network needs at least 2 nodes")
@@ -571,8 +599,11 @@ async def open_sim_network(
         faults=faults,
         publish_after_forming=True,
     ) as sim:
+        if spread_start:
+            sim.start_window = min(START_WINDOW_MAX_SECONDS, START_WINDOW_SECONDS_PER_NODE * count)
         for sim_node in nodes:
             await sim.start(sim_node)
         sim.add_contacts(rng, contacts)
         await sim.publish_records()
+        sim.start_window = 0.0  # a node started later (a restart) comes up alone
         yield sim

@@ -256,6 +256,7 @@ async def _open_nodes(
         external=options.bootstrap,
         listen=options.listen,
         faults=tcp_faults,
+        spread_start=network is not None,
     ) as sim:
         yield LocalNodes(sim)
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
 from libp2p.abc import IRawConnection
 from libp2p.io.abc import ReadWriteCloser
 from libp2p.io.exceptions import ConnectionClosedError
+from libp2p.transport.exceptions import OpenConnectionError
 from multiaddr import Multiaddr
 from trio.testing import MockClock
 
@@ -25,7 +27,7 @@ from p2pdm.errors import ConfigError, PeerUnreachable
 from p2pdm.net import Host, open_host
 from p2pdm.net._edge import from_id
 from p2pdm.net._memory_pipe import PIPE_BUFFER_BYTES
-from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
+from p2pdm.net.memory_transport import MAX_CONCURRENT_DIALS, LinkFaults, MemoryNetwork
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, host_seed, open_hosts
 from tests.net.conftest import CAP, make_record, record_key, register
@@ -305,3 +307,53 @@ async def test_same_seed_gives_the_same_faults(autojump_clock: MockClock) -> Non
     assert [data for _, data in first] == [bytes([i]) for i in range(50)]
     assert first == await arrival_times(3, faults)
     assert first != await arrival_times(4, faults)
+
+
+async def test_a_host_with_a_join_delay_joins_the_dht_later(autojump_clock: MockClock) -> None:
+    net = MemoryNetwork(LinkFaults(latency=0.01))
+    async with open_hosts(1, network=net) as (first,):
+        assert first.joined.is_set()  # no bootstrap peers: nothing to wait for
+        start = trio.current_time()
+        async with open_host(
+            host_seed(1), network=net, bootstrap=first.listen_addrs()[:1], join_delay=7.0
+        ) as late:
+            assert trio.current_time() - start < 1.0  # entering did not wait
+            assert not late.joined.is_set() and not late.connected_peers()
+            await trio.sleep(6.5)
+            assert not late.connected_peers()  # no bootstrap re-dial meanwhile
+            await late.joined.wait()
+            assert trio.current_time() - start >= 7.0
+            assert first.peer_id in late.dht_peers()
+            assert late.peer_id in first.dht_peers()
+
+
+async def test_a_transport_runs_a_bounded_number_of_dials_at_once(
+    autojump_clock: MockClock,
+) -> None:
+    net = MemoryNetwork(LinkFaults(latency=0.5))
+    transport = net.transport(net.new_listen_addr())
+    busy = peak = 0
+    dial = net._dial
+
+    async def counting_dial(*args: Any) -> Any:
+        nonlocal busy, peak
+        busy += 1
+        peak = max(peak, busy)
+        try:
+            return await dial(*args)
+        finally:
+            busy -= 1
+
+    net._dial = counting_dial  # type: ignore[method-assign,assignment]
+    start = trio.current_time()
+
+    async def dial_nobody() -> None:
+        with pytest.raises(OpenConnectionError, match="refused"):
+            await transport.dial(Multiaddr(net.new_listen_addr()))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(MAX_CONCURRENT_DIALS * 2):
+            nursery.start_soon(dial_nobody)
+    assert peak == MAX_CONCURRENT_DIALS
+    # Each refusal takes one round trip (1 s); the second half waited for the first.
+    assert trio.current_time() - start == pytest.approx(2.0)

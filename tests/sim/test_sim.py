@@ -16,6 +16,7 @@ from p2pdm.cli.main import main
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.errors import PeerUnreachable
 from p2pdm.net import open_host
+from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.testing import host_seed
 from p2pdm.sim import (
     SimNetwork,
@@ -243,6 +244,27 @@ async def test_sim_network_fixture_sends_between_contacts(
         record = recorder.messages[message.id]
         assert record.path == "direct"
         assert recorder.stored_at[message.id] == {b.index}
+
+
+async def test_a_spread_start_forms_once_every_node_has_joined(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    network = MemoryNetwork(LinkFaults(latency=0.03), seed=3, link_auth="sim")
+    start = trio.current_time()
+    async with open_sim_network(4, seed=3, network=network, mailboxes=1, spread_start=True) as sim:
+        formed = trio.current_time() - start
+        hosts = [sim_node.running.host for sim_node in sim.nodes]
+        assert all(host.joined.is_set() for host in hosts)
+        assert all(sim_node.publications > 0 for sim_node in sim.nodes)
+        # The fixed nodes (bootstrap, mailbox) joined at once, the others
+        # within 4 times START_WINDOW_SECONDS_PER_NODE, so forming took a while.
+        assert formed > 1.0
+        assert sim.start_window == 0.0  # a restart comes up alone
+        await sim.stop(sim[3])
+        await sim.start(sim[3])
+        assert sim[3].running.host.joined.is_set()  # joined before start returned
+        message = await sim.send(1, 2, "hello")
+        await sim.wait_delivered(1, message)
 
 
 @pytest.mark.slow

@@ -54,9 +54,15 @@ class Fetcher:
         """Fetch from our mailboxes now (start-up, reconnect, on demand)."""
         self._wake.set()
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Fetch from our mailboxes at once, then every FETCH_INTERVAL_SECONDS or when asked."""
+    async def run(
+        self, *, first_delay: float = 0.0, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Fetch from our mailboxes at once (``first_delay`` seconds later, or when
+        asked sooner), then every FETCH_INTERVAL_SECONDS or when asked."""
         task_status.started()
+        if first_delay > 0:
+            with trio.move_on_after(first_delay):
+                await self._wake.wait()
         while True:
             self._wake = trio.Event()
             try:

@@ -94,9 +94,12 @@ class Delivery:
         """Fetch from our mailboxes now (start-up, reconnect, on demand)."""
         self.fetcher.fetch_now()
 
-    async def run_fetcher(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Fetch from our mailboxes at once, then every FETCH_INTERVAL_SECONDS or when asked."""
-        await self.fetcher.run(task_status=task_status)
+    async def run_fetcher(
+        self, *, first_delay: float = 0.0, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Fetch from our mailboxes at once (``first_delay`` seconds later, or when
+        asked sooner), then every FETCH_INTERVAL_SECONDS or when asked."""
+        await self.fetcher.run(first_delay=first_delay, task_status=task_status)
 
     async def fetch_mailboxes(self) -> int:
         """One fetch round; returns how many envelopes were newly accepted."""
