@@ -89,10 +89,12 @@ async def test_a_blocked_peer_reaches_nothing_directly_or_by_mailbox_and_sees_no
         assert carol.block_request(alice.peer_id) == 1 and carol.is_blocked(alice.peer_id)
         assert [e.type.value for e in carol.store.events(0, 100)][-1] == "contact.blocked"
 
-        # Directly: Carol's node resets Alice's streams; Alice's stays "sent".
+        # Directly: Carol's node resets Alice's streams; Alice's stays "sent",
+        # then "deposited" once the mailbox holds it (protocol §18.1).
+        unseen = (DeliveryStatus.SENT, DeliveryStatus.DEPOSITED)  # never delivered, never read
         direct = await net.send(ALICE, CAROL, "why did you block me")
-        await net.wait_status(ALICE, direct, DeliveryStatus.SENT, 20)
         await wait_until(lambda: carol.messenger.dropped_blocked >= 1, 20)
+        await wait_until(lambda: alice.messenger.message(direct.id).status in unseen, 20)
         # By mailbox, Carol away: fetched on her return, deleted unseen.
         await net.stop(net[CAROL])
         later = await net.send(ALICE, CAROL, "while you were away")
@@ -101,7 +103,6 @@ async def test_a_blocked_peer_reaches_nothing_directly_or_by_mailbox_and_sees_no
         carol = net[CAROL].running.node  # a new node object on the same store
         await wait_until(lambda: mailbox.store.mailbox_usage(carol.peer_id)[0] == 0, 30)
         await trio.sleep(1)
-        unseen = (DeliveryStatus.SENT, DeliveryStatus.DEPOSITED)  # never delivered, never read
         for message in (direct, later):
             assert carol.store.get_message(message.id) is None
             assert alice.messenger.message(message.id).status in unseen
