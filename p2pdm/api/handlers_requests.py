@@ -90,14 +90,14 @@ async def block_peer(request: Request, node: Node) -> Response:
     body = await JSONObject.read(request)
     who = body.text("peer_id")
     body.done()
-    peer = _peer(request, node, who)
+    peer = _allowed(request, node.resolve_stranger(who, node.resolve))
     new = node.block(peer)
     entry = next(b for b in node.blocked() if b.peer_id == peer)
     return JSONResponse(blocked_json(node, entry), status_code=201 if new else 200)
 
 
 async def unblock_peer(request: Request, node: Node) -> Response:
-    peer = _allowed(request, node.resolve_blocked(request.path_params["peer"], node.resolve))
+    peer = _allowed(request, node.resolve_stranger(request.path_params["peer"], node.resolve))
     if not node.unblock(peer):
         raise NotFound(f"{peer} is not blocked")
     return Response(status_code=204)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, TextIO, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, TextIO
 
 from p2pdm import hints
 from p2pdm.cli.chat import print_table, safe_text
-from p2pdm.client import APIError, Client
+from p2pdm.client import Client
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
 from p2pdm.limits import MIN_PEER_PREFIX_CHARS
@@ -31,7 +31,6 @@ __all__ = [
     "unblock_arguments",
 ]
 
-T = TypeVar("T")
 
 EXIT_OK: Final = 0
 _ANSWERS: Final = ("accept", "decline", "block")
@@ -61,9 +60,8 @@ def block(args: argparse.Namespace, home: Home, out: TextIO) -> int:
                 ]
                 print_table(["NAME", "PEER ID"], rows, out)
             return EXIT_OK
-        found = node.blocked()
-        already = {b["peer_id"] for b in found}
-        blocked = _by_stranger(node.block, args.who, [*node.requests(), *found])
+        already = {b["peer_id"] for b in node.blocked()}
+        blocked = node.block(args.who)
     if args.json:
         print(json.dumps(blocked, ensure_ascii=False, indent=2), file=out)
     elif blocked["peer_id"] in already:
@@ -79,15 +77,11 @@ def unblock_arguments(parser: argparse.ArgumentParser) -> None:
 
 def unblock(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
-        found = node.blocked()
-
-        def unblock_one(who: str) -> str:
-            node.unblock(who)
-            return who
-
-        named = _matching(found, _by_stranger(unblock_one, args.who, found))
-    entry = [b for b in found if [b["peer_id"]] == named]
-    print(f"Unblocked {_who(entry[0]) if entry else safe_text(args.who)}.", file=out)
+        before = node.blocked()
+        node.unblock(args.who)
+        still = {b["peer_id"] for b in node.blocked()}
+    gone = [b for b in before if b["peer_id"] not in still]
+    print(f"Unblocked {_who(gone[0]) if gone else safe_text(args.who)}.", file=out)
     return EXIT_OK
 
 
@@ -128,20 +122,6 @@ def _matching(records: Iterable[Mapping[str, Any]], who: str) -> list[str]:
             or (r.get("name") and str(r["name"]).casefold() == key)
         )
     )
-
-
-def _by_stranger(call: Callable[[str], T], who: str, strangers: Sequence[Mapping[str, Any]]) -> T:
-    """``call(who)``; if the node knows no contact by that name, ``call`` with the
-    PeerID of the one stranger among ``strangers`` (pending requests, blocked
-    peers) that ``who`` names as ``requests`` and ``block`` show them: the
-    fingerprint (``~…``), the name it goes by, its PeerID's start."""
-    try:
-        return call(who)
-    except APIError as error:
-        matches = _matching(strangers, who) if error.status == 404 else []
-        if len(matches) != 1:
-            raise
-    return call(matches[0])
 
 
 def _pending(node: Client, home: Home, who: str) -> str:

@@ -43,6 +43,14 @@ def accepted(store: Store, peer: PeerId) -> bool:
     return store.get_contact(peer) is not None and not store.is_blocked(peer)
 
 
+def _names(text: str, peer: PeerId) -> bool:
+    """True if ``text`` is ``peer``'s fingerprint (``~`` optional, any case) or a
+    start of its PeerID of MIN_PEER_PREFIX_CHARS characters or more."""
+    return text.casefold().removeprefix("~") == fingerprint(peer).casefold() or (
+        len(text) >= MIN_PEER_PREFIX_CHARS and str(peer).startswith(text)
+    )
+
+
 class RequestsAndBlocks:
     """Blocked peers and message requests of a node."""
 
@@ -74,52 +82,67 @@ class RequestsAndBlocks:
         """Block ``peer`` (contact or stranger); False if it was already blocked.
 
         What waits in the outbox for it is dropped and its messages marked
-        ``failed``. Raises SchemaError for this node's own PeerID, StoreError
-        past MAX_BLOCKED_PEERS.
+        ``failed``; a stranger's pending message request is deleted, as
+        :meth:`block_request` does. Raises SchemaError for this node's own
+        PeerID, StoreError past MAX_BLOCKED_PEERS.
         """
+        return self._block(peer)[0]
+
+    def _block(self, peer: PeerId) -> tuple[bool, int]:
+        """:meth:`block`, and how many request messages of ``peer`` it deleted."""
         if peer == self.peer_id:
             raise SchemaError("you cannot block yourself")
         now = self.now_ms()
+        deleted = 0
         with self.store.transaction():
-            if not self.store.block_peer(peer, now):
-                return False
-            for item in self.store.outbox_for(peer):
-                self.store.remove_outbox(item.envelope_id)
-                message = self.store.get_message(item.message_id)
-                if message is not None and message.direction is Direction.OUT:
-                    self.store.set_status(
-                        message.id, DeliveryStatus.FAILED, now, BLOCKED_NOTE, recipient=peer
-                    )
-        return True
+            new = self.store.block_peer(peer, now)
+            if new:
+                for item in self.store.outbox_for(peer):
+                    self.store.remove_outbox(item.envelope_id)
+                    message = self.store.get_message(item.message_id)
+                    if message is not None and message.direction is Direction.OUT:
+                        self.store.set_status(
+                            message.id, DeliveryStatus.FAILED, now, BLOCKED_NOTE, recipient=peer
+                        )
+            if self.store.has_requests(peer):
+                deleted = self.store.delete_requests(peer)
+        if deleted:
+            self.messenger.known.refresh()
+        return new, deleted
 
     def unblock(self, peer: PeerId) -> bool:
         """Unblock ``peer``; False if it was not blocked."""
         return self.store.unblock_peer(peer, self.now_ms())
 
-    def resolve_blocked(self, who: str, resolve: Callable[[str], PeerId]) -> PeerId:
-        """The peer ``who`` names for unblocking: what ``resolve`` makes of it (a
-        PeerID, a contact's name), else a blocked peer's fingerprint (``~`` and all,
-        as the block list shows a stranger) or a unique start of its PeerID
-        (MIN_PEER_PREFIX_CHARS or more). Raises NotFound, or SchemaError when
-        several blocked peers match."""
+    def resolve_stranger(self, who: str, resolve: Callable[[str], PeerId]) -> PeerId:
+        """The peer ``who`` names for blocking or unblocking: what ``resolve`` makes
+        of it (a PeerID, a contact's name), else a stranger as ``requests`` and the
+        block list show one: the fingerprint (``~`` and all), a unique start of its
+        PeerID (MIN_PEER_PREFIX_CHARS or more), or the name a pending request says
+        it goes by. Raises NotFound, or SchemaError when several strangers match."""
         try:
             return resolve(who)
         except NotFound:
             text = who.strip()
-            key = text.casefold().lstrip("~")
-            matches = [
-                b.peer_id
-                for b in self.blocked()
-                if key == fingerprint(b.peer_id).casefold()
-                or (len(text) >= MIN_PEER_PREFIX_CHARS and str(b.peer_id).startswith(text))
-            ]
+            key = text.casefold()
+            named: dict[PeerId, None] = {}
+            for entry in self.requests():
+                name = self.request_name(entry)
+                if _names(text, entry.peer_id) or (name is not None and name.casefold() == key):
+                    named[entry.peer_id] = None
+            for blocked in self.blocked():
+                if _names(text, blocked.peer_id):
+                    named[blocked.peer_id] = None
+            matches = list(named)
             if not matches and text.startswith("~"):
-                raise NotFound(f"no one blocked has the fingerprint {text[:60]!r}") from None
+                raise NotFound(
+                    f"no request or blocked peer has the fingerprint {text[:60]!r}"
+                ) from None
             if not matches:
                 raise
             if len(matches) > 1:
                 raise SchemaError(
-                    f"{text!r} names {len(matches)} blocked peers: give the PeerID"
+                    f"{text[:60]!r} names {len(matches)} strangers: give the PeerID"
                 ) from None
             return matches[0]
 
@@ -147,13 +170,8 @@ class RequestsAndBlocks:
         key = text.casefold()
         matches = []
         for entry in self.requests():
-            peer = str(entry.peer_id)
             name = self.request_name(entry)
-            if (
-                (len(text) >= MIN_PEER_PREFIX_CHARS and peer.startswith(text))
-                or key.lstrip("~") == fingerprint(entry.peer_id).casefold()
-                or (name is not None and name.casefold() == key)
-            ):
+            if _names(text, entry.peer_id) or (name is not None and name.casefold() == key):
                 matches.append(entry.peer_id)
         if not matches:
             raise NotFound(f"no message request from {text!r}: `p2pdm requests` lists them")
@@ -195,11 +213,7 @@ class RequestsAndBlocks:
         """Block ``peer`` and delete its request; returns the messages deleted.
         Raises NotFound if it has none."""
         self._pending(peer)
-        self.block(peer)
-        with self.store.transaction():
-            deleted = self.store.delete_requests(peer)
-        self.messenger.known.refresh()
-        return deleted
+        return self._block(peer)[1]
 
     # --- request stamps -------------------------------------------------------
 

@@ -79,6 +79,23 @@ async def test_requests_declined_or_blocked_are_deleted(alice: Api, bob: Api) ->
     assert bob.node.is_blocked(alice.node.peer_id) and bob.node.conversations() == []
 
 
+async def test_blocking_a_stranger_by_its_fingerprint_deletes_its_request(
+    alice: Api, bob: Api
+) -> None:
+    await _a_request_from(alice, bob)
+    shown = (await bob.call("GET", "/v1/requests")).json()["requests"][0]
+    blocked = await bob.call("POST", "/v1/blocked", json={"peer_id": "~" + shown["fingerprint"]})
+    assert blocked.status_code == 201, blocked.text
+    assert blocked.json()["peer_id"] == str(alice.node.peer_id)
+    assert (await bob.call("GET", "/v1/requests")).json() == {"requests": []}
+    assert bob.node.conversations() == []
+    again = await bob.call("POST", "/v1/blocked", json={"peer_id": shown["fingerprint"]})
+    assert again.status_code == 200, again.text
+    gone = await bob.call("DELETE", f"/v1/blocked/{str(alice.node.peer_id)[:14]}")
+    assert gone.status_code == 204 and bob.node.blocked() == []
+    assert_error(await bob.call("DELETE", f"/v1/blocked/~{shown['fingerprint']}"), 404)
+
+
 async def test_a_batch_refuses_a_blocked_peer_per_item_and_stamps_a_strangers(
     alice: Api, bob: Api
 ) -> None:

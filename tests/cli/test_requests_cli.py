@@ -163,6 +163,7 @@ async def test_a_stranger_is_blocked_and_unblocked_by_the_fingerprint_shown(
         code, out, err = await cli(capsys, *home, "block", short)
         assert (code, err) == (0, "") and out.startswith(f"Blocked {short} (")
         assert [b.peer_id for b in bob.node.blocked()] == [alice.node.peer_id]
+        assert bob.node.requests() == []  # blocking a stranger deletes its request
         code, out, err = await cli(capsys, *home, "block", short)
         assert (code, err) == (0, "") and "blocked already" in out
         code, out, err = await cli(capsys, *home, "unblock", short)
@@ -170,7 +171,7 @@ async def test_a_stranger_is_blocked_and_unblocked_by_the_fingerprint_shown(
         assert out.strip() == f"Unblocked {short} ({alice.node.peer_id})."
         code, _, err = await cli(capsys, *home, "unblock", short)
         assert code != 0
-        assert_one_error_line(err, f"no one blocked has the fingerprint '{short}'")
+        assert_one_error_line(err, f"no request or blocked peer has the fingerprint '{short}'")
         code, _, err = await cli(capsys, *home, "block", "~nobody")
         assert code != 0
-        assert_one_error_line(err, "no contact named '~nobody'")
+        assert_one_error_line(err, "no request or blocked peer has the fingerprint '~nobody'")
