@@ -31,6 +31,17 @@ def blob_state(node: Node, blob_id: bytes) -> tuple[str, str] | None:
     return None if got is None else (got.state, got.detail)
 
 
+async def _group_with_one_away(net: SimNetwork) -> bytes:
+    """The id of the group node 3 makes of its contacts 1 and 2 (not each
+    other's), once both are in it and node 1 has gone away."""
+    others = [net[1].peer_id, net[2].peer_id]
+    gid = (await node_of(net, 3).create_group("away", others)).row.id
+    await wait_until(lambda: all(node_of(net, i).is_group(gid) for i in (1, 2)))
+    await net.stop(net[1])
+    await wait_until(lambda: net[1].peer_id not in node_of(net, 2).online)
+    return gid
+
+
 async def test_a_group_file_reaches_an_offline_member_through_its_mailbox(
     sim_network: SimNetworkFactory,
     autojump_clock: trio.abc.Clock,
@@ -44,11 +55,7 @@ async def test_a_group_file_reaches_an_offline_member_through_its_mailbox(
     # Node 3 makes the group of its contacts 1 and 2, who are not each other's.
     async with sim_network(4, store="sqlite", contacts=[(3, 1), (3, 2)]) as net:
         mailbox, author = net[0], node_of(net, 2)
-        others = [net[1].peer_id, net[2].peer_id]
-        gid = (await node_of(net, 3).create_group("away", others)).row.id
-        await wait_until(lambda: all(node_of(net, i).is_group(gid) for i in (1, 2)))
-        await net.stop(net[1])
-        await wait_until(lambda: net[1].peer_id not in author.online)
+        gid = await _group_with_one_away(net)
         records = [
             author.media.add_file(data, "application/octet-stream", name)
             for data, name in ((small, "small.bin"), (large, "large.bin"))
@@ -88,11 +95,7 @@ async def test_an_unsent_group_file_is_taken_back_from_an_offline_members_mailbo
     data = os.urandom(100 << 10)
     async with sim_network(4, contacts=[(3, 1), (3, 2)]) as net:
         mailbox, author = net[0], node_of(net, 2)
-        others = [net[1].peer_id, net[2].peer_id]
-        gid = (await node_of(net, 3).create_group("away", others)).row.id
-        await wait_until(lambda: all(node_of(net, i).is_group(gid) for i in (1, 2)))
-        await net.stop(net[1])
-        await wait_until(lambda: net[1].peer_id not in author.online)
+        gid = await _group_with_one_away(net)
         record = author.media.add_file(data, "application/octet-stream", "plan.bin")
         body = author.media.body_for([record.blob_id], "for later")
         sent = (await author.send_group_body(gid, body)).message

@@ -75,6 +75,23 @@ def path_to(node: Node) -> str:
 
 
 @pytest.mark.slow
+async def group_in_touch(n0: Node, n1: Node, n2: Node) -> bytes:
+    """The id of a group node 0 makes with 1 and 2 (not contacts of each other),
+    once node 1 has written in it: it then has a session and a connection with
+    both others."""
+    gid = (await n0.create_group("walk", [n1.peer_id, n2.peer_id])).row.id
+
+    def active(node: Node) -> bool:
+        row = node.store.get_group(gid)
+        return row is not None and row.state == "active"
+
+    await wait_until(lambda: active(n1) and active(n2), 60)
+    await n1.send_group_text(gid, "leaving now")
+    await wait_until(lambda: bool(n2.messages(gid, 10).messages), 60)
+    await wait_until(lambda: n1.connected_to(n2.peer_id) and n1.connected_to(n0.peer_id), 60)
+    return gid
+
+
 async def test_a_live_location_goes_over_the_open_connection_moves_stops_and_is_never_kept(
     sim_network: SimNetworkFactory,
 ) -> None:
@@ -199,17 +216,7 @@ async def test_a_live_location_in_a_group_reaches_each_member_online(
     # Nodes 1 and 2 are members of 0's group, not contacts of each other.
     async with sim_network(3, clock="real", contacts=[(0, 1), (0, 2)], upkeep=UPKEEP) as net:
         n0, n1, n2 = (net[i].running.node for i in range(3))
-        gid = (await n0.create_group("walk", [net[1].peer_id, net[2].peer_id])).row.id
-
-        def active(node: Node) -> bool:
-            row = node.store.get_group(gid)
-            return row is not None and row.state == "active"
-
-        await wait_until(lambda: active(n1) and active(n2), 60)
-        # Node 1 writes in the group: it has a session and a connection with 2 then.
-        await n1.send_group_text(gid, "leaving now")
-        await wait_until(lambda: bool(n2.messages(gid, 10).messages), 60)
-        await wait_until(lambda: n1.connected_to(n2.peer_id) and n1.connected_to(n0.peer_id), 60)
+        gid = await group_in_touch(n0, n1, n2)
         async with serving(n1) as a, serving(n2) as c:
             path = f"/v1/conversations/{gid.hex()}/live-location"
             place = {"lat": 40.41, "lon": -3.70, "duration_s": 900}
@@ -342,16 +349,7 @@ async def test_a_group_share_of_before_a_restart_is_stopped_at_each_member(
 ) -> None:
     async with sim_network(3, contacts=[(0, 1), (0, 2)]) as net:
         n0, n1, n2 = (net[i].running.node for i in range(3))
-        gid = (await n0.create_group("walk", [net[1].peer_id, net[2].peer_id])).row.id
-
-        def active(node: Node) -> bool:
-            row = node.store.get_group(gid)
-            return row is not None and row.state == "active"
-
-        await wait_until(lambda: active(n1) and active(n2), 60)
-        await n1.send_group_text(gid, "leaving now")
-        await wait_until(lambda: bool(n2.messages(gid, 10).messages), 60)
-        await wait_until(lambda: n1.connected_to(n2.peer_id) and n1.connected_to(n0.peer_id), 60)
+        gid = await group_in_touch(n0, n1, n2)
         members = recipients_of(n1, gid, n1.peer_id)
         share, _ = await share_live_location(n1, gid, members, 404_100_000, -37_000_000, None, 900)
 

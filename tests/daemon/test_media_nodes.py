@@ -12,11 +12,14 @@ import trio
 
 import p2pdm.services.blob as blob_service
 from p2pdm.client import Client
+from p2pdm.core.blob import CHUNK_BYTES
 from p2pdm.core.blobwire import BLOB_PROTOCOL, BlobReply, BlobRequest
 from p2pdm.core.kinds import MediaBody, MediaItem
+from p2pdm.core.model import StoredMessage
 from p2pdm.node.media_ops import send_body, send_media
-from p2pdm.sim.network import wait_until
+from p2pdm.sim.network import SimNetwork, wait_until
 from p2pdm.sim.pytest_plugin import SimNetworkFactory
+from p2pdm.store.blobs import BlobRecord
 from tests.conftest import UPKEEP, Peer, node, serving
 from tests.media_files import bomb_png, has_gps, photo_with_gps
 
@@ -150,6 +153,23 @@ async def test_a_large_file_resumes_after_the_recipient_restarts_and_matches(
         assert resumed_from >= 16  # not from the start
 
 
+async def _left_at_the_mailbox(
+    net: SimNetwork, data: bytes, text: str
+) -> tuple[BlobRecord, StoredMessage]:
+    """Node 1 (Bob) goes away; node 2 (Alice) sends him ``data`` as a file with
+    ``text``, left at node 0's mailbox: returns once the message and all its
+    chunks are there."""
+    mailbox, bob, alice = net[0], net[1], net[2]
+    await net.stop(bob)
+    await wait_until(lambda: bob.peer_id not in alice.running.node.online, 30)
+    sender = alice.running.node
+    record = sender.media.add_file(data, "application/octet-stream", "report.bin")
+    sent = await send_media(sender, bob.peer_id, [record.blob_id], text)
+    deposits = 1 + -(-len(data) // CHUNK_BYTES)  # the message and each chunk
+    await wait_until(lambda: mailbox.store.mailbox_usage(bob.peer_id)[0] >= deposits, 60)
+    return record, sent
+
+
 @pytest.mark.slow
 async def test_a_file_reaches_an_offline_recipient_through_a_mailbox(
     sim_network: SimNetworkFactory,
@@ -158,14 +178,8 @@ async def test_a_file_reaches_an_offline_recipient_through_a_mailbox(
     gets message and file from the mailbox alone."""
     data = os.urandom(5 << 20)
     async with sim_network(3, clock="real", contacts=[(1, 2)], mailboxes=1, upkeep=UPKEEP) as net:
-        mailbox, bob, alice = net[0], net[1], net[2]
-        await net.stop(bob)
-        await wait_until(lambda: bob.peer_id not in alice.running.node.online, 30)
-        sender = alice.running.node
-        record = sender.media.add_file(data, "application/octet-stream", "report.bin")
-        await send_media(sender, bob.peer_id, [record.blob_id], "while you were out")
-        # The message and its 20 chunks are left at the mailbox.
-        await wait_until(lambda: mailbox.store.mailbox_usage(bob.peer_id)[0] >= 21, 60)
+        bob, alice = net[1], net[2]
+        record, _ = await _left_at_the_mailbox(net, data, "while you were out")
         await net.stop(alice)
         await net.start(bob)
         receiver = bob.running.node
@@ -189,13 +203,8 @@ async def test_an_unsent_file_is_taken_back_from_the_mailbox_before_the_recipien
     data = os.urandom(1 << 20)  # 4 chunks
     async with sim_network(3, clock="real", contacts=[(1, 2)], mailboxes=1, upkeep=UPKEEP) as net:
         mailbox, bob, alice = net[0], net[1], net[2]
-        await net.stop(bob)
-        await wait_until(lambda: bob.peer_id not in alice.running.node.online, 30)
+        record, sent = await _left_at_the_mailbox(net, data, "the plans")
         sender = alice.running.node
-        record = sender.media.add_file(data, "application/octet-stream", "plans.bin")
-        sent = await send_media(sender, bob.peer_id, [record.blob_id], "the plans")
-        # The message and its 4 chunks are left at the mailbox.
-        await wait_until(lambda: mailbox.store.mailbox_usage(bob.peer_id)[0] >= 5, 60)
         async with serving(sender) as a, serving(mailbox.running.node) as m:
             gone = await a.call("DELETE", f"/v1/messages/{sent.id.hex()}")
             assert gone.status_code == 204

@@ -14,6 +14,7 @@ from p2pdm.core import mailbox as mb
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import DeliveryStatus
 from p2pdm.core.wire import Envelope
+from p2pdm.errors import PeerUnreachable, ProtocolViolation, WireError
 from p2pdm.net.stream import Stream
 from p2pdm.node.node import Node
 from p2pdm.services.dm import Delivery
@@ -23,6 +24,15 @@ from p2pdm.store import MemoryStore, Store
 from tests.fakenet import FakeHost, FakeNetwork
 
 DAY_S = 24 * 3600
+
+#: What a client sees when the mailbox resets its stream.
+BROKEN = (
+    WireError,
+    PeerUnreachable,
+    ProtocolViolation,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
 
 
 def clock_ms() -> int:

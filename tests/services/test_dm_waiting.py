@@ -20,12 +20,18 @@ from tests.services.test_dm import Peer
 AWAY_SECONDS = 3 * 3600.0
 
 
-async def test_an_absent_contact_costs_one_fresh_lookup_per_interval(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
-) -> None:
+def _alice_knows_bob(nursery: trio.Nursery) -> tuple[Peer, Peer]:
+    """Alice and Bob on a fake network, Bob one of Alice's contacts."""
     net = FakeNetwork(nursery)
     alice, bob = Peer(net, "alice"), Peer(net, "bob")
     alice.node.add_contact_from_invite(bob.node.invite())
+    return alice, bob
+
+
+async def test_an_absent_contact_costs_one_fresh_lookup_per_interval(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    alice, bob = _alice_knows_bob(nursery)
     await nursery.start(alice.delivery.run)
     bob.host.online = False
     started = trio.current_time()
@@ -43,9 +49,7 @@ async def test_an_absent_contact_costs_one_fresh_lookup_per_interval(
 async def test_the_status_says_why_and_when_without_flooding_the_history(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    net = FakeNetwork(nursery)
-    alice, bob = Peer(net, "alice"), Peer(net, "bob")
-    alice.node.add_contact_from_invite(bob.node.invite())
+    alice, bob = _alice_knows_bob(nursery)
     bob.node.add_contact_from_invite(alice.node.invite())
     for peer in (alice, bob):
         await nursery.start(peer.delivery.run)
@@ -82,9 +86,7 @@ async def test_a_sender_blocked_while_its_stream_is_open_learns_no_more_than_a_r
     # Bob blocks Alice while her stream to him is open: his node resets it at
     # her next message, as it does a new stream of hers (docs/protocol.md §18.1),
     # never an ack: not even "retry", which a stranger over its rate also gets.
-    net = FakeNetwork(nursery)
-    alice, bob = Peer(net, "alice"), Peer(net, "bob")
-    alice.node.add_contact_from_invite(bob.node.invite())
+    alice, bob = _alice_knows_bob(nursery)
     bob.node.add_contact_from_invite(alice.node.invite())
     await nursery.start(alice.delivery.run)
     await nursery.start(bob.delivery.run)
@@ -108,9 +110,7 @@ async def test_a_retry_without_a_reason_reads_as_one(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     # A relayed envelope of a blocked sender is answered "retry" with no reason.
-    net = FakeNetwork(nursery)
-    alice, bob = Peer(net, "alice"), Peer(net, "bob")
-    alice.node.add_contact_from_invite(bob.node.invite())
+    alice, bob = _alice_knows_bob(nursery)
     sent = await alice.node.send(bob.node.peer_id, "are you there?")
     [item] = alice.node.store.outbox_for(bob.node.peer_id)
     OutboxBook(alice.node, random.Random(0), 10).acked([(item, Ack(1, "retry", ""))])

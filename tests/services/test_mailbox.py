@@ -21,7 +21,7 @@ from p2pdm.core.dm import DM_WINDOW
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import DeliveryStatus, StoredMessage
 from p2pdm.core.wire import Envelope
-from p2pdm.errors import ConfigError, PeerUnreachable, ProtocolViolation, StoreError, WireError
+from p2pdm.errors import ConfigError, StoreError
 from p2pdm.net.stream import Stream
 from p2pdm.node.node import Node
 from p2pdm.services.dm import REACH_TIMEOUT, RETRY_BASE_SECONDS
@@ -43,6 +43,7 @@ from p2pdm.sim.pytest_plugin import SimNetworkFactory
 from p2pdm.store import SQLiteStore
 from tests.fakenet import FakeNetwork
 from tests.services.conftest import (
+    BROKEN,
     DAY_S,
     Box,
     Peer,
@@ -52,15 +53,6 @@ from tests.services.conftest import (
     envelope_for,
     start_box,
     wait_status,
-)
-
-#: What a client sees when the mailbox resets its stream.
-BROKEN = (
-    WireError,
-    PeerUnreachable,
-    ProtocolViolation,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
 )
 
 

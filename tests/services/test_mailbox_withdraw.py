@@ -13,19 +13,10 @@ from p2pdm.core import mailbox as mb
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus
 from p2pdm.core.wire import Envelope
-from p2pdm.errors import PeerUnreachable, ProtocolViolation, WireError
 from p2pdm.services.limits import MAX_WITHDRAW_ATTEMPTS, WITHDRAW_RETRY_SECONDS
 from p2pdm.services.mailbox_client import MailboxClient, withdraw_secret
 from p2pdm.sim.network import wait_until
-from tests.services.conftest import Box, Peer, World, ask, wait_status
-
-BROKEN = (
-    WireError,
-    PeerUnreachable,
-    ProtocolViolation,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-)
+from tests.services.conftest import BROKEN, Box, Peer, World, ask, wait_status
 
 
 def ids_at(box: Box, alice: Peer, bob: Peer) -> set[bytes]:
