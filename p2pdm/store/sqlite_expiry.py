@@ -22,7 +22,7 @@ from typing import Final
 from p2pdm.core.eventlog import expired_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import Conversation, StoredMessage
-from p2pdm.store.base import SearchHit
+from p2pdm.store.base import SearchHit, is_unread
 from p2pdm.store.search_text import phrase_query
 from p2pdm.store.sqlite_actions import erase_body
 from p2pdm.store.sqlite_api import counter, insert_event
@@ -120,6 +120,11 @@ class ExpiryTables(MessageTables):
                 )
                 db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
                 db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+                if is_unread(message):  # a timer set on arrival, not on reading
+                    db.execute(
+                        "UPDATE conversations SET unread = unread - 1 WHERE id = ? AND unread > 0",
+                        (message.conversation_id,),
+                    )
                 insert_event(db, self._event_caps, expired_event(message, now_ms))
             gone.append(message)
         if gone:

@@ -138,7 +138,12 @@ def test_expiry_runs_in_bounded_passes(store: Store) -> None:
     for n in range(1, 6):
         receive(store, replace(text(n, "x", timer_s=300), expires_at_ms=n))
     assert [m.id for m in store.expire_messages(100, 2)] == [mid(1), mid(2)]
+    # They were never read: the conversation counts only the unread still there.
+    conversation = store.get_conversation(WITH_ALICE)
+    assert conversation is not None and conversation.unread == 3
     assert [m.id for m in store.expire_messages(100, 10)] == [mid(3), mid(4), mid(5)]
+    conversation = store.get_conversation(WITH_ALICE)
+    assert conversation is not None and conversation.unread == 0
 
 
 def test_the_next_expiry_is_the_soonest_running_timer_even_after_a_rollback(store: Store) -> None:
