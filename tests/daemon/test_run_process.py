@@ -225,3 +225,46 @@ def test_serve_runs_a_dht_server_relay_and_mailbox(tmp_path: Path) -> None:
             "refused": {},
         }
     assert "LAN discovery" not in (tmp_path / "helper.log").read_text()
+
+
+def test_a_live_share_of_a_node_killed_with_sigkill_is_stopped_when_it_runs_again(
+    tmp_path: Path,
+) -> None:
+    """Alice shares her live location with Bob; her node is killed (SIGKILL, no
+    shutdown of any kind): Bob still sees the share, as a share standing still
+    sends nothing; when her node runs again, it tells Bob the share stopped."""
+    for name in ("alice", "bob"):
+        init(tmp_path / name, name)
+    alice_port = free_port()
+    alice_args = ["--listen", f"/ip4/127.0.0.1/tcp/{alice_port}", "--api", "127.0.0.1:0"]
+    alice = Proc(tmp_path / "alice", alice_args, tmp_path / "alice.log")
+    try:
+        with running(tmp_path / "bob", "--bootstrap", alice.client.node()["addrs"][0]) as bob:
+            alice_id = alice.client.node()["peer_id"]
+            alice.client.add_contact(bob.client.node()["peer_id"], "bob")
+            bob.client.add_contact(alice_id, "alice")
+            first = alice.client.send("bob", "on my way")["id"]
+            _until(lambda: statuses(alice.client, "bob").get(first) == "delivered", 60)
+            shared = alice.client.share_live_location("bob", 52.52, 13.40, duration_s=900)
+            assert shared["sent"], shared
+            _until(lambda: len(bob.client.live_locations("alice")) == 1, 30)
+            alice.stop(signal.SIGKILL)
+            time.sleep(2.0)
+            [shown] = bob.client.live_locations("alice")  # nothing told Bob yet
+            assert shown["peer"] == alice_id and not shown["mine"]
+            boot = ["--bootstrap", bob.client.node()["addrs"][0]]
+            alice = Proc(tmp_path / "alice", alice_args + boot, tmp_path / "alice.log")
+            _until(lambda: bob.client.live_locations("alice") == [], 60)
+            assert alice.client.live_locations("bob") == []
+            stops = bob.client.poll_events(types=["location.stopped"])["events"]
+            assert [e["peer"] for e in stops] == [alice_id]
+    finally:
+        alice.stop()
+
+
+def _until(check: Any, seconds: float) -> None:
+    """Wait, polling, until ``check()`` is true; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time given"
+        time.sleep(0.25)
