@@ -2,7 +2,8 @@
 
 How this works: :class:`AsyncClient` (httpx over anyio, so it runs under
 trio and asyncio alike) and :class:`Client` (its synchronous twin, which the
-CLI's chat commands use) share everything but the I/O. Their API methods
+CLI uses, on the standard library's ``http.client`` with keep-alive: see
+:mod:`p2pdm.client._wire`) share everything but the I/O. Their API methods
 (``send``, ``contacts``, ``messages``, …) are not written twice: each is one
 row of the table in :mod:`p2pdm.client._operations` (name, HTTP method, path
 template, parameters, which field of the answer is the result), and each
@@ -36,9 +37,12 @@ awaitable. The signature mypy checks callers against is therefore the one
 that runs: there are no stubs or protocol to drift from it.
 ``inspect.signature`` and ``help()`` show it too.
 
-Light: this package imports httpx, anyio and the light
-:mod:`p2pdm.homefiles`, :mod:`p2pdm.hints` and :mod:`p2pdm.errors`; never
-libp2p, the session libraries, PyNaCl, SQLite or the node. A
+Light: this package imports the light :mod:`p2pdm.homefiles`,
+:mod:`p2pdm.hints` and :mod:`p2pdm.errors`, and httpx and anyio only when
+:class:`AsyncClient` is first used (``from p2pdm.client import
+AsyncClient``); never libp2p, the session libraries, PyNaCl, SQLite or the
+node. So a blocking client, and every CLI command, runs without httpx,
+httpcore, anyio or trio. A
 :class:`~p2pdm.daemon.home.Home` (which loads those) may be passed to ``for_home``,
 or just the home's directory.
 """
@@ -46,6 +50,7 @@ or just the home's directory.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any
 
 if "httpx" not in sys.modules:
     # httpx's package import loads its own command line (click, rich,
@@ -54,7 +59,6 @@ if "httpx" not in sys.modules:
     # command line: take the fallback, so `p2pdm send` starts at once.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
-from p2pdm.client._async import AsyncClient
 from p2pdm.client._events import EVENTS_POLL_S, RETRY_MAX_S, RETRY_MIN_S, EventStream
 from p2pdm.client._events import _Cursor as _Cursor  # not public; tests drive it without I/O
 from p2pdm.client._http import DEFAULT_TIMEOUT_S, APIError
@@ -92,6 +96,19 @@ from p2pdm.homefiles import (
     read_api_addr,
     write_api_addr,
 )
+
+if TYPE_CHECKING:
+    from p2pdm.client._async import AsyncClient
+
+
+def __getattr__(name: str) -> Any:
+    """``AsyncClient``, imported on first use: it brings httpx and anyio."""
+    if name == "AsyncClient":
+        from p2pdm.client._async import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "API_ADDR_FILE",

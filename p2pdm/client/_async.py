@@ -12,10 +12,20 @@ import httpx
 from p2pdm.client._events import EventStream
 from p2pdm.client._http import DEFAULT_TIMEOUT_S, _BaseClient, _Call
 from p2pdm.client._operations import Operations
+from p2pdm.client._wire import TransportError
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "httpx_failure"]
 
 T = TypeVar("T")
+
+
+def httpx_failure(exc: httpx.HTTPError) -> TransportError:
+    """What httpx's failure means for the clients: the node unreachable, slow, or failing."""
+    if isinstance(exc, httpx.ConnectError):
+        return TransportError("unreachable", str(exc))
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportError("timeout", str(exc))
+    return TransportError("failed", str(exc))
 
 
 class AsyncClient(_BaseClient, Operations):
@@ -35,7 +45,7 @@ class AsyncClient(_BaseClient, Operations):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(host, port, token, home, timeout_s)
-        self._http = httpx.AsyncClient(transport=transport, **self._options)
+        self._http = httpx.AsyncClient(transport=transport, **self._httpx_options())
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -56,7 +66,7 @@ class AsyncClient(_BaseClient, Operations):
         try:
             response = await self._http.request(**self._request(call))
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
+            raise self._transport_error(httpx_failure(exc)) from None
         return self._answer(call, response)
 
     async def request(

@@ -15,8 +15,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
-import anyio
-
 from p2pdm.client._http import APIError
 from p2pdm.client._records import Event, EventPage
 from p2pdm.errors import NodeNotRunning
@@ -112,6 +110,8 @@ class EventStream:
             except (NodeNotRunning, APIError) as exc:
                 if not _worth_retrying(exc):
                     raise
+                import anyio  # here: the blocking client, which shares this module, never needs it
+
                 await anyio.sleep(next(delays))
                 continue
             delays = _retry_delays()

@@ -1,22 +1,22 @@
 """What both clients share but the I/O: finding the node, one request, reading its answer.
 
 A :class:`_Call` is one API request and which field of the answer is the
-result; :class:`_BaseClient` turns it into httpx's ``request`` arguments and
-the answer into the result or an :class:`APIError`. The two clients only
-send.
+result; :class:`_BaseClient` turns the answer into the result or an
+:class:`APIError`, and a failure to get one into :class:`NodeNotRunning` or
+an :class:`APIError`. The two clients only send: the async one through
+httpx, the blocking one through :mod:`p2pdm.client._wire` (the standard
+library's ``http.client``).
 """
 
 from __future__ import annotations
 
 import os
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Generic, Self, TypeVar, cast
-
-import httpx
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, Self, TypeVar, cast
 
 from p2pdm import hints
+from p2pdm.client._wire import TransportError
 from p2pdm.errors import NodeNotRunning, P2PDMError
 from p2pdm.homefiles import (
     API_TOKEN_FILE,
@@ -36,6 +36,19 @@ DEFAULT_TIMEOUT_S: Final = 10.0
 
 T = TypeVar("T")
 
+if TYPE_CHECKING:
+    import ssl
+
+
+class _Answer(Protocol):
+    """What both HTTP stacks' answers offer (an ``httpx.Response``, a ``_wire.Reply``)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def is_success(self) -> bool: ...
+    def json(self) -> Any: ...
+
 
 def _no_tls() -> ssl.SSLContext:
     """The TLS context of a client of the local API, which is plain HTTP on a
@@ -43,6 +56,8 @@ def _no_tls() -> ssl.SSLContext:
     loads the system's CA bundle for every client (about 45 ms and 1.6 MiB,
     a fifth of a CLI command's time); with this one nothing is loaded, and a
     TLS connection, should one ever be made, is refused, never unverified."""
+    import ssl  # only httpx's clients need a context
+
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
@@ -97,10 +112,14 @@ class _BaseClient:
         self.address = format_api_addr(host, port)
         self.home = home
         self._timeout_s = timeout_s
-        self._options: dict[str, Any] = {
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    def _httpx_options(self) -> dict[str, Any]:
+        """The arguments of an ``httpx.Client`` or ``AsyncClient`` for this node."""
+        return {
             "base_url": f"http://{self.address}",
-            "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            "timeout": timeout_s,
+            "headers": self._headers,
+            "timeout": self._timeout_s,
             "trust_env": False,  # never send the token through an HTTP proxy
             "verify": _no_tls(),
         }
@@ -142,14 +161,14 @@ class _BaseClient:
         host, port = read_api_addr(home)
         return cls(host, port, token, home=home.path, timeout_s=timeout_s)
 
-    def _transport_error(self, exc: httpx.HTTPError) -> P2PDMError:
-        if isinstance(exc, httpx.ConnectError):
+    def _transport_error(self, exc: TransportError) -> P2PDMError:
+        if exc.kind == "unreachable":
             return _not_running(self.home)
-        if isinstance(exc, httpx.TimeoutException):
+        if exc.kind == "timeout":
             return APIError(0, "timeout", f"the node at {self.address} did not answer in time")
-        return APIError(0, "transport", f"the node at {self.address} failed: {exc}")
+        return APIError(0, "transport", f"the node at {self.address} failed: {exc.detail}")
 
-    def _answer(self, call: _Call[T], response: httpx.Response) -> T:
+    def _answer(self, call: _Call[T], response: _Answer) -> T:
         if not response.is_success:
             raise self._error(response)
         if response.status_code == 204:
@@ -162,7 +181,7 @@ class _BaseClient:
             ) from None
         return call.result(body)
 
-    def _error(self, response: httpx.Response) -> APIError:
+    def _error(self, response: _Answer) -> APIError:
         try:
             error = response.json()["error"]
             code, message = str(error["code"]), str(error["message"])

@@ -11,12 +11,15 @@ import mimetypes
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote
 
-import httpx
-
 from p2pdm.client._http import APIError
+from p2pdm.client._wire import TransportError, target
+from p2pdm.errors import P2PDMError
+
+if TYPE_CHECKING:
+    from p2pdm.client._sync import _Answer, _Sender
 
 __all__ = ["DOWNLOAD_WAIT_S", "MediaMethods"]
 
@@ -41,25 +44,38 @@ def _unique(path: Path) -> Path:
 class MediaMethods:
     """``upload_file``, ``send_file`` and ``download`` (see the module docstring)."""
 
-    _http: httpx.Client
+    _http: _Sender
+    _timeout_s: float
     address: str
 
-    def _answer_json(self, response: httpx.Response) -> Any:
+    def _answer_json(self, response: _Answer) -> Any:
         if not response.is_success:
             raise self._error(response)  # type: ignore[attr-defined]
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise APIError(
+                response.status_code, "bad_response", f"{self.address} did not answer in JSON"
+            ) from None
+
+    def _failed(self, exc: TransportError) -> P2PDMError:
+        return self._transport_error(exc)  # type: ignore[attr-defined,no-any-return]
 
     def upload_file(self, path: str | Path, mime: str | None = None) -> dict[str, Any]:
         """Upload a file to send; returns ``{"id", "name", "mime", "size", ...}``."""
         path = Path(path)
         mime = mime or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         with path.open("rb") as file:
-            response = self._http.post(
-                "/v1/media",
-                params={"name": path.name},
-                content=iter(lambda: file.read(_READ_BYTES), b""),
-                headers={"Content-Type": mime},
-            )
+            try:
+                response = self._http.request(
+                    "POST",
+                    target("/v1/media", {"name": path.name}),
+                    timeout=self._timeout_s,
+                    body=iter(lambda: file.read(_READ_BYTES), b""),
+                    headers={"Content-Type": mime},
+                )
+            except TransportError as exc:
+                raise self._failed(exc) from None
         return dict(self._answer_json(response))
 
     def send_file(self, to: str, path: str | Path, caption: str | None = None) -> Any:
@@ -75,7 +91,12 @@ class MediaMethods:
 
     def group_photo_bytes(self, group: str) -> bytes:
         """The group's photo (WebP or JPEG); raises APIError 404 when it has none."""
-        response = self._http.get(f"/v1/groups/{quote(group, safe='')}/photo")
+        try:
+            response = self._http.request(
+                "GET", f"/v1/groups/{quote(group, safe='')}/photo", timeout=self._timeout_s
+            )
+        except TransportError as exc:
+            raise self._failed(exc) from None
         if not response.is_success:
             raise self._error(response)  # type: ignore[attr-defined]
         return response.content
@@ -94,17 +115,12 @@ class MediaMethods:
         file fails or does not arrive within ``wait_s``."""
         deadline = time.monotonic() + wait_s
         while True:
-            with self._http.stream("GET", f"/v1/media/{blob_id}") as response:
-                if response.status_code == 200:
-                    name = response.headers.get("content-disposition", "")
-                    target = _unique(Path(directory) / _filename(name, blob_id))
-                    with target.open("xb") as out:
-                        for piece in response.iter_bytes(_READ_BYTES):
-                            out.write(piece)
-                    return target
-                response.read()
-                if response.status_code != 409:
-                    raise self._error(response)  # type: ignore[attr-defined]
+            try:
+                saved = self._save(blob_id, Path(directory))
+            except TransportError as exc:
+                raise self._failed(exc) from None
+            if saved is not None:
+                return saved
             state = self.fetch_media(blob_id)  # type: ignore[attr-defined]
             if state["state"] == "failed":
                 raise APIError(409, "failed", state["detail"] or "the file could not be fetched")
@@ -113,6 +129,22 @@ class MediaMethods:
             if time.monotonic() > deadline:
                 raise APIError(0, "timeout", f"file {blob_id} did not arrive in {wait_s:g} s")
             time.sleep(_POLL_S)
+
+    def _save(self, blob_id: str, directory: Path) -> Path | None:
+        """Save the file if the node has it; None if it is still to be fetched (409)."""
+        url = f"/v1/media/{quote(blob_id, safe='')}"
+        with self._http.stream("GET", url, timeout=self._timeout_s) as response:
+            if response.status_code == 200:
+                name = response.headers.get("content-disposition", "")
+                path = _unique(directory / _filename(name, blob_id))
+                with path.open("xb") as out:
+                    for piece in response.iter_bytes(_READ_BYTES):
+                        out.write(piece)
+                return path
+            response.read()
+            if response.status_code != 409:
+                raise self._error(response)  # type: ignore[attr-defined]
+        return None
 
 
 def _filename(disposition: str, fallback: str) -> str:

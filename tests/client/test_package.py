@@ -423,10 +423,13 @@ def test_a_client_loads_no_ca_bundle_and_never_talks_unverified_tls() -> None:
     """The local API is plain HTTP: no CA bundle is read for it (a fifth of a
     CLI command's time), and a TLS connection would be refused, not unverified."""
     from p2pdm.client._http import _no_tls
+    from p2pdm.client._wire import Pool
 
     context = _no_tls()
     assert context.cert_store_stats()["x509_ca"] == 0
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
-    with Client("127.0.0.1", 4999, "token") as client:
-        assert client._options["verify"].cert_store_stats()["x509_ca"] == 0
-        assert str(client._http.base_url).startswith("http://")
+    client = AsyncClient("127.0.0.1", 4999, "token")
+    assert client._httpx_options()["verify"].cert_store_stats()["x509_ca"] == 0
+    assert str(client._http.base_url).startswith("http://")
+    with Client("127.0.0.1", 4999, "token") as sync:
+        assert isinstance(sync._http, Pool)  # plain http.client connections, no TLS at all

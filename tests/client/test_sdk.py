@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import trio
 from hypothesis import given
@@ -18,6 +17,7 @@ from PIL import Image
 from p2pdm.api import serve_api
 from p2pdm.api.payload import RequestError, parse_event_types
 from p2pdm.client import APIError, AsyncClient, Client, EventPage, _Cursor
+from p2pdm.client._wire import Pool
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import EventType
 from p2pdm.errors import NodeNotRunning
@@ -251,15 +251,16 @@ def test_the_sdk_keeps_its_connection_open_between_calls() -> None:
     node = make_node("alice")
     client_ports: list[int] = []
 
-    def note(response: httpx.Response) -> None:
-        stream = response.extensions["network_stream"]
-        client_ports.append(stream.get_extra_info("client_addr")[1])
+    def note(client: Client) -> None:
+        assert isinstance(client._http, Pool)
+        client_ports.extend(c.sock.getsockname()[1] for c in client._http._idle if c.sock)
 
     with serving_in_thread(node) as port, Client("127.0.0.1", port, TOKEN) as client:
-        client._http.event_hooks = {"response": [note]}
         for _ in range(5):
             client.contacts()
+            note(client)
             client.node()
+            note(client)
     assert len(client_ports) == 10 and len(set(client_ports)) == 1
 
 
