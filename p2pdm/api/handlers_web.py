@@ -4,7 +4,8 @@ How this works: ``GET /v1/invite`` makes a fresh invite and draws it as an
 SVG QR code with segno (error correction L: the smallest symbol; screens are
 not crumpled labels), so the app can show the same invite as text and as a
 code to scan. The SVG is our own drawing of our own invite: no text from a
-peer is ever in it.
+peer is ever in it. segno (and the XML modules it writes SVG with) is
+imported on the first invite drawn, not with the node.
 
 ``/v1/demo`` starts (``POST``), shows (``GET``) and removes (``DELETE``) a
 local demo bot, so a newcomer can chat before they have a friend on p2pdm;
@@ -17,7 +18,6 @@ from __future__ import annotations
 import io
 from typing import Any, Final, Protocol
 
-import segno
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -41,6 +41,8 @@ QR_SCALE: Final = 4
 
 
 def invite_svg(invite: str) -> str:
+    import segno
+
     out = io.BytesIO()
     segno.make(invite, error="L").save(
         out, kind="svg", scale=QR_SCALE, xmldecl=False, svgns=True, omitsize=True, light="#fff"

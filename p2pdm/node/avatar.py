@@ -13,15 +13,15 @@ sizes until it fits MAX_AVATAR_BYTES.
 picture cropped to a centred square first (a group's avatar is a circle or
 square in every list), the result at most MAX_GROUP_PHOTO_BYTES, and errors
 raised as MediaRefused (the picture was an upload, not a profile field).
+
+Pillow is imported on the first picture, not with the node.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-from typing import Final
-
-from PIL import Image, ImageOps, UnidentifiedImageError
+from typing import TYPE_CHECKING, Final
 
 from p2pdm.errors import MediaRefused, P2PDMError, ProfileRefused
 from p2pdm.limits import (
@@ -43,6 +43,9 @@ INPUT_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF")
 #: WebP qualities tried in turn, then the same at half the size.
 _QUALITIES: Final = (80, 65, 50, 35)
 _MIN_SIDE: Final = 32
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def make_avatar(
@@ -66,6 +69,8 @@ def make_avatar(
             f"the picture is {len(data)} bytes; at most {max_input_bytes} "
             "(the p2pdm CLI shrinks larger ones before sending)"
         )
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -112,6 +117,8 @@ def make_group_photo(data: bytes) -> bytes:
 
 def _encode(pixels: Image.Image, side: int, max_bytes: int) -> bytes | None:
     """``pixels`` fitted in ``side`` pixels as metadata-free WebP, if some quality fits."""
+    from PIL import Image
+
     scaled = pixels.copy()
     scaled.thumbnail((side, side), Image.Resampling.LANCZOS)
     # Only the pixels: a new image carries none of the original's info.

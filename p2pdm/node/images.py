@@ -10,6 +10,9 @@ comments; other formats (GIF, HEIC without a codec) are sent as they are.
 The sender makes a JPEG thumbnail of at most MAX_THUMBNAIL_BYTES; a
 recipient checks a thumbnail with :func:`check_thumbnail` (same pixel cap)
 before anything shows it.
+
+Pillow is imported on the first image, not with the node: an idle node,
+and one that never handles a photo, does not hold its 2 MiB of modules.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import functools
 import io
 import warnings
 from dataclasses import dataclass
-from typing import Final
-
-from PIL import Image, ImageOps, UnidentifiedImageError
+from typing import TYPE_CHECKING, Final
 
 from p2pdm.errors import MediaRefused
 from p2pdm.limits import MAX_THUMBNAIL_BYTES
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = [
     "IMAGE_TYPES",
@@ -82,6 +86,8 @@ class PreparedImage:
 
 def _open(data: bytes, max_pixels: int, what: str) -> Image.Image:
     """The image, header read and pixel count checked; raises MediaRefused."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -104,6 +110,8 @@ def _open(data: bytes, max_pixels: int, what: str) -> Image.Image:
 
 
 def _load(image: Image.Image, what: str) -> Image.Image:
+    from PIL import Image, ImageOps
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

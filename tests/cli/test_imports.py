@@ -122,3 +122,18 @@ def test_a_node_starts_without_test_tools() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert json.loads(done.stdout) == []
+
+
+def test_a_node_starts_without_its_picture_and_qr_code_libraries() -> None:
+    """Pillow and segno (with the XML modules it writes SVG with) load on the
+    first picture or invite drawn, not with every node: about 3 MiB of an
+    idle node's memory (measured in docs/benchmarks.md)."""
+    later = ("PIL", "PIL.Image", "segno", "xml.sax")
+    probe = (
+        "import json, sys, p2pdm.cli.run, p2pdm.daemon.runner;"
+        f"print(json.dumps([m for m in {later!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(done.stdout) == []
