@@ -42,22 +42,13 @@ Light: this package imports the light :mod:`p2pdm.homefiles`,
 :class:`AsyncClient` is first used (``from p2pdm.client import
 AsyncClient``); never libp2p, the session libraries, PyNaCl, SQLite or the
 node. So a blocking client, and every CLI command, runs without httpx,
-httpcore, anyio or trio. A
-:class:`~p2pdm.daemon.home.Home` (which loads those) may be passed to ``for_home``,
-or just the home's directory.
+httpcore, anyio or trio. A :class:`~p2pdm.daemon.home.Home` (which loads
+those) may be passed to ``for_home``, or just the home's directory.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
-
-if "httpx" not in sys.modules:
-    # httpx's package import loads its own command line (click, rich,
-    # pygments: about half of its import time) whenever those are installed,
-    # and falls back to a stub when they are not. The SDK never runs httpx's
-    # command line: take the fallback, so `p2pdm send` starts at once.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 from p2pdm.client._events import EVENTS_POLL_S, RETRY_MAX_S, RETRY_MIN_S, EventStream
 from p2pdm.client._events import _Cursor as _Cursor  # not public; tests drive it without I/O

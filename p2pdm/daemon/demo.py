@@ -24,16 +24,18 @@ import logging
 import shutil
 from collections.abc import Awaitable, Callable
 from contextlib import closing, suppress
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
 from p2pdm.api.server import serve_api
-from p2pdm.client import AsyncClient
 from p2pdm.core.identity import PeerId
 from p2pdm.daemon.home import Home
 from p2pdm.errors import NotFound, P2PDMError
 from p2pdm.node.node import Node
+
+if TYPE_CHECKING:
+    from p2pdm.client import AsyncClient
 
 __all__ = ["DEMO_DIR", "DEMO_NAME", "Demo"]
 
@@ -154,6 +156,9 @@ class Demo:
                 self.peer = added.contact.peer_id
                 log.info("the demo bot %s runs on this machine", self.peer)
                 task_status.started()
+                # The SDK's client is loaded with the demo, not with every node.
+                from p2pdm.client import AsyncClient
+
                 async with AsyncClient(host, port, home.api_token()) as client:
                     await answer(client)
 

@@ -46,7 +46,6 @@ import trio
 from p2pdm import hints
 from p2pdm.api.server import serve_api
 from p2pdm.api.sessions import LoginCodes, login_url
-from p2pdm.client import api_addr_path, format_api_addr, parse_api_addr, write_api_addr
 from p2pdm.core import records
 from p2pdm.core.dm import DM_PROTOCOL
 from p2pdm.core.identity import PeerId
@@ -63,6 +62,7 @@ from p2pdm.errors import (
     SignatureError,
     WireError,
 )
+from p2pdm.homefiles import api_addr_path, format_api_addr, parse_api_addr, write_api_addr
 from p2pdm.net import (
     DhtMode,
     Host,
