@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
-from typing import Any, Final, TextIO
-
-from rich.markup import escape
-from rich.progress import Progress, TaskID
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from p2pdm.client import Client
 from p2pdm.daemon.home import Home
 from p2pdm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 __all__ = ["media_lines", "parse_location", "save", "save_arguments", "send_media"]
 
@@ -114,6 +114,10 @@ def save(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             if item["state"] in ("local", "ready") or item["size"] < PROGRESS_BAR_BYTES:
                 path = node.download(item["id"], directory)
             else:
+                # rich's progress bar (2 MiB of modules) only for a large file.
+                from rich.markup import escape
+                from rich.progress import Progress
+
                 with Progress(transient=True) as bar:
                     task = bar.add_task(escape(item["name"]), total=item["size"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,3 +163,40 @@ def test_file_states_read_as_words() -> None:
     assert line == "[file] a.pdf (2.0 KiB, application/pdf) failed: too large"
     [line] = media_lines({"media": [item("fetching", size=1 << 20, progress=2)]}, str)
     assert line.endswith(") fetching 50%")
+
+
+def test_save_shows_a_progress_bar_while_a_large_file_is_fetched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bar (rich, imported only for it) follows the bytes the download reports."""
+    import argparse
+    import io
+
+    from p2pdm.cli import media
+    from p2pdm.client import Client
+
+    heard: list[int] = []
+
+    class Node:
+        def __enter__(self) -> Node:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def message(self, message_id: str) -> dict[str, object]:
+            item = {"id": "b1", "name": "[big].bin", "state": "waiting", "size": 8 << 20}
+            return {"media": [item]}
+
+        def download(self, blob_id: str, directory: Path, *, on_progress: Any = None) -> Path:
+            for done in (1 << 20, 8 << 20):
+                on_progress(done)
+                heard.append(done)
+            return directory / "big.bin"
+
+    monkeypatch.setattr(Client, "for_home", classmethod(lambda cls, home: Node()))
+    out = io.StringIO()
+    args = argparse.Namespace(message_id="m1", directory=str(tmp_path))
+    assert media.save(args, home=None, out=out) == 0  # type: ignore[arg-type]
+    assert heard == [1 << 20, 8 << 20]
+    assert out.getvalue() == f"saved {tmp_path / 'big.bin'} (8.0 MiB)\n"
