@@ -176,3 +176,16 @@ async def test_the_app_is_served_with_a_strict_policy(alice: Api) -> None:
         rebound = await browser.get("/", headers={"Host": "evil.example"})
         assert rebound.status_code == 403
         assert urlsplit(str(page.url)).path == "/"
+
+
+async def test_the_invite_comes_as_text_and_as_a_qr_code(alice: Api) -> None:
+    """``GET /v1/invite``: a fresh invite and its QR code, an SVG drawn by segno
+    (loaded on the first invite drawn, not with the node)."""
+    answer = await alice.call("GET", "/v1/invite")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["invite"].startswith("p2pdm:")
+    svg = body["svg"]
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    assert 'xmlns="http://www.w3.org/2000/svg"' in svg
+    assert body["invite"] not in svg  # the drawing, not the text
