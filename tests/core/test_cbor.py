@@ -74,6 +74,48 @@ def test_encode_is_canonical() -> None:
     assert cbor.encode(-(2**64)) == b"\x3b" + b"\xff" * 8
 
 
+# Anything cbor2 encodes, including what the fast path hands back to cbor2's
+# canonical mode: floats, tuples, non-text keys, text keys with non-ASCII
+# characters (their order is by encoded bytes, not by characters).
+any_keys = st.text(max_size=30) | st.integers(-1000, 1000) | st.binary(max_size=4)
+any_values = st.recursive(
+    leaves | st.floats(allow_nan=False),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=30), children, max_size=6)
+        | st.dictionaries(any_keys, children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(any_values)
+def test_encode_gives_cbor2s_canonical_bytes_and_leaves_the_value_alone(value: Any) -> None:
+    before = repr(value)
+    assert cbor.encode(value) == cbor2.dumps(value, canonical=True)
+    assert cbor.encode(value) == cbor2.dumps(value, canonical=True)  # with the order cached
+    assert repr(value) == before
+
+
+def test_encode_past_the_key_order_cache() -> None:
+    """Maps with more sets of keys than the cache holds still encode canonically."""
+    maps = [
+        {f"k{i}": 1, "a": 2, "zz": [{"y": i, "x": b""}]}
+        for i in range(cbor.KEY_ORDER_CACHE_SIZE + 5)
+    ]
+    for m in maps:
+        assert cbor.encode(m) == cbor2.dumps(m, canonical=True)
+
+
+def test_encode_deeper_than_the_decoder_allows_still_encodes() -> None:
+    value: Any = {"b": 1, "a": 0}
+    for _ in range(MAX_CBOR_DEPTH + 3):
+        value = [{"zz": value, "a": None}]
+    assert cbor.encode(value) == cbor2.dumps(value, canonical=True)
+
+
 def test_decodes_scalars_and_containers() -> None:
     assert cbor.decode(b"\xf4", CAP) is False
     assert cbor.decode(b"\xf5", CAP) is True
