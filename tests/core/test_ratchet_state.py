@@ -7,11 +7,17 @@ import copy
 import os
 from typing import Any
 
+import doubleratchet
 import pytest
+from doubleratchet.recommended import HashFunction as DRHash
+from doubleratchet.recommended import aead_aes_hmac, kdf_separate_hmacs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from p2pdm.core import cbor, ratchet_state
 from p2pdm.core.identity import Identity
-from p2pdm.core.session import _DR_CONFIG, OwnPrekeys, PeerSessions, _Ratchet
+from p2pdm.core.prekeys import run_to_completion
+from p2pdm.core.session import _AEAD, _DR_CONFIG, OwnPrekeys, PeerSessions, _ChainKDF, _Ratchet
 from p2pdm.errors import DecryptError, SessionError, WireError
 from tests.legacy_sessions import legacy_bytes
 
@@ -139,3 +145,64 @@ def test_failed_decryption_leaves_the_state_as_it_was() -> None:
         ba.decrypt(ob, forged)
     assert ba.to_bytes() == before
     assert ba.decrypt(ob, message) == b"x"
+
+
+# --- the cheaper chain KDF and AEAD: the package's bytes ----------------------
+
+
+class _PackageChainKDF(kdf_separate_hmacs.KDF):
+    @staticmethod
+    def _get_hash_function() -> DRHash:
+        return DRHash.SHA_256
+
+
+class _PackageAEAD(aead_aes_hmac.AEAD):
+    @staticmethod
+    def _get_hash_function() -> DRHash:
+        return DRHash.SHA_256
+
+    @staticmethod
+    def _get_info() -> bytes:
+        return b"p2pdm/dr/message"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=1, max_size=3))
+def test_chain_kdf_gives_the_packages_bytes(key: bytes, data: bytes) -> None:
+    length = 32 * len(data)
+    ours = run_to_completion(_ChainKDF.derive(key, data, length))
+    assert ours == run_to_completion(_PackageChainKDF.derive(key, data, length))
+    with pytest.raises(ValueError):
+        run_to_completion(_ChainKDF.derive(key, data, length + 1))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.binary(min_size=32, max_size=32),
+    st.binary(max_size=300),
+    st.binary(max_size=120),
+)
+def test_aead_gives_the_packages_bytes_and_opens_them(
+    key: bytes, plaintext: bytes, associated_data: bytes
+) -> None:
+    # AES-CBC with a derived key and IV is deterministic: the same input, the same bytes.
+    ours = run_to_completion(_AEAD.encrypt(plaintext, key, associated_data))
+    assert ours == run_to_completion(_PackageAEAD.encrypt(plaintext, key, associated_data))
+    assert run_to_completion(_AEAD.decrypt(ours, key, associated_data)) == plaintext
+    assert run_to_completion(_PackageAEAD.decrypt(ours, key, associated_data)) == plaintext
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=100), st.integers(min_value=0), st.integers(0, 7))
+def test_aead_refuses_what_the_package_refuses(plaintext: bytes, at: int, bit: int) -> None:
+    key, ad = os.urandom(32), b"ad"
+    sealed = bytearray(run_to_completion(_AEAD.encrypt(plaintext, key, ad)))
+    sealed[at % len(sealed)] ^= 1 << bit
+    for aead in (_AEAD, _PackageAEAD):
+        with pytest.raises(doubleratchet.AuthenticationFailedException):
+            run_to_completion(aead.decrypt(bytes(sealed), key, ad))
+    for short in (b"", b"x" * 31, bytes(sealed[-32:])):
+        with pytest.raises(doubleratchet.AuthenticationFailedException):
+            run_to_completion(_AEAD.decrypt(short, key, ad))
+    with pytest.raises(doubleratchet.AuthenticationFailedException):
+        run_to_completion(_AEAD.decrypt(bytes(sealed), key, ad + b"!"))
