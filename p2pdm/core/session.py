@@ -30,6 +30,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import cbor2
 import doubleratchet
 import x3dh
 from doubleratchet.recommended import (
@@ -73,6 +74,12 @@ _LEGACY_STATE_VERSION: Final = 1
 _STATE_VERSION: Final = 2
 #: SHA-256's output: the chain KDF's and the message tag's size.
 _HASH_BYTES: Final = 32
+#: The saved state's bytes up to its array of sessions: the map of two
+#: entries, ``"v": 2`` and the key ``"sessions"`` (canonical order), and the
+#: CBOR major type of the array, whose length (at most MAX_SESSIONS_PER_PEER,
+#: under 24) is added to it.
+_STATE_PREFIX: Final = cbor.encode({"v": _STATE_VERSION, "sessions": []})[:-1]
+_CBOR_ARRAY: Final = 0x80
 #: The AEAD's HKDF info, and its output: AES key, HMAC key, CBC IV (32 + 32 + 16).
 _AEAD_INFO: Final = b"p2pdm/dr/message"
 _AEAD_KEY_MATERIAL: Final = 80
@@ -208,17 +215,34 @@ class _Ratchet1:
     pending_header: X3DHHeader | None
     #: The ephemeral key that started it (identifies the session).
     session_id: bytes
+    #: :meth:`encoded` as last made; None once the session may have changed
+    #: (:meth:`touch`), so a peer's sessions not used for a message are not
+    #: encoded again when their state is saved.
+    _encoded: bytes | None = field(default=None, repr=False, compare=False)
+
+    def touch(self) -> None:
+        """Mark the state as changed (before the ratchet is used)."""
+        self._encoded = None
 
     def to_map(self) -> dict[str, Any]:
+        # Keys in canonical order (RFC 8949 §4.2.1), so the plain encoder gives
+        # canonical bytes (tests/core/test_ratchet_state.py checks it).
         h = self.pending_header
         return {
             "r": ratchet_state.dump(self.ratchet),
             "ad": self.associated_data,
-            "sid": self.session_id,
             "hdr": None
             if h is None
-            else {"ek": h.ephemeral_key, "spk": h.signed_prekey, "opk": h.one_time_prekey},
+            else {"ek": h.ephemeral_key, "opk": h.one_time_prekey, "spk": h.signed_prekey},
+            "sid": self.session_id,
         }
+
+    def encoded(self) -> bytes:
+        """:meth:`to_map` as canonical CBOR, remembered until :meth:`touch`."""
+        data = self._encoded
+        if data is None:
+            data = self._encoded = cbor2.dumps(self.to_map())
+        return data
 
     @classmethod
     def from_fields(cls, f: cbor.Fields, version: int) -> _Ratchet1:
@@ -263,7 +287,16 @@ class PeerSessions:
         return cls(peer, sessions)
 
     def to_bytes(self) -> bytes:
-        return cbor.encode({"v": _STATE_VERSION, "sessions": [s.to_map() for s in self.sessions]})
+        """The state to persist: ``{"v": 2, "sessions": [...]}`` in canonical
+        CBOR (version 2; :meth:`from_bytes` reads versions 1 and 2). Only the
+        sessions used since the last call are encoded again; the map around
+        them is written here, the same bytes as ``cbor.encode`` of the whole."""
+        sessions = self.sessions
+        return (
+            _STATE_PREFIX
+            + bytes([_CBOR_ARRAY + len(sessions)])
+            + b"".join([s.encoded() for s in sessions])
+        )
 
     @property
     def established(self) -> bool:
@@ -290,6 +323,7 @@ class PeerSessions:
                 raise SessionError(f"no session with {self.peer.short()} and no prekey bundle")
             return self._start(own, bundle, plaintext)
         session = self.sessions[0]
+        session.touch()
         encrypted = run_to_completion(
             session.ratchet.encrypt_message(plaintext, session.associated_data)
         )
@@ -365,6 +399,7 @@ class PeerSessions:
         candidates = [known] if known is not None else list(self.sessions)
         duplicate = False
         for session in candidates:
+            session.touch()
             try:
                 plaintext = run_to_completion(
                     session.ratchet.decrypt_message(encrypted, session.associated_data)

@@ -17,7 +17,16 @@ from hypothesis import strategies as st
 from p2pdm.core import cbor, ratchet_state
 from p2pdm.core.identity import Identity
 from p2pdm.core.prekeys import run_to_completion
-from p2pdm.core.session import _AEAD, _DR_CONFIG, OwnPrekeys, PeerSessions, _ChainKDF, _Ratchet
+from p2pdm.core.session import (
+    _AEAD,
+    _DR_CONFIG,
+    MAX_SESSIONS_PER_PEER,
+    OwnPrekeys,
+    PeerSessions,
+    _ChainKDF,
+    _Ratchet,
+)
+from p2pdm.core.wire import SessionMessage
 from p2pdm.errors import DecryptError, SessionError, WireError
 from tests.legacy_sessions import legacy_bytes
 
@@ -206,3 +215,68 @@ def test_aead_refuses_what_the_package_refuses(plaintext: bytes, at: int, bit: i
             run_to_completion(_AEAD.decrypt(short, key, ad))
     with pytest.raises(doubleratchet.AuthenticationFailedException):
         run_to_completion(_AEAD.decrypt(bytes(sealed), key, ad + b"!"))
+
+
+# --- saving only what changed -------------------------------------------------
+
+
+def _fresh_bytes(sessions: PeerSessions) -> bytes:
+    """The saved state made from scratch, as before sessions remembered their bytes."""
+    return cbor.encode({"v": 2, "sessions": [s.to_map() for s in sessions.sessions]})
+
+
+def test_saved_state_is_the_canonical_encoding_of_all_sessions() -> None:
+    ab, ba, _, _ = _talk()
+    for sessions in (ab, ba):
+        assert sessions.to_bytes() == _fresh_bytes(sessions)
+        for s in sessions.sessions:
+            assert s.encoded() == cbor.encode(s.to_map())  # the plain encoder, canonical bytes
+
+
+def test_sessions_not_used_keep_their_bytes_and_used_ones_are_encoded_again() -> None:
+    """Four sessions with one peer (re-installs); each message moves one of them,
+    and what is saved is always the whole current state."""
+    a, oa, b, ob = _pair()
+    ba = PeerSessions(a.peer_id)
+    senders = []
+    for _ in range(MAX_SESSIONS_PER_PEER):
+        ab = PeerSessions(b.peer_id)  # Alice re-installed: a new session each time
+        ba.decrypt(ob, ab.encrypt(oa, b"hello", ob.bundle()))
+        senders.append(ab)
+    assert len(ba.sessions) == MAX_SESSIONS_PER_PEER
+    saved = ba.to_bytes()
+    oldest = ba.sessions[-1]
+    untouched = [s.encoded() for s in ba.sessions[:-1]]
+    # A message on the oldest session promotes it and moves its ratchet only.
+    ba.decrypt(ob, senders[0].encrypt(oa, b"on the first session"))
+    assert ba.sessions[0] is oldest
+    assert [s.encoded() for s in ba.sessions[1:]] == untouched
+    assert ba.to_bytes() != saved
+    assert ba.to_bytes() == _fresh_bytes(ba)
+    # Read back, the state decrypts on every session.
+    restored = PeerSessions.from_bytes(ba.peer, ba.to_bytes())
+    for i, ab in enumerate(senders):
+        assert restored.decrypt(ob, ab.encrypt(oa, b"%d" % i)) == b"%d" % i
+    # A reply clears the X3DH header of its session: saved too.
+    reply = ba.encrypt(ob, b"reply")
+    assert reply.x3dh is None
+    assert ba.to_bytes() == _fresh_bytes(ba)
+
+
+def test_failed_decryption_saves_the_same_state() -> None:
+    ab, ba, oa, ob = _talk()
+    saved = ba.to_bytes()
+    bad = ab.encrypt(oa, b"x")
+    with pytest.raises(DecryptError):
+        ba.decrypt(
+            ob,
+            SessionMessage(
+                bad.sender,
+                bad.x3dh,
+                bad.ratchet_key,
+                bad.previous_chain_length,
+                bad.index,
+                bad.ciphertext[:-1] + b"\x00",
+            ),
+        )
+    assert ba.to_bytes() == saved == _fresh_bytes(ba)
