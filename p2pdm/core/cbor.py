@@ -113,60 +113,79 @@ def _in_canonical_order(value: Any, depth: int) -> Any:
     raise _Unusual
 
 
+# What the first byte of an item says, worked out once for all 256 values:
+# (major type, the argument if it is in the byte itself, how many bytes of
+# argument follow it; a negative count is a refusal, see _REFUSALS).
+_INDEFINITE, _RESERVED, _SIMPLE = -1, -2, -3
+_REFUSALS: Final = {
+    _INDEFINITE: "indefinite-length CBOR items are refused",
+    _RESERVED: "reserved CBOR additional information",
+    _SIMPLE: "CBOR floats and simple values other than bool/null are refused",
+}
+
+
+def _head(initial: int) -> tuple[int, int, int]:
+    major, info = initial >> 5, initial & 0x1F
+    if major == _MAJOR_SIMPLE:
+        return (major, 0, 0) if info in _SIMPLE_ALLOWED else (major, 0, _SIMPLE)
+    if info < 24:
+        return major, info, 0
+    if info in _ARG_BYTES:
+        return major, 0, _ARG_BYTES[info]
+    return major, 0, _INDEFINITE if info == 31 else _RESERVED
+
+
+_HEADS: Final = tuple(_head(i) for i in range(256))
+
+
 def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR_DEPTH) -> None:
     """Check that ``data`` is exactly one CBOR item of the allowed subset.
 
     Raises :class:`MalformedCBOR` otherwise. Runs in O(len(data)) and stops
     after ``max_items`` items.
+
+    The open container is kept in locals (items left in it, whether it is a
+    map, its keys so far) and the ones around it on a stack: this runs for
+    every envelope, session message and frame a node reads.
     """
     n = len(data)
     pos = 0
     items = 0
-    # Stack of [remaining items, is_map]; for maps, remaining counts keys and
-    # values, and an even remaining count means the next item is a key.
-    stack: list[list[int]] = []
-    # Keys already seen in each open container (unused for arrays). A repeated
-    # key is refused, so no two decoders can disagree on which value counts.
-    keys: list[set[bytes]] = []
+    heads = _HEADS
+    # The open container: items left (for maps, keys and values: an even
+    # count left means the next item is a key), whether it is a map, and the
+    # keys seen in it (a repeated key is refused, so no two decoders can
+    # disagree on which value counts). left == 0: no open container.
+    left = 0
+    in_map = False
+    keys: set[bytes] = set()
+    outer: list[tuple[int, bool, set[bytes]]] = []
     while True:
         if pos >= n:
             raise MalformedCBOR("CBOR data ends in the middle of an item")
         items += 1
         if items > max_items:
             raise MalformedCBOR(f"CBOR document has more than {max_items} items")
-        initial = data[pos]
+        major, arg, width = heads[data[pos]]
         pos += 1
-        major, info = initial >> 5, initial & 0x1F
-        is_key = bool(stack) and stack[-1][1] == 1 and stack[-1][0] % 2 == 0
+        is_key = in_map and not left & 1
         if is_key and major != _MAJOR_TEXT:
             raise MalformedCBOR("CBOR map keys must be text strings")
-        if major == _MAJOR_SIMPLE:
-            if info not in _SIMPLE_ALLOWED:
-                raise MalformedCBOR(
-                    "CBOR floats and simple values other than bool/null are refused"
-                )
-            arg = 0
-        elif info < 24:
-            arg = info
-        elif info in _ARG_BYTES:
-            width = _ARG_BYTES[info]
+        if width:
+            if width < 0:
+                raise MalformedCBOR(_REFUSALS[width])
             if pos + width > n:
                 raise MalformedCBOR("CBOR data ends inside a length")
             arg = int.from_bytes(data[pos : pos + width], "big")
             pos += width
-        elif info == 31:
-            raise MalformedCBOR("indefinite-length CBOR items are refused")
-        else:
-            raise MalformedCBOR("reserved CBOR additional information")
-
         if major in (_MAJOR_BYTES, _MAJOR_TEXT):
             if arg > n - pos:
                 raise MalformedCBOR("CBOR string is longer than the data")
             if is_key:
                 key = data[pos : pos + arg]
-                if key in keys[-1]:
+                if key in keys:
                     raise MalformedCBOR("CBOR map has a repeated key")
-                keys[-1].add(key)
+                keys.add(key)
             pos += arg
         elif major == _MAJOR_TAG:
             raise MalformedCBOR("CBOR tags are refused")
@@ -175,19 +194,20 @@ def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR
             if count > max_items:
                 raise MalformedCBOR("CBOR container claims more items than allowed")
             if count:
-                if len(stack) >= max_depth:
+                if len(outer) + (left > 0) >= max_depth:
                     raise MalformedCBOR(f"CBOR nesting deeper than {max_depth}")
-                stack.append([count, 1 if major == _MAJOR_MAP else 0])
-                keys.append(set())
+                if left:
+                    outer.append((left, in_map, keys))
+                left, in_map, keys = count, major == _MAJOR_MAP, set()
                 continue
-        # One item finished: pop finished containers.
-        while stack:
-            stack[-1][0] -= 1
-            if stack[-1][0]:
-                break
-            stack.pop()
-            keys.pop()
-        if not stack:
+        # One item finished: close the containers it finished.
+        if not left:
+            break  # it was the top item itself
+        left -= 1
+        while not left and outer:
+            left, in_map, keys = outer.pop()
+            left -= 1
+        if not left:
             break
     if pos != n:
         raise MalformedCBOR("trailing bytes after the CBOR item")

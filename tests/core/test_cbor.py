@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from p2pdm.core import cbor
 from p2pdm.errors import FrameTooLarge, MalformedCBOR, SchemaError, WireError
 from p2pdm.limits import MAX_CBOR_DEPTH, MAX_CBOR_ITEMS, MAX_FRAME_BYTES
+from tests.cbor_reference import reference_scan
 from tests.linecount import lines_run_in
 
 CAP = MAX_FRAME_BYTES
@@ -172,6 +173,30 @@ def mutated_encodings(draw: st.DrawFn) -> bytes:
 @given(mutated_encodings())
 def test_mutated_encodings_raise_only_wire_errors(data: bytes) -> None:
     _decode_or_wire_error(data)
+
+
+def _verdict(scan: Any, data: bytes, max_items: int, max_depth: int) -> str | None:
+    """None if ``scan`` accepts ``data``, else its refusal's message."""
+    try:
+        scan(data, max_items=max_items, max_depth=max_depth)
+    except MalformedCBOR as exc:
+        return str(exc)
+    return None
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(mutated_encodings(), st.binary(max_size=60), values.map(cbor.encode)),
+    st.integers(1, 40),
+    st.integers(1, 6),
+)
+def test_scan_says_what_the_reference_scanner_says(
+    data: bytes, max_items: int, max_depth: int
+) -> None:
+    """The table-driven scanner accepts exactly what the scanner before it
+    accepted, and refuses the rest with the same message."""
+    for limits in ((max_items, max_depth), (MAX_CBOR_ITEMS, MAX_CBOR_DEPTH)):
+        assert _verdict(cbor.scan, data, *limits) == _verdict(reference_scan, data, *limits)
 
 
 # --- refusals --------------------------------------------------------------------------
