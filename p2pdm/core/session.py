@@ -32,6 +32,9 @@ from typing import Any, Final
 
 import cbor2
 import doubleratchet
+import nacl.bindings
+import nacl.exceptions
+import nacl.utils
 import x3dh
 from doubleratchet.recommended import (
     HashFunction as DRHash,
@@ -72,6 +75,8 @@ MAX_SESSIONS_PER_PEER: Final = 4
 #: version 2 holds it in compact form.
 _LEGACY_STATE_VERSION: Final = 1
 _STATE_VERSION: Final = 2
+#: X25519 keys, private and public.
+X25519_KEY_BYTES: Final = 32
 #: SHA-256's output: the chain KDF's and the message tag's size.
 _HASH_BYTES: Final = 32
 #: The saved state's bytes up to its array of sessions: the map of two
@@ -169,17 +174,43 @@ DH_PUBLIC_CACHE_SIZE: Final = 4096
 
 @functools.lru_cache(maxsize=DH_PUBLIC_CACHE_SIZE)
 def _dh_public(priv: bytes) -> bytes:
-    return diffie_hellman_ratchet_curve25519.DiffieHellmanRatchet._derive_pub(priv)
+    return _x25519_base(priv)
+
+
+def _x25519_base(priv: bytes) -> bytes:
+    try:
+        return bytes(nacl.bindings.crypto_scalarmult_base(priv))
+    except (nacl.exceptions.RuntimeError, nacl.exceptions.TypeError) as exc:
+        raise ValueError(f"X25519 failed: {exc}") from None
 
 
 class _DHRatchet(diffie_hellman_ratchet_curve25519.DiffieHellmanRatchet):
-    """The package's X25519 ratchet, remembering public keys: it derives the public
-    half of its own key again for every message it encrypts (a scalar
-    multiplication), though that key changes only once per round trip."""
+    """The package's X25519 ratchet on libsodium (PyNaCl) instead of the
+    ``cryptography`` objects it builds for each operation (about half the
+    cost of each X25519; the same function, RFC 7748, so the same keys and
+    secrets: ``tests/core/test_ratchet_state.py``), remembering public keys:
+    the package derives the public half of its own key again for every
+    message it encrypts, though that key changes only once per round trip."""
+
+    @staticmethod
+    def _generate_priv() -> bytes:
+        # An X25519 private key is 32 random bytes (RFC 7748 §5: the scalar
+        # multiplication clamps them); the package's way also derives the
+        # public half, which it then throws away.
+        return nacl.utils.random(X25519_KEY_BYTES)
 
     @staticmethod
     def _derive_pub(priv: bytes) -> bytes:
         return _dh_public(priv)
+
+    @staticmethod
+    def _perform_diffie_hellman(own_priv: bytes, other_pub: bytes) -> bytes:
+        # libsodium refuses a shared secret of zeros (a low-order public key),
+        # as the package's OpenSSL call does: a ValueError, a failed decryption.
+        try:
+            return bytes(nacl.bindings.crypto_scalarmult(own_priv, other_pub))
+        except (nacl.exceptions.RuntimeError, nacl.exceptions.TypeError) as exc:
+            raise ValueError(f"X25519 failed: {exc}") from None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _DHRatchet:
         # The package copies this ratchet before every decryption.

@@ -10,7 +10,11 @@ from typing import Any
 import doubleratchet
 import pytest
 from doubleratchet.recommended import HashFunction as DRHash
-from doubleratchet.recommended import aead_aes_hmac, kdf_separate_hmacs
+from doubleratchet.recommended import (
+    aead_aes_hmac,
+    diffie_hellman_ratchet_curve25519,
+    kdf_separate_hmacs,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +28,7 @@ from p2pdm.core.session import (
     OwnPrekeys,
     PeerSessions,
     _ChainKDF,
+    _DHRatchet,
     _Ratchet,
 )
 from p2pdm.core.wire import SessionMessage
@@ -280,3 +285,81 @@ def test_failed_decryption_saves_the_same_state() -> None:
             ),
         )
     assert ba.to_bytes() == saved == _fresh_bytes(ba)
+
+
+# --- X25519 on libsodium: the package's keys and secrets ---------------------
+
+_PACKAGE_DH = diffie_hellman_ratchet_curve25519.DiffieHellmanRatchet
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
+def test_x25519_gives_the_packages_keys_and_secrets(priv: bytes, other_priv: bytes) -> None:
+    assert _DHRatchet._derive_pub(priv) == _PACKAGE_DH._derive_pub(priv)
+    other_pub = _PACKAGE_DH._derive_pub(other_priv)
+    assert _DHRatchet._perform_diffie_hellman(priv, other_pub) == (
+        _PACKAGE_DH._perform_diffie_hellman(priv, other_pub)
+    )
+    # Either side's secret is the other's.
+    assert _DHRatchet._perform_diffie_hellman(priv, other_pub) == (
+        _DHRatchet._perform_diffie_hellman(other_priv, _DHRatchet._derive_pub(priv))
+    )
+
+
+@pytest.mark.parametrize(
+    "low_order",
+    [
+        bytes(32),
+        b"\x01" + bytes(31),
+        bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    ],
+)
+def test_x25519_refuses_low_order_keys_as_the_package_does(low_order: bytes) -> None:
+    priv = _DHRatchet._generate_priv()
+    with pytest.raises(ValueError):
+        _PACKAGE_DH._perform_diffie_hellman(priv, low_order)
+    with pytest.raises(ValueError):
+        _DHRatchet._perform_diffie_hellman(priv, low_order)
+
+
+def test_generated_ratchet_keys_are_fresh_and_usable() -> None:
+    keys = {_DHRatchet._generate_priv() for _ in range(50)}
+    assert len(keys) == 50 and all(len(k) == 32 for k in keys)
+    for k in list(keys)[:5]:
+        assert _DHRatchet._derive_pub(k) == _PACKAGE_DH._derive_pub(k)
+
+
+def test_conversation_with_the_package_as_shipped_on_the_other_side() -> None:
+    """A ratchet on the package's own X25519, chain KDF and AEAD talks to ours
+    both ways, through ratchet steps: nothing about the bytes changed."""
+    stock = dict(
+        _DR_CONFIG,
+        diffie_hellman_ratchet_class=_PACKAGE_DH,
+        message_chain_kdf=_PackageChainKDF,
+        aead=_PackageAEAD,
+    )
+    secret, ad, bob_priv = os.urandom(32), os.urandom(64), os.urandom(32)
+    alice, first = run_to_completion(
+        _Ratchet.encrypt_initial_message(
+            shared_secret=secret,
+            recipient_ratchet_pub=_PACKAGE_DH._derive_pub(bob_priv),
+            message=b"first",
+            associated_data=ad,
+            **_DR_CONFIG,
+        )
+    )
+    bob, got = run_to_completion(
+        _Ratchet.decrypt_initial_message(
+            shared_secret=secret,
+            own_ratchet_priv=bob_priv,
+            message=first,
+            associated_data=ad,
+            **stock,
+        )
+    )
+    assert got == b"first"
+    for i in range(6):
+        sender, receiver = (alice, bob) if i % 3 else (bob, alice)
+        text = b"message %d" % i
+        sent = run_to_completion(sender.encrypt_message(text, ad))
+        assert run_to_completion(receiver.decrypt_message(sent, ad)) == text
