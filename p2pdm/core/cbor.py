@@ -49,9 +49,13 @@ def encode(value: Any) -> bytes:
 
 
 #: Sets of map keys whose canonical order is remembered: the wire's and the
-#: store's few schemas, plus room for maps from peers; past it orders are
-#: worked out per call (correct, only slower), so peers cannot grow it.
+#: store's few schemas, plus room for maps from peers (a body's ``ext``);
+#: when full it starts again empty, so peers cannot pin it.
 KEY_ORDER_CACHE_SIZE: Final = 1024
+#: Only sets of keys this small are remembered (every schema's are), so the
+#: cache holds at most about KEY_ORDER_CACHE_SIZE times this many characters
+#: whatever maps peers send; larger ones are ordered per call.
+KEY_ORDER_CACHED_CHARS: Final = 256
 # keys as the map holds them -> the canonical order, or None if it is that already.
 _key_orders: dict[tuple[str, ...], tuple[str, ...] | None] = {}
 #: Leaf types whose plain encoding is already the canonical one (no floats:
@@ -84,7 +88,9 @@ def _in_canonical_order(value: Any, depth: int) -> Any:
         order = _key_orders.get(keys, keys)
         if order is keys:
             order = _canonical_key_order(keys)
-            if len(_key_orders) < KEY_ORDER_CACHE_SIZE:
+            if sum(map(len, keys)) <= KEY_ORDER_CACHED_CHARS:
+                if len(_key_orders) >= KEY_ORDER_CACHE_SIZE:
+                    _key_orders.clear()
                 _key_orders[keys] = order
         out = value
         if order is None:

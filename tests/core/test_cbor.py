@@ -108,6 +108,16 @@ def test_encode_past_the_key_order_cache() -> None:
     ]
     for m in maps:
         assert cbor.encode(m) == cbor2.dumps(m, canonical=True)
+    assert len(cbor._key_orders) <= cbor.KEY_ORDER_CACHE_SIZE
+
+
+def test_large_sets_of_keys_are_ordered_but_not_remembered() -> None:
+    """A peer's map with long keys is encoded canonically and costs no memory after."""
+    big = {"k" * 300: 1, "a" * 200: 2, "b": 3}
+    before = dict(cbor._key_orders)
+    assert cbor.encode(big) == cbor2.dumps(big, canonical=True)
+    assert tuple(big) not in cbor._key_orders
+    assert cbor._key_orders == before
 
 
 def test_encode_deeper_than_the_decoder_allows_still_encodes() -> None:
