@@ -16,7 +16,7 @@ Only then does a fresh cbor2 decoder build Python objects.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import cbor2
 
@@ -32,8 +32,116 @@ _ARG_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
 
 
 def encode(value: Any) -> bytes:
-    """Encode ``value`` as canonical CBOR (RFC 8949 §4.2.1 core deterministic)."""
-    return cbor2.dumps(value, canonical=True)
+    """Encode ``value`` as canonical CBOR (RFC 8949 §4.2.1 core deterministic).
+
+    cbor2's own canonical mode encodes and sorts every map's keys on every
+    call (three to four times the cost of a plain encoding of a message);
+    here each map's key order is worked out once per set of keys
+    (:func:`_in_canonical_order`) and the plain encoder writes the result,
+    which gives the same bytes. Values with anything but text keys, lists
+    and the plain leaf types go to cbor2's canonical mode unchanged.
+    """
+    try:
+        ordered = _in_canonical_order(value, 0)
+    except _Unusual:
+        return cbor2.dumps(value, canonical=True)
+    return cbor2.dumps(ordered)
+
+
+#: Sets of map keys whose canonical order is remembered: the wire's and the
+#: store's few schemas, plus room for maps from peers (a body's ``ext``);
+#: when full it starts again empty, so peers cannot pin it.
+KEY_ORDER_CACHE_SIZE: Final = 1024
+#: Only sets of keys this small are remembered (every schema's are), so the
+#: cache holds at most about KEY_ORDER_CACHE_SIZE times this many characters
+#: whatever maps peers send; larger ones are ordered per call.
+KEY_ORDER_CACHED_CHARS: Final = 256
+# keys as the map holds them -> the canonical order, or None if it is that already.
+_key_orders: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+#: Leaf types whose plain encoding is already the canonical one (no floats:
+#: canonical CBOR picks their shortest form).
+_PLAIN_LEAVES: Final = frozenset({bytes, str, int, bool, type(None)})
+
+
+class _Unusual(Exception):
+    """A value the fast path does not handle: cbor2's canonical mode encodes it."""
+
+
+def _canonical_key_order(keys: tuple[str, ...]) -> tuple[str, ...] | None:
+    if any(type(k) is not str for k in keys):
+        raise _Unusual
+    # RFC 8949 §4.2.1: bytewise order of the keys' encodings.
+    order = tuple(sorted(keys, key=cbor2.dumps))
+    return None if order == keys else order
+
+
+def _in_canonical_order(value: Any, depth: int) -> Any:
+    """``value`` with every map's keys in canonical order (the same objects
+    where nothing moves); raises _Unusual for what the fast path leaves to cbor2."""
+    kind = type(value)
+    if kind in _PLAIN_LEAVES:
+        return value
+    if depth > MAX_CBOR_DEPTH:
+        raise _Unusual
+    if kind is dict:
+        keys = tuple(value)
+        order = _key_orders.get(keys, keys)
+        if order is keys:
+            order = _canonical_key_order(keys)
+            if sum(map(len, keys)) <= KEY_ORDER_CACHED_CHARS:
+                if len(_key_orders) >= KEY_ORDER_CACHE_SIZE:
+                    _key_orders.clear()
+                _key_orders[keys] = order
+        out = value
+        if order is None:
+            order = keys
+        else:
+            out = {k: value[k] for k in order}
+        for k in order:
+            item = value[k]
+            if type(item) not in _PLAIN_LEAVES:
+                new = _in_canonical_order(item, depth + 1)
+                if new is not item:
+                    if out is value:
+                        out = dict(value)  # the caller's map stays as it was
+                    out[k] = new
+        return out
+    if kind is list:
+        out = value
+        for i, item in enumerate(value):
+            if type(item) not in _PLAIN_LEAVES:
+                new = _in_canonical_order(item, depth + 1)
+                if new is not item:
+                    if out is value:
+                        out = list(value)
+                    out[i] = new
+        return out
+    raise _Unusual
+
+
+# What the first byte of an item says, worked out once for all 256 values:
+# (major type, the argument if it is in the byte itself, how many bytes of
+# argument follow it; a negative count is a refusal, see _REFUSALS).
+_INDEFINITE, _RESERVED, _SIMPLE = -1, -2, -3
+_REFUSALS: Final = {
+    _INDEFINITE: "indefinite-length CBOR items are refused",
+    _RESERVED: "reserved CBOR additional information",
+    _SIMPLE: "CBOR floats and simple values other than bool/null are refused",
+}
+
+
+def _head(initial: int) -> tuple[int, int, int]:
+    major, info = initial >> 5, initial & 0x1F
+    if major == _MAJOR_SIMPLE:
+        return (major, 0, 0) if info in _SIMPLE_ALLOWED else (major, 0, _SIMPLE)
+    if info < 24:
+        return major, info, 0
+    if info in _ARG_BYTES:
+        return major, 0, _ARG_BYTES[info]
+    return major, 0, _INDEFINITE if info == 31 else _RESERVED
+
+
+_HEADS: Final = tuple(_head(i) for i in range(256))
 
 
 def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR_DEPTH) -> None:
@@ -41,55 +149,49 @@ def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR
 
     Raises :class:`MalformedCBOR` otherwise. Runs in O(len(data)) and stops
     after ``max_items`` items.
+
+    The open container is kept in locals (items left in it, whether it is a
+    map, its keys so far) and the ones around it on a stack: this runs for
+    every envelope, session message and frame a node reads.
     """
     n = len(data)
     pos = 0
     items = 0
-    # Stack of [remaining items, is_map]; for maps, remaining counts keys and
-    # values, and an even remaining count means the next item is a key.
-    stack: list[list[int]] = []
-    # Keys already seen in each open container (unused for arrays). A repeated
-    # key is refused, so no two decoders can disagree on which value counts.
-    keys: list[set[bytes]] = []
+    heads = _HEADS
+    # The open container: items left (for maps, keys and values: an even
+    # count left means the next item is a key), whether it is a map, and the
+    # keys seen in it (a repeated key is refused, so no two decoders can
+    # disagree on which value counts). left == 0: no open container.
+    left = 0
+    in_map = False
+    keys: set[bytes] = set()
+    outer: list[tuple[int, bool, set[bytes]]] = []
     while True:
         if pos >= n:
             raise MalformedCBOR("CBOR data ends in the middle of an item")
         items += 1
         if items > max_items:
             raise MalformedCBOR(f"CBOR document has more than {max_items} items")
-        initial = data[pos]
+        major, arg, width = heads[data[pos]]
         pos += 1
-        major, info = initial >> 5, initial & 0x1F
-        is_key = bool(stack) and stack[-1][1] == 1 and stack[-1][0] % 2 == 0
+        is_key = in_map and not left & 1
         if is_key and major != _MAJOR_TEXT:
             raise MalformedCBOR("CBOR map keys must be text strings")
-        if major == _MAJOR_SIMPLE:
-            if info not in _SIMPLE_ALLOWED:
-                raise MalformedCBOR(
-                    "CBOR floats and simple values other than bool/null are refused"
-                )
-            arg = 0
-        elif info < 24:
-            arg = info
-        elif info in _ARG_BYTES:
-            width = _ARG_BYTES[info]
+        if width:
+            if width < 0:
+                raise MalformedCBOR(_REFUSALS[width])
             if pos + width > n:
                 raise MalformedCBOR("CBOR data ends inside a length")
             arg = int.from_bytes(data[pos : pos + width], "big")
             pos += width
-        elif info == 31:
-            raise MalformedCBOR("indefinite-length CBOR items are refused")
-        else:
-            raise MalformedCBOR("reserved CBOR additional information")
-
         if major in (_MAJOR_BYTES, _MAJOR_TEXT):
             if arg > n - pos:
                 raise MalformedCBOR("CBOR string is longer than the data")
             if is_key:
                 key = data[pos : pos + arg]
-                if key in keys[-1]:
+                if key in keys:
                     raise MalformedCBOR("CBOR map has a repeated key")
-                keys[-1].add(key)
+                keys.add(key)
             pos += arg
         elif major == _MAJOR_TAG:
             raise MalformedCBOR("CBOR tags are refused")
@@ -98,19 +200,20 @@ def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR
             if count > max_items:
                 raise MalformedCBOR("CBOR container claims more items than allowed")
             if count:
-                if len(stack) >= max_depth:
+                if len(outer) + (left > 0) >= max_depth:
                     raise MalformedCBOR(f"CBOR nesting deeper than {max_depth}")
-                stack.append([count, 1 if major == _MAJOR_MAP else 0])
-                keys.append(set())
+                if left:
+                    outer.append((left, in_map, keys))
+                left, in_map, keys = count, major == _MAJOR_MAP, set()
                 continue
-        # One item finished: pop finished containers.
-        while stack:
-            stack[-1][0] -= 1
-            if stack[-1][0]:
-                break
-            stack.pop()
-            keys.pop()
-        if not stack:
+        # One item finished: close the containers it finished.
+        if not left:
+            break  # it was the top item itself
+        left -= 1
+        while not left and outer:
+            left, in_map, keys = outer.pop()
+            left -= 1
+        if not left:
             break
     if pos != n:
         raise MalformedCBOR("trailing bytes after the CBOR item")

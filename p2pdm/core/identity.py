@@ -135,7 +135,7 @@ def verify(peer: PeerId, domain: str, data: bytes, signature: bytes) -> None:
 class Identity:
     """The node's key pair. Holds the secret seed; never logged or repr'd."""
 
-    __slots__ = ("_signing_key", "peer_id", "seed")
+    __slots__ = ("_signing_key", "_x25519_private_key", "peer_id", "seed")
 
     def __init__(self, seed: bytes) -> None:
         if len(seed) != SEED_BYTES:
@@ -143,6 +143,7 @@ class Identity:
         self.seed = bytes(seed)
         self._signing_key = nacl.signing.SigningKey(self.seed)
         self.peer_id = PeerId.from_public_key(bytes(self._signing_key.verify_key))
+        self._x25519_private_key: bytes | None = None
 
     @classmethod
     def generate(cls, random_bytes: bytes) -> Identity:
@@ -155,8 +156,15 @@ class Identity:
 
     @property
     def x25519_private_key(self) -> bytes:
-        """The X25519 form of the secret key (libsodium's ed25519→curve25519)."""
-        return bytes(self._signing_key.to_curve25519_private_key())
+        """The X25519 form of the secret key (libsodium's ed25519→curve25519).
+
+        Made once (a SHA-512 and, in PyNaCl, a scalar multiplication for its
+        public half): every envelope this node opens needs it.
+        """
+        key = self._x25519_private_key
+        if key is None:
+            key = self._x25519_private_key = bytes(self._signing_key.to_curve25519_private_key())
+        return key
 
     def sign(self, domain: str, data: bytes) -> bytes:
         """Sign ``data`` for ``domain`` (e.g. ``"msg/v1"``); returns the 64-byte signature."""

@@ -190,8 +190,12 @@ def load(cls: type[R], state: Any, config: dict[str, Any]) -> R:
     return cls.from_model(model, **config)
 
 
-#: Values a clone may share with the original: nothing in them can change.
-_IMMUTABLE: Final = (bytes, int, str, type, type(None))
+#: Values a clone may share with the original: nothing in them can change
+#: (classes too: the package keeps its KDF classes in its objects).
+_IMMUTABLE: Final = frozenset({bytes, int, str, bool, type(None)})
+#: The package's objects a clone copies in turn, by exact type (a subclass
+#: goes through the slower ``isinstance`` check below, with the same result).
+_CLONED: Final = frozenset({KDFChain, SymmetricKeyRatchet})
 
 
 def clone(obj: Any) -> Any:
@@ -202,11 +206,13 @@ def clone(obj: Any) -> Any:
     that is not immutable goes through ``copy.deepcopy``.
     """
     new = object.__new__(type(obj))
+    attrs = new.__dict__
     for name, value in obj.__dict__.items():
-        if isinstance(value, _IMMUTABLE):
-            new.__dict__[name] = value
-        elif isinstance(value, KDFChain | SymmetricKeyRatchet):
-            new.__dict__[name] = clone(value)
+        kind = type(value)
+        if kind in _IMMUTABLE or isinstance(value, type):
+            attrs[name] = value
+        elif kind in _CLONED or isinstance(value, KDFChain | SymmetricKeyRatchet):
+            attrs[name] = clone(value)
         else:
-            new.__dict__[name] = copy.deepcopy(value)
+            attrs[name] = copy.deepcopy(value)
     return new

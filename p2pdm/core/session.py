@@ -25,11 +25,16 @@ comes from the libraries (the OS CSPRNG); time is passed in.
 from __future__ import annotations
 
 import functools
+import hmac
 import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import cbor2
 import doubleratchet
+import nacl.bindings
+import nacl.exceptions
+import nacl.utils
 import x3dh
 from doubleratchet.recommended import (
     HashFunction as DRHash,
@@ -40,6 +45,7 @@ from doubleratchet.recommended import (
     kdf_hkdf,
     kdf_separate_hmacs,
 )
+from doubleratchet.recommended.crypto_provider_impl import CryptoProviderImpl
 
 from p2pdm.core import cbor, ratchet_state
 from p2pdm.core.identity import PeerId
@@ -69,6 +75,19 @@ MAX_SESSIONS_PER_PEER: Final = 4
 #: version 2 holds it in compact form.
 _LEGACY_STATE_VERSION: Final = 1
 _STATE_VERSION: Final = 2
+#: X25519 keys, private and public.
+X25519_KEY_BYTES: Final = 32
+#: SHA-256's output: the chain KDF's and the message tag's size.
+_HASH_BYTES: Final = 32
+#: The saved state's bytes up to its array of sessions: the map of two
+#: entries, ``"v": 2`` and the key ``"sessions"`` (canonical order), and the
+#: CBOR major type of the array, whose length (at most MAX_SESSIONS_PER_PEER,
+#: under 24) is added to it.
+_STATE_PREFIX: Final = cbor.encode({"v": _STATE_VERSION, "sessions": []})[:-1]
+_CBOR_ARRAY: Final = 0x80
+#: The AEAD's HKDF info, and its output: AES key, HMAC key, CBC IV (32 + 32 + 16).
+_AEAD_INFO: Final = b"p2pdm/dr/message"
+_AEAD_KEY_MATERIAL: Final = 80
 
 
 class _RootKDF(kdf_hkdf.KDF):
@@ -82,19 +101,59 @@ class _RootKDF(kdf_hkdf.KDF):
 
 
 class _ChainKDF(kdf_separate_hmacs.KDF):
+    """The package's chain KDF (one HMAC-SHA-256 per byte of the chain constant),
+    with the standard library's one-shot HMAC instead of a ``cryptography`` HMAC
+    object per call: the same bytes (``tests/core/test_session.py``), a third
+    of the cost. Two HMACs a message on each side."""
+
     @staticmethod
     def _get_hash_function() -> DRHash:
         return DRHash.SHA_256
 
+    @classmethod
+    async def derive(cls, key: bytes, data: bytes, length: int) -> bytes:
+        if length != len(data) * _HASH_BYTES:
+            raise ValueError("the chain KDF derives one hash length per byte of its data")
+        return b"".join(hmac.digest(key, data[i : i + 1], "sha256") for i in range(len(data)))
+
 
 class _AEAD(aead_aes_hmac.AEAD):
+    """The package's AEAD (HKDF-SHA-256 to an AES-256 key, an HMAC key and an
+    IV; AES-256-CBC with PKCS#7; HMAC-SHA-256 over associated data and
+    ciphertext, appended), made of the same library calls but for the tag:
+    the standard library's one-shot HMAC, checked in constant time
+    (``hmac.compare_digest``; the package compares with ``!=``). Same bytes
+    as the package's (``tests/core/test_session.py``)."""
+
     @staticmethod
     def _get_hash_function() -> DRHash:
         return DRHash.SHA_256
 
     @staticmethod
     def _get_info() -> bytes:
-        return b"p2pdm/dr/message"
+        return _AEAD_INFO
+
+    @staticmethod
+    async def _keys(key: bytes) -> tuple[bytes, bytes, bytes]:
+        out = await CryptoProviderImpl.hkdf_derive(
+            DRHash.SHA_256, _AEAD_KEY_MATERIAL, b"\x00" * _HASH_BYTES, _AEAD_INFO, key
+        )
+        return out[:32], out[32:64], out[64:]
+
+    @classmethod
+    async def encrypt(cls, plaintext: bytes, key: bytes, associated_data: bytes) -> bytes:
+        encryption_key, authentication_key, iv = await cls._keys(key)
+        ciphertext = await CryptoProviderImpl.aes_cbc_encrypt(encryption_key, iv, plaintext)
+        return ciphertext + hmac.digest(authentication_key, associated_data + ciphertext, "sha256")
+
+    @classmethod
+    async def decrypt(cls, ciphertext: bytes, key: bytes, associated_data: bytes) -> bytes:
+        decryption_key, authentication_key, iv = await cls._keys(key)
+        body, tag = ciphertext[:-_HASH_BYTES], ciphertext[-_HASH_BYTES:]
+        expected = hmac.digest(authentication_key, associated_data + body, "sha256")
+        if not hmac.compare_digest(expected, tag):
+            raise doubleratchet.AuthenticationFailedException("Authentication tags do not match.")
+        return await CryptoProviderImpl.aes_cbc_decrypt(decryption_key, iv, body)
 
 
 class _Ratchet(doubleratchet.DoubleRatchet):
@@ -115,17 +174,43 @@ DH_PUBLIC_CACHE_SIZE: Final = 4096
 
 @functools.lru_cache(maxsize=DH_PUBLIC_CACHE_SIZE)
 def _dh_public(priv: bytes) -> bytes:
-    return diffie_hellman_ratchet_curve25519.DiffieHellmanRatchet._derive_pub(priv)
+    return _x25519_base(priv)
+
+
+def _x25519_base(priv: bytes) -> bytes:
+    try:
+        return bytes(nacl.bindings.crypto_scalarmult_base(priv))
+    except (nacl.exceptions.RuntimeError, nacl.exceptions.TypeError) as exc:
+        raise ValueError(f"X25519 failed: {exc}") from None
 
 
 class _DHRatchet(diffie_hellman_ratchet_curve25519.DiffieHellmanRatchet):
-    """The package's X25519 ratchet, remembering public keys: it derives the public
-    half of its own key again for every message it encrypts (a scalar
-    multiplication), though that key changes only once per round trip."""
+    """The package's X25519 ratchet on libsodium (PyNaCl) instead of the
+    ``cryptography`` objects it builds for each operation (about half the
+    cost of each X25519; the same function, RFC 7748, so the same keys and
+    secrets: ``tests/core/test_ratchet_state.py``), remembering public keys:
+    the package derives the public half of its own key again for every
+    message it encrypts, though that key changes only once per round trip."""
+
+    @staticmethod
+    def _generate_priv() -> bytes:
+        # An X25519 private key is 32 random bytes (RFC 7748 §5: the scalar
+        # multiplication clamps them); the package's way also derives the
+        # public half, which it then throws away.
+        return nacl.utils.random(X25519_KEY_BYTES)
 
     @staticmethod
     def _derive_pub(priv: bytes) -> bytes:
         return _dh_public(priv)
+
+    @staticmethod
+    def _perform_diffie_hellman(own_priv: bytes, other_pub: bytes) -> bytes:
+        # libsodium refuses a shared secret of zeros (a low-order public key),
+        # as the package's OpenSSL call does: a ValueError, a failed decryption.
+        try:
+            return bytes(nacl.bindings.crypto_scalarmult(own_priv, other_pub))
+        except (nacl.exceptions.RuntimeError, nacl.exceptions.TypeError) as exc:
+            raise ValueError(f"X25519 failed: {exc}") from None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _DHRatchet:
         # The package copies this ratchet before every decryption.
@@ -161,17 +246,34 @@ class _Ratchet1:
     pending_header: X3DHHeader | None
     #: The ephemeral key that started it (identifies the session).
     session_id: bytes
+    #: :meth:`encoded` as last made; None once the session may have changed
+    #: (:meth:`touch`), so a peer's sessions not used for a message are not
+    #: encoded again when their state is saved.
+    _encoded: bytes | None = field(default=None, repr=False, compare=False)
+
+    def touch(self) -> None:
+        """Mark the state as changed (before the ratchet is used)."""
+        self._encoded = None
 
     def to_map(self) -> dict[str, Any]:
+        # Keys in canonical order (RFC 8949 §4.2.1), so the plain encoder gives
+        # canonical bytes (tests/core/test_ratchet_state.py checks it).
         h = self.pending_header
         return {
             "r": ratchet_state.dump(self.ratchet),
             "ad": self.associated_data,
-            "sid": self.session_id,
             "hdr": None
             if h is None
-            else {"ek": h.ephemeral_key, "spk": h.signed_prekey, "opk": h.one_time_prekey},
+            else {"ek": h.ephemeral_key, "opk": h.one_time_prekey, "spk": h.signed_prekey},
+            "sid": self.session_id,
         }
+
+    def encoded(self) -> bytes:
+        """:meth:`to_map` as canonical CBOR, remembered until :meth:`touch`."""
+        data = self._encoded
+        if data is None:
+            data = self._encoded = cbor2.dumps(self.to_map())
+        return data
 
     @classmethod
     def from_fields(cls, f: cbor.Fields, version: int) -> _Ratchet1:
@@ -216,7 +318,16 @@ class PeerSessions:
         return cls(peer, sessions)
 
     def to_bytes(self) -> bytes:
-        return cbor.encode({"v": _STATE_VERSION, "sessions": [s.to_map() for s in self.sessions]})
+        """The state to persist: ``{"v": 2, "sessions": [...]}`` in canonical
+        CBOR (version 2; :meth:`from_bytes` reads versions 1 and 2). Only the
+        sessions used since the last call are encoded again; the map around
+        them is written here, the same bytes as ``cbor.encode`` of the whole."""
+        sessions = self.sessions
+        return (
+            _STATE_PREFIX
+            + bytes([_CBOR_ARRAY + len(sessions)])
+            + b"".join([s.encoded() for s in sessions])
+        )
 
     @property
     def established(self) -> bool:
@@ -243,6 +354,7 @@ class PeerSessions:
                 raise SessionError(f"no session with {self.peer.short()} and no prekey bundle")
             return self._start(own, bundle, plaintext)
         session = self.sessions[0]
+        session.touch()
         encrypted = run_to_completion(
             session.ratchet.encrypt_message(plaintext, session.associated_data)
         )
@@ -318,6 +430,7 @@ class PeerSessions:
         candidates = [known] if known is not None else list(self.sessions)
         duplicate = False
         for session in candidates:
+            session.touch()
             try:
                 plaintext = run_to_completion(
                     session.ratchet.decrypt_message(encrypted, session.associated_data)

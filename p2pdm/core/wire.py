@@ -164,6 +164,19 @@ class InnerMessage:
         signature = identity.sign(_MSG_DOMAIN, cbor.encode(signed))
         return cls(id, identity.peer_id, recipient, conversation, sent_at_ms, body, signature)
 
+    def with_body(self, body: Body) -> InnerMessage:
+        """This message with another body (what is kept of it: its signature
+        is over the body it was sent with). Cheaper than ``dataclasses.replace``."""
+        return InnerMessage(
+            self.id,
+            self.sender,
+            self.recipient,
+            self.conversation,
+            self.sent_at_ms,
+            body,
+            self.signature,
+        )
+
     def body_bytes(self) -> bytes:
         """The body as canonical CBOR, as the store keeps it."""
         return cbor.encode(encode_body(self.body))

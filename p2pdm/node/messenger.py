@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from p2pdm import limits
@@ -440,7 +440,7 @@ class Messenger:
             self._forget_session(to)
             raise
         # The stamp is admission, not content: what is kept here is the body sent.
-        return replace(inner, body=body), sessions, session_message
+        return (inner if stamp is None else inner.with_body(body)), sessions, session_message
 
     def refuse_if_blocked(self, peer: PeerId, contact: Contact | None = None) -> None:
         """Raise PeerBlocked, naming the contact as the user knows it, if this
@@ -557,7 +557,9 @@ class Messenger:
                     f"{sender.short()} is not a contact and sent no valid request stamp"
                 )
             # Checked: the stamp goes; a stranger's name stays with its request.
-            inner = replace(inner, body=without_request_stamp(inner.body, keep_name=stranger))
+            kept = without_request_stamp(inner.body, keep_name=stranger)
+            if kept is not inner.body:
+                inner = inner.with_body(kept)
             # The signature proved the sender: spend its budget.
             has_requests = contact is None and self.store.has_requests(sender)
             if stranger and not self.strangers.take(sender, now / 1000, new=not has_requests):

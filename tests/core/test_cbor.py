@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from p2pdm.core import cbor
 from p2pdm.errors import FrameTooLarge, MalformedCBOR, SchemaError, WireError
 from p2pdm.limits import MAX_CBOR_DEPTH, MAX_CBOR_ITEMS, MAX_FRAME_BYTES
+from tests.cbor_reference import reference_scan
 from tests.linecount import lines_run_in
 
 CAP = MAX_FRAME_BYTES
@@ -74,6 +75,58 @@ def test_encode_is_canonical() -> None:
     assert cbor.encode(-(2**64)) == b"\x3b" + b"\xff" * 8
 
 
+# Anything cbor2 encodes, including what the fast path hands back to cbor2's
+# canonical mode: floats, tuples, non-text keys, text keys with non-ASCII
+# characters (their order is by encoded bytes, not by characters).
+any_keys = st.text(max_size=30) | st.integers(-1000, 1000) | st.binary(max_size=4)
+any_values = st.recursive(
+    leaves | st.floats(allow_nan=False),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=30), children, max_size=6)
+        | st.dictionaries(any_keys, children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(any_values)
+def test_encode_gives_cbor2s_canonical_bytes_and_leaves_the_value_alone(value: Any) -> None:
+    before = repr(value)
+    assert cbor.encode(value) == cbor2.dumps(value, canonical=True)
+    assert cbor.encode(value) == cbor2.dumps(value, canonical=True)  # with the order cached
+    assert repr(value) == before
+
+
+def test_encode_past_the_key_order_cache() -> None:
+    """Maps with more sets of keys than the cache holds still encode canonically."""
+    maps = [
+        {f"k{i}": 1, "a": 2, "zz": [{"y": i, "x": b""}]}
+        for i in range(cbor.KEY_ORDER_CACHE_SIZE + 5)
+    ]
+    for m in maps:
+        assert cbor.encode(m) == cbor2.dumps(m, canonical=True)
+    assert len(cbor._key_orders) <= cbor.KEY_ORDER_CACHE_SIZE
+
+
+def test_large_sets_of_keys_are_ordered_but_not_remembered() -> None:
+    """A peer's map with long keys is encoded canonically and costs no memory after."""
+    big = {"k" * 300: 1, "a" * 200: 2, "b": 3}
+    before = dict(cbor._key_orders)
+    assert cbor.encode(big) == cbor2.dumps(big, canonical=True)
+    assert tuple(big) not in cbor._key_orders
+    assert cbor._key_orders == before
+
+
+def test_encode_deeper_than_the_decoder_allows_still_encodes() -> None:
+    value: Any = {"b": 1, "a": 0}
+    for _ in range(MAX_CBOR_DEPTH + 3):
+        value = [{"zz": value, "a": None}]
+    assert cbor.encode(value) == cbor2.dumps(value, canonical=True)
+
+
 def test_decodes_scalars_and_containers() -> None:
     assert cbor.decode(b"\xf4", CAP) is False
     assert cbor.decode(b"\xf5", CAP) is True
@@ -130,6 +183,30 @@ def mutated_encodings(draw: st.DrawFn) -> bytes:
 @given(mutated_encodings())
 def test_mutated_encodings_raise_only_wire_errors(data: bytes) -> None:
     _decode_or_wire_error(data)
+
+
+def _verdict(scan: Any, data: bytes, max_items: int, max_depth: int) -> str | None:
+    """None if ``scan`` accepts ``data``, else its refusal's message."""
+    try:
+        scan(data, max_items=max_items, max_depth=max_depth)
+    except MalformedCBOR as exc:
+        return str(exc)
+    return None
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(mutated_encodings(), st.binary(max_size=60), values.map(cbor.encode)),
+    st.integers(1, 40),
+    st.integers(1, 6),
+)
+def test_scan_says_what_the_reference_scanner_says(
+    data: bytes, max_items: int, max_depth: int
+) -> None:
+    """The table-driven scanner accepts exactly what the scanner before it
+    accepted, and refuses the rest with the same message."""
+    for limits in ((max_items, max_depth), (MAX_CBOR_ITEMS, MAX_CBOR_DEPTH)):
+        assert _verdict(cbor.scan, data, *limits) == _verdict(reference_scan, data, *limits)
 
 
 # --- refusals --------------------------------------------------------------------------

@@ -7,11 +7,31 @@ import copy
 import os
 from typing import Any
 
+import doubleratchet
 import pytest
+from doubleratchet.recommended import HashFunction as DRHash
+from doubleratchet.recommended import (
+    aead_aes_hmac,
+    diffie_hellman_ratchet_curve25519,
+    kdf_separate_hmacs,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from p2pdm.core import cbor, ratchet_state
 from p2pdm.core.identity import Identity
-from p2pdm.core.session import _DR_CONFIG, OwnPrekeys, PeerSessions, _Ratchet
+from p2pdm.core.prekeys import run_to_completion
+from p2pdm.core.session import (
+    _AEAD,
+    _DR_CONFIG,
+    MAX_SESSIONS_PER_PEER,
+    OwnPrekeys,
+    PeerSessions,
+    _ChainKDF,
+    _DHRatchet,
+    _Ratchet,
+)
+from p2pdm.core.wire import SessionMessage
 from p2pdm.errors import DecryptError, SessionError, WireError
 from tests.legacy_sessions import legacy_bytes
 
@@ -139,3 +159,207 @@ def test_failed_decryption_leaves_the_state_as_it_was() -> None:
         ba.decrypt(ob, forged)
     assert ba.to_bytes() == before
     assert ba.decrypt(ob, message) == b"x"
+
+
+# --- the cheaper chain KDF and AEAD: the package's bytes ----------------------
+
+
+class _PackageChainKDF(kdf_separate_hmacs.KDF):
+    @staticmethod
+    def _get_hash_function() -> DRHash:
+        return DRHash.SHA_256
+
+
+class _PackageAEAD(aead_aes_hmac.AEAD):
+    @staticmethod
+    def _get_hash_function() -> DRHash:
+        return DRHash.SHA_256
+
+    @staticmethod
+    def _get_info() -> bytes:
+        return b"p2pdm/dr/message"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=1, max_size=3))
+def test_chain_kdf_gives_the_packages_bytes(key: bytes, data: bytes) -> None:
+    length = 32 * len(data)
+    ours = run_to_completion(_ChainKDF.derive(key, data, length))
+    assert ours == run_to_completion(_PackageChainKDF.derive(key, data, length))
+    with pytest.raises(ValueError):
+        run_to_completion(_ChainKDF.derive(key, data, length + 1))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.binary(min_size=32, max_size=32),
+    st.binary(max_size=300),
+    st.binary(max_size=120),
+)
+def test_aead_gives_the_packages_bytes_and_opens_them(
+    key: bytes, plaintext: bytes, associated_data: bytes
+) -> None:
+    # AES-CBC with a derived key and IV is deterministic: the same input, the same bytes.
+    ours = run_to_completion(_AEAD.encrypt(plaintext, key, associated_data))
+    assert ours == run_to_completion(_PackageAEAD.encrypt(plaintext, key, associated_data))
+    assert run_to_completion(_AEAD.decrypt(ours, key, associated_data)) == plaintext
+    assert run_to_completion(_PackageAEAD.decrypt(ours, key, associated_data)) == plaintext
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=100), st.integers(min_value=0), st.integers(0, 7))
+def test_aead_refuses_what_the_package_refuses(plaintext: bytes, at: int, bit: int) -> None:
+    key, ad = os.urandom(32), b"ad"
+    sealed = bytearray(run_to_completion(_AEAD.encrypt(plaintext, key, ad)))
+    sealed[at % len(sealed)] ^= 1 << bit
+    for aead in (_AEAD, _PackageAEAD):
+        with pytest.raises(doubleratchet.AuthenticationFailedException):
+            run_to_completion(aead.decrypt(bytes(sealed), key, ad))
+    for short in (b"", b"x" * 31, bytes(sealed[-32:])):
+        with pytest.raises(doubleratchet.AuthenticationFailedException):
+            run_to_completion(_AEAD.decrypt(short, key, ad))
+    with pytest.raises(doubleratchet.AuthenticationFailedException):
+        run_to_completion(_AEAD.decrypt(bytes(sealed), key, ad + b"!"))
+
+
+# --- saving only what changed -------------------------------------------------
+
+
+def _fresh_bytes(sessions: PeerSessions) -> bytes:
+    """The saved state made from scratch, as before sessions remembered their bytes."""
+    return cbor.encode({"v": 2, "sessions": [s.to_map() for s in sessions.sessions]})
+
+
+def test_saved_state_is_the_canonical_encoding_of_all_sessions() -> None:
+    ab, ba, _, _ = _talk()
+    for sessions in (ab, ba):
+        assert sessions.to_bytes() == _fresh_bytes(sessions)
+        for s in sessions.sessions:
+            assert s.encoded() == cbor.encode(s.to_map())  # the plain encoder, canonical bytes
+
+
+def test_sessions_not_used_keep_their_bytes_and_used_ones_are_encoded_again() -> None:
+    """Four sessions with one peer (re-installs); each message moves one of them,
+    and what is saved is always the whole current state."""
+    a, oa, b, ob = _pair()
+    ba = PeerSessions(a.peer_id)
+    senders = []
+    for _ in range(MAX_SESSIONS_PER_PEER):
+        ab = PeerSessions(b.peer_id)  # Alice re-installed: a new session each time
+        ba.decrypt(ob, ab.encrypt(oa, b"hello", ob.bundle()))
+        senders.append(ab)
+    assert len(ba.sessions) == MAX_SESSIONS_PER_PEER
+    saved = ba.to_bytes()
+    oldest = ba.sessions[-1]
+    untouched = [s.encoded() for s in ba.sessions[:-1]]
+    # A message on the oldest session promotes it and moves its ratchet only.
+    ba.decrypt(ob, senders[0].encrypt(oa, b"on the first session"))
+    assert ba.sessions[0] is oldest
+    assert [s.encoded() for s in ba.sessions[1:]] == untouched
+    assert ba.to_bytes() != saved
+    assert ba.to_bytes() == _fresh_bytes(ba)
+    # Read back, the state decrypts on every session.
+    restored = PeerSessions.from_bytes(ba.peer, ba.to_bytes())
+    for i, ab in enumerate(senders):
+        assert restored.decrypt(ob, ab.encrypt(oa, b"%d" % i)) == b"%d" % i
+    # A reply clears the X3DH header of its session: saved too.
+    reply = ba.encrypt(ob, b"reply")
+    assert reply.x3dh is None
+    assert ba.to_bytes() == _fresh_bytes(ba)
+
+
+def test_failed_decryption_saves_the_same_state() -> None:
+    ab, ba, oa, ob = _talk()
+    saved = ba.to_bytes()
+    bad = ab.encrypt(oa, b"x")
+    with pytest.raises(DecryptError):
+        ba.decrypt(
+            ob,
+            SessionMessage(
+                bad.sender,
+                bad.x3dh,
+                bad.ratchet_key,
+                bad.previous_chain_length,
+                bad.index,
+                bad.ciphertext[:-1] + b"\x00",
+            ),
+        )
+    assert ba.to_bytes() == saved == _fresh_bytes(ba)
+
+
+# --- X25519 on libsodium: the package's keys and secrets ---------------------
+
+_PACKAGE_DH = diffie_hellman_ratchet_curve25519.DiffieHellmanRatchet
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
+def test_x25519_gives_the_packages_keys_and_secrets(priv: bytes, other_priv: bytes) -> None:
+    assert _DHRatchet._derive_pub(priv) == _PACKAGE_DH._derive_pub(priv)
+    other_pub = _PACKAGE_DH._derive_pub(other_priv)
+    assert _DHRatchet._perform_diffie_hellman(priv, other_pub) == (
+        _PACKAGE_DH._perform_diffie_hellman(priv, other_pub)
+    )
+    # Either side's secret is the other's.
+    assert _DHRatchet._perform_diffie_hellman(priv, other_pub) == (
+        _DHRatchet._perform_diffie_hellman(other_priv, _DHRatchet._derive_pub(priv))
+    )
+
+
+@pytest.mark.parametrize(
+    "low_order",
+    [
+        bytes(32),
+        b"\x01" + bytes(31),
+        bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    ],
+)
+def test_x25519_refuses_low_order_keys_as_the_package_does(low_order: bytes) -> None:
+    priv = _DHRatchet._generate_priv()
+    with pytest.raises(ValueError):
+        _PACKAGE_DH._perform_diffie_hellman(priv, low_order)
+    with pytest.raises(ValueError):
+        _DHRatchet._perform_diffie_hellman(priv, low_order)
+
+
+def test_generated_ratchet_keys_are_fresh_and_usable() -> None:
+    keys = {_DHRatchet._generate_priv() for _ in range(50)}
+    assert len(keys) == 50 and all(len(k) == 32 for k in keys)
+    for k in list(keys)[:5]:
+        assert _DHRatchet._derive_pub(k) == _PACKAGE_DH._derive_pub(k)
+
+
+def test_conversation_with_the_package_as_shipped_on_the_other_side() -> None:
+    """A ratchet on the package's own X25519, chain KDF and AEAD talks to ours
+    both ways, through ratchet steps: nothing about the bytes changed."""
+    stock = dict(
+        _DR_CONFIG,
+        diffie_hellman_ratchet_class=_PACKAGE_DH,
+        message_chain_kdf=_PackageChainKDF,
+        aead=_PackageAEAD,
+    )
+    secret, ad, bob_priv = os.urandom(32), os.urandom(64), os.urandom(32)
+    alice, first = run_to_completion(
+        _Ratchet.encrypt_initial_message(
+            shared_secret=secret,
+            recipient_ratchet_pub=_PACKAGE_DH._derive_pub(bob_priv),
+            message=b"first",
+            associated_data=ad,
+            **_DR_CONFIG,
+        )
+    )
+    bob, got = run_to_completion(
+        _Ratchet.decrypt_initial_message(
+            shared_secret=secret,
+            own_ratchet_priv=bob_priv,
+            message=first,
+            associated_data=ad,
+            **stock,
+        )
+    )
+    assert got == b"first"
+    for i in range(6):
+        sender, receiver = (alice, bob) if i % 3 else (bob, alice)
+        text = b"message %d" % i
+        sent = run_to_completion(sender.encrypt_message(text, ad))
+        assert run_to_completion(receiver.decrypt_message(sent, ad)) == text

@@ -16,6 +16,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from p2pdm.core import cbor
 from p2pdm.core.identity import Identity
 from p2pdm.core.session import MAX_SESSIONS_PER_PEER, OwnPrekeys, PeerSessions
 from p2pdm.core.wire import PrekeyBundle, SessionMessage
@@ -250,6 +251,14 @@ class TwoParties(RuleBasedStateMachine):
         self.own[side] = OwnPrekeys.from_bytes(ident, self.own[side].to_bytes())
         s = self.sessions[side]
         self.sessions[side] = PeerSessions.from_bytes(s.peer, s.to_bytes())
+
+    @invariant()
+    def saved_state_is_the_whole_state(self) -> None:
+        # Sessions remember their encoding until used: what is saved must
+        # still be the encoding of every session as it is now.
+        for sessions in self.sessions.values():
+            fresh = {"v": 2, "sessions": [s.to_map() for s in sessions.sessions]}
+            assert sessions.to_bytes() == cbor.encode(fresh)
 
     @invariant()
     def only_sent_messages_delivered(self) -> None:
