@@ -48,6 +48,7 @@ class ContactTables(Tables):
     def put_contact(self, contact: Contact) -> None:
         """Insert or replace; a new contact makes a ``contact.added`` event."""
         with self._writing(f"saving contact {contact.peer_id.short()}") as db:
+            self._hot.contacts.pop(contact.peer_id.raw, None)
             new = not db.execute(
                 "SELECT 1 FROM contacts WHERE peer_id = ?", (contact.peer_id.raw,)
             ).fetchone()
@@ -78,11 +79,18 @@ class ContactTables(Tables):
             self._notify()
 
     def get_contact(self, peer: PeerId) -> Contact | None:
+        """The contact, or None; read once until a write changes it (every
+        send and every received envelope asks)."""
+        contacts = self._hot.contacts
+        if peer.raw in contacts:
+            return contacts[peer.raw]
         with self._reading(f"reading contact {peer.short()}") as db:
             row = db.execute(
                 f"SELECT {_CONTACT_SELECT} FROM contacts WHERE peer_id = ?", (peer.raw,)
             ).fetchone()
-        return None if row is None else _contact(row)
+            found = None if row is None else _contact(row)
+            self._hot.remember_contact(peer.raw, found)  # frozen: safe to hand out again
+        return found
 
     def find_contact_by_name(self, name: str) -> Contact | None:
         """The contact of that name, ignoring case; the earliest added if several share it."""
@@ -104,5 +112,6 @@ class ContactTables(Tables):
 
     def delete_contact(self, peer: PeerId) -> bool:
         with self._writing(f"deleting contact {peer.short()}") as db:
+            self._hot.contacts.pop(peer.raw, None)
             cursor = db.execute("DELETE FROM contacts WHERE peer_id = ?", (peer.raw,))
         return cursor.rowcount > 0

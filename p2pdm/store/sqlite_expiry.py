@@ -57,6 +57,7 @@ class ExpiryTables(MessageTables):
         in. None leaves a setting as it is.
         """
         with self._writing("changing a conversation") as db:
+            self._hot.conversations.pop(conversation_id, None)
             db.execute(
                 "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq) "
                 "VALUES (?, ?, ?, 0) ON CONFLICT (id) DO NOTHING",
