@@ -103,6 +103,8 @@ class HotReads:
     __slots__ = (
         "contacts",
         "conversations",
+        "lanes",
+        "lanes_due",
         "moved",
         "no_deposits",
         "no_held",
@@ -135,6 +137,12 @@ class HotReads:
         #: Counts the outermost transactions begun, so a ``moved`` of an
         #: earlier one is never taken for the current one's.
         self.serial = 0
+        #: The event log's lanes: the last ``lane_seq`` given, by counter
+        #: name, and those not written to ``counters`` yet. The counter is
+        #: written once when the outermost transaction commits (an ack's two
+        #: events, a burst's events: one write), not once an event.
+        self.lanes: dict[str, int] = {}
+        self.lanes_due: dict[str, int] = {}
 
     def clear(self) -> None:
         self.contacts.clear()
@@ -143,6 +151,16 @@ class HotReads:
         self.no_held = False
         self.no_deposits = False
         self.moved = None
+        self.lanes.clear()
+        self.lanes_due.clear()
+
+    def mark(self) -> tuple[dict[str, int], dict[str, int]]:
+        """The lanes as a savepoint begins: its rollback puts them back."""
+        return dict(self.lanes), dict(self.lanes_due)
+
+    def restore(self, mark: tuple[dict[str, int], dict[str, int]]) -> None:
+        self.lanes.update(mark[0])
+        self.lanes_due.update(mark[1])
 
     def remember_contact(self, peer: bytes, contact: Contact | None) -> None:
         if len(self.contacts) >= MAX_HOT_READS:
@@ -314,23 +332,46 @@ class Database:
             raise StoreError(f"starting {what} failed: {exc}") from exc
         if savepoint is None:
             self.hot.serial += 1
+        mark = None if savepoint is None else self.hot.mark()
         setattr(self, flag, True)
         try:
             yield
         except BaseException:
             setattr(self, flag, False)
-            self._undo(db, savepoint)
+            self._undo(db, savepoint, mark)
             raise
         setattr(self, flag, False)
         try:
+            if savepoint is None:
+                self._write_lanes(db)
             db.execute(commit)
         except DB_ERRORS as exc:
-            self._undo(db, savepoint)
+            self._undo(db, savepoint, mark)
             raise StoreError(f"committing {what} failed: {exc}") from exc
 
-    def _undo(self, db: sqlite3.Connection, savepoint: str | None) -> None:
+    def _write_lanes(self, db: sqlite3.Connection) -> None:
+        """Before the outermost commit: the event log's lane counters given out."""
+        due = self.hot.lanes_due
+        if due:
+            db.executemany(
+                "UPDATE counters SET value = ? WHERE name = ?",
+                [(value, name) for name, value in due.items()],
+            )
+            due.clear()
+
+    def _undo(
+        self,
+        db: sqlite3.Connection,
+        savepoint: str | None,
+        mark: tuple[dict[str, int], dict[str, int]] | None = None,
+    ) -> None:
+        """Roll back (to ``savepoint``); forget what was read, but the lanes as
+        they were at the savepoint (``mark``): what was committed before it
+        in the transaction stays due."""
         self.settings_read.clear()
         self.hot.clear()
+        if savepoint is not None and mark is not None:
+            self.hot.restore(mark)
         _rollback_quietly(db, savepoint)
 
     @contextlib.contextmanager
@@ -381,17 +422,20 @@ class Database:
             savepoint = _SAVEPOINT if self._in_transaction or self._in_group else None
             if savepoint is None:
                 self.hot.serial += 1
+            mark = None if savepoint is None else self.hot.mark()
             try:
                 db.execute("BEGIN IMMEDIATE" if savepoint is None else f"SAVEPOINT {savepoint}")
                 try:
                     yield db
                 except BaseException:
-                    self._undo(db, savepoint)
+                    self._undo(db, savepoint, mark)
                     raise
                 try:
+                    if savepoint is None:
+                        self._write_lanes(db)
                     db.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
                 except DB_ERRORS:
-                    self._undo(db, savepoint)
+                    self._undo(db, savepoint, mark)
                     raise
             except BaseException as exc:
                 _raise_store_error(what, exc)

@@ -43,7 +43,9 @@ class BlockTables(Tables):
                 "INSERT INTO blocked_peers (peer_id, blocked_at_ms) VALUES (?, ?)",
                 (peer.raw, at_ms),
             )
-            insert_event(db, self._event_caps, LogEvent(EventType.CONTACT_BLOCKED, at_ms, peer))
+            insert_event(
+                db, self._event_caps, LogEvent(EventType.CONTACT_BLOCKED, at_ms, peer), self._hot
+            )
         self._notify()
         return True
 
@@ -54,7 +56,10 @@ class BlockTables(Tables):
             gone = db.execute("DELETE FROM blocked_peers WHERE peer_id = ?", (peer.raw,)).rowcount
             if gone:
                 insert_event(
-                    db, self._event_caps, LogEvent(EventType.CONTACT_UNBLOCKED, at_ms, peer)
+                    db,
+                    self._event_caps,
+                    LogEvent(EventType.CONTACT_UNBLOCKED, at_ms, peer),
+                    self._hot,
                 )
         if gone:
             self._notify()

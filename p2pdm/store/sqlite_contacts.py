@@ -74,7 +74,7 @@ class ContactTables(Tables):
                 ),
             )
             if new:
-                insert_event(db, self._event_caps, contact_added(contact))
+                insert_event(db, self._event_caps, contact_added(contact), self._hot)
         if new:
             self._notify()
 

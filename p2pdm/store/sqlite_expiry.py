@@ -121,7 +121,7 @@ class ExpiryTables(MessageTables):
                 )
                 db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
                 db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
-                insert_event(db, self._event_caps, expired_event(message, now_ms))
+                insert_event(db, self._event_caps, expired_event(message, now_ms), self._hot)
             gone.append(message)
         if gone:
             self._notify()

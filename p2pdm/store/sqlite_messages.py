@@ -296,7 +296,7 @@ class MessageTables(Tables):
             new = status if not old.recipients else message_status(old, recipients)
             entry = status_change_event(old, new, moved, at_ms, detail) if event else None
             if entry is not None:
-                insert_event(db, self._event_caps, entry)
+                insert_event(db, self._event_caps, entry, self._hot)
             if not status_moves(old.status, new):
                 changed = bool(moved)
                 new = old.status
@@ -384,7 +384,9 @@ class MessageTables(Tables):
                 "VALUES (?, ?, ?, ?)",
                 (message_id, str(status), at_ms, detail),
             )
-            insert_event(db, self._event_caps, status_event(message, status, at_ms, detail))
+            insert_event(
+                db, self._event_caps, status_event(message, status, at_ms, detail), self._hot
+            )
         self._notify()
         return True
 
@@ -460,7 +462,7 @@ class MessageTables(Tables):
             db.execute("UPDATE conversations SET unread = 0 WHERE id = ?", (conversation_id,))
             for message in read:
                 event = status_event(message, DeliveryStatus.READ, at_ms)
-                insert_event(db, self._event_caps, event)
+                insert_event(db, self._event_caps, event, self._hot)
         if read:
             self._notify()
         return [message.id for message in read]
