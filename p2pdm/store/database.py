@@ -39,6 +39,7 @@ __all__ = [
     "FILE_MODE",
     "IN_MEMORY",
     "MAX_HOT_READS",
+    "NOT_READ",
     "SYNCHRONOUS_MODES",
     "Database",
     "HotReads",
@@ -61,6 +62,9 @@ SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
 #: most at a time, and a flood of strangers' envelopes must not grow them
 #: (past it a map starts again, empty).
 MAX_HOT_READS: Final = 1_024
+
+#: What HotReads' maps give for a key never read (None is an answer there).
+NOT_READ: Final = object()
 
 _SAVEPOINT: Final = "store_call"
 #: The savepoint of a transaction inside a group (see Database.group).

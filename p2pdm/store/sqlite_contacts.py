@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from p2pdm.core.eventlog import contact_added
 from p2pdm.core.identity import PeerId
@@ -11,6 +11,7 @@ from p2pdm.core.model import Contact
 from p2pdm.store.base import (
     contact_name_key,
 )
+from p2pdm.store.database import NOT_READ
 from p2pdm.store.sqlite_api import insert_event
 from p2pdm.store.sqlite_tables import Tables
 
@@ -81,9 +82,9 @@ class ContactTables(Tables):
     def get_contact(self, peer: PeerId) -> Contact | None:
         """The contact, or None; read once until a write changes it (every
         send and every received envelope asks)."""
-        contacts = self._hot.contacts
-        if peer.raw in contacts:
-            return contacts[peer.raw]
+        found = self._hot.contacts.get(peer.raw, NOT_READ)  # one lookup: another thread may clear
+        if found is not NOT_READ:
+            return cast("Contact | None", found)
         with self._reading(f"reading contact {peer.short()}") as db:
             row = db.execute(
                 f"SELECT {_CONTACT_SELECT} FROM contacts WHERE peer_id = ?", (peer.raw,)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from p2pdm.core.eventlog import status_event
 from p2pdm.core.identity import PeerId
@@ -43,6 +43,7 @@ from p2pdm.store.base import (
     status_moves,
 )
 from p2pdm.store.cipher import INTEGRITY_ERRORS
+from p2pdm.store.database import NOT_READ
 from p2pdm.store.schema import UNREAD_CONDITION
 from p2pdm.store.sqlite_api import counter, insert_event
 from p2pdm.store.sqlite_requests import request_usage, trim_requests
@@ -420,9 +421,9 @@ class MessageTables(Tables):
     def get_conversation(self, conversation_id: bytes) -> Conversation | None:
         """The conversation, or None; read once until a write changes it (every
         send and every received message asks)."""
-        conversations = self._hot.conversations
-        if conversation_id in conversations:
-            return conversations[conversation_id]
+        found = self._hot.conversations.get(conversation_id, NOT_READ)  # one lookup
+        if found is not NOT_READ:
+            return cast("Conversation | None", found)
         with self._reading("reading a conversation") as db:
             row = db.execute(
                 f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
