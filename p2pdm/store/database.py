@@ -14,7 +14,9 @@ file and its ``-wal``/``-shm`` companions are mode 0600: they hold session
 keys. Given a key, the file is a SQLCipher database, encrypted at rest
 (:mod:`p2pdm.store.cipher`); a plain one found there is encrypted first.
 Every database error leaves as :class:`~p2pdm.errors.StoreError` naming what
-failed.
+failed. :class:`HotReads` keeps what the message path would read again for
+every message (a contact, a conversation, the event log's lane counters…)
+until a write changes it; any rollback forgets it.
 """
 
 from __future__ import annotations
