@@ -59,6 +59,9 @@ class Result:
     #: SQLite statements a message (send, receive, ack with the sent mark),
     #: triggers' own not counted.
     statements: float
+    #: The same by step (``STEPS``), one message at a time and in bursts.
+    steps: dict[str, float]
+    burst_steps: dict[str, float]
 
 
 #: Suffix of the encrypted variants' keys in ``Result.per_second``.
@@ -69,6 +72,8 @@ BURST = 16
 #: Suffix of the burst variants' keys in ``Result.per_second``.
 BURSTS = f"x{BURST}"
 _MODES = ("NORMAL", "FULL")
+#: The steps of a message whose statements are counted apart.
+STEPS = ("send", "receive", "ack")
 
 
 def _best_rate(run: Callable[[int], None], n: int, repeats: int) -> tuple[float, float]:
@@ -106,7 +111,7 @@ def _pipeline(
     tmp: Path,
     synchronous: str,
     encrypted: bool = False,
-    count: list[int] | None = None,
+    count: dict[str, int] | None = None,
     burst: int = 1,
 ) -> Callable[[int], None]:
     alice_id, bob_id = Identity(os.urandom(32)), Identity(os.urandom(32))
@@ -125,15 +130,19 @@ def _pipeline(
 
     # The sender applies the ack as the node does (services.dm.outbox).
     book = OutboxBook(alice, random.Random(0), DM_WINDOW)
+    step = ["send"]  # what the statements counted now are for
 
     def run(n: int) -> None:
         if burst > 1:
             run_bursts(n)
             return
         for seq in range(n):
+            step[0] = "send"
             out = alice.send_text(bob_id.peer_id, _TEXT)
+            step[0] = "receive"
             bob.receive(out.outbox.envelope)
             # The "sent" mark rides with the ack's commit (services.dm.sender).
+            step[0] = "ack"
             book.acked([(out.outbox, Ack(seq, "ok"))], [out.outbox])
 
     def run_bursts(n: int) -> None:
@@ -143,11 +152,14 @@ def _pipeline(
         acks in one transaction (``OutboxBook.acked``)."""
         for start in range(0, n, burst):
             size = min(burst, n - start)
+            step[0] = "send"
             with alice.store.group():
                 outs = [alice.send_text(bob_id.peer_id, _TEXT) for _ in range(size)]
+            step[0] = "receive"
             with bob.store.group():
                 for out in outs:
                     bob.receive(out.outbox.envelope)
+            step[0] = "ack"
             book.acked(
                 [(out.outbox, Ack(start + i, "ok")) for i, out in enumerate(outs)],
                 [out.outbox for out in outs],
@@ -155,34 +167,40 @@ def _pipeline(
 
     if count is not None:
         for each in stores:
-            _count_statements(each, count)
+            _count_statements(each, count, step)
     return run
 
 
-def _count_statements(store: SQLiteStore, count: list[int]) -> None:
-    """Count the statements p2pdm runs on ``store`` into ``count[0]``: a trigger's
-    statements are not counted, nor the top statement SQLite reports again
-    for each trigger it runs."""
+def _count_statements(store: SQLiteStore, count: dict[str, int], step: list[str]) -> None:
+    """Count the statements p2pdm runs on ``store`` into ``count``, by the step
+    ``step[0]`` names: a trigger's statements are not counted, nor the top
+    statement SQLite reports again for each trigger it runs."""
     last = [""]
 
     def traced(sql: str) -> None:
         if sql.startswith("--") or sql == last[0]:
             return
         last[0] = sql
-        count[0] += 1
+        count[step[0]] = count.get(step[0], 0) + 1
 
     store.trace(traced)
 
 
-def statements_per_message(n: int = 100) -> float:
-    """SQLite statements a message costs through the pipeline (send, receive, ack)."""
-    count = [0]
+def statements_by_step(n: int = 100, burst: int = 1) -> dict[str, float]:
+    """SQLite statements a message costs through the pipeline, by step (STEPS),
+    sent ``burst`` at a time (``n`` a multiple of it)."""
+    count: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as d:
-        run = _pipeline(Path(d), "NORMAL", count=count)
-        run(5)  # sessions set up, first conversation rows made
-        count[0] = 0
+        run = _pipeline(Path(d), "NORMAL", count=count, burst=burst)
+        run(5 * burst)  # sessions set up, first conversation rows made
+        count.clear()
         run(n)
-    return count[0] / n
+    return {name: count.get(name, 0) / n for name in STEPS}
+
+
+def statements_per_message(n: int = 100, burst: int = 1) -> float:
+    """SQLite statements a message costs through the pipeline (send, receive, ack)."""
+    return sum(statements_by_step(n, burst).values())
 
 
 def bench_pipeline(n: int, repeats: int) -> Result:
@@ -196,7 +214,12 @@ def bench_pipeline(n: int, repeats: int) -> Result:
             rates[key], cpu[key] = _best_rate(_pipeline(tmp, mode, burst=BURST), n, repeats)
             key = mode + ENCRYPTED
             rates[key], cpu[key] = _best_rate(_pipeline(tmp, mode, True), n, repeats)
-    return Result(baseline, rates, cpu, baseline_cpu, statements_per_message())
+    steps, burst_steps = statements_by_step(), statements_by_step(BURST * 8, BURST)
+    return Result(baseline, rates, cpu, baseline_cpu, sum(steps.values()), steps, burst_steps)
+
+
+def _steps(steps: dict[str, float]) -> str:
+    return ", ".join(f"{name} {steps[name]:.3g}" for name in STEPS)
 
 
 def _label(key: str) -> str:
@@ -258,8 +281,9 @@ def render(result: Result, n: int, repeats: int) -> str:
             " sends, the envelopes of one read from a dm stream, the acks read with them).",
             "",
             f"SQLite statements a message (send, receive, ack with the sent mark; a trigger's"
-            " own not counted):"
-            f" {result.statements:.0f}.",
+            f" own not counted): {result.statements:.0f} ({_steps(result.steps)}); in bursts"
+            f" of {BURST}: {sum(result.burst_steps.values()):.1f}"
+            f" ({_steps(result.burst_steps)}).",
             "",
             "CPU: this process's CPU time per message (the least of the runs; a commit's"
             " fsync is the kernel's, not counted), steadier than messages/s when other jobs"

@@ -85,6 +85,7 @@ from p2pdm.errors import (
     SchemaError,
     SessionError,
     StampMissing,
+    StoreError,
     WireError,
 )
 from p2pdm.limits import (
@@ -588,6 +589,9 @@ class Messenger:
         except GroupBehind as behind:
             self.group_behind(behind)  # nothing of it was kept; the sender retries
             raise
+        except StoreError:
+            self._refuse_taken(inner)  # nothing of it was kept
+            raise
         if stranger:
             self._log_requests(now)
         return received
@@ -612,18 +616,28 @@ class Messenger:
         """The authoritative replay check, on the authenticated (sender, message id).
 
         Raises ReplayError if this sender's message with this id was accepted
-        before, MessageIdConflict if the id is taken by another message.
+        before. An id taken by a stored message (its seen id forgotten, or
+        another message's) is left to the store, which refuses to store it
+        again: no read a message for what nearly never happens
+        (:meth:`_refuse_taken` names it after the rollback).
         """
         if self.store.has_seen(seen_message_key(inner.sender, inner.id)):
             raise ReplayError(f"message {inner.id.hex()} was already accepted")
+
+    def _refuse_taken(self, inner: InnerMessage) -> None:
+        """After the store refused to keep ``inner``: raise ReplayError if this
+        sender's message with its id is stored, MessageIdConflict if another
+        message has the id; else return (the caller re-raises the store's error)."""
         if not conversation.is_stored(inner.kind):
             return  # only stored kinds are kept under their id
         taken = self.store.get_message(inner.id)
         if taken is None:
             return
         if taken.peer == inner.sender and taken.direction is Direction.IN:
-            raise ReplayError(f"message {inner.id.hex()} is already stored")
-        raise MessageIdConflict(f"message id {inner.id.hex()} is taken by another message")
+            raise ReplayError(f"message {inner.id.hex()} is already stored") from None
+        raise MessageIdConflict(
+            f"message id {inner.id.hex()} is taken by another message"
+        ) from None
 
     @contextmanager
     def _committing(self, peer: PeerId) -> Iterator[None]:

@@ -14,7 +14,9 @@ file and its ``-wal``/``-shm`` companions are mode 0600: they hold session
 keys. Given a key, the file is a SQLCipher database, encrypted at rest
 (:mod:`p2pdm.store.cipher`); a plain one found there is encrypted first.
 Every database error leaves as :class:`~p2pdm.errors.StoreError` naming what
-failed.
+failed. :class:`HotReads` keeps what the message path would read again for
+every message (a contact, a conversation, the event log's lane counters…)
+until a write changes it; any rollback forgets it.
 """
 
 from __future__ import annotations
@@ -28,12 +30,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+from p2pdm.core.model import Contact, Conversation, StoredMessage
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.store.cipher import DB_ERRORS, connect_encrypted, encrypt_plain_store, is_plain_store
 from p2pdm.store.schema import migrate, schema_version
 from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 
-__all__ = ["BUSY_TIMEOUT_MS", "FILE_MODE", "IN_MEMORY", "SYNCHRONOUS_MODES", "Database"]
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "FILE_MODE",
+    "IN_MEMORY",
+    "MAX_HOT_READS",
+    "NOT_READ",
+    "SYNCHRONOUS_MODES",
+    "Database",
+    "HotReads",
+]
 
 #: How long a write waits for another connection (a second process on the
 #: same home, a backup tool) to release the file before it fails.
@@ -47,6 +59,14 @@ IN_MEMORY: Final = ":memory:"
 
 #: SQLite durability levels a store may use (see the module docstring).
 SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
+
+#: Entries of each of HotReads' maps: a node writes to a few hundred peers at
+#: most at a time, and a flood of strangers' envelopes must not grow them
+#: (past it a map starts again, empty).
+MAX_HOT_READS: Final = 1_024
+
+#: What HotReads' maps give for a key never read (None is an answer there).
+NOT_READ: Final = object()
 
 _SAVEPOINT: Final = "store_call"
 #: The savepoint of a transaction inside a group (see Database.group).
@@ -76,6 +96,94 @@ def _rollback_quietly(db: sqlite3.Connection, savepoint: str | None = None) -> N
             db.execute(f"RELEASE {savepoint}")
 
 
+class HotReads:
+    """What the message pipeline reads for every message, remembered until
+    a write could change it: a statement fewer a message each.
+
+    The store call that writes one of these drops its entry before it
+    writes; any rollback drops them all (it may undo a write they saw). One
+    connection writes the file (a second process on the same home would
+    not be seen: the same assumption as the settings read once).
+    """
+
+    __slots__ = (
+        "contacts",
+        "conversations",
+        "lanes",
+        "lanes_due",
+        "moved",
+        "no_deposits",
+        "no_held",
+        "serial",
+        "unanswered",
+    )
+
+    def __init__(self) -> None:
+        #: Contacts read (None: not a contact), by peer id; a contact's
+        #: ``blocked`` flag is in it, so blocking drops it too.
+        self.contacts: dict[bytes, Contact | None] = {}
+        #: Conversations read (None: none yet), by id: a send reads its timer,
+        #: a received message whether it is muted. Storing a message brings
+        #: its entry up to date as the row is; other writes drop them.
+        self.conversations: dict[bytes, Conversation | None] = {}
+        #: Conversations known to hold neither a message from the peer nor
+        #: one of ours it read (``conversation_answered`` is False).
+        self.unanswered: set[bytes] = set()
+        #: ``held_actions`` is known to be empty: no message has an action
+        #: waiting for it (the table nearly always is).
+        self.no_held = False
+        #: ``deposits`` is known to be empty (no envelope of ours waits in a
+        #: mailbox): an acked envelope has none to forget.
+        self.no_deposits = False
+        #: The message the last ``set_status`` left, inside the transaction it
+        #: ran in: (transaction serial, total changes after it, message id,
+        #: the message as stored). An ack's "sent" mark and "delivered" move
+        #: the same message one after the other: the second reads nothing.
+        self.moved: tuple[int, int, bytes, StoredMessage] | None = None
+        #: Counts the outermost transactions begun, so a ``moved`` of an
+        #: earlier one is never taken for the current one's.
+        self.serial = 0
+        #: The event log's lanes: the last ``lane_seq`` given, by counter
+        #: name, and those not written to ``counters`` yet. The counter is
+        #: written once when the outermost transaction commits (an ack's two
+        #: events, a burst's events: one write), not once an event.
+        self.lanes: dict[str, int] = {}
+        self.lanes_due: dict[str, int] = {}
+
+    def clear(self) -> None:
+        self.contacts.clear()
+        self.conversations.clear()
+        self.unanswered.clear()
+        self.no_held = False
+        self.no_deposits = False
+        self.moved = None
+        self.lanes.clear()
+        self.lanes_due.clear()
+
+    def mark(self) -> tuple[dict[str, int], dict[str, int]]:
+        """The lanes as a savepoint begins: its rollback puts them back."""
+        return dict(self.lanes), dict(self.lanes_due)
+
+    def restore(self, mark: tuple[dict[str, int], dict[str, int]]) -> None:
+        self.lanes.update(mark[0])
+        self.lanes_due.update(mark[1])
+
+    def remember_contact(self, peer: bytes, contact: Contact | None) -> None:
+        if len(self.contacts) >= MAX_HOT_READS:
+            self.contacts.clear()
+        self.contacts[peer] = contact
+
+    def remember_conversation(self, conversation_id: bytes, found: Conversation | None) -> None:
+        if len(self.conversations) >= MAX_HOT_READS:
+            self.conversations.clear()
+        self.conversations[conversation_id] = found
+
+    def remember_unanswered(self, conversation_id: bytes) -> None:
+        if len(self.unanswered) >= MAX_HOT_READS:
+            self.unanswered.clear()
+        self.unanswered.add(conversation_id)
+
+
 class Database:
     """An open, migrated SQLite store file. Raises StoreError if it cannot be opened.
 
@@ -101,6 +209,7 @@ class Database:
         #: Settings read before, by key: the receive path reads one a message.
         #: A write drops its key; a rollback drops them all (it may undo one).
         self.settings_read: dict[str, object] = {}
+        self.hot = HotReads()
         in_memory = self.path == IN_MEMORY
         if not in_memory:
             if key is not None and is_plain_store(Path(path)):
@@ -227,22 +336,48 @@ class Database:
             db.execute(begin)
         except DB_ERRORS as exc:
             raise StoreError(f"starting {what} failed: {exc}") from exc
+        if savepoint is None:
+            self.hot.serial += 1
+        mark = None if savepoint is None else self.hot.mark()
         setattr(self, flag, True)
         try:
             yield
         except BaseException:
             setattr(self, flag, False)
-            self._undo(db, savepoint)
+            self._undo(db, savepoint, mark)
             raise
         setattr(self, flag, False)
         try:
+            if savepoint is None:
+                self._write_lanes(db)
             db.execute(commit)
         except DB_ERRORS as exc:
-            self._undo(db, savepoint)
+            self._undo(db, savepoint, mark)
             raise StoreError(f"committing {what} failed: {exc}") from exc
 
-    def _undo(self, db: sqlite3.Connection, savepoint: str | None) -> None:
+    def _write_lanes(self, db: sqlite3.Connection) -> None:
+        """Before the outermost commit: the event log's lane counters given out."""
+        due = self.hot.lanes_due
+        if due:
+            db.executemany(
+                "UPDATE counters SET value = ? WHERE name = ?",
+                [(value, name) for name, value in due.items()],
+            )
+            due.clear()
+
+    def _undo(
+        self,
+        db: sqlite3.Connection,
+        savepoint: str | None,
+        mark: tuple[dict[str, int], dict[str, int]] | None = None,
+    ) -> None:
+        """Roll back (to ``savepoint``); forget what was read, but the lanes as
+        they were at the savepoint (``mark``): what was committed before it
+        in the transaction stays due."""
         self.settings_read.clear()
+        self.hot.clear()
+        if savepoint is not None and mark is not None:
+            self.hot.restore(mark)
         _rollback_quietly(db, savepoint)
 
     @contextlib.contextmanager
@@ -291,17 +426,22 @@ class Database:
                     raise
                 return
             savepoint = _SAVEPOINT if self._in_transaction or self._in_group else None
+            if savepoint is None:
+                self.hot.serial += 1
+            mark = None if savepoint is None else self.hot.mark()
             try:
                 db.execute("BEGIN IMMEDIATE" if savepoint is None else f"SAVEPOINT {savepoint}")
                 try:
                     yield db
                 except BaseException:
-                    self._undo(db, savepoint)
+                    self._undo(db, savepoint, mark)
                     raise
                 try:
+                    if savepoint is None:
+                        self._write_lanes(db)
                     db.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
                 except DB_ERRORS:
-                    self._undo(db, savepoint)
+                    self._undo(db, savepoint, mark)
                     raise
             except BaseException as exc:
                 _raise_store_error(what, exc)

@@ -82,6 +82,7 @@ class SQLiteStore(
         self._writing = self._db.writing
         self._writing_one = functools.partial(self._db.writing, one_statement=True)
         self._settings_read = self._db.settings_read
+        self._hot = self._db.hot
         self._event_caps = (max_events, max_request_events)
         self._request_caps = request_caps
         self._max_keys = max_idempotency_keys

@@ -156,11 +156,13 @@ class ActionTables(Tables):
     def delete_message(self, message_id: bytes) -> bool:
         """Delete a message here only (its statuses and reactions too); True if it existed."""
         with self._writing(f"deleting message {message_id.hex()}") as db:
+            self._hot.conversations.clear()  # its conversation's row changes or goes
             return _delete(db, message_id)
 
     def delete_conversation(self, conversation_id: bytes) -> int:
         """Delete a conversation and its messages here only; returns how many messages."""
         with self._writing("deleting a conversation") as db:
+            self._hot.conversations.clear()
             ids = [
                 bytes(mid)
                 for (mid,) in db.execute(
@@ -178,6 +180,7 @@ class ActionTables(Tables):
         oldest over the caps (counted in ``held_actions_dropped``)."""
         action = held.action
         with self._writing(f"holding action {action.id.hex()}") as db:
+            self._hot.no_held = False
             dropped = _drop_expired(db, held.held_at_ms)
             db.execute(
                 "INSERT OR IGNORE INTO held_actions (id, target, sender, conversation_id, kind, "
@@ -208,7 +211,12 @@ class ActionTables(Tables):
 
     def take_held(self, target: bytes, now_ms: int) -> list[HeldAction]:
         """Remove and return the live actions held for ``target``, oldest first
-        (expired ones are dropped and counted)."""
+        (expired ones are dropped and counted).
+
+        Asked for every message stored: once the table was found empty, no
+        statement until an action is held again."""
+        if self._hot.no_held:
+            return []
         with self._writing(f"taking actions held for {target.hex()}") as db:
             # One statement (nearly always deleting nothing): RETURNING gives no
             # order, so the rows are put in arrival order here.
@@ -216,6 +224,9 @@ class ActionTables(Tables):
                 f"DELETE FROM held_actions WHERE target = ? RETURNING n, {_HELD_COLUMNS}",
                 (target,),
             ).fetchall()
+            if not taken:  # once, then not again while it stays empty
+                (empty,) = db.execute("SELECT NOT EXISTS (SELECT 1 FROM held_actions)").fetchone()
+                self._hot.no_held = bool(empty)
             rows = [row[1:] for row in sorted(taken, key=lambda row: int(row[0]))]
             held = [h for h in map(_held, rows) if h is not None]
             live = [h for h in held if not held_expired(h, now_ms)]

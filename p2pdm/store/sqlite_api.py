@@ -19,6 +19,7 @@ from p2pdm.core.model import ApiToken, DeliveryStatus, Event, EventType, LogEven
 from p2pdm.errors import StoreError
 from p2pdm.limits import MAX_API_TOKENS
 from p2pdm.store.base import idempotency_cutoff_ms, page_limit
+from p2pdm.store.database import HotReads
 from p2pdm.store.sqlite_tables import Tables
 
 __all__ = ["APITables", "add_to_counter", "counter", "insert_event"]
@@ -74,11 +75,22 @@ def add_to_counter(db: Any, name: str, delta: int) -> int:
     return int(value)
 
 
-def insert_event(db: Any, caps: tuple[int, int], event: LogEvent) -> int:
-    """Append ``event``; prune its part of the log (``caps``: main, requests) to size."""
+def insert_event(db: Any, caps: tuple[int, int], event: LogEvent, hot: HotReads) -> int:
+    """Append ``event``; prune its part of the log (``caps``: main, requests) to size.
+
+    Its ``lane_seq`` is the next of its lane's counter, read once and then
+    counted in ``hot``, which writes the counter when the outermost
+    transaction commits (:attr:`HotReads.lanes`).
+    """
     request = event.request
     lane = "request_events" if request else "events"
-    lane_seq = add_to_counter(db, f"{lane}_lane_seq", 1)
+    name = f"{lane}_lane_seq"
+    last = hot.lanes.get(name)
+    if last is None:
+        lane_seq = add_to_counter(db, name, 1)
+    else:
+        lane_seq = hot.lanes_due[name] = last + 1
+    hot.lanes[name] = lane_seq
     cursor = db.execute(
         "INSERT INTO events (type, at_ms, peer, message_id, status, detail, request, lane_seq, "
         "conversation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -157,7 +169,7 @@ class APITables(Tables):
             event = LogEvent(
                 type, at_ms, peer, message_id, status, detail, conversation_id, request
             )
-            event_id = insert_event(db, self._event_caps, event)
+            event_id = insert_event(db, self._event_caps, event, self._hot)
         self._notify()
         return event_id
 

@@ -33,6 +33,7 @@ class BlockTables(Tables):
         Raises StoreError past MAX_BLOCKED_PEERS.
         """
         with self._writing(f"blocking {peer.short()}") as db:
+            self._hot.contacts.pop(peer.raw, None)  # its blocked flag
             if db.execute("SELECT 1 FROM blocked_peers WHERE peer_id = ?", (peer.raw,)).fetchone():
                 return False
             (count,) = db.execute("SELECT count(*) FROM blocked_peers").fetchone()
@@ -42,17 +43,23 @@ class BlockTables(Tables):
                 "INSERT INTO blocked_peers (peer_id, blocked_at_ms) VALUES (?, ?)",
                 (peer.raw, at_ms),
             )
-            insert_event(db, self._event_caps, LogEvent(EventType.CONTACT_BLOCKED, at_ms, peer))
+            insert_event(
+                db, self._event_caps, LogEvent(EventType.CONTACT_BLOCKED, at_ms, peer), self._hot
+            )
         self._notify()
         return True
 
     def unblock_peer(self, peer: PeerId, at_ms: int) -> bool:
         """Unblock ``peer`` (``contact.unblocked``); False if it was not blocked."""
         with self._writing(f"unblocking {peer.short()}") as db:
+            self._hot.contacts.pop(peer.raw, None)
             gone = db.execute("DELETE FROM blocked_peers WHERE peer_id = ?", (peer.raw,)).rowcount
             if gone:
                 insert_event(
-                    db, self._event_caps, LogEvent(EventType.CONTACT_UNBLOCKED, at_ms, peer)
+                    db,
+                    self._event_caps,
+                    LogEvent(EventType.CONTACT_UNBLOCKED, at_ms, peer),
+                    self._hot,
                 )
         if gone:
             self._notify()
@@ -90,18 +97,29 @@ class BlockTables(Tables):
     def delete_requests(self, peer: PeerId) -> int:
         """Delete ``peer``'s pending request messages; returns how many."""
         with self._writing(f"deleting requests of {peer.short()}") as db:
+            self._hot.conversations.clear()
             return delete_requests(db, peer)
 
     def conversation_answered(self, conversation_id: bytes) -> bool:
         """True if the conversation holds a message from the peer or one of
-        ours it read (so the peer has this node among its contacts)."""
+        ours it read (so the peer has this node among its contacts).
+
+        A conversation without one is remembered (until a message from the
+        peer is stored in it or one of ours moves to read): asked before
+        every send, the read scans every message of a conversation the
+        peer never answered."""
+        if conversation_id in self._hot.unanswered:
+            return False
         with self._reading("looking for an answer in a conversation") as db:
             row = db.execute(
                 "SELECT 1 FROM messages WHERE conversation_id = ? "
                 "AND (direction = 'in' OR status = 'read') LIMIT 1",
                 (conversation_id,),
             )
-            return row.fetchone() is not None
+            answered = row.fetchone() is not None
+            if not answered:
+                self._hot.remember_unanswered(conversation_id)
+        return answered
 
     def conversation_written(self, conversation_id: bytes) -> bool:
         """True if the conversation holds a message this node sent."""

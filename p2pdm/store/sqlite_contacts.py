@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from p2pdm.core.eventlog import contact_added
 from p2pdm.core.identity import PeerId
@@ -11,6 +11,7 @@ from p2pdm.core.model import Contact
 from p2pdm.store.base import (
     contact_name_key,
 )
+from p2pdm.store.database import NOT_READ
 from p2pdm.store.sqlite_api import insert_event
 from p2pdm.store.sqlite_tables import Tables
 
@@ -48,6 +49,7 @@ class ContactTables(Tables):
     def put_contact(self, contact: Contact) -> None:
         """Insert or replace; a new contact makes a ``contact.added`` event."""
         with self._writing(f"saving contact {contact.peer_id.short()}") as db:
+            self._hot.contacts.pop(contact.peer_id.raw, None)
             new = not db.execute(
                 "SELECT 1 FROM contacts WHERE peer_id = ?", (contact.peer_id.raw,)
             ).fetchone()
@@ -73,16 +75,23 @@ class ContactTables(Tables):
                 ),
             )
             if new:
-                insert_event(db, self._event_caps, contact_added(contact))
+                insert_event(db, self._event_caps, contact_added(contact), self._hot)
         if new:
             self._notify()
 
     def get_contact(self, peer: PeerId) -> Contact | None:
+        """The contact, or None; read once until a write changes it (every
+        send and every received envelope asks)."""
+        found = self._hot.contacts.get(peer.raw, NOT_READ)  # one lookup: another thread may clear
+        if found is not NOT_READ:
+            return cast("Contact | None", found)
         with self._reading(f"reading contact {peer.short()}") as db:
             row = db.execute(
                 f"SELECT {_CONTACT_SELECT} FROM contacts WHERE peer_id = ?", (peer.raw,)
             ).fetchone()
-        return None if row is None else _contact(row)
+            found = None if row is None else _contact(row)
+            self._hot.remember_contact(peer.raw, found)  # frozen: safe to hand out again
+        return found
 
     def find_contact_by_name(self, name: str) -> Contact | None:
         """The contact of that name, ignoring case; the earliest added if several share it."""
@@ -104,5 +113,6 @@ class ContactTables(Tables):
 
     def delete_contact(self, peer: PeerId) -> bool:
         with self._writing(f"deleting contact {peer.short()}") as db:
+            self._hot.contacts.pop(peer.raw, None)
             cursor = db.execute("DELETE FROM contacts WHERE peer_id = ?", (peer.raw,))
         return cursor.rowcount > 0

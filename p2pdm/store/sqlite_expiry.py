@@ -57,6 +57,7 @@ class ExpiryTables(MessageTables):
         in. None leaves a setting as it is.
         """
         with self._writing("changing a conversation") as db:
+            self._hot.conversations.pop(conversation_id, None)
             db.execute(
                 "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq) "
                 "VALUES (?, ?, ?, 0) ON CONFLICT (id) DO NOTHING",
@@ -121,11 +122,12 @@ class ExpiryTables(MessageTables):
                 db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
                 db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
                 if is_unread(message):  # a timer set on arrival, not on reading
+                    self._hot.conversations.pop(message.conversation_id, None)
                     db.execute(
                         "UPDATE conversations SET unread = unread - 1 WHERE id = ? AND unread > 0",
                         (message.conversation_id,),
                     )
-                insert_event(db, self._event_caps, expired_event(message, now_ms))
+                insert_event(db, self._event_caps, expired_event(message, now_ms), self._hot)
             gone.append(message)
         if gone:
             self._notify()

@@ -147,6 +147,7 @@ class GroupTables(Tables):
 
     def accept_conversation(self, conversation_id: bytes) -> int:
         with self._writing("accepting a conversation's requests") as db:
+            self._hot.conversations.pop(conversation_id, None)
             db.execute("UPDATE conversations SET request = 0 WHERE id = ?", (conversation_id,))
             cursor = db.execute(
                 "UPDATE messages SET request = 0 WHERE conversation_id = ? AND request = 1",

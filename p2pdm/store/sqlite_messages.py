@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from p2pdm.core.eventlog import status_event
 from p2pdm.core.identity import PeerId
@@ -43,6 +43,7 @@ from p2pdm.store.base import (
     status_moves,
 )
 from p2pdm.store.cipher import INTEGRITY_ERRORS
+from p2pdm.store.database import NOT_READ
 from p2pdm.store.schema import UNREAD_CONDITION
 from p2pdm.store.sqlite_api import counter, insert_event
 from p2pdm.store.sqlite_requests import request_usage, trim_requests
@@ -187,7 +188,12 @@ class MessageTables(Tables):
         recipients = first_recipients(message)
         status = message_status(message, recipients)
         unread = message.direction == Direction.IN and status in UNREAD_STATUSES
+        hot = self._hot
         with self._writing(f"storing message {message.id.hex()}") as db:
+            if message.direction == Direction.IN or status is DeliveryStatus.READ:
+                hot.unanswered.discard(message.conversation_id)  # it answers
+            # Brought up to date below as the upsert does, once all of it is written.
+            known = hot.conversations.pop(message.conversation_id, None)
             # The conversation first (the message refers to it), already with
             # the seq the message is about to get: one statement fewer.
             db.execute(
@@ -220,6 +226,15 @@ class MessageTables(Tables):
             )
             if message.request:
                 trim_requests(db, message.peer, self._request_caps)
+                known = None  # it may have deleted conversations
+                hot.conversations.clear()
+            if known is not None:
+                hot.conversations[message.conversation_id] = replace(
+                    known,
+                    last_message_at_ms=max(known.last_message_at_ms, message.stored_at_ms),
+                    unread=known.unread + int(unread),
+                    request=known.request and message.request,
+                )
         return replace(message, recipients=recipients, status=status, seq=seq)
 
     @staticmethod
@@ -263,8 +278,14 @@ class MessageTables(Tables):
     ) -> bool:
         """Record a status change, of ``recipient``'s (every recipient's if None)
         for an outgoing message; see ``Store.set_status``."""
+        hot = self._hot
         with self._writing(f"setting status of message {message_id.hex()}") as db:
-            old = _read_message(db, message_id)
+            left = hot.moved
+            if left is not None and left[:3] == (hot.serial, db.total_changes, message_id):
+                old: StoredMessage | None = left[3]  # as the last call left it: no read
+            else:
+                old = _read_message(db, message_id)
+            hot.moved = None
             if old is None:
                 raise NotFound(f"no message {message_id.hex()} in the store")
             recipients, moved = advance_recipients(old.recipients, status, at_ms, detail, recipient)
@@ -276,12 +297,16 @@ class MessageTables(Tables):
             new = status if not old.recipients else message_status(old, recipients)
             entry = status_change_event(old, new, moved, at_ms, detail) if event else None
             if entry is not None:
-                insert_event(db, self._event_caps, entry)
+                insert_event(db, self._event_caps, entry, self._hot)
             if not status_moves(old.status, new):
                 changed = bool(moved)
+                new = old.status
             else:
                 self._move_status(db, old, new, at_ms, detail)
                 changed = True
+            if new is not DeliveryStatus.READ:  # read also starts its timer: read again
+                left_as = replace(old, status=new, recipients=recipients) if changed else old
+                hot.moved = (hot.serial, db.total_changes, message_id, left_as)
         if entry is not None:
             self._notify()
         return changed
@@ -293,6 +318,7 @@ class MessageTables(Tables):
         message_id = old.id
         db.execute("UPDATE messages SET status = ? WHERE id = ?", (str(new), message_id))
         if new is DeliveryStatus.READ:  # the recipient read it: its timer starts
+            self._hot.unanswered.discard(old.conversation_id)  # and knows this node
             db.execute(
                 "UPDATE messages SET expires_at_ms = "
                 "min(coalesce(expires_at_ms, ?1 + timer_s * 1000), ?1 + timer_s * 1000) "
@@ -304,6 +330,7 @@ class MessageTables(Tables):
             (message_id, str(new), at_ms, detail),
         )
         if is_unread(old) and new not in UNREAD_STATUSES:
+            self._hot.conversations.pop(old.conversation_id, None)
             db.execute(
                 "UPDATE conversations SET unread = unread - 1 WHERE id = ? AND unread > 0",
                 (old.conversation_id,),
@@ -358,7 +385,9 @@ class MessageTables(Tables):
                 "VALUES (?, ?, ?, ?)",
                 (message_id, str(status), at_ms, detail),
             )
-            insert_event(db, self._event_caps, status_event(message, status, at_ms, detail))
+            insert_event(
+                db, self._event_caps, status_event(message, status, at_ms, detail), self._hot
+            )
         self._notify()
         return True
 
@@ -390,16 +419,24 @@ class MessageTables(Tables):
         return [_conversation(row) for row in rows]
 
     def get_conversation(self, conversation_id: bytes) -> Conversation | None:
+        """The conversation, or None; read once until a write changes it (every
+        send and every received message asks)."""
+        found = self._hot.conversations.get(conversation_id, NOT_READ)  # one lookup
+        if found is not NOT_READ:
+            return cast("Conversation | None", found)
         with self._reading("reading a conversation") as db:
             row = db.execute(
                 f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
                 (conversation_id,),
             ).fetchone()
-        return None if row is None else _conversation(row)
+            found = None if row is None else _conversation(row)
+            self._hot.remember_conversation(conversation_id, found)  # frozen
+        return found
 
     def mark_conversation_read(self, conversation_id: bytes, at_ms: int) -> list[bytes]:
         """Mark incoming messages read; returns the ids that changed, oldest first."""
         with self._writing("marking a conversation read") as db:
+            self._hot.conversations.pop(conversation_id, None)
             read = [
                 _message(row)
                 for row in db.execute(
@@ -426,7 +463,7 @@ class MessageTables(Tables):
             db.execute("UPDATE conversations SET unread = 0 WHERE id = ?", (conversation_id,))
             for message in read:
                 event = status_event(message, DeliveryStatus.READ, at_ms)
-                insert_event(db, self._event_caps, event)
+                insert_event(db, self._event_caps, event, self._hot)
         if read:
             self._notify()
         return [message.id for message in read]
@@ -434,6 +471,7 @@ class MessageTables(Tables):
     def accept_request(self, peer: PeerId) -> int:
         """Turn a peer's message requests into normal messages; returns how many."""
         with self._writing(f"accepting requests of {peer.short()}") as db:
+            self._hot.conversations.clear()
             db.execute(
                 "UPDATE conversations SET request = 0 WHERE request = 1 AND (peer = ? OR id IN "
                 "(SELECT conversation_id FROM messages WHERE peer = ? AND request = 1))",

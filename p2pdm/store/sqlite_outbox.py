@@ -145,9 +145,16 @@ class OutboxTables(Tables):
                 raise NotFound(f"no envelope {envelope_id.hex()} in the outbox")
 
     def remove_outbox(self, envelope_id: bytes) -> bool:
+        """Drop an envelope and its deposits (none, nearly always: once the
+        table was found empty, no statement for them until one is made)."""
+        hot = self._hot
         with self._writing(f"removing envelope {envelope_id.hex()}") as db:
             cursor = db.execute("DELETE FROM outbox WHERE envelope_id = ?", (envelope_id,))
-            db.execute("DELETE FROM deposits WHERE envelope_id = ?", (envelope_id,))
+            if not hot.no_deposits:
+                gone = db.execute("DELETE FROM deposits WHERE envelope_id = ?", (envelope_id,))
+                if gone.rowcount == 0:
+                    (empty,) = db.execute("SELECT NOT EXISTS (SELECT 1 FROM deposits)").fetchone()
+                    hot.no_deposits = bool(empty)
         return cursor.rowcount > 0
 
     def outbox_count(self) -> int:
@@ -159,6 +166,7 @@ class OutboxTables(Tables):
 
     def add_deposit(self, envelope_id: bytes, mailbox: PeerId, until_ms: int) -> None:
         with self._writing("recording a mailbox deposit") as db:
+            self._hot.no_deposits = False
             db.execute(
                 "INSERT INTO deposits (envelope_id, mailbox, until_ms) VALUES (?, ?, ?) "
                 "ON CONFLICT (envelope_id, mailbox) "

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from typing import Final
 
 from p2pdm.store.base import RequestCaps
+from p2pdm.store.database import HotReads
 
 __all__ = ["IN_CHUNK", "NO_CURSOR", "Tables"]
 
@@ -38,6 +39,8 @@ class Tables:
     _listener: Callable[[], None] | None
     #: Settings read before (:attr:`Database.settings_read`).
     _settings_read: dict[str, object]
+    #: What the message pipeline reads per message (:class:`HotReads`).
+    _hot: HotReads
 
     def _notify(self) -> None:
         """Wake the event listener after a write that added events."""

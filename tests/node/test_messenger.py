@@ -342,3 +342,21 @@ def test_another_senders_message_under_a_taken_id_is_not_a_replay(pair, make_sto
     # A fresh id from Carol is fine, and her first message is then stored once.
     bob.receive(_text_with_id(carol, bob, os.urandom(16), "hello"))
     assert bob.store.counts()["messages"] == before["messages"] + 1
+
+
+def test_a_replay_after_its_seen_id_was_forgotten(pair, clock) -> None:  # type: ignore[no-untyped-def]
+    """The store refuses the taken id (no read before storing); the receiver
+    names it a replay, keeps nothing of it, and the session goes on."""
+    alice, bob = pair
+    out = alice.send_text(bob.peer_id, "once")
+    bob.receive(out.outbox.envelope)
+    assert bob.store.purge_seen(clock.ms + 1) == 2  # the envelope's and the message's
+    before = bob.store.counts()
+    with pytest.raises(ReplayError, match="already stored"):
+        bob.receive(_text_with_id(alice, bob, out.outbox.message_id, "twice"))
+    assert bob.store.counts() == before
+    assert out.message is not None
+    [stored] = bob.store.messages(out.message.conversation_id, limit=5).messages
+    assert stored.body == out.message.body
+    nxt = alice.send_text(bob.peer_id, "and on")
+    assert bob.receive(nxt.outbox.envelope).message is not None

@@ -1069,6 +1069,24 @@ _writes: st.SearchStrategy[_Write] = st.one_of(
     st.tuples(st.integers(0, 4), _peers).map(
         lambda a: ("mailbox_add", lambda s: s.mailbox_add(held(a[0], a[1])))
     ),
+    # What the SQLite store remembers of its reads (HotReads): a write in a
+    # transaction that is rolled back must not leave them behind.
+    st.tuples(_peers, _names).map(
+        lambda a: ("put_contact", lambda s: s.put_contact(Contact(a[0], a[1], 1)))
+    ),
+    _peers.map(lambda p: ("block_peer", lambda s: s.block_peer(p, 1))),
+    st.tuples(_peers, st.integers(0, 3), st.booleans()).map(
+        lambda a: (
+            "update_conversation",
+            lambda s: s.update_conversation(
+                CONVERSATION_OF[a[0]], a[0], 1, timer=(a[1], 5), muted=a[2]
+            ),
+        )
+    ),
+    st.tuples(st.integers(0, 4), _peers).map(
+        lambda a: ("add_deposit", lambda s: s.add_deposit(mid(1000 + a[0]), a[1], 9))
+    ),
+    st.integers(0, 4).map(lambda n: ("remove_outbox", lambda s: s.remove_outbox(mid(1000 + n)))),
 )
 
 
@@ -1148,6 +1166,47 @@ class StoresAgree(RuleBasedStateMachine):
     @rule(peer=_peers)
     def accept_request(self, peer: PeerId) -> None:
         self.both(lambda s: s.accept_request(peer))
+
+    @rule(message_id=_ids, peer=_peers, at=_times, ok=st.booleans())
+    def ack(self, message_id: bytes, peer: PeerId, at: int, ok: bool) -> None:
+        """As a node applies an ack: the sent mark and the ack's move one after
+        the other in an undivided transaction (the SQLite store reads once)."""
+
+        def run(store: Store) -> list[object]:
+            answers: list[object] = []
+            with store.transaction(undivided=True):
+                for status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED):
+                    try:
+                        answers.append(store.set_status(message_id, status, at, recipient=peer))
+                    except NotFound:
+                        answers.append("not found")
+                answers.append(store.get_message(message_id))
+            return answers
+
+        self.both(run)
+
+    @rule(peer=_peers, at=_times, blocked=st.booleans())
+    def block(self, peer: PeerId, at: int, blocked: bool) -> None:
+        self.both(lambda s: s.block_peer(peer, at) if blocked else s.unblock_peer(peer, at))
+
+    @rule(peer=_peers, timer_s=st.integers(0, 3), set_at=_times, muted=st.none() | st.booleans())
+    def update_conversation(
+        self, peer: PeerId, timer_s: int, set_at: int, muted: bool | None
+    ) -> None:
+        conversation_id = CONVERSATION_OF[peer]
+        self.both(
+            lambda s: s.update_conversation(
+                conversation_id, peer, set_at, timer=(timer_s, set_at), muted=muted
+            )
+        )
+
+    @rule(message_id=_ids)
+    def delete_message(self, message_id: bytes) -> None:
+        self.both(lambda s: s.delete_message(message_id))
+
+    @rule(peer=_peers)
+    def delete_conversation(self, peer: PeerId) -> None:
+        self.both(lambda s: s.delete_conversation(CONVERSATION_OF[peer]))
 
     @rule(message_id=_ids, at=_times)
     def mark_seen(self, message_id: bytes, at: int) -> None:
@@ -1244,6 +1303,10 @@ class StoresAgree(RuleBasedStateMachine):
         self.both(lambda s: s.next_expiry_ms())
         self.both(lambda s: s.list_conversations())
         self.both(lambda s: s.list_contacts())
+        # Read one by one too: the SQLite store remembers these reads (HotReads).
+        self.both(lambda s: [s.get_contact(peer) for peer in _PEERS])
+        self.both(lambda s: [s.get_conversation(CONVERSATION_OF[peer]) for peer in _PEERS])
+        self.both(lambda s: [s.conversation_answered(CONVERSATION_OF[peer]) for peer in _PEERS])
         self.both(lambda s: s.settings())
         self.both(lambda s: s.get_prekeys())
         self.both(lambda s: s.events(0, MAX_PAGE_SIZE))

@@ -186,18 +186,24 @@ class OutboxBook:
         if not acked and not sent:
             return
         store = self.store
+        answered = {item.envelope_id for item, _ in acked}
+        marked = {item.envelope_id for item in sent} & answered
         # Undivided (no savepoint per call): a NotFound (a receipt's message
         # is not stored) writes nothing; any other failure undoes the burst.
         with store.transaction(undivided=True):
-            self._mark_sent(sent, {item.envelope_id for item, _ in acked})
+            self._mark_sent([item for item in sent if item.envelope_id not in answered], answered)
             for item, ack in acked:
+                # Its sent mark right before the ack's move: the store reads
+                # the message once for both.
+                if item.envelope_id in marked:
+                    self.set_status(item, DeliveryStatus.SENT)
                 if ack.result == "ok":
-                    store.remove_outbox(item.envelope_id)
                     self.set_status(item, DeliveryStatus.DELIVERED)
-                elif ack.result == "rejected":
                     store.remove_outbox(item.envelope_id)
+                elif ack.result == "rejected":
                     detail = f"refused by recipient: {_REFUSALS.get(ack.detail, ack.detail)}"
                     self.set_status(item, DeliveryStatus.FAILED, detail)
+                    store.remove_outbox(item.envelope_id)
                 else:
                     # A blocked sender's retry says nothing more: no colon before nothing.
                     why = "recipient asked to retry" + (f": {ack.detail}" if ack.detail else "")
