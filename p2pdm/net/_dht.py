@@ -40,6 +40,7 @@ from p2pdm.net._edge import (
     to_id,
     unreachable,
 )
+from p2pdm.net._handoff import RecordHandoff, watch_self_lookups
 from p2pdm.net._patches import replace_dht_stores
 from p2pdm.net.addrs import full_addr
 from p2pdm.net.limits import (
@@ -180,6 +181,13 @@ class Dht:
         #: The lookup of the :meth:`get_record` call that returned last, set as
         #: it returns (nothing runs in between): for measurements (the simulator).
         self.last_record_lookup: RecordLookup | None = None
+        #: Kademlia's join rule: records handed to peers that look themselves up.
+        self.record_handoff = RecordHandoff(dht)
+        watch_self_lookups(dht, _dht_writer.get, self._peer_looked_itself_up)
+
+    def _peer_looked_itself_up(self, peer: ID) -> None:
+        if self._tasks is not None:
+            self.record_handoff.joined(peer, self._tasks)
 
     async def find_peer(
         self,
