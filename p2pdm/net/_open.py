@@ -146,6 +146,7 @@ async def open_host(
     )
     swarm = cast("Swarm", lp_host.get_network())
     _patches.no_dial_retries(swarm)
+    _patches.unblock_peers_at_new_addrs(swarm)
     _patches.hold_inbound_slot_only_while_connected(swarm)
     serving = dht_mode == "server" or (dht_mode == "auto" and not bootstrap_peers)
     mode = DHTMode.SERVER if serving else DHTMode.CLIENT
