@@ -542,8 +542,9 @@ async def serve_node(
         relay=options.relay,
         mdns=options.mdns,
         join_delay=options.start_delay,
+        # Before joining: our DHT neighbours hand us the records we should hold.
+        record_namespaces={records.RECORD_NAMESPACE: (_validate, _select)},
     ) as host:
-        host.register_record_namespace(records.RECORD_NAMESPACE, _validate, _select)
         node.addrs = host.listen_addrs()
         directory = MailboxDirectory(node.identity, host, preferred=options.mailbox_peers)
         # Retry jitter from the node's own randomness (seeded in simulations).

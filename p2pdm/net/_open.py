@@ -11,7 +11,7 @@ nursery for the duration of the block.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import cast
 
@@ -28,7 +28,7 @@ from p2pdm.errors import ConfigError, SchemaError
 from p2pdm.net import _autonat, _holepunch, _maintenance, _mdns, _patches
 from p2pdm.net._dht import GuardedValidator, guard_dht
 from p2pdm.net._dht_guard import DEFAULT_DHT_LIMITS, DhtGuard, DhtLimits
-from p2pdm.net._edge import DEFAULT_LISTEN, DhtMode, PeerFilter
+from p2pdm.net._edge import DEFAULT_LISTEN, DhtMode, PeerFilter, RecordSelector, RecordValidator
 from p2pdm.net._host import Host
 from p2pdm.net._relay import RelayLimits, relay_protocol
 from p2pdm.net.addrs import parse_bootstrap, refuse_taken_port, transport_addr
@@ -62,6 +62,7 @@ async def open_host(
     faults: TcpFaults | None = None,
     dht_limits: DhtLimits = DEFAULT_DHT_LIMITS,
     join_delay: float = 0.0,
+    record_namespaces: Mapping[str, tuple[RecordValidator, RecordSelector]] | None = None,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host with the identity of ``seed`` for the duration of the block.
 
@@ -86,6 +87,9 @@ async def open_host(
     ``faults``: latency and loss on every TCP connection (simulations in
     real time); the memory network has its own. ``dht_limits``: what other
     peers may make our DHT store, and how fast (tests lower them).
+    ``record_namespaces``: :meth:`Host.register_record_namespace` for each
+    (namespace: (validate, select)) before joining, so the records our DHT
+    neighbours hand us as we join (:mod:`p2pdm.net._handoff`) are accepted.
 
     Entering joins the DHT first: with bootstrap peers it can take up to
     DIAL_TIMEOUT_SECONDS + IDENTIFY_WAIT_SECONDS + JOIN_LOOKUP_TIMEOUT_SECONDS.
@@ -142,6 +146,7 @@ async def open_host(
     )
     swarm = cast("Swarm", lp_host.get_network())
     _patches.no_dial_retries(swarm)
+    _patches.unblock_peers_at_new_addrs(swarm)
     _patches.hold_inbound_slot_only_while_connected(swarm)
     serving = dht_mode == "server" or (dht_mode == "auto" and not bootstrap_peers)
     mode = DHTMode.SERVER if serving else DHTMode.CLIENT
@@ -151,6 +156,8 @@ async def open_host(
     host = Host(identity, lp_host, dht, bootstrap_peers, upkeep, dht_guard)
     host._allowed = peer_filter
     host.dht_mode_setting = dht_mode
+    for namespace, (validate, select) in (record_namespaces or {}).items():
+        host.register_record_namespace(namespace, validate, select)
     relay_service = None
     if network is None:
         relay_service = relay_protocol(lp_host, relay, host.relay_stats)

@@ -149,6 +149,7 @@ __all__ = [
     "reset_by_peer",
     "security_options",
     "stop_auto_connector",
+    "unblock_peers_at_new_addrs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -186,6 +187,35 @@ def connection_config() -> ConnectionConfig:
 def no_dial_retries(swarm: Swarm) -> None:
     """Each dial to a departed peer would burn ~0.7 s of retries (pitfall 10)."""
     swarm.retry_config = RetryConfig(max_retries=0)
+
+
+def unblock_peers_at_new_addrs(swarm: Swarm) -> None:
+    """Lift the swarm's negative-cache block of a peer when we learn an address of
+    it we did not know.
+
+    A dial that fails every address blocks the peer for 60 s (libp2p's
+    ``_NegativePeerCache``): every dial meanwhile fails at once, even when a
+    DHT answer has since told us where the peer is now. A peer that restarted
+    on a new address (a moved laptop, a node whose port changed) was named to
+    lookups at its old address by peers that had not heard from it since; the
+    failed dial then made every later query to it fail for a minute,
+    although the next answer gave its new address (simulation with churn:
+    539 of ~1,000 failed record queries). libp2p has ``Swarm.unblock_peer``
+    for this but calls it only when a dial finds another peer at an address.
+    """
+    peerstore: Any = swarm.peerstore  # libp2p's PeerStore (its peer_data_map)
+    add_addrs = peerstore.add_addrs
+
+    def add_addrs_unblocking(
+        peer_id: ID, addrs: Sequence[multiaddr.Multiaddr], ttl: int = 0
+    ) -> None:
+        data = peerstore.peer_data_map.get(peer_id)
+        known = set(data.addrs) if data is not None else set()
+        add_addrs(peer_id, addrs, ttl)
+        if any(addr not in known for addr in addrs):
+            swarm.unblock_peer(peer_id)
+
+    peerstore.add_addrs = add_addrs_unblocking
 
 
 async def stop_auto_connector(swarm: Swarm) -> None:

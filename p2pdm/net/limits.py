@@ -168,6 +168,36 @@ RECORD_QUERY_TIMEOUT_SECONDS: Final = 5.0
 #: closest peers that answered without it) runs in the background.
 RECORD_CORRECTION_TIMEOUT_SECONDS: Final = 30.0
 
+#: A peer that looks itself up through us (a join, or a rejoin after a
+#: restart with an empty record store) is handed the records we hold for
+#: which it is among this many of the closest peers we know of: Kademlia's
+#: k, the replication of a put (:mod:`p2pdm.net._handoff`).
+RECORD_HANDOFF_CLOSEST: Final = RECORD_LOOKUP_CLOSEST
+
+#: Most records handed to one peer at a time: below the receiver's
+#: DHT_WRITE_BURST, so its DHT guard takes them all. A node holds ~20
+#: records for others on average; those nearest the joiner go first.
+RECORD_HANDOFF_MAX_RECORDS: Final = 16
+
+#: Records examined for one handoff (those whose keys are nearest the
+#: joiner), however many we hold: bounds the work one query can cause.
+RECORD_HANDOFF_SCAN: Final = 4 * RECORD_HANDOFF_MAX_RECORDS
+
+#: A peer is handed records at most once in this long: a restarted node is
+#: away for longer, and a peer asking about itself in a loop costs us one
+#: handoff per interval.
+RECORD_HANDOFF_PEER_INTERVAL_SECONDS: Final = 60.0
+
+#: Peers whose last handoff is remembered (least recent forgotten first).
+RECORD_HANDOFF_PEERS_REMEMBERED: Final = 4096
+
+#: Handoffs running at once; a joiner seen while this many run gets none from
+#: us (the other holders it asked still hand it theirs).
+RECORD_HANDOFF_CONCURRENCY: Final = 4
+
+#: Longest one handoff (its PUTs, one after another) may take.
+RECORD_HANDOFF_TIMEOUT_SECONDS: Final = 30.0
+
 #: Largest DHT record accepted into a p2pdm namespace. A node record holds a
 #: prekey bundle, mailbox and other addresses, maybe a profile with a 16 KiB
 #: avatar, and a signature: at most 32 KiB (MAX_NODE_RECORD_BYTES in

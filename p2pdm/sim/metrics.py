@@ -40,8 +40,11 @@ LOOKUP_CALLS: Final = ("find_peer", "get_record")
 #: not published it (yet) when the lookup started; the caller's deadline cut
 #: the lookup short; it asked the closest peers it could find and none had
 #: it (find_peer: the peer was not found); it had no peer to ask; the node
-#: stopped during the lookup; it raised.
+#: stopped during the lookup; it raised; find_peer only: the peer looked for
+#: was offline (stopped by the simulation) when the lookup ended, so there was
+#: nothing to find.
 LOOKUP_FAILURES: Final = (
+    "offline",
     "not_published",
     "timed_out",
     "not_found",
@@ -99,12 +102,16 @@ class Tap:
         #: Record keys whose owner's put_record had returned, and when (only
         #: when this tap sees every node: a worker's sees its own nodes).
         self.published: dict[str, float] | None = {} if sees_every_node else None
+        #: The nodes this tap hooked, by PeerId (a worker's: its own nodes), to
+        #: tell a find_peer of an offline node from a lookup that failed.
+        self._nodes: dict[Any, SimNode] = {}
 
     def observer(self, sim_node: SimNode) -> NodeObserver:
         """What node ``sim_node`` tells this tap (given to its Node at construction)."""
         return _Observer(self, sim_node.index)
 
     def delivery_created(self, sim_node: SimNode, delivery: Delivery) -> None:
+        self._nodes[sim_node.peer_id] = sim_node
         self._time_lookups(delivery.network)
 
     def _time_lookups(self, host: Any) -> None:
@@ -131,7 +138,11 @@ class Tap:
                     why = "" if found else self._why_not_found(name, host, key, start)
                     return result
                 except P2PDMError:
-                    why = "not_found" if name == "find_peer" else "error"
+                    why = (
+                        self._why_not_found(name, host, key, start)
+                        if name == "find_peer"
+                        else "error"
+                    )
                     raise
                 except trio.Cancelled:
                     why = "cancelled"  # the node stopped (churn, an absence) meanwhile
@@ -151,6 +162,9 @@ class Tap:
 
     def _why_not_found(self, name: str, host: Any, key: Any, start: float) -> str:
         """Why a lookup that returned found nothing (:data:`LOOKUP_FAILURES`)."""
+        if name == "find_peer":
+            sought = self._nodes.get(key)
+            return "offline" if sought is not None and not sought.online else "not_found"
         if name != "get_record":
             return "not_found"
         published = None if self.published is None else self.published.get(key)

@@ -269,7 +269,8 @@ def render_markdown(
         "when the lookup started; *timed_out* the caller's deadline ended the lookup; "
         "*not_found* it asked the closest peers it could reach and none had it "
         "(find_peer: the peer was not found); *no_peers* nobody to ask; *cancelled* the node "
-        "stopped meanwhile; *error* it raised.",
+        "stopped meanwhile; *error* it raised; *offline* (find_peer) the peer sought was "
+        "offline, so there was nothing to find.",
     ]
     lines += ["", "## Invariants", ""]
     checks = summary["invariants"]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,9 +21,9 @@ from rich.progress import Progress as RichProgress
 
 from p2pdm.cli.main import main
 from p2pdm.cli.sim import PhaseBars
-from p2pdm.errors import ConfigError
+from p2pdm.errors import ConfigError, PeerUnreachable
 from p2pdm.sim import Progress, SimOptions, simulate, summarize, write_report
-from p2pdm.sim.metrics import LOOKUP_FAILURES
+from p2pdm.sim.metrics import LOOKUP_FAILURES, Tap
 from p2pdm.sim.options import (
     DEFAULT_VIRTUAL_JITTER_SECONDS,
     DEFAULT_VIRTUAL_LATENCY_SECONDS,
@@ -227,3 +228,44 @@ def test_default_jittery_links_replay_exactly(run: Run) -> None:
     assert reproducible(summarize(again)) == reproducible(run.summary)
     times = [(r.sent_s, r.delivered_s) for r in run.outcome.recorder.messages.values()]
     assert [(r.sent_s, r.delivered_s) for r in again.recorder.messages.values()] == times
+
+
+async def test_a_find_peer_of_an_offline_node_says_so() -> None:
+    """find_peer finds nothing for a node the simulation has stopped: the
+    report counts that as *offline*, not as a lookup that failed."""
+
+    class Host:
+        async def find_peer(self, peer: object, timeout: float) -> list[str]:  # noqa: ASYNC109
+            raise PeerUnreachable("not found in the DHT", "not found")
+
+        async def get_record(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
+            return None
+
+        async def put_record(self, key: str, value: bytes) -> None:
+            return None
+
+    @dataclass
+    class Node:
+        peer_id: str
+        online: bool
+
+    seen: list[tuple[str, bool, str]] = []
+
+    class Sink:
+        def stored(self, index: int, message_id: bytes, path: object) -> None: ...
+        def refused(self, error: str) -> None: ...
+        def looked_up(self, call: str, seconds: float, found: bool, why: str = "") -> None:
+            seen.append((call, found, why))
+
+    tap = Tap(Sink(), trio.current_time)
+    host = Host()
+    tap.delivery_created(Node("away", online=False), SimpleNamespace(network=host))  # type: ignore[arg-type]
+    tap.delivery_created(Node("here", online=True), SimpleNamespace(network=Host()))  # type: ignore[arg-type]
+    for peer in ("away", "here", "stranger"):
+        with pytest.raises(PeerUnreachable):
+            await host.find_peer(peer, 1.0)
+    assert seen == [
+        ("find_peer", False, "offline"),
+        ("find_peer", False, "not_found"),
+        ("find_peer", False, "not_found"),
+    ]
