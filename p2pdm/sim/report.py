@@ -23,6 +23,7 @@ from p2pdm.sim.groups import group_invariants, render_groups
 from p2pdm.sim.metrics import MISDELIVERY_ERRORS, latency_summary
 from p2pdm.sim.options import Outcome
 from p2pdm.sim.plots import Plot, draw_plots
+from p2pdm.sim.tables import CLOSEST, PER_BUCKET
 
 __all__ = ["MAY_DIFFER", "invariants_hold", "reproducible", "summarize", "write_report"]
 
@@ -58,6 +59,8 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         # Every link, the clock's defaults filled in (the options say None
         # where the default was taken).
         "links": {"latency": faults.latency, "jitter": faults.jitter, "loss": faults.loss},
+        # How the routing tables formed, "auto" resolved: "plan" or "join".
+        "dht_forming": "plan" if outcome.options.planned_tables() else "join",
         "seconds": {
             "forming": round(outcome.form_s, 3),
             "phases": {name: round(s, 3) for name, s in outcome.phase_s.items()},
@@ -186,7 +189,16 @@ def _links_text(summary: dict[str, Any]) -> str:
         )
     elif o["clock"] == "virtual":
         text += "; secured by Noise, as on TCP"
-    return f"Links: {text}."
+    text = f"Links: {text}."
+    if summary.get("dht_forming") == "plan":
+        text += (
+            f" DHT forming: each node's join put in its routing table the peers its"
+            f" self-lookup would have found, computed from the plan (its {CLOSEST} closest"
+            f" nodes and up to {PER_BUCKET} of each farther bucket), instead of looking"
+            f" itself up; every other lookup (records, peers, refreshes, restarted nodes'"
+            f" joins) ran over the network (--dht-forming plan)."
+        )
+    return text
 
 
 def _phases_text(summary: dict[str, Any]) -> str:

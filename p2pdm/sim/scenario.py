@@ -257,6 +257,7 @@ async def _open_nodes(
         listen=options.listen,
         faults=tcp_faults,
         spread_start=network is not None,
+        planned_tables=options.planned_tables(),
     ) as sim:
         yield LocalNodes(sim)
 
