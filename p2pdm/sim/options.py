@@ -220,6 +220,8 @@ class Outcome:
     phase_s: dict[str, float] = field(default_factory=dict)
     sim_s: float = 0.0
     wall_s: float = 0.0
+    #: CPU seconds of this process (not of worker processes) in each phase.
+    cpu_s: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
     #: What the seeded plan held (the same for every run with this seed).
     plan_counts: dict[str, int] = field(default_factory=dict)

@@ -28,11 +28,16 @@ from p2pdm.sim.tables import CLOSEST, PER_BUCKET
 __all__ = ["MAY_DIFFER", "invariants_hold", "reproducible", "summarize", "write_report"]
 
 #: Report fields that two virtual-clock runs with one seed may disagree on:
-#: wall-clock seconds and the process's memory, which follow the machine,
+#: wall-clock and CPU seconds and the process's memory, which follow the machine,
 #: and where the SQLite stores went, which follows ``--out``. Every other
 #: field, and every row of ``messages.csv``, is replayed exactly
 #: (docs/simulation.md, "Same seed, same report").
-MAY_DIFFER: Final = (("seconds", "wall"), ("memory_mb",), ("options", "store_dir"))
+MAY_DIFFER: Final = (
+    ("seconds", "wall"),
+    ("seconds", "cpu"),
+    ("memory_mb",),
+    ("options", "store_dir"),
+)
 
 
 def summarize(outcome: Outcome) -> dict[str, Any]:
@@ -66,6 +71,8 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
             "phases": {name: round(s, 3) for name, s in outcome.phase_s.items()},
             "simulated": round(outcome.sim_s, 3),
             "wall": round(outcome.wall_s, 3),
+            # This process's CPU in each phase (not a worker process's).
+            "cpu": {name: round(s, 1) for name, s in outcome.cpu_s.items()},
         },
         "plan": outcome.plan_counts,
         "join_addrs": outcome.join_addrs,
@@ -204,10 +211,15 @@ def _links_text(summary: dict[str, Any]) -> str:
 def _phases_text(summary: dict[str, Any]) -> str:
     seconds = summary["seconds"]
     phases = ", ".join(f"{name} {s:g} s" for name, s in seconds["phases"].items())
-    return (
+    text = (
         f"Phases: {phases}; the whole run {seconds['simulated']} simulated s in"
         f" {seconds['wall']} s of wall time."
     )
+    cpu = seconds.get("cpu")
+    if cpu:
+        spent = ", ".join(f"{name} {s:g} s" for name, s in cpu.items())
+        text += f" CPU of this process: {spent}."
+    return text
 
 
 def _plots_section(plots: list[Plot], notes: list[str]) -> list[str]:
