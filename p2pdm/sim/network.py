@@ -173,6 +173,8 @@ class SimNetwork:
         #: While the start-up wave is spread: its joins seed routing tables
         #: from the plan (:mod:`p2pdm.sim.tables`) instead of looking up.
         self.planned_tables = False
+        #: Every online node's peer ID and addresses, for tables from the plan.
+        self._addrs: dict[int, tuple[PeerId, list[str]]] = {}
         #: During a TCP partition: the group of every node's peer ID.
         self._group_of: dict[PeerId, int] = {}
 
@@ -233,6 +235,7 @@ class SimNetwork:
         with trio.fail_after(NODE_START_TIMEOUT_SECONDS):
             serving: Serving = await self._nursery.start(self._serve, sim_node, bootstrap)
         sim_node.serving = serving
+        self._addrs[sim_node.index] = (sim_node.peer_id, serving.host.listen_addrs())
         if (
             self.planned_tables
             and self.start_window > 0
@@ -289,6 +292,7 @@ class SimNetwork:
                     task_status=task_status,
                 )
         finally:
+            self._addrs.pop(sim_node.index, None)
             sim_node.serving = None
             sim_node._scope = None
             sim_node._done.set()
@@ -296,8 +300,7 @@ class SimNetwork:
     def table_from_plan(self, sim_node: SimNode) -> list[tuple[PeerId, list[str]]]:
         """What ``sim_node``'s join would put in its routing table, from the plan:
         its closest and a few farther online nodes, with their addresses now."""
-        others = [(n.peer_id, n.running.host.listen_addrs()) for n in self.nodes if n.online]
-        return planned_table(sim_node.peer_id, others)
+        return planned_table(sim_node.peer_id, list(self._addrs.values()))
 
     @property
     def publish_window(self) -> float:

@@ -19,6 +19,7 @@ node's join — runs over the network as before. Used by ``p2pdm sim
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Sequence
@@ -38,9 +39,15 @@ CLOSEST: Final = 20
 #: target's region, as after a real join.
 PER_BUCKET: Final = 3
 
+#: Keys kept by :func:`dht_key`: every join of a run ranks every node, so
+#: each node's key is asked for once per join; more than a simulation's
+#: largest node count (p2pdm.sim.options.MAX_NODES).
+KEY_CACHE_SIZE: Final = 4096
+
 T = TypeVar("T")
 
 
+@functools.lru_cache(maxsize=KEY_CACHE_SIZE)
 def dht_key(peer: PeerId) -> int:
     """``peer``'s position in the DHT's key space (libp2p's ``peer_id_to_key``)."""
     return int.from_bytes(hashlib.sha256(peer.raw).digest(), "big")
