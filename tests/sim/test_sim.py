@@ -184,6 +184,20 @@ def test_cli_sim_writes_reports(tmp_path: Path) -> None:
     assert report["invariants"]["exactly_once"]
     assert "delivery rate" in (out / "report.md").read_text()
     assert (out / "messages.csv").read_text().count("\n") == report["sent"] + 1
+    assert report["dht_forming"] == "join"  # 5 nodes: real joins by default
+    assert "DHT forming" not in (out / "report.md").read_text()
+
+
+def test_cli_sim_forms_routing_tables_from_the_plan_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    argv = ["sim", "--clock", "virtual", "--nodes", "6", "--duration", "10", "--out", str(out)]
+    assert main([*argv, "--dht-forming", "plan", "--link-auth", "sim"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["dht_forming"] == "plan" and report["options"]["dht_forming"] == "plan"
+    assert report["delivery_rate"] == 1.0 and invariants_hold(report)
+    text = (out / "report.md").read_text()
+    assert "DHT forming: each node's join put in its routing table" in text
+    assert "every other lookup" in text
 
 
 @pytest.mark.slow
