@@ -46,6 +46,7 @@ from p2pdm.sim.options import (
     DEFAULT_VIRTUAL_JITTER_SECONDS,
     DEFAULT_VIRTUAL_LATENCY_SECONDS,
     MAX_WORKERS,
+    PLANNED_TABLES_MIN_NODES,
 )
 from p2pdm.sim.timeline import OPTION_KEYS, Timeline, load_scenario
 
@@ -201,6 +202,15 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="virtual clock: secure links with Noise as on TCP (default), or let the memory"
         " network vouch for each end (sim: no key agreement, the CPU goes to p2pdm)",
+    )
+    add(
+        "--dht-forming",
+        choices=("auto", "join", "plan"),
+        default=None,
+        help="virtual clock: how routing tables form as nodes join; join: each looks"
+        " itself up, as a real node does; plan: each starts with the peers that lookup"
+        " would find, computed from the plan (every later lookup is real); auto"
+        f" (default): plan from {PLANNED_TABLES_MIN_NODES} nodes on",
     )
     add(
         "--scenario",

@@ -36,6 +36,7 @@ from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError
 
 from p2pdm.core.identity import Identity, PeerId
@@ -78,6 +79,7 @@ from p2pdm.net.limits import (
     OPEN_STREAM_TIMEOUT_SECONDS,
     PEERSTORE_ADDR_TTL_SECONDS,
     PING_TIMEOUT_SECONDS,
+    SEEDED_ADDR_TTL_SECONDS,
 )
 from p2pdm.net.stream import Stream
 from p2pdm.net.upkeep import IdleTracker, Upkeep
@@ -159,6 +161,12 @@ class Host(Dht):
         #: (or found it had none); :func:`open_host` with a ``join_delay``
         #: returns before that.
         self.joined = trio.Event()
+        #: Simulations only: where this host's join would lead, known from the
+        #: simulation's plan. Set before a delayed join fires, it replaces the
+        #: join's self-lookup: the join dials the bootstrap peers as always,
+        #: then puts these peers (with their addresses) in the routing table
+        #: (:meth:`seed_routing_table`); every later lookup is a real one.
+        self.table_seed: Callable[[], Sequence[tuple[PeerId, Sequence[str]]]] | None = None
         self._dials: dict[PeerId, trio.Event] = {}
         self._handler_limits: dict[str, trio.CapacityLimiter] = {}
         # Set once a bootstrap peer has fetched our identify (so it knows our
@@ -256,6 +264,26 @@ class Host(Dht):
         if lost is not None and not relayed and not lan:
             raise lost
         return list(dict.fromkeys([*lan, *routed, *relayed]))[:MAX_ADDRS]
+
+    async def seed_routing_table(self, peers: Sequence[tuple[PeerId, Sequence[str]]]) -> int:
+        """Put ``peers`` and their addresses in our peerstore and DHT routing table,
+        without asking anyone; returns how many went in. For simulations, whose
+        plan knows every node (``Host.table_seed``); a peer of no address is
+        skipped."""
+        peerstore = self._host.get_peerstore()
+        table = self._dht.routing_table
+        added = 0
+        for peer, addrs in peers:
+            if peer == self.peer_id:
+                continue
+            parsed = [transport_addr(addr, peer) for addr in addrs[:MAX_ADDRS]]
+            if not parsed:
+                continue
+            pid = to_id(peer)
+            peerstore.add_addrs(pid, parsed, SEEDED_ADDR_TTL_SECONDS)
+            if await table.add_peer(PeerInfo(pid, parsed)):
+                added += 1
+        return added
 
     async def add_to_routing_table(self, peer: PeerId) -> None:
         """Put a connected ``peer`` in our DHT routing table (one found without the DHT)."""

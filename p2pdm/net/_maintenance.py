@@ -114,9 +114,13 @@ async def _join_later(host: Host, delay: float) -> None:
 
 async def _join_first(host: Host) -> None:
     try:
+        seed = host.table_seed
+        if seed is not None:
+            # A simulation's plan knows what the self-lookup would find.
+            await host.seed_routing_table(seed())
         if host._bootstrap:
             host._last_bootstrap_round = trio.current_time()
-            if await join(host):
+            if await join(host) and seed is None:
                 with trio.move_on_after(JOIN_LOOKUP_TIMEOUT_SECONDS):
                     await look_up_ourselves(host)
     finally:

@@ -6,10 +6,20 @@ them), and at most PIPE_BUFFER_BYTES wait in a pipe before the writer blocks
 (a socket buffer's worth of flow control). All waiting is ``trio`` waiting,
 so under ``trio.testing.MockClock`` latency costs no wall time. Used by
 :mod:`p2pdm.net.memory_transport` and :mod:`p2pdm.net.tcp_faults`.
+
+A reader waiting for bytes that are on their way parks without a timer of
+its own: one :class:`_Wakeups` task per trio run (a system task) keeps the
+pipes' delivery times in a heap and wakes each reader when its bytes are
+due. A timer per wait (a cancel scope around every such read) was the
+largest single source of trio's deadline bookkeeping in large simulations
+(docs/simulation.md, "Scale: 1,000 nodes").
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 from collections import deque
 from typing import Final
 
@@ -25,6 +35,51 @@ PIPE_BUFFER_BYTES: Final = 256 << 10
 MAX_READ_BYTES: Final = 64 << 10
 
 
+class _Wakeups:
+    """Wakes each pipe's parked reader when its next bytes are due: one timer
+    for every pipe of a trio run instead of one per wait."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Pipe]] = []
+        self._order = itertools.count()  # equal times wake in the order asked
+        self._scope: trio.CancelScope | None = None
+        trio.lowlevel.spawn_system_task(self._run, name="p2pdm memory pipe wakeups")
+
+    def at(self, when: float, pipe: Pipe) -> None:
+        """Wake ``pipe``'s reader at ``when`` (unless it was asked for earlier)."""
+        if when >= pipe._wake_at:
+            return
+        pipe._wake_at = when
+        heapq.heappush(self._due, (when, next(self._order), pipe))
+        if self._scope is not None and when < self._scope.deadline:
+            self._scope.deadline = when
+
+    async def _run(self) -> None:
+        while True:
+            deadline = self._due[0][0] if self._due else math.inf
+            with trio.CancelScope(deadline=deadline) as self._scope:
+                await trio.sleep_forever()
+            self._scope = None
+            now = trio.current_time()
+            while self._due and self._due[0][0] <= now:
+                when, _, pipe = heapq.heappop(self._due)
+                if pipe._wake_at == when:
+                    pipe._wake_at = math.inf
+                    pipe._readable.unpark_all()
+
+
+_WAKEUPS: trio.lowlevel.RunVar[_Wakeups] = trio.lowlevel.RunVar("p2pdm_pipe_wakeups")
+
+
+def _wakeups() -> _Wakeups:
+    try:
+        return _WAKEUPS.get()
+    except LookupError:
+        wakeups = _Wakeups()
+        _WAKEUPS.set(wakeups)
+        return wakeups
+
+
 class Pipe:
     """One direction of a connection (see the module's docstring)."""
 
@@ -33,6 +88,7 @@ class Pipe:
         "_chunks",
         "_last_delivery",
         "_readable",
+        "_wake_at",
         "_writable",
         "broken",
         "eof",
@@ -45,6 +101,8 @@ class Pipe:
         self._last_delivery = -float("inf")
         self._readable = trio.lowlevel.ParkingLot()
         self._writable = trio.lowlevel.ParkingLot()
+        #: When :class:`_Wakeups` will wake our reader (inf: not asked).
+        self._wake_at = math.inf
         self.eof = False  # the writer closed: read what is queued, then b""
         self.reader_gone = False  # the reader closed: further writes fail
         self.broken = False  # reset: both ends fail at once
@@ -76,7 +134,9 @@ class Pipe:
         self._last_delivery = at
         self._chunks.append((at, data))
         self._buffered += len(data)
-        self._readable.unpark_all()
+        if len(self._chunks) == 1:
+            # A reader waiting for earlier bytes is woken when those are due.
+            self._readable.unpark_all()
         await trio.lowlevel.checkpoint()
 
     async def read(self, max_bytes: int) -> bytes:
@@ -90,8 +150,8 @@ class Pipe:
                     data = self._take(max_bytes)
                     await trio.lowlevel.checkpoint()
                     return data
-                with trio.move_on_at(at):
-                    await self._readable.park()  # woken early only by a reset
+                _wakeups().at(at, self)
+                await self._readable.park()  # then, or by a reset
             elif self.eof:
                 await trio.lowlevel.checkpoint()
                 return b""

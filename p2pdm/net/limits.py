@@ -34,6 +34,11 @@ OPEN_STREAM_TIMEOUT_SECONDS: Final = DIAL_TIMEOUT_SECONDS + STREAM_NEGOTIATION_T
 #: peerstore. p2pdm keeps its own address book (NOTES pitfall 8), so this
 #: only needs to outlive one delivery attempt and its stream reopenings.
 PEERSTORE_ADDR_TTL_SECONDS: Final = 10 * 60
+#: How long addresses put in a simulated node's routing table from the
+#: simulation's plan (:meth:`Host.seed_routing_table`) stay in its peerstore:
+#: libp2p's own TTL for addresses a DHT lookup learns, which is what the
+#: join those entries stand for would have learnt them by.
+SEEDED_ADDR_TTL_SECONDS: Final = 60 * 60
 
 # --- connection budget ------------------------------------------------------
 

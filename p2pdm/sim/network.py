@@ -65,6 +65,7 @@ from p2pdm.sim.layout import (
     refuse_own_peers,
 )
 from p2pdm.sim.simnode import Collected, Probe, SimNode, collect, make_sim_nodes
+from p2pdm.sim.tables import planned_table
 
 __all__ = [
     "SIM_UPKEEP",
@@ -126,6 +127,12 @@ PUBLISH_WINDOW_MAX_SECONDS: Final = 30.0
 #: window and a dial bound"). About two virtual seconds a join (30 ms links): one second a
 #: node keeps a few joins at a time, each into a network mostly formed.
 START_WINDOW_SECONDS_PER_NODE: Final = 1.0
+#: The same window's seconds per node when the joins seed their routing
+#: tables from the plan: such a join is a bootstrap dial, not a lookup of
+#: about two virtual seconds, so a quarter of the window keeps about as few
+#: at a time, and every node online meanwhile runs its upkeep for less
+#: (docs/simulation.md, "Scale: 1,000 nodes").
+PLANNED_START_WINDOW_SECONDS_PER_NODE: Final = 0.25
 START_WINDOW_MAX_SECONDS: Final = 600.0
 
 
@@ -163,6 +170,11 @@ class SimNetwork:
         self._formed_at = -math.inf
         #: While the start-up wave is spread (:func:`open_sim_network`): its window, s.
         self.start_window = 0.0
+        #: While the start-up wave is spread: its joins seed routing tables
+        #: from the plan (:mod:`p2pdm.sim.tables`) instead of looking up.
+        self.planned_tables = False
+        #: Every online node's peer ID and addresses, for tables from the plan.
+        self._addrs: dict[int, tuple[PeerId, list[str]]] = {}
         #: During a TCP partition: the group of every node's peer ID.
         self._group_of: dict[PeerId, int] = {}
 
@@ -223,6 +235,14 @@ class SimNetwork:
         with trio.fail_after(NODE_START_TIMEOUT_SECONDS):
             serving: Serving = await self._nursery.start(self._serve, sim_node, bootstrap)
         sim_node.serving = serving
+        self._addrs[sim_node.index] = (sim_node.peer_id, serving.host.listen_addrs())
+        if (
+            self.planned_tables
+            and self.start_window > 0
+            and not sim_node.fixed
+            and not sim_node.starts
+        ):
+            serving.host.table_seed = partial(self.table_from_plan, sim_node)
         sim_node.starts += 1
         self._note_publications(sim_node, serving)
         if self.network is not None and self._groups is not None:
@@ -272,9 +292,15 @@ class SimNetwork:
                     task_status=task_status,
                 )
         finally:
+            self._addrs.pop(sim_node.index, None)
             sim_node.serving = None
             sim_node._scope = None
             sim_node._done.set()
+
+    def table_from_plan(self, sim_node: SimNode) -> list[tuple[PeerId, list[str]]]:
+        """What ``sim_node``'s join would put in its routing table, from the plan:
+        its closest and a few farther online nodes, with their addresses now."""
+        return planned_table(sim_node.peer_id, list(self._addrs.values()))
 
     @property
     def publish_window(self) -> float:
@@ -314,6 +340,12 @@ class SimNetwork:
             self.start_window + timeout,
             lambda: "not every node joined the DHT",
         )
+        if self.planned_tables:
+            # The fixed nodes joined first, into an empty network: their tables
+            # now get what the joins that followed would have filled them with.
+            for sim_node in self.nodes:
+                if sim_node.fixed and sim_node.online:
+                    await sim_node.running.host.seed_routing_table(self.table_from_plan(sim_node))
         self._formed_at = trio.current_time()
         self.formed.set()
         await trio.sleep(self.publish_window)  # every gate has opened by then
@@ -566,6 +598,7 @@ async def open_sim_network(
     listen: str | None = None,
     faults: TcpFaults | None = None,
     spread_start: bool = False,
+    planned_tables: bool = False,
 ) -> AsyncIterator[SimNetwork]:
     """``count`` running nodes with contacts; leaving the block stops them all.
 
@@ -581,7 +614,9 @@ async def open_sim_network(
     ``faults``: latency and loss on every TCP connection (without ``network``).
     ``spread_start`` (virtual clock): the nodes' first mailbox fetches and
     DHT joins are spread over a window (START_WINDOW_*); the network is
-    formed once every node has joined.
+    formed once every node has joined. ``planned_tables`` (with
+    ``spread_start``): those joins seed each routing table from the plan
+    instead of looking the node up (:mod:`p2pdm.sim.tables`).
     """
     if count < 2:
         raise ValueError("a simulated network needs at least 2 nodes")
@@ -600,7 +635,13 @@ async def open_sim_network(
         publish_after_forming=True,
     ) as sim:
         if spread_start:
-            sim.start_window = min(START_WINDOW_MAX_SECONDS, START_WINDOW_SECONDS_PER_NODE * count)
+            per_node = (
+                PLANNED_START_WINDOW_SECONDS_PER_NODE
+                if planned_tables
+                else START_WINDOW_SECONDS_PER_NODE
+            )
+            sim.start_window = min(START_WINDOW_MAX_SECONDS, per_node * count)
+            sim.planned_tables = planned_tables
         for sim_node in nodes:
             await sim.start(sim_node)
         sim.add_contacts(rng, contacts)

@@ -44,7 +44,15 @@ DEFAULT_VIRTUAL_LATENCY_SECONDS: Final = 0.03
 #: load is their link, unless ``--latency``/``--jitter`` are given.
 DEFAULT_VIRTUAL_JITTER_SECONDS: Final = 0.02
 
+#: From this many nodes on, a virtual-time run's DHT forms from the plan
+#: (``--dht-forming auto``, docs/simulation.md "Routing tables from the
+#: plan"): each join's self-lookup is most of forming's CPU, which grows
+#: faster than the node count. Below it, every join looks up as a real one
+#: does (the 200-node test among them).
+PLANNED_TABLES_MIN_NODES: Final = 300
+
 Clock = Literal["real", "virtual"]
+DhtForming = Literal["auto", "join", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +98,18 @@ class SimOptions:
     #: Noise handshake as on TCP; "sim", the memory network's own knowledge of
     #: which node is at each end, no key agreement (docs/simulation.md).
     link_auth: str = "noise"
+    #: How a virtual-time run's nodes fill their DHT routing tables as they
+    #: join (``--dht-forming``): "join", each looks itself up through its
+    #: bootstrap peer, as a real node does; "plan", each starts with the peers
+    #: that lookup would find, computed from the plan's identities (every
+    #: later lookup is real); "auto", "plan" from PLANNED_TABLES_MIN_NODES on.
+    dht_forming: DhtForming = "auto"
+
+    def planned_tables(self) -> bool:
+        """Whether the joins seed their routing tables from the plan."""
+        if self.clock != "virtual" or self.dht_forming == "join":
+            return False
+        return self.dht_forming == "plan" or self.nodes >= PLANNED_TABLES_MIN_NODES
 
     def check(self) -> None:
         """Raise ConfigError for a scenario that cannot run."""
@@ -122,6 +142,10 @@ class SimOptions:
             raise ConfigError("--link-auth is noise or sim")
         if self.link_auth == "sim" and self.clock != "virtual":
             raise ConfigError("--link-auth sim is for the memory network: use --clock virtual")
+        if self.dht_forming not in ("auto", "join", "plan"):
+            raise ConfigError("--dht-forming is auto, join or plan")
+        if self.dht_forming == "plan" and self.clock != "virtual":
+            raise ConfigError("--dht-forming plan is for the memory network: use --clock virtual")
         if self.bootstrap and self.clock != "real":
             raise ConfigError("--bootstrap joins other machines over TCP: use --clock real")
         refuse_own_peers(self.bootstrap, self.seed, self.nodes)
@@ -196,6 +220,8 @@ class Outcome:
     phase_s: dict[str, float] = field(default_factory=dict)
     sim_s: float = 0.0
     wall_s: float = 0.0
+    #: CPU seconds of this process (not of worker processes) in each phase.
+    cpu_s: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
     #: What the seeded plan held (the same for every run with this seed).
     plan_counts: dict[str, int] = field(default_factory=dict)

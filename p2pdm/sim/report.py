@@ -23,15 +23,21 @@ from p2pdm.sim.groups import group_invariants, render_groups
 from p2pdm.sim.metrics import MISDELIVERY_ERRORS, latency_summary
 from p2pdm.sim.options import Outcome
 from p2pdm.sim.plots import Plot, draw_plots
+from p2pdm.sim.tables import CLOSEST, PER_BUCKET
 
 __all__ = ["MAY_DIFFER", "invariants_hold", "reproducible", "summarize", "write_report"]
 
 #: Report fields that two virtual-clock runs with one seed may disagree on:
-#: wall-clock seconds and the process's memory, which follow the machine,
+#: wall-clock and CPU seconds and the process's memory, which follow the machine,
 #: and where the SQLite stores went, which follows ``--out``. Every other
 #: field, and every row of ``messages.csv``, is replayed exactly
 #: (docs/simulation.md, "Same seed, same report").
-MAY_DIFFER: Final = (("seconds", "wall"), ("memory_mb",), ("options", "store_dir"))
+MAY_DIFFER: Final = (
+    ("seconds", "wall"),
+    ("seconds", "cpu"),
+    ("memory_mb",),
+    ("options", "store_dir"),
+)
 
 
 def summarize(outcome: Outcome) -> dict[str, Any]:
@@ -58,11 +64,15 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         # Every link, the clock's defaults filled in (the options say None
         # where the default was taken).
         "links": {"latency": faults.latency, "jitter": faults.jitter, "loss": faults.loss},
+        # How the routing tables formed, "auto" resolved: "plan" or "join".
+        "dht_forming": "plan" if outcome.options.planned_tables() else "join",
         "seconds": {
             "forming": round(outcome.form_s, 3),
             "phases": {name: round(s, 3) for name, s in outcome.phase_s.items()},
             "simulated": round(outcome.sim_s, 3),
             "wall": round(outcome.wall_s, 3),
+            # This process's CPU in each phase (not a worker process's).
+            "cpu": {name: round(s, 1) for name, s in outcome.cpu_s.items()},
         },
         "plan": outcome.plan_counts,
         "join_addrs": outcome.join_addrs,
@@ -186,16 +196,30 @@ def _links_text(summary: dict[str, Any]) -> str:
         )
     elif o["clock"] == "virtual":
         text += "; secured by Noise, as on TCP"
-    return f"Links: {text}."
+    text = f"Links: {text}."
+    if summary.get("dht_forming") == "plan":
+        text += (
+            f" DHT forming: each node's join put in its routing table the peers its"
+            f" self-lookup would have found, computed from the plan (its {CLOSEST} closest"
+            f" nodes and up to {PER_BUCKET} of each farther bucket), instead of looking"
+            f" itself up; every other lookup (records, peers, refreshes, restarted nodes'"
+            f" joins) ran over the network (--dht-forming plan)."
+        )
+    return text
 
 
 def _phases_text(summary: dict[str, Any]) -> str:
     seconds = summary["seconds"]
     phases = ", ".join(f"{name} {s:g} s" for name, s in seconds["phases"].items())
-    return (
+    text = (
         f"Phases: {phases}; the whole run {seconds['simulated']} simulated s in"
         f" {seconds['wall']} s of wall time."
     )
+    cpu = seconds.get("cpu")
+    if cpu:
+        spent = ", ".join(f"{name} {s:g} s" for name, s in cpu.items())
+        text += f" CPU of this process: {spent}."
+    return text
 
 
 def _plots_section(plots: list[Plot], notes: list[str]) -> list[str]:

@@ -257,6 +257,7 @@ async def _open_nodes(
         listen=options.listen,
         faults=tcp_faults,
         spread_start=network is not None,
+        planned_tables=options.planned_tables(),
     ) as sim:
         yield LocalNodes(sim)
 
@@ -308,6 +309,7 @@ async def _simulate(
     phase: list[str] = ["forming"]
     phase_start: list[float] = [t0]
     phase_limit: list[float | None] = [None]
+    phase_cpu: list[float] = [time.process_time()]
 
     def report(sim: Nodes | None) -> None:
         if progress is not None:
@@ -329,7 +331,9 @@ async def _simulate(
         report(sim)
         now = trio.current_time()
         outcome.phase_s[phase[0]] = now - phase_start[0]
-        phase[0], phase_start[0], phase_limit[0] = name, now, limit
+        cpu = time.process_time()
+        outcome.cpu_s[phase[0]] = cpu - phase_cpu[0]
+        phase[0], phase_start[0], phase_limit[0], phase_cpu[0] = name, now, limit, cpu
         report(sim)
 
     outcome.rss_mb["start"] = rss_mb()

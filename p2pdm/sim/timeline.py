@@ -72,6 +72,7 @@ OPTION_KEYS: Final = frozenset(
         "groups",
         "group_size",
         "link_auth",
+        "dht_forming",
     }
 )
 _INT_OPTIONS: Final = frozenset({"nodes", "mailboxes", "contacts", "seed", "groups", "group_size"})
@@ -224,6 +225,9 @@ def parse_scenario(data: Mapping[str, Any]) -> tuple[dict[str, Any], Timeline]:
         if key == "clock":
             if value not in ("real", "virtual"):
                 raise ConfigError(f"clock must be 'real' or 'virtual', not {value!r}")
+        elif key == "dht_forming":
+            if value not in ("auto", "join", "plan"):
+                raise ConfigError(f"dht_forming must be 'auto', 'join' or 'plan', not {value!r}")
         elif key == "link_auth":
             if value not in ("noise", "sim"):
                 raise ConfigError(f"link_auth must be 'noise' or 'sim', not {value!r}")

@@ -327,6 +327,32 @@ async def test_a_host_with_a_join_delay_joins_the_dht_later(autojump_clock: Mock
             assert late.peer_id in first.dht_peers()
 
 
+async def test_a_seeded_join_takes_its_routing_table_from_the_seed_without_a_lookup(
+    autojump_clock: MockClock,
+) -> None:
+    net = MemoryNetwork(LinkFaults(latency=0.01))
+    async with open_hosts(6, network=net) as hosts:
+        seeded = hosts[2:]
+        async with open_host(
+            host_seed(6), network=net, bootstrap=hosts[0].listen_addrs()[:1], join_delay=1.0
+        ) as late:
+            late.table_seed = lambda: [(h.peer_id, h.listen_addrs()) for h in [late, *seeded]]
+            register([*hosts, late])
+            dials = net.stats["dials"]
+            await late.joined.wait()
+            # The bootstrap peer, dialled as in every join, and the seed (not itself).
+            assert set(late.dht_peers()) == {hosts[0].peer_id} | {h.peer_id for h in seeded}
+            assert net.stats["dials"] - dials == 1  # no self-lookup
+            assert late.connected_peers() == [hosts[0].peer_id]
+            # Later lookups go over the network, from the seeded addresses.
+            writer = hosts[1]
+            key = record_key(writer.peer_id)
+            record = make_record(Identity(host_seed(1)), 1, b"prekey bundle")
+            await writer.put_record(key, record)
+            assert await late.get_record(key, TIMEOUT) == record
+            assert net.stats["dials"] - dials > 1
+
+
 async def test_a_transport_runs_a_bounded_number_of_dials_at_once(
     autojump_clock: MockClock,
 ) -> None:

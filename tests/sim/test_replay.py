@@ -132,6 +132,25 @@ def test_same_seed_same_report() -> None:
 
 
 @pytest.mark.slow
+def test_tables_from_the_plan_replay_too() -> None:
+    options = SimOptions(
+        nodes=10,
+        duration=15,
+        rate=1,
+        offline=0.3,
+        clock="virtual",
+        seed=7,
+        link_auth="sim",
+        dht_forming="plan",
+    )
+    (a, _), (b, _) = run(options), run(options)
+    first = summarize(a)
+    assert first["dht_forming"] == "plan" and first["plan"]["absences"] > 0
+    assert reproducible(first) == reproducible(summarize(b))
+    assert rows(a) == rows(b)
+
+
+@pytest.mark.slow
 def test_two_processes_same_report(tmp_path: Path) -> None:
     """`p2pdm sim` fixes PYTHONHASHSEED itself: two commands, whatever the
     environment's hash seed, write the same report.json and messages.csv."""

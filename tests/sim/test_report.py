@@ -167,6 +167,9 @@ def test_progress_phases_have_their_own_totals(run: Run) -> None:
     assert last["traffic"].phase_s == pytest.approx(OPTIONS.duration)
     assert last["draining"].phase_limit_s == OPTIONS.drain
     assert run.summary["seconds"]["phases"]["traffic"] == pytest.approx(OPTIONS.duration)
+    cpu = run.summary["seconds"]["cpu"]
+    assert list(cpu) == list(run.summary["seconds"]["phases"])
+    assert sum(cpu.values()) > 0
 
     tasks = bars_for(run.progress)
     assert list(tasks) == ["forming", "traffic", "draining"]

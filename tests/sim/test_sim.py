@@ -14,7 +14,7 @@ import trio
 
 from p2pdm.cli.main import main
 from p2pdm.core.identity import Identity, PeerId
-from p2pdm.errors import PeerUnreachable
+from p2pdm.errors import ConfigError, PeerUnreachable
 from p2pdm.net import open_host
 from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.testing import host_seed
@@ -184,6 +184,20 @@ def test_cli_sim_writes_reports(tmp_path: Path) -> None:
     assert report["invariants"]["exactly_once"]
     assert "delivery rate" in (out / "report.md").read_text()
     assert (out / "messages.csv").read_text().count("\n") == report["sent"] + 1
+    assert report["dht_forming"] == "join"  # 5 nodes: real joins by default
+    assert "DHT forming" not in (out / "report.md").read_text()
+
+
+def test_cli_sim_forms_routing_tables_from_the_plan_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    argv = ["sim", "--clock", "virtual", "--nodes", "6", "--duration", "10", "--out", str(out)]
+    assert main([*argv, "--dht-forming", "plan", "--link-auth", "sim"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["dht_forming"] == "plan" and report["options"]["dht_forming"] == "plan"
+    assert report["delivery_rate"] == 1.0 and invariants_hold(report)
+    text = (out / "report.md").read_text()
+    assert "DHT forming: each node's join put in its routing table" in text
+    assert "every other lookup" in text
 
 
 @pytest.mark.slow
@@ -265,6 +279,39 @@ async def test_a_spread_start_forms_once_every_node_has_joined(
         assert sim[3].running.host.joined.is_set()  # joined before start returned
         message = await sim.send(1, 2, "hello")
         await sim.wait_delivered(1, message)
+
+
+async def test_planned_tables_seed_the_joins_from_the_plan(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    network = MemoryNetwork(LinkFaults(latency=0.03), seed=4, link_auth="sim")
+    async with open_sim_network(
+        8, seed=4, network=network, mailboxes=1, spread_start=True, planned_tables=True
+    ) as sim:
+        everyone = {sim_node.peer_id for sim_node in sim.nodes}
+        for sim_node in sim.nodes:
+            # Fewer nodes than CLOSEST: every table holds every other node,
+            # the fixed nodes' too (seeded once the others had joined).
+            host = sim_node.running.host
+            assert host.table_seed is None or not sim_node.fixed
+            assert set(host.dht_peers()) == everyone - {sim_node.peer_id}
+        # The joins dialled their bootstrap node and looked nobody up: besides
+        # the contacts' invites and record publications, few dials.
+        await sim.stop(sim[5])
+        await sim.start(sim[5])  # a restart joins with a real lookup
+        assert sim[5].running.host.table_seed is None
+        message = await sim.send(4, 6, "hello")
+        await sim.wait_delivered(4, message)
+
+
+def test_the_dht_forming_option_resolves_by_size_and_clock() -> None:
+    assert not SimOptions(nodes=200, clock="virtual").planned_tables()
+    assert SimOptions(nodes=300, clock="virtual").planned_tables()
+    assert not SimOptions(nodes=300, clock="virtual", dht_forming="join").planned_tables()
+    assert SimOptions(nodes=10, clock="virtual", dht_forming="plan").planned_tables()
+    assert not SimOptions(nodes=300, clock="real").planned_tables()
+    with pytest.raises(ConfigError, match="dht-forming plan"):
+        SimOptions(nodes=10, clock="real", dht_forming="plan").check()
 
 
 @pytest.mark.slow

@@ -50,6 +50,7 @@ def test_example_scenario_parses_and_fits() -> None:
         ("rate = 'fast'", "rate must be a number"),
         ("clock = 'wall'", "clock must be 'real' or 'virtual'"),
         ("link_auth = 'tls'", "link_auth must be 'noise' or 'sim'"),
+        ("dht_forming = 'seeded'", "dht_forming must be 'auto', 'join' or 'plan'"),
         ("partition = '30'", "partition must be START:END"),
         ("partition = [30, 60]", "partition must be a string"),
         ("absence = 3", "expected an array of tables"),
