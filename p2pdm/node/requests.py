@@ -139,7 +139,10 @@ class RequestsAndBlocks:
                     f"no request or blocked peer has the fingerprint {text[:60]!r}"
                 ) from None
             if not matches:
-                raise
+                raise NotFound(
+                    f"no contact, message request or blocked peer goes by {text[:60]!r} "
+                    "(a blocked stranger is listed by its fingerprint: `p2pdm block`)"
+                ) from None
             if len(matches) > 1:
                 raise SchemaError(
                     f"{text[:60]!r} names {len(matches)} strangers: give the PeerID"

@@ -166,6 +166,10 @@ async def test_a_stranger_is_blocked_and_unblocked_by_the_fingerprint_shown(
         assert bob.node.requests() == []  # blocking a stranger deletes its request
         code, out, err = await cli(capsys, *home, "block", short)
         assert (code, err) == (0, "") and "blocked already" in out
+        # The name its request went by left with the request: the fingerprint stays.
+        code, _, err = await cli(capsys, *home, "unblock", "alice")
+        assert code != 0
+        assert_one_error_line(err, "'alice'", "listed by its fingerprint: `p2pdm block`")
         code, out, err = await cli(capsys, *home, "unblock", short)
         assert (code, err) == (0, "") and bob.node.blocked() == []
         assert out.strip() == f"Unblocked {short} ({alice.node.peer_id})."
