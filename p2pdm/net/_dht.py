@@ -166,6 +166,21 @@ def attributed(
     return handle_attributed
 
 
+def deadlined(
+    handle: Callable[[INetStream], Awaitable[None]], seconds: float
+) -> Callable[[INetStream], Awaitable[None]]:
+    """``handle`` given at most ``seconds`` per stream; a stream still open then is reset."""
+
+    async def handle_within(stream: INetStream) -> None:
+        with trio.move_on_after(seconds) as scope:
+            await handle(stream)
+        if scope.cancelled_caught:
+            with suppress(*NETWORK_ERRORS):
+                await stream.reset()
+
+    return handle_within
+
+
 class Dht:
     """Records, providers and peer routing over libp2p's KadDHT, in p2pdm's terms.
 

@@ -27,10 +27,11 @@ from libp2p.peer.peerstore import PeerStoreError
 
 from p2pdm.core.identity import PeerId
 from p2pdm.errors import PeerUnreachable
-from p2pdm.net._dht import attributed
+from p2pdm.net._dht import attributed, deadlined
 from p2pdm.net._edge import NETWORK_ERRORS, quietly, to_id
 from p2pdm.net._patches import close_connections, note_identify_requests, stop_auto_connector
 from p2pdm.net.limits import (
+    DHT_INBOUND_STREAM_SECONDS,
     DHT_REFRESH_TIMEOUT_SECONDS,
     IDENTIFY_WAIT_SECONDS,
     JOIN_LOOKUP_TIMEOUT_SECONDS,
@@ -95,7 +96,7 @@ async def start(host: Host, nursery: trio.Nursery, join_delay: float = 0.0) -> N
             KAD_PROTOCOL_ID,
             host._guarded(
                 KAD_PROTOCOL_ID,
-                attributed(host._dht.handle_stream),
+                deadlined(attributed(host._dht.handle_stream), DHT_INBOUND_STREAM_SECONDS),
                 trio.CapacityLimiter(math.inf),
             ),
         )

@@ -135,6 +135,15 @@ IDENTIFY_WAIT_SECONDS: Final = 5.0
 #: Longest wait for the lookup of our own ID after joining through bootstrap peers.
 JOIN_LOOKUP_TIMEOUT_SECONDS: Final = 10.0
 
+#: Longest life of one inbound DHT stream; then it is reset. libp2p's server
+#: serves at most 12 DHT streams at once and resets every stream beyond them,
+#: and its handler waits for the next request with no deadline: streams that
+#: queriers gave up on (a lookup cancelled at its own deadline) held all 12
+#: slots for 8 to 40 s in a 20-node churn simulation, so every newcomer's (and
+#: restarted node's) join lookup was refused. libp2p's own queriers wait at
+#: most 10 s for an answer (its QUERY_TIMEOUT), so no one waits longer on one.
+DHT_INBOUND_STREAM_SECONDS: Final = 10.0
+
 #: Longest :meth:`Host.put_record`; the record is stored locally first, so a
 #: slow network only delays replication.
 RECORD_PUT_TIMEOUT_SECONDS: Final = 30.0

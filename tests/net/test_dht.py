@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import pytest
 import trio
+from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL_ID
 from libp2p.kad_dht.kad_dht import KadDHT  # only to count refreshes
+from trio.testing import MockClock
 
 from p2pdm.core.identity import Identity
 from p2pdm.errors import P2PDMError, PeerUnreachable, SchemaError, SignatureError
 from p2pdm.net import Upkeep, _maintenance, open_host
+from p2pdm.net._edge import to_id
+from p2pdm.net.limits import DHT_INBOUND_STREAM_SECONDS
+from p2pdm.net.memory_transport import MemoryNetwork
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, host_seed, open_hosts, wait_until
 from tests.net.conftest import NAMESPACE, TIMEOUT, make_record, record_key, register, select
 
 pytestmark = pytest.mark.net
+
+#: Inbound DHT streams a py-libp2p 0.8.1 server serves at once (KadDHT's
+#: ``_inbound_limiter``); it resets every stream beyond them.
+LIBP2P_DHT_SERVER_STREAMS = 12
 
 
 async def test_peer_routing_finds_a_peer_known_only_to_a_neighbour() -> None:
@@ -176,3 +185,23 @@ async def test_a_record_read_with_keep_false_is_not_kept_by_the_reader() -> None
         assert reader.dht_store_stats().records == before + 1
         assert await reader.get_record(key, TIMEOUT, keep=False) == value  # held: kept
         assert reader.dht_store_stats().records == before + 1
+
+
+async def test_abandoned_dht_streams_do_not_lock_a_server_out(autojump_clock: MockClock) -> None:
+    """libp2p serves at most LIBP2P_DHT_SERVER_STREAMS inbound DHT streams and
+    resets the rest; streams a querier opened and then gave up on must not hold
+    those slots for ever, or a newcomer's join lookup through this server is
+    refused (its routing table then holds the server only)."""
+    net = MemoryNetwork()
+    async with (
+        open_host(host_seed(0), network=net) as b,
+        open_host(host_seed(1), bootstrap=b.listen_addrs(), network=net) as a,
+    ):
+        abandoned = [
+            await a._host.new_stream(to_id(b.peer_id), [KAD_PROTOCOL_ID])
+            for _ in range(LIBP2P_DHT_SERVER_STREAMS)
+        ]
+        await trio.sleep(DHT_INBOUND_STREAM_SECONDS + 1)
+        async with open_host(host_seed(2), bootstrap=b.listen_addrs(), network=net) as c:
+            assert a.peer_id in c.dht_peers()
+        assert len(abandoned) == LIBP2P_DHT_SERVER_STREAMS
