@@ -64,6 +64,20 @@ class TransportError(Exception):
         self.detail = detail
 
 
+@contextmanager
+def _closed_on_failure(connection: http.client.HTTPConnection) -> Iterator[None]:
+    """Close ``connection`` if the block fails; a transport failure leaves as
+    :class:`TransportError`, anything else as it is."""
+    try:
+        yield
+    except (OSError, http.client.HTTPException) as exc:
+        connection.close()
+        raise _failure(exc) from None
+    except BaseException:
+        connection.close()
+        raise
+
+
 def _failure(exc: BaseException) -> TransportError:
     if isinstance(exc, TimeoutError):
         return TransportError("timeout", str(exc) or "timed out")
@@ -214,15 +228,9 @@ class Pool:
         ``body``: bytes, or pieces sent as they come (chunked).
         """
         connection = self._take(timeout)
-        try:
+        with _closed_on_failure(connection):
             response = self._send(connection, method, url, body, headers)
             reply = Reply(response.status, response.headers, response.read())
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            raise _failure(exc) from None
-        except BaseException:
-            connection.close()
-            raise
         self._give_back(connection)
         return reply
 
@@ -230,14 +238,8 @@ class Pool:
     def stream(self, method: str, url: str, *, timeout: float) -> Iterator[Streamed]:
         """Send one request, its answer read inside the ``with``; raises TransportError."""
         connection = self._take(timeout)
-        try:
+        with _closed_on_failure(connection):
             response = self._send(connection, method, url, None, None)
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            raise _failure(exc) from None
-        except BaseException:
-            connection.close()
-            raise
         try:
             yield Streamed(response)
         except BaseException:
