@@ -305,7 +305,7 @@ MAX_HANDLE_SIGHTINGS = 4096
 MAX_BLOCKED_PEERS = 10_000
 
 #: Request stamp difficulty (docs/protocol.md §18.2): 2**18 BLAKE2b hashes on
-#: average, about 1.4 s of one core for the reference client on the
+#: average, 0.15 to 0.3 s of one core for the reference client on the
 #: development machine (4 µs to check). A stranger pays it once a day per
 #: recipient; a spammer pays it for every recipient it writes to.
 REQUEST_STAMP_BITS = 18
