@@ -47,7 +47,7 @@ import nacl.secret
 from p2pdm import hints
 from p2pdm.core import cbor
 from p2pdm.core.identity import SEED_BYTES, Identity, PeerId
-from p2pdm.core.session import OwnPrekeys
+from p2pdm.core.prekeys import OwnPrekeys
 from p2pdm.daemon.config import MAX_CONFIG_BYTES
 from p2pdm.daemon.home import STORE_COMPANION_SUFFIXES, Home, check_display_name
 from p2pdm.daemon.identity_file import (

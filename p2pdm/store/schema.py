@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from p2pdm.core.session import strip_identity_secret
+from p2pdm.core.prekeys import strip_identity_secret
 from p2pdm.errors import SessionError, StoreError
 from p2pdm.store.cipher import db_errors
 from p2pdm.store.schema_lean import MIGRATION_EVENT_INDEXES, migration_search_external
