@@ -130,9 +130,10 @@ def test_a_node_starts_without_test_tools() -> None:
 #: (with the XML modules it writes SVG with) on the first picture or invite
 #: drawn; the session libraries (x3dh, doubleratchet, xeddsa, and pydantic,
 #: which they import) with the first session; SQLCipher with the first
-#: encrypted store. Never: httpx's command line (click, rich, pygments),
-#: which httpx imports when they are installed and py-libp2p imports httpx;
-#: the SDK. About 20 MiB of an idle node's memory (docs/benchmarks.md).
+#: encrypted store; the in-memory store (tests and the simulator) never.
+#: Nor httpx's command line (click, rich, pygments), which httpx imports when
+#: they are installed and py-libp2p imports httpx; nor the SDK. About 21 MiB
+#: of an idle node's memory (docs/benchmarks.md).
 LATER: Final = (
     "PIL",
     "PIL.Image",
@@ -149,6 +150,7 @@ LATER: Final = (
     "p2pdm.core.session",
     "p2pdm.core.prekey_state",
     "sqlcipher3",
+    "p2pdm.store.memory",
 )
 
 
