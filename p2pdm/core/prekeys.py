@@ -209,6 +209,10 @@ class OwnPrekeys:
             self._loaded, self._saved = state, None
         return self._loaded
 
+    def check(self) -> None:
+        """Build the x3dh state now; raises SessionError if it is damaged."""
+        _ = self._state
+
     def _signed(self) -> tuple[bytes, bytes]:
         """The current signed prekey and its signature."""
         if self._loaded is None:

@@ -493,6 +493,6 @@ def _check_store(store: SQLiteStore, identity: Identity, where: str) -> None:
     try:
         if prekeys is None or not isinstance(store.get_setting("name"), str):
             raise SessionError("no prekeys or no display name")
-        OwnPrekeys.from_bytes(identity, prekeys)
+        OwnPrekeys.from_bytes(identity, prekeys).check()  # the whole state, not only its bundle
     except P2PDMError as exc:
         raise ArchiveError(f"the store in {where} does not fit its identity ({exc})") from None

@@ -107,7 +107,12 @@ def test_a_damaged_signed_prekey_is_refused() -> None:
     mixed = dict(fields, spk=other["spk"], spk_sig=other["spk_sig"])
     own = OwnPrekeys.from_bytes(me, _saved(mixed))
     with pytest.raises(SessionError, match="not the state's"):
+        own.check()
+    with pytest.raises(SessionError, match="not the state's"):
         own.one_time_count()
+    damaged = dict(fields, x3dh=b'{"version": "1.0.0"}')
+    with pytest.raises(SessionError, match="damaged"):
+        OwnPrekeys.from_bytes(me, _saved(damaged)).check()
     with pytest.raises(SchemaError, match="spk"):
         OwnPrekeys.from_bytes(me, _saved(dict(fields, spk=b"short")))
     with pytest.raises(SessionError, match="another identity"):
