@@ -32,7 +32,7 @@ from typing import Final
 
 from p2pdm.core.model import Contact, Conversation, StoredMessage
 from p2pdm.errors import NotFound, StoreError
-from p2pdm.store.cipher import DB_ERRORS, connect_encrypted, encrypt_plain_store, is_plain_store
+from p2pdm.store.cipher import connect_encrypted, db_errors, encrypt_plain_store, is_plain_store
 from p2pdm.store.schema import migrate, schema_version
 from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 
@@ -86,7 +86,7 @@ def _make_private(path: Path) -> None:
 
 def _rollback_quietly(db: sqlite3.Connection, savepoint: str | None = None) -> None:
     """Undo after a failure without hiding it; SQLite may have rolled back already."""
-    with contextlib.suppress(*DB_ERRORS):
+    with contextlib.suppress(*db_errors()):
         if not db.in_transaction:
             return
         if savepoint is None:
@@ -225,12 +225,12 @@ class Database:
                 )
             else:
                 db = connect_encrypted(self.path, key, BUSY_TIMEOUT_MS / 1000)
-        except DB_ERRORS as exc:
+        except db_errors() as exc:
             raise StoreError(f"cannot open message store {self.path}: {exc}") from exc
         try:
             self._configure(db, in_memory)
             migrate(db)
-        except DB_ERRORS as exc:
+        except db_errors() as exc:
             db.close()
             hint = "is it a p2pdm store, and is the disk writable?"
             if key is not None:
@@ -273,7 +273,7 @@ class Database:
             _rollback_quietly(db)
             try:
                 db.close()
-            except DB_ERRORS as exc:
+            except db_errors() as exc:
                 raise StoreError(f"closing message store {self.path} failed: {exc}") from exc
 
     def _connection(self) -> sqlite3.Connection:
@@ -334,7 +334,7 @@ class Database:
             begin, commit = f"SAVEPOINT {savepoint}", f"RELEASE {savepoint}"
         try:
             db.execute(begin)
-        except DB_ERRORS as exc:
+        except db_errors() as exc:
             raise StoreError(f"starting {what} failed: {exc}") from exc
         if savepoint is None:
             self.hot.serial += 1
@@ -351,7 +351,7 @@ class Database:
             if savepoint is None:
                 self._write_lanes(db)
             db.execute(commit)
-        except DB_ERRORS as exc:
+        except db_errors() as exc:
             self._undo(db, savepoint, mark)
             raise StoreError(f"committing {what} failed: {exc}") from exc
 
@@ -387,7 +387,7 @@ class Database:
             db = self._connection()
             try:
                 yield db
-            except DB_ERRORS as exc:
+            except db_errors() as exc:
                 raise StoreError(f"{what} failed: {exc}") from exc
             except OverflowError as exc:
                 raise StoreError(f"{what} failed: a number is beyond 64 bits") from exc
@@ -440,7 +440,7 @@ class Database:
                     if savepoint is None:
                         self._write_lanes(db)
                     db.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
-                except DB_ERRORS:
+                except db_errors():
                     self._undo(db, savepoint, mark)
                     raise
             except BaseException as exc:
@@ -450,7 +450,7 @@ class Database:
 
 def _raise_store_error(what: str, exc: BaseException) -> None:
     """Raise the StoreError a database failure in ``what`` becomes (others pass)."""
-    if isinstance(exc, DB_ERRORS):
+    if isinstance(exc, db_errors()):
         raise StoreError(f"{what} failed: {exc}") from exc
     if isinstance(exc, OverflowError):
         raise StoreError(f"{what} failed: a number is beyond 64 bits") from exc

@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from p2pdm.core.session import strip_identity_secret
+from p2pdm.core.prekeys import strip_identity_secret
 from p2pdm.errors import SessionError, StoreError
-from p2pdm.store.cipher import DB_ERRORS
+from p2pdm.store.cipher import db_errors
 from p2pdm.store.schema_lean import MIGRATION_EVENT_INDEXES, migration_search_external
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "split_statements"]
@@ -393,7 +393,7 @@ def _migration_disappearing(db: sqlite3.Connection) -> bool:
     then removed from the index at once, not only when the purge merges it."""
     for statement in split_statements(_SCRIPT_DISAPPEARING):
         db.execute(statement)
-    with contextlib.suppress(*DB_ERRORS):  # an older build: the purge's merge does it
+    with contextlib.suppress(*db_errors()):  # an older build: the purge's merge does it
         db.execute("INSERT INTO message_search (message_search, rank) VALUES ('secure-delete', 1)")
     return False
 

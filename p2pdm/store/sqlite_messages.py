@@ -42,7 +42,7 @@ from p2pdm.store.base import (
     status_change_event,
     status_moves,
 )
-from p2pdm.store.cipher import INTEGRITY_ERRORS
+from p2pdm.store.cipher import integrity_errors
 from p2pdm.store.database import NOT_READ
 from p2pdm.store.schema import UNREAD_CONDITION
 from p2pdm.store.sqlite_api import counter, insert_event
@@ -208,7 +208,7 @@ class MessageTables(Tables):
             )
             try:
                 cursor = self._insert_message(db, message, status)
-            except INTEGRITY_ERRORS as exc:  # the id's unique index: no read before
+            except integrity_errors() as exc:  # the id's unique index: no read before
                 if _ID_TAKEN not in str(exc):
                     raise
                 raise StoreError(f"message {message.id.hex()} is already stored") from None
