@@ -128,6 +128,31 @@ async def test_many_messages_pipelined_exactly_once(world, autojump_clock) -> No
     assert len(got) == 150 and len({m.id for m in got}) == 150
 
 
+async def test_queued_envelopes_go_out_in_few_writes_and_their_acks_too(  # type: ignore[no-untyped-def]
+    world, autojump_clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What is due together is written together (up to the window), and a
+    burst's acks in one write: each envelope still gets its own ack."""
+    _, alice, bob = world
+    writes: list[tuple[str, int]] = []
+    send = Stream._send
+
+    async def counting(self: Stream, data: bytes, timeout: float) -> None:  # noqa: ASYNC109
+        writes.append((self.remote_peer.short(), len(data)))
+        await send(self, data, timeout)
+
+    monkeypatch.setattr(Stream, "_send", counting)
+    sent = [alice.node.send_text(bob.node.peer_id, f"q{i}") for i in range(100)]
+    for m in sent:
+        await wait_status(alice.node, m.id.hex(), DeliveryStatus.DELIVERED)
+    to_bob = [n for peer, n in writes if peer == bob.node.peer_id.short()]
+    to_alice = [n for peer, n in writes if peer == alice.node.peer_id.short()]
+    assert 2 <= len(to_bob) <= 8  # the window (64) caps a write's frames
+    assert 2 <= len(to_alice) < 50
+    got = bob.node.messages(alice.node.peer_id, limit=500).messages
+    assert [m.id for m in reversed(got)] == [m.id for m in sent]  # in order, each once
+
+
 @pytest.mark.slow
 async def test_a_burst_goes_over_one_stream_without_retries(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     """Acks that arrive while the rest of a window is still being written must

@@ -142,8 +142,14 @@ class Receiver:
             envelopes = [d.envelope for d in delivers]
             opened = await self.open_all(envelopes)
             results = self.accept_group(envelopes, peer, opened)
-            for deliver, (result, detail) in zip(delivers, results, strict=True):
-                await stream.write_frame(Ack(deliver.seq, result, detail).encode(), WRITE_TIMEOUT)
+            # The burst's acks in one write: one Yamux frame and Noise message, not one each.
+            await stream.write_frames(
+                [
+                    Ack(deliver.seq, result, detail).encode()
+                    for deliver, (result, detail) in zip(delivers, results, strict=True)
+                ],
+                WRITE_TIMEOUT,
+            )
 
     async def open_all(self, envelopes: Sequence[bytes]) -> list[Opened | None]:
         """Decode and open ``envelopes`` (in a worker thread if they are
