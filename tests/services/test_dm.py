@@ -12,7 +12,8 @@ import trio
 
 from p2pdm.core.dm import DM_PROTOCOL, Ack, Deliver, decode_ack, decode_deliver
 from p2pdm.core.identity import Identity
-from p2pdm.core.model import DeliveryStatus
+from p2pdm.core.model import DeliveryStatus, OutboxItem
+from p2pdm.errors import PeerUnreachable
 from p2pdm.net.stream import Stream
 from p2pdm.node.node import Node
 from p2pdm.services.dm import (
@@ -22,6 +23,7 @@ from p2pdm.services.dm import (
     Delivery,
     backoff_ms,
 )
+from p2pdm.services.dm import sender as sender_module
 from p2pdm.services.limits import SENT_MARK_WAIT_SECONDS
 from p2pdm.store.memory import MemoryStore
 from tests.fakenet import FakeHost, FakeNetwork
@@ -241,3 +243,24 @@ async def test_a_stream_open_when_its_peer_is_blocked_is_reset_not_answered(  # 
         assert await _read_until_closed(stream)  # reset: no ack, not even "retry"
     assert second.message is not None and bob.node.store.get_message(second.message.id) is None
     assert bob.node.messenger.dropped_blocked == 1
+
+
+async def test_a_failed_write_of_several_frames_leaves_none_of_them_marked_sent() -> None:
+    """Items listed as written before their write: if it fails, they come off the
+    list (never marked ``sent``); what was written before stays on it."""
+
+    class Broken:
+        async def send_all(self, data: bytes) -> None:
+            raise PeerUnreachable("gone")
+
+    peer = Identity(os.urandom(32)).peer_id
+
+    def item(n: int) -> OutboxItem:
+        return OutboxItem(bytes([n]) * 32, bytes([n]) * 16, peer, b"e%d" % n, 0, 1, 0)
+
+    earlier, a, b = item(1), item(2), item(3)
+    unmarked = [earlier, a, b]
+    stream = Stream(Broken(), peer, DM_PROTOCOL)  # type: ignore[arg-type]
+    with pytest.raises(PeerUnreachable):
+        await sender_module._write(stream, [(a, b"fa"), (b, b"fb")], unmarked)
+    assert unmarked == [earlier]
