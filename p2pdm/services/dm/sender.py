@@ -5,8 +5,9 @@ last known addresses, then, when those fail, asking the DHT afresh where
 the peer is now (at most once per ``PEER_LOOKUP_INTERVAL_SECONDS`` a peer,
 so an offline contact costs no lookup per retry) — and, while that takes longer
 than ``REACH_TIMEOUT``, deposits what waits for the peer at mailboxes. On
-the stream it writes up to ``DM_WINDOW`` deliver frames while a reader task
-takes the acks; which frame is which is a
+the stream it writes up to ``DM_WINDOW`` deliver frames (those due together
+in one write, up to ``COALESCED_WRITE_BYTES``) while a reader task takes the
+acks; which frame is which is a
 :class:`~p2pdm.core.sendwindow.SendWindow`'s business. A written envelope
 is marked ``sent`` in the transaction that applies the next acks (one
 commit, so one fsync, for both), or on its own if no ack comes within
