@@ -78,6 +78,11 @@ MAX_OPENING_THREADS: Final = 2
 #: handing work to a thread and back costs about as much as opening a few
 #: envelopes (~0.1 ms each), so smaller bursts are opened on the event loop.
 MIN_THREADED_OPENING: Final = 8
+#: Deliver frames due together are written in one write up to about this
+#: many bytes (a larger envelope goes alone): one Yamux frame and one Noise
+#: message (at most 65,535 bytes) for a burst of small ones instead of one
+#: each, which is most of the per-frame cost on both sides.
+COALESCED_WRITE_BYTES: Final = 60 << 10
 #: Longest status note (mailbox refusals and errors of one round), in characters.
 MAX_NOTE: Final = 500
 #: Deliver frames carry an envelope plus a few bytes of framing.
