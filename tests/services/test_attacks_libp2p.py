@@ -323,7 +323,10 @@ async def test_a_request_flood_over_libp2p_is_refused_capped_and_spares_contacts
     assert during.id in received
     contacts_only = bob.event_page(cursor, 500, peers={alice.peer_id})
     assert contacts_only.gap is False
-    assert [e.message_id for e in contacts_only.events] == [during.id]
+    # Alice's connection may drop and come back on a loaded machine: her
+    # presence events are hers too, and nothing else of hers is there.
+    presence = {EventType.PEER_ONLINE, EventType.PEER_OFFLINE}
+    assert [e.message_id for e in contacts_only.events if e.type not in presence] == [during.id]
 
 
 # --- mailbox quota flood ------------------------------------------------------
