@@ -237,8 +237,11 @@ class KeyWaits:
                 self.store.remember_send(*idempotency, inner.id, now)
             self.store.note_status(inner.id, now, waiting_note(self._who(peer)), recipient=peer)
         self.messenger.known.sent(peer)
+        first = peer not in self.key_lookups
         self.key_lookups.add(peer, now, wait.expires_at_ms)
-        self._key_wakeup.set()
+        if first:  # its lookup just missed: the next one after KEY_LOOKUP_FIRST_S
+            self.key_lookups.missed(peer, now)
+        self._key_wakeup.set()  # the loop may sleep longer than that
         return self.messenger.message(inner.id)
 
     async def look_up_keys(self, peer: PeerId) -> None:
