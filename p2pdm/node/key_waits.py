@@ -40,7 +40,7 @@ from p2pdm.core.model import (
 )
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, seal
 from p2pdm.core.wire import InnerMessage, PrekeyBundle
-from p2pdm.errors import P2PDMError, PeerBlocked, SchemaError, SessionError, StoreError, WireError
+from p2pdm.errors import PeerBlocked, SchemaError, SessionError, WireError
 from p2pdm.limits import ENVELOPE_TTL_SECONDS, KEY_WAIT_TTL_MS, MAX_TEXT_BYTES
 from p2pdm.node.contact_names import name_from_invite
 from p2pdm.node.notices import apply_timer, sender_copy
@@ -257,6 +257,12 @@ class KeyWaits:
             self.key_lookups.done(peer)
             return
         expires_at_ms = min(w.expires_at_ms for w in waiting)
+        try:
+            self.messenger.refuse_if_blocked(peer)
+        except PeerBlocked as exc:  # blocked while they waited: no lookup for them
+            self._fail(waiting, str(exc))
+            self.key_lookups.done(peer)
+            return
         if not self.has_keys(peer):
             bundle = None if self.fetch_bundle is None else await self.fetch_bundle(peer)
             if bundle is None:
@@ -347,7 +353,7 @@ class KeyWaits:
             for peer in self.key_lookups.due(self.now_ms()):
                 try:
                     await self.look_up_keys(peer)
-                except (P2PDMError, StoreError):
+                except Exception:  # logged; tried again after the backoff, like a miss
                     log.exception("looking up the keys of %s failed", peer.short())
                     self.key_lookups.missed(peer, self.now_ms())
             soonest = self.key_lookups.soonest()

@@ -192,8 +192,9 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         self.addrs: list[str] = []
         #: Called after anything is queued, so the delivery loop wakes up.
         self.on_outbox: Callable[[PeerId], None] = lambda peer: None
-        #: Called after an envelope was accepted and committed.
-        self.on_received: Callable[[Received], None] = lambda received: None
+        #: Called after an envelope was accepted and committed (by default: a
+        #: session with its sender may now exist, so what waits for its keys goes).
+        self.on_received: Callable[[Received], None] = lambda got: self.keys_came(got.sender)
         #: Told how each envelope that reached us fared (measurements; see NodeObserver).
         self.observer = observer
         #: Hands an ephemeral envelope (typing) to a connected peer now, or drops

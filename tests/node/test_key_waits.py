@@ -93,16 +93,16 @@ async def test_messages_wait_for_keys_and_go_in_order_once_found(
         await trio.sleep(KEY_LOOKUP_FIRST_S * 8)
         nursery.cancel_scope.cancel()
     assert alice.store.key_waits() == []
-    assert len(alice.store.outbox_for(bob.peer_id)) == 2
+    queued = alice.store.outbox_for(bob.peer_id)  # in the order delivery takes them
+    assert [i.message_id for i in queued] == [first.id, second.id]
     status, detail = await _status(alice, first.id)
     assert (status, detail.split(" since ")[0]) == (
         DeliveryStatus.QUEUED,
         "bob's keys found; sending",
     )
     flush(alice, bob)
-    got = bob.messages(alice.peer_id).messages
-    assert [message_text(m) for m in reversed(got)] == ["are you there yet?", "second"]
-    assert [m.sent_at_ms for m in reversed(got)] == [first.sent_at_ms, second.sent_at_ms]
+    got = {message_text(m): m.sent_at_ms for m in bob.messages(alice.peer_id).messages}
+    assert got == {"are you there yet?": first.sent_at_ms, "second": second.sent_at_ms}
     third = await alice.send(bob.peer_id, "third goes at once")  # nothing waits now
     assert [i.message_id for i in alice.store.outbox_for(bob.peer_id)] == [third.id]
 
@@ -213,3 +213,36 @@ def test_the_schedule_backs_off_to_its_cap_and_ends_at_expiry() -> None:
     assert schedule.next_at(peer) == now - 1
     schedule.done(peer)
     assert schedule.due(10**12) == [] and schedule.soonest() is None
+
+
+async def test_a_message_from_the_peer_sends_what_waited_and_a_block_fails_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    directory = Directory()
+    alice, bob = _node("alice", MemoryStore(), directory), _node("bob", MemoryStore())
+    carol = _node("carol", MemoryStore())
+    for peer, name in ((bob, "bob"), (carol, "carol")):
+        alice.add_contact_by_peer_id(str(peer.peer_id), name)
+    to_bob = await alice.send(bob.peer_id, "hi bob")
+    to_carol = await alice.send(carol.peer_id, "hi carol")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(key_lookup_loop, alice)
+        await trio.sleep(KEY_LOOKUP_MAX_INTERVAL_S)  # backed off to the longest pause
+        lookups = directory.lookups
+        # Bob, who has Alice's invite, writes first: his session is Alice's way to him.
+        bob.add_contact_from_invite(alice.invite(), "alice")
+        [envelope] = bob.store.outbox_for(alice.peer_id) or [
+            bob.messenger.send_text(alice.peer_id, "hi alice").outbox
+        ]
+        alice.on_received(alice.messenger.receive(envelope.envelope))
+        await trio.sleep(1)
+        assert [i.message_id for i in alice.store.outbox_for(bob.peer_id)] == [to_bob.id]
+        alice.block(carol.peer_id)  # her messages fail at her next round
+        await trio.sleep(KEY_LOOKUP_MAX_INTERVAL_S)
+        nursery.cancel_scope.cancel()
+    assert directory.lookups == lookups  # neither needed a lookup (Bob's came at once)
+    assert [i.message_id for i in alice.store.outbox_for(bob.peer_id)] == [to_bob.id]
+    flush(alice, bob)
+    assert "hi bob" in [message_text(m) for m in bob.messages(alice.peer_id).messages]
+    status, detail = await _status(alice, to_carol.id)
+    assert status is DeliveryStatus.FAILED and "you blocked carol" in detail
