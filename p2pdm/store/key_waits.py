@@ -40,8 +40,8 @@ class KeyWaitStore(Protocol):
         ...
 
     def key_waits(self, peer: PeerId | None = None) -> list[KeyWait]:
-        """The messages waiting for ``peer``'s prekeys (everyone's if None),
-        oldest first; at most MAX_KEY_WAITS."""
+        """The messages waiting for ``peer``'s prekeys (everyone's if None), in
+        the order the messages were stored; at most MAX_KEY_WAITS."""
         ...
 
     def drop_key_wait(self, message_id: bytes) -> bool:

@@ -21,7 +21,8 @@ class KeyWaitDicts(Dicts):
 
     def key_waits(self, peer: PeerId | None = None) -> list[KeyWait]:
         found = [w for w in self._key_waits() if peer is None or w.peer == peer]
-        return sorted(found, key=lambda w: (w.held_at_ms, w.message_id))[:MAX_KEY_WAITS]
+        seq_of = self._live().seq_of  # the order the messages were written
+        return sorted(found, key=lambda w: seq_of[w.message_id])[:MAX_KEY_WAITS]
 
     def drop_key_wait(self, message_id: bytes) -> bool:
         return self._live().key_waits.pop(message_id, None) is not None

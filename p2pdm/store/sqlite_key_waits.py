@@ -11,6 +11,12 @@ from p2pdm.store.sqlite_tables import Tables
 __all__ = ["KeyWaitTables"]
 
 _COLUMNS = "message_id, peer, held_at_ms, expires_at_ms"
+#: The waits with their messages' seq: the order the messages were written
+#: (ids are random, and several are written in one millisecond).
+_IN_ORDER = (
+    "SELECT w.message_id, w.peer, w.held_at_ms, w.expires_at_ms "
+    "FROM key_waits w JOIN messages m ON m.id = w.message_id"
+)
 
 
 class KeyWaitTables(Tables):
@@ -32,13 +38,11 @@ class KeyWaitTables(Tables):
         with self._reading("reading messages waiting for prekeys") as db:
             if peer is None:
                 rows = db.execute(
-                    f"SELECT {_COLUMNS} FROM key_waits ORDER BY held_at_ms, message_id LIMIT ?",
-                    (MAX_KEY_WAITS,),
+                    f"{_IN_ORDER} ORDER BY m.seq LIMIT ?", (MAX_KEY_WAITS,)
                 ).fetchall()
             else:
                 rows = db.execute(
-                    f"SELECT {_COLUMNS} FROM key_waits WHERE peer = ? "
-                    "ORDER BY held_at_ms, message_id LIMIT ?",
+                    f"{_IN_ORDER} WHERE w.peer = ? ORDER BY m.seq LIMIT ?",
                     (peer.raw, MAX_KEY_WAITS),
                 ).fetchall()
         return [KeyWait(r[0], PeerId(r[1]), r[2], r[3]) for r in rows]

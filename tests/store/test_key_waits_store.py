@@ -45,22 +45,20 @@ def _outgoing(store: Store, to: PeerId, n: int) -> bytes:
     return message_id
 
 
-def test_waits_are_kept_per_peer_oldest_first_and_dropped(store: Store) -> None:
-    late, early, other = (
-        _outgoing(store, BOB, 2),
-        _outgoing(store, BOB, 1),
-        _outgoing(store, CAROL, 3),
-    )
-    store.hold_for_keys(KeyWait(late, BOB, 20, 1000))
-    store.hold_for_keys(KeyWait(early, BOB, 10, 1000))
-    store.hold_for_keys(KeyWait(other, CAROL, 15, 900))
-    assert [w.message_id for w in store.key_waits(BOB)] == [early, late]
-    assert store.key_waits(CAROL) == [KeyWait(other, CAROL, 15, 900)]
-    assert [w.message_id for w in store.key_waits()] == [early, other, late]
-    store.hold_for_keys(KeyWait(early, BOB, 10, 2000))  # replaced, not doubled
+def test_waits_are_kept_per_peer_in_the_order_written_and_dropped(store: Store) -> None:
+    # Ids and times do not order them (several are written in one millisecond).
+    first, second = _outgoing(store, BOB, 9), _outgoing(store, BOB, 1)
+    other = _outgoing(store, CAROL, 5)
+    store.hold_for_keys(KeyWait(other, CAROL, 10, 900))
+    store.hold_for_keys(KeyWait(second, BOB, 10, 1000))
+    store.hold_for_keys(KeyWait(first, BOB, 10, 1000))
+    assert [w.message_id for w in store.key_waits(BOB)] == [first, second]
+    assert store.key_waits(CAROL) == [KeyWait(other, CAROL, 10, 900)]
+    assert [w.message_id for w in store.key_waits()] == [first, second, other]
+    store.hold_for_keys(KeyWait(first, BOB, 10, 2000))  # replaced, not doubled
     assert [w.expires_at_ms for w in store.key_waits(BOB)] == [2000, 1000]
-    assert store.drop_key_wait(early) and not store.drop_key_wait(early)
-    assert [w.message_id for w in store.key_waits()] == [other, late]
+    assert store.drop_key_wait(first) and not store.drop_key_wait(first)
+    assert [w.message_id for w in store.key_waits()] == [second, other]
 
 
 def test_a_wait_goes_with_its_message(store: Store) -> None:
