@@ -418,7 +418,8 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         reply_to: bytes | None = None,
     ) -> StoredMessage:
         """Like :meth:`send_text`, first fetching the contact's prekey bundle from
-        the DHT when there is no session yet and no bundle from an invite."""
+        the DHT when there is no session yet and no bundle from an invite; if
+        it is not found, the message waits for it (see :meth:`submit`)."""
         return (await self.submit(peer, text, idempotency=idempotency, reply_to=reply_to)).message
 
     async def submit(
