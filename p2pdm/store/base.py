@@ -53,6 +53,7 @@ from p2pdm.limits import (
 )
 from p2pdm.store.blobs import BlobIndex
 from p2pdm.store.groups import GroupStore
+from p2pdm.store.key_waits import KeyWaitStore
 
 __all__ = [
     "BlockedPeer",
@@ -125,7 +126,7 @@ class SearchHit:
     snippet: str
 
 
-class Store(BlobIndex, GroupStore, Protocol):
+class Store(BlobIndex, GroupStore, KeyWaitStore, Protocol):
     # --- lifecycle ---
     def close(self) -> None: ...
     def transaction(self, *, undivided: bool = False) -> AbstractContextManager[None]:

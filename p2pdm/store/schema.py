@@ -550,6 +550,19 @@ def _migration_withdraw(db: sqlite3.Connection) -> bool:
     return False
 
 
+#: Messages waiting for their recipient's prekeys (p2pdm.store.key_waits):
+#: stored, with no envelope yet; a row goes with its message.
+_MIGRATION_KEY_WAITS: Final = """
+CREATE TABLE IF NOT EXISTS key_waits (
+    message_id BLOB PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+    peer BLOB NOT NULL,
+    held_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS key_waits_by_peer ON key_waits (peer, held_at_ms);
+"""
+
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -577,6 +590,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_GROUP_HELD,
     _MIGRATION_LIVE_SHARES,
     _migration_withdraw,
+    _MIGRATION_KEY_WAITS,
 )
 
 #: The schema version this code writes.
