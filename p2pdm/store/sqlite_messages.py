@@ -1,8 +1,9 @@
 """The SQLite store's conversations and messages, with their delivery state.
 
-How this works: ``messages`` holds every message, ``conversations`` one row
-per conversation id (recency, unread count, request), ``status_history``
-each message's statuses, and ``message_recipients`` each recipient's status
+How this works: ``messages`` holds every message (with the status it was stored
+with, ``first_status``), ``conversations`` one row per conversation id
+(recency, unread count, request), ``status_history`` each message's later
+statuses, and ``message_recipients`` each recipient's status
 of an outgoing message; a message's own ``status`` is the least advanced of
 its recipients' (see :func:`~p2pdm.store.base.advance_recipients`). The
 ``seq`` column is the paging cursor, and ``(conversation_id, seq)`` is
@@ -164,6 +165,17 @@ _UPSERT_CONVERSATION: Final = (
     "unread = unread + excluded.unread, request = request AND excluded.request"
 )
 
+#: A message's statuses, oldest first: the first from its row (``first_status``,
+#: at ``stored_at_ms``; NULL for messages stored before that column, whose
+#: first is their oldest ``status_history`` row), then its history rows.
+_STATUS_HISTORY: Final = (
+    "SELECT status, at_ms, detail FROM ("
+    "SELECT 0 AS n, first_status AS status, stored_at_ms AS at_ms, '' AS detail "
+    "FROM messages WHERE id = ?1 AND first_status IS NOT NULL "
+    "UNION ALL SELECT n, status, at_ms, detail FROM status_history WHERE message_id = ?1"
+    ") ORDER BY n"
+)
+
 #: Why an insert into ``messages`` failed when its id was taken.
 _ID_TAKEN: Final = "UNIQUE constraint failed: messages.id"
 
@@ -215,10 +227,6 @@ class MessageTables(Tables):
             seq = cursor.lastrowid
             if seq is None:
                 raise StoreError(f"storing message {message.id.hex()}: no seq assigned")
-            db.execute(
-                "INSERT INTO status_history (message_id, status, at_ms) VALUES (?, ?, ?)",
-                (message.id, str(status), message.stored_at_ms),
-            )
             db.executemany(
                 "INSERT INTO message_recipients (message_id, peer, status, at_ms, detail) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -239,11 +247,12 @@ class MessageTables(Tables):
 
     @staticmethod
     def _insert_message(db: Any, message: StoredMessage, status: DeliveryStatus) -> Any:
+        # ``first_status`` is ``status`` again (?9): the start of its history.
         return db.execute(
             "INSERT INTO messages (id, conversation_id, peer, direction, kind, body, "
             "sent_at_ms, stored_at_ms, status, request, edited_at_ms, unsent, timer_s, "
-            "expires_at_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "expires_at_ms, first_status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?9)",
             (
                 message.id,
                 message.conversation_id,
@@ -337,12 +346,11 @@ class MessageTables(Tables):
             )
 
     def status_history(self, message_id: bytes) -> list[StatusChange]:
-        """Every status the message had, oldest first, starting with the one it was stored with."""
+        """Every status the message had, oldest first, starting with the one it
+        was stored with (in its row: ``first_status``; a ``status_history`` row
+        for a message stored before that column)."""
         with self._reading(f"reading status history of {message_id.hex()}") as db:
-            rows = db.execute(
-                "SELECT status, at_ms, detail FROM status_history WHERE message_id = ? ORDER BY n",
-                (message_id,),
-            ).fetchall()
+            rows = db.execute(_STATUS_HISTORY, (message_id,)).fetchall()
         return [StatusChange(message_id, DeliveryStatus(s), at, detail) for s, at, detail in rows]
 
     def note_status(
@@ -351,11 +359,12 @@ class MessageTables(Tables):
         """Record a note on an outgoing message's current status; see ``Store.note_status``."""
         with self._writing(f"noting the status of message {message_id.hex()}") as db:
             row = db.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+                f"SELECT {_MESSAGE_COLUMNS}, first_status FROM messages WHERE id = ?",
+                (message_id,),
             ).fetchone()
             if row is None:
                 raise NotFound(f"no message {message_id.hex()} in the store")
-            message = _message(row)
+            message, first = _message(row[:_WIDTH]), row[_WIDTH]
             status = message.status
             if recipient is not None and message.direction is Direction.OUT:
                 db.execute(
@@ -369,12 +378,15 @@ class MessageTables(Tables):
                 (message_id,),
             ).fetchall()
             latest = [StatusChange(message_id, DeliveryStatus(s), a, d) for _, s, a, d in last]
+            if not latest and first is not None:  # only the status it was stored with
+                latest = [StatusChange(message_id, DeliveryStatus(first), message.stored_at_ms, "")]
             if not notable(message.direction, status, latest, detail):
                 return False
             (entries,) = db.execute(
                 "SELECT count(*) FROM status_history WHERE message_id = ?", (message_id,)
             ).fetchone()
-            if entries >= MAX_STATUS_HISTORY:
+            entries += first is not None
+            if entries >= MAX_STATUS_HISTORY and last:
                 db.execute(
                     "UPDATE status_history SET status = ?, at_ms = ?, detail = ? WHERE n = ?",
                     (str(status), at_ms, detail, last[0][0]),
