@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Final, cast
 
-from p2pdm.core.eventlog import status_event
+from p2pdm.core.eventlog import LogEvent, status_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Conversation,
@@ -318,6 +318,105 @@ class MessageTables(Tables):
                 hot.moved = (hot.serial, db.total_changes, message_id, left_as)
         if entry is not None:
             self._notify()
+        return changed
+
+    def set_statuses(
+        self,
+        message_id: bytes,
+        statuses: Sequence[DeliveryStatus],
+        at_ms: int,
+        *,
+        recipient: PeerId | None = None,
+    ) -> bool:
+        """``set_status`` for each of ``statuses`` in turn; see ``Store.set_statuses``.
+
+        An outgoing message's rows are written once each, as the last move
+        left them, and its history entries in one insert: an ack's "sent"
+        mark and "delivered" cost one read and five writes, not one read
+        and eight. Anything else (a read mark, an incoming message) goes
+        through ``set_status`` one status at a time.
+        """
+        if DeliveryStatus.READ in statuses:
+            return self._one_by_one(message_id, statuses, at_ms, recipient)
+        hot = self._hot
+        with self._writing(f"setting status of message {message_id.hex()}") as db:
+            left = hot.moved
+            if left is not None and left[:3] == (hot.serial, db.total_changes, message_id):
+                old: StoredMessage | None = left[3]
+            else:
+                old = _read_message(db, message_id)
+            hot.moved = None
+            if old is None:
+                raise NotFound(f"no message {message_id.hex()} in the store")
+            if old.direction is not Direction.OUT:  # set_status reads nothing again
+                hot.moved = (hot.serial, db.total_changes, message_id, old)
+            else:
+                changed, events = self._move_out(db, old, statuses, at_ms, recipient)
+        if old.direction is not Direction.OUT:
+            return self._one_by_one(message_id, statuses, at_ms, recipient)
+        if events:
+            self._notify()
+        return changed
+
+    def _move_out(
+        self,
+        db: Any,
+        old: StoredMessage,
+        statuses: Sequence[DeliveryStatus],
+        at_ms: int,
+        recipient: PeerId | None,
+    ) -> tuple[bool, int]:
+        """Write an outgoing message's moves (inside set_statuses); returns
+        whether a status changed and how many events were logged."""
+        hot, message_id = self._hot, old.id
+        now, changed = old, False
+        moved_peers: dict[bytes, Recipient] = {}
+        events: list[LogEvent] = []
+        history: list[DeliveryStatus] = []
+        for status in statuses:
+            recipients, moved = advance_recipients(now.recipients, status, at_ms, "", recipient)
+            moved_peers.update((r.peer.raw, r) for r in moved)
+            new = status if not now.recipients else message_status(now, recipients)
+            entry = status_change_event(now, new, moved, at_ms, "")
+            if entry is not None:
+                events.append(entry)
+            if status_moves(now.status, new):
+                history.append(new)
+                now = replace(now, status=new, recipients=recipients)
+                changed = True
+            else:
+                now = replace(now, recipients=recipients)
+                changed = changed or bool(moved)
+        db.executemany(
+            "UPDATE message_recipients SET status = ?, at_ms = ?, detail = ? "
+            "WHERE message_id = ? AND peer = ?",
+            [
+                (str(r.status), r.at_ms, r.detail, message_id, r.peer.raw)
+                for r in moved_peers.values()
+            ],
+        )
+        for entry in events:
+            insert_event(db, self._event_caps, entry, hot)
+        if history:
+            db.execute("UPDATE messages SET status = ? WHERE id = ?", (str(now.status), message_id))
+            db.execute(
+                "INSERT INTO status_history (message_id, status, at_ms, detail) VALUES "
+                + ", ".join("(?, ?, ?, '')" for _ in history),
+                [value for status in history for value in (message_id, str(status), at_ms)],
+            )
+        hot.moved = (hot.serial, db.total_changes, message_id, now)
+        return changed, len(events)
+
+    def _one_by_one(
+        self,
+        message_id: bytes,
+        statuses: Sequence[DeliveryStatus],
+        at_ms: int,
+        recipient: PeerId | None,
+    ) -> bool:
+        changed = False
+        for status in statuses:
+            changed = self.set_status(message_id, status, at_ms, recipient=recipient) or changed
         return changed
 
     def _move_status(
