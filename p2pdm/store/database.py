@@ -16,7 +16,9 @@ keys. Given a key, the file is a SQLCipher database, encrypted at rest
 Every database error leaves as :class:`~p2pdm.errors.StoreError` naming what
 failed. :class:`HotReads` keeps what the message path would read again for
 every message (a contact, a conversation, the event log's lane counters…)
-until a write changes it; any rollback forgets it.
+until a write changes it; any rollback forgets it. Inside a group it also
+holds the sessions saved, written once each when the group commits (a
+savepoint's rollback puts back those it found).
 """
 
 from __future__ import annotations
