@@ -221,6 +221,20 @@ class Store(BlobIndex, GroupStore, KeyWaitStore, Protocol):
         """
         ...
 
+    def set_statuses(
+        self,
+        message_id: bytes,
+        statuses: Sequence[DeliveryStatus],
+        at_ms: int,
+        *,
+        recipient: PeerId | None = None,
+    ) -> bool:
+        """``set_status`` for each of ``statuses`` in turn, at ``at_ms`` with no
+        detail, with the same answers, history and events (an ack's "sent"
+        mark and its "delivered": the SQLite store writes each row once).
+        True if a status changed; raises NotFound as set_status does."""
+        ...
+
     def status_history(self, message_id: bytes) -> list[StatusChange]: ...
     def note_status(
         self, message_id: bytes, at_ms: int, detail: str, *, recipient: PeerId | None = None

@@ -561,6 +561,16 @@ CREATE TABLE IF NOT EXISTS key_waits (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS key_waits_by_peer ON key_waits (peer, held_at_ms);
 """
+#: A message's first status (the one it was stored with, at ``stored_at_ms``,
+#: no detail) kept in its row instead of a ``status_history`` row: one insert
+#: fewer a message. NULL for the messages stored before, whose first status
+#: stays their oldest ``status_history`` row (nothing is moved).
+def _migration_first_status(db: sqlite3.Connection) -> bool:
+    """Add ``messages.first_status`` (once: migrations may run again); removes no secrets."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    if "first_status" not in columns:
+        db.execute("ALTER TABLE messages ADD COLUMN first_status TEXT")
+    return False
 
 
 #: An SQL script, or a function that returns True when it removed secrets.
@@ -591,6 +601,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_LIVE_SHARES,
     _migration_withdraw,
     _MIGRATION_KEY_WAITS,
+    _migration_first_status,
 )
 
 #: The schema version this code writes.
