@@ -270,15 +270,32 @@ class Dht:
         Raises whatever the namespace's ``validate`` raises for a bad record,
         and P2PDMError if a newer record is already stored here. Replication
         is best effort: it stops after RECORD_PUT_TIMEOUT_SECONDS.
+
+        The closest peers are found by a :class:`RecordLookup` that runs
+        until the RECORD_LOOKUP_CLOSEST closest live peers it hears of have
+        answered (libp2p's put_value ends its lookup after the first round
+        that does not change its top 20, so it stored records on peers ranked
+        up to ~60th from the key, beyond what a reader's lookup reaches);
+        the record then goes to those of them that lack it.
         """
         self._check_record_key(key)
-        if self._dht.validator is not None:  # raise the namespace's own error, unchanged
-            self._dht.validator.validate(key, value)
-        try:
-            with trio.move_on_after(RECORD_PUT_TIMEOUT_SECONDS) as scope:
-                await self._dht.put_value(key, value)
-        except ValueError as exc:  # libp2p: "Refusing to replace newer value"
-            raise P2PDMError(f"a newer record is already stored under {key[:40]!r}") from exc
+        validator = self._dht.validator
+        if validator is None:
+            raise P2PDMError("the DHT has no record validator")
+        validator.validate(key, value)  # the namespace's own error, unchanged
+        key_bytes = key.encode()
+        store = self._dht.value_store
+        old = store.get(key_bytes)
+        if old is not None and old.value != value and validator.select(key, [value, old.value]):
+            raise P2PDMError(f"a newer record is already stored under {key[:40]!r}")
+        store.put(key_bytes, value)
+        record = store.get(key_bytes)
+        if record is None:  # the store is full of others' records and refused ours
+            return
+        lookup = RecordLookup(self._dht, key, key_bytes, putting=record)
+        with trio.move_on_after(RECORD_PUT_TIMEOUT_SECONDS) as scope, suppress(*NETWORK_ERRORS):
+            await lookup.run()
+            await lookup.correct()
         if scope.cancelled_caught:
             logger.info(
                 "replication of %s stopped after %g s", key[:40], RECORD_PUT_TIMEOUT_SECONDS
@@ -408,9 +425,17 @@ class RecordLookup:
     newest record, put to the closest answering peers that lacked it, which
     moves records to the peers now closest to their key) runs afterwards,
     in the background.
+
+    ``putting`` (:meth:`Dht.put_record`): the lookup of a put, with the record
+    being put as the newest so far. It does not stop at the quorum nor look
+    further out: it ends once the RECORD_LOOKUP_CLOSEST closest live peers
+    have answered, and :meth:`correct` then stores the record at those that
+    lack it.
     """
 
-    def __init__(self, dht: KadDHT, key: str, key_bytes: bytes) -> None:
+    def __init__(
+        self, dht: KadDHT, key: str, key_bytes: bytes, *, putting: Record | None = None
+    ) -> None:
         self._dht = dht
         self.key = key
         self.key_bytes = key_bytes
@@ -426,7 +451,10 @@ class RecordLookup:
         #: Peers that returned the newest record so far / an older one / none.
         self._holders: set[ID] = set()
         self._stale: set[ID] = set()
-        self.best: Record | None = None
+        #: A put (``putting``: the record being put) asks until the closest
+        #: have answered, whatever copies it meets, and does not look further.
+        self._putting = putting is not None
+        self.best: Record | None = putting
         self.copies = 0
         #: Why it ended: "quorum", "closest_answered", "no_peers", "exhausted"
         #: (every candidate asked), or "" while running or cut short.
@@ -480,11 +508,11 @@ class RecordLookup:
             return
         async with trio.open_nursery() as nursery:
             while True:
-                if self.copies >= RECORD_QUORUM:
+                if self.copies >= RECORD_QUORUM and not self._putting:
                     self.ended = "quorum"
                     break
                 if self._closest_settled():
-                    if not self.copies and self._width < RECORD_LOOKUP_WIDEST:
+                    if not self.copies and not self._putting and self._width < RECORD_LOOKUP_WIDEST:
                         self._width = RECORD_LOOKUP_WIDEST  # look further out (class doc)
                         continue
                     self.ended = "closest_answered"
