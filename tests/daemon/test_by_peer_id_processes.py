@@ -55,8 +55,13 @@ def test_two_processes_write_to_each_other_knowing_only_the_peer_id(tmp_path: Pa
             _node(tmp_path / "bob", "bob", "--bootstrap", alice_info["addrs"][0])
         )
         bob_info = bob.node()
+
         # Alice holds her own record, then Bob's (published as he starts).
-        _wait("Bob's record at Alice", lambda: alice.node()["dht"]["records"] >= 2)
+        def alice_records() -> int:
+            dht = alice.node()["dht"]
+            return 0 if dht is None else dht["records"]
+
+        _wait("Bob's record at Alice", lambda: alice_records() >= 2)
         sent = []
         for client, other in ((alice, bob_info), (bob, alice_info)):
             client.add_contact(other["peer_id"], "friend")
