@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from p2pdm.core import records
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus
+from p2pdm.net import DhtMode
 from p2pdm.node.messenger import message_text
 from p2pdm.node.node import Node
 from p2pdm.sim.network import wait_until
@@ -23,12 +25,23 @@ pytestmark = pytest.mark.net
 STEP_S = 20.0
 
 
-async def test_two_nodes_write_to_each_other_knowing_only_the_peer_id() -> None:
+@pytest.mark.parametrize("bob_dht_mode", ["server", "auto"])
+async def test_two_nodes_write_to_each_other_knowing_only_the_peer_id(
+    bob_dht_mode: DhtMode,
+) -> None:
     """Bob joins through Alice and publishes his bundle as he starts; Alice, the
-    only other node, finds it at once (and Bob hers)."""
+    only other node, finds it at once (and Bob hers).
+
+    "auto" is how ``p2pdm run`` starts: Bob, joining through Alice, is a DHT
+    client until AutoNAT finds him reachable, so his bundle is only where his
+    put stored it: at Alice, whose answer to his put's lookup (no record, no
+    closer peer: her table holds only him) must count as an answer."""
     alice = Node(Identity(os.urandom(32)), MemoryStore())
     bob = Node(Identity(os.urandom(32)), MemoryStore())
-    async with served(alice), served(bob, alice.addrs[0]):
+    async with served(alice) as at_alice, served(bob, alice.addrs[0], dht_mode=bob_dht_mode):
+        # Bob's record reaches Alice (a client serves nothing: only her copy counts).
+        bob_key = records.record_key(bob.peer_id).encode()
+        await wait_until(lambda: at_alice.host._dht.value_store.get(bob_key) is not None, STEP_S)
         alice.add_contact_by_peer_id(str(bob.peer_id), "bob")
         bob.add_contact_by_peer_id(str(alice.peer_id), "alice")
         with trio.fail_after(STEP_S):
