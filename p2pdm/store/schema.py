@@ -561,6 +561,8 @@ CREATE TABLE IF NOT EXISTS key_waits (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS key_waits_by_peer ON key_waits (peer, held_at_ms);
 """
+
+
 #: A message's first status (the one it was stored with, at ``stored_at_ms``,
 #: no detail) kept in its row instead of a ``status_history`` row: one insert
 #: fewer a message. NULL for the messages stored before, whose first status
