@@ -93,6 +93,7 @@ NODE: Final[Schema] = obj(
             "type": "object",
             "additionalProperties": INT,
             "description": "contacts, messages, unread, requests, outbox, "
+            "waiting_for_keys (messages to contacts whose keys are not found yet), "
             "requests_dropped (pending requests dropped over the caps, ever), "
             "actions_refused (reactions, edits, unsends refused on receipt, ever), "
             "held_actions_dropped (actions whose message never arrived, ever), "

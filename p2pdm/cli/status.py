@@ -59,7 +59,11 @@ def describe(
     addrs = info["addrs"] or ["(not listening)"]
     lines += [("Address" if i == 0 else "", safe_text(a)) for i, a in enumerate(addrs)]
     lines.append(("Contacts", str(counts.get("contacts", 0))))
-    lines.append(("Queued", _plural(counts.get("outbox", 0), "message") + " to deliver"))
+    queued = _plural(counts.get("outbox", 0), "message") + " to deliver"
+    waiting = counts.get("waiting_for_keys", 0)
+    if waiting:
+        queued += f"; {waiting} waiting for their recipients' keys"
+    lines.append(("Queued", queued))
     unread, requests = counts.get("unread", 0), counts.get("requests", 0)
     lines.append(("Unread", f"{unread}; {_plural(requests, 'message request')}"))
     lines.append(("DHT", _dht(info["dht"])))

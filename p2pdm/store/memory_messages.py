@@ -278,7 +278,7 @@ class MessageDicts(Dicts):
 
     def counts(self) -> dict[str, int]:
         """``contacts``, ``messages``, ``unread`` (not counting requests), ``requests``
-        (request messages), ``outbox``, ``requests_dropped``."""
+        (request messages), ``outbox``, ``waiting_for_keys``, ``requests_dropped``."""
         state = self._live()
         messages = state.messages.values()
         return {
@@ -287,6 +287,7 @@ class MessageDicts(Dicts):
             "unread": sum(1 for m in messages if is_unread(m) and not m.request),
             "requests": sum(1 for m in messages if m.request),
             "outbox": len(state.outbox),
+            "waiting_for_keys": len(state.key_waits),
             "requests_dropped": state.requests_dropped[0],
             "actions_refused": state.actions_refused,
             "held_actions_dropped": state.held_dropped,

@@ -610,24 +610,26 @@ class MessageTables(Tables):
 
     def counts(self) -> dict[str, int]:
         """``contacts``, ``messages``, ``unread`` (not counting requests), ``requests``
-        (request messages), ``outbox``, ``requests_dropped``; read in one snapshot."""
+        (request messages), ``outbox``, ``waiting_for_keys`` (messages without an
+        envelope yet), ``requests_dropped``; read in one snapshot."""
         with self._reading("counting the store") as db:
             row = db.execute(
                 "SELECT (SELECT count(*) FROM contacts), (SELECT count(*) FROM messages), "
                 f"(SELECT count(*) FROM messages WHERE {UNREAD_CONDITION} AND request = 0), "
                 "(SELECT count(*) FROM messages WHERE request = 1), "
-                "(SELECT count(*) FROM outbox)"
+                "(SELECT count(*) FROM outbox), (SELECT count(*) FROM key_waits)"
             ).fetchone()
             dropped = counter(db, "requests_dropped")
             refused = counter(db, "actions_refused")
             held_dropped = counter(db, "held_actions_dropped")
-        contacts, messages, unread, requests, outbox = (int(n) for n in row)
+        contacts, messages, unread, requests, outbox, waiting = (int(n) for n in row)
         return {
             "contacts": contacts,
             "messages": messages,
             "unread": unread,
             "requests": requests,
             "outbox": outbox,
+            "waiting_for_keys": waiting,
             "requests_dropped": dropped,
             "actions_refused": refused,
             "held_actions_dropped": held_dropped,

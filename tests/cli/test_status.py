@@ -97,7 +97,7 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
         "addrs": [],
         "version": "1",
         "started_at_ms": 0,
-        "counts": {"contacts": 2, "outbox": 1, "unread": 3, "requests": 1},
+        "counts": {"contacts": 2, "outbox": 1, "waiting_for_keys": 2, "unread": 3, "requests": 1},
         "event_cursor": 9,
         "dht": {
             "records": 12,
@@ -129,7 +129,7 @@ def test_the_dht_line_names_refusals_by_reason() -> None:
     )  # no escape reaches the terminal
     assert shown["Up"] == "1 d 2 h"
     assert shown["Address"] == "(not listening)"
-    assert shown["Queued"] == "1 message to deliver"
+    assert shown["Queued"] == "1 message to deliver; 2 waiting for their recipients' keys"
     assert shown["Unread"] == "3; 1 message request"
     assert shown["DHT"] == (
         "holds 12 records (4.0 KiB) and 1 provider record; "

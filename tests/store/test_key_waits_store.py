@@ -57,8 +57,10 @@ def test_waits_are_kept_per_peer_in_the_order_written_and_dropped(store: Store) 
     assert [w.message_id for w in store.key_waits()] == [first, second, other]
     store.hold_for_keys(KeyWait(first, BOB, 10, 2000))  # replaced, not doubled
     assert [w.expires_at_ms for w in store.key_waits(BOB)] == [2000, 1000]
+    assert store.counts()["waiting_for_keys"] == 3
     assert store.drop_key_wait(first) and not store.drop_key_wait(first)
     assert [w.message_id for w in store.key_waits()] == [second, other]
+    assert store.counts()["waiting_for_keys"] == 2
 
 
 def test_a_wait_goes_with_its_message(store: Store) -> None:
