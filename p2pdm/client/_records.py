@@ -290,7 +290,7 @@ class NodeInfo(TypedDict):
     addrs: list[str]
     version: str
     started_at_ms: int
-    #: contacts, messages, unread, requests, outbox, requests_dropped.
+    #: contacts, messages, unread, requests, outbox, waiting_for_keys, requests_dropped, …
     counts: dict[str, int]
     #: The newest event's id: pass it as ``since`` to follow events from now on.
     event_cursor: int
