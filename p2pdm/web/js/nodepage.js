@@ -25,6 +25,7 @@ export async function renderNodePage(main) {
       fact("Unread", counts.unread),
       fact("Message requests", counts.requests),
       fact("Outbox (waiting to be delivered)", counts.outbox),
+      counts.waiting_for_keys ? fact("Waiting for a contact's keys", counts.waiting_for_keys) : null,
       fact("Connected peers", dht && dht.connected_peers !== undefined ? String(dht.connected_peers) : `${state.online.size} contacts online`),
       fact("DHT routing table", dht && dht.routing_table !== undefined ? `${dht.routing_table} peers` : "not on the network"),
       fact("DHT records held", dht ? `${dht.records} records, ${dht.providers} providers` : "not on the network"),
