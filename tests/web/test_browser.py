@@ -266,6 +266,9 @@ def test_history_scrolls_back_and_a_waiting_message_says_queued(
         lambda d: note in by_css(d, f"#m-{_last_id(d)} .status").text,
         "the waiting message's note",
     )
+    page.get(f"{base}#/node")  # the node page counts it
+    wait_for(page, lambda d: all_css(d, "#peer-id"), "the node page")
+    assert "Waiting for a contact's keys\n1" in by_css(page, "dl.facts").text
 
 
 def _last_id(driver: Any) -> str:
