@@ -22,6 +22,11 @@ says when the network is back:
   A shorter spell is the node's quiet connections closing as idle (ours or
   the peer's ``idle_timeout``) and the next dial (a bootstrap re-dial, a
   lookup) opening one again: nothing was out of reach, nothing is fetched.
+- **A bootstrap dial failed.** A spell with no connection during which a
+  re-dial of a bootstrap peer failed (``failed_dials`` grew) is the network
+  away however short it was (a Wi-Fi blip, a partition): the host re-dials
+  at once when it has fewer than two connections, so the spell's first
+  re-dial tells which of the two it is well before :func:`gone_after`.
 - **Not yet connected since the start.** A spell with no connection that
   began before the node's first connection counts whatever its length: the
   start-up round may have run before the network was there.
@@ -71,6 +76,7 @@ class NetworkBack:
     __slots__ = (
         "_alone_since",
         "_connected_once",
+        "_failed_before",
         "_highest",
         "_last",
         "_newer_than",
@@ -84,6 +90,8 @@ class NetworkBack:
         #: When the current spell with no connection began (monotonic), if in one.
         self._alone_since: float | None = None
         self._connected_once = False
+        #: Bootstrap dials failed (since the start) when the current spell began.
+        self._failed_before = 0
         #: The highest connection number seen so far.
         self._highest = 0
         #: After a sleep: a connection numbered above this is back; else None.
@@ -91,9 +99,12 @@ class NetworkBack:
         #: The last look's (monotonic, wall) times, in seconds.
         self._last: tuple[float, float] | None = None
 
-    def observe(self, now: float, wall: float, numbers: Iterable[int]) -> bool:
-        """One look: the monotonic and wall clocks (seconds) and the numbers of the
-        open connections. True when the node should fetch from its mailboxes now."""
+    def observe(
+        self, now: float, wall: float, numbers: Iterable[int], failed_dials: int = 0
+    ) -> bool:
+        """One look: the monotonic and wall clocks (seconds), the numbers of the
+        open connections and how many bootstrap dials have failed since the
+        start. True when the node should fetch from its mailboxes now."""
         opened = frozenset(numbers)
         if self._last is not None:
             last_now, last_wall = self._last
@@ -105,8 +116,11 @@ class NetworkBack:
             if self._alone_since is None:
                 # Before the first connection, any spell counts.
                 self._alone_since = now if self._connected_once else -math.inf
+                self._failed_before = failed_dials
             return False
-        if self._alone_since is not None and now - self._alone_since >= self.gone_after:
+        if self._alone_since is not None and (
+            now - self._alone_since >= self.gone_after or failed_dials > self._failed_before
+        ):
             back = True
         if self._newer_than is not None and max(opened) > self._newer_than:
             back = True

@@ -387,8 +387,9 @@ class _PeerWatch:
     address book and what waits for it is sent now; ``peer.online`` if it
     was offline; the same for a peer already connected when it becomes a
     contact. The last connection to a contact going: ``peer.offline``.
-    The node's network back after it was out of reach (its dials failed, or
-    the computer slept: :mod:`p2pdm.daemon.netback`): fetch from our
+    The node's network back after it was out of reach (its bootstrap re-dials
+    failed, it had no connection for longer than they take, or the computer
+    slept: :mod:`p2pdm.daemon.netback`): fetch from our
     mailboxes; connections that only closed as idle fetch nothing. A peer
     with a new connection (contact or group member: it may have been away)
     gets the position of each live location we share with it at once
@@ -418,7 +419,8 @@ class _PeerWatch:
     def check(self) -> None:
         connections = self.host.connections()
         opened = (number for numbers in connections.values() for number in numbers)
-        if self.network.observe(trio.current_time(), self.node.now_ms() / 1000, opened):
+        now, wall = trio.current_time(), self.node.now_ms() / 1000
+        if self.network.observe(now, wall, opened, self.host.failed_bootstrap_dials):
             log.info("network back: fetching from our mailboxes")
             self.delivery.fetch_now()
         # A connection not seen before: the peer may have been away (a restart

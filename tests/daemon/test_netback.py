@@ -20,10 +20,11 @@ class Look:
     now: float
     wall: float
     opened: frozenset[int]
+    failed: int = 0  # bootstrap dials failed since the start
 
 
 def looks_of(watch: NetworkBack, looks: list[Look]) -> list[bool]:
-    return [watch.observe(look.now, look.wall, look.opened) for look in looks]
+    return [watch.observe(look.now, look.wall, look.opened, look.failed) for look in looks]
 
 
 def every(period: float, start: float, *sets: frozenset[int]) -> list[Look]:
@@ -54,6 +55,20 @@ def test_a_spell_longer_than_failed_dials_take_is_the_network_back_once() -> Non
     watch = NetworkBack(GONE)
     sets = [frozenset({1})] + [NONE] * 11 + [frozenset({2}), frozenset({2, 3}), frozenset({3})]
     assert looks_of(watch, every(2.0, 0.0, *sets)) == [False] * 12 + [True, False, False]
+
+
+def test_a_short_spell_in_which_a_bootstrap_dial_failed_is_the_network_back() -> None:
+    """A Wi-Fi blip or a partition: the re-dial fails, so however short the
+    spell, the first connection after it fetches (once)."""
+    looks = [
+        Look(0.0, 0.0, frozenset({1})),
+        Look(2.0, 2.0, NONE, failed=0),
+        Look(4.0, 4.0, NONE, failed=1),  # the re-dial failed
+        Look(6.0, 6.0, frozenset({2}), failed=1),
+        Look(8.0, 8.0, NONE, failed=1),  # idle again; its re-dial works
+        Look(10.0, 10.0, frozenset({3}), failed=1),
+    ]
+    assert looks_of(NetworkBack(GONE), looks) == [False, False, False, True, False, False]
 
 
 def test_no_connection_since_the_start_counts_whatever_its_length() -> None:
@@ -103,7 +118,7 @@ def histories(draw: st.DrawFn) -> list[Look]:
     looks: list[Look] = []
     now = wall = 0.0
     opened: frozenset[int] = frozenset()
-    counter = 0
+    counter = failed = 0
     for _ in range(draw(st.integers(1, 40))):
         now_step = draw(st.sampled_from([0.5, 2.0, 2.0, 5.0, 15.0, 30.0]))
         wall_extra = draw(st.sampled_from([0.0, 0.0, 0.0, 1.0, SLEPT_SECONDS, 3600.0]))
@@ -117,7 +132,8 @@ def histories(draw: st.DrawFn) -> list[Look]:
             opened = frozenset()
         elif action == "drop_one" and opened:
             opened = opened - {min(opened)}
-        looks.append(Look(now, wall, opened))
+        failed += draw(st.sampled_from([0, 0, 0, 0, 1]))
+        looks.append(Look(now, wall, opened, failed))
     return looks
 
 
@@ -134,6 +150,7 @@ def reference(looks: list[Look], gone: float) -> list[bool]:
         spell = start < k and (
             not any(earlier.opened for earlier in looks[:start])
             or look.now - looks[start].now >= gone
+            or look.failed > looks[start].failed
         )
         last_back = max((i for i in range(k) if out[i]), default=-1)
         sleeps = [
@@ -171,7 +188,7 @@ def test_without_sleeps_or_long_spells_nothing_is_fetched_after_the_first_connec
     """The point of the rule: connections idling out between short spells never fetch."""
     short = [
         Look(i * 2.0, i * 2.0, look.opened) for i, look in enumerate(looks)
-    ]  # every spell < GONE unless ≥ 10 looks long
+    ]  # every spell < GONE unless ≥ 10 looks long; no dial fails
     said = looks_of(NetworkBack(GONE), short)
     first = next((i for i, look in enumerate(short) if look.opened), None)
     for k, back in enumerate(said):
