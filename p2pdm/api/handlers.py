@@ -199,7 +199,8 @@ async def send_message(request: Request, node: Node) -> Response:
     reply_to = None if reply_text is None else parse_message_id(reply_text)
     sent = await node.submit(peer, text, idempotency=idempotency, reply_to=reply_to)
     message = sent.message
-    shown = message_view(node, message, "")
+    # A fresh message has no note, except one waiting for its recipient's keys.
+    shown = message_view(node, message, None if node.waiting_for_keys(peer) else "")
     if sent.replayed:  # a retry: the same message, not a second one
         return JSONResponse(shown, headers={"Idempotent-Replayed": "true"})
     return JSONResponse(

@@ -294,8 +294,10 @@ def send(args: argparse.Namespace, home: Home, out: TextIO) -> int:
         _print_json(message, out)
     else:
         read = hints.command(home.path, "read", shlex.quote(safe_text(args.contact)))
+        # Why it waits, if it does: "queued (waiting for bob's keys: ...)".
+        why = f" ({safe_text(message['status_detail'])})" if message.get("status_detail") else ""
         print(
-            f"Message {message['id']} to {safe_text(args.contact)}: {message['status']}. "
+            f"Message {message['id']} to {safe_text(args.contact)}: {message['status']}{why}. "
             f"`{read}` shows its delivery.",
             file=out,
         )

@@ -119,7 +119,7 @@ def _id(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             f"run `{hints.command(home.path, 'init', '--force')}` to start over"
         )
     from p2pdm.core.invite import make_invite
-    from p2pdm.core.session import OwnPrekeys
+    from p2pdm.core.prekeys import OwnPrekeys
 
     bundle = OwnPrekeys.from_bytes(identity, prekeys).bundle()
     now_s = int(home.clock())

@@ -204,7 +204,9 @@ class Operations:
     ) -> None:
         """Queue a text message to a contact (name or PeerID) or a group (id or name);
         with ``idempotency_key``, a retry never sends twice; ``reply_to``: the id of a
-        message of the same conversation it answers."""
+        message of the same conversation it answers. To a contact added by PeerID
+        whose keys are not found yet, it is ``queued`` with a ``status_detail``
+        "waiting for <name>'s keys: ..." and sent once they are found."""
 
     @operation[dict[str, Any]]("GET", "/v1/messages/{message_id}")
     def message(message_id: str) -> None:

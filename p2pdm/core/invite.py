@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.identity import SIGNATURE_BYTES, Identity, PeerId, verify
-from p2pdm.core.session import verify_bundle
+from p2pdm.core.prekeys import verify_bundle
 from p2pdm.core.wire import WIRE_VERSION, PrekeyBundle
 from p2pdm.errors import (
     InviteExpired,

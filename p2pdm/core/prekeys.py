@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Coroutine, Mapping
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import nacl.exceptions
 import nacl.signing
-import x3dh
 
 from p2pdm.core import cbor
-from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.identity import SIGNATURE_BYTES, Identity, PeerId
 from p2pdm.core.wire import PrekeyBundle, X3DHHeader
 from p2pdm.errors import PrekeyError, SessionError, SignatureError
 from p2pdm.limits import (
@@ -34,15 +33,27 @@ from p2pdm.limits import (
     SIGNED_PREKEY_ROTATION_SECONDS,
 )
 
+if TYPE_CHECKING:
+    from p2pdm.core.prekey_state import X3DHState
+
 __all__ = ["OwnPrekeys", "strip_identity_secret", "verify_bundle"]
 
 #: Own prekeys: version 1 held the identity seed inside the x3dh state (only
-#: read, to migrate it); version 2 holds the identity's public key instead.
+#: read, to migrate it); version 2 holds the identity's public key instead;
+#: version 3 also the current signed prekey and its signature, so that the
+#: published bundle needs no x3dh state (loaded on first use, see
+#: :mod:`p2pdm.core.prekey_state`). Versions 1 and 2 are read and saved again as 3.
 _LEGACY_PREKEYS_VERSION: Final = 1
-_PREKEYS_VERSION: Final = 2
+_PUBLIC_KEY_PREKEYS_VERSION: Final = 2
+_PREKEYS_VERSION: Final = 3
 #: Where the x3dh library keeps the identity key pair in its JSON state.
-_IDENTITY_FIELD: Final = "identity_key"
-_X3DH_INFO: Final = b"p2pdm/x3dh/v1"
+IDENTITY_FIELD: Final = "identity_key"
+X3DH_INFO: Final = b"p2pdm/x3dh/v1"
+#: How a signed prekey's signature encodes the key it signs (as python-twomemo).
+ED_25519_KEY: Final = b"\x01"
+CURVE_25519_KEY: Final = b"\x02"
+#: An X25519 public key.
+PREKEY_BYTES: Final = 32
 #: Largest saved key state we parse (prekeys, or one peer's sessions).
 MAX_STATE_BYTES: Final = 4 << 20
 
@@ -59,63 +70,71 @@ def run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("session library coroutine suspended unexpectedly")
 
 
-def _encode_key(fmt: x3dh.IdentityKeyFormat, pub: bytes) -> bytes:
-    return (b"\x01" if fmt is x3dh.IdentityKeyFormat.ED_25519 else b"\x02") + pub
-
-
-class _X3DHState(x3dh.BaseState):
-    @staticmethod
-    def _encode_public_key(key_format: x3dh.IdentityKeyFormat, pub: bytes) -> bytes:
-        return _encode_key(key_format, pub)
+def _signed_prekey_ok(identity_key: bytes, signed_prekey: bytes, signature: bytes) -> bool:
+    try:
+        nacl.signing.VerifyKey(identity_key).verify(CURVE_25519_KEY + signed_prekey, signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
+        return False
+    return True
 
 
 def verify_bundle(bundle: PrekeyBundle) -> None:
     """Check the identity key's signature on the signed prekey; raises SignatureError."""
-    signed = _encode_key(x3dh.IdentityKeyFormat.CURVE_25519, bundle.signed_prekey)
-    try:
-        nacl.signing.VerifyKey(bundle.peer.public_key).verify(signed, bundle.signed_prekey_sig)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
-        raise SignatureError(
-            f"prekey bundle of {bundle.peer.short()} has a bad signature"
-        ) from None
+    if not _signed_prekey_ok(
+        bundle.peer.public_key, bundle.signed_prekey, bundle.signed_prekey_sig
+    ):
+        raise SignatureError(f"prekey bundle of {bundle.peer.short()} has a bad signature")
 
 
-def _identity_json(seed: bytes) -> dict[str, Any]:
-    """The x3dh library's JSON form of an identity key pair given by its seed."""
-    pair = x3dh.identity_key_pair.IdentityKeyPairSeed(seed)
-    return json.loads(pair.model.model_dump_json())  # type: ignore[no-any-return]
+class _Saved:
+    """Decoded saved prekeys (any version), before the x3dh state is built."""
+
+    def __init__(self, data: bytes) -> None:
+        f = cbor.decode_map(data, MAX_STATE_BYTES, "own prekeys")
+        self.version = f.integer("v", 0, 1 << 32)
+        if self.version not in (
+            _LEGACY_PREKEYS_VERSION,
+            _PUBLIC_KEY_PREKEYS_VERSION,
+            _PREKEYS_VERSION,
+        ):
+            raise SessionError("own prekeys: unknown state version")
+        try:
+            x3dh_json = json.loads(f.blob("x3dh", max_size=MAX_STATE_BYTES))
+        except ValueError as exc:
+            raise SessionError(f"own prekeys are damaged: {exc}") from None
+        if not isinstance(x3dh_json, dict):
+            raise SessionError("own prekeys are damaged: the x3dh state is not a map")
+        self.x3dh_json: dict[str, Any] = x3dh_json
+        self.rotated_at_s = f.integer("rotated_at", 0, 1 << 63)
+        self.public_key: bytes | None = None
+        self.signed: tuple[bytes, bytes] | None = None
+        if self.version != _LEGACY_PREKEYS_VERSION:
+            self.public_key = f.blob("ik", size=32)
+            if IDENTITY_FIELD in x3dh_json:
+                raise SessionError("own prekeys are damaged: they hold an identity key")
+        if self.version == _PREKEYS_VERSION:
+            self.signed = (
+                f.blob("spk", size=PREKEY_BYTES),
+                f.blob("spk_sig", size=SIGNATURE_BYTES),
+            )
+        f.done()
 
 
-def _decode_prekeys(data: bytes) -> tuple[int, dict[str, Any], int, bytes | None]:
-    """``(version, x3dh JSON, rotated_at, identity public key or None)``; raises SessionError."""
-    f = cbor.decode_map(data, MAX_STATE_BYTES, "own prekeys")
-    version = f.integer("v", 0, 1 << 32)
-    if version not in (_LEGACY_PREKEYS_VERSION, _PREKEYS_VERSION):
-        raise SessionError("own prekeys: unknown state version")
-    try:
-        x3dh_json = json.loads(f.blob("x3dh", max_size=MAX_STATE_BYTES))
-    except ValueError as exc:
-        raise SessionError(f"own prekeys are damaged: {exc}") from None
-    if not isinstance(x3dh_json, dict):
-        raise SessionError("own prekeys are damaged: the x3dh state is not a map")
-    rotated = f.integer("rotated_at", 0, 1 << 63)
-    public_key = None
-    if version == _PREKEYS_VERSION:
-        public_key = f.blob("ik", size=32)
-        if _IDENTITY_FIELD in x3dh_json:
-            raise SessionError("own prekeys are damaged: they hold an identity key")
-    f.done()
-    return version, x3dh_json, rotated, public_key
-
-
-def _encode_prekeys(x3dh_json: Mapping[str, Any], rotated_at_s: int, public_key: bytes) -> bytes:
-    without_secret = {k: v for k, v in x3dh_json.items() if k != _IDENTITY_FIELD}
+def _encode_prekeys(
+    x3dh_json: Mapping[str, Any],
+    rotated_at_s: int,
+    public_key: bytes,
+    signed: tuple[bytes, bytes],
+) -> bytes:
+    without_secret = {k: v for k, v in x3dh_json.items() if k != IDENTITY_FIELD}
     return cbor.encode(
         {
             "v": _PREKEYS_VERSION,
             "x3dh": json.dumps(without_secret).encode(),
             "rotated_at": rotated_at_s,
             "ik": public_key,
+            "spk": signed[0],
+            "spk_sig": signed[1],
         }
     )
 
@@ -123,77 +142,133 @@ def _encode_prekeys(x3dh_json: Mapping[str, Any], rotated_at_s: int, public_key:
 def strip_identity_secret(data: bytes) -> bytes:
     """Saved own prekeys rewritten without the identity seed (version 2).
 
-    Version 2 bytes come back unchanged. For the store's migration of
+    Later versions come back unchanged. For the store's migration of
     states written before the seed was kept out. Raises SessionError if
     ``data`` is not own prekeys.
     """
-    version, x3dh_json, rotated, _ = _decode_prekeys(data)
-    if version == _PREKEYS_VERSION:
+    saved = _Saved(data)
+    if saved.version != _LEGACY_PREKEYS_VERSION:
         return data
-    try:
-        pair = x3dh.identity_key_pair.IdentityKeyPair.from_json(x3dh_json[_IDENTITY_FIELD])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise SessionError(f"own prekeys are damaged: {exc}") from None
-    if not isinstance(pair, x3dh.identity_key_pair.IdentityKeyPairSeed):
-        raise SessionError("own prekeys are damaged: the identity key is not a seed")
-    public_key = bytes(nacl.signing.SigningKey(pair.seed).verify_key)
-    return _encode_prekeys(x3dh_json, rotated, public_key)
+    from p2pdm.core import prekey_state  # x3dh: see that module
+
+    public_key = prekey_state.legacy_public_key(saved.x3dh_json)
+    without_secret = {k: v for k, v in saved.x3dh_json.items() if k != IDENTITY_FIELD}
+    return cbor.encode(
+        {
+            "v": _PUBLIC_KEY_PREKEYS_VERSION,
+            "x3dh": json.dumps(without_secret).encode(),
+            "rotated_at": saved.rotated_at_s,
+            "ik": public_key,
+        }
+    )
 
 
 class OwnPrekeys:
-    """This node's X3DH keys. Persist :meth:`to_bytes` after every change."""
+    """This node's X3DH keys. Persist :meth:`to_bytes` after every change.
 
-    def __init__(self, identity: Identity, state: _X3DHState, rotated_at_s: int) -> None:
+    Restored from version 3 bytes, the x3dh state is built on its first use
+    (an incoming or outgoing first message, a rotation that is due, an
+    invite's one-time prekeys), not on start: the bundle a node publishes
+    needs only the signed prekey saved beside it.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        rotated_at_s: int,
+        *,
+        state: X3DHState | None = None,
+        saved: tuple[dict[str, Any], tuple[bytes, bytes]] | None = None,
+    ) -> None:
         self.identity = identity
-        self._state = state
         self.rotated_at_s = rotated_at_s
+        #: The x3dh state, once built.
+        self._loaded = state
+        #: Until then: its JSON form (without the identity) and the current
+        #: signed prekey with its signature.
+        self._saved = saved
         #: Bumped on every change, so callers persist only when it moved.
         self.version = 0
+        #: Restored from an older version: save it again (as version 3).
+        self.outdated = False
+
+    @property
+    def _state(self) -> X3DHState:
+        """The x3dh state, built from the saved JSON on first use."""
+        if self._loaded is None:
+            assert self._saved is not None
+            from p2pdm.core import prekey_state  # x3dh: see that module
+
+            x3dh_json, signed = self._saved
+            state = prekey_state.restore(x3dh_json, self.identity.seed)
+            b = state.bundle
+            if b.identity_key != self.identity.public_key:
+                raise SessionError("own prekeys belong to another identity")
+            if (b.signed_pre_key, b.signed_pre_key_sig) != signed:
+                raise SessionError("own prekeys are damaged: the signed prekey is not the state's")
+            self._loaded, self._saved = state, None
+        return self._loaded
+
+    def check(self) -> None:
+        """Build the x3dh state now; raises SessionError if it is damaged."""
+        _ = self._state
+
+    def _signed(self) -> tuple[bytes, bytes]:
+        """The current signed prekey and its signature."""
+        if self._loaded is None:
+            assert self._saved is not None
+            return self._saved[1]
+        b = self._loaded.bundle
+        return b.signed_pre_key, b.signed_pre_key_sig
 
     @classmethod
     def create(cls, identity: Identity, now_s: int) -> OwnPrekeys:
-        state = _X3DHState.create(
-            x3dh.IdentityKeyFormat.ED_25519,
-            x3dh.HashFunction.SHA_256,
-            _X3DH_INFO,
-            x3dh.identity_key_pair.IdentityKeyPairSeed(identity.seed),
+        from p2pdm.core import prekey_state  # x3dh: see that module
+
+        return cls(
+            identity, now_s, state=prekey_state.create(identity.seed, ONE_TIME_PREKEYS_TARGET)
         )
-        state.generate_pre_keys(ONE_TIME_PREKEYS_TARGET)
-        return cls(identity, state, now_s)
 
     @classmethod
     def from_bytes(cls, identity: Identity, data: bytes) -> OwnPrekeys:
         """Restore; raises SessionError if the state is damaged or not this identity's."""
-        version, x3dh_json, rotated, public_key = _decode_prekeys(data)
-        if version == _PREKEYS_VERSION:
-            if public_key != identity.public_key:
-                raise SessionError("own prekeys belong to another identity")
-            x3dh_json[_IDENTITY_FIELD] = _identity_json(identity.seed)
-        try:
-            state, _ = _X3DHState.from_json(
-                x3dh_json,
-                x3dh.IdentityKeyFormat.ED_25519,
-                x3dh.HashFunction.SHA_256,
-                _X3DH_INFO,
-            )
-        except (ValueError, TypeError, KeyError) as exc:
-            raise SessionError(f"own prekeys are damaged: {exc}") from None
-        own = cls(identity, state, rotated)
+        saved = _Saved(data)
+        if saved.version != _LEGACY_PREKEYS_VERSION and saved.public_key != identity.public_key:
+            raise SessionError("own prekeys belong to another identity")
+        if saved.signed is not None:
+            if not _signed_prekey_ok(identity.public_key, *saved.signed):
+                raise SessionError("own prekeys are damaged: the signed prekey's signature is bad")
+            return cls(identity, saved.rotated_at_s, saved=(saved.x3dh_json, saved.signed))
+        from p2pdm.core import prekey_state  # x3dh: see that module
+
+        legacy = saved.version == _LEGACY_PREKEYS_VERSION
+        state = prekey_state.restore(saved.x3dh_json, None if legacy else identity.seed)
         if state.bundle.identity_key != identity.public_key:
             raise SessionError("own prekeys belong to another identity")
+        own = cls(identity, saved.rotated_at_s, state=state)
+        own.outdated = True
         return own
 
     def to_bytes(self) -> bytes:
         """The state to persist: everything but the identity seed."""
-        return _encode_prekeys(self._state.json, self.rotated_at_s, self.identity.public_key)
+        if self._loaded is not None:
+            x3dh_json = self._loaded.json
+        else:
+            assert self._saved is not None
+            x3dh_json = self._saved[0]
+        return _encode_prekeys(
+            x3dh_json, self.rotated_at_s, self.identity.public_key, self._signed()
+        )
 
     def bundle(self, one_time: int = ONE_TIME_PREKEYS_PER_BUNDLE) -> PrekeyBundle:
-        b = self._state.bundle
+        signed_prekey, signature = self._signed()
         return PrekeyBundle(
             peer=self.identity.peer_id,
-            signed_prekey=b.signed_pre_key,
-            signed_prekey_sig=b.signed_pre_key_sig,
-            one_time_prekeys=tuple(sorted(b.pre_keys))[:one_time],
+            signed_prekey=signed_prekey,
+            signed_prekey_sig=signature,
+            one_time_prekeys=tuple(sorted(self._state.bundle.pre_keys))[:one_time]
+            if one_time > 0
+            else (),
             created_at_s=self.rotated_at_s,
         )
 
@@ -223,9 +298,12 @@ class OwnPrekeys:
 
         Changes nothing: call :meth:`_consume` once the first message decrypted.
         """
+        state = self._state
+        import x3dh  # loaded with the state
+
         try:
             secret, ad, spk = run_to_completion(
-                self._state.get_shared_secret_passive(
+                state.get_shared_secret_passive(
                     x3dh.Header(
                         identity_key=sender.public_key,
                         ephemeral_key=header.ephemeral_key,

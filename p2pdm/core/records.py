@@ -17,8 +17,8 @@ from typing import Any, Final
 
 from p2pdm.core import cbor
 from p2pdm.core.identity import SIGNATURE_BYTES, Identity, PeerId, verify
+from p2pdm.core.prekeys import verify_bundle
 from p2pdm.core.profile import Profile
-from p2pdm.core.session import verify_bundle
 from p2pdm.core.wire import WIRE_VERSION, PrekeyBundle
 from p2pdm.errors import SchemaError, SignatureError, UnsupportedVersion, WireError
 from p2pdm.limits import MAX_ADDR_BYTES, MAX_ADDRS, MAX_NODE_RECORD_BYTES

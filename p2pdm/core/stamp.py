@@ -18,10 +18,9 @@ No I/O and no randomness: minting is deterministic for a resource.
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from typing import Final
-
-import nacl.encoding
-import nacl.hash
 
 __all__ = [
     "MAX_DIFFICULTY",
@@ -41,7 +40,7 @@ NONCE_BYTES: Final = 8
 #: stamp would only be a way to make a peer burn its CPU.
 MAX_DIFFICULTY: Final = 32
 _DIGEST_BYTES: Final = 32
-_RAW: Final = nacl.encoding.RawEncoder
+_NONCE: Final = struct.Struct(">Q")  # NONCE_BYTES, big-endian: nonce n is n's 8 bytes
 
 
 def leading_zero_bits(digest: bytes) -> int:
@@ -52,10 +51,11 @@ def leading_zero_bits(digest: bytes) -> int:
 
 def work(resource: bytes, nonce: bytes) -> int:
     """The bits of work ``nonce`` proves for ``resource``."""
-    digest = nacl.hash.blake2b(
-        resource + nonce, digest_size=_DIGEST_BYTES, person=PERSON, encoder=_RAW
-    )
-    return leading_zero_bits(digest)
+    return leading_zero_bits(_hasher(resource + nonce).digest())
+
+
+def _hasher(data: bytes) -> hashlib.blake2b:
+    return hashlib.blake2b(data, digest_size=_DIGEST_BYTES, person=PERSON)
 
 
 def mint(resource: bytes, difficulty: int, *, max_tries: int | None = None) -> bytes | None:
@@ -67,12 +67,21 @@ def mint(resource: bytes, difficulty: int, *, max_tries: int | None = None) -> b
     if not 0 <= difficulty <= MAX_DIFFICULTY:
         raise ValueError(f"a stamp's difficulty is 0 to {MAX_DIFFICULTY} bits, not {difficulty}")
     limit = 1 << (NONCE_BYTES * 8) if max_tries is None else max_tries
-    blake2b = nacl.hash.blake2b
+    if difficulty == 0:
+        return _NONCE.pack(0) if limit > 0 else None
+    # The resource is hashed once; each try copies that state and adds its
+    # nonce. A digest has at least ``difficulty`` leading zero bits exactly
+    # when, read as a big-endian number, it is below 2**(256 - difficulty),
+    # and equal-length bytes compare as such numbers do.
+    fed = _hasher(resource)
+    copy = fed.copy
+    pack = _NONCE.pack
+    below = (1 << (_DIGEST_BYTES * 8 - difficulty)).to_bytes(_DIGEST_BYTES, "big")
     for counter in range(limit):
-        nonce = counter.to_bytes(NONCE_BYTES, "big")
-        digest = blake2b(resource + nonce, digest_size=_DIGEST_BYTES, person=PERSON, encoder=_RAW)
-        if leading_zero_bits(digest) >= difficulty:
-            return nonce
+        tried = copy()
+        tried.update(pack(counter))
+        if tried.digest() < below:
+            return pack(counter)
     return None
 
 

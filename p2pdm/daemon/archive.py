@@ -47,7 +47,7 @@ import nacl.secret
 from p2pdm import hints
 from p2pdm.core import cbor
 from p2pdm.core.identity import SEED_BYTES, Identity, PeerId
-from p2pdm.core.session import OwnPrekeys
+from p2pdm.core.prekeys import OwnPrekeys
 from p2pdm.daemon.config import MAX_CONFIG_BYTES
 from p2pdm.daemon.home import STORE_COMPANION_SUFFIXES, Home, check_display_name
 from p2pdm.daemon.identity_file import (
@@ -493,6 +493,6 @@ def _check_store(store: SQLiteStore, identity: Identity, where: str) -> None:
     try:
         if prekeys is None or not isinstance(store.get_setting("name"), str):
             raise SessionError("no prekeys or no display name")
-        OwnPrekeys.from_bytes(identity, prekeys)
+        OwnPrekeys.from_bytes(identity, prekeys).check()  # the whole state, not only its bundle
     except P2PDMError as exc:
         raise ArchiveError(f"the store in {where} does not fit its identity ({exc})") from None

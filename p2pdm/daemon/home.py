@@ -304,7 +304,7 @@ class Home:
 
     def _create_identity(self, name: str, force: bool) -> NewIdentity:
         from p2pdm.core.identity import SEED_BYTES, Identity
-        from p2pdm.core.session import OwnPrekeys
+        from p2pdm.core.prekeys import OwnPrekeys
         from p2pdm.daemon.identity_file import seal_identity
         from p2pdm.store.sqlite import SQLiteStore
 

@@ -77,6 +77,7 @@ from p2pdm.net import (
 )
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.housekeeping import purge_loop
+from p2pdm.node.key_waits import key_lookup_loop
 from p2pdm.node.live_location import (
     live_location_loop,
     orphans_for,
@@ -615,6 +616,8 @@ async def serve_node(
             nursery.start_soon(_PeerWatch(node, host, delivery, blobs, options.upkeep).run)
             # Disappearing messages: what expired while we were off, then on a schedule.
             nursery.start_soon(purge_loop, node)
+            # Messages to peers whose prekeys were not found yet: looked up again.
+            nursery.start_soon(key_lookup_loop, node)
             nursery.start_soon(live_location_loop, node)  # shares end with their period
             # Shares that ran when the node stopped: their position source is gone.
             nursery.start_soon(_stop_orphaned_shares, node)

@@ -18,15 +18,21 @@ from contextlib import suppress
 from contextvars import ContextVar
 
 import trio
+from google.protobuf.message import DecodeError
 from libp2p.abc import INetStream
+from libp2p.kad_dht.common import MAX_DHT_MESSAGE_SIZE, format_time_rfc3339
+from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL
 from libp2p.kad_dht.kad_dht import KadDHT
-from libp2p.kad_dht.pb.kademlia_pb2 import Record
+from libp2p.kad_dht.pb.kademlia_pb2 import Message, Record
 from libp2p.kad_dht.provider_store import ProviderRecord
+from libp2p.kad_dht.utils import maybe_consume_signed_record
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
-from libp2p.peer.peerstore import PeerStoreError
+from libp2p.peer.peerstore import PeerStoreError, env_to_send_in_RPC
 from libp2p.records.pubkey import PublicKeyValidator
 from libp2p.records.validator import NamespacedValidator, Validator
+from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes_limited
+from multiaddr import Multiaddr
 
 from p2pdm.core.identity import PeerId
 from p2pdm.errors import P2PDMError, PeerUnreachable, SchemaError
@@ -44,6 +50,7 @@ from p2pdm.net._handoff import RecordHandoff, watch_self_lookups
 from p2pdm.net._patches import replace_dht_stores
 from p2pdm.net.addrs import full_addr
 from p2pdm.net.limits import (
+    CLOSER_PEER_ADDR_TTL_SECONDS,
     MAX_PROVIDER_KEY_BYTES,
     MAX_PROVIDERS,
     MAX_RECORD_BYTES,
@@ -270,15 +277,32 @@ class Dht:
         Raises whatever the namespace's ``validate`` raises for a bad record,
         and P2PDMError if a newer record is already stored here. Replication
         is best effort: it stops after RECORD_PUT_TIMEOUT_SECONDS.
+
+        The closest peers are found by a :class:`RecordLookup` that runs
+        until the RECORD_LOOKUP_CLOSEST closest live peers it hears of have
+        answered (libp2p's put_value ends its lookup after the first round
+        that does not change its top 20, so it stored records on peers ranked
+        up to ~60th from the key, beyond what a reader's lookup reaches);
+        the record then goes to those of them that lack it.
         """
         self._check_record_key(key)
-        if self._dht.validator is not None:  # raise the namespace's own error, unchanged
-            self._dht.validator.validate(key, value)
-        try:
-            with trio.move_on_after(RECORD_PUT_TIMEOUT_SECONDS) as scope:
-                await self._dht.put_value(key, value)
-        except ValueError as exc:  # libp2p: "Refusing to replace newer value"
-            raise P2PDMError(f"a newer record is already stored under {key[:40]!r}") from exc
+        validator = self._dht.validator
+        if validator is None:
+            raise P2PDMError("the DHT has no record validator")
+        validator.validate(key, value)  # the namespace's own error, unchanged
+        key_bytes = key.encode()
+        store = self._dht.value_store
+        old = store.get(key_bytes)
+        if old is not None and old.value != value and validator.select(key, [value, old.value]):
+            raise P2PDMError(f"a newer record is already stored under {key[:40]!r}")
+        store.put(key_bytes, value)
+        record = store.get(key_bytes)
+        if record is None:  # the store is full of others' records and refused ours
+            return
+        lookup = RecordLookup(self._dht, key, key_bytes, putting=record)
+        with trio.move_on_after(RECORD_PUT_TIMEOUT_SECONDS) as scope, suppress(*NETWORK_ERRORS):
+            await lookup.run()
+            await lookup.correct()
         if scope.cancelled_caught:
             logger.info(
                 "replication of %s stopped after %g s", key[:40], RECORD_PUT_TIMEOUT_SECONDS
@@ -386,6 +410,54 @@ def _key_distance(target: bytes) -> Callable[[ID], int]:
     return distance
 
 
+async def ask_value(dht: KadDHT, peer: ID, key: bytes) -> tuple[Record | None, list[ID]] | None:
+    """Ask ``peer`` for the record under ``key``: (its record or None, the closer
+    peers it named), or None if it gave no usable answer (a malformed reply, a
+    record without a valid sender record). Network failures raise.
+
+    libp2p's ``_get_from_peer`` returns (None, []) for a failure *and* for a
+    peer that has neither the record nor a closer peer (the only other DHT
+    server of a young network, asked about a key while its table holds no one
+    but the asker), so a lookup could not tell a live peer from a dead one.
+    The request is libp2p's own: GET_VALUE with our signed peer record.
+    """
+    message = Message()
+    message.type = Message.MessageType.GET_VALUE
+    message.key = key
+    message.senderRecord = env_to_send_in_RPC(dht.host)[0]
+    request = message.SerializeToString()
+    stream = await dht.host.new_stream(peer, [KAD_PROTOCOL])
+    try:
+        await stream.write(encode_varint_prefixed(request))
+        raw = await read_varint_prefixed_bytes_limited(stream, MAX_DHT_MESSAGE_SIZE)
+    finally:
+        with suppress(*NETWORK_ERRORS):
+            await stream.close()
+    response = Message()
+    try:
+        response.ParseFromString(raw)
+    except DecodeError:
+        return None
+    if response.type != Message.MessageType.GET_VALUE:
+        return None
+    closer: list[ID] = []
+    peerstore = dht.host.get_peerstore()
+    for named in response.closerPeers:
+        with suppress(Exception):  # one bad entry costs only itself (libp2p's rule)
+            closer_id = ID(named.id)
+            if closer_id != dht.local_peer_id:
+                if named.addrs:
+                    addrs = [Multiaddr(addr) for addr in named.addrs]
+                    peerstore.add_addrs(closer_id, addrs, CLOSER_PEER_ADDR_TTL_SECONDS)
+                closer.append(closer_id)
+    if not (response.HasField("record") and response.record.value):
+        return None, closer
+    if not maybe_consume_signed_record(response, dht.host, peer):
+        return None
+    response.record.timeReceived = format_time_rfc3339()
+    return response.record, closer
+
+
 class RecordLookup:
     """One iterative GET_VALUE lookup, keeping what it found even if cut short.
 
@@ -408,9 +480,17 @@ class RecordLookup:
     newest record, put to the closest answering peers that lacked it, which
     moves records to the peers now closest to their key) runs afterwards,
     in the background.
+
+    ``putting`` (:meth:`Dht.put_record`): the lookup of a put, with the record
+    being put as the newest so far. It does not stop at the quorum nor look
+    further out: it ends once the RECORD_LOOKUP_CLOSEST closest live peers
+    have answered, and :meth:`correct` then stores the record at those that
+    lack it.
     """
 
-    def __init__(self, dht: KadDHT, key: str, key_bytes: bytes) -> None:
+    def __init__(
+        self, dht: KadDHT, key: str, key_bytes: bytes, *, putting: Record | None = None
+    ) -> None:
         self._dht = dht
         self.key = key
         self.key_bytes = key_bytes
@@ -426,7 +506,10 @@ class RecordLookup:
         #: Peers that returned the newest record so far / an older one / none.
         self._holders: set[ID] = set()
         self._stale: set[ID] = set()
-        self.best: Record | None = None
+        #: A put (``putting``: the record being put) asks until the closest
+        #: have answered, whatever copies it meets, and does not look further.
+        self._putting = putting is not None
+        self.best: Record | None = putting
         self.copies = 0
         #: Why it ended: "quorum", "closest_answered", "no_peers", "exhausted"
         #: (every candidate asked), or "" while running or cut short.
@@ -480,11 +563,11 @@ class RecordLookup:
             return
         async with trio.open_nursery() as nursery:
             while True:
-                if self.copies >= RECORD_QUORUM:
+                if self.copies >= RECORD_QUORUM and not self._putting:
                     self.ended = "quorum"
                     break
                 if self._closest_settled():
-                    if not self.copies and self._width < RECORD_LOOKUP_WIDEST:
+                    if not self.copies and not self._putting and self._width < RECORD_LOOKUP_WIDEST:
                         self._width = RECORD_LOOKUP_WIDEST  # look further out (class doc)
                         continue
                     self.ended = "closest_answered"
@@ -504,15 +587,13 @@ class RecordLookup:
 
     async def _ask(self, peer: ID) -> None:
         try:
-            result: object = None
+            answer: tuple[Record | None, list[ID]] | None = None
             with trio.move_on_after(RECORD_QUERY_TIMEOUT_SECONDS), suppress(*NETWORK_ERRORS):
-                result = await self._dht.value_store._get_from_peer(
-                    peer, self.key_bytes, return_record=True, return_closer_peers=True
-                )
-            record, closer = result if isinstance(result, tuple) else (None, [])
-            if record is None and not closer:
-                self._failed.add(peer)  # no answer (libp2p maps its failures to this too)
+                answer = await ask_value(self._dht, peer, self.key_bytes)
+            if answer is None:
+                self._failed.add(peer)  # no answer in time, or no answer at all
                 return
+            record, closer = answer
             self._answered.add(peer)
             self._add_candidates(list(closer))
             if isinstance(record, Record):

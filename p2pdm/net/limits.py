@@ -174,6 +174,11 @@ RECORD_LOOKUP_WIDEST: Final = 60
 #: the connected peers and those with known addresses (libp2p's threshold).
 RECORD_LOOKUP_MIN_TABLE: Final = 5
 
+#: How long the addresses of the closer peers a record lookup is told of stay
+#: in the peerstore (libp2p's own figure for them): long enough to dial them
+#: during this lookup and its correction.
+CLOSER_PEER_ADDR_TTL_SECONDS: Final = 600
+
 #: Longest wait for one peer's answer during a record lookup; a peer that
 #: does not answer in time counts as failed and the lookup moves on.
 RECORD_QUERY_TIMEOUT_SECONDS: Final = 5.0

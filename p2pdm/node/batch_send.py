@@ -2,10 +2,11 @@
 
 How this works: :meth:`BatchSend.submit_many` does for every item what
 :meth:`~p2pdm.node.node.Node.submit` does for one (the PeerID checked, the
-prekeys of a new peer found), then hands the sends to the commit batcher as
+prekeys of a new peer found, or else its messages kept waiting for them:
+:mod:`p2pdm.node.key_waits`), then hands the sends to the commit batcher as
 one piece of work, so the whole batch is one transaction (one fsync) while
 each send is still all-or-nothing alone (a savepoint). An item that fails
-(unknown peer, no session, a reused idempotency key) is reported in its
+(unknown peer, blocked, a reused idempotency key) is reported in its
 place; the others are sent.
 """
 
@@ -62,20 +63,20 @@ class BatchSend:
         node = cast("Node", self)
         results: list[Sent | P2PDMError | None] = [None] * len(items)
         ready: list[int] = []
-        prepared: dict[PeerId, P2PDMError | None] = {}
+        # Per peer: send now (True), wait for its prekeys (False), or the refusal.
+        prepared: dict[PeerId, P2PDMError | bool] = {}
         for i, item in enumerate(items):
             if item.peer not in prepared:  # once per peer, however many items
                 try:
-                    await node.ensure_session(item.peer)
-                    prepared[item.peer] = None
+                    prepared[item.peer] = await node.keys_or_wait(item.peer)
                 except P2PDMError as exc:
                     prepared[item.peer] = exc
-            error = prepared[item.peer]
-            if error is None:
-                ready.append(i)
+            refused = prepared[item.peer]
+            if isinstance(refused, P2PDMError):
+                results[i] = refused
             else:
-                results[i] = error
-        sends = [_Send(node, items[i]) for i in ready]
+                ready.append(i)
+        sends = [_Send(node, items[i], prepared[items[i].peer] is True) for i in ready]
         for i, outcome in zip(ready, await node.batcher.submit_all(sends), strict=True):
             results[i] = outcome
         return cast(list[Sent | P2PDMError], results)  # every place was filled
@@ -84,12 +85,16 @@ class BatchSend:
 class _Send:
     """One item's send, run by the batcher (a class, not a closure per loop turn)."""
 
-    __slots__ = ("item", "node")
+    __slots__ = ("item", "node", "now")
 
-    def __init__(self, node: Node, item: SendItem) -> None:
+    def __init__(self, node: Node, item: SendItem, now: bool) -> None:
         self.node = node
         self.item = item
+        #: False: the message waits for its recipient's prekeys.
+        self.now = now
 
     def __call__(self) -> Sent:
         item = self.item
-        return self.node._send_once(item.peer, item.text, item.idempotency)
+        if self.now:
+            return self.node._send_once(item.peer, item.text, item.idempotency)
+        return self.node._hold_once(item.peer, item.text, item.idempotency)

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from p2pdm import limits
 from p2pdm.core import conversation
@@ -51,6 +51,7 @@ from p2pdm.core.model import (
     StoredMessage,
     direct_conversation_id,
 )
+from p2pdm.core.prekeys import OwnPrekeys
 from p2pdm.core.replay import (
     ENVELOPE_IDS_BOUND,
     ENVELOPE_IDS_SETTING,
@@ -71,7 +72,6 @@ from p2pdm.core.sealing import (
     open_envelope,
     seal,
 )
-from p2pdm.core.session import OwnPrekeys, PeerSessions
 from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import Envelope, InnerMessage, PrekeyBundle, SessionMessage
 from p2pdm.errors import (
@@ -102,6 +102,9 @@ from p2pdm.node.known_peers import KnownPeers
 from p2pdm.node.notices import GROUP_NOTICE_KIND, TypingShown, apply_timer, sender_copy
 from p2pdm.node.request_stamps import RequestStamps
 from p2pdm.store.base import Store, log_event
+
+if TYPE_CHECKING:
+    from p2pdm.core.session import PeerSessions
 
 #: The kinds a group carries, filed by the node's groups (docs/protocol.md §19).
 GROUP_KINDS: Final = frozenset({"group_change", "group_msg"})
@@ -237,7 +240,10 @@ class Messenger:
     def _load_prekeys(self) -> OwnPrekeys:
         data = self.store.get_prekeys()
         if data is not None:
-            return OwnPrekeys.from_bytes(self.identity, data)
+            own = OwnPrekeys.from_bytes(self.identity, data)
+            if own.outdated:  # saved in the current form, once
+                self.store.put_prekeys(own.to_bytes())
+            return own
         own = OwnPrekeys.create(self.identity, self.now_ms() // 1000)
         self.store.put_prekeys(own.to_bytes())
         return own
@@ -266,6 +272,10 @@ class Messenger:
     def _session(self, peer: PeerId) -> PeerSessions:
         cached = self._sessions.pop(peer, None)
         if cached is None:
+            # The session libraries (doubleratchet, x3dh, pydantic: about
+            # 8 MiB) load with the first session, not with every node.
+            from p2pdm.core.session import PeerSessions
+
             cached = PeerSessions.from_bytes(peer, self.store.get_session(peer))
         self._sessions[peer] = cached
         while len(self._sessions) > MAX_CACHED_SESSIONS:

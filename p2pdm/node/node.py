@@ -63,6 +63,7 @@ from p2pdm.node.contact_names import (
 from p2pdm.node.events import EventBus
 from p2pdm.node.groups import Groups
 from p2pdm.node.housekeeping import ConversationUpkeep
+from p2pdm.node.key_waits import KeyWaits
 from p2pdm.node.live_location import LiveLocations
 from p2pdm.node.media import (
     AUTO_DOWNLOAD_SETTING,
@@ -151,7 +152,7 @@ class AddedContact:
     renamed_from: str | None = None
 
 
-class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks):
+class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlocks, KeyWaits):
     """One p2pdm node's local operations; :mod:`p2pdm.daemon.runner` runs its network services."""
 
     def __init__(
@@ -191,8 +192,9 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         self.addrs: list[str] = []
         #: Called after anything is queued, so the delivery loop wakes up.
         self.on_outbox: Callable[[PeerId], None] = lambda peer: None
-        #: Called after an envelope was accepted and committed.
-        self.on_received: Callable[[Received], None] = lambda received: None
+        #: Called after an envelope was accepted and committed (by default: a
+        #: session with its sender may now exist, so what waits for its keys goes).
+        self.on_received: Callable[[Received], None] = lambda got: self.keys_came(got.sender)
         #: Told how each envelope that reached us fared (measurements; see NodeObserver).
         self.observer = observer
         #: Hands an ephemeral envelope (typing) to a connected peer now, or drops
@@ -228,6 +230,8 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         self.profiles = Profiles(store, identity.peer_id, now_ms)
         #: Groups: their logs, and the messenger's hooks for their traffic.
         self._init_groups()
+        #: Messages waiting for their recipient's prekeys, and when to look again.
+        self._init_key_waits()
         with store.transaction():
             renamed = fix_contact_names(store)
         for old, new in renamed:
@@ -301,6 +305,7 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
             peer, chosen, parsed.bundle, parsed.addrs, name_from_invite=from_invite
         )
         renamed = parsed.name if from_invite and chosen != parsed.name.strip() else None
+        self.keys_came(peer)  # messages waiting for its keys go now
         return AddedContact(contact, renamed)
 
     def add_contact_by_peer_id(self, peer_id: str, name: str | None = None) -> AddedContact:
@@ -413,7 +418,8 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         reply_to: bytes | None = None,
     ) -> StoredMessage:
         """Like :meth:`send_text`, first fetching the contact's prekey bundle from
-        the DHT when there is no session yet and no bundle from an invite."""
+        the DHT when there is no session yet and no bundle from an invite; if
+        it is not found, the message waits for it (see :meth:`submit`)."""
         return (await self.submit(peer, text, idempotency=idempotency, reply_to=reply_to)).message
 
     async def submit(
@@ -425,14 +431,54 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         reply_to: bytes | None = None,
     ) -> Sent:
         """:meth:`send`, saying whether the idempotency key had made the message before
-        (the API answers a replayed send differently from a new one)."""
-        await self.ensure_session(peer)
-        return await self.batcher.submit(lambda: self._send_once(peer, text, idempotency, reply_to))
+        (the API answers a replayed send differently from a new one).
+
+        When ``peer``'s prekeys are not found in the network (or earlier
+        messages wait for them), the message is kept ``queued`` and sent once
+        they are (:mod:`p2pdm.node.key_waits`)."""
+        if await self.keys_or_wait(peer):
+            return await self.batcher.submit(
+                lambda: self._send_once(peer, text, idempotency, reply_to)
+            )
+        return await self.batcher.submit(lambda: self._hold_once(peer, text, idempotency, reply_to))
+
+    def _hold_once(
+        self,
+        peer: PeerId,
+        text: str,
+        idempotency: tuple[str, str] | None,
+        reply_to: bytes | None = None,
+    ) -> Sent:
+        """:meth:`_send_once` for a message that waits for ``peer``'s prekeys."""
+        earlier = self._sent_with(idempotency, peer, text)
+        if earlier is not None:
+            return Sent(earlier, replayed=True)
+        self._check_reply(peer, reply_to)
+        return Sent(self.hold_text(peer, text, reply_to, idempotency=idempotency))
+
+    async def keys_or_wait(self, peer: PeerId) -> bool:
+        """True if a message to ``peer`` can be sent now (see :meth:`find_keys`);
+        False if it must wait for ``peer``'s prekeys: they are not found in the
+        network, or earlier messages wait for them. Raises what :meth:`find_keys` raises."""
+        if self.waiting_for_keys(peer):
+            _check_peer(peer)
+            self.messenger.refuse_if_blocked(peer)
+            return False
+        return await self.find_keys(peer)
 
     async def ensure_session(self, peer: PeerId) -> None:
-        """Refuse a bad PeerID; fetch ``peer``'s prekey bundle from the DHT when
-        there is no session and no bundle from an invite; raises SessionError
-        if none is found."""
+        """:meth:`find_keys`, raising SessionError if the prekeys are not found."""
+        if not await self.find_keys(peer):
+            raise SessionError(
+                f"cannot find {peer} in the network to start a session; "
+                "add the contact from an invite instead"
+            )
+
+    async def find_keys(self, peer: PeerId) -> bool:
+        """Refuse a bad PeerID or a blocked peer; fetch ``peer``'s prekey bundle
+        from the DHT when there is no session and no bundle from an invite;
+        False if none is found there (True when not networked: sending then
+        raises SessionError without a bundle)."""
         _check_peer(peer)
         self.messenger.refuse_if_blocked(peer)
         contact = self.store.get_contact(peer)
@@ -442,17 +488,10 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         if needs_bundle and self.fetch_bundle is not None:
             bundle = await self.fetch_bundle(peer)
             if bundle is None:
-                raise SessionError(
-                    f"cannot find {peer} in the network to start a session; "
-                    "add the contact from an invite instead"
-                )
-            if contact is None:
-                self.messenger.add_contact(peer, name_from_invite(self.store, peer, ""), bundle)
-            else:
-                self.messenger.add_contact(
-                    peer, contact.name, bundle, name_from_invite=contact.name_from_invite
-                )
+                return False
+            self.keep_bundle(peer, bundle)
         await self.messenger.stamps.prepare(peer)  # in a worker thread, not in the loop
+        return True
 
     def status_detail(self, message: StoredMessage) -> str:
         """The note of the message's latest status where it says something: how
@@ -509,6 +548,8 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
             for item in self.store.outbox_for(peer, limit=_NEXT_TRY_SCAN)
             if item.message_id == message.id
         ]
+        if not times and message.status is DeliveryStatus.QUEUED:
+            return self.key_lookups.next_at(message.peer)  # no envelope yet: its keys' lookup
         return min(times, default=None)
 
     def message(self, message_id: str) -> tuple[StoredMessage, list[StatusChange]]:

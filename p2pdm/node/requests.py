@@ -81,8 +81,8 @@ class RequestsAndBlocks:
     def block(self, peer: PeerId) -> bool:
         """Block ``peer`` (contact or stranger); False if it was already blocked.
 
-        What waits in the outbox for it is dropped and its messages marked
-        ``failed``; a stranger's pending message request is deleted, as
+        What waits in the outbox for it, or for its keys, is dropped and its
+        messages marked ``failed``; a stranger's pending message request is deleted, as
         :meth:`block_request` does. Raises SchemaError for this node's own
         PeerID, StoreError past MAX_BLOCKED_PEERS.
         """
@@ -103,6 +103,16 @@ class RequestsAndBlocks:
                     if message is not None and message.direction is Direction.OUT:
                         self.store.set_status(
                             message.id, DeliveryStatus.FAILED, now, BLOCKED_NOTE, recipient=peer
+                        )
+                for wait in self.store.key_waits(peer):  # not encrypted yet: fail them too
+                    self.store.drop_key_wait(wait.message_id)
+                    if self.store.get_message(wait.message_id) is not None:
+                        self.store.set_status(
+                            wait.message_id,
+                            DeliveryStatus.FAILED,
+                            now,
+                            BLOCKED_NOTE,
+                            recipient=peer,
                         )
             if self.store.has_requests(peer):
                 deleted = self.store.delete_requests(peer)

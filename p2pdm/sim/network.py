@@ -444,7 +444,8 @@ class SimNetwork:
         """Node ``sender`` sends ``text`` to node ``recipient``; returns the message, queued.
 
         ``recipient`` need not be a contact: its prekey bundle is then fetched
-        from the DHT (and it becomes one). Raises SessionError if it cannot be found.
+        from the DHT (and it becomes one); if it is not found, the message
+        waits for it, queued with no envelope (:mod:`p2pdm.node.key_waits`).
         """
         node = self.nodes[sender].running.node
         return await node.send(self.nodes[recipient].peer_id, text)

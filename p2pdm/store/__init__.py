@@ -9,13 +9,14 @@ in-memory one for tests.
 from typing import TYPE_CHECKING
 
 from p2pdm.store.base import Store
-from p2pdm.store.memory import MemoryStore
 from p2pdm.store.roles import MailboxStore, OutboxStore
 from p2pdm.store.sqlite import SQLiteStore
 
 __all__ = ["MailboxStore", "MemoryStore", "OutboxStore", "SQLiteStore", "Store"]
 
 if TYPE_CHECKING:
+    from p2pdm.store.memory import MemoryStore
+
     # mypy proves both implementations satisfy the contract.
     _sqlite_store: type[Store] = SQLiteStore
     _memory_store: type[Store] = MemoryStore
@@ -27,3 +28,13 @@ if TYPE_CHECKING:
 def _store_plays_every_role(store: Store) -> tuple[MailboxStore, OutboxStore]:
     """Type-checked only: the contract itself satisfies every role."""
     return store, store
+
+
+def __getattr__(name: str) -> object:
+    """:class:`MemoryStore` imported when asked for: a node runs on SQLite and
+    does not load the in-memory store's dozen modules (tests and the simulator do)."""
+    if name == "MemoryStore":
+        from p2pdm.store.memory import MemoryStore
+
+        return MemoryStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

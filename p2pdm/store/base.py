@@ -53,6 +53,7 @@ from p2pdm.limits import (
 )
 from p2pdm.store.blobs import BlobIndex
 from p2pdm.store.groups import GroupStore
+from p2pdm.store.key_waits import KeyWaitStore
 
 __all__ = [
     "BlockedPeer",
@@ -125,7 +126,7 @@ class SearchHit:
     snippet: str
 
 
-class Store(BlobIndex, GroupStore, Protocol):
+class Store(BlobIndex, GroupStore, KeyWaitStore, Protocol):
     # --- lifecycle ---
     def close(self) -> None: ...
     def transaction(self, *, undivided: bool = False) -> AbstractContextManager[None]:
@@ -218,6 +219,20 @@ class Store(BlobIndex, GroupStore, Protocol):
         Raises NotFound for an unknown id or a peer that is not one of its
         recipients.
         """
+        ...
+
+    def set_statuses(
+        self,
+        message_id: bytes,
+        statuses: Sequence[DeliveryStatus],
+        at_ms: int,
+        *,
+        recipient: PeerId | None = None,
+    ) -> bool:
+        """``set_status`` for each of ``statuses`` in turn, at ``at_ms`` with no
+        detail, with the same answers, history and events (an ack's "sent"
+        mark and its "delivered": the SQLite store writes each row once).
+        True if a status changed; raises NotFound as set_status does."""
         ...
 
     def status_history(self, message_id: bytes) -> list[StatusChange]: ...

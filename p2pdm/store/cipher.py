@@ -13,22 +13,23 @@ a new encrypted file that then replaces it atomically; its ``-wal`` and
 
 from __future__ import annotations
 
+import importlib
 import os
 import sqlite3
+import sys
 from contextlib import closing, suppress
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Final, cast
-
-import sqlcipher3
 
 from p2pdm.errors import StoreError
 
 __all__ = [
-    "DB_ERRORS",
-    "INTEGRITY_ERRORS",
     "KEY_BYTES",
     "connect_encrypted",
+    "db_errors",
     "encrypt_plain_store",
+    "integrity_errors",
     "is_plain_store",
 ]
 
@@ -36,11 +37,46 @@ __all__ = [
 KEY_BYTES: Final = 32
 #: The first bytes of every plain SQLite file; an encrypted one starts with its salt.
 PLAIN_HEADER: Final = b"SQLite format 3\x00"
-#: What either library raises; callers map it to StoreError.
-DB_ERRORS: Final = (sqlite3.Error, sqlcipher3.dbapi2.Error)
-#: A constraint refused a write (a unique index: the row is there already).
-INTEGRITY_ERRORS: Final = (sqlite3.IntegrityError, sqlcipher3.dbapi2.IntegrityError)
 _EXPORT_SUFFIX: Final = ".encrypting"
+#: sqlcipher3's DB-API module, once something imported it. SQLCipher (with
+#: the OpenSSL linked into it, 4.7 MiB) loads on the first encrypted
+#: connection, not with every node: a home without a passphrase never does.
+_SQLCIPHER_DBAPI: Final = "sqlcipher3.dbapi2"
+
+_plain_errors: Final[tuple[type[Exception], ...]] = (sqlite3.Error,)
+_plain_integrity: Final[tuple[type[Exception], ...]] = (sqlite3.IntegrityError,)
+#: Both libraries' classes, built once sqlcipher3 is loaded.
+_both: tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]] | None = None
+
+
+def _error_classes() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    global _both
+    if _both is not None:
+        return _both
+    dbapi = sys.modules.get(_SQLCIPHER_DBAPI)
+    if dbapi is None:  # not loaded: none of its errors can exist
+        return _plain_errors, _plain_integrity
+    _both = (sqlite3.Error, dbapi.Error), (sqlite3.IntegrityError, dbapi.IntegrityError)
+    return _both
+
+
+def db_errors(*also: type[Exception]) -> tuple[type[Exception], ...]:
+    """What either library raises (callers map it to StoreError), and
+    ``also``, for an ``except`` clause: ``except db_errors() as exc``. Its
+    expression is evaluated when an exception reaches it, so sqlcipher3's
+    classes are there whenever one of its errors can be."""
+    return _error_classes()[0] + also
+
+
+def integrity_errors() -> tuple[type[Exception], ...]:
+    """A constraint refused a write (a unique index: the row is there
+    already), in either library; used as :func:`db_errors`."""
+    return _error_classes()[1]
+
+
+def _sqlcipher() -> ModuleType:
+    """sqlcipher3, imported on first use."""
+    return importlib.import_module("sqlcipher3")  # 4.7 MiB: see _SQLCIPHER_DBAPI
 
 
 def _key_pragma(key: bytes) -> str:
@@ -54,7 +90,7 @@ def connect_encrypted(path: str, key: bytes, timeout: float) -> sqlite3.Connecti
 
     Nothing is read yet: a wrong key shows on the first query.
     """
-    db: Any = sqlcipher3.connect(
+    db: Any = _sqlcipher().connect(
         path, isolation_level=None, check_same_thread=False, timeout=timeout
     )
     # SQLCipher logs a failed HMAC check to stderr; the caller reports it once.
@@ -85,7 +121,7 @@ def encrypt_plain_store(path: Path, key: bytes) -> None:
         # Fold the plain WAL into the file, so the export sees every commit.
         with closing(sqlite3.connect(path, isolation_level=None)) as plain:
             plain.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        with closing(sqlcipher3.connect(str(path), isolation_level=None)) as db:
+        with closing(_sqlcipher().connect(str(path), isolation_level=None)) as db:
             db.execute("PRAGMA cipher_log_level = NONE")
             (user_version,) = db.execute("PRAGMA user_version").fetchone()
             db.execute(
@@ -102,7 +138,7 @@ def encrypt_plain_store(path: Path, key: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(target, path)
-    except (*DB_ERRORS, OSError) as exc:
+    except db_errors(OSError) as exc:
         with suppress(FileNotFoundError):
             target.unlink()
         raise StoreError(f"cannot encrypt the message store {path}: {exc}") from exc

@@ -16,7 +16,9 @@ keys. Given a key, the file is a SQLCipher database, encrypted at rest
 Every database error leaves as :class:`~p2pdm.errors.StoreError` naming what
 failed. :class:`HotReads` keeps what the message path would read again for
 every message (a contact, a conversation, the event log's lane counters…)
-until a write changes it; any rollback forgets it.
+until a write changes it; any rollback forgets it. Inside a group it also
+holds the sessions saved, written once each when the group commits (a
+savepoint's rollback puts back those it found).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Final
 
 from p2pdm.core.model import Contact, Conversation, StoredMessage
 from p2pdm.errors import NotFound, StoreError
-from p2pdm.store.cipher import DB_ERRORS, connect_encrypted, encrypt_plain_store, is_plain_store
+from p2pdm.store.cipher import connect_encrypted, db_errors, encrypt_plain_store, is_plain_store
 from p2pdm.store.schema import migrate, schema_version
 from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 
@@ -42,6 +44,7 @@ __all__ = [
     "IN_MEMORY",
     "MAX_HOT_READS",
     "NOT_READ",
+    "SAVE_SESSION",
     "SYNCHRONOUS_MODES",
     "Database",
     "HotReads",
@@ -68,6 +71,13 @@ MAX_HOT_READS: Final = 1_024
 #: What HotReads' maps give for a key never read (None is an answer there).
 NOT_READ: Final = object()
 
+#: Saves a session (peer, state, updated_at_ms): at once, or at a group's commit.
+SAVE_SESSION: Final = (
+    "INSERT INTO sessions (peer, state, updated_at_ms) VALUES (?, ?, ?) "
+    "ON CONFLICT (peer) DO UPDATE SET state = excluded.state, "
+    "updated_at_ms = excluded.updated_at_ms"
+)
+
 _SAVEPOINT: Final = "store_call"
 #: The savepoint of a transaction inside a group (see Database.group).
 _GROUPED: Final = "grouped_transaction"
@@ -86,7 +96,7 @@ def _make_private(path: Path) -> None:
 
 def _rollback_quietly(db: sqlite3.Connection, savepoint: str | None = None) -> None:
     """Undo after a failure without hiding it; SQLite may have rolled back already."""
-    with contextlib.suppress(*DB_ERRORS):
+    with contextlib.suppress(*db_errors()):
         if not db.in_transaction:
             return
         if savepoint is None:
@@ -94,6 +104,10 @@ def _rollback_quietly(db: sqlite3.Connection, savepoint: str | None = None) -> N
         else:
             db.execute(f"ROLLBACK TO {savepoint}")
             db.execute(f"RELEASE {savepoint}")
+
+
+#: What a savepoint's rollback puts back (:meth:`HotReads.mark`).
+Mark = tuple[dict[str, int], dict[str, int], dict[bytes, tuple[bytes, int]] | None]
 
 
 class HotReads:
@@ -115,6 +129,7 @@ class HotReads:
         "no_deposits",
         "no_held",
         "serial",
+        "sessions_due",
         "unanswered",
     )
 
@@ -149,6 +164,11 @@ class HotReads:
         #: events, a burst's events: one write), not once an event.
         self.lanes: dict[str, int] = {}
         self.lanes_due: dict[str, int] = {}
+        #: Sessions saved inside a group, by peer: (state, updated_at_ms),
+        #: written once each when the group commits (a burst to or from one
+        #: peer saves its session once, not once a message); read from here
+        #: until then. None outside a group (saved at once).
+        self.sessions_due: dict[bytes, tuple[bytes, int]] | None = None
 
     def clear(self) -> None:
         self.contacts.clear()
@@ -159,14 +179,19 @@ class HotReads:
         self.moved = None
         self.lanes.clear()
         self.lanes_due.clear()
+        if self.sessions_due is not None:
+            self.sessions_due = {}
 
-    def mark(self) -> tuple[dict[str, int], dict[str, int]]:
-        """The lanes as a savepoint begins: its rollback puts them back."""
-        return dict(self.lanes), dict(self.lanes_due)
+    def mark(self) -> Mark:
+        """The lanes and due sessions as a savepoint begins: its rollback puts them back."""
+        due = None if self.sessions_due is None else dict(self.sessions_due)
+        return dict(self.lanes), dict(self.lanes_due), due
 
-    def restore(self, mark: tuple[dict[str, int], dict[str, int]]) -> None:
+    def restore(self, mark: Mark) -> None:
         self.lanes.update(mark[0])
         self.lanes_due.update(mark[1])
+        if self.sessions_due is not None and mark[2] is not None:
+            self.sessions_due = dict(mark[2])
 
     def remember_contact(self, peer: bytes, contact: Contact | None) -> None:
         if len(self.contacts) >= MAX_HOT_READS:
@@ -225,12 +250,12 @@ class Database:
                 )
             else:
                 db = connect_encrypted(self.path, key, BUSY_TIMEOUT_MS / 1000)
-        except DB_ERRORS as exc:
+        except db_errors() as exc:
             raise StoreError(f"cannot open message store {self.path}: {exc}") from exc
         try:
             self._configure(db, in_memory)
             migrate(db)
-        except DB_ERRORS as exc:
+        except db_errors() as exc:
             db.close()
             hint = "is it a p2pdm store, and is the disk writable?"
             if key is not None:
@@ -273,7 +298,7 @@ class Database:
             _rollback_quietly(db)
             try:
                 db.close()
-            except DB_ERRORS as exc:
+            except db_errors() as exc:
                 raise StoreError(f"closing message store {self.path} failed: {exc}") from exc
 
     def _connection(self) -> sqlite3.Connection:
@@ -321,8 +346,12 @@ class Database:
         with self._lock:
             if self._in_group or self._in_transaction:
                 raise StoreError("a store group cannot be nested or opened in a transaction")
-            with self._atomic("_in_group", None, "a store group"):
-                yield
+            self.hot.sessions_due = {}
+            try:
+                with self._atomic("_in_group", None, "a store group"):
+                    yield
+            finally:
+                self.hot.sessions_due = None
 
     @contextlib.contextmanager
     def _atomic(self, flag: str, savepoint: str | None, what: str) -> Iterator[None]:
@@ -334,7 +363,7 @@ class Database:
             begin, commit = f"SAVEPOINT {savepoint}", f"RELEASE {savepoint}"
         try:
             db.execute(begin)
-        except DB_ERRORS as exc:
+        except db_errors() as exc:
             raise StoreError(f"starting {what} failed: {exc}") from exc
         if savepoint is None:
             self.hot.serial += 1
@@ -349,14 +378,15 @@ class Database:
         setattr(self, flag, False)
         try:
             if savepoint is None:
-                self._write_lanes(db)
+                self._write_due(db)
             db.execute(commit)
-        except DB_ERRORS as exc:
+        except db_errors() as exc:
             self._undo(db, savepoint, mark)
             raise StoreError(f"committing {what} failed: {exc}") from exc
 
-    def _write_lanes(self, db: sqlite3.Connection) -> None:
-        """Before the outermost commit: the event log's lane counters given out."""
+    def _write_due(self, db: sqlite3.Connection) -> None:
+        """Before the outermost commit: the event log's lane counters given
+        out, and the sessions a group saved."""
         due = self.hot.lanes_due
         if due:
             db.executemany(
@@ -364,12 +394,18 @@ class Database:
                 [(value, name) for name, value in due.items()],
             )
             due.clear()
+        sessions = self.hot.sessions_due
+        if sessions:
+            db.executemany(
+                SAVE_SESSION, [(peer, state, at) for peer, (state, at) in sessions.items()]
+            )
+            sessions.clear()
 
     def _undo(
         self,
         db: sqlite3.Connection,
         savepoint: str | None,
-        mark: tuple[dict[str, int], dict[str, int]] | None = None,
+        mark: Mark | None = None,
     ) -> None:
         """Roll back (to ``savepoint``); forget what was read, but the lanes as
         they were at the savepoint (``mark``): what was committed before it
@@ -387,7 +423,7 @@ class Database:
             db = self._connection()
             try:
                 yield db
-            except DB_ERRORS as exc:
+            except db_errors() as exc:
                 raise StoreError(f"{what} failed: {exc}") from exc
             except OverflowError as exc:
                 raise StoreError(f"{what} failed: a number is beyond 64 bits") from exc
@@ -438,9 +474,9 @@ class Database:
                     raise
                 try:
                     if savepoint is None:
-                        self._write_lanes(db)
+                        self._write_due(db)
                     db.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
-                except DB_ERRORS:
+                except db_errors():
                     self._undo(db, savepoint, mark)
                     raise
             except BaseException as exc:
@@ -450,7 +486,7 @@ class Database:
 
 def _raise_store_error(what: str, exc: BaseException) -> None:
     """Raise the StoreError a database failure in ``what`` becomes (others pass)."""
-    if isinstance(exc, DB_ERRORS):
+    if isinstance(exc, db_errors()):
         raise StoreError(f"{what} failed: {exc}") from exc
     if isinstance(exc, OverflowError):
         raise StoreError(f"{what} failed: a number is beyond 64 bits") from exc

@@ -37,6 +37,7 @@ from p2pdm.store.memory_blocking import BlockDicts
 from p2pdm.store.memory_contacts import ContactDicts
 from p2pdm.store.memory_expiry import ExpiryDicts
 from p2pdm.store.memory_groups import GroupDicts
+from p2pdm.store.memory_key_waits import KeyWaitDicts
 from p2pdm.store.memory_mailbox import MailboxDicts
 from p2pdm.store.memory_outbox import OutboxDicts
 from p2pdm.store.memory_profile import ProfileDicts
@@ -56,6 +57,7 @@ class MemoryStore(
     ProfileDicts,
     BlobDicts,
     GroupDicts,
+    KeyWaitDicts,
 ):
     """A :class:`~p2pdm.store.base.Store` that lives and dies with the process."""
 

@@ -9,6 +9,7 @@ store keeps them in ``message_recipients``); the rules both share are in
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import replace
 
 from p2pdm.core.eventlog import status_event
@@ -158,6 +159,20 @@ class MessageDicts(Dicts):
             conversation = state.conversations[old.conversation_id]
             conversation.unread = max(0, conversation.unread - 1)
         return True
+
+    def set_statuses(
+        self,
+        message_id: bytes,
+        statuses: Sequence[DeliveryStatus],
+        at_ms: int,
+        *,
+        recipient: PeerId | None = None,
+    ) -> bool:
+        """``set_status`` for each of ``statuses`` in turn; see ``Store.set_statuses``."""
+        changed = False
+        for status in statuses:
+            changed = self.set_status(message_id, status, at_ms, recipient=recipient) or changed
+        return changed
 
     def status_history(self, message_id: bytes) -> list[StatusChange]:
         """Every status the message had, oldest first, starting with the one it was stored with."""

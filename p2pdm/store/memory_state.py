@@ -35,6 +35,7 @@ from p2pdm.store.base import (
     RequestCaps,
 )
 from p2pdm.store.blobs import BlobRecord
+from p2pdm.store.key_waits import KeyWait
 from p2pdm.store.memory_log import EventLog
 
 if TYPE_CHECKING:
@@ -173,6 +174,8 @@ class MemoryState:
     #: Held group entries: group id -> hash -> (held at ms, encoded).
     group_held: dict[bytes, dict[bytes, tuple[int, bytes]]] = field(default_factory=dict)
     group_heads: dict[tuple[bytes, PeerId], tuple[bytes, ...]] = field(default_factory=dict)
+    #: Messages waiting for their recipient's prekeys, by message id.
+    key_waits: dict[bytes, KeyWait] = field(default_factory=dict)
 
 
 class Dicts:

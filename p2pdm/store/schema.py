@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from p2pdm.core.session import strip_identity_secret
+from p2pdm.core.prekeys import strip_identity_secret
 from p2pdm.errors import SessionError, StoreError
-from p2pdm.store.cipher import DB_ERRORS
+from p2pdm.store.cipher import db_errors
 from p2pdm.store.schema_lean import MIGRATION_EVENT_INDEXES, migration_search_external
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version", "split_statements"]
@@ -393,7 +393,7 @@ def _migration_disappearing(db: sqlite3.Connection) -> bool:
     then removed from the index at once, not only when the purge merges it."""
     for statement in split_statements(_SCRIPT_DISAPPEARING):
         db.execute(statement)
-    with contextlib.suppress(*DB_ERRORS):  # an older build: the purge's merge does it
+    with contextlib.suppress(*db_errors()):  # an older build: the purge's merge does it
         db.execute("INSERT INTO message_search (message_search, rank) VALUES ('secure-delete', 1)")
     return False
 
@@ -550,6 +550,31 @@ def _migration_withdraw(db: sqlite3.Connection) -> bool:
     return False
 
 
+#: Messages waiting for their recipient's prekeys (p2pdm.store.key_waits):
+#: stored, with no envelope yet; a row goes with its message.
+_MIGRATION_KEY_WAITS: Final = """
+CREATE TABLE IF NOT EXISTS key_waits (
+    message_id BLOB PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+    peer BLOB NOT NULL,
+    held_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS key_waits_by_peer ON key_waits (peer, held_at_ms);
+"""
+
+
+#: A message's first status (the one it was stored with, at ``stored_at_ms``,
+#: no detail) kept in its row instead of a ``status_history`` row: one insert
+#: fewer a message. NULL for the messages stored before, whose first status
+#: stays their oldest ``status_history`` row (nothing is moved).
+def _migration_first_status(db: sqlite3.Connection) -> bool:
+    """Add ``messages.first_status`` (once: migrations may run again); removes no secrets."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    if "first_status" not in columns:
+        db.execute("ALTER TABLE messages ADD COLUMN first_status TEXT")
+    return False
+
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -577,6 +602,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _MIGRATION_GROUP_HELD,
     _MIGRATION_LIVE_SHARES,
     _migration_withdraw,
+    _MIGRATION_KEY_WAITS,
+    _migration_first_status,
 )
 
 #: The schema version this code writes.

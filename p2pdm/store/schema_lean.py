@@ -27,7 +27,7 @@ import contextlib
 import sqlite3
 from typing import Final
 
-from p2pdm.store.cipher import DB_ERRORS
+from p2pdm.store.cipher import db_errors
 
 __all__ = ["MIGRATION_EVENT_INDEXES", "migration_search_external"]
 
@@ -71,7 +71,7 @@ def migration_search_external(db: sqlite3.Connection) -> bool:
     has it; True: the dropped table held a copy of every message's text."""
     for statement in _SEARCH_EXTERNAL:
         db.execute(statement)
-    with contextlib.suppress(*DB_ERRORS):  # an older build: the purge's merge does it
+    with contextlib.suppress(*db_errors()):  # an older build: the purge's merge does it
         db.execute("INSERT INTO message_search (message_search, rank) VALUES ('secure-delete', 1)")
     return True
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from p2pdm.errors import StoreError
-from p2pdm.store.cipher import DB_ERRORS, connect_encrypted
+from p2pdm.store.cipher import connect_encrypted, db_errors
 from p2pdm.store.database import BUSY_TIMEOUT_MS, FILE_MODE
 
 __all__ = ["plain_image", "restore_image"]
@@ -102,7 +102,7 @@ def _copy_database(src: sqlite3.Connection, dst: sqlite3.Connection) -> None:
         dst.execute(f"PRAGMA user_version = {int(user_version):d}")
         dst.execute("COMMIT")
     except BaseException:
-        with suppress(*DB_ERRORS):
+        with suppress(*db_errors()):
             dst.execute("ROLLBACK")
         raise
 
@@ -126,7 +126,7 @@ def plain_image(path: Path, key: bytes | None) -> bytes:
                     src.backup(copy)
                     _copy_database(copy, plain)
             return _rollback_format(plain.serialize())
-    except DB_ERRORS as exc:
+    except db_errors() as exc:
         raise StoreError(f"cannot copy the message store {path}: {exc}") from exc
 
 
@@ -159,5 +159,5 @@ def restore_image(image: bytes, path: Path, key: bytes | None) -> None:
                     with suppress(FileNotFoundError):
                         leftover.unlink()
                 raise
-    except (*DB_ERRORS, OSError) as exc:
+    except db_errors(OSError) as exc:
         raise StoreError(f"cannot restore the message store at {path}: {exc}") from exc

@@ -32,6 +32,7 @@ from p2pdm.store.sqlite_blocking import BlockTables
 from p2pdm.store.sqlite_contacts import ContactTables
 from p2pdm.store.sqlite_expiry import ExpiryTables
 from p2pdm.store.sqlite_groups import GroupTables
+from p2pdm.store.sqlite_key_waits import KeyWaitTables
 from p2pdm.store.sqlite_keys import KeyTables
 from p2pdm.store.sqlite_mailbox import MailboxTables
 from p2pdm.store.sqlite_outbox import OutboxTables
@@ -52,6 +53,7 @@ class SQLiteStore(
     ProfileTables,
     BlobTables,
     GroupTables,
+    KeyWaitTables,
 ):
     """The :class:`~p2pdm.store.base.Store` of a node: one SQLite file.
 

@@ -7,12 +7,17 @@ from typing import Final
 
 from p2pdm.core.identity import PeerId
 from p2pdm.store.base import decode_setting, encode_setting
+from p2pdm.store.database import SAVE_SESSION
 from p2pdm.store.sqlite_tables import Tables
 
 __all__ = ["KeyTables"]
 
 #: A setting read and found absent.
 _ABSENT: Final = object()
+
+#: The integers SQLite stores (a signed 64-bit integer).
+_INT64_MIN: Final = -(1 << 63)
+_INT64_MAX: Final = (1 << 63) - 1
 
 
 class KeyTables(Tables):
@@ -72,20 +77,28 @@ class KeyTables(Tables):
 
     def get_session(self, peer: PeerId) -> bytes | None:
         with self._reading(f"reading session with {peer.short()}") as db:
+            due = self._hot.sessions_due
+            if due and peer.raw in due:  # saved in the open group
+                return due[peer.raw][0]
             row = db.execute("SELECT state FROM sessions WHERE peer = ?", (peer.raw,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def put_session(self, peer: PeerId, state: bytes, at_ms: int) -> None:
+        """Save at once, or inside a group when the group commits (the same
+        commit: stored with the messages it encrypted or decrypted, or not at all)."""
         with self._writing_one(f"saving session with {peer.short()}") as db:
-            db.execute(
-                "INSERT INTO sessions (peer, state, updated_at_ms) VALUES (?, ?, ?) "
-                "ON CONFLICT (peer) DO UPDATE SET state = excluded.state, "
-                "updated_at_ms = excluded.updated_at_ms",
-                (peer.raw, state, at_ms),
-            )
+            due = self._hot.sessions_due
+            if due is None:
+                db.execute(SAVE_SESSION, (peer.raw, state, at_ms))
+                return
+            if not _INT64_MIN <= at_ms <= _INT64_MAX:  # as SQLite would refuse it, now
+                raise OverflowError(at_ms)
+            due[peer.raw] = (bytes(state), at_ms)
 
     def delete_session(self, peer: PeerId) -> None:
         with self._writing(f"deleting session with {peer.short()}") as db:
+            if self._hot.sessions_due:
+                self._hot.sessions_due.pop(peer.raw, None)
             db.execute("DELETE FROM sessions WHERE peer = ?", (peer.raw,))
 
     def get_prekeys(self) -> bytes | None:

@@ -13,7 +13,7 @@ from p2pdm.errors import NotFound, StoreError
 from p2pdm.store.base import (
     page_limit,
 )
-from p2pdm.store.cipher import INTEGRITY_ERRORS
+from p2pdm.store.cipher import integrity_errors
 from p2pdm.store.sqlite_tables import Tables
 
 __all__ = ["OutboxTables", "withdraw_deposits"]
@@ -73,7 +73,7 @@ class OutboxTables(Tables):
                         item.last_error,
                     ),
                 )
-            except INTEGRITY_ERRORS as exc:
+            except integrity_errors() as exc:
                 if _QUEUED not in str(exc):
                     raise
                 raise StoreError(

@@ -51,3 +51,32 @@ async def test_a_send_resolves_and_checks_its_key_once() -> None:
         assert plain.status_code == 201
         assert (node.resolved, store.calls["sent_with"]) == (3, 2)
     assert len(store.outbox_for(node.resolve("bob"))) == 2
+
+
+async def _nowhere(peer: PeerId) -> None:
+    """A DHT in which nobody has published yet."""
+    return None
+
+
+async def test_a_send_to_a_peer_not_found_yet_is_accepted_and_says_it_waits() -> None:
+    """POST /v1/messages to a contact added by PeerID whose keys are not found:
+    201, ``queued``, the note in ``status_detail``; a retry with the same
+    idempotency key gives the same waiting message."""
+    node = make_node("alice")
+    node.fetch_bundle = _nowhere
+    bob = make_node("bob")
+    node.add_contact_by_peer_id(str(bob.peer_id), "bob")
+    body = {"to": "bob", "text": "are you up yet?", "idempotency_key": "w"}
+    async with serving(node) as api:
+        sent = await api.call("POST", "/v1/messages", json=body)
+        assert sent.status_code == 201, sent.text
+        shown = sent.json()
+        assert shown["status"] == "queued"
+        assert shown["status_detail"].startswith(
+            "waiting for bob's keys: bob is not found in the network yet since "
+        )
+        again = await api.call("POST", "/v1/messages", json=body)
+        assert again.status_code == 200 and again.json()["id"] == shown["id"]
+        read = await api.call("GET", f"/v1/messages/{shown['id']}")
+        assert read.json()["status_detail"] == shown["status_detail"]
+    assert len(node.store.key_waits(bob.peer_id)) == 1

@@ -15,11 +15,13 @@ import sys
 from pathlib import Path
 from typing import Final
 
+import pytest
 import trio
 
 from p2pdm.cli.chat import contact_name_key as cli_name_key
 from p2pdm.store.base import contact_name_key as store_name_key
 from tests.cli.conftest import WAIT_S, running_node
+from tests.conftest import home_with_identity
 
 #: Top-level modules a client command has no use for (and the node's own parts).
 HEAVY: Final = (
@@ -124,18 +126,100 @@ def test_a_node_starts_without_test_tools() -> None:
     assert json.loads(done.stdout) == []
 
 
+#: What a node loads only when it is used, not at start-up: Pillow and segno
+#: (with the XML modules it writes SVG with) on the first picture or invite
+#: drawn; the session libraries (x3dh, doubleratchet, xeddsa, and pydantic,
+#: which they import) with the first session; SQLCipher with the first
+#: encrypted store; the in-memory store (tests and the simulator) never.
+#: Nor httpx's command line (click, rich, pygments), which httpx imports when
+#: they are installed and py-libp2p imports httpx; nor the SDK. About 21 MiB
+#: of an idle node's memory (docs/benchmarks.md).
+LATER: Final = (
+    "PIL",
+    "PIL.Image",
+    "segno",
+    "xml.sax",
+    "click",
+    "rich",
+    "pygments",
+    "p2pdm.client",
+    "x3dh",
+    "doubleratchet",
+    "xeddsa",
+    "pydantic",
+    "p2pdm.core.session",
+    "p2pdm.core.prekey_state",
+    "sqlcipher3",
+    "p2pdm.store.memory",
+)
+
+
 def test_a_node_starts_without_libraries_it_needs_later_or_never() -> None:
-    """Pillow and segno (with the XML modules it writes SVG with) load on the
-    first picture or invite drawn, not with every node; httpx's command line
-    (click, rich, pygments), which httpx imports when they are installed and
-    py-libp2p imports httpx, is never loaded. About 7 MiB of an idle node's
-    memory (measured in docs/benchmarks.md)."""
-    later = ("PIL", "PIL.Image", "segno", "xml.sax", "click", "rich", "pygments", "p2pdm.client")
     probe = (
         "import json, sys, p2pdm.cli.run, p2pdm.daemon.runner;"
-        f"print(json.dumps([m for m in {later!r} if m in sys.modules]))"
+        f"print(json.dumps([m for m in {LATER!r} if m in sys.modules]))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert json.loads(done.stdout) == []
+
+
+#: Runs `p2pdm run` in this interpreter; once its API has answered and it has
+#: idled for IDLE_S (its record published, its first rounds done), writes
+#: whether it served and the modules of LATER it loaded to the file argv[2],
+#: and stops it as SIGTERM does.
+_RUN_PROBE: Final = """
+import json, os, signal, sys, threading, time
+from pathlib import Path
+from p2pdm.cli.main import main
+home, report, later = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+idle_s, wait_s = float(sys.argv[4]), float(sys.argv[5])
+
+def watch():
+    from p2pdm.homefiles import API_ADDR_FILE
+    deadline = time.monotonic() + wait_s
+    served = False
+    while not served and time.monotonic() < deadline:
+        served = (Path(home) / API_ADDR_FILE).is_file()  # written once it serves
+        time.sleep(0.05)
+    time.sleep(idle_s)
+    loaded = [m for m in later if m in sys.modules]
+    Path(report).write_text(json.dumps({"served": served, "loaded": loaded}))
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=watch, daemon=True).start()
+main(["--home", home, "run", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0",
+      "--log-level", "warning"])
+"""
+#: How long the probed node idles after start-up.
+IDLE_S: Final = 2.0
+#: Bound on the whole probe (start-up, idling, shutdown).
+RUN_PROBE_WAIT_S: Final = 60.0
+
+
+@pytest.mark.slow
+def test_an_idle_node_has_not_loaded_them_either(tmp_path: Path) -> None:
+    """The same list, read in a running `p2pdm run` after start-up: publishing
+    its record, its maintenance and the API load none of them."""
+    home = home_with_identity(tmp_path / "alice", "alice")
+    report = tmp_path / "loaded.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _RUN_PROBE,
+            str(home.path),
+            str(report),
+            json.dumps(LATER),
+            str(IDLE_S),
+            str(WAIT_S),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_PROBE_WAIT_S,
+        check=False,
+    )
+    result = json.loads(report.read_text())
+    assert result["served"]
+    assert result["loaded"] == []

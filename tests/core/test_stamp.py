@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import nacl.encoding
+import nacl.hash
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -54,3 +56,31 @@ def test_minting_gives_up_after_its_tries_and_refuses_silly_difficulties() -> No
 
 def test_minting_is_deterministic() -> None:
     assert stamp.mint(b"resource", 6) == stamp.mint(b"resource", 6)
+
+
+def _first_nonce_by_libsodium(resource: bytes, bits: int) -> bytes:
+    """The reference: try nonces in order with libsodium's BLAKE2b (PyNaCl),
+    counting leading zero bits: what every earlier p2pdm minted."""
+    counter = 0
+    while True:
+        nonce = counter.to_bytes(stamp.NONCE_BYTES, "big")
+        digest = nacl.hash.blake2b(
+            resource + nonce, digest_size=32, person=stamp.PERSON, encoder=nacl.encoding.RawEncoder
+        )
+        if stamp.leading_zero_bits(digest) >= bits:
+            return nonce
+        counter += 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(resources, st.integers(0, 10))
+def test_mint_finds_the_same_first_nonce_as_libsodium_blake2b(resource: bytes, bits: int) -> None:
+    """Minting copies a hashed state and compares digests as numbers: it must
+    find exactly the nonce the plain definition finds, so stamps made by any
+    p2pdm (and any other implementation of the definition) agree."""
+    assert stamp.mint(resource, bits) == _first_nonce_by_libsodium(resource, bits)
+
+
+def test_max_tries_bounds_minting_at_every_difficulty() -> None:
+    assert stamp.mint(b"r", 0, max_tries=0) is None
+    assert stamp.mint(b"r", 0, max_tries=1) == bytes(stamp.NONCE_BYTES)

@@ -69,14 +69,18 @@ async def test_a_finds_c_by_peer_id_alone_through_b(sim_network: SimNetworkFacto
         assert contact is not None and contact.addrs
 
 
-async def test_sending_to_a_peer_id_nobody_published_is_a_clear_4xx(tmp_path: Path) -> None:
+async def test_sending_to_a_peer_id_nobody_published_waits_for_its_keys(tmp_path: Path) -> None:
+    """Accepted and kept, with no envelope yet, saying why (p2pdm.node.key_waits)."""
     async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
         stranger = PeerId.parse("12D3KooWGjssTSMGSG4tCMJCc5ju1r33TjS8GXjjaNVe3zGHAKcB")
         await a.call("POST", "/v1/contacts", json={"peer_id": str(stranger), "name": "x"})
         response = await a.http.post("/v1/messages", json={"to": "x", "text": "hello?"})
-        assert response.status_code == 422
-        assert "cannot find" in response.json()["error"]["message"]
-        assert a.running.node.store.counts()["messages"] == 0
+        assert response.status_code == 201
+        shown = response.json()
+        assert shown["status"] == "queued"
+        assert shown["status_detail"].startswith("waiting for x's keys: x is not found")
+        assert a.running.node.store.counts()["messages"] == 1
+        assert a.running.node.store.outbox_for(stranger) == []
 
 
 async def test_records_are_republished_with_a_growing_sequence(

@@ -6,13 +6,20 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import pytest
 import trio
 from trio.testing import MockClock
 
 from p2pdm.core.identity import Identity
 from p2pdm.net import Host, open_host
+from p2pdm.net._dht import _key_distance
+from p2pdm.net._edge import to_id
 from p2pdm.net._handoff import RecordHandoff
-from p2pdm.net.limits import RECORD_HANDOFF_MAX_RECORDS, RECORD_HANDOFF_PEER_INTERVAL_SECONDS
+from p2pdm.net.limits import (
+    RECORD_HANDOFF_MAX_RECORDS,
+    RECORD_HANDOFF_PEER_INTERVAL_SECONDS,
+    RECORD_LOOKUP_CLOSEST,
+)
 from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.testing import host_seed, wait_until
 from tests.net.conftest import NAMESPACE, TIMEOUT, make_record, record_key, select, validate
@@ -20,6 +27,8 @@ from tests.net.conftest import NAMESPACE, TIMEOUT, make_record, record_key, sele
 NAMESPACES = {NAMESPACE: (validate, select)}
 #: Hosts of the restart test: a bootstrap peer, the record's owner, holders.
 HOSTS = 4
+#: Hosts of the put test: enough that the closest 20 are a part of the network.
+PUT_HOSTS = 32
 
 
 class Hosts:
@@ -137,4 +146,29 @@ async def test_a_handoff_is_bounded_per_peer_and_in_size(autojump_clock: MockClo
             joiner._dht.local_peer_id.to_bytes()
         )
         await wait_until(lambda: handoff.handoffs == 2, TIMEOUT)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.slow
+async def test_a_put_reaches_the_peers_closest_to_the_key(autojump_clock: MockClock) -> None:
+    """A record goes to the RECORD_LOOKUP_CLOSEST peers closest to its key in
+    the whole network, where readers look. (libp2p's put_value ended its
+    lookup after a round that left its top 20 unchanged, and stored the record
+    on peers ranked well beyond the 20th.)"""
+    net = MemoryNetwork(LinkFaults(latency=0.02), seed=7)
+    async with trio.open_nursery() as nursery:
+        hosts = Hosts(nursery, net)
+        for index in range(PUT_HOSTS):
+            await hosts.start(index, through=index % 3 if index >= 3 else 0)
+        for index in range(1, PUT_HOSTS, 11):
+            writer = hosts.host(index)
+            key = record_key(writer.peer_id)
+            await writer.put_record(key, make_record(Identity(host_seed(index)), 1, b"bundle"))
+            distance = _key_distance(key.encode())
+            others = [i for i in range(PUT_HOSTS) if i != index]
+            ranked = sorted(others, key=lambda i: distance(to_id(hosts.host(i).peer_id)))
+            held = {i for i in others if holds(hosts.host(i), key)}
+            closest = set(ranked[:RECORD_LOOKUP_CLOSEST])
+            # Every one of the closest holds it, bar one slow answer at most.
+            assert len(closest - held) <= 1, (index, sorted(ranked.index(i) for i in held))
         nursery.cancel_scope.cancel()

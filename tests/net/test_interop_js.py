@@ -108,12 +108,12 @@ async def test_full_nodes_send_by_peer_id_through_a_js_bootstrap(
             [got] = (await c.call("GET", f"/v1/conversations/{a.id}/messages"))["messages"]
             assert got["text"] == "hi carol" and got["direction"] == "in"
 
-            # Even a user who adds the js node's PeerID gets a clear refusal:
-            # it has no p2pdm record, so nothing is queued for it.
+            # A user who adds the js node's PeerID is told the message waits:
+            # it has no p2pdm record, so no envelope is queued for it.
             await a.call("POST", "/v1/contacts", json={"peer_id": str(js.peer_id), "name": "js"})
             response = await a.http.post("/v1/messages", json={"to": "js", "text": "hello?"})
-            assert response.status_code == 422
-            assert "cannot find" in response.json()["error"]["message"]
+            assert response.status_code == 201
+            assert response.json()["status_detail"].startswith("waiting for js's keys")
 
             a_peer, c_peer = a.running.node.peer_id, c.running.node.peer_id
             # Alice joined the DHT before serving p2pdm; her identify push told Carol.
@@ -129,11 +129,13 @@ async def test_a_record_held_only_by_its_offline_owner_is_not_found(
     js: JsKadNode, tmp_path: Path
 ) -> None:
     """The limit of a js-only DHT: the js node drops p2pdm records, so once C
-    (their only holder) is gone, A cannot start a session with C by PeerID."""
+    (their only holder) is gone, A cannot start a session with C by PeerID:
+    A's message waits for C's keys."""
     async with node(tmp_path, "carol", js.addr) as c:
         carol = c.id
     async with node(tmp_path, "alice", js.addr) as a:
         await a.call("POST", "/v1/contacts", json={"peer_id": carol, "name": "carol"})
         response = await a.http.post("/v1/messages", json={"to": "carol", "text": "hi"})
-        assert response.status_code == 422
-        assert "cannot find" in response.json()["error"]["message"]
+        assert response.status_code == 201  # accepted: it waits for Carol's keys
+        assert response.json()["status_detail"].startswith("waiting for carol's keys")
+        assert a.running.node.store.outbox_for(PeerId.parse(carol)) == []

@@ -138,6 +138,44 @@ async def test_oversized_write_is_refused_before_sending() -> None:
     assert await peer.receive_some(10) == b""  # nothing was sent before the EOF
 
 
+class CountingRaw(RecordingRaw):
+    async def send_all(self, data: bytes) -> None:
+        self.calls.append(f"send {len(data)}")
+        await super().send_all(data)
+
+
+async def test_several_frames_go_in_one_write_and_read_back_one_by_one() -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+    raw = CountingRaw(ours)
+    a, b = Stream(raw, PEER, "/test/1"), Stream(RecordingRaw(theirs), PEER, "/test/1")
+    payloads = [b"one", b"", b"x" * 300, b"four"]
+    await a.write_frames(payloads, 1)
+    await a.write_frames([], 1)  # nothing to send: no write at all
+    assert raw.calls == [f"send {sum(len(encode_frame(p)) for p in payloads)}"]
+    assert [await b.read_frame(300, 1) for _ in payloads] == payloads
+    assert b.buffered_frame(300) is None
+
+
+async def test_frames_written_together_are_capped_together_before_sending() -> None:
+    stream, _, peer = pair()
+    half = b"\x00" * (MAX_WRITE_FRAME_BYTES // 2)
+    with pytest.raises(FrameTooLarge):
+        await stream.write_frames([half, half], 1)  # each fits; with their prefixes they do not
+    await stream.close_write()
+    assert await peer.receive_some(10) == b""
+
+
+async def test_frames_written_together_share_the_write_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stream, raw, _peer = pair(lockstep=True)
+    with pytest.raises(PeerUnreachable, match="did not take a frame"):
+        await stream.write_frames([b"x" * 100, b"y"], 3)
+    assert raw.calls == ["reset"]
+    with pytest.raises(trio.ClosedResourceError):
+        await stream.write_frames([b"z"], 1)
+
+
 async def test_writing_after_close_write_is_our_error() -> None:
     stream, raw, _ = pair()
     await stream.close_write()

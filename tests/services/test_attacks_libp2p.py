@@ -33,7 +33,6 @@ from p2pdm.core.identity import Identity, PeerId
 from p2pdm.core.model import DeliveryStatus, EventType, StoredMessage
 from p2pdm.core.strangers import StrangerGate
 from p2pdm.core.wire import Envelope
-from p2pdm.daemon.runner import RunOptions, Serving, serve_node
 from p2pdm.limits import MAX_CONTROL_FRAME_BYTES
 from p2pdm.net import Host, open_host
 from p2pdm.node.messenger import wall_ms
@@ -44,6 +43,7 @@ from p2pdm.sim.pytest_plugin import SimNetworkFactory
 from p2pdm.store import MemoryStore
 from p2pdm.store.base import RequestCaps
 from tests.conftest import LOOPBACK, UPKEEP
+from tests.served import served
 from tests.services.conftest import DAY_S, FAIR
 
 pytestmark = pytest.mark.net
@@ -238,17 +238,6 @@ FLOODERS = 3
 FLOOD = 12  # deliver frames per flooder, on one stream
 
 
-@asynccontextmanager
-async def served(node: Node, *bootstrap: str) -> AsyncIterator[Serving]:
-    """``node`` running on loopback with the composition ``p2pdm run`` uses."""
-    options = RunOptions(listen=LOOPBACK, bootstrap=bootstrap, upkeep=UPKEEP)
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(STEP):
-            serving: Serving = await nursery.start(serve_node, node, options)
-        yield serving
-        nursery.cancel_scope.cancel()
-
-
 async def test_a_request_flood_over_libp2p_is_refused_capped_and_spares_contacts() -> None:
     """Fresh identities flood Bob with message requests over ``/p2pdm/dm``: past
     their rate they are told to retry, pending requests stay within the caps,
@@ -265,7 +254,7 @@ async def test_a_request_flood_over_libp2p_is_refused_capped_and_spares_contacts
     )
     bob = Node(Identity(os.urandom(32)), store, strangers=gate)
     alice = Node(Identity(os.urandom(32)), MemoryStore())
-    async with served(bob), served(alice, bob.addrs[0]):
+    async with served(bob, start_s=STEP), served(alice, bob.addrs[0], start_s=STEP):
         alice.add_contact_from_invite(bob.invite(), name="bob")
         bob.add_contact_from_invite(alice.invite(), name="alice")
         first = alice.send_text(bob.peer_id, "hi bob, before the flood")
@@ -323,7 +312,10 @@ async def test_a_request_flood_over_libp2p_is_refused_capped_and_spares_contacts
     assert during.id in received
     contacts_only = bob.event_page(cursor, 500, peers={alice.peer_id})
     assert contacts_only.gap is False
-    assert [e.message_id for e in contacts_only.events] == [during.id]
+    # Alice's connection may drop and come back on a loaded machine: her
+    # presence events are hers too, and nothing else of hers is there.
+    presence = {EventType.PEER_ONLINE, EventType.PEER_OFFLINE}
+    assert [e.message_id for e in contacts_only.events if e.type not in presence] == [during.id]
 
 
 # --- mailbox quota flood ------------------------------------------------------

@@ -12,7 +12,8 @@ import trio
 
 from p2pdm.core.dm import DM_PROTOCOL, Ack, Deliver, decode_ack, decode_deliver
 from p2pdm.core.identity import Identity
-from p2pdm.core.model import DeliveryStatus
+from p2pdm.core.model import DeliveryStatus, OutboxItem
+from p2pdm.errors import PeerUnreachable
 from p2pdm.net.stream import Stream
 from p2pdm.node.node import Node
 from p2pdm.services.dm import (
@@ -22,6 +23,7 @@ from p2pdm.services.dm import (
     Delivery,
     backoff_ms,
 )
+from p2pdm.services.dm import sender as sender_module
 from p2pdm.services.limits import SENT_MARK_WAIT_SECONDS
 from p2pdm.store.memory import MemoryStore
 from tests.fakenet import FakeHost, FakeNetwork
@@ -128,6 +130,31 @@ async def test_many_messages_pipelined_exactly_once(world, autojump_clock) -> No
     assert len(got) == 150 and len({m.id for m in got}) == 150
 
 
+async def test_queued_envelopes_go_out_in_few_writes_and_their_acks_too(  # type: ignore[no-untyped-def]
+    world, autojump_clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What is due together is written together (up to the window), and a
+    burst's acks in one write: each envelope still gets its own ack."""
+    _, alice, bob = world
+    writes: list[tuple[str, int]] = []
+    send = Stream._send
+
+    async def counting(self: Stream, data: bytes, timeout: float) -> None:  # noqa: ASYNC109
+        writes.append((self.remote_peer.short(), len(data)))
+        await send(self, data, timeout)
+
+    monkeypatch.setattr(Stream, "_send", counting)
+    sent = [alice.node.send_text(bob.node.peer_id, f"q{i}") for i in range(100)]
+    for m in sent:
+        await wait_status(alice.node, m.id.hex(), DeliveryStatus.DELIVERED)
+    to_bob = [n for peer, n in writes if peer == bob.node.peer_id.short()]
+    to_alice = [n for peer, n in writes if peer == alice.node.peer_id.short()]
+    assert 2 <= len(to_bob) <= 8  # the window (64) caps a write's frames
+    assert 2 <= len(to_alice) < 50
+    got = bob.node.messages(alice.node.peer_id, limit=500).messages
+    assert [m.id for m in reversed(got)] == [m.id for m in sent]  # in order, each once
+
+
 @pytest.mark.slow
 async def test_a_burst_goes_over_one_stream_without_retries(world, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     """Acks that arrive while the rest of a window is still being written must
@@ -216,3 +243,24 @@ async def test_a_stream_open_when_its_peer_is_blocked_is_reset_not_answered(  # 
         assert await _read_until_closed(stream)  # reset: no ack, not even "retry"
     assert second.message is not None and bob.node.store.get_message(second.message.id) is None
     assert bob.node.messenger.dropped_blocked == 1
+
+
+async def test_a_failed_write_of_several_frames_leaves_none_of_them_marked_sent() -> None:
+    """Items listed as written before their write: if it fails, they come off the
+    list (never marked ``sent``); what was written before stays on it."""
+
+    class Broken:
+        async def send_all(self, data: bytes) -> None:
+            raise PeerUnreachable("gone")
+
+    peer = Identity(os.urandom(32)).peer_id
+
+    def item(n: int) -> OutboxItem:
+        return OutboxItem(bytes([n]) * 32, bytes([n]) * 16, peer, b"e%d" % n, 0, 1, 0)
+
+    earlier, a, b = item(1), item(2), item(3)
+    unmarked = [earlier, a, b]
+    stream = Stream(Broken(), peer, DM_PROTOCOL)  # type: ignore[arg-type]
+    with pytest.raises(PeerUnreachable):
+        await sender_module._write(stream, [(a, b"fa"), (b, b"fb")], unmarked)
+    assert unmarked == [earlier]

@@ -1185,6 +1185,62 @@ class StoresAgree(RuleBasedStateMachine):
 
         self.both(run)
 
+    @rule(
+        message_id=_ids,
+        peer=st.none() | _peers,
+        at=_times,
+        statuses=st.lists(_statuses, min_size=1, max_size=3),
+    )
+    def set_statuses(
+        self, message_id: bytes, peer: PeerId | None, at: int, statuses: list[DeliveryStatus]
+    ) -> None:
+        """Several moves in one call (an ack's sent mark and its move), in an
+        undivided transaction: the SQLite store writes each row once; the
+        memory store's moves one by one are the reference."""
+
+        def run(store: Store) -> list[object]:
+            answers: list[object] = []
+            with store.transaction(undivided=True):
+                try:
+                    answers.append(store.set_statuses(message_id, statuses, at, recipient=peer))
+                except NotFound:
+                    answers.append("not found")
+                answers.append(store.get_message(message_id))
+            return answers
+
+        self.both(run)
+
+    @rule(
+        writes=st.lists(st.tuples(_peers, st.binary(max_size=4), st.booleans()), max_size=4),
+        fail=st.booleans(),
+    )
+    def sessions_in_a_group(self, writes: list[tuple[PeerId, bytes, bool]], fail: bool) -> None:
+        """Sessions saved in a group's transactions, some of which fail, and
+        the group itself failing or not (the SQLite store saves them when the
+        group commits)."""
+
+        def run(store: Store) -> list[object]:
+            answers: list[object] = []
+            try:
+                with store.group():
+                    for n, (peer, state, fails) in enumerate(writes):
+                        try:
+                            with store.transaction():
+                                store.put_session(peer, state, n)
+                                answers.append(store.get_session(peer))
+                                if fails:
+                                    raise Boom
+                        except Boom:
+                            answers.append([store.get_session(p) for p in _PEERS])
+                    if fail:
+                        raise Boom
+            except Boom:
+                answers.append("rolled back")
+            answers.append([store.get_session(p) for p in _PEERS])
+            return answers
+
+        self.both(run)
+
     @rule(peer=_peers, at=_times, blocked=st.booleans())
     def block(self, peer: PeerId, at: int, blocked: bool) -> None:
         self.both(lambda s: s.block_peer(peer, at) if blocked else s.unblock_peer(peer, at))

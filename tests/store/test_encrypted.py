@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -13,9 +16,10 @@ from p2pdm.core.identity import Identity
 from p2pdm.daemon.home import ENV_PASSPHRASE, Home
 from p2pdm.errors import PassphraseError, StoreError
 from p2pdm.node.messenger import Messenger
-from p2pdm.store.cipher import PLAIN_HEADER
+from p2pdm.store.cipher import PLAIN_HEADER, connect_encrypted, db_errors, integrity_errors
 from p2pdm.store.sqlite import SQLiteStore
 from tests.conftest import FAST_KDF
+from tests.store.test_sqlite import outbox_item
 
 TEXT = "meet me under the old clock tower at nine"
 
@@ -102,3 +106,62 @@ def test_a_plain_store_of_a_passphrase_home_is_encrypted_in_place(tmp_path: Path
     assert not home.store_path.read_bytes().startswith(PLAIN_HEADER)
     assert TEXT.encode() not in store_bytes(home)
     assert sorted(p.name for p in home.path.iterdir() if "encrypting" in p.name) == []
+
+
+def test_the_encrypted_stores_errors_are_the_same_store_errors(tmp_path: Path) -> None:
+    """SQLCipher's error classes are not sqlite3's: the store catches both
+    (a refused duplicate and a failed statement each become one StoreError)."""
+    home = home_of(tmp_path, "bob", "pw")
+    home.create_identity("bob")
+    with closing(home.open_store()) as store:
+        store.add_outbox(outbox_item(1))
+        with pytest.raises(StoreError, match="already in the outbox"):
+            store.add_outbox(outbox_item(1))
+        assert store.get_outbox(outbox_item(1).envelope_id) is not None
+    import sqlcipher3
+
+    assert sqlcipher3.dbapi2.Error in db_errors()
+    assert sqlcipher3.dbapi2.IntegrityError in integrity_errors()
+    with closing(connect_encrypted(str(tmp_path / "x.sqlite"), bytes(32), 1.0)) as db:
+        with pytest.raises(sqlcipher3.dbapi2.OperationalError):
+            db.execute("SELECT * FROM no_such_table")
+        try:
+            db.execute("SELECT * FROM no_such_table")
+        except db_errors() as exc:
+            assert not isinstance(exc, sqlite3.Error)  # caught as SQLCipher's own
+
+
+#: Opens a plain store, has it refuse a duplicate and fail a statement, and
+#: prints what it raised and whether SQLCipher was ever loaded.
+_PLAIN_PROBE = """
+import json, sys
+from pathlib import Path
+from p2pdm.errors import StoreError
+from p2pdm.store.sqlite import SQLiteStore
+from tests.store.test_sqlite import outbox_item
+store = SQLiteStore(Path(sys.argv[1]))
+store.add_outbox(outbox_item(1))
+errors = []
+try:
+    store.add_outbox(outbox_item(1))
+except StoreError as exc:
+    errors.append(str(exc))
+store.close()
+print(json.dumps({"errors": errors, "sqlcipher": "sqlcipher3" in sys.modules}))
+"""
+
+
+def test_a_plain_store_never_loads_sqlcipher(tmp_path: Path) -> None:
+    """SQLCipher (4.7 MiB with its OpenSSL) loads on the first encrypted
+    connection only; a plain store's errors are still caught as before."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PLAIN_PROBE, str(tmp_path / "store.sqlite")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    assert report["sqlcipher"] is False
+    assert len(report["errors"]) == 1
+    assert "already in the outbox" in report["errors"][0]

@@ -31,7 +31,7 @@ from p2pdm.store.base import UNREAD_STATUSES
 from p2pdm.store.schema import MIGRATIONS, SCHEMA_VERSION, UNREAD_CONDITION, split_statements
 from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 from tests.conftest import mode
-from tests.store.conftest import ALICE, BOB, receive
+from tests.store.conftest import ALICE, BOB, receive, store_before
 
 CONVERSATION = b"\x07" * 16
 
@@ -485,3 +485,73 @@ def test_a_store_from_before_profiles_migrates_with_none_published(path: Path) -
     with closing(SQLiteStore(path)) as store:
         assert store.get_profile() == Profile(name="Alice", handle="alice")
         assert store.handle_claimants("alice", 10) == [ALICE]
+
+
+def test_a_store_from_before_first_status_keeps_every_status_and_event(path: Path) -> None:
+    """A home written when a message's first status was a ``status_history``
+    row: every message, status and event is there after the migration, old
+    messages' histories read as before, and new messages keep their first
+    status in their row (no history row for it)."""
+    with closing(store_before(path, schema._migration_first_status)) as db:
+        db.execute(
+            "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq) "
+            "VALUES (?, ?, 1, 2)",
+            (CONVERSATION, ALICE.raw),
+        )
+        for n, direction, status in ((1, "out", "deposited"), (2, "in", "delivered")):
+            db.execute(
+                "INSERT INTO messages (seq, id, conversation_id, peer, direction, kind, body, "
+                "sent_at_ms, stored_at_ms, status) VALUES (?, ?, ?, ?, ?, 'text', x'a0', 1, 1, ?)",
+                (n, message(n).id, CONVERSATION, ALICE.raw, direction, status),
+            )
+        db.execute(
+            "INSERT INTO message_recipients (message_id, peer, status, at_ms, detail) "
+            "VALUES (?, ?, 'deposited', 7, 'held by 2 mailboxes')",
+            (message(1).id, ALICE.raw),
+        )
+        db.executemany(
+            "INSERT INTO status_history (message_id, status, at_ms, detail) VALUES (?, ?, ?, ?)",
+            [
+                (message(1).id, "queued", 1, ""),
+                (message(1).id, "sent", 5, ""),
+                (message(1).id, "deposited", 7, "held by 2 mailboxes"),
+                (message(2).id, "delivered", 1, ""),
+            ],
+        )
+        db.execute(
+            "INSERT INTO events (type, at_ms, peer, message_id, status, conversation_id) "
+            "VALUES ('message.status', 7, ?, ?, 'deposited', ?)",
+            (ALICE.raw, message(1).id, CONVERSATION),
+        )
+
+    def history(store: SQLiteStore, n: int) -> list[tuple[str, int, str]]:
+        return [(str(s.status), s.at_ms, s.detail) for s in store.status_history(message(n).id)]
+
+    with closing(SQLiteStore(path)) as store:
+        assert store.counts()["messages"] == 2
+        assert history(store, 1) == [
+            ("queued", 1, ""),
+            ("sent", 5, ""),
+            ("deposited", 7, "held by 2 mailboxes"),
+        ]
+        assert history(store, 2) == [("delivered", 1, "")]
+        [event] = store.events(0, 10)
+        assert event.message_id == message(1).id and event.status is DeliveryStatus.DEPOSITED
+        assert store.note_status(message(1).id, 8, "held by 3 mailboxes", recipient=ALICE)
+        assert store.set_status(message(1).id, DeliveryStatus.DELIVERED, 9, recipient=ALICE)
+        assert history(store, 1)[3:] == [
+            ("deposited", 8, "held by 3 mailboxes"),
+            ("delivered", 9, ""),
+        ]
+        new = replace(message(3), direction=Direction.OUT, status=DeliveryStatus.QUEUED)
+        store.add_message(replace(new, recipients=(Recipient(ALICE, DeliveryStatus.QUEUED, 3),)))
+        assert history(store, 3) == [("queued", 3, "")]
+        assert store.note_status(message(3).id, 4, "no route", recipient=ALICE)
+        assert store.set_status(message(3).id, DeliveryStatus.SENT, 5, recipient=ALICE)
+        assert history(store, 3) == [("queued", 3, ""), ("queued", 4, "no route"), ("sent", 5, "")]
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute(
+            "SELECT m.seq, m.first_status, count(h.n) FROM messages m "
+            "LEFT JOIN status_history h ON h.message_id = m.id GROUP BY m.seq ORDER BY m.seq"
+        ).fetchall()
+    assert rows == [(1, None, 5), (2, None, 1), (3, "queued", 2)]

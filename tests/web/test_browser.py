@@ -219,9 +219,11 @@ def test_history_scrolls_back_and_a_waiting_message_says_queued(
     nodes: Callable[..., Proc], browsers: Callable[..., Any], tmp_path: Path
 ) -> None:
     import json
+    import os
     import subprocess
     import sys
 
+    from p2pdm.core.identity import Identity
     from tests.daemon.test_run_process import _env, init
 
     # Bob exists but is not running: whatever Alice sends him waits, queued.
@@ -252,6 +254,18 @@ def test_history_scrolls_back_and_a_waiting_message_says_queued(
     wait_for(page, lambda d: any("note 00" in e.text for e in all_css(d, "li.message")), "oldest")
     wait_for(page, lambda d: "start of the conversation" in by_css(d, "#older").text, "the start")
     assert len(all_css(page, "li.message")) == total
+
+    # Carol, added by PeerID alone, was never found: her message waits for her keys.
+    carol = str(Identity(os.urandom(32)).peer_id)
+    alice.client.add_contact(carol, "Carol")
+    alice.client.send("Carol", "are you there?")
+    page.get(f"{base}#/c/{carol}")
+    note = "Queued · waiting for Carol's keys: Carol is not found in the network yet"
+    wait_for(
+        page,
+        lambda d: note in by_css(d, f"#m-{_last_id(d)} .status").text,
+        "the waiting message's note",
+    )
 
 
 def _last_id(driver: Any) -> str:

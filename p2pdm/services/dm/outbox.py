@@ -106,6 +106,14 @@ class OutboxBook:
             )
         return False
 
+    def set_statuses(self, item: OutboxItem, statuses: Sequence[DeliveryStatus]) -> bool:
+        """``set_status`` for each of ``statuses`` in turn, in one store call."""
+        with contextlib.suppress(NotFound):  # receipts have no stored message
+            return self.store.set_statuses(
+                item.message_id, statuses, self.now_ms(), recipient=item.recipient
+            )
+        return False
+
     def note(self, item: OutboxItem, detail: str) -> None:
         """Tell the sender why the message is not delivered yet (status detail, history, event)."""
         with contextlib.suppress(NotFound):
@@ -193,6 +201,12 @@ class OutboxBook:
         with store.transaction(undivided=True):
             self._mark_sent([item for item in sent if item.envelope_id not in answered], answered)
             for item, ack in acked:
+                if ack.result == "ok" and item.envelope_id in marked:
+                    # The sent mark and the ack's move in one call: the store
+                    # reads the message once and writes each row once.
+                    self.set_statuses(item, (DeliveryStatus.SENT, DeliveryStatus.DELIVERED))
+                    store.remove_outbox(item.envelope_id)
+                    continue
                 # Its sent mark right before the ack's move: the store reads
                 # the message once for both.
                 if item.envelope_id in marked:

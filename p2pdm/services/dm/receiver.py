@@ -4,11 +4,11 @@ How this works: the handler admits a stream through the dm
 :class:`~p2pdm.services.inbound.InboundGuard` (streams per peer, rate,
 disconnect on a protocol breach), reads deliver frames under a deadline,
 commits each burst of envelopes that arrived together in one store commit
-through the messenger, and acks each one: ``ok`` (stored now or before),
-``rejected`` (can never be stored) or ``retry`` (a local problem, or a
-stranger over its rate). Envelopes fetched from mailboxes take the same
-commit path (:meth:`Receiver.accept_all`). A burst of at least
-``MIN_THREADED_OPENING`` envelopes on a stream is decoded and opened (the
+through the messenger, and acks each one (a burst's acks in one write):
+``ok`` (stored now or before), ``rejected`` (can never be stored) or
+``retry`` (a local problem, or a stranger over its rate). Envelopes fetched
+from mailboxes take the same commit path (:meth:`Receiver.accept_all`). A
+burst of at least ``MIN_THREADED_OPENING`` envelopes on a stream is decoded and opened (the
 sealed box: an X25519 agreement in libsodium, which releases the GIL) in a
 worker thread first, at most ``MAX_OPENING_THREADS`` threads at once; the
 session work and the commit then run on the event loop in arrival order, so
@@ -142,8 +142,14 @@ class Receiver:
             envelopes = [d.envelope for d in delivers]
             opened = await self.open_all(envelopes)
             results = self.accept_group(envelopes, peer, opened)
-            for deliver, (result, detail) in zip(delivers, results, strict=True):
-                await stream.write_frame(Ack(deliver.seq, result, detail).encode(), WRITE_TIMEOUT)
+            # The burst's acks in one write: one Yamux frame and Noise message, not one each.
+            await stream.write_frames(
+                [
+                    Ack(deliver.seq, result, detail).encode()
+                    for deliver, (result, detail) in zip(delivers, results, strict=True)
+                ],
+                WRITE_TIMEOUT,
+            )
 
     async def open_all(self, envelopes: Sequence[bytes]) -> list[Opened | None]:
         """Decode and open ``envelopes`` (in a worker thread if they are

@@ -5,8 +5,9 @@ last known addresses, then, when those fail, asking the DHT afresh where
 the peer is now (at most once per ``PEER_LOOKUP_INTERVAL_SECONDS`` a peer,
 so an offline contact costs no lookup per retry) — and, while that takes longer
 than ``REACH_TIMEOUT``, deposits what waits for the peer at mailboxes. On
-the stream it writes up to ``DM_WINDOW`` deliver frames while a reader task
-takes the acks; which frame is which is a
+the stream it writes up to ``DM_WINDOW`` deliver frames (those due together
+in one write, up to ``COALESCED_WRITE_BYTES``) while a reader task takes the
+acks; which frame is which is a
 :class:`~p2pdm.core.sendwindow.SendWindow`'s business. A written envelope
 is marked ``sent`` in the transaction that applies the next acks (one
 commit, so one fsync, for both), or on its own if no ack comes within
@@ -39,6 +40,7 @@ from p2pdm.services.dm.outbox import OutboxBook, delivery_error
 from p2pdm.services.dm.scheduler import Scheduler
 from p2pdm.services.limits import (
     ACK_TIMEOUT,
+    COALESCED_WRITE_BYTES,
     DIAL_TIMEOUT,
     FIND_PEER_TIMEOUT,
     MAX_PACED_LOOKUPS,
@@ -185,9 +187,16 @@ class Sender:
                     wake = self.scheduler.arm(peer)
                     sending = {item.envelope_id for item in window}
                     written = False
+                    #: Frames taken into the window and not written yet: written
+                    #: together (see COALESCED_WRITE_BYTES) before waiting for room.
+                    batch: list[tuple[OutboxItem, bytes]] = []
+                    size = 0
                     for item in book.due_for(peer):
                         if item.envelope_id in sending:
                             continue
+                        if batch and (window.full or size >= COALESCED_WRITE_BYTES):
+                            await _write(stream, batch, unmarked)
+                            batch, size = [], 0
                         while window.full and not acks_done.is_set():
                             await room.park()
                         if acks_done.is_set():
@@ -195,15 +204,12 @@ class Sender:
                         seq = window.send(item)
                         # Listed before the write: its ack may be read before the write returns.
                         unmarked.append(item)
-                        try:
-                            await stream.write_frame(
-                                Deliver(seq, item.envelope).encode(), WRITE_TIMEOUT
-                            )
-                        except BaseException:
-                            if unmarked and unmarked[-1] is item:
-                                unmarked.pop()  # not written
-                            raise
+                        frame = Deliver(seq, item.envelope).encode()
+                        batch.append((item, frame))
+                        size += len(frame)
                         written = True
+                    if batch:  # no wait since the ack reader was last seen running
+                        await _write(stream, batch, unmarked)
                     if written:
                         continue
                     if unmarked:
@@ -264,6 +270,19 @@ class Sender:
             done.set()
             room.unpark_all()  # a writer waiting for room must see that no ack will come
             self.scheduler.wake(stream.remote_peer)  # the sender may be waiting for work
+
+
+async def _write(
+    stream: Stream, batch: list[tuple[OutboxItem, bytes]], unmarked: list[OutboxItem]
+) -> None:
+    """Write ``batch``'s deliver frames in one write; if it fails, its items
+    still listed in ``unmarked`` are taken out (not written, so not sent)."""
+    try:
+        await stream.write_frames([frame for _, frame in batch], WRITE_TIMEOUT)
+    except BaseException:
+        items = {id(item) for item, _ in batch}
+        unmarked[:] = [item for item in unmarked if id(item) not in items]
+        raise
 
 
 def _take(items: list[OutboxItem]) -> list[OutboxItem]:
