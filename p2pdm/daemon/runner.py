@@ -53,6 +53,7 @@ from p2pdm.core.wire import PrekeyBundle
 from p2pdm.daemon.demo import DEMO_LISTEN, Demo
 from p2pdm.daemon.home import Home
 from p2pdm.daemon.mailboxes import mailboxes_json
+from p2pdm.daemon.netback import NetworkBack, gone_after
 from p2pdm.daemon.reach import reachability_json
 from p2pdm.errors import (
     ConfigError,
@@ -387,20 +388,28 @@ class _PeerWatch:
     address book and what waits for it is sent now; ``peer.online`` if it
     was offline; the same for a peer already connected when it becomes a
     contact. The last connection to a contact going: ``peer.offline``.
-    Having had no connection at all and now one again (network back, laptop
-    awake): fetch from our mailboxes. A peer with a new connection (contact
-    or group member: it may have been away) gets the position of each live
-    location we share with it at once (``returned``, sent by :meth:`run`).
+    The node's network back after it was out of reach (its bootstrap re-dials
+    failed, it had no connection for longer than they take, or the computer
+    slept: :mod:`p2pdm.daemon.netback`): fetch from our
+    mailboxes; connections that only closed as idle fetch nothing. A peer
+    with a new connection (contact or group member: it may have been away)
+    gets the position of each live location we share with it at once
+    (``returned``, sent by :meth:`run`).
     """
 
     def __init__(
-        self, node: Node, host: Host, delivery: Delivery, blobs: BlobService | None = None
+        self,
+        node: Node,
+        host: Host,
+        delivery: Delivery,
+        blobs: BlobService | None = None,
+        upkeep: Upkeep = DEFAULT_UPKEEP,
     ) -> None:
         self.node = node
         self.host = host
         self.delivery = delivery
         self.blobs = blobs
-        self.connected_any = True  # start-up fetches anyway
+        self.network = NetworkBack(gone_after(upkeep, PEER_WATCH_SECONDS))
         #: The connections seen at the last check, by peer.
         self.seen: dict[PeerId, frozenset[int]] = {}
         #: Peers with a connection not there at the last check.
@@ -410,9 +419,11 @@ class _PeerWatch:
 
     def check(self) -> None:
         connections = self.host.connections()
-        if connections and not self.connected_any:
+        opened = (number for numbers in connections.values() for number in numbers)
+        now, wall = trio.current_time(), self.node.now_ms() / 1000
+        if self.network.observe(now, wall, opened, self.host.failed_bootstrap_dials):
+            log.info("network back: fetching from our mailboxes")
             self.delivery.fetch_now()
-        self.connected_any = bool(connections)
         # A connection not seen before: the peer may have been away (a restart
         # between two checks shows as a new connection, never as a gap).
         self.returned = [
@@ -602,7 +613,7 @@ async def serve_node(
             if options.relay is not None:
                 nursery.start_soon(announce_relay, host)
             nursery.start_soon(greet_contacts, node, host)
-            nursery.start_soon(_PeerWatch(node, host, delivery, blobs).run)
+            nursery.start_soon(_PeerWatch(node, host, delivery, blobs, options.upkeep).run)
             # Disappearing messages: what expired while we were off, then on a schedule.
             nursery.start_soon(purge_loop, node)
             # Messages to peers whose prekeys were not found yet: looked up again.

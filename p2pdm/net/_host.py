@@ -157,6 +157,9 @@ class Host(Dht):
         self._upkeep = upkeep
         self._idle: IdleTracker[INetConn] = IdleTracker(upkeep.idle_timeout)
         self._last_bootstrap_round = -math.inf
+        #: Dials of a bootstrap peer that failed since the start: with no
+        #: connection at all, a sign that this node's network is away.
+        self.failed_bootstrap_dials = 0
         #: Set once the host has joined the DHT through its bootstrap peers
         #: (or found it had none); :func:`open_host` with a ``join_delay``
         #: returns before that.

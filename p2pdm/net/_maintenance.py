@@ -57,6 +57,7 @@ async def join(host: Host) -> int:
             await host.connect(peer, [str(addr)])
         except PeerUnreachable as exc:
             logger.info("bootstrap peer %s unreachable: %s", peer.short(), exc)
+            host.failed_bootstrap_dials += 1
             return
         pid = to_id(peer)
         with trio.move_on_after(IDENTIFY_WAIT_SECONDS):
