@@ -50,6 +50,22 @@ def message(n: int, conversation: bytes = CONVERSATION) -> StoredMessage:
     )
 
 
+def _old_sent_and_received(db: sqlite3.Connection) -> None:
+    """Message 1 (out, deposited) and 2 (in, delivered) with Alice, written
+    as a home of an older schema holds them (raw rows, before any migration
+    that follows)."""
+    db.execute(
+        "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq) VALUES (?, ?, 1, 2)",
+        (CONVERSATION, ALICE.raw),
+    )
+    for n, direction, status in ((1, "out", "deposited"), (2, "in", "delivered")):
+        db.execute(
+            "INSERT INTO messages (seq, id, conversation_id, peer, direction, kind, body, "
+            "sent_at_ms, stored_at_ms, status) VALUES (?, ?, ?, ?, ?, 'text', x'a0', 1, 1, ?)",
+            (n, message(n).id, CONVERSATION, ALICE.raw, direction, status),
+        )
+
+
 def outbox_item(n: int) -> OutboxItem:
     return OutboxItem(
         envelope_id=n.to_bytes(16, "big"),
@@ -404,17 +420,7 @@ def test_the_recipients_migration_keeps_statuses_of_a_store_written_before(path:
         for version, migration in enumerate(MIGRATIONS[:before], start=1):
             schema._apply(db, migration)
             db.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
-        db.execute(
-            "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq) "
-            "VALUES (?, ?, 1, 2)",
-            (CONVERSATION, ALICE.raw),
-        )
-        for n, direction, status in ((1, "out", "deposited"), (2, "in", "delivered")):
-            db.execute(
-                "INSERT INTO messages (seq, id, conversation_id, peer, direction, kind, body, "
-                "sent_at_ms, stored_at_ms, status) VALUES (?, ?, ?, ?, ?, 'text', x'a0', 1, 1, ?)",
-                (n, message(n).id, CONVERSATION, ALICE.raw, direction, status),
-            )
+        _old_sent_and_received(db)
         db.executemany(
             "INSERT INTO status_history (message_id, status, at_ms, detail) VALUES (?, ?, ?, ?)",
             [
@@ -493,17 +499,7 @@ def test_a_store_from_before_first_status_keeps_every_status_and_event(path: Pat
     messages' histories read as before, and new messages keep their first
     status in their row (no history row for it)."""
     with closing(store_before(path, schema._migration_first_status)) as db:
-        db.execute(
-            "INSERT INTO conversations (id, peer, last_message_at_ms, last_seq) "
-            "VALUES (?, ?, 1, 2)",
-            (CONVERSATION, ALICE.raw),
-        )
-        for n, direction, status in ((1, "out", "deposited"), (2, "in", "delivered")):
-            db.execute(
-                "INSERT INTO messages (seq, id, conversation_id, peer, direction, kind, body, "
-                "sent_at_ms, stored_at_ms, status) VALUES (?, ?, ?, ?, ?, 'text', x'a0', 1, 1, ?)",
-                (n, message(n).id, CONVERSATION, ALICE.raw, direction, status),
-            )
+        _old_sent_and_received(db)
         db.execute(
             "INSERT INTO message_recipients (message_id, peer, status, at_ms, detail) "
             "VALUES (?, ?, 'deposited', 7, 'held by 2 mailboxes')",
