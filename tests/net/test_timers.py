@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 import trio
@@ -12,9 +14,11 @@ from hypothesis import strategies as st
 
 from p2pdm.net.timers import TIMER_SLOT_SECONDS, Alarm, sleep, sleep_until, timers
 
+T = TypeVar("T")
 
-def _run(fn, *args):  # type: ignore[no-untyped-def]
-    return trio.run(fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    return trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def _slot_after(when: float) -> float:
