@@ -77,7 +77,8 @@ found here, not in the notes:
 28. Yamux runs two timer loops per connection (an RTT ping every 30 s, a
     stale-stream sweep every 30 s), each wait ending in an expired cancel
     scope → the same loops on the shared timers of :mod:`p2pdm.net.timers`
-    (``_Yamux``, :func:`muxer_options`);
+    (``_Yamux``, :func:`muxer_options`; libp2p's muxer negotiation builds
+    ``Yamux`` by name, so that name is pointed at ``_Yamux`` too);
 
 records: ``get_value`` answers from a stale local copy → ``Host.get_record``
 drops it and asks the network with a quorum, then keeps the newest
@@ -122,6 +123,7 @@ from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer import muxer_multistream
 from libp2p.stream_muxer.yamux.yamux import (
     _STALE_STREAM_SWEEP_INTERVAL as YAMUX_STALE_STREAM_SWEEP_INTERVAL,
 )
@@ -222,6 +224,9 @@ class _Yamux(Yamux):
 
 
 def muxer_options() -> dict[TProtocol, type[Yamux]]:
+    # libp2p's muxer negotiation builds ``Yamux`` by name, whatever class the
+    # options give: its module's name points at ours (pitfall 28).
+    muxer_multistream.Yamux = _Yamux  # type: ignore[attr-defined]
     return {TProtocol(YAMUX_PROTOCOL_ID): _Yamux}
 
 

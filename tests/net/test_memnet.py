@@ -26,7 +26,7 @@ from trio.testing import MockClock
 from p2pdm.core.identity import Identity
 from p2pdm.errors import ConfigError, PeerUnreachable
 from p2pdm.net import Host, open_host
-from p2pdm.net._edge import from_id
+from p2pdm.net._edge import from_id, to_id
 from p2pdm.net._memory_pipe import PIPE_BUFFER_BYTES, WAKE_GRID_SECONDS
 from p2pdm.net.memory_transport import MAX_CONCURRENT_DIALS, LinkFaults, MemoryNetwork
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
@@ -390,3 +390,20 @@ async def test_a_transport_runs_a_bounded_number_of_dials_at_once(
     assert peak == MAX_CONCURRENT_DIALS
     # Each refusal takes one round trip (1 s); the second half waited for the first.
     assert trio.current_time() - start == pytest.approx(2.0)
+
+
+async def test_yamux_pings_on_the_shared_timers(autojump_clock: MockClock) -> None:
+    """Every connection's muxer is p2pdm's Yamux (libp2p builds its own by name):
+    its RTT ping still measures the link, its waits on the shared timers."""
+    from p2pdm.net._patches import _Yamux
+    from p2pdm.net.timers import timers
+
+    net = MemoryNetwork(LinkFaults(latency=LATENCY))
+    async with open_hosts(2, join=False, network=net) as (a, b):
+        await a.connect(b.peer_id, b.listen_addrs())
+        await trio.sleep(65.0)  # the first ping and two more rounds
+        (conn,) = a._swarm.get_connections(to_id(b.peer_id))
+        muxer = conn.muxed_conn
+        assert type(muxer) is _Yamux
+        assert 2 * LATENCY <= muxer.rtt() <= 2 * (LATENCY + WAKE_GRID_SECONDS)
+        assert timers().wakeups >= 3
