@@ -33,6 +33,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections.abc import Callable
 from typing import Final
 
 import trio
@@ -52,13 +53,14 @@ STALE_SLOTS_FACTOR: Final = 2
 
 class _Slot:
     """The sleepers due at one time, in the order they parked (each with the
-    alarm it also waits for, if any)."""
+    alarm it also waits for, if any), or one callback (:meth:`Timers.call_at`)."""
 
-    __slots__ = ("tasks", "when")
+    __slots__ = ("callback", "tasks", "when")
 
-    def __init__(self, when: float) -> None:
+    def __init__(self, when: float, callback: Callable[[], None] | None = None) -> None:
         self.when = when
         self.tasks: dict[Task, Alarm | None] = {}
+        self.callback = callback
 
 
 class Timers:
@@ -101,6 +103,15 @@ class Timers:
             raise ValueError("sleep: the time must not be negative")
         await self.sleep_until(trio.current_time() + seconds)
 
+    def call_at(self, when: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` from the timers' task at ``when`` exactly (no slot rounding).
+
+        For wake-ups that keep their own times (the memory pipes): one system
+        task for both keeps the order of their wake-ups a function of the run."""
+        heapq.heappush(self._heap, (when, next(self._order), _Slot(when, callback)))
+        if self._scope is not None and when < self._scope.deadline:
+            self._scope.deadline = when
+
     def _slot(self, when: float) -> _Slot:
         due = math.ceil(when / TIMER_SLOT_SECONDS) * TIMER_SLOT_SECONDS
         slot = self._slots.get(due)
@@ -133,7 +144,7 @@ class Timers:
         del self._slots[slot.when]
         self._stale += 1
         if self._stale > STALE_SLOTS_FACTOR * len(self._slots) + 1:
-            self._heap = [entry for entry in self._heap if entry[2].tasks]
+            self._heap = [e for e in self._heap if e[2].tasks or e[2].callback is not None]
             heapq.heapify(self._heap)
             self._stale = 0
 
@@ -147,6 +158,9 @@ class Timers:
             now = trio.current_time()
             while self._heap and self._heap[0][0] <= now:
                 _, _, slot = heapq.heappop(self._heap)
+                if slot.callback is not None:
+                    slot.callback()
+                    continue
                 if self._slots.get(slot.when) is slot:
                     del self._slots[slot.when]
                 else:  # abandoned: every sleeper left it
