@@ -348,7 +348,7 @@ class Database:
             db.execute("COMMIT")
         except db_errors() as exc:
             self._undo(db, None)
-            pending.error = StoreError(f"committing a store group failed: {exc}")
+            pending.error = StoreError(f"committing {pending.what} failed: {exc}")
             pending.notify_due = False
             with contextlib.suppress(P2PDMError):  # the store stays the truth; the error is kept
                 pending.on_failure()
@@ -466,6 +466,7 @@ class Database:
                 ):
                     # Left due: committed by the next holder of the lock.
                     pending.armed = pending.due = True
+                    pending.what = what
                     self._due = pending
                     self.hot.settling = True
                     return

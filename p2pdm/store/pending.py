@@ -40,6 +40,7 @@ class PendingCommit:
         "notify_due",
         "on_failure",
         "owner",
+        "what",
     )
 
     def __init__(
@@ -58,6 +59,8 @@ class PendingCommit:
         self.armed = False
         self.due = False
         self.error: StoreError | None = None
+        #: What was left due ("a store group"), for its error.
+        self.what = "a store transaction"
         #: Writes in the block added events: listeners are woken after the commit.
         self.notify_due = False
 

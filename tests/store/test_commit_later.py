@@ -137,7 +137,9 @@ def test_a_failed_commit_rolls_back_and_puts_back_state_before_the_next_call(
     thread = threading.Thread(target=finish)
     thread.start()
     thread.join(WAIT_S)
-    assert [str(e) for e in thread_error] == ["committing a store group failed: disk I/O error"]
+    assert [str(e) for e in thread_error] == [
+        "committing a store transaction failed: disk I/O error"
+    ]
     order.append("next call")
     assert store.get_setting("lost") is None and store.get_setting("kept") == 1
     assert order == ["put back", "next call"]
