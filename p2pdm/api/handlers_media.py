@@ -177,8 +177,9 @@ async def send_media_message(
         message = await send_body(node, peer, node.media.body_for(blob_ids, caption))
     if idempotency is not None:
         node.store.remember_send(*idempotency, message.id, node.now_ms())
+    # A fresh message has no note, except one waiting for its recipient's keys.
     return JSONResponse(
-        message_view(node, message, ""),
+        message_view(node, message, None if node.waiting_for_keys(peer) else ""),
         status_code=201,
         headers={"Location": f"/v1/messages/{message.id.hex()}"},
     )

@@ -29,7 +29,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -63,6 +63,9 @@ from p2pdm.node.video import MAX_VIDEO_SCAN_BYTES, VIDEO_TYPES, have_pyav, probe
 from p2pdm.store.base import Store
 from p2pdm.store.blob_files import BlobFiles, MemoryBlobFiles
 from p2pdm.store.blobs import BlobRecord, BlobState
+
+if TYPE_CHECKING:
+    from p2pdm.node.messenger import Messenger
 
 __all__ = [
     "AUTO_DOWNLOAD_SETTING",
@@ -271,6 +274,28 @@ def media_of(message: StoredMessage) -> MediaBody | None:
         return None
     body = decode_stored(message.kind, message.body)
     return body if isinstance(body, MediaBody) else None
+
+
+def push_files(
+    messenger: Messenger,
+    media: MediaLibrary,
+    peer: PeerId,
+    message: StoredMessage,
+    blob_ids: list[bytes],
+    expires_by_s: int | None,
+) -> int:
+    """Queue to ``peer`` the sealed chunks of the files ``blob_ids`` of
+    ``message`` small enough for mailboxes (MAILBOX_FILE_BYTES), for a
+    recipient that is offline: they follow the message into the mailboxes,
+    their envelopes living no longer than ``expires_by_s`` (a disappearing
+    message's), and unsending the message drops those still queued. Returns
+    how many chunks were queued."""
+    queued = 0
+    for chunk in media.pushed_chunks(blob_ids):
+        outbox = messenger.send(peer, chunk, expires_by_s=expires_by_s).outbox
+        media.store.follow_message(outbox.envelope_id, message.id)
+        queued += 1
+    return queued
 
 
 def snippet_of(message: StoredMessage) -> str | None:
@@ -727,4 +752,4 @@ def blob_id_of(text: str) -> bytes:
     return blob_id
 
 
-__all__ += ["blob_id_of", "media_of", "snippet_of"]
+__all__ += ["blob_id_of", "media_of", "push_files", "snippet_of"]
