@@ -56,10 +56,7 @@ from p2pdm.core.kinds.media import safe_mime, safe_name
 from p2pdm.core.model import Direction, StoredMessage
 from p2pdm.errors import ChunkRejected, MediaRefused, NotFound
 from p2pdm.limits import MAILBOX_FILE_BYTES, MAX_FILE_BYTES, MAX_MEDIA_ITEMS
-from p2pdm.node.audio import AUDIO_TYPES, MAX_AUDIO_SCAN_BYTES, analyse
-from p2pdm.node.images import IMAGE_TYPES, MAX_IMAGE_BYTES, check_thumbnail, prepare_image
 from p2pdm.node.offloop import off_loop
-from p2pdm.node.video import MAX_VIDEO_SCAN_BYTES, VIDEO_TYPES, have_pyav, probe_video
 from p2pdm.store.base import Store
 from p2pdm.store.blob_files import BlobFiles, MemoryBlobFiles
 from p2pdm.store.blobs import BlobRecord, BlobState
@@ -122,6 +119,12 @@ class Upload:
     """One file being uploaded: :meth:`write` its bytes, then :meth:`finish`."""
 
     def __init__(self, library: MediaLibrary, mime: str, name: str) -> None:
+        # The photo, voice and video code loads with the first upload (or the
+        # first thumbnail received, `MediaLibrary.on_received`), not at start-up.
+        from p2pdm.node.audio import AUDIO_TYPES
+        from p2pdm.node.images import IMAGE_TYPES
+        from p2pdm.node.video import VIDEO_TYPES, have_pyav
+
         self.library = library
         self.mime = safe_mime(mime)
         self.name = safe_name(name)
@@ -148,6 +151,10 @@ class Upload:
     def write(self, data: bytes) -> None:
         """Take the next bytes; raises MediaRefused past MAX_FILE_BYTES (or
         MAX_IMAGE_BYTES for a photo)."""
+        from p2pdm.node.audio import MAX_AUDIO_SCAN_BYTES
+        from p2pdm.node.images import MAX_IMAGE_BYTES
+        from p2pdm.node.video import MAX_VIDEO_SCAN_BYTES
+
         self._size += len(data)
         if self._size > MAX_FILE_BYTES:
             self.abort()
@@ -174,6 +181,10 @@ class Upload:
     def finish(self) -> BlobRecord:
         """The blob, sealed, named and recorded; raises MediaRefused for a
         photo that is a bomb or does not decode."""
+        from p2pdm.node.audio import analyse
+        from p2pdm.node.images import prepare_image
+        from p2pdm.node.video import probe_video
+
         extra: dict[str, object] = {}
         if self._photo is not None:
             try:
@@ -396,6 +407,8 @@ class MediaLibrary:
     def on_received(self, message: StoredMessage, from_contact: bool) -> int:
         """Record the blobs of a received media message (inside the caller's
         transaction or not); returns how many are wanted now."""
+        from p2pdm.node.images import check_thumbnail
+
         body = media_of(message)
         if body is None or message.direction is not Direction.IN:
             return 0
