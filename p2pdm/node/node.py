@@ -25,7 +25,6 @@ from typing import Any, Final
 
 from p2pdm import __version__
 from p2pdm.core.identity import Identity, PeerId
-from p2pdm.core.invite import make_invite, parse_invite
 from p2pdm.core.model import (
     CONVERSATION_ID_BYTES,
     Contact,
@@ -274,6 +273,8 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         }
 
     def invite(self, ttl_s: int = INVITE_TTL_SECONDS) -> str:
+        from p2pdm.core.invite import make_invite  # invites: loaded on first use
+
         return make_invite(
             self.identity,
             self.name,
@@ -295,6 +296,8 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         Raises InviteError subclasses, NameRefused for a ``name`` that is a
         PeerID or another contact's.
         """
+        from p2pdm.core.invite import parse_invite
+
         parsed = parse_invite(invite, self.now_ms() // 1000)
         peer = parsed.peer_id
         old = self.store.get_contact(peer)
