@@ -72,6 +72,7 @@ from p2pdm.node.media import (
 )
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
+from p2pdm.node.offloop import OffLoopCommits
 from p2pdm.node.profiles import Profiles
 from p2pdm.node.requests import RequestsAndBlocks
 from p2pdm.store.base import Store
@@ -179,7 +180,9 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
             request_stamp_bits=request_stamp_bits,
         )
         #: Group commit for concurrent sends (its task runs while the node runs).
-        self.batcher = CommitBatcher(store, self.messenger.reload)
+        #: Hot paths' commits in a worker thread (receive, acks, group sends).
+        self.commits = OffLoopCommits(store)
+        self.batcher = CommitBatcher(store, self.messenger.reload, self.commits)
         #: Files: uploads, attachments, fetched chunks (memory until the home's
         #: blob folder is given: ``media.files``).
         self.media = MediaLibrary(store, now_ms=now_ms, random_bytes=random_bytes)

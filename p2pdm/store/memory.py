@@ -42,6 +42,7 @@ from p2pdm.store.memory_mailbox import MailboxDicts
 from p2pdm.store.memory_outbox import OutboxDicts
 from p2pdm.store.memory_profile import ProfileDicts
 from p2pdm.store.memory_state import MemoryState
+from p2pdm.store.pending import PendingCommit, nothing
 
 __all__ = ["MemoryStore"]
 
@@ -104,6 +105,14 @@ class MemoryStore(
             raise
         finally:
             self._in_group = False
+
+    @contextlib.contextmanager
+    def commit_later(self, on_failure: Callable[[], None] = nothing) -> Iterator[PendingCommit]:
+        """Commits are at once here: the commit given is already done."""
+        yield PendingCommit(None)
+
+    def settle(self) -> None:
+        """Nothing is ever left due here."""
 
     @contextlib.contextmanager
     def transaction(self, *, undivided: bool = False) -> Iterator[None]:
