@@ -559,7 +559,14 @@ async def serve_node(
         record_namespaces={records.RECORD_NAMESPACE: (_validate, _select)},
     ) as host:
         node.addrs = host.listen_addrs()
-        directory = MailboxDirectory(node.identity, host, preferred=options.mailbox_peers)
+        # The providers found last (kept in the store): the start-up fetch needs no lookup.
+        directory = MailboxDirectory(
+            node.identity,
+            host,
+            preferred=options.mailbox_peers,
+            memory=node.store,
+            now_ms=node.now_ms,
+        )
         # Retry jitter from the node's own randomness (seeded in simulations).
         jitter = random.Random(node.random_bytes(JITTER_SEED_BYTES))
         delivery = Delivery(node, host, rng=jitter, mailboxes=directory)
