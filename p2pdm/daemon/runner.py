@@ -73,6 +73,7 @@ from p2pdm.net import (
     announce_relay,
     open_host,
 )
+from p2pdm.net.timers import sleep as shared_sleep
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.housekeeping import purge_loop
 from p2pdm.node.key_waits import key_lookup_loop
@@ -460,7 +461,7 @@ class _PeerWatch:
                     self._resend_live(nursery)
                 except P2PDMError as exc:
                     log.warning("peer watch: %s", exc)
-                await trio.sleep(PEER_WATCH_SECONDS)
+                await shared_sleep(PEER_WATCH_SECONDS)  # no cancel scope per round
 
     def _resend_live(self, nursery: trio.Nursery) -> None:
         """Each returned peer that one of our live shares is for gets it now (one

@@ -27,6 +27,7 @@ from libp2p.peer.peerstore import PeerStoreError
 
 from p2pdm.core.identity import PeerId
 from p2pdm.errors import PeerUnreachable
+from p2pdm.net import timers
 from p2pdm.net._dht import attributed, deadlined
 from p2pdm.net._edge import NETWORK_ERRORS, quietly, to_id
 from p2pdm.net._patches import close_connections, note_identify_requests, stop_auto_connector
@@ -159,7 +160,7 @@ async def maintain(host: Host, join_delay: float = 0.0) -> None:
     upkeep = host._upkeep
     next_refresh = trio.current_time() + join_delay + upkeep.dht_refresh_interval
     while True:
-        await trio.sleep(upkeep.interval)
+        await timers.sleep(upkeep.interval)  # shared: no cancel scope per round
         for step in (close_idle_connections, redial_bootstrap):
             try:
                 await step(host)

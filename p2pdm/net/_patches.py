@@ -74,6 +74,11 @@ found here, not in the notes:
 27. mDNS announces the raw listen addresses (``0.0.0.0``), reports peers on
     zeroconf's thread through a process-wide singleton, and its ``start``
     needs trio's thread while blocking on zeroconf → :mod:`p2pdm.net._mdns`;
+28. Yamux runs two timer loops per connection (an RTT ping every 30 s, a
+    stale-stream sweep every 30 s), each wait ending in an expired cancel
+    scope → the same loops on the shared timers of :mod:`p2pdm.net.timers`
+    (``_Yamux``, :func:`muxer_options`; libp2p's muxer negotiation builds
+    ``Yamux`` by name, so that name is pointed at ``_Yamux`` too);
 
 records: ``get_value`` answers from a stale local copy → ``Host.get_record``
 drops it and asks the network with a quorum, then keeps the newest
@@ -95,6 +100,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import struct
 import sys
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -117,10 +123,18 @@ from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer import muxer_multistream
+from libp2p.stream_muxer.yamux.yamux import (
+    _STALE_STREAM_SWEEP_INTERVAL as YAMUX_STALE_STREAM_SWEEP_INTERVAL,
+)
+from libp2p.stream_muxer.yamux.yamux import FLAG_SYN as YAMUX_FLAG_SYN
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.stream_muxer.yamux.yamux import RTT_MEASURE_INTERVAL as YAMUX_RTT_MEASURE_INTERVAL
+from libp2p.stream_muxer.yamux.yamux import TYPE_PING as YAMUX_TYPE_PING
+from libp2p.stream_muxer.yamux.yamux import YAMUX_HEADER_FORMAT, Yamux
 from libp2p.transport.exceptions import SecurityUpgradeFailure
 
+from p2pdm.net import timers
 from p2pdm.net._edge import quietly
 from p2pdm.net.addrs import dialable_addrs
 from p2pdm.net.limits import (
@@ -154,6 +168,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: libp2p's Yamux figures, kept by ``_Yamux``: the first RTT ping goes this
+#: long after the connection opens, and waits this long for its pong.
+YAMUX_RTT_START_SECONDS: Final = 0.5
+YAMUX_PONG_WAIT_SECONDS: Final = 10.0
+
 # --- pitfalls 1, 2, 10, 11: settings ------------------------------------------
 
 
@@ -163,8 +182,52 @@ def security_options(key_pair: KeyPair) -> dict[TProtocol, NoiseTransport]:
     return {TProtocol(NOISE_PROTOCOL_ID): noise}
 
 
+class _Yamux(Yamux):
+    """libp2p's Yamux with its per-connection timers on the shared ones (pitfall 28).
+
+    Each connection runs two loops that sleep out nearly every wait: the RTT
+    ping (0.5 s after the start, then every RTT_MEASURE_INTERVAL, 30 s) and
+    the stale-stream sweep (every 30 s). With trio's own timers each such
+    wait ends in an expired cancel scope; in a simulation of hundreds of
+    nodes with tens of connections each they were a large part of trio's
+    deadline bookkeeping. The same loops, the same periods (up to
+    :data:`~p2pdm.net.timers.TIMER_SLOT_SECONDS` later), on
+    :mod:`p2pdm.net.timers`. A closing connection ends them as before:
+    closing the secured connection ends ``handle_incoming``, which cancels
+    the muxer's nursery (the sweep never waited for more).
+    """
+
+    async def _measure_rtt_loop(self) -> None:
+        await timers.sleep(YAMUX_RTT_START_SECONDS)
+        while not self.event_shutting_down.is_set():
+            try:
+                self._ping_id += 1
+                self._ping_event = trio.Event()
+                header = struct.pack(
+                    YAMUX_HEADER_FORMAT, 0, YAMUX_TYPE_PING, YAMUX_FLAG_SYN, 0, self._ping_id
+                )
+                await self._write_frame(header)
+                self._ping_sent_time = trio.current_time()
+                with trio.move_on_after(YAMUX_PONG_WAIT_SECONDS):
+                    await self._ping_event.wait()
+            except Exception:
+                break  # the connection is closing, as libp2p's loop ends
+            await timers.sleep(YAMUX_RTT_MEASURE_INTERVAL)
+
+    async def _stale_stream_sweeper(self) -> None:
+        while not self.event_shutting_down.is_set():
+            await timers.sleep(YAMUX_STALE_STREAM_SWEEP_INTERVAL)
+            if self.event_shutting_down.is_set():
+                break
+            async with self.streams_lock:
+                self._sweep_stale_streams()
+
+
 def muxer_options() -> dict[TProtocol, type[Yamux]]:
-    return {TProtocol(YAMUX_PROTOCOL_ID): Yamux}
+    # libp2p's muxer negotiation builds ``Yamux`` by name, whatever class the
+    # options give: its module's name points at ours (pitfall 28).
+    muxer_multistream.Yamux = _Yamux  # type: ignore[attr-defined]
+    return {TProtocol(YAMUX_PROTOCOL_ID): _Yamux}
 
 
 def connection_config() -> ConnectionConfig:

@@ -33,6 +33,7 @@ import trio
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import DeliveryStatus, OutboxItem, Withdrawal
 from p2pdm.errors import P2PDMError
+from p2pdm.net.timers import Alarm
 from p2pdm.services.dm.outbox import OutboxBook
 from p2pdm.services.limits import (
     MAILBOX_COPIES,
@@ -157,7 +158,7 @@ class Withdrawer:
         self.store = store
         self.client = client
         self.now_ms = now_ms
-        self._wake = trio.Event()
+        self._wake = Alarm()
         #: Envelopes withdrawn so far (for the local API and tests).
         self.withdrawn = 0
         #: The last round took MAX_WITHDRAW_BATCH: the next goes at once.
@@ -170,15 +171,14 @@ class Withdrawer:
         """Withdraw what is due now, then when woken or every WITHDRAW_INTERVAL_SECONDS."""
         task_status.started()
         while True:
-            self._wake = trio.Event()
+            self._wake = Alarm()
             try:
                 await self.withdraw_due()
             except P2PDMError as exc:  # the store failed: the next round tries again
                 log.warning("withdrawing deposits failed: %s", exc)
             if self._full:
                 continue  # more are due than one round takes
-            with trio.move_on_after(WITHDRAW_INTERVAL_SECONDS):
-                await self._wake.wait()
+            await self._wake.wait(WITHDRAW_INTERVAL_SECONDS)
 
     async def withdraw_due(self) -> int:
         """One round: each mailbox with withdrawals due gets one request; how many

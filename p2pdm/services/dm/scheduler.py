@@ -21,6 +21,7 @@ import trio
 
 from p2pdm.core.identity import PeerId
 from p2pdm.core.ratelimit import FailureLog
+from p2pdm.net.timers import Alarm
 from p2pdm.services.dm.outbox import OutboxBook
 from p2pdm.services.limits import MAX_ACTIVE_SENDERS, MAX_DUE_BATCH, SCHEDULER_MAX_SLEEP
 
@@ -42,7 +43,7 @@ class Scheduler:
         self.book = book
         self.send_to = send_to
         self.logs = logs
-        self._wake = trio.Event()
+        self._wake = Alarm()
         #: Recipients with a running sender, and the event that wakes it.
         self._senders: dict[PeerId, trio.Event] = {}
         #: Peers a dial just failed for, and the trio time to try them again:
@@ -98,7 +99,7 @@ class Scheduler:
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
-                self._wake = trio.Event()
+                self._wake = Alarm()
                 now = self.book.now_ms()
                 due = self.book.store.outbox_due(now, MAX_DUE_BATCH)
                 self.book.expire([item for item in due if item.expires_at_ms <= now])
@@ -117,8 +118,9 @@ class Scheduler:
                         nursery.start_soon(self._sender, peer)
                 for failures in self.logs:
                     failures.flush(clock)
-                with trio.move_on_after(SCHEDULER_MAX_SLEEP):
-                    await self._wake.wait()
+                # On the shared timers: a quiet node's pass every few seconds
+                # costs no cancel scope of its own (p2pdm.net.timers).
+                await self._wake.wait(SCHEDULER_MAX_SLEEP)
 
     async def _sender(self, peer: PeerId) -> None:
         try:
