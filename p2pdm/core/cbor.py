@@ -23,12 +23,35 @@ import cbor2
 from p2pdm.errors import FrameTooLarge, MalformedCBOR, SchemaError
 from p2pdm.limits import MAX_CBOR_DEPTH, MAX_CBOR_ITEMS
 
-__all__ = ["Fields", "decode", "decode_map", "encode", "scan"]
+__all__ = ["Encoded", "Fields", "decode", "decode_map", "encode", "scan"]
 
 _MAJOR_UINT, _MAJOR_NINT, _MAJOR_BYTES, _MAJOR_TEXT = 0, 1, 2, 3
 _MAJOR_ARRAY, _MAJOR_MAP, _MAJOR_TAG, _MAJOR_SIMPLE = 4, 5, 6, 7
 _SIMPLE_ALLOWED = frozenset({20, 21, 22})  # false, true, null
 _ARG_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
+class Encoded:
+    """One item already encoded as canonical CBOR (by :func:`encode`), to put
+    inside a value given to :func:`encode`: its bytes are written as they are,
+    so what was encoded once (a message's body, signed and then sent) is not
+    encoded again. The result is what encoding the item itself in its place
+    gives (``tests/core/test_cbor.py``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Encoded({self.data!r})"
+
+
+def _write_encoded(encoder: Any, value: Any) -> None:
+    """cbor2's hook for types it does not know: an :class:`Encoded` item's bytes."""
+    if type(value) is not Encoded:
+        raise cbor2.CBOREncodeTypeError(f"cannot serialize type {type(value).__name__}")
+    encoder.write(value.data)
 
 
 def encode(value: Any) -> bytes:
@@ -40,12 +63,13 @@ def encode(value: Any) -> bytes:
     (:func:`_in_canonical_order`) and the plain encoder writes the result,
     which gives the same bytes. Values with anything but text keys, lists
     and the plain leaf types go to cbor2's canonical mode unchanged.
+    :class:`Encoded` items are written as they are.
     """
     try:
         ordered = _in_canonical_order(value, 0)
     except _Unusual:
-        return cbor2.dumps(value, canonical=True)
-    return cbor2.dumps(ordered)
+        return cbor2.dumps(value, canonical=True, default=_write_encoded)
+    return cbor2.dumps(ordered, default=_write_encoded)
 
 
 #: Sets of map keys whose canonical order is remembered: the wire's and the
@@ -59,8 +83,8 @@ KEY_ORDER_CACHED_CHARS: Final = 256
 # keys as the map holds them -> the canonical order, or None if it is that already.
 _key_orders: dict[tuple[str, ...], tuple[str, ...] | None] = {}
 #: Leaf types whose plain encoding is already the canonical one (no floats:
-#: canonical CBOR picks their shortest form).
-_PLAIN_LEAVES: Final = frozenset({bytes, str, int, bool, type(None)})
+#: canonical CBOR picks their shortest form; an Encoded item is canonical).
+_PLAIN_LEAVES: Final = frozenset({bytes, str, int, bool, type(None), Encoded})
 
 
 class _Unusual(Exception):

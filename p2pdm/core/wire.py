@@ -28,7 +28,7 @@ format change.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from p2pdm.core import cbor, stamp
@@ -121,6 +121,12 @@ class InnerMessage:
     sent_at_ms: int
     body: Body
     signature: bytes
+    #: :meth:`body_bytes` and :meth:`encode` once made: the sender signs,
+    #: sends and stores the same body, the receiver checks its signature and
+    #: stores it, so each is encoded once. Not fields of the message (not
+    #: compared, not copied by ``dataclasses.replace``).
+    _body_cbor: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -134,6 +140,7 @@ class InnerMessage:
         conversation: bytes,
         sent_at_ms: int,
         body: Body,
+        body_cbor: bytes,
     ) -> dict[str, Any]:
         return {
             "v": WIRE_VERSION,
@@ -143,7 +150,7 @@ class InnerMessage:
             "conv": conversation,
             "ts": sent_at_ms,
             "kind": _body_kind(body),
-            "body": encode_body(body),
+            "body": cbor.Encoded(body_cbor),
         }
 
     @classmethod
@@ -160,9 +167,14 @@ class InnerMessage:
         """Build and sign a message from ``identity``."""
         if len(id) != ID_BYTES or len(conversation) != ID_BYTES:
             raise SchemaError("message and conversation ids are 16 bytes")
-        signed = cls._signed_map(id, identity.peer_id, recipient, conversation, sent_at_ms, body)
+        body_cbor = _body_cbor(body)
+        signed = cls._signed_map(
+            id, identity.peer_id, recipient, conversation, sent_at_ms, body, body_cbor
+        )
         signature = identity.sign(_MSG_DOMAIN, cbor.encode(signed))
-        return cls(id, identity.peer_id, recipient, conversation, sent_at_ms, body, signature)
+        msg = cls(id, identity.peer_id, recipient, conversation, sent_at_ms, body, signature)
+        object.__setattr__(msg, "_body_cbor", body_cbor)
+        return msg
 
     def with_body(self, body: Body) -> InnerMessage:
         """This message with another body (what is kept of it: its signature
@@ -179,14 +191,28 @@ class InnerMessage:
 
     def body_bytes(self) -> bytes:
         """The body as canonical CBOR, as the store keeps it."""
-        return cbor.encode(encode_body(self.body))
+        data = self._body_cbor
+        if data is None:
+            data = _body_cbor(self.body)
+            object.__setattr__(self, "_body_cbor", data)
+        return data
 
     def encode(self) -> bytes:
-        signed = self._signed_map(
-            self.id, self.sender, self.recipient, self.conversation, self.sent_at_ms, self.body
-        )
-        signed["sig"] = self.signature
-        return cbor.encode(signed)
+        data = self._encoded
+        if data is None:
+            signed = self._signed_map(
+                self.id,
+                self.sender,
+                self.recipient,
+                self.conversation,
+                self.sent_at_ms,
+                self.body,
+                self.body_bytes(),
+            )
+            signed["sig"] = self.signature
+            data = cbor.encode(signed)
+            object.__setattr__(self, "_encoded", data)
+        return data
 
     @classmethod
     def decode(cls, data: bytes) -> InnerMessage:
@@ -206,9 +232,17 @@ class InnerMessage:
         signature = f.blob("sig", size=SIGNATURE_BYTES)
         f.done()
         msg = cls(msg_id, sender, recipient, conversation, sent_at_ms, body, signature)
-        signed = cls._signed_map(msg_id, sender, recipient, conversation, sent_at_ms, body)
+        body_cbor = _body_cbor(body)
+        signed = cls._signed_map(
+            msg_id, sender, recipient, conversation, sent_at_ms, body, body_cbor
+        )
         verify(sender, _MSG_DOMAIN, cbor.encode(signed), signature)
+        object.__setattr__(msg, "_body_cbor", body_cbor)
         return msg
+
+
+def _body_cbor(body: Body) -> bytes:
+    return cbor.encode(encode_body(body))
 
 
 # --- prekey bundle ---------------------------------------------------------------
