@@ -142,15 +142,17 @@ class InnerMessage:
         body: Body,
         body_cbor: bytes,
     ) -> dict[str, Any]:
+        # Keys in canonical order (shorter first, then bytewise), so that
+        # encoding the map need not reorder it.
         return {
             "v": WIRE_VERSION,
             "id": id,
-            "from": sender.raw,
             "to": recipient.raw,
-            "conv": conversation,
             "ts": sent_at_ms,
-            "kind": _body_kind(body),
             "body": cbor.Encoded(body_cbor),
+            "conv": conversation,
+            "from": sender.raw,
+            "kind": _body_kind(body),
         }
 
     @classmethod
@@ -200,17 +202,20 @@ class InnerMessage:
     def encode(self) -> bytes:
         data = self._encoded
         if data is None:
-            signed = self._signed_map(
-                self.id,
-                self.sender,
-                self.recipient,
-                self.conversation,
-                self.sent_at_ms,
-                self.body,
-                self.body_bytes(),
+            # The signed map with "sig", in canonical order.
+            data = cbor.encode(
+                {
+                    "v": WIRE_VERSION,
+                    "id": self.id,
+                    "to": self.recipient.raw,
+                    "ts": self.sent_at_ms,
+                    "sig": self.signature,
+                    "body": cbor.Encoded(self.body_bytes()),
+                    "conv": self.conversation,
+                    "from": self.sender.raw,
+                    "kind": _body_kind(self.body),
+                }
             )
-            signed["sig"] = self.signature
-            data = cbor.encode(signed)
             object.__setattr__(self, "_encoded", data)
         return data
 
@@ -319,19 +324,20 @@ class SessionMessage:
     ciphertext: bytes
 
     def encode(self) -> bytes:
+        # Keys in canonical order, so that encoding the map need not reorder it.
         out: dict[str, Any] = {
+            "n": self.index,
             "v": WIRE_VERSION,
-            "from": self.sender.raw,
+            "ct": self.ciphertext,
             "dh": self.ratchet_key,
             "pn": self.previous_chain_length,
-            "n": self.index,
-            "ct": self.ciphertext,
+            "from": self.sender.raw,
         }
         if self.x3dh is not None:
             out["x3dh"] = {
                 "ek": self.x3dh.ephemeral_key,
-                "spk": self.x3dh.signed_prekey,
                 "opk": self.x3dh.one_time_prekey,
+                "spk": self.x3dh.signed_prekey,
             }
         return cbor.encode(out)
 
@@ -404,12 +410,12 @@ class Envelope:
 
     def encode(self) -> bytes:
         return cbor.encode(
-            {
+            {  # in canonical order
                 "v": WIRE_VERSION,
-                "to": self.recipient.raw,
                 "id": self.id,
-                "exp": self.expires_at_s,
+                "to": self.recipient.raw,
                 "box": self.sealed,
+                "exp": self.expires_at_s,
             }
         )
 
