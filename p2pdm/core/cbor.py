@@ -227,7 +227,8 @@ def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR
                 raise MalformedCBOR(_REFUSALS[width])
             if pos + width > n:
                 raise MalformedCBOR("CBOR data ends inside a length")
-            arg = int.from_bytes(data[pos : pos + width], "big")
+            # One byte (strings of 24 to 255 bytes) is most lengths that follow.
+            arg = data[pos] if width == 1 else int.from_bytes(data[pos : pos + width], "big")
             pos += width
         if major in (_MAJOR_BYTES, _MAJOR_TEXT):
             if arg > n - pos:
@@ -308,11 +309,12 @@ class Fields:
 
     def _get(self, key: str, optional: bool = False) -> Any:
         self._seen.add(key)
-        if key not in self._map:
+        try:
+            return self._map[key]
+        except KeyError:
             if optional:
                 return None
-            raise SchemaError(f"{self.what}: missing field {key!r}")
-        return self._map[key]
+            raise SchemaError(f"{self.what}: missing field {key!r}") from None
 
     def _fail(self, key: str, expected: str) -> SchemaError:
         return SchemaError(f"{self.what}: field {key!r} must be {expected}")
@@ -380,6 +382,7 @@ class Fields:
         return self._map
 
     def done(self) -> None:
+        if self._seen.issuperset(self._map):
+            return
         extra = set(self._map) - self._seen
-        if extra:
-            raise SchemaError(f"{self.what}: unknown field(s) {sorted(extra)!r}")
+        raise SchemaError(f"{self.what}: unknown field(s) {sorted(extra)!r}")

@@ -379,11 +379,12 @@ def envelope_id(recipient: PeerId, expires_at_s: int, sealed: bytes) -> bytes:
     """
     if not 0 <= expires_at_s <= _U64:
         raise SchemaError("envelope expiry must fit in 64 bits")
-    digest = hashlib.blake2b(digest_size=ID_BYTES, person=_ENVELOPE_ID_PERSON)
-    digest.update(bytes([len(recipient.raw)]) + recipient.raw)
-    digest.update(expires_at_s.to_bytes(8, "big"))
-    digest.update(sealed)
-    return digest.digest()
+    raw = recipient.raw
+    return hashlib.blake2b(
+        b"".join((bytes((len(raw),)), raw, expires_at_s.to_bytes(8, "big"), sealed)),
+        digest_size=ID_BYTES,
+        person=_ENVELOPE_ID_PERSON,
+    ).digest()
 
 
 @dataclass(frozen=True, slots=True)
