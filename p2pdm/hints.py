@@ -12,8 +12,6 @@ import os
 import shlex
 from pathlib import Path
 
-import platformdirs
-
 __all__ = ["command", "default_home"]
 
 APP_NAME = "p2pdm"
@@ -21,13 +19,25 @@ APP_NAME = "p2pdm"
 
 def default_home() -> Path:
     """The home used when neither ``--home`` nor ``P2PDM_HOME`` names one."""
+    # platformdirs (0.4 MiB) loads only to find this path, which a node whose
+    # home is named never needs (see `command`).
+    import platformdirs
+
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)).expanduser().absolute()
 
 
 def command(home: str | os.PathLike[str] | None, *args: str) -> str:
     """``p2pdm [--home HOME] ARGS…`` as a user should type it for ``home``."""
     words = ["p2pdm"]
-    if home is not None and Path(home).expanduser().absolute() != default_home():
+    if home is not None and not _is_default_home(home):
         words += ["--home", shlex.quote(os.fspath(home))]
     words += args
     return " ".join(words)
+
+
+def _is_default_home(home: str | os.PathLike[str]) -> bool:
+    path = Path(home).expanduser().absolute()
+    # The default home's last part is always APP_NAME (platformdirs appends the
+    # app's name on every system), so a home named otherwise is not it, and
+    # platformdirs need not be loaded to tell (lower(): Windows paths compare so).
+    return path.name.lower() == APP_NAME and path == default_home()

@@ -31,7 +31,6 @@ from p2pdm.core.identity import PeerId
 from p2pdm.core.model import StoredMessage, TokenScope
 from p2pdm.errors import IdempotencyConflict, NotFound
 from p2pdm.limits import MAX_FILE_NAME_BYTES, MAX_MEDIA_ITEMS
-from p2pdm.node.images import shows_safely
 from p2pdm.node.media import blob_id_of
 from p2pdm.node.media_ops import send_body, send_location
 from p2pdm.node.node import Node
@@ -177,8 +176,9 @@ async def send_media_message(
         message = await send_body(node, peer, node.media.body_for(blob_ids, caption))
     if idempotency is not None:
         node.store.remember_send(*idempotency, message.id, node.now_ms())
+    # A fresh message has no note, except one waiting for its recipient's keys.
     return JSONResponse(
-        message_view(node, message, ""),
+        message_view(node, message, None if node.waiting_for_keys(peer) else ""),
         status_code=201,
         headers={"Location": f"/v1/messages/{message.id.hex()}"},
     )
@@ -276,6 +276,8 @@ async def get_media(request: Request, node: Node) -> Response:
     inline = record.mime in INLINE_TYPES
     if inline and record.mime.startswith("image/") and record.size:
         # A picture from a peer may be a decompression bomb: inline only if sane.
+        from p2pdm.node.images import shows_safely  # the photo code: on first use
+
         head = b"".join(node.media.read_plain(record, 0, min(record.size, IMAGE_HEAD_BYTES)))
         inline = shows_safely(head)
     headers = {

@@ -378,9 +378,9 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        # The parser (every command's) is not kept: a node runs for days without it.
+        args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     # This process's own command line (the `p2pdm` command), not a call from

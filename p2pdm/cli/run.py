@@ -18,7 +18,7 @@ from typing import Final, TextIO
 
 import trio
 
-from p2pdm.daemon.archive import check_not_exported
+from p2pdm.daemon.export_mark import check_not_exported
 from p2pdm.daemon.home import Home
 from p2pdm.daemon.runner import RunOptions, run_node
 

@@ -32,9 +32,7 @@ type and size, with no field unknown or missing.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from collections.abc import Callable
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
@@ -44,11 +42,11 @@ from typing import Final
 import nacl.exceptions
 import nacl.secret
 
-from p2pdm import hints
 from p2pdm.core import cbor
 from p2pdm.core.identity import SEED_BYTES, Identity, PeerId
 from p2pdm.core.prekeys import OwnPrekeys
 from p2pdm.daemon.config import MAX_CONFIG_BYTES
+from p2pdm.daemon.export_mark import EXPORT_MARK_FILE, ExportMark, check_not_exported
 from p2pdm.daemon.home import STORE_COMPANION_SUFFIXES, Home, check_display_name
 from p2pdm.daemon.identity_file import (
     KDF_NAME,
@@ -103,11 +101,6 @@ _NONCE_BYTES: Final = nacl.secret.SecretBox.NONCE_SIZE
 _MAC_BYTES: Final = nacl.secret.SecretBox.MACBYTES
 #: The outer map beside ``sealed``: a few short fields.
 _HEADER_SLACK_BYTES: Final = 256
-
-#: The file in the exported home that makes ``p2pdm run`` refuse there.
-EXPORT_MARK_FILE: Final = "exported.json"
-#: The mark holds a time and a path (at most PATH_MAX, 4096 bytes, escaped).
-MAX_EXPORT_MARK_BYTES: Final = 32 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,86 +271,6 @@ def read_archive_file(path: Path) -> bytes:
     if len(data) > MAX_ARCHIVE_BYTES:  # it grew while being read
         raise ArchiveError(f"{path} is over the {MAX_ARCHIVE_BYTES}-byte limit of an archive")
     return data
-
-
-# --- the mark on the exported home -------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ExportMark:
-    """The record that a home was exported: when, and to which file (None if unreadable)."""
-
-    exported_at_ms: int | None
-    archive: str | None
-
-    @staticmethod
-    def path(home: Home) -> Path:
-        return home.path / EXPORT_MARK_FILE
-
-    @classmethod
-    def read(cls, home: Home) -> ExportMark | None:
-        """The home's mark, or None if it was never exported (or ``run --force`` cleared it).
-
-        A damaged mark still counts as a mark: it says the home was exported.
-        """
-        try:
-            with open(cls.path(home), "rb") as file:
-                raw = file.read(MAX_EXPORT_MARK_BYTES + 1)
-        except FileNotFoundError:
-            return None
-        except OSError:
-            return cls(None, None)
-        try:
-            data = json.loads(raw) if len(raw) <= MAX_EXPORT_MARK_BYTES else None
-        except (ValueError, UnicodeDecodeError):
-            data = None
-        if not isinstance(data, dict):
-            return cls(None, None)
-        at, archive = data.get("exported_at_ms"), data.get("archive")
-        return cls(
-            at if isinstance(at, int) and not isinstance(at, bool) else None,
-            archive if isinstance(archive, str) else None,
-        )
-
-    def write(self, home: Home) -> None:
-        text = json.dumps({"exported_at_ms": self.exported_at_ms, "archive": self.archive})
-        write_private_file(self.path(home), (text + "\n").encode("utf-8"), replace=True)
-
-    @classmethod
-    def clear(cls, home: Home) -> None:
-        with suppress(FileNotFoundError):
-            cls.path(home).unlink()
-
-    def describe(self) -> str:
-        """``to FILE at TIME``, with what is known."""
-        words = []
-        if self.archive is not None:
-            words.append(f"to {self.archive}")
-        if self.exported_at_ms is not None:
-            stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.exported_at_ms / 1000))
-            words.append(f"at {stamp}")
-        return " ".join(words)
-
-
-def check_not_exported(home: Home, *, force: bool) -> ExportMark | None:
-    """Refuse to run an exported home unless ``force``; with it, clear the mark.
-
-    Returns the mark that ``force`` cleared (None if there was none). Raises
-    :class:`HomeError` for an exported home without ``force``.
-    """
-    mark = ExportMark.read(home)
-    if mark is None:
-        return None
-    if not force:
-        where = mark.describe()
-        raise HomeError(
-            f"this home was exported{' ' + where if where else ''}; if the imported copy runs "
-            "too, both advance the same encrypted sessions and your contacts' messages "
-            "fail to decrypt on one of them. Run the node where you imported it, or "
-            f"`{hints.command(home.path, 'run', '--force')}` if this copy stays the one in use"
-        )
-    ExportMark.clear(home)
-    return mark
 
 
 # --- export and import ---------------------------------------------------------

@@ -24,7 +24,6 @@ that importing :mod:`p2pdm.client` loads neither PyNaCl nor SQLite.
 from __future__ import annotations
 
 import base64
-import getpass
 import os
 import time
 import unicodedata
@@ -152,6 +151,8 @@ FALLBACK_DISPLAY_NAME: Final = "me"
 
 def default_display_name() -> str:
     """The login user name, or :data:`FALLBACK_DISPLAY_NAME`."""
+    import getpass  # with termios: only `p2pdm init` asks for the name
+
     try:
         return check_display_name(getpass.getuser())
     except (OSError, KeyError, ConfigError):

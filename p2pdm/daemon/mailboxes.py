@@ -11,9 +11,13 @@ many mailboxes gave back since it started.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from p2pdm.services.dm.deposits import Withdrawer
 from p2pdm.services.mailbox_client import MailboxDirectory
-from p2pdm.services.mailbox_server import MailboxService
+
+if TYPE_CHECKING:  # a node that offers no mailbox does not load the server
+    from p2pdm.services.mailbox_server import MailboxService
 
 __all__ = ["mailboxes_json"]
 

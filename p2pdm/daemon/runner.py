@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import trio
 
@@ -67,11 +67,9 @@ from p2pdm.homefiles import api_addr_path, format_api_addr, parse_api_addr, writ
 from p2pdm.net import (
     DhtMode,
     Host,
-    MemoryNetwork,
     PeerFilter,
     RelayKeeper,
     RelayLimits,
-    TcpFaults,
     announce_relay,
     open_host,
 )
@@ -90,8 +88,11 @@ from p2pdm.services.blob import BlobService
 from p2pdm.services.directory import HandleDirectory
 from p2pdm.services.dm import Delivery
 from p2pdm.services.mailbox_client import MailboxDirectory
-from p2pdm.services.mailbox_server import MailboxService
 from p2pdm.store.blob_files import BLOBS_DIR, DirBlobFiles
+
+if TYPE_CHECKING:  # the simulation's networks: `p2pdm run` does not load them
+    from p2pdm.net import MemoryNetwork, TcpFaults
+    from p2pdm.services.mailbox_server import MailboxService
 
 __all__ = [
     "RunOptions",
@@ -558,7 +559,14 @@ async def serve_node(
         record_namespaces={records.RECORD_NAMESPACE: (_validate, _select)},
     ) as host:
         node.addrs = host.listen_addrs()
-        directory = MailboxDirectory(node.identity, host, preferred=options.mailbox_peers)
+        # The providers found last (kept in the store): the start-up fetch needs no lookup.
+        directory = MailboxDirectory(
+            node.identity,
+            host,
+            preferred=options.mailbox_peers,
+            memory=node.store,
+            now_ms=node.now_ms,
+        )
         # Retry jitter from the node's own randomness (seeded in simulations).
         jitter = random.Random(node.random_bytes(JITTER_SEED_BYTES))
         delivery = Delivery(node, host, rng=jitter, mailboxes=directory)
@@ -589,6 +597,9 @@ async def serve_node(
         async with trio.open_nursery() as nursery:
             service = None
             if options.mailbox:
+                # The mailbox server's code loads only in a node that offers one.
+                from p2pdm.services.mailbox_server import MailboxService
+
                 service = MailboxService(
                     node.store,
                     node.peer_id,

@@ -33,6 +33,8 @@ type, and every workaround for py-libp2p 0.8.1 is in ``_patches``. Start with
 - :mod:`~p2pdm.net.limits`: every limit and timeout, with its reason.
 """
 
+from typing import TYPE_CHECKING
+
 from p2pdm.net._dht_guard import DEFAULT_DHT_LIMITS, DhtLimits, DhtStoreStats, StoreCaps
 from p2pdm.net._edge import (
     DEFAULT_LISTEN,
@@ -48,9 +50,7 @@ from p2pdm.net._relay import RelayLimits
 from p2pdm.net._relay_keeper import RelayKeeper, announce_relay
 from p2pdm.net.frames import FrameDecoder, encode_frame
 from p2pdm.net.logs import configure_libp2p_logging
-from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.stream import RawStream, Stream
-from p2pdm.net.tcp_faults import TcpFaults
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 
 __all__ = [
@@ -80,3 +80,22 @@ __all__ = [
     "encode_frame",
     "open_host",
 ]
+
+if TYPE_CHECKING:
+    from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
+    from p2pdm.net.tcp_faults import TcpFaults
+
+
+def __getattr__(name: str) -> object:
+    """The simulation's networks imported when asked for (tests, the simulator,
+    the benchmarks): a node over TCP does not load the in-memory network's and
+    the fault injector's modules."""
+    if name in ("LinkFaults", "MemoryNetwork"):
+        from p2pdm.net import memory_transport
+
+        return getattr(memory_transport, name)
+    if name == "TcpFaults":
+        from p2pdm.net.tcp_faults import TcpFaults
+
+        return TcpFaults
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from contextvars import ContextVar
+from typing import Any
 
 import trio
 from google.protobuf.message import DecodeError
@@ -24,7 +25,7 @@ from libp2p.kad_dht.common import MAX_DHT_MESSAGE_SIZE, format_time_rfc3339
 from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.pb.kademlia_pb2 import Message, Record
-from libp2p.kad_dht.provider_store import ProviderRecord
+from libp2p.kad_dht.provider_store import ProviderRecord, ProviderStore
 from libp2p.kad_dht.utils import maybe_consume_signed_record
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -384,12 +385,30 @@ class Dht:
         key: bytes,
         timeout: float,  # noqa: ASYNC109
     ) -> list[tuple[PeerId, list[str]]]:
-        """Up to MAX_PROVIDERS peers providing ``key``, with their addresses; [] if none found."""
+        """Up to MAX_PROVIDERS peers providing ``key``, with their addresses; [] if none found.
+
+        libp2p answers from the providers stored here when there are any; when
+        the only one is ourselves (we provide ``key`` and are not among the
+        peers closest to it, which hold the others' announcements), that is
+        not the network's list: the network is asked, and we are added.
+        """
         if not 0 < len(key) <= MAX_PROVIDER_KEY_BYTES:
             raise ValueError(f"provider keys are 1..{MAX_PROVIDER_KEY_BYTES} bytes")
         infos: list[PeerInfo] = []
+        store = self._dht.provider_store
+        wire_key = provider_key(key)
+        local = store.get_providers(wire_key)
+        only_us = bool(local) and all(info.peer_id == store.local_peer_id for info in local)
         with trio.move_on_after(timeout), suppress(*NETWORK_ERRORS):
-            infos = await self._dht.provider_store.find_providers(provider_key(key), MAX_PROVIDERS)
+            if only_us:
+                remote = await ProviderStore.find_providers(
+                    _NetworkOnly(store),  # type: ignore[arg-type]
+                    wire_key,
+                    MAX_PROVIDERS,
+                )
+                infos = [*local, *remote]
+            else:
+                infos = await store.find_providers(wire_key, MAX_PROVIDERS)
         found: dict[PeerId, list[str]] = {}
         for info in infos:
             peer = from_id(info.peer_id)
@@ -398,6 +417,21 @@ class Dht:
                 addrs = dict.fromkeys(full_addr(addr, peer) for addr in info.addrs)
                 found[peer] = list(addrs)[:MAX_ADDRS]
         return list(found.items())
+
+
+class _NetworkOnly:
+    """A provider store as one lookup sees it: everything as the store, but no
+    providers stored here (libp2p's ``find_providers`` would answer from them
+    and not ask the network). Serving other peers still uses the store itself."""
+
+    def __init__(self, store: ProviderStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def get_providers(self, key: bytes) -> list[PeerInfo]:
+        return []
 
 
 def _key_distance(target: bytes) -> Callable[[ID], int]:

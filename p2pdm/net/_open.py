@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import trio
 from libp2p import new_host
@@ -38,9 +38,11 @@ from p2pdm.net.limits import (
     STREAM_NEGOTIATION_TIMEOUT_SECONDS,
 )
 from p2pdm.net.logs import configure_libp2p_logging
-from p2pdm.net.memory_transport import MemoryNetwork
-from p2pdm.net.tcp_faults import TcpFaults
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
+
+if TYPE_CHECKING:  # the simulation's networks: a node over TCP does not load them
+    from p2pdm.net.memory_transport import MemoryNetwork
+    from p2pdm.net.tcp_faults import TcpFaults
 
 __all__ = ["open_host"]
 

@@ -6,8 +6,11 @@ answers, and with ``synchronous=FULL`` each commit waits for the disk
 once) hand their store work to :class:`CommitBatcher`; its task runs all
 the work that is waiting inside one :meth:`Store.group`, so each piece is
 still all-or-nothing on its own (a savepoint) but the disk is waited for
-once. A caller gets its own result or exception. Without the batcher task
-running, work runs at once, alone.
+once. The group's commit runs in a worker thread
+(:class:`~p2pdm.node.offloop.OffLoopCommits`): while the disk syncs, the
+loop serves other requests and the next group gathers. A caller gets its
+own result or exception, once its group is committed. Without the batcher
+task running, work runs at once, alone.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import trio
 import trio.lowlevel
 
 from p2pdm.errors import P2PDMError, StoreError
+from p2pdm.node.offloop import OffLoopCommits
 from p2pdm.store.base import Store
 
 __all__ = ["MAX_GROUP_JOBS", "CommitBatcher"]
@@ -52,8 +56,12 @@ class _Job(Generic[T]):
 class CommitBatcher:
     """Runs store work from concurrent tasks in group commits."""
 
-    def __init__(self, store: Store, on_failure: Callable[[], None]) -> None:
+    def __init__(
+        self, store: Store, on_failure: Callable[[], None], commits: OffLoopCommits | None = None
+    ) -> None:
         self.store = store
+        #: Where group commits run (their commit in a worker thread).
+        self.commits = commits or OffLoopCommits(store)
         #: Called when a group commit failed, to drop in-memory state.
         self.on_failure = on_failure
         self._pending: list[_Job[Any]] = []
@@ -104,7 +112,7 @@ class CommitBatcher:
                 while self._pending:
                     jobs = self._pending[:MAX_GROUP_JOBS]
                     del self._pending[:MAX_GROUP_JOBS]
-                    self._commit(jobs)
+                    await self._commit(jobs)
                     if self._pending:
                         await (
                             trio.lowlevel.checkpoint()
@@ -116,11 +124,16 @@ class CommitBatcher:
                 job.run()
                 job.done.set()
 
-    def _commit(self, jobs: list[_Job[Any]]) -> None:
-        try:
+    async def _commit(self, jobs: list[_Job[Any]]) -> None:
+        def run_all() -> None:
             with self.store.group():
                 for job in jobs:
                     job.run()
+
+        try:
+            # A failed commit puts back in-memory state before any other store call.
+            with trio.CancelScope(shield=True):  # taken jobs are answered
+                await self.commits.run(run_all, self.on_failure)
         except StoreError as exc:
             log.error("a group commit of %d items failed: %s", len(jobs), exc)
             self.on_failure()

@@ -53,7 +53,7 @@ from p2pdm.node.avatar import make_group_photo
 from p2pdm.node.batch_send import Sent
 from p2pdm.node.batching import CommitBatcher
 from p2pdm.node.group_wire import GroupWire, change_detail
-from p2pdm.node.media import MediaLibrary
+from p2pdm.node.media import MediaLibrary, push_files
 from p2pdm.node.messenger import Messenger, message_text
 from p2pdm.node.notices import sender_copy
 from p2pdm.node.offloop import off_loop
@@ -458,14 +458,7 @@ class Groups:
                 continue
 
             def work(peer: PeerId = peer) -> int:
-                queued = 0
-                for chunk in self.media.pushed_chunks(blob_ids):
-                    # A disappearing file's chunks live no longer than its message.
-                    out = self.messenger.send(peer, chunk, expires_by_s=expires_by_s)
-                    envelope_id = out.outbox.envelope_id
-                    self.store.follow_message(envelope_id, message.id)
-                    queued += 1
-                return queued
+                return push_files(self.messenger, self.media, peer, message, blob_ids, expires_by_s)
 
             try:
                 if await self.batcher.submit(work):

@@ -30,7 +30,7 @@ import trio
 
 from p2pdm.core import conversation
 from p2pdm.core.identity import PeerId
-from p2pdm.core.kinds import TextBody, spec_for
+from p2pdm.core.kinds import Body, TextBody, spec_for
 from p2pdm.core.model import (
     MESSAGE_ID_BYTES,
     DeliveryStatus,
@@ -42,7 +42,9 @@ from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, seal
 from p2pdm.core.wire import InnerMessage, PrekeyBundle
 from p2pdm.errors import PeerBlocked, SchemaError, SessionError, WireError
 from p2pdm.limits import ENVELOPE_TTL_SECONDS, KEY_WAIT_TTL_MS, MAX_TEXT_BYTES
+from p2pdm.node.actions import action_expiry_s
 from p2pdm.node.contact_names import name_from_invite
+from p2pdm.node.media import MediaLibrary, media_of, push_files
 from p2pdm.node.notices import apply_timer, sender_copy
 from p2pdm.store.base import Store, log_event
 from p2pdm.store.key_waits import KeyWait
@@ -154,6 +156,8 @@ class KeyWaits:
     random_bytes: Callable[[int], bytes]
     on_outbox: Callable[[PeerId], None]
     fetch_bundle: Callable[[PeerId], Awaitable[PrekeyBundle | None]] | None
+    media: MediaLibrary
+    online: set[PeerId]
     #: Who is looked up when (set by :meth:`_init_key_waits`).
     key_lookups: LookupSchedule
     _key_wakeup: trio.Event
@@ -208,20 +212,38 @@ class KeyWaits:
             raise SchemaError("a message needs some text")
         if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
             raise SchemaError(f"a message is at most {MAX_TEXT_BYTES} bytes of text")
-        now = self.now_ms()
         conversation_id = direct_conversation_id(self.messenger.peer_id, peer)
         found = self.store.get_conversation(conversation_id)
         body = TextBody(text, reply_to, timer_s=0 if found is None else found.timer_s)
+        return self.hold_body(peer, body, idempotency=idempotency)
+
+    def hold_body(
+        self,
+        peer: PeerId,
+        body: Body,
+        *,
+        idempotency: tuple[str, str] | None = None,
+    ) -> StoredMessage:
+        """Store a message of a stored kind (a text, files, a place) for ``peer``
+        to be sent once its prekeys are found; returns it. The body carries the
+        conversation's timer already. A message with files records them as
+        going to ``peer`` in the same transaction, as a sent one does.
+
+        Raises StoreError past MAX_KEY_WAITS waiting messages or if the
+        idempotency key is taken.
+        """
+        now = self.now_ms()
         inner = InnerMessage.create(
             self.messenger.identity,
             id=self.random_bytes(MESSAGE_ID_BYTES),
             recipient=peer,
-            conversation=conversation_id,
+            conversation=direct_conversation_id(self.messenger.peer_id, peer),
             sent_at_ms=now,
             body=body,
         )
         effects = conversation.on_send(inner, now)
-        assert effects.store is not None  # text is a stored kind
+        if effects.store is None:
+            raise SchemaError(f"a message of kind {body.kind!r} cannot wait for keys")
         expires_s = (now + KEY_WAIT_TTL_MS) // 1000
         message, _ = sender_copy(
             effects.store, now, self.messenger.read_receipts_enabled(), expires_s
@@ -229,6 +251,7 @@ class KeyWaits:
         wait = KeyWait(inner.id, peer, now, now + KEY_WAIT_TTL_MS)
         with self.store.transaction(undivided=True):
             self.store.add_message(message)
+            self.media.attach(message)
             apply_timer(self.store, effects, peer, now)
             for event in effects.events:
                 log_event(self.store, event)
@@ -297,6 +320,11 @@ class KeyWaits:
             except (PeerBlocked, SessionError, WireError, SchemaError) as exc:
                 self._fail([wait], str(exc))
                 continue
+            body = media_of(message)
+            if body is not None and peer not in self.online:  # small files follow it
+                blob_ids = [item.blob_id for item in body.items]
+                expires_by_s = action_expiry_s(message)
+                push_files(self.messenger, self.media, peer, message, blob_ids, expires_by_s)
             queued += 1
         self.key_lookups.done(peer)
         if queued:

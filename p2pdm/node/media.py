@@ -29,7 +29,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -56,13 +56,13 @@ from p2pdm.core.kinds.media import safe_mime, safe_name
 from p2pdm.core.model import Direction, StoredMessage
 from p2pdm.errors import ChunkRejected, MediaRefused, NotFound
 from p2pdm.limits import MAILBOX_FILE_BYTES, MAX_FILE_BYTES, MAX_MEDIA_ITEMS
-from p2pdm.node.audio import AUDIO_TYPES, MAX_AUDIO_SCAN_BYTES, analyse
-from p2pdm.node.images import IMAGE_TYPES, MAX_IMAGE_BYTES, check_thumbnail, prepare_image
 from p2pdm.node.offloop import off_loop
-from p2pdm.node.video import MAX_VIDEO_SCAN_BYTES, VIDEO_TYPES, have_pyav, probe_video
 from p2pdm.store.base import Store
 from p2pdm.store.blob_files import BlobFiles, MemoryBlobFiles
 from p2pdm.store.blobs import BlobRecord, BlobState
+
+if TYPE_CHECKING:
+    from p2pdm.node.messenger import Messenger
 
 __all__ = [
     "AUTO_DOWNLOAD_SETTING",
@@ -119,6 +119,12 @@ class Upload:
     """One file being uploaded: :meth:`write` its bytes, then :meth:`finish`."""
 
     def __init__(self, library: MediaLibrary, mime: str, name: str) -> None:
+        # The photo, voice and video code loads with the first upload (or the
+        # first thumbnail received, `MediaLibrary.on_received`), not at start-up.
+        from p2pdm.node.audio import AUDIO_TYPES
+        from p2pdm.node.images import IMAGE_TYPES
+        from p2pdm.node.video import VIDEO_TYPES, have_pyav
+
         self.library = library
         self.mime = safe_mime(mime)
         self.name = safe_name(name)
@@ -145,6 +151,10 @@ class Upload:
     def write(self, data: bytes) -> None:
         """Take the next bytes; raises MediaRefused past MAX_FILE_BYTES (or
         MAX_IMAGE_BYTES for a photo)."""
+        from p2pdm.node.audio import MAX_AUDIO_SCAN_BYTES
+        from p2pdm.node.images import MAX_IMAGE_BYTES
+        from p2pdm.node.video import MAX_VIDEO_SCAN_BYTES
+
         self._size += len(data)
         if self._size > MAX_FILE_BYTES:
             self.abort()
@@ -171,6 +181,10 @@ class Upload:
     def finish(self) -> BlobRecord:
         """The blob, sealed, named and recorded; raises MediaRefused for a
         photo that is a bomb or does not decode."""
+        from p2pdm.node.audio import analyse
+        from p2pdm.node.images import prepare_image
+        from p2pdm.node.video import probe_video
+
         extra: dict[str, object] = {}
         if self._photo is not None:
             try:
@@ -273,6 +287,28 @@ def media_of(message: StoredMessage) -> MediaBody | None:
     return body if isinstance(body, MediaBody) else None
 
 
+def push_files(
+    messenger: Messenger,
+    media: MediaLibrary,
+    peer: PeerId,
+    message: StoredMessage,
+    blob_ids: list[bytes],
+    expires_by_s: int | None,
+) -> int:
+    """Queue to ``peer`` the sealed chunks of the files ``blob_ids`` of
+    ``message`` small enough for mailboxes (MAILBOX_FILE_BYTES), for a
+    recipient that is offline: they follow the message into the mailboxes,
+    their envelopes living no longer than ``expires_by_s`` (a disappearing
+    message's), and unsending the message drops those still queued. Returns
+    how many chunks were queued."""
+    queued = 0
+    for chunk in media.pushed_chunks(blob_ids):
+        outbox = messenger.send(peer, chunk, expires_by_s=expires_by_s).outbox
+        media.store.follow_message(outbox.envelope_id, message.id)
+        queued += 1
+    return queued
+
+
 def snippet_of(message: StoredMessage) -> str | None:
     """What a reply quotes of ``message``: a text, a file's caption (else the
     files' names), a place's label; None for other kinds or an erased body."""
@@ -371,6 +407,8 @@ class MediaLibrary:
     def on_received(self, message: StoredMessage, from_contact: bool) -> int:
         """Record the blobs of a received media message (inside the caller's
         transaction or not); returns how many are wanted now."""
+        from p2pdm.node.images import check_thumbnail
+
         body = media_of(message)
         if body is None or message.direction is not Direction.IN:
             return 0
@@ -727,4 +765,4 @@ def blob_id_of(text: str) -> bytes:
     return blob_id
 
 
-__all__ += ["blob_id_of", "media_of", "snippet_of"]
+__all__ += ["blob_id_of", "media_of", "push_files", "snippet_of"]

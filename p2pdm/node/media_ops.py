@@ -16,27 +16,31 @@ from p2pdm.core.model import StoredMessage, direct_conversation_id
 from p2pdm.errors import SchemaError
 from p2pdm.limits import MAX_LOCATION_LABEL_BYTES
 from p2pdm.node.actions import action_expiry_s
+from p2pdm.node.media import push_files
 from p2pdm.node.node import Node
 
 __all__ = ["location_body", "send_body", "send_location", "send_media"]
 
 
 async def send_body(node: Node, peer: PeerId, body: Body) -> StoredMessage:
-    """Queue a message of any stored kind to ``peer``; returns it ``queued``."""
-    await node.ensure_session(peer)
+    """Queue a message of any stored kind to ``peer``; returns it ``queued``.
+
+    When ``peer``'s prekeys are not found in the network (or earlier messages
+    wait for them), the message waits for them as a text does
+    (:mod:`p2pdm.node.key_waits`); its files are sent with it once they are.
+    """
+    if not await node.keys_or_wait(peer):
+        return await node.batcher.submit(
+            lambda: node.hold_body(peer, with_conversation_timer(node, peer, body))
+        )
 
     def work() -> StoredMessage:
         out = node.messenger.send(peer, with_conversation_timer(node, peer, body))
         assert out.message is not None
         blob_ids = node.media.attach(out.message)
-        if blob_ids and peer not in node.online:
-            # Offline: small files follow their message into the mailboxes.
-            # A disappearing file's chunks live no longer than its message.
+        if blob_ids and peer not in node.online:  # small files follow into the mailboxes
             expires_by_s = action_expiry_s(out.message)
-            for chunk in node.media.pushed_chunks(blob_ids):
-                queued = node.messenger.send(peer, chunk, expires_by_s=expires_by_s).outbox
-                # Unsending the message drops the chunks still queued.
-                node.store.follow_message(queued.envelope_id, out.message.id)
+            push_files(node.messenger, node.media, peer, out.message, blob_ids, expires_by_s)
         return out.message
 
     message = await node.batcher.submit(work)

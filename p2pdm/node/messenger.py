@@ -270,6 +270,9 @@ class Messenger:
             self.store.set_setting(ENVELOPE_IDS_SETTING, ENVELOPE_IDS_BOUND)
 
     def _session(self, peer: PeerId) -> PeerSessions:
+        # A commit left due (its thread not done yet) is done first: if it
+        # fails, its sessions are dropped here before one is handed out.
+        self.store.settle()
         cached = self._sessions.pop(peer, None)
         if cached is None:
             # The session libraries (doubleratchet, x3dh, pydantic: about

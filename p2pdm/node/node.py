@@ -25,7 +25,6 @@ from typing import Any, Final
 
 from p2pdm import __version__
 from p2pdm.core.identity import Identity, PeerId
-from p2pdm.core.invite import make_invite, parse_invite
 from p2pdm.core.model import (
     CONVERSATION_ID_BYTES,
     Contact,
@@ -73,6 +72,7 @@ from p2pdm.node.media import (
 )
 from p2pdm.node.messenger import READ_RECEIPTS_SETTING, Messenger, Received, message_text, wall_ms
 from p2pdm.node.observer import NO_OBSERVER, NodeObserver
+from p2pdm.node.offloop import OffLoopCommits
 from p2pdm.node.profiles import Profiles
 from p2pdm.node.requests import RequestsAndBlocks
 from p2pdm.store.base import Store
@@ -180,7 +180,9 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
             request_stamp_bits=request_stamp_bits,
         )
         #: Group commit for concurrent sends (its task runs while the node runs).
-        self.batcher = CommitBatcher(store, self.messenger.reload)
+        #: Hot paths' commits in a worker thread (receive, acks, group sends).
+        self.commits = OffLoopCommits(store)
+        self.batcher = CommitBatcher(store, self.messenger.reload, self.commits)
         #: Files: uploads, attachments, fetched chunks (memory until the home's
         #: blob folder is given: ``media.files``).
         self.media = MediaLibrary(store, now_ms=now_ms, random_bytes=random_bytes)
@@ -271,6 +273,8 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         }
 
     def invite(self, ttl_s: int = INVITE_TTL_SECONDS) -> str:
+        from p2pdm.core.invite import make_invite  # invites: loaded on first use
+
         return make_invite(
             self.identity,
             self.name,
@@ -292,6 +296,8 @@ class Node(Groups, MessageActions, ConversationUpkeep, BatchSend, RequestsAndBlo
         Raises InviteError subclasses, NameRefused for a ``name`` that is a
         PeerID or another contact's.
         """
+        from p2pdm.core.invite import parse_invite
+
         parsed = parse_invite(invite, self.now_ms() // 1000)
         peer = parsed.peer_id
         old = self.store.get_contact(peer)

@@ -170,6 +170,17 @@ MAILBOX_CACHE_SECONDS: Final = 300.0
 #: reused: found while the network was forming (or mailboxes were away), it
 #: would otherwise keep deposits below R for MAILBOX_CACHE_SECONDS.
 MAILBOX_SHORT_CACHE_SECONDS: Final = 10.0
+#: How long the mailbox providers a node found last (kept in its store across
+#: restarts) are good enough for its start-up fetch without a new lookup. A
+#: node returning after hours or days fetches from them at once, and looks
+#: providers up only when it remembers none or one of them fails (senders
+#: then deposit at the next closest, which it may not know); its later
+#: rounds use the provider cache as ever. A week: mailbox nodes are
+#: long-lived, and a lookup follows any failure.
+MAILBOX_REMEMBER_SECONDS: Final = 7 * 24 * 3600.0
+#: Providers remembered: as many as one lookup returns (one k-bucket, the
+#: host's MAX_PROVIDERS), each with at most MAX_ADDRS addresses.
+MAILBOX_MAX_REMEMBERED: Final = 20
 #: Recipients whose candidate lists are cached.
 MAILBOX_MAX_CACHED_RECIPIENTS: Final = 256
 #: Fetch pages read from one mailbox per round; the next round goes on.

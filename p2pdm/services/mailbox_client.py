@@ -10,6 +10,15 @@ delete page by page). :class:`MailboxDirectory` decides which mailboxes:
 * for ourselves, our preferred mailboxes (``--mailbox-peer``) and the same
   closest providers a sender would pick for us, with some slack.
 
+The providers a lookup found are kept in the node's store
+(:data:`PROVIDERS_SETTING`), so a node that starts again fetches at once
+from the mailboxes it knew (:meth:`MailboxDirectory.own_first`), as a
+Session client keeps its swarm and a Briar client its mailbox: it looks
+providers up only when it remembers none (or none from the last
+``MAILBOX_REMEMBER_SECONDS``) or one of them fails, and its later rounds
+look them up as the cache expires. A list found less than
+``MAILBOX_CACHE_SECONDS`` ago is the cache itself, for deposits too.
+
 Deposits go over ``/p2pdm/mailbox/1.1.0`` where the mailbox speaks it (else
 1.0.0), each with the hash of a withdraw secret derived from our identity
 seed, the mailbox and the envelope id (:func:`withdraw_secret`): nothing is
@@ -33,7 +42,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
@@ -61,8 +70,10 @@ from p2pdm.services.limits import (  # re-exported: tests use them here
     MAILBOX_MAX_CACHED_RECIPIENTS,
     MAILBOX_MAX_CANDIDATES,
     MAILBOX_MAX_PAGES_PER_ROUND,
+    MAILBOX_MAX_REMEMBERED,
     MAILBOX_MAX_STAMP_BITS,
     MAILBOX_MAX_STAMPS_PER_BATCH,
+    MAILBOX_REMEMBER_SECONDS,
     MAILBOX_REQUEST_TIMEOUT,
     MAILBOX_SHORT_CACHE_SECONDS,
 )
@@ -81,10 +92,14 @@ __all__ = [
     "MAILBOX_MAX_STAMP_BITS",
     "MAILBOX_REQUEST_TIMEOUT",
     "MAILBOX_SHORT_CACHE_SECONDS",
+    "PROVIDERS_SETTING",
     "MailboxClient",
     "MailboxDirectory",
+    "Settings",
     "describe_refusal",
     "parse_mailbox_addr",
+    "recall_providers",
+    "remember_providers",
     "withdraw_secret",
 ]
 
@@ -104,6 +119,50 @@ REFUSALS: Final = {
 }
 
 Candidate = tuple[PeerId, list[str]]
+
+#: Store setting holding the mailbox providers found last and when
+#: (``{"at_ms": wall ms, "providers": [[PeerID, [addr, ...]], ...]}``).
+PROVIDERS_SETTING: Final = "mailbox_providers"
+
+
+class Settings(Protocol):
+    """Where the directory keeps what it found (the node's store)."""
+
+    def get_setting(self, key: str, default: object = None) -> object: ...
+    def set_setting(self, key: str, value: object) -> None: ...
+
+
+def remember_providers(store: Settings, at_ms: int, providers: Sequence[Candidate]) -> None:
+    """Keep ``providers`` (found at ``at_ms``) in ``store``: at most
+    MAILBOX_MAX_REMEMBERED, each with at most MAX_ADDRS addresses."""
+    listed = [[str(peer), list(addrs[:MAX_ADDRS])] for peer, addrs in providers]
+    store.set_setting(
+        PROVIDERS_SETTING, {"at_ms": at_ms, "providers": listed[:MAILBOX_MAX_REMEMBERED]}
+    )
+
+
+def recall_providers(store: Settings) -> tuple[int, list[Candidate]] | None:
+    """The providers :func:`remember_providers` kept and when they were found;
+    None if there are none or the setting is not what it wrote (ignored whole)."""
+    value = store.get_setting(PROVIDERS_SETTING)
+    if not isinstance(value, dict):
+        return None
+    at_ms, listed = value.get("at_ms"), value.get("providers")
+    if type(at_ms) is not int or not isinstance(listed, list):
+        return None
+    found: list[Candidate] = []
+    for item in listed[:MAILBOX_MAX_REMEMBERED]:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], list)):
+            return None
+        try:
+            peer = PeerId.parse(item[0])
+        except (P2PDMError, ValueError):
+            return None
+        addrs = item[1][:MAX_ADDRS]
+        if not all(isinstance(a, str) and len(a.encode()) <= MAX_ADDR_BYTES for a in addrs):
+            return None
+        found.append((peer, addrs))
+    return (at_ms, found) if found else None
 
 
 def parse_mailbox_addr(text: str) -> Candidate:
@@ -295,12 +354,22 @@ class MailboxDirectory:
         *,
         preferred: Sequence[str] = (),
         clock: Callable[[], float] = trio.current_time,
+        memory: Settings | None = None,
+        now_ms: Callable[[], int] | None = None,
     ) -> None:
+        """``memory`` (with ``now_ms``, the wall clock): where the providers found
+        are kept across restarts (the node's store); None keeps nothing."""
         if len(preferred) > MAX_ADDRS:
             raise ConfigError(f"at most {MAX_ADDRS} preferred mailboxes")
+        if memory is not None and now_ms is None:
+            raise ValueError("a directory that remembers providers needs the wall clock")
         self.identity = identity
         self.network = network
         self.clock = clock
+        self._memory = memory
+        self._now_ms = now_ms
+        #: Remembered providers not read yet from ``memory`` (it is read once).
+        self._unrecalled = memory is not None
         #: Our preferred mailboxes (``--mailbox-peer``), published in our record.
         self.preferred: list[Candidate] = [parse_mailbox_addr(a) for a in preferred]
         #: (looked up at, reuse for seconds, providers).
@@ -340,9 +409,41 @@ class MailboxDirectory:
         self._providers = None
         self._named.clear()
 
+    def forget_providers(self) -> None:
+        """Drop the cached provider list (one of them failed): the next call looks up."""
+        self._providers = None
+        self._unrecalled = False
+
+    def _recall(self) -> list[Candidate]:
+        """The providers found last, cached or (once) from ``memory``; [] if none
+        or if they are older than MAILBOX_REMEMBER_SECONDS. A list found less than
+        its cache time ago becomes the cache."""
+        if self._providers is not None:
+            return self._providers[2]
+        if not self._unrecalled or self._memory is None or self._now_ms is None:
+            return []
+        self._unrecalled = False
+        try:
+            recalled = recall_providers(self._memory)
+        except P2PDMError as exc:
+            log.info("could not read the mailbox providers found before: %s", exc)
+            return []
+        if recalled is None:
+            return []
+        at_ms, found = recalled
+        age = (self._now_ms() - at_ms) / 1000
+        if not 0 <= age <= MAILBOX_REMEMBER_SECONDS:  # too old, or the wall clock went back
+            return []
+        enough = len(found) >= MAILBOX_COPIES
+        ttl = MAILBOX_CACHE_SECONDS if enough else MAILBOX_SHORT_CACHE_SECONDS
+        if age < ttl:
+            self._providers = (self.clock() - age, ttl, found)
+        return found
+
     async def providers(self) -> list[Candidate]:
         """Nodes that announce the mailbox service (cached)."""
         now = self.clock()
+        self._recall()
         if self._providers is not None and now - self._providers[0] < self._providers[1]:
             return self._providers[2]
         try:
@@ -356,6 +457,11 @@ class MailboxDirectory:
             enough = len(found) >= MAILBOX_COPIES
             ttl = MAILBOX_CACHE_SECONDS if enough else MAILBOX_SHORT_CACHE_SECONDS
             self._providers = (now, ttl, found)
+            if self._memory is not None and self._now_ms is not None:
+                try:
+                    remember_providers(self._memory, self._now_ms(), found)
+                except P2PDMError as exc:
+                    log.info("could not keep the mailbox providers found: %s", exc)
         return found
 
     def known_providers(self) -> list[PeerId]:
@@ -396,6 +502,17 @@ class MailboxDirectory:
         chosen = _merge(self.preferred, [], MAILBOX_MAX_CANDIDATES)
         limit = len(chosen) + MAILBOX_FETCH_FANOUT
         return self._closest(self.identity.peer_id, chosen, limit, await self.providers())
+
+    async def own_first(self) -> tuple[list[Candidate], bool]:
+        """Where the start-up round fetches from, and whether that is what we knew
+        (the providers found last, perhaps before a restart) rather than a lookup:
+        the lookup is made only when we know no provider."""
+        known = self._recall()
+        if not known:
+            return await self.own(), False
+        chosen = _merge(self.preferred, [], MAILBOX_MAX_CANDIDATES)
+        limit = len(chosen) + MAILBOX_FETCH_FANOUT
+        return self._closest(self.identity.peer_id, chosen, limit, known), True
 
     def own_known(self) -> list[Candidate]:
         """Like :meth:`own`, from the last provider lookup only; looks nothing up."""

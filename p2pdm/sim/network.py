@@ -56,6 +56,8 @@ from p2pdm.net.addrs import is_loopback
 from p2pdm.node.messenger import wall_ms
 from p2pdm.node.node import Node
 from p2pdm.node.observer import NO_OBSERVER
+from p2pdm.services.limits import MAILBOX_MAX_REMEMBERED
+from p2pdm.services.mailbox_client import remember_providers
 from p2pdm.sim.layout import (
     bootstrap_count,
     bootstrap_of,
@@ -278,6 +280,9 @@ class SimNetwork:
         if self.start_window > 0 and not sim_node.fixed and sim_node.starts == 0:
             delay = sim_node.random.uniform(0, self.start_window)
             options = replace(options, start_delay=delay)
+            if self.planned_tables:
+                # Like its routing table: what the node's earlier runs found.
+                remember_providers(sim_node.store, setup.now_ms(), self.mailboxes_from_plan())
         on_delivery = None if probe is None else partial(probe.delivery_created, sim_node)
         try:
             with trio.CancelScope() as sim_node._scope:
@@ -301,6 +306,13 @@ class SimNetwork:
         """What ``sim_node``'s join would put in its routing table, from the plan:
         its closest and a few farther online nodes, with their addresses now."""
         return planned_table(sim_node.peer_id, list(self._addrs.values()))
+
+    def mailboxes_from_plan(self) -> list[tuple[PeerId, list[str]]]:
+        """The mailbox providers a lookup would find: the online nodes offering
+        the service (the fixed ones, started first), with their addresses now."""
+        return [
+            self._addrs[n.index] for n in self.nodes if n.offers_mailbox and n.index in self._addrs
+        ][:MAILBOX_MAX_REMEMBERED]
 
     @property
     def publish_window(self) -> float:

@@ -54,6 +54,7 @@ from p2pdm.limits import (
 from p2pdm.store.blobs import BlobIndex
 from p2pdm.store.groups import GroupStore
 from p2pdm.store.key_waits import KeyWaitStore
+from p2pdm.store.pending import PendingCommit, nothing
 
 __all__ = [
     "BlockedPeer",
@@ -139,6 +140,20 @@ class Store(BlobIndex, GroupStore, KeyWaitStore, Protocol):
 
     def group(self) -> AbstractContextManager[None]:
         """One commit for the transactions inside (each still all-or-nothing alone)."""
+        ...
+
+    def commit_later(
+        self, on_failure: Callable[[], None] = nothing
+    ) -> AbstractContextManager[PendingCommit]:
+        """The first transaction or group committed in the block leaves its
+        COMMIT due in the PendingCommit given (:mod:`p2pdm.store.pending`:
+        finish it in a worker thread); any store call commits it first. If
+        that commit fails, ``on_failure`` runs before any other store call.
+        A store that commits at once gives one already done."""
+        ...
+
+    def settle(self) -> None:
+        """Commit here and now what a commit_later block left due (nothing if none)."""
         ...
 
     # --- settings (JSON-able values) ---

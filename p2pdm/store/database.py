@@ -19,6 +19,16 @@ every message (a contact, a conversation, the event log's lane counters…)
 until a write changes it; any rollback forgets it. Inside a group it also
 holds the sessions saved, written once each when the group commits (a
 savepoint's rollback puts back those it found).
+
+A commit may be left to a worker thread (:meth:`Database.commit_later`): the
+outermost transaction or group begun in that block runs all its statements
+but the ``COMMIT`` (the fsync), and leaves it due in a
+:class:`PendingCommit`. The lock is released; whoever takes it next (the
+worker thread, or any store call of any thread) commits it first, so the
+connection is never used by two threads at once and nothing reads or writes
+beside a commit that is due. If that commit fails, it rolls back as a
+failed commit always did, forgets what was read, and calls the block's
+``on_failure`` under the lock, before any other store call runs.
 """
 
 from __future__ import annotations
@@ -28,13 +38,14 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
 from p2pdm.core.model import Contact, Conversation, StoredMessage
-from p2pdm.errors import NotFound, StoreError
+from p2pdm.errors import NotFound, P2PDMError, StoreError
 from p2pdm.store.cipher import connect_encrypted, db_errors, encrypt_plain_store, is_plain_store
+from p2pdm.store.pending import PendingCommit, nothing
 from p2pdm.store.schema import migrate, schema_version
 from p2pdm.store.search_text import SEARCH_TEXT_FUNCTION, search_text
 
@@ -48,6 +59,7 @@ __all__ = [
     "SYNCHRONOUS_MODES",
     "Database",
     "HotReads",
+    "PendingCommit",
 ]
 
 #: How long a write waits for another connection (a second process on the
@@ -130,6 +142,7 @@ class HotReads:
         "no_held",
         "serial",
         "sessions_due",
+        "settling",
         "unanswered",
     )
 
@@ -169,6 +182,10 @@ class HotReads:
         #: peer saves its session once, not once a message); read from here
         #: until then. None outside a group (saved at once).
         self.sessions_due: dict[bytes, tuple[bytes, int]] | None = None
+        #: A commit is due (Database.commit_later): what is remembered may
+        #: still be rolled back, so the reads that would answer from here
+        #: without the lock take it instead (and so commit it first).
+        self.settling = False
 
     def clear(self) -> None:
         self.contacts.clear()
@@ -230,6 +247,10 @@ class Database:
         #: call inside it failed.
         self._undivided = False
         self._spoiled = False
+        #: The commit_later block open (its thread's next outermost commit is
+        #: left due), and the commit left due, if any.
+        self._deferring: PendingCommit | None = None
+        self._due: PendingCommit | None = None
         self._db: sqlite3.Connection | None = None
         #: Settings read before, by key: the receive path reads one a message.
         #: A write drops its key; a rollback drops them all (it may undo one).
@@ -290,7 +311,7 @@ class Database:
 
     def close(self) -> None:
         """Close the file; an open transaction is rolled back. Closing twice is harmless."""
-        with self._lock:
+        with self._locked():
             if self._db is None:
                 return
             db, self._db = self._db, None
@@ -300,6 +321,64 @@ class Database:
                 db.close()
             except db_errors() as exc:
                 raise StoreError(f"closing message store {self.path} failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The lock, with any commit left due done first (in this thread)."""
+        with self._lock:
+            if self._due is not None:
+                self._settle_due()
+            yield
+
+    def settle(self) -> None:
+        """Commit what a commit_later block left due, here and now (nothing if none)."""
+        with self._locked():
+            pass
+
+    def _settle_due(self) -> None:
+        """Under the lock: COMMIT the transaction left due; on failure roll
+        back and put back in-memory state (its ``on_failure``), as a failed
+        commit always did."""
+        pending, self._due = self._due, None
+        assert pending is not None
+        self.hot.settling = False
+        pending.due = False
+        db = self._connection()
+        try:
+            db.execute("COMMIT")
+        except db_errors() as exc:
+            self._undo(db, None)
+            pending.error = StoreError(f"committing {pending.what} failed: {exc}")
+            pending.notify_due = False
+            with contextlib.suppress(P2PDMError):  # the store stays the truth; the error is kept
+                pending.on_failure()
+
+    @contextlib.contextmanager
+    def commit_later(
+        self, on_failure: Callable[[], None] = nothing, notify: Callable[[], None] = nothing
+    ) -> Iterator[PendingCommit]:
+        """The first outermost transaction or group this thread commits in the
+        block runs all its statements but the COMMIT, left due in the
+        :class:`PendingCommit` given (finish it in a worker thread: the fsync
+        there). Event listeners are not woken in the block (``notify``: after
+        the commit). Blocks do not nest."""
+        if self._deferring is not None:
+            raise StoreError("commit_later blocks do not nest")
+        pending = PendingCommit(self.settle, on_failure, notify)
+        self._deferring = pending
+        try:
+            yield pending
+        finally:
+            self._deferring = None
+
+    def holds_notify(self) -> bool:
+        """True (and the listeners' wake-up noted) inside this thread's
+        commit_later block: they are woken after its commit."""
+        pending = self._deferring
+        if pending is None or pending.owner != threading.get_ident():
+            return False
+        pending.notify_due = True
+        return True
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -319,7 +398,7 @@ class Database:
         row it looked for is not there) spoils nothing: the block may catch
         it. Raises StoreError when nested or when the commit fails.
         """
-        with self._lock:
+        with self._locked():
             if self._in_transaction:
                 raise StoreError("store transactions do not nest")
             savepoint = _GROUPED if self._in_group else None
@@ -343,7 +422,7 @@ class Database:
         group's commit fails, none of them is stored and StoreError is raised.
         Groups do not nest and cannot be opened inside a transaction.
         """
-        with self._lock:
+        with self._locked():
             if self._in_group or self._in_transaction:
                 raise StoreError("a store group cannot be nested or opened in a transaction")
             self.hot.sessions_due = {}
@@ -379,6 +458,18 @@ class Database:
         try:
             if savepoint is None:
                 self._write_due(db)
+                pending = self._deferring
+                if (
+                    pending is not None
+                    and not pending.armed
+                    and pending.owner == threading.get_ident()
+                ):
+                    # Left due: committed by the next holder of the lock.
+                    pending.armed = pending.due = True
+                    pending.what = what
+                    self._due = pending
+                    self.hot.settling = True
+                    return
             db.execute(commit)
         except db_errors() as exc:
             self._undo(db, savepoint, mark)
@@ -419,7 +510,7 @@ class Database:
     @contextlib.contextmanager
     def reading(self, what: str) -> Iterator[sqlite3.Connection]:
         """The connection, for queries; sqlite3 errors become StoreError("<what> failed")."""
-        with self._lock:
+        with self._locked():
             db = self._connection()
             try:
                 yield db
@@ -442,7 +533,7 @@ class Database:
         savepoint of its own: two statements fewer on the hot paths (saving a
         session, marking an id seen, queueing an envelope).
         """
-        with self._lock:
+        with self._locked():
             db = self._connection()
             undivided = self._undivided and self._in_transaction
             if undivided or (one_statement and (self._in_transaction or self._in_group)):

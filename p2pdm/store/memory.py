@@ -5,8 +5,9 @@ How this works: the store is assembled from one mixin per aggregate
 ``memory_mailbox``, ``memory_api``, ``memory_profile``); all state is one
 :class:`~p2pdm.store.memory_state.MemoryState`; every method checks its
 preconditions before it changes anything, so a call that raises leaves no
-trace. :meth:`MemoryStore.transaction` snapshots the state with
-``copy.deepcopy`` and restores it if the block raises. Settings are kept as
+trace. :meth:`MemoryStore.transaction` snapshots the state
+(:meth:`~p2pdm.store.memory_state.MemoryState.snapshot`: as ``copy.deepcopy``,
+sharing the frozen values) and restores it if the block raises. Settings are kept as
 JSON text, so a value comes back exactly as it would from SQLite (tuples as
 lists, a fresh object each time). The contract suite runs every test against
 both stores and a state machine checks they always answer alike.
@@ -15,7 +16,6 @@ both stores and a state machine checks they always answer alike.
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable, Iterator
 
 from p2pdm.core.identity import PeerId
@@ -42,6 +42,7 @@ from p2pdm.store.memory_mailbox import MailboxDicts
 from p2pdm.store.memory_outbox import OutboxDicts
 from p2pdm.store.memory_profile import ProfileDicts
 from p2pdm.store.memory_state import MemoryState
+from p2pdm.store.pending import PendingCommit, nothing
 
 __all__ = ["MemoryStore"]
 
@@ -95,7 +96,7 @@ class MemoryStore(
         """The transactions inside are kept together, or none if the block raises."""
         if self._in_group or self._in_transaction:
             raise StoreError("a store group cannot be nested or opened in a transaction")
-        snapshot = copy.deepcopy(self._live())
+        snapshot = self._live().snapshot()
         self._in_group = True
         try:
             yield
@@ -106,6 +107,14 @@ class MemoryStore(
             self._in_group = False
 
     @contextlib.contextmanager
+    def commit_later(self, on_failure: Callable[[], None] = nothing) -> Iterator[PendingCommit]:
+        """Commits are at once here: the commit given is already done."""
+        yield PendingCommit(None)
+
+    def settle(self) -> None:
+        """Nothing is ever left due here."""
+
+    @contextlib.contextmanager
     def transaction(self, *, undivided: bool = False) -> Iterator[None]:
         """All writes inside commit together, or none if the block raises.
 
@@ -114,7 +123,7 @@ class MemoryStore(
         """
         if self._in_transaction:
             raise StoreError("store transactions do not nest")
-        snapshot = copy.deepcopy(self._live())
+        snapshot = self._live().snapshot()
         self._in_transaction = True
         try:
             yield

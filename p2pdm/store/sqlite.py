@@ -24,7 +24,7 @@ from p2pdm.limits import (
     MAX_STORED_REQUEST_EVENTS,
 )
 from p2pdm.store.base import RequestCaps
-from p2pdm.store.database import Database
+from p2pdm.store.database import Database, PendingCommit
 from p2pdm.store.sqlite_actions import ActionTables
 from p2pdm.store.sqlite_api import APITables
 from p2pdm.store.sqlite_blobs import BlobTables
@@ -132,3 +132,17 @@ class SQLiteStore(
         Raises StoreError when nested, inside a transaction, or when the commit fails.
         """
         return self._db.group()
+
+    def commit_later(
+        self, on_failure: Callable[[], None] = lambda: None
+    ) -> AbstractContextManager[PendingCommit]:
+        """The first transaction or group committed in the block leaves its
+        COMMIT due in the :class:`PendingCommit` given, for a worker thread
+        (:meth:`Database.commit_later`); ``on_failure`` puts back in-memory
+        state if that commit fails. Event listeners are woken by its
+        :meth:`~PendingCommit.notify`."""
+        return self._db.commit_later(on_failure, self._notify_now)
+
+    def settle(self) -> None:
+        """Commit here and now what a commit_later block left due."""
+        self._db.settle()

@@ -215,7 +215,7 @@ class ActionTables(Tables):
 
         Asked for every message stored: once the table was found empty, no
         statement until an action is held again."""
-        if self._hot.no_held:
+        if self._hot.no_held and not self._hot.settling:
             return []
         with self._writing(f"taking actions held for {target.hex()}") as db:
             # One statement (nearly always deleting nothing): RETURNING gives no

@@ -108,7 +108,7 @@ class BlockTables(Tables):
         peer is stored in it or one of ours moves to read): asked before
         every send, the read scans every message of a conversation the
         peer never answered."""
-        if conversation_id in self._hot.unanswered:
+        if conversation_id in self._hot.unanswered and not self._hot.settling:
             return False
         with self._reading("looking for an answer in a conversation") as db:
             row = db.execute(

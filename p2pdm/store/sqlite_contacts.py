@@ -83,7 +83,7 @@ class ContactTables(Tables):
         """The contact, or None; read once until a write changes it (every
         send and every received envelope asks)."""
         found = self._hot.contacts.get(peer.raw, NOT_READ)  # one lookup: another thread may clear
-        if found is not NOT_READ:
+        if found is not NOT_READ and not self._hot.settling:
             return cast("Contact | None", found)
         with self._reading(f"reading contact {peer.short()}") as db:
             row = db.execute(

@@ -27,6 +27,8 @@ class KeyTables(Tables):
 
     def get_setting(self, key: str, default: object = None) -> object:
         try:
+            if self._hot.settling:  # what was read may still be rolled back
+                raise KeyError(key)
             value = self._settings_read[key]
         except KeyError:
             with self._reading(f"reading setting {key!r}") as db:

@@ -533,7 +533,7 @@ class MessageTables(Tables):
         """The conversation, or None; read once until a write changes it (every
         send and every received message asks)."""
         found = self._hot.conversations.get(conversation_id, NOT_READ)  # one lookup
-        if found is not NOT_READ:
+        if found is not NOT_READ and not self._hot.settling:
             return cast("Conversation | None", found)
         with self._reading("reading a conversation") as db:
             row = db.execute(

@@ -22,10 +22,11 @@ class ProfileTables(Tables):
     def get_profile(self) -> Profile | None:
         # Remembered with the settings read (a stamped send reads the name):
         # dropped on a write here and on any rollback.
-        try:
-            return cast("Profile | None", self._settings_read[_PROFILE_READ])
-        except KeyError:
-            pass
+        if not self._hot.settling:  # else what was read may still be rolled back
+            try:
+                return cast("Profile | None", self._settings_read[_PROFILE_READ])
+            except KeyError:
+                pass
         with self._reading("reading the profile") as db:
             row = db.execute("SELECT name, handle, bio, avatar FROM profile").fetchone()
         found = None if row is None else Profile(row[0], row[1], row[2], bytes(row[3]))

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from typing import Final
 
 from p2pdm.store.base import RequestCaps
-from p2pdm.store.database import HotReads
+from p2pdm.store.database import Database, HotReads
 
 __all__ = ["IN_CHUNK", "NO_CURSOR", "Tables"]
 
@@ -41,8 +41,14 @@ class Tables:
     _settings_read: dict[str, object]
     #: What the message pipeline reads per message (:class:`HotReads`).
     _hot: HotReads
+    _db: Database
 
     def _notify(self) -> None:
-        """Wake the event listener after a write that added events."""
+        """Wake the event listener after a write that added events (after the
+        commit, for a commit left to a worker thread)."""
+        if self._listener is not None and not self._db.holds_notify():
+            self._listener()
+
+    def _notify_now(self) -> None:
         if self._listener is not None:
             self._listener()

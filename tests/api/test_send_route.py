@@ -80,3 +80,31 @@ async def test_a_send_to_a_peer_not_found_yet_is_accepted_and_says_it_waits() ->
         read = await api.call("GET", f"/v1/messages/{shown['id']}")
         assert read.json()["status_detail"] == shown["status_detail"]
     assert len(node.store.key_waits(bob.peer_id)) == 1
+
+
+async def test_a_file_or_a_place_to_a_peer_not_found_yet_waits_too() -> None:
+    """Files and places to a contact whose keys are not found are accepted as a
+    text is: 201, ``queued``, the same note; both wait in order."""
+    node = make_node("alice")
+    node.fetch_bundle = _nowhere
+    bob = make_node("bob")
+    node.add_contact_by_peer_id(str(bob.peer_id), "bob")
+    async with serving(node) as api:
+        up = await api.call(
+            "POST", "/v1/media", content=b"the menu", headers={"Content-Type": "text/plain"}
+        )
+        assert up.status_code == 201, up.text
+        sent = await api.call(
+            "POST", "/v1/messages", json={"to": "bob", "media": [up.json()["id"]], "text": "menu"}
+        )
+        place = await api.call(
+            "POST", "/v1/messages", json={"to": "bob", "location": {"lat": 52.1, "lon": 4.3}}
+        )
+        for answer in (sent, place):
+            assert answer.status_code == 201, answer.text
+            assert answer.json()["status"] == "queued"
+            assert answer.json()["status_detail"].startswith("waiting for bob's keys: ")
+    assert [w.message_id.hex() for w in node.store.key_waits(bob.peer_id)] == [
+        sent.json()["id"],
+        place.json()["id"],
+    ]

@@ -34,3 +34,20 @@ async def test_a_send_before_the_peer_is_found_says_it_waits_for_its_keys(
         [wait] = alice.node.store.key_waits(bob.node.peer_id)
         stored = alice.node.store.get_message(wait.message_id)
         assert stored is not None and stored.status is DeliveryStatus.QUEUED
+
+
+async def test_a_file_before_the_peer_is_found_says_it_waits_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    photo = tmp_path / "notes.txt"
+    photo.write_text("the notes")
+    async with running_pair(tmp_path) as (alice, bob):
+        alice.node.fetch_bundle = _nowhere
+        alice.node.add_contact_by_peer_id(str(bob.node.peer_id), "bob")
+        home = str(alice.home.path)
+        code, out, err = await cli(capsys, "--home", home, "send", "bob", "--file", str(photo))
+        assert (code, err) == (0, "")
+        assert ": queued (waiting for bob's keys: " in out
+        [wait] = alice.node.store.key_waits(bob.node.peer_id)
+        stored = alice.node.store.get_message(wait.message_id)
+        assert stored is not None and stored.kind == "media"

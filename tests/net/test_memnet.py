@@ -8,7 +8,10 @@ time jumps to the next deadline, so latency and timeouts cost no wall time.
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +25,7 @@ from libp2p.transport.exceptions import OpenConnectionError
 from multiaddr import Multiaddr
 from trio.testing import MockClock
 
+import p2pdm.net
 from p2pdm.core.identity import Identity
 from p2pdm.errors import ConfigError, PeerUnreachable
 from p2pdm.net import Host, open_host
@@ -383,3 +387,23 @@ async def test_a_transport_runs_a_bounded_number_of_dials_at_once(
     assert peak == MAX_CONCURRENT_DIALS
     # Each refusal takes one round trip (1 s); the second half waited for the first.
     assert trio.current_time() - start == pytest.approx(2.0)
+
+
+def test_the_simulation_networks_load_when_asked_for() -> None:
+    """`p2pdm.net` gives the in-memory network and the fault injector by name,
+    loading them then; a node over TCP (`p2pdm.net.open_host`) does not."""
+    code = (
+        "import json, sys, p2pdm.net; "
+        "before = [m for m in ('p2pdm.net.memory_transport', 'p2pdm.net.tcp_faults') "
+        "if m in sys.modules]; "
+        "from p2pdm.net import LinkFaults, MemoryNetwork, TcpFaults; "
+        "from p2pdm.net.memory_transport import LinkFaults as L, MemoryNetwork as M; "
+        "from p2pdm.net.tcp_faults import TcpFaults as T; "
+        "print(json.dumps([before, LinkFaults is L, MemoryNetwork is M, TcpFaults is T]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(done.stdout) == [[], True, True, True]
+    with pytest.raises(AttributeError, match="no attribute 'Nowhere'"):
+        getattr(p2pdm.net, "Nowhere")  # noqa: B009

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ import trio
 from p2pdm.errors import SchemaError, StoreError
 from p2pdm.node.batching import CommitBatcher
 from p2pdm.store.sqlite import SQLiteStore
+from tests.store.test_commit_later import Connection
 
 
 class CountingStore(SQLiteStore):
@@ -94,3 +96,41 @@ async def test_without_its_task_work_runs_at_once(store: CountingStore) -> None:
     batcher = CommitBatcher(store, lambda: None)
     assert await batcher.submit(lambda: 7) == 7
     assert store.groups == 0
+
+
+async def test_a_group_commit_failing_in_its_thread_fails_every_caller_once_put_back(
+    tmp_path: Path,
+) -> None:
+    """The group's COMMIT runs in a worker thread; when it fails there,
+    in-memory state is put back before any other store call, every caller
+    gets the error, and nothing is kept; the next group commits."""
+    store = SQLiteStore(tmp_path / "t.sqlite")
+    connection = Connection(store._db._db)
+    store._db._db = connection  # type: ignore[assignment]
+    connection.fail = 1
+    order: list[str] = []
+    batcher = CommitBatcher(store, lambda: order.append("put back"))
+    errors: list[BaseException] = []
+
+    async def one(n: int) -> None:
+        def work() -> None:
+            with store.transaction():
+                store.set_setting(f"k{n}", n)
+
+        try:
+            await batcher.submit(work)
+        except StoreError as exc:
+            order.append("caller")
+            errors.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        async with trio.open_nursery() as callers:
+            for n in range(4):
+                callers.start_soon(one, n)
+        await batcher.submit(lambda: store.set_setting("after", 1))
+        nursery.cancel_scope.cancel()
+    assert connection.commits[0] != threading.get_ident()  # in a worker thread
+    assert len(errors) == 4 and order[0] == "put back" and order.count("caller") == 4
+    assert store.settings() == {"after": 1}
+    store.close()

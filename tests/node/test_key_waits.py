@@ -12,7 +12,9 @@ from pathlib import Path
 import trio
 import trio.testing
 
+from p2pdm.core.blob import CHUNK_BYTES
 from p2pdm.core.identity import Identity, PeerId
+from p2pdm.core.kinds import BlobChunkBody
 from p2pdm.core.model import DeliveryStatus
 from p2pdm.core.wire import PrekeyBundle
 from p2pdm.limits import KEY_WAIT_TTL_MS
@@ -23,12 +25,13 @@ from p2pdm.node.key_waits import (
     LookupSchedule,
     key_lookup_loop,
 )
+from p2pdm.node.media_ops import send_location, send_media
 from p2pdm.node.messenger import message_text
 from p2pdm.node.node import Node
 from p2pdm.node.requests import BLOCKED_NOTE
 from p2pdm.store import MemoryStore, SQLiteStore
 from p2pdm.store.base import Store
-from tests.node.conftest import flush
+from tests.node.conftest import flush, peek_body
 
 EPOCH_MS = 1_700_000_000_000
 
@@ -249,3 +252,76 @@ async def test_a_message_from_the_peer_sends_what_waited_and_a_block_fails_it(
     flush(alice, bob)
     assert "hi bob" in [message_text(m) for m in bob.messages(alice.peer_id).messages]
     assert (await _status(alice, to_carol.id))[0] is DeliveryStatus.FAILED
+
+
+def _chunks_to(sender: Node, to: Node) -> list[tuple[bytes, int]]:
+    """The file chunks queued from ``sender`` to ``to``, in outbox order."""
+    out = []
+    for item in sender.store.outbox_for(to.peer_id):
+        body = peek_body(item.envelope, to.messenger)
+        if isinstance(body, BlobChunkBody):
+            out.append((body.blob_id, body.index))
+    return out
+
+
+async def test_a_file_and_a_place_wait_for_keys_and_the_file_follows_once_found(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    directory = Directory()
+    alice, bob = _node("alice", MemoryStore(), directory), _node("bob", MemoryStore())
+    alice.add_contact_by_peer_id(str(bob.peer_id), "bob")
+    bob.add_contact_from_invite(alice.invite(), "alice")  # he takes her files at once
+    data = os.urandom(CHUNK_BYTES + 5)  # two chunks: small enough to follow into mailboxes
+    record = alice.media.add_file(data, "text/plain", "notes.txt")
+    photo = await send_media(alice, bob.peer_id, [record.blob_id], "the notes")
+    place = await send_location(alice, bob.peer_id, 52.37, 4.89, label="here")
+    assert photo.status is place.status is DeliveryStatus.QUEUED
+    assert directory.lookups == 1  # the place waits behind the file: no lookup of its own
+    assert alice.store.outbox_for(bob.peer_id) == []
+    _, detail = await _status(alice, photo.id)
+    assert detail.startswith("waiting for bob's keys")
+    # The file is recorded as going to Bob from the start: not swept as unused.
+    assert alice.store.blobs_of_message(photo.id) == [record.blob_id]
+    assert alice.store.blob_shared_with(record.blob_id, bob.peer_id)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(key_lookup_loop, alice)
+        await trio.sleep(KEY_LOOKUP_FIRST_S + 1)
+        directory.published[bob.peer_id] = bob.messenger.bundle(0)
+        await trio.sleep(KEY_LOOKUP_FIRST_S * 4)
+        nursery.cancel_scope.cancel()
+    assert alice.store.key_waits() == []
+    queued = alice.store.outbox_for(bob.peer_id)
+    assert queued[0].message_id == photo.id  # the message first, its chunks after it
+    assert _chunks_to(alice, bob) == [(record.blob_id, 0), (record.blob_id, 1)]
+    assert queued[-1].message_id == place.id
+    for item in queued:  # as Bob's receiver takes them from his mailboxes
+        received = bob.messenger.receive(item.envelope)
+        if isinstance(received.inner.body, BlobChunkBody):
+            bob.media.accept_pushed(received.sender, received.inner.body)
+    got = {m.kind: m for m in bob.messages(alice.peer_id).messages}
+    assert {kind: m.sent_at_ms for kind, m in got.items()} == {
+        "media": photo.sent_at_ms,
+        "location": place.sent_at_ms,
+    }
+    fetched = bob.store.get_blob(record.blob_id)
+    assert fetched is not None and fetched.state == "ready"  # the pushed chunks made it whole
+    assert b"".join(bob.media.read_plain(fetched, 0, fetched.size)) == data
+
+
+async def test_a_file_to_a_peer_never_found_fails_and_its_upload_can_go(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    directory = Directory()
+    alice, bob = _node("alice", MemoryStore(), directory), _node("bob", MemoryStore())
+    alice.add_contact_by_peer_id(str(bob.peer_id), "bob")
+    record = alice.media.add_file(os.urandom(100), "text/plain", "a.txt")
+    photo = await send_media(alice, bob.peer_id, [record.blob_id])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(key_lookup_loop, alice)
+        await trio.sleep(KEY_WAIT_TTL_MS / 1000 + KEY_LOOKUP_MAX_INTERVAL_S + 1)
+        nursery.cancel_scope.cancel()
+    status, detail = await _status(alice, photo.id)
+    assert status is DeliveryStatus.FAILED
+    assert "was not found in the network in 14 days" in detail
+    assert alice.store.outbox_for(bob.peer_id) == []
+    assert alice.store.key_waits() == []

@@ -1,7 +1,11 @@
 """Fetching our own envelopes from our mailboxes.
 
 How this works: :class:`Fetcher` runs one round at start-up, then every
-``FETCH_INTERVAL_SECONDS`` or when asked (reconnect, on demand). A round
+``FETCH_INTERVAL_SECONDS`` or when asked (reconnect, on demand). The start-up
+round fetches from the mailboxes we knew (the providers found last, kept
+across restarts: :meth:`~p2pdm.services.mailbox_client.MailboxDirectory.own_first`)
+and looks providers up only if we knew none or one of them failed; the
+others use the directory's provider cache. A round
 reads every mailbox of ours (at most ``MAX_CONCURRENT_FETCHES`` at once)
 page by page, commits each page through the same path as envelopes from a
 dm stream, deletes from the mailbox what is stored (or can never be), and
@@ -63,19 +67,23 @@ class Fetcher:
         if first_delay > 0:
             with trio.move_on_after(first_delay):
                 await self._wake.wait()
+        first = True
         while True:
             self._wake = trio.Event()
             try:
-                await self.fetch_mailboxes()
+                await self.fetch_mailboxes(first=first)
             except Exception:
                 log.exception("fetching from mailboxes failed")
+            first = False
             with trio.move_on_after(FETCH_INTERVAL_SECONDS):
                 await self._wake.wait()
 
-    async def fetch_mailboxes(self) -> int:
+    async def fetch_mailboxes(self, *, first: bool = False) -> int:
         """One round: commit what our mailboxes hold for us, delete it there, queue receipts.
 
-        Returns how many envelopes were newly accepted.
+        ``first`` (the start-up round): from the mailboxes we knew, looking
+        providers up only if we knew none or one of them failed. Returns how
+        many envelopes were newly accepted.
         """
         if self.mailboxes is None:
             return 0
@@ -96,6 +104,7 @@ class Fetcher:
             return done
 
         limiter = trio.Semaphore(MAX_CONCURRENT_FETCHES)
+        failed: list[PeerId] = []
 
         async def fetch_one(mailbox: PeerId, addrs: list[str]) -> None:
             async with limiter:
@@ -103,10 +112,24 @@ class Fetcher:
                     await self.client.fetch(mailbox, addrs, lambda page: handle(mailbox, page))
                 except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     log.info("fetching from mailbox %s failed: %s", mailbox.short(), exc)
+                    failed.append(mailbox)
 
-        async with trio.open_nursery() as nursery:
-            for mailbox, addrs in await self.mailboxes.own():
-                nursery.start_soon(fetch_one, mailbox, addrs)
+        async def fetch_all(mailboxes: list[tuple[PeerId, list[str]]]) -> None:
+            async with trio.open_nursery() as nursery:
+                for mailbox, addrs in mailboxes:
+                    nursery.start_soon(fetch_one, mailbox, addrs)
+
+        if first:
+            mailboxes, known = await self.mailboxes.own_first()
+        else:
+            mailboxes, known = await self.mailboxes.own(), False
+        await fetch_all(mailboxes)
+        if known and failed:
+            # A mailbox we knew is gone: senders deposit at the next closest
+            # now, which we may not know; look the providers up.
+            self.mailboxes.forget_providers()
+            tried = {mailbox for mailbox, _ in mailboxes}
+            await fetch_all([c for c in await self.mailboxes.own() if c[0] not in tried])
         self._queue_receipts(due)
         return accepted
 

@@ -11,8 +11,11 @@ from mailboxes take the same commit path (:meth:`Receiver.accept_all`). A
 burst of at least ``MIN_THREADED_OPENING`` envelopes on a stream is decoded and opened (the
 sealed box: an X25519 agreement in libsodium, which releases the GIL) in a
 worker thread first, at most ``MAX_OPENING_THREADS`` threads at once; the
-session work and the commit then run on the event loop in arrival order, so
-each conversation's messages are processed in order.
+session work then runs on the event loop in arrival order, so each
+conversation's messages are processed in order, and the burst's commit (its
+fsync) in a worker thread (:class:`~p2pdm.node.offloop.OffLoopCommits`):
+the loop reads, opens and acks other streams meanwhile, and this burst is
+acked and published once its commit returned.
 
 A blocked peer learns nothing (docs/protocol.md §18.1): its dm streams are
 reset before a frame is read (one open when it was blocked, at its next
@@ -141,7 +144,9 @@ class Receiver:
                     raise ProtocolViolation("sending faster than the per-peer rate limit")
             envelopes = [d.envelope for d in delivers]
             opened = await self.open_all(envelopes)
-            results = self.accept_group(envelopes, peer, opened)
+            # Acked only once committed; the commit's fsync in a worker thread.
+            accepted = await self.accept_all_off_loop(envelopes, peer, "direct", opened)
+            results = [(result, detail) for result, detail, _ in accepted]
             # The burst's acks in one write: one Yamux frame and Noise message, not one each.
             await stream.write_frames(
                 [
@@ -195,21 +200,57 @@ class Receiver:
     ) -> list[Accepted]:
         """:meth:`accept_group` for envelopes that came by ``path``, also returning what
         was received; ``opened``: each one as :meth:`open_all` gave it."""
-        accepted: list[Accepted] = []
-        ahead = opened if opened is not None else [None] * len(envelopes)
         try:
-            with self.node.store.group():
-                accepted = [
-                    self._accept(e, via, path, o) for e, o in zip(envelopes, ahead, strict=True)
-                ]
+            accepted = self._accept_grouped(envelopes, via, path, opened)
         except StoreError as exc:
-            log.error("could not store %d envelopes: %s", len(envelopes), exc)
-            self.node.messenger.reload()
-            return [("retry", "store unavailable", None)] * len(envelopes)
+            return self._store_failed(len(envelopes), exc)
+        self._notify_all(accepted, path)
+        return accepted
+
+    async def accept_all_off_loop(
+        self,
+        envelopes: Sequence[bytes],
+        via: PeerId | None,
+        path: Path,
+        opened: Sequence[Opened | None] | None = None,
+    ) -> list[Accepted]:
+        """:meth:`accept_all` with the group's commit in a worker thread: the
+        loop serves other streams while the disk syncs. What was received is
+        published once the commit returned (even if this task was cancelled
+        meanwhile: the wait is shielded); a failed commit stores nothing and
+        answers ``retry`` to each."""
+        try:
+            accepted = await self.node.commits.run(
+                lambda: self._accept_grouped(envelopes, via, path, opened),
+                self.node.messenger.reload,
+            )
+        except StoreError as exc:
+            return self._store_failed(len(envelopes), exc)
+        self._notify_all(accepted, path)
+        return accepted
+
+    def _accept_grouped(
+        self,
+        envelopes: Sequence[bytes],
+        via: PeerId | None,
+        path: Path,
+        opened: Sequence[Opened | None] | None,
+    ) -> list[Accepted]:
+        """Each envelope accepted or refused alone, all in one store group."""
+        ahead = opened if opened is not None else [None] * len(envelopes)
+        with self.node.store.group():
+            return [self._accept(e, via, path, o) for e, o in zip(envelopes, ahead, strict=True)]
+
+    def _store_failed(self, count: int, exc: StoreError) -> list[Accepted]:
+        """The group's commit failed: nothing of it stored, each answered ``retry``."""
+        log.error("could not store %d envelopes: %s", count, exc)
+        self.node.messenger.reload()
+        return [("retry", "store unavailable", None)] * count
+
+    def _notify_all(self, accepted: Sequence[Accepted], path: Path) -> None:
         for _, _, received in accepted:
             if received is not None:
                 self._notify(received, path)
-        return accepted
 
     def accept(
         self, envelope: bytes, via: PeerId | None = None, path: Path = "mailbox"

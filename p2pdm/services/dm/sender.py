@@ -22,6 +22,7 @@ delivered goes to mailboxes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 
@@ -35,6 +36,7 @@ from p2pdm.core.sendwindow import SendWindow
 from p2pdm.errors import P2PDMError, PeerUnreachable
 from p2pdm.limits import MAX_CONTROL_FRAME_BYTES
 from p2pdm.net.stream import Stream
+from p2pdm.node.offloop import OffLoopCommits
 from p2pdm.services.dm.deposits import Depositor
 from p2pdm.services.dm.outbox import OutboxBook, delivery_error
 from p2pdm.services.dm.scheduler import Scheduler
@@ -70,8 +72,12 @@ class Sender:
         scheduler: Scheduler,
         depositor: Depositor,
         seen: Callable[[PeerId], None],
+        *,
+        commits: OffLoopCommits | None = None,
     ) -> None:
         self.book = book
+        #: Where a burst of acks commits (its fsync in a worker thread).
+        self.commits = commits or OffLoopCommits(book.store)
         self.network = network
         self.scheduler = scheduler
         self.depositor = depositor
@@ -177,15 +183,18 @@ class Sender:
         #: Written and not yet marked ``sent``: the ack reader marks them in
         #: its acks' transaction (see SENT_MARK_WAIT_SECONDS).
         unmarked: list[OutboxItem] = []
+        #: Acked, out of the window, their ack's commit not returned yet: not
+        #: written again meanwhile (their outbox rows are still there).
+        settling: set[bytes] = set()
         async with stream, trio.open_nursery() as nursery:
             acks_done = trio.Event()
-            nursery.start_soon(self._read_acks, stream, window, room, acks_done, unmarked)
+            nursery.start_soon(self._read_acks, stream, window, room, acks_done, unmarked, settling)
             try:
                 while not acks_done.is_set():
                     # Armed before reading the outbox: a wake-up from here on
                     # (new message, retry due, the ack reader stopping) is kept.
                     wake = self.scheduler.arm(peer)
-                    sending = {item.envelope_id for item in window}
+                    sending = {item.envelope_id for item in window} | settling
                     written = False
                     #: Frames taken into the window and not written yet: written
                     #: together (see COALESCED_WRITE_BYTES) before waiting for room.
@@ -243,6 +252,7 @@ class Sender:
         room: trio.lowlevel.ParkingLot,
         done: trio.Event,
         unmarked: list[OutboxItem],
+        settling: set[bytes],
     ) -> None:
         try:
             while True:
@@ -258,9 +268,21 @@ class Sender:
                         ack = decode_ack(frame)
                         acked.append((window.ack(ack.seq), ack))
                         frame = stream.buffered_frame(MAX_CONTROL_FRAME_BYTES)
+                except BaseException:
+                    self.book.acked(acked, _take(unmarked))  # what came before it, at once
+                    room.unpark_all()
+                    raise
+                # The envelopes written since the last mark are marked sent with
+                # it; the commit's fsync in a worker thread.
+                sent = _take(unmarked)
+                ids = {item.envelope_id for item, _ in acked}
+                settling |= ids
+                try:
+                    # Shielded: acks read are applied even if the stream is closing.
+                    with trio.CancelScope(shield=True):
+                        await self.commits.run(functools.partial(self.book.acked, acked, sent))
                 finally:
-                    # The envelopes written since the last mark are marked sent with it.
-                    self.book.acked(acked, _take(unmarked))
+                    settling -= ids
                     room.unpark_all()
                 if not acked:
                     return

@@ -63,7 +63,14 @@ class Delivery:
             self._send_to,
             (self.receiver.refusals, self.receiver.stream_failures),
         )
-        self.sender = Sender(self.book, network, self.scheduler, self.depositor, self.receiver.seen)
+        self.sender = Sender(
+            self.book,
+            network,
+            self.scheduler,
+            self.depositor,
+            self.receiver.seen,
+            commits=node.commits,
+        )
 
     async def _send_to(self, peer: PeerId) -> None:
         await self.sender.run_for(peer)
