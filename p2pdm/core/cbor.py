@@ -23,12 +23,35 @@ import cbor2
 from p2pdm.errors import FrameTooLarge, MalformedCBOR, SchemaError
 from p2pdm.limits import MAX_CBOR_DEPTH, MAX_CBOR_ITEMS
 
-__all__ = ["Fields", "decode", "decode_map", "encode", "scan"]
+__all__ = ["Encoded", "Fields", "decode", "decode_map", "encode", "scan"]
 
 _MAJOR_UINT, _MAJOR_NINT, _MAJOR_BYTES, _MAJOR_TEXT = 0, 1, 2, 3
 _MAJOR_ARRAY, _MAJOR_MAP, _MAJOR_TAG, _MAJOR_SIMPLE = 4, 5, 6, 7
 _SIMPLE_ALLOWED = frozenset({20, 21, 22})  # false, true, null
 _ARG_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
+class Encoded:
+    """One item already encoded as canonical CBOR (by :func:`encode`), to put
+    inside a value given to :func:`encode`: its bytes are written as they are,
+    so what was encoded once (a message's body, signed and then sent) is not
+    encoded again. The result is what encoding the item itself in its place
+    gives (``tests/core/test_cbor.py``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Encoded({self.data!r})"
+
+
+def _write_encoded(encoder: Any, value: Any) -> None:
+    """cbor2's hook for types it does not know: an :class:`Encoded` item's bytes."""
+    if type(value) is not Encoded:
+        raise cbor2.CBOREncodeTypeError(f"cannot serialize type {type(value).__name__}")
+    encoder.write(value.data)
 
 
 def encode(value: Any) -> bytes:
@@ -40,12 +63,13 @@ def encode(value: Any) -> bytes:
     (:func:`_in_canonical_order`) and the plain encoder writes the result,
     which gives the same bytes. Values with anything but text keys, lists
     and the plain leaf types go to cbor2's canonical mode unchanged.
+    :class:`Encoded` items are written as they are.
     """
     try:
         ordered = _in_canonical_order(value, 0)
     except _Unusual:
-        return cbor2.dumps(value, canonical=True)
-    return cbor2.dumps(ordered)
+        return cbor2.dumps(value, canonical=True, default=_write_encoded)
+    return cbor2.dumps(ordered, default=_write_encoded)
 
 
 #: Sets of map keys whose canonical order is remembered: the wire's and the
@@ -59,8 +83,8 @@ KEY_ORDER_CACHED_CHARS: Final = 256
 # keys as the map holds them -> the canonical order, or None if it is that already.
 _key_orders: dict[tuple[str, ...], tuple[str, ...] | None] = {}
 #: Leaf types whose plain encoding is already the canonical one (no floats:
-#: canonical CBOR picks their shortest form).
-_PLAIN_LEAVES: Final = frozenset({bytes, str, int, bool, type(None)})
+#: canonical CBOR picks their shortest form; an Encoded item is canonical).
+_PLAIN_LEAVES: Final = frozenset({bytes, str, int, bool, type(None), Encoded})
 
 
 class _Unusual(Exception):
@@ -144,6 +168,12 @@ def _head(initial: int) -> tuple[int, int, int]:
 _HEADS: Final = tuple(_head(i) for i in range(256))
 
 
+#: A text string's first byte when its length is in the byte itself (0 to
+#: 23 bytes): what nearly every map key is, read by scan's fast path.
+_SHORT_TEXT_FIRST: Final = 0x60
+_SHORT_TEXT_LAST: Final = 0x60 + 23
+
+
 def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR_DEPTH) -> None:
     """Check that ``data`` is exactly one CBOR item of the allowed subset.
 
@@ -152,7 +182,9 @@ def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR
 
     The open container is kept in locals (items left in it, whether it is a
     map, its keys so far) and the ones around it on a stack: this runs for
-    every envelope, session message and frame a node reads.
+    every envelope, session message and frame a node reads. A map key that
+    is a short text string (every key p2pdm writes) is read on a path of its
+    own, with the same checks in the same order as the general one.
     """
     n = len(data)
     pos = 0
@@ -172,9 +204,22 @@ def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR
         items += 1
         if items > max_items:
             raise MalformedCBOR(f"CBOR document has more than {max_items} items")
-        major, arg, width = heads[data[pos]]
+        initial = data[pos]
         pos += 1
         is_key = in_map and not left & 1
+        if is_key and _SHORT_TEXT_FIRST <= initial <= _SHORT_TEXT_LAST:
+            # A key never ends its map: its value follows.
+            end = pos + initial - _SHORT_TEXT_FIRST
+            if end > n:
+                raise MalformedCBOR("CBOR string is longer than the data")
+            key = data[pos:end]
+            if key in keys:
+                raise MalformedCBOR("CBOR map has a repeated key")
+            keys.add(key)
+            pos = end
+            left -= 1
+            continue
+        major, arg, width = heads[initial]
         if is_key and major != _MAJOR_TEXT:
             raise MalformedCBOR("CBOR map keys must be text strings")
         if width:
@@ -182,7 +227,8 @@ def scan(data: bytes, max_items: int = MAX_CBOR_ITEMS, max_depth: int = MAX_CBOR
                 raise MalformedCBOR(_REFUSALS[width])
             if pos + width > n:
                 raise MalformedCBOR("CBOR data ends inside a length")
-            arg = int.from_bytes(data[pos : pos + width], "big")
+            # One byte (strings of 24 to 255 bytes) is most lengths that follow.
+            arg = data[pos] if width == 1 else int.from_bytes(data[pos : pos + width], "big")
             pos += width
         if major in (_MAJOR_BYTES, _MAJOR_TEXT):
             if arg > n - pos:
@@ -263,11 +309,12 @@ class Fields:
 
     def _get(self, key: str, optional: bool = False) -> Any:
         self._seen.add(key)
-        if key not in self._map:
+        try:
+            return self._map[key]
+        except KeyError:
             if optional:
                 return None
-            raise SchemaError(f"{self.what}: missing field {key!r}")
-        return self._map[key]
+            raise SchemaError(f"{self.what}: missing field {key!r}") from None
 
     def _fail(self, key: str, expected: str) -> SchemaError:
         return SchemaError(f"{self.what}: field {key!r} must be {expected}")
@@ -335,6 +382,7 @@ class Fields:
         return self._map
 
     def done(self) -> None:
+        if self._seen.issuperset(self._map):
+            return
         extra = set(self._map) - self._seen
-        if extra:
-            raise SchemaError(f"{self.what}: unknown field(s) {sorted(extra)!r}")
+        raise SchemaError(f"{self.what}: unknown field(s) {sorted(extra)!r}")

@@ -41,7 +41,8 @@ SIGNATURE_BYTES: Final = 64
 _PROTO_ED25519_PREFIX: Final = b"\x08\x01\x12\x20"
 # multihash "identity" (0x00) of the 36-byte protobuf key.
 _MULTIHASH_PREFIX: Final = b"\x00\x24"
-PEER_ID_BYTES: Final = len(_MULTIHASH_PREFIX) + len(_PROTO_ED25519_PREFIX) + PUBLIC_KEY_BYTES
+_ED25519_PEER_PREFIX: Final = _MULTIHASH_PREFIX + _PROTO_ED25519_PREFIX
+PEER_ID_BYTES: Final = len(_ED25519_PEER_PREFIX) + PUBLIC_KEY_BYTES
 _PEER_ID_MAX_CHARS: Final = 64
 #: PeerIDs whose text form is kept: a node talks to a bounded set of peers,
 #: and every log line and store call would otherwise redo the base58.
@@ -70,10 +71,18 @@ class PeerId:
     raw: bytes
 
     def __post_init__(self) -> None:
-        if len(self.raw) != PEER_ID_BYTES or not self.raw.startswith(
-            _MULTIHASH_PREFIX + _PROTO_ED25519_PREFIX
-        ):
+        if len(self.raw) != PEER_ID_BYTES or not self.raw.startswith(_ED25519_PEER_PREFIX):
             raise SchemaError("not the PeerID of an Ed25519 key")
+
+    # Written out (the generated ones compare and hash a tuple of the one
+    # field): PeerIds are dictionary keys and compared on every message.
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not PeerId:
+            return NotImplemented
+        return self.raw == other.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
 
     @classmethod
     def from_public_key(cls, public_key: bytes) -> PeerId:
@@ -123,11 +132,15 @@ def _signed_bytes(domain: str, data: bytes) -> bytes:
 
 
 def verify(peer: PeerId, domain: str, data: bytes, signature: bytes) -> None:
-    """Check ``peer``'s ``signature`` over ``data`` in ``domain``; raises SignatureError."""
+    """Check ``peer``'s ``signature`` over ``data`` in ``domain``; raises SignatureError.
+
+    libsodium's ``crypto_sign_open``, called as ``VerifyKey.verify`` calls it
+    (signature, then message), without a key object per check: a PeerID's
+    key is always 32 bytes."""
     if len(signature) != SIGNATURE_BYTES:
         raise SignatureError("a signature is 64 bytes")
     try:
-        nacl.signing.VerifyKey(peer.public_key).verify(_signed_bytes(domain, data), signature)
+        nacl.bindings.crypto_sign_open(signature + _signed_bytes(domain, data), peer.public_key)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
         raise SignatureError(f"bad {domain} signature from {peer.short()}") from None
 
@@ -135,14 +148,18 @@ def verify(peer: PeerId, domain: str, data: bytes, signature: bytes) -> None:
 class Identity:
     """The node's key pair. Holds the secret seed; never logged or repr'd."""
 
-    __slots__ = ("_signing_key", "_x25519_private_key", "peer_id", "seed")
+    __slots__ = ("_secret_key", "_signing_key", "_x25519_private_key", "peer_id", "seed")
 
     def __init__(self, seed: bytes) -> None:
         if len(seed) != SEED_BYTES:
             raise IdentityError("an identity seed is 32 bytes")
         self.seed = bytes(seed)
         self._signing_key = nacl.signing.SigningKey(self.seed)
-        self.peer_id = PeerId.from_public_key(bytes(self._signing_key.verify_key))
+        public_key, secret_key = nacl.bindings.crypto_sign_seed_keypair(self.seed)
+        self.peer_id = PeerId.from_public_key(public_key)
+        # libsodium's form of the secret key, for signing without PyNaCl's
+        # signed-message object per signature.
+        self._secret_key: bytes = secret_key
         self._x25519_private_key: bytes | None = None
 
     @classmethod
@@ -167,8 +184,12 @@ class Identity:
         return key
 
     def sign(self, domain: str, data: bytes) -> bytes:
-        """Sign ``data`` for ``domain`` (e.g. ``"msg/v1"``); returns the 64-byte signature."""
-        return self._signing_key.sign(_signed_bytes(domain, data)).signature
+        """Sign ``data`` for ``domain`` (e.g. ``"msg/v1"``); returns the 64-byte signature.
+
+        libsodium's ``crypto_sign``, as ``SigningKey.sign`` calls it."""
+        return nacl.bindings.crypto_sign(_signed_bytes(domain, data), self._secret_key)[
+            :SIGNATURE_BYTES
+        ]
 
     def __repr__(self) -> str:
         return f"Identity({self.peer_id})"

@@ -7,9 +7,11 @@ them, nothing here reads a clock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Final
 
 from p2pdm.core.identity import PeerId
 
@@ -72,9 +74,19 @@ class Direction(StrEnum):
     OUT = "out"
 
 
+#: One-to-one conversation ids remembered (a hash each; a message sent or
+#: received needs its conversation's several times): about one per peer in use.
+CONVERSATION_ID_CACHE_SIZE: Final = 4096
+
+
 def direct_conversation_id(a: PeerId, b: PeerId) -> bytes:
     """The id of the one-to-one conversation of two peers, the same on both sides."""
-    low, high = sorted((a.raw, b.raw))
+    return _direct_conversation_id(a.raw, b.raw)
+
+
+@functools.lru_cache(maxsize=CONVERSATION_ID_CACHE_SIZE)
+def _direct_conversation_id(a: bytes, b: bytes) -> bytes:
+    low, high = (a, b) if a <= b else (b, a)
     return hashlib.blake2b(
         low + high, digest_size=CONVERSATION_ID_BYTES, person=b"p2pdm-conv-1to1"
     ).digest()

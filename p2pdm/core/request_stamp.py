@@ -21,6 +21,7 @@ No I/O, no clock: the caller gives the time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import unicodedata
 from typing import Final, TypeVar
 
@@ -55,6 +56,19 @@ REQUEST_NAME_EXT: Final = "request_name"
 _B = TypeVar("_B")
 
 
+#: Body classes whose answer to "has it an ext field?" is remembered: one
+#: per kind of message (a few dozen at most), fixed by the code.
+BODY_TYPES_REMEMBERED: Final = 64
+
+
+@functools.lru_cache(maxsize=BODY_TYPES_REMEMBERED)
+def _has_ext(body_type: type) -> bool:
+    """True if bodies of ``body_type`` are dataclasses with an ``ext`` field."""
+    return dataclasses.is_dataclass(body_type) and EXT_FIELD in {
+        f.name for f in dataclasses.fields(body_type)
+    }
+
+
 def with_request_stamp(body: _B, token: bytes, name: str = "") -> _B:
     """``body`` with ``token`` (and ``name``, the sender's, if any) in its
     ``ext`` map (every kind may carry one, docs/protocol.md §6.4); a body
@@ -68,9 +82,8 @@ def with_request_stamp(body: _B, token: bytes, name: str = "") -> _B:
             return body  # not the ext of §6.4: left as it is
         ext = {**(found or {}), **added}
         return UnknownBody(body.kind, {**body.fields, EXT_FIELD: ext})  # type: ignore[return-value]
-    if not dataclasses.is_dataclass(body) or EXT_FIELD not in {
-        f.name for f in dataclasses.fields(body)
-    }:
+    body_type: type = type(body)
+    if not _has_ext(body_type):
         return body
     ext = {**(getattr(body, EXT_FIELD, None) or {}), **added}
     return dataclasses.replace(body, ext=ext)  # type: ignore[type-var]

@@ -28,7 +28,7 @@ format change.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from p2pdm.core import cbor, stamp
@@ -121,6 +121,12 @@ class InnerMessage:
     sent_at_ms: int
     body: Body
     signature: bytes
+    #: :meth:`body_bytes` and :meth:`encode` once made: the sender signs,
+    #: sends and stores the same body, the receiver checks its signature and
+    #: stores it, so each is encoded once. Not fields of the message (not
+    #: compared, not copied by ``dataclasses.replace``).
+    _body_cbor: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -134,16 +140,19 @@ class InnerMessage:
         conversation: bytes,
         sent_at_ms: int,
         body: Body,
+        body_cbor: bytes,
     ) -> dict[str, Any]:
+        # Keys in canonical order (shorter first, then bytewise), so that
+        # encoding the map need not reorder it.
         return {
             "v": WIRE_VERSION,
             "id": id,
-            "from": sender.raw,
             "to": recipient.raw,
-            "conv": conversation,
             "ts": sent_at_ms,
+            "body": cbor.Encoded(body_cbor),
+            "conv": conversation,
+            "from": sender.raw,
             "kind": _body_kind(body),
-            "body": encode_body(body),
         }
 
     @classmethod
@@ -160,9 +169,14 @@ class InnerMessage:
         """Build and sign a message from ``identity``."""
         if len(id) != ID_BYTES or len(conversation) != ID_BYTES:
             raise SchemaError("message and conversation ids are 16 bytes")
-        signed = cls._signed_map(id, identity.peer_id, recipient, conversation, sent_at_ms, body)
+        body_cbor = _body_cbor(body)
+        signed = cls._signed_map(
+            id, identity.peer_id, recipient, conversation, sent_at_ms, body, body_cbor
+        )
         signature = identity.sign(_MSG_DOMAIN, cbor.encode(signed))
-        return cls(id, identity.peer_id, recipient, conversation, sent_at_ms, body, signature)
+        msg = cls(id, identity.peer_id, recipient, conversation, sent_at_ms, body, signature)
+        object.__setattr__(msg, "_body_cbor", body_cbor)
+        return msg
 
     def with_body(self, body: Body) -> InnerMessage:
         """This message with another body (what is kept of it: its signature
@@ -179,14 +193,31 @@ class InnerMessage:
 
     def body_bytes(self) -> bytes:
         """The body as canonical CBOR, as the store keeps it."""
-        return cbor.encode(encode_body(self.body))
+        data = self._body_cbor
+        if data is None:
+            data = _body_cbor(self.body)
+            object.__setattr__(self, "_body_cbor", data)
+        return data
 
     def encode(self) -> bytes:
-        signed = self._signed_map(
-            self.id, self.sender, self.recipient, self.conversation, self.sent_at_ms, self.body
-        )
-        signed["sig"] = self.signature
-        return cbor.encode(signed)
+        data = self._encoded
+        if data is None:
+            # The signed map with "sig", in canonical order.
+            data = cbor.encode(
+                {
+                    "v": WIRE_VERSION,
+                    "id": self.id,
+                    "to": self.recipient.raw,
+                    "ts": self.sent_at_ms,
+                    "sig": self.signature,
+                    "body": cbor.Encoded(self.body_bytes()),
+                    "conv": self.conversation,
+                    "from": self.sender.raw,
+                    "kind": _body_kind(self.body),
+                }
+            )
+            object.__setattr__(self, "_encoded", data)
+        return data
 
     @classmethod
     def decode(cls, data: bytes) -> InnerMessage:
@@ -206,9 +237,17 @@ class InnerMessage:
         signature = f.blob("sig", size=SIGNATURE_BYTES)
         f.done()
         msg = cls(msg_id, sender, recipient, conversation, sent_at_ms, body, signature)
-        signed = cls._signed_map(msg_id, sender, recipient, conversation, sent_at_ms, body)
+        body_cbor = _body_cbor(body)
+        signed = cls._signed_map(
+            msg_id, sender, recipient, conversation, sent_at_ms, body, body_cbor
+        )
         verify(sender, _MSG_DOMAIN, cbor.encode(signed), signature)
+        object.__setattr__(msg, "_body_cbor", body_cbor)
         return msg
+
+
+def _body_cbor(body: Body) -> bytes:
+    return cbor.encode(encode_body(body))
 
 
 # --- prekey bundle ---------------------------------------------------------------
@@ -285,19 +324,20 @@ class SessionMessage:
     ciphertext: bytes
 
     def encode(self) -> bytes:
+        # Keys in canonical order, so that encoding the map need not reorder it.
         out: dict[str, Any] = {
+            "n": self.index,
             "v": WIRE_VERSION,
-            "from": self.sender.raw,
+            "ct": self.ciphertext,
             "dh": self.ratchet_key,
             "pn": self.previous_chain_length,
-            "n": self.index,
-            "ct": self.ciphertext,
+            "from": self.sender.raw,
         }
         if self.x3dh is not None:
             out["x3dh"] = {
                 "ek": self.x3dh.ephemeral_key,
-                "spk": self.x3dh.signed_prekey,
                 "opk": self.x3dh.one_time_prekey,
+                "spk": self.x3dh.signed_prekey,
             }
         return cbor.encode(out)
 
@@ -339,11 +379,12 @@ def envelope_id(recipient: PeerId, expires_at_s: int, sealed: bytes) -> bytes:
     """
     if not 0 <= expires_at_s <= _U64:
         raise SchemaError("envelope expiry must fit in 64 bits")
-    digest = hashlib.blake2b(digest_size=ID_BYTES, person=_ENVELOPE_ID_PERSON)
-    digest.update(bytes([len(recipient.raw)]) + recipient.raw)
-    digest.update(expires_at_s.to_bytes(8, "big"))
-    digest.update(sealed)
-    return digest.digest()
+    raw = recipient.raw
+    return hashlib.blake2b(
+        b"".join((bytes((len(raw),)), raw, expires_at_s.to_bytes(8, "big"), sealed)),
+        digest_size=ID_BYTES,
+        person=_ENVELOPE_ID_PERSON,
+    ).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,12 +411,12 @@ class Envelope:
 
     def encode(self) -> bytes:
         return cbor.encode(
-            {
+            {  # in canonical order
                 "v": WIRE_VERSION,
-                "to": self.recipient.raw,
                 "id": self.id,
-                "exp": self.expires_at_s,
+                "to": self.recipient.raw,
                 "box": self.sealed,
+                "exp": self.expires_at_s,
             }
         )
 

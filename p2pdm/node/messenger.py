@@ -21,9 +21,9 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Final, Literal
 
 from p2pdm import limits
@@ -652,15 +652,9 @@ class Messenger:
             f"message id {inner.id.hex()} is taken by another message"
         ) from None
 
-    @contextmanager
-    def _committing(self, peer: PeerId) -> Iterator[None]:
+    def _committing(self, peer: PeerId) -> _Committing:
         """If the commit fails, forget in-memory session and prekey changes."""
-        try:
-            yield
-        except BaseException:
-            self._forget_session(peer)
-            self.own = self._load_prekeys()
-            raise
+        return _Committing(self, peer)
 
     def _file(
         self,
@@ -809,3 +803,27 @@ class Messenger:
         if found is None:
             raise NotFound(f"no message {message_id.hex()}")
         return found
+
+
+class _Committing:
+    """:meth:`Messenger._committing`: a plain context manager, not a
+    generator's (entered for every message sent and received)."""
+
+    __slots__ = ("messenger", "peer")
+
+    def __init__(self, messenger: Messenger, peer: PeerId) -> None:
+        self.messenger = messenger
+        self.peer = peer
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if kind is not None:
+            self.messenger._forget_session(self.peer)
+            self.messenger.own = self.messenger._load_prekeys()

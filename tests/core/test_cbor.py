@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import cbor2
@@ -98,6 +99,35 @@ def test_encode_gives_cbor2s_canonical_bytes_and_leaves_the_value_alone(value: A
     assert cbor.encode(value) == cbor2.dumps(value, canonical=True)
     assert cbor.encode(value) == cbor2.dumps(value, canonical=True)  # with the order cached
     assert repr(value) == before
+
+
+def _pre_encoded(value: Any, pick: random.Random) -> Any:
+    """``value`` with some of its items (or itself) replaced by their encoding."""
+    if pick.random() < 0.3:
+        return cbor.Encoded(cbor.encode(value))
+    if type(value) is list:
+        return [_pre_encoded(v, pick) for v in value]
+    if type(value) is tuple:
+        return tuple(_pre_encoded(v, pick) for v in value)
+    if type(value) is dict:
+        return {k: _pre_encoded(v, pick) for k, v in value.items()}
+    return value
+
+
+@settings(max_examples=400, deadline=None)
+@given(any_values, st.randoms(use_true_random=False))
+def test_encoded_items_give_the_bytes_of_the_items_themselves(
+    value: Any, pick: random.Random
+) -> None:
+    """An Encoded item in a value (a map with text keys or not, a list, the
+    top item) is written where the item itself would have been."""
+    assert cbor.encode(_pre_encoded(value, pick)) == cbor.encode(value)
+
+
+def test_unknown_types_are_still_refused() -> None:
+    for value in (object(), {"a": object()}, {1: object()}):
+        with pytest.raises(cbor2.CBOREncodeTypeError):
+            cbor.encode(value)
 
 
 def test_encode_past_the_key_order_cache() -> None:

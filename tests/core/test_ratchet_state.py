@@ -4,11 +4,14 @@ stores written in that older form still read."""
 from __future__ import annotations
 
 import copy
+import hmac
 import os
 from typing import Any
 
 import doubleratchet
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.padding import PKCS7
 from doubleratchet.recommended import HashFunction as DRHash
 from doubleratchet.recommended import (
     aead_aes_hmac,
@@ -27,8 +30,11 @@ from p2pdm.core.session import (
     MAX_SESSIONS_PER_PEER,
     OwnPrekeys,
     PeerSessions,
+    _aead_keys,
     _ChainKDF,
     _DHRatchet,
+    _pkcs7_pad,
+    _pkcs7_unpad,
     _Ratchet,
 )
 from p2pdm.core.wire import SessionMessage
@@ -220,6 +226,62 @@ def test_aead_refuses_what_the_package_refuses(plaintext: bytes, at: int, bit: i
             run_to_completion(_AEAD.decrypt(short, key, ad))
     with pytest.raises(doubleratchet.AuthenticationFailedException):
         run_to_completion(_AEAD.decrypt(bytes(sealed), key, ad + b"!"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=80))
+def test_padding_is_cryptographys_pkcs7(data: bytes) -> None:
+    padder = PKCS7(128).padder()
+    padded = padder.update(data) + padder.finalize()
+    assert _pkcs7_pad(data) == padded
+    assert _pkcs7_unpad(padded) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=64),
+        # Block-sized ends that look like padding: runs of one byte value.
+        st.tuples(st.binary(max_size=32), st.integers(0, 20), st.integers(0, 20)).map(
+            lambda t: t[0] + bytes([t[1]]) * t[2]
+        ),
+    )
+)
+def test_unpadding_refuses_what_cryptography_refuses(data: bytes) -> None:
+    unpadder = PKCS7(128).unpadder()
+    try:
+        theirs: bytes | None = unpadder.update(data) + unpadder.finalize()
+    except ValueError:
+        theirs = None
+    assert _pkcs7_unpad(data) == theirs
+
+
+def _tagged(key: bytes, ad: bytes, body: bytes) -> bytes:
+    """``body`` (already a whole number of blocks, or not) AES-CBC encrypted
+    without padding under ``key``'s derived keys, with a valid tag."""
+    aes_key, mac_key, iv = _aead_keys(key)
+    if len(body) % 16 == 0:
+        aes = Cipher(algorithms.AES(aes_key), modes.CBC(iv)).encryptor()
+        body = aes.update(body) + aes.finalize()
+    return body + hmac.digest(mac_key, ad + body, "sha256")
+
+
+@pytest.mark.parametrize(
+    "plain",
+    [
+        b"x" * 15 + b"\x00",  # a count of zero
+        b"x" * 15 + b"\x11",  # more than a block
+        b"x" * 14 + b"\x01\x02",  # a count its bytes do not repeat
+        b"",  # nothing at all
+        b"x" * 17,  # not whole blocks: not even decrypted
+    ],
+)
+def test_a_valid_tag_over_bad_padding_is_refused_as_the_package_refuses_it(plain: bytes) -> None:
+    key, ad = os.urandom(32), b"ad"
+    sealed = _tagged(key, ad, plain)
+    for aead in (_AEAD, _PackageAEAD):
+        with pytest.raises(doubleratchet.DecryptionFailedException):
+            run_to_completion(aead.decrypt(sealed, key, ad))
 
 
 # --- saving only what changed -------------------------------------------------

@@ -25,6 +25,7 @@ from p2pdm.core.wire import (
     TextBody,
     UnknownBody,
     X3DHHeader,
+    encode_body,
     envelope_id,
 )
 from p2pdm.errors import (
@@ -122,6 +123,43 @@ def test_inner_message_round_trip(msg: InnerMessage) -> None:
     assert decoded == msg
     assert decoded.kind == msg.body.kind
     assert decoded.encode() == data
+
+
+def _spec_encoding(msg: InnerMessage) -> bytes:
+    """The message as the spec writes it, every field encoded from scratch
+    (what :meth:`InnerMessage.encode` gave before it kept its body's bytes)."""
+    return signed(
+        {
+            "v": 1,
+            "id": msg.id,
+            "from": msg.sender.raw,
+            "to": msg.recipient.raw,
+            "conv": msg.conversation,
+            "ts": msg.sent_at_ms,
+            "kind": msg.kind,
+            "body": encode_body(msg.body),
+        },
+        identity=next(i for i in (ALICE, BOB, CAROL) if i.peer_id == msg.sender),
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(inner_messages(), bodies)
+def test_kept_encodings_are_the_specs(msg: InnerMessage, other: Any) -> None:
+    """What a message keeps of its encodings (made once when it is created or
+    decoded) is what encoding it from scratch gives, and a copy with another
+    body keeps none of them."""
+    data = msg.encode()
+    assert data == _spec_encoding(msg)  # Ed25519 signatures are deterministic
+    assert msg.body_bytes() == cbor.encode(encode_body(msg.body))
+    decoded = InnerMessage.decode(data)
+    assert decoded.body_bytes() == msg.body_bytes()
+    assert decoded.encode() == data
+    changed = msg.with_body(other)
+    assert changed.body_bytes() == cbor.encode(encode_body(other))
+    assert changed.encode() == cbor.encode(
+        {**cbor.decode(data, MAX_FRAME_BYTES), "kind": other.kind, "body": encode_body(other)}
+    )
 
 
 @settings(max_examples=60, deadline=None)
