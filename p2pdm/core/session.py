@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.padding import PKCS7
 from doubleratchet.recommended import (
     HashFunction as DRHash,
 )
@@ -146,31 +147,28 @@ def _aead_keys(key: bytes) -> tuple[bytes, bytes, bytes]:
 
 
 def _pkcs7_pad(data: bytes) -> bytes:
-    """PKCS#7 padding to AES's block, as ``cryptography``'s ``PKCS7(128).padder()``
-    pads (a format, not a cryptographic operation: ``tests/core/test_ratchet_state.py``
-    compares the two for every length)."""
-    count = _AES_BLOCK - len(data) % _AES_BLOCK
-    return data + bytes((count,)) * count
+    """PKCS#7 padding to AES's block, by ``cryptography``'s padder."""
+    padder = PKCS7(_AES_BLOCK * 8).padder()
+    return padder.update(data) + padder.finalize()
 
 
 def _pkcs7_unpad(data: bytes) -> bytes | None:
-    """``data`` without its PKCS#7 padding; None where ``PKCS7(128).unpadder()``
-    raises (no padding, or one not made of its count). Only ever run on a
-    plaintext whose tag was checked first, so no padding oracle can form."""
-    if not data or len(data) % _AES_BLOCK:
+    """``data`` without its PKCS#7 padding, by ``cryptography``'s unpadder; None
+    where it refuses (no padding, or one not made of its count). Only ever run
+    on a plaintext whose tag was checked first, so no padding oracle can form."""
+    unpadder = PKCS7(_AES_BLOCK * 8).unpadder()
+    try:
+        return unpadder.update(data) + unpadder.finalize()
+    except ValueError:
         return None
-    count = data[-1]
-    if not 0 < count <= _AES_BLOCK or data[-count:] != bytes((count,)) * count:
-        return None
-    return data[:-count]
 
 
 class _AEAD(aead_aes_hmac.AEAD):
     """The package's AEAD (HKDF-SHA-256 to an AES-256 key, an HMAC key and an
     IV; AES-256-CBC with PKCS#7; HMAC-SHA-256 over associated data and
     ciphertext, appended), made of the same library calls (``cryptography``'s
-    HKDF, AES-CBC and HMAC) called directly, with PKCS#7 padding done in
-    place and the tag checked in constant time (``HMAC.verify``; the package
+    HKDF, AES-CBC and HMAC) called directly, with ``cryptography``'s PKCS#7
+    padding and the tag checked in constant time (``HMAC.verify``; the package
     compares with ``!=``). Same bytes as the package's
     (``tests/core/test_ratchet_state.py``)."""
 
