@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from p2pdm.core.identity import Identity, PeerId
-from p2pdm.core.kinds import Body
+from p2pdm.core.kinds import BlobChunkBody, Body
 from p2pdm.core.sealing import check_inner, open_envelope
 from p2pdm.core.wire import Envelope
 from p2pdm.errors import RateLimited
@@ -109,6 +109,16 @@ def acquainted(*nodes: Node) -> None:
 
 #: What :func:`flush` saw refused, as the network would (kept for a look in a debugger).
 refusals: list[Exception] = []
+
+
+def chunks_for(sender: Node, to: Node) -> list[tuple[bytes, int]]:
+    """The file chunks queued from ``sender`` to ``to``, in outbox order."""
+    out = []
+    for item in sender.store.outbox_for(to.peer_id):
+        body = peek_body(item.envelope, to.messenger)
+        if isinstance(body, BlobChunkBody):
+            out.append((body.blob_id, body.index))
+    return out
 
 
 def flush(*nodes: Node, rounds: int = 6) -> int:

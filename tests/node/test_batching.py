@@ -66,27 +66,35 @@ async def test_concurrent_work_is_committed_in_one_group(store: CountingStore) -
     assert store.get_setting("k9") == 9 and not failures
 
 
+async def _set_setting(
+    batcher: CommitBatcher, store: SQLiteStore, n: int, errors: list[BaseException]
+) -> bool:
+    """Submit one transaction setting ``k<n>``; a StoreError goes to ``errors``
+    (and True is returned)."""
+
+    def work() -> None:
+        with store.transaction():
+            store.set_setting(f"k{n}", n)
+
+    try:
+        await batcher.submit(work)
+    except StoreError as exc:
+        errors.append(exc)
+        return True
+    return False
+
+
 async def test_a_failed_group_commit_fails_every_caller(store: CountingStore) -> None:
     failures: list[bool] = []
     batcher = CommitBatcher(store, lambda: failures.append(True))
     store.fail_commit = True
     errors: list[BaseException] = []
 
-    async def one(n: int) -> None:
-        def work() -> None:
-            with store.transaction():
-                store.set_setting(f"k{n}", n)
-
-        try:
-            await batcher.submit(work)
-        except StoreError as exc:
-            errors.append(exc)
-
     async with trio.open_nursery() as nursery:
         await nursery.start(batcher.run)
         async with trio.open_nursery() as callers:
             for n in range(4):
-                callers.start_soon(one, n)
+                callers.start_soon(_set_setting, batcher, store, n, errors)
         nursery.cancel_scope.cancel()
     assert len(errors) == 4 and failures == [True]
     assert store.settings() == {}  # nothing was kept
@@ -113,15 +121,8 @@ async def test_a_group_commit_failing_in_its_thread_fails_every_caller_once_put_
     errors: list[BaseException] = []
 
     async def one(n: int) -> None:
-        def work() -> None:
-            with store.transaction():
-                store.set_setting(f"k{n}", n)
-
-        try:
-            await batcher.submit(work)
-        except StoreError as exc:
+        if await _set_setting(batcher, store, n, errors):
             order.append("caller")
-            errors.append(exc)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(batcher.run)

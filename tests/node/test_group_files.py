@@ -12,10 +12,9 @@ import pytest
 
 import p2pdm.node.media as media_module
 from p2pdm.core.blob import CHUNK_BYTES
-from p2pdm.core.kinds import BlobChunkBody
 from p2pdm.node.node import Node
 from tests.conftest import make_node
-from tests.node.conftest import peek_body
+from tests.node.conftest import chunks_for
 
 
 @pytest.fixture
@@ -24,15 +23,6 @@ def three() -> tuple[Node, Node, Node]:
     for a, b in itertools.permutations(nodes, 2):
         a.add_contact_from_invite(b.invite(), b.name)
     return nodes  # type: ignore[return-value]
-
-
-def chunks_for(sender: Node, to: Node) -> list[tuple[bytes, int]]:
-    out = []
-    for item in sender.store.outbox_for(to.peer_id):
-        body = peek_body(item.envelope, to.messenger)
-        if isinstance(body, BlobChunkBody):
-            out.append((body.blob_id, body.index))
-    return out
 
 
 async def test_small_files_follow_a_group_message_to_members_away(

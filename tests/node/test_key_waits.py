@@ -31,7 +31,7 @@ from p2pdm.node.node import Node
 from p2pdm.node.requests import BLOCKED_NOTE
 from p2pdm.store import MemoryStore, SQLiteStore
 from p2pdm.store.base import Store
-from tests.node.conftest import flush, peek_body
+from tests.node.conftest import chunks_for, flush
 
 EPOCH_MS = 1_700_000_000_000
 
@@ -254,16 +254,6 @@ async def test_a_message_from_the_peer_sends_what_waited_and_a_block_fails_it(
     assert (await _status(alice, to_carol.id))[0] is DeliveryStatus.FAILED
 
 
-def _chunks_to(sender: Node, to: Node) -> list[tuple[bytes, int]]:
-    """The file chunks queued from ``sender`` to ``to``, in outbox order."""
-    out = []
-    for item in sender.store.outbox_for(to.peer_id):
-        body = peek_body(item.envelope, to.messenger)
-        if isinstance(body, BlobChunkBody):
-            out.append((body.blob_id, body.index))
-    return out
-
-
 async def test_a_file_and_a_place_wait_for_keys_and_the_file_follows_once_found(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -292,7 +282,7 @@ async def test_a_file_and_a_place_wait_for_keys_and_the_file_follows_once_found(
     assert alice.store.key_waits() == []
     queued = alice.store.outbox_for(bob.peer_id)
     assert queued[0].message_id == photo.id  # the message first, its chunks after it
-    assert _chunks_to(alice, bob) == [(record.blob_id, 0), (record.blob_id, 1)]
+    assert chunks_for(alice, bob) == [(record.blob_id, 0), (record.blob_id, 1)]
     assert queued[-1].message_id == place.id
     for item in queued:  # as Bob's receiver takes them from his mailboxes
         received = bob.messenger.receive(item.envelope)
