@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 import trio
 
-from p2pdm.core.dm import DM_PROTOCOL, Ack, Deliver, decode_ack, decode_deliver
+from p2pdm.core.dm import DM_PROTOCOL, DM_WINDOW, Ack, Deliver, decode_ack, decode_deliver
 from p2pdm.core.identity import Identity
 from p2pdm.core.model import DeliveryStatus, OutboxItem
 from p2pdm.errors import PeerUnreachable
@@ -153,6 +153,23 @@ async def test_queued_envelopes_go_out_in_few_writes_and_their_acks_too(  # type
     assert 2 <= len(to_alice) < 50
     got = bob.node.messages(alice.node.peer_id, limit=500).messages
     assert [m.id for m in reversed(got)] == [m.id for m in sent]  # in order, each once
+
+
+async def test_a_backlog_larger_than_the_window_flows_as_acks_free_it(  # type: ignore[no-untyped-def]
+    world, autojump_clock
+) -> None:
+    """Four windows queued at once (a bot's batch): each ack makes room for the
+    next envelopes at once; the writer does not wait for the sent-mark timer
+    or the scheduler's next pass between windows (it once did: ~one window a
+    second)."""
+    _, alice, bob = world
+    start = trio.current_time()
+    sent = [alice.node.send_text(bob.node.peer_id, f"w{i}") for i in range(4 * DM_WINDOW)]
+    alice.delivery.wake(bob.node.peer_id)
+    for m in sent:
+        await wait_status(alice.node, m.id.hex(), DeliveryStatus.DELIVERED)
+    assert trio.current_time() - start < SENT_MARK_WAIT_SECONDS
+    assert bob.node.store.counts()["messages"] == 4 * DM_WINDOW
 
 
 @pytest.mark.slow

@@ -284,6 +284,9 @@ class Sender:
                 finally:
                     settling -= ids
                     room.unpark_all()
+                    # The writer may be waiting for work rather than room: what
+                    # is due beyond the window it read goes out now.
+                    self.scheduler.wake(stream.remote_peer)
                 if not acked:
                     return
         except (P2PDMError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
