@@ -41,7 +41,7 @@ from p2pdm.core.model import (
 from p2pdm.core.sealing import EPHEMERAL_SECRET_BYTES, seal
 from p2pdm.core.wire import InnerMessage, PrekeyBundle
 from p2pdm.errors import PeerBlocked, SchemaError, SessionError, WireError
-from p2pdm.limits import ENVELOPE_TTL_SECONDS, KEY_WAIT_TTL_MS, MAX_TEXT_BYTES
+from p2pdm.limits import ENVELOPE_TTL_SECONDS, KEY_WAIT_TTL_MS, MAX_KEY_WAITS, MAX_TEXT_BYTES
 from p2pdm.node.actions import action_expiry_s
 from p2pdm.node.contact_names import name_from_invite
 from p2pdm.node.media import MediaLibrary, media_of, push_files
@@ -205,8 +205,8 @@ class KeyWaits:
         """Store a text message for ``peer`` (``queued``, no envelope yet) to be
         sent once its prekeys are found; returns it.
 
-        Raises SchemaError for an empty or over-long text, StoreError past
-        MAX_KEY_WAITS waiting messages or if the idempotency key is taken.
+        Raises SchemaError for an empty or over-long text, and what
+        :meth:`hold_body` raises.
         """
         if not text.strip():
             raise SchemaError("a message needs some text")
@@ -229,9 +229,15 @@ class KeyWaits:
         conversation's timer already. A message with files records them as
         going to ``peer`` in the same transaction, as a sent one does.
 
-        Raises StoreError past MAX_KEY_WAITS waiting messages or if the
-        idempotency key is taken.
+        Raises SessionError when MAX_KEY_WAITS messages wait already (the
+        API's ``no_session``), StoreError if the idempotency key is taken.
         """
+        if len(self.store.key_waits()) >= MAX_KEY_WAITS:
+            raise SessionError(
+                f"cannot find {self._who(peer)} in the network to start a session, and "
+                f"{MAX_KEY_WAITS} messages already wait for their recipients' keys; "
+                "add the contact from an invite instead"
+            )
         now = self.now_ms()
         inner = InnerMessage.create(
             self.messenger.identity,

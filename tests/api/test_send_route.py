@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 from collections import Counter
 
+import pytest
+
+import p2pdm.node.key_waits as key_waits_module
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.node.node import Node
 from p2pdm.store.memory import MemoryStore
@@ -108,3 +111,29 @@ async def test_a_file_or_a_place_to_a_peer_not_found_yet_waits_too() -> None:
         sent.json()["id"],
         place.json()["id"],
     ]
+
+
+async def test_past_the_waiting_bound_a_send_is_a_clear_no_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When MAX_KEY_WAITS messages wait for keys, one more to an unfound peer
+    is refused with 422 ``no_session`` saying why (not a store error); nothing
+    is stored for it."""
+    monkeypatch.setattr(key_waits_module, "MAX_KEY_WAITS", 2)
+    node = make_node("alice")
+    node.fetch_bundle = _nowhere
+    bob = make_node("bob")
+    node.add_contact_by_peer_id(str(bob.peer_id), "bob")
+    async with serving(node) as api:
+        for text in ("one", "two"):
+            ok = await api.call("POST", "/v1/messages", json={"to": "bob", "text": text})
+            assert ok.status_code == 201, ok.text
+        refused = await api.call("POST", "/v1/messages", json={"to": "bob", "text": "three"})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "no_session"
+        assert (
+            "2 messages already wait for their recipients' keys"
+            in refused.json()["error"]["message"]
+        )
+    assert len(node.store.key_waits(bob.peer_id)) == 2
+    assert node.store.counts()["messages"] == 2
