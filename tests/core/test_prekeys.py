@@ -35,6 +35,22 @@ def _saved(fields: dict[str, object]) -> bytes:
     return cbor.encode(fields)
 
 
+def _same_state(a: bytes, b: bytes) -> bool:
+    """Equal saved states: the x3dh package writes its one-time prekeys from
+    a set, whose order depends on how the set was built, so those compare as
+    sets and everything else exactly."""
+
+    def meaning(data: bytes) -> dict[str, object]:
+        fields = _fields(data)
+        x3dh = fields["x3dh"]
+        assert isinstance(x3dh, bytes)
+        state = json.loads(x3dh)
+        state["pre_keys"] = sorted(state["pre_keys"])
+        return dict(fields, x3dh=state)
+
+    return meaning(a) == meaning(b)
+
+
 def test_a_restored_state_publishes_its_bundle_without_building_the_x3dh_state() -> None:
     me = Identity(os.urandom(32))
     own = OwnPrekeys.create(me, NOW)
@@ -91,7 +107,7 @@ def test_a_version_2_state_is_read_and_flagged_to_be_saved_again() -> None:
     again = OwnPrekeys.from_bytes(me, _saved(old))
     assert again.outdated
     assert again.bundle(3) == own.bundle(3)
-    assert again.to_bytes() == own.to_bytes()
+    assert _same_state(again.to_bytes(), own.to_bytes())
     assert not OwnPrekeys.from_bytes(me, again.to_bytes()).outdated
 
 
