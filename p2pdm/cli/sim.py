@@ -207,7 +207,7 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         "--dht-forming",
         choices=("auto", "join", "plan"),
         default=None,
-        help="virtual clock: how routing tables form as nodes join; join: each looks"
+        help="how routing tables form as nodes join; join: each looks"
         " itself up, as a real node does; plan: each starts with the peers that lookup"
         " would find, computed from the plan (every later lookup is real); auto"
         f" (default): plan from {PLANNED_TABLES_MIN_NODES} nodes on",

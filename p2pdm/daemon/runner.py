@@ -522,6 +522,7 @@ async def serve_node(
     faults: TcpFaults | None = None,
     on_delivery: Callable[[Delivery], None] | None = None,
     publish_gate: Callable[[], Awaitable[None]] | None = None,
+    join_gate: Callable[[], Awaitable[None]] | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,  # trio.TaskStatus[Serving]
 ) -> None:
     """Run ``node``'s network services until cancelled; reports :class:`Serving`.
@@ -538,7 +539,9 @@ async def serve_node(
     sees the delivery service before it accepts anything (simulations time
     the DHT lookups of its network; what the node accepts they learn from
     the node's observer). ``publish_gate``: awaited before the node's first
-    record publication (a simulation publishes once its network has formed).
+    record publication (a simulation publishes once its network has formed);
+    ``join_gate``: awaited in the background before the DHT join, the node
+    serving meanwhile (a real-clock simulation joins once every node listens).
     Cancelling stops the services, then closes the host; the store stays
     open (it is the caller's). Raises ConfigError for bad addresses or a
     taken port.
@@ -556,6 +559,7 @@ async def serve_node(
         relay=options.relay,
         mdns=options.mdns,
         join_delay=options.start_delay,
+        join_gate=join_gate,
         # Before joining: our DHT neighbours hand us the records we should hold.
         record_namespaces={records.RECORD_NAMESPACE: (_validate, _select)},
     ) as host:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
@@ -82,12 +83,19 @@ async def rejoin(host: Host) -> None:
             await look_up_ourselves(host)
 
 
-async def start(host: Host, nursery: trio.Nursery, join_delay: float = 0.0) -> None:
+async def start(
+    host: Host,
+    nursery: trio.Nursery,
+    join_delay: float = 0.0,
+    join_gate: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """Serve the DHT (server mode) and join it through the bootstrap peers.
 
     ``join_delay`` > 0: return at once and join that many seconds later
     in ``nursery`` (the host's background tasks): a simulation spreads its
     nodes' joins over a window, as a real network's nodes come and go.
+    ``join_gate``: likewise, joining once ``join_gate()`` has returned
+    (a real-clock simulation holds every join until all its nodes listen).
     :attr:`Host.joined` is set once the join has ended either way.
     """
     # Our bounded bootstrap re-dial replaces libp2p's auto-connector.
@@ -102,7 +110,11 @@ async def start(host: Host, nursery: trio.Nursery, join_delay: float = 0.0) -> N
                 trio.CapacityLimiter(math.inf),
             ),
         )
-    if join_delay > 0:
+    if join_gate is not None:
+        # No bootstrap re-dial before the join itself (it sets the time).
+        host._last_bootstrap_round = math.inf
+        nursery.start_soon(_join_when, host, join_gate)
+    elif join_delay > 0:
         # No bootstrap re-dial before the join itself.
         host._last_bootstrap_round = trio.current_time() + join_delay
         nursery.start_soon(_join_later, host, join_delay)
@@ -115,17 +127,25 @@ async def _join_later(host: Host, delay: float) -> None:
     await _join_first(host)
 
 
+async def _join_when(host: Host, gate: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await gate()
+    except BaseException:
+        host.joined.set()  # no join will come: nobody waits for it
+        raise
+    await _join_first(host)
+
+
 async def _join_first(host: Host) -> None:
     try:
         seed = host.table_seed
         if seed is not None:
             # A simulation's plan knows what the self-lookup would find.
             await host.seed_routing_table(seed())
-        if host._bootstrap:
-            host._last_bootstrap_round = trio.current_time()
-            if await join(host) and seed is None:
-                with trio.move_on_after(JOIN_LOOKUP_TIMEOUT_SECONDS):
-                    await look_up_ourselves(host)
+        host._last_bootstrap_round = trio.current_time()
+        if host._bootstrap and await join(host) and seed is None:
+            with trio.move_on_after(JOIN_LOOKUP_TIMEOUT_SECONDS):
+                await look_up_ourselves(host)
     finally:
         host.joined.set()
 

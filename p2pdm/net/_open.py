@@ -11,7 +11,7 @@ nursery for the duration of the block.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING, cast
 
@@ -64,6 +64,7 @@ async def open_host(
     faults: TcpFaults | None = None,
     dht_limits: DhtLimits = DEFAULT_DHT_LIMITS,
     join_delay: float = 0.0,
+    join_gate: Callable[[], Awaitable[None]] | None = None,
     record_namespaces: Mapping[str, tuple[RecordValidator, RecordSelector]] | None = None,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host with the identity of ``seed`` for the duration of the block.
@@ -97,7 +98,9 @@ async def open_host(
     DIAL_TIMEOUT_SECONDS + IDENTIFY_WAIT_SECONDS + JOIN_LOOKUP_TIMEOUT_SECONDS.
     With ``join_delay`` > 0 entering does not wait: the host joins that
     many seconds later in the background (a simulation's start-up window),
-    and sets :attr:`Host.joined` once it has. On exit,
+    and sets :attr:`Host.joined` once it has. ``join_gate`` likewise, joining
+    once the awaitable it returns has ended (a real-clock simulation holds
+    its nodes' joins until every node listens). On exit,
     listeners and connections are closed before this returns, also when the
     block is cancelled. Raises IdentityError for a bad seed, ConfigError for
     bad addresses or when nothing can be listened on.
@@ -197,7 +200,7 @@ async def open_host(
                 trio.open_nursery() as nursery,
             ):
                 host._tasks = nursery
-                await _maintenance.start(host, nursery, join_delay)
+                await _maintenance.start(host, nursery, join_delay, join_gate)
                 nursery.start_soon(_maintenance.maintain, host, join_delay)
                 if mdns and network is None:
                     port = int(listen_addrs[0].value_for_protocol("tcp"))

@@ -136,6 +136,20 @@ START_WINDOW_SECONDS_PER_NODE: Final = 1.0
 #: (docs/simulation.md, "Scale: 1,000 nodes").
 PLANNED_START_WINDOW_SECONDS_PER_NODE: Final = 0.25
 START_WINDOW_MAX_SECONDS: Final = 600.0
+#: The cyclic garbage collector's thresholds while a run's nodes live in a
+#: process (``simulate``'s, each worker's; Python's are 700, 10, 10). Every
+#: dial, stream and lookup leaves short-lived cycles behind, and the default
+#: thresholds scan the whole heap (about a million objects at 80 nodes)
+#: every few seconds of CPU: 15 % of an 80-node run's forming went to the
+#: collector, 32 full collections (docs/simulation.md, Scale). Rarer
+#: collections free the same cycles later.
+SIM_GC_THRESHOLDS: Final = (50_000, 20, 100)
+#: A real-clock run with routing tables from the plan (:meth:`SimNetwork.hold_joins`):
+#: every node listens first, then each joins at a random moment of a window
+#: of this many seconds per node (at most START_WINDOW_MAX_SECONDS). Such a
+#: join is a bootstrap dial and identify (a few ms of CPU on each side), so
+#: a tenth of a second a node keeps them few at a time on two cores.
+REAL_PLANNED_START_WINDOW_SECONDS_PER_NODE: Final = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +189,14 @@ class SimNetwork:
         #: While the start-up wave is spread: its joins seed routing tables
         #: from the plan (:mod:`p2pdm.sim.tables`) instead of looking up.
         self.planned_tables = False
-        #: Every online node's peer ID and addresses, for tables from the plan.
+        #: Every online node's peer ID and addresses, for tables from the plan
+        #: (nodes of other worker processes: from :meth:`learn_addrs`).
         self._addrs: dict[int, tuple[PeerId, list[str]]] = {}
+        #: Real clock, tables from the plan (:meth:`hold_joins`): set once
+        #: every node listens; a node's first join waits for it.
+        self._joins_released: trio.Event | None = None
+        #: Seconds each step of forming took (:func:`open_sim_network`).
+        self.forming_steps: dict[str, float] = {}
         #: During a TCP partition: the group of every node's peer ID.
         self._group_of: dict[PeerId, int] = {}
 
@@ -238,13 +258,10 @@ class SimNetwork:
             serving: Serving = await self._nursery.start(self._serve, sim_node, bootstrap)
         sim_node.serving = serving
         self._addrs[sim_node.index] = (sim_node.peer_id, serving.host.listen_addrs())
-        if (
-            self.planned_tables
-            and self.start_window > 0
-            and not sim_node.fixed
-            and not sim_node.starts
-        ):
-            serving.host.table_seed = partial(self.table_from_plan, sim_node)
+        if self.planned_tables and not sim_node.starts:
+            held = self._held(sim_node)
+            if held or (self.start_window > 0 and not sim_node.fixed):
+                serving.host.table_seed = partial(self.table_from_plan, sim_node)
         sim_node.starts += 1
         self._note_publications(sim_node, serving)
         if self.network is not None and self._groups is not None:
@@ -277,12 +294,20 @@ class SimNetwork:
             mailbox=sim_node.offers_mailbox,
             upkeep=setup.upkeep,
         )
-        if self.start_window > 0 and not sim_node.fixed and sim_node.starts == 0:
+        join_gate = None
+        if self._held(sim_node):
+            join_gate = partial(self._held_join, sim_node)
+        elif self.start_window > 0 and not sim_node.fixed and sim_node.starts == 0:
             delay = sim_node.random.uniform(0, self.start_window)
             options = replace(options, start_delay=delay)
-            if self.planned_tables:
-                # Like its routing table: what the node's earlier runs found.
-                remember_providers(sim_node.store, setup.now_ms(), self.mailboxes_from_plan())
+        if (
+            self.planned_tables
+            and not sim_node.fixed
+            and sim_node.starts == 0
+            and (self.start_window > 0 or join_gate is not None)
+        ):
+            # Like its routing table: what the node's earlier runs found.
+            remember_providers(sim_node.store, setup.now_ms(), self.mailboxes_from_plan())
         on_delivery = None if probe is None else partial(probe.delivery_created, sim_node)
         try:
             with trio.CancelScope() as sim_node._scope:
@@ -294,6 +319,7 @@ class SimNetwork:
                     faults=setup.faults,
                     on_delivery=on_delivery,
                     publish_gate=partial(self._publish_gate, sim_node),
+                    join_gate=join_gate,
                     task_status=task_status,
                 )
         finally:
@@ -301,6 +327,54 @@ class SimNetwork:
             sim_node.serving = None
             sim_node._scope = None
             sim_node._done.set()
+
+    def hold_joins(self) -> None:
+        """Real clock, tables from the plan: nodes started from now on (first
+        starts only) listen and serve but join the DHT only after
+        :meth:`release_joins`, when every node's address is known."""
+        self._joins_released = trio.Event()
+
+    def _held(self, sim_node: SimNode) -> bool:
+        released = self._joins_released
+        return released is not None and not released.is_set() and sim_node.starts == 0
+
+    async def _held_join(self, sim_node: SimNode) -> None:
+        assert self._joins_released is not None
+        await self._joins_released.wait()
+        await trio.sleep(sim_node.random.uniform(0, self.start_window))
+
+    def learn_addrs(self, addrs: dict[int, list[str]]) -> None:
+        """Addresses of nodes run by other worker processes, for tables from the plan."""
+        for index, node_addrs in addrs.items():
+            if not self.nodes[index].local:
+                self._addrs[index] = (self.nodes[index].peer_id, node_addrs)
+
+    async def release_joins(
+        self,
+        window: float,
+        timeout: float = NODE_START_TIMEOUT_SECONDS,  # noqa: ASYNC109
+    ) -> None:
+        """Let the held joins run, each at a random moment of ``window`` seconds;
+        returns once every node of this process that is online has joined.
+
+        Raises trio.TooSlowError if they have not within ``window + timeout``.
+        """
+        if self._joins_released is None:
+            raise RuntimeError("release_joins without hold_joins")
+        self.start_window = window
+        self._joins_released.set()
+        try:
+            await self.wait_joined(window + timeout)
+        finally:
+            self.start_window = 0.0
+
+    async def wait_joined(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until every online node of this process has joined the DHT."""
+        await wait_until(
+            lambda: all(n.running.host.joined.is_set() for n in self.nodes if n.online),
+            timeout,
+            lambda: "not every node joined the DHT",
+        )
 
     def table_from_plan(self, sim_node: SimNode) -> list[tuple[PeerId, list[str]]]:
         """What ``sim_node``'s join would put in its routing table, from the plan:
@@ -317,8 +391,7 @@ class SimNetwork:
     @property
     def publish_window(self) -> float:
         """Seconds over which the nodes publish their records once formed."""
-        per_node = PUBLISH_WINDOW_SECONDS_PER_NODE * len(self.nodes)
-        return max(1.0, min(PUBLISH_WINDOW_MAX_SECONDS, per_node))
+        return publish_window(len(self.nodes))
 
     async def _publish_gate(self, sim_node: SimNode) -> None:
         """Hold ``sim_node``'s first record publication until the network has formed,
@@ -347,17 +420,19 @@ class SimNetwork:
         :attr:`publish_window`) and wait until every online node's first
         publication has ended: its record stored at the closest peers (libp2p's
         put returns once they answered, within RECORD_PUT_TIMEOUT_SECONDS)."""
-        await wait_until(
-            lambda: all(n.running.host.joined.is_set() for n in self.nodes if n.online),
-            self.start_window + timeout,
-            lambda: "not every node joined the DHT",
-        )
-        if self.planned_tables:
+        await self.wait_joined(self.start_window + timeout)
+        if self.planned_tables and self._joins_released is None:
             # The fixed nodes joined first, into an empty network: their tables
             # now get what the joins that followed would have filled them with.
             for sim_node in self.nodes:
                 if sim_node.fixed and sim_node.online:
                     await sim_node.running.host.seed_routing_table(self.table_from_plan(sim_node))
+        await self.publish_formed(timeout)
+
+    async def publish_formed(self, timeout: float = WAIT_TIMEOUT_SECONDS) -> None:  # noqa: ASYNC109
+        """The network has formed: let the nodes of this process publish their
+        records (over :attr:`publish_window`) and wait until each online one's
+        first publication has ended."""
         self._formed_at = trio.current_time()
         self.formed.set()
         await trio.sleep(self.publish_window)  # every gate has opened by then
@@ -539,6 +614,18 @@ async def wait_until(
     raise trio.TooSlowError(describe() if describe else f"not done after {timeout} s")
 
 
+def publish_window(count: int) -> float:
+    """Seconds over which ``count`` nodes publish their records once formed."""
+    per_node = PUBLISH_WINDOW_SECONDS_PER_NODE * count
+    return max(1.0, min(PUBLISH_WINDOW_MAX_SECONDS, per_node))
+
+
+def real_start_window(count: int) -> float:
+    """Seconds over which a real-clock run's ``count`` held joins come
+    (:meth:`SimNetwork.release_joins`)."""
+    return min(START_WINDOW_MAX_SECONDS, REAL_PLANNED_START_WINDOW_SECONDS_PER_NODE * count)
+
+
 def virtual_wall_ms() -> Callable[[], int]:
     """A wall clock (ms) that starts now and then follows trio's clock (virtual time)."""
     start_ms, t0 = wall_ms(), trio.current_time()
@@ -627,9 +714,11 @@ async def open_sim_network(
     ``faults``: latency and loss on every TCP connection (without ``network``).
     ``spread_start`` (virtual clock): the nodes' first mailbox fetches and
     DHT joins are spread over a window (START_WINDOW_*); the network is
-    formed once every node has joined. ``planned_tables`` (with
-    ``spread_start``): those joins seed each routing table from the plan
-    instead of looking the node up (:mod:`p2pdm.sim.tables`).
+    formed once every node has joined. ``planned_tables``: those joins seed
+    each routing table from the plan instead of looking the node up
+    (:mod:`p2pdm.sim.tables`); without ``spread_start`` (real clock) every
+    node listens first, then the joins come over a window
+    (:func:`real_start_window`).
     """
     if count < 2:
         raise ValueError("a simulated network needs at least 2 nodes")
@@ -647,6 +736,7 @@ async def open_sim_network(
         faults=faults,
         publish_after_forming=True,
     ) as sim:
+        sim.planned_tables = planned_tables
         if spread_start:
             per_node = (
                 PLANNED_START_WINDOW_SECONDS_PER_NODE
@@ -654,10 +744,23 @@ async def open_sim_network(
                 else START_WINDOW_SECONDS_PER_NODE
             )
             sim.start_window = min(START_WINDOW_MAX_SECONDS, per_node * count)
-            sim.planned_tables = planned_tables
+        elif planned_tables:
+            sim.hold_joins()  # real clock: every node listens before any joins
+        last = trio.current_time()
+
+        def step(name: str) -> None:
+            nonlocal last
+            sim.forming_steps[name] = round(trio.current_time() - last, 3)
+            last = trio.current_time()
+
         for sim_node in nodes:
             await sim.start(sim_node)
+        step("started")
+        if planned_tables and not spread_start:
+            await sim.release_joins(real_start_window(count))
+            step("joined")
         sim.add_contacts(rng, contacts)
         await sim.publish_records()
+        step("published")
         sim.start_window = 0.0  # a node started later (a restart) comes up alone
         yield sim

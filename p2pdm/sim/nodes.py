@@ -98,6 +98,8 @@ class Nodes(Protocol):
     #: Resident memory of the processes running nodes before any node
     #: started (None: this process's, taken before forming).
     baseline_rss_mb: float | None
+    #: Seconds each step of forming took, by name (for the report).
+    forming_steps: dict[str, float]
 
     def __len__(self) -> int: ...
     def online(self, index: int) -> bool: ...
@@ -142,6 +144,7 @@ class LocalNodes:
         self.contacts = sim.contacts
         self.network = sim.network
         self.baseline_rss_mb: float | None = None
+        self.forming_steps = sim.forming_steps
 
     def __len__(self) -> int:
         return len(self.sim)

@@ -98,16 +98,19 @@ class SimOptions:
     #: Noise handshake as on TCP; "sim", the memory network's own knowledge of
     #: which node is at each end, no key agreement (docs/simulation.md).
     link_auth: str = "noise"
-    #: How a virtual-time run's nodes fill their DHT routing tables as they
-    #: join (``--dht-forming``): "join", each looks itself up through its
+    #: How the nodes fill their DHT routing tables as they join
+    #: (``--dht-forming``): "join", each looks itself up through its
     #: bootstrap peer, as a real node does; "plan", each starts with the peers
     #: that lookup would find, computed from the plan's identities (every
-    #: later lookup is real); "auto", "plan" from PLANNED_TABLES_MIN_NODES on.
+    #: later lookup is real; with the real clock every node listens before
+    #: any joins, in one process or in workers); "auto", "plan" from
+    #: PLANNED_TABLES_MIN_NODES on (never with ``bootstrap``: the plan knows
+    #: only this simulation's nodes).
     dht_forming: DhtForming = "auto"
 
     def planned_tables(self) -> bool:
         """Whether the joins seed their routing tables from the plan."""
-        if self.clock != "virtual" or self.dht_forming == "join":
+        if self.dht_forming == "join" or (self.clock == "real" and self.bootstrap):
             return False
         return self.dht_forming == "plan" or self.nodes >= PLANNED_TABLES_MIN_NODES
 
@@ -144,8 +147,10 @@ class SimOptions:
             raise ConfigError("--link-auth sim is for the memory network: use --clock virtual")
         if self.dht_forming not in ("auto", "join", "plan"):
             raise ConfigError("--dht-forming is auto, join or plan")
-        if self.dht_forming == "plan" and self.clock != "virtual":
-            raise ConfigError("--dht-forming plan is for the memory network: use --clock virtual")
+        if self.dht_forming == "plan" and self.bootstrap:
+            raise ConfigError(
+                "--dht-forming plan knows only this simulation's nodes: not with --bootstrap"
+            )
         if self.bootstrap and self.clock != "real":
             raise ConfigError("--bootstrap joins other machines over TCP: use --clock real")
         refuse_own_peers(self.bootstrap, self.seed, self.nodes)
@@ -215,6 +220,8 @@ class Outcome:
     restarts: int = 0
     network_stats: dict[str, int] = field(default_factory=dict)
     form_s: float = 0.0
+    #: Seconds each step of forming took (started, joined, contacts, published).
+    forming_steps: dict[str, float] = field(default_factory=dict)
     #: How long each phase took (forming, traffic, returning, draining), in
     #: simulation seconds.
     phase_s: dict[str, float] = field(default_factory=dict)

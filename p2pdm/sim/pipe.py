@@ -83,6 +83,10 @@ def _indices(items: Any, what: str) -> list[int]:
     return items
 
 
+def _node_list(f: Fields, key: str) -> list[int]:
+    return _indices(f.array(key, PIPE_BATCH), f"{f.what}.{key}")
+
+
 def _groups(f: Fields, key: str) -> list[list[int]]:
     return [_indices(group, f"{f.what}.{key}") for group in f.array(key, PIPE_BATCH)]
 
@@ -155,6 +159,11 @@ REQUESTS: Final[dict[str, dict[str, _Reader]]] = {
     "link": {"latency_us": _count, "jitter_us": _count, "loss_ppm": _count},
     "outside": {},
     "stats": {},
+    # Tables from the plan (``--dht-forming plan``): the nodes listen first,
+    # then learn each other's addresses, join over a window, publish.
+    "book": {"nodes": _node_list, "addrs": _texts},
+    "join": {"window_ms": _count},
+    "publish": {},
 }
 #: What each successful reply carries.
 REPLIES: Final[dict[str, dict[str, _Reader]]] = {
@@ -171,6 +180,9 @@ REPLIES: Final[dict[str, dict[str, _Reader]]] = {
     "link": {},
     "outside": {"in_routing_tables": _texts, "mailbox_providers": _texts},
     "stats": {"stats": _counts},
+    "book": {},
+    "join": {},
+    "publish": {},
 }
 #: What each event carries: the recipient committed a message; a node
 #: refused an envelope; a node's host made a DHT lookup.
@@ -196,6 +208,8 @@ CONFIG: Final[dict[str, _Reader]] = {
     "latency_us": _count,
     "jitter_us": _count,
     "loss_ppm": _count,
+    #: Routing tables from the plan (``--dht-forming``): joins wait for "join".
+    "planned": _flag,
 }
 
 

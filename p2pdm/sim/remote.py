@@ -26,7 +26,7 @@ import random
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +36,15 @@ import trio
 
 from p2pdm.errors import SimWorkerError, WireError
 from p2pdm.net import LinkFaults, MemoryNetwork
-from p2pdm.sim.layout import bootstrap_count, bootstrap_of, contact_pairs
+from p2pdm.sim.layout import bootstrap_count, bootstrap_of, contact_pairs, fixed_count
 from p2pdm.sim.metrics import Recorder
-from p2pdm.sim.network import NODE_START_TIMEOUT_SECONDS, NODE_STOP_TIMEOUT_SECONDS
+from p2pdm.sim.network import (
+    NODE_START_TIMEOUT_SECONDS,
+    NODE_STOP_TIMEOUT_SECONDS,
+    WAIT_TIMEOUT_SECONDS,
+    publish_window,
+    real_start_window,
+)
 from p2pdm.sim.nodes import changed_links, first_error, link_args, rss_mb
 from p2pdm.sim.pipe import (
     PIPE_BATCH,
@@ -225,6 +231,19 @@ class _Worker:
             await self.process.wait()
 
 
+class _Steps:
+    """Notes into ``steps`` the seconds since the last step, by name."""
+
+    def __init__(self, steps: dict[str, float]) -> None:
+        self.steps = steps
+        self.last = trio.current_time()
+
+    def __call__(self, name: str) -> None:
+        now = trio.current_time()
+        self.steps[name] = round(now - self.last, 3)
+        self.last = now
+
+
 class RemoteNodes:
     """:class:`~p2pdm.sim.nodes.Nodes` run by worker processes; node i in worker i % N."""
 
@@ -245,6 +264,8 @@ class RemoteNodes:
         self.external: tuple[str, ...] = ()
         self._online: set[int] = set()
         self._partitioned = False
+        #: Seconds each step of forming took (started, joined, contacts, published).
+        self.forming_steps: dict[str, float] = {}
 
     def worker(self, index: int) -> _Worker:
         return self.workers[index % len(self.workers)]
@@ -306,12 +327,17 @@ class RemoteNodes:
         reply = await self.worker(sender).request("send", args)
         return reply["id"], self._seconds(reply["at_ns"])
 
-    async def _everywhere(self, op: str, args: dict[str, Any]) -> None:
+    async def _everywhere(
+        self,
+        op: str,
+        args: dict[str, Any],
+        timeout: float = WORKER_REPLY_TIMEOUT_SECONDS,  # noqa: ASYNC109
+    ) -> None:
         """Ask every worker at once; raises the first SimWorkerError."""
         try:
             async with trio.open_nursery() as nursery:
                 for worker in self.workers:
-                    nursery.start_soon(worker.request, op, args)
+                    nursery.start_soon(worker.request, op, args, timeout)
         except BaseExceptionGroup as group:
             raise first_error(group, SimWorkerError) from None
 
@@ -368,17 +394,36 @@ class RemoteNodes:
                 peers.update(reply[kind])
         return {kind: len(peers) for kind, peers in seen.items()}
 
-    async def form(self, rng: random.Random, per_node: int) -> None:
-        """Start every node (bootstrap nodes first, in order), then make the contacts."""
-        bootstraps = bootstrap_count(self.count)
-        for index in range(bootstraps):
+    async def form(
+        self, rng: random.Random, per_node: int, *, mailboxes: int, planned: bool = False
+    ) -> None:
+        """Start every node (bootstrap nodes first, in order), then make the contacts.
+
+        ``planned`` (routing tables from the plan): the workers hold their
+        nodes' joins; once every node listens, every worker learns every
+        address and the joins come over a window; after the contacts the
+        nodes publish their records over the publish window.
+        """
+        step = _Steps(self.forming_steps)
+        first = fixed_count(self.count, mailboxes) if planned else bootstrap_count(self.count)
+        for index in range(first):
             await self.start(index)
+        if planned:  # the mailboxes, for the nodes to remember as they start
+            await self._book(range(first))
         async with trio.open_nursery() as nursery:
             for number in range(len(self.workers)):
-                share = [
-                    i for i in range(bootstraps, self.count) if i % len(self.workers) == number
-                ]
+                share = [i for i in range(first, self.count) if i % len(self.workers) == number]
                 nursery.start_soon(self._start_each, share)
+        step("started")
+        if planned:
+            await self._book(range(first, self.count))
+            window = real_start_window(self.count)
+            await self._everywhere(
+                "join",
+                {"window_ms": round(window * 1000)},
+                window + NODE_START_TIMEOUT_SECONDS + WORKER_REPLY_TIMEOUT_SECONDS,
+            )
+            step("joined")
         pairs = contact_pairs(rng, self.count, per_node)
         for a, b in pairs:
             self.contacts[a].append(b)
@@ -387,6 +432,21 @@ class RemoteNodes:
         async with trio.open_nursery() as nursery:
             for a, b in pairs:
                 nursery.start_soon(self._befriend, limiter, a, b)
+        step("contacts")
+        if planned:
+            window = publish_window(self.count)
+            await self._everywhere(
+                "publish", {}, window + WAIT_TIMEOUT_SECONDS + WORKER_REPLY_TIMEOUT_SECONDS
+            )
+            step("published")
+
+    async def _book(self, indices: Iterable[int]) -> None:
+        """Tell every worker where these nodes listen (tables from the plan)."""
+        pairs = [(i, addr) for i in indices for addr in self.addrs[i]]
+        for at in range(0, len(pairs), PIPE_BATCH):
+            batch = pairs[at : at + PIPE_BATCH]
+            args = {"nodes": [i for i, _ in batch], "addrs": [a for _, a in batch]}
+            await self._everywhere("book", args)
 
     async def _start_each(self, indices: Sequence[int]) -> None:
         for index in indices:
@@ -414,10 +474,12 @@ async def open_worker_network(
     faults: LinkFaults | None,
     recorder: Recorder,
     zero_ns: int,
+    planned_tables: bool = False,
 ) -> AsyncIterator[RemoteNodes]:
     """``nodes`` running nodes with contacts in ``workers`` processes; leaving stops them.
 
-    ``listen`` and ``faults`` (latency and loss on TCP) as for
+    ``listen``, ``faults`` (latency and loss on TCP) and ``planned_tables``
+    (routing tables from the plan) as for
     :func:`~p2pdm.sim.network.open_sim_network`, in every worker.
 
     Raises SimWorkerError (one line) when a worker fails.
@@ -435,6 +497,7 @@ async def open_worker_network(
         "listen": listen or "",
         "faults": faults is not None,
         **link_args(faults or LinkFaults()),
+        "planned": planned_tables,
     }
     started: list[_Worker] = []
     error: BaseException | None = None
@@ -459,7 +522,7 @@ async def open_worker_network(
                     nursery.start_soon(worker.read, remote.on_event)
                     nursery.start_soon(worker.ping)
                 remote.baseline_rss_mb = await remote.rss_mb()
-                await remote.form(rng, contacts)
+                await remote.form(rng, contacts, mailboxes=mailboxes, planned=planned_tables)
                 yield remote
             except (trio.Cancelled, GeneratorExit):
                 raise

@@ -68,6 +68,7 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         "dht_forming": "plan" if outcome.options.planned_tables() else "join",
         "seconds": {
             "forming": round(outcome.form_s, 3),
+            "forming_steps": outcome.forming_steps,
             "phases": {name: round(s, 3) for name, s in outcome.phase_s.items()},
             "simulated": round(outcome.sim_s, 3),
             "wall": round(outcome.wall_s, 3),
@@ -215,6 +216,9 @@ def _phases_text(summary: dict[str, Any]) -> str:
         f"Phases: {phases}; the whole run {seconds['simulated']} simulated s in"
         f" {seconds['wall']} s of wall time."
     )
+    steps = seconds.get("forming_steps")
+    if steps:
+        text += " Forming: " + ", ".join(f"{name} {s:g} s" for name, s in steps.items()) + "."
     cpu = seconds.get("cpu")
     if cpu:
         spent = ", ".join(f"{name} {s:g} s" for name, s in cpu.items())

@@ -44,7 +44,7 @@ from p2pdm.sim.determinism import SIM_EPOCH_MS, deterministic
 from p2pdm.sim.groups import GroupDriver, GroupLedger, GroupSend, plan_groups
 from p2pdm.sim.layout import fixed_count
 from p2pdm.sim.metrics import Recorder
-from p2pdm.sim.network import NODE_START_TIMEOUT_SECONDS, open_sim_network
+from p2pdm.sim.network import NODE_START_TIMEOUT_SECONDS, SIM_GC_THRESHOLDS, open_sim_network
 from p2pdm.sim.nodes import LocalNodes, Nodes, rss_mb
 from p2pdm.sim.options import Outcome, Progress, SimOptions
 from p2pdm.sim.remote import open_worker_network
@@ -58,13 +58,6 @@ OFFLINE_SECONDS: Final = (20.0, 90.0)
 CHURN_AWAY_SECONDS: Final = (10.0, 120.0)
 #: How often the progress callback hears from the run, in simulation seconds.
 PROGRESS_SECONDS: Final = 1.0
-#: The cyclic garbage collector's thresholds while a run's nodes live in this
-#: process (Python's are 700, 10, 10). Every dial, stream and lookup leaves
-#: short-lived cycles behind, and the default thresholds scan the whole heap
-#: (about a million objects at 80 nodes) every few seconds of CPU: 15 % of an
-#: 80-node run's forming went to the collector, 32 full collections
-#: (docs/simulation.md, Scale). Rarer collections free the same cycles later.
-SIM_GC_THRESHOLDS: Final = (50_000, 20, 100)
 
 
 def announce_join(addrs: list[str], seed: int) -> None:
@@ -236,6 +229,7 @@ async def _open_nodes(
             faults=link_faults if faulty_tcp else None,
             recorder=recorder,
             zero_ns=zero_ns,
+            planned_tables=options.planned_tables(),
         ) as nodes:
             yield nodes
         return
@@ -340,6 +334,7 @@ async def _simulate(
     report(None)
     async with _open_nodes(options, recorder, now_ms, zero_ns) as sim:
         outcome.form_s = trio.current_time() - t0
+        outcome.forming_steps = dict(sim.forming_steps)
         if options.clock == "real":
             outcome.join_addrs = sim.join_addrs()
             announce_join(outcome.join_addrs, options.seed)

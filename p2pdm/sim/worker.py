@@ -16,6 +16,7 @@ Ctrl-C reaches the coordinator, which stops its workers.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -32,7 +33,7 @@ from p2pdm.errors import P2PDMError, SimWorkerError, WireError
 from p2pdm.net import TcpFaults
 from p2pdm.sim.metrics import Path as DeliveryPath
 from p2pdm.sim.metrics import Tap
-from p2pdm.sim.network import SimNetwork, serve_sim_nodes
+from p2pdm.sim.network import SIM_GC_THRESHOLDS, SimNetwork, serve_sim_nodes
 from p2pdm.sim.nodes import first_error, link_faults, rss_mb
 from p2pdm.sim.pipe import PIPE_BATCH, PipeDecoder, Request, encode_event, encode_reply
 from p2pdm.sim.simnode import make_sim_nodes
@@ -164,6 +165,23 @@ class _Worker:
     async def _op_stats(self) -> dict[str, Any]:
         return {"stats": {} if self.sim.faults is None else dict(self.sim.faults.stats)}
 
+    async def _op_book(self, nodes: list[int], addrs: list[str]) -> dict[str, Any]:
+        if len(nodes) != len(addrs) or not all(i < len(self.sim) for i in nodes):
+            raise ValueError("a book pairs each address with a node of this run")
+        book: dict[int, list[str]] = {}
+        for index, addr in zip(nodes, addrs, strict=True):
+            book.setdefault(index, []).append(addr)
+        self.sim.learn_addrs(book)
+        return {}
+
+    async def _op_join(self, window_ms: int) -> dict[str, Any]:
+        await self.sim.release_joins(window_ms / 1000)
+        return {}
+
+    async def _op_publish(self) -> dict[str, Any]:
+        await self.sim.publish_formed()
+        return {}
+
 
 async def _serve(in_fd: int, out_fd: int) -> None:
     stdin = trio.lowlevel.FdStream(in_fd)
@@ -204,7 +222,11 @@ async def _serve(in_fd: int, out_fd: int) -> None:
             external=config["external"],
             listen=config["listen"] or None,
             faults=faults,
+            publish_after_forming=config["planned"],
         ) as sim:
+            if config["planned"]:
+                sim.planned_tables = True
+                sim.hold_joins()
             worker_ = _Worker(sim, stdout)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(worker_.pump, receive)
@@ -226,6 +248,8 @@ def main() -> int:
     # stdout carries frames only: anything printed by mistake goes to stderr.
     out_fd, in_fd = os.dup(1), os.dup(0)
     os.dup2(2, 1)
+    # As in one process (p2pdm.sim.scenario): rarer full collections.
+    gc.set_threshold(*SIM_GC_THRESHOLDS)
     try:
         trio.run(partial(_serve, in_fd, out_fd))
     except BaseExceptionGroup as group:

@@ -304,14 +304,41 @@ async def test_planned_tables_seed_the_joins_from_the_plan(
         await sim.wait_delivered(4, message)
 
 
+@pytest.mark.slow
+@pytest.mark.net
+async def test_real_clock_planned_tables_join_once_every_node_listens() -> None:
+    """Real clock, tables from the plan: the joins wait until every node
+    listens, then each table holds the plan's peers (here every other node)."""
+    async with open_sim_network(8, seed=5, mailboxes=1, planned_tables=True) as sim:
+        assert set(sim.forming_steps) == {"started", "joined", "published"}
+        everyone = {sim_node.peer_id for sim_node in sim.nodes}
+        for sim_node in sim.nodes:
+            host = sim_node.running.host
+            assert host.joined.is_set() and host.table_seed is not None
+            assert set(host.dht_peers()) == everyone - {sim_node.peer_id}
+            assert sim_node.publications > 0  # published once formed
+        await sim.stop(sim[5])
+        await sim.start(sim[5])  # a restart joins with a real lookup, at once
+        assert sim[5].running.host.table_seed is None
+        assert sim[5].running.host.joined.is_set()
+        message = await sim.send(4, 6, "hello")
+        await sim.wait_delivered(4, message)
+
+
 def test_the_dht_forming_option_resolves_by_size_and_clock() -> None:
     assert not SimOptions(nodes=200, clock="virtual").planned_tables()
     assert SimOptions(nodes=300, clock="virtual").planned_tables()
     assert not SimOptions(nodes=300, clock="virtual", dht_forming="join").planned_tables()
     assert SimOptions(nodes=10, clock="virtual", dht_forming="plan").planned_tables()
-    assert not SimOptions(nodes=300, clock="real").planned_tables()
+    # The real clock plans too (every node listens first, then joins).
+    assert SimOptions(nodes=300, clock="real", workers=2).planned_tables()
+    assert not SimOptions(nodes=200, clock="real", workers=2).planned_tables()
+    SimOptions(nodes=10, clock="real", dht_forming="plan").check()
+    # The plan knows only this simulation's nodes: never with outside peers.
+    outside = ("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWGRUVh7X5wY1u6ZuWaeHs3D1MPs8uGgRSb7X1vVkWMdHt",)
+    assert not SimOptions(nodes=300, clock="real", bootstrap=outside).planned_tables()
     with pytest.raises(ConfigError, match="dht-forming plan"):
-        SimOptions(nodes=10, clock="real", dht_forming="plan").check()
+        SimOptions(nodes=10, clock="real", dht_forming="plan", bootstrap=outside).check()
 
 
 @pytest.mark.slow

@@ -47,6 +47,7 @@ CONFIG: dict[str, Any] = {
     "latency_us": 20_000,
     "jitter_us": 0,
     "loss_ppm": 1_000,
+    "planned": False,
 }
 
 
@@ -218,6 +219,41 @@ async def test_two_workers_deliver_everything_to_offline_recipients(tmp_path: Pa
     assert summary["restarts"] == 4
     assert invariants_hold(summary)
     assert len(list((tmp_path / "stores").glob("node*.db"))) == 10
+    assert worker_pids() == set()
+
+
+@pytest.mark.slow
+@pytest.mark.net
+async def test_two_workers_form_routing_tables_from_the_plan(tmp_path: Path) -> None:
+    """--dht-forming plan across workers: every node listens, every worker
+    learns every address, the joins seed their tables, then the records are
+    published; messages (some to recipients away) still all arrive."""
+    away = tuple(Offline(node, 1.0, 7.0) for node in (4, 7))
+    options = SimOptions(
+        nodes=12,
+        duration=10,
+        rate=2,
+        mailboxes=2,
+        clock="real",
+        drain=60,
+        workers=2,
+        dht_forming="plan",
+        timeline=Timeline(offline=away),
+    )
+    outcome = await simulate(options)
+    summary = summarize(outcome)
+    assert summary["dht_forming"] == "plan"
+    assert list(summary["seconds"]["forming_steps"]) == [
+        "started",
+        "joined",
+        "contacts",
+        "published",
+    ]
+    assert summary["sent_while_recipient_offline"] > 0
+    assert summary["delivery_rate"] == 1.0, summary["undelivered"]
+    assert summary["duplicates"] == 0 and summary["restarts"] == 2
+    assert invariants_hold(summary)
+    assert summary["outside_peers"] == {"in_routing_tables": 0, "mailbox_providers": 0}
     assert worker_pids() == set()
 
 
