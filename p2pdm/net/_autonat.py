@@ -259,8 +259,15 @@ async def recheck(host: Host) -> Reachability:
 
 
 async def watch_reachability(host: Host, first_check: float) -> None:
-    """Check from ``first_check`` seconds on: often while unknown, rarely once known."""
+    """Check from ``first_check`` seconds after the DHT join on: often while
+    unknown, rarely once known.
 
+    After the join, not the start: before it a host knows only its bootstrap
+    peers, so it would ask them every REACHABILITY_FEW_PEERS_RETRY_SECONDS
+    (a simulation holding hundreds of joins had every node asking its
+    bootstrap node for dial-backs every 5 s).
+    """
+    await host.joined.wait()
     await trio.sleep(first_check)
     while True:
         verdict = await recheck(host)

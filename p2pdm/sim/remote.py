@@ -434,7 +434,7 @@ class RemoteNodes:
                 nursery.start_soon(self._befriend, limiter, a, b)
         step("contacts")
         if planned:
-            window = publish_window(self.count)
+            window = publish_window(self.count, real_planned=True)
             await self._everywhere(
                 "publish", {}, window + WAIT_TIMEOUT_SECONDS + WORKER_REPLY_TIMEOUT_SECONDS
             )

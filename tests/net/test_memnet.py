@@ -338,6 +338,21 @@ async def test_a_host_with_a_join_delay_joins_the_dht_later(autojump_clock: Mock
             assert late.peer_id in first.dht_peers()
 
 
+async def test_a_host_with_a_join_gate_joins_once_the_gate_opens(autojump_clock: MockClock) -> None:
+    net = MemoryNetwork(LinkFaults(latency=0.01))
+    gate = trio.Event()
+    async with open_hosts(1, network=net) as (first,):
+        async with open_host(
+            host_seed(1), network=net, bootstrap=first.listen_addrs()[:1], join_gate=gate.wait
+        ) as held:
+            await trio.sleep(60.0)  # held as long as the gate stays shut
+            assert not held.joined.is_set() and not held.connected_peers()
+            gate.set()
+            await held.joined.wait()
+            assert first.peer_id in held.dht_peers()
+            assert held.peer_id in first.dht_peers()
+
+
 async def test_a_seeded_join_takes_its_routing_table_from_the_seed_without_a_lookup(
     autojump_clock: MockClock,
 ) -> None:
