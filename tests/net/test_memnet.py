@@ -342,8 +342,9 @@ async def test_a_host_with_a_join_gate_joins_once_the_gate_opens(autojump_clock:
     net = MemoryNetwork(LinkFaults(latency=0.01))
     gate = trio.Event()
     async with open_hosts(1, network=net) as (first,):
+        bootstrap = first.listen_addrs()[:1]
         async with open_host(
-            host_seed(1), network=net, bootstrap=first.listen_addrs()[:1], join_gate=gate.wait
+            host_seed(1), network=net, bootstrap=bootstrap, join_gate=gate.wait
         ) as held:
             await trio.sleep(60.0)  # held as long as the gate stays shut
             assert not held.joined.is_set() and not held.connected_peers()
