@@ -209,7 +209,8 @@ async def _ask(host: Host, peer: PeerId, addrs: list[bytes]) -> bool | None:
 async def check_reachability(
     host: Host, choose: Callable[[list[PeerId], int], list[PeerId]] | None = None
 ) -> Reachability:
-    """Ask up to AUTONAT_PEERS_ASKED connected peers that serve AutoNAT to dial us back.
+    """Ask up to AUTONAT_PEERS_ASKED connected peers that serve AutoNAT to dial us back
+    (none while fewer than REACHABILITY_CONFIRMATIONS are connected).
 
     Peers on relayed connections are not asked (they would refuse). ``choose``
     picks the peers to ask (default: at random).
@@ -219,6 +220,12 @@ async def check_reachability(
         for peer in host.connected_peers()
         if AUTONAT_PROTOCOL in host.peer_protocols(peer) and host.has_direct_connection(peer)
     ]
+    if len(servers) < REACHABILITY_CONFIRMATIONS:
+        # No verdict can come of fewer (decide trusts no lone peer): asking
+        # the one peer there is every REACHABILITY_FEW_PEERS_RETRY_SECONDS
+        # only cost it a dial-back each time (a simulation's nodes, connected
+        # to their bootstrap node alone, had it dialling back all the time).
+        return decide([])
     pick = choose or (lambda peers, k: random.sample(peers, min(k, len(peers))))
     asked = pick(servers, AUTONAT_PEERS_ASKED)
     addrs = [addr.to_bytes() for addr in host._host.get_addrs()][:AUTONAT_MAX_DIAL_ADDRS]
