@@ -228,10 +228,10 @@ async def test_two_workers_form_routing_tables_from_the_plan(tmp_path: Path) -> 
     """--dht-forming plan across workers: every node listens, every worker
     learns every address, the joins seed their tables, then the records are
     published; messages (some to recipients away) still all arrive."""
-    away = tuple(Offline(node, 1.0, 7.0) for node in (4, 7))
+    away = tuple(Offline(node, 1.0, 6.0) for node in (4, 7))
     options = SimOptions(
-        nodes=12,
-        duration=10,
+        nodes=9,
+        duration=8,
         rate=2,
         mailboxes=2,
         clock="real",
