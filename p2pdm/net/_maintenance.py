@@ -172,14 +172,19 @@ async def look_up_ourselves(host: Host) -> None:
             await dht.routing_table.add_peer(PeerInfo(pid, addrs))
 
 
-async def maintain(host: Host, join_delay: float = 0.0) -> None:
+async def maintain(host: Host, join_delay: float = 0.0, *, gated: bool = False) -> None:
     """Background upkeep, forever; a failing step is logged and retried next round.
 
     The first DHT refresh is due one refresh interval after the join
-    (``join_delay``: :func:`start`'s)."""
+    (``join_delay``: :func:`start`'s; ``gated``: the join waits for
+    :func:`start`'s ``join_gate``, so the interval counts from when it ends)."""
     upkeep = host._upkeep
     next_refresh = trio.current_time() + join_delay + upkeep.dht_refresh_interval
+    if gated:
+        next_refresh = math.inf  # set once joined, below
     while True:
+        if next_refresh == math.inf and host.joined.is_set():
+            next_refresh = trio.current_time() + upkeep.dht_refresh_interval
         await timers.sleep(upkeep.interval)  # shared: no cancel scope per round
         for step in (close_idle_connections, redial_bootstrap):
             try:

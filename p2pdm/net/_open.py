@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from functools import partial
 from typing import TYPE_CHECKING, cast
 
 import trio
@@ -201,7 +202,9 @@ async def open_host(
             ):
                 host._tasks = nursery
                 await _maintenance.start(host, nursery, join_delay, join_gate)
-                nursery.start_soon(_maintenance.maintain, host, join_delay)
+                nursery.start_soon(
+                    partial(_maintenance.maintain, host, join_delay, gated=join_gate is not None)
+                )
                 if mdns and network is None:
                     port = int(listen_addrs[0].value_for_protocol("tcp"))
                     nursery.start_soon(_mdns.discover_lan_peers, host, port)
