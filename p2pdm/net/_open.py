@@ -159,6 +159,7 @@ async def open_host(
     dht_guard = DhtGuard(dht_limits, trio.current_time)
     dht = KadDHT(lp_host, mode, validator=GuardedValidator(dht_guard), strict_validation=True)
     guard_dht(dht, dht_guard)
+    dht._run_main_loop = partial(_patches.dht_main_loop, dht)  # type: ignore[method-assign]
     host = Host(identity, lp_host, dht, bootstrap_peers, upkeep, dht_guard)
     host._allowed = peer_filter
     host.dht_mode_setting = dht_mode

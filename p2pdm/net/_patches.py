@@ -79,6 +79,13 @@ found here, not in the notes:
     scope → the same loops on the shared timers of :mod:`p2pdm.net.timers`
     (``_Yamux``, :func:`muxer_options`; libp2p's muxer negotiation builds
     ``Yamux`` by name, so that name is pointed at ``_Yamux`` too);
+29. KadDHT's main loop refreshes the whole routing table (a lookup for
+    itself and one per non-empty bucket) when the DHT starts and every
+    10 minutes, beside p2pdm's own refresh on ``Upkeep.dht_refresh_interval``
+    (``_maintenance.maintain``): twice the lookups, and in a simulation all
+    nodes started within minutes refresh together (a 300-node real-clock run
+    spent its forming in them) → :func:`dht_main_loop` keeps the loop's
+    republishing and expiry, not its refresh;
 
 records: ``get_value`` answers from a stale local copy → ``Host.get_record``
 drops it and asks the network with a quorum, then keeps the newest
@@ -115,7 +122,7 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_noise_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL_ID
 from libp2p.io.abc import ReadWriteCloser
-from libp2p.kad_dht.kad_dht import KadDHT
+from libp2p.kad_dht.kad_dht import ROUTING_TABLE_REFRESH_INTERVAL, KadDHT
 from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.network.exceptions import SwarmException
@@ -154,6 +161,7 @@ __all__ = [
     "close_connections",
     "connection_config",
     "deterministic_libp2p",
+    "dht_main_loop",
     "hold_inbound_slot_only_while_connected",
     "muxer_options",
     "no_dial_retries",
@@ -221,6 +229,20 @@ class _Yamux(Yamux):
                 break
             async with self.streams_lock:
                 self._sweep_stale_streams()
+
+
+async def dht_main_loop(dht: KadDHT) -> None:
+    """KadDHT's main loop without its routing-table refresh (pitfall 29): the
+    records' republishing and expiry, every ROUTING_TABLE_REFRESH_INTERVAL."""
+    while dht.manager.is_running:
+        try:
+            await dht.provider_store._republish_provider_records()
+            await dht.value_store._republish_records(dht.peer_routing)
+            dht.value_store.cleanup_expired()
+            dht.provider_store.cleanup_expired()
+        except Exception as exc:  # libp2p's loop logs and goes on too
+            logger.error("DHT maintenance failed: %r", exc)
+        await trio.sleep(ROUTING_TABLE_REFRESH_INTERVAL)
 
 
 def muxer_options() -> dict[TProtocol, type[Yamux]]:

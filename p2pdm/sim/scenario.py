@@ -44,7 +44,13 @@ from p2pdm.sim.determinism import SIM_EPOCH_MS, deterministic
 from p2pdm.sim.groups import GroupDriver, GroupLedger, GroupSend, plan_groups
 from p2pdm.sim.layout import fixed_count
 from p2pdm.sim.metrics import Recorder
-from p2pdm.sim.network import NODE_START_TIMEOUT_SECONDS, SIM_GC_THRESHOLDS, open_sim_network
+from p2pdm.sim.network import (
+    NODE_START_TIMEOUT_SECONDS,
+    REAL_SIM_UPKEEP,
+    SIM_GC_THRESHOLDS,
+    SIM_UPKEEP,
+    open_sim_network,
+)
 from p2pdm.sim.nodes import LocalNodes, Nodes, rss_mb
 from p2pdm.sim.options import Outcome, Progress, SimOptions
 from p2pdm.sim.remote import open_worker_network
@@ -250,6 +256,7 @@ async def _open_nodes(
         external=options.bootstrap,
         listen=options.listen,
         faults=tcp_faults,
+        upkeep=SIM_UPKEEP if network is not None else REAL_SIM_UPKEEP,
         spread_start=network is not None,
         planned_tables=options.planned_tables(),
     ) as sim:

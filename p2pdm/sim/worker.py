@@ -33,7 +33,7 @@ from p2pdm.errors import P2PDMError, SimWorkerError, WireError
 from p2pdm.net import TcpFaults
 from p2pdm.sim.metrics import Path as DeliveryPath
 from p2pdm.sim.metrics import Tap
-from p2pdm.sim.network import SIM_GC_THRESHOLDS, SimNetwork, serve_sim_nodes
+from p2pdm.sim.network import REAL_SIM_UPKEEP, SIM_GC_THRESHOLDS, SimNetwork, serve_sim_nodes
 from p2pdm.sim.nodes import first_error, link_faults, rss_mb
 from p2pdm.sim.pipe import PIPE_BATCH, PipeDecoder, Request, encode_event, encode_reply
 from p2pdm.sim.simnode import make_sim_nodes
@@ -222,6 +222,7 @@ async def _serve(in_fd: int, out_fd: int) -> None:
             external=config["external"],
             listen=config["listen"] or None,
             faults=faults,
+            upkeep=REAL_SIM_UPKEEP,
             publish_after_forming=config["planned"],
         ) as sim:
             if config["planned"]:
