@@ -125,9 +125,10 @@ PUBLISH_WINDOW_SECONDS_PER_NODE: Final = 0.1
 PUBLISH_WINDOW_MAX_SECONDS: Final = 30.0
 #: The same window with the real clock and tables from the plan: no join
 #: left connections behind, so each publication dials the ~20 peers of its
-#: lookup afresh (Noise, identify), ~0.2 s of CPU on a loaded 2-core machine;
-#: a tenth of a second a node put every node's at once and the queries ran
-#: past their 5 s bound (docs/simulation.md, "Loopback capacity").
+#: lookup afresh (Noise, identify: ~80 ms of CPU a fresh connection, both
+#: ends, profiled); at a tenth of a second a node the puts of 16 nodes in one
+#: process came together and their queries ran past their 5 s bound
+#: (docs/simulation.md, "Loopback capacity").
 REAL_PLANNED_PUBLISH_WINDOW_SECONDS_PER_NODE: Final = 0.5
 #: A virtual-clock simulation's start-up wave (``open_sim_network(…,
 #: spread_start=True)``): each node but the fixed ones makes its first
@@ -159,8 +160,9 @@ SIM_GC_THRESHOLDS: Final = (50_000, 20, 100)
 #: A real-clock run with routing tables from the plan (:meth:`SimNetwork.hold_joins`):
 #: every node listens first, then each joins at a random moment of a window
 #: of this many seconds per node (at most START_WINDOW_MAX_SECONDS). Such a
-#: join is a bootstrap dial and identify (a few ms of CPU on each side), so
-#: a tenth of a second a node keeps them few at a time on two cores.
+#: join is one bootstrap dial and identify (tens of ms of CPU), so a tenth
+#: of a second a node keeps them few at a time on two cores (300 nodes
+#: joined in 20-48 s).
 REAL_PLANNED_START_WINDOW_SECONDS_PER_NODE: Final = 0.1
 
 
