@@ -545,7 +545,8 @@ class _Reading:
         try:
             if database._due is not None:
                 database._settle_due()
-            return database._connection()
+            db = database._db
+            return database._connection() if db is None else db
         except BaseException:
             database._lock.release()
             raise
@@ -585,7 +586,10 @@ class _Writing:
         try:
             if database._due is not None:
                 database._settle_due()
-            db = self._connection = database._connection()
+            db = database._db
+            if db is None:
+                db = database._connection()  # raises: closed
+            self._connection = db
             inside = database._in_transaction
             undivided = database._undivided and inside
             if undivided or (self._one and (inside or database._in_group)):
