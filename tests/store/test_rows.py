@@ -153,7 +153,7 @@ def test_bytes_and_none_bind_as_before(module_name: str) -> None:
 def test_the_plain_module_binds_directly() -> None:
     """The store registers the adapters when it is imported: each answers
     with the very object it is given."""
-    registry = sqlite3.adapters  # type: ignore[attr-defined]
+    registry = sqlite3.adapters
     value = b"x" * 32
     assert registry[(bytes, sqlite3.PrepareProtocol)](value) is value
     assert registry[(type(None), sqlite3.PrepareProtocol)](None) is None
