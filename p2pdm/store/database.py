@@ -524,9 +524,10 @@ class Database:
         return _Writing(self, what, one_statement)
 
 
-# The store's context managers are classes, not generators: a message makes
-# about forty of them, and a generator's context manager costs several times
-# the Python of these (docs/benchmarks.md, seventh pass).
+# The store's context managers are classes, not generators: a message opens
+# about fifteen (33 generator context managers before, each of these wrapping
+# others), and a block of one costs about a third of the instructions it did
+# (docs/benchmarks.md, "The store's Python, seventh pass").
 
 
 class _Reading:
