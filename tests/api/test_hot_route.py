@@ -9,13 +9,14 @@ import json
 from typing import Any
 
 import pytest
+import trio
 
 from p2pdm.api import app as app_module
 from p2pdm.api.app import HOT_ROUTES, HotRoutes, create_app
 from p2pdm.api.guard import MAX_API_BODY_BYTES
 from p2pdm.node.node import Node
 from p2pdm.node.tokens import create_token
-from tests.conftest import TOKEN, make_node
+from tests.conftest import TOKEN, WAIT_S, make_node, serving
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -181,3 +182,33 @@ async def test_a_send_is_answered_alike_and_its_key_replays_across_both(node: No
     assert fresh[0] == fresh[1]
     assert fresh[0]["reactions"] == {} and fresh[0]["group"] is None
     assert fresh[0]["status"] == "queued" and fresh[0]["status_detail"] == ""
+
+
+async def test_a_json_answer_is_one_write_and_the_event_stream_shows_its_head_first(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hypercorn writes a response's head and body together when the body's length
+    is declared (``p2pdm.api._hypercorn``); the event stream's head still goes first."""
+    writes: list[tuple[int, bytes]] = []
+    original = trio.SocketStream.send_all
+
+    async def send_all(self: trio.SocketStream, data: Any) -> None:
+        if len(data):
+            writes.append((self.socket.getsockname()[1], bytes(data)))
+        await original(self, data)
+
+    monkeypatch.setattr(trio.SocketStream, "send_all", send_all)
+    async with serving(node) as api:
+        for body in ({"to": "bob", "text": "hi"}, {"to": "nobody", "text": "hi"}):
+            writes.clear()
+            response = await api.call("POST", "/v1/messages", json=body)
+            ours = [data for port, data in writes if port == api.port]
+            assert len(ours) == 1 and ours[0].startswith(b"HTTP/1.1 ")
+            assert ours[0].endswith(response.content) and response.status_code in (201, 404)
+        writes.clear()
+        with trio.fail_after(WAIT_S):
+            async with api.http.stream(
+                "GET", "/v1/events", headers={"Accept": "text/event-stream"}
+            ) as stream:
+                assert stream.status_code == 200  # its head, before any event
+                assert stream.headers["content-type"].startswith("text/event-stream")
