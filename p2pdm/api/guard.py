@@ -34,6 +34,11 @@ HTTP request (and WebSocket handshake) before any route does, in this order:
 
 No CORS headers are ever sent, so a browser refuses to hand any response to
 another origin's script, and pre-flight requests fail at step 2.
+
+Before step 3 reads the tokens, a request under ``/v1`` waits, without
+holding the event loop, while a store commit runs in its worker thread
+(``settled``: :meth:`p2pdm.node.offloop.OffLoopCommits.settled`): otherwise
+its first store read would find that commit due and do its fsync on the loop.
 """
 
 from __future__ import annotations
@@ -278,8 +283,8 @@ class LocalGuard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)  # lifespan
             return
-        if self._settled is not None:
-            await self._settled()
+        if self._settled is not None and _is_api(scope.get("path", "")):
+            await self._settled()  # only /v1 reads the store (the tokens)
         refusal = self._refusal(scope)
         if refusal is None:
             if scope["type"] == "http":

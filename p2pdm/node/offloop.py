@@ -12,6 +12,9 @@ and acking other messages. The caller goes on (acks, events) only after the
 commit returned; one such commit is in flight at a time; cancellation
 waits for it (shielded, at most ``COMMIT_WAIT_SECONDS``), so the
 connection is never left half-committed and what it stored is published.
+Readers on the loop's hot paths (the API's requests, the delivery loop,
+the withdrawer) first wait for a commit in flight (:meth:`OffLoopCommits.settled`):
+a store call finding it still due would do its fsync on the loop.
 """
 
 from __future__ import annotations
