@@ -11,6 +11,7 @@ not signed by the PeerID in their key, and keeps the newest.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -66,6 +67,12 @@ class NodeRecord:
         if self.relays:
             signed["relays"] = list(self.relays)
         return signed
+
+    def content_digest(self) -> bytes:
+        """A digest of what the record says, its ``seq`` aside: two publications
+        with the same digest tell the network nothing new."""
+        content = {k: v for k, v in self._signed_map().items() if k != "seq"}
+        return hashlib.blake2b(cbor.encode(content), digest_size=16).digest()
 
     def sign(self, identity: Identity) -> bytes:
         """Encode and sign; ``identity`` must be the record's peer."""

@@ -135,6 +135,15 @@ GREET_SECONDS: Final = 30.0
 JITTER_SEED_BYTES: Final = 16
 #: Store setting holding the last published record's sequence number.
 RECORD_SEQ_SETTING: Final = "record_seq"
+#: Store setting holding the last publication that reached a p2pdm DHT peer:
+#: when, and what it said (``{"at_ms": wall ms, "digest": hex}``,
+#: :meth:`~p2pdm.core.records.NodeRecord.content_digest`). A node started
+#: again within RECORD_REPUBLISH_SECONDS of it, its record unchanged, publishes
+#: when that time is up rather than at once: the holders keep the record for
+#: 24 h whether or not its owner restarts (as Kubo's reprovider keeps the time
+#: of its last reprovide and, after a restart, waits for the rest of the
+#: interval).
+RECORD_PUBLISHED_SETTING: Final = "record_published"
 
 
 #: What ``dht_mode`` may be (``run --dht-mode``, config.toml's ``dht_mode``).
@@ -295,11 +304,49 @@ async def publish_record(node: Node, host: Host, directory: MailboxDirectory | N
     directory = directory or MailboxDirectory(node.identity, host)
     try:
         bundle = node.messenger.bundle(one_time=0)
-        await directory.publish_record(bundle, seq, node.profiles.current(), host.relayed_addrs())
+        record = await directory.publish_record(
+            bundle, seq, node.profiles.current(), host.relayed_addrs()
+        )
     except P2PDMError as exc:
         log.warning("publishing our record failed: %s", exc)
         return False
-    return bool(record_holders(host))
+    reached = bool(record_holders(host))
+    if reached:
+        published = {"at_ms": node.now_ms(), "digest": record.content_digest().hex()}
+        try:
+            node.store.set_setting(RECORD_PUBLISHED_SETTING, published)
+        except P2PDMError as exc:
+            log.info("could not note our record's publication: %s", exc)
+    return reached
+
+
+def published_unchanged(node: Node, host: Host, directory: MailboxDirectory) -> float | None:
+    """Seconds since our last publication that reached a p2pdm DHT peer, if the
+    record we would publish now says the same (bundle, preferred mailboxes,
+    profile, relayed addresses) and that was less than RECORD_REPUBLISH_SECONDS
+    ago (and not in the future: a wall clock set back); else None."""
+    try:
+        value = node.store.get_setting(RECORD_PUBLISHED_SETTING)
+        if not isinstance(value, dict):
+            return None
+        at_ms, digest = value.get("at_ms"), value.get("digest")
+        if type(at_ms) is not int or not isinstance(digest, str):
+            return None
+        age = (node.now_ms() - at_ms) / 1000
+        if not 0 <= age < RECORD_REPUBLISH_SECONDS:
+            return None
+        now = records.NodeRecord(
+            node.peer_id,
+            0,
+            node.messenger.bundle(one_time=0),
+            directory.preferred_addrs,
+            node.profiles.current(),
+            tuple(host.relayed_addrs()[: records.MAX_RELAY_ADDRS]),
+        )
+    except P2PDMError as exc:
+        log.info("could not compare our record with the one published: %s", exc)
+        return None
+    return age if now.content_digest().hex() == digest else None
 
 
 class _Republish:
@@ -322,6 +369,10 @@ async def _publish_records(
     if gate is not None:
         await gate()
     next_due = -1.0
+    # Started again with the record the DHT holds: publish when it is due.
+    since = published_unchanged(node, host, directory)
+    if since is not None:
+        next_due = trio.current_time() + RECORD_REPUBLISH_SECONDS - since
     while True:
         rotated = node.messenger.rotate_prekeys()
         if rotated or republish.due.is_set() or trio.current_time() >= next_due:
