@@ -32,6 +32,12 @@ _U63: Final = (1 << 63) - 1
 #: Relayed addresses in a record: a node keeps reservations on a couple of
 #: relays, each with a few addresses; more is padding, not reachability.
 MAX_RELAY_ADDRS: Final = 8
+#: Records a :class:`RecordChecker` keeps as checked, by their bytes: the same
+#: record reaches a DHT node again and again (a lookup's answers from up to 20
+#: holders are the same bytes; a PUT is compared with the copy held), and
+#: checking it means decoding it and verifying two signatures. A few dozen
+#: cover one lookup's answers and the records asked for most; ~3 KB each.
+CHECKED_RECORDS: Final = 32
 
 
 def record_key(peer: PeerId) -> str:
@@ -139,3 +145,37 @@ def select(key: str, values: Sequence[bytes]) -> int:
     if best < 0:
         raise SchemaError("no valid record")
     return best
+
+
+class RecordChecker:
+    """:func:`validate` and :func:`select` for one DHT node, remembering the last
+    CHECKED_RECORDS records found valid (same answers: a record's bytes are
+    valid under its key or not, whenever they are checked)."""
+
+    def __init__(self) -> None:
+        self._valid: dict[tuple[str, bytes], NodeRecord] = {}
+
+    def validate(self, key: str, value: bytes) -> NodeRecord:
+        """As :func:`validate`."""
+        entry = (key, value)
+        record = self._valid.pop(entry, None)
+        if record is None:
+            record = validate(key, value)  # raises for a bad one: not kept
+            if len(self._valid) >= CHECKED_RECORDS:
+                del self._valid[next(iter(self._valid))]  # the least recent
+        self._valid[entry] = record  # most recent last
+        return record
+
+    def select(self, key: str, values: Sequence[bytes]) -> int:
+        """As :func:`select`."""
+        best, best_seq = -1, -1
+        for i, value in enumerate(values):
+            try:
+                seq = self.validate(key, value).seq
+            except (WireError, SignatureError):
+                continue
+            if seq > best_seq:
+                best, best_seq = i, seq
+        if best < 0:
+            raise SchemaError("no valid record")
+        return best

@@ -236,12 +236,18 @@ class Running:
         return f"http://{format_api_addr(*self.api)}/v1/"
 
 
-def _validate(key: bytes, value: bytes) -> None:
-    records.validate(key.decode(), value)
+def _record_checks(
+    checker: records.RecordChecker,
+) -> tuple[Callable[[bytes, bytes], None], Callable[[bytes, list[bytes]], int]]:
+    """The DHT's validate and select for p2pdm records, through one node's checker."""
 
+    def validate(key: bytes, value: bytes) -> None:
+        checker.validate(key.decode(), value)
 
-def _select(key: bytes, values: list[bytes]) -> int:
-    return records.select(key.decode(), values)
+    def select(key: bytes, values: list[bytes]) -> int:
+        return checker.select(key.decode(), values)
+
+    return validate, select
 
 
 async def fetch_record(host: Host, peer: PeerId) -> records.NodeRecord | None:
@@ -608,7 +614,7 @@ async def serve_node(
         mdns=options.mdns,
         join_delay=options.start_delay,
         # Before joining: our DHT neighbours hand us the records we should hold.
-        record_namespaces={records.RECORD_NAMESPACE: (_validate, _select)},
+        record_namespaces={records.RECORD_NAMESPACE: _record_checks(records.RecordChecker())},
     ) as host:
         node.addrs = host.listen_addrs()
         # The providers found last (kept in the store): the start-up fetch needs no lookup.
