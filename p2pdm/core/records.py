@@ -36,7 +36,8 @@ MAX_RELAY_ADDRS: Final = 8
 #: record reaches a DHT node again and again (a lookup's answers from up to 20
 #: holders are the same bytes; a PUT is compared with the copy held), and
 #: checking it means decoding it and verifying two signatures. A few dozen
-#: cover one lookup's answers and the records asked for most; ~3 KB each.
+#: cover one lookup's answers and the records asked for most; ~1 KB each
+#: without a profile picture (up to MAX_AVATAR_BYTES more with one).
 CHECKED_RECORDS: Final = 32
 
 
