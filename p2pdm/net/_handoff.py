@@ -19,8 +19,8 @@ A node signs a new peer record (libp2p's, sent with every DHT request) each
 time it starts, so a peer whose signed record has the sequence number it had
 at a complete handoff is the same run of it: it gets nothing again. A
 restart (a new record, an empty store) or a handoff cut short by the bound
-below is handed records again. (At 1,000 simulated nodes every refresh drew
-PUTs from each of the refresher's closest peers.)
+below is handed records again. (Before, every refresh drew PUTs of records
+it held from each of the refresher's closest peers.)
 
 Bounded: at most ``RECORD_HANDOFF_MAX_RECORDS`` records per handoff (below
 the receiver's write burst), one handoff per peer per
