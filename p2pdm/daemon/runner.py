@@ -136,13 +136,16 @@ JITTER_SEED_BYTES: Final = 16
 #: Store setting holding the last published record's sequence number.
 RECORD_SEQ_SETTING: Final = "record_seq"
 #: Store setting holding the last publication that reached a p2pdm DHT peer:
-#: when, and what it said (``{"at_ms": wall ms, "digest": hex}``,
+#: when, what it said and the signed record itself (``{"at_ms": wall ms,
+#: "digest": hex, "signed": hex}``,
 #: :meth:`~p2pdm.core.records.NodeRecord.content_digest`). A node started
-#: again within RECORD_REPUBLISH_SECONDS of it, its record unchanged, publishes
-#: when that time is up rather than at once: the holders keep the record for
-#: 24 h whether or not its owner restarts (as Kubo's reprovider keeps the time
-#: of its last reprovide and, after a restart, waits for the rest of the
-#: interval).
+#: again within RECORD_REPUBLISH_SECONDS of it, its record unchanged, puts that
+#: same signed record again (same ``seq``: only the closest peers that lost it
+#: get a PUT, the others answer the put's lookup with it) and publishes anew
+#: when that time is up, as Kubo's reprovider keeps the time of its last
+#: reprovide and, after a restart, waits for the rest of the interval. (Not
+#: putting it at all lost a record among restarted holders in a churning
+#: simulation.)
 RECORD_PUBLISHED_SETTING: Final = "record_published"
 
 
@@ -318,7 +321,11 @@ async def publish_record(node: Node, host: Host, directory: MailboxDirectory | N
         return False
     reached = bool(record_holders(host))
     if reached:
-        published = {"at_ms": node.now_ms(), "digest": record.content_digest().hex()}
+        published = {
+            "at_ms": node.now_ms(),
+            "digest": record.content_digest().hex(),
+            "signed": record.sign(node.identity).hex(),  # Ed25519: the same bytes
+        }
         try:
             node.store.set_setting(RECORD_PUBLISHED_SETTING, published)
         except P2PDMError as exc:
@@ -326,17 +333,23 @@ async def publish_record(node: Node, host: Host, directory: MailboxDirectory | N
     return reached
 
 
-def published_unchanged(node: Node, host: Host, directory: MailboxDirectory) -> float | None:
-    """Seconds since our last publication that reached a p2pdm DHT peer, if the
-    record we would publish now says the same (bundle, preferred mailboxes,
-    profile, relayed addresses) and that was less than RECORD_REPUBLISH_SECONDS
-    ago (and not in the future: a wall clock set back); else None."""
+def published_unchanged(
+    node: Node, host: Host, directory: MailboxDirectory
+) -> tuple[float, bytes] | None:
+    """Seconds since our last publication that reached a p2pdm DHT peer, and the
+    signed record it put, if the record we would publish now says the same
+    (bundle, preferred mailboxes, profile, relayed addresses) and that was less
+    than RECORD_REPUBLISH_SECONDS ago (and not in the future: a wall clock set
+    back); else None."""
     try:
         value = node.store.get_setting(RECORD_PUBLISHED_SETTING)
         if not isinstance(value, dict):
             return None
-        at_ms, digest = value.get("at_ms"), value.get("digest")
-        if type(at_ms) is not int or not isinstance(digest, str):
+        at_ms, digest, signed = value.get("at_ms"), value.get("digest"), value.get("signed")
+        if type(at_ms) is not int or not isinstance(digest, str) or not isinstance(signed, str):
+            return None
+        put = bytes.fromhex(signed)
+        if records.validate(records.record_key(node.peer_id), put).content_digest().hex() != digest:
             return None
         age = (node.now_ms() - at_ms) / 1000
         if not 0 <= age < RECORD_REPUBLISH_SECONDS:
@@ -349,10 +362,10 @@ def published_unchanged(node: Node, host: Host, directory: MailboxDirectory) -> 
             node.profiles.current(),
             tuple(host.relayed_addrs()[: records.MAX_RELAY_ADDRS]),
         )
-    except P2PDMError as exc:
+    except (P2PDMError, ValueError) as exc:
         log.info("could not compare our record with the one published: %s", exc)
         return None
-    return age if now.content_digest().hex() == digest else None
+    return (age, put) if now.content_digest().hex() == digest else None
 
 
 class _Republish:
@@ -375,10 +388,17 @@ async def _publish_records(
     if gate is not None:
         await gate()
     next_due = -1.0
-    # Started again with the record the DHT holds: publish when it is due.
-    since = published_unchanged(node, host, directory)
-    if since is not None:
+    # Started again with the record the DHT holds: the same signed record again
+    # (to the closest peers that lost it), a new one when it is due.
+    unchanged = published_unchanged(node, host, directory)
+    if unchanged is not None:
+        since, signed = unchanged
         next_due = trio.current_time() + RECORD_REPUBLISH_SECONDS - since
+        try:
+            await host.put_record(records.record_key(node.peer_id), signed)
+        except P2PDMError as exc:  # a newer one is stored here, or no validator
+            log.info("putting our record again failed: %s", exc)
+            next_due = -1.0
     while True:
         rotated = node.messenger.rotate_prekeys()
         if rotated or republish.due.is_set() or trio.current_time() >= next_due:

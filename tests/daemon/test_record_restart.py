@@ -1,5 +1,6 @@
-"""A node started again publishes its record only when the DHT's copy is due or
-out of date: the holders keep it across its owner's restarts."""
+"""A node started again publishes a new record only when the DHT's copy is due or
+out of date; otherwise it puts the same signed record again, which only the
+closest peers that lost it take."""
 
 from __future__ import annotations
 
@@ -36,9 +37,11 @@ async def test_a_restart_with_the_same_record_does_not_publish_it_again(
             await net.start(sim_node)
             await trio.sleep(60)  # well past a publication at start
 
-        # Unchanged and published moments ago: not again; the holders answer.
+        # Unchanged and published moments ago: the same record put again, no
+        # new one; the holders answer with it.
         await restart(node)
         assert node.store.get_setting(RECORD_SEQ_SETTING) == first
+        assert node.publications == 1  # this run's: the same signed record
         value = await other.running.host.get_record(key, 10)
         assert value is not None and records.validate(key, value).seq == first
 
@@ -64,7 +67,17 @@ async def test_a_restart_with_the_same_record_does_not_publish_it_again(
 
 @pytest.mark.parametrize(
     "noted",
-    [None, 5, "x", {}, {"at_ms": "1", "digest": "00"}, {"at_ms": 1, "digest": 3}],
+    [
+        None,
+        5,
+        "x",
+        {},
+        {"at_ms": "1", "digest": "00", "signed": "00"},
+        {"at_ms": 1, "digest": 3, "signed": "00"},
+        "no signed record",
+        "another record signed",
+        "not hex",
+    ],
 )
 async def test_a_damaged_or_foreign_note_means_publish(
     noted: object, sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
@@ -73,6 +86,16 @@ async def test_a_damaged_or_foreign_note_means_publish(
         serving = net[1].running
         await wait_until(lambda: net[1].store.get_setting(RECORD_PUBLISHED_SETTING) is not None, 60)
         assert published_unchanged(serving.node, serving.host, serving.directory) is not None
+        good = net[1].store.get_setting(RECORD_PUBLISHED_SETTING)
+        assert isinstance(good, dict)
+        if noted == "no signed record":
+            noted = {k: v for k, v in good.items() if k != "signed"}
+        elif noted == "another record signed":
+            other = records.NodeRecord.decode(bytes.fromhex(good["signed"]))
+            changed = records.NodeRecord(other.peer, other.seq + 1, other.bundle, ("/x",))
+            noted = {**good, "signed": changed.sign(serving.node.identity).hex()}
+        elif noted == "not hex":
+            noted = {**good, "signed": "zz"}
         net[1].store.set_setting(RECORD_PUBLISHED_SETTING, noted)
         assert published_unchanged(serving.node, serving.host, serving.directory) is None
         # A note from the future (the wall clock set back): publish.
