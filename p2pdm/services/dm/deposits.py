@@ -109,6 +109,9 @@ class Depositor:
                 )
             except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 log.info("mailbox %s unusable: %s", mailbox.short(), exc)
+                if mailbox in self.mailboxes.known_providers():
+                    # A provider list is trusted for long: one is gone, look again next time.
+                    self.mailboxes.forget_providers()
                 for item in todo:
                     refusals[item.envelope_id].append(f"mailbox {mailbox.short()} unreachable")
                 continue
