@@ -34,11 +34,16 @@ HTTP request (and WebSocket handshake) before any route does, in this order:
 
 No CORS headers are ever sent, so a browser refuses to hand any response to
 another origin's script, and pre-flight requests fail at step 2.
+
+Before step 3 reads the tokens, a request under ``/v1`` waits, without
+holding the event loop, while a store commit runs in its worker thread
+(``settled``: :meth:`p2pdm.node.offloop.OffLoopCommits.settled`): otherwise
+its first store read would find that commit due and do its fsync on the loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
 from starlette.requests import cookie_parser
@@ -201,6 +206,7 @@ class LocalGuard:
         token: str,
         tokens: Callable[[], Iterable[ApiToken]] = tuple,
         max_body_bytes: int = MAX_API_BODY_BYTES,
+        settled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if not token:
             raise ValueError("the API token is empty")
@@ -208,6 +214,10 @@ class LocalGuard:
         self._token = token
         self._tokens = tokens  # read on every request: a revoked token stops at once
         self._max_body = max_body_bytes
+        #: Waits while a store commit is in its worker thread
+        #: (``OffLoopCommits.settled``): a request reads the store (the tokens
+        #: first) after it returned, instead of doing its fsync on the loop.
+        self._settled = settled
 
     def _cap(self, scope: Scope) -> int:
         """The body cap of this request: a file upload may be a whole file."""
@@ -273,6 +283,8 @@ class LocalGuard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)  # lifespan
             return
+        if self._settled is not None and _is_api(scope.get("path", "")):
+            await self._settled()  # only /v1 reads the store (the tokens)
         refusal = self._refusal(scope)
         if refusal is None:
             if scope["type"] == "http":

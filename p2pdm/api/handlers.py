@@ -34,6 +34,7 @@ from p2pdm.api.views import (
     group_of,
     message_json,
     message_view,
+    new_text_view,
     status_json,
     token_json,
 )
@@ -200,9 +201,13 @@ async def send_message(request: Request, node: Node) -> Response:
     sent = await node.submit(peer, text, idempotency=idempotency, reply_to=reply_to)
     message = sent.message
     # A fresh message has no note, except one waiting for its recipient's keys.
-    shown = message_view(node, message, None if node.waiting_for_keys(peer) else "")
+    detail = None if node.waiting_for_keys(peer) else ""
     if sent.replayed:  # a retry: the same message, not a second one
+        shown = message_view(node, message, detail)
         return JSONResponse(shown, headers={"Idempotent-Replayed": "true"})
+    shown = (
+        message_view(node, message, detail) if reply_to else new_text_view(node, message, detail)
+    )
     return JSONResponse(
         shown,
         status_code=201,

@@ -293,6 +293,8 @@ def query_int(
 
 def check_query(request: HTTPConnection, known: frozenset[str]) -> None:
     """Refuse unknown query parameters, so a typo does not silently do nothing."""
+    if not request.scope.get("query_string"):
+        return  # none: no need to parse them
     for key in request.query_params:
         if key not in known:
             raise bad_request(f"unknown query parameter {key!r}")

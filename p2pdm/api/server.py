@@ -29,6 +29,7 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.typing import ASGIFramework
 from hypercorn.utils import wrap_app
 
+from p2pdm.api._hypercorn import coalesce_response_head
 from p2pdm.api.app import create_app
 from p2pdm.api.handlers_web import DemoControl
 from p2pdm.api.sessions import LoginCodes
@@ -51,6 +52,8 @@ GRACEFUL_TIMEOUT_S: Final = 2.0
 #: start-up line, so only its warnings and errors are shown.
 _server_log = logging.getLogger("p2pdm.api.server")
 _server_log.setLevel(logging.WARNING)
+
+coalesce_response_head()  # a response's head and body in one write
 
 
 def _hypercorn_config() -> Config:

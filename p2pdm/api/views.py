@@ -73,6 +73,7 @@ __all__ = [
     "event_json",
     "message_json",
     "message_view",
+    "new_text_view",
     "recipient_json",
     "search_hit_json",
     "status_json",
@@ -318,6 +319,15 @@ def message_view(node: Node, message: StoredMessage, detail: str | None = None) 
     shown = node.status_detail(message) if detail is None else detail
     extras = node.extras([message])[message.id]
     return message_json(message, shown, extras, node.store.get_blob, group_of(node, message))
+
+
+def new_text_view(node: Node, message: StoredMessage, detail: str | None = None) -> dict[str, Any]:
+    """:func:`message_view` of a text message to a contact that this request
+    has just made, not a reply: it has no reactions yet and is in no group,
+    so nothing is read back from the store for them (``POST /v1/messages``
+    answers every new message so)."""
+    shown = node.status_detail(message) if detail is None else detail
+    return message_json(message, shown)
 
 
 def group_of(node: Node, message: StoredMessage) -> tuple[bytes, dict[str, int] | None] | None:

@@ -11,6 +11,7 @@ not signed by the PeerID in their key, and keeps the newest.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -31,6 +32,13 @@ _U63: Final = (1 << 63) - 1
 #: Relayed addresses in a record: a node keeps reservations on a couple of
 #: relays, each with a few addresses; more is padding, not reachability.
 MAX_RELAY_ADDRS: Final = 8
+#: Records a :class:`RecordChecker` keeps as checked, by their bytes: the same
+#: record reaches a DHT node again and again (a lookup's answers from up to 20
+#: holders are the same bytes; a PUT is compared with the copy held), and
+#: checking it means decoding it and verifying two signatures. A few dozen
+#: cover one lookup's answers and the records asked for most; ~1 KB each
+#: without a profile picture (up to MAX_AVATAR_BYTES more with one).
+CHECKED_RECORDS: Final = 32
 
 
 def record_key(peer: PeerId) -> str:
@@ -66,6 +74,12 @@ class NodeRecord:
         if self.relays:
             signed["relays"] = list(self.relays)
         return signed
+
+    def content_digest(self) -> bytes:
+        """A digest of what the record says, its ``seq`` aside: two publications
+        with the same digest tell the network nothing new."""
+        content = {k: v for k, v in self._signed_map().items() if k != "seq"}
+        return hashlib.blake2b(cbor.encode(content), digest_size=16).digest()
 
     def sign(self, identity: Identity) -> bytes:
         """Encode and sign; ``identity`` must be the record's peer."""
@@ -132,3 +146,37 @@ def select(key: str, values: Sequence[bytes]) -> int:
     if best < 0:
         raise SchemaError("no valid record")
     return best
+
+
+class RecordChecker:
+    """:func:`validate` and :func:`select` for one DHT node, remembering the last
+    CHECKED_RECORDS records found valid (same answers: a record's bytes are
+    valid under its key or not, whenever they are checked)."""
+
+    def __init__(self) -> None:
+        self._valid: dict[tuple[str, bytes], NodeRecord] = {}
+
+    def validate(self, key: str, value: bytes) -> NodeRecord:
+        """As :func:`validate`."""
+        entry = (key, value)
+        record = self._valid.pop(entry, None)
+        if record is None:
+            record = validate(key, value)  # raises for a bad one: not kept
+            if len(self._valid) >= CHECKED_RECORDS:
+                del self._valid[next(iter(self._valid))]  # the least recent
+        self._valid[entry] = record  # most recent last
+        return record
+
+    def select(self, key: str, values: Sequence[bytes]) -> int:
+        """As :func:`select`."""
+        best, best_seq = -1, -1
+        for i, value in enumerate(values):
+            try:
+                seq = self.validate(key, value).seq
+            except (WireError, SignatureError):
+                continue
+            if seq > best_seq:
+                best, best_seq = i, seq
+        if best < 0:
+            raise SchemaError("no valid record")
+        return best

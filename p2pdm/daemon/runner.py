@@ -135,6 +135,18 @@ GREET_SECONDS: Final = 30.0
 JITTER_SEED_BYTES: Final = 16
 #: Store setting holding the last published record's sequence number.
 RECORD_SEQ_SETTING: Final = "record_seq"
+#: Store setting holding the last publication that reached a p2pdm DHT peer:
+#: when, what it said and the signed record itself (``{"at_ms": wall ms,
+#: "digest": hex, "signed": hex}``,
+#: :meth:`~p2pdm.core.records.NodeRecord.content_digest`). A node started
+#: again within RECORD_REPUBLISH_SECONDS of it, its record unchanged, puts that
+#: same signed record again (same ``seq``: only the closest peers that lost it
+#: get a PUT, the others answer the put's lookup with it) and publishes anew
+#: when that time is up, as Kubo's reprovider keeps the time of its last
+#: reprovide and, after a restart, waits for the rest of the interval. (Not
+#: putting it at all lost a record among restarted holders in a churning
+#: simulation.)
+RECORD_PUBLISHED_SETTING: Final = "record_published"
 
 
 #: What ``dht_mode`` may be (``run --dht-mode``, config.toml's ``dht_mode``).
@@ -227,12 +239,18 @@ class Running:
         return f"http://{format_api_addr(*self.api)}/v1/"
 
 
-def _validate(key: bytes, value: bytes) -> None:
-    records.validate(key.decode(), value)
+def _record_checks(
+    checker: records.RecordChecker,
+) -> tuple[Callable[[bytes, bytes], None], Callable[[bytes, list[bytes]], int]]:
+    """The DHT's validate and select for p2pdm records, through one node's checker."""
 
+    def validate(key: bytes, value: bytes) -> None:
+        checker.validate(key.decode(), value)
 
-def _select(key: bytes, values: list[bytes]) -> int:
-    return records.select(key.decode(), values)
+    def select(key: bytes, values: list[bytes]) -> int:
+        return checker.select(key.decode(), values)
+
+    return validate, select
 
 
 async def fetch_record(host: Host, peer: PeerId) -> records.NodeRecord | None:
@@ -295,11 +313,59 @@ async def publish_record(node: Node, host: Host, directory: MailboxDirectory | N
     directory = directory or MailboxDirectory(node.identity, host)
     try:
         bundle = node.messenger.bundle(one_time=0)
-        await directory.publish_record(bundle, seq, node.profiles.current(), host.relayed_addrs())
+        record = await directory.publish_record(
+            bundle, seq, node.profiles.current(), host.relayed_addrs()
+        )
     except P2PDMError as exc:
         log.warning("publishing our record failed: %s", exc)
         return False
-    return bool(record_holders(host))
+    reached = bool(record_holders(host))
+    if reached:
+        published = {
+            "at_ms": node.now_ms(),
+            "digest": record.content_digest().hex(),
+            "signed": record.sign(node.identity).hex(),  # Ed25519: the same bytes
+        }
+        try:
+            node.store.set_setting(RECORD_PUBLISHED_SETTING, published)
+        except P2PDMError as exc:
+            log.info("could not note our record's publication: %s", exc)
+    return reached
+
+
+def published_unchanged(
+    node: Node, host: Host, directory: MailboxDirectory
+) -> tuple[float, bytes] | None:
+    """Seconds since our last publication that reached a p2pdm DHT peer, and the
+    signed record it put, if the record we would publish now says the same
+    (bundle, preferred mailboxes, profile, relayed addresses) and that was less
+    than RECORD_REPUBLISH_SECONDS ago (and not in the future: a wall clock set
+    back); else None."""
+    try:
+        value = node.store.get_setting(RECORD_PUBLISHED_SETTING)
+        if not isinstance(value, dict):
+            return None
+        at_ms, digest, signed = value.get("at_ms"), value.get("digest"), value.get("signed")
+        if type(at_ms) is not int or not isinstance(digest, str) or not isinstance(signed, str):
+            return None
+        put = bytes.fromhex(signed)
+        if records.validate(records.record_key(node.peer_id), put).content_digest().hex() != digest:
+            return None
+        age = (node.now_ms() - at_ms) / 1000
+        if not 0 <= age < RECORD_REPUBLISH_SECONDS:
+            return None
+        now = records.NodeRecord(
+            node.peer_id,
+            0,
+            node.messenger.bundle(one_time=0),
+            directory.preferred_addrs,
+            node.profiles.current(),
+            tuple(host.relayed_addrs()[: records.MAX_RELAY_ADDRS]),
+        )
+    except (P2PDMError, ValueError) as exc:
+        log.info("could not compare our record with the one published: %s", exc)
+        return None
+    return (age, put) if now.content_digest().hex() == digest else None
 
 
 class _Republish:
@@ -322,6 +388,17 @@ async def _publish_records(
     if gate is not None:
         await gate()
     next_due = -1.0
+    # Started again with the record the DHT holds: the same signed record again
+    # (to the closest peers that lost it), a new one when it is due.
+    unchanged = published_unchanged(node, host, directory)
+    if unchanged is not None:
+        since, signed = unchanged
+        next_due = trio.current_time() + RECORD_REPUBLISH_SECONDS - since
+        try:
+            await host.put_record(records.record_key(node.peer_id), signed)
+        except P2PDMError as exc:  # a newer one is stored here, or no validator
+            log.info("putting our record again failed: %s", exc)
+            next_due = -1.0
     while True:
         rotated = node.messenger.rotate_prekeys()
         if rotated or republish.due.is_set() or trio.current_time() >= next_due:
@@ -561,7 +638,7 @@ async def serve_node(
         join_delay=options.start_delay,
         join_gate=join_gate,
         # Before joining: our DHT neighbours hand us the records we should hold.
-        record_namespaces={records.RECORD_NAMESPACE: (_validate, _select)},
+        record_namespaces={records.RECORD_NAMESPACE: _record_checks(records.RecordChecker())},
     ) as host:
         node.addrs = host.listen_addrs()
         # The providers found last (kept in the store): the start-up fetch needs no lookup.

@@ -26,7 +26,6 @@ from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.pb.kademlia_pb2 import Message, Record
 from libp2p.kad_dht.provider_store import ProviderRecord, ProviderStore
-from libp2p.kad_dht.utils import maybe_consume_signed_record
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError, env_to_send_in_RPC
@@ -48,7 +47,7 @@ from p2pdm.net._edge import (
     unreachable,
 )
 from p2pdm.net._handoff import RecordHandoff, watch_self_lookups
-from p2pdm.net._patches import replace_dht_stores
+from p2pdm.net._patches import consume_signed_record_once, replace_dht_stores
 from p2pdm.net.addrs import full_addr
 from p2pdm.net.limits import (
     CLOSER_PEER_ADDR_TTL_SECONDS,
@@ -486,7 +485,7 @@ async def ask_value(dht: KadDHT, peer: ID, key: bytes) -> tuple[Record | None, l
                 closer.append(closer_id)
     if not (response.HasField("record") and response.record.value):
         return None, closer
-    if not maybe_consume_signed_record(response, dht.host, peer):
+    if not consume_signed_record_once(response, dht.host, peer):
         return None
     response.record.timeReceived = format_time_rfc3339()
     return response.record, closer

@@ -13,6 +13,15 @@ owner republishes, so without this a restarted holder stays empty and a
 record put while the network was smaller stays on peers that are no longer
 the closest to its key, until the owner's next publication (p2pdm: 6 h).
 
+Once per run of the peer: a peer's DHT refresh looks itself up too (every
+``DHT_REFRESH_INTERVAL_SECONDS``), though it still holds what it was handed.
+A node signs a new peer record (libp2p's, sent with every DHT request) each
+time it starts, so a peer whose signed record has the sequence number it had
+at a complete handoff is the same run of it: it gets nothing again. A
+restart (a new record, an empty store) or a handoff cut short by the bound
+below is handed records again. (Before, every refresh drew PUTs of records
+it held from each of the refresher's closest peers.)
+
 Bounded: at most ``RECORD_HANDOFF_MAX_RECORDS`` records per handoff (below
 the receiver's write burst), one handoff per peer per
 ``RECORD_HANDOFF_PEER_INTERVAL_SECONDS``, ``RECORD_HANDOFF_CONCURRENCY``
@@ -64,6 +73,9 @@ class RecordHandoff:
         self._clock = clock
         #: When each peer was last handed records (or considered), oldest first.
         self._last: OrderedDict[ID, float] = OrderedDict()
+        #: Each peer's signed record sequence number at its last complete
+        #: handoff (that run of the peer holds what we had for it), oldest first.
+        self._handed: OrderedDict[ID, int] = OrderedDict()
         self._running = 0
         #: Handoffs started / records put (for measurements).
         self.handoffs = 0
@@ -117,18 +129,33 @@ class RecordHandoff:
             self._last.popitem(last=False)
         if not self._serves_dht(peer):
             return
+        run = self._run_of(peer)
+        if run is not None and self._handed.get(peer) == run:
+            return  # this run of the peer was handed its records: a refresh
         records = self.records_for(peer)
         if not records:
             return
         self._running += 1
         self.handoffs += 1
         try:
-            nursery.start_soon(self._hand, peer, records)
+            nursery.start_soon(self._hand, peer, records, run)
         except RuntimeError:  # the host is closing
             self._running -= 1
 
-    async def _hand(self, peer: ID, records: list[tuple[bytes, Record]]) -> None:
+    def _run_of(self, peer: ID) -> int | None:
+        """The sequence number of ``peer``'s signed peer record (new at each of its
+        starts), or None if we have none."""
+        try:
+            envelope = self._dht.host.get_peerstore().get_peer_record(peer)
+            return None if envelope is None else int(envelope.record().seq)
+        except Exception:  # a record we cannot read: as if none
+            return None
+
+    async def _hand(
+        self, peer: ID, records: list[tuple[bytes, Record]], run: int | None = None
+    ) -> None:
         store = self._dht.value_store
+        complete = False
         try:
             with trio.move_on_after(RECORD_HANDOFF_TIMEOUT_SECONDS):
                 for key, record in records:
@@ -139,8 +166,15 @@ class RecordHandoff:
                         self.records_put += 1
                     elif not self._serves_dht(peer):
                         break  # identify arrived meanwhile: a client takes no records
+                else:
+                    complete = len(records) < RECORD_HANDOFF_MAX_RECORDS
         finally:
             self._running -= 1
+        if complete and run is not None:
+            self._handed[peer] = run
+            self._handed.move_to_end(peer)
+            while len(self._handed) > RECORD_HANDOFF_PEERS_REMEMBERED:
+                self._handed.popitem(last=False)
 
 
 def watch_self_lookups(

@@ -154,6 +154,7 @@ async def open_host(
     _patches.no_dial_retries(swarm)
     _patches.unblock_peers_at_new_addrs(swarm)
     _patches.hold_inbound_slot_only_while_connected(swarm)
+    _patches.verify_peer_records_once()
     serving = dht_mode == "server" or (dht_mode == "auto" and not bootstrap_peers)
     mode = DHTMode.SERVER if serving else DHTMode.CLIENT
     dht_guard = DhtGuard(dht_limits, trio.current_time)

@@ -12,6 +12,9 @@ and acking other messages. The caller goes on (acks, events) only after the
 commit returned; one such commit is in flight at a time; cancellation
 waits for it (shielded, at most ``COMMIT_WAIT_SECONDS``), so the
 connection is never left half-committed and what it stored is published.
+Readers on the loop's hot paths (the API's requests, the delivery loop,
+the withdrawer) first wait for a commit in flight (:meth:`OffLoopCommits.settled`):
+a store call finding it still due would do its fsync on the loop.
 """
 
 from __future__ import annotations
@@ -83,6 +86,19 @@ class OffLoopCommits:
         #: Taken while a commit is in flight: the next work waits here, not
         #: at the store's lock (which would stop the loop until the commit ends).
         self._turn = trio.Lock()
+        #: Set when the commit now in its worker thread returns; None when none is.
+        self._in_flight: trio.Event | None = None
+
+    async def settled(self) -> None:
+        """Wait, without holding the loop, while a commit of these is in its
+        worker thread (returns at once when none is). A store call made after
+        it does not find that commit due and do its fsync on the loop itself:
+        the loop's readers on hot paths (the API's requests, the delivery
+        loop) call this first. Another commit may be due again by the time
+        the caller runs; the store still commits it first, as always."""
+        in_flight = self._in_flight
+        if in_flight is not None:
+            await in_flight.wait()
 
     async def run(self, work: Callable[[], T], on_failure: Callable[[], None] = nothing) -> T:
         """``work()`` (sync store work: one outermost transaction or group) on
@@ -99,5 +115,13 @@ class OffLoopCommits:
                         pending.finish()
                     pending.notify()
                     raise
-            await finish_off_loop(pending)
+            in_flight = None
+            if pending.due and not virtual_clock():
+                self._in_flight = in_flight = trio.Event()
+            try:
+                await finish_off_loop(pending)
+            finally:
+                if in_flight is not None:
+                    self._in_flight = None
+                    in_flight.set()
         return result

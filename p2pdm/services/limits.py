@@ -164,19 +164,30 @@ MAILBOX_MAX_CANDIDATES: Final = 12
 MAILBOX_REQUEST_TIMEOUT: Final = 15.0
 #: One DHT lookup (record or providers).
 MAILBOX_LOOKUP_TIMEOUT: Final = 10.0
-#: How long the provider list and a recipient's record are reused.
+#: How long a recipient's record (the mailboxes it names) is reused.
 MAILBOX_CACHE_SECONDS: Final = 300.0
+#: How long a provider list of at least MAILBOX_COPIES mailboxes is used
+#: before it is looked up again (for fetching ours and for deposits), unless
+#: one of them fails first, which looks up at once. A list that old loses no
+#: mail: a sender deposits at the MAILBOX_COPIES closest it knows, a
+#: recipient fetches from the MAILBOX_FETCH_FANOUT closest it knows, so they
+#: miss each other only when MAILBOX_COPIES mailboxes closer to the
+#: recipient appeared since one of them looked (mailboxes that went away
+#: fail and so are noticed). As a Session client keeps its swarm until a
+#: node of it fails or redirects, and a Briar client its mailbox; an hour
+#: bounds how long mail at MAILBOX_COPIES new closer mailboxes can wait.
+MAILBOX_TRUST_SECONDS: Final = 3600.0
 #: How long a provider list with fewer than MAILBOX_COPIES mailboxes is
 #: reused: found while the network was forming (or mailboxes were away), it
-#: would otherwise keep deposits below R for MAILBOX_CACHE_SECONDS.
+#: would otherwise keep deposits below R for MAILBOX_TRUST_SECONDS.
 MAILBOX_SHORT_CACHE_SECONDS: Final = 10.0
 #: How long the mailbox providers a node found last (kept in its store across
 #: restarts) are good enough for its start-up fetch without a new lookup. A
 #: node returning after hours or days fetches from them at once, and looks
 #: providers up only when it remembers none or one of them fails (senders
 #: then deposit at the next closest, which it may not know); its later
-#: rounds use the provider cache as ever. A week: mailbox nodes are
-#: long-lived, and a lookup follows any failure.
+#: rounds look up once the list is MAILBOX_TRUST_SECONDS old. A week:
+#: mailbox nodes are long-lived, and a lookup follows any failure.
 MAILBOX_REMEMBER_SECONDS: Final = 7 * 24 * 3600.0
 #: Providers remembered: as many as one lookup returns (one k-bucket, the
 #: host's MAX_PROVIDERS), each with at most MAX_ADDRS addresses.

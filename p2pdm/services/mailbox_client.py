@@ -15,9 +15,10 @@ The providers a lookup found are kept in the node's store
 from the mailboxes it knew (:meth:`MailboxDirectory.own_first`), as a
 Session client keeps its swarm and a Briar client its mailbox: it looks
 providers up only when it remembers none (or none from the last
-``MAILBOX_REMEMBER_SECONDS``) or one of them fails, and its later rounds
-look them up as the cache expires. A list found less than
-``MAILBOX_CACHE_SECONDS`` ago is the cache itself, for deposits too.
+``MAILBOX_REMEMBER_SECONDS``) or one of them fails. A list of at least
+``MAILBOX_COPIES`` providers is then used for ``MAILBOX_TRUST_SECONDS``
+(fetching and deposits alike), after a restart too, and looked up again
+sooner only when one of its mailboxes fails.
 
 Deposits go over ``/p2pdm/mailbox/1.1.0`` where the mailbox speaks it (else
 1.0.0), each with the hash of a withdraw secret derived from our identity
@@ -76,6 +77,7 @@ from p2pdm.services.limits import (  # re-exported: tests use them here
     MAILBOX_REMEMBER_SECONDS,
     MAILBOX_REQUEST_TIMEOUT,
     MAILBOX_SHORT_CACHE_SECONDS,
+    MAILBOX_TRUST_SECONDS,
 )
 from p2pdm.services.ports import Network
 
@@ -92,6 +94,7 @@ __all__ = [
     "MAILBOX_MAX_STAMP_BITS",
     "MAILBOX_REQUEST_TIMEOUT",
     "MAILBOX_SHORT_CACHE_SECONDS",
+    "MAILBOX_TRUST_SECONDS",
     "PROVIDERS_SETTING",
     "MailboxClient",
     "MailboxDirectory",
@@ -386,9 +389,9 @@ class MailboxDirectory:
         seq: int,
         profile: Profile | None = None,
         relays: Sequence[str] = (),
-    ) -> None:
+    ) -> records.NodeRecord:
         """Put our signed record (prekey bundle, preferred mailboxes, profile, relayed
-        addresses) in the DHT.
+        addresses) in the DHT; returns it.
 
         ``seq`` must grow with every publication (the wall clock in ms does).
         """
@@ -403,6 +406,7 @@ class MailboxDirectory:
         await self.network.put_record(
             records.record_key(self.identity.peer_id), record.sign(self.identity)
         )
+        return record
 
     def forget(self) -> None:
         """Drop cached lookups (e.g. after every candidate failed)."""
@@ -410,14 +414,17 @@ class MailboxDirectory:
         self._named.clear()
 
     def forget_providers(self) -> None:
-        """Drop the cached provider list (one of them failed): the next call looks up."""
+        """Drop the cached provider list (one of them failed): the next call looks up.
+
+        Kept in the store still: a restart fetches from it at once, as after
+        any failure (the start-up round looks up when one fails)."""
         self._providers = None
         self._unrecalled = False
 
     def _recall(self) -> list[Candidate]:
         """The providers found last, cached or (once) from ``memory``; [] if none
         or if they are older than MAILBOX_REMEMBER_SECONDS. A list found less than
-        its cache time ago becomes the cache."""
+        its trust time ago becomes the cache."""
         if self._providers is not None:
             return self._providers[2]
         if not self._unrecalled or self._memory is None or self._now_ms is None:
@@ -434,18 +441,20 @@ class MailboxDirectory:
         age = (self._now_ms() - at_ms) / 1000
         if not 0 <= age <= MAILBOX_REMEMBER_SECONDS:  # too old, or the wall clock went back
             return []
-        enough = len(found) >= MAILBOX_COPIES
-        ttl = MAILBOX_CACHE_SECONDS if enough else MAILBOX_SHORT_CACHE_SECONDS
-        if age < ttl:
-            self._providers = (self.clock() - age, ttl, found)
+        if age < _trust_seconds(found):
+            self._providers = (self.clock() - age, _trust_seconds(found), found)
         return found
 
     async def providers(self) -> list[Candidate]:
-        """Nodes that announce the mailbox service (cached)."""
+        """Nodes that announce the mailbox service (cached: see MAILBOX_TRUST_SECONDS)."""
+        return (await self._providers_cached())[0]
+
+    async def _providers_cached(self) -> tuple[list[Candidate], bool]:
+        """The providers, and whether they came from the cache (no lookup now)."""
         now = self.clock()
         self._recall()
         if self._providers is not None and now - self._providers[0] < self._providers[1]:
-            return self._providers[2]
+            return self._providers[2], True
         try:
             found = await self.network.find_providers(
                 mb.MAILBOX_SERVICE_KEY, MAILBOX_LOOKUP_TIMEOUT
@@ -454,15 +463,13 @@ class MailboxDirectory:
             log.info("finding mailbox providers failed: %s", exc)
             found = []
         if found:
-            enough = len(found) >= MAILBOX_COPIES
-            ttl = MAILBOX_CACHE_SECONDS if enough else MAILBOX_SHORT_CACHE_SECONDS
-            self._providers = (now, ttl, found)
+            self._providers = (now, _trust_seconds(found), found)
             if self._memory is not None and self._now_ms is not None:
                 try:
                     remember_providers(self._memory, self._now_ms(), found)
                 except P2PDMError as exc:
                     log.info("could not keep the mailbox providers found: %s", exc)
-        return found
+        return found, False
 
     def known_providers(self) -> list[PeerId]:
         """The mailbox providers the last successful lookup found; looks nothing up."""
@@ -499,9 +506,15 @@ class MailboxDirectory:
 
     async def own(self) -> list[Candidate]:
         """Where to fetch our own envelopes from: preferred, then the closest providers."""
+        return (await self.own_cached())[0]
+
+    async def own_cached(self) -> tuple[list[Candidate], bool]:
+        """Like :meth:`own`, and whether the providers came from the cache rather
+        than a lookup just now (a failure then calls for a lookup)."""
         chosen = _merge(self.preferred, [], MAILBOX_MAX_CANDIDATES)
         limit = len(chosen) + MAILBOX_FETCH_FANOUT
-        return self._closest(self.identity.peer_id, chosen, limit, await self.providers())
+        found, cached = await self._providers_cached()
+        return self._closest(self.identity.peer_id, chosen, limit, found), cached
 
     async def own_first(self) -> tuple[list[Candidate], bool]:
         """Where the start-up round fetches from, and whether that is what we knew
@@ -530,6 +543,12 @@ class MailboxDirectory:
         nearest = mb.closest(mb.mailbox_key(target), others, limit)
         merged = _merge(chosen, [(p, addrs[p]) for p in nearest], limit)
         return [(p, a) for p, a in merged if p not in skip]
+
+
+def _trust_seconds(providers: Sequence[Candidate]) -> float:
+    """How long a provider list is used before it is looked up again."""
+    enough = len(providers) >= MAILBOX_COPIES
+    return MAILBOX_TRUST_SECONDS if enough else MAILBOX_SHORT_CACHE_SECONDS
 
 
 def _merge(first: list[Candidate], then: list[Candidate], limit: int) -> list[Candidate]:

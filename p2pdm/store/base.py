@@ -691,12 +691,26 @@ def status_change_event(
     recipient's does, so its figures per member show at once: ``status`` stays
     the message's own (its least advanced recipient's), ``peer`` names the
     recipient that moved (docs/api.md, Events)."""
-    several = len(old.recipients) > 1
-    own_moved = status_moves(old.status, new)
+    return status_change_entry(old, old.status, new, moved, at_ms, detail)
+
+
+def status_change_entry(
+    message: StoredMessage,
+    old: DeliveryStatus,
+    new: DeliveryStatus,
+    moved: list[Recipient],
+    at_ms: int,
+    detail: str,
+) -> LogEvent | None:
+    """:func:`status_change_event` of ``message`` while its status is ``old``
+    (of several moves in a row: the message as stored before them, which has
+    as many recipients)."""
+    several = len(message.recipients) > 1
+    own_moved = status_moves(old, new)
     if not own_moved and not (several and moved):
         return None
     peer = moved[0].peer if several and len(moved) == 1 else None
-    return status_event(old, new if own_moved else old.status, at_ms, detail, peer=peer)
+    return status_event(message, new if own_moved else old, at_ms, detail, peer=peer)
 
 
 def message_status(message: StoredMessage, recipients: tuple[Recipient, ...]) -> DeliveryStatus:

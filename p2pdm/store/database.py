@@ -40,7 +40,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from p2pdm.core.model import Contact, Conversation, StoredMessage
 from p2pdm.errors import NotFound, P2PDMError, StoreError
@@ -332,8 +332,9 @@ class Database:
 
     def settle(self) -> None:
         """Commit what a commit_later block left due, here and now (nothing if none)."""
-        with self._locked():
-            pass
+        with self._lock:
+            if self._due is not None:
+                self._settle_due()
 
     def _settle_due(self) -> None:
         """Under the lock: COMMIT the transaction left due; on failure roll
@@ -385,8 +386,7 @@ class Database:
             raise StoreError(f"message store {self.path} is closed")
         return self._db
 
-    @contextlib.contextmanager
-    def transaction(self, *, undivided: bool = False) -> Iterator[None]:
+    def transaction(self, *, undivided: bool = False) -> _Transaction:
         """All writes inside commit together, or none if the block raises.
 
         Inside :meth:`group` it is a savepoint, committed with the group.
@@ -398,20 +398,7 @@ class Database:
         row it looked for is not there) spoils nothing: the block may catch
         it. Raises StoreError when nested or when the commit fails.
         """
-        with self._locked():
-            if self._in_transaction:
-                raise StoreError("store transactions do not nest")
-            savepoint = _GROUPED if self._in_group else None
-            self._undivided, self._spoiled = undivided, False
-            try:
-                with self._atomic("_in_transaction", savepoint, "a store transaction"):
-                    yield
-                    if self._spoiled:
-                        raise StoreError(
-                            "a store call failed in an undivided transaction: nothing was stored"
-                        )
-            finally:
-                self._undivided = self._spoiled = False
+        return _Transaction(self, undivided)
 
     @contextlib.contextmanager
     def group(self) -> Iterator[None]:
@@ -436,17 +423,7 @@ class Database:
     def _atomic(self, flag: str, savepoint: str | None, what: str) -> Iterator[None]:
         """Begin (a transaction, or ``savepoint`` inside one), run the block with
         the attribute ``flag`` set, then commit, or roll back if it raises."""
-        db = self._connection()
-        begin, commit = ("BEGIN IMMEDIATE", "COMMIT")
-        if savepoint is not None:
-            begin, commit = f"SAVEPOINT {savepoint}", f"RELEASE {savepoint}"
-        try:
-            db.execute(begin)
-        except db_errors() as exc:
-            raise StoreError(f"starting {what} failed: {exc}") from exc
-        if savepoint is None:
-            self.hot.serial += 1
-        mark = None if savepoint is None else self.hot.mark()
+        db, mark = self._begin(savepoint, what)
         setattr(self, flag, True)
         try:
             yield
@@ -455,6 +432,28 @@ class Database:
             self._undo(db, savepoint, mark)
             raise
         setattr(self, flag, False)
+        self._end(db, savepoint, mark, what)
+
+    def _begin(self, savepoint: str | None, what: str) -> tuple[sqlite3.Connection, Mark | None]:
+        """Under the lock: begin a transaction (or ``savepoint`` inside one);
+        the connection, and the hot reads' mark to put back on its rollback."""
+        db = self._connection()
+        begin = "BEGIN IMMEDIATE" if savepoint is None else f"SAVEPOINT {savepoint}"
+        try:
+            db.execute(begin)
+        except db_errors() as exc:
+            raise StoreError(f"starting {what} failed: {exc}") from exc
+        if savepoint is None:
+            self.hot.serial += 1
+            return db, None
+        return db, self.hot.mark()
+
+    def _end(
+        self, db: sqlite3.Connection, savepoint: str | None, mark: Mark | None, what: str
+    ) -> None:
+        """Under the lock: commit what :meth:`_begin` began (an outermost
+        transaction in this thread's commit_later block: left due), or roll
+        back and raise StoreError if the commit fails."""
         try:
             if savepoint is None:
                 self._write_due(db)
@@ -470,7 +469,9 @@ class Database:
                     self._due = pending
                     self.hot.settling = True
                     return
-            db.execute(commit)
+                db.execute("COMMIT")
+            else:
+                db.execute(f"RELEASE {savepoint}")
         except db_errors() as exc:
             self._undo(db, savepoint, mark)
             raise StoreError(f"committing {what} failed: {exc}") from exc
@@ -507,24 +508,11 @@ class Database:
             self.hot.restore(mark)
         _rollback_quietly(db, savepoint)
 
-    @contextlib.contextmanager
-    def reading(self, what: str) -> Iterator[sqlite3.Connection]:
+    def reading(self, what: str) -> _Reading:
         """The connection, for queries; sqlite3 errors become StoreError("<what> failed")."""
-        with self._locked():
-            db = self._connection()
-            try:
-                yield db
-            except db_errors() as exc:
-                raise StoreError(f"{what} failed: {exc}") from exc
-            except OverflowError as exc:
-                raise StoreError(f"{what} failed: a number is beyond 64 bits") from exc
-            except UnicodeEncodeError as exc:
-                raise StoreError(
-                    f"{what} failed: text is not valid Unicode ({exc.reason})"
-                ) from exc
+        return _Reading(self, what)
 
-    @contextlib.contextmanager
-    def writing(self, what: str, *, one_statement: bool = False) -> Iterator[sqlite3.Connection]:
+    def writing(self, what: str, *, one_statement: bool = False) -> _Writing:
         """The connection, for one atomic write: all of it or, if the block raises, none.
 
         ``one_statement``: the block changes the database with one statement
@@ -533,46 +521,194 @@ class Database:
         savepoint of its own: two statements fewer on the hot paths (saving a
         session, marking an id seen, queueing an envelope).
         """
-        with self._locked():
-            db = self._connection()
-            undivided = self._undivided and self._in_transaction
-            if undivided or (one_statement and (self._in_transaction or self._in_group)):
-                changes = db.total_changes
-                try:
-                    yield db
-                except BaseException as exc:
+        return _Writing(self, what, one_statement)
+
+
+# The store's context managers are classes, not generators: a message opens
+# about fifteen (33 generator context managers before, each of these wrapping
+# others), and a block of one costs about a third of the instructions it did
+# (docs/benchmarks.md, "The store's Python, seventh pass").
+
+
+class _Reading:
+    """:meth:`Database.reading`: the lock (with any commit due done first) and
+    the connection; database errors in the block become StoreError."""
+
+    __slots__ = ("_database", "_what")
+
+    def __init__(self, database: Database, what: str) -> None:
+        self._database = database
+        self._what = what
+
+    def __enter__(self) -> sqlite3.Connection:
+        database = self._database
+        database._lock.acquire()
+        try:
+            if database._due is not None:
+                database._settle_due()
+            db = database._db
+            return database._connection() if db is None else db
+        except BaseException:
+            database._lock.release()
+            raise
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        try:
+            if exc is not None:
+                _raise_store_error(self._what, exc)
+            return False
+        finally:
+            self._database._lock.release()
+
+
+class _Writing:
+    """:meth:`Database.writing`: one atomic write, under the lock."""
+
+    __slots__ = (
+        "_changes",
+        "_connection",
+        "_database",
+        "_mark",
+        "_one",
+        "_plain",
+        "_savepoint",
+        "_undivided",
+        "_what",
+    )
+
+    def __init__(self, database: Database, what: str, one_statement: bool) -> None:
+        self._database = database
+        self._what = what
+        self._one = one_statement
+
+    def __enter__(self) -> sqlite3.Connection:
+        database = self._database
+        database._lock.acquire()
+        try:
+            if database._due is not None:
+                database._settle_due()
+            db = database._db
+            if db is None:
+                db = database._connection()  # raises: closed
+            self._connection = db
+            inside = database._in_transaction
+            undivided = database._undivided and inside
+            if undivided or (self._one and (inside or database._in_group)):
+                # No savepoint: SQLite undoes a failed statement by itself.
+                self._plain = True
+                self._undivided = undivided
+                self._changes = db.total_changes
+                return db
+            self._plain = False
+            savepoint = _SAVEPOINT if inside or database._in_group else None
+            self._savepoint = savepoint
+            if savepoint is None:
+                database.hot.serial += 1
+                self._mark = None
+            else:
+                self._mark = database.hot.mark()
+            try:
+                db.execute("BEGIN IMMEDIATE" if savepoint is None else f"SAVEPOINT {savepoint}")
+            except BaseException as exc:
+                _raise_store_error(self._what, exc)
+                raise
+            return db
+        except BaseException:
+            database._lock.release()
+            raise
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        database = self._database
+        try:
+            db = self._connection
+            if self._plain:
+                if exc is not None:
                     # SQLite undid a failed statement; a failed call of several
                     # spoils the undivided transaction instead, unless it found
                     # nothing to change and wrote nothing (NotFound: a receipt's
                     # message not stored, an envelope acked meanwhile).
-                    untouched = isinstance(exc, NotFound) and db.total_changes == changes
-                    self._spoiled = self._spoiled or (
-                        undivided and not one_statement and not untouched
+                    untouched = isinstance(exc, NotFound) and db.total_changes == self._changes
+                    database._spoiled = database._spoiled or (
+                        self._undivided and not self._one and not untouched
                     )
-                    _raise_store_error(what, exc)
-                    raise
-                return
-            savepoint = _SAVEPOINT if self._in_transaction or self._in_group else None
-            if savepoint is None:
-                self.hot.serial += 1
-            mark = None if savepoint is None else self.hot.mark()
+                    _raise_store_error(self._what, exc)
+                return False
+            savepoint = self._savepoint
             try:
-                db.execute("BEGIN IMMEDIATE" if savepoint is None else f"SAVEPOINT {savepoint}")
-                try:
-                    yield db
-                except BaseException:
-                    self._undo(db, savepoint, mark)
-                    raise
-                try:
-                    if savepoint is None:
-                        self._write_due(db)
-                    db.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
-                except db_errors():
-                    self._undo(db, savepoint, mark)
-                    raise
-            except BaseException as exc:
-                _raise_store_error(what, exc)
+                if exc is not None:
+                    database._undo(db, savepoint, self._mark)
+                else:
+                    try:
+                        if savepoint is None:
+                            database._write_due(db)
+                            db.execute("COMMIT")
+                        else:
+                            db.execute(f"RELEASE {savepoint}")
+                    except db_errors():
+                        database._undo(db, savepoint, self._mark)
+                        raise
+                    return False
+            except BaseException as failure:
+                _raise_store_error(self._what, failure)
                 raise
+            _raise_store_error(self._what, exc)
+            return False
+        finally:
+            database._lock.release()
+
+
+class _Transaction:
+    """:meth:`Database.transaction`: under the lock, a transaction (a
+    savepoint inside a group) committed when the block ends."""
+
+    __slots__ = ("_connection", "_database", "_mark", "_savepoint", "_undivided")
+
+    _WHAT: Final = "a store transaction"
+
+    def __init__(self, database: Database, undivided: bool) -> None:
+        self._database = database
+        self._undivided = undivided
+
+    def __enter__(self) -> None:
+        database = self._database
+        database._lock.acquire()
+        try:
+            if database._due is not None:
+                database._settle_due()
+            if database._in_transaction:
+                raise StoreError("store transactions do not nest")
+            savepoint = _GROUPED if database._in_group else None
+            database._undivided, database._spoiled = self._undivided, False
+            try:
+                self._connection, self._mark = database._begin(savepoint, self._WHAT)
+            except BaseException:
+                database._undivided = database._spoiled = False
+                raise
+            self._savepoint = savepoint
+            database._in_transaction = True
+        except BaseException:
+            database._lock.release()
+            raise
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        database = self._database
+        try:
+            spoiled = None
+            if exc is None and database._spoiled:
+                spoiled = StoreError(
+                    "a store call failed in an undivided transaction: nothing was stored"
+                )
+            database._in_transaction = False
+            if exc is not None or spoiled is not None:
+                database._undo(self._connection, self._savepoint, self._mark)
+                if spoiled is not None:
+                    raise spoiled
+                return False
+            database._end(self._connection, self._savepoint, self._mark, self._WHAT)
+            return False
+        finally:
+            database._undivided = database._spoiled = False
+            database._lock.release()
 
 
 def _raise_store_error(what: str, exc: BaseException) -> None:

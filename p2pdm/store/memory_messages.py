@@ -39,6 +39,7 @@ from p2pdm.store.base import (
     status_moves,
 )
 from p2pdm.store.memory_state import ConversationState, Dicts, MemoryState
+from p2pdm.store.rows import message_with
 
 __all__ = ["MessageDicts"]
 
@@ -57,11 +58,8 @@ class MessageDicts(Dicts):
             raise StoreError(f"message {message.id.hex()} is already stored")
         state.last_seq += 1
         recipients = first_recipients(message)
-        stored = replace(
-            message,
-            seq=state.last_seq,
-            recipients=recipients,
-            status=message_status(message, recipients),
+        stored = message_with(
+            message, message_status(message, recipients), recipients, state.last_seq
         )
         state.messages[stored.seq] = stored
         state.seq_of[stored.id] = stored.seq
@@ -143,7 +141,7 @@ class MessageDicts(Dicts):
         old = state.messages[seq]
         recipients, moved = advance_recipients(old.recipients, status, at_ms, detail, recipient)
         new = status if not old.recipients else message_status(old, recipients)
-        state.messages[seq] = replace(old, recipients=recipients)
+        state.messages[seq] = message_with(old, old.status, recipients, old.seq)
         entry = status_change_event(old, new, moved, at_ms, detail) if event else None
         if entry is not None:
             self._log(entry)

@@ -26,6 +26,7 @@ from p2pdm.core.model import (
     Recipient,
     StatusChange,
     StoredMessage,
+    overall_status,
 )
 from p2pdm.errors import NotFound, StoreError
 from p2pdm.limits import MAX_STATUS_HISTORY
@@ -40,11 +41,13 @@ from p2pdm.store.base import (
     message_status,
     notable,
     page_limit,
+    status_change_entry,
     status_change_event,
     status_moves,
 )
 from p2pdm.store.cipher import integrity_errors
 from p2pdm.store.database import NOT_READ
+from p2pdm.store.rows import conversation_with, message_with
 from p2pdm.store.schema import UNREAD_CONDITION
 from p2pdm.store.sqlite_api import counter, insert_event
 from p2pdm.store.sqlite_requests import request_usage, trim_requests
@@ -70,7 +73,7 @@ def _conversation(row: Any) -> Conversation:
     )
 
 
-def _message(row: Any) -> StoredMessage:
+def _message(row: Any, recipients: tuple[Recipient, ...] = ()) -> StoredMessage:
     (
         seq,
         mid,
@@ -91,7 +94,7 @@ def _message(row: Any) -> StoredMessage:
     return StoredMessage(
         id=mid,
         conversation_id=conv,
-        peer=PeerId(peer),
+        peer=PeerId.trusted(peer),
         direction=Direction(direction),
         kind=kind,
         body=body,
@@ -100,6 +103,7 @@ def _message(row: Any) -> StoredMessage:
         status=DeliveryStatus(status),
         request=bool(request),
         seq=seq,
+        recipients=recipients,
         edited_at_ms=edited,
         unsent=bool(unsent),
         timer_s=timer,
@@ -132,6 +136,9 @@ _MESSAGE_WITH_RECIPIENTS: Final = (
     "LEFT JOIN message_recipients r ON r.message_id = m.id WHERE m.id = ? ORDER BY r.peer"
 )
 _WIDTH: Final = len(_MESSAGE_COLUMNS.split(", "))
+#: Where a row of _MESSAGE_COLUMNS holds the direction, and an outgoing one's.
+_DIRECTION: Final = _MESSAGE_COLUMNS.split(", ").index("direction")
+_OUT: Final = str(Direction.OUT)
 
 
 def _read_message(db: Any, message_id: bytes) -> StoredMessage | None:
@@ -139,15 +146,15 @@ def _read_message(db: Any, message_id: bytes) -> StoredMessage | None:
     rows = db.execute(_MESSAGE_WITH_RECIPIENTS, (message_id,)).fetchall()
     if not rows:
         return None
-    message = _message(rows[0][:_WIDTH])
-    if message.direction != Direction.OUT:
-        return message
+    first = rows[0]
+    if first[_DIRECTION] != _OUT:
+        return _message(first[:_WIDTH])
     recipients = tuple(
-        Recipient(PeerId(peer), DeliveryStatus(status), at, detail)
+        Recipient(PeerId.trusted(peer), DeliveryStatus(status), at, detail)
         for peer, status, at, detail in (row[_WIDTH:] for row in rows)
         if peer is not None
     )
-    return replace(message, recipients=recipients)
+    return _message(first[:_WIDTH], recipients)
 
 
 #: A message's conversation, made or brought up to date as the message is
@@ -237,13 +244,13 @@ class MessageTables(Tables):
                 known = None  # it may have deleted conversations
                 hot.conversations.clear()
             if known is not None:
-                hot.conversations[message.conversation_id] = replace(
+                hot.conversations[message.conversation_id] = conversation_with(
                     known,
-                    last_message_at_ms=max(known.last_message_at_ms, message.stored_at_ms),
-                    unread=known.unread + int(unread),
-                    request=known.request and message.request,
+                    max(known.last_message_at_ms, message.stored_at_ms),
+                    known.unread + int(unread),
+                    known.request and message.request,
                 )
-        return replace(message, recipients=recipients, status=status, seq=seq)
+        return message_with(message, status, recipients, seq)
 
     @staticmethod
     def _insert_message(db: Any, message: StoredMessage, status: DeliveryStatus) -> Any:
@@ -314,7 +321,7 @@ class MessageTables(Tables):
                 self._move_status(db, old, new, at_ms, detail)
                 changed = True
             if new is not DeliveryStatus.READ:  # read also starts its timer: read again
-                left_as = replace(old, status=new, recipients=recipients) if changed else old
+                left_as = message_with(old, new, recipients, old.seq) if changed else old
                 hot.moved = (hot.serial, db.total_changes, message_id, left_as)
         if entry is not None:
             self._notify()
@@ -369,24 +376,26 @@ class MessageTables(Tables):
         """Write an outgoing message's moves (inside set_statuses); returns
         whether a status changed and how many events were logged."""
         hot, message_id = self._hot, old.id
-        now, changed = old, False
+        # The message as each move leaves it, made once at the end.
+        now_status, now_recipients, changed = old.status, old.recipients, False
         moved_peers: dict[bytes, Recipient] = {}
         events: list[LogEvent] = []
         history: list[DeliveryStatus] = []
         for status in statuses:
-            recipients, moved = advance_recipients(now.recipients, status, at_ms, "", recipient)
+            recipients, moved = advance_recipients(now_recipients, status, at_ms, "", recipient)
             moved_peers.update((r.peer.raw, r) for r in moved)
-            new = status if not now.recipients else message_status(now, recipients)
-            entry = status_change_event(now, new, moved, at_ms, "")
+            new = overall_status(recipients) if recipients else status
+            entry = status_change_entry(old, now_status, new, moved, at_ms, "")
             if entry is not None:
                 events.append(entry)
-            if status_moves(now.status, new):
+            if status_moves(now_status, new):
                 history.append(new)
-                now = replace(now, status=new, recipients=recipients)
+                now_status = new
                 changed = True
             else:
-                now = replace(now, recipients=recipients)
                 changed = changed or bool(moved)
+            now_recipients = recipients
+        now = message_with(old, now_status, now_recipients, old.seq)
         db.executemany(
             "UPDATE message_recipients SET status = ?, at_ms = ?, detail = ? "
             "WHERE message_id = ? AND peer = ?",

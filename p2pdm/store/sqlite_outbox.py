@@ -185,6 +185,11 @@ class OutboxTables(Tables):
     # --- deposits to take back -----------------------------------------------
 
     def withdrawals_due(self, now_ms: int, limit: int) -> list[Withdrawal]:
+        # Almost always none (only unsends make them), and the withdrawer asks
+        # each time something is queued: a read, not a write transaction, then.
+        with self._reading("reading withdrawals") as db:
+            if db.execute("SELECT 1 FROM withdrawals LIMIT 1").fetchone() is None:
+                return []
         with self._writing("reading withdrawals") as db:
             db.execute("DELETE FROM withdrawals WHERE until_ms <= ?", (now_ms,))
             rows = db.execute(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from p2pdm.core import cbor, records
 from p2pdm.core.identity import Identity
 from p2pdm.core.prekeys import OwnPrekeys
-from p2pdm.errors import SchemaError
+from p2pdm.errors import SchemaError, SignatureError, WireError
 
 ALICE = Identity(bytes([1]) * 32)
 RELAY = Identity(bytes([2]) * 32).peer_id
@@ -43,3 +45,58 @@ def test_too_many_relayed_addresses_are_refused() -> None:
     )
     with pytest.raises(SchemaError):
         records.NodeRecord.decode(record(many).sign(ALICE))
+
+
+# --- RecordChecker: validate/select remembered by bytes -------------------------
+
+
+def signed_record(seq: int, who: Identity = ALICE) -> bytes:
+    bundle = OwnPrekeys.create(who, 0).bundle(0)
+    return records.NodeRecord(who.peer_id, seq, bundle, ()).sign(who)
+
+
+def outcome(call: Callable[..., object], *args: object) -> object:
+    try:
+        result = call(*args)
+    except (WireError, SignatureError) as exc:
+        return type(exc)
+    return result.seq if isinstance(result, records.NodeRecord) else result
+
+
+def test_a_checker_answers_as_validate_and_select() -> None:
+    key, other_key = records.record_key(ALICE.peer_id), records.record_key(RELAY)
+    good, newer = signed_record(5), signed_record(9)
+    tampered = good[:-1] + bytes([good[-1] ^ 1])
+    bob = signed_record(7, Identity(bytes([4]) * 32))
+    checker = records.RecordChecker()
+    for _ in range(2):  # checked, then remembered
+        for k, value in [(key, good), (key, tampered), (other_key, good), (key, bob), (key, b"x")]:
+            assert outcome(checker.validate, k, value) == outcome(records.validate, k, value)
+        for values in ([good, newer], [newer, good], [tampered, good], [bob, good], [tampered]):
+            assert outcome(checker.select, key, values) == outcome(records.select, key, values)
+
+
+def test_a_checker_checks_each_record_once_and_keeps_a_bounded_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoded: list[bytes] = []
+    decode = records.NodeRecord.decode
+
+    def counted(data: bytes) -> records.NodeRecord:
+        decoded.append(data)
+        return decode(data)
+
+    monkeypatch.setattr(records.NodeRecord, "decode", staticmethod(counted))
+    key = records.record_key(ALICE.peer_id)
+    values = [signed_record(seq) for seq in range(records.CHECKED_RECORDS + 1)]
+    checker = records.RecordChecker()
+    for _ in range(3):  # a lookup's answers: the same record from many holders
+        assert checker.select(key, values[:2]) == 1
+    assert len(decoded) == 2
+    for value in values:
+        checker.validate(key, value)
+    assert len(decoded) == len(values)  # two were remembered, the rest new
+    checker.validate(key, values[-1])
+    assert len(decoded) == len(values)
+    checker.validate(key, values[0])  # the least recent was forgotten
+    assert len(decoded) == len(values) + 1

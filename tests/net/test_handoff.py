@@ -149,6 +149,39 @@ async def test_a_handoff_is_bounded_per_peer_and_in_size(autojump_clock: MockClo
         nursery.cancel_scope.cancel()
 
 
+async def test_a_refresh_of_the_same_run_is_handed_nothing_a_restart_is(
+    autojump_clock: MockClock,
+) -> None:
+    """A peer's DHT refresh looks itself up as a join does; the run of it that was
+    handed every record due gets none again, however long after. A restart
+    (a new signed peer record, an empty store) is handed them again."""
+    net = MemoryNetwork(LinkFaults(latency=0.02), seed=8)
+    async with trio.open_nursery() as nursery:
+        hosts = Hosts(nursery, net)
+        holder = await hosts.start(0)
+        count = RECORD_HANDOFF_MAX_RECORDS - 1  # all of them in one handoff
+        for index in range(100, 100 + count):
+            identity = Identity(host_seed(index))
+            await holder.put_record(record_key(identity.peer_id), make_record(identity, 1, b"b"))
+        joiner = await hosts.start(1)
+        handoff: RecordHandoff = holder.record_handoff
+        await wait_until(lambda: handoff.records_put == count, TIMEOUT)
+        for _ in range(3):  # refreshes, each past the per-peer interval
+            await trio.sleep(RECORD_HANDOFF_PEER_INTERVAL_SECONDS + 1)
+            await joiner._dht.peer_routing.find_closest_peers_network(
+                joiner._dht.local_peer_id.to_bytes()
+            )
+        await trio.sleep(1)
+        assert handoff.handoffs == 1 and handoff.records_put == count
+        hosts.stop(1)
+        await trio.sleep(RECORD_HANDOFF_PEER_INTERVAL_SECONDS + 1)
+        joiner = await hosts.start(1)
+        await wait_until(lambda: handoff.records_put == 2 * count, TIMEOUT)
+        assert handoff.handoffs == 2
+        assert len(joiner._dht.value_store.get_keys()) == count
+        nursery.cancel_scope.cancel()
+
+
 @pytest.mark.slow
 async def test_a_put_reaches_the_peers_closest_to_the_key(autojump_clock: MockClock) -> None:
     """A record goes to the RECORD_LOOKUP_CLOSEST peers closest to its key in

@@ -26,9 +26,9 @@ from p2pdm.net.stream import Stream
 from p2pdm.node.node import Node
 from p2pdm.services.dm import REACH_TIMEOUT, RETRY_BASE_SECONDS
 from p2pdm.services.mailbox_client import (
-    MAILBOX_CACHE_SECONDS,
     MAILBOX_COPIES,
     MAILBOX_SHORT_CACHE_SECONDS,
+    MAILBOX_TRUST_SECONDS,
     MailboxDirectory,
     parse_mailbox_addr,
 )
@@ -250,9 +250,12 @@ async def test_a_short_provider_list_is_looked_up_again_soon(autojump_clock) -> 
     assert len(await directory.providers()) == 1 and len(found) == 1  # cached
     await trio.sleep(MAILBOX_SHORT_CACHE_SECONDS)
     assert len(await directory.providers()) == MAILBOX_COPIES and len(found) == 2
-    await trio.sleep(MAILBOX_CACHE_SECONDS - 1)
+    await trio.sleep(MAILBOX_TRUST_SECONDS - 1)
     await directory.providers()
-    assert len(found) == 2  # enough: kept for the whole cache time
+    assert len(found) == 2  # enough: kept for the whole trust time
+    await trio.sleep(1)
+    await directory.providers()
+    assert len(found) == 3
 
 
 def test_mailbox_addresses_must_name_their_peer() -> None:

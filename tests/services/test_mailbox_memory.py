@@ -11,10 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pdm.core.identity import Identity, PeerId
-from p2pdm.services.limits import MAILBOX_MAX_REMEMBERED, MAILBOX_REMEMBER_SECONDS
+from p2pdm.services.limits import (
+    FETCH_INTERVAL_SECONDS,
+    MAILBOX_MAX_REMEMBERED,
+    MAILBOX_REMEMBER_SECONDS,
+)
 from p2pdm.services.mailbox_client import (
-    MAILBOX_CACHE_SECONDS,
     MAILBOX_COPIES,
+    MAILBOX_TRUST_SECONDS,
     PROVIDERS_SETTING,
     MailboxDirectory,
     Settings,
@@ -63,9 +67,9 @@ async def test_a_node_started_again_knows_the_providers_it_found(autojump_clock)
     mailboxes, known = await again.own_first()
     assert known and {peer for peer, _ in mailboxes} == {peer for peer, _ in PEERS}
     assert await again.providers() == PEERS and network.count == 1  # still the cache
-    # Started after the cache time: the start-up round still needs no lookup,
+    # Started after the trust time: the start-up round still needs no lookup,
     # deposits look the providers up.
-    await trio.sleep(MAILBOX_CACHE_SECONDS + 1)
+    await trio.sleep(MAILBOX_TRUST_SECONDS + 1)
     later = directory(network, store)
     assert (await later.own_first())[1] and network.count == 1
     await later.providers()
@@ -122,16 +126,86 @@ async def test_a_mailbox_it_knew_failing_makes_it_look_up(world: World, autojump
 
 async def test_later_rounds_use_the_cache_not_the_memory(world: World, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     """Only the start-up round trusts an old list; the others look up once the
-    cache time is over, so a closer new mailbox is found."""
+    trust time is over, so a closer new mailbox is found."""
     _, _, bob, boxes = world
     lookups = count_lookups(bob.host)
     known = [(box.identity.peer_id, [f"/memory/{box.identity.peer_id}"]) for box in boxes]
-    remember_providers(bob.node.store, clock_ms() - int(MAILBOX_CACHE_SECONDS * 1000), known)
+    remember_providers(bob.node.store, clock_ms() - int(MAILBOX_TRUST_SECONDS * 1000), known)
     bob.delivery.fetcher.mailboxes = directory_of(bob.node.identity, bob.host, bob.node.store)
     await bob.delivery.fetcher.fetch_mailboxes(first=True)
     assert lookups == []
     await bob.delivery.fetcher.fetch_mailboxes()
     assert len(lookups) == 1
+
+
+async def test_later_rounds_trust_a_list_until_it_is_old(world: World, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    """A list of enough mailboxes is fetched from, round after round, with no
+    lookup for MAILBOX_TRUST_SECONDS (a restart on the way keeps it), then looked up."""
+    _, _, bob, boxes = world
+    lookups = count_lookups(bob.host)
+    known = [(box.identity.peer_id, [f"/memory/{box.identity.peer_id}"]) for box in boxes]
+    assert len(known) >= MAILBOX_COPIES
+    remember_providers(bob.node.store, clock_ms(), known)
+    fetcher = bob.delivery.fetcher
+    fetcher.mailboxes = directory_of(bob.node.identity, bob.host, bob.node.store)
+    dials = bob.host.dials
+    await fetcher.fetch_mailboxes(first=True)
+    rounds = int(MAILBOX_TRUST_SECONDS // FETCH_INTERVAL_SECONDS) - 1
+    for _ in range(rounds // 2):
+        await trio.sleep(FETCH_INTERVAL_SECONDS)
+        await fetcher.fetch_mailboxes()
+    # Started again halfway: the list is still trusted.
+    fetcher.mailboxes = directory_of(bob.node.identity, bob.host, bob.node.store)
+    await fetcher.fetch_mailboxes(first=True)
+    for _ in range(rounds - rounds // 2):
+        await trio.sleep(FETCH_INTERVAL_SECONDS)
+        await fetcher.fetch_mailboxes()
+    assert lookups == [] and bob.host.dials - dials == len(boxes) * (rounds + 2)
+    await trio.sleep(FETCH_INTERVAL_SECONDS * 2)
+    await fetcher.fetch_mailboxes()
+    assert len(lookups) == 1
+
+
+async def test_a_trusted_mailbox_failing_in_a_later_round_makes_it_look_up(  # type: ignore[no-untyped-def]
+    world: World, autojump_clock
+) -> None:
+    """Past the start-up round too: one of the trusted mailboxes gone, the round
+    looks up and fetches from the others it finds (senders went there)."""
+    _, alice, bob, boxes = world
+    known = [(box.identity.peer_id, [f"/memory/{box.identity.peer_id}"]) for box in boxes[:3]]
+    assert len(known) >= MAILBOX_COPIES and len(boxes) == MAILBOX_COPIES + 1
+    remember_providers(bob.node.store, clock_ms(), known)
+    fetcher = bob.delivery.fetcher
+    fetcher.mailboxes = directory_of(bob.node.identity, bob.host, bob.node.store)
+    # One directory, as in a node: bob's receipts for alice (away) are deposited too.
+    bob.delivery.depositor.mailboxes = fetcher.mailboxes
+    await fetcher.fetch_mailboxes(first=True)
+    lookups = count_lookups(bob.host)
+    boxes[0].host.online = False  # alice deposits at the other three, one unknown to bob
+    sent = await send_while_away(alice, bob, "while bob was off")
+    alice.host.online = False
+    bob.host.online = True
+    await trio.sleep(FETCH_INTERVAL_SECONDS)
+    assert await fetcher.fetch_mailboxes() == 1
+    assert [m.id for m in bob.node.messages(alice.node.peer_id).messages] == [sent.id]
+    assert len(lookups) == 1 and boxes[3].held == 0  # found by the lookup
+    # The next round trusts what that lookup found (all of it answering again).
+    boxes[0].host.online = True
+    await trio.sleep(FETCH_INTERVAL_SECONDS)
+    await fetcher.fetch_mailboxes()
+    assert len(lookups) == 1
+
+
+async def test_a_provider_unreachable_for_a_deposit_makes_the_next_look_up() -> None:
+    """A sender trusts its list for long too: one provider it cannot reach, and
+    the next call for providers looks up."""
+    network = Lookups()
+    store = MemoryStore()
+    remember_providers(store, clock_ms(), PEERS)
+    box = directory(network, store)
+    assert await box.providers() == PEERS and network.count == 0
+    box.forget_providers()  # what Depositor does when a provider is unreachable
+    assert await box.providers() == PEERS and network.count == 1
 
 
 def count_lookups(host: FakeHost) -> list[bytes]:

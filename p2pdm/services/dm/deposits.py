@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -109,6 +109,9 @@ class Depositor:
                 )
             except (P2PDMError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 log.info("mailbox %s unusable: %s", mailbox.short(), exc)
+                if mailbox in self.mailboxes.known_providers():
+                    # A provider list is trusted for long: one is gone, look again next time.
+                    self.mailboxes.forget_providers()
                 for item in todo:
                     refusals[item.envelope_id].append(f"mailbox {mailbox.short()} unreachable")
                 continue
@@ -153,11 +156,19 @@ class Withdrawer:
     """Takes our deposits back from mailboxes after an unsend, best effort."""
 
     def __init__(
-        self, store: OutboxStore, client: MailboxClient, now_ms: Callable[[], int]
+        self,
+        store: OutboxStore,
+        client: MailboxClient,
+        now_ms: Callable[[], int],
+        settled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.client = client
         self.now_ms = now_ms
+        #: Waits for a commit in its worker thread (``OffLoopCommits.settled``):
+        #: woken by what an API request queued, the round reads after that
+        #: commit returned instead of doing its fsync on the loop.
+        self.settled = settled
         self._wake = Alarm()
         #: Envelopes withdrawn so far (for the local API and tests).
         self.withdrawn = 0
@@ -173,6 +184,8 @@ class Withdrawer:
         while True:
             self._wake = Alarm()
             try:
+                if self.settled is not None:
+                    await self.settled()
                 await self.withdraw_due()
             except P2PDMError as exc:  # the store failed: the next round tries again
                 log.warning("withdrawing deposits failed: %s", exc)

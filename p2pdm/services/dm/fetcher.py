@@ -5,7 +5,8 @@ How this works: :class:`Fetcher` runs one round at start-up, then every
 round fetches from the mailboxes we knew (the providers found last, kept
 across restarts: :meth:`~p2pdm.services.mailbox_client.MailboxDirectory.own_first`)
 and looks providers up only if we knew none or one of them failed; the
-others use the directory's provider cache. A round
+others use the directory's provider list while it is trusted
+(``MAILBOX_TRUST_SECONDS``), and look up when one of its mailboxes fails. A round
 reads every mailbox of ours (at most ``MAX_CONCURRENT_FETCHES`` at once)
 page by page, commits each page through the same path as envelopes from a
 dm stream, deletes from the mailbox what is stored (or can never be), and
@@ -122,11 +123,12 @@ class Fetcher:
         if first:
             mailboxes, known = await self.mailboxes.own_first()
         else:
-            mailboxes, known = await self.mailboxes.own(), False
+            mailboxes, known = await self.mailboxes.own_cached()
         await fetch_all(mailboxes)
         if known and failed:
-            # A mailbox we knew is gone: senders deposit at the next closest
-            # now, which we may not know; look the providers up.
+            # A mailbox we knew (remembered, or trusted for a while) is gone:
+            # senders deposit at the next closest now, which we may not know;
+            # look the providers up.
             self.mailboxes.forget_providers()
             tried = {mailbox for mailbox, _ in mailboxes}
             await fetch_all([c for c in await self.mailboxes.own() if c[0] not in tried])

@@ -162,6 +162,7 @@ class Sender:
         """Deliver what is due for ``peer``; returns the items that could not be delivered
         (if ``peer`` is unreachable: everything queued for it, up to MAX_DEPOSIT_BATCH)."""
         book = self.book
+        await self.commits.settled()
         due = book.due_for(peer)
         if not due:
             return []
@@ -194,6 +195,10 @@ class Sender:
                     # Armed before reading the outbox: a wake-up from here on
                     # (new message, retry due, the ack reader stopping) is kept.
                     wake = self.scheduler.arm(peer)
+                    # A commit in its thread (the API's group that queued what
+                    # woke us): wait for it here, or reading the outbox would
+                    # do its fsync on the loop.
+                    await self.commits.settled()
                     sending = {item.envelope_id for item in window} | settling
                     written = False
                     #: Frames taken into the window and not written yet: written

@@ -56,7 +56,9 @@ class Delivery:
         self.book = OutboxBook(node, self.rng, DM_WINDOW)
         self.receiver = Receiver(node, network)
         self.depositor = Depositor(self.book, self.mailbox_client, mailboxes)
-        self.withdrawer = Withdrawer(node.store, self.mailbox_client, node.now_ms)
+        self.withdrawer = Withdrawer(
+            node.store, self.mailbox_client, node.now_ms, node.commits.settled
+        )
         self.fetcher = Fetcher(node, self.receiver, self.mailbox_client, mailboxes)
         self.scheduler = Scheduler(
             self.book,
