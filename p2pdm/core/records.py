@@ -12,7 +12,7 @@ not signed by the PeerID in their key, and keeps the newest.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -133,12 +133,19 @@ def validate(key: str, value: bytes) -> NodeRecord:
     return record
 
 
-def select(key: str, values: Sequence[bytes]) -> int:
-    """Index of the newest valid record among ``values`` (highest seq); raises if none is valid."""
+def select(
+    key: str,
+    values: Sequence[bytes],
+    check: Callable[[str, bytes], NodeRecord] = validate,
+) -> int:
+    """Index of the newest valid record among ``values`` (highest seq); raises if none is valid.
+
+    ``check`` validates one value (:func:`validate`, or a node's
+    :meth:`RecordChecker.validate`)."""
     best, best_seq = -1, -1
     for i, value in enumerate(values):
         try:
-            seq = validate(key, value).seq
+            seq = check(key, value).seq
         except (WireError, SignatureError):
             continue
         if seq > best_seq:
@@ -169,14 +176,4 @@ class RecordChecker:
 
     def select(self, key: str, values: Sequence[bytes]) -> int:
         """As :func:`select`."""
-        best, best_seq = -1, -1
-        for i, value in enumerate(values):
-            try:
-                seq = self.validate(key, value).seq
-            except (WireError, SignatureError):
-                continue
-            if seq > best_seq:
-                best, best_seq = i, seq
-        if best < 0:
-            raise SchemaError("no valid record")
-        return best
+        return select(key, values, self.validate)

@@ -530,6 +530,21 @@ class Database:
 # (docs/benchmarks.md, "The store's Python, seventh pass").
 
 
+def _enter(database: Database) -> sqlite3.Connection:
+    """Take the store's lock, finish any commit left due, and give the
+    connection (the lock released again if that raises: closed, or the
+    due commit failed)."""
+    database._lock.acquire()
+    try:
+        if database._due is not None:
+            database._settle_due()
+        db = database._db
+        return database._connection() if db is None else db  # raises: closed
+    except BaseException:
+        database._lock.release()
+        raise
+
+
 class _Reading:
     """:meth:`Database.reading`: the lock (with any commit due done first) and
     the connection; database errors in the block become StoreError."""
@@ -541,16 +556,7 @@ class _Reading:
         self._what = what
 
     def __enter__(self) -> sqlite3.Connection:
-        database = self._database
-        database._lock.acquire()
-        try:
-            if database._due is not None:
-                database._settle_due()
-            db = database._db
-            return database._connection() if db is None else db
-        except BaseException:
-            database._lock.release()
-            raise
+        return _enter(self._database)
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> Literal[False]:
         try:
@@ -583,13 +589,8 @@ class _Writing:
 
     def __enter__(self) -> sqlite3.Connection:
         database = self._database
-        database._lock.acquire()
+        db = _enter(database)
         try:
-            if database._due is not None:
-                database._settle_due()
-            db = database._db
-            if db is None:
-                db = database._connection()  # raises: closed
             self._connection = db
             inside = database._in_transaction
             undivided = database._undivided and inside
