@@ -672,10 +672,8 @@ class _Transaction:
 
     def __enter__(self) -> None:
         database = self._database
-        database._lock.acquire()
+        _enter(database)
         try:
-            if database._due is not None:
-                database._settle_due()
             if database._in_transaction:
                 raise StoreError("store transactions do not nest")
             savepoint = _GROUPED if database._in_group else None
