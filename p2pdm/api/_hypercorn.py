@@ -11,11 +11,15 @@ end of the message, for an empty body). Anything else that comes first
 sends the held head before it, so the bytes and their order on the wire are
 unchanged. Responses without a length (the event stream, which must show
 its head before its first event) and WebSocket handshakes are written as
-before. Applied once, when :mod:`p2pdm.api.server` is imported.
+before. Applied once, when :mod:`p2pdm.api.server` is imported, and only to
+the hypercorn releases it was checked against (:data:`CHECKED_RELEASES`; the
+project's dependency allows no other): any other release is left as it is,
+correct and one ``send`` slower an answer.
 """
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Any
 
 from hypercorn.events import RawData
@@ -23,6 +27,10 @@ from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.protocol.h11 import H11Protocol
 
 __all__ = ["coalesce_response_head"]
+
+#: hypercorn's minor releases whose ``H11Protocol.stream_send`` this change was
+#: read against and tested with (``tests/api/test_hot_route.py``).
+CHECKED_RELEASES = ("0.18",)
 
 #: Where the held head is kept on the protocol object (one response at a time).
 _HELD = "_p2pdm_held_head"
@@ -32,11 +40,18 @@ def _declares_length(response: Response) -> bool:
     return any(bytes(name).lower() == b"content-length" for name, _ in response.headers)
 
 
-def coalesce_response_head() -> None:
-    """Patch ``H11Protocol.stream_send`` (once; again: nothing)."""
+def checked(release: str) -> bool:
+    """Whether hypercorn *release* (``"0.18.0"``) is one the change was checked against."""
+    return ".".join(release.split(".")[:2]) in CHECKED_RELEASES
+
+
+def coalesce_response_head() -> bool:
+    """Patch ``H11Protocol.stream_send`` (once; again: nothing); whether it is patched."""
+    if not checked(version("hypercorn")):
+        return False
     original = H11Protocol.stream_send
     if getattr(original, "coalesces", False):
-        return
+        return True
 
     async def stream_send(self: H11Protocol, event: Any) -> None:
         held: bytes | None = getattr(self, _HELD, None)
@@ -75,3 +90,4 @@ def coalesce_response_head() -> None:
 
     stream_send.coalesces = True  # type: ignore[attr-defined]
     H11Protocol.stream_send = stream_send  # type: ignore[method-assign]
+    return True

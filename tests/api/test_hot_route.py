@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 
+from p2pdm.api import _hypercorn as hypercorn_patch
 from p2pdm.api import app as app_module
 from p2pdm.api.app import HOT_ROUTES, HotRoutes, create_app
 from p2pdm.api.guard import MAX_API_BODY_BYTES
@@ -212,3 +213,21 @@ async def test_a_json_answer_is_one_write_and_the_event_stream_shows_its_head_fi
             ) as stream:
                 assert stream.status_code == 200  # its head, before any event
                 assert stream.headers["content-type"].startswith("text/event-stream")
+
+
+@pytest.mark.parametrize(
+    ("release", "patched"),
+    [("0.18.0", True), ("0.18.3", True), ("0.17.2", False), ("0.19.0", False), ("1.18", False)],
+)
+def test_hypercorn_is_changed_only_in_the_releases_it_was_checked_against(
+    release: str, patched: bool
+) -> None:
+    assert hypercorn_patch.checked(release) is patched
+
+
+def test_the_installed_hypercorn_is_one_the_change_was_checked_against() -> None:
+    """pyproject allows only checked releases; the change is in place."""
+    from hypercorn.protocol.h11 import H11Protocol
+
+    assert hypercorn_patch.coalesce_response_head() is True
+    assert getattr(H11Protocol.stream_send, "coalesces", False)
