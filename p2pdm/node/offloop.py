@@ -16,12 +16,12 @@ Readers on the loop's hot paths (the API's requests, the delivery loop,
 the withdrawer) first wait for a commit in flight (:meth:`OffLoopCommits.settled`):
 a store call finding it still due would do its fsync on the loop.
 
-A lone commit (none of these for ``LONE_COMMIT_GAP_SECONDS`` before it, no
-other task waiting to run: a message sent or received on its own) is done
-on the loop instead: nothing else is waiting for the loop, and the message
-does not wait for a worker thread to wake and take the GIL, then for the
-loop to be woken back. Commits that follow each other closely (a stream of
-messages, bursts, sustained sends) keep their fsync in the thread.
+A lone commit (none of these for ``LONE_COMMIT_GAP_SECONDS`` before it: a
+message sent or received on its own) is done on the loop instead: the node
+is otherwise quiet, and the message does not wait for a worker thread to
+wake and take the GIL, then for the loop to be woken back. Commits that
+follow each other closely (a stream of messages, bursts, sustained sends)
+keep their fsync in the thread.
 """
 
 from __future__ import annotations
@@ -55,16 +55,17 @@ __all__ = [
 COMMIT_WAIT_SECONDS: Final = 60.0
 
 #: A commit is done on the loop when the last commit of the same
-#: :class:`OffLoopCommits` ended at least this long before it and no other
-#: task is waiting to run: a message alone (a person typing, a bot sending
-#: a few a second). Its fsync then holds the loop (1-5 ms on this machine's
-#: disk) while nothing else waits, and saves the message the two hand-offs
-#: to and from a worker thread (0.3-1 ms each on a busy machine: the
-#: thread waits for a core and the GIL, then wakes the loop). Commits closer
-#: together than this (sustained sends and receives: one every few
-#: milliseconds) keep their fsync in the thread, so a busy loop never waits
-#: for the disk; one paced at 20 a second (50 ms apart) is lone. None: never
-#: on the loop (tests that hold a commit in its thread).
+#: :class:`OffLoopCommits` ended at least this long before it: a message
+#: alone (a person typing, a bot sending a few a second). Its fsync then
+#: holds the loop (1-5 ms on this machine's disk) of a node that is
+#: otherwise quiet, and saves the message the two hand-offs to and from a
+#: worker thread (about 1 ms together at load 6, more on a busier machine:
+#: the thread waits for a core and the GIL, then wakes the loop). Commits
+#: closer together than this (sustained sends and receives: one every few
+#: milliseconds) keep their fsync in the thread, so a busy loop does not
+#: wait for the disk, but for one fsync at the start of a burst at most;
+#: one paced at 20 a second (50 ms apart) is lone. None: never on the loop
+#: (tests that hold a commit in its thread).
 LONE_COMMIT_GAP_SECONDS: Final[float | None] = 0.02
 
 T = TypeVar("T")
@@ -165,11 +166,9 @@ class OffLoopCommits:
         return result
 
     def _lone(self) -> bool:
-        """Whether a commit due now is lone (LONE_COMMIT_GAP_SECONDS): the last
-        one ended long enough ago and no other task is waiting to run."""
+        """Whether a commit due now is lone: the last one ended at least
+        LONE_COMMIT_GAP_SECONDS ago (or none came before it)."""
         gap, last = self.lone_gap, self._last_end
         if gap is None:
             return False
-        if last is not None and time.monotonic() - last < gap:
-            return False
-        return trio.lowlevel.current_statistics().tasks_runnable == 0
+        return last is None or time.monotonic() - last >= gap
