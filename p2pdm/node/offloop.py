@@ -16,11 +16,12 @@ Readers on the loop's hot paths (the API's requests, the delivery loop,
 the withdrawer) first wait for a commit in flight (:meth:`OffLoopCommits.settled`):
 a store call finding it still due would do its fsync on the loop.
 
-A lone commit (none of these for ``LONE_COMMIT_GAP_SECONDS`` before it: a
-message sent or received on its own) is done on the loop instead: the node
-is otherwise quiet, and the message does not wait for a worker thread to
-wake and take the GIL, then for the loop to be woken back. Commits that
-follow each other closely (a stream of messages, bursts, sustained sends)
+A lone message's commit (one message's work, and no commit of these for
+``LONE_COMMIT_GAP_SECONDS`` before it: a message sent or received on its
+own) is done on the loop instead: the node is otherwise quiet, and the
+message does not wait for a worker thread to wake and take the GIL, then
+for the loop to be woken back. Groups and bursts of several messages, and
+commits that follow each other closely (sustained sends and receives),
 keep their fsync in the thread.
 """
 
@@ -54,17 +55,18 @@ __all__ = [
 #: retry, and find them stored if the commit went through).
 COMMIT_WAIT_SECONDS: Final = 60.0
 
-#: A commit is done on the loop when the last commit of the same
-#: :class:`OffLoopCommits` ended at least this long before it: a message
-#: alone (a person typing, a bot sending a few a second). Its fsync then
+#: A commit of one message's work is done on the loop when the last commit
+#: of the same :class:`OffLoopCommits` ended at least this long before it: a
+#: message alone (a person typing, a bot sending a few a second). Its fsync then
 #: holds the loop (1-5 ms on this machine's disk) of a node that is
 #: otherwise quiet, and saves the message the two hand-offs to and from a
 #: worker thread (about 1 ms together at load 6, more on a busier machine:
 #: the thread waits for a core and the GIL, then wakes the loop). Commits
-#: closer together than this (sustained sends and receives: one every few
-#: milliseconds) keep their fsync in the thread, so a busy loop does not
-#: wait for the disk, but for one fsync at the start of a burst at most;
-#: one paced at 20 a second (50 ms apart) is lone. None: never on the loop
+#: closer together than this, and any of several messages (sustained sends
+#: and receives: groups and bursts every few milliseconds; measured, a
+#: gap alone let half of a sustained receiver's bursts through), keep their
+#: fsync in the thread, so a busy loop does not wait for the disk; a
+#: message paced at 20 a second (50 ms apart) is lone. None: never on the loop
 #: (tests that hold a commit in its thread).
 LONE_COMMIT_GAP_SECONDS: Final[float | None] = 0.02
 
@@ -136,10 +138,14 @@ class OffLoopCommits:
         if in_flight is not None:
             await in_flight.wait()
 
-    async def run(self, work: Callable[[], T], on_failure: Callable[[], None] = nothing) -> T:
+    async def run(
+        self, work: Callable[[], T], on_failure: Callable[[], None] = nothing, *, one: bool = False
+    ) -> T:
         """``work()`` (sync store work: one outermost transaction or group) on
-        the loop, its commit in a worker thread (a lone commit on the loop:
-        LONE_COMMIT_GAP_SECONDS); its result once committed.
+        the loop, its commit in a worker thread; its result once committed.
+        ``one``: the work is one message's (an API send alone in its group, a
+        received burst of one envelope): if its commit is lone as well
+        (LONE_COMMIT_GAP_SECONDS), it is done on the loop.
         Raises what ``work`` raised, or StoreError if the commit failed
         (``on_failure`` ran first, before any other store call)."""
         async with self._turn:
@@ -153,7 +159,7 @@ class OffLoopCommits:
                     pending.notify()
                     raise
             in_flight = None
-            on_loop = pending.due and self._lone()
+            on_loop = one and pending.due and self._lone()
             if pending.due and not on_loop and not virtual_clock():
                 self._in_flight = in_flight = trio.Event()
             try:

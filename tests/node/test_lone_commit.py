@@ -57,14 +57,14 @@ async def test_a_lone_commit_is_done_on_the_loop_and_one_close_behind_it_in_a_th
     connection = _connection(store)
     main = threading.get_ident()
 
-    await commits.run(lambda: _setting(store, 1))  # the first: nothing before it
+    await commits.run(lambda: _setting(store, 1), one=True)  # the first: nothing before it
     assert connection.commits == [main]
     assert _committed(store) == 1
-    await commits.run(lambda: _setting(store, 2))  # right behind it: in a thread
+    await commits.run(lambda: _setting(store, 2), one=True)  # right behind it: in a thread
     assert connection.commits[1] != main
     assert _committed(store) == 2
     await trio.sleep(GAP_S * 1.5)
-    await commits.run(lambda: _setting(store, 3))  # lone again
+    await commits.run(lambda: _setting(store, 3), one=True)  # lone again
     assert connection.commits[2] == main
     assert _committed(store) == 3
 
@@ -74,11 +74,18 @@ async def test_commits_in_a_stream_stay_in_their_thread(store: SQLiteStore) -> N
     commits.lone_gap = GAP_S
     connection = _connection(store)
     for n in range(10):
-        await commits.run(lambda n=n: _setting(store, n))  # type: ignore[misc]
+        await commits.run(lambda n=n: _setting(store, n), one=True)  # type: ignore[misc]
     main = threading.get_ident()
     assert connection.commits[0] == main
     assert main not in connection.commits[1:]
     assert _committed(store) == 9
+
+
+async def test_the_work_of_several_messages_is_committed_in_a_thread(store: SQLiteStore) -> None:
+    commits = OffLoopCommits(store)
+    await commits.run(lambda: _setting(store, 1))  # lone, but not one message's work
+    assert threading.get_ident() not in _connection(store).commits
+    assert _committed(store) == 1
 
 
 async def test_without_a_gap_every_commit_is_in_a_thread(
@@ -86,7 +93,7 @@ async def test_without_a_gap_every_commit_is_in_a_thread(
 ) -> None:
     monkeypatch.setattr(offloop, "LONE_COMMIT_GAP_SECONDS", None)
     commits = OffLoopCommits(store)
-    await commits.run(lambda: _setting(store, 1))
+    await commits.run(lambda: _setting(store, 1), one=True)
     assert threading.get_ident() not in _connection(store).commits
 
 
@@ -98,11 +105,11 @@ async def test_a_lone_commit_that_fails_stores_nothing_and_puts_state_back(
     connection.fail = 1
     put_back: list[str] = []
     with pytest.raises(StoreError):
-        await commits.run(lambda: _setting(store, 1), lambda: put_back.append("put back"))
+        await commits.run(lambda: _setting(store, 1), lambda: put_back.append("put back"), one=True)
     assert connection.commits == [threading.get_ident()]  # it failed on the loop
     assert put_back == ["put back"]
     assert store.get_setting("n") is None and _committed(store) is None
-    await commits.run(lambda: _setting(store, 2))  # the store goes on
+    await commits.run(lambda: _setting(store, 2), one=True)  # the store goes on
     assert _committed(store) == 2
 
 
@@ -121,6 +128,6 @@ async def test_a_lone_commit_wakes_event_listeners_only_once_committed(
             store.add_event(EventType.CONTACT_ADDED, 1)
         assert woken == []  # not before the commit
 
-    await commits.run(write)
+    await commits.run(write, one=True)
     assert _connection(store).commits == [threading.get_ident()]
     assert woken == [5]
