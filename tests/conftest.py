@@ -32,7 +32,6 @@ from p2pdm.core.identity import Identity, PeerId
 from p2pdm.daemon.home import Home, KdfLimits
 from p2pdm.daemon.runner import Running, RunOptions, run_node
 from p2pdm.net.upkeep import Upkeep
-from p2pdm.node import offloop
 from p2pdm.node.node import Node
 from p2pdm.sim.network import SIM_REQUEST_STAMP_BITS
 from p2pdm.store.memory import MemoryStore
@@ -59,13 +58,6 @@ FAST_STAMP_BITS = SIM_REQUEST_STAMP_BITS
 def _fast_request_stamps(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every node a test makes asks and pays FAST_STAMP_BITS for a request stamp."""
     monkeypatch.setattr(limits, "REQUEST_STAMP_BITS", FAST_STAMP_BITS)
-
-
-@pytest.fixture
-def commits_in_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every OffLoopCommits made in the test keeps each commit in a worker
-    thread, a lone one too (tests that hold or fail a commit in its thread)."""
-    monkeypatch.setattr(offloop, "LONE_COMMIT_GAP_SECONDS", None)
 
 
 @pytest.fixture(autouse=True)

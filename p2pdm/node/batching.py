@@ -133,9 +133,7 @@ class CommitBatcher:
         try:
             # A failed commit puts back in-memory state before any other store call.
             with trio.CancelScope(shield=True):  # taken jobs are answered
-                # One send alone in its group, none waiting: a lone message's commit.
-                one = len(jobs) == 1 and not self._pending
-                await self.commits.run(run_all, self.on_failure, one=one)
+                await self.commits.run(run_all, self.on_failure)
         except StoreError as exc:
             log.error("a group commit of %d items failed: %s", len(jobs), exc)
             self.on_failure()

@@ -15,21 +15,12 @@ connection is never left half-committed and what it stored is published.
 Readers on the loop's hot paths (the API's requests, the delivery loop,
 the withdrawer) first wait for a commit in flight (:meth:`OffLoopCommits.settled`):
 a store call finding it still due would do its fsync on the loop.
-
-A lone message's commit (one message's work, and no commit of these for
-``LONE_COMMIT_GAP_SECONDS`` before it: a message sent or received on its
-own) is done on the loop instead: the node is otherwise quiet, and the
-message does not wait for a worker thread to wake and take the GIL, then
-for the loop to be woken back. Groups and bursts of several messages, and
-commits that follow each other closely (sustained sends and receives),
-keep their fsync in the thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-import time
 from collections.abc import Callable
 from typing import Final, TypeVar
 
@@ -40,35 +31,13 @@ from p2pdm.errors import StoreError
 from p2pdm.store.base import Store
 from p2pdm.store.pending import PendingCommit, nothing
 
-__all__ = [
-    "COMMIT_WAIT_SECONDS",
-    "LONE_COMMIT_GAP_SECONDS",
-    "OffLoopCommits",
-    "finish_off_loop",
-    "off_loop",
-    "virtual_clock",
-]
+__all__ = ["COMMIT_WAIT_SECONDS", "OffLoopCommits", "finish_off_loop", "off_loop", "virtual_clock"]
 
 #: How long a task waits for its commit's thread, even when cancelled: a
 #: commit is one fsync (milliseconds; seconds on a disk under load). Past
 #: it the task stops waiting (its messages are not acked: their senders
 #: retry, and find them stored if the commit went through).
 COMMIT_WAIT_SECONDS: Final = 60.0
-
-#: A commit of one message's work is done on the loop when the last commit
-#: of the same :class:`OffLoopCommits` ended at least this long before it: a
-#: message alone (a person typing, a bot sending a few a second). Its fsync then
-#: holds the loop (1-5 ms on this machine's disk) of a node that is
-#: otherwise quiet, and saves the message the two hand-offs to and from a
-#: worker thread (about 1 ms together at load 6, more on a busier machine:
-#: the thread waits for a core and the GIL, then wakes the loop). Commits
-#: closer together than this, and any of several messages (sustained sends
-#: and receives: groups and bursts every few milliseconds; measured, a
-#: gap alone let half of a sustained receiver's bursts through), keep their
-#: fsync in the thread, so a busy loop does not wait for the disk; a
-#: message paced at 20 a second (50 ms apart) is lone. None: never on the loop
-#: (tests that hold a commit in its thread).
-LONE_COMMIT_GAP_SECONDS: Final[float | None] = 0.02
 
 T = TypeVar("T")
 
@@ -90,13 +59,12 @@ async def off_loop(
     return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
 
 
-async def finish_off_loop(pending: PendingCommit, *, on_loop: bool = False) -> None:
-    """Finish ``pending``'s commit in a worker thread (``on_loop``: here),
-    then wake the event listeners its writes held back. Raises StoreError
-    if the commit failed (nothing of it stored; its ``on_failure`` ran) or
-    did not finish within COMMIT_WAIT_SECONDS. Cancellation waits for the
-    commit (shielded)."""
-    if pending.due and not on_loop and not virtual_clock():
+async def finish_off_loop(pending: PendingCommit) -> None:
+    """Finish ``pending``'s commit in a worker thread, then wake the event
+    listeners its writes held back. Raises StoreError if the commit failed
+    (nothing of it stored; its ``on_failure`` ran) or did not finish within
+    COMMIT_WAIT_SECONDS. Cancellation waits for the commit (shielded)."""
+    if pending.due and not virtual_clock():
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + COMMIT_WAIT_SECONDS
             # abandon_on_cancel: only this deadline cancels (the shield keeps
@@ -106,21 +74,15 @@ async def finish_off_loop(pending: PendingCommit, *, on_loop: bool = False) -> N
             raise StoreError(
                 f"the store's commit did not finish within {COMMIT_WAIT_SECONDS:.0f} s"
             )
-    pending.finish()  # done: raises its error; on the loop or under a virtual clock, commits here
+    pending.finish()  # done: raises its error; under a virtual clock, commits here
     pending.notify()
 
 
 class OffLoopCommits:
-    """Store work with its commit in a worker thread (a lone one on the loop),
-    one commit in flight at a time."""
+    """Store work with its commit in a worker thread, one commit in flight at a time."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        #: See LONE_COMMIT_GAP_SECONDS (None: every commit in a thread).
-        self.lone_gap = LONE_COMMIT_GAP_SECONDS
-        #: When the last commit of these returned (``time.monotonic()``);
-        #: None before the first.
-        self._last_end: float | None = None
         #: Taken while a commit is in flight: the next work waits here, not
         #: at the store's lock (which would stop the loop until the commit ends).
         self._turn = trio.Lock()
@@ -138,14 +100,9 @@ class OffLoopCommits:
         if in_flight is not None:
             await in_flight.wait()
 
-    async def run(
-        self, work: Callable[[], T], on_failure: Callable[[], None] = nothing, *, one: bool = False
-    ) -> T:
+    async def run(self, work: Callable[[], T], on_failure: Callable[[], None] = nothing) -> T:
         """``work()`` (sync store work: one outermost transaction or group) on
         the loop, its commit in a worker thread; its result once committed.
-        ``one``: the work is one message's (an API send alone in its group, a
-        received burst of one envelope): if its commit is lone as well
-        (LONE_COMMIT_GAP_SECONDS), it is done on the loop.
         Raises what ``work`` raised, or StoreError if the commit failed
         (``on_failure`` ran first, before any other store call)."""
         async with self._turn:
@@ -159,22 +116,12 @@ class OffLoopCommits:
                     pending.notify()
                     raise
             in_flight = None
-            on_loop = one and pending.due and self._lone()
-            if pending.due and not on_loop and not virtual_clock():
+            if pending.due and not virtual_clock():
                 self._in_flight = in_flight = trio.Event()
             try:
-                await finish_off_loop(pending, on_loop=on_loop)
+                await finish_off_loop(pending)
             finally:
-                self._last_end = time.monotonic()
                 if in_flight is not None:
                     self._in_flight = None
                     in_flight.set()
         return result
-
-    def _lone(self) -> bool:
-        """Whether a commit due now is lone: the last one ended at least
-        LONE_COMMIT_GAP_SECONDS ago (or none came before it)."""
-        gap, last = self.lone_gap, self._last_end
-        if gap is None:
-            return False
-        return last is None or time.monotonic() - last >= gap

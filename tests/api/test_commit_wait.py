@@ -23,9 +23,6 @@ from tests.api.test_hot_route import OWNER, call
 from tests.conftest import TOKEN
 from tests.store.test_commit_later import WAIT_S, Connection
 
-#: The commits these tests hold or fail stay in their thread, a lone one too.
-pytestmark = pytest.mark.usefixtures("commits_in_threads")
-
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SQLiteStore]:

@@ -106,7 +106,6 @@ async def test_without_its_task_work_runs_at_once(store: CountingStore) -> None:
     assert store.groups == 0
 
 
-@pytest.mark.usefixtures("commits_in_threads")
 async def test_a_group_commit_failing_in_its_thread_fails_every_caller_once_put_back(
     tmp_path: Path,
 ) -> None:

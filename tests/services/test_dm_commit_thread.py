@@ -28,9 +28,6 @@ from tests.fakenet import FakeHost, FakeNetwork
 from tests.services.conftest import wait_status
 from tests.store.test_commit_later import WAIT_S, Connection
 
-#: The commits these tests hold or fail stay in their thread, a lone one too.
-pytestmark = pytest.mark.usefixtures("commits_in_threads")
-
 
 class Peer:
     def __init__(self, net: FakeNetwork, home: Path, name: str) -> None:

@@ -223,7 +223,6 @@ class Receiver:
             accepted = await self.node.commits.run(
                 lambda: self._accept_grouped(envelopes, via, path, opened),
                 self.node.messenger.reload,
-                one=len(envelopes) == 1,
             )
         except StoreError as exc:
             return self._store_failed(len(envelopes), exc)
