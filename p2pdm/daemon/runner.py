@@ -114,7 +114,10 @@ log = logging.getLogger("p2pdm.node.node")
 #: more chances before a record can lapse.
 RECORD_REPUBLISH_SECONDS: Final = 6 * 3600.0
 #: A record published while no p2pdm DHT peer was connected is only stored
-#: here (other Kademlia nodes drop it): publish again this soon.
+#: here (other Kademlia nodes drop it), and so is one that no peer took (every
+#: query of the put failed or timed out: a busy machine, a partition; it would
+#: otherwise wait RECORD_REPUBLISH_SECONDS while lookups find nothing,
+#: docs/simulation.md "Record puts that reached nobody"): publish again this soon.
 RECORD_RETRY_SECONDS: Final = 30.0
 #: How often the signed prekey's age is checked (it rotates weekly).
 PREKEY_CHECK_SECONDS: Final = 3600.0
@@ -305,7 +308,7 @@ def record_holders(host: Host) -> list[PeerId]:
 
 async def publish_record(node: Node, host: Host, directory: MailboxDirectory | None = None) -> bool:
     """Sign and put the node's record (bundle, preferred mailboxes); True if a
-    p2pdm DHT peer was there to take it."""
+    p2pdm DHT peer was there and at least one peer took it."""
     stored = node.store.get_setting(RECORD_SEQ_SETTING, 0)
     # Milliseconds keep the sequence growing even if the setting were lost.
     seq = max(stored + 1 if isinstance(stored, int) else 0, node.now_ms())
@@ -313,13 +316,15 @@ async def publish_record(node: Node, host: Host, directory: MailboxDirectory | N
     directory = directory or MailboxDirectory(node.identity, host)
     try:
         bundle = node.messenger.bundle(one_time=0)
-        record = await directory.publish_record(
+        record, holders = await directory.publish_record(
             bundle, seq, node.profiles.current(), host.relayed_addrs()
         )
     except P2PDMError as exc:
         log.warning("publishing our record failed: %s", exc)
         return False
-    reached = bool(record_holders(host))
+    reached = holders > 0 and bool(record_holders(host))
+    if not holders:
+        log.info("no peer took our record; publishing again in %g s", RECORD_RETRY_SECONDS)
     if reached:
         published = {
             "at_ms": node.now_ms(),
@@ -395,7 +400,9 @@ async def _publish_records(
         since, signed = unchanged
         next_due = trio.current_time() + RECORD_REPUBLISH_SECONDS - since
         try:
-            await host.put_record(records.record_key(node.peer_id), signed)
+            if not await host.put_record(records.record_key(node.peer_id), signed):
+                # No peer took it (RECORD_RETRY_SECONDS): a new publication then.
+                next_due = trio.current_time() + RECORD_RETRY_SECONDS
         except P2PDMError as exc:  # a newer one is stored here, or no validator
             log.info("putting our record again failed: %s", exc)
             next_due = -1.0

@@ -153,10 +153,11 @@ class Tap:
             setattr(host, name, timed)
         put = host.put_record
 
-        async def put_record(key: str, value: bytes) -> None:
-            await put(key, value)
-            if self.published is not None:
+        async def put_record(key: str, value: bytes) -> int:
+            holders: int = await put(key, value)
+            if self.published is not None and holders:  # a put no peer took published nothing
                 self.published.setdefault(key, self.clock())
+            return holders
 
         host.put_record = put_record
 

@@ -421,11 +421,12 @@ class SimNetwork:
         host: Any = serving.host
         put = host.put_record
 
-        async def put_record(key: str, value: bytes) -> None:
+        async def put_record(key: str, value: bytes) -> int:
             try:
-                await put(key, value)
+                holders: int = await put(key, value)
             finally:
                 sim_node.publications += 1
+            return holders
 
         host.put_record = put_record
 

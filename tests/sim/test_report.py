@@ -244,8 +244,8 @@ async def test_a_find_peer_of_an_offline_node_says_so() -> None:
         async def get_record(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
             return None
 
-        async def put_record(self, key: str, value: bytes) -> None:
-            return None
+        async def put_record(self, key: str, value: bytes) -> int:
+            return 0
 
     @dataclass
     class Node:
