@@ -147,6 +147,12 @@ class Tap:
                 except trio.Cancelled:
                     why = "cancelled"  # the node stopped (churn, an absence) meanwhile
                     raise
+                except BaseExceptionGroup as group:
+                    # The lookup's queries each cancelled by the caller's scope (the
+                    # node stopped, its sender gave up): a cancelled lookup too.
+                    if group.split(trio.Cancelled)[1] is None:
+                        why = "cancelled"
+                    raise
                 finally:
                     self.sink.looked_up(name, self.clock() - start, found, why)
 
