@@ -117,7 +117,7 @@ RECORD_REPUBLISH_SECONDS: Final = 6 * 3600.0
 #: here (other Kademlia nodes drop it), and so is one that no peer took (every
 #: query of the put failed or timed out: a busy machine, a partition; it would
 #: otherwise wait RECORD_REPUBLISH_SECONDS while lookups find nothing,
-#: docs/simulation.md "Record puts that reached nobody"): publish again this soon.
+#: docs/simulation.md "Record lookups with the real clock"): publish again this soon.
 RECORD_RETRY_SECONDS: Final = 30.0
 #: How often the signed prekey's age is checked (it rotates weekly).
 PREKEY_CHECK_SECONDS: Final = 3600.0

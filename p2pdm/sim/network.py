@@ -139,7 +139,7 @@ REAL_PLANNED_PUBLISH_WINDOW_SECONDS_PER_NODE: Final = 0.5
 #: machine) to be retried by their nodes: one retry, RECORD_RETRY_SECONDS
 #: later, and its put's RECORD_PUT_TIMEOUT_SECONDS. The traffic then starts
 #: with the records where lookups look for them (docs/simulation.md,
-#: "Record puts that reached nobody").
+#: "Record lookups with the real clock").
 PUBLISH_RETRY_WAIT_SECONDS: Final = RECORD_RETRY_SECONDS + RECORD_PUT_TIMEOUT_SECONDS
 #: A virtual-clock simulation's start-up wave (``open_sim_network(…,
 #: spread_start=True)``): each node but the fixed ones makes its first
