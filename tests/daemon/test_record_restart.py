@@ -110,10 +110,11 @@ async def test_a_damaged_or_foreign_note_means_publish(
 async def test_a_publication_no_peer_took_is_retried_soon(
     sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
 ) -> None:
-    """A put whose every query failed (here a partition; on a busy machine,
-    queries that ran past their deadline) stored the record nowhere but here:
-    it is not counted as published, and the publisher puts it again within
-    RECORD_RETRY_SECONDS instead of RECORD_REPUBLISH_SECONDS later."""
+    """A put whose queries failed (here a partition; on a busy machine, queries
+    that ran past their deadline) stored the record at fewer than RECORD_QUORUM
+    peers, or nowhere but here: it is not counted as published, and the
+    publisher puts it again within RECORD_RETRY_SECONDS instead of
+    RECORD_REPUBLISH_SECONDS later."""
     async with sim_network(4, contacts=0, mailboxes=0) as net:
         node, other = net[1], net[2]
         key = records.record_key(node.peer_id)
@@ -122,6 +123,10 @@ async def test_a_publication_no_peer_took_is_retried_soon(
         serving = node.running
         assert record_holders(serving.host)  # p2pdm DHT peers in its table all along
 
+        net.partition([[1, 2]])  # one of its three peers takes it: too few
+        assert not await publish_record(serving.node, serving.host, serving.directory)
+        assert node.store.get_setting(RECORD_PUBLISHED_SETTING) == published
+        net.heal()
         net.partition([[1]])  # node 1 alone: every query of its put fails
         assert not await publish_record(serving.node, serving.host, serving.directory)
         assert node.store.get_setting(RECORD_PUBLISHED_SETTING) == published  # not noted
