@@ -29,8 +29,8 @@ from p2pdm.sim import (
 )
 from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.network import serve_sim_nodes, wait_until
-from p2pdm.sim.simnode import make_sim_nodes
 from p2pdm.sim.pytest_plugin import SimNetworkFactory
+from p2pdm.sim.simnode import make_sim_nodes
 from p2pdm.sim.timeline import LinkChange, Timeline
 
 
