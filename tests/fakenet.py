@@ -122,12 +122,13 @@ class FakeHost:
         self._check_online()
         return self.net.records.get(key)
 
-    async def put_record(self, key: str, value: bytes) -> None:
+    async def put_record(self, key: str, value: bytes) -> int:
         self._check_online()
         records.validate(key, value)
         old = self.net.records.get(key)
         if old is None or records.select(key, [old, value]) == 1:
             self.net.records[key] = value
+        return 1  # the fake network itself holds it
 
     async def provide(self, key: bytes) -> None:
         self._check_online()

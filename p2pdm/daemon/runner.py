@@ -73,6 +73,7 @@ from p2pdm.net import (
     announce_relay,
     open_host,
 )
+from p2pdm.net.limits import RECORD_QUORUM
 from p2pdm.net.timers import sleep as shared_sleep
 from p2pdm.net.upkeep import DEFAULT_UPKEEP, Upkeep
 from p2pdm.node.housekeeping import purge_loop
@@ -114,7 +115,11 @@ log = logging.getLogger("p2pdm.node.node")
 #: more chances before a record can lapse.
 RECORD_REPUBLISH_SECONDS: Final = 6 * 3600.0
 #: A record published while no p2pdm DHT peer was connected is only stored
-#: here (other Kademlia nodes drop it): publish again this soon.
+#: here (other Kademlia nodes drop it), and one that fewer than RECORD_QUORUM
+#: peers took (most queries of the put failed or timed out: a busy machine, a
+#: partition) may soon be nowhere else (its few holders restart); either would
+#: otherwise wait RECORD_REPUBLISH_SECONDS while lookups find nothing
+#: (docs/simulation.md "Record lookups with the real clock"): publish again this soon.
 RECORD_RETRY_SECONDS: Final = 30.0
 #: How often the signed prekey's age is checked (it rotates weekly).
 PREKEY_CHECK_SECONDS: Final = 3600.0
@@ -304,8 +309,9 @@ def record_holders(host: Host) -> list[PeerId]:
 
 
 async def publish_record(node: Node, host: Host, directory: MailboxDirectory | None = None) -> bool:
-    """Sign and put the node's record (bundle, preferred mailboxes); True if a
-    p2pdm DHT peer was there to take it."""
+    """Sign and put the node's record (bundle, preferred mailboxes); True if
+    p2pdm DHT peers were there and enough of them took it: RECORD_QUORUM (what
+    a reader waits for), or every one we know of when we know fewer."""
     stored = node.store.get_setting(RECORD_SEQ_SETTING, 0)
     # Milliseconds keep the sequence growing even if the setting were lost.
     seq = max(stored + 1 if isinstance(stored, int) else 0, node.now_ms())
@@ -313,13 +319,18 @@ async def publish_record(node: Node, host: Host, directory: MailboxDirectory | N
     directory = directory or MailboxDirectory(node.identity, host)
     try:
         bundle = node.messenger.bundle(one_time=0)
-        record = await directory.publish_record(
+        record, holders = await directory.publish_record(
             bundle, seq, node.profiles.current(), host.relayed_addrs()
         )
     except P2PDMError as exc:
         log.warning("publishing our record failed: %s", exc)
         return False
-    reached = bool(record_holders(host))
+    peers = len(record_holders(host))
+    reached = peers > 0 and holders >= min(RECORD_QUORUM, peers)
+    if peers and not reached:
+        log.info(
+            "%d peers took our record; publishing again in %g s", holders, RECORD_RETRY_SECONDS
+        )
     if reached:
         published = {
             "at_ms": node.now_ms(),
@@ -395,7 +406,10 @@ async def _publish_records(
         since, signed = unchanged
         next_due = trio.current_time() + RECORD_REPUBLISH_SECONDS - since
         try:
-            await host.put_record(records.record_key(node.peer_id), signed)
+            holders = await host.put_record(records.record_key(node.peer_id), signed)
+            if holders < min(RECORD_QUORUM, len(record_holders(host))):
+                # Too few peers took it (RECORD_RETRY_SECONDS): a new publication then.
+                next_due = trio.current_time() + RECORD_RETRY_SECONDS
         except P2PDMError as exc:  # a newer one is stored here, or no validator
             log.info("putting our record again failed: %s", exc)
             next_due = -1.0

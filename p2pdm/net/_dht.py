@@ -271,8 +271,11 @@ class Dht:
             raise ValueError(f"record key over {MAX_RECORD_KEY_BYTES} bytes")
         return key_bytes
 
-    async def put_record(self, key: str, value: bytes) -> None:
-        """Store a record locally and at the peers closest to ``key``.
+    async def put_record(self, key: str, value: bytes) -> int:
+        """Store a record locally and at the peers closest to ``key``; returns how
+        many peers hold it now (those that had it already and those that took
+        it: 0 when no peer answered in time, e.g. every query timed out on a
+        busy machine).
 
         Raises whatever the namespace's ``validate`` raises for a bad record,
         and P2PDMError if a newer record is already stored here. Replication
@@ -298,7 +301,7 @@ class Dht:
         store.put(key_bytes, value)
         record = store.get(key_bytes)
         if record is None:  # the store is full of others' records and refused ours
-            return
+            return 0
         lookup = RecordLookup(self._dht, key, key_bytes, putting=record)
         with trio.move_on_after(RECORD_PUT_TIMEOUT_SECONDS) as scope, suppress(*NETWORK_ERRORS):
             await lookup.run()
@@ -307,6 +310,7 @@ class Dht:
             logger.info(
                 "replication of %s stopped after %g s", key[:40], RECORD_PUT_TIMEOUT_SECONDS
             )
+        return lookup.holders
 
     async def get_record(
         self,
@@ -671,8 +675,15 @@ class RecordLookup:
             p for p in self._stale if p not in closest
         ]
 
+    @property
+    def holders(self) -> int:
+        """Peers known to hold the newest record: those that answered with it and
+        those that took it from :meth:`correct`."""
+        return len(self._holders)
+
     async def correct(self) -> None:
-        """Put the newest record to :meth:`behind`'s peers (bounded, errors ignored)."""
+        """Put the newest record to :meth:`behind`'s peers (bounded, errors ignored);
+        each peer that took it counts in :attr:`holders`."""
         best = self.best
         if best is None:
             return
@@ -680,7 +691,9 @@ class RecordLookup:
 
         async def put(peer: ID) -> None:
             with suppress(Exception):
-                await store._store_at_peer(peer, self.key_bytes, best.value, record=best)
+                took = await store._store_at_peer(peer, self.key_bytes, best.value, record=best)
+                if took and self.best is best:
+                    self._holders.add(peer)
 
         with trio.move_on_after(RECORD_CORRECTION_TIMEOUT_SECONDS):
             async with trio.open_nursery() as nursery:

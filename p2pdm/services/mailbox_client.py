@@ -389,9 +389,10 @@ class MailboxDirectory:
         seq: int,
         profile: Profile | None = None,
         relays: Sequence[str] = (),
-    ) -> records.NodeRecord:
+    ) -> tuple[records.NodeRecord, int]:
         """Put our signed record (prekey bundle, preferred mailboxes, profile, relayed
-        addresses) in the DHT; returns it.
+        addresses) in the DHT; returns it and how many peers hold it now (0: none
+        took it).
 
         ``seq`` must grow with every publication (the wall clock in ms does).
         """
@@ -403,10 +404,10 @@ class MailboxDirectory:
             profile,
             tuple(relays[: records.MAX_RELAY_ADDRS]),
         )
-        await self.network.put_record(
+        holders = await self.network.put_record(
             records.record_key(self.identity.peer_id), record.sign(self.identity)
         )
-        return record
+        return record, holders
 
     def forget(self) -> None:
         """Drop cached lookups (e.g. after every candidate failed)."""

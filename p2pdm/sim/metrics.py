@@ -147,16 +147,23 @@ class Tap:
                 except trio.Cancelled:
                     why = "cancelled"  # the node stopped (churn, an absence) meanwhile
                     raise
+                except BaseExceptionGroup as group:
+                    # The lookup's queries each cancelled by the caller's scope (the
+                    # node stopped, its sender gave up): a cancelled lookup too.
+                    if group.split(trio.Cancelled)[1] is None:
+                        why = "cancelled"
+                    raise
                 finally:
                     self.sink.looked_up(name, self.clock() - start, found, why)
 
             setattr(host, name, timed)
         put = host.put_record
 
-        async def put_record(key: str, value: bytes) -> None:
-            await put(key, value)
-            if self.published is not None:
+        async def put_record(key: str, value: bytes) -> int:
+            holders: int = await put(key, value)
+            if self.published is not None and holders:  # a put no peer took published nothing
                 self.published.setdefault(key, self.clock())
+            return holders
 
         host.put_record = put_record
 

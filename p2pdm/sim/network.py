@@ -37,10 +37,11 @@ own stores.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -50,9 +51,10 @@ import trio
 
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import DeliveryStatus, StoredMessage
-from p2pdm.daemon.runner import RunOptions, Serving, serve_node
+from p2pdm.daemon.runner import RECORD_RETRY_SECONDS, RunOptions, Serving, serve_node
 from p2pdm.net import MemoryNetwork, PeerFilter, TcpFaults, Upkeep
 from p2pdm.net.addrs import is_loopback
+from p2pdm.net.limits import RECORD_PUT_TIMEOUT_SECONDS
 from p2pdm.node.messenger import wall_ms
 from p2pdm.node.node import Node
 from p2pdm.node.observer import NO_OBSERVER
@@ -81,6 +83,8 @@ __all__ = [
     "virtual_wall_ms",
     "wait_until",
 ]
+
+log = logging.getLogger("p2pdm.sim")
 
 #: Contacts each node picks (each pick is mutual, so most nodes have more).
 DEFAULT_CONTACTS: Final = 4
@@ -130,6 +134,13 @@ PUBLISH_WINDOW_MAX_SECONDS: Final = 30.0
 #: process came together and their queries ran past their 5 s bound
 #: (docs/simulation.md, "Loopback capacity").
 REAL_PLANNED_PUBLISH_WINDOW_SECONDS_PER_NODE: Final = 0.5
+#: How long the network waits, once every first publication has ended, for
+#: those that reached no peer (every query of the put timed out: a busy
+#: machine) to be retried by their nodes: one retry, RECORD_RETRY_SECONDS
+#: later, and its put's RECORD_PUT_TIMEOUT_SECONDS. The traffic then starts
+#: with the records where lookups look for them (docs/simulation.md,
+#: "Record lookups with the real clock").
+PUBLISH_RETRY_WAIT_SECONDS: Final = RECORD_RETRY_SECONDS + RECORD_PUT_TIMEOUT_SECONDS
 #: A virtual-clock simulation's start-up wave (``open_sim_network(…,
 #: spread_start=True)``): each node but the fixed ones makes its first
 #: mailbox fetch and joins the DHT (its first refresh due an interval
@@ -418,14 +429,18 @@ class SimNetwork:
     def _note_publications(self, sim_node: SimNode, serving: Serving) -> None:
         """Count ``sim_node``'s record publications as they end (:meth:`publish_records`)."""
         sim_node.publications = 0
+        sim_node.published = False
         host: Any = serving.host
         put = host.put_record
 
-        async def put_record(key: str, value: bytes) -> None:
+        async def put_record(key: str, value: bytes) -> int:
+            holders = 0
             try:
-                await put(key, value)
+                holders = int(await put(key, value))
             finally:
                 sim_node.publications += 1
+                sim_node.published = sim_node.published or holders > 0
+            return holders
 
         host.put_record = put_record
 
@@ -457,6 +472,15 @@ class SimNetwork:
             timeout,
             lambda: "not every node published its record",
         )
+        # A put no peer took (every query timed out: a busy machine) is put
+        # again RECORD_RETRY_SECONDS later; the traffic waits for it, a while.
+        with suppress(trio.TooSlowError):
+            await wait_until(
+                lambda: all(n.published for n in online if n.online), PUBLISH_RETRY_WAIT_SECONDS
+            )
+        missing = sum(1 for n in online if n.online and not n.published)
+        if missing:
+            log.info("%d records reached no peer when the network formed", missing)
 
     async def stop(self, sim_node: SimNode) -> None:
         """Stop ``sim_node``'s services and host; its store stays."""

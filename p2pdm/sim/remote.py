@@ -41,6 +41,7 @@ from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.network import (
     NODE_START_TIMEOUT_SECONDS,
     NODE_STOP_TIMEOUT_SECONDS,
+    PUBLISH_RETRY_WAIT_SECONDS,
     WAIT_TIMEOUT_SECONDS,
     publish_window,
     real_start_window,
@@ -435,9 +436,10 @@ class RemoteNodes:
         step("contacts")
         if planned:
             window = publish_window(self.count, real_planned=True)
-            await self._everywhere(
-                "publish", {}, window + WAIT_TIMEOUT_SECONDS + WORKER_REPLY_TIMEOUT_SECONDS
-            )
+            # A worker waits the window, each first publication's end, then
+            # the retries of those no peer took (SimNetwork.publish_formed).
+            bound = window + WAIT_TIMEOUT_SECONDS + PUBLISH_RETRY_WAIT_SECONDS
+            await self._everywhere("publish", {}, bound + WORKER_REPLY_TIMEOUT_SECONDS)
             step("published")
 
     async def _book(self, indices: Iterable[int]) -> None:

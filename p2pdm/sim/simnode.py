@@ -80,6 +80,9 @@ class SimNode:
         self.starts = 0
         #: Record publications of the current run that have ended (succeeded or not).
         self.publications = 0
+        #: Whether one of them reached a peer (a put every query of which
+        #: failed stored the record only here; the node tries again later).
+        self.published = False
         self._scope: trio.CancelScope | None = None
         self._done = trio.Event()
 

@@ -12,8 +12,11 @@ from p2pdm.core.profile import Profile
 from p2pdm.daemon.runner import (
     RECORD_PUBLISHED_SETTING,
     RECORD_REPUBLISH_SECONDS,
+    RECORD_RETRY_SECONDS,
     RECORD_SEQ_SETTING,
+    publish_record,
     published_unchanged,
+    record_holders,
 )
 from p2pdm.sim.network import wait_until
 from p2pdm.sim.pytest_plugin import SimNetworkFactory
@@ -102,3 +105,47 @@ async def test_a_damaged_or_foreign_note_means_publish(
         future = {"at_ms": serving.node.now_ms() + 60_000, "digest": "00" * 16}
         net[1].store.set_setting(RECORD_PUBLISHED_SETTING, future)
         assert published_unchanged(serving.node, serving.host, serving.directory) is None
+
+
+async def test_a_publication_no_peer_took_is_retried_soon(
+    sim_network: SimNetworkFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    """A put whose queries failed (here a partition; on a busy machine, queries
+    that ran past their deadline) stored the record at fewer than RECORD_QUORUM
+    peers, or nowhere but here: it is not counted as published, and the
+    publisher puts it again within RECORD_RETRY_SECONDS instead of
+    RECORD_REPUBLISH_SECONDS later."""
+    async with sim_network(4, contacts=0, mailboxes=0) as net:
+        node, other = net[1], net[2]
+        key = records.record_key(node.peer_id)
+        await wait_until(lambda: node.store.get_setting(RECORD_PUBLISHED_SETTING) is not None, 60)
+        published = node.store.get_setting(RECORD_PUBLISHED_SETTING)
+        serving = node.running
+        assert record_holders(serving.host)  # p2pdm DHT peers in its table all along
+
+        net.partition([[1, 2]])  # one of its three peers takes it: too few
+        assert not await publish_record(serving.node, serving.host, serving.directory)
+        assert node.store.get_setting(RECORD_PUBLISHED_SETTING) == published
+        net.heal()
+        net.partition([[1]])  # node 1 alone: every query of its put fails
+        assert not await publish_record(serving.node, serving.host, serving.directory)
+        assert node.store.get_setting(RECORD_PUBLISHED_SETTING) == published  # not noted
+        seq = node.store.get_setting(RECORD_SEQ_SETTING)
+        value = await other.running.host.get_record(key, 10)
+        assert value is not None and records.validate(key, value).seq != seq  # the old one
+
+        # The publisher's own round: a profile change publishes, nobody takes it;
+        # once the partition heals the retry brings it out.
+        serving.node.profiles.update(name="Nell")
+        await wait_until(lambda: node.store.get_setting(RECORD_SEQ_SETTING) != seq, 10)
+        changed = node.store.get_setting(RECORD_SEQ_SETTING)
+        await trio.sleep(RECORD_RETRY_SECONDS / 2)
+        net.heal()
+        await wait_until(
+            lambda: node.store.get_setting(RECORD_SEQ_SETTING) != changed, RECORD_RETRY_SECONDS
+        )
+        await wait_until(lambda: node.store.get_setting(RECORD_PUBLISHED_SETTING) != published, 60)
+        value = await other.running.host.get_record(key, 10)
+        assert value is not None
+        profile = records.validate(key, value).profile
+        assert profile is not None and profile.name == "Nell"

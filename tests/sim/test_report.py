@@ -244,8 +244,8 @@ async def test_a_find_peer_of_an_offline_node_says_so() -> None:
         async def get_record(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
             return None
 
-        async def put_record(self, key: str, value: bytes) -> None:
-            return None
+        async def put_record(self, key: str, value: bytes) -> int:
+            return 0
 
     @dataclass
     class Node:
@@ -272,3 +272,41 @@ async def test_a_find_peer_of_an_offline_node_says_so() -> None:
         ("find_peer", False, "not_found"),
         ("find_peer", False, "not_found"),
     ]
+
+
+async def test_a_record_lookup_cancelled_by_its_caller_counts_as_cancelled() -> None:
+    """A lookup whose caller's scope ends (the node stops, its sender gives up)
+    raises its queries' cancellations as a group: *cancelled*, not *error*."""
+
+    class Host:
+        async def find_peer(self, peer: object, timeout: float) -> list[str]:  # noqa: ASYNC109
+            return []
+
+        async def get_record(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
+            async with trio.open_nursery() as nursery:  # queries in flight
+                nursery.start_soon(trio.sleep_forever)
+                nursery.start_soon(trio.sleep_forever)
+            return None
+
+        async def put_record(self, key: str, value: bytes) -> int:
+            return 0
+
+    @dataclass
+    class Node:
+        peer_id: str
+        online: bool
+
+    seen: list[tuple[str, bool, str]] = []
+
+    class Sink:
+        def stored(self, index: int, message_id: bytes, path: object) -> None: ...
+        def refused(self, error: str) -> None: ...
+        def looked_up(self, call: str, seconds: float, found: bool, why: str = "") -> None:
+            seen.append((call, found, why))
+
+    tap = Tap(Sink(), trio.current_time)
+    host = Host()
+    tap.delivery_created(Node("here", online=True), SimpleNamespace(network=host))  # type: ignore[arg-type]
+    with trio.move_on_after(0.01):
+        await host.get_record("/p2pdm/x", 1.0)
+    assert seen == [("get_record", False, "cancelled")]

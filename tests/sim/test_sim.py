@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from p2pdm.cli.main import main
+from p2pdm.core import records
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.errors import ConfigError, PeerUnreachable
 from p2pdm.net import open_host
@@ -27,8 +28,9 @@ from p2pdm.sim import (
     summarize,
 )
 from p2pdm.sim.metrics import Recorder
-from p2pdm.sim.network import wait_until
+from p2pdm.sim.network import serve_sim_nodes, wait_until
 from p2pdm.sim.pytest_plugin import SimNetworkFactory
+from p2pdm.sim.simnode import make_sim_nodes
 from p2pdm.sim.timeline import LinkChange, Timeline
 
 
@@ -279,6 +281,35 @@ async def test_a_spread_start_forms_once_every_node_has_joined(
         assert sim[3].running.host.joined.is_set()  # joined before start returned
         message = await sim.send(1, 2, "hello")
         await sim.wait_delivered(1, message)
+
+
+async def test_the_traffic_waits_for_a_record_no_peer_took_to_be_put_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A first publication that reached no peer (here node 3 is cut off while it
+    puts; on a busy machine, queries past their deadline) has ended, but the
+    network is not formed until the node's retry has put the record where
+    lookups look."""
+    network = MemoryNetwork(LinkFaults(latency=0.03), seed=5, link_auth="sim")
+    nodes = make_sim_nodes(4, random.Random(5), store_dir=None, mailboxes=1)
+    async with serve_sim_nodes(nodes, network=network, publish_after_forming=True) as sim:
+        for sim_node in nodes:
+            await sim.start(sim_node)
+        sim.partition([[3]])
+        formed = trio.Event()
+
+        async def publish() -> None:
+            await sim.publish_records()
+            formed.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(publish)
+            await wait_until(lambda: sim[3].publications > 0, 60)
+            assert not sim[3].published and not formed.is_set()
+            sim.heal()
+        assert sim[3].published and all(n.published for n in nodes)
+        key = records.record_key(sim[3].peer_id)
+        assert await sim[1].running.host.get_record(key, 10) is not None
 
 
 async def test_planned_tables_seed_the_joins_from_the_plan(
