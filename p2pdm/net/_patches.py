@@ -94,6 +94,20 @@ found here, not in the notes:
     nodes started within minutes refresh together (a 300-node real-clock run
     spent its forming in them) → :func:`dht_main_loop` keeps the loop's
     republishing and expiry, not its refresh;
+31. a host's advertised addresses are rebuilt on every call (each listen
+    address parsed, passed through the ``addrs_factory``, its ``/p2p/`` part
+    parsed and appended), and every identify (three calls) and every DHT
+    request and reply (one, for its signed peer record) asks for them →
+    each host keeps the last list, rebuilt only when its candidates (listen
+    and confirmed observed addresses) change (:func:`advertise_once_per_change`);
+32. libp2p's Yamux sends a WINDOW_UPDATE frame after every read that
+    returns data (whichever of its branches: a partial slack, or
+    ``PY_YAMUX_RELEASE_ON_READ``, on by default), where go-yamux
+    gives the credit back only once half the window is consumed: one more
+    frame, written and handled by the other end, for nearly every read of
+    every stream (a DHT query, an identify): half of all frames → go-yamux's
+    rule (``_YamuxStream``, which Yamux builds by its module's name, pointed
+    at it by :func:`muxer_options`);
 
 records: ``get_value`` answers from a stale local copy → ``Host.get_record``
 drops it and asks the network with a quorum, then keeps the newest
@@ -142,6 +156,7 @@ from libp2p.peer.peer_record import PeerRecord
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer import muxer_multistream
+from libp2p.stream_muxer.yamux import yamux as yamux_module
 from libp2p.stream_muxer.yamux.yamux import (
     _STALE_STREAM_SWEEP_INTERVAL as YAMUX_STALE_STREAM_SWEEP_INTERVAL,
 )
@@ -149,7 +164,7 @@ from libp2p.stream_muxer.yamux.yamux import FLAG_SYN as YAMUX_FLAG_SYN
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import RTT_MEASURE_INTERVAL as YAMUX_RTT_MEASURE_INTERVAL
 from libp2p.stream_muxer.yamux.yamux import TYPE_PING as YAMUX_TYPE_PING
-from libp2p.stream_muxer.yamux.yamux import YAMUX_HEADER_FORMAT, Yamux
+from libp2p.stream_muxer.yamux.yamux import YAMUX_HEADER_FORMAT, Yamux, YamuxStream
 from libp2p.transport.exceptions import SecurityUpgradeFailure
 
 from p2pdm.net import timers
@@ -168,6 +183,7 @@ from p2pdm.net.limits import (
 )
 
 __all__ = [
+    "advertise_once_per_change",
     "advertised",
     "close_connection",
     "close_connections",
@@ -245,6 +261,25 @@ class _Yamux(Yamux):
                 self._sweep_stale_streams()
 
 
+class _YamuxStream(YamuxStream):
+    """libp2p's Yamux stream giving receive-window credit back as go-yamux
+    does (pitfall 32): a WINDOW_UPDATE once the bytes read and not yet
+    credited reach the hysteresis threshold (half the window, go-yamux's
+    ``GrowTo``), not after every read. The sender keeps at least half a
+    window of credit, so a bulk transfer still flows; a small request or
+    reply no longer costs a frame per read."""
+
+    async def _auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
+        increment = 0
+        async with self.window_lock:
+            buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+            consumed = self.target_recv_window - (self.recv_window + buffered)
+            if consumed > 0 and consumed >= self._grow_threshold():
+                increment = self._grow_to_delta(buffered) + self._apply_autotune_epoch(buffered)
+        if increment > 0:
+            await self.send_window_update(increment, skip_lock=True)
+
+
 async def dht_main_loop(dht: KadDHT) -> None:
     """KadDHT's main loop without its routing-table refresh (pitfall 30): the
     records' republishing and expiry, every ROUTING_TABLE_REFRESH_INTERVAL."""
@@ -261,8 +296,10 @@ async def dht_main_loop(dht: KadDHT) -> None:
 
 def muxer_options() -> dict[TProtocol, type[Yamux]]:
     # libp2p's muxer negotiation builds ``Yamux`` by name, whatever class the
-    # options give: its module's name points at ours (pitfall 28).
+    # options give: its module's name points at ours (pitfall 28). Likewise
+    # Yamux builds its streams by the module's name (pitfall 32).
     muxer_multistream.Yamux = _Yamux  # type: ignore[attr-defined]
+    yamux_module.YamuxStream = _YamuxStream  # type: ignore[misc]
     return {TProtocol(YAMUX_PROTOCOL_ID): _Yamux}
 
 
@@ -329,6 +366,28 @@ def advertised(candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiadd
     """What identify and the DHT announce: wildcard listen addresses (0.0.0.0,
     ::) replaced by addresses peers can dial."""
     return [multiaddr.Multiaddr(text) for text in dialable_addrs([str(c) for c in candidates])]
+
+
+def advertise_once_per_change(host: Any) -> None:
+    """``host.get_addrs`` (libp2p's BasicHost) rebuilds its list only when the
+    candidates it starts from change: the listeners' addresses and the
+    confirmed observed ones (pitfall 31). Same answers, a fresh list each call.
+    A wildcard listen address (0.0.0.0, ::) stands for the machine's interface
+    addresses of the moment (:func:`advertised`): such a list is rebuilt each time."""
+    build = host.get_addrs
+    kept: list[Any] = [None, [], False]  # the candidates, the list built, any wildcard
+
+    def get_addrs() -> list[multiaddr.Multiaddr]:
+        candidates = tuple(host.get_transport_addrs())
+        manager = host._observed_addr_manager
+        if manager is not None:
+            candidates += tuple(manager.addrs())
+        if candidates != kept[0] or kept[2]:
+            wildcard = dialable_addrs(texts := [str(c) for c in candidates]) != texts
+            kept[0], kept[1], kept[2] = candidates, build(), wildcard
+        return list(kept[1])
+
+    host.get_addrs = get_addrs
 
 
 # --- pitfall 16: inbound slots ------------------------------------------------
