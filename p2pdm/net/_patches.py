@@ -108,6 +108,12 @@ found here, not in the notes:
     every stream (a DHT query, an identify): half of all frames → go-yamux's
     rule (``_YamuxStream``, which Yamux builds by its module's name, pointed
     at it by :func:`muxer_options`);
+33. multistream-select's client writes its header, waits for the other
+    end's, then writes the protocol and waits again: two round trips and
+    four messages for every stream, secured connection and muxer → one
+    protocol is proposed as go-multistream does (``SelectProtoOrFail``):
+    header and protocol in one write, then both answers read
+    (:func:`select_in_one_round_trip`; several protocols: libp2p's way);
 
 records: ``get_value`` answers from a stale local copy → ``Host.get_record``
 drops it and asks the network with a quorum, then keeps the newest
@@ -138,7 +144,13 @@ from typing import Any, Final
 
 import multiaddr
 import trio
-from libp2p.abc import INetConn, INetStream, IRawConnection, ISecureConn
+from libp2p.abc import (
+    IMultiselectCommunicator,
+    INetConn,
+    INetStream,
+    IRawConnection,
+    ISecureConn,
+)
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_noise_key_pair
 from libp2p.custom_types import TProtocol
@@ -155,6 +167,19 @@ from libp2p.peer.id import ID
 from libp2p.peer.peer_record import PeerRecord
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.io.exceptions import IOException
+from libp2p.protocol_muxer.exceptions import (
+    MultiselectClientError,
+    MultiselectCommunicatorError,
+)
+from libp2p.protocol_muxer.multiselect_client import (
+    DEFAULT_NEGOTIATE_TIMEOUT,
+    MULTISELECT_PROTOCOL_ID,
+    PROTOCOL_NOT_FOUND_MSG,
+    MultiselectClient,
+    is_valid_handshake,
+)
+from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 from libp2p.stream_muxer import muxer_multistream
 from libp2p.stream_muxer.yamux import yamux as yamux_module
 from libp2p.stream_muxer.yamux.yamux import (
@@ -166,6 +191,7 @@ from libp2p.stream_muxer.yamux.yamux import RTT_MEASURE_INTERVAL as YAMUX_RTT_ME
 from libp2p.stream_muxer.yamux.yamux import TYPE_PING as YAMUX_TYPE_PING
 from libp2p.stream_muxer.yamux.yamux import YAMUX_HEADER_FORMAT, Yamux, YamuxStream
 from libp2p.transport.exceptions import SecurityUpgradeFailure
+from libp2p.utils import encode_delim
 
 from p2pdm.net import timers
 from p2pdm.net._edge import quietly
@@ -199,6 +225,7 @@ __all__ = [
     "replace_dht_stores",
     "reset_by_peer",
     "security_options",
+    "select_in_one_round_trip",
     "stop_auto_connector",
     "unblock_peers_at_new_addrs",
     "verify_peer_records_once",
@@ -388,6 +415,51 @@ def advertise_once_per_change(host: Any) -> None:
         return list(kept[1])
 
     host.get_addrs = get_addrs
+
+
+# --- pitfall 33: multistream-select in one round trip -----------------------
+
+
+async def _select_one_of(
+    self: MultiselectClient,
+    protocols: Sequence[TProtocol],
+    communicator: IMultiselectCommunicator,
+    negotiate_timeout: int = DEFAULT_NEGOTIATE_TIMEOUT,
+) -> TProtocol:
+    """libp2p's ``select_one_of`` (same answers, same errors), proposing a single
+    protocol in the header's write, as go-multistream does (pitfall 33)."""
+    if len(protocols) != 1 or not isinstance(communicator, MultiselectCommunicator):
+        return await _LIBP2P_SELECT_ONE_OF(self, protocols, communicator, negotiate_timeout)
+    protocol = protocols[0]
+    wanted = "" if protocol is None else str(protocol)
+    with trio.move_on_after(negotiate_timeout):
+        both = encode_delim(MULTISELECT_PROTOCOL_ID.encode()) + encode_delim(wanted.encode())
+        try:
+            await communicator.read_writer.write(both)
+        except (IOException, AssertionError, ValueError) as error:
+            raise MultiselectClientError(f"handshake write failed: {error}") from error
+        try:
+            handshake = await communicator.read()
+            response = await communicator.read()
+        except MultiselectCommunicatorError as error:
+            raise MultiselectClientError(f"protocol read failed: {error}") from error
+        if not is_valid_handshake(handshake):
+            raise MultiselectClientError(f"multiselect protocol ID mismatch: got {handshake!r}")
+        if response == wanted:
+            return protocol
+        if response == PROTOCOL_NOT_FOUND_MSG:
+            raise MultiselectClientError(f"protocols not supported: tried {[wanted]}")
+        raise MultiselectClientError(f"unrecognized response: {response!r}, expected {wanted!r}")
+    raise MultiselectClientError(f"response timed out after {negotiate_timeout}s")
+
+
+_LIBP2P_SELECT_ONE_OF: Final = MultiselectClient.select_one_of
+
+
+def select_in_one_round_trip() -> None:
+    """Every multistream-select client proposes a single protocol with its
+    header (pitfall 33). Idempotent."""
+    MultiselectClient.select_one_of = _select_one_of  # type: ignore[method-assign]
 
 
 # --- pitfall 16: inbound slots ------------------------------------------------

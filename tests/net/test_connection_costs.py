@@ -11,10 +11,12 @@ from typing import Any
 import multiaddr
 import pytest
 import trio
+import trio.testing
 from libp2p.stream_muxer.yamux import yamux as yamux_module
 
 from p2pdm.net import Host
-from p2pdm.net.memory_transport import MemoryNetwork
+from p2pdm.errors import PeerUnreachable
+from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, open_hosts, wait_until
 from tests.net.conftest import CAP
@@ -113,3 +115,30 @@ async def test_advertised_addresses_are_built_once_per_change(
         assert len(changed) == len(first) + 1
         assert str(changed[-1]) == f"/ip4/127.0.0.1/tcp/9/p2p/{a.peer_id}"
         assert lp_host.get_addrs() == changed
+
+
+#: One-way latency of the memory network's links in the round-trip test.
+LINK_LATENCY = 0.1
+
+
+async def test_a_stream_is_negotiated_in_one_round_trip(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The dialer proposes its protocol with multistream's header (pitfall 33):
+    a stream on an open connection answers after one round trip, not two."""
+    network = MemoryNetwork(faults=LinkFaults(latency=LINK_LATENCY))
+    async with open_hosts(2, join=False, network=network) as (a, b):
+        b.set_handler(ECHO, echo)
+        await a.connect(b.peer_id, b.listen_addrs())
+        await trio.sleep(5)  # identify and the first RTT ping are over
+        start = trio.current_time()
+        stream = await a.open_stream(b.peer_id, ECHO)
+        opened = trio.current_time() - start
+        await stream.write_frame(b"ping", HUNG_SECONDS)
+        assert await stream.read_frame(CAP, HUNG_SECONDS) == b"ping"
+        await stream.close()
+        assert 2 * LINK_LATENCY <= opened < 3 * LINK_LATENCY  # libp2p's own: 4 × latency
+        # A protocol the other end lacks is refused as before.
+        with pytest.raises(PeerUnreachable):
+            await a.open_stream(b.peer_id, "/p2pdm/nothing/1.0.0")
+        assert a.is_connected(b.peer_id)
