@@ -156,6 +156,7 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_noise_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL_ID
 from libp2p.io.abc import ReadWriteCloser
+from libp2p.io.exceptions import IOException
 from libp2p.kad_dht.kad_dht import ROUTING_TABLE_REFRESH_INTERVAL, KadDHT
 from libp2p.kad_dht.pb.kademlia_pb2 import Message
 from libp2p.network.config import ConnectionConfig, RetryConfig
@@ -165,9 +166,6 @@ from libp2p.network.swarm import Swarm
 from libp2p.peer.envelope import Envelope, consume_envelope
 from libp2p.peer.id import ID
 from libp2p.peer.peer_record import PeerRecord
-from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
-from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.io.exceptions import IOException
 from libp2p.protocol_muxer.exceptions import (
     MultiselectClientError,
     MultiselectCommunicatorError,
@@ -180,6 +178,8 @@ from libp2p.protocol_muxer.multiselect_client import (
     is_valid_handshake,
 )
 from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer import muxer_multistream
 from libp2p.stream_muxer.yamux import yamux as yamux_module
 from libp2p.stream_muxer.yamux.yamux import (

@@ -14,8 +14,8 @@ import trio
 import trio.testing
 from libp2p.stream_muxer.yamux import yamux as yamux_module
 
-from p2pdm.net import Host
 from p2pdm.errors import PeerUnreachable
+from p2pdm.net import Host
 from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.testing import ECHO_PROTOCOL as ECHO
 from p2pdm.net.testing import echo, open_hosts, wait_until
@@ -137,7 +137,7 @@ async def test_a_stream_is_negotiated_in_one_round_trip(
         await stream.write_frame(b"ping", HUNG_SECONDS)
         assert await stream.read_frame(CAP, HUNG_SECONDS) == b"ping"
         await stream.close()
-        assert 2 * LINK_LATENCY <= opened < 3 * LINK_LATENCY  # libp2p's own: 4 × latency
+        assert 2 * LINK_LATENCY <= opened < 3 * LINK_LATENCY  # libp2p's own: four latencies
         # A protocol the other end lacks is refused as before.
         with pytest.raises(PeerUnreachable):
             await a.open_stream(b.peer_id, "/p2pdm/nothing/1.0.0")
