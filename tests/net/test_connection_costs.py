@@ -142,3 +142,29 @@ async def test_a_stream_is_negotiated_in_one_round_trip(
         with pytest.raises(PeerUnreachable):
             await a.open_stream(b.peer_id, "/p2pdm/nothing/1.0.0")
         assert a.is_connected(b.peer_id)
+
+
+async def test_seeded_addresses_are_parsed_once_for_every_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A simulation seeds every routing table from the plan's addresses
+    (``Host.seed_routing_table``): each address is parsed once, whichever
+    hosts it goes to, and each host's table and peerstore get it."""
+    async with open_hosts(6, join=False, network=MemoryNetwork()) as hosts:
+        plan = [(h.peer_id, h.listen_addrs()) for h in hosts]
+        parsed: list[str] = []
+        parse = multiaddr.Multiaddr.__init__
+
+        def counted(self: Any, addr: Any, *args: Any, **kwargs: Any) -> None:
+            parsed.append(str(addr))
+            parse(self, addr, *args, **kwargs)
+
+        monkeypatch.setattr(multiaddr.Multiaddr, "__init__", counted)
+        for host in hosts[:3]:
+            assert await host.seed_routing_table(plan) == len(plan) - 1
+        after_first = len(parsed)
+        for host in hosts[3:]:
+            assert await host.seed_routing_table(plan) == len(plan) - 1
+        assert len(parsed) == after_first  # the same addresses: none parsed again
+        for host in hosts:
+            assert set(host.dht_peers()) == {h.peer_id for h in hosts} - {host.peer_id}
