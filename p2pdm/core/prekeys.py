@@ -189,6 +189,10 @@ class OwnPrekeys:
         self._saved = saved
         #: Bumped on every change, so callers persist only when it moved.
         self.version = 0
+        #: The x3dh state's public bundle and the :attr:`version` it is of:
+        #: x3dh derives every public key (~100 one-time prekeys) anew at each
+        #: ask, and every invite and record publication asks.
+        self._public: tuple[int, Any] | None = None
         #: Restored from an older version: save it again (as version 3).
         self.outdated = False
 
@@ -218,8 +222,15 @@ class OwnPrekeys:
         if self._loaded is None:
             assert self._saved is not None
             return self._saved[1]
-        b = self._loaded.bundle
+        b = self._public_bundle()
         return b.signed_pre_key, b.signed_pre_key_sig
+
+    def _public_bundle(self) -> Any:
+        """The x3dh state's bundle (public keys), derived once per :attr:`version`."""
+        state = self._state
+        if self._public is None or self._public[0] != self.version:
+            self._public = (self.version, state.bundle)
+        return self._public[1]
 
     @classmethod
     def create(cls, identity: Identity, now_s: int) -> OwnPrekeys:
@@ -266,7 +277,7 @@ class OwnPrekeys:
             peer=self.identity.peer_id,
             signed_prekey=signed_prekey,
             signed_prekey_sig=signature,
-            one_time_prekeys=tuple(sorted(self._state.bundle.pre_keys))[:one_time]
+            one_time_prekeys=tuple(sorted(self._public_bundle().pre_keys))[:one_time]
             if one_time > 0
             else (),
             created_at_s=self.rotated_at_s,

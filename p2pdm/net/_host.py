@@ -15,6 +15,7 @@ must then name the peer in question); everything handed out carries it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -80,6 +81,7 @@ from p2pdm.net.limits import (
     PEERSTORE_ADDR_TTL_SECONDS,
     PING_TIMEOUT_SECONDS,
     SEEDED_ADDR_TTL_SECONDS,
+    SEEDED_ADDRS_PARSED,
 )
 from p2pdm.net.stream import Stream
 from p2pdm.net.upkeep import IdleTracker, Upkeep
@@ -87,6 +89,10 @@ from p2pdm.net.upkeep import IdleTracker, Upkeep
 __all__ = ["Host"]
 
 logger = logging.getLogger(__name__)
+
+#: :func:`transport_addr` of the addresses a simulation seeds routing tables
+#: with, kept parsed (multiaddrs are values: the hosts share them).
+_seeded_addr = functools.lru_cache(maxsize=SEEDED_ADDRS_PARSED)(transport_addr)
 
 
 def _is_relayed(conn: INetConn) -> bool:
@@ -279,7 +285,7 @@ class Host(Dht):
         for peer, addrs in peers:
             if peer == self.peer_id:
                 continue
-            parsed = [transport_addr(addr, peer) for addr in addrs[:MAX_ADDRS]]
+            parsed = [_seeded_addr(addr, peer) for addr in addrs[:MAX_ADDRS]]
             if not parsed:
                 continue
             pid = to_id(peer)

@@ -150,6 +150,8 @@ async def open_host(
         negotiate_timeout=STREAM_NEGOTIATION_TIMEOUT_SECONDS,
         addrs_factory=_patches.advertised,
     )
+    _patches.advertise_once_per_change(lp_host)
+    _patches.select_in_one_round_trip()
     swarm = cast("Swarm", lp_host.get_network())
     _patches.no_dial_retries(swarm)
     _patches.unblock_peers_at_new_addrs(swarm)

@@ -94,6 +94,26 @@ found here, not in the notes:
     nodes started within minutes refresh together (a 300-node real-clock run
     spent its forming in them) → :func:`dht_main_loop` keeps the loop's
     republishing and expiry, not its refresh;
+31. a host's advertised addresses are rebuilt on every call (each listen
+    address parsed, passed through the ``addrs_factory``, its ``/p2p/`` part
+    parsed and appended), and every identify (three calls) and every DHT
+    request and reply (one, for its signed peer record) asks for them →
+    each host keeps the last list, rebuilt only when its candidates (listen
+    and confirmed observed addresses) change (:func:`advertise_once_per_change`);
+32. libp2p's Yamux sends a WINDOW_UPDATE frame after every read that
+    returns data (whichever of its branches: a partial slack, or
+    ``PY_YAMUX_RELEASE_ON_READ``, on by default), where go-yamux
+    gives the credit back only once half the window is consumed: one more
+    frame, written and handled by the other end, for nearly every read of
+    every stream (a DHT query, an identify): half of all frames → go-yamux's
+    rule (``_YamuxStream``, which Yamux builds by its module's name, pointed
+    at it by :func:`muxer_options`);
+33. multistream-select's client writes its header, waits for the other
+    end's, then writes the protocol and waits again: two round trips and
+    four messages for every stream, secured connection and muxer → one
+    protocol is proposed as go-multistream does (``SelectProtoOrFail``):
+    header and protocol in one write, then both answers read
+    (:func:`select_in_one_round_trip`; several protocols: libp2p's way);
 
 records: ``get_value`` answers from a stale local copy → ``Host.get_record``
 drops it and asks the network with a quorum, then keeps the newest
@@ -124,12 +144,19 @@ from typing import Any, Final
 
 import multiaddr
 import trio
-from libp2p.abc import INetConn, INetStream, IRawConnection, ISecureConn
+from libp2p.abc import (
+    IMultiselectCommunicator,
+    INetConn,
+    INetStream,
+    IRawConnection,
+    ISecureConn,
+)
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_noise_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL_ID
 from libp2p.io.abc import ReadWriteCloser
+from libp2p.io.exceptions import IOException
 from libp2p.kad_dht.kad_dht import ROUTING_TABLE_REFRESH_INTERVAL, KadDHT
 from libp2p.kad_dht.pb.kademlia_pb2 import Message
 from libp2p.network.config import ConnectionConfig, RetryConfig
@@ -139,9 +166,22 @@ from libp2p.network.swarm import Swarm
 from libp2p.peer.envelope import Envelope, consume_envelope
 from libp2p.peer.id import ID
 from libp2p.peer.peer_record import PeerRecord
+from libp2p.protocol_muxer.exceptions import (
+    MultiselectClientError,
+    MultiselectCommunicatorError,
+)
+from libp2p.protocol_muxer.multiselect_client import (
+    DEFAULT_NEGOTIATE_TIMEOUT,
+    MULTISELECT_PROTOCOL_ID,
+    PROTOCOL_NOT_FOUND_MSG,
+    MultiselectClient,
+    is_valid_handshake,
+)
+from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer import muxer_multistream
+from libp2p.stream_muxer.yamux import yamux as yamux_module
 from libp2p.stream_muxer.yamux.yamux import (
     _STALE_STREAM_SWEEP_INTERVAL as YAMUX_STALE_STREAM_SWEEP_INTERVAL,
 )
@@ -149,8 +189,9 @@ from libp2p.stream_muxer.yamux.yamux import FLAG_SYN as YAMUX_FLAG_SYN
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import RTT_MEASURE_INTERVAL as YAMUX_RTT_MEASURE_INTERVAL
 from libp2p.stream_muxer.yamux.yamux import TYPE_PING as YAMUX_TYPE_PING
-from libp2p.stream_muxer.yamux.yamux import YAMUX_HEADER_FORMAT, Yamux
+from libp2p.stream_muxer.yamux.yamux import YAMUX_HEADER_FORMAT, Yamux, YamuxStream
 from libp2p.transport.exceptions import SecurityUpgradeFailure
+from libp2p.utils import encode_delim
 
 from p2pdm.net import timers
 from p2pdm.net._edge import quietly
@@ -168,6 +209,7 @@ from p2pdm.net.limits import (
 )
 
 __all__ = [
+    "advertise_once_per_change",
     "advertised",
     "close_connection",
     "close_connections",
@@ -183,6 +225,7 @@ __all__ = [
     "replace_dht_stores",
     "reset_by_peer",
     "security_options",
+    "select_in_one_round_trip",
     "stop_auto_connector",
     "unblock_peers_at_new_addrs",
     "verify_peer_records_once",
@@ -245,6 +288,25 @@ class _Yamux(Yamux):
                 self._sweep_stale_streams()
 
 
+class _YamuxStream(YamuxStream):
+    """libp2p's Yamux stream giving receive-window credit back as go-yamux
+    does (pitfall 32): a WINDOW_UPDATE once the bytes read and not yet
+    credited reach the hysteresis threshold (half the window, go-yamux's
+    ``GrowTo``), not after every read. The sender keeps at least half a
+    window of credit, so a bulk transfer still flows; a small request or
+    reply no longer costs a frame per read."""
+
+    async def _auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
+        increment = 0
+        async with self.window_lock:
+            buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+            consumed = self.target_recv_window - (self.recv_window + buffered)
+            if consumed > 0 and consumed >= self._grow_threshold():
+                increment = self._grow_to_delta(buffered) + self._apply_autotune_epoch(buffered)
+        if increment > 0:
+            await self.send_window_update(increment, skip_lock=True)
+
+
 async def dht_main_loop(dht: KadDHT) -> None:
     """KadDHT's main loop without its routing-table refresh (pitfall 30): the
     records' republishing and expiry, every ROUTING_TABLE_REFRESH_INTERVAL."""
@@ -261,8 +323,10 @@ async def dht_main_loop(dht: KadDHT) -> None:
 
 def muxer_options() -> dict[TProtocol, type[Yamux]]:
     # libp2p's muxer negotiation builds ``Yamux`` by name, whatever class the
-    # options give: its module's name points at ours (pitfall 28).
+    # options give: its module's name points at ours (pitfall 28). Likewise
+    # Yamux builds its streams by the module's name (pitfall 32).
     muxer_multistream.Yamux = _Yamux  # type: ignore[attr-defined]
+    yamux_module.YamuxStream = _YamuxStream  # type: ignore[misc]
     return {TProtocol(YAMUX_PROTOCOL_ID): _Yamux}
 
 
@@ -329,6 +393,73 @@ def advertised(candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiadd
     """What identify and the DHT announce: wildcard listen addresses (0.0.0.0,
     ::) replaced by addresses peers can dial."""
     return [multiaddr.Multiaddr(text) for text in dialable_addrs([str(c) for c in candidates])]
+
+
+def advertise_once_per_change(host: Any) -> None:
+    """``host.get_addrs`` (libp2p's BasicHost) rebuilds its list only when the
+    candidates it starts from change: the listeners' addresses and the
+    confirmed observed ones (pitfall 31). Same answers, a fresh list each call.
+    A wildcard listen address (0.0.0.0, ::) stands for the machine's interface
+    addresses of the moment (:func:`advertised`): such a list is rebuilt each time."""
+    build = host.get_addrs
+    kept: list[Any] = [None, [], False]  # the candidates, the list built, any wildcard
+
+    def get_addrs() -> list[multiaddr.Multiaddr]:
+        candidates = tuple(host.get_transport_addrs())
+        manager = host._observed_addr_manager
+        if manager is not None:
+            candidates += tuple(manager.addrs())
+        if candidates != kept[0] or kept[2]:
+            wildcard = dialable_addrs(texts := [str(c) for c in candidates]) != texts
+            kept[0], kept[1], kept[2] = candidates, build(), wildcard
+        return list(kept[1])
+
+    host.get_addrs = get_addrs
+
+
+# --- pitfall 33: multistream-select in one round trip -----------------------
+
+
+async def _select_one_of(
+    self: MultiselectClient,
+    protocols: Sequence[TProtocol],
+    communicator: IMultiselectCommunicator,
+    negotiate_timeout: int = DEFAULT_NEGOTIATE_TIMEOUT,
+) -> TProtocol:
+    """libp2p's ``select_one_of`` (same answers, same errors), proposing a single
+    protocol in the header's write, as go-multistream does (pitfall 33)."""
+    if len(protocols) != 1 or not isinstance(communicator, MultiselectCommunicator):
+        return await _LIBP2P_SELECT_ONE_OF(self, protocols, communicator, negotiate_timeout)
+    protocol = protocols[0]
+    wanted = "" if protocol is None else str(protocol)
+    with trio.move_on_after(negotiate_timeout):
+        both = encode_delim(MULTISELECT_PROTOCOL_ID.encode()) + encode_delim(wanted.encode())
+        try:
+            await communicator.read_writer.write(both)
+        except (IOException, AssertionError, ValueError) as error:
+            raise MultiselectClientError(f"handshake write failed: {error}") from error
+        try:
+            handshake = await communicator.read()
+            response = await communicator.read()
+        except MultiselectCommunicatorError as error:
+            raise MultiselectClientError(f"protocol read failed: {error}") from error
+        if not is_valid_handshake(handshake):
+            raise MultiselectClientError(f"multiselect protocol ID mismatch: got {handshake!r}")
+        if response == wanted:
+            return protocol
+        if response == PROTOCOL_NOT_FOUND_MSG:
+            raise MultiselectClientError(f"protocols not supported: tried {[wanted]}")
+        raise MultiselectClientError(f"unrecognized response: {response!r}, expected {wanted!r}")
+    raise MultiselectClientError(f"response timed out after {negotiate_timeout}s")
+
+
+_LIBP2P_SELECT_ONE_OF: Final = MultiselectClient.select_one_of
+
+
+def select_in_one_round_trip() -> None:
+    """Every multistream-select client proposes a single protocol with its
+    header (pitfall 33). Idempotent."""
+    MultiselectClient.select_one_of = _select_one_of  # type: ignore[method-assign]
 
 
 # --- pitfall 16: inbound slots ------------------------------------------------

@@ -39,6 +39,10 @@ PEERSTORE_ADDR_TTL_SECONDS: Final = 10 * 60
 #: libp2p's own TTL for addresses a DHT lookup learns, which is what the
 #: join those entries stand for would have learnt them by.
 SEEDED_ADDR_TTL_SECONDS: Final = 60 * 60
+#: Seeded addresses kept parsed, by text and peer (:meth:`Host.seed_routing_table`):
+#: a simulation's joins seed ~40 peers each from the same addresses (one a
+#: node; more than a simulation's largest node count, p2pdm.sim.options.MAX_NODES).
+SEEDED_ADDRS_PARSED: Final = 4096
 
 # --- connection budget ------------------------------------------------------
 

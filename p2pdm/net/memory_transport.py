@@ -453,6 +453,9 @@ class _MemoryListener(IListener):
         self._ip = ip
         self._handler = handler
         self._addrs: list[tuple[str, int]] = []
+        #: ``_addrs`` as multiaddrs, parsed once: identify and every DHT
+        #: message ask for them (through the host's advertised addresses).
+        self._maddrs: tuple[multiaddr.Multiaddr, ...] = ()
         #: Set by py-libp2p 0.8.1's Swarm.listen before listen() is called.
         self.background_nursery: trio.Nursery | None = None
 
@@ -466,6 +469,7 @@ class _MemoryListener(IListener):
             raise OpenConnectionError("the memory listener needs the swarm's nursery")
         self._network._register((ip, port), self)
         self._addrs.append((ip, port))
+        self._maddrs = (*self._maddrs, multiaddr.Multiaddr(f"/ip4/{ip}/tcp/{port}"))
         await trio.lowlevel.checkpoint()
 
     def accept(self, conn: _MemoryConn) -> None:
@@ -481,7 +485,7 @@ class _MemoryListener(IListener):
             await conn.close()
 
     def get_addrs(self) -> tuple[multiaddr.Multiaddr, ...]:
-        return tuple(multiaddr.Multiaddr(f"/ip4/{ip}/tcp/{port}") for ip, port in self._addrs)
+        return self._maddrs
 
     async def close(self) -> None:
         for addr in self._addrs:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
@@ -222,6 +223,8 @@ class SimNetwork:
         self._joins_released: trio.Event | None = None
         #: Seconds each step of forming took (:func:`open_sim_network`).
         self.forming_steps: dict[str, float] = {}
+        #: CPU seconds of this process in each step of forming (same names).
+        self.forming_cpu: dict[str, float] = {}
         #: During a TCP partition: the group of every node's peer ID.
         self._group_of: dict[PeerId, int] = {}
 
@@ -789,18 +792,22 @@ async def open_sim_network(
             sim.start_window = min(START_WINDOW_MAX_SECONDS, per_node * count)
         elif planned_tables:
             sim.hold_joins()  # real clock: every node listens before any joins
-        last = trio.current_time()
+        last, last_cpu = trio.current_time(), time.process_time()
 
         def step(name: str) -> None:
-            nonlocal last
+            nonlocal last, last_cpu
             sim.forming_steps[name] = round(trio.current_time() - last, 3)
-            last = trio.current_time()
+            sim.forming_cpu[name] = round(time.process_time() - last_cpu, 1)
+            last, last_cpu = trio.current_time(), time.process_time()
 
         for sim_node in nodes:
             await sim.start(sim_node)
         step("started")
         if planned_tables and not spread_start:
             await sim.release_joins(real_start_window(count))
+            step("joined")
+        elif spread_start:
+            await sim.wait_joined(sim.start_window + WAIT_TIMEOUT_SECONDS)
             step("joined")
         sim.add_contacts(rng, contacts)
         await sim.publish_records()

@@ -100,6 +100,8 @@ class Nodes(Protocol):
     baseline_rss_mb: float | None
     #: Seconds each step of forming took, by name (for the report).
     forming_steps: dict[str, float]
+    #: CPU seconds of this process in each step of forming (same names).
+    forming_cpu: dict[str, float]
 
     def __len__(self) -> int: ...
     def online(self, index: int) -> bool: ...
@@ -145,6 +147,7 @@ class LocalNodes:
         self.network = sim.network
         self.baseline_rss_mb: float | None = None
         self.forming_steps = sim.forming_steps
+        self.forming_cpu = sim.forming_cpu
 
     def __len__(self) -> int:
         return len(self.sim)

@@ -222,6 +222,8 @@ class Outcome:
     form_s: float = 0.0
     #: Seconds each step of forming took (started, joined, contacts, published).
     forming_steps: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of this process in each step of forming (virtual clock).
+    forming_cpu: dict[str, float] = field(default_factory=dict)
     #: How long each phase took (forming, traffic, returning, draining), in
     #: simulation seconds.
     phase_s: dict[str, float] = field(default_factory=dict)

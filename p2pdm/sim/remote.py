@@ -267,6 +267,8 @@ class RemoteNodes:
         self._partitioned = False
         #: Seconds each step of forming took (started, joined, contacts, published).
         self.forming_steps: dict[str, float] = {}
+        #: Not measured across processes: the workers' CPU is theirs.
+        self.forming_cpu: dict[str, float] = {}
 
     def worker(self, index: int) -> _Worker:
         return self.workers[index % len(self.workers)]

@@ -35,6 +35,7 @@ __all__ = ["MAY_DIFFER", "invariants_hold", "reproducible", "summarize", "write_
 MAY_DIFFER: Final = (
     ("seconds", "wall"),
     ("seconds", "cpu"),
+    ("seconds", "forming_steps_cpu"),
     ("memory_mb",),
     ("options", "store_dir"),
 )
@@ -74,6 +75,8 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
             "wall": round(outcome.wall_s, 3),
             # This process's CPU in each phase (not a worker process's).
             "cpu": {name: round(s, 1) for name, s in outcome.cpu_s.items()},
+            # The same for each step of forming (this process; virtual clock).
+            "forming_steps_cpu": outcome.forming_cpu,
         },
         "plan": outcome.plan_counts,
         "join_addrs": outcome.join_addrs,
@@ -219,6 +222,10 @@ def _phases_text(summary: dict[str, Any]) -> str:
     steps = seconds.get("forming_steps")
     if steps:
         text += " Forming: " + ", ".join(f"{name} {s:g} s" for name, s in steps.items()) + "."
+    steps_cpu = seconds.get("forming_steps_cpu")
+    if steps_cpu:
+        spent = ", ".join(f"{name} {s:g} s" for name, s in steps_cpu.items())
+        text += f" CPU of forming's steps: {spent}."
     cpu = seconds.get("cpu")
     if cpu:
         spent = ", ".join(f"{name} {s:g} s" for name, s in cpu.items())

@@ -342,6 +342,7 @@ async def _simulate(
     async with _open_nodes(options, recorder, now_ms, zero_ns) as sim:
         outcome.form_s = trio.current_time() - t0
         outcome.forming_steps = dict(sim.forming_steps)
+        outcome.forming_cpu = dict(sim.forming_cpu)
         if options.clock == "real":
             outcome.join_addrs = sim.join_addrs()
             announce_join(outcome.join_addrs, options.seed)

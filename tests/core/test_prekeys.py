@@ -159,3 +159,36 @@ def test_publishing_the_bundle_imports_no_session_library() -> None:
         check=True,
     )
     assert json.loads(done.stdout) == []
+
+
+def test_the_public_bundle_is_derived_once_per_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Invites and record publications ask for the bundle again and again: its
+    public keys are derived once until the state changes (a used one-time
+    prekey, a rotation), and each change shows at once."""
+    import x3dh
+
+    derived: list[int] = []
+    original = x3dh.BaseState.bundle
+
+    def counted(state: x3dh.BaseState) -> x3dh.Bundle:
+        derived.append(1)
+        return original.fget(state)  # type: ignore[attr-defined,no-any-return]
+
+    monkeypatch.setattr(x3dh.BaseState, "bundle", property(counted))
+    a, b = Identity(os.urandom(32)), Identity(os.urandom(32))
+    oa, ob = OwnPrekeys.create(a, NOW), OwnPrekeys.create(b, NOW)
+    first = ob.bundle(2)
+    for _ in range(5):
+        assert ob.bundle(2) == first and ob.bundle(0).signed_prekey == first.signed_prekey
+    assert len(derived) == 1
+    # b's first one-time prekey is used: the next bundle offers the others.
+    ab, ba = PeerSessions(b.peer_id), PeerSessions(a.peer_id)
+    opening = ab.encrypt(oa, b"hello", ob.bundle(1))
+    assert ba.decrypt(ob, opening) == b"hello"
+    used = opening.x3dh.one_time_prekey if opening.x3dh else None
+    assert used is not None and used not in ob.bundle(5).one_time_prekeys
+    assert ob.bundle(5) == OwnPrekeys.from_bytes(b, ob.to_bytes()).bundle(5)
+    # A rotation: a new signed prekey at once.
+    assert ob.maybe_rotate(NOW + SIGNED_PREKEY_ROTATION_SECONDS)
+    assert ob.bundle(0).signed_prekey != first.signed_prekey
+    verify_bundle(ob.bundle(0))
