@@ -94,14 +94,7 @@ async def test_advertised_addresses_are_built_once_per_change(
     async with open_hosts(1, join=False, network=MemoryNetwork()) as (a,):
         lp_host: Any = a._host
         first = lp_host.get_addrs()
-        parsed: list[str] = []
-        parse = multiaddr.Multiaddr.__init__
-
-        def counted(self: Any, addr: Any, *args: Any, **kwargs: Any) -> None:
-            parsed.append(str(addr))
-            parse(self, addr, *args, **kwargs)
-
-        monkeypatch.setattr(multiaddr.Multiaddr, "__init__", counted)
+        parsed = _count_parsed(monkeypatch)
         for _ in range(5):
             again = lp_host.get_addrs()
             assert again == first and again is not first
@@ -152,14 +145,7 @@ async def test_seeded_addresses_are_parsed_once_for_every_host(
     hosts it goes to, and each host's table and peerstore get it."""
     async with open_hosts(6, join=False, network=MemoryNetwork()) as hosts:
         plan = [(h.peer_id, h.listen_addrs()) for h in hosts]
-        parsed: list[str] = []
-        parse = multiaddr.Multiaddr.__init__
-
-        def counted(self: Any, addr: Any, *args: Any, **kwargs: Any) -> None:
-            parsed.append(str(addr))
-            parse(self, addr, *args, **kwargs)
-
-        monkeypatch.setattr(multiaddr.Multiaddr, "__init__", counted)
+        parsed = _count_parsed(monkeypatch)
         for host in hosts[:3]:
             assert await host.seed_routing_table(plan) == len(plan) - 1
         after_first = len(parsed)
@@ -168,3 +154,16 @@ async def test_seeded_addresses_are_parsed_once_for_every_host(
         assert len(parsed) == after_first  # the same addresses: none parsed again
         for host in hosts:
             assert set(host.dht_peers()) == {h.peer_id for h in hosts} - {host.peer_id}
+
+
+def _count_parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, every multiaddr parsed, in order."""
+    parsed: list[str] = []
+    parse = multiaddr.Multiaddr.__init__
+
+    def counted(self: Any, addr: Any, *args: Any, **kwargs: Any) -> None:
+        parsed.append(str(addr))
+        parse(self, addr, *args, **kwargs)
+
+    monkeypatch.setattr(multiaddr.Multiaddr, "__init__", counted)
+    return parsed

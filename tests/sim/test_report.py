@@ -233,37 +233,50 @@ def test_default_jittery_links_replay_exactly(run: Run) -> None:
     assert [(r.sent_s, r.delivered_s) for r in again.recorder.messages.values()] == times
 
 
+@dataclass
+class _Node:
+    peer_id: str
+    online: bool
+
+
+class _FakeHost:
+    """A network that finds nothing and stores nowhere; tests override a call."""
+
+    async def find_peer(self, peer: object, timeout: float) -> list[str]:  # noqa: ASYNC109
+        return []
+
+    async def get_record(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
+        return None
+
+    async def put_record(self, key: str, value: bytes) -> int:
+        return 0
+
+
+class _LookupSink:
+    """A metrics sink that keeps only what lookups reported."""
+
+    def __init__(self, seen: list[tuple[str, bool, str]]) -> None:
+        self.seen = seen
+
+    def stored(self, index: int, message_id: bytes, path: object) -> None: ...
+    def refused(self, error: str) -> None: ...
+    def looked_up(self, call: str, seconds: float, found: bool, why: str = "") -> None:
+        self.seen.append((call, found, why))
+
+
 async def test_a_find_peer_of_an_offline_node_says_so() -> None:
     """find_peer finds nothing for a node the simulation has stopped: the
     report counts that as *offline*, not as a lookup that failed."""
 
-    class Host:
+    class Host(_FakeHost):
         async def find_peer(self, peer: object, timeout: float) -> list[str]:  # noqa: ASYNC109
             raise PeerUnreachable("not found in the DHT", "not found")
 
-        async def get_record(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
-            return None
-
-        async def put_record(self, key: str, value: bytes) -> int:
-            return 0
-
-    @dataclass
-    class Node:
-        peer_id: str
-        online: bool
-
     seen: list[tuple[str, bool, str]] = []
-
-    class Sink:
-        def stored(self, index: int, message_id: bytes, path: object) -> None: ...
-        def refused(self, error: str) -> None: ...
-        def looked_up(self, call: str, seconds: float, found: bool, why: str = "") -> None:
-            seen.append((call, found, why))
-
-    tap = Tap(Sink(), trio.current_time)
+    tap = Tap(_LookupSink(seen), trio.current_time)
     host = Host()
-    tap.delivery_created(Node("away", online=False), SimpleNamespace(network=host))  # type: ignore[arg-type]
-    tap.delivery_created(Node("here", online=True), SimpleNamespace(network=Host()))  # type: ignore[arg-type]
+    tap.delivery_created(_Node("away", online=False), SimpleNamespace(network=host))  # type: ignore[arg-type]
+    tap.delivery_created(_Node("here", online=True), SimpleNamespace(network=Host()))  # type: ignore[arg-type]
     for peer in ("away", "here", "stranger"):
         with pytest.raises(PeerUnreachable):
             await host.find_peer(peer, 1.0)
@@ -278,35 +291,17 @@ async def test_a_record_lookup_cancelled_by_its_caller_counts_as_cancelled() -> 
     """A lookup whose caller's scope ends (the node stops, its sender gives up)
     raises its queries' cancellations as a group: *cancelled*, not *error*."""
 
-    class Host:
-        async def find_peer(self, peer: object, timeout: float) -> list[str]:  # noqa: ASYNC109
-            return []
-
+    class Host(_FakeHost):
         async def get_record(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
             async with trio.open_nursery() as nursery:  # queries in flight
                 nursery.start_soon(trio.sleep_forever)
                 nursery.start_soon(trio.sleep_forever)
             return None
 
-        async def put_record(self, key: str, value: bytes) -> int:
-            return 0
-
-    @dataclass
-    class Node:
-        peer_id: str
-        online: bool
-
     seen: list[tuple[str, bool, str]] = []
-
-    class Sink:
-        def stored(self, index: int, message_id: bytes, path: object) -> None: ...
-        def refused(self, error: str) -> None: ...
-        def looked_up(self, call: str, seconds: float, found: bool, why: str = "") -> None:
-            seen.append((call, found, why))
-
-    tap = Tap(Sink(), trio.current_time)
+    tap = Tap(_LookupSink(seen), trio.current_time)
     host = Host()
-    tap.delivery_created(Node("here", online=True), SimpleNamespace(network=host))  # type: ignore[arg-type]
+    tap.delivery_created(_Node("here", online=True), SimpleNamespace(network=host))  # type: ignore[arg-type]
     with trio.move_on_after(0.01):
         await host.get_record("/p2pdm/x", 1.0)
     assert seen == [("get_record", False, "cancelled")]
