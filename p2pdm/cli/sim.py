@@ -213,6 +213,15 @@ def sim_arguments(parser: argparse.ArgumentParser) -> None:
         f" (default): plan from {PLANNED_TABLES_MIN_NODES} nodes on",
     )
     add(
+        "--record-forming",
+        choices=("auto", "plan", "put"),
+        default=None,
+        help="virtual clock: where each node's first record goes once the network has"
+        " formed; put: over the network, as a real node does; plan: placed at the nodes"
+        " that put would end at (later puts and every lookup are real); auto (default):"
+        " plan when the routing tables come from the plan",
+    )
+    add(
         "--scenario",
         type=Path,
         metavar="FILE",

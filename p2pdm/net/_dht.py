@@ -312,6 +312,43 @@ class Dht:
             )
         return lookup.holders
 
+    def holds_record(self, key: str) -> bool:
+        """Whether this host's DHT store holds a record under ``key`` now."""
+        return self._dht.value_store.get(key.encode()) is not None
+
+    def take_record(self, key: str, value: bytes, writer: PeerId | None) -> bool:
+        """Store ``value`` under ``key`` as an inbound PUT_VALUE from ``writer``
+        would (``None``: our own record, as :meth:`put_record` keeps it): the
+        writer's rate charged, the namespace's check, kept only if newer than
+        the copy held, within the store's caps. True if this host holds it now.
+
+        For simulations that place each node's first record where its put
+        would end (``p2pdm sim --record-forming plan``) instead of putting it
+        over the network.
+        """
+        key_bytes = self._check_record_key(key)
+        validator = self._dht.validator
+        if validator is None:
+            return False
+        store = self._dht.value_store
+        token = _dht_writer.set(None if writer is None else to_id(writer).to_bytes())
+        try:
+            validator.validate(key, value)
+            held = store.get(key_bytes)
+            if held is not None and held.value != value:
+                if validator.select(key, [held.value, value]) == 0:
+                    return False
+            if held is None or held.value != value:
+                record = Record(key=key_bytes, value=value, timeReceived=format_time_rfc3339())
+                store.put_record(key_bytes, record)
+        except Exception as exc:  # refused as the PUT_VALUE handler would refuse it
+            logger.debug("record under %s not taken: %r", key[:40], exc)
+            return False
+        finally:
+            _dht_writer.reset(token)
+        held = store.get(key_bytes)
+        return held is not None and held.value == value
+
     async def get_record(
         self,
         key: str,

@@ -55,7 +55,7 @@ from p2pdm.core.model import DeliveryStatus, StoredMessage
 from p2pdm.daemon.runner import RECORD_RETRY_SECONDS, RunOptions, Serving, serve_node
 from p2pdm.net import MemoryNetwork, PeerFilter, TcpFaults, Upkeep
 from p2pdm.net.addrs import is_loopback
-from p2pdm.net.limits import RECORD_PUT_TIMEOUT_SECONDS
+from p2pdm.net.limits import RECORD_LOOKUP_CLOSEST, RECORD_PUT_TIMEOUT_SECONDS
 from p2pdm.node.messenger import wall_ms
 from p2pdm.node.node import Node
 from p2pdm.node.observer import NO_OBSERVER
@@ -70,7 +70,7 @@ from p2pdm.sim.layout import (
     refuse_own_peers,
 )
 from p2pdm.sim.simnode import Collected, Probe, SimNode, collect, make_sim_nodes
-from p2pdm.sim.tables import planned_table
+from p2pdm.sim.tables import closest_to_key, planned_table
 
 __all__ = [
     "SIM_UPKEEP",
@@ -135,6 +135,10 @@ PUBLISH_WINDOW_MAX_SECONDS: Final = 30.0
 #: process came together and their queries ran past their 5 s bound
 #: (docs/simulation.md, "Loopback capacity").
 REAL_PLANNED_PUBLISH_WINDOW_SECONDS_PER_NODE: Final = 0.5
+#: The same window when the first records are placed from the plan
+#: (``--record-forming plan``): nothing goes over the network, so the
+#: publications need no spreading; they still come one by one.
+PLANNED_RECORDS_PUBLISH_WINDOW_SECONDS: Final = 1.0
 #: How long the network waits, once every first publication has ended, for
 #: those that reached no peer (every query of the put timed out: a busy
 #: machine) to be retried by their nodes: one retry, RECORD_RETRY_SECONDS
@@ -215,6 +219,12 @@ class SimNetwork:
         #: While the start-up wave is spread: its joins seed routing tables
         #: from the plan (:mod:`p2pdm.sim.tables`) instead of looking up.
         self.planned_tables = False
+        #: Virtual clock: each node's first publication, once the network has
+        #: formed, is placed at the RECORD_LOOKUP_CLOSEST online nodes closest
+        #: to its key, where its put would end (``--record-forming plan``).
+        self.planned_records = False
+        #: While the first publications are placed (:meth:`publish_formed`).
+        self._placing = False
         #: Every online node's peer ID and addresses, for tables from the plan
         #: (nodes of other worker processes: from :meth:`learn_addrs`).
         self._addrs: dict[int, tuple[PeerId, list[str]]] = {}
@@ -419,6 +429,8 @@ class SimNetwork:
     @property
     def publish_window(self) -> float:
         """Seconds over which the nodes publish their records once formed."""
+        if self.planned_records:
+            return PLANNED_RECORDS_PUBLISH_WINDOW_SECONDS
         real_planned = self.network is None and self.planned_tables
         return publish_window(len(self.nodes), real_planned=real_planned)
 
@@ -439,13 +451,32 @@ class SimNetwork:
         async def put_record(key: str, value: bytes) -> int:
             holders = 0
             try:
-                holders = int(await put(key, value))
+                if self._placing and sim_node.publications == 0:
+                    holders = self._place_record(sim_node, key, value)
+                else:
+                    holders = int(await put(key, value))
             finally:
                 sim_node.publications += 1
                 sim_node.published = sim_node.published or holders > 0
             return holders
 
         host.put_record = put_record
+
+    def _place_record(self, sim_node: SimNode, key: str, value: bytes) -> int:
+        """Store ``sim_node``'s record where its put would end: its own copy, then
+        the RECORD_LOOKUP_CLOSEST online DHT servers closest to ``key``, each
+        taking it as a PUT_VALUE from it (checked, newest wins, within its
+        caps); returns how many took it, as the put would."""
+        host = sim_node.running.host
+        if not host.take_record(key, value, None):
+            return 0
+        servers = [
+            (n.peer_id, n.running.host)
+            for n in self.nodes
+            if n.online and n is not sim_node and n.running.host.dht_mode() == "server"
+        ]
+        closest = closest_to_key(key.encode(), servers, RECORD_LOOKUP_CLOSEST)
+        return sum(1 for _, holder in closest if holder.take_record(key, value, sim_node.peer_id))
 
     async def publish_records(self, timeout: float = WAIT_TIMEOUT_SECONDS) -> None:  # noqa: ASYNC109
         """Once every online node has joined the DHT (a spread start's joins come
@@ -467,14 +498,18 @@ class SimNetwork:
         records (over :attr:`publish_window`) and wait until each online one's
         first publication has ended."""
         self._formed_at = trio.current_time()
+        self._placing = self.planned_records
         self.formed.set()
-        await trio.sleep(self.publish_window)  # every gate has opened by then
-        online = [n for n in self.nodes if n.online]
-        await wait_until(
-            lambda: all(n.publications > 0 for n in online if n.online),
-            timeout,
-            lambda: "not every node published its record",
-        )
+        try:
+            await trio.sleep(self.publish_window)  # every gate has opened by then
+            online = [n for n in self.nodes if n.online]
+            await wait_until(
+                lambda: all(n.publications > 0 for n in online if n.online),
+                timeout,
+                lambda: "not every node published its record",
+            )
+        finally:
+            self._placing = False
         # A put no peer took (every query timed out: a busy machine) is put
         # again RECORD_RETRY_SECONDS later; the traffic waits for it, a while.
         with suppress(trio.TooSlowError):
@@ -745,6 +780,7 @@ async def open_sim_network(
     faults: TcpFaults | None = None,
     spread_start: bool = False,
     planned_tables: bool = False,
+    planned_records: bool = False,
 ) -> AsyncIterator[SimNetwork]:
     """``count`` running nodes with contacts; leaving the block stops them all.
 
@@ -764,7 +800,9 @@ async def open_sim_network(
     each routing table from the plan instead of looking the node up
     (:mod:`p2pdm.sim.tables`); without ``spread_start`` (real clock) every
     node listens first, then the joins come over a window
-    (:func:`real_start_window`).
+    (:func:`real_start_window`). ``planned_records`` (virtual clock): each
+    node's first record is placed where its put would end
+    (:attr:`SimNetwork.planned_records`) instead of put over the network.
     """
     if count < 2:
         raise ValueError("a simulated network needs at least 2 nodes")
@@ -783,6 +821,9 @@ async def open_sim_network(
         publish_after_forming=True,
     ) as sim:
         sim.planned_tables = planned_tables
+        if planned_records and network is None:
+            raise ValueError("records are placed from the plan on the memory network only")
+        sim.planned_records = planned_records
         if spread_start:
             per_node = (
                 PLANNED_START_WINDOW_SECONDS_PER_NODE

@@ -53,6 +53,7 @@ PLANNED_TABLES_MIN_NODES: Final = 300
 
 Clock = Literal["real", "virtual"]
 DhtForming = Literal["auto", "join", "plan"]
+RecordForming = Literal["auto", "plan", "put"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +108,26 @@ class SimOptions:
     #: PLANNED_TABLES_MIN_NODES on (never with ``bootstrap``: the plan knows
     #: only this simulation's nodes).
     dht_forming: DhtForming = "auto"
+    #: Where each node's first record goes once the network has formed
+    #: (``--record-forming``): "put", a put over the network (a lookup of the
+    #: key's closest peers, then PUT_VALUE to them), as a real node does;
+    #: "plan", placed at the nodes that put would end at, computed from the
+    #: plan, each checking it as a PUT_VALUE (virtual clock; later
+    #: publications, restarted nodes' among them, and every lookup are real);
+    #: "auto", "plan" when the tables come from the plan with the virtual clock.
+    record_forming: RecordForming = "auto"
 
     def planned_tables(self) -> bool:
         """Whether the joins seed their routing tables from the plan."""
         if self.dht_forming == "join" or (self.clock == "real" and self.bootstrap):
             return False
         return self.dht_forming == "plan" or self.nodes >= PLANNED_TABLES_MIN_NODES
+
+    def planned_records(self) -> bool:
+        """Whether the nodes' first records are placed from the plan, not put."""
+        if self.record_forming == "put" or self.clock != "virtual":
+            return False
+        return self.record_forming == "plan" or self.planned_tables()
 
     def check(self) -> None:
         """Raise ConfigError for a scenario that cannot run."""
@@ -147,6 +162,12 @@ class SimOptions:
             raise ConfigError("--link-auth sim is for the memory network: use --clock virtual")
         if self.dht_forming not in ("auto", "join", "plan"):
             raise ConfigError("--dht-forming is auto, join or plan")
+        if self.record_forming not in ("auto", "plan", "put"):
+            raise ConfigError("--record-forming is auto, plan or put")
+        if self.record_forming == "plan" and self.clock != "virtual":
+            raise ConfigError(
+                "--record-forming plan places records in one process's nodes: use --clock virtual"
+            )
         if self.dht_forming == "plan" and self.bootstrap:
             raise ConfigError(
                 "--dht-forming plan knows only this simulation's nodes: not with --bootstrap"

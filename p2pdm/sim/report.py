@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
 
+from p2pdm.net.limits import RECORD_LOOKUP_CLOSEST
 from p2pdm.sim.groups import group_invariants, render_groups
 from p2pdm.sim.metrics import MISDELIVERY_ERRORS, latency_summary
 from p2pdm.sim.options import Outcome
@@ -67,6 +68,8 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         "links": {"latency": faults.latency, "jitter": faults.jitter, "loss": faults.loss},
         # How the routing tables formed, "auto" resolved: "plan" or "join".
         "dht_forming": "plan" if outcome.options.planned_tables() else "join",
+        # Where the first records went, "auto" resolved: "plan" or "put".
+        "record_forming": "plan" if outcome.options.planned_records() else "put",
         "seconds": {
             "forming": round(outcome.form_s, 3),
             "forming_steps": outcome.forming_steps,
@@ -208,6 +211,14 @@ def _links_text(summary: dict[str, Any]) -> str:
             f" nodes and up to {PER_BUCKET} of each farther bucket), instead of looking"
             f" itself up; every other lookup (records, peers, refreshes, restarted nodes'"
             f" joins) ran over the network (--dht-forming plan)."
+        )
+    if summary.get("record_forming") == "plan":
+        text += (
+            f" First records: once the network had formed, each node's record was placed"
+            f" at the {RECORD_LOOKUP_CLOSEST} online nodes closest to its key, where its put's"
+            f" lookup would end, each checking it as a PUT_VALUE, instead of put over the"
+            f" network; later puts (restarted nodes, retries) and every lookup ran over"
+            f" the network (--record-forming plan)."
         )
     return text
 

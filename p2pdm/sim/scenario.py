@@ -259,6 +259,7 @@ async def _open_nodes(
         upkeep=SIM_UPKEEP if network is not None else REAL_SIM_UPKEEP,
         spread_start=network is not None,
         planned_tables=options.planned_tables(),
+        planned_records=options.planned_records(),
     ) as sim:
         yield LocalNodes(sim)
 

@@ -15,6 +15,9 @@ running the self-lookup (``Host.table_seed``); every other lookup —
 records put and got, peers found, the periodic refresh, a restarted
 node's join — runs over the network as before. Used by ``p2pdm sim
 --dht-forming plan`` (docs/simulation.md, "Routing tables from the plan").
+
+Likewise :func:`closest_to_key` gives the nodes a record's put would end
+at (``--record-forming plan``, "First records from the plan").
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Final, TypeVar
 
 from p2pdm.core.identity import PeerId
 
-__all__ = ["CLOSEST", "PER_BUCKET", "dht_key", "planned_table"]
+__all__ = ["CLOSEST", "PER_BUCKET", "closest_to_key", "dht_key", "planned_table"]
 
 #: Peers closest to a node that its table starts with: Kademlia's k (libp2p's
 #: BUCKET_SIZE), what the join's self-lookup converges on.
@@ -81,3 +84,14 @@ def planned_table(
         members = buckets[prefix]
         chosen.extend(rng.sample(members, min(per_bucket, len(members))))
     return [(other, value) for _, other, value in chosen]
+
+
+def closest_to_key(
+    key: bytes, others: Sequence[tuple[PeerId, T]], count: int
+) -> list[tuple[PeerId, T]]:
+    """The ``count`` entries of ``others`` closest to the DHT key ``key`` (a
+    record's key: XOR of its SHA-256 and each peer's), closest first: the
+    peers a put's lookup ends at once they have all answered."""
+    point = int.from_bytes(hashlib.sha256(key).digest(), "big")
+    ranked = sorted(others, key=lambda entry: point ^ dht_key(entry[0]))
+    return ranked[:count]

@@ -73,6 +73,7 @@ OPTION_KEYS: Final = frozenset(
         "group_size",
         "link_auth",
         "dht_forming",
+        "record_forming",
     }
 )
 _INT_OPTIONS: Final = frozenset({"nodes", "mailboxes", "contacts", "seed", "groups", "group_size"})
@@ -228,6 +229,9 @@ def parse_scenario(data: Mapping[str, Any]) -> tuple[dict[str, Any], Timeline]:
         elif key == "dht_forming":
             if value not in ("auto", "join", "plan"):
                 raise ConfigError(f"dht_forming must be 'auto', 'join' or 'plan', not {value!r}")
+        elif key == "record_forming":
+            if value not in ("auto", "plan", "put"):
+                raise ConfigError(f"record_forming must be 'auto', 'plan' or 'put', not {value!r}")
         elif key == "link_auth":
             if value not in ("noise", "sim"):
                 raise ConfigError(f"link_auth must be 'noise' or 'sim', not {value!r}")

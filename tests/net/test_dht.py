@@ -124,6 +124,26 @@ async def test_forged_and_unsigned_records_are_rejected() -> None:
             await honest.get_record("/unregistered/key", TIMEOUT)
 
 
+async def test_a_record_taken_directly_is_checked_as_a_put_value_would_be() -> None:
+    """take_record (records placed by a simulation) keeps what an inbound
+    PUT_VALUE would keep, refuses what it would refuse, and the record is then
+    served to readers like any other."""
+    async with open_hosts(3) as (a, holder, reader):
+        register([a, holder, reader])
+        identity = Identity(host_seed(0))
+        key = record_key(a.peer_id)
+        v1, v2 = make_record(identity, 1, b"bundle v1"), make_record(identity, 2, b"bundle v2")
+        forged = (9).to_bytes(8, "big") + b"\x00" * 64 + b"forged bundle"
+
+        assert not holder.take_record(key, forged, a.peer_id)  # a bad signature
+        assert holder.take_record(key, v2, a.peer_id)
+        assert holder.take_record(key, v2, a.peer_id)  # the same again: still held
+        assert not holder.take_record(key, v1, a.peer_id)  # older than the one held
+        assert await reader.get_record(key, TIMEOUT) == v2
+        with pytest.raises(ValueError, match="namespace"):
+            holder.take_record("/unregistered/key", v2, a.peer_id)
+
+
 async def test_providers() -> None:
     async with open_hosts(3) as (_, a, c):
         key = b"p2pdm-mailbox:" + bytes(16)

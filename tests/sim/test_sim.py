@@ -16,7 +16,7 @@ from p2pdm.cli.main import main
 from p2pdm.core import records
 from p2pdm.core.identity import Identity, PeerId
 from p2pdm.errors import ConfigError, PeerUnreachable
-from p2pdm.net import open_host
+from p2pdm.net import Host, open_host
 from p2pdm.net.memory_transport import LinkFaults, MemoryNetwork
 from p2pdm.net.testing import host_seed
 from p2pdm.sim import (
@@ -31,6 +31,7 @@ from p2pdm.sim.metrics import Recorder
 from p2pdm.sim.network import serve_sim_nodes, wait_until
 from p2pdm.sim.pytest_plugin import SimNetworkFactory
 from p2pdm.sim.simnode import make_sim_nodes
+from p2pdm.sim.tables import closest_to_key
 from p2pdm.sim.timeline import LinkChange, Timeline
 
 
@@ -196,10 +197,16 @@ def test_cli_sim_forms_routing_tables_from_the_plan_and_says_so(tmp_path: Path) 
     assert main([*argv, "--dht-forming", "plan", "--link-auth", "sim"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["dht_forming"] == "plan" and report["options"]["dht_forming"] == "plan"
+    assert report["record_forming"] == "plan"  # auto: with the tables
     assert report["delivery_rate"] == 1.0 and invariants_hold(report)
     text = (out / "report.md").read_text()
     assert "DHT forming: each node's join put in its routing table" in text
     assert "every other lookup" in text
+    assert "First records: once the network had formed" in text
+    assert main([*argv, "--dht-forming", "plan", "--record-forming", "put"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["record_forming"] == "put" and report["delivery_rate"] == 1.0
+    assert "First records" not in (out / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -335,6 +342,47 @@ async def test_planned_tables_seed_the_joins_from_the_plan(
         await sim.wait_delivered(4, message)
 
 
+async def test_first_records_are_placed_where_their_puts_would_end(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--record-forming plan: no first record goes over the network; each is
+    held by its owner and the RECORD_LOOKUP_CLOSEST (20) nodes closest to its
+    key, and found by a real lookup; a restarted node puts its record again."""
+    puts: list[str] = []
+    put_record = Host.put_record
+
+    async def counted(self: Host, key: str, value: bytes) -> int:
+        puts.append(key)
+        return await put_record(self, key, value)
+
+    monkeypatch.setattr(Host, "put_record", counted)
+    network = MemoryNetwork(LinkFaults(latency=0.03), seed=4, link_auth="sim")
+    async with open_sim_network(
+        24,
+        seed=4,
+        network=network,
+        mailboxes=1,
+        spread_start=True,
+        planned_tables=True,
+        planned_records=True,
+    ) as sim:
+        assert puts == []
+        servers = [(n.peer_id, n.running.host) for n in sim.nodes]
+        for sim_node in sim.nodes:
+            key = records.record_key(sim_node.peer_id)
+            others = [entry for entry in servers if entry[0] != sim_node.peer_id]
+            expected = {peer for peer, _ in closest_to_key(key.encode(), others, 20)}
+            holding = {peer for peer, host in servers if host.holds_record(key)}
+            assert holding == expected | {sim_node.peer_id}
+            assert sim_node.published
+        key = records.record_key(sim[9].peer_id)
+        assert await sim[4].running.host.get_record(key, 10, keep=False) is not None
+        await sim.stop(sim[5])
+        await sim.start(sim[5])
+        await wait_until(lambda: sim[5].publications > 0, 30)
+        assert puts == [records.record_key(sim[5].peer_id)]
+
+
 @pytest.mark.slow
 @pytest.mark.net
 async def test_real_clock_planned_tables_join_once_every_node_listens() -> None:
@@ -370,6 +418,17 @@ def test_the_dht_forming_option_resolves_by_size_and_clock() -> None:
     assert not SimOptions(nodes=300, clock="real", bootstrap=outside).planned_tables()
     with pytest.raises(ConfigError, match="dht-forming plan"):
         SimOptions(nodes=10, clock="real", dht_forming="plan", bootstrap=outside).check()
+
+
+def test_the_record_forming_option_follows_the_tables_with_the_virtual_clock() -> None:
+    assert SimOptions(nodes=300, clock="virtual").planned_records()
+    assert not SimOptions(nodes=200, clock="virtual").planned_records()
+    assert SimOptions(nodes=10, clock="virtual", record_forming="plan").planned_records()
+    assert not SimOptions(nodes=300, clock="virtual", record_forming="put").planned_records()
+    # Real-clock nodes put their records over TCP, whatever the tables.
+    assert not SimOptions(nodes=300, clock="real", workers=2).planned_records()
+    with pytest.raises(ConfigError, match="record-forming plan"):
+        SimOptions(nodes=10, clock="real", record_forming="plan").check()
 
 
 @pytest.mark.slow
