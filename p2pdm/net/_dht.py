@@ -335,10 +335,10 @@ class Dht:
         try:
             validator.validate(key, value)
             held = store.get(key_bytes)
-            if held is not None and held.value != value:
-                if validator.select(key, [held.value, value]) == 0:
-                    return False
-            if held is None or held.value != value:
+            newer = held is None or held.value != value
+            if held is not None and newer and validator.select(key, [held.value, value]) == 0:
+                return False
+            if newer:
                 record = Record(key=key_bytes, value=value, timeReceived=format_time_rfc3339())
                 store.put_record(key_bytes, record)
         except Exception as exc:  # refused as the PUT_VALUE handler would refuse it
