@@ -51,6 +51,7 @@ def test_example_scenario_parses_and_fits() -> None:
         ("clock = 'wall'", "clock must be 'real' or 'virtual'"),
         ("link_auth = 'tls'", "link_auth must be 'noise' or 'sim'"),
         ("dht_forming = 'seeded'", "dht_forming must be 'auto', 'join' or 'plan'"),
+        ("record_forming = 'seeded'", "record_forming must be 'auto', 'plan' or 'put'"),
         ("partition = '30'", "partition must be START:END"),
         ("partition = [30, 60]", "partition must be a string"),
         ("absence = 3", "expected an array of tables"),
