@@ -156,6 +156,7 @@ async def open_host(
     _patches.no_dial_retries(swarm)
     _patches.unblock_peers_at_new_addrs(swarm)
     _patches.hold_inbound_slot_only_while_connected(swarm)
+    _patches.keep_own_and_connected_peers(swarm)
     _patches.verify_peer_records_once()
     serving = dht_mode == "server" or (dht_mode == "auto" and not bootstrap_peers)
     mode = DHTMode.SERVER if serving else DHTMode.CLIENT

@@ -114,6 +114,14 @@ found here, not in the notes:
     protocol is proposed as go-multistream does (``SelectProtoOrFail``):
     header and protocol in one write, then both answers read
     (:func:`select_in_one_round_trip`; several protocols: libp2p's way);
+34. the peerstore holds at most 1,000 peers and, over that, evicts those
+    without addresses first: the host's own entry (its keys, never an
+    address) went first, and the next identify, asking for the host's
+    public key, raised and took the whole host down — a node of a network
+    of more than a thousand peers hears of that many (found by a 2,000-node
+    simulation) → over the cap the host's own entry and its connected
+    peers' are kept, the others evicted in libp2p's order
+    (:func:`keep_own_and_connected_peers`);
 
 records: ``get_value`` answers from a stale local copy → ``Host.get_record``
 drops it and asks the network with a quorum, then keeps the newest
@@ -218,6 +226,7 @@ __all__ = [
     "deterministic_libp2p",
     "dht_main_loop",
     "hold_inbound_slot_only_while_connected",
+    "keep_own_and_connected_peers",
     "muxer_options",
     "no_dial_retries",
     "note_identify_requests",
@@ -379,6 +388,31 @@ def unblock_peers_at_new_addrs(swarm: Swarm) -> None:
             swarm.unblock_peer(peer_id)
 
     peerstore.add_addrs = add_addrs_unblocking
+
+
+def keep_own_and_connected_peers(swarm: Swarm) -> None:
+    """Over its cap, ``swarm``'s peerstore evicts others than the host itself
+    and its connected peers (pitfall 34), in libp2p's order: peers without
+    addresses first, then expired ones, then the rest as stored."""
+    peerstore: Any = swarm.peerstore  # libp2p's PeerStore (its peer_data_map)
+    local = swarm.get_peer_id()
+
+    def enforce_peer_limit() -> None:
+        data = peerstore.peer_data_map
+        excess = len(data) - peerstore.max_peers
+        if excess <= 0:
+            return
+        connected = swarm.connections
+        evictable = [
+            (peer, entry) for peer, entry in data.items() if peer != local and peer not in connected
+        ]
+        # libp2p's order: no addresses before some, expired before not (stable).
+        evictable.sort(key=lambda item: (bool(item[1].get_addrs()), not item[1].is_expired()))
+        for peer, _ in evictable[:excess]:
+            peerstore.peer_record_map.pop(peer, None)
+            del data[peer]
+
+    peerstore._enforce_peer_limit = enforce_peer_limit
 
 
 async def stop_auto_connector(swarm: Swarm) -> None:

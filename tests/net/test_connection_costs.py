@@ -12,6 +12,7 @@ import multiaddr
 import pytest
 import trio
 import trio.testing
+from libp2p.peer.id import ID
 from libp2p.stream_muxer.yamux import yamux as yamux_module
 
 from p2pdm.errors import PeerUnreachable
@@ -167,3 +168,24 @@ def _count_parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(multiaddr.Multiaddr, "__init__", counted)
     return parsed
+
+
+async def test_a_full_peerstore_keeps_the_host_s_own_entry_and_its_connections() -> None:
+    """libp2p's peerstore holds at most 1,000 peers and evicted those without
+    addresses first: the host's own entry (its keys, no address) went at the
+    1,001st peer heard of, and the next identify asked for the host's public
+    key, raised, and took the whole host down (pitfall 34). A node of a large
+    network hears of that many peers."""
+    async with open_hosts(3, join=False) as (a, b, c):
+        await a.connect(b.peer_id, b.listen_addrs())
+        peerstore: Any = a._swarm.peerstore
+        addr = multiaddr.Multiaddr("/ip4/192.0.2.1/tcp/4001")
+        ed25519_id_prefix = b"\x00\x24\x08\x01\x12\x20"  # identity multihash of a key
+        for i in range(peerstore.max_peers + 50):
+            peerstore.add_addrs(ID(ed25519_id_prefix + i.to_bytes(32, "big")), [addr], 600)
+        assert len(peerstore.peer_data_map) <= peerstore.max_peers
+        assert peerstore.pubkey(a._host.get_id()) is not None
+        assert peerstore.has_peer(ID(b.peer_id.raw))  # connected: kept
+        # A new connection's identify still answers with the host's key.
+        await c.connect(a.peer_id, a.listen_addrs())
+        await wait_until(lambda: a.is_connected(c.peer_id) and c.peer_protocols(a.peer_id))
