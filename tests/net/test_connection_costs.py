@@ -188,4 +188,4 @@ async def test_a_full_peerstore_keeps_the_host_s_own_entry_and_its_connections()
         assert peerstore.has_peer(ID(b.peer_id.raw))  # connected: kept
         # A new connection's identify still answers with the host's key.
         await c.connect(a.peer_id, a.listen_addrs())
-        await wait_until(lambda: a.is_connected(c.peer_id) and c.peer_protocols(a.peer_id))
+        await wait_until(lambda: a.is_connected(c.peer_id) and bool(c.peer_protocols(a.peer_id)))
