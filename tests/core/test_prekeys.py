@@ -68,7 +68,7 @@ def test_a_restored_state_publishes_its_bundle_without_building_the_x3dh_state()
     assert again.bundle(3) == own.bundle(3)
     assert len(again.bundle(3).one_time_prekeys) == 3
     assert again._loaded is not None
-    assert again.to_bytes() == data
+    assert _same_state(again.to_bytes(), data)  # rebuilt: one-time prekeys in any order
 
 
 def test_a_lazily_restored_state_opens_and_starts_sessions() -> None:
