@@ -45,6 +45,27 @@ def size_text(size: int) -> str:
     return f"{size / (1 << 20):.1f} MiB"
 
 
+#: Characters a voice note's waveform is drawn with in ``read`` (the node
+#: sends up to 64 levels; 16 fit beside the file's line).
+WAVEFORM_CHARS: Final = 16
+_LEVEL_GLYPHS: Final = "▁▂▃▄▅▆▇█"
+
+
+def waveform_text(levels: list[int], width: int = WAVEFORM_CHARS) -> str:
+    """A voice note's loudness (levels 0 to 255) as a line of block characters."""
+    if not levels:
+        return ""
+    width = min(width, len(levels))
+    glyphs = []
+    for i in range(width):
+        part = levels[i * len(levels) // width : (i + 1) * len(levels) // width]
+        mean = sum(part) / len(part)
+        glyphs.append(
+            _LEVEL_GLYPHS[min(len(_LEVEL_GLYPHS) - 1, int(mean * len(_LEVEL_GLYPHS) / 256))]
+        )
+    return "".join(glyphs)
+
+
 def send_media(args: argparse.Namespace, node: Client, text: str | None) -> Any:
     """``p2pdm send CONTACT --file PATH [--caption TEXT]`` or ``--location LAT,LON``."""
     if args.location is not None:
@@ -81,7 +102,8 @@ def media_lines(message: Any, safe: Any) -> list[str]:
             seconds = round(item["duration_ms"] / 1000)
             about = f"{seconds // 60}:{seconds % 60:02d}, {about}"
             label = "voice" if item["mime"].startswith("audio/") else "video"
-        lines.append(f"[{label}] {safe(item['name'])} ({about}) {state}")
+        wave = f" {waveform_text(item['waveform'])}" if item.get("waveform") else ""
+        lines.append(f"[{label}] {safe(item['name'])} ({about}){wave} {state}")
     place = message.get("location")
     if place is not None:
         label = f" {safe(place['label'])}" if place.get("label") else ""

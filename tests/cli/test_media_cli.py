@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from p2pdm.cli.media import media_lines
+from p2pdm.cli.media import WAVEFORM_CHARS, media_lines, waveform_text
 from p2pdm.core.kinds.live_location import LiveLocationBody
 from p2pdm.node.live_location import receive_live_location
 from tests.cli.conftest import assert_one_error_line, cli, running_pair
@@ -47,6 +49,10 @@ async def test_send_read_and_save_a_file(
         # With no caption the place or file is the first line: no placeholder.
         assert lines[2].endswith("you  [location] 52.52000,13.40000 Berlin  [queued]")
         assert "you  [voice] voice.ogg (1:15, " in lines[3] and lines[3].endswith("[queued]")
+        # Its waveform: quieter for its first 3 of 75 seconds (within the first
+        # of 16 steps), then loud.
+        wave = lines[3].split(") ", 1)[1].split()[0]
+        assert len(wave) == WAVEFORM_CHARS and wave[0] < "█" and set(wave[1:]) == {"█"}, wave
         assert len(lines) == 4
 
         saved = tmp_path / "saved"
@@ -200,3 +206,13 @@ def test_save_shows_a_progress_bar_while_a_large_file_is_fetched(
     assert media.save(args, home=None, out=out) == 0  # type: ignore[arg-type]
     assert heard == [1 << 20, 8 << 20]
     assert out.getvalue() == f"saved {tmp_path / 'big.bin'} (8.0 MiB)\n"
+
+
+@given(st.lists(st.integers(0, 255), max_size=64))
+def test_a_waveform_is_drawn_with_one_block_a_step(levels: list[int]) -> None:
+    drawn = waveform_text(levels)
+    assert len(drawn) == min(WAVEFORM_CHARS, len(levels))
+    assert set(drawn) <= set("▁▂▃▄▅▆▇█")
+    if levels:
+        assert waveform_text([0] * len(levels)) == "▁" * len(drawn)
+        assert waveform_text([255] * len(levels)) == "█" * len(drawn)

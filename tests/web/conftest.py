@@ -104,6 +104,9 @@ def _driver(width: int, height: int) -> Any:
         f"--window-size={width},{height}",
         "--force-prefers-reduced-motion",
         "--lang=en-GB",
+        # A microphone that plays a beep, granted without asking: voice notes.
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

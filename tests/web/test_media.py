@@ -1,6 +1,7 @@
 """Media in real browsers against real nodes: a photo Alice picks in her page
 shows inline on Bob's page, live; an HTML file Bob sends, opened from Alice's
-page, runs nothing; a location shows its coordinates and a map link."""
+page, runs nothing; a location shows its coordinates and a map link; a voice
+note recorded in a page plays on the other with its waveform."""
 
 from __future__ import annotations
 
@@ -96,3 +97,72 @@ def test_a_photo_shows_inline_on_the_other_page_and_a_peer_file_runs_nothing(
     assert alice_page.execute_script("return localStorage.getItem('ran')") is None
     assert alice_page.title != "ran"
     assert alice.client.settings()["read_receipts"] is True  # the script's change never ran
+
+
+def voice_notes(driver: Any, direction: str) -> list[Any]:
+    return all_css(driver, f"li.message.{direction} .media.voice")
+
+
+def test_a_voice_note_recorded_in_one_page_plays_in_the_other_through_a_redraw(
+    pair: Pair,
+) -> None:
+    alice, bob, alice_page, bob_page = pair.alice, pair.bob, pair.alice_page, pair.bob_page
+    pair.open_chats()
+
+    # Alice records about two seconds from the (fake) microphone and stops.
+    record = "button[aria-label='Record a voice note']"
+    wait_for(alice_page, lambda d: all_css(d, record), "the record button")
+    click(alice_page, record, "record")
+    wait_for(alice_page, lambda d: by_css(d, record).get_attribute("aria-pressed") == "true", "on")
+    time.sleep(2.5)
+    click(alice_page, record, "stop")
+    wait_for(alice_page, lambda d: voice_notes(d, "out"), "the voice note on Alice's page")
+
+    # Bob's page shows it live, with the length and the waveform the node
+    # measured, and plays it.
+    play = "li.message.in .media.voice button.play:not([disabled])"
+    wait_for(bob_page, lambda d: all_css(d, play), "the voice note on Bob's page, live")
+    [files] = [m["media"] for m in bob.client.messages("Alice")["messages"] if m.get("media")]
+    assert files is not None
+    item = files[0]
+    assert item["mime"] in ("audio/webm", "audio/ogg") and item["state"] == "ready"
+    assert 1500 <= item["duration_ms"] <= 6000, item
+    assert item["waveform"] and max(item["waveform"]) > 0  # the beep is heard
+    seconds = round(item["duration_ms"] / 1000)
+    assert by_css(bob_page, play).get_attribute("aria-label") == f"Play voice note, 0:{seconds:02d}"
+    bars = all_css(bob_page, "li.message.in .waveform .bar")
+    assert len(bars) == 32
+    assert len({bar.value_of_css_property("height") for bar in bars}) > 1  # drawn from levels
+    click(bob_page, play, "play")
+    note = "li.message.in .media.voice[data-playing='true']"
+    wait_for(bob_page, lambda d: all_css(d, note), "playing")
+
+    # A message arriving redraws the conversation: the voice note plays on.
+    alice.client.send("Bob", "while you listen")
+    wait_for(
+        bob_page,
+        lambda d: any("while you listen" in e.text for e in all_css(d, "li.message.in")),
+        "the next message, live",
+    )
+    assert all_css(bob_page, note), "the redraw stopped the voice note"
+    wait_for(
+        bob_page,
+        lambda d: all_css(d, "li.message.in .waveform .bar.played"),
+        "the played part of the waveform",
+    )
+    screenshot(bob_page, "voice-phone")
+    # It plays to its end, and the button offers to play it again.
+    wait_for(bob_page, lambda d: not all_css(d, note), "the end of the voice note")
+    assert by_css(bob_page, play).get_attribute("aria-label").startswith("Play voice note")
+
+    # A voice note that waits to be fetched says so and offers to fetch it.
+    bob.client.update_settings({"media_auto_download_bytes": 0})
+    click(alice_page, record, "record again")
+    time.sleep(1.5)
+    click(alice_page, record, "stop again")
+    waiting = "li.message.in .media.voice[data-state='pending']"
+    wait_for(bob_page, lambda d: all_css(d, waiting), "a voice note waiting to be fetched")
+    assert all_css(bob_page, f"{waiting} button.play[disabled]")
+    assert "not downloaded" in by_css(bob_page, f"{waiting} .file-state").text
+    click(bob_page, f"{waiting} .file-state button", "Download")
+    wait_for(bob_page, lambda d: len(all_css(d, play)) == 2, "the second voice note, fetched")

@@ -41,15 +41,144 @@ export function attachmentsOf(message) {
     if (kind === "video") {
       return h("div.media", {}, h("video.media", { controls: true, preload: "none", poster: item.thumbnail ? `${url}/thumbnail` : null, src: ready ? url : null, "aria-label": `Video ${label}` }), waiting);
     }
-    if (kind === "audio") {
-      return h("div.media.voice", {}, h("audio", { controls: true, preload: "metadata", src: ready ? url : null, "aria-label": `Voice note ${label}` }),
-        item.duration_ms ? h("span.duration", {}, `${Math.round(item.duration_ms / 1000)} s`) : null);
-    }
+    if (kind === "audio") return voiceNote(item, url, ready, waiting);
     return h("div.media", {}, h("a.media.file", { href: ready ? url : null, download: item.name || "file", "aria-label": `Download ${label}`, dataset: { state: item.state || "" } },
       h("span.icon", { "aria-hidden": "true" }, "📎"),
       h("span.name", {}, item.name || "file"),
       h("span.size", {}, ` ${bytes(item.size || 0)} · ${item.mime || "file"}`)), waiting);
   });
+}
+
+// --- voice notes ---------------------------------------------------------------
+
+/** Bars a voice note's waveform is drawn with (the node sends up to 64 levels). */
+const VOICE_BARS = 32;
+/** How far the arrow keys move in a voice note, in seconds. */
+const SEEK_STEP_S = 5;
+/** The one voice note playing. Starting another stops it, as in other
+ * messengers; it lives outside the page's lists, so a redraw (a message
+ * arriving) does not stop it, and it stops when its conversation closes. */
+const playing = { audio: null, id: null };
+
+/** "0:07" */
+export function playTime(seconds) {
+  const s = Math.max(0, Math.round(seconds || 0));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+/** `count` levels (0–100) from the node's waveform (0–255 each), or a flat line without one. */
+export function waveLevels(waveform, count = VOICE_BARS) {
+  if (!Array.isArray(waveform) || !waveform.length) return new Array(count).fill(30);
+  return Array.from({ length: count }, (_, i) => {
+    const from = Math.floor((i * waveform.length) / count);
+    const to = Math.max(from + 1, Math.floor(((i + 1) * waveform.length) / count));
+    const part = waveform.slice(from, to);
+    const mean = part.reduce((sum, v) => sum + v, 0) / part.length;
+    return Math.max(8, Math.round((mean * 100) / 255));
+  });
+}
+
+function voiceNote(item, url, ready, waiting) {
+  const bars = waveLevels(item.waveform).map((level) => {
+    const bar = h("span.bar");
+    bar.style.setProperty("--level", `${level}%`);
+    return bar;
+  });
+  const seek = (fraction) => playVoice(item, url, fraction);
+  const wave = h("div.waveform", {
+    role: "slider", tabindex: ready ? "0" : "-1", "aria-label": "Position in the voice note",
+    "aria-valuemin": "0", "aria-disabled": ready ? null : "true",
+    onclick: (e) => {
+      if (!ready) return;
+      const box = wave.getBoundingClientRect();
+      seek(Math.min(1, Math.max(0, (e.clientX - box.left) / box.width)));
+    },
+    onkeydown: (e) => {
+      if (!ready) return;
+      const total = voiceSeconds(item);
+      const now = playing.id === item.id ? playing.audio.currentTime : 0;
+      const to = { ArrowRight: now + SEEK_STEP_S, ArrowUp: now + SEEK_STEP_S, ArrowLeft: now - SEEK_STEP_S, ArrowDown: now - SEEK_STEP_S, Home: 0, End: total }[e.key];
+      if (to === undefined || !total) return;
+      e.preventDefault();
+      seek(Math.min(1, Math.max(0, to / total)));
+    },
+  }, bars);
+  const button = h("button.icon.play", {
+    type: "button", disabled: !ready, onclick: () => toggleVoice(item, url),
+  });
+  const note = h("div.media.voice", { dataset: { mediaId: item.id, state: item.state || "" } },
+    h("div.player", {}, button, wave, h("span.duration")), waiting);
+  showVoice(note, item);
+  return note;
+}
+
+/** How long a voice note plays: what the browser found, else what the node measured. */
+function voiceSeconds(item) {
+  const audio = playing.id === item.id ? playing.audio : null;
+  if (audio && Number.isFinite(audio.duration) && audio.duration > 0) return audio.duration;
+  return item.duration_ms ? item.duration_ms / 1000 : 0;
+}
+
+/** Draw a voice note's button, played bars and time from the one playing. */
+function showVoice(note, item) {
+  const audio = playing.id === item.id ? playing.audio : null;
+  const on = Boolean(audio && !audio.paused);
+  const total = voiceSeconds(item);
+  const at = audio ? audio.currentTime : 0;
+  const button = note.querySelector("button.play");
+  button.textContent = on ? "❚❚" : "▶\uFE0E"; // text, not emoji
+  button.setAttribute("aria-label", `${on ? "Pause" : "Play"} voice note, ${playTime(total)}`);
+  note.dataset.playing = on ? "true" : "false";
+  const wave = note.querySelector(".waveform");
+  const bars = wave.children;
+  const played = total ? Math.round((at / total) * bars.length) : 0;
+  for (let i = 0; i < bars.length; i += 1) bars[i].classList.toggle("played", i < played);
+  wave.setAttribute("aria-valuemax", String(Math.round(total)));
+  wave.setAttribute("aria-valuenow", String(Math.round(at)));
+  wave.setAttribute("aria-valuetext", `${playTime(at)} of ${playTime(total)}`);
+  note.querySelector(".duration").textContent = audio && (on || at > 0) ? playTime(at) : total ? playTime(total) : "";
+}
+
+function voiceElement(id) {
+  return document.querySelector(`.voice[data-media-id="${CSS.escape(id)}"]`);
+}
+
+function stopVoice() {
+  const { audio, id } = playing;
+  playing.audio = null;
+  playing.id = null;
+  if (audio) audio.pause();
+  const note = id && voiceElement(id);
+  if (note) note.dataset.playing = "false";
+}
+
+/** Play a voice note (from `fraction` of it, if given), stopping any other. */
+function playVoice(item, url, fraction = null) {
+  if (playing.id !== item.id) {
+    stopVoice();
+    const audio = new Audio(url);
+    playing.audio = audio;
+    playing.id = item.id;
+    const redraw = () => {
+      if (playing.audio !== audio) return;
+      const note = voiceElement(item.id);
+      if (!note) { stopVoice(); return; } // its conversation closed
+      showVoice(note, item);
+    };
+    for (const type of ["play", "pause", "timeupdate", "durationchange", "ended"]) audio.addEventListener(type, redraw);
+    audio.addEventListener("error", () => { if (playing.audio === audio) { stopVoice(); showError("This voice note cannot be played here"); } });
+  }
+  const audio = playing.audio;
+  if (fraction !== null) {
+    const total = voiceSeconds(item);
+    if (total) audio.currentTime = fraction * total;
+  }
+  audio.play().catch((error) => { if (error.name !== "AbortError") showError(error); });
+}
+
+function toggleVoice(item, url) {
+  if (playing.id === item.id && !playing.audio.paused) playing.audio.pause();
+  else playVoice(item, url, playing.id === item.id && playing.audio.ended ? 0 : null);
 }
 
 /** The node counts a transfer in chunks of this size (`progress`). */
