@@ -58,6 +58,13 @@ def test_typing_timer_mute_archive_and_search(pair: Pair) -> None:
     by_css(alice_page, "#composer-text").send_keys("Yes, at noon", Keys.ENTER)
     wait_for(bob_page, lambda d: any("at noon" in e.text for e in all_css(d, "li.message.in")), "")
     screenshot(bob_page, "timer-phone")
+    # On the phone the header's controls fold behind "⋯".
+    assert not by_css(bob_page, "#timer-select").is_displayed()
+    click(bob_page, ".conv-more", "⋯")
+    wait_for(bob_page, lambda d: by_css(d, "#timer-select").is_displayed(), "the controls shown")
+    assert by_css(bob_page, ".conv-more").get_attribute("aria-expanded") == "true"
+    assert by_css(bob_page, "#delete-conversation").is_displayed()
+    assert not by_css(alice_page, ".conv-more").is_displayed()  # a desktop shows them all
 
     # Search by words, matches marked.
     box = by_css(alice_page, "#search-box")

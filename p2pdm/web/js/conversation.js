@@ -95,7 +95,20 @@ function header(title, conversation) {
       h("h1", {}, title),
       h("span.sub", {}, view.group ? membersLine(view.group)
         : contact ? `safety number …${contact.fingerprint}` : `not a contact · …${view.peer.slice(-8)}`)),
-    h("div.conv-controls", {}, groupInfoButton(view.group), controls));
+    controls.length || view.group ? moreButton() : null,
+    h("div.conv-controls", { id: "conv-controls" }, groupInfoButton(view.group), controls));
+}
+
+/** On a phone the header's controls fold behind "⋯", so the messages keep the screen. */
+function moreButton() {
+  return h("button.icon.conv-more", {
+    type: "button", "aria-label": "Chat settings", "aria-expanded": "false", "aria-controls": "conv-controls",
+    onclick: (e) => {
+      const button = e.currentTarget;
+      const open = button.closest(".conv-head").toggleAttribute("data-open");
+      button.setAttribute("aria-expanded", open ? "true" : "false");
+    },
+  }, "⋯");
 }
 
 function toggle(label, field, conversation) {
