@@ -109,13 +109,17 @@ def test_a_voice_note_recorded_in_one_page_plays_in_the_other_through_a_redraw(
     alice, bob, alice_page, bob_page = pair.alice, pair.bob, pair.alice_page, pair.bob_page
     pair.open_chats()
 
-    # Alice records about two seconds from the (fake) microphone and stops.
-    record = "button[aria-label='Record a voice note']"
+    # Alice records two seconds or so from the (fake) microphone and stops.
+    record = "#record-voice"
     wait_for(alice_page, lambda d: all_css(d, record), "the record button")
+    assert by_css(alice_page, record).get_attribute("aria-label") == "Record a voice note"
     click(alice_page, record, "record")
     wait_for(alice_page, lambda d: by_css(d, record).get_attribute("aria-pressed") == "true", "on")
-    time.sleep(2.5)
+    # The button that stops it counts the time.
+    wait_for(alice_page, lambda d: by_css(d, record).text == "⏹ 0:02", "two seconds recorded")
+    assert by_css(alice_page, record).get_attribute("aria-label").startswith("Stop recording (0:0")
     click(alice_page, record, "stop")
+    wait_for(alice_page, lambda d: by_css(d, record).text == "🎤", "recording stopped")
     wait_for(alice_page, lambda d: voice_notes(d, "out"), "the voice note on Alice's page")
 
     # Bob's page shows it live, with the length and the waveform the node

@@ -9,6 +9,8 @@ import { bytes, h, showError } from "./dom.js";
 const MAP_URL = "https://www.openstreetmap.org/";
 /** Longest voice note recorded from the microphone. */
 const MAX_RECORDING_MS = 5 * 60 * 1000;
+/** How often the record button shows how long it has recorded. */
+const RECORDING_TICK_MS = 500;
 
 /** A file's states (GET /v1/media answers): `local` (yours) and `ready` can be shown. */
 const SHOWABLE = ["local", "ready"];
@@ -251,7 +253,8 @@ export function composerMediaControls({ send }) {
 function recordButton(send) {
   let recorder = null;
   let stopTimer = null;
-  const button = h("button.icon", { type: "button", "aria-label": "Record a voice note", "aria-pressed": "false", title: "Voice note" }, "🎤");
+  let ticker = null;
+  const button = h("button.icon", { type: "button", id: "record-voice", "aria-label": "Record a voice note", "aria-pressed": "false", title: "Voice note" }, "🎤");
   button.addEventListener("click", async () => {
     if (recorder) { recorder.stop(); return; }
     try {
@@ -262,9 +265,11 @@ function recordButton(send) {
       recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
       recorder.onstop = async () => {
         clearTimeout(stopTimer);
+        clearInterval(ticker);
         for (const track of stream.getTracks()) track.stop();
         recorder = null;
         button.setAttribute("aria-pressed", "false");
+        button.setAttribute("aria-label", "Record a voice note");
         button.textContent = "🎤";
         const base = type.split(";")[0];
         const blob = new Blob(chunks, { type: base });
@@ -273,7 +278,15 @@ function recordButton(send) {
       recorder.start();
       stopTimer = setTimeout(() => recorder && recorder.stop(), MAX_RECORDING_MS);
       button.setAttribute("aria-pressed", "true");
-      button.textContent = "⏹";
+      // How long it has recorded, on the button that stops it.
+      const started = Date.now();
+      const tick = () => {
+        const took = playTime(Math.floor((Date.now() - started) / 1000)); // a stopwatch: whole seconds
+        button.textContent = `⏹ ${took}`;
+        button.setAttribute("aria-label", `Stop recording (${took})`);
+      };
+      tick();
+      ticker = setInterval(tick, RECORDING_TICK_MS);
     } catch (error) { showError(error.message || error); }
   });
   return button;
