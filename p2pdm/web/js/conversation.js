@@ -23,6 +23,13 @@ const TIMERS = [[0, "Off"], [300, "5 minutes"], [3600, "1 hour"], [86400, "1 day
 
 let view = null; // the open conversation
 
+/** Leaving the conversation for another page: nothing more is marked read
+ * (no read receipt for a message the person never saw). */
+export function closeConversation() {
+  view = null;
+  clearTimeout(readTimer);
+}
+
 export async function openConversation(main, id) {
   // A PeerID opens the one-to-one conversation with that peer, never a group
   // (a group's conversation also names a member in its `peer`).
@@ -405,7 +412,7 @@ let readTimer = null;
 function markRead() {
   clearTimeout(readTimer);
   readTimer = setTimeout(async () => {
-    if (!view || document.hidden) return;
+    if (!view || document.hidden || !view.main.contains(document.getElementById("messages"))) return;
     const unread = [...view.messages.values()].some((m) => m.direction === "in" && m.status !== "read");
     const conversation = conversationById(view.id);
     if (!unread && !(conversation && conversation.unread)) return;

@@ -4,9 +4,10 @@ import { ApiError, loadFeatures, whenSignedOut } from "./api.js";
 import { announce, clear, h, hideError, showError } from "./dom.js";
 import { followEvents } from "./events.js";
 import { renderInbox, renderRequests } from "./inbox.js";
-import { openConversation, onConversationEvent } from "./conversation.js";
+import { closeConversation, openConversation, onConversationEvent } from "./conversation.js";
 import { renderContacts } from "./contacts.js";
 import { renderNodePage } from "./nodepage.js";
+import { notifyMessage, showUnreadInTitle } from "./notify.js";
 import { groupInvitations, groupsOffered, loadGroups, refreshGroupInfo, renderNewGroup } from "./groups.js";
 import {
   changed, loadContacts, loadConversations, loadNode, nameOf, refreshConversation, state, subscribe,
@@ -66,6 +67,7 @@ function route() {
   const sidebar = document.getElementById("sidebar");
   if (!main || !sidebar) return;
   renderInbox(sidebar, section === "c" ? decodeURIComponent(arg) : null);
+  if (section !== "c") closeConversation();
   if (section === "c") openConversation(main, decodeURIComponent(arg));
   else if (section === "requests") renderRequests(main);
   else if (section === "new") renderContacts(main);
@@ -138,6 +140,7 @@ async function onEvent(event) {
     const conversation = state.conversations.find((c) => c.id === event.conversation_id);
     // `notify` is false in a muted conversation (older nodes: look at the conversation).
     if (event.notify !== false && !(conversation && conversation.muted)) announce(`New message from ${nameOf(event.message.peer)}`);
+    notifyMessage(event);
   }
 }
 
@@ -153,7 +156,10 @@ async function start() {
   }
   shell();
   subscribe((what) => {
-    if (what === "conversations") app.toggleAttribute("data-empty", state.conversations.length === 0);
+    if (what === "conversations") {
+      app.toggleAttribute("data-empty", state.conversations.length === 0);
+      showUnreadInTitle();
+    }
     const badge = document.getElementById("requests-badge");
     if (badge && (what === "conversations" || what === "groups")) {
       const invited = new Set(groupInvitations().map((g) => g.id));

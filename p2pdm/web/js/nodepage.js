@@ -4,6 +4,7 @@ import { del, get, has, patch } from "./api.js";
 import { bytes, clear, h, showError, when } from "./dom.js";
 import { loadNode, state } from "./state.js";
 import { profileSection } from "./profile.js";
+import { notificationControls } from "./notify.js";
 
 const SETTING_LABELS = {
   read_receipts: "Send read receipts (and typing indicators)",
@@ -40,6 +41,8 @@ export async function renderNodePage(main) {
     h("div", { id: "mailboxes" }, "…"),
     h("h2", {}, "Settings"),
     h("form.settings", { id: "settings", onsubmit: (e) => e.preventDefault() }, settingsControls()),
+    h("h2", {}, "Notifications"),
+    notificationControls(),
     h("h2", {}, "Signed-in browsers"),
     h("ul.sessions", { id: "sessions" }),
     h("button", { type: "button", id: "sign-out", onclick: signOut }, "Sign out of this browser")));
