@@ -102,8 +102,9 @@ function header(title, conversation) {
       h("h1", {}, title),
       h("span.sub", {}, view.group ? membersLine(view.group)
         : contact ? `safety number …${contact.fingerprint}` : `not a contact · …${view.peer.slice(-8)}`)),
-    controls.length || view.group ? moreButton() : null,
-    h("div.conv-controls", { id: "conv-controls" }, groupInfoButton(view.group), controls));
+    groupInfoButton(view.group), // in sight on a phone too: a group's members and admins
+    controls.length ? moreButton() : null,
+    h("div.conv-controls", { id: "conv-controls" }, controls));
 }
 
 /** On a phone the header's controls fold behind "⋯", so the messages keep the screen. */
