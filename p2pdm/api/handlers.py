@@ -10,7 +10,7 @@ each route are in :mod:`p2pdm.api.app`.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -42,7 +42,7 @@ from p2pdm.api.views_groups import group_tag
 from p2pdm.api.views_location import live_locations_of
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import TokenScope
-from p2pdm.errors import NotFound
+from p2pdm.errors import ActionRefused, NotFound
 from p2pdm.limits import MAX_INVITE_CHARS, MAX_PAGE_SIZE, MAX_TEXT_BYTES
 from p2pdm.node.node import SETTINGS, Node, parse_conversation_id, parse_message_id
 from p2pdm.node.tokens import create_token, is_session, revoke_token
@@ -184,7 +184,11 @@ def _idempotency(request: Request, key: str | None) -> tuple[str, str] | None:
 
 
 async def send_message(request: Request, node: Node) -> Response:
-    body = await JSONObject.read(request)
+    return await _send(request, node, await JSONObject.read(request))
+
+
+async def _send(request: Request, node: Node, body: JSONObject) -> Response:
+    """Send what ``body`` holds (``POST /v1/messages``'s fields) to its ``to``."""
     to = body.text("to")
     peer = _recipient(request, node, to)
     if isinstance(peer, bytes):
@@ -215,6 +219,48 @@ async def send_message(request: Request, node: Node) -> Response:
     )
 
 
+async def forward_message(request: Request, node: Node) -> Response:
+    """Send a copy of a message (its text, files and caption, or place) to
+    ``to``, as ``POST /v1/messages`` would send it."""
+    message, _ = node.message(_message_id(request, node))
+    body = await JSONObject.read(request)
+    to = body.text("to")
+    key = body.opt_text("idempotency_key")
+    body.done()
+    fields = forwarded_fields(message_view(node, message))
+    if key is not None:
+        fields["idempotency_key"] = key
+    return await _send(request, node, JSONObject({"to": to, **fields}))
+
+
+def forwarded_fields(shown: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/messages``'s fields for a copy of the message ``shown`` (its
+    API view); raises ActionRefused for what cannot be sent on."""
+    if shown["unsent"]:
+        raise ActionRefused("an unsent message cannot be forwarded")
+    if shown["notice"] is not None or shown["unsupported"]:
+        raise ActionRefused("only texts, files and places can be forwarded")
+    if shown["location"] is not None:
+        return {"location": shown["location"]}
+    fields: dict[str, Any] = {}
+    if shown["media"]:
+        waiting = [item["name"] for item in shown["media"] if item["state"] not in SENDABLE]
+        if waiting:
+            raise ActionRefused(
+                f"{waiting[0]} is not on this node yet: download it first, then forward"
+            )
+        fields["media"] = [item["id"] for item in shown["media"]]
+    if shown["text"]:
+        fields["text"] = shown["text"]
+    if not fields:
+        raise ActionRefused("only texts, files and places can be forwarded")
+    return fields
+
+
+#: The states of a file this node can send on (its own, or fetched whole).
+SENDABLE: Final = frozenset({"local", "ready"})
+
+
 def _recipient(request: Request, node: Node, to: str) -> PeerId | bytes:
     """Whom ``to`` names, resolved once: a PeerID or a contact's name (if the
     token may see it), else a group's id or unique name; raises NotFound."""
@@ -228,14 +274,25 @@ def _recipient(request: Request, node: Node, to: str) -> PeerId | bytes:
         raise
 
 
+#: Whom a message goes to.
+SEND_MESSAGE_TO: Final[Schema] = {
+    "type": "string",
+    "description": "a PeerID, or a contact's name (ignoring case), or a group's id "
+    "or name; text that is a PeerID always means that PeerID",
+}
+#: A key that makes a retry safe.
+IDEMPOTENCY_KEY: Final[Schema] = {
+    "type": ["string", "null"],
+    "minLength": 1,
+    "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
+    "description": "a retry with the same key (per token, kept for a day) "
+    "returns the message the first request made instead of sending again",
+}
+
 #: ``send_message``'s body: a text, files with an optional caption, or a place.
 SEND_MESSAGE: Final[Schema] = obj(
     {
-        "to": {
-            "type": "string",
-            "description": "a PeerID, or a contact's name (ignoring case); "
-            "text that is a PeerID always means that PeerID",
-        },
+        "to": SEND_MESSAGE_TO,
         "text": {
             "type": "string",
             "minLength": 1,
@@ -243,13 +300,7 @@ SEND_MESSAGE: Final[Schema] = obj(
             "pattern": NOT_BLANK_PATTERN,
             "description": f"not blank, at most {MAX_TEXT_BYTES} bytes of UTF-8",
         },
-        "idempotency_key": {
-            "type": ["string", "null"],
-            "minLength": 1,
-            "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
-            "description": "a retry with the same key (per token, kept for a day) "
-            "returns the message the first request made instead of sending again",
-        },
+        "idempotency_key": IDEMPOTENCY_KEY,
         "reply_to": {
             "type": ["string", "null"],
             "pattern": "^[0-9a-fA-F]{32}$",
@@ -261,6 +312,15 @@ SEND_MESSAGE: Final[Schema] = obj(
     optional=("text", "idempotency_key", "reply_to", *MEDIA_FIELDS),
 )
 SEND_MESSAGE["oneOf"] = SEND_ONE_OF
+
+#: ``forward_message``'s body.
+FORWARD_MESSAGE: Final[Schema] = obj(
+    {
+        "to": SEND_MESSAGE_TO,
+        "idempotency_key": IDEMPOTENCY_KEY,
+    },
+    optional=("idempotency_key",),
+)
 
 
 def _message_id(request: Request, node: Node) -> str:

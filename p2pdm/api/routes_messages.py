@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Final
 
-from p2pdm.api.handlers import SEND_MESSAGE, get_message, read_message, send_message
+from p2pdm.api.handlers import (
+    FORWARD_MESSAGE,
+    SEND_MESSAGE,
+    forward_message,
+    get_message,
+    read_message,
+    send_message,
+)
 from p2pdm.api.routes_common import BODY, MESSAGE_ID, NOT_FOUND, READ, SEND
 from p2pdm.api.schema import Doc, Route, ref
 
@@ -46,6 +53,32 @@ MESSAGE_ROUTES: Final[tuple[Route, ...]] = (
             ("200", ref("MessageWithHistory"), "the message"),
             NOT_FOUND,
             parameters=(MESSAGE_ID,),
+        ),
+    ),
+    Route(
+        "/v1/messages/{message_id}/forward",
+        "POST",
+        forward_message,
+        SEND,
+        Doc(
+            "forwardMessage",
+            "Send a copy of a message (its text, its files with their caption, or its "
+            "place) to a contact or a group, as a new message of yours",
+            ("201", ref("Message"), "the new message, status 'queued'"),
+            {
+                **NOT_FOUND,
+                **BODY,
+                "409": "you blocked the recipient (code peer_blocked): unblock it first",
+                "422": "the message cannot be forwarded (unsent, a notice, or its files "
+                "not downloaded yet; code action_refused), no session for the recipient, "
+                "or the idempotency_key was used for another message",
+            },
+            parameters=(MESSAGE_ID,),
+            body=ref("ForwardMessage"),
+            schemas={"ForwardMessage": FORWARD_MESSAGE},
+            also={
+                "200": (ref("Message"), "a retry with a known idempotency_key: the message it made")
+            },
         ),
     ),
     Route(

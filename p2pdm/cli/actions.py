@@ -1,4 +1,4 @@
-"""The message-action commands: react, reply, edit, unsend, delete.
+"""The message-action commands: react, reply, forward, edit, unsend, delete.
 
 How this works: like :mod:`p2pdm.cli.chat`, each is a client of the running
 node's local API; message ids are the 32 hex characters `p2pdm read --json`
@@ -22,6 +22,8 @@ __all__ = [
     "delete_arguments",
     "edit",
     "edit_arguments",
+    "forward",
+    "forward_arguments",
     "message_id_argument",
     "react",
     "react_arguments",
@@ -67,6 +69,34 @@ def reply(args: argparse.Namespace, home: Home, out: TextIO) -> int:
     with Client.for_home(home) as node:
         message = node.send(args.contact, text, reply_to=args.message)
     print(f"Reply {message['id']} to {safe_text(args.contact)}: {message['status']}.", file=out)
+    return EXIT_OK
+
+
+def forward_arguments(parser: argparse.ArgumentParser) -> None:
+    message_id_argument(parser)
+    parser.add_argument("to", metavar="TO", help="a contact (name or PeerID) or a group")
+
+
+def forward(args: argparse.Namespace, home: Home, out: TextIO) -> int:
+    """Send a copy of a message (text, files and caption, or place) to another chat."""
+    with Client.for_home(home) as node:
+        original = node.message(args.message)
+        waiting = [
+            item["name"]
+            for item in original.get("media") or ()
+            if item["state"] not in ("local", "ready")
+        ]
+        if waiting:
+            save = hints.command(home.path, "save", args.message)
+            raise ConfigError(
+                f"{safe_text(waiting[0])} is not on this node yet: `{save}` fetches it; "
+                "then forward"
+            )
+        copy = node.forward(args.message, args.to)
+    print(
+        f"Forwarded {args.message} to {safe_text(args.to)} as {copy['id']}: {copy['status']}.",
+        file=out,
+    )
     return EXIT_OK
 
 

@@ -227,6 +227,11 @@ COMMANDS: Final[dict[str, Command]] = {
     "reply": Command(
         "reply to a message", "p2pdm.cli.actions:reply_arguments", "p2pdm.cli.actions:reply"
     ),
+    "forward": Command(
+        "send a copy of a message to another contact or group",
+        "p2pdm.cli.actions:forward_arguments",
+        "p2pdm.cli.actions:forward",
+    ),
     "edit": Command(
         "change the text of your message (within 15 minutes)",
         "p2pdm.cli.actions:edit_arguments",

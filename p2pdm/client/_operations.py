@@ -230,6 +230,12 @@ class Operations:
     def mark_message_read(message_id: str) -> None:
         """Mark a message's conversation read up to now; returns the message."""
 
+    @operation[Message]("POST", "/v1/messages/{message_id}/forward")
+    def forward(message_id: str, to: str, *, idempotency_key: str | None = None) -> None:
+        """Send a copy of a message (its text, its files with their caption, or its
+        place) to a contact or a group, as a new message of yours; a file must be
+        on this node (``download`` it first)."""
+
     @operation[Reacted]("POST", "/v1/messages/{message_id}/reactions")
     def react(message_id: str, emoji: str) -> None:
         """React to a message (replaces your reaction; ``""`` takes it back:

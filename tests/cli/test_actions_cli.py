@@ -1,4 +1,5 @@
-"""`p2pdm react`, `reply`, `edit`, `unsend`, `delete --for-me`, and how `p2pdm read` shows them."""
+"""`p2pdm react`, `reply`, `forward`, `edit`, `unsend`, `delete --for-me`, and how
+`p2pdm read` shows them."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ async def test_actions_from_the_command_line(
 
         code, out, err = await cli(capsys, *b, "reply", "alice", first, "yes", "please")
         assert (code, err) == (0, "") and out.startswith("Reply ")
+        answer = out.split()[1]
         code, out, err = await cli(capsys, *a, "react", first, "")  # Alice never reacted
         assert (code, err) == (0, "")
         assert out.strip() == f"You had no reaction on {first}: nothing to take back."
@@ -39,6 +41,21 @@ async def test_actions_from_the_command_line(
         assert (code, err) == (0, "")
         assert "lunch at one? (edited)  👍1" in out
         assert "> lunch at one?" in out and "yes please" in out
+
+        # Bob forwards his answer to Alice again: a new message of his, no reply.
+        code, out, err = await cli(capsys, *b, "forward", answer, "alice")
+        assert (code, err) == (0, "")
+        assert out.startswith(f"Forwarded {answer} to alice as ") and out.strip().endswith(
+            ": queued."
+        )
+        copy = out.split(" as ")[1].split(":")[0]
+        assert copy != answer and bob.node.message(copy)[0].direction.value == "out"
+        deliver(bob.node, alice.node)
+        code, out, err = await cli(capsys, *a, "read", "bob")
+        assert out.count("yes please") == 2 and out.count("> lunch at one?") == 1
+        code, out, err = await cli(capsys, *b, "forward", answer, "nobody")
+        assert code == 1
+        assert_one_error_line(err, "nobody")
 
         code, out, err = await cli(capsys, *b, "edit", first, "not mine")
         assert code == 1

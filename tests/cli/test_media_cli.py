@@ -13,6 +13,7 @@ from p2pdm.cli.media import WAVEFORM_CHARS, media_lines, waveform_text
 from p2pdm.core.kinds.live_location import LiveLocationBody
 from p2pdm.node.live_location import receive_live_location
 from tests.cli.conftest import assert_one_error_line, cli, running_pair
+from tests.conftest import deliver
 from tests.media_files import has_gps, opus_voice_note, photo_with_gps
 
 
@@ -54,6 +55,19 @@ async def test_send_read_and_save_a_file(
         wave = lines[3].split(") ", 1)[1].split()[0]
         assert len(wave) == WAVEFORM_CHARS and wave[0] < "█" and set(wave[1:]) == {"█"}, wave
         assert len(lines) == 4
+
+        # On Bob's node (no network here) the photo waits to be fetched: he
+        # cannot forward it yet, and is told how to fetch it.
+        deliver(alice.node, bob.node)
+        code, out, err = await cli(
+            capsys, "--home", str(bob.home.path), "forward", message_id, "alice"
+        )
+        assert code == 1
+        assert_one_error_line(
+            err, "photo.jpg is not on this node yet", f"save {message_id}` fetches it"
+        )
+        code, out, err = await cli(capsys, *a, "forward", message_id, "bob")  # hers: it is here
+        assert (code, err) == (0, "") and out.startswith(f"Forwarded {message_id} to bob as ")
 
         saved = tmp_path / "saved"
         code, out, err = await cli(capsys, *a, "save", message_id, str(saved))

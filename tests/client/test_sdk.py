@@ -273,6 +273,14 @@ async def test_message_actions_and_conversation_settings_through_the_sdk(alice: 
             "text": "lunch tomorrow?",
             "available": True,
         }
+        # A forwarded copy is a new message of its own, not a reply.
+        copy = await node.forward(reply["id"], "bob")
+        assert (copy["text"], copy["direction"], copy["reply_to"]) == (
+            "at the usual place",
+            "out",
+            None,
+        )
+        assert copy["id"] != reply["id"]
         reacted = await node.react(first["id"], "👍")
         assert list(reacted["reactions"]) == ["👍"]
         edited = await node.edit(first["id"], "lunch at 1 tomorrow?")

@@ -16,6 +16,7 @@ from p2pdm.core.blob import CHUNK_BYTES
 from p2pdm.core.blobwire import BLOB_PROTOCOL, BlobReply, BlobRequest
 from p2pdm.core.kinds import MediaBody, MediaItem
 from p2pdm.core.model import StoredMessage
+from p2pdm.errors import NotFound
 from p2pdm.node.media_ops import send_body, send_media
 from p2pdm.sim.network import SimNetwork, wait_until
 from p2pdm.sim.pytest_plugin import SimNetworkFactory
@@ -281,3 +282,102 @@ async def test_over_libp2p_only_the_recipient_gets_chunks(tmp_path: Path) -> Non
         known, unknown = await ask(c, blob_id), await ask(c, os.urandom(32))
         assert known == unknown == BlobReply(False).encode()
         assert BlobReply.decode(await ask(b, blob_id)) == BlobReply(True, 1)
+
+
+def holds(peer: Peer, message_id: str) -> bool:
+    """Whether ``peer``'s node has the message."""
+    try:
+        peer.running.node.message(message_id)
+    except NotFound:
+        return False
+    return True
+
+
+async def test_forwarded_files_texts_and_places_reach_a_third_node(tmp_path: Path) -> None:
+    """Alice sends Bob a photo with a caption; Bob forwards it (and a text and a
+    place) to Carol, who gets them from Bob's node as his own messages."""
+    async with (
+        node(tmp_path, "bob") as b,
+        node(tmp_path, "alice", b.running) as a,
+        node(tmp_path, "carol", b.running) as c,
+    ):
+        await befriend(a, b)
+        carol_invite = (await c.call("GET", "/v1/node"))["invite"]
+        await b.call("POST", "/v1/contacts", json={"invite": carol_invite, "name": "carol"})
+        bob_invite = (await b.call("GET", "/v1/node"))["invite"]
+        await c.call("POST", "/v1/contacts", json={"invite": bob_invite, "name": "bob"})
+
+        uploaded = await upload(a, photo_with_gps(), "image/jpeg", "cake.jpg")
+        photo = await a.call(
+            "POST", "/v1/messages", json={"to": "bob", "media": [uploaded["id"]], "text": "cake"}
+        )
+        text = await a.call("POST", "/v1/messages", json={"to": "bob", "text": "at five"})
+        place = await a.call(
+            "POST",
+            "/v1/messages",
+            json={"to": "bob", "location": {"lat": 52.52, "lon": 13.405, "label": "Bakery"}},
+        )
+        await wait_until(lambda: holds(b, place["id"]), 30)
+        await wait_file(b, uploaded["id"])
+
+        copies = []
+        for original in (photo, text, place):
+            response = await b.http.post(
+                f"/v1/messages/{original['id']}/forward", json={"to": "carol"}
+            )
+            assert response.status_code == 201, response.text
+            copy = response.json()
+            assert copy["direction"] == "out" and copy["id"] != original["id"]
+            copies.append(copy)
+        assert copies[0]["text"] == "cake" and copies[0]["media"][0]["id"] == uploaded["id"]
+        assert copies[1]["text"] == "at five"
+        assert copies[2]["location"] == {"lat": 52.52, "lon": 13.405, "label": "Bakery"}
+
+        # Carol gets the three from Bob, the photo's bytes fetched from Bob's node.
+        await wait_file(c, uploaded["id"])
+        await wait_until(lambda: all(holds(c, copy["id"]) for copy in copies), 30)
+        got = (await c.call("GET", "/v1/conversations/bob/messages"))["messages"]
+        assert {m["peer"] for m in got} == {str(b.running.node.peer_id)}
+        assert sorted(m["text"] or "" for m in got) == ["", "at five", "cake"]
+        served = await c.http.get(f"/v1/media/{uploaded['id']}")
+        original_bytes = await b.http.get(f"/v1/media/{uploaded['id']}")
+        assert served.status_code == 200 and served.content == original_bytes.content
+
+        # A retry with the same key makes no second copy.
+        again = [
+            await b.http.post(
+                f"/v1/messages/{text['id']}/forward",
+                json={"to": "carol", "idempotency_key": "fwd-1"},
+            )
+            for _ in range(2)
+        ]
+        assert [r.status_code for r in again] == [201, 200]
+        assert again[0].json()["id"] == again[1].json()["id"]
+
+
+async def test_what_cannot_be_forwarded_is_refused_with_the_reason(tmp_path: Path) -> None:
+    async with node(tmp_path, "bob") as b, node(tmp_path, "alice", b.running) as a:
+        await befriend(a, b)
+        await b.call("PATCH", "/v1/settings", json={"media_auto_download_bytes": 0})
+        uploaded = await upload(a, b"minutes of the meeting", "text/plain", "minutes.txt")
+        sent = await a.call("POST", "/v1/messages", json={"to": "bob", "media": [uploaded["id"]]})
+        await wait_file(b, uploaded["id"], state="pending")
+        refused = await b.http.post(f"/v1/messages/{sent['id']}/forward", json={"to": "alice"})
+        assert refused.status_code == 422
+        error = refused.json()["error"]
+        assert error["code"] == "action_refused"
+        assert error["message"].startswith("minutes.txt is not on this node yet")
+
+        mine = await a.call("POST", "/v1/messages", json={"to": "bob", "text": "oops"})
+        await a.call("DELETE", f"/v1/messages/{mine['id']}")
+        refused = await a.http.post(f"/v1/messages/{mine['id']}/forward", json={"to": "bob"})
+        assert refused.status_code == 422 and "unsent" in refused.json()["error"]["message"]
+
+        unknown = await a.http.post(f"/v1/messages/{'0' * 32}/forward", json={"to": "bob"})
+        assert unknown.status_code == 404
+        nobody = await a.http.post(f"/v1/messages/{sent['id']}/forward", json={"to": "zed"})
+        assert nobody.status_code == 404
+        extra = await a.http.post(
+            f"/v1/messages/{sent['id']}/forward", json={"to": "bob", "text": "x"}
+        )
+        assert extra.status_code == 400

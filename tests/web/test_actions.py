@@ -1,15 +1,20 @@
 """Message actions in real browsers against real nodes: Alice replies to Bob's
 message, reacts, edits and unsends from her page; Bob's page shows the quote,
 the reaction, "edited" and "unsent a message" live. Then delete for me and
-delete conversation, which stay on the device that did them."""
+delete conversation, which stay on the device that did them; and a photo
+forwarded to a third node from the "Forward to…" dialog."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
-from tests.web.conftest import Pair, all_css, by_css, screenshot, wait_for
+from tests.daemon.test_run_process import Proc
+from tests.web.conftest import Pair, all_css, by_css, click, screenshot, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.net]
 
@@ -133,3 +138,60 @@ def test_reply_react_edit_unsend_live_on_the_other_page(pair: Pair) -> None:
     wait_for(alice_page, lambda d: not all_css(d, "a.conversation"), "no conversation left")
     assert alice.client.conversations() == []
     assert bob.client.conversations()
+
+
+def test_a_photo_is_forwarded_to_another_contact_from_the_dialog(
+    pair: Pair, nodes: Callable[..., Proc], tmp_path: Path
+) -> None:
+    alice, bob, page = pair.alice, pair.bob, pair.alice_page
+    carol = nodes("carol")
+    alice.client.add_contact(carol.client.node()["invite"], "Carol")
+    carol.client.add_contact(alice.client.node()["invite"], "Alice")
+    photo = tmp_path / "cake.jpg"
+    Image.new("RGB", (320, 240), (200, 120, 30)).save(photo)
+    sent = bob.client.send_file("Alice", photo, "for the party")
+    pair.open_chats()
+    wait_for(page, lambda d: message_item(d, "for the party", "in") is not None, "the photo")
+    # Its file must be here whole before it can go on (the bubble is redrawn,
+    # with Forward in its menu, when the file is).
+    wait_for(
+        page,
+        lambda d: alice.client.message(sent["id"])["media"][0]["state"] == "ready",
+        "the photo fetched",
+    )
+    act(page, "for the party", "in", "Forward")
+    dialog = wait_for(page, lambda d: by_css(d, "dialog.forward[open]"), "the dialog")
+    names = [e.text for e in dialog.find_elements("css selector", ".forward-list .name")]
+    assert names == ["Bob", "Carol"]
+    dialog.find_element("css selector", "input[type='search']").send_keys("car")
+    wait_for(
+        page,
+        lambda d: [e.text for e in all_css(d, "dialog.forward .forward-list .name")] == ["Carol"],
+        "the list filtered",
+    )
+    screenshot(page, "forward-desktop")
+    click(page, "dialog.forward button[aria-label='Send to Carol']", "Send to Carol")
+    wait_for(
+        page,
+        lambda d: by_css(d, "dialog.forward button[aria-label='Send to Carol']").text == "Sent",
+        "Sent",
+    )
+    click(page, "dialog.forward .row button", "Done")
+    wait_for(page, lambda d: not all_css(d, "dialog.forward"), "the dialog closed")
+
+    # Carol gets it from Alice, with its caption and its photo.
+    def carol_has_it(_: Any) -> bool:
+        got = [
+            (m["text"], [item["state"] for item in m["media"] or ()])
+            for m in carol.client.messages("Alice")["messages"]
+        ]
+        return got == [("for the party", ["ready"])]
+
+    wait_for(page, carol_has_it, "the photo on Carol's node")
+    # Nothing was sent to Bob, and Alice's list has the chat with Carol.
+    assert len(bob.client.messages("Alice")["messages"]) == 1
+    wait_for(
+        page,
+        lambda d: any("Carol" in e.text for e in all_css(d, "a.conversation")),
+        "the chat with Carol in Alice's list",
+    )

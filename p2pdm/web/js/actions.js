@@ -2,7 +2,8 @@
 // for yourself. Each control shows only when the node has its endpoint.
 
 import { accepts, api, has, patch, post } from "./api.js";
-import { h, showError } from "./dom.js";
+import { announce, h, showError } from "./dom.js";
+import { groups } from "./groups.js";
 import { refreshConversation, state } from "./state.js";
 
 export const REPLY_FIELD = "reply_to";
@@ -36,6 +37,9 @@ export function messageActions(message, { reply, refresh }) {
   if (has("POST", "/v1/messages/{message_id}/reactions")) {
     for (const emoji of QUICK_REACTIONS) items.push([emoji, () => react(message, emoji, refresh), `React ${emoji}`]);
   }
+  if (forwardable(message) && has("POST", "/v1/messages/{message_id}/forward")) {
+    items.push(["Forward", () => forward(message, refresh)]);
+  }
   const editable = mine && message.text && Date.now() - message.sent_at_ms < EDIT_WINDOW_MS;
   if (editable && has("PATCH", "/v1/messages/{message_id}")) items.push(["Edit", () => edit(message, refresh)]);
   if (has("DELETE", "/v1/messages/{message_id}")) {
@@ -56,13 +60,73 @@ export function messageActions(message, { reply, refresh }) {
     onclick: () => {
       for (const other of document.querySelectorAll(".menu")) if (other !== menu) other.hidden = true;
       menu.hidden = !menu.hidden;
-      if (!menu.hidden) menu.querySelector("button").focus();
+      if (menu.hidden) return;
+      // Above the button, unless that runs past the top of the conversation.
+      menu.classList.remove("below");
+      const scroller = menu.closest(".scroller");
+      if (scroller && menu.getBoundingClientRect().top < scroller.getBoundingClientRect().top) menu.classList.add("below");
+      menu.querySelector("button").focus();
     },
   }, "⋯");
   menu.addEventListener("keydown", (e) => {
     if (e.key === "Escape") { menu.hidden = true; opener.focus(); }
   });
   return h("div.actions", {}, opener, menu);
+}
+
+/** The states of a file this node can send on: its own, or fetched whole. */
+const SENDABLE = ["local", "ready"];
+
+/** A text, files here whole, or a place: what the node can send a copy of. */
+function forwardable(message) {
+  if (message.unsent || message.notice || message.unsupported) return false;
+  if (message.media && message.media.length) return message.media.every((item) => !item.state || SENDABLE.includes(item.state));
+  return Boolean(message.text || message.location);
+}
+
+/** Whom a message can be forwarded to: contacts (not blocked) and active groups, by name. */
+function forwardTargets() {
+  const people = [...state.contacts.values()].filter((c) => !c.blocked).map((c) => ({ to: c.peer_id, name: c.name, group: false }));
+  const joined = [...groups.values()].filter((g) => g.state === "active").map((g) => ({ to: g.id, name: g.name, group: true }));
+  return [...people, ...joined].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** "Forward to…": a dialog with a Send button per chat (each turns into "Sent"). */
+function forward(message, refresh) {
+  const rows = h("ul.forward-list", { id: "forward-list" });
+  const filter = h("input", {
+    type: "search", placeholder: "Search", "aria-label": "Search chats", autocomplete: "off",
+    oninput: () => draw(filter.value.trim().toLowerCase()),
+  });
+  const dialog = h("dialog.forward", { "aria-label": "Forward to" },
+    h("h2", {}, "Forward to…"), filter, rows,
+    h("div.row", {}, h("button", { type: "button", onclick: () => dialog.close() }, "Done")));
+  const draw = (words) => {
+    const targets = forwardTargets().filter((t) => !words || t.name.toLowerCase().includes(words));
+    rows.replaceChildren(...(targets.length ? targets.map((target) => h("li", {},
+      h("span.name", {}, target.name, target.group ? h("span.sub", {}, " · group") : null),
+      h("button.primary", {
+        type: "button", "aria-label": `Send to ${target.name}`,
+        onclick: async (e) => {
+          const button = e.currentTarget;
+          button.disabled = true;
+          try {
+            const copy = await post(`/v1/messages/${message.id}/forward`, { to: target.to });
+            button.textContent = "Sent";
+            announce(`Forwarded to ${target.name}`);
+            // No event tells this page of its own message: the list's preview, and
+            // the bubble if that chat is the one open.
+            await refreshConversation(copy.conversation_id);
+            await refresh(copy.id);
+          } catch (error) { button.disabled = false; showError(error); }
+        },
+      }, "Send"))) : [h("li.empty", {}, "No contact or group by that name.")]));
+  };
+  draw("");
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  filter.focus();
 }
 
 async function edit(message, refresh) {
