@@ -2,7 +2,7 @@
 message, reacts, edits and unsends from her page; Bob's page shows the quote,
 the reaction, "edited" and "unsent a message" live. Then delete for me and
 delete conversation, which stay on the device that did them; and a photo
-forwarded to a third node from the "Forward to…" dialog."""
+forwarded to a third node from the "Forward to…" dialog; web addresses as links."""
 
 from __future__ import annotations
 
@@ -188,8 +188,19 @@ def test_a_photo_is_forwarded_to_another_contact_from_the_dialog(
         return got == [("for the party", ["ready"])]
 
     wait_for(page, carol_has_it, "the photo on Carol's node")
+    # Web addresses in a text are links (http and https only, without the
+    # sentence's full stop); anything else stays text.
+    bob.client.send("Alice", "Menu: https://example.org/menu_(2026). Not javascript:alert(1)")
+    wait_for(page, lambda d: message_item(d, "Menu:", "in") is not None, "the menu message")
+    links = message_item(page, "Menu:", "in").find_elements("css selector", ".bubble a")
+    assert [(a.get_attribute("href"), a.text) for a in links] == [
+        ("https://example.org/menu_(2026)", "https://example.org/menu_(2026)")
+    ]
+    assert links[0].get_attribute("rel") == "noopener noreferrer nofollow"
+    assert "(2026). Not javascript:alert(1)" in message_item(page, "Menu:", "in").text
+
     # Nothing was sent to Bob, and Alice's list has the chat with Carol.
-    assert len(bob.client.messages("Alice")["messages"]) == 1
+    assert len(bob.client.messages("Alice")["messages"]) == 2  # the photo, the menu
     wait_for(
         page,
         lambda d: any("Carol" in e.text for e in all_css(d, "a.conversation")),

@@ -278,7 +278,7 @@ function bubble(message) {
     body.push(...attachmentsOf(message));
     const location = locationOf(message);
     if (location) body.push(location);
-    if (message.text) body.push(h("p.text", { dir: "auto" }, message.text));
+    if (message.text) body.push(h("p.text", { dir: "auto" }, linked(message.text)));
   }
   const meta = h("div.meta", {},
     h("time", { datetime: new Date(message.sent_at_ms).toISOString() }, clock(message.sent_at_ms)),
@@ -292,6 +292,37 @@ function bubble(message) {
     author ? null : h("span.sr-only", {}, mine ? "You: " : `${nameOf(message.peer)}: `),
     body, reactionsOf(message, refreshMessage), meta),
   message.unsent ? null : messageActions(message, { reply: startReply, refresh: refreshMessage }));
+}
+
+/** Web addresses in a message: http(s) only, written out in full. */
+const LINK = /\bhttps?:\/\/[^\s<>"]+/gi;
+/** What ends a sentence rather than an address: left out of the link. */
+const TRAILING = ".,;:!?'\")]";
+
+/** An address without the punctuation after it (a ")" it opened stays). */
+function trimmed(address) {
+  let end = address.length;
+  const count = (c) => address.slice(0, end).split(c).length - 1;
+  while (end > 0 && TRAILING.includes(address[end - 1])) {
+    if (address[end - 1] === ")" && count("(") >= count(")")) break;
+    end -= 1;
+  }
+  return address.slice(0, end);
+}
+
+/** A message's text with its web addresses as links (text stays text). */
+export function linked(text) {
+  const parts = [];
+  let at = 0;
+  for (const match of text.matchAll(LINK)) {
+    const href = trimmed(match[0]);
+    if (!URL.canParse(href)) continue;
+    parts.push(text.slice(at, match.index));
+    parts.push(h("a.link", { href, target: "_blank", rel: "noopener noreferrer nofollow" }, href));
+    at = match.index + href.length;
+  }
+  parts.push(text.slice(at));
+  return parts;
 }
 
 function quote(replyTo) {
