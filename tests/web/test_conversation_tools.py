@@ -1,7 +1,8 @@
 """Conversation tools in real browsers against real nodes: typing shows on the
 other page, a disappearing timer set in one page shows its notice on both,
 mute and archive move the conversation, search finds a message by its words;
-a stranger's message waits in Requests until accepted."""
+a draft stays with its conversation; any emoji as a reaction; a stranger's
+message waits in Requests until accepted."""
 
 from __future__ import annotations
 
@@ -130,3 +131,62 @@ def test_a_strangers_message_waits_in_requests_until_accepted(
     click(page, "li.request button.primary", "Accept")
     wait_for(page, lambda d: all_css(d, "a.conversation"), "a chat now")
     assert [c["peer_id"] for c in alice.client.contacts()] == [carol.client.node()["peer_id"]]
+
+
+def test_a_draft_stays_with_its_chat_and_any_emoji_reacts(pair: Pair) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    alice, bob, page = pair.alice, pair.bob, pair.alice_page
+    bob.client.send("Alice", "How was the concert?")
+    pair.open_chats()
+    wait_for(page, lambda d: any("concert" in e.text for e in all_css(d, "li.message.in")), "")
+
+    # Alice starts an answer, leaves for the Node page: the list says "Draft:".
+    by_css(page, "#composer-text").send_keys("It was loud but")
+    page.execute_script("location.hash = '#/node'")
+    wait_for(
+        page,
+        lambda d: by_css(d, "a.conversation .preview").text == "Draft: It was loud but",
+        "the draft in the list",
+    )
+    click(page, "a.conversation", "back to the chat")
+    wait_for(
+        page,
+        lambda d: by_css(d, "#composer-text").get_attribute("value") == "It was loud but",
+        "the draft in the composer again",
+    )
+    by_css(page, "#composer-text").send_keys(" great", Keys.ENTER)
+    wait_for(
+        page,
+        lambda d: any("loud but great" in e.text for e in all_css(d, "li.message.out")),
+        "the message sent",
+    )
+    assert by_css(page, "#composer-text").get_attribute("value") == ""
+    page.execute_script("location.hash = '#/node'")
+    wait_for(
+        page,
+        lambda d: by_css(d, "a.conversation .preview").text == "You: It was loud but great",
+        "no draft left once sent",
+    )
+    # Nothing of a draft is kept in the browser's storage.
+    assert page.execute_script("return window.localStorage.length") == 0
+
+    # A reaction with an emoji of one's own, through "＋".
+    click(page, "a.conversation", "the chat")
+    wait_for(page, lambda d: all_css(d, "li.message.in button.more"), "the message menu")
+    click(page, "li.message.in button.more", "⋯")
+    click(page, "li.message.in button[aria-label='React with another emoji']", "＋")
+    prompt = page.switch_to.alert
+    prompt.send_keys("🎸")
+    prompt.accept()
+    wait_for(
+        page,
+        lambda d: any("🎸" in e.text for e in all_css(d, "li.message.in .reaction")),
+        "the guitar under Bob's message",
+    )
+    wait_for(
+        page,
+        lambda d: "🎸" in bob.client.messages("Alice")["messages"][-1]["reactions"],
+        "the reaction at Bob's node",
+    )
+    assert alice.client.messages("Bob")["messages"][-1]["reactions"] == {"🎸": [pair.alice_id]}

@@ -36,6 +36,10 @@ export function messageActions(message, { reply, refresh }) {
   if (accepts("SendMessage", REPLY_FIELD)) items.push(["Reply", () => reply(message)]);
   if (has("POST", "/v1/messages/{message_id}/reactions")) {
     for (const emoji of QUICK_REACTIONS) items.push([emoji, () => react(message, emoji, refresh), `React ${emoji}`]);
+    items.push(["＋", () => {
+      const emoji = window.prompt("React with an emoji");
+      if (emoji && emoji.trim()) react(message, emoji.trim(), refresh); // the node says if it is none
+    }, "React with another emoji"]);
   }
   if (forwardable(message) && has("POST", "/v1/messages/{message_id}/forward")) {
     items.push(["Forward", () => forward(message, refresh)]);

@@ -10,7 +10,7 @@ import {
   authorName, deliveryWords, groupClosed, groupConversation, groupInfoButton, groupInfoPanel, groupOf, groups, loadGroups, membersLine,
 } from "./groups.js";
 import {
-  conversationById, loadConversations, nameOf, previewText, refreshConversation, state,
+  changed, conversationById, drafts, loadConversations, nameOf, previewText, refreshConversation, state,
 } from "./state.js";
 
 const PAGE = 50;
@@ -467,9 +467,10 @@ function composer() {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
       if (e.key === "Escape") cancelReply();
     },
-    oninput: typing,
+    oninput: () => { keepDraft(); typing(); },
     onpaste: paste,
   });
+  text.value = drafts.get(view.peer) || ""; // what was being written when the chat was left
   return h("form.composer", { onsubmit: (e) => { e.preventDefault(); send(); } },
     h("div.replying", { id: "replying", hidden: true }),
     h("div.row", {},
@@ -486,6 +487,7 @@ async function send() {
   const body = { to: view.peer, text };
   if (view.replyTo && accepts("SendMessage", REPLY_FIELD)) body.reply_to = view.replyTo;
   input.value = "";
+  keepDraft();
   cancelReply();
   try {
     const message = await post("/v1/messages", body);
@@ -493,6 +495,7 @@ async function send() {
     refreshConversation(message.conversation_id).catch(() => {});
   } catch (error) {
     input.value = text;
+    keepDraft();
     showError(error);
   }
 }
@@ -507,10 +510,20 @@ async function sendAttachment(fields) {
   try {
     const message = await post("/v1/messages", body);
     input.value = "";
+    keepDraft();
     cancelReply();
     putMessage(message);
     refreshConversation(message.conversation_id).catch(() => {});
   } catch (error) { showError(error); }
+}
+
+/** Remember the composer's text for this conversation (the inbox shows "Draft:"). */
+function keepDraft() {
+  const input = document.getElementById("composer-text");
+  if (!view || !input) return;
+  const had = drafts.has(view.peer);
+  if (input.value.trim()) drafts.set(view.peer, input.value); else drafts.delete(view.peer);
+  if (had !== drafts.has(view.peer)) changed("drafts");
 }
 
 function typing() {

@@ -3,7 +3,7 @@
 
 import { del, get, has, post, seg } from "./api.js";
 import { clear, h, showError, when } from "./dom.js";
-import { loadContacts, loadConversations, nameOf, previewText, state, subscribe } from "./state.js";
+import { draftKey, drafts, loadContacts, loadConversations, nameOf, previewText, state, subscribe } from "./state.js";
 import { authorName, groupInvitations, groupOf, invitationItem, membersLine, quietGroups } from "./groups.js";
 
 let sidebarEl = null;
@@ -13,7 +13,7 @@ let showArchived = false;
 let results = null; // search results (messages), or null
 
 subscribe((what) => {
-  if (sidebarEl && (what === "conversations" || what === "contacts" || what === "online" || what === "groups")) drawList();
+  if (sidebarEl && (what === "conversations" || what === "contacts" || what === "online" || what === "groups" || what === "drafts")) drawList();
 });
 
 export function renderInbox(sidebar, current) {
@@ -83,6 +83,8 @@ function item(conversation) {
   const group = groupOf(conversation);
   const flags = [conversation.muted ? "muted" : null, conversation.archived ? "archived" : null].filter(Boolean);
   const typing = (state.typing.get(conversation.id) || 0) > Date.now();
+  // Not the open one's: its draft is in its composer.
+  const draft = conversation.id === selected ? null : drafts.get(draftKey(conversation));
   return h("li", {},
     h("a.conversation", {
       href: `#/c/${conversation.id}`,
@@ -99,7 +101,7 @@ function item(conversation) {
         group ? h("span.members", {}, ` · ${membersLine(group)}`) : null,
         !conversation.group && state.online.has(conversation.peer) ? h("span.online", { title: "connected" }, " ●") : null),
       h("span.when", {}, when(conversation.last_message_at_ms)),
-      h("span.preview", {}, typing ? "typing…" : previewLine(preview, group)),
+      h("span.preview", {}, typing ? "typing…" : draft ? [h("em.draft", {}, "Draft: "), draft] : previewLine(preview, group)),
       h("span.flags", {},
         flags.map((f) => h(`span.flag.${f}`, { title: f }, h("span", { "aria-hidden": "true" }, f === "muted" ? "🔕" : "🗄"), h("span.sr-only", {}, `, ${f}`))),
         conversation.unread ? h("span.unread", {}, String(conversation.unread), h("span.sr-only", {}, " unread")) : null)));

@@ -13,6 +13,12 @@ export const state = {
   online: new Set(),   // peers with an open connection (from events)
 };
 
+/** Unsent composer text per conversation (keyed by draftKey), kept while the
+ * page is open and never stored: a message's words stay off the disk until sent. */
+export const drafts = new Map();
+/** A conversation's key in `drafts`: its group's id, or the contact's PeerID. */
+export const draftKey = (conversation) => (conversation.group ? conversation.group.id : conversation.peer);
+
 const listeners = new Set();
 export function subscribe(callback) { listeners.add(callback); return () => listeners.delete(callback); }
 export function changed(what) { for (const callback of listeners) callback(what); }
