@@ -171,11 +171,11 @@ def test_a_draft_stays_with_its_chat_and_any_emoji_reacts(pair: Pair) -> None:
     # Nothing of a draft is kept in the browser's storage.
     assert page.execute_script("return window.localStorage.length") == 0
 
-    # A reaction with an emoji of one's own, through "＋".
+    # A reaction with an emoji of her own, through the menu's plus.
     click(page, "a.conversation", "the chat")
     wait_for(page, lambda d: all_css(d, "li.message.in button.more"), "the message menu")
     click(page, "li.message.in button.more", "⋯")
-    click(page, "li.message.in button[aria-label='React with another emoji']", "＋")
+    click(page, "li.message.in button[aria-label='React with another emoji']", "plus")
     prompt = page.switch_to.alert
     prompt.send_keys("🎸")
     prompt.accept()
