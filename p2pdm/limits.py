@@ -219,6 +219,11 @@ TYPING_SEND_TIMEOUT_S = 2
 #: full-text index do unbounded work.
 MAX_SEARCH_QUERY_CHARS = 256
 
+#: Most conversations pinned to the top of the list at once (as other
+#: messengers allow a handful): pins mark what matters most, and a list that
+#: is all pins has none.
+MAX_PINNED_CONVERSATIONS = 5
+
 #: Most search hits one request returns (its default: DEFAULT_SEARCH_HITS).
 MAX_SEARCH_HITS = 100
 DEFAULT_SEARCH_HITS = 20

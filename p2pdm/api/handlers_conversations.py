@@ -25,6 +25,7 @@ from p2pdm.core.kinds.timer import check_timer
 from p2pdm.limits import (
     DEFAULT_SEARCH_HITS,
     DISAPPEARING_TIMERS_S,
+    MAX_PINNED_CONVERSATIONS,
     MAX_SEARCH_HITS,
     MAX_SEARCH_QUERY_CHARS,
 )
@@ -47,9 +48,10 @@ async def patch_conversation(request: Request, node: Node) -> Response:
             raise bad_request(f"field {key!r} must not be null: leave it out to keep it")
     timer_s = body.opt_int("timer_s")
     muted, archived = body.opt_bool("muted"), body.opt_bool("archived")
+    pinned = body.opt_bool("pinned")
     body.done()
-    if timer_s is None and muted is None and archived is None:
-        raise bad_request("give at least one of 'timer_s', 'muted', 'archived'")
+    if timer_s is None and muted is None and archived is None and pinned is None:
+        raise bad_request("give at least one of 'timer_s', 'muted', 'archived', 'pinned'")
     conversation_id = _visible_conversation(request, node)
     _, peer = node.find_conversation(str(request.path_params["conversation"]))
     if timer_s is not None and node.is_group(conversation_id):
@@ -59,7 +61,7 @@ async def patch_conversation(request: Request, node: Node) -> Response:
     if timer_s is not None:
         await node.stamp_ahead(peer)  # the timer notice goes to the peer
     changed = node.update_conversation(
-        conversation_id, peer, timer_s=timer_s, muted=muted, archived=archived
+        conversation_id, peer, timer_s=timer_s, muted=muted, archived=archived, pinned=pinned
     )
     names = {c.peer_id: c.name for c in node.contacts()}
     return JSONResponse(
@@ -70,7 +72,7 @@ async def patch_conversation(request: Request, node: Node) -> Response:
 
 
 #: The settings ``patch_conversation`` changes.
-_SETTINGS: Final = ("timer_s", "muted", "archived")
+_SETTINGS: Final = ("timer_s", "muted", "archived", "pinned")
 #: ``patch_conversation``'s body: one or more settings.
 CONVERSATION_PATCH: Final[Schema] = {
     **obj(
@@ -83,6 +85,11 @@ CONVERSATION_PATCH: Final[Schema] = {
             },
             "muted": {"type": "boolean", "description": "no notifications"},
             "archived": {"type": "boolean", "description": "out of the main list"},
+            "pinned": {
+                "type": "boolean",
+                "description": "at the top of the list (the latest pinned first; at most "
+                f"{MAX_PINNED_CONVERSATIONS}: one more is refused with 422 action_refused)",
+            },
         },
         optional=_SETTINGS,
     ),

@@ -515,6 +515,7 @@ def conversation_json(
         "timer_s": conversation.timer_s,
         "muted": conversation.muted,
         "archived": conversation.archived,
+        "pinned": conversation.pinned_at_ms is not None,
         "live_locations": list(live),
         "group": group,
     }
@@ -545,6 +546,11 @@ CONVERSATION: Final[Schema] = obj(
         },
         "muted": {"type": "boolean", "description": "its new messages notify nobody"},
         "archived": {"type": "boolean", "description": "moved out of the main list"},
+        "pinned": {
+            "type": "boolean",
+            "description": "pinned to the top of the list (the list gives the pinned "
+            "first, the latest pinned on top, then the others by their last message)",
+        },
         "live_locations": {
             "type": "array",
             "items": ref("LiveLocation"),

@@ -336,7 +336,7 @@ def inbox(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             who = f"{safe_text(stranger['name'])} ~{stranger['fingerprint']}"  # with its own
         else:
             who = _short(c["peer"])
-        marks = [m for m in ("group", "request", "muted", "archived") if c.get(m)]
+        marks = [m for m in ("pinned", "group", "request", "muted", "archived") if c.get(m)]
         rows.append(
             [
                 who + "".join(f" ({m})" for m in marks),

@@ -30,6 +30,8 @@ __all__ = [
     "archive_arguments",
     "mute",
     "mute_arguments",
+    "pin",
+    "pin_arguments",
     "search",
     "search_arguments",
     "timer",
@@ -108,6 +110,7 @@ mute_arguments, mute = _switch(
 archive_arguments, archive = _switch(
     "archived", "move it back to the main list", "archived", "moved back from the archive"
 )
+pin_arguments, pin = _switch("pinned", "unpin it", "pinned to the top of the list", "unpinned")
 
 
 def _hits(text: str) -> int:

@@ -267,6 +267,11 @@ COMMANDS: Final[dict[str, Command]] = {
         "p2pdm.cli.conversation:archive_arguments",
         "p2pdm.cli.conversation:archive",
     ),
+    "pin": Command(
+        "pin a conversation to the top of the inbox (at most 5; --off unpins)",
+        "p2pdm.cli.conversation:pin_arguments",
+        "p2pdm.cli.conversation:pin",
+    ),
     "search": Command(
         "find messages by their words, newest first",
         "p2pdm.cli.conversation:search_arguments",

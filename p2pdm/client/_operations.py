@@ -407,9 +407,11 @@ class Operations:
         timer_s: int | None = None,
         muted: bool | None = None,
         archived: bool | None = None,
+        pinned: bool | None = None,
     ) -> None:
         """Set a conversation's disappearing-messages timer in seconds (0, 300, 3600,
-        86400 or 604800; the peer is told), or mute or archive it; returns it."""
+        86400 or 604800; the peer is told), or mute, archive or pin it (at most 5
+        pinned); returns it."""
 
     @operation[dict[str, Any]]("POST", "/v1/conversations/{who}/typing")
     def typing(who: str) -> None:

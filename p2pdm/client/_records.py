@@ -198,6 +198,8 @@ class Conversation(TypedDict):
     timer_s: int
     muted: bool
     archived: bool
+    #: Pinned to the top of the list (the list gives the pinned first).
+    pinned: bool
     #: A group conversation's ``{"id", "name"}``; None for a one-to-one one.
     group: dict[str, str] | None
 

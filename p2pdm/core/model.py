@@ -187,6 +187,8 @@ class Conversation:
     muted: bool = False
     #: Moved out of the main list by the user (still receives messages).
     archived: bool = False
+    #: When the user pinned it to the top of the list (None: not pinned).
+    pinned_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,11 +25,12 @@ import trio
 from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds.timer import check_timer
 from p2pdm.core.model import Conversation, StoredMessage
-from p2pdm.errors import PeerBlocked, SchemaError, SessionError
+from p2pdm.errors import ActionRefused, PeerBlocked, SchemaError, SessionError
 from p2pdm.limits import (
     EXPIRY_PURGE_INTERVAL_S,
     HELD_GROUP_ENTRY_TTL_MS,
     MAX_EXPIRED_PER_PASS,
+    MAX_PINNED_CONVERSATIONS,
     MAX_SEARCH_HITS,
     TYPING_INTERVAL_S,
 )
@@ -120,14 +121,33 @@ class ConversationUpkeep:
         timer_s: int | None = None,
         muted: bool | None = None,
         archived: bool | None = None,
+        pinned: bool | None = None,
     ) -> Conversation:
         """Change a conversation's settings; returns it after the change.
 
         A new ``timer_s`` (one of DISAPPEARING_TIMERS_S) is sent to the peer
         as a ``timer`` notice and applies to messages sent after it. Raises
         SchemaError for another timer, SessionError if there is no session
-        and no prekey bundle to send the notice with.
+        and no prekey bundle to send the notice with, ActionRefused for a
+        pin past MAX_PINNED_CONVERSATIONS.
         """
+        at_ms = self.now_ms()
+        if pinned:
+            found = self.store.get_conversation(conversation_id)
+            others = [
+                c.pinned_at_ms
+                for c in self.store.list_conversations()
+                if c.pinned_at_ms is not None and c.id != conversation_id
+            ]
+            if (found is None or found.pinned_at_ms is None) and len(
+                others
+            ) >= MAX_PINNED_CONVERSATIONS:
+                raise ActionRefused(
+                    f"at most {MAX_PINNED_CONVERSATIONS} chats can be pinned: unpin one first"
+                )
+            # After every pin so far, even within the same millisecond: the
+            # latest pinned is always on top.
+            at_ms = max(at_ms, max(others, default=-1) + 1)
         if timer_s is not None:
             check_timer(timer_s)
             found = self.store.get_conversation(conversation_id)
@@ -135,7 +155,7 @@ class ConversationUpkeep:
                 self.messenger.send_timer(peer, timer_s)
                 self.on_outbox(peer)
         return self.store.update_conversation(
-            conversation_id, peer, self.now_ms(), muted=muted, archived=archived
+            conversation_id, peer, at_ms, muted=muted, archived=archived, pinned=pinned
         )
 
     def search(self, query: str, peer: PeerId | None = None, limit: int = 20) -> list[SearchHit]:

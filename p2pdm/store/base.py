@@ -190,9 +190,12 @@ class Store(BlobIndex, GroupStore, KeyWaitStore, Protocol):
         timer: tuple[int, int] | None = None,
         muted: bool | None = None,
         archived: bool | None = None,
+        pinned: bool | None = None,
     ) -> Conversation:
         """Change a conversation's settings (creating it, empty, if needed); a
-        ``timer`` ``(timer_s, set_at_ms)`` only if newer than the one it has."""
+        ``timer`` ``(timer_s, set_at_ms)`` only if newer than the one it has;
+        ``pinned`` pins it at ``at_ms`` (keeping the place of one pinned
+        already) or unpins it."""
         ...
 
     def expire_messages(self, now_ms: int, limit: int) -> list[StoredMessage]:

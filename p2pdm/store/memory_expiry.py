@@ -30,6 +30,7 @@ class ExpiryDicts(MessageDicts):
         timer: tuple[int, int] | None = None,
         muted: bool | None = None,
         archived: bool | None = None,
+        pinned: bool | None = None,
     ) -> Conversation:
         """See ``Store.update_conversation``."""
         state = self._live()
@@ -43,6 +44,8 @@ class ExpiryDicts(MessageDicts):
             found.muted = muted
         if archived is not None:
             found.archived = archived
+        if pinned is not None and pinned != (found.pinned_at_ms is not None):
+            found.pinned_at_ms = at_ms if pinned else None  # pinned again: its place kept
         return found.public(conversation_id)
 
     def expire_messages(self, now_ms: int, limit: int) -> list[StoredMessage]:

@@ -223,10 +223,16 @@ class MessageDicts(Dicts):
         return MessagePage(page, page[-1].seq if start > 0 else None)
 
     def list_conversations(self) -> list[Conversation]:
-        """Most recent first (by ``last_message_at_ms``, then by newest message)."""
+        """Pinned first (the latest pinned on top), then most recent first (by
+        ``last_message_at_ms``, then by newest message)."""
         items = sorted(
             self._live().conversations.items(),
-            key=lambda item: (item[1].last_message_at_ms, item[1].last_seq),
+            key=lambda item: (
+                item[1].pinned_at_ms is not None,
+                item[1].pinned_at_ms or 0,
+                item[1].last_message_at_ms,
+                item[1].last_seq,
+            ),
             reverse=True,
         )
         return [conversation.public(cid) for cid, conversation in items]

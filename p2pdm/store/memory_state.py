@@ -63,6 +63,7 @@ class ConversationState:
     timer_set_at_ms: int = 0
     muted: bool = False
     archived: bool = False
+    pinned_at_ms: int | None = None
 
     def public(self, conversation_id: bytes) -> Conversation:
         return Conversation(
@@ -74,6 +75,7 @@ class ConversationState:
             self.timer_s,
             self.muted,
             self.archived,
+            self.pinned_at_ms,
         )
 
 

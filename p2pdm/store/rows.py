@@ -58,4 +58,5 @@ def conversation_with(
         timer_s=c.timer_s,
         muted=c.muted,
         archived=c.archived,
+        pinned_at_ms=c.pinned_at_ms,
     )

@@ -575,6 +575,16 @@ def _migration_first_status(db: sqlite3.Connection) -> bool:
     return False
 
 
+def _migration_pinned(db: sqlite3.Connection) -> bool:
+    """Conversations pinned to the top of the list: ``pinned_at_ms``, when (the
+    latest pinned on top; added once: migrations may run again); removes no
+    secrets."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
+    if "pinned_at_ms" not in columns:
+        db.execute("ALTER TABLE conversations ADD COLUMN pinned_at_ms INTEGER")
+    return False
+
+
 #: An SQL script, or a function that returns True when it removed secrets.
 Migration = str | Callable[[sqlite3.Connection], bool]
 
@@ -604,6 +614,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _migration_withdraw,
     _MIGRATION_KEY_WAITS,
     _migration_first_status,
+    _migration_pinned,
 )
 
 #: The schema version this code writes.

@@ -26,7 +26,7 @@ from p2pdm.store.base import SearchHit, is_unread
 from p2pdm.store.search_text import phrase_query
 from p2pdm.store.sqlite_actions import erase_body
 from p2pdm.store.sqlite_api import counter, insert_event
-from p2pdm.store.sqlite_messages import MessageTables
+from p2pdm.store.sqlite_messages import CONVERSATION_COLUMNS, MessageTables, conversation_row
 
 __all__ = ["ExpiryTables"]
 
@@ -48,13 +48,15 @@ class ExpiryTables(MessageTables):
         timer: tuple[int, int] | None = None,
         muted: bool | None = None,
         archived: bool | None = None,
+        pinned: bool | None = None,
     ) -> Conversation:
         """Change a conversation's settings, creating it (empty) if needed.
 
         ``timer`` is ``(timer_s, set_at_ms)``: applied only if ``set_at_ms``
         (the setter's clock) is newer than the setting's, or as new with a
         larger ``timer_s``, so the newest wins whatever order settings arrive
-        in. None leaves a setting as it is.
+        in. ``pinned`` pins it at ``at_ms`` (one pinned already keeps its
+        place) or unpins it. None leaves a setting as it is.
         """
         with self._writing("changing a conversation") as db:
             self._hot.conversations.pop(conversation_id, None)
@@ -75,22 +77,17 @@ class ExpiryTables(MessageTables):
                         f"UPDATE conversations SET {column} = ? WHERE id = ?",
                         (int(value), conversation_id),
                     )
+            if pinned is not None:
+                db.execute(
+                    "UPDATE conversations SET pinned_at_ms = ? WHERE id = ? "
+                    "AND (pinned_at_ms IS NULL) = ?",
+                    (at_ms if pinned else None, conversation_id, int(pinned)),
+                )
             row = db.execute(
-                "SELECT id, peer, last_message_at_ms, unread, request, timer_s, muted, archived "
-                "FROM conversations WHERE id = ?",
+                f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
                 (conversation_id,),
             ).fetchone()
-        cid, raw, last, unread, request, timer_s, is_muted, is_archived = row
-        return Conversation(
-            cid,
-            PeerId(raw),
-            last,
-            unread,
-            bool(request),
-            timer_s,
-            bool(is_muted),
-            bool(is_archived),
-        )
+        return conversation_row(row)
 
     def expire_messages(self, now_ms: int, limit: int) -> list[StoredMessage]:
         """Erase up to ``limit`` messages whose ``expires_at_ms`` is past: body,

@@ -53,7 +53,13 @@ from p2pdm.store.sqlite_api import counter, insert_event
 from p2pdm.store.sqlite_requests import request_usage, trim_requests
 from p2pdm.store.sqlite_tables import IN_CHUNK, NO_CURSOR, Tables
 
-__all__ = ["MESSAGE_COLUMNS", "MessageTables", "message_row"]
+__all__ = [
+    "CONVERSATION_COLUMNS",
+    "MESSAGE_COLUMNS",
+    "MessageTables",
+    "conversation_row",
+    "message_row",
+]
 
 _MESSAGE_COLUMNS: Final = (
     "seq, id, conversation_id, peer, direction, kind, body, sent_at_ms, stored_at_ms, "
@@ -61,15 +67,24 @@ _MESSAGE_COLUMNS: Final = (
 )
 
 
-_CONVERSATION_COLUMNS: Final = (
-    "id, peer, last_message_at_ms, unread, request, timer_s, muted, archived"
+CONVERSATION_COLUMNS: Final = (
+    "id, peer, last_message_at_ms, unread, request, timer_s, muted, archived, pinned_at_ms"
 )
 
 
-def _conversation(row: Any) -> Conversation:
-    cid, peer, last, unread, request, timer_s, muted, archived = row
+def conversation_row(row: Any) -> Conversation:
+    """A conversation from its ``CONVERSATION_COLUMNS``."""
+    cid, peer, last, unread, request, timer_s, muted, archived, pinned_at_ms = row
     return Conversation(
-        cid, PeerId(peer), last, unread, bool(request), timer_s, bool(muted), bool(archived)
+        cid,
+        PeerId(peer),
+        last,
+        unread,
+        bool(request),
+        timer_s,
+        bool(muted),
+        bool(archived),
+        pinned_at_ms,
     )
 
 
@@ -530,13 +545,14 @@ class MessageTables(Tables):
         return MessagePage(page, page[-1].seq if len(rows) > size else None)
 
     def list_conversations(self) -> list[Conversation]:
-        """Most recent first (by ``last_message_at_ms``, then by newest message)."""
+        """Pinned first (the latest pinned on top), then most recent first (by
+        ``last_message_at_ms``, then by newest message)."""
         with self._reading("listing conversations") as db:
             rows = db.execute(
-                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations "
-                "ORDER BY last_message_at_ms DESC, last_seq DESC"
+                f"SELECT {CONVERSATION_COLUMNS} FROM conversations ORDER BY "
+                "pinned_at_ms IS NULL, pinned_at_ms DESC, last_message_at_ms DESC, last_seq DESC"
             ).fetchall()
-        return [_conversation(row) for row in rows]
+        return [conversation_row(row) for row in rows]
 
     def get_conversation(self, conversation_id: bytes) -> Conversation | None:
         """The conversation, or None; read once until a write changes it (every
@@ -546,10 +562,10 @@ class MessageTables(Tables):
             return cast("Conversation | None", found)
         with self._reading("reading a conversation") as db:
             row = db.execute(
-                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
+                f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
                 (conversation_id,),
             ).fetchone()
-            found = None if row is None else _conversation(row)
+            found = None if row is None else conversation_row(row)
             self._hot.remember_conversation(conversation_id, found)  # frozen
         return found
 

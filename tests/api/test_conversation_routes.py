@@ -1,12 +1,15 @@
-"""PATCH /v1/conversations/{id} (timer, muted, archived) and GET /v1/search,
+"""PATCH /v1/conversations/{id} (timer, muted, archived, pinned) and GET /v1/search,
 checked against the served document."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
+from p2pdm.core.identity import Identity
+from p2pdm.limits import MAX_PINNED_CONVERSATIONS
 from tests.api.conftest import as_token, assert_error, check_documented, make_token
 from tests.conftest import Api, deliver
 
@@ -110,3 +113,30 @@ async def test_typing_without_a_connection_says_why_and_keeps_nothing(alice: Api
     await check_documented(alice, response, "POST", "/v1/conversations/{conversation}/typing")
     assert response.json() == {"sent": False, "reason": "not connected to the peer now"}
     assert alice.node.store.outbox_count() == 0
+
+
+async def test_pinned_conversations_lead_the_list_up_to_the_limit(alice: Api, bob: Api) -> None:
+    befriend(alice, bob)
+    others = [str(Identity(os.urandom(32)).peer_id) for _ in range(MAX_PINNED_CONVERSATIONS)]
+    for n, peer in enumerate(others):
+        added = await alice.call("POST", "/v1/contacts", json={"peer_id": peer, "name": f"c{n}"})
+        assert added.status_code == 201, added.text
+    await alice.call("POST", "/v1/messages", json={"to": "bob", "text": "newest"})
+    pinned = await patch(alice, "c0", {"pinned": True})
+    assert pinned["pinned"] is True
+    listed = (await alice.call("GET", "/v1/conversations")).json()["conversations"]
+    assert [(c["name"], c["pinned"]) for c in listed] == [("c0", True), ("bob", False)]
+    for n in range(1, MAX_PINNED_CONVERSATIONS):
+        await patch(alice, f"c{n}", {"pinned": True})
+    # One more is refused and changes nothing; pinning a pinned one again is fine.
+    refused = await alice.call("PATCH", "/v1/conversations/bob", json={"pinned": True})
+    assert_error(refused, 422, "action_refused")
+    assert f"at most {MAX_PINNED_CONVERSATIONS} chats" in refused.json()["error"]["message"]
+    assert (await patch(alice, "c0", {"pinned": True}))["pinned"] is True
+    listed = (await alice.call("GET", "/v1/conversations")).json()["conversations"]
+    assert [c["name"] for c in listed] == [f"c{n}" for n in reversed(range(5))] + ["bob"]
+    await patch(alice, "c2", {"pinned": False})
+    assert (await patch(alice, "bob", {"pinned": True}))["pinned"] is True
+    listed = (await alice.call("GET", "/v1/conversations")).json()["conversations"]
+    assert [c["name"] for c in listed][:2] == ["bob", "c4"] and listed[-1]["name"] == "c2"
+    assert_error(await alice.call("PATCH", "/v1/conversations/bob", json={"pinned": None}), 400)

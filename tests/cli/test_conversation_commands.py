@@ -1,4 +1,4 @@
-"""`p2pdm timer`, `mute`, `archive` and `search` against running nodes."""
+"""`p2pdm timer`, `mute`, `archive`, `pin` and `search` against running nodes."""
 
 from __future__ import annotations
 
@@ -49,6 +49,18 @@ async def test_timer_mute_archive_and_search(
         assert (code, err) == (0, "") and "alice moved back from the archive." in out
         code, out, err = await cli(capsys, *b, "inbox")
         assert "(archived)" not in out
+        code, out, err = await cli(capsys, *b, "pin", "alice")
+        assert (code, err, out.strip()) == (
+            0,
+            "",
+            "Conversation with alice pinned to the top of the list.",
+        )
+        code, out, err = await cli(capsys, *b, "inbox")
+        assert "alice (pinned)" in out
+        code, out, err = await cli(capsys, *b, "pin", "alice", "--off")
+        assert (code, err, out.strip()) == (0, "", "Conversation with alice unpinned.")
+        code, out, err = await cli(capsys, *b, "inbox")
+        assert "(pinned)" not in out
 
         code, out, err = await cli(capsys, *a, "timer", "bob", "2d")
         assert code == 2 and "give one of off, 5m, 1h, 1d, 7d" in err

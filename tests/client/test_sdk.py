@@ -298,8 +298,12 @@ async def test_message_actions_and_conversation_settings_through_the_sdk(alice: 
         with pytest.raises(APIError) as missing:
             await node.message(reply["id"])
         assert missing.value.status == 404
-        settings = await node.update_conversation("bob", timer_s=300, muted=True, archived=True)
+        settings = await node.update_conversation(
+            "bob", timer_s=300, muted=True, archived=True, pinned=True
+        )
         assert (settings["timer_s"], settings["muted"], settings["archived"]) == (300, True, True)
+        assert settings["pinned"] is True
+        assert [c["pinned"] for c in await node.conversations()] == [True]
         assert (await node.typing("bob"))["sent"] is False  # bob's node is not connected
         blocked = await node.block("bob")
         assert [b["peer_id"] for b in await node.blocked()] == [blocked["peer_id"]]

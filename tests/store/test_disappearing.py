@@ -14,13 +14,20 @@ import pytest
 
 from p2pdm.core import cbor
 from p2pdm.core.actions import Action, HeldAction
+from p2pdm.core.identity import PeerId
 from p2pdm.core.kinds import EditBody, TextBody, encode_body
-from p2pdm.core.model import DeliveryStatus, Direction, EventType, StoredMessage
+from p2pdm.core.model import (
+    DeliveryStatus,
+    Direction,
+    EventType,
+    StoredMessage,
+    direct_conversation_id,
+)
 from p2pdm.errors import SchemaError
 from p2pdm.store import MemoryStore, SQLiteStore, Store, schema
 from p2pdm.store.search_text import search_terms
 from tests.store.conftest import ALICE, BOB, receive
-from tests.store.test_contract import WITH_ALICE, WITH_BOB, mid, msg, outbox_item
+from tests.store.test_contract import ME, WITH_ALICE, WITH_BOB, mid, msg, outbox_item
 
 SECRET = "zebracorn"
 
@@ -179,6 +186,23 @@ def test_conversation_settings_and_the_newest_timer_wins(store: Store) -> None:
     after = store.update_conversation(WITH_BOB, BOB, 9, timer=(0, 201))
     assert store.get_conversation(WITH_BOB) == after
     assert {c.id for c in store.list_conversations()} == {WITH_BOB, WITH_ALICE}
+
+
+def test_pinned_conversations_come_first_the_latest_pinned_on_top(store: Store) -> None:
+    carol = PeerId.from_public_key(b"\x09" * 32)
+    with_carol = direct_conversation_id(ME, carol)
+    for at, (cid, peer) in enumerate(((WITH_BOB, BOB), (WITH_ALICE, ALICE), (with_carol, carol))):
+        store.update_conversation(cid, peer, 100 + at)
+    assert [c.id for c in store.list_conversations()] == [with_carol, WITH_ALICE, WITH_BOB]
+    pinned = store.update_conversation(WITH_BOB, BOB, 500, pinned=True)
+    assert pinned.pinned_at_ms == 500 and store.get_conversation(WITH_BOB) == pinned
+    store.update_conversation(WITH_ALICE, ALICE, 600, pinned=True)
+    assert [c.id for c in store.list_conversations()] == [WITH_ALICE, WITH_BOB, with_carol]
+    # Pinned again, it keeps its place; unpinned, it goes back by its last message.
+    assert store.update_conversation(WITH_BOB, BOB, 700, pinned=True).pinned_at_ms == 500
+    assert store.update_conversation(WITH_ALICE, ALICE, 800, pinned=False).pinned_at_ms is None
+    assert [c.id for c in store.list_conversations()] == [WITH_BOB, with_carol, WITH_ALICE]
+    assert store.update_conversation(WITH_BOB, BOB, 900, muted=True).pinned_at_ms == 500
 
 
 def test_secure_delete_is_on_in_plain_and_encrypted_stores(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ conversations = st.builds(
     timer_s=st.integers(0, 10**6),
     muted=st.booleans(),
     archived=st.booleans(),
+    pinned_at_ms=st.none() | st.integers(0, 2**40),
 )
 
 
@@ -92,6 +93,7 @@ def test_the_copies_know_every_field_of_the_records() -> None:
         "timer_s",
         "muted",
         "archived",
+        "pinned_at_ms",
     ]
 
 

@@ -2,7 +2,8 @@
 message, reacts, edits and unsends from her page; Bob's page shows the quote,
 the reaction, "edited" and "unsent a message" live. Then delete for me and
 delete conversation, which stay on the device that did them; and a photo
-forwarded to a third node from the "Forward to…" dialog; web addresses as links."""
+forwarded to a third node from the "Forward to…" dialog; web addresses as links;
+a chat pinned on top."""
 
 from __future__ import annotations
 
@@ -206,3 +207,15 @@ def test_a_photo_is_forwarded_to_another_contact_from_the_dialog(
         lambda d: any("Carol" in e.text for e in all_css(d, "a.conversation")),
         "the chat with Carol in Alice's list",
     )
+
+    # Bob's chat is the newest; Carol's, pinned from its header, leads the list.
+    def names(d: Any) -> list[str]:
+        return [e.text for e in all_css(d, "a.conversation .name")]
+
+    wait_for(page, lambda d: names(d) == ["Bob", "Carol"], "Bob's chat first")
+    page.get(f"{pair.alice_base}#/c/{carol.client.node()['peer_id']}")
+    click(page, "#pin-toggle", "Pin")
+    wait_for(page, lambda d: names(d) == ["Carol", "Bob"], "Carol's chat pinned on top")
+    assert all_css(page, "a.conversation .flag.pinned")
+    assert by_css(page, "#pin-toggle").get_attribute("aria-pressed") == "true"
+    assert [c["pinned"] for c in alice.client.conversations()] == [True, False]

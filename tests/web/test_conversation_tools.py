@@ -81,10 +81,10 @@ def test_typing_timer_mute_archive_and_search(pair: Pair) -> None:
     wait_for(alice_page, lambda d: all_css(d, "a.conversation:not(.result)"), "the list")
 
     # Mute, then archive: the conversation leaves the list until archived ones show.
-    click(alice_page, ".conv-controls button[aria-pressed]", "Mute")
+    click(alice_page, "#mute-toggle", "Mute")
     wait_for(alice_page, lambda d: all_css(d, "a.conversation .flag.muted"), "muted")
     assert alice.client.conversations()[0]["muted"] is True
-    click(alice_page, ".conv-controls button[aria-pressed]:nth-of-type(2)", "Archive")
+    click(alice_page, "#archive-toggle", "Archive")
     wait_for(alice_page, lambda d: not all_css(d, "a.conversation"), "archived away")
     click(alice_page, ".archived-toggle input", "Show archived")
     wait_for(alice_page, lambda d: all_css(d, "a.conversation .flag.archived"), "archived shown")

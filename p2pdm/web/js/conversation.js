@@ -87,8 +87,9 @@ function header(title, conversation) {
   const controls = [];
   if (has("PATCH", "/v1/conversations/{conversation}")) {
     controls.push(
-      toggle("Mute", "muted", conversation),
-      toggle("Archive", "archived", conversation),
+      accepts("ConversationPatch", "pinned") ? toggle("Pin", "pinned", conversation, "pin") : null,
+      toggle("Mute", "muted", conversation, "mute"),
+      toggle("Archive", "archived", conversation, "archive"),
       h("label.timer", {}, "Disappearing ",
         h("select", { id: "timer-select", onchange: (e) => setTimer(Number(e.target.value)) },
           TIMERS.map(([s, label]) => h("option", { value: String(s), selected: Number((view.group ? view.group.timer_s : conversation && conversation.timer_s) || 0) === s }, label)))));
@@ -119,10 +120,10 @@ function moreButton() {
   }, "⋯");
 }
 
-function toggle(label, field, conversation) {
+function toggle(label, field, conversation, id = null) {
   const on = Boolean(conversation && conversation[field]);
   return h("button", {
-    type: "button", "aria-pressed": on ? "true" : "false",
+    type: "button", "aria-pressed": on ? "true" : "false", id: id ? `${id}-toggle` : null,
     onclick: async (e) => {
       const button = e.currentTarget; // null once the handler awaits
       try {

@@ -10,6 +10,8 @@ let sidebarEl = null;
 let selected = null;
 let query = "";
 let showArchived = false;
+/** How the list marks a conversation's settings. */
+const FLAG_ICONS = { pinned: "📌", muted: "🔕", archived: "🗄" };
 let results = null; // search results (messages), or null
 
 subscribe((what) => {
@@ -53,8 +55,12 @@ function drawList() {
     return;
   }
   const needle = query.trim().toLowerCase();
+  // Pinned first, in the node's order (the latest pinned on top); then the
+  // others by their last message.
+  const order = new Map(state.conversations.map((c, i) => [c.id, i]));
   const all = [...state.conversations, ...quietGroups(state.conversations)]
-    .sort((a, b) => b.last_message_at_ms - a.last_message_at_ms);
+    .sort((a, b) => (Number(Boolean(b.pinned)) - Number(Boolean(a.pinned)))
+      || (a.pinned && b.pinned ? order.get(a.id) - order.get(b.id) : b.last_message_at_ms - a.last_message_at_ms));
   const shown = all.filter((c) => !c.request
     && (showArchived || !c.archived)
     && (!needle || titleOf(c).toLowerCase().includes(needle)
@@ -81,7 +87,7 @@ function item(conversation) {
   const preview = state.previews.get(conversation.id);
   const name = titleOf(conversation);
   const group = groupOf(conversation);
-  const flags = [conversation.muted ? "muted" : null, conversation.archived ? "archived" : null].filter(Boolean);
+  const flags = [conversation.pinned ? "pinned" : null, conversation.muted ? "muted" : null, conversation.archived ? "archived" : null].filter(Boolean);
   const typing = (state.typing.get(conversation.id) || 0) > Date.now();
   // Not the open one's: its draft is in its composer.
   const draft = conversation.id === selected ? null : drafts.get(draftKey(conversation));
@@ -103,7 +109,7 @@ function item(conversation) {
       h("span.when", {}, when(conversation.last_message_at_ms)),
       h("span.preview", {}, typing ? "typing…" : draft ? [h("em.draft", {}, "Draft: "), draft] : previewLine(preview, group)),
       h("span.flags", {},
-        flags.map((f) => h(`span.flag.${f}`, { title: f }, h("span", { "aria-hidden": "true" }, f === "muted" ? "🔕" : "🗄"), h("span.sr-only", {}, `, ${f}`))),
+        flags.map((f) => h(`span.flag.${f}`, { title: f }, h("span", { "aria-hidden": "true" }, FLAG_ICONS[f]), h("span.sr-only", {}, `, ${f}`))),
         conversation.unread ? h("span.unread", {}, String(conversation.unread), h("span.sr-only", {}, " unread")) : null)));
 }
 
