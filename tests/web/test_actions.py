@@ -209,13 +209,13 @@ def test_a_photo_is_forwarded_to_another_contact_from_the_dialog(
     )
 
     # Bob's chat is the newest; Carol's, pinned from its header, leads the list.
-    def names(d: Any) -> list[str]:
+    def listed(d: Any) -> list[str]:
         return [e.text for e in all_css(d, "a.conversation .name")]
 
-    wait_for(page, lambda d: names(d) == ["Bob", "Carol"], "Bob's chat first")
+    wait_for(page, lambda d: listed(d) == ["Bob", "Carol"], "Bob's chat first")
     page.get(f"{pair.alice_base}#/c/{carol.client.node()['peer_id']}")
     click(page, "#pin-toggle", "Pin")
-    wait_for(page, lambda d: names(d) == ["Carol", "Bob"], "Carol's chat pinned on top")
+    wait_for(page, lambda d: listed(d) == ["Carol", "Bob"], "Carol's chat pinned on top")
     assert all_css(page, "a.conversation .flag.pinned")
     assert by_css(page, "#pin-toggle").get_attribute("aria-pressed") == "true"
     assert [c["pinned"] for c in alice.client.conversations()] == [True, False]
