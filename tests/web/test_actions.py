@@ -192,13 +192,19 @@ def test_a_photo_is_forwarded_to_another_contact_from_the_dialog(
     # Web addresses in a text are links (http and https only, without the
     # sentence's full stop); anything else stays text.
     bob.client.send("Alice", "Menu: https://example.org/menu_(2026). Not javascript:alert(1)")
-    wait_for(page, lambda d: message_item(d, "Menu:", "in") is not None, "the menu message")
-    links = message_item(page, "Menu:", "in").find_elements("css selector", ".bubble a")
-    assert [(a.get_attribute("href"), a.text) for a in links] == [
-        ("https://example.org/menu_(2026)", "https://example.org/menu_(2026)")
-    ]
-    assert links[0].get_attribute("rel") == "noopener noreferrer nofollow"
-    assert "(2026). Not javascript:alert(1)" in message_item(page, "Menu:", "in").text
+
+    def menu_message(d: Any) -> tuple[str, list[tuple[str, str, str]]] | None:
+        # (Read in one go: the list is redrawn as events arrive.)
+        item = message_item(d, "Menu:", "in")
+        if item is None:
+            return None
+        links = item.find_elements("css selector", ".bubble a")
+        return item.text, [(a.get_attribute("href"), a.text, a.get_attribute("rel")) for a in links]
+
+    text, links = wait_for(page, menu_message, "the menu message")
+    url = "https://example.org/menu_(2026)"
+    assert links == [(url, url, "noopener noreferrer nofollow")]
+    assert "(2026). Not javascript:alert(1)" in text
 
     # Nothing was sent to Bob, and Alice's list has the chat with Carol.
     assert len(bob.client.messages("Alice")["messages"]) == 2  # the photo, the menu

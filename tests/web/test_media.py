@@ -133,10 +133,19 @@ def test_a_voice_note_recorded_in_one_page_plays_in_the_other_through_a_redraw(
     assert 1500 <= item["duration_ms"] <= 6000, item
     assert item["waveform"] and max(item["waveform"]) > 0  # the beep is heard
     seconds = round(item["duration_ms"] / 1000)
-    assert by_css(bob_page, play).get_attribute("aria-label") == f"Play voice note, 0:{seconds:02d}"
-    bars = all_css(bob_page, "li.message.in .waveform .bar")
-    assert len(bars) == 32
-    assert len({bar.value_of_css_property("height") for bar in bars}) > 1  # drawn from levels
+    label = f"Play voice note, 0:{seconds:02d}"
+    wait_for(bob_page, lambda d: by_css(d, play).get_attribute("aria-label") == label, label)
+    # (Each read in one go, again if a redraw took the element away.)
+    heights = wait_for(
+        bob_page,
+        lambda d: [
+            bar.value_of_css_property("height")
+            for bar in all_css(d, "li.message.in .waveform .bar")
+        ],
+        "the waveform's bars",
+    )
+    assert len(heights) == 32
+    assert len(set(heights)) > 1  # drawn from the levels
     click(bob_page, play, "play")
     note = "li.message.in .media.voice[data-playing='true']"
     wait_for(bob_page, lambda d: all_css(d, note), "playing")
@@ -157,7 +166,11 @@ def test_a_voice_note_recorded_in_one_page_plays_in_the_other_through_a_redraw(
     screenshot(bob_page, "voice-phone")
     # It plays to its end, and the button offers to play it again.
     wait_for(bob_page, lambda d: not all_css(d, note), "the end of the voice note")
-    assert by_css(bob_page, play).get_attribute("aria-label").startswith("Play voice note")
+    wait_for(
+        bob_page,
+        lambda d: by_css(d, play).get_attribute("aria-label").startswith("Play voice note"),
+        "Play again",
+    )
 
     # A voice note that waits to be fetched says so and offers to fetch it.
     bob.client.update_settings({"media_auto_download_bytes": 0})
@@ -167,6 +180,10 @@ def test_a_voice_note_recorded_in_one_page_plays_in_the_other_through_a_redraw(
     waiting = "li.message.in .media.voice[data-state='pending']"
     wait_for(bob_page, lambda d: all_css(d, waiting), "a voice note waiting to be fetched")
     assert all_css(bob_page, f"{waiting} button.play[disabled]")
-    assert "not downloaded" in by_css(bob_page, f"{waiting} .file-state").text
+    wait_for(
+        bob_page,
+        lambda d: "not downloaded" in by_css(d, f"{waiting} .file-state").text,
+        "not downloaded",
+    )
     click(bob_page, f"{waiting} .file-state button", "Download")
     wait_for(bob_page, lambda d: len(all_css(d, play)) == 2, "the second voice note, fetched")
