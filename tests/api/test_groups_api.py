@@ -208,3 +208,32 @@ async def test_group_files_and_places_honour_idempotency_keys() -> None:
             refused = await a.call("POST", "/v1/messages", json=clash)
             assert refused.status_code == 422, refused.text
             assert refused.json()["error"]["code"] == "idempotency_key_reused"
+
+
+async def test_a_message_forwarded_to_a_group_reaches_its_members() -> None:
+    """Bob's text and a file of Alice's own, forwarded by Alice into a group,
+    arrive there as her messages."""
+    alice, bob = make_node("alice"), make_node("bob")
+    acquainted(alice, bob)
+    async with serving(alice) as a, serving(bob) as b:
+        made = await a.call("POST", "/v1/groups", json={"name": "news", "members": ["bob"]})
+        gid = made.json()["id"]
+        hers = await a.call("POST", "/v1/messages", json={"to": "bob", "text": "fresh bread"})
+        up = await a.call(
+            "POST", "/v1/media", content=b"menu", headers={"Content-Type": "text/plain"}
+        )
+        files = await a.call("POST", "/v1/messages", json={"to": "bob", "media": [up.json()["id"]]})
+        for original in (hers.json(), files.json()):
+            copy = await a.call(
+                "POST", f"/v1/messages/{original['id']}/forward", json={"to": "news"}
+            )
+            assert copy.status_code == 201, copy.text
+            assert copy.json()["group"] == gid
+        flush(alice, bob)
+        page = (await b.call("GET", f"/v1/conversations/{gid}/messages")).json()["messages"]
+        assert [(m["kind"], m["text"]) for m in page] == [
+            ("media", None),
+            ("text", "fresh bread"),
+            ("group_notice", None),
+        ]
+        assert page[0]["media"][0]["id"] == up.json()["id"]
