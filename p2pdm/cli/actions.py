@@ -1,7 +1,7 @@
 """The message-action commands: react, reply, forward, edit, unsend, delete.
 
 How this works: like :mod:`p2pdm.cli.chat`, each is a client of the running
-node's local API; message ids are the 32 hex characters `p2pdm read --json`
+node's local API; message ids are the 32 hex characters `p2pdm read --ids`
 and `p2pdm send` print.
 """
 

@@ -393,6 +393,11 @@ def read_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"how many recent messages (default {DEFAULT_READ_LIMIT}, at most {MAX_PAGE_SIZE})",
     )
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
+    parser.add_argument(
+        "--ids",
+        action="store_true",
+        help="begin each message with its id (for reply, react, forward, edit, unsend)",
+    )
 
 
 def _find_conversation(node: Client, who: str) -> tuple[str, str]:
@@ -573,6 +578,8 @@ def read(args: argparse.Namespace, home: Home, out: TextIO) -> int:
             text = _decorated(m, text)
         first, *rest = safe_text(text, multiline=True).split("\n")
         prefix = f"{_when(m['stored_at_ms'])}  {who}{' ' * (who_width - cell_len(who))}  "
+        if args.ids:
+            prefix = f"{m['id']}  {prefix}"
         print(f"{prefix}{first}{_sent_note(m)}{status}", file=out)
         for line in [*rest, *attached]:  # lined up under the text
             print(" " * cell_len(prefix) + line, file=out)

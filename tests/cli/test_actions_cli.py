@@ -51,8 +51,11 @@ async def test_actions_from_the_command_line(
         copy = out.split(" as ")[1].split(":")[0]
         assert copy != answer and bob.node.message(copy)[0].direction.value == "out"
         deliver(bob.node, alice.node)
-        code, out, err = await cli(capsys, *a, "read", "bob")
+        code, out, err = await cli(capsys, *a, "read", "bob", "--ids")
         assert out.count("yes please") == 2 and out.count("> lunch at one?") == 1
+        # --ids begins each message with its id, as the actions take it.
+        starts = [line.split()[0] for line in out.splitlines() if not line.startswith(" ")]
+        assert starts == [first, answer, copy]
         code, out, err = await cli(capsys, *b, "forward", answer, "nobody")
         assert code == 1
         assert_one_error_line(err, "nobody")
