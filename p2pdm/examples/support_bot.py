@@ -7,6 +7,11 @@ Without a match it tells the customer that a person will reply, sets the
 conversation aside and leaves it unread for the shop's staff; it answers
 nothing more there until the staff hand it back with ``--release PEER``.
 
+With ``--notify CONTACT`` (a staff member's node, or a staff group, known
+to this node) each hand-over is also told there, naming the customer and
+quoting the question, so a person knows to open the shop's node; what the
+staff write to the shop, and any group chat, get no answer from the bot.
+
 The FAQ is a TOML file (``--faq FILE``) of ``[[entry]]`` tables with
 ``keywords`` (a list) and ``answer``; without one, a small built-in FAQ.
 """
@@ -29,6 +34,8 @@ from p2pdm.examples.common import BotState, add_common_arguments, connect, start
 __all__ = ["DEFAULT_FAQ", "HANDOVER_REPLY", "FaqEntry", "answer_for", "support"]
 
 HANDOVER_REPLY: Final = "Thanks! A person from our team will get back to you soon."
+#: Most characters of the question quoted to the staff.
+QUOTED_CHARS: Final = 200
 #: A FAQ file bigger than this is a mistake.
 MAX_FAQ_BYTES: Final = 256 << 10
 
@@ -64,13 +71,47 @@ def answer_for(text: str, faq: tuple[FaqEntry, ...]) -> str | None:
     return None
 
 
+def handover_note(who: str, text: str) -> str:
+    """What the staff are told of a question the bot handed over."""
+    quoted = text if len(text) <= QUOTED_CHARS else text[: QUOTED_CHARS - 1] + "…"
+    return f"{who} needs a person: “{quoted}” (answer from the shop's node)"
+
+
+@dataclass(frozen=True)
+class Staff:
+    """Where hand-overs are told (``--notify``), and whom the bot leaves alone there."""
+
+    notify: str
+    #: The staff contact's PeerID (None for a group, whose chat the bot skips anyway).
+    peer: str | None
+
+
+async def find_staff(node: AsyncClient, notify: str) -> Staff:
+    """``--notify``'s contact (name or PeerID) or group; SystemExit with one line if none."""
+    for contact in await node.contacts():
+        if notify in (contact["peer_id"], contact["name"]) or (
+            (contact["name"] or "").lower() == notify.lower()
+        ):
+            return Staff(contact["peer_id"], contact["peer_id"])
+    for group in await node.groups():
+        if notify in (group["id"], group["name"]) and group["state"] == "active":
+            return Staff(group["id"], None)
+    raise SystemExit(f"support-bot: --notify {notify!r}: no contact or group of that name here")
+
+
 async def handle(
-    node: AsyncClient, event: Event, state: BotState, faq: tuple[FaqEntry, ...]
+    node: AsyncClient,
+    event: Event,
+    state: BotState,
+    faq: tuple[FaqEntry, ...],
+    staff: Staff | None = None,
 ) -> None:
     message = event["message"]
-    if message is None or not message["text"]:
-        return
+    if message is None or not message["text"] or message.get("group"):
+        return  # customers write one to one; a group chat is not theirs
     peer = message["peer"]
+    if staff is not None and peer == staff.peer:
+        return  # the staff, not a customer
     set_aside: list[str] = state.notes.setdefault("set_aside", [])
     if peer in set_aside:
         return  # a person is handling this conversation
@@ -78,16 +119,23 @@ async def handle(
     key = f"support-{event['id']}"
     if answer is None:
         await node.send(peer, HANDOVER_REPLY, idempotency_key=key)
+        if staff is not None:
+            names = {c["peer_id"]: c["name"] for c in await node.contacts()}
+            who = f"{names[peer]} ({peer})" if names.get(peer) else peer
+            note = handover_note(who, message["text"])
+            await node.send(staff.notify, note, idempotency_key=f"support-notify-{event['id']}")
         set_aside.append(peer)
         return
     await node.send(peer, answer, idempotency_key=key)
     await node.mark_read(peer)
 
 
-async def support(node: AsyncClient, state: BotState, faq: tuple[FaqEntry, ...]) -> None:
+async def support(
+    node: AsyncClient, state: BotState, faq: tuple[FaqEntry, ...], staff: Staff | None = None
+) -> None:
     events = node.events(since=state.cursor, types=["message.received"])
     async for event in events:
-        await handle(node, event, state, faq)
+        await handle(node, event, state, faq, staff)
         state.cursor = events.cursor
         state.save()
 
@@ -102,14 +150,20 @@ async def main(args: argparse.Namespace) -> None:
         return
     faq = load_faq(Path(args.faq)) if args.faq else DEFAULT_FAQ
     async with connect(args) as node:
+        staff = await find_staff(node, args.notify) if args.notify else None
         await start("support-bot", node, state, from_start=args.from_start)
-        await support(node, state, faq)
+        await support(node, state, faq, staff)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="support-bot", description=__doc__.splitlines()[0])
     add_common_arguments(parser, "support-bot.json")
     parser.add_argument("--faq", help="a TOML file of [[entry]] keywords = [...], answer = '...'")
+    parser.add_argument(
+        "--notify",
+        metavar="CONTACT",
+        help="tell this contact or group of each conversation handed to a person",
+    )
     parser.add_argument(
         "--release",
         action="append",

@@ -11,7 +11,14 @@ from p2pdm.client import AsyncClient
 from p2pdm.examples import echo_bot, support_bot
 from p2pdm.examples.common import BotState
 from p2pdm.examples.echo_bot import echo
-from p2pdm.examples.support_bot import DEFAULT_FAQ, HANDOVER_REPLY, answer_for, support
+from p2pdm.examples.support_bot import (
+    DEFAULT_FAQ,
+    HANDOVER_REPLY,
+    answer_for,
+    find_staff,
+    handover_note,
+    support,
+)
 from p2pdm.node.tokens import create_token
 from tests.conftest import Peer, node
 
@@ -150,3 +157,35 @@ async def test_support_bot_answers_faq_and_hands_the_rest_to_a_person(tmp_path: 
         assert len(await texts_from(ann, shop)) == 2
         assert shop.running.node.store.counts()["unread"] == 2
         assert BotState.load(state_path).notes["set_aside"] == [ann.id]
+
+
+async def test_support_bot_tells_the_staff_of_a_hand_over_and_leaves_them_alone(
+    tmp_path: Path,
+) -> None:
+    async with (
+        node(tmp_path, "shop") as shop,
+        node(tmp_path, "ann", shop.running) as ann,
+        node(tmp_path, "sam", shop.running) as sam,
+    ):
+        await befriend(shop, ann)
+        await befriend(shop, sam)
+        async with AsyncClient.for_home(shop.home) as client, trio.open_nursery() as nursery:
+            staff = await find_staff(client, "SAM")  # a contact's name, any case
+            assert (staff.notify, staff.peer) == (sam.id, sam.id)
+            with pytest.raises(SystemExit, match="--notify 'zed': no contact or group"):
+                await find_staff(client, "zed")
+            state = BotState.load(tmp_path / "support.json")
+            nursery.start_soon(support, client, state, DEFAULT_FAQ, staff)
+            await ann.call("POST", "/v1/messages", json={"to": "shop", "text": "my parcel broke"})
+            assert (await wait_for_texts(ann, shop, 1)) == [HANDOVER_REPLY]
+            told = await wait_for_texts(sam, shop, 1)
+            assert told == [handover_note(f"ann ({ann.id})", "my parcel broke")]
+            # Sam writes to the shop: no FAQ answer, no hand-over of Sam himself.
+            await sam.call("POST", "/v1/messages", json={"to": "shop", "text": "on it, hours?"})
+            await received(shop, 4)  # Ann's, the reply, the note, Sam's
+            await trio.sleep(0.5)
+            nursery.cancel_scope.cancel()
+        assert len(await texts_from(sam, shop)) == 1
+        assert BotState.load(tmp_path / "support.json").notes["set_aside"] == [ann.id]
+    long = handover_note("ann", "x" * 500)
+    assert len(long) < 300 and "x" * 199 + "…" in long
