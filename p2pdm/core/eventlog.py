@@ -19,6 +19,7 @@ from __future__ import annotations
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import (
     Contact,
+    Conversation,
     DeliveryStatus,
     Direction,
     EventType,
@@ -33,6 +34,7 @@ __all__ = [
     "expired_event",
     "live_location_event",
     "received_events",
+    "settings_event",
     "status_event",
     "timer_event",
     "typing_event",
@@ -82,6 +84,30 @@ def timer_event(notice: StoredMessage, timer_s: int) -> LogEvent:
         notice.id,
         detail=str(timer_s),
         conversation_id=notice.conversation_id,
+    )
+
+
+def settings_event(before: Conversation, after: Conversation, at_ms: int) -> LogEvent | None:
+    """The ``conversation.changed`` entry of the user's change of a conversation's
+    mute, archive or pin (``detail``: the settings that changed, comma-separated,
+    e.g. ``"muted,pinned"``); None if none changed."""
+    changed = [
+        name
+        for name, was, now in (
+            ("muted", before.muted, after.muted),
+            ("archived", before.archived, after.archived),
+            ("pinned", before.pinned_at_ms is not None, after.pinned_at_ms is not None),
+        )
+        if was != now
+    ]
+    if not changed:
+        return None
+    return LogEvent(
+        EventType.CONVERSATION_CHANGED,
+        at_ms,
+        after.peer,
+        detail=",".join(changed),
+        conversation_id=after.id,
     )
 
 

@@ -243,6 +243,8 @@ class EventType(StrEnum):
     MESSAGE_UNSENT = "message.unsent"  # the author removed a message for everyone
     MESSAGE_EXPIRED = "message.expired"  # a disappearing message's timer ran out: erased
     CONVERSATION_TIMER = "conversation.timer"  # a disappearing-messages timer was set
+    # The user muted, archived or pinned a conversation, or undid it (detail: which)
+    CONVERSATION_CHANGED = "conversation.changed"
     TYPING = "typing"  # a contact is typing (lapses after TYPING_LAPSE_S)
     CONTACT_BLOCKED = "contact.blocked"  # the user blocked a peer
     CONTACT_UNBLOCKED = "contact.unblocked"  # the user unblocked a peer

@@ -3,7 +3,7 @@ search: the same rules as :mod:`p2pdm.store.sqlite_expiry`, over dicts."""
 
 from __future__ import annotations
 
-from p2pdm.core.eventlog import expired_event
+from p2pdm.core.eventlog import expired_event, settings_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import Conversation, StoredMessage
 from p2pdm.store.base import SearchHit, is_unread
@@ -37,6 +37,7 @@ class ExpiryDicts(MessageDicts):
         found = state.conversations.setdefault(
             conversation_id, ConversationState(peer, at_ms, 0, 0, False)
         )
+        before = found.public(conversation_id)
         # Newest wins; at the same time the larger timer, so every order ends the same.
         if timer is not None and (found.timer_set_at_ms, found.timer_s) < timer[::-1]:
             found.timer_s, found.timer_set_at_ms = timer
@@ -46,7 +47,11 @@ class ExpiryDicts(MessageDicts):
             found.archived = archived
         if pinned is not None and pinned != (found.pinned_at_ms is not None):
             found.pinned_at_ms = at_ms if pinned else None  # pinned again: its place kept
-        return found.public(conversation_id)
+        after = found.public(conversation_id)
+        event = settings_event(before, after, at_ms)
+        if event is not None:
+            self._log(event)
+        return after
 
     def expire_messages(self, now_ms: int, limit: int) -> list[StoredMessage]:
         """See ``Store.expire_messages``."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from p2pdm.core.eventlog import expired_event
+from p2pdm.core.eventlog import expired_event, settings_event
 from p2pdm.core.identity import PeerId
 from p2pdm.core.model import Conversation, StoredMessage
 from p2pdm.store.base import SearchHit, is_unread
@@ -65,6 +65,8 @@ class ExpiryTables(MessageTables):
                 "VALUES (?, ?, ?, 0) ON CONFLICT (id) DO NOTHING",
                 (conversation_id, peer.raw, at_ms),
             )
+            select = f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?"
+            before = conversation_row(db.execute(select, (conversation_id,)).fetchone())
             if timer is not None:
                 db.execute(
                     "UPDATE conversations SET timer_s = ?, timer_set_at_ms = ? WHERE id = ? "
@@ -83,11 +85,13 @@ class ExpiryTables(MessageTables):
                     "AND (pinned_at_ms IS NULL) = ?",
                     (at_ms if pinned else None, conversation_id, int(pinned)),
                 )
-            row = db.execute(
-                f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
-                (conversation_id,),
-            ).fetchone()
-        return conversation_row(row)
+            after = conversation_row(db.execute(select, (conversation_id,)).fetchone())
+            event = settings_event(before, after, at_ms)
+            if event is not None:
+                insert_event(db, self._event_caps, event, self._hot)
+        if event is not None:
+            self._notify()
+        return after
 
     def expire_messages(self, now_ms: int, limit: int) -> list[StoredMessage]:
         """Erase up to ``limit`` messages whose ``expires_at_ms`` is past: body,

@@ -140,3 +140,10 @@ async def test_pinned_conversations_lead_the_list_up_to_the_limit(alice: Api, bo
     listed = (await alice.call("GET", "/v1/conversations")).json()["conversations"]
     assert [c["name"] for c in listed][:2] == ["bob", "c4"] and listed[-1]["name"] == "c2"
     assert_error(await alice.call("PATCH", "/v1/conversations/bob", json={"pinned": None}), 400)
+    # Each change is an event, for the node's other pages and bots (pinning c0
+    # again changed nothing: no event).
+    polled = (
+        await alice.call("GET", "/v1/events/poll", params={"types": "conversation.changed"})
+    ).json()["events"]
+    assert [e["detail"] for e in polled] == ["pinned"] * 7
+    assert polled[-1]["conversation_id"] == listed[0]["id"]

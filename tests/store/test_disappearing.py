@@ -203,6 +203,20 @@ def test_pinned_conversations_come_first_the_latest_pinned_on_top(store: Store) 
     assert store.update_conversation(WITH_ALICE, ALICE, 800, pinned=False).pinned_at_ms is None
     assert [c.id for c in store.list_conversations()] == [WITH_BOB, with_carol, WITH_ALICE]
     assert store.update_conversation(WITH_BOB, BOB, 900, muted=True).pinned_at_ms == 500
+    # Each change of a setting is a `conversation.changed` event naming what changed;
+    # a setting given as it was is none.
+    changed = [e for e in store.events(0, 100) if e.type is EventType.CONVERSATION_CHANGED]
+    assert [(e.conversation_id, e.detail, e.at_ms) for e in changed] == [
+        (WITH_BOB, "pinned", 500),
+        (WITH_ALICE, "pinned", 600),
+        (WITH_ALICE, "pinned", 800),
+        (WITH_BOB, "muted", 900),
+    ]
+    assert changed[0].peer == BOB
+    store.update_conversation(WITH_BOB, BOB, 950, muted=True, archived=False, pinned=True)
+    store.update_conversation(WITH_BOB, BOB, 960, archived=True, pinned=False)
+    after = [e for e in store.events(0, 100) if e.type is EventType.CONVERSATION_CHANGED]
+    assert [e.detail for e in after[len(changed) :]] == ["archived,pinned"]
 
 
 def test_secure_delete_is_on_in_plain_and_encrypted_stores(tmp_path: Path) -> None:

@@ -225,3 +225,11 @@ def test_a_photo_is_forwarded_to_another_contact_from_the_dialog(
     assert all_css(page, "a.conversation .flag.pinned")
     assert by_css(page, "#pin-toggle").get_attribute("aria-pressed") == "true"
     assert [c["pinned"] for c in alice.client.conversations()] == [True, False]
+    # Unpinned elsewhere (the command line, a bot): the page follows, live.
+    alice.client.update_conversation("Carol", pinned=False)
+    wait_for(page, lambda d: listed(d) == ["Bob", "Carol"], "Carol's chat back in its place")
+    wait_for(
+        page,
+        lambda d: by_css(d, "#pin-toggle").get_attribute("aria-pressed") == "false",
+        "the header's Pin following",
+    )

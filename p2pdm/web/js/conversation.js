@@ -422,6 +422,14 @@ export function onConversationEvent(event) {
     message.status_detail = event.detail || "";
     putMessage(message);
     if (event.status === "read" || event.status === "delivered") announce(`Message ${event.status}`);
+  } else if (event.type === "conversation.changed") {
+    // Muted, archived or pinned elsewhere (another page, the command line, a bot):
+    // main.js reloaded the list; the header's switches follow it.
+    const now = conversationById(view.id);
+    for (const [field, id] of [["muted", "mute"], ["archived", "archive"], ["pinned", "pin"]]) {
+      const button = document.getElementById(`${id}-toggle`);
+      if (button && now) button.setAttribute("aria-pressed", now[field] ? "true" : "false");
+    }
   } else if (event.type === "conversation.timer") {
     loadConversations().then(() => { view.conversation = conversationById(view.id); showTimer(); });
     if (event.message_id) refreshMessage(event.message_id); // its notice

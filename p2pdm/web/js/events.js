@@ -28,7 +28,7 @@ export function followEvents(since, onEvent, onState) {
       "message.received", "message.status", "contact.request", "contact.added",
       "peer.online", "peer.offline", "message.reaction", "message.edited",
       "message.unsent", "message.expired", "message.deleted", "typing", "conversation.timer",
-      "conversation.updated", "contact.blocked", "contact.unblocked", "media.progress", "media.ready",
+      "conversation.updated", "conversation.changed", "contact.blocked", "contact.unblocked", "media.progress", "media.ready",
       "media.failed", "location.live", "location.stopped", "demo.changed",
       "group.created", "group.changed", "group.removed", "gap", "requests_gap",
     ];
