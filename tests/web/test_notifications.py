@@ -1,6 +1,7 @@
 """New messages while the person looks elsewhere, in a real browser against
 real nodes: the unread count in the tab's title, and desktop notifications
-turned on from the Node page (through the page's ``Notification``, recorded
+offered on the welcome pane until chosen ("Not now" remembered), and turned
+on and off on the Node page (through the page's ``Notification``, recorded
 by a stand-in installed before the app loads), their text hidden on request,
 none for the conversation being read or a muted one, a click opening the
 conversation."""
@@ -51,16 +52,28 @@ def test_new_messages_show_in_the_title_and_as_notifications(pair: Pair) -> None
     # A headless window has no focus of its own: give it the focus a window
     # the person looks at has.
     page.execute_cdp_cmd("Emulation.setFocusEmulationEnabled", {"enabled": True})
-    page.get(f"{pair.alice_base}#/node")
+    page.get(f"{pair.alice_base}#/")
     page.refresh()  # (only the hash changed: load the page again, with the stand-in)
-    wait_for(page, lambda d: all_css(d, "#notifications-on"), "the notification switch")
-    assert page.title == "p2pdm"
-    assert not by_css(page, "#notifications-on").is_selected()
-    assert not all_css(page, "#notification-text")
-    click(page, "#notifications-on", "turn notifications on")
+
+    # The welcome pane offers notifications until this browser chooses.
+    wait_for(page, lambda d: all_css(d, "#notification-offer"), "the offer")
+    click(page, "#notification-offer-later", "Not now")
+    wait_for(page, lambda d: not all_css(d, "#notification-offer"), "the offer gone")
+    assert page.execute_script("return localStorage.getItem('p2pdm.notifications')") == "off"
+    page.refresh()
+    wait_for(page, lambda d: all_css(d, "section.welcome h1"), "the welcome pane")
+    assert not all_css(page, "#notification-offer")  # not offered again
+    page.execute_script("localStorage.clear()")
+    page.refresh()
+    click(page, "#notification-offer-on", "Turn on notifications")
+    wait_for(page, lambda d: not all_css(d, "#notification-offer"), "the offer taken")
+    assert page.execute_script("return Notification.permission") == "granted"
+
+    # The Node page says it is on, with the choice of the text.
+    page.execute_script("location.hash = '#/node'")
     wait_for(page, lambda d: all_css(d, "#notification-text"), "on, with the text choice")
     assert by_css(page, "#notifications-on").is_selected()
-    assert page.execute_script("return Notification.permission") == "granted"
+    assert page.title == "p2pdm"
 
     # Bob writes while Alice is on the Node page: a notification and the title.
     bob.client.send("Alice", "Are you there?")

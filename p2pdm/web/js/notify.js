@@ -68,6 +68,31 @@ export function notifyMessage(event) {
   } catch (error) { showError(error); }
 }
 
+/** Ask the browser (once, from the person's click) and remember the answer; true if on. */
+async function turnOn() {
+  const answer = Notification.permission === "granted" ? "granted" : await Notification.requestPermission();
+  store(CHOICE_KEY, answer === "granted" ? "on" : null);
+  return answer === "granted";
+}
+
+/** The welcome pane's offer, until this browser has chosen (null once it has,
+ * or when it cannot show notifications or blocks them). */
+export function notificationOffer() {
+  if (!supported() || Notification.permission === "denied" || stored(CHOICE_KEY) !== null) return null;
+  const card = h("div.card", { id: "notification-offer" },
+    h("h2", {}, "Get notified of new messages"),
+    h("p", {}, "This browser can tell you when a message arrives while you look elsewhere (never for muted chats). You can change it on the Node page."),
+    h("button.primary", {
+      type: "button", id: "notification-offer-on",
+      onclick: async () => { try { await turnOn(); } catch (error) { showError(error); } card.remove(); },
+    }, "Turn on notifications"), " ",
+    h("button", {
+      type: "button", id: "notification-offer-later",
+      onclick: () => { store(CHOICE_KEY, "off"); card.remove(); },
+    }, "Not now"));
+  return card;
+}
+
 /** The Node page's controls: turn notifications on or off in this browser. */
 export function notificationControls() {
   const box = h("div.notifications", { id: "notifications" });
@@ -83,11 +108,8 @@ export function notificationControls() {
         h("input", {
           type: "checkbox", id: "notifications-on", checked: on,
           onchange: async (e) => {
-            if (e.target.checked) {
-              // The browser asks once, from this click.
-              const answer = Notification.permission === "granted" ? "granted" : await Notification.requestPermission();
-              store(CHOICE_KEY, answer === "granted" ? "on" : null);
-            } else store(CHOICE_KEY, "off");
+            if (e.target.checked) await turnOn(); // the browser asks once, from this click
+            else store(CHOICE_KEY, "off");
             draw();
           },
         }), " Notify me of new messages in this browser (not for muted chats)"));

@@ -4,6 +4,7 @@
 import { del, get, has, post } from "./api.js";
 import { clear, h, showError } from "./dom.js";
 import { loadContacts, loadConversations, state } from "./state.js";
+import { notificationOffer } from "./notify.js";
 
 export async function renderWelcome(main) {
   const active = state.conversations.filter((c) => !c.request && !c.archived);
@@ -26,11 +27,14 @@ export async function renderWelcome(main) {
       h("p", {}, "Start a local demo bot on this computer (it is not a person, and you can remove it any time). Send it a message and watch it go from queued to sent, delivered and read, then get an answer."),
       h("button.primary", { type: "button", id: "demo-start", onclick: startDemo }, "Try p2pdm with a demo contact")));
   }
-  if (active.length) return;
-  box.append(h("div.card", {},
-    h("h2", {}, "Chat with a friend"),
-    h("p", {}, "Share your invite, or paste theirs."),
-    h("a.button", { href: "#/new" }, "New chat")));
+  if (!active.length) {
+    box.append(h("div.card", {},
+      h("h2", {}, "Chat with a friend"),
+      h("p", {}, "Share your invite, or paste theirs."),
+      h("a.button", { href: "#/new" }, "New chat")));
+  }
+  const offer = notificationOffer(); // until this browser has chosen
+  if (offer) box.append(offer);
 }
 
 /** Someone with conversations: what is waiting, and where to go. */
