@@ -89,9 +89,7 @@ class Staff:
 async def find_staff(node: AsyncClient, notify: str) -> Staff:
     """``--notify``'s contact (name or PeerID) or group; SystemExit with one line if none."""
     for contact in await node.contacts():
-        if notify in (contact["peer_id"], contact["name"]) or (
-            (contact["name"] or "").lower() == notify.lower()
-        ):
+        if notify == contact["peer_id"] or notify.lower() == (contact["name"] or "").lower():
             return Staff(contact["peer_id"], contact["peer_id"])
     for group in await node.groups():
         if notify in (group["id"], group["name"]) and group["state"] == "active":

@@ -133,15 +133,13 @@ class ConversationUpkeep:
         """
         at_ms = self.now_ms()
         if pinned:
-            found = self.store.get_conversation(conversation_id)
-            others = [
-                c.pinned_at_ms
+            pins = {
+                c.id: c.pinned_at_ms
                 for c in self.store.list_conversations()
-                if c.pinned_at_ms is not None and c.id != conversation_id
-            ]
-            if (found is None or found.pinned_at_ms is None) and len(
-                others
-            ) >= MAX_PINNED_CONVERSATIONS:
+                if c.pinned_at_ms is not None
+            }
+            others = [at for cid, at in pins.items() if cid != conversation_id]
+            if conversation_id not in pins and len(others) >= MAX_PINNED_CONVERSATIONS:
                 raise ActionRefused(
                     f"at most {MAX_PINNED_CONVERSATIONS} chats can be pinned: unpin one first"
                 )

@@ -4,6 +4,7 @@
 import { accepts, api, has, patch, post } from "./api.js";
 import { announce, h, showError } from "./dom.js";
 import { groups } from "./groups.js";
+import { isHere } from "./media.js";
 import { refreshConversation, state } from "./state.js";
 
 export const REPLY_FIELD = "reply_to";
@@ -78,13 +79,10 @@ export function messageActions(message, { reply, refresh }) {
   return h("div.actions", {}, opener, menu);
 }
 
-/** The states of a file this node can send on: its own, or fetched whole. */
-const SENDABLE = ["local", "ready"];
-
 /** A text, files here whole, or a place: what the node can send a copy of. */
 function forwardable(message) {
   if (message.unsent || message.notice || message.unsupported) return false;
-  if (message.media && message.media.length) return message.media.every((item) => !item.state || SENDABLE.includes(item.state));
+  if (message.media && message.media.length) return message.media.every(isHere);
   return Boolean(message.text || message.location);
 }
 

@@ -12,8 +12,11 @@ const MAX_RECORDING_MS = 5 * 60 * 1000;
 /** How often the record button shows how long it has recorded. */
 const RECORDING_TICK_MS = 500;
 
-/** A file's states (GET /v1/media answers): `local` (yours) and `ready` can be shown. */
+/** A file's states (GET /v1/media answers): `local` (yours) and `ready` are whole here. */
 const SHOWABLE = ["local", "ready"];
+
+/** Whether a message's file is whole on this node: shown, and sendable on. */
+export const isHere = (item) => !item.state || SHOWABLE.includes(item.state);
 
 /** The file id a media.* event is about (`detail`: "<id>", "<id> 3/8" or "<id>: why"). */
 export function mediaIdOf(event) {
@@ -24,7 +27,7 @@ export function attachmentsOf(message) {
   return (message.media || []).map((item) => {
     const url = `/v1/media/${seg(item.id)}`;
     const kind = (item.mime || "").split("/")[0];
-    const ready = !item.state || SHOWABLE.includes(item.state);
+    const ready = isHere(item);
     const label = `${item.name || "file"}, ${bytes(item.size || 0)}`;
     const waiting = ready ? null : fileState(item);
     if (kind === "image" && (ready || item.thumbnail)) {
